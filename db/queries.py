@@ -1,0 +1,368 @@
+"""Every read and write Fleet makes; the state machine's conditional updates live here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from db.models import Attempt, Baseline, Event, Repo, Review, Run, Ticket, Verification, Worker, utcnow
+from db.status import (
+    LEASED_ATTEMPT,
+    OPEN_ATTEMPT,
+    WAITING_ATTEMPT,
+    AttemptStatus,
+    RunStatus,
+    TicketStatus,
+    ticket_transition,
+)
+
+
+class NotFound(Exception):
+    """No row with that id or name."""
+
+
+class AlreadyExists(Exception):
+    """A row with that unique name exists."""
+
+
+# --- repos -----------------------------------------------------------------------------------------
+
+
+def add_repo(s: Session, **fields: Any) -> Repo:
+    if s.scalar(select(Repo).where(Repo.name == fields["name"])):
+        raise AlreadyExists(f"repo {fields['name']!r} is already registered")
+    repo = Repo(**fields)
+    s.add(repo)
+    s.flush()
+    return repo
+
+
+def get_repo(s: Session, name: str) -> Repo:
+    repo = s.scalar(select(Repo).where(Repo.name == name))
+    if repo is None:
+        known = ", ".join(s.scalars(select(Repo.name).order_by(Repo.name))) or "none registered"
+        raise NotFound(f"unknown repo {name!r} (known: {known})")
+    return repo
+
+
+def list_repos(s: Session) -> Sequence[Repo]:
+    return s.scalars(select(Repo).order_by(Repo.name)).all()
+
+
+# --- tickets, runs, attempts -----------------------------------------------------------------------
+
+
+def add_ticket(s: Session, run_agents: Sequence[str], **fields: Any) -> Ticket:
+    """A ticket with one run per agent in run_agents; the caller adds the first attempts."""
+    ticket = Ticket(**fields)
+    s.add(ticket)
+    s.flush()
+    for index, agent in enumerate(run_agents):
+        s.add(Run(ticket_id=ticket.id, index=index, agent=agent))
+    s.flush()
+    s.refresh(ticket)
+    return ticket
+
+
+def add_attempt(s: Session, run: Run, prompt: str, feedback_in: str = "") -> Attempt:
+    number = (s.scalar(select(func.max(Attempt.number)).where(Attempt.run_id == run.id)) or 0) + 1
+    attempt = Attempt(
+        run_id=run.id,
+        ticket_id=run.ticket_id,
+        number=number,
+        prompt=prompt,
+        feedback_in=feedback_in,
+        status=AttemptStatus.QUEUED.value,
+        dispatched_at=utcnow(),
+    )
+    s.add(attempt)
+    s.flush()
+    return attempt
+
+
+def get_ticket(s: Session, ticket_id: int, *, lock: bool = False) -> Ticket:
+    query = select(Ticket).where(Ticket.id == ticket_id)
+    if lock:
+        query = query.with_for_update(of=Ticket)
+    ticket = s.scalar(query)
+    if ticket is None:
+        raise NotFound(f"unknown ticket {ticket_id}")
+    return ticket
+
+
+def load_ticket_tree(s: Session, ticket_id: int) -> Ticket:
+    """The ticket with runs, attempts and verifications loaded, for show and review."""
+    query = (
+        select(Ticket)
+        .where(Ticket.id == ticket_id)
+        .options(selectinload(Ticket.runs).selectinload(Run.attempts).selectinload(Attempt.verification))
+    )
+    ticket = s.scalar(query)
+    if ticket is None:
+        raise NotFound(f"unknown ticket {ticket_id}")
+    return ticket
+
+
+def list_tickets(s: Session, status: str | None = None, repo: str | None = None, limit: int = 500) -> Sequence[Ticket]:
+    query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+    if status:
+        query = query.where(Ticket.status == status)
+    if repo:
+        query = query.join(Repo).where(Repo.name == repo)
+    return s.scalars(query).all()
+
+
+def get_attempt(s: Session, attempt_id: int) -> Attempt:
+    attempt = s.get(Attempt, attempt_id)
+    if attempt is None:
+        raise NotFound(f"unknown attempt {attempt_id}")
+    return attempt
+
+
+def set_ticket_status(s: Session, ticket: Ticket, new: TicketStatus, reason: str = "") -> None:
+    ticket.status = ticket_transition(TicketStatus(ticket.status), new).value
+    ticket.status_reason = reason
+    ticket.updated_at = utcnow()
+
+
+def log_event(
+    s: Session,
+    kind: str,
+    message: str,
+    *,
+    ticket_id: int | None = None,
+    attempt_id: int | None = None,
+    actor: str = "",
+) -> None:
+    s.add(Event(kind=kind, message=message, ticket_id=ticket_id, attempt_id=attempt_id, actor=actor))
+
+
+def ticket_events(s: Session, ticket_id: int) -> Sequence[Event]:
+    return s.scalars(select(Event).where(Event.ticket_id == ticket_id).order_by(Event.id)).all()
+
+
+# --- the attempt state machine ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds an attempt, and the fencing token every later write must present."""
+
+    owner: str
+    token: str
+    seconds: float
+
+    def expires(self) -> datetime:
+        return utcnow() + timedelta(seconds=self.seconds)
+
+
+def claim(s: Session, attempt_id: int, waiting: AttemptStatus, leased: AttemptStatus, lease: Lease) -> bool:
+    """Compare-and-set waiting -> leased; False means another delivery got there first (do nothing)."""
+    values: dict[str, Any] = dict(
+        status=leased.value,
+        lease_owner=lease.owner,
+        lease_token=lease.token,
+        lease_expires_at=lease.expires(),
+    )
+    if leased == AttemptStatus.RUNNING:
+        values.update(agent_runs=Attempt.agent_runs + 1, started_at=utcnow())
+    result = s.execute(
+        update(Attempt).where(Attempt.id == attempt_id, Attempt.status == waiting.value).values(**values)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def advance(s: Session, attempt_id: int, lease: Lease, to: AttemptStatus, **values: Any) -> bool:
+    """Move a leased attempt on, only while lease.token still holds it (fencing against zombies)."""
+    release = dict(lease_owner=None, lease_token=None, lease_expires_at=None)
+    result = s.execute(
+        update(Attempt)
+        .where(Attempt.id == attempt_id, Attempt.lease_token == lease.token, Attempt.status.in_(LEASED_ATTEMPT))
+        .values(status=to.value, **release, **values)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def renew_leases(s: Session, owner: str, tokens: Iterable[str], seconds: float) -> set[str]:
+    """Extend every lease owner still holds; returns the tokens that are still held."""
+    tokens = list(tokens)
+    if not tokens:
+        return set()
+    s.execute(
+        update(Attempt)
+        .where(Attempt.lease_owner == owner, Attempt.lease_token.in_(tokens))
+        .values(lease_expires_at=utcnow() + timedelta(seconds=seconds))
+    )
+    held = s.scalars(select(Attempt.lease_token).where(Attempt.lease_token.in_(tokens)))
+    return {t for t in held if t}
+
+
+def cancel_requested(s: Session, attempt_ids: Iterable[int]) -> set[int]:
+    """The attempts among attempt_ids whose ticket asked to be cancelled."""
+    ids = list(attempt_ids)
+    if not ids:
+        return set()
+    query = (
+        select(Attempt.id)
+        .join(Ticket, Ticket.id == Attempt.ticket_id)
+        .where(Attempt.id.in_(ids), Ticket.cancel_requested_at.is_not(None))
+    )
+    return set(s.scalars(query))
+
+
+def expire_leases(s: Session) -> list[tuple[int, AttemptStatus]]:
+    """Put attempts whose lease ran out back in line; returns (id, waiting status) to re-send."""
+    back = {AttemptStatus.RUNNING: AttemptStatus.QUEUED, AttemptStatus.VERIFYING: AttemptStatus.VERIFY_QUEUED}
+    expired = s.execute(
+        select(Attempt.id, Attempt.status, Attempt.lease_token).where(
+            Attempt.status.in_(LEASED_ATTEMPT), Attempt.lease_expires_at < utcnow()
+        )
+    ).all()
+    requeued = []
+    for attempt_id, status, token in expired:
+        waiting = back[AttemptStatus(status)]
+        result = s.execute(
+            update(Attempt)
+            .where(Attempt.id == attempt_id, Attempt.lease_token == token)
+            .values(
+                status=waiting.value,
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+                recoveries=Attempt.recoveries + 1,
+                dispatched_at=utcnow(),
+            )
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            requeued.append((attempt_id, waiting))
+    return requeued
+
+
+def undelivered(s: Session, older_than_seconds: float) -> list[tuple[int, AttemptStatus]]:
+    """Waiting attempts not sent for a while (their message may be lost); stamps them as sent now."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    rows = s.execute(
+        select(Attempt.id, Attempt.status).where(Attempt.status.in_(WAITING_ATTEMPT), Attempt.dispatched_at <= cutoff)
+    ).all()
+    if rows:
+        s.execute(update(Attempt).where(Attempt.id.in_([r[0] for r in rows])).values(dispatched_at=utcnow()))
+    return [(attempt_id, AttemptStatus(status)) for attempt_id, status in rows]
+
+
+def open_attempts(s: Session, ticket_id: int) -> Sequence[Attempt]:
+    query = select(Attempt).where(Attempt.ticket_id == ticket_id, Attempt.status.in_(OPEN_ATTEMPT))
+    return s.scalars(query).all()
+
+
+def count_open_attempts(s: Session) -> int:
+    return s.scalar(select(func.count()).select_from(Attempt).where(Attempt.status.in_(OPEN_ATTEMPT))) or 0
+
+
+def active_ticket_count(s: Session) -> int:
+    query = (
+        select(func.count())
+        .select_from(Ticket)
+        .where(Ticket.status.in_([TicketStatus.QUEUED.value, TicketStatus.RUNNING.value]))
+    )
+    return s.scalar(query) or 0
+
+
+# --- verification ----------------------------------------------------------------------------------
+
+
+def add_verification(s: Session, attempt_id: int, **fields: Any) -> Verification:
+    verification = Verification(attempt_id=attempt_id, **fields)
+    s.add(verification)
+    s.flush()
+    return verification
+
+
+def find_baseline(s: Session, repo_id: int, base_sha: str, spec_hash: str) -> Baseline | None:
+    query = select(Baseline).where(
+        Baseline.repo_id == repo_id, Baseline.base_sha == base_sha, Baseline.spec_hash == spec_hash
+    )
+    return s.scalar(query)
+
+
+def save_baseline(s: Session, repo_id: int, base_sha: str, spec_hash: str, result: dict[str, Any]) -> Baseline:
+    """Store a baseline; when another worker stored the same one first, keep and return theirs."""
+    try:
+        with s.begin_nested():
+            baseline = Baseline(repo_id=repo_id, base_sha=base_sha, spec_hash=spec_hash, result=result)
+            s.add(baseline)
+    except IntegrityError:
+        existing = find_baseline(s, repo_id, base_sha, spec_hash)
+        assert existing is not None
+        return existing
+    return baseline
+
+
+def count_baselines(s: Session, repo_id: int) -> int:
+    return s.scalar(select(func.count()).select_from(Baseline).where(Baseline.repo_id == repo_id)) or 0
+
+
+# --- runs and review -------------------------------------------------------------------------------
+
+
+def finish_run(s: Session, run: Run, status: RunStatus) -> None:
+    run.status = status.value
+    run.finished_at = utcnow()
+
+
+def review_candidates(s: Session) -> Sequence[Ticket]:
+    query = (
+        select(Ticket)
+        .where(Ticket.status == TicketStatus.NEEDS_REVIEW.value)
+        .order_by(Ticket.priority.desc(), Ticket.id)
+    )
+    return s.scalars(query).all()
+
+
+def add_review(s: Session, **fields: Any) -> Review:
+    review = Review(**fields)
+    s.add(review)
+    s.flush()
+    return review
+
+
+def reviews_for(s: Session, ticket_id: int) -> Sequence[Review]:
+    return s.scalars(select(Review).where(Review.ticket_id == ticket_id).order_by(Review.id)).all()
+
+
+# --- workers and status ----------------------------------------------------------------------------
+
+
+def beat(s: Session, worker_id: str, **fields: Any) -> None:
+    """Insert or refresh a worker's heartbeat row."""
+    worker = s.get(Worker, worker_id)
+    if worker is None:
+        s.add(Worker(id=worker_id, **fields))
+    else:
+        for key, value in fields.items():
+            setattr(worker, key, value)
+        worker.heartbeat_at = utcnow()
+
+
+def list_workers(s: Session, include_stopped: bool = False) -> Sequence[Worker]:
+    query = select(Worker).order_by(Worker.started_at.desc())
+    if not include_stopped:
+        query = query.where(Worker.stopped_at.is_(None))
+    return s.scalars(query).all()
+
+
+def ticket_counts(s: Session) -> dict[str, int]:
+    rows = s.execute(select(Ticket.status, func.count()).group_by(Ticket.status)).all()
+    return {status: count for status, count in rows}
+
+
+def attempt_counts(s: Session) -> dict[str, int]:
+    rows = s.execute(
+        select(Attempt.status, func.count()).where(Attempt.status.in_(OPEN_ATTEMPT)).group_by(Attempt.status)
+    ).all()
+    return {status: count for status, count in rows}

@@ -1,0 +1,53 @@
+"""The three contracts of Fleet: the agent, the workspace and the verifier."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class AgentTask:
+    """Everything an agent gets for one attempt. The prompt is a file, never a command line."""
+
+    worktree: Path
+    prompt_file: Path
+    ticket_id: int
+    attempt: int
+    timeout: float
+    cancelled: threading.Event
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """What an agent left behind. The diff is taken by Fleet from the worktree afterwards."""
+
+    exit_code: int | None
+    transcript: str
+    duration: float
+    timed_out: bool = False
+    cancelled: bool = False
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+
+class Agent(Protocol):
+    """A coding agent: edits files in task.worktree and returns when done."""
+
+    def run(self, task: AgentTask) -> AgentResult: ...
+
+
+class Workspace(Protocol):
+    """A git checkout at a base commit, leased from a pool and handed back clean."""
+
+    path: Path
+    base_sha: str
+
+    def diff(self) -> str: ...
+
+    def release(self) -> None: ...

@@ -1,0 +1,59 @@
+"""The one settings object, built at the entry points (CLI, worker, web) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_BROKER = "embedded"
+
+
+class Settings(BaseSettings):
+    """Fleet's configuration; every field can be set as FLEET_<NAME> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore")
+
+    home: Path = Path(".fleet")
+    database_url: str = ""
+    broker_url: str = EMBEDDED_BROKER
+
+    lease_seconds: float = 60.0
+    heartbeat_seconds: float = 10.0
+    redispatch_seconds: float = 900.0
+    reconcile_seconds: float = 15.0
+
+    agent_timeout_seconds: float = 3600.0
+    test_timeout_seconds: float = 1800.0
+    setup_timeout_seconds: float = 1800.0
+    kill_grace_seconds: float = 5.0
+
+    worktree_pool_size: int = 32
+    transcript_limit_bytes: int = 256_000
+    feedback_limit_bytes: int = 4_000
+
+    @property
+    def db_url(self) -> str:
+        """The database URL: FLEET_DATABASE_URL, or SQLite inside FLEET_HOME."""
+        return self.database_url or f"sqlite:///{self.home.resolve() / 'fleet.db'}"
+
+    @property
+    def embedded(self) -> bool:
+        """True when the broker is the serverless one under FLEET_HOME."""
+        return self.broker_url == EMBEDDED_BROKER
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.home.resolve() / "broker"
+
+    @property
+    def worktrees_dir(self) -> Path:
+        return self.home.resolve() / "worktrees"
+
+    @property
+    def mirrors_dir(self) -> Path:
+        return self.home.resolve() / "mirrors"
+
+    @property
+    def attempts_dir(self) -> Path:
+        return self.home.resolve() / "attempts"

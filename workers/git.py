@@ -1,0 +1,71 @@
+"""Run git as data-in, data-out: hooks, fsmonitor and prompts are off, so no repository content runs as a command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+SAFE_CONFIG = (
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "protocol.ext.allow=never",
+    "-c",
+    "advice.detachedHead=false",
+    "-c",
+    "user.name=Fleet",
+    "-c",
+    "user.email=fleet@localhost",
+)
+GIT_TIMEOUT_SECONDS = 600.0
+
+
+class GitError(Exception):
+    """A git command failed; carries the command and git's own message."""
+
+    def __init__(self, args: tuple[str, ...], returncode: int, stderr: str) -> None:
+        self.args_ = args
+        self.returncode = returncode
+        self.stderr = stderr.strip()
+        last_line = self.stderr.splitlines()[-1] if self.stderr else f"exit code {returncode}"
+        super().__init__(f"git {' '.join(args[:2])} failed: {last_line}")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1", LC_ALL="C")
+    return env
+
+
+def git(*args: str, cwd: Path, input: str | None = None, timeout: float = GIT_TIMEOUT_SECONDS) -> str:
+    """Run `git args...` in cwd and return stdout; raise GitError on failure."""
+    proc = subprocess.run(
+        ["git", *SAFE_CONFIG, *args],
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise GitError(args, proc.returncode, proc.stderr)
+    return proc.stdout
+
+
+def is_git_repo(path: Path) -> bool:
+    """True when path is inside a git work tree or is a bare repository."""
+    try:
+        return git("rev-parse", "--git-dir", cwd=path).strip() != ""
+    except (GitError, NotADirectoryError, FileNotFoundError):
+        return False
+
+
+def resolve_commit(repo: Path, ref: str) -> str:
+    """The full sha of ref in repo; GitError when it is not a commit there."""
+    if ref.startswith("-"):
+        raise GitError(("rev-parse", ref), 128, f"not a valid ref: {ref!r}")
+    return git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", cwd=repo).strip()

@@ -1,0 +1,150 @@
+"""Run one external command in its own process group, with a time limit, cancellation and bounded output."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+POLL_SECONDS = 0.1
+CHUNK_BYTES = 65_536
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """How a command ended and what it printed (stdout and stderr interleaved, trimmed in the middle)."""
+
+    exit_code: int | None
+    output: str
+    duration: float
+    timed_out: bool = False
+    cancelled: bool = False
+    not_found: bool = False
+    output_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not (self.timed_out or self.cancelled or self.not_found)
+
+
+class BoundedOutput:
+    """Keeps the first and last bytes of a stream, so megabytes of output cost a fixed amount of memory."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.head_limit = limit_bytes // 4
+        self.tail_limit = limit_bytes - self.head_limit
+        self.head = bytearray()
+        self.tail: deque[bytes] = deque()
+        self.tail_size = 0
+        self.total = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.head_limit - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            self.tail.append(chunk)
+            self.tail_size += len(chunk)
+            while self.tail and self.tail_size - len(self.tail[0]) >= self.tail_limit:
+                self.tail_size -= len(self.tail.popleft())
+
+    def text(self) -> str:
+        tail = b"".join(self.tail)[-self.tail_limit :] if self.tail else b""
+        omitted = self.total - len(self.head) - len(tail)
+        middle = f"\n[... {omitted} bytes omitted ...]\n".encode() if omitted > 0 else b""
+        return (bytes(self.head) + middle + tail).decode("utf-8", errors="replace")
+
+
+def _drain(stream: object, sink: BoundedOutput) -> None:
+    read = stream.read  # type: ignore[attr-defined]
+    while chunk := read(CHUNK_BYTES):
+        sink.write(chunk)
+
+
+def _kill_leftovers(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def kill_group(proc: subprocess.Popen[bytes], grace_seconds: float) -> None:
+    """TERM the whole process group, then KILL what is left after the grace period."""
+    for sig, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        _kill_leftovers(proc)  # the leader exited; children in the group may still live
+        return
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    cancelled: threading.Event | None = None,
+    limit_bytes: int = 256_000,
+    grace_seconds: float = 5.0,
+    stdin: bytes | None = None,
+) -> ProcessResult:
+    """Run argv (never through a shell unless argv says so) and wait for it, the time limit or cancellation."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        return ProcessResult(None, f"{argv[0]}: {exc.strerror}", 0.0, not_found=True)
+    sink = BoundedOutput(limit_bytes)
+    reader = threading.Thread(target=_drain, args=(proc.stdout, sink), daemon=True)
+    reader.start()
+    if stdin is not None and proc.stdin:
+        try:
+            proc.stdin.write(stdin)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+    timed_out = was_cancelled = False
+    deadline = started + timeout
+    while proc.poll() is None:
+        if cancelled is not None and cancelled.is_set():
+            was_cancelled = True
+        elif time.monotonic() >= deadline:
+            timed_out = True
+        else:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=POLL_SECONDS)
+            continue
+        kill_group(proc, grace_seconds)
+        break
+    else:
+        _kill_leftovers(proc)  # the command ended; its background children must not outlive it
+    reader.join(timeout=5.0)
+    return ProcessResult(
+        exit_code=proc.returncode,
+        output=sink.text(),
+        duration=time.monotonic() - started,
+        timed_out=timed_out,
+        cancelled=was_cancelled,
+        output_bytes=sink.total,
+    )
