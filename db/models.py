@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from db.status import RunStatus, TicketStatus
@@ -15,24 +15,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class UTCDateTime(DateTime):
-    """Timestamps are stored and read back as aware UTC datetimes on every backend."""
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps are stored as UTC and read back as aware UTC datetimes on every backend."""
 
+    impl = DateTime(timezone=True)
     cache_ok = True
 
-    def __init__(self) -> None:
-        super().__init__(timezone=True)
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+            return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return value
 
-    def result_processor(self, dialect: Any, coltype: Any) -> Any:
-        parent = super().result_processor(dialect, coltype)
-
-        def process(value: Any) -> Any:
-            value = parent(value) if parent else value
-            if isinstance(value, datetime) and value.tzinfo is None:
-                return value.replace(tzinfo=UTC)
-            return value
-
-        return process
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class Base(DeclarativeBase):
@@ -88,6 +86,7 @@ class Run(Base):
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
     index: Mapped[int] = mapped_column(Integer)
     agent: Mapped[str] = mapped_column(String(200))
+    attempt_limit: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.ACTIVE.value)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()

@@ -64,7 +64,7 @@ def add_ticket(s: Session, run_agents: Sequence[str], **fields: Any) -> Ticket:
     s.add(ticket)
     s.flush()
     for index, agent in enumerate(run_agents):
-        s.add(Run(ticket_id=ticket.id, index=index, agent=agent))
+        s.add(Run(ticket_id=ticket.id, index=index, agent=agent, attempt_limit=ticket.attempt_budget))
     s.flush()
     s.refresh(ticket)
     return ticket

@@ -40,15 +40,24 @@ def _env() -> dict[str, str]:
     return env
 
 
-def git(*args: str, cwd: Path, input: str | None = None, timeout: float = GIT_TIMEOUT_SECONDS) -> str:
+def git(
+    *args: str,
+    cwd: Path,
+    input: str | None = None,
+    timeout: float = GIT_TIMEOUT_SECONDS,
+    index_file: Path | None = None,
+) -> str:
     """Run `git args...` in cwd and return stdout; raise GitError on failure."""
+    env = _env()
+    if index_file is not None:
+        env["GIT_INDEX_FILE"] = str(index_file)
     proc = subprocess.run(
         ["git", *SAFE_CONFIG, *args],
         cwd=cwd,
         input=input,
         capture_output=True,
         text=True,
-        env=_env(),
+        env=env,
         timeout=timeout,
     )
     if proc.returncode != 0:

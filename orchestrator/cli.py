@@ -1,0 +1,384 @@
+"""The `fleet` command line."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from db import queries
+from db.engine import Database
+from db.migrate import upgrade
+from db.status import TicketStatus
+from orchestrator import review as reviews
+from orchestrator import views
+from orchestrator.errors import FleetError
+from orchestrator.repos import RepoSpec, register_repo
+from orchestrator.settings import Settings
+from orchestrator.tickets import TicketSpec, load_specs
+from orchestrator.tickets import submit as submit_tickets
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Queue tickets for coding agents; review only verified diffs."
+)
+repo_app = typer.Typer(no_args_is_help=True, help="Register and list repositories.")
+review_app = typer.Typer(no_args_is_help=True, help="Verified diffs waiting for a person.")
+app.add_typer(repo_app, name="repo")
+app.add_typer(review_app, name="review")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+F = TypeVar("F", bound=Callable[..., Any])
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def actor() -> str:
+    return os.environ.get("FLEET_USER") or getpass.getuser()
+
+
+def one_line_errors(fn: F) -> F:
+    """Bad input ends with one line on stderr and exit code 1, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (FleetError, queries.NotFound, queries.AlreadyExists) as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Context:
+    """Settings, database and dispatcher, built once per command at the entry point."""
+
+    def __init__(self) -> None:
+        self.settings = Settings()
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.db = Database(self.settings.db_url)
+        upgrade(self.db)
+        self._dispatcher: Any = None
+
+    @property
+    def dispatcher(self) -> Any:
+        if self._dispatcher is None:
+            from workers.celery_app import create_app
+            from workers.queue import Dispatcher
+
+            self._dispatcher = Dispatcher(create_app(self.settings))
+        return self._dispatcher
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# --- repos -----------------------------------------------------------------------------------------
+
+
+@repo_app.command("add")
+@one_line_errors
+def repo_add(
+    name: str,
+    path: str,
+    test_cmd: Annotated[str, typer.Option(help="The command that runs the repository's tests.")] = "",
+    setup_cmd: Annotated[str, typer.Option(help="Run before the agent and before the tests.")] = "",
+    protect: Annotated[list[str], typer.Option(help="A glob of paths the agent may not change (repeatable).")] = [],
+    hidden_tests: Annotated[str, typer.Option(help="A folder of tests the agent never sees.")] = "",
+    agent: Annotated[str, typer.Option(help="The default agent for this repo's tickets.")] = "shell",
+    allow_test_edits: Annotated[bool, typer.Option(help="Tickets may add tests.")] = False,
+) -> None:
+    """Register a git repository and how to test it."""
+    ctx = Context()
+    spec = RepoSpec(
+        name=name,
+        path=path,
+        test_cmd=test_cmd,
+        setup_cmd=setup_cmd,
+        protect=protect,
+        hidden_tests=hidden_tests,
+        agent=agent,
+        allow_test_edits=allow_test_edits,
+    )
+    repo = register_repo(ctx.db, spec)
+    out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)
+
+
+@repo_app.command("list")
+@one_line_errors
+def repo_list(as_json: JsonFlag = False) -> None:
+    """List registered repositories."""
+    with Context().db.session() as s:
+        repos = [views.repo_view(r) for r in queries.list_repos(s)]
+    if as_json:
+        return print_json(repos)
+    table = Table("name", "source", "test command", "agent")
+    for r in repos:
+        table.add_row(r["name"], r["source"], r["test_cmd"], r["default_agent"])
+    out.print(table)
+
+
+# --- tickets ---------------------------------------------------------------------------------------
+
+
+@app.command()
+@one_line_errors
+def submit(
+    repo: Annotated[str, typer.Option(help="The registered repo name.")] = "",
+    title: Annotated[str, typer.Option()] = "",
+    body: Annotated[str, typer.Option()] = "",
+    base: Annotated[str, typer.Option(help="The base ref or commit.")] = "HEAD",
+    agent: Annotated[list[str], typer.Option(help="Agent name (repeatable: one run per agent).")] = [],
+    agent_cmd: Annotated[str, typer.Option(help="The command the shell agent runs (no shell).")] = "",
+    attempts: Annotated[int, typer.Option(help="Attempts per run, feedback between them.")] = 3,
+    fanout: Annotated[int, typer.Option(help="Independent runs per agent.")] = 1,
+    target: Annotated[list[str], typer.Option(help="A test id that must pass (repeatable).")] = [],
+    priority: Annotated[int, typer.Option()] = 0,
+    timeout: Annotated[float, typer.Option(help="Agent time limit in seconds per attempt.")] = 0.0,
+    file: Annotated[Path | None, typer.Option(help="A YAML or JSON list of tickets.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Queue one ticket, or every ticket in --file."""
+    fields: dict[str, Any] = dict(
+        repo=repo,
+        body=body,
+        base=base,
+        agents=list(agent),
+        agent_cmd=agent_cmd,
+        attempts=attempts,
+        fanout=fanout,
+        targets=list(target),
+        priority=priority,
+        timeout=timeout or None,
+    )
+    if file is not None:
+        specs = load_specs(file, {k: v for k, v in fields.items() if v not in ("", [], None)} | {"title": title})
+    else:
+        if not repo:
+            raise FleetError("--repo is required")
+        specs = [TicketSpec(title=title, **fields)]
+    ctx = Context()
+    tickets = submit_tickets(ctx.db, ctx.dispatcher, specs, Path.cwd(), actor())
+    if as_json:
+        with ctx.db.session() as s:
+            return print_json([views.ticket_view(queries.get_ticket(s, t.id)) for t in tickets])
+    for t in tickets:
+        out.print(f"ticket {t.id} queued: {t.title}", markup=False)
+
+
+def ticket_table(tickets: list[dict[str, Any]]) -> Table:
+    table = Table("id", "repo", "status", "agent", "title", "reason")
+    for t in tickets:
+        table.add_row(str(t["id"]), t["repo"], t["status"], t["agent"], t["title"][:60], t["reason"][:60])
+    return table
+
+
+@app.command()
+@one_line_errors
+def tickets(
+    status: Annotated[str, typer.Option(help="Only tickets with this status.")] = "",
+    repo: Annotated[str, typer.Option()] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """List tickets, newest first."""
+    if status and status not in {s.value for s in TicketStatus}:
+        raise FleetError(f"unknown status {status!r}; one of: {', '.join(s.value for s in TicketStatus)}")
+    with Context().db.session() as s:
+        rows = [views.ticket_view(t) for t in queries.list_tickets(s, status or None, repo or None)]
+    print_json(rows) if as_json else out.print(ticket_table(rows))
+
+
+@app.command()
+@one_line_errors
+def show(ticket: int, as_json: JsonFlag = False) -> None:
+    """A ticket with its runs and attempts: status, verdict, diff stat and feedback."""
+    with Context().db.session() as s:
+        view = views.ticket_view(queries.load_ticket_tree(s, ticket), with_runs=True)
+    if as_json:
+        return print_json(view)
+    out.print(f"ticket {view['id']} [{view['status']}] {view['title']}", markup=False)
+    if view["reason"]:
+        out.print(f"  {view['reason']}", markup=False)
+    for run in view["runs"]:
+        out.print(f"  run {run['index']} ({run['agent']}): {run['status']}", markup=False)
+        for a in run["attempts"]:
+            verdict = a["verdict"] or a["status"]
+            out.print(
+                f"    attempt {a['number']} (id {a['id']}): {verdict}  {a['diff_stat']}  {a['error'] or ''}",
+                markup=False,
+            )
+
+
+@app.command()
+@one_line_errors
+def logs(attempt: int) -> None:
+    """An attempt's prompt, transcript and verification output."""
+    with Context().db.session() as s:
+        a = queries.get_attempt(s, attempt)
+        parts = [("prompt", a.prompt), ("transcript", a.transcript)]
+        if a.verification is not None:
+            parts += [("verification", "\n".join(a.verification.reasons) + "\n\n" + a.verification.output)]
+    for name, text in parts:
+        out.rule(name)
+        out.print(text, markup=False)
+
+
+@app.command()
+@one_line_errors
+def cancel(ticket: int) -> None:
+    """Stop a ticket: waiting attempts at once, running agents within seconds."""
+    reviews.cancel(Context().db, ticket, actor())
+    out.print(f"ticket {ticket} cancelled")
+
+
+@app.command()
+@one_line_errors
+def retry(ticket: int) -> None:
+    """Start a failed, errored or cancelled ticket again, with a fresh attempt budget."""
+    ctx = Context()
+    reviews.retry(ctx.db, ctx.dispatcher, ticket, actor())
+    out.print(f"ticket {ticket} queued again")
+
+
+# --- workers ---------------------------------------------------------------------------------------
+
+
+@app.command()
+@one_line_errors
+def up(
+    concurrency: Annotated[int, typer.Option(help="Agent and verification slots.")] = 4,
+    until_idle: Annotated[bool, typer.Option(help="Exit when no work is left.")] = False,
+) -> None:
+    """Run workers in the foreground (embedded mode: no server needed)."""
+    from workers.serve import serve
+
+    ctx = Context()
+    raise typer.Exit(serve(ctx.settings, ctx.db, concurrency, until_idle=until_idle))
+
+
+@app.command()
+@one_line_errors
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Slots in this worker process.")] = 8,
+    queue: Annotated[list[str], typer.Option(help="Queues to consume: agents, verify (default both).")] = [],
+) -> None:
+    """Run a team-mode worker against FLEET_BROKER_URL and FLEET_DATABASE_URL."""
+    from workers.constants import AGENT_QUEUE, QUEUES, VERIFY_QUEUE
+    from workers.serve import serve
+
+    names = {"agents": AGENT_QUEUE, "verify": VERIFY_QUEUE}
+    unknown = [q for q in queue if q not in names]
+    if unknown:
+        raise FleetError(f"unknown queue {unknown[0]!r}; one of: agents, verify")
+    ctx = Context()
+    raise typer.Exit(serve(ctx.settings, ctx.db, concurrency, [names[q] for q in queue] or list(QUEUES)))
+
+
+@app.command()
+@one_line_errors
+def status(as_json: JsonFlag = False) -> None:
+    """Tickets by status, attempts in flight, workers and queue depth."""
+    from orchestrator.fleetstatus import fleet_status, render_status
+
+    ctx = Context()
+    data = fleet_status(ctx.db, ctx.dispatcher)
+    print_json(data) if as_json else out.print(render_status(data))
+
+
+# --- review ----------------------------------------------------------------------------------------
+
+
+@review_app.command("list")
+@one_line_errors
+def review_list(as_json: JsonFlag = False) -> None:
+    """Tickets with a verified diff, waiting for review. Nothing unverified is ever listed."""
+    with Context().db.session() as s:
+        rows = []
+        for ticket in queries.review_candidates(s):
+            tree = queries.load_ticket_tree(s, ticket.id)
+            best = reviews.candidates(tree)
+            rows.append(
+                views.ticket_view(tree)
+                | {
+                    "candidates": len(best),
+                    "best_attempt": best[0].id if best else None,
+                    "diff_stat": best[0].diff_stat if best else "",
+                }
+            )
+    if as_json:
+        return print_json(rows)
+    table = Table("ticket", "repo", "title", "candidates", "best diff")
+    for r in rows:
+        table.add_row(str(r["id"]), r["repo"], r["title"][:60], str(r["candidates"]), r["diff_stat"])
+    out.print(table)
+
+
+@review_app.command("show")
+@one_line_errors
+def review_show(ticket: int, as_json: JsonFlag = False) -> None:
+    """The best verified diff of a ticket and the tests it made pass; other candidates follow."""
+    with Context().db.session() as s:
+        tree = queries.load_ticket_tree(s, ticket)
+        best = reviews.candidates(tree)
+        if not best:
+            raise FleetError(f"ticket {ticket} has no verified diff (status {tree.status})")
+        shown = [views.attempt_view(a, with_text=True) for a in best]
+        head = views.ticket_view(tree)
+    if as_json:
+        return print_json(head | {"candidates": shown})
+    out.print(f"ticket {head['id']}: {head['title']}  [{head['status']}]", markup=False)
+    for rank, a in enumerate(shown, start=1):
+        v = a["verification"]
+        out.rule(f"candidate {rank}: attempt {a['number']} of run {a['run']} (id {a['id']}), {a['diff_stat']}")
+        out.print(f"fail to pass: {', '.join(v['fail_to_pass']) or '-'}", markup=False)
+        out.print(f"pass to pass: {v['pass_to_pass']} still passing", markup=False)
+        for key in ("flags", "flaky", "reverted", "warnings"):
+            if v[key]:
+                out.print(f"{key}: {', '.join(v[key])}", markup=False)
+        out.print(a["diff"], markup=False)
+
+
+@review_app.command("approve")
+@one_line_errors
+def review_approve(ticket: int) -> None:
+    """Land the best verified diff as branch fleet/ticket-N in the repository."""
+    ctx = Context()
+    branch = reviews.approve(ctx.db, ctx.settings, ticket, actor())
+    out.print(f"ticket {ticket} approved: branch {branch}", markup=False)
+
+
+@review_app.command("reject")
+@one_line_errors
+def review_reject(
+    ticket: int,
+    feedback: Annotated[str, typer.Option(help="Your words go to the agent in a new attempt.")] = "",
+) -> None:
+    """Reject the diff; with --feedback the agent tries again with your words."""
+    ctx = Context()
+    new = reviews.reject(ctx.db, ctx.dispatcher, ticket, actor(), feedback)
+    out.print(f"ticket {ticket} rejected" + (f"; attempt {new} queued with your feedback" if new else ""))
+
+
+@app.command()
+@one_line_errors
+def demo(
+    concurrency: Annotated[int, typer.Option(help="Slots for the demo's workers.")] = 4,
+) -> None:
+    """Make a sample repository with real bugs, queue tickets for scripted agents, and run them."""
+    from orchestrator.demo import run_demo
+
+    ctx = Context()
+    run_demo(ctx, concurrency, out)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,5 @@
+"""Errors the CLI and the API show to people as one line."""
+
+
+class FleetError(Exception):
+    """A bad input or an impossible request; the message is the whole explanation."""

@@ -1,0 +1,100 @@
+"""The dispatch policy: what happens to a ticket after each verdict, cancel, retry and reject."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from db import queries
+from db.models import Attempt, Run, Ticket, utcnow
+from db.status import AttemptStatus, RunStatus, TicketStatus, Verdict
+
+Waiting = list[tuple[int, AttemptStatus]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A verification as the policy needs it."""
+
+    verdict: Verdict
+    feedback: str
+    reason: str
+
+
+def compose_prompt(ticket: Ticket, feedback: str = "") -> str:
+    """The prompt an agent reads from FLEET_PROMPT_FILE: the ticket, then the feedback of the last attempt."""
+    lines = [f"# Ticket {ticket.id}: {ticket.title}", "", ticket.body.strip(), ""]
+    lines.append(f"Repository: {ticket.repo.name}, base commit {ticket.base_sha[:12]}.")
+    if ticket.targets:
+        lines.append("Tests that must pass: " + ", ".join(ticket.targets))
+    if feedback:
+        lines += ["", "## Feedback on your previous attempt", "", feedback.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def start_runs(s: queries.Session, ticket: Ticket) -> Waiting:
+    """First attempts for every run of a new ticket."""
+    return [(queries.add_attempt(s, run, compose_prompt(ticket)).id, AttemptStatus.QUEUED) for run in ticket.runs]
+
+
+def next_attempt(s: queries.Session, run: Run, feedback: str) -> Attempt:
+    return queries.add_attempt(s, run, compose_prompt(run.ticket, feedback), feedback_in=feedback)
+
+
+def reopen(s: queries.Session, run: Run, feedback: str) -> Attempt:
+    """A new round on an ended run (retry, or a reviewer's rejection), with a fresh attempt budget."""
+    attempt = next_attempt(s, run, feedback)
+    run.status = RunStatus.ACTIVE.value
+    run.finished_at = None
+    run.attempt_limit = attempt.number + run.ticket.attempt_budget - 1
+    return attempt
+
+
+def on_attempt_started(s: queries.Session, ticket: Ticket) -> None:
+    if ticket.status == TicketStatus.QUEUED.value:
+        queries.set_ticket_status(s, ticket, TicketStatus.RUNNING)
+
+
+def after_verdict(s: queries.Session, attempt: Attempt, outcome: Outcome) -> Waiting:
+    """Record what a verdict means for the run and the ticket; returns new attempts to send."""
+    run, ticket = attempt.run, attempt.run.ticket
+    if ticket.cancel_requested_at is not None:
+        queries.finish_run(s, run, RunStatus.CANCELLED)
+        return []
+    if outcome.verdict == Verdict.PASSED:
+        queries.finish_run(s, run, RunStatus.PASSED)
+    elif outcome.verdict in (Verdict.FAILED, Verdict.GAMED) and attempt.number < run.attempt_limit:
+        return [(next_attempt(s, run, outcome.feedback).id, AttemptStatus.QUEUED)]
+    else:
+        queries.finish_run(s, run, RunStatus.ERROR if outcome.verdict == Verdict.ERROR else RunStatus.FAILED)
+    settle(s, ticket, outcome.reason)
+    return []
+
+
+def settle(s: queries.Session, ticket: Ticket, reason: str) -> None:
+    """Derive the ticket's status from its runs once a run has ended."""
+    statuses = {RunStatus(run.status) for run in ticket.runs}
+    current = TicketStatus(ticket.status)
+    if RunStatus.PASSED in statuses and current in (TicketStatus.QUEUED, TicketStatus.RUNNING):
+        queries.set_ticket_status(s, ticket, TicketStatus.NEEDS_REVIEW, "a verified diff is waiting for review")
+    elif RunStatus.ACTIVE in statuses or current not in (TicketStatus.QUEUED, TicketStatus.RUNNING):
+        return
+    elif statuses == {RunStatus.ERROR}:
+        queries.set_ticket_status(s, ticket, TicketStatus.ERROR, reason)
+    elif RunStatus.CANCELLED not in statuses:
+        queries.set_ticket_status(s, ticket, TicketStatus.FAILED, reason)
+    queries.log_event(s, "ticket_" + ticket.status, ticket.status_reason, ticket_id=ticket.id)
+
+
+def cancel(s: queries.Session, ticket: Ticket, actor: str) -> None:
+    """Ask every attempt of the ticket to stop; waiting ones stop now, running ones within seconds."""
+    ticket.cancel_requested_at = utcnow()
+    ticket.cancelled_by = actor
+    for attempt in queries.open_attempts(s, ticket.id):
+        if AttemptStatus(attempt.status) in (AttemptStatus.QUEUED, AttemptStatus.VERIFY_QUEUED):
+            attempt.status = AttemptStatus.CANCELLED.value
+            attempt.finished_at = utcnow()
+    for run in ticket.runs:
+        if run.status == RunStatus.ACTIVE.value:
+            queries.finish_run(s, run, RunStatus.CANCELLED)
+    queries.set_ticket_status(s, ticket, TicketStatus.CANCELLED, f"cancelled by {actor}")
+    queries.log_event(s, "cancelled", f"cancelled by {actor}", ticket_id=ticket.id, actor=actor)

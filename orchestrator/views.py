@@ -1,0 +1,107 @@
+"""Plain dicts of tickets, attempts and verifications: what `--json` prints and the API returns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from db.models import Attempt, Repo, Ticket, Verification, Worker
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def repo_view(repo: Repo) -> dict[str, Any]:
+    return {
+        "id": repo.id,
+        "name": repo.name,
+        "source": repo.source,
+        "test_cmd": repo.test_cmd,
+        "setup_cmd": repo.setup_cmd,
+        "default_agent": repo.default_agent,
+        "settings": repo.settings,
+    }
+
+
+def verification_view(v: Verification | None) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    return {
+        "verdict": v.verdict,
+        "reasons": v.reasons,
+        "fail_to_pass": v.fail_to_pass,
+        "pass_to_pass": v.pass_to_pass,
+        "broken": v.broken,
+        "flaky": v.flaky,
+        "flags": v.flags,
+        "reverted": v.reverted,
+        "warnings": v.warnings,
+        "duration": round(v.duration, 3),
+    }
+
+
+def attempt_view(a: Attempt, with_text: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": a.id,
+        "run": a.run.index,
+        "number": a.number,
+        "status": a.status,
+        "diff_stat": a.diff_stat,
+        "exit_code": a.exit_code,
+        "error": a.error,
+        "agent_runs": a.agent_runs,
+        "recoveries": a.recoveries,
+        "verdict": a.verification.verdict if a.verification else None,
+        "verification": verification_view(a.verification),
+        "feedback_in": a.feedback_in,
+        "feedback_out": a.verification.feedback if a.verification else "",
+        "tokens_in": a.tokens_in,
+        "tokens_out": a.tokens_out,
+        "cost_usd": a.cost_usd,
+        "started_at": _time(a.started_at),
+        "finished_at": _time(a.finished_at),
+    }
+    if with_text:
+        view.update(diff=a.diff, transcript=a.transcript, prompt=a.prompt)
+    return view
+
+
+def ticket_view(t: Ticket, with_runs: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": t.id,
+        "repo": t.repo.name,
+        "title": t.title,
+        "status": t.status,
+        "reason": t.status_reason,
+        "base_ref": t.base_ref,
+        "base_sha": t.base_sha,
+        "agent": t.agent,
+        "priority": t.priority,
+        "attempt_budget": t.attempt_budget,
+        "fanout": t.fanout,
+        "targets": t.targets,
+        "created_at": _time(t.created_at),
+        "updated_at": _time(t.updated_at),
+        "cancelled_by": t.cancelled_by,
+    }
+    if with_runs:
+        view["body"] = t.body
+        view["runs"] = [
+            {"index": r.index, "agent": r.agent, "status": r.status, "attempts": [attempt_view(a) for a in r.attempts]}
+            for r in t.runs
+        ]
+    return view
+
+
+def worker_view(w: Worker) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "hostname": w.hostname,
+        "pid": w.pid,
+        "slots": w.slots,
+        "busy": w.busy,
+        "queues": w.queues,
+        "heartbeat_at": _time(w.heartbeat_at),
+        "stopped_at": _time(w.stopped_at),
+    }

@@ -1,0 +1,276 @@
+"""The worktree pool: clean reuse, a size limit, concurrency, crash recovery, diffs and pruning."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from workers.git import git
+from workers.mirror import ensure_mirror
+from workers.worktree import PoolExhausted, WorktreeError, WorktreePool
+
+
+def _dirty(path: Path) -> None:
+    (path / "calc.py").write_text("broken\n")
+    (path / "untracked.txt").write_text("left behind\n")
+    (path / "__pycache__").mkdir()
+    (path / "__pycache__" / "calc.cpython-311.pyc").write_bytes(b"ignored")
+
+
+def test_lease_is_a_clean_detached_checkout(pool: WorktreePool, base_sha: str) -> None:
+    with pool.lease(base_sha) as wt:
+        assert wt.path == pool.root / "slot-0"
+        assert wt.base_sha == base_sha
+        assert git("rev-parse", "HEAD", cwd=wt.path).strip() == base_sha
+        assert git("status", "--porcelain", cwd=wt.path) == ""
+        assert git("branch", "--show-current", cwd=wt.path).strip() == ""  # detached: no branch names
+    assert wt.released
+
+
+def test_reuse_removes_what_the_previous_lease_left(pool: WorktreePool, base_sha: str) -> None:
+    first = pool.lease(base_sha)
+    _dirty(first.path)
+    first.release()
+    first.release()  # twice is harmless
+    with pool.lease(base_sha) as second:
+        assert second.path == first.path
+        assert not (second.path / "untracked.txt").exists()
+        assert not (second.path / "__pycache__").exists()
+        assert "return a - b" in (second.path / "calc.py").read_text()
+
+
+def test_reuse_moves_to_another_base(source: Path, pool: WorktreePool, mirror: Path, base_sha: str) -> None:
+    (source / "extra.txt").write_text("x\n")
+    git("add", "-A", cwd=source)
+    git("commit", "--quiet", "-m", "extra", cwd=source)
+    git("fetch", "--quiet", str(source), "+refs/heads/*:refs/heads/*", cwd=mirror)
+    newer = git("rev-parse", "main", cwd=mirror).strip()
+    with pool.lease(newer) as wt:
+        assert (wt.path / "extra.txt").exists()
+    with pool.lease(base_sha) as wt:
+        assert git("rev-parse", "HEAD", cwd=wt.path).strip() == base_sha
+        assert not (wt.path / "extra.txt").exists()
+
+
+def test_an_agent_on_a_branch_does_not_block_fetches(
+    tmp_path: Path, source: Path, pool: WorktreePool, base_sha: str
+) -> None:
+    with pool.lease(base_sha) as wt:
+        git("checkout", "--quiet", "main", cwd=wt.path)
+        (source / "later.txt").write_text("later\n")
+        git("add", "-A", cwd=source)
+        git("commit", "--quiet", "-m", "later", cwd=source)
+        later = git("rev-parse", "HEAD", cwd=source).strip()
+        ensure_mirror(tmp_path / "mirrors", "repo-1", str(source), later)
+    with pool.lease(later) as wt:
+        assert (wt.path / "later.txt").exists()
+
+
+def test_release_cleans_even_when_the_attempt_failed(pool: WorktreePool, base_sha: str) -> None:
+    with pytest.raises(RuntimeError), pool.lease(base_sha) as wt:
+        _dirty(wt.path)
+        raise RuntimeError("the agent crashed")
+    assert git("status", "--porcelain", "--ignored", cwd=wt.path) == ""
+
+
+def test_size_is_bounded(pool: WorktreePool, base_sha: str) -> None:
+    held = [pool.lease(base_sha), pool.lease(base_sha)]
+    assert {wt.path.name for wt in held} == {"slot-0", "slot-1"}
+    started = time.monotonic()
+    with pytest.raises(PoolExhausted, match="2 worktree slots"):
+        pool.lease(base_sha)
+    assert 0.4 <= time.monotonic() - started < 3
+    held[1].release()
+    with pool.lease(base_sha) as wt:
+        assert wt.path.name == "slot-1"
+    held[0].release()
+
+
+def test_a_waiting_lease_gets_the_released_slot(tmp_path: Path, mirror: Path, base_sha: str) -> None:
+    pool = WorktreePool(tmp_path / "one", mirror, size=1, wait_seconds=10)
+    held = pool.lease(base_sha)
+    threading.Timer(0.5, held.release).start()
+    with pool.lease(base_sha) as wt:
+        assert wt.path == held.path
+
+
+def test_eight_threads_share_four_slots(tmp_path: Path, mirror: Path, base_sha: str) -> None:
+    pool = WorktreePool(tmp_path / "busy", mirror, size=4, wait_seconds=30)
+    holders: dict[Path, int] = {}
+    guard = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for _ in range(2):
+                with pool.lease(base_sha) as wt:
+                    with guard:
+                        assert wt.path not in holders, "two leases share a slot"
+                        holders[wt.path] = n
+                    (wt.path / f"mine-{n}.txt").write_text(str(n))
+                    time.sleep(0.05)
+                    assert [p.name for p in wt.path.glob("mine-*")] == [f"mine-{n}.txt"]
+                    with guard:
+                        del holders[wt.path]
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert sorted(p.name for p in pool.root.iterdir() if p.is_dir()) == [f"slot-{n}" for n in range(4)]
+    assert len(git("worktree", "list", "--porcelain", cwd=mirror).split("worktree ")) == 1 + 1 + 4
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from workers.mirror import ensure_mirror
+from workers.worktree import WorktreePool
+pool = WorktreePool(Path(sys.argv[1]), Path(sys.argv[2]), size=1, wait_seconds=5)
+wt = pool.lease(sys.argv[3])
+(wt.path / "from-the-dead.txt").write_text("x")
+print("leased", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_slot_held_by_a_killed_process_is_reused(tmp_path: Path, mirror: Path, base_sha: str) -> None:
+    root = tmp_path / "crash"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLDER), str(root), str(mirror), base_sha],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "leased"
+    pool = WorktreePool(root, mirror, size=1, wait_seconds=0.3)
+    with pytest.raises(PoolExhausted):
+        pool.lease(base_sha)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    with pool.lease(base_sha) as wt:
+        assert wt.path == root / "slot-0"
+        assert not (wt.path / "from-the-dead.txt").exists()
+
+
+def test_a_corrupt_slot_is_recreated(pool: WorktreePool, base_sha: str) -> None:
+    with pool.lease(base_sha) as wt:
+        pass
+    (wt.path / ".git").write_text("gitdir: /nonexistent\n")
+    with pool.lease(base_sha) as wt:
+        assert git("status", "--porcelain", cwd=wt.path) == ""
+    (wt.path / ".git").unlink()
+    (wt.path / "readonly").mkdir()
+    (wt.path / "readonly" / "f").write_text("x")
+    (wt.path / "readonly").chmod(0o500)
+    with pool.lease(base_sha) as wt:
+        assert not (wt.path / "readonly").exists()
+        assert (wt.path / "calc.py").exists()
+
+
+def test_a_pointer_to_another_repository_is_never_used(
+    tmp_path: Path, pool: WorktreePool, source: Path, base_sha: str
+) -> None:
+    with pool.lease(base_sha) as wt:
+        pass
+    (wt.path / ".git").write_text(f"gitdir: {source / '.git'}\n")
+    (source / "precious.txt").write_text("the user's work\n")
+    with pool.lease(base_sha):
+        pass
+    assert (source / "precious.txt").exists(), "reset/clean must not run in the user's repository"
+
+
+def test_diff_covers_edits_new_files_deletions_and_commits(tmp_path: Path, pool: WorktreePool, base_sha: str) -> None:
+    with pool.lease(base_sha) as wt:
+        calc = wt.path / "calc.py"
+        calc.write_text(calc.read_text().replace("return a - b", "return a + b"))
+        (wt.path / "new_module.py").write_text("X = 1\n")
+        (wt.path / "README.md").unlink()
+        (wt.path / "blob.bin").write_bytes(bytes(range(256)))
+        (wt.path / "__pycache__").mkdir()
+        (wt.path / "__pycache__" / "junk.pyc").write_bytes(b"junk")
+        git("add", "new_module.py", cwd=wt.path)
+        git("commit", "--quiet", "-m", "the agent committed", cwd=wt.path)
+        (wt.path / "after_commit.txt").write_text("later\n")
+        patch = wt.diff()
+    for expected in ("+    return a + b", "new_module.py", "deleted file mode", "after_commit.txt", "GIT binary patch"):
+        assert expected in patch
+    assert "__pycache__" not in patch
+    checkout = tmp_path / "verify"
+    git("worktree", "add", "--quiet", "--detach", str(checkout), base_sha, cwd=pool.mirror)
+    git("apply", "--index", "-", cwd=checkout, input=patch)
+    assert "return a + b" in (checkout / "calc.py").read_text()
+
+
+def test_diff_bytes_are_exact(tmp_path: Path, pool: WorktreePool, base_sha: str) -> None:
+    with pool.lease(base_sha) as wt:
+        (wt.path / "crlf.txt").write_bytes(b"one\r\ntwo\r\n")
+        (wt.path / "latin1.txt").write_bytes(b"caf\xe9\n")
+        patch = wt.diff_bytes()
+        assert b"+one\r\n" in patch and b"+caf\xe9\n" in patch
+        assert "+caf\ufffd" in wt.diff()
+    checkout = tmp_path / "verify"
+    git("worktree", "add", "--quiet", "--detach", str(checkout), base_sha, cwd=pool.mirror)
+    (tmp_path / "p.diff").write_bytes(patch)
+    git("apply", str(tmp_path / "p.diff"), cwd=checkout)
+    assert (checkout / "crlf.txt").read_bytes() == b"one\r\ntwo\r\n"
+    assert (checkout / "latin1.txt").read_bytes() == b"caf\xe9\n"
+
+
+def test_a_tampered_pointer_during_a_lease_is_refused(
+    tmp_path: Path, pool: WorktreePool, source: Path, base_sha: str
+) -> None:
+    (source / "user-work.txt").write_text("uncommitted\n")
+    with pool.lease(base_sha) as wt:
+        (wt.path / ".git").write_text(f"gitdir: {source / '.git'}\n")
+        with pytest.raises(WorktreeError, match="tampered"):
+            wt.diff()
+    assert git("status", "--porcelain", cwd=source) == "?? user-work.txt\n", "the user's index was touched"
+    with pool.lease(base_sha) as wt:
+        assert wt.diff() == ""
+
+
+def test_diff_of_an_untouched_checkout_is_empty(pool: WorktreePool, base_sha: str) -> None:
+    with pool.lease(base_sha) as wt:
+        assert wt.diff() == ""
+    with pytest.raises(WorktreeError):
+        wt.diff()
+
+
+def test_lease_refuses_a_non_sha(pool: WorktreePool) -> None:
+    with pytest.raises(WorktreeError):
+        pool.lease("--orphan")
+
+
+def test_lease_of_an_unknown_commit_frees_the_slot(pool: WorktreePool, base_sha: str) -> None:
+    with pytest.raises(WorktreeError, match="cannot check out"):
+        pool.lease("0123456789abcdef0123456789abcdef01234567")
+    held = [pool.lease(base_sha), pool.lease(base_sha)]
+    for wt in held:
+        wt.release()
+
+
+def test_disk_usage_and_prune(pool: WorktreePool, base_sha: str) -> None:
+    busy = pool.lease(base_sha)
+    idle = pool.lease(base_sha)
+    idle.release()
+    assert pool.disk_usage() > 0
+    assert pool.prune(keep=0) == 1
+    assert busy.path.exists() and not idle.path.exists()
+    busy.release()
+    assert pool.prune(keep=1) == 0
+    assert pool.prune(keep=0) == 1
+    assert pool.disk_usage() == 0
+    with pool.lease(base_sha) as wt:
+        assert (wt.path / "calc.py").exists()

@@ -1,0 +1,103 @@
+"""The short feedback an agent gets after a failed verification: what failed and why, never a hidden test."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from verification.judge import Judgement
+from verification.runner import TestRun
+
+TRACE_LINES = 12
+MESSAGE_LINES = 5
+MIN_BLOCK_BYTES = 200
+OUTPUT_TAIL_LINES = 30
+
+
+def feedback_digest(
+    candidate: TestRun, judgement: Judgement, limit_bytes: int = 4000, hidden: Collection[str] = ()
+) -> str:
+    """Verdict reasons, failing visible tests with their assertion and trimmed traceback, within limit_bytes."""
+    failing = list(dict.fromkeys(judgement.still_failing + judgement.broken))
+    visible = [t for t in failing if not is_hidden(t, hidden)]
+    head = _header(judgement, hidden, len(failing) - len(visible), shown=set(visible))
+    blocks = [_block(candidate, t) for t in visible]
+    if not blocks and not hidden and candidate.output.strip():
+        blocks = [_output_tail(candidate.output)]
+    return _fit(head, blocks, limit_bytes)
+
+
+def is_hidden(test_id: str, hidden: Collection[str]) -> bool:
+    """True when test_id, or the file it lives in, is one of the hidden tests."""
+    return test_id in hidden or test_id.split("::", 1)[0] in hidden
+
+
+def _header(judgement: Judgement, hidden: Collection[str], hidden_failing: int, shown: set[str]) -> str:
+    lines = [f"Verification: {judgement.verdict.value}"]
+    for reason in judgement.reasons:  # a reason about one shown test is repeated by its block below
+        if not _mentions(reason, hidden) and reason.split(" ", 1)[0] not in shown:
+            lines.append(f"- {reason}")
+    if hidden_failing:
+        lines.append(f"- {hidden_failing} hidden test{'s' if hidden_failing > 1 else ''} failed")
+    return "\n".join(lines) + "\n"
+
+
+def _mentions(text: str, hidden: Collection[str]) -> bool:
+    return any(name and (name in text or name.split("::", 1)[0] in text) for name in hidden)
+
+
+def _block(candidate: TestRun, test_id: str) -> str:
+    result = candidate.results.get(test_id)
+    if result is None:
+        return f"\n{test_id}: missing from the results\n"
+    lines = [f"{result.outcome.value.upper()} {test_id}"]
+    lines += [f"  {line}" for line in result.message.strip().splitlines()[:MESSAGE_LINES]]
+    trace = result.details.strip().splitlines()[-TRACE_LINES:]
+    if trace:
+        lines.append("  traceback (last lines):")
+        lines += [f"    {line}" for line in trace]
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def _output_tail(output: str) -> str:
+    tail = output.strip().splitlines()[-OUTPUT_TAIL_LINES:]
+    return "\noutput (last lines):\n" + "\n".join(f"  {line}" for line in tail) + "\n"
+
+
+def _fit(head: str, blocks: list[str], limit_bytes: int) -> str:
+    text = _clip(head, limit_bytes)
+    for i, block in enumerate(blocks):
+        room = limit_bytes - _size(text)
+        share = room // (len(blocks) - i)
+        if room < MIN_BLOCK_BYTES:
+            return _clip(text + f"\n(+{len(blocks) - i} more failing tests not shown)\n", limit_bytes)
+        text += _squeeze(block, max(share, min(room, MIN_BLOCK_BYTES)))
+    return text
+
+
+def _squeeze(block: str, limit_bytes: int) -> str:
+    """Keep a block's first lines (id, message) and the last traceback lines, which sit closest to the assertion."""
+    if _size(block) <= limit_bytes:
+        return block
+    lines = block.splitlines()
+    split = next((i for i, line in enumerate(lines) if line.startswith("    ")), len(lines))
+    kept_head = "\n".join(lines[:split]) + "\n    [...]\n"
+    tail: list[str] = []
+    for line in reversed(lines[split:]):
+        if _size(kept_head) + _size("\n".join([line, *tail])) + 1 > limit_bytes:
+            break
+        tail.insert(0, line)
+    return _clip(kept_head + "\n".join(tail) + ("\n" if tail else ""), limit_bytes)
+
+
+def _clip(text: str, limit_bytes: int) -> str:
+    data = text.encode()
+    if len(data) <= limit_bytes:
+        return text
+    marker = b" [...]\n"
+    if limit_bytes <= len(marker):
+        return data[:limit_bytes].decode(errors="ignore")
+    return (data[: limit_bytes - len(marker)] + marker).decode(errors="ignore")
+
+
+def _size(text: str) -> int:
+    return len(text.encode())

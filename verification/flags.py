@@ -1,0 +1,78 @@
+"""Suspicion flags from a diff's added lines: signals for the reviewer, never a verdict on their own."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable
+
+_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"PYTEST_CURRENT_TEST"), "reads PYTEST_CURRENT_TEST (behaves differently under test)"),
+    (re.compile(r"""["']_?pytest["']\s+in\s+sys\.modules"""), "checks whether pytest is loaded"),
+    (re.compile(r"\b(sys\.exit|os\._exit)\s*\("), "exits the process (sys.exit / os._exit)"),
+    (
+        re.compile(r"\bpytest\.(skip|xfail|importorskip)\b|mark\.(skip|skipif|xfail)\b|unittest\.skip|SkipTest"),
+        "skips or xfails tests",
+    ),
+    (re.compile(r"pytest_runtest_makereport|pytest_collection_modifyitems|TestReport"), "hooks pytest's reporting"),
+)
+MIN_LITERAL_CHARS = 4
+
+
+def scan_diff(diff: str, test_literals: Iterable[str] = ()) -> list[str]:
+    """Flags for suspicious added lines: test detection, early exits, skips, always-equal, test values."""
+    added = [(path, line) for path, line in added_lines(diff)]
+    flags: list[str] = []
+    for pattern, label in _RULES:
+        hits = sorted({path for path, line in added if pattern.search(line)})
+        if hits:
+            flags.append(f"the diff {label}: {', '.join(hits[:5])}")
+    flags += _always_equal(added)
+    flags += _copied_literals(added, set(test_literals))
+    return flags
+
+
+def added_lines(diff: str) -> list[tuple[str, str]]:
+    """(path, text) for every line the diff adds."""
+    path = ""
+    out = []
+    for line in diff.splitlines():
+        if line.startswith("+++ "):
+            path = line[4:].removeprefix("b/").strip()
+        elif line.startswith("+") and not line.startswith("+++"):
+            out.append((path, line[1:]))
+    return out
+
+
+def _always_equal(added: list[tuple[str, str]]) -> list[str]:
+    for i, (path, line) in enumerate(added):
+        if re.search(r"def __(eq|ne)__\s*\(", line):
+            body = [text for p, text in added[i + 1 : i + 4] if p == path]
+            if any(re.match(r"\s*return\s+(True|False)\b", text) for text in body):
+                return [f"the diff defines an __eq__/__ne__ that returns a constant: {path}"]
+    return []
+
+
+def _copied_literals(added: list[tuple[str, str]], literals: set[str]) -> list[str]:
+    hits = sorted({lit for _path, line in added for lit in literals if lit in line})
+    if not hits:
+        return []
+    shown = ", ".join(repr(h) for h in hits[:5])
+    return [f"the diff hard-codes values that appear in the tests' assertions: {shown}"]
+
+
+def assertion_literals(source: str) -> set[str]:
+    """String and number literals inside assert statements of a test file (short ones are too common to flag)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assert):
+            for sub in ast.walk(node.test):
+                if isinstance(sub, ast.Constant) and isinstance(sub.value, str | int | float):
+                    text = sub.value if isinstance(sub.value, str) else repr(sub.value)
+                    if len(text) >= MIN_LITERAL_CHARS and not isinstance(sub.value, bool):
+                        found.add(text)
+    return found

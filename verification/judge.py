@@ -1,0 +1,174 @@
+"""Compare a candidate test run with the baseline of the same base commit and give a verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from db.status import Verdict
+from verification.report import Outcome, TestResult
+from verification.runner import TestRun
+
+NO_REPORT = "no test report was written; the run cannot be trusted"
+NOTHING_TO_VERIFY = "nothing to verify: no test failed at the base and the diff adds no test"
+SHOWN_IDS = 10
+
+
+@dataclass
+class Judgement:
+    """The verdict on one candidate run and the evidence for it."""
+
+    verdict: Verdict
+    reasons: list[str]
+    fail_to_pass: list[str]
+    pass_to_pass: int
+    broken: list[str]
+    still_failing: list[str]
+    flaky: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    weak: bool = False
+
+
+def judge(
+    baseline: TestRun, candidate: TestRun, targets: Sequence[str] = (), *, rerun: TestRun | None = None
+) -> Judgement:
+    """Judge candidate against baseline; targets are the tests that must pass (default: all failing at base)."""
+    early = _run_problem(baseline, candidate, targets)
+    if early is not None:
+        return early
+    return _compare(baseline, candidate, list(targets) or baseline.failures, rerun)
+
+
+def verdict_only(verdict: Verdict, *reasons: str, weak: bool = False) -> Judgement:
+    """A judgement with no per-test evidence."""
+    return Judgement(verdict, list(reasons), [], 0, [], [], weak=weak)
+
+
+def _run_problem(baseline: TestRun, candidate: TestRun, targets: Sequence[str]) -> Judgement | None:
+    if baseline.error:
+        return verdict_only(Verdict.ERROR, f"the baseline run failed: {baseline.error}")
+    if candidate.error:
+        return verdict_only(Verdict.ERROR, candidate.error)
+    if candidate.report_found and baseline.report_found:
+        return None
+    if candidate.report_found:
+        return verdict_only(Verdict.ERROR, "the baseline has no test report but this run has; recompute it")
+    if baseline.report_found:
+        return _report_vanished(candidate)
+    if candidate.expects_report or baseline.expects_report:
+        return verdict_only(Verdict.ERROR, NO_REPORT, *_report_error(candidate))
+    return _by_exit_code(baseline, candidate, targets)
+
+
+def _report_vanished(candidate: TestRun) -> Judgement:
+    if candidate.exit_code == 0:
+        return verdict_only(
+            Verdict.GAMED,
+            "the test command exited 0 without writing the test report the baseline wrote: "
+            "the run was cut short (e.g. os._exit(0)), so nothing was verified",
+        )
+    # The diff is the only difference from a baseline that did write a report, so the diff broke the run.
+    return verdict_only(
+        Verdict.FAILED,
+        f"the test run crashed (exit code {candidate.exit_code}) before writing its report",
+        *_report_error(candidate),
+    )
+
+
+def _report_error(run: TestRun) -> list[str]:
+    return [f"the report is unreadable: {run.report_error}"] if run.report_error else []
+
+
+def _by_exit_code(baseline: TestRun, candidate: TestRun, targets: Sequence[str]) -> Judgement:
+    if targets:
+        return verdict_only(Verdict.ERROR, "the ticket names tests but the test command writes no report")
+    if candidate.exit_code != 0:
+        return verdict_only(Verdict.FAILED, f"the test command exited {candidate.exit_code}")
+    if baseline.exit_code == 0:
+        return verdict_only(Verdict.FAILED, NOTHING_TO_VERIFY)
+    return verdict_only(
+        Verdict.PASSED,
+        "the test command failed at the base and succeeds now; it writes no per-test report, "
+        "so this check is weaker (only the exit code was compared)",
+        weak=True,
+    )
+
+
+def _compare(baseline: TestRun, candidate: TestRun, targets: list[str], rerun: TestRun | None) -> Judgement:
+    base, now = baseline.results, candidate.results
+    fail_to_pass = [t for t in targets if status(now, t) is Outcome.PASSED and status(base, t) is not Outcome.PASSED]
+    still = [t for t in targets if status(now, t) is not Outcome.PASSED]
+    still += [t for t, r in now.items() if t not in base and r.bad and t not in still]
+    broken = [t for t, r in base.items() if r.ok and status(now, t) is not Outcome.PASSED]
+    flaky = _flips(rerun, broken + still)
+    broken = [t for t in broken if t not in flaky]
+    judgement = Judgement(
+        verdict=Verdict.FAILED,
+        reasons=_exit_mismatch(candidate) + _describe(now, still, broken),
+        fail_to_pass=fail_to_pass,
+        pass_to_pass=sum(1 for t, r in base.items() if r.ok and status(now, t) is Outcome.PASSED),
+        broken=broken,
+        still_failing=still,
+        flaky=flaky,
+        flags=[f"flaky (failed, then passed on a rerun): {_ids(flaky)}"] if flaky else [],
+    )
+    if not targets and not _adds_passing_tests(base, now):
+        judgement.reasons.append(NOTHING_TO_VERIFY)
+    if not judgement.reasons:
+        judgement.verdict = Verdict.PASSED
+    return judgement
+
+
+def status(results: Mapping[str, TestResult], test_id: str) -> Outcome | None:
+    """The outcome of test_id; a file id without `::` stands for all tests in that file; None when missing."""
+    result = results.get(test_id)
+    if result is not None:
+        return result.outcome
+    if "::" in test_id:
+        return None
+    inside = [r for t, r in results.items() if t.startswith(test_id + "::")]
+    if not inside:
+        return None
+    if any(r.bad for r in inside):
+        return Outcome.FAILED
+    return Outcome.PASSED if all(r.ok for r in inside) else Outcome.SKIPPED
+
+
+def _flips(rerun: TestRun | None, suspects: list[str]) -> list[str]:
+    if rerun is None or not rerun.report_found:
+        return []
+    return [t for t in suspects if status(rerun.results, t) is Outcome.PASSED]
+
+
+def _exit_mismatch(run: TestRun) -> list[str]:
+    if run.exit_code == 0 and run.failures:
+        return ["the test command exited 0 although the report has failures; the run is not trusted"]
+    if run.exit_code != 0 and not run.failures:
+        return [f"the test command exited {run.exit_code} although the report has no failure; not trusted"]
+    return []
+
+
+def _describe(now: Mapping[str, TestResult], still: list[str], broken: list[str]) -> list[str]:
+    reasons = [_still_reason(now, t) for t in still[:SHOWN_IDS]]
+    if len(still) > SHOWN_IDS:
+        reasons.append(f"... and {len(still) - SHOWN_IDS} more tests that should pass do not")
+    if broken:
+        reasons.append(f"{len(broken)} tests that passed at the base no longer pass: {_ids(broken)}")
+    return reasons
+
+
+def _still_reason(now: Mapping[str, TestResult], test_id: str) -> str:
+    outcome = status(now, test_id)
+    if outcome is None:
+        return f"{test_id} was not found in the test results"
+    message = now[test_id].message.strip().splitlines() if test_id in now else []
+    return f"{test_id} {outcome.value}" + (f": {message[0]}" if message else "")
+
+
+def _adds_passing_tests(base: Mapping[str, TestResult], now: Mapping[str, TestResult]) -> bool:
+    return not any(r.bad for r in base.values()) and any(r.ok for t, r in now.items() if t not in base)
+
+
+def _ids(ids: list[str]) -> str:
+    shown = ", ".join(ids[:SHOWN_IDS])
+    return shown + (f" (+{len(ids) - SHOWN_IDS} more)" if len(ids) > SHOWN_IDS else "")

@@ -1,0 +1,90 @@
+"""Apply an agent's text diff to a clean checkout, refusing what cannot be reviewed as text."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from workers.git import GitError, git
+
+# Compiled or import-hook files run code without showing it in a text diff.
+_GENERATED = re.compile(
+    r"(^|/)(__pycache__|\.pytest_cache)(/|$)|\.(pyc|pyo|pyd|so|dylib|dll|pth|egg-link)$", re.IGNORECASE
+)
+_HEADER = re.compile(r"^diff --git (?:\"?a/)?(.*?)\"? (?:\"?b/)?(.*?)\"?$")
+_BINARY = re.compile(r"^(GIT binary patch|Binary files .* differ)$")
+_SPECIAL_MODE = re.compile(r"^(new file mode|new mode|index \S+) (120000|160000)$")
+
+
+class PatchRefused(Exception):
+    """The diff was not applied; reason says why, in words fit for the agent's next prompt."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def apply_patch(checkout: Path, diff: str) -> list[str]:
+    """Apply diff (from stdin, to index and work tree) at checkout; return the paths it touches."""
+    if not diff.strip():
+        raise PatchRefused("the agent changed nothing")
+    if not diff.endswith("\n"):
+        diff += "\n"
+    _refuse_special(diff)
+    paths, binary = _numstat(checkout, diff)
+    if binary:
+        raise PatchRefused(f"binary changes are not accepted: {', '.join(binary)}")
+    for path in paths:
+        _refuse_path(path)
+    try:
+        git("apply", "--index", "--whitespace=nowarn", "-", cwd=checkout, input=diff)
+    except GitError as exc:
+        raise PatchRefused(f"the diff does not apply at the base commit: {_last_line(exc.stderr)}") from exc
+    return paths
+
+
+def _refuse_special(diff: str) -> None:
+    path = "?"
+    for line in diff.splitlines():
+        header = _HEADER.match(line)
+        if header:
+            path = header.group(2)
+        elif _BINARY.match(line):
+            raise PatchRefused(f"binary changes are not accepted: {path}")
+        elif _SPECIAL_MODE.match(line):
+            raise PatchRefused(f"symbolic links and submodules are not accepted: {path}")
+
+
+def _numstat(checkout: Path, diff: str) -> tuple[list[str], list[str]]:
+    """All paths the diff names (both sides of a rename) and those git sees as binary."""
+    try:
+        out = git("apply", "--numstat", "-z", "-", cwd=checkout, input=diff)
+    except GitError as exc:
+        raise PatchRefused(f"the diff cannot be read: {_last_line(exc.stderr)}") from exc
+    paths: list[str] = []
+    binary: list[str] = []
+    fields = out.split("\0")
+    i = 0
+    while i < len(fields) and fields[i]:
+        added, _deleted, name = fields[i].split("\t", 2)
+        names = [name] if name else [fields[i + 1], fields[i + 2]]  # -z writes a rename as "\0old\0new"
+        i += 1 if name else 3
+        paths += names
+        if added == "-":
+            binary += names
+    if not paths:
+        raise PatchRefused("the diff contains no file changes")
+    return sorted(set(paths)), binary
+
+
+def _refuse_path(path: str) -> None:
+    if _GENERATED.search(path):
+        raise PatchRefused(f"generated or compiled files are not accepted: {path}")
+    parts = path.split("/")
+    if path.startswith("/") or ".." in parts or ".git" in parts:
+        raise PatchRefused(f"path outside the work tree is not accepted: {path}")
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"

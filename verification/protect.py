@@ -1,0 +1,145 @@
+"""Protected paths: test files and test configuration that a diff may not change for a verification to count."""
+
+from __future__ import annotations
+
+import configparser
+import fnmatch
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from workers.git import GitError, git
+
+# Not a path: stands for the pytest table of any pyproject.toml (the rest of that file is the project's).
+PYPROJECT_PYTEST = "pyproject.toml[tool.pytest]"
+DEFAULT_PROTECT: tuple[str, ...] = (
+    "test_*.py",
+    "*_test.py",
+    "tests/**",
+    "**/conftest.py",
+    "pytest.ini",
+    ".pytest.ini",
+    "pytest.toml",
+    ".pytest.toml",
+    "tox.ini",
+    "setup.cfg",
+    PYPROJECT_PYTEST,
+    ".github/**",
+    "sitecustomize.py",
+    "usercustomize.py",
+)
+# pytest's own order of precedence for the configuration file of a directory.
+PYTEST_CONFIGS = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+
+
+def matches(path: str, pattern: str) -> bool:
+    """Gitignore-like: a pattern without `/` matches the file name anywhere; `**` spans directories."""
+    if "/" not in pattern:
+        return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
+    return _glob_regex(pattern).fullmatch(path) is not None
+
+
+@lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out = ""
+    for token in re.split(r"(\*\*/|/\*\*$|\*\*|\*|\?)", pattern):
+        out += {"**/": "(?:.*/)?", "/**": "/.*", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token, re.escape(token))
+    return re.compile(out)
+
+
+def protected_changes(checkout: Path, paths: Iterable[str], patterns: Sequence[str]) -> list[str]:
+    """The changed paths that fall under the protect patterns (a pyproject.toml only if its pytest table changed)."""
+    globs = [p for p in patterns if p != PYPROJECT_PYTEST]
+    check_pyproject = PYPROJECT_PYTEST in patterns
+    return [
+        path
+        for path in paths
+        if any(matches(path, g) for g in globs) or (check_pyproject and _pytest_table_changed(checkout, path))
+    ]
+
+
+def _pytest_table_changed(checkout: Path, path: str) -> bool:
+    if path.rsplit("/", 1)[-1] != "pyproject.toml":
+        return False
+    return pytest_table(_read(checkout, path)) != pytest_table(_head_text(checkout, path))
+
+
+def restore(checkout: Path, paths: Sequence[str]) -> list[str]:
+    """Put paths back as they are at HEAD: restore tracked files, delete new ones; return the paths."""
+    if not paths:
+        return []
+    tracked = head_files(checkout)
+    old = [p for p in paths if p in tracked]
+    new = [p for p in paths if p not in tracked]
+    if old:  # pathspecs go through stdin, literal: a file name from a diff is never an argument
+        git(
+            "--literal-pathspecs", "checkout", "HEAD", "--pathspec-from-file=-", "--pathspec-file-nul",
+            cwd=checkout, input="\0".join(old),
+        )  # fmt: skip
+    for path in new:
+        target = checkout / path
+        if target.is_file() or target.is_symlink():
+            target.unlink()
+    if new:
+        git(
+            "--literal-pathspecs", "rm", "--cached", "-q", "--ignore-unmatch", "--pathspec-from-file=-",
+            "--pathspec-file-nul", cwd=checkout, input="\0".join(new),
+        )  # fmt: skip
+    return list(paths)
+
+
+def head_files(checkout: Path) -> set[str]:
+    """Every file path tracked at HEAD."""
+    out = git("ls-tree", "-r", "-z", "--name-only", "HEAD", cwd=checkout)
+    return {p for p in out.split("\0") if p}
+
+
+def pytest_config(checkout: Path) -> str | None:
+    """The file pytest would read its configuration from at the checkout root at HEAD, if any."""
+    tracked = head_files(checkout)
+    for name in PYTEST_CONFIGS:
+        if name in tracked and _is_pytest_config(name, _head_text(checkout, name)):
+            return name
+    return None
+
+
+def _is_pytest_config(name: str, text: str | None) -> bool:
+    if text is None:
+        return False
+    if name == "pyproject.toml":
+        return pytest_table(text) is not None
+    if name in ("tox.ini", "setup.cfg"):
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read_string(text)
+        except configparser.Error:
+            return False
+        return parser.has_section("pytest" if name == "tox.ini" else "tool:pytest")
+    return True
+
+
+def pytest_table(text: str | None) -> Any:
+    """The [tool.pytest] table of a pyproject.toml text; None when absent, a marker when unparsable."""
+    if text is None:
+        return None
+    try:
+        return tomllib.loads(text).get("tool", {}).get("pytest")
+    except tomllib.TOMLDecodeError:
+        return "<unparsable pyproject.toml>"
+
+
+def _read(checkout: Path, path: str) -> str | None:
+    try:
+        return (checkout / path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _head_text(checkout: Path, path: str) -> str | None:
+    try:
+        return git("cat-file", "blob", f"HEAD:{path}", cwd=checkout)
+    except GitError:
+        return None

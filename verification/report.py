@@ -1,0 +1,127 @@
+"""Per-test outcomes read from JUnit XML, keyed by pytest-style node ids."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+# Entity declarations are the only way stdlib expat expands content (billion laughs); no report needs them.
+_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+MAX_REPORT_BYTES = 64_000_000
+
+
+class ReportError(Exception):
+    """A test report exists but cannot be read as JUnit XML."""
+
+
+class Outcome(str, Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    SKIPPED = "skipped"
+    XFAILED = "xfailed"
+
+
+# When one id appears twice (a failed call plus a teardown error, or two report files), the worst wins.
+_SEVERITY = {Outcome.PASSED: 0, Outcome.XFAILED: 1, Outcome.SKIPPED: 2, Outcome.FAILED: 3, Outcome.ERROR: 4}
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One test's outcome, with the failure message and traceback text when there is one."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    test_id: str
+    outcome: Outcome
+    message: str = ""
+    details: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True only for a plain pass (xfail and skip are not passes)."""
+        return self.outcome is Outcome.PASSED
+
+    @property
+    def bad(self) -> bool:
+        """True for a failure or an error."""
+        return self.outcome in (Outcome.FAILED, Outcome.ERROR)
+
+
+def parse_junit(path: Path, root: Path | None = None) -> dict[str, TestResult]:
+    """Parse one JUnit XML file, or every *.xml file directly inside a directory; raise ReportError."""
+    files = sorted(path.glob("*.xml")) if path.is_dir() else [path]
+    results: dict[str, TestResult] = {}
+    for file in files:
+        for result in _parse_file(file, root):
+            _merge(results, result)
+    return results
+
+
+def _merge(results: dict[str, TestResult], result: TestResult) -> None:
+    old = results.get(result.test_id)
+    if old is None or _SEVERITY[result.outcome] > _SEVERITY[old.outcome]:
+        results[result.test_id] = result
+
+
+def _parse_file(file: Path, root: Path | None) -> list[TestResult]:
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ReportError(f"{file.name}: {exc.strerror}") from exc
+    if len(data) > MAX_REPORT_BYTES:
+        raise ReportError(f"{file.name}: report larger than {MAX_REPORT_BYTES} bytes")
+    if _DTD.search(data):
+        raise ReportError(f"{file.name}: DOCTYPE or ENTITY declarations are refused")
+    try:
+        tree = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise ReportError(f"{file.name}: malformed XML: {exc}") from exc
+    if tree.tag not in ("testsuites", "testsuite"):
+        raise ReportError(f"{file.name}: not a JUnit report (root element <{tree.tag}>)")
+    return [_case(case, root) for case in tree.iter("testcase")]
+
+
+def _case(case: ET.Element, root: Path | None) -> TestResult:
+    test_id = node_id(case.get("file"), case.get("classname", ""), case.get("name", ""), root)
+    for child in case:
+        outcome = _outcome(child)
+        if outcome is not None:
+            message = child.get("message") or ""
+            return TestResult(test_id, outcome, message, (child.text or "").strip())
+    return TestResult(test_id, Outcome.PASSED)
+
+
+def _outcome(child: ET.Element) -> Outcome | None:
+    if child.tag == "failure":
+        return Outcome.FAILED
+    if child.tag == "error":
+        return Outcome.ERROR
+    if child.tag == "skipped":
+        return Outcome.XFAILED if child.get("type") == "pytest.xfail" else Outcome.SKIPPED
+    return None
+
+
+def node_id(file: str | None, classname: str, name: str, root: Path | None = None) -> str:
+    """The pytest node id of a testcase (`tests/test_x.py::TestK::test_y[p]`), or `classname::name`."""
+    if not file:
+        return f"{classname}::{name}" if classname else name
+    file = _relative(file, root)
+    if not classname:  # pytest's collection error: name is the dotted module, the file is the node
+        return file
+    module = file.removesuffix(".py").replace("/", ".")
+    inner = classname[len(module) + 1 :].split(".") if classname.startswith(module + ".") else []
+    return "::".join([file, *[part for part in inner if part], name])
+
+
+def _relative(file: str, root: Path | None) -> str:
+    file = file.replace("\\", "/")
+    if root is not None and file.startswith("/"):
+        try:
+            return Path(file).relative_to(root).as_posix()
+        except ValueError:
+            return file
+    return file.removeprefix("./")

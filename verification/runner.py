@@ -1,0 +1,184 @@
+"""Run a repository's test command once and collect per-test results from a JUnit report.
+
+The command is the operator's trusted configuration, run as `/bin/sh -c command` in the checkout.
+pytest is made to write a JUnit report through PYTEST_ADDOPTS. Any other tool should write JUnit XML to
+`$FLEET_JUNIT_XML` (or any `*.xml` file directly in `$FLEET_REPORT_DIR`); without a report, only the exit
+code is known and the verdict is weaker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from verification.report import Outcome, ReportError, TestResult, parse_junit
+from workers.process import ProcessResult, run_process
+
+JUNIT_NAME = "junit.xml"
+# Variables from the caller's environment that would change how pytest reads its configuration or results.
+_DROPPED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_CURRENT_TEST", "PYTEST_VERSION")
+_NOT_FOUND = re.compile(r"([^\s:]+): (?:command )?not found")
+_PYTEST_OUTPUT = re.compile(
+    r"=+ test session starts =+|^=*\s*(\d+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed),? ?)+"
+    r".* in [\d.]+s",
+    re.MULTILINE,
+)
+
+
+@dataclass
+class TestRun:
+    """One run of the test command: per-test results when a report was written, and how the command ended."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    results: dict[str, TestResult]
+    exit_code: int | None
+    report_found: bool
+    output: str
+    duration: float
+    timed_out: bool = False
+    error: str | None = None
+    expects_report: bool = False
+    report_error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[str]:
+        """Ids of tests that failed or errored."""
+        return sorted(tid for tid, result in self.results.items() if result.bad)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the baseline is cached in the database)."""
+        results = [[r.test_id, r.outcome.value, r.message, r.details] for r in self.results.values()]
+        return {
+            "results": results,
+            "exit_code": self.exit_code,
+            "report_found": self.report_found,
+            "output": self.output,
+            "duration": self.duration,
+            "timed_out": self.timed_out,
+            "error": self.error,
+            "expects_report": self.expects_report,
+            "report_error": self.report_error,
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> TestRun:
+        """Rebuild a TestRun from to_json()'s dict."""
+        results = {tid: TestResult(tid, Outcome(o), m, x) for tid, o, m, x in d["results"]}
+        return cls(
+            results=results,
+            exit_code=d["exit_code"],
+            report_found=d["report_found"],
+            output=d["output"],
+            duration=d["duration"],
+            timed_out=d.get("timed_out", False),
+            error=d.get("error"),
+            expects_report=d.get("expects_report", False),
+            report_error=d.get("report_error"),
+            warnings=list(d.get("warnings", [])),
+        )
+
+
+def run_tests(
+    checkout: Path,
+    command: str,
+    *,
+    timeout: float,
+    report_dir: Path,
+    env: Mapping[str, str] | None = None,
+    cancelled: threading.Event | None = None,
+    limit_bytes: int = 64_000,
+    pytest_args: Sequence[str] = (),
+    wrapper: Sequence[str] = (),
+) -> TestRun:
+    """Run `command` in checkout under `/bin/sh -c` and read the JUnit report it leaves in report_dir."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    _clear_reports(report_dir)
+    run_env = build_env(env if env is not None else os.environ, report_dir, pytest_args)
+    argv = [*wrapper, "/bin/sh", "-c", command]
+    proc = run_process(argv, cwd=checkout, env=run_env, timeout=timeout, cancelled=cancelled, limit_bytes=limit_bytes)
+    return _collect(proc, command, timeout, report_dir, checkout)
+
+
+def build_env(base: Mapping[str, str], report_dir: Path, pytest_args: Sequence[str] = ()) -> dict[str, str]:
+    """The environment of a test run: the caller's, minus pytest overrides, plus the report and determinism knobs."""
+    junit = report_dir / JUNIT_NAME
+    addopts = [
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit1",
+        "-p",
+        "no:cacheprovider",
+        "--continue-on-collection-errors",
+        *pytest_args,
+    ]
+    run_env = {k: v for k, v in base.items() if k not in _DROPPED_ENV}
+    run_env.update(
+        PYTEST_ADDOPTS=shlex.join(addopts),
+        FLEET_JUNIT_XML=str(junit),
+        FLEET_REPORT_DIR=str(report_dir),
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONHASHSEED="0",
+        TZ="UTC",
+    )
+    return run_env
+
+
+def _clear_reports(report_dir: Path) -> None:
+    for stale in report_dir.glob("*.xml"):
+        stale.unlink()
+
+
+def _collect(proc: ProcessResult, command: str, timeout: float, report_dir: Path, root: Path) -> TestRun:
+    run = TestRun(
+        results={},
+        exit_code=proc.exit_code,
+        report_found=False,
+        output=proc.output,
+        duration=proc.duration,
+        timed_out=proc.timed_out,
+        error=_error(proc, command, timeout),
+        expects_report=looks_like_pytest(command, proc.output),
+    )
+    if any(report_dir.glob("*.xml")):
+        try:
+            run.results = parse_junit(report_dir, root=root)
+            run.report_found = True
+        except ReportError as exc:
+            run.report_error = str(exc)
+    return run
+
+
+def _error(proc: ProcessResult, command: str, timeout: float) -> str | None:
+    if proc.not_found:
+        return f"cannot start the test command: {proc.output}"
+    if proc.cancelled:
+        return "cancelled"
+    if proc.timed_out:
+        return f"test command timed out after {timeout:g}s"
+    if proc.exit_code in (126, 127) and re.search(r"not found|No such file|Permission denied", proc.output):
+        named = _NOT_FOUND.search(proc.output)
+        return f"test command not found: {named.group(1) if named else first_word(command)}"
+    return None
+
+
+def first_word(command: str) -> str:
+    """The program a shell command starts (for messages only)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    return words[0] if words else command
+
+
+def looks_like_pytest(command: str, output: str) -> bool:
+    """True when the command names pytest or its output has pytest's header or summary line."""
+    return "pytest" in command or bool(_PYTEST_OUTPUT.search(output))

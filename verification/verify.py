@@ -1,0 +1,240 @@
+"""Verify one agent diff: apply it to a clean base checkout, restore protected files, run the tests, judge."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from db.status import Verdict
+from verification.digest import feedback_digest
+from verification.flags import assertion_literals, scan_diff
+from verification.judge import Judgement, judge
+from verification.patch import PatchRefused, apply_patch
+from verification.protect import DEFAULT_PROTECT, PYPROJECT_PYTEST, protected_changes, pytest_config, restore
+from verification.runner import TestRun, run_tests
+from verification.sandbox import NO_SANDBOX, bwrap_prefix
+from workers.git import git
+
+PIN_INI = "fleet-pytest.ini"
+MAX_RERUN_IDS = 20
+
+
+@dataclass
+class VerifySpec:
+    """How to verify diffs for one repository (from the repo settings and the ticket)."""
+
+    test_cmd: str
+    timeout: float
+    targets: tuple[str, ...] = ()
+    protect: tuple[str, ...] = DEFAULT_PROTECT
+    hidden_tests: Path | None = None
+    allow_test_edits: bool = False
+    feedback_limit: int = 4000
+    env: Mapping[str, str] | None = None
+    pin_pytest: bool = True
+    sandbox: bool | None = None
+    network: bool = False
+    rerun_failures: bool = True
+    output_limit: int = 64_000
+
+
+@dataclass
+class VerificationResult:
+    """The verdict on one diff, the evidence, and the feedback for the agent's next attempt."""
+
+    verdict: Verdict
+    reasons: list[str]
+    fail_to_pass: list[str]
+    pass_to_pass: int
+    broken: list[str]
+    flaky: list[str]
+    flags: list[str]
+    feedback: str
+    output: str
+    duration: float
+    reverted: list[str]
+    warnings: list[str]
+    still_failing: list[str] = field(default_factory=list)
+    weak: bool = False
+    run: TestRun | None = None
+
+
+def run_baseline(
+    checkout: Path, spec: VerifySpec, report_dir: Path, cancelled: threading.Event | None = None
+) -> TestRun:
+    """Run the tests (hidden ones included) on a clean checkout of the base commit."""
+    add_hidden_tests(checkout, spec.hidden_tests)
+    return _run(checkout, spec, report_dir, spec.test_cmd, cancelled)
+
+
+def verify_diff(
+    checkout: Path,
+    diff: str,
+    spec: VerifySpec,
+    baseline: TestRun,
+    report_dir: Path,
+    cancelled: threading.Event | None = None,
+) -> VerificationResult:
+    """Apply diff to a clean base checkout, neutralise test edits, run the tests and judge against baseline."""
+    try:
+        changed = apply_patch(checkout, diff)
+    except PatchRefused as exc:
+        return refused(exc.reason)
+    reverted = [] if spec.allow_test_edits else restore(checkout, _to_protect(checkout, changed, spec))
+    hidden = add_hidden_tests(checkout, spec.hidden_tests)
+    run = _run(checkout, spec, report_dir, spec.test_cmd, cancelled)
+    judgement = judge(baseline, run, spec.targets)
+    rerun = _rerun(checkout, spec, report_dir, cancelled, run, judgement)
+    if rerun is not None:
+        judgement = judge(baseline, run, spec.targets, rerun=rerun)
+    _apply_gamed_rule(judgement, reverted)
+    judgement.flags += scan_diff(diff, _test_literals(checkout, baseline, spec, hidden))
+    return _result(judgement, run, rerun, reverted, hidden, spec)
+
+
+def refused(reason: str) -> VerificationResult:
+    """The result for a diff that was not applied, so no test ran."""
+    return VerificationResult(
+        verdict=Verdict.FAILED,
+        reasons=[reason],
+        fail_to_pass=[],
+        pass_to_pass=0,
+        broken=[],
+        flaky=[],
+        flags=[],
+        feedback=f"Verification: failed\n- the diff was refused: {reason}\n",
+        output="",
+        duration=0.0,
+        reverted=[],
+        warnings=[],
+    )
+
+
+def _to_protect(checkout: Path, changed: list[str], spec: VerifySpec) -> list[str]:
+    paths = protected_changes(checkout, changed, spec.protect)
+    config = pytest_config(checkout) if spec.pin_pytest else None
+    # The configuration pytest is pinned to must be the base's, whatever the protect patterns say.
+    if config in changed and config not in paths:
+        pattern = PYPROJECT_PYTEST if config == "pyproject.toml" else config
+        paths += protected_changes(checkout, [config], (pattern,))
+    return sorted(set(paths))
+
+
+def add_hidden_tests(checkout: Path, hidden: Path | None) -> list[str]:
+    """Copy the hidden tests into checkout (a directory mirroring the repo, or a diff); return their paths."""
+    if hidden is None:
+        return []
+    if hidden.is_file():
+        text = hidden.read_text(encoding="utf-8")
+        names = git("apply", "--numstat", "-z", "-", cwd=checkout, input=text)
+        git("apply", "-", cwd=checkout, input=text)
+        return sorted(_numstat_names(names))
+    files = sorted(p for p in hidden.rglob("*") if p.is_file())
+    for source in files:
+        target = checkout / source.relative_to(hidden)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return [source.relative_to(hidden).as_posix() for source in files]
+
+
+def _numstat_names(out: str) -> set[str]:
+    return {entry.split("\t", 2)[2] for entry in out.split("\0") if entry.count("\t") >= 2}
+
+
+def _run(
+    checkout: Path, spec: VerifySpec, report_dir: Path, command: str, cancelled: threading.Event | None
+) -> TestRun:
+    wrapper = bwrap_prefix(checkout, report_dir, spec.network) if spec.sandbox is not False else None
+    run = run_tests(
+        checkout,
+        command,
+        timeout=spec.timeout,
+        report_dir=report_dir,
+        env=spec.env,
+        cancelled=cancelled,
+        limit_bytes=spec.output_limit,
+        pytest_args=pytest_pins(checkout, report_dir) if spec.pin_pytest else (),
+        wrapper=wrapper or (),
+    )
+    if wrapper is None:
+        run.warnings.append(NO_SANDBOX)
+    return run
+
+
+def pytest_pins(checkout: Path, report_dir: Path) -> list[str]:
+    """pytest options that fix its configuration to the base's file (or none) and its rootdir to the checkout."""
+    config = pytest_config(checkout)
+    if config is None:  # else pytest would look upward and may read a config outside the checkout
+        report_dir.mkdir(parents=True, exist_ok=True)
+        empty = report_dir / PIN_INI
+        empty.write_text("[pytest]\n", encoding="utf-8")
+        return ["-c", str(empty), f"--rootdir={checkout}"]
+    return ["-c", str(checkout / config), f"--rootdir={checkout}"]
+
+
+def _rerun(
+    checkout: Path,
+    spec: VerifySpec,
+    report_dir: Path,
+    cancelled: threading.Event | None,
+    run: TestRun,
+    judgement: Judgement,
+) -> TestRun | None:
+    suspects = [t for t in judgement.broken + judgement.still_failing if t in run.results]
+    if not (spec.rerun_failures and suspects and run.report_found and "pytest" in spec.test_cmd):
+        return None
+    command = f"{spec.test_cmd} {shlex.join(suspects[:MAX_RERUN_IDS])}"
+    return _run(checkout, spec, report_dir / "rerun", command, cancelled)
+
+
+def _apply_gamed_rule(judgement: Judgement, reverted: list[str]) -> None:
+    if not reverted:
+        return
+    note = f"the diff changed protected test files, reverted before the run: {', '.join(reverted[:10])}"
+    if judgement.verdict is Verdict.FAILED:
+        judgement.verdict = Verdict.GAMED
+        judgement.reasons.insert(0, note + "; with them restored the tests do not pass")
+    judgement.flags.append(note)
+
+
+def _test_literals(checkout: Path, baseline: TestRun, spec: VerifySpec, hidden: list[str]) -> set[str]:
+    files = {t.split("::", 1)[0] for t in (*spec.targets, *baseline.failures)} - set(hidden)
+    literals: set[str] = set()
+    for name in sorted(files):
+        path = checkout / name
+        if name.endswith(".py") and path.is_file():
+            literals |= assertion_literals(path.read_text(encoding="utf-8", errors="replace"))
+    return literals
+
+
+def _result(
+    judgement: Judgement,
+    run: TestRun,
+    rerun: TestRun | None,
+    reverted: list[str],
+    hidden: list[str],
+    spec: VerifySpec,
+) -> VerificationResult:
+    unreadable = [f"the test report is unreadable: {run.report_error}"] if run.report_error else []
+    warnings = list(dict.fromkeys(run.warnings + unreadable))
+    return VerificationResult(
+        verdict=judgement.verdict,
+        reasons=judgement.reasons,
+        fail_to_pass=judgement.fail_to_pass,
+        pass_to_pass=judgement.pass_to_pass,
+        broken=judgement.broken,
+        flaky=judgement.flaky,
+        flags=judgement.flags,
+        feedback=feedback_digest(run, judgement, spec.feedback_limit, hidden),
+        output=run.output,
+        duration=run.duration + (rerun.duration if rerun else 0.0),
+        reverted=reverted,
+        warnings=warnings,
+        still_failing=judgement.still_failing,
+        weak=judgement.weak,
+        run=run,
+    )

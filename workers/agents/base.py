@@ -1,0 +1,54 @@
+"""What every agent adapter shares: its options, its errors and the environment it runs with."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from orchestrator.contracts import AgentTask
+
+# Only these reach the agent from the worker's environment, unless allow-listed in env_passthrough.
+BASE_ENV_NAMES = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM")
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """How to run an agent: its command line, model, extra arguments, allowed environment and limits."""
+
+    command: tuple[str, ...] = ()
+    model: str | None = None
+    extra_args: tuple[str, ...] = ()
+    env_passthrough: tuple[str, ...] = ()
+    grace_seconds: float = 5.0
+    transcript_limit: int = 256_000
+
+
+class AgentError(Exception):
+    """An agent adapter could not be found or set up."""
+
+
+class UnknownAgent(AgentError):
+    """No agent has this name, and it is not an importable `pkg.mod:Class` path."""
+
+    def __init__(self, name: str, known: list[str], reason: str = "") -> None:
+        self.name = name
+        self.known = known
+        detail = f" ({reason})" if reason else ""
+        super().__init__(f"unknown agent {name!r}{detail}; known agents: {', '.join(known)}, or pkg.mod:Class")
+
+
+def agent_env(task: AgentTask, options: AgentOptions) -> dict[str, str]:
+    """The agent's whole environment: a minimal base, allow-listed variables, task.env and the FLEET_* facts."""
+    env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env.update({name: os.environ[name] for name in options.env_passthrough if name in os.environ})
+    env.update(task.env)
+    if options.model:
+        env["FLEET_MODEL"] = options.model
+    env.update(
+        FLEET_PROMPT_FILE=str(task.prompt_file),
+        FLEET_ATTEMPT=str(task.attempt),
+        FLEET_TICKET_ID=str(task.ticket_id),
+        FLEET_WORKTREE=str(task.worktree),
+    )
+    return env

@@ -1,0 +1,54 @@
+"""The Celery app, built from settings; Celery's concepts stay in this module and tasks.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from orchestrator.settings import Settings
+from workers.constants import AGENT_QUEUE, RUN_AGENT_TASK, VERIFY_QUEUE, VERIFY_TASK, VISIBILITY_TIMEOUT_SECONDS
+
+
+def _embedded_broker(folder: Path) -> tuple[str, dict[str, Any]]:
+    """kombu's filesystem transport: no server; a message lost with a killed consumer is re-sent by the reconciler."""
+    queue, processed = folder / "queue", folder / "processed"
+    for path in (queue, processed):
+        path.mkdir(parents=True, exist_ok=True)
+    options = {
+        "data_folder_in": str(queue),
+        "data_folder_out": str(queue),
+        "processed_folder": str(processed),
+        "store_processed": False,
+        "polling_interval": 0.1,
+    }
+    return "filesystem://localhost//", options
+
+
+def broker_for(settings: Settings) -> tuple[str, dict[str, Any]]:
+    if settings.embedded:
+        return _embedded_broker(settings.broker_dir)
+    return settings.broker_url, {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app for settings, configured for agent runs of an hour and more."""
+    url, transport_options = broker_for(settings)
+    app = Celery("fleet", broker=url, set_as_current=False)
+    app.conf.update(
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        task_acks_late=False,  # the database is the source of truth; a lost message is re-sent from it
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=not settings.embedded,
+        task_send_sent_event=not settings.embedded,
+        task_routes={RUN_AGENT_TASK: {"queue": AGENT_QUEUE}, VERIFY_TASK: {"queue": VERIFY_QUEUE}},
+        task_default_queue=AGENT_QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+    )
+    return app

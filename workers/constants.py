@@ -1,0 +1,12 @@
+"""Wire constants: queue and task names. Only ids travel through the queue."""
+
+AGENT_QUEUE = "fleet.agents"
+VERIFY_QUEUE = "fleet.verify"
+QUEUES = (AGENT_QUEUE, VERIFY_QUEUE)
+
+RUN_AGENT_TASK = "fleet.run_agent"
+VERIFY_TASK = "fleet.verify"
+
+# Above the longest agent run Fleet allows, so Redis never re-delivers a message that is merely waiting;
+# lost messages are re-sent by the reconciler from the database instead.
+VISIBILITY_TIMEOUT_SECONDS = 12 * 3600

@@ -1,0 +1,133 @@
+"""A bare mirror of each registered repository per worker host, so agents never touch the user's repository."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from workers.git import GitError, git
+
+SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+HEX_SHA = re.compile(r"[0-9a-f]{4,64}")
+FULL_SHA_LENGTHS = (40, 64)
+FETCH_TIMEOUT_SECONDS = 1800.0
+BRANCHES_REFSPEC = "+refs/heads/*:refs/heads/*"
+# --update-head-ok: an agent may check a branch out in its worktree; that must not block fetches for everyone.
+BRANCH_FETCH_FLAGS = ("--no-tags", "--quiet", "--update-head-ok", "--end-of-options")
+
+
+class MirrorError(Exception):
+    """The mirror could not be made to contain the wanted commit."""
+
+    def __init__(self, source: str, sha: str, reason: str) -> None:
+        self.source = source
+        self.sha = sha
+        self.reason = reason
+        super().__init__(f"cannot get commit {sha} from {source}: {reason}")
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold a blocking exclusive flock on path (created if missing) for the block; safe across threads and processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One open file description per holder: flock then excludes other threads of this process too.
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def mirror_path(mirrors_dir: Path, repo_key: str) -> Path:
+    """Where the bare mirror of repo_key lives: <mirrors_dir>/<repo_key>.git."""
+    if not SAFE_KEY.fullmatch(repo_key) or ".." in repo_key:
+        raise ValueError(f"unsafe repository key: {repo_key!r}")
+    return mirrors_dir.resolve() / f"{repo_key}.git"
+
+
+def ensure_mirror(mirrors_dir: Path, repo_key: str, source: str, sha: str) -> Path:
+    """Return the bare mirror of source that contains commit sha, cloning or fetching under a lock as needed."""
+    mirror = mirror_path(mirrors_dir, repo_key)
+    _check_source_and_sha(source, sha)
+    if has_commit(mirror, sha):
+        return mirror
+    with exclusive_lock(mirror.with_name(f"{repo_key}.lock")):
+        if not _is_bare_repo(mirror):
+            _clone(mirror, source, sha)
+        if not has_commit(mirror, sha):
+            _fetch(mirror, source, sha)
+    return mirror
+
+
+def has_commit(repo: Path, sha: str) -> bool:
+    """True when repo exists and holds sha as a commit."""
+    if not (repo / "HEAD").is_file():
+        return False
+    try:
+        git("cat-file", "-e", f"{sha}^{{commit}}", cwd=repo)
+    except GitError:
+        return False
+    return True
+
+
+def _check_source_and_sha(source: str, sha: str) -> None:
+    if not source or source.startswith("-"):
+        raise MirrorError(source, sha, "not a usable repository location")
+    if not HEX_SHA.fullmatch(sha):
+        raise MirrorError(source, sha, "not a hexadecimal commit id")
+
+
+def _is_bare_repo(path: Path) -> bool:
+    if not (path / "HEAD").is_file():
+        return False
+    try:
+        return git("rev-parse", "--is-bare-repository", cwd=path).strip() == "true"
+    except GitError:
+        return False
+
+
+def _clone(mirror: Path, source: str, sha: str) -> None:
+    """Clone into a temporary folder and rename, so a half-made mirror is never seen (even after kill -9)."""
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{mirror.name}.", dir=mirror.parent))
+    try:
+        git(
+            "clone",
+            "--bare",
+            "--no-tags",
+            "--quiet",
+            "--",
+            source,
+            str(tmp),
+            cwd=mirror.parent,
+            timeout=FETCH_TIMEOUT_SECONDS,
+        )
+        if mirror.exists():  # a broken leftover: we hold the lock, nobody else uses it
+            shutil.rmtree(mirror)
+        os.rename(tmp, mirror)
+    except GitError as exc:
+        raise MirrorError(source, sha, f"clone failed: {exc.stderr or exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fetch(mirror: Path, source: str, sha: str) -> None:
+    """Fetch all branches; if the commit is on none of them, ask for it by id."""
+    try:
+        git("fetch", *BRANCH_FETCH_FLAGS, source, BRANCHES_REFSPEC, cwd=mirror, timeout=FETCH_TIMEOUT_SECONDS)
+    except GitError as exc:
+        raise MirrorError(source, sha, f"fetch failed: {exc.stderr or exc}") from exc
+    if has_commit(mirror, sha):
+        return
+    if len(sha) not in FULL_SHA_LENGTHS:
+        raise MirrorError(source, sha, "not on any branch (give the full commit id to fetch it directly)")
+    try:
+        git("fetch", "--no-tags", "--quiet", "--end-of-options", source, sha, cwd=mirror, timeout=FETCH_TIMEOUT_SECONDS)
+    except GitError as exc:
+        raise MirrorError(source, sha, f"no such commit ({exc.stderr or exc})") from exc
+    if not has_commit(mirror, sha):
+        raise MirrorError(source, sha, "fetched, but the object is not a commit")

@@ -1,0 +1,320 @@
+"""The two units of work: run an agent on an attempt, and verify the attempt's diff. Each is idempotent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from db import queries
+from db.models import Attempt, utcnow
+from db.status import AttemptStatus, Verdict
+from orchestrator import policy
+from orchestrator.contracts import AgentResult, AgentTask
+from verification.runner import TestRun
+from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
+from workers.agents import load_agent
+from workers.agents.base import AgentOptions
+from workers.mirror import ensure_mirror
+from workers.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of the rows one unit of work needs, so no session stays open while it runs."""
+
+    attempt_id: int
+    number: int
+    ticket_id: int
+    repo_id: int
+    source: str
+    base_sha: str
+    agent: str
+    agent_options: dict[str, Any]
+    prompt: str
+    diff: str
+    test_cmd: str
+    repo_settings: dict[str, Any]
+    targets: tuple[str, ...] = field(default=())
+
+    @property
+    def repo_key(self) -> str:
+        return f"repo-{self.repo_id}"
+
+
+def _snapshot(attempt: Attempt) -> Job:
+    ticket = attempt.run.ticket
+    repo = ticket.repo
+    return Job(
+        attempt_id=attempt.id,
+        number=attempt.number,
+        ticket_id=ticket.id,
+        repo_id=repo.id,
+        source=repo.source,
+        base_sha=ticket.base_sha,
+        agent=attempt.run.agent,
+        agent_options=dict(ticket.agent_options),
+        prompt=attempt.prompt,
+        diff=attempt.diff,
+        test_cmd=repo.test_cmd,
+        repo_settings=dict(repo.settings),
+        targets=tuple(ticket.targets),
+    )
+
+
+def _claim(
+    rt: WorkerRuntime, attempt_id: int, waiting: AttemptStatus, leased: AttemptStatus
+) -> tuple[Job, queries.Lease] | None:
+    lease = rt.new_lease()
+    with rt.db.session() as s:
+        if not queries.claim(s, attempt_id, waiting, leased, lease):
+            return None  # a duplicate delivery, or someone else has it: do nothing
+        attempt = queries.get_attempt(s, attempt_id)
+        policy.on_attempt_started(s, attempt.run.ticket)
+        return _snapshot(attempt), lease
+
+
+# --- agent phase -----------------------------------------------------------------------------------
+
+
+def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
+    """Claim the attempt, run its agent in a pooled worktree, record transcript and diff, queue verification."""
+    claimed = _claim(rt, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING)
+    if claimed is None:
+        return
+    job, lease = claimed
+    cancel = rt.leases.hold(lease.token, attempt_id)
+    try:
+        result, diff = _execute_agent(rt, job, cancel)
+    except Exception as exc:
+        _record_error(rt, job, lease, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        return
+    finally:
+        rt.leases.drop(lease.token)
+    _finish_agent(rt, job, lease, result, diff)
+
+
+def _execute_agent(rt: WorkerRuntime, job: Job, cancel: threading.Event) -> tuple[AgentResult, str]:
+    mirror = ensure_mirror(rt.settings.mirrors_dir, job.repo_key, job.source, job.base_sha)
+    options = AgentOptions(
+        command=tuple(job.agent_options.get("command", ())),
+        model=job.agent_options.get("model"),
+        extra_args=tuple(job.agent_options.get("extra_args", ())),
+        env_passthrough=tuple(job.agent_options.get("env", ())),
+        grace_seconds=rt.settings.kill_grace_seconds,
+        transcript_limit=rt.settings.transcript_limit_bytes,
+    )
+    agent = load_agent(job.agent, options)
+    prompt_file = rt.attempt_dir(job.attempt_id) / "prompt.md"
+    prompt_file.write_text(job.prompt, encoding="utf-8")
+    with rt.pool(job.repo_key, "agent", mirror).lease(job.base_sha) as worktree:
+        task = AgentTask(
+            worktree=worktree.path,
+            prompt_file=prompt_file,
+            ticket_id=job.ticket_id,
+            attempt=job.number,
+            timeout=float(job.agent_options.get("timeout", rt.settings.agent_timeout_seconds)),
+            cancelled=cancel,
+        )
+        result = agent.run(task)
+        diff = "" if result.cancelled else worktree.diff()
+    return result, diff
+
+
+def _diff_stat(diff: str) -> str:
+    files = added = removed = 0
+    for line in diff.splitlines():
+        if line.startswith("diff --git "):
+            files += 1
+        elif line.startswith("+") and not line.startswith("+++"):
+            added += 1
+        elif line.startswith("-") and not line.startswith("---"):
+            removed += 1
+    return f"{files} file{'s' if files != 1 else ''}, +{added} -{removed}"
+
+
+def _finish_agent(rt: WorkerRuntime, job: Job, lease: queries.Lease, result: AgentResult, diff: str) -> None:
+    recorded = dict(
+        transcript=result.transcript,
+        diff=diff,
+        diff_stat=_diff_stat(diff),
+        exit_code=result.exit_code,
+        error=result.error,
+        tokens_in=result.tokens_in,
+        tokens_out=result.tokens_out,
+        cost_usd=result.cost_usd,
+        agent_finished_at=utcnow(),
+    )
+    if result.cancelled:
+        with rt.db.session() as s:
+            queries.advance(s, job.attempt_id, lease, AttemptStatus.CANCELLED, finished_at=utcnow(), **recorded)
+        return
+    if result.error:
+        _record_error(rt, job, lease, result.error, "", recorded)
+        return
+    with rt.db.session() as s:
+        moved = queries.advance(
+            s, job.attempt_id, lease, AttemptStatus.VERIFY_QUEUED, dispatched_at=utcnow(), **recorded
+        )
+    if moved:
+        rt.dispatcher.send([(job.attempt_id, AttemptStatus.VERIFY_QUEUED)])
+
+
+# --- verification phase ----------------------------------------------------------------------------
+
+
+def spec_for(job: Job, settings_timeout: float, feedback_limit: int) -> VerifySpec:
+    extra: dict[str, Any] = {}
+    if job.repo_settings.get("protect"):
+        extra["protect"] = tuple(job.repo_settings["protect"])
+    if job.repo_settings.get("hidden_tests"):
+        extra["hidden_tests"] = Path(job.repo_settings["hidden_tests"])
+    return VerifySpec(
+        test_cmd=job.test_cmd,
+        timeout=float(job.repo_settings.get("test_timeout", settings_timeout)),
+        targets=job.targets,
+        allow_test_edits=bool(job.repo_settings.get("allow_test_edits", False)),
+        feedback_limit=feedback_limit,
+        **extra,
+    )
+
+
+def spec_hash(spec: VerifySpec) -> str:
+    key = [spec.test_cmd, str(spec.hidden_tests or ""), sorted(spec.protect)]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()
+
+
+def verify_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
+    """Claim the attempt's verification, judge its diff in a clean checkout, and act on the verdict."""
+    claimed = _claim(rt, attempt_id, AttemptStatus.VERIFY_QUEUED, AttemptStatus.VERIFYING)
+    if claimed is None:
+        return
+    job, lease = claimed
+    cancel = rt.leases.hold(lease.token, attempt_id)
+    try:
+        result, baseline_id = _execute_verification(rt, job, cancel)
+    except Exception as exc:
+        _record_error(rt, job, lease, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        return
+    finally:
+        rt.leases.drop(lease.token)
+    _record_verdict(rt, job, lease, result, baseline_id, cancelled=cancel.is_set())
+
+
+def _execute_verification(
+    rt: WorkerRuntime, job: Job, cancel: threading.Event
+) -> tuple[VerificationResult, int | None]:
+    mirror = ensure_mirror(rt.settings.mirrors_dir, job.repo_key, job.source, job.base_sha)
+    pool = rt.pool(job.repo_key, "verify", mirror)
+    spec = spec_for(job, rt.settings.test_timeout_seconds, rt.settings.feedback_limit_bytes)
+    report_dir = rt.attempt_dir(job.attempt_id)
+    baseline, baseline_id = _baseline(rt, job, spec, pool, report_dir / "baseline", cancel)
+    if baseline.error:
+        return _baseline_error(baseline), baseline_id
+    with pool.lease(job.base_sha) as checkout:
+        return verify_diff(checkout.path, job.diff, spec, baseline, report_dir / "candidate", cancel), baseline_id
+
+
+def _baseline(
+    rt: WorkerRuntime, job: Job, spec: VerifySpec, pool: Any, report_dir: Path, cancel: threading.Event
+) -> tuple[TestRun, int | None]:
+    """The test results at the base commit: from the database when known, else run once and stored."""
+    key = spec_hash(spec)
+    with rt.baseline_lock(f"{job.repo_id}:{job.base_sha}:{key}"):
+        with rt.db.session() as s:
+            known = queries.find_baseline(s, job.repo_id, job.base_sha, key)
+            if known is not None:
+                return TestRun.from_json(known.result), known.id
+        with pool.lease(job.base_sha) as checkout:
+            run = run_baseline(checkout.path, spec, report_dir, cancel)
+        if run.error:
+            return run, None  # an environment failure is not a baseline worth keeping
+        with rt.db.session() as s:
+            return run, queries.save_baseline(s, job.repo_id, job.base_sha, key, run.to_json()).id
+
+
+def _baseline_error(baseline: TestRun) -> VerificationResult:
+    reason = f"the tests could not run at the base commit: {baseline.error}"
+    return VerificationResult(
+        verdict=Verdict.ERROR,
+        reasons=[reason],
+        fail_to_pass=[],
+        pass_to_pass=0,
+        broken=[],
+        flaky=[],
+        flags=[],
+        feedback="",
+        output=baseline.output,
+        duration=baseline.duration,
+        reverted=[],
+        warnings=[],
+    )
+
+
+def _record_verdict(
+    rt: WorkerRuntime,
+    job: Job,
+    lease: queries.Lease,
+    result: VerificationResult,
+    baseline_id: int | None,
+    cancelled: bool,
+) -> None:
+    final = AttemptStatus.CANCELLED if cancelled else AttemptStatus.FINISHED
+    with rt.db.session() as s:
+        if not queries.advance(s, job.attempt_id, lease, final, finished_at=utcnow()):
+            return  # the lease was lost: another worker owns this attempt now
+        queries.add_verification(
+            s,
+            job.attempt_id,
+            verdict=result.verdict.value,
+            reasons=result.reasons,
+            fail_to_pass=result.fail_to_pass,
+            pass_to_pass=result.pass_to_pass,
+            broken=result.broken,
+            flaky=result.flaky,
+            flags=result.flags,
+            reverted=result.reverted,
+            warnings=result.warnings,
+            feedback=result.feedback,
+            output=result.output,
+            duration=result.duration,
+            baseline_id=baseline_id,
+        )
+        queries.log_event(
+            s,
+            "verified",
+            f"attempt {job.number}: {result.verdict.value}",
+            ticket_id=job.ticket_id,
+            attempt_id=job.attempt_id,
+        )
+        waiting = _after(s, job, result.verdict, result.feedback, "; ".join(result.reasons))
+    rt.dispatcher.send(waiting)
+
+
+def _after(s: queries.Session, job: Job, verdict: Verdict, feedback: str, reason: str) -> policy.Waiting:
+    attempt = queries.get_attempt(s, job.attempt_id)
+    return policy.after_verdict(s, attempt, policy.Outcome(verdict=verdict, feedback=feedback, reason=reason))
+
+
+def _record_error(
+    rt: WorkerRuntime, job: Job, lease: queries.Lease, reason: str, trace: str, recorded: dict[str, Any] | None = None
+) -> None:
+    """An environment failure: an `error` verdict that names the cause, and the ticket moves on."""
+    log.warning("attempt %s: %s", job.attempt_id, reason)
+    fields = dict(recorded or {}, error=reason, finished_at=utcnow())
+    with rt.db.session() as s:
+        if not queries.advance(s, job.attempt_id, lease, AttemptStatus.FINISHED, **fields):
+            return
+        queries.add_verification(s, job.attempt_id, verdict=Verdict.ERROR.value, reasons=[reason], output=trace)
+        queries.log_event(
+            s, "error", f"attempt {job.number}: {reason}", ticket_id=job.ticket_id, attempt_id=job.attempt_id
+        )
+        waiting = _after(s, job, Verdict.ERROR, "", reason)
+    rt.dispatcher.send(waiting)

@@ -1,0 +1,146 @@
+"""What one worker process holds: its leases, their heartbeat, its worktree pools and its dispatcher."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from db import queries
+from db.engine import Database
+from db.models import utcnow
+from orchestrator.settings import Settings
+from workers.queue import Dispatcher
+from workers.worktree import WorktreePool
+
+log = logging.getLogger(__name__)
+CANCEL_CHECK_SECONDS = 1.0
+
+
+@dataclass
+class Held:
+    attempt_id: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class LeaseBook:
+    """The attempts this process holds; one heartbeat thread renews them all and relays cancellation."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, Held] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, token: str, attempt_id: int) -> threading.Event:
+        with self._lock:
+            self._held[token] = Held(attempt_id)
+            return self._held[token].cancel
+
+    def drop(self, token: str) -> None:
+        with self._lock:
+            self._held.pop(token, None)
+
+    def snapshot(self) -> dict[str, Held]:
+        with self._lock:
+            return dict(self._held)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
+class WorkerRuntime:
+    """Shared by every task this process runs."""
+
+    def __init__(self, settings: Settings, db: Database, dispatcher: Dispatcher, slots: int, queues: str) -> None:
+        self.settings, self.db, self.dispatcher = settings, db, dispatcher
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.slots, self.queues = slots, queues
+        self.leases = LeaseBook()
+        self._pools: dict[tuple[str, str], WorktreePool] = {}
+        self._pools_lock = threading.Lock()
+        self._baseline_locks: dict[str, threading.Lock] = {}
+        self._stopped = threading.Event()
+        self._heart = threading.Thread(target=self._heartbeat_loop, name="fleet-heartbeat", daemon=True)
+
+    def new_lease(self) -> queries.Lease:
+        return queries.Lease(owner=self.worker_id, token=uuid.uuid4().hex, seconds=self.settings.lease_seconds)
+
+    def pool(self, repo_key: str, kind: str, mirror: Path) -> WorktreePool:
+        """The worktree pool of one repository for one kind of work (agent or verify)."""
+        with self._pools_lock:
+            key = (repo_key, kind)
+            if key not in self._pools:
+                root = self.settings.worktrees_dir / repo_key / kind
+                self._pools[key] = WorktreePool(root, mirror, self.settings.worktree_pool_size)
+            return self._pools[key]
+
+    def baseline_lock(self, key: str) -> threading.Lock:
+        with self._pools_lock:
+            return self._baseline_locks.setdefault(key, threading.Lock())
+
+    def attempt_dir(self, attempt_id: int) -> Path:
+        path = self.settings.attempts_dir / str(attempt_id)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # --- heartbeat ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._beat(stopped=False)
+        self._heart.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._heart.join(timeout=5.0)
+        try:
+            self._beat(stopped=True)
+        except Exception:
+            log.exception("could not record the worker's stop")
+
+    def _beat(self, stopped: bool) -> None:
+        with self.db.session() as s:
+            queries.beat(
+                s,
+                self.worker_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                slots=self.slots,
+                busy=len(self.leases),
+                queues=self.queues,
+                stopped_at=utcnow() if stopped else None,
+            )
+
+    def _heartbeat_loop(self) -> None:
+        ticks_per_beat = max(1, round(self.settings.heartbeat_seconds / CANCEL_CHECK_SECONDS))
+        tick = 0
+        while not self._stopped.wait(min(CANCEL_CHECK_SECONDS, self.settings.heartbeat_seconds)):
+            tick += 1
+            try:
+                self._relay_cancels()
+                if tick % ticks_per_beat == 0:
+                    self._renew()
+            except Exception:
+                log.exception("heartbeat failed; retrying")
+
+    def _relay_cancels(self) -> None:
+        held = self.leases.snapshot()
+        if not held:
+            return
+        with self.db.session() as s:
+            cancelled = queries.cancel_requested(s, [h.attempt_id for h in held.values()])
+        for h in held.values():
+            if h.attempt_id in cancelled:
+                h.cancel.set()
+
+    def _renew(self) -> None:
+        held = self.leases.snapshot()
+        with self.db.session() as s:
+            still = queries.renew_leases(s, self.worker_id, held, self.settings.lease_seconds)
+        for token, h in held.items():
+            if token not in still:  # another worker took the attempt over: stop, its writes would be refused
+                log.warning("lost the lease on attempt %s; stopping it", h.attempt_id)
+                h.cancel.set()
+        self._beat(stopped=False)

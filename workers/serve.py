@@ -1,0 +1,70 @@
+"""Run a Celery worker in this process: `fleet up` (embedded, optionally until idle) and `fleet worker` (team)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections.abc import Sequence
+
+import celery.worker.state
+from celery.exceptions import SecurityWarning
+
+from db import queries
+from db.engine import Database
+from orchestrator.reconciler import ReconcilerThread, reconcile
+from orchestrator.settings import Settings
+from workers.celery_app import create_app
+from workers.constants import QUEUES
+from workers.queue import Dispatcher
+from workers.runtime import WorkerRuntime
+from workers.tasks import register_tasks
+
+log = logging.getLogger(__name__)
+IDLE_CHECK_SECONDS = 0.5
+
+
+def _stop_when_idle(db: Database, stopped: threading.Event) -> None:
+    while not stopped.wait(IDLE_CHECK_SECONDS):
+        with db.session() as s:
+            if queries.count_open_attempts(s) == 0:
+                celery.worker.state.should_stop = 0  # Celery's own warm-shutdown flag
+                return
+
+
+def serve(
+    settings: Settings, db: Database, concurrency: int, queues: Sequence[str] = QUEUES, until_idle: bool = False
+) -> int:
+    """Consume queues with `concurrency` slots until stopped (or, with until_idle, until no work is left)."""
+    if settings.embedded:  # one user's own machine: Celery's advice against running as root is noise here
+        warnings.filterwarnings("ignore", category=SecurityWarning)
+    app = create_app(settings)
+    dispatcher = Dispatcher(app)
+    runtime = WorkerRuntime(settings, db, dispatcher, slots=concurrency, queues=",".join(queues))
+    register_tasks(app, runtime)
+    runtime.start()
+    # A killed embedded `fleet up` took its prefetched messages with it: send every waiting attempt again.
+    reconcile(db, dispatcher, 0.0 if settings.embedded else settings.redispatch_seconds)
+    reconciler = ReconcilerThread(db, dispatcher, settings.reconcile_seconds, settings.redispatch_seconds)
+    reconciler.start()
+    stopped = threading.Event()
+    if until_idle:
+        threading.Thread(target=_stop_when_idle, args=(db, stopped), daemon=True).start()
+    worker = app.Worker(
+        pool_cls="threads",
+        concurrency=concurrency,
+        queues=list(queues),
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+        loglevel="WARNING",
+        hostname=f"{runtime.worker_id.replace(':', '-')}@fleet",
+        quiet=True,
+    )
+    try:
+        worker.start()
+    finally:
+        stopped.set()
+        reconciler.stop()
+        runtime.stop()
+    return int(worker.exitcode or 0)

@@ -1,0 +1,247 @@
+"""A bounded pool of reusable, detached git worktrees of one mirror; a slot is held by an flock on its lock file."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import stat
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from workers.git import GitError, git
+from workers.mirror import HEX_SHA, exclusive_lock
+
+POLL_SECONDS = 0.2
+SLOT_PREFIX = "slot-"
+
+
+class WorktreeError(Exception):
+    """A worktree slot could not be prepared or used."""
+
+
+class PoolExhausted(WorktreeError):
+    """Every slot of the pool stayed busy for the whole wait."""
+
+    def __init__(self, root: Path, size: int, waited: float) -> None:
+        self.root = root
+        self.size = size
+        self.waited = waited
+        super().__init__(f"all {size} worktree slots under {root} stayed busy for {waited:g}s")
+
+
+class Worktree:
+    """One leased slot: a detached checkout of base_sha that only its holder uses until release()."""
+
+    def __init__(self, path: Path, base_sha: str, mirror: Path, lock: IO[bytes]) -> None:
+        self.path = path
+        self.base_sha = base_sha
+        self.mirror = mirror
+        self._lock: IO[bytes] | None = lock
+
+    def __enter__(self) -> Worktree:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+    @property
+    def released(self) -> bool:
+        """True once release() has run."""
+        return self._lock is None
+
+    def diff_bytes(self) -> bytes:
+        """The exact patch from base_sha to the checkout (edits, new/deleted files, commits); .gitignore respected."""
+        if self._lock is None:
+            raise WorktreeError(f"{self.path} was already released")
+        if owning_gitdir(self.path, self.mirror) is None:
+            raise WorktreeError(f"{self.path} no longer belongs to {self.mirror}; its .git was tampered with")
+        git("add", "-A", cwd=self.path)
+        with tempfile.TemporaryDirectory(prefix="fleet-diff-") as tmp:
+            out = Path(tmp, "patch")
+            # --output: bytes untouched (CRLF, non-UTF-8 text); --no-textconv/--no-ext-diff: no configured command runs.
+            flags = ("--cached", "--binary", "--no-color", "--no-ext-diff", "--no-textconv", f"--output={out}")
+            git("diff", *flags, self.base_sha, "--", cwd=self.path)
+            return out.read_bytes()
+
+    def diff(self) -> str:
+        """diff_bytes() as text; bytes that are not UTF-8 become U+FFFD (use diff_bytes() for an exact patch)."""
+        return self.diff_bytes().decode("utf-8", errors="replace")
+
+    def release(self) -> None:
+        """Clean the checkout and free the slot; harmless when called again."""
+        if self._lock is None:
+            return
+        try:
+            if owning_gitdir(self.path, self.mirror) is not None:
+                clean_checkout(self.path)
+        except (GitError, OSError):
+            pass  # the next lease finds the slot dirty or broken and repairs or recreates it
+        finally:
+            self._lock.close()
+            self._lock = None
+
+
+class WorktreePool:
+    """At most size worktrees of mirror under root, reused across leases and across processes."""
+
+    def __init__(self, root: Path, mirror: Path, size: int, wait_seconds: float = 600.0) -> None:
+        if size < 1:
+            raise ValueError("a worktree pool needs at least one slot")
+        self.root = root.resolve()
+        self.mirror = mirror.resolve()
+        self.size = size
+        self.wait_seconds = wait_seconds
+        self._create_lock = self.mirror.with_name(self.mirror.name + ".worktrees.lock")
+
+    def lease(self, base_sha: str) -> Worktree:
+        """A clean detached checkout of base_sha; waits for a free slot, then raises PoolExhausted."""
+        if not HEX_SHA.fullmatch(base_sha):
+            raise WorktreeError(f"not a commit id: {base_sha!r}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.wait_seconds
+        while (taken := self._take_free_slot()) is None:
+            if time.monotonic() >= deadline:
+                raise PoolExhausted(self.root, self.size, self.wait_seconds)
+            time.sleep(POLL_SECONDS)
+        path, lock = taken
+        try:
+            self._prepare(path, base_sha)
+        except BaseException:
+            lock.close()
+            raise
+        return Worktree(path, base_sha, self.mirror, lock)
+
+    def disk_usage(self) -> int:
+        """Bytes on disk used by the pool's slots."""
+        total = 0
+        for folder, _dirs, files in os.walk(self.root):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+                except OSError:
+                    continue
+        return total
+
+    def prune(self, keep: int) -> int:
+        """Delete idle slot directories beyond the first keep; busy slots are never touched. Returns how many."""
+        slots = self._existing_slots()
+        removed = 0
+        for n in reversed(slots):
+            if len(slots) - removed <= keep:
+                break
+            lock = self._try_lock(n)
+            if lock is None:
+                continue
+            with lock:
+                self._remove(self._slot_path(n))
+            removed += 1
+        return removed
+
+    def _slot_path(self, n: int) -> Path:
+        return self.root / f"{SLOT_PREFIX}{n}"
+
+    def _existing_slots(self) -> list[int]:
+        found = []
+        for entry in self.root.glob(f"{SLOT_PREFIX}*"):
+            suffix = entry.name[len(SLOT_PREFIX) :]
+            if entry.is_dir() and suffix.isdigit():
+                found.append(int(suffix))
+        return sorted(found)
+
+    def _try_lock(self, n: int) -> IO[bytes] | None:
+        # Lock files are never deleted: unlinking one while another process holds it open lets two holders in.
+        handle = open(self.root / f"{SLOT_PREFIX}{n}.lock", "a+b")  # noqa: SIM115 - the Worktree owns it
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return handle
+
+    def _take_free_slot(self) -> tuple[Path, IO[bytes]] | None:
+        # Existing checkouts first: reusing one is far cheaper than creating one.
+        order = sorted(range(self.size), key=lambda n: not self._slot_path(n).is_dir())
+        for n in order:
+            lock = self._try_lock(n)
+            if lock is not None:
+                return self._slot_path(n), lock
+        return None
+
+    def _prepare(self, path: Path, sha: str) -> None:
+        if self._reuse(path, sha):
+            return
+        self._remove(path)
+        try:
+            with exclusive_lock(self._create_lock):
+                git("worktree", "prune", cwd=self.mirror)
+                git("worktree", "add", "--detach", "--quiet", str(path), sha, cwd=self.mirror)
+        except GitError as exc:
+            raise WorktreeError(f"cannot check out {sha} in {path}: {exc.stderr or exc}") from exc
+
+    def _reuse(self, path: Path, sha: str) -> bool:
+        """Reset an existing slot to sha; False when it is missing, foreign or broken."""
+        gitdir = owning_gitdir(path, self.mirror)
+        if gitdir is None:
+            return False
+        try:
+            Path(gitdir, "index.lock").unlink(missing_ok=True)  # left by a killed agent; we hold the slot
+            git("checkout", "--detach", "--force", "--quiet", sha, "--", cwd=path)
+            clean_checkout(path)
+        except (GitError, OSError):
+            return False
+        return True
+
+    def _remove(self, path: Path) -> None:
+        if path.exists() or path.is_symlink():
+            remove_tree(path)
+        with exclusive_lock(self._create_lock):
+            git("worktree", "prune", cwd=self.mirror)
+
+
+def owning_gitdir(path: Path, mirror: Path) -> Path | None:
+    """The git dir of the worktree at path if it is a worktree of mirror rooted at path, else None."""
+    if not (path / ".git").is_file():
+        return None
+    flags = ("--path-format=absolute", "--git-common-dir", "--git-dir", "--show-toplevel")
+    try:
+        common, gitdir, top = git("rev-parse", *flags, cwd=path).splitlines()[:3]
+    except (GitError, OSError, ValueError):
+        return None
+    # A rewritten .git pointer or core.worktree must never make us reset, clean or stage someone else's files.
+    if Path(common).resolve() != mirror.resolve() or Path(top).resolve() != path.resolve():
+        return None
+    return Path(gitdir)
+
+
+def clean_checkout(path: Path) -> None:
+    """Drop every change, untracked and ignored file in the checkout at path."""
+    git("reset", "--hard", "--quiet", cwd=path)
+    git("clean", "-ffdxq", cwd=path)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete path even when an agent left read-only files or folders in it."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+        return
+    try:
+        shutil.rmtree(path)
+    except OSError:
+        _make_tree_writable(path)
+        shutil.rmtree(path)
+
+
+def _make_tree_writable(path: Path) -> None:
+    owner_all = stat.S_IRWXU
+    os.chmod(path, os.lstat(path).st_mode | owner_all)
+    for folder, dirs, _files in os.walk(path):
+        for name in dirs:  # before os.walk lists them
+            child = os.path.join(folder, name)
+            if not os.path.islink(child):
+                os.chmod(child, os.lstat(child).st_mode | owner_all)
