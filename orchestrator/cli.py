@@ -92,9 +92,9 @@ def repo_add(
     path: str,
     test_cmd: Annotated[str, typer.Option(help="The command that runs the repository's tests.")] = "",
     setup_cmd: Annotated[str, typer.Option(help="Run before the agent and before the tests.")] = "",
-    protect: Annotated[list[str], typer.Option(help="A glob of paths the agent may not change (repeatable).")] = [],
+    protect: Annotated[list[str] | None, typer.Option(help="A path glob agents may not change (repeatable).")] = None,
     hidden_tests: Annotated[str, typer.Option(help="A folder of tests the agent never sees.")] = "",
-    agent: Annotated[str, typer.Option(help="The default agent for this repo's tickets.")] = "shell",
+    agent: Annotated[str, typer.Option(help="The default agent for this repo's tickets.")] = "",
     allow_test_edits: Annotated[bool, typer.Option(help="Tickets may add tests.")] = False,
 ) -> None:
     """Register a git repository and how to test it."""
@@ -104,7 +104,7 @@ def repo_add(
         path=path,
         test_cmd=test_cmd,
         setup_cmd=setup_cmd,
-        protect=protect,
+        protect=protect or [],
         hidden_tests=hidden_tests,
         agent=agent,
         allow_test_edits=allow_test_edits,
@@ -137,11 +137,11 @@ def submit(
     title: Annotated[str, typer.Option()] = "",
     body: Annotated[str, typer.Option()] = "",
     base: Annotated[str, typer.Option(help="The base ref or commit.")] = "HEAD",
-    agent: Annotated[list[str], typer.Option(help="Agent name (repeatable: one run per agent).")] = [],
+    agent: Annotated[list[str] | None, typer.Option(help="Agent name (repeatable: one run per agent).")] = None,
     agent_cmd: Annotated[str, typer.Option(help="The command the shell agent runs (no shell).")] = "",
     attempts: Annotated[int, typer.Option(help="Attempts per run, feedback between them.")] = 3,
     fanout: Annotated[int, typer.Option(help="Independent runs per agent.")] = 1,
-    target: Annotated[list[str], typer.Option(help="A test id that must pass (repeatable).")] = [],
+    target: Annotated[list[str] | None, typer.Option(help="A test id that must pass (repeatable).")] = None,
     priority: Annotated[int, typer.Option()] = 0,
     timeout: Annotated[float, typer.Option(help="Agent time limit in seconds per attempt.")] = 0.0,
     file: Annotated[Path | None, typer.Option(help="A YAML or JSON list of tickets.")] = None,
@@ -152,11 +152,11 @@ def submit(
         repo=repo,
         body=body,
         base=base,
-        agents=list(agent),
+        agents=list(agent or []),
         agent_cmd=agent_cmd,
         attempts=attempts,
         fanout=fanout,
-        targets=list(target),
+        targets=list(target or []),
         priority=priority,
         timeout=timeout or None,
     )
@@ -269,13 +269,14 @@ def up(
 @one_line_errors
 def worker(
     concurrency: Annotated[int, typer.Option(help="Slots in this worker process.")] = 8,
-    queue: Annotated[list[str], typer.Option(help="Queues to consume: agents, verify (default both).")] = [],
+    queue: Annotated[list[str] | None, typer.Option(help="Queues to consume: agents, verify (default both).")] = None,
 ) -> None:
     """Run a team-mode worker against FLEET_BROKER_URL and FLEET_DATABASE_URL."""
     from workers.constants import AGENT_QUEUE, QUEUES, VERIFY_QUEUE
     from workers.serve import serve
 
     names = {"agents": AGENT_QUEUE, "verify": VERIFY_QUEUE}
+    queue = queue or []
     unknown = [q for q in queue if q not in names]
     if unknown:
         raise FleetError(f"unknown queue {unknown[0]!r}; one of: agents, verify")

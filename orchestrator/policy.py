@@ -9,6 +9,7 @@ from db.models import Attempt, Run, Ticket, utcnow
 from db.status import AttemptStatus, RunStatus, TicketStatus, Verdict
 
 Waiting = list[tuple[int, AttemptStatus]]
+REVIEWER_PREFIX = "A reviewer rejected this change:"
 
 
 @dataclass(frozen=True)

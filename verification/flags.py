@@ -16,6 +16,10 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"pytest_runtest_makereport|pytest_collection_modifyitems|TestReport"), "hooks pytest's reporting"),
 )
+# Code under test has no reason to reach into the test runner; test files may (and are reverted anyway).
+_RUNNER_IMPORT = re.compile(
+    r"^\s*import\s+[\w., ]*\b_?pytest\b|^\s*from\s+_?pytest\b|(__import__|import_module)\(\s*['\"]_?pytest"
+)
 MIN_LITERAL_CHARS = 4
 
 
@@ -27,9 +31,17 @@ def scan_diff(diff: str, test_literals: Iterable[str] = ()) -> list[str]:
         hits = sorted({path for path, line in added if pattern.search(line)})
         if hits:
             flags.append(f"the diff {label}: {', '.join(hits[:5])}")
+    source = sorted({path for path, line in added if _RUNNER_IMPORT.search(line) and not _is_test_file(path)})
+    if source:
+        flags.append(f"the diff imports pytest outside the tests: {', '.join(source[:5])}")
     flags += _always_equal(added)
     flags += _copied_literals(added, set(test_literals))
     return flags
+
+
+def _is_test_file(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py" or "tests/" in path
 
 
 def added_lines(diff: str) -> list[tuple[str, str]]:

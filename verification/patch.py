@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ _GENERATED = re.compile(
 )
 _HEADER = re.compile(r"^diff --git (?:\"?a/)?(.*?)\"? (?:\"?b/)?(.*?)\"?$")
 _BINARY = re.compile(r"^(GIT binary patch|Binary files .* differ)$")
+_RENAME_FROM = re.compile(r"^rename from (.+)$", re.MULTILINE)
 _SPECIAL_MODE = re.compile(r"^(new file mode|new mode|index \S+) (120000|160000)$")
 
 
@@ -56,7 +58,7 @@ def _refuse_special(diff: str) -> None:
 
 
 def _numstat(checkout: Path, diff: str) -> tuple[list[str], list[str]]:
-    """All paths the diff names (both sides of a rename) and those git sees as binary."""
+    """All paths the diff touches (both sides of a rename) and those git sees as binary."""
     try:
         out = git("apply", "--numstat", "-z", "-", cwd=checkout, input=diff)
     except GitError as exc:
@@ -67,14 +69,26 @@ def _numstat(checkout: Path, diff: str) -> tuple[list[str], list[str]]:
     i = 0
     while i < len(fields) and fields[i]:
         added, _deleted, name = fields[i].split("\t", 2)
-        names = [name] if name else [fields[i + 1], fields[i + 2]]  # -z writes a rename as "\0old\0new"
+        names = [name] if name else [fields[i + 1], fields[i + 2]]  # some gits write "\0old\0new"
         i += 1 if name else 3
         paths += names
         if added == "-":
             binary += names
     if not paths:
         raise PatchRefused("the diff contains no file changes")
-    return sorted(set(paths)), binary
+    return sorted(set(paths) | _renamed_from(diff)), binary
+
+
+def _renamed_from(diff: str) -> set[str]:
+    """Source paths of renames, which numstat leaves out."""
+    return {_unquote(m.group(1)) for m in _RENAME_FROM.finditer(diff)}
+
+
+def _unquote(path: str) -> str:
+    if not (path.startswith('"') and path.endswith('"')):
+        return path
+    raw: bytes = codecs.escape_decode(path[1:-1].encode())[0]  # type: ignore[attr-defined]
+    return raw.decode("utf-8", errors="replace")
 
 
 def _refuse_path(path: str) -> None:

@@ -18,7 +18,7 @@ PYPROJECT_PYTEST = "pyproject.toml[tool.pytest]"
 DEFAULT_PROTECT: tuple[str, ...] = (
     "test_*.py",
     "*_test.py",
-    "tests/**",
+    "**/tests/**",
     "**/conftest.py",
     "pytest.ini",
     ".pytest.ini",

@@ -23,6 +23,11 @@ from workers.process import ProcessResult, run_process
 JUNIT_NAME = "junit.xml"
 # Variables from the caller's environment that would change how pytest reads its configuration or results.
 _DROPPED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_CURRENT_TEST", "PYTEST_VERSION")
+_SECRET_NAME = re.compile(
+    r"^FLEET_|TOKEN|SECRET|PASSW|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH|COOKIE|SESSION|"
+    r"DATABASE_URL|BROKER_URL|REDIS_URL|^AWS_|^GOOGLE_APPLICATION|^AZURE_",
+    re.IGNORECASE,
+)
 _NOT_FOUND = re.compile(r"([^\s:]+): (?:command )?not found")
 _PYTEST_OUTPUT = re.compile(
     r"=+ test session starts =+|^=*\s*(\d+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed),? ?)+"
@@ -99,17 +104,21 @@ def run_tests(
     pytest_args: Sequence[str] = (),
     wrapper: Sequence[str] = (),
 ) -> TestRun:
-    """Run `command` in checkout under `/bin/sh -c` and read the JUnit report it leaves in report_dir."""
+    """Run `command` in checkout under `/bin/sh -c` and read the JUnit report it leaves in report_dir.
+
+    env (default: this process's) loses credential-like variables; report_dir must not be shared by
+    concurrent runs, and its top-level *.xml files are deleted first.
+    """
     report_dir.mkdir(parents=True, exist_ok=True)
     _clear_reports(report_dir)
-    run_env = build_env(env if env is not None else os.environ, report_dir, pytest_args)
+    run_env = build_env(scrubbed_env(env if env is not None else os.environ), report_dir, pytest_args)
     argv = [*wrapper, "/bin/sh", "-c", command]
     proc = run_process(argv, cwd=checkout, env=run_env, timeout=timeout, cancelled=cancelled, limit_bytes=limit_bytes)
     return _collect(proc, command, timeout, report_dir, checkout)
 
 
 def build_env(base: Mapping[str, str], report_dir: Path, pytest_args: Sequence[str] = ()) -> dict[str, str]:
-    """The environment of a test run: the caller's, minus pytest overrides, plus the report and determinism knobs."""
+    """The environment of a test run: base minus pytest overrides, plus the report and determinism knobs."""
     junit = report_dir / JUNIT_NAME
     addopts = [
         f"--junitxml={junit}",
@@ -130,6 +139,11 @@ def build_env(base: Mapping[str, str], report_dir: Path, pytest_args: Sequence[s
         TZ="UTC",
     )
     return run_env
+
+
+def scrubbed_env(base: Mapping[str, str]) -> dict[str, str]:
+    """base without Fleet's own settings and anything named like a credential: tests run the agent's code."""
+    return {k: v for k, v in base.items() if not _SECRET_NAME.search(k)}
 
 
 def _clear_reports(report_dir: Path) -> None:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+from functools import lru_cache
 from pathlib import Path
 
 NO_SANDBOX = "tests ran without a sandbox (bubblewrap is not installed)"
+BROKEN_SANDBOX = "tests ran without a sandbox (bubblewrap cannot create one here: {})"
+PROBE_TIMEOUT = 10.0
 
 
 def bwrap_prefix(checkout: Path, report_dir: Path, network: bool = False) -> list[str] | None:
-    """The argv prefix that runs a command under bwrap, or None when bwrap is not installed."""
+    """The argv prefix that runs a command under bwrap, or None when bwrap is absent or unusable."""
     exe = shutil.which("bwrap")
-    if exe is None:
+    if exe is None or sandbox_problem(exe) is not None:
         return None
     # --tmpfs /tmp comes before the binds, so a checkout under /tmp stays visible on top of it.
     args = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
@@ -19,3 +23,22 @@ def bwrap_prefix(checkout: Path, report_dir: Path, network: bool = False) -> lis
         args += ["--bind", str(path), str(path)]
     args += ["--unshare-pid", "--die-with-parent", "--new-session", "--chdir", str(checkout.resolve())]
     return args if network else [*args, "--unshare-net"]
+
+
+def sandbox_warning() -> str:
+    """Why the last runs had no sandbox, for the verification's warnings."""
+    exe = shutil.which("bwrap")
+    if exe is None:
+        return NO_SANDBOX
+    return BROKEN_SANDBOX.format(sandbox_problem(exe) or "unknown")
+
+
+@lru_cache(maxsize=4)
+def sandbox_problem(exe: str) -> str | None:
+    """None when `exe` can start a sandbox on this machine (containers often forbid user namespaces)."""
+    argv = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid", "--unshare-net", "true"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return None if done.returncode == 0 else (done.stderr.strip() or f"exit code {done.returncode}")

@@ -1,26 +1,44 @@
-"""Verify one agent diff: apply it to a clean base checkout, restore protected files, run the tests, judge."""
+"""Verify one agent diff: apply it to a clean base checkout, restore protected files, run the tests, judge.
+
+Decisions about pytest (see research A1-A3 for the attacks they answer):
+- Test files and test configuration (DEFAULT_PROTECT) are put back to the base before the run, so a
+  conftest.py hook, an ini `addopts`, a deleted or edited test cannot change what runs.
+- pytest is pinned to the base's configuration file with `-c <file> --rootdir=<checkout>` (an empty
+  ini when the base has none, so no config above the checkout is read). `-o addopts=""` is not used:
+  the restored base addopts are trusted and repos rely on them (`-p django`, markers...).
+- PYTEST_DISABLE_PLUGIN_AUTOLOAD is not set: plugins come from the installed environment, which the
+  diff does not control here (it does if the workers install the patched project before verifying).
+- A report that vanishes (`os._exit(0)`), or an exit code that disagrees with it, is never a pass.
+- Residual risk without a sandbox: the code under test runs inside pytest and could rewrite the
+  report from within the process; the suspicion flags point a reviewer at such diffs.
+"""
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from db.status import Verdict
-from verification.digest import feedback_digest
+from verification.digest import feedback_digest, is_hidden
 from verification.flags import assertion_literals, scan_diff
 from verification.judge import Judgement, judge
 from verification.patch import PatchRefused, apply_patch
 from verification.protect import DEFAULT_PROTECT, PYPROJECT_PYTEST, protected_changes, pytest_config, restore
 from verification.runner import TestRun, run_tests
-from verification.sandbox import NO_SANDBOX, bwrap_prefix
-from workers.git import git
+from verification.sandbox import bwrap_prefix, sandbox_warning
+from workers.git import GitError, git
 
 PIN_INI = "fleet-pytest.ini"
+SANDBOX_OFF = "tests ran without a sandbox (turned off in the repository settings)"
 MAX_RERUN_IDS = 20
+# Test ids can only be appended to a command that is a single pytest invocation (no ;, &&, pipes...).
+PLAIN_PYTEST = re.compile(r"^[^;&|<>`$()\n]*\bpytest\b[^;&|<>`$()\n]*$")
 
 
 @dataclass
@@ -62,6 +80,12 @@ class VerificationResult:
     weak: bool = False
     run: TestRun | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of everything but the TestRun (whose own to_json() may be stored apart)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "run"}
+        data["verdict"] = self.verdict.value
+        return data
+
 
 def run_baseline(
     checkout: Path, spec: VerifySpec, report_dir: Path, cancelled: threading.Event | None = None
@@ -85,28 +109,49 @@ def verify_diff(
     except PatchRefused as exc:
         return refused(exc.reason)
     reverted = [] if spec.allow_test_edits else restore(checkout, _to_protect(checkout, changed, spec))
-    hidden = add_hidden_tests(checkout, spec.hidden_tests)
+    try:
+        hidden = add_hidden_tests(checkout, spec.hidden_tests)
+    except (GitError, OSError) as exc:
+        return errored(f"the hidden tests could not be added: {exc}")
     run = _run(checkout, spec, report_dir, spec.test_cmd, cancelled)
-    judgement = judge(baseline, run, spec.targets)
+    targets = _targets(spec, baseline, hidden)
+    judgement = judge(baseline, run, targets)
     rerun = _rerun(checkout, spec, report_dir, cancelled, run, judgement)
     if rerun is not None:
-        judgement = judge(baseline, run, spec.targets, rerun=rerun)
+        judgement = judge(baseline, run, targets, rerun=rerun)
     _apply_gamed_rule(judgement, reverted)
     judgement.flags += scan_diff(diff, _test_literals(checkout, baseline, spec, hidden))
     return _result(judgement, run, rerun, reverted, hidden, spec)
 
 
+def _targets(spec: VerifySpec, baseline: TestRun, hidden: list[str]) -> tuple[str, ...]:
+    """The ticket's named tests plus every hidden test failing at the base (hidden tests always count)."""
+    if not spec.targets:
+        return ()
+    extra = [t for t in baseline.failures if is_hidden(t, hidden) and t not in spec.targets]
+    return (*spec.targets, *extra)
+
+
 def refused(reason: str) -> VerificationResult:
     """The result for a diff that was not applied, so no test ran."""
+    return _untested(Verdict.FAILED, reason, f"Verification: failed\n- the diff was refused: {reason}\n")
+
+
+def errored(reason: str) -> VerificationResult:
+    """The result when the environment, not the diff, kept the tests from running."""
+    return _untested(Verdict.ERROR, reason, f"Verification: error\n- {reason}\n")
+
+
+def _untested(verdict: Verdict, reason: str, feedback: str) -> VerificationResult:
     return VerificationResult(
-        verdict=Verdict.FAILED,
+        verdict=verdict,
         reasons=[reason],
         fail_to_pass=[],
         pass_to_pass=0,
         broken=[],
         flaky=[],
         flags=[],
-        feedback=f"Verification: failed\n- the diff was refused: {reason}\n",
+        feedback=feedback,
         output="",
         duration=0.0,
         reverted=[],
@@ -149,6 +194,8 @@ def _run(
     checkout: Path, spec: VerifySpec, report_dir: Path, command: str, cancelled: threading.Event | None
 ) -> TestRun:
     wrapper = bwrap_prefix(checkout, report_dir, spec.network) if spec.sandbox is not False else None
+    if wrapper is None and spec.sandbox:
+        return TestRun({}, None, False, "", 0.0, error=f"a sandbox is required but {sandbox_warning()}")
     run = run_tests(
         checkout,
         command,
@@ -161,7 +208,7 @@ def _run(
         wrapper=wrapper or (),
     )
     if wrapper is None:
-        run.warnings.append(NO_SANDBOX)
+        run.warnings.append(SANDBOX_OFF if spec.sandbox is False else sandbox_warning())
     return run
 
 
@@ -185,7 +232,7 @@ def _rerun(
     judgement: Judgement,
 ) -> TestRun | None:
     suspects = [t for t in judgement.broken + judgement.still_failing if t in run.results]
-    if not (spec.rerun_failures and suspects and run.report_found and "pytest" in spec.test_cmd):
+    if not (spec.rerun_failures and suspects and run.report_found and PLAIN_PYTEST.match(spec.test_cmd)):
         return None
     command = f"{spec.test_cmd} {shlex.join(suspects[:MAX_RERUN_IDS])}"
     return _run(checkout, spec, report_dir / "rerun", command, cancelled)
@@ -194,7 +241,7 @@ def _rerun(
 def _apply_gamed_rule(judgement: Judgement, reverted: list[str]) -> None:
     if not reverted:
         return
-    note = f"the diff changed protected test files, reverted before the run: {', '.join(reverted[:10])}"
+    note = f"the diff changed protected test files or test settings, reverted: {', '.join(reverted[:10])}"
     if judgement.verdict is Verdict.FAILED:
         judgement.verdict = Verdict.GAMED
         judgement.reasons.insert(0, note + "; with them restored the tests do not pass")

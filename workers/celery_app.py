@@ -6,9 +6,24 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from kombu.transport import TRANSPORT_ALIASES, filesystem
 
 from orchestrator.settings import Settings
 from workers.constants import AGENT_QUEUE, RUN_AGENT_TASK, VERIFY_QUEUE, VERIFY_TASK, VISIBILITY_TIMEOUT_SECONDS
+
+
+EMBEDDED_DRAIN_SECONDS = 0.25
+EMBEDDED_SCHEME = "fleet-embedded"
+
+
+class EmbeddedTransport(filesystem.Transport):  # type: ignore[misc]
+    """kombu's filesystem transport, waking the worker loop often so a stop request is seen at once.
+
+    Celery's loop for polling transports waits up to two seconds per cycle before it looks at its stop flag.
+    """
+
+    def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        return super().drain_events(connection, timeout=EMBEDDED_DRAIN_SECONDS, **kwargs)
 
 
 def _embedded_broker(folder: Path) -> tuple[str, dict[str, Any]]:
@@ -23,7 +38,8 @@ def _embedded_broker(folder: Path) -> tuple[str, dict[str, Any]]:
         "store_processed": False,
         "polling_interval": 0.1,
     }
-    return "filesystem://localhost//", options
+    TRANSPORT_ALIASES.setdefault(EMBEDDED_SCHEME, f"{__name__}:EmbeddedTransport")
+    return f"{EMBEDDED_SCHEME}://localhost//", options
 
 
 def broker_for(settings: Settings) -> tuple[str, dict[str, Any]]:

@@ -21,7 +21,7 @@ from workers.runtime import WorkerRuntime
 from workers.tasks import register_tasks
 
 log = logging.getLogger(__name__)
-IDLE_CHECK_SECONDS = 0.5
+IDLE_CHECK_SECONDS = 0.2
 
 
 def _stop_when_idle(db: Database, stopped: threading.Event) -> None:
@@ -38,6 +38,7 @@ def serve(
     """Consume queues with `concurrency` slots until stopped (or, with until_idle, until no work is left)."""
     if settings.embedded:  # one user's own machine: Celery's advice against running as root is noise here
         warnings.filterwarnings("ignore", category=SecurityWarning)
+    celery.worker.state.should_stop = None  # a previous serve() in this process may have set it
     app = create_app(settings)
     dispatcher = Dispatcher(app)
     runtime = WorkerRuntime(settings, db, dispatcher, slots=concurrency, queues=",".join(queues))

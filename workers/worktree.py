@@ -176,7 +176,7 @@ class WorktreePool:
     def _prepare(self, path: Path, sha: str) -> None:
         if self._reuse(path, sha):
             return
-        self._remove(path)
+        remove_tree(path)
         try:
             with exclusive_lock(self._create_lock):
                 git("worktree", "prune", cwd=self.mirror)
@@ -198,8 +198,7 @@ class WorktreePool:
         return True
 
     def _remove(self, path: Path) -> None:
-        if path.exists() or path.is_symlink():
-            remove_tree(path)
+        remove_tree(path)
         with exclusive_lock(self._create_lock):
             git("worktree", "prune", cwd=self.mirror)
 
@@ -226,7 +225,7 @@ def clean_checkout(path: Path) -> None:
 
 
 def remove_tree(path: Path) -> None:
-    """Delete path even when an agent left read-only files or folders in it."""
+    """Delete path (file, link or folder; missing is fine) even when an agent left read-only folders in it."""
     if path.is_symlink() or not path.is_dir():
         path.unlink(missing_ok=True)
         return

@@ -6,6 +6,7 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
 from verify_helpers import FAST_ENV, PYTEST, Repo
 
 from verification.report import Outcome
@@ -80,3 +81,15 @@ def test_looks_like_pytest() -> None:
     assert looks_like_pytest("make test", "==== test session starts ====\n")
     assert looks_like_pytest("make test", "1 failed, 2 passed in 0.12s\n")
     assert not looks_like_pytest("go test ./...", "ok  calc 0.01s\n")
+
+
+def test_default_environment_hides_credentials(repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_DATABASE_URL", "postgresql://fleet:hunter2@db/fleet")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-secret")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp-secret")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    result = run_tests(repo.path, "env", timeout=30, report_dir=tmp_path / "r")
+    assert "secret" not in result.output and "hunter2" not in result.output
+    assert "LANG=C.UTF-8" in result.output and "FLEET_JUNIT_XML=" in result.output
+    given = run_tests(repo.path, "env", timeout=30, report_dir=tmp_path / "r", env={"MY_TOKEN": "t0k", "A": "b"})
+    assert "t0k" not in given.output and "A=b" in given.output

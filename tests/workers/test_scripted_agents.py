@@ -40,7 +40,7 @@ def test_fix_add_makes_test_add_pass(source: Path) -> None:
 
 
 def test_needs_feedback_is_wrong_first_then_right(source: Path) -> None:
-    first = _agent(source, "needs-feedback")
+    first = _agent(source, "needs-feedback", prompt="test_mul FAILED: AssertionError")
     assert "no feedback" in first.stdout
     assert "return a * b - 1" in (source / "calc.py").read_text()
     git("checkout", "--", "calc.py", cwd=source)
@@ -51,9 +51,9 @@ def test_needs_feedback_is_wrong_first_then_right(source: Path) -> None:
 
 
 def test_never_edits_but_never_fixes(source: Path) -> None:
-    assert _agent(source, "never", prompt="Feedback: test_add failed").returncode == 0
-    assert "return b - a" in (source / "calc.py").read_text()
-    assert "FAILED tests/test_calc.py::test_add" in _pytest(source)
+    assert _agent(source, "never", prompt="## Feedback\ntest_div failed").returncode == 0
+    assert "return round(a / b)" in (source / "calc.py").read_text()
+    assert "FAILED tests/test_calc.py::test_div" in _pytest(source)
 
 
 def test_sleep_then_fix(source: Path) -> None:

@@ -274,3 +274,28 @@ def test_disk_usage_and_prune(pool: WorktreePool, base_sha: str) -> None:
     assert pool.disk_usage() == 0
     with pool.lease(base_sha) as wt:
         assert (wt.path / "calc.py").exists()
+
+
+WORKER = """
+import sys, time
+from pathlib import Path
+from workers.mirror import ensure_mirror
+from workers.worktree import WorktreePool
+mirrors, source, sha, root = sys.argv[1:5]
+mirror = ensure_mirror(Path(mirrors), "repo-9", source, sha)
+with WorktreePool(Path(root), mirror, size=2, wait_seconds=30).lease(sha) as wt:
+    marker = wt.path / "busy"
+    assert not marker.exists(), "slot shared between processes"
+    marker.write_text("x")
+    time.sleep(0.2)
+    marker.unlink()
+    print(wt.path.name)
+"""
+
+
+def test_processes_share_one_mirror_and_pool(tmp_path: Path, source: Path, base_sha: str) -> None:
+    argv = [sys.executable, "-c", WORKER, str(tmp_path / "m"), str(source), base_sha, str(tmp_path / "p")]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    outputs = [proc.communicate(timeout=60) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 6, [err for _, err in outputs]
+    assert {out.strip() for out, _ in outputs} == {"slot-0", "slot-1"}

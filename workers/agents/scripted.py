@@ -11,9 +11,9 @@ what they do (that is the transcript). The sample repository (write_sample_repo)
 Scripts:
     fix-add          fixes add.
     fix-div          fixes div.
-    needs-feedback   first a wrong mul fix (`return a * b - 1`); the right one once the prompt holds
-                     "Feedback", "FAILED" or "AssertionError" (a retry prompt with failing test output).
-    never            a wrong add edit every time (`return b - a`).
+    needs-feedback   a wrong mul fix (`return a * b - 1`) until the prompt contains the word "Feedback"
+                     (as in the retry prompt's "## Feedback on your previous attempt"), then the right one.
+    never            a wrong div fix every time (`return round(a / b)`: div(7, 2) == 4).
     sleep SECONDS    sleeps, then fix-add (for kill and cancel tests).
     noisy            prints 5 MB, then fix-add (for bounded transcripts).
     hang             sleeps forever.
@@ -37,8 +37,8 @@ FIX_MUL: tuple[Edit, ...] = (
     ("calc.py", "return a * b + 1", "return a * b"),
     ("calc.py", "return a * b - 1", "return a * b"),
 )
-WRONG_ADD: tuple[Edit, ...] = (("calc.py", "return a - b", "return b - a"),)
-FEEDBACK_MARKERS = ("Feedback", "FAILED", "AssertionError")
+WRONG_DIV: tuple[Edit, ...] = (("calc.py", "return a // b", "return round(a / b)"),)
+FEEDBACK_MARKER = "Feedback"
 NOISE_BYTES = 5 * 1024 * 1024
 SCRIPTS = ("fix-add", "fix-div", "needs-feedback", "never", "sleep", "noisy", "hang")
 
@@ -85,10 +85,14 @@ def test_neg():
     assert neg(2) == -2
 """
 
+SAMPLE_PYPROJECT = '[project]\nname = "calc"\nversion = "0.1.0"\n\n[tool.pytest.ini_options]\ntestpaths = ["tests"]\n'
+
 SAMPLE_FILES = {
     "calc.py": SAMPLE_CALC,
     "tests/test_calc.py": SAMPLE_TESTS,
     ".gitignore": "__pycache__/\n*.pyc\n.pytest_cache/\n",
+    # An ini file here stops pytest's rootdir search, so a checkout nested in another project stays independent.
+    "pyproject.toml": SAMPLE_PYPROJECT,
     "README.md": "# calc\n\nA sample repository for `fleet demo`: three bugs, four tests.\n",
 }
 
@@ -153,10 +157,10 @@ def run_script(script: str, args: list[str], root: Path) -> int:
 
 def _edits_for(script: str, prompt: str) -> tuple[Edit, ...]:
     if script == "needs-feedback":
-        has_feedback = any(marker in prompt for marker in FEEDBACK_MARKERS)
+        has_feedback = FEEDBACK_MARKER in prompt
         print("feedback found: writing the right fix" if has_feedback else "no feedback: guessing", flush=True)
         return FIX_MUL if has_feedback else WRONG_MUL
-    return {"never": WRONG_ADD, "fix-div": FIX_DIV}.get(script, FIX_ADD)
+    return {"never": WRONG_DIV, "fix-div": FIX_DIV}.get(script, FIX_ADD)
 
 
 def _print_noise(total: int) -> None:

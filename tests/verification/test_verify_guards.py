@@ -1,0 +1,142 @@
+"""The guards around a run: protected paths and their restore, pytest config detection, flags, sandbox."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from verify_helpers import FIXED_CALC, TEST_CALC, Repo, sh_git
+
+from verification.flags import assertion_literals, scan_diff
+from verification.patch import apply_patch
+from verification.protect import DEFAULT_PROTECT, matches, protected_changes, pytest_config, restore
+from verification.sandbox import NO_SANDBOX, bwrap_prefix, sandbox_warning
+from verification.verify import PLAIN_PYTEST
+
+PYPROJECT = '[project]\nname = "calc"\nversion = "1"\n\n[tool.pytest.ini_options]\naddopts = "-q"\n'
+
+
+@pytest.mark.parametrize(
+    "path,protected",
+    [
+        ("tests/test_calc.py", True),
+        ("tests/data/input.json", True),
+        ("src/pkg/tests/helpers.py", True),
+        ("test_top.py", True),
+        ("pkg/calc_test.py", True),
+        ("conftest.py", True),
+        ("pkg/sub/conftest.py", True),
+        ("pytest.ini", True),
+        ("sub/tox.ini", True),
+        (".github/workflows/ci.yml", True),
+        ("sitecustomize.py", True),
+        ("calc.py", False),
+        ("pkg/contest.py", False),
+        ("src/testing_utils.py", False),
+        ("docs/tests.md", False),
+    ],
+)
+def test_default_patterns(path: str, protected: bool) -> None:
+    assert any(matches(path, pattern) for pattern in DEFAULT_PROTECT) is protected
+
+
+def test_double_star_spans_directories() -> None:
+    assert matches("a/b/c/conftest.py", "**/conftest.py") and matches("conftest.py", "**/conftest.py")
+    assert matches("src/x/y.py", "src/**") and not matches("srcx/y.py", "src/**")
+    assert matches("lib/a.py", "lib/*.py") and not matches("lib/a/b.py", "lib/*.py")
+
+
+def test_pyproject_is_protected_only_for_its_pytest_table(repo: Repo) -> None:
+    repo.write({"pyproject.toml": PYPROJECT})
+    repo.commit("pyproject")
+    deps = PYPROJECT.replace('version = "1"', 'version = "1"\ndependencies = ["attrs"]')
+    apply_patch(repo.path, repo.diff({"pyproject.toml": deps}))
+    assert protected_changes(repo.path, ["pyproject.toml"], DEFAULT_PROTECT) == []
+    sh_git("reset", "-q", "--hard", cwd=repo.path)
+    apply_patch(repo.path, repo.diff({"pyproject.toml": PYPROJECT.replace('"-q"', '"-p evil"')}))
+    assert protected_changes(repo.path, ["pyproject.toml"], DEFAULT_PROTECT) == ["pyproject.toml"]
+
+
+def test_restore_puts_back_edits_deletions_and_renames_and_removes_new_files(repo: Repo) -> None:
+    diff = repo.diff({"tests/test_calc.py": None, "tests/test_moved.py": TEST_CALC, "conftest.py": "x = 1\n"})
+    changed = apply_patch(repo.path, diff)
+    paths = protected_changes(repo.path, changed, DEFAULT_PROTECT)
+    assert restore(repo.path, paths) == ["conftest.py", "tests/test_calc.py", "tests/test_moved.py"]
+    assert sh_git("status", "--porcelain", cwd=repo.path) == ""
+
+
+def test_restore_keeps_the_rest_of_the_diff(repo: Repo) -> None:
+    changed = apply_patch(repo.path, repo.diff({"calc.py": FIXED_CALC, "tests/test_calc.py": "pass\n"}))
+    restore(repo.path, protected_changes(repo.path, changed, DEFAULT_PROTECT))
+    assert (repo.path / "calc.py").read_text() == FIXED_CALC
+    assert (repo.path / "tests/test_calc.py").read_text() == TEST_CALC
+
+
+@pytest.mark.parametrize(
+    "files,expected",
+    [
+        ({}, None),
+        ({"setup.cfg": "[metadata]\nname = calc\n"}, None),
+        ({"setup.cfg": "[tool:pytest]\naddopts = -q\n"}, "setup.cfg"),
+        ({"pyproject.toml": PYPROJECT, "tox.ini": "[pytest]\n"}, "pyproject.toml"),
+        ({"pyproject.toml": '[project]\nname = "x"\n', "tox.ini": "[pytest]\n"}, "tox.ini"),
+        ({"pytest.ini": "", "pyproject.toml": PYPROJECT}, "pytest.ini"),
+    ],
+)
+def test_pytest_config_follows_pytest_precedence(repo: Repo, files: dict[str, str], expected: str | None) -> None:
+    if files:
+        repo.write(files)
+        repo.commit("config")
+    assert pytest_config(repo.path) == expected
+
+
+def test_flags_on_added_lines() -> None:
+    diff = "\n".join(
+        [
+            "diff --git a/calc.py b/calc.py",
+            "--- a/calc.py",
+            "+++ b/calc.py",
+            "@@ -1 +1,12 @@",
+            "+import sys, os, pytest",
+            '+if "pytest" in sys.modules:',
+            "+    os._exit(0)",
+            "+class Anything:",
+            "+    def __eq__(self, other):",
+            "+        return True",
+            "+def add(a, b):",
+            '+    return "expected-total"',
+            " unchanged",
+            "-removed = os._exit(1)",
+        ]
+    )
+    flags = "\n".join(scan_diff(diff, {"expected-total", "never-used"}))
+    for needle in ("pytest is loaded", "os._exit", "__eq__", "imports pytest outside the tests", "expected-total"):
+        assert needle in flags
+    assert "never-used" not in flags
+
+
+def test_a_plain_fix_raises_no_flag(repo: Repo) -> None:
+    assert scan_diff(repo.diff({"calc.py": FIXED_CALC}), {"12345"}) == []
+
+
+def test_assertion_literals() -> None:
+    source = 'def test_x():\n    assert f(1) == "hello world"\n    assert g() == 31337\n    x = "not-asserted"\n'
+    assert assertion_literals(source) == {"hello world", "31337"}
+    assert assertion_literals("def broken(:\n") == set()
+
+
+def test_sandbox_is_optional_and_reported(tmp_path: Path) -> None:
+    prefix = bwrap_prefix(tmp_path, tmp_path / "reports")
+    if shutil.which("bwrap") is None:
+        assert prefix is None and sandbox_warning() == NO_SANDBOX
+    elif prefix is not None:
+        assert "--unshare-net" in prefix and str(tmp_path.resolve()) in prefix
+
+
+@pytest.mark.parametrize(
+    "command,plain",
+    [("python -m pytest -q", True), ("uv run pytest tests", True), ("pytest -q && coverage report", False)],
+)
+def test_failures_are_rerun_only_for_a_plain_pytest_command(command: str, plain: bool) -> None:
+    assert bool(PLAIN_PYTEST.match(command)) is plain

@@ -1,0 +1,238 @@
+"""verify_diff end to end: real git checkouts, real pytest runs, and the known ways to game them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from verify_helpers import CALC, FAST_ENV, FIXED_CALC, PYTEST, Repo, make_repo
+
+from db.status import Verdict
+from verification.runner import TestRun
+from verification.sandbox import NO_SANDBOX, bwrap_prefix
+from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
+
+ADD = "tests/test_calc.py::test_add"
+MUL = "tests/test_calc.py::test_mul"
+SPEC = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV)
+REWRITE_REPORTS = """\
+import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    outcome.get_result().outcome = "passed"
+"""
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Repo, TestRun]:
+    """One base repository and its baseline, shared: every test verifies in its own fresh clone."""
+    root = tmp_path_factory.mktemp("base")
+    repo = make_repo(root / "repo")
+    baseline = run_baseline(repo.clone(root / "checkout"), SPEC, root / "reports")
+    return repo, TestRun.from_json(baseline.to_json())
+
+
+def verify(base: tuple[Repo, TestRun], tmp_path: Path, files: dict, spec: VerifySpec = SPEC) -> VerificationResult:
+    repo, baseline = base
+    diff = repo.diff(files)
+    return verify_diff(repo.clone(tmp_path / "checkout"), diff, spec, baseline, tmp_path / "reports")
+
+
+def test_baseline(base: tuple[Repo, TestRun]) -> None:
+    _, baseline = base
+    assert baseline.report_found and baseline.failures == [ADD]
+
+
+def test_a_correct_fix_passes(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    result = verify(base, tmp_path, {"calc.py": FIXED_CALC})
+    assert result.verdict is Verdict.PASSED, result.reasons
+    assert result.fail_to_pass == [ADD] and result.pass_to_pass == 1
+    assert result.reverted == [] and result.flags == []
+    assert (NO_SANDBOX in result.warnings) is (shutil.which("bwrap") is None)
+
+
+def test_a_wrong_fix_fails_with_the_assertion_in_feedback(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    result = verify(base, tmp_path, {"calc.py": CALC.replace("a - b", "a * b")})
+    assert result.verdict is Verdict.FAILED
+    assert ADD in result.feedback and "assert 6 == 5" in result.feedback
+
+
+def test_breaking_another_test_fails_naming_it(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    result = verify(base, tmp_path, {"calc.py": FIXED_CALC.replace("a * b", "a ** b")})
+    assert result.verdict is Verdict.FAILED
+    assert result.broken == [MUL] and MUL in result.feedback
+
+
+def test_command_not_found_is_an_error(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    spec = VerifySpec(test_cmd="no-such-runner -q", timeout=60)
+    result = verify(base, tmp_path, {"calc.py": FIXED_CALC}, spec)
+    assert result.verdict is Verdict.ERROR and result.reasons == ["test command not found: no-such-runner"]
+
+
+def test_timeout_is_an_error(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    spec = VerifySpec(test_cmd="sleep 30", timeout=0.3)
+    result = verify(base, tmp_path, {"calc.py": FIXED_CALC}, spec)
+    assert result.verdict is Verdict.ERROR and "timed out after 0.3s" in result.reasons[0]
+
+
+def test_refused_diff_runs_nothing(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    result = verify(base, tmp_path, {"calc.cpython-311.pyc": b"\x00\x01binary"})
+    assert result.verdict is Verdict.FAILED and result.output == ""
+    assert "calc.cpython-311.pyc" in result.feedback
+
+
+def test_os_exit_in_the_code_under_test_is_gamed(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    result = verify(
+        base, tmp_path, {"calc.py": "import os\n\n\ndef add(a, b):\n    os._exit(0)\n\n\n" + CALC.split("\n\n\n", 1)[1]}
+    )
+    assert result.verdict is Verdict.GAMED
+    assert any("os._exit" in flag for flag in result.flags)
+
+
+def test_os_exit_in_a_test_is_not_a_pass_even_when_test_edits_are_allowed(
+    base: tuple[Repo, TestRun], tmp_path: Path
+) -> None:
+    spec = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV, allow_test_edits=True)
+    test = "import os\n\n\ndef test_add():\n    os._exit(0)\n"
+    result = verify(base, tmp_path, {"tests/test_calc.py": test}, spec)
+    assert result.verdict is Verdict.GAMED
+
+
+def test_conftest_report_rewriting_is_reverted_and_gamed(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    result = verify(base, tmp_path, {"conftest.py": REWRITE_REPORTS})
+    assert result.verdict is Verdict.GAMED
+    assert result.reverted == ["conftest.py"]
+    assert any("pytest's reporting" in flag for flag in result.flags)
+
+
+def test_deleting_the_failing_test_is_gamed(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    test = "from calc import mul\n\n\ndef test_mul():\n    assert mul(2, 3) == 6\n"
+    result = verify(base, tmp_path, {"tests/test_calc.py": test})
+    assert result.verdict is Verdict.GAMED and result.reverted == ["tests/test_calc.py"]
+    assert ADD in result.feedback
+
+
+def test_deleting_the_failing_test_fails_without_protection(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    spec = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV, allow_test_edits=True)
+    result = verify(base, tmp_path, {"tests/test_calc.py": None}, spec)
+    assert result.verdict is Verdict.FAILED and f"{ADD} was not found in the test results" in result.reasons
+
+
+def test_ini_deselect_is_reverted(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    ini = f"[pytest]\naddopts = --deselect {ADD}\n"
+    result = verify(base, tmp_path, {"pytest.ini": ini, "calc.py": FIXED_CALC.replace("+", "-")})
+    assert result.verdict is Verdict.GAMED and result.reverted == ["pytest.ini"]
+
+
+def test_a_fix_with_a_harmless_test_edit_still_passes(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    result = verify(base, tmp_path, {"calc.py": FIXED_CALC, "tests/test_extra.py": "def test_x():\n    pass\n"})
+    assert result.verdict is Verdict.PASSED
+    assert result.reverted == ["tests/test_extra.py"] and result.flags
+
+
+def test_hard_coded_test_values_are_flagged(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    sneaky = CALC.replace("return a - b", 'if "PYTEST_CURRENT_TEST":\n        return 5\n    return a - b')
+    result = verify(base, tmp_path, {"calc.py": sneaky})
+    assert result.verdict is Verdict.PASSED  # flags inform the reviewer; they do not decide
+    assert any("PYTEST_CURRENT_TEST" in flag for flag in result.flags)
+
+
+def test_a_flaky_break_is_rerun_and_reported(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    marker = tmp_path / "checkout" / "ran-once"  # inside the checkout: writable even in a sandbox
+    flaky = FIXED_CALC.replace(
+        "    return a * b",
+        f"    import pathlib\n    m = pathlib.Path({str(marker)!r})\n    if not m.exists():\n"
+        "        m.write_text('x')\n        return 0\n    return a * b",
+    )
+    result = verify(base, tmp_path, {"calc.py": flaky})
+    assert result.flaky == [MUL] and result.broken == []
+    assert result.verdict is Verdict.PASSED and any("flaky" in flag for flag in result.flags)
+
+
+SECRET_TEST = "from calc import add\n\n\ndef test_secret_large():\n    assert add(40, 2) == 42\n"
+SECRET_ID = "tests/test_secret_calc.py::test_secret_large"
+OVERFIT = CALC.replace("    return a - b", "    if (a, b) == (2, 3):\n        return 5\n    return a - b")
+
+
+def hidden_setup(tmp_path: Path, hidden: Path, **spec: object) -> tuple[Repo, VerifySpec, TestRun]:
+    repo = make_repo(tmp_path / "repo")
+    full = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV, hidden_tests=hidden, **spec)  # type: ignore[arg-type]
+    return repo, full, run_baseline(repo.clone(tmp_path / "base"), full, tmp_path / "base-reports")
+
+
+def verify_hidden(tmp_path: Path, repo: Repo, spec: VerifySpec, baseline: TestRun, diff: str) -> VerificationResult:
+    return verify_diff(repo.clone(tmp_path / "c"), diff, spec, baseline, tmp_path / "reports")
+
+
+def test_hidden_tests_catch_overfitting_without_being_named(tmp_path: Path) -> None:
+    hidden = tmp_path / "hidden"
+    (hidden / "tests").mkdir(parents=True)
+    (hidden / "tests" / "test_secret_calc.py").write_text(SECRET_TEST)
+    repo, spec, baseline = hidden_setup(tmp_path, hidden, targets=(ADD,))
+    assert SECRET_ID in baseline.failures
+    result = verify_hidden(tmp_path, repo, spec, baseline, repo.diff({"calc.py": OVERFIT}))
+    assert result.verdict is Verdict.FAILED and result.still_failing == [SECRET_ID]
+    assert "1 hidden test failed" in result.feedback
+    assert "secret" not in result.feedback and "42" not in result.feedback
+    assert json.loads(json.dumps(result.to_json()))["verdict"] == "failed"
+
+
+def test_hidden_tests_as_a_patch_file(tmp_path: Path) -> None:
+    scratch = make_repo(tmp_path / "scratch")
+    patch = tmp_path / "hidden.diff"
+    patch.write_text(scratch.diff({"tests/test_secret_calc.py": SECRET_TEST}))
+    repo, spec, baseline = hidden_setup(tmp_path, patch)
+    result = verify_hidden(tmp_path, repo, spec, baseline, repo.diff({"calc.py": FIXED_CALC}))
+    assert result.verdict is Verdict.PASSED
+    assert sorted(result.fail_to_pass) == [ADD, SECRET_ID]
+
+
+def test_hidden_tests_that_cannot_be_added_are_an_error(tmp_path: Path) -> None:
+    scratch = make_repo(tmp_path / "scratch")
+    patch = tmp_path / "hidden.diff"
+    patch.write_text(scratch.diff({"tests/test_secret_calc.py": SECRET_TEST}))
+    repo, spec, baseline = hidden_setup(tmp_path, patch, allow_test_edits=True)
+    diff = repo.diff({"calc.py": FIXED_CALC, "tests/test_secret_calc.py": "x = 1\n"})
+    result = verify_hidden(tmp_path, repo, spec, baseline, diff)
+    assert result.verdict is Verdict.ERROR and "hidden tests could not be added" in result.reasons[0]
+
+
+def test_pytest_config_outside_the_checkout_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -k nothing_matches\n")
+    repo = make_repo(tmp_path / "repo")
+    baseline = run_baseline(repo.clone(tmp_path / "c"), SPEC, tmp_path / "reports")
+    assert sorted(baseline.results) == [ADD, MUL]
+
+
+def test_sandbox_off_is_reported(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    spec = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV, sandbox=False)
+    assert "turned off" in verify(base, tmp_path, {"calc.py": FIXED_CALC}, spec).warnings[0]
+
+
+@pytest.mark.skipif(bwrap_prefix(Path("/"), Path("/")) is None, reason="bubblewrap is not usable here")
+def test_sandboxed_code_cannot_write_outside_the_checkout(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    outside = tmp_path / "escaped.txt"
+    sneaky = FIXED_CALC + f"\ntry:\n    open({str(outside)!r}, 'w').write('x')\nexcept OSError:\n    pass\n"
+    result = verify(base, tmp_path, {"calc.py": sneaky}, VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV))
+    assert result.verdict is Verdict.PASSED and result.warnings == []
+    assert not outside.exists()
+
+
+def test_pyproject_pytest_table_is_pinned_but_the_rest_is_the_diffs(tmp_path: Path) -> None:
+    pyproject = '[project]\nname = "calc"\nversion = "1"\n\n[tool.pytest.ini_options]\naddopts = "-ra"\n'
+    repo = make_repo(tmp_path / "repo", {"pyproject.toml": pyproject})
+    baseline = run_baseline(repo.clone(tmp_path / "base"), SPEC, tmp_path / "base-reports")
+    deselect = pyproject.replace('"-ra"', f'"-ra --deselect {ADD}"')
+    gamed = verify_diff(
+        repo.clone(tmp_path / "c1"), repo.diff({"pyproject.toml": deselect}), SPEC, baseline, tmp_path / "r1"
+    )
+    assert gamed.verdict is Verdict.GAMED and gamed.reverted == ["pyproject.toml"]
+    deps = pyproject.replace('version = "1"', 'version = "2"')
+    fix = repo.diff({"pyproject.toml": deps, "calc.py": FIXED_CALC})
+    result = verify_diff(repo.clone(tmp_path / "c2"), fix, SPEC, baseline, tmp_path / "r2")
+    assert result.verdict is Verdict.PASSED and result.reverted == []
