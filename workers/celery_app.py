@@ -11,7 +11,6 @@ from kombu.transport import TRANSPORT_ALIASES, filesystem
 from orchestrator.settings import Settings
 from workers.constants import AGENT_QUEUE, RUN_AGENT_TASK, VERIFY_QUEUE, VERIFY_TASK, VISIBILITY_TIMEOUT_SECONDS
 
-
 EMBEDDED_DRAIN_SECONDS = 0.25
 EMBEDDED_SCHEME = "fleet-embedded"
 

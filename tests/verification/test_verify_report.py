@@ -124,3 +124,12 @@ def test_hostile_or_broken_reports_raise(tmp_path: Path, text: str) -> None:
     (tmp_path / "r.xml").write_text(text)
     with pytest.raises(ReportError):
         parse_junit(tmp_path / "r.xml")
+
+
+def test_doctype_text_inside_a_failure_is_only_text(tmp_path: Path) -> None:
+    (tmp_path / "r.xml").write_text(
+        '<testsuite><testcase classname="ui" name="renders"><failure message="a &amp; b">'
+        "<![CDATA[expected <!DOCTYPE html>]]></failure></testcase></testsuite>"
+    )
+    result = parse_junit(tmp_path / "r.xml")["ui::renders"]
+    assert result.message == "a & b" and result.details == "expected <!DOCTYPE html>"
