@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import shlex
 import time
 from typing import Any
 
@@ -13,9 +13,8 @@ from db import queries
 from orchestrator import review, views
 from orchestrator.repos import RepoSpec, register_repo
 from orchestrator.tickets import TicketSpec, submit
-from workers.agents.scripted import write_sample_repo
+from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command, write_sample_repo
 
-SCRIPTED = f"{sys.executable} -m workers.agents.scripted"
 DEMO_TICKETS = (
     ("add() subtracts", "tests/test_calc.py::test_add fails: add(2, 3) returns -1.", "fix-add", "right at once"),
     (
@@ -33,7 +32,7 @@ def _fresh_repo(ctx: Any) -> str:
     path = ctx.settings.home.resolve() / "demo" / stamp
     write_sample_repo(path)
     name = f"demo-{stamp}"
-    register_repo(ctx.db, RepoSpec(name=name, path=str(path), test_cmd=f"{sys.executable} -m pytest -q"))
+    register_repo(ctx.db, RepoSpec(name=name, path=str(path), test_cmd=SAMPLE_TEST_CMD))
     return name
 
 
@@ -46,7 +45,7 @@ def run_demo(ctx: Any, concurrency: int, out: Console) -> None:
     )
     repo = _fresh_repo(ctx)
     specs = [
-        TicketSpec(repo=repo, title=title, body=body, agent_cmd=f"{SCRIPTED} {script}", attempts=2)
+        TicketSpec(repo=repo, title=title, body=body, agent_cmd=shlex.join(scripted_command(script)), attempts=2)
         for title, body, script, _ in DEMO_TICKETS
     ]
     tickets = submit(ctx.db, ctx.dispatcher, specs, ctx.settings.home, "demo")

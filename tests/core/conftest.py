@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -13,10 +14,10 @@ from typing import Any
 import pytest
 
 from db.engine import Database
-from workers.agents.scripted import write_sample_repo
+from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command, write_sample_repo
 
-SCRIPTED = [sys.executable, "-m", "workers.agents.scripted"]
-PYTEST_CMD = f"{sys.executable} -m pytest -q"
+SCRIPTED = list(scripted_command("")[:-1])
+
 
 
 @dataclass
@@ -61,7 +62,7 @@ class Fleet:
     def sample_repo(self, name: str = "calc") -> Path:
         path = self.tmp / name
         write_sample_repo(path)
-        self.run("repo", "add", name, str(path), "--test-cmd", PYTEST_CMD)
+        self.run("repo", "add", name, str(path), "--test-cmd", SAMPLE_TEST_CMD)
         return path
 
     def submit(self, *args: str) -> list[dict[str, Any]]:
@@ -72,7 +73,7 @@ class Fleet:
 
 
 def scripted(script: str, *args: str) -> str:
-    return " ".join([*SCRIPTED, script, *args])
+    return shlex.join(scripted_command(script, *args))
 
 
 MODES = {"embedded": ("sqlite", "embedded"), "team": ("postgresql", "redis")}

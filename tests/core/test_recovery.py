@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -23,8 +24,8 @@ def counting(counter: Path, script: str, *args: str) -> str:
 
 
 def dispatcher_for(fleet: Fleet) -> Dispatcher:
-    settings = Settings(home=fleet.home, database_url=fleet.database_url, broker_url=fleet.env["FLEET_BROKER_URL"]
-                        if "FLEET_BROKER_URL" in fleet.env else "embedded")
+    broker = fleet.env.get("FLEET_BROKER_URL", "embedded")
+    settings = Settings(home=fleet.home, database_url=fleet.database_url, broker_url=broker)
     return Dispatcher(create_app(settings))
 
 
@@ -75,11 +76,11 @@ def test_twenty_tickets_at_concurrency_eight_all_reach_the_right_state(fleet: Fl
     plan = {"fix-add": "tests/test_calc.py::test_add", "fix-div": "tests/test_calc.py::test_div",
             "never": "tests/test_calc.py::test_div"}
     scripts = ["fix-add", "fix-div", "never", "fix-add", "fix-div"] * 4
-    ids = {}
-    for n, script in enumerate(scripts):
-        [t] = fleet.submit("--repo", "calc", "--title", f"ticket {n}", "--body", plan[script],
-                           "--agent-cmd", scripted(script), "--attempts", "1")
-        ids[t["id"]] = script
+    batch = [{"title": f"ticket {n}", "body": plan[script], "agent_cmd": scripted(script)}
+             for n, script in enumerate(scripts)]
+    (fleet.tmp / "batch.json").write_text(json.dumps(batch))
+    submitted = fleet.submit("--repo", "calc", "--attempts", "1", "--file", "batch.json")
+    ids = {t["id"]: script for t, script in zip(submitted, scripts, strict=True)}
     fleet.up(concurrency=8)
     tickets = {t["id"]: t["status"] for t in fleet.json("tickets")}
     expected = {tid: "failed" if script == "never" else "needs_review" for tid, script in ids.items()}

@@ -22,6 +22,7 @@ Scripts:
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,8 @@ FIX_MUL: tuple[Edit, ...] = (
 WRONG_DIV: tuple[Edit, ...] = (("calc.py", "return a // b", "return round(a / b)"),)
 FEEDBACK_MARKER = "Feedback"
 NOISE_BYTES = 5 * 1024 * 1024
+# The sample's tests need no pytest plugin; not loading the machine's installed ones saves a second per run.
+SAMPLE_TEST_CMD = f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {shlex.quote(sys.executable)} -m pytest -q"
 SCRIPTS = ("fix-add", "fix-div", "needs-feedback", "never", "sleep", "noisy", "hang")
 
 SAMPLE_CALC = '''"""A tiny calculator with bugs for Fleet's demo agents to fix."""
