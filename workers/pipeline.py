@@ -187,8 +187,21 @@ def spec_for(job: Job, settings_timeout: float, feedback_limit: int) -> VerifySp
 
 
 def spec_hash(spec: VerifySpec) -> str:
-    key = [spec.test_cmd, str(spec.hidden_tests or ""), sorted(spec.protect)]
-    return hashlib.sha256(json.dumps(key).encode()).hexdigest()
+    """What a baseline depends on besides the commit: the command, the pins, and the hidden tests' content."""
+    digest = hashlib.sha256()
+    key = [
+        spec.test_cmd,
+        sorted(spec.protect),
+        spec.pin_pytest,
+        spec.sandbox,
+        spec.network,
+        sorted((spec.env or {}).items()),
+    ]
+    digest.update(json.dumps(key, default=str).encode())
+    if spec.hidden_tests is not None:
+        for path in sorted(p for p in spec.hidden_tests.rglob("*") if p.is_file()):
+            digest.update(str(path.relative_to(spec.hidden_tests)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def verify_attempt(rt: WorkerRuntime, attempt_id: int) -> None:

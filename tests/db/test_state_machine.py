@@ -1,0 +1,118 @@
+"""The attempt state machine on SQLite and PostgreSQL alike: claims, fencing, leases, the reconciler's queries."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from db import queries
+from db.engine import Database
+from db.migrate import is_current, upgrade
+from db.status import AttemptStatus, IllegalTransition, TicketStatus, ticket_transition
+
+
+def _ticket(db: Database) -> int:
+    with db.session() as s:
+        repo = queries.add_repo(s, name="r", source="/nowhere", test_cmd="true")
+        ticket = queries.add_ticket(s, ["shell"], repo_id=repo.id, title="t", base_ref="HEAD", base_sha="0" * 40,
+                                    agent="shell", attempt_budget=2)
+        return queries.add_attempt(s, ticket.runs[0], "prompt").id
+
+
+@pytest.fixture
+def db(database_url: str) -> Database:
+    database = Database(database_url)
+    upgrade(database)
+    return database
+
+
+def lease(owner: str, seconds: float = 60.0) -> queries.Lease:
+    return queries.Lease(owner=owner, token=f"{owner}-token", seconds=seconds)
+
+
+def test_schema_upgrade_is_idempotent(db: Database) -> None:
+    assert is_current(db)
+    upgrade(db)
+    assert is_current(db)
+
+
+def test_only_one_of_many_concurrent_claims_wins(db: Database) -> None:
+    attempt_id = _ticket(db)
+    wins: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def claim(owner: str) -> None:
+        barrier.wait()
+        with db.session() as s:
+            if queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, lease(owner)):
+                wins.append(owner)
+
+    threads = [threading.Thread(target=claim, args=(f"w{n}",)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    with db.session() as s:
+        attempt = queries.get_attempt(s, attempt_id)
+        assert (attempt.status, attempt.lease_owner, attempt.agent_runs) == ("running", wins[0], 1)
+
+
+def test_a_stale_holder_cannot_write_after_its_lease_was_taken_over(db: Database) -> None:
+    attempt_id = _ticket(db)
+    zombie, heir = lease("zombie", seconds=0.01), lease("heir")
+    with db.session() as s:
+        assert queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, zombie)
+    time.sleep(0.05)
+    with db.session() as s:
+        assert queries.expire_leases(s) == [(attempt_id, AttemptStatus.QUEUED)]
+    with db.session() as s:
+        assert queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, heir)
+    with db.session() as s:
+        assert not queries.advance(s, attempt_id, zombie, AttemptStatus.VERIFY_QUEUED, diff="zombie's diff")
+        assert queries.renew_leases(s, "zombie", [zombie.token], 60) == set()
+        assert queries.advance(s, attempt_id, heir, AttemptStatus.VERIFY_QUEUED, diff="heir's diff")
+    with db.session() as s:
+        attempt = queries.get_attempt(s, attempt_id)
+        assert (attempt.diff, attempt.recoveries, attempt.agent_runs) == ("heir's diff", 1, 2)
+
+
+def test_renewed_leases_do_not_expire(db: Database) -> None:
+    attempt_id = _ticket(db)
+    short = lease("w", seconds=0.5)
+    with db.session() as s:
+        queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, short)
+    with db.session() as s:
+        assert queries.renew_leases(s, "w", [short.token], 60) == {short.token}
+    time.sleep(0.6)
+    with db.session() as s:
+        assert queries.expire_leases(s) == []
+
+
+def test_undelivered_returns_waiting_attempts_once_per_interval(db: Database) -> None:
+    attempt_id = _ticket(db)
+    with db.session() as s:
+        assert queries.undelivered(s, 0.0) == [(attempt_id, AttemptStatus.QUEUED)]
+    with db.session() as s:
+        assert queries.undelivered(s, 60.0) == []  # just re-sent: not again before the interval
+
+
+def test_baselines_are_stored_once_per_key(db: Database) -> None:
+    _ticket(db)
+    with db.session() as s:
+        first = queries.save_baseline(s, 1, "a" * 40, "spec", {"x": 1})
+    with db.session() as s:
+        second = queries.save_baseline(s, 1, "a" * 40, "spec", {"x": 2})
+    assert first.id == second.id
+    with db.session() as s:
+        assert queries.count_baselines(s, 1) == 1
+
+
+def test_illegal_ticket_moves_are_refused() -> None:
+    assert ticket_transition(TicketStatus.RUNNING, TicketStatus.NEEDS_REVIEW) == TicketStatus.NEEDS_REVIEW
+    with pytest.raises(IllegalTransition, match="approved to queued"):
+        ticket_transition(TicketStatus.APPROVED, TicketStatus.QUEUED)
+    with pytest.raises(IllegalTransition):
+        ticket_transition(TicketStatus.FAILED, TicketStatus.NEEDS_REVIEW)
