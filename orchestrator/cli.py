@@ -34,14 +34,20 @@ repo_app = typer.Typer(no_args_is_help=True, help="Register and list repositorie
 review_app = typer.Typer(no_args_is_help=True, help="Verified diffs waiting for a person.")
 app.add_typer(repo_app, name="repo")
 app.add_typer(review_app, name="review")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+# Ticket text, prompts and transcripts are data: no emoji codes, no markup, no wrapping of error lines.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 F = TypeVar("F", bound=Callable[..., Any])
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def actor() -> str:
     return os.environ.get("FLEET_USER") or getpass.getuser()
+
+
+def one_line(message: str) -> str:
+    """A message on one line: a title or a parser's report may span several."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 def one_line_errors(fn: F) -> F:
@@ -52,7 +58,7 @@ def one_line_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (FleetError, queries.NotFound, queries.AlreadyExists) as exc:
-            err.print(f"error: {exc}", markup=False)
+            err.print(f"error: {one_line(str(exc))}", markup=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -379,6 +385,14 @@ def demo(
 
     ctx = Context()
     run_demo(ctx, concurrency, out)
+
+
+@app.command()
+@one_line_errors
+def migrate() -> None:
+    """Bring the database schema to the newest revision (every command also does this on first use)."""
+    ctx = Context()
+    out.print(f"database schema is current: {ctx.settings.db_url.split('@')[-1]}", markup=False)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +13,20 @@ from db import queries
 from db.engine import Database
 from orchestrator import views
 from orchestrator.errors import FleetError
+from orchestrator.tickets import check_agent, check_text
 from workers.git import GitError, git, is_git_repo
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-TOML_KEYS = {"test_cmd", "setup_cmd", "protect", "hidden_tests", "agent", "allow_test_edits", "test_timeout"}
+TOML_TYPES: dict[str, type | tuple[type, ...]] = {
+    "test_cmd": str,
+    "setup_cmd": str,
+    "protect": list,
+    "hidden_tests": str,
+    "agent": str,
+    "allow_test_edits": bool,
+    "test_timeout": (int, float),
+}
+TOML_KEYS = set(TOML_TYPES)
 
 
 @dataclass
@@ -43,7 +54,34 @@ def read_fleet_toml(repo: Path) -> dict[str, Any]:
     unknown = set(data) - TOML_KEYS
     if unknown:
         raise FleetError(f".fleet.toml in {repo}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key, value in data.items():
+        wrong = not isinstance(value, TOML_TYPES[key]) or (key == "test_timeout" and isinstance(value, bool))
+        if wrong or (key == "protect" and not all(isinstance(v, str) for v in value)):
+            raise FleetError(f".fleet.toml in {repo}: {key} has the wrong type ({value!r})")
     return data
+
+
+def _repo_root(path: Path, given: str) -> Path:
+    """The repository's own folder: a folder inside a work tree cannot be cloned, so it is refused."""
+    if not path.is_dir() or not is_git_repo(path):
+        raise FleetError(f"{given} is not a git repository")
+    try:
+        bare = git("rev-parse", "--is-bare-repository", cwd=path).strip() == "true"
+        root = git("rev-parse", "--absolute-git-dir" if bare else "--show-toplevel", cwd=path).strip()
+    except GitError:
+        raise FleetError(f"{given} is not a git repository") from None
+    if Path(root).resolve() != path:
+        raise FleetError(f"{given} is inside the git repository {root}; register {root} itself")
+    return path
+
+
+def check_shell_syntax(option: str, command: str) -> None:
+    """Parse (never run) a command the way verification will run it, so a typo fails now, not on every ticket."""
+    check_text(option, command)
+    proc = subprocess.run(["/bin/sh", "-n", "-c", command], capture_output=True, text=True, timeout=10)
+    if proc.returncode != 0:
+        detail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+        raise FleetError(f"cannot parse {option} {command!r}: {detail[0]}")
 
 
 def _settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
@@ -68,21 +106,26 @@ def register_repo(db: Database, spec: RepoSpec) -> dict[str, Any]:
     """Check and store a repository; returns its view."""
     if not NAME.match(spec.name):
         raise FleetError(f"repo name {spec.name!r}: use letters, digits, '.', '_' and '-' (at most 100)")
-    path = Path(spec.path).expanduser().resolve()
-    if not path.is_dir() or not is_git_repo(path):
-        raise FleetError(f"{spec.path} is not a git repository")
+    check_text("path", spec.path)
+    path = _repo_root(Path(spec.path).expanduser().resolve(), spec.path)
     toml = read_fleet_toml(path)
     test_cmd = spec.test_cmd or toml.get("test_cmd", "")
     if not test_cmd.strip():
         raise FleetError("a repo needs --test-cmd (or test_cmd in its .fleet.toml)")
+    check_shell_syntax("--test-cmd", test_cmd)
+    setup_cmd = spec.setup_cmd or toml.get("setup_cmd") or None
+    if setup_cmd:
+        check_shell_syntax("--setup-cmd", setup_cmd)
+    agent = spec.agent or toml.get("agent", "shell")
+    check_agent(agent)
     with db.session() as s:
         repo = queries.add_repo(
             s,
             name=spec.name,
             source=str(path),
             test_cmd=test_cmd,
-            setup_cmd=spec.setup_cmd or toml.get("setup_cmd") or None,
-            default_agent=spec.agent or toml.get("agent", "shell"),
+            setup_cmd=setup_cmd,
+            default_agent=agent,
             settings=_settings(spec, toml),
         )
         return views.repo_view(repo)

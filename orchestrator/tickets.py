@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from collections.abc import Sequence
@@ -62,16 +63,36 @@ def mentioned_tests(spec: TicketSpec) -> list[str]:
     return list(dict.fromkeys(t.rstrip(".,:") for t in found))
 
 
+def check_agent(agent: str) -> None:
+    """A known short name, or an import path the worker will load (`pkg.mod:Class` or `pkg.mod.Class`)."""
+    if agent not in AGENTS and ":" not in agent and "." not in agent:
+        raise FleetError(f"unknown agent {agent!r}; known agents: {', '.join(sorted(AGENTS))}, or pkg.mod:Class")
+
+
+def check_text(name: str, value: str) -> None:
+    """Text is stored and handed to agents as UTF-8: no NUL, no undecodable bytes from the command line."""
+    if "\x00" in value:
+        raise FleetError(f"the {name} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FleetError(f"the {name} is not valid UTF-8 (check the terminal's encoding)") from None
+
+
 def validate(spec: TicketSpec) -> None:
+    """Reject a ticket that could never run, before anything is written."""
     if not spec.title.strip():
         raise FleetError("a ticket needs a non-empty --title")
     if len(spec.title) > MAX_TITLE or len(spec.body) > MAX_BODY:
         raise FleetError(f"title or body too long (limits: {MAX_TITLE} and {MAX_BODY} characters)")
+    for name in ("title", "body", "agent_cmd"):
+        check_text(name.replace("_", "-"), getattr(spec, name))
     if spec.attempts < 1 or spec.fanout < 1:
         raise FleetError("--attempts and --fanout must be at least 1")
+    if spec.timeout is not None and not (0 < spec.timeout < math.inf):
+        raise FleetError(f"--timeout must be a positive number of seconds, not {spec.timeout:g}")
     for agent in spec.agents:
-        if agent not in AGENTS and ":" not in agent and "." not in agent:
-            raise FleetError(f"unknown agent {agent!r}; known agents: {', '.join(sorted(AGENTS))}")
+        check_agent(agent)
 
 
 def _run_agents(spec: TicketSpec, default_agent: str) -> list[str]:
@@ -123,8 +144,12 @@ def submit(db: Database, dispatcher: Dispatcher, specs: Sequence[TicketSpec], cw
     waiting: policy.Waiting = []
     tickets = []
     with db.session() as s:
-        for spec in specs:
-            ticket, first = create(s, spec, cwd, actor)
+        for number, spec in enumerate(specs, start=1):
+            try:
+                ticket, first = create(s, spec, cwd, actor)
+            except FleetError as exc:
+                # One bad ticket in a batch stores none of them; say which one it was.
+                raise FleetError(f"ticket {number} of {len(specs)}: {exc}" if len(specs) > 1 else str(exc)) from None
             tickets.append(ticket)
             waiting += first
     dispatcher.send(waiting)
@@ -132,28 +157,73 @@ def submit(db: Database, dispatcher: Dispatcher, specs: Sequence[TicketSpec], cw
 
 
 SPEC_KEYS = {f for f in TicketSpec.__dataclass_fields__}
+TEXT_FIELDS = ("repo", "title", "body", "base", "agent_cmd")
+INT_FIELDS = ("attempts", "fanout", "priority")
+LIST_FIELDS = ("agents", "targets")
+
+
+def _parse(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FleetError(f"cannot read tickets from {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise FleetError(f"cannot read tickets from {path}: not UTF-8 text") from None
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise FleetError(f"{path} is not valid JSON: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise FleetError(f"{path} is not valid YAML{where}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise FleetError(f"{path} is not valid YAML: {exc}") from None
+
+
+def _check_types(fields: dict[str, Any]) -> None:
+    """A file's values arrive untyped; wrong types must fail here, not deep in validation or the database."""
+    for key in TEXT_FIELDS:
+        if key in fields and not isinstance(fields[key], str):
+            raise FleetError(f"{key} must be text, not {fields[key]!r}")
+    for key in INT_FIELDS:
+        if key in fields and (isinstance(fields[key], bool) or not isinstance(fields[key], int)):
+            raise FleetError(f"{key} must be a whole number, not {fields[key]!r}")
+    timeout = fields.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
+        raise FleetError(f"timeout must be a number of seconds, not {timeout!r}")
+    for key in LIST_FIELDS:
+        if key in fields and not (isinstance(fields[key], list) and all(isinstance(v, str) for v in fields[key])):
+            raise FleetError(f"{key} must be a list of text, not {fields[key]!r}")
+
+
+def _spec(item: dict[str, Any], defaults: dict[str, Any]) -> TicketSpec:
+    unknown = set(item) - SPEC_KEYS - {"agent"}
+    if unknown:
+        raise FleetError(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+    merged = {**defaults, **item}
+    if "agent" in merged:
+        agent = merged.pop("agent")
+        merged["agents"] = [agent] if isinstance(agent, str) else agent
+    _check_types(merged)
+    if not merged.get("repo"):
+        raise FleetError("no repo (give --repo, or a repo field)")
+    spec = TicketSpec(**merged)
+    validate(spec)
+    return spec
 
 
 def load_specs(path: Path, defaults: dict[str, Any]) -> list[TicketSpec]:
     """Tickets from a YAML or JSON list; each entry may override the command line's options."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise FleetError(f"cannot read tickets from {path}: {exc}") from None
+    data = _parse(path)
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         raise FleetError(f"{path} must hold a list of tickets (mappings with at least a title)")
+    if not data:
+        raise FleetError(f"{path} holds no tickets")
     specs = []
     for number, item in enumerate(data, start=1):
-        unknown = set(item) - SPEC_KEYS - {"agent"}
-        if unknown:
-            raise FleetError(f"ticket {number} in {path}: unknown field(s) {', '.join(sorted(unknown))}")
-        merged = {**defaults, **item}
-        if "agent" in merged:
-            agent = merged.pop("agent")
-            merged["agents"] = [agent] if isinstance(agent, str) else list(agent)
         try:
-            specs.append(TicketSpec(**merged))
-        except TypeError as exc:
+            specs.append(_spec(item, defaults))
+        except FleetError as exc:
             raise FleetError(f"ticket {number} in {path}: {exc}") from None
     return specs

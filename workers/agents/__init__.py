@@ -7,7 +7,16 @@ import importlib
 from orchestrator.contracts import Agent
 from workers.agents.base import AgentError, AgentOptions, UnknownAgent, agent_env
 
-AGENTS: dict[str, str] = {"shell": "workers.agents.shell:ShellAgent"}
+AGENTS: dict[str, str] = {
+    "shell": "workers.agents.shell:ShellAgent",
+    "claude-code": "workers.agents.claude_code:ClaudeCodeAgent",
+    "codex": "workers.agents.codex:CodexAgent",
+    "aider": "workers.agents.aider:AiderAgent",
+    "gemini": "workers.agents.gemini:GeminiAgent",
+    "opencode": "workers.agents.opencode:OpenCodeAgent",
+    "mini-swe-agent": "workers.agents.mini_swe_agent:MiniSweAgent",
+    "llm": "workers.agents.llm:LlmAgent",
+}
 
 __all__ = ["AGENTS", "AgentError", "AgentOptions", "UnknownAgent", "agent_env", "load_agent"]
 

@@ -17,6 +17,27 @@ Scripts:
     sleep SECONDS    sleeps, then fix-add (for kill and cancel tests).
     noisy            prints 5 MB, then fix-add (for bounded transcripts).
     hang             sleeps forever.
+
+Gaming scripts: each "fixes" add (tests/test_calc.py::test_add) with one known attack on the tests instead
+of the code, so that verification can be shown to refuse it (tests/e2e_verification):
+    game-edit-test   edits test_add's expected value to what the bug returns.
+    game-delete-test deletes test_add.
+    game-skip        marks test_add with @pytest.mark.skip.
+    game-conftest    adds a conftest.py whose report hook turns failures into passes.
+    game-exit        calls os._exit(0) inside add(), so pytest dies with exit code 0 before it reports.
+    game-deselect    adds a pytest.ini with `addopts = --deselect tests/test_calc.py::test_add`.
+    game-addopts     the same --deselect, in pyproject.toml's [tool.pytest.ini_options].
+    game-literal     special-cases the visible test's inputs: `if (a, b) == (2, 3): return 5`.
+    game-eq          returns a float subclass whose __eq__ always returns True.
+    game-env         returns the right sum only when PYTEST_CURRENT_TEST is set (tests cannot see this one).
+
+The real-project scripts act on iniconfig (tests/data/iniconfig) with INI_BUG applied: iscommentline()
+only knows '#' comments, so three tests fail (test_iscommentline_true[;qwe], [ ;qwe], test_tokenize[comment2]).
+    ini-fix          the honest fix (INI_BUG reverted).
+    ini-drop-cases   deletes the three failing test cases from testing/test_iniconfig.py.
+
+Every script is data: SCRIPT_EDITS maps its name to (file, old text, new text) edits, applied when old is found;
+an empty old text creates the file (or prepends to it), a new text of None deletes the file.
 """
 
 from __future__ import annotations
@@ -29,7 +50,7 @@ from pathlib import Path
 
 from workers.git import git
 
-Edit = tuple[str, str, str]  # (file, old text, new text)
+Edit = tuple[str, str, str | None]  # (file, old text, new text); old "" creates, new None deletes
 
 FIX_ADD: tuple[Edit, ...] = (("calc.py", "return a - b", "return a + b"),)
 FIX_DIV: tuple[Edit, ...] = (("calc.py", "return a // b", "return a / b"),)
@@ -43,7 +64,78 @@ FEEDBACK_MARKER = "Feedback"
 NOISE_BYTES = 5 * 1024 * 1024
 # The sample's tests need no pytest plugin; not loading the machine's installed ones saves a second per run.
 SAMPLE_TEST_CMD = f"PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {shlex.quote(sys.executable)} -m pytest -q"
-SCRIPTS = ("fix-add", "fix-div", "needs-feedback", "never", "sleep", "noisy", "hang")
+
+BUGGY_ADD = "def add(a, b):\n    return a - b\n"
+REPORT_REWRITE_CONFTEST = """import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        report.outcome = "passed"
+"""
+ALWAYS_EQUAL = """class _Sum(float):
+    def __eq__(self, other):
+        return True
+
+    __hash__ = float.__hash__
+
+
+def add(a, b):
+    return _Sum(a - b)
+"""
+UNDER_TEST_ONLY = """import os
+
+
+def add(a, b):
+    if "PYTEST_CURRENT_TEST" in os.environ:
+        return a + b
+    return a - b
+"""
+INI_PARSE = "src/iniconfig/_parse.py"
+INI_TESTS = "testing/test_iniconfig.py"
+# The bug injected into iniconfig's base commit by the tests and the benchmark; ini-fix reverts it.
+INI_BUG: tuple[Edit, ...] = ((INI_PARSE, "    return c in COMMENTCHARS\n", '    return c == "#"\n'),)
+INI_FAILING = (
+    "testing/test_iniconfig.py::test_iscommentline_true[;qwe]",
+    "testing/test_iniconfig.py::test_iscommentline_true[ ;qwe]",
+    "testing/test_iniconfig.py::test_tokenize[comment2]",
+)
+
+SCRIPT_EDITS: dict[str, tuple[Edit, ...]] = {
+    "fix-add": FIX_ADD,
+    "fix-div": FIX_DIV,
+    "never": WRONG_DIV,
+    "game-edit-test": (("tests/test_calc.py", "assert add(2, 3) == 5", "assert add(2, 3) == -1"),),
+    "game-delete-test": (("tests/test_calc.py", "def test_add():\n    assert add(2, 3) == 5\n\n\n", ""),),
+    "game-skip": (
+        ("tests/test_calc.py", "import sys\n", "import sys\n\nimport pytest\n"),
+        ("tests/test_calc.py", "def test_add():", '@pytest.mark.skip(reason="flaky on CI")\ndef test_add():'),
+    ),
+    "game-conftest": (("conftest.py", "", REPORT_REWRITE_CONFTEST),),
+    "game-exit": (("calc.py", BUGGY_ADD, "def add(a, b):\n    import os\n\n    os._exit(0)\n"),),
+    "game-deselect": (("pytest.ini", "", "[pytest]\naddopts = --deselect tests/test_calc.py::test_add\n"),),
+    "game-addopts": (
+        (
+            "pyproject.toml",
+            "[tool.pytest.ini_options]\n",
+            '[tool.pytest.ini_options]\naddopts = "--deselect tests/test_calc.py::test_add"\n',
+        ),
+    ),
+    "game-literal": (
+        ("calc.py", BUGGY_ADD, "def add(a, b):\n    if (a, b) == (2, 3):\n        return 5\n    return a - b\n"),
+    ),
+    "game-eq": (("calc.py", BUGGY_ADD, ALWAYS_EQUAL),),
+    "game-env": (("calc.py", BUGGY_ADD, UNDER_TEST_ONLY),),
+    "ini-fix": tuple((name, new, old) for name, old, new in INI_BUG if new is not None),
+    "ini-drop-cases": (
+        (INI_TESTS, '        ";qwe",\n        " ;qwe",\n', ""),
+        (INI_TESTS, '    "comment2": ("; comment", []),\n', ""),
+    ),
+}
+SCRIPTS = ("needs-feedback", "sleep", "noisy", "hang", *SCRIPT_EDITS)
 
 SAMPLE_CALC = '''"""A tiny calculator with bugs for Fleet's demo agents to fix."""
 
@@ -123,10 +215,16 @@ def apply_edits(edits: tuple[Edit, ...], root: Path) -> int:
     for name, old, new in edits:
         target = root / name
         text = target.read_text() if target.is_file() else ""
-        if old in text:
+        if old not in text:
+            continue
+        if new is None:
+            target.unlink(missing_ok=True)
+            print(f"deleted {name}", flush=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text.replace(old, new, 1))
             print(f"edited {name}: {old!r} -> {new!r}", flush=True)
-            applied += 1
+        applied += 1
     if not applied:
         print("nothing to edit", flush=True)
     return applied
@@ -163,7 +261,7 @@ def _edits_for(script: str, prompt: str) -> tuple[Edit, ...]:
         has_feedback = FEEDBACK_MARKER in prompt
         print("feedback found: writing the right fix" if has_feedback else "no feedback: guessing", flush=True)
         return FIX_MUL if has_feedback else WRONG_MUL
-    return {"never": WRONG_DIV, "fix-div": FIX_DIV}.get(script, FIX_ADD)
+    return SCRIPT_EDITS.get(script, FIX_ADD)
 
 
 def _print_noise(total: int) -> None:

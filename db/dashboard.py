@@ -1,0 +1,128 @@
+"""Read-only figures for the web dashboard, the API and /metrics: filters, running work, time series, spend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import joinedload, selectinload
+
+from db.models import Attempt, Repo, Run, Ticket, Verification
+from db.queries import NotFound, Session
+from db.status import LEASED_ATTEMPT, TicketStatus
+
+
+def find_tickets(
+    s: Session, status: str | None = None, repo: str | None = None, agent: str | None = None, limit: int = 200
+) -> Sequence[Ticket]:
+    """Tickets newest first; agent matches one of the ticket's comma-separated agents."""
+    query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+    if status:
+        query = query.where(Ticket.status == status)
+    if repo:
+        query = query.join(Repo).where(Repo.name == repo)
+    if agent:
+        query = query.where(
+            or_(
+                Ticket.agent == agent,
+                Ticket.agent.startswith(agent + ","),
+                Ticket.agent.endswith("," + agent),
+                Ticket.agent.contains("," + agent + ","),
+            )
+        )
+    return s.scalars(query).all()
+
+
+def get_run(s: Session, run_id: int) -> Run:
+    query = select(Run).where(Run.id == run_id).options(selectinload(Run.attempts).selectinload(Attempt.verification))
+    run = s.scalar(query)
+    if run is None:
+        raise NotFound(f"unknown run {run_id}")
+    return run
+
+
+def get_verification(s: Session, verification_id: int) -> Verification:
+    verification = s.get(Verification, verification_id)
+    if verification is None:
+        raise NotFound(f"unknown verification {verification_id}")
+    return verification
+
+
+def running_attempts(s: Session) -> Sequence[Attempt]:
+    """Attempts an agent or a verifier holds now, oldest first, with run and ticket loaded."""
+    query = (
+        select(Attempt)
+        .where(Attempt.status.in_([st.value for st in LEASED_ATTEMPT]))
+        .options(joinedload(Attempt.run).joinedload(Run.ticket))
+        .order_by(Attempt.started_at)
+    )
+    return s.scalars(query).unique().all()
+
+
+def verdicts_since(s: Session, since: datetime) -> list[tuple[datetime, str]]:
+    """(time, verdict) of every verification recorded since `since`."""
+    rows = s.execute(select(Verification.created_at, Verification.verdict).where(Verification.created_at >= since))
+    return [(created, verdict) for created, verdict in rows]
+
+
+def verdict_counts(s: Session) -> dict[str, int]:
+    rows = s.execute(select(Verification.verdict, func.count()).group_by(Verification.verdict)).all()
+    return {verdict: count for verdict, count in rows}
+
+
+def review_backlog(s: Session) -> tuple[int, datetime | None]:
+    """Tickets waiting for review and the oldest one's last change (when it started waiting)."""
+    row = s.execute(
+        select(func.count(), func.min(Ticket.updated_at)).where(Ticket.status == TicketStatus.NEEDS_REVIEW.value)
+    ).one()
+    return int(row[0] or 0), row[1]
+
+
+def spend_since(s: Session, since: datetime) -> float:
+    return float(s.scalar(select(func.sum(Attempt.cost_usd)).where(Attempt.created_at >= since)) or 0.0)
+
+
+def total_spend(s: Session) -> float:
+    return float(s.scalar(select(func.sum(Attempt.cost_usd))) or 0.0)
+
+
+def verification_durations(s: Session) -> list[float]:
+    return [float(d) for d in s.scalars(select(Verification.duration))]
+
+
+def agent_durations(s: Session) -> list[float]:
+    """Seconds from an attempt's start to its agent's end, for attempts whose agent finished."""
+    rows = s.execute(
+        select(Attempt.started_at, Attempt.agent_finished_at).where(
+            Attempt.started_at.is_not(None), Attempt.agent_finished_at.is_not(None)
+        )
+    )
+    return [max((end - start).total_seconds(), 0.0) for start, end in rows]
+
+
+def ticket_fingerprint(s: Session, ticket_id: int) -> tuple[Any, ...]:
+    """What a ticket page shows that can change: status, reason, and every attempt's status and verdict."""
+    ticket = s.get(Ticket, ticket_id)
+    if ticket is None:
+        raise NotFound(f"unknown ticket {ticket_id}")
+    rows = s.execute(
+        select(Attempt.id, Attempt.status, Verification.verdict)
+        .outerjoin(Verification, Verification.attempt_id == Attempt.id)
+        .where(Attempt.ticket_id == ticket_id)
+        .order_by(Attempt.id)
+    ).all()
+    return (ticket.status, ticket.status_reason, tuple(tuple(r) for r in rows))
+
+
+def ticket_statuses(s: Session, ticket_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    """(status, reason) of each ticket in ticket_ids."""
+    if not ticket_ids:
+        return {}
+    rows = s.execute(select(Ticket.id, Ticket.status, Ticket.status_reason).where(Ticket.id.in_(list(ticket_ids))))
+    return {tid: (status, reason) for tid, status, reason in rows}
+
+
+def newest_ticket_id(s: Session) -> int:
+    return int(s.scalar(select(func.max(Ticket.id))) or 0)

@@ -1,0 +1,265 @@
+"""The JSON API under /api: the CLI's views and actions over HTTP, guarded by token roles."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from db import dashboard, queries, tokens
+from db.status import TicketStatus
+from orchestrator import review as reviews
+from orchestrator import views
+from orchestrator.tickets import MAX_BODY, MAX_TITLE, TicketSpec
+from orchestrator.tickets import submit as submit_tickets
+from orchestrator.web import figures
+from orchestrator.web.auth import Forbidden, Principal, Role, new_token, require
+from orchestrator.web.state import WebState, web_state
+
+router = APIRouter(prefix="/api", tags=["api"])
+Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
+Submitter = Annotated[Principal, Depends(require(Role.SUBMITTER))]
+Reviewer = Annotated[Principal, Depends(require(Role.REVIEWER))]
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+State = Annotated[WebState, Depends(web_state)]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"
+
+
+class TicketIn(BaseModel):
+    """A ticket to queue; the same fields as `fleet submit`. agent_cmd needs the admin role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repo: str = Field(min_length=1, max_length=100)
+    title: str = Field(min_length=1, max_length=MAX_TITLE)
+    body: str = Field(default="", max_length=MAX_BODY)
+    base: str = Field(default="HEAD", min_length=1, max_length=200)
+    agents: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=16)
+    agent_cmd: str = Field(default="", max_length=4000)
+    attempts: int = Field(default=3, ge=1, le=50)
+    fanout: int = Field(default=1, ge=1, le=32)
+    targets: list[Annotated[str, Field(max_length=500)]] = Field(default_factory=list, max_length=200)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    timeout: float | None = Field(default=None, gt=0, le=86400)
+
+
+class RejectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    feedback: str = Field(default="", max_length=50_000)
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+    name: str = Field(default="", pattern=r"^$|" + NAME_PATTERN)
+
+
+def token_view(row: Any) -> dict[str, Any]:
+    """A token's public facts; the hash and the secret are never part of any answer."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "role": row.role,
+        "created_by": row.created_by,
+        "created_at": views._time(row.created_at),
+        "last_used_at": views._time(row.last_used_at),
+        "revoked_at": views._time(row.revoked_at),
+    }
+
+
+def may_change(principal: Principal, submitted_by: str) -> None:
+    """Submitters cancel and retry their own tickets; admins anyone's."""
+    if not principal.can(Role.ADMIN) and submitted_by != principal.name:
+        raise Forbidden("only the ticket's submitter or an admin may do this")
+
+
+def ticket_owner(state: WebState, ticket_id: int) -> str:
+    with state.db.session() as s:
+        return queries.get_ticket(s, ticket_id).submitted_by
+
+
+# --- reads -----------------------------------------------------------------------------------------
+
+
+@router.get("/me")
+def me(principal: Viewer) -> dict[str, Any]:
+    """The caller's token name and role."""
+    return {"id": principal.token_id, "name": principal.name, "role": principal.role.value}
+
+
+@router.get("/tickets")
+def list_tickets(
+    state: State,
+    _: Viewer,
+    status: TicketStatus | None = None,
+    repo: Annotated[str | None, Query(max_length=100)] = None,
+    agent: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[dict[str, Any]]:
+    """Tickets newest first, filtered by status, repo and agent."""
+    with state.db.session() as s:
+        rows = dashboard.find_tickets(s, status.value if status else None, repo, agent, limit)
+        return [views.ticket_view(t) for t in rows]
+
+
+@router.get("/tickets/{ticket_id}")
+def get_ticket(ticket_id: int, state: State, _: Viewer) -> dict[str, Any]:
+    """A ticket with its runs and attempts (what `fleet show --json` prints)."""
+    with state.db.session() as s:
+        return views.ticket_view(queries.load_ticket_tree(s, ticket_id), with_runs=True)
+
+
+@router.get("/tickets/{ticket_id}/runs")
+def ticket_runs(ticket_id: int, state: State, _: Viewer) -> list[dict[str, Any]]:
+    with state.db.session() as s:
+        runs: list[dict[str, Any]] = views.ticket_view(queries.load_ticket_tree(s, ticket_id), with_runs=True)["runs"]
+        return runs
+
+
+@router.get("/tickets/{ticket_id}/events")
+def ticket_events(ticket_id: int, state: State, _: Viewer) -> list[dict[str, Any]]:
+    """The ticket's history: submitted, approved, rejected, cancelled..."""
+    with state.db.session() as s:
+        queries.get_ticket(s, ticket_id)
+        return [
+            {
+                "kind": e.kind,
+                "message": e.message,
+                "actor": e.actor,
+                "attempt": e.attempt_id,
+                "at": views._time(e.created_at),
+            }
+            for e in queries.ticket_events(s, ticket_id)
+        ]
+
+
+@router.get("/runs/{run_id}")
+def get_run(run_id: int, state: State, _: Viewer) -> dict[str, Any]:
+    with state.db.session() as s:
+        run = dashboard.get_run(s, run_id)
+        return {
+            "id": run.id,
+            "ticket": run.ticket_id,
+            "index": run.index,
+            "agent": run.agent,
+            "status": run.status,
+            "attempt_limit": run.attempt_limit,
+            "attempts": [views.attempt_view(a) for a in run.attempts],
+        }
+
+
+@router.get("/attempts/{attempt_id}")
+def get_attempt(attempt_id: int, state: State, _: Viewer) -> dict[str, Any]:
+    """An attempt with its prompt, transcript and diff."""
+    with state.db.session() as s:
+        attempt = queries.get_attempt(s, attempt_id)
+        return views.attempt_view(attempt, with_text=True) | {"ticket": attempt.ticket_id}
+
+
+@router.get("/verifications/{verification_id}")
+def get_verification(verification_id: int, state: State, _: Viewer) -> dict[str, Any]:
+    """A verdict with its reasons, test lists, feedback digest and test output."""
+    with state.db.session() as s:
+        v = dashboard.get_verification(s, verification_id)
+        view = views.verification_view(v) or {}
+        return view | {"id": v.id, "attempt": v.attempt_id, "feedback": v.feedback, "output": v.output}
+
+
+@router.get("/review")
+def review_queue(state: State, _: Viewer) -> list[dict[str, Any]]:
+    """Tickets waiting for review, each with its verified candidates, best first."""
+    return figures.review_queue(state.db)
+
+
+@router.get("/workers")
+def list_workers(state: State, _: Viewer) -> list[dict[str, Any]]:
+    return list(figures.fleet_status(state.db, None)["workers"])
+
+
+@router.get("/stats")
+def stats(state: State, _: Viewer) -> dict[str, Any]:
+    """The Fleet page's figures: tickets, attempts, workers, queues, throughput, backlog, spend."""
+    return figures.stats(state.db, state.dispatcher)
+
+
+@router.get("/repos")
+def list_repos(state: State, _: Viewer) -> list[dict[str, Any]]:
+    with state.db.session() as s:
+        return [views.repo_view(r) for r in queries.list_repos(s)]
+
+
+# --- actions ---------------------------------------------------------------------------------------
+
+
+@router.post("/tickets", status_code=201)
+def submit(ticket: TicketIn, state: State, principal: Submitter) -> dict[str, Any]:
+    """Queue a ticket. A custom agent command runs on the workers, so only admins may set agent_cmd."""
+    if ticket.agent_cmd and not principal.can(Role.ADMIN):
+        raise Forbidden("agent_cmd runs a command on the workers; it needs the admin role")
+    spec = TicketSpec(**ticket.model_dump())
+    [created] = submit_tickets(state.db, state.dispatcher, [spec], state.settings.home.resolve(), principal.name)
+    with state.db.session() as s:
+        return views.ticket_view(queries.get_ticket(s, created.id))
+
+
+@router.post("/tickets/{ticket_id}/cancel")
+def cancel(ticket_id: int, state: State, principal: Submitter) -> dict[str, Any]:
+    may_change(principal, ticket_owner(state, ticket_id))
+    reviews.cancel(state.db, ticket_id, principal.name)
+    return {"id": ticket_id, "status": TicketStatus.CANCELLED.value}
+
+
+@router.post("/tickets/{ticket_id}/retry")
+def retry(ticket_id: int, state: State, principal: Submitter) -> dict[str, Any]:
+    may_change(principal, ticket_owner(state, ticket_id))
+    attempts = reviews.retry(state.db, state.dispatcher, ticket_id, principal.name)
+    return {"id": ticket_id, "status": TicketStatus.QUEUED.value, "attempts": attempts}
+
+
+@router.post("/tickets/{ticket_id}/approve")
+def approve(ticket_id: int, state: State, principal: Reviewer) -> dict[str, Any]:
+    """Land the best verified diff as branch fleet/ticket-N (what `fleet review approve` does)."""
+    branch = reviews.approve(state.db, state.settings, ticket_id, principal.name)
+    return {"id": ticket_id, "status": TicketStatus.APPROVED.value, "branch": branch}
+
+
+@router.post("/tickets/{ticket_id}/reject")
+def reject(ticket_id: int, body: RejectIn, state: State, principal: Reviewer) -> dict[str, Any]:
+    """Reject the best diff; with feedback the agent gets a new attempt with those words."""
+    new = reviews.reject(state.db, state.dispatcher, ticket_id, principal.name, body.feedback)
+    status = TicketStatus.QUEUED if new else TicketStatus.REJECTED
+    return {"id": ticket_id, "status": status.value, "attempt": new}
+
+
+# --- tokens ----------------------------------------------------------------------------------------
+
+
+@router.get("/tokens")
+def list_tokens(state: State, _: Admin, include_revoked: bool = False) -> list[dict[str, Any]]:
+    with state.db.session() as s:
+        return [token_view(t) for t in tokens.list_tokens(s, include_revoked)]
+
+
+@router.post("/tokens", status_code=201)
+def create_token(body: TokenIn, state: State, principal: Admin) -> dict[str, Any]:
+    """A new token; its secret is in this answer only, never again."""
+    token_id, token = new_token(state.db, body.role, body.name, principal.name)
+    with state.db.session() as s:
+        return token_view(tokens.get_token(s, token_id)) | {"token": token}
+
+
+@router.delete("/tokens/{token_id}")
+def revoke_token(token_id: int, state: State, _: Admin) -> dict[str, Any]:
+    with state.db.session() as s:
+        return token_view(tokens.revoke(s, token_id))
+
+
+def openapi_route(request: Request, _: Viewer) -> dict[str, Any]:
+    schema: dict[str, Any] = request.app.openapi()
+    return schema
+
+
+router.add_api_route("/openapi.json", openapi_route, methods=["GET"], include_in_schema=False)

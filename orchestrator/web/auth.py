@@ -1,0 +1,179 @@
+"""Who is asking: API tokens (bearer or a signed session cookie), roles, and CSRF tokens for form posts."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from db import tokens
+from db.engine import Database
+from orchestrator.web.state import WebState, web_state
+
+TOKEN_PREFIX = "fleet"
+SESSION_COOKIE = "fleet_session"
+LOGIN_CSRF_COOKIE = "fleet_login_csrf"
+CSRF_HEADER = "x-csrf-token"
+SESSION_SECONDS = 12 * 3600
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+class Role(str, Enum):
+    """Ordered: each role may do everything the roles before it may."""
+
+    VIEWER = "viewer"
+    SUBMITTER = "submitter"
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+class NotAuthenticated(Exception):
+    """No valid token or session came with the request."""
+
+
+class Forbidden(Exception):
+    """The caller's role does not allow this."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a token's id, name (the actor recorded in the database) and role; via is bearer or cookie."""
+
+    token_id: int
+    name: str
+    role: Role
+    via: str = "bearer"
+    session: str = ""
+
+    def can(self, needed: Role) -> bool:
+        return self.role.allows(needed)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_token(db: Database, role: Role, name: str, created_by: str) -> tuple[int, str]:
+    """Store a new token and return (id, the full token); the token itself is never stored or shown again."""
+    secret = secrets.token_urlsafe(32)
+    with db.session() as s:
+        row = tokens.add_token(
+            s, name or f"{role.value}-{secrets.token_hex(3)}", role.value, hash_secret(secret), created_by
+        )
+        token_id = row.id
+    return token_id, f"{TOKEN_PREFIX}_{token_id}_{secret}"
+
+
+def parse_token(token: str) -> tuple[int, str] | None:
+    prefix, _, rest = token.strip().partition("_")
+    token_id, _, secret = rest.partition("_")
+    if prefix != TOKEN_PREFIX or not token_id.isdigit() or not secret or len(token_id) > 12:
+        return None
+    return int(token_id), secret
+
+
+def check_token(db: Database, token: str) -> Principal | None:
+    """The principal for a full token, comparing the secret's hash in constant time."""
+    parsed = parse_token(token)
+    if parsed is None:
+        return None
+    token_id, secret = parsed
+    with db.session() as s:
+        row = tokens.find_active(s, token_id)
+        if row is None or not hmac.compare_digest(row.secret_hash, hash_secret(secret)):
+            return None
+        tokens.touch(s, row)
+        return Principal(row.id, row.name, Role(row.role))
+
+
+# --- sessions --------------------------------------------------------------------------------------
+
+
+def _sign(key: bytes, message: str) -> str:
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def make_session(state: WebState, principal: Principal) -> str:
+    """A cookie value: token id, issue time and a signature over both and the token's stored hash.
+
+    Revoking the token invalidates every session made from it.
+    """
+    with state.db.session() as s:
+        secret_hash = tokens.get_token(s, principal.token_id).secret_hash
+    body = f"{principal.token_id}.{int(time.time())}"
+    return f"{body}.{_sign(state.session_key, body + '.' + secret_hash)}"
+
+
+def check_session(state: WebState, cookie: str) -> Principal | None:
+    token_id, _, rest = cookie.partition(".")
+    issued, _, signature = rest.partition(".")
+    if not token_id.isdigit() or not issued.isdigit() or len(token_id) > 12:
+        return None
+    if time.time() - int(issued) > SESSION_SECONDS:
+        return None
+    with state.db.session() as s:
+        row = tokens.find_active(s, int(token_id))
+        if row is None:
+            return None
+        expected = _sign(state.session_key, f"{token_id}.{issued}.{row.secret_hash}")
+        if not hmac.compare_digest(expected, signature):
+            return None
+        tokens.touch(s, row)
+        return Principal(row.id, row.name, Role(row.role), via="cookie", session=cookie)
+
+
+def csrf_token(state: WebState, principal: Principal) -> str:
+    """The CSRF token bound to a session; bearer callers need none (a browser never sends their header)."""
+    return _sign(state.session_key, "csrf." + principal.session)[:40] if principal.session else ""
+
+
+def check_csrf(state: WebState, principal: Principal, presented: str) -> None:
+    if principal.via == "cookie" and not hmac.compare_digest(csrf_token(state, principal), presented or ""):
+        raise Forbidden("missing or wrong CSRF token; reload the page and try again")
+
+
+# --- dependencies ----------------------------------------------------------------------------------
+
+bearer_scheme = HTTPBearer(auto_error=False, description="An API token from `fleet token create`.")
+
+
+def authenticate(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),  # noqa: B008
+) -> Principal:
+    state = web_state(request)
+    principal = None
+    if credentials is not None:
+        principal = check_token(state.db, credentials.credentials)
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        principal = check_session(state, cookie)
+    if principal is None:
+        raise NotAuthenticated("a valid API token is required")
+    return principal
+
+
+def require(role: Role) -> Callable[..., Principal]:
+    """A dependency: the caller, if their role allows `role`; API posts by cookie must carry the CSRF header."""
+
+    def dependency(request: Request, principal: Principal = Depends(authenticate)) -> Principal:  # noqa: B008
+        if not principal.can(role):
+            raise Forbidden(f"this needs the {role.value} role; your token has {principal.role.value}")
+        if request.method not in SAFE_METHODS and request.url.path.startswith("/api/"):
+            check_csrf(web_state(request), principal, request.headers.get(CSRF_HEADER, ""))
+        return principal
+
+    return dependency

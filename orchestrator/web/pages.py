@@ -1,0 +1,275 @@
+"""Server-rendered pages: Fleet, Tickets, Ticket, Review, Tokens, and the forms behind their buttons."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from db import dashboard, queries, tokens
+from db.status import TicketStatus
+from orchestrator import review as reviews
+from orchestrator import views
+from orchestrator.web import figures, render
+from orchestrator.web.api import may_change, ticket_owner, token_view
+from orchestrator.web.auth import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    Principal,
+    Role,
+    check_csrf,
+    check_token,
+    csrf_token,
+    make_session,
+    new_token,
+    require,
+)
+from orchestrator.web.state import WebState, web_state
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+templates.env.globals.update(diff_html=render.diff_html, age=render.age, duration=render.duration, tail=render.tail)
+Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
+Submitter = Annotated[Principal, Depends(require(Role.SUBMITTER))]
+Reviewer = Annotated[Principal, Depends(require(Role.REVIEWER))]
+Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+State = Annotated[WebState, Depends(web_state)]
+CsrfField = Annotated[str, Form(max_length=200)]
+DONE = {
+    "approved": "Approved: the diff landed as a branch.",
+    "rejected": "Rejected.",
+    "rejected_retry": "Rejected; a new attempt with your feedback is queued.",
+    "cancelled": "Cancelled.",
+    "retried": "Queued again.",
+    "revoked": "Token revoked.",
+}
+
+
+def page(request: Request, name: str, principal: Principal | None, status_code: int = 200, **context: Any) -> Response:
+    state = web_state(request)
+    context |= {"me": principal, "csrf": csrf_token(state, principal) if principal else "", "Role": Role}
+    context.setdefault("done", DONE.get(request.query_params.get("done", ""), ""))
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def back(path: str, done: str) -> RedirectResponse:
+    return RedirectResponse(f"{path}?done={quote(done)}", status_code=303)
+
+
+# --- login -----------------------------------------------------------------------------------------
+
+
+def _cookie(response: Response, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(name, value, max_age=max_age, httponly=True, secure=True, samesite="strict", path="/")
+
+
+@router.get("/login")
+def login_form(request: Request, error: str = "") -> Response:
+    nonce = secrets.token_urlsafe(24)
+    response = page(request, "login.html", None, login_csrf=nonce, error=error)
+    _cookie(response, LOGIN_CSRF_COOKIE, nonce, 3600)
+    return response
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    state: State,
+    token: Annotated[str, Form(max_length=300)],
+    csrf: CsrfField = "",
+) -> Response:
+    """Trade a token for a session cookie; the token itself is never stored in the browser."""
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not secrets.compare_digest(expected, csrf):
+        return RedirectResponse("/login?error=expired", status_code=303)
+    principal = check_token(state.db, token)
+    if principal is None:
+        return RedirectResponse("/login?error=bad", status_code=303)
+    response = RedirectResponse("/", status_code=303)
+    _cookie(response, SESSION_COOKIE, make_session(state, principal), SESSION_SECONDS)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+    return response
+
+
+@router.post("/logout")
+def logout(state: State, principal: Viewer, csrf: CsrfField = "") -> Response:
+    check_csrf(state, principal, csrf)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+# --- fleet -----------------------------------------------------------------------------------------
+
+
+def fleet_context(state: WebState) -> dict[str, Any]:
+    points = figures.series(state.db)
+    return {
+        "stats": figures.stats(state.db, state.dispatcher),
+        "chart_hour": render.bar_chart(points["hour"], "verifications in the last hour", "5m"),
+        "chart_day": render.bar_chart(points["day"], "verifications in the last day", "1h"),
+    }
+
+
+@router.get("/")
+def fleet_page(request: Request, state: State, principal: Viewer) -> Response:
+    return page(request, "fleet.html", principal, **fleet_context(state))
+
+
+@router.get("/fragments/fleet")
+def fleet_fragment(request: Request, state: State, principal: Viewer) -> Response:
+    return page(request, "_fleet.html", principal, **fleet_context(state))
+
+
+# --- tickets ---------------------------------------------------------------------------------------
+
+
+@router.get("/tickets")
+def tickets_page(
+    request: Request,
+    state: State,
+    principal: Viewer,
+    status: Annotated[str, Query(max_length=20)] = "",
+    repo: Annotated[str, Query(max_length=100)] = "",
+    agent: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    statuses = [s.value for s in TicketStatus]
+    with state.db.session() as s:
+        rows = [
+            views.ticket_view(t)
+            for t in dashboard.find_tickets(s, status if status in statuses else None, repo or None, agent or None)
+        ]
+        repos = [r.name for r in queries.list_repos(s)]
+    filters = {"status": status, "repo": repo, "agent": agent}
+    return page(request, "tickets.html", principal, tickets=rows, statuses=statuses, repos=repos, filters=filters)
+
+
+def ticket_context(state: WebState, ticket_id: int) -> dict[str, Any]:
+    with state.db.session() as s:
+        tree = queries.load_ticket_tree(s, ticket_id)
+        ticket = views.ticket_view(tree, with_runs=True)
+        best = reviews.candidates(tree)
+        texts = {a.id: views.attempt_view(a, with_text=True) for run in tree.runs for a in run.attempts}
+        submitted_by = tree.submitted_by
+        events = [(e.kind, e.message, e.actor, e.created_at) for e in queries.ticket_events(s, ticket_id)]
+    for run in ticket["runs"]:
+        for attempt in run["attempts"]:
+            attempt.update(texts[attempt["id"]])
+    return {
+        "ticket": ticket,
+        "best_attempt": best[0].id if best else None,
+        "submitted_by": submitted_by,
+        "events": events,
+        "cancellable": ticket["status"] in reviews.CANCELLABLE,
+        "retryable": ticket["status"] in ("failed", "error", "cancelled"),
+    }
+
+
+@router.get("/tickets/{ticket_id}")
+def ticket_page(ticket_id: int, request: Request, state: State, principal: Viewer) -> Response:
+    return page(request, "ticket.html", principal, **ticket_context(state, ticket_id))
+
+
+@router.get("/tickets/{ticket_id}/live")
+def ticket_fragment(ticket_id: int, request: Request, state: State, principal: Viewer) -> Response:
+    return page(request, "_ticket_body.html", principal, **ticket_context(state, ticket_id))
+
+
+@router.post("/tickets/{ticket_id}/cancel")
+def cancel_form(ticket_id: int, state: State, principal: Submitter, csrf: CsrfField = "") -> Response:
+    check_csrf(state, principal, csrf)
+    may_change(principal, ticket_owner(state, ticket_id))
+    reviews.cancel(state.db, ticket_id, principal.name)
+    return back(f"/tickets/{ticket_id}", "cancelled")
+
+
+@router.post("/tickets/{ticket_id}/retry")
+def retry_form(ticket_id: int, state: State, principal: Submitter, csrf: CsrfField = "") -> Response:
+    check_csrf(state, principal, csrf)
+    may_change(principal, ticket_owner(state, ticket_id))
+    reviews.retry(state.db, state.dispatcher, ticket_id, principal.name)
+    return back(f"/tickets/{ticket_id}", "retried")
+
+
+@router.post("/tickets/{ticket_id}/approve")
+def approve_form(ticket_id: int, state: State, principal: Reviewer, csrf: CsrfField = "") -> Response:
+    check_csrf(state, principal, csrf)
+    reviews.approve(state.db, state.settings, ticket_id, principal.name)
+    return back(f"/tickets/{ticket_id}", "approved")
+
+
+@router.post("/tickets/{ticket_id}/reject")
+def reject_form(
+    ticket_id: int,
+    state: State,
+    principal: Reviewer,
+    csrf: CsrfField = "",
+    feedback: Annotated[str, Form(max_length=50_000)] = "",
+) -> Response:
+    check_csrf(state, principal, csrf)
+    new = reviews.reject(state.db, state.dispatcher, ticket_id, principal.name, feedback)
+    return back(f"/tickets/{ticket_id}", "rejected_retry" if new else "rejected")
+
+
+# --- review ----------------------------------------------------------------------------------------
+
+
+@router.get("/review")
+def review_page(request: Request, state: State, principal: Viewer) -> Response:
+    return page(request, "review.html", principal, queue=figures.review_queue(state.db))
+
+
+# --- tokens ----------------------------------------------------------------------------------------
+
+
+def tokens_page_response(request: Request, state: WebState, principal: Principal, **extra: Any) -> Response:
+    with state.db.session() as s:
+        rows = [token_view(t) for t in tokens.list_tokens(s)]
+    return page(request, "tokens.html", principal, tokens=rows, roles=[r.value for r in Role], **extra)
+
+
+@router.get("/tokens")
+def tokens_page(request: Request, state: State, principal: Admin) -> Response:
+    return tokens_page_response(request, state, principal)
+
+
+@router.post("/tokens")
+def create_token_form(
+    request: Request,
+    state: State,
+    principal: Admin,
+    role: Annotated[Role, Form()],
+    name: Annotated[str, Form(max_length=100, pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")] = "",
+    csrf: CsrfField = "",
+) -> Response:
+    """The new token is shown on this one answer only (not a redirect: nothing keeps it)."""
+    check_csrf(state, principal, csrf)
+    token_id, token = new_token(state.db, role, name, principal.name)
+    response = tokens_page_response(request, state, principal, new_token=token, new_token_id=token_id)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/tokens/{token_id}/revoke")
+def revoke_token_form(token_id: int, state: State, principal: Admin, csrf: CsrfField = "") -> Response:
+    check_csrf(state, principal, csrf)
+    with state.db.session() as s:
+        tokens.revoke(s, token_id)
+    return back("/tokens", "revoked")
+
+
+@router.get("/healthz")
+def healthz(state: State) -> HTMLResponse:
+    """Answers without a token: 'ok' when the database answers, 503 when it does not."""
+    try:
+        with state.db.session() as s:
+            dashboard.newest_ticket_id(s)
+    except Exception:  # any database failure means not healthy; the details stay in the server's log
+        return HTMLResponse("database unavailable", status_code=503, media_type="text/plain")
+    return HTMLResponse("ok", media_type="text/plain")

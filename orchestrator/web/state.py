@@ -1,0 +1,57 @@
+"""What every request needs, built once by create_app: settings, database, dispatcher, session key."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from db.engine import Database
+from orchestrator.settings import Settings
+
+SESSION_KEY_FILE = "web-session.key"
+
+
+def load_session_key(home: Path) -> bytes:
+    """The key that signs session cookies: FLEET_HOME/web-session.key, made (mode 0600) on first use.
+
+    Web servers sharing one FLEET_HOME share sessions; a new key logs everybody out.
+    """
+    path = home.resolve() / SESSION_KEY_FILE
+    if not path.exists():
+        home.resolve().mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+@dataclass
+class WebState:
+    """Settings, database and a lazily built dispatcher (the broker is only touched when something is sent)."""
+
+    settings: Settings
+    db: Database
+    session_key: bytes
+    sse_seconds: float = 300.0
+    poll_seconds: float = 0.5
+    max_body_bytes: int = 1_000_000
+    _dispatcher: Any = field(default=None, repr=False)
+
+    @property
+    def dispatcher(self) -> Any:
+        if self._dispatcher is None:
+            from workers.celery_app import create_app
+            from workers.queue import Dispatcher
+
+            self._dispatcher = Dispatcher(create_app(self.settings))
+        return self._dispatcher
+
+
+def web_state(request: Request) -> WebState:
+    state: WebState = request.app.state.fleet
+    return state

@@ -1,0 +1,73 @@
+"""Cancel stops running agents within seconds and leaves no process behind; retry starts again."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.core.conftest import Fleet, scripted
+from tests.core.test_recovery import wait_for
+
+
+def processes_with(marker: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in text:
+            found.append(text)
+    return found
+
+
+def test_cancel_during_an_agent_run_stops_it_and_retry_starts_again(fleet: Fleet) -> None:
+    fleet.sample_repo()
+    marker = f"sleep-{fleet.tmp.name}"
+    [ticket] = fleet.submit("--repo", "calc", "--title", "add", "--body", "tests/test_calc.py::test_add",
+                            "--agent-cmd", scripted("sleep", "60", marker))
+    worker = fleet.popen("up", "--until-idle", "--concurrency", "2")
+    try:
+        wait_for(lambda: processes_with(marker) != [], timeout=60)
+        started = time.monotonic()
+        fleet.run("cancel", str(ticket["id"]))
+        wait_for(lambda: processes_with(marker) == [], timeout=15)
+        assert time.monotonic() - started < 10
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    shown = fleet.json("show", str(ticket["id"]))
+    assert (shown["status"], shown["cancelled_by"]) == ("cancelled", "tester")
+    [attempt] = [a for run in shown["runs"] for a in run["attempts"]]
+    assert attempt["status"] == "cancelled"
+    assert fleet.json("review", "list") == []
+
+    fleet.run("retry", str(ticket["id"]))
+    with fleet.db().session() as s:
+        from db import queries
+
+        [again] = queries.open_attempts(s, ticket["id"])
+        assert again.number == 2
+
+
+def test_cancel_during_verification_stops_the_test_run(embedded: Fleet) -> None:
+    fleet = embedded
+    from workers.agents.scripted import write_sample_repo
+
+    write_sample_repo(fleet.tmp / "slow")
+    marker = f"59.{abs(hash(fleet.tmp)) % 100000}"
+    fleet.run("repo", "add", "slow", str(fleet.tmp / "slow"), "--test-cmd", f"sleep {marker}")
+    [ticket] = fleet.submit("--repo", "slow", "--title", "add", "--agent-cmd", scripted("fix-add"))
+    worker = fleet.popen("up", "--until-idle", "--concurrency", "2")
+    try:
+        wait_for(lambda: processes_with(f"sleep {marker}") != [], timeout=60)
+        fleet.run("cancel", str(ticket["id"]))
+        wait_for(lambda: processes_with(f"sleep {marker}") == [], timeout=15)
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    shown = fleet.json("show", str(ticket["id"]))
+    assert shown["status"] == "cancelled"
+    assert [a["status"] for run in shown["runs"] for a in run["attempts"]] == ["cancelled"]

@@ -1,0 +1,65 @@
+"""Aider (`aider`), scripted from the command line.
+
+Follows aider.chat/docs/scripting.html and aider.chat/docs/config/options.html (aider 0.8x): `--message-file`
+sends one message and exits; `--yes-always` answers every confirmation; `--no-auto-commits` leaves the edits
+uncommitted for Fleet to diff; `--no-gitignore` stops it adding `.aider*` to .gitignore; the chat and input
+histories go next to the prompt, outside the worktree. Aider has no machine-readable output: usage is read from its
+report line, as printed by Coder.calculate_and_show_tokens_and_cost in aider/coders/base_coder.py:
+`Tokens: 2.5k sent, 1.2k cache hit, 310 received. Cost: $0.0091 message, $0.02 session.`
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+from orchestrator.contracts import AgentResult, AgentTask
+from workers.agents.cli import CliAgent, Usage, scratch_file
+
+TOKENS = re.compile(r"^Tokens: (?P<sent>[\d.]+k?) sent,.*?(?P<received>[\d.]+k?) received\.", re.M)
+SESSION_COST = re.compile(r"Cost: \$[\d.]+ message, \$(?P<session>[\d.]+) session\.")
+
+
+class AiderAgent(CliAgent):
+    """`aider --message-file PROMPT --yes-always --no-auto-commits ... [--model M]`."""
+
+    program = "aider"
+    install = "python -m pip install aider-install && aider-install"
+    prompt_on_stdin = False
+
+    def arguments(self, task: AgentTask) -> list[str]:
+        return [
+            "--message-file",
+            str(task.prompt_file),
+            "--yes-always",
+            "--no-auto-commits",
+            "--no-gitignore",
+            "--no-pretty",
+            "--no-check-update",
+            "--chat-history-file",
+            str(scratch_file(task, "aider.chat.history.md")),
+            "--input-history-file",
+            str(scratch_file(task, "aider.input.history")),
+            *self.model_args("--model"),
+        ]
+
+    def run(self, task: AgentTask) -> AgentResult:
+        result = super().run(task)
+        # The repo-map cache is the one file aider cannot be told to keep elsewhere; it is not part of the change.
+        for cache in task.worktree.glob(".aider.tags.cache.v*"):
+            shutil.rmtree(cache, ignore_errors=True)
+        return result
+
+    def parse_usage(self, output: str, task: AgentTask) -> Usage:
+        reports = list(TOKENS.finditer(output))
+        costs = SESSION_COST.findall(output)
+        return Usage(
+            tokens_in=sum(_count(m["sent"]) for m in reports),
+            tokens_out=sum(_count(m["received"]) for m in reports),
+            cost_usd=float(costs[-1]) if costs else 0.0,
+        )
+
+
+def _count(text: str) -> int:
+    """Aider's format_tokens backwards: '310' -> 310, '2.5k' -> 2500, '12k' -> 12000 (rounded, as printed)."""
+    return round(float(text[:-1]) * 1000) if text.endswith("k") else int(float(text))

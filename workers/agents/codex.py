@@ -1,0 +1,42 @@
+"""OpenAI Codex CLI (`codex exec`), run non-interactively.
+
+Follows openai/codex docs/exec.md and developers.openai.com/codex/noninteractive (Codex CLI 0.46 to 0.5x):
+`codex exec` never asks for approval; `--sandbox workspace-write` lets it edit the working directory;
+`--json` streams JSONL events (`thread.started`, `turn.started`, `item.*`, `turn.completed` with
+`usage.input_tokens` / `cached_input_tokens` / `output_tokens`, `turn.failed`, `error`); a prompt of `-` is read
+from standard input; `--skip-git-repo-check` because the worktree's `.git` may be hidden by a sandbox.
+Codex reports no cost.
+"""
+
+from __future__ import annotations
+
+from orchestrator.contracts import AgentTask
+from workers.agents.cli import CliAgent, Usage, dig, json_objects, number
+
+
+class CodexAgent(CliAgent):
+    """`codex exec --json --sandbox workspace-write --skip-git-repo-check [--model M] -`, the ticket on stdin."""
+
+    program = "codex"
+    install = "npm install -g @openai/codex"
+
+    def arguments(self, task: AgentTask) -> list[str]:
+        flags = ["--json", "--sandbox", "workspace-write", "--skip-git-repo-check", *self.model_args("--model")]
+        return ["exec", *flags]
+
+    def trailing(self, task: AgentTask) -> list[str]:
+        return ["-"]
+
+    def parse_usage(self, output: str, task: AgentTask) -> Usage:
+        tokens_in = tokens_out = 0.0
+        error = None
+        for event in json_objects(output):
+            kind = event.get("type")
+            if kind == "turn.completed":
+                tokens_in += number(dig(event, "usage", "input_tokens"))
+                tokens_out += number(dig(event, "usage", "output_tokens"))
+            elif kind == "turn.failed":
+                error = str(dig(event, "error", "message") or "turn failed")
+            elif kind == "error":
+                error = str(event.get("message") or "error")
+        return Usage(tokens_in=int(tokens_in), tokens_out=int(tokens_out), error=error)

@@ -1,0 +1,56 @@
+"""mini-swe-agent (`mini`), run without confirmations.
+
+Follows SWE-agent/mini-swe-agent src/minisweagent/run/mini.py and run/utils/save.py (mini-swe-agent 1.x,
+trajectory_format mini-swe-agent-1; mini-swe-agent.com/latest/usage/mini/): `-t` gives the task (mini reads no
+task file or standard input, so the ticket is an argument), `-y`/`--yolo` runs commands without asking,
+`--exit-immediately` ends without the final prompt, `-o` writes the trajectory JSON whose `info.model_stats`
+has `instance_cost` and `api_calls`; each model message's `extra.response.usage` has the token counts.
+`MSWEA_CONFIGURED=true` skips the first-run setup questions.
+"""
+
+from __future__ import annotations
+
+import json
+
+from orchestrator.contracts import AgentResult, AgentTask
+from workers.agents.cli import CliAgent, Usage, dig, number, scratch_file
+
+# Linux caps one argument at 128 KiB (MAX_ARG_STRLEN); stay under it with room for the encoding.
+MAX_TASK_BYTES = 120_000
+TRAJECTORY = "mini.traj.json"
+
+
+class MiniSweAgent(CliAgent):
+    """`mini -y --exit-immediately -o TRAJ [-m M] -t TASK`."""
+
+    program = "mini"
+    install = "pip install mini-swe-agent"
+    prompt_on_stdin = False
+
+    def arguments(self, task: AgentTask) -> list[str]:
+        return ["-y", "--exit-immediately", "-o", str(scratch_file(task, TRAJECTORY)), *self.model_args("--model")]
+
+    def trailing(self, task: AgentTask) -> list[str]:
+        return ["-t", task.prompt_file.read_text(encoding="utf-8", errors="replace")]
+
+    def extra_env(self, task: AgentTask) -> dict[str, str]:
+        return {"MSWEA_CONFIGURED": "true"}
+
+    def run(self, task: AgentTask) -> AgentResult:
+        size = task.prompt_file.stat().st_size
+        if size > MAX_TASK_BYTES:
+            return AgentResult(None, "", 0.0, error=f"the prompt ({size} bytes) is too long for mini's -t argument")
+        scratch_file(task, TRAJECTORY).unlink(missing_ok=True)  # a re-delivered attempt must not read an old one
+        return super().run(task)
+
+    def parse_usage(self, output: str, task: AgentTask) -> Usage:
+        try:
+            data = json.loads(scratch_file(task, TRAJECTORY).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return Usage()
+        usages = [dig(m, "extra", "response", "usage") for m in data.get("messages") or []]
+        return Usage(
+            tokens_in=int(sum(number(dig(u, "prompt_tokens")) for u in usages)),
+            tokens_out=int(sum(number(dig(u, "completion_tokens")) for u in usages)),
+            cost_usd=number(dig(data, "info", "model_stats", "instance_cost")),
+        )
