@@ -204,14 +204,16 @@ def renew_leases(s: Session, owner: str, tokens: Iterable[str], seconds: float) 
 
 
 def cancel_requested(s: Session, attempt_ids: Iterable[int]) -> set[int]:
-    """The attempts among attempt_ids whose ticket asked to be cancelled."""
+    """The attempts among attempt_ids whose ticket asked to be cancelled, or whose run was stopped."""
     ids = list(attempt_ids)
     if not ids:
         return set()
+    stopped = Ticket.cancel_requested_at.is_not(None) | (Run.status == RunStatus.CANCELLED.value)
     query = (
         select(Attempt.id)
         .join(Ticket, Ticket.id == Attempt.ticket_id)
-        .where(Attempt.id.in_(ids), Ticket.cancel_requested_at.is_not(None))
+        .join(Run, Run.id == Attempt.run_id)
+        .where(Attempt.id.in_(ids), stopped)
     )
     return set(s.scalars(query))
 
@@ -313,6 +315,16 @@ def count_baselines(s: Session, repo_id: int) -> int:
 def finish_run(s: Session, run: Run, status: RunStatus) -> None:
     run.status = status.value
     run.finished_at = utcnow()
+
+
+def runs_since(s: Session, since: datetime) -> Sequence[Run]:
+    """Runs created since a moment, with their attempts, verifications and tickets, for the stats table."""
+    query = (
+        select(Run)
+        .where(Run.created_at >= since)
+        .options(selectinload(Run.attempts).selectinload(Attempt.verification), selectinload(Run.ticket))
+    )
+    return s.scalars(query).all()
 
 
 def review_candidates(s: Session) -> Sequence[Ticket]:

@@ -150,6 +150,7 @@ def submit(
     target: Annotated[list[str] | None, typer.Option(help="A test id that must pass (repeatable).")] = None,
     priority: Annotated[int, typer.Option()] = 0,
     timeout: Annotated[float, typer.Option(help="Agent time limit in seconds per attempt.")] = 0.0,
+    until: Annotated[str, typer.Option(help="With several runs: 'first' stops the others at the first pass.")] = "all",
     file: Annotated[Path | None, typer.Option(help="A YAML or JSON list of tickets.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -165,6 +166,7 @@ def submit(
         targets=list(target or []),
         priority=priority,
         timeout=timeout or None,
+        until=until,
     )
     if file is not None:
         specs = load_specs(file, {k: v for k, v in fields.items() if v not in ("", [], None)} | {"title": title})
@@ -385,6 +387,26 @@ def demo(
 
     ctx = Context()
     run_demo(ctx, concurrency, out)
+
+
+@app.command()
+@one_line_errors
+def stats(
+    hours: Annotated[float, typer.Option(help="The window: runs created in the last N hours.")] = 24 * 7,
+    as_json: JsonFlag = False,
+) -> None:
+    """Per agent and model: tickets tried, verified rate, attempts and cost per verified diff, time to verified."""
+    from orchestrator.stats import agent_stats
+
+    rows = agent_stats(Context().db, hours)
+    if as_json:
+        return print_json(rows)
+    table = Table("agent", "model", "tickets", "verified", "rate", "attempts/verified", "cost/verified", "median s")
+    for r in rows:
+        cells = [r["agent"], r["model"], r["tickets"], r["verified"], r["verified_rate"], r["attempts_per_verified"],
+                 r["cost_per_verified_usd"], r["median_seconds_to_verified"]]
+        table.add_row(*("-" if c is None else str(c) for c in cells))
+    out.print(table)
 
 
 @app.command()

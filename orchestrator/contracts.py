@@ -19,6 +19,7 @@ class AgentTask:
     timeout: float
     cancelled: threading.Event
     env: dict[str, str] = field(default_factory=dict)
+    run: int = 0
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from db.status import AttemptStatus, RunStatus, TicketStatus, Verdict
 
 Waiting = list[tuple[int, AttemptStatus]]
 REVIEWER_PREFIX = "A reviewer rejected this change:"
+UNTIL_FIRST, UNTIL_ALL = "first", "all"
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,14 @@ def on_attempt_started(s: queries.Session, ticket: Ticket) -> None:
 def after_verdict(s: queries.Session, attempt: Attempt, outcome: Outcome) -> Waiting:
     """Record what a verdict means for the run and the ticket; returns new attempts to send."""
     run, ticket = attempt.run, attempt.run.ticket
-    if ticket.cancel_requested_at is not None:
-        queries.finish_run(s, run, RunStatus.CANCELLED)
-        return []
+    if ticket.cancel_requested_at is not None or run.status != RunStatus.ACTIVE.value:
+        if run.status == RunStatus.ACTIVE.value:
+            queries.finish_run(s, run, RunStatus.CANCELLED)
+        return []  # the ticket was cancelled, or a sibling's pass stopped this run
     if outcome.verdict == Verdict.PASSED:
         queries.finish_run(s, run, RunStatus.PASSED)
+        if ticket.until == UNTIL_FIRST:
+            stop_siblings(s, run)
     elif outcome.verdict in (Verdict.FAILED, Verdict.GAMED) and attempt.number < run.attempt_limit:
         return [(next_attempt(s, run, outcome.feedback).id, AttemptStatus.QUEUED)]
     else:
@@ -71,13 +75,27 @@ def after_verdict(s: queries.Session, attempt: Attempt, outcome: Outcome) -> Wai
     return []
 
 
+def stop_siblings(s: queries.Session, winner: Run) -> None:
+    """--until first: the other runs of the ticket stop; their workers see it within a second or two."""
+    for run in winner.ticket.runs:
+        if run.id != winner.id and run.status == RunStatus.ACTIVE.value:
+            queries.finish_run(s, run, RunStatus.CANCELLED)
+            for attempt in run.attempts:
+                if AttemptStatus(attempt.status) in (AttemptStatus.QUEUED, AttemptStatus.VERIFY_QUEUED):
+                    attempt.status = AttemptStatus.CANCELLED.value
+                    attempt.finished_at = utcnow()
+    queries.log_event(s, "siblings_stopped", f"run {winner.index} passed first", ticket_id=winner.ticket_id)
+
+
 def settle(s: queries.Session, ticket: Ticket, reason: str) -> None:
     """Derive the ticket's status from its runs once a run has ended."""
     statuses = {RunStatus(run.status) for run in ticket.runs}
     current = TicketStatus(ticket.status)
-    if RunStatus.PASSED in statuses and current in (TicketStatus.QUEUED, TicketStatus.RUNNING):
+    if current not in (TicketStatus.QUEUED, TicketStatus.RUNNING):
+        return
+    if RunStatus.PASSED in statuses and (ticket.until == UNTIL_FIRST or RunStatus.ACTIVE not in statuses):
         queries.set_ticket_status(s, ticket, TicketStatus.NEEDS_REVIEW, "a verified diff is waiting for review")
-    elif RunStatus.ACTIVE in statuses or current not in (TicketStatus.QUEUED, TicketStatus.RUNNING):
+    elif RunStatus.ACTIVE in statuses or RunStatus.PASSED in statuses:
         return
     elif statuses == {RunStatus.ERROR}:
         queries.set_ticket_status(s, ticket, TicketStatus.ERROR, reason)

@@ -41,6 +41,7 @@ class TicketSpec:
     targets: list[str] = field(default_factory=list)
     priority: int = 0
     timeout: float | None = None
+    until: str = "all"
 
 
 def parse_agent_cmd(command: str, cwd: Path) -> list[str]:
@@ -87,6 +88,8 @@ def validate(spec: TicketSpec) -> None:
         raise FleetError(f"title or body too long (limits: {MAX_TITLE} and {MAX_BODY} characters)")
     for name in ("title", "body", "agent_cmd"):
         check_text(name.replace("_", "-"), getattr(spec, name))
+    if spec.until not in ("first", "all"):
+        raise FleetError(f"--until must be 'first' or 'all', not {spec.until!r}")
     if spec.attempts < 1 or spec.fanout < 1:
         raise FleetError("--attempts and --fanout must be at least 1")
     if spec.timeout is not None and not (0 < spec.timeout < math.inf):
@@ -132,6 +135,7 @@ def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str) -> tuple
         agent_options=options,
         attempt_budget=spec.attempts,
         fanout=spec.fanout,
+        until=spec.until,
         targets=list(spec.targets) or mentioned_tests(spec),
         submitted_by=actor,
     )
@@ -157,7 +161,7 @@ def submit(db: Database, dispatcher: Dispatcher, specs: Sequence[TicketSpec], cw
 
 
 SPEC_KEYS = {f for f in TicketSpec.__dataclass_fields__}
-TEXT_FIELDS = ("repo", "title", "body", "base", "agent_cmd")
+TEXT_FIELDS = ("repo", "title", "body", "base", "agent_cmd", "until")
 INT_FIELDS = ("attempts", "fanout", "priority")
 LIST_FIELDS = ("agents", "targets")
 

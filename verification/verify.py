@@ -26,7 +26,7 @@ from typing import Any
 
 from db.status import Verdict
 from verification.digest import feedback_digest, is_hidden
-from verification.flags import assertion_literals, scan_diff
+from verification.flags import assertion_inputs, assertion_literals, scan_diff
 from verification.judge import Judgement, judge
 from verification.patch import PatchRefused, apply_patch
 from verification.protect import DEFAULT_PROTECT, PYPROJECT_PYTEST, protected_changes, pytest_config, restore
@@ -120,7 +120,7 @@ def verify_diff(
     if rerun is not None:
         judgement = judge(baseline, run, targets, rerun=rerun)
     _apply_gamed_rule(judgement, reverted)
-    judgement.flags += scan_diff(diff, _test_literals(checkout, baseline, spec, hidden))
+    judgement.flags += scan_diff(diff, *_test_values(checkout, baseline, spec, hidden))
     return _result(judgement, run, rerun, reverted, hidden, spec)
 
 
@@ -248,14 +248,20 @@ def _apply_gamed_rule(judgement: Judgement, reverted: list[str]) -> None:
     judgement.flags.append(note)
 
 
-def _test_literals(checkout: Path, baseline: TestRun, spec: VerifySpec, hidden: list[str]) -> set[str]:
+def _test_values(
+    checkout: Path, baseline: TestRun, spec: VerifySpec, hidden: list[str]
+) -> tuple[set[str], dict[str, tuple[str, ...]]]:
+    """Literals and literal call inputs asserted on in the visible test files the ticket is about."""
     files = {t.split("::", 1)[0] for t in (*spec.targets, *baseline.failures)} - set(hidden)
     literals: set[str] = set()
+    inputs: dict[str, tuple[str, ...]] = {}
     for name in sorted(files):
         path = checkout / name
         if name.endswith(".py") and path.is_file():
-            literals |= assertion_literals(path.read_text(encoding="utf-8", errors="replace"))
-    return literals
+            source = path.read_text(encoding="utf-8", errors="replace")
+            literals |= assertion_literals(source)
+            inputs |= assertion_inputs(source)
+    return literals, inputs
 
 
 def _result(

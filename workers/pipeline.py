@@ -32,6 +32,7 @@ class Job:
 
     attempt_id: int
     number: int
+    run_index: int
     ticket_id: int
     repo_id: int
     source: str
@@ -55,6 +56,7 @@ def _snapshot(attempt: Attempt) -> Job:
     return Job(
         attempt_id=attempt.id,
         number=attempt.number,
+        run_index=attempt.run.index,
         ticket_id=ticket.id,
         repo_id=repo.id,
         source=repo.source,
@@ -120,6 +122,7 @@ def _execute_agent(rt: WorkerRuntime, job: Job, cancel: threading.Event) -> tupl
             prompt_file=prompt_file,
             ticket_id=job.ticket_id,
             attempt=job.number,
+            run=job.run_index,
             timeout=float(job.agent_options.get("timeout", rt.settings.agent_timeout_seconds)),
             cancelled=cancel,
         )

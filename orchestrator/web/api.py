@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from db import dashboard, queries, tokens
 from db.status import TicketStatus
 from orchestrator import review as reviews
 from orchestrator import views
+from orchestrator.errors import FleetError
 from orchestrator.tickets import MAX_BODY, MAX_TITLE, TicketSpec
 from orchestrator.tickets import submit as submit_tickets
 from orchestrator.web import figures
@@ -200,7 +201,10 @@ def submit(ticket: TicketIn, state: State, principal: Submitter) -> dict[str, An
     if ticket.agent_cmd and not principal.can(Role.ADMIN):
         raise Forbidden("agent_cmd runs a command on the workers; it needs the admin role")
     spec = TicketSpec(**ticket.model_dump())
-    [created] = submit_tickets(state.db, state.dispatcher, [spec], state.settings.home.resolve(), principal.name)
+    try:
+        [created] = submit_tickets(state.db, state.dispatcher, [spec], state.settings.home.resolve(), principal.name)
+    except FleetError as exc:  # bad input (unknown repo or base ref, bad agent command), not a state conflict
+        raise HTTPException(400, str(exc)) from None
     with state.db.session() as s:
         return views.ticket_view(queries.get_ticket(s, created.id))
 

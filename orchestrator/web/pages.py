@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,6 +42,7 @@ Reviewer = Annotated[Principal, Depends(require(Role.REVIEWER))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 State = Annotated[WebState, Depends(web_state)]
 CsrfField = Annotated[str, Form(max_length=200)]
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}")
 DONE = {
     "approved": "Approved: the diff landed as a branch.",
     "rejected": "Rejected.",

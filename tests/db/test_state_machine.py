@@ -116,3 +116,13 @@ def test_illegal_ticket_moves_are_refused() -> None:
         ticket_transition(TicketStatus.APPROVED, TicketStatus.QUEUED)
     with pytest.raises(IllegalTransition):
         ticket_transition(TicketStatus.FAILED, TicketStatus.NEEDS_REVIEW)
+
+
+def test_migrations_build_exactly_the_models_schema(db: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from db.models import Base
+
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

@@ -48,6 +48,7 @@ def agent_env(task: AgentTask, options: AgentOptions) -> dict[str, str]:
     env.update(
         FLEET_PROMPT_FILE=str(task.prompt_file),
         FLEET_ATTEMPT=str(task.attempt),
+        FLEET_RUN=str(task.run),
         FLEET_TICKET_ID=str(task.ticket_id),
         FLEET_WORKTREE=str(task.worktree),
     )

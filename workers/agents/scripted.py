@@ -272,9 +272,20 @@ def _print_noise(total: int) -> None:
     out.flush()
 
 
+def run_by_run(choices: list[str], run: int) -> int:
+    """`by-run A B C`: fan-out runs differ; run N plays choice N, e.g. `never`, `sleep:60`, `fix-add+fix-div`."""
+    code = 0
+    for part in choices[run % len(choices)].split("+"):
+        name, *args = part.split(":")
+        code = run_script(name, args, Path.cwd()) or code
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry: `python -m workers.agents.scripted <script> [args]`."""
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "by-run":
+        return run_by_run(args[1:], int(os.environ.get("FLEET_RUN", "0")))
     if not args or args[0] not in SCRIPTS:
         print(f"usage: python -m workers.agents.scripted {{{','.join(SCRIPTS)}}} [args]", file=sys.stderr)
         return 2

@@ -187,7 +187,7 @@ class ScriptedModelServer:
         if script not in NAMES:
             raise ValueError(f"unknown script {script!r}; one of: {', '.join(NAMES)}")
         self._server = _Server(port, script, delay)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-model", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="scripted-model", daemon=True)
 
     @property
     def url(self) -> str:
@@ -199,6 +199,9 @@ class ScriptedModelServer:
         """Every (model, messages) received so far."""
         with self._server.lock:
             return list(self._server.requests)
+
+    def _serve(self) -> None:
+        self._server.serve_forever(poll_interval=0.05)  # stop() returns within 50 ms
 
     def start(self) -> str:
         self._thread.start()

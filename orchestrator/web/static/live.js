@@ -1,0 +1,60 @@
+// Live updates over Server-Sent Events; no framework, no build step. Pages work without it (just not live).
+"use strict";
+
+function replaceKeepingOpen(container, html) {
+  // Keep the <details> a person opened open across a refresh of the fragment.
+  const open = new Set([...container.querySelectorAll("details[open][id]")].map((d) => d.id));
+  const scroll = window.scrollY;
+  container.innerHTML = html;
+  open.forEach((id) => { const d = document.getElementById(id); if (d) d.open = true; });
+  window.scrollTo(0, scroll);
+}
+
+function refreshFrom(container) {
+  return fetch(container.dataset.fragment, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+    .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
+    .then((html) => replaceKeepingOpen(container, html))
+    .catch(() => {});
+}
+
+function watchTicket(container) {
+  // Every event means the ticket or one of its attempts changed (the first one: since the page was made).
+  const source = new EventSource(container.dataset.liveTicket);
+  source.addEventListener("ticket", () => refreshFrom(container));
+}
+
+function setStatus(el, status) {
+  el.textContent = status;
+  el.className = "status s-" + status;
+}
+
+function watchList(table) {
+  const source = new EventSource(table.dataset.liveList);
+  source.addEventListener("status", (event) => {
+    const data = JSON.parse(event.data);
+    const badge = table.querySelector('[data-status-of="' + data.id + '"]');
+    if (badge) setStatus(badge, data.status);
+    const reason = table.querySelector('[data-reason-of="' + data.id + '"]');
+    if (reason) reason.textContent = data.reason;
+  });
+  source.addEventListener("new", () => {
+    const note = document.getElementById("new-tickets");
+    if (note) note.hidden = false;
+  });
+}
+
+function watchFleet(container) {
+  const source = new EventSource(container.dataset.liveFleet);
+  let first = true;
+  source.addEventListener("fleet", () => {
+    if (first) { first = false; return; }
+    refreshFrom(container);
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  if (!window.EventSource) return;
+  document.querySelectorAll("[data-live-ticket]").forEach(watchTicket);
+  document.querySelectorAll("[data-live-list]").forEach(watchList);
+  document.querySelectorAll("[data-live-fleet]").forEach(watchFleet);
+});

@@ -1,0 +1,115 @@
+"""A real Fleet home with tickets in every state the web shows, the web app on it, and a token per role."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.repos import RepoSpec, register_repo
+from orchestrator.settings import Settings
+from orchestrator.tickets import TicketSpec, submit
+from tests.core.conftest import Fleet
+from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command, write_sample_repo
+
+ROLES = ("viewer", "submitter", "reviewer", "admin")
+OWNER = "tester"  # FLEET_USER of the CLI, and the name of the submitter token that owns the tickets
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Starlette 1.x suggests httpx2 for its TestClient; httpx still works and is what the brief pins.
+    config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
+
+
+def make_fleet(tmp: Path) -> Fleet:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    env.update(
+        FLEET_HOME=str(tmp / "home"),
+        FLEET_BROKER_URL="embedded",
+        FLEET_LEASE_SECONDS="3",
+        FLEET_HEARTBEAT_SECONDS="1",
+        FLEET_RECONCILE_SECONDS="1",
+        FLEET_KILL_GRACE_SECONDS="1",
+        FLEET_USER=OWNER,
+    )
+    database_url = f"sqlite:///{tmp / 'home' / 'fleet.db'}"
+    env["FLEET_DATABASE_URL"] = database_url
+    return Fleet(home=tmp / "home", env=env, database_url=database_url, tmp=tmp)
+
+
+def settings_for(fleet: Fleet) -> Settings:
+    return Settings(home=fleet.home, database_url=fleet.database_url, broker_url="embedded")
+
+
+@dataclass
+class Web:
+    """The app, its Fleet home and one token per role (plus `other`, a submitter who owns nothing)."""
+
+    fleet: Fleet
+    settings: Settings
+    app: Any
+    tokens: dict[str, str]
+    tickets: dict[str, int]
+
+    def headers(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def client(self) -> Any:
+        from fastapi.testclient import TestClient
+
+        # https: the session cookie is Secure, and httpx only sends Secure cookies over https.
+        return TestClient(self.app, base_url="https://testserver")
+
+
+def make_tokens(app: Any) -> dict[str, str]:
+    from orchestrator.web.auth import Role, new_token
+
+    db = app.state.fleet.db
+    names = {"viewer": "viewer1", "submitter": OWNER, "reviewer": "reviewer1", "admin": "admin1"}
+    tokens = {role: new_token(db, Role(role), names[role], "conftest")[1] for role in ROLES}
+    tokens["other"] = new_token(db, Role.SUBMITTER, "other1", "conftest")[1]
+    return tokens
+
+
+def scripted_spec(title: str, script: str, body: str, attempts: int = 2) -> TicketSpec:
+    return TicketSpec(
+        repo="calc", title=title, body=body, agent_cmd=shlex.join(scripted_command(script)), attempts=attempts
+    )
+
+
+def add_sample_repo(fleet: Fleet, app: Any) -> Path:
+    path = fleet.tmp / "calc"
+    write_sample_repo(path)
+    register_repo(app.state.fleet.db, RepoSpec(name="calc", path=str(path), test_cmd=SAMPLE_TEST_CMD))
+    return path
+
+
+def queue(app: Any, *specs: TicketSpec) -> list[int]:
+    """Submit as the CLI does (same function, same actor), without paying for a process per ticket."""
+    state = app.state.fleet
+    return [t.id for t in submit(state.db, state.dispatcher, list(specs), state.settings.home, OWNER)]
+
+
+@pytest.fixture(scope="session")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    """Tickets in review (four, so each action test has its own), one failed, one still queued."""
+    from orchestrator.web.app import create_app
+
+    fleet = make_fleet(tmp_path_factory.mktemp("web"))
+    settings = settings_for(fleet)
+    app = create_app(settings, sse_seconds=1.5, poll_seconds=0.1)
+    add_sample_repo(fleet, app)
+    body = "tests/test_calc.py::test_add fails"
+    review_ids = queue(app, *(scripted_spec(f"add() subtracts ({name})", "fix-add", body) for name in "ABCD"))
+    [failed] = queue(app, scripted_spec("div() truncates", "never", "tests/test_calc.py::test_div fails", 1))
+    fleet.up()
+    [queued] = queue(app, scripted_spec("add() again", "fix-add", body))
+    tickets = dict(zip(["review_a", "review_b", "review_c", "review_d"], review_ids, strict=True))
+    tickets |= {"failed": failed, "queued": queued}
+    yield Web(fleet=fleet, settings=settings, app=app, tokens=make_tokens(app), tickets=tickets)
+    app.state.fleet.db.dispose()

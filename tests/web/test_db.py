@@ -1,0 +1,56 @@
+"""db.tokens and db.dashboard on SQLite and PostgreSQL, through the migrations (0002 adds api_tokens)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from db import dashboard, tokens
+from db.engine import Database
+from db.migrate import upgrade
+from db.models import utcnow
+from db.queries import AlreadyExists, NotFound
+
+
+@pytest.fixture
+def db(database_url: str) -> Database:
+    database = Database(database_url)
+    upgrade(database)
+    return database
+
+
+def test_tokens_roundtrip(db: Database) -> None:
+    with db.session() as s:
+        first = tokens.add_token(s, "alice", "admin", "a" * 64, "root")
+        tokens.add_token(s, "bob", "viewer", "b" * 64)
+        first_id = first.id
+    with db.session() as s, pytest.raises(AlreadyExists):
+        tokens.add_token(s, "alice", "viewer", "c" * 64)
+    with db.session() as s:
+        assert tokens.count_active(s) == 2
+        found = tokens.find_active(s, first_id)
+        assert found is not None and found.secret_hash == "a" * 64
+        tokens.touch(s, found)
+        assert found.last_used_at is not None
+        tokens.revoke(s, first_id)
+    with db.session() as s:
+        assert tokens.find_active(s, first_id) is None
+        assert [t.name for t in tokens.list_tokens(s)] == ["bob"]
+        assert len(tokens.list_tokens(s, include_revoked=True)) == 2
+        with pytest.raises(NotFound):
+            tokens.revoke(s, 999)
+
+
+def test_dashboard_queries_on_an_empty_fleet(db: Database) -> None:
+    with db.session() as s:
+        assert dashboard.find_tickets(s, "queued", "calc", "shell") == []
+        assert dashboard.running_attempts(s) == []
+        assert dashboard.verdicts_since(s, utcnow() - timedelta(days=1)) == []
+        assert dashboard.review_backlog(s) == (0, None)
+        assert dashboard.spend_since(s, utcnow()) == 0.0 and dashboard.total_spend(s) == 0.0
+        assert dashboard.verification_durations(s) == [] and dashboard.agent_durations(s) == []
+        assert dashboard.ticket_statuses(s, [1, 2]) == {} and dashboard.newest_ticket_id(s) == 0
+        for missing in (dashboard.get_run, dashboard.get_verification, dashboard.ticket_fingerprint):
+            with pytest.raises(NotFound):
+                missing(s, 1)
