@@ -99,7 +99,7 @@ def agent_durations(s: Session) -> list[float]:
             Attempt.started_at.is_not(None), Attempt.agent_finished_at.is_not(None)
         )
     )
-    return [max((end - start).total_seconds(), 0.0) for start, end in rows]
+    return [max((end - start).total_seconds(), 0.0) for start, end in rows if start and end]
 
 
 def ticket_fingerprint(s: Session, ticket_id: int) -> tuple[Any, ...]:

@@ -102,6 +102,9 @@ def repo_add(
     hidden_tests: Annotated[str, typer.Option(help="A folder of tests the agent never sees.")] = "",
     agent: Annotated[str, typer.Option(help="The default agent for this repo's tickets.")] = "",
     allow_test_edits: Annotated[bool, typer.Option(help="Tickets may add tests.")] = False,
+    copy_file: Annotated[
+        list[str] | None, typer.Option(help="SRC:DEST, a file copied into every checkout, never diffed.")
+    ] = None,
 ) -> None:
     """Register a git repository and how to test it."""
     ctx = Context()
@@ -114,6 +117,7 @@ def repo_add(
         hidden_tests=hidden_tests,
         agent=agent,
         allow_test_edits=allow_test_edits,
+        copy_files=copy_file or [],
     )
     repo = register_repo(ctx.db, spec)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)

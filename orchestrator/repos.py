@@ -25,6 +25,7 @@ TOML_TYPES: dict[str, type | tuple[type, ...]] = {
     "agent": str,
     "allow_test_edits": bool,
     "test_timeout": (int, float),
+    "copy_files": list,
 }
 TOML_KEYS = set(TOML_TYPES)
 
@@ -39,6 +40,7 @@ class RepoSpec:
     hidden_tests: str = ""
     agent: str = ""
     allow_test_edits: bool = False
+    copy_files: list[str] = field(default_factory=list)
 
 
 def read_fleet_toml(repo: Path) -> dict[str, Any]:
@@ -99,7 +101,21 @@ def _settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
         settings["allow_test_edits"] = True
     if "test_timeout" in toml:
         settings["test_timeout"] = float(toml["test_timeout"])
+    copies = [_copy_pair(item) for item in spec.copy_files or toml.get("copy_files", [])]
+    if copies:
+        settings["copy_files"] = copies
     return settings
+
+
+def _copy_pair(item: str) -> list[str]:
+    """`SRC:DEST`: a file on the worker machines, copied to DEST inside every worktree and checkout."""
+    source, sep, dest = str(item).rpartition(":")
+    if not sep or not source or not dest or dest.startswith("/") or ".." in Path(dest).parts:
+        raise FleetError(f"--copy-file {item!r}: use SRC:DEST with DEST a relative path inside the repository")
+    source_path = Path(source).expanduser().resolve()
+    if not source_path.is_file():
+        raise FleetError(f"--copy-file {item!r}: {source} is not a file")
+    return [str(source_path), dest]
 
 
 def register_repo(db: Database, spec: RepoSpec) -> dict[str, Any]:

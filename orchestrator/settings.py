@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +31,10 @@ class Settings(BaseSettings):
     kill_grace_seconds: float = 5.0
 
     worktree_pool_size: int = 32
+    ports_dir: Path = Path(tempfile.gettempdir()) / f"fleet-ports-{os.getuid()}"
+    port_first: int = 20_000
+    port_block_size: int = 20
+    port_blocks: int = 1_000
     transcript_limit_bytes: int = 256_000
     feedback_limit_bytes: int = 4_000
 

@@ -15,6 +15,7 @@ Decisions about pytest (see research A1-A3 for the attacks they answer):
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -30,8 +31,9 @@ from verification.flags import assertion_inputs, assertion_literals, scan_diff
 from verification.judge import Judgement, judge
 from verification.patch import PatchRefused, apply_patch
 from verification.protect import DEFAULT_PROTECT, PYPROJECT_PYTEST, protected_changes, pytest_config, restore
-from verification.runner import TestRun, run_tests
+from verification.runner import TestRun, run_tests, scrubbed_env
 from verification.sandbox import bwrap_prefix, sandbox_warning
+from workers.environment import SetupFailed, copy_files, run_setup
 from workers.git import GitError, git
 
 PIN_INI = "fleet-pytest.ini"
@@ -58,6 +60,9 @@ class VerifySpec:
     network: bool = False
     rerun_failures: bool = True
     output_limit: int = 64_000
+    setup_cmd: str | None = None
+    setup_timeout: float = 1800.0
+    copy_files: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -92,7 +97,19 @@ def run_baseline(
 ) -> TestRun:
     """Run the tests (hidden ones included) on a clean checkout of the base commit."""
     add_hidden_tests(checkout, spec.hidden_tests)
+    try:
+        prepare(checkout, spec, "the baseline checkout", cancelled)
+    except SetupFailed as exc:
+        return TestRun({}, None, False, "", 0.0, error=str(exc))
     return _run(checkout, spec, report_dir, spec.test_cmd, cancelled)
+
+
+def prepare(checkout: Path, spec: VerifySpec, where: str, cancelled: threading.Event | None) -> None:
+    """Copy the repo's files in and run its setup command, with the test run's scrubbed environment."""
+    copy_files(spec.copy_files, checkout)
+    if spec.setup_cmd:
+        env = scrubbed_env(spec.env if spec.env is not None else os.environ)
+        run_setup(checkout, spec.setup_cmd, where=where, timeout=spec.setup_timeout, env=env, cancelled=cancelled)
 
 
 def verify_diff(
@@ -113,6 +130,10 @@ def verify_diff(
         hidden = add_hidden_tests(checkout, spec.hidden_tests)
     except (GitError, OSError) as exc:
         return errored(f"the hidden tests could not be added: {exc}")
+    try:
+        prepare(checkout, spec, "the verification checkout", cancelled)
+    except SetupFailed as exc:
+        return errored(str(exc))
     run = _run(checkout, spec, report_dir, spec.test_cmd, cancelled)
     targets = _targets(spec, baseline, hidden)
     judgement = judge(baseline, run, targets)

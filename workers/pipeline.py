@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ from db.models import Attempt, utcnow
 from db.status import AttemptStatus, Verdict
 from orchestrator import policy
 from orchestrator.contracts import AgentResult, AgentTask
-from verification.runner import TestRun
+from verification.runner import TestRun, scrubbed_env
 from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
 from workers.agents import load_agent
 from workers.agents.base import AgentOptions
+from workers.environment import copy_files, exclude_from_diffs, redact, run_setup, secrets_in
 from workers.mirror import ensure_mirror
 from workers.runtime import WorkerRuntime
 
@@ -42,12 +44,17 @@ class Job:
     prompt: str
     diff: str
     test_cmd: str
+    setup_cmd: str | None
     repo_settings: dict[str, Any]
     targets: tuple[str, ...] = field(default=())
 
     @property
     def repo_key(self) -> str:
         return f"repo-{self.repo_id}"
+
+    @property
+    def copy_files(self) -> tuple[tuple[str, str], ...]:
+        return tuple((str(src), str(dest)) for src, dest in self.repo_settings.get("copy_files", ()))
 
 
 def _snapshot(attempt: Attempt) -> Job:
@@ -66,6 +73,7 @@ def _snapshot(attempt: Attempt) -> Job:
         prompt=attempt.prompt,
         diff=attempt.diff,
         test_cmd=repo.test_cmd,
+        setup_cmd=repo.setup_cmd,
         repo_settings=dict(repo.settings),
         targets=tuple(ticket.targets),
     )
@@ -105,18 +113,11 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
 
 def _execute_agent(rt: WorkerRuntime, job: Job, cancel: threading.Event) -> tuple[AgentResult, str]:
     mirror = ensure_mirror(rt.settings.mirrors_dir, job.repo_key, job.source, job.base_sha)
-    options = AgentOptions(
-        command=tuple(job.agent_options.get("command", ())),
-        model=job.agent_options.get("model"),
-        extra_args=tuple(job.agent_options.get("extra_args", ())),
-        env_passthrough=tuple(job.agent_options.get("env", ())),
-        grace_seconds=rt.settings.kill_grace_seconds,
-        transcript_limit=rt.settings.transcript_limit_bytes,
-    )
-    agent = load_agent(job.agent, options)
+    agent = load_agent(job.agent, _agent_options(rt, job))
     prompt_file = rt.attempt_dir(job.attempt_id) / "prompt.md"
     prompt_file.write_text(job.prompt, encoding="utf-8")
-    with rt.pool(job.repo_key, "agent", mirror).lease(job.base_sha) as worktree:
+    with rt.pool(job.repo_key, "agent", mirror).lease(job.base_sha) as worktree, rt.ports.lease() as ports:
+        setup_log = _prepare_worktree(rt, job, mirror, worktree.path, ports.env(), cancel)
         task = AgentTask(
             worktree=worktree.path,
             prompt_file=prompt_file,
@@ -125,10 +126,45 @@ def _execute_agent(rt: WorkerRuntime, job: Job, cancel: threading.Event) -> tupl
             run=job.run_index,
             timeout=float(job.agent_options.get("timeout", rt.settings.agent_timeout_seconds)),
             cancelled=cancel,
+            env=ports.env(),
         )
         result = agent.run(task)
         diff = "" if result.cancelled else worktree.diff()
+    secrets = secrets_in([src for src, _ in job.copy_files])
+    result = replace(result, transcript=redact(setup_log + result.transcript, secrets))
     return result, diff
+
+
+def _agent_options(rt: WorkerRuntime, job: Job) -> AgentOptions:
+    return AgentOptions(
+        command=tuple(job.agent_options.get("command", ())),
+        model=job.agent_options.get("model"),
+        extra_args=tuple(job.agent_options.get("extra_args", ())),
+        env_passthrough=tuple(job.agent_options.get("env", ())),
+        grace_seconds=rt.settings.kill_grace_seconds,
+        transcript_limit=rt.settings.transcript_limit_bytes,
+    )
+
+
+def _prepare_worktree(
+    rt: WorkerRuntime, job: Job, mirror: Path, path: Path, ports: dict[str, str], cancel: threading.Event
+) -> str:
+    """Copy the repo's files in (never part of a diff) and run its setup; returns the setup's output."""
+    if job.copy_files:
+        exclude_from_diffs(mirror, [dest for _, dest in job.copy_files])
+        copy_files(job.copy_files, path)
+    if not job.setup_cmd:
+        return ""
+    env = scrubbed_env(os.environ) | ports
+    result = run_setup(
+        path,
+        job.setup_cmd,
+        where="the agent's worktree",
+        timeout=rt.settings.setup_timeout_seconds,
+        env=env,
+        cancelled=cancel,
+    )
+    return f"$ {job.setup_cmd}\n{result.output}\n"
 
 
 def _diff_stat(diff: str) -> str:
@@ -173,7 +209,7 @@ def _finish_agent(rt: WorkerRuntime, job: Job, lease: queries.Lease, result: Age
 # --- verification phase ----------------------------------------------------------------------------
 
 
-def spec_for(job: Job, settings_timeout: float, feedback_limit: int) -> VerifySpec:
+def spec_for(job: Job, settings_timeout: float, feedback_limit: int, setup_timeout: float) -> VerifySpec:
     extra: dict[str, Any] = {}
     if job.repo_settings.get("protect"):
         extra["protect"] = tuple(job.repo_settings["protect"])
@@ -181,6 +217,9 @@ def spec_for(job: Job, settings_timeout: float, feedback_limit: int) -> VerifySp
         extra["hidden_tests"] = Path(job.repo_settings["hidden_tests"])
     return VerifySpec(
         test_cmd=job.test_cmd,
+        setup_cmd=job.setup_cmd,
+        setup_timeout=setup_timeout,
+        copy_files=job.copy_files,
         timeout=float(job.repo_settings.get("test_timeout", settings_timeout)),
         targets=job.targets,
         allow_test_edits=bool(job.repo_settings.get("allow_test_edits", False)),
@@ -194,12 +233,13 @@ def spec_hash(spec: VerifySpec) -> str:
     digest = hashlib.sha256()
     key = [
         spec.test_cmd,
+        spec.setup_cmd,
+        spec.copy_files,
         sorted(spec.protect),
         spec.pin_pytest,
         spec.sandbox,
         spec.network,
-        sorted((spec.env or {}).items()),
-    ]
+    ]  # not spec.env: it carries this run's port block and the machine's environment
     digest.update(json.dumps(key, default=str).encode())
     if spec.hidden_tests is not None:
         for path in sorted(p for p in spec.hidden_tests.rglob("*") if p.is_file()):
@@ -229,13 +269,18 @@ def _execute_verification(
 ) -> tuple[VerificationResult, int | None]:
     mirror = ensure_mirror(rt.settings.mirrors_dir, job.repo_key, job.source, job.base_sha)
     pool = rt.pool(job.repo_key, "verify", mirror)
-    spec = spec_for(job, rt.settings.test_timeout_seconds, rt.settings.feedback_limit_bytes)
+    spec = spec_for(
+        job, rt.settings.test_timeout_seconds, rt.settings.feedback_limit_bytes, rt.settings.setup_timeout_seconds
+    )
     report_dir = rt.attempt_dir(job.attempt_id)
-    baseline, baseline_id = _baseline(rt, job, spec, pool, report_dir / "baseline", cancel)
-    if baseline.error:
-        return _baseline_error(baseline), baseline_id
-    with pool.lease(job.base_sha) as checkout:
-        return verify_diff(checkout.path, job.diff, spec, baseline, report_dir / "candidate", cancel), baseline_id
+    with rt.ports.lease() as ports:
+        spec = replace(spec, env=dict(os.environ) | ports.env())
+        baseline, baseline_id = _baseline(rt, job, spec, pool, report_dir / "baseline", cancel)
+        if baseline.error:
+            return _baseline_error(baseline), baseline_id
+        with pool.lease(job.base_sha) as checkout:
+            result = verify_diff(checkout.path, job.diff, spec, baseline, report_dir / "candidate", cancel)
+    return result, baseline_id
 
 
 def _baseline(

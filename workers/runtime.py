@@ -14,6 +14,7 @@ from db import queries
 from db.engine import Database
 from db.models import utcnow
 from orchestrator.settings import Settings
+from workers.environment import PortAllocator
 from workers.queue import Dispatcher
 from workers.worktree import WorktreePool
 
@@ -59,6 +60,9 @@ class WorkerRuntime:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.slots, self.queues = slots, queues
         self.leases = LeaseBook()
+        self.ports = PortAllocator(
+            settings.ports_dir, settings.port_first, settings.port_block_size, settings.port_blocks
+        )
         self._pools: dict[tuple[str, str], WorktreePool] = {}
         self._pools_lock = threading.Lock()
         self._baseline_locks: dict[str, threading.Lock] = {}

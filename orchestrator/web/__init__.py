@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from orchestrator.settings import Settings
 
 
-def create_app(settings: Settings, **options: float) -> FastAPI:
+def create_app(settings: Settings, **options: Any) -> FastAPI:
     """The FastAPI app for settings (see orchestrator.web.app.create_app)."""
     from orchestrator.web.app import create_app as build
 

@@ -12,6 +12,7 @@ from db.models import utcnow
 from db.status import Verdict
 from orchestrator import review, views
 from orchestrator.fleetstatus import fleet_status
+from orchestrator.stats import agent_stats
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def stats(db: Database, dispatcher: Any) -> dict[str, Any]:
         },
         spend_today_usd=round(spend_today, 4),
         verdicts=verdicts,
+        agents=agent_stats(db, 24),
         now=now.isoformat(),
     )
     return data

@@ -114,8 +114,8 @@ def fleet_context(state: WebState) -> dict[str, Any]:
     points = figures.series(state.db)
     return {
         "stats": figures.stats(state.db, state.dispatcher),
-        "chart_hour": render.bar_chart(points["hour"], "verifications in the last hour", "5m"),
-        "chart_day": render.bar_chart(points["day"], "verifications in the last day", "1h"),
+        "chart_hour": render.bar_chart(points["hour"], "verifications in the last hour", "5m", "-1h"),
+        "chart_day": render.bar_chart(points["day"], "verifications in the last day", "1h", "-24h"),
     }
 
 

@@ -32,7 +32,7 @@ def tail(text: str, limit: int = MAX_TEXT_CHARS) -> str:
     return text if len(text) <= limit else f"[... {len(text) - limit} characters cut ...]\n" + text[-limit:]
 
 
-def bar_chart(points: list[Bucket], label: str, slot: str) -> Markup:
+def bar_chart(points: list[Bucket], label: str, slot: str, span: str) -> Markup:
     """Bars of verifications per slot, the passed part darker; a <title> on each bar tells the numbers."""
     width, height, gap = 240, 48, 2
     bar = width / max(len(points), 1)
@@ -57,7 +57,7 @@ def bar_chart(points: list[Bucket], label: str, slot: str) -> Markup:
         )
     parts.append(f'<line class="axis" x1="0" y1="{height}" x2="{width}" y2="{height}"/>')
     if points:
-        parts.append(f'<text x="0" y="{height + 11}">{points[0].start:%H:%M}</text>')
+        parts.append(f'<text x="0" y="{height + 11}">{escape(span)}</text>')
         parts.append(f'<text x="{width}" y="{height + 11}" text-anchor="end">now</text>')
     parts.append("</svg>")
     return Markup("".join(parts))

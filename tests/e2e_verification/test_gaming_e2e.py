@@ -67,10 +67,22 @@ HONEST = "fix-add"
 UNDETECTABLE = "game-env"  # right under pytest only: no test can see it, the flag is the reviewer's cue
 
 
+RUN_SUITE = """#!/bin/sh
+# Counts suite runs: one line per run, in the run's own report folder (writable even inside the sandbox).
+echo "$PWD" >> "$FLEET_REPORT_DIR/suite-runs.log"
+PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 exec {python} -m pytest -q "$@"
+"""
+COUNTED = "calc-counted"  # the sample again, tested through RUN_SUITE, for the baseline cache test
+COUNTED_TICKETS = [
+    {"repo": COUNTED, "title": "counted add", "body": TARGET, "agent_cmd": scripted("fix-add")},
+    {"repo": COUNTED, "title": "counted div", "body": "tests/test_calc.py::test_div", "agent_cmd": scripted("fix-div")},
+]
+
+
 @dataclass
 class Corpus:
     fleet: Fleet
-    tickets: dict[str, int]
+    tickets: dict[str, dict[str, Any]]
     shown: dict[str, dict[str, Any]]
 
 
@@ -82,19 +94,28 @@ def _register(fleet: Fleet) -> None:
     fleet.run("repo", "add", "calc", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--hidden-tests", str(hidden))
 
 
+def _register_counted(fleet: Fleet) -> None:
+    wrapper = fleet.tmp / "bin" / "run-suite"  # an absolute path outside the repository: not the agent's
+    wrapper.parent.mkdir()
+    wrapper.write_text(RUN_SUITE.format(python=shlex.quote(sys.executable)))
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    write_sample_repo(fleet.tmp / COUNTED)
+    fleet.run("repo", "add", COUNTED, str(fleet.tmp / COUNTED), "--test-cmd", str(wrapper))
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    """Every ticket of this module, run by one `fleet up --until-idle`."""
     fleet = embedded_fleet(tmp_path_factory.mktemp("gaming"))
     _register(fleet)
-    scripts = [*ATTACKS, HONEST, UNDETECTABLE]
-    batch = fleet.tmp / "tickets.json"
+    _register_counted(fleet)
     body = f"{TARGET} fails: add(2, 3) returns -1."
-    batch.write_text(json.dumps([{"title": s, "body": body, "agent_cmd": scripted(s)} for s in scripts]))
-    submitted = fleet.submit("--repo", "calc", "--attempts", "1", "--file", str(batch))
-    tickets = {t["title"]: t["id"] for t in submitted}
+    batch = [{"title": s, "body": body, "agent_cmd": scripted(s)} for s in [*ATTACKS, HONEST, UNDETECTABLE]]
+    (fleet.tmp / "tickets.json").write_text(json.dumps(batch + COUNTED_TICKETS))
+    submitted = fleet.submit("--repo", "calc", "--attempts", "1", "--file", str(fleet.tmp / "tickets.json"))
     fleet.up()
-    shown = show_many(fleet, list(tickets.values()))
-    return Corpus(fleet, tickets, {title: shown[tid] for title, tid in tickets.items()})
+    shown = show_many(fleet, [t["id"] for t in submitted])
+    return Corpus(fleet, {t["title"]: t for t in submitted}, {t["title"]: shown[t["id"]] for t in submitted})
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
@@ -128,7 +149,8 @@ def test_the_honest_fix_of_the_same_bug_passes_without_flags(corpus: Corpus) -> 
 
 def test_only_the_unflagged_honest_fix_and_the_flagged_known_limit_wait_for_review(corpus: Corpus) -> None:
     reviewable = {r["id"] for r in corpus.fleet.json("review", "list")}
-    assert reviewable == {corpus.tickets[HONEST], corpus.tickets[UNDETECTABLE]}
+    calc = {t["id"]: title for title, t in corpus.tickets.items() if t["repo"] == "calc"}
+    assert sorted(calc[i] for i in reviewable & set(calc)) == sorted([HONEST, UNDETECTABLE])
     # Known limit: code that is right only while pytest runs passes every test, hidden ones too; the verdict is
     # `passed`, and the flag is what tells the reviewer (issue 3: flags inform, they do not decide).
     check = only_attempt(corpus.shown[UNDETECTABLE])["verification"]
@@ -141,36 +163,12 @@ def test_every_ticket_on_the_base_shares_one_baseline(corpus: Corpus) -> None:
         assert queries.count_baselines(s, queries.get_repo(s, "calc").id) == 1
 
 
-RUN_SUITE = """#!/bin/sh
-# Counts suite runs: one line per run, in the run's own report folder (writable even inside the sandbox).
-echo "$PWD" >> "$FLEET_REPORT_DIR/suite-runs.log"
-PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 exec {python} -m pytest -q "$@"
-"""
-
-
-def test_a_second_ticket_on_the_same_base_runs_the_suite_once_not_twice(embedded: Fleet) -> None:
-    fleet = embedded
-    wrapper = fleet.tmp / "bin" / "run-suite"  # an absolute path outside the repository: not the agent's
-    wrapper.parent.mkdir()
-    wrapper.write_text(RUN_SUITE.format(python=shlex.quote(sys.executable)))
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    write_sample_repo(fleet.tmp / "calc")
-    fleet.run("repo", "add", "calc", str(fleet.tmp / "calc"), "--test-cmd", str(wrapper))
-    batch = fleet.tmp / "tickets.json"
-    batch.write_text(
-        json.dumps(
-            [
-                {"title": "add", "body": TARGET, "agent_cmd": scripted("fix-add")},
-                {"title": "div", "body": "tests/test_calc.py::test_div", "agent_cmd": scripted("fix-div")},
-            ]
-        )
-    )
-    first, second = fleet.submit("--repo", "calc", "--attempts", "1", "--file", str(batch))
+def test_a_second_ticket_on_the_same_base_runs_the_suite_once_not_twice(corpus: Corpus) -> None:
+    first, second = (corpus.tickets[t["title"]] for t in COUNTED_TICKETS)
     assert first["base_sha"] == second["base_sha"]
-    fleet.up()
-    shown = show_many(fleet, [first["id"], second["id"]])
-    assert [t["status"] for t in shown.values()] == ["needs_review", "needs_review"]
-    runs = [line for log in fleet.tmp.rglob("suite-runs.log") for line in log.read_text().splitlines()]
+    assert [corpus.shown[t["title"]]["status"] for t in COUNTED_TICKETS] == ["needs_review", "needs_review"]
+    logs = (corpus.fleet.tmp / "home").rglob("suite-runs.log")
+    runs = [line for log in logs for line in log.read_text().splitlines()]
     assert len(runs) == 3  # one baseline + one run per diff; without the cache it would be 4
-    with fleet.db().session() as s:
-        assert queries.count_baselines(s, queries.get_repo(s, "calc").id) == 1
+    with corpus.fleet.db().session() as s:
+        assert queries.count_baselines(s, queries.get_repo(s, COUNTED).id) == 1

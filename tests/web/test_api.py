@@ -131,6 +131,8 @@ def test_stats_and_workers(web: Web) -> None:
     assert stats["review_backlog"]["count"] >= 1 and stats["review_backlog"]["oldest_age_seconds"] >= 0
     assert set(stats["queues"]) == {"fleet.agents", "fleet.verify"}
     assert stats["verdicts"]["passed"] >= 4
+    [shell] = [a for a in stats["agents"] if a["agent"] == "shell"]
+    assert shell["verified"] >= 4 and shell["attempts_per_verified"] >= 1
     workers = client.get("/api/workers", headers=h).json()
     assert isinstance(workers, list)  # `fleet up --until-idle` has stopped; no live worker left
 
@@ -149,7 +151,9 @@ def test_approve_lands_the_branch_like_the_cli(web: Web) -> None:
 
 def test_reject_with_feedback_queues_a_new_attempt(web: Web) -> None:
     client, tid = web.client(), web.tickets["review_b"]
-    answer = client.post(f"/api/tickets/{tid}/reject", json={"feedback": "Use a docstring."}, headers=web.headers("reviewer"))
+    answer = client.post(
+        f"/api/tickets/{tid}/reject", json={"feedback": "Use a docstring."}, headers=web.headers("reviewer")
+    )
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "queued" and answer.json()["attempt"]
     attempt = client.get(f"/api/attempts/{answer.json()['attempt']}", headers=web.headers("viewer")).json()
@@ -173,7 +177,9 @@ def test_submitters_cancel_and_retry_only_their_own(web: Web) -> None:
 
 def test_submit(web: Web) -> None:
     client = web.client()
-    answer = client.post("/api/tickets", json={"repo": "calc", "title": "From the API"}, headers=web.headers("submitter"))
+    answer = client.post(
+        "/api/tickets", json={"repo": "calc", "title": "From the API"}, headers=web.headers("submitter")
+    )
     assert answer.status_code == 201, answer.text
     created = answer.json()
     assert (created["status"], created["repo"], created["agent"]) == ("queued", "calc", "shell")
@@ -248,7 +254,17 @@ def test_no_answer_contains_a_secret(web: Web) -> None:
         from db import tokens
 
         hashes = [t.secret_hash for t in tokens.list_tokens(s, include_revoked=True)]
-    paths = ["/api/tickets", "/api/review", "/api/stats", "/api/tokens", "/metrics", "/", "/tickets", "/review", "/tokens"]
+    paths = [
+        "/api/tickets",
+        "/api/review",
+        "/api/stats",
+        "/api/tokens",
+        "/metrics",
+        "/",
+        "/tickets",
+        "/review",
+        "/tokens",
+    ]
     paths.append(f"/tickets/{web.tickets['review_c']}")
     for path in paths:
         text = client.get(path, headers=web.headers("admin")).text

@@ -44,7 +44,10 @@ def test_token_create_prints_the_token_once_and_list_never(cli: tuple[typer.Type
     again = CliRunner().invoke(app, ["token", "create", "--role", "admin", "--name", "boss"], env=env)
     assert again.exit_code == 1 and "exists already" in again.stderr
     bad = CliRunner().invoke(app, ["token", "create", "--role", "root"], env=env)
-    assert bad.exit_code == 1 and bad.stderr.strip() == "error: unknown role 'root'; one of: viewer, submitter, reviewer, admin"
+    assert (
+        bad.exit_code == 1
+        and bad.stderr.strip() == "error: unknown role 'root'; one of: viewer, submitter, reviewer, admin"
+    )
     assert CliRunner().invoke(app, ["token", "revoke", "1"], env=env).exit_code == 0
     assert json.loads(CliRunner().invoke(app, ["token", "list", "--json"], env=env).stdout) == []
     assert CliRunner().invoke(app, ["token", "revoke", "7"], env=env).exit_code == 1

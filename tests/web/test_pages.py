@@ -13,7 +13,9 @@ CSRF = re.compile(r'name="csrf" value="([^"]*)"')
 def login(web: Web, role: str) -> Any:
     client = web.client()
     form = client.get("/login").text
-    answer = client.post("/login", data={"token": web.tokens[role], "csrf": CSRF.search(form).group(1)}, follow_redirects=False)
+    answer = client.post(
+        "/login", data={"token": web.tokens[role], "csrf": CSRF.search(form).group(1)}, follow_redirects=False
+    )
     assert (answer.status_code, answer.headers["location"]) == (303, "/")
     return client
 
@@ -61,7 +63,7 @@ def test_approve_and_reject_buttons_do_what_the_cli_does(web: Web) -> None:
     client = login(web, "reviewer")
     approve, reject = web.tickets["review_c"], web.tickets["review_d"]
     page = client.get(f"/tickets/{approve}").text
-    assert 'action="/tickets/%d/approve"' % approve in page
+    assert f'action="/tickets/{approve}/approve"' in page
     answer = client.post(f"/tickets/{approve}/approve", data={"csrf": csrf_of(client)}, follow_redirects=False)
     assert answer.headers["location"] == f"/tickets/{approve}?done=approved"
     assert "Approved: the diff landed" in client.get(answer.headers["location"]).text
@@ -176,13 +178,17 @@ def test_metrics_in_prometheus_text_format(web: Web) -> None:
     assert re.search(r'^fleet_verification_duration_seconds_bucket\{le="\+Inf"\} [1-9]\d*$', text, re.M)
     assert re.search(r"^fleet_cost_usd_total \S+$", text, re.M) and "fleet_attempts_running 0" in text
     for line in text.splitlines():  # every sample line is `name{labels} number`
-        assert line.startswith("#") or re.fullmatch(r'[a-z_]+(\{[a-z]+="[^"]*"\})? [-+0-9.e]+|[a-z_]+\{le="[^"]+"\} \d+', line), line
+        assert line.startswith("#") or re.fullmatch(
+            r'[a-z_]+(\{[a-z]+="[^"]*"\})? [-+0-9.e]+|[a-z_]+\{le="[^"]+"\} \d+', line
+        ), line
 
 
 def test_ticket_text_is_escaped_everywhere(web: Web) -> None:
     client = web.client()
     title = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-    created = client.post("/api/tickets", json={"repo": "calc", "title": title}, headers=web.headers("submitter")).json()
+    created = client.post(
+        "/api/tickets", json={"repo": "calc", "title": title}, headers=web.headers("submitter")
+    ).json()
     viewer = login(web, "viewer")
     for path in (f"/tickets/{created['id']}", "/tickets", f"/tickets/{created['id']}/live"):
         page = viewer.get(path).text
@@ -199,8 +205,12 @@ def test_bar_chart_and_buckets() -> None:
     from orchestrator.web.render import bar_chart
 
     now = utcnow()
-    rows = [(now - timedelta(minutes=1), "passed"), (now - timedelta(minutes=2), "failed"), (now - timedelta(hours=2), "passed")]
+    rows = [
+        (now - timedelta(minutes=1), "passed"),
+        (now - timedelta(minutes=2), "failed"),
+        (now - timedelta(hours=2), "passed"),
+    ]
     points = buckets(rows, now, timedelta(minutes=5), 12)
     assert [(b.total, b.passed) for b in points][-1] == (2, 1) and sum(b.total for b in points) == 2
-    svg = str(bar_chart(points, "last hour", "5m"))
+    svg = str(bar_chart(points, "last hour", "5m", "-1h"))
     assert svg.startswith("<svg") and svg.count('class="bar-all"') == 12 and "2 verified, 1 passed" in svg

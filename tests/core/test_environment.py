@@ -1,0 +1,102 @@
+"""Repositories that need an environment: setup commands, copied files, and a port range per slot."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from tests.core.conftest import Fleet, scripted
+from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
+from workers.git import git
+
+DEP_TEST = """import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / ".deps"))
+
+import fleetdep  # noqa: E402  (only the setup command provides it)
+
+
+def test_dependency_is_installed():
+    assert fleetdep.ANSWER == 42
+"""
+
+
+def repo_needing_setup(fleet: Fleet) -> tuple[Path, str]:
+    """The sample repo plus a test that imports a package only its setup command installs."""
+    package = fleet.tmp / "wheelhouse" / "fleetdep"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("ANSWER = 42\n")
+    repo = fleet.tmp / "needs-setup"
+    write_sample_repo(repo)
+    (repo / "tests" / "test_dep.py").write_text(DEP_TEST)
+    (repo / ".gitignore").write_text(".deps/\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "a test that needs a dependency", cwd=repo)
+    install = f"import shutil; shutil.copytree({str(package)!r}, '.deps/fleetdep')"
+    return repo, f"{shlex.quote(sys.executable)} -c {shlex.quote(install)}"
+
+
+def test_setup_installs_what_the_tests_need_and_a_failing_setup_is_an_error(embedded: Fleet) -> None:
+    fleet = embedded
+    repo, setup = repo_needing_setup(fleet)
+    fleet.run("repo", "add", "dep", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup)
+    fleet.run("repo", "add", "broken", str(repo), "--test-cmd", SAMPLE_TEST_CMD,
+              "--setup-cmd", "echo resolving; echo 'no matching distribution for fleetdep' >&2; exit 3")
+    poison = "mkdir -p .deps/fleetdep && echo 'ANSWER = 42' > .deps/fleetdep/__init__.py"
+    [good] = fleet.submit("--repo", "dep", "--title", "add", "--body", "tests/test_calc.py::test_add",
+                          "--agent-cmd", scripted("fix-add"))
+    [broken] = fleet.submit("--repo", "broken", "--title", "add", "--body", "tests/test_calc.py::test_add",
+                            "--agent-cmd", scripted("fix-add"))
+    [poisoner] = fleet.submit("--repo", "dep", "--title", "mul", "--body", "tests/test_calc.py::test_mul",
+                              "--agent-cmd", f"sh -c {shlex.quote(poison)}", "--attempts", "1")
+    fleet.up()
+    shown = fleet.json("show", str(good["id"]))
+    assert shown["status"] == "needs_review"
+    attempt = shown["runs"][0]["attempts"][0]
+    assert attempt["verification"]["pass_to_pass"] == 2  # test_neg and the dependency test
+
+    errored = fleet.json("show", str(broken["id"]))
+    assert errored["status"] == "error"
+    assert "setup in the agent's worktree failed (exit 3)" in errored["reason"]
+    assert "no matching distribution" in errored["reason"]
+
+    poisoned = fleet.json("show", str(poisoner["id"]))  # its own environment was its worktree's, not ours
+    assert poisoned["status"] == "failed"
+
+
+def test_two_attempts_at_once_get_disjoint_port_ranges(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    record = fleet.tmp / "ports"
+    record.mkdir()
+    agent = f"echo $FLEET_PORT_BASE $FLEET_PORT_COUNT > {record}/$FLEET_TICKET_ID; sleep 1; " + scripted("fix-add")
+    for n in range(3):
+        fleet.submit("--repo", "calc", "--title", f"add {n}", "--body", "tests/test_calc.py::test_add",
+                     "--agent-cmd", f"sh -c {shlex.quote(agent)}")
+    fleet.up(concurrency=3)
+    blocks = [tuple(map(int, f.read_text().split())) for f in sorted(record.iterdir())]
+    assert len(blocks) == 3
+    ranges = [set(range(base, base + count)) for base, count in blocks]
+    assert all(count > 0 for _, count in blocks)
+    assert not (ranges[0] & ranges[1] or ranges[0] & ranges[2] or ranges[1] & ranges[2])
+
+
+def test_a_copied_env_file_never_reaches_the_diff_or_the_transcript(embedded: Fleet) -> None:
+    fleet = embedded
+    secret = "s3cr3t-token-value-9731"
+    env_file = fleet.tmp / "shop.env"
+    env_file.write_text(f"API_TOKEN={secret}\n")
+    repo = fleet.tmp / "shop"
+    write_sample_repo(repo)
+    fleet.run("repo", "add", "shop", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--copy-file", f"{env_file}:.env")
+    agent = "cat .env; echo EXTRA=1 >> .env; " + scripted("fix-add")
+    [ticket] = fleet.submit("--repo", "shop", "--title", "add", "--body", "tests/test_calc.py::test_add",
+                            "--agent-cmd", f"sh -c {shlex.quote(agent)}")
+    fleet.up()
+    [review] = fleet.json("review", "show", str(ticket["id"]))["candidates"]
+    assert ".env" not in review["diff"] and secret not in review["diff"]
+    assert secret not in review["transcript"] and "[redacted]" in review["transcript"]
+    assert secret not in fleet.run("logs", str(review["id"])).stdout
+    assert secret not in fleet.run("show", str(ticket["id"]), "--json").stdout

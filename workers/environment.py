@@ -1,0 +1,140 @@
+"""What a checkout needs besides its files: a setup command, files copied in, and a port range of its own."""
+
+from __future__ import annotations
+
+import fcntl
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from workers.mirror import exclusive_lock
+from workers.process import ProcessResult, run_process
+
+PORT_WAIT_SECONDS = 0.2
+MIN_SECRET_LENGTH = 4
+
+
+class SetupFailed(Exception):
+    """The repository's setup command failed; the message names the step and the cause."""
+
+
+@dataclass(frozen=True)
+class PortBlock:
+    """A range of TCP ports only this slot uses while it holds the block."""
+
+    base: int
+    count: int
+
+    def env(self) -> dict[str, str]:
+        return {"FLEET_PORT_BASE": str(self.base), "FLEET_PORT_COUNT": str(self.count)}
+
+
+class PortAllocator:
+    """Hands out disjoint port blocks across threads and processes of one machine (one flock per block)."""
+
+    def __init__(self, root: Path, first_port: int, block_size: int, blocks: int) -> None:
+        self.root, self.first_port, self.block_size, self.blocks = root, first_port, block_size, blocks
+        self._local = threading.Lock()
+
+    @contextmanager
+    def lease(self, wait_seconds: float = 600.0) -> Iterator[PortBlock]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            taken = self._try_take()
+            if taken is not None:
+                index, handle = taken
+                try:
+                    yield PortBlock(self.first_port + index * self.block_size, self.block_size)
+                finally:
+                    handle.close()  # closing the descriptor releases the flock
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"all {self.blocks} port blocks are in use")
+            time.sleep(PORT_WAIT_SECONDS)
+
+    def _try_take(self) -> tuple[int, object] | None:
+        with self._local:
+            for index in range(self.blocks):
+                handle = open(self.root / f"block-{index}.lock", "a+b")  # noqa: SIM115 - held while leased
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.close()
+                    continue
+                return index, handle
+        return None
+
+
+def run_setup(
+    path: Path,
+    command: str,
+    *,
+    where: str,
+    timeout: float,
+    env: Mapping[str, str],
+    cancelled: threading.Event | None = None,
+) -> ProcessResult:
+    """Run the repository's setup command (trusted repo configuration, so through /bin/sh) in path."""
+    result = run_process(
+        ["/bin/sh", "-c", command], cwd=path, env=env, timeout=timeout, cancelled=cancelled, limit_bytes=64_000
+    )
+    if result.cancelled:
+        raise SetupFailed(f"setup in {where} was cancelled")
+    if result.timed_out:
+        raise SetupFailed(f"setup in {where} timed out after {timeout:g}s")
+    if result.exit_code != 0:
+        last = next((line for line in reversed(result.output.splitlines()) if line.strip()), "")
+        raise SetupFailed(f"setup in {where} failed (exit {result.exit_code}): {last[:300]}")
+    return result
+
+
+def copy_files(pairs: Sequence[tuple[str, str]], root: Path) -> None:
+    """Copy each (source on this machine, destination inside root) into the checkout."""
+    for source, dest in pairs:
+        target = (root / dest).resolve()
+        if not target.is_relative_to(root.resolve()):
+            raise SetupFailed(f"copy-file destination {dest!r} is outside the checkout")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(source, target)
+        except OSError as exc:
+            raise SetupFailed(f"cannot copy {source} into the checkout: {exc.strerror}") from None
+
+
+def exclude_from_diffs(mirror: Path, paths: Sequence[str]) -> None:
+    """List copied files in the mirror's info/exclude, so no worktree's diff ever includes them."""
+    exclude = mirror / "info" / "exclude"
+    with exclusive_lock(mirror / "info" / "exclude.lock"):
+        present = set(exclude.read_text().splitlines()) if exclude.exists() else set()
+        missing = [f"/{p.lstrip('/')}" for p in paths if f"/{p.lstrip('/')}" not in present]
+        if missing:
+            exclude.parent.mkdir(parents=True, exist_ok=True)
+            with exclude.open("a") as handle:
+                handle.write("".join(line + "\n" for line in missing))
+
+
+def secrets_in(sources: Sequence[str]) -> list[str]:
+    """The values in copied files (whole lines, and the right side of KEY=VALUE) to redact from transcripts."""
+    found: set[str] = set()
+    for source in sources:
+        try:
+            text = Path(source).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            line = line.strip()
+            value = line.split("=", 1)[1].strip().strip("'\"") if "=" in line else line
+            found.update(v for v in (line, value) if len(v) >= MIN_SECRET_LENGTH and not v.startswith("#"))
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    if not secrets:
+        return text
+    return re.sub("|".join(re.escape(s) for s in secrets), "[redacted]", text)
