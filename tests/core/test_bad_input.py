@@ -176,9 +176,10 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
     (fleet.tmp / "batch.json").write_text(json.dumps(batch))
     ids = [t["id"] for t in fleet.submit("--repo", "calc", "--file", "batch.json")]
     good, missing, hang, noisy, no_tests, slow = ids
-    [odd] = fleet.submit(
+    [odd_ticket] = fleet.submit(
         "--repo", "calc", "--title", TITLE, "--body", BODY, "--agent-cmd", scripted("fix-add"), "--target", ADD
     )
+    odd = odd_ticket["id"]
 
     up = fleet.popen("up", "--until-idle", "--concurrency", "8")
     try:

@@ -100,3 +100,40 @@ def test_a_copied_env_file_never_reaches_the_diff_or_the_transcript(embedded: Fl
     assert secret not in review["transcript"] and "[redacted]" in review["transcript"]
     assert secret not in fleet.run("logs", str(review["id"])).stdout
     assert secret not in fleet.run("show", str(ticket["id"]), "--json").stdout
+
+
+NODE_TEST_CMD = ("node --test --test-reporter=junit --test-reporter-destination=\"$FLEET_JUNIT_XML\" "
+                 "--test-reporter=spec --test-reporter-destination=stdout")
+
+
+def test_a_node_repository_is_verified_test_by_test(embedded: Fleet) -> None:
+    import shutil
+
+    import pytest
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    fleet = embedded
+    repo = fleet.tmp / "jscalc"
+    (repo / "test").mkdir(parents=True)
+    (repo / "calc.js").write_text("exports.add = (a, b) => a - b;\nexports.neg = (a) => -a;\n")
+    (repo / "test" / "calc.test.js").write_text(
+        "const test = require('node:test');\nconst assert = require('node:assert');\n"
+        "const { add, neg } = require('../calc.js');\n"
+        "test('add', () => { assert.strictEqual(add(2, 3), 5); });\n"
+        "test('neg', () => { assert.strictEqual(neg(2), -2); });\n"
+    )
+    git("init", "-q", "-b", "main", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "calc", cwd=repo)
+    fleet.run("repo", "add", "js", str(repo), "--test-cmd", NODE_TEST_CMD)
+    fix = "sed -i 's/a - b/a + b/' calc.js"
+    [ticket] = fleet.submit("--repo", "js", "--title", "add subtracts", "--agent-cmd", f"sh -c {shlex.quote(fix)}")
+    [wrong] = fleet.submit("--repo", "js", "--title", "add subtracts", "--attempts", "1",
+                           "--agent-cmd", "sh -c \"sed -i 's/-a;/a;/' calc.js\"")
+    fleet.up()
+    verification = fleet.json("show", str(ticket["id"]))["runs"][0]["attempts"][0]["verification"]
+    assert (verification["verdict"], verification["fail_to_pass"], verification["pass_to_pass"]) == (
+        "passed", ["test::add"], 1)
+    broken = fleet.json("show", str(wrong["id"]))["runs"][0]["attempts"][0]["verification"]
+    assert broken["verdict"] == "failed" and broken["broken"] == ["test::neg"]
