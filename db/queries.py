@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -79,7 +79,6 @@ def add_attempt(s: Session, run: Run, prompt: str, feedback_in: str = "") -> Att
         prompt=prompt,
         feedback_in=feedback_in,
         status=AttemptStatus.QUEUED.value,
-        dispatched_at=utcnow(),
     )
     s.add(attempt)
     s.flush()
@@ -255,6 +254,71 @@ def undelivered(s: Session, older_than_seconds: float) -> list[tuple[int, Attemp
     if rows:
         s.execute(update(Attempt).where(Attempt.id.in_([r[0] for r in rows])).values(dispatched_at=utcnow()))
     return [(attempt_id, AttemptStatus(status)) for attempt_id, status in rows]
+
+
+# --- scheduling ------------------------------------------------------------------------------------
+
+SCHEDULER_LOCK = 0x666C656574  # "fleet": one scheduler at a time across every process and machine
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An attempt waiting for a slot, with what the scheduler weighs."""
+
+    attempt_id: int
+    priority: int
+    repo_id: int
+    agent: str
+
+
+def scheduling_lock(s: Session) -> None:
+    """Serialize schedulers: SQLite's write lock is already held (BEGIN IMMEDIATE); PostgreSQL takes a lock."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULER_LOCK})
+
+
+def pending(s: Session, limit: int) -> list[Pending]:
+    """Queued attempts not yet sent, highest priority first, oldest first."""
+    query = (
+        select(Attempt.id, Ticket.priority, Ticket.repo_id, Run.agent)
+        .join(Run, Run.id == Attempt.run_id)
+        .join(Ticket, Ticket.id == Attempt.ticket_id)
+        .where(Attempt.status == AttemptStatus.QUEUED.value, Attempt.dispatched_at.is_(None))
+        .order_by(Ticket.priority.desc(), Attempt.id)
+        .limit(limit)
+    )
+    return [Pending(*row) for row in s.execute(query).all()]
+
+
+def in_flight(s: Session) -> list[tuple[int, str]]:
+    """(repo id, agent) of every attempt holding or about to hold a slot: sent, running or verifying."""
+    sent = (Attempt.status == AttemptStatus.QUEUED.value) & Attempt.dispatched_at.is_not(None)
+    query = (
+        select(Ticket.repo_id, Run.agent)
+        .select_from(Attempt)
+        .join(Run, Run.id == Attempt.run_id)
+        .join(Ticket, Ticket.id == Attempt.ticket_id)
+        .where(sent | Attempt.status.in_([s_.value for s_ in LEASED_ATTEMPT + (AttemptStatus.VERIFY_QUEUED,)]))
+    )
+    return [(repo_id, agent) for repo_id, agent in s.execute(query).all()]
+
+
+def live_slots(s: Session, stale_seconds: float) -> int:
+    """Slots of the workers that are running and beat recently."""
+    cutoff = utcnow() - timedelta(seconds=stale_seconds)
+    query = select(func.coalesce(func.sum(Worker.slots), 0)).where(
+        Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff
+    )
+    return int(s.scalar(query) or 0)
+
+
+def repo_limits(s: Session) -> dict[int, int]:
+    return {r.id: int(r.settings["max_concurrency"]) for r in list_repos(s) if r.settings.get("max_concurrency")}
+
+
+def mark_dispatched(s: Session, attempt_ids: Sequence[int]) -> None:
+    if attempt_ids:
+        s.execute(update(Attempt).where(Attempt.id.in_(list(attempt_ids))).values(dispatched_at=utcnow()))
 
 
 def open_attempts(s: Session, ticket_id: int) -> Sequence[Attempt]:

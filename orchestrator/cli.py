@@ -179,7 +179,7 @@ def submit(
             raise FleetError("--repo is required")
         specs = [TicketSpec(title=title, **fields)]
     ctx = Context()
-    tickets = submit_tickets(ctx.db, ctx.dispatcher, specs, Path.cwd(), actor())
+    tickets = submit_tickets(ctx.db, ctx.dispatcher, ctx.settings, specs, Path.cwd(), actor())
     if as_json:
         with ctx.db.session() as s:
             return print_json([views.ticket_view(queries.get_ticket(s, t.id)) for t in tickets])
@@ -257,7 +257,7 @@ def cancel(ticket: int) -> None:
 def retry(ticket: int) -> None:
     """Start a failed, errored or cancelled ticket again, with a fresh attempt budget."""
     ctx = Context()
-    reviews.retry(ctx.db, ctx.dispatcher, ticket, actor())
+    reviews.retry(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor())
     out.print(f"ticket {ticket} queued again")
 
 
@@ -377,7 +377,7 @@ def review_reject(
 ) -> None:
     """Reject the diff; with --feedback the agent tries again with your words."""
     ctx = Context()
-    new = reviews.reject(ctx.db, ctx.dispatcher, ticket, actor(), feedback)
+    new = reviews.reject(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor(), feedback)
     out.print(f"ticket {ticket} rejected" + (f"; attempt {new} queued with your feedback" if new else ""))
 
 
@@ -407,8 +407,16 @@ def stats(
         return print_json(rows)
     table = Table("agent", "model", "tickets", "verified", "rate", "attempts/verified", "cost/verified", "median s")
     for r in rows:
-        cells = [r["agent"], r["model"], r["tickets"], r["verified"], r["verified_rate"], r["attempts_per_verified"],
-                 r["cost_per_verified_usd"], r["median_seconds_to_verified"]]
+        cells = [
+            r["agent"],
+            r["model"],
+            r["tickets"],
+            r["verified"],
+            r["verified_rate"],
+            r["attempts_per_verified"],
+            r["cost_per_verified_usd"],
+            r["median_seconds_to_verified"],
+        ]
         table.add_row(*("-" if c is None else str(c) for c in cells))
     out.print(table)
 

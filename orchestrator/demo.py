@@ -48,7 +48,7 @@ def run_demo(ctx: Any, concurrency: int, out: Console) -> None:
         TicketSpec(repo=repo, title=title, body=body, agent_cmd=shlex.join(scripted_command(script)), attempts=2)
         for title, body, script, _ in DEMO_TICKETS
     ]
-    tickets = submit(ctx.db, ctx.dispatcher, specs, ctx.settings.home, "demo")
+    tickets = submit(ctx.db, ctx.dispatcher, ctx.settings, specs, ctx.settings.home, "demo")
     for ticket, (_, _, script, behaviour) in zip(tickets, DEMO_TICKETS, strict=True):
         out.print(f"  ticket {ticket.id}: {ticket.title!r} — scripted agent '{script}' ({behaviour})", markup=False)
     out.print(f"Running {concurrency} embedded worker slots until the queue is empty...")

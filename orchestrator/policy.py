@@ -8,7 +8,6 @@ from db import queries
 from db.models import Attempt, Run, Ticket, utcnow
 from db.status import AttemptStatus, RunStatus, TicketStatus, Verdict
 
-Waiting = list[tuple[int, AttemptStatus]]
 REVIEWER_PREFIX = "A reviewer rejected this change:"
 UNTIL_FIRST, UNTIL_ALL = "first", "all"
 
@@ -33,9 +32,10 @@ def compose_prompt(ticket: Ticket, feedback: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def start_runs(s: queries.Session, ticket: Ticket) -> Waiting:
-    """First attempts for every run of a new ticket."""
-    return [(queries.add_attempt(s, run, compose_prompt(ticket)).id, AttemptStatus.QUEUED) for run in ticket.runs]
+def start_runs(s: queries.Session, ticket: Ticket) -> None:
+    """First attempts for every run of a new ticket; the scheduler sends them when slots are free."""
+    for run in ticket.runs:
+        queries.add_attempt(s, run, compose_prompt(ticket))
 
 
 def next_attempt(s: queries.Session, run: Run, feedback: str) -> Attempt:
@@ -56,23 +56,23 @@ def on_attempt_started(s: queries.Session, ticket: Ticket) -> None:
         queries.set_ticket_status(s, ticket, TicketStatus.RUNNING)
 
 
-def after_verdict(s: queries.Session, attempt: Attempt, outcome: Outcome) -> Waiting:
-    """Record what a verdict means for the run and the ticket; returns new attempts to send."""
+def after_verdict(s: queries.Session, attempt: Attempt, outcome: Outcome) -> None:
+    """Record what a verdict means for the run and the ticket; a failure with budget left gets a next attempt."""
     run, ticket = attempt.run, attempt.run.ticket
     if ticket.cancel_requested_at is not None or run.status != RunStatus.ACTIVE.value:
         if run.status == RunStatus.ACTIVE.value:
             queries.finish_run(s, run, RunStatus.CANCELLED)
-        return []  # the ticket was cancelled, or a sibling's pass stopped this run
+        return  # the ticket was cancelled, or a sibling's pass stopped this run
     if outcome.verdict == Verdict.PASSED:
         queries.finish_run(s, run, RunStatus.PASSED)
         if ticket.until == UNTIL_FIRST:
             stop_siblings(s, run)
     elif outcome.verdict in (Verdict.FAILED, Verdict.GAMED) and attempt.number < run.attempt_limit:
-        return [(next_attempt(s, run, outcome.feedback).id, AttemptStatus.QUEUED)]
+        next_attempt(s, run, outcome.feedback)
+        return
     else:
         queries.finish_run(s, run, RunStatus.ERROR if outcome.verdict == Verdict.ERROR else RunStatus.FAILED)
     settle(s, ticket, outcome.reason)
-    return []
 
 
 def stop_siblings(s: queries.Session, winner: Run) -> None:

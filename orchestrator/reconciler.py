@@ -7,33 +7,35 @@ import threading
 
 from db import queries
 from db.engine import Database
+from orchestrator.scheduler import schedule
+from orchestrator.settings import Settings
 from workers.queue import Dispatcher
 
 log = logging.getLogger(__name__)
 
 
-def reconcile(db: Database, dispatcher: Dispatcher, redispatch_seconds: float) -> int:
-    """One pass: expired leases go back in line, stale waiting attempts are sent again. Returns messages sent."""
+def reconcile(db: Database, dispatcher: Dispatcher, settings: Settings, redispatch_seconds: float) -> int:
+    """One pass: expired leases go back in line, lost messages are sent again, free slots are filled."""
     with db.session() as s:
         waiting = queries.expire_leases(s) + queries.undelivered(s, redispatch_seconds)
     if waiting:
         log.info("reconciler re-sends %d attempt(s)", len(waiting))
-    return dispatcher.send(waiting)
+    return dispatcher.send(waiting) + schedule(db, dispatcher, settings)
 
 
 class ReconcilerThread(threading.Thread):
     """Runs reconcile() every interval until stopped; a failed pass is logged and retried next time."""
 
-    def __init__(self, db: Database, dispatcher: Dispatcher, interval: float, redispatch_seconds: float) -> None:
+    def __init__(self, db: Database, dispatcher: Dispatcher, settings: Settings) -> None:
         super().__init__(name="fleet-reconciler", daemon=True)
-        self.db, self.dispatcher = db, dispatcher
-        self.interval, self.redispatch_seconds = interval, redispatch_seconds
+        self.db, self.dispatcher, self.settings = db, dispatcher, settings
+        self.interval, self.redispatch_seconds = settings.reconcile_seconds, settings.redispatch_seconds
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
             try:
-                reconcile(self.db, self.dispatcher, self.redispatch_seconds)
+                reconcile(self.db, self.dispatcher, self.settings, self.redispatch_seconds)
             except Exception:
                 log.exception("reconciler pass failed")
 

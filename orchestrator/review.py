@@ -8,9 +8,10 @@ from pathlib import Path
 from db import queries
 from db.engine import Database
 from db.models import Attempt, Ticket
-from db.status import AttemptStatus, TicketStatus, Verdict
+from db.status import TicketStatus, Verdict
 from orchestrator import policy
 from orchestrator.errors import FleetError
+from orchestrator.scheduler import schedule
 from orchestrator.settings import Settings
 from workers.git import GitError, git
 from workers.mirror import ensure_mirror
@@ -86,7 +87,9 @@ def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str) -> 
     return branch
 
 
-def reject(db: Database, dispatcher: Dispatcher, ticket_id: int, reviewer: str, feedback: str) -> int | None:
+def reject(
+    db: Database, dispatcher: Dispatcher, settings: Settings, ticket_id: int, reviewer: str, feedback: str
+) -> int | None:
     """Record the rejection; with feedback, the reviewed run gets a new attempt with the reviewer's words."""
     with db.session() as s:
         ticket, best = _reviewable(s, ticket_id)
@@ -101,11 +104,11 @@ def reject(db: Database, dispatcher: Dispatcher, ticket_id: int, reviewer: str, 
         attempt = policy.reopen(s, best.run, words)
         queries.set_ticket_status(s, ticket, TicketStatus.QUEUED, "a new attempt with the reviewer's feedback")
         new_id = attempt.id
-    dispatcher.send([(new_id, AttemptStatus.QUEUED)])
+    schedule(db, dispatcher, settings)
     return new_id
 
 
-def retry(db: Database, dispatcher: Dispatcher, ticket_id: int, actor: str) -> list[int]:
+def retry(db: Database, dispatcher: Dispatcher, settings: Settings, ticket_id: int, actor: str) -> list[int]:
     """A failed, errored or cancelled ticket starts again: every run gets a new attempt and a fresh budget."""
     with db.session() as s:
         ticket = queries.load_ticket_tree(s, ticket_id)
@@ -122,7 +125,7 @@ def retry(db: Database, dispatcher: Dispatcher, ticket_id: int, actor: str) -> l
             new.append(policy.reopen(s, run, feedback).id)
         queries.set_ticket_status(s, ticket, TicketStatus.QUEUED, f"retried by {actor}")
         queries.log_event(s, "retried", "", ticket_id=ticket_id, actor=actor)
-    dispatcher.send([(attempt_id, AttemptStatus.QUEUED) for attempt_id in new])
+    schedule(db, dispatcher, settings)
     return new
 
 

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     setup_timeout_seconds: float = 1800.0
     kill_grace_seconds: float = 5.0
 
+    max_concurrency: int = 0
+    agent_limits: dict[str, int] = {}
+
     worktree_pool_size: int = 32
     ports_dir: Path = Path(tempfile.gettempdir()) / f"fleet-ports-{os.getuid()}"
     port_first: int = 20_000

@@ -18,6 +18,8 @@ from db.engine import Database
 from db.models import Ticket
 from orchestrator import policy
 from orchestrator.errors import FleetError
+from orchestrator.scheduler import schedule
+from orchestrator.settings import Settings
 from workers.agents import AGENTS
 from workers.git import GitError, resolve_commit
 from workers.queue import Dispatcher
@@ -110,7 +112,7 @@ def _base_sha(source: str, ref: str, repo_name: str) -> str:
         raise FleetError(f"base ref {ref!r} does not exist in repo {repo_name!r} ({source})") from None
 
 
-def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str) -> tuple[Ticket, policy.Waiting]:
+def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str) -> Ticket:
     """Write one ticket with its runs and first attempts; nothing is sent yet."""
     validate(spec)
     try:
@@ -140,23 +142,25 @@ def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str) -> tuple
         submitted_by=actor,
     )
     queries.log_event(s, "submitted", spec.title, ticket_id=ticket.id, actor=actor)
-    return ticket, policy.start_runs(s, ticket)
+    policy.start_runs(s, ticket)
+    return ticket
 
 
-def submit(db: Database, dispatcher: Dispatcher, specs: Sequence[TicketSpec], cwd: Path, actor: str) -> list[Ticket]:
-    """Validate and store every ticket in one transaction, then ring the queue for each first attempt."""
-    waiting: policy.Waiting = []
-    tickets = []
+def _create_in_batch(s: queries.Session, spec: TicketSpec, number: int, total: int, cwd: Path, actor: str) -> Ticket:
+    try:
+        return create(s, spec, cwd, actor)
+    except FleetError as exc:
+        # One bad ticket in a batch stores none of them; say which one it was.
+        raise FleetError(f"ticket {number} of {total}: {exc}" if total > 1 else str(exc)) from None
+
+
+def submit(
+    db: Database, dispatcher: Dispatcher, settings: Settings, specs: Sequence[TicketSpec], cwd: Path, actor: str
+) -> list[Ticket]:
+    """Validate and store every ticket in one transaction, then let the scheduler fill the free slots."""
     with db.session() as s:
-        for number, spec in enumerate(specs, start=1):
-            try:
-                ticket, first = create(s, spec, cwd, actor)
-            except FleetError as exc:
-                # One bad ticket in a batch stores none of them; say which one it was.
-                raise FleetError(f"ticket {number} of {len(specs)}: {exc}" if len(specs) > 1 else str(exc)) from None
-            tickets.append(ticket)
-            waiting += first
-    dispatcher.send(waiting)
+        tickets = [_create_in_batch(s, spec, number, len(specs), cwd, actor) for number, spec in enumerate(specs, 1)]
+    schedule(db, dispatcher, settings)
     return tickets
 
 

@@ -39,16 +39,22 @@ def test_library_is_imported_only_in_its_layer(library: str) -> None:
 
 def test_verification_does_not_reach_into_the_database() -> None:
     offenders = [
-        str(p.relative_to(ROOT)) for p in (ROOT / "verification").rglob("*.py") if "db" in imported_modules(p)
-        and "from db.status import" not in p.read_text()
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "verification").rglob("*.py")
+        if "db" in imported_modules(p) and "from db.status import" not in p.read_text()
     ]
     assert offenders == []
 
 
 def test_importing_every_package_creates_no_files_and_no_engine(tmp_path: Path) -> None:
     code = "import orchestrator.cli, workers.tasks, workers.serve, verification.verify, db.queries, db.migrate"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "FLEET_HOME": str(tmp_path / "home")})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "FLEET_HOME": str(tmp_path / "home")},
+    )
     assert proc.returncode == 0, proc.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -63,8 +69,12 @@ def test_docker_compose_file_is_valid(tmp_path: Path) -> None:
         pytest.skip("docker-compose is not installed")
     (ROOT / "repos").mkdir(exist_ok=True)
     try:
-        proc = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-                              capture_output=True, text=True, cwd=ROOT)
+        proc = subprocess.run(
+            ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
     finally:
         (ROOT / "repos").rmdir()
     assert proc.returncode == 0, proc.stderr

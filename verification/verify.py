@@ -101,7 +101,7 @@ def run_baseline(
         prepare(checkout, spec, "the baseline checkout", cancelled)
     except SetupFailed as exc:
         return TestRun({}, None, False, "", 0.0, error=str(exc))
-    return _run(checkout, spec, report_dir, spec.test_cmd, cancelled)
+    return _run(checkout, spec, report_dir, spec.test_cmd, cancelled, _config(checkout, spec))
 
 
 def prepare(checkout: Path, spec: VerifySpec, where: str, cancelled: threading.Event | None) -> None:
@@ -125,7 +125,8 @@ def verify_diff(
         changed = apply_patch(checkout, diff)
     except PatchRefused as exc:
         return refused(exc.reason)
-    reverted = [] if spec.allow_test_edits else restore(checkout, _to_protect(checkout, changed, spec))
+    config = _config(checkout, spec)  # read from HEAD, which applying the diff does not move: once is enough
+    reverted = [] if spec.allow_test_edits else restore(checkout, _to_protect(checkout, changed, spec, config))
     try:
         hidden = add_hidden_tests(checkout, spec.hidden_tests)
     except (GitError, OSError) as exc:
@@ -134,10 +135,10 @@ def verify_diff(
         prepare(checkout, spec, "the verification checkout", cancelled)
     except SetupFailed as exc:
         return errored(str(exc))
-    run = _run(checkout, spec, report_dir, spec.test_cmd, cancelled)
+    run = _run(checkout, spec, report_dir, spec.test_cmd, cancelled, config)
     targets = _targets(spec, baseline, hidden)
     judgement = judge(baseline, run, targets)
-    rerun = _rerun(checkout, spec, report_dir, cancelled, run, judgement)
+    rerun = _rerun(checkout, spec, report_dir, cancelled, run, judgement, config)
     if rerun is not None:
         judgement = judge(baseline, run, targets, rerun=rerun)
     _apply_gamed_rule(judgement, reverted)
@@ -180,9 +181,13 @@ def _untested(verdict: Verdict, reason: str, feedback: str) -> VerificationResul
     )
 
 
-def _to_protect(checkout: Path, changed: list[str], spec: VerifySpec) -> list[str]:
+def _config(checkout: Path, spec: VerifySpec) -> str | None:
+    """The base's pytest configuration file that runs are pinned to (None: there is none, or pinning is off)."""
+    return pytest_config(checkout) if spec.pin_pytest else None
+
+
+def _to_protect(checkout: Path, changed: list[str], spec: VerifySpec, config: str | None) -> list[str]:
     paths = protected_changes(checkout, changed, spec.protect)
-    config = pytest_config(checkout) if spec.pin_pytest else None
     # The configuration pytest is pinned to must be the base's, whatever the protect patterns say.
     if config in changed and config not in paths:
         pattern = PYPROJECT_PYTEST if config == "pyproject.toml" else config
@@ -212,7 +217,12 @@ def _numstat_names(out: str) -> set[str]:
 
 
 def _run(
-    checkout: Path, spec: VerifySpec, report_dir: Path, command: str, cancelled: threading.Event | None
+    checkout: Path,
+    spec: VerifySpec,
+    report_dir: Path,
+    command: str,
+    cancelled: threading.Event | None,
+    config: str | None,
 ) -> TestRun:
     wrapper = bwrap_prefix(checkout, report_dir, spec.network) if spec.sandbox is not False else None
     if wrapper is None and spec.sandbox:
@@ -225,7 +235,7 @@ def _run(
         env=spec.env,
         cancelled=cancelled,
         limit_bytes=spec.output_limit,
-        pytest_args=pytest_pins(checkout, report_dir) if spec.pin_pytest else (),
+        pytest_args=pytest_pins(checkout, report_dir, config) if spec.pin_pytest else (),
         wrapper=wrapper or (),
     )
     if wrapper is None:
@@ -233,9 +243,8 @@ def _run(
     return run
 
 
-def pytest_pins(checkout: Path, report_dir: Path) -> list[str]:
-    """pytest options that fix its configuration to the base's file (or none) and its rootdir to the checkout."""
-    config = pytest_config(checkout)
+def pytest_pins(checkout: Path, report_dir: Path, config: str | None) -> list[str]:
+    """pytest options that fix its configuration to config (the base's file, or none) and rootdir to the checkout."""
     if config is None:  # else pytest would look upward and may read a config outside the checkout
         report_dir.mkdir(parents=True, exist_ok=True)
         empty = report_dir / PIN_INI
@@ -251,12 +260,13 @@ def _rerun(
     cancelled: threading.Event | None,
     run: TestRun,
     judgement: Judgement,
+    config: str | None,
 ) -> TestRun | None:
     suspects = [t for t in judgement.broken + judgement.still_failing if t in run.results]
     if not (spec.rerun_failures and suspects and run.report_found and PLAIN_PYTEST.match(spec.test_cmd)):
         return None
     command = f"{spec.test_cmd} {shlex.join(suspects[:MAX_RERUN_IDS])}"
-    return _run(checkout, spec, report_dir / "rerun", command, cancelled)
+    return _run(checkout, spec, report_dir / "rerun", command, cancelled, config)
 
 
 def _apply_gamed_rule(judgement: Judgement, reverted: list[str]) -> None:

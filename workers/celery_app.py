@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.utils.json import dumps
 
 from orchestrator.settings import Settings
 from workers.constants import AGENT_QUEUE, RUN_AGENT_TASK, VERIFY_QUEUE, VERIFY_TASK, VISIBILITY_TIMEOUT_SECONDS
@@ -15,11 +19,25 @@ EMBEDDED_DRAIN_SECONDS = 0.25
 EMBEDDED_SCHEME = "fleet-embedded"
 
 
+class EmbeddedChannel(filesystem.Channel):  # type: ignore[misc]
+    """Writes each message under a temporary name and renames it, so no consumer ever reads a half-written file."""
+
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+        name = f"{int(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
+        final = os.path.join(self.data_folder_out, name)
+        partial = final + ".partial"  # does not end in .<queue>.msg: consumers skip it
+        with open(partial, "wb") as handle:
+            handle.write(dumps(payload).encode())
+        os.replace(partial, final)
+
+
 class EmbeddedTransport(filesystem.Transport):  # type: ignore[misc]
     """kombu's filesystem transport, waking the worker loop often so a stop request is seen at once.
 
     Celery's loop for polling transports waits up to two seconds per cycle before it looks at its stop flag.
     """
+
+    Channel = EmbeddedChannel
 
     def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         return super().drain_events(connection, timeout=EMBEDDED_DRAIN_SECONDS, **kwargs)

@@ -355,13 +355,13 @@ def _record_verdict(
             ticket_id=job.ticket_id,
             attempt_id=job.attempt_id,
         )
-        waiting = _after(s, job, result.verdict, result.feedback, "; ".join(result.reasons))
-    rt.dispatcher.send(waiting)
+        _after(s, job, result.verdict, result.feedback, "; ".join(result.reasons))
+    rt.schedule()
 
 
-def _after(s: queries.Session, job: Job, verdict: Verdict, feedback: str, reason: str) -> policy.Waiting:
+def _after(s: queries.Session, job: Job, verdict: Verdict, feedback: str, reason: str) -> None:
     attempt = queries.get_attempt(s, job.attempt_id)
-    return policy.after_verdict(s, attempt, policy.Outcome(verdict=verdict, feedback=feedback, reason=reason))
+    policy.after_verdict(s, attempt, policy.Outcome(verdict=verdict, feedback=feedback, reason=reason))
 
 
 def _record_error(
@@ -377,5 +377,5 @@ def _record_error(
         queries.log_event(
             s, "error", f"attempt {job.number}: {reason}", ticket_id=job.ticket_id, attempt_id=job.attempt_id
         )
-        waiting = _after(s, job, Verdict.ERROR, "", reason)
-    rt.dispatcher.send(waiting)
+        _after(s, job, Verdict.ERROR, "", reason)
+    rt.schedule()

@@ -45,8 +45,8 @@ def serve(
     register_tasks(app, runtime)
     runtime.start()
     # A killed embedded `fleet up` took its prefetched messages with it: send every waiting attempt again.
-    reconcile(db, dispatcher, 0.0 if settings.embedded else settings.redispatch_seconds)
-    reconciler = ReconcilerThread(db, dispatcher, settings.reconcile_seconds, settings.redispatch_seconds)
+    reconcile(db, dispatcher, settings, 0.0 if settings.embedded else settings.redispatch_seconds)
+    reconciler = ReconcilerThread(db, dispatcher, settings)
     reconciler.start()
     stopped = threading.Event()
     if until_idle:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from orchestrator.contracts import AgentResult, AgentTask
@@ -160,3 +163,28 @@ def test_a_long_transcript_loses_whole_lines_from_the_middle(task: AgentTask) ->
     assert len(result.transcript) <= 4000 + 200
     assert records[0]["role"] == "system" and records[-1]["event"] == "end"
     assert any(r.get("event") == "omitted" for r in records)
+
+
+def test_a_slow_server_cannot_outlast_the_wall_time(task: AgentTask) -> None:
+    result = run_llm(task, "wall_seconds=0.5", "retries=0", model="slow")  # the server waits 2 s
+    assert result.timed_out and result.error == "llm agent timed out after 0.5s"
+    assert result.duration < 1.5
+
+
+def test_the_scripted_server_runs_as_a_module_and_prints_its_url() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workers.agents.llm.scripted_server", "--script", "fix-add", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+        messages = [{"role": "user", "content": "fix it"}]
+        body = httpx.post(f"{url}/chat/completions", json={"model": "x", "messages": messages}, timeout=5).json()
+        assert "cat calc.py" in body["choices"][0]["message"]["content"]
+        assert body["usage"]["prompt_tokens"] > 0
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=5) == 0

@@ -19,7 +19,6 @@ from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command, write_sam
 SCRIPTED = list(scripted_command("")[:-1])
 
 
-
 @dataclass
 class Fleet:
     """One FLEET_HOME, database and broker; `fleet(...)` runs the CLI as a user would."""

@@ -24,8 +24,16 @@ def processes_with(marker: str) -> list[str]:
 def test_cancel_during_an_agent_run_stops_it_and_retry_starts_again(fleet: Fleet) -> None:
     fleet.sample_repo()
     marker = f"sleep-{fleet.tmp.name}"
-    [ticket] = fleet.submit("--repo", "calc", "--title", "add", "--body", "tests/test_calc.py::test_add",
-                            "--agent-cmd", scripted("sleep", "60", marker))
+    [ticket] = fleet.submit(
+        "--repo",
+        "calc",
+        "--title",
+        "add",
+        "--body",
+        "tests/test_calc.py::test_add",
+        "--agent-cmd",
+        scripted("sleep", "60", marker),
+    )
     worker = fleet.popen("up", "--until-idle", "--concurrency", "2")
     try:
         wait_for(lambda: processes_with(marker) != [], timeout=60)

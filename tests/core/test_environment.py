@@ -42,15 +42,42 @@ def test_setup_installs_what_the_tests_need_and_a_failing_setup_is_an_error(embe
     fleet = embedded
     repo, setup = repo_needing_setup(fleet)
     fleet.run("repo", "add", "dep", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup)
-    fleet.run("repo", "add", "broken", str(repo), "--test-cmd", SAMPLE_TEST_CMD,
-              "--setup-cmd", "echo resolving; echo 'no matching distribution for fleetdep' >&2; exit 3")
+    fleet.run(
+        "repo",
+        "add",
+        "broken",
+        str(repo),
+        "--test-cmd",
+        SAMPLE_TEST_CMD,
+        "--setup-cmd",
+        "echo resolving; echo 'no matching distribution for fleetdep' >&2; exit 3",
+    )
     poison = "mkdir -p .deps/fleetdep && echo 'ANSWER = 42' > .deps/fleetdep/__init__.py"
-    [good] = fleet.submit("--repo", "dep", "--title", "add", "--body", "tests/test_calc.py::test_add",
-                          "--agent-cmd", scripted("fix-add"))
-    [broken] = fleet.submit("--repo", "broken", "--title", "add", "--body", "tests/test_calc.py::test_add",
-                            "--agent-cmd", scripted("fix-add"))
-    [poisoner] = fleet.submit("--repo", "dep", "--title", "mul", "--body", "tests/test_calc.py::test_mul",
-                              "--agent-cmd", f"sh -c {shlex.quote(poison)}", "--attempts", "1")
+    [good] = fleet.submit(
+        "--repo", "dep", "--title", "add", "--body", "tests/test_calc.py::test_add", "--agent-cmd", scripted("fix-add")
+    )
+    [broken] = fleet.submit(
+        "--repo",
+        "broken",
+        "--title",
+        "add",
+        "--body",
+        "tests/test_calc.py::test_add",
+        "--agent-cmd",
+        scripted("fix-add"),
+    )
+    [poisoner] = fleet.submit(
+        "--repo",
+        "dep",
+        "--title",
+        "mul",
+        "--body",
+        "tests/test_calc.py::test_mul",
+        "--agent-cmd",
+        f"sh -c {shlex.quote(poison)}",
+        "--attempts",
+        "1",
+    )
     fleet.up()
     shown = fleet.json("show", str(good["id"]))
     assert shown["status"] == "needs_review"
@@ -73,8 +100,16 @@ def test_two_attempts_at_once_get_disjoint_port_ranges(embedded: Fleet) -> None:
     record.mkdir()
     agent = f"echo $FLEET_PORT_BASE $FLEET_PORT_COUNT > {record}/$FLEET_TICKET_ID; sleep 1; " + scripted("fix-add")
     for n in range(3):
-        fleet.submit("--repo", "calc", "--title", f"add {n}", "--body", "tests/test_calc.py::test_add",
-                     "--agent-cmd", f"sh -c {shlex.quote(agent)}")
+        fleet.submit(
+            "--repo",
+            "calc",
+            "--title",
+            f"add {n}",
+            "--body",
+            "tests/test_calc.py::test_add",
+            "--agent-cmd",
+            f"sh -c {shlex.quote(agent)}",
+        )
     fleet.up(concurrency=3)
     blocks = [tuple(map(int, f.read_text().split())) for f in sorted(record.iterdir())]
     assert len(blocks) == 3
@@ -92,8 +127,16 @@ def test_a_copied_env_file_never_reaches_the_diff_or_the_transcript(embedded: Fl
     write_sample_repo(repo)
     fleet.run("repo", "add", "shop", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--copy-file", f"{env_file}:.env")
     agent = "cat .env; echo EXTRA=1 >> .env; " + scripted("fix-add")
-    [ticket] = fleet.submit("--repo", "shop", "--title", "add", "--body", "tests/test_calc.py::test_add",
-                            "--agent-cmd", f"sh -c {shlex.quote(agent)}")
+    [ticket] = fleet.submit(
+        "--repo",
+        "shop",
+        "--title",
+        "add",
+        "--body",
+        "tests/test_calc.py::test_add",
+        "--agent-cmd",
+        f"sh -c {shlex.quote(agent)}",
+    )
     fleet.up()
     [review] = fleet.json("review", "show", str(ticket["id"]))["candidates"]
     assert ".env" not in review["diff"] and secret not in review["diff"]
@@ -102,8 +145,10 @@ def test_a_copied_env_file_never_reaches_the_diff_or_the_transcript(embedded: Fl
     assert secret not in fleet.run("show", str(ticket["id"]), "--json").stdout
 
 
-NODE_TEST_CMD = ("node --test --test-reporter=junit --test-reporter-destination=\"$FLEET_JUNIT_XML\" "
-                 "--test-reporter=spec --test-reporter-destination=stdout")
+NODE_TEST_CMD = (
+    'node --test --test-reporter=junit --test-reporter-destination="$FLEET_JUNIT_XML" '
+    "--test-reporter=spec --test-reporter-destination=stdout"
+)
 
 
 def test_a_node_repository_is_verified_test_by_test(embedded: Fleet) -> None:
@@ -129,11 +174,22 @@ def test_a_node_repository_is_verified_test_by_test(embedded: Fleet) -> None:
     fleet.run("repo", "add", "js", str(repo), "--test-cmd", NODE_TEST_CMD)
     fix = "sed -i 's/a - b/a + b/' calc.js"
     [ticket] = fleet.submit("--repo", "js", "--title", "add subtracts", "--agent-cmd", f"sh -c {shlex.quote(fix)}")
-    [wrong] = fleet.submit("--repo", "js", "--title", "add subtracts", "--attempts", "1",
-                           "--agent-cmd", "sh -c \"sed -i 's/-a;/a;/' calc.js\"")
+    [wrong] = fleet.submit(
+        "--repo",
+        "js",
+        "--title",
+        "add subtracts",
+        "--attempts",
+        "1",
+        "--agent-cmd",
+        "sh -c \"sed -i 's/-a;/a;/' calc.js\"",
+    )
     fleet.up()
     verification = fleet.json("show", str(ticket["id"]))["runs"][0]["attempts"][0]["verification"]
     assert (verification["verdict"], verification["fail_to_pass"], verification["pass_to_pass"]) == (
-        "passed", ["test::add"], 1)
+        "passed",
+        ["test::add"],
+        1,
+    )
     broken = fleet.json("show", str(wrong["id"]))["runs"][0]["attempts"][0]["verification"]
     assert broken["verdict"] == "failed" and broken["broken"] == ["test::neg"]

@@ -11,9 +11,20 @@ from tests.core.test_cancel import processes_with
 def test_one_good_and_two_bad_runs_put_exactly_the_good_diff_in_review(embedded: Fleet) -> None:
     fleet = embedded
     fleet.sample_repo()
-    [ticket] = fleet.submit("--repo", "calc", "--title", "add", "--body", "tests/test_calc.py::test_add",
-                            "--agent-cmd", scripted("by-run", "never", "fix-add", "never"),
-                            "--fanout", "3", "--attempts", "1")
+    [ticket] = fleet.submit(
+        "--repo",
+        "calc",
+        "--title",
+        "add",
+        "--body",
+        "tests/test_calc.py::test_add",
+        "--agent-cmd",
+        scripted("by-run", "never", "fix-add", "never"),
+        "--fanout",
+        "3",
+        "--attempts",
+        "1",
+    )
     fleet.up()
     shown = fleet.json("review", "show", str(ticket["id"]))
     assert [(c["run"], c["verdict"]) for c in shown["candidates"]] == [(1, "passed")]
@@ -27,9 +38,20 @@ def test_one_good_and_two_bad_runs_put_exactly_the_good_diff_in_review(embedded:
 def test_candidates_are_ranked_smaller_diff_first(embedded: Fleet) -> None:
     fleet = embedded
     fleet.sample_repo()
-    [ticket] = fleet.submit("--repo", "calc", "--title", "add", "--body", "tests/test_calc.py::test_add",
-                            "--agent-cmd", scripted("by-run", "fix-add+fix-div", "fix-add"),
-                            "--fanout", "2", "--attempts", "1")
+    [ticket] = fleet.submit(
+        "--repo",
+        "calc",
+        "--title",
+        "add",
+        "--body",
+        "tests/test_calc.py::test_add",
+        "--agent-cmd",
+        scripted("by-run", "fix-add+fix-div", "fix-add"),
+        "--fanout",
+        "2",
+        "--attempts",
+        "1",
+    )
     fleet.up()
     shown = fleet.json("review", "show", str(ticket["id"]))
     assert [c["run"] for c in shown["candidates"]] == [1, 0]
@@ -40,9 +62,22 @@ def test_until_first_stops_the_sibling_runs_at_the_first_pass(embedded: Fleet) -
     fleet = embedded
     fleet.sample_repo()
     marker = f"sleep:60.{abs(hash(fleet.tmp)) % 100000}"
-    [ticket] = fleet.submit("--repo", "calc", "--title", "add", "--body", "tests/test_calc.py::test_add",
-                            "--agent-cmd", scripted("by-run", marker, "fix-add", marker),
-                            "--fanout", "3", "--attempts", "1", "--until", "first")
+    [ticket] = fleet.submit(
+        "--repo",
+        "calc",
+        "--title",
+        "add",
+        "--body",
+        "tests/test_calc.py::test_add",
+        "--agent-cmd",
+        scripted("by-run", marker, "fix-add", marker),
+        "--fanout",
+        "3",
+        "--attempts",
+        "1",
+        "--until",
+        "first",
+    )
     started = time.monotonic()
     fleet.up(concurrency=4)
     assert time.monotonic() - started < 45  # the 60 s siblings did not run out their time

@@ -39,8 +39,16 @@ def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyp
 def test_the_same_attempt_delivered_three_times_runs_once(fleet: Fleet) -> None:
     fleet.sample_repo()
     counter = fleet.tmp / "starts"
-    [ticket] = fleet.submit("--repo", "calc", "--title", "add", "--body", "tests/test_calc.py::test_add",
-                            "--agent-cmd", counting(counter, "fix-add"))
+    [ticket] = fleet.submit(
+        "--repo",
+        "calc",
+        "--title",
+        "add",
+        "--body",
+        "tests/test_calc.py::test_add",
+        "--agent-cmd",
+        counting(counter, "fix-add"),
+    )
     with fleet.db().session() as s:
         [attempt] = queries.open_attempts(s, ticket["id"])
     dispatcher_for(fleet).send([(attempt.id, AttemptStatus.QUEUED)] * 2)  # two more copies of the message
@@ -56,8 +64,16 @@ def test_the_same_attempt_delivered_three_times_runs_once(fleet: Fleet) -> None:
 def test_a_worker_killed_mid_attempt_is_recovered_and_the_ticket_ends_once(fleet: Fleet) -> None:
     fleet.sample_repo()
     counter = fleet.tmp / "starts"
-    [ticket] = fleet.submit("--repo", "calc", "--title", "add", "--body", "tests/test_calc.py::test_add",
-                            "--agent-cmd", counting(counter, "sleep", "3"))
+    [ticket] = fleet.submit(
+        "--repo",
+        "calc",
+        "--title",
+        "add",
+        "--body",
+        "tests/test_calc.py::test_add",
+        "--agent-cmd",
+        counting(counter, "sleep", "3"),
+    )
     first = fleet.popen("up", "--concurrency", "2")
     wait_for(lambda: counter.exists())
     os.killpg(first.pid, signal.SIGKILL)
@@ -73,11 +89,16 @@ def test_a_worker_killed_mid_attempt_is_recovered_and_the_ticket_ends_once(fleet
 
 def test_twenty_tickets_at_concurrency_eight_all_reach_the_right_state(fleet: Fleet) -> None:
     fleet.sample_repo()
-    plan = {"fix-add": "tests/test_calc.py::test_add", "fix-div": "tests/test_calc.py::test_div",
-            "never": "tests/test_calc.py::test_div"}
+    plan = {
+        "fix-add": "tests/test_calc.py::test_add",
+        "fix-div": "tests/test_calc.py::test_div",
+        "never": "tests/test_calc.py::test_div",
+    }
     scripts = ["fix-add", "fix-div", "never", "fix-add", "fix-div"] * 4
-    batch = [{"title": f"ticket {n}", "body": plan[script], "agent_cmd": scripted(script)}
-             for n, script in enumerate(scripts)]
+    batch = [
+        {"title": f"ticket {n}", "body": plan[script], "agent_cmd": scripted(script)}
+        for n, script in enumerate(scripts)
+    ]
     (fleet.tmp / "batch.json").write_text(json.dumps(batch))
     submitted = fleet.submit("--repo", "calc", "--attempts", "1", "--file", "batch.json")
     ids = {t["id"]: script for t, script in zip(submitted, scripts, strict=True)}

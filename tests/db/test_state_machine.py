@@ -16,8 +16,16 @@ from db.status import AttemptStatus, IllegalTransition, TicketStatus, ticket_tra
 def _ticket(db: Database) -> int:
     with db.session() as s:
         repo = queries.add_repo(s, name="r", source="/nowhere", test_cmd="true")
-        ticket = queries.add_ticket(s, ["shell"], repo_id=repo.id, title="t", base_ref="HEAD", base_sha="0" * 40,
-                                    agent="shell", attempt_budget=2)
+        ticket = queries.add_ticket(
+            s,
+            ["shell"],
+            repo_id=repo.id,
+            title="t",
+            base_ref="HEAD",
+            base_sha="0" * 40,
+            agent="shell",
+            attempt_budget=2,
+        )
         return queries.add_attempt(s, ticket.runs[0], "prompt").id
 
 
@@ -91,8 +99,11 @@ def test_renewed_leases_do_not_expire(db: Database) -> None:
         assert queries.expire_leases(s) == []
 
 
-def test_undelivered_returns_waiting_attempts_once_per_interval(db: Database) -> None:
+def test_undelivered_returns_sent_waiting_attempts_once_per_interval(db: Database) -> None:
     attempt_id = _ticket(db)
+    with db.session() as s:
+        assert queries.undelivered(s, 0.0) == []  # never sent: the scheduler's, not the reconciler's
+        queries.mark_dispatched(s, [attempt_id])
     with db.session() as s:
         assert queries.undelivered(s, 0.0) == [(attempt_id, AttemptStatus.QUEUED)]
     with db.session() as s:

@@ -1,4 +1,4 @@
-"""Helpers for the end-to-end verification tests: a Fleet for any fixture scope, and `fleet show` in bulk."""
+"""Helpers for the end-to-end verification tests: a Fleet for any fixture scope, read-only commands in-process."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ def embedded_fleet(tmp: Path) -> Fleet:
     return Fleet(home=tmp / "home", env=env, database_url=f"sqlite:///{tmp / 'home' / 'fleet.db'}", tmp=tmp)
 
 
-def show_many(fleet: Fleet, ticket_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """`fleet show ID --json` for each ticket: the real Typer command, run in this process.
+def read_json(fleet: Fleet, *args: str) -> Any:
+    """`fleet ARGS --json` for a command that only reads: the real Typer command, run in this process.
 
-    Only reads go in-process; every command that changes state runs as its own `fleet` process. Starting
-    the CLI costs over a second of imports, which for a corpus of tickets was a third of the folder's time.
+    Every command that changes state runs as its own `fleet` process; reads run here because each CLI start
+    costs over a second of imports, which for a corpus of tickets was a third of the folder's time.
     """
     from typer.testing import CliRunner
 
@@ -37,12 +37,14 @@ def show_many(fleet: Fleet, ticket_ids: list[int]) -> dict[int, dict[str, Any]]:
 
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FLEET_")}
     env.update(fleet.env)
-    shown = {}
-    for tid in ticket_ids:
-        result = CliRunner().invoke(app, ["show", str(tid), "--json"], env=env, catch_exceptions=False)
-        assert result.exit_code == 0, f"fleet show {tid} exited {result.exit_code}: {result.output}"
-        shown[tid] = json.loads(result.stdout)
-    return shown
+    result = CliRunner().invoke(app, [*args, "--json"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, f"fleet {' '.join(args)} exited {result.exit_code}: {result.output}"
+    return json.loads(result.stdout)
+
+
+def show_many(fleet: Fleet, ticket_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """`fleet show ID --json` for each ticket."""
+    return {tid: read_json(fleet, "show", str(tid)) for tid in ticket_ids}
 
 
 def only_attempt(shown: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import pytest
 
 from db import queries
 from tests.core.conftest import Fleet, scripted
-from tests.e2e_verification.helpers import embedded_fleet, only_attempt, show_many
+from tests.e2e_verification.helpers import embedded_fleet, only_attempt, read_json, show_many
 from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
 
 TARGET = "tests/test_calc.py::test_add"
@@ -148,7 +148,7 @@ def test_the_honest_fix_of_the_same_bug_passes_without_flags(corpus: Corpus) -> 
 
 
 def test_only_the_unflagged_honest_fix_and_the_flagged_known_limit_wait_for_review(corpus: Corpus) -> None:
-    reviewable = {r["id"] for r in corpus.fleet.json("review", "list")}
+    reviewable = {r["id"] for r in read_json(corpus.fleet, "review", "list")}
     calc = {t["id"]: title for title, t in corpus.tickets.items() if t["repo"] == "calc"}
     assert sorted(calc[i] for i in reviewable & set(calc)) == sorted([HONEST, UNDETECTABLE])
     # Known limit: code that is right only while pytest runs passes every test, hidden ones too; the verdict is

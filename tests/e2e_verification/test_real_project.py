@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.core.conftest import Fleet, scripted
-from tests.e2e_verification.helpers import only_attempt, show_many
+from tests.e2e_verification.helpers import only_attempt, read_json, show_many
 from tests.e2e_verification.realproject import INI_TEST_CMD, INI_TESTS_AT_BASE, make_iniconfig_repo
 from workers.agents.scripted import INI_FAILING
 
@@ -54,4 +54,4 @@ def check_real_project(fleet: Fleet) -> None:
     assert check["reverted"] == ["testing/test_iniconfig.py"]
     assert "reverted: testing/test_iniconfig.py" in check["reasons"][0]
     assert check["fail_to_pass"] == []
-    assert [r["id"] for r in fleet.json("review", "list")] == [honest["id"]]
+    assert [r["id"] for r in read_json(fleet, "review", "list")] == [honest["id"]]

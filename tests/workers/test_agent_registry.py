@@ -23,7 +23,7 @@ def test_short_name() -> None:
     options = AgentOptions(command=("true",))
     agent = load_agent("shell", options)
     assert isinstance(agent, ShellAgent) and agent.options is options
-    assert set(AGENTS) == {"shell"}
+    assert set(AGENTS) == {"shell", "claude-code", "codex", "aider", "gemini", "opencode", "mini-swe-agent", "llm"}
 
 
 @pytest.mark.parametrize("path", ["workers.agents.shell:ShellAgent", "workers.agents.shell.ShellAgent"])
@@ -45,7 +45,11 @@ def test_unknown_agents_list_the_known_names(name: str, reason: str) -> None:
     with pytest.raises(UnknownAgent) as caught:
         load_agent(name, AgentOptions())
     message = str(caught.value)
-    assert name in message and "known agents: shell" in message and reason in message
+    assert (
+        name in message
+        and "known agents: aider, claude-code, codex, gemini, llm, mini-swe-agent, opencode, shell" in message
+        and reason in message
+    )
 
 
 def test_environment_is_minimal_plus_allow_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

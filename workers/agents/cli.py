@@ -82,7 +82,7 @@ class CliAgent:
         return [flag, self.options.model] if self.options.model else []
 
     def _to_result(self, result: ProcessResult, usage: Usage, name: str, timeout: float) -> AgentResult:
-        error = usage.error and f"{name} reported an error: {usage.error}"
+        error = f"{name} reported an error: {usage.error}" if usage.error else None
         if result.not_found:
             error = self.not_found_message(name)
         elif result.timed_out:

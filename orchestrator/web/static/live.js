@@ -12,7 +12,10 @@ function replaceKeepingOpen(container, html) {
 
 function refreshFrom(container) {
   return fetch(container.dataset.fragment, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-    .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
+    .then((r) => {
+      if (r.redirected) { window.location.reload(); return Promise.reject(r.status); }  // the session ended
+      return r.ok ? r.text() : Promise.reject(r.status);
+    })
     .then((html) => replaceKeepingOpen(container, html))
     .catch(() => {});
 }

@@ -154,7 +154,7 @@ class _Loop:
 
     def _ask(self) -> Reply:
         try:
-            reply = self.client.complete(self.convo.messages)
+            reply = self.client.complete(self.convo.messages, self.deadline)
         except ModelServerError as exc:
             self._check_clock()  # a cancel or the deadline during the retries is the real cause
             raise Stop(f"llm agent: {exc}") from None

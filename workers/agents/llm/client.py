@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,25 +53,31 @@ class ChatClient:
     def close(self) -> None:
         self.http.close()
 
-    def complete(self, messages: list[dict[str, str]]) -> Reply:
-        """One chat completion; raises ModelServerError naming the cause once the retries are spent."""
+    def complete(self, messages: list[dict[str, str]], deadline: float | None = None) -> Reply:
+        """One chat completion; raises ModelServerError naming the cause once the retries are spent.
+
+        deadline (time.monotonic()) shortens the request time-out so a slow server cannot outlast the attempt.
+        """
         payload = {"model": self.config.model, "messages": messages, "temperature": self.config.temperature}
         attempts = self.config.retries + 1
         for attempt in range(1, attempts + 1):
+            timeout = self.config.request_timeout
+            if deadline is not None:
+                timeout = max(0.1, min(timeout, deadline - time.monotonic()))
             try:
-                return self._post(payload)
+                return self._post(payload, timeout)
             except _Retryable as exc:
                 if attempt == attempts or self.cancelled.wait(self.config.backoff_seconds * 2 ** (attempt - 1)):
                     raise ModelServerError(self.url, str(exc), attempt) from None
         raise AssertionError("unreachable")
 
-    def _post(self, payload: dict[str, Any]) -> Reply:
+    def _post(self, payload: dict[str, Any], timeout: float) -> Reply:
         try:
-            response = self.http.post(self.url, json=payload)
+            response = self.http.post(self.url, json=payload, timeout=timeout)
         except httpx.ConnectError as exc:
             raise _Retryable(f"unreachable ({exc})") from None
         except httpx.TimeoutException:
-            raise _Retryable(f"no answer within {self.config.request_timeout:g}s") from None
+            raise _Retryable(f"no answer within {timeout:g}s") from None
         except httpx.HTTPError as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from None
         if response.status_code in RETRY_STATUS:
