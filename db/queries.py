@@ -277,16 +277,21 @@ def scheduling_lock(s: Session) -> None:
         s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULER_LOCK})
 
 
-def pending(s: Session, limit: int) -> list[Pending]:
-    """Queued attempts not yet sent, highest priority first, oldest first."""
-    query = (
-        select(Attempt.id, Ticket.priority, Ticket.repo_id, Run.agent)
+def pending(s: Session, per_repo: int) -> list[Pending]:
+    """Queued attempts not yet sent: each repository's first `per_repo` by priority and age.
+
+    Per repository, so a backlog of thousands in one repository never hides another's few.
+    """
+    rank = func.row_number().over(partition_by=Ticket.repo_id, order_by=(Ticket.priority.desc(), Attempt.id))
+    ranked = (
+        select(Attempt.id, Ticket.priority, Ticket.repo_id, Run.agent, rank.label("rank"))
+        .select_from(Attempt)
         .join(Run, Run.id == Attempt.run_id)
         .join(Ticket, Ticket.id == Attempt.ticket_id)
         .where(Attempt.status == AttemptStatus.QUEUED.value, Attempt.dispatched_at.is_(None))
-        .order_by(Ticket.priority.desc(), Attempt.id)
-        .limit(limit)
+        .subquery()
     )
+    query = select(ranked.c.id, ranked.c.priority, ranked.c.repo_id, ranked.c.agent).where(ranked.c.rank <= per_repo)
     return [Pending(*row) for row in s.execute(query).all()]
 
 

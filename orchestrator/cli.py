@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -84,6 +85,15 @@ class Context:
         return self._dispatcher
 
 
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown_verbatim(text: str) -> str:
+    """Text as stored, ending in a newline; control characters show escaped, so an agent cannot drive the terminal."""
+    text = CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", text.replace("\r\n", "\n"))
+    return text if text.endswith("\n") else text + "\n"
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -105,6 +115,7 @@ def repo_add(
     copy_file: Annotated[
         list[str] | None, typer.Option(help="SRC:DEST, a file copied into every checkout, never diffed.")
     ] = None,
+    max_concurrency: Annotated[int, typer.Option(help="At most this many attempts of this repo at once.")] = 0,
 ) -> None:
     """Register a git repository and how to test it."""
     ctx = Context()
@@ -118,6 +129,7 @@ def repo_add(
         agent=agent,
         allow_test_edits=allow_test_edits,
         copy_files=copy_file or [],
+        max_concurrency=max_concurrency,
     )
     repo = register_repo(ctx.db, spec)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)
@@ -155,6 +167,11 @@ def submit(
     priority: Annotated[int, typer.Option()] = 0,
     timeout: Annotated[float, typer.Option(help="Agent time limit in seconds per attempt.")] = 0.0,
     until: Annotated[str, typer.Option(help="With several runs: 'first' stops the others at the first pass.")] = "all",
+    model: Annotated[str, typer.Option(help="The model the agent should use.")] = "",
+    agent_arg: Annotated[list[str] | None, typer.Option(help="An extra argument for the agent (repeatable).")] = None,
+    agent_env: Annotated[
+        list[str] | None, typer.Option(help="An environment variable the agent may see (repeatable).")
+    ] = None,
     file: Annotated[Path | None, typer.Option(help="A YAML or JSON list of tickets.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -171,6 +188,9 @@ def submit(
         priority=priority,
         timeout=timeout or None,
         until=until,
+        model=model,
+        agent_args=list(agent_arg or []),
+        agent_env=list(agent_env or []),
     )
     if file is not None:
         specs = load_specs(file, {k: v for k, v in fields.items() if v not in ("", [], None)} | {"title": title})
@@ -241,7 +261,8 @@ def logs(attempt: int) -> None:
             parts += [("verification", "\n".join(a.verification.reasons) + "\n\n" + a.verification.output)]
     for name, text in parts:
         out.rule(name)
-        out.print(text, markup=False)
+        # Not through rich: it expands tabs and drops some characters, and this text must read as stored.
+        sys.stdout.write(shown_verbatim(text))
 
 
 @app.command()

@@ -26,6 +26,7 @@ TOML_TYPES: dict[str, type | tuple[type, ...]] = {
     "allow_test_edits": bool,
     "test_timeout": (int, float),
     "copy_files": list,
+    "max_concurrency": int,
 }
 TOML_KEYS = set(TOML_TYPES)
 
@@ -41,6 +42,7 @@ class RepoSpec:
     agent: str = ""
     allow_test_edits: bool = False
     copy_files: list[str] = field(default_factory=list)
+    max_concurrency: int = 0
 
 
 def read_fleet_toml(repo: Path) -> dict[str, Any]:
@@ -101,6 +103,11 @@ def _settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
         settings["allow_test_edits"] = True
     if "test_timeout" in toml:
         settings["test_timeout"] = float(toml["test_timeout"])
+    limit = spec.max_concurrency or toml.get("max_concurrency", 0)
+    if limit < 0:
+        raise FleetError("--max-concurrency must be 0 (no limit) or more")
+    if limit:
+        settings["max_concurrency"] = int(limit)
     copies = [_copy_pair(item) for item in spec.copy_files or toml.get("copy_files", [])]
     if copies:
         settings["copy_files"] = copies

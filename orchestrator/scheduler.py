@@ -30,7 +30,7 @@ def pick(
 ) -> list[int]:
     """Choose up to `free` attempts: highest priority first; among equals, the repo with least running work."""
     by_repo: dict[int, deque[queries.Pending]] = defaultdict(deque)
-    for p in waiting:
+    for p in sorted(waiting, key=lambda p: (-p.priority, p.attempt_id)):
         by_repo[p.repo_id].append(p)
     per_repo = Counter(repo for repo, _ in running.elements())
     per_agent = Counter(agent for _, agent in running.elements())
@@ -61,7 +61,7 @@ def schedule(db: Database, dispatcher: Dispatcher, settings: Settings) -> int:
         free = capacity - sum(running.values())
         if free <= 0:
             return 0
-        waiting = queries.pending(s, limit=free * LOOKAHEAD)
+        waiting = queries.pending(s, per_repo=free * LOOKAHEAD)
         chosen = pick(waiting, free, running, queries.repo_limits(s), settings.agent_limits)
         queries.mark_dispatched(s, chosen)
     return dispatcher.send([(attempt_id, AttemptStatus.QUEUED) for attempt_id in chosen])

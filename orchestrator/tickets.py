@@ -44,6 +44,9 @@ class TicketSpec:
     priority: int = 0
     timeout: float | None = None
     until: str = "all"
+    model: str = ""
+    agent_args: list[str] = field(default_factory=list)
+    agent_env: list[str] = field(default_factory=list)
 
 
 def parse_agent_cmd(command: str, cwd: Path) -> list[str]:
@@ -124,6 +127,12 @@ def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str) -> Ticke
         options["command"] = parse_agent_cmd(spec.agent_cmd, cwd)
     if spec.timeout:
         options["timeout"] = spec.timeout
+    if spec.model:
+        options["model"] = spec.model
+    if spec.agent_args:
+        options["extra_args"] = list(spec.agent_args)
+    if spec.agent_env:
+        options["env"] = list(spec.agent_env)
     ticket = queries.add_ticket(
         s,
         _run_agents(spec, repo.default_agent),

@@ -15,6 +15,11 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
         "skips or xfails tests",
     ),
     (re.compile(r"pytest_runtest_makereport|pytest_collection_modifyitems|TestReport"), "hooks pytest's reporting"),
+    (
+        re.compile(r"FLEET_JUNIT_XML|FLEET_REPORT_DIR|PYTEST_ADDOPTS|junitxml|LogXML"),
+        "reaches for the test report or pytest's options",
+    ),
+    (re.compile(r"\batexit\.register\b|\bsys\.exitfunc\b"), "registers a hook that runs when the process exits"),
 )
 # Code under test has no reason to reach into the test runner; test files may (and are reverted anyway).
 _RUNNER_IMPORT = re.compile(

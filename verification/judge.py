@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from db.status import Verdict
 from verification.report import Outcome, TestResult
-from verification.runner import TestRun
+from verification.runner import TestRun, pytest_summary
 
 NO_REPORT = "no test report was written; the run cannot be trusted"
 NOTHING_TO_VERIFY = "nothing to verify: no test failed at the base and the diff adds no test"
@@ -36,6 +36,9 @@ def judge(
     early = _run_problem(baseline, candidate, targets)
     if early is not None:
         return early
+    forged = [reason for run in (candidate, rerun) if run is not None and (reason := report_disagrees(run))]
+    if forged:
+        return verdict_only(Verdict.GAMED, forged[0])
     return _compare(baseline, candidate, list(targets) or baseline.failures, rerun)
 
 
@@ -58,6 +61,27 @@ def _run_problem(baseline: TestRun, candidate: TestRun, targets: Sequence[str]) 
     if candidate.expects_report or baseline.expects_report:
         return verdict_only(Verdict.ERROR, NO_REPORT, *_report_error(candidate))
     return _by_exit_code(baseline, candidate, targets)
+
+
+def report_disagrees(run: TestRun) -> str | None:
+    """Why run's report cannot be pytest's own: it lists more passes than the summary pytest printed.
+
+    Code under test runs inside pytest and can rewrite the report (an atexit hook, then os._exit(0)), but it
+    cannot take back the summary line pytest already wrote to the output. The report never legitimately has
+    more passes: it merges a test's phases into its worst outcome, while the summary counts each.
+    """
+    summary = pytest_summary(run.output) if run.report_found else None
+    if summary is None:
+        return None
+    line, counts = summary
+    printed = sum(n for word, n in counts.items() if word.endswith("passed"))  # passed, xpassed, subtests passed
+    reported = sum(1 for result in run.results.values() if result.ok)
+    if reported <= printed:
+        return None
+    return (
+        f"the test report lists {reported} passed tests but pytest's own summary says {line!r}: "
+        "the report was changed after pytest wrote it"
+    )
 
 
 def _report_vanished(candidate: TestRun) -> Judgement:

@@ -193,6 +193,23 @@ def first_word(command: str) -> str:
     return words[0] if words else command
 
 
+# pytest's last line: `3 failed, 1 passed, 2 warnings in 0.10s` (with `=` rules unless -q; maybe `(0:01:02)`).
+_SUMMARY_LINE = re.compile(r"^=*\s*(\d+ [a-z ]+(?:, \d+ [a-z ]+)*) in [\d.]+s\b[^=\n]*=*\s*$", re.MULTILINE)
+
+
+def pytest_summary(output: str) -> tuple[str, dict[str, int]] | None:
+    """pytest's final summary line in output (the last one) and its counts by word; None when there is none."""
+    found = list(_SUMMARY_LINE.finditer(output))
+    if not found:
+        return None
+    last = found[-1]
+    counts: dict[str, int] = {}
+    for part in last.group(1).split(", "):
+        number, word = part.split(" ", 1)
+        counts[word.strip()] = counts.get(word.strip(), 0) + int(number)
+    return last.group(0).strip(" =\n"), counts
+
+
 def looks_like_pytest(command: str, output: str) -> bool:
     """True when the command names pytest or its output has pytest's header or summary line."""
     return "pytest" in command or bool(_PYTEST_OUTPUT.search(output))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,7 +28,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"
 
 
 class TicketIn(BaseModel):
-    """A ticket to queue; the same fields as `fleet submit`. agent_cmd needs the admin role."""
+    """A ticket to queue; the same fields as `fleet submit`. agent_cmd, agent_args and agent_env need the admin role."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -43,6 +43,10 @@ class TicketIn(BaseModel):
     targets: list[Annotated[str, Field(max_length=500)]] = Field(default_factory=list, max_length=200)
     priority: int = Field(default=0, ge=-1000, le=1000)
     timeout: float | None = Field(default=None, gt=0, le=86400)
+    until: Literal["first", "all"] = "all"
+    model: str = Field(default="", max_length=200)
+    agent_args: list[Annotated[str, Field(max_length=1000)]] = Field(default_factory=list, max_length=100)
+    agent_env: list[Annotated[str, Field(max_length=4000)]] = Field(default_factory=list, max_length=100)
 
 
 class RejectIn(BaseModel):
@@ -197,12 +201,14 @@ def list_repos(state: State, _: Viewer) -> list[dict[str, Any]]:
 
 @router.post("/tickets", status_code=201)
 def submit(ticket: TicketIn, state: State, principal: Submitter) -> dict[str, Any]:
-    """Queue a ticket. A custom agent command runs on the workers, so only admins may set agent_cmd."""
-    if ticket.agent_cmd and not principal.can(Role.ADMIN):
-        raise Forbidden("agent_cmd runs a command on the workers; it needs the admin role")
+    """Queue a ticket. A custom agent command, arguments or environment run on the workers: admins only."""
+    if (ticket.agent_cmd or ticket.agent_args or ticket.agent_env) and not principal.can(Role.ADMIN):
+        raise Forbidden("agent_cmd, agent_args and agent_env choose what runs on the workers; they need the admin role")
     spec = TicketSpec(**ticket.model_dump())
     try:
-        [created] = submit_tickets(state.db, state.dispatcher, [spec], state.settings.home.resolve(), principal.name)
+        [created] = submit_tickets(
+            state.db, state.dispatcher, state.settings, [spec], state.settings.home.resolve(), principal.name
+        )
     except FleetError as exc:  # bad input (unknown repo or base ref, bad agent command), not a state conflict
         raise HTTPException(400, str(exc)) from None
     with state.db.session() as s:
@@ -219,7 +225,7 @@ def cancel(ticket_id: int, state: State, principal: Submitter) -> dict[str, Any]
 @router.post("/tickets/{ticket_id}/retry")
 def retry(ticket_id: int, state: State, principal: Submitter) -> dict[str, Any]:
     may_change(principal, ticket_owner(state, ticket_id))
-    attempts = reviews.retry(state.db, state.dispatcher, ticket_id, principal.name)
+    attempts = reviews.retry(state.db, state.dispatcher, state.settings, ticket_id, principal.name)
     return {"id": ticket_id, "status": TicketStatus.QUEUED.value, "attempts": attempts}
 
 
@@ -233,7 +239,7 @@ def approve(ticket_id: int, state: State, principal: Reviewer) -> dict[str, Any]
 @router.post("/tickets/{ticket_id}/reject")
 def reject(ticket_id: int, body: RejectIn, state: State, principal: Reviewer) -> dict[str, Any]:
     """Reject the best diff; with feedback the agent gets a new attempt with those words."""
-    new = reviews.reject(state.db, state.dispatcher, ticket_id, principal.name, body.feedback)
+    new = reviews.reject(state.db, state.dispatcher, state.settings, ticket_id, principal.name, body.feedback)
     status = TicketStatus.QUEUED if new else TicketStatus.REJECTED
     return {"id": ticket_id, "status": status.value, "attempt": new}
 

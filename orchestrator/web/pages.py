@@ -195,7 +195,7 @@ def cancel_form(ticket_id: int, state: State, principal: Submitter, csrf: CsrfFi
 def retry_form(ticket_id: int, state: State, principal: Submitter, csrf: CsrfField = "") -> Response:
     check_csrf(state, principal, csrf)
     may_change(principal, ticket_owner(state, ticket_id))
-    reviews.retry(state.db, state.dispatcher, ticket_id, principal.name)
+    reviews.retry(state.db, state.dispatcher, state.settings, ticket_id, principal.name)
     return back(f"/tickets/{ticket_id}", "retried")
 
 
@@ -215,7 +215,7 @@ def reject_form(
     feedback: Annotated[str, Form(max_length=50_000)] = "",
 ) -> Response:
     check_csrf(state, principal, csrf)
-    new = reviews.reject(state.db, state.dispatcher, ticket_id, principal.name, feedback)
+    new = reviews.reject(state.db, state.dispatcher, state.settings, ticket_id, principal.name, feedback)
     return back(f"/tickets/{ticket_id}", "rejected_retry" if new else "rejected")
 
 

@@ -92,7 +92,7 @@ def add_sample_repo(fleet: Fleet, app: Any) -> Path:
 def queue(app: Any, *specs: TicketSpec) -> list[int]:
     """Submit as the CLI does (same function, same actor), without paying for a process per ticket."""
     state = app.state.fleet
-    return [t.id for t in submit(state.db, state.dispatcher, list(specs), state.settings.home, OWNER)]
+    return [t.id for t in submit(state.db, state.dispatcher, state.settings, list(specs), state.settings.home, OWNER)]
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +102,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
 
     fleet = make_fleet(tmp_path_factory.mktemp("web"))
     settings = settings_for(fleet)
-    app = create_app(settings, sse_seconds=1.5, poll_seconds=0.1)
+    app = create_app(settings, sse_seconds=0.8, poll_seconds=0.1)
     add_sample_repo(fleet, app)
     body = "tests/test_calc.py::test_add fails"
     review_ids = queue(app, *(scripted_spec(f"add() subtracts ({name})", "fix-add", body) for name in "ABCD"))

@@ -191,6 +191,9 @@ def test_submit(web: Web) -> None:
     command = {"repo": "calc", "title": "custom command", "agent_cmd": "true"}
     assert client.post("/api/tickets", json=command, headers=web.headers("reviewer")).status_code == 403
     assert client.post("/api/tickets", json=command, headers=web.headers("admin")).status_code == 201
+    for risky in ({"agent_args": ["--yolo"]}, {"agent_env": ["PATH=/tmp"]}):
+        body = {"repo": "calc", "title": "risky"} | risky
+        assert client.post("/api/tickets", json=body, headers=web.headers("reviewer")).status_code == 403
 
 
 @pytest.mark.parametrize(
@@ -201,6 +204,7 @@ def test_submit(web: Web) -> None:
         ({"repo": "calc", "title": ""}, 422),
         ({"repo": "calc", "title": "x", "attempts": 0}, 422),
         ({"repo": "calc", "title": "x", "surprise": 1}, 422),
+        ({"repo": "calc", "title": "x", "until": "sometime"}, 422),
         ({"repo": "calc", "title": "x", "agents": ["no-such-agent"]}, 400),
         ([1, 2, 3], 422),
     ],
