@@ -15,10 +15,17 @@ from db.status import LEASED_ATTEMPT, TicketStatus
 
 
 def find_tickets(
-    s: Session, status: str | None = None, repo: str | None = None, agent: str | None = None, limit: int = 200
+    s: Session,
+    status: str | None = None,
+    repo: str | None = None,
+    agent: str | None = None,
+    limit: int = 200,
+    with_runs: bool = False,
 ) -> Sequence[Ticket]:
     """Tickets newest first; agent matches one of the ticket's comma-separated agents."""
     query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+    if with_runs:
+        query = query.options(selectinload(Ticket.runs).selectinload(Run.attempts).selectinload(Attempt.verification))
     if status:
         query = query.where(Ticket.status == status)
     if repo:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from db import queries
 from db.engine import Database
@@ -94,6 +95,11 @@ def shown_verbatim(text: str) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
+def plain(*values: Any) -> list[Text]:
+    """Table cells that show user text as it is: a title with [brackets] is not rich markup."""
+    return [Text(str(value)) for value in values]
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -145,7 +151,7 @@ def repo_list(as_json: JsonFlag = False) -> None:
         return print_json(repos)
     table = Table("name", "source", "test command", "agent")
     for r in repos:
-        table.add_row(r["name"], r["source"], r["test_cmd"], r["default_agent"])
+        table.add_row(*plain(r["name"], r["source"], r["test_cmd"], r["default_agent"]))
     out.print(table)
 
 
@@ -210,7 +216,7 @@ def submit(
 def ticket_table(tickets: list[dict[str, Any]]) -> Table:
     table = Table("id", "repo", "status", "agent", "title", "reason")
     for t in tickets:
-        table.add_row(str(t["id"]), t["repo"], t["status"], t["agent"], t["title"][:60], t["reason"][:60])
+        table.add_row(*plain(t["id"], t["repo"], t["status"], t["agent"], t["title"][:60], t["reason"][:60]))
     return table
 
 
@@ -352,7 +358,7 @@ def review_list(as_json: JsonFlag = False) -> None:
         return print_json(rows)
     table = Table("ticket", "repo", "title", "candidates", "best diff")
     for r in rows:
-        table.add_row(str(r["id"]), r["repo"], r["title"][:60], str(r["candidates"]), r["diff_stat"])
+        table.add_row(*plain(r["id"], r["repo"], r["title"][:60], r["candidates"], r["diff_stat"]))
     out.print(table)
 
 
@@ -438,7 +444,7 @@ def stats(
             r["cost_per_verified_usd"],
             r["median_seconds_to_verified"],
         ]
-        table.add_row(*("-" if c is None else str(c) for c in cells))
+        table.add_row(*plain(*("-" if c is None else c for c in cells)))
     out.print(table)
 
 

@@ -2,29 +2,70 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from db import queries
 from orchestrator import review, views
 from orchestrator.repos import RepoSpec, register_repo
 from orchestrator.tickets import TicketSpec, submit
+from workers.agents.llm.scripted_server import ScriptedModelServer
 from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command, write_sample_repo
 
+
+@dataclass(frozen=True)
+class DemoTicket:
+    title: str
+    body: str
+    agent: str
+    script: str
+    behaviour: str
+
+
 DEMO_TICKETS = (
-    ("add() subtracts", "tests/test_calc.py::test_add fails: add(2, 3) returns -1.", "fix-add", "right at once"),
-    (
-        "mul() is off by one",
-        "tests/test_calc.py::test_mul fails.",
-        "needs-feedback",
-        "right only after reading the feedback on its first attempt",
+    DemoTicket(
+        "add() subtracts",
+        "tests/test_calc.py::test_add fails: add(2, 3) returns -1.",
+        "shell",
+        "fix-add",
+        "a scripted program, right at once",
     ),
-    ("div() truncates", "tests/test_calc.py::test_div fails: div(7, 2) must be 3.5.", "never", "never manages"),
+    DemoTicket(
+        "mul() is off by one [script:needs-feedback]",
+        "tests/test_calc.py::test_mul fails.",
+        "llm",
+        "needs-feedback",
+        "a scripted model over HTTP, right only after reading Fleet's feedback",
+    ),
+    DemoTicket(
+        "add() subtracts, fix it fast [script:game-tests]",
+        "tests/test_calc.py::test_add fails.",
+        "llm",
+        "game-tests",
+        "a scripted model that edits the test instead of the code, and is caught",
+    ),
+    DemoTicket(
+        "div() truncates",
+        "tests/test_calc.py::test_div fails: div(7, 2) must be 3.5.",
+        "shell",
+        "never",
+        "a scripted program that never manages",
+    ),
 )
+
+
+def _spec(repo: str, ticket: DemoTicket) -> TicketSpec:
+    if ticket.agent == "llm":
+        return TicketSpec(repo=repo, title=ticket.title, body=ticket.body, agents=["llm"], attempts=2)
+    command = shlex.join(scripted_command(ticket.script))
+    return TicketSpec(repo=repo, title=ticket.title, body=ticket.body, agent_cmd=command, attempts=2)
 
 
 def _fresh_repo(ctx: Any) -> str:
@@ -40,29 +81,35 @@ def run_demo(ctx: Any, concurrency: int, out: Console) -> None:
     from workers.serve import serve
 
     out.print(
-        "[bold]Fleet demo[/bold] — the agents here are scripted programs, not AI models: "
-        "each edits the sample repository the same way every time, so you can watch Fleet's loop."
+        "[bold]Fleet demo[/bold] — no AI model is involved: the 'shell' agents are scripted programs and the "
+        "'llm' agents talk over real HTTP to a scripted model server on 127.0.0.1, so every run is the same. "
+        "To use a real model: FLEET_LLM_BASE_URL, FLEET_LLM_MODEL and FLEET_LLM_API_KEY, then --agent llm."
     )
     repo = _fresh_repo(ctx)
-    specs = [
-        TicketSpec(repo=repo, title=title, body=body, agent_cmd=shlex.join(scripted_command(script)), attempts=2)
-        for title, body, script, _ in DEMO_TICKETS
-    ]
-    tickets = submit(ctx.db, ctx.dispatcher, ctx.settings, specs, ctx.settings.home, "demo")
-    for ticket, (_, _, script, behaviour) in zip(tickets, DEMO_TICKETS, strict=True):
-        out.print(f"  ticket {ticket.id}: {ticket.title!r} — scripted agent '{script}' ({behaviour})", markup=False)
-    out.print(f"Running {concurrency} embedded worker slots until the queue is empty...")
-    serve(ctx.settings, ctx.db, concurrency, until_idle=True)
+    server = ScriptedModelServer()
+    os.environ.update(FLEET_LLM_BASE_URL=server.start(), FLEET_LLM_MODEL="scripted")
+    try:
+        tickets = submit(
+            ctx.db, ctx.dispatcher, ctx.settings, [_spec(repo, t) for t in DEMO_TICKETS], ctx.settings.home, "demo"
+        )
+        for ticket, demo in zip(tickets, DEMO_TICKETS, strict=True):
+            out.print(f"  ticket {ticket.id} ({demo.agent}): {demo.title!r} — {demo.behaviour}", markup=False)
+        out.print(f"Running {concurrency} embedded worker slots until the queue is empty...")
+        serve(ctx.settings, ctx.db, concurrency, until_idle=True)
+    finally:
+        server.stop()
     _report(ctx, [t.id for t in tickets], out)
 
 
 def _report(ctx: Any, ticket_ids: list[int], out: Console) -> None:
-    table = Table("ticket", "title", "status", "attempts (verdicts)")
+    table = Table("ticket", "title", "status", "attempts (verdicts)", "why")
     with ctx.db.session() as s:
         trees = [queries.load_ticket_tree(s, tid) for tid in ticket_ids]
         for t in trees:
             verdicts = [a.verification.verdict if a.verification else a.status for r in t.runs for a in r.attempts]
-            table.add_row(str(t.id), t.title, t.status, " → ".join(verdicts))
+            table.add_row(
+                *(Text(v) for v in (str(t.id), t.title, t.status, " → ".join(verdicts), t.status_reason[:80]))
+            )
         out.print(table)
         waiting = [t for t in trees if review.candidates(t)]
         out.print(f"What a reviewer sees ({len(waiting)} verified diffs; failing tickets are never listed):")

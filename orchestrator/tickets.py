@@ -174,9 +174,9 @@ def submit(
 
 
 SPEC_KEYS = {f for f in TicketSpec.__dataclass_fields__}
-TEXT_FIELDS = ("repo", "title", "body", "base", "agent_cmd", "until")
+TEXT_FIELDS = ("repo", "title", "body", "base", "agent_cmd", "until", "model")
 INT_FIELDS = ("attempts", "fanout", "priority")
-LIST_FIELDS = ("agents", "targets")
+LIST_FIELDS = ("agents", "targets", "agent_args", "agent_env")
 
 
 def _parse(path: Path) -> Any:

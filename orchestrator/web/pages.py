@@ -143,10 +143,10 @@ def tickets_page(
 ) -> Response:
     statuses = [s.value for s in TicketStatus]
     with state.db.session() as s:
-        rows = [
-            views.ticket_view(t)
-            for t in dashboard.find_tickets(s, status if status in statuses else None, repo or None, agent or None)
-        ]
+        found = dashboard.find_tickets(
+            s, status if status in statuses else None, repo or None, agent or None, with_runs=True
+        )
+        rows = [views.ticket_view(t, with_runs=True) for t in found]
         repos = [r.name for r in queries.list_repos(s)]
     filters = {"status": status, "repo": repo, "agent": agent}
     return page(request, "tickets.html", principal, tickets=rows, statuses=statuses, repos=repos, filters=filters)

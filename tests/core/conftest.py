@@ -95,7 +95,7 @@ def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Fleet:
         FLEET_HOME=str(tmp_path / "home"),
         FLEET_DATABASE_URL=database_url,
         FLEET_BROKER_URL=broker,
-        FLEET_LEASE_SECONDS="3",
+        FLEET_LEASE_SECONDS="20",
         FLEET_HEARTBEAT_SECONDS="1",
         FLEET_RECONCILE_SECONDS="1",
         FLEET_KILL_GRACE_SECONDS="1",
@@ -110,7 +110,7 @@ def embedded(tmp_path: Path, request: pytest.FixtureRequest) -> Fleet:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
     env.update(
         FLEET_HOME=str(tmp_path / "home"),
-        FLEET_LEASE_SECONDS="3",
+        FLEET_LEASE_SECONDS="20",
         FLEET_HEARTBEAT_SECONDS="1",
         FLEET_RECONCILE_SECONDS="1",
         FLEET_KILL_GRACE_SECONDS="1",

@@ -62,6 +62,7 @@ def test_the_same_attempt_delivered_three_times_runs_once(fleet: Fleet) -> None:
 
 
 def test_a_worker_killed_mid_attempt_is_recovered_and_the_ticket_ends_once(fleet: Fleet) -> None:
+    fleet.env["FLEET_LEASE_SECONDS"] = "3"  # so the dead worker's lease runs out quickly
     fleet.sample_repo()
     counter = fleet.tmp / "starts"
     [ticket] = fleet.submit(

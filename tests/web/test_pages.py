@@ -100,6 +100,8 @@ def test_tickets_page_filters(web: Web) -> None:
     rows = re.compile(r'<tr data-ticket="(\d+)">')
     everything = [int(i) for i in rows.findall(client.get("/tickets").text)]
     assert set(web.tickets.values()) <= set(everything)
+    row = re.search(rf'<tr data-ticket="{web.tickets["failed"]}">.*?</tr>', client.get("/tickets").text, re.S).group(0)
+    assert "run 0:" in row and 'title="attempt 1' in row  # each ticket with its runs and attempts
     cancelled = [int(i) for i in rows.findall(client.get("/tickets?status=cancelled").text)]
     assert web.tickets["failed"] not in cancelled
     assert rows.findall(client.get("/tickets?agent=nobody").text) == []
@@ -214,3 +216,22 @@ def test_bar_chart_and_buckets() -> None:
     assert [(b.total, b.passed) for b in points][-1] == (2, 1) and sum(b.total for b in points) == 2
     svg = str(bar_chart(points, "last hour", "5m", "-1h"))
     assert svg.startswith("<svg") and svg.count('class="bar-all"') == 12 and "2 verified, 1 passed" in svg
+
+
+def test_cancel_and_retry_buttons_for_the_submitter_only(web: Web) -> None:
+    api = web.client()
+    created = api.post("/api/tickets", json={"repo": "calc", "title": "to cancel"}, headers=web.headers("submitter"))
+    tid = created.json()["id"]
+    owner, stranger = login(web, "submitter"), login(web, "other")
+    assert 'id="cancel"' in owner.get(f"/tickets/{tid}").text
+    assert 'id="cancel"' not in stranger.get(f"/tickets/{tid}").text
+    assert stranger.post(f"/tickets/{tid}/cancel", data={"csrf": csrf_of(stranger)}).status_code == 403
+    assert owner.post(f"/tickets/{tid}/approve", data={"csrf": csrf_of(owner)}).status_code == 403  # not a reviewer
+    answer = owner.post(f"/tickets/{tid}/cancel", data={"csrf": csrf_of(owner)}, follow_redirects=False)
+    assert answer.headers["location"] == f"/tickets/{tid}?done=cancelled"
+    page = owner.get(answer.headers["location"]).text
+    assert 'id="ticket-status">cancelled<' in page and 'id="retry"' in page
+    answer = owner.post(f"/tickets/{tid}/retry", data={"csrf": csrf_of(owner)}, follow_redirects=False)
+    assert answer.headers["location"] == f"/tickets/{tid}?done=retried"
+    assert 'id="ticket-status">queued<' in owner.get(f"/tickets/{tid}").text
+    owner.post(f"/tickets/{tid}/cancel", data={"csrf": csrf_of(owner)})
