@@ -66,6 +66,7 @@ class Ticket(Base):
     attempt_budget: Mapped[int] = mapped_column(Integer, default=3)
     fanout: Mapped[int] = mapped_column(Integer, default=1)
     until: Mapped[str] = mapped_column(String(10), default="all")
+    budget_usd: Mapped[float] = mapped_column(Float, default=0.0)
     targets: Mapped[list[Any]] = mapped_column(default=list)
     status: Mapped[str] = mapped_column(String(20), default=TicketStatus.QUEUED.value)
     status_reason: Mapped[str] = mapped_column(Text, default="")

@@ -386,6 +386,20 @@ def finish_run(s: Session, run: Run, status: RunStatus) -> None:
     run.finished_at = utcnow()
 
 
+def spend(
+    s: Session, *, ticket_id: int | None = None, repo_id: int | None = None, since: datetime | None = None
+) -> float:
+    """Dollars spent by the attempts of one ticket, or of one repository since a moment."""
+    query = select(func.coalesce(func.sum(Attempt.cost_usd), 0.0)).join(Ticket, Ticket.id == Attempt.ticket_id)
+    if ticket_id is not None:
+        query = query.where(Attempt.ticket_id == ticket_id)
+    if repo_id is not None:
+        query = query.where(Ticket.repo_id == repo_id)
+    if since is not None:
+        query = query.where(Attempt.created_at >= since)
+    return float(s.scalar(query) or 0.0)
+
+
 def runs_since(s: Session, since: datetime) -> Sequence[Run]:
     """Runs created since a moment, with their attempts, verifications and tickets, for the stats table."""
     query = (

@@ -122,6 +122,7 @@ def repo_add(
         list[str] | None, typer.Option(help="SRC:DEST, a file copied into every checkout, never diffed.")
     ] = None,
     max_concurrency: Annotated[int, typer.Option(help="At most this many attempts of this repo at once.")] = 0,
+    daily_budget_usd: Annotated[float, typer.Option(help="No new attempt once today's spend reaches this.")] = 0.0,
 ) -> None:
     """Register a git repository and how to test it."""
     ctx = Context()
@@ -136,6 +137,7 @@ def repo_add(
         allow_test_edits=allow_test_edits,
         copy_files=copy_file or [],
         max_concurrency=max_concurrency,
+        daily_budget_usd=daily_budget_usd,
     )
     repo = register_repo(ctx.db, spec)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)
@@ -174,6 +176,7 @@ def submit(
     timeout: Annotated[float, typer.Option(help="Agent time limit in seconds per attempt.")] = 0.0,
     until: Annotated[str, typer.Option(help="With several runs: 'first' stops the others at the first pass.")] = "all",
     model: Annotated[str, typer.Option(help="The model the agent should use.")] = "",
+    budget_usd: Annotated[float, typer.Option(help="No new attempt once the ticket has cost this much.")] = 0.0,
     agent_arg: Annotated[list[str] | None, typer.Option(help="An extra argument for the agent (repeatable).")] = None,
     agent_env: Annotated[
         list[str] | None, typer.Option(help="An environment variable the agent may see (repeatable).")
@@ -195,6 +198,7 @@ def submit(
         timeout=timeout or None,
         until=until,
         model=model,
+        budget_usd=budget_usd,
         agent_args=list(agent_arg or []),
         agent_env=list(agent_env or []),
     )

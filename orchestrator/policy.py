@@ -51,6 +51,21 @@ def reopen(s: queries.Session, run: Run, feedback: str) -> Attempt:
     return attempt
 
 
+def over_budget(s: queries.Session, ticket: Ticket) -> str | None:
+    """Why no new attempt may start for this ticket (its own budget, or its repo's for today), or None."""
+    if ticket.budget_usd:
+        spent = queries.spend(s, ticket_id=ticket.id)
+        if spent >= ticket.budget_usd:
+            return f"the ticket's budget of ${ticket.budget_usd:.2f} is spent (${spent:.2f})"
+    daily = float(ticket.repo.settings.get("daily_budget_usd", 0) or 0)
+    if daily:
+        midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+        spent = queries.spend(s, repo_id=ticket.repo_id, since=midnight)
+        if spent >= daily:
+            return f"repo {ticket.repo.name}'s daily budget of ${daily:.2f} is spent (${spent:.2f} today)"
+    return None
+
+
 def on_attempt_started(s: queries.Session, ticket: Ticket) -> None:
     if ticket.status == TicketStatus.QUEUED.value:
         queries.set_ticket_status(s, ticket, TicketStatus.RUNNING)
@@ -68,7 +83,12 @@ def after_verdict(s: queries.Session, attempt: Attempt, outcome: Outcome) -> Non
         if ticket.until == UNTIL_FIRST:
             stop_siblings(s, run)
     elif outcome.verdict in (Verdict.FAILED, Verdict.GAMED) and attempt.number < run.attempt_limit:
-        next_attempt(s, run, outcome.feedback)
+        over = over_budget(s, ticket)
+        if over is None:
+            next_attempt(s, run, outcome.feedback)
+            return
+        queries.finish_run(s, run, RunStatus.FAILED)
+        settle(s, ticket, f"{outcome.reason}; no further attempt: {over}")
         return
     else:
         queries.finish_run(s, run, RunStatus.ERROR if outcome.verdict == Verdict.ERROR else RunStatus.FAILED)

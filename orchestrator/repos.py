@@ -27,6 +27,7 @@ TOML_TYPES: dict[str, type | tuple[type, ...]] = {
     "test_timeout": (int, float),
     "copy_files": list,
     "max_concurrency": int,
+    "daily_budget_usd": (int, float),
 }
 TOML_KEYS = set(TOML_TYPES)
 
@@ -43,6 +44,7 @@ class RepoSpec:
     allow_test_edits: bool = False
     copy_files: list[str] = field(default_factory=list)
     max_concurrency: int = 0
+    daily_budget_usd: float = 0.0
 
 
 def read_fleet_toml(repo: Path) -> dict[str, Any]:
@@ -108,6 +110,9 @@ def _settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
         raise FleetError("--max-concurrency must be 0 (no limit) or more")
     if limit:
         settings["max_concurrency"] = int(limit)
+    daily = spec.daily_budget_usd or toml.get("daily_budget_usd", 0)
+    if daily:
+        settings["daily_budget_usd"] = float(daily)
     copies = [_copy_pair(item) for item in spec.copy_files or toml.get("copy_files", [])]
     if copies:
         settings["copy_files"] = copies

@@ -47,6 +47,7 @@ class TicketSpec:
     model: str = ""
     agent_args: list[str] = field(default_factory=list)
     agent_env: list[str] = field(default_factory=list)
+    budget_usd: float = 0.0
 
 
 def parse_agent_cmd(command: str, cwd: Path) -> list[str]:
@@ -60,7 +61,7 @@ def parse_agent_cmd(command: str, cwd: Path) -> list[str]:
     return argv
 
 
-TEST_ID = re.compile(r"(?<![\w/.-])[\w][\w/.-]*\.py::[\w\[\]:.,=-]+")
+TEST_ID = re.compile(r"(?<![\w/.-])[\w][\w/.-]*\.py::[\w:.-]+(?:\[[^\]\n]*\])?")
 
 
 def mentioned_tests(spec: TicketSpec) -> list[str]:
@@ -147,6 +148,7 @@ def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str) -> Ticke
         attempt_budget=spec.attempts,
         fanout=spec.fanout,
         until=spec.until,
+        budget_usd=spec.budget_usd,
         targets=list(spec.targets) or mentioned_tests(spec),
         submitted_by=actor,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import re
 import shutil
 import threading
 import time
@@ -132,9 +131,3 @@ def secrets_in(sources: Sequence[str]) -> list[str]:
             value = line.split("=", 1)[1].strip().strip("'\"") if "=" in line else line
             found.update(v for v in (line, value) if len(v) >= MIN_SECRET_LENGTH and not v.startswith("#"))
     return sorted(found, key=len, reverse=True)
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    if not secrets:
-        return text
-    return re.sub("|".join(re.escape(s) for s in secrets), "[redacted]", text)

@@ -21,9 +21,10 @@ from verification.runner import TestRun, scrubbed_env
 from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
 from workers.agents import load_agent
 from workers.agents.base import AgentOptions
-from workers.environment import copy_files, exclude_from_diffs, redact, run_setup, secrets_in
+from workers.environment import copy_files, exclude_from_diffs, run_setup, secrets_in
 from workers.mirror import ensure_mirror
 from workers.runtime import WorkerRuntime
+from workers.secrets import redact, secret_values
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Job:
     setup_cmd: str | None
     repo_settings: dict[str, Any]
     targets: tuple[str, ...] = field(default=())
+    over_budget: str | None = None
 
     @property
     def repo_key(self) -> str:
@@ -88,7 +90,8 @@ def _claim(
             return None  # a duplicate delivery, or someone else has it: do nothing
         attempt = queries.get_attempt(s, attempt_id)
         policy.on_attempt_started(s, attempt.run.ticket)
-        return _snapshot(attempt), lease
+        over = policy.over_budget(s, attempt.run.ticket) if leased == AttemptStatus.RUNNING else None
+        return replace(_snapshot(attempt), over_budget=over), lease
 
 
 # --- agent phase -----------------------------------------------------------------------------------
@@ -100,6 +103,9 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     if claimed is None:
         return
     job, lease = claimed
+    if job.over_budget:
+        _record_error(rt, job, lease, f"no attempt started: {job.over_budget}", "")
+        return
     cancel = rt.leases.hold(lease.token, attempt_id)
     try:
         result, diff = _execute_agent(rt, job, cancel)
@@ -130,9 +136,13 @@ def _execute_agent(rt: WorkerRuntime, job: Job, cancel: threading.Event) -> tupl
         )
         result = agent.run(task)
         diff = "" if result.cancelled else worktree.diff()
-    secrets = secrets_in([src for src, _ in job.copy_files])
-    result = replace(result, transcript=redact(setup_log + result.transcript, secrets))
+    result = replace(result, transcript=redact(setup_log + result.transcript, _secrets(job)))
     return result, diff
+
+
+def _secrets(job: Job) -> list[str]:
+    """Values never stored or shown: the copied files' contents and the worker's secret-named variables."""
+    return secrets_in([src for src, _ in job.copy_files]) + secret_values()
 
 
 def _agent_options(rt: WorkerRuntime, job: Job) -> AgentOptions:
@@ -327,6 +337,13 @@ def _record_verdict(
     baseline_id: int | None,
     cancelled: bool,
 ) -> None:
+    secrets = _secrets(job)
+    result = replace(
+        result,
+        output=redact(result.output, secrets),
+        feedback=redact(result.feedback, secrets),
+        reasons=[redact(r, secrets) for r in result.reasons],
+    )
     final = AttemptStatus.CANCELLED if cancelled else AttemptStatus.FINISHED
     with rt.db.session() as s:
         if not queries.advance(s, job.attempt_id, lease, final, finished_at=utcnow()):
@@ -368,6 +385,8 @@ def _record_error(
     rt: WorkerRuntime, job: Job, lease: queries.Lease, reason: str, trace: str, recorded: dict[str, Any] | None = None
 ) -> None:
     """An environment failure: an `error` verdict that names the cause, and the ticket moves on."""
+    secrets = _secrets(job)
+    reason, trace = redact(reason, secrets), redact(trace, secrets)
     log.warning("attempt %s: %s", job.attempt_id, reason)
     fields = dict(recorded or {}, error=reason, finished_at=utcnow())
     with rt.db.session() as s:

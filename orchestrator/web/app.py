@@ -108,7 +108,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(
-    settings: Settings, *, sse_seconds: float = 300.0, poll_seconds: float = 0.5, max_body_bytes: int = 1_000_000
+    settings: Settings, *, sse_seconds: float = 300.0, poll_seconds: float = 1.0, max_body_bytes: int = 1_000_000
 ) -> FastAPI:
     """The dashboard and API for settings' database and broker; migrates the database to the newest schema."""
     settings.home.mkdir(parents=True, exist_ok=True)

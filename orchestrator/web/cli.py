@@ -69,6 +69,23 @@ def watch_view(data: dict[str, Any]) -> Group:
     return Group(render_status(data), running, footer)
 
 
+def watch_loop(ctx: Any, interval: float = 2.0, count: int = 0) -> None:
+    """Redraw the fleet figures in place every `interval` seconds until Ctrl-C (or `count` draws)."""
+    from orchestrator.web.figures import stats
+
+    shown = 0
+    try:
+        with Live(watch_view(stats(ctx.db, ctx.dispatcher)), console=out, auto_refresh=False) as live:
+            while True:
+                shown += 1
+                if count and shown >= count:
+                    break
+                time.sleep(max(interval, 0.1))
+                live.update(watch_view(stats(ctx.db, ctx.dispatcher)), refresh=True)
+    except KeyboardInterrupt:
+        pass
+
+
 def register(app: typer.Typer) -> None:
     """Add `web`, `token` and `watch` to the fleet command line."""
     from orchestrator.cli import Context, actor, one_line_errors, print_json
@@ -138,17 +155,4 @@ def register(app: typer.Typer) -> None:
         count: Annotated[int, typer.Option(help="Stop after this many refreshes (0: until Ctrl-C).")] = 0,
     ) -> None:
         """`fleet status`, live: the same figures, refreshing in place."""
-        from orchestrator.web.figures import stats
-
-        ctx = Context()
-        shown = 0
-        try:
-            with Live(watch_view(stats(ctx.db, ctx.dispatcher)), console=out, auto_refresh=False) as live:
-                while True:
-                    shown += 1
-                    if count and shown >= count:
-                        break
-                    time.sleep(max(interval, 0.1))
-                    live.update(watch_view(stats(ctx.db, ctx.dispatcher)), refresh=True)
-        except KeyboardInterrupt:
-            pass
+        watch_loop(Context(), interval, count)

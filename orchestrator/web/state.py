@@ -38,7 +38,7 @@ class WebState:
     db: Database
     session_key: bytes
     sse_seconds: float = 300.0
-    poll_seconds: float = 0.5
+    poll_seconds: float = 1.0
     max_body_bytes: int = 1_000_000
     _dispatcher: Any = field(default=None, repr=False)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from tests.core.conftest import Fleet, scripted
+from tests.core.conftest import Fleet
 
 
 def test_a_repo_limit_holds_under_a_burst_of_200_tickets_and_others_are_served(fleet: Fleet) -> None:

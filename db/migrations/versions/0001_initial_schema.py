@@ -65,6 +65,7 @@ def upgrade() -> None:
     sa.Column('attempt_budget', sa.Integer(), nullable=False),
     sa.Column('fanout', sa.Integer(), nullable=False),
     sa.Column('until', sa.String(length=10), nullable=False),
+    sa.Column('budget_usd', sa.Float(), nullable=False),
     sa.Column('targets', sa.JSON(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('status_reason', sa.Text(), nullable=False),

@@ -1,0 +1,41 @@
+"""Known credential shapes, redacted from everything Fleet stores or shows (transcripts, outputs, feedback)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+
+KNOWN_KEYS = re.compile(
+    "|".join(
+        (
+            r"sk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}",  # Anthropic, OpenAI
+            r"gh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
+            r"github_pat_[A-Za-z0-9_]{30,}",
+            r"AKIA[0-9A-Z]{16}",  # AWS access key ids
+            r"AIza[0-9A-Za-z_-]{35}",  # Google API keys
+            r"xox[abposr]-[A-Za-z0-9-]{10,}",  # Slack
+            r"glpat-[A-Za-z0-9_-]{20,}",  # GitLab
+            r"(?<=[Bb]earer )[A-Za-z0-9._~+/=-]{20,}",
+        )
+    )
+)
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
+MIN_VALUE_LENGTH = 8
+REDACTED = "[redacted]"
+
+
+def secret_values(env: Mapping[str, str] | None = None, names: Iterable[str] = ()) -> list[str]:
+    """Values of the environment variables named like secrets (or listed in names) that are long enough to match."""
+    env = os.environ if env is None else env
+    wanted = set(names)
+    values = {v for k, v in env.items() if (k in wanted or SECRET_NAME.search(k)) and len(v) >= MIN_VALUE_LENGTH}
+    return sorted(values, key=len, reverse=True)
+
+
+def redact(text: str, values: Iterable[str] = ()) -> str:
+    """text with every known key shape and every given value replaced by [redacted]."""
+    for value in values:
+        if value:
+            text = text.replace(value, REDACTED)
+    return KNOWN_KEYS.sub(REDACTED, text)
