@@ -329,11 +329,18 @@ def worker(
 
 @app.command()
 @one_line_errors
-def status(as_json: JsonFlag = False) -> None:
+def status(
+    as_json: JsonFlag = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C.")] = False,
+) -> None:
     """Tickets by status, attempts in flight, workers and queue depth."""
     from orchestrator.fleetstatus import fleet_status, render_status
 
     ctx = Context()
+    if watch:
+        from orchestrator.web.cli import watch_loop
+
+        return watch_loop(ctx)
     data = fleet_status(ctx.db, ctx.dispatcher)
     print_json(data) if as_json else out.print(render_status(data))
 
@@ -458,6 +465,11 @@ def migrate() -> None:
     """Bring the database schema to the newest revision (every command also does this on first use)."""
     ctx = Context()
     out.print(f"database schema is current: {ctx.settings.db_url.split('@')[-1]}", markup=False)
+
+
+from orchestrator.web.cli import register as register_web  # noqa: E402  (it uses the helpers above)
+
+register_web(app)
 
 
 def main() -> None:

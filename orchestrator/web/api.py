@@ -12,6 +12,7 @@ from db.status import TicketStatus
 from orchestrator import review as reviews
 from orchestrator import views
 from orchestrator.errors import FleetError
+from orchestrator.repos import RepoSpec, register_repo
 from orchestrator.tickets import MAX_BODY, MAX_TITLE, TicketSpec
 from orchestrator.tickets import submit as submit_tickets
 from orchestrator.web import figures
@@ -47,6 +48,24 @@ class TicketIn(BaseModel):
     model: str = Field(default="", max_length=200)
     agent_args: list[Annotated[str, Field(max_length=1000)]] = Field(default_factory=list, max_length=100)
     agent_env: list[Annotated[str, Field(max_length=4000)]] = Field(default_factory=list, max_length=100)
+
+
+class RepoIn(BaseModel):
+    """A repository to register; the same fields as `fleet repo add`. Its commands run on the workers: admins only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    path: str = Field(min_length=1, max_length=4000)
+    test_cmd: str = Field(default="", max_length=4000)
+    setup_cmd: str = Field(default="", max_length=4000)
+    protect: list[Annotated[str, Field(max_length=500)]] = Field(default_factory=list, max_length=200)
+    hidden_tests: str = Field(default="", max_length=4000)
+    agent: str = Field(default="", max_length=200)
+    allow_test_edits: bool = False
+    copy_files: list[Annotated[str, Field(max_length=500)]] = Field(default_factory=list, max_length=200)
+    max_concurrency: int = Field(default=0, ge=0, le=10_000)
+    daily_budget_usd: float = Field(default=0.0, ge=0)
 
 
 class RejectIn(BaseModel):
@@ -194,6 +213,15 @@ def stats(state: State, _: Viewer) -> dict[str, Any]:
 def list_repos(state: State, _: Viewer) -> list[dict[str, Any]]:
     with state.db.session() as s:
         return [views.repo_view(r) for r in queries.list_repos(s)]
+
+
+@router.post("/repos", status_code=201)
+def add_repo(body: RepoIn, state: State, _: Admin) -> dict[str, Any]:
+    """Register a repository and how to test it (what `fleet repo add` does)."""
+    try:
+        return register_repo(state.db, RepoSpec(**body.model_dump()))
+    except FleetError as exc:  # a path that is not a git repository, a bad name: bad input
+        raise HTTPException(400, str(exc)) from None
 
 
 # --- actions ---------------------------------------------------------------------------------------

@@ -1,0 +1,249 @@
+"""The fleet benchmark: many tickets at once, dispatch latency, memory per slot, pooled vs fresh worktrees.
+
+    python bench/fleet_bench.py [--tickets 1000] [--slots 100] [--agent-seconds 5] [--modes embedded,team]
+
+1. Throughput: N tickets whose agent sleeps S seconds then makes a one-line fix, a trivial test command
+   (`grep -q fixed state.txt`, judged by its exit code), C slots on one machine. Reports makespan / ideal,
+   where ideal = N x (S + bare test time) / C, and Fleet's own CPU time per ticket: the `fleet up` process's
+   user+system time (read from /proc, children excluded, so agents and test commands do not count) divided
+   by N. Embedded mode (SQLite, serverless broker) and team mode (PostgreSQL + Redis; needs both servers).
+2. Dispatch latency with idle slots: submit (through the Python API) to the agent's process start, p50/p99.
+3. Memory: the worker process's peak resident memory while all slots are busy, divided by the slots.
+4. Worktree cost per attempt on a 5,000-file repository: a pooled lease+release vs `git worktree add`+remove.
+Prints a table and writes JSON (and a PNG of agents busy over time, when matplotlib is installed) to
+bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+TEST_CMD = "grep -q fixed state.txt"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def make_repo(path: Path, files: int = 1) -> None:
+    path.mkdir(parents=True)
+    (path / "state.txt").write_text("broken\n")
+    for n in range(files - 1):
+        sub = path / f"pkg{n // 500}"
+        sub.mkdir(exist_ok=True)
+        (sub / f"mod{n}.py").write_text(f"VALUE = {n}\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b",
+                                                              "commit", "-qm", "base"]):
+        subprocess.run(["git", *args], cwd=path, check=True)
+
+
+def fleet_env(home: Path, mode: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    env["FLEET_HOME"] = str(home)
+    if mode == "team":
+        from sqlalchemy import create_engine, text
+
+        name = f"fleet_bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        env["FLEET_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        env["FLEET_BROKER_URL"] = "redis://127.0.0.1:6379/14"
+        import redis
+
+        redis.Redis.from_url(env["FLEET_BROKER_URL"]).flushdb()
+    return env
+
+
+def fleet(env: dict[str, str], *args: str, cwd: Path) -> str:
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], env=env, cwd=cwd, check=True,
+                          capture_output=True, text=True).stdout
+
+
+def cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime of the process itself
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def bare_test_seconds(repo: Path, runs: int = 20) -> float:
+    started = time.perf_counter()
+    for _ in range(runs):
+        subprocess.run(["/bin/sh", "-c", TEST_CMD], cwd=repo)
+    return (time.perf_counter() - started) / runs
+
+
+def throughput(mode: str, tickets: int, slots: int, agent_seconds: float, work: Path) -> dict[str, Any]:
+    home, repo, log = work / f"home-{mode}", work / f"repo-{mode}", work / f"busy-{mode}.log"
+    make_repo(repo)
+    env = fleet_env(home, mode)
+    fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
+    agent = f"echo start $(date +%s.%N) >> {log}; sleep {agent_seconds}; echo fixed > state.txt; " \
+            f"echo end $(date +%s.%N) >> {log}"
+    batch = work / f"tickets-{mode}.json"
+    batch.write_text(json.dumps([{"title": f"ticket {n}"} for n in range(tickets)]))
+    fleet(env, "submit", "--repo", "bench", "--attempts", "1", "--agent-cmd", f"sh -c {shlex.quote(agent)}",
+          "--file", str(batch), cwd=work)
+    started = time.monotonic()
+    worker = subprocess.Popen([sys.executable, "-m", "orchestrator", "up", "--until-idle", "--concurrency",
+                               str(slots)], env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cpu, peak_rss = 0.0, 0
+    while worker.poll() is None:
+        cpu = cpu_seconds(worker.pid) or cpu
+        peak_rss = max(peak_rss, rss_bytes(worker.pid))
+        time.sleep(0.2)
+    makespan = time.monotonic() - started
+    statuses = json.loads(fleet(env, "tickets", "--json", cwd=work))
+    bare = bare_test_seconds(repo)
+    ideal = tickets * (agent_seconds + bare) / slots
+    return {
+        "mode": mode, "tickets": tickets, "slots": slots, "agent_seconds": agent_seconds,
+        "makespan_s": round(makespan, 2), "ideal_s": round(ideal, 2), "makespan_over_ideal": round(makespan / ideal, 3),
+        "fleet_cpu_ms_per_ticket": round(1000 * cpu / tickets, 1),
+        "peak_rss_mb": round(peak_rss / 2**20, 1), "rss_mb_per_slot": round(peak_rss / 2**20 / slots, 2),
+        "verified": sum(1 for t in statuses if t["status"] == "needs_review"),
+        "busy_log": str(log),
+    }
+
+
+def dispatch_latency(samples: int, work: Path) -> dict[str, Any]:
+    """Team mode: one idle worker; each ticket is submitted through the Python API and timed to agent start."""
+    home, repo, stamp = work / "home-latency", work / "repo-latency", work / "started"
+    make_repo(repo)
+    env = fleet_env(home, "team")
+    fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
+    worker = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker", "--concurrency", "4"], env=env,
+                              cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("FLEET_")})
+    from orchestrator.cli import Context
+    from orchestrator.tickets import TicketSpec, submit
+
+    ctx = Context()
+    agent = f"sh -c {shlex.quote(f'date +%s.%N > {stamp}; echo fixed > state.txt')}"
+    latencies = []
+    time.sleep(3)  # the worker registers its slots
+    for n in range(samples):
+        stamp.unlink(missing_ok=True)
+        sent = time.time()
+        submit(ctx.db, ctx.dispatcher, ctx.settings, [TicketSpec(repo="bench", title=f"latency {n}",
+                                                                   agent_cmd=agent, attempts=1)], work, "bench")
+        while not stamp.exists() or not stamp.read_text().strip():
+            time.sleep(0.002)
+        latencies.append(float(stamp.read_text()) - sent)
+        time.sleep(0.3)
+    worker.terminate()
+    worker.wait(timeout=60)
+    latencies.sort()
+    return {"samples": samples, "p50_ms": round(1000 * statistics.median(latencies), 1),
+            "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1)}
+
+
+def worktree_cost(files: int, rounds: int, work: Path) -> dict[str, Any]:
+    from workers.git import git
+    from workers.mirror import ensure_mirror
+    from workers.worktree import WorktreePool
+
+    repo = work / "big-repo"
+    make_repo(repo, files=files)
+    sha = git("rev-parse", "HEAD", cwd=repo).strip()
+    mirror = ensure_mirror(work / "mirrors", "repo-big", str(repo), sha)
+    pool = WorktreePool(work / "pool", mirror, size=2)
+    with pool.lease(sha):
+        pass  # the first lease creates the slot; steady state is reuse
+    started = time.perf_counter()
+    for _ in range(rounds):
+        with pool.lease(sha) as tree:
+            (tree.path / "state.txt").write_text("edited\n")
+    pooled = (time.perf_counter() - started) / rounds
+    started = time.perf_counter()
+    for n in range(rounds):
+        path = work / f"fresh-{n}"
+        git("worktree", "add", "--detach", str(path), sha, cwd=mirror)
+        (path / "state.txt").write_text("edited\n")
+        git("worktree", "remove", "--force", str(path), cwd=mirror)
+    fresh = (time.perf_counter() - started) / rounds
+    return {"files": files, "rounds": rounds, "pooled_ms": round(1000 * pooled, 1),
+            "fresh_ms": round(1000 * fresh, 1), "pooled_over_fresh": round(pooled / fresh, 3)}
+
+
+def plot(log: Path, out: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    events = sorted((float(ts), 1 if kind == "start" else -1)
+                    for kind, ts in (line.split() for line in log.read_text().splitlines()))
+    t0, busy, xs, ys = events[0][0], 0, [], []
+    for ts, delta in events:
+        busy += delta
+        xs.append(ts - t0)
+        ys.append(busy)
+    plt.figure(figsize=(8, 3))
+    plt.step(xs, ys, where="post")
+    plt.xlabel("seconds")
+    plt.ylabel("agents busy")
+    plt.tight_layout()
+    plt.savefig(out)
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tickets", type=int, default=1000)
+    parser.add_argument("--slots", type=int, default=100)
+    parser.add_argument("--agent-seconds", type=float, default=5.0)
+    parser.add_argument("--modes", default="embedded,team")
+    parser.add_argument("--latency-samples", type=int, default=50)
+    parser.add_argument("--worktree-files", type=int, default=5000)
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S")
+    report: dict[str, Any] = {"machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
+                                          "platform": platform.platform()}, "throughput": []}
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
+        work = Path(tmp)
+        for mode in args.modes.split(","):
+            row = throughput(mode, args.tickets, args.slots, args.agent_seconds, work)
+            if plot(Path(row.pop("busy_log")), RESULTS / f"fleet_busy-{mode}-{stamp}.png"):
+                row["plot"] = f"bench/results/fleet_busy-{mode}-{stamp}.png"
+            report["throughput"].append(row)
+            print(json.dumps(row))
+        if args.latency_samples:
+            report["dispatch_latency_team"] = dispatch_latency(args.latency_samples, work)
+            print(json.dumps(report["dispatch_latency_team"]))
+        report["worktree"] = worktree_cost(args.worktree_files, 10, work)
+        print(json.dumps(report["worktree"]))
+    out = RESULTS / f"fleet_bench-{stamp}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
