@@ -80,6 +80,7 @@ class Worktree:
         try:
             if owning_gitdir(self.path, self.mirror) is not None:
                 clean_checkout(self.path)
+                clean_marker(self.path).write_text(self.base_sha)
         except (GitError, OSError):
             pass  # the next lease finds the slot dirty or broken and repairs or recreates it
         finally:
@@ -189,16 +190,23 @@ class WorktreePool:
         gitdir = owning_gitdir(path, self.mirror)
         if gitdir is None:
             return False
+        marker = clean_marker(path)
+        clean_at = marker.read_text() if marker.exists() else None
+        marker.unlink(missing_ok=True)  # from here on the slot is ours to dirty
         try:
+            if clean_at == sha:
+                return True  # released clean at this very commit: nothing to do
             Path(gitdir, "index.lock").unlink(missing_ok=True)  # left by a killed agent; we hold the slot
             git("checkout", "--detach", "--force", "--quiet", sha, "--", cwd=path)
-            clean_checkout(path)
+            if clean_at is None:  # not released cleanly (a killed holder): untracked and ignored files may remain
+                clean_checkout(path)
         except (GitError, OSError):
             return False
         return True
 
     def _remove(self, path: Path) -> None:
         remove_tree(path)
+        clean_marker(path).unlink(missing_ok=True)
         with exclusive_lock(self._create_lock):
             git("worktree", "prune", cwd=self.mirror)
 
@@ -216,6 +224,11 @@ def owning_gitdir(path: Path, mirror: Path) -> Path | None:
     if Path(common).resolve() != mirror.resolve() or Path(top).resolve() != path.resolve():
         return None
     return Path(gitdir)
+
+
+def clean_marker(path: Path) -> Path:
+    """Written next to a slot when its release left it clean, naming the commit it is clean at."""
+    return path.with_name(path.name + ".clean")
 
 
 def clean_checkout(path: Path) -> None:
