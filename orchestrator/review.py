@@ -26,7 +26,13 @@ def candidates(ticket: Ticket) -> list[Attempt]:
         for a in run.attempts
         if a.verification is not None and a.verification.verdict == Verdict.PASSED.value
     ]
-    return sorted(passed, key=lambda a: (len(a.verification.flags), _diff_size(a), a.number, a.cost_usd, a.id))
+    return sorted(passed, key=_rank)
+
+
+def _rank(attempt: Attempt) -> tuple[int, int, int, int, float, int]:
+    flags = len(attempt.verification.flags) if attempt.verification else 0
+    flaky = len(attempt.verification.flaky) if attempt.verification else 0
+    return (flags, flaky, _diff_size(attempt), attempt.number, attempt.cost_usd, attempt.id)
 
 
 def _diff_size(attempt: Attempt) -> int:

@@ -22,7 +22,7 @@ EMBEDDED_SCHEME = "fleet-embedded"
 class EmbeddedChannel(filesystem.Channel):  # type: ignore[misc]
     """Writes each message under a temporary name and renames it, so no consumer ever reads a half-written file."""
 
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    def _put(self, queue: Any, payload: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         name = f"{int(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         partial = final + ".partial"  # does not end in .<queue>.msg: consumers skip it

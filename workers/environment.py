@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from workers.mirror import exclusive_lock
 from workers.process import ProcessResult, run_process
@@ -57,7 +58,7 @@ class PortAllocator:
                 raise RuntimeError(f"all {self.blocks} port blocks are in use")
             time.sleep(PORT_WAIT_SECONDS)
 
-    def _try_take(self) -> tuple[int, object] | None:
+    def _try_take(self) -> tuple[int, IO[bytes]] | None:
         with self._local:
             for index in range(self.blocks):
                 handle = open(self.root / f"block-{index}.lock", "a+b")  # noqa: SIM115 - held while leased

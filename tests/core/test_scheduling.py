@@ -10,7 +10,8 @@ from tests.core.conftest import Fleet
 
 def test_a_repo_limit_holds_under_a_burst_of_200_tickets_and_others_are_served(fleet: Fleet) -> None:
     log = fleet.tmp / "agent.log"
-    agent = f"echo start $FLEET_TICKET_ID $(date +%s.%N) >> {log}; sleep 0.05; echo end $FLEET_TICKET_ID $(date +%s.%N) >> {log}"
+    stamp = "$FLEET_TICKET_ID $(date +%s.%N)"
+    agent = f"echo start {stamp} >> {log}; sleep 0.05; echo end {stamp} >> {log}"
     command = f"sh -c {shlex.quote(agent)}"
     for name, limit in (("big", "2"), ("small", "0")):
         from workers.agents.scripted import write_sample_repo
