@@ -30,7 +30,8 @@ from orchestrator.tickets import TicketSpec, load_specs
 from orchestrator.tickets import submit as submit_tickets
 
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="Queue tickets for coding agents; review only verified diffs."
+    no_args_is_help=True,
+    pretty_exceptions_enable=False, add_completion=False, help="Queue tickets for coding agents; review only verified diffs."
 )
 repo_app = typer.Typer(no_args_is_help=True, help="Register and list repositories.")
 review_app = typer.Typer(no_args_is_help=True, help="Verified diffs waiting for a person.")
