@@ -31,7 +31,9 @@ from orchestrator.tickets import submit as submit_tickets
 
 app = typer.Typer(
     no_args_is_help=True,
-    pretty_exceptions_enable=False, add_completion=False, help="Queue tickets for coding agents; review only verified diffs."
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Queue tickets for coding agents; review only verified diffs.",
 )
 repo_app = typer.Typer(no_args_is_help=True, help="Register and list repositories.")
 review_app = typer.Typer(no_args_is_help=True, help="Verified diffs waiting for a person.")
@@ -278,10 +280,20 @@ def logs(attempt: int) -> None:
 
 @app.command()
 @one_line_errors
-def cancel(ticket: int) -> None:
-    """Stop a ticket: waiting attempts at once, running agents within seconds."""
-    reviews.cancel(Context().db, ticket, actor())
-    out.print(f"ticket {ticket} cancelled")
+def cancel(
+    ticket: Annotated[int | None, typer.Argument()] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every active ticket of --repo.")] = False,
+    repo: Annotated[str, typer.Option(help="With --all: the repository.")] = "",
+) -> None:
+    """Stop a ticket (or --all --repo R): waiting attempts at once, running agents within seconds."""
+    if all_ == (ticket is not None) or (all_ and not repo):
+        raise FleetError("give a ticket id, or --all --repo NAME")
+    if ticket is not None:
+        reviews.cancel(Context().db, ticket, actor())
+        out.print(f"ticket {ticket} cancelled")
+        return
+    ids = reviews.cancel_repo(Context().db, repo, actor())
+    out.print(f"{len(ids)} ticket(s) of {repo} cancelled" + (f": {', '.join(map(str, ids))}" if ids else ""))
 
 
 @app.command()
@@ -376,27 +388,40 @@ def review_list(as_json: JsonFlag = False) -> None:
 
 @review_app.command("show")
 @one_line_errors
-def review_show(ticket: int, as_json: JsonFlag = False) -> None:
-    """The best verified diff of a ticket and the tests it made pass; other candidates follow."""
+def review_show(
+    ticket: int,
+    candidate: Annotated[int, typer.Option(help="Which candidate's diff to show (1 is the best).")] = 1,
+    as_json: JsonFlag = False,
+) -> None:
+    """The verified candidates side by side, best first, and one candidate's diff and tests."""
     with Context().db.session() as s:
         tree = queries.load_ticket_tree(s, ticket)
         best = reviews.candidates(tree)
         if not best:
             raise FleetError(f"ticket {ticket} has no verified diff (status {tree.status})")
-        shown = [views.attempt_view(a, with_text=True) for a in best]
+        shown = [views.attempt_view(a, with_text=True) | {"agent": a.run.agent} for a in best]
         head = views.ticket_view(tree)
     if as_json:
         return print_json(head | {"candidates": shown})
+    if not 1 <= candidate <= len(shown):
+        raise FleetError(f"--candidate must be between 1 and {len(shown)}")
     out.print(f"ticket {head['id']}: {head['title']}  [{head['status']}]", markup=False)
+    table = Table("#", "agent", "run", "attempt", "cost $", "diff", "flags")
     for rank, a in enumerate(shown, start=1):
-        v = a["verification"]
-        out.rule(f"candidate {rank}: attempt {a['number']} of run {a['run']} (id {a['id']}), {a['diff_stat']}")
-        out.print(f"fail to pass: {', '.join(v['fail_to_pass']) or '-'}", markup=False)
-        out.print(f"pass to pass: {v['pass_to_pass']} still passing", markup=False)
-        for key in ("flags", "flaky", "reverted", "warnings"):
-            if v[key]:
-                out.print(f"{key}: {', '.join(v[key])}", markup=False)
-        out.print(a["diff"], markup=False)
+        flags = len(a["verification"]["flags"])
+        table.add_row(*plain(rank, a["agent"], a["run"], a["number"], f"{a['cost_usd']:.4f}", a["diff_stat"], flags))
+    out.print(table)
+    a = shown[candidate - 1]
+    v = a["verification"]
+    out.rule(f"candidate {candidate}: attempt {a['number']} of run {a['run']} (id {a['id']}), {a['diff_stat']}")
+    out.print(f"fail to pass: {', '.join(v['fail_to_pass']) or '-'}", markup=False)
+    out.print(f"pass to pass: {v['pass_to_pass']} still passing", markup=False)
+    for key in ("flags", "flaky", "reverted", "warnings"):
+        if v[key]:
+            out.print(f"{key}: {', '.join(v[key])}", markup=False)
+    out.print(a["diff"], markup=False)
+    if len(shown) > 1:
+        out.print(f"other candidates: fleet review show {ticket} --candidate N (N up to {len(shown)})", markup=False)
 
 
 @review_app.command("approve")

@@ -146,3 +146,13 @@ def cancel(db: Database, ticket_id: int, actor: str) -> None:
         if ticket.status not in CANCELLABLE:
             raise FleetError(f"ticket {ticket_id} is {ticket.status}; only active or reviewable tickets cancel")
         policy.cancel(s, ticket, actor)
+
+
+def cancel_repo(db: Database, repo: str, actor: str) -> list[int]:
+    """Cancel every active or reviewable ticket of a repository; returns their ids."""
+    with db.session() as s:
+        queries.get_repo(s, repo)
+        ids = sorted(t.id for t in queries.list_tickets(s, repo=repo, limit=1_000_000) if t.status in CANCELLABLE)
+    for ticket_id in ids:
+        cancel(db, ticket_id, actor)
+    return ids

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -21,10 +22,24 @@ PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: the kernel kills it if the worker dies (kill -9 included)."""
+# Every agent, setup and test command runs under these: a runaway build or a fork bomb stops at its own limit
+# instead of taking the worker down. (RLIMIT_NPROC counts the user's processes and does not bind root.)
+CHILD_LIMITS = (
+    (resource.RLIMIT_AS, 16 * 2**30),
+    (resource.RLIMIT_NPROC, 4096),
+    (resource.RLIMIT_CORE, 0),
+)
+
+
+def _child_setup() -> None:
+    """In the child before exec: die with the worker (kill -9 included), and take the resource limits."""
     if _LIBC is not None:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    for kind, limit in CHILD_LIMITS:
+        soft, hard = resource.getrlimit(kind)
+        capped = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+        if soft == resource.RLIM_INFINITY or soft > capped:
+            resource.setrlimit(kind, (capped, hard))
 
 
 @dataclass(frozen=True)
@@ -122,7 +137,7 @@ def run_process(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_child_setup,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         return ProcessResult(None, f"{argv[0]}: {exc.strerror}", 0.0, not_found=True)
