@@ -68,6 +68,7 @@ class Ticket(Base):
     until: Mapped[str] = mapped_column(String(10), default="all")
     budget_usd: Mapped[float] = mapped_column(Float, default=0.0)
     targets: Mapped[list[Any]] = mapped_column(default=list)
+    area: Mapped[list[Any]] = mapped_column(default=list)
     status: Mapped[str] = mapped_column(String(20), default=TicketStatus.QUEUED.value)
     status_reason: Mapped[str] = mapped_column(Text, default="")
     submitted_by: Mapped[str] = mapped_column(String(200), default="")

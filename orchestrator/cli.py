@@ -180,6 +180,9 @@ def submit(
     until: Annotated[str, typer.Option(help="With several runs: 'first' stops the others at the first pass.")] = "all",
     model: Annotated[str, typer.Option(help="The model the agent should use.")] = "",
     budget_usd: Annotated[float, typer.Option(help="No new attempt once the ticket has cost this much.")] = 0.0,
+    area: Annotated[
+        list[str] | None, typer.Option(help="A glob of the paths this ticket is about; others are flagged.")
+    ] = None,
     agent_arg: Annotated[list[str] | None, typer.Option(help="An extra argument for the agent (repeatable).")] = None,
     agent_env: Annotated[
         list[str] | None, typer.Option(help="An environment variable the agent may see (repeatable).")
@@ -202,6 +205,7 @@ def submit(
         until=until,
         model=model,
         budget_usd=budget_usd,
+        area=list(area or []),
         agent_args=list(agent_arg or []),
         agent_env=list(agent_env or []),
     )

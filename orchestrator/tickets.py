@@ -48,6 +48,7 @@ class TicketSpec:
     agent_args: list[str] = field(default_factory=list)
     agent_env: list[str] = field(default_factory=list)
     budget_usd: float = 0.0
+    area: list[str] = field(default_factory=list)
 
 
 def parse_agent_cmd(command: str, cwd: Path) -> list[str]:
@@ -149,6 +150,7 @@ def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str) -> Ticke
         fanout=spec.fanout,
         until=spec.until,
         budget_usd=spec.budget_usd,
+        area=list(spec.area),
         targets=list(spec.targets) or mentioned_tests(spec),
         submitted_by=actor,
     )
@@ -178,7 +180,7 @@ def submit(
 SPEC_KEYS = {f for f in TicketSpec.__dataclass_fields__}
 TEXT_FIELDS = ("repo", "title", "body", "base", "agent_cmd", "until", "model")
 INT_FIELDS = ("attempts", "fanout", "priority")
-LIST_FIELDS = ("agents", "targets", "agent_args", "agent_env")
+LIST_FIELDS = ("agents", "targets", "agent_args", "agent_env", "area")
 
 
 def _parse(path: Path) -> Any:

@@ -30,7 +30,14 @@ from verification.digest import feedback_digest, is_hidden
 from verification.flags import assertion_inputs, assertion_literals, scan_diff
 from verification.judge import Judgement, judge
 from verification.patch import PatchRefused, apply_patch
-from verification.protect import DEFAULT_PROTECT, PYPROJECT_PYTEST, protected_changes, pytest_config, restore
+from verification.protect import (
+    DEFAULT_PROTECT,
+    PYPROJECT_PYTEST,
+    matches,
+    protected_changes,
+    pytest_config,
+    restore,
+)
 from verification.runner import TestRun, run_tests, scrubbed_env
 from verification.sandbox import bwrap_prefix, sandbox_warning
 from workers.environment import SetupFailed, copy_files, run_setup
@@ -63,6 +70,7 @@ class VerifySpec:
     setup_cmd: str | None = None
     setup_timeout: float = 1800.0
     copy_files: tuple[tuple[str, str], ...] = ()
+    area: tuple[str, ...] = ()  # globs of the paths the ticket is about; changes elsewhere are flagged
 
 
 @dataclass
@@ -143,7 +151,14 @@ def verify_diff(
         judgement = judge(baseline, run, targets, rerun=rerun)
     _apply_gamed_rule(judgement, reverted)
     judgement.flags += scan_diff(diff, *_test_values(checkout, baseline, spec, hidden))
+    judgement.flags += outside_area(changed, spec.area)
     return _result(judgement, run, rerun, reverted, hidden, spec)
+
+
+def outside_area(changed: list[str], area: tuple[str, ...]) -> list[str]:
+    """A flag naming the changed files that fall outside the ticket's area (when it names one)."""
+    stray = [path for path in changed if area and not any(matches(path, pattern) for pattern in area)]
+    return [f"the diff touches files outside the ticket's area: {', '.join(stray[:5])}"] if stray else []
 
 
 def _targets(spec: VerifySpec, baseline: TestRun, hidden: list[str]) -> tuple[str, ...]:

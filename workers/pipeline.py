@@ -49,6 +49,7 @@ class Job:
     repo_settings: dict[str, Any]
     targets: tuple[str, ...] = field(default=())
     over_budget: str | None = None
+    area: tuple[str, ...] = field(default=())
 
     @property
     def repo_key(self) -> str:
@@ -78,6 +79,7 @@ def _snapshot(attempt: Attempt) -> Job:
         setup_cmd=repo.setup_cmd,
         repo_settings=dict(repo.settings),
         targets=tuple(ticket.targets),
+        area=tuple(ticket.area),
     )
 
 
@@ -230,6 +232,7 @@ def spec_for(job: Job, settings_timeout: float, feedback_limit: int, setup_timeo
         setup_cmd=job.setup_cmd,
         setup_timeout=setup_timeout,
         copy_files=job.copy_files,
+        area=job.area,
         timeout=float(job.repo_settings.get("test_timeout", settings_timeout)),
         targets=job.targets,
         allow_test_edits=bool(job.repo_settings.get("allow_test_edits", False)),

@@ -63,3 +63,12 @@ def test_plain_code_and_names_that_equal_a_test_string_raise_no_flag() -> None:
     assert scan_diff(_diff("    return a + b", "    if b == 3:"), {"COMMENTCHARS"}, inputs) == []
     assert scan_diff(_diff("    return c in COMMENTCHARS"), {"COMMENTCHARS"}, inputs) == []
     assert scan_diff(_diff("    if (a, b) == (2, 3):", path="tests/test_calc.py"), test_inputs=inputs) == []
+
+
+def test_changes_outside_the_tickets_area_are_flagged() -> None:
+    from verification.verify import outside_area
+
+    assert outside_area(["calc.py", "setup.py", "pkg/mod.py"], ("calc.py", "pkg/**")) == [
+        "the diff touches files outside the ticket's area: setup.py"
+    ]
+    assert outside_area(["anything.py"], ()) == []

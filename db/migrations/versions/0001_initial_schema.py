@@ -67,6 +67,7 @@ def upgrade() -> None:
     sa.Column('until', sa.String(length=10), nullable=False),
     sa.Column('budget_usd', sa.Float(), nullable=False),
     sa.Column('targets', sa.JSON(), nullable=False),
+    sa.Column('area', sa.JSON(), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('status_reason', sa.Text(), nullable=False),
     sa.Column('submitted_by', sa.String(length=200), nullable=False),
