@@ -1,34 +1,48 @@
-"""Schema upgrades with Alembic; `fleet` runs upgrade() on first use, so a new database needs no setup step."""
+"""Schema upgrades with Alembic; `fleet` runs upgrade() on first use, so a new database needs no setup step.
+
+Every command checks the schema, so the check is one query; Alembic itself is loaded only to upgrade.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
 from db.engine import Database
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+HEAD = "0002"  # the newest revision in migrations/versions; a test keeps the two in step
 
 
 def alembic_config(db: Database) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = db.engine
     return config
 
 
+def current_revision(db: Database) -> str | None:
+    with db.engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
 def is_current(db: Database) -> bool:
     """True when the database is already at the newest revision."""
-    heads = set(ScriptDirectory.from_config(alembic_config(db)).get_heads())
-    with db.engine.connect() as conn:
-        return set(MigrationContext.configure(conn).get_current_heads()) == heads
+    return current_revision(db) == HEAD
 
 
 def upgrade(db: Database) -> None:
     """Bring the schema to the newest revision (a no-op when it is there already)."""
     if not is_current(db):
+        from alembic import command
+
         command.upgrade(alembic_config(db), "head")

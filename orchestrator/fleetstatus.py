@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -11,7 +11,9 @@ from db import queries
 from db.engine import Database
 from db.models import utcnow
 from orchestrator import views
-from workers.queue import Dispatcher
+
+if TYPE_CHECKING:
+    from workers.queue import Dispatcher
 
 STALE_AFTER = timedelta(seconds=60)
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from db import queries
 from db.engine import Database
 from orchestrator.scheduler import schedule
 from orchestrator.settings import Settings
-from workers.queue import Dispatcher
+
+if TYPE_CHECKING:
+    from workers.queue import Dispatcher
 
 log = logging.getLogger(__name__)
 

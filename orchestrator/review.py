@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from db import queries
 from db.engine import Database
@@ -15,7 +16,9 @@ from orchestrator.scheduler import schedule
 from orchestrator.settings import Settings
 from workers.git import GitError, git
 from workers.mirror import ensure_mirror
-from workers.queue import Dispatcher
+
+if TYPE_CHECKING:
+    from workers.queue import Dispatcher
 
 
 def candidates(ticket: Ticket) -> list[Attempt]:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict, deque
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from db import queries
 from db.engine import Database
 from db.status import AttemptStatus
 from orchestrator.settings import Settings
-from workers.queue import Dispatcher
+
+if TYPE_CHECKING:
+    from workers.queue import Dispatcher
 
 LOOKAHEAD = 4
 UNLIMITED = 1 << 30  # pending rows read per free slot, so limits can skip past a blocked repo or agent

@@ -9,7 +9,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -22,7 +22,9 @@ from orchestrator.scheduler import schedule
 from orchestrator.settings import Settings
 from workers.agents import AGENTS
 from workers.git import GitError, resolve_commit
-from workers.queue import Dispatcher
+
+if TYPE_CHECKING:
+    from workers.queue import Dispatcher
 
 MAX_TITLE = 500
 MAX_BODY = 200_000

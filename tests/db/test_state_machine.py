@@ -137,3 +137,11 @@ def test_migrations_build_exactly_the_models_schema(db: Database) -> None:
 
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_the_head_constant_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    from db.migrate import HEAD, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config(Database("sqlite://"))).get_heads() == [HEAD]
