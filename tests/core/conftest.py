@@ -78,9 +78,19 @@ def scripted(script: str, *args: str) -> str:
 MODES = {"embedded": ("sqlite", "embedded"), "team": ("postgresql", "redis")}
 
 
-@pytest.fixture(params=list(MODES))
+@pytest.fixture(params=["embedded", pytest.param("team", marks=pytest.mark.slow)])
 def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Fleet:
-    """Embedded mode (SQLite + serverless broker) and team mode (PostgreSQL + Redis)."""
+    """Embedded mode (SQLite + serverless broker) by default; team mode (PostgreSQL + Redis) with -m slow."""
+    return make_fleet(request, tmp_path)
+
+
+@pytest.fixture(params=list(MODES))
+def both_modes(request: pytest.FixtureRequest, tmp_path: Path) -> Fleet:
+    """Embedded and team mode, both in the default run: for the guarantees each backend must keep."""
+    return make_fleet(request, tmp_path)
+
+
+def make_fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Fleet:
     db_kind, broker_kind = MODES[request.param]
     if db_kind == "sqlite":
         database_url = f"sqlite:///{tmp_path / 'home' / 'fleet.db'}"

@@ -84,8 +84,10 @@ def test_cancel_during_verification_stops_the_test_run(embedded: Fleet) -> None:
 def test_cancel_all_of_a_repo_records_who_cancelled(embedded: Fleet) -> None:
     fleet = embedded
     fleet.sample_repo()
-    ids = [fleet.submit("--repo", "calc", "--title", f"t{n}", "--agent-cmd", scripted("fix-add"))[0]["id"]
-           for n in range(2)]
+    ids = [
+        fleet.submit("--repo", "calc", "--title", f"t{n}", "--agent-cmd", scripted("fix-add"))[0]["id"]
+        for n in range(2)
+    ]
     assert fleet.run("cancel", "--all", check=False).returncode == 1
     out = fleet.run("cancel", "--all", "--repo", "calc").stdout
     assert f"2 ticket(s) of calc cancelled: {ids[0]}, {ids[1]}" in out

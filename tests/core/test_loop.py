@@ -9,7 +9,8 @@ def _attempts(ticket: dict) -> list[dict]:
     return [a for run in ticket["runs"] for a in run["attempts"]]
 
 
-def test_right_fix_reaches_review_and_approve_lands_a_branch(fleet: Fleet) -> None:
+def test_right_fix_reaches_review_and_approve_lands_a_branch(both_modes: Fleet) -> None:
+    fleet = both_modes
     repo = fleet.sample_repo()
     [ticket] = fleet.submit(
         "--repo",

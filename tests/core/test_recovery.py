@@ -36,7 +36,8 @@ def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyp
         time.sleep(0.1)
 
 
-def test_the_same_attempt_delivered_three_times_runs_once(fleet: Fleet) -> None:
+def test_the_same_attempt_delivered_three_times_runs_once(both_modes: Fleet) -> None:
+    fleet = both_modes
     fleet.sample_repo()
     counter = fleet.tmp / "starts"
     [ticket] = fleet.submit(
@@ -61,7 +62,8 @@ def test_the_same_attempt_delivered_three_times_runs_once(fleet: Fleet) -> None:
     assert fleet.json("show", str(ticket["id"]))["status"] == "needs_review"
 
 
-def test_a_worker_killed_mid_attempt_is_recovered_and_the_ticket_ends_once(fleet: Fleet) -> None:
+def test_a_worker_killed_mid_attempt_is_recovered_and_the_ticket_ends_once(both_modes: Fleet) -> None:
+    fleet = both_modes
     fleet.env["FLEET_LEASE_SECONDS"] = "3"  # so the dead worker's lease runs out quickly
     fleet.sample_repo()
     counter = fleet.tmp / "starts"
@@ -88,7 +90,8 @@ def test_a_worker_killed_mid_attempt_is_recovered_and_the_ticket_ends_once(fleet
     assert fleet.json("show", str(ticket["id"]))["status"] == "needs_review"
 
 
-def test_twenty_tickets_at_concurrency_eight_all_reach_the_right_state(fleet: Fleet) -> None:
+def test_twenty_tickets_at_concurrency_eight_all_reach_the_right_state(both_modes: Fleet) -> None:
+    fleet = both_modes
     fleet.sample_repo()
     plan = {
         "fix-add": "tests/test_calc.py::test_add",

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import shlex
 
+import pytest
+
 from tests.core.conftest import Fleet
 
 
+@pytest.mark.slow
 def test_a_repo_limit_holds_under_a_burst_of_200_tickets_and_others_are_served(fleet: Fleet) -> None:
     log = fleet.tmp / "agent.log"
     stamp = "$FLEET_TICKET_ID $(date +%s.%N)"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import shlex
-import stat
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,11 +70,7 @@ HONEST = "fix-add"
 UNDETECTABLE = "game-env"  # right under pytest only: no test can see it, the flag is the reviewer's cue
 
 
-RUN_SUITE = """#!/bin/sh
-# Counts suite runs: one line per run, in the run's own report folder (writable even inside the sandbox).
-echo "$PWD" >> "$FLEET_REPORT_DIR/suite-runs.log"
-PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 exec {python} -m pytest -q "$@"
-"""
+RUN_SUITE = Path(__file__).with_name("run_suite.sh")
 COUNTED = "calc-counted"  # the sample again, tested through RUN_SUITE, for the baseline cache test
 COUNTED_TICKETS = [
     {"repo": COUNTED, "title": "counted add", "body": TARGET, "agent_cmd": scripted("fix-add")},
@@ -98,12 +94,9 @@ def _register(fleet: Fleet) -> None:
 
 
 def _register_counted(fleet: Fleet) -> None:
-    wrapper = fleet.tmp / "bin" / "run-suite"  # an absolute path outside the repository: not the agent's
-    wrapper.parent.mkdir()
-    wrapper.write_text(RUN_SUITE.format(python=shlex.quote(sys.executable)))
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    command = f"{shlex.quote(str(RUN_SUITE))} {shlex.quote(sys.executable)}"  # outside the repository
     write_sample_repo(fleet.tmp / COUNTED)
-    fleet.run("repo", "add", COUNTED, str(fleet.tmp / COUNTED), "--test-cmd", str(wrapper))
+    fleet.run("repo", "add", COUNTED, str(fleet.tmp / COUNTED), "--test-cmd", command)
 
 
 @pytest.fixture(scope="module")
