@@ -18,7 +18,7 @@ from db.status import AttemptStatus, Verdict
 from orchestrator import policy
 from orchestrator.contracts import AgentResult, AgentTask
 from verification.runner import TestRun, scrubbed_env
-from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
+from verification.verify import VerificationResult, VerifySpec, errored, run_baseline, verify_diff
 from workers.agents import load_agent
 from workers.agents.base import AgentOptions
 from workers.environment import copy_files, exclude_from_diffs, run_setup, secrets_in
@@ -315,21 +315,7 @@ def _baseline(
 
 
 def _baseline_error(baseline: TestRun) -> VerificationResult:
-    reason = f"the tests could not run at the base commit: {baseline.error}"
-    return VerificationResult(
-        verdict=Verdict.ERROR,
-        reasons=[reason],
-        fail_to_pass=[],
-        pass_to_pass=0,
-        broken=[],
-        flaky=[],
-        flags=[],
-        feedback="",
-        output=baseline.output,
-        duration=baseline.duration,
-        reverted=[],
-        warnings=[],
-    )
+    return replace(errored(f"the tests could not run at the base commit: {baseline.error}"), output=baseline.output)
 
 
 def _record_verdict(

@@ -75,6 +75,19 @@ def scripted(script: str, *args: str) -> str:
     return shlex.join(scripted_command(script, *args))
 
 
+def processes_with(marker: str) -> list[str]:
+    """Command lines of live processes that mention marker (psutil is not a dependency: read /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # the process ended while we looked
+        if marker in text:
+            found.append(text)
+    return found
+
+
 MODES = {"embedded": ("sqlite", "embedded"), "team": ("postgresql", "redis")}
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from db import queries
 from orchestrator.settings import Settings
-from tests.core.conftest import Fleet, scripted
+from tests.core.conftest import Fleet, processes_with, scripted
 from workers.agents.scripted import write_sample_repo
 
 ADD = "tests/test_calc.py::test_add"
@@ -58,19 +58,6 @@ def ticket_status(fleet: Fleet, ticket_id: int) -> str:
 
 def attempt_ids(shown: dict[str, Any]) -> list[int]:
     return [a["id"] for run in shown["runs"] for a in run["attempts"]]
-
-
-def processes_with(marker: str) -> list[str]:
-    """Command lines of live processes that mention marker (psutil is not a dependency: read /proc)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue  # the process ended while we looked
-        if marker in text:
-            found.append(text)
-    return found
 
 
 def test_bad_input_at_the_command_line_is_one_line_and_stores_nothing(embedded: Fleet) -> None:

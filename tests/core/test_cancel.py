@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from tests.core.conftest import Fleet, scripted
+from tests.core.conftest import Fleet, processes_with, scripted
 from tests.core.test_recovery import wait_for
-
-
-def processes_with(marker: str) -> list[str]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in text:
-            found.append(text)
-    return found
 
 
 def test_cancel_during_an_agent_run_stops_it_and_retry_starts_again(fleet: Fleet) -> None:

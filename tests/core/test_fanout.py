@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from tests.core.conftest import Fleet, scripted
-from tests.core.test_cancel import processes_with
+from tests.core.conftest import Fleet, processes_with, scripted
 
 
 def test_one_good_and_two_bad_runs_put_exactly_the_good_diff_in_review(embedded: Fleet) -> None:
