@@ -117,7 +117,7 @@ def throughput(mode: str, tickets: int, slots: int, agent_seconds: float, work: 
         peak_rss = max(peak_rss, rss_bytes(worker.pid))
         time.sleep(0.2)
     makespan = time.monotonic() - started
-    statuses = json.loads(fleet(env, "tickets", "--json", cwd=work))
+    counts = json.loads(fleet(env, "status", "--json", cwd=work))["tickets"]
     bare = bare_test_seconds(repo)
     ideal = tickets * (agent_seconds + bare) / slots
     return {
@@ -125,7 +125,7 @@ def throughput(mode: str, tickets: int, slots: int, agent_seconds: float, work: 
         "makespan_s": round(makespan, 2), "ideal_s": round(ideal, 2), "makespan_over_ideal": round(makespan / ideal, 3),
         "fleet_cpu_ms_per_ticket": round(1000 * cpu / tickets, 1),
         "peak_rss_mb": round(peak_rss / 2**20, 1), "rss_mb_per_slot": round(peak_rss / 2**20 / slots, 2),
-        "verified": sum(1 for t in statuses if t["status"] == "needs_review"),
+        "verified": counts.get("needs_review", 0),
         "busy_log": str(log),
     }
 

@@ -236,13 +236,14 @@ def ticket_table(tickets: list[dict[str, Any]]) -> Table:
 def tickets(
     status: Annotated[str, typer.Option(help="Only tickets with this status.")] = "",
     repo: Annotated[str, typer.Option()] = "",
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 500,
     as_json: JsonFlag = False,
 ) -> None:
     """List tickets, newest first."""
     if status and status not in {s.value for s in TicketStatus}:
         raise FleetError(f"unknown status {status!r}; one of: {', '.join(s.value for s in TicketStatus)}")
     with Context().db.session() as s:
-        rows = [views.ticket_view(t) for t in queries.list_tickets(s, status or None, repo or None)]
+        rows = [views.ticket_view(t) for t in queries.list_tickets(s, status or None, repo or None, limit)]
     print_json(rows) if as_json else out.print(ticket_table(rows))
 
 
