@@ -1,4 +1,4 @@
-"""Optional bubblewrap isolation of a test run: read-only system, writable checkout and report dir, no network."""
+"""Optional bubblewrap isolation of a test run: read-only system, writable checkout, report dir and TMPDIR, no network."""
 
 from __future__ import annotations
 
@@ -17,10 +17,14 @@ def bwrap_prefix(checkout: Path, report_dir: Path, network: bool = False) -> lis
     exe = shutil.which("bwrap")
     if exe is None or sandbox_problem(exe) is not None:
         return None
-    # --tmpfs /tmp comes before the binds, so a checkout under /tmp stays visible on top of it.
-    args = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    # The host's /tmp stays visible, read-only like the rest: the interpreter or the test command may live
+    # there (a virtualenv in a CI folder under /tmp). Scratch files go to a private TMPDIR instead.
+    private_tmp = report_dir.resolve() / "tmp"
+    private_tmp.mkdir(parents=True, exist_ok=True)
+    args = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     for path in (checkout.resolve(), report_dir.resolve()):
         args += ["--bind", str(path), str(path)]
+    args += ["--setenv", "TMPDIR", str(private_tmp)]
     args += ["--unshare-pid", "--die-with-parent", "--new-session", "--chdir", str(checkout.resolve())]
     return args if network else [*args, "--unshare-net"]
 

@@ -236,3 +236,21 @@ def test_pyproject_pytest_table_is_pinned_but_the_rest_is_the_diffs(tmp_path: Pa
     fix = repo.diff({"pyproject.toml": deps, "calc.py": FIXED_CALC})
     result = verify_diff(repo.clone(tmp_path / "c2"), fix, SPEC, baseline, tmp_path / "r2")
     assert result.verdict is Verdict.PASSED and result.reverted == []
+
+
+@pytest.mark.skipif(bwrap_prefix(Path("/"), Path("/")) is None, reason="bubblewrap is not usable here")
+def test_the_sandbox_sees_tools_under_tmp_but_writes_only_to_its_own_tmpdir(tmp_path: Path) -> None:
+    import subprocess
+
+    tool = tmp_path / "bin" / "tool"  # tmp_path is under /tmp: a virtualenv there must keep working
+    tool.parent.mkdir()
+    tool.write_text('#!/bin/sh\necho ran > "$TMPDIR/scratch" && cat "$TMPDIR/scratch"\n')
+    tool.chmod(0o755)
+    checkout, reports = tmp_path / "checkout", tmp_path / "reports"
+    checkout.mkdir()
+    prefix = bwrap_prefix(checkout, reports)
+    assert prefix is not None
+    done = subprocess.run([*prefix, str(tool)], capture_output=True, text=True)
+    assert done.stdout.strip() == "ran"
+    escaped = subprocess.run([*prefix, "sh", "-c", f"echo x > {tmp_path}/escaped"], capture_output=True)
+    assert escaped.returncode != 0 and not (tmp_path / "escaped").exists()
