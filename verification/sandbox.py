@@ -1,4 +1,4 @@
-"""Optional bubblewrap isolation of a test run: read-only system, writable checkout, report dir and TMPDIR, no network."""
+"""Optional bubblewrap isolation of a test run: read-only system; writable checkout, reports and TMPDIR; no network."""
 
 from __future__ import annotations
 
