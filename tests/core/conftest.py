@@ -142,3 +142,10 @@ def embedded(tmp_path: Path, request: pytest.FixtureRequest) -> Fleet:
     return Fleet(
         home=tmp_path / "home", env=env, database_url=f"sqlite:///{tmp_path / 'home' / 'fleet.db'}", tmp=tmp_path
     )
+
+
+@pytest.fixture
+def team(request: pytest.FixtureRequest, tmp_path: Path) -> Fleet:
+    """Only team mode (PostgreSQL + Redis), for `fleet worker` on separate queues."""
+    request.param = "team"  # make_fleet reads the mode from the request, as for the parametrized fixtures
+    return make_fleet(request, tmp_path)
