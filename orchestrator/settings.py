@@ -22,7 +22,7 @@ class Settings(BaseSettings):
 
     lease_seconds: float = 60.0
     heartbeat_seconds: float = 10.0
-    redispatch_seconds: float = 900.0
+    redispatch_seconds: float = 120.0
     reconcile_seconds: float = 15.0
 
     agent_timeout_seconds: float = 3600.0

@@ -206,6 +206,7 @@ def _finish_agent(rt: WorkerRuntime, job: Job, lease: queries.Lease, result: Age
     if result.cancelled:
         with rt.db.session() as s:
             queries.advance(s, job.attempt_id, lease, AttemptStatus.CANCELLED, finished_at=utcnow(), **recorded)
+        rt.discard_attempt_dir(job.attempt_id)
         return
     if result.error:
         _record_error(rt, job, lease, result.error, "", recorded)
@@ -362,6 +363,7 @@ def _record_verdict(
             attempt_id=job.attempt_id,
         )
         _after(s, job, result.verdict, result.feedback, "; ".join(result.reasons))
+    rt.discard_attempt_dir(job.attempt_id)
     rt.schedule()
 
 
@@ -386,4 +388,5 @@ def _record_error(
             s, "error", f"attempt {job.number}: {reason}", ticket_id=job.ticket_id, attempt_id=job.attempt_id
         )
         _after(s, job, Verdict.ERROR, "", reason)
+    rt.discard_attempt_dir(job.attempt_id)
     rt.schedule()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import threading
 import uuid
@@ -90,6 +91,10 @@ class WorkerRuntime:
     def baseline_lock(self, key: str) -> threading.Lock:
         with self._pools_lock:
             return self._baseline_locks.setdefault(key, threading.Lock())
+
+    def discard_attempt_dir(self, attempt_id: int) -> None:
+        """The prompt file and reports are in the database now; the folder must not grow without bound."""
+        shutil.rmtree(self.settings.attempts_dir / str(attempt_id), ignore_errors=True)
 
     def attempt_dir(self, attempt_id: int) -> Path:
         path = self.settings.attempts_dir / str(attempt_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import time
 import uuid
@@ -163,8 +164,19 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
     (fleet.tmp / "batch.json").write_text(json.dumps(batch))
     ids = [t["id"] for t in fleet.submit("--repo", "calc", "--file", "batch.json")]
     good, missing, hang, noisy, no_tests, slow = ids
+    seen_prompt = fleet.tmp / "prompt-as-the-agent-saw-it.md"
+    keep_prompt = f'cp "$FLEET_PROMPT_FILE" {shlex.quote(str(seen_prompt))}; exec {scripted("fix-add")}'
     [odd_ticket] = fleet.submit(
-        "--repo", "calc", "--title", TITLE, "--body", BODY, "--agent-cmd", scripted("fix-add"), "--target", ADD
+        "--repo",
+        "calc",
+        "--title",
+        TITLE,
+        "--body",
+        BODY,
+        "--agent-cmd",
+        f"sh -c {shlex.quote(keep_prompt)}",
+        "--target",
+        ADD,
     )
     odd = odd_ticket["id"]
 
@@ -226,7 +238,7 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
     # Ticket text is data: stored and shown byte-exact, handed to the agent as is, never run.
     assert (shown[odd]["title"], shown[odd]["body"]) == (TITLE, BODY)
     [attempt_id] = attempt_ids(shown[odd])
-    prompt_file = (fleet.home / "attempts" / str(attempt_id) / "prompt.md").read_text(encoding="utf-8")
+    prompt_file = seen_prompt.read_text(encoding="utf-8")
     assert TITLE in prompt_file and BODY in prompt_file
     assert TITLE in fleet.run("show", str(odd)).stdout
     logs = fleet.run("logs", str(attempt_id)).stdout

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from db import queries
+from db.models import Baseline, Verification
 from tests.core.conftest import Fleet, scripted
 from tests.e2e_verification.helpers import embedded_fleet, only_attempt, read_json, show_many
 from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
@@ -163,8 +164,13 @@ def test_a_second_ticket_on_the_same_base_runs_the_suite_once_not_twice(corpus: 
     first, second = (corpus.tickets[t["title"]] for t in COUNTED_TICKETS)
     assert first["base_sha"] == second["base_sha"]
     assert [corpus.shown[t["title"]]["status"] for t in COUNTED_TICKETS] == ["needs_review", "needs_review"]
-    logs = (corpus.fleet.tmp / "home").rglob("suite-runs.log")
-    runs = [line for log in logs for line in log.read_text().splitlines()]
-    assert len(runs) == 3  # one baseline + one run per diff; without the cache it would be 4
     with corpus.fleet.db().session() as s:
-        assert queries.count_baselines(s, queries.get_repo(s, COUNTED).id) == 1
+        repo_id = queries.get_repo(s, COUNTED).id
+        assert queries.count_baselines(s, repo_id) == 1
+        baseline = s.query(Baseline).filter_by(repo_id=repo_id).one()
+        outputs = [baseline.result["output"]] + [
+            s.query(Verification).filter_by(attempt_id=only_attempt(corpus.shown[t["title"]])["id"]).one().output
+            for t in COUNTED_TICKETS
+        ]
+    runs = sum(output.count("FLEET-SUITE-RUN") for output in outputs)
+    assert runs == 3  # one baseline + one run per diff; without the cache it would be 4
