@@ -126,6 +126,7 @@ def repo_add(
     ] = None,
     max_concurrency: Annotated[int, typer.Option(help="At most this many attempts of this repo at once.")] = 0,
     daily_budget_usd: Annotated[float, typer.Option(help="No new attempt once today's spend reaches this.")] = 0.0,
+    test_network: Annotated[bool, typer.Option(help="Sandboxed test runs may use the network.")] = False,
 ) -> None:
     """Register a git repository and how to test it."""
     ctx = Context()
@@ -141,6 +142,7 @@ def repo_add(
         copy_files=copy_file or [],
         max_concurrency=max_concurrency,
         daily_budget_usd=daily_budget_usd,
+        test_network=test_network,
     )
     repo = register_repo(ctx.db, spec)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)

@@ -28,6 +28,7 @@ TOML_TYPES: dict[str, type | tuple[type, ...]] = {
     "copy_files": list,
     "max_concurrency": int,
     "daily_budget_usd": (int, float),
+    "test_network": bool,
 }
 TOML_KEYS = set(TOML_TYPES)
 
@@ -45,6 +46,7 @@ class RepoSpec:
     copy_files: list[str] = field(default_factory=list)
     max_concurrency: int = 0
     daily_budget_usd: float = 0.0
+    test_network: bool = False
 
 
 def read_fleet_toml(repo: Path) -> dict[str, Any]:
@@ -110,6 +112,8 @@ def _settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
         raise FleetError("--max-concurrency must be 0 (no limit) or more")
     if limit:
         settings["max_concurrency"] = int(limit)
+    if spec.test_network or toml.get("test_network"):
+        settings["test_network"] = True
     daily = spec.daily_budget_usd or toml.get("daily_budget_usd", 0)
     if daily:
         settings["daily_budget_usd"] = float(daily)

@@ -237,6 +237,7 @@ def spec_for(job: Job, settings_timeout: float, feedback_limit: int, setup_timeo
         timeout=float(job.repo_settings.get("test_timeout", settings_timeout)),
         targets=job.targets,
         allow_test_edits=bool(job.repo_settings.get("allow_test_edits", False)),
+        network=bool(job.repo_settings.get("test_network", False)),
         feedback_limit=feedback_limit,
         **extra,
     )
