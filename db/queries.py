@@ -335,18 +335,6 @@ def count_open_attempts(s: Session) -> int:
     return s.scalar(select(func.count()).select_from(Attempt).where(Attempt.status.in_(OPEN_ATTEMPT))) or 0
 
 
-def active_ticket_count(s: Session) -> int:
-    query = (
-        select(func.count())
-        .select_from(Ticket)
-        .where(Ticket.status.in_([TicketStatus.QUEUED.value, TicketStatus.RUNNING.value]))
-    )
-    return s.scalar(query) or 0
-
-
-# --- verification ----------------------------------------------------------------------------------
-
-
 def add_verification(s: Session, attempt_id: int, **fields: Any) -> Verification:
     verification = Verification(attempt_id=attempt_id, **fields)
     s.add(verification)
@@ -424,13 +412,6 @@ def add_review(s: Session, **fields: Any) -> Review:
     s.add(review)
     s.flush()
     return review
-
-
-def reviews_for(s: Session, ticket_id: int) -> Sequence[Review]:
-    return s.scalars(select(Review).where(Review.ticket_id == ticket_id).order_by(Review.id)).all()
-
-
-# --- workers and status ----------------------------------------------------------------------------
 
 
 def beat(s: Session, worker_id: str, **fields: Any) -> None:

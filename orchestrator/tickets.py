@@ -45,7 +45,7 @@ class TicketSpec:
     targets: list[str] = field(default_factory=list)
     priority: int = 0
     timeout: float | None = None
-    until: str = "all"
+    until: str = policy.UNTIL_ALL
     model: str = ""
     agent_args: list[str] = field(default_factory=list)
     agent_env: list[str] = field(default_factory=list)
@@ -97,7 +97,7 @@ def validate(spec: TicketSpec) -> None:
         raise FleetError(f"title or body too long (limits: {MAX_TITLE} and {MAX_BODY} characters)")
     for name in ("title", "body", "agent_cmd"):
         check_text(name.replace("_", "-"), getattr(spec, name))
-    if spec.until not in ("first", "all"):
+    if spec.until not in (policy.UNTIL_FIRST, policy.UNTIL_ALL):
         raise FleetError(f"--until must be 'first' or 'all', not {spec.until!r}")
     if spec.attempts < 1 or spec.fanout < 1:
         raise FleetError("--attempts and --fanout must be at least 1")
