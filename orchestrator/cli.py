@@ -127,6 +127,10 @@ def repo_add(
     max_concurrency: Annotated[int, typer.Option(help="At most this many attempts of this repo at once.")] = 0,
     daily_budget_usd: Annotated[float, typer.Option(help="No new attempt once today's spend reaches this.")] = 0.0,
     test_network: Annotated[bool, typer.Option(help="Sandboxed test runs may use the network.")] = False,
+    env_cache: Annotated[bool, typer.Option(help="Reuse what --setup-cmd built while its key files match.")] = True,
+    env_key_file: Annotated[
+        list[str] | None, typer.Option(help="A glob of the files that define the environment (repeatable).")
+    ] = None,
 ) -> None:
     """Register a git repository and how to test it."""
     ctx = Context()
@@ -143,6 +147,8 @@ def repo_add(
         max_concurrency=max_concurrency,
         daily_budget_usd=daily_budget_usd,
         test_network=test_network,
+        env_cache=env_cache,
+        env_key_files=env_key_file or [],
     )
     repo = register_repo(ctx.db, spec)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)

@@ -29,6 +29,8 @@ TOML_TYPES: dict[str, type | tuple[type, ...]] = {
     "max_concurrency": int,
     "daily_budget_usd": (int, float),
     "test_network": bool,
+    "env_cache": bool,
+    "env_key_files": list,
 }
 TOML_KEYS = set(TOML_TYPES)
 
@@ -47,6 +49,8 @@ class RepoSpec:
     max_concurrency: int = 0
     daily_budget_usd: float = 0.0
     test_network: bool = False
+    env_cache: bool = True
+    env_key_files: list[str] = field(default_factory=list)
 
 
 def read_fleet_toml(repo: Path) -> dict[str, Any]:
@@ -64,7 +68,8 @@ def read_fleet_toml(repo: Path) -> dict[str, Any]:
         raise FleetError(f".fleet.toml in {repo}: unknown key(s) {', '.join(sorted(unknown))}")
     for key, value in data.items():
         wrong = not isinstance(value, TOML_TYPES[key]) or (key == "test_timeout" and isinstance(value, bool))
-        if wrong or (key == "protect" and not all(isinstance(v, str) for v in value)):
+        strings = key in ("protect", "env_key_files") and not all(isinstance(v, str) for v in value)
+        if wrong or strings:
             raise FleetError(f".fleet.toml in {repo}: {key} has the wrong type ({value!r})")
     return data
 
@@ -117,6 +122,11 @@ def _settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
     daily = spec.daily_budget_usd or toml.get("daily_budget_usd", 0)
     if daily:
         settings["daily_budget_usd"] = float(daily)
+    if not spec.env_cache or toml.get("env_cache") is False:
+        settings["env_cache"] = False
+    key_files = spec.env_key_files or toml.get("env_key_files")
+    if key_files:
+        settings["env_key_files"] = list(key_files)
     copies = [_copy_pair(item) for item in spec.copy_files or toml.get("copy_files", [])]
     if copies:
         settings["copy_files"] = copies

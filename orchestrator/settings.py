@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     agent_limits: dict[str, int] = {}
 
     worktree_pool_size: int = 32
+    env_cache_bytes: int = 10 * 2**30  # environments built by setup commands, kept for reuse; 0 turns it off
     ports_dir: Path = Path(tempfile.gettempdir()) / f"fleet-ports-{os.getuid()}"
     port_first: int = 20_000
     port_block_size: int = 20
@@ -62,6 +63,10 @@ class Settings(BaseSettings):
     @property
     def mirrors_dir(self) -> Path:
         return self.home.resolve() / "mirrors"
+
+    @property
+    def env_cache_dir(self) -> Path:
+        return self.home.resolve() / "envs"
 
     @property
     def attempts_dir(self) -> Path:

@@ -28,21 +28,35 @@ class PatchRefused(Exception):
 
 def apply_patch(checkout: Path, diff: str) -> list[str]:
     """Apply diff (from stdin, to index and work tree) at checkout; return the paths it touches."""
+    paths = check_patch(checkout, diff)
+    apply_checked(checkout, diff)
+    return paths
+
+
+def check_patch(checkout: Path, diff: str) -> list[str]:
+    """The paths diff touches, or PatchRefused when it holds what cannot be reviewed as text."""
     if not diff.strip():
         raise PatchRefused("the agent changed nothing")
-    if not diff.endswith("\n"):
-        diff += "\n"
+    diff = _terminated(diff)
     _refuse_special(diff)
     paths, binary = _numstat(checkout, diff)
     if binary:
         raise PatchRefused(f"binary changes are not accepted: {', '.join(binary)}")
     for path in paths:
         _refuse_path(path)
+    return paths
+
+
+def apply_checked(checkout: Path, diff: str) -> None:
+    """Apply a diff check_patch accepted, to the index and the work tree."""
     try:
-        git("apply", "--index", "--whitespace=nowarn", "-", cwd=checkout, input=diff)
+        git("apply", "--index", "--whitespace=nowarn", "-", cwd=checkout, input=_terminated(diff))
     except GitError as exc:
         raise PatchRefused(f"the diff does not apply at the base commit: {_last_line(exc.stderr)}") from exc
-    return paths
+
+
+def _terminated(diff: str) -> str:
+    return diff if diff.endswith("\n") else diff + "\n"
 
 
 def _refuse_special(diff: str) -> None:

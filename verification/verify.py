@@ -29,7 +29,7 @@ from db.status import Verdict
 from verification.digest import feedback_digest, is_hidden
 from verification.flags import assertion_inputs, assertion_literals, scan_diff
 from verification.judge import Judgement, judge
-from verification.patch import PatchRefused, apply_patch
+from verification.patch import PatchRefused, apply_checked, check_patch
 from verification.protect import (
     DEFAULT_PROTECT,
     PYPROJECT_PYTEST,
@@ -40,7 +40,8 @@ from verification.protect import (
 )
 from verification.runner import TestRun, run_tests, scrubbed_env
 from verification.sandbox import bwrap_prefix, sandbox_warning
-from workers.environment import SetupFailed, copy_files, run_setup
+from workers.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
+from workers.environment import CacheUse, SetupFailed, copy_files, set_up_environment
 from workers.git import GitError, git
 
 PIN_INI = "fleet-pytest.ini"
@@ -71,6 +72,8 @@ class VerifySpec:
     setup_timeout: float = 1800.0
     copy_files: tuple[tuple[str, str], ...] = ()
     area: tuple[str, ...] = ()  # globs of the paths the ticket is about; changes elsewhere are flagged
+    env_cache: EnvCache | None = None  # None: every checkout runs the setup afresh
+    env_key_files: tuple[str, ...] = DEFAULT_KEY_FILES
 
 
 @dataclass
@@ -106,18 +109,27 @@ def run_baseline(
     """Run the tests (hidden ones included) on a clean checkout of the base commit."""
     add_hidden_tests(checkout, spec.hidden_tests)
     try:
-        prepare(checkout, spec, "the baseline checkout", cancelled)
+        prepare(checkout, spec, "the baseline checkout", cancelled, cached=True)
     except SetupFailed as exc:
         return TestRun({}, None, False, "", 0.0, error=str(exc))
     return _run(checkout, spec, report_dir, spec.test_cmd, cancelled, _config(checkout, spec))
 
 
-def prepare(checkout: Path, spec: VerifySpec, where: str, cancelled: threading.Event | None) -> None:
-    """Copy the repo's files in and run its setup command, with the test run's scrubbed environment."""
+def prepare(
+    checkout: Path, spec: VerifySpec, where: str, cancelled: threading.Event | None, cached: bool = False
+) -> None:
+    """Copy the repo's files in and set up its environment (from the cache when cached and allowed)."""
     copy_files(spec.copy_files, checkout)
-    if spec.setup_cmd:
-        env = scrubbed_env(spec.env if spec.env is not None else os.environ)
-        run_setup(checkout, spec.setup_cmd, where=where, timeout=spec.setup_timeout, env=env, cancelled=cancelled)
+    if not spec.setup_cmd:
+        return
+    env = scrubbed_env(spec.env if spec.env is not None else os.environ)
+    cache = None
+    if cached and spec.env_cache is not None:
+        copied = tuple(source for source, _ in spec.copy_files)
+        cache = CacheUse(spec.env_cache, "verify", copied, spec.env_key_files)
+    set_up_environment(
+        checkout, spec.setup_cmd, where=where, timeout=spec.setup_timeout, env=env, cancelled=cancelled, cache=cache
+    )
 
 
 def verify_diff(
@@ -128,9 +140,23 @@ def verify_diff(
     report_dir: Path,
     cancelled: threading.Event | None = None,
 ) -> VerificationResult:
-    """Apply diff to a clean base checkout, neutralise test edits, run the tests and judge against baseline."""
+    """Apply diff to a clean base checkout, neutralise test edits, run the tests and judge against baseline.
+
+    When the diff leaves the environment's key files alone, the environment is set up (or restored from
+    the cache) before the diff is applied, at the pristine base; otherwise it is built afresh after.
+    """
     try:
-        changed = apply_patch(checkout, diff)
+        changed = check_patch(checkout, diff)
+    except PatchRefused as exc:
+        return refused(exc.reason)
+    fresh_env = bool(key_files_changed(changed, spec.env_key_files))
+    where = "the verification checkout"
+    try:
+        if not fresh_env:
+            prepare(checkout, spec, where, cancelled, cached=True)
+        apply_checked(checkout, diff)
+    except SetupFailed as exc:
+        return errored(str(exc))
     except PatchRefused as exc:
         return refused(exc.reason)
     config = _config(checkout, spec)  # read from HEAD, which applying the diff does not move: once is enough
@@ -140,7 +166,8 @@ def verify_diff(
     except (GitError, OSError) as exc:
         return errored(f"the hidden tests could not be added: {exc}")
     try:
-        prepare(checkout, spec, "the verification checkout", cancelled)
+        if fresh_env:
+            prepare(checkout, spec, where, cancelled)
     except SetupFailed as exc:
         return errored(str(exc))
     run = _run(checkout, spec, report_dir, spec.test_cmd, cancelled, config)

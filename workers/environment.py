@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -12,8 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from workers.envcache import EnvCache, NotCacheable, created_by_setup, untracked
+from workers.git import GitError
 from workers.mirror import exclusive_lock
 from workers.process import ProcessResult, run_process
+
+log = logging.getLogger(__name__)
 
 PORT_WAIT_SECONDS = 0.2
 MIN_SECRET_LENGTH = 4
@@ -94,6 +100,63 @@ def run_setup(
     return result
 
 
+@dataclass(frozen=True)
+class CacheUse:
+    """How one checkout uses the environment cache: its scope, the files copied in, the key file patterns."""
+
+    cache: EnvCache
+    scope: str
+    copied: tuple[str, ...]
+    key_files: tuple[str, ...]
+
+    def key(self, path: Path, command: str) -> str:
+        return self.cache.key(path, self.scope, command, self.copied, self.key_files)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What setting up a checkout did: its log, and the paths it created (never part of a diff)."""
+
+    log: str
+    created: tuple[str, ...]
+
+
+def set_up_environment(
+    path: Path,
+    command: str,
+    *,
+    where: str,
+    timeout: float,
+    env: Mapping[str, str],
+    cancelled: threading.Event | None = None,
+    cache: CacheUse | None = None,
+) -> Environment:
+    """Restore the cached environment for path, or run the setup (saving what it built when allowed)."""
+    key = cache.key(path, command) if cache is not None and cache.cache.enabled else None
+    if cache is not None and key is not None:
+        try:
+            restored = cache.cache.restore(key, path)
+        except (OSError, subprocess.CalledProcessError, ValueError) as exc:
+            log.warning("cannot restore environment %s into %s: %s", key[:12], path, exc)
+            restored = None
+        if restored is not None:
+            note = f"environment restored from the cache (entry {key[:12]}) instead of running: {command}\n"
+            return Environment(note, tuple(restored))
+    before = untracked(path)
+    result = run_setup(path, command, where=where, timeout=timeout, env=env, cancelled=cancelled)
+    text = f"$ {command}\n{result.output}\n"
+    try:
+        created = created_by_setup(before, untracked(path))
+    except NotCacheable as exc:
+        return Environment(text + f"environment not cached: {exc}\n", ())
+    if cache is not None and key is not None:
+        try:
+            cache.cache.save(key, path, created)
+        except (OSError, subprocess.CalledProcessError, GitError) as exc:
+            log.warning("cannot cache the environment built in %s: %s", path, exc)
+    return Environment(text, tuple(created))
+
+
 def copy_files(pairs: Sequence[tuple[str, str]], root: Path) -> None:
     """Copy each (source on this machine, destination inside root) into the checkout."""
     for source, dest in pairs:
@@ -109,6 +172,8 @@ def copy_files(pairs: Sequence[tuple[str, str]], root: Path) -> None:
 
 def exclude_from_diffs(mirror: Path, paths: Sequence[str]) -> None:
     """List copied files in the mirror's info/exclude, so no worktree's diff ever includes them."""
+    if not paths:
+        return
     exclude = mirror / "info" / "exclude"
     with exclusive_lock(mirror / "info" / "exclude.lock"):
         present = set(exclude.read_text().splitlines()) if exclude.exists() else set()

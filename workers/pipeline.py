@@ -21,7 +21,8 @@ from verification.runner import TestRun, scrubbed_env
 from verification.verify import VerificationResult, VerifySpec, errored, run_baseline, verify_diff
 from workers.agents import load_agent
 from workers.agents.base import AgentOptions
-from workers.environment import copy_files, exclude_from_diffs, run_setup, secrets_in
+from workers.envcache import DEFAULT_KEY_FILES, EnvCache
+from workers.environment import CacheUse, copy_files, exclude_from_diffs, secrets_in, set_up_environment
 from workers.mirror import ensure_mirror
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact, secret_values
@@ -58,6 +59,14 @@ class Job:
     @property
     def copy_files(self) -> tuple[tuple[str, str], ...]:
         return tuple((str(src), str(dest)) for src, dest in self.repo_settings.get("copy_files", ()))
+
+    @property
+    def env_key_files(self) -> tuple[str, ...]:
+        return tuple(self.repo_settings.get("env_key_files", DEFAULT_KEY_FILES))
+
+    def env_cache(self, cache: EnvCache) -> EnvCache | None:
+        """The worker's environment cache, unless the repository turned it off."""
+        return cache if self.repo_settings.get("env_cache", True) else None
 
 
 def _snapshot(attempt: Attempt) -> Job:
@@ -161,22 +170,25 @@ def _agent_options(rt: WorkerRuntime, job: Job) -> AgentOptions:
 def _prepare_worktree(
     rt: WorkerRuntime, job: Job, mirror: Path, path: Path, ports: dict[str, str], cancel: threading.Event
 ) -> str:
-    """Copy the repo's files in (never part of a diff) and run its setup; returns the setup's output."""
+    """Copy the repo's files in and set up its environment (neither is ever part of a diff); returns the log."""
     if job.copy_files:
         exclude_from_diffs(mirror, [dest for _, dest in job.copy_files])
         copy_files(job.copy_files, path)
     if not job.setup_cmd:
         return ""
-    env = scrubbed_env(os.environ) | ports
-    result = run_setup(
+    cache = job.env_cache(rt.env_cache)
+    copied = tuple(source for source, _ in job.copy_files)
+    environment = set_up_environment(
         path,
         job.setup_cmd,
         where="the agent's worktree",
         timeout=rt.settings.setup_timeout_seconds,
-        env=env,
+        env=scrubbed_env(os.environ) | ports,
         cancelled=cancel,
+        cache=CacheUse(cache, "agent", copied, job.env_key_files) if cache else None,
     )
-    return f"$ {job.setup_cmd}\n{result.output}\n"
+    exclude_from_diffs(mirror, environment.created)  # what the setup built is the environment, not the agent's work
+    return environment.log
 
 
 def _diff_stat(diff: str) -> str:
@@ -222,7 +234,9 @@ def _finish_agent(rt: WorkerRuntime, job: Job, lease: queries.Lease, result: Age
 # --- verification phase ----------------------------------------------------------------------------
 
 
-def spec_for(job: Job, settings_timeout: float, feedback_limit: int, setup_timeout: float) -> VerifySpec:
+def spec_for(
+    job: Job, settings_timeout: float, feedback_limit: int, setup_timeout: float, env_cache: EnvCache | None = None
+) -> VerifySpec:
     extra: dict[str, Any] = {}
     if job.repo_settings.get("protect"):
         extra["protect"] = tuple(job.repo_settings["protect"])
@@ -239,6 +253,8 @@ def spec_for(job: Job, settings_timeout: float, feedback_limit: int, setup_timeo
         allow_test_edits=bool(job.repo_settings.get("allow_test_edits", False)),
         network=bool(job.repo_settings.get("test_network", False)),
         feedback_limit=feedback_limit,
+        env_cache=job.env_cache(env_cache) if env_cache else None,
+        env_key_files=job.env_key_files,
         **extra,
     )
 
@@ -285,7 +301,11 @@ def _execute_verification(
     mirror = ensure_mirror(rt.settings.mirrors_dir, job.repo_key, job.source, job.base_sha)
     pool = rt.pool(job.repo_key, "verify", mirror)
     spec = spec_for(
-        job, rt.settings.test_timeout_seconds, rt.settings.feedback_limit_bytes, rt.settings.setup_timeout_seconds
+        job,
+        rt.settings.test_timeout_seconds,
+        rt.settings.feedback_limit_bytes,
+        rt.settings.setup_timeout_seconds,
+        rt.env_cache,
     )
     report_dir = rt.attempt_dir(job.attempt_id)
     with rt.ports.lease() as ports:

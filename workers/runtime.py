@@ -15,6 +15,7 @@ from db import queries
 from db.engine import Database
 from db.models import utcnow
 from orchestrator.settings import Settings
+from workers.envcache import EnvCache
 from workers.environment import PortAllocator
 from workers.queue import Dispatcher
 from workers.worktree import WorktreePool
@@ -64,6 +65,7 @@ class WorkerRuntime:
         self.ports = PortAllocator(
             settings.ports_dir, settings.port_first, settings.port_block_size, settings.port_blocks
         )
+        self.env_cache = EnvCache(settings.env_cache_dir, settings.env_cache_bytes)
         self._pools: dict[tuple[str, str], WorktreePool] = {}
         self._pools_lock = threading.Lock()
         self._baseline_locks: dict[str, threading.Lock] = {}

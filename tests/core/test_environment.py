@@ -93,6 +93,84 @@ def test_setup_installs_what_the_tests_need_and_a_failing_setup_is_an_error(embe
     assert poisoned["status"] == "failed"
 
 
+MANIFEST_SETUP = """import pathlib, sys
+answer = pathlib.Path('requirements.txt').read_text().split('==')[1].strip()
+pathlib.Path('.deps/fleetdep').mkdir(parents=True)
+pathlib.Path('.deps/fleetdep/__init__.py').write_text(f'ANSWER = {answer}\\n')
+with open(sys.argv[1], 'a') as runs:
+    runs.write('setup\\n')
+"""
+
+
+def repo_with_manifest(fleet: Fleet, answer: int) -> tuple[Path, str, Path]:
+    """A repo whose setup installs fleetdep with the ANSWER its requirements.txt pins; counts setups run."""
+    repo = fleet.tmp / "manifest"
+    write_sample_repo(repo)
+    (repo / "tests" / "test_dep.py").write_text(DEP_TEST)
+    (repo / "requirements.txt").write_text(f"fleetdep=={answer}\n")
+    (repo / "setup_env.py").write_text(MANIFEST_SETUP)
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "a pinned dependency", cwd=repo)
+    runs = fleet.tmp / "setup-runs"
+    return repo, f"{shlex.quote(sys.executable)} setup_env.py {shlex.quote(str(runs))}", runs
+
+
+def test_later_attempts_reuse_the_environment_until_a_diff_changes_its_manifest(embedded: Fleet) -> None:
+    fleet = embedded
+    repo, setup, runs = repo_with_manifest(fleet, answer=41)  # test_dep fails until the pin says 42
+    fleet.run("repo", "add", "dep", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup)
+    tickets = [
+        fleet.submit("--repo", "dep", "--title", "add", "--body", target, "--agent-cmd", scripted(script))[0]
+        for target, script in [("tests/test_calc.py::test_add", "fix-add"), ("tests/test_calc.py::test_div", "fix-div")]
+    ]
+    fleet.up(concurrency=1)
+    assert [fleet.json("show", str(t["id"]))["status"] for t in tickets] == ["needs_review", "needs_review"]
+    assert runs.read_text().count("setup") == 2  # once for agents, once for verification; then restored
+    [review] = fleet.json("review", "show", str(tickets[1]["id"]))["candidates"]
+    assert "environment restored from the cache" in review["transcript"]
+    assert ".deps" not in review["diff"]
+
+    bump = "sed -i 's/==41/==42/' requirements.txt"
+    [bumped] = fleet.submit(
+        "--repo",
+        "dep",
+        "--title",
+        "pin fleetdep 42",
+        "--body",
+        "tests/test_dep.py::test_dependency_is_installed",
+        "--agent-cmd",
+        f"sh -c {shlex.quote(bump)}",
+    )
+    fleet.up(concurrency=1)
+    verification = fleet.json("show", str(bumped["id"]))["runs"][0]["attempts"][0]["verification"]
+    assert verification["verdict"] == "passed", verification  # so it ran with fleetdep 42, freshly built
+    assert runs.read_text().count("setup") == 3
+
+
+def test_an_agent_that_writes_into_its_environment_cannot_change_what_verification_sees(embedded: Fleet) -> None:
+    fleet = embedded
+    repo, setup, _runs = repo_with_manifest(fleet, answer=41)  # test_dep fails at the base
+    fleet.run("repo", "add", "dep", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup)
+    poison = "echo 'ANSWER = 42' > .deps/fleetdep/__init__.py && echo '# tidy' >> calc.py"
+    [poisoner] = fleet.submit(
+        "--repo",
+        "dep",
+        "--title",
+        "make the dependency test pass",
+        "--body",
+        "tests/test_dep.py::test_dependency_is_installed",
+        "--attempts",
+        "1",
+        "--agent-cmd",
+        f"sh -c {shlex.quote(poison)}",
+    )
+    fleet.up(concurrency=1)
+    attempt = fleet.json("show", str(poisoner["id"]))["runs"][0]["attempts"][0]
+    assert attempt["diff_stat"] == "1 file, +1 -0"  # calc.py only: the environment is never part of a diff
+    assert attempt["verification"]["verdict"] == "failed"
+    assert "test_dependency_is_installed" in attempt["feedback_out"]
+
+
 def test_two_attempts_at_once_get_disjoint_port_ranges(embedded: Fleet) -> None:
     fleet = embedded
     fleet.sample_repo()

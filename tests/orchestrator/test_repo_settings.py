@@ -8,6 +8,7 @@ from db.engine import Database
 from db.migrate import upgrade
 from orchestrator.repos import RepoSpec, register_repo
 from workers.agents.scripted import write_sample_repo
+from workers.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
 from workers.git import git
 from workers.pipeline import Job, spec_for
 
@@ -44,3 +45,30 @@ def test_network_for_test_runs_is_off_unless_the_repo_allows_it(tmp_path: Path) 
     assert online["settings"] == {"test_network": True, "max_concurrency": 3}
     assert spec_for(_job(offline["settings"]), 60, 4000, 60).network is False
     assert spec_for(_job(online["settings"]), 60, 4000, 60).network is True
+
+
+def test_the_environment_cache_is_on_by_default_and_a_repo_can_turn_it_off_or_name_its_key_files(
+    tmp_path: Path,
+) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
+    upgrade(db)
+    cache = EnvCache(tmp_path / "envs", max_bytes=2**30)
+    for name in ("plain", "uncached", "go"):
+        write_sample_repo(tmp_path / name)
+    (tmp_path / "uncached" / ".fleet.toml").write_text('test_cmd = "true"\nenv_cache = false\n')
+    (tmp_path / "go" / ".fleet.toml").write_text('test_cmd = "true"\nenv_key_files = ["go.sum", "tools/*.lock"]\n')
+    for name in ("uncached", "go"):
+        git("add", "-A", cwd=tmp_path / name)
+        git("commit", "-qm", "settings", cwd=tmp_path / name)
+    plain = register_repo(db, RepoSpec(name="plain", path=str(tmp_path / "plain"), test_cmd="true"))
+    uncached = register_repo(db, RepoSpec(name="uncached", path=str(tmp_path / "uncached")))
+    go = register_repo(db, RepoSpec(name="go", path=str(tmp_path / "go")))
+    flag = register_repo(db, RepoSpec(name="flag", path=str(tmp_path / "plain"), test_cmd="true", env_cache=False))
+    specs = {r["name"]: spec_for(_job(r["settings"]), 60, 4000, 60, cache) for r in (plain, uncached, go, flag)}
+    assert specs["plain"].env_cache is cache and specs["plain"].env_key_files == DEFAULT_KEY_FILES
+    assert specs["uncached"].env_cache is None and specs["flag"].env_cache is None
+    assert specs["go"].env_key_files == ("go.sum", "tools/*.lock")
+    assert key_files_changed(["tools/deps.lock", "main.go", "go.sum"], specs["go"].env_key_files) == [
+        "tools/deps.lock",
+        "go.sum",
+    ]
