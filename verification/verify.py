@@ -142,14 +142,15 @@ def verify_diff(
 ) -> VerificationResult:
     """Apply diff to a clean base checkout, neutralise test edits, run the tests and judge against baseline.
 
-    When the diff leaves the environment's key files alone, the environment is set up (or restored from
-    the cache) before the diff is applied, at the pristine base; otherwise it is built afresh after.
+    With the environment cache on and the diff leaving its key files alone, the environment is restored
+    from the cache (or set up and saved) before the diff is applied, at the pristine base; otherwise the
+    setup runs after the diff is applied, as the diff would have it.
     """
     try:
         changed = check_patch(checkout, diff)
     except PatchRefused as exc:
         return refused(exc.reason)
-    fresh_env = bool(key_files_changed(changed, spec.env_key_files))
+    fresh_env = spec.env_cache is None or bool(key_files_changed(changed, spec.env_key_files))
     where = "the verification checkout"
     try:
         if not fresh_env:
