@@ -65,8 +65,8 @@ class Job:
         return tuple(self.repo_settings.get("env_key_files", DEFAULT_KEY_FILES))
 
     def env_cache(self, cache: EnvCache) -> EnvCache | None:
-        """The worker's environment cache, unless the repository turned it off."""
-        return cache if self.repo_settings.get("env_cache", True) else None
+        """The worker's environment cache, unless it or the repository turned it off."""
+        return cache if cache.enabled and self.repo_settings.get("env_cache", True) else None
 
 
 def _snapshot(attempt: Attempt) -> Job:
