@@ -131,6 +131,7 @@ def repo_add(
     env_key_file: Annotated[
         list[str] | None, typer.Option(help="A glob of the files that define the environment (repeatable).")
     ] = None,
+    ports: Annotated[int, typer.Option(help="Ports each attempt needs (default: FLEET_PORT_BLOCK_SIZE).")] = 0,
 ) -> None:
     """Register a git repository and how to test it."""
     ctx = Context()
@@ -149,6 +150,7 @@ def repo_add(
         test_network=test_network,
         env_cache=env_cache,
         env_key_files=env_key_file or [],
+        ports=ports,
     )
     repo = register_repo(ctx.db, spec)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)

@@ -31,8 +31,10 @@ TOML_TYPES: dict[str, type | tuple[type, ...]] = {
     "test_network": bool,
     "env_cache": bool,
     "env_key_files": list,
+    "ports": int,
 }
 TOML_KEYS = set(TOML_TYPES)
+MAX_PORTS = 10_000
 
 
 @dataclass
@@ -51,6 +53,7 @@ class RepoSpec:
     test_network: bool = False
     env_cache: bool = True
     env_key_files: list[str] = field(default_factory=list)
+    ports: int = 0
 
 
 def read_fleet_toml(repo: Path) -> dict[str, Any]:
@@ -67,7 +70,8 @@ def read_fleet_toml(repo: Path) -> dict[str, Any]:
     if unknown:
         raise FleetError(f".fleet.toml in {repo}: unknown key(s) {', '.join(sorted(unknown))}")
     for key, value in data.items():
-        wrong = not isinstance(value, TOML_TYPES[key]) or (key == "test_timeout" and isinstance(value, bool))
+        numeric_bool = isinstance(value, bool) and TOML_TYPES[key] is not bool  # True is an int to Python
+        wrong = not isinstance(value, TOML_TYPES[key]) or numeric_bool
         strings = key in ("protect", "env_key_files") and not all(isinstance(v, str) for v in value)
         if wrong or strings:
             raise FleetError(f".fleet.toml in {repo}: {key} has the wrong type ({value!r})")
@@ -122,6 +126,11 @@ def _settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
     daily = spec.daily_budget_usd or toml.get("daily_budget_usd", 0)
     if daily:
         settings["daily_budget_usd"] = float(daily)
+    ports = spec.ports or toml.get("ports", 0)
+    if not 0 <= ports <= MAX_PORTS:
+        raise FleetError(f"--ports must be between 0 (one block) and {MAX_PORTS}")
+    if ports:
+        settings["ports"] = int(ports)
     if not spec.env_cache or toml.get("env_cache") is False:
         settings["env_cache"] = False
     key_files = spec.env_key_files or toml.get("env_key_files")

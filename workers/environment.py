@@ -48,33 +48,50 @@ class PortAllocator:
         self._local = threading.Lock()
 
     @contextmanager
-    def lease(self, wait_seconds: float = 600.0) -> Iterator[PortBlock]:
+    def lease(self, ports: int = 0, wait_seconds: float = 600.0) -> Iterator[PortBlock]:
+        """A range of at least `ports` ports (one block by default), held until the context exits."""
+        span = max(1, -(-ports // self.block_size))
+        if span > self.blocks:
+            raise RuntimeError(f"{ports} ports per slot is more than all {self.blocks * self.block_size} ports")
         self.root.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + wait_seconds
         while True:
-            taken = self._try_take()
+            taken = self._try_take(span)
             if taken is not None:
-                index, handle = taken
+                index, handles = taken
                 try:
-                    yield PortBlock(self.first_port + index * self.block_size, self.block_size)
+                    yield PortBlock(self.first_port + index * self.block_size, span * self.block_size)
                 finally:
-                    handle.close()  # closing the descriptor releases the flock
+                    for handle in handles:
+                        handle.close()  # closing the descriptor releases the flock
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"all {self.blocks} port blocks are in use")
+                raise RuntimeError(f"no {span} free consecutive port blocks of the {self.blocks}")
             time.sleep(PORT_WAIT_SECONDS)
 
-    def _try_take(self) -> tuple[int, IO[bytes]] | None:
+    def _try_take(self, span: int) -> tuple[int, list[IO[bytes]]] | None:
         with self._local:
-            for index in range(self.blocks):
-                handle = open(self.root / f"block-{index}.lock", "a+b")  # noqa: SIM115 - held while leased
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
+            for first in range(0, self.blocks - span + 1):
+                handles = []
+                for index in range(first, first + span):
+                    handle = self._try_lock(index)
+                    if handle is None:
+                        break
+                    handles.append(handle)
+                if len(handles) == span:
+                    return first, handles
+                for handle in handles:
                     handle.close()
-                    continue
-                return index, handle
         return None
+
+    def _try_lock(self, index: int) -> IO[bytes] | None:
+        handle = open(self.root / f"block-{index}.lock", "a+b")  # noqa: SIM115 - held while leased
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return handle
 
 
 def run_setup(

@@ -61,6 +61,11 @@ class Job:
         return tuple((str(src), str(dest)) for src, dest in self.repo_settings.get("copy_files", ()))
 
     @property
+    def ports(self) -> int:
+        """Ports each attempt of this repo needs (0: one block, FLEET_PORT_BLOCK_SIZE)."""
+        return int(self.repo_settings.get("ports", 0))
+
+    @property
     def env_key_files(self) -> tuple[str, ...]:
         return tuple(self.repo_settings.get("env_key_files", DEFAULT_KEY_FILES))
 
@@ -133,7 +138,7 @@ def _execute_agent(rt: WorkerRuntime, job: Job, cancel: threading.Event) -> tupl
     agent = load_agent(job.agent, _agent_options(rt, job))
     prompt_file = rt.attempt_dir(job.attempt_id) / "prompt.md"
     prompt_file.write_text(job.prompt, encoding="utf-8")
-    with rt.pool(job.repo_key, "agent", mirror).lease(job.base_sha) as worktree, rt.ports.lease() as ports:
+    with rt.pool(job.repo_key, "agent", mirror).lease(job.base_sha) as worktree, rt.ports.lease(job.ports) as ports:
         setup_log = _prepare_worktree(rt, job, mirror, worktree.path, ports.env(), cancel)
         task = AgentTask(
             worktree=worktree.path,
@@ -308,7 +313,7 @@ def _execute_verification(
         rt.env_cache,
     )
     report_dir = rt.attempt_dir(job.attempt_id)
-    with rt.ports.lease() as ports:
+    with rt.ports.lease(job.ports) as ports:
         spec = replace(spec, env=dict(os.environ) | ports.env())
         baseline, baseline_id = _baseline(rt, job, spec, pool, report_dir / "baseline", cancel)
         if baseline.error:

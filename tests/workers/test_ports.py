@@ -1,0 +1,28 @@
+"""Port blocks: disjoint across holders, consecutive blocks for repos that need more ports, freed on exit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workers.environment import PortAllocator, PortBlock
+
+
+def _ports(block: PortBlock) -> set[int]:
+    return set(range(block.base, block.base + block.count))
+
+
+def test_holders_get_disjoint_ranges_and_a_repo_can_ask_for_more_than_one_block(tmp_path: Path) -> None:
+    allocator = PortAllocator(tmp_path / "ports", first_port=30_000, block_size=10, blocks=6)
+    other_process = PortAllocator(tmp_path / "ports", first_port=30_000, block_size=10, blocks=6)
+    with allocator.lease() as one, other_process.lease(25) as wide, allocator.lease(10) as two:
+        assert (one.count, wide.count, two.count) == (10, 30, 10)
+        assert wide.env() == {"FLEET_PORT_BASE": str(wide.base), "FLEET_PORT_COUNT": "30"}
+        assert not (_ports(one) & _ports(wide) or _ports(one) & _ports(two) or _ports(wide) & _ports(two))
+        with pytest.raises(RuntimeError, match="no 2 free consecutive port blocks of the 6"), allocator.lease(20, 0.3):
+            pass
+    with allocator.lease(60) as everything:
+        assert _ports(everything) == set(range(30_000, 30_060))
+    with pytest.raises(RuntimeError, match="70 ports per slot is more than all 60 ports"), allocator.lease(70):
+        pass
