@@ -1,14 +1,16 @@
 """The environment cache benchmark: a fresh setup versus a cache hit, on a repository that installs packages.
 
-    python bench/env_cache.py [--rounds 3]
+    python bench/env_cache.py [--rounds 3]        # needs `pip install -e .[bench]` (setuptools, wheel)
 
-The repository's setup creates a virtualenv and installs eight packages (pytest, rich, pygments and what
+The repository's setup is the README's: `python -m venv .venv && .venv/bin/pip install -e .`, which
+installs the project in editable mode and eight packages it depends on (pytest, rich, pygments and what
 they need) from a local wheelhouse, with no network: the wheels are repacked from the packages installed
 next to Fleet. Each round, side by side:
 - bare:   the setup command alone, in a fresh checkout;
 - first:  Fleet's setup of a pooled worktree with an empty cache (runs the setup, then saves the entry);
 - second: Fleet's setup of another pooled worktree (a cache hit: the entry is copied in and relocated),
-          after which the repository's tests run in it and must pass.
+          after which the repository's tests run in it and must pass, importing the project from the
+          second worktree (so the editable install was relocated).
 Prints medians, first/bare and second/bare (target: second under a tenth of bare), and writes JSON to
 bench/results/.
 """
@@ -16,8 +18,6 @@ bench/results/.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
 import os
 import platform
@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -35,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.wheelhouse import build_wheelhouse  # noqa: E402
 from workers.envcache import DEFAULT_KEY_FILES, EnvCache  # noqa: E402
 from workers.environment import CacheUse, set_up_environment  # noqa: E402
 from workers.git import git, resolve_commit  # noqa: E402
@@ -43,48 +43,35 @@ from workers.worktree import WorktreePool  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PACKAGES = ("pytest", "pluggy", "iniconfig", "packaging", "pygments", "rich", "markdown-it-py", "mdurl")
-SKIPPED_METADATA = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
-TEST = """from rich.text import Text
+BUILD = ("setuptools", "wheel")
+TEST = """import os
 
-from shop import total
+from rich.text import Text
+
+import shop
 
 
 def test_total():
-    assert total([1, 2, 3]) == 6
+    assert shop.total([1, 2, 3]) == 6
     assert Text("ok").plain == "ok"
+
+
+def test_the_project_is_imported_from_this_checkout():
+    assert shop.__file__.startswith(os.getcwd())
 """
 
 
-def repack(name: str, wheelhouse: Path) -> Path:
-    """A wheel of the installed distribution name, rebuilt from its files (pure-Python packages only)."""
-    dist = metadata.distribution(name)
-    files = [f for f in dist.files or [] if ".." not in f.parts and f.suffix != ".pyc"]
-    info = next(f.parts[0] for f in files if f.parts[0].endswith(".dist-info"))
-    wheel_meta = dist.read_text("WHEEL") or "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    tag = next(line.split(": ", 1)[1] for line in wheel_meta.splitlines() if line.startswith("Tag: "))
-    target = wheelhouse / f"{info.removesuffix('.dist-info')}-{tag}.whl"
-    record = []
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as whl:
-        for file in files:
-            if file.parts[0] == info and file.name in SKIPPED_METADATA:
-                continue
-            data = Path(str(dist.locate_file(file))).read_bytes()
-            whl.writestr(file.as_posix(), data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            record.append(f"{file.as_posix()},sha256={digest},{len(data)}")
-        record.append(f"{info}/RECORD,,")
-        whl.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
-    return target
-
-
 def make_repo(path: Path) -> None:
-    pins = "".join(f"{name}=={metadata.version(name)}\n" for name in PACKAGES)
+    deps = ", ".join(f'"{name}=={metadata.version(name)}"' for name in PACKAGES)
+    pyproject = (
+        f'[project]\nname = "shop"\nversion = "0.1"\ndependencies = [{deps}]\n\n'
+        '[build-system]\nrequires = ["setuptools>=64", "wheel"]\nbuild-backend = "setuptools.build_meta"\n'
+    )
     files = {
-        "requirements.txt": pins,
+        "pyproject.toml": pyproject,
         "src/shop/__init__.py": "def total(prices):\n    return sum(prices)\n",
         "tests/test_shop.py": TEST,
-        "pyproject.toml": '[tool.pytest.ini_options]\npythonpath = ["src"]\n',
-        ".gitignore": ".venv/\n__pycache__/\n",
+        ".gitignore": ".venv/\n__pycache__/\n*.egg-info/\n",
     }
     for name, text in files.items():
         (path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -127,15 +114,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fleet-envbench-") as tmp:
         work = Path(tmp)
-        wheelhouse = work / "wheelhouse"
-        wheelhouse.mkdir()
-        for name in PACKAGES:
-            repack(name, wheelhouse)
+        wheelhouse = build_wheelhouse(work / "wheelhouse", PACKAGES + BUILD)
         source = work / "shop"
         make_repo(source)
         setup = (
             f"{shlex.quote(sys.executable)} -m venv .venv && .venv/bin/pip install -q --no-index"
-            f" --find-links {shlex.quote(str(wheelhouse))} -r requirements.txt"
+            f" --find-links {shlex.quote(str(wheelhouse))} -e ."
         )
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(work), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         rounds = [one_round(work / f"round-{n}", source, setup, env) for n in range(args.rounds)]

@@ -44,8 +44,11 @@ def make_repo(path: Path, files: int = 1) -> None:
         sub = path / f"pkg{n // 500}"
         sub.mkdir(exist_ok=True)
         (sub / f"mod{n}.py").write_text(f"VALUE = {n}\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b",
-                                                              "commit", "-qm", "base"]):
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "base"],
+    ):
         subprocess.run(["git", *args], cwd=path, check=True)
 
 
@@ -68,8 +71,9 @@ def fleet_env(home: Path, mode: str) -> dict[str, str]:
 
 
 def fleet(env: dict[str, str], *args: str, cwd: Path) -> str:
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], env=env, cwd=cwd, check=True,
-                          capture_output=True, text=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args], env=env, cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -102,15 +106,33 @@ def throughput(mode: str, tickets: int, slots: int, agent_seconds: float, work: 
     make_repo(repo)
     env = fleet_env(home, mode)
     fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
-    agent = f"echo start $(date +%s.%N) >> {log}; sleep {agent_seconds}; echo fixed > state.txt; " \
-            f"echo end $(date +%s.%N) >> {log}"
+    agent = (
+        f"echo start $(date +%s.%N) >> {log}; sleep {agent_seconds}; echo fixed > state.txt; "
+        f"echo end $(date +%s.%N) >> {log}"
+    )
     batch = work / f"tickets-{mode}.json"
     batch.write_text(json.dumps([{"title": f"ticket {n}"} for n in range(tickets)]))
-    fleet(env, "submit", "--repo", "bench", "--attempts", "1", "--agent-cmd", f"sh -c {shlex.quote(agent)}",
-          "--file", str(batch), cwd=work)
+    fleet(
+        env,
+        "submit",
+        "--repo",
+        "bench",
+        "--attempts",
+        "1",
+        "--agent-cmd",
+        f"sh -c {shlex.quote(agent)}",
+        "--file",
+        str(batch),
+        cwd=work,
+    )
     started = time.monotonic()
-    worker = subprocess.Popen([sys.executable, "-m", "orchestrator", "up", "--until-idle", "--concurrency",
-                               str(slots)], env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "up", "--until-idle", "--concurrency", str(slots)],
+        env=env,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     cpu, peak_rss = 0.0, 0
     while worker.poll() is None:
         cpu = cpu_seconds(worker.pid) or cpu
@@ -121,10 +143,16 @@ def throughput(mode: str, tickets: int, slots: int, agent_seconds: float, work: 
     bare = bare_test_seconds(repo)
     ideal = tickets * (agent_seconds + bare) / slots
     return {
-        "mode": mode, "tickets": tickets, "slots": slots, "agent_seconds": agent_seconds,
-        "makespan_s": round(makespan, 2), "ideal_s": round(ideal, 2), "makespan_over_ideal": round(makespan / ideal, 3),
+        "mode": mode,
+        "tickets": tickets,
+        "slots": slots,
+        "agent_seconds": agent_seconds,
+        "makespan_s": round(makespan, 2),
+        "ideal_s": round(ideal, 2),
+        "makespan_over_ideal": round(makespan / ideal, 3),
         "fleet_cpu_ms_per_ticket": round(1000 * cpu / tickets, 1),
-        "peak_rss_mb": round(peak_rss / 2**20, 1), "rss_mb_per_slot": round(peak_rss / 2**20 / slots, 2),
+        "peak_rss_mb": round(peak_rss / 2**20, 1),
+        "rss_mb_per_slot": round(peak_rss / 2**20 / slots, 2),
         "verified": counts.get("needs_review", 0),
         "busy_log": str(log),
     }
@@ -136,8 +164,13 @@ def dispatch_latency(samples: int, work: Path) -> dict[str, Any]:
     make_repo(repo)
     env = fleet_env(home, "team")
     fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
-    worker = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker", "--concurrency", "4"], env=env,
-                              cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "worker", "--concurrency", "4"],
+        env=env,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.environ.update({k: v for k, v in env.items() if k.startswith("FLEET_")})
     from orchestrator.cli import Context
     from orchestrator.tickets import TicketSpec, submit
@@ -149,8 +182,14 @@ def dispatch_latency(samples: int, work: Path) -> dict[str, Any]:
     for n in range(samples):
         stamp.unlink(missing_ok=True)
         sent = time.time()
-        submit(ctx.db, ctx.dispatcher, ctx.settings, [TicketSpec(repo="bench", title=f"latency {n}",
-                                                                   agent_cmd=agent, attempts=1)], work, "bench")
+        submit(
+            ctx.db,
+            ctx.dispatcher,
+            ctx.settings,
+            [TicketSpec(repo="bench", title=f"latency {n}", agent_cmd=agent, attempts=1)],
+            work,
+            "bench",
+        )
         while not stamp.exists() or not stamp.read_text().strip():
             time.sleep(0.002)
         latencies.append(float(stamp.read_text()) - sent)
@@ -158,8 +197,11 @@ def dispatch_latency(samples: int, work: Path) -> dict[str, Any]:
     worker.terminate()
     worker.wait(timeout=60)
     latencies.sort()
-    return {"samples": samples, "p50_ms": round(1000 * statistics.median(latencies), 1),
-            "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1)}
+    return {
+        "samples": samples,
+        "p50_ms": round(1000 * statistics.median(latencies), 1),
+        "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
+    }
 
 
 def worktree_cost(files: int, rounds: int, work: Path) -> dict[str, Any]:
@@ -186,8 +228,13 @@ def worktree_cost(files: int, rounds: int, work: Path) -> dict[str, Any]:
         (path / "state.txt").write_text("edited\n")
         git("worktree", "remove", "--force", str(path), cwd=mirror)
     fresh = (time.perf_counter() - started) / rounds
-    return {"files": files, "rounds": rounds, "pooled_ms": round(1000 * pooled, 1),
-            "fresh_ms": round(1000 * fresh, 1), "pooled_over_fresh": round(pooled / fresh, 3)}
+    return {
+        "files": files,
+        "rounds": rounds,
+        "pooled_ms": round(1000 * pooled, 1),
+        "fresh_ms": round(1000 * fresh, 1),
+        "pooled_over_fresh": round(pooled / fresh, 3),
+    }
 
 
 def plot(log: Path, out: Path) -> bool:
@@ -198,8 +245,10 @@ def plot(log: Path, out: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    events = sorted((float(ts), 1 if kind == "start" else -1)
-                    for kind, ts in (line.split() for line in log.read_text().splitlines()))
+    events = sorted(
+        (float(ts), 1 if kind == "start" else -1)
+        for kind, ts in (line.split() for line in log.read_text().splitlines())
+    )
     t0, busy, xs, ys = events[0][0], 0, [], []
     for ts, delta in events:
         busy += delta
@@ -225,8 +274,10 @@ def main() -> None:
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S")
-    report: dict[str, Any] = {"machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
-                                          "platform": platform.platform()}, "throughput": []}
+    report: dict[str, Any] = {
+        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "throughput": [],
+    }
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
         work = Path(tmp)
         for mode in args.modes.split(","):

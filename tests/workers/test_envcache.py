@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.wheelhouse import build_wheelhouse
 from workers.envcache import DEFAULT_KEY_FILES, EnvCache
 from workers.environment import CacheUse, SetupFailed, set_up_environment
 from workers.git import git
@@ -127,3 +128,20 @@ def test_least_recently_used_entries_are_evicted_but_never_one_in_use(
     names = [e.path.name for e in cache.entries()]
     assert len(names) == 2 and oldest.path.name not in names
     assert sum(e.size for e in cache.entries()) <= 2_500_000
+
+
+def test_a_real_editable_install_is_restored_into_another_checkout_and_imports_from_it(
+    cache: EnvCache, pool: WorktreePool, base_sha: str, tmp_path: Path
+) -> None:
+    wheelhouse = build_wheelhouse(tmp_path / "wheelhouse", ("setuptools", "wheel", "packaging"))
+    setup = (
+        f"{shlex.quote(sys.executable)} -m venv .venv && .venv/bin/pip install -q --no-index"
+        f" --find-links {shlex.quote(str(wheelhouse))} -e ."
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    use = CacheUse(cache, "verify", (), DEFAULT_KEY_FILES)
+    with pool.lease(base_sha) as first, pool.lease(base_sha) as second:
+        built = set_up_environment(first.path, setup, where="w", timeout=300, env=env, cache=use)
+        restored = set_up_environment(second.path, setup, where="w", timeout=300, env=env, cache=use)
+        assert "restored from the cache" in restored.log and set(restored.created) == set(built.created)
+        assert _imported_from(second.path).strip() == str(second.path / "calc.py")
