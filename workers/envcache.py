@@ -22,7 +22,6 @@ Decisions:
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -35,10 +34,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from verification.protect import matches
 from workers.git import git
+from workers.mirror import try_lock
 
 DEFAULT_KEY_FILES = (
     "requirements*.txt",
@@ -135,7 +134,7 @@ class EnvCache:
             meta = {"origin": origin, "rewrite": rewrite, "links": links, "size": size, "created": list(created)}
             (staging / META).write_text(json.dumps(meta))
             (staging / USED).touch()
-            with self._exclusive(key) as held:
+            with self._lock(key) as held:
                 if held and not (self.root / key).exists():
                     staging.rename(self.root / key)
         finally:
@@ -164,7 +163,7 @@ class EnvCache:
                 break
             if entry.path.name == keep:
                 continue
-            with self._exclusive(entry.path.name) as held:
+            with self._lock(entry.path.name) as held:
                 if not held:
                     continue  # being restored right now
                 doomed = self.root / f".evicted-{uuid.uuid4().hex}"
@@ -177,29 +176,19 @@ class EnvCache:
     @contextmanager
     def reading(self, key: str) -> Iterator[bool]:
         """Hold entry key against eviction (shared with other readers); yields False when it cannot."""
-        with self._flock(key, fcntl.LOCK_SH) as held:
+        with self._lock(key, shared=True) as held:
             yield held
 
     @contextmanager
-    def _exclusive(self, key: str) -> Iterator[bool]:
-        with self._flock(key, fcntl.LOCK_EX | fcntl.LOCK_NB) as held:
-            yield held
-
-    @contextmanager
-    def _flock(self, key: str, mode: int) -> Iterator[bool]:
-        # Lock files are never deleted: unlinking one while another process holds it lets two holders in.
+    def _lock(self, key: str, shared: bool = False) -> Iterator[bool]:
         locks = self.root / ".locks"
         locks.mkdir(parents=True, exist_ok=True)
-        handle: IO[bytes] = open(locks / key, "a+b")  # noqa: SIM115 - closed below
+        handle = try_lock(locks / key, shared)
         try:
-            try:
-                fcntl.flock(handle, mode)
-            except BlockingIOError:
-                yield False
-                return
-            yield True
+            yield handle is not None
         finally:
-            handle.close()
+            if handle is not None:
+                handle.close()
 
 
 def untracked(checkout: Path) -> tuple[set[str], set[str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ from typing import IO
 
 from workers.envcache import EnvCache, NotCacheable, created_by_setup, untracked
 from workers.git import GitError
-from workers.mirror import exclusive_lock
+from workers.mirror import exclusive_lock, try_lock
 from workers.process import ProcessResult, run_process
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ class PortAllocator:
             for first in range(0, self.blocks - span + 1):
                 handles = []
                 for index in range(first, first + span):
-                    handle = self._try_lock(index)
+                    handle = try_lock(self.root / f"block-{index}.lock")
                     if handle is None:
                         break
                     handles.append(handle)
@@ -83,15 +82,6 @@ class PortAllocator:
                 for handle in handles:
                     handle.close()
         return None
-
-    def _try_lock(self, index: int) -> IO[bytes] | None:
-        handle = open(self.root / f"block-{index}.lock", "a+b")  # noqa: SIM115 - held while leased
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return None
-        return handle
 
 
 def run_setup(

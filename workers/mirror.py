@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from workers.git import GitError, git
 
@@ -40,6 +41,20 @@ def exclusive_lock(path: Path) -> Iterator[None]:
     with open(path, "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+
+
+def try_lock(path: Path, shared: bool = False) -> IO[bytes] | None:
+    """A non-blocking flock on path (created if missing): the open file, held until closed, or None when taken.
+
+    Lock files are never deleted: unlinking one while another process holds it open lets two holders in.
+    """
+    handle = open(path, "a+b")  # noqa: SIM115 - the caller closes it to release the lock
+    try:
+        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 def mirror_path(mirrors_dir: Path, repo_key: str) -> Path:
