@@ -30,10 +30,12 @@ import shutil
 import stat
 import subprocess
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from verification.protect import matches
 from workers.git import git
@@ -66,11 +68,22 @@ class NotCacheable(Exception):
 
 @dataclass(frozen=True)
 class Entry:
-    """A cached environment: its folder, bytes on disk and when it was last restored or saved."""
+    """A cached environment: its folder, bytes on disk, when it was last restored or saved, and its metadata."""
 
     path: Path
     size: int
     used: float
+    meta: dict[str, Any]
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "key": self.path.name,
+            "scope": self.meta.get("scope", ""),
+            "setup_cmd": self.meta.get("setup_cmd", ""),
+            "paths": self.meta.get("created", []),
+            "bytes": self.size,
+            "last_used": datetime.fromtimestamp(self.used, UTC).isoformat(timespec="seconds"),
+        }
 
 
 def key_files_changed(changed: Sequence[str], patterns: Sequence[str]) -> list[str]:
@@ -119,8 +132,10 @@ class EnvCache:
             (entry / USED).touch()
         return list(meta["created"])
 
-    def save(self, key: str, checkout: Path, created: Sequence[str]) -> None:
-        """Store the paths the setup created in checkout as entry key, then evict down to the size bound."""
+    def save(self, key: str, checkout: Path, created: Sequence[str], about: Mapping[str, str]) -> None:
+        """Store the paths the setup created in checkout as entry key, then evict down to the size bound.
+
+        about (the scope and the setup command) is kept with the entry for `fleet cache list`."""
         if not self.enabled or not created or (self.root / key / META).is_file():
             return
         self.root.mkdir(parents=True, exist_ok=True)
@@ -131,7 +146,14 @@ class EnvCache:
             origin = str(checkout.resolve())
             rewrite, links = _holding(staging / TREE, origin)
             size = _disk_usage(staging)
-            meta = {"origin": origin, "rewrite": rewrite, "links": links, "size": size, "created": list(created)}
+            meta = {
+                "origin": origin,
+                "rewrite": rewrite,
+                "links": links,
+                "size": size,
+                "created": list(created),
+                **about,
+            }
             (staging / META).write_text(json.dumps(meta))
             (staging / USED).touch()
             with self._lock(key) as held:
@@ -144,22 +166,28 @@ class EnvCache:
     def entries(self) -> list[Entry]:
         """Every complete entry, least recently used first."""
         found = []
-        for meta in self.root.glob(f"*/{META}"):
+        for meta_file in self.root.glob(f"*/{META}"):
             try:
-                size = json.loads(meta.read_text())["size"]
-                used = (meta.parent / USED).stat().st_mtime
+                meta = json.loads(meta_file.read_text())
+                used = (meta_file.parent / USED).stat().st_mtime
+                found.append(Entry(meta_file.parent, int(meta["size"]), used, meta))
             except (OSError, ValueError, KeyError):
                 continue
-            found.append(Entry(meta.parent, int(size), used))
         return sorted(found, key=lambda e: e.used)
 
-    def evict(self, keep: str = "") -> int:
-        """Delete least recently used entries until the cache fits max_bytes; returns how many went."""
+    def clear(self) -> tuple[int, int]:
+        """Delete every entry not being restored right now; returns (entries, bytes) deleted."""
+        return self.evict(down_to=0)
+
+    def evict(self, keep: str = "", down_to: int | None = None) -> tuple[int, int]:
+        """Delete least recently used entries until the cache fits down_to (default: its bound), sparing keep
+        and entries being restored; returns (entries, bytes) deleted."""
+        limit = self.max_bytes if down_to is None else down_to
         entries = self.entries()
         total = sum(e.size for e in entries)
-        evicted = 0
+        evicted = freed = 0
         for entry in entries:
-            if total <= self.max_bytes:
+            if total <= limit:
                 break
             if entry.path.name == keep:
                 continue
@@ -170,8 +198,8 @@ class EnvCache:
                 entry.path.rename(doomed)
             remove(doomed)
             total -= entry.size
-            evicted += 1
-        return evicted
+            evicted, freed = evicted + 1, freed + entry.size
+        return evicted, freed
 
     @contextmanager
     def reading(self, key: str) -> Iterator[bool]:

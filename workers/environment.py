@@ -158,7 +158,7 @@ def set_up_environment(
         return Environment(text + f"environment not cached: {exc}\n", ())
     if cache is not None and key is not None:
         try:
-            cache.cache.save(key, path, created)
+            cache.cache.save(key, path, created, {"scope": cache.scope, "setup_cmd": command})
         except (OSError, subprocess.CalledProcessError, GitError) as exc:
             log.warning("cannot cache the environment built in %s: %s", path, exc)
     return Environment(text, tuple(created))

@@ -129,6 +129,9 @@ def test_later_attempts_reuse_the_environment_until_a_diff_changes_its_manifest(
     [review] = fleet.json("review", "show", str(tickets[1]["id"]))["candidates"]
     assert "environment restored from the cache" in review["transcript"]
     assert ".deps" not in review["diff"]
+    cached = fleet.json("cache", "list")
+    assert sorted(e["scope"] for e in cached) == ["agent", "verify"]
+    assert all(e["setup_cmd"] == setup and e["paths"] == [".deps"] for e in cached)
 
     bump = "sed -i 's/==41/==42/' requirements.txt"
     [bumped] = fleet.submit(
@@ -145,6 +148,8 @@ def test_later_attempts_reuse_the_environment_until_a_diff_changes_its_manifest(
     verification = fleet.json("show", str(bumped["id"]))["runs"][0]["attempts"][0]["verification"]
     assert verification["verdict"] == "passed", verification  # so it ran with fleetdep 42, freshly built
     assert runs.read_text().count("setup") == 3
+    assert fleet.run("cache", "clear").stdout.startswith("deleted 2 cached environments")
+    assert fleet.json("cache", "list") == []
 
 
 def test_an_agent_that_writes_into_its_environment_cannot_change_what_verification_sees(embedded: Fleet) -> None:
