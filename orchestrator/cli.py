@@ -127,6 +127,15 @@ def repo_add(
     max_concurrency: Annotated[int, typer.Option(help="At most this many attempts of this repo at once.")] = 0,
     daily_budget_usd: Annotated[float, typer.Option(help="No new attempt once today's spend reaches this.")] = 0.0,
     test_network: Annotated[bool, typer.Option(help="Sandboxed test runs may use the network.")] = False,
+    agent_sandbox: Annotated[
+        bool | None, typer.Option("--agent-sandbox/--no-agent-sandbox", help="Run agents in bubblewrap.")
+    ] = None,
+    agent_network: Annotated[str, typer.Option(help="none or on: may sandboxed agents use the network.")] = "",
+    agent_model: Annotated[str, typer.Option(help="The model this repo's agents use unless a ticket names one.")] = "",
+    agent_arg: Annotated[list[str] | None, typer.Option(help="An argument every agent gets (repeatable).")] = None,
+    agent_env: Annotated[
+        list[str] | None, typer.Option(help="A variable name passed through to every agent (repeatable).")
+    ] = None,
 ) -> None:
     """Register a git repository and how to test it."""
     ctx = Context()
@@ -143,6 +152,11 @@ def repo_add(
         max_concurrency=max_concurrency,
         daily_budget_usd=daily_budget_usd,
         test_network=test_network,
+        agent_sandbox=agent_sandbox,
+        agent_network=agent_network,
+        agent_model=agent_model,
+        agent_args=agent_arg or [],
+        agent_env=agent_env or [],
     )
     repo = register_repo(ctx.db, spec)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)

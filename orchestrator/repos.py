@@ -29,8 +29,14 @@ TOML_TYPES: dict[str, type | tuple[type, ...]] = {
     "max_concurrency": int,
     "daily_budget_usd": (int, float),
     "test_network": bool,
+    "agent_sandbox": bool,
+    "agent_network": str,
+    "agent_model": str,
+    "agent_args": list,
+    "agent_env": list,
 }
 TOML_KEYS = set(TOML_TYPES)
+AGENT_NETWORKS = ("none", "on")
 
 
 @dataclass
@@ -47,6 +53,11 @@ class RepoSpec:
     max_concurrency: int = 0
     daily_budget_usd: float = 0.0
     test_network: bool = False
+    agent_sandbox: bool | None = None
+    agent_network: str = ""
+    agent_model: str = ""
+    agent_args: list[str] = field(default_factory=list)
+    agent_env: list[str] = field(default_factory=list)
 
 
 def read_fleet_toml(repo: Path) -> dict[str, Any]:
@@ -64,7 +75,7 @@ def read_fleet_toml(repo: Path) -> dict[str, Any]:
         raise FleetError(f".fleet.toml in {repo}: unknown key(s) {', '.join(sorted(unknown))}")
     for key, value in data.items():
         wrong = not isinstance(value, TOML_TYPES[key]) or (key == "test_timeout" and isinstance(value, bool))
-        if wrong or (key == "protect" and not all(isinstance(v, str) for v in value)):
+        if wrong or (isinstance(value, list) and not all(isinstance(v, str) for v in value)):
             raise FleetError(f".fleet.toml in {repo}: {key} has the wrong type ({value!r})")
     return data
 
@@ -120,6 +131,28 @@ def _settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
     copies = [_copy_pair(item) for item in spec.copy_files or toml.get("copy_files", [])]
     if copies:
         settings["copy_files"] = copies
+    return settings | _agent_settings(spec, toml)
+
+
+def _agent_settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
+    """How this repository's agents run: sandbox, network, and options every ticket's agent gets."""
+    settings: dict[str, Any] = {}
+    sandbox = spec.agent_sandbox if spec.agent_sandbox is not None else toml.get("agent_sandbox", True)
+    if not sandbox:
+        settings["agent_sandbox"] = False
+    network = spec.agent_network or toml.get("agent_network", "")
+    if network and network not in AGENT_NETWORKS:
+        raise FleetError(f"agent network must be one of {', '.join(AGENT_NETWORKS)}, not {network!r}")
+    if network:
+        settings["agent_network"] = network
+    model = spec.agent_model or toml.get("agent_model", "")
+    if model:
+        check_text("agent model", model)
+        settings["agent_model"] = model
+    for key in ("agent_args", "agent_env"):
+        values = getattr(spec, key) or toml.get(key, [])
+        if values:
+            settings[key] = list(values)
     return settings
 
 
