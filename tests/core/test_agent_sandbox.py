@@ -13,7 +13,7 @@ import pytest
 
 from db import queries
 from tests.core.conftest import Fleet, processes_with, scripted
-from workers.agents.scripted import SAMPLE_TEST_CMD
+from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
 from workers.cgroups import cgroup_problem
 from workers.git import git, resolve_commit
 from workers.sandbox import bwrap_missing
@@ -168,3 +168,49 @@ def test_a_fork_bomb_and_a_memory_hog_end_their_attempts_and_leave_nothing_behin
     assert shown["hog"]["status"] == "error" and "ran out of memory (limit 200 MiB)" in shown["hog"]["reason"]
     assert shown["honest"]["status"] == "needs_review"
     assert processes_with(f"sleep {marker}") == []
+
+
+def test_repo_agent_options_reach_the_agent_under_the_tickets_own(embedded: Fleet) -> None:
+    fleet = embedded
+    repo = fleet.tmp / "configured"
+    write_sample_repo(repo)
+    toml = 'agent_model = "repo-model"\nagent_args = ["--from-repo"]\nagent_env = ["SANDBOX_TEST_VAR"]\n'
+    (repo / ".fleet.toml").write_text(f"test_cmd = {SAMPLE_TEST_CMD!r}\n" + toml)
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "settings", cwd=repo)
+    fleet.run("repo", "add", "configured", str(repo))
+    fleet.env["SANDBOX_TEST_VAR"] = "passed-through"
+    names = '"$FLEET_MODEL" "$SANDBOX_TEST_VAR" "$*" "$HOME" "$TMPDIR"'
+    report = f'printf "model=%s\\nvar=%s\\nargs=%s\\nhome=%s\\ntmp=%s\\n" {names}'
+    command = f"sh -c {shlex.quote(report)} agent"
+    [ticket] = fleet.submit("--repo", "configured", "--title", "t", "--agent-cmd", command, "--agent-arg", "--mine")
+    fleet.up()
+    lines = transcript(fleet, ticket["id"]).splitlines()
+    fields = dict(
+        line.split("=", 1) for line in lines if line.split("=", 1)[0] in ("model", "var", "args", "home", "tmp")
+    )
+    assert (fields["model"], fields["var"], fields["args"]) == ("repo-model", "passed-through", "--from-repo --mine")
+    assert Path(fields["home"]).parent == fleet.home.resolve() / "agent-homes" / "repo-1"
+    assert Path(fields["tmp"]).is_relative_to(fleet.home.resolve() / "attempts")
+
+
+@pytest.mark.parametrize(
+    ("args", "toml", "message"),
+    [
+        (["--agent-network", "maybe"], "", "error: agent network must be one of none, on, not 'maybe'"),
+        ([], 'agent_network = "wifi"\n', "error: agent network must be one of none, on, not 'wifi'"),
+        ([], "agent_args = [1]\n", "agent_args has the wrong type ([1])"),
+        ([], "agent_sandbox = 'no'\n", "agent_sandbox has the wrong type ('no')"),
+    ],
+)
+def test_bad_agent_settings_are_one_line_errors(embedded: Fleet, args: list[str], toml: str, message: str) -> None:
+    fleet = embedded
+    repo = fleet.tmp / "bad"
+    write_sample_repo(repo)
+    if toml:
+        (repo / ".fleet.toml").write_text(toml)
+        git("add", "-A", cwd=repo)
+        git("commit", "-qm", "settings", cwd=repo)
+    proc = fleet.run("repo", "add", "bad", str(repo), "--test-cmd", "true", *args, check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
