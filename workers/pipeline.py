@@ -182,6 +182,7 @@ def _agent_sandbox(
         home=rt.settings.agent_homes_dir / job.repo_key / worktree.path.name,
         hidden=(rt.settings.home, Path(job.source)),
         network=wants_network(rt.settings.agent_network, job.repo_settings.get("agent_network"), needs_network),
+        shown=tuple(Path(c) for c in job.agent_options.get("command", ())[:1] if Path(c).is_absolute()),
     )
     return build_sandbox(plan), None
 

@@ -56,6 +56,9 @@ class SandboxPlan:
     home: Path
     hidden: tuple[Path, ...]
     network: bool
+    # Files shown read-only even inside a hidden folder: the agent's own program (`--agent-cmd ./fix.sh` run
+    # from the repository's folder).
+    shown: tuple[Path, ...] = ()
 
     @property
     def scratch(self) -> Path:
@@ -96,6 +99,8 @@ def build_sandbox(plan: SandboxPlan) -> AgentSandbox:
     for path in (plan.worktree, gitdir, plan.scratch, plan.home):
         wrapper += ["--bind", str(path), str(path)]
     wrapper += ["--ro-bind", str(pointer), str(plan.worktree / ".git")]
+    for path in (p.resolve() for p in plan.shown if p.is_file()):
+        wrapper += ["--ro-bind", str(path), str(path)]
     for path in hidden:
         wrapper += ["--remount-ro", str(path)]
     wrapper += ["--unshare-pid", "--die-with-parent", "--new-session", "--chdir", str(plan.worktree)]

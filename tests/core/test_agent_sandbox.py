@@ -214,3 +214,16 @@ def test_bad_agent_settings_are_one_line_errors(embedded: Fleet, args: list[str]
     proc = fleet.run("repo", "add", "bad", str(repo), "--test-cmd", "true", *args, check=False)
     assert proc.returncode == 1
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_an_agent_script_kept_in_the_hidden_repository_folder_still_runs(embedded: Fleet) -> None:
+    fleet = embedded
+    repo = fleet.sample_repo()
+    script = repo / "fix.sh"  # untracked, in the registered repository, which the sandbox hides
+    script.write_text(f"#!/bin/sh\necho seen: $(ls -A {shlex.quote(str(repo))})\n")
+    script.write_text(script.read_text() + f"exec {scripted('fix-add')}\n")
+    script.chmod(0o755)
+    [ticket] = fleet.submit("--repo", "calc", "--title", "add", "--body", ADD, "--agent-cmd", str(script))
+    fleet.up()
+    assert fleet.json("show", str(ticket["id"]))["status"] == "needs_review"
+    assert "seen: fix.sh\n" in transcript(fleet, ticket["id"])  # only the script itself, not .git or calc.py
