@@ -86,7 +86,9 @@ def transcript(fleet: Fleet, ticket_id: int) -> str:
     return fleet.run("logs", str(attempt["id"])).stdout
 
 
-def test_escapes_are_blocked_and_the_honest_committed_fix_is_verified(embedded: Fleet, loopback_port: int) -> None:
+def test_escapes_are_blocked_the_honest_committed_fix_is_verified_and_a_hang_is_killed(
+    embedded: Fleet, loopback_port: int
+) -> None:
     fleet = embedded
     repo, base, later = repo_with_history(fleet)
     fleet.run("repo", "add", "calc-open", str(repo), "--test-cmd", "true", "--agent-network", "on")
@@ -100,6 +102,9 @@ def test_escapes_are_blocked_and_the_honest_committed_fix_is_verified(embedded: 
     common = ("--title", "add", "--body", ADD, "--base", base, "--attempts", "1", "--agent-cmd", command)
     [closed] = fleet.submit("--repo", "calc", *common)
     [opened] = fleet.submit("--repo", "calc-open", *common)
+    marker = f"fleet-sandboxed-hang-{nonce}"
+    hang = ("--title", "hang", "--attempts", "1", "--timeout", "2", "--agent-cmd", scripted("hang", marker))
+    [hung] = fleet.submit("--repo", "calc", *hang)
     fleet.up()
 
     shown = fleet.json("show", str(closed["id"]))
@@ -115,6 +120,9 @@ def test_escapes_are_blocked_and_the_honest_committed_fix_is_verified(embedded: 
     assert not any(path.exists() for path in outside)
     assert "hooksPath" not in (mirror / "config").read_text()
     assert not (mirror / "hooks" / "post-checkout").exists()
+
+    assert fleet.json("show", str(hung["id"]))["reason"] == "agent timed out after 2s"
+    assert processes_with(marker) == []  # the sandbox's whole process tree ended with its time limit
 
     opened_text = transcript(fleet, opened["id"])
     assert "ESCAPED reach the host's loopback" in opened_text
