@@ -5,7 +5,8 @@ What binds where (Linux):
   gets `fleet-attempt-<id>-<nonce>` under the worker's own cgroup in both. `pids.max` caps processes and
   threads together, whatever their user; `memory.limit_in_bytes` makes the kernel's OOM killer stop the
   attempt's biggest process instead of the worker's. `pids.events` and `memory.oom_control` say afterwards
-  whether a limit was reached, and the attempt ends with that reason.
+  whether a limit was reached, and the attempt ends with that reason. The group's name carries the worker's
+  pid, so the groups of a worker killed with -9 are removed by the next attempt on the machine.
 - cgroup v2 is not used: a delegated v2 subtree needs the worker to move itself into a leaf first (the "no
   internal processes" rule), and no machine this was built on had v2 controllers to test it with.
 - Neither available (the usual non-root container): only the rlimits of workers/process.py apply. RLIMIT_AS
@@ -32,6 +33,7 @@ KILL_WAIT_SECONDS = 5.0
 KILL_POLL_SECONDS = 0.02
 UNLIMITED_PROCESSES = 4_194_304  # the kernel's own pid_max ceiling
 UNLIMITED_BYTES = 2**62
+PREFIX = "fleet-attempt-"
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,18 @@ def cgroup_problem() -> str | None:
     return None
 
 
+def _remove_orphans() -> None:
+    """Remove the cgroups of workers that died (kill -9) before removing their own: `...-<worker pid>-<nonce>`."""
+    for controller, folder in _own_v1_dirs().items():
+        if controller not in CONTROLLERS:
+            continue
+        for group in folder.glob(f"{PREFIX}*"):
+            owner = group.name.rsplit("-", 2)[-2]
+            if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+                with contextlib.suppress(OSError):
+                    group.rmdir()  # fails, harmlessly, while a process is still inside
+
+
 def _create(name: str, max_processes: int, memory_bytes: int) -> AttemptCgroup:
     dirs = _own_v1_dirs()
     group = AttemptCgroup(dirs["pids"] / name, dirs["memory"] / name, max_processes, memory_bytes)
@@ -149,7 +163,8 @@ def attempt_cgroup(attempt_id: int, max_processes: int, memory_mb: int) -> Itera
         return
     processes = max_processes if max_processes > 0 else UNLIMITED_PROCESSES
     memory = memory_mb * 2**20 if memory_mb > 0 else UNLIMITED_BYTES
-    group = _create(f"fleet-attempt-{attempt_id}-{uuid.uuid4().hex[:8]}", processes, memory)
+    _remove_orphans()
+    group = _create(f"{PREFIX}{attempt_id}-{os.getpid()}-{uuid.uuid4().hex[:8]}", processes, memory)
     try:
         yield group
     finally:
