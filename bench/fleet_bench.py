@@ -55,6 +55,7 @@ def make_repo(path: Path, files: int = 1) -> None:
 def fleet_env(home: Path, mode: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
     env["FLEET_HOME"] = str(home)
+    env["FLEET_AGENT_SANDBOX"] = "false"  # the agents log their start and end to a file outside their worktree
     if mode == "team":
         from sqlalchemy import create_engine, text
 

@@ -132,6 +132,15 @@ def repo_add(
         list[str] | None, typer.Option(help="A glob of the files that define the environment (repeatable).")
     ] = None,
     ports: Annotated[int, typer.Option(help="Ports each attempt needs (default: FLEET_PORT_BLOCK_SIZE).")] = 0,
+    agent_sandbox: Annotated[
+        bool | None, typer.Option("--agent-sandbox/--no-agent-sandbox", help="Run agents in bubblewrap.")
+    ] = None,
+    agent_network: Annotated[str, typer.Option(help="none or on: may sandboxed agents use the network.")] = "",
+    agent_model: Annotated[str, typer.Option(help="The model this repo's agents use unless a ticket names one.")] = "",
+    agent_arg: Annotated[list[str] | None, typer.Option(help="An argument every agent gets (repeatable).")] = None,
+    agent_env: Annotated[
+        list[str] | None, typer.Option(help="A variable name passed through to every agent (repeatable).")
+    ] = None,
 ) -> None:
     """Register a git repository and how to test it."""
     ctx = Context()
@@ -151,6 +160,11 @@ def repo_add(
         env_cache=env_cache,
         env_key_files=env_key_file or [],
         ports=ports,
+        agent_sandbox=agent_sandbox,
+        agent_network=agent_network,
+        agent_model=agent_model,
+        agent_args=agent_arg or [],
+        agent_env=agent_env or [],
     )
     repo = register_repo(ctx.db, spec)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)

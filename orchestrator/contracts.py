@@ -20,6 +20,9 @@ class AgentTask:
     cancelled: threading.Event
     env: dict[str, str] = field(default_factory=dict)
     run: int = 0
+    # Every command the agent starts runs as [*wrapper, *argv] (the sandbox) and joins these cgroups (its limits).
+    wrapper: tuple[str, ...] = ()
+    cgroup_procs: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,15 @@ TOML_TYPES: dict[str, type | tuple[type, ...]] = {
     "env_cache": bool,
     "env_key_files": list,
     "ports": int,
+    "agent_sandbox": bool,
+    "agent_network": str,
+    "agent_model": str,
+    "agent_args": list,
+    "agent_env": list,
 }
 TOML_KEYS = set(TOML_TYPES)
 MAX_PORTS = 10_000
+AGENT_NETWORKS = ("none", "on")
 
 
 @dataclass
@@ -54,6 +60,11 @@ class RepoSpec:
     env_cache: bool = True
     env_key_files: list[str] = field(default_factory=list)
     ports: int = 0
+    agent_sandbox: bool | None = None
+    agent_network: str = ""
+    agent_model: str = ""
+    agent_args: list[str] = field(default_factory=list)
+    agent_env: list[str] = field(default_factory=list)
 
 
 def read_fleet_toml(repo: Path) -> dict[str, Any]:
@@ -72,8 +83,7 @@ def read_fleet_toml(repo: Path) -> dict[str, Any]:
     for key, value in data.items():
         numeric_bool = isinstance(value, bool) and TOML_TYPES[key] is not bool  # True is an int to Python
         wrong = not isinstance(value, TOML_TYPES[key]) or numeric_bool
-        strings = key in ("protect", "env_key_files") and not all(isinstance(v, str) for v in value)
-        if wrong or strings:
+        if wrong or (isinstance(value, list) and not all(isinstance(v, str) for v in value)):
             raise FleetError(f".fleet.toml in {repo}: {key} has the wrong type ({value!r})")
     return data
 
@@ -139,6 +149,28 @@ def _settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
     copies = [_copy_pair(item) for item in spec.copy_files or toml.get("copy_files", [])]
     if copies:
         settings["copy_files"] = copies
+    return settings | _agent_settings(spec, toml)
+
+
+def _agent_settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
+    """How this repository's agents run: sandbox, network, and options every ticket's agent gets."""
+    settings: dict[str, Any] = {}
+    sandbox = spec.agent_sandbox if spec.agent_sandbox is not None else toml.get("agent_sandbox", True)
+    if not sandbox:
+        settings["agent_sandbox"] = False
+    network = spec.agent_network or toml.get("agent_network", "")
+    if network and network not in AGENT_NETWORKS:
+        raise FleetError(f"agent network must be one of {', '.join(AGENT_NETWORKS)}, not {network!r}")
+    if network:
+        settings["agent_network"] = network
+    model = spec.agent_model or toml.get("agent_model", "")
+    if model:
+        check_text("agent model", model)
+        settings["agent_model"] = model
+    for key in ("agent_args", "agent_env"):
+        values = getattr(spec, key) or toml.get(key, [])
+        if values:
+            settings[key] = list(values)
     return settings
 
 

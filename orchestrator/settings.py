@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -32,6 +33,12 @@ class Settings(BaseSettings):
 
     max_concurrency: int = 0
     agent_limits: dict[str, int] = {}
+
+    # The agent sandbox (workers/sandbox.py) and the per-attempt cgroup limits (workers/cgroups.py; 0: none).
+    agent_sandbox: bool = True
+    agent_network: Literal["auto", "none", "on"] = "auto"
+    agent_max_processes: int = 1024
+    agent_memory_mb: int = 4096
 
     worktree_pool_size: int = 32
     env_cache_bytes: int = 10 * 2**30  # environments built by setup commands, kept for reuse; 0 turns it off
@@ -67,6 +74,10 @@ class Settings(BaseSettings):
     @property
     def env_cache_dir(self) -> Path:
         return self.home.resolve() / "envs"
+
+    @property
+    def agent_homes_dir(self) -> Path:
+        return self.home.resolve() / "agent-homes"
 
     @property
     def attempts_dir(self) -> Path:

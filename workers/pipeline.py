@@ -16,16 +16,19 @@ from db import queries
 from db.models import Attempt, utcnow
 from db.status import AttemptStatus, Verdict
 from orchestrator import policy
-from orchestrator.contracts import AgentResult, AgentTask
+from orchestrator.contracts import Agent, AgentResult, AgentTask
 from verification.runner import TestRun, scrubbed_env
 from verification.verify import VerificationResult, VerifySpec, errored, run_baseline, verify_diff
 from workers.agents import load_agent
 from workers.agents.base import AgentOptions
+from workers.cgroups import attempt_cgroup
 from workers.envcache import DEFAULT_KEY_FILES, EnvCache
 from workers.environment import CacheUse, copy_files, exclude_from_diffs, secrets_in, set_up_environment
 from workers.mirror import ensure_mirror
 from workers.runtime import WorkerRuntime
+from workers.sandbox import TURNED_OFF, AgentSandbox, SandboxPlan, build_sandbox, bwrap_missing, wants_network
 from workers.secrets import redact, secret_values
+from workers.worktree import Worktree, WorktreeError, owning_gitdir
 
 log = logging.getLogger(__name__)
 
@@ -136,24 +139,73 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
 def _execute_agent(rt: WorkerRuntime, job: Job, cancel: threading.Event) -> tuple[AgentResult, str]:
     mirror = ensure_mirror(rt.settings.mirrors_dir, job.repo_key, job.source, job.base_sha)
     agent = load_agent(job.agent, _agent_options(rt, job))
-    prompt_file = rt.attempt_dir(job.attempt_id) / "prompt.md"
+    attempt_dir = rt.attempt_dir(job.attempt_id)
+    prompt_file = attempt_dir / "agent" / "prompt.md"
+    prompt_file.parent.mkdir(exist_ok=True)
     prompt_file.write_text(job.prompt, encoding="utf-8")
+    limits = (job.attempt_id, rt.settings.agent_max_processes, rt.settings.agent_memory_mb)
     with rt.pool(job.repo_key, "agent", mirror).lease(job.base_sha) as worktree, rt.ports.lease(job.ports) as ports:
         setup_log = _prepare_worktree(rt, job, mirror, worktree.path, ports.env(), cancel)
-        task = AgentTask(
-            worktree=worktree.path,
-            prompt_file=prompt_file,
-            ticket_id=job.ticket_id,
-            attempt=job.number,
-            run=job.run_index,
-            timeout=float(job.agent_options.get("timeout", rt.settings.agent_timeout_seconds)),
-            cancelled=cancel,
-            env=ports.env(),
-        )
-        result = agent.run(task)
+        sandbox, warning = _agent_sandbox(rt, job, agent, worktree, attempt_dir)
+        with attempt_cgroup(*limits) as cgroup:
+            task = AgentTask(
+                worktree=worktree.path,
+                prompt_file=prompt_file,
+                ticket_id=job.ticket_id,
+                attempt=job.number,
+                run=job.run_index,
+                timeout=float(job.agent_options.get("timeout", rt.settings.agent_timeout_seconds)),
+                cancelled=cancel,
+                env=ports.env() | sandbox.env,
+                wrapper=sandbox.wrapper,
+                cgroup_procs=cgroup.procs_files if cgroup else (),
+            )
+            result = agent.run(task)
+            breach = cgroup.breach() if cgroup else None
+        if breach and not result.cancelled:
+            result = replace(result, error=breach)
         diff = "" if result.cancelled else worktree.diff()
-    result = replace(result, transcript=redact(setup_log + result.transcript, _secrets(job)))
+    if warning:
+        _warn(rt, job, warning)
+    notes = setup_log + (f"[fleet] {warning}\n" if warning else "")
+    result = replace(result, transcript=redact(notes + result.transcript, _secrets(job)))
     return result, diff
+
+
+def _agent_sandbox(
+    rt: WorkerRuntime, job: Job, agent: Agent, worktree: Worktree, attempt_dir: Path
+) -> tuple[AgentSandbox, str | None]:
+    """The attempt's sandbox, or none and the warning that says why."""
+    if not rt.settings.agent_sandbox:
+        return AgentSandbox(), TURNED_OFF.format("FLEET_AGENT_SANDBOX")
+    if job.repo_settings.get("agent_sandbox") is False:
+        return AgentSandbox(), TURNED_OFF.format("the repository's agent_sandbox setting")
+    missing = bwrap_missing()
+    if missing is not None:
+        return AgentSandbox(), missing
+    gitdir = owning_gitdir(worktree.path, worktree.mirror)
+    if gitdir is None:
+        raise WorktreeError(f"{worktree.path} is not a worktree of {worktree.mirror}")
+    needs_network = bool(getattr(agent, "needs_network", False))
+    plan = SandboxPlan(
+        worktree=worktree.path,
+        worktree_gitdir=gitdir,
+        mirror=worktree.mirror,
+        base_sha=job.base_sha,
+        attempt_dir=attempt_dir,
+        home=rt.settings.agent_homes_dir / job.repo_key / worktree.path.name,
+        hidden=(rt.settings.home, Path(job.source)),
+        network=wants_network(rt.settings.agent_network, job.repo_settings.get("agent_network"), needs_network),
+        shown=tuple(Path(c) for c in job.agent_options.get("command", ())[:1] if Path(c).is_absolute()),
+    )
+    return build_sandbox(plan), None
+
+
+def _warn(rt: WorkerRuntime, job: Job, warning: str) -> None:
+    with rt.db.session() as s:
+        queries.log_event(
+            s, "warning", f"attempt {job.number}: {warning}", ticket_id=job.ticket_id, attempt_id=job.attempt_id
+        )
 
 
 def _secrets(job: Job) -> list[str]:
@@ -162,11 +214,13 @@ def _secrets(job: Job) -> list[str]:
 
 
 def _agent_options(rt: WorkerRuntime, job: Job) -> AgentOptions:
+    """The ticket's agent options over the repository's (`agent_model`, `agent_args`, `agent_env`)."""
+    ticket, repo = job.agent_options, job.repo_settings
     return AgentOptions(
-        command=tuple(job.agent_options.get("command", ())),
-        model=job.agent_options.get("model"),
-        extra_args=tuple(job.agent_options.get("extra_args", ())),
-        env_passthrough=tuple(job.agent_options.get("env", ())),
+        command=tuple(ticket.get("command", ())),
+        model=ticket.get("model") or repo.get("agent_model"),
+        extra_args=(*repo.get("agent_args", ()), *ticket.get("extra_args", ())),
+        env_passthrough=(*repo.get("agent_env", ()), *ticket.get("env", ())),
         grace_seconds=rt.settings.kill_grace_seconds,
         transcript_limit=rt.settings.transcript_limit_bytes,
     )

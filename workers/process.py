@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import resource
 import signal
@@ -31,10 +32,13 @@ CHILD_LIMITS = (
 )
 
 
-def _child_setup() -> None:
-    """In the child before exec: die with the worker (kill -9 included), and take the resource limits."""
+def _child_setup(join_cgroups: Sequence[Path] = ()) -> None:
+    """In the child before exec: die with the worker (kill -9 included), join the cgroups, take the rlimits."""
     if _LIBC is not None:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    for procs in join_cgroups:  # before exec, so every process the command starts is counted from the first
+        with open(procs, "w") as handle:
+            handle.write(str(os.getpid()))
     for kind, limit in CHILD_LIMITS:
         soft, hard = resource.getrlimit(kind)
         capped = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
@@ -125,8 +129,12 @@ def run_process(
     limit_bytes: int = 256_000,
     grace_seconds: float = 5.0,
     stdin: bytes | None = None,
+    join_cgroups: Sequence[Path] = (),
 ) -> ProcessResult:
-    """Run argv (never through a shell unless argv says so) and wait for it, the time limit or cancellation."""
+    """Run argv (never through a shell unless argv says so) and wait for it, the time limit or cancellation.
+
+    join_cgroups: `cgroup.procs` files the child writes its pid into before exec (workers/cgroups.py).
+    """
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -137,7 +145,7 @@ def run_process(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_child_setup,
+            preexec_fn=functools.partial(_child_setup, tuple(join_cgroups)),
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         return ProcessResult(None, f"{argv[0]}: {exc.strerror}", 0.0, not_found=True)

@@ -149,6 +149,7 @@ def test_bad_input_at_the_command_line_is_one_line_and_stores_nothing(embedded: 
 
 def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: Fleet) -> None:
     fleet = embedded
+    fleet.env["FLEET_AGENT_SANDBOX"] = "false"  # the test watches the agent through a file outside its worktree
     fleet.sample_repo("calc")
     write_sample_repo(fleet.tmp / "calc2")
     fleet.run("repo", "add", "notests", str(fleet.tmp / "calc2"), "--test-cmd", "no-such-test-runner --x")

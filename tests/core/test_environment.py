@@ -178,6 +178,7 @@ def test_an_agent_that_writes_into_its_environment_cannot_change_what_verificati
 
 def test_two_attempts_at_once_get_disjoint_port_ranges(embedded: Fleet) -> None:
     fleet = embedded
+    fleet.env["FLEET_AGENT_SANDBOX"] = "false"  # the test watches the agent through a file outside its worktree
     fleet.sample_repo()
     record = fleet.tmp / "ports"
     record.mkdir()

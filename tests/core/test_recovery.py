@@ -38,6 +38,7 @@ def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyp
 
 def test_the_same_attempt_delivered_three_times_runs_once(both_modes: Fleet) -> None:
     fleet = both_modes
+    fleet.env["FLEET_AGENT_SANDBOX"] = "false"  # the test watches the agent through a file outside its worktree
     fleet.sample_repo()
     counter = fleet.tmp / "starts"
     [ticket] = fleet.submit(
@@ -64,6 +65,7 @@ def test_the_same_attempt_delivered_three_times_runs_once(both_modes: Fleet) -> 
 
 def test_a_worker_killed_mid_attempt_is_recovered_and_the_ticket_ends_once(both_modes: Fleet) -> None:
     fleet = both_modes
+    fleet.env["FLEET_AGENT_SANDBOX"] = "false"  # the test watches the agent through a file outside its worktree
     fleet.env["FLEET_LEASE_SECONDS"] = "3"  # so the dead worker's lease runs out quickly
     fleet.sample_repo()
     counter = fleet.tmp / "starts"

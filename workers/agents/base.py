@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from orchestrator.contracts import AgentTask
+from workers.process import ProcessResult, run_process
 
 # Only these reach the agent from the worker's environment, unless allow-listed in env_passthrough.
 BASE_ENV_NAMES = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM")
@@ -53,3 +55,27 @@ def agent_env(task: AgentTask, options: AgentOptions) -> dict[str, str]:
         FLEET_WORKTREE=str(task.worktree),
     )
     return env
+
+
+def run_agent_command(
+    task: AgentTask,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    timeout: float,
+    limit_bytes: int,
+    grace_seconds: float,
+    stdin: bytes | None = None,
+) -> ProcessResult:
+    """Run one of the agent's commands in the worktree, inside the attempt's sandbox and cgroups."""
+    return run_process(
+        [*task.wrapper, *argv],
+        cwd=task.worktree,
+        env=env,
+        timeout=timeout,
+        cancelled=task.cancelled,
+        limit_bytes=limit_bytes,
+        grace_seconds=grace_seconds,
+        stdin=stdin,
+        join_cgroups=task.cgroup_procs,
+    )

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from orchestrator.contracts import AgentResult, AgentTask
-from workers.agents.base import AgentOptions, agent_env
+from workers.agents.base import AgentOptions, agent_env, run_agent_command
 from workers.agents.shell import resolve_program
-from workers.process import ProcessResult, run_process
+from workers.process import ProcessResult
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class CliAgent:
     # The ticket goes to the CLI on standard input when it documents reading it there: an argument is capped
     # by the kernel (128 KiB) and shows in `ps`.
     prompt_on_stdin: ClassVar[bool] = True
+    # The CLI calls its model API itself: with agent_network "auto", its sandbox keeps the network.
+    needs_network: ClassVar[bool] = True
 
     def __init__(self, options: AgentOptions) -> None:
         self.options = options
@@ -62,12 +64,11 @@ class CliAgent:
         argv = [program, *self.options.command[1:], *self.arguments(task), *self.options.extra_args]
         argv += self.trailing(task)
         stdin = task.prompt_file.read_bytes() if self.prompt_on_stdin else None
-        result = run_process(
+        result = run_agent_command(
+            task,
             argv,
-            cwd=task.worktree,
             env=env,
             timeout=task.timeout,
-            cancelled=task.cancelled,
             limit_bytes=self.options.transcript_limit,
             grace_seconds=self.options.grace_seconds,
             stdin=stdin,

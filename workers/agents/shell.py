@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 from orchestrator.contracts import AgentResult, AgentTask
-from workers.agents.base import AgentOptions, agent_env
-from workers.process import ProcessResult, run_process
+from workers.agents.base import AgentOptions, agent_env, run_agent_command
+from workers.process import ProcessResult
 
 
 class ShellAgent:
@@ -25,12 +25,11 @@ class ShellAgent:
         if program is None:
             return AgentResult(None, "", 0.0, error=f"agent command not found: {self.options.command[0]}")
         argv = [program, *self.options.command[1:], *self.options.extra_args]
-        result = run_process(
+        result = run_agent_command(
+            task,
             argv,
-            cwd=task.worktree,
             env=env,
             timeout=task.timeout,
-            cancelled=task.cancelled,
             limit_bytes=self.options.transcript_limit,
             grace_seconds=self.options.grace_seconds,
         )

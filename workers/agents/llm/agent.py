@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.contracts import AgentResult, AgentTask
-from workers.agents.base import AgentOptions, agent_env
+from workers.agents.base import AgentOptions, agent_env, run_agent_command
 from workers.agents.llm.client import ChatClient, ModelServerError, Reply
 from workers.agents.llm.config import LlmConfig, LlmConfigError, load_config
-from workers.process import run_process
 
 SENTINEL = "FLEET_DONE"
 BASH_BLOCK = re.compile(r"```(?:bash|sh|shell)?[ \t]*\n(.*?)```", re.S)
@@ -180,12 +179,11 @@ class _Loop:
 
     def _execute(self, command: str) -> None:
         timeout = max(0.1, min(self.config.command_timeout, self.deadline - time.monotonic()))
-        result = run_process(
+        result = run_agent_command(
+            self.task,
             [self.shell, "-c", command],
-            cwd=self.task.worktree,
             env=self.env,
             timeout=timeout,
-            cancelled=self.task.cancelled,
             limit_bytes=self.config.output_limit,
             grace_seconds=self.grace,
         )

@@ -1,0 +1,97 @@
+"""What the agent sandbox costs: the per-attempt git dir, and bwrap's start on every agent command.
+
+    python bench/agent_sandbox.py [--rounds 20] [--files 5000]
+
+Two repositories: the demo's sample (a handful of files) and a generated one with --files files. For each:
+  gitdir   make_agent_gitdir: one `git pack-objects` of the base commit from the mirror, plus a few small files
+           (the cost paid once per attempt, before the agent starts).
+  sandbox  build_sandbox: the gitdir plus the folders and the argv (everything Fleet adds per attempt).
+  gitdir_packed_mirror  the gitdir again once the mirror is repacked: pack-objects then reuses stored objects
+           instead of compressing loose ones, which is what the mirror holds right after a local clone.
+Then per command: `true` started directly vs inside the sandbox (the llm agent pays this once per step).
+Prints medians in milliseconds as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from workers.agent_git import make_agent_gitdir
+from workers.agents.scripted import write_sample_repo
+from workers.git import git, resolve_commit
+from workers.mirror import ensure_mirror
+from workers.sandbox import SandboxPlan, build_sandbox
+from workers.worktree import WorktreePool, owning_gitdir
+
+
+def generated_repo(path: Path, files: int) -> None:
+    for n in range(files):
+        target = path / f"pkg{n % 50}" / f"mod{n}.py"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f"VALUE = {n}\n" * 20)
+    git("init", "-q", "-b", "main", cwd=path)
+    git("add", "-A", cwd=path)
+    git("commit", "-qm", "base", cwd=path)
+
+
+def median_ms(action: Callable[[int], object], rounds: int) -> float:
+    times = []
+    for n in range(rounds):
+        started = time.perf_counter()
+        action(n)
+        times.append(time.perf_counter() - started)
+    return round(1000 * statistics.median(times), 2)
+
+
+def measure(work: Path, source: Path, rounds: int) -> dict[str, float]:
+    sha = resolve_commit(source, "HEAD")
+    mirror = ensure_mirror(work / "mirrors", f"bench-{source.name}", str(source), sha)
+    with WorktreePool(work / "pool" / source.name, mirror, size=1).lease(sha) as worktree:
+        gitdir = owning_gitdir(worktree.path, mirror)
+        assert gitdir is not None
+
+        def one_gitdir(n: int) -> None:
+            make_agent_gitdir(mirror, gitdir, sha, work / "gitdirs" / f"{source.name}-{n}")
+
+        def one_sandbox(n: int) -> None:
+            attempt = work / "attempts" / f"{source.name}-{n}"
+            build_sandbox(SandboxPlan(worktree.path, gitdir, mirror, sha, attempt, work / "home", (work,), False))
+
+        plan = SandboxPlan(worktree.path, gitdir, mirror, sha, work / "attempt", work / "home", (work,), False)
+        wrapper = list(build_sandbox(plan).wrapper)
+        loose_gitdir, loose_sandbox = median_ms(one_gitdir, rounds), median_ms(one_sandbox, rounds)
+        git("repack", "-adq", cwd=mirror)  # a local clone keeps the source's loose objects; git gc packs them later
+        return {
+            "gitdir_ms": loose_gitdir,
+            "sandbox_ms": loose_sandbox,
+            "gitdir_packed_mirror_ms": median_ms(lambda n: one_gitdir(n + rounds), rounds),
+            "command_direct_ms": median_ms(lambda _: subprocess.run(["true"], check=True), rounds),
+            "command_sandboxed_ms": median_ms(lambda _: subprocess.run([*wrapper, "true"], check=True), rounds),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--files", type=int, default=5000)
+    args = parser.parse_args()
+    if shutil.which("bwrap") is None:
+        raise SystemExit("bwrap is not installed")
+    with tempfile.TemporaryDirectory(prefix="fleet-sandbox-bench-") as tmp:
+        work = Path(tmp)
+        write_sample_repo(work / "sample")
+        generated_repo(work / "generated", args.files)
+        report = {name: measure(work, work / name, args.rounds) for name in ("sample", "generated")}
+    print(json.dumps({"files": args.files, "rounds": args.rounds, **report}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The agent sandbox end to end: real bwrap, real git, real cgroups, through `fleet up`."""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from db import queries
+from tests.core.conftest import Fleet, processes_with, scripted
+from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
+from workers.cgroups import cgroup_problem
+from workers.git import git, resolve_commit
+from workers.sandbox import bwrap_missing
+
+pytestmark = pytest.mark.skipif(bwrap_missing() is not None, reason=bwrap_missing() or "")
+
+ADD = "tests/test_calc.py::test_add"
+LATER_SUBJECT = "LATER-COMMIT-SECRET"
+OTHER_SUBJECT = "OTHER-TICKET-SECRET"
+# Runs inside the sandbox: tries each escape and prints BLOCKED or ESCAPED, then makes the honest fix and commits it.
+PROBE = """import socket, subprocess, sys
+from pathlib import Path
+
+mirror, source, later, port, *outside = sys.argv[1:]
+
+
+def attempt(what, action):
+    try:
+        action()
+    except Exception as exc:
+        print(f"BLOCKED {what}: {type(exc).__name__}", flush=True)
+    else:
+        print(f"ESCAPED {what}", flush=True)
+
+
+def git(*args):
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+
+
+for path in outside:
+    attempt(f"write {path}", lambda path=path: Path(path).write_text("escaped"))
+attempt("write the mirror's config", lambda: open(f"{mirror}/config", "a").write("[core]\\n\\thooksPath = /tmp\\n"))
+attempt("write a hook into the mirror", lambda: Path(f"{mirror}/hooks/post-checkout").write_text("#!/bin/sh\\n"))
+attempt("replace the worktree's .git", lambda: Path(".git").write_text("gitdir: " + mirror))
+attempt("read a later commit", lambda: git("cat-file", "-p", later))
+attempt("fetch the other ticket's branch", lambda: git("fetch", source, "other-ticket"))
+attempt("reach the host's loopback", lambda: socket.create_connection(("127.0.0.1", int(port)), timeout=2).close())
+print("SEEN " + " | ".join(git("log", "--all", "--format=%s").splitlines()), flush=True)
+print("OBJECTS", len(git("cat-file", "--batch-all-objects", "--batch-check").splitlines()), flush=True)
+calc = Path("calc.py")
+calc.write_text(calc.read_text().replace("return a - b", "return a + b"))
+print("STATUS", git("status", "--porcelain").strip(), flush=True)
+git("commit", "-qam", "fix add")
+print("COMMITTED", git("log", "--format=%s", "-1"), flush=True)
+"""
+
+
+@pytest.fixture
+def loopback_port() -> Iterator[int]:
+    """A TCP server on the host's loopback that nothing in a sandbox without network should reach."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()[1]
+
+
+def repo_with_history(fleet: Fleet) -> tuple[Path, str, str]:
+    """The sample repo, a later commit on main and another ticket's branch; returns (repo, base sha, later sha)."""
+    repo = fleet.sample_repo()
+    base = resolve_commit(repo, "HEAD")
+    git("checkout", "-qb", "other-ticket", cwd=repo)
+    git("commit", "-q", "--allow-empty", "-m", OTHER_SUBJECT, cwd=repo)
+    git("checkout", "-q", "main", cwd=repo)
+    git("commit", "-q", "--allow-empty", "-m", LATER_SUBJECT, cwd=repo)
+    return repo, base, resolve_commit(repo, "HEAD")
+
+
+def transcript(fleet: Fleet, ticket_id: int) -> str:
+    attempt = fleet.json("show", str(ticket_id))["runs"][0]["attempts"][0]
+    return fleet.run("logs", str(attempt["id"])).stdout
+
+
+def test_escapes_are_blocked_the_honest_committed_fix_is_verified_and_a_hang_is_killed(
+    embedded: Fleet, loopback_port: int
+) -> None:
+    fleet = embedded
+    repo, base, later = repo_with_history(fleet)
+    fleet.run("repo", "add", "calc-open", str(repo), "--test-cmd", "true", "--agent-network", "on")
+    mirror = fleet.home / "mirrors" / "repo-1.git"
+    nonce = uuid.uuid4().hex[:8]
+    outside = [Path(f"/tmp/fleet-escape-{nonce}"), Path.home() / f"fleet-escape-{nonce}", fleet.home / "escape"]
+    outside += [repo / "escape", fleet.tmp / f"escape-{nonce}"]
+    (fleet.tmp / "probe.py").write_text(PROBE)
+    argv = [sys.executable, str(fleet.tmp / "probe.py"), str(mirror), str(repo), later, str(loopback_port)]
+    command = shlex.join([*argv, *map(str, outside)])
+    common = ("--title", "add", "--body", ADD, "--base", base, "--attempts", "1", "--agent-cmd", command)
+    [closed] = fleet.submit("--repo", "calc", *common)
+    [opened] = fleet.submit("--repo", "calc-open", *common)
+    marker = f"fleet-sandboxed-hang-{nonce}"
+    hang = ("--title", "hang", "--attempts", "1", "--timeout", "2", "--agent-cmd", scripted("hang", marker))
+    [hung] = fleet.submit("--repo", "calc", *hang)
+    fleet.up()
+
+    shown = fleet.json("show", str(closed["id"]))
+    assert shown["status"] == "needs_review", shown
+    text = transcript(fleet, closed["id"])
+    assert "ESCAPED" not in text, text
+    assert text.count("BLOCKED") == len(outside) + 6
+    assert LATER_SUBJECT not in text and OTHER_SUBJECT not in text
+    assert "SEEN calc with three bugs\n" in text  # history ends at the base commit
+    assert "STATUS M calc.py" in text and "COMMITTED fix add" in text
+    attempt = fleet.json("show", str(closed["id"]))["runs"][0]["attempts"][0]
+    assert attempt["diff_stat"] == "1 file, +1 -1"  # the agent's commit became the diff
+    assert not any(path.exists() for path in outside)
+    assert "hooksPath" not in (mirror / "config").read_text()
+    assert not (mirror / "hooks" / "post-checkout").exists()
+
+    assert fleet.json("show", str(hung["id"]))["reason"] == "agent timed out after 2s"
+    assert processes_with(marker) == []  # the sandbox's whole process tree ended with its time limit
+
+    opened_text = transcript(fleet, opened["id"])
+    assert "ESCAPED reach the host's loopback" in opened_text
+    assert opened_text.count("ESCAPED") == 1, opened_text
+
+
+def test_a_repo_can_turn_the_sandbox_off_and_the_warning_is_recorded(embedded: Fleet) -> None:
+    fleet = embedded
+    repo = fleet.sample_repo()
+    fleet.run("repo", "add", "open", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--no-agent-sandbox")
+    outside = fleet.tmp / "written-from-outside"
+    agent = f"touch {shlex.quote(str(outside))} && {scripted('fix-add')}"
+    [ticket] = fleet.submit(
+        "--repo", "open", "--title", "add", "--body", ADD, "--agent-cmd", f"sh -c {shlex.quote(agent)}"
+    )
+    fleet.up()
+    assert fleet.json("show", str(ticket["id"]))["status"] == "needs_review"
+    assert outside.exists()
+    with fleet.db().session() as s:
+        warnings = [e.message for e in queries.ticket_events(s, ticket["id"]) if e.kind == "warning"]
+    assert warnings == [
+        "attempt 1: the agent ran without a sandbox (turned off by the repository's agent_sandbox setting)"
+    ]
+    assert "[fleet] the agent ran without a sandbox" in transcript(fleet, ticket["id"])
+
+
+def test_without_bwrap_on_the_path_the_sandbox_is_reported_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert bwrap_missing() == "the agent ran without a sandbox (bubblewrap is not installed)"
+
+
+@pytest.mark.skipif(cgroup_problem() is not None, reason=f"no cgroups: {cgroup_problem()}")
+def test_a_fork_bomb_and_a_memory_hog_end_their_attempts_and_leave_nothing_behind(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.env.update(FLEET_AGENT_MAX_PROCESSES="40", FLEET_AGENT_MEMORY_MB="200")
+    fleet.sample_repo()
+    marker = f"59.{uuid.uuid4().int % 100000}"
+    bomb = f"for i in $(seq 200); do sleep {marker} & done; wait"
+    hog = f"{shlex.quote(sys.executable)} -c 'x = bytearray(1 << 30)'"
+    tickets = {}
+    for name, command in (("bomb", bomb), ("hog", hog), ("honest", scripted("fix-add"))):
+        agent = command if name == "honest" else f"sh -c {shlex.quote(command)}"
+        [tickets[name]] = fleet.submit(
+            "--repo", "calc", "--title", name, "--body", ADD, "--attempts", "1", "--agent-cmd", agent
+        )
+    fleet.up(concurrency=3)
+    shown = {name: fleet.json("show", str(t["id"])) for name, t in tickets.items()}
+    assert shown["bomb"]["status"] == "error" and "reached its limit of 40 processes" in shown["bomb"]["reason"]
+    assert shown["hog"]["status"] == "error" and "ran out of memory (limit 200 MiB)" in shown["hog"]["reason"]
+    assert shown["honest"]["status"] == "needs_review"
+    assert processes_with(f"sleep {marker}") == []
+
+
+def test_repo_agent_options_reach_the_agent_under_the_tickets_own(embedded: Fleet) -> None:
+    fleet = embedded
+    repo = fleet.tmp / "configured"
+    write_sample_repo(repo)
+    toml = 'agent_model = "repo-model"\nagent_args = ["--from-repo"]\nagent_env = ["SANDBOX_TEST_VAR"]\n'
+    (repo / ".fleet.toml").write_text(f"test_cmd = {SAMPLE_TEST_CMD!r}\n" + toml)
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "settings", cwd=repo)
+    fleet.run("repo", "add", "configured", str(repo))
+    fleet.env["SANDBOX_TEST_VAR"] = "passed-through"
+    names = '"$FLEET_MODEL" "$SANDBOX_TEST_VAR" "$*" "$HOME" "$TMPDIR"'
+    report = f'printf "model=%s\\nvar=%s\\nargs=%s\\nhome=%s\\ntmp=%s\\n" {names}'
+    command = f"sh -c {shlex.quote(report)} agent"
+    [ticket] = fleet.submit("--repo", "configured", "--title", "t", "--agent-cmd", command, "--agent-arg", "--mine")
+    fleet.up()
+    lines = transcript(fleet, ticket["id"]).splitlines()
+    fields = dict(
+        line.split("=", 1) for line in lines if line.split("=", 1)[0] in ("model", "var", "args", "home", "tmp")
+    )
+    assert (fields["model"], fields["var"], fields["args"]) == ("repo-model", "passed-through", "--from-repo --mine")
+    assert Path(fields["home"]).parent == fleet.home.resolve() / "agent-homes" / "repo-1"
+    assert Path(fields["tmp"]).is_relative_to(fleet.home.resolve() / "attempts")
+
+
+@pytest.mark.parametrize(
+    ("args", "toml", "message"),
+    [
+        (["--agent-network", "maybe"], "", "error: agent network must be one of none, on, not 'maybe'"),
+        ([], 'agent_network = "wifi"\n', "error: agent network must be one of none, on, not 'wifi'"),
+        ([], "agent_args = [1]\n", "agent_args has the wrong type ([1])"),
+        ([], "agent_sandbox = 'no'\n", "agent_sandbox has the wrong type ('no')"),
+    ],
+)
+def test_bad_agent_settings_are_one_line_errors(embedded: Fleet, args: list[str], toml: str, message: str) -> None:
+    fleet = embedded
+    repo = fleet.tmp / "bad"
+    write_sample_repo(repo)
+    if toml:
+        (repo / ".fleet.toml").write_text(toml)
+        git("add", "-A", cwd=repo)
+        git("commit", "-qm", "settings", cwd=repo)
+    proc = fleet.run("repo", "add", "bad", str(repo), "--test-cmd", "true", *args, check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_an_agent_script_kept_in_the_hidden_repository_folder_still_runs(embedded: Fleet) -> None:
+    fleet = embedded
+    repo = fleet.sample_repo()
+    script = repo / "fix.sh"  # untracked, in the registered repository, which the sandbox hides
+    script.write_text(f"#!/bin/sh\necho seen: $(ls -A {shlex.quote(str(repo))})\n")
+    script.write_text(script.read_text() + f"exec {scripted('fix-add')}\n")
+    script.chmod(0o755)
+    [ticket] = fleet.submit("--repo", "calc", "--title", "add", "--body", ADD, "--agent-cmd", str(script))
+    fleet.up()
+    assert fleet.json("show", str(ticket["id"]))["status"] == "needs_review"
+    assert "seen: fix.sh\n" in transcript(fleet, ticket["id"])  # only the script itself, not .git or calc.py

@@ -1,0 +1,62 @@
+"""The git dir a sandboxed agent sees: its own, holding the base commit and nothing later or beside it.
+
+A pooled worktree's `.git` points into the shared bare mirror, where every ticket's base, every later commit and
+every fetched branch live, and whose config, hooks and refs Fleet's own git commands trust. Inside the sandbox
+that pointer is covered by one naming a fresh git dir made here per attempt:
+
+- objects: one pack of the base commit, its tree and its blobs, written by `git pack-objects` straight from the
+  mirror (`--shallow` stops at the base commit). No alternates: an alternate object store would let
+  `git cat-file --batch-all-objects` list the mirror's later commits.
+- `shallow` names the base commit, so history simply ends there; HEAD is detached at it, as in the worktree.
+- the index is a copy of the worktree's own (same commit, fresh stat data), so `git status` starts clean;
+  `info/exclude` is the mirror's (files Fleet copies in stay out of the agent's view of changes too).
+- a user name and e-mail in its config, so an agent that commits can. Its commits stay in this git dir;
+  Fleet diffs the worktree's files against the base commit outside the sandbox (Worktree.diff_bytes), so
+  committed and uncommitted edits alike become the diff. The git dir is deleted with the attempt folder.
+
+Why this and not a clone: `git clone --no-local --depth 1` does the same packing through upload-pack and
+index-pack in three more processes, and a temporary repository with a new root commit would change the base
+commit's id. One pack-objects run on the sample repository takes about 10 ms (bench/agent_sandbox.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from workers.git import git
+
+AGENT_CONFIG = """[core]
+\trepositoryformatversion = {version}
+\tfilemode = true
+\tbare = false
+\tlogallrefupdates = true
+[user]
+\tname = Fleet agent
+\temail = agent@fleet.invalid
+"""
+SHA256_EXTENSION = "[extensions]\n\tobjectformat = sha256\n"
+
+
+def make_agent_gitdir(mirror: Path, worktree_gitdir: Path, base_sha: str, dest: Path) -> Path:
+    """A new git dir at dest (must not exist) with only base_sha's objects, detached at base_sha."""
+    for folder in ("objects/pack", "objects/info", "refs/heads", "refs/tags", "info"):
+        (dest / folder).mkdir(parents=True)
+    revisions = f"{base_sha}\n--shallow {base_sha}\n"
+    git("pack-objects", "--revs", "--quiet", str(dest / "objects" / "pack" / "pack"), cwd=mirror, input=revisions)
+    (dest / "HEAD").write_text(base_sha + "\n")
+    (dest / "shallow").write_text(base_sha + "\n")
+    sha256 = git("rev-parse", "--show-object-format", cwd=mirror).strip() == "sha256"
+    config = AGENT_CONFIG.format(version=1 if sha256 else 0) + (SHA256_EXTENSION if sha256 else "")
+    (dest / "config").write_text(config)
+    shutil.copyfile(worktree_gitdir / "index", dest / "index")
+    exclude = mirror / "info" / "exclude"
+    if exclude.is_file():
+        shutil.copyfile(exclude, dest / "info" / "exclude")
+    return dest
+
+
+def gitdir_pointer(gitdir: Path, dest: Path) -> Path:
+    """A `.git` file at dest naming gitdir: bound over the worktree's own `.git` inside the sandbox."""
+    dest.write_text(f"gitdir: {gitdir}\n")
+    return dest
