@@ -76,9 +76,5 @@ class Settings(BaseSettings):
         return self.home.resolve() / "envs"
 
     @property
-    def agent_homes_dir(self) -> Path:
-        return self.home.resolve() / "agent-homes"
-
-    @property
     def attempts_dir(self) -> Path:
         return self.home.resolve() / "attempts"

@@ -193,7 +193,7 @@ def _agent_sandbox(
         mirror=worktree.mirror,
         base_sha=job.base_sha,
         attempt_dir=attempt_dir,
-        home=rt.settings.agent_homes_dir / job.repo_key / worktree.path.name,
+        home=attempt_dir / "home",
         hidden=(rt.settings.home, Path(job.source)),
         network=wants_network(rt.settings.agent_network, job.repo_settings.get("agent_network"), needs_network),
         shown=tuple(Path(c) for c in job.agent_options.get("command", ())[:1] if Path(c).is_absolute()),

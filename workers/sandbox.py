@@ -1,9 +1,10 @@
 """The bubblewrap sandbox every agent command runs in, when bwrap is installed and the repository allows it.
 
 Inside, an agent sees the host read-only, with these exceptions:
-- writable: the worktree, its attempt folder (prompt, the CLI's scratch files, TMPDIR) and its home folder,
-  one per worktree slot under FLEET_HOME/agent-homes (HOME and XDG_CACHE_HOME point there, so caches
-  survive from one attempt to the next in that slot; API keys come through the environment allow-list);
+- writable: the worktree, its attempt folder (prompt, the CLI's scratch files, TMPDIR) and a home folder
+  of its own in the attempt folder (HOME and XDG_CACHE_HOME point there; API keys come through the
+  environment allow-list). It goes with the attempt folder, so nothing an agent leaves in its home, such
+  as a ~/.gitconfig or a shell profile, reaches a later attempt;
 - the worktree's `.git` is a read-only file naming the attempt's own git dir (workers/agent_git.py), which
   holds the base commit and nothing after or beside it; the agent may commit there;
 - hidden (an empty read-only folder): FLEET_HOME, with the mirrors, other slots, other attempts and the

@@ -198,7 +198,7 @@ def test_repo_agent_options_reach_the_agent_under_the_tickets_own(embedded: Flee
         line.split("=", 1) for line in lines if line.split("=", 1)[0] in ("model", "var", "args", "home", "tmp")
     )
     assert (fields["model"], fields["var"], fields["args"]) == ("repo-model", "passed-through", "--from-repo --mine")
-    assert Path(fields["home"]).parent == fleet.home.resolve() / "agent-homes" / "repo-1"
+    assert Path(fields["home"]).parent == Path(fields["tmp"]).parent.parent  # in the attempt's own folder
     assert Path(fields["tmp"]).is_relative_to(fleet.home.resolve() / "attempts")
 
 
