@@ -22,7 +22,6 @@ from verification.verify import VerificationResult, VerifySpec, errored, run_bas
 from workers.agents import load_agent
 from workers.agents.base import AgentOptions
 from workers.environment import copy_files, exclude_from_diffs, run_setup, secrets_in
-from workers.mirror import ensure_mirror
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact, secret_values
 
@@ -120,7 +119,7 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
 
 
 def _execute_agent(rt: WorkerRuntime, job: Job, cancel: threading.Event) -> tuple[AgentResult, str]:
-    mirror = ensure_mirror(rt.settings.mirrors_dir, job.repo_key, job.source, job.base_sha)
+    mirror = rt.mirror(job.repo_key, job.source, job.base_sha)
     agent = load_agent(job.agent, _agent_options(rt, job))
     prompt_file = rt.attempt_dir(job.attempt_id) / "prompt.md"
     prompt_file.write_text(job.prompt, encoding="utf-8")
@@ -282,7 +281,7 @@ def verify_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
 def _execute_verification(
     rt: WorkerRuntime, job: Job, cancel: threading.Event
 ) -> tuple[VerificationResult, int | None]:
-    mirror = ensure_mirror(rt.settings.mirrors_dir, job.repo_key, job.source, job.base_sha)
+    mirror = rt.mirror(job.repo_key, job.source, job.base_sha)
     pool = rt.pool(job.repo_key, "verify", mirror)
     spec = spec_for(
         job, rt.settings.test_timeout_seconds, rt.settings.feedback_limit_bytes, rt.settings.setup_timeout_seconds

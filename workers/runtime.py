@@ -7,7 +7,9 @@ import os
 import shutil
 import socket
 import threading
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,11 +18,15 @@ from db.engine import Database
 from db.models import utcnow
 from orchestrator.settings import Settings
 from workers.environment import PortAllocator
+from workers.mirror import ensure_mirror
 from workers.queue import Dispatcher
 from workers.worktree import WorktreePool
 
 log = logging.getLogger(__name__)
 CANCEL_CHECK_SECONDS = 1.0
+# A commit seen in a mirror is trusted that long before git is asked again (a gc may prune unreachable ones).
+MIRROR_CHECK_SECONDS = 300.0
+MIRROR_CHECKS_KEPT = 1024
 
 
 @dataclass
@@ -65,6 +71,8 @@ class WorkerRuntime:
             settings.ports_dir, settings.port_first, settings.port_block_size, settings.port_blocks
         )
         self._pools: dict[tuple[str, str], WorktreePool] = {}
+        self._mirrors_dir = settings.mirrors_dir
+        self._mirror_checks: OrderedDict[tuple[str, str, str], tuple[Path, float]] = OrderedDict()
         self._pools_lock = threading.Lock()
         self._baseline_locks: dict[str, threading.Lock] = {}
         self._stopped = threading.Event()
@@ -79,13 +87,29 @@ class WorkerRuntime:
     def new_lease(self) -> queries.Lease:
         return queries.Lease(owner=self.worker_id, token=uuid.uuid4().hex, seconds=self.settings.lease_seconds)
 
+    def mirror(self, repo_key: str, source: str, sha: str) -> Path:
+        """ensure_mirror(), skipped while the same commit was found in the same mirror recently."""
+        key = (repo_key, source, sha)
+        with self._pools_lock:
+            known = self._mirror_checks.get(key)
+        if known is not None and time.monotonic() - known[1] < MIRROR_CHECK_SECONDS and (known[0] / "HEAD").is_file():
+            return known[0]
+        path = ensure_mirror(self._mirrors_dir, repo_key, source, sha)
+        with self._pools_lock:
+            self._mirror_checks[key] = (path, time.monotonic())
+            self._mirror_checks.move_to_end(key)
+            while len(self._mirror_checks) > MIRROR_CHECKS_KEPT:
+                self._mirror_checks.popitem(last=False)
+        return path
+
     def pool(self, repo_key: str, kind: str, mirror: Path) -> WorktreePool:
         """The worktree pool of one repository for one kind of work (agent or verify)."""
         with self._pools_lock:
             key = (repo_key, kind)
             if key not in self._pools:
                 root = self.settings.worktrees_dir / repo_key / kind
-                self._pools[key] = WorktreePool(root, mirror, self.settings.worktree_pool_size)
+                # Fewer worktrees than slots would leave slots polling for a worktree instead of working.
+                self._pools[key] = WorktreePool(root, mirror, self.settings.worktree_pool_size or self.slots)
             return self._pools[key]
 
     def baseline_lock(self, key: str) -> threading.Lock:
