@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     max_concurrency: int = 0
     agent_limits: dict[str, int] = {}
 
-    worktree_pool_size: int = 32
+    worktree_pool_size: int = 0  # per repository and kind of work; 0: as many as the worker has slots
     ports_dir: Path = Path(tempfile.gettempdir()) / f"fleet-ports-{os.getuid()}"
     port_first: int = 20_000
     port_block_size: int = 20
