@@ -302,17 +302,31 @@ def _baseline(
 ) -> tuple[TestRun, int | None]:
     """The test results at the base commit: from the database when known, else run once and stored."""
     key = spec_hash(spec)
-    with rt.baseline_lock(f"{job.repo_id}:{job.base_sha}:{key}"):
-        with rt.db.session() as s:
-            known = queries.find_baseline(s, job.repo_id, job.base_sha, key)
-            if known is not None:
-                return TestRun.from_json(known.result), known.id
+    lock_key = f"{job.repo_id}:{job.base_sha}:{key}"
+    with rt.baseline_lock(lock_key):
+        known = rt.known_baseline(lock_key) or _stored_baseline(rt, job, key)
+        if known is not None:
+            return TestRun.from_json(known[0]), known[1]
         with pool.lease(job.base_sha) as checkout:
             run = run_baseline(checkout.path, spec, report_dir, cancel)
         if run.error:
             return run, None  # an environment failure is not a baseline worth keeping
         with rt.db.session() as s:
-            return run, queries.save_baseline(s, job.repo_id, job.base_sha, key, run.to_json()).id
+            stored = queries.save_baseline(s, job.repo_id, job.base_sha, key, run.to_json())
+            result, baseline_id = stored.result, stored.id
+        rt.remember_baseline(lock_key, result, baseline_id)
+        return run, baseline_id
+
+
+def _stored_baseline(rt: WorkerRuntime, job: Job, key: str) -> tuple[dict[str, Any], int] | None:
+    """The baseline another process stored, now remembered in this one too."""
+    with rt.db.session() as s:
+        known = queries.find_baseline(s, job.repo_id, job.base_sha, key)
+        if known is None:
+            return None
+        result, baseline_id = known.result, known.id
+    rt.remember_baseline(f"{job.repo_id}:{job.base_sha}:{key}", result, baseline_id)
+    return result, baseline_id
 
 
 def _baseline_error(baseline: TestRun) -> VerificationResult:
