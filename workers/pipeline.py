@@ -15,7 +15,7 @@ from typing import Any
 from db import queries
 from db.models import Attempt, utcnow
 from db.status import AttemptStatus, Verdict
-from orchestrator import policy
+from orchestrator import policy, scheduler
 from orchestrator.contracts import AgentResult, AgentTask
 from verification.runner import TestRun, scrubbed_env
 from verification.verify import VerificationResult, VerifySpec, errored, run_baseline, verify_diff
@@ -377,8 +377,9 @@ def _record_verdict(
             attempt_id=job.attempt_id,
         )
         _after(s, job, result.verdict, result.feedback, "; ".join(result.reasons))
+        sends = scheduler.plan(s, rt.settings)  # the freed slot, in the same transaction
+    rt.dispatcher.send(sends)
     rt.discard_attempt_dir(job.attempt_id)
-    rt.schedule()
 
 
 def _after(s: queries.Session, job: Job, verdict: Verdict, feedback: str, reason: str) -> None:
@@ -402,5 +403,6 @@ def _record_error(
             s, "error", f"attempt {job.number}: {reason}", ticket_id=job.ticket_id, attempt_id=job.attempt_id
         )
         _after(s, job, Verdict.ERROR, "", reason)
+        sends = scheduler.plan(s, rt.settings)
+    rt.dispatcher.send(sends)
     rt.discard_attempt_dir(job.attempt_id)
-    rt.schedule()

@@ -103,12 +103,6 @@ class WorkerRuntime:
         self._stopped = threading.Event()
         self._heart = threading.Thread(target=self._heartbeat_loop, name="fleet-heartbeat", daemon=True)
 
-    def schedule(self) -> None:
-        """A slot may have freed up: let the scheduler send the next waiting attempts."""
-        from orchestrator.scheduler import schedule
-
-        schedule(self.db, self.dispatcher, self.settings)
-
     def new_lease(self) -> queries.Lease:
         return queries.Lease(owner=self.worker_id, token=uuid.uuid4().hex, seconds=self.settings.lease_seconds)
 
