@@ -1,6 +1,7 @@
 """The fleet benchmark: many tickets at once, dispatch latency, memory per slot, pooled vs fresh worktrees.
 
     python bench/fleet_bench.py [--tickets 1000] [--slots 100] [--agent-seconds 5] [--modes embedded,team]
+                                [--latency-samples 50] [--worktree-files 5000]   (0 skips that part)
 
 1. Throughput: N tickets whose agent sleeps S seconds then makes a one-line fix, a trivial test command
    (`grep -q fixed state.txt`, judged by its exit code), C slots on one machine. Reports makespan / ideal,
@@ -270,8 +271,8 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=100)
     parser.add_argument("--agent-seconds", type=float, default=5.0)
     parser.add_argument("--modes", default="embedded,team")
-    parser.add_argument("--latency-samples", type=int, default=50)
-    parser.add_argument("--worktree-files", type=int, default=5000)
+    parser.add_argument("--latency-samples", type=int, default=50, help="0 skips the dispatch latency part")
+    parser.add_argument("--worktree-files", type=int, default=5000, help="0 skips the worktree cost part")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%S")
@@ -283,18 +284,21 @@ def main() -> None:
         work = Path(tmp)
         for mode in args.modes.split(","):
             row = throughput(mode, args.tickets, args.slots, args.agent_seconds, work)
-            if plot(Path(row.pop("busy_log")), RESULTS / f"fleet_busy-{mode}-{stamp}.png"):
-                row["plot"] = f"bench/results/fleet_busy-{mode}-{stamp}.png"
+            png = RESULTS / f"fleet_busy-{mode}-{stamp}.png"
+            if plot(Path(row.pop("busy_log")), png):
+                row["plot"] = str(png.relative_to(ROOT))
             report["throughput"].append(row)
             print(json.dumps(row))
+            print(f"plot written to {row['plot']}" if "plot" in row else "no plot: pip install -e .[bench]")
         if args.latency_samples:
             report["dispatch_latency_team"] = dispatch_latency(args.latency_samples, work)
             print(json.dumps(report["dispatch_latency_team"]))
-        report["worktree"] = worktree_cost(args.worktree_files, 10, work)
-        print(json.dumps(report["worktree"]))
+        if args.worktree_files:
+            report["worktree"] = worktree_cost(args.worktree_files, 10, work)
+            print(json.dumps(report["worktree"]))
     out = RESULTS / f"fleet_bench-{stamp}.json"
     out.write_text(json.dumps(report, indent=2))
-    print(f"written to {out.relative_to(ROOT)}")
+    print(f"results written to {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from db.models import Attempt, Baseline, Event, Repo, Review, Run, Ticket, Verification, Worker, utcnow
 from db.status import (
@@ -118,7 +118,8 @@ def list_tickets(s: Session, status: str | None = None, repo: str | None = None,
 
 
 def get_attempt(s: Session, attempt_id: int) -> Attempt:
-    attempt = s.get(Attempt, attempt_id)
+    """The attempt with its run, ticket and repo, loaded in one query."""
+    attempt = s.get(Attempt, attempt_id, options=[joinedload(Attempt.run).joinedload(Run.ticket)])
     if attempt is None:
         raise NotFound(f"unknown attempt {attempt_id}")
     return attempt

@@ -53,18 +53,27 @@ def pick(
     return chosen
 
 
+def plan(s: queries.Session, settings: Settings) -> list[tuple[int, AttemptStatus]]:
+    """One pass inside the caller's transaction: choose attempts for the free slots and mark them sent.
+
+    The caller sends the returned pairs once the transaction has committed.
+    """
+    queries.scheduling_lock(s)
+    capacity = queries.live_slots(s, stale_seconds=3 * settings.heartbeat_seconds + settings.reconcile_seconds)
+    if settings.max_concurrency:
+        capacity = min(capacity, settings.max_concurrency)
+    running = Counter(queries.in_flight(s))
+    free = capacity - sum(running.values())
+    if free <= 0:
+        return []
+    waiting = queries.pending(s, per_repo=free * LOOKAHEAD)
+    chosen = pick(waiting, free, running, queries.repo_limits(s), settings.agent_limits)
+    queries.mark_dispatched(s, chosen)
+    return [(attempt_id, AttemptStatus.QUEUED) for attempt_id in chosen]
+
+
 def schedule(db: Database, dispatcher: Dispatcher, settings: Settings) -> int:
-    """One pass: fill free slots with waiting attempts; returns how many were sent."""
+    """One pass in its own transaction: fill free slots with waiting attempts; returns how many were sent."""
     with db.session() as s:
-        queries.scheduling_lock(s)
-        capacity = queries.live_slots(s, stale_seconds=3 * settings.heartbeat_seconds + settings.reconcile_seconds)
-        if settings.max_concurrency:
-            capacity = min(capacity, settings.max_concurrency)
-        running = Counter(queries.in_flight(s))
-        free = capacity - sum(running.values())
-        if free <= 0:
-            return 0
-        waiting = queries.pending(s, per_repo=free * LOOKAHEAD)
-        chosen = pick(waiting, free, running, queries.repo_limits(s), settings.agent_limits)
-        queries.mark_dispatched(s, chosen)
-    return dispatcher.send([(attempt_id, AttemptStatus.QUEUED) for attempt_id in chosen])
+        chosen = plan(s, settings)
+    return dispatcher.send(chosen)

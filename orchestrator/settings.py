@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     agent_max_processes: int = 1024
     agent_memory_mb: int = 4096
 
-    worktree_pool_size: int = 32
+    worktree_pool_size: int = 0  # per repository and kind of work; 0: as many as the worker has slots
     env_cache_bytes: int = 10 * 2**30  # environments built by setup commands, kept for reuse; 0 turns it off
     ports_dir: Path = Path(tempfile.gettempdir()) / f"fleet-ports-{os.getuid()}"
     port_first: int = 20_000

@@ -15,7 +15,7 @@ from typing import Any
 from db import queries
 from db.models import Attempt, utcnow
 from db.status import AttemptStatus, Verdict
-from orchestrator import policy
+from orchestrator import policy, scheduler
 from orchestrator.contracts import Agent, AgentResult, AgentTask
 from verification.runner import TestRun, scrubbed_env
 from verification.verify import VerificationResult, VerifySpec, errored, run_baseline, verify_diff
@@ -24,7 +24,6 @@ from workers.agents.base import AgentOptions
 from workers.cgroups import attempt_cgroup
 from workers.envcache import DEFAULT_KEY_FILES, EnvCache
 from workers.environment import CacheUse, copy_files, exclude_from_diffs, secrets_in, set_up_environment
-from workers.mirror import ensure_mirror
 from workers.runtime import WorkerRuntime
 from workers.sandbox import TURNED_OFF, AgentSandbox, SandboxPlan, build_sandbox, bwrap_missing, wants_network
 from workers.secrets import redact, secret_values
@@ -137,7 +136,7 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
 
 
 def _execute_agent(rt: WorkerRuntime, job: Job, cancel: threading.Event) -> tuple[AgentResult, str]:
-    mirror = ensure_mirror(rt.settings.mirrors_dir, job.repo_key, job.source, job.base_sha)
+    mirror = rt.mirror(job.repo_key, job.source, job.base_sha)
     agent = load_agent(job.agent, _agent_options(rt, job))
     attempt_dir = rt.attempt_dir(job.attempt_id)
     prompt_file = attempt_dir / "agent" / "prompt.md"
@@ -357,7 +356,7 @@ def verify_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
 def _execute_verification(
     rt: WorkerRuntime, job: Job, cancel: threading.Event
 ) -> tuple[VerificationResult, int | None]:
-    mirror = ensure_mirror(rt.settings.mirrors_dir, job.repo_key, job.source, job.base_sha)
+    mirror = rt.mirror(job.repo_key, job.source, job.base_sha)
     pool = rt.pool(job.repo_key, "verify", mirror)
     spec = spec_for(
         job,
@@ -382,17 +381,31 @@ def _baseline(
 ) -> tuple[TestRun, int | None]:
     """The test results at the base commit: from the database when known, else run once and stored."""
     key = spec_hash(spec)
-    with rt.baseline_lock(f"{job.repo_id}:{job.base_sha}:{key}"):
-        with rt.db.session() as s:
-            known = queries.find_baseline(s, job.repo_id, job.base_sha, key)
-            if known is not None:
-                return TestRun.from_json(known.result), known.id
+    lock_key = f"{job.repo_id}:{job.base_sha}:{key}"
+    with rt.baseline_lock(lock_key):
+        known = rt.known_baseline(lock_key) or _stored_baseline(rt, job, key)
+        if known is not None:
+            return TestRun.from_json(known[0]), known[1]
         with pool.lease(job.base_sha) as checkout:
             run = run_baseline(checkout.path, spec, report_dir, cancel)
         if run.error:
             return run, None  # an environment failure is not a baseline worth keeping
         with rt.db.session() as s:
-            return run, queries.save_baseline(s, job.repo_id, job.base_sha, key, run.to_json()).id
+            stored = queries.save_baseline(s, job.repo_id, job.base_sha, key, run.to_json())
+            result, baseline_id = stored.result, stored.id
+        rt.remember_baseline(lock_key, result, baseline_id)
+        return run, baseline_id
+
+
+def _stored_baseline(rt: WorkerRuntime, job: Job, key: str) -> tuple[dict[str, Any], int] | None:
+    """The baseline another process stored, now remembered in this one too."""
+    with rt.db.session() as s:
+        known = queries.find_baseline(s, job.repo_id, job.base_sha, key)
+        if known is None:
+            return None
+        result, baseline_id = known.result, known.id
+    rt.remember_baseline(f"{job.repo_id}:{job.base_sha}:{key}", result, baseline_id)
+    return result, baseline_id
 
 
 def _baseline_error(baseline: TestRun) -> VerificationResult:
@@ -443,8 +456,9 @@ def _record_verdict(
             attempt_id=job.attempt_id,
         )
         _after(s, job, result.verdict, result.feedback, "; ".join(result.reasons))
+        sends = scheduler.plan(s, rt.settings)  # the freed slot, in the same transaction
+    rt.dispatcher.send(sends)
     rt.discard_attempt_dir(job.attempt_id)
-    rt.schedule()
 
 
 def _after(s: queries.Session, job: Job, verdict: Verdict, feedback: str, reason: str) -> None:
@@ -468,5 +482,6 @@ def _record_error(
             s, "error", f"attempt {job.number}: {reason}", ticket_id=job.ticket_id, attempt_id=job.attempt_id
         )
         _after(s, job, Verdict.ERROR, "", reason)
+        sends = scheduler.plan(s, rt.settings)
+    rt.dispatcher.send(sends)
     rt.discard_attempt_dir(job.attempt_id)
-    rt.schedule()

@@ -7,9 +7,12 @@ import os
 import shutil
 import socket
 import threading
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from db import queries
 from db.engine import Database
@@ -17,11 +20,38 @@ from db.models import utcnow
 from orchestrator.settings import Settings
 from workers.envcache import EnvCache
 from workers.environment import PortAllocator
+from workers.mirror import ensure_mirror
 from workers.queue import Dispatcher
 from workers.worktree import WorktreePool
 
 log = logging.getLogger(__name__)
 CANCEL_CHECK_SECONDS = 1.0
+# A commit seen in a mirror is trusted that long before git is asked again (a gc may prune unreachable ones).
+MIRROR_CHECK_SECONDS = 300.0
+MIRROR_CHECKS_KEPT = 1024
+BASELINES_KEPT = 256
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Recent(Generic[K, V]):
+    """A thread-safe map that keeps only the `size` entries stored last."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
 
 
 @dataclass
@@ -67,19 +97,26 @@ class WorkerRuntime:
         )
         self.env_cache = EnvCache(settings.env_cache_dir, settings.env_cache_bytes)
         self._pools: dict[tuple[str, str], WorktreePool] = {}
+        self._mirrors_dir = settings.mirrors_dir
+        self._mirror_checks: Recent[tuple[str, str, str], tuple[Path, float]] = Recent(MIRROR_CHECKS_KEPT)
+        self._baselines: Recent[str, tuple[dict[str, Any], int]] = Recent(BASELINES_KEPT)
         self._pools_lock = threading.Lock()
         self._baseline_locks: dict[str, threading.Lock] = {}
         self._stopped = threading.Event()
         self._heart = threading.Thread(target=self._heartbeat_loop, name="fleet-heartbeat", daemon=True)
 
-    def schedule(self) -> None:
-        """A slot may have freed up: let the scheduler send the next waiting attempts."""
-        from orchestrator.scheduler import schedule
-
-        schedule(self.db, self.dispatcher, self.settings)
-
     def new_lease(self) -> queries.Lease:
         return queries.Lease(owner=self.worker_id, token=uuid.uuid4().hex, seconds=self.settings.lease_seconds)
+
+    def mirror(self, repo_key: str, source: str, sha: str) -> Path:
+        """ensure_mirror(), skipped while the same commit was found in the same mirror recently."""
+        key = (repo_key, source, sha)
+        known = self._mirror_checks.get(key)
+        if known is not None and time.monotonic() - known[1] < MIRROR_CHECK_SECONDS and (known[0] / "HEAD").is_file():
+            return known[0]
+        path = ensure_mirror(self._mirrors_dir, repo_key, source, sha)
+        self._mirror_checks.put(key, (path, time.monotonic()))
+        return path
 
     def pool(self, repo_key: str, kind: str, mirror: Path) -> WorktreePool:
         """The worktree pool of one repository for one kind of work (agent or verify)."""
@@ -87,12 +124,20 @@ class WorkerRuntime:
             key = (repo_key, kind)
             if key not in self._pools:
                 root = self.settings.worktrees_dir / repo_key / kind
-                self._pools[key] = WorktreePool(root, mirror, self.settings.worktree_pool_size)
+                # Fewer worktrees than slots would leave slots polling for a worktree instead of working.
+                self._pools[key] = WorktreePool(root, mirror, self.settings.worktree_pool_size or self.slots)
             return self._pools[key]
 
     def baseline_lock(self, key: str) -> threading.Lock:
         with self._pools_lock:
             return self._baseline_locks.setdefault(key, threading.Lock())
+
+    def known_baseline(self, key: str) -> tuple[dict[str, Any], int] | None:
+        """A baseline this process stored or read before: (its result as JSON, its id). Baselines never change."""
+        return self._baselines.get(key)
+
+    def remember_baseline(self, key: str, result: dict[str, Any], baseline_id: int) -> None:
+        self._baselines.put(key, (result, baseline_id))
 
     def discard_attempt_dir(self, attempt_id: int) -> None:
         """The prompt file and reports are in the database now; the folder must not grow without bound."""

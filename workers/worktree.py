@@ -36,11 +36,15 @@ class PoolExhausted(WorktreeError):
 class Worktree:
     """One leased slot: a detached checkout of base_sha that only its holder uses until release()."""
 
-    def __init__(self, path: Path, base_sha: str, mirror: Path, lock: IO[bytes]) -> None:
+    def __init__(self, path: Path, base_sha: str, mirror: Path, lock: IO[bytes], gitdir: Path) -> None:
         self.path = path
         self.base_sha = base_sha
         self.mirror = mirror
         self._lock: IO[bytes] | None = lock
+        # Found owned by mirror at lease time; every later git call names it and the work tree explicitly, so
+        # a .git pointer or core.worktree rewritten during the lease cannot redirect Fleet's own git commands.
+        self._gitdir = gitdir
+        self._pointer = _pointer(path, gitdir)
 
     def __enter__(self) -> Worktree:
         return self
@@ -59,14 +63,14 @@ class Worktree:
         """The exact patch from base_sha to the checkout (edits, new/deleted files, commits); .gitignore respected."""
         if self._lock is None:
             raise WorktreeError(f"{self.path} was already released")
-        if owning_gitdir(self.path, self.mirror) is None:
+        if _pointer(self.path, self._gitdir) != self._pointer:
             raise WorktreeError(f"{self.path} no longer belongs to {self.mirror}; its .git was tampered with")
-        git("add", "-A", cwd=self.path)
+        self._git("add", "-A")
         with tempfile.TemporaryDirectory(prefix="fleet-diff-") as tmp:
             out = Path(tmp, "patch")
             # --output: bytes untouched (CRLF, non-UTF-8 text); --no-textconv/--no-ext-diff: no configured command runs.
             flags = ("--cached", "--binary", "--no-color", "--no-ext-diff", "--no-textconv", f"--output={out}")
-            git("diff", *flags, self.base_sha, "--", cwd=self.path)
+            self._git("diff", *flags, self.base_sha, "--")
             return out.read_bytes()
 
     def diff(self) -> str:
@@ -78,14 +82,17 @@ class Worktree:
         if self._lock is None:
             return
         try:
-            if owning_gitdir(self.path, self.mirror) is not None:
-                clean_checkout(self.path)
+            clean_checkout(self.path, self._gitdir)
+            if _pointer(self.path, self._gitdir) == self._pointer:  # else the next lease repairs the slot
                 clean_marker(self.path).write_text(self.base_sha)
         except (GitError, OSError):
             pass  # the next lease finds the slot dirty or broken and repairs or recreates it
         finally:
             self._lock.close()
             self._lock = None
+
+    def _git(self, *args: str) -> str:
+        return git(*_explicit(self.path, self._gitdir), *args, cwd=self.path)
 
 
 class WorktreePool:
@@ -112,11 +119,11 @@ class WorktreePool:
             time.sleep(POLL_SECONDS)
         path, lock = taken
         try:
-            self._prepare(path, base_sha)
+            gitdir = self._prepare(path, base_sha)
         except BaseException:
             lock.close()
             raise
-        return Worktree(path, base_sha, self.mirror, lock)
+        return Worktree(path, base_sha, self.mirror, lock, gitdir)
 
     def disk_usage(self) -> int:
         """Bytes on disk used by the pool's slots."""
@@ -174,9 +181,11 @@ class WorktreePool:
                 return self._slot_path(n), lock
         return None
 
-    def _prepare(self, path: Path, sha: str) -> None:
-        if self._reuse(path, sha):
-            return
+    def _prepare(self, path: Path, sha: str) -> Path:
+        """Make the slot at path a clean checkout of sha; returns its git dir."""
+        gitdir = self._reuse(path, sha)
+        if gitdir is not None:
+            return gitdir
         remove_tree(path)
         try:
             with exclusive_lock(self._create_lock):
@@ -184,25 +193,29 @@ class WorktreePool:
                 git("worktree", "add", "--detach", "--quiet", str(path), sha, cwd=self.mirror)
         except GitError as exc:
             raise WorktreeError(f"cannot check out {sha} in {path}: {exc.stderr or exc}") from exc
-
-    def _reuse(self, path: Path, sha: str) -> bool:
-        """Reset an existing slot to sha; False when it is missing, foreign or broken."""
         gitdir = owning_gitdir(path, self.mirror)
         if gitdir is None:
-            return False
+            raise WorktreeError(f"git made no worktree of {self.mirror} at {path}")
+        return gitdir
+
+    def _reuse(self, path: Path, sha: str) -> Path | None:
+        """Reset an existing slot to sha and return its git dir; None when it is missing, foreign or broken."""
+        gitdir = owning_gitdir(path, self.mirror)
+        if gitdir is None:
+            return None
         marker = clean_marker(path)
         clean_at = marker.read_text() if marker.exists() else None
         marker.unlink(missing_ok=True)  # from here on the slot is ours to dirty
         try:
             if clean_at == sha:
-                return True  # released clean at this very commit: nothing to do
+                return gitdir  # released clean at this very commit: nothing to do
             Path(gitdir, "index.lock").unlink(missing_ok=True)  # left by a killed agent; we hold the slot
-            git("checkout", "--detach", "--force", "--quiet", sha, "--", cwd=path)
+            git(*_explicit(path, gitdir), "checkout", "--detach", "--force", "--quiet", sha, "--", cwd=path)
             if clean_at is None:  # not released cleanly (a killed holder): untracked and ignored files may remain
-                clean_checkout(path)
+                clean_checkout(path, gitdir)
         except (GitError, OSError):
-            return False
-        return True
+            return None
+        return gitdir
 
     def _remove(self, path: Path) -> None:
         remove_tree(path)
@@ -231,10 +244,23 @@ def clean_marker(path: Path) -> Path:
     return path.with_name(path.name + ".clean")
 
 
-def clean_checkout(path: Path) -> None:
-    """Drop every change, untracked and ignored file in the checkout at path."""
-    git("reset", "--hard", "--quiet", cwd=path)
-    git("clean", "-ffdxq", cwd=path)
+def clean_checkout(path: Path, gitdir: Path) -> None:
+    """Drop every change, untracked and ignored file in the checkout at path, whose git dir is gitdir."""
+    git(*_explicit(path, gitdir), "reset", "--hard", "--quiet", cwd=path)
+    git(*_explicit(path, gitdir), "clean", "-ffdxq", cwd=path)
+
+
+def _explicit(path: Path, gitdir: Path) -> tuple[str, str]:
+    """git options naming the git dir and the work tree, so neither .git nor core.worktree is consulted."""
+    return f"--git-dir={gitdir}", f"--work-tree={path}"
+
+
+def _pointer(path: Path, gitdir: Path) -> tuple[bytes, bytes] | None:
+    """What ties the checkout to its git dir and the git dir to the mirror: the .git file and the commondir file."""
+    try:
+        return (path / ".git").read_bytes(), (gitdir / "commondir").read_bytes()
+    except OSError:
+        return None
 
 
 def remove_tree(path: Path) -> None:

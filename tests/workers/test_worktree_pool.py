@@ -241,6 +241,32 @@ def test_a_tampered_pointer_during_a_lease_is_refused(
         assert wt.diff() == ""
 
 
+def test_core_worktree_set_during_a_lease_never_redirects_fleet(
+    tmp_path: Path, pool: WorktreePool, mirror: Path, base_sha: str
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("the user's work\n")
+    with pool.lease(base_sha) as wt:
+        git("config", "core.worktree", str(victim), cwd=mirror)
+        (wt.path / "made_by_the_agent.txt").write_text("x\n")
+        patch = wt.diff()
+    git("config", "--unset", "core.worktree", cwd=mirror)
+    assert "made_by_the_agent.txt" in patch and "precious.txt" not in patch
+    assert (victim / "precious.txt").exists(), "reset/clean must not run outside the slot"
+    assert not (wt.path / "made_by_the_agent.txt").exists()
+
+
+def test_a_rewritten_commondir_during_a_lease_is_refused(pool: WorktreePool, source: Path, base_sha: str) -> None:
+    with pool.lease(base_sha) as wt:
+        gitdir = Path(git("rev-parse", "--absolute-git-dir", cwd=wt.path).strip())
+        (gitdir / "commondir").write_text(f"{source / '.git'}\n")
+        with pytest.raises(WorktreeError, match="tampered"):
+            wt.diff()
+    with pool.lease(base_sha) as wt:
+        assert wt.diff() == ""
+
+
 def test_diff_of_an_untouched_checkout_is_empty(pool: WorktreePool, base_sha: str) -> None:
     with pool.lease(base_sha) as wt:
         assert wt.diff() == ""
