@@ -243,7 +243,9 @@ def created_by_setup(before: tuple[set[str], set[str]], after: tuple[set[str], s
     edited = after[1] - before[1]
     if edited:
         raise NotCacheable(f"the setup changed tracked files ({', '.join(sorted(edited)[:3])})")
-    return sorted(after[0] - before[0])
+    new = sorted(after[0] - before[0])
+    # `git status` lists ignored folders inside an untracked one (`.venv/.../__pycache__`) on their own.
+    return [path for path in new if not any(path.startswith(other + "/") for other in new)]
 
 
 def remove(path: Path) -> None:
@@ -315,6 +317,9 @@ def _relocate(checkout: Path, origin: str, target: str, texts: Sequence[str], li
         path.chmod(mode | stat.S_IWUSR)
         path.write_bytes(pattern.sub(lambda _: target.encode(), path.read_bytes()))
         path.chmod(mode)
+        if path.suffix == ".py":  # its bytecode still holds the old path, and may look fresh (same size, same second)
+            for compiled in (path.parent / "__pycache__").glob(f"{path.stem}.*.pyc"):
+                compiled.unlink()
     for name in links:
         path = checkout / name
         pointed = os.readlink(path)

@@ -7,17 +7,18 @@ import ctypes
 import functools
 import os
 import resource
+import select
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-POLL_SECONDS = 0.1
+CHECK_SECONDS = 0.25
 CHUNK_BYTES = 65_536
 PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
@@ -119,6 +120,42 @@ def kill_group(proc: subprocess.Popen[bytes], grace_seconds: float) -> None:
         return
 
 
+def _wait(proc: subprocess.Popen[bytes], deadline: float, cancelled: threading.Event | None) -> tuple[bool, bool]:
+    """Sleep until proc exits, the deadline passes or cancelled is set; returns (timed out, cancelled).
+
+    The exit wakes us through a pidfd at once; the deadline and the flag are looked at every CHECK_SECONDS,
+    so a hundred commands that run for minutes cost a few wake-ups a second, not hundreds.
+    """
+    with _exit_watch(proc) as exited:
+        while not exited(min(CHECK_SECONDS, max(0.0, deadline - time.monotonic()))):
+            if cancelled is not None and cancelled.is_set():
+                return False, True
+            if time.monotonic() >= deadline:
+                return True, False
+    proc.wait()
+    return False, False
+
+
+@contextlib.contextmanager
+def _exit_watch(proc: subprocess.Popen[bytes]) -> Iterator[Callable[[float], bool]]:
+    """A function that waits up to its argument in seconds for proc to exit, and says whether it has."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd (old kernel, or not Linux): poll
+        yield lambda seconds: _polled_exit(proc, seconds)
+        return
+    try:
+        yield lambda seconds: bool(select.select([pidfd], [], [], seconds)[0])
+    finally:
+        os.close(pidfd)
+
+
+def _polled_exit(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=seconds)
+    return proc.returncode is not None
+
+
 def run_process(
     argv: Sequence[str],
     *,
@@ -158,19 +195,9 @@ def run_process(
             proc.stdin.close()
         except BrokenPipeError:
             pass
-    timed_out = was_cancelled = False
-    deadline = started + timeout
-    while proc.poll() is None:
-        if cancelled is not None and cancelled.is_set():
-            was_cancelled = True
-        elif time.monotonic() >= deadline:
-            timed_out = True
-        else:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=POLL_SECONDS)
-            continue
+    timed_out, was_cancelled = _wait(proc, started + timeout, cancelled)
+    if timed_out or was_cancelled:
         kill_group(proc, grace_seconds)
-        break
     else:
         _kill_leftovers(proc)  # the command ended; its background children must not outlive it
     reader.join(timeout=5.0)
