@@ -56,7 +56,6 @@ def make_repo(path: Path, files: int = 1) -> None:
 def fleet_env(home: Path, mode: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
     env["FLEET_HOME"] = str(home)
-    env["FLEET_AGENT_SANDBOX"] = "false"  # the agents log their start and end to a file outside their worktree
     if mode == "team":
         from sqlalchemy import create_engine, text
 
@@ -76,6 +75,25 @@ def fleet(env: dict[str, str], *args: str, cwd: Path) -> str:
     return subprocess.run(
         [sys.executable, "-m", "orchestrator", *args], env=env, cwd=cwd, check=True, capture_output=True, text=True
     ).stdout
+
+
+def transcripts(env: dict[str, str], ticket_ids: list[int] | None = None) -> list[str]:
+    """The agents' transcripts, straight from the database (the agents print their start and end times)."""
+    from sqlalchemy import text
+
+    from db.engine import Database
+    from orchestrator.settings import Settings
+
+    db = Database(Settings(home=Path(env["FLEET_HOME"]), database_url=env.get("FLEET_DATABASE_URL", "")).db_url)
+    query = "SELECT transcript FROM attempts" + (" WHERE ticket_id = :t" if ticket_ids else "")
+    with db.engine.connect() as conn:
+        if not ticket_ids:
+            return [row[0] or "" for row in conn.execute(text(query))]
+        return [row[0] or "" for t in ticket_ids for row in conn.execute(text(query), {"t": t})]
+
+
+def stamps(transcript: str, kind: str) -> list[float]:
+    return [float(line.split()[1]) for line in transcript.splitlines() if line.startswith(f"{kind} ")]
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -108,10 +126,7 @@ def throughput(mode: str, tickets: int, slots: int, agent_seconds: float, work: 
     make_repo(repo)
     env = fleet_env(home, mode)
     fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
-    agent = (
-        f"echo start $(date +%s.%N) >> {log}; sleep {agent_seconds}; echo fixed > state.txt; "
-        f"echo end $(date +%s.%N) >> {log}"
-    )
+    agent = f"echo start $(date +%s.%N); sleep {agent_seconds}; echo fixed > state.txt; echo end $(date +%s.%N)"
     batch = work / f"tickets-{mode}.json"
     batch.write_text(json.dumps([{"title": f"ticket {n}"} for n in range(tickets)]))
     fleet(
@@ -141,6 +156,9 @@ def throughput(mode: str, tickets: int, slots: int, agent_seconds: float, work: 
         peak_rss = max(peak_rss, rss_bytes(worker.pid))
         time.sleep(0.2)
     makespan = time.monotonic() - started
+    log.write_text(
+        "".join(f"{kind} {ts}\n" for t in transcripts(env) for kind in ("start", "end") for ts in stamps(t, kind))
+    )
     counts = json.loads(fleet(env, "status", "--json", cwd=work))["tickets"]
     bare = bare_test_seconds(repo)
     ideal = tickets * (agent_seconds + bare) / slots
@@ -162,7 +180,7 @@ def throughput(mode: str, tickets: int, slots: int, agent_seconds: float, work: 
 
 def dispatch_latency(samples: int, work: Path) -> dict[str, Any]:
     """Team mode: one idle worker; each ticket is submitted through the Python API and timed to agent start."""
-    home, repo, stamp = work / "home-latency", work / "repo-latency", work / "started"
+    home, repo = work / "home-latency", work / "repo-latency"
     make_repo(repo)
     env = fleet_env(home, "team")
     fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
@@ -178,13 +196,12 @@ def dispatch_latency(samples: int, work: Path) -> dict[str, Any]:
     from orchestrator.tickets import TicketSpec, submit
 
     ctx = Context()
-    agent = f"sh -c {shlex.quote(f'date +%s.%N > {stamp}; echo fixed > state.txt')}"
+    agent = f"sh -c {shlex.quote('echo start $(date +%s.%N); echo fixed > state.txt')}"
     latencies = []
     time.sleep(3)  # the worker registers its slots
     for n in range(samples):
-        stamp.unlink(missing_ok=True)
         sent = time.time()
-        submit(
+        [ticket] = submit(
             ctx.db,
             ctx.dispatcher,
             ctx.settings,
@@ -192,9 +209,9 @@ def dispatch_latency(samples: int, work: Path) -> dict[str, Any]:
             work,
             "bench",
         )
-        while not stamp.exists() or not stamp.read_text().strip():
-            time.sleep(0.002)
-        latencies.append(float(stamp.read_text()) - sent)
+        while not (started := [s for t in transcripts(env, [ticket.id]) for s in stamps(t, "start")]):
+            time.sleep(0.05)  # the transcript is stored when the agent ends; the stamp is its start
+        latencies.append(started[0] - sent)
         time.sleep(0.3)
     worker.terminate()
     worker.wait(timeout=60)
