@@ -45,6 +45,7 @@ class PortAllocator:
     def __init__(self, root: Path, first_port: int, block_size: int, blocks: int) -> None:
         self.root, self.first_port, self.block_size, self.blocks = root, first_port, block_size, blocks
         self._local = threading.Lock()
+        self._held: set[int] = set()  # blocks this process holds: skipped without opening their lock files
 
     @contextmanager
     def lease(self, ports: int = 0, wait_seconds: float = 600.0) -> Iterator[PortBlock]:
@@ -61,8 +62,10 @@ class PortAllocator:
                 try:
                     yield PortBlock(self.first_port + index * self.block_size, span * self.block_size)
                 finally:
-                    for handle in handles:
-                        handle.close()  # closing the descriptor releases the flock
+                    with self._local:
+                        for handle in handles:
+                            handle.close()  # closing the descriptor releases the flock
+                        self._held.difference_update(range(index, index + span))
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no {span} free consecutive port blocks of the {self.blocks}")
@@ -71,6 +74,8 @@ class PortAllocator:
     def _try_take(self, span: int) -> tuple[int, list[IO[bytes]]] | None:
         with self._local:
             for first in range(0, self.blocks - span + 1):
+                if self._held.intersection(range(first, first + span)):
+                    continue
                 handles = []
                 for index in range(first, first + span):
                     handle = try_lock(self.root / f"block-{index}.lock")
@@ -78,6 +83,7 @@ class PortAllocator:
                         break
                     handles.append(handle)
                 if len(handles) == span:
+                    self._held.update(range(first, first + span))
                     return first, handles
                 for handle in handles:
                     handle.close()

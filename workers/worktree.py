@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
 import stat
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Protocol
 
 from workers.git import GitError, git
 from workers.mirror import HEX_SHA, exclusive_lock
@@ -33,14 +36,29 @@ class PoolExhausted(WorktreeError):
         super().__init__(f"all {size} worktree slots under {root} stayed busy for {waited:g}s")
 
 
+class Releasable(Protocol):
+    def close(self) -> None: ...
+
+
+class SlotLock:
+    """A slot's flock, which its pool also remembers, so this process never tries a slot it already holds."""
+
+    def __init__(self, handle: IO[bytes], forget: Callable[[], None]) -> None:
+        self._handle, self._forget = handle, forget
+
+    def close(self) -> None:
+        self._handle.close()  # closing the descriptor releases the flock
+        self._forget()
+
+
 class Worktree:
     """One leased slot: a detached checkout of base_sha that only its holder uses until release()."""
 
-    def __init__(self, path: Path, base_sha: str, mirror: Path, lock: IO[bytes], gitdir: Path) -> None:
+    def __init__(self, path: Path, base_sha: str, mirror: Path, lock: Releasable, gitdir: Path) -> None:
         self.path = path
         self.base_sha = base_sha
         self.mirror = mirror
-        self._lock: IO[bytes] | None = lock
+        self._lock: Releasable | None = lock
         # Found owned by mirror at lease time; every later git call names it and the work tree explicitly, so
         # a .git pointer or core.worktree rewritten during the lease cannot redirect Fleet's own git commands.
         self._gitdir = gitdir
@@ -106,6 +124,8 @@ class WorktreePool:
         self.size = size
         self.wait_seconds = wait_seconds
         self._create_lock = self.mirror.with_name(self.mirror.name + ".worktrees.lock")
+        self._held: set[int] = set()  # slots this process holds: other threads skip them without a syscall
+        self._held_lock = threading.Lock()
 
     def lease(self, base_sha: str) -> Worktree:
         """A clean detached checkout of base_sha; waits for a free slot, then raises PoolExhausted."""
@@ -155,12 +175,9 @@ class WorktreePool:
         return self.root / f"{SLOT_PREFIX}{n}"
 
     def _existing_slots(self) -> list[int]:
-        found = []
-        for entry in self.root.glob(f"{SLOT_PREFIX}*"):
-            suffix = entry.name[len(SLOT_PREFIX) :]
-            if entry.is_dir() and suffix.isdigit():
-                found.append(int(suffix))
-        return sorted(found)
+        with os.scandir(self.root) as entries:  # one directory read; no stat per slot
+            suffixes = [e.name[len(SLOT_PREFIX) :] for e in entries if e.name.startswith(SLOT_PREFIX) and e.is_dir()]
+        return sorted(int(suffix) for suffix in suffixes if suffix.isdigit())
 
     def _try_lock(self, n: int) -> IO[bytes] | None:
         # Lock files are never deleted: unlinking one while another process holds it open lets two holders in.
@@ -172,14 +189,22 @@ class WorktreePool:
             return None
         return handle
 
-    def _take_free_slot(self) -> tuple[Path, IO[bytes]] | None:
-        # Existing checkouts first: reusing one is far cheaper than creating one.
-        order = sorted(range(self.size), key=lambda n: not self._slot_path(n).is_dir())
-        for n in order:
-            lock = self._try_lock(n)
-            if lock is not None:
-                return self._slot_path(n), lock
+    def _take_free_slot(self) -> tuple[Path, SlotLock] | None:
+        existing = [n for n in self._existing_slots() if n < self.size]
+        order = existing + sorted(set(range(self.size)) - set(existing))  # reusing a checkout beats creating one
+        with self._held_lock:
+            for n in order:
+                if n in self._held:
+                    continue
+                lock = self._try_lock(n)
+                if lock is not None:
+                    self._held.add(n)
+                    return self._slot_path(n), SlotLock(lock, functools.partial(self._forget, n))
         return None
+
+    def _forget(self, n: int) -> None:
+        with self._held_lock:
+            self._held.discard(n)
 
     def _prepare(self, path: Path, sha: str) -> Path:
         """Make the slot at path a clean checkout of sha; returns its git dir."""
