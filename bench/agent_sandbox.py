@@ -6,8 +6,6 @@ Two repositories: the demo's sample (a handful of files) and a generated one wit
   gitdir   make_agent_gitdir: one `git pack-objects` of the base commit from the mirror, plus a few small files
            (the cost paid once per attempt, before the agent starts).
   sandbox  build_sandbox: the gitdir plus the folders and the argv (everything Fleet adds per attempt).
-  gitdir_packed_mirror  the gitdir again once the mirror is repacked: pack-objects then reuses stored objects
-           instead of compressing loose ones, which is what the mirror holds right after a local clone.
 Then per command: `true` started directly vs inside the sandbox (the llm agent pays this once per step).
 Prints medians in milliseconds as JSON.
 """
@@ -67,12 +65,9 @@ def measure(work: Path, source: Path, rounds: int) -> dict[str, float]:
 
         plan = SandboxPlan(worktree.path, gitdir, mirror, sha, work / "attempt", work / "home", (work,), False)
         wrapper = list(build_sandbox(plan).wrapper)
-        loose_gitdir, loose_sandbox = median_ms(one_gitdir, rounds), median_ms(one_sandbox, rounds)
-        git("repack", "-adq", cwd=mirror)  # a local clone keeps the source's loose objects; git gc packs them later
         return {
-            "gitdir_ms": loose_gitdir,
-            "sandbox_ms": loose_sandbox,
-            "gitdir_packed_mirror_ms": median_ms(lambda n: one_gitdir(n + rounds), rounds),
+            "gitdir_ms": median_ms(one_gitdir, rounds),
+            "sandbox_ms": median_ms(one_sandbox, rounds),
             "command_direct_ms": median_ms(lambda _: subprocess.run(["true"], check=True), rounds),
             "command_sandboxed_ms": median_ms(lambda _: subprocess.run([*wrapper, "true"], check=True), rounds),
         }
