@@ -174,6 +174,7 @@ def throughput(mode: str, tickets: int, slots: int, agent_seconds: float, work: 
         "peak_rss_mb": round(peak_rss / 2**20, 1),
         "rss_mb_per_slot": round(peak_rss / 2**20 / slots, 2),
         "verified": counts.get("needs_review", 0),
+        "not_verified": {status: n for status, n in counts.items() if status != "needs_review" and n},
         "busy_log": str(log),
     }
 
