@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import os
 import shutil
@@ -16,7 +15,7 @@ from types import TracebackType
 from typing import IO, Protocol
 
 from workers.git import GitError, git
-from workers.mirror import HEX_SHA, exclusive_lock
+from workers.mirror import HEX_SHA, exclusive_lock, try_lock
 
 POLL_SECONDS = 0.2
 SLOT_PREFIX = "slot-"
@@ -180,14 +179,7 @@ class WorktreePool:
         return sorted(int(suffix) for suffix in suffixes if suffix.isdigit())
 
     def _try_lock(self, n: int) -> IO[bytes] | None:
-        # Lock files are never deleted: unlinking one while another process holds it open lets two holders in.
-        handle = open(self.root / f"{SLOT_PREFIX}{n}.lock", "a+b")  # noqa: SIM115 - the Worktree owns it
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return None
-        return handle
+        return try_lock(self.root / f"{SLOT_PREFIX}{n}.lock")
 
     def _take_free_slot(self) -> tuple[Path, SlotLock] | None:
         existing = [n for n in self._existing_slots() if n < self.size]
