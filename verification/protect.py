@@ -91,15 +91,16 @@ def restore(checkout: Path, paths: Sequence[str]) -> list[str]:
     return list(paths)
 
 
-def head_files(checkout: Path) -> set[str]:
-    """Every file path tracked at HEAD."""
-    out = git("ls-tree", "-r", "-z", "--name-only", "HEAD", cwd=checkout)
+def head_files(checkout: Path, among: Sequence[str] = ()) -> set[str]:
+    """Every file path tracked at HEAD (only those among the given root-level names, when named)."""
+    names = ("--", *among) if among else ()
+    out = git("--literal-pathspecs", "ls-tree", "-r", "-z", "--name-only", "HEAD", *names, cwd=checkout)
     return {p for p in out.split("\0") if p}
 
 
 def pytest_config(checkout: Path) -> str | None:
     """The file pytest would read its configuration from at the checkout root at HEAD, if any."""
-    tracked = head_files(checkout)
+    tracked = head_files(checkout, among=PYTEST_CONFIGS)
     for name in PYTEST_CONFIGS:
         if name in tracked and _is_pytest_config(name, _head_text(checkout, name)):
             return name
