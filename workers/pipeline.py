@@ -25,7 +25,15 @@ from workers.cgroups import attempt_cgroup
 from workers.envcache import DEFAULT_KEY_FILES, EnvCache
 from workers.environment import CacheUse, copy_files, exclude_from_diffs, secrets_in, set_up_environment
 from workers.runtime import WorkerRuntime
-from workers.sandbox import TURNED_OFF, AgentSandbox, SandboxPlan, build_sandbox, bwrap_missing, wants_network
+from workers.sandbox import (
+    TURNED_OFF,
+    AgentSandbox,
+    SandboxPlan,
+    build_sandbox,
+    bwrap_missing,
+    credential_stores,
+    wants_network,
+)
 from workers.secrets import redact, secret_values
 from workers.worktree import Worktree, WorktreeError, owning_gitdir
 
@@ -193,7 +201,7 @@ def _agent_sandbox(
         base_sha=job.base_sha,
         attempt_dir=attempt_dir,
         home=attempt_dir / "home",
-        hidden=(rt.settings.home, Path(job.source)),
+        hidden=(rt.settings.home, Path(job.source), *credential_stores(Path.home())),
         network=wants_network(rt.settings.agent_network, job.repo_settings.get("agent_network"), needs_network),
         shown=tuple(Path(c) for c in job.agent_options.get("command", ())[:1] if Path(c).is_absolute()),
     )

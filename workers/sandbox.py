@@ -8,7 +8,8 @@ Inside, an agent sees the host read-only, with these exceptions:
 - the worktree's `.git` is a read-only file naming the attempt's own git dir (workers/agent_git.py), which
   holds the base commit and nothing after or beside it; the agent may commit there;
 - hidden (an empty read-only folder): FLEET_HOME, with the mirrors, other slots, other attempts and the
-  SQLite database, and the registered repository itself, which holds every branch;
+  SQLite database, the registered repository itself, which holds every branch, and the worker user's
+  credential stores (~/.ssh, ~/.aws, ~/.netrc... : CREDENTIAL_STORES; a hidden file reads as empty);
 - its own PID namespace (the whole tree dies with the agent, nothing is left behind) and, with network
   `none`, its own network namespace: only a private loopback, so not even the worker's loopback servers.
 
@@ -35,6 +36,18 @@ AUTO = "auto"
 MISSING = "the agent ran without a sandbox (bubblewrap is not installed)"
 BROKEN = "the agent ran without a sandbox (bubblewrap cannot create one here: {})"
 TURNED_OFF = "the agent ran without a sandbox (turned off by {})"
+
+
+# The worker user's credential stores: an agent gets its keys from the environment allow-list, never from these.
+CREDENTIAL_STORES = (
+    ".ssh", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".gnupg",
+    ".netrc", ".git-credentials", ".pgpass", ".pypirc", ".npmrc",
+)  # fmt: skip
+
+
+def credential_stores(home: Path) -> tuple[Path, ...]:
+    """The credential stores present in home (the worker user's), for SandboxPlan.hidden."""
+    return tuple(home / name for name in CREDENTIAL_STORES if (home / name).exists())
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,9 @@ def build_sandbox(plan: SandboxPlan) -> AgentSandbox:
     hidden = _outermost(plan.hidden)
     for path in hidden:
         wrapper += ["--tmpfs", str(path)]
+    for path in (p.resolve() for p in plan.hidden if p.is_file()):
+        if not any(path.is_relative_to(folder) for folder in hidden):
+            wrapper += ["--ro-bind", "/dev/null", str(path)]  # a hidden file reads as empty
     for path in (plan.worktree, gitdir, plan.scratch, plan.home):
         wrapper += ["--bind", str(path), str(path)]
     wrapper += ["--ro-bind", str(pointer), str(plan.worktree / ".git")]

@@ -235,3 +235,22 @@ def test_an_agent_script_kept_in_the_hidden_repository_folder_still_runs(embedde
     fleet.up()
     assert fleet.json("show", str(ticket["id"]))["status"] == "needs_review"
     assert "seen: fix.sh\n" in transcript(fleet, ticket["id"])  # only the script itself, not .git or calc.py
+
+
+def test_the_workers_credential_stores_are_hidden_from_agents(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    worker_home = fleet.tmp / "worker-home"
+    (worker_home / ".ssh").mkdir(parents=True)
+    (worker_home / ".ssh" / "id_ed25519").write_text("ssh-canary-4417\n")
+    (worker_home / ".netrc").write_text("machine example.invalid password netrc-canary-4417\n")
+    (worker_home / "notes.txt").write_text("plain-file-4417\n")
+    fleet.env["HOME"] = str(worker_home)
+    files = [worker_home / ".ssh" / "id_ed25519", worker_home / ".netrc", worker_home / "notes.txt"]
+    probe = "; ".join(f"cat {shlex.quote(str(f))} 2>&1" for f in files) + "; echo probed"
+    agent = f"sh -c {shlex.quote(probe)}"
+    [ticket] = fleet.submit("--repo", "calc", "--title", "probe", "--attempts", "1", "--agent-cmd", agent)
+    fleet.up()
+    text = transcript(fleet, ticket["id"])
+    assert "probed" in text and "plain-file-4417" in text  # the rest of the home is readable, as before
+    assert "ssh-canary-4417" not in text and "netrc-canary-4417" not in text
