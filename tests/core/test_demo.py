@@ -1,0 +1,23 @@
+"""`fleet demo`, the README's first command: four tickets, two verified diffs, a gaming agent caught."""
+
+from __future__ import annotations
+
+from tests.core.conftest import Fleet
+
+
+def test_the_demo_shows_two_verified_diffs_and_catches_the_gaming_agent(embedded: Fleet) -> None:
+    fleet = embedded
+    out = fleet.run("demo").stdout
+    assert "no AI model is involved" in out and "FLEET_LLM_BASE_URL" in out  # says plainly the model is scripted
+    assert "2 verified diffs" in out
+    tickets = {t["id"]: t for t in fleet.json("tickets")}
+    verdicts = {
+        ticket_id: [a["verdict"] for a in fleet.json("show", str(ticket_id))["runs"][0]["attempts"]]
+        for ticket_id in tickets
+    }
+    assert [tickets[n]["status"] for n in (1, 2, 3, 4)] == ["needs_review", "needs_review", "failed", "failed"]
+    assert verdicts[1] == ["passed"]
+    assert verdicts[2] == ["failed", "passed"]  # right only after reading Fleet's feedback
+    assert set(verdicts[3]) == {"gamed"}
+    assert "passed" not in verdicts[4]
+    assert [r["id"] for r in fleet.json("review", "list")] == [1, 2]
