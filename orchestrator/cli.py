@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -28,6 +28,9 @@ from orchestrator.repos import RepoSpec, register_repo
 from orchestrator.settings import Settings
 from orchestrator.tickets import TicketSpec, load_specs
 from orchestrator.tickets import submit as submit_tickets
+
+if TYPE_CHECKING:
+    from workers.envcache import EnvCache
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -526,7 +529,7 @@ cache_app = typer.Typer(no_args_is_help=True, help="The environments setup comma
 app.add_typer(cache_app, name="cache")
 
 
-def _env_cache() -> Any:
+def _env_cache() -> EnvCache:
     from workers.envcache import EnvCache
 
     settings = Settings()

@@ -42,6 +42,11 @@ def matches(path: str, pattern: str) -> bool:
     return _glob_regex(pattern).fullmatch(path) is not None
 
 
+def matches_any(path: str, patterns: Iterable[str]) -> bool:
+    """True when path matches one of the patterns (see matches)."""
+    return any(matches(path, pattern) for pattern in patterns)
+
+
 @lru_cache(maxsize=256)
 def _glob_regex(pattern: str) -> re.Pattern[str]:
     out = ""
@@ -57,7 +62,7 @@ def protected_changes(checkout: Path, paths: Iterable[str], patterns: Sequence[s
     return [
         path
         for path in paths
-        if any(matches(path, g) for g in globs) or (check_pyproject and _pytest_table_changed(checkout, path))
+        if matches_any(path, globs) or (check_pyproject and _pytest_table_changed(checkout, path))
     ]
 
 

@@ -33,7 +33,7 @@ from verification.patch import PatchRefused, apply_checked, check_patch
 from verification.protect import (
     DEFAULT_PROTECT,
     PYPROJECT_PYTEST,
-    matches,
+    matches_any,
     protected_changes,
     pytest_config,
     restore,
@@ -185,7 +185,7 @@ def verify_diff(
 
 def outside_area(changed: list[str], area: tuple[str, ...]) -> list[str]:
     """A flag naming the changed files that fall outside the ticket's area (when it names one)."""
-    stray = [path for path in changed if area and not any(matches(path, pattern) for pattern in area)]
+    stray = [path for path in changed if area and not matches_any(path, area)]
     return [f"the diff touches files outside the ticket's area: {', '.join(stray[:5])}"] if stray else []
 
 

@@ -94,6 +94,7 @@ def _counter(path: Path, name: str) -> int:
     return 0
 
 
+@lru_cache(maxsize=1)
 def _own_v1_dirs() -> dict[str, Path]:
     """Each v1 controller's folder of this process's cgroup, from /proc/self/cgroup (`N:ctrl,ctrl:/path`)."""
     found: dict[str, Path] = {}
@@ -133,7 +134,7 @@ def _remove_orphans() -> None:
             continue
         for group in folder.glob(f"{PREFIX}*"):
             owner = group.name.rsplit("-", 2)[-2]
-            if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            if owner.isdigit() and int(owner) != os.getpid() and not Path(f"/proc/{owner}").exists():
                 with contextlib.suppress(OSError):
                     group.rmdir()  # fails, harmlessly, while a process is still inside
 

@@ -22,11 +22,11 @@ Decisions:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
 import uuid
@@ -37,9 +37,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from verification.protect import matches
+from verification.protect import matches_any
 from workers.git import git
 from workers.mirror import try_lock
+from workers.worktree import disk_usage, remove_tree
 
 DEFAULT_KEY_FILES = (
     "requirements*.txt",
@@ -88,7 +89,7 @@ class Entry:
 
 def key_files_changed(changed: Sequence[str], patterns: Sequence[str]) -> list[str]:
     """The changed paths that define the environment (a diff touching one needs a fresh setup)."""
-    return [path for path in changed if any(matches(path, pattern) for pattern in patterns)]
+    return [path for path in changed if matches_any(path, patterns)]
 
 
 class EnvCache:
@@ -108,7 +109,7 @@ class EnvCache:
         for source in copied:
             digest.update(b"\0copy\0" + _read(Path(source)))
         tracked = git("ls-files", "-z", cwd=checkout).split("\0")
-        for name in sorted(n for n in tracked if n and any(matches(n, p) for p in patterns)):
+        for name in sorted(n for n in tracked if n and matches_any(n, patterns)):
             digest.update(b"\0file\0" + name.encode() + b"\0" + _read(checkout / name))
         return digest.hexdigest()[:32]
 
@@ -127,7 +128,8 @@ class EnvCache:
                 _relocate(checkout, meta["origin"], str(checkout.resolve()), meta["rewrite"], meta["links"])
             except BaseException:
                 for name in meta["created"]:
-                    remove(checkout / name)
+                    with contextlib.suppress(OSError):
+                        remove_tree(checkout / name)
                 raise
             (entry / USED).touch()
         return list(meta["created"])
@@ -145,7 +147,7 @@ class EnvCache:
             _copy_paths(checkout, created, staging / TREE)
             origin = str(checkout.resolve())
             rewrite, links = _holding(staging / TREE, origin)
-            size = _disk_usage(staging)
+            size = disk_usage(staging)
             meta = {
                 "origin": origin,
                 "rewrite": rewrite,
@@ -160,7 +162,8 @@ class EnvCache:
                 if held and not (self.root / key).exists():
                     staging.rename(self.root / key)
         finally:
-            remove(staging)
+            with contextlib.suppress(OSError):
+                remove_tree(staging)  # gone already once renamed into place
         self.evict(keep=key)
 
     def entries(self) -> list[Entry]:
@@ -196,7 +199,8 @@ class EnvCache:
                     continue  # being restored right now
                 doomed = self.root / f".evicted-{uuid.uuid4().hex}"
                 entry.path.rename(doomed)
-            remove(doomed)
+            with contextlib.suppress(OSError):
+                remove_tree(doomed)
             total -= entry.size
             evicted, freed = evicted + 1, freed + entry.size
         return evicted, freed
@@ -246,22 +250,6 @@ def created_by_setup(before: tuple[set[str], set[str]], after: tuple[set[str], s
     new = sorted(after[0] - before[0])
     # `git status` lists ignored folders inside an untracked one (`.venv/.../__pycache__`) on their own.
     return [path for path in new if not any(path.startswith(other + "/") for other in new)]
-
-
-def remove(path: Path) -> None:
-    """Delete a file or folder tree; missing is fine."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _disk_usage(root: Path) -> int:
-    total = 0
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            total += os.lstat(os.path.join(folder, name)).st_blocks * 512
-    return total
 
 
 def _read(path: Path) -> bytes:

@@ -35,7 +35,7 @@ from workers.sandbox import (
     wants_network,
 )
 from workers.secrets import redact, secret_values
-from workers.worktree import Worktree, WorktreeError, owning_gitdir
+from workers.worktree import Worktree
 
 log = logging.getLogger(__name__)
 
@@ -190,13 +190,10 @@ def _agent_sandbox(
     missing = bwrap_missing()
     if missing is not None:
         return AgentSandbox(), missing
-    gitdir = owning_gitdir(worktree.path, worktree.mirror)
-    if gitdir is None:
-        raise WorktreeError(f"{worktree.path} is not a worktree of {worktree.mirror}")
     needs_network = bool(getattr(agent, "needs_network", False))
     plan = SandboxPlan(
         worktree=worktree.path,
-        worktree_gitdir=gitdir,
+        worktree_gitdir=worktree.gitdir,
         mirror=worktree.mirror,
         base_sha=job.base_sha,
         attempt_dir=attempt_dir,
@@ -393,6 +390,7 @@ def _baseline(
     with rt.baseline_lock(lock_key):
         known = rt.known_baseline(lock_key) or _stored_baseline(rt, job, key)
         if known is not None:
+            rt.remember_baseline(lock_key, *known)
             return TestRun.from_json(known[0]), known[1]
         with pool.lease(job.base_sha) as checkout:
             run = run_baseline(checkout.path, spec, report_dir, cancel)
@@ -406,14 +404,10 @@ def _baseline(
 
 
 def _stored_baseline(rt: WorkerRuntime, job: Job, key: str) -> tuple[dict[str, Any], int] | None:
-    """The baseline another process stored, now remembered in this one too."""
+    """The baseline another process stored: (its result as JSON, its id)."""
     with rt.db.session() as s:
         known = queries.find_baseline(s, job.repo_id, job.base_sha, key)
-        if known is None:
-            return None
-        result, baseline_id = known.result, known.id
-    rt.remember_baseline(f"{job.repo_id}:{job.base_sha}:{key}", result, baseline_id)
-    return result, baseline_id
+        return None if known is None else (known.result, known.id)
 
 
 def _baseline_error(baseline: TestRun) -> VerificationResult:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Protocol
+from typing import IO
 
 from workers.git import GitError, git
 from workers.mirror import HEX_SHA, exclusive_lock, try_lock
@@ -35,10 +35,6 @@ class PoolExhausted(WorktreeError):
         super().__init__(f"all {size} worktree slots under {root} stayed busy for {waited:g}s")
 
 
-class Releasable(Protocol):
-    def close(self) -> None: ...
-
-
 class SlotLock:
     """A slot's flock, which its pool also remembers, so this process never tries a slot it already holds."""
 
@@ -53,11 +49,11 @@ class SlotLock:
 class Worktree:
     """One leased slot: a detached checkout of base_sha that only its holder uses until release()."""
 
-    def __init__(self, path: Path, base_sha: str, mirror: Path, lock: Releasable, gitdir: Path) -> None:
+    def __init__(self, path: Path, base_sha: str, mirror: Path, lock: SlotLock, gitdir: Path) -> None:
         self.path = path
         self.base_sha = base_sha
         self.mirror = mirror
-        self._lock: Releasable | None = lock
+        self._lock: SlotLock | None = lock
         # Found owned by mirror at lease time; every later git call names it and the work tree explicitly, so
         # a .git pointer or core.worktree rewritten during the lease cannot redirect Fleet's own git commands.
         self._gitdir = gitdir
@@ -70,6 +66,11 @@ class Worktree:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+    @property
+    def gitdir(self) -> Path:
+        """The checkout's git dir in the mirror, as verified when the slot was leased."""
+        return self._gitdir
 
     @property
     def released(self) -> bool:
@@ -146,14 +147,7 @@ class WorktreePool:
 
     def disk_usage(self) -> int:
         """Bytes on disk used by the pool's slots."""
-        total = 0
-        for folder, _dirs, files in os.walk(self.root):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(folder, name)).st_blocks * 512
-                except OSError:
-                    continue
-        return total
+        return disk_usage(self.root)
 
     def prune(self, keep: int) -> int:
         """Delete idle slot directories beyond the first keep; busy slots are never touched. Returns how many."""
@@ -278,6 +272,18 @@ def _pointer(path: Path, gitdir: Path) -> tuple[bytes, bytes] | None:
         return (path / ".git").read_bytes(), (gitdir / "commondir").read_bytes()
     except OSError:
         return None
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes on disk used by the files under root."""
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
 
 
 def remove_tree(path: Path) -> None:
