@@ -6,7 +6,9 @@ Two repositories: the demo's sample (a handful of files) and a generated one wit
   gitdir   make_agent_gitdir: one `git pack-objects` of the base commit from the mirror, plus a few small files
            (the cost paid once per attempt, before the agent starts).
   sandbox  build_sandbox: the gitdir plus the folders and the argv (everything Fleet adds per attempt).
-Then per command: `true` started directly vs inside the sandbox (the llm agent pays this once per step).
+Then per command: `true` started directly, inside the sandbox as it was before the hardening (`--ro-bind / /`,
+root's capabilities, no seccomp: the old figures), and inside today's hardened sandbox (own user namespace,
+no capabilities, seccomp filter, allow-listed view), side by side in one run.
 Prints medians in milliseconds as JSON.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -26,7 +29,7 @@ from workers.agent_git import make_agent_gitdir
 from workers.agents.scripted import write_sample_repo
 from workers.git import git, resolve_commit
 from workers.mirror import ensure_mirror
-from workers.sandbox import SandboxPlan, build_sandbox
+from workers.sandbox import SandboxPlan, build_sandbox, toolchain_roots
 from workers.worktree import WorktreePool, owning_gitdir
 
 
@@ -59,18 +62,32 @@ def measure(work: Path, source: Path, rounds: int) -> dict[str, float]:
         def one_gitdir(n: int) -> None:
             make_agent_gitdir(mirror, gitdir, sha, work / "gitdirs" / f"{source.name}-{n}")
 
-        def one_sandbox(n: int) -> None:
-            attempt = work / "attempts" / f"{source.name}-{n}"
-            build_sandbox(SandboxPlan(worktree.path, gitdir, mirror, sha, attempt, work / "home", (work,), False))
+        def plan(attempt: Path) -> SandboxPlan:
+            readable = toolchain_roots(os.environ.get("PATH", os.defpath))
+            return SandboxPlan(worktree.path, gitdir, mirror, sha, attempt, work / "home", (work,), readable)
 
-        plan = SandboxPlan(worktree.path, gitdir, mirror, sha, work / "attempt", work / "home", (work,), False)
-        wrapper = list(build_sandbox(plan).wrapper)
+        def one_sandbox(n: int) -> None:
+            build_sandbox(plan(work / "attempts" / f"{source.name}-{n}"))
+
+        wrapper = list(build_sandbox(plan(work / "attempt")).wrapper)
+        before = legacy_wrapper(worktree.path, work)
         return {
             "gitdir_ms": median_ms(one_gitdir, rounds),
             "sandbox_ms": median_ms(one_sandbox, rounds),
             "command_direct_ms": median_ms(lambda _: subprocess.run(["true"], check=True), rounds),
+            "command_before_hardening_ms": median_ms(lambda _: subprocess.run([*before, "true"], check=True), rounds),
             "command_sandboxed_ms": median_ms(lambda _: subprocess.run([*wrapper, "true"], check=True), rounds),
         }
+
+
+def legacy_wrapper(worktree: Path, hidden: Path) -> list[str]:
+    """The sandbox as it was before the hardening, for the side-by-side figure."""
+    exe = shutil.which("bwrap") or "bwrap"
+    return [
+        exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", str(hidden),
+        "--bind", str(worktree), str(worktree), "--unshare-pid", "--die-with-parent", "--new-session",
+        "--chdir", str(worktree), "--unshare-net",
+    ]  # fmt: skip
 
 
 def main() -> None:

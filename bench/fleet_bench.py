@@ -10,7 +10,8 @@
    by N. Embedded mode (SQLite, serverless broker) and team mode (PostgreSQL + Redis; needs both servers).
 2. Dispatch latency with idle slots: submit (through the Python API) to the agent's process start, p50/p99.
 3. Memory: the worker process's peak resident memory while all slots are busy, divided by the slots.
-4. Worktree cost per attempt on a 5,000-file repository: a pooled lease+release vs `git worktree add`+remove.
+4. Worktree cost per attempt on a 5,000-file repository: a pooled lease+release vs `git worktree add`+remove, and
+   taking the diff of a one-line edit (median).
 Prints a table and writes JSON (and a PNG of agents busy over time, when matplotlib is installed) to
 bench/results/.
 """
@@ -241,6 +242,13 @@ def worktree_cost(files: int, rounds: int, work: Path) -> dict[str, Any]:
         with pool.lease(sha) as tree:
             (tree.path / "state.txt").write_text("edited\n")
     pooled = (time.perf_counter() - started) / rounds
+    diffs = []
+    for _ in range(rounds):
+        with pool.lease(sha) as tree:
+            (tree.path / "state.txt").write_text("edited\n")
+            started = time.perf_counter()
+            tree.diff(5 * 2**20)
+            diffs.append(time.perf_counter() - started)
     started = time.perf_counter()
     for n in range(rounds):
         path = work / f"fresh-{n}"
@@ -254,6 +262,7 @@ def worktree_cost(files: int, rounds: int, work: Path) -> dict[str, Any]:
         "pooled_ms": round(1000 * pooled, 1),
         "fresh_ms": round(1000 * fresh, 1),
         "pooled_over_fresh": round(pooled / fresh, 3),
+        "pooled_diff_ms": round(1000 * statistics.median(diffs), 1),
     }
 
 

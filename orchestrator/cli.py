@@ -5,7 +5,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import re
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -13,9 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from db import queries
 from db.engine import Database
@@ -26,6 +23,7 @@ from orchestrator import views
 from orchestrator.errors import FleetError
 from orchestrator.repos import RepoSpec, register_repo
 from orchestrator.settings import Settings
+from orchestrator.terminal import TerminalConsole, for_terminal, plain
 from orchestrator.tickets import TicketSpec, load_specs
 from orchestrator.tickets import submit as submit_tickets
 
@@ -42,9 +40,10 @@ repo_app = typer.Typer(no_args_is_help=True, help="Register and list repositorie
 review_app = typer.Typer(no_args_is_help=True, help="Verified diffs waiting for a person.")
 app.add_typer(repo_app, name="repo")
 app.add_typer(review_app, name="review")
-# Ticket text, prompts and transcripts are data: no emoji codes, no markup, no wrapping of error lines.
-out = Console(highlight=False, soft_wrap=True, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+# Ticket text, prompts and transcripts are data: no emoji codes, no markup, no wrapping of error lines, and no
+# control characters (orchestrator/terminal.py).
+out = TerminalConsole(highlight=False, soft_wrap=True, emoji=False)
+err = TerminalConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 F = TypeVar("F", bound=Callable[..., Any])
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -92,18 +91,10 @@ class Context:
         return self._dispatcher
 
 
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def shown_verbatim(text: str) -> str:
-    """Text as stored, ending in a newline; control characters show escaped, so an agent cannot drive the terminal."""
-    text = CONTROL_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}", text.replace("\r\n", "\n"))
+def as_lines(text: str) -> str:
+    """Text as stored, ending in a newline, without the control characters that would drive the terminal."""
+    text = for_terminal(text)
     return text if text.endswith("\n") else text + "\n"
-
-
-def plain(*values: Any) -> list[Text]:
-    """Table cells that show user text as it is: a title with [brackets] is not rich markup."""
-    return [Text(str(value)) for value in values]
 
 
 def print_json(data: Any) -> None:
@@ -144,6 +135,15 @@ def repo_add(
     agent_env: Annotated[
         list[str] | None, typer.Option(help="A variable name passed through to every agent (repeatable).")
     ] = None,
+    agent_host: Annotated[
+        list[str] | None, typer.Option(help="host:port sandboxed agents may reach besides their model API.")
+    ] = None,
+    test_env: Annotated[
+        list[str] | None, typer.Option(help="A variable name passed through to the tests (repeatable).")
+    ] = None,
+    read_path: Annotated[
+        list[str] | None, typer.Option(help="A path every sandbox of this repo shows read-only (repeatable).")
+    ] = None,
 ) -> None:
     """Register a git repository and how to test it."""
     ctx = Context()
@@ -168,8 +168,11 @@ def repo_add(
         agent_model=agent_model,
         agent_args=agent_arg or [],
         agent_env=agent_env or [],
+        agent_hosts=agent_host or [],
+        test_env=test_env or [],
+        read_paths=read_path or [],
     )
-    repo = register_repo(ctx.db, spec)
+    repo = register_repo(ctx.db, spec, ctx.settings.agent_classes)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)
 
 
@@ -218,6 +221,7 @@ def submit(
     as_json: JsonFlag = False,
 ) -> None:
     """Queue one ticket, or every ticket in --file."""
+    ctx = Context()
     fields: dict[str, Any] = dict(
         repo=repo,
         body=body,
@@ -237,12 +241,12 @@ def submit(
         agent_env=list(agent_env or []),
     )
     if file is not None:
-        specs = load_specs(file, {k: v for k, v in fields.items() if v not in ("", [], None)} | {"title": title})
+        defaults = {k: v for k, v in fields.items() if v not in ("", [], None)} | {"title": title}
+        specs = load_specs(file, defaults, ctx.settings.agent_classes)
     else:
         if not repo:
             raise FleetError("--repo is required")
         specs = [TicketSpec(title=title, **fields)]
-    ctx = Context()
     tickets = submit_tickets(ctx.db, ctx.dispatcher, ctx.settings, specs, Path.cwd(), actor())
     if as_json:
         with ctx.db.session() as s:
@@ -307,7 +311,7 @@ def logs(attempt: int) -> None:
     for name, text in parts:
         out.rule(name)
         # Not through rich: it expands tabs and drops some characters, and this text must read as stored.
-        sys.stdout.write(shown_verbatim(text))
+        sys.stdout.write(as_lines(text))
 
 
 @app.command()
@@ -557,6 +561,28 @@ def cache_clear() -> None:
     """Delete every cached environment (for example after upgrading a toolchain); the next setups rebuild them."""
     entries, freed = _env_cache().clear()
     out.print(f"deleted {entries} cached environment{'s' if entries != 1 else ''} ({freed / 2**20:.1f} MB)")
+
+
+@app.command("gc")
+@one_line_errors
+def gc_(
+    older_than: Annotated[
+        float | None,
+        typer.Option(
+            metavar="DAYS",
+            help="Also empty the transcripts, diffs and test output of attempts finished DAYS ago or more "
+            "(tickets still open or awaiting review keep theirs; rows and verdicts stay).",
+        ),
+    ] = None,
+) -> None:
+    """Remove what finished attempts left: their folders and the mirrors' unreachable objects; print what went."""
+    from workers.housekeeping import collect
+
+    if older_than is not None and older_than < 0:
+        raise FleetError("--older-than must be a number of days, 0 or more")
+    ctx = Context()
+    for line in collect(ctx.db, ctx.settings, older_than):
+        out.print(line, markup=False)
 
 
 from orchestrator.web.cli import register as register_web  # noqa: E402  (it uses the helpers above)

@@ -10,11 +10,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from db import queries
 from orchestrator import review, views
 from orchestrator.repos import RepoSpec, register_repo
+from orchestrator.terminal import plain
 from orchestrator.tickets import TicketSpec, submit
 from workers.agents.llm.scripted_server import ScriptedModelServer
 from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command, write_sample_repo
@@ -107,9 +107,7 @@ def _report(ctx: Any, ticket_ids: list[int], out: Console) -> None:
         trees = [queries.load_ticket_tree(s, tid) for tid in ticket_ids]
         for t in trees:
             verdicts = [a.verification.verdict if a.verification else a.status for r in t.runs for a in r.attempts]
-            table.add_row(
-                *(Text(v) for v in (str(t.id), t.title, t.status, " → ".join(verdicts), t.status_reason[:80]))
-            )
+            table.add_row(*plain(t.id, t.title, t.status, " → ".join(verdicts), t.status_reason[:80]))
         out.print(table)
         waiting = [t for t in trees if review.candidates(t)]
         out.print(f"What a reviewer sees ({len(waiting)} verified diffs; failing tickets are never listed):")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from orchestrator.tickets import check_agent, check_text
 from workers.git import GitError, git, is_git_repo
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
+HOST_PORT = re.compile(r"^(?:(?:\*\.)?(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$")
 TOML_TYPES: dict[str, type | tuple[type, ...]] = {
     "test_cmd": str,
     "setup_cmd": str,
@@ -37,6 +40,9 @@ TOML_TYPES: dict[str, type | tuple[type, ...]] = {
     "agent_model": str,
     "agent_args": list,
     "agent_env": list,
+    "agent_hosts": list,
+    "test_env": list,
+    "read_paths": list,
 }
 TOML_KEYS = set(TOML_TYPES)
 MAX_PORTS = 10_000
@@ -65,6 +71,9 @@ class RepoSpec:
     agent_model: str = ""
     agent_args: list[str] = field(default_factory=list)
     agent_env: list[str] = field(default_factory=list)
+    agent_hosts: list[str] = field(default_factory=list)
+    test_env: list[str] = field(default_factory=list)
+    read_paths: list[str] = field(default_factory=list)
 
 
 def read_fleet_toml(repo: Path) -> dict[str, Any]:
@@ -149,7 +158,25 @@ def _settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
     copies = [_copy_pair(item) for item in spec.copy_files or toml.get("copy_files", [])]
     if copies:
         settings["copy_files"] = copies
-    return settings | _agent_settings(spec, toml)
+    return settings | _sandbox_settings(spec, toml) | _agent_settings(spec, toml)
+
+
+def _sandbox_settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
+    """What this repository's sandboxes may see: variables passed to tests, folders shown read-only."""
+    settings: dict[str, Any] = {}
+    names = spec.test_env or toml.get("test_env", [])
+    for name in names:
+        if not VARIABLE.match(name):
+            raise FleetError(f"test_env: {name!r} is not a variable name")
+    if names:
+        settings["test_env"] = list(names)
+    paths = [str(Path(p).expanduser()) for p in spec.read_paths or toml.get("read_paths", [])]
+    for path in paths:
+        if not Path(path).is_absolute() or not Path(path).exists():
+            raise FleetError(f"read_paths: {path} is not an absolute path that exists")
+    if paths:
+        settings["read_paths"] = paths
+    return settings
 
 
 def _agent_settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +198,12 @@ def _agent_settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
         values = getattr(spec, key) or toml.get(key, [])
         if values:
             settings[key] = list(values)
+    hosts = spec.agent_hosts or toml.get("agent_hosts", [])
+    for host in hosts:
+        if not HOST_PORT.match(host):
+            raise FleetError(f"agent_hosts: {host!r} is not host:port (api.example.com:443, 127.0.0.1:8080)")
+    if hosts:
+        settings["agent_hosts"] = list(hosts)
     return settings
 
 
@@ -185,8 +218,8 @@ def _copy_pair(item: str) -> list[str]:
     return [str(source_path), dest]
 
 
-def register_repo(db: Database, spec: RepoSpec) -> dict[str, Any]:
-    """Check and store a repository; returns its view."""
+def register_repo(db: Database, spec: RepoSpec, agent_classes: Sequence[str] = ()) -> dict[str, Any]:
+    """Check and store a repository; returns its view. Its default agent is a built-in or one of agent_classes."""
     if not NAME.match(spec.name):
         raise FleetError(f"repo name {spec.name!r}: use letters, digits, '.', '_' and '-' (at most 100)")
     check_text("path", spec.path)
@@ -200,7 +233,7 @@ def register_repo(db: Database, spec: RepoSpec) -> dict[str, Any]:
     if setup_cmd:
         check_shell_syntax("--setup-cmd", setup_cmd)
     agent = spec.agent or toml.get("agent", "shell")
-    check_agent(agent)
+    check_agent(agent, agent_classes)
     with db.session() as s:
         repo = queries.add_repo(
             s,

@@ -33,10 +33,15 @@ class Settings(BaseSettings):
 
     max_concurrency: int = 0
     agent_limits: dict[str, int] = {}
+    # The agent classes (`pkg.mod:Class`) tickets may name besides the built-in agents: chosen by the admin who runs
+    # the workers, never by a submitter; each runs in its own process in the agent sandbox (workers/agents/hosted.py).
+    agent_classes: list[str] = []
 
     # The agent sandbox (workers/sandbox.py) and the per-attempt cgroup limits (workers/cgroups.py; 0: none).
     agent_sandbox: bool = True
     agent_network: Literal["auto", "none", "on"] = "auto"
+    agent_hosts: list[str] = []  # host:port every sandboxed agent with the network may reach (workers/egress.py)
+    sandbox_read_paths: list[Path] = []  # shown read-only in every sandbox, besides the toolchains found on PATH
     agent_max_processes: int = 1024
     agent_memory_mb: int = 4096
 
@@ -47,6 +52,7 @@ class Settings(BaseSettings):
     port_block_size: int = 20
     port_blocks: int = 1_000
     transcript_limit_bytes: int = 256_000
+    max_diff_bytes: int = 5 * 2**20  # a larger diff ends its attempt as an error; nothing of it is stored
     feedback_limit_bytes: int = 4_000
 
     @property

@@ -20,7 +20,7 @@ from orchestrator import policy
 from orchestrator.errors import FleetError
 from orchestrator.scheduler import schedule
 from orchestrator.settings import Settings
-from workers.agents import AGENTS
+from workers.agents import agent_problem
 from workers.git import GitError, resolve_commit
 
 if TYPE_CHECKING:
@@ -73,10 +73,11 @@ def mentioned_tests(spec: TicketSpec) -> list[str]:
     return list(dict.fromkeys(t.rstrip(".,:") for t in found))
 
 
-def check_agent(agent: str) -> None:
-    """A known short name, or an import path the worker will load (`pkg.mod:Class` or `pkg.mod.Class`)."""
-    if agent not in AGENTS and ":" not in agent and "." not in agent:
-        raise FleetError(f"unknown agent {agent!r}; known agents: {', '.join(sorted(AGENTS))}, or pkg.mod:Class")
+def check_agent(agent: str, agent_classes: Sequence[str]) -> None:
+    """A built-in agent's name, or a class the admin listed in agent_classes (FLEET_AGENT_CLASSES)."""
+    problem = agent_problem(agent, agent_classes)
+    if problem is not None:
+        raise FleetError(problem)
 
 
 def check_text(name: str, value: str) -> None:
@@ -89,8 +90,8 @@ def check_text(name: str, value: str) -> None:
         raise FleetError(f"the {name} is not valid UTF-8 (check the terminal's encoding)") from None
 
 
-def validate(spec: TicketSpec) -> None:
-    """Reject a ticket that could never run, before anything is written."""
+def validate(spec: TicketSpec, agent_classes: Sequence[str] = ()) -> None:
+    """Reject a ticket that could never run, or names a class not in agent_classes, before anything is written."""
     if not spec.title.strip():
         raise FleetError("a ticket needs a non-empty --title")
     if len(spec.title) > MAX_TITLE or len(spec.body) > MAX_BODY:
@@ -104,7 +105,7 @@ def validate(spec: TicketSpec) -> None:
     if spec.timeout is not None and not (0 < spec.timeout < math.inf):
         raise FleetError(f"--timeout must be a positive number of seconds, not {spec.timeout:g}")
     for agent in spec.agents:
-        check_agent(agent)
+        check_agent(agent, agent_classes)
 
 
 def _run_agents(spec: TicketSpec, default_agent: str) -> list[str]:
@@ -119,9 +120,9 @@ def _base_sha(source: str, ref: str, repo_name: str) -> str:
         raise FleetError(f"base ref {ref!r} does not exist in repo {repo_name!r} ({source})") from None
 
 
-def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str) -> Ticket:
+def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str, agent_classes: Sequence[str] = ()) -> Ticket:
     """Write one ticket with its runs and first attempts; nothing is sent yet."""
-    validate(spec)
+    validate(spec, agent_classes)
     try:
         repo = queries.get_repo(s, spec.repo)
     except queries.NotFound as exc:
@@ -161,9 +162,11 @@ def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str) -> Ticke
     return ticket
 
 
-def _create_in_batch(s: queries.Session, spec: TicketSpec, number: int, total: int, cwd: Path, actor: str) -> Ticket:
+def _create_in_batch(
+    s: queries.Session, spec: TicketSpec, number: int, total: int, cwd: Path, actor: str, settings: Settings
+) -> Ticket:
     try:
-        return create(s, spec, cwd, actor)
+        return create(s, spec, cwd, actor, settings.agent_classes)
     except FleetError as exc:
         # One bad ticket in a batch stores none of them; say which one it was.
         raise FleetError(f"ticket {number} of {total}: {exc}" if total > 1 else str(exc)) from None
@@ -174,7 +177,9 @@ def submit(
 ) -> list[Ticket]:
     """Validate and store every ticket in one transaction, then let the scheduler fill the free slots."""
     with db.session() as s:
-        tickets = [_create_in_batch(s, spec, number, len(specs), cwd, actor) for number, spec in enumerate(specs, 1)]
+        tickets = [
+            _create_in_batch(s, spec, number, len(specs), cwd, actor, settings) for number, spec in enumerate(specs, 1)
+        ]
     schedule(db, dispatcher, settings)
     return tickets
 
@@ -220,7 +225,7 @@ def _check_types(fields: dict[str, Any]) -> None:
             raise FleetError(f"{key} must be a list of text, not {fields[key]!r}")
 
 
-def _spec(item: dict[str, Any], defaults: dict[str, Any]) -> TicketSpec:
+def _spec(item: dict[str, Any], defaults: dict[str, Any], agent_classes: Sequence[str]) -> TicketSpec:
     unknown = set(item) - SPEC_KEYS - {"agent"}
     if unknown:
         raise FleetError(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}")
@@ -232,11 +237,11 @@ def _spec(item: dict[str, Any], defaults: dict[str, Any]) -> TicketSpec:
     if not merged.get("repo"):
         raise FleetError("no repo (give --repo, or a repo field)")
     spec = TicketSpec(**merged)
-    validate(spec)
+    validate(spec, agent_classes)
     return spec
 
 
-def load_specs(path: Path, defaults: dict[str, Any]) -> list[TicketSpec]:
+def load_specs(path: Path, defaults: dict[str, Any], agent_classes: Sequence[str] = ()) -> list[TicketSpec]:
     """Tickets from a YAML or JSON list; each entry may override the command line's options."""
     data = _parse(path)
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
@@ -246,7 +251,7 @@ def load_specs(path: Path, defaults: dict[str, Any]) -> list[TicketSpec]:
     specs = []
     for number, item in enumerate(data, start=1):
         try:
-            specs.append(_spec(item, defaults))
+            specs.append(_spec(item, defaults, agent_classes))
         except FleetError as exc:
             raise FleetError(f"ticket {number} in {path}: {exc}") from None
     return specs

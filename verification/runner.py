@@ -23,6 +23,10 @@ from workers.process import ProcessResult, run_process
 JUNIT_NAME = "junit.xml"
 # Variables from the caller's environment that would change how pytest reads its configuration or results.
 _DROPPED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_CURRENT_TEST", "PYTEST_VERSION")
+# The only variables that reach the code under test from the worker, besides the repository's `test_env`
+# names and the attempt's port block: an allow-list, never "everything that does not look secret".
+TEST_ENV_NAMES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "USER", "LOGNAME")
+PORT_PREFIX = "FLEET_PORT_"
 _SECRET_NAME = re.compile(
     r"^FLEET_(?!PORT_)|TOKEN|SECRET|PASSW|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH|COOKIE|SESSION|"
     r"DATABASE_URL|BROKER_URL|REDIS_URL|^AWS_|^GOOGLE_APPLICATION|^AZURE_",
@@ -99,6 +103,7 @@ def run_tests(
     timeout: float,
     report_dir: Path,
     env: Mapping[str, str] | None = None,
+    env_names: Sequence[str] = (),
     cancelled: threading.Event | None = None,
     limit_bytes: int = 64_000,
     pytest_args: Sequence[str] = (),
@@ -106,12 +111,12 @@ def run_tests(
 ) -> TestRun:
     """Run `command` in checkout under `/bin/sh -c` and read the JUnit report it leaves in report_dir.
 
-    env (default: this process's) loses credential-like variables; report_dir must not be shared by
-    concurrent runs, and its top-level *.xml files are deleted first.
+    Of env (default: this process's) only TEST_ENV_NAMES, env_names and the port block reach the command;
+    report_dir must not be shared by concurrent runs, and its top-level *.xml files are deleted first.
     """
     report_dir.mkdir(parents=True, exist_ok=True)
     _clear_reports(report_dir)
-    run_env = build_env(scrubbed_env(env if env is not None else os.environ), report_dir, pytest_args)
+    run_env = build_env(allowed_env(env if env is not None else os.environ, env_names), report_dir, pytest_args)
     argv = [*wrapper, "/bin/sh", "-c", command]
     proc = run_process(argv, cwd=checkout, env=run_env, timeout=timeout, cancelled=cancelled, limit_bytes=limit_bytes)
     return _collect(proc, command, timeout, report_dir, checkout)
@@ -130,7 +135,12 @@ def build_env(base: Mapping[str, str], report_dir: Path, pytest_args: Sequence[s
         *pytest_args,
     ]
     run_env = {k: v for k, v in base.items() if k not in _DROPPED_ENV}
+    home, tmp = report_dir / "home", report_dir / "tmp"
+    for folder in (home, tmp):
+        folder.mkdir(parents=True, exist_ok=True)
     run_env.update(
+        HOME=str(home),
+        TMPDIR=str(tmp),
         PYTEST_ADDOPTS=shlex.join(addopts),
         FLEET_JUNIT_XML=str(junit),
         FLEET_REPORT_DIR=str(report_dir),
@@ -139,6 +149,12 @@ def build_env(base: Mapping[str, str], report_dir: Path, pytest_args: Sequence[s
         TZ="UTC",
     )
     return run_env
+
+
+def allowed_env(base: Mapping[str, str], names: Sequence[str] = ()) -> dict[str, str]:
+    """The variables of base that code under test may see: TEST_ENV_NAMES, names, and the port block."""
+    wanted = {*TEST_ENV_NAMES, *names}
+    return {k: v for k, v in base.items() if k in wanted or k.startswith(PORT_PREFIX)}
 
 
 def scrubbed_env(base: Mapping[str, str]) -> dict[str, str]:

@@ -39,10 +39,18 @@ from verification.protect import (
     restore,
 )
 from verification.runner import TestRun, run_tests, scrubbed_env
-from verification.sandbox import bwrap_prefix, sandbox_warning
 from workers.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
 from workers.environment import CacheUse, SetupFailed, copy_files, set_up_environment
 from workers.git import GitError, git
+from workers.sandbox import (
+    bwrap_missing,
+    confine,
+    scratch_env,
+    setup_view,
+    toolchain_roots,
+    unsandboxed_tests_warning,
+    verification_view,
+)
 
 PIN_INI = "fleet-pytest.ini"
 SANDBOX_OFF = "tests ran without a sandbox (turned off in the repository settings)"
@@ -66,6 +74,9 @@ class VerifySpec:
     pin_pytest: bool = True
     sandbox: bool | None = None
     network: bool = False
+    readable: tuple[Path, ...] = ()  # declared paths the confined tests see read-only, besides their toolchains
+    hidden: tuple[Path, ...] = ()  # covered even inside a readable folder (FLEET_HOME, the repository)
+    env_names: tuple[str, ...] = ()  # the repository's `test_env`: variables passed to the tests by name
     rerun_failures: bool = True
     output_limit: int = 64_000
     setup_cmd: str | None = None
@@ -109,26 +120,44 @@ def run_baseline(
     """Run the tests (hidden ones included) on a clean checkout of the base commit."""
     add_hidden_tests(checkout, spec.hidden_tests)
     try:
-        prepare(checkout, spec, "the baseline checkout", cancelled, cached=True)
+        prepare(checkout, spec, "the baseline checkout", cancelled, report_dir, cached=True)
     except SetupFailed as exc:
         return TestRun({}, None, False, "", 0.0, error=str(exc))
     return _run(checkout, spec, report_dir, spec.test_cmd, cancelled, _config(checkout, spec))
 
 
 def prepare(
-    checkout: Path, spec: VerifySpec, where: str, cancelled: threading.Event | None, cached: bool = False
+    checkout: Path,
+    spec: VerifySpec,
+    where: str,
+    cancelled: threading.Event | None,
+    report_dir: Path,
+    cached: bool = False,
 ) -> None:
-    """Copy the repo's files in and set up its environment (from the cache when cached and allowed)."""
+    """Copy the repo's files in and set up its environment (from the cache when cached and allowed), in the
+    sandbox when the tests have one: the setup may build a diff's code."""
     copy_files(spec.copy_files, checkout)
     if not spec.setup_cmd:
         return
     env = scrubbed_env(spec.env if spec.env is not None else os.environ)
+    wrapper: tuple[str, ...] = ()
+    if _sandboxed(spec):
+        scratch = report_dir / "setup"
+        env |= scratch_env(scratch)
+        wrapper = confine(setup_view(checkout, scratch, _readable(spec), spec.hidden))
     cache = None
     if cached and spec.env_cache is not None:
         copied = tuple(source for source, _ in spec.copy_files)
         cache = CacheUse(spec.env_cache, "verify", copied, spec.env_key_files)
     set_up_environment(
-        checkout, spec.setup_cmd, where=where, timeout=spec.setup_timeout, env=env, cancelled=cancelled, cache=cache
+        checkout,
+        spec.setup_cmd,
+        where=where,
+        timeout=spec.setup_timeout,
+        env=env,
+        cancelled=cancelled,
+        cache=cache,
+        wrapper=wrapper,
     )
 
 
@@ -154,7 +183,7 @@ def verify_diff(
     where = "the verification checkout"
     try:
         if not fresh_env:
-            prepare(checkout, spec, where, cancelled, cached=True)
+            prepare(checkout, spec, where, cancelled, report_dir, cached=True)
         apply_checked(checkout, diff)
     except SetupFailed as exc:
         return errored(str(exc))
@@ -168,7 +197,7 @@ def verify_diff(
         return errored(f"the hidden tests could not be added: {exc}")
     try:
         if fresh_env:
-            prepare(checkout, spec, where, cancelled)
+            prepare(checkout, spec, where, cancelled, report_dir)
     except SetupFailed as exc:
         return errored(str(exc))
     run = _run(checkout, spec, report_dir, spec.test_cmd, cancelled, config)
@@ -267,23 +296,42 @@ def _run(
     cancelled: threading.Event | None,
     config: str | None,
 ) -> TestRun:
-    wrapper = bwrap_prefix(checkout, report_dir, spec.network) if spec.sandbox is not False else None
+    wrapper = _wrapper(checkout, spec, report_dir)
     if wrapper is None and spec.sandbox:
-        return TestRun({}, None, False, "", 0.0, error=f"a sandbox is required but {sandbox_warning()}")
+        return TestRun({}, None, False, "", 0.0, error=f"a sandbox is required but {unsandboxed_tests_warning()}")
     run = run_tests(
         checkout,
         command,
         timeout=spec.timeout,
         report_dir=report_dir,
         env=spec.env,
+        env_names=spec.env_names,
         cancelled=cancelled,
         limit_bytes=spec.output_limit,
         pytest_args=pytest_pins(checkout, report_dir, config) if spec.pin_pytest else (),
         wrapper=wrapper or (),
     )
     if wrapper is None:
-        run.warnings.append(SANDBOX_OFF if spec.sandbox is False else sandbox_warning())
+        run.warnings.append(SANDBOX_OFF if spec.sandbox is False else unsandboxed_tests_warning())
     return run
+
+
+def _wrapper(checkout: Path, spec: VerifySpec, report_dir: Path) -> tuple[str, ...] | None:
+    """The confinement of the code under test (workers/sandbox.py), or None when it is off or cannot start."""
+    if not _sandboxed(spec):
+        return None
+    report_dir.mkdir(parents=True, exist_ok=True)
+    return confine(verification_view(checkout, report_dir, spec.network, _readable(spec), spec.hidden))
+
+
+def _sandboxed(spec: VerifySpec) -> bool:
+    return spec.sandbox is not False and bwrap_missing() is None
+
+
+def _readable(spec: VerifySpec) -> tuple[Path, ...]:
+    """The toolchains the test and setup commands need, and the declared paths, for the sandbox to show."""
+    path_var = (spec.env if spec.env is not None else os.environ).get("PATH", os.defpath)
+    return toolchain_roots(path_var, (spec.test_cmd, spec.setup_cmd or ""), spec.readable)
 
 
 def pytest_pins(checkout: Path, report_dir: Path, config: str | None) -> list[str]:

@@ -1,8 +1,12 @@
-"""The git dir a sandboxed agent sees: its own, holding the base commit and nothing later or beside it.
+"""The git dir an agent sees, sandboxed or not: its own, holding the base commit and nothing later or beside it.
 
 A pooled worktree's `.git` points into the shared bare mirror, where every ticket's base, every later commit and
-every fetched branch live, and whose config, hooks and refs Fleet's own git commands trust. Inside the sandbox
-that pointer is covered by one naming a fresh git dir made here per attempt:
+every fetched branch live, and whose config (core.fsmonitor, core.hooksPath: commands git runs), hooks and refs
+every other agent's git would read. So no agent ever gets that pointer. Inside the sandbox it is covered by a
+bind mount of one naming a fresh git dir made here per attempt (private_gitdir); without the sandbox there is
+nothing to bind over, so the worktree's own `.git` names that git dir for the agent's run and is put back
+afterwards (pointed_at). Fleet's own git commands name the mirror-side git dir and the work tree explicitly
+(workers/worktree.py), so they never read the agent's `.git` or its git dir's config either way.
 
 - objects: one pack of the base commit, its tree and its blobs, written by `git pack-objects` straight from the
   mirror (`--shallow` stops at the base commit). No alternates: an alternate object store would let
@@ -22,9 +26,12 @@ commit's id. One pack-objects run on the sample repository takes about 10 ms (be
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from workers.git import git
+from workers.worktree import remove_tree
 
 AGENT_CONFIG = """[core]
 \trepositoryformatversion = {version}
@@ -36,6 +43,7 @@ AGENT_CONFIG = """[core]
 \temail = agent@fleet.invalid
 """
 SHA256_EXTENSION = "[extensions]\n\tobjectformat = sha256\n"
+AGENT_GITDIR = "agent-git"  # in the attempt folder, deleted with it
 
 
 def make_agent_gitdir(mirror: Path, worktree_gitdir: Path, base_sha: str, dest: Path) -> Path:
@@ -60,3 +68,28 @@ def gitdir_pointer(gitdir: Path, dest: Path) -> Path:
     """A `.git` file at dest naming gitdir: bound over the worktree's own `.git` inside the sandbox."""
     dest.write_text(f"gitdir: {gitdir}\n")
     return dest
+
+
+def private_gitdir(mirror: Path, worktree_gitdir: Path, base_sha: str, attempt_dir: Path) -> Path:
+    """The attempt's own git dir, made afresh at attempt_dir/agent-git: the only one its agent's git commands see."""
+    dest = attempt_dir / AGENT_GITDIR
+    remove_tree(dest)  # left by an earlier delivery of the same attempt
+    return make_agent_gitdir(mirror, worktree_gitdir, base_sha, dest)
+
+
+@contextmanager
+def pointed_at(worktree: Path, gitdir: Path) -> Iterator[Path]:
+    """For the block, the worktree's own `.git` names gitdir; then the original `.git` is put back as it was.
+
+    For an agent without a sandbox. Whatever the agent left at `.git` (another pointer, a folder, a link) is
+    replaced, so Worktree.diff_bytes() finds the pointer it checked out; if the worker dies first, the next lease
+    finds a `.git` that is not the mirror's and makes the slot again (WorktreePool._reuse).
+    """
+    dot_git = worktree / ".git"
+    original = dot_git.read_bytes()
+    gitdir_pointer(gitdir, dot_git)
+    try:
+        yield gitdir
+    finally:
+        remove_tree(dot_git)
+        dot_git.write_bytes(original)

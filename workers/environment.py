@@ -98,11 +98,14 @@ def run_setup(
     timeout: float,
     env: Mapping[str, str],
     cancelled: threading.Event | None = None,
+    wrapper: Sequence[str] = (),
 ) -> ProcessResult:
-    """Run the repository's setup command (trusted repo configuration, so through /bin/sh) in path."""
-    result = run_process(
-        ["/bin/sh", "-c", command], cwd=path, env=env, timeout=timeout, cancelled=cancelled, limit_bytes=64_000
-    )
+    """Run the repository's setup command (trusted repo configuration, so through /bin/sh) in path.
+
+    wrapper: the sandbox (workers/sandbox.py setup_view): the code it builds may be a diff's.
+    """
+    argv = [*wrapper, "/bin/sh", "-c", command]
+    result = run_process(argv, cwd=path, env=env, timeout=timeout, cancelled=cancelled, limit_bytes=64_000)
     if result.cancelled:
         raise SetupFailed(f"setup in {where} was cancelled")
     if result.timed_out:
@@ -143,6 +146,7 @@ def set_up_environment(
     env: Mapping[str, str],
     cancelled: threading.Event | None = None,
     cache: CacheUse | None = None,
+    wrapper: Sequence[str] = (),
 ) -> Environment:
     """Restore the cached environment for path, or run the setup (saving what it built when allowed)."""
     key = cache.key(path, command) if cache is not None and cache.cache.enabled else None
@@ -156,7 +160,7 @@ def set_up_environment(
             note = f"environment restored from the cache (entry {key[:12]}) instead of running: {command}\n"
             return Environment(note, tuple(restored))
     before = untracked(path)
-    result = run_setup(path, command, where=where, timeout=timeout, env=env, cancelled=cancelled)
+    result = run_setup(path, command, where=where, timeout=timeout, env=env, cancelled=cancelled, wrapper=wrapper)
     text = f"$ {command}\n{result.output}\n"
     try:
         created = created_by_setup(before, untracked(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 SAFE_CONFIG = (
@@ -46,18 +47,25 @@ def git(
     input: str | None = None,
     timeout: float = GIT_TIMEOUT_SECONDS,
     index_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    errors: str | None = None,
 ) -> str:
-    """Run `git args...` in cwd and return stdout; raise GitError on failure."""
-    env = _env()
+    """Run `git args...` in cwd and return stdout; raise GitError on failure.
+
+    env: GIT_* variables added to the scrubbed environment. errors="surrogateescape" carries file names that are
+    not UTF-8 through input and output unchanged (a path built from such a str names the same file).
+    """
+    full_env = _env() | dict(env or {})
     if index_file is not None:
-        env["GIT_INDEX_FILE"] = str(index_file)
+        full_env["GIT_INDEX_FILE"] = str(index_file)
     proc = subprocess.run(
         ["git", *SAFE_CONFIG, *args],
         cwd=cwd,
         input=input,
         capture_output=True,
         text=True,
-        env=env,
+        errors=errors,
+        env=full_env,
         timeout=timeout,
     )
     if proc.returncode != 0:

@@ -8,9 +8,11 @@ import logging
 import os
 import threading
 import traceback
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from db import queries
 from db.models import Attempt, utcnow
@@ -19,6 +21,7 @@ from orchestrator import policy, scheduler
 from orchestrator.contracts import Agent, AgentResult, AgentTask
 from verification.runner import TestRun, scrubbed_env
 from verification.verify import VerificationResult, VerifySpec, errored, run_baseline, verify_diff
+from workers.agent_git import pointed_at, private_gitdir
 from workers.agents import load_agent
 from workers.agents.base import AgentOptions
 from workers.cgroups import attempt_cgroup
@@ -31,11 +34,15 @@ from workers.sandbox import (
     SandboxPlan,
     build_sandbox,
     bwrap_missing,
+    confine,
     credential_stores,
+    scratch_env,
+    setup_view,
+    toolchain_roots,
     wants_network,
 )
 from workers.secrets import redact, secret_values
-from workers.worktree import Worktree
+from workers.worktree import DiffTooLarge, Worktree
 
 log = logging.getLogger(__name__)
 
@@ -135,26 +142,44 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     cancel = rt.leases.hold(lease.token, attempt_id)
     try:
         result, diff = _execute_agent(rt, job, cancel)
-    except Exception as exc:
-        _record_error(rt, job, lease, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    except BaseException as exc:
+        if _stops_worker(exc):
+            raise
+        _record_error(rt, job, lease, _named(exc), traceback.format_exc())
         return
     finally:
         rt.leases.drop(lease.token)
     _finish_agent(rt, job, lease, result, diff)
 
 
+def _stops_worker(exc: BaseException) -> bool:
+    """True for the worker being stopped, when an attempt must get no verdict and goes back in line.
+
+    Python delivers signals (Ctrl-C, Celery's shutdown handlers) to the main thread only, so there a
+    KeyboardInterrupt or SystemExit may be the stop: it propagates, the lease lapses and the reconciler sends
+    the attempt again. In a slot thread nothing but the code the attempt ran can raise one (an agent's or a
+    test helper's sys.exit()), and any BaseException there is that attempt's error: let through, it would leave
+    the attempt `running`, retried at every lease expiry, forever.
+    """
+    return isinstance(exc, KeyboardInterrupt | SystemExit) and threading.current_thread() is threading.main_thread()
+
+
+def _named(exc: BaseException) -> str:
+    return type(exc).__name__ + (f": {exc}" if str(exc) else "")
+
+
 def _execute_agent(rt: WorkerRuntime, job: Job, cancel: threading.Event) -> tuple[AgentResult, str]:
+    agent = load_agent(job.agent, _agent_options(rt, job), rt.settings.agent_classes)  # refused before any work
     mirror = rt.mirror(job.repo_key, job.source, job.base_sha)
-    agent = load_agent(job.agent, _agent_options(rt, job))
     attempt_dir = rt.attempt_dir(job.attempt_id)
     prompt_file = attempt_dir / "agent" / "prompt.md"
     prompt_file.parent.mkdir(exist_ok=True)
     prompt_file.write_text(job.prompt, encoding="utf-8")
     limits = (job.attempt_id, rt.settings.agent_max_processes, rt.settings.agent_memory_mb)
     with rt.pool(job.repo_key, "agent", mirror).lease(job.base_sha) as worktree, rt.ports.lease(job.ports) as ports:
-        setup_log = _prepare_worktree(rt, job, mirror, worktree.path, ports.env(), cancel)
+        setup_log = _prepare_worktree(rt, job, mirror, worktree.path, ports.env(), cancel, attempt_dir / "setup")
         sandbox, warning = _agent_sandbox(rt, job, agent, worktree, attempt_dir)
-        with attempt_cgroup(*limits) as cgroup:
+        with attempt_cgroup(*limits) as cgroup, _own_git_dir(worktree, attempt_dir, sandbox):
             task = AgentTask(
                 worktree=worktree.path,
                 prompt_file=prompt_file,
@@ -167,16 +192,37 @@ def _execute_agent(rt: WorkerRuntime, job: Job, cancel: threading.Event) -> tupl
                 wrapper=sandbox.wrapper,
                 cgroup_procs=cgroup.procs_files if cgroup else (),
             )
-            result = agent.run(task)
+            try:
+                result = agent.run(task)
+            finally:
+                if sandbox.gate is not None:
+                    sandbox.gate.close()
             breach = cgroup.breach() if cgroup else None
         if breach and not result.cancelled:
             result = replace(result, error=breach)
-        diff = "" if result.cancelled else worktree.diff()
+        result, diff = (result, "") if result.cancelled else _take_diff(worktree, result, rt.settings.max_diff_bytes)
     if warning:
         _warn(rt, job, warning)
     notes = setup_log + (f"[fleet] {warning}\n" if warning else "")
-    result = replace(result, transcript=redact(notes + result.transcript, _secrets(job)))
+    egress = "".join(event.line() + "\n" for event in sandbox.gate.events) if sandbox.gate else ""
+    result = replace(result, transcript=redact(notes + result.transcript + egress, _secrets(job)))
     return result, diff
+
+
+def _own_git_dir(worktree: Worktree, attempt_dir: Path, sandbox: AgentSandbox) -> AbstractContextManager[object]:
+    """Unsandboxed, `.git` names the attempt's git dir during the run (a sandbox binds its own pointer over it)."""
+    if sandbox.wrapper:
+        return nullcontext()
+    gitdir = private_gitdir(worktree.mirror, worktree.gitdir, worktree.base_sha, attempt_dir)
+    return pointed_at(worktree.path, gitdir)
+
+
+def _take_diff(worktree: Worktree, result: AgentResult, limit: int) -> tuple[AgentResult, str]:
+    """The worktree's diff; over the limit, none, and the attempt's error names the size (nothing is stored)."""
+    try:
+        return result, worktree.diff(limit)
+    except DiffTooLarge as exc:
+        return replace(result, error="; ".join(filter(None, (result.error, str(exc))))), ""
 
 
 def _agent_sandbox(
@@ -190,7 +236,10 @@ def _agent_sandbox(
     missing = bwrap_missing()
     if missing is not None:
         return AgentSandbox(), missing
+    command = job.agent_options.get("command", ())
     needs_network = bool(getattr(agent, "needs_network", False))
+    network = wants_network(rt.settings.agent_network, job.repo_settings.get("agent_network"), needs_network)
+    gate = rt.egress.open(rt.egress_socket(job.attempt_id), _egress_allow(rt, job, agent)) if network else None
     plan = SandboxPlan(
         worktree=worktree.path,
         worktree_gitdir=worktree.gitdir,
@@ -198,11 +247,53 @@ def _agent_sandbox(
         base_sha=job.base_sha,
         attempt_dir=attempt_dir,
         home=attempt_dir / "home",
-        hidden=(rt.settings.home, Path(job.source), *credential_stores(Path.home())),
-        network=wants_network(rt.settings.agent_network, job.repo_settings.get("agent_network"), needs_network),
-        shown=tuple(Path(c) for c in job.agent_options.get("command", ())[:1] if Path(c).is_absolute()),
+        hidden=_hidden(rt, job),
+        readable=toolchain_roots(os.environ.get("PATH", os.defpath), command[:1], _declared_paths(rt, job)),
+        shown=tuple(Path(c) for c in command[:1] if Path(c).is_absolute()),
+        egress_socket=gate.socket_path if gate else None,
     )
-    return build_sandbox(plan), None
+    try:
+        return replace(build_sandbox(plan), gate=gate), None
+    except BaseException:
+        if gate is not None:
+            gate.close()
+        raise
+
+
+def _egress_allow(rt: WorkerRuntime, job: Job, agent: Agent) -> list[str]:
+    """Where a sandboxed agent may connect: its CLI's model API, the hosts of the base URLs it is given, and
+    what the operator (FLEET_AGENT_HOSTS) and the repository (agent_hosts) add. Nothing else: not Redis, not
+    PostgreSQL, not the web app, not the LAN."""
+    hosts = [*getattr(agent, "model_hosts", ()), *rt.settings.agent_hosts, *job.repo_settings.get("agent_hosts", ())]
+    hosts += [url_authority(os.environ.get(name, "")) for name in _agent_options(rt, job).env_passthrough]
+    return [host for host in dict.fromkeys(hosts) if host]
+
+
+def url_authority(value: str) -> str:
+    """`host:port` of an http(s) URL (`https://api.example.com/v1` gives `api.example.com:443`), else ''."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}"
+
+
+def _sandboxes_agents(rt: WorkerRuntime, job: Job) -> bool:
+    return rt.settings.agent_sandbox and job.repo_settings.get("agent_sandbox") is not False and not bwrap_missing()
+
+
+def _hidden(rt: WorkerRuntime, job: Job) -> tuple[Path, ...]:
+    """Covered in every sandbox even where a shown folder holds them: Fleet's state, the repository, credentials."""
+    return (rt.settings.home, Path(job.source), *credential_stores(Path.home()))
+
+
+def _declared_paths(rt: WorkerRuntime, job: Job) -> tuple[Path, ...]:
+    """What the operator and the repository declare readable in every sandbox, besides the toolchains."""
+    return (*rt.settings.sandbox_read_paths, *map(Path, job.repo_settings.get("read_paths", ())))
 
 
 def _warn(rt: WorkerRuntime, job: Job, warning: str) -> None:
@@ -231,7 +322,13 @@ def _agent_options(rt: WorkerRuntime, job: Job) -> AgentOptions:
 
 
 def _prepare_worktree(
-    rt: WorkerRuntime, job: Job, mirror: Path, path: Path, ports: dict[str, str], cancel: threading.Event
+    rt: WorkerRuntime,
+    job: Job,
+    mirror: Path,
+    path: Path,
+    ports: dict[str, str],
+    cancel: threading.Event,
+    scratch: Path,
 ) -> str:
     """Copy the repo's files in and set up its environment (neither is ever part of a diff); returns the log."""
     if job.copy_files:
@@ -241,14 +338,20 @@ def _prepare_worktree(
         return ""
     cache = job.env_cache(rt.env_cache)
     copied = tuple(source for source, _ in job.copy_files)
+    env, wrapper = scrubbed_env(os.environ) | ports, tuple[str, ...]()
+    if _sandboxes_agents(rt, job):
+        env |= scratch_env(scratch)
+        readable = toolchain_roots(os.environ.get("PATH", os.defpath), [job.setup_cmd], _declared_paths(rt, job))
+        wrapper = confine(setup_view(path, scratch, readable, _hidden(rt, job)))
     environment = set_up_environment(
         path,
         job.setup_cmd,
         where="the agent's worktree",
         timeout=rt.settings.setup_timeout_seconds,
-        env=scrubbed_env(os.environ) | ports,
+        env=env,
         cancelled=cancel,
         cache=CacheUse(cache, "agent", copied, job.env_key_files) if cache else None,
+        wrapper=wrapper,
     )
     exclude_from_diffs(mirror, environment.created)  # what the setup built is the environment, not the agent's work
     return environment.log
@@ -350,8 +453,10 @@ def verify_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     cancel = rt.leases.hold(lease.token, attempt_id)
     try:
         result, baseline_id = _execute_verification(rt, job, cancel)
-    except Exception as exc:
-        _record_error(rt, job, lease, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    except BaseException as exc:
+        if _stops_worker(exc):
+            raise
+        _record_error(rt, job, lease, _named(exc), traceback.format_exc())
         return
     finally:
         rt.leases.drop(lease.token)
@@ -372,7 +477,13 @@ def _execute_verification(
     )
     report_dir = rt.attempt_dir(job.attempt_id)
     with rt.ports.lease(job.ports) as ports:
-        spec = replace(spec, env=dict(os.environ) | ports.env())
+        spec = replace(
+            spec,
+            env=dict(os.environ) | ports.env(),
+            env_names=tuple(job.repo_settings.get("test_env", ())),
+            readable=_declared_paths(rt, job),
+            hidden=_hidden(rt, job),
+        )
         baseline, baseline_id = _baseline(rt, job, spec, pool, report_dir / "baseline", cancel)
         if baseline.error:
             return _baseline_error(baseline), baseline_id

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -18,6 +19,7 @@ from db import queries
 from db.engine import Database
 from db.models import utcnow
 from orchestrator.settings import Settings
+from workers.egress import EgressProxy
 from workers.envcache import EnvCache
 from workers.environment import PortAllocator
 from workers.mirror import ensure_mirror
@@ -96,6 +98,8 @@ class WorkerRuntime:
             settings.ports_dir, settings.port_first, settings.port_block_size, settings.port_blocks
         )
         self.env_cache = EnvCache(settings.env_cache_dir, settings.env_cache_bytes)
+        self.egress = EgressProxy()
+        self._egress_root: Path | None = None
         self._pools: dict[tuple[str, str], WorktreePool] = {}
         self._mirrors_dir = settings.mirrors_dir
         self._mirror_checks: Recent[tuple[str, str, str], tuple[Path, float]] = Recent(MIRROR_CHECKS_KEPT)
@@ -104,6 +108,13 @@ class WorkerRuntime:
         self._baseline_locks: dict[str, threading.Lock] = {}
         self._stopped = threading.Event()
         self._heart = threading.Thread(target=self._heartbeat_loop, name="fleet-heartbeat", daemon=True)
+
+    def egress_socket(self, attempt_id: int) -> Path:
+        """Where the attempt's egress gate listens: a short path (a Unix socket's is at most 107 bytes) in a
+        folder of this process's own, 0700, that only that attempt's sandbox gets bound in."""
+        if self._egress_root is None:
+            self._egress_root = Path(tempfile.mkdtemp(prefix="fleet-egress-"))
+        return self._egress_root / str(attempt_id) / "proxy.sock"
 
     def new_lease(self) -> queries.Lease:
         return queries.Lease(owner=self.worker_id, token=uuid.uuid4().hex, seconds=self.settings.lease_seconds)

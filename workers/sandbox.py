@@ -1,34 +1,38 @@
-"""The bubblewrap sandbox every agent command runs in, when bwrap is installed and the repository allows it.
+"""One confinement for every command Fleet runs on someone else's behalf: agent commands and code under test.
 
-Inside, an agent sees the host read-only, with these exceptions:
-- writable: the worktree, its attempt folder (prompt, the CLI's scratch files, TMPDIR) and a home folder
-  of its own in the attempt folder (HOME and XDG_CACHE_HOME point there; API keys come through the
-  environment allow-list). It goes with the attempt folder, so nothing an agent leaves in its home, such
-  as a ~/.gitconfig or a shell profile, reaches a later attempt;
-- the worktree's `.git` is a read-only file naming the attempt's own git dir (workers/agent_git.py), which
-  holds the base commit and nothing after or beside it; the agent may commit there;
-- hidden (an empty read-only folder): FLEET_HOME, with the mirrors, other slots, other attempts and the
-  SQLite database, the registered repository itself, which holds every branch, and the worker user's
-  credential stores (~/.ssh, ~/.aws, ~/.netrc... : CREDENTIAL_STORES; a hidden file reads as empty);
-- its own PID namespace (the whole tree dies with the agent, nothing is left behind) and, with network
-  `none`, its own network namespace: only a private loopback, so not even the worker's loopback servers.
-
-Network: the built-in `llm` agent and the `shell` agent default to `none` (the llm agent calls its model from
-the worker, outside the sandbox; only its shell commands run inside). The agent CLIs call their model API
-themselves and default to `on`. A repository (`agent_network`) or FLEET_AGENT_NETWORK chooses for all.
-The per-attempt cost is one `git pack-objects` plus a few small files, and bwrap's start per command
-(bench/agent_sandbox.py measures both).
+Built by bubblewrap with the same hardening for both profiles (build_sandbox, verification_view):
+- no capabilities, whatever user the worker runs as: a user namespace of its own (`--unshare-user`; bwrap
+  creates none for root on its own), `--cap-drop ALL`, no nested user namespaces (`--disable-userns`),
+  no_new_privs, and the seccomp filter of workers/seccomp.py (mounts, namespaces, ptrace, keyrings, bpf...);
+- an allow-list of what is visible, on an empty root: the system's folders read-only (SYSTEM; /etc without the
+  files only root should read, ETC_SECRETS), a private /tmp, /dev and /proc, the command's own writable
+  folders, and read-only the toolchains its commands need even under a home folder (toolchain_roots: the
+  worker's PATH and interpreter, the programs a command names, paths the operator declares). The worker
+  user's home, every FLEET_HOME, every registered repository, /run, /var, /tmp and /dev/shm (where Unix
+  sockets live) and other users' homes are absent, not covered; inside a shown folder, FLEET_HOME, the
+  repository and credential stores are covered too (with no capabilities, a cover cannot be unmounted);
+- its own PID, IPC, UTS and network namespaces: a private loopback only, so neither the host's loopback
+  servers (Redis, PostgreSQL, the web app) nor abstract Unix sockets are reachable. An agent that needs its
+  model API gets it through the egress proxy (workers/egress.py): a Unix socket bound in, a relay on the
+  sandbox's own loopback, and an allow-list of host:port outside. Only a repository that allows the network
+  to its tests (`test_network`) shares the host's network with them.
+The environment is the caller's allow-list (workers/agents/base.py agent_env, verification/runner.py).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
-from collections.abc import Sequence
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from verification.sandbox import sandbox_problem
 from workers.agent_git import gitdir_pointer, make_agent_gitdir
+from workers.egress import RELAY_SCRIPT, EgressGate, relay_argv
+from workers.seccomp import SeccompUnavailable, filter_file
 from workers.worktree import remove_tree
 
 NETWORK_CHOICES = ("none", "on")
@@ -36,18 +40,46 @@ AUTO = "auto"
 MISSING = "the agent ran without a sandbox (bubblewrap is not installed)"
 BROKEN = "the agent ran without a sandbox (bubblewrap cannot create one here: {})"
 TURNED_OFF = "the agent ran without a sandbox (turned off by {})"
+TESTS_MISSING = "tests ran without a sandbox (bubblewrap is not installed)"
+TESTS_BROKEN = "tests ran without a sandbox (bubblewrap cannot create one here: {})"
+NO_SECCOMP = "the sandbox has no seccomp filter ({})"
+PROBE_TIMEOUT = 10.0
 
-
+SYSTEM = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Readable by root alone, and a root worker's sandbox is root in its own namespace: covered.
+ETC_SECRETS = (
+    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers", "/etc/sudoers.d",
+    "/etc/ssl/private", "/etc/credstore", "/etc/credstore.encrypted", "/etc/redis", "/etc/mysql/debian.cnf",
+    "/etc/postgresql/.pgpass",
+)  # fmt: skip
 # The worker user's credential stores: an agent gets its keys from the environment allow-list, never from these.
 CREDENTIAL_STORES = (
-    ".ssh", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".gnupg",
-    ".netrc", ".git-credentials", ".pgpass", ".pypirc", ".npmrc",
+    ".ssh", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".gnupg", ".netrc", ".git-credentials",
+    ".pgpass", ".pypirc", ".npmrc", ".cargo/credentials", ".cargo/credentials.toml", ".config/gh",
+    ".config/hub", ".local/share/keyrings", ".password-store", ".vault-token",
 )  # fmt: skip
+TOOLCHAIN_LEAVES = ("bin", "sbin", "shims")
+FLEET_PACKAGES = ("orchestrator", "workers", "verification", "db")
+HARDENING = (
+    "--unshare-user", "--disable-userns", "--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc",
+    "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+)  # fmt: skip
+SECCOMP_FD = 3
+# Opens the filter as fd 3 for bwrap's --seccomp, then execs bwrap: a fixed script, the path is its argument.
+WITH_FILTER = ("/bin/sh", "-c", f'exec {SECCOMP_FD}<"$1" && shift && exec "$@"', "fleet-seccomp")
 
 
-def credential_stores(home: Path) -> tuple[Path, ...]:
-    """The credential stores present in home (the worker user's), for SandboxPlan.hidden."""
-    return tuple(home / name for name in CREDENTIAL_STORES if (home / name).exists())
+@dataclass(frozen=True)
+class View:
+    """What one confined command sees besides the system: its writable folders and the read-only extras."""
+
+    workdir: Path
+    writable: tuple[Path, ...] = ()
+    readable: tuple[Path, ...] = ()
+    hidden: tuple[Path, ...] = ()
+    overlays: tuple[tuple[Path, Path], ...] = ()  # (file, where it shows read-only)
+    network: bool = False  # True: the host's network (tests a repository allows it to)
+    egress_socket: Path | None = None  # the egress proxy's socket, bound in at the same path
 
 
 @dataclass(frozen=True)
@@ -56,6 +88,8 @@ class AgentSandbox:
 
     wrapper: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    warning: str | None = None
+    gate: EgressGate | None = None  # the attempt's way to its model API, closed when the attempt ends
 
 
 @dataclass(frozen=True)
@@ -69,10 +103,10 @@ class SandboxPlan:
     attempt_dir: Path
     home: Path
     hidden: tuple[Path, ...]
-    network: bool
-    # Files shown read-only even inside a hidden folder: the agent's own program (`--agent-cmd ./fix.sh` run
-    # from the repository's folder).
+    readable: tuple[Path, ...] = ()
+    # The agent's own program, shown read-only even inside a hidden folder (`--agent-cmd ./fix.sh`).
     shown: tuple[Path, ...] = ()
+    egress_socket: Path | None = None
 
     @property
     def scratch(self) -> Path:
@@ -89,49 +123,195 @@ def bwrap_missing() -> str | None:
     return BROKEN.format(problem) if problem is not None else None
 
 
+def unsandboxed_tests_warning() -> str:
+    """Why the last test runs had no sandbox, for the verification's warnings."""
+    exe = shutil.which("bwrap")
+    return TESTS_MISSING if exe is None else TESTS_BROKEN.format(sandbox_problem(exe) or "unknown")
+
+
+@functools.lru_cache(maxsize=4)
+def sandbox_problem(exe: str) -> str | None:
+    """None when `exe` can start a hardened sandbox on this machine (containers often forbid user namespaces)."""
+    argv = [exe, *HARDENING, *_system_binds(), "--dev", "/dev", "--proc", "/proc", "--unshare-net", "true"]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    return None if done.returncode == 0 else (done.stderr.strip() or f"exit code {done.returncode}")
+
+
+def seccomp_problem() -> str | None:
+    """Why sandboxes run without the seccomp filter, or None when they have it."""
+    try:
+        filter_file()
+    except (SeccompUnavailable, OSError) as exc:
+        return str(exc)
+    return None
+
+
 def wants_network(setting: str, repo_choice: str | None, agent_needs_network: bool) -> bool:
     """The repository's choice, else FLEET_AGENT_NETWORK, else (auto) what the agent needs."""
     choice = repo_choice or setting
     return agent_needs_network if choice == AUTO else choice == "on"
 
 
-def build_sandbox(plan: SandboxPlan) -> AgentSandbox:
-    """Make the attempt's git dir and folders, and the bwrap argv prefix that confines the agent to them."""
+def confine(view: View) -> tuple[str, ...]:
+    """The argv prefix that runs a command confined to view (bwrap must be usable: see bwrap_missing)."""
     exe = shutil.which("bwrap")
     if exe is None:
         raise FileNotFoundError("bwrap")
+    argv = [exe, *HARDENING, *_system_binds(), "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    argv += _binds("--ro-bind", _existing(view.readable))
+    argv += _binds("--bind", [path.resolve() for path in view.writable])
+    if view.egress_socket is not None:
+        argv += _binds("--bind", [view.egress_socket.parent.resolve()])
+    argv += _covers(view, [*_existing(view.readable), *map(Path, SYSTEM)])
+    for source, dest in view.overlays:
+        argv += ["--ro-bind", str(source), str(dest)]
+    argv += ["--chdir", str(view.workdir.resolve())]
+    if not view.network:
+        argv.append("--unshare-net")
+    if seccomp_problem() is None:
+        return (*WITH_FILTER, str(filter_file()), *argv, "--seccomp", str(SECCOMP_FD))
+    return tuple(argv)
+
+
+def _system_binds() -> list[str]:
+    """The system's folders, read-only; a folder that is a link on the host (/bin -> usr/bin) stays a link."""
+    args: list[str] = []
+    for name in SYSTEM:
+        path = Path(name)
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), name]
+        elif path.is_dir():
+            args += ["--ro-bind", name, name]
+    return args
+
+
+def _binds(flag: str, paths: Iterable[Path]) -> list[str]:
+    return [arg for path in paths for arg in (flag, str(path), str(path))]
+
+
+def _existing(paths: Iterable[Path]) -> list[Path]:
+    """Resolved, existing, without duplicates or paths inside another one (showing the outer one shows them)."""
+    found = sorted({p.resolve() for p in paths if p.exists()}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in found:
+        if not any(path.is_relative_to(outer) for outer in kept):
+            kept.append(path)
+    return kept
+
+
+def _covers(view: View, shown: Sequence[Path]) -> list[str]:
+    """Hidden folders (an empty read-only tmpfs) and files (an empty file) that fall inside a shown folder."""
+    args: list[str] = []
+    for path in _existing([*view.hidden, *map(Path, ETC_SECRETS)]):
+        if not any(path.is_relative_to(folder) for folder in shown):
+            continue  # not shown in the first place
+        if path.is_dir():
+            args += ["--tmpfs", str(path), "--remount-ro", str(path)]
+        else:
+            args += ["--ro-bind", "/dev/null", str(path)]
+    return args
+
+
+def toolchain_roots(path_var: str, commands: Sequence[str] = (), declared: Sequence[Path] = ()) -> tuple[Path, ...]:
+    """What a confined command needs read-only beyond the system: the toolchains on PATH (a pyenv, an nvm, a
+    virtualenv: the folder above a `bin` or `shims`), the worker's interpreter and Fleet's own packages, the
+    programs named by absolute path in commands (their toolchain, or the file alone), and declared paths."""
+    named = [Path(word) for command in commands for word in _path_words(command)]
+    programs = [Path(sys.executable), *(p for p in named if p.is_file())]
+    roots = [_toolchain_root(Path(entry)) for entry in path_var.split(os.pathsep) if entry.startswith("/")]
+    roots += [_program_root(p) for program in programs for p in (program, program.resolve())]
+    roots += [p for p in named if p.is_dir() and p != Path("/")]  # `--find-links /srv/wheels`
+    roots += [Path(sys.prefix), Path(sys.base_prefix), *_fleet_packages(), *declared]
+    return tuple(p for p in dict.fromkeys(roots) if p.exists() and not _is_system(p))
+
+
+def _path_words(command: str) -> list[str]:
+    """The absolute paths a command names, as words or as `--option=/path` values (never run, only looked at)."""
+    words = [word.rpartition("=")[2] if "=" in word else word for word in command.split()]
+    return [word.strip("'\"") for word in words if word.strip("'\"").startswith("/")]
+
+
+def _toolchain_root(folder: Path) -> Path:
+    """The folder above a `bin` or `shims` (~/.pyenv for ~/.pyenv/shims), but never a home or ~/.local itself."""
+    if folder.name not in TOOLCHAIN_LEAVES or folder.parent == Path.home() or folder.parent.name == ".local":
+        return folder
+    return folder.parent
+
+
+def _program_root(program: Path) -> Path:
+    """A program's toolchain when it sits in a `bin` (a virtualenv's python), else the program file alone."""
+    return _toolchain_root(program.parent) if program.parent.name in TOOLCHAIN_LEAVES else program
+
+
+def _is_system(path: Path) -> bool:
+    return any(path.resolve().is_relative_to(name) for name in SYSTEM) or path.resolve() == Path("/")
+
+
+def _fleet_packages() -> list[Path]:
+    """Fleet's own packages, read-only: agents run Fleet's helpers (the class-agent host, the egress relay)."""
+    root = Path(__file__).resolve().parent.parent
+    return [root / name for name in FLEET_PACKAGES]
+
+
+def credential_stores(home: Path) -> tuple[Path, ...]:
+    """The credential stores present in home (the worker user's): covered wherever a shown folder holds them."""
+    return tuple(home / name for name in CREDENTIAL_STORES if (home / name).exists())
+
+
+def build_sandbox(plan: SandboxPlan) -> AgentSandbox:
+    """Make the attempt's git dir and folders, and the argv prefix that confines the agent to them."""
     tmp = plan.scratch / "tmp"
     for folder in (tmp, plan.home / ".cache"):
         folder.mkdir(parents=True, exist_ok=True)
     remove_tree(plan.attempt_dir / "agent-git")  # left by an earlier delivery of the same attempt
     gitdir = make_agent_gitdir(plan.mirror, plan.worktree_gitdir, plan.base_sha, plan.attempt_dir / "agent-git")
     pointer = gitdir_pointer(gitdir, plan.attempt_dir / "agent-git-pointer")
-    wrapper = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    hidden = _outermost(plan.hidden)
-    for path in hidden:
-        wrapper += ["--tmpfs", str(path)]
-    for path in (p.resolve() for p in plan.hidden if p.is_file()):
-        if not any(path.is_relative_to(folder) for folder in hidden):
-            wrapper += ["--ro-bind", "/dev/null", str(path)]  # a hidden file reads as empty
-    for path in (plan.worktree, gitdir, plan.scratch, plan.home):
-        wrapper += ["--bind", str(path), str(path)]
-    wrapper += ["--ro-bind", str(pointer), str(plan.worktree / ".git")]
-    for path in (p.resolve() for p in plan.shown if p.is_file()):
-        wrapper += ["--ro-bind", str(path), str(path)]
-    for path in hidden:
-        wrapper += ["--remount-ro", str(path)]
-    wrapper += ["--unshare-pid", "--die-with-parent", "--new-session", "--chdir", str(plan.worktree)]
-    if not plan.network:
-        wrapper.append("--unshare-net")
+    shown = tuple((p.resolve(), p.resolve()) for p in plan.shown if p.is_file() and os.access(p, os.X_OK))
+    view = View(
+        workdir=plan.worktree,
+        writable=(plan.worktree, gitdir, plan.scratch, plan.home),
+        readable=plan.readable,
+        hidden=plan.hidden,
+        overlays=((pointer, plan.worktree / ".git"), *shown),
+        egress_socket=plan.egress_socket,
+    )
     env = {"HOME": str(plan.home), "XDG_CACHE_HOME": str(plan.home / ".cache"), "TMPDIR": str(tmp)}
-    return AgentSandbox(tuple(wrapper), env)
+    wrapper = confine(view)
+    if plan.egress_socket is not None:  # the relay on the sandbox's own loopback is the agent's HTTP proxy
+        wrapper += relay_argv(sys.executable, RELAY_SCRIPT, plan.egress_socket, 0)
+    return AgentSandbox(wrapper, env, _seccomp_warning())
 
 
-def _outermost(paths: Sequence[Path]) -> list[Path]:
-    """Existing folders, without those inside another one: covering the outer folder hides them already."""
-    folders = sorted({p.resolve() for p in paths if p.is_dir()}, key=lambda p: len(p.parts))
-    kept: list[Path] = []
-    for path in folders:
-        if not any(path.is_relative_to(outer) for outer in kept):
-            kept.append(path)
-    return kept
+def verification_view(
+    checkout: Path, report_dir: Path, network: bool, readable: Sequence[Path], hidden: Sequence[Path]
+) -> View:
+    """The code under test's view: its checkout and report folder writable, its toolchains read-only."""
+    return View(
+        workdir=checkout,
+        writable=(checkout, report_dir),
+        readable=tuple(readable),
+        hidden=tuple(hidden),
+        network=network,
+    )
+
+
+def _seccomp_warning() -> str | None:
+    problem = seccomp_problem()
+    return NO_SECCOMP.format(problem) if problem is not None else None
+
+
+def setup_view(checkout: Path, scratch: Path, readable: Sequence[Path], hidden: Sequence[Path]) -> View:
+    """A setup command's view: the verification's, with a scratch folder (its HOME) and the host's network,
+    which installing packages needs. What it builds may be a diff's code (a changed setup.py)."""
+    return View(checkout, (checkout, scratch), tuple(readable), tuple(hidden), network=True)
+
+
+def scratch_env(scratch: Path) -> dict[str, str]:
+    """HOME and TMPDIR inside a sandbox's scratch folder, made here."""
+    home, tmp = scratch / "home", scratch / "tmp"
+    for folder in (home, tmp):
+        folder.mkdir(parents=True, exist_ok=True)
+    return {"HOME": str(home), "TMPDIR": str(tmp), "XDG_CACHE_HOME": str(home / ".cache")}

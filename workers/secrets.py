@@ -17,10 +17,17 @@ KNOWN_KEYS = re.compile(
             r"xox[abposr]-[A-Za-z0-9-]{10,}",  # Slack
             r"glpat-[A-Za-z0-9_-]{20,}",  # GitLab
             r"(?<=[Bb]earer )[A-Za-z0-9._~+/=-]{20,}",
+            r"[rs]k_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
+            r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",  # the user:password of a URL (a DSN)
         )
     )
 )
-SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL", re.IGNORECASE)
+# Names of variables whose values are secrets: *_PASS, *_PASSWORD, *_SK, *SECRET*, *TOKEN*, *_KEY, DSNs...
+SECRET_NAME = re.compile(
+    r"KEY|TOKEN|SECRET|PASSW|_PASS$|^PASS|CREDENTIAL|(?:^|_)SK(?:_|$)|DSN|DATABASE_URL|BROKER_URL|AUTH|COOKIE|SESSION",
+    re.IGNORECASE,
+)
 MIN_VALUE_LENGTH = 8
 REDACTED = "[redacted]"
 

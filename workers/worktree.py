@@ -12,17 +12,28 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from workers.git import GitError, git
 from workers.mirror import HEX_SHA, exclusive_lock, try_lock
 
 POLL_SECONDS = 0.2
+ESC = "surrogateescape"  # file names that are not UTF-8 pass through git calls unchanged
+PATHS_PER_CALL = 256  # paths per git command line, well under the argument size limit
 SLOT_PREFIX = "slot-"
 
 
 class WorktreeError(Exception):
     """A worktree slot could not be prepared or used."""
+
+
+class DiffTooLarge(WorktreeError):
+    """An attempt's changes are over the diff size limit: no diff was kept, nothing reached the mirror."""
+
+    def __init__(self, size: int, limit: int, measured: str = "the diff is") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{measured} {size:,} bytes, over FLEET_MAX_DIFF_BYTES ({limit:,})")
 
 
 class PoolExhausted(WorktreeError):
@@ -77,23 +88,39 @@ class Worktree:
         """True once release() has run."""
         return self._lock is None
 
-    def diff_bytes(self) -> bytes:
-        """The exact patch from base_sha to the checkout (edits, new/deleted files, commits); .gitignore respected."""
+    def diff_bytes(self, limit: int | None = None) -> bytes:
+        """The exact patch from base_sha to the checkout (edits, new/deleted files, commits); .gitignore respected.
+
+        The mirror is never written: the changed files are hashed into a scratch object folder that borrows the
+        mirror's objects, through a scratch copy of the index, and both are deleted on return. With a limit, the
+        bytes the changes add are measured by stat before git reads any of them, and the patch by its size on
+        disk before Python reads it; either over the limit raises DiffTooLarge.
+        """
         if self._lock is None:
             raise WorktreeError(f"{self.path} was already released")
         if _pointer(self.path, self._gitdir) != self._pointer:
             raise WorktreeError(f"{self.path} no longer belongs to {self.mirror}; its .git was tampered with")
-        self._git("add", "-A")
+        changed = self._changed()
+        if limit is not None:
+            self._check_added(changed, limit)
         with tempfile.TemporaryDirectory(prefix="fleet-diff-") as tmp:
+            scratch = _scratch_objects(Path(tmp), self._gitdir, self.mirror)
+            if changed:  # only what status saw changed is hashed: no second walk of the whole checkout
+                paths = "".join(f"{path}\0" for path, _ in changed)
+                stage = ("update-index", "--add", "--remove", "--replace", "-z", "--stdin")
+                self._git(*stage, input=paths, env=scratch, errors=ESC)
             out = Path(tmp, "patch")
             # --output: bytes untouched (CRLF, non-UTF-8 text); --no-textconv/--no-ext-diff: no configured command runs.
             flags = ("--cached", "--binary", "--no-color", "--no-ext-diff", "--no-textconv", f"--output={out}")
-            self._git("diff", *flags, self.base_sha, "--")
+            self._git("diff", *flags, self.base_sha, "--", env=scratch)
+            size = out.stat().st_size
+            if limit is not None and size > limit:
+                raise DiffTooLarge(size, limit)
             return out.read_bytes()
 
-    def diff(self) -> str:
+    def diff(self, limit: int | None = None) -> str:
         """diff_bytes() as text; bytes that are not UTF-8 become U+FFFD (use diff_bytes() for an exact patch)."""
-        return self.diff_bytes().decode("utf-8", errors="replace")
+        return self.diff_bytes(limit).decode("utf-8", errors="replace")
 
     def release(self) -> None:
         """Clean the checkout and free the slot; harmless when called again."""
@@ -109,8 +136,39 @@ class Worktree:
             self._lock.close()
             self._lock = None
 
-    def _git(self, *args: str) -> str:
-        return git(*_explicit(self.path, self._gitdir), *args, cwd=self.path)
+    def _git(self, *args: str, **options: Any) -> str:
+        return git(*_explicit(self.path, self._gitdir), *args, cwd=self.path, **options)
+
+    def _changed(self) -> list[tuple[str, str]]:
+        """(path, state) of each path whose file differs from the index: M or T changed, D deleted, ? untracked."""
+        # --no-optional-locks: the slot's index (in the mirror) is not refreshed and written either.
+        status = ("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
+        entries = self._git(*status, errors=ESC).split("\0")
+        # "XY path": Y compares the file with the index. A nested repository shows as "dir/"; staged as "dir",
+        # it is a gitlink, as `git add -A` would make it.
+        return [(entry[3:].rstrip("/"), entry[1]) for entry in entries if len(entry) > 3 and entry[1] != " "]
+
+    def _check_added(self, changed: list[tuple[str, str]], limit: int) -> None:
+        """DiffTooLarge when the changed files add more than limit bytes: new files whole, edited ones by growth."""
+        sizes = {path: _file_size(self.path / path) for path, _ in changed}
+        added = sum(sizes.values())
+        if added > limit:  # edited files count by what they grew; asked of git only when it can matter
+            edited = [path for path, state in changed if state in "MT"]
+            added -= sum(min(size, sizes[path]) for path, size in self._base_sizes(edited).items())
+        if added > limit:
+            raise DiffTooLarge(added, limit, "the diff is too large: the changed files add")
+
+    def _base_sizes(self, paths: list[str]) -> dict[str, int]:
+        """The size of each path's blob at base_sha (paths that are not blobs there are left out)."""
+        sizes: dict[str, int] = {}
+        for start in range(0, len(paths), PATHS_PER_CALL):
+            chunk = paths[start : start + PATHS_PER_CALL]
+            listing = self._git("--literal-pathspecs", "ls-tree", "-l", "-z", self.base_sha, "--", *chunk, errors=ESC)
+            for entry in filter(None, listing.split("\0")):
+                meta, path = entry.split("\t", 1)
+                if meta.split()[-1].isdigit():
+                    sizes[path] = int(meta.split()[-1])
+        return sizes
 
 
 class WorktreePool:
@@ -264,6 +322,36 @@ def clean_checkout(path: Path, gitdir: Path) -> None:
 def _explicit(path: Path, gitdir: Path) -> tuple[str, str]:
     """git options naming the git dir and the work tree, so neither .git nor core.worktree is consulted."""
     return f"--git-dir={gitdir}", f"--work-tree={path}"
+
+
+def _scratch_objects(tmp: Path, gitdir: Path, mirror: Path) -> dict[str, str]:
+    """git's environment for writing objects and the index under tmp while reading the mirror's objects too."""
+    index = tmp / "index"
+    if (gitdir / "index").is_file():
+        shutil.copyfile(gitdir / "index", index)  # its stat data spares git from hashing unchanged files again
+    (tmp / "objects").mkdir()
+    return {
+        "GIT_INDEX_FILE": str(index),
+        "GIT_OBJECT_DIRECTORY": str(tmp / "objects"),
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES": _quoted_for_git(mirror / "objects"),
+    }
+
+
+def _quoted_for_git(path: Path) -> str:
+    """path as one entry of a colon-separated git path list (git reads a double-quoted entry C-style)."""
+    text = str(path)
+    if ":" not in text and not text.startswith('"'):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _file_size(path: Path) -> int:
+    """The bytes git would hash for path: a file's length, a link's target length; 0 for anything else or gone."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return 0
+    return info.st_size if stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode) else 0
 
 
 def _pointer(path: Path, gitdir: Path) -> tuple[bytes, bytes] | None:

@@ -7,14 +7,15 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from orchestrator.errors import FleetError
+from orchestrator.terminal import TerminalConsole, plain
 
-out = Console(highlight=False, soft_wrap=True)
+out = TerminalConsole(highlight=False, soft_wrap=True, markup=False, emoji=False)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8600
 
@@ -59,7 +60,7 @@ def watch_view(data: dict[str, Any]) -> Group:
     running = Table("attempt", "ticket", "agent", "status", "elapsed", title="Running")
     for a in data["running"]:
         title = f"#{a['ticket']} {a['title'][:50]}"
-        running.add_row(str(a["attempt"]), title, a["agent"], a["status"], duration(a["elapsed_seconds"]))
+        running.add_row(*plain(a["attempt"], title, a["agent"], a["status"], duration(a["elapsed_seconds"])))
     backlog = data["review_backlog"]
     footer = Text(
         f"review backlog {backlog['count']} (oldest {duration(backlog['oldest_age_seconds'])}) · "
@@ -135,7 +136,7 @@ def register(app: typer.Typer) -> None:
             return print_json(rows)
         table = Table("id", "name", "role", "created", "last used")
         for r in rows:
-            table.add_row(str(r["id"]), r["name"], r["role"], r["created_at"] or "", r["last_used_at"] or "never")
+            table.add_row(*plain(r["id"], r["name"], r["role"], r["created_at"] or "", r["last_used_at"] or "never"))
         out.print(table)
 
     @token_app.command("revoke")

@@ -24,7 +24,8 @@ ADD = "tests/test_calc.py::test_add"
 LATER_SUBJECT = "LATER-COMMIT-SECRET"
 OTHER_SUBJECT = "OTHER-TICKET-SECRET"
 # Runs inside the sandbox: tries each escape and prints BLOCKED or ESCAPED, then makes the honest fix and commits it.
-PROBE = """import socket, subprocess, sys
+PROBE = """#!{python}
+import socket, subprocess, sys
 from pathlib import Path
 
 mirror, source, later, port, *outside = sys.argv[1:]
@@ -43,8 +44,11 @@ def git(*args):
     return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
 
 
-for path in outside:
-    attempt(f"write {path}", lambda path=path: Path(path).write_text("escaped"))
+for path in outside:  # a write may land in the sandbox's private /tmp: the test looks for it on the host
+    try:
+        Path(path).write_text("escaped")
+    except OSError:
+        pass
 attempt("write the mirror's config", lambda: open(f"{mirror}/config", "a").write("[core]\\n\\thooksPath = /tmp\\n"))
 attempt("write a hook into the mirror", lambda: Path(f"{mirror}/hooks/post-checkout").write_text("#!/bin/sh\\n"))
 attempt("replace the worktree's .git", lambda: Path(".git").write_text("gitdir: " + mirror))
@@ -96,8 +100,10 @@ def test_escapes_are_blocked_the_honest_committed_fix_is_verified_and_a_hang_is_
     nonce = uuid.uuid4().hex[:8]
     outside = [Path(f"/tmp/fleet-escape-{nonce}"), Path.home() / f"fleet-escape-{nonce}", fleet.home / "escape"]
     outside += [repo / "escape", fleet.tmp / f"escape-{nonce}"]
-    (fleet.tmp / "probe.py").write_text(PROBE)
-    argv = [sys.executable, str(fleet.tmp / "probe.py"), str(mirror), str(repo), later, str(loopback_port)]
+    probe = fleet.tmp / "probe.py"  # the agent's program is shown to it read-only; nothing else of fleet.tmp is
+    probe.write_text(PROBE.replace("{python}", sys.executable))
+    probe.chmod(0o755)
+    argv = [str(probe), str(mirror), str(repo), later, str(loopback_port)]
     command = shlex.join([*argv, *map(str, outside)])
     common = ("--title", "add", "--body", ADD, "--base", base, "--attempts", "1", "--agent-cmd", command)
     [closed] = fleet.submit("--repo", "calc", *common)
@@ -111,7 +117,7 @@ def test_escapes_are_blocked_the_honest_committed_fix_is_verified_and_a_hang_is_
     assert shown["status"] == "needs_review", shown
     text = transcript(fleet, closed["id"])
     assert "ESCAPED" not in text, text
-    assert text.count("BLOCKED") == len(outside) + 6
+    assert text.count("BLOCKED") == 6
     assert LATER_SUBJECT not in text and OTHER_SUBJECT not in text
     assert "SEEN calc with three bugs\n" in text  # history ends at the base commit
     assert "STATUS M calc.py" in text and "COMMITTED fix add" in text
@@ -124,9 +130,9 @@ def test_escapes_are_blocked_the_honest_committed_fix_is_verified_and_a_hang_is_
     assert fleet.json("show", str(hung["id"]))["reason"] == "agent timed out after 2s"
     assert processes_with(marker) == []  # the sandbox's whole process tree ended with its time limit
 
-    opened_text = transcript(fleet, opened["id"])
-    assert "ESCAPED reach the host's loopback" in opened_text
-    assert opened_text.count("ESCAPED") == 1, opened_text
+    opened_text = transcript(fleet, opened["id"])  # network on: the model endpoints through the proxy, no more
+    assert "BLOCKED reach the host's loopback" in opened_text
+    assert "ESCAPED" not in opened_text, opened_text
 
 
 def test_a_repo_can_turn_the_sandbox_off_and_the_warning_is_recorded(embedded: Fleet) -> None:
@@ -237,7 +243,9 @@ def test_an_agent_script_kept_in_the_hidden_repository_folder_still_runs(embedde
     assert "seen: fix.sh\n" in transcript(fleet, ticket["id"])  # only the script itself, not .git or calc.py
 
 
-def test_the_workers_credential_stores_are_hidden_from_agents(embedded: Fleet) -> None:
+def test_the_workers_home_is_absent_but_a_toolchain_on_its_path_is_shown_without_credentials(
+    embedded: Fleet,
+) -> None:
     fleet = embedded
     fleet.sample_repo()
     worker_home = fleet.tmp / "worker-home"
@@ -245,12 +253,18 @@ def test_the_workers_credential_stores_are_hidden_from_agents(embedded: Fleet) -
     (worker_home / ".ssh" / "id_ed25519").write_text("ssh-canary-4417\n")
     (worker_home / ".netrc").write_text("machine example.invalid password netrc-canary-4417\n")
     (worker_home / "notes.txt").write_text("plain-file-4417\n")
+    tool = worker_home / ".cargo" / "bin" / "fleet-hello"  # a toolchain under the home, as rustup or pyenv install
+    tool.parent.mkdir(parents=True)
+    tool.write_text("#!/bin/sh\necho hello-from-the-toolchain\n")
+    tool.chmod(0o755)
+    (worker_home / ".cargo" / "credentials.toml").write_text('token = "cargo-canary-4417"\n')
     fleet.env["HOME"] = str(worker_home)
-    files = [worker_home / ".ssh" / "id_ed25519", worker_home / ".netrc", worker_home / "notes.txt"]
-    probe = "; ".join(f"cat {shlex.quote(str(f))} 2>&1" for f in files) + "; echo probed"
+    fleet.env["PATH"] = f"{tool.parent}:{fleet.env['PATH']}"
+    files = [*(worker_home / name for name in (".ssh/id_ed25519", ".netrc", "notes.txt", ".cargo/credentials.toml"))]
+    probe = "fleet-hello; " + "; ".join(f"cat {shlex.quote(str(f))} 2>&1" for f in files) + "; echo probed"
     agent = f"sh -c {shlex.quote(probe)}"
     [ticket] = fleet.submit("--repo", "calc", "--title", "probe", "--attempts", "1", "--agent-cmd", agent)
     fleet.up()
     text = transcript(fleet, ticket["id"])
-    assert "probed" in text and "plain-file-4417" in text  # the rest of the home is readable, as before
-    assert "ssh-canary-4417" not in text and "netrc-canary-4417" not in text
+    assert "probed" in text and "hello-from-the-toolchain" in text
+    assert "4417" not in text, text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import socket
 import sys
 from pathlib import Path
 
@@ -23,6 +24,11 @@ def test_dependency_is_installed():
 """
 
 
+def declared_wheelhouse(fleet: Fleet) -> tuple[str, ...]:
+    """The setup reads the wheelhouse outside the checkout: the repository declares it to the sandbox."""
+    return ("--read-path", str(fleet.tmp / "wheelhouse"))
+
+
 def repo_needing_setup(fleet: Fleet) -> tuple[Path, str]:
     """The sample repo plus a test that imports a package only its setup command installs."""
     package = fleet.tmp / "wheelhouse" / "fleetdep"
@@ -41,7 +47,17 @@ def repo_needing_setup(fleet: Fleet) -> tuple[Path, str]:
 def test_setup_installs_what_the_tests_need_and_a_failing_setup_is_an_error(embedded: Fleet) -> None:
     fleet = embedded
     repo, setup = repo_needing_setup(fleet)
-    fleet.run("repo", "add", "dep", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup)
+    fleet.run(
+        "repo",
+        "add",
+        "dep",
+        str(repo),
+        "--test-cmd",
+        SAMPLE_TEST_CMD,
+        "--setup-cmd",
+        setup,
+        *declared_wheelhouse(fleet),
+    )
     fleet.run(
         "repo",
         "add",
@@ -93,16 +109,35 @@ def test_setup_installs_what_the_tests_need_and_a_failing_setup_is_an_error(embe
     assert poisoned["status"] == "failed"
 
 
-MANIFEST_SETUP = """import pathlib, sys
+MANIFEST_SETUP = """import pathlib, socket, sys
 answer = pathlib.Path('requirements.txt').read_text().split('==')[1].strip()
 pathlib.Path('.deps/fleetdep').mkdir(parents=True)
 pathlib.Path('.deps/fleetdep/__init__.py').write_text(f'ANSWER = {answer}\\n')
-with open(sys.argv[1], 'a') as runs:
-    runs.write('setup\\n')
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'setup', ('127.0.0.1', int(sys.argv[1])))
 """
 
 
-def repo_with_manifest(fleet: Fleet, answer: int) -> tuple[Path, str, Path]:
+class SetupRuns:
+    """Counts the setups that ran: each sends one datagram (a sandboxed setup writes nothing outside its checkout,
+    but it has the network, which installing packages needs)."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.setblocking(False)
+        self.port = self.socket.getsockname()[1]
+        self.seen = 0
+
+    def count(self) -> int:
+        while True:
+            try:
+                self.socket.recv(64)
+            except BlockingIOError:
+                return self.seen
+            self.seen += 1
+
+
+def repo_with_manifest(fleet: Fleet, answer: int) -> tuple[Path, str, SetupRuns]:
     """A repo whose setup installs fleetdep with the ANSWER its requirements.txt pins; counts setups run."""
     repo = fleet.tmp / "manifest"
     write_sample_repo(repo)
@@ -111,8 +146,8 @@ def repo_with_manifest(fleet: Fleet, answer: int) -> tuple[Path, str, Path]:
     (repo / "setup_env.py").write_text(MANIFEST_SETUP)
     git("add", "-A", cwd=repo)
     git("commit", "-qm", "a pinned dependency", cwd=repo)
-    runs = fleet.tmp / "setup-runs"
-    return repo, f"{shlex.quote(sys.executable)} setup_env.py {shlex.quote(str(runs))}", runs
+    runs = SetupRuns()
+    return repo, f"{shlex.quote(sys.executable)} setup_env.py {runs.port}", runs
 
 
 def test_later_attempts_reuse_the_environment_until_a_diff_changes_its_manifest(embedded: Fleet) -> None:
@@ -125,7 +160,7 @@ def test_later_attempts_reuse_the_environment_until_a_diff_changes_its_manifest(
     ]
     fleet.up(concurrency=1)
     assert [fleet.json("show", str(t["id"]))["status"] for t in tickets] == ["needs_review", "needs_review"]
-    assert runs.read_text().count("setup") == 2  # once for agents, once for verification; then restored
+    assert runs.count() == 2  # once for agents, once for verification; then restored
     [review] = fleet.json("review", "show", str(tickets[1]["id"]))["candidates"]
     assert "environment restored from the cache" in review["transcript"]
     assert ".deps" not in review["diff"]
@@ -147,7 +182,7 @@ def test_later_attempts_reuse_the_environment_until_a_diff_changes_its_manifest(
     fleet.up(concurrency=1)
     verification = fleet.json("show", str(bumped["id"]))["runs"][0]["attempts"][0]["verification"]
     assert verification["verdict"] == "passed", verification  # so it ran with fleetdep 42, freshly built
-    assert runs.read_text().count("setup") == 3
+    assert runs.count() == 3
     assert fleet.run("cache", "clear").stdout.startswith("deleted 2 cached environments")
     assert fleet.json("cache", "list") == []
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,8 @@ from verify_helpers import FIXED_CALC, TEST_CALC, Repo, sh_git
 from verification.flags import assertion_literals, scan_diff
 from verification.patch import apply_patch
 from verification.protect import DEFAULT_PROTECT, matches, protected_changes, pytest_config, restore
-from verification.sandbox import NO_SANDBOX, bwrap_prefix, sandbox_warning
 from verification.verify import PLAIN_PYTEST
+from workers.sandbox import TESTS_MISSING, bwrap_missing, unsandboxed_tests_warning
 
 PYPROJECT = '[project]\nname = "calc"\nversion = "1"\n\n[tool.pytest.ini_options]\naddopts = "-q"\n'
 
@@ -126,12 +125,9 @@ def test_assertion_literals() -> None:
     assert assertion_literals("def broken(:\n") == set()
 
 
-def test_sandbox_is_optional_and_reported(tmp_path: Path) -> None:
-    prefix = bwrap_prefix(tmp_path, tmp_path / "reports")
-    if shutil.which("bwrap") is None:
-        assert prefix is None and sandbox_warning() == NO_SANDBOX
-    elif prefix is not None:
-        assert "--unshare-net" in prefix and str(tmp_path.resolve()) in prefix
+def test_a_missing_sandbox_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert bwrap_missing() is not None and unsandboxed_tests_warning() == TESTS_MISSING
 
 
 @pytest.mark.parametrize(

@@ -83,13 +83,17 @@ def test_looks_like_pytest() -> None:
     assert not looks_like_pytest("go test ./...", "ok  calc 0.01s\n")
 
 
-def test_default_environment_hides_credentials(repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_environment_of_tests_is_an_allow_list(repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLEET_DATABASE_URL", "postgresql://fleet:hunter2@db/fleet")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-secret")
-    monkeypatch.setenv("GITHUB_TOKEN", "ghp-secret")
+    for name in ("DB_PASS", "STRIPE_SK", "SERVICE_DSN", "UNREMARKABLE"):  # names no pattern would catch
+        monkeypatch.setenv(name, f"secret-{name}")
     monkeypatch.setenv("LANG", "C.UTF-8")
     result = run_tests(repo.path, "env", timeout=30, report_dir=tmp_path / "r")
     assert "secret" not in result.output and "hunter2" not in result.output
     assert "LANG=C.UTF-8" in result.output and "FLEET_JUNIT_XML=" in result.output
-    given = run_tests(repo.path, "env", timeout=30, report_dir=tmp_path / "r", env={"MY_TOKEN": "t0k", "A": "b"})
-    assert "t0k" not in given.output and "A=b" in given.output
+    assert f"HOME={tmp_path / 'r' / 'home'}" in result.output
+    env = {"MY_TOKEN": "t0k", "A": "b", "DECLARED": "d", "FLEET_PORT_BASE": "20000"}
+    given = run_tests(repo.path, "env", timeout=30, report_dir=tmp_path / "r", env=env, env_names=["DECLARED"])
+    assert "t0k" not in given.output and "A=b" not in given.output
+    assert "DECLARED=d" in given.output and "FLEET_PORT_BASE=20000" in given.output

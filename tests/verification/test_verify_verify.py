@@ -11,8 +11,8 @@ from verify_helpers import CALC, FAST_ENV, FIXED_CALC, PYTEST, Repo, make_repo
 
 from db.status import Verdict
 from verification.runner import TestRun
-from verification.sandbox import NO_SANDBOX, bwrap_prefix
 from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
+from workers.sandbox import TESTS_MISSING, bwrap_missing, confine, toolchain_roots, verification_view
 
 ADD = "tests/test_calc.py::test_add"
 MUL = "tests/test_calc.py::test_mul"
@@ -53,7 +53,7 @@ def test_a_correct_fix_passes(base: tuple[Repo, TestRun], tmp_path: Path) -> Non
     assert result.verdict is Verdict.PASSED, result.reasons
     assert result.fail_to_pass == [ADD] and result.pass_to_pass == 1
     assert result.reverted == [] and result.flags == []
-    assert (NO_SANDBOX in result.warnings) is (shutil.which("bwrap") is None)
+    assert (TESTS_MISSING in result.warnings) is (shutil.which("bwrap") is None)
 
 
 def test_a_wrong_fix_fails_with_the_assertion_in_feedback(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
@@ -214,7 +214,7 @@ def test_sandbox_off_is_reported(base: tuple[Repo, TestRun], tmp_path: Path) -> 
     assert "turned off" in verify(base, tmp_path, {"calc.py": FIXED_CALC}, spec).warnings[0]
 
 
-@pytest.mark.skipif(bwrap_prefix(Path("/"), Path("/")) is None, reason="bubblewrap is not usable here")
+@pytest.mark.skipif(bwrap_missing() is not None, reason="bubblewrap is not usable here")
 def test_sandboxed_code_cannot_write_outside_the_checkout(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
     outside = tmp_path / "escaped.txt"
     sneaky = FIXED_CALC + f"\ntry:\n    open({str(outside)!r}, 'w').write('x')\nexcept OSError:\n    pass\n"
@@ -238,8 +238,8 @@ def test_pyproject_pytest_table_is_pinned_but_the_rest_is_the_diffs(tmp_path: Pa
     assert result.verdict is Verdict.PASSED and result.reverted == []
 
 
-@pytest.mark.skipif(bwrap_prefix(Path("/"), Path("/")) is None, reason="bubblewrap is not usable here")
-def test_the_sandbox_sees_tools_under_tmp_but_writes_only_to_its_own_tmpdir(tmp_path: Path) -> None:
+@pytest.mark.skipif(bwrap_missing() is not None, reason="bubblewrap is not usable here")
+def test_the_sandbox_sees_a_tool_it_names_under_tmp_but_writes_only_to_its_private_tmp(tmp_path: Path) -> None:
     import subprocess
 
     tool = tmp_path / "bin" / "tool"  # tmp_path is under /tmp: a virtualenv there must keep working
@@ -248,9 +248,9 @@ def test_the_sandbox_sees_tools_under_tmp_but_writes_only_to_its_own_tmpdir(tmp_
     tool.chmod(0o755)
     checkout, reports = tmp_path / "checkout", tmp_path / "reports"
     checkout.mkdir()
-    prefix = bwrap_prefix(checkout, reports)
-    assert prefix is not None
-    done = subprocess.run([*prefix, str(tool)], capture_output=True, text=True)
+    reports.mkdir()
+    prefix = confine(verification_view(checkout, reports, False, toolchain_roots("", [str(tool)]), ()))
+    done = subprocess.run([*prefix, str(tool)], capture_output=True, text=True, env={"TMPDIR": "/tmp"})
     assert done.stdout.strip() == "ran"
     escaped = subprocess.run([*prefix, "sh", "-c", f"echo x > {tmp_path}/escaped"], capture_output=True)
     assert escaped.returncode != 0 and not (tmp_path / "escaped").exists()

@@ -25,6 +25,7 @@ class AiderAgent(CliAgent):
 
     program = "aider"
     install = "python -m pip install aider-install && aider-install"
+    model_hosts = ("api.openai.com:443", "api.anthropic.com:443")
     prompt_on_stdin = False
 
     def arguments(self, task: AgentTask) -> list[str]:

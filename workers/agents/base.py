@@ -30,13 +30,11 @@ class AgentError(Exception):
 
 
 class UnknownAgent(AgentError):
-    """No agent has this name, and it is not an importable `pkg.mod:Class` path."""
+    """Neither a built-in agent nor a class an admin listed in FLEET_AGENT_CLASSES: it is never imported."""
 
-    def __init__(self, name: str, known: list[str], reason: str = "") -> None:
+    def __init__(self, name: str, reason: str) -> None:
         self.name = name
-        self.known = known
-        detail = f" ({reason})" if reason else ""
-        super().__init__(f"unknown agent {name!r}{detail}; known agents: {', '.join(known)}, or pkg.mod:Class")
+        super().__init__(reason)
 
 
 def agent_env(task: AgentTask, options: AgentOptions) -> dict[str, str]:

@@ -20,6 +20,7 @@ class ClaudeCodeAgent(CliAgent):
 
     program = "claude"
     install = "npm install -g @anthropic-ai/claude-code"
+    model_hosts = ("api.anthropic.com:443",)
 
     def arguments(self, task: AgentTask) -> list[str]:
         return ["-p", "--output-format", "json", "--permission-mode", "acceptEdits", *self.model_args("--model")]

@@ -34,6 +34,9 @@ class CliAgent:
     prompt_on_stdin: ClassVar[bool] = True
     # The CLI calls its model API itself: with agent_network "auto", its sandbox keeps the network.
     needs_network: ClassVar[bool] = True
+    # What its sandbox may reach (host:port) through the egress proxy, besides the repository's agent_hosts and
+    # the hosts of the base URLs passed to it (--agent-env ANTHROPIC_BASE_URL and the like).
+    model_hosts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: AgentOptions) -> None:
         self.options = options

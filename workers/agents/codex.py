@@ -19,6 +19,7 @@ class CodexAgent(CliAgent):
 
     program = "codex"
     install = "npm install -g @openai/codex"
+    model_hosts = ("api.openai.com:443", "chatgpt.com:443")
 
     def arguments(self, task: AgentTask) -> list[str]:
         flags = ["--json", "--sandbox", "workspace-write", "--skip-git-repo-check", *self.model_args("--model")]

@@ -18,6 +18,11 @@ class GeminiAgent(CliAgent):
 
     program = "gemini"
     install = "npm install -g @google/gemini-cli"
+    model_hosts = (
+        "generativelanguage.googleapis.com:443",
+        "cloudcode-pa.googleapis.com:443",
+        "oauth2.googleapis.com:443",
+    )
 
     def arguments(self, task: AgentTask) -> list[str]:
         return ["--output-format", "json", "--approval-mode", "auto_edit", *self.model_args("--model")]

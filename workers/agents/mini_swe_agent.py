@@ -25,6 +25,7 @@ class MiniSweAgent(CliAgent):
 
     program = "mini"
     install = "pip install mini-swe-agent"
+    model_hosts = ("api.openai.com:443", "api.anthropic.com:443")
     prompt_on_stdin = False
 
     def arguments(self, task: AgentTask) -> list[str]:

@@ -18,6 +18,7 @@ class OpenCodeAgent(CliAgent):
 
     program = "opencode"
     install = "npm install -g opencode-ai"
+    model_hosts = ("api.openai.com:443", "api.anthropic.com:443", "models.dev:443")
 
     def arguments(self, task: AgentTask) -> list[str]:
         return ["run", "--format", "json", *self.model_args("--model")]

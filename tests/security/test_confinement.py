@@ -1,0 +1,262 @@
+"""The escape suite, confinement level: each probe tries one escape from the sandbox agents and tests share.
+
+Both profiles are built by the code the worker uses (workers/sandbox.py), and run as the worker would: as root
+(this machine, CI, many containers) and as an unprivileged user (setpriv to uid 65534). Each probe is a small
+program that prints what it got; the test asserts the escape failed. tests/security/test_escape_e2e.py runs
+probe agents and probe test suites through a whole Fleet.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from workers.agents.scripted import write_sample_repo
+from workers.git import resolve_commit
+from workers.mirror import ensure_mirror
+from workers.sandbox import (
+    SandboxPlan,
+    build_sandbox,
+    bwrap_missing,
+    confine,
+    seccomp_problem,
+    verification_view,
+)
+from workers.seccomp import compile_filter, filter_file
+from workers.worktree import WorktreePool, owning_gitdir
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+NOBODY = 65534
+PY = "/usr/bin/python3"  # the system's interpreter: visible to both users (the worker's may sit under /root)
+
+if bwrap_missing() is not None and IN_CI:
+    raise RuntimeError(f"the escape suite needs bubblewrap under CI: {bwrap_missing()}")
+pytestmark = pytest.mark.skipif(bwrap_missing() is not None, reason=bwrap_missing() or "")
+
+
+@dataclass
+class Host:
+    """What a worker's machine holds that no sandbox may reach."""
+
+    root: Path  # a folder of the test's, readable by both users
+    canary: str
+    fleet_home: Path
+    other_repo: Path
+    home_secret: Path
+    shown: Path  # a toolchain the sandbox shows read-only...
+    covered: Path  # ...with a credential store inside it, covered
+    unix_socket: Path
+    abstract: str
+    tcp_port: int
+
+
+def _own(path: Path, uid: int) -> None:
+    for folder, _, files in os.walk(path):
+        os.chown(folder, uid, uid)
+        for name in files:
+            os.chown(Path(folder) / name, uid, uid)
+
+
+@pytest.fixture
+def host() -> Iterator[Host]:
+    canary = f"canary-{uuid.uuid4().hex}"
+    root = Path(tempfile.mkdtemp(prefix="fleet-escape-"))
+    root.chmod(0o755)
+    home = root / "fleet-home"
+    (home / "mirrors").mkdir(parents=True)
+    (home / "fleet.db").write_text(canary)
+    other = root / "other-repo"
+    other.mkdir()
+    (other / "unmerged.txt").write_text(canary)
+    shown = root / "toolchain"
+    (shown / "bin").mkdir(parents=True)
+    (shown / "secrets").mkdir()
+    (shown / "secrets" / "id_rsa").write_text(canary)
+    home_secret = Path.home() / f".fleet-escape-{uuid.uuid4().hex[:8]}"
+    home_secret.write_text(canary)
+    with socket.socket(socket.AF_UNIX) as unix, socket.socket(socket.AF_UNIX) as abstract, socket.socket() as tcp:
+        unix.bind(str(root / "tmux.sock"))
+        abstract.bind(f"\0fleet-escape-{canary}")
+        tcp.bind(("127.0.0.1", 0))
+        for server in (unix, abstract, tcp):
+            server.listen(8)
+        try:
+            yield Host(
+                root, canary, home, other, home_secret, shown, shown / "secrets", root / "tmux.sock",
+                f"fleet-escape-{canary}", tcp.getsockname()[1],
+            )  # fmt: skip
+        finally:
+            home_secret.unlink()
+            shutil.rmtree(root)
+
+
+@dataclass
+class Sandbox:
+    """A confinement built by the worker's code, run as a given user."""
+
+    wrapper: tuple[str, ...]
+    env: dict[str, str]
+    workdir: Path
+    user: str
+
+    def run(self, program: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*self.wrapper, "/bin/sh", "-c", program], capture_output=True, text=True, env=self.env, timeout=60
+        )
+
+    def python(self, code: str) -> str:
+        done = self.run(f"{PY} -c {shlex.quote(code)} 2>&1")
+        return done.stdout.strip()
+
+
+def _as_user(wrapper: tuple[str, ...], user: str, scratch: Path) -> tuple[str, ...]:
+    """wrapper as the worker would run it as user: root as is; nobody through setpriv, with its own filter file."""
+    if user == "root":
+        return wrapper
+    own_filter = compile_filter(scratch / "filter.bpf")
+    os.chown(own_filter, NOBODY, NOBODY)
+    swapped = tuple(str(own_filter) if arg == str(filter_file()) else arg for arg in wrapper)
+    return ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *swapped)
+
+
+def _agent_sandbox(host: Host, work: Path, user: str) -> Sandbox:
+    source = work / "repo"
+    write_sample_repo(source)
+    sha = resolve_commit(source, "HEAD")
+    mirror = ensure_mirror(host.fleet_home / "mirrors", "repo-1", str(source), sha)
+    pool = WorktreePool(host.fleet_home / "worktrees", mirror, size=1)
+    worktree = pool.lease(sha).__enter__()
+    gitdir = owning_gitdir(worktree.path, mirror)
+    assert gitdir is not None
+    plan = SandboxPlan(
+        worktree=worktree.path,
+        worktree_gitdir=gitdir,
+        mirror=mirror,
+        base_sha=sha,
+        attempt_dir=host.fleet_home / "attempts" / "1",
+        home=host.fleet_home / "attempts" / "1" / "home",
+        hidden=(host.fleet_home, source, host.covered),
+        readable=(host.shown,),
+    )
+    sandbox = build_sandbox(plan)
+    if user != "root":
+        _own(host.fleet_home, NOBODY)
+    env = {"PATH": "/usr/bin:/bin", **sandbox.env}
+    return Sandbox(_as_user(sandbox.wrapper, user, work), env, worktree.path, user)
+
+
+def _test_sandbox(host: Host, work: Path, user: str) -> Sandbox:
+    checkout, reports = host.fleet_home / "worktrees" / "verify", host.fleet_home / "attempts" / "1" / "candidate"
+    for folder in (checkout, reports):
+        folder.mkdir(parents=True)
+    if user != "root":
+        _own(host.fleet_home, NOBODY)
+    view = verification_view(checkout, reports, False, (host.shown,), (host.fleet_home, host.covered))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(reports), "TMPDIR": str(reports)}
+    return Sandbox(_as_user(confine(view), user, work), env, checkout, user)
+
+
+@pytest.fixture(params=["agent", "tests"])
+def profile(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=["root", "unprivileged"])
+def sandbox(request: pytest.FixtureRequest, host: Host, profile: str) -> Sandbox:
+    user = str(request.param)
+    if user == "root" and os.getuid() != 0:
+        pytest.skip("the root half needs a root worker")
+    work = host.root / "work"
+    work.mkdir()
+    build = _agent_sandbox if profile == "agent" else _test_sandbox
+    return build(host, work, "root" if user == "root" else "nobody")
+
+
+def test_an_honest_command_runs_and_writes_its_own_folder(sandbox: Sandbox) -> None:
+    done = sandbox.run("echo honest > made.txt && cat made.txt && git --version")
+    assert done.returncode == 0, done.stderr
+    assert "honest" in done.stdout and (sandbox.workdir / "made.txt").read_text() == "honest\n"
+
+
+def test_no_capabilities_and_no_new_privileges(sandbox: Sandbox) -> None:
+    status = sandbox.run("cat /proc/self/status").stdout
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    assert fields["CapEff"].strip() == "0000000000000000"
+    assert fields["CapPrm"].strip() == fields["CapBnd"].strip() == "0000000000000000"
+    assert fields["NoNewPrivs"].strip() == "1"
+    if seccomp_problem() is None:
+        assert fields["Seccomp"].strip() == "2"
+
+
+def test_mounts_cannot_be_undone_or_made(sandbox: Sandbox, host: Host) -> None:
+    covered = host.covered / "id_rsa"
+    tries = [
+        f"umount {host.covered}",
+        f"umount -l {host.covered}",
+        "mount -o remount,bind,rw /usr",
+        "mount -t tmpfs none /mnt",
+        "unshare -Urm true",
+        "unshare -m true",
+    ]
+    for attempt in tries:
+        assert sandbox.run(attempt).returncode != 0, attempt
+    assert host.canary not in sandbox.run(f"cat {covered} 2>&1").stdout
+    assert sandbox.run("touch /usr/fleet-escape 2>&1").returncode != 0
+    assert not Path("/usr/fleet-escape").exists()
+
+
+def test_the_worker_and_other_processes_cannot_be_seen_or_traced(sandbox: Sandbox) -> None:
+    assert sandbox.run(f"test -e /proc/{os.getpid()}/cmdline && echo visible").stdout.strip() != "visible"
+    attach = "import ctypes; print(ctypes.CDLL(None, use_errno=True).ptrace(16, 1, 0, 0))"  # PTRACE_ATTACH to pid 1
+    assert sandbox.python(attach).split()[0] == "-1"
+    assert sandbox.run("ps -e -o pid= | wc -l").stdout.strip() in {"2", "3", "4"}  # sh, ps, wc, bwrap's init
+
+
+def test_nothing_of_the_host_but_the_allow_list_is_visible(sandbox: Sandbox, host: Host) -> None:
+    for path in (host.fleet_home / "fleet.db", host.other_repo / "unmerged.txt", host.home_secret):
+        done = sandbox.run(f"cat {path} 2>&1")
+        assert host.canary not in done.stdout, path
+    listing = sandbox.run("ls -a / /run /var /home /root /dev/shm 2>&1").stdout
+    assert "postgresql" not in listing and host.home_secret.name not in listing
+    assert sandbox.run(f"ls {host.root}").stdout.split() in (["fleet-home", "toolchain"], ["toolchain", "fleet-home"])
+    assert sandbox.run(f"ls {host.shown}").stdout.split() == ["bin", "secrets"]  # shown, its secrets covered
+    for secret in ("/etc/shadow", "/etc/gshadow"):
+        assert "root:" not in sandbox.run(f"cat {secret} 2>&1").stdout
+
+
+def test_no_socket_of_the_host_can_be_reached(sandbox: Sandbox, host: Host) -> None:
+    code = """import socket
+def reach(family, address):
+    try:
+        with socket.socket(family) as s:
+            s.settimeout(2)
+            s.connect(address)
+        return "REACHED"
+    except OSError as exc:
+        return type(exc).__name__
+for family, address in [
+    (socket.AF_UNIX, UNIX), (socket.AF_UNIX, "\\0" + ABSTRACT), (socket.AF_UNIX, "/var/run/postgresql/.s.PGSQL.5432"),
+    (socket.AF_INET, ("127.0.0.1", PORT)), (socket.AF_INET, ("127.0.0.1", 6379)), (socket.AF_INET, ("127.0.0.1", 5432)),
+]:
+    print(reach(family, address))
+"""
+    values = f"UNIX, ABSTRACT, PORT = {str(host.unix_socket)!r}, {host.abstract!r}, {host.tcp_port}\n"
+    code = values + code
+    results = sandbox.python(code).splitlines()
+    assert len(results) == 6 and "REACHED" not in results, results
+
+
+def test_a_shown_folder_and_the_system_are_read_only(sandbox: Sandbox, host: Host) -> None:
+    for path in (host.shown / "bin" / "dropped", Path("/etc/fleet-escape"), host.fleet_home / "dropped"):
+        sandbox.run(f"echo x > {path}")
+        assert not path.exists(), path

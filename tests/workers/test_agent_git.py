@@ -1,0 +1,67 @@
+"""An unsandboxed agent's git dir: its own for the run, the mirror's pointer put back afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from workers.agent_git import pointed_at, private_gitdir
+from workers.git import git
+from workers.worktree import WorktreePool
+
+
+def test_git_config_written_in_the_worktree_stays_in_the_attempts_git_dir(
+    tmp_path: Path, pool: WorktreePool, mirror: Path, base_sha: str
+) -> None:
+    config = (mirror / "config").read_bytes()
+    with pool.lease(base_sha) as wt:
+        pointer = (wt.path / ".git").read_bytes()
+        gitdir = private_gitdir(wt.mirror, wt.gitdir, base_sha, tmp_path / "attempt")
+        with pointed_at(wt.path, gitdir):
+            git("config", "core.fsmonitor", "touch /tmp/never", cwd=wt.path)
+            git("config", "core.hooksPath", str(tmp_path), cwd=wt.path)
+            assert git("rev-parse", "--absolute-git-dir", "--git-common-dir", cwd=wt.path).split() == [str(gitdir)] * 2
+            assert git("status", "--porcelain", cwd=wt.path) == ""  # the index is the slot's: a clean start
+            calc = wt.path / "calc.py"
+            calc.write_text(calc.read_text().replace("return a - b", "return a + b"))
+            git("commit", "--quiet", "-am", "the agent commits", cwd=wt.path)
+        assert (wt.path / ".git").read_bytes() == pointer
+        assert "+    return a + b" in wt.diff()  # Fleet diffs the files, committed or not, from the mirror's side
+        assert "fsmonitor" in (gitdir / "config").read_text()
+    assert (mirror / "config").read_bytes() == config
+    assert git("rev-list", "--all", cwd=mirror).split() == [base_sha], "the agent's commit stayed out of the mirror"
+
+
+def test_whatever_the_agent_left_at_dot_git_is_replaced(
+    tmp_path: Path, pool: WorktreePool, mirror: Path, base_sha: str
+) -> None:
+    with pool.lease(base_sha) as wt:
+        pointer = (wt.path / ".git").read_bytes()
+        for n, leave in enumerate(("folder", "link", "file")):
+            gitdir = private_gitdir(wt.mirror, wt.gitdir, base_sha, tmp_path / f"attempt-{n}")
+            with pointed_at(wt.path, gitdir):
+                dot_git = wt.path / ".git"
+                dot_git.unlink()
+                if leave == "folder":
+                    git("init", "--quiet", cwd=wt.path)
+                elif leave == "link":
+                    dot_git.symlink_to(mirror)
+                else:
+                    dot_git.write_text(f"gitdir: {wt.gitdir}\n")
+            assert (wt.path / ".git").read_bytes() == pointer
+            assert wt.diff() == ""
+    with pool.lease(base_sha) as wt:
+        assert wt.path == pool.root / "slot-0" and (wt.path / ".git").read_bytes() == pointer  # reused, not remade
+
+
+def test_a_slot_left_pointing_at_an_attempts_git_dir_is_made_again(
+    tmp_path: Path, pool: WorktreePool, base_sha: str
+) -> None:
+    """A worker killed during an unsandboxed run leaves `.git` naming the attempt's git dir: never reused as is."""
+    with pool.lease(base_sha) as wt:
+        gitdir = private_gitdir(wt.mirror, wt.gitdir, base_sha, tmp_path / "attempt")
+        (wt.path / ".git").write_text(f"gitdir: {gitdir}\n")
+        (wt.path / "left.txt").write_text("x\n")
+    with pool.lease(base_sha) as again:
+        assert again.path == wt.path
+        assert git("rev-parse", "--git-common-dir", cwd=again.path).strip() != str(gitdir)
+        assert not (again.path / "left.txt").exists()

@@ -1,0 +1,560 @@
+"""The egress proxy: a sandboxed agent's only way out of its network namespace, to its allow-list and nowhere else.
+
+An agent command runs with `--unshare-net` (only a private loopback), so not even the worker's Redis, PostgreSQL or
+web app on 127.0.0.1 is reachable. Its model endpoint is reached through this proxy, as in Codex CLI and Anthropic's
+sandbox-runtime: the worker serves one Unix socket per attempt (an EgressGate, in a 0700 folder that is bind-mounted
+into the sandbox); inside, workers/relay.py listens on 127.0.0.1:PORT, forwards each connection to that socket and
+starts the agent with HTTP(S)_PROXY/ALL_PROXY pointing at itself.
+
+The proxy speaks HTTP/1.1 proxy requests: `CONNECT host:port` opens a tunnel (https), and an absolute-form request
+(`GET http://host:port/path`) is sent on in origin-form with `Connection: close`, then bytes flow both ways.
+Allow-list entries are `host:port`, `[v6]:port` or `*.example.com:port` (subdomains only, not example.com itself).
+A name is resolved here and refused when any of its addresses is loopback, private, link-local, multicast,
+unspecified or the cloud metadata address (DNS rebinding an allowed name to Redis); the proxy connects to the
+checked address, never to a fresh resolution. An IP literal entry allows exactly that address and port, such as a
+local model server on 127.0.0.1:8123. TLS is not inspected: an allowed CONNECT carries whatever the agent sends.
+
+One EgressProxy per worker process, started lazily on first use (after a prefork worker has forked): an asyncio
+loop on a daemon thread serves every open gate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import re
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from enum import Enum
+from http import HTTPStatus
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
+
+RELAY_SCRIPT = Path(__file__).with_name("relay.py")
+SETTING = "agent_hosts"  # named in every refusal: what the repository's owner changes to allow a destination
+METADATA_ADDRESS = ipaddress.ip_address("169.254.169.254")
+HEAD_END = b"\r\n\r\n"
+CHUNK_BYTES = 65_536
+CALL_SECONDS = 30.0
+# Hop-by-hop headers of the agent's request to the proxy; the upstream gets `Connection: close` instead.
+DROPPED_HEADERS = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "upgrade"})
+_NAME = re.compile(r"[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+T = TypeVar("T")
+
+
+class EgressError(Exception):
+    """An egress gate could not be opened (a bad allow-list entry, a socket folder others can read)."""
+
+
+class Verdict(str, Enum):
+    """What the proxy did with one connection."""
+
+    ALLOWED = "allowed"
+    DENIED = "denied"  # the destination is not allowed: never contacted
+    FAILED = "failed"  # allowed, but it could not be resolved or reached
+    REJECTED = "rejected"  # not a request the proxy accepts: malformed, too large, too slow, too many
+
+
+@dataclass(frozen=True)
+class EgressEvent:
+    """One decision of a gate, for the attempt's transcript."""
+
+    verdict: Verdict
+    destination: str
+    detail: str = ""
+    bytes_up: int = 0
+    bytes_down: int = 0
+
+    def line(self) -> str:
+        """The transcript line, such as `[fleet] egress denied: 127.0.0.1:6379 (not on the allow-list)`."""
+        detail = f"{self.bytes_up} bytes up, {self.bytes_down} down" if self.verdict is Verdict.ALLOWED else self.detail
+        return f"[fleet] egress {self.verdict.value}: {self.destination or 'request'} ({detail})"
+
+
+@dataclass(frozen=True)
+class EgressLimits:
+    """The bounds every gate holds its connections to."""
+
+    header_bytes: int = 16 * 1024
+    header_seconds: float = 30.0
+    connect_seconds: float = 10.0
+    idle_seconds: float = 15 * 60.0
+    max_connections: int = 64
+    max_events: int = 1000  # kept per gate; on_event still sees every one
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A host (a lower-case name, or an IP address in canonical form) and a port."""
+
+    host: str
+    port: int
+
+    @property
+    def ip(self) -> IPAddress | None:
+        """The host as an IP address, or None when it is a name."""
+        with contextlib.suppress(ValueError):
+            return ipaddress.ip_address(self.host)
+        return None
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def normal_host(text: str) -> str:
+    """A host as written in a request or an entry, made canonical; ValueError when it is not a host."""
+    bracketed = text.startswith("[") and text.endswith("]")
+    with contextlib.suppress(ValueError):
+        address = ipaddress.ip_address(text[1:-1] if bracketed else text)
+        if bracketed == (address.version == 6):
+            return str(address)
+    name = text.lower().removesuffix(".")
+    if bracketed or len(name) > 253 or not _NAME.fullmatch(name):
+        raise ValueError(f"not a host name or IP address: {text!r}")
+    return name
+
+
+def parse_destination(authority: str, default_port: int | None = None) -> Destination:
+    """`host:port` or `[v6]:port` (the port may be left out when there is a default); ValueError otherwise."""
+    if authority.endswith("]") or authority.count(":") != 1 and not authority.startswith("["):
+        host, port = authority, ""  # no port, or an IPv6 address without brackets (refused below)
+    else:
+        host, _, port = authority.rpartition(":")
+    if not port and default_port is not None:
+        return Destination(normal_host(host), default_port)
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"no port (1-65535) in {authority!r}")
+    return Destination(normal_host(host), int(port))
+
+
+class AllowList:
+    """The destinations a gate lets through: exact `host:port` entries and `*.domain:port` wildcards."""
+
+    def __init__(self, entries: Sequence[str]) -> None:
+        self.exact: set[Destination] = set()
+        self.suffixes: set[tuple[str, int]] = set()
+        for entry in entries:
+            self._add(entry.strip())
+
+    def _add(self, entry: str) -> None:
+        """Parse one entry; EgressError when it is neither `host:port` nor `*.domain:port`."""
+        try:
+            if entry.startswith("*."):
+                wildcard = parse_destination(entry[2:])
+                if wildcard.ip is not None:
+                    raise ValueError("a wildcard needs a domain name")
+                self.suffixes.add(("." + wildcard.host, wildcard.port))
+            else:
+                self.exact.add(parse_destination(entry))
+        except ValueError as error:
+            raise EgressError(f"bad egress allow-list entry {entry!r}: {error}") from None
+
+    def permits(self, destination: Destination) -> bool:
+        """Whether the destination is listed, exactly or (a name) under a wildcard for its port."""
+        if destination in self.exact:
+            return True
+        if destination.ip is not None:
+            return False
+        return any(destination.host.endswith(suffix) and destination.port == port for suffix, port in self.suffixes)
+
+
+def address_problem(address: IPAddress) -> str | None:
+    """Why a name's resolved address may not be reached (`loopback`, `private`...), or None for a public one."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address_problem(address.ipv4_mapped)
+    checks = (
+        ("cloud metadata", address == METADATA_ADDRESS),
+        ("loopback", address.is_loopback),
+        ("unspecified", address.is_unspecified),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+        ("non-public", not address.is_global),
+    )
+    return next((label for label, hit in checks if hit), None)
+
+
+@dataclass(frozen=True)
+class ProxyRequest:
+    """A parsed proxy request: where to, and the bytes to send there first (none for CONNECT)."""
+
+    destination: Destination
+    head: bytes = b""
+
+
+class _Refused(Exception):
+    """A request answered with an HTTP error instead of a tunnel."""
+
+    def __init__(self, status: int, verdict: Verdict, destination: str, detail: str, hint: str = "") -> None:
+        super().__init__(detail)
+        self.status, self.event, self.hint = status, EgressEvent(verdict, destination, detail), hint
+
+    def body(self) -> str:
+        """The one-line response body: what was refused and why, and what to change."""
+        event = self.event
+        text = f"fleet egress {event.verdict.value} {event.destination or 'request'}: {event.detail}"
+        return f"{text}; {self.hint}" if self.hint else text
+
+
+def _bad(detail: str) -> _Refused:
+    """A 400 for a request the proxy cannot parse."""
+    return _Refused(400, Verdict.REJECTED, "", detail)
+
+
+def parse_request(head: bytes) -> ProxyRequest:
+    """The request in a header block: CONNECT host:port, or an absolute-form http:// request; else a 400."""
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        raise _bad("request headers are not ASCII") from None
+    request_line, *headers = text.removesuffix("\r\n\r\n").split("\r\n")
+    parts = request_line.split(" ")
+    if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or parts[2] not in ("HTTP/1.0", "HTTP/1.1"):
+        raise _bad(f"not an HTTP/1.x request line: {request_line[:200]!r}")
+    _check_headers(headers)
+    method, target, version = parts
+    if method == "CONNECT":
+        return ProxyRequest(_target(target, None))
+    return _absolute_form(method, target, version, headers)
+
+
+def _check_headers(headers: Sequence[str]) -> None:
+    """A 400 unless every header line is `Name: value` (no folded lines)."""
+    for line in headers:
+        name, colon, _ = line.partition(":")
+        if not colon or not _TOKEN.fullmatch(name):
+            raise _bad(f"malformed header line: {line[:200]!r}")
+
+
+def _target(authority: str, default_port: int | None) -> Destination:
+    """The destination of a request target, or a 400."""
+    try:
+        return parse_destination(authority, default_port)
+    except ValueError as error:
+        raise _bad(str(error)) from None
+
+
+def _absolute_form(method: str, target: str, version: str, headers: Sequence[str]) -> ProxyRequest:
+    """A plain http request for upstream: origin-form request line, hop-by-hop headers dropped, Connection: close."""
+    try:
+        url = urlsplit(target)
+    except ValueError:
+        raise _bad(f"not a URL: {target[:200]!r}") from None
+    if url.scheme != "http" or not url.netloc or "@" in url.netloc:
+        raise _bad(f"a proxy request needs an absolute http:// URL (https goes through CONNECT): {target[:200]!r}")
+    destination = _target(url.netloc, 80)
+    kept = [line for line in headers if line.partition(":")[0].strip().lower() not in DROPPED_HEADERS]
+    if not any(line.partition(":")[0].lower() == "host" for line in kept):
+        kept.append(f"Host: {url.netloc}")
+    origin = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    lines = [f"{method} {origin} {version}", *kept, "Connection: close", "", ""]
+    return ProxyRequest(destination, "\r\n".join(lines).encode("ascii"))
+
+
+@dataclass
+class _Flow:
+    """Bytes moved one way through a tunnel, and when last."""
+
+    moved: int = 0
+    last: float = field(default_factory=time.monotonic)
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flow: _Flow) -> None:
+    """Copy reader to writer until end of file, then pass the end of file on (a half-close)."""
+    while data := await reader.read(CHUNK_BYTES):
+        writer.write(data)
+        flow.moved += len(data)
+        flow.last = time.monotonic()
+        await writer.drain()
+    with contextlib.suppress(OSError, RuntimeError):
+        if writer.can_write_eof():
+            writer.write_eof()
+
+
+async def _answer(writer: asyncio.StreamWriter, status: int, body: str) -> None:
+    """Send a short plain-text response; the connection is closed after it."""
+    payload = body.encode() + b"\n"
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    )
+    writer.write(head.encode() + payload)
+    with contextlib.suppress(OSError):
+        await writer.drain()
+
+
+def _private_folder(folder: Path) -> None:
+    """Create the socket's folder 0700; EgressError if it exists and others may enter it."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(folder.stat().st_mode) & 0o077:
+        raise EgressError(f"the egress socket's folder {folder} must be private (mode 0700)")
+
+
+class EgressGate:
+    """One attempt's way out: a Unix socket the proxy serves with one allow-list, until close()."""
+
+    def __init__(
+        self,
+        proxy: EgressProxy,
+        socket_path: Path,
+        allow: AllowList,
+        on_event: Callable[[EgressEvent], None] | None,
+    ) -> None:
+        self.proxy, self.socket_path, self.allow, self.on_event = proxy, socket_path, allow, on_event
+        self.limits = proxy.limits
+        self._events: list[EgressEvent] = []
+        self._dropped = 0
+        self._lock = threading.Lock()
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def events(self) -> tuple[EgressEvent, ...]:
+        """The decisions so far (the first `max_events`); allowed connections appear once they end."""
+        with self._lock:
+            return tuple(self._events)
+
+    @property
+    def dropped_events(self) -> int:
+        """How many decisions came after the first `max_events` and were not kept."""
+        return self._dropped
+
+    def close(self) -> None:
+        """Stop serving: remove the socket and cut every open tunnel. Safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            self.proxy._call(self._stop())
+            self.proxy._forget(self)
+
+    def __enter__(self) -> EgressGate:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    async def _start(self) -> None:
+        """Listen on the socket (replacing a stale one an earlier delivery of the attempt left)."""
+        self.socket_path.unlink(missing_ok=True)
+        self._server = await asyncio.start_unix_server(
+            self._serve, path=str(self.socket_path), limit=self.limits.header_bytes
+        )
+
+    async def _stop(self) -> None:
+        """Close the listener and the socket file, then cancel every connection."""
+        if self._server is not None:
+            self._server.close()
+        self.socket_path.unlink(missing_ok=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _record(self, event: EgressEvent) -> None:
+        """Keep the event (up to the limit) and tell the caller's callback, which must not break the proxy."""
+        with self._lock:
+            if len(self._events) < self.limits.max_events:
+                self._events.append(event)
+            else:
+                self._dropped += 1
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception:
+                log.exception("egress on_event callback failed")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection from the sandbox, from its request to the end of its tunnel."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._handle(reader, writer, crowded=len(self._tasks) > self.limits.max_connections)
+        except (OSError, asyncio.IncompleteReadError):
+            pass  # the agent hung up
+        except asyncio.CancelledError:
+            pass  # the gate closed; ending quietly, as asyncio's stream server logs a cancelled task as an error
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, crowded: bool) -> None:
+        """Answer the request with an error, or open the tunnel it asks for."""
+        try:
+            request = parse_request(await self._read_head(reader))
+            if crowded:
+                raise _Refused(503, Verdict.REJECTED, str(request.destination), "too many open connections")
+            upstream = await self._open(request.destination)
+        except _Refused as refusal:
+            self._record(refusal.event)
+            await _answer(writer, refusal.status, refusal.body())
+            return
+        await self._tunnel((reader, writer), upstream, request)
+
+    async def _read_head(self, reader: asyncio.StreamReader) -> bytes:
+        """The request's header block, within the size and time limits."""
+        try:
+            async with asyncio.timeout(self.limits.header_seconds):
+                return await reader.readuntil(HEAD_END)
+        except asyncio.LimitOverrunError:
+            detail = f"request headers over {self.limits.header_bytes} bytes"
+            raise _Refused(431, Verdict.REJECTED, "", detail) from None
+        except TimeoutError:
+            raise _Refused(408, Verdict.REJECTED, "", "no complete request headers in time") from None
+
+    async def _open(self, destination: Destination) -> Streams:
+        """A connection to an allowed destination, at an address checked here; else a refusal."""
+        if not self.allow.permits(destination):
+            hint = f"to allow it, add it to {SETTING}"
+            raise _Refused(403, Verdict.DENIED, str(destination), "not on the allow-list", hint)
+        try:
+            async with asyncio.timeout(self.limits.connect_seconds):
+                return await self._resolve_and_dial(destination)
+        except TimeoutError:
+            detail = f"no connection within {self.limits.connect_seconds:g} s"
+            raise _Refused(504, Verdict.FAILED, str(destination), detail) from None
+
+    async def _resolve_and_dial(self, destination: Destination) -> Streams:
+        """Resolve (a name), check every address, then connect to the checked addresses in turn."""
+        addresses = await _addresses(destination)
+        failure: OSError | None = None
+        for address in addresses:
+            try:
+                return await asyncio.open_connection(str(address), destination.port)
+            except OSError as error:
+                failure = error
+        raise _Refused(502, Verdict.FAILED, str(destination), f"cannot connect: {failure}")
+
+    async def _tunnel(self, client: Streams, upstream: Streams, request: ProxyRequest) -> None:
+        """Relay bytes both ways until they end, then record what went through."""
+        up, down = _Flow(len(request.head)), _Flow()
+        try:
+            if request.head:
+                upstream[1].write(request.head)
+            else:
+                client[1].write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            await self._splice(client, upstream, up, down)
+        finally:
+            upstream[1].close()
+            self._record(EgressEvent(Verdict.ALLOWED, str(request.destination), "", up.moved, down.moved))
+
+    async def _splice(self, client: Streams, upstream: Streams, up: _Flow, down: _Flow) -> None:
+        """Pump both ways; stop when both have ended, when one fails, or when neither moved for idle_seconds."""
+        pumps = {
+            asyncio.ensure_future(_pump(client[0], upstream[1], up)),
+            asyncio.ensure_future(_pump(upstream[0], client[1], down)),
+        }
+        try:
+            while pumps:
+                idle = time.monotonic() - max(up.last, down.last)
+                if idle >= self.limits.idle_seconds:
+                    return
+                done, pumps = await asyncio.wait(
+                    pumps, timeout=self.limits.idle_seconds - idle, return_when=asyncio.FIRST_COMPLETED
+                )
+                if any(task.exception() is not None for task in done):
+                    return
+        finally:
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+
+
+async def _addresses(destination: Destination) -> list[IPAddress]:
+    """An IP literal as is; a name's addresses, refused when any is loopback, private, metadata..."""
+    if (literal := destination.ip) is not None:
+        return [literal]
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(destination.host, destination.port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise _Refused(502, Verdict.FAILED, str(destination), f"cannot resolve {destination.host}: {error}") from None
+    addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos))
+    for address in addresses:
+        if problem := address_problem(address):
+            detail = f"{destination.host} resolves to {address}, a {problem} address"
+            hint = f"to reach a server on this host or network, add its IP address and port to {SETTING}"
+            raise _Refused(403, Verdict.DENIED, str(destination), detail, hint)
+    return addresses
+
+
+class EgressProxy:
+    """The worker process's egress proxy: one asyncio loop on a daemon thread, serving every open gate."""
+
+    def __init__(self, limits: EgressLimits | None = None) -> None:
+        self.limits = limits or EgressLimits()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._gates: set[EgressGate] = set()
+
+    def open(
+        self, socket_path: Path, allow: Sequence[str], on_event: Callable[[EgressEvent], None] | None = None
+    ) -> EgressGate:
+        """Serve socket_path (its folder made or kept 0700) with this allow-list until the gate is closed."""
+        gate = EgressGate(self, socket_path, AllowList(allow), on_event)
+        _private_folder(socket_path.parent)
+        self._call(gate._start())
+        with self._lock:
+            self._gates.add(gate)
+        return gate
+
+    def close(self) -> None:
+        """Close every open gate and stop the loop's thread (a later open() starts a new one)."""
+        with self._lock:
+            gates, self._gates = list(self._gates), set()
+        for gate in gates:
+            gate.close()
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is not None and thread is not None and self._pid == os.getpid():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(CALL_SECONDS)
+            loop.close()
+
+    def __enter__(self) -> EgressProxy:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def _forget(self, gate: EgressGate) -> None:
+        """Drop a closed gate."""
+        with self._lock:
+            self._gates.discard(gate)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop, started on first use, and again in a forked child (whose copy has no thread)."""
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                self._loop, self._pid = asyncio.new_event_loop(), os.getpid()
+                self._thread = threading.Thread(target=self._loop.run_forever, name="fleet-egress", daemon=True)
+                self._thread.start()
+            return self._loop
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the proxy's loop from any other thread, and wait for its result."""
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
+        return future.result(CALL_SECONDS)
+
+
+def relay_argv(python: str, relay_script: Path, socket_inside: Path, port: int) -> tuple[str, ...]:
+    """The argv prefix that runs a command behind the in-sandbox relay: append the command after it."""
+    return (python, "-I", "-S", str(relay_script), str(socket_inside), str(port), "--")

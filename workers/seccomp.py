@@ -1,0 +1,127 @@
+"""The seccomp filter every sandboxed command runs under, compiled by libseccomp and handed to bwrap.
+
+The list follows Flatpak's (`common/flatpak-run.c`, setup_seccomp) with what Codex CLI and Anthropic's
+sandbox-runtime add (io_uring, ptrace, process_vm_*), plus bpf, which none of them refuse: the calls that
+change mounts or namespaces, reach into other processes or the kernel's keyrings, load code into the kernel,
+or inject keystrokes into a terminal. Everything else is allowed; a refused call fails with EPERM, and the
+new mount API and clone3 fail with ENOSYS, so libc falls back to calls the filter can inspect (clone's flags;
+clone3 passes them in memory, where a filter cannot look). Syscalls of another ABI (i386 `int 0x80`) kill the
+process: libseccomp's default for a foreign architecture.
+
+libseccomp is called through ctypes: its own Python bindings ship only with Debian's system Python, and the
+PyPI wrapper is unmaintained. The program is compiled once per worker process into a file that bwrap reads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import functools
+import os
+import tempfile
+from pathlib import Path
+
+ALLOW = 0x7FFF0000
+CMP_MASKED_EQ = 7
+CLONE_NEWUSER = 0x10000000
+TIOCSTI = 0x5412
+TIOCLINUX = 0x541C
+
+REFUSED = (
+    # mounts and namespaces: what the audit's escape used (umount, remount), and the ways around bwrap's view
+    "mount", "umount", "umount2", "pivot_root", "chroot", "unshare", "setns",
+    # other processes
+    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp",
+    # the kernel's keyrings, programs, counters and modules
+    "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd",
+    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
+    # io_uring runs syscalls the filter never sees
+    "io_uring_setup", "io_uring_enter", "io_uring_register",
+    # the host's clock, logs, accounting, swap and power
+    "syslog", "uselib", "acct", "quotactl", "quotactl_fd", "swapon", "swapoff", "reboot",
+    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+    # file handles bypass the mount view (the "shocker" container escape)
+    "open_by_handle_at", "name_to_handle_at",
+)  # fmt: skip
+UNIMPLEMENTED = ("clone3", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr")
+
+
+class SeccompUnavailable(Exception):
+    """libseccomp is not installed or could not compile the filter."""
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
+
+
+def _errno_action(code: int) -> int:
+    return 0x00050000 | (code & 0xFFFF)
+
+
+@functools.cache
+def _library() -> ctypes.CDLL:
+    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+    try:
+        lib = ctypes.CDLL(name, use_errno=True)
+    except OSError as exc:
+        raise SeccompUnavailable(f"libseccomp is not installed ({exc})") from exc
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_rule_add_array.argtypes = [
+        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp)
+    ]  # fmt: skip
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def _add(lib: ctypes.CDLL, ctx: int, action: int, name: str, *conditions: _ArgCmp) -> None:
+    number = lib.seccomp_syscall_resolve_name(name.encode())
+    if number < 0:
+        return  # not a syscall on this architecture
+    array = (_ArgCmp * len(conditions))(*conditions) if conditions else None
+    failed = lib.seccomp_rule_add_array(ctx, action, number, len(conditions), array)
+    if failed:
+        raise SeccompUnavailable(f"libseccomp refused the rule for {name}: {os.strerror(-failed)}")
+
+
+def _rules(lib: ctypes.CDLL, ctx: int) -> None:
+    refused = _errno_action(errno.EPERM)
+    for name in REFUSED:
+        _add(lib, ctx, refused, name)
+    for name in UNIMPLEMENTED:
+        _add(lib, ctx, _errno_action(errno.ENOSYS), name)
+    _add(lib, ctx, refused, "clone", _ArgCmp(0, CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER))
+    for request in (TIOCSTI, TIOCLINUX):
+        _add(lib, ctx, refused, "ioctl", _ArgCmp(1, CMP_MASKED_EQ, 0xFFFFFFFF, request))
+
+
+def compile_filter(dest: Path) -> Path:
+    """Write the BPF program to dest (what bwrap's `--seccomp FD` reads) and return dest."""
+    lib = _library()
+    ctx = lib.seccomp_init(ALLOW)
+    if not ctx:
+        raise SeccompUnavailable("seccomp_init failed")
+    try:
+        _rules(lib, ctx)
+        with open(dest, "wb") as handle:
+            failed = lib.seccomp_export_bpf(ctx, handle.fileno())
+        if failed:
+            raise SeccompUnavailable(f"seccomp_export_bpf failed: {os.strerror(-failed)}")
+    finally:
+        lib.seccomp_release(ctx)
+    return dest
+
+
+@functools.cache
+def filter_file() -> Path:
+    """This process's compiled filter, in a private temporary folder no sandbox shows."""
+    folder = Path(tempfile.mkdtemp(prefix="fleet-seccomp-"))
+    return compile_filter(folder / "filter.bpf")
