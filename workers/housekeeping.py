@@ -61,7 +61,8 @@ def collect(db: Database, settings: Settings, older_than_days: float | None = No
         with db.session() as s:
             count, size = queries.clear_attempt_text(s, utcnow() - timedelta(days=older_than_days))
         lines.append(
-            f"stored attempt text: cleared {count} attempts finished over {older_than_days:g} days ago ({size:,} bytes)"
+            f"stored attempt text: cleared {count} attempt{'s' if count != 1 else ''} finished over"
+            f" {older_than_days:g} days ago ({size:,} bytes)"
         )
     return lines
 

@@ -30,10 +30,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workers.agent_git import gitdir_pointer, make_agent_gitdir
+from workers.agent_git import gitdir_pointer, private_gitdir
 from workers.egress import RELAY_SCRIPT, EgressGate, relay_argv
 from workers.seccomp import SeccompUnavailable, filter_file
-from workers.worktree import remove_tree
 
 NETWORK_CHOICES = ("none", "on")
 AUTO = "auto"
@@ -217,14 +216,14 @@ def _covers(view: View, shown: Sequence[Path]) -> list[str]:
 
 def toolchain_roots(path_var: str, commands: Sequence[str] = (), declared: Sequence[Path] = ()) -> tuple[Path, ...]:
     """What a confined command needs read-only beyond the system: the toolchains on PATH (a pyenv, an nvm, a
-    virtualenv: the folder above a `bin` or `shims`), the worker's interpreter and Fleet's own packages, the
-    programs named by absolute path in commands (their toolchain, or the file alone), and declared paths."""
+    virtualenv: the folder above a `bin` or `shims`), the worker's interpreter, PYTHONPATH and Fleet's own
+    packages, the programs and folders named by absolute path in commands, and declared paths."""
     named = [Path(word) for command in commands for word in _path_words(command)]
     programs = [Path(sys.executable), *(p for p in named if p.is_file())]
     roots = [_toolchain_root(Path(entry)) for entry in path_var.split(os.pathsep) if entry.startswith("/")]
     roots += [_program_root(p) for program in programs for p in (program, program.resolve())]
     roots += [p for p in named if p.is_dir() and p != Path("/")]  # `--find-links /srv/wheels`
-    roots += [Path(sys.prefix), Path(sys.base_prefix), *_fleet_packages(), *declared]
+    roots += [Path(sys.prefix), Path(sys.base_prefix), *_fleet_packages(), *_python_path(), *declared]
     return tuple(p for p in dict.fromkeys(roots) if p.exists() and not _is_system(p))
 
 
@@ -250,6 +249,11 @@ def _is_system(path: Path) -> bool:
     return any(path.resolve().is_relative_to(name) for name in SYSTEM) or path.resolve() == Path("/")
 
 
+def _python_path() -> list[Path]:
+    """The worker's absolute PYTHONPATH entries: where an admin-listed agent class may live."""
+    return [Path(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry.startswith("/")]
+
+
 def _fleet_packages() -> list[Path]:
     """Fleet's own packages, read-only: agents run Fleet's helpers (the class-agent host, the egress relay)."""
     root = Path(__file__).resolve().parent.parent
@@ -266,8 +270,7 @@ def build_sandbox(plan: SandboxPlan) -> AgentSandbox:
     tmp = plan.scratch / "tmp"
     for folder in (tmp, plan.home / ".cache"):
         folder.mkdir(parents=True, exist_ok=True)
-    remove_tree(plan.attempt_dir / "agent-git")  # left by an earlier delivery of the same attempt
-    gitdir = make_agent_gitdir(plan.mirror, plan.worktree_gitdir, plan.base_sha, plan.attempt_dir / "agent-git")
+    gitdir = private_gitdir(plan.mirror, plan.worktree_gitdir, plan.base_sha, plan.attempt_dir)
     pointer = gitdir_pointer(gitdir, plan.attempt_dir / "agent-git-pointer")
     shown = tuple((p.resolve(), p.resolve()) for p in plan.shown if p.is_file() and os.access(p, os.X_OK))
     view = View(
