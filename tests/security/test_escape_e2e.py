@@ -234,13 +234,12 @@ def test_an_agent_with_the_network_reaches_its_model_and_nothing_else(
     fleet.env["PROBE_MODEL_BASE_URL"] = model_server  # passed to the agent: its host is allowed through the proxy
     probe = _write_program(fleet, "egress-probe.py", EGRESS_PROBE, "")
     command = shlex.join([str(probe), model_server, str(listeners[0])])
-    [ticket] = fleet.submit(
-        "--repo", "calc", "--title", "t", "--body", ADD, "--agent-cmd", command, "--agent-env", "PROBE_MODEL_BASE_URL"
-    )
+    options = ("--agent-cmd", command, "--agent-env", "PROBE_MODEL_BASE_URL", "--attempts", "1")
+    [ticket] = fleet.submit("--repo", "calc", "--title", "t", "--body", ADD, *options)
     fleet.up()
     logs = _logs(fleet, ticket["id"])
     assert fleet.json("show", str(ticket["id"]))["status"] == "needs_review", logs
     assert "MODEL model-says-hello" in logs
-    assert "REACHED" not in logs and logs.count("REFUSED") == 7
+    assert "REACHED" not in logs and logs.count("REFUSED") == 7, logs
     assert "[fleet] egress denied: 127.0.0.1:6379" in logs  # the transcript says what was refused
     assert "[fleet] egress allowed: " + model_server.split("/")[2] in logs
