@@ -253,7 +253,8 @@ def _agent_sandbox(
         egress_socket=gate.socket_path if gate else None,
     )
     try:
-        return replace(build_sandbox(plan), gate=gate), None
+        sandbox = replace(build_sandbox(plan), gate=gate)
+        return sandbox, sandbox.warning  # a warning when libseccomp is missing
     except BaseException:
         if gate is not None:
             gate.close()

@@ -156,15 +156,9 @@ def wants_network(setting: str, repo_choice: str | None, agent_needs_network: bo
 
 def confine(view: View) -> tuple[str, ...]:
     """The argv prefix that runs a command confined to view (bwrap must be usable: see bwrap_missing)."""
-    exe = shutil.which("bwrap")
-    if exe is None:
-        raise FileNotFoundError("bwrap")
-    argv = [exe, *HARDENING, *_system_binds(), "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    argv += _binds("--ro-bind", _existing(view.readable))
-    argv += _binds("--bind", [path.resolve() for path in view.writable])
+    argv = [*_shown(view.readable, view.hidden), *_binds("--bind", [path.resolve() for path in view.writable])]
     if view.egress_socket is not None:
         argv += _binds("--bind", [view.egress_socket.parent.resolve()])
-    argv += _covers(view, [*_existing(view.readable), *map(Path, SYSTEM)])
     for source, dest in view.overlays:
         argv += ["--ro-bind", str(source), str(dest)]
     argv += ["--chdir", str(view.workdir.resolve())]
@@ -173,6 +167,21 @@ def confine(view: View) -> tuple[str, ...]:
     if seccomp_problem() is None:
         return (*WITH_FILTER, str(filter_file()), *argv, "--seccomp", str(SECCOMP_FD))
     return tuple(argv)
+
+
+@functools.lru_cache(maxsize=64)
+def _shown(readable: tuple[Path, ...], hidden: tuple[Path, ...]) -> tuple[str, ...]:
+    """bwrap, the hardening and everything read-only: the same for every command of a repository, so built once.
+
+    The covers come before the writable folders, so a worktree inside a covered FLEET_HOME is bound over its cover.
+    """
+    exe = shutil.which("bwrap")
+    if exe is None:
+        raise FileNotFoundError("bwrap")
+    shown = _existing(readable)
+    argv = [exe, *HARDENING, *_system_binds(), "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    argv += _binds("--ro-bind", shown)
+    return (*argv, *_covers(hidden, [*shown, *map(Path, SYSTEM)]))
 
 
 def _system_binds() -> list[str]:
@@ -201,20 +210,27 @@ def _existing(paths: Iterable[Path]) -> list[Path]:
     return kept
 
 
-def _covers(view: View, shown: Sequence[Path]) -> list[str]:
-    """Hidden folders (an empty read-only tmpfs) and files (an empty file) that fall inside a shown folder."""
+def _covers(hidden: Sequence[Path], shown: Sequence[Path]) -> list[str]:
+    """Hidden folders (an empty tmpfs of the sandbox's own) and files (an empty file) inside a shown folder."""
     args: list[str] = []
-    for path in _existing([*view.hidden, *map(Path, ETC_SECRETS)]):
+    for path in _existing([*hidden, *map(Path, ETC_SECRETS)]):
         if not any(path.is_relative_to(folder) for folder in shown):
             continue  # not shown in the first place
         if path.is_dir():
-            args += ["--tmpfs", str(path), "--remount-ro", str(path)]
+            args += ["--tmpfs", str(path)]
         else:
             args += ["--ro-bind", "/dev/null", str(path)]
     return args
 
 
 def toolchain_roots(path_var: str, commands: Sequence[str] = (), declared: Sequence[Path] = ()) -> tuple[Path, ...]:
+    """What a confined command needs read-only beyond the system (see _toolchain_roots), remembered per arguments:
+    every attempt of a repository asks the same."""
+    return _toolchain_roots(path_var, tuple(commands), tuple(declared))
+
+
+@functools.lru_cache(maxsize=256)
+def _toolchain_roots(path_var: str, commands: tuple[str, ...], declared: tuple[Path, ...]) -> tuple[Path, ...]:
     """What a confined command needs read-only beyond the system: the toolchains on PATH (a pyenv, an nvm, a
     virtualenv: the folder above a `bin` or `shims`), the worker's interpreter, PYTHONPATH and Fleet's own
     packages, the programs and folders named by absolute path in commands, and declared paths."""
@@ -260,6 +276,7 @@ def _fleet_packages() -> list[Path]:
     return [root / name for name in FLEET_PACKAGES]
 
 
+@functools.lru_cache(maxsize=16)
 def credential_stores(home: Path) -> tuple[Path, ...]:
     """The credential stores present in home (the worker user's): covered wherever a shown folder holds them."""
     return tuple(home / name for name in CREDENTIAL_STORES if (home / name).exists())

@@ -158,3 +158,13 @@ def test_every_adapter_is_registered_by_its_short_name() -> None:
 def test_json_objects_skips_interleaved_stderr_and_reads_pretty_printed_objects() -> None:
     output = 'warning: {not json}\n{"a": 1}\nnoise {"b": 2}\n{\n  "c": {"d": 3}\n}\n'
     assert list(json_objects(output)) == [{"a": 1}, {"c": {"d": 3}}]
+
+
+def test_codex_drops_its_own_sandbox_only_inside_fleets(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from workers.agents.codex import CodexAgent
+
+    task = make_task(tmp_path)
+    assert CodexAgent.own_sandbox(task) == "workspace-write"
+    assert CodexAgent.own_sandbox(replace(task, wrapper=("bwrap", "--unshare-user"))) == "danger-full-access"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.security.probes import REACH
 from workers.agents.scripted import write_sample_repo
 from workers.git import resolve_commit
 from workers.mirror import ensure_mirror
@@ -235,15 +236,7 @@ def test_nothing_of_the_host_but_the_allow_list_is_visible(sandbox: Sandbox, hos
 
 
 def test_no_socket_of_the_host_can_be_reached(sandbox: Sandbox, host: Host) -> None:
-    code = """import socket
-def reach(family, address):
-    try:
-        with socket.socket(family) as s:
-            s.settimeout(2)
-            s.connect(address)
-        return "REACHED"
-    except OSError as exc:
-        return type(exc).__name__
+    code = """
 for family, address in [
     (socket.AF_UNIX, UNIX), (socket.AF_UNIX, "\\0" + ABSTRACT), (socket.AF_UNIX, "/var/run/postgresql/.s.PGSQL.5432"),
     (socket.AF_INET, ("127.0.0.1", PORT)), (socket.AF_INET, ("127.0.0.1", 6379)), (socket.AF_INET, ("127.0.0.1", 5432)),
@@ -251,7 +244,7 @@ for family, address in [
     print(reach(family, address))
 """
     values = f"UNIX, ABSTRACT, PORT = {str(host.unix_socket)!r}, {host.abstract!r}, {host.tcp_port}\n"
-    code = values + code
+    code = REACH + values + code
     results = sandbox.python(code).splitlines()
     assert len(results) == 6 and "REACHED" not in results, results
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.conftest import Fleet, scripted
+from tests.conftest import Fleet, scripted
+from tests.security.probes import REACH
 from workers.agents.scripted import BUGGY_ADD, SAMPLE_TEST_CMD, write_sample_repo
 from workers.git import git
 from workers.sandbox import bwrap_missing
@@ -28,21 +29,14 @@ pytestmark = pytest.mark.skipif(bwrap_missing() is not None, reason=bwrap_missin
 ADD = "tests/test_calc.py::test_add"
 SECRET_VARIABLES = ("DB_PASS", "STRIPE_SK", "SERVICE_DSN", "PLAIN_LOOKING_NAME")
 # What a probe does, in Python; {paths} and {ports} are filled in. It prints every result on one line.
-LOOT = """
+LOOT = (
+    REACH
+    + """
 import os, pathlib, socket, subprocess
 
 def _read(path):
     try:
         return pathlib.Path(path).read_text()[:200]
-    except OSError as exc:
-        return type(exc).__name__
-
-def _reach(family, address):
-    try:
-        with socket.socket(family) as s:
-            s.settimeout(2)
-            s.connect(address)
-        return "REACHED"
     except OSError as exc:
         return type(exc).__name__
 
@@ -53,12 +47,13 @@ def _git_log(repo):
 def loot():
     found = [_read(p) for p in {paths}]
     found += [_git_log(r) for r in {repos}]
-    found += [_reach(socket.AF_INET, ("127.0.0.1", port)) for port in {ports}]
-    found += [_reach(socket.AF_UNIX, path) for path in {sockets}]
+    found += [reach(socket.AF_INET, ("127.0.0.1", port)) for port in {ports}]
+    found += [reach(socket.AF_UNIX, path) for path in {sockets}]
     found += ["%s=%s" % item for item in sorted(os.environ.items())]
     found += [line for line in open("/proc/self/status").read().splitlines() if line.startswith("CapEff")]
     return " | ".join(found)
 """
+)
 AGENT = """#!{python}
 {loot}
 print("LOOT", loot(), flush=True)

@@ -32,7 +32,7 @@ class CliAgent:
     # The ticket goes to the CLI on standard input when it documents reading it there: an argument is capped
     # by the kernel (128 KiB) and shows in `ps`.
     prompt_on_stdin: ClassVar[bool] = True
-    # The CLI calls its model API itself: with agent_network "auto", its sandbox keeps the network.
+    # The CLI calls its model API itself: with agent_network "auto", it gets the egress proxy (workers/egress.py).
     needs_network: ClassVar[bool] = True
     # What its sandbox may reach (host:port) through the egress proxy, besides the repository's agent_hosts and
     # the hosts of the base URLs passed to it (--agent-env ANTHROPIC_BASE_URL and the like).

@@ -15,15 +15,21 @@ from workers.agents.cli import CliAgent, Usage, dig, json_objects, number
 
 
 class CodexAgent(CliAgent):
-    """`codex exec --json --sandbox workspace-write --skip-git-repo-check [--model M] -`, the ticket on stdin."""
+    """`codex exec --json --sandbox S --skip-git-repo-check [--model M] -`, the ticket on stdin (S: own_sandbox)."""
 
     program = "codex"
     install = "npm install -g @openai/codex"
     model_hosts = ("api.openai.com:443", "chatgpt.com:443")
 
     def arguments(self, task: AgentTask) -> list[str]:
-        flags = ["--json", "--sandbox", "workspace-write", "--skip-git-repo-check", *self.model_args("--model")]
+        flags = ["--json", "--sandbox", self.own_sandbox(task), "--skip-git-repo-check", *self.model_args("--model")]
         return ["exec", *flags]
+
+    @staticmethod
+    def own_sandbox(task: AgentTask) -> str:
+        """Codex's own sandbox cannot start inside Fleet's (no user namespaces, unshare refused), and Fleet's
+        confines it more tightly anyway: inside, Codex runs its commands unconfined; outside, in workspace-write."""
+        return "danger-full-access" if task.wrapper else "workspace-write"
 
     def trailing(self, task: AgentTask) -> list[str]:
         return ["-"]

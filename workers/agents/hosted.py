@@ -42,7 +42,7 @@ RESULT_TYPES: dict[str, type | tuple[type, ...]] = {
 class HostedAgent:
     """Runs an allow-listed class's run(task) in a child process, in the attempt's sandbox and cgroups."""
 
-    # Like the agent CLIs, a class calls its model itself: with agent_network "auto" its sandbox keeps the network.
+    # Like the agent CLIs, a class calls its model itself: with agent_network "auto" it gets the egress proxy.
     needs_network: ClassVar[bool] = True
 
     def __init__(self, path: str, options: AgentOptions) -> None:
