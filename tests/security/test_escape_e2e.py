@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Fleet, scripted
+from tests.core.conftest import Fleet, scripted
 from tests.security.probes import REACH
 from workers.agents.scripted import BUGGY_ADD, SAMPLE_TEST_CMD, write_sample_repo
 from workers.git import git
@@ -136,9 +136,10 @@ def test_probe_agents_and_probe_tests_get_nothing_out_and_the_honest_ticket_pass
     [honest] = fleet.submit(*common, "honest", "--agent-cmd", scripted("fix-add"))
     fleet.up(concurrency=3)
 
-    assert fleet.json("show", str(honest["id"]))["status"] == "needs_review"
-    assert fleet.json("show", str(probe_agent["id"]))["status"] == "needs_review"  # it fixed the bug too
-    assert fleet.json("show", str(probe_tests["id"]))["status"] == "failed"
+    shown = {name: fleet.json("show", str(t["id"])) for name, t in (("honest", honest), ("agent", probe_agent))}
+    shown["tests"] = fleet.json("show", str(probe_tests["id"]))
+    statuses = {name: view["status"] for name, view in shown.items()}
+    assert statuses == {"honest": "needs_review", "agent": "needs_review", "tests": "failed"}, shown
     agent_logs, test_logs = _logs(fleet, probe_agent["id"]), _logs(fleet, probe_tests["id"])
     assert "LOOT" in agent_logs and "AssertionError" in test_logs  # both probes ran and reported
     for logs in (agent_logs, test_logs):
