@@ -328,7 +328,10 @@ def _scratch_objects(tmp: Path, gitdir: Path, mirror: Path) -> dict[str, str]:
     """git's environment for writing objects and the index under tmp while reading the mirror's objects too."""
     index = tmp / "index"
     if (gitdir / "index").is_file():
-        shutil.copyfile(gitdir / "index", index)  # its stat data spares git from hashing unchanged files again
+        # Its stat data spares git from hashing unchanged files again. copy2 keeps the index file's mtime, which
+        # git's racy-entry check compares with each entry's: a fresh mtime would make an edit that kept the
+        # file's size within the second of the checkout look unchanged (same-size `a - b` -> `a + b` fixes did).
+        shutil.copy2(gitdir / "index", index)
     (tmp / "objects").mkdir()
     return {
         "GIT_INDEX_FILE": str(index),
