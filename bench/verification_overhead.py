@@ -38,11 +38,11 @@ sys.path.insert(0, str(ROOT))  # the fixture project's builder lives with the te
 from db.status import Verdict  # noqa: E402
 from tests.e2e_verification.realproject import INI_TEST_CMD, make_iniconfig_repo  # noqa: E402
 from verification.runner import TestRun  # noqa: E402
-from verification.sandbox import bwrap_prefix  # noqa: E402
 from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff  # noqa: E402
 from workers.agents.scripted import SCRIPT_EDITS, apply_edits  # noqa: E402
 from workers.git import git  # noqa: E402
 from workers.mirror import ensure_mirror  # noqa: E402
+from workers.sandbox import bwrap_missing  # noqa: E402
 from workers.worktree import WorktreePool  # noqa: E402
 
 TARGET_RATIO = 1.3
@@ -170,7 +170,7 @@ def measure(repetitions: int, warmup: int, work: Path) -> dict[str, Any]:
         "suite_inside_fleet": suite,
         "baseline_tests": len(baseline.results),
         "baseline_failures": baseline.failures,
-        "sandbox": bwrap_prefix(work, work / "candidate") is not None,
+        "sandbox": bwrap_missing() is None,
     }
 
 
