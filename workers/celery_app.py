@@ -44,14 +44,19 @@ class EmbeddedTransport(filesystem.Transport):  # type: ignore[misc]
 
 
 def _embedded_broker(folder: Path) -> tuple[str, dict[str, Any]]:
-    """kombu's filesystem transport: no server; a message lost with a killed consumer is re-sent by the reconciler."""
-    queue, processed = folder / "queue", folder / "processed"
-    for path in (queue, processed):
+    """kombu's filesystem transport: no server; a message lost with a killed consumer is re-sent by the reconciler.
+
+    Every folder it uses is named, under the broker folder: left out, `control_folder` (the exchange table) is
+    `control` in the folder Fleet was run from.
+    """
+    queue, processed, control = folder / "queue", folder / "processed", folder / "control"
+    for path in (queue, processed, control):
         path.mkdir(parents=True, exist_ok=True)
     options = {
         "data_folder_in": str(queue),
         "data_folder_out": str(queue),
         "processed_folder": str(processed),
+        "control_folder": str(control),
         "store_processed": False,
         "polling_interval": 0.1,
     }

@@ -21,3 +21,4 @@ def test_the_demo_shows_two_verified_diffs_and_catches_the_gaming_agent(embedded
     assert set(verdicts[3]) == {"gamed"}
     assert "passed" not in verdicts[4]
     assert [r["id"] for r in fleet.json("review", "list")] == [1, 2]
+    assert sorted(p.name for p in fleet.tmp.iterdir()) == ["home"]  # nothing written into the folder it ran from
