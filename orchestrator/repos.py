@@ -164,12 +164,9 @@ def _settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
 def _sandbox_settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
     """What this repository's sandboxes may see: variables passed to tests, folders shown read-only."""
     settings: dict[str, Any] = {}
-    names = spec.test_env or toml.get("test_env", [])
-    for name in names:
-        if not VARIABLE.match(name):
-            raise FleetError(f"test_env: {name!r} is not a variable name")
+    names = _matching("test_env", spec.test_env or toml.get("test_env", []), VARIABLE, "a variable name")
     if names:
-        settings["test_env"] = list(names)
+        settings["test_env"] = names
     paths = [str(Path(p).expanduser()) for p in spec.read_paths or toml.get("read_paths", [])]
     for path in paths:
         if not Path(path).is_absolute() or not Path(path).exists():
@@ -199,12 +196,18 @@ def _agent_settings(spec: RepoSpec, toml: dict[str, Any]) -> dict[str, Any]:
         if values:
             settings[key] = list(values)
     hosts = spec.agent_hosts or toml.get("agent_hosts", [])
-    for host in hosts:
-        if not HOST_PORT.match(host):
-            raise FleetError(f"agent_hosts: {host!r} is not host:port (api.example.com:443, 127.0.0.1:8080)")
+    hosts = _matching("agent_hosts", hosts, HOST_PORT, "host:port (api.example.com:443, 127.0.0.1:8080)")
     if hosts:
-        settings["agent_hosts"] = list(hosts)
+        settings["agent_hosts"] = hosts
     return settings
+
+
+def _matching(key: str, values: list[str], pattern: re.Pattern[str], what: str) -> list[str]:
+    """values as a list, or a FleetError naming the first that is not `what`."""
+    for value in values:
+        if not pattern.match(value):
+            raise FleetError(f"{key}: {value!r} is not {what}")
+    return list(values)
 
 
 def _copy_pair(item: str) -> list[str]:

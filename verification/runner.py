@@ -19,6 +19,7 @@ from typing import Any
 
 from verification.report import Outcome, ReportError, TestResult, parse_junit
 from workers.process import ProcessResult, run_process
+from workers.sandbox import scratch_env
 
 JUNIT_NAME = "junit.xml"
 # Variables from the caller's environment that would change how pytest reads its configuration or results.
@@ -134,13 +135,8 @@ def build_env(base: Mapping[str, str], report_dir: Path, pytest_args: Sequence[s
         "--continue-on-collection-errors",
         *pytest_args,
     ]
-    run_env = {k: v for k, v in base.items() if k not in _DROPPED_ENV}
-    home, tmp = report_dir / "home", report_dir / "tmp"
-    for folder in (home, tmp):
-        folder.mkdir(parents=True, exist_ok=True)
+    run_env = {k: v for k, v in base.items() if k not in _DROPPED_ENV} | scratch_env(report_dir)
     run_env.update(
-        HOME=str(home),
-        TMPDIR=str(tmp),
         PYTEST_ADDOPTS=shlex.join(addopts),
         FLEET_JUNIT_XML=str(junit),
         FLEET_REPORT_DIR=str(report_dir),

@@ -229,13 +229,9 @@ def _agent_sandbox(
     rt: WorkerRuntime, job: Job, agent: Agent, worktree: Worktree, attempt_dir: Path
 ) -> tuple[AgentSandbox, str | None]:
     """The attempt's sandbox, or none and the warning that says why."""
-    if not rt.settings.agent_sandbox:
-        return AgentSandbox(), TURNED_OFF.format("FLEET_AGENT_SANDBOX")
-    if job.repo_settings.get("agent_sandbox") is False:
-        return AgentSandbox(), TURNED_OFF.format("the repository's agent_sandbox setting")
-    missing = bwrap_missing()
-    if missing is not None:
-        return AgentSandbox(), missing
+    unsandboxed = _why_unsandboxed(rt, job)
+    if unsandboxed is not None:
+        return AgentSandbox(), unsandboxed
     command = job.agent_options.get("command", ())
     needs_network = bool(getattr(agent, "needs_network", False))
     network = wants_network(rt.settings.agent_network, job.repo_settings.get("agent_network"), needs_network)
@@ -283,8 +279,13 @@ def url_authority(value: str) -> str:
     return f"{host}:{port}"
 
 
-def _sandboxes_agents(rt: WorkerRuntime, job: Job) -> bool:
-    return rt.settings.agent_sandbox and job.repo_settings.get("agent_sandbox") is not False and not bwrap_missing()
+def _why_unsandboxed(rt: WorkerRuntime, job: Job) -> str | None:
+    """Why this repository's agent and setup commands run without a sandbox, or None when they have one."""
+    if not rt.settings.agent_sandbox:
+        return TURNED_OFF.format("FLEET_AGENT_SANDBOX")
+    if job.repo_settings.get("agent_sandbox") is False:
+        return TURNED_OFF.format("the repository's agent_sandbox setting")
+    return bwrap_missing()
 
 
 def _hidden(rt: WorkerRuntime, job: Job) -> tuple[Path, ...]:
@@ -340,7 +341,7 @@ def _prepare_worktree(
     cache = job.env_cache(rt.env_cache)
     copied = tuple(source for source, _ in job.copy_files)
     env, wrapper = scrubbed_env(os.environ) | ports, tuple[str, ...]()
-    if _sandboxes_agents(rt, job):
+    if _why_unsandboxed(rt, job) is None:
         env |= scratch_env(scratch)
         readable = toolchain_roots(os.environ.get("PATH", os.defpath), [job.setup_cmd], _declared_paths(rt, job))
         wrapper = confine(setup_view(path, scratch, readable, _hidden(rt, job)))

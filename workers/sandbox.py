@@ -262,7 +262,8 @@ def _program_root(program: Path) -> Path:
 
 
 def _is_system(path: Path) -> bool:
-    return any(path.resolve().is_relative_to(name) for name in SYSTEM) or path.resolve() == Path("/")
+    resolved = path.resolve()
+    return resolved == Path("/") or any(resolved.is_relative_to(name) for name in SYSTEM)
 
 
 def _python_path() -> list[Path]:
@@ -330,7 +331,7 @@ def setup_view(checkout: Path, scratch: Path, readable: Sequence[Path], hidden: 
 
 
 def scratch_env(scratch: Path) -> dict[str, str]:
-    """HOME and TMPDIR inside a sandbox's scratch folder, made here."""
+    """HOME (and its XDG cache) and TMPDIR inside a scratch folder, made here: for setup and test commands."""
     home, tmp = scratch / "home", scratch / "tmp"
     for folder in (home, tmp):
         folder.mkdir(parents=True, exist_ok=True)
