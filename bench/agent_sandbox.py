@@ -25,11 +25,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from system.git import git, resolve_commit
+from system.mirror import ensure_mirror
+from system.sandbox import toolchain_roots
 from workers.agent_git import make_agent_gitdir
+from workers.agent_sandbox import SandboxPlan, build_sandbox
 from workers.agents.scripted import write_sample_repo
-from workers.git import git, resolve_commit
-from workers.mirror import ensure_mirror
-from workers.sandbox import SandboxPlan, build_sandbox, toolchain_roots
 from workers.worktree import WorktreePool, owning_gitdir
 
 

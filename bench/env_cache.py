@@ -34,11 +34,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from system.git import git, resolve_commit  # noqa: E402
+from system.mirror import ensure_mirror  # noqa: E402
 from tests.wheelhouse import build_wheelhouse  # noqa: E402
-from workers.envcache import DEFAULT_KEY_FILES, EnvCache  # noqa: E402
-from workers.environment import CacheUse, set_up_environment  # noqa: E402
-from workers.git import git, resolve_commit  # noqa: E402
-from workers.mirror import ensure_mirror  # noqa: E402
+from verification.envcache import DEFAULT_KEY_FILES, EnvCache  # noqa: E402
+from verification.environment import CacheUse, set_up_environment  # noqa: E402
 from workers.worktree import WorktreePool  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

@@ -74,7 +74,7 @@ def fleet_env(home: Path, mode: str) -> dict[str, str]:
 
 def fleet(env: dict[str, str], *args: str, cwd: Path) -> str:
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args], env=env, cwd=cwd, check=True, capture_output=True, text=True
+        [sys.executable, "-m", "fleet", *args], env=env, cwd=cwd, check=True, capture_output=True, text=True
     ).stdout
 
 
@@ -83,7 +83,7 @@ def transcripts(env: dict[str, str], ticket_ids: list[int] | None = None) -> lis
     from sqlalchemy import text
 
     from db.engine import Database
-    from orchestrator.settings import Settings
+    from system.settings import Settings
 
     db = Database(Settings(home=Path(env["FLEET_HOME"]), database_url=env.get("FLEET_DATABASE_URL", "")).db_url)
     query = "SELECT transcript FROM attempts" + (" WHERE ticket_id = :t" if ticket_ids else "")
@@ -145,7 +145,7 @@ def throughput(mode: str, tickets: int, slots: int, agent_seconds: float, work: 
     )
     started = time.monotonic()
     worker = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "up", "--until-idle", "--concurrency", str(slots)],
+        [sys.executable, "-m", "fleet", "up", "--until-idle", "--concurrency", str(slots)],
         env=env,
         cwd=work,
         stdout=subprocess.DEVNULL,
@@ -187,14 +187,14 @@ def dispatch_latency(samples: int, work: Path) -> dict[str, Any]:
     env = fleet_env(home, "team")
     fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "worker", "--concurrency", "4"],
+        [sys.executable, "-m", "fleet", "worker", "--concurrency", "4"],
         env=env,
         cwd=work,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     os.environ.update({k: v for k, v in env.items() if k.startswith("FLEET_")})
-    from orchestrator.cli import Context
+    from fleet.cli import Context
     from orchestrator.tickets import TicketSpec, submit
 
     ctx = Context()
@@ -226,8 +226,8 @@ def dispatch_latency(samples: int, work: Path) -> dict[str, Any]:
 
 
 def worktree_cost(files: int, rounds: int, work: Path) -> dict[str, Any]:
-    from workers.git import git
-    from workers.mirror import ensure_mirror
+    from system.git import git
+    from system.mirror import ensure_mirror
     from workers.worktree import WorktreePool
 
     repo = work / "big-repo"

@@ -36,13 +36,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the fixture project's builder lives with the tests that use it too
 
 from db.status import Verdict  # noqa: E402
+from system.git import git  # noqa: E402
+from system.mirror import ensure_mirror  # noqa: E402
+from system.sandbox import bwrap_missing  # noqa: E402
 from tests.e2e_verification.realproject import INI_TEST_CMD, make_iniconfig_repo  # noqa: E402
 from verification.runner import TestRun  # noqa: E402
 from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff  # noqa: E402
 from workers.agents.scripted import SCRIPT_EDITS, apply_edits  # noqa: E402
-from workers.git import git  # noqa: E402
-from workers.mirror import ensure_mirror  # noqa: E402
-from workers.sandbox import bwrap_missing  # noqa: E402
 from workers.worktree import WorktreePool  # noqa: E402
 
 TARGET_RATIO = 1.3

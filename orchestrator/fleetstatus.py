@@ -13,7 +13,7 @@ from db.models import utcnow
 from orchestrator import views
 
 if TYPE_CHECKING:
-    from workers.queue import Dispatcher
+    from orchestrator.dispatch import Dispatcher
 
 STALE_AFTER = timedelta(seconds=60)
 

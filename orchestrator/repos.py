@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import tomllib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,10 @@ from typing import Any
 from db import queries
 from db.engine import Database
 from orchestrator import views
+from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError
 from orchestrator.tickets import check_agent, check_text
-from workers.git import GitError, git, is_git_repo
+from system.git import GitError, git, is_git_repo
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
@@ -221,8 +221,8 @@ def _copy_pair(item: str) -> list[str]:
     return [str(source_path), dest]
 
 
-def register_repo(db: Database, spec: RepoSpec, agent_classes: Sequence[str] = ()) -> dict[str, Any]:
-    """Check and store a repository; returns its view. Its default agent is a built-in or one of agent_classes."""
+def register_repo(db: Database, spec: RepoSpec, agents: AgentRule) -> dict[str, Any]:
+    """Check and store a repository; returns its view. Its default agent is one the workers can run."""
     if not NAME.match(spec.name):
         raise FleetError(f"repo name {spec.name!r}: use letters, digits, '.', '_' and '-' (at most 100)")
     check_text("path", spec.path)
@@ -236,7 +236,7 @@ def register_repo(db: Database, spec: RepoSpec, agent_classes: Sequence[str] = (
     if setup_cmd:
         check_shell_syntax("--setup-cmd", setup_cmd)
     agent = spec.agent or toml.get("agent", "shell")
-    check_agent(agent, agent_classes)
+    check_agent(agent, agents)
     with db.session() as s:
         repo = queries.add_repo(
             s,

@@ -6,19 +6,17 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from db import queries
+from db import policy, queries
 from db.engine import Database
 from db.models import Attempt, Ticket
 from db.status import TicketStatus, Verdict
-from orchestrator import policy
 from orchestrator.errors import FleetError
-from orchestrator.scheduler import schedule
-from orchestrator.settings import Settings
-from workers.git import GitError, git
-from workers.mirror import ensure_mirror
+from system.git import GitError, git
+from system.mirror import ensure_mirror
+from system.settings import Settings
 
 if TYPE_CHECKING:
-    from workers.queue import Dispatcher
+    from orchestrator.dispatch import Dispatcher
 
 
 def candidates(ticket: Ticket) -> list[Attempt]:
@@ -113,7 +111,7 @@ def reject(
         attempt = policy.reopen(s, best.run, words)
         queries.set_ticket_status(s, ticket, TicketStatus.QUEUED, "a new attempt with the reviewer's feedback")
         new_id = attempt.id
-    schedule(db, dispatcher, settings)
+    dispatcher.kick(db, settings)
     return new_id
 
 
@@ -134,7 +132,7 @@ def retry(db: Database, dispatcher: Dispatcher, settings: Settings, ticket_id: i
             new.append(policy.reopen(s, run, feedback).id)
         queries.set_ticket_status(s, ticket, TicketStatus.QUEUED, f"retried by {actor}")
         queries.log_event(s, "retried", "", ticket_id=ticket_id, actor=actor)
-    schedule(db, dispatcher, settings)
+    dispatcher.kick(db, settings)
     return new
 
 

@@ -13,18 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from db import queries
+from db import policy, queries
 from db.engine import Database
 from db.models import Ticket
-from orchestrator import policy
+from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError
-from orchestrator.scheduler import schedule
-from orchestrator.settings import Settings
-from workers.agents import agent_problem
-from workers.git import GitError, resolve_commit
+from system.git import GitError, resolve_commit
+from system.settings import Settings
 
 if TYPE_CHECKING:
-    from workers.queue import Dispatcher
+    from orchestrator.dispatch import Dispatcher
 
 MAX_TITLE = 500
 MAX_BODY = 200_000
@@ -73,9 +71,9 @@ def mentioned_tests(spec: TicketSpec) -> list[str]:
     return list(dict.fromkeys(t.rstrip(".,:") for t in found))
 
 
-def check_agent(agent: str, agent_classes: Sequence[str]) -> None:
-    """A built-in agent's name, or a class the admin listed in agent_classes (FLEET_AGENT_CLASSES)."""
-    problem = agent_problem(agent, agent_classes)
+def check_agent(agent: str, agents: AgentRule) -> None:
+    """A built-in agent's name, or a class the admin listed (FLEET_AGENT_CLASSES): what the workers can run."""
+    problem = agents.problem(agent)
     if problem is not None:
         raise FleetError(problem)
 
@@ -90,8 +88,8 @@ def check_text(name: str, value: str) -> None:
         raise FleetError(f"the {name} is not valid UTF-8 (check the terminal's encoding)") from None
 
 
-def validate(spec: TicketSpec, agent_classes: Sequence[str] = ()) -> None:
-    """Reject a ticket that could never run, or names a class not in agent_classes, before anything is written."""
+def validate(spec: TicketSpec, agents: AgentRule) -> None:
+    """Reject a ticket that could never run, or names an agent the workers would refuse, before anything is written."""
     if not spec.title.strip():
         raise FleetError("a ticket needs a non-empty --title")
     if len(spec.title) > MAX_TITLE or len(spec.body) > MAX_BODY:
@@ -105,7 +103,7 @@ def validate(spec: TicketSpec, agent_classes: Sequence[str] = ()) -> None:
     if spec.timeout is not None and not (0 < spec.timeout < math.inf):
         raise FleetError(f"--timeout must be a positive number of seconds, not {spec.timeout:g}")
     for agent in spec.agents:
-        check_agent(agent, agent_classes)
+        check_agent(agent, agents)
 
 
 def _run_agents(spec: TicketSpec, default_agent: str) -> list[str]:
@@ -120,9 +118,9 @@ def _base_sha(source: str, ref: str, repo_name: str) -> str:
         raise FleetError(f"base ref {ref!r} does not exist in repo {repo_name!r} ({source})") from None
 
 
-def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str, agent_classes: Sequence[str] = ()) -> Ticket:
+def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str, agents: AgentRule) -> Ticket:
     """Write one ticket with its runs and first attempts; nothing is sent yet."""
-    validate(spec, agent_classes)
+    validate(spec, agents)
     try:
         repo = queries.get_repo(s, spec.repo)
     except queries.NotFound as exc:
@@ -163,10 +161,10 @@ def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str, agent_cl
 
 
 def _create_in_batch(
-    s: queries.Session, spec: TicketSpec, number: int, total: int, cwd: Path, actor: str, settings: Settings
+    s: queries.Session, spec: TicketSpec, number: int, total: int, cwd: Path, actor: str, agents: AgentRule
 ) -> Ticket:
     try:
-        return create(s, spec, cwd, actor, settings.agent_classes)
+        return create(s, spec, cwd, actor, agents)
     except FleetError as exc:
         # One bad ticket in a batch stores none of them; say which one it was.
         raise FleetError(f"ticket {number} of {total}: {exc}" if total > 1 else str(exc)) from None
@@ -176,11 +174,12 @@ def submit(
     db: Database, dispatcher: Dispatcher, settings: Settings, specs: Sequence[TicketSpec], cwd: Path, actor: str
 ) -> list[Ticket]:
     """Validate and store every ticket in one transaction, then let the scheduler fill the free slots."""
+    agents = AgentRule(dispatcher, settings.agent_classes)
     with db.session() as s:
         tickets = [
-            _create_in_batch(s, spec, number, len(specs), cwd, actor, settings) for number, spec in enumerate(specs, 1)
+            _create_in_batch(s, spec, number, len(specs), cwd, actor, agents) for number, spec in enumerate(specs, 1)
         ]
-    schedule(db, dispatcher, settings)
+    dispatcher.kick(db, settings)
     return tickets
 
 
@@ -225,7 +224,7 @@ def _check_types(fields: dict[str, Any]) -> None:
             raise FleetError(f"{key} must be a list of text, not {fields[key]!r}")
 
 
-def _spec(item: dict[str, Any], defaults: dict[str, Any], agent_classes: Sequence[str]) -> TicketSpec:
+def _spec(item: dict[str, Any], defaults: dict[str, Any], agents: AgentRule) -> TicketSpec:
     unknown = set(item) - SPEC_KEYS - {"agent"}
     if unknown:
         raise FleetError(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}")
@@ -237,11 +236,11 @@ def _spec(item: dict[str, Any], defaults: dict[str, Any], agent_classes: Sequenc
     if not merged.get("repo"):
         raise FleetError("no repo (give --repo, or a repo field)")
     spec = TicketSpec(**merged)
-    validate(spec, agent_classes)
+    validate(spec, agents)
     return spec
 
 
-def load_specs(path: Path, defaults: dict[str, Any], agent_classes: Sequence[str] = ()) -> list[TicketSpec]:
+def load_specs(path: Path, defaults: dict[str, Any], agents: AgentRule) -> list[TicketSpec]:
     """Tickets from a YAML or JSON list; each entry may override the command line's options."""
     data = _parse(path)
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
@@ -251,7 +250,7 @@ def load_specs(path: Path, defaults: dict[str, Any], agent_classes: Sequence[str
     specs = []
     for number, item in enumerate(data, start=1):
         try:
-            specs.append(_spec(item, defaults, agent_classes))
+            specs.append(_spec(item, defaults, agents))
         except FleetError as exc:
             raise FleetError(f"ticket {number} in {path}: {exc}") from None
     return specs

@@ -47,7 +47,7 @@ def test_verification_does_not_reach_into_the_database() -> None:
 
 
 def test_importing_every_package_creates_no_files_and_no_engine(tmp_path: Path) -> None:
-    code = "import orchestrator.cli, workers.tasks, workers.serve, verification.verify, db.queries, db.migrate"
+    code = "import fleet.cli, workers.tasks, workers.serve, verification.verify, db.queries, db.migrate"
     proc = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,

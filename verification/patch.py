@@ -6,7 +6,7 @@ import codecs
 import re
 from pathlib import Path
 
-from workers.git import GitError, git
+from system.git import GitError, git
 
 # Compiled or import-hook files run code without showing it in a text diff.
 _GENERATED = re.compile(

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import configparser
-import fnmatch
-import re
 import tomllib
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from workers.git import GitError, git
+from system.git import GitError, git
+from system.globs import matches_any
 
 # Not a path: stands for the pytest table of any pyproject.toml (the rest of that file is the project's).
 PYPROJECT_PYTEST = "pyproject.toml[tool.pytest]"
@@ -33,26 +31,6 @@ DEFAULT_PROTECT: tuple[str, ...] = (
 )
 # pytest's own order of precedence for the configuration file of a directory.
 PYTEST_CONFIGS = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
-
-
-def matches(path: str, pattern: str) -> bool:
-    """Gitignore-like: a pattern without `/` matches the file name anywhere; `**` spans directories."""
-    if "/" not in pattern:
-        return fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
-    return _glob_regex(pattern).fullmatch(path) is not None
-
-
-def matches_any(path: str, patterns: Iterable[str]) -> bool:
-    """True when path matches one of the patterns (see matches)."""
-    return any(matches(path, pattern) for pattern in patterns)
-
-
-@lru_cache(maxsize=256)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    out = ""
-    for token in re.split(r"(\*\*/|/\*\*$|\*\*|\*|\?)", pattern):
-        out += {"**/": "(?:.*/)?", "/**": "/.*", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token, re.escape(token))
-    return re.compile(out)
 
 
 def protected_changes(checkout: Path, paths: Iterable[str], patterns: Sequence[str]) -> list[str]:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from system.process import ProcessResult, run_process
+from system.sandbox import scratch_env
 from verification.report import Outcome, ReportError, TestResult, parse_junit
-from workers.process import ProcessResult, run_process
-from workers.sandbox import scratch_env
 
 JUNIT_NAME = "junit.xml"
 # Variables from the caller's environment that would change how pytest reads its configuration or results.

@@ -26,7 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from db.status import Verdict
+from system.git import GitError, git
+from system.sandbox import (
+    bwrap_missing,
+    confine,
+    scratch_env,
+    setup_view,
+    toolchain_roots,
+    unsandboxed_tests_warning,
+    verification_view,
+)
 from verification.digest import feedback_digest, is_hidden
+from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
+from verification.environment import CacheUse, SetupFailed, copy_files, set_up_environment
 from verification.flags import assertion_inputs, assertion_literals, scan_diff
 from verification.judge import Judgement, judge
 from verification.patch import PatchRefused, apply_checked, check_patch
@@ -39,18 +51,6 @@ from verification.protect import (
     restore,
 )
 from verification.runner import TestRun, run_tests, scrubbed_env
-from workers.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
-from workers.environment import CacheUse, SetupFailed, copy_files, set_up_environment
-from workers.git import GitError, git
-from workers.sandbox import (
-    bwrap_missing,
-    confine,
-    scratch_env,
-    setup_view,
-    toolchain_roots,
-    unsandboxed_tests_warning,
-    verification_view,
-)
 
 PIN_INI = "fleet-pytest.ini"
 SANDBOX_OFF = "tests ran without a sandbox (turned off in the repository settings)"
@@ -317,7 +317,7 @@ def _run(
 
 
 def _wrapper(checkout: Path, spec: VerifySpec, report_dir: Path) -> tuple[str, ...] | None:
-    """The confinement of the code under test (workers/sandbox.py), or None when it is off or cannot start."""
+    """The confinement of the code under test (system/sandbox.py), or None when it is off or cannot start."""
     if not _sandboxed(spec):
         return None
     report_dir.mkdir(parents=True, exist_ok=True)

@@ -30,8 +30,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from workers.git import git
-from workers.worktree import remove_tree
+from system.files import remove_tree
+from system.git import git
 
 AGENT_CONFIG = """[core]
 \trepositoryformatversion = {version}

@@ -12,7 +12,7 @@ from celery import Celery
 from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.json import dumps
 
-from orchestrator.settings import Settings
+from system.settings import Settings
 from workers.constants import AGENT_QUEUE, RUN_AGENT_TASK, VERIFY_QUEUE, VERIFY_TASK, VISIBILITY_TIMEOUT_SECONDS
 
 EMBEDDED_DRAIN_SECONDS = 0.25

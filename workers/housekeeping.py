@@ -25,10 +25,11 @@ from typing import IO
 from db import queries
 from db.engine import Database
 from db.models import utcnow
-from orchestrator.settings import Settings
-from workers.git import git
-from workers.mirror import HEX_SHA, try_lock
-from workers.worktree import SLOT_PREFIX, disk_usage, remove_tree
+from system.files import disk_usage, remove_tree
+from system.git import git
+from system.mirror import HEX_SHA, try_lock
+from system.settings import Settings
+from workers.worktree import SLOT_PREFIX
 
 PRUNE_GRACE = "10.minutes.ago"
 KEEP_REFS = "refs/fleet-gc-keep/"

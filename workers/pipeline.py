@@ -14,25 +14,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from db import queries
+from db import policy, queries
 from db.models import Attempt, utcnow
 from db.status import AttemptStatus, Verdict
-from orchestrator import policy, scheduler
-from orchestrator.contracts import Agent, AgentResult, AgentTask
-from verification.runner import TestRun, scrubbed_env
-from verification.verify import VerificationResult, VerifySpec, errored, run_baseline, verify_diff
-from workers.agent_git import pointed_at, private_gitdir
-from workers.agents import load_agent
-from workers.agents.base import AgentOptions
-from workers.cgroups import attempt_cgroup
-from workers.envcache import DEFAULT_KEY_FILES, EnvCache
-from workers.environment import CacheUse, copy_files, exclude_from_diffs, secrets_in, set_up_environment
-from workers.runtime import WorkerRuntime
-from workers.sandbox import (
+from system.sandbox import (
     TURNED_OFF,
-    AgentSandbox,
-    SandboxPlan,
-    build_sandbox,
     bwrap_missing,
     confine,
     credential_stores,
@@ -41,6 +27,18 @@ from workers.sandbox import (
     toolchain_roots,
     wants_network,
 )
+from verification.envcache import DEFAULT_KEY_FILES, EnvCache
+from verification.environment import CacheUse, copy_files, exclude_from_diffs, secrets_in, set_up_environment
+from verification.runner import TestRun, scrubbed_env
+from verification.verify import VerificationResult, VerifySpec, errored, run_baseline, verify_diff
+from workers import scheduler
+from workers.agent_git import pointed_at, private_gitdir
+from workers.agent_sandbox import AgentSandbox, SandboxPlan, build_sandbox
+from workers.agents import load_agent
+from workers.agents.base import AgentOptions
+from workers.agents.contracts import Agent, AgentResult, AgentTask
+from workers.cgroups import attempt_cgroup
+from workers.runtime import WorkerRuntime
 from workers.secrets import redact, secret_values
 from workers.worktree import DiffTooLarge, Worktree
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from celery import Celery
 
+from db.engine import Database
 from db.status import AttemptStatus
+from system.settings import Settings
+from workers import agents, scheduler
 from workers.constants import AGENT_QUEUE, QUEUES, RUN_AGENT_TASK, VERIFY_QUEUE, VERIFY_TASK
 
 ROUTES = {
@@ -16,7 +19,7 @@ ROUTES = {
 
 
 class Dispatcher:
-    """Sends (attempt id, waiting status) pairs as Celery messages."""
+    """Sends (attempt id, waiting status) pairs as Celery messages; the control plane's orchestrator.dispatch seam."""
 
     def __init__(self, app: Celery) -> None:
         self.app = app
@@ -40,3 +43,11 @@ class Dispatcher:
                 except Exception:  # a queue nobody declared yet, or a transport without counts
                     depths[queue] = None
         return depths
+
+    def kick(self, db: Database, settings: Settings) -> int:
+        """Fill free worker slots with waiting attempts (one scheduler pass); returns how many were sent."""
+        return scheduler.schedule(db, self, settings)
+
+    def agent_problem(self, name: str, agent_classes: Sequence[str]) -> str | None:
+        """Why the workers would refuse the agent called name, or None when they can run it."""
+        return agents.agent_problem(name, agent_classes)

@@ -18,11 +18,11 @@ from typing import Any, Generic, TypeVar
 from db import queries
 from db.engine import Database
 from db.models import utcnow
-from orchestrator.settings import Settings
+from system.mirror import ensure_mirror
+from system.settings import Settings
+from verification.envcache import EnvCache
+from verification.environment import PortAllocator
 from workers.egress import EgressProxy
-from workers.envcache import EnvCache
-from workers.environment import PortAllocator
-from workers.mirror import ensure_mirror
 from workers.queue import Dispatcher
 from workers.worktree import WorktreePool
 

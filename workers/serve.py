@@ -12,11 +12,11 @@ from celery.exceptions import SecurityWarning
 
 from db import queries
 from db.engine import Database
-from orchestrator.reconciler import ReconcilerThread, reconcile
-from orchestrator.settings import Settings
+from system.settings import Settings
 from workers.celery_app import create_app
 from workers.constants import QUEUES
 from workers.queue import Dispatcher
+from workers.reconciler import ReconcilerThread, reconcile
 from workers.runtime import WorkerRuntime
 from workers.tasks import register_tasks
 

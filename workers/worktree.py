@@ -14,8 +14,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from workers.git import GitError, git
-from workers.mirror import HEX_SHA, exclusive_lock, try_lock
+from system.files import disk_usage, remove_tree
+from system.git import GitError, git
+from system.mirror import HEX_SHA, exclusive_lock, try_lock
 
 POLL_SECONDS = 0.2
 ESC = "surrogateescape"  # file names that are not UTF-8 pass through git calls unchanged
@@ -363,37 +364,3 @@ def _pointer(path: Path, gitdir: Path) -> tuple[bytes, bytes] | None:
         return (path / ".git").read_bytes(), (gitdir / "commondir").read_bytes()
     except OSError:
         return None
-
-
-def disk_usage(root: Path) -> int:
-    """Bytes on disk used by the files under root."""
-    total = 0
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
-            except OSError:
-                continue
-    return total
-
-
-def remove_tree(path: Path) -> None:
-    """Delete path (file, link or folder; missing is fine) even when an agent left read-only folders in it."""
-    if path.is_symlink() or not path.is_dir():
-        path.unlink(missing_ok=True)
-        return
-    try:
-        shutil.rmtree(path)
-    except OSError:
-        _make_tree_writable(path)
-        shutil.rmtree(path)
-
-
-def _make_tree_writable(path: Path) -> None:
-    owner_all = stat.S_IRWXU
-    os.chmod(path, os.lstat(path).st_mode | owner_all)
-    for folder, dirs, _files in os.walk(path):
-        for name in dirs:  # before os.walk lists them
-            child = os.path.join(folder, name)
-            if not os.path.islink(child):
-                os.chmod(child, os.lstat(child).st_mode | owner_all)

@@ -1,4 +1,4 @@
-"""The web dashboard and HTTP API: `create_app(settings)` builds it; `fleet web` serves it."""
+"""The web dashboard and HTTP API: `create_app(settings, workers)` builds it; `fleet web` serves it."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from orchestrator.settings import Settings
+    from orchestrator.dispatch import DispatcherFactory
+    from system.settings import Settings
 
 
-def create_app(settings: Settings, **options: Any) -> FastAPI:
+def create_app(settings: Settings, workers: DispatcherFactory, **options: Any) -> FastAPI:
     """The FastAPI app for settings (see orchestrator.web.app.create_app)."""
     from orchestrator.web.app import create_app as build
 
-    return build(settings, **options)
+    return build(settings, workers, **options)

@@ -14,11 +14,12 @@ from db.engine import Database
 from db.migrate import upgrade
 from db.queries import AlreadyExists, NotFound
 from db.status import IllegalTransition
+from orchestrator.dispatch import DispatcherFactory, LazyDispatcher
 from orchestrator.errors import FleetError
-from orchestrator.settings import Settings
 from orchestrator.web import api, events, metrics, pages
 from orchestrator.web.auth import Forbidden, NotAuthenticated
 from orchestrator.web.state import WebState, load_session_key
+from system.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
 MACHINE_PREFIXES = ("/api/", "/metrics", "/events/")
@@ -108,9 +109,17 @@ def add_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(
-    settings: Settings, *, sse_seconds: float = 300.0, poll_seconds: float = 1.0, max_body_bytes: int = 1_000_000
+    settings: Settings,
+    workers: DispatcherFactory,
+    *,
+    sse_seconds: float = 300.0,
+    poll_seconds: float = 1.0,
+    max_body_bytes: int = 1_000_000,
 ) -> FastAPI:
-    """The dashboard and API for settings' database and broker; migrates the database to the newest schema."""
+    """The dashboard and API for settings' database, reaching the workers through what workers(settings) builds.
+
+    Migrates the database to the newest schema.
+    """
     settings.home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url)
     upgrade(db)
@@ -126,6 +135,7 @@ def create_app(
         settings=settings,
         db=db,
         session_key=load_session_key(settings.home),
+        dispatcher=LazyDispatcher(settings, workers),
         sse_seconds=sse_seconds,
         poll_seconds=poll_seconds,
         max_body_bytes=max_body_bytes,

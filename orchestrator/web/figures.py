@@ -11,6 +11,7 @@ from db.engine import Database
 from db.models import utcnow
 from db.status import Verdict
 from orchestrator import review, views
+from orchestrator.dispatch import Dispatcher
 from orchestrator.fleetstatus import fleet_status
 from orchestrator.stats import agent_stats
 
@@ -69,7 +70,7 @@ def running(db: Database) -> list[dict[str, Any]]:
         ]
 
 
-def stats(db: Database, dispatcher: Any) -> dict[str, Any]:
+def stats(db: Database, dispatcher: Dispatcher) -> dict[str, Any]:
     """Everything the Fleet page and /api/stats show."""
     now = utcnow()
     data = fleet_status(db, dispatcher)

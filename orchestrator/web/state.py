@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from fastapi import Request
 
 from db.engine import Database
-from orchestrator.settings import Settings
+from orchestrator.dispatch import AgentRule, Dispatcher
+from system.settings import Settings
 
 SESSION_KEY_FILE = "web-session.key"
 
@@ -32,24 +32,20 @@ def load_session_key(home: Path) -> bytes:
 
 @dataclass
 class WebState:
-    """Settings, database and a lazily built dispatcher (the broker is only touched when something is sent)."""
+    """Settings, database and the dispatcher (built on first use: the broker is only touched when something is sent)."""
 
     settings: Settings
     db: Database
     session_key: bytes
+    dispatcher: Dispatcher
     sse_seconds: float = 300.0
     poll_seconds: float = 1.0
     max_body_bytes: int = 1_000_000
-    _dispatcher: Any = field(default=None, repr=False)
 
     @property
-    def dispatcher(self) -> Any:
-        if self._dispatcher is None:
-            from workers.celery_app import create_app
-            from workers.queue import Dispatcher
-
-            self._dispatcher = Dispatcher(create_app(self.settings))
-        return self._dispatcher
+    def agents(self) -> AgentRule:
+        """The agents tickets and repositories may name."""
+        return AgentRule(self.dispatcher, self.settings.agent_classes)
 
 
 def web_state(request: Request) -> WebState:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.contracts import AgentResult, AgentTask
 from workers.agents import AGENTS, AgentOptions, UnknownAgent, load_agent
 from workers.agents.cli import json_objects
+from workers.agents.contracts import AgentResult, AgentTask
 
 FAKES = Path(__file__).parent / "fakes"
 PROMPT = "Fix add() in calc.py.\n\nIt subtracts; tests/test_calc.py::test_add fails.\n"

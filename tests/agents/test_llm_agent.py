@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.contracts import AgentResult, AgentTask
 from workers.agents import AgentOptions, load_agent
+from workers.agents.contracts import AgentResult, AgentTask
 from workers.agents.llm.scripted_server import ScriptedModelServer, completion
 from workers.agents.scripted import write_sample_repo
 

@@ -30,7 +30,7 @@ class Fleet:
 
     def run(self, *args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [sys.executable, "-m", "orchestrator", *args],
+            [sys.executable, "-m", "fleet", *args],
             env=self.env,
             cwd=self.tmp,
             capture_output=True,
@@ -46,7 +46,7 @@ class Fleet:
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", *args],
+            [sys.executable, "-m", "fleet", *args],
             env=self.env,
             cwd=self.tmp,
             text=True,

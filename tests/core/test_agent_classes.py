@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from system.sandbox import bwrap_missing
 from tests.core.conftest import Fleet
 from tests.core.test_bad_input import assert_one_line_error, run_all
 from workers.agents.scripted_class import COST_USD, MARKER_ENV, TOKENS_IN, TOKENS_OUT
-from workers.sandbox import bwrap_missing
 
 ADD = "tests/test_calc.py::test_add"
 FIX_ADD = "workers.agents.scripted_class:FixAdd"

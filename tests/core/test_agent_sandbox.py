@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from db import queries
+from system.git import git, resolve_commit
+from system.sandbox import bwrap_missing
 from tests.core.conftest import Fleet, processes_with, scripted
 from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
 from workers.cgroups import cgroup_problem
-from workers.git import git, resolve_commit
-from workers.sandbox import bwrap_missing
 
 pytestmark = pytest.mark.skipif(bwrap_missing() is not None, reason=bwrap_missing() or "")
 

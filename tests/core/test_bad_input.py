@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from db import queries
-from orchestrator.settings import Settings
+from system.settings import Settings
 from tests.core.conftest import Fleet, processes_with, scripted
 from workers.agents.scripted import write_sample_repo
 

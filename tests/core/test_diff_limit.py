@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from db.models import Attempt
+from system.git import git
 from tests.core.conftest import Fleet, scripted
-from workers.git import git
 
 ADD = "tests/test_calc.py::test_add"
 DIV = "tests/test_calc.py::test_div"

@@ -7,9 +7,9 @@ import socket
 import sys
 from pathlib import Path
 
+from system.git import git
 from tests.core.conftest import Fleet, scripted
 from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
-from workers.git import git
 
 DEP_TEST = """import sys
 from pathlib import Path

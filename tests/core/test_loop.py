@@ -33,7 +33,7 @@ def test_right_fix_reaches_review_and_approve_lands_a_branch(both_modes: Fleet) 
 
     out = fleet.run("review", "approve", str(ticket["id"])).stdout
     assert "fleet/ticket-1" in out
-    from workers.git import git
+    from system.git import git
 
     assert "return a + b" in git("show", "fleet/ticket-1:calc.py", cwd=repo)
     assert "return a - b" in git("show", "HEAD:calc.py", cwd=repo)  # the user's checkout is untouched

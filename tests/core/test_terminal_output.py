@@ -10,8 +10,8 @@ import shlex
 
 import pytest
 
-from orchestrator.terminal import for_terminal
-from orchestrator.web.cli import out, watch_view
+from fleet.cli.cells import for_terminal
+from fleet.cli.web import out, watch_view
 from tests.core.conftest import Fleet, scripted
 
 ADD = "tests/test_calc.py::test_add"

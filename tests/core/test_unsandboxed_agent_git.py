@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shlex
 
+from system.git import git
 from tests.core.conftest import Fleet
 from workers.agents.scripted import scripted_command
-from workers.git import git
 
 ADD = "tests/test_calc.py::test_add"
 DIV = "tests/test_calc.py::test_div"

@@ -33,7 +33,7 @@ def read_json(fleet: Fleet, *args: str) -> Any:
     """
     from typer.testing import CliRunner
 
-    from orchestrator.cli import app
+    from fleet.cli import app
 
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FLEET_")}
     env.update(fleet.env)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from system.git import git
 from workers.agents.scripted import INI_BUG, SAMPLE_TEST_CMD, apply_edits
-from workers.git import git
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "iniconfig"
 # The project's own suite, run as its CI would from the repository root (tests/data/iniconfig/conftest.py,

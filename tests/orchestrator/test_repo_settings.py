@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from db.engine import Database
 from db.migrate import upgrade
+from orchestrator.dispatch import AgentRule
 from orchestrator.repos import RepoSpec, register_repo
+from system.git import git
+from system.settings import Settings
+from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
+from workers.agents import agent_problem
 from workers.agents.scripted import write_sample_repo
-from workers.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
-from workers.git import git
 from workers.pipeline import Job, spec_for
+
+
+class Workers:
+    """The workers' side of the dispatcher seam, without a broker: only the agent registry answers."""
+
+    def kick(self, db: Database, settings: Settings) -> int:
+        return 0
+
+    def queue_depths(self) -> dict[str, int | None]:
+        return {}
+
+    def agent_problem(self, name: str, agent_classes: Sequence[str]) -> str | None:
+        return agent_problem(name, agent_classes)
+
+
+AGENTS = AgentRule(Workers())
 
 
 def _job(settings: dict[str, object]) -> Job:
@@ -40,8 +60,8 @@ def test_network_for_test_runs_is_off_unless_the_repo_allows_it(tmp_path: Path) 
     (tmp_path / "online" / ".fleet.toml").write_text('test_cmd = "true"\ntest_network = true\nmax_concurrency = 3\n')
     git("add", "-A", cwd=tmp_path / "online")
     git("commit", "-qm", "settings", cwd=tmp_path / "online")
-    offline = register_repo(db, RepoSpec(name="offline", path=str(tmp_path / "offline"), test_cmd="true"))
-    online = register_repo(db, RepoSpec(name="online", path=str(tmp_path / "online")))
+    offline = register_repo(db, RepoSpec(name="offline", path=str(tmp_path / "offline"), test_cmd="true"), AGENTS)
+    online = register_repo(db, RepoSpec(name="online", path=str(tmp_path / "online")), AGENTS)
     assert online["settings"] == {"test_network": True, "max_concurrency": 3}
     assert spec_for(_job(offline["settings"]), 60, 4000, 60).network is False
     assert spec_for(_job(online["settings"]), 60, 4000, 60).network is True
@@ -60,10 +80,12 @@ def test_the_environment_cache_is_on_by_default_and_a_repo_can_turn_it_off_or_na
     for name in ("uncached", "go"):
         git("add", "-A", cwd=tmp_path / name)
         git("commit", "-qm", "settings", cwd=tmp_path / name)
-    plain = register_repo(db, RepoSpec(name="plain", path=str(tmp_path / "plain"), test_cmd="true"))
-    uncached = register_repo(db, RepoSpec(name="uncached", path=str(tmp_path / "uncached")))
-    go = register_repo(db, RepoSpec(name="go", path=str(tmp_path / "go")))
-    flag = register_repo(db, RepoSpec(name="flag", path=str(tmp_path / "plain"), test_cmd="true", env_cache=False))
+    plain = register_repo(db, RepoSpec(name="plain", path=str(tmp_path / "plain"), test_cmd="true"), AGENTS)
+    uncached = register_repo(db, RepoSpec(name="uncached", path=str(tmp_path / "uncached")), AGENTS)
+    go = register_repo(db, RepoSpec(name="go", path=str(tmp_path / "go")), AGENTS)
+    flag = register_repo(
+        db, RepoSpec(name="flag", path=str(tmp_path / "plain"), test_cmd="true", env_cache=False), AGENTS
+    )
     specs = {r["name"]: spec_for(_job(r["settings"]), 60, 4000, 60, cache) for r in (plain, uncached, go, flag)}
     assert specs["plain"].env_cache is cache and specs["plain"].env_key_files == DEFAULT_KEY_FILES
     assert specs["uncached"].env_cache is None and specs["flag"].env_cache is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from db.queries import Pending
-from orchestrator.scheduler import pick
+from workers.scheduler import pick
 
 
 def pending(*rows: tuple[int, int, int, str]) -> list[Pending]:

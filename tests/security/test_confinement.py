@@ -1,6 +1,6 @@
 """The escape suite, confinement level: each probe tries one escape from the sandbox agents and tests share.
 
-Both profiles are built by the code the worker uses (workers/sandbox.py), and run as the worker would: as root
+Both profiles are built by the code the worker uses (system/sandbox.py), and run as the worker would: as root
 (this machine, CI, many containers) and as an unprivileged user (setpriv to uid 65534). Each probe is a small
 program that prints what it got; the test asserts the escape failed. tests/security/test_escape_e2e.py runs
 probe agents and probe test suites through a whole Fleet.
@@ -21,19 +21,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.security.probes import REACH
-from workers.agents.scripted import write_sample_repo
-from workers.git import resolve_commit
-from workers.mirror import ensure_mirror
-from workers.sandbox import (
-    SandboxPlan,
-    build_sandbox,
+from system.git import resolve_commit
+from system.mirror import ensure_mirror
+from system.sandbox import (
     bwrap_missing,
     confine,
     seccomp_problem,
     verification_view,
 )
-from workers.seccomp import compile_filter, filter_file
+from system.seccomp import compile_filter, filter_file
+from tests.security.probes import REACH
+from workers.agent_sandbox import SandboxPlan, build_sandbox
+from workers.agents.scripted import write_sample_repo
 from workers.worktree import WorktreePool, owning_gitdir
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

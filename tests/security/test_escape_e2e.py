@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from system.git import git
+from system.sandbox import bwrap_missing
 from tests.core.conftest import Fleet, scripted
 from tests.security.probes import REACH
 from workers.agents.scripted import BUGGY_ADD, SAMPLE_TEST_CMD, write_sample_repo
-from workers.git import git
-from workers.sandbox import bwrap_missing
 
 pytestmark = pytest.mark.skipif(bwrap_missing() is not None, reason=bwrap_missing() or "")
 

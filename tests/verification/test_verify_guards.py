@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from verify_helpers import FIXED_CALC, TEST_CALC, Repo, sh_git
 
+from system.globs import matches
+from system.sandbox import TESTS_MISSING, bwrap_missing, unsandboxed_tests_warning
 from verification.flags import assertion_literals, scan_diff
 from verification.patch import apply_patch
-from verification.protect import DEFAULT_PROTECT, matches, protected_changes, pytest_config, restore
+from verification.protect import DEFAULT_PROTECT, protected_changes, pytest_config, restore
 from verification.verify import PLAIN_PYTEST
-from workers.sandbox import TESTS_MISSING, bwrap_missing, unsandboxed_tests_warning
 
 PYPROJECT = '[project]\nname = "calc"\nversion = "1"\n\n[tool.pytest.ini_options]\naddopts = "-q"\n'
 

@@ -70,7 +70,7 @@ def test_path_escaping_the_checkout(repo: Repo, tmp_path: Path) -> None:
 
 
 def test_git_also_refuses_an_escape_it_sees(repo: Repo, tmp_path: Path) -> None:
-    from workers.git import GitError, git
+    from system.git import GitError, git
 
     with pytest.raises(GitError):
         git("apply", "-", cwd=repo.path, input=ESCAPE)

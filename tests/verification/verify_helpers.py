@@ -21,7 +21,7 @@ FAST_ENV = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
 def sh_git(*args: str, cwd: Path) -> str:
-    """Run git for test setup (the code under test uses workers.git)."""
+    """Run git for test setup (the code under test uses system.git)."""
     env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t"}
     env.update(GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
     done = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)

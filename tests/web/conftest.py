@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from orchestrator.repos import RepoSpec, register_repo
-from orchestrator.settings import Settings
 from orchestrator.tickets import TicketSpec, submit
+from system.settings import Settings
 from tests.core.conftest import Fleet
 from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command, write_sample_repo
 
@@ -85,7 +85,9 @@ def scripted_spec(title: str, script: str, body: str, attempts: int = 2) -> Tick
 def add_sample_repo(fleet: Fleet, app: Any) -> Path:
     path = fleet.tmp / "calc"
     write_sample_repo(path)
-    register_repo(app.state.fleet.db, RepoSpec(name="calc", path=str(path), test_cmd=SAMPLE_TEST_CMD))
+    register_repo(
+        app.state.fleet.db, RepoSpec(name="calc", path=str(path), test_cmd=SAMPLE_TEST_CMD), app.state.fleet.agents
+    )
     return path
 
 
@@ -98,11 +100,12 @@ def queue(app: Any, *specs: TicketSpec) -> list[int]:
 @pytest.fixture(scope="session")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     """Tickets in review (four, so each action test has its own), one failed, one still queued."""
+    from fleet.wiring import celery_dispatcher
     from orchestrator.web.app import create_app
 
     fleet = make_fleet(tmp_path_factory.mktemp("web"))
     settings = settings_for(fleet)
-    app = create_app(settings, sse_seconds=0.8, poll_seconds=0.1)
+    app = create_app(settings, celery_dispatcher, sse_seconds=0.8, poll_seconds=0.1)
     add_sample_repo(fleet, app)
     body = "tests/test_calc.py::test_add fails"
     review_ids = queue(app, *(scripted_spec(f"add() subtracts ({name})", "fix-add", body) for name in "ABCD"))

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from db import queries
+from system.git import git
 from tests.web.conftest import ROLES, Web
-from workers.git import git
 
 MISSING = 999_999
 # (method, path, json body, the least role that may call it). Ids are unknown on purpose: a role that may call

@@ -18,11 +18,12 @@ REFUSED = ["unittest.__main__:TestProgram", "os:system", "os.system", "subproces
 @pytest.fixture
 def listed(tmp_path: Path) -> Iterator[Web]:
     """A Fleet whose admin listed one class; nothing runs, the answers to submissions are the point."""
+    from fleet.wiring import celery_dispatcher
     from orchestrator.web.app import create_app
 
     fleet = make_fleet(tmp_path)
     settings = settings_for(fleet).model_copy(update={"agent_classes": [LISTED]})
-    app = create_app(settings)
+    app = create_app(settings, celery_dispatcher)
     add_sample_repo(fleet, app)
     yield Web(fleet=fleet, settings=settings, app=app, tokens=make_tokens(app), tickets={})
     app.state.fleet.db.dispose()

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from system.git import git
 from tests.web.conftest import OWNER, add_sample_repo, make_fleet, queue, scripted_spec, settings_for
-from workers.git import git
 
 CHROMIUM = os.environ.get("FLEET_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -98,11 +98,12 @@ def shot(page: Any, name: str) -> None:
 def test_log_in_watch_a_ticket_reach_review_live_and_approve_it(browser: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
+    from fleet.wiring import celery_dispatcher
     from orchestrator.web.app import create_app
     from orchestrator.web.auth import Role, new_token
 
     fleet = make_fleet(tmp_path)
-    app = create_app(settings_for(fleet), sse_seconds=60, poll_seconds=0.2)
+    app = create_app(settings_for(fleet), celery_dispatcher, sse_seconds=60, poll_seconds=0.2)
     repo = add_sample_repo(fleet, app)
     _, token = new_token(app.state.fleet.db, Role.ADMIN, OWNER, "test")
 

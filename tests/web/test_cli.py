@@ -1,4 +1,4 @@
-"""`fleet token`, `fleet web` and `fleet watch`, added to a command line by orchestrator.web.cli.register."""
+"""`fleet token`, `fleet web` and `fleet watch`, added to a command line by fleet.cli.web.register."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from orchestrator.web.cli import check_bind, is_loopback, register
+from fleet.cli.web import check_bind, is_loopback, register
 from tests.web.conftest import make_fleet
 
-# The real `fleet` app with these commands registered, as orchestrator/cli.py does once it calls register(app).
-FLEET_WITH_WEB = "from orchestrator.cli import app; from orchestrator.web.cli import register; register(app); app()"
+# The real `fleet` app with these commands registered, as fleet/cli/ does once it calls register(app).
+FLEET_WITH_WEB = "from fleet.cli import app; from fleet.cli.web import register; register(app); app()"
 
 
 @pytest.fixture

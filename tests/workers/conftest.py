@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from system.git import resolve_commit
+from system.mirror import ensure_mirror
 from workers.agents.scripted import write_sample_repo
-from workers.git import resolve_commit
-from workers.mirror import ensure_mirror
 from workers.worktree import WorktreePool
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from system.git import git
 from workers.agent_git import pointed_at, private_gitdir
-from workers.git import git
 from workers.worktree import WorktreePool
 
 

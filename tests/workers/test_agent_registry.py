@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.contracts import AgentTask
 from workers.agents import AGENTS, AgentOptions, UnknownAgent, agent_env, load_agent
+from workers.agents.contracts import AgentTask
 from workers.agents.hosted import HostedAgent
 from workers.agents.scripted import write_sample_repo
 from workers.agents.scripted_class import COST_USD, MARKER_ENV, TOKENS_IN, TOKENS_OUT

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from system.process import run_process
 from workers.cgroups import PREFIX, _own_v1_dirs, attempt_cgroup, cgroup_problem
-from workers.process import run_process
 
 pytestmark = pytest.mark.skipif(cgroup_problem() is not None, reason=f"no cgroups: {cgroup_problem()}")
 NO_SUCH_PID = 4_194_305  # above the kernel's largest pid_max

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.git import git
+from system.git import git
 from workers.worktree import DiffTooLarge, WorktreePool
 
 LIMIT = 2**20
@@ -84,7 +84,7 @@ def test_a_diff_under_the_limit_leaves_the_mirror_as_it_was(
 
 def test_a_large_tracked_file_counts_by_what_it_grew(source: Path, tmp_path: Path) -> None:
     """Editing a tracked file bigger than the limit is fine; a patch over the limit is refused by its own size."""
-    from workers.mirror import ensure_mirror
+    from system.mirror import ensure_mirror
 
     (source / "data.txt").write_text("".join(f"row {n}\n" for n in range(150_000)))  # about 1.4 MB
     git("add", "data.txt", cwd=source)

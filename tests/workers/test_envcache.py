@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from system.git import git
 from tests.wheelhouse import build_wheelhouse
-from workers.envcache import DEFAULT_KEY_FILES, EnvCache
-from workers.environment import CacheUse, SetupFailed, set_up_environment
-from workers.git import git
+from verification.envcache import DEFAULT_KEY_FILES, EnvCache
+from verification.environment import CacheUse, SetupFailed, set_up_environment
 from workers.worktree import WorktreePool
 
 SITE = f".venv/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"

@@ -6,9 +6,9 @@ import os
 import time
 from pathlib import Path
 
-from workers.git import git
+from system.git import git
+from system.mirror import try_lock
 from workers.housekeeping import attempt_folders, object_bytes, prune_mirrors, remove_folders
-from workers.mirror import try_lock
 from workers.worktree import WorktreePool
 
 

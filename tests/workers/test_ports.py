@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.environment import PortAllocator, PortBlock
+from verification.environment import PortAllocator, PortBlock
 
 
 def _ports(block: PortBlock) -> set[int]:

@@ -10,7 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from workers.process import launcher, run_process
+from system.process import launcher, run_process
 
 ENV = {"PATH": "/usr/bin:/bin"}
 
@@ -28,7 +28,7 @@ def test_a_command_dies_when_its_worker_is_killed(tmp_path: Path) -> None:
     worker = textwrap.dedent(
         f"""
         from pathlib import Path
-        from workers.process import run_process
+        from system.process import run_process
         run_process(["sh", "-c", "echo $$ > {pid_file}; exec sleep 60"], cwd=Path("."), env={ENV!r}, timeout=60)
         """
     )

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from system.git import git
 from workers.agents.scripted import SCRIPTS, main, scripted_command, write_sample_repo
-from workers.git import git
 
 
 def _pytest(repo: Path) -> str:

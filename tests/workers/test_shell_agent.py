@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.contracts import AgentResult, AgentTask
 from workers.agents import AgentOptions, load_agent
+from workers.agents.contracts import AgentResult, AgentTask
 from workers.agents.scripted import scripted_command
 from workers.worktree import Worktree, WorktreePool
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.git import git, resolve_commit
-from workers.mirror import MirrorError, ensure_mirror, has_commit, mirror_path
+from system.git import git, resolve_commit
+from system.mirror import MirrorError, ensure_mirror, has_commit, mirror_path
 
 
 def _commit(repo: Path, name: str, text: str) -> str:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.git import git
-from workers.mirror import ensure_mirror
+from system.git import git
+from system.mirror import ensure_mirror
 from workers.worktree import PoolExhausted, WorktreeError, WorktreePool
 
 
@@ -136,7 +136,7 @@ def test_eight_threads_share_four_slots(tmp_path: Path, mirror: Path, base_sha: 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from workers.mirror import ensure_mirror
+from system.mirror import ensure_mirror
 from workers.worktree import WorktreePool
 pool = WorktreePool(Path(sys.argv[1]), Path(sys.argv[2]), size=1, wait_seconds=5)
 wt = pool.lease(sys.argv[3])
@@ -305,7 +305,7 @@ def test_disk_usage_and_prune(pool: WorktreePool, base_sha: str) -> None:
 WORKER = """
 import sys, time
 from pathlib import Path
-from workers.mirror import ensure_mirror
+from system.mirror import ensure_mirror
 from workers.worktree import WorktreePool
 mirrors, source, sha, root = sys.argv[1:5]
 mirror = ensure_mirror(Path(mirrors), "repo-9", source, sha)
@@ -330,8 +330,8 @@ def test_processes_share_one_mirror_and_pool(tmp_path: Path, source: Path, base_
 def test_a_same_size_edit_right_after_the_lease_is_always_in_the_diff(tmp_path: Path) -> None:
     """`a - b` -> `a + b` keeps calc.py's size; written within the second of the slot's reset, only git's racy-entry
     check sees it. Before the diff kept the index's mtime, about one edit in 150 was lost ("changed nothing")."""
+    from system.git import resolve_commit
     from workers.agents.scripted import write_sample_repo
-    from workers.git import resolve_commit
 
     write_sample_repo(tmp_path / "repo")
     sha = resolve_commit(tmp_path / "repo", "HEAD")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 
-from orchestrator.contracts import Agent
 from workers.agents.base import AgentError, AgentOptions, UnknownAgent, agent_env
+from workers.agents.contracts import Agent
 
 AGENTS: dict[str, str] = {
     "shell": "workers.agents.shell:ShellAgent",

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 import shutil
 
-from orchestrator.contracts import AgentResult, AgentTask
 from workers.agents.cli import CliAgent, Usage, scratch_file
+from workers.agents.contracts import AgentResult, AgentTask
 
 TOKENS = re.compile(r"^Tokens: (?P<sent>[\d.]+k?) sent,.*?(?P<received>[\d.]+k?) received\.", re.M)
 SESSION_COST = re.compile(r"Cost: \$[\d.]+ message, \$(?P<session>[\d.]+) session\.")

@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.contracts import AgentTask
-from workers.process import ProcessResult, run_process
+from system.process import ProcessResult, run_process
+from workers.agents.contracts import AgentTask
 
 # Only these reach the agent from the worker's environment, unless allow-listed in env_passthrough.
 BASE_ENV_NAMES = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM")

@@ -11,8 +11,8 @@ approves file edits without asking. Shell commands still need approval: add
 
 from __future__ import annotations
 
-from orchestrator.contracts import AgentTask
 from workers.agents.cli import CliAgent, Usage, dig, json_objects, number
+from workers.agents.contracts import AgentTask
 
 
 class ClaudeCodeAgent(CliAgent):

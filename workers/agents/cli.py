@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from orchestrator.contracts import AgentResult, AgentTask
+from system.process import ProcessResult
 from workers.agents.base import AgentOptions, agent_env, run_agent_command
+from workers.agents.contracts import AgentResult, AgentTask
 from workers.agents.shell import resolve_program
-from workers.process import ProcessResult
 
 
 @dataclass(frozen=True)

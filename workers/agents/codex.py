@@ -10,8 +10,8 @@ Codex reports no cost.
 
 from __future__ import annotations
 
-from orchestrator.contracts import AgentTask
 from workers.agents.cli import CliAgent, Usage, dig, json_objects, number
+from workers.agents.contracts import AgentTask
 
 
 class CodexAgent(CliAgent):

@@ -9,8 +9,8 @@ token counts are under `stats.models.<model>.tokens` (`prompt`, `candidates`, `t
 
 from __future__ import annotations
 
-from orchestrator.contracts import AgentTask
 from workers.agents.cli import CliAgent, Usage, dig, json_objects, number
+from workers.agents.contracts import AgentTask
 
 
 class GeminiAgent(CliAgent):

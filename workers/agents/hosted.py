@@ -19,10 +19,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from orchestrator.contracts import AgentResult, AgentTask
+from system.process import BoundedOutput, ProcessResult
 from workers.agents import AgentError, import_class
 from workers.agents.base import AgentOptions, agent_env, run_agent_command
-from workers.process import BoundedOutput, ProcessResult
+from workers.agents.contracts import AgentResult, AgentTask
 
 MODULE = "workers.agents.hosted"
 RESULT_FILE = "hosted-result.json"

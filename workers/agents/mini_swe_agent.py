@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 
-from orchestrator.contracts import AgentResult, AgentTask
 from workers.agents.cli import CliAgent, Usage, dig, number, scratch_file
+from workers.agents.contracts import AgentResult, AgentTask
 
 # Linux caps one argument at 128 KiB (MAX_ARG_STRLEN); stay under it with room for the encoding.
 MAX_TASK_BYTES = 120_000

@@ -9,8 +9,8 @@ permissions for edits are granted in `run`; `--format json` prints one JSON even
 
 from __future__ import annotations
 
-from orchestrator.contracts import AgentTask
 from workers.agents.cli import CliAgent, Usage, dig, json_objects, number
+from workers.agents.contracts import AgentTask
 
 
 class OpenCodeAgent(CliAgent):

@@ -49,7 +49,7 @@ import sys
 import time
 from pathlib import Path
 
-from workers.git import git
+from system.git import git
 
 Edit = tuple[str, str, str | None]  # (file, old text, new text); old "" creates, new None deletes
 

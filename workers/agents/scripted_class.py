@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.contracts import AgentResult, AgentTask
 from workers.agents.base import AgentOptions
+from workers.agents.contracts import AgentResult, AgentTask
 from workers.agents.scripted import FIX_ADD, apply_edits
 
 MARKER_ENV = "FLEET_SCRIPTED_CLASS_MARKER"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from orchestrator.contracts import AgentResult, AgentTask
+from system.process import ProcessResult
 from workers.agents.base import AgentOptions, agent_env, run_agent_command
-from workers.process import ProcessResult
+from workers.agents.contracts import AgentResult, AgentTask
 
 
 class ShellAgent:

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.contracts import AgentResult, AgentTask
 from workers.agents.base import AgentOptions, agent_env, run_agent_command
+from workers.agents.contracts import AgentResult, AgentTask
 from workers.agents.llm.client import ChatClient, ModelServerError, Reply
 from workers.agents.llm.config import LlmConfig, LlmConfigError, load_config
 

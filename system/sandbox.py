@@ -1,9 +1,9 @@
 """One confinement for every command Fleet runs on someone else's behalf: agent commands and code under test.
 
-Built by bubblewrap with the same hardening for both profiles (build_sandbox, verification_view):
+Built by bubblewrap with the same hardening for both profiles (workers/agent_sandbox.py, verification_view):
 - no capabilities, whatever user the worker runs as: a user namespace of its own (`--unshare-user`; bwrap
   creates none for root on its own), `--cap-drop ALL`, no nested user namespaces (`--disable-userns`),
-  no_new_privs, and the seccomp filter of workers/seccomp.py (mounts, namespaces, ptrace, keyrings, bpf...);
+  no_new_privs, and the seccomp filter of system/seccomp.py (mounts, namespaces, ptrace, keyrings, bpf...);
 - an allow-list of what is visible, on an empty root: the system's folders read-only (SYSTEM; /etc without the
   files only root should read, ETC_SECRETS), a private /tmp, /dev and /proc, the command's own writable
   folders, and read-only the toolchains its commands need even under a home folder (toolchain_roots: the
@@ -27,12 +27,10 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from workers.agent_git import gitdir_pointer, private_gitdir
-from workers.egress import RELAY_SCRIPT, EgressGate, relay_argv
-from workers.seccomp import SeccompUnavailable, filter_file
+from system.seccomp import SeccompUnavailable, filter_file
 
 NETWORK_CHOICES = ("none", "on")
 AUTO = "auto"
@@ -58,7 +56,7 @@ CREDENTIAL_STORES = (
     ".config/hub", ".local/share/keyrings", ".password-store", ".vault-token",
 )  # fmt: skip
 TOOLCHAIN_LEAVES = ("bin", "sbin", "shims")
-FLEET_PACKAGES = ("orchestrator", "workers", "verification", "db")
+FLEET_PACKAGES = ("system", "db", "verification", "workers", "orchestrator")
 HARDENING = (
     "--unshare-user", "--disable-userns", "--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc",
     "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session",
@@ -79,38 +77,6 @@ class View:
     overlays: tuple[tuple[Path, Path], ...] = ()  # (file, where it shows read-only)
     network: bool = False  # True: the host's network (tests a repository allows it to)
     egress_socket: Path | None = None  # the egress proxy's socket, bound in at the same path
-
-
-@dataclass(frozen=True)
-class AgentSandbox:
-    """How to run one attempt's agent commands: the argv prefix, and the variables that move HOME and TMPDIR."""
-
-    wrapper: tuple[str, ...] = ()
-    env: dict[str, str] = field(default_factory=dict)
-    warning: str | None = None
-    gate: EgressGate | None = None  # the attempt's way to its model API, closed when the attempt ends
-
-
-@dataclass(frozen=True)
-class SandboxPlan:
-    """The paths one attempt's sandbox is built from."""
-
-    worktree: Path
-    worktree_gitdir: Path
-    mirror: Path
-    base_sha: str
-    attempt_dir: Path
-    home: Path
-    hidden: tuple[Path, ...]
-    readable: tuple[Path, ...] = ()
-    # The agent's own program, shown read-only even inside a hidden folder (`--agent-cmd ./fix.sh`).
-    shown: tuple[Path, ...] = ()
-    egress_socket: Path | None = None
-
-    @property
-    def scratch(self) -> Path:
-        """The agent's writable corner of the attempt folder: its prompt, its CLI's files, its TMPDIR."""
-        return self.attempt_dir / "agent"
 
 
 def bwrap_missing() -> str | None:
@@ -283,29 +249,6 @@ def credential_stores(home: Path) -> tuple[Path, ...]:
     return tuple(home / name for name in CREDENTIAL_STORES if (home / name).exists())
 
 
-def build_sandbox(plan: SandboxPlan) -> AgentSandbox:
-    """Make the attempt's git dir and folders, and the argv prefix that confines the agent to them."""
-    tmp = plan.scratch / "tmp"
-    for folder in (tmp, plan.home / ".cache"):
-        folder.mkdir(parents=True, exist_ok=True)
-    gitdir = private_gitdir(plan.mirror, plan.worktree_gitdir, plan.base_sha, plan.attempt_dir)
-    pointer = gitdir_pointer(gitdir, plan.attempt_dir / "agent-git-pointer")
-    shown = tuple((p.resolve(), p.resolve()) for p in plan.shown if p.is_file() and os.access(p, os.X_OK))
-    view = View(
-        workdir=plan.worktree,
-        writable=(plan.worktree, gitdir, plan.scratch, plan.home),
-        readable=plan.readable,
-        hidden=plan.hidden,
-        overlays=((pointer, plan.worktree / ".git"), *shown),
-        egress_socket=plan.egress_socket,
-    )
-    env = {"HOME": str(plan.home), "XDG_CACHE_HOME": str(plan.home / ".cache"), "TMPDIR": str(tmp)}
-    wrapper = confine(view)
-    if plan.egress_socket is not None:  # the relay on the sandbox's own loopback is the agent's HTTP proxy
-        wrapper += relay_argv(sys.executable, RELAY_SCRIPT, plan.egress_socket, 0)
-    return AgentSandbox(wrapper, env, _seccomp_warning())
-
-
 def verification_view(
     checkout: Path, report_dir: Path, network: bool, readable: Sequence[Path], hidden: Sequence[Path]
 ) -> View:
@@ -319,7 +262,7 @@ def verification_view(
     )
 
 
-def _seccomp_warning() -> str | None:
+def seccomp_warning() -> str | None:
     problem = seccomp_problem()
     return NO_SECCOMP.format(problem) if problem is not None else None
 

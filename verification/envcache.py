@@ -37,10 +37,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from verification.protect import matches_any
-from workers.git import git
-from workers.mirror import try_lock
-from workers.worktree import disk_usage, remove_tree
+from system.files import disk_usage, remove_tree
+from system.git import git
+from system.globs import matches_any
+from system.mirror import try_lock
 
 DEFAULT_KEY_FILES = (
     "requirements*.txt",

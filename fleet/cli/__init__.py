@@ -18,17 +18,19 @@ from db import queries
 from db.engine import Database
 from db.migrate import upgrade
 from db.status import TicketStatus
+from fleet.cli.cells import TerminalConsole, for_terminal, plain
+from fleet.wiring import celery_dispatcher
 from orchestrator import review as reviews
 from orchestrator import views
+from orchestrator.dispatch import AgentRule, LazyDispatcher
 from orchestrator.errors import FleetError
 from orchestrator.repos import RepoSpec, register_repo
-from orchestrator.settings import Settings
-from orchestrator.terminal import TerminalConsole, for_terminal, plain
 from orchestrator.tickets import TicketSpec, load_specs
 from orchestrator.tickets import submit as submit_tickets
+from system.settings import Settings
 
 if TYPE_CHECKING:
-    from workers.envcache import EnvCache
+    from verification.envcache import EnvCache
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -41,7 +43,7 @@ review_app = typer.Typer(no_args_is_help=True, help="Verified diffs waiting for 
 app.add_typer(repo_app, name="repo")
 app.add_typer(review_app, name="review")
 # Ticket text, prompts and transcripts are data: no emoji codes, no markup, no wrapping of error lines, and no
-# control characters (orchestrator/terminal.py).
+# control characters (fleet/cli/cells.py).
 out = TerminalConsole(highlight=False, soft_wrap=True, emoji=False)
 err = TerminalConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,16 +81,12 @@ class Context:
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.settings.db_url)
         upgrade(self.db)
-        self._dispatcher: Any = None
+        self.dispatcher = LazyDispatcher(self.settings, celery_dispatcher)
 
     @property
-    def dispatcher(self) -> Any:
-        if self._dispatcher is None:
-            from workers.celery_app import create_app
-            from workers.queue import Dispatcher
-
-            self._dispatcher = Dispatcher(create_app(self.settings))
-        return self._dispatcher
+    def agents(self) -> AgentRule:
+        """The agents tickets and repositories may name."""
+        return AgentRule(self.dispatcher, self.settings.agent_classes)
 
 
 def as_lines(text: str) -> str:
@@ -172,7 +170,7 @@ def repo_add(
         test_env=test_env or [],
         read_paths=read_path or [],
     )
-    repo = register_repo(ctx.db, spec, ctx.settings.agent_classes)
+    repo = register_repo(ctx.db, spec, ctx.agents)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)
 
 
@@ -242,7 +240,7 @@ def submit(
     )
     if file is not None:
         defaults = {k: v for k, v in fields.items() if v not in ("", [], None)} | {"title": title}
-        specs = load_specs(file, defaults, ctx.settings.agent_classes)
+        specs = load_specs(file, defaults, ctx.agents)
     else:
         if not repo:
             raise FleetError("--repo is required")
@@ -387,7 +385,7 @@ def status(
 
     ctx = Context()
     if watch:
-        from orchestrator.web.cli import watch_loop
+        from fleet.cli.web import watch_loop
 
         return watch_loop(ctx)
     data = fleet_status(ctx.db, ctx.dispatcher)
@@ -487,7 +485,7 @@ def demo(
     concurrency: Annotated[int, typer.Option(help="Slots for the demo's workers.")] = 4,
 ) -> None:
     """Make a sample repository with real bugs, queue tickets for scripted agents, and run them."""
-    from orchestrator.demo import run_demo
+    from fleet.demo import run_demo
 
     ctx = Context()
     run_demo(ctx, concurrency, out)
@@ -534,7 +532,7 @@ app.add_typer(cache_app, name="cache")
 
 
 def _env_cache() -> EnvCache:
-    from workers.envcache import EnvCache
+    from verification.envcache import EnvCache
 
     settings = Settings()
     return EnvCache(settings.env_cache_dir, settings.env_cache_bytes)
@@ -585,7 +583,7 @@ def gc_(
         out.print(line, markup=False)
 
 
-from orchestrator.web.cli import register as register_web  # noqa: E402  (it uses the helpers above)
+from fleet.cli.web import register as register_web  # noqa: E402  (it uses the helpers above)
 
 register_web(app)
 

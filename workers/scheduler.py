@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from db import queries
 from db.engine import Database
 from db.status import AttemptStatus
-from orchestrator.settings import Settings
+from system.settings import Settings
 
 if TYPE_CHECKING:
     from workers.queue import Dispatcher

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from db import queries
 from db.engine import Database
-from orchestrator.scheduler import schedule
-from orchestrator.settings import Settings
+from system.settings import Settings
+from workers.scheduler import schedule
 
 if TYPE_CHECKING:
     from workers.queue import Dispatcher

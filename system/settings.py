@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     # the workers, never by a submitter; each runs in its own process in the agent sandbox (workers/agents/hosted.py).
     agent_classes: list[str] = []
 
-    # The agent sandbox (workers/sandbox.py) and the per-attempt cgroup limits (workers/cgroups.py; 0: none).
+    # The agent sandbox (system/sandbox.py) and the per-attempt cgroup limits (workers/cgroups.py; 0: none).
     agent_sandbox: bool = True
     agent_network: Literal["auto", "none", "on"] = "auto"
     agent_hosts: list[str] = []  # host:port every sandboxed agent with the network may reach (workers/egress.py)

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from workers.git import GitError, git
+from system.git import GitError, git
 
 SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 HEX_SHA = re.compile(r"[0-9a-f]{4,64}")

@@ -1,4 +1,4 @@
-"""`fleet web`, `fleet token ...` and `fleet watch`; orchestrator/cli.py adds them with register(app)."""
+"""`fleet web`, `fleet token ...` and `fleet watch`; fleet/cli/ adds them with register(app)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from fleet.cli.cells import TerminalConsole, plain
 from orchestrator.errors import FleetError
-from orchestrator.terminal import TerminalConsole, plain
 
 out = TerminalConsole(highlight=False, soft_wrap=True, markup=False, emoji=False)
 DEFAULT_HOST = "127.0.0.1"
@@ -42,10 +42,11 @@ def serve_web(host: str, port: int) -> None:
     import uvicorn
 
     from db import tokens
-    from orchestrator.settings import Settings
+    from fleet.wiring import celery_dispatcher
     from orchestrator.web.app import create_app
+    from system.settings import Settings
 
-    app = create_app(Settings())
+    app = create_app(Settings(), celery_dispatcher)
     with app.state.fleet.db.session() as s:
         check_bind(host, tokens.count_active(s))
     out.print(f"Fleet web on http://{host}:{port}/ (log in with a token from `fleet token create`)", markup=False)
@@ -89,7 +90,7 @@ def watch_loop(ctx: Any, interval: float = 2.0, count: int = 0) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add `web`, `token` and `watch` to the fleet command line."""
-    from orchestrator.cli import Context, actor, one_line_errors, print_json
+    from fleet.cli import Context, actor, one_line_errors, print_json
 
     token_app = typer.Typer(no_args_is_help=True, help="API tokens for the web dashboard and the HTTP API.")
     app.add_typer(token_app, name="token")

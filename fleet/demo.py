@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from db import queries
+from fleet.cli.cells import plain
 from orchestrator import review, views
 from orchestrator.repos import RepoSpec, register_repo
-from orchestrator.terminal import plain
 from orchestrator.tickets import TicketSpec, submit
 from workers.agents.llm.scripted_server import ScriptedModelServer
 from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command, write_sample_repo
@@ -73,7 +73,7 @@ def _fresh_repo(ctx: Any) -> str:
     path = ctx.settings.home.resolve() / "demo" / stamp
     write_sample_repo(path)
     name = f"demo-{stamp}"
-    register_repo(ctx.db, RepoSpec(name=name, path=str(path), test_cmd=SAMPLE_TEST_CMD))
+    register_repo(ctx.db, RepoSpec(name=name, path=str(path), test_cmd=SAMPLE_TEST_CMD), ctx.agents)
     return name
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from workers.envcache import EnvCache, NotCacheable, created_by_setup, untracked
-from workers.git import GitError
-from workers.mirror import exclusive_lock, try_lock
-from workers.process import ProcessResult, run_process
+from system.git import GitError
+from system.mirror import exclusive_lock, try_lock
+from system.process import ProcessResult, run_process
+from verification.envcache import EnvCache, NotCacheable, created_by_setup, untracked
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def run_setup(
 ) -> ProcessResult:
     """Run the repository's setup command (trusted repo configuration, so through /bin/sh) in path.
 
-    wrapper: the sandbox (workers/sandbox.py setup_view): the code it builds may be a diff's.
+    wrapper: the sandbox (system/sandbox.py setup_view): the code it builds may be a diff's.
     """
     argv = [*wrapper, "/bin/sh", "-c", command]
     result = run_process(argv, cwd=path, env=env, timeout=timeout, cancelled=cancelled, limit_bytes=64_000)

@@ -1,0 +1,42 @@
+"""Folders on disk: how much they hold, and removing them even when an agent left them read-only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+
+def disk_usage(root: Path) -> int:
+    """Bytes on disk used by the files under root."""
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
+def remove_tree(path: Path) -> None:
+    """Delete path (file, link or folder; missing is fine) even when an agent left read-only folders in it."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+        return
+    try:
+        shutil.rmtree(path)
+    except OSError:
+        _make_tree_writable(path)
+        shutil.rmtree(path)
+
+
+def _make_tree_writable(path: Path) -> None:
+    owner_all = stat.S_IRWXU
+    os.chmod(path, os.lstat(path).st_mode | owner_all)
+    for folder, dirs, _files in os.walk(path):
+        for name in dirs:  # before os.walk lists them
+            child = os.path.join(folder, name)
+            if not os.path.islink(child):
+                os.chmod(child, os.lstat(child).st_mode | owner_all)

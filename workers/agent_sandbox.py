@@ -1,0 +1,70 @@
+"""The agent's sandbox for one attempt: its private git dir, its folders, and the egress relay to its model API.
+
+The confinement itself is system/sandbox.py's, the one the code under test gets too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from system.sandbox import View, confine, seccomp_warning
+from workers.agent_git import gitdir_pointer, private_gitdir
+from workers.egress import RELAY_SCRIPT, EgressGate, relay_argv
+
+
+@dataclass(frozen=True)
+class AgentSandbox:
+    """How to run one attempt's agent commands: the argv prefix, and the variables that move HOME and TMPDIR."""
+
+    wrapper: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    warning: str | None = None
+    gate: EgressGate | None = None  # the attempt's way to its model API, closed when the attempt ends
+
+
+@dataclass(frozen=True)
+class SandboxPlan:
+    """The paths one attempt's sandbox is built from."""
+
+    worktree: Path
+    worktree_gitdir: Path
+    mirror: Path
+    base_sha: str
+    attempt_dir: Path
+    home: Path
+    hidden: tuple[Path, ...]
+    readable: tuple[Path, ...] = ()
+    # The agent's own program, shown read-only even inside a hidden folder (`--agent-cmd ./fix.sh`).
+    shown: tuple[Path, ...] = ()
+    egress_socket: Path | None = None
+
+    @property
+    def scratch(self) -> Path:
+        """The agent's writable corner of the attempt folder: its prompt, its CLI's files, its TMPDIR."""
+        return self.attempt_dir / "agent"
+
+
+def build_sandbox(plan: SandboxPlan) -> AgentSandbox:
+    """Make the attempt's git dir and folders, and the argv prefix that confines the agent to them."""
+    tmp = plan.scratch / "tmp"
+    for folder in (tmp, plan.home / ".cache"):
+        folder.mkdir(parents=True, exist_ok=True)
+    gitdir = private_gitdir(plan.mirror, plan.worktree_gitdir, plan.base_sha, plan.attempt_dir)
+    pointer = gitdir_pointer(gitdir, plan.attempt_dir / "agent-git-pointer")
+    shown = tuple((p.resolve(), p.resolve()) for p in plan.shown if p.is_file() and os.access(p, os.X_OK))
+    view = View(
+        workdir=plan.worktree,
+        writable=(plan.worktree, gitdir, plan.scratch, plan.home),
+        readable=plan.readable,
+        hidden=plan.hidden,
+        overlays=((pointer, plan.worktree / ".git"), *shown),
+        egress_socket=plan.egress_socket,
+    )
+    env = {"HOME": str(plan.home), "XDG_CACHE_HOME": str(plan.home / ".cache"), "TMPDIR": str(tmp)}
+    wrapper = confine(view)
+    if plan.egress_socket is not None:  # the relay on the sandbox's own loopback is the agent's HTTP proxy
+        wrapper += relay_argv(sys.executable, RELAY_SCRIPT, plan.egress_socket, 0)
+    return AgentSandbox(wrapper, env, seccomp_warning())
