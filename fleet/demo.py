@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from db import queries
 from fleet.cli.cells import plain
+from fleet.cli.console import Context
 from orchestrator import review, views
 from orchestrator.repos import RepoSpec, register_repo
 from orchestrator.tickets import TicketSpec, submit
 from workers.agents.llm.scripted_server import ScriptedModelServer
 from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command, write_sample_repo
+
+SCRIPTED_MODEL = "scripted"
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,22 @@ DEMO_TICKETS = (
 )
 
 
-def _spec(repo: str, ticket: DemoTicket) -> TicketSpec:
-    if ticket.agent == "llm":
-        return TicketSpec(repo=repo, title=ticket.title, body=ticket.body, agents=["llm"], attempts=2)
+def _spec(repo: str, ticket: DemoTicket, model_url: str) -> TicketSpec:
+    if ticket.agent == "llm":  # the scripted model server, named in the ticket's agent settings
+        return TicketSpec(
+            repo=repo,
+            title=ticket.title,
+            body=ticket.body,
+            agents=["llm"],
+            attempts=2,
+            model=SCRIPTED_MODEL,
+            agent_args=[f"base_url={model_url}"],
+        )
     command = shlex.join(scripted_command(ticket.script))
     return TicketSpec(repo=repo, title=ticket.title, body=ticket.body, agent_cmd=command, attempts=2)
 
 
-def _fresh_repo(ctx: Any) -> str:
+def _fresh_repo(ctx: Context) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = ctx.settings.home.resolve() / "demo" / stamp
     write_sample_repo(path)
@@ -77,7 +86,7 @@ def _fresh_repo(ctx: Any) -> str:
     return name
 
 
-def run_demo(ctx: Any, concurrency: int, out: Console) -> None:
+def run_demo(ctx: Context, concurrency: int, out: Console) -> None:
     from workers.serve import serve
 
     out.print(
@@ -87,11 +96,10 @@ def run_demo(ctx: Any, concurrency: int, out: Console) -> None:
     )
     repo = _fresh_repo(ctx)
     server = ScriptedModelServer()
-    os.environ.update(FLEET_LLM_BASE_URL=server.start(), FLEET_LLM_MODEL="scripted")
+    model_url = server.start()
     try:
-        tickets = submit(
-            ctx.db, ctx.dispatcher, ctx.settings, [_spec(repo, t) for t in DEMO_TICKETS], ctx.settings.home, "demo"
-        )
+        specs = [_spec(repo, t, model_url) for t in DEMO_TICKETS]
+        tickets = submit(ctx.db, ctx.dispatcher, ctx.settings, specs, ctx.settings.home, "demo")
         for ticket, demo in zip(tickets, DEMO_TICKETS, strict=True):
             out.print(f"  ticket {ticket.id} ({demo.agent}): {demo.title!r} — {demo.behaviour}", markup=False)
         out.print(f"Running {concurrency} embedded worker slots until the queue is empty...")
@@ -101,7 +109,7 @@ def run_demo(ctx: Any, concurrency: int, out: Console) -> None:
     _report(ctx, [t.id for t in tickets], out)
 
 
-def _report(ctx: Any, ticket_ids: list[int], out: Console) -> None:
+def _report(ctx: Context, ticket_ids: list[int], out: Console) -> None:
     table = Table("ticket", "title", "status", "attempts (verdicts)", "why")
     with ctx.db.session() as s:
         trees = [queries.load_ticket_tree(s, tid) for tid in ticket_ids]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from db import policy, queries
 from db.engine import Database
 from db.models import Attempt, Ticket
 from db.status import TicketStatus, Verdict
+from orchestrator import views
 from orchestrator.errors import FleetError
 from system.git import GitError, git
 from system.mirror import ensure_mirror
@@ -28,6 +29,24 @@ def candidates(ticket: Ticket) -> list[Attempt]:
         if a.verification is not None and a.verification.verdict == Verdict.PASSED.value
     ]
     return sorted(passed, key=_rank)
+
+
+def review_queue(db: Database) -> list[dict[str, Any]]:
+    """Tickets waiting for review with their verified candidates, best first (`fleet review list`, the web)."""
+    rows = []
+    with db.session() as s:
+        for ticket in queries.review_candidates(s):
+            tree = queries.load_ticket_tree(s, ticket.id)
+            best = candidates(tree)
+            rows.append(
+                views.ticket_view(tree)
+                | {
+                    "candidates": [views.attempt_view(a, with_text=True) for a in best],
+                    "best_attempt": best[0].id if best else None,
+                    "diff_stat": best[0].diff_stat if best else "",
+                }
+            )
+    return rows
 
 
 def _rank(attempt: Attempt) -> tuple[int, int, int, int, float, int]:

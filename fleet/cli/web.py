@@ -1,4 +1,4 @@
-"""`fleet web`, `fleet token ...` and `fleet watch`; fleet/cli/ adds them with register(app)."""
+"""`fleet web` and `fleet watch`: the dashboard, and its figures live in the terminal."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from fleet.cli import tokens
 from fleet.cli.cells import TerminalConsole, plain
+from fleet.cli.console import Context, one_line_errors
 from orchestrator.errors import FleetError
 
 out = TerminalConsole(highlight=False, soft_wrap=True, markup=False, emoji=False)
+commands = typer.Typer()
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8600
 
@@ -88,73 +91,27 @@ def watch_loop(ctx: Any, interval: float = 2.0, count: int = 0) -> None:
         pass
 
 
+@commands.command()
+@one_line_errors
+def web(
+    host: Annotated[str, typer.Option(help="Address to listen on; other than loopback needs a token.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
+) -> None:
+    """Serve the web dashboard and the HTTP API."""
+    serve_web(host, port)
+
+
+@commands.command()
+@one_line_errors
+def watch(
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
+    count: Annotated[int, typer.Option(help="Stop after this many refreshes (0: until Ctrl-C).")] = 0,
+) -> None:
+    """`fleet status`, live: the same figures, refreshing in place."""
+    watch_loop(Context(), interval, count)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `web`, `token` and `watch` to the fleet command line."""
-    from fleet.cli import Context, actor, one_line_errors, print_json
-
-    token_app = typer.Typer(no_args_is_help=True, help="API tokens for the web dashboard and the HTTP API.")
-    app.add_typer(token_app, name="token")
-
-    @app.command()
-    @one_line_errors
-    def web(
-        host: Annotated[
-            str, typer.Option(help="Address to listen on; other than loopback needs a token.")
-        ] = DEFAULT_HOST,
-        port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
-    ) -> None:
-        """Serve the web dashboard and the HTTP API."""
-        serve_web(host, port)
-
-    @token_app.command("create")
-    @one_line_errors
-    def token_create(
-        role: Annotated[str, typer.Option(help="viewer, submitter, reviewer or admin.")],
-        name: Annotated[str, typer.Option(help="A unique name; recorded as the actor of what the token does.")] = "",
-    ) -> None:
-        """Create a token and print it once: only its hash is stored."""
-        from orchestrator.web.auth import Role, new_token
-        from orchestrator.web.pages import NAME_RE
-
-        if role not in {r.value for r in Role}:
-            raise FleetError(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}")
-        if name and not NAME_RE.fullmatch(name):
-            raise FleetError("a token name is 1-100 letters, digits, and _ . @ - (starting with a letter or digit)")
-        token_id, token = new_token(Context().db, Role(role), name, actor())
-        typer.echo(token)
-        typer.echo(f"token {token_id} ({role}) created; it is shown only this once", err=True)
-
-    @token_app.command("list")
-    @one_line_errors
-    def token_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-        """List tokens (never their secrets)."""
-        from db import tokens
-        from orchestrator.web.api import token_view
-
-        with Context().db.session() as s:
-            rows = [token_view(t) for t in tokens.list_tokens(s)]
-        if as_json:
-            return print_json(rows)
-        table = Table("id", "name", "role", "created", "last used")
-        for r in rows:
-            table.add_row(*plain(r["id"], r["name"], r["role"], r["created_at"] or "", r["last_used_at"] or "never"))
-        out.print(table)
-
-    @token_app.command("revoke")
-    @one_line_errors
-    def token_revoke(token_id: int) -> None:
-        """Revoke a token; its sessions end at once."""
-        from db import tokens
-
-        with Context().db.session() as s:
-            tokens.revoke(s, token_id)
-        out.print(f"token {token_id} revoked")
-
-    @app.command()
-    @one_line_errors
-    def watch(
-        interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
-        count: Annotated[int, typer.Option(help="Stop after this many refreshes (0: until Ctrl-C).")] = 0,
-    ) -> None:
-        """`fleet status`, live: the same figures, refreshing in place."""
-        watch_loop(Context(), interval, count)
+    """Add `web`, `watch` and `token ...` to the fleet command line."""
+    app.add_typer(commands)
+    app.add_typer(tokens.app, name="token")

@@ -195,7 +195,7 @@ def get_verification(verification_id: int, state: State, _: Viewer) -> dict[str,
 @router.get("/review")
 def review_queue(state: State, _: Viewer) -> list[dict[str, Any]]:
     """Tickets waiting for review, each with its verified candidates, best first."""
-    return figures.review_queue(state.db)
+    return reviews.review_queue(state.db)
 
 
 @router.get("/workers")

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from db import dashboard, queries
+from db import dashboard
 from db.engine import Database
 from db.models import utcnow
 from db.status import Verdict
-from orchestrator import review, views
 from orchestrator.dispatch import Dispatcher
 from orchestrator.fleetstatus import fleet_status
 from orchestrator.stats import agent_stats
@@ -95,21 +94,3 @@ def stats(db: Database, dispatcher: Dispatcher) -> dict[str, Any]:
         now=now.isoformat(),
     )
     return data
-
-
-def review_queue(db: Database) -> list[dict[str, Any]]:
-    """Tickets waiting for review with their verified candidates, best first (what `fleet review list` ranks)."""
-    rows = []
-    with db.session() as s:
-        for ticket in queries.review_candidates(s):
-            tree = queries.load_ticket_tree(s, ticket.id)
-            best = review.candidates(tree)
-            rows.append(
-                views.ticket_view(tree)
-                | {
-                    "candidates": [views.attempt_view(a, with_text=True) for a in best],
-                    "best_attempt": best[0].id if best else None,
-                    "diff_stat": best[0].diff_stat if best else "",
-                }
-            )
-    return rows

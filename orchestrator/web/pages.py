@@ -224,7 +224,7 @@ def reject_form(
 
 @router.get("/review")
 def review_page(request: Request, state: State, principal: Viewer) -> Response:
-    return page(request, "review.html", principal, queue=figures.review_queue(state.db))
+    return page(request, "review.html", principal, queue=reviews.review_queue(state.db))
 
 
 # --- tokens ----------------------------------------------------------------------------------------

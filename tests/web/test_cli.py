@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from fleet.cli.web import check_bind, is_loopback, register
 from tests.web.conftest import make_fleet
 
-# The real `fleet` app with these commands registered, as fleet/cli/ does once it calls register(app).
-FLEET_WITH_WEB = "from fleet.cli import app; from fleet.cli.web import register; register(app); app()"
+# The real `fleet` command line, which registers these commands with the others.
+FLEET_WITH_WEB = "from fleet.cli import main; main()"
 
 
 @pytest.fixture

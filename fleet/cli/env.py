@@ -1,0 +1,48 @@
+"""`fleet cache list|clear`: the environments setup commands built."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from fleet.cli.cells import plain
+from system.settings import Settings
+
+if TYPE_CHECKING:
+    from verification.envcache import EnvCache
+
+from fleet.cli.console import JsonFlag, one_line_errors, out, print_json
+
+app = typer.Typer(no_args_is_help=True, help="The environments setup commands built, kept for reuse.")
+
+
+def _env_cache() -> EnvCache:
+    from verification.envcache import EnvCache
+
+    settings = Settings()
+    return EnvCache(settings.env_cache_dir, settings.env_cache_bytes)
+
+
+@app.command("list")
+@one_line_errors
+def cache_list(as_json: JsonFlag = False) -> None:
+    """List cached environments, most recently used first."""
+    entries = [e.view() for e in reversed(_env_cache().entries())]
+    if as_json:
+        return print_json(entries)
+    table = Table("key", "scope", "setup command", "paths", "MB", "last used")
+    for e in entries:
+        paths = ", ".join(e["paths"][:3]) + (" ..." if len(e["paths"]) > 3 else "")
+        cells = (e["key"][:12], e["scope"], e["setup_cmd"], paths, f"{e['bytes'] / 2**20:.1f}", e["last_used"])
+        table.add_row(*plain(*cells))
+    out.print(table)
+
+
+@app.command("clear")
+@one_line_errors
+def cache_clear() -> None:
+    """Delete every cached environment (for example after upgrading a toolchain); the next setups rebuild them."""
+    entries, freed = _env_cache().clear()
+    out.print(f"deleted {entries} cached environment{'s' if entries != 1 else ''} ({freed / 2**20:.1f} MB)")

@@ -1,0 +1,93 @@
+"""`fleet review list|show|approve|reject`: verified diffs waiting for a person."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from db import queries
+from fleet.cli.cells import plain
+from orchestrator import review as reviews
+from orchestrator import views
+from orchestrator.errors import FleetError
+
+if TYPE_CHECKING:
+    pass
+
+from fleet.cli.console import Context, JsonFlag, actor, one_line_errors, out, print_json
+
+app = typer.Typer(no_args_is_help=True, help="Verified diffs waiting for a person.")
+
+
+@app.command("list")
+@one_line_errors
+def review_list(as_json: JsonFlag = False) -> None:
+    """Tickets with a verified diff, waiting for review. Nothing unverified is ever listed."""
+    rows = [row | {"candidates": len(row["candidates"])} for row in reviews.review_queue(Context().db)]
+    if as_json:
+        return print_json(rows)
+    table = Table("ticket", "repo", "title", "candidates", "best diff")
+    for r in rows:
+        table.add_row(*plain(r["id"], r["repo"], r["title"][:60], r["candidates"], r["diff_stat"]))
+    out.print(table)
+
+
+@app.command("show")
+@one_line_errors
+def review_show(
+    ticket: int,
+    candidate: Annotated[int, typer.Option(help="Which candidate's diff to show (1 is the best).")] = 1,
+    as_json: JsonFlag = False,
+) -> None:
+    """The verified candidates side by side, best first, and one candidate's diff and tests."""
+    with Context().db.session() as s:
+        tree = queries.load_ticket_tree(s, ticket)
+        best = reviews.candidates(tree)
+        if not best:
+            raise FleetError(f"ticket {ticket} has no verified diff (status {tree.status})")
+        shown = [views.attempt_view(a, with_text=True) | {"agent": a.run.agent} for a in best]
+        head = views.ticket_view(tree)
+    if as_json:
+        return print_json(head | {"candidates": shown})
+    if not 1 <= candidate <= len(shown):
+        raise FleetError(f"--candidate must be between 1 and {len(shown)}")
+    out.print(f"ticket {head['id']}: {head['title']}  [{head['status']}]", markup=False)
+    table = Table("#", "agent", "run", "attempt", "cost $", "diff", "flags")
+    for rank, a in enumerate(shown, start=1):
+        flags = len(a["verification"]["flags"])
+        table.add_row(*plain(rank, a["agent"], a["run"], a["number"], f"{a['cost_usd']:.4f}", a["diff_stat"], flags))
+    out.print(table)
+    a = shown[candidate - 1]
+    v = a["verification"]
+    out.rule(f"candidate {candidate}: attempt {a['number']} of run {a['run']} (id {a['id']}), {a['diff_stat']}")
+    out.print(f"fail to pass: {', '.join(v['fail_to_pass']) or '-'}", markup=False)
+    out.print(f"pass to pass: {v['pass_to_pass']} still passing", markup=False)
+    for key in ("flags", "flaky", "reverted", "warnings"):
+        if v[key]:
+            out.print(f"{key}: {', '.join(v[key])}", markup=False)
+    out.print(a["diff"], markup=False)
+    if len(shown) > 1:
+        out.print(f"other candidates: fleet review show {ticket} --candidate N (N up to {len(shown)})", markup=False)
+
+
+@app.command("approve")
+@one_line_errors
+def review_approve(ticket: int) -> None:
+    """Land the best verified diff as branch fleet/ticket-N in the repository."""
+    ctx = Context()
+    branch = reviews.approve(ctx.db, ctx.settings, ticket, actor())
+    out.print(f"ticket {ticket} approved: branch {branch}", markup=False)
+
+
+@app.command("reject")
+@one_line_errors
+def review_reject(
+    ticket: int,
+    feedback: Annotated[str, typer.Option(help="Your words go to the agent in a new attempt.")] = "",
+) -> None:
+    """Reject the diff; with --feedback the agent tries again with your words."""
+    ctx = Context()
+    new = reviews.reject(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor(), feedback)
+    out.print(f"ticket {ticket} rejected" + (f"; attempt {new} queued with your feedback" if new else ""))

@@ -1,0 +1,71 @@
+"""`fleet status`, `fleet stats` and `fleet migrate`: the fleet's figures and its database."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from fleet.cli.cells import plain
+
+if TYPE_CHECKING:
+    pass
+
+from fleet.cli.console import Context, JsonFlag, one_line_errors, out, print_json
+
+commands = typer.Typer()
+
+
+@commands.command()
+@one_line_errors
+def status(
+    as_json: JsonFlag = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C.")] = False,
+) -> None:
+    """Tickets by status, attempts in flight, workers and queue depth."""
+    from orchestrator.fleetstatus import fleet_status, render_status
+
+    ctx = Context()
+    if watch:
+        from fleet.cli.web import watch_loop
+
+        return watch_loop(ctx)
+    data = fleet_status(ctx.db, ctx.dispatcher)
+    print_json(data) if as_json else out.print(render_status(data))
+
+
+@commands.command()
+@one_line_errors
+def stats(
+    hours: Annotated[float, typer.Option(help="The window: runs created in the last N hours.")] = 24 * 7,
+    as_json: JsonFlag = False,
+) -> None:
+    """Per agent and model: tickets tried, verified rate, attempts and cost per verified diff, time to verified."""
+    from orchestrator.stats import agent_stats
+
+    rows = agent_stats(Context().db, hours)
+    if as_json:
+        return print_json(rows)
+    table = Table("agent", "model", "tickets", "verified", "rate", "attempts/verified", "cost/verified", "median s")
+    for r in rows:
+        cells = [
+            r["agent"],
+            r["model"],
+            r["tickets"],
+            r["verified"],
+            r["verified_rate"],
+            r["attempts_per_verified"],
+            r["cost_per_verified_usd"],
+            r["median_seconds_to_verified"],
+        ]
+        table.add_row(*plain(*("-" if c is None else c for c in cells)))
+    out.print(table)
+
+
+@commands.command()
+@one_line_errors
+def migrate() -> None:
+    """Bring the database schema to the newest revision (every command also does this on first use)."""
+    ctx = Context()
+    out.print(f"database schema is current: {ctx.settings.db_url.split('@')[-1]}", markup=False)

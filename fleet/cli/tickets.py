@@ -1,0 +1,174 @@
+"""`fleet submit`, `tickets`, `show`, `logs`, `cancel` and `retry`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from db import queries
+from db.status import TicketStatus
+from fleet.cli.cells import plain
+from orchestrator import review as reviews
+from orchestrator import views
+from orchestrator.errors import FleetError
+from orchestrator.tickets import TicketSpec, load_specs
+from orchestrator.tickets import submit as submit_tickets
+
+if TYPE_CHECKING:
+    pass
+
+from fleet.cli.console import Context, JsonFlag, actor, as_lines, one_line_errors, out, print_json
+
+commands = typer.Typer()
+
+
+@commands.command()
+@one_line_errors
+def submit(
+    repo: Annotated[str, typer.Option(help="The registered repo name.")] = "",
+    title: Annotated[str, typer.Option()] = "",
+    body: Annotated[str, typer.Option()] = "",
+    base: Annotated[str, typer.Option(help="The base ref or commit.")] = "HEAD",
+    agent: Annotated[list[str] | None, typer.Option(help="Agent name (repeatable: one run per agent).")] = None,
+    agent_cmd: Annotated[str, typer.Option(help="The command the shell agent runs (no shell).")] = "",
+    attempts: Annotated[int, typer.Option(help="Attempts per run, feedback between them.")] = 3,
+    fanout: Annotated[int, typer.Option(help="Independent runs per agent.")] = 1,
+    target: Annotated[list[str] | None, typer.Option(help="A test id that must pass (repeatable).")] = None,
+    priority: Annotated[int, typer.Option()] = 0,
+    timeout: Annotated[float, typer.Option(help="Agent time limit in seconds per attempt.")] = 0.0,
+    until: Annotated[str, typer.Option(help="With several runs: 'first' stops the others at the first pass.")] = "all",
+    model: Annotated[str, typer.Option(help="The model the agent should use.")] = "",
+    budget_usd: Annotated[float, typer.Option(help="No new attempt once the ticket has cost this much.")] = 0.0,
+    area: Annotated[
+        list[str] | None, typer.Option(help="A glob of the paths this ticket is about; others are flagged.")
+    ] = None,
+    agent_arg: Annotated[list[str] | None, typer.Option(help="An extra argument for the agent (repeatable).")] = None,
+    agent_env: Annotated[
+        list[str] | None, typer.Option(help="An environment variable the agent may see (repeatable).")
+    ] = None,
+    file: Annotated[Path | None, typer.Option(help="A YAML or JSON list of tickets.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Queue one ticket, or every ticket in --file."""
+    ctx = Context()
+    fields: dict[str, Any] = dict(
+        repo=repo,
+        body=body,
+        base=base,
+        agents=list(agent or []),
+        agent_cmd=agent_cmd,
+        attempts=attempts,
+        fanout=fanout,
+        targets=list(target or []),
+        priority=priority,
+        timeout=timeout or None,
+        until=until,
+        model=model,
+        budget_usd=budget_usd,
+        area=list(area or []),
+        agent_args=list(agent_arg or []),
+        agent_env=list(agent_env or []),
+    )
+    if file is not None:
+        defaults = {k: v for k, v in fields.items() if v not in ("", [], None)} | {"title": title}
+        specs = load_specs(file, defaults, ctx.agents)
+    else:
+        if not repo:
+            raise FleetError("--repo is required")
+        specs = [TicketSpec(title=title, **fields)]
+    tickets = submit_tickets(ctx.db, ctx.dispatcher, ctx.settings, specs, Path.cwd(), actor())
+    if as_json:
+        with ctx.db.session() as s:
+            return print_json([views.ticket_view(queries.get_ticket(s, t.id)) for t in tickets])
+    for t in tickets:
+        out.print(f"ticket {t.id} queued: {t.title}", markup=False)
+
+
+def ticket_table(tickets: list[dict[str, Any]]) -> Table:
+    table = Table("id", "repo", "status", "agent", "title", "reason")
+    for t in tickets:
+        table.add_row(*plain(t["id"], t["repo"], t["status"], t["agent"], t["title"][:60], t["reason"][:60]))
+    return table
+
+
+@commands.command()
+@one_line_errors
+def tickets(
+    status: Annotated[str, typer.Option(help="Only tickets with this status.")] = "",
+    repo: Annotated[str, typer.Option()] = "",
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 500,
+    as_json: JsonFlag = False,
+) -> None:
+    """List tickets, newest first."""
+    if status and status not in {s.value for s in TicketStatus}:
+        raise FleetError(f"unknown status {status!r}; one of: {', '.join(s.value for s in TicketStatus)}")
+    with Context().db.session() as s:
+        rows = [views.ticket_view(t) for t in queries.list_tickets(s, status or None, repo or None, limit)]
+    print_json(rows) if as_json else out.print(ticket_table(rows))
+
+
+@commands.command()
+@one_line_errors
+def show(ticket: int, as_json: JsonFlag = False) -> None:
+    """A ticket with its runs and attempts: status, verdict, diff stat and feedback."""
+    with Context().db.session() as s:
+        view = views.ticket_view(queries.load_ticket_tree(s, ticket), with_runs=True)
+    if as_json:
+        return print_json(view)
+    out.print(f"ticket {view['id']} [{view['status']}] {view['title']}", markup=False)
+    if view["reason"]:
+        out.print(f"  {view['reason']}", markup=False)
+    for run in view["runs"]:
+        out.print(f"  run {run['index']} ({run['agent']}): {run['status']}", markup=False)
+        for a in run["attempts"]:
+            verdict = a["verdict"] or a["status"]
+            out.print(
+                f"    attempt {a['number']} (id {a['id']}): {verdict}  {a['diff_stat']}  {a['error'] or ''}",
+                markup=False,
+            )
+
+
+@commands.command()
+@one_line_errors
+def logs(attempt: int) -> None:
+    """An attempt's prompt, transcript and verification output."""
+    with Context().db.session() as s:
+        a = queries.get_attempt(s, attempt)
+        parts = [("prompt", a.prompt), ("transcript", a.transcript)]
+        if a.verification is not None:
+            parts += [("verification", "\n".join(a.verification.reasons) + "\n\n" + a.verification.output)]
+    for name, text in parts:
+        out.rule(name)
+        # Not through rich: it expands tabs and drops some characters, and this text must read as stored.
+        sys.stdout.write(as_lines(text))
+
+
+@commands.command()
+@one_line_errors
+def cancel(
+    ticket: Annotated[int | None, typer.Argument()] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every active ticket of --repo.")] = False,
+    repo: Annotated[str, typer.Option(help="With --all: the repository.")] = "",
+) -> None:
+    """Stop a ticket (or --all --repo R): waiting attempts at once, running agents within seconds."""
+    if all_ == (ticket is not None) or (all_ and not repo):
+        raise FleetError("give a ticket id, or --all --repo NAME")
+    if ticket is not None:
+        reviews.cancel(Context().db, ticket, actor())
+        out.print(f"ticket {ticket} cancelled")
+        return
+    ids = reviews.cancel_repo(Context().db, repo, actor())
+    out.print(f"{len(ids)} ticket(s) of {repo} cancelled" + (f": {', '.join(map(str, ids))}" if ids else ""))
+
+
+@commands.command()
+@one_line_errors
+def retry(ticket: int) -> None:
+    """Start a failed, errored or cancelled ticket again, with a fresh attempt budget."""
+    ctx = Context()
+    reviews.retry(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor())
+    out.print(f"ticket {ticket} queued again")

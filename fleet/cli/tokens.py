@@ -1,0 +1,61 @@
+"""`fleet token create|list|revoke`: API tokens for the web dashboard and the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from fleet.cli.cells import plain
+from fleet.cli.console import Context, actor, one_line_errors, out, print_json
+from orchestrator.errors import FleetError
+
+app = typer.Typer(no_args_is_help=True, help="API tokens for the web dashboard and the HTTP API.")
+
+
+@app.command("create")
+@one_line_errors
+def token_create(
+    role: Annotated[str, typer.Option(help="viewer, submitter, reviewer or admin.")],
+    name: Annotated[str, typer.Option(help="A unique name; recorded as the actor of what the token does.")] = "",
+) -> None:
+    """Create a token and print it once: only its hash is stored."""
+    from orchestrator.web.auth import Role, new_token
+    from orchestrator.web.pages import NAME_RE
+
+    if role not in {r.value for r in Role}:
+        raise FleetError(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}")
+    if name and not NAME_RE.fullmatch(name):
+        raise FleetError("a token name is 1-100 letters, digits, and _ . @ - (starting with a letter or digit)")
+    token_id, token = new_token(Context().db, Role(role), name, actor())
+    typer.echo(token)
+    typer.echo(f"token {token_id} ({role}) created; it is shown only this once", err=True)
+
+
+@app.command("list")
+@one_line_errors
+def token_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List tokens (never their secrets)."""
+    from db import tokens
+    from orchestrator.web.api import token_view
+
+    with Context().db.session() as s:
+        rows = [token_view(t) for t in tokens.list_tokens(s)]
+    if as_json:
+        return print_json(rows)
+    table = Table("id", "name", "role", "created", "last used")
+    for r in rows:
+        table.add_row(*plain(r["id"], r["name"], r["role"], r["created_at"] or "", r["last_used_at"] or "never"))
+    out.print(table)
+
+
+@app.command("revoke")
+@one_line_errors
+def token_revoke(token_id: int) -> None:
+    """Revoke a token; its sessions end at once."""
+    from db import tokens
+
+    with Context().db.session() as s:
+        tokens.revoke(s, token_id)
+    out.print(f"token {token_id} revoked")
