@@ -2,7 +2,9 @@ FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends git bubblewrap && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY system system
 COPY orchestrator orchestrator
+COPY fleet fleet
 COPY workers workers
 COPY verification verification
 COPY db db

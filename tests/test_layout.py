@@ -1,4 +1,5 @@
-"""The layers hold: SQLAlchemy only in db/, Celery only in workers/, and importing a package does nothing."""
+"""The layers hold: each package imports only those below it, SQLAlchemy only in db/, Celery only in workers/,
+no module over 400 lines, and importing a package does nothing."""
 
 from __future__ import annotations
 
@@ -10,18 +11,51 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("orchestrator", "workers", "verification", "db")
+# Bottom to top: a package imports only from the packages before it (ARCHITECTURE.md).
+LAYERS = ("system", "db", "verification", "workers", "orchestrator", "fleet")
+PACKAGES = LAYERS
 ONLY_IN = {"sqlalchemy": "db", "alembic": "db", "celery": "workers", "kombu": "workers"}
+MAX_LINES = 400
+
+
+def package_modules() -> list[Path]:
+    return [path for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))]
 
 
 def imported_modules(path: Path) -> set[str]:
+    """Every absolute import in the file: at the top, inside functions and under TYPE_CHECKING alike."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+            names.add(node.module)
     return names
+
+
+def top_level(names: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in names}
+
+
+def layer_breaches(path: Path) -> list[str]:
+    """The imports of path that reach a package at its own layer's level or above (its own package aside)."""
+    package = path.relative_to(ROOT).parts[0]
+    allowed = set(LAYERS[: LAYERS.index(package) + 1])
+    return sorted(name for name in imported_modules(path) if name.split(".")[0] in set(LAYERS) - allowed)
+
+
+def test_the_layer_rule_reads_function_level_and_type_checking_imports(tmp_path: Path) -> None:
+    module = tmp_path / "mod.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from workers.queue import Dispatcher\n"
+        "def f() -> None:\n    import orchestrator.views\n"
+    )
+    assert imported_modules(module) >= {"workers.queue", "orchestrator.views"}
+
+
+def test_every_package_imports_only_from_the_layers_below_it() -> None:
+    breaches = {str(p.relative_to(ROOT)): layer_breaches(p) for p in package_modules() if layer_breaches(p)}
+    assert breaches == {}, f"imports that break {' < '.join(LAYERS)}"
 
 
 @pytest.mark.parametrize("library", sorted(ONLY_IN))
@@ -29,25 +63,27 @@ def test_library_is_imported_only_in_its_layer(library: str) -> None:
     home = ONLY_IN[library]
     offenders = [
         str(path.relative_to(ROOT))
-        for package in PACKAGES
-        if package != home
-        for path in (ROOT / package).rglob("*.py")
-        if library in imported_modules(path)
+        for path in package_modules()
+        if path.relative_to(ROOT).parts[0] != home and library in top_level(imported_modules(path))
     ]
     assert offenders == [], f"{library} may only be imported in {home}/"
 
 
-def test_verification_does_not_reach_into_the_database() -> None:
-    offenders = [
-        str(p.relative_to(ROOT))
-        for p in (ROOT / "verification").rglob("*.py")
-        if "db" in imported_modules(p) and "from db.status import" not in p.read_text()
-    ]
-    assert offenders == []
+def long_modules() -> list[str]:
+    return sorted(
+        f"{path.relative_to(ROOT)} ({lines} lines)"
+        for path in package_modules()
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    )
+
+
+def test_no_module_is_over_400_lines() -> None:
+    assert long_modules() == [], f"split these modules (at most {MAX_LINES} lines)"
 
 
 def test_importing_every_package_creates_no_files_and_no_engine(tmp_path: Path) -> None:
-    code = "import fleet.cli, workers.tasks, workers.serve, verification.verify, db.queries, db.migrate"
+    modules = ("fleet.cli", "fleet.demo", "orchestrator.web.app", "workers.tasks", "workers.serve")
+    code = "import " + ", ".join((*modules, "verification.verify", "db.queries", "db.migrate", "system.sandbox"))
     proc = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,
