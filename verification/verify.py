@@ -16,8 +16,6 @@ Decisions about pytest (see research A1-A3 for the attacks they answer):
 from __future__ import annotations
 
 import os
-import re
-import shlex
 import shutil
 import threading
 from collections.abc import Mapping
@@ -28,14 +26,11 @@ from typing import Any
 from db.status import Verdict
 from system.git import GitError, git
 from system.sandbox import (
-    bwrap_missing,
     confine,
     scratch_env,
     setup_view,
-    toolchain_roots,
-    unsandboxed_tests_warning,
-    verification_view,
 )
+from verification.confined import readable_roots, rerun_suspects, run_confined, sandboxed
 from verification.digest import feedback_digest, is_hidden
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
 from verification.environment import CacheUse, SetupFailed, copy_files, set_up_environment
@@ -50,13 +45,7 @@ from verification.protect import (
     pytest_config,
     restore,
 )
-from verification.runner import TestRun, run_tests, scrubbed_env
-
-PIN_INI = "fleet-pytest.ini"
-SANDBOX_OFF = "tests ran without a sandbox (turned off in the repository settings)"
-MAX_RERUN_IDS = 20
-# Test ids can only be appended to a command that is a single pytest invocation (no ;, &&, pipes...).
-PLAIN_PYTEST = re.compile(r"^[^;&|<>`$()\n]*\bpytest\b[^;&|<>`$()\n]*$")
+from verification.runner import TestRun, scrubbed_env
 
 
 @dataclass
@@ -123,7 +112,7 @@ def run_baseline(
         prepare(checkout, spec, "the baseline checkout", cancelled, report_dir, cached=True)
     except SetupFailed as exc:
         return TestRun({}, None, False, "", 0.0, error=str(exc))
-    return _run(checkout, spec, report_dir, spec.test_cmd, cancelled, _config(checkout, spec))
+    return run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, _config(checkout, spec))
 
 
 def prepare(
@@ -141,10 +130,10 @@ def prepare(
         return
     env = scrubbed_env(spec.env if spec.env is not None else os.environ)
     wrapper: tuple[str, ...] = ()
-    if _sandboxed(spec):
+    if sandboxed(spec):
         scratch = report_dir / "setup"
         env |= scratch_env(scratch)
-        wrapper = confine(setup_view(checkout, scratch, _readable(spec), spec.hidden))
+        wrapper = confine(setup_view(checkout, scratch, readable_roots(spec), spec.hidden))
     cache = None
     if cached and spec.env_cache is not None:
         copied = tuple(source for source, _ in spec.copy_files)
@@ -200,10 +189,10 @@ def verify_diff(
             prepare(checkout, spec, where, cancelled, report_dir)
     except SetupFailed as exc:
         return errored(str(exc))
-    run = _run(checkout, spec, report_dir, spec.test_cmd, cancelled, config)
+    run = run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, config)
     targets = _targets(spec, baseline, hidden)
     judgement = judge(baseline, run, targets)
-    rerun = _rerun(checkout, spec, report_dir, cancelled, run, judgement, config)
+    rerun = rerun_suspects(checkout, spec, report_dir, cancelled, run, judgement, config)
     if rerun is not None:
         judgement = judge(baseline, run, targets, rerun=rerun)
     _apply_gamed_rule(judgement, reverted)
@@ -286,78 +275,6 @@ def add_hidden_tests(checkout: Path, hidden: Path | None) -> list[str]:
 
 def _numstat_names(out: str) -> set[str]:
     return {entry.split("\t", 2)[2] for entry in out.split("\0") if entry.count("\t") >= 2}
-
-
-def _run(
-    checkout: Path,
-    spec: VerifySpec,
-    report_dir: Path,
-    command: str,
-    cancelled: threading.Event | None,
-    config: str | None,
-) -> TestRun:
-    wrapper = _wrapper(checkout, spec, report_dir)
-    if wrapper is None and spec.sandbox:
-        return TestRun({}, None, False, "", 0.0, error=f"a sandbox is required but {unsandboxed_tests_warning()}")
-    run = run_tests(
-        checkout,
-        command,
-        timeout=spec.timeout,
-        report_dir=report_dir,
-        env=spec.env,
-        env_names=spec.env_names,
-        cancelled=cancelled,
-        limit_bytes=spec.output_limit,
-        pytest_args=pytest_pins(checkout, report_dir, config) if spec.pin_pytest else (),
-        wrapper=wrapper or (),
-    )
-    if wrapper is None:
-        run.warnings.append(SANDBOX_OFF if spec.sandbox is False else unsandboxed_tests_warning())
-    return run
-
-
-def _wrapper(checkout: Path, spec: VerifySpec, report_dir: Path) -> tuple[str, ...] | None:
-    """The confinement of the code under test (system/sandbox.py), or None when it is off or cannot start."""
-    if not _sandboxed(spec):
-        return None
-    report_dir.mkdir(parents=True, exist_ok=True)
-    return confine(verification_view(checkout, report_dir, spec.network, _readable(spec), spec.hidden))
-
-
-def _sandboxed(spec: VerifySpec) -> bool:
-    return spec.sandbox is not False and bwrap_missing() is None
-
-
-def _readable(spec: VerifySpec) -> tuple[Path, ...]:
-    """The toolchains the test and setup commands need, and the declared paths, for the sandbox to show."""
-    path_var = (spec.env if spec.env is not None else os.environ).get("PATH", os.defpath)
-    return toolchain_roots(path_var, (spec.test_cmd, spec.setup_cmd or ""), spec.readable)
-
-
-def pytest_pins(checkout: Path, report_dir: Path, config: str | None) -> list[str]:
-    """pytest options that fix its configuration to config (the base's file, or none) and rootdir to the checkout."""
-    if config is None:  # else pytest would look upward and may read a config outside the checkout
-        report_dir.mkdir(parents=True, exist_ok=True)
-        empty = report_dir / PIN_INI
-        empty.write_text("[pytest]\n", encoding="utf-8")
-        return ["-c", str(empty), f"--rootdir={checkout}"]
-    return ["-c", str(checkout / config), f"--rootdir={checkout}"]
-
-
-def _rerun(
-    checkout: Path,
-    spec: VerifySpec,
-    report_dir: Path,
-    cancelled: threading.Event | None,
-    run: TestRun,
-    judgement: Judgement,
-    config: str | None,
-) -> TestRun | None:
-    suspects = [t for t in judgement.broken + judgement.still_failing if t in run.results]
-    if not (spec.rerun_failures and suspects and run.report_found and PLAIN_PYTEST.match(spec.test_cmd)):
-        return None
-    command = f"{spec.test_cmd} {shlex.join(suspects[:MAX_RERUN_IDS])}"
-    return _run(checkout, spec, report_dir / "rerun", command, cancelled, config)
 
 
 def _apply_gamed_rule(judgement: Judgement, reverted: list[str]) -> None:

@@ -9,10 +9,10 @@ from verify_helpers import FIXED_CALC, TEST_CALC, Repo, sh_git
 
 from system.globs import matches
 from system.sandbox import TESTS_MISSING, bwrap_missing, unsandboxed_tests_warning
+from verification.confined import PLAIN_PYTEST
 from verification.flags import assertion_literals, scan_diff
 from verification.patch import apply_patch
 from verification.protect import DEFAULT_PROTECT, protected_changes, pytest_config, restore
-from verification.verify import PLAIN_PYTEST
 
 PYPROJECT = '[project]\nname = "calc"\nversion = "1"\n\n[tool.pytest.ini_options]\naddopts = "-q"\n'
 

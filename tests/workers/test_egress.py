@@ -25,19 +25,16 @@ from typing import Any
 import pytest
 
 from workers import relay
-from workers.egress import (
-    RELAY_SCRIPT,
+from workers.egress import RELAY_SCRIPT, EgressGate, EgressProxy, relay_argv
+from workers.egress_rules import (
     SETTING,
     AllowList,
     Destination,
     EgressError,
     EgressEvent,
-    EgressGate,
     EgressLimits,
-    EgressProxy,
     Verdict,
     address_problem,
-    relay_argv,
 )
 
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -1,0 +1,101 @@
+"""The tests of one diff, run confined (system/sandbox.py) and with pytest pinned to the base's configuration."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from system.sandbox import (
+    bwrap_missing,
+    confine,
+    toolchain_roots,
+    unsandboxed_tests_warning,
+    verification_view,
+)
+from verification.judge import Judgement
+from verification.runner import TestRun, run_tests
+
+if TYPE_CHECKING:
+    from verification.verify import VerifySpec
+
+PIN_INI = "fleet-pytest.ini"
+SANDBOX_OFF = "tests ran without a sandbox (turned off in the repository settings)"
+MAX_RERUN_IDS = 20
+# Test ids can only be appended to a command that is a single pytest invocation (no ;, &&, pipes...).
+PLAIN_PYTEST = re.compile(r"^[^;&|<>`$()\n]*\bpytest\b[^;&|<>`$()\n]*$")
+
+
+def run_confined(
+    checkout: Path,
+    spec: VerifySpec,
+    report_dir: Path,
+    command: str,
+    cancelled: threading.Event | None,
+    config: str | None,
+) -> TestRun:
+    wrapper = _wrapper(checkout, spec, report_dir)
+    if wrapper is None and spec.sandbox:
+        return TestRun({}, None, False, "", 0.0, error=f"a sandbox is required but {unsandboxed_tests_warning()}")
+    run = run_tests(
+        checkout,
+        command,
+        timeout=spec.timeout,
+        report_dir=report_dir,
+        env=spec.env,
+        env_names=spec.env_names,
+        cancelled=cancelled,
+        limit_bytes=spec.output_limit,
+        pytest_args=pytest_pins(checkout, report_dir, config) if spec.pin_pytest else (),
+        wrapper=wrapper or (),
+    )
+    if wrapper is None:
+        run.warnings.append(SANDBOX_OFF if spec.sandbox is False else unsandboxed_tests_warning())
+    return run
+
+
+def _wrapper(checkout: Path, spec: VerifySpec, report_dir: Path) -> tuple[str, ...] | None:
+    """The confinement of the code under test (system/sandbox.py), or None when it is off or cannot start."""
+    if not sandboxed(spec):
+        return None
+    report_dir.mkdir(parents=True, exist_ok=True)
+    return confine(verification_view(checkout, report_dir, spec.network, readable_roots(spec), spec.hidden))
+
+
+def sandboxed(spec: VerifySpec) -> bool:
+    return spec.sandbox is not False and bwrap_missing() is None
+
+
+def readable_roots(spec: VerifySpec) -> tuple[Path, ...]:
+    """The toolchains the test and setup commands need, and the declared paths, for the sandbox to show."""
+    path_var = (spec.env if spec.env is not None else os.environ).get("PATH", os.defpath)
+    return toolchain_roots(path_var, (spec.test_cmd, spec.setup_cmd or ""), spec.readable)
+
+
+def pytest_pins(checkout: Path, report_dir: Path, config: str | None) -> list[str]:
+    """pytest options that fix its configuration to config (the base's file, or none) and rootdir to the checkout."""
+    if config is None:  # else pytest would look upward and may read a config outside the checkout
+        report_dir.mkdir(parents=True, exist_ok=True)
+        empty = report_dir / PIN_INI
+        empty.write_text("[pytest]\n", encoding="utf-8")
+        return ["-c", str(empty), f"--rootdir={checkout}"]
+    return ["-c", str(checkout / config), f"--rootdir={checkout}"]
+
+
+def rerun_suspects(
+    checkout: Path,
+    spec: VerifySpec,
+    report_dir: Path,
+    cancelled: threading.Event | None,
+    run: TestRun,
+    judgement: Judgement,
+    config: str | None,
+) -> TestRun | None:
+    suspects = [t for t in judgement.broken + judgement.still_failing if t in run.results]
+    if not (spec.rerun_failures and suspects and run.report_found and PLAIN_PYTEST.match(spec.test_cmd)):
+        return None
+    command = f"{spec.test_cmd} {shlex.join(suspects[:MAX_RERUN_IDS])}"
+    return run_confined(checkout, spec, report_dir / "rerun", command, cancelled, config)
