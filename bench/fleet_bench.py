@@ -194,7 +194,7 @@ def dispatch_latency(samples: int, work: Path) -> dict[str, Any]:
         stderr=subprocess.DEVNULL,
     )
     os.environ.update({k: v for k, v in env.items() if k.startswith("FLEET_")})
-    from fleet.cli import Context
+    from fleet.cli.console import Context
     from orchestrator.tickets import TicketSpec, submit
 
     ctx = Context()
