@@ -1,0 +1,1 @@
+"""The command line and `fleet demo`: the composition root that wires the control plane to the workers."""

@@ -1,11 +1,9 @@
-"""The fleet's figures, shared by `fleet status` and the web page."""
+"""The fleet's figures, shared by `fleet status` and the web page (which each render them)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-
-from rich.table import Table
 
 from db import queries
 from db.engine import Database
@@ -33,17 +31,3 @@ def fleet_status(db: Database, dispatcher: Dispatcher | None) -> dict[str, Any]:
     except Exception as exc:  # the broker may be down; the database still answers
         data["queues"] = {"error": str(exc)}
     return data
-
-
-def render_status(data: dict[str, Any]) -> Table:
-    table = Table("what", "count", title="Fleet")
-    for status, count in sorted(data["tickets"].items()):
-        table.add_row(f"tickets {status}", str(count))
-    for status, count in sorted(data["attempts"].items()):
-        table.add_row(f"attempts {status}", str(count))
-    for queue, depth in data["queues"].items():
-        table.add_row(f"queue {queue}", "?" if depth is None else str(depth))
-    live = [w for w in data["workers"] if not w["stale"]]
-    table.add_row("workers", f"{len(live)} live, {len(data['workers']) - len(live)} stale")
-    table.add_row("slots busy", f"{sum(w['busy'] for w in live)} / {sum(w['slots'] for w in live)}")
-    return table

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -24,7 +24,7 @@ def status(
     watch: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C.")] = False,
 ) -> None:
     """Tickets by status, attempts in flight, workers and queue depth."""
-    from orchestrator.fleetstatus import fleet_status, render_status
+    from orchestrator.fleetstatus import fleet_status
 
     ctx = Context()
     if watch:
@@ -69,3 +69,19 @@ def migrate() -> None:
     """Bring the database schema to the newest revision (every command also does this on first use)."""
     ctx = Context()
     out.print(f"database schema is current: {ctx.settings.db_url.split('@')[-1]}", markup=False)
+
+
+def render_status(data: dict[str, Any]) -> Table:
+    """The figures of orchestrator.fleetstatus as one table (`fleet status`, `fleet watch`)."""
+    live = [w for w in data["workers"] if not w["stale"]]
+    rows = [
+        *((f"tickets {status}", count) for status, count in sorted(data["tickets"].items())),
+        *((f"attempts {status}", count) for status, count in sorted(data["attempts"].items())),
+        *((f"queue {queue}", "?" if depth is None else depth) for queue, depth in data["queues"].items()),
+        ("workers", f"{len(live)} live, {len(data['workers']) - len(live)} stale"),
+        ("slots busy", f"{sum(w['busy'] for w in live)} / {sum(w['slots'] for w in live)}"),
+    ]
+    table = Table("what", "count", title="Fleet")
+    for row in rows:
+        table.add_row(*plain(*row))
+    return table

@@ -58,7 +58,7 @@ def serve_web(host: str, port: int) -> None:
 
 def watch_view(data: dict[str, Any]) -> Group:
     """`fleet status`'s table, running attempts and the review backlog, as one renderable."""
-    from orchestrator.fleetstatus import render_status
+    from fleet.cli.status import render_status
     from orchestrator.web.render import duration
 
     running = Table("attempt", "ticket", "agent", "status", "elapsed", title="Running")
@@ -74,7 +74,7 @@ def watch_view(data: dict[str, Any]) -> Group:
     return Group(render_status(data), running, footer)
 
 
-def watch_loop(ctx: Any, interval: float = 2.0, count: int = 0) -> None:
+def watch_loop(ctx: Context, interval: float = 2.0, count: int = 0) -> None:
     """Redraw the fleet figures in place every `interval` seconds until Ctrl-C (or `count` draws)."""
     from orchestrator.web.figures import stats
 
