@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the fixture project's builder lives with the tests that use it too
 
-from db.status import Verdict  # noqa: E402
+from db.lifecycle import Verdict  # noqa: E402
 from tests.e2e_verification.realproject import INI_TEST_CMD, make_iniconfig_repo  # noqa: E402
 from verification.runner import TestRun  # noqa: E402
 from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff  # noqa: E402

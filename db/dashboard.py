@@ -11,7 +11,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from db.models import Attempt, Repo, Run, Ticket, Verification
 from db.queries import NotFound, Session
-from db.status import LEASED_ATTEMPT, TicketStatus
+from db.lifecycle import LEASED_ATTEMPT, TicketStatus
 
 
 def find_tickets(

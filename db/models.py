@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from db.status import RunStatus, TicketStatus
+from db.lifecycle import RunStatus, TicketStatus
 
 
 def utcnow() -> datetime:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from db.models import Attempt, Baseline, Event, Repo, Review, Run, Ticket, Verification, Worker, utcnow
-from db.status import (
+from db.lifecycle import (
     LEASED_ATTEMPT,
     OPEN_ATTEMPT,
     WAITING_ATTEMPT,

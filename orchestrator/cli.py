@@ -17,7 +17,7 @@ from rich.table import Table
 from db import queries
 from db.engine import Database
 from db.migrate import upgrade
-from db.status import TicketStatus
+from db.lifecycle import TicketStatus
 from orchestrator import review as reviews
 from orchestrator import views
 from orchestrator.errors import FleetError

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from db import queries
 from db.models import Attempt, Run, Ticket, utcnow
-from db.status import AttemptStatus, RunStatus, TicketStatus, Verdict
+from db.lifecycle import AttemptStatus, RunStatus, TicketStatus, Verdict
 
 REVIEWER_PREFIX = "A reviewer rejected this change:"
 UNTIL_FIRST, UNTIL_ALL = "first", "all"

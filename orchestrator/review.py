@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from db import queries
 from db.engine import Database
 from db.models import Attempt, Ticket
-from db.status import TicketStatus, Verdict
+from db.lifecycle import TicketStatus, Verdict
 from orchestrator import policy
 from orchestrator.errors import FleetError
 from orchestrator.scheduler import schedule

@@ -10,7 +10,7 @@ from typing import Any
 from db import queries
 from db.engine import Database
 from db.models import Run, utcnow
-from db.status import RunStatus
+from db.lifecycle import RunStatus
 
 
 def _model(run: Run) -> str:

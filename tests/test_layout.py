@@ -41,7 +41,7 @@ def test_verification_does_not_reach_into_the_database() -> None:
     offenders = [
         str(p.relative_to(ROOT))
         for p in (ROOT / "verification").rglob("*.py")
-        if "db" in imported_modules(p) and "from db.status import" not in p.read_text()
+        if "db" in imported_modules(p) and "from db.lifecycle import" not in p.read_text()
     ]
     assert offenders == []
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from db.status import Verdict
+from db.lifecycle import Verdict
 from verification.digest import feedback_digest, is_hidden
 from verification.flags import assertion_inputs, assertion_literals, scan_diff
 from verification.judge import Judgement, judge

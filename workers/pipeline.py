@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from db import queries
 from db.models import Attempt, utcnow
-from db.status import AttemptStatus, Verdict
+from db.lifecycle import AttemptStatus, Verdict
 from orchestrator import policy, scheduler
 from orchestrator.contracts import Agent, AgentResult, AgentTask
 from verification.runner import TestRun, scrubbed_env

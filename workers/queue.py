@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from celery import Celery
 
-from db.status import AttemptStatus
+from db.lifecycle import AttemptStatus
 from workers.constants import AGENT_QUEUE, QUEUES, RUN_AGENT_TASK, VERIFY_QUEUE, VERIFY_TASK
 
 ROUTES = {

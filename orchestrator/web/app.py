@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from db.engine import Database
 from db.migrate import upgrade
 from db.queries import AlreadyExists, NotFound
-from db.status import IllegalTransition
+from db.lifecycle import IllegalTransition
 from orchestrator.errors import FleetError
 from orchestrator.settings import Settings
 from orchestrator.web import api, events, metrics, pages

@@ -9,7 +9,7 @@ from typing import Any
 from db import dashboard, queries
 from db.engine import Database
 from db.models import utcnow
-from db.status import Verdict
+from db.lifecycle import Verdict
 from orchestrator import review, views
 from orchestrator.fleetstatus import fleet_status
 from orchestrator.stats import agent_stats

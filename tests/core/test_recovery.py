@@ -10,7 +10,7 @@ from pathlib import Path
 
 from db import queries
 from db.models import Attempt, Verification
-from db.status import AttemptStatus
+from db.lifecycle import AttemptStatus
 from orchestrator.settings import Settings
 from tests.core.conftest import SCRIPTED, Fleet, scripted
 from workers.celery_app import create_app

@@ -10,7 +10,7 @@ import pytest
 from db import queries
 from db.engine import Database
 from db.migrate import is_current, upgrade
-from db.status import AttemptStatus, IllegalTransition, TicketStatus, ticket_transition
+from db.lifecycle import AttemptStatus, IllegalTransition, TicketStatus, ticket_transition
 
 
 def _ticket(db: Database) -> int:
