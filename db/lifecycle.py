@@ -195,8 +195,3 @@ def require(row: HasStatus, new: S, action: str, refusal: str = "") -> None:
 
 def _either(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
-
-
-def ticket_transition(old: TicketStatus, new: TicketStatus) -> TicketStatus:
-    """Return new if a ticket may move from old to it, else raise IllegalTransition."""
-    return TICKET.check(old, new)

@@ -16,8 +16,8 @@ from rich.table import Table
 
 from db import queries
 from db.engine import Database
+from db.lifecycle import IllegalTransition, TicketStatus
 from db.migrate import upgrade
-from db.lifecycle import TicketStatus
 from orchestrator import review as reviews
 from orchestrator import views
 from orchestrator.errors import FleetError
@@ -64,7 +64,7 @@ def one_line_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (FleetError, queries.NotFound, queries.AlreadyExists) as exc:
+        except (FleetError, queries.NotFound, queries.AlreadyExists, IllegalTransition) as exc:
             err.print(f"error: {one_line(str(exc))}", markup=False)
             raise typer.Exit(1) from None
 

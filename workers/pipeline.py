@@ -15,8 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from db import queries
-from db.models import Attempt, utcnow
 from db.lifecycle import AttemptStatus, Verdict
+from db.models import Attempt, utcnow
 from orchestrator import policy, scheduler
 from orchestrator.contracts import Agent, AgentResult, AgentTask
 from verification.runner import TestRun, scrubbed_env

@@ -8,8 +8,8 @@ from typing import Any
 
 from db import dashboard, queries
 from db.engine import Database
-from db.models import utcnow
 from db.lifecycle import Verdict
+from db.models import utcnow
 from orchestrator import review, views
 from orchestrator.fleetstatus import fleet_status
 from orchestrator.stats import agent_stats
