@@ -33,6 +33,7 @@ from db.queries.tickets import (
     open_attempts,
     review_candidates,
     set_ticket_status,
+    stored_verification,
     ticket_events,
 )
 from db.queries.workers import beat, list_workers
@@ -84,6 +85,7 @@ __all__ = [
     "scheduling_lock",
     "set_ticket_status",
     "spend",
+    "stored_verification",
     "ticket_counts",
     "ticket_events",
     "undelivered",

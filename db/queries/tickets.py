@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -109,6 +109,12 @@ def ticket_events(s: Session, ticket_id: int) -> Sequence[Event]:
 def open_attempts(s: Session, ticket_id: int) -> Sequence[Attempt]:
     query = select(Attempt).where(Attempt.ticket_id == ticket_id, Attempt.status.in_(OPEN_ATTEMPT))
     return s.scalars(query).all()
+
+
+def stored_verification(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a verification result that have a column (still_failing and weak only shape the feedback)."""
+    columns = set(Verification.__table__.columns.keys()) - {"id", "attempt_id", "created_at"}
+    return {key: value for key, value in result.items() if key in columns}
 
 
 def add_verification(s: Session, attempt_id: int, **fields: Any) -> Verification:
