@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the fixture project's builder lives with the tests that use it too
 
-from db.status import Verdict  # noqa: E402
+from db.lifecycle import Verdict  # noqa: E402
 from system.git import git  # noqa: E402
 from system.mirror import ensure_mirror  # noqa: E402
 from system.sandbox import bwrap_missing  # noqa: E402

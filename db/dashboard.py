@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
+from db.lifecycle import LEASED_ATTEMPT, TicketStatus
 from db.models import Attempt, Repo, Run, Ticket, Verification
 from db.queries import NotFound, Session
-from db.status import LEASED_ATTEMPT, TicketStatus
 
 
 def find_tickets(

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from db.status import RunStatus, TicketStatus
+from db.lifecycle import ATTEMPT, RUN, TICKET
 
 
 def utcnow() -> datetime:
@@ -69,7 +69,7 @@ class Ticket(Base):
     budget_usd: Mapped[float] = mapped_column(Float, default=0.0)
     targets: Mapped[list[Any]] = mapped_column(default=list)
     area: Mapped[list[Any]] = mapped_column(default=list)
-    status: Mapped[str] = mapped_column(String(20), default=TicketStatus.QUEUED.value)
+    status: Mapped[str] = mapped_column(String(20), default=TICKET.initial.value)
     status_reason: Mapped[str] = mapped_column(Text, default="")
     submitted_by: Mapped[str] = mapped_column(String(200), default="")
     cancel_requested_at: Mapped[datetime | None] = mapped_column()
@@ -90,7 +90,7 @@ class Run(Base):
     index: Mapped[int] = mapped_column(Integer)
     agent: Mapped[str] = mapped_column(String(200))
     attempt_limit: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), default=RunStatus.ACTIVE.value)
+    status: Mapped[str] = mapped_column(String(20), default=RUN.initial.value)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
 
@@ -109,7 +109,7 @@ class Attempt(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
     number: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), default="queued")
+    status: Mapped[str] = mapped_column(String(20), default=ATTEMPT.initial.value)
     prompt: Mapped[str] = mapped_column(Text, default="")
     feedback_in: Mapped[str] = mapped_column(Text, default="")
     transcript: Mapped[str] = mapped_column(Text, default="")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from db import queries
+from db import lifecycle, queries
+from db.lifecycle import WAITING_ATTEMPT, AttemptStatus, RunStatus, TicketStatus, Verdict
 from db.models import Attempt, Run, Ticket, utcnow
-from db.status import AttemptStatus, RunStatus, TicketStatus, Verdict
 
 REVIEWER_PREFIX = "A reviewer rejected this change:"
 UNTIL_FIRST, UNTIL_ALL = "first", "all"
@@ -45,7 +45,7 @@ def next_attempt(s: queries.Session, run: Run, feedback: str) -> Attempt:
 def reopen(s: queries.Session, run: Run, feedback: str) -> Attempt:
     """A new round on an ended run (retry, or a reviewer's rejection), with a fresh attempt budget."""
     attempt = next_attempt(s, run, feedback)
-    run.status = RunStatus.ACTIVE.value
+    lifecycle.move(run, RunStatus.ACTIVE)
     run.finished_at = None
     run.attempt_limit = attempt.number + run.ticket.attempt_budget - 1
     return attempt
@@ -101,9 +101,7 @@ def stop_siblings(s: queries.Session, winner: Run) -> None:
         if run.id != winner.id and run.status == RunStatus.ACTIVE.value:
             queries.finish_run(s, run, RunStatus.CANCELLED)
             for attempt in run.attempts:
-                if AttemptStatus(attempt.status) in (AttemptStatus.QUEUED, AttemptStatus.VERIFY_QUEUED):
-                    attempt.status = AttemptStatus.CANCELLED.value
-                    attempt.finished_at = utcnow()
+                _stop_waiting(attempt)
     queries.log_event(s, "siblings_stopped", f"run {winner.index} passed first", ticket_id=winner.ticket_id)
 
 
@@ -129,11 +127,16 @@ def cancel(s: queries.Session, ticket: Ticket, actor: str) -> None:
     ticket.cancel_requested_at = utcnow()
     ticket.cancelled_by = actor
     for attempt in queries.open_attempts(s, ticket.id):
-        if AttemptStatus(attempt.status) in (AttemptStatus.QUEUED, AttemptStatus.VERIFY_QUEUED):
-            attempt.status = AttemptStatus.CANCELLED.value
-            attempt.finished_at = utcnow()
+        _stop_waiting(attempt)
     for run in ticket.runs:
         if run.status == RunStatus.ACTIVE.value:
             queries.finish_run(s, run, RunStatus.CANCELLED)
     queries.set_ticket_status(s, ticket, TicketStatus.CANCELLED, f"cancelled by {actor}")
     queries.log_event(s, "cancelled", f"cancelled by {actor}", ticket_id=ticket.id, actor=actor)
+
+
+def _stop_waiting(attempt: Attempt) -> None:
+    """A waiting attempt is cancelled at once; a leased one sees the request and stops itself."""
+    if AttemptStatus(attempt.status) in WAITING_ATTEMPT:
+        lifecycle.move(attempt, AttemptStatus.CANCELLED)
+        attempt.finished_at = utcnow()

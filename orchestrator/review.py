@@ -6,10 +6,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from db import policy, queries
+from db import lifecycle, policy, queries
 from db.engine import Database
+from db.lifecycle import TicketStatus, Verdict
 from db.models import Attempt, Ticket
-from db.status import TicketStatus, Verdict
 from orchestrator import views
 from orchestrator.errors import FleetError
 from system.git import GitError, git
@@ -63,10 +63,10 @@ def branch_name(ticket_id: int) -> str:
     return f"fleet/ticket-{int(ticket_id)}"
 
 
-def _reviewable(s: queries.Session, ticket_id: int) -> tuple[Ticket, Attempt]:
+def _reviewable(s: queries.Session, ticket_id: int, decision: TicketStatus, action: str) -> tuple[Ticket, Attempt]:
     ticket = queries.load_ticket_tree(s, ticket_id)
-    if ticket.status != TicketStatus.NEEDS_REVIEW.value:
-        raise FleetError(f"ticket {ticket_id} is {ticket.status}, not waiting for review")
+    refusal = f"ticket {ticket_id} is {ticket.status}, not waiting for review"
+    lifecycle.require(ticket, decision, action, refusal)
     best = candidates(ticket)
     if not best:
         raise FleetError(f"ticket {ticket_id} has no verified diff")
@@ -86,7 +86,7 @@ def commit_diff(mirror: Path, base_sha: str, diff: str, message: str) -> str:
 def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str) -> str:
     """Land the best verified diff as branch fleet/ticket-N in the repository; returns the branch name."""
     with db.session() as s:
-        ticket, best = _reviewable(s, ticket_id)
+        ticket, best = _reviewable(s, ticket_id, TicketStatus.APPROVED, "approve")
         source, base_sha, repo_key = ticket.repo.source, ticket.base_sha, f"repo-{ticket.repo_id}"
         message = f"{ticket.title}\n\nFleet ticket {ticket.id}, attempt {best.number} (verified).\n"
         diff, attempt_id = best.diff, best.id
@@ -118,7 +118,7 @@ def reject(
 ) -> int | None:
     """Record the rejection; with feedback, the reviewed run gets a new attempt with the reviewer's words."""
     with db.session() as s:
-        ticket, best = _reviewable(s, ticket_id)
+        ticket, best = _reviewable(s, ticket_id, TicketStatus.REJECTED, "reject")
         queries.add_review(
             s, ticket_id=ticket_id, attempt_id=best.id, decision="rejected", reviewer=reviewer, feedback=feedback
         )
@@ -138,8 +138,7 @@ def retry(db: Database, dispatcher: Dispatcher, settings: Settings, ticket_id: i
     """A failed, errored or cancelled ticket starts again: every run gets a new attempt and a fresh budget."""
     with db.session() as s:
         ticket = queries.load_ticket_tree(s, ticket_id)
-        if ticket.status not in (TicketStatus.FAILED.value, TicketStatus.ERROR.value, TicketStatus.CANCELLED.value):
-            raise FleetError(f"ticket {ticket_id} is {ticket.status}; only failed, error or cancelled tickets retry")
+        lifecycle.require(ticket, TicketStatus.QUEUED, "retry")
         if queries.open_attempts(s, ticket_id):
             raise FleetError(f"ticket {ticket_id} still has attempts stopping; try again in a few seconds")
         ticket.cancel_requested_at = None
@@ -155,16 +154,14 @@ def retry(db: Database, dispatcher: Dispatcher, settings: Settings, ticket_id: i
     return new
 
 
-CANCELLABLE = {
-    s.value for s in (TicketStatus.QUEUED, TicketStatus.RUNNING, TicketStatus.NEEDS_REVIEW, TicketStatus.REJECTED)
-}
+CANCELLABLE = {s.value for s in lifecycle.sources(TicketStatus.CANCELLED, "cancel")}
 
 
 def cancel(db: Database, ticket_id: int, actor: str) -> None:
     with db.session() as s:
         ticket = queries.load_ticket_tree(s, ticket_id)
-        if ticket.status not in CANCELLABLE:
-            raise FleetError(f"ticket {ticket_id} is {ticket.status}; only active or reviewable tickets cancel")
+        refusal = f"ticket {ticket_id} is {ticket.status}; only active or reviewable tickets cancel"
+        lifecycle.require(ticket, TicketStatus.CANCELLED, "cancel", refusal)
         policy.cancel(s, ticket, actor)
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from db import queries
 from db.engine import Database
+from db.lifecycle import RunStatus
 from db.models import Run, utcnow
-from db.status import RunStatus
 
 
 def _model(run: Run) -> str:

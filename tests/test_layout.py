@@ -78,22 +78,13 @@ def test_library_is_imported_only_in_its_layer(library: str) -> None:
     assert offenders == [], f"{library} may only be imported in {home}/"
 
 
-SPLIT_ON_ANOTHER_BRANCH = {"db/queries.py", "workers/pipeline.py"}
-
-
 def long_modules() -> dict[str, int]:
     counts = {str(p.relative_to(ROOT)): len(p.read_text(encoding="utf-8").splitlines()) for p in package_modules()}
     return {name: lines for name, lines in sorted(counts.items()) if lines > MAX_LINES}
 
 
-@pytest.mark.xfail(strict=False, reason="pipeline.py and queries.py are split on another branch")
 def test_no_module_is_over_400_lines() -> None:
     assert long_modules() == {}, f"split these modules (at most {MAX_LINES} lines)"
-
-
-def test_no_module_but_those_being_split_is_over_400_lines() -> None:
-    others = {name: lines for name, lines in long_modules().items() if name not in SPLIT_ON_ANOTHER_BRANCH}
-    assert others == {}, f"split these modules (at most {MAX_LINES} lines)"
 
 
 def test_importing_every_package_creates_no_files_and_no_engine(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from db.status import Verdict
+from db.lifecycle import Verdict
 from verification.report import Outcome, TestResult
 from verification.runner import TestRun, pytest_summary
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from db.status import Verdict
+from db.lifecycle import Verdict
 from system.git import GitError, git
 from system.sandbox import (
     confine,

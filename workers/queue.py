@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from celery import Celery
 
 from db.engine import Database
-from db.status import AttemptStatus
+from db.lifecycle import AttemptStatus
 from system.settings import Settings
 from workers import agents, scheduler
 from workers.constants import AGENT_QUEUE, QUEUES, RUN_AGENT_TASK, VERIFY_QUEUE, VERIFY_TASK

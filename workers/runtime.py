@@ -11,6 +11,8 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -54,6 +56,39 @@ class Recent(Generic[K, V]):
             self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+
+
+class KeyedLocks:
+    """One lock per key while someone holds or waits for it, forgotten when the last leaves: it never grows."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        lock = self._enter(key)
+        try:
+            with lock:
+                yield
+        finally:
+            self._leave(key)
+
+    def _enter(self, key: str) -> threading.Lock:
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+            return lock
+
+    def _leave(self, key: str) -> None:
+        with self._guard:
+            lock, users = self._locks.pop(key)
+            if users > 1:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._locks)
 
 
 @dataclass
@@ -105,7 +140,7 @@ class WorkerRuntime:
         self._mirror_checks: Recent[tuple[str, str, str], tuple[Path, float]] = Recent(MIRROR_CHECKS_KEPT)
         self._baselines: Recent[str, tuple[dict[str, Any], int]] = Recent(BASELINES_KEPT)
         self._pools_lock = threading.Lock()
-        self._baseline_locks: dict[str, threading.Lock] = {}
+        self._baseline_locks = KeyedLocks()
         self._stopped = threading.Event()
         self._heart = threading.Thread(target=self._heartbeat_loop, name="fleet-heartbeat", daemon=True)
 
@@ -139,9 +174,9 @@ class WorkerRuntime:
                 self._pools[key] = WorktreePool(root, mirror, self.settings.worktree_pool_size or self.slots)
             return self._pools[key]
 
-    def baseline_lock(self, key: str) -> threading.Lock:
-        with self._pools_lock:
-            return self._baseline_locks.setdefault(key, threading.Lock())
+    def baseline_lock(self, key: str) -> AbstractContextManager[None]:
+        """Held while one baseline is looked up or run, so a process runs each baseline once."""
+        return self._baseline_locks.hold(key)
 
     def known_baseline(self, key: str) -> tuple[dict[str, Any], int] | None:
         """A baseline this process stored or read before: (its result as JSON, its id). Baselines never change."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from db import queries
 from db.engine import Database
-from db.status import AttemptStatus
+from db.lifecycle import AttemptStatus
 from system.settings import Settings
 
 if TYPE_CHECKING:

@@ -14,6 +14,7 @@ import typer
 
 from db import queries
 from db.engine import Database
+from db.lifecycle import IllegalTransition
 from db.migrate import upgrade
 from fleet.cli.cells import TerminalConsole, for_terminal
 from fleet.wiring import celery_dispatcher
@@ -48,7 +49,7 @@ def one_line_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (FleetError, queries.NotFound, queries.AlreadyExists) as exc:
+        except (FleetError, queries.NotFound, queries.AlreadyExists, IllegalTransition) as exc:
             err.print(f"error: {one_line(str(exc))}", markup=False)
             raise typer.Exit(1) from None
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from db import queries
-from db.status import TicketStatus
+from db.lifecycle import TicketStatus
 from fleet.cli.cells import plain
 from orchestrator import review as reviews
 from orchestrator import views

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from db import dashboard, queries, tokens
-from db.status import TicketStatus
+from db.lifecycle import TicketStatus
 from orchestrator import review as reviews
 from orchestrator import views
 from orchestrator.errors import FleetError

@@ -11,9 +11,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db.engine import Database
+from db.lifecycle import IllegalTransition
 from db.migrate import upgrade
 from db.queries import AlreadyExists, NotFound
-from db.status import IllegalTransition
 from orchestrator.dispatch import DispatcherFactory, LazyDispatcher
 from orchestrator.errors import FleetError
 from orchestrator.web import api, events, metrics, pages

@@ -8,8 +8,8 @@ from typing import Any
 
 from db import dashboard
 from db.engine import Database
+from db.lifecycle import Verdict
 from db.models import utcnow
-from db.status import Verdict
 from orchestrator.dispatch import Dispatcher
 from orchestrator.fleetstatus import fleet_status
 from orchestrator.stats import agent_stats

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 
 from db import dashboard
-from db.status import TicketStatus
+from db.lifecycle import TicketStatus
 from orchestrator.fleetstatus import fleet_status
 from orchestrator.web.auth import Principal, Role, require
 from orchestrator.web.state import WebState, web_state

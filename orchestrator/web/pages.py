@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from db import dashboard, queries, tokens
-from db.status import TicketStatus
+from db.lifecycle import TicketStatus
 from orchestrator import review as reviews
 from orchestrator import views
 from orchestrator.web import figures, render

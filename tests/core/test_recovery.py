@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from db import queries
+from db.lifecycle import AttemptStatus
 from db.models import Attempt, Verification
-from db.status import AttemptStatus
 from system.settings import Settings
 from tests.core.conftest import SCRIPTED, Fleet, scripted
 from workers.celery_app import create_app

@@ -8,9 +8,9 @@ import pytest
 
 from db import queries
 from db.engine import Database
+from db.lifecycle import AttemptStatus, TicketStatus
 from db.migrate import upgrade
 from db.models import utcnow
-from db.status import AttemptStatus, TicketStatus
 
 TEXT = {"transcript": "agent said ✓\n", "diff": "+ a line\n"}
 OUTPUT = "3 passed ✓\n"

@@ -9,8 +9,8 @@ import pytest
 
 from db import queries
 from db.engine import Database
+from db.lifecycle import AttemptStatus
 from db.migrate import is_current, upgrade
-from db.status import AttemptStatus, IllegalTransition, TicketStatus, ticket_transition
 
 
 def _ticket(db: Database) -> int:
@@ -119,14 +119,6 @@ def test_baselines_are_stored_once_per_key(db: Database) -> None:
     assert first.id == second.id
     with db.session() as s:
         assert queries.count_baselines(s, 1) == 1
-
-
-def test_illegal_ticket_moves_are_refused() -> None:
-    assert ticket_transition(TicketStatus.RUNNING, TicketStatus.NEEDS_REVIEW) == TicketStatus.NEEDS_REVIEW
-    with pytest.raises(IllegalTransition, match="approved to queued"):
-        ticket_transition(TicketStatus.APPROVED, TicketStatus.QUEUED)
-    with pytest.raises(IllegalTransition):
-        ticket_transition(TicketStatus.FAILED, TicketStatus.NEEDS_REVIEW)
 
 
 def test_migrations_build_exactly_the_models_schema(db: Database) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from db.status import Verdict
+from db.lifecycle import Verdict
 from verification.digest import feedback_digest
 from verification.judge import Judgement, judge
 from verification.report import Outcome, TestResult

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from db.status import Verdict
+from db.lifecycle import Verdict
 from verification.judge import NO_REPORT, NOTHING_TO_VERIFY, judge
 from verification.report import Outcome, TestResult
 from verification.runner import TestRun

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from verify_helpers import CALC, FAST_ENV, FIXED_CALC, PYTEST, Repo, make_repo
 
-from db.status import Verdict
+from db.lifecycle import Verdict
 from system.sandbox import TESTS_MISSING, bwrap_missing, confine, toolchain_roots, verification_view
 from verification.runner import TestRun
 from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff

@@ -1,0 +1,134 @@
+"""The attempt state machine: claims, fenced moves, leases and the reconciler's queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Result
+from sqlalchemy.orm import Session
+
+from db import lifecycle
+from db.lifecycle import (
+    LEASED_ATTEMPT,
+    WAITING_ATTEMPT,
+    AttemptStatus,
+    RunStatus,
+)
+from db.models import Attempt, Run, Ticket, utcnow
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds an attempt, and the fencing token every later write must present."""
+
+    owner: str
+    token: str
+    seconds: float
+
+    def expires(self) -> datetime:
+        return utcnow() + timedelta(seconds=self.seconds)
+
+
+def claim(s: Session, attempt_id: int, waiting: AttemptStatus, leased: AttemptStatus, lease: Lease) -> bool:
+    """Compare-and-set waiting -> leased; False means another delivery got there first (do nothing)."""
+    sources, moved = lifecycle.bulk(leased, among=[waiting])
+    values: dict[str, Any] = dict(
+        moved,
+        lease_owner=lease.owner,
+        lease_token=lease.token,
+        lease_expires_at=lease.expires(),
+    )
+    if leased == AttemptStatus.RUNNING:
+        values.update(agent_runs=Attempt.agent_runs + 1, started_at=utcnow())
+    result = s.execute(update(Attempt).where(Attempt.id == attempt_id, Attempt.status.in_(sources)).values(**values))
+    return _changed(result) == 1
+
+
+def advance(s: Session, attempt_id: int, lease: Lease, to: AttemptStatus, **values: Any) -> bool:
+    """Move a leased attempt on, only while lease.token still holds it (fencing against zombies)."""
+    sources, moved = lifecycle.bulk(to, among=LEASED_ATTEMPT)
+    release = dict(lease_owner=None, lease_token=None, lease_expires_at=None)
+    result = s.execute(
+        update(Attempt)
+        .where(Attempt.id == attempt_id, Attempt.lease_token == lease.token, Attempt.status.in_(sources))
+        .values(**moved, **release, **values)
+    )
+    return _changed(result) == 1
+
+
+def renew_leases(s: Session, owner: str, tokens: Iterable[str], seconds: float) -> set[str]:
+    """Extend every lease owner still holds; returns the tokens that are still held."""
+    tokens = list(tokens)
+    if not tokens:
+        return set()
+    s.execute(
+        update(Attempt)
+        .where(Attempt.lease_owner == owner, Attempt.lease_token.in_(tokens))
+        .values(lease_expires_at=utcnow() + timedelta(seconds=seconds))
+    )
+    held = s.scalars(select(Attempt.lease_token).where(Attempt.lease_token.in_(tokens)))
+    return {t for t in held if t}
+
+
+def cancel_requested(s: Session, attempt_ids: Iterable[int]) -> set[int]:
+    """The attempts among attempt_ids whose ticket asked to be cancelled, or whose run was stopped."""
+    ids = list(attempt_ids)
+    if not ids:
+        return set()
+    stopped = Ticket.cancel_requested_at.is_not(None) | (Run.status == RunStatus.CANCELLED.value)
+    query = (
+        select(Attempt.id)
+        .join(Ticket, Ticket.id == Attempt.ticket_id)
+        .join(Run, Run.id == Attempt.run_id)
+        .where(Attempt.id.in_(ids), stopped)
+    )
+    return set(s.scalars(query))
+
+
+def expire_leases(s: Session) -> list[tuple[int, AttemptStatus]]:
+    """Put attempts whose lease ran out back in line; returns (id, waiting status) to re-send."""
+    back = lifecycle.ATTEMPT.moves("expire")
+    expired = s.execute(
+        select(Attempt.id, Attempt.status, Attempt.lease_token).where(
+            Attempt.status.in_(LEASED_ATTEMPT), Attempt.lease_expires_at < utcnow()
+        )
+    ).all()
+    requeued = []
+    for attempt_id, status, token in expired:
+        waiting = back[AttemptStatus(status)]
+        sources, moved = lifecycle.bulk(waiting, among=[AttemptStatus(status)])
+        result = s.execute(
+            update(Attempt)
+            .where(Attempt.id == attempt_id, Attempt.lease_token == token, Attempt.status.in_(sources))
+            .values(
+                **moved,
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+                recoveries=Attempt.recoveries + 1,
+                dispatched_at=utcnow(),
+            )
+        )
+        if _changed(result) == 1:
+            requeued.append((attempt_id, waiting))
+    return requeued
+
+
+def undelivered(s: Session, older_than_seconds: float) -> list[tuple[int, AttemptStatus]]:
+    """Waiting attempts not sent for a while (their message may be lost); stamps them as sent now."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    rows = s.execute(
+        select(Attempt.id, Attempt.status).where(Attempt.status.in_(WAITING_ATTEMPT), Attempt.dispatched_at <= cutoff)
+    ).all()
+    if rows:
+        s.execute(update(Attempt).where(Attempt.id.in_([r[0] for r in rows])).values(dispatched_at=utcnow()))
+    return [(attempt_id, AttemptStatus(status)) for attempt_id, status in rows]
+
+
+def _changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE changed (Session.execute types its result as a plain Result)."""
+    return int(result.rowcount)  # type: ignore[attr-defined]

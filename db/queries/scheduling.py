@@ -1,0 +1,89 @@
+"""What the scheduler weighs: waiting attempts, slots in use, live worker slots, limits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from db.lifecycle import (
+    LEASED_ATTEMPT,
+    OPEN_ATTEMPT,
+    AttemptStatus,
+)
+from db.models import Attempt, Run, Ticket, Worker, utcnow
+from db.queries.repos import list_repos
+
+SCHEDULER_LOCK = 0x666C656574  # "fleet": one scheduler at a time across every process and machine
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An attempt waiting for a slot, with what the scheduler weighs."""
+
+    attempt_id: int
+    priority: int
+    repo_id: int
+    agent: str
+
+
+def scheduling_lock(s: Session) -> None:
+    """Serialize schedulers: SQLite's write lock is already held (BEGIN IMMEDIATE); PostgreSQL takes a lock."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULER_LOCK})
+
+
+def pending(s: Session, per_repo: int) -> list[Pending]:
+    """Queued attempts not yet sent: each repository's first `per_repo` by priority and age.
+
+    Per repository, so a backlog of thousands in one repository never hides another's few.
+    """
+    rank = func.row_number().over(partition_by=Ticket.repo_id, order_by=(Ticket.priority.desc(), Attempt.id))
+    ranked = (
+        select(Attempt.id, Ticket.priority, Ticket.repo_id, Run.agent, rank.label("rank"))
+        .select_from(Attempt)
+        .join(Run, Run.id == Attempt.run_id)
+        .join(Ticket, Ticket.id == Attempt.ticket_id)
+        .where(Attempt.status == AttemptStatus.QUEUED.value, Attempt.dispatched_at.is_(None))
+        .subquery()
+    )
+    query = select(ranked.c.id, ranked.c.priority, ranked.c.repo_id, ranked.c.agent).where(ranked.c.rank <= per_repo)
+    return [Pending(*row) for row in s.execute(query).all()]
+
+
+def in_flight(s: Session) -> list[tuple[int, str]]:
+    """(repo id, agent) of every attempt holding or about to hold a slot: sent, running or verifying."""
+    sent = (Attempt.status == AttemptStatus.QUEUED.value) & Attempt.dispatched_at.is_not(None)
+    query = (
+        select(Ticket.repo_id, Run.agent)
+        .select_from(Attempt)
+        .join(Run, Run.id == Attempt.run_id)
+        .join(Ticket, Ticket.id == Attempt.ticket_id)
+        .where(sent | Attempt.status.in_([s_.value for s_ in LEASED_ATTEMPT + (AttemptStatus.VERIFY_QUEUED,)]))
+    )
+    return [(repo_id, agent) for repo_id, agent in s.execute(query).all()]
+
+
+def live_slots(s: Session, stale_seconds: float) -> int:
+    """Slots of the workers that are running and beat recently."""
+    cutoff = utcnow() - timedelta(seconds=stale_seconds)
+    query = select(func.coalesce(func.sum(Worker.slots), 0)).where(
+        Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff
+    )
+    return int(s.scalar(query) or 0)
+
+
+def repo_limits(s: Session) -> dict[int, int]:
+    return {r.id: int(r.settings["max_concurrency"]) for r in list_repos(s) if r.settings.get("max_concurrency")}
+
+
+def mark_dispatched(s: Session, attempt_ids: Sequence[int]) -> None:
+    if attempt_ids:
+        s.execute(update(Attempt).where(Attempt.id.in_(list(attempt_ids))).values(dispatched_at=utcnow()))
+
+
+def count_open_attempts(s: Session) -> int:
+    return s.scalar(select(func.count()).select_from(Attempt).where(Attempt.status.in_(OPEN_ATTEMPT))) or 0

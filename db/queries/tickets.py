@@ -1,0 +1,145 @@
+"""Tickets, their runs, attempts, verifications, reviews and events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, joinedload, selectinload
+
+from db import lifecycle
+from db.lifecycle import (
+    OPEN_ATTEMPT,
+    RunStatus,
+    TicketStatus,
+)
+from db.models import Attempt, Event, Repo, Review, Run, Ticket, Verification, utcnow
+from db.queries.errors import NotFound
+
+
+def add_ticket(s: Session, run_agents: Sequence[str], **fields: Any) -> Ticket:
+    """A ticket with one run per agent in run_agents; the caller adds the first attempts."""
+    ticket = Ticket(**fields)
+    s.add(ticket)
+    s.flush()
+    for index, agent in enumerate(run_agents):
+        s.add(Run(ticket_id=ticket.id, index=index, agent=agent, attempt_limit=ticket.attempt_budget))
+    s.flush()
+    s.refresh(ticket)
+    return ticket
+
+
+def add_attempt(s: Session, run: Run, prompt: str, feedback_in: str = "") -> Attempt:
+    number = (s.scalar(select(func.max(Attempt.number)).where(Attempt.run_id == run.id)) or 0) + 1
+    attempt = Attempt(
+        run_id=run.id,
+        ticket_id=run.ticket_id,
+        number=number,
+        prompt=prompt,
+        feedback_in=feedback_in,
+    )
+    s.add(attempt)
+    s.flush()
+    return attempt
+
+
+def get_ticket(s: Session, ticket_id: int, *, lock: bool = False) -> Ticket:
+    query = select(Ticket).where(Ticket.id == ticket_id)
+    if lock:
+        query = query.with_for_update(of=Ticket)
+    ticket = s.scalar(query)
+    if ticket is None:
+        raise NotFound(f"unknown ticket {ticket_id}")
+    return ticket
+
+
+def load_ticket_tree(s: Session, ticket_id: int) -> Ticket:
+    """The ticket with runs, attempts and verifications loaded, for show and review."""
+    query = (
+        select(Ticket)
+        .where(Ticket.id == ticket_id)
+        .options(selectinload(Ticket.runs).selectinload(Run.attempts).selectinload(Attempt.verification))
+    )
+    ticket = s.scalar(query)
+    if ticket is None:
+        raise NotFound(f"unknown ticket {ticket_id}")
+    return ticket
+
+
+def list_tickets(s: Session, status: str | None = None, repo: str | None = None, limit: int = 500) -> Sequence[Ticket]:
+    query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+    if status:
+        query = query.where(Ticket.status == status)
+    if repo:
+        query = query.join(Repo).where(Repo.name == repo)
+    return s.scalars(query).all()
+
+
+def get_attempt(s: Session, attempt_id: int) -> Attempt:
+    """The attempt with its run, ticket and repo, loaded in one query."""
+    attempt = s.get(Attempt, attempt_id, options=[joinedload(Attempt.run).joinedload(Run.ticket)])
+    if attempt is None:
+        raise NotFound(f"unknown attempt {attempt_id}")
+    return attempt
+
+
+def set_ticket_status(s: Session, ticket: Ticket, new: TicketStatus, reason: str = "") -> None:
+    lifecycle.move(ticket, new)
+    ticket.status_reason = reason
+    ticket.updated_at = utcnow()
+
+
+def log_event(
+    s: Session,
+    kind: str,
+    message: str,
+    *,
+    ticket_id: int | None = None,
+    attempt_id: int | None = None,
+    actor: str = "",
+) -> None:
+    s.add(Event(kind=kind, message=message, ticket_id=ticket_id, attempt_id=attempt_id, actor=actor))
+
+
+def ticket_events(s: Session, ticket_id: int) -> Sequence[Event]:
+    return s.scalars(select(Event).where(Event.ticket_id == ticket_id).order_by(Event.id)).all()
+
+
+def open_attempts(s: Session, ticket_id: int) -> Sequence[Attempt]:
+    query = select(Attempt).where(Attempt.ticket_id == ticket_id, Attempt.status.in_(OPEN_ATTEMPT))
+    return s.scalars(query).all()
+
+
+def stored_verification(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a verification result that have a column (still_failing and weak only shape the feedback)."""
+    columns = set(Verification.__table__.columns.keys()) - {"id", "attempt_id", "created_at"}
+    return {key: value for key, value in result.items() if key in columns}
+
+
+def add_verification(s: Session, attempt_id: int, **fields: Any) -> Verification:
+    verification = Verification(attempt_id=attempt_id, **fields)
+    s.add(verification)
+    s.flush()
+    return verification
+
+
+def finish_run(s: Session, run: Run, status: RunStatus) -> None:
+    lifecycle.move(run, status)
+    run.finished_at = utcnow()
+
+
+def review_candidates(s: Session) -> Sequence[Ticket]:
+    query = (
+        select(Ticket)
+        .where(Ticket.status == TicketStatus.NEEDS_REVIEW.value)
+        .order_by(Ticket.priority.desc(), Ticket.id)
+    )
+    return s.scalars(query).all()
+
+
+def add_review(s: Session, **fields: Any) -> Review:
+    review = Review(**fields)
+    s.add(review)
+    s.flush()
+    return review

@@ -1,0 +1,83 @@
+"""The agent's options and sandbox: what it may read, and where it may connect."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from system.sandbox import toolchain_roots, wants_network
+from workers.agent_sandbox import AgentSandbox, SandboxPlan, build_sandbox
+from workers.agents.base import AgentOptions
+from workers.agents.contracts import Agent
+from workers.pipeline.job import Job, declared_paths, hidden_paths, why_unsandboxed
+from workers.runtime import WorkerRuntime
+from workers.worktree import Worktree
+
+
+def agent_sandbox(
+    rt: WorkerRuntime, job: Job, agent: Agent, worktree: Worktree, attempt_dir: Path
+) -> tuple[AgentSandbox, str | None]:
+    """The attempt's sandbox, or none and the warning that says why."""
+    unsandboxed = why_unsandboxed(rt, job)
+    if unsandboxed is not None:
+        return AgentSandbox(), unsandboxed
+    command = job.agent_options.get("command", ())
+    needs_network = bool(getattr(agent, "needs_network", False))
+    network = wants_network(rt.settings.agent_network, job.repo_settings.get("agent_network"), needs_network)
+    gate = rt.egress.open(rt.egress_socket(job.attempt_id), _egress_allow(rt, job, agent)) if network else None
+    plan = SandboxPlan(
+        worktree=worktree.path,
+        worktree_gitdir=worktree.gitdir,
+        mirror=worktree.mirror,
+        base_sha=job.base_sha,
+        attempt_dir=attempt_dir,
+        home=attempt_dir / "home",
+        hidden=hidden_paths(rt, job),
+        readable=toolchain_roots(os.environ.get("PATH", os.defpath), command[:1], declared_paths(rt, job)),
+        shown=tuple(Path(c) for c in command[:1] if Path(c).is_absolute()),
+        egress_socket=gate.socket_path if gate else None,
+    )
+    try:
+        sandbox = replace(build_sandbox(plan), gate=gate)
+        return sandbox, sandbox.warning  # a warning when libseccomp is missing
+    except BaseException:
+        if gate is not None:
+            gate.close()
+        raise
+
+
+def _egress_allow(rt: WorkerRuntime, job: Job, agent: Agent) -> list[str]:
+    """Where a sandboxed agent may connect: its CLI's model API, the hosts of the base URLs it is given, and
+    what the operator (FLEET_AGENT_HOSTS) and the repository (agent_hosts) add. Nothing else: not Redis, not
+    PostgreSQL, not the web app, not the LAN."""
+    hosts = [*getattr(agent, "model_hosts", ()), *rt.settings.agent_hosts, *job.repo_settings.get("agent_hosts", ())]
+    hosts += [url_authority(os.environ.get(name, "")) for name in agent_options(rt, job).env_passthrough]
+    return [host for host in dict.fromkeys(hosts) if host]
+
+
+def url_authority(value: str) -> str:
+    """`host:port` of an http(s) URL (`https://api.example.com/v1` gives `api.example.com:443`), else ''."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}"
+
+
+def agent_options(rt: WorkerRuntime, job: Job) -> AgentOptions:
+    """The ticket's agent options over the repository's (`agent_model`, `agent_args`, `agent_env`)."""
+    ticket, repo = job.agent_options, job.repo_settings
+    return AgentOptions(
+        command=tuple(ticket.get("command", ())),
+        model=ticket.get("model") or repo.get("agent_model"),
+        extra_args=(*repo.get("agent_args", ()), *ticket.get("extra_args", ())),
+        env_passthrough=(*repo.get("agent_env", ()), *ticket.get("env", ())),
+        grace_seconds=rt.settings.kill_grace_seconds,
+        transcript_limit=rt.settings.transcript_limit_bytes,
+    )

@@ -1,0 +1,105 @@
+"""What one unit of work knows: a snapshot of its rows, and what follows from them for the sandbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from db.models import Attempt
+from system.sandbox import TURNED_OFF, bwrap_missing, credential_stores
+from verification.envcache import DEFAULT_KEY_FILES, EnvCache
+from verification.environment import secrets_in
+from workers.runtime import WorkerRuntime
+from workers.secrets import secret_values
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of the rows one unit of work needs, so no session stays open while it runs."""
+
+    attempt_id: int
+    number: int
+    run_index: int
+    ticket_id: int
+    repo_id: int
+    source: str
+    base_sha: str
+    agent: str
+    agent_options: dict[str, Any]
+    prompt: str
+    diff: str
+    test_cmd: str
+    setup_cmd: str | None
+    repo_settings: dict[str, Any]
+    targets: tuple[str, ...] = field(default=())
+    over_budget: str | None = None
+    area: tuple[str, ...] = field(default=())
+
+    @property
+    def repo_key(self) -> str:
+        return f"repo-{self.repo_id}"
+
+    @property
+    def copy_files(self) -> tuple[tuple[str, str], ...]:
+        return tuple((str(src), str(dest)) for src, dest in self.repo_settings.get("copy_files", ()))
+
+    @property
+    def ports(self) -> int:
+        """Ports each attempt of this repo needs (0: one block, FLEET_PORT_BLOCK_SIZE)."""
+        return int(self.repo_settings.get("ports", 0))
+
+    @property
+    def env_key_files(self) -> tuple[str, ...]:
+        return tuple(self.repo_settings.get("env_key_files", DEFAULT_KEY_FILES))
+
+    def env_cache(self, cache: EnvCache) -> EnvCache | None:
+        """The worker's environment cache, unless it or the repository turned it off."""
+        return cache if cache.enabled and self.repo_settings.get("env_cache", True) else None
+
+
+def snapshot(attempt: Attempt) -> Job:
+    ticket = attempt.run.ticket
+    repo = ticket.repo
+    return Job(
+        attempt_id=attempt.id,
+        number=attempt.number,
+        run_index=attempt.run.index,
+        ticket_id=ticket.id,
+        repo_id=repo.id,
+        source=repo.source,
+        base_sha=ticket.base_sha,
+        agent=attempt.run.agent,
+        agent_options=dict(ticket.agent_options),
+        prompt=attempt.prompt,
+        diff=attempt.diff,
+        test_cmd=repo.test_cmd,
+        setup_cmd=repo.setup_cmd,
+        repo_settings=dict(repo.settings),
+        targets=tuple(ticket.targets),
+        area=tuple(ticket.area),
+    )
+
+
+def why_unsandboxed(rt: WorkerRuntime, job: Job) -> str | None:
+    """Why this repository's agent and setup commands run without a sandbox, or None when they have one."""
+    if not rt.settings.agent_sandbox:
+        return TURNED_OFF.format("FLEET_AGENT_SANDBOX")
+    if job.repo_settings.get("agent_sandbox") is False:
+        return TURNED_OFF.format("the repository's agent_sandbox setting")
+    return bwrap_missing()
+
+
+def hidden_paths(rt: WorkerRuntime, job: Job) -> tuple[Path, ...]:
+    """Covered in every sandbox even where a shown folder holds them: Fleet's state, the repository, credentials."""
+    return (rt.settings.home, Path(job.source), *credential_stores(Path.home()))
+
+
+def declared_paths(rt: WorkerRuntime, job: Job) -> tuple[Path, ...]:
+    """What the operator and the repository declare readable in every sandbox, besides the toolchains."""
+    return (*rt.settings.sandbox_read_paths, *map(Path, job.repo_settings.get("read_paths", ())))
+
+
+def job_secrets(job: Job) -> list[str]:
+    """Values never stored or shown: the copied files' contents and the worker's secret-named variables."""
+    return secrets_in([src for src, _ in job.copy_files]) + secret_values()
