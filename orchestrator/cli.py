@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.table import Table
 
 from db import queries
@@ -21,10 +22,11 @@ from db.status import TicketStatus
 from orchestrator import review as reviews
 from orchestrator import views
 from orchestrator.errors import FleetError
-from orchestrator.repos import RepoSpec, register_repo
+from orchestrator.repos import register_repo
 from orchestrator.settings import Settings
+from orchestrator.specs import RepoSettings, RepoSpec, SpecError, TicketSpec, help_text, parse
 from orchestrator.terminal import TerminalConsole, for_terminal, plain
-from orchestrator.tickets import TicketSpec, load_specs
+from orchestrator.tickets import load_specs
 from orchestrator.tickets import submit as submit_tickets
 
 if TYPE_CHECKING:
@@ -101,77 +103,58 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+# --- specs: option help and bounds come from orchestrator/specs.py -----------------------------------
+
+# Repeatable options are named in the singular (--copy-file A --copy-file B) and fill the plural field.
+REPEATED = ("copy_files", "env_key_files", "agent_args", "agent_hosts", "read_paths")
+REPO_OPTION_FIELDS = {field.removesuffix("s"): field for field in REPEATED}
+TICKET_OPTION_FIELDS = {"agent": "agents", "target": "targets", "agent_arg": "agent_args"}
+M = TypeVar("M", bound=BaseModel)
+
+
+def spec_from(model: type[M], options: dict[str, Any]) -> M:
+    """The options that were given (not None) as a spec; a value out of bounds is one FleetError line."""
+    try:
+        return parse(model, {key: value for key, value in options.items() if value is not None})
+    except SpecError as exc:
+        raise FleetError(str(exc)) from None
+
+
 # --- repos -----------------------------------------------------------------------------------------
 
 
 @repo_app.command("add")
 @one_line_errors
 def repo_add(
-    name: str,
-    path: str,
-    test_cmd: Annotated[str, typer.Option(help="The command that runs the repository's tests.")] = "",
-    setup_cmd: Annotated[str, typer.Option(help="Run before the agent and before the tests.")] = "",
-    protect: Annotated[list[str] | None, typer.Option(help="A path glob agents may not change (repeatable).")] = None,
-    hidden_tests: Annotated[str, typer.Option(help="A folder of tests the agent never sees.")] = "",
-    agent: Annotated[str, typer.Option(help="The default agent for this repo's tickets.")] = "",
-    allow_test_edits: Annotated[bool, typer.Option(help="Tickets may add tests.")] = False,
-    copy_file: Annotated[
-        list[str] | None, typer.Option(help="SRC:DEST, a file copied into every checkout, never diffed.")
-    ] = None,
-    max_concurrency: Annotated[int, typer.Option(help="At most this many attempts of this repo at once.")] = 0,
-    daily_budget_usd: Annotated[float, typer.Option(help="No new attempt once today's spend reaches this.")] = 0.0,
-    test_network: Annotated[bool, typer.Option(help="Sandboxed test runs may use the network.")] = False,
-    env_cache: Annotated[bool, typer.Option(help="Reuse what --setup-cmd built while its key files match.")] = True,
-    env_key_file: Annotated[
-        list[str] | None, typer.Option(help="A glob of the files that define the environment (repeatable).")
-    ] = None,
-    ports: Annotated[int, typer.Option(help="Ports each attempt needs (default: FLEET_PORT_BLOCK_SIZE).")] = 0,
-    agent_sandbox: Annotated[
-        bool | None, typer.Option("--agent-sandbox/--no-agent-sandbox", help="Run agents in bubblewrap.")
-    ] = None,
-    agent_network: Annotated[str, typer.Option(help="none or on: may sandboxed agents use the network.")] = "",
-    agent_model: Annotated[str, typer.Option(help="The model this repo's agents use unless a ticket names one.")] = "",
-    agent_arg: Annotated[list[str] | None, typer.Option(help="An argument every agent gets (repeatable).")] = None,
-    agent_env: Annotated[
-        list[str] | None, typer.Option(help="A variable name passed through to every agent (repeatable).")
-    ] = None,
-    agent_host: Annotated[
-        list[str] | None, typer.Option(help="host:port sandboxed agents may reach besides their model API.")
-    ] = None,
-    test_env: Annotated[
-        list[str] | None, typer.Option(help="A variable name passed through to the tests (repeatable).")
-    ] = None,
-    read_path: Annotated[
-        list[str] | None, typer.Option(help="A path every sandbox of this repo shows read-only (repeatable).")
-    ] = None,
+    name: Annotated[str, typer.Argument(help=help_text(RepoSpec, "name"))],
+    path: Annotated[str, typer.Argument(help=help_text(RepoSpec, "path"))],
+    test_cmd: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "test_cmd"))] = None,
+    setup_cmd: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "setup_cmd"))] = None,
+    protect: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "protect"))] = None,
+    hidden_tests: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "hidden_tests"))] = None,
+    agent: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "agent"))] = None,
+    allow_test_edits: Annotated[bool | None, typer.Option(help=help_text(RepoSettings, "allow_test_edits"))] = None,
+    test_timeout: Annotated[float | None, typer.Option(help=help_text(RepoSettings, "test_timeout"))] = None,
+    copy_file: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "copy_files"))] = None,
+    max_concurrency: Annotated[int | None, typer.Option(help=help_text(RepoSettings, "max_concurrency"))] = None,
+    daily_budget_usd: Annotated[float | None, typer.Option(help=help_text(RepoSettings, "daily_budget_usd"))] = None,
+    test_network: Annotated[bool | None, typer.Option(help=help_text(RepoSettings, "test_network"))] = None,
+    env_cache: Annotated[bool | None, typer.Option(help=help_text(RepoSettings, "env_cache"))] = None,
+    env_key_file: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "env_key_files"))] = None,
+    ports: Annotated[int | None, typer.Option(help=help_text(RepoSettings, "ports"))] = None,
+    agent_sandbox: Annotated[bool | None, typer.Option(help=help_text(RepoSettings, "agent_sandbox"))] = None,
+    agent_network: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "agent_network"))] = None,
+    agent_model: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "agent_model"))] = None,
+    agent_arg: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "agent_args"))] = None,
+    agent_env: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "agent_env"))] = None,
+    agent_host: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "agent_hosts"))] = None,
+    test_env: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "test_env"))] = None,
+    read_path: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "read_paths"))] = None,
 ) -> None:
-    """Register a git repository and how to test it."""
+    """Register a git repository and how to test it. Options not given come from its .fleet.toml."""
+    options = dict(locals())  # every parameter is a spec field: listing them again is how they drifted
+    spec = spec_from(RepoSpec, {REPO_OPTION_FIELDS.get(key, key): value for key, value in options.items()})
     ctx = Context()
-    spec = RepoSpec(
-        name=name,
-        path=path,
-        test_cmd=test_cmd,
-        setup_cmd=setup_cmd,
-        protect=protect or [],
-        hidden_tests=hidden_tests,
-        agent=agent,
-        allow_test_edits=allow_test_edits,
-        copy_files=copy_file or [],
-        max_concurrency=max_concurrency,
-        daily_budget_usd=daily_budget_usd,
-        test_network=test_network,
-        env_cache=env_cache,
-        env_key_files=env_key_file or [],
-        ports=ports,
-        agent_sandbox=agent_sandbox,
-        agent_network=agent_network,
-        agent_model=agent_model,
-        agent_args=agent_arg or [],
-        agent_env=agent_env or [],
-        agent_hosts=agent_host or [],
-        test_env=test_env or [],
-        read_paths=read_path or [],
-    )
     repo = register_repo(ctx.db, spec, ctx.settings.agent_classes)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)
 
@@ -196,57 +179,39 @@ def repo_list(as_json: JsonFlag = False) -> None:
 @app.command()
 @one_line_errors
 def submit(
-    repo: Annotated[str, typer.Option(help="The registered repo name.")] = "",
-    title: Annotated[str, typer.Option()] = "",
-    body: Annotated[str, typer.Option()] = "",
-    base: Annotated[str, typer.Option(help="The base ref or commit.")] = "HEAD",
-    agent: Annotated[list[str] | None, typer.Option(help="Agent name (repeatable: one run per agent).")] = None,
-    agent_cmd: Annotated[str, typer.Option(help="The command the shell agent runs (no shell).")] = "",
-    attempts: Annotated[int, typer.Option(help="Attempts per run, feedback between them.")] = 3,
-    fanout: Annotated[int, typer.Option(help="Independent runs per agent.")] = 1,
-    target: Annotated[list[str] | None, typer.Option(help="A test id that must pass (repeatable).")] = None,
-    priority: Annotated[int, typer.Option()] = 0,
-    timeout: Annotated[float, typer.Option(help="Agent time limit in seconds per attempt.")] = 0.0,
-    until: Annotated[str, typer.Option(help="With several runs: 'first' stops the others at the first pass.")] = "all",
-    model: Annotated[str, typer.Option(help="The model the agent should use.")] = "",
-    budget_usd: Annotated[float, typer.Option(help="No new attempt once the ticket has cost this much.")] = 0.0,
-    area: Annotated[
-        list[str] | None, typer.Option(help="A glob of the paths this ticket is about; others are flagged.")
-    ] = None,
-    agent_arg: Annotated[list[str] | None, typer.Option(help="An extra argument for the agent (repeatable).")] = None,
-    agent_env: Annotated[
-        list[str] | None, typer.Option(help="An environment variable the agent may see (repeatable).")
-    ] = None,
+    repo: Annotated[str, typer.Option(help=help_text(TicketSpec, "repo"))] = "",
+    title: Annotated[str, typer.Option(help=help_text(TicketSpec, "title"))] = "",
+    body: Annotated[str, typer.Option(help=help_text(TicketSpec, "body"))] = "",
+    base: Annotated[str, typer.Option(help=help_text(TicketSpec, "base"))] = "HEAD",
+    agent: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "agents"))] = None,
+    agent_cmd: Annotated[str, typer.Option(help=help_text(TicketSpec, "agent_cmd"))] = "",
+    attempts: Annotated[int, typer.Option(help=help_text(TicketSpec, "attempts"))] = 3,
+    fanout: Annotated[int, typer.Option(help=help_text(TicketSpec, "fanout"))] = 1,
+    target: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "targets"))] = None,
+    priority: Annotated[int, typer.Option(help=help_text(TicketSpec, "priority"))] = 0,
+    timeout: Annotated[float, typer.Option(help=help_text(TicketSpec, "timeout"))] = 0.0,
+    until: Annotated[str, typer.Option(help=help_text(TicketSpec, "until"))] = "all",
+    model: Annotated[str, typer.Option(help=help_text(TicketSpec, "model"))] = "",
+    budget_usd: Annotated[float, typer.Option(help=help_text(TicketSpec, "budget_usd"))] = 0.0,
+    area: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "area"))] = None,
+    agent_arg: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "agent_args"))] = None,
+    agent_env: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "agent_env"))] = None,
     file: Annotated[Path | None, typer.Option(help="A YAML or JSON list of tickets.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Queue one ticket, or every ticket in --file."""
+    options = dict(locals())  # every parameter but file and as_json is a spec field
+    del options["file"], options["as_json"]
+    fields = {TICKET_OPTION_FIELDS.get(key, key): value for key, value in options.items()}
+    fields["timeout"] = timeout or None
     ctx = Context()
-    fields: dict[str, Any] = dict(
-        repo=repo,
-        body=body,
-        base=base,
-        agents=list(agent or []),
-        agent_cmd=agent_cmd,
-        attempts=attempts,
-        fanout=fanout,
-        targets=list(target or []),
-        priority=priority,
-        timeout=timeout or None,
-        until=until,
-        model=model,
-        budget_usd=budget_usd,
-        area=list(area or []),
-        agent_args=list(agent_arg or []),
-        agent_env=list(agent_env or []),
-    )
     if file is not None:
         defaults = {k: v for k, v in fields.items() if v not in ("", [], None)} | {"title": title}
         specs = load_specs(file, defaults, ctx.settings.agent_classes)
     else:
         if not repo:
             raise FleetError("--repo is required")
-        specs = [TicketSpec(title=title, **fields)]
+        specs = [spec_from(TicketSpec, fields)]
     tickets = submit_tickets(ctx.db, ctx.dispatcher, ctx.settings, specs, Path.cwd(), actor())
     if as_json:
         with ctx.db.session() as s:

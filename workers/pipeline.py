@@ -19,6 +19,7 @@ from db.models import Attempt, utcnow
 from db.status import AttemptStatus, Verdict
 from orchestrator import policy, scheduler
 from orchestrator.contracts import Agent, AgentResult, AgentTask
+from orchestrator.specs import RepoSettings, copy_pair
 from verification.runner import TestRun, scrubbed_env
 from verification.verify import VerificationResult, VerifySpec, errored, run_baseline, verify_diff
 from workers.agent_git import pointed_at, private_gitdir
@@ -64,7 +65,7 @@ class Job:
     diff: str
     test_cmd: str
     setup_cmd: str | None
-    repo_settings: dict[str, Any]
+    repo_settings: RepoSettings
     targets: tuple[str, ...] = field(default=())
     over_budget: str | None = None
     area: tuple[str, ...] = field(default=())
@@ -75,20 +76,20 @@ class Job:
 
     @property
     def copy_files(self) -> tuple[tuple[str, str], ...]:
-        return tuple((str(src), str(dest)) for src, dest in self.repo_settings.get("copy_files", ()))
+        return tuple(copy_pair(item) for item in self.repo_settings.copy_files)
 
     @property
     def ports(self) -> int:
         """Ports each attempt of this repo needs (0: one block, FLEET_PORT_BLOCK_SIZE)."""
-        return int(self.repo_settings.get("ports", 0))
+        return self.repo_settings.ports
 
     @property
     def env_key_files(self) -> tuple[str, ...]:
-        return tuple(self.repo_settings.get("env_key_files", DEFAULT_KEY_FILES))
+        return tuple(self.repo_settings.env_key_files or DEFAULT_KEY_FILES)
 
     def env_cache(self, cache: EnvCache) -> EnvCache | None:
         """The worker's environment cache, unless it or the repository turned it off."""
-        return cache if cache.enabled and self.repo_settings.get("env_cache", True) else None
+        return cache if cache.enabled and self.repo_settings.env_cache else None
 
 
 def _snapshot(attempt: Attempt) -> Job:
@@ -108,7 +109,7 @@ def _snapshot(attempt: Attempt) -> Job:
         diff=attempt.diff,
         test_cmd=repo.test_cmd,
         setup_cmd=repo.setup_cmd,
-        repo_settings=dict(repo.settings),
+        repo_settings=RepoSettings.from_stored(repo.settings),
         targets=tuple(ticket.targets),
         area=tuple(ticket.area),
     )
@@ -234,7 +235,7 @@ def _agent_sandbox(
         return AgentSandbox(), unsandboxed
     command = job.agent_options.get("command", ())
     needs_network = bool(getattr(agent, "needs_network", False))
-    network = wants_network(rt.settings.agent_network, job.repo_settings.get("agent_network"), needs_network)
+    network = wants_network(rt.settings.agent_network, job.repo_settings.agent_network or None, needs_network)
     gate = rt.egress.open(rt.egress_socket(job.attempt_id), _egress_allow(rt, job, agent)) if network else None
     plan = SandboxPlan(
         worktree=worktree.path,
@@ -261,7 +262,7 @@ def _egress_allow(rt: WorkerRuntime, job: Job, agent: Agent) -> list[str]:
     """Where a sandboxed agent may connect: its CLI's model API, the hosts of the base URLs it is given, and
     what the operator (FLEET_AGENT_HOSTS) and the repository (agent_hosts) add. Nothing else: not Redis, not
     PostgreSQL, not the web app, not the LAN."""
-    hosts = [*getattr(agent, "model_hosts", ()), *rt.settings.agent_hosts, *job.repo_settings.get("agent_hosts", ())]
+    hosts = [*getattr(agent, "model_hosts", ()), *rt.settings.agent_hosts, *job.repo_settings.agent_hosts]
     hosts += [url_authority(os.environ.get(name, "")) for name in _agent_options(rt, job).env_passthrough]
     return [host for host in dict.fromkeys(hosts) if host]
 
@@ -283,7 +284,7 @@ def _why_unsandboxed(rt: WorkerRuntime, job: Job) -> str | None:
     """Why this repository's agent and setup commands run without a sandbox, or None when they have one."""
     if not rt.settings.agent_sandbox:
         return TURNED_OFF.format("FLEET_AGENT_SANDBOX")
-    if job.repo_settings.get("agent_sandbox") is False:
+    if not job.repo_settings.agent_sandbox:
         return TURNED_OFF.format("the repository's agent_sandbox setting")
     return bwrap_missing()
 
@@ -295,7 +296,7 @@ def _hidden(rt: WorkerRuntime, job: Job) -> tuple[Path, ...]:
 
 def _declared_paths(rt: WorkerRuntime, job: Job) -> tuple[Path, ...]:
     """What the operator and the repository declare readable in every sandbox, besides the toolchains."""
-    return (*rt.settings.sandbox_read_paths, *map(Path, job.repo_settings.get("read_paths", ())))
+    return (*rt.settings.sandbox_read_paths, *map(Path, job.repo_settings.read_paths))
 
 
 def _warn(rt: WorkerRuntime, job: Job, warning: str) -> None:
@@ -315,9 +316,9 @@ def _agent_options(rt: WorkerRuntime, job: Job) -> AgentOptions:
     ticket, repo = job.agent_options, job.repo_settings
     return AgentOptions(
         command=tuple(ticket.get("command", ())),
-        model=ticket.get("model") or repo.get("agent_model"),
-        extra_args=(*repo.get("agent_args", ()), *ticket.get("extra_args", ())),
-        env_passthrough=(*repo.get("agent_env", ()), *ticket.get("env", ())),
+        model=ticket.get("model") or repo.agent_model or None,
+        extra_args=(*repo.agent_args, *ticket.get("extra_args", ())),
+        env_passthrough=(*repo.agent_env, *ticket.get("env", ())),
         grace_seconds=rt.settings.kill_grace_seconds,
         transcript_limit=rt.settings.transcript_limit_bytes,
     )
@@ -406,20 +407,20 @@ def spec_for(
     job: Job, settings_timeout: float, feedback_limit: int, setup_timeout: float, env_cache: EnvCache | None = None
 ) -> VerifySpec:
     extra: dict[str, Any] = {}
-    if job.repo_settings.get("protect"):
-        extra["protect"] = tuple(job.repo_settings["protect"])
-    if job.repo_settings.get("hidden_tests"):
-        extra["hidden_tests"] = Path(job.repo_settings["hidden_tests"])
+    if job.repo_settings.protect:
+        extra["protect"] = tuple(job.repo_settings.protect)
+    if job.repo_settings.hidden_tests:
+        extra["hidden_tests"] = Path(job.repo_settings.hidden_tests)
     return VerifySpec(
         test_cmd=job.test_cmd,
         setup_cmd=job.setup_cmd,
         setup_timeout=setup_timeout,
         copy_files=job.copy_files,
         area=job.area,
-        timeout=float(job.repo_settings.get("test_timeout", settings_timeout)),
+        timeout=job.repo_settings.test_timeout or settings_timeout,
         targets=job.targets,
-        allow_test_edits=bool(job.repo_settings.get("allow_test_edits", False)),
-        network=bool(job.repo_settings.get("test_network", False)),
+        allow_test_edits=job.repo_settings.allow_test_edits,
+        network=job.repo_settings.test_network,
         feedback_limit=feedback_limit,
         env_cache=job.env_cache(env_cache) if env_cache else None,
         env_key_files=job.env_key_files,
@@ -482,7 +483,7 @@ def _execute_verification(
         spec = replace(
             spec,
             env=dict(os.environ) | ports.env(),
-            env_names=tuple(job.repo_settings.get("test_env", ())),
+            env_names=tuple(job.repo_settings.test_env),
             readable=_declared_paths(rt, job),
             hidden=_hidden(rt, job),
         )

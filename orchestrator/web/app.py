@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,6 +17,7 @@ from db.queries import AlreadyExists, NotFound
 from db.status import IllegalTransition
 from orchestrator.errors import FleetError
 from orchestrator.settings import Settings
+from orchestrator.specs import explain_errors
 from orchestrator.web import api, events, metrics, pages
 from orchestrator.web.auth import Forbidden, NotAuthenticated
 from orchestrator.web.state import WebState, load_session_key
@@ -102,7 +104,12 @@ def add_error_handlers(app: FastAPI) -> None:
         status = {Forbidden: 403, NotFound: 404, AlreadyExists: 409, IllegalTransition: 409, FleetError: 409}
         return _error(request, status[type(exc)], str(exc))
 
+    async def invalid(request: Request, exc: Exception) -> Response:
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        return _error(request, 422, explain_errors(errors))
+
     app.add_exception_handler(NotAuthenticated, not_authenticated)
+    app.add_exception_handler(RequestValidationError, invalid)
     for exc_type in (Forbidden, NotFound, AlreadyExists, IllegalTransition, FleetError):
         app.add_exception_handler(exc_type, status_for)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from db.engine import Database
 from db.migrate import upgrade
 from orchestrator.repos import RepoSpec, register_repo
+from orchestrator.specs import RepoSettings
 from workers.agents.scripted import write_sample_repo
 from workers.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
 from workers.git import git
@@ -28,7 +29,7 @@ def _job(settings: dict[str, object]) -> Job:
         diff="",
         test_cmd="true",
         setup_cmd=None,
-        repo_settings=dict(settings),
+        repo_settings=RepoSettings.from_stored(settings),
     )
 
 
