@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.errors import FleetError
+from orchestrator.specs import TokenSpec, help_text
 from orchestrator.terminal import TerminalConsole, plain
 
 out = TerminalConsole(highlight=False, soft_wrap=True, markup=False, emoji=False)
@@ -89,7 +90,7 @@ def watch_loop(ctx: Any, interval: float = 2.0, count: int = 0) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add `web`, `token` and `watch` to the fleet command line."""
-    from orchestrator.cli import Context, actor, one_line_errors, print_json
+    from orchestrator.cli import Context, actor, one_line_errors, print_json, spec_from
 
     token_app = typer.Typer(no_args_is_help=True, help="API tokens for the web dashboard and the HTTP API.")
     app.add_typer(token_app, name="token")
@@ -108,18 +109,14 @@ def register(app: typer.Typer) -> None:
     @token_app.command("create")
     @one_line_errors
     def token_create(
-        role: Annotated[str, typer.Option(help="viewer, submitter, reviewer or admin.")],
-        name: Annotated[str, typer.Option(help="A unique name; recorded as the actor of what the token does.")] = "",
+        role: Annotated[str, typer.Option(help=help_text(TokenSpec, "role"))],
+        name: Annotated[str, typer.Option(help=help_text(TokenSpec, "name"))] = "",
     ) -> None:
         """Create a token and print it once: only its hash is stored."""
         from orchestrator.web.auth import Role, new_token
-        from orchestrator.web.pages import NAME_RE
 
-        if role not in {r.value for r in Role}:
-            raise FleetError(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}")
-        if name and not NAME_RE.fullmatch(name):
-            raise FleetError("a token name is 1-100 letters, digits, and _ . @ - (starting with a letter or digit)")
-        token_id, token = new_token(Context().db, Role(role), name, actor())
+        spec = spec_from(TokenSpec, {"role": role, "name": name})
+        token_id, token = new_token(Context().db, Role(spec.role), spec.name, actor())
         typer.echo(token)
         typer.echo(f"token {token_id} ({role}) created; it is shown only this once", err=True)
 
