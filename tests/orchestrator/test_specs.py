@@ -202,3 +202,9 @@ def test_refs_are_resolved_without_reaching_git_as_options(home: Home) -> None:
             resolve_commit(home.repo, ref)
     with pytest.raises(FleetError, match="is not a git repository"):
         register_repo(Database("sqlite://"), RepoSpec(name="x", path=str(home.tmp), test_cmd="true"))
+
+
+def test_the_readme_table_lists_every_field() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    fields = [*RepoSettings.model_fields, *TicketSpec.model_fields]
+    assert [f for f in fields if f"| `{f}` |" not in readme] == []
