@@ -53,7 +53,12 @@ class RepoSettings(Spec):
     )
     hidden_tests: PathText = Field(default="", description="A folder of tests the agent never sees.")
     allow_test_edits: bool = Field(default=False, description="Tickets may add tests.")
-    test_timeout: float | None = Field(default=None, gt=0, le=MAX_SECONDS, description="Seconds the tests may take (default: FLEET_TEST_TIMEOUT_SECONDS).")
+    test_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_SECONDS,
+        description="Seconds the tests may take (default: FLEET_TEST_TIMEOUT_SECONDS).",
+    )
     copy_files: list[Glob] = Field(
         default_factory=list,
         max_length=200,
