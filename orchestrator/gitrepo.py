@@ -23,6 +23,8 @@ class NoCommit(Exception):
 
 def repository_root(path: Path) -> Path | None:
     """The folder of the repository path is in (its work tree, or the git folder when bare), else None."""
+    if not path.is_dir():
+        return None
     try:
         with Repo(path, search_parent_directories=True) as repo:
             root = repo.git_dir if repo.bare else repo.working_tree_dir

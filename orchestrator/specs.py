@@ -112,7 +112,7 @@ class RepoSettings(Spec):
         """The settings as the database holds them (copy_files as [source, dest] pairs)."""
         data = dict(stored)
         data["copy_files"] = [pair if isinstance(pair, str) else ":".join(pair) for pair in data.get("copy_files", [])]
-        return cls.model_validate(data, strict=False)
+        return cls.model_validate(data, strict=False)  # older versions checked by hand: read them leniently
 
     def stored(self) -> dict[str, Any]:
         """What the database's settings column holds: the values that differ from the defaults, minus the columns."""
@@ -172,7 +172,7 @@ class TicketSpec(Spec):
     agent_args: list[Arg] = Field(
         default_factory=list, max_length=100, description="An extra argument for the agent (repeatable)."
     )
-    agent_env: list[Command] = Field(
+    agent_env: list[Variable] = Field(
         default_factory=list, max_length=100, description="An environment variable the agent may see (repeatable)."
     )
     budget_usd: float = Field(

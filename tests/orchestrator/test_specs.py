@@ -187,7 +187,22 @@ def test_the_worker_reads_settings_typed(home: Home) -> None:
     upgrade(db)
     stored = register_repo(db, RepoSpec(name="slow", path=str(path), ports=2))["settings"]
     settings = RepoSettings.from_stored(stored)
-    job = Job(1, 1, 0, 1, 1, str(path), "0" * 40, "shell", {}, "", "", "true", None, settings)
+    job = Job(
+        attempt_id=1,
+        number=1,
+        run_index=0,
+        ticket_id=1,
+        repo_id=1,
+        source=str(path),
+        base_sha="0" * 40,
+        agent="shell",
+        agent_options={},
+        prompt="",
+        diff="",
+        test_cmd="true",
+        setup_cmd=None,
+        repo_settings=settings,
+    )
     spec = spec_for(job, 60, 4000, 60)
     assert (spec.timeout, spec.protect, job.ports) == (7.0, ("setup.cfg",), 2)
     assert isinstance(job.repo_settings.test_timeout, float)
