@@ -141,9 +141,6 @@ class RepoSpec(RepoSettings):
     name: str = Field(min_length=1, max_length=100, description="The repo's name in tickets and commands.")
     path: PathText = Field(min_length=1, description="The repository's folder on this machine.")
 
-    def settings(self) -> RepoSettings:
-        return RepoSettings.model_validate(self.given())
-
 
 class TicketSpec(Spec):
     """What a person asks for: the same fields on the command line, in a --file list and in the API."""
