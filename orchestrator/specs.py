@@ -203,7 +203,12 @@ def help_text(model: type[BaseModel], name: str) -> str:
     """A field's description and its numeric bounds, for `--help` and the README."""
     info = model.model_fields[name]
     words = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}
-    limits = [f"{word} {getattr(m, key)}" for m in info.metadata for key, word in words.items() if hasattr(m, key)]
+    limits = [
+        f"{word} {_number(getattr(bound, key))}"
+        for bound in info.metadata
+        for key, word in words.items()
+        if hasattr(bound, key)
+    ]
     return " ".join([info.description or "", f"({', '.join(limits)})" if limits else ""]).strip()
 
 
@@ -240,10 +245,10 @@ def explain_errors(errors: Sequence[Any]) -> str:
 def _problem(kind: str, ctx: dict[str, Any], msg: str) -> str:
     items = "items" if kind == "too_long" else "characters"
     messages = {
-        "less_than_equal": f"must be at most {ctx.get('le')}",
-        "less_than": f"must be less than {ctx.get('lt')}",
-        "greater_than_equal": f"must be at least {ctx.get('ge')}",
-        "greater_than": f"must be more than {ctx.get('gt')}",
+        "less_than_equal": f"must be at most {_number(ctx.get('le'))}",
+        "less_than": f"must be less than {_number(ctx.get('lt'))}",
+        "greater_than_equal": f"must be at least {_number(ctx.get('ge'))}",
+        "greater_than": f"must be more than {_number(ctx.get('gt'))}",
         "too_long": f"must have at most {ctx.get('max_length')} {items}",
         "string_too_long": f"must be at most {ctx.get('max_length')} characters",
         "string_too_short": "must not be empty" if ctx.get("min_length") == 1 else "is too short",
@@ -265,6 +270,11 @@ def _problem(kind: str, ctx: dict[str, Any], msg: str) -> str:
         "dict_type": "must be a mapping of fields",
     }
     return messages.get(kind, msg.removeprefix("Value error, "))
+
+
+def _number(value: Any) -> Any:
+    """1000000.0 as 1000000: a bound reads as typed."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _shown(value: Any) -> str:

@@ -20,7 +20,7 @@ from orchestrator.errors import FleetError
 from orchestrator.gitrepo import NoCommit, resolve_commit
 from orchestrator.repos import register_repo
 from orchestrator.settings import Settings
-from orchestrator.specs import RepoSettings, RepoSpec, TicketSpec
+from orchestrator.specs import RepoSettings, RepoSpec, Spec, SpecError, TicketSpec, TokenSpec, parse
 from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
 from workers.git import git
 from workers.pipeline import Job, spec_for
@@ -223,3 +223,22 @@ def test_the_readme_table_lists_every_field() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     fields = [*RepoSettings.model_fields, *TicketSpec.model_fields]
     assert [f for f in fields if f"| `{f}` |" not in readme] == []
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "line"),
+    [
+        (RepoSettings, {"ports": "3"}, "ports: must be a whole number (got '3')"),
+        (RepoSettings, {"max_concurrency": True}, "max_concurrency: must be a whole number (got True)"),
+        (RepoSettings, {"test_env": ["A-B"]}, "test_env.0: is not a variable name (got 'A-B')"),
+        (RepoSettings, {"agent_network": "off"}, "agent_network: must be one of '', 'none' or 'on' (got 'off')"),
+        (TicketSpec, {"repo": "r", "title": "t", "until": "x"}, "until: must be one of 'first' or 'all' (got 'x')"),
+        (TicketSpec, {"repo": "r", "title": "t", "budget_usd": -1}, "budget_usd: must be at least 0 (got -1)"),
+        (TicketSpec, {"title": "t"}, "repo: is required"),
+        (TokenSpec, {"role": "root"}, "role: must be one of 'viewer', 'submitter', 'reviewer' or 'admin' (got 'root')"),
+    ],
+)
+def test_explain_names_the_field_the_bound_and_the_value(model: type[Spec], data: dict[str, Any], line: str) -> None:
+    with pytest.raises(SpecError) as refused:
+        parse(model, data)
+    assert str(refused.value) == line
