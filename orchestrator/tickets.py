@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,39 +14,14 @@ import yaml
 from db import policy, queries
 from db.engine import Database
 from db.models import Ticket
+from db.specs import SpecError, TicketSpec, parse
 from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError
-from system.git import GitError, resolve_commit
+from orchestrator.gitrepo import NoCommit, resolve_commit
 from system.settings import Settings
 
 if TYPE_CHECKING:
     from orchestrator.dispatch import Dispatcher
-
-MAX_TITLE = 500
-MAX_BODY = 200_000
-
-
-@dataclass
-class TicketSpec:
-    """What a person asks for; the same fields on the command line and in a --file list."""
-
-    repo: str
-    title: str
-    body: str = ""
-    base: str = "HEAD"
-    agents: list[str] = field(default_factory=list)
-    agent_cmd: str = ""
-    attempts: int = 3
-    fanout: int = 1
-    targets: list[str] = field(default_factory=list)
-    priority: int = 0
-    timeout: float | None = None
-    until: str = policy.UNTIL_ALL
-    model: str = ""
-    agent_args: list[str] = field(default_factory=list)
-    agent_env: list[str] = field(default_factory=list)
-    budget_usd: float = 0.0
-    area: list[str] = field(default_factory=list)
 
 
 def parse_agent_cmd(command: str, cwd: Path) -> list[str]:
@@ -92,16 +65,8 @@ def validate(spec: TicketSpec, agents: AgentRule) -> None:
     """Reject a ticket that could never run, or names an agent the workers would refuse, before anything is written."""
     if not spec.title.strip():
         raise FleetError("a ticket needs a non-empty --title")
-    if len(spec.title) > MAX_TITLE or len(spec.body) > MAX_BODY:
-        raise FleetError(f"title or body too long (limits: {MAX_TITLE} and {MAX_BODY} characters)")
     for name in ("title", "body", "agent_cmd"):
         check_text(name.replace("_", "-"), getattr(spec, name))
-    if spec.until not in (policy.UNTIL_FIRST, policy.UNTIL_ALL):
-        raise FleetError(f"--until must be 'first' or 'all', not {spec.until!r}")
-    if spec.attempts < 1 or spec.fanout < 1:
-        raise FleetError("--attempts and --fanout must be at least 1")
-    if spec.timeout is not None and not (0 < spec.timeout < math.inf):
-        raise FleetError(f"--timeout must be a positive number of seconds, not {spec.timeout:g}")
     for agent in spec.agents:
         check_agent(agent, agents)
 
@@ -114,7 +79,7 @@ def _run_agents(spec: TicketSpec, default_agent: str) -> list[str]:
 def _base_sha(source: str, ref: str, repo_name: str) -> str:
     try:
         return resolve_commit(Path(source), ref)
-    except (GitError, FileNotFoundError, NotADirectoryError):
+    except NoCommit:
         raise FleetError(f"base ref {ref!r} does not exist in repo {repo_name!r} ({source})") from None
 
 
@@ -183,12 +148,6 @@ def submit(
     return tickets
 
 
-SPEC_KEYS = {f for f in TicketSpec.__dataclass_fields__}
-TEXT_FIELDS = ("repo", "title", "body", "base", "agent_cmd", "until", "model")
-INT_FIELDS = ("attempts", "fanout", "priority")
-LIST_FIELDS = ("agents", "targets", "agent_args", "agent_env", "area")
-
-
 def _parse(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -208,34 +167,17 @@ def _parse(path: Path) -> Any:
         raise FleetError(f"{path} is not valid YAML: {exc}") from None
 
 
-def _check_types(fields: dict[str, Any]) -> None:
-    """A file's values arrive untyped; wrong types must fail here, not deep in validation or the database."""
-    for key in TEXT_FIELDS:
-        if key in fields and not isinstance(fields[key], str):
-            raise FleetError(f"{key} must be text, not {fields[key]!r}")
-    for key in INT_FIELDS:
-        if key in fields and (isinstance(fields[key], bool) or not isinstance(fields[key], int)):
-            raise FleetError(f"{key} must be a whole number, not {fields[key]!r}")
-    timeout = fields.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
-        raise FleetError(f"timeout must be a number of seconds, not {timeout!r}")
-    for key in LIST_FIELDS:
-        if key in fields and not (isinstance(fields[key], list) and all(isinstance(v, str) for v in fields[key])):
-            raise FleetError(f"{key} must be a list of text, not {fields[key]!r}")
-
-
 def _spec(item: dict[str, Any], defaults: dict[str, Any], agents: AgentRule) -> TicketSpec:
-    unknown = set(item) - SPEC_KEYS - {"agent"}
-    if unknown:
-        raise FleetError(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}")
     merged = {**defaults, **item}
     if "agent" in merged:
         agent = merged.pop("agent")
         merged["agents"] = [agent] if isinstance(agent, str) else agent
-    _check_types(merged)
     if not merged.get("repo"):
         raise FleetError("no repo (give --repo, or a repo field)")
-    spec = TicketSpec(**merged)
+    try:
+        spec = parse(TicketSpec, merged)
+    except SpecError as exc:
+        raise FleetError(str(exc)) from None
     validate(spec, agents)
     return spec
 

@@ -11,11 +11,13 @@ from functools import wraps
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 
 from db import queries
 from db.engine import Database
 from db.lifecycle import IllegalTransition
 from db.migrate import upgrade
+from db.specs import SpecError, parse
 from fleet.cli.cells import TerminalConsole, for_terminal
 from fleet.wiring import celery_dispatcher
 from orchestrator.dispatch import AgentRule, LazyDispatcher
@@ -80,3 +82,14 @@ def as_lines(text: str) -> str:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def spec_from(model: type[M], options: dict[str, Any]) -> M:
+    """The options that were given (not None) as a spec; a value out of bounds is one FleetError line."""
+    try:
+        return parse(model, {key: value for key, value in options.items() if value is not None})
+    except SpecError as exc:
+        raise FleetError(str(exc)) from None

@@ -4,82 +4,62 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from db import queries
 from db.lifecycle import TicketStatus
+from db.specs import TicketSpec, help_text
 from fleet.cli.cells import plain
+from fleet.cli.console import Context, JsonFlag, actor, as_lines, one_line_errors, out, print_json, spec_from
 from orchestrator import review as reviews
 from orchestrator import views
 from orchestrator.errors import FleetError
-from orchestrator.tickets import TicketSpec, load_specs
+from orchestrator.tickets import load_specs
 from orchestrator.tickets import submit as submit_tickets
 
-if TYPE_CHECKING:
-    pass
-
-from fleet.cli.console import Context, JsonFlag, actor, as_lines, one_line_errors, out, print_json
-
 commands = typer.Typer()
+TICKET_OPTION_FIELDS = {"agent": "agents", "target": "targets", "agent_arg": "agent_args"}
 
 
 @commands.command()
 @one_line_errors
 def submit(
-    repo: Annotated[str, typer.Option(help="The registered repo name.")] = "",
-    title: Annotated[str, typer.Option()] = "",
-    body: Annotated[str, typer.Option()] = "",
-    base: Annotated[str, typer.Option(help="The base ref or commit.")] = "HEAD",
-    agent: Annotated[list[str] | None, typer.Option(help="Agent name (repeatable: one run per agent).")] = None,
-    agent_cmd: Annotated[str, typer.Option(help="The command the shell agent runs (no shell).")] = "",
-    attempts: Annotated[int, typer.Option(help="Attempts per run, feedback between them.")] = 3,
-    fanout: Annotated[int, typer.Option(help="Independent runs per agent.")] = 1,
-    target: Annotated[list[str] | None, typer.Option(help="A test id that must pass (repeatable).")] = None,
-    priority: Annotated[int, typer.Option()] = 0,
-    timeout: Annotated[float, typer.Option(help="Agent time limit in seconds per attempt.")] = 0.0,
-    until: Annotated[str, typer.Option(help="With several runs: 'first' stops the others at the first pass.")] = "all",
-    model: Annotated[str, typer.Option(help="The model the agent should use.")] = "",
-    budget_usd: Annotated[float, typer.Option(help="No new attempt once the ticket has cost this much.")] = 0.0,
-    area: Annotated[
-        list[str] | None, typer.Option(help="A glob of the paths this ticket is about; others are flagged.")
-    ] = None,
-    agent_arg: Annotated[list[str] | None, typer.Option(help="An extra argument for the agent (repeatable).")] = None,
-    agent_env: Annotated[
-        list[str] | None, typer.Option(help="An environment variable the agent may see (repeatable).")
-    ] = None,
+    repo: Annotated[str, typer.Option(help=help_text(TicketSpec, "repo"))] = "",
+    title: Annotated[str, typer.Option(help=help_text(TicketSpec, "title"))] = "",
+    body: Annotated[str, typer.Option(help=help_text(TicketSpec, "body"))] = "",
+    base: Annotated[str, typer.Option(help=help_text(TicketSpec, "base"))] = "HEAD",
+    agent: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "agents"))] = None,
+    agent_cmd: Annotated[str, typer.Option(help=help_text(TicketSpec, "agent_cmd"))] = "",
+    attempts: Annotated[int, typer.Option(help=help_text(TicketSpec, "attempts"))] = 3,
+    fanout: Annotated[int, typer.Option(help=help_text(TicketSpec, "fanout"))] = 1,
+    target: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "targets"))] = None,
+    priority: Annotated[int, typer.Option(help=help_text(TicketSpec, "priority"))] = 0,
+    timeout: Annotated[float, typer.Option(help=help_text(TicketSpec, "timeout"))] = 0.0,
+    until: Annotated[str, typer.Option(help=help_text(TicketSpec, "until"))] = "all",
+    model: Annotated[str, typer.Option(help=help_text(TicketSpec, "model"))] = "",
+    budget_usd: Annotated[float, typer.Option(help=help_text(TicketSpec, "budget_usd"))] = 0.0,
+    area: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "area"))] = None,
+    agent_arg: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "agent_args"))] = None,
+    agent_env: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "agent_env"))] = None,
     file: Annotated[Path | None, typer.Option(help="A YAML or JSON list of tickets.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Queue one ticket, or every ticket in --file."""
+    options = dict(locals())  # every parameter but file and as_json is a spec field
+    del options["file"], options["as_json"]
+    fields = {TICKET_OPTION_FIELDS.get(key, key): value for key, value in options.items()}
+    fields["timeout"] = timeout or None
     ctx = Context()
-    fields: dict[str, Any] = dict(
-        repo=repo,
-        body=body,
-        base=base,
-        agents=list(agent or []),
-        agent_cmd=agent_cmd,
-        attempts=attempts,
-        fanout=fanout,
-        targets=list(target or []),
-        priority=priority,
-        timeout=timeout or None,
-        until=until,
-        model=model,
-        budget_usd=budget_usd,
-        area=list(area or []),
-        agent_args=list(agent_arg or []),
-        agent_env=list(agent_env or []),
-    )
     if file is not None:
         defaults = {k: v for k, v in fields.items() if v not in ("", [], None)} | {"title": title}
         specs = load_specs(file, defaults, ctx.agents)
     else:
         if not repo:
             raise FleetError("--repo is required")
-        specs = [TicketSpec(title=title, **fields)]
+        specs = [spec_from(TicketSpec, fields)]
     tickets = submit_tickets(ctx.db, ctx.dispatcher, ctx.settings, specs, Path.cwd(), actor())
     if as_json:
         with ctx.db.session() as s:

@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from db.specs import TokenSpec, help_text
 from fleet.cli.cells import plain
-from fleet.cli.console import Context, actor, one_line_errors, out, print_json
-from orchestrator.errors import FleetError
+from fleet.cli.console import Context, actor, one_line_errors, out, print_json, spec_from
 
 app = typer.Typer(no_args_is_help=True, help="API tokens for the web dashboard and the HTTP API.")
 
@@ -17,18 +17,14 @@ app = typer.Typer(no_args_is_help=True, help="API tokens for the web dashboard a
 @app.command("create")
 @one_line_errors
 def token_create(
-    role: Annotated[str, typer.Option(help="viewer, submitter, reviewer or admin.")],
-    name: Annotated[str, typer.Option(help="A unique name; recorded as the actor of what the token does.")] = "",
+    role: Annotated[str, typer.Option(help=help_text(TokenSpec, "role"))],
+    name: Annotated[str, typer.Option(help=help_text(TokenSpec, "name"))] = "",
 ) -> None:
     """Create a token and print it once: only its hash is stored."""
     from orchestrator.web.auth import Role, new_token
-    from orchestrator.web.pages import NAME_RE
 
-    if role not in {r.value for r in Role}:
-        raise FleetError(f"unknown role {role!r}; one of: {', '.join(r.value for r in Role)}")
-    if name and not NAME_RE.fullmatch(name):
-        raise FleetError("a token name is 1-100 letters, digits, and _ . @ - (starting with a letter or digit)")
-    token_id, token = new_token(Context().db, Role(role), name, actor())
+    spec = spec_from(TokenSpec, {"role": role, "name": name})
+    token_id, token = new_token(Context().db, Role(spec.role), spec.name, actor())
     typer.echo(token)
     typer.echo(f"token {token_id} ({role}) created; it is shown only this once", err=True)
 

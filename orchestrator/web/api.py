@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from db import dashboard, queries, tokens
 from db.lifecycle import TicketStatus
+from db.specs import RepoSpec, TicketSpec, TokenSpec
 from orchestrator import review as reviews
 from orchestrator import views
 from orchestrator.errors import FleetError
-from orchestrator.repos import RepoSpec, register_repo
-from orchestrator.tickets import MAX_BODY, MAX_TITLE, TicketSpec
+from orchestrator.repos import register_repo
 from orchestrator.tickets import submit as submit_tickets
 from orchestrator.web import figures
 from orchestrator.web.auth import Forbidden, Principal, Role, new_token, require
@@ -25,47 +25,16 @@ Submitter = Annotated[Principal, Depends(require(Role.SUBMITTER))]
 Reviewer = Annotated[Principal, Depends(require(Role.REVIEWER))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 State = Annotated[WebState, Depends(web_state)]
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"
 
 
-class TicketIn(BaseModel):
+class TicketIn(TicketSpec):
     """A ticket to queue; the same fields as `fleet submit`. agent_cmd, agent_args and agent_env need the admin role."""
 
-    model_config = ConfigDict(extra="forbid")
 
-    repo: str = Field(min_length=1, max_length=100)
-    title: str = Field(min_length=1, max_length=MAX_TITLE)
-    body: str = Field(default="", max_length=MAX_BODY)
-    base: str = Field(default="HEAD", min_length=1, max_length=200)
-    agents: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=16)
-    agent_cmd: str = Field(default="", max_length=4000)
-    attempts: int = Field(default=3, ge=1, le=50)
-    fanout: int = Field(default=1, ge=1, le=32)
-    targets: list[Annotated[str, Field(max_length=500)]] = Field(default_factory=list, max_length=200)
-    priority: int = Field(default=0, ge=-1000, le=1000)
-    timeout: float | None = Field(default=None, gt=0, le=86400)
-    until: Literal["first", "all"] = "all"
-    model: str = Field(default="", max_length=200)
-    agent_args: list[Annotated[str, Field(max_length=1000)]] = Field(default_factory=list, max_length=100)
-    agent_env: list[Annotated[str, Field(max_length=4000)]] = Field(default_factory=list, max_length=100)
+class RepoIn(RepoSpec):
+    """A repository to register; the same fields as `fleet repo add`. Its commands run on the workers: admins only.
 
-
-class RepoIn(BaseModel):
-    """A repository to register; the same fields as `fleet repo add`. Its commands run on the workers: admins only."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=100)
-    path: str = Field(min_length=1, max_length=4000)
-    test_cmd: str = Field(default="", max_length=4000)
-    setup_cmd: str = Field(default="", max_length=4000)
-    protect: list[Annotated[str, Field(max_length=500)]] = Field(default_factory=list, max_length=200)
-    hidden_tests: str = Field(default="", max_length=4000)
-    agent: str = Field(default="", max_length=200)
-    allow_test_edits: bool = False
-    copy_files: list[Annotated[str, Field(max_length=500)]] = Field(default_factory=list, max_length=200)
-    max_concurrency: int = Field(default=0, ge=0, le=10_000)
-    daily_budget_usd: float = Field(default=0.0, ge=0)
+    A field left out comes from the repository's `.fleet.toml`, then from its default."""
 
 
 class RejectIn(BaseModel):
@@ -74,11 +43,8 @@ class RejectIn(BaseModel):
     feedback: str = Field(default="", max_length=50_000)
 
 
-class TokenIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    role: Role
-    name: str = Field(default="", pattern=r"^$|" + NAME_PATTERN)
+class TokenIn(TokenSpec):
+    """A token to create; the same fields as `fleet token create`."""
 
 
 def token_view(row: Any) -> dict[str, Any]:
@@ -219,7 +185,7 @@ def list_repos(state: State, _: Viewer) -> list[dict[str, Any]]:
 def add_repo(body: RepoIn, state: State, _: Admin) -> dict[str, Any]:
     """Register a repository and how to test it (what `fleet repo add` does)."""
     try:
-        return register_repo(state.db, RepoSpec(**body.model_dump()), state.agents)
+        return register_repo(state.db, body, state.agents)
     except FleetError as exc:  # a path that is not a git repository, a bad name: bad input
         raise HTTPException(400, str(exc)) from None
 
@@ -232,10 +198,9 @@ def submit(ticket: TicketIn, state: State, principal: Submitter) -> dict[str, An
     """Queue a ticket. A custom agent command, arguments or environment run on the workers: admins only."""
     if (ticket.agent_cmd or ticket.agent_args or ticket.agent_env) and not principal.can(Role.ADMIN):
         raise Forbidden("agent_cmd, agent_args and agent_env choose what runs on the workers; they need the admin role")
-    spec = TicketSpec(**ticket.model_dump())
     try:
         [created] = submit_tickets(
-            state.db, state.dispatcher, state.settings, [spec], state.settings.home.resolve(), principal.name
+            state.db, state.dispatcher, state.settings, [ticket], state.settings.home.resolve(), principal.name
         )
     except FleetError as exc:  # bad input (unknown repo or base ref, bad agent command), not a state conflict
         raise HTTPException(400, str(exc)) from None
@@ -284,7 +249,7 @@ def list_tokens(state: State, _: Admin, include_revoked: bool = False) -> list[d
 @router.post("/tokens", status_code=201)
 def create_token(body: TokenIn, state: State, principal: Admin) -> dict[str, Any]:
     """A new token; its secret is in this answer only, never again."""
-    token_id, token = new_token(state.db, body.role, body.name, principal.name)
+    token_id, token = new_token(state.db, Role(body.role), body.name, principal.name)
     with state.db.session() as s:
         return token_view(tokens.get_token(s, token_id)) | {"token": token}
 

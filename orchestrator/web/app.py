@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,6 +15,7 @@ from db.engine import Database
 from db.lifecycle import IllegalTransition
 from db.migrate import upgrade
 from db.queries import AlreadyExists, NotFound
+from db.specs import explain_errors
 from orchestrator.dispatch import DispatcherFactory, LazyDispatcher
 from orchestrator.errors import FleetError
 from orchestrator.web import api, events, metrics, pages
@@ -103,7 +105,12 @@ def add_error_handlers(app: FastAPI) -> None:
         status = {Forbidden: 403, NotFound: 404, AlreadyExists: 409, IllegalTransition: 409, FleetError: 409}
         return _error(request, status[type(exc)], str(exc))
 
+    async def invalid(request: Request, exc: Exception) -> Response:
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        return _error(request, 422, explain_errors(errors))
+
     app.add_exception_handler(NotAuthenticated, not_authenticated)
+    app.add_exception_handler(RequestValidationError, invalid)
     for exc_type in (Forbidden, NotFound, AlreadyExists, IllegalTransition, FleetError):
         app.add_exception_handler(exc_type, status_for)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,6 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from db import dashboard, queries, tokens
 from db.lifecycle import TicketStatus
+from db.specs import TOKEN_NAME
 from orchestrator import review as reviews
 from orchestrator import views
 from orchestrator.web import figures, render
@@ -42,7 +42,6 @@ Reviewer = Annotated[Principal, Depends(require(Role.REVIEWER))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 State = Annotated[WebState, Depends(web_state)]
 CsrfField = Annotated[str, Form(max_length=200)]
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}")
 DONE = {
     "approved": "Approved: the diff landed as a branch.",
     "rejected": "Rejected.",
@@ -247,7 +246,7 @@ def create_token_form(
     state: State,
     principal: Admin,
     role: Annotated[Role, Form()],
-    name: Annotated[str, Form(max_length=100, pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")] = "",
+    name: Annotated[str, Form(max_length=100, pattern=TOKEN_NAME)] = "",
     csrf: CsrfField = "",
 ) -> Response:
     """The new token is shown on this one answer only (not a redirect: nothing keeps it)."""

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from db.engine import Database
 from db.migrate import upgrade
-from orchestrator.dispatch import AgentRule
+from db.specs import RepoSettings
 from orchestrator.repos import RepoSpec, register_repo
 from system.git import git
-from system.settings import Settings
+from tests.orchestrator.workers_stub import AGENTS
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
-from workers.agents import agent_problem
 from workers.agents.scripted import write_sample_repo
 from workers.pipeline import Job, spec_for
-
-
-class Workers:
-    """The workers' side of the dispatcher seam, without a broker: only the agent registry answers."""
-
-    def kick(self, db: Database, settings: Settings) -> int:
-        return 0
-
-    def queue_depths(self) -> dict[str, int | None]:
-        return {}
-
-    def agent_problem(self, name: str, agent_classes: Sequence[str]) -> str | None:
-        return agent_problem(name, agent_classes)
-
-
-AGENTS = AgentRule(Workers())
 
 
 def _job(settings: dict[str, object]) -> Job:
@@ -48,7 +30,7 @@ def _job(settings: dict[str, object]) -> Job:
         diff="",
         test_cmd="true",
         setup_cmd=None,
-        repo_settings=dict(settings),
+        repo_settings=RepoSettings.from_stored(settings),
     )
 
 

@@ -46,7 +46,8 @@ def test_token_create_prints_the_token_once_and_list_never(cli: tuple[typer.Type
     bad = CliRunner().invoke(app, ["token", "create", "--role", "root"], env=env)
     assert (
         bad.exit_code == 1
-        and bad.stderr.strip() == "error: unknown role 'root'; one of: viewer, submitter, reviewer, admin"
+        and bad.stderr.strip()
+        == "error: role: must be one of 'viewer', 'submitter', 'reviewer' or 'admin' (got 'root')"
     )
     assert CliRunner().invoke(app, ["token", "revoke", "1"], env=env).exit_code == 0
     assert json.loads(CliRunner().invoke(app, ["token", "list", "--json"], env=env).stdout) == []

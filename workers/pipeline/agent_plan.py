@@ -25,7 +25,7 @@ def agent_sandbox(
         return AgentSandbox(), unsandboxed
     command = job.agent_options.get("command", ())
     needs_network = bool(getattr(agent, "needs_network", False))
-    network = wants_network(rt.settings.agent_network, job.repo_settings.get("agent_network"), needs_network)
+    network = wants_network(rt.settings.agent_network, job.repo_settings.agent_network or None, needs_network)
     gate = rt.egress.open(rt.egress_socket(job.attempt_id), _egress_allow(rt, job, agent)) if network else None
     plan = SandboxPlan(
         worktree=worktree.path,
@@ -52,7 +52,7 @@ def _egress_allow(rt: WorkerRuntime, job: Job, agent: Agent) -> list[str]:
     """Where a sandboxed agent may connect: its CLI's model API, the hosts of the base URLs it is given, and
     what the operator (FLEET_AGENT_HOSTS) and the repository (agent_hosts) add. Nothing else: not Redis, not
     PostgreSQL, not the web app, not the LAN."""
-    hosts = [*getattr(agent, "model_hosts", ()), *rt.settings.agent_hosts, *job.repo_settings.get("agent_hosts", ())]
+    hosts = [*getattr(agent, "model_hosts", ()), *rt.settings.agent_hosts, *job.repo_settings.agent_hosts]
     hosts += [url_authority(os.environ.get(name, "")) for name in agent_options(rt, job).env_passthrough]
     return [host for host in dict.fromkeys(hosts) if host]
 
@@ -75,9 +75,9 @@ def agent_options(rt: WorkerRuntime, job: Job) -> AgentOptions:
     ticket, repo = job.agent_options, job.repo_settings
     return AgentOptions(
         command=tuple(ticket.get("command", ())),
-        model=ticket.get("model") or repo.get("agent_model"),
-        extra_args=(*repo.get("agent_args", ()), *ticket.get("extra_args", ())),
-        env_passthrough=(*repo.get("agent_env", ()), *ticket.get("env", ())),
+        model=ticket.get("model") or repo.agent_model or None,
+        extra_args=(*repo.agent_args, *ticket.get("extra_args", ())),
+        env_passthrough=(*repo.agent_env, *ticket.get("env", ())),
         grace_seconds=rt.settings.kill_grace_seconds,
         transcript_limit=rt.settings.transcript_limit_bytes,
     )

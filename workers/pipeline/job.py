@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from db.models import Attempt
+from db.specs import RepoSettings, copy_pair
 from system.sandbox import TURNED_OFF, bwrap_missing, credential_stores
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache
 from verification.environment import secrets_in
@@ -31,7 +32,7 @@ class Job:
     diff: str
     test_cmd: str
     setup_cmd: str | None
-    repo_settings: dict[str, Any]
+    repo_settings: RepoSettings
     targets: tuple[str, ...] = field(default=())
     over_budget: str | None = None
     area: tuple[str, ...] = field(default=())
@@ -42,20 +43,20 @@ class Job:
 
     @property
     def copy_files(self) -> tuple[tuple[str, str], ...]:
-        return tuple((str(src), str(dest)) for src, dest in self.repo_settings.get("copy_files", ()))
+        return tuple(copy_pair(item) for item in self.repo_settings.copy_files)
 
     @property
     def ports(self) -> int:
         """Ports each attempt of this repo needs (0: one block, FLEET_PORT_BLOCK_SIZE)."""
-        return int(self.repo_settings.get("ports", 0))
+        return self.repo_settings.ports
 
     @property
     def env_key_files(self) -> tuple[str, ...]:
-        return tuple(self.repo_settings.get("env_key_files", DEFAULT_KEY_FILES))
+        return tuple(self.repo_settings.env_key_files or DEFAULT_KEY_FILES)
 
     def env_cache(self, cache: EnvCache) -> EnvCache | None:
         """The worker's environment cache, unless it or the repository turned it off."""
-        return cache if cache.enabled and self.repo_settings.get("env_cache", True) else None
+        return cache if cache.enabled and self.repo_settings.env_cache else None
 
 
 def snapshot(attempt: Attempt) -> Job:
@@ -75,7 +76,7 @@ def snapshot(attempt: Attempt) -> Job:
         diff=attempt.diff,
         test_cmd=repo.test_cmd,
         setup_cmd=repo.setup_cmd,
-        repo_settings=dict(repo.settings),
+        repo_settings=RepoSettings.from_stored(repo.settings),
         targets=tuple(ticket.targets),
         area=tuple(ticket.area),
     )
@@ -85,7 +86,7 @@ def why_unsandboxed(rt: WorkerRuntime, job: Job) -> str | None:
     """Why this repository's agent and setup commands run without a sandbox, or None when they have one."""
     if not rt.settings.agent_sandbox:
         return TURNED_OFF.format("FLEET_AGENT_SANDBOX")
-    if job.repo_settings.get("agent_sandbox") is False:
+    if not job.repo_settings.agent_sandbox:
         return TURNED_OFF.format("the repository's agent_sandbox setting")
     return bwrap_missing()
 
@@ -97,7 +98,7 @@ def hidden_paths(rt: WorkerRuntime, job: Job) -> tuple[Path, ...]:
 
 def declared_paths(rt: WorkerRuntime, job: Job) -> tuple[Path, ...]:
     """What the operator and the repository declare readable in every sandbox, besides the toolchains."""
-    return (*rt.settings.sandbox_read_paths, *map(Path, job.repo_settings.get("read_paths", ())))
+    return (*rt.settings.sandbox_read_paths, *map(Path, job.repo_settings.read_paths))
 
 
 def job_secrets(job: Job) -> list[str]:

@@ -26,20 +26,20 @@ def spec_for(
     job: Job, settings_timeout: float, feedback_limit: int, setup_timeout: float, env_cache: EnvCache | None = None
 ) -> VerifySpec:
     extra: dict[str, Any] = {}
-    if job.repo_settings.get("protect"):
-        extra["protect"] = tuple(job.repo_settings["protect"])
-    if job.repo_settings.get("hidden_tests"):
-        extra["hidden_tests"] = Path(job.repo_settings["hidden_tests"])
+    if job.repo_settings.protect:
+        extra["protect"] = tuple(job.repo_settings.protect)
+    if job.repo_settings.hidden_tests:
+        extra["hidden_tests"] = Path(job.repo_settings.hidden_tests)
     return VerifySpec(
         test_cmd=job.test_cmd,
         setup_cmd=job.setup_cmd,
         setup_timeout=setup_timeout,
         copy_files=job.copy_files,
         area=job.area,
-        timeout=float(job.repo_settings.get("test_timeout", settings_timeout)),
+        timeout=job.repo_settings.test_timeout or settings_timeout,
         targets=job.targets,
-        allow_test_edits=bool(job.repo_settings.get("allow_test_edits", False)),
-        network=bool(job.repo_settings.get("test_network", False)),
+        allow_test_edits=job.repo_settings.allow_test_edits,
+        network=job.repo_settings.test_network,
         feedback_limit=feedback_limit,
         env_cache=job.env_cache(env_cache) if env_cache else None,
         env_key_files=job.env_key_files,
@@ -87,7 +87,7 @@ def _execute_verification(rt: WorkerRuntime, unit: Unit) -> tuple[VerificationRe
         spec = replace(
             spec,
             env=dict(os.environ) | ports.env(),
-            env_names=tuple(job.repo_settings.get("test_env", ())),
+            env_names=tuple(job.repo_settings.test_env),
             readable=declared_paths(rt, job),
             hidden=hidden_paths(rt, job),
         )
