@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from db import lifecycle, queries
 from db.lifecycle import WAITING_ATTEMPT, AttemptStatus, RunStatus, TicketStatus, Verdict
 from db.models import Attempt, Run, Ticket, utcnow
+from db.specs import RepoSettings
 
 REVIEWER_PREFIX = "A reviewer rejected this change:"
 UNTIL_FIRST, UNTIL_ALL = "first", "all"
@@ -57,7 +58,7 @@ def over_budget(s: queries.Session, ticket: Ticket) -> str | None:
         spent = queries.spend(s, ticket_id=ticket.id)
         if spent >= ticket.budget_usd:
             return f"the ticket's budget of ${ticket.budget_usd:.2f} is spent (${spent:.2f})"
-    daily = float(ticket.repo.settings.get("daily_budget_usd", 0) or 0)
+    daily = RepoSettings.from_stored(ticket.repo.settings).daily_budget_usd
     if daily:
         midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
         spent = queries.spend(s, repo_id=ticket.repo_id, since=midnight)

@@ -73,14 +73,6 @@ def git(
     return proc.stdout
 
 
-def is_git_repo(path: Path) -> bool:
-    """True when path is inside a git work tree or is a bare repository."""
-    try:
-        return git("rev-parse", "--git-dir", cwd=path).strip() != ""
-    except (GitError, NotADirectoryError, FileNotFoundError):
-        return False
-
-
 def resolve_commit(repo: Path, ref: str) -> str:
     """The full sha of ref in repo; GitError when it is not a commit there."""
     if ref.startswith("-"):

@@ -16,6 +16,7 @@ from db.lifecycle import (
 )
 from db.models import Attempt, Run, Ticket, Worker, utcnow
 from db.queries.repos import list_repos
+from db.specs import RepoSettings
 
 SCHEDULER_LOCK = 0x666C656574  # "fleet": one scheduler at a time across every process and machine
 
@@ -77,7 +78,9 @@ def live_slots(s: Session, stale_seconds: float) -> int:
 
 
 def repo_limits(s: Session) -> dict[int, int]:
-    return {r.id: int(r.settings["max_concurrency"]) for r in list_repos(s) if r.settings.get("max_concurrency")}
+    """The repositories that cap how many of their attempts run at once, and their caps."""
+    limits = {r.id: RepoSettings.from_stored(r.settings).max_concurrency for r in list_repos(s)}
+    return {repo_id: limit for repo_id, limit in limits.items() if limit}
 
 
 def mark_dispatched(s: Session, attempt_ids: Sequence[int]) -> None:
