@@ -1,6 +1,6 @@
 """Reading repositories in the short-lived control plane (CLI, web) through GitPython.
 
-The long-running workers call git directly (workers/git.py): GitPython's documentation warns that it leaks
+The long-running workers call git directly (system/git.py): GitPython's documentation warns that it leaks
 resources in long-running processes. Here every Repo is closed as soon as the answer is read, and refs are
 resolved by GitPython itself, never handed to a git command line where they could read as options.
 """
