@@ -9,7 +9,6 @@ import tomllib
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from workers.git import GitError, git
 
@@ -127,7 +126,7 @@ def _is_pytest_config(name: str, text: str | None) -> bool:
     return True
 
 
-def pytest_table(text: str | None) -> Any:
+def pytest_table(text: str | None) -> object:
     """The [tool.pytest] table of a pyproject.toml text; None when absent, a marker when unparsable."""
     if text is None:
         return None
