@@ -101,7 +101,7 @@ def _renamed_from(diff: str) -> set[str]:
 def _unquote(path: str) -> str:
     if not (path.startswith('"') and path.endswith('"')):
         return path
-    raw: bytes = codecs.escape_decode(path[1:-1].encode())[0]  # type: ignore[attr-defined]
+    raw: bytes = codecs.escape_decode(path[1:-1].encode())[0]
     return raw.decode("utf-8", errors="replace")
 
 

@@ -6,7 +6,6 @@ import configparser
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from system.git import GitError, git
 from system.globs import matches_any
@@ -105,7 +104,7 @@ def _is_pytest_config(name: str, text: str | None) -> bool:
     return True
 
 
-def pytest_table(text: str | None) -> Any:
+def pytest_table(text: str | None) -> object:
     """The [tool.pytest] table of a pyproject.toml text; None when absent, a marker when unparsable."""
     if text is None:
         return None

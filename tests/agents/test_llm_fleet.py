@@ -7,7 +7,6 @@ One Fleet installation and one `fleet up` serve every scripted model at once (ea
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.core.conftest import Fleet
+from tests.conftest import Fleet, make_test_fleet
 from workers.agents.llm.scripted_server import ScriptedModelServer
 
 TICKETS = {
@@ -38,14 +37,9 @@ class Session:
 
 
 def _fleet(home: Path, base_url: str) -> Fleet:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
-    env.update(
-        FLEET_HOME=str(home / "home"),
+    return make_test_fleet(
+        home,
         FLEET_LEASE_SECONDS="3",
-        FLEET_HEARTBEAT_SECONDS="1",
-        FLEET_RECONCILE_SECONDS="1",
-        FLEET_KILL_GRACE_SECONDS="1",
-        FLEET_USER="tester",
         FLEET_LLM_BASE_URL=base_url,
         FLEET_LLM_MODEL="scripted",
         FLEET_LLM_STEP_LIMIT="6",
@@ -54,7 +48,6 @@ def _fleet(home: Path, base_url: str) -> Fleet:
         FLEET_LLM_PRICE_IN="3",
         FLEET_LLM_PRICE_OUT="15",
     )
-    return Fleet(home=home / "home", env=env, database_url=f"sqlite:///{home / 'home' / 'fleet.db'}", tmp=home)
 
 
 @pytest.fixture(scope="module")

@@ -83,6 +83,7 @@ def test_the_worker_never_imports_a_class_and_refuses_one_no_longer_listed(embed
     fleet.env["FLEET_AGENT_SANDBOX"] = "false"  # the class marks its import in a file outside any sandbox
     marker = fleet.tmp / "imported-by"
     fleet.env[MARKER_ENV] = str(marker)  # every fleet process has it: any of them importing the class would show
+    fleet.in_process = False  # this process imported the class already: only fresh `fleet` processes can tell
     fleet.sample_repo()
     allow(fleet, FIX_ADD, EXITS)
     common = ["--repo", "calc", "--body", ADD, "--attempts", "1", "--agent-env", MARKER_ENV]

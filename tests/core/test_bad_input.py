@@ -154,13 +154,17 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
     write_sample_repo(fleet.tmp / "calc2")
     fleet.run("repo", "add", "notests", str(fleet.tmp / "calc2"), "--test-cmd", "no-such-test-runner --x")
     marker = f"fleet-hang-{uuid.uuid4().hex}"
+    # The slow ticket runs until the test releases it: the worker stays up for the checks below, however busy the
+    # machine, and no longer than they need.
+    release = fleet.tmp / "release-the-slow-ticket"
+    wait_then_fix = f"until [ -e {shlex.quote(str(release))} ]; do sleep 0.1; done; exec {scripted('fix-add')}"
     batch = [
         {"title": "good", "agent_cmd": scripted("fix-add"), "targets": [ADD]},
         {"title": "agent missing", "agent_cmd": "no-such-agent-xyz --flag"},
         {"title": "hangs", "agent_cmd": scripted("hang", marker), "timeout": 2},
         {"title": "noisy", "agent_cmd": scripted("noisy"), "targets": [ADD]},
         {"title": "tests missing", "repo": "notests", "agent_cmd": scripted("fix-add"), "targets": [ADD]},
-        {"title": "slow", "agent_cmd": scripted("sleep", "8"), "targets": [ADD]},
+        {"title": "slow", "agent_cmd": f"sh -c {shlex.quote(wait_then_fix)}", "targets": [ADD]},
     ]
     (fleet.tmp / "batch.json").write_text(json.dumps(batch))
     ids = [t["id"] for t in fleet.submit("--repo", "calc", "--file", "batch.json")]
@@ -191,6 +195,7 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
         wait_for("the hanging agent's time limit", lambda: ticket_status(fleet, hang) == "error")
         assert up.poll() is None, "the worker must still be up, or the process check below proves nothing"
         assert processes_with(marker) == []  # killed at its time limit, not when the worker exits
+        release.touch()
         output, _ = up.communicate(timeout=180)
     finally:
         if up.poll() is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ import pytest
 from orchestrator.repos import RepoSpec, register_repo
 from orchestrator.tickets import TicketSpec, submit
 from system.settings import Settings
-from tests.core.conftest import Fleet
+from tests.conftest import Fleet, make_test_fleet
 from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command, write_sample_repo
 
 ROLES = ("viewer", "submitter", "reviewer", "admin")
@@ -27,19 +26,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def make_fleet(tmp: Path) -> Fleet:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
-    env.update(
-        FLEET_HOME=str(tmp / "home"),
-        FLEET_BROKER_URL="embedded",
-        FLEET_LEASE_SECONDS="3",
-        FLEET_HEARTBEAT_SECONDS="1",
-        FLEET_RECONCILE_SECONDS="1",
-        FLEET_KILL_GRACE_SECONDS="1",
-        FLEET_USER=OWNER,
+    """An embedded Fleet whose CLI user owns the tickets, with leases short enough for the recovery pages."""
+    return make_test_fleet(
+        tmp, f"sqlite:///{tmp / 'home' / 'fleet.db'}", "embedded", FLEET_LEASE_SECONDS="3", FLEET_USER=OWNER
     )
-    database_url = f"sqlite:///{tmp / 'home' / 'fleet.db'}"
-    env["FLEET_DATABASE_URL"] = database_url
-    return Fleet(home=tmp / "home", env=env, database_url=database_url, tmp=tmp)
 
 
 def settings_for(fleet: Fleet) -> Settings:
