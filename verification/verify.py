@@ -25,6 +25,7 @@ from typing import Any
 
 from db.lifecycle import Verdict
 from system.git import GitError, git
+from system.globs import matches_any
 from system.sandbox import (
     confine,
     scratch_env,
@@ -40,7 +41,6 @@ from verification.patch import PatchRefused, apply_checked, check_patch
 from verification.protect import (
     DEFAULT_PROTECT,
     PYPROJECT_PYTEST,
-    matches_any,
     protected_changes,
     pytest_config,
     restore,
