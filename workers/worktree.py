@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -22,6 +23,11 @@ POLL_SECONDS = 0.2
 ESC = "surrogateescape"  # file names that are not UTF-8 pass through git calls unchanged
 PATHS_PER_CALL = 256  # paths per git command line, well under the argument size limit
 SLOT_PREFIX = "slot-"
+# `git worktree prune` drops any worktree whose `.git` file is missing, even for a moment: an unsandboxed agent's
+# `.git` is swapped out and back during its run (workers/agent_git.py pointed_at), and the agent may delete it.
+# A prune by another slot's creation then took the leased slot's git dir out of the mirror. So every slot is
+# locked in git from its creation, and unlocked only by the pool, holding the slot's flock, to delete it.
+LOCK_REASON = "--reason=a Fleet worktree pool slot"  # shown by `git worktree list --verbose`
 
 
 class WorktreeError(Exception):
@@ -259,8 +265,8 @@ class WorktreePool:
         remove_tree(path)
         try:
             with exclusive_lock(self._create_lock):
-                git("worktree", "prune", cwd=self.mirror)
-                git("worktree", "add", "--detach", "--quiet", str(path), sha, cwd=self.mirror)
+                self._unregister(path)
+                git("worktree", "add", "--lock", LOCK_REASON, "--detach", "--quiet", str(path), sha, cwd=self.mirror)
         except GitError as exc:
             raise WorktreeError(f"cannot check out {sha} in {path}: {exc.stderr or exc}") from exc
         gitdir = owning_gitdir(path, self.mirror)
@@ -277,6 +283,8 @@ class WorktreePool:
         clean_at = marker.read_text() if marker.exists() else None
         marker.unlink(missing_ok=True)  # from here on the slot is ours to dirty
         try:
+            if not (gitdir / "locked").exists():  # a slot made before slots were locked
+                git("worktree", "lock", LOCK_REASON, str(path), cwd=self.mirror)
             if clean_at == sha:
                 return gitdir  # released clean at this very commit: nothing to do
             Path(gitdir, "index.lock").unlink(missing_ok=True)  # left by a killed agent; we hold the slot
@@ -291,7 +299,16 @@ class WorktreePool:
         remove_tree(path)
         clean_marker(path).unlink(missing_ok=True)
         with exclusive_lock(self._create_lock):
-            git("worktree", "prune", cwd=self.mirror)
+            self._unregister(path)
+
+    def _unregister(self, path: Path) -> None:
+        """Forget the slot at path, whose flock the caller holds, and every worktree of the mirror that is gone.
+
+        The caller holds the creation lock. The slot's git lock goes first, so prune sees it as any other.
+        """
+        with contextlib.suppress(GitError):  # never made, made before slots were locked, or already forgotten
+            git("worktree", "unlock", str(path), cwd=self.mirror)
+        git("worktree", "prune", cwd=self.mirror)
 
 
 def owning_gitdir(path: Path, mirror: Path) -> Path | None:

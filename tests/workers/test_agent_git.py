@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from system.git import git
@@ -65,3 +67,51 @@ def test_a_slot_left_pointing_at_an_attempts_git_dir_is_made_again(
         assert again.path == wt.path
         assert git("rev-parse", "--git-common-dir", cwd=again.path).strip() != str(gitdir)
         assert not (again.path / "left.txt").exists()
+
+
+def test_a_leased_slot_survives_a_prune_while_its_dot_git_is_gone(
+    tmp_path: Path, pool: WorktreePool, mirror: Path, base_sha: str
+) -> None:
+    """`git worktree prune` drops a worktree whose `.git` is missing: an agent (or the pointer's swap) can do that."""
+    other = WorktreePool(tmp_path / "worktrees" / "repo-1" / "verify", mirror, size=1, wait_seconds=0.5)
+    with pool.lease(base_sha) as wt:
+        gitdir = private_gitdir(wt.mirror, wt.gitdir, base_sha, tmp_path / "attempt")
+        with pointed_at(wt.path, gitdir):
+            (wt.path / ".git").unlink()
+            with other.lease(base_sha):  # a new slot of the same mirror: its creation prunes the mirror's worktrees
+                pass
+            other.prune(keep=0)  # and so does removing one
+        assert wt.gitdir.is_dir()
+        assert wt.diff() == ""
+
+
+def test_slots_in_use_survive_prunes_racing_with_the_pointer_swap(tmp_path: Path, mirror: Path, base_sha: str) -> None:
+    """Agents' `.git` swapped back and forth while another pool of the mirror makes and removes slots."""
+    agents = WorktreePool(tmp_path / "agent", mirror, size=2, wait_seconds=5)
+    verify = WorktreePool(tmp_path / "verify", mirror, size=1, wait_seconds=5)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def swap(n: int) -> None:
+        try:
+            with agents.lease(base_sha) as wt:
+                gitdir = private_gitdir(wt.mirror, wt.gitdir, base_sha, tmp_path / f"attempt-{n}")
+                while not done.is_set():
+                    with pointed_at(wt.path, gitdir):
+                        pass
+                wt.diff()
+        except BaseException as exc:
+            errors.append(exc)
+
+    swappers = [threading.Thread(target=swap, args=(n,)) for n in range(2)]
+    for thread in swappers:
+        thread.start()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        with verify.lease(base_sha):
+            pass
+        verify.prune(keep=0)
+    done.set()
+    for thread in swappers:
+        thread.join()
+    assert errors == []

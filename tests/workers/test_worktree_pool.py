@@ -130,7 +130,9 @@ def test_eight_threads_share_four_slots(tmp_path: Path, mirror: Path, base_sha: 
         thread.join()
     assert not errors, errors
     assert sorted(p.name for p in pool.root.iterdir() if p.is_dir()) == [f"slot-{n}" for n in range(4)]
-    assert len(git("worktree", "list", "--porcelain", cwd=mirror).split("worktree ")) == 1 + 1 + 4
+    listing = git("worktree", "list", "--porcelain", cwd=mirror).splitlines()
+    assert sum(line.startswith("worktree ") for line in listing) == 1 + 4
+    assert sum(line.startswith("locked") for line in listing) == 4  # no prune can drop a slot
 
 
 HOLDER = """
@@ -287,7 +289,7 @@ def test_lease_of_an_unknown_commit_frees_the_slot(pool: WorktreePool, base_sha:
         wt.release()
 
 
-def test_disk_usage_and_prune(pool: WorktreePool, base_sha: str) -> None:
+def test_disk_usage_and_prune(pool: WorktreePool, mirror: Path, base_sha: str) -> None:
     busy = pool.lease(base_sha)
     idle = pool.lease(base_sha)
     idle.release()
@@ -300,6 +302,18 @@ def test_disk_usage_and_prune(pool: WorktreePool, base_sha: str) -> None:
     assert pool.disk_usage() == 0
     with pool.lease(base_sha) as wt:
         assert (wt.path / "calc.py").exists()
+    assert pool.prune(keep=0) == 1
+    assert git("worktree", "list", "--porcelain", cwd=mirror).count("worktree ") == 1, "a deleted slot stays in git"
+
+
+def test_a_slot_made_before_slots_were_locked_is_locked_when_reused(
+    pool: WorktreePool, mirror: Path, base_sha: str
+) -> None:
+    with pool.lease(base_sha) as wt:
+        pass
+    git("worktree", "unlock", str(wt.path), cwd=mirror)
+    with pool.lease(base_sha) as again:
+        assert again.path == wt.path and (again.gitdir / "locked").exists()
 
 
 WORKER = """
