@@ -25,6 +25,7 @@ commit's id. One pack-objects run on the sample repository takes about 10 ms (be
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,5 +92,9 @@ def pointed_at(worktree: Path, gitdir: Path) -> Iterator[Path]:
     try:
         yield gitdir
     finally:
-        remove_tree(dot_git)
-        dot_git.write_bytes(original)
+        # Put back in one rename: while `.git` is missing, another slot's `git worktree prune` drops this one.
+        if dot_git.is_dir() and not dot_git.is_symlink():
+            remove_tree(dot_git)
+        restored = dot_git.with_name(".git.fleet-restore")
+        restored.write_bytes(original)
+        os.replace(restored, dot_git)
