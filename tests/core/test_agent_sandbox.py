@@ -211,10 +211,10 @@ def test_repo_agent_options_reach_the_agent_under_the_tickets_own(embedded: Flee
 @pytest.mark.parametrize(
     ("args", "toml", "message"),
     [
-        (["--agent-network", "maybe"], "", "error: agent network must be one of none, on, not 'maybe'"),
-        ([], 'agent_network = "wifi"\n', "error: agent network must be one of none, on, not 'wifi'"),
-        ([], "agent_args = [1]\n", "agent_args has the wrong type ([1])"),
-        ([], "agent_sandbox = 'no'\n", "agent_sandbox has the wrong type ('no')"),
+        (["--agent-network", "maybe"], "", "error: agent_network: must be one of '', 'none' or 'on' (got 'maybe')"),
+        ([], 'agent_network = "wifi"\n', "agent_network: must be one of '', 'none' or 'on' (got 'wifi')"),
+        ([], "agent_args = [1]\n", "agent_args.0: must be text (got 1)"),
+        ([], "agent_sandbox = 'no'\n", "agent_sandbox: must be true or false (got 'no')"),
     ],
 )
 def test_bad_agent_settings_are_one_line_errors(embedded: Fleet, args: list[str], toml: str, message: str) -> None:
