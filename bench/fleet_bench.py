@@ -194,8 +194,9 @@ def dispatch_latency(samples: int, work: Path) -> dict[str, Any]:
         stderr=subprocess.DEVNULL,
     )
     os.environ.update({k: v for k, v in env.items() if k.startswith("FLEET_")})
+    from db.specs import TicketSpec
     from fleet.cli.console import Context
-    from orchestrator.tickets import TicketSpec, submit
+    from orchestrator.tickets import submit
 
     ctx = Context()
     agent = f"sh -c {shlex.quote('echo start $(date +%s.%N); echo fixed > state.txt')}"

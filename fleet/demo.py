@@ -10,11 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from db import queries
+from db.specs import RepoSpec, TicketSpec
 from fleet.cli.cells import plain
 from fleet.cli.console import Context
 from orchestrator import review, views
-from orchestrator.repos import RepoSpec, register_repo
-from orchestrator.tickets import TicketSpec, submit
+from orchestrator.repos import register_repo
+from orchestrator.tickets import submit
 from workers.agents.llm.scripted_server import ScriptedModelServer
 from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command, write_sample_repo
 

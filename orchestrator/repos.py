@@ -10,8 +10,7 @@ from typing import Any
 
 from db import queries
 from db.engine import Database
-from db.specs import RepoSettings, SpecError, copy_pair, parse
-from db.specs import RepoSpec as RepoSpec  # where callers have always found it
+from db.specs import RepoSettings, RepoSpec, SpecError, copy_pair, parse
 from orchestrator import views
 from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError

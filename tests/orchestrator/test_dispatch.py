@@ -10,10 +10,11 @@ import pytest
 from db import queries
 from db.engine import Database
 from db.migrate import upgrade
+from db.specs import RepoSpec, TicketSpec
 from orchestrator.dispatch import AgentRule, Dispatcher, LazyDispatcher
 from orchestrator.errors import FleetError
-from orchestrator.repos import RepoSpec, register_repo
-from orchestrator.tickets import TicketSpec, submit
+from orchestrator.repos import register_repo
+from orchestrator.tickets import submit
 from system.settings import Settings
 from workers.agents.scripted import write_sample_repo  # test data only: the control plane never imports workers
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from db.engine import Database
 from db.migrate import upgrade
-from db.specs import RepoSettings
-from orchestrator.repos import RepoSpec, register_repo
+from db.specs import RepoSettings, RepoSpec
+from orchestrator.repos import register_repo
 from system.git import git
 from tests.orchestrator.workers_stub import AGENTS
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed

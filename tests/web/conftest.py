@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.repos import RepoSpec, register_repo
-from orchestrator.tickets import TicketSpec, submit
+from db.specs import RepoSpec, TicketSpec
+from orchestrator.repos import register_repo
+from orchestrator.tickets import submit
 from system.settings import Settings
 from tests.conftest import Fleet, make_test_fleet
 from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command, write_sample_repo
