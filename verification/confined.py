@@ -16,6 +16,7 @@ from system.sandbox import (
     unsandboxed_tests_warning,
     verification_view,
 )
+from verification.channel import PLUGIN_DIR
 from verification.judge import Judgement
 from verification.runner import TestRun, run_tests
 
@@ -72,7 +73,7 @@ def sandboxed(spec: VerifySpec) -> bool:
 def readable_roots(spec: VerifySpec) -> tuple[Path, ...]:
     """The toolchains the test and setup commands need, and the declared paths, for the sandbox to show."""
     path_var = (spec.env if spec.env is not None else os.environ).get("PATH", os.defpath)
-    return toolchain_roots(path_var, (spec.test_cmd, spec.setup_cmd or ""), spec.readable)
+    return toolchain_roots(path_var, (spec.test_cmd, spec.setup_cmd or ""), (*spec.readable, PLUGIN_DIR))
 
 
 def pytest_pins(checkout: Path, report_dir: Path, config: str | None) -> list[str]:

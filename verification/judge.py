@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from db.lifecycle import Verdict
+from verification.channel import disagreement
 from verification.report import Outcome, TestResult
 from verification.runner import TestRun, pytest_summary
 
@@ -36,7 +37,8 @@ def judge(
     early = _run_problem(baseline, candidate, targets)
     if early is not None:
         return early
-    forged = [reason for run in (candidate, rerun) if run is not None and (reason := report_disagrees(run))]
+    runs = [run for run in (candidate, rerun) if run is not None]
+    forged = [reason for run in runs if (reason := report_disagrees(run) or channel_disagrees(run))]
     if forged:
         return verdict_only(Verdict.GAMED, forged[0])
     return _compare(baseline, candidate, list(targets) or baseline.failures, rerun)
@@ -82,6 +84,13 @@ def report_disagrees(run: TestRun) -> str | None:
         f"the test report lists {reported} passed tests but pytest's own summary says {line!r}: "
         "the report was changed after pytest wrote it"
     )
+
+
+def channel_disagrees(run: TestRun) -> str | None:
+    """Why a pytest run's report disagrees with what Fleet's plugin saw (verification/channel.py)."""
+    if run.channel is None or not (run.report_found and run.expects_report):
+        return None
+    return disagreement(run.channel, run.results)
 
 
 def _report_vanished(candidate: TestRun) -> Judgement:

@@ -1,0 +1,85 @@
+"""Fleet's own pytest plugin: each test's outcome, written where the code under test cannot write.
+
+Loaded by Fleet with `-p fleet_report_plugin` from this folder (on PYTHONPATH, outside the checkout). It takes
+the file descriptor named by FLEET_RESULTS_FD before any conftest or project module is imported, moves it to a
+new, non-inheritable number and closes the one it was given, so project code finds nothing at the announced
+number. It also hides the runner's variables (every PYTEST_*) while fixtures and tests run,
+so code that behaves differently under test cannot tell. Standalone: it imports nothing of Fleet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+FD_VAR = "FLEET_RESULTS_FD"
+# Fleet's variables for other runners; pytest is told where to write through its options instead.
+HIDDEN_FROM_PROJECT = (FD_VAR, "FLEET_JUNIT_XML", "FLEET_REPORT_DIR", "PYTHONSAFEPATH")
+RUNNER_PREFIX = "PYTEST_"  # PYTEST_CURRENT_TEST, PYTEST_VERSION, PYTEST_ADDOPTS: read by pytest, not by tests
+_channel: list[int] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: Any, args: Any) -> None:
+    """Before the first conftest: take the channel, drop Fleet's variables, and let `python -m pytest` import
+    the project from its folder again, behind the environment (Fleet runs it with PYTHONSAFEPATH)."""
+    given = os.environ.get(FD_VAR, "")
+    for name in HIDDEN_FROM_PROJECT:
+        os.environ.pop(name, None)
+    if given.isdigit() and not _channel:
+        try:
+            _channel.append(os.dup(int(given)))  # dup makes a non-inheritable descriptor
+            os.close(int(given))
+        except OSError:
+            pass
+    if sys.argv and sys.argv[0].endswith("__main__.py") and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    _send({"event": "start", "pid": os.getpid()})
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    outcome: str = report.outcome
+    if hasattr(report, "wasxfail"):
+        outcome = "xfailed" if report.skipped else "xpassed"
+    _send({"event": "test", "id": report.nodeid, "when": report.when, "outcome": outcome})
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.failed:
+        _send({"event": "test", "id": report.nodeid, "when": "collect", "outcome": "failed"})
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _send({"event": "finish", "exitstatus": int(exitstatus)})
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: Any) -> Generator[None, None, None]:
+    with _traces_hidden():
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_pyfunc_call(pyfuncitem: Any) -> Generator[None, None, None]:
+    with _traces_hidden():
+        yield
+
+
+class _traces_hidden:  # noqa: N801 - used as a context manager, named like one
+    def __enter__(self) -> None:
+        self.saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith(RUNNER_PREFIX)}
+
+    def __exit__(self, *exc: object) -> None:
+        os.environ.update(self.saved)
+
+
+def _send(message: dict[str, Any]) -> None:
+    if _channel:
+        with contextlib.suppress(OSError):
+            os.write(_channel[0], (json.dumps(message) + "\n").encode())
