@@ -159,8 +159,8 @@ def build_env(base: Mapping[str, str], report_dir: Path, pytest_args: Sequence[s
     ]
     run_env = {k: v for k, v in base.items() if k not in _DROPPED_ENV} | scratch_env(report_dir)
     # Fleet's plugin comes from outside the checkout. With PYTHONSAFEPATH (set for pytest commands) no checkout
-    # folder is ahead of the environment on the runner's import path; the plugin lets `python -m pytest`
-    # import the project from its folder again, behind the environment.
+    # folder is on the runner's import path while pytest starts; the plugin gives `python -m pytest` its folder
+    # back for the project's imports once the runner is loaded.
     plugin_path = [str(results_channel.PLUGIN_DIR), *filter(None, [base.get("PYTHONPATH", "")])]
     run_env.update(
         PYTHONPATH=os.pathsep.join(plugin_path),

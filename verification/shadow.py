@@ -52,7 +52,7 @@ def shadowing(checkout: Path, changed: Iterable[str], command: str, env: Mapping
     if not paths:
         return []
     reasons = [startup_reason(p) for p in paths if startup_reason(p)]
-    names = environment_modules(interpreter(command, env))
+    names = environment_modules(interpreter(command, env, checkout))
     base = set(git("ls-tree", "-r", "--name-only", "HEAD", cwd=checkout).splitlines())
     roots = import_roots(checkout)
     for path in paths:
@@ -129,15 +129,16 @@ def _basedir(folder: Path, checkout: Path) -> str:
     return "" if folder == checkout else folder.relative_to(checkout).as_posix()
 
 
-def interpreter(command: str, env: Mapping[str, str]) -> str:
+def interpreter(command: str, env: Mapping[str, str], checkout: Path) -> str:
     """The Python the test command runs: its first word named like an interpreter, else the one next to its
-    `pytest`, else this process's."""
+    `pytest`, else this process's. A relative path (`.venv/bin/python`) is the checkout's."""
     try:
         words = shlex.split(command)
     except ValueError:
         words = command.split()
     path = env.get("PATH", os.defpath)
     for word in words:
+        word = str(checkout / word) if "/" in word and not word.startswith("/") else word
         name = Path(word).name
         if name.startswith("python") and (found := shutil.which(word, path=path)):
             return found

@@ -11,6 +11,7 @@ from verification.report import Outcome, TestResult
 from verification.runner import TestRun, run_tests
 
 PROBE_TEST = """import os
+import unittest
 from pathlib import Path
 
 
@@ -25,6 +26,11 @@ def test_the_runner_leaves_no_trace_for_the_code_under_test():
         raise AssertionError("the results channel is still open at the number Fleet gave")
     assert not [k for k in os.environ if k.startswith(("PYTEST_", "FLEET_RESULTS", "FLEET_JUNIT"))]
     assert "PYTHONSAFEPATH" not in os.environ
+
+
+class TestUnderUnittest(unittest.TestCase):
+    def test_no_runner_variable(self):
+        assert not [k for k in os.environ if k.startswith("PYTEST_")]
 """
 FAKE_RUNNER = "print('FAKE RUNNER')\nraise SystemExit(0)\n"
 
@@ -40,6 +46,8 @@ def test_the_plugin_reports_every_test_and_hides_its_channel_and_the_runners_var
     result = run(repo, tmp_path)
     probe = "tests/test_probe.py::test_the_runner_leaves_no_trace_for_the_code_under_test"
     assert result.results[probe].outcome is Outcome.PASSED, result.output
+    unittest_probe = "tests/test_probe.py::TestUnderUnittest::test_no_runner_variable"
+    assert result.results[unittest_probe].outcome is Outcome.PASSED, result.output
     assert result.channel is not None and result.channel.sessions == 1
     assert result.channel.outcomes[probe] == "passed"
     assert result.channel.outcomes["tests/test_calc.py::test_add"] == "failed"

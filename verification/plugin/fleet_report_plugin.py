@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -27,8 +27,10 @@ _channel: list[int] = []
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: Any, args: Any) -> None:
-    """Before the first conftest: take the channel, drop Fleet's variables, and let `python -m pytest` import
-    the project from its folder again, behind the environment (Fleet runs it with PYTHONSAFEPATH)."""
+    """Before the first conftest: take the channel, drop Fleet's variables, and give `python -m pytest` its
+    folder back on sys.path for the project's imports. Fleet runs it with PYTHONSAFEPATH, so pytest, its plugins
+    and what they import at startup came from the environment; a later import of an environment module that
+    the checkout would shadow is refused before the run (verification/shadow.py)."""
     given = os.environ.get(FD_VAR, "")
     for name in HIDDEN_FROM_PROJECT:
         os.environ.pop(name, None)
@@ -39,7 +41,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: Any, args
         except OSError:
             pass
     if sys.argv and sys.argv[0].endswith("__main__.py") and os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
+        sys.path.insert(0, os.getcwd())  # where `python -m` puts it: a stale installed copy must not win
     _send({"event": "start", "pid": os.getpid()})
 
 
@@ -65,10 +67,18 @@ def pytest_fixture_setup(fixturedef: Any, request: Any) -> Generator[None, None,
         yield
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_pyfunc_call(pyfuncitem: Any) -> Generator[None, None, None]:
-    with _traces_hidden():
-        yield
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Wrap each test's own call (functions, unittest methods, doctests alike) so it runs without PYTEST_*."""
+    for item in items:
+        item.runtest = _hidden(item.runtest)  # type: ignore[method-assign]
+
+
+def _hidden(runtest: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        with _traces_hidden():
+            runtest()
+
+    return run
 
 
 class _traces_hidden:  # noqa: N801 - used as a context manager, named like one
