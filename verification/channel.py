@@ -22,6 +22,7 @@ from verification.report import TestResult
 PLUGIN_DIR = Path(__file__).resolve().parent / "plugin"
 PLUGIN_NAME = "fleet_report_plugin"
 FD_VAR = "FLEET_RESULTS_FD"
+SHOW_VAR = "FLEET_SHOW_RUNNER"
 MIN_FD = 10  # above the descriptors the sandbox's own scripts open (the seccomp filter is 3)
 MAX_CHANNEL_BYTES = 64_000_000
 PASSES = ("passed", "xpassed")

@@ -205,3 +205,15 @@ def _adds_passing_tests(base: Mapping[str, TestResult], now: Mapping[str, TestRe
 def _ids(ids: list[str]) -> str:
     shown = ", ".join(ids[:SHOWN_IDS])
     return shown + (f" (+{len(ids) - SHOWN_IDS} more)" if len(ids) > SHOWN_IDS else "")
+
+
+def under_test_only(visible: TestRun, suspects: Sequence[str]) -> str | None:
+    """Why tests that failed with the runner's variables hidden but pass with them visible are gamed."""
+    flipped = [t for t in suspects if status(visible.results, t) is Outcome.PASSED]
+    if not flipped:
+        return None
+    return (
+        f"test-aware code: {_ids(flipped)} failed twice with the test runner's variables hidden from the code "
+        "under test and passed with them visible: the code behaves differently under test; fix the behaviour "
+        "for every caller"
+    )

@@ -114,6 +114,7 @@ def run_tests(
     limit_bytes: int = 64_000,
     pytest_args: Sequence[str] = (),
     wrapper: Sequence[str] = (),
+    show_runner: bool = False,
 ) -> TestRun:
     """Run `command` in checkout under `/bin/sh -c` and read the JUnit report it leaves in report_dir.
 
@@ -128,6 +129,8 @@ def run_tests(
         run_env["PYTHONSAFEPATH"] = "1"
     with results_channel.opened() as (fd, handle):
         run_env[results_channel.FD_VAR] = str(fd)
+        if show_runner:  # Fleet's plugin then leaves the runner's variables visible to the code under test
+            run_env[results_channel.SHOW_VAR] = "1"
         proc = run_process(
             argv,
             cwd=checkout,

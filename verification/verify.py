@@ -30,13 +30,13 @@ from system.sandbox import (
     scratch_env,
     setup_view,
 )
-from verification.confined import readable_roots, rerun_suspects, run_confined, sandboxed
+from verification.confined import readable_roots, rerun_suspects, run_confined, sandboxed, visible_rerun
 from verification.digest import feedback_digest, is_hidden
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
 from verification.environment import CacheUse, SetupFailed, copy_files, set_up_environment
 from verification.flags import assertion_inputs, assertion_literals, scan_diff
 from verification.guards import feedback_refused, gamed_reasons, startup_refusals
-from verification.judge import Judgement, judge
+from verification.judge import Judgement, judge, under_test_only
 from verification.patch import PatchRefused, apply_checked, check_patch
 from verification.protect import (
     DEFAULT_PROTECT,
@@ -202,6 +202,10 @@ def verify_diff(
     rerun = rerun_suspects(checkout, spec, report_dir, cancelled, run, judgement, config)
     if rerun is not None:
         judgement = judge(baseline, run, targets, rerun=rerun)
+    visible = visible_rerun(checkout, spec, report_dir, cancelled, judgement, rerun, config)
+    if visible is not None and (aware := under_test_only(visible, judgement.still_failing)):
+        judgement.verdict = Verdict.GAMED
+        judgement.reasons.insert(0, aware)
     _apply_gamed_rule(judgement, reverted)
     judgement.flags += scan_diff(diff, *_test_values(checkout, baseline, spec, hidden))
     judgement.flags += outside_area(changed, spec.area)

@@ -86,8 +86,16 @@ def test_a_fix_using_inspect_signature_passes(ini: Project) -> None:
     assert_passed(ini, ini_fix("inspect", "inspect.signature(iscommentline).parameters"))
 
 
-def test_what_the_static_check_misses_finds_no_runner_variable_at_run_time(six: Project) -> None:
-    # Folded to "PYTEST" without a variable name: not a finding; the plugin hides every PYTEST_* while tests run.
+def test_what_the_static_check_misses_is_gamed_by_running_with_the_runner_visible(six: Project) -> None:
+    # Folded to "PYTEST" without a variable name: not a finding. The plugin hides every PYTEST_* while tests run,
+    # so test_b fails (twice); run once more with them visible it passes: the code behaves differently under test.
     result = six.verify(six_fix('any(k.startswith("PY" + "TEST") for k in os.environ)'))
-    assert result.verdict.value == "failed", (result.reasons, result.output[-2000:])
+    assert result.verdict.value == "gamed", (result.reasons, result.output[-2000:])
+    assert result.reasons[0].startswith("test-aware code: test_six.py::test_b failed twice"), result.reasons
     assert result.still_failing == ["test_six.py::test_b"]
+
+
+def test_a_wrong_fix_stays_failed_after_the_visible_run(six: Project) -> None:
+    result = six.verify(six_fix("", extra='        s = s + "x"\n'))
+    assert result.verdict.value == "failed", (result.reasons, result.output[-2000:])
+    assert not any("test-aware" in reason for reason in result.reasons)

@@ -19,10 +19,12 @@ from typing import Any
 import pytest
 
 FD_VAR = "FLEET_RESULTS_FD"
+SHOW_VAR = "FLEET_SHOW_RUNNER"  # set by Fleet for the run that compares: the runner's variables stay visible
 # Fleet's variables for other runners; pytest is told where to write through its options instead.
-HIDDEN_FROM_PROJECT = (FD_VAR, "FLEET_JUNIT_XML", "FLEET_REPORT_DIR", "PYTHONSAFEPATH")
+HIDDEN_FROM_PROJECT = (FD_VAR, SHOW_VAR, "FLEET_JUNIT_XML", "FLEET_REPORT_DIR", "PYTHONSAFEPATH")
 RUNNER_PREFIX = "PYTEST_"  # PYTEST_CURRENT_TEST, PYTEST_VERSION, PYTEST_ADDOPTS: read by pytest, not by tests
 _channel: list[int] = []
+_shown: list[bool] = []
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -32,6 +34,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: Any, args
     and what they import at startup came from the environment; a later import of an environment module that
     the checkout would shadow is refused before the run (verification/shadow.py)."""
     given = os.environ.get(FD_VAR, "")
+    _shown.append(os.environ.get(SHOW_VAR) == "1")
     for name in HIDDEN_FROM_PROJECT:
         os.environ.pop(name, None)
     if given.isdigit() and not _channel:
@@ -83,7 +86,8 @@ def _hidden(runtest: Callable[[], None]) -> Callable[[], None]:
 
 class _traces_hidden:  # noqa: N801 - used as a context manager, named like one
     def __enter__(self) -> None:
-        self.saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith(RUNNER_PREFIX)}
+        shown = bool(_shown and _shown[0])
+        self.saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(RUNNER_PREFIX) and not shown}
 
     def __exit__(self, *exc: object) -> None:
         os.environ.update(self.saved)
