@@ -53,12 +53,11 @@ def shadowing(checkout: Path, changed: Iterable[str], command: str, env: Mapping
         return []
     reasons = [startup_reason(p) for p in paths if startup_reason(p)]
     names = environment_modules(interpreter(command, env, checkout))
-    base = set(git("ls-tree", "-r", "--name-only", "HEAD", cwd=checkout).splitlines())
     roots = import_roots(checkout)
     for path in paths:
         for root in roots:
             module = top_module(path, root)
-            if module and module in names and module not in PROJECT_FOLDERS and not _in_base(base, root, module):
+            if module and module in names and module not in PROJECT_FOLDERS and not _in_base(checkout, root, module):
                 reasons.append(_reason(path, module, names[module]))
                 break
     return [r for r in reasons if r]
@@ -98,10 +97,12 @@ def _relative(path: Path, root: Path) -> Path | None:
     return path.relative_to(root) if path.is_relative_to(root) and path != root else None
 
 
-def _in_base(base: set[str], root: str, module: str) -> bool:
+def _in_base(checkout: Path, root: str, module: str) -> bool:
+    """True when the base commit already defines module at root (asked only for a name that matched)."""
     prefix = f"{root}/" if root else ""
-    candidates = (f"{prefix}{module}.py", f"{prefix}{module}/")
-    return any(p == candidates[0] or p.startswith(candidates[1]) or p.startswith(f"{prefix}{module}.") for p in base)
+    listed = git("ls-tree", "--name-only", "HEAD", f"{prefix}", cwd=checkout).splitlines() if prefix else None
+    names = listed if listed is not None else git("ls-tree", "--name-only", "HEAD", cwd=checkout).splitlines()
+    return any(Path(name).name.split(".", 1)[0] == module for name in names)
 
 
 def import_roots(checkout: Path) -> list[str]:
