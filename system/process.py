@@ -208,10 +208,12 @@ def run_process(
     grace_seconds: float = 5.0,
     stdin: bytes | None = None,
     join_cgroups: Sequence[Path] = (),
+    pass_fds: Sequence[int] = (),
 ) -> ProcessResult:
     """Run argv (never through a shell unless argv says so) and wait for it, the time limit or cancellation.
 
     join_cgroups: `cgroup.procs` files the child writes its pid into before exec (workers/cgroups.py).
+    pass_fds: descriptors the command inherits (verification's results channel).
     """
     started = time.monotonic()
     prefix = launcher()
@@ -231,6 +233,7 @@ def run_process(
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=setup,
+            pass_fds=tuple(pass_fds),
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         return ProcessResult(None, f"{argv[0]}: {exc.strerror}", 0.0, not_found=True)

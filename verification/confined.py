@@ -16,6 +16,7 @@ from system.sandbox import (
     unsandboxed_tests_warning,
     verification_view,
 )
+from verification.channel import PLUGIN_DIR
 from verification.judge import Judgement
 from verification.runner import TestRun, run_tests
 
@@ -36,6 +37,7 @@ def run_confined(
     command: str,
     cancelled: threading.Event | None,
     config: str | None,
+    show_runner: bool = False,
 ) -> TestRun:
     wrapper = _wrapper(checkout, spec, report_dir)
     if wrapper is None and spec.sandbox:
@@ -51,6 +53,7 @@ def run_confined(
         limit_bytes=spec.output_limit,
         pytest_args=pytest_pins(checkout, report_dir, config) if spec.pin_pytest else (),
         wrapper=wrapper or (),
+        show_runner=show_runner,
     )
     if wrapper is None:
         run.warnings.append(SANDBOX_OFF if spec.sandbox is False else unsandboxed_tests_warning())
@@ -72,7 +75,7 @@ def sandboxed(spec: VerifySpec) -> bool:
 def readable_roots(spec: VerifySpec) -> tuple[Path, ...]:
     """The toolchains the test and setup commands need, and the declared paths, for the sandbox to show."""
     path_var = (spec.env if spec.env is not None else os.environ).get("PATH", os.defpath)
-    return toolchain_roots(path_var, (spec.test_cmd, spec.setup_cmd or ""), spec.readable)
+    return toolchain_roots(path_var, (spec.test_cmd, spec.setup_cmd or ""), (*spec.readable, PLUGIN_DIR))
 
 
 def pytest_pins(checkout: Path, report_dir: Path, config: str | None) -> list[str]:
@@ -99,3 +102,23 @@ def rerun_suspects(
         return None
     command = f"{spec.test_cmd} {shlex.join(suspects[:MAX_RERUN_IDS])}"
     return run_confined(checkout, spec, report_dir / "rerun", command, cancelled, config)
+
+
+def visible_rerun(
+    checkout: Path,
+    spec: VerifySpec,
+    report_dir: Path,
+    cancelled: threading.Event | None,
+    judgement: Judgement,
+    rerun: TestRun | None,
+    config: str | None,
+) -> TestRun | None:
+    """The targets that failed twice with the runner's variables hidden, run once with them visible: code that
+    passes only then behaves differently under test. Only on this failing path, so a pass costs nothing."""
+    twice = [
+        t for t in judgement.still_failing if rerun is not None and t in rerun.results and t not in judgement.flaky
+    ]
+    if not (twice and PLAIN_PYTEST.match(spec.test_cmd)):
+        return None
+    command = f"{spec.test_cmd} {shlex.join(twice[:MAX_RERUN_IDS])}"
+    return run_confined(checkout, spec, report_dir / "visible", command, cancelled, config, show_runner=True)

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from db.lifecycle import Verdict
+from verification.channel import disagreement
 from verification.report import Outcome, TestResult
 from verification.runner import TestRun, pytest_summary
 
@@ -36,7 +37,8 @@ def judge(
     early = _run_problem(baseline, candidate, targets)
     if early is not None:
         return early
-    forged = [reason for run in (candidate, rerun) if run is not None and (reason := report_disagrees(run))]
+    runs = [run for run in (candidate, rerun) if run is not None]
+    forged = [reason for run in runs if (reason := report_disagrees(run) or channel_disagrees(run))]
     if forged:
         return verdict_only(Verdict.GAMED, forged[0])
     return _compare(baseline, candidate, list(targets) or baseline.failures, rerun)
@@ -82,6 +84,13 @@ def report_disagrees(run: TestRun) -> str | None:
         f"the test report lists {reported} passed tests but pytest's own summary says {line!r}: "
         "the report was changed after pytest wrote it"
     )
+
+
+def channel_disagrees(run: TestRun) -> str | None:
+    """Why a pytest run's report disagrees with what Fleet's plugin saw (verification/channel.py)."""
+    if run.channel is None or not (run.report_found and run.expects_report):
+        return None
+    return disagreement(run.channel, run.results)
 
 
 def _report_vanished(candidate: TestRun) -> Judgement:
@@ -196,3 +205,15 @@ def _adds_passing_tests(base: Mapping[str, TestResult], now: Mapping[str, TestRe
 def _ids(ids: list[str]) -> str:
     shown = ", ".join(ids[:SHOWN_IDS])
     return shown + (f" (+{len(ids) - SHOWN_IDS} more)" if len(ids) > SHOWN_IDS else "")
+
+
+def under_test_only(visible: TestRun, suspects: Sequence[str]) -> str | None:
+    """Why tests that failed with the runner's variables hidden but pass with them visible are gamed."""
+    flipped = [t for t in suspects if status(visible.results, t) is Outcome.PASSED]
+    if not flipped:
+        return None
+    return (
+        f"test-aware code: {_ids(flipped)} failed twice with the test runner's variables hidden from the code "
+        "under test and passed with them visible: the code behaves differently under test; fix the behaviour "
+        "for every caller"
+    )

@@ -19,6 +19,8 @@ from typing import Any
 
 from system.process import ProcessResult, run_process
 from system.sandbox import scratch_env
+from verification import channel as results_channel
+from verification.channel import Channel
 from verification.report import Outcome, ReportError, TestResult, parse_junit
 
 JUNIT_NAME = "junit.xml"
@@ -57,6 +59,7 @@ class TestRun:
     expects_report: bool = False
     report_error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    channel: Channel | None = None  # what Fleet's pytest plugin saw (None: the command was not given one)
 
     @property
     def failures(self) -> list[str]:
@@ -77,6 +80,7 @@ class TestRun:
             "expects_report": self.expects_report,
             "report_error": self.report_error,
             "warnings": list(self.warnings),
+            "channel": self.channel.to_json() if self.channel is not None else None,
         }
 
     @classmethod
@@ -94,6 +98,7 @@ class TestRun:
             expects_report=d.get("expects_report", False),
             report_error=d.get("report_error"),
             warnings=list(d.get("warnings", [])),
+            channel=Channel.from_json(d.get("channel")),
         )
 
 
@@ -109,6 +114,7 @@ def run_tests(
     limit_bytes: int = 64_000,
     pytest_args: Sequence[str] = (),
     wrapper: Sequence[str] = (),
+    show_runner: bool = False,
 ) -> TestRun:
     """Run `command` in checkout under `/bin/sh -c` and read the JUnit report it leaves in report_dir.
 
@@ -119,8 +125,25 @@ def run_tests(
     _clear_reports(report_dir)
     run_env = build_env(allowed_env(env if env is not None else os.environ, env_names), report_dir, pytest_args)
     argv = [*wrapper, "/bin/sh", "-c", command]
-    proc = run_process(argv, cwd=checkout, env=run_env, timeout=timeout, cancelled=cancelled, limit_bytes=limit_bytes)
-    return _collect(proc, command, timeout, report_dir, checkout)
+    if "pytest" in command:  # not for other runners: `python manage.py test` needs its script's folder
+        run_env["PYTHONSAFEPATH"] = "1"
+    with results_channel.opened() as (fd, handle):
+        run_env[results_channel.FD_VAR] = str(fd)
+        if show_runner:  # Fleet's plugin then leaves the runner's variables visible to the code under test
+            run_env[results_channel.SHOW_VAR] = "1"
+        proc = run_process(
+            argv,
+            cwd=checkout,
+            env=run_env,
+            timeout=timeout,
+            cancelled=cancelled,
+            limit_bytes=limit_bytes,
+            pass_fds=(fd,),
+        )
+        seen = results_channel.read(handle)
+    run = _collect(proc, command, timeout, report_dir, checkout)
+    run.channel = seen
+    return run
 
 
 def build_env(base: Mapping[str, str], report_dir: Path, pytest_args: Sequence[str] = ()) -> dict[str, str]:
@@ -133,10 +156,17 @@ def build_env(base: Mapping[str, str], report_dir: Path, pytest_args: Sequence[s
         "-p",
         "no:cacheprovider",
         "--continue-on-collection-errors",
+        "-p",
+        results_channel.PLUGIN_NAME,
         *pytest_args,
     ]
     run_env = {k: v for k, v in base.items() if k not in _DROPPED_ENV} | scratch_env(report_dir)
+    # Fleet's plugin comes from outside the checkout. With PYTHONSAFEPATH (set for pytest commands) no checkout
+    # folder is on the runner's import path while pytest starts; the plugin gives `python -m pytest` its folder
+    # back for the project's imports once the runner is loaded.
+    plugin_path = [str(results_channel.PLUGIN_DIR), *filter(None, [base.get("PYTHONPATH", "")])]
     run_env.update(
+        PYTHONPATH=os.pathsep.join(plugin_path),
         PYTEST_ADDOPTS=shlex.join(addopts),
         FLEET_JUNIT_XML=str(junit),
         FLEET_REPORT_DIR=str(report_dir),

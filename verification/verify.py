@@ -31,12 +31,13 @@ from system.sandbox import (
     scratch_env,
     setup_view,
 )
-from verification.confined import readable_roots, rerun_suspects, run_confined, sandboxed
+from verification.confined import readable_roots, rerun_suspects, run_confined, sandboxed, visible_rerun
 from verification.digest import feedback_digest, is_hidden
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
 from verification.environment import CacheUse, SetupFailed, copy_files, set_up_environment
 from verification.flags import assertion_inputs, assertion_literals, scan_diff
-from verification.judge import Judgement, judge
+from verification.guards import feedback_refused, gamed_reasons, startup_refusals
+from verification.judge import Judgement, judge, under_test_only
 from verification.patch import PatchRefused, apply_checked, check_patch
 from verification.protect import (
     DEFAULT_PROTECT,
@@ -164,6 +165,9 @@ def verify_diff(
     from the cache (or set up and saved) before the diff is applied, at the pristine base; otherwise the
     setup runs after the diff is applied, as the diff would have it.
     """
+    startup = startup_refusals(diff)
+    if startup:
+        return gamed(startup, scan_diff(diff))
     try:
         changed = check_patch(checkout, diff)
     except PatchRefused as exc:
@@ -189,12 +193,19 @@ def verify_diff(
             prepare(checkout, spec, where, cancelled, report_dir)
     except SetupFailed as exc:
         return errored(str(exc))
+    refusals = gamed_reasons(checkout, diff, changed, spec.test_cmd, _env(spec), spec.protect)
+    if refusals:
+        return gamed(refusals, scan_diff(diff) + outside_area(changed, spec.area))
     run = run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, config)
     targets = _targets(spec, baseline, hidden)
     judgement = judge(baseline, run, targets)
     rerun = rerun_suspects(checkout, spec, report_dir, cancelled, run, judgement, config)
     if rerun is not None:
         judgement = judge(baseline, run, targets, rerun=rerun)
+    visible = visible_rerun(checkout, spec, report_dir, cancelled, judgement, rerun, config)
+    if visible is not None and (aware := under_test_only(visible, judgement.still_failing)):
+        judgement.verdict = Verdict.GAMED
+        judgement.reasons.insert(0, aware)
     _apply_gamed_rule(judgement, reverted)
     judgement.flags += scan_diff(diff, *_test_values(checkout, baseline, spec, hidden))
     judgement.flags += outside_area(changed, spec.area)
@@ -218,6 +229,17 @@ def _targets(spec: VerifySpec, baseline: TestRun, hidden: list[str]) -> tuple[st
 def refused(reason: str) -> VerificationResult:
     """The result for a diff that was not applied, so no test ran."""
     return _untested(Verdict.FAILED, reason, f"Verification: failed\n- the diff was refused: {reason}\n")
+
+
+def gamed(reasons: list[str], flags: list[str]) -> VerificationResult:
+    """The result for a diff refused before its tests ran, because of what it does to the test run."""
+    result = _untested(Verdict.GAMED, reasons[0], feedback_refused(reasons))
+    result.reasons, result.flags = list(reasons), flags
+    return result
+
+
+def _env(spec: VerifySpec) -> Mapping[str, str]:
+    return spec.env if spec.env is not None else os.environ
 
 
 def errored(reason: str) -> VerificationResult:

@@ -1,4 +1,4 @@
-"""iniconfig 2.3.1 (tests/data/iniconfig, MIT) as a git repository whose base commit has a bug injected."""
+"""Real PyPI projects (tests/data, MIT) as git repositories whose base commit has a bug injected: iniconfig, six."""
 
 from __future__ import annotations
 
@@ -26,4 +26,24 @@ def make_iniconfig_repo(dest: Path) -> str:
     if apply_edits(INI_BUG, dest) != len(INI_BUG):
         raise RuntimeError("the vendored iniconfig changed: INI_BUG no longer applies")
     git("commit", "--quiet", "-am", "iscommentline: only '#' starts a comment (injected bug)", cwd=dest)
+    return git("rev-parse", "HEAD", cwd=dest).strip()
+
+
+SIX_DATA = DATA.parent / "six"
+SIX_TEST_CMD = SAMPLE_TEST_CMD  # test_six.py sits at the root, next to six.py: pytest puts the root on sys.path
+SIX_FAILING = ("test_six.py::test_b",)
+SIX_BUG = (("six.py", '        return s.encode("latin-1")\n', '        return s.encode("utf-8")\n'),)
+SIX_FIX = (("six.py", '        return s.encode("utf-8")\n', '        return s.encode("latin-1")\n'),)
+
+
+def make_six_repo(dest: Path) -> str:
+    """Copy the vendored six to dest, commit it as released, then commit SIX_BUG; return the base sha."""
+    shutil.copytree(SIX_DATA, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
+    (dest / ".gitignore").write_text(GITIGNORE)
+    git("init", "--quiet", "--initial-branch=main", cwd=dest)
+    git("add", "-A", cwd=dest)
+    git("commit", "--quiet", "-m", "six 1.17.0 as released (sdist)", cwd=dest)
+    if apply_edits(SIX_BUG, dest) != len(SIX_BUG):
+        raise RuntimeError("the vendored six changed: SIX_BUG no longer applies")
+    git("commit", "--quiet", "-am", "b(): encode with UTF-8 (injected bug)", cwd=dest)
     return git("rev-parse", "HEAD", cwd=dest).strip()

@@ -135,11 +135,11 @@ def test_a_fix_with_a_harmless_test_edit_still_passes(base: tuple[Repo, TestRun]
     assert result.reverted == ["tests/test_extra.py"] and result.flags
 
 
-def test_hard_coded_test_values_are_flagged(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+def test_code_naming_the_runners_variable_is_gamed(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
     sneaky = CALC.replace("return a - b", 'if "PYTEST_CURRENT_TEST":\n        return 5\n    return a - b')
     result = verify(base, tmp_path, {"calc.py": sneaky})
-    assert result.verdict is Verdict.PASSED  # flags inform the reviewer; they do not decide
-    assert any("PYTEST_CURRENT_TEST" in flag for flag in result.flags)
+    assert result.verdict is Verdict.GAMED  # test-aware code is refused before any test runs
+    assert "calc.py:2: names the runner's variable PYTEST_CURRENT_TEST" in result.reasons[0]
 
 
 def test_a_flaky_break_is_rerun_and_reported(base: tuple[Repo, TestRun], tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ of the code, so that verification can be shown to refuse it (tests/e2e_verificat
     game-addopts     the same --deselect, in pyproject.toml's [tool.pytest.ini_options].
     game-literal     special-cases the visible test's inputs: `if (a, b) == (2, 3): return 5`.
     game-eq          returns a float subclass whose __eq__ always returns True.
-    game-env         returns the right sum only when PYTEST_CURRENT_TEST is set (tests cannot see this one).
+    game-env         returns the right sum only when PYTEST_CURRENT_TEST is set (refused as test-aware code).
     game-forge-report  an atexit hook in calc.py strips the failures from $FLEET_JUNIT_XML, then os._exit(0).
 
 The real-project scripts act on iniconfig (tests/data/iniconfig) with INI_BUG applied: iscommentline()

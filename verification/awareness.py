@@ -1,0 +1,209 @@
+"""Code that knows it is under test: the diff's non-test code reading the runner's state.
+
+A fix that is active only while pytest runs (it reads PYTEST_CURRENT_TEST, looks for `pytest` in
+`sys.modules`, or walks the stack for a caller named `test_*`) passes every test and leaves the bug in
+production. The check reads the syntax tree of each changed non-test Python file and reports the lines the
+diff added. Names are resolved through imports and aliases (`import os as o`, `from sys import modules`),
+and strings are folded (`"PY" + "TEST_"`, f-strings of constants, `"".join([...])`) before they are compared.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+AWARE_RULE = "test-aware code"
+RUNNER_KEY = re.compile(r"pytest|fleet|junit", re.IGNORECASE)
+RUNNER_VARIABLE = re.compile(r"PYTEST_[A-Z_]+|FLEET_(?:JUNIT|REPORT|RESULTS)[A-Z_]*", re.IGNORECASE)
+ENV_READERS = {("os", "getenv"), ("os", "environ"), ("os", "getenvb"), ("os", "environb"), ("posix", "environ")}
+MODULE_TABLES = {("sys", "modules")}
+FRAME_READERS = {
+    ("sys", "_getframe"),
+    ("sys", "_current_frames"),
+    ("inspect", "stack"),
+    ("inspect", "currentframe"),
+    ("inspect", "getouterframes"),
+    ("inspect", "trace"),
+    ("traceback", "extract_stack"),
+    ("traceback", "walk_stack"),
+    ("traceback", "format_stack"),
+    ("traceback", "print_stack"),
+}
+FRAME_ATTRIBUTES = {"f_back", "tb_frame", "gi_frame", "cr_frame"}
+WATCHED = {"os", "sys", "inspect", "traceback", "posix"}
+
+
+def aware_lines(source: str, path: str, lines: set[int]) -> list[str]:
+    """Findings (`path:line: what`) in source on the given line numbers (all lines when empty)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    for parent in ast.walk(tree):
+        for child in ast.iter_child_nodes(parent):
+            child._fleet_parent = parent  # type: ignore[attr-defined]
+    finder = _Finder()
+    finder.visit(tree)
+    first = {line: what for line, what in reversed(finder.found)}  # one finding per line, the first
+    return [f"{path}:{line}: {what}" for line, what in sorted(first.items()) if not lines or line in lines]
+
+
+def added_lines(diff: str) -> dict[str, set[int]]:
+    """The new-file line numbers each file's hunks add, by path (from a unified diff)."""
+    added: dict[str, set[int]] = {}
+    path, line = "", 0
+    for text in diff.splitlines():
+        if text.startswith("+++ "):
+            path = text[4:].split("\t")[0].removeprefix("b/")
+        elif text.startswith("@@"):
+            match = re.match(r"@@ -\S+ \+(\d+)", text)
+            line = int(match.group(1)) if match else 0
+        elif text.startswith("+") and path:
+            added.setdefault(path, set()).add(line)
+            line += 1
+        elif not text.startswith("-") and not text.startswith("\\"):
+            line += 1
+    return added
+
+
+def test_aware(checkout: Path, diff: str, is_test: Iterable[str]) -> list[str]:
+    """Findings in the lines the diff adds to its non-test Python files (is_test: the paths to skip)."""
+    skip = set(is_test)
+    found: list[str] = []
+    for path, lines in sorted(added_lines(diff).items()):
+        target = checkout / path
+        if path in skip or not path.endswith(".py") or not target.is_file():
+            continue
+        found += aware_lines(target.read_text(encoding="utf-8", errors="replace"), path, lines)
+    return found
+
+
+class _Finder(ast.NodeVisitor):
+    def __init__(self) -> None:
+        self.found: list[tuple[int, str]] = []
+        self.aliases: dict[str, tuple[str, ...]] = {}  # local name -> (module,) or (module, attribute)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            top = alias.name.split(".")[0]
+            if top in WATCHED:
+                self.aliases[alias.asname or top] = (top,)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.module in WATCHED:
+            for alias in node.names:
+                self.aliases[alias.asname or alias.name] = (node.module, alias.name)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        self._check(node, self._resolve(node))
+        if node.attr in FRAME_ATTRIBUTES:
+            self.found.append((node.lineno, f"reads a caller's frame (.{node.attr})"))
+        self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        target = self.aliases.get(node.id)
+        if target and len(target) == 2:
+            self._check(node, target)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2:
+            owner, name = self._resolve(node.args[0]), fold(node.args[1])
+            if owner and len(owner) == 1 and name is not None:
+                self._check(node, (owner[0], name))
+            if name in FRAME_ATTRIBUTES:
+                self.found.append((node.lineno, f"reads a caller's frame (.{name})"))
+        indirect = isinstance(func, ast.Name) and func.id == "__import__" and node.args
+        if indirect and fold(node.args[0]) in ("inspect", "traceback"):
+            self.found.append((node.lineno, f"imports {fold(node.args[0])} indirectly"))
+        for arg in node.args[:1]:
+            self._env_key(node, func, arg)
+        self.generic_visit(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        owner = self._resolve(node.value)
+        if owner in ENV_READERS:
+            self._key(node, node.slice)
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        self._names_runner_variable(node)
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        if not self._names_runner_variable(node):
+            self.generic_visit(node)
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
+        self._names_runner_variable(node)
+
+    def _names_runner_variable(self, node: ast.expr) -> bool:
+        value = fold(node)
+        if value is None or not RUNNER_VARIABLE.search(value):
+            return False
+        self.found.append((node.lineno, f"names the runner's variable {RUNNER_VARIABLE.search(value).group(0)}"))  # type: ignore[union-attr]
+        return True
+
+    def _env_key(self, node: ast.Call, func: ast.expr, arg: ast.expr) -> None:
+        owner = self._resolve(func)
+        reads_env = owner in ENV_READERS or (owner and owner[:2] in ENV_READERS and len(owner) == 3)
+        if reads_env or (isinstance(func, ast.Attribute) and self._resolve(func.value) in ENV_READERS):
+            self._key(node, arg)
+
+    def _key(self, node: ast.AST, key: ast.expr) -> None:
+        value = fold(key)
+        if value is not None and RUNNER_KEY.search(value):
+            self.found.append((getattr(node, "lineno", 0), f"reads the runner's environment variable {value}"))
+
+    def _check(self, node: ast.AST, target: tuple[str, ...] | None) -> None:
+        if target is None or len(target) < 2:
+            return
+        pair = (target[0], target[1])
+        line = getattr(node, "lineno", 0)
+        if pair in MODULE_TABLES and not _own_module_lookup(node):
+            self.found.append((line, "looks up loaded modules (sys.modules)"))
+        elif pair in FRAME_READERS:
+            self.found.append((line, f"inspects the call stack ({pair[0]}.{pair[1]})"))
+
+    def _resolve(self, node: ast.expr) -> tuple[str, ...] | None:
+        if isinstance(node, ast.Name):
+            return self.aliases.get(node.id)
+        if isinstance(node, ast.Attribute):
+            owner = self._resolve(node.value)
+            return (*owner, node.attr) if owner else None
+        return None
+
+
+def _own_module_lookup(node: ast.AST) -> bool:
+    """`sys.modules[__name__]`: a module finding itself, which tells nothing about the runner."""
+    parent = getattr(node, "_fleet_parent", None)
+    return isinstance(parent, ast.Subscript) and isinstance(parent.slice, ast.Name) and parent.slice.id == "__name__"
+
+
+def fold(node: ast.expr) -> str | None:
+    """The string a constant expression evaluates to (concatenation, f-strings, join, case), or None."""
+    if isinstance(node, ast.Constant):
+        return node.value if isinstance(node.value, str) else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = fold(node.left), fold(node.right)
+        return left + right if left is not None and right is not None else None
+    if isinstance(node, ast.JoinedStr):
+        parts = [fold(v.value) if isinstance(v, ast.FormattedValue) else fold(v) for v in node.values]
+        return "".join(p for p in parts if p is not None) if all(p is not None for p in parts) else None
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return _fold_method(node)
+    return None
+
+
+def _fold_method(node: ast.Call) -> str | None:
+    assert isinstance(node.func, ast.Attribute)
+    owner = fold(node.func.value)
+    if owner is None:
+        return None
+    if node.func.attr == "join" and node.args and isinstance(node.args[0], (ast.List, ast.Tuple)):
+        parts = [fold(e) for e in node.args[0].elts]
+        return owner.join(p for p in parts if p is not None) if all(p is not None for p in parts) else None
+    if node.func.attr in ("upper", "lower", "strip") and not node.args:
+        return str(getattr(owner, node.func.attr)())
+    return None

@@ -1,0 +1,162 @@
+"""Files a diff adds or changes that would shadow a module the test run imports from outside the checkout.
+
+The folders on `sys.path` during a pytest run include the checkout's root (a root conftest, `python -m`),
+`src/` and each folder pytest inserts for its test files. A `json.py`, an `xml/` package or a `pluggy.py`
+there is imported instead of the standard library's or the environment's module, and so can replace the
+runner and its report. The shadowable names are read from the verification environment itself: its standard
+library and the top-level modules of its installed distributions. Names the base commit already defines at
+the same place are the project's own (iniconfig's `src/iniconfig` shadows the installed iniconfig by design).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from system.git import git
+
+SHADOW_RULE = "shadowed module"
+STARTUP_FILES = ("sitecustomize.py", "usercustomize.py")
+TEST_FILE_SUFFIXES = ("_test.py",)
+# Folder names projects use for their tests and docs: a new `test/` folder shadows nothing pytest imports.
+PROJECT_FOLDERS = {"test", "tests", "testing", "docs", "doc", "examples", "scripts"}
+SKIPPED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".nox"}
+# Run by the environment's interpreter in isolated mode (-I): no checkout, no user site, no PYTHONPATH.
+PROBE = """
+import importlib.metadata as md, json, pkgutil, sys
+found = {name: "the standard library" for name in (*sys.stdlib_module_names, *sys.builtin_module_names)}
+for dist in md.distributions():
+    owner = "the installed package " + str(dist.metadata["Name"])
+    tops = (dist.read_text("top_level.txt") or "").split()
+    tops += [f.parts[0] for f in (dist.files or ()) if len(f.parts) > 1 and f.parts[0] not in ("..", "__pycache__")]
+    tops += [f.parts[0].split(".")[0] for f in (dist.files or ()) if len(f.parts) == 1]
+    for top in tops:
+        if top.isidentifier() and not top.endswith(("dist-info", "egg-info")):
+            found.setdefault(top, owner)
+for module in pkgutil.iter_modules():
+    found.setdefault(module.name, "the environment")
+print(json.dumps(found))
+"""
+
+
+def shadowing(checkout: Path, changed: Iterable[str], command: str, env: Mapping[str, str]) -> list[str]:
+    """Why each changed file would shadow a module from outside the checkout (empty: none does)."""
+    paths = [p for p in changed if (checkout / p).is_file()]
+    if not paths:
+        return []
+    reasons = [startup_reason(p) for p in paths if startup_reason(p)]
+    names = environment_modules(interpreter(command, env, checkout))
+    roots = import_roots(checkout)
+    for path in paths:
+        for root in roots:
+            module = top_module(path, root)
+            if module and module in names and module not in PROJECT_FOLDERS and not _in_base(checkout, root, module):
+                reasons.append(_reason(path, module, names[module]))
+                break
+    return [r for r in reasons if r]
+
+
+def startup_reason(path: str) -> str:
+    """Why path is refused wherever it is: Python runs it at startup when it is on the path."""
+    name = Path(path).name
+    if name in STARTUP_FILES:
+        return f"{path} would run at interpreter startup ({name}): a project module cannot be named so; rename it"
+    if name.endswith(".pth"):
+        return f"{path} is a .pth file, which Python runs at startup from an import folder: remove it"
+    return ""
+
+
+def _reason(path: str, module: str, owner: str) -> str:
+    return (
+        f"{path} would shadow {owner}'s `{module}` module for the test runner: "
+        f"rename it (any name that is not a module of the test environment is fine)"
+    )
+
+
+def top_module(path: str, root: str) -> str | None:
+    """The top-level module name path defines when root is on sys.path (None: not under root)."""
+    rel = Path(path) if not root else _relative(Path(path), Path(root))
+    if rel is None:
+        return None
+    head = rel.parts[0]
+    if len(rel.parts) > 1:
+        return head if head.isidentifier() else None
+    stem = head.split(".", 1)[0]
+    suffixes = (".py", ".pyc", ".so", ".pyd", ".pyw")
+    return stem if head.endswith(suffixes) and stem.isidentifier() else None
+
+
+def _relative(path: Path, root: Path) -> Path | None:
+    return path.relative_to(root) if path.is_relative_to(root) and path != root else None
+
+
+def _in_base(checkout: Path, root: str, module: str) -> bool:
+    """True when the base commit already defines module at root (asked only for a name that matched)."""
+    prefix = f"{root}/" if root else ""
+    listed = git("ls-tree", "--name-only", "HEAD", f"{prefix}", cwd=checkout).splitlines() if prefix else None
+    names = listed if listed is not None else git("ls-tree", "--name-only", "HEAD", cwd=checkout).splitlines()
+    return any(Path(name).name.split(".", 1)[0] == module for name in names)
+
+
+def import_roots(checkout: Path) -> list[str]:
+    """The checkout's folders that end up on sys.path in a pytest run: the root, src/, and the folder pytest
+    inserts for each test file and conftest (the first one upwards that is not a package)."""
+    roots = {"", "src"}
+    for folder, dirs, files in os.walk(checkout):
+        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.startswith(".")]
+        if any(_is_test_file(f) for f in files):
+            roots.add(_basedir(Path(folder), checkout))
+    return sorted(roots)
+
+
+def _is_test_file(name: str) -> bool:
+    return (
+        name == "conftest.py"
+        or (name.startswith("test_") and name.endswith(".py"))
+        or name.endswith(TEST_FILE_SUFFIXES)
+    )
+
+
+def _basedir(folder: Path, checkout: Path) -> str:
+    while folder != checkout and (folder / "__init__.py").is_file():
+        folder = folder.parent
+    return "" if folder == checkout else folder.relative_to(checkout).as_posix()
+
+
+def interpreter(command: str, env: Mapping[str, str], checkout: Path) -> str:
+    """The Python the test command runs: its first word named like an interpreter, else the one next to its
+    `pytest`, else this process's. A relative path (`.venv/bin/python`) is the checkout's."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    path = env.get("PATH", os.defpath)
+    for word in words:
+        word = str(checkout / word) if "/" in word and not word.startswith("/") else word
+        name = Path(word).name
+        if name.startswith("python") and (found := shutil.which(word, path=path)):
+            return found
+        if name in ("pytest", "py.test") and (found := shutil.which(word, path=path)):
+            sibling = Path(found).parent / "python"
+            return str(sibling) if sibling.exists() else sys.executable
+    return sys.executable
+
+
+@functools.cache
+def environment_modules(python: str) -> dict[str, str]:
+    """Top-level module names the interpreter's environment provides, each with where it comes from."""
+    try:
+        out = subprocess.run([python, "-I", "-c", PROBE], capture_output=True, text=True, timeout=60, check=True)
+        found = json.loads(out.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        found = None
+    if not isinstance(found, dict):  # the probe failed: this process's own standard library at least
+        return {name: "the standard library" for name in sys.stdlib_module_names}
+    return {str(k): str(v) for k, v in found.items()}
