@@ -20,6 +20,7 @@ from workers.agents import load_agent
 from workers.agents.contracts import AgentResult, AgentTask
 from workers.cgroups import attempt_cgroup
 from workers.pipeline.agent_plan import agent_options, agent_sandbox
+from workers.pipeline.baselines import context_pack
 from workers.pipeline.job import Job, declared_paths, hidden_paths, job_secrets, why_unsandboxed
 from workers.pipeline.unit import Unit, perform, record_error
 from workers.runtime import WorkerRuntime
@@ -39,7 +40,8 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str]:
     attempt_dir = rt.attempt_dir(job.attempt_id)
     prompt_file = attempt_dir / "agent" / "prompt.md"
     prompt_file.parent.mkdir(exist_ok=True)
-    prompt_file.write_text(job.prompt, encoding="utf-8")
+    prompt, pack_env = context_pack(rt, job, mirror, cancel, attempt_dir)
+    prompt_file.write_text(prompt, encoding="utf-8")
     limits = (job.attempt_id, rt.settings.agent_max_processes, rt.settings.agent_memory_mb)
     with rt.pool(job.repo_key, "agent", mirror).lease(job.base_sha) as worktree, rt.ports.lease(job.ports) as ports:
         setup_log = _prepare_worktree(rt, job, mirror, worktree.path, ports.env(), cancel, attempt_dir / "setup")
@@ -53,7 +55,7 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str]:
                 run=job.run_index,
                 timeout=float(job.agent_options.get("timeout", rt.settings.agent_timeout_seconds)),
                 cancelled=cancel,
-                env=ports.env() | sandbox.env,
+                env=ports.env() | pack_env | sandbox.env,
                 wrapper=sandbox.wrapper,
                 cgroup_procs=cgroup.procs_files if cgroup else (),
             )
