@@ -39,6 +39,7 @@ only knows '#' comments, so three tests fail (test_iscommentline_true[;qwe], [ ;
     mi-fix           the honest fix of more-itertools' tail() (MI_BUG reverted).
     when TEXT S      S's edits only when the prompt contains TEXT (e.g. the failing test's name).
     idle-once TEXT S nothing on attempt 1, then as `when`.
+    reads-nothing    changes nothing (an agent with nothing to go on but the ticket's title).
     ini-drop-cases   deletes the three failing test cases from testing/test_iniconfig.py.
 
 Every script is data: SCRIPT_EDITS maps its name to (file, old text, new text) edits, applied when old is found;
@@ -182,7 +183,7 @@ SCRIPT_EDITS: dict[str, tuple[Edit, ...]] = {
         (INI_TESTS, '    "comment2": ("; comment", []),\n', ""),
     ),
 }
-SCRIPTS = ("needs-feedback", "sleep", "noisy", "hang", "when", "idle-once", *SCRIPT_EDITS)
+SCRIPTS = ("needs-feedback", "sleep", "noisy", "hang", "when", "idle-once", "reads-nothing", *SCRIPT_EDITS)
 
 SAMPLE_CALC = '''"""A tiny calculator with bugs for Fleet's demo agents to fix."""
 
@@ -299,6 +300,9 @@ def run_script(script: str, args: list[str], root: Path) -> int:
         print("hanging", flush=True)
         while True:
             time.sleep(3600)
+    if script == "reads-nothing":
+        print("not reading the prompt: nothing to go on, changing nothing", flush=True)
+        return 0
     if script in ("when", "idle-once"):
         return _when(script, args, prompt, root)
     edits = _edits_for(script, prompt)
