@@ -46,6 +46,11 @@ def test_iniconfig_pack_feedback_regression_and_gaming(embedded: Fleet) -> None:
     pack, feedback, breaks, games = (show_many(embedded, ids)[i] for i in ids)
 
     assert pack["status"] == "needs_review" and len(attempts(pack)) == 1
+    [shown] = read_json(embedded, "review", "show", str(ids[0]))["candidates"]
+    prompt = shown["prompt"]  # the context pack the agent read, stored with its attempt
+    assert f"FAILED {named}" in prompt and "src/iniconfig/_parse.py" in prompt
+    [alone] = [line for line in prompt.splitlines() if line.startswith("The targets alone:")]
+    assert f"`{SAMPLE_TEST_CMD} '" in alone and f"'{named}'" in alone and "$FLEET_TARGETS" in alone
     assert feedback["status"] == "needs_review" and len(attempts(feedback)) == 2
     first = attempts(feedback)[0]["feedback_out"]
     assert "the agent changed nothing" in first and named in first and "Next: make these tests pass" in first

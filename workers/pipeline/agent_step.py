@@ -33,7 +33,7 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     perform(rt, attempt_id, AttemptStatus.RUNNING, _execute_agent, _finish_agent)
 
 
-def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str]:
+def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str]:
     job, cancel = unit.job, unit.cancel
     agent = load_agent(job.agent, agent_options(rt, job), rt.settings.agent_classes)  # refused before any work
     mirror = rt.mirror(job.repo_key, job.source, job.base_sha)
@@ -73,7 +73,7 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str]:
     notes = setup_log + (f"[fleet] {warning}\n" if warning else "")
     egress = "".join(event.line() + "\n" for event in sandbox.gate.events) if sandbox.gate else ""
     result = replace(result, transcript=redact(notes + result.transcript + egress, job_secrets(job)))
-    return result, diff
+    return result, diff, prompt
 
 
 def _own_git_dir(worktree: Worktree, attempt_dir: Path, sandbox: AgentSandbox) -> AbstractContextManager[object]:
@@ -147,9 +147,10 @@ def _diff_stat(diff: str) -> str:
     return f"{files} file{'s' if files != 1 else ''}, +{added} -{removed}"
 
 
-def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str]) -> None:
-    (result, diff), job, lease = outcome, unit.job, unit.lease
+def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str, str]) -> None:
+    (result, diff, prompt), job, lease = outcome, unit.job, unit.lease
     recorded = dict(
+        prompt=prompt,  # the context pack the agent read, in place of the ticket's text it was built from
         transcript=result.transcript,
         diff=diff,
         diff_stat=_diff_stat(diff),

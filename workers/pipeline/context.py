@@ -79,7 +79,7 @@ def _failures(given: PackInput, visible: list[str]) -> str:
     if given.baseline is None or not visible:
         return ""
     digest = targets_digest("", given.baseline, visible, max(1000, given.limit // 3), given.hidden)
-    body = digest.split("\n", 2)[2] if digest.count("\n") >= 2 else ""
+    body = digest.split("\n", 3)[3]  # after the verdict, the empty reason and the "Next:" line the heading says
     lines = ["## Tests that must pass, and how each fails at the base commit", "", body.rstrip()]
     if given.known:
         lines += ["", "Failing before any change and not part of this ticket (known failures): " + _ids(given.known)]
