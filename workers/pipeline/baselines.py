@@ -2,7 +2,7 @@
 
 The agent step asks first (its context pack shows how the targets fail at the base), so verification finds the
 baseline stored and the tests run once per base commit, not once per attempt. Without named targets, the base's
-parents are run too (once per commit, cached alike) to tell known failures from the ticket's.
+failing tests are run at its parents too (once per commit, cached alike) to tell known failures from the ticket's.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from verification.envcache import EnvCache
 from verification.runner import TestRun
 from verification.targets import Targets, choose_targets
 from verification.verify import VerifySpec, hidden_names, run_baseline
-from workers.pipeline.context import PackInput, build_pack, read_instructions
+from workers.pipeline.context import PackInput, build_pack, read_instructions, targets_command
 from workers.pipeline.job import Job, declared_paths, hidden_paths
 from workers.runtime import WorkerRuntime
+
+MAX_NARROWED = 50
 
 
 def spec_for(
@@ -97,8 +99,9 @@ def targets_for(
     if job.targets or not base.failures or all(t in listed for t in base.failures):
         return choose_targets(job.targets, base, (), listed)
     parents = []
+    narrowed = _only(spec, base.failures)
     for i, sha in enumerate(_parents(pool.mirror, job.base_sha)):
-        run, _ = baseline_at(rt, job, spec, pool, report_dir / f"parent-{i}", cancel, sha)
+        run, _ = baseline_at(rt, job, narrowed, pool, report_dir / f"parent-{i}", cancel, sha)
         if run.error:
             return choose_targets((), base, (), listed)  # a parent that cannot run tells nothing
         parents.append(run)
@@ -127,6 +130,13 @@ def context_pack(
     )
     env = {"FLEET_TEST_CMD": job.test_cmd, "FLEET_TARGETS": shlex.join(given.targets)}
     return build_pack(given), env
+
+
+def _only(spec: VerifySpec, tests: list[str]) -> VerifySpec:
+    """At a parent only the base's failures matter: run those alone (cached apart, the command differs), unless
+    there are so many that the whole suite is as cheap. A command that takes no test ids gives no results for
+    them, and then no failure is known: the targets are what they were before known failures existed."""
+    return replace(spec, test_cmd=targets_command(spec.test_cmd, tests)) if len(tests) <= MAX_NARROWED else spec
 
 
 def _parents(mirror: Path, sha: str) -> list[str]:
