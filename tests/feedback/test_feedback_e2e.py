@@ -86,6 +86,9 @@ def test_more_itertools_with_an_environmental_failure(embedded: Fleet) -> None:
     embedded.up()
     pack, feedback = (show_many(embedded, ids)[i] for i in ids)
     assert pack["status"] == "needs_review" and len(attempts(pack)) == 1
+    [shown] = read_json(embedded, "review", "show", str(ids[0]))["candidates"]
+    assert shown["verification"]["known_failing"] == [ENV_FAILURE]
+    assert "; 2 targets in $FLEET_TARGETS" in shown["transcript"]
     check = attempts(pack)[0]["verification"]
     assert check["fail_to_pass"] == sorted(MI_FAILING)
     assert any(ENV_FAILURE in w and "not part of this ticket" in w for w in check["warnings"])

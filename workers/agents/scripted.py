@@ -283,7 +283,8 @@ def read_prompt() -> str:
     name = os.environ.get("FLEET_PROMPT_FILE", "")
     prompt = Path(name) if name else None
     text = prompt.read_text(errors="replace") if prompt is not None and prompt.is_file() else ""
-    print(f"read prompt: {len(text)} characters", flush=True)
+    targets = shlex.split(os.environ.get("FLEET_TARGETS", ""))
+    print(f"read prompt: {len(text)} characters; {len(targets)} targets in $FLEET_TARGETS", flush=True)
     return text
 
 
