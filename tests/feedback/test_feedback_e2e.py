@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from db.models import Baseline
+from system.git import git
 from tests.core.conftest import Fleet, scripted
 from tests.e2e_verification.helpers import read_json, show_many
 from tests.feedback.projects import ENV_FAILURE, iniconfig_repo, more_itertools_repo
@@ -27,8 +29,9 @@ def submit_batch(fleet: Fleet, repo: str, tickets: list[dict[str, Any]], attempt
 
 def test_iniconfig_pack_feedback_regression_and_gaming(embedded: Fleet) -> None:
     """Attempt 1 from the pack; attempt 2 from the feedback; a regression leads its feedback; gaming is gamed."""
-    iniconfig_repo(embedded.tmp / "iniconfig")
-    embedded.run("repo", "add", "iniconfig", str(embedded.tmp / "iniconfig"), "--test-cmd", SAMPLE_TEST_CMD)
+    repo = embedded.tmp / "iniconfig"
+    base = iniconfig_repo(repo)
+    embedded.run("repo", "add", "iniconfig", str(repo), "--test-cmd", SAMPLE_TEST_CMD)
     named = INI_FAILING[0]
     body = "Lines starting with ';' are comments too."
     ids = submit_batch(
@@ -61,6 +64,10 @@ def test_iniconfig_pack_feedback_regression_and_gaming(embedded: Fleet) -> None:
         "testing/test_iniconfig.py::test_tokenize[value with aligned continuation]"
     ]
     assert out.index("Next: fix first the regressions (passed at the base, fail now): testing/") < out.index("FAILED ")
+
+    parent = git("rev-parse", "HEAD~1", cwd=repo).strip()
+    with embedded.db().session() as s:  # one run at the base and one of its failures at the parent, for 7 attempts
+        assert sorted(b.base_sha for b in s.query(Baseline)) == sorted([base, parent])
 
     assert games["status"] == "failed"
     assert attempts(games)[0]["verdict"] == "gamed"
