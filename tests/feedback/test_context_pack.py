@@ -42,6 +42,12 @@ def test_the_pack_shows_the_targets_how_they_fail_how_to_run_them_and_where_to_l
     assert "[fleet]" not in text
 
 
+def test_a_hidden_target_is_never_shown() -> None:
+    hidden = "tests/test_hidden.py::test_h"
+    text = pack(targets=[TARGET, hidden], known=[hidden], hidden=["tests/test_hidden.py"])
+    assert TARGET in text and "test_hidden" not in text
+
+
 def test_traceback_files_are_the_repositorys_own() -> None:
     assert traceback_files(BASE, [TARGET]) == ["testing/test_iniconfig.py", "src/iniconfig/_parse.py"]
 

@@ -22,7 +22,7 @@ from verification.envcache import EnvCache
 from verification.runner import TestRun
 from verification.targets import Targets, choose_targets
 from verification.verify import VerifySpec, hidden_names, run_baseline
-from workers.pipeline.context import PackInput, build_pack, read_instructions, targets_command
+from workers.pipeline.context import PackInput, build_pack, read_instructions, shown_targets, targets_command
 from workers.pipeline.job import Job, declared_paths, hidden_paths
 from workers.runtime import WorkerRuntime
 
@@ -128,7 +128,7 @@ def context_pack(
         hidden=hidden_names(spec.hidden_tests),
         limit=job.repo_settings.context_limit,
     )
-    env = {"FLEET_TEST_CMD": job.test_cmd, "FLEET_TARGETS": shlex.join(given.targets)}
+    env = {"FLEET_TEST_CMD": job.test_cmd, "FLEET_TARGETS": shlex.join(shown_targets(given))}
     return build_pack(given), env
 
 

@@ -43,9 +43,14 @@ def targets_command(test_cmd: str, targets: Sequence[str]) -> str:
     return f"{test_cmd} {shlex.join(targets)}" if targets else test_cmd
 
 
+def shown_targets(given: PackInput) -> list[str]:
+    """The targets an agent may see: never a hidden test."""
+    return [t for t in given.targets if not is_hidden(t, given.hidden)]
+
+
 def build_pack(given: PackInput) -> str:
     """The whole prompt, within given.limit bytes."""
-    visible = [t for t in given.targets if not is_hidden(t, given.hidden)]
+    visible = shown_targets(given)
     sections = [
         ("the ticket", given.prompt.rstrip() + "\n"),
         ("how the target tests fail", _failures(given, visible)),
@@ -81,8 +86,9 @@ def _failures(given: PackInput, visible: list[str]) -> str:
     digest = targets_digest("", given.baseline, visible, max(1000, given.limit // 3), given.hidden)
     body = digest.split("\n", 3)[3]  # after the verdict, the empty reason and the "Next:" line the heading says
     lines = ["## Tests that must pass, and how each fails at the base commit", "", body.rstrip()]
-    if given.known:
-        lines += ["", "Failing before any change and not part of this ticket (known failures): " + _ids(given.known)]
+    known = [t for t in given.known if not is_hidden(t, given.hidden)]
+    if known:
+        lines += ["", "Failing before any change and not part of this ticket (known failures): " + _ids(known)]
     return "\n".join(lines) + "\n"
 
 
