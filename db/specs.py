@@ -106,6 +106,17 @@ class RepoSettings(Spec):
         max_length=100,
         description="A path every sandbox of this repo shows read-only (repeatable).",
     )
+    known_failures: list[Arg] = Field(
+        default_factory=list,
+        max_length=500,
+        description="A test id known to fail, never a target unless named or every failure is known (repeatable).",
+    )
+    context_limit: int = Field(
+        default=24_000, ge=2_000, le=1_000_000, description="Bytes of the prompt (the context pack) an agent gets."
+    )
+    agent_instructions: PathText = Field(
+        default="", description="The repository's file of instructions for agents (default: AGENTS.md, CLAUDE.md)."
+    )
 
     @classmethod
     def from_stored(cls, stored: Mapping[str, Any]) -> RepoSettings:

@@ -124,9 +124,7 @@ def _report(ctx: Context, ticket_ids: list[int], out: Console) -> None:
             best = views.attempt_view(review.candidates(t)[0], with_text=True)
             v = best["verification"]
             out.rule(f"ticket {t.id}: {t.title} — attempt {best['number']}, {best['diff_stat']}")
-            out.print(
-                f"fail to pass: {', '.join(v['fail_to_pass'])}; {v['pass_to_pass']} tests still pass", markup=False
-            )
+            out.print(f"fixed: {', '.join(v['fail_to_pass'])}; still passing: {v['pass_to_pass']} tests", markup=False)
             out.print(best["diff"], markup=False)
     out.print(
         "Next: `fleet review list`, `fleet review show ID`, `fleet review approve ID`; "

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from db.models import Attempt, Repo, Ticket, Verification, Worker
+from verification.verify import KNOWN_FAILING
 
 
 def _time(value: datetime | None) -> str | None:
@@ -37,8 +38,15 @@ def verification_view(v: Verification | None) -> dict[str, Any] | None:
         "flags": v.flags,
         "reverted": v.reverted,
         "warnings": v.warnings,
+        "known_failing": known_failing(v.warnings),
         "duration": round(v.duration, 3),
     }
+
+
+def known_failing(warnings: list[str]) -> list[str]:
+    """The known failures a verification listed (failing before and after, not part of the ticket)."""
+    prefix = KNOWN_FAILING + ": "
+    return [t for w in warnings if w.startswith(prefix) for t in w.removeprefix(prefix).split(", ")]
 
 
 def attempt_view(a: Attempt, with_text: bool = False) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from db.lifecycle import Verdict
 from verification.judge import Judgement
 from verification.runner import TestRun
 
@@ -11,19 +12,58 @@ TRACE_LINES = 12
 MESSAGE_LINES = 5
 MIN_BLOCK_BYTES = 200
 OUTPUT_TAIL_LINES = 30
+GAMED_NEXT = (
+    "Next: fix the code under test. Test files and test settings are restored to the base before the run, and a "
+    "run that is cut short or whose report is changed never passes; you may add new tests when the repository "
+    "allows it, never edit, skip or deselect the existing ones."
+)
+ENVIRONMENT_NEXT = (
+    "This is a failure of the test environment, not of your change; nothing in your diff needs to change for it."
+)
 
 
 def feedback_digest(
     candidate: TestRun, judgement: Judgement, limit_bytes: int = 4000, hidden: Collection[str] = ()
 ) -> str:
     """Verdict reasons, failing visible tests with their assertion and trimmed traceback, within limit_bytes."""
-    failing = list(dict.fromkeys(judgement.still_failing + judgement.broken))
+    failing = list(dict.fromkeys(judgement.broken + judgement.still_failing))  # regressions first
     visible = [t for t in failing if not is_hidden(t, hidden)]
     head = _header(judgement, hidden, len(failing) - len(visible), shown=set(visible))
+    head += _next_step(judgement, hidden)
     blocks = [_block(candidate, t) for t in visible]
     if not blocks and not hidden and candidate.output.strip():
         blocks = [_output_tail(candidate.output)]
     return _fit(head, blocks, limit_bytes)
+
+
+def targets_digest(
+    reason: str, baseline: TestRun, targets: Collection[str], limit_bytes: int = 4000, hidden: Collection[str] = ()
+) -> str:
+    """Feedback for a diff no test ran on (empty, refused): why, then each target and how it fails at the base."""
+    visible = [t for t in targets if not is_hidden(t, hidden)]
+    head = f"Verification: failed\n- {reason}\n"
+    if visible:
+        head += "Next: make these tests pass; this is how each fails at the base commit:\n"
+    return _fit(head, [_block(baseline, t) for t in visible], limit_bytes)
+
+
+def environment_feedback(reason: str) -> str:
+    """The feedback for an `error` verdict: what broke, and that it is not the agent's doing."""
+    return f"Verification: error\n- {reason}\n{ENVIRONMENT_NEXT}\n"
+
+
+def _next_step(judgement: Judgement, hidden: Collection[str]) -> str:
+    if judgement.verdict is Verdict.GAMED:
+        return GAMED_NEXT + "\n"
+    if judgement.verdict is Verdict.ERROR:
+        return ENVIRONMENT_NEXT + "\n"
+    if judgement.verdict is not Verdict.FAILED:
+        return ""
+    broken = [t for t in judgement.broken if not is_hidden(t, hidden)]
+    still = [t for t in judgement.still_failing if not is_hidden(t, hidden)]
+    steps = [f"first the regressions (passed at the base, fail now): {', '.join(broken[:10])}"] if broken else []
+    steps += [f"{'then ' if broken else ''}the tests still failing: {', '.join(still[:10])}"] if still else []
+    return f"Next: fix {'; '.join(steps)}.\n" if steps else ""
 
 
 def is_hidden(test_id: str, hidden: Collection[str]) -> bool:
@@ -33,7 +73,8 @@ def is_hidden(test_id: str, hidden: Collection[str]) -> bool:
 
 def _header(judgement: Judgement, hidden: Collection[str], hidden_failing: int, shown: set[str]) -> str:
     lines = [f"Verification: {judgement.verdict.value}"]
-    for reason in judgement.reasons:  # a reason about one shown test is repeated by its block below
+    # regressions first; a reason about one shown test is repeated by its block below
+    for reason in sorted(judgement.reasons, key=lambda r: "passed at the base" not in r):
         if not _mentions(reason, hidden) and reason.split(" ", 1)[0] not in shown:
             lines.append(f"- {reason}")
     if hidden_failing:

@@ -19,7 +19,7 @@ import os
 import shutil
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from system.sandbox import (
     setup_view,
 )
 from verification.confined import readable_roots, rerun_suspects, run_confined, sandboxed, visible_rerun
-from verification.digest import feedback_digest, is_hidden
+from verification.digest import environment_feedback, feedback_digest, is_hidden, targets_digest
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
 from verification.environment import CacheUse, SetupFailed, copy_files, set_up_environment
 from verification.flags import assertion_inputs, assertion_literals, scan_diff
@@ -47,6 +47,9 @@ from verification.protect import (
     restore,
 )
 from verification.runner import TestRun, scrubbed_env
+from verification.targets import credit_known
+
+KNOWN_FAILING = "known failing (failing before and after, not part of this ticket)"
 
 
 @dataclass
@@ -56,6 +59,7 @@ class VerifySpec:
     test_cmd: str
     timeout: float
     targets: tuple[str, ...] = ()
+    known: tuple[str, ...] = ()  # failures at the base that are not the ticket's (verification/targets.py)
     protect: tuple[str, ...] = DEFAULT_PROTECT
     hidden_tests: Path | None = None
     allow_test_edits: bool = False
@@ -95,6 +99,7 @@ class VerificationResult:
     warnings: list[str]
     still_failing: list[str] = field(default_factory=list)
     weak: bool = False
+    known_failing: list[str] = field(default_factory=list)  # failing before and after, not part of this ticket
     run: TestRun | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -171,7 +176,7 @@ def verify_diff(
     try:
         changed = check_patch(checkout, diff)
     except PatchRefused as exc:
-        return refused(exc.reason)
+        return refused(exc.reason, untested_feedback(exc.reason, baseline, _targets(spec, baseline, []), spec))
     fresh_env = spec.env_cache is None or bool(key_files_changed(changed, spec.env_key_files))
     where = "the verification checkout"
     try:
@@ -181,7 +186,7 @@ def verify_diff(
     except SetupFailed as exc:
         return errored(str(exc))
     except PatchRefused as exc:
-        return refused(exc.reason)
+        return refused(exc.reason, untested_feedback(exc.reason, baseline, _targets(spec, baseline, []), spec))
     config = _config(checkout, spec)  # read from HEAD, which applying the diff does not move: once is enough
     reverted = [] if spec.allow_test_edits else restore(checkout, _to_protect(checkout, changed, spec, config))
     try:
@@ -209,7 +214,12 @@ def verify_diff(
     _apply_gamed_rule(judgement, reverted)
     judgement.flags += scan_diff(diff, *_test_values(checkout, baseline, spec, hidden))
     judgement.flags += outside_area(changed, spec.area)
-    return _result(judgement, run, rerun, reverted, hidden, spec)
+    fixed, known_failing = credit_known(spec.known, run.results)
+    judgement.fail_to_pass += [t for t in fixed if t not in judgement.fail_to_pass]
+    result = replace(_result(judgement, run, rerun, reverted, hidden, spec), known_failing=known_failing)
+    if known_failing:
+        result.warnings.append(f"{KNOWN_FAILING}: {', '.join(known_failing[:10])}")
+    return result
 
 
 def outside_area(changed: list[str], area: tuple[str, ...]) -> list[str]:
@@ -219,16 +229,17 @@ def outside_area(changed: list[str], area: tuple[str, ...]) -> list[str]:
 
 
 def _targets(spec: VerifySpec, baseline: TestRun, hidden: list[str]) -> tuple[str, ...]:
-    """The ticket's named tests plus every hidden test failing at the base (hidden tests always count)."""
+    """The ticket's named tests plus every hidden test failing at the base (hidden tests always count); without
+    named tests, the base's failures less the known ones."""
     if not spec.targets:
-        return ()
+        return tuple(t for t in baseline.failures if t not in spec.known)
     extra = [t for t in baseline.failures if is_hidden(t, hidden) and t not in spec.targets]
     return (*spec.targets, *extra)
 
 
-def refused(reason: str) -> VerificationResult:
+def refused(reason: str, feedback: str = "") -> VerificationResult:
     """The result for a diff that was not applied, so no test ran."""
-    return _untested(Verdict.FAILED, reason, f"Verification: failed\n- the diff was refused: {reason}\n")
+    return _untested(Verdict.FAILED, reason, feedback or f"Verification: failed\n- the diff was refused: {reason}\n")
 
 
 def gamed(reasons: list[str], flags: list[str]) -> VerificationResult:
@@ -244,7 +255,13 @@ def _env(spec: VerifySpec) -> Mapping[str, str]:
 
 def errored(reason: str) -> VerificationResult:
     """The result when the environment, not the diff, kept the tests from running."""
-    return _untested(Verdict.ERROR, reason, f"Verification: error\n- {reason}\n")
+    return _untested(Verdict.ERROR, reason, environment_feedback(reason))
+
+
+def untested_feedback(reason: str, baseline: TestRun, targets: tuple[str, ...], spec: VerifySpec) -> str:
+    """A refused diff's feedback: why, and the targets' failures at the base, which are still to fix."""
+    hidden = hidden_names(spec.hidden_tests)
+    return targets_digest(f"the diff was refused: {reason}", baseline, targets, spec.feedback_limit, hidden)
 
 
 def _untested(verdict: Verdict, reason: str, feedback: str) -> VerificationResult:
@@ -293,6 +310,16 @@ def add_hidden_tests(checkout: Path, hidden: Path | None) -> list[str]:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
     return [source.relative_to(hidden).as_posix() for source in files]
+
+
+def hidden_names(hidden: Path | None) -> list[str]:
+    """The repository paths of the hidden tests, without applying them (a folder's files, or a diff's targets)."""
+    if hidden is None:
+        return []
+    if hidden.is_file():
+        lines = hidden.read_text(encoding="utf-8", errors="replace").splitlines()
+        return sorted({line[6:] for line in lines if line.startswith("+++ b/")})
+    return sorted(p.relative_to(hidden).as_posix() for p in hidden.rglob("*") if p.is_file())
 
 
 def _numstat_names(out: str) -> set[str]:

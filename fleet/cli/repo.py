@@ -17,7 +17,7 @@ from orchestrator.repos import register_repo
 app = typer.Typer(no_args_is_help=True, help="Register and list repositories.")
 
 # Repeatable options are named in the singular (--copy-file A --copy-file B) and fill the plural field.
-REPEATED = ("copy_files", "env_key_files", "agent_args", "agent_hosts", "read_paths")
+REPEATED = ("copy_files", "env_key_files", "agent_args", "agent_hosts", "read_paths", "known_failures")
 REPO_OPTION_FIELDS = {field.removesuffix("s"): field for field in REPEATED}
 
 
@@ -48,6 +48,9 @@ def repo_add(
     agent_host: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "agent_hosts"))] = None,
     test_env: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "test_env"))] = None,
     read_path: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "read_paths"))] = None,
+    known_failure: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "known_failures"))] = None,
+    context_limit: Annotated[int | None, typer.Option(help=help_text(RepoSettings, "context_limit"))] = None,
+    agent_instructions: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "agent_instructions"))] = None,
 ) -> None:
     """Register a git repository and how to test it. Options not given come from its .fleet.toml."""
     options = dict(locals())  # every parameter is a spec field: listing them again is how they drifted

@@ -62,11 +62,23 @@ def review_show(
     a = shown[candidate - 1]
     v = a["verification"]
     out.rule(f"candidate {candidate}: attempt {a['number']} of run {a['run']} (id {a['id']}), {a['diff_stat']}")
-    out.print(f"fail to pass: {', '.join(v['fail_to_pass']) or '-'}", markup=False)
-    out.print(f"pass to pass: {v['pass_to_pass']} still passing", markup=False)
-    for key in ("flags", "flaky", "reverted", "warnings"):
-        if v[key]:
-            out.print(f"{key}: {', '.join(v[key])}", markup=False)
+    out.print(f"fixed: {', '.join(v['fail_to_pass']) or '-'}", markup=False)
+    out.print(f"still passing: {v['pass_to_pass']} tests", markup=False)
+    if v["known_failing"]:
+        out.print(
+            f"known failing (before and after, not part of this ticket): {', '.join(v['known_failing'])}", markup=False
+        )
+    if v["broken"]:
+        out.print(f"regressed: {', '.join(v['broken'])}", markup=False)
+    warnings = [w for w in v["warnings"] if not w.startswith("known failing")]
+    for key, items in (
+        ("flags", v["flags"]),
+        ("flaky", v["flaky"]),
+        ("reverted", v["reverted"]),
+        ("warnings", warnings),
+    ):
+        if items:
+            out.print(f"{key}: {', '.join(items)}", markup=False)
     out.print(a["diff"], markup=False)
     if len(shown) > 1:
         out.print(f"other candidates: fleet review show {ticket} --candidate N (N up to {len(shown)})", markup=False)

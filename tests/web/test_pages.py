@@ -111,14 +111,14 @@ def test_tickets_page_filters(web: Web) -> None:
 def test_ticket_page_timeline(web: Web) -> None:
     client = login(web, "viewer")
     page = client.get(f"/tickets/{web.tickets['review_c']}").text
-    assert "FAIL_TO_PASS" in page and "tests/test_calc.py::test_add" in page and "PASS_TO_PASS" in page
+    assert "fixed" in page and "tests/test_calc.py::test_add" in page and "still passing" in page
     assert '<div class="hl"><pre>' in page and '<span class="gi">+    return a + b</span>' in page
     assert "Transcript" in page
     failed = client.get(f"/tickets/{web.tickets['failed']}").text
     assert "Feedback sent to the next attempt" in failed
     assert client.get("/tickets/999999").status_code == 404
     fragment = client.get(f"/tickets/{web.tickets['review_c']}/live").text
-    assert "<html" not in fragment and "FAIL_TO_PASS" in fragment
+    assert "<html" not in fragment and "still passing" in fragment
 
 
 def test_review_page_lists_only_tickets_waiting_for_review(web: Web) -> None:

@@ -35,6 +35,11 @@ of the code, so that verification can be shown to refuse it (tests/e2e_verificat
 The real-project scripts act on iniconfig (tests/data/iniconfig) with INI_BUG applied: iscommentline()
 only knows '#' comments, so three tests fail (test_iscommentline_true[;qwe], [ ;qwe], test_tokenize[comment2]).
     ini-fix          the honest fix (INI_BUG reverted).
+    ini-fix-break    the honest fix, plus a change that breaks a passing test (values lower-cased).
+    mi-fix           the honest fix of more-itertools' tail() (MI_BUG reverted).
+    when TEXT S      S's edits only when the prompt contains TEXT (e.g. the failing test's name).
+    idle-once TEXT S nothing on attempt 1, then as `when`.
+    reads-nothing    changes nothing (an agent with nothing to go on but the ticket's title).
     ini-drop-cases   deletes the three failing test cases from testing/test_iniconfig.py.
 
 Every script is data: SCRIPT_EDITS maps its name to (file, old text, new text) edits, applied when old is found;
@@ -126,6 +131,24 @@ INI_FAILING = (
     "testing/test_iniconfig.py::test_tokenize[comment2]",
 )
 
+# A regression for tests: a change elsewhere in the parser that breaks passing tests while the bug gets fixed.
+INI_BREAK: tuple[Edit, ...] = (
+    (INI_PARSE, "        value = value.strip()\n", "        value = value.strip().lower()\n"),
+)
+# more-itertools (tests/data/more_itertools): tail() of a sized iterable drops one item too many.
+MI_RECIPES = "more_itertools/recipes.py"
+MI_BUG: tuple[Edit, ...] = (
+    (
+        MI_RECIPES,
+        "return islice(iterable, max(0, size - n), None)",
+        "return islice(iterable, max(0, size - n + 1), None)",
+    ),
+)
+MI_FAILING = (
+    "tests/test_recipes.py::TailTests::test_sized_equal",
+    "tests/test_recipes.py::TailTests::test_sized_greater",
+)
+
 SCRIPT_EDITS: dict[str, tuple[Edit, ...]] = {
     "fix-add": FIX_ADD,
     "fix-div": FIX_DIV,
@@ -153,12 +176,14 @@ SCRIPT_EDITS: dict[str, tuple[Edit, ...]] = {
     "game-env": (("calc.py", BUGGY_ADD, UNDER_TEST_ONLY),),
     "game-forge-report": (("calc.py", BUGGY_ADD, FORGE_REPORT),),
     "ini-fix": tuple((name, new, old) for name, old, new in INI_BUG if new is not None),
+    "ini-fix-break": (*((name, new, old) for name, old, new in INI_BUG if new is not None), *INI_BREAK),
+    "mi-fix": tuple((name, new, old) for name, old, new in MI_BUG if new is not None),
     "ini-drop-cases": (
         (INI_TESTS, '        ";qwe",\n        " ;qwe",\n', ""),
         (INI_TESTS, '    "comment2": ("; comment", []),\n', ""),
     ),
 }
-SCRIPTS = ("needs-feedback", "sleep", "noisy", "hang", *SCRIPT_EDITS)
+SCRIPTS = ("needs-feedback", "sleep", "noisy", "hang", "when", "idle-once", "reads-nothing", *SCRIPT_EDITS)
 
 SAMPLE_CALC = '''"""A tiny calculator with bugs for Fleet's demo agents to fix."""
 
@@ -258,7 +283,8 @@ def read_prompt() -> str:
     name = os.environ.get("FLEET_PROMPT_FILE", "")
     prompt = Path(name) if name else None
     text = prompt.read_text(errors="replace") if prompt is not None and prompt.is_file() else ""
-    print(f"read prompt: {len(text)} characters", flush=True)
+    targets = shlex.split(os.environ.get("FLEET_TARGETS", ""))
+    print(f"read prompt: {len(text)} characters; {len(targets)} targets in $FLEET_TARGETS", flush=True)
     return text
 
 
@@ -275,8 +301,26 @@ def run_script(script: str, args: list[str], root: Path) -> int:
         print("hanging", flush=True)
         while True:
             time.sleep(3600)
+    if script == "reads-nothing":
+        print("not reading the prompt: nothing to go on, changing nothing", flush=True)
+        return 0
+    if script in ("when", "idle-once"):
+        return _when(script, args, prompt, root)
     edits = _edits_for(script, prompt)
     return 0 if apply_edits(edits, root) else 1
+
+
+def _when(script: str, args: list[str], prompt: str, root: Path) -> int:
+    """`when TEXT SCRIPT`: SCRIPT's edits only when the prompt contains TEXT (an agent that reads its prompt);
+    `idle-once TEXT SCRIPT`: the same, but the first attempt changes nothing."""
+    needle, inner = args[0], args[1]
+    if script == "idle-once" and os.environ.get("FLEET_ATTEMPT") == "1":
+        print("first attempt: doing nothing", flush=True)
+        return 0
+    if needle not in prompt:
+        print(f"the prompt does not say {needle!r}: doing nothing", flush=True)
+        return 0
+    return 0 if apply_edits(SCRIPT_EDITS[inner], root) else 1
 
 
 def _edits_for(script: str, prompt: str) -> tuple[Edit, ...]:

@@ -20,6 +20,7 @@ from workers.agents import load_agent
 from workers.agents.contracts import AgentResult, AgentTask
 from workers.cgroups import attempt_cgroup
 from workers.pipeline.agent_plan import agent_options, agent_sandbox
+from workers.pipeline.baselines import context_pack
 from workers.pipeline.job import Job, declared_paths, hidden_paths, job_secrets, why_unsandboxed
 from workers.pipeline.unit import Unit, perform, record_error
 from workers.runtime import WorkerRuntime
@@ -32,14 +33,15 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     perform(rt, attempt_id, AttemptStatus.RUNNING, _execute_agent, _finish_agent)
 
 
-def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str]:
+def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str]:
     job, cancel = unit.job, unit.cancel
     agent = load_agent(job.agent, agent_options(rt, job), rt.settings.agent_classes)  # refused before any work
     mirror = rt.mirror(job.repo_key, job.source, job.base_sha)
     attempt_dir = rt.attempt_dir(job.attempt_id)
     prompt_file = attempt_dir / "agent" / "prompt.md"
     prompt_file.parent.mkdir(exist_ok=True)
-    prompt_file.write_text(job.prompt, encoding="utf-8")
+    prompt, pack_env = context_pack(rt, job, mirror, cancel, attempt_dir)
+    prompt_file.write_text(prompt, encoding="utf-8")
     limits = (job.attempt_id, rt.settings.agent_max_processes, rt.settings.agent_memory_mb)
     with rt.pool(job.repo_key, "agent", mirror).lease(job.base_sha) as worktree, rt.ports.lease(job.ports) as ports:
         setup_log = _prepare_worktree(rt, job, mirror, worktree.path, ports.env(), cancel, attempt_dir / "setup")
@@ -53,7 +55,7 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str]:
                 run=job.run_index,
                 timeout=float(job.agent_options.get("timeout", rt.settings.agent_timeout_seconds)),
                 cancelled=cancel,
-                env=ports.env() | sandbox.env,
+                env=ports.env() | pack_env | sandbox.env,
                 wrapper=sandbox.wrapper,
                 cgroup_procs=cgroup.procs_files if cgroup else (),
             )
@@ -71,7 +73,7 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str]:
     notes = setup_log + (f"[fleet] {warning}\n" if warning else "")
     egress = "".join(event.line() + "\n" for event in sandbox.gate.events) if sandbox.gate else ""
     result = replace(result, transcript=redact(notes + result.transcript + egress, job_secrets(job)))
-    return result, diff
+    return result, diff, prompt
 
 
 def _own_git_dir(worktree: Worktree, attempt_dir: Path, sandbox: AgentSandbox) -> AbstractContextManager[object]:
@@ -145,9 +147,10 @@ def _diff_stat(diff: str) -> str:
     return f"{files} file{'s' if files != 1 else ''}, +{added} -{removed}"
 
 
-def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str]) -> None:
-    (result, diff), job, lease = outcome, unit.job, unit.lease
+def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str, str]) -> None:
+    (result, diff, prompt), job, lease = outcome, unit.job, unit.lease
     recorded = dict(
+        prompt=prompt,  # the context pack the agent read, in place of the ticket's text it was built from
         transcript=result.transcript,
         diff=diff,
         diff_stat=_diff_stat(diff),

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from db import lifecycle, policy, queries
 from db.lifecycle import AttemptStatus, Verdict
 from db.models import utcnow
+from verification.digest import environment_feedback
 from workers import scheduler
 from workers.pipeline.job import Job, job_secrets, snapshot
 from workers.runtime import WorkerRuntime
@@ -122,7 +123,9 @@ def record_error(
     end = Conclusion(
         status=AttemptStatus.FINISHED,
         fields=dict(recorded or {}, error=reason, finished_at=utcnow()),
-        verification=dict(verdict=Verdict.ERROR.value, reasons=[reason], output=trace),
+        verification=dict(
+            verdict=Verdict.ERROR.value, reasons=[reason], output=trace, feedback=environment_feedback(reason)
+        ),
         event=("error", f"attempt {job.number}: {reason}"),
         outcome=policy.Outcome(verdict=Verdict.ERROR, feedback="", reason=reason),
     )

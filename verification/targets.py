@@ -1,0 +1,55 @@
+"""Which failing tests a ticket is about: the named ones, else those failing at the base that are not known failures.
+
+A known failure fails at the base commit and at each of its parents the same way (an environment, network or
+platform failure no diff can fix), or is listed in the repository's `known_failures`. If every failure at the
+base is known, the user asked about them: they are all targets. Named targets (`--target`) always win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from verification.report import Outcome, TestResult
+from verification.runner import TestRun
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The tests that must pass, and the failures at the base that are not part of the ticket."""
+
+    targets: tuple[str, ...]
+    known: tuple[str, ...] = ()
+
+
+def choose_targets(
+    named: Sequence[str], base: TestRun, parents: Sequence[TestRun] = (), listed: Sequence[str] = ()
+) -> Targets:
+    """The named tests, else the base's failures less the known ones (all of them when every one is known)."""
+    if named:
+        return Targets(tuple(named))
+    failing = base.failures
+    known = [t for t in failing if t in listed or (parents and all(_fails_alike(base, p, t) for p in parents))]
+    if len(known) == len(failing):
+        return Targets(tuple(failing))
+    return Targets(tuple(t for t in failing if t not in known), tuple(known))
+
+
+def _fails_alike(base: TestRun, parent: TestRun, test_id: str) -> bool:
+    """True when test_id fails at the parent with the same outcome and the same kind of error as at the base."""
+    before, now = parent.results.get(test_id), base.results.get(test_id)
+    if before is None or now is None or not before.bad:
+        return False
+    return before.outcome is now.outcome and error_kind(before) == error_kind(now)
+
+
+def error_kind(result: TestResult) -> str:
+    """The exception's name from a failure's first message line (`PackageNotFoundError: ...` gives its name)."""
+    lines = result.message.strip().splitlines()
+    return lines[0].split(":", 1)[0].strip() if lines else ""
+
+
+def credit_known(known: Sequence[str], results: Mapping[str, TestResult]) -> tuple[list[str], list[str]]:
+    """(known failures the diff fixed, known failures still failing)."""
+    fixed = [t for t in known if (r := results.get(t)) is not None and r.outcome is Outcome.PASSED]
+    return fixed, [t for t in known if t not in fixed]
