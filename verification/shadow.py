@@ -10,9 +10,12 @@ the same place are the project's own (iniconfig's `src/iniconfig` shadows the in
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib.metadata
 import json
 import os
+import pkgutil
 import shlex
 import shutil
 import subprocess
@@ -23,27 +26,16 @@ from pathlib import Path
 from system.git import git
 
 SHADOW_RULE = "shadowed module"
+FLEET_DISTRIBUTION = "agent-fleet"
 STARTUP_FILES = ("sitecustomize.py", "usercustomize.py")
 TEST_FILE_SUFFIXES = ("_test.py",)
 # Folder names projects use for their tests and docs: a new `test/` folder shadows nothing pytest imports.
 PROJECT_FOLDERS = {"test", "tests", "testing", "docs", "doc", "examples", "scripts"}
 SKIPPED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".nox"}
-# Run by the environment's interpreter in isolated mode (-I): no checkout, no user site, no PYTHONPATH.
-PROBE = """
-import importlib.metadata as md, json, pkgutil, sys
-found = {name: "the standard library" for name in (*sys.stdlib_module_names, *sys.builtin_module_names)}
-for dist in md.distributions():
-    owner = "the installed package " + str(dist.metadata["Name"])
-    tops = (dist.read_text("top_level.txt") or "").split()
-    tops += [f.parts[0] for f in (dist.files or ()) if len(f.parts) > 1 and f.parts[0] not in ("..", "__pycache__")]
-    tops += [f.parts[0].split(".")[0] for f in (dist.files or ()) if len(f.parts) == 1]
-    for top in tops:
-        if top.isidentifier() and not top.endswith(("dist-info", "egg-info")):
-            found.setdefault(top, owner)
-for module in pkgutil.iter_modules():
-    found.setdefault(module.name, "the environment")
-print(json.dumps(found))
-"""
+# Run by the environment's interpreter with -I -S: no checkout, no user site, no PYTHONPATH, and no `site`
+# main, so no .pth file runs (a diff's setup may have written one). It lists the site folders; this process
+# reads them as files (module_names) without running anything found there.
+PROBE = "import json, site; print(json.dumps(site.getsitepackages()))"
 
 
 def shadowing(checkout: Path, changed: Iterable[str], command: str, env: Mapping[str, str]) -> list[str]:
@@ -52,7 +44,7 @@ def shadowing(checkout: Path, changed: Iterable[str], command: str, env: Mapping
     if not paths:
         return []
     reasons = [startup_reason(p) for p in paths if startup_reason(p)]
-    names = environment_modules(interpreter(command, env, checkout))
+    names = environment_modules(interpreter(command, env, checkout), checkout)
     roots = import_roots(checkout)
     for path in paths:
         for root in roots:
@@ -99,10 +91,12 @@ def _relative(path: Path, root: Path) -> Path | None:
 
 def _in_base(checkout: Path, root: str, module: str) -> bool:
     """True when the base commit already defines module at root (asked only for a name that matched)."""
-    prefix = f"{root}/" if root else ""
-    listed = git("ls-tree", "--name-only", "HEAD", f"{prefix}", cwd=checkout).splitlines() if prefix else None
-    names = listed if listed is not None else git("ls-tree", "--name-only", "HEAD", cwd=checkout).splitlines()
-    return any(Path(name).name.split(".", 1)[0] == module for name in names)
+    listing = git("ls-tree", "HEAD", f"{root}/", cwd=checkout) if root else git("ls-tree", "HEAD", cwd=checkout)
+    for entry in listing.splitlines():
+        kind, name = entry.split(" ", 2)[1], Path(entry.split("\t", 1)[1]).name
+        if top_module(name if kind == "blob" else f"{name}/__init__.py", "") == module:
+            return True
+    return False
 
 
 def import_roots(checkout: Path) -> list[str]:
@@ -149,14 +143,71 @@ def interpreter(command: str, env: Mapping[str, str], checkout: Path) -> str:
     return sys.executable
 
 
-@functools.cache
-def environment_modules(python: str) -> dict[str, str]:
-    """Top-level module names the interpreter's environment provides, each with where it comes from."""
+def environment_modules(python: str, checkout: Path) -> dict[str, str]:
+    """Top-level module names the interpreter's environment provides, each with where it comes from.
+
+    An interpreter inside the checkout (a `.venv` the setup built) is never run: its site folders are read."""
+    if Path(os.path.abspath(python)).is_relative_to(checkout):
+        folders = [str(p) for p in Path(python).parent.parent.glob("lib/python*/site-packages")]
+        return module_names(folders, checkout)
+    return _outside_modules(python, checkout)
+
+
+def _outside_modules(python: str, checkout: Path) -> dict[str, str]:
+    folders = _site_folders(python)
+    return module_names(folders, checkout) if folders else _standard_library()
+
+
+@functools.lru_cache(maxsize=16)
+def _site_folders(python: str) -> tuple[str, ...]:
+    """The site folders of an interpreter outside any checkout (empty when it cannot say)."""
     try:
-        out = subprocess.run([python, "-I", "-c", PROBE], capture_output=True, text=True, timeout=60, check=True)
+        out = subprocess.run([python, "-I", "-S", "-c", PROBE], capture_output=True, text=True, timeout=60, check=True)
         found = json.loads(out.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):
-        found = None
-    if not isinstance(found, dict):  # the probe failed: this process's own standard library at least
-        return {name: "the standard library" for name in sys.stdlib_module_names}
-    return {str(k): str(v) for k, v in found.items()}
+        return ()
+    return tuple(str(item) for item in found) if isinstance(found, list) else ()
+
+
+def module_names(folders: Iterable[str], checkout: Path) -> dict[str, str]:
+    """The standard library's names and the top-level modules in folders, read as files: distributions'
+    metadata, modules and packages, and the path lines of .pth files (never the checkout itself)."""
+    found = _standard_library()
+    roots = [Path(f) for f in folders if Path(f).is_dir()]
+    roots += [p for p in map(Path, _pth_paths(roots)) if p.is_dir() and not p.resolve().is_relative_to(checkout)]
+    for dist in importlib.metadata.distributions(path=[str(r) for r in roots]):
+        if dist.metadata["Name"] == FLEET_DISTRIBUTION:
+            continue  # Fleet's own packages are never imported by a test run (its plugin imports only pytest)
+        owner = f"the installed package {dist.metadata['Name']}"
+        for top in _distribution_tops(dist):
+            found.setdefault(top, owner)
+    for module in pkgutil.iter_modules([str(r) for r in roots]):
+        found.setdefault(module.name, "the environment")
+    return found
+
+
+def _standard_library() -> dict[str, str]:
+    return {name: "the standard library" for name in (*sys.stdlib_module_names, *sys.builtin_module_names)}
+
+
+def _distribution_tops(dist: importlib.metadata.Distribution) -> list[str]:
+    tops = (dist.read_text("top_level.txt") or "").split()
+    files = dist.files or ()
+    tops += [f.parts[0] for f in files if len(f.parts) > 1 and f.parts[0] not in ("..", "__pycache__")]
+    tops += [f.parts[0].split(".")[0] for f in files if len(f.parts) == 1]
+    return [top for top in tops if top.isidentifier()]
+
+
+def _pth_paths(roots: Iterable[Path]) -> list[str]:
+    """The folders .pth files add to sys.path (their plain path lines; `import` lines are never run)."""
+    paths = []
+    for root in roots:
+        for pth in root.glob("*.pth"):
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                lines = pth.read_text(encoding="utf-8").splitlines()
+                paths += [str(root / line.strip()) for line in lines if line.strip() and not _pth_code(line)]
+    return paths
+
+
+def _pth_code(line: str) -> bool:
+    return line.startswith(("#", "import ", "import\t"))

@@ -214,7 +214,7 @@ def verify_diff(
     _apply_gamed_rule(judgement, reverted)
     judgement.flags += scan_diff(diff, *_test_values(checkout, baseline, spec, hidden))
     judgement.flags += outside_area(changed, spec.area)
-    fixed, known_failing = credit_known(spec.known, run.results)
+    fixed, known_failing = credit_known([t for t in spec.known if not is_hidden(t, hidden)], run.results)
     judgement.fail_to_pass += [t for t in fixed if t not in judgement.fail_to_pass]
     result = replace(_result(judgement, run, rerun, reverted, hidden, spec), known_failing=known_failing)
     if known_failing:
@@ -229,10 +229,11 @@ def outside_area(changed: list[str], area: tuple[str, ...]) -> list[str]:
 
 
 def _targets(spec: VerifySpec, baseline: TestRun, hidden: list[str]) -> tuple[str, ...]:
-    """The ticket's named tests plus every hidden test failing at the base (hidden tests always count); without
-    named tests, the base's failures less the known ones."""
+    """The ticket's named tests plus every hidden test failing at the base (hidden tests always count, and are
+    never known failures: they fail at the parents too when the bug is older); without named tests, the base's
+    failures less the known ones."""
     if not spec.targets:
-        return tuple(t for t in baseline.failures if t not in spec.known)
+        return tuple(t for t in baseline.failures if t not in spec.known or is_hidden(t, hidden))
     extra = [t for t in baseline.failures if is_hidden(t, hidden) and t not in spec.targets]
     return (*spec.targets, *extra)
 

@@ -1,0 +1,72 @@
+"""The shadow check's own safety: it never runs what a diff's setup left in the checkout, a base file only
+vouches for a module it defines, and hidden tests are never demoted to known failures."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from system.git import git
+from verification.report import Outcome, TestResult
+from verification.runner import TestRun
+from verification.shadow import environment_modules, module_names, shadowing
+from verification.verify import VerifySpec, _targets
+
+MARKER_CODE = "import pathlib; pathlib.Path({!r}).write_text('ran')\n"
+
+
+def _site_with_traps(folder: Path, marker: Path) -> Path:
+    site = folder / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "evil.pth").write_text(MARKER_CODE.format(str(marker)))
+    (site / "trap_module.py").write_text(MARKER_CODE.format(str(marker)))
+    return site
+
+
+def test_an_interpreter_inside_the_checkout_is_read_never_run(tmp_path: Path) -> None:
+    checkout, marker = tmp_path / "checkout", tmp_path / "ran"
+    venv = checkout / ".venv"
+    _site_with_traps(venv, marker)
+    python = venv / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f"#!/bin/sh\n{sys.executable} -c {MARKER_CODE.format(str(marker))!r}\n")
+    python.chmod(0o755)
+    names = environment_modules(str(python), checkout)
+    assert not marker.exists()
+    assert names["trap_module"] == "the environment" and names["json"] == "the standard library"
+
+
+def test_pth_files_are_read_as_paths_and_their_code_never_runs(tmp_path: Path) -> None:
+    marker, extra = tmp_path / "ran", tmp_path / "extra"
+    site = _site_with_traps(tmp_path / "env", marker)
+    extra.mkdir()
+    (extra / "added_by_pth.py").write_text("")
+    (site / "paths.pth").write_text(f"# a comment\n{extra}\n")
+    names = module_names([str(site)], tmp_path / "checkout")
+    assert not marker.exists()
+    assert "added_by_pth" in names and "trap_module" in names
+
+
+def test_a_base_file_vouches_only_for_the_module_it_defines(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "pytest.ini").write_text("[pytest]\n")
+    (checkout / "test_x.py").write_text("def test_x():\n    assert True\n")
+    git("init", "-q", cwd=checkout)
+    git("add", "-A", cwd=checkout)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base", cwd=checkout)
+    (checkout / "pytest.py").write_text("")
+    reasons = shadowing(checkout, ["pytest.py"], "python -m pytest", dict(os.environ))
+    assert reasons and "`pytest` module" in reasons[0]
+
+
+def _failing(test_id: str) -> TestResult:
+    return TestResult(test_id, Outcome.FAILED, "AssertionError: boom", "")
+
+
+def test_a_hidden_test_failing_alike_at_the_parent_is_still_a_target() -> None:
+    hidden_id, visible_id = "hidden/test_secret.py::test_fix", "tests/test_env.py::test_version"
+    baseline = TestRun({t: _failing(t) for t in (hidden_id, visible_id)}, 1, True, "", 0.0)
+    spec = VerifySpec(test_cmd="python -m pytest", timeout=60, known=(hidden_id, visible_id))
+    assert _targets(spec, baseline, ["hidden/test_secret.py"]) == (hidden_id,)
