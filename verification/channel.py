@@ -26,6 +26,7 @@ SHOW_VAR = "FLEET_SHOW_RUNNER"
 MIN_FD = 10  # above the descriptors the sandbox's own scripts open (the seccomp filter is 3)
 MAX_CHANNEL_BYTES = 64_000_000
 PASSES = ("passed", "xpassed")
+RERUN = "rerun"
 _SEVERITY = {"passed": 0, "xpassed": 0, "xfailed": 1, "skipped": 2, "failed": 3}
 CHANNEL_RULE = "results channel"
 
@@ -80,6 +81,8 @@ def read(handle: IO[bytes]) -> Channel:
 
 
 def _merge(outcomes: dict[str, str], test_id: str, outcome: str) -> None:
+    if outcome == RERUN:
+        return  # pytest-rerunfailures reports a retried attempt so; the last attempt's outcome follows
     before = outcomes.get(test_id)
     if before is None or _SEVERITY.get(outcome, 3) > _SEVERITY.get(before, 3):
         outcomes[test_id] = outcome

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from system.git import git
+from verification.awareness import added_lines
+from verification.channel import _merge
 from verification.report import Outcome, TestResult
 from verification.runner import TestRun
 from verification.shadow import environment_modules, module_names, shadowing
@@ -70,3 +72,18 @@ def test_a_hidden_test_failing_alike_at_the_parent_is_still_a_target() -> None:
     baseline = TestRun({t: _failing(t) for t in (hidden_id, visible_id)}, 1, True, "", 0.0)
     spec = VerifySpec(test_cmd="python -m pytest", timeout=60, known=(hidden_id, visible_id))
     assert _targets(spec, baseline, ["hidden/test_secret.py"]) == (hidden_id,)
+
+
+def test_a_quoted_path_in_the_diff_is_still_checked() -> None:
+    diff = (
+        'diff --git "a/pkg/caf\\303\\251.py" "b/pkg/caf\\303\\251.py"\n--- /dev/null\n'
+        '+++ "b/pkg/caf\\303\\251.py"\n@@ -0,0 +1,2 @@\n+import os\n+x = os.environ["PYTEST_CURRENT_TEST"]\n'
+    )
+    assert added_lines(diff) == {"pkg/café.py": {1, 2}}
+
+
+def test_a_retried_attempt_is_not_a_failure_on_the_channel() -> None:
+    outcomes: dict[str, str] = {}
+    for outcome in ("rerun", "passed"):
+        _merge(outcomes, "test_x.py::test_flaky", outcome)
+    assert outcomes == {"test_x.py::test_flaky": "passed"}

@@ -19,7 +19,7 @@ from typing import Any
 from db import queries
 from system.git import GitError, git
 from verification.envcache import EnvCache
-from verification.runner import TestRun
+from verification.runner import RUNNER_REVISION, TestRun
 from verification.targets import Targets, choose_targets
 from verification.verify import VerifySpec, hidden_names, run_baseline
 from workers.pipeline.context import PackInput, build_pack, read_instructions, shown_targets, targets_command
@@ -55,7 +55,8 @@ def spec_for(
 
 
 def spec_hash(spec: VerifySpec) -> str:
-    """What a baseline depends on besides the commit: the command, the pins, and the hidden tests' content."""
+    """What a baseline depends on besides the commit: the command, the pins, the hidden tests' content, and how
+    Fleet runs tests (RUNNER_REVISION: a baseline taken by an older runner is not reused)."""
     digest = hashlib.sha256()
     key = [
         spec.test_cmd,
@@ -65,11 +66,15 @@ def spec_hash(spec: VerifySpec) -> str:
         spec.pin_pytest,
         spec.sandbox,
         spec.network,
+        RUNNER_REVISION,
     ]  # not spec.env: it carries this run's port block and the machine's environment
     digest.update(json.dumps(key, default=str).encode())
     if spec.hidden_tests is not None:
-        for path in sorted(p for p in spec.hidden_tests.rglob("*") if p.is_file()):
-            digest.update(str(path.relative_to(spec.hidden_tests)).encode() + b"\0" + path.read_bytes())
+        hidden = spec.hidden_tests
+        files = [hidden] if hidden.is_file() else sorted(p for p in hidden.rglob("*") if p.is_file())
+        for path in files:
+            digest.update(path.name.encode() + b"\0" + str(path.relative_to(hidden.parent)).encode() + b"\0")
+            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
