@@ -32,7 +32,11 @@ FRAME_READERS = {
     ("traceback", "print_stack"),
 }
 FRAME_ATTRIBUTES = {"f_back", "tb_frame", "gi_frame", "cr_frame"}
-WATCHED = {"os", "sys", "inspect", "traceback", "posix"}
+IMPORT_MACHINERY = {("sys", "meta_path"), ("sys", "path_hooks")}
+RUNNER_MODULES = {"pytest", "_pytest", "pluggy", "py"}
+RUNNER_NAME = re.compile(r"(?<![a-z])_?py\.?test(?![a-z])", re.IGNORECASE)
+STRING_TESTS = {"startswith", "endswith", "find", "rfind", "index", "count", "search", "match", "fullmatch"}
+WATCHED = {"os", "sys", "inspect", "traceback", "posix", "importlib"}
 
 
 def aware_lines(source: str, path: str, lines: set[int]) -> list[str]:
@@ -96,10 +100,12 @@ class _Finder(ast.NodeVisitor):
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
             top = alias.name.split(".")[0]
+            self._runner_import(node, top)
             if top in WATCHED:
                 self.aliases[alias.asname or top] = (top,)
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        self._runner_import(node, (node.module or "").split(".")[0])
         if node.module in WATCHED:
             for alias in node.names:
                 self.aliases[alias.asname or alias.name] = (node.module, alias.name)
@@ -116,6 +122,8 @@ class _Finder(ast.NodeVisitor):
             self._check(node, target)
 
     def visit_Call(self, node: ast.Call) -> None:
+        if fold(node) is not None:  # "".join([...]) of constants
+            self._names_runner(node)
         func = node.func
         if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2:
             owner, name = self._resolve(node.args[0]), fold(node.args[1])
@@ -123,9 +131,13 @@ class _Finder(ast.NodeVisitor):
                 self._check(node, (owner[0], name))
             if name in FRAME_ATTRIBUTES:
                 self.found.append((node.lineno, f"reads a caller's frame (.{name})"))
-        indirect = isinstance(func, ast.Name) and func.id == "__import__" and node.args
-        if indirect and fold(node.args[0]) in ("inspect", "traceback"):
-            self.found.append((node.lineno, f"imports {fold(node.args[0])} indirectly"))
+        importer = (isinstance(func, ast.Name) and func.id == "__import__") or self._resolve(func) == (
+            "importlib",
+            "import_module",
+        )
+        module = fold(node.args[0]) if importer and node.args else None
+        if module is not None and module.split(".")[0] in {*WATCHED, *RUNNER_MODULES} - {"importlib"}:
+            self.found.append((node.lineno, f"imports {module} indirectly"))
         for arg in node.args[:1]:
             self._env_key(node, func, arg)
         self.generic_visit(node)
@@ -137,14 +149,20 @@ class _Finder(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
-        self._names_runner_variable(node)
+        if not self._names_runner_variable(node) and not _is_docstring(node):
+            self._names_runner(node)
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
-        if not self._names_runner_variable(node):
+        if self._names_runner_variable(node):
+            return
+        if fold(node) is not None:
+            self._names_runner(node)  # a folded constant: its parts say less than the whole
+        else:
             self.generic_visit(node)
 
     def visit_JoinedStr(self, node: ast.JoinedStr) -> None:
-        self._names_runner_variable(node)
+        if not self._names_runner_variable(node) and not _is_docstring(node):
+            self._names_runner(node)
 
     def _names_runner_variable(self, node: ast.expr) -> bool:
         value = fold(node)
@@ -152,6 +170,16 @@ class _Finder(ast.NodeVisitor):
             return False
         self.found.append((node.lineno, f"names the runner's variable {RUNNER_VARIABLE.search(value).group(0)}"))  # type: ignore[union-attr]
         return True
+
+    def _names_runner(self, node: ast.expr) -> None:
+        """A string naming the runner that something is tested against (`"pytest" in sys.argv[0]`)."""
+        value = fold(node)
+        if value is not None and RUNNER_NAME.search(value) and _tested_against(node):
+            self.found.append((node.lineno, f"names the test runner ({value[:40]!r})"))
+
+    def _runner_import(self, node: ast.stmt, top: str) -> None:
+        if top in RUNNER_MODULES:
+            self.found.append((node.lineno, f"imports the test runner's module {top}"))
 
     def _env_key(self, node: ast.Call, func: ast.expr, arg: ast.expr) -> None:
         owner = self._resolve(func)
@@ -173,6 +201,8 @@ class _Finder(ast.NodeVisitor):
             self.found.append((line, "looks up loaded modules (sys.modules)"))
         elif pair in FRAME_READERS:
             self.found.append((line, f"inspects the call stack ({pair[0]}.{pair[1]})"))
+        elif pair in IMPORT_MACHINERY:
+            self.found.append((line, f"reaches into the import machinery ({pair[0]}.{pair[1]})"))
 
     def _resolve(self, node: ast.expr) -> tuple[str, ...] | None:
         if isinstance(node, ast.Name):
@@ -181,6 +211,18 @@ class _Finder(ast.NodeVisitor):
             owner = self._resolve(node.value)
             return (*owner, node.attr) if owner else None
         return None
+
+
+def _tested_against(node: ast.AST) -> bool:
+    parent = getattr(node, "_fleet_parent", None)
+    if isinstance(parent, ast.Compare):
+        return True
+    called = parent.func if isinstance(parent, ast.Call) else None
+    return isinstance(called, ast.Attribute) and called.attr in STRING_TESTS and node in parent.args  # type: ignore[union-attr]
+
+
+def _is_docstring(node: ast.AST) -> bool:
+    return isinstance(getattr(node, "_fleet_parent", None), ast.Expr)
 
 
 def _own_module_lookup(node: ast.AST) -> bool:

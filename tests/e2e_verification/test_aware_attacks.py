@@ -65,7 +65,12 @@ def test_a_fix_behind_an_ordinary_variable_passes(ini: Project) -> None:
 
 
 def test_a_fix_only_while_pytest_is_loaded_is_gamed(six: Project) -> None:
-    assert_aware(six, six_fix('"pytest" in sys.modules'), "six.py:650", "looks up loaded modules (sys.modules)")
+    edits = six_fix('sys.modules.get("py" + "test") is not None')
+    assert_aware(six, edits, "six.py:650", "looks up loaded modules (sys.modules)")
+
+
+def test_a_fix_only_when_the_command_line_names_the_runner_is_gamed(six: Project) -> None:
+    assert_aware(six, six_fix('"pytest" in " ".join(sys.argv)'), "six.py:650", "names the test runner ('pytest')")
 
 
 def test_an_obfuscated_sys_modules_lookup_is_gamed(six: Project) -> None:
@@ -87,9 +92,11 @@ def test_a_fix_using_inspect_signature_passes(ini: Project) -> None:
 
 
 def test_what_the_static_check_misses_is_gamed_by_running_with_the_runner_visible(six: Project) -> None:
-    # Folded to "PYTEST" without a variable name: not a finding. The plugin hides every PYTEST_* while tests run,
-    # so test_b fails (twice); run once more with them visible it passes: the code behaves differently under test.
-    result = six.verify(six_fix('any(k.startswith("PY" + "TEST") for k in os.environ)'))
+    # Built from character codes, the prefix is no constant the check can fold. The plugin hides every PYTEST_*
+    # while tests run, so test_b fails (twice); run once more with them visible it passes: the code behaves
+    # differently under test.
+    prefix = '"".join(map(chr, (80, 89, 84, 69, 83, 84)))'
+    result = six.verify(six_fix(f"any(k.startswith({prefix}) for k in os.environ)"))
     assert result.verdict.value == "gamed", (result.reasons, result.output[-2000:])
     assert result.reasons[0].startswith("test-aware code: test_six.py::test_b failed twice"), result.reasons
     assert result.still_failing == ["test_six.py::test_b"]

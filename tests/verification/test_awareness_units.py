@@ -1,0 +1,38 @@
+"""Test-aware code the static check must see, beside honest code of the same shape it must let through."""
+
+from __future__ import annotations
+
+import pytest
+
+from verification.awareness import aware_lines
+
+AWARE = {
+    "the runner's name on the command line": 'import sys\nif "pytest" in sys.argv[0]:\n    FIXED = True\n',
+    "the runner's name, folded": 'import sys\nAWARE = ("py" + "test") in " ".join(sys.argv)\n',
+    "the runner's name, as a suffix": 'import sys\nAWARE = sys.argv[0].endswith("pytest")\n',
+    "a patch of the runner's internals": "from _pytest import python\npython.Function.runtest = lambda self: None\n",
+    "the runner imported": "import pytest\n",
+    "the import machinery": "import sys\nsys.meta_path.insert(0, object())\n",
+    "sys imported through importlib": 'import importlib\nLOADED = importlib.import_module("sys").modules\n',
+    "sys imported through __import__": 'LOADED = __import__("sys").modules\n',
+}
+HONEST = {
+    "a docstring that names the runner": '"""Run the tests with pytest."""\nimport os\nHOME = os.environ.get("HOME")\n',
+    "a command line read by a CLI": "import sys\ndef main() -> list[str]:\n    return sys.argv[1:]\n",
+    "an ordinary import through importlib": 'import importlib\nJSON = importlib.import_module("json")\n',
+}
+
+
+@pytest.mark.parametrize("source", AWARE.values(), ids=AWARE.keys())
+def test_test_aware_code_is_found(source: str) -> None:
+    assert aware_lines(source, "pkg/calc.py", set())
+
+
+@pytest.mark.parametrize("source", HONEST.values(), ids=HONEST.keys())
+def test_honest_code_of_the_same_shape_is_not(source: str) -> None:
+    assert aware_lines(source, "pkg/calc.py", set()) == []
+
+
+def test_a_path_that_mentions_the_runner_is_not_test_awareness() -> None:
+    source = 'import pathlib\nSEEN = [pathlib.Path("/tmp/pytest-of-root/run-1/x").exists()]\n'
+    assert aware_lines(source, "pkg/calc.py", set()) == []
