@@ -13,6 +13,11 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def plural(count: int, word: str) -> str:
+    """'1 test', '2 tests': counts as people write them."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def repo_view(repo: Repo) -> dict[str, Any]:
     return {
         "id": repo.id,

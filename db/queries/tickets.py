@@ -143,3 +143,9 @@ def add_review(s: Session, **fields: Any) -> Review:
     s.add(review)
     s.flush()
     return review
+
+
+def rejected_attempt_ids(s: Session, ticket_id: int) -> set[int]:
+    """The attempts a reviewer rejected: their diffs are never offered for review again."""
+    query = select(Review.attempt_id).where(Review.ticket_id == ticket_id, Review.decision == "rejected")
+    return set(s.scalars(query).all())

@@ -155,16 +155,22 @@ def ticket_context(state: WebState, ticket_id: int) -> dict[str, Any]:
     with state.db.session() as s:
         tree = queries.load_ticket_tree(s, ticket_id)
         ticket = views.ticket_view(tree, with_runs=True)
-        best = reviews.candidates(tree)
+        rejected = queries.rejected_attempt_ids(s, ticket_id)
+        found = reviews.candidates(tree, rejected)
+        shown = [reviews.candidate_view(c, rank) for rank, c in enumerate(found, start=1)]
         texts = {a.id: views.attempt_view(a, with_text=True) for run in tree.runs for a in run.attempts}
+        limits = {run.index: run.attempt_limit for run in tree.runs}
         submitted_by = tree.submitted_by
         events = [(e.kind, e.message, e.actor, e.created_at) for e in queries.ticket_events(s, ticket_id)]
     for run in ticket["runs"]:
+        run["attempt_limit"] = limits[run["index"]]
         for attempt in run["attempts"]:
             attempt.update(texts[attempt["id"]])
     return {
         "ticket": ticket,
-        "best_attempt": best[0].id if best else None,
+        "candidates": shown,
+        "rejected": rejected,
+        "best_attempt": found[0].attempt.id if found else None,
         "submitted_by": submitted_by,
         "events": events,
         "cancellable": ticket["status"] in reviews.CANCELLABLE,
@@ -198,10 +204,21 @@ def retry_form(ticket_id: int, state: State, principal: Submitter, csrf: CsrfFie
     return back(f"/tickets/{ticket_id}", "retried")
 
 
+AttemptField = Annotated[int | None, Form()]
+Texts = Annotated[list[str], Form(max_length=5_000)]
+
+
+def _choice(attempt: int | None) -> reviews.Choice:
+    """Buttons name the attempt they were drawn for, so a ranking that changed since cannot swap the diff."""
+    return None if attempt is None else ("attempt", attempt)
+
+
 @router.post("/tickets/{ticket_id}/approve")
-def approve_form(ticket_id: int, state: State, principal: Reviewer, csrf: CsrfField = "") -> Response:
+def approve_form(
+    ticket_id: int, state: State, principal: Reviewer, csrf: CsrfField = "", attempt: AttemptField = None
+) -> Response:
     check_csrf(state, principal, csrf)
-    reviews.approve(state.db, state.settings, ticket_id, principal.name)
+    reviews.approve(state.db, state.settings, ticket_id, principal.name, _choice(attempt))
     return back(f"/tickets/{ticket_id}", "approved")
 
 
@@ -212,9 +229,16 @@ def reject_form(
     principal: Reviewer,
     csrf: CsrfField = "",
     feedback: Annotated[str, Form(max_length=50_000)] = "",
+    attempt: AttemptField = None,
+    comment_path: Texts = [],  # noqa: B006 (FastAPI copies form defaults)
+    comment_line: Annotated[list[int], Form()] = [],  # noqa: B006
+    comment_text: Texts = [],  # noqa: B006
 ) -> Response:
+    """Reject a candidate; the line comments of the diff view join the feedback as `calc.py:7: comment` lines."""
     check_csrf(state, principal, csrf)
-    new = reviews.reject(state.db, state.dispatcher, state.settings, ticket_id, principal.name, feedback)
+    comments = list(zip(comment_path, comment_line, comment_text, strict=False))
+    words = reviews.with_line_comments(feedback, comments)
+    new = reviews.reject(state.db, state.dispatcher, state.settings, ticket_id, principal.name, words, _choice(attempt))
     return back(f"/tickets/{ticket_id}", "rejected_retry" if new else "rejected")
 
 
