@@ -16,7 +16,7 @@ from db.lifecycle import TicketStatus
 from db.specs import TOKEN_NAME
 from orchestrator import review as reviews
 from orchestrator import views
-from orchestrator.web import figures, render
+from orchestrator.web import diffview, figures, render
 from orchestrator.web.api import may_change, ticket_owner, token_view
 from orchestrator.web.auth import (
     LOGIN_CSRF_COOKIE,
@@ -35,7 +35,14 @@ from orchestrator.web.state import WebState, web_state
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-templates.env.globals.update(diff_html=render.diff_html, age=render.age, duration=render.duration, tail=render.tail)
+templates.env.globals.update(
+    diff_html=render.diff_html,
+    diff_view=diffview.diff_view,
+    plural=views.plural,
+    age=render.age,
+    duration=render.duration,
+    tail=render.tail,
+)
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 Submitter = Annotated[Principal, Depends(require(Role.SUBMITTER))]
 Reviewer = Annotated[Principal, Depends(require(Role.REVIEWER))]
@@ -159,11 +166,9 @@ def ticket_context(state: WebState, ticket_id: int) -> dict[str, Any]:
         found = reviews.candidates(tree, rejected)
         shown = [reviews.candidate_view(c, rank) for rank, c in enumerate(found, start=1)]
         texts = {a.id: views.attempt_view(a, with_text=True) for run in tree.runs for a in run.attempts}
-        limits = {run.index: run.attempt_limit for run in tree.runs}
         submitted_by = tree.submitted_by
         events = [(e.kind, e.message, e.actor, e.created_at) for e in queries.ticket_events(s, ticket_id)]
     for run in ticket["runs"]:
-        run["attempt_limit"] = limits[run["index"]]
         for attempt in run["attempts"]:
             attempt.update(texts[attempt["id"]])
     return {

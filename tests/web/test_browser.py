@@ -156,7 +156,7 @@ def test_log_in_watch_a_ticket_reach_review_live_and_approve_it(browser: Any, tm
         shot(page, "5-review")
 
         page.goto(f"/tickets/{ticket}")
-        page.click("#approve")
+        page.click("button.approve")
         page.wait_for_url(f"**/tickets/{ticket}?done=approved")
         assert page.locator("#ticket-status").inner_text() == "approved"
         assert "Approved: the diff landed as a branch." in page.locator(".note").inner_text()
