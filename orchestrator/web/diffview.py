@@ -116,7 +116,8 @@ def _unified(f: FileDiff, path: str) -> Markup:
         rows.append(Markup('<tr class="hunk"><td colspan="3">{}</td></tr>').format(header))
         for x in lines:
             rows.append(Markup("<tr>{}{}{}</tr>").format(_num(x, "old", path), _num(x, "new", path), _code(x)))
-    return Markup('<table class="diff-table unified">{}</table>').format(Markup("").join(rows))
+    cols = Markup('<colgroup><col class="num"><col class="num"><col></colgroup>')
+    return Markup('<table class="diff-table unified">{}{}</table>').format(cols, Markup("").join(rows))
 
 
 def _pairs(lines: list[Line]) -> list[tuple[Line | None, Line | None]]:
@@ -144,7 +145,8 @@ def _split(f: FileDiff, path: str) -> Markup:
         for left, right in _pairs(lines):
             left_cells = _num(left, "old", path) + _code(left)
             rows.append(Markup("<tr>{}{}</tr>").format(left_cells, _num(right, "new", path) + _code(right)))
-    return Markup('<table class="diff-table split">{}</table>').format(Markup("").join(rows))
+    cols = Markup('<colgroup><col class="num"><col><col class="num"><col></colgroup>')
+    return Markup('<table class="diff-table split">{}{}</table>').format(cols, Markup("").join(rows))
 
 
 def diff_view(diff: str, key: str, form: str = "") -> Markup:
