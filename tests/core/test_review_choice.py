@@ -69,3 +69,15 @@ def test_identical_diffs_are_one_candidate_and_agreement_ranks_it_first(embedded
     assert "3 of 4 runs produced this diff" in fleet.run("review", "show", str(ticket)).stdout
     fleet.run("review", "approve", str(ticket))
     assert "3 of 4 runs produced this diff" in _landed(fleet, repo, ticket)[1]
+
+
+def test_show_says_gamed_counts_runs_from_1_and_prints_the_feedback(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    ticket = _submit(fleet, scripted("game-edit-test"))["id"]
+    fleet.up()
+    text = fleet.run("show", str(ticket)).stdout
+    assert f"ticket {ticket} [failed: gamed]" in text
+    assert "  run 1 (shell): failed" in text and "run 0" not in text
+    assert "feedback (no further attempt was made):" in text
+    assert "tests/test_calc.py" in text.split("feedback (no further attempt was made):")[1]
