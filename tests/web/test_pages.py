@@ -101,7 +101,7 @@ def test_tickets_page_filters(web: Web) -> None:
     everything = [int(i) for i in rows.findall(client.get("/tickets").text)]
     assert set(web.tickets.values()) <= set(everything)
     row = re.search(rf'<tr data-ticket="{web.tickets["failed"]}">.*?</tr>', client.get("/tickets").text, re.S).group(0)
-    assert "run 0:" in row and 'title="attempt 1' in row  # each ticket with its runs and attempts
+    assert "run 1:" in row and 'title="attempt 1' in row  # each ticket with its runs and attempts
     cancelled = [int(i) for i in rows.findall(client.get("/tickets?status=cancelled").text)]
     assert web.tickets["failed"] not in cancelled
     assert rows.findall(client.get("/tickets?agent=nobody").text) == []
