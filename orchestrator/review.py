@@ -251,7 +251,12 @@ LineComment = tuple[str, int, str]  # (file, line in the new version, the review
 
 def with_line_comments(feedback: str, comments: list[LineComment]) -> str:
     """The reviewer's words, then one `calc.py:7: comment` line per line comment, as the next prompt shows them."""
-    lines = [f"{path}:{line}: {' '.join(text.split())}" for path, line, text in comments if text.strip()]
+    lines = [f"{_one_line(path)}:{line}: {' '.join(text.split())}" for path, line, text in comments if text.strip()]
     if not lines:
         return feedback.strip()
     return "\n".join([feedback.strip(), "", "Comments on lines of the diff:", *lines]).strip()
+
+
+def _one_line(name: str) -> str:
+    """A file name on one line: a newline in it cannot start a line of its own in the prompt."""
+    return " ".join(name.splitlines())

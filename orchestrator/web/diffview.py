@@ -53,15 +53,15 @@ def parse(diff: str) -> list[FileDiff]:
     for raw in diff.splitlines():
         if raw.startswith("diff --git "):
             files.append(FileDiff(raw.split(" b/", 1)[-1] if " b/" in raw else raw[11:]))
-        elif not files or raw.startswith(("--- ", "index ", "new file", "deleted file", "similarity", "rename ")):
+        elif not files:
             continue
-        elif raw.startswith("+++ "):
-            name = raw[4:]
-            files[-1].path = name[2:] if name.startswith("b/") else files[-1].path
         elif match := HUNK.match(raw):
             old, new = int(match[1]), int(match[2])
             files[-1].hunks.append((raw, []))
-        elif files[-1].hunks and raw[:1] in (" ", "+", "-", ""):
+        elif not files[-1].hunks:  # the file's header: only here is `+++ b/name` a name, not an added `++ line`
+            if raw.startswith("+++ b/"):
+                files[-1].path = raw[6:]
+        elif raw[:1] in (" ", "+", "-", ""):
             kind = raw[:1] or " "
             line = Line(kind, old if kind != "+" else None, new if kind != "-" else None, raw[1:])
             old, new = old + (kind != "+"), new + (kind != "-")
