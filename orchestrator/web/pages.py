@@ -167,6 +167,8 @@ def ticket_context(state: WebState, ticket_id: int) -> dict[str, Any]:
         shown = [reviews.candidate_view(c, rank) for rank, c in enumerate(found, start=1)]
         texts = {a.id: views.attempt_view(a, with_text=True) for run in tree.runs for a in run.attempts}
         submitted_by = tree.submitted_by
+        approved = queries.approval(s, ticket_id)
+        landed = (approved.branch, (approved.commit_sha or "")[:12], tree.repo.source) if approved else None
         events = [(e.kind, e.message, e.actor, e.created_at) for e in queries.ticket_events(s, ticket_id)]
     for run in ticket["runs"]:
         for attempt in run["attempts"]:
@@ -177,6 +179,7 @@ def ticket_context(state: WebState, ticket_id: int) -> dict[str, Any]:
         "rejected": rejected,
         "best_attempt": found[0].attempt.id if found else None,
         "submitted_by": submitted_by,
+        "landed": landed,
         "events": events,
         "cancellable": ticket["status"] in reviews.CANCELLABLE,
         "retryable": ticket["status"] in ("failed", "error", "cancelled"),

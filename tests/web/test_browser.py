@@ -162,6 +162,7 @@ def test_log_in_watch_a_ticket_reach_review_live_and_approve_it(browser: Any, tm
         assert page.locator("#ticket-status").inner_text() == "approved"
         assert "Approved: the diff landed as a branch." in page.locator(".note").inner_text()
         assert "return a + b" in git("show", f"fleet/ticket-{ticket}:calc.py", cwd=repo)
+        assert f"Landed as branch fleet/ticket-{ticket}" in page.locator("#ticket-branch").inner_text()
 
         page.goto("/")
         assert page.locator("svg.chart").count() == 2
