@@ -121,7 +121,7 @@ def _report(ctx: Context, ticket_ids: list[int], out: Console) -> None:
         waiting = [t for t in trees if review.candidates(t)]
         out.print(f"What a reviewer sees ({len(waiting)} verified diffs; failing tickets are never listed):")
         for t in waiting:
-            best = views.attempt_view(review.candidates(t)[0], with_text=True)
+            best = views.attempt_view(review.candidates(t)[0].attempt, with_text=True)
             v = best["verification"]
             out.rule(f"ticket {t.id}: {t.title} — attempt {best['number']}, {best['diff_stat']}")
             out.print(f"fixed: {', '.join(v['fail_to_pass'])}; still passing: {v['pass_to_pass']} tests", markup=False)

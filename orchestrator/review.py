@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,15 +21,49 @@ if TYPE_CHECKING:
     from orchestrator.dispatch import Dispatcher
 
 
-def candidates(ticket: Ticket) -> list[Attempt]:
-    """Attempts with a passing verification, best first: nothing flagged, smaller diff, fewer attempts, cheaper."""
-    passed = [
-        a
-        for run in ticket.runs
-        for a in run.attempts
-        if a.verification is not None and a.verification.verdict == Verdict.PASSED.value
-    ]
-    return sorted(passed, key=_rank)
+@dataclass(frozen=True)
+class Candidate:
+    """One verified diff and the attempts that produced it: agreement between runs is a signal."""
+
+    attempt: Attempt  # the best of the attempts with this diff: the one approve lands and names
+    same: tuple[Attempt, ...]  # every verified attempt with exactly this diff, best first
+    runs: int  # how many runs produced this diff
+    total_runs: int  # how many runs the ticket has
+
+    @property
+    def agreement(self) -> str:
+        """'3 of 4 runs produced this diff', or '' when the ticket has one run."""
+        return f"{self.runs} of {self.total_runs} runs produced this diff" if self.total_runs > 1 else ""
+
+
+def candidates(ticket: Ticket, rejected: set[int] | frozenset[int] = frozenset()) -> list[Candidate]:
+    """Verified diffs, best first: nothing flagged, more runs agreeing, smaller, fewer attempts, cheaper.
+
+    A diff a reviewer rejected (any attempt in `rejected` that produced it) is never a candidate again.
+    """
+    passed = [a for run in ticket.runs for a in run.attempts if _passed(a)]
+    refused = {a.diff.strip() for a in passed if a.id in rejected}
+    groups: dict[str, list[Attempt]] = {}
+    for attempt in sorted(passed, key=_rank):
+        if attempt.diff.strip() not in refused:
+            groups.setdefault(attempt.diff.strip(), []).append(attempt)
+    found = [Candidate(g[0], tuple(g), len({a.run_id for a in g}), len(ticket.runs)) for g in groups.values()]
+    return sorted(found, key=lambda c: _rank(c.attempt, c.runs))
+
+
+def _passed(attempt: Attempt) -> bool:
+    return attempt.verification is not None and attempt.verification.verdict == Verdict.PASSED.value
+
+
+def candidate_view(c: Candidate, rank: int) -> dict[str, Any]:
+    """A candidate as the CLI's --json, the API and the web show it: its best attempt, and who agreed."""
+    return views.attempt_view(c.attempt, with_text=True) | {
+        "rank": rank,
+        "agent": c.attempt.run.agent,
+        "runs_agreeing": c.runs,
+        "agreement": c.agreement,
+        "same_diff_attempts": [a.id for a in c.same],
+    }
 
 
 def review_queue(db: Database) -> list[dict[str, Any]]:
@@ -37,22 +72,22 @@ def review_queue(db: Database) -> list[dict[str, Any]]:
     with db.session() as s:
         for ticket in queries.review_candidates(s):
             tree = queries.load_ticket_tree(s, ticket.id)
-            best = candidates(tree)
+            best = candidates(tree, queries.rejected_attempt_ids(s, ticket.id))
             rows.append(
                 views.ticket_view(tree)
                 | {
-                    "candidates": [views.attempt_view(a, with_text=True) for a in best],
-                    "best_attempt": best[0].id if best else None,
-                    "diff_stat": best[0].diff_stat if best else "",
+                    "candidates": [candidate_view(c, rank) for rank, c in enumerate(best, start=1)],
+                    "best_attempt": best[0].attempt.id if best else None,
+                    "diff_stat": best[0].attempt.diff_stat if best else "",
                 }
             )
     return rows
 
 
-def _rank(attempt: Attempt) -> tuple[int, int, int, int, float, int]:
+def _rank(attempt: Attempt, agreeing: int = 1) -> tuple[int, int, int, int, int, float, int]:
     flags = len(attempt.verification.flags) if attempt.verification else 0
     flaky = len(attempt.verification.flaky) if attempt.verification else 0
-    return (flags, flaky, _diff_size(attempt), attempt.number, attempt.cost_usd, attempt.id)
+    return (flags, flaky, -agreeing, _diff_size(attempt), attempt.number, attempt.cost_usd, attempt.id)
 
 
 def _diff_size(attempt: Attempt) -> int:
@@ -63,14 +98,34 @@ def branch_name(ticket_id: int) -> str:
     return f"fleet/ticket-{int(ticket_id)}"
 
 
-def _reviewable(s: queries.Session, ticket_id: int, decision: TicketStatus, action: str) -> tuple[Ticket, Attempt]:
+def _reviewable(
+    s: queries.Session, ticket_id: int, decision: TicketStatus, action: str, choice: Choice = None
+) -> tuple[Ticket, Candidate]:
     ticket = queries.load_ticket_tree(s, ticket_id)
     refusal = f"ticket {ticket_id} is {ticket.status}, not waiting for review"
     lifecycle.require(ticket, decision, action, refusal)
-    best = candidates(ticket)
-    if not best:
+    found = candidates(ticket, queries.rejected_attempt_ids(s, ticket_id))
+    if not found:
         raise FleetError(f"ticket {ticket_id} has no verified diff")
-    return ticket, best[0]
+    return ticket, chosen(found, choice, ticket_id)
+
+
+Choice = int | tuple[str, int] | None  # a rank (1 is the best), ("attempt", id), or None for the best
+
+
+def chosen(found: list[Candidate], choice: Choice, ticket_id: int) -> Candidate:
+    """The candidate a reviewer named: by rank as `fleet review show` lists them, or by an attempt's id (the web's
+    buttons, which must not land another diff if the ranking changed since the page was drawn)."""
+    if choice is None:
+        return found[0]
+    if isinstance(choice, int):
+        if not 1 <= choice <= len(found):
+            raise FleetError(f"ticket {ticket_id} has {len(found)} candidate(s): --candidate must be 1 to {len(found)}")
+        return found[choice - 1]
+    for c in found:
+        if choice[1] in {a.id for a in c.same}:
+            return c
+    raise FleetError(f"attempt {choice[1]} is not a candidate of ticket {ticket_id} (rejected, or not verified)")
 
 
 def commit_diff(mirror: Path, base_sha: str, diff: str, message: str) -> str:
@@ -83,12 +138,13 @@ def commit_diff(mirror: Path, base_sha: str, diff: str, message: str) -> str:
     return git("commit-tree", tree, "-p", base_sha, "-F", "-", cwd=mirror, input=message).strip()
 
 
-def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str) -> str:
-    """Land the best verified diff as branch fleet/ticket-N in the repository; returns the branch name."""
+def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str, choice: Choice = None) -> str:
+    """Land the chosen verified diff (the best by default) as branch fleet/ticket-N; returns the branch name."""
     with db.session() as s:
-        ticket, best = _reviewable(s, ticket_id, TicketStatus.APPROVED, "approve")
+        ticket, candidate = _reviewable(s, ticket_id, TicketStatus.APPROVED, "approve", choice)
+        best = candidate.attempt
         source, base_sha, repo_key = ticket.repo.source, ticket.base_sha, f"repo-{ticket.repo_id}"
-        message = f"{ticket.title}\n\nFleet ticket {ticket.id}, attempt {best.number} (verified).\n"
+        message = commit_message(ticket, candidate)
         diff, attempt_id = best.diff, best.id
     branch = branch_name(ticket_id)
     try:
@@ -113,12 +169,27 @@ def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str) -> 
     return branch
 
 
+def commit_message(ticket: Ticket, c: Candidate) -> str:
+    """The branch commit names the attempt it came from (runs and attempts counted from 1, as users see them)."""
+    agreed = f"; {c.agreement}" if c.agreement else ""
+    where = f"run {c.attempt.run.index + 1}, attempt {c.attempt.number}"
+    return f"{ticket.title}\n\nFleet ticket {ticket.id}, {where} (verified{agreed}).\n"
+
+
 def reject(
-    db: Database, dispatcher: Dispatcher, settings: Settings, ticket_id: int, reviewer: str, feedback: str
+    db: Database,
+    dispatcher: Dispatcher,
+    settings: Settings,
+    ticket_id: int,
+    reviewer: str,
+    feedback: str,
+    choice: Choice = None,
 ) -> int | None:
-    """Record the rejection; with feedback, the reviewed run gets a new attempt with the reviewer's words."""
+    """Record the rejection of a candidate (the best by default); with feedback, its run gets a new attempt with
+    the reviewer's words. The rejected diff is never a candidate again."""
     with db.session() as s:
-        ticket, best = _reviewable(s, ticket_id, TicketStatus.REJECTED, "reject")
+        ticket, candidate = _reviewable(s, ticket_id, TicketStatus.REJECTED, "reject", choice)
+        best = candidate.attempt
         queries.add_review(
             s, ticket_id=ticket_id, attempt_id=best.id, decision="rejected", reviewer=reviewer, feedback=feedback
         )
@@ -173,3 +244,19 @@ def cancel_repo(db: Database, repo: str, actor: str) -> list[int]:
     for ticket_id in ids:
         cancel(db, ticket_id, actor)
     return ids
+
+
+LineComment = tuple[str, int, str]  # (file, line in the new version, the reviewer's words)
+
+
+def with_line_comments(feedback: str, comments: list[LineComment]) -> str:
+    """The reviewer's words, then one `calc.py:7: comment` line per line comment, as the next prompt shows them."""
+    lines = [f"{_one_line(path)}:{line}: {' '.join(text.split())}" for path, line, text in comments if text.strip()]
+    if not lines:
+        return feedback.strip()
+    return "\n".join([feedback.strip(), "", "Comments on lines of the diff:", *lines]).strip()
+
+
+def _one_line(name: str) -> str:
+    """A file name on one line: a newline in it cannot start a line of its own in the prompt."""
+    return " ".join(name.splitlines())

@@ -13,6 +13,11 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def plural(count: int, word: str) -> str:
+    """'1 test', '2 tests': counts as people write them."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def repo_view(repo: Repo) -> dict[str, Any]:
     return {
         "id": repo.id,
@@ -75,6 +80,15 @@ def attempt_view(a: Attempt, with_text: bool = False) -> dict[str, Any]:
     return view
 
 
+def final_verdict(t: Ticket) -> str | None:
+    """Why a failed ticket failed, when that is more than `failed`: `gamed` if a run's last diff gamed the tests."""
+    last = [r.attempts[-1].verification for r in t.runs if r.attempts and r.attempts[-1].verification]
+    verdicts = {v.verdict for v in last if v is not None}
+    if t.status == "failed" and "gamed" in verdicts:
+        return "gamed"
+    return None
+
+
 def ticket_view(t: Ticket, with_runs: bool = False) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": t.id,
@@ -94,9 +108,16 @@ def ticket_view(t: Ticket, with_runs: bool = False) -> dict[str, Any]:
         "cancelled_by": t.cancelled_by,
     }
     if with_runs:
+        view["verdict"] = final_verdict(t)
         view["body"] = t.body
         view["runs"] = [
-            {"index": r.index, "agent": r.agent, "status": r.status, "attempts": [attempt_view(a) for a in r.attempts]}
+            {
+                "index": r.index,
+                "agent": r.agent,
+                "status": r.status,
+                "attempt_limit": r.attempt_limit,
+                "attempts": [attempt_view(a) for a in r.attempts],
+            }
             for r in t.runs
         ]
     return view

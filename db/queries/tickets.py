@@ -143,3 +143,15 @@ def add_review(s: Session, **fields: Any) -> Review:
     s.add(review)
     s.flush()
     return review
+
+
+def rejected_attempt_ids(s: Session, ticket_id: int) -> set[int]:
+    """The attempts a reviewer rejected: their diffs are never offered for review again."""
+    query = select(Review.attempt_id).where(Review.ticket_id == ticket_id, Review.decision == "rejected")
+    return set(s.scalars(query).all())
+
+
+def approval(s: Session, ticket_id: int) -> Review | None:
+    """The approval of a ticket (its branch and commit), if it was approved."""
+    query = select(Review).where(Review.ticket_id == ticket_id, Review.decision == "approved").order_by(Review.id)
+    return s.scalars(query).first()

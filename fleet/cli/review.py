@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from db import queries
 from fleet.cli.cells import plain
+from fleet.cli.console import Context, JsonFlag, actor, one_line_errors, out, print_json
 from orchestrator import review as reviews
 from orchestrator import views
 from orchestrator.errors import FleetError
-
-if TYPE_CHECKING:
-    pass
-
-from fleet.cli.console import Context, JsonFlag, actor, one_line_errors, out, print_json
+from orchestrator.views import plural
 
 app = typer.Typer(no_args_is_help=True, help="Verified diffs waiting for a person.")
 
@@ -44,26 +41,30 @@ def review_show(
     """The verified candidates side by side, best first, and one candidate's diff and tests."""
     with Context().db.session() as s:
         tree = queries.load_ticket_tree(s, ticket)
-        best = reviews.candidates(tree)
+        best = reviews.candidates(tree, queries.rejected_attempt_ids(s, ticket))
         if not best:
             raise FleetError(f"ticket {ticket} has no verified diff (status {tree.status})")
-        shown = [views.attempt_view(a, with_text=True) | {"agent": a.run.agent} for a in best]
+        shown = [reviews.candidate_view(c, rank) for rank, c in enumerate(best, start=1)]
         head = views.ticket_view(tree)
     if as_json:
         return print_json(head | {"candidates": shown})
     if not 1 <= candidate <= len(shown):
         raise FleetError(f"--candidate must be between 1 and {len(shown)}")
     out.print(f"ticket {head['id']}: {head['title']}  [{head['status']}]", markup=False)
-    table = Table("#", "agent", "run", "attempt", "cost $", "diff", "flags")
-    for rank, a in enumerate(shown, start=1):
+    table = Table("#", "agent", "run", "attempt", "runs agreeing", "cost $", "diff", "flags")
+    for a in shown:
         flags = len(a["verification"]["flags"])
-        table.add_row(*plain(rank, a["agent"], a["run"], a["number"], f"{a['cost_usd']:.4f}", a["diff_stat"], flags))
+        cells = (a["rank"], a["agent"], a["run"] + 1, a["number"], a["runs_agreeing"], f"{a['cost_usd']:.4f}")
+        table.add_row(*plain(*cells, a["diff_stat"], flags))
     out.print(table)
     a = shown[candidate - 1]
     v = a["verification"]
-    out.rule(f"candidate {candidate}: attempt {a['number']} of run {a['run']} (id {a['id']}), {a['diff_stat']}")
+    where = f"attempt {a['number']} of run {a['run'] + 1} (id {a['id']})"
+    out.rule(f"candidate {candidate}: {where}, {a['diff_stat']}")
+    if a["agreement"]:
+        out.print(f"{a['agreement']} (attempt ids {', '.join(map(str, a['same_diff_attempts']))})", markup=False)
     out.print(f"fixed: {', '.join(v['fail_to_pass']) or '-'}", markup=False)
-    out.print(f"still passing: {v['pass_to_pass']} tests", markup=False)
+    out.print(f"still passing: {plural(v['pass_to_pass'], 'test')}", markup=False)
     if v["known_failing"]:
         out.print(
             f"known failing (before and after, not part of this ticket): {', '.join(v['known_failing'])}", markup=False
@@ -84,12 +85,17 @@ def review_show(
         out.print(f"other candidates: fleet review show {ticket} --candidate N (N up to {len(shown)})", markup=False)
 
 
+Candidate = Annotated[
+    int | None, typer.Option(help="Which candidate, as `fleet review show` numbers them; the best when not given.")
+]
+
+
 @app.command("approve")
 @one_line_errors
-def review_approve(ticket: int) -> None:
-    """Land the best verified diff as branch fleet/ticket-N in the repository."""
+def review_approve(ticket: int, candidate: Candidate = None) -> None:
+    """Land a verified diff (the best, or --candidate N) as branch fleet/ticket-N in the repository."""
     ctx = Context()
-    branch = reviews.approve(ctx.db, ctx.settings, ticket, actor())
+    branch = reviews.approve(ctx.db, ctx.settings, ticket, actor(), candidate)
     out.print(f"ticket {ticket} approved: branch {branch}", markup=False)
 
 
@@ -98,8 +104,9 @@ def review_approve(ticket: int) -> None:
 def review_reject(
     ticket: int,
     feedback: Annotated[str, typer.Option(help="Your words go to the agent in a new attempt.")] = "",
+    candidate: Candidate = None,
 ) -> None:
-    """Reject the diff; with --feedback the agent tries again with your words."""
+    """Reject a diff (the best, or --candidate N); with --feedback the agent tries again with your words."""
     ctx = Context()
-    new = reviews.reject(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor(), feedback)
+    new = reviews.reject(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor(), feedback, candidate)
     out.print(f"ticket {ticket} rejected" + (f"; attempt {new} queued with your feedback" if new else ""))

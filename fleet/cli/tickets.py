@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from textwrap import indent
 from typing import Annotated, Any
 
 import typer
@@ -99,17 +100,26 @@ def show(ticket: int, as_json: JsonFlag = False) -> None:
         view = views.ticket_view(queries.load_ticket_tree(s, ticket), with_runs=True)
     if as_json:
         return print_json(view)
-    out.print(f"ticket {view['id']} [{view['status']}] {view['title']}", markup=False)
+    status = f"{view['status']}: {view['verdict']}" if view["verdict"] else view["status"]
+    out.print(f"ticket {view['id']} [{status}] {view['title']}", markup=False)
     if view["reason"]:
         out.print(f"  {view['reason']}", markup=False)
     for run in view["runs"]:
-        out.print(f"  run {run['index']} ({run['agent']}): {run['status']}", markup=False)
+        out.print(f"  run {run['index'] + 1} ({run['agent']}): {run['status']}", markup=False)
         for a in run["attempts"]:
-            verdict = a["verdict"] or a["status"]
-            out.print(
-                f"    attempt {a['number']} (id {a['id']}): {verdict}  {a['diff_stat']}  {a['error'] or ''}",
-                markup=False,
-            )
+            show_attempt(a, last=a is run["attempts"][-1])
+
+
+def show_attempt(a: dict[str, Any], last: bool) -> None:
+    """One attempt of `fleet show`: the feedback it started from, and on a run's last unpassed attempt its own."""
+    verdict = a["verdict"] or a["status"]
+    line = f"    attempt {a['number']} (id {a['id']}): {verdict}  {a['diff_stat']}  {a['error'] or ''}"
+    out.print(line, markup=False)
+    if a["feedback_in"]:
+        out.print(indent(f"started from this feedback:\n{a['feedback_in'].strip()}", " " * 6), markup=False)
+    if last and a["feedback_out"] and verdict != "passed":
+        ended = f"feedback (no further attempt was made):\n{a['feedback_out'].strip()}"
+        out.print(indent(ended, " " * 6), markup=False)
 
 
 @commands.command()

@@ -41,6 +41,7 @@ class RejectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     feedback: str = Field(default="", max_length=50_000)
+    candidate: int | None = Field(default=None, ge=1, description="Which candidate, 1 the best; the best if not given.")
 
 
 class TokenIn(TokenSpec):
@@ -223,16 +224,23 @@ def retry(ticket_id: int, state: State, principal: Submitter) -> dict[str, Any]:
 
 
 @router.post("/tickets/{ticket_id}/approve")
-def approve(ticket_id: int, state: State, principal: Reviewer) -> dict[str, Any]:
-    """Land the best verified diff as branch fleet/ticket-N (what `fleet review approve` does)."""
-    branch = reviews.approve(state.db, state.settings, ticket_id, principal.name)
+def approve(
+    ticket_id: int,
+    state: State,
+    principal: Reviewer,
+    candidate: Annotated[int | None, Query(ge=1, description="Which candidate, 1 the best (the default).")] = None,
+) -> dict[str, Any]:
+    """Land a verified diff (the best, or ?candidate=N) as branch fleet/ticket-N, as `fleet review approve` does."""
+    branch = reviews.approve(state.db, state.settings, ticket_id, principal.name, candidate)
     return {"id": ticket_id, "status": TicketStatus.APPROVED.value, "branch": branch}
 
 
 @router.post("/tickets/{ticket_id}/reject")
 def reject(ticket_id: int, body: RejectIn, state: State, principal: Reviewer) -> dict[str, Any]:
     """Reject the best diff; with feedback the agent gets a new attempt with those words."""
-    new = reviews.reject(state.db, state.dispatcher, state.settings, ticket_id, principal.name, body.feedback)
+    new = reviews.reject(
+        state.db, state.dispatcher, state.settings, ticket_id, principal.name, body.feedback, body.candidate
+    )
     status = TicketStatus.QUEUED if new else TicketStatus.REJECTED
     return {"id": ticket_id, "status": status.value, "attempt": new}
 

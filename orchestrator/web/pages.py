@@ -16,7 +16,7 @@ from db.lifecycle import TicketStatus
 from db.specs import TOKEN_NAME
 from orchestrator import review as reviews
 from orchestrator import views
-from orchestrator.web import figures, render
+from orchestrator.web import diffview, figures, render
 from orchestrator.web.api import may_change, ticket_owner, token_view
 from orchestrator.web.auth import (
     LOGIN_CSRF_COOKIE,
@@ -35,7 +35,14 @@ from orchestrator.web.state import WebState, web_state
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-templates.env.globals.update(diff_html=render.diff_html, age=render.age, duration=render.duration, tail=render.tail)
+templates.env.globals.update(
+    diff_html=render.diff_html,
+    diff_view=diffview.diff_view,
+    plural=views.plural,
+    age=render.age,
+    duration=render.duration,
+    tail=render.tail,
+)
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 Submitter = Annotated[Principal, Depends(require(Role.SUBMITTER))]
 Reviewer = Annotated[Principal, Depends(require(Role.REVIEWER))]
@@ -155,17 +162,24 @@ def ticket_context(state: WebState, ticket_id: int) -> dict[str, Any]:
     with state.db.session() as s:
         tree = queries.load_ticket_tree(s, ticket_id)
         ticket = views.ticket_view(tree, with_runs=True)
-        best = reviews.candidates(tree)
+        rejected = queries.rejected_attempt_ids(s, ticket_id)
+        found = reviews.candidates(tree, rejected)
+        shown = [reviews.candidate_view(c, rank) for rank, c in enumerate(found, start=1)]
         texts = {a.id: views.attempt_view(a, with_text=True) for run in tree.runs for a in run.attempts}
         submitted_by = tree.submitted_by
+        approved = queries.approval(s, ticket_id)
+        landed = (approved.branch, (approved.commit_sha or "")[:12], tree.repo.source) if approved else None
         events = [(e.kind, e.message, e.actor, e.created_at) for e in queries.ticket_events(s, ticket_id)]
     for run in ticket["runs"]:
         for attempt in run["attempts"]:
             attempt.update(texts[attempt["id"]])
     return {
         "ticket": ticket,
-        "best_attempt": best[0].id if best else None,
+        "candidates": shown,
+        "rejected": rejected,
+        "best_attempt": found[0].attempt.id if found else None,
         "submitted_by": submitted_by,
+        "landed": landed,
         "events": events,
         "cancellable": ticket["status"] in reviews.CANCELLABLE,
         "retryable": ticket["status"] in ("failed", "error", "cancelled"),
@@ -198,10 +212,21 @@ def retry_form(ticket_id: int, state: State, principal: Submitter, csrf: CsrfFie
     return back(f"/tickets/{ticket_id}", "retried")
 
 
+AttemptField = Annotated[int | None, Form()]
+Texts = Annotated[list[str], Form(max_length=5_000)]
+
+
+def _choice(attempt: int | None) -> reviews.Choice:
+    """Buttons name the attempt they were drawn for, so a ranking that changed since cannot swap the diff."""
+    return None if attempt is None else ("attempt", attempt)
+
+
 @router.post("/tickets/{ticket_id}/approve")
-def approve_form(ticket_id: int, state: State, principal: Reviewer, csrf: CsrfField = "") -> Response:
+def approve_form(
+    ticket_id: int, state: State, principal: Reviewer, csrf: CsrfField = "", attempt: AttemptField = None
+) -> Response:
     check_csrf(state, principal, csrf)
-    reviews.approve(state.db, state.settings, ticket_id, principal.name)
+    reviews.approve(state.db, state.settings, ticket_id, principal.name, _choice(attempt))
     return back(f"/tickets/{ticket_id}", "approved")
 
 
@@ -212,9 +237,16 @@ def reject_form(
     principal: Reviewer,
     csrf: CsrfField = "",
     feedback: Annotated[str, Form(max_length=50_000)] = "",
+    attempt: AttemptField = None,
+    comment_path: Texts = [],  # noqa: B006 (FastAPI copies form defaults)
+    comment_line: Annotated[list[int], Form()] = [],  # noqa: B006
+    comment_text: Texts = [],  # noqa: B006
 ) -> Response:
+    """Reject a candidate; the line comments of the diff view join the feedback as `calc.py:7: comment` lines."""
     check_csrf(state, principal, csrf)
-    new = reviews.reject(state.db, state.dispatcher, state.settings, ticket_id, principal.name, feedback)
+    comments = list(zip(comment_path, comment_line, comment_text, strict=False))
+    words = reviews.with_line_comments(feedback, comments)
+    new = reviews.reject(state.db, state.dispatcher, state.settings, ticket_id, principal.name, words, _choice(attempt))
     return back(f"/tickets/{ticket_id}", "rejected_retry" if new else "rejected")
 
 

@@ -56,7 +56,7 @@ def test_candidates_are_ranked_smaller_diff_first(embedded: Fleet) -> None:
     assert [c["run"] for c in shown["candidates"]] == [1, 0]
     assert [c["diff_stat"] for c in shown["candidates"]] == ["1 file, +1 -1", "1 file, +2 -2"]
     second = fleet.run("review", "show", str(ticket["id"]), "--candidate", "2").stdout
-    assert "candidate 2: attempt 1 of run 0" in second and "return a / b" in second
+    assert "candidate 2: attempt 1 of run 1" in second and "return a / b" in second
 
 
 def test_until_first_stops_the_sibling_runs_at_the_first_pass(embedded: Fleet) -> None:

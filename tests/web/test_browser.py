@@ -142,25 +142,27 @@ def test_log_in_watch_a_ticket_reach_review_live_and_approve_it(browser: Any, tm
         assert listing.evaluate("window.__sameDocument") is True
         shot(listing, "3-tickets")
 
-        diff = page.locator("details.diff").first
+        diff = page.locator("#timeline details.diff").first
         assert diff.get_attribute("open") is None
         diff.locator("summary").click()
-        added = diff.locator(".hl .gi", has_text="return a + b")
+        added = diff.locator(".hl .unified .gi", has_text="return a + b")
         assert added.is_visible()
         assert "tests/test_calc.py::test_add" in page.locator(".verification").first.inner_text()
         shot(page, "4-ticket")
 
         page.goto("/review")
         assert page.locator(f"#review-{ticket}").is_visible()
-        assert page.locator(f"#review-{ticket} details.diff[open] .hl .gi", has_text="return a + b").is_visible()
+        opened = page.locator(f"#review-{ticket} details.diff[open] .hl .unified .gi", has_text="return a + b")
+        assert opened.is_visible()
         shot(page, "5-review")
 
         page.goto(f"/tickets/{ticket}")
-        page.click("#approve")
+        page.click("button.approve")
         page.wait_for_url(f"**/tickets/{ticket}?done=approved")
         assert page.locator("#ticket-status").inner_text() == "approved"
         assert "Approved: the diff landed as a branch." in page.locator(".note").inner_text()
         assert "return a + b" in git("show", f"fleet/ticket-{ticket}:calc.py", cwd=repo)
+        assert f"Landed as branch fleet/ticket-{ticket}" in page.locator("#ticket-branch").inner_text()
 
         page.goto("/")
         assert page.locator("svg.chart").count() == 2

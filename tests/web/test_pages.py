@@ -101,7 +101,7 @@ def test_tickets_page_filters(web: Web) -> None:
     everything = [int(i) for i in rows.findall(client.get("/tickets").text)]
     assert set(web.tickets.values()) <= set(everything)
     row = re.search(rf'<tr data-ticket="{web.tickets["failed"]}">.*?</tr>', client.get("/tickets").text, re.S).group(0)
-    assert "run 0:" in row and 'title="attempt 1' in row  # each ticket with its runs and attempts
+    assert "run 1:" in row and 'title="attempt 1' in row  # each ticket with its runs and attempts
     cancelled = [int(i) for i in rows.findall(client.get("/tickets?status=cancelled").text)]
     assert web.tickets["failed"] not in cancelled
     assert rows.findall(client.get("/tickets?agent=nobody").text) == []
@@ -112,10 +112,13 @@ def test_ticket_page_timeline(web: Web) -> None:
     client = login(web, "viewer")
     page = client.get(f"/tickets/{web.tickets['review_c']}").text
     assert "fixed" in page and "tests/test_calc.py::test_add" in page and "still passing" in page
-    assert '<div class="hl"><pre>' in page and '<span class="gi">+    return a + b</span>' in page
+    assert '<div class="review-diff hl mode-unified"' in page
+    assert '<td class="code gi"><span class="sign">+</span>' in page
+    assert '<span class="k">return</span> <span class="n">a</span> <span class="o">+</span>' in page  # highlighted
     assert "Transcript" in page
     failed = client.get(f"/tickets/{web.tickets['failed']}").text
-    assert "Feedback sent to the next attempt" in failed
+    assert "Feedback (the run ended: no next attempt was made)" in failed  # not "sent": nothing was sent
+    assert "Feedback sent to the next attempt" not in failed
     assert client.get("/tickets/999999").status_code == 404
     fragment = client.get(f"/tickets/{web.tickets['review_c']}/live").text
     assert "<html" not in fragment and "still passing" in fragment
@@ -129,7 +132,7 @@ def test_review_page_lists_only_tickets_waiting_for_review(web: Web) -> None:
     assert shown == api
     assert web.tickets["failed"] not in shown and web.tickets["queued"] not in shown
     if shown:
-        assert "Best: attempt" in page and "Reject with feedback" in page
+        assert "Best: candidate 1: run 1, attempt 1" in page and "Reject candidate 1" in page
 
 
 def test_tokens_page_shows_a_new_token_once(web: Web) -> None:

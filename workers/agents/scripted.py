@@ -340,7 +340,8 @@ def _print_noise(total: int) -> None:
 
 
 def run_by_run(choices: list[str], run: int) -> int:
-    """`by-run A B C`: fan-out runs differ; run N plays choice N, e.g. `never`, `sleep:60`, `fix-add+fix-div`."""
+    """`by-run A B C`: fan-out runs differ; run N plays choice N, e.g. `never`, `sleep:60`, `fix-add+fix-div`.
+    `by-attempt A B` does the same by attempt number (attempt 1 plays A, later ones the last choice given)."""
     code = 0
     for part in choices[run % len(choices)].split("+"):
         name, *args = part.split(":")
@@ -353,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "by-run":
         return run_by_run(args[1:], int(os.environ.get("FLEET_RUN", "0")))
+    if args and args[0] == "by-attempt":
+        attempt = int(os.environ.get("FLEET_ATTEMPT", "1"))
+        return run_by_run(args[1:], min(attempt, len(args) - 1) - 1)
     if not args or args[0] not in SCRIPTS:
         print(f"usage: python -m workers.agents.scripted {{{','.join(SCRIPTS)}}} [args]", file=sys.stderr)
         return 2

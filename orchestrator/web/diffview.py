@@ -1,0 +1,185 @@
+"""A diff as a code review tool shows it: a file list, line numbers, syntax highlighting, unified and split tables.
+
+Diff text, file names and code come from agents: every piece is escaped (pygments escapes what it highlights,
+markupsafe the rest) and nothing of it is ever run. The line-comment buttons carry the file and the line of the
+new version in data attributes; static/review.js turns a click into a comment field of the Reject form.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from itertools import zip_longest
+
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
+from pygments.lexers import TextLexer, get_lexer_for_filename
+from pygments.util import ClassNotFound
+
+MAX_DIFF_CHARS = 400_000
+HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@(.*)$")
+FORMATTER = HtmlFormatter(nowrap=True)
+
+
+@dataclass
+class Line:
+    kind: str  # " " context, "+" added, "-" removed
+    old: int | None
+    new: int | None
+    text: str
+    html: Markup = Markup("")
+
+
+@dataclass
+class FileDiff:
+    path: str
+    hunks: list[tuple[str, list[Line]]] = field(default_factory=list)
+
+    @property
+    def added(self) -> int:
+        return sum(line.kind == "+" for _, lines in self.hunks for line in lines)
+
+    @property
+    def removed(self) -> int:
+        return sum(line.kind == "-" for _, lines in self.hunks for line in lines)
+
+
+def parse(diff: str) -> list[FileDiff]:
+    """The files of a unified git diff, each with its hunks of numbered lines."""
+    files: list[FileDiff] = []
+    old = new = 0
+    for raw in diff.splitlines():
+        if raw.startswith("diff --git "):
+            files.append(FileDiff(raw.split(" b/", 1)[-1] if " b/" in raw else raw[11:]))
+        elif not files:
+            continue
+        elif match := HUNK.match(raw):
+            old, new = int(match[1]), int(match[2])
+            files[-1].hunks.append((raw, []))
+        elif not files[-1].hunks:  # the file's header: only here is `+++ b/name` a name, not an added `++ line`
+            if raw.startswith("+++ b/"):
+                files[-1].path = raw[6:]
+        elif raw[:1] in (" ", "+", "-", ""):
+            kind = raw[:1] or " "
+            line = Line(kind, old if kind != "+" else None, new if kind != "-" else None, raw[1:])
+            old, new = old + (kind != "+"), new + (kind != "-")
+            files[-1].hunks[-1][1].append(line)
+    return files
+
+
+def _lexer(path: str) -> Lexer:
+    try:
+        return get_lexer_for_filename(path, stripnl=False, ensurenl=True)
+    except ClassNotFound:
+        return TextLexer(stripnl=False, ensurenl=True)
+
+
+def _highlight(lines: list[Line], lexer: Lexer) -> None:
+    """Highlight one side of a hunk as a whole (a docstring spans lines); the formatter closes spans per line."""
+    if not lines:
+        return
+    html = highlight("\n".join(line.text for line in lines) + "\n", lexer, FORMATTER).split("\n")
+    for line, part in zip(lines, html, strict=False):
+        line.html = Markup(part)
+
+
+def _highlight_file(f: FileDiff) -> None:
+    lexer = _lexer(f.path)
+    for _, lines in f.hunks:
+        _highlight([x for x in lines if x.kind != "+"], lexer)
+        _highlight([x for x in lines if x.kind != "-"], lexer)  # context lines as the new version reads
+
+
+def _num(line: Line | None, side: str, path: str) -> Markup:
+    """A line number; on the new side a button that comments on that line (path is "" where no form takes them)."""
+    number = None if line is None else (line.old if side == "old" else line.new)
+    if number is None:
+        return Markup('<td class="num"></td>')
+    if side == "new" and path:
+        button = Markup('<button type="button" class="line-comment" data-path="{}" data-line="{}">{}</button>')
+        return Markup('<td class="num">{}</td>').format(button.format(path, number, number))
+    return Markup('<td class="num">{}</td>').format(number)
+
+
+def _code(line: Line | None) -> Markup:
+    if line is None:
+        return Markup('<td class="code empty"></td>')
+    cls = {"+": "gi", "-": "gd", " ": "ctx"}[line.kind]
+    return Markup('<td class="code {}"><span class="sign">{}</span>{}</td>').format(cls, line.kind, line.html)
+
+
+def _unified(f: FileDiff, path: str) -> Markup:
+    rows = []
+    for header, lines in f.hunks:
+        rows.append(Markup('<tr class="hunk"><td colspan="3">{}</td></tr>').format(header))
+        for x in lines:
+            rows.append(Markup("<tr>{}{}{}</tr>").format(_num(x, "old", path), _num(x, "new", path), _code(x)))
+    cols = Markup('<colgroup><col class="num"><col class="num"><col></colgroup>')
+    return Markup('<table class="diff-table unified">{}{}</table>').format(cols, Markup("").join(rows))
+
+
+def _pairs(lines: list[Line]) -> list[tuple[Line | None, Line | None]]:
+    """Side by side: context on both sides, each run of removed lines next to the added lines that follow it."""
+    pairs: list[tuple[Line | None, Line | None]] = []
+    removed: list[Line] = []
+    added: list[Line] = []
+    for x in [*lines, Line(" ", None, None, "")]:
+        if x.kind == "-" and not added:
+            removed.append(x)
+        elif x.kind in "+-":
+            (added if x.kind == "+" else removed).append(x)
+        else:
+            pairs.extend(zip_longest(removed, added))
+            removed, added = [], []
+            if x.old is not None:
+                pairs.append((x, x))
+    return pairs
+
+
+def _split(f: FileDiff, path: str) -> Markup:
+    rows = []
+    for header, lines in f.hunks:
+        rows.append(Markup('<tr class="hunk"><td colspan="4">{}</td></tr>').format(header))
+        for left, right in _pairs(lines):
+            left_cells = _num(left, "old", path) + _code(left)
+            rows.append(Markup("<tr>{}{}</tr>").format(left_cells, _num(right, "new", path) + _code(right)))
+    cols = Markup('<colgroup><col class="num"><col><col class="num"><col></colgroup>')
+    return Markup('<table class="diff-table split">{}{}</table>').format(cols, Markup("").join(rows))
+
+
+def diff_view(diff: str, key: str, form: str = "") -> Markup:
+    """The review view of one diff; key makes its anchors unique on the page, form names the Reject form that
+    line comments join (none: no comment buttons do anything)."""
+    if not diff.strip():
+        return Markup('<p class="muted">no changes</p>')
+    note = ""
+    if len(diff) > MAX_DIFF_CHARS:
+        diff, note = diff[:MAX_DIFF_CHARS], f"(cut at {MAX_DIFF_CHARS} characters; the API has the whole diff)"
+    files = parse(diff)
+    items, sections = [], []
+    for i, f in enumerate(files):
+        _highlight_file(f)
+        anchor = f"{key}-f{i}"
+        counts = Markup('<span class="add">+{}</span> <span class="del">-{}</span>').format(f.added, f.removed)
+        items.append(Markup('<li><a href="#{}">{}</a> {}</li>').format(anchor, f.path, counts))
+        sections.append(
+            Markup('<section class="diff-file" id="{}"><h4>{} {}</h4>{}{}</section>').format(
+                anchor, f.path, counts, _unified(f, f.path if form else ""), _split(f, f.path if form else "")
+            )
+        )
+    hint = '<span class="muted">click a line number of the new version to comment on that line</span>'
+    toolbar = Markup(
+        '<div class="diff-toolbar"><button type="button" class="diff-mode" data-mode="unified">Unified</button>'
+        '<button type="button" class="diff-mode" data-mode="split">Split</button>{}</div>'
+    ).format(Markup(hint) if form else "")
+    return Markup(
+        '<div class="review-diff hl mode-unified" data-form="{}">{}<ul class="diff-files">{}</ul>{}{}</div>'
+    ).format(
+        form,
+        toolbar,
+        Markup("").join(items),
+        Markup("").join(sections),
+        Markup('<p class="muted">{}</p>').format(note) if note else "",
+    )

@@ -1,0 +1,83 @@
+"""Which diff lands: a rejected diff never again, the candidate the reviewer names, identical diffs as one candidate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from system.git import git
+from tests.core.conftest import Fleet, scripted
+
+
+def _submit(fleet: Fleet, agent: str, fanout: int = 1) -> dict[str, Any]:
+    [ticket] = fleet.submit(
+        "--repo", "calc", "--title", "add", "--body", "tests/test_calc.py::test_add",
+        "--agent-cmd", agent, "--fanout", str(fanout), "--attempts", "1",
+    )  # fmt: skip
+    return ticket
+
+
+def _landed(fleet: Fleet, repo: Any, ticket: int) -> tuple[str, str]:
+    """The approved branch's calc.py and commit message."""
+    branch = f"fleet/ticket-{ticket}"
+    return git("show", f"{branch}:calc.py", cwd=repo), git("log", "-1", "--format=%B", branch, cwd=repo)
+
+
+def test_approve_after_a_reject_lands_the_new_attempt_never_the_rejected_one(embedded: Fleet) -> None:
+    fleet = embedded
+    repo = fleet.sample_repo()
+    # attempt 1 fixes add only; the attempt after the reviewer's words fixes div as well: two different diffs
+    ticket = _submit(fleet, scripted("by-attempt", "fix-add", "fix-add+fix-div"))["id"]
+    fleet.up()
+    fleet.run("review", "reject", str(ticket), "--feedback", "also fix div")
+    fleet.up()
+    shown = fleet.json("review", "show", str(ticket))
+    assert [(c["number"], "return a / b" in c["diff"]) for c in shown["candidates"]] == [(2, True)]
+    fleet.run("review", "approve", str(ticket))
+    code, message = _landed(fleet, repo, ticket)
+    assert "return a / b" in code and "return a + b" in code
+    assert f"Fleet ticket {ticket}, run 1, attempt 2 (verified)" in message
+
+
+def test_approve_candidate_n_lands_the_candidate_the_reviewer_chose(embedded: Fleet) -> None:
+    fleet = embedded
+    repo = fleet.sample_repo()
+    ticket = _submit(fleet, scripted("by-run", "fix-add+fix-div", "fix-add"), fanout=2)["id"]
+    fleet.up()
+    listed = fleet.run("review", "show", str(ticket)).stdout
+    assert "candidate 1: attempt 1 of run 2" in listed  # the smaller diff first; runs counted from 1
+    bad = fleet.run("review", "approve", str(ticket), "--candidate", "3", check=False)
+    assert bad.returncode == 1 and "--candidate must be 1 to 2" in bad.stderr
+    fleet.run("review", "approve", str(ticket), "--candidate", "2")
+    code, message = _landed(fleet, repo, ticket)
+    assert "return a / b" in code
+    assert f"Fleet ticket {ticket}, run 1, attempt 1 (verified; 1 of 2 runs produced this diff)" in message
+
+
+def test_identical_diffs_are_one_candidate_and_agreement_ranks_it_first(embedded: Fleet) -> None:
+    fleet = embedded
+    repo = fleet.sample_repo()
+    both = "fix-add+fix-div"
+    ticket = _submit(fleet, scripted("by-run", both, "fix-add", both, both), fanout=4)["id"]
+    fleet.up(concurrency=2)
+    shown = fleet.json("review", "show", str(ticket))
+    got = [(c["runs_agreeing"], c["agreement"], c["diff_stat"]) for c in shown["candidates"]]
+    assert got == [
+        (3, "3 of 4 runs produced this diff", "1 file, +2 -2"),  # agreement outranks the smaller lone diff
+        (1, "1 of 4 runs produced this diff", "1 file, +1 -1"),
+    ]
+    assert len(shown["candidates"][0]["same_diff_attempts"]) == 3
+    assert "3 of 4 runs produced this diff" in fleet.run("review", "show", str(ticket)).stdout
+    fleet.run("review", "approve", str(ticket))
+    assert "3 of 4 runs produced this diff" in _landed(fleet, repo, ticket)[1]
+
+
+def test_show_says_gamed_counts_runs_from_1_and_prints_the_feedback(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    ticket = _submit(fleet, scripted("game-edit-test"))["id"]
+    fleet.up()
+    text = fleet.run("show", str(ticket)).stdout
+    assert f"ticket {ticket} [failed: gamed]" in text
+    assert "  run 1 (shell): failed" in text and "run 0" not in text
+    assert "feedback (no further attempt was made):" in text
+    assert "tests/test_calc.py" in text.split("feedback (no further attempt was made):")[1]
