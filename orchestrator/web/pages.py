@@ -31,6 +31,7 @@ from orchestrator.web.auth import (
     new_token,
     require,
 )
+from orchestrator.web.serving import is_loopback
 from orchestrator.web.state import WebState, web_state
 
 router = APIRouter(include_in_schema=False)
@@ -66,15 +67,24 @@ def back(path: str, done: str) -> RedirectResponse:
 # --- login -----------------------------------------------------------------------------------------
 
 
-def _cookie(response: Response, name: str, value: str, max_age: int) -> None:
-    response.set_cookie(name, value, max_age=max_age, httponly=True, secure=True, samesite="strict", path="/")
+def secure_cookies(request: Request) -> bool:
+    """Secure everywhere but plain HTTP from this machine (HTTPS is a direct TLS listener or a trusted proxy's
+    X-Forwarded-Proto, which uvicorn has already put into the request's scheme and client)."""
+    client = request.client.host if request.client else ""
+    return request.url.scheme == "https" or not is_loopback(client)
+
+
+def _cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    secure = secure_cookies(request)
+    response.set_cookie(name, value, max_age=max_age, httponly=True, secure=secure, samesite="strict", path="/")
 
 
 @router.get("/login")
 def login_form(request: Request, error: str = "") -> Response:
     nonce = secrets.token_urlsafe(24)
-    response = page(request, "login.html", None, login_csrf=nonce, error=error)
-    _cookie(response, LOGIN_CSRF_COOKIE, nonce, 3600)
+    plain = request.url.scheme != "https" and secure_cookies(request)
+    response = page(request, "login.html", None, login_csrf=nonce, error="plain" if plain else error)
+    _cookie(request, response, LOGIN_CSRF_COOKIE, nonce, 3600)
     return response
 
 
@@ -93,16 +103,17 @@ def login(
     if principal is None:
         return RedirectResponse("/login?error=bad", status_code=303)
     response = RedirectResponse("/", status_code=303)
-    _cookie(response, SESSION_COOKIE, make_session(state, principal), SESSION_SECONDS)
+    _cookie(request, response, SESSION_COOKIE, make_session(state, principal), SESSION_SECONDS)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     return response
 
 
 @router.post("/logout")
-def logout(state: State, principal: Viewer, csrf: CsrfField = "") -> Response:
+def logout(request: Request, state: State, principal: Viewer, csrf: CsrfField = "") -> Response:
     check_csrf(state, principal, csrf)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    secure = secure_cookies(request)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=secure, httponly=True, samesite="strict")
     return response
 
 
