@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 VARIABLE = r"^[A-Za-z_][A-Za-z0-9_]{0,199}$"
 HOST_PORT = r"^(?:(?:\*\.)?(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"
@@ -153,8 +153,33 @@ class RepoSpec(RepoSettings):
     path: PathText = Field(min_length=1, description="The repository's folder on this machine.")
 
 
+# The command line's repeatable options are singular (`--agent a --agent b`); a file or an API body may use
+# those names too, with one value or a list.
+TICKET_SINGULAR = {"agent": "agents", "target": "targets", "agent_arg": "agent_args"}
+
+
+def plural_names(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A ticket's fields with the options' singular names (one value or a list) under the spec's plural ones."""
+    merged = dict(data)
+    for one, many in TICKET_SINGULAR.items():
+        if one in merged:
+            if many in merged:
+                raise ValueError(f"give {one} or {many}, not both")
+            value = merged.pop(one)
+            merged[many] = [value] if isinstance(value, str) else value
+    return merged
+
+
 class TicketSpec(Spec):
-    """What a person asks for: the same fields on the command line, in a --file list and in the API."""
+    """What a person asks for: the same fields on the command line, in a --file list and in the API.
+
+    `agent`, `target` and `agent_arg` (the options' names, one value or a list) are accepted for `agents`,
+    `targets` and `agent_args`."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _singular_names(cls, data: Any) -> Any:
+        return plural_names(data) if isinstance(data, Mapping) else data
 
     repo: str = Field(min_length=1, max_length=100, description="The registered repo name.")
     title: str = Field(min_length=1, max_length=MAX_TITLE, description="What to do, in one line.")
@@ -248,7 +273,8 @@ def explain_errors(errors: Sequence[Any]) -> str:
     loc = [str(part) for part in first.get("loc", ()) if part not in LOCATIONS]
     field = ".".join(loc)
     problem = _problem(first.get("type", ""), dict(first.get("ctx") or {}), first.get("msg", ""))
-    got = "" if first.get("type") in ("missing", "extra_forbidden") else f" (got {_shown(first.get('input'))})"
+    quiet = first.get("type") in ("missing", "extra_forbidden") or isinstance(first.get("input"), Mapping)
+    got = "" if quiet else f" (got {_shown(first.get('input'))})"
     line = f"{field}: {problem}{got}" if field else f"{problem}{got}"
     return " ".join(line.split())
 

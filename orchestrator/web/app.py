@@ -18,7 +18,7 @@ from db.queries import AlreadyExists, NotFound
 from db.specs import explain_errors
 from orchestrator.dispatch import DispatcherFactory, LazyDispatcher
 from orchestrator.errors import FleetError
-from orchestrator.web import api, events, metrics, pages
+from orchestrator.web import api, apidocs, events, metrics, pages
 from orchestrator.web.auth import Forbidden, NotAuthenticated
 from orchestrator.web.state import WebState, load_session_key
 from system.settings import Settings
@@ -97,7 +97,7 @@ def _error(request: Request, status: int, message: str, headers: dict[str, str] 
 
 def add_error_handlers(app: FastAPI) -> None:
     async def not_authenticated(request: Request, exc: Exception) -> Response:
-        if _machine(request):
+        if _machine(request) and request.url.path != apidocs.DOCS:
             return _error(request, 401, str(exc), {"WWW-Authenticate": "Bearer"})
         return RedirectResponse("/login", status_code=303)
 
@@ -147,7 +147,7 @@ def create_app(
         poll_seconds=poll_seconds,
         max_body_bytes=max_body_bytes,
     )
-    for router in (api.router, pages.router, events.router, metrics.router):
+    for router in (apidocs.router, api.router, pages.router, events.router, metrics.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_error_handlers(app)
