@@ -95,6 +95,7 @@ def test_log_in_watch_a_ticket_reach_review_live_and_approve_it(browser: Any, tm
         listing = context.new_page()
         listing.goto("/tickets")
         assert listing.locator(f'[data-status-of="{ticket}"]').inner_text() == "queued"
+        assert listing.locator("#review-badge").is_hidden()  # nothing waits for review yet
         for p in (page, listing):  # a marker that a reload would wipe
             p.evaluate("window.__sameDocument = true")
 
@@ -103,6 +104,8 @@ def test_log_in_watch_a_ticket_reach_review_live_and_approve_it(browser: Any, tm
             # expect() polls with Playwright's own injected script: no eval, so the page's CSP stays on.
             expect(page.locator("#ticket-status")).to_have_text("needs_review", timeout=60_000)
             expect(listing.locator(f'[data-status-of="{ticket}"]')).to_have_text("needs_review")
+            expect(listing.locator("#review-badge")).to_have_text("1")  # the navigation says work waits
+            expect(listing.locator("#review-badge")).to_have_class("badge new")
         finally:
             output, _ = workers.communicate(timeout=60)
         assert workers.returncode == 0, output
