@@ -61,7 +61,7 @@ def watch_view(data: dict[str, Any]) -> Group:
     backlog = data["review_backlog"]
     footer = Text(
         f"review backlog {backlog['count']} (oldest {duration(backlog['oldest_age_seconds'])}) · "
-        f"last hour {data['last_hour']['verified']} verified, {data['last_hour']['passed']} passed · "
+        f"last hour {data['last_hour']['verifications']} verifications run, {data['last_hour']['passed']} passed · "
         f"spend today ${data['spend_today_usd']:.2f} · {time.strftime('%H:%M:%S')} (Ctrl-C to stop)"
     )
     return Group(render_status(data), running, footer)

@@ -89,3 +89,12 @@ def test_error_pages_keep_the_navigation(web: Web) -> None:
     assert web.client().get("/no/such/page").status_code == 404
     assert web.client().get("/api/nope").json() == {"detail": "Not Found"}
     assert CSRF.search(client.get("/").text)
+
+
+def test_rates_read_the_same_in_the_cli_and_the_web_and_verifications_say_what_they_count(web: Web) -> None:
+    [shell] = [row for row in web.fleet.json("stats") if row["agent"] == "shell"]
+    percent = f"{shell['verified_rate']:.0%}"
+    assert percent.endswith("%") and f" {percent} " in web.fleet.run("stats").stdout
+    page = login(web, "viewer").get("/").text
+    assert f"<td>{percent}</td>" in page  # the dashboard's agents table
+    assert "verifications run," in page and " verified, " not in page
