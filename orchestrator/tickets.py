@@ -169,7 +169,7 @@ def _parse(path: Path) -> Any:
 
 def _spec(item: dict[str, Any], defaults: dict[str, Any], agents: AgentRule) -> TicketSpec:
     try:
-        merged = {**defaults, **plural_names(item)}
+        merged = {**defaults, **plural_names(item, TicketSpec.SINGULAR)}
     except ValueError as exc:
         raise FleetError(str(exc)) from None
     if not merged.get("repo"):

@@ -65,3 +65,16 @@ def test_a_ticket_body_takes_the_command_lines_names(web: Web) -> None:
     assert both.status_code == 422 and both.json()["detail"] == "give agent or agents, not both"
     budget = client.post("/api/tickets", json=ticket | {"budget_usd": -1}, headers=web.headers("admin"))
     assert budget.json()["detail"] == "budget_usd: must be at least 0 (got -1)"
+
+
+def test_a_repo_takes_the_command_lines_singular_names_too() -> None:
+    from db.specs import RepoSpec, SpecError, parse
+
+    repo = parse(RepoSpec, {"name": "calc", "path": "/src/calc", "copy_file": ".env", "known_failure": ["a", "b"]})
+    assert (repo.copy_files, repo.known_failures) == ([".env"], ["a", "b"])
+    try:
+        parse(RepoSpec, {"name": "calc", "path": "/src/calc", "agent_host": "a:1", "agent_hosts": ["b:2"]})
+    except SpecError as exc:
+        assert str(exc) == "give agent_host or agent_hosts, not both"
+    else:
+        raise AssertionError("both names were accepted")
