@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import ssl
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +93,32 @@ def test_plain_http_beyond_loopback_is_refused_with_the_two_ways_to_serve(tmp_pa
     Listener("0.0.0.0", 8600, cert, key).check()
     with pytest.raises(FleetError, match="go together"):
         Listener("0.0.0.0", 8600, cert).check()
+
+
+def test_fleet_web_serves_its_own_tls(tmp_path: Path) -> None:
+    """The command line's options reach uvicorn: `fleet web --tls-cert C --tls-key K` answers over HTTPS."""
+    fleet, port = make_fleet(tmp_path), free_port()
+    cert, key = self_signed(tmp_path)
+    argv = ["web", "--port", str(port), "--tls-cert", str(cert), "--tls-key", str(key)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleet", *argv],
+        env=fleet.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline, trust = time.monotonic() + 30, ssl.create_default_context(cafile=str(cert))
+        while True:
+            try:
+                answer = httpx.get(f"https://127.0.0.1:{port}/login", verify=trust, timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "fleet web did not answer over TLS"
+                time.sleep(0.2)
+        assert "secure" in cookie_flags(answer, "fleet_login_csrf")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        output, _ = proc.communicate(timeout=15)
+    assert f"Fleet web on https://127.0.0.1:{port}/" in output
