@@ -8,9 +8,9 @@ This module imports nothing from Fleet, so any layer may use it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 VARIABLE = r"^[A-Za-z_][A-Za-z0-9_]{0,199}$"
 HOST_PORT = r"^(?:(?:\*\.)?(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"
@@ -36,14 +36,40 @@ HostPort = Annotated[str, StringConstraints(max_length=300, pattern=HOST_PORT)]
 AgentName = Annotated[str, StringConstraints(max_length=200)]
 
 
+def plural_names(data: Mapping[str, Any], singular: Mapping[str, str]) -> dict[str, Any]:
+    """Fields with the options' singular names (one value or a list) under the spec's plural ones."""
+    merged = dict(data)
+    for one, many in singular.items():
+        if one in merged:
+            if many in merged:
+                raise ValueError(f"give {one} or {many}, not both")
+            value = merged.pop(one)
+            merged[many] = [value] if isinstance(value, str) else value
+    return merged
+
+
 class Spec(BaseModel):
-    """Unknown keys are errors; values are not coerced across types (`"3"` is not a number, `true` not 1)."""
+    """Unknown keys are errors; values are not coerced across types (`"3"` is not a number, `true` not 1).
+
+    The command line's repeatable options are singular (`--agent a --agent b`); a file or an API body may use
+    those names too (`SINGULAR`), with one value or a list."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+    SINGULAR: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _singular_names(cls, data: Any) -> Any:
+        return plural_names(data, cls.SINGULAR) if isinstance(data, Mapping) and cls.SINGULAR else data
 
 
 class RepoSettings(Spec):
     """Every setting of a repository: the options of `fleet repo add`, the keys of `.fleet.toml`, the API's fields."""
+
+    SINGULAR: ClassVar[dict[str, str]] = {
+        name.removesuffix("s"): name
+        for name in ("copy_files", "env_key_files", "agent_args", "agent_hosts", "read_paths", "known_failures")
+    }
 
     test_cmd: Command = Field(default="", description="The command that runs the repository's tests.")
     setup_cmd: Command = Field(default="", description="Run before the agent and before the tests.")
@@ -154,7 +180,12 @@ class RepoSpec(RepoSettings):
 
 
 class TicketSpec(Spec):
-    """What a person asks for: the same fields on the command line, in a --file list and in the API."""
+    """What a person asks for: the same fields on the command line, in a --file list and in the API.
+
+    `agent`, `target` and `agent_arg` (the options' names, one value or a list) are accepted for `agents`,
+    `targets` and `agent_args`."""
+
+    SINGULAR: ClassVar[dict[str, str]] = {"agent": "agents", "target": "targets", "agent_arg": "agent_args"}
 
     repo: str = Field(min_length=1, max_length=100, description="The registered repo name.")
     title: str = Field(min_length=1, max_length=MAX_TITLE, description="What to do, in one line.")
@@ -248,7 +279,8 @@ def explain_errors(errors: Sequence[Any]) -> str:
     loc = [str(part) for part in first.get("loc", ()) if part not in LOCATIONS]
     field = ".".join(loc)
     problem = _problem(first.get("type", ""), dict(first.get("ctx") or {}), first.get("msg", ""))
-    got = "" if first.get("type") in ("missing", "extra_forbidden") else f" (got {_shown(first.get('input'))})"
+    quiet = first.get("type") in ("missing", "extra_forbidden") or isinstance(first.get("input"), Mapping)
+    got = "" if quiet else f" (got {_shown(first.get('input'))})"
     line = f"{field}: {problem}{got}" if field else f"{problem}{got}"
     return " ".join(line.split())
 

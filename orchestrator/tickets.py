@@ -14,7 +14,7 @@ import yaml
 from db import policy, queries
 from db.engine import Database
 from db.models import Ticket
-from db.specs import SpecError, TicketSpec, parse
+from db.specs import SpecError, TicketSpec, parse, plural_names
 from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError
 from orchestrator.gitrepo import NoCommit, resolve_commit
@@ -168,10 +168,10 @@ def _parse(path: Path) -> Any:
 
 
 def _spec(item: dict[str, Any], defaults: dict[str, Any], agents: AgentRule) -> TicketSpec:
-    merged = {**defaults, **item}
-    if "agent" in merged:
-        agent = merged.pop("agent")
-        merged["agents"] = [agent] if isinstance(agent, str) else agent
+    try:
+        merged = {**defaults, **plural_names(item, TicketSpec.SINGULAR)}
+    except ValueError as exc:
+        raise FleetError(str(exc)) from None
     if not merged.get("repo"):
         raise FleetError("no repo (give --repo, or a repo field)")
     try:

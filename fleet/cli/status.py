@@ -54,7 +54,7 @@ def stats(
             r["model"],
             r["tickets"],
             r["verified"],
-            r["verified_rate"],
+            None if r["verified_rate"] is None else f"{r['verified_rate']:.0%}",
             r["attempts_per_verified"],
             r["cost_per_verified_usd"],
             r["median_seconds_to_verified"],

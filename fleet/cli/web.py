@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,20 +16,12 @@ from fleet.cli import tokens
 from fleet.cli.cells import TerminalConsole, plain
 from fleet.cli.console import Context, one_line_errors
 from orchestrator.errors import FleetError
+from orchestrator.web.serving import Listener, is_loopback
 
 out = TerminalConsole(highlight=False, soft_wrap=True, markup=False, emoji=False)
 commands = typer.Typer()
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8600
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, active_tokens: int) -> None:
@@ -41,7 +33,7 @@ def check_bind(host: str, active_tokens: int) -> None:
         )
 
 
-def serve_web(host: str, port: int) -> None:
+def serve_web(listener: Listener) -> None:
     import uvicorn
 
     from db import tokens
@@ -49,11 +41,12 @@ def serve_web(host: str, port: int) -> None:
     from orchestrator.web.app import create_app
     from system.settings import Settings
 
+    listener.check()
     app = create_app(Settings(), celery_dispatcher)
     with app.state.fleet.db.session() as s:
-        check_bind(host, tokens.count_active(s))
-    out.print(f"Fleet web on http://{host}:{port}/ (log in with a token from `fleet token create`)", markup=False)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+        check_bind(listener.host, tokens.count_active(s))
+    out.print(f"Fleet web on {listener.url} (log in with a token from `fleet token create`)", markup=False)
+    uvicorn.Server(listener.config(app)).run()
 
 
 def watch_view(data: dict[str, Any]) -> Group:
@@ -68,7 +61,7 @@ def watch_view(data: dict[str, Any]) -> Group:
     backlog = data["review_backlog"]
     footer = Text(
         f"review backlog {backlog['count']} (oldest {duration(backlog['oldest_age_seconds'])}) · "
-        f"last hour {data['last_hour']['verified']} verified, {data['last_hour']['passed']} passed · "
+        f"last hour {data['last_hour']['verifications']} verifications run, {data['last_hour']['passed']} passed · "
         f"spend today ${data['spend_today_usd']:.2f} · {time.strftime('%H:%M:%S')} (Ctrl-C to stop)"
     )
     return Group(render_status(data), running, footer)
@@ -96,9 +89,21 @@ def watch_loop(ctx: Context, interval: float = 2.0, count: int = 0) -> None:
 def web(
     host: Annotated[str, typer.Option(help="Address to listen on; other than loopback needs a token.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Certificate (PEM) to serve HTTPS itself; needs --tls-key.", show_default=False)
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Private key (PEM) of --tls-cert.", show_default=False)] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Address of an HTTPS reverse proxy whose X-Forwarded-Proto/For headers are believed (repeatable).",
+            metavar="ADDR",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Serve the web dashboard and the HTTP API."""
-    serve_web(host, port)
+    """Serve the web dashboard and the HTTP API (plain HTTP on loopback only; see README, Serving the web app)."""
+    serve_web(Listener(host, port, tls_cert, tls_key, tuple(trusted_proxy or ())))
 
 
 @commands.command()

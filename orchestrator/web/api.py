@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from db import dashboard, queries, tokens
@@ -25,6 +25,11 @@ Submitter = Annotated[Principal, Depends(require(Role.SUBMITTER))]
 Reviewer = Annotated[Principal, Depends(require(Role.REVIEWER))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 State = Annotated[WebState, Depends(web_state)]
+TicketId = Annotated[int, Path(description="A ticket's id, as `fleet tickets` shows it.")]
+RunId = Annotated[int, Path(description="A run's id (a ticket's runs list them).")]
+AttemptId = Annotated[int, Path(description="An attempt's id (a run's attempts list them).")]
+VerificationId = Annotated[int, Path(description="A verification's id (an attempt lists its verifications).")]
+TokenId = Annotated[int, Path(description="A token's id, as `fleet token list` shows it.")]
 
 
 class TicketIn(TicketSpec):
@@ -40,7 +45,9 @@ class RepoIn(RepoSpec):
 class RejectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    feedback: str = Field(default="", max_length=50_000)
+    feedback: str = Field(
+        default="", max_length=50_000, description="What the next attempt should do differently (its prompt shows it)."
+    )
     candidate: int | None = Field(default=None, ge=1, description="Which candidate, 1 the best; the best if not given.")
 
 
@@ -85,10 +92,10 @@ def me(principal: Viewer) -> dict[str, Any]:
 def list_tickets(
     state: State,
     _: Viewer,
-    status: TicketStatus | None = None,
-    repo: Annotated[str | None, Query(max_length=100)] = None,
-    agent: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    status: Annotated[TicketStatus | None, Query(description="Only tickets in this status.")] = None,
+    repo: Annotated[str | None, Query(max_length=100, description="Only this repo's tickets.")] = None,
+    agent: Annotated[str | None, Query(max_length=200, description="Only tickets with a run of this agent.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many, newest first.")] = 200,
 ) -> list[dict[str, Any]]:
     """Tickets newest first, filtered by status, repo and agent."""
     with state.db.session() as s:
@@ -97,21 +104,21 @@ def list_tickets(
 
 
 @router.get("/tickets/{ticket_id}")
-def get_ticket(ticket_id: int, state: State, _: Viewer) -> dict[str, Any]:
+def get_ticket(ticket_id: TicketId, state: State, _: Viewer) -> dict[str, Any]:
     """A ticket with its runs and attempts (what `fleet show --json` prints)."""
     with state.db.session() as s:
         return views.ticket_view(queries.load_ticket_tree(s, ticket_id), with_runs=True)
 
 
 @router.get("/tickets/{ticket_id}/runs")
-def ticket_runs(ticket_id: int, state: State, _: Viewer) -> list[dict[str, Any]]:
+def ticket_runs(ticket_id: TicketId, state: State, _: Viewer) -> list[dict[str, Any]]:
     with state.db.session() as s:
         runs: list[dict[str, Any]] = views.ticket_view(queries.load_ticket_tree(s, ticket_id), with_runs=True)["runs"]
         return runs
 
 
 @router.get("/tickets/{ticket_id}/events")
-def ticket_events(ticket_id: int, state: State, _: Viewer) -> list[dict[str, Any]]:
+def ticket_events(ticket_id: TicketId, state: State, _: Viewer) -> list[dict[str, Any]]:
     """The ticket's history: submitted, approved, rejected, cancelled..."""
     with state.db.session() as s:
         queries.get_ticket(s, ticket_id)
@@ -128,7 +135,7 @@ def ticket_events(ticket_id: int, state: State, _: Viewer) -> list[dict[str, Any
 
 
 @router.get("/runs/{run_id}")
-def get_run(run_id: int, state: State, _: Viewer) -> dict[str, Any]:
+def get_run(run_id: RunId, state: State, _: Viewer) -> dict[str, Any]:
     with state.db.session() as s:
         run = dashboard.get_run(s, run_id)
         return {
@@ -143,7 +150,7 @@ def get_run(run_id: int, state: State, _: Viewer) -> dict[str, Any]:
 
 
 @router.get("/attempts/{attempt_id}")
-def get_attempt(attempt_id: int, state: State, _: Viewer) -> dict[str, Any]:
+def get_attempt(attempt_id: AttemptId, state: State, _: Viewer) -> dict[str, Any]:
     """An attempt with its prompt, transcript and diff."""
     with state.db.session() as s:
         attempt = queries.get_attempt(s, attempt_id)
@@ -151,7 +158,7 @@ def get_attempt(attempt_id: int, state: State, _: Viewer) -> dict[str, Any]:
 
 
 @router.get("/verifications/{verification_id}")
-def get_verification(verification_id: int, state: State, _: Viewer) -> dict[str, Any]:
+def get_verification(verification_id: VerificationId, state: State, _: Viewer) -> dict[str, Any]:
     """A verdict with its reasons, test lists, feedback digest and test output."""
     with state.db.session() as s:
         v = dashboard.get_verification(s, verification_id)
@@ -210,14 +217,14 @@ def submit(ticket: TicketIn, state: State, principal: Submitter) -> dict[str, An
 
 
 @router.post("/tickets/{ticket_id}/cancel")
-def cancel(ticket_id: int, state: State, principal: Submitter) -> dict[str, Any]:
+def cancel(ticket_id: TicketId, state: State, principal: Submitter) -> dict[str, Any]:
     may_change(principal, ticket_owner(state, ticket_id))
     reviews.cancel(state.db, ticket_id, principal.name)
     return {"id": ticket_id, "status": TicketStatus.CANCELLED.value}
 
 
 @router.post("/tickets/{ticket_id}/retry")
-def retry(ticket_id: int, state: State, principal: Submitter) -> dict[str, Any]:
+def retry(ticket_id: TicketId, state: State, principal: Submitter) -> dict[str, Any]:
     may_change(principal, ticket_owner(state, ticket_id))
     attempts = reviews.retry(state.db, state.dispatcher, state.settings, ticket_id, principal.name)
     return {"id": ticket_id, "status": TicketStatus.QUEUED.value, "attempts": attempts}
@@ -225,7 +232,7 @@ def retry(ticket_id: int, state: State, principal: Submitter) -> dict[str, Any]:
 
 @router.post("/tickets/{ticket_id}/approve")
 def approve(
-    ticket_id: int,
+    ticket_id: TicketId,
     state: State,
     principal: Reviewer,
     candidate: Annotated[int | None, Query(ge=1, description="Which candidate, 1 the best (the default).")] = None,
@@ -236,7 +243,7 @@ def approve(
 
 
 @router.post("/tickets/{ticket_id}/reject")
-def reject(ticket_id: int, body: RejectIn, state: State, principal: Reviewer) -> dict[str, Any]:
+def reject(ticket_id: TicketId, body: RejectIn, state: State, principal: Reviewer) -> dict[str, Any]:
     """Reject the best diff; with feedback the agent gets a new attempt with those words."""
     new = reviews.reject(
         state.db, state.dispatcher, state.settings, ticket_id, principal.name, body.feedback, body.candidate
@@ -249,7 +256,9 @@ def reject(ticket_id: int, body: RejectIn, state: State, principal: Reviewer) ->
 
 
 @router.get("/tokens")
-def list_tokens(state: State, _: Admin, include_revoked: bool = False) -> list[dict[str, Any]]:
+def list_tokens(
+    state: State, _: Admin, include_revoked: Annotated[bool, Query(description="Revoked tokens too.")] = False
+) -> list[dict[str, Any]]:
     with state.db.session() as s:
         return [token_view(t) for t in tokens.list_tokens(s, include_revoked)]
 
@@ -263,7 +272,7 @@ def create_token(body: TokenIn, state: State, principal: Admin) -> dict[str, Any
 
 
 @router.delete("/tokens/{token_id}")
-def revoke_token(token_id: int, state: State, _: Admin) -> dict[str, Any]:
+def revoke_token(token_id: TokenId, state: State, _: Admin) -> dict[str, Any]:
     with state.db.session() as s:
         return token_view(tokens.revoke(s, token_id))
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db.engine import Database
@@ -18,8 +19,8 @@ from db.queries import AlreadyExists, NotFound
 from db.specs import explain_errors
 from orchestrator.dispatch import DispatcherFactory, LazyDispatcher
 from orchestrator.errors import FleetError
-from orchestrator.web import api, events, metrics, pages
-from orchestrator.web.auth import Forbidden, NotAuthenticated
+from orchestrator.web import api, apidocs, events, metrics, pages
+from orchestrator.web.auth import Forbidden, NotAuthenticated, signed_in
 from orchestrator.web.state import WebState, load_session_key
 from system.settings import Settings
 
@@ -92,12 +93,13 @@ def _machine(request: Request) -> bool:
 def _error(request: Request, status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     if _machine(request):
         return JSONResponse({"detail": message}, status_code=status, headers=headers)
-    return pages.page(request, "error.html", None, status_code=status, status=status, message=message)
+    principal = signed_in(request)
+    return pages.page(request, "error.html", principal, status_code=status, status=status, message=message)
 
 
 def add_error_handlers(app: FastAPI) -> None:
     async def not_authenticated(request: Request, exc: Exception) -> Response:
-        if _machine(request):
+        if _machine(request) and request.url.path != apidocs.DOCS:
             return _error(request, 401, str(exc), {"WWW-Authenticate": "Bearer"})
         return RedirectResponse("/login", status_code=303)
 
@@ -109,6 +111,11 @@ def add_error_handlers(app: FastAPI) -> None:
         errors = exc.errors() if isinstance(exc, RequestValidationError) else []
         return _error(request, 422, explain_errors(errors))
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return _error(request, exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(NotAuthenticated, not_authenticated)
     app.add_exception_handler(RequestValidationError, invalid)
     for exc_type in (Forbidden, NotFound, AlreadyExists, IllegalTransition, FleetError):
@@ -147,7 +154,7 @@ def create_app(
         poll_seconds=poll_seconds,
         max_body_bytes=max_body_bytes,
     )
-    for router in (api.router, pages.router, events.router, metrics.router):
+    for router in (apidocs.router, api.router, pages.router, events.router, metrics.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_error_handlers(app)

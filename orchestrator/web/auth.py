@@ -166,6 +166,12 @@ def authenticate(
     return principal
 
 
+def signed_in(request: Request) -> Principal | None:
+    """The session's principal, if any: error pages keep the navigation of whoever is logged in."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return check_session(web_state(request), cookie) if cookie else None
+
+
 def require(role: Role) -> Callable[..., Principal]:
     """A dependency: the caller, if their role allows `role`; API posts by cookie must carry the CSRF header."""
 

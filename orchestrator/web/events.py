@@ -80,6 +80,22 @@ class FleetWatch:
         return [sse("fleet", {"at": time.time()})]
 
 
+class ReviewWatch:
+    """A 'review' event with the number of tickets waiting for review, at first and whenever it changes."""
+
+    def __init__(self, state: WebState) -> None:
+        self.state = state
+        self.last: int | None = None
+
+    def poll(self) -> list[str]:
+        with self.state.db.session() as s:
+            count, _ = dashboard.review_backlog(s)
+        if count == self.last:
+            return []
+        self.last = count
+        return [sse("review", {"count": count})]
+
+
 async def stream(request: Request, state: WebState, poll: Callable[[], list[str]]) -> AsyncIterator[str]:
     """Poll the database every poll_seconds for sse_seconds, then end (EventSource reconnects by itself)."""
     yield "retry: 1000\n\n"
@@ -123,3 +139,9 @@ def list_events(
 @router.get("/fleet")
 def fleet_events(request: Request, state: State, _: Viewer) -> StreamingResponse:
     return respond(request, state, FleetWatch().poll)
+
+
+@router.get("/review")
+def review_events(request: Request, state: State, _: Viewer) -> StreamingResponse:
+    """The navigation's badge: how many tickets wait for review, live on every page."""
+    return respond(request, state, ReviewWatch(state).poll)

@@ -49,7 +49,8 @@ def series(db: Database, now: datetime | None = None) -> dict[str, list[Bucket]]
 
 def _rate(points: list[Bucket]) -> dict[str, Any]:
     total, passed = sum(b.total for b in points), sum(b.passed for b in points)
-    return {"verified": total, "passed": passed, "pass_rate": round(passed / total, 3) if total else None}
+    # "verifications", not "verified": every verification run counts here, passed or not.
+    return {"verifications": total, "passed": passed, "pass_rate": round(passed / total, 3) if total else None}
 
 
 def running(db: Database) -> list[dict[str, Any]]:

@@ -10,18 +10,22 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
 
 from db import dashboard, queries, tokens
 from db.lifecycle import TicketStatus
-from db.specs import TOKEN_NAME
+from db.specs import MAX_BODY, TOKEN_NAME, SpecError, TicketSpec, parse
 from orchestrator import review as reviews
 from orchestrator import views
+from orchestrator.errors import FleetError
+from orchestrator.tickets import submit
 from orchestrator.web import diffview, figures, render
 from orchestrator.web.api import may_change, ticket_owner, token_view
 from orchestrator.web.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     SESSION_SECONDS,
+    Forbidden,
     Principal,
     Role,
     check_csrf,
@@ -31,6 +35,7 @@ from orchestrator.web.auth import (
     new_token,
     require,
 )
+from orchestrator.web.serving import is_loopback
 from orchestrator.web.state import WebState, web_state
 
 router = APIRouter(include_in_schema=False)
@@ -56,7 +61,32 @@ DONE = {
     "cancelled": "Cancelled.",
     "retried": "Queued again.",
     "revoked": "Token revoked.",
+    "submitted": "Ticket queued.",
 }
+
+
+class TicketForm(BaseModel):
+    """The tickets page's form: text as a browser sends it, made into a TicketSpec by `spec`."""
+
+    csrf: str = Field(default="", max_length=200)
+    repo: str = Field(default="", max_length=200)
+    title: str = Field(default="", max_length=1000)
+    body: str = Field(default="", max_length=MAX_BODY)
+    agent: str = Field(default="", max_length=1000)
+    attempts: str = Field(default="", max_length=20)
+    agent_cmd: str = Field(default="", max_length=5000)
+
+    def spec(self) -> dict[str, Any]:
+        """The fields given, typed as the spec wants them (a number that is not one stays text: its error says so)."""
+        fields: dict[str, Any] = {"repo": self.repo, "title": self.title.strip(), "body": self.body}
+        if self.attempts.strip():
+            text = self.attempts.strip()
+            fields["attempts"] = int(text) if text.isdigit() else text
+        if self.agent.strip():
+            fields["agents"] = self.agent.split()
+        if self.agent_cmd.strip():
+            fields["agent_cmd"] = self.agent_cmd.strip()
+        return fields
 
 
 def page(request: Request, name: str, principal: Principal | None, status_code: int = 200, **context: Any) -> Response:
@@ -73,15 +103,24 @@ def back(path: str, done: str) -> RedirectResponse:
 # --- login -----------------------------------------------------------------------------------------
 
 
-def _cookie(response: Response, name: str, value: str, max_age: int) -> None:
-    response.set_cookie(name, value, max_age=max_age, httponly=True, secure=True, samesite="strict", path="/")
+def secure_cookies(request: Request) -> bool:
+    """Secure everywhere but plain HTTP from this machine (HTTPS is a direct TLS listener or a trusted proxy's
+    X-Forwarded-Proto, which uvicorn has already put into the request's scheme and client)."""
+    client = request.client.host if request.client else ""
+    return request.url.scheme == "https" or not is_loopback(client)
+
+
+def _cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    secure = secure_cookies(request)
+    response.set_cookie(name, value, max_age=max_age, httponly=True, secure=secure, samesite="strict", path="/")
 
 
 @router.get("/login")
 def login_form(request: Request, error: str = "") -> Response:
     nonce = secrets.token_urlsafe(24)
-    response = page(request, "login.html", None, login_csrf=nonce, error=error)
-    _cookie(response, LOGIN_CSRF_COOKIE, nonce, 3600)
+    plain = request.url.scheme != "https" and secure_cookies(request)
+    response = page(request, "login.html", None, login_csrf=nonce, error="plain" if plain else error)
+    _cookie(request, response, LOGIN_CSRF_COOKIE, nonce, 3600)
     return response
 
 
@@ -100,16 +139,17 @@ def login(
     if principal is None:
         return RedirectResponse("/login?error=bad", status_code=303)
     response = RedirectResponse("/", status_code=303)
-    _cookie(response, SESSION_COOKIE, make_session(state, principal), SESSION_SECONDS)
+    _cookie(request, response, SESSION_COOKIE, make_session(state, principal), SESSION_SECONDS)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     return response
 
 
 @router.post("/logout")
-def logout(state: State, principal: Viewer, csrf: CsrfField = "") -> Response:
+def logout(request: Request, state: State, principal: Viewer, csrf: CsrfField = "") -> Response:
     check_csrf(state, principal, csrf)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    secure = secure_cookies(request)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=secure, httponly=True, samesite="strict")
     return response
 
 
@@ -138,6 +178,19 @@ def fleet_fragment(request: Request, state: State, principal: Viewer) -> Respons
 # --- tickets ---------------------------------------------------------------------------------------
 
 
+def tickets_response(
+    request: Request, state: WebState, principal: Principal, filters: dict[str, str], **extra: Any
+) -> Response:
+    statuses = [s.value for s in TicketStatus]
+    status = filters["status"] if filters["status"] in statuses else None
+    with state.db.session() as s:
+        found = dashboard.find_tickets(s, status, filters["repo"] or None, filters["agent"] or None, with_runs=True)
+        rows = [views.ticket_view(t, with_runs=True) for t in found]
+        repos = [r.name for r in queries.list_repos(s)]
+    context = {"tickets": rows, "statuses": statuses, "repos": repos, "filters": filters, "form": {}} | extra
+    return page(request, "tickets.html", principal, status_code=422 if "form_error" in extra else 200, **context)
+
+
 @router.get("/tickets")
 def tickets_page(
     request: Request,
@@ -147,15 +200,28 @@ def tickets_page(
     repo: Annotated[str, Query(max_length=100)] = "",
     agent: Annotated[str, Query(max_length=200)] = "",
 ) -> Response:
-    statuses = [s.value for s in TicketStatus]
-    with state.db.session() as s:
-        found = dashboard.find_tickets(
-            s, status if status in statuses else None, repo or None, agent or None, with_runs=True
-        )
-        rows = [views.ticket_view(t, with_runs=True) for t in found]
-        repos = [r.name for r in queries.list_repos(s)]
-    filters = {"status": status, "repo": repo, "agent": agent}
-    return page(request, "tickets.html", principal, tickets=rows, statuses=statuses, repos=repos, filters=filters)
+    return tickets_response(request, state, principal, {"status": status, "repo": repo, "agent": agent})
+
+
+@router.post("/tickets")
+def submit_form(
+    request: Request,
+    state: State,
+    principal: Submitter,
+    form: Annotated[TicketForm, Form()],
+) -> Response:
+    """The tickets page's form: the spec's one-line error on the same page, the ticket's page when queued."""
+    check_csrf(state, principal, form.csrf)
+    if form.agent_cmd and not principal.can(Role.ADMIN):
+        raise Forbidden("an agent command chooses what runs on the workers; it needs the admin role")
+    try:
+        spec = parse(TicketSpec, form.spec())
+        home = state.settings.home.resolve()
+        [ticket] = submit(state.db, state.dispatcher, state.settings, [spec], home, principal.name)
+    except (SpecError, FleetError) as exc:
+        empty = {"status": "", "repo": "", "agent": ""}
+        return tickets_response(request, state, principal, empty, form=form.model_dump(), form_error=str(exc))
+    return back(f"/tickets/{ticket.id}", "submitted")
 
 
 def ticket_context(state: WebState, ticket_id: int) -> dict[str, Any]:

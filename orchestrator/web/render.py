@@ -45,7 +45,7 @@ def bar_chart(points: list[Bucket], label: str, slot: str, span: str) -> Markup:
         x = i * bar
         total_h = height * b.total / top
         pass_h = height * b.passed / top
-        tip = f"{b.start:%H:%M} +{slot}: {b.total} verified, {b.passed} passed"
+        tip = f"{b.start:%H:%M} +{slot}: {b.total} verifications run, {b.passed} passed"
         parts.append(f"<g><title>{escape(tip)}</title>")
         parts.append(
             f'<rect class="bar-all" x="{x:.1f}" y="{height - total_h:.1f}" width="{bar - gap:.1f}" '

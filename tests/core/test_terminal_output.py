@@ -59,7 +59,7 @@ def test_the_live_view_shows_running_titles_clean() -> None:
             {"attempt": 1, "ticket": 1, "title": TITLE, "agent": "shell", "status": "running", "elapsed_seconds": 3}
         ],
         "review_backlog": {"count": 0, "oldest_age_seconds": None},
-        "last_hour": {"verified": 0, "passed": 0},
+        "last_hour": {"verifications": 0, "passed": 0},
         "spend_today_usd": 0.0,
     }
     with out.capture() as captured:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import shlex
+import socket
+import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +17,7 @@ import pytest
 from db.specs import RepoSpec, TicketSpec
 from orchestrator.repos import register_repo
 from orchestrator.tickets import submit
+from orchestrator.web.serving import Listener
 from system.settings import Settings
 from tests.conftest import Fleet, make_test_fleet
 from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command, write_sample_repo
@@ -107,3 +112,49 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     tickets |= {"failed": failed, "queued": queued}
     yield Web(fleet=fleet, settings=settings, app=app, tokens=make_tokens(app), tickets=tickets)
     app.state.fleet.db.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1, made by the openssl command line."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+class Server:
+    """uvicorn serving the app on a free loopback port in a thread of this process, configured as `fleet web`."""
+
+    def __init__(self, app: Any, listener: Listener | None = None) -> None:
+        import uvicorn
+
+        self.listener = listener or Listener("127.0.0.1", free_port())
+        self.server = uvicorn.Server(self.listener.config(app, graceful_seconds=1))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return self.listener.url.rstrip("/")
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -128,7 +128,7 @@ def test_stats_and_workers(web: Web) -> None:
     client, h = web.client(), web.headers("viewer")
     stats = client.get("/api/stats", headers=h).json()
     assert stats["tickets"]["needs_review"] >= 1
-    assert stats["last_day"]["verified"] >= 5 and stats["last_day"]["passed"] >= 4
+    assert stats["last_day"]["verifications"] >= 5 and stats["last_day"]["passed"] >= 4
     assert stats["review_backlog"]["count"] >= 1 and stats["review_backlog"]["oldest_age_seconds"] >= 0
     assert set(stats["queues"]) == {"fleet.agents", "fleet.verify"}
     assert stats["verdicts"]["passed"] >= 4

@@ -1,16 +1,14 @@
 """A person in a real headless Chromium: log in, watch a ticket reach review live, read the diff, approve it.
 
-Screenshots of every page go to test-artifacts/web/. Chromium is Debian's (/usr/bin/chromium), driven by
-Playwright; no browser is downloaded. Without it the test skips locally and fails under CI=true.
+Screenshots of every page go to FLEET_SCREENSHOTS (default tests/screenshots-out/). Chromium is Debian's
+(/usr/bin/chromium), driven by Playwright; no browser is downloaded. Without it the test skips locally and fails
+under CI=true.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import pytest
 
 from system.git import git
-from tests.web.conftest import OWNER, add_sample_repo, make_fleet, queue, scripted_spec, settings_for
+from tests.web.conftest import OWNER, Server, add_sample_repo, make_fleet, queue, scripted_spec, settings_for
 
 CHROMIUM = os.environ.get("FLEET_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -30,7 +28,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
+ARTIFACTS = Path(os.environ.get("FLEET_SCREENSHOTS") or Path(__file__).resolve().parent.parent / "screenshots-out")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -47,36 +45,6 @@ def need_chromium() -> None:
         if IN_CI:
             pytest.fail(missing + " (CI=true: the browser tests must run)")
         pytest.skip(missing)
-
-
-class Server:
-    """uvicorn serving the app on a free loopback port in a thread of this process."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=1)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -127,6 +95,7 @@ def test_log_in_watch_a_ticket_reach_review_live_and_approve_it(browser: Any, tm
         listing = context.new_page()
         listing.goto("/tickets")
         assert listing.locator(f'[data-status-of="{ticket}"]').inner_text() == "queued"
+        assert listing.locator("#review-badge").is_hidden()  # nothing waits for review yet
         for p in (page, listing):  # a marker that a reload would wipe
             p.evaluate("window.__sameDocument = true")
 
@@ -135,6 +104,8 @@ def test_log_in_watch_a_ticket_reach_review_live_and_approve_it(browser: Any, tm
             # expect() polls with Playwright's own injected script: no eval, so the page's CSP stays on.
             expect(page.locator("#ticket-status")).to_have_text("needs_review", timeout=60_000)
             expect(listing.locator(f'[data-status-of="{ticket}"]')).to_have_text("needs_review")
+            expect(listing.locator("#review-badge")).to_have_text("1")  # the navigation says work waits
+            expect(listing.locator("#review-badge")).to_have_class("badge new")
         finally:
             output, _ = workers.communicate(timeout=60)
         assert workers.returncode == 0, output

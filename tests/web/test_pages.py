@@ -218,7 +218,7 @@ def test_bar_chart_and_buckets() -> None:
     points = buckets(rows, now, timedelta(minutes=5), 12)
     assert [(b.total, b.passed) for b in points][-1] == (2, 1) and sum(b.total for b in points) == 2
     svg = str(bar_chart(points, "last hour", "5m", "-1h"))
-    assert svg.startswith("<svg") and svg.count('class="bar-all"') == 12 and "2 verified, 1 passed" in svg
+    assert svg.startswith("<svg") and svg.count('class="bar-all"') == 12 and "2 verifications run, 1 passed" in svg
 
 
 def test_cancel_and_retry_buttons_for_the_submitter_only(web: Web) -> None:

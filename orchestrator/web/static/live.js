@@ -55,8 +55,23 @@ function watchFleet(container) {
   });
 }
 
+function watchReview(badge) {
+  // The count of tickets waiting for review; marked "new" when it grew after the page was opened.
+  const source = new EventSource(badge.dataset.liveReview);
+  let seen = null;
+  source.addEventListener("review", (event) => {
+    const count = JSON.parse(event.data).count;
+    badge.textContent = String(count);
+    badge.hidden = count === 0;
+    if (seen !== null && count > seen) badge.classList.add("new");
+    if (seen === null || count < seen) seen = count;
+    badge.setAttribute("aria-label", count + " waiting for review");
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   if (!window.EventSource) return;
+  document.querySelectorAll("[data-live-review]").forEach(watchReview);
   document.querySelectorAll("[data-live-ticket]").forEach(watchTicket);
   document.querySelectorAll("[data-live-list]").forEach(watchList);
   document.querySelectorAll("[data-live-fleet]").forEach(watchFleet);

@@ -1,0 +1,69 @@
+"""How the web app listens: loopback over plain HTTP, a direct TLS listener, or behind trusted reverse proxies."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import FleetError
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Listener:
+    """An address, and how HTTPS reaches it: its own certificate, or proxies whose forwarded headers we believe."""
+
+    host: str
+    port: int
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    trusted_proxies: tuple[str, ...] = ()
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/"
+
+    def check(self) -> None:
+        """Refuse what cannot work: session cookies are Secure, so browsers drop them over plain HTTP elsewhere."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise FleetError("--tls-cert and --tls-key go together: give both, or neither")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                raise FleetError(f"no such file: {path}")
+        if not (self.tls or self.trusted_proxies or is_loopback(self.host)):
+            raise FleetError(
+                f"refusing plain HTTP on {self.host}: browsers would drop the Secure login cookie; "
+                "serve TLS with --tls-cert/--tls-key, or put an HTTPS reverse proxy in front and "
+                "name it with --trusted-proxy ADDR"
+            )
+
+    def config(self, app: Any, graceful_seconds: int = 3) -> Any:
+        """uvicorn's Config; forwarded headers are read only from the trusted proxies (uvicorn trusts 127.0.0.1
+        by default, which would let any local process claim HTTPS)."""
+        import uvicorn
+
+        return uvicorn.Config(
+            app,
+            host=self.host,
+            port=self.port,
+            ssl_certfile=str(self.tls_cert) if self.tls_cert else None,
+            ssl_keyfile=str(self.tls_key) if self.tls_key else None,
+            proxy_headers=bool(self.trusted_proxies),
+            forwarded_allow_ips=list(self.trusted_proxies) or None,
+            log_level="warning",
+            timeout_graceful_shutdown=graceful_seconds,
+        )
