@@ -13,6 +13,7 @@ import yaml
 
 from db import policy, queries
 from db.engine import Database
+from db.lifecycle import TicketStatus, sources
 from db.models import Ticket
 from db.specs import SpecError, TicketSpec, parse
 from orchestrator.dispatch import AgentRule
@@ -196,3 +197,17 @@ def load_specs(path: Path, defaults: dict[str, Any], agents: AgentRule) -> list[
         except FleetError as exc:
             raise FleetError(f"ticket {number} in {path}: {exc}") from None
     return specs
+
+
+CANCELLABLE = {s.value for s in sources(TicketStatus.CANCELLED, "cancel")}
+
+
+def bulk_cancel_ids(db: Database, repo: str, include_review: bool) -> tuple[list[int], int]:
+    """The ids `cancel --all` would cancel, and how many tickets waiting for review it leaves alone.
+
+    A ticket waiting for review holds verified diffs someone paid agents for: only --include-review cancels it."""
+    with db.session() as s:
+        queries.get_repo(s, repo)
+        tickets = [t for t in queries.list_tickets(s, repo=repo, limit=1_000_000) if t.status in CANCELLABLE]
+    kept = [t.id for t in tickets if t.status == TicketStatus.NEEDS_REVIEW and not include_review]
+    return sorted(t.id for t in tickets if t.id not in kept), len(kept)

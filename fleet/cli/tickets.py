@@ -13,11 +13,22 @@ from db import queries
 from db.lifecycle import TicketStatus
 from db.specs import TicketSpec, help_text
 from fleet.cli.cells import plain
-from fleet.cli.console import Context, JsonFlag, actor, as_lines, one_line_errors, out, print_json, spec_from
+from fleet.cli.console import (
+    Context,
+    JsonFlag,
+    YesFlag,
+    actor,
+    as_lines,
+    confirm,
+    one_line_errors,
+    out,
+    print_json,
+    spec_from,
+)
 from orchestrator import review as reviews
 from orchestrator import views
 from orchestrator.errors import FleetError
-from orchestrator.tickets import load_specs
+from orchestrator.tickets import bulk_cancel_ids, load_specs
 from orchestrator.tickets import submit as submit_tickets
 
 commands = typer.Typer()
@@ -130,19 +141,36 @@ def logs(attempt: int) -> None:
 @commands.command()
 @one_line_errors
 def cancel(
-    ticket: Annotated[int | None, typer.Argument()] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every active ticket of --repo.")] = False,
-    repo: Annotated[str, typer.Option(help="With --all: the repository.")] = "",
+    ticket: Annotated[int | None, typer.Argument(metavar="[TICKET]", show_default=False)] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every queued, running or rejected ticket of --repo (not needs_review).")
+    ] = False,
+    repo: Annotated[str, typer.Option(help="With --all: the repository.", show_default=False)] = "",
+    include_review: Annotated[
+        bool, typer.Option(help="With --all: also tickets waiting for review (their verified diffs are dropped).")
+    ] = False,
+    yes: YesFlag = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Stop a ticket (or --all --repo R): waiting attempts at once, running agents within seconds."""
+    """Stop a ticket, or with --all --repo R every queued, running or rejected ticket of R.
+
+    Waiting attempts stop at once, running agents and test runs within seconds. --all leaves tickets waiting for
+    review alone unless --include-review is given, and asks first (--yes skips the question)."""
     if all_ == (ticket is not None) or (all_ and not repo):
         raise FleetError("give a ticket id, or --all --repo NAME")
+    ctx = Context()
     if ticket is not None:
-        reviews.cancel(Context().db, ticket, actor())
-        out.print(f"ticket {ticket} cancelled")
-        return
-    ids = reviews.cancel_repo(Context().db, repo, actor())
-    out.print(f"{len(ids)} ticket(s) of {repo} cancelled" + (f": {', '.join(map(str, ids))}" if ids else ""))
+        reviews.cancel(ctx.db, ticket, actor())
+        return print_json({"cancelled": [ticket]}) if as_json else out.print(f"ticket {ticket} cancelled")
+    ids, kept = bulk_cancel_ids(ctx.db, repo, include_review)
+    note = f" ({kept} waiting for review left alone; --include-review cancels them too)" if kept else ""
+    if ids:
+        confirm(f"Cancel {len(ids)} ticket(s) of {repo}{note}?", yes)
+    for ticket_id in ids:
+        reviews.cancel(ctx.db, ticket_id, actor())
+    if as_json:
+        return print_json({"cancelled": ids, "left_for_review": kept})
+    out.print(f"{len(ids)} ticket(s) of {repo} cancelled" + (f": {', '.join(map(str, ids))}" if ids else "") + note)
 
 
 @commands.command()

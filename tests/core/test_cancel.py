@@ -76,6 +76,32 @@ def test_cancel_all_of_a_repo_records_who_cancelled(embedded: Fleet) -> None:
         for n in range(2)
     ]
     assert fleet.run("cancel", "--all", check=False).returncode == 1
-    out = fleet.run("cancel", "--all", "--repo", "calc").stdout
+    out = fleet.run("cancel", "--all", "--repo", "calc", "--yes").stdout
     assert f"2 ticket(s) of calc cancelled: {ids[0]}, {ids[1]}" in out
     assert {(t["status"], t["cancelled_by"]) for t in fleet.json("tickets")} == {("cancelled", "tester")}
+
+
+def test_cancel_all_leaves_the_review_queue_alone_and_asks_first(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    [reviewable] = fleet.submit(
+        "--repo", "calc", "--title", "add", "--body", "tests/test_calc.py::test_add", "--agent-cmd", scripted("fix-add")
+    )
+    fleet.up()
+    [queued] = fleet.submit("--repo", "calc", "--title", "later", "--agent-cmd", scripted("fix-add"))
+
+    refused = fleet.run("cancel", "--all", "--repo", "calc", check=False)
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr.count("\n") == 1 and "--yes" in refused.stderr
+    assert "Cancel 1 ticket(s) of calc (1 waiting for review left alone" in refused.stderr
+
+    done = fleet.json("cancel", "--all", "--repo", "calc", "--yes")
+    assert done == {"cancelled": [queued["id"]], "left_for_review": 1}
+    statuses = {t["id"]: t["status"] for t in fleet.json("tickets")}
+    assert statuses == {reviewable["id"]: "needs_review", queued["id"]: "cancelled"}
+
+    fleet.run("cancel", "--all", "--repo", "calc", "--include-review", "--yes")
+    assert fleet.json("show", str(reviewable["id"]))["status"] == "cancelled"
+    fleet.env["COLUMNS"] = "300"
+    help_text = fleet.run("cancel", "--help").stdout
+    assert "--include-review" in help_text and "not needs_review" in help_text
