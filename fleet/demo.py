@@ -96,6 +96,8 @@ def run_demo(ctx: Context, concurrency: int, out: Console) -> None:
         "To use a real model: FLEET_LLM_BASE_URL, FLEET_LLM_MODEL and FLEET_LLM_API_KEY, then --agent llm."
     )
     repo = _fresh_repo(ctx)
+    demos = ctx.settings.home.resolve() / "demo"
+    out.print(f"Fleet's state: {ctx.settings.where()}; the demo's repository {repo} in {demos}", markup=False)
     server = ScriptedModelServer()
     model_url = server.start()
     try:

@@ -64,10 +64,13 @@ def repo_add(
 @one_line_errors
 def repo_list(as_json: JsonFlag = False) -> None:
     """List registered repositories."""
-    with Context().db.session() as s:
+    ctx = Context()
+    with ctx.db.session() as s:
         repos = [views.repo_view(r) for r in queries.list_repos(s)]
     if as_json:
         return print_json(repos)
+    if not repos:
+        return out.print(f"no repositories in {ctx.settings.where()}; add one with `fleet repo add NAME PATH`")
     table = Table("name", "source", "test command", "agent")
     for r in repos:
         table.add_row(*plain(r["name"], r["source"], r["test_cmd"], r["default_agent"]))

@@ -32,7 +32,10 @@ def status(
 
         return watch_loop(ctx)
     data = fleet_status(ctx.db, ctx.dispatcher)
-    print_json(data) if as_json else out.print(render_status(data))
+    if as_json:
+        return print_json(data)
+    out.print(f"state: {ctx.settings.where()}", markup=False)
+    out.print(render_status(data))
 
 
 @commands.command()

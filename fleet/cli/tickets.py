@@ -97,9 +97,15 @@ def tickets(
     """List tickets, newest first."""
     if status and status not in {s.value for s in TicketStatus}:
         raise FleetError(f"unknown status {status!r}; one of: {', '.join(s.value for s in TicketStatus)}")
-    with Context().db.session() as s:
+    ctx = Context()
+    with ctx.db.session() as s:
         rows = [views.ticket_view(t) for t in queries.list_tickets(s, status or None, repo or None, limit)]
-    print_json(rows) if as_json else out.print(ticket_table(rows))
+    if as_json:
+        return print_json(rows)
+    if not rows:
+        matching = " matching " + " and ".join(f"--{k} {v}" for k, v in (("status", status), ("repo", repo)) if v)
+        return out.print(f"no tickets{matching if status or repo else ''} in {ctx.settings.where()}")
+    out.print(ticket_table(rows))
 
 
 @commands.command()
