@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.core.conftest import Fleet
+from tests.core.conftest import Fleet, scripted
+
+ADD = "tests/test_calc.py::test_add"
 
 
 def test_an_empty_home_says_where_it_looked(embedded: Fleet) -> None:
@@ -15,3 +17,21 @@ def test_an_empty_home_says_where_it_looked(embedded: Fleet) -> None:
     assert fleet.run("status").stdout.startswith(f"state: {where}\n")
     assert fleet.json("tickets") == []
     assert sorted(p.name for p in fleet.tmp.iterdir()) == ["home"]
+
+
+def test_up_says_what_it_runs_how_far_it_is_and_what_to_run_next(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    fleet.submit("--repo", "calc", "--title", "add", "--body", ADD, "--agent-cmd", scripted("fix-add"))
+    fleet.submit("--repo", "calc", "--title", "never", "--body", ADD, "--agent-cmd", scripted("never"))
+    done = fleet.up(concurrency=2)
+    lines = done.stdout.splitlines()
+    assert lines[:2] == [f"fleet up: home {fleet.home} (FLEET_HOME)", f"  database sqlite:///{fleet.home}/fleet.db"]
+    assert "  one worker process, 2 slots; exits when no work is left" in lines
+    assert f"  worker log {fleet.home}/logs/worker.log (-v shows it here)" in lines
+    assert lines[5].startswith("tickets 0/2 done · ")  # then a line whenever the counts change
+    assert lines[-3].startswith("done in ") and lines[-3].endswith(
+        ": tickets 2/2 done · 0 attempts at work · 1 verified · 1 failed · $0.00"
+    )
+    assert "next: `fleet review list` (1 verified diff(s) wait for review)" in lines
+    assert done.stderr == ""  # Celery's own lines only with -v
