@@ -71,7 +71,7 @@ def submit(
         if not repo:
             raise FleetError("--repo is required")
         specs = [spec_from(TicketSpec, fields)]
-    tickets = submit_tickets(ctx.db, ctx.dispatcher, ctx.settings, specs, Path.cwd(), actor())
+    tickets = submit_tickets(ctx.db, ctx.dispatcher, ctx.settings, specs, Path.cwd(), actor(), check_commands=True)
     if as_json:
         with ctx.db.session() as s:
             return print_json([views.ticket_view(queries.get_ticket(s, t.id)) for t in tickets])

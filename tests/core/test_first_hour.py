@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.core.conftest import Fleet, scripted
+from tests.core.test_bad_input import assert_one_line_error, run_all
 
 ADD = "tests/test_calc.py::test_add"
 
@@ -35,3 +36,30 @@ def test_up_says_what_it_runs_how_far_it_is_and_what_to_run_next(embedded: Fleet
     )
     assert "next: `fleet review list` (1 verified diff(s) wait for review)" in lines
     assert done.stderr == ""  # Celery's own lines only with -v
+
+
+def test_submit_refuses_a_ticket_whose_agent_can_only_fail(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    (fleet.tmp / "not-executable.sh").write_text("#!/bin/sh\n")
+    ok = ["submit", "--repo", "calc", "--title", "t"]
+    results = run_all(
+        fleet,
+        {
+            "missing script": [*ok, "--agent-cmd", "./missing.sh --flag"],
+            "missing program": [*ok, "--agent-cmd", "no-such-agent-xyz"],
+            "not executable": [*ok, "--agent-cmd", "./not-executable.sh"],
+            "shell without a command": [*ok, "--agent", "shell"],
+            "default agent without a command": ok,
+            "unknown agent": [*ok, "--agent", "nobody"],
+        },
+    )
+    assert_one_line_error(results["missing script"], f"agent command not found: ./missing.sh (looked in {fleet.tmp})")
+    assert_one_line_error(results["missing program"], "agent command not found: no-such-agent-xyz (looked on PATH)")
+    assert_one_line_error(results["not executable"], f"not executable: {fleet.tmp / 'not-executable.sh'}")
+    for name in ("shell without a command", "default agent without a command"):
+        assert_one_line_error(results[name], "the shell agent needs --agent-cmd")
+    assert_one_line_error(results["unknown agent"], "unknown agent 'nobody'")
+    assert fleet.json("tickets") == []
+    (fleet.tmp / "not-executable.sh").chmod(0o755)
+    assert len(fleet.submit(*ok[1:], "--agent-cmd", "./not-executable.sh")) == 1
