@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from tests.core.conftest import Fleet, scripted
+from tests.core.conftest import Fleet, processes_with, scripted
 from tests.core.test_bad_input import assert_one_line_error, run_all
+from tests.core.test_recovery import wait_for
 
 ADD = "tests/test_calc.py::test_add"
 
@@ -63,3 +64,22 @@ def test_submit_refuses_a_ticket_whose_agent_can_only_fail(embedded: Fleet) -> N
     assert fleet.json("tickets") == []
     (fleet.tmp / "not-executable.sh").chmod(0o755)
     assert len(fleet.submit(*ok[1:], "--agent-cmd", "./not-executable.sh")) == 1
+
+
+def test_watch_shows_a_title_that_looks_like_markup_as_it_is(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.env["COLUMNS"] = "200"
+    fleet.sample_repo()
+    marker = f"hang-{fleet.tmp.name}"
+    [ticket] = fleet.submit("--repo", "calc", "--title", "fix [/red] parser", "--agent-cmd", scripted("hang", marker))
+    worker = fleet.popen("up", "--until-idle", "--concurrency", "1")
+    try:
+        wait_for(lambda: processes_with(marker) != [], timeout=60)
+        watched = fleet.run("watch", "--count", "1", "--interval", "0.1")
+        assert f"#{ticket['id']} fix [/red] parser" in watched.stdout
+        assert "fix [/red] parser" in fleet.run("tickets").stdout
+        fleet.run("cancel", str(ticket["id"]))
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
