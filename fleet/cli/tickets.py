@@ -48,10 +48,15 @@ def submit(
     fanout: Annotated[int, typer.Option(help=help_text(TicketSpec, "fanout"))] = 1,
     target: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "targets"))] = None,
     priority: Annotated[int, typer.Option(help=help_text(TicketSpec, "priority"))] = 0,
-    timeout: Annotated[float, typer.Option(help=help_text(TicketSpec, "timeout"))] = 0.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            help=help_text(TicketSpec, "timeout"), show_default="the workers' FLEET_AGENT_TIMEOUT_SECONDS, 3600"
+        ),
+    ] = 0.0,
     until: Annotated[str, typer.Option(help=help_text(TicketSpec, "until"))] = "all",
     model: Annotated[str, typer.Option(help=help_text(TicketSpec, "model"))] = "",
-    budget_usd: Annotated[float, typer.Option(help=help_text(TicketSpec, "budget_usd"))] = 0.0,
+    budget_usd: Annotated[float, typer.Option(help=help_text(TicketSpec, "budget_usd"), show_default="no limit")] = 0.0,
     area: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "area"))] = None,
     agent_arg: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "agent_args"))] = None,
     agent_env: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "agent_env"))] = None,
@@ -147,7 +152,7 @@ def logs(attempt: int) -> None:
 @commands.command()
 @one_line_errors
 def cancel(
-    ticket: Annotated[int | None, typer.Argument(metavar="[TICKET]", show_default=False)] = None,
+    ticket: Annotated[int | None, typer.Argument(show_default=False)] = None,
     all_: Annotated[
         bool, typer.Option("--all", help="Every queued, running or rejected ticket of --repo (not needs_review).")
     ] = False,

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+import typer
+
+from tests.conftest import fleet_app
 from tests.core.conftest import Fleet, processes_with, scripted
 from tests.core.test_bad_input import assert_one_line_error, run_all
 from tests.core.test_recovery import wait_for
@@ -83,3 +89,27 @@ def test_watch_shows_a_title_that_looks_like_markup_as_it_is(embedded: Fleet) ->
     finally:
         if worker.poll() is None:
             worker.kill()
+
+
+def every_command(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [prefix]
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):  # a group
+            found += every_command(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+def test_every_help_names_values_without_python_types_and_shows_real_defaults(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.env["COLUMNS"] = "250"
+    commands = every_command(typer.main.get_group(fleet_app()))
+    assert ("repo", "add") in commands and ("submit",) in commands and len(commands) > 20
+    for command in commands:
+        shown = fleet.run(*command, "--help").stdout
+        assert not re.findall(r"<\w+(?:\[\w+\])?>", shown), (command, shown)
+        assert "[default: 0.0]" not in shown, (command, shown)
+    submit = fleet.run("submit", "--help").stdout
+    assert re.search(r"--agent-cmd +AGENT_CMD +The command", submit)
+    assert "[default: (the workers' FLEET_AGENT_TIMEOUT_SECONDS, 3600)]" in submit
