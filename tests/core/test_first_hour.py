@@ -113,3 +113,22 @@ def test_every_help_names_values_without_python_types_and_shows_real_defaults(em
     submit = fleet.run("submit", "--help").stdout
     assert re.search(r"--agent-cmd +AGENT_CMD +The command", submit)
     assert "[default: (the workers' FLEET_AGENT_TIMEOUT_SECONDS, 3600)]" in submit
+
+
+def test_a_repo_is_updated_in_place_and_removed_only_without_open_tickets(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    fleet.run("repo", "update", "calc", "--max-concurrency", "2")
+    updated = fleet.json("repo", "update", "calc", "--test-cmd", "python -m pytest -q tests")
+    assert updated["test_cmd"] == "python -m pytest -q tests"
+    assert updated["settings"]["max_concurrency"] == 2  # what was not given stays
+    assert_one_line_error(fleet.run("repo", "update", "calc", "--test-cmd", "x '", check=False), "cannot parse")
+
+    [ticket] = fleet.submit("--repo", "calc", "--title", "t", "--agent-cmd", "true")
+    refused = fleet.run("repo", "remove", "calc", "--yes", check=False)
+    assert_one_line_error(refused, f"repo 'calc' has 1 open ticket(s) ({ticket['id']}); cancel them first")
+    assert_one_line_error(fleet.run("repo", "remove", "calc", check=False), "add --yes")
+    fleet.run("cancel", str(ticket["id"]))
+    assert fleet.json("repo", "remove", "calc", "--yes") == {"removed": "calc", "tickets": 1}
+    assert fleet.json("repo", "list") == [] and fleet.json("tickets") == []
+    assert (fleet.tmp / "calc" / ".git").is_dir()
