@@ -11,7 +11,7 @@ from rich.table import Table
 
 from db import queries
 from db.specs import RepoSpec, TicketSpec
-from fleet.cli.cells import plain
+from fleet.cli.cells import clip, plain
 from fleet.cli.console import Context
 from orchestrator import review, views
 from orchestrator.repos import register_repo
@@ -118,7 +118,7 @@ def _report(ctx: Context, ticket_ids: list[int], out: Console) -> None:
         trees = [queries.load_ticket_tree(s, tid) for tid in ticket_ids]
         for t in trees:
             verdicts = [a.verification.verdict if a.verification else a.status for r in t.runs for a in r.attempts]
-            table.add_row(*plain(t.id, t.title, t.status, " → ".join(verdicts), t.status_reason[:80]))
+            table.add_row(*plain(t.id, t.title, t.status, " → ".join(verdicts), clip(t.status_reason, 80)))
         out.print(table)
         waiting = [t for t in trees if review.candidates(t)]
         out.print(f"What a reviewer sees ({len(waiting)} verified diffs; failing tickets are never listed):")

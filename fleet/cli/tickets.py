@@ -12,7 +12,7 @@ from rich.table import Table
 from db import queries
 from db.lifecycle import TicketStatus
 from db.specs import TicketSpec, help_text
-from fleet.cli.cells import plain
+from fleet.cli.cells import clip, plain
 from fleet.cli.console import (
     Context,
     JsonFlag,
@@ -87,7 +87,7 @@ def submit(
 def ticket_table(tickets: list[dict[str, Any]]) -> Table:
     table = Table("id", "repo", "status", "agent", "title", "reason")
     for t in tickets:
-        table.add_row(*plain(t["id"], t["repo"], t["status"], t["agent"], t["title"][:60], t["reason"][:60]))
+        table.add_row(*plain(t["id"], t["repo"], t["status"], t["agent"], clip(t["title"], 60), clip(t["reason"], 60)))
     return table
 
 

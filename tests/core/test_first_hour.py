@@ -132,3 +132,14 @@ def test_a_repo_is_updated_in_place_and_removed_only_without_open_tickets(embedd
     assert fleet.json("repo", "remove", "calc", "--yes") == {"removed": "calc", "tickets": 1}
     assert fleet.json("repo", "list") == [] and fleet.json("tickets") == []
     assert (fleet.tmp / "calc" / ".git").is_dir()
+
+
+def test_a_long_title_is_cut_at_a_word_with_an_ellipsis(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.env["COLUMNS"] = "250"
+    fleet.sample_repo()
+    title = "Make the parser accept trailing commas in nested argument lists without breaking"
+    fleet.submit("--repo", "calc", "--title", title, "--agent-cmd", "true")
+    listed = fleet.run("tickets").stdout
+    assert "Make the parser accept trailing commas in nested argument…" in listed
+    assert title not in listed
