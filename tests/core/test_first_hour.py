@@ -143,3 +143,14 @@ def test_a_long_title_is_cut_at_a_word_with_an_ellipsis(embedded: Fleet) -> None
     listed = fleet.run("tickets").stdout
     assert "Make the parser accept trailing commas in nested argument…" in listed
     assert title not in listed
+
+
+def test_revoking_a_revoked_token_says_so(embedded: Fleet) -> None:
+    fleet = embedded
+    created = fleet.json("token", "create", "--role", "viewer", "--name", "ci")
+    assert created["role"] == "viewer" and created["token"]
+    token = str(created["id"])
+    assert fleet.run("token", "revoke", token).stdout.strip() == f"token {token} revoked"
+    again = fleet.run("token", "revoke", token).stdout
+    assert again.startswith(f"token {token} was already revoked (at ") and "nothing changed" in again
+    assert fleet.json("token", "revoke", token)["already_revoked"] is True
