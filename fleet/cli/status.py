@@ -68,9 +68,11 @@ def stats(
 
 @commands.command()
 @one_line_errors
-def migrate() -> None:
+def migrate(as_json: JsonFlag = False) -> None:
     """Bring the database schema to the newest revision (every command also does this on first use)."""
     ctx = Context()
+    if as_json:
+        return print_json({"current": True, "database": ctx.settings.db_url.split("@")[-1]})
     out.print(f"database schema is current: {ctx.settings.db_url.split('@')[-1]}", markup=False)
 
 

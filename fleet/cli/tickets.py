@@ -136,13 +136,15 @@ def show(ticket: int, as_json: JsonFlag = False) -> None:
 
 @commands.command()
 @one_line_errors
-def logs(attempt: int) -> None:
+def logs(attempt: int, as_json: JsonFlag = False) -> None:
     """An attempt's prompt, transcript and verification output."""
     with Context().db.session() as s:
         a = queries.get_attempt(s, attempt)
         parts = [("prompt", a.prompt), ("transcript", a.transcript)]
         if a.verification is not None:
             parts += [("verification", "\n".join(a.verification.reasons) + "\n\n" + a.verification.output)]
+    if as_json:
+        return print_json({"attempt": attempt} | dict(parts))
     for name, text in parts:
         out.rule(name)
         # Not through rich: it expands tabs and drops some characters, and this text must read as stored.
@@ -186,8 +188,10 @@ def cancel(
 
 @commands.command()
 @one_line_errors
-def retry(ticket: int) -> None:
+def retry(ticket: int, as_json: JsonFlag = False) -> None:
     """Start a failed, errored or cancelled ticket again, with a fresh attempt budget."""
     ctx = Context()
-    reviews.retry(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor())
+    attempts = reviews.retry(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor())
+    if as_json:
+        return print_json({"ticket": ticket, "attempts": attempts})
     out.print(f"ticket {ticket} queued again")

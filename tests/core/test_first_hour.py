@@ -154,3 +154,18 @@ def test_revoking_a_revoked_token_says_so(embedded: Fleet) -> None:
     again = fleet.run("token", "revoke", token).stdout
     assert again.startswith(f"token {token} was already revoked (at ") and "nothing changed" in again
     assert fleet.json("token", "revoke", token)["already_revoked"] is True
+
+
+# Commands that run until stopped print progress for a person; approve and reject are review's (issue 15, part A).
+NO_JSON = {("up",), ("worker",), ("web",), ("watch",), ("demo",), ("review", "approve"), ("review", "reject")}
+
+
+def test_every_command_that_prints_takes_json(embedded: Fleet) -> None:
+    fleet = embedded
+    commands = [c for c in every_command(typer.main.get_group(fleet_app())) if c and c not in NO_JSON]
+    groups = {c[:1] for c in commands if len(c) > 1}
+    lacking = [c for c in commands if c not in groups and "--json" not in fleet.run(*c, "--help").stdout]
+    assert lacking == []
+    assert fleet.json("migrate")["current"] is True
+    assert isinstance(fleet.json("gc"), list)
+    assert fleet.json("cache", "clear")["deleted"] == 0
