@@ -13,6 +13,7 @@ from db import queries
 from db.specs import RepoSpec, TicketSpec
 from fleet.cli.cells import clip, plain
 from fleet.cli.console import Context
+from fleet.cli.progress import reporting, worker_log
 from orchestrator import review, views
 from orchestrator.repos import register_repo
 from orchestrator.tickets import submit
@@ -105,8 +106,10 @@ def run_demo(ctx: Context, concurrency: int, out: Console) -> None:
         tickets = submit(ctx.db, ctx.dispatcher, ctx.settings, specs, ctx.settings.home, "demo")
         for ticket, demo in zip(tickets, DEMO_TICKETS, strict=True):
             out.print(f"  ticket {ticket.id} ({demo.agent}): {demo.title!r} — {demo.behaviour}", markup=False)
-        out.print(f"Running {concurrency} embedded worker slots until the queue is empty...")
-        serve(ctx.settings, ctx.db, concurrency, until_idle=True)
+        logfile = worker_log(ctx.settings)
+        out.print(f"Running {concurrency} embedded worker slots until the queue is empty (worker log {logfile})...")
+        with reporting(ctx.db, summarise=False):
+            serve(ctx.settings, ctx.db, concurrency, until_idle=True, logfile=str(logfile))
     finally:
         server.stop()
     _report(ctx, [t.id for t in tickets], out)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
@@ -147,13 +148,22 @@ class Reporter:
         return summary(self.current(), time.monotonic() - self.started)
 
 
+def worker_log(settings: Settings) -> Path:
+    """Where Celery's own log goes when the command line shows progress instead."""
+    logs = settings.home.resolve() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs / "worker.log"
+
+
 @contextmanager
-def reporting(db: Database, stream: TextIO = sys.stdout) -> Iterator[Reporter]:
+def reporting(db: Database, stream: TextIO = sys.stdout, summarise: bool = True) -> Iterator[Reporter]:
+    """Progress while the block runs; then the summary and what to run next (unless the caller prints its own)."""
     reporter = Reporter(db, stream)
     reporter.thread.start()
     try:
         yield reporter
     finally:
-        for line in reporter.finish():
+        summary_lines = reporter.finish()
+        for line in summary_lines if summarise else []:
             stream.write(line + "\n")
         stream.flush()

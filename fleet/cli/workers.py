@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from fleet.cli.console import Context, one_line_errors, out
-from fleet.cli.progress import banner, reporting
+from fleet.cli.progress import banner, reporting, worker_log
 from orchestrator.errors import FleetError
 from system.settings import Settings
 
@@ -19,11 +19,7 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show Celery's ow
 
 def log_options(settings: Settings, verbose: bool) -> dict[str, Any]:
     """Celery's log: to stderr with -v, else to a file under the home, named in the banner."""
-    if verbose:
-        return {"loglevel": "INFO"}
-    logs = settings.home.resolve() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    return {"logfile": str(logs / "worker.log")}
+    return {"loglevel": "INFO"} if verbose else {"logfile": str(worker_log(settings))}
 
 
 @commands.command()
