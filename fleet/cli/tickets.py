@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from db import queries
-from db.lifecycle import TicketStatus
+from db.lifecycle import IllegalTransition, TicketStatus
 from db.specs import TicketSpec, help_text
 from fleet.cli.cells import clip, plain
 from fleet.cli.console import (
@@ -176,14 +176,27 @@ def cancel(
         reviews.cancel(ctx.db, ticket, actor())
         return print_json({"cancelled": [ticket]}) if as_json else out.print(f"ticket {ticket} cancelled")
     ids, kept = bulk_cancel_ids(ctx.db, repo, include_review)
-    note = f" ({kept} waiting for review left alone; --include-review cancels them too)" if kept else ""
     if ids:
-        confirm(f"Cancel {len(ids)} ticket(s) of {repo}{note}?", yes)
-    for ticket_id in ids:
-        reviews.cancel(ctx.db, ticket_id, actor())
+        confirm(f"Cancel {len(ids)} ticket(s) of {repo}{_kept_note(kept)}?", yes)
+    outcomes = {t: _cancel_one(ctx, t, spare_review=not include_review) for t in ids}
+    cancelled = [t for t, outcome in outcomes.items() if outcome == "cancelled"]
+    kept += sum(outcome == "review" for outcome in outcomes.values())  # reached the review queue meanwhile
     if as_json:
-        return print_json({"cancelled": ids, "left_for_review": kept})
-    out.print(f"{len(ids)} ticket(s) of {repo} cancelled" + (f": {', '.join(map(str, ids))}" if ids else "") + note)
+        return print_json({"cancelled": cancelled, "left_for_review": kept})
+    listed = f": {', '.join(map(str, cancelled))}" if cancelled else ""
+    out.print(f"{len(cancelled)} ticket(s) of {repo} cancelled{listed}{_kept_note(kept)}")
+
+
+def _kept_note(kept: int) -> str:
+    return f" ({kept} waiting for review left alone; --include-review cancels them too)" if kept else ""
+
+
+def _cancel_one(ctx: Context, ticket_id: int, spare_review: bool) -> str:
+    """One ticket of a bulk cancel: cancelled, spared for review, or ended since it was listed (not an error)."""
+    try:
+        return "cancelled" if reviews.cancel(ctx.db, ticket_id, actor(), spare_review) else "review"
+    except IllegalTransition:
+        return "ended"
 
 
 @commands.command()
