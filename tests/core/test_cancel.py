@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
 import time
 
 from tests.core.conftest import Fleet, processes_with, scripted
@@ -105,3 +109,33 @@ def test_cancel_all_leaves_the_review_queue_alone_and_asks_first(embedded: Fleet
     fleet.env["COLUMNS"] = "300"
     help_text = fleet.run("cancel", "--help").stdout
     assert "--include-review" in help_text and "not needs_review" in help_text
+
+
+def test_cancel_all_in_a_terminal_asks_and_a_no_cancels_nothing(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    [ticket] = fleet.submit("--repo", "calc", "--title", "t", "--agent-cmd", scripted("fix-add"))
+
+    def answer(reply: str) -> str:
+        leader, follower = pty.openpty()
+        command = [sys.executable, "-m", "fleet", "cancel", "--all", "--repo", "calc"]
+        proc = subprocess.Popen(command, env=fleet.env, cwd=fleet.tmp, stdin=follower, stdout=follower, stderr=follower)
+        os.close(follower)
+        os.write(leader, reply.encode() + b"\n")
+        proc.wait(timeout=60)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            shown += chunk
+        os.close(leader)
+        return shown.decode()
+
+    assert "Cancel 1 ticket(s) of calc? [y/N]" in answer("n")
+    assert fleet.json("show", str(ticket["id"]))["status"] == "queued"
+    assert "1 ticket(s) of calc cancelled" in answer("y")
+    assert fleet.json("show", str(ticket["id"]))["status"] == "cancelled"
