@@ -43,8 +43,9 @@ def test_up_says_what_it_runs_how_far_it_is_and_what_to_run_next(embedded: Fleet
     )
     assert "next: `fleet review list` (1 verified diff(s) wait for review)" in lines
     assert done.stderr == ""  # Celery's own lines only with -v
-    verbose = fleet.run("up", "--until-idle", "-v")
-    assert "INFO/MainProcess" in verbose.stderr and "nothing was queued" in verbose.stdout
+    fleet.submit("--repo", "calc", "--title", "again", "--agent-cmd", "true", "--attempts", "1")
+    verbose = fleet.run("up", "--until-idle", "-v")  # with work to do, so Celery is up long enough to log
+    assert "INFO/MainProcess" in verbose.stderr and "tickets 1/1 done" in verbose.stdout
 
 
 def test_submit_refuses_a_ticket_whose_agent_can_only_fail(embedded: Fleet) -> None:
