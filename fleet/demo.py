@@ -11,8 +11,9 @@ from rich.table import Table
 
 from db import queries
 from db.specs import RepoSpec, TicketSpec
-from fleet.cli.cells import plain
+from fleet.cli.cells import clip, plain
 from fleet.cli.console import Context
+from fleet.cli.progress import reporting, worker_log
 from orchestrator import review, views
 from orchestrator.repos import register_repo
 from orchestrator.tickets import submit
@@ -96,6 +97,8 @@ def run_demo(ctx: Context, concurrency: int, out: Console) -> None:
         "To use a real model: FLEET_LLM_BASE_URL, FLEET_LLM_MODEL and FLEET_LLM_API_KEY, then --agent llm."
     )
     repo = _fresh_repo(ctx)
+    demos = ctx.settings.home.resolve() / "demo"
+    out.print(f"Fleet's state: {ctx.settings.where()}; the demo's repository {repo} in {demos}", markup=False)
     server = ScriptedModelServer()
     model_url = server.start()
     try:
@@ -103,8 +106,10 @@ def run_demo(ctx: Context, concurrency: int, out: Console) -> None:
         tickets = submit(ctx.db, ctx.dispatcher, ctx.settings, specs, ctx.settings.home, "demo")
         for ticket, demo in zip(tickets, DEMO_TICKETS, strict=True):
             out.print(f"  ticket {ticket.id} ({demo.agent}): {demo.title!r} — {demo.behaviour}", markup=False)
-        out.print(f"Running {concurrency} embedded worker slots until the queue is empty...")
-        serve(ctx.settings, ctx.db, concurrency, until_idle=True)
+        logfile = worker_log(ctx.settings)
+        out.print(f"Running {concurrency} embedded worker slots until the queue is empty (worker log {logfile})...")
+        with reporting(ctx.db, summarise=False):
+            serve(ctx.settings, ctx.db, concurrency, until_idle=True, logfile=str(logfile))
     finally:
         server.stop()
     _report(ctx, [t.id for t in tickets], out)
@@ -116,7 +121,7 @@ def _report(ctx: Context, ticket_ids: list[int], out: Console) -> None:
         trees = [queries.load_ticket_tree(s, tid) for tid in ticket_ids]
         for t in trees:
             verdicts = [a.verification.verdict if a.verification else a.status for r in t.runs for a in r.attempts]
-            table.add_row(*plain(t.id, t.title, t.status, " → ".join(verdicts), t.status_reason[:80]))
+            table.add_row(*plain(t.id, t.title, t.status, " → ".join(verdicts), clip(t.status_reason, 80)))
         out.print(table)
         waiting = [t for t in trees if review.candidates(t)]
         out.print(f"What a reviewer sees ({len(waiting)} verified diffs; failing tickets are never listed):")

@@ -15,6 +15,7 @@ from orchestrator import views
 from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError
 from orchestrator.gitrepo import committed_file, repository_root
+from orchestrator.tickets import CANCELLABLE as OPEN
 from orchestrator.tickets import check_agent, check_text
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -92,20 +93,51 @@ def register_repo(db: Database, spec: RepoSpec, agents: AgentRule) -> dict[str, 
     check_text("path", spec.path)
     path = _repo_root(Path(spec.path).expanduser().resolve(), spec.path)
     settings = RepoSettings.model_validate(read_fleet_toml(path).given() | spec.given())
+    with db.session() as s:
+        repo = queries.add_repo(s, name=spec.name, **_columns(str(path), settings, agents))
+        return views.repo_view(repo)
+
+
+def _columns(source: str, settings: RepoSettings, agents: AgentRule) -> dict[str, Any]:
+    """A repository's row, from settings checked as verification and the workers will use them."""
     if not settings.test_cmd.strip():
         raise FleetError("a repo needs --test-cmd (or test_cmd in its .fleet.toml)")
     check_shell_syntax("--test-cmd", settings.test_cmd)
     if settings.setup_cmd:
         check_shell_syntax("--setup-cmd", settings.setup_cmd)
     check_agent(settings.agent, agents)
+    return {
+        "source": source,
+        "test_cmd": settings.test_cmd,
+        "setup_cmd": settings.setup_cmd or None,
+        "default_agent": settings.agent,
+        "settings": _stored(settings),
+    }
+
+
+def update_repo(db: Database, name: str, changes: RepoSettings, path: str | None, agents: AgentRule) -> dict[str, Any]:
+    """Change the settings given in changes (and the path, if given); the others keep their stored values."""
     with db.session() as s:
-        repo = queries.add_repo(
-            s,
-            name=spec.name,
-            source=str(path),
-            test_cmd=settings.test_cmd,
-            setup_cmd=settings.setup_cmd or None,
-            default_agent=settings.agent,
-            settings=_stored(settings),
-        )
-        return views.repo_view(repo)
+        repo = queries.get_repo(s, name)
+        columns = {"test_cmd": repo.test_cmd, "setup_cmd": repo.setup_cmd or "", "agent": repo.default_agent}
+        current, source = RepoSettings.from_stored(repo.settings | columns), repo.source
+    if path is not None:
+        check_text("path", path)
+        source = str(_repo_root(Path(path).expanduser().resolve(), path))
+    settings = RepoSettings.model_validate(current.given() | changes.given())
+    with db.session() as s:
+        return views.repo_view(queries.update_repo(s, name, **_columns(source, settings, agents)))
+
+
+def remove_repo(db: Database, name: str) -> int:
+    """Forget a repository and its finished tickets; refused while any ticket of it is open or waits for review."""
+    with db.session() as s:
+        queries.get_repo(s, name)
+        open_ids = sorted(t.id for t in queries.list_tickets(s, repo=name, limit=1_000_000) if t.status in OPEN)
+        if open_ids:
+            shown = ", ".join(map(str, open_ids[:10])) + (", ..." if len(open_ids) > 10 else "")
+            raise FleetError(
+                f"repo {name!r} has {len(open_ids)} open ticket(s) ({shown}); "
+                f"cancel them first (`fleet cancel --all --repo {name} --include-review`)"
+            )
+        return queries.delete_repo(s, name)

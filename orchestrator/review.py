@@ -228,12 +228,17 @@ def retry(db: Database, dispatcher: Dispatcher, settings: Settings, ticket_id: i
 CANCELLABLE = {s.value for s in lifecycle.sources(TicketStatus.CANCELLED, "cancel")}
 
 
-def cancel(db: Database, ticket_id: int, actor: str) -> None:
+def cancel(db: Database, ticket_id: int, actor: str, spare_review: bool = False) -> bool:
+    """Cancel a ticket; with spare_review, one waiting for review (even if it got there a moment ago) is left alone
+    and False returned: `cancel --all` never drops verified diffs it was not told to."""
     with db.session() as s:
         ticket = queries.load_ticket_tree(s, ticket_id)
+        if spare_review and ticket.status == TicketStatus.NEEDS_REVIEW:
+            return False
         refusal = f"ticket {ticket_id} is {ticket.status}; only active or reviewable tickets cancel"
         lifecycle.require(ticket, TicketStatus.CANCELLED, "cancel", refusal)
         policy.cancel(s, ticket, actor)
+    return True
 
 
 def cancel_repo(db: Database, repo: str, actor: str) -> list[int]:

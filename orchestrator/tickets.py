@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +15,7 @@ import yaml
 
 from db import policy, queries
 from db.engine import Database
+from db.lifecycle import TicketStatus, sources
 from db.models import Ticket
 from db.specs import SpecError, TicketSpec, parse, plural_names
 from orchestrator.dispatch import AgentRule
@@ -71,6 +74,23 @@ def validate(spec: TicketSpec, agents: AgentRule) -> None:
         check_agent(agent, agents)
 
 
+def check_runnable(agents: Sequence[str], argv: Sequence[str], cwd: Path, local: bool) -> None:
+    """Refuse a ticket whose agent can only fail: the shell agent without a command, a command not found or not
+    executable. A relative path was made absolute against cwd when it exists there; the worker reads one still
+    relative from its own folder, never from the repository (its content must not become the agent)."""
+    if "shell" in agents and not argv:
+        raise FleetError("the shell agent needs --agent-cmd (the command it runs, e.g. --agent-cmd ./fix.sh)")
+    if not argv or not local:
+        return
+    program = argv[0]
+    found = program if "/" in program else shutil.which(program)
+    if found is None or not Path(found).is_absolute() or not Path(found).is_file():
+        place = f"in {cwd}" if "/" in program else "on PATH"
+        raise FleetError(f"agent command not found: {program} (looked {place})")
+    if not os.access(found, os.X_OK):
+        raise FleetError(f"agent command is not executable: {found} (chmod +x it, or name its interpreter first)")
+
+
 def _run_agents(spec: TicketSpec, default_agent: str) -> list[str]:
     agents = spec.agents or [default_agent]
     return [agent for agent in agents for _ in range(spec.fanout)]
@@ -83,8 +103,11 @@ def _base_sha(source: str, ref: str, repo_name: str) -> str:
         raise FleetError(f"base ref {ref!r} does not exist in repo {repo_name!r} ({source})") from None
 
 
-def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str, agents: AgentRule) -> Ticket:
-    """Write one ticket with its runs and first attempts; nothing is sent yet."""
+def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str, agents: AgentRule, check: str = "") -> Ticket:
+    """Write one ticket with its runs and first attempts; nothing is sent yet.
+
+    check: "given" refuses the shell agent without a command; "local" also looks for the command on this machine
+    (where the embedded workers run)."""
     validate(spec, agents)
     try:
         repo = queries.get_repo(s, spec.repo)
@@ -101,6 +124,9 @@ def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str, agents: 
         options["extra_args"] = list(spec.agent_args)
     if spec.agent_env:
         options["env"] = list(spec.agent_env)
+    base_sha = _base_sha(repo.source, spec.base, repo.name)
+    if check:
+        check_runnable(_run_agents(spec, repo.default_agent), options.get("command", []), cwd, check == "local")
     ticket = queries.add_ticket(
         s,
         _run_agents(spec, repo.default_agent),
@@ -108,7 +134,7 @@ def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str, agents: 
         title=spec.title,
         body=spec.body,
         base_ref=spec.base,
-        base_sha=_base_sha(repo.source, spec.base, repo.name),
+        base_sha=base_sha,
         priority=spec.priority,
         agent=",".join(spec.agents or [repo.default_agent]),
         agent_options=options,
@@ -126,23 +152,41 @@ def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str, agents: 
 
 
 def _create_in_batch(
-    s: queries.Session, spec: TicketSpec, number: int, total: int, cwd: Path, actor: str, agents: AgentRule
+    s: queries.Session,
+    spec: TicketSpec,
+    number: int,
+    total: int,
+    cwd: Path,
+    actor: str,
+    agents: AgentRule,
+    check: str,
 ) -> Ticket:
     try:
-        return create(s, spec, cwd, actor, agents)
+        return create(s, spec, cwd, actor, agents, check)
     except FleetError as exc:
         # One bad ticket in a batch stores none of them; say which one it was.
         raise FleetError(f"ticket {number} of {total}: {exc}" if total > 1 else str(exc)) from None
 
 
 def submit(
-    db: Database, dispatcher: Dispatcher, settings: Settings, specs: Sequence[TicketSpec], cwd: Path, actor: str
+    db: Database,
+    dispatcher: Dispatcher,
+    settings: Settings,
+    specs: Sequence[TicketSpec],
+    cwd: Path,
+    actor: str,
+    check_commands: bool = False,
 ) -> list[Ticket]:
-    """Validate and store every ticket in one transaction, then let the scheduler fill the free slots."""
+    """Validate and store every ticket in one transaction, then let the scheduler fill the free slots.
+
+    check_commands: refuse the shell agent without a command, and, with the embedded workers (which run on this
+    machine; a team's workers may have commands this machine lacks), a command not found or not executable here."""
     agents = AgentRule(dispatcher, settings.agent_classes)
+    check = ("local" if settings.embedded else "given") if check_commands else ""
     with db.session() as s:
         tickets = [
-            _create_in_batch(s, spec, number, len(specs), cwd, actor, agents) for number, spec in enumerate(specs, 1)
+            _create_in_batch(s, spec, number, len(specs), cwd, actor, agents, check)
+            for number, spec in enumerate(specs, 1)
         ]
     dispatcher.kick(db, settings)
     return tickets
@@ -196,3 +240,17 @@ def load_specs(path: Path, defaults: dict[str, Any], agents: AgentRule) -> list[
         except FleetError as exc:
             raise FleetError(f"ticket {number} in {path}: {exc}") from None
     return specs
+
+
+CANCELLABLE = {s.value for s in sources(TicketStatus.CANCELLED, "cancel")}
+
+
+def bulk_cancel_ids(db: Database, repo: str, include_review: bool) -> tuple[list[int], int]:
+    """The ids `cancel --all` would cancel, and how many tickets waiting for review it leaves alone.
+
+    A ticket waiting for review holds verified diffs someone paid agents for: only --include-review cancels it."""
+    with db.session() as s:
+        queries.get_repo(s, repo)
+        tickets = [t for t in queries.list_tickets(s, repo=repo, limit=1_000_000) if t.status in CANCELLABLE]
+    kept = [t.id for t in tickets if t.status == TicketStatus.NEEDS_REVIEW and not include_review]
+    return sorted(t.id for t in tickets if t.id not in kept), len(kept)

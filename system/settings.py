@@ -7,9 +7,19 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_BROKER = "embedded"
+
+
+def default_home() -> Path:
+    """The per-user data folder, `$XDG_DATA_HOME/fleet` (else `~/.local/share/fleet`): never the current folder.
+
+    The XDG spec says a relative XDG_DATA_HOME is invalid and must be ignored."""
+    data = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(data) if data and Path(data).is_absolute() else Path.home() / ".local" / "share"
+    return base / "fleet"
 
 
 class Settings(BaseSettings):
@@ -17,7 +27,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore")
 
-    home: Path = Path(".fleet")
+    home: Path = Field(default_factory=default_home)
     database_url: str = ""
     broker_url: str = EMBEDDED_BROKER
 
@@ -54,6 +64,13 @@ class Settings(BaseSettings):
     transcript_limit_bytes: int = 256_000
     max_diff_bytes: int = 5 * 2**20  # a larger diff ends its attempt as an error; nothing of it is stored
     feedback_limit_bytes: int = 4_000
+
+    def where(self) -> str:
+        """Where this Fleet keeps its state, and why there: for the commands that found nothing."""
+        if self.database_url:
+            return "the database of FLEET_DATABASE_URL"
+        chosen = "FLEET_HOME" if os.environ.get("FLEET_HOME") else "the default; FLEET_HOME overrides"
+        return f"{self.home.resolve()} ({chosen})"
 
     @property
     def db_url(self) -> str:

@@ -15,7 +15,7 @@ def test_each_call_sees_only_its_fleets_environment_and_folder(tmp_path: Path) -
         fleet.tmp.mkdir()
     before, cwd = dict(os.environ), Path.cwd()
     first.sample_repo()
-    first.submit("--repo", "calc", "--title", "t", "--body", "tests/test_calc.py::test_add")
+    first.submit("--repo", "calc", "--title", "t", "--body", "tests/test_calc.py::test_add", "--agent-cmd", "true")
     assert [t["title"] for t in first.json("tickets")] == ["t"]
     assert second.json("tickets") == []  # another FLEET_HOME: nothing of the first shows
     assert second.cli("repo", "list", "--json").stdout.strip() == "[]"

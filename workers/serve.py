@@ -33,9 +33,17 @@ def _stop_when_idle(db: Database, stopped: threading.Event) -> None:
 
 
 def serve(
-    settings: Settings, db: Database, concurrency: int, queues: Sequence[str] = QUEUES, until_idle: bool = False
+    settings: Settings,
+    db: Database,
+    concurrency: int,
+    queues: Sequence[str] = QUEUES,
+    until_idle: bool = False,
+    logfile: str | None = None,
+    loglevel: str = "WARNING",
 ) -> int:
-    """Consume queues with `concurrency` slots until stopped (or, with until_idle, until no work is left)."""
+    """Consume queues with `concurrency` slots until stopped (or, with until_idle, until no work is left).
+
+    Celery's logging goes to logfile when one is given (the command line shows its own progress instead)."""
     if settings.embedded:  # one user's own machine: Celery's advice against running as root is noise here
         warnings.filterwarnings("ignore", category=SecurityWarning)
     celery.worker.state.should_stop = None  # a previous serve() in this process may have set it
@@ -58,7 +66,8 @@ def serve(
         without_gossip=True,
         without_mingle=True,
         without_heartbeat=True,
-        loglevel="WARNING",
+        loglevel=loglevel,
+        logfile=logfile,
         hostname=f"{runtime.worker_id.replace(':', '-')}@fleet",
         quiet=True,
     )

@@ -6,7 +6,7 @@ from db.queries.baselines import count_baselines, find_baseline, save_baseline
 from db.queries.errors import AlreadyExists, NotFound
 from db.queries.housekeeping import SETTLED_TICKET, base_commits, clear_attempt_text, open_attempt_ids
 from db.queries.leases import Lease, advance, cancel_requested, claim, expire_leases, renew_leases, undelivered
-from db.queries.repos import add_repo, get_repo, list_repos
+from db.queries.repos import add_repo, delete_repo, get_repo, list_repos, update_repo
 from db.queries.scheduling import (
     SCHEDULER_LOCK,
     Pending,
@@ -50,6 +50,7 @@ __all__ = [
     "Session",
     "add_attempt",
     "add_repo",
+    "delete_repo",
     "add_review",
     "add_ticket",
     "add_verification",
@@ -71,6 +72,7 @@ __all__ = [
     "get_ticket",
     "in_flight",
     "list_repos",
+    "update_repo",
     "list_tickets",
     "list_workers",
     "live_slots",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from db.models import Repo
+from db.models import Attempt, Baseline, Event, Repo, Review, Run, Ticket, Verification
 from db.queries.errors import AlreadyExists, NotFound
 
 
@@ -31,3 +31,29 @@ def get_repo(s: Session, name: str) -> Repo:
 
 def list_repos(s: Session) -> Sequence[Repo]:
     return s.scalars(select(Repo).order_by(Repo.name)).all()
+
+
+def update_repo(s: Session, name: str, **fields: Any) -> Repo:
+    repo = get_repo(s, name)
+    for key, value in fields.items():
+        setattr(repo, key, value)
+    s.flush()
+    return repo
+
+
+def delete_repo(s: Session, name: str) -> int:
+    """Delete a repository with every ticket it had and what they left; returns how many tickets went."""
+    repo = get_repo(s, name)
+    tickets = select(Ticket.id).where(Ticket.repo_id == repo.id)
+    attempts = select(Attempt.id).where(Attempt.ticket_id.in_(tickets))
+    count = len(s.scalars(tickets).all())
+    s.execute(delete(Event).where(Event.ticket_id.in_(tickets) | Event.attempt_id.in_(attempts)))
+    s.execute(delete(Review).where(Review.ticket_id.in_(tickets)))
+    s.execute(delete(Verification).where(Verification.attempt_id.in_(attempts)))
+    s.execute(delete(Attempt).where(Attempt.ticket_id.in_(tickets)))
+    s.execute(delete(Run).where(Run.ticket_id.in_(tickets)))
+    s.execute(delete(Ticket).where(Ticket.repo_id == repo.id))
+    s.execute(delete(Baseline).where(Baseline.repo_id == repo.id))
+    s.delete(repo)
+    s.flush()
+    return count

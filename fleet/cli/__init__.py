@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from fleet.cli import demo, env, gc, repo, review, status, tickets, web, workers
+from fleet.cli.help import readable
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -19,6 +20,7 @@ for group in (tickets, workers, status, demo):
 app.add_typer(env.app, name="cache")
 app.add_typer(gc.commands)
 web.register(app)
+readable(app)
 
 
 def main() -> None:

@@ -32,6 +32,17 @@ def for_terminal(text: str) -> str:
     return CONTROL.sub("", SEQUENCE.sub("", text.replace("\r\n", "\n")))
 
 
+def clip(text: str, width: int) -> str:
+    """text in at most width characters: cut at a word boundary where one is near, and marked with an ellipsis."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    if space >= width // 2:  # a word boundary in the second half: do not cut the last word in two
+        cut = cut[:space]
+    return cut.rstrip() + "…"
+
+
 def plain(*values: Any) -> list[Text]:
     """Table cells that show user text as it is, minus control characters: a title with [brackets] is not markup."""
     return [Text(for_terminal(str(value))) for value in values]

@@ -35,6 +35,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before a destructive bulk action; without a terminal (and without --yes) refuse in one line."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise FleetError(f"{question} Not asked without a terminal: add --yes")
+    typer.confirm(question, abort=True)
+
+
 def actor() -> str:
     return os.environ.get("FLEET_USER") or getpass.getuser()
 

@@ -42,7 +42,9 @@ def cache_list(as_json: JsonFlag = False) -> None:
 
 @app.command("clear")
 @one_line_errors
-def cache_clear() -> None:
+def cache_clear(as_json: JsonFlag = False) -> None:
     """Delete every cached environment (for example after upgrading a toolchain); the next setups rebuild them."""
     entries, freed = _env_cache().clear()
+    if as_json:
+        return print_json({"deleted": entries, "freed_bytes": freed})
     out.print(f"deleted {entries} cached environment{'s' if entries != 1 else ''} ({freed / 2**20:.1f} MB)")

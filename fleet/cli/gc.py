@@ -11,7 +11,7 @@ from orchestrator.errors import FleetError
 if TYPE_CHECKING:
     pass
 
-from fleet.cli.console import Context, one_line_errors, out
+from fleet.cli.console import Context, JsonFlag, one_line_errors, out, print_json
 
 commands = typer.Typer()
 
@@ -27,6 +27,7 @@ def gc_(
             "(tickets still open or awaiting review keep theirs; rows and verdicts stay).",
         ),
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Remove what finished attempts left: their folders and the mirrors' unreachable objects; print what went."""
     from workers.housekeeping import collect
@@ -34,5 +35,8 @@ def gc_(
     if older_than is not None and older_than < 0:
         raise FleetError("--older-than must be a number of days, 0 or more")
     ctx = Context()
-    for line in collect(ctx.db, ctx.settings, older_than):
+    lines = collect(ctx.db, ctx.settings, older_than)
+    if as_json:
+        return print_json(lines)
+    for line in lines:
         out.print(line, markup=False)

@@ -1,8 +1,9 @@
-"""`fleet repo add` and `fleet repo list`."""
+"""`fleet repo add`, `update`, `remove` and `list`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -10,11 +11,11 @@ from rich.table import Table
 from db import queries
 from db.specs import RepoSettings, RepoSpec, help_text
 from fleet.cli.cells import plain
-from fleet.cli.console import Context, JsonFlag, one_line_errors, out, print_json, spec_from
+from fleet.cli.console import Context, JsonFlag, YesFlag, confirm, one_line_errors, out, print_json, spec_from
 from orchestrator import views
-from orchestrator.repos import register_repo
+from orchestrator.repos import register_repo, remove_repo, update_repo
 
-app = typer.Typer(no_args_is_help=True, help="Register and list repositories.")
+app = typer.Typer(no_args_is_help=True, help="Register, change, remove and list repositories.")
 
 # Repeatable options are named in the singular (--copy-file A --copy-file B) and fill the plural field.
 REPEATED = ("copy_files", "env_key_files", "agent_args", "agent_hosts", "read_paths", "known_failures")
@@ -51,23 +52,73 @@ def repo_add(
     known_failure: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "known_failures"))] = None,
     context_limit: Annotated[int | None, typer.Option(help=help_text(RepoSettings, "context_limit"))] = None,
     agent_instructions: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "agent_instructions"))] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Register a git repository and how to test it. Options not given come from its .fleet.toml."""
     options = dict(locals())  # every parameter is a spec field: listing them again is how they drifted
+    del options["as_json"]
     spec = spec_from(RepoSpec, {REPO_OPTION_FIELDS.get(key, key): value for key, value in options.items()})
     ctx = Context()
     repo = register_repo(ctx.db, spec, ctx.agents)
+    if as_json:
+        return print_json(repo)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)
+
+
+@one_line_errors
+def repo_update(name: str, path: str | None = None, as_json: bool = False, **options: Any) -> None:
+    """Change a repository's settings: the options given replace the stored values, the others stay."""
+    changes = spec_from(RepoSettings, {REPO_OPTION_FIELDS.get(key, key): value for key, value in options.items()})
+    ctx = Context()
+    repo = update_repo(ctx.db, name, changes, path, ctx.agents)
+    if as_json:
+        return print_json(repo)
+    out.print(f"repo {repo['name']} updated: {repo['source']} (tests: {repo['test_cmd']})", markup=False)
+
+
+def _update_signature() -> inspect.Signature:
+    """`repo add`'s options (so the two cannot drift apart), with the path an option instead of an argument."""
+    added = inspect.signature(repo_add, eval_str=True).parameters
+    path = inspect.Parameter(
+        "path",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=None,
+        annotation=Annotated[str | None, typer.Option(help="A new path of the repository's git folder.")],
+    )
+    return inspect.Signature([added["name"], path, *(p for n, p in added.items() if n not in ("name", "path"))])
+
+
+repo_update.__signature__ = _update_signature()  # type: ignore[attr-defined]
+app.command("update")(repo_update)
+
+
+@app.command("remove")
+@one_line_errors
+def repo_remove(
+    name: Annotated[str, typer.Argument(help="The registered repo name.")],
+    yes: YesFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Forget a repository and its finished tickets (refused while any ticket of it is open); the folder stays."""
+    ctx = Context()
+    confirm(f"Remove repo {name} and the record of its finished tickets?", yes)
+    gone = remove_repo(ctx.db, name)
+    if as_json:
+        return print_json({"removed": name, "tickets": gone})
+    out.print(f"repo {name} removed with {gone} finished ticket(s); its folder is untouched", markup=False)
 
 
 @app.command("list")
 @one_line_errors
 def repo_list(as_json: JsonFlag = False) -> None:
     """List registered repositories."""
-    with Context().db.session() as s:
+    ctx = Context()
+    with ctx.db.session() as s:
         repos = [views.repo_view(r) for r in queries.list_repos(s)]
     if as_json:
         return print_json(repos)
+    if not repos:
+        return out.print(f"no repositories in {ctx.settings.where()}; add one with `fleet repo add NAME PATH`")
     table = Table("name", "source", "test command", "agent")
     for r in repos:
         table.add_row(*plain(r["name"], r["source"], r["test_cmd"], r["default_agent"]))

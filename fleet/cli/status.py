@@ -32,7 +32,10 @@ def status(
 
         return watch_loop(ctx)
     data = fleet_status(ctx.db, ctx.dispatcher)
-    print_json(data) if as_json else out.print(render_status(data))
+    if as_json:
+        return print_json(data)
+    out.print(f"state: {ctx.settings.where()}", markup=False)
+    out.print(render_status(data))
 
 
 @commands.command()
@@ -65,9 +68,11 @@ def stats(
 
 @commands.command()
 @one_line_errors
-def migrate() -> None:
+def migrate(as_json: JsonFlag = False) -> None:
     """Bring the database schema to the newest revision (every command also does this on first use)."""
     ctx = Context()
+    if as_json:
+        return print_json({"current": True, "database": ctx.settings.db_url.split("@")[-1]})
     out.print(f"database schema is current: {ctx.settings.db_url.split('@')[-1]}", markup=False)
 
 

@@ -11,14 +11,25 @@ import typer
 from rich.table import Table
 
 from db import queries
-from db.lifecycle import TicketStatus
+from db.lifecycle import IllegalTransition, TicketStatus
 from db.specs import TicketSpec, help_text
-from fleet.cli.cells import plain
-from fleet.cli.console import Context, JsonFlag, actor, as_lines, one_line_errors, out, print_json, spec_from
+from fleet.cli.cells import clip, plain
+from fleet.cli.console import (
+    Context,
+    JsonFlag,
+    YesFlag,
+    actor,
+    as_lines,
+    confirm,
+    one_line_errors,
+    out,
+    print_json,
+    spec_from,
+)
 from orchestrator import review as reviews
 from orchestrator import views
 from orchestrator.errors import FleetError
-from orchestrator.tickets import load_specs
+from orchestrator.tickets import bulk_cancel_ids, load_specs
 from orchestrator.tickets import submit as submit_tickets
 
 commands = typer.Typer()
@@ -38,10 +49,15 @@ def submit(
     fanout: Annotated[int, typer.Option(help=help_text(TicketSpec, "fanout"))] = 1,
     target: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "targets"))] = None,
     priority: Annotated[int, typer.Option(help=help_text(TicketSpec, "priority"))] = 0,
-    timeout: Annotated[float, typer.Option(help=help_text(TicketSpec, "timeout"))] = 0.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            help=help_text(TicketSpec, "timeout"), show_default="the workers' FLEET_AGENT_TIMEOUT_SECONDS, 3600"
+        ),
+    ] = 0.0,
     until: Annotated[str, typer.Option(help=help_text(TicketSpec, "until"))] = "all",
     model: Annotated[str, typer.Option(help=help_text(TicketSpec, "model"))] = "",
-    budget_usd: Annotated[float, typer.Option(help=help_text(TicketSpec, "budget_usd"))] = 0.0,
+    budget_usd: Annotated[float, typer.Option(help=help_text(TicketSpec, "budget_usd"), show_default="no limit")] = 0.0,
     area: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "area"))] = None,
     agent_arg: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "agent_args"))] = None,
     agent_env: Annotated[list[str] | None, typer.Option(help=help_text(TicketSpec, "agent_env"))] = None,
@@ -61,7 +77,7 @@ def submit(
         if not repo:
             raise FleetError("--repo is required")
         specs = [spec_from(TicketSpec, fields)]
-    tickets = submit_tickets(ctx.db, ctx.dispatcher, ctx.settings, specs, Path.cwd(), actor())
+    tickets = submit_tickets(ctx.db, ctx.dispatcher, ctx.settings, specs, Path.cwd(), actor(), check_commands=True)
     if as_json:
         with ctx.db.session() as s:
             return print_json([views.ticket_view(queries.get_ticket(s, t.id)) for t in tickets])
@@ -72,7 +88,7 @@ def submit(
 def ticket_table(tickets: list[dict[str, Any]]) -> Table:
     table = Table("id", "repo", "status", "agent", "title", "reason")
     for t in tickets:
-        table.add_row(*plain(t["id"], t["repo"], t["status"], t["agent"], t["title"][:60], t["reason"][:60]))
+        table.add_row(*plain(t["id"], t["repo"], t["status"], t["agent"], clip(t["title"], 60), clip(t["reason"], 60)))
     return table
 
 
@@ -87,9 +103,15 @@ def tickets(
     """List tickets, newest first."""
     if status and status not in {s.value for s in TicketStatus}:
         raise FleetError(f"unknown status {status!r}; one of: {', '.join(s.value for s in TicketStatus)}")
-    with Context().db.session() as s:
+    ctx = Context()
+    with ctx.db.session() as s:
         rows = [views.ticket_view(t) for t in queries.list_tickets(s, status or None, repo or None, limit)]
-    print_json(rows) if as_json else out.print(ticket_table(rows))
+    if as_json:
+        return print_json(rows)
+    if not rows:
+        matching = " matching " + " and ".join(f"--{k} {v}" for k, v in (("status", status), ("repo", repo)) if v)
+        return out.print(f"no tickets{matching if status or repo else ''} in {ctx.settings.where()}")
+    out.print(ticket_table(rows))
 
 
 @commands.command()
@@ -124,13 +146,15 @@ def show_attempt(a: dict[str, Any], last: bool) -> None:
 
 @commands.command()
 @one_line_errors
-def logs(attempt: int) -> None:
+def logs(attempt: int, as_json: JsonFlag = False) -> None:
     """An attempt's prompt, transcript and verification output."""
     with Context().db.session() as s:
         a = queries.get_attempt(s, attempt)
         parts = [("prompt", a.prompt), ("transcript", a.transcript)]
         if a.verification is not None:
             parts += [("verification", "\n".join(a.verification.reasons) + "\n\n" + a.verification.output)]
+    if as_json:
+        return print_json({"attempt": attempt} | dict(parts))
     for name, text in parts:
         out.rule(name)
         # Not through rich: it expands tabs and drops some characters, and this text must read as stored.
@@ -140,25 +164,57 @@ def logs(attempt: int) -> None:
 @commands.command()
 @one_line_errors
 def cancel(
-    ticket: Annotated[int | None, typer.Argument()] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every active ticket of --repo.")] = False,
-    repo: Annotated[str, typer.Option(help="With --all: the repository.")] = "",
+    ticket: Annotated[int | None, typer.Argument(show_default=False)] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every queued, running or rejected ticket of --repo (not needs_review).")
+    ] = False,
+    repo: Annotated[str, typer.Option(help="With --all: the repository.", show_default=False)] = "",
+    include_review: Annotated[
+        bool, typer.Option(help="With --all: also tickets waiting for review (their verified diffs are dropped).")
+    ] = False,
+    yes: YesFlag = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Stop a ticket (or --all --repo R): waiting attempts at once, running agents within seconds."""
+    """Stop a ticket, or with --all --repo R every queued, running or rejected ticket of R.
+
+    Waiting attempts stop at once, running agents and test runs within seconds. --all leaves tickets waiting for
+    review alone unless --include-review is given, and asks first (--yes skips the question)."""
     if all_ == (ticket is not None) or (all_ and not repo):
         raise FleetError("give a ticket id, or --all --repo NAME")
+    ctx = Context()
     if ticket is not None:
-        reviews.cancel(Context().db, ticket, actor())
-        out.print(f"ticket {ticket} cancelled")
-        return
-    ids = reviews.cancel_repo(Context().db, repo, actor())
-    out.print(f"{len(ids)} ticket(s) of {repo} cancelled" + (f": {', '.join(map(str, ids))}" if ids else ""))
+        reviews.cancel(ctx.db, ticket, actor())
+        return print_json({"cancelled": [ticket]}) if as_json else out.print(f"ticket {ticket} cancelled")
+    ids, kept = bulk_cancel_ids(ctx.db, repo, include_review)
+    if ids:
+        confirm(f"Cancel {len(ids)} ticket(s) of {repo}{_kept_note(kept)}?", yes)
+    outcomes = {t: _cancel_one(ctx, t, spare_review=not include_review) for t in ids}
+    cancelled = [t for t, outcome in outcomes.items() if outcome == "cancelled"]
+    kept += sum(outcome == "review" for outcome in outcomes.values())  # reached the review queue meanwhile
+    if as_json:
+        return print_json({"cancelled": cancelled, "left_for_review": kept})
+    listed = f": {', '.join(map(str, cancelled))}" if cancelled else ""
+    out.print(f"{len(cancelled)} ticket(s) of {repo} cancelled{listed}{_kept_note(kept)}")
+
+
+def _kept_note(kept: int) -> str:
+    return f" ({kept} waiting for review left alone; --include-review cancels them too)" if kept else ""
+
+
+def _cancel_one(ctx: Context, ticket_id: int, spare_review: bool) -> str:
+    """One ticket of a bulk cancel: cancelled, spared for review, or ended since it was listed (not an error)."""
+    try:
+        return "cancelled" if reviews.cancel(ctx.db, ticket_id, actor(), spare_review) else "review"
+    except IllegalTransition:
+        return "ended"
 
 
 @commands.command()
 @one_line_errors
-def retry(ticket: int) -> None:
+def retry(ticket: int, as_json: JsonFlag = False) -> None:
     """Start a failed, errored or cancelled ticket again, with a fresh attempt budget."""
     ctx = Context()
-    reviews.retry(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor())
+    attempts = reviews.retry(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor())
+    if as_json:
+        return print_json({"ticket": ticket, "attempts": attempts})
     out.print(f"ticket {ticket} queued again")

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fleet.cli import tokens
-from fleet.cli.cells import TerminalConsole, plain
+from fleet.cli.cells import TerminalConsole, clip, plain
 from fleet.cli.console import Context, one_line_errors
 from orchestrator.errors import FleetError
 from orchestrator.web.serving import Listener, is_loopback
@@ -56,7 +56,7 @@ def watch_view(data: dict[str, Any]) -> Group:
 
     running = Table("attempt", "ticket", "agent", "status", "elapsed", title="Running")
     for a in data["running"]:
-        title = f"#{a['ticket']} {a['title'][:50]}"
+        title = f"#{a['ticket']} {clip(a['title'], 50)}"
         running.add_row(*plain(a["attempt"], title, a["agent"], a["status"], duration(a["elapsed_seconds"])))
     backlog = data["review_backlog"]
     footer = Text(

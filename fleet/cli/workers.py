@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 
 import typer
 
+from fleet.cli.console import Context, one_line_errors, out
+from fleet.cli.progress import banner, reporting, worker_log
 from orchestrator.errors import FleetError
-
-if TYPE_CHECKING:
-    pass
-
-from fleet.cli.console import Context, one_line_errors
+from system.settings import Settings
 
 commands = typer.Typer()
+
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show Celery's own log here, not in the log file.")]
+
+
+def log_options(settings: Settings, verbose: bool) -> dict[str, Any]:
+    """Celery's log: to stderr with -v, else to a file under the home, named in the banner."""
+    return {"loglevel": "INFO"} if verbose else {"logfile": str(worker_log(settings))}
 
 
 @commands.command()
@@ -21,19 +27,28 @@ commands = typer.Typer()
 def up(
     concurrency: Annotated[int, typer.Option(help="Agent and verification slots.")] = 4,
     until_idle: Annotated[bool, typer.Option(help="Exit when no work is left.")] = False,
+    verbose: Verbose = False,
 ) -> None:
-    """Run workers in the foreground (embedded mode: no server needed)."""
+    """Run workers in the foreground (embedded mode: no server needed), showing the tickets' progress."""
     from workers.serve import serve
 
     ctx = Context()
-    raise typer.Exit(serve(ctx.settings, ctx.db, concurrency, until_idle=until_idle))
+    logging = log_options(ctx.settings, verbose)
+    for line in banner(ctx.settings, concurrency, until_idle, logging.get("logfile")):
+        out.print(line, markup=False)
+    with reporting(ctx.db):
+        code = serve(ctx.settings, ctx.db, concurrency, until_idle=until_idle, **logging)
+    raise typer.Exit(code)
 
 
 @commands.command()
 @one_line_errors
 def worker(
     concurrency: Annotated[int, typer.Option(help="Slots in this worker process.")] = 8,
-    queue: Annotated[list[str] | None, typer.Option(help="Queues to consume: agents, verify (default both).")] = None,
+    queue: Annotated[
+        list[str] | None, typer.Option(metavar="QUEUE", help="Queues to consume: agents, verify (default both).")
+    ] = None,
+    verbose: Verbose = False,
 ) -> None:
     """Run a team-mode worker against FLEET_BROKER_URL and FLEET_DATABASE_URL."""
     from workers.constants import AGENT_QUEUE, QUEUES, VERIFY_QUEUE
@@ -45,4 +60,7 @@ def worker(
     if unknown:
         raise FleetError(f"unknown queue {unknown[0]!r}; one of: agents, verify")
     ctx = Context()
-    raise typer.Exit(serve(ctx.settings, ctx.db, concurrency, [names[q] for q in queue] or list(QUEUES)))
+    logging = log_options(ctx.settings, verbose)
+    for line in banner(ctx.settings, concurrency, False, logging.get("logfile")):
+        out.print(line, markup=False)
+    raise typer.Exit(serve(ctx.settings, ctx.db, concurrency, [names[q] for q in queue] or list(QUEUES), **logging))

@@ -70,11 +70,13 @@ def test_bad_input_at_the_command_line_is_one_line_and_stores_nothing(embedded: 
         "unknown-field.yaml": "- title: fine\n  colour: red\n",
         "invalid.yaml": "- title: [unclosed\n",
         "wrong-type.yaml": "- title: fine\n  attempts: many\n",
-        "one-bad.json": json.dumps([{"title": "good"}, {"title": "bad base", "base": "no-such-ref"}]),
+        "one-bad.json": json.dumps(
+            [{"title": "good", "agent_cmd": "true"}, {"title": "bad base", "base": "no-such-ref"}]
+        ),
     }
     for name, text in files.items():
         (fleet.tmp / name).write_text(text)
-    ok = ["submit", "--repo", "calc", "--title", "t"]
+    ok = ["submit", "--repo", "calc", "--title", "t", "--agent-cmd", "true"]
     results = run_all(
         fleet,
         {
@@ -157,10 +159,13 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
     # The slow ticket runs until the test releases it: the worker stays up for the checks below, however busy the
     # machine, and no longer than they need.
     release = fleet.tmp / "release-the-slow-ticket"
+    vanishing = str(fleet.tmp / "no-such-agent-xyz")
+    Path(vanishing).write_text("#!/bin/sh\n")
+    Path(vanishing).chmod(0o755)
     wait_then_fix = f"until [ -e {shlex.quote(str(release))} ]; do sleep 0.1; done; exec {scripted('fix-add')}"
     batch = [
         {"title": "good", "agent_cmd": scripted("fix-add"), "targets": [ADD]},
-        {"title": "agent missing", "agent_cmd": "no-such-agent-xyz --flag"},
+        {"title": "agent missing", "agent_cmd": f"{vanishing} --flag"},
         {"title": "hangs", "agent_cmd": scripted("hang", marker), "timeout": 2},
         {"title": "noisy", "agent_cmd": scripted("noisy"), "targets": [ADD]},
         {"title": "tests missing", "repo": "notests", "agent_cmd": scripted("fix-add"), "targets": [ADD]},
@@ -168,6 +173,7 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
     ]
     (fleet.tmp / "batch.json").write_text(json.dumps(batch))
     ids = [t["id"] for t in fleet.submit("--repo", "calc", "--file", "batch.json")]
+    Path(vanishing).unlink()  # found at submit, gone by the time the worker runs it
     good, missing, hang, noisy, no_tests, slow = ids
     seen_prompt = fleet.tmp / "prompt-as-the-agent-saw-it.md"
     keep_prompt = f'cp "$FLEET_PROMPT_FILE" {shlex.quote(str(seen_prompt))}; exec {scripted("fix-add")}'
@@ -224,8 +230,8 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
         [attempt] = [a for run in shown[ticket]["runs"] for a in run["attempts"]]
         return attempt  # type: ignore[no-any-return]
 
-    assert shown[missing]["reason"] == "agent command not found: no-such-agent-xyz"
-    assert only_attempt(missing)["verification"]["reasons"] == ["agent command not found: no-such-agent-xyz"]
+    assert shown[missing]["reason"] == f"agent command not found: {vanishing}"
+    assert only_attempt(missing)["verification"]["reasons"] == [f"agent command not found: {vanishing}"]
     assert shown[hang]["reason"] == "agent timed out after 2s"
     assert only_attempt(hang)["verdict"] == "error"
     assert only_attempt(hang)["error"] == "agent timed out after 2s"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
 import time
 
 from tests.core.conftest import Fleet, processes_with, scripted
@@ -76,6 +80,62 @@ def test_cancel_all_of_a_repo_records_who_cancelled(embedded: Fleet) -> None:
         for n in range(2)
     ]
     assert fleet.run("cancel", "--all", check=False).returncode == 1
-    out = fleet.run("cancel", "--all", "--repo", "calc").stdout
+    out = fleet.run("cancel", "--all", "--repo", "calc", "--yes").stdout
     assert f"2 ticket(s) of calc cancelled: {ids[0]}, {ids[1]}" in out
     assert {(t["status"], t["cancelled_by"]) for t in fleet.json("tickets")} == {("cancelled", "tester")}
+
+
+def test_cancel_all_leaves_the_review_queue_alone_and_asks_first(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    [reviewable] = fleet.submit(
+        "--repo", "calc", "--title", "add", "--body", "tests/test_calc.py::test_add", "--agent-cmd", scripted("fix-add")
+    )
+    fleet.up()
+    [queued] = fleet.submit("--repo", "calc", "--title", "later", "--agent-cmd", scripted("fix-add"))
+
+    refused = fleet.run("cancel", "--all", "--repo", "calc", check=False)
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert refused.stderr.count("\n") == 1 and "--yes" in refused.stderr
+    assert "Cancel 1 ticket(s) of calc (1 waiting for review left alone" in refused.stderr
+
+    done = fleet.json("cancel", "--all", "--repo", "calc", "--yes")
+    assert done == {"cancelled": [queued["id"]], "left_for_review": 1}
+    statuses = {t["id"]: t["status"] for t in fleet.json("tickets")}
+    assert statuses == {reviewable["id"]: "needs_review", queued["id"]: "cancelled"}
+
+    fleet.run("cancel", "--all", "--repo", "calc", "--include-review", "--yes")
+    assert fleet.json("show", str(reviewable["id"]))["status"] == "cancelled"
+    fleet.env["COLUMNS"] = "300"
+    help_text = fleet.run("cancel", "--help").stdout
+    assert "--include-review" in help_text and "not needs_review" in help_text
+
+
+def test_cancel_all_in_a_terminal_asks_and_a_no_cancels_nothing(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    [ticket] = fleet.submit("--repo", "calc", "--title", "t", "--agent-cmd", scripted("fix-add"))
+
+    def answer(reply: str) -> str:
+        leader, follower = pty.openpty()
+        command = [sys.executable, "-m", "fleet", "cancel", "--all", "--repo", "calc"]
+        proc = subprocess.Popen(command, env=fleet.env, cwd=fleet.tmp, stdin=follower, stdout=follower, stderr=follower)
+        os.close(follower)
+        os.write(leader, reply.encode() + b"\n")
+        proc.wait(timeout=60)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            shown += chunk
+        os.close(leader)
+        return shown.decode()
+
+    assert "Cancel 1 ticket(s) of calc? [y/N]" in answer("n")
+    assert fleet.json("show", str(ticket["id"]))["status"] == "queued"
+    assert "1 ticket(s) of calc cancelled" in answer("y")
+    assert fleet.json("show", str(ticket["id"]))["status"] == "cancelled"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from tests.conftest import make_test_fleet
 from tests.core.conftest import Fleet
 
 
@@ -22,3 +25,23 @@ def test_the_demo_shows_two_verified_diffs_and_catches_the_gaming_agent(embedded
     assert "passed" not in verdicts[4]
     assert [r["id"] for r in fleet.json("review", "list")] == [1, 2]
     assert sorted(p.name for p in fleet.tmp.iterdir()) == ["home"]  # nothing written into the folder it ran from
+
+
+def test_a_newcomer_runs_the_demo_from_an_empty_folder_and_it_stays_empty(tmp_path: Path) -> None:
+    folder, user = tmp_path / "folder", tmp_path / "user"
+    folder.mkdir()
+    fleet = make_test_fleet(folder)
+    del fleet.env["FLEET_HOME"]
+    fleet.env.pop("XDG_DATA_HOME", None)
+    fleet.env["HOME"] = str(user)
+    home = user / ".local" / "share" / "fleet"
+
+    empty = fleet.run("tickets").stdout
+    assert empty.strip() == f"no tickets in {home} (the default; FLEET_HOME overrides)"
+    out = fleet.run("demo").stdout
+    assert f"Fleet's state: {home}" in out
+    fleet.env["COLUMNS"] = "200"
+    listed = fleet.run("tickets").stdout
+    assert "add() subtracts" in listed and "div() truncates" in listed
+    assert list(folder.iterdir()) == []
+    assert (home / "fleet.db").is_file()

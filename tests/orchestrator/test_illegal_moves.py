@@ -62,3 +62,17 @@ def test_retrying_or_cancelling_an_approved_ticket_is_one_line(home: Path) -> No
     assert one_line_error("cancel", str(ticket)) == (
         f"error: ticket {ticket} is approved; only active or reviewable tickets cancel"
     )
+
+
+def test_a_bulk_cancel_spares_a_ticket_that_reached_review_since_it_was_listed(home: Path) -> None:
+    from orchestrator.review import cancel
+
+    waiting = add_ticket(home, TicketStatus.RUNNING, TicketStatus.NEEDS_REVIEW)
+    db = Database(Settings().db_url)
+    assert cancel(db, waiting, "me", spare_review=True) is False
+    with db.session() as s:
+        assert queries.get_ticket(s, waiting).status == "needs_review"
+    assert cancel(db, waiting, "me") is True  # told to: the review queue is no exception
+    with db.session() as s:
+        assert queries.get_ticket(s, waiting).status == "cancelled"
+    db.dispose()

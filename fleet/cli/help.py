@@ -1,0 +1,57 @@
+"""Help a newcomer can read: no Python types (`<list[str]>`), a value's name instead, nothing after a flag.
+
+Typer labels every parameter with its annotation. Every command and group of `fleet` is given the classes below
+(`readable(app)`), which name each value after its option (`--repo REPO`, `--agent AGENT`), show flags bare and
+arguments by their name alone, so that an option added later is covered without being listed anywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+
+# Typer vendors its own click (typer._click); its classes are reached through typer.core, typed here as Any.
+def _no_type(ctx: Any) -> None:
+    return None
+
+
+def readable_param(param: Any) -> None:
+    """An option's value named after the option, a flag bare; an argument without its Python type."""
+    if isinstance(param, TyperOption) and param.metavar is None:
+        param.metavar = "" if param.is_flag else (param.name or "value").upper()
+    elif isinstance(param, TyperArgument):
+        param.metavar = param.metavar or (param.name or "value").upper()
+        # Typer's argument label ignores metavar: this instance shows none (its name is in the first column).
+        param.display_type_rich = _no_type  # type: ignore[method-assign]
+
+
+class ReadableCommand(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:
+            readable_param(param)
+        return params
+
+
+class ReadableGroup(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:
+            readable_param(param)
+        return params
+
+
+def readable(app: typer.Typer) -> None:
+    """Give every command and group of app (and of its sub-apps) the readable classes."""
+    app.info.cls = ReadableGroup
+    for command in app.registered_commands:
+        if command.cls in (None, TyperCommand):
+            command.cls = ReadableCommand
+    for group in app.registered_groups:
+        group.cls = ReadableGroup
+        sub: Any = group.typer_instance
+        if sub is not None:
+            readable(sub)

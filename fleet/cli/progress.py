@@ -1,0 +1,169 @@
+"""What `fleet up` tells the user: a banner, a live progress line, and a summary with what to run next."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit
+
+from db import queries
+from db.engine import Database
+from db.lifecycle import AttemptStatus, TicketStatus
+from system.settings import Settings
+
+ACTIVE = (TicketStatus.QUEUED, TicketStatus.RUNNING)
+VERIFIED = (TicketStatus.NEEDS_REVIEW, TicketStatus.APPROVED)
+FAILED = (TicketStatus.FAILED, TicketStatus.ERROR)
+BUSY = (AttemptStatus.RUNNING, AttemptStatus.VERIFYING)
+PLAIN_EVERY_SECONDS = 10.0  # without a terminal, a line when something changed, and at least this often
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the database says at one moment: tickets by status, attempts at work, dollars spent in all."""
+
+    tickets: dict[str, int]
+    busy: int
+    spend: float
+
+    def count(self, statuses: tuple[str, ...]) -> int:
+        return sum(self.tickets.get(status, 0) for status in statuses)
+
+
+def snapshot(db: Database) -> Snapshot:
+    with db.session() as s:
+        attempts = queries.attempt_counts(s)
+        return Snapshot(queries.ticket_counts(s), sum(attempts.get(a, 0) for a in BUSY), queries.spend(s))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The tickets this `fleet up` has to finish: those open when it started, and those submitted since."""
+
+    done: int
+    total: int
+    running: int
+    verified: int
+    failed: int
+    spend: float
+    eta_seconds: float | None
+
+    def line(self) -> str:
+        eta = f" · about {duration(self.eta_seconds)} left" if self.eta_seconds is not None else ""
+        return (
+            f"tickets {self.done}/{self.total} done · {self.running} attempts at work · {self.verified} verified · "
+            f"{self.failed} failed · ${self.spend:.2f}{eta}"
+        )
+
+
+def progress(start: Snapshot, now: Snapshot, elapsed: float) -> Progress:
+    """Pure: the progress between two snapshots; the ETA assumes the pace so far holds."""
+    total = start.count(ACTIVE) + max(sum(now.tickets.values()) - sum(start.tickets.values()), 0)
+    done = max(total - now.count(ACTIVE), 0)
+    eta = elapsed / done * (total - done) if done and total > done else None
+    return Progress(
+        done=done,
+        total=total,
+        running=now.busy,
+        verified=max(now.count(VERIFIED) - start.count(VERIFIED), 0),
+        failed=max(now.count(FAILED) - start.count(FAILED), 0),
+        spend=max(now.spend - start.spend, 0.0),
+        eta_seconds=eta,
+    )
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def shown_url(url: str) -> str:
+    """A database or broker URL without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def banner(settings: Settings, concurrency: int, until_idle: bool, logfile: str | None) -> list[str]:
+    broker = f"embedded ({settings.broker_dir})" if settings.embedded else shown_url(settings.broker_url)
+    lines = [
+        f"fleet up: home {settings.where()}",
+        f"  database {shown_url(settings.db_url)}",
+        f"  broker {broker}",
+        f"  one worker process, {concurrency} slots; "
+        + ("exits when no work is left" if until_idle else "Ctrl-C stops"),
+    ]
+    return lines + [f"  worker log {logfile} (-v shows it here)"] if logfile else lines
+
+
+def summary(p: Progress, elapsed: float) -> list[str]:
+    lines = [f"done in {duration(elapsed)}: {p.line()}"]
+    if p.verified:
+        lines.append(f"next: `fleet review list` ({p.verified} verified diff(s) wait for review)")
+    if p.failed:
+        lines.append("next: `fleet tickets --status failed`, then `fleet show ID` for the feedback of each attempt")
+    if not p.total:
+        lines.append("nothing was queued: `fleet submit --repo NAME --title ...` queues a ticket")
+    return lines
+
+
+class Reporter:
+    """A thread that shows progress while the workers run: one line rewritten in a terminal, else plain lines."""
+
+    def __init__(self, db: Database, stream: TextIO, interval: float = 1.0) -> None:
+        self.db, self.stream, self.interval = db, stream, interval
+        self.live = stream.isatty()
+        self.start, self.started = snapshot(db), time.monotonic()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="fleet-progress")
+
+    def current(self) -> Progress:
+        return progress(self.start, snapshot(self.db), time.monotonic() - self.started)
+
+    def _loop(self) -> None:
+        last, last_at = "", 0.0
+        while not self.stopped.wait(self.interval):
+            now = self.current()
+            counts = replace(now, eta_seconds=None).line()  # a new ETA alone is no news for a log
+            if self.live:
+                self.stream.write("\r\x1b[K" + now.line())
+            elif counts != last or time.monotonic() - last_at >= PLAIN_EVERY_SECONDS:
+                self.stream.write(now.line() + "\n")
+                last, last_at = counts, time.monotonic()
+            self.stream.flush()
+
+    def finish(self) -> list[str]:
+        self.stopped.set()
+        self.thread.join()
+        if self.live:
+            self.stream.write("\r\x1b[K")
+        return summary(self.current(), time.monotonic() - self.started)
+
+
+def worker_log(settings: Settings) -> Path:
+    """Where Celery's own log goes when the command line shows progress instead."""
+    logs = settings.home.resolve() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs / "worker.log"
+
+
+@contextmanager
+def reporting(db: Database, stream: TextIO = sys.stdout, summarise: bool = True) -> Iterator[Reporter]:
+    """Progress while the block runs; then the summary and what to run next (unless the caller prints its own)."""
+    reporter = Reporter(db, stream)
+    reporter.thread.start()
+    try:
+        yield reporter
+    finally:
+        summary_lines = reporter.finish()
+        for line in summary_lines if summarise else []:
+            stream.write(line + "\n")
+        stream.flush()

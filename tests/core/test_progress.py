@@ -1,0 +1,52 @@
+"""`fleet up`'s progress: counted from two snapshots of the database, one line rewritten in place in a terminal."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+from db.engine import Database
+from db.migrate import upgrade
+from fleet.cli.progress import Progress, Reporter, Snapshot, progress, shown_url
+
+
+def test_progress_counts_the_tickets_open_at_the_start_and_those_submitted_since() -> None:
+    start = Snapshot({"queued": 3, "needs_review": 5, "failed": 1}, busy=0, spend=2.0)
+    now = Snapshot({"queued": 1, "running": 1, "needs_review": 6, "failed": 2, "approved": 0}, busy=2, spend=2.5)
+    # 3 open at the start + 1 submitted since = 4; 2 still open; the pace so far (2 in 60 s) says 60 s more.
+    assert progress(start, now, elapsed=60.0) == Progress(
+        done=2, total=4, running=2, verified=1, failed=1, spend=0.5, eta_seconds=60.0
+    )
+    assert progress(start, start, elapsed=5.0).eta_seconds is None  # nothing done yet: no guess
+    line = progress(start, now, 60.0).line()
+    assert line == "tickets 2/4 done · 2 attempts at work · 1 verified · 1 failed · $0.50 · about 1m00s left"
+
+
+def test_a_url_is_shown_without_its_password() -> None:
+    assert (
+        shown_url("postgresql+psycopg://fleet:hunter2@db:5432/fleet") == "postgresql+psycopg://fleet:***@db:5432/fleet"
+    )
+    assert shown_url("sqlite:////home/u/fleet.db") == "sqlite:////home/u/fleet.db"
+
+
+class Terminal(io.StringIO):
+    """What `fleet up` writes to when its output is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_in_a_terminal_the_progress_line_is_rewritten_in_place(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
+    upgrade(db)
+    screen = Terminal()
+    reporter = Reporter(db, screen, interval=0.05)
+    reporter.thread.start()
+    time.sleep(0.3)
+    summary = reporter.finish()
+    db.dispose()
+    written = screen.getvalue()
+    assert written.count("\r\x1b[Ktickets 0/0 done") >= 2 and "\n" not in written
+    assert written.endswith("\r\x1b[K")  # the live line is cleared before the summary
+    assert summary[0].startswith("done in 0s: tickets 0/0 done")
