@@ -27,6 +27,16 @@ DEFAULT_PROTECT: tuple[str, ...] = (
     ".github/**",
     "sitecustomize.py",
     "usercustomize.py",
+    # How other runners are told what to run and how to report: the command's configuration comes from the base.
+    "Makefile",
+    "noxfile.py",
+    "jest.config.*",
+    "vitest.config.*",
+    ".mocharc*",
+    "karma.conf.*",
+    "phpunit.xml",
+    "phpunit.xml.dist",
+    ".rspec",
 )
 # pytest's own order of precedence for the configuration file of a directory.
 PYTEST_CONFIGS = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
