@@ -54,12 +54,12 @@ def review_show(
     table = Table("#", "agent", "run", "attempt", "runs agreeing", "cost $", "diff", "flags")
     for a in shown:
         flags = len(a["verification"]["flags"])
-        cells = (a["rank"], a["agent"], a["run"] + 1, a["number"], a["runs_agreeing"], f"{a['cost_usd']:.4f}")
+        cells = (a["rank"], a["agent"], a["run"], a["number"], a["runs_agreeing"], f"{a['cost_usd']:.4f}")
         table.add_row(*plain(*cells, a["diff_stat"], flags))
     out.print(table)
     a = shown[candidate - 1]
     v = a["verification"]
-    where = f"attempt {a['number']} of run {a['run'] + 1} (id {a['id']})"
+    where = f"attempt {a['number']} of run {a['run']} (id {a['id']})"
     out.rule(f"candidate {candidate}: {where}, {a['diff_stat']}")
     if a["agreement"]:
         out.print(f"{a['agreement']} (attempt ids {', '.join(map(str, a['same_diff_attempts']))})", markup=False)

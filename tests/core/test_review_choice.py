@@ -79,5 +79,7 @@ def test_show_says_gamed_counts_runs_from_1_and_prints_the_feedback(embedded: Fl
     text = fleet.run("show", str(ticket)).stdout
     assert f"ticket {ticket} [failed: gamed]" in text
     assert "  run 1 (shell): failed" in text and "run 0" not in text
+    [run] = fleet.json("show", str(ticket))["runs"]
+    assert (run["number"], run["attempts"][0]["run"], run["attempts"][0]["number"]) == (1, 1, 1)
     assert "feedback (no further attempt was made):" in text
     assert "tests/test_calc.py" in text.split("feedback (no further attempt was made):")[1]

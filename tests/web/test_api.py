@@ -88,6 +88,7 @@ def test_reads_return_what_the_cli_shows(web: Web) -> None:
     assert ticket["status"] in ("needs_review", "approved")
     [run] = ticket["runs"]
     [attempt] = run["attempts"]
+    assert (run["number"], attempt["run"], attempt["number"]) == (1, 1, 1)  # counted from 1, as the pages show
     assert attempt["verification"]["fail_to_pass"] == ["tests/test_calc.py::test_add"]
     assert client.get(f"/api/tickets/{tid}/runs", headers=h).json() == ticket["runs"]
     assert [e["kind"] for e in client.get(f"/api/tickets/{tid}/events", headers=h).json()][0] == "submitted"
@@ -99,6 +100,7 @@ def test_reads_return_what_the_cli_shows(web: Web) -> None:
         verification_id = queries.get_attempt(s, attempt["id"]).verification.id
     run_view = client.get(f"/api/runs/{run_id}", headers=h).json()
     assert run_view["ticket"] == tid and run_view["attempts"][0]["id"] == attempt["id"]
+    assert run_view["number"] == 1 and "index" not in run_view
     verification = client.get(f"/api/verifications/{verification_id}", headers=h).json()
     assert verification["verdict"] == "passed" and verification["attempt"] == attempt["id"]
     assert "passed" in verification["output"]
