@@ -12,7 +12,7 @@ from db.lifecycle import TicketStatus
 from db.specs import RepoSpec, TicketSpec, TokenSpec
 from orchestrator import review as reviews
 from orchestrator import views
-from orchestrator.errors import FleetError
+from orchestrator.errors import FleetError, Unrunnable
 from orchestrator.repos import register_repo
 from orchestrator.tickets import submit as submit_tickets
 from orchestrator.web import figures
@@ -208,8 +208,16 @@ def submit(ticket: TicketIn, state: State, principal: Submitter) -> dict[str, An
         raise Forbidden("agent_cmd, agent_args and agent_env choose what runs on the workers; they need the admin role")
     try:
         [created] = submit_tickets(
-            state.db, state.dispatcher, state.settings, [ticket], state.settings.home.resolve(), principal.name
+            state.db,
+            state.dispatcher,
+            state.settings,
+            [ticket],
+            state.settings.home.resolve(),
+            principal.name,
+            check_commands=True,
         )
+    except Unrunnable as exc:  # the same line `fleet submit` prints: an agent that could only fail
+        raise HTTPException(422, str(exc)) from None
     except FleetError as exc:  # bad input (unknown repo or base ref, bad agent command), not a state conflict
         raise HTTPException(400, str(exc)) from None
     with state.db.session() as s:

@@ -217,7 +217,7 @@ def submit_form(
     try:
         spec = parse(TicketSpec, form.spec())
         home = state.settings.home.resolve()
-        [ticket] = submit(state.db, state.dispatcher, state.settings, [spec], home, principal.name)
+        [ticket] = submit(state.db, state.dispatcher, state.settings, [spec], home, principal.name, check_commands=True)
     except (SpecError, FleetError) as exc:
         empty = {"status": "", "repo": "", "agent": ""}
         return tickets_response(request, state, principal, empty, form=form.model_dump(), form_error=str(exc))

@@ -180,12 +180,12 @@ def test_submitters_cancel_and_retry_only_their_own(web: Web) -> None:
 
 def test_submit(web: Web) -> None:
     client = web.client()
-    answer = client.post(
-        "/api/tickets", json={"repo": "calc", "title": "From the API"}, headers=web.headers("submitter")
-    )
+    # A submitter may not give a command, so names an agent that needs none (the repo's default is shell).
+    body = {"repo": "calc", "title": "From the API", "agents": ["aider"]}
+    answer = client.post("/api/tickets", json=body, headers=web.headers("submitter"))
     assert answer.status_code == 201, answer.text
     created = answer.json()
-    assert (created["status"], created["repo"], created["agent"]) == ("queued", "calc", "shell")
+    assert (created["status"], created["repo"], created["agent"]) == ("queued", "calc", "aider")
     with web.fleet.db().session() as s:
         assert queries.get_ticket(s, created["id"]).submitted_by == "tester"
     # The submitter who made it may cancel it.
@@ -208,7 +208,7 @@ def test_submit(web: Web) -> None:
         ({"repo": "calc", "title": "x", "attempts": 0}, 422),
         ({"repo": "calc", "title": "x", "surprise": 1}, 422),
         ({"repo": "calc", "title": "x", "until": "sometime"}, 422),
-        ({"repo": "calc", "title": "x", "agents": ["no-such-agent"]}, 400),
+        ({"repo": "calc", "title": "x", "agents": ["no-such-agent"]}, 422),
         ([1, 2, 3], 422),
     ],
 )
