@@ -92,11 +92,13 @@ Candidate = Annotated[
 
 @app.command("approve")
 @one_line_errors
-def review_approve(ticket: int, candidate: Candidate = None) -> None:
+def review_approve(ticket: int, candidate: Candidate = None, as_json: JsonFlag = False) -> None:
     """Land a verified diff (the best, or --candidate N) as branch fleet/ticket-N in the repository."""
     ctx = Context()
-    branch = reviews.approve(ctx.db, ctx.settings, ticket, actor(), candidate)
-    out.print(f"ticket {ticket} approved: branch {branch}", markup=False)
+    decision = reviews.approve(ctx.db, ctx.settings, ticket, actor(), candidate)
+    if as_json:
+        return print_json(decision.view())
+    out.print(f"ticket {ticket} approved: branch {decision.branch}", markup=False)
 
 
 @app.command("reject")
@@ -105,8 +107,12 @@ def review_reject(
     ticket: int,
     feedback: Annotated[str, typer.Option(help="Your words go to the agent in a new attempt.")] = "",
     candidate: Candidate = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Reject a diff (the best, or --candidate N); with --feedback the agent tries again with your words."""
     ctx = Context()
-    new = reviews.reject(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor(), feedback, candidate)
+    decision = reviews.reject(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor(), feedback, candidate)
+    if as_json:
+        return print_json(decision.view())
+    new = decision.attempt
     out.print(f"ticket {ticket} rejected" + (f"; attempt {new} queued with your feedback" if new else ""))

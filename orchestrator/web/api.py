@@ -246,18 +246,16 @@ def approve(
     candidate: Annotated[int | None, Query(ge=1, description="Which candidate, 1 the best (the default).")] = None,
 ) -> dict[str, Any]:
     """Land a verified diff (the best, or ?candidate=N) as branch fleet/ticket-N, as `fleet review approve` does."""
-    branch = reviews.approve(state.db, state.settings, ticket_id, principal.name, candidate)
-    return {"id": ticket_id, "status": TicketStatus.APPROVED.value, "branch": branch}
+    return reviews.approve(state.db, state.settings, ticket_id, principal.name, candidate).view()
 
 
 @router.post("/tickets/{ticket_id}/reject")
 def reject(ticket_id: TicketId, body: RejectIn, state: State, principal: Reviewer) -> dict[str, Any]:
     """Reject the best diff; with feedback the agent gets a new attempt with those words."""
-    new = reviews.reject(
+    decision = reviews.reject(
         state.db, state.dispatcher, state.settings, ticket_id, principal.name, body.feedback, body.candidate
     )
-    status = TicketStatus.QUEUED if new else TicketStatus.REJECTED
-    return {"id": ticket_id, "status": status.value, "attempt": new}
+    return decision.view()
 
 
 # --- tokens ----------------------------------------------------------------------------------------

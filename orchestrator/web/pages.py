@@ -312,8 +312,10 @@ def reject_form(
     check_csrf(state, principal, csrf)
     comments = list(zip(comment_path, comment_line, comment_text, strict=False))
     words = reviews.with_line_comments(feedback, comments)
-    new = reviews.reject(state.db, state.dispatcher, state.settings, ticket_id, principal.name, words, _choice(attempt))
-    return back(f"/tickets/{ticket_id}", "rejected_retry" if new else "rejected")
+    decision = reviews.reject(
+        state.db, state.dispatcher, state.settings, ticket_id, principal.name, words, _choice(attempt)
+    )
+    return back(f"/tickets/{ticket_id}", "rejected_retry" if decision.attempt else "rejected")
 
 
 # --- review ----------------------------------------------------------------------------------------

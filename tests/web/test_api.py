@@ -144,7 +144,12 @@ def test_approve_lands_the_branch_like_the_cli(web: Web) -> None:
     client, tid = web.client(), web.tickets["review_a"]
     answer = client.post(f"/api/tickets/{tid}/approve", headers=web.headers("reviewer"))
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"id": tid, "status": "approved", "branch": f"fleet/ticket-{tid}"}
+    [attempt] = client.get(f"/api/tickets/{tid}", headers=web.headers("viewer")).json()["runs"][0]["attempts"]
+    chosen = {"id": attempt["id"], "run": 1, "number": 1}
+    commit = git("rev-parse", f"fleet/ticket-{tid}", cwd=web.fleet.tmp / "calc").strip()
+    assert answer.json() == {"id": tid, "status": "approved", "branch": f"fleet/ticket-{tid}", "commit": commit} | {
+        "chosen": chosen
+    }
     assert "return a + b" in git("show", f"fleet/ticket-{tid}:calc.py", cwd=web.fleet.tmp / "calc")
     again = client.post(f"/api/tickets/{tid}/approve", headers=web.headers("admin"))
     assert again.status_code == 409 and "not waiting for review" in again.json()["detail"]
@@ -159,6 +164,7 @@ def test_reject_with_feedback_queues_a_new_attempt(web: Web) -> None:
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "queued" and answer.json()["attempt"]
+    assert answer.json()["chosen"]["run"] == 1 and answer.json()["chosen"]["id"] != answer.json()["attempt"]
     attempt = client.get(f"/api/attempts/{answer.json()['attempt']}", headers=web.headers("viewer")).json()
     assert "Use a docstring." in attempt["prompt"]
 
