@@ -56,7 +56,7 @@ class Decision:
 
 
 def _chosen(attempt: Attempt) -> dict[str, int]:
-    return {"id": attempt.id, "run": attempt.run.index + 1, "number": attempt.number}
+    return {"id": attempt.id, "run": attempt.run.number, "number": attempt.number}
 
 
 def candidates(ticket: Ticket, rejected: set[int] | frozenset[int] = frozenset()) -> list[Candidate]:
@@ -195,7 +195,7 @@ def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str, cho
 def commit_message(ticket: Ticket, c: Candidate) -> str:
     """The branch commit names the attempt it came from (runs and attempts counted from 1, as users see them)."""
     agreed = f"; {c.agreement}" if c.agreement else ""
-    where = f"run {c.attempt.run.index + 1}, attempt {c.attempt.number}"
+    where = f"run {c.attempt.run.number}, attempt {c.attempt.number}"
     return f"{ticket.title}\n\nFleet ticket {ticket.id}, {where} (verified{agreed}).\n"
 
 

@@ -141,7 +141,7 @@ def get_run(run_id: RunId, state: State, _: Viewer) -> dict[str, Any]:
         return {
             "id": run.id,
             "ticket": run.ticket_id,
-            "number": run.index + 1,
+            "number": run.number,
             "agent": run.agent,
             "status": run.status,
             "attempt_limit": run.attempt_limit,
