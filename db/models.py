@@ -97,6 +97,11 @@ class Run(Base):
     ticket: Mapped[Ticket] = relationship(back_populates="runs")
     attempts: Mapped[list[Attempt]] = relationship(back_populates="run", order_by="Attempt.number")
 
+    @property
+    def number(self) -> int:
+        """The run as people count it, from 1 like attempts (`index` is the stored position, from 0)."""
+        return self.index + 1
+
 
 class Attempt(Base):
     __tablename__ = "attempts"

@@ -3,3 +3,7 @@
 
 class FleetError(Exception):
     """A bad input or an impossible request; the message is the whole explanation."""
+
+
+class Unrunnable(FleetError):
+    """A ticket whose agent can only fail: an unknown agent, the shell agent without a command, a missing command."""

@@ -36,6 +36,29 @@ class Candidate:
         return f"{self.runs} of {self.total_runs} runs produced this diff" if self.total_runs > 1 else ""
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What approve or reject did, as `--json` and the API answer it: the chosen attempt (run and attempt counted
+    from 1), the branch and its commit for an approval, the new attempt for a rejection with feedback."""
+
+    ticket: int
+    status: TicketStatus
+    chosen: dict[str, int]
+    branch: str = ""
+    commit: str = ""
+    attempt: int | None = None
+
+    def view(self) -> dict[str, Any]:
+        view: dict[str, Any] = {"id": self.ticket, "status": self.status.value, "chosen": self.chosen}
+        if self.status == TicketStatus.APPROVED:
+            return view | {"branch": self.branch, "commit": self.commit}
+        return view | {"attempt": self.attempt}
+
+
+def _chosen(attempt: Attempt) -> dict[str, int]:
+    return {"id": attempt.id, "run": attempt.run.number, "number": attempt.number}
+
+
 def candidates(ticket: Ticket, rejected: set[int] | frozenset[int] = frozenset()) -> list[Candidate]:
     """Verified diffs, best first: nothing flagged, more runs agreeing, smaller, fewer attempts, cheaper.
 
@@ -138,14 +161,14 @@ def commit_diff(mirror: Path, base_sha: str, diff: str, message: str) -> str:
     return git("commit-tree", tree, "-p", base_sha, "-F", "-", cwd=mirror, input=message).strip()
 
 
-def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str, choice: Choice = None) -> str:
-    """Land the chosen verified diff (the best by default) as branch fleet/ticket-N; returns the branch name."""
+def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str, choice: Choice = None) -> Decision:
+    """Land the chosen verified diff (the best by default) as branch fleet/ticket-N."""
     with db.session() as s:
         ticket, candidate = _reviewable(s, ticket_id, TicketStatus.APPROVED, "approve", choice)
         best = candidate.attempt
         source, base_sha, repo_key = ticket.repo.source, ticket.base_sha, f"repo-{ticket.repo_id}"
         message = commit_message(ticket, candidate)
-        diff, attempt_id = best.diff, best.id
+        diff, attempt_id, chosen = best.diff, best.id, _chosen(best)
     branch = branch_name(ticket_id)
     try:
         mirror = ensure_mirror(settings.mirrors_dir, repo_key, source, base_sha)
@@ -166,13 +189,13 @@ def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str, cho
             commit_sha=sha,
         )
         queries.log_event(s, "approved", branch, ticket_id=ticket_id, attempt_id=attempt_id, actor=reviewer)
-    return branch
+    return Decision(ticket_id, TicketStatus.APPROVED, chosen, branch=branch, commit=sha)
 
 
 def commit_message(ticket: Ticket, c: Candidate) -> str:
     """The branch commit names the attempt it came from (runs and attempts counted from 1, as users see them)."""
     agreed = f"; {c.agreement}" if c.agreement else ""
-    where = f"run {c.attempt.run.index + 1}, attempt {c.attempt.number}"
+    where = f"run {c.attempt.run.number}, attempt {c.attempt.number}"
     return f"{ticket.title}\n\nFleet ticket {ticket.id}, {where} (verified{agreed}).\n"
 
 
@@ -184,7 +207,7 @@ def reject(
     reviewer: str,
     feedback: str,
     choice: Choice = None,
-) -> int | None:
+) -> Decision:
     """Record the rejection of a candidate (the best by default); with feedback, its run gets a new attempt with
     the reviewer's words. The rejected diff is never a candidate again."""
     with db.session() as s:
@@ -195,14 +218,15 @@ def reject(
         )
         queries.set_ticket_status(s, ticket, TicketStatus.REJECTED, f"rejected by {reviewer}")
         queries.log_event(s, "rejected", feedback, ticket_id=ticket_id, attempt_id=best.id, actor=reviewer)
+        chosen = _chosen(best)
         if not feedback.strip():
-            return None
+            return Decision(ticket_id, TicketStatus.REJECTED, chosen)
         words = f"{policy.REVIEWER_PREFIX}\n\n{feedback.strip()}"
         attempt = policy.reopen(s, best.run, words)
         queries.set_ticket_status(s, ticket, TicketStatus.QUEUED, "a new attempt with the reviewer's feedback")
         new_id = attempt.id
     dispatcher.kick(db, settings)
-    return new_id
+    return Decision(ticket_id, TicketStatus.QUEUED, chosen, attempt=new_id)
 
 
 def retry(db: Database, dispatcher: Dispatcher, settings: Settings, ticket_id: int, actor: str) -> list[int]:

@@ -19,7 +19,7 @@ from db.lifecycle import TicketStatus, sources
 from db.models import Ticket
 from db.specs import SpecError, TicketSpec, parse, plural_names
 from orchestrator.dispatch import AgentRule
-from orchestrator.errors import FleetError
+from orchestrator.errors import FleetError, Unrunnable
 from orchestrator.gitrepo import NoCommit, resolve_commit
 from system.settings import Settings
 
@@ -51,7 +51,7 @@ def check_agent(agent: str, agents: AgentRule) -> None:
     """A built-in agent's name, or a class the admin listed (FLEET_AGENT_CLASSES): what the workers can run."""
     problem = agents.problem(agent)
     if problem is not None:
-        raise FleetError(problem)
+        raise Unrunnable(problem)
 
 
 def check_text(name: str, value: str) -> None:
@@ -79,16 +79,16 @@ def check_runnable(agents: Sequence[str], argv: Sequence[str], cwd: Path, local:
     executable. A relative path was made absolute against cwd when it exists there; the worker reads one still
     relative from its own folder, never from the repository (its content must not become the agent)."""
     if "shell" in agents and not argv:
-        raise FleetError("the shell agent needs --agent-cmd (the command it runs, e.g. --agent-cmd ./fix.sh)")
+        raise Unrunnable("the shell agent needs --agent-cmd (the command it runs, e.g. --agent-cmd ./fix.sh)")
     if not argv or not local:
         return
     program = argv[0]
     found = program if "/" in program else shutil.which(program)
     if found is None or not Path(found).is_absolute() or not Path(found).is_file():
         place = f"in {cwd}" if "/" in program else "on PATH"
-        raise FleetError(f"agent command not found: {program} (looked {place})")
+        raise Unrunnable(f"agent command not found: {program} (looked {place})")
     if not os.access(found, os.X_OK):
-        raise FleetError(f"agent command is not executable: {found} (chmod +x it, or name its interpreter first)")
+        raise Unrunnable(f"agent command is not executable: {found} (chmod +x it, or name its interpreter first)")
 
 
 def _run_agents(spec: TicketSpec, default_agent: str) -> list[str]:
@@ -164,8 +164,8 @@ def _create_in_batch(
     try:
         return create(s, spec, cwd, actor, agents, check)
     except FleetError as exc:
-        # One bad ticket in a batch stores none of them; say which one it was.
-        raise FleetError(f"ticket {number} of {total}: {exc}" if total > 1 else str(exc)) from None
+        # One bad ticket in a batch stores none of them; say which one it was (keeping the kind of error).
+        raise type(exc)(f"ticket {number} of {total}: {exc}" if total > 1 else str(exc)) from None
 
 
 def submit(
@@ -238,7 +238,7 @@ def load_specs(path: Path, defaults: dict[str, Any], agents: AgentRule) -> list[
         try:
             specs.append(_spec(item, defaults, agents))
         except FleetError as exc:
-            raise FleetError(f"ticket {number} in {path}: {exc}") from None
+            raise type(exc)(f"ticket {number} in {path}: {exc}") from None
     return specs
 
 

@@ -57,7 +57,7 @@ def known_failing(warnings: list[str]) -> list[str]:
 def attempt_view(a: Attempt, with_text: bool = False) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": a.id,
-        "run": a.run.index,
+        "run": a.run.number,
         "number": a.number,
         "status": a.status,
         "diff_stat": a.diff_stat,
@@ -112,7 +112,7 @@ def ticket_view(t: Ticket, with_runs: bool = False) -> dict[str, Any]:
         view["body"] = t.body
         view["runs"] = [
             {
-                "index": r.index,
+                "number": r.number,
                 "agent": r.agent,
                 "status": r.status,
                 "attempt_limit": r.attempt_limit,

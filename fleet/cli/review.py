@@ -54,12 +54,12 @@ def review_show(
     table = Table("#", "agent", "run", "attempt", "runs agreeing", "cost $", "diff", "flags")
     for a in shown:
         flags = len(a["verification"]["flags"])
-        cells = (a["rank"], a["agent"], a["run"] + 1, a["number"], a["runs_agreeing"], f"{a['cost_usd']:.4f}")
+        cells = (a["rank"], a["agent"], a["run"], a["number"], a["runs_agreeing"], f"{a['cost_usd']:.4f}")
         table.add_row(*plain(*cells, a["diff_stat"], flags))
     out.print(table)
     a = shown[candidate - 1]
     v = a["verification"]
-    where = f"attempt {a['number']} of run {a['run'] + 1} (id {a['id']})"
+    where = f"attempt {a['number']} of run {a['run']} (id {a['id']})"
     out.rule(f"candidate {candidate}: {where}, {a['diff_stat']}")
     if a["agreement"]:
         out.print(f"{a['agreement']} (attempt ids {', '.join(map(str, a['same_diff_attempts']))})", markup=False)
@@ -92,11 +92,13 @@ Candidate = Annotated[
 
 @app.command("approve")
 @one_line_errors
-def review_approve(ticket: int, candidate: Candidate = None) -> None:
+def review_approve(ticket: int, candidate: Candidate = None, as_json: JsonFlag = False) -> None:
     """Land a verified diff (the best, or --candidate N) as branch fleet/ticket-N in the repository."""
     ctx = Context()
-    branch = reviews.approve(ctx.db, ctx.settings, ticket, actor(), candidate)
-    out.print(f"ticket {ticket} approved: branch {branch}", markup=False)
+    decision = reviews.approve(ctx.db, ctx.settings, ticket, actor(), candidate)
+    if as_json:
+        return print_json(decision.view())
+    out.print(f"ticket {ticket} approved: branch {decision.branch}", markup=False)
 
 
 @app.command("reject")
@@ -105,8 +107,12 @@ def review_reject(
     ticket: int,
     feedback: Annotated[str, typer.Option(help="Your words go to the agent in a new attempt.")] = "",
     candidate: Candidate = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Reject a diff (the best, or --candidate N); with --feedback the agent tries again with your words."""
     ctx = Context()
-    new = reviews.reject(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor(), feedback, candidate)
+    decision = reviews.reject(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor(), feedback, candidate)
+    if as_json:
+        return print_json(decision.view())
+    new = decision.attempt
     out.print(f"ticket {ticket} rejected" + (f"; attempt {new} queued with your feedback" if new else ""))

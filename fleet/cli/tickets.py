@@ -127,7 +127,7 @@ def show(ticket: int, as_json: JsonFlag = False) -> None:
     if view["reason"]:
         out.print(f"  {view['reason']}", markup=False)
     for run in view["runs"]:
-        out.print(f"  run {run['index'] + 1} ({run['agent']}): {run['status']}", markup=False)
+        out.print(f"  run {run['number']} ({run['agent']}): {run['status']}", markup=False)
         for a in run["attempts"]:
             show_attempt(a, last=a is run["attempts"][-1])
 

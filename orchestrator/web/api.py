@@ -12,7 +12,7 @@ from db.lifecycle import TicketStatus
 from db.specs import RepoSpec, TicketSpec, TokenSpec
 from orchestrator import review as reviews
 from orchestrator import views
-from orchestrator.errors import FleetError
+from orchestrator.errors import FleetError, Unrunnable
 from orchestrator.repos import register_repo
 from orchestrator.tickets import submit as submit_tickets
 from orchestrator.web import figures
@@ -141,7 +141,7 @@ def get_run(run_id: RunId, state: State, _: Viewer) -> dict[str, Any]:
         return {
             "id": run.id,
             "ticket": run.ticket_id,
-            "index": run.index,
+            "number": run.number,
             "agent": run.agent,
             "status": run.status,
             "attempt_limit": run.attempt_limit,
@@ -208,8 +208,16 @@ def submit(ticket: TicketIn, state: State, principal: Submitter) -> dict[str, An
         raise Forbidden("agent_cmd, agent_args and agent_env choose what runs on the workers; they need the admin role")
     try:
         [created] = submit_tickets(
-            state.db, state.dispatcher, state.settings, [ticket], state.settings.home.resolve(), principal.name
+            state.db,
+            state.dispatcher,
+            state.settings,
+            [ticket],
+            state.settings.home.resolve(),
+            principal.name,
+            check_commands=True,
         )
+    except Unrunnable as exc:  # the same line `fleet submit` prints: an agent that could only fail
+        raise HTTPException(422, str(exc)) from None
     except FleetError as exc:  # bad input (unknown repo or base ref, bad agent command), not a state conflict
         raise HTTPException(400, str(exc)) from None
     with state.db.session() as s:
@@ -238,18 +246,16 @@ def approve(
     candidate: Annotated[int | None, Query(ge=1, description="Which candidate, 1 the best (the default).")] = None,
 ) -> dict[str, Any]:
     """Land a verified diff (the best, or ?candidate=N) as branch fleet/ticket-N, as `fleet review approve` does."""
-    branch = reviews.approve(state.db, state.settings, ticket_id, principal.name, candidate)
-    return {"id": ticket_id, "status": TicketStatus.APPROVED.value, "branch": branch}
+    return reviews.approve(state.db, state.settings, ticket_id, principal.name, candidate).view()
 
 
 @router.post("/tickets/{ticket_id}/reject")
 def reject(ticket_id: TicketId, body: RejectIn, state: State, principal: Reviewer) -> dict[str, Any]:
     """Reject the best diff; with feedback the agent gets a new attempt with those words."""
-    new = reviews.reject(
+    decision = reviews.reject(
         state.db, state.dispatcher, state.settings, ticket_id, principal.name, body.feedback, body.candidate
     )
-    status = TicketStatus.QUEUED if new else TicketStatus.REJECTED
-    return {"id": ticket_id, "status": status.value, "attempt": new}
+    return decision.view()
 
 
 # --- tokens ----------------------------------------------------------------------------------------

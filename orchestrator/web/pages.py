@@ -217,7 +217,7 @@ def submit_form(
     try:
         spec = parse(TicketSpec, form.spec())
         home = state.settings.home.resolve()
-        [ticket] = submit(state.db, state.dispatcher, state.settings, [spec], home, principal.name)
+        [ticket] = submit(state.db, state.dispatcher, state.settings, [spec], home, principal.name, check_commands=True)
     except (SpecError, FleetError) as exc:
         empty = {"status": "", "repo": "", "agent": ""}
         return tickets_response(request, state, principal, empty, form=form.model_dump(), form_error=str(exc))
@@ -312,8 +312,10 @@ def reject_form(
     check_csrf(state, principal, csrf)
     comments = list(zip(comment_path, comment_line, comment_text, strict=False))
     words = reviews.with_line_comments(feedback, comments)
-    new = reviews.reject(state.db, state.dispatcher, state.settings, ticket_id, principal.name, words, _choice(attempt))
-    return back(f"/tickets/{ticket_id}", "rejected_retry" if new else "rejected")
+    decision = reviews.reject(
+        state.db, state.dispatcher, state.settings, ticket_id, principal.name, words, _choice(attempt)
+    )
+    return back(f"/tickets/{ticket_id}", "rejected_retry" if decision.attempt else "rejected")
 
 
 # --- review ----------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def test_one_good_and_two_bad_runs_put_exactly_the_good_diff_in_review(embedded:
     )
     fleet.up()
     shown = fleet.json("review", "show", str(ticket["id"]))
-    assert [(c["run"], c["verdict"]) for c in shown["candidates"]] == [(1, "passed")]
+    assert [(c["run"], c["verdict"]) for c in shown["candidates"]] == [(2, "passed")]
     runs = fleet.json("show", str(ticket["id"]))["runs"]
     assert [r["status"] for r in runs] == ["failed", "passed", "failed"]
     [row] = fleet.json("stats")
@@ -53,7 +53,7 @@ def test_candidates_are_ranked_smaller_diff_first(embedded: Fleet) -> None:
     )
     fleet.up()
     shown = fleet.json("review", "show", str(ticket["id"]))
-    assert [c["run"] for c in shown["candidates"]] == [1, 0]
+    assert [c["run"] for c in shown["candidates"]] == [2, 1]
     assert [c["diff_stat"] for c in shown["candidates"]] == ["1 file, +1 -1", "1 file, +2 -2"]
     second = fleet.run("review", "show", str(ticket["id"]), "--candidate", "2").stdout
     assert "candidate 2: attempt 1 of run 1" in second and "return a / b" in second

@@ -28,11 +28,22 @@ def test_approve_after_a_reject_lands_the_new_attempt_never_the_rejected_one(emb
     # attempt 1 fixes add only; the attempt after the reviewer's words fixes div as well: two different diffs
     ticket = _submit(fleet, scripted("by-attempt", "fix-add", "fix-add+fix-div"))["id"]
     fleet.up()
-    fleet.run("review", "reject", str(ticket), "--feedback", "also fix div")
+    [first] = fleet.json("review", "show", str(ticket))["candidates"]
+    rejected = fleet.json("review", "reject", str(ticket), "--feedback", "also fix div")
+    assert rejected == {
+        "id": ticket,
+        "status": "queued",
+        "chosen": {"id": first["id"], "run": 1, "number": 1},
+        "attempt": rejected["attempt"],
+    }
+    assert rejected["attempt"] > first["id"]
     fleet.up()
     shown = fleet.json("review", "show", str(ticket))
     assert [(c["number"], "return a / b" in c["diff"]) for c in shown["candidates"]] == [(2, True)]
-    fleet.run("review", "approve", str(ticket))
+    approved = fleet.json("review", "approve", str(ticket))
+    assert approved["chosen"] == {"id": rejected["attempt"], "run": 1, "number": 2}
+    assert (approved["id"], approved["status"], approved["branch"]) == (ticket, "approved", f"fleet/ticket-{ticket}")
+    assert approved["commit"] == git("rev-parse", approved["branch"], cwd=repo).strip()
     code, message = _landed(fleet, repo, ticket)
     assert "return a / b" in code and "return a + b" in code
     assert f"Fleet ticket {ticket}, run 1, attempt 2 (verified)" in message
@@ -47,7 +58,8 @@ def test_approve_candidate_n_lands_the_candidate_the_reviewer_chose(embedded: Fl
     assert "candidate 1: attempt 1 of run 2" in listed  # the smaller diff first; runs counted from 1
     bad = fleet.run("review", "approve", str(ticket), "--candidate", "3", check=False)
     assert bad.returncode == 1 and "--candidate must be 1 to 2" in bad.stderr
-    fleet.run("review", "approve", str(ticket), "--candidate", "2")
+    approved = fleet.json("review", "approve", str(ticket), "--candidate", "2")
+    assert approved["chosen"]["run"] == 1 and approved["chosen"]["number"] == 1
     code, message = _landed(fleet, repo, ticket)
     assert "return a / b" in code
     assert f"Fleet ticket {ticket}, run 1, attempt 1 (verified; 1 of 2 runs produced this diff)" in message
@@ -79,5 +91,18 @@ def test_show_says_gamed_counts_runs_from_1_and_prints_the_feedback(embedded: Fl
     text = fleet.run("show", str(ticket)).stdout
     assert f"ticket {ticket} [failed: gamed]" in text
     assert "  run 1 (shell): failed" in text and "run 0" not in text
+    [run] = fleet.json("show", str(ticket))["runs"]
+    assert (run["number"], run["attempts"][0]["run"], run["attempts"][0]["number"]) == (1, 1, 1)
     assert "feedback (no further attempt was made):" in text
     assert "tests/test_calc.py" in text.split("feedback (no further attempt was made):")[1]
+
+
+def test_reject_without_feedback_says_which_attempt_and_queues_none(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    ticket = _submit(fleet, scripted("fix-add"))["id"]
+    fleet.up()
+    [best] = fleet.json("review", "show", str(ticket))["candidates"]
+    rejected = fleet.json("review", "reject", str(ticket))
+    chosen = {"id": best["id"], "run": 1, "number": 1}
+    assert rejected == {"id": ticket, "status": "rejected", "chosen": chosen, "attempt": None}

@@ -88,6 +88,7 @@ def test_reads_return_what_the_cli_shows(web: Web) -> None:
     assert ticket["status"] in ("needs_review", "approved")
     [run] = ticket["runs"]
     [attempt] = run["attempts"]
+    assert (run["number"], attempt["run"], attempt["number"]) == (1, 1, 1)  # counted from 1, as the pages show
     assert attempt["verification"]["fail_to_pass"] == ["tests/test_calc.py::test_add"]
     assert client.get(f"/api/tickets/{tid}/runs", headers=h).json() == ticket["runs"]
     assert [e["kind"] for e in client.get(f"/api/tickets/{tid}/events", headers=h).json()][0] == "submitted"
@@ -99,6 +100,7 @@ def test_reads_return_what_the_cli_shows(web: Web) -> None:
         verification_id = queries.get_attempt(s, attempt["id"]).verification.id
     run_view = client.get(f"/api/runs/{run_id}", headers=h).json()
     assert run_view["ticket"] == tid and run_view["attempts"][0]["id"] == attempt["id"]
+    assert run_view["number"] == 1 and "index" not in run_view
     verification = client.get(f"/api/verifications/{verification_id}", headers=h).json()
     assert verification["verdict"] == "passed" and verification["attempt"] == attempt["id"]
     assert "passed" in verification["output"]
@@ -142,7 +144,12 @@ def test_approve_lands_the_branch_like_the_cli(web: Web) -> None:
     client, tid = web.client(), web.tickets["review_a"]
     answer = client.post(f"/api/tickets/{tid}/approve", headers=web.headers("reviewer"))
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"id": tid, "status": "approved", "branch": f"fleet/ticket-{tid}"}
+    [attempt] = client.get(f"/api/tickets/{tid}", headers=web.headers("viewer")).json()["runs"][0]["attempts"]
+    chosen = {"id": attempt["id"], "run": 1, "number": 1}
+    commit = git("rev-parse", f"fleet/ticket-{tid}", cwd=web.fleet.tmp / "calc").strip()
+    assert answer.json() == {"id": tid, "status": "approved", "branch": f"fleet/ticket-{tid}", "commit": commit} | {
+        "chosen": chosen
+    }
     assert "return a + b" in git("show", f"fleet/ticket-{tid}:calc.py", cwd=web.fleet.tmp / "calc")
     again = client.post(f"/api/tickets/{tid}/approve", headers=web.headers("admin"))
     assert again.status_code == 409 and "not waiting for review" in again.json()["detail"]
@@ -157,6 +164,7 @@ def test_reject_with_feedback_queues_a_new_attempt(web: Web) -> None:
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["status"] == "queued" and answer.json()["attempt"]
+    assert answer.json()["chosen"]["run"] == 1 and answer.json()["chosen"]["id"] != answer.json()["attempt"]
     attempt = client.get(f"/api/attempts/{answer.json()['attempt']}", headers=web.headers("viewer")).json()
     assert "Use a docstring." in attempt["prompt"]
 
@@ -179,12 +187,12 @@ def test_submitters_cancel_and_retry_only_their_own(web: Web) -> None:
 
 def test_submit(web: Web) -> None:
     client = web.client()
-    answer = client.post(
-        "/api/tickets", json={"repo": "calc", "title": "From the API"}, headers=web.headers("submitter")
-    )
+    # A submitter may not give a command, so names an agent that needs none (the repo's default is shell).
+    body = {"repo": "calc", "title": "From the API", "agents": ["aider"]}
+    answer = client.post("/api/tickets", json=body, headers=web.headers("submitter"))
     assert answer.status_code == 201, answer.text
     created = answer.json()
-    assert (created["status"], created["repo"], created["agent"]) == ("queued", "calc", "shell")
+    assert (created["status"], created["repo"], created["agent"]) == ("queued", "calc", "aider")
     with web.fleet.db().session() as s:
         assert queries.get_ticket(s, created["id"]).submitted_by == "tester"
     # The submitter who made it may cancel it.
@@ -207,7 +215,7 @@ def test_submit(web: Web) -> None:
         ({"repo": "calc", "title": "x", "attempts": 0}, 422),
         ({"repo": "calc", "title": "x", "surprise": 1}, 422),
         ({"repo": "calc", "title": "x", "until": "sometime"}, 422),
-        ({"repo": "calc", "title": "x", "agents": ["no-such-agent"]}, 400),
+        ({"repo": "calc", "title": "x", "agents": ["no-such-agent"]}, 422),
         ([1, 2, 3], 422),
     ],
 )

@@ -192,7 +192,7 @@ def test_ticket_text_is_escaped_everywhere(web: Web) -> None:
     client = web.client()
     title = '<script>alert("x")</script><img src=x onerror=alert(1)>'
     created = client.post(
-        "/api/tickets", json={"repo": "calc", "title": title}, headers=web.headers("submitter")
+        "/api/tickets", json={"repo": "calc", "title": title, "agents": ["aider"]}, headers=web.headers("submitter")
     ).json()
     viewer = login(web, "viewer")
     for path in (f"/tickets/{created['id']}", "/tickets", f"/tickets/{created['id']}/live"):
@@ -223,7 +223,11 @@ def test_bar_chart_and_buckets() -> None:
 
 def test_cancel_and_retry_buttons_for_the_submitter_only(web: Web) -> None:
     api = web.client()
-    created = api.post("/api/tickets", json={"repo": "calc", "title": "to cancel"}, headers=web.headers("submitter"))
+    created = api.post(
+        "/api/tickets",
+        json={"repo": "calc", "title": "to cancel", "agents": ["aider"]},
+        headers=web.headers("submitter"),
+    )
     tid = created.json()["id"]
     owner, stranger = login(web, "submitter"), login(web, "other")
     assert 'id="cancel"' in owner.get(f"/tickets/{tid}").text
