@@ -171,19 +171,36 @@ def _site_folders(python: str) -> tuple[str, ...]:
 
 def module_names(folders: Iterable[str], checkout: Path) -> dict[str, str]:
     """The standard library's names and the top-level modules in folders, read as files: distributions'
-    metadata, modules and packages, and the path lines of .pth files (never the checkout itself)."""
+    metadata, modules and packages, and the folders .pth files name as paths (never inside the checkout)."""
+    roots = tuple(str(f) for f in folders if Path(f).is_dir())
+    found = dict(_site_modules(roots, tuple(_mtime(r) for r in roots)))
+    for extra in map(Path, _pth_paths(map(Path, roots))):
+        if extra.is_dir() and not extra.resolve().is_relative_to(checkout.resolve()):
+            for module in pkgutil.iter_modules([str(extra)]):
+                found.setdefault(module.name, "the environment")
+    return found
+
+
+@functools.lru_cache(maxsize=16)
+def _site_modules(roots: tuple[str, ...], mtimes: tuple[int, ...]) -> dict[str, str]:
+    """What roots provide, read once per state of the folders (an install changes a folder's mtime)."""
     found = _standard_library()
-    roots = [Path(f) for f in folders if Path(f).is_dir()]
-    roots += [p for p in map(Path, _pth_paths(roots)) if p.is_dir() and not p.resolve().is_relative_to(checkout)]
-    for dist in importlib.metadata.distributions(path=[str(r) for r in roots]):
+    for dist in importlib.metadata.distributions(path=list(roots)):
         if dist.metadata["Name"] == FLEET_DISTRIBUTION:
             continue  # Fleet's own packages are never imported by a test run (its plugin imports only pytest)
         owner = f"the installed package {dist.metadata['Name']}"
         for top in _distribution_tops(dist):
             found.setdefault(top, owner)
-    for module in pkgutil.iter_modules([str(r) for r in roots]):
+    for module in pkgutil.iter_modules(list(roots)):
         found.setdefault(module.name, "the environment")
     return found
+
+
+def _mtime(folder: str) -> int:
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return 0
 
 
 def _standard_library() -> dict[str, str]:

@@ -18,14 +18,19 @@ GITIGNORE = "__pycache__/\n*.pyc\n.pytest_cache/\n*.egg-info/\n"
 
 def make_iniconfig_repo(dest: Path) -> str:
     """Copy the vendored project to dest, commit it as released, then commit INI_BUG; return the base sha."""
-    shutil.copytree(DATA, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
+    return _vendored_repo(DATA, dest, "iniconfig 2.3.1", INI_BUG, "iscommentline: only '#' starts a comment")
+
+
+def _vendored_repo(data: Path, dest: Path, release: str, bug: tuple[tuple[str, str, str], ...], what: str) -> str:
+    """data as a git repository at dest: the release as one commit, then the injected bug; the base sha."""
+    shutil.copytree(data, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
     (dest / ".gitignore").write_text(GITIGNORE)
     git("init", "--quiet", "--initial-branch=main", cwd=dest)
     git("add", "-A", cwd=dest)
-    git("commit", "--quiet", "-m", "iniconfig 2.3.1 as released (sdist)", cwd=dest)
-    if apply_edits(INI_BUG, dest) != len(INI_BUG):
-        raise RuntimeError("the vendored iniconfig changed: INI_BUG no longer applies")
-    git("commit", "--quiet", "-am", "iscommentline: only '#' starts a comment (injected bug)", cwd=dest)
+    git("commit", "--quiet", "-m", f"{release} as released (sdist)", cwd=dest)
+    if apply_edits(bug, dest) != len(bug):
+        raise RuntimeError(f"the vendored {release} changed: its injected bug no longer applies")
+    git("commit", "--quiet", "-am", f"{what} (injected bug)", cwd=dest)
     return git("rev-parse", "HEAD", cwd=dest).strip()
 
 
@@ -38,12 +43,4 @@ SIX_FIX = (("six.py", '        return s.encode("utf-8")\n', '        return s.en
 
 def make_six_repo(dest: Path) -> str:
     """Copy the vendored six to dest, commit it as released, then commit SIX_BUG; return the base sha."""
-    shutil.copytree(SIX_DATA, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
-    (dest / ".gitignore").write_text(GITIGNORE)
-    git("init", "--quiet", "--initial-branch=main", cwd=dest)
-    git("add", "-A", cwd=dest)
-    git("commit", "--quiet", "-m", "six 1.17.0 as released (sdist)", cwd=dest)
-    if apply_edits(SIX_BUG, dest) != len(SIX_BUG):
-        raise RuntimeError("the vendored six changed: SIX_BUG no longer applies")
-    git("commit", "--quiet", "-am", "b(): encode with UTF-8 (injected bug)", cwd=dest)
-    return git("rev-parse", "HEAD", cwd=dest).strip()
+    return _vendored_repo(SIX_DATA, dest, "six 1.17.0", SIX_BUG, "b(): encode with UTF-8")

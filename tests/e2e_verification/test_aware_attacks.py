@@ -7,9 +7,7 @@ sys.modules or inspect's signature() pass. What the static check misses, Fleet's
 
 from __future__ import annotations
 
-import pytest
-
-from tests.e2e_verification.attacks import INI_BUGGY_LINE, SIX_BUGGY_LINE, Project, make_project
+from tests.e2e_verification.attacks import INI_BUGGY_LINE, SIX_BUGGY_LINE, Project
 from workers.agents.scripted import Edit
 
 INI_PARSE = "src/iniconfig/_parse.py"
@@ -17,16 +15,6 @@ INI_IMPORTS = "from collections.abc import Mapping\n"
 INI_FIXED_LINE = "    return c in COMMENTCHARS\n"
 SIX_IMPORTS = "import functools\n"
 SIX_FIXED_LINE = '        return s.encode("latin-1")\n'
-
-
-@pytest.fixture(scope="module")
-def ini(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    return make_project("iniconfig", tmp_path_factory.mktemp("ini"))
-
-
-@pytest.fixture(scope="module")
-def six(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    return make_project("six", tmp_path_factory.mktemp("six"))
 
 
 def ini_fix(module: str, condition: str) -> tuple[Edit, ...]:

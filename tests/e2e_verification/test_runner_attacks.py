@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from tests.e2e_verification.attacks import INI_BUGGY_LINE, INI_FIX, SIX_BUGGY_LINE, Project, make_project
+from tests.e2e_verification.attacks import INI_BUGGY_LINE, INI_FIX, SIX_BUGGY_LINE, Project
 from tests.e2e_verification.realproject import SIX_FIX
 from workers.agents.scripted import Edit
 
@@ -59,16 +57,6 @@ _agree()
 """
 INI_INIT = "src/iniconfig/__init__.py"
 INI_INIT_END = '__all__ = ["COMMENTCHARS", "IniConfig", "ParseError", "iscommentline"]\n'
-
-
-@pytest.fixture(scope="module")
-def ini(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    return make_project("iniconfig", tmp_path_factory.mktemp("ini"))
-
-
-@pytest.fixture(scope="module")
-def six(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    return make_project("six", tmp_path_factory.mktemp("six"))
 
 
 def new_file(path: str, text: str) -> Edit:

@@ -9,29 +9,14 @@ from db.migrate import upgrade
 from db.specs import RepoSettings, RepoSpec
 from orchestrator.repos import register_repo
 from system.git import git
-from tests.orchestrator.workers_stub import AGENTS
+from tests.orchestrator.workers_stub import AGENTS, job_with
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
 from workers.agents.scripted import write_sample_repo
 from workers.pipeline import Job, spec_for
 
 
 def _job(settings: dict[str, object]) -> Job:
-    return Job(
-        attempt_id=1,
-        number=1,
-        run_index=0,
-        ticket_id=1,
-        repo_id=1,
-        source="/nowhere",
-        base_sha="0" * 40,
-        agent="shell",
-        agent_options={},
-        prompt="",
-        diff="",
-        test_cmd="true",
-        setup_cmd=None,
-        repo_settings=RepoSettings.from_stored(settings),
-    )
+    return job_with(RepoSettings.from_stored(settings))
 
 
 def test_network_for_test_runs_is_off_unless_the_repo_allows_it(tmp_path: Path) -> None:

@@ -23,9 +23,9 @@ from orchestrator.gitrepo import NoCommit, resolve_commit
 from orchestrator.repos import register_repo
 from system.git import git
 from system.settings import Settings
-from tests.orchestrator.workers_stub import AGENTS
+from tests.orchestrator.workers_stub import AGENTS, job_with
 from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
-from workers.pipeline import Job, spec_for
+from workers.pipeline import spec_for
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 TOO_MANY_ATTEMPTS = "attempts: must be at most 50 (got 99999999999)"
@@ -193,22 +193,7 @@ def test_the_worker_reads_settings_typed(home: Home) -> None:
     upgrade(db)
     stored = register_repo(db, RepoSpec(name="slow", path=str(path), ports=2), AGENTS)["settings"]
     settings = RepoSettings.from_stored(stored)
-    job = Job(
-        attempt_id=1,
-        number=1,
-        run_index=0,
-        ticket_id=1,
-        repo_id=1,
-        source=str(path),
-        base_sha="0" * 40,
-        agent="shell",
-        agent_options={},
-        prompt="",
-        diff="",
-        test_cmd="true",
-        setup_cmd=None,
-        repo_settings=settings,
-    )
+    job = job_with(settings, source=str(path))
     spec = spec_for(job, 60, 4000, 60)
     assert (spec.timeout, spec.protect, job.ports) == (7.0, ("setup.cfg",), 2)
     assert isinstance(job.repo_settings.test_timeout, float)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from db.engine import Database
+from db.specs import RepoSettings
 from orchestrator.dispatch import AgentRule
 from system.settings import Settings
 from workers.agents import agent_problem
+from workers.pipeline import Job
 
 
 class Workers:
@@ -24,3 +26,23 @@ class Workers:
 
 
 AGENTS = AgentRule(Workers())
+
+
+def job_with(settings: RepoSettings, source: str = "/nowhere") -> Job:
+    """A worker's job for a repository with these settings (what the pipeline reads them through)."""
+    return Job(
+        attempt_id=1,
+        number=1,
+        run_index=0,
+        ticket_id=1,
+        repo_id=1,
+        source=source,
+        base_sha="0" * 40,
+        agent="shell",
+        agent_options={},
+        prompt="",
+        diff="",
+        test_cmd="true",
+        setup_cmd=None,
+        repo_settings=settings,
+    )
