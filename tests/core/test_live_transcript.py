@@ -7,6 +7,8 @@ from fleet.cli.follow import unseen
 from tests.core.conftest import Fleet, scripted
 from tests.core.test_recovery import wait_for
 
+KEY = "ghp_" + "a1" * 18
+
 
 def stored_transcript(fleet: Fleet, attempt_id: int) -> tuple[str, str]:
     with fleet.db().session() as s:
@@ -19,7 +21,7 @@ def test_a_running_agents_output_is_stored_before_it_ends(embedded: Fleet) -> No
     fleet.env["FLEET_AGENT_SANDBOX"] = "false"  # the agent waits for a file outside its worktree
     fleet.env["FLEET_TRANSCRIPT_FLUSH_SECONDS"] = "0.2"
     fleet.sample_repo()
-    gate = fleet.tmp / "gate"
+    gate = fleet.tmp / f"gate-{KEY}"  # the agent prints the gate's name: a credential, redacted as it is stored
     [ticket] = fleet.submit(
         "--repo", "calc", "--title", "add", "--body", "tests/test_calc.py::test_add",
         "--agent-cmd", scripted("wait-for", str(gate)),
@@ -30,8 +32,9 @@ def test_a_running_agents_output_is_stored_before_it_ends(embedded: Fleet) -> No
             [attempt] = queries.open_attempts(s, ticket["id"])
             attempt_id = attempt.id
         wait_for(lambda: "waiting for gate" in stored_transcript(fleet, attempt_id)[1], timeout=20)
-        status, _ = stored_transcript(fleet, attempt_id)
+        status, live = stored_transcript(fleet, attempt_id)
         assert status == "running"  # the agent still waits for the gate
+        assert "waiting for gate-[redacted]" in live and KEY not in live
         logs = fleet.run("logs", str(attempt_id)).stdout
         assert "waiting for gate" in logs and "edited calc.py" not in logs
         follower = fleet.popen("logs", "--follow", str(attempt_id))
