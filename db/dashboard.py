@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from db.lifecycle import LEASED_ATTEMPT, TicketStatus
+from db.lifecycle import LEASED_ATTEMPT, AttemptStatus, TicketStatus
 from db.models import Attempt, Repo, Run, Ticket, Verification
 from db.queries import NotFound, Session
 
@@ -121,6 +121,16 @@ def ticket_fingerprint(s: Session, ticket_id: int) -> tuple[Any, ...]:
         .order_by(Attempt.id)
     ).all()
     return (ticket.status, ticket.status_reason, tuple(tuple(r) for r in rows))
+
+
+def running_transcripts(s: Session, ticket_id: int) -> dict[int, str]:
+    """The output so far of the ticket's attempts whose agent runs, by attempt id."""
+    rows = s.execute(
+        select(Attempt.id, Attempt.transcript).where(
+            Attempt.ticket_id == ticket_id, Attempt.status == AttemptStatus.RUNNING
+        )
+    )
+    return {attempt_id: transcript for attempt_id, transcript in rows}
 
 
 def ticket_statuses(s: Session, ticket_ids: Sequence[int]) -> dict[int, tuple[str, str]]:

@@ -135,10 +135,12 @@ class BoundedOutput:
         return (bytes(self.head) + middle + tail).decode("utf-8", errors="replace")
 
 
-def _drain(stream: object, sink: BoundedOutput) -> None:
-    read = stream.read  # type: ignore[attr-defined]
+def _drain(stream: object, sink: BoundedOutput, on_output: Callable[[bytes], None] | None) -> None:
+    read = stream.read1  # type: ignore[attr-defined]  # what is there now: read() would wait for a full chunk
     while chunk := read(CHUNK_BYTES):
         sink.write(chunk)
+        if on_output is not None:
+            on_output(chunk)
 
 
 def _kill_leftovers(proc: subprocess.Popen[bytes]) -> None:
@@ -209,11 +211,13 @@ def run_process(
     stdin: bytes | None = None,
     join_cgroups: Sequence[Path] = (),
     pass_fds: Sequence[int] = (),
+    on_output: Callable[[bytes], None] | None = None,
 ) -> ProcessResult:
     """Run argv (never through a shell unless argv says so) and wait for it, the time limit or cancellation.
 
     join_cgroups: `cgroup.procs` files the child writes its pid into before exec (workers/cgroups.py).
     pass_fds: descriptors the command inherits (verification's results channel).
+    on_output: called with each chunk of output as it is read, in the reader thread (a live transcript).
     """
     started = time.monotonic()
     prefix = launcher()
@@ -238,7 +242,7 @@ def run_process(
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         return ProcessResult(None, f"{argv[0]}: {exc.strerror}", 0.0, not_found=True)
     sink = BoundedOutput(limit_bytes)
-    reader = threading.Thread(target=_drain, args=(proc.stdout, sink), daemon=True)
+    reader = threading.Thread(target=_drain, args=(proc.stdout, sink, on_output), daemon=True)
     reader.start()
     if stdin is not None and proc.stdin:
         try:

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     port_block_size: int = 20
     port_blocks: int = 1_000
     transcript_limit_bytes: int = 256_000
+    # How often a running agent's output so far is stored on its attempt (fleet logs and the web show it live).
+    transcript_flush_seconds: float = 1.0
     max_diff_bytes: int = 5 * 2**20  # a larger diff ends its attempt as an error; nothing of it is stored
     feedback_limit_bytes: int = 4_000
 

@@ -5,7 +5,16 @@ from sqlalchemy.orm import Session
 from db.queries.baselines import count_baselines, find_baseline, save_baseline
 from db.queries.errors import AlreadyExists, NotFound
 from db.queries.housekeeping import SETTLED_TICKET, base_commits, clear_attempt_text, open_attempt_ids
-from db.queries.leases import Lease, advance, cancel_requested, claim, expire_leases, renew_leases, undelivered
+from db.queries.leases import (
+    Lease,
+    advance,
+    cancel_requested,
+    claim,
+    expire_leases,
+    renew_leases,
+    store_live_transcript,
+    undelivered,
+)
 from db.queries.repos import add_repo, delete_repo, get_repo, list_repos, update_repo
 from db.queries.scheduling import (
     SCHEDULER_LOCK,
@@ -84,6 +93,7 @@ __all__ = [
     "pending",
     "rejected_attempt_ids",
     "renew_leases",
+    "store_live_transcript",
     "repo_limits",
     "review_candidates",
     "runs_since",

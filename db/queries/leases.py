@@ -60,6 +60,16 @@ def advance(s: Session, attempt_id: int, lease: Lease, to: AttemptStatus, **valu
     return _changed(result) == 1
 
 
+def store_live_transcript(s: Session, attempt_id: int, lease: Lease, transcript: str) -> bool:
+    """A running agent's output so far, kept only while lease.token still holds the attempt and it runs."""
+    result = s.execute(
+        update(Attempt)
+        .where(Attempt.id == attempt_id, Attempt.lease_token == lease.token, Attempt.status == AttemptStatus.RUNNING)
+        .values(transcript=transcript)
+    )
+    return _changed(result) == 1
+
+
 def renew_leases(s: Session, owner: str, tokens: Iterable[str], seconds: float) -> set[str]:
     """Extend every lease owner still holds; returns the tokens that are still held."""
     tokens = list(tokens)

@@ -9,27 +9,14 @@ to what it writes directly. `--json` needs nothing: json.dumps escapes every con
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
-# ECMA-48 sequences, dropped whole, in their 7-bit (ESC ...) and 8-bit (C1) forms: CSI (colours, cursor moves,
-# erasing), then OSC, DCS, SOS, PM and APC strings (window titles, hyperlinks, clipboard writes) up to their
-# terminator (BEL or ST) or the end of the line, then ESC and the characters of a two-character escape.
-SEQUENCE = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
-    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
-    r"|\x1b[ -/]*[0-~]?"
-)
-# What is left of the C0 controls but tab and newline, DEL and the C1 controls.
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from orchestrator.text import for_terminal
 
-
-def for_terminal(text: str) -> str:
-    """text without escape sequences and control characters; tabs and newlines (multi-line text) stay."""
-    return CONTROL.sub("", SEQUENCE.sub("", text.replace("\r\n", "\n")))
+__all__ = ["TerminalConsole", "clip", "for_terminal", "plain"]
 
 
 def clip(text: str, width: int) -> str:

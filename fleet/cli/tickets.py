@@ -26,6 +26,7 @@ from fleet.cli.console import (
     print_json,
     spec_from,
 )
+from fleet.cli.follow import follow
 from orchestrator import review as reviews
 from orchestrator import views
 from orchestrator.errors import FleetError
@@ -146,9 +147,16 @@ def show_attempt(a: dict[str, Any], last: bool) -> None:
 
 @commands.command()
 @one_line_errors
-def logs(attempt: int, as_json: JsonFlag = False) -> None:
-    """An attempt's prompt, transcript and verification output."""
-    with Context().db.session() as s:
+def logs(
+    attempt: int,
+    follow_: Annotated[
+        bool, typer.Option("--follow", "-f", help="Then print the agent's output as it comes, until the agent ends.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """An attempt's prompt, transcript and verification output; while its agent runs, its output so far."""
+    db = Context().db
+    with db.session() as s:
         a = queries.get_attempt(s, attempt)
         parts = [("prompt", a.prompt), ("transcript", a.transcript)]
         if a.verification is not None:
@@ -159,6 +167,9 @@ def logs(attempt: int, as_json: JsonFlag = False) -> None:
         out.rule(name)
         # Not through rich: it expands tabs and drops some characters, and this text must read as stored.
         sys.stdout.write(as_lines(text))
+    if follow_:
+        status = follow(db, attempt, parts[1][1])
+        out.print(f"\n[the agent ended: attempt {attempt} is {status}]", markup=False)
 
 
 @commands.command()

@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from db import dashboard
+from orchestrator.web import render
 from orchestrator.web.auth import Principal, Role, require
 from orchestrator.web.state import WebState, web_state
 
@@ -29,19 +30,29 @@ def sse(event: str, data: Any) -> str:
 
 
 class TicketWatch:
-    """Emits a 'ticket' event whenever a ticket's status or any of its attempts changes."""
+    """Emits a 'ticket' event whenever a ticket's status or any of its attempts changes, and a 'transcript' event
+    with a running agent's output so far whenever it grew (the page sets it as text, never as HTML)."""
 
     def __init__(self, state: WebState, ticket_id: int) -> None:
         self.state, self.ticket_id = state, ticket_id
         self.last: Any = None
+        self.transcripts: dict[int, str] = {}
 
     def poll(self) -> list[str]:
         with self.state.db.session() as s:
             now = dashboard.ticket_fingerprint(s, self.ticket_id)
+            running = dashboard.running_transcripts(s, self.ticket_id)
+        out = [
+            sse("transcript", {"id": attempt_id, "text": render.readable(text)})
+            for attempt_id, text in sorted(running.items())
+            if self.transcripts.get(attempt_id) != text
+        ]
+        self.transcripts = running
         if now == self.last:
-            return []
+            return out
         self.last = now
-        return [sse("ticket", {"id": self.ticket_id, "status": now[0], "reason": now[1], "attempts": len(now[2])})]
+        changed = {"id": self.ticket_id, "status": now[0], "reason": now[1], "attempts": len(now[2])}
+        return [sse("ticket", changed), *out]
 
 
 class ListWatch:

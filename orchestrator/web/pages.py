@@ -47,6 +47,7 @@ templates.env.globals.update(
     age=render.age,
     duration=render.duration,
     tail=render.tail,
+    readable=render.readable,
 )
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 Submitter = Annotated[Principal, Depends(require(Role.SUBMITTER))]

@@ -10,6 +10,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer
 
 from db.models import utcnow
+from orchestrator.text import for_terminal
 from orchestrator.web.figures import Bucket
 
 MAX_DIFF_CHARS = 400_000
@@ -30,6 +31,12 @@ def diff_html(diff: str) -> Markup:
 def tail(text: str, limit: int = MAX_TEXT_CHARS) -> str:
     """The end of a long text (transcripts keep their conclusion at the end)."""
     return text if len(text) <= limit else f"[... {len(text) - limit} characters cut ...]\n" + text[-limit:]
+
+
+def readable(text: str) -> str:
+    """The end of an agent's or a command's output, without the characters that drive a terminal (Jinja or
+    textContent escapes the rest)."""
+    return tail(for_terminal(text))
 
 
 def bar_chart(points: list[Bucket], label: str, slot: str, span: str) -> Markup:

@@ -76,4 +76,5 @@ def run_agent_command(
         grace_seconds=grace_seconds,
         stdin=stdin,
         join_cgroups=task.cgroup_procs,
+        on_output=task.on_output,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +24,8 @@ class AgentTask:
     # Every command the agent starts runs as [*wrapper, *argv] (the sandbox) and joins these cgroups (its limits).
     wrapper: tuple[str, ...] = ()
     cgroup_procs: tuple[Path, ...] = ()
+    # Called with each chunk the agent's commands print, as they print it, from a reader thread: it must be quick.
+    on_output: Callable[[bytes], None] | None = None
 
 
 @dataclass(frozen=True)

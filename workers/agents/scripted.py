@@ -17,6 +17,7 @@ Scripts:
     sleep SECONDS    sleeps, then fix-add (for kill and cancel tests).
     noisy            prints 5 MB, then fix-add (for bounded transcripts).
     hang             sleeps forever.
+    wait-for PATH    prints a line, waits until PATH exists, then fix-add (for live transcripts).
 
 Gaming scripts: each "fixes" add (tests/test_calc.py::test_add) with one known attack on the tests instead
 of the code, so that verification can be shown to refuse it (tests/e2e_verification):
@@ -183,7 +184,7 @@ SCRIPT_EDITS: dict[str, tuple[Edit, ...]] = {
         (INI_TESTS, '    "comment2": ("; comment", []),\n', ""),
     ),
 }
-SCRIPTS = ("needs-feedback", "sleep", "noisy", "hang", "when", "idle-once", "reads-nothing", *SCRIPT_EDITS)
+SCRIPTS = ("needs-feedback", "sleep", "wait-for", "noisy", "hang", "when", "idle-once", "reads-nothing", *SCRIPT_EDITS)
 
 SAMPLE_CALC = '''"""A tiny calculator with bugs for Fleet's demo agents to fix."""
 
@@ -295,6 +296,10 @@ def run_script(script: str, args: list[str], root: Path) -> int:
         seconds = float(args[0]) if args else 1.0
         print(f"sleeping {seconds:g}s", flush=True)
         time.sleep(seconds)
+    elif script == "wait-for":
+        print(f"waiting for {Path(args[0]).name}", flush=True)
+        while not Path(args[0]).exists():
+            time.sleep(0.05)
     elif script == "noisy":
         _print_noise(NOISE_BYTES)
     elif script == "hang":

@@ -22,6 +22,7 @@ from workers.cgroups import attempt_cgroup
 from workers.pipeline.agent_plan import agent_options, agent_sandbox
 from workers.pipeline.baselines import context_pack
 from workers.pipeline.job import Job, declared_paths, hidden_paths, job_secrets, why_unsandboxed
+from workers.pipeline.live import live_transcript
 from workers.pipeline.unit import Unit, perform, record_error
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
@@ -46,7 +47,11 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str
     with rt.pool(job.repo_key, "agent", mirror).lease(job.base_sha) as worktree, rt.ports.lease(job.ports) as ports:
         setup_log = _prepare_worktree(rt, job, mirror, worktree.path, ports.env(), cancel, attempt_dir / "setup")
         sandbox, warning = agent_sandbox(rt, job, agent, worktree, attempt_dir)
-        with attempt_cgroup(*limits) as cgroup, _own_git_dir(worktree, attempt_dir, sandbox):
+        with (
+            attempt_cgroup(*limits) as cgroup,
+            _own_git_dir(worktree, attempt_dir, sandbox),
+            live_transcript(rt, unit) as live,
+        ):
             task = AgentTask(
                 worktree=worktree.path,
                 prompt_file=prompt_file,
@@ -58,6 +63,7 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str
                 env=ports.env() | pack_env | sandbox.env,
                 wrapper=sandbox.wrapper,
                 cgroup_procs=cgroup.procs_files if cgroup else (),
+                on_output=live.write,
             )
             try:
                 result = agent.run(task)

@@ -20,10 +20,20 @@ function refreshFrom(container) {
     .catch(() => {});
 }
 
+function showTranscript(container, data) {
+  // A running agent's output so far, as text (never HTML: it is the agent's); kept at the bottom if it was there.
+  const pre = container.querySelector('[data-transcript-of="' + data.id + '"]');
+  if (!pre) { refreshFrom(container); return; }  // the attempt started after the fragment was made
+  const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+  pre.textContent = data.text;
+  if (atBottom) pre.scrollTop = pre.scrollHeight;
+}
+
 function watchTicket(container) {
-  // Every event means the ticket or one of its attempts changed (the first one: since the page was made).
+  // A "ticket" event means the ticket or one of its attempts changed (the first one: since the page was made).
   const source = new EventSource(container.dataset.liveTicket);
   source.addEventListener("ticket", () => refreshFrom(container));
+  source.addEventListener("transcript", (event) => showTranscript(container, JSON.parse(event.data)));
 }
 
 function setStatus(el, status) {
