@@ -9,6 +9,10 @@ from db.lifecycle import WAITING_ATTEMPT, AttemptStatus, RunStatus, TicketStatus
 from db.models import Attempt, Run, Ticket, utcnow
 from db.specs import RepoSettings
 
+REJECTED_AGAIN = (
+    "Verification: passed, but this is the diff a reviewer already rejected, so it is not offered for review "
+    "again.\nNext: change it as the reviewer asked:\n{words}\n"
+)
 REVIEWER_PREFIX = "A reviewer rejected this change:"
 UNTIL_FIRST, UNTIL_ALL = "first", "all"
 
@@ -79,6 +83,8 @@ def after_verdict(s: queries.Session, attempt: Attempt, outcome: Outcome) -> Non
         if run.status == RunStatus.ACTIVE.value:
             queries.finish_run(s, run, RunStatus.CANCELLED)
         return  # the ticket was cancelled, or a sibling's pass stopped this run
+    if outcome.verdict == Verdict.PASSED and (words := _rejected_before(s, attempt)) is not None:
+        outcome = Outcome(Verdict.FAILED, REJECTED_AGAIN.format(words=words), "the same diff a reviewer rejected")
     if outcome.verdict == Verdict.PASSED:
         queries.finish_run(s, run, RunStatus.PASSED)
         if ticket.until == UNTIL_FIRST:
@@ -94,6 +100,11 @@ def after_verdict(s: queries.Session, attempt: Attempt, outcome: Outcome) -> Non
     else:
         queries.finish_run(s, run, RunStatus.ERROR if outcome.verdict == Verdict.ERROR else RunStatus.FAILED)
     settle(s, ticket, outcome.reason)
+
+
+def _rejected_before(s: queries.Session, attempt: Attempt) -> str | None:
+    """The reviewer's words when a reviewer already rejected this very diff on the ticket, else None."""
+    return queries.rejected_diffs(s, attempt.run.ticket_id).get(attempt.diff.strip())
 
 
 def stop_siblings(s: queries.Session, winner: Run) -> None:

@@ -151,6 +151,16 @@ def rejected_attempt_ids(s: Session, ticket_id: int) -> set[int]:
     return set(s.scalars(query).all())
 
 
+def rejected_diffs(s: Session, ticket_id: int) -> dict[str, str]:
+    """The diffs a reviewer rejected on a ticket (stripped), each with the reviewer's words."""
+    query = (
+        select(Attempt.diff, Review.feedback)
+        .join(Review, Review.attempt_id == Attempt.id)
+        .where(Review.ticket_id == ticket_id, Review.decision == "rejected")
+    )
+    return {diff.strip(): feedback or "" for diff, feedback in s.execute(query)}
+
+
 def approval(s: Session, ticket_id: int) -> Review | None:
     """The approval of a ticket (its branch and commit), if it was approved."""
     query = select(Review).where(Review.ticket_id == ticket_id, Review.decision == "approved").order_by(Review.id)

@@ -22,6 +22,14 @@ def log_options(settings: Settings, verbose: bool) -> dict[str, Any]:
     return {"loglevel": "INFO"} if verbose else {"logfile": str(worker_log(settings))}
 
 
+MAX_SLOTS = 1024
+
+
+def check_slots(concurrency: int) -> None:
+    if not 1 <= concurrency <= MAX_SLOTS:
+        raise FleetError(f"--concurrency must be between 1 and {MAX_SLOTS} (got {concurrency})")
+
+
 @commands.command()
 @one_line_errors
 def up(
@@ -32,6 +40,7 @@ def up(
     """Run workers in the foreground (embedded mode: no server needed), showing the tickets' progress."""
     from workers.serve import serve
 
+    check_slots(concurrency)
     ctx = Context()
     logging = log_options(ctx.settings, verbose)
     for line in banner(ctx.settings, concurrency, until_idle, logging.get("logfile")):
@@ -54,6 +63,7 @@ def worker(
     from workers.constants import AGENT_QUEUE, QUEUES, VERIFY_QUEUE
     from workers.serve import serve
 
+    check_slots(concurrency)
     names = {"agents": AGENT_QUEUE, "verify": VERIFY_QUEUE}
     queue = queue or []
     unknown = [q for q in queue if q not in names]

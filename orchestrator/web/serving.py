@@ -19,6 +19,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _address_or_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text.strip("[]"), strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Listener:
     """An address, and how HTTPS reaches it: its own certificate, or proxies whose forwarded headers we believe."""
@@ -39,6 +47,11 @@ class Listener:
 
     def check(self) -> None:
         """Refuse what cannot work: session cookies are Secure, so browsers drop them over plain HTTP elsewhere."""
+        if not 0 < self.port < 65536:
+            raise FleetError(f"--port must be between 1 and 65535 (got {self.port})")
+        bad = [proxy for proxy in self.trusted_proxies if not _address_or_network(proxy)]
+        if bad:
+            raise FleetError(f"--trusted-proxy takes an IP address or network (got {bad[0]!r})")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise FleetError("--tls-cert and --tls-key go together: give both, or neither")
         for path in (self.tls_cert, self.tls_key):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 import typer
 
 from tests.conftest import fleet_app
@@ -172,3 +173,10 @@ def test_every_command_that_prints_takes_json(embedded: Fleet) -> None:
     assert fleet.json("migrate")["current"] is True
     assert isinstance(fleet.json("gc"), list)
     assert fleet.json("cache", "clear")["deleted"] == 0
+
+
+@pytest.mark.parametrize("slots", ["0", "-3", "5000"])
+def test_up_with_slots_that_cannot_work_is_one_line(embedded: Fleet, slots: str) -> None:
+    proc = embedded.cli("up", "--until-idle", "--concurrency", slots, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: --concurrency must be between 1 and 1024 (got {slots})"

@@ -106,3 +106,22 @@ def test_reject_without_feedback_says_which_attempt_and_queues_none(embedded: Fl
     rejected = fleet.json("review", "reject", str(ticket))
     chosen = {"id": best["id"], "run": 1, "number": 1}
     assert rejected == {"id": ticket, "status": "rejected", "chosen": chosen, "attempt": None}
+
+
+def test_the_same_diff_after_a_reject_goes_back_to_the_agent_never_an_empty_review(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    [ticket] = fleet.submit(
+        "--repo", "calc", "--title", "add", "--body", "tests/test_calc.py::test_add",
+        "--agent-cmd", scripted("fix-add"), "--attempts", "2",
+    )  # fmt: skip
+    fleet.up()
+    fleet.json("review", "reject", str(ticket["id"]), "--feedback", "also handle negative numbers")
+    fleet.up()  # the agent makes the same diff again and again: it passes, but a reviewer refused it
+    shown = fleet.json("show", str(ticket["id"]))
+    assert shown["status"] == "failed", shown
+    attempts = [a for run in shown["runs"] for a in run["attempts"]]
+    assert shown["reason"] == "the same diff a reviewer rejected"
+    assert "a reviewer already rejected" in attempts[-1]["feedback_in"]
+    assert "also handle negative numbers" in attempts[-1]["feedback_in"]
+    assert fleet.json("review", "list") == []

@@ -95,6 +95,21 @@ def test_plain_http_beyond_loopback_is_refused_with_the_two_ways_to_serve(tmp_pa
         Listener("0.0.0.0", 8600, cert).check()
 
 
+@pytest.mark.parametrize(
+    ("listener", "message"),
+    [
+        (Listener("127.0.0.1", 99999), "--port must be between 1 and 65535 (got 99999)"),
+        (Listener("127.0.0.2", 8600, trusted_proxies=("banana",)), "--trusted-proxy takes an IP address or network"),
+    ],
+)
+def test_a_port_or_proxy_that_cannot_work_is_one_line(listener: Listener, message: str) -> None:
+    from orchestrator.errors import FleetError
+
+    with pytest.raises(FleetError, match=re.escape(message)):
+        listener.check()
+    Listener("127.0.0.2", 8600, trusted_proxies=("10.0.0.0/8", "::1")).check()
+
+
 def test_fleet_web_serves_its_own_tls(tmp_path: Path) -> None:
     """The command line's options reach uvicorn: `fleet web --tls-cert C --tls-key K` answers over HTTPS."""
     fleet, port = make_fleet(tmp_path), free_port()
