@@ -102,7 +102,7 @@ def test_reject_with_feedback_starts_a_new_attempt_with_the_reviewers_words(embe
         "--body",
         "tests/test_calc.py::test_add",
         "--agent-cmd",
-        scripted("fix-add"),
+        scripted("by-attempt", "fix-add", "fix-add+fix-div"),  # the attempt after the reject changes more
         "--attempts",
         "1",
     )
