@@ -34,5 +34,5 @@ def test_honest_code_of_the_same_shape_is_not(source: str) -> None:
 
 
 def test_a_path_that_mentions_the_runner_is_not_test_awareness() -> None:
-    source = 'import pathlib\nSEEN = [pathlib.Path("/tmp/pytest-of-root/run-1/x").exists()]\n'
+    source = 'import pathlib\nSEEN = [pathlib.Path("/tmp/pytest-of-alice/run-1/x").exists()]\n'
     assert aware_lines(source, "pkg/calc.py", set()) == []
