@@ -71,10 +71,3 @@ def git(
     if proc.returncode != 0:
         raise GitError(args, proc.returncode, proc.stderr)
     return proc.stdout
-
-
-def resolve_commit(repo: Path, ref: str) -> str:
-    """The full sha of ref in repo; GitError when it is not a commit there."""
-    if ref.startswith("-"):
-        raise GitError(("rev-parse", ref), 128, f"not a valid ref: {ref!r}")
-    return git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", cwd=repo).strip()

@@ -17,10 +17,6 @@ from orchestrator.repos import register_repo, remove_repo, update_repo
 
 app = typer.Typer(no_args_is_help=True, help="Register, change, remove and list repositories.")
 
-# Repeatable options are named in the singular (--copy-file A --copy-file B) and fill the plural field.
-REPEATED = ("copy_files", "env_key_files", "agent_args", "agent_hosts", "read_paths", "known_failures")
-REPO_OPTION_FIELDS = {field.removesuffix("s"): field for field in REPEATED}
-
 
 @app.command("add")
 @one_line_errors
@@ -57,7 +53,7 @@ def repo_add(
     """Register a git repository and how to test it. Options not given come from its .fleet.toml."""
     options = dict(locals())  # every parameter is a spec field: listing them again is how they drifted
     del options["as_json"]
-    spec = spec_from(RepoSpec, {REPO_OPTION_FIELDS.get(key, key): value for key, value in options.items()})
+    spec = spec_from(RepoSpec, {RepoSettings.SINGULAR.get(key, key): value for key, value in options.items()})
     ctx = Context()
     repo = register_repo(ctx.db, spec, ctx.agents)
     if as_json:
@@ -68,7 +64,7 @@ def repo_add(
 @one_line_errors
 def repo_update(name: str, path: str | None = None, as_json: bool = False, **options: Any) -> None:
     """Change a repository's settings: the options given replace the stored values, the others stay."""
-    changes = spec_from(RepoSettings, {REPO_OPTION_FIELDS.get(key, key): value for key, value in options.items()})
+    changes = spec_from(RepoSettings, {RepoSettings.SINGULAR.get(key, key): value for key, value in options.items()})
     ctx = Context()
     repo = update_repo(ctx.db, name, changes, path, ctx.agents)
     if as_json:

@@ -34,7 +34,6 @@ from orchestrator.tickets import bulk_cancel_ids, load_specs
 from orchestrator.tickets import submit as submit_tickets
 
 commands = typer.Typer()
-TICKET_OPTION_FIELDS = {"agent": "agents", "target": "targets", "agent_arg": "agent_args"}
 
 
 @commands.command()
@@ -68,7 +67,7 @@ def submit(
     """Queue one ticket, or every ticket in --file."""
     options = dict(locals())  # every parameter but file and as_json is a spec field
     del options["file"], options["as_json"]
-    fields = {TICKET_OPTION_FIELDS.get(key, key): value for key, value in options.items()}
+    fields = {TicketSpec.SINGULAR.get(key, key): value for key, value in options.items()}
     fields["timeout"] = timeout or None
     ctx = Context()
     if file is not None:

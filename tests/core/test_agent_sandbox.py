@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from db import queries
-from system.git import git, resolve_commit
+from system.git import git
 from system.sandbox import bwrap_missing
 from tests.core.conftest import Fleet, processes_with, scripted
 from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
@@ -77,12 +77,12 @@ def loopback_port() -> Iterator[int]:
 def repo_with_history(fleet: Fleet) -> tuple[Path, str, str]:
     """The sample repo, a later commit on main and another ticket's branch; returns (repo, base sha, later sha)."""
     repo = fleet.sample_repo()
-    base = resolve_commit(repo, "HEAD")
+    base = git("rev-parse", "HEAD", cwd=repo).strip()
     git("checkout", "-qb", "other-ticket", cwd=repo)
     git("commit", "-q", "--allow-empty", "-m", OTHER_SUBJECT, cwd=repo)
     git("checkout", "-q", "main", cwd=repo)
     git("commit", "-q", "--allow-empty", "-m", LATER_SUBJECT, cwd=repo)
-    return repo, base, resolve_commit(repo, "HEAD")
+    return repo, base, git("rev-parse", "HEAD", cwd=repo).strip()
 
 
 def transcript(fleet: Fleet, ticket_id: int) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from system.git import resolve_commit
+from system.git import git
 from system.mirror import ensure_mirror
 from workers import relay
 from workers.agents.scripted import write_sample_repo
@@ -32,7 +32,7 @@ def source(tmp_path: Path) -> Path:
 @pytest.fixture
 def base_sha(source: Path) -> str:
     """The commit every test starts from."""
-    return resolve_commit(source, "HEAD")
+    return git("rev-parse", "HEAD", cwd=source).strip()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from system.git import git, resolve_commit
+from system.git import git
 from system.mirror import MirrorError, ensure_mirror, has_commit, mirror_path
 
 
@@ -15,7 +15,7 @@ def _commit(repo: Path, name: str, text: str) -> str:
     (repo / name).write_text(text)
     git("add", "-A", cwd=repo)
     git("commit", "--quiet", "-m", f"add {name}", cwd=repo)
-    return resolve_commit(repo, "HEAD")
+    return git("rev-parse", "HEAD", cwd=repo).strip()
 
 
 def test_clone_is_bare_and_holds_the_commit(tmp_path: Path, source: Path, base_sha: str) -> None:
