@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from verification.patch import unquote_path
+
 AWARE_RULE = "test-aware code"
 RUNNER_KEY = re.compile(r"pytest|fleet|junit", re.IGNORECASE)
 RUNNER_VARIABLE = re.compile(r"PYTEST_[A-Z_]+|FLEET_(?:JUNIT|REPORT|RESULTS)[A-Z_]*", re.IGNORECASE)
@@ -54,21 +56,13 @@ def aware_lines(source: str, path: str, lines: set[int]) -> list[str]:
     return [f"{path}:{line}: {what}" for line, what in sorted(first.items()) if not lines or line in lines]
 
 
-def unquoted(path: str) -> str:
-    """A path as git prints it: C-quoted (`"b/caf\\303\\251.py"`) when it has unusual bytes."""
-    if len(path) < 2 or not (path.startswith('"') and path.endswith('"')):
-        return path
-    raw = path[1:-1].encode("ascii", "backslashreplace").decode("unicode_escape")
-    return raw.encode("latin-1").decode("utf-8", "replace")
-
-
 def added_lines(diff: str) -> dict[str, set[int]]:
     """The new-file line numbers each file's hunks add, by path (from a unified diff)."""
     added: dict[str, set[int]] = {}
     path, line = "", 0
     for text in diff.splitlines():
         if text.startswith("+++ "):
-            path = unquoted(text[4:].split("\t")[0]).removeprefix("b/")
+            path = unquote_path(text[4:].split("\t")[0]).removeprefix("b/")
         elif text.startswith("@@"):
             match = re.match(r"@@ -\S+ \+(\d+)", text)
             line = int(match.group(1)) if match else 0

@@ -95,11 +95,12 @@ def _numstat(checkout: Path, diff: str) -> tuple[list[str], list[str]]:
 
 def _renamed_from(diff: str) -> set[str]:
     """Source paths of renames, which numstat leaves out."""
-    return {_unquote(m.group(1)) for m in _RENAME_FROM.finditer(diff)}
+    return {unquote_path(m.group(1)) for m in _RENAME_FROM.finditer(diff)}
 
 
-def _unquote(path: str) -> str:
-    if not (path.startswith('"') and path.endswith('"')):
+def unquote_path(path: str) -> str:
+    """A path as git prints it: C-quoted (`"b/caf\\303\\251.py"`) when it has unusual bytes."""
+    if len(path) < 2 or not (path.startswith('"') and path.endswith('"')):
         return path
     raw: bytes = codecs.escape_decode(path[1:-1].encode())[0]
     return raw.decode("utf-8", errors="replace")
