@@ -74,7 +74,7 @@ def sandboxed(spec: VerifySpec) -> bool:
 
 def readable_roots(spec: VerifySpec) -> tuple[Path, ...]:
     """The toolchains the test and setup commands need, and the declared paths, for the sandbox to show."""
-    path_var = (spec.env if spec.env is not None else os.environ).get("PATH", os.defpath)
+    path_var = spec.environment.get("PATH", os.defpath)
     return toolchain_roots(path_var, (spec.test_cmd, spec.setup_cmd or ""), (*spec.readable, PLUGIN_DIR))
 
 

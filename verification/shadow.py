@@ -43,7 +43,7 @@ def shadowing(checkout: Path, changed: Iterable[str], command: str, env: Mapping
     paths = [p for p in changed if (checkout / p).is_file()]
     if not paths:
         return []
-    reasons = [startup_reason(p) for p in paths if startup_reason(p)]
+    reasons = [reason for p in paths if (reason := startup_reason(p))]
     names = environment_modules(interpreter(command, env, checkout), checkout)
     roots = import_roots(checkout)
     for path in paths:
@@ -52,7 +52,7 @@ def shadowing(checkout: Path, changed: Iterable[str], command: str, env: Mapping
             if module and module in names and module not in PROJECT_FOLDERS and not _in_base(checkout, root, module):
                 reasons.append(_reason(path, module, names[module]))
                 break
-    return [r for r in reasons if r]
+    return reasons
 
 
 def startup_reason(path: str) -> str:

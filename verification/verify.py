@@ -80,6 +80,11 @@ class VerifySpec:
     env_cache: EnvCache | None = None  # None: every checkout runs the setup afresh
     env_key_files: tuple[str, ...] = DEFAULT_KEY_FILES
 
+    @property
+    def environment(self) -> Mapping[str, str]:
+        """The variables the test run starts from: env, or this process's when env is None."""
+        return self.env if self.env is not None else os.environ
+
 
 @dataclass
 class VerificationResult:
@@ -134,7 +139,7 @@ def prepare(
     copy_files(spec.copy_files, checkout)
     if not spec.setup_cmd:
         return
-    env = scrubbed_env(spec.env if spec.env is not None else os.environ)
+    env = scrubbed_env(spec.environment)
     wrapper: tuple[str, ...] = ()
     if sandboxed(spec):
         scratch = report_dir / "setup"
@@ -198,7 +203,7 @@ def verify_diff(
             prepare(checkout, spec, where, cancelled, report_dir)
     except SetupFailed as exc:
         return errored(str(exc))
-    refusals = gamed_reasons(checkout, diff, changed, spec.test_cmd, _env(spec), spec.protect)
+    refusals = gamed_reasons(checkout, diff, changed, spec.test_cmd, spec.environment, spec.protect)
     if refusals:
         return gamed(refusals, scan_diff(diff) + outside_area(changed, spec.area))
     run = run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, config)
@@ -248,10 +253,6 @@ def gamed(reasons: list[str], flags: list[str]) -> VerificationResult:
     result = _untested(Verdict.GAMED, reasons[0], feedback_refused(reasons))
     result.reasons, result.flags = list(reasons), flags
     return result
-
-
-def _env(spec: VerifySpec) -> Mapping[str, str]:
-    return spec.env if spec.env is not None else os.environ
 
 
 def errored(reason: str) -> VerificationResult:
