@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from db import lifecycle, queries
-from db.lifecycle import WAITING_ATTEMPT, AttemptStatus, RunStatus, TicketStatus, Verdict
+from db.lifecycle import ACTIVE_TICKET, WAITING_ATTEMPT, AttemptStatus, RunStatus, TicketStatus, Verdict
 from db.models import Attempt, Run, Ticket, utcnow
 from db.specs import RepoSettings
 
@@ -121,7 +121,7 @@ def settle(s: queries.Session, ticket: Ticket, reason: str) -> None:
     """Derive the ticket's status from its runs once a run has ended."""
     statuses = {RunStatus(run.status) for run in ticket.runs}
     current = TicketStatus(ticket.status)
-    if current not in (TicketStatus.QUEUED, TicketStatus.RUNNING):
+    if current not in ACTIVE_TICKET:
         return
     if RunStatus.PASSED in statuses and (ticket.until == UNTIL_FIRST or RunStatus.ACTIVE not in statuses):
         queries.set_ticket_status(s, ticket, TicketStatus.NEEDS_REVIEW, "a verified diff is waiting for review")

@@ -123,10 +123,10 @@ def _report(ctx: Context, ticket_ids: list[int], out: Console) -> None:
             verdicts = [a.verification.verdict if a.verification else a.status for r in t.runs for a in r.attempts]
             table.add_row(*plain(t.id, t.title, t.status, " → ".join(verdicts), clip(t.status_reason, 80)))
         out.print(table)
-        waiting = [t for t in trees if review.candidates(t)]
+        waiting = [(t, found[0]) for t in trees if (found := review.candidates(t))]
         out.print(f"What a reviewer sees ({len(waiting)} verified diffs; failing tickets are never listed):")
-        for t in waiting:
-            best = views.attempt_view(review.candidates(t)[0].attempt, with_text=True)
+        for t, candidate in waiting:
+            best = views.attempt_view(candidate.attempt, with_text=True)
             v = best["verification"]
             out.rule(f"ticket {t.id}: {t.title} — attempt {best['number']}, {best['diff_stat']}")
             out.print(f"fixed: {', '.join(v['fail_to_pass'])}; still passing: {v['pass_to_pass']} tests", markup=False)

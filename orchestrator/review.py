@@ -249,9 +249,6 @@ def retry(db: Database, dispatcher: Dispatcher, settings: Settings, ticket_id: i
     return new
 
 
-CANCELLABLE = {s.value for s in lifecycle.sources(TicketStatus.CANCELLED, "cancel")}
-
-
 def cancel(db: Database, ticket_id: int, actor: str, spare_review: bool = False) -> bool:
     """Cancel a ticket; with spare_review, one waiting for review (even if it got there a moment ago) is left alone
     and False returned: `cancel --all` never drops verified diffs it was not told to."""
@@ -263,16 +260,6 @@ def cancel(db: Database, ticket_id: int, actor: str, spare_review: bool = False)
         lifecycle.require(ticket, TicketStatus.CANCELLED, "cancel", refusal)
         policy.cancel(s, ticket, actor)
     return True
-
-
-def cancel_repo(db: Database, repo: str, actor: str) -> list[int]:
-    """Cancel every active or reviewable ticket of a repository; returns their ids."""
-    with db.session() as s:
-        queries.get_repo(s, repo)
-        ids = sorted(t.id for t in queries.list_tickets(s, repo=repo, limit=1_000_000) if t.status in CANCELLABLE)
-    for ticket_id in ids:
-        cancel(db, ticket_id, actor)
-    return ids
 
 
 LineComment = tuple[str, int, str]  # (file, line in the new version, the reviewer's words)

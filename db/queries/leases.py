@@ -48,14 +48,17 @@ def claim(s: Session, attempt_id: int, waiting: AttemptStatus, leased: AttemptSt
     return _changed(result) == 1
 
 
+# An attempt that no worker holds: what every release of a lease writes.
+RELEASED: dict[str, None] = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
+
+
 def advance(s: Session, attempt_id: int, lease: Lease, to: AttemptStatus, **values: Any) -> bool:
     """Move a leased attempt on, only while lease.token still holds it (fencing against zombies)."""
     sources, moved = lifecycle.bulk(to, among=LEASED_ATTEMPT)
-    release = dict(lease_owner=None, lease_token=None, lease_expires_at=None)
     result = s.execute(
         update(Attempt)
         .where(Attempt.id == attempt_id, Attempt.lease_token == lease.token, Attempt.status.in_(sources))
-        .values(**moved, **release, **values)
+        .values(**moved, **RELEASED, **values)
     )
     return _changed(result) == 1
 
@@ -116,9 +119,7 @@ def expire_leases(s: Session) -> list[tuple[int, AttemptStatus]]:
             .where(Attempt.id == attempt_id, Attempt.lease_token == token, Attempt.status.in_(sources))
             .values(
                 **moved,
-                lease_owner=None,
-                lease_token=None,
-                lease_expires_at=None,
+                **RELEASED,
                 recoveries=Attempt.recoveries + 1,
                 dispatched_at=utcnow(),
             )

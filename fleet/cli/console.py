@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel
@@ -23,9 +23,6 @@ from fleet.wiring import celery_dispatcher
 from orchestrator.dispatch import AgentRule, LazyDispatcher
 from orchestrator.errors import FleetError
 from system.settings import Settings
-
-if TYPE_CHECKING:
-    pass
 
 # Ticket text, prompts and transcripts are data: no emoji codes, no markup, no wrapping of error lines, and no
 # control characters (fleet/cli/cells.py).

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from orchestrator.errors import FleetError
-
-if TYPE_CHECKING:
-    pass
-
 from fleet.cli.console import Context, JsonFlag, one_line_errors, out, print_json
+from orchestrator.errors import FleetError
 
 commands = typer.Typer()
 

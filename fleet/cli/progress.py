@@ -14,13 +14,11 @@ from urllib.parse import urlsplit
 
 from db import queries
 from db.engine import Database
-from db.lifecycle import AttemptStatus, TicketStatus
+from db.lifecycle import ACTIVE_TICKET, LEASED_ATTEMPT, TicketStatus
 from system.settings import Settings
 
-ACTIVE = (TicketStatus.QUEUED, TicketStatus.RUNNING)
 VERIFIED = (TicketStatus.NEEDS_REVIEW, TicketStatus.APPROVED)
 FAILED = (TicketStatus.FAILED, TicketStatus.ERROR)
-BUSY = (AttemptStatus.RUNNING, AttemptStatus.VERIFYING)
 PLAIN_EVERY_SECONDS = 10.0  # without a terminal, a line when something changed, and at least this often
 
 
@@ -39,7 +37,7 @@ class Snapshot:
 def snapshot(db: Database) -> Snapshot:
     with db.session() as s:
         attempts = queries.attempt_counts(s)
-        return Snapshot(queries.ticket_counts(s), sum(attempts.get(a, 0) for a in BUSY), queries.spend(s))
+        return Snapshot(queries.ticket_counts(s), sum(attempts.get(a, 0) for a in LEASED_ATTEMPT), queries.spend(s))
 
 
 @dataclass(frozen=True)
@@ -64,8 +62,8 @@ class Progress:
 
 def progress(start: Snapshot, now: Snapshot, elapsed: float) -> Progress:
     """Pure: the progress between two snapshots; the ETA assumes the pace so far holds."""
-    total = start.count(ACTIVE) + max(sum(now.tickets.values()) - sum(start.tickets.values()), 0)
-    done = max(total - now.count(ACTIVE), 0)
+    total = start.count(ACTIVE_TICKET) + max(sum(now.tickets.values()) - sum(start.tickets.values()), 0)
+    done = max(total - now.count(ACTIVE_TICKET), 0)
     eta = elapsed / done * (total - done) if done and total > done else None
     return Progress(
         done=done,

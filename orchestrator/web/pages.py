@@ -18,7 +18,7 @@ from db.specs import MAX_BODY, TOKEN_NAME, SpecError, TicketSpec, parse
 from orchestrator import review as reviews
 from orchestrator import views
 from orchestrator.errors import FleetError
-from orchestrator.tickets import submit
+from orchestrator.tickets import CANCELLABLE, submit
 from orchestrator.web import diffview, figures, render
 from orchestrator.web.api import may_change, ticket_owner, token_view
 from orchestrator.web.auth import (
@@ -248,7 +248,7 @@ def ticket_context(state: WebState, ticket_id: int) -> dict[str, Any]:
         "submitted_by": submitted_by,
         "landed": landed,
         "events": events,
-        "cancellable": ticket["status"] in reviews.CANCELLABLE,
+        "cancellable": ticket["status"] in CANCELLABLE,
         "retryable": ticket["status"] in ("failed", "error", "cancelled"),
     }
 
