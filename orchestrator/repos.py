@@ -133,7 +133,7 @@ def remove_repo(db: Database, name: str) -> int:
     """Forget a repository and its finished tickets; refused while any ticket of it is open or waits for review."""
     with db.session() as s:
         queries.get_repo(s, name)
-        open_ids = sorted(t.id for t in queries.list_tickets(s, repo=name, limit=1_000_000) if t.status in OPEN)
+        open_ids = [ticket_id for ticket_id, _ in queries.repo_tickets_in(s, name, OPEN)]
         if open_ids:
             shown = ", ".join(map(str, open_ids[:10])) + (", ..." if len(open_ids) > 10 else "")
             raise FleetError(

@@ -251,6 +251,6 @@ def bulk_cancel_ids(db: Database, repo: str, include_review: bool) -> tuple[list
     A ticket waiting for review holds verified diffs someone paid agents for: only --include-review cancels it."""
     with db.session() as s:
         queries.get_repo(s, repo)
-        tickets = [t for t in queries.list_tickets(s, repo=repo, limit=1_000_000) if t.status in CANCELLABLE]
-    kept = [t.id for t in tickets if t.status == TicketStatus.NEEDS_REVIEW and not include_review]
-    return sorted(t.id for t in tickets if t.id not in kept), len(kept)
+        tickets = queries.repo_tickets_in(s, repo, CANCELLABLE)
+    kept = [ticket_id for ticket_id, status in tickets if status == TicketStatus.NEEDS_REVIEW and not include_review]
+    return [ticket_id for ticket_id, _ in tickets if ticket_id not in kept], len(kept)

@@ -181,7 +181,7 @@ def verify_diff(
     try:
         changed = check_patch(checkout, diff)
     except PatchRefused as exc:
-        return refused(exc.reason, untested_feedback(exc.reason, baseline, _targets(spec, baseline, []), spec))
+        return _refused_patch(exc, baseline, spec)
     fresh_env = spec.env_cache is None or bool(key_files_changed(changed, spec.env_key_files))
     where = "the verification checkout"
     try:
@@ -191,7 +191,7 @@ def verify_diff(
     except SetupFailed as exc:
         return errored(str(exc))
     except PatchRefused as exc:
-        return refused(exc.reason, untested_feedback(exc.reason, baseline, _targets(spec, baseline, []), spec))
+        return _refused_patch(exc, baseline, spec)
     config = _config(checkout, spec)  # read from HEAD, which applying the diff does not move: once is enough
     reverted = [] if spec.allow_test_edits else restore(checkout, _to_protect(checkout, changed, spec, config))
     try:
@@ -225,6 +225,11 @@ def verify_diff(
     if known_failing:
         result.warnings.append(f"{KNOWN_FAILING}: {', '.join(known_failing[:10])}")
     return result
+
+
+def _refused_patch(exc: PatchRefused, baseline: TestRun, spec: VerifySpec) -> VerificationResult:
+    """A diff git would not take: the reason, and what the targets still need (no test ran)."""
+    return refused(exc.reason, untested_feedback(exc.reason, baseline, _targets(spec, baseline, []), spec))
 
 
 def outside_area(changed: list[str], area: tuple[str, ...]) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func, select
@@ -74,6 +74,17 @@ def list_tickets(s: Session, status: str | None = None, repo: str | None = None,
     if repo:
         query = query.join(Repo).where(Repo.name == repo)
     return s.scalars(query).all()
+
+
+def repo_tickets_in(s: Session, repo: str, statuses: Iterable[str]) -> list[tuple[int, str]]:
+    """(id, status) of a repository's tickets in the given statuses, by id, filtered in the database."""
+    query = (
+        select(Ticket.id, Ticket.status)
+        .join(Repo)
+        .where(Repo.name == repo, Ticket.status.in_(list(statuses)))
+        .order_by(Ticket.id)
+    )
+    return [(ticket_id, status) for ticket_id, status in s.execute(query)]
 
 
 def get_attempt(s: Session, attempt_id: int) -> Attempt:

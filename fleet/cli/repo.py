@@ -53,7 +53,7 @@ def repo_add(
     """Register a git repository and how to test it. Options not given come from its .fleet.toml."""
     options = dict(locals())  # every parameter is a spec field: listing them again is how they drifted
     del options["as_json"]
-    spec = spec_from(RepoSpec, {RepoSettings.SINGULAR.get(key, key): value for key, value in options.items()})
+    spec = spec_from(RepoSpec, options)  # the spec takes the options' singular names (SINGULAR)
     ctx = Context()
     repo = register_repo(ctx.db, spec, ctx.agents)
     if as_json:
@@ -64,7 +64,7 @@ def repo_add(
 @one_line_errors
 def repo_update(name: str, path: str | None = None, as_json: bool = False, **options: Any) -> None:
     """Change a repository's settings: the options given replace the stored values, the others stay."""
-    changes = spec_from(RepoSettings, {RepoSettings.SINGULAR.get(key, key): value for key, value in options.items()})
+    changes = spec_from(RepoSettings, options)  # the spec takes the options' singular names (SINGULAR)
     ctx = Context()
     repo = update_repo(ctx.db, name, changes, path, ctx.agents)
     if as_json:
