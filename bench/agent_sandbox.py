@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from system.git import git, resolve_commit
+from system.git import git
 from system.mirror import ensure_mirror
 from system.sandbox import toolchain_roots
 from workers.agent_git import make_agent_gitdir
@@ -54,7 +54,7 @@ def median_ms(action: Callable[[int], object], rounds: int) -> float:
 
 
 def measure(work: Path, source: Path, rounds: int) -> dict[str, float]:
-    sha = resolve_commit(source, "HEAD")
+    sha = git("rev-parse", "HEAD", cwd=source).strip()
     mirror = ensure_mirror(work / "mirrors", f"bench-{source.name}", str(source), sha)
     with WorktreePool(work / "pool" / source.name, mirror, size=1).lease(sha) as worktree:
         gitdir = owning_gitdir(worktree.path, mirror)

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from system.git import git, resolve_commit  # noqa: E402
+from system.git import git  # noqa: E402
 from system.mirror import ensure_mirror  # noqa: E402
 from tests.wheelhouse import build_wheelhouse  # noqa: E402
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache  # noqa: E402
@@ -91,10 +91,10 @@ def one_round(work: Path, source: Path, setup: str, env: dict[str, str]) -> dict
     work.mkdir(parents=True)
     bare_checkout = work / "bare"
     git("clone", "-q", str(source), str(bare_checkout), cwd=work)
-    mirror = ensure_mirror(work / "mirrors", "shop", str(source), resolve_commit(source, "HEAD"))
+    mirror = ensure_mirror(work / "mirrors", "shop", str(source), git("rev-parse", "HEAD", cwd=source).strip())
     pool = WorktreePool(work / "pool", mirror, size=2)
     use = CacheUse(EnvCache(work / "envs", max_bytes=2**32), "agent", (), DEFAULT_KEY_FILES)
-    sha = resolve_commit(source, "HEAD")
+    sha = git("rev-parse", "HEAD", cwd=source).strip()
 
     def fleet_setup(path: Path) -> None:
         set_up_environment(path, setup, where="bench", timeout=600, env=env, cache=use)

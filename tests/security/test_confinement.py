@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from system.git import resolve_commit
+from system.git import git
 from system.mirror import ensure_mirror
 from system.sandbox import (
     bwrap_missing,
@@ -132,7 +132,7 @@ def _as_user(wrapper: tuple[str, ...], user: str, scratch: Path) -> tuple[str, .
 def _agent_sandbox(host: Host, work: Path, user: str) -> Sandbox:
     source = work / "repo"
     write_sample_repo(source)
-    sha = resolve_commit(source, "HEAD")
+    sha = git("rev-parse", "HEAD", cwd=source).strip()
     mirror = ensure_mirror(host.fleet_home / "mirrors", "repo-1", str(source), sha)
     pool = WorktreePool(host.fleet_home / "worktrees", mirror, size=1)
     worktree = pool.lease(sha).__enter__()
