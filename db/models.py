@@ -131,6 +131,12 @@ class Attempt(Base):
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    # Model calls the gateway metered without a price for their model: their tokens count, their cost is unknown.
+    unpriced_calls: Mapped[int] = mapped_column(Integer, default=0)
+    # What the agent's CLI reported about itself, kept beside the gateway's figures as a cross-check.
+    reported_tokens_in: Mapped[int | None] = mapped_column(Integer)
+    reported_tokens_out: Mapped[int | None] = mapped_column(Integer)
+    reported_cost_usd: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     agent_finished_at: Mapped[datetime | None] = mapped_column()
@@ -138,6 +144,30 @@ class Attempt(Base):
 
     run: Mapped[Run] = relationship(back_populates="attempts")
     verification: Mapped[Verification | None] = relationship(back_populates="attempt", uselist=False)
+
+
+class ModelCall(Base):
+    """One request an agent made through the model gateway, with the usage its provider billed."""
+
+    __tablename__ = "model_calls"
+    __table_args__ = (UniqueConstraint("attempt_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    protocol: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(200), default="")
+    streamed: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[int] = mapped_column(Integer)  # the HTTP status the agent got
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float | None] = mapped_column(Float)  # None: no price known for the model ("unpriced")
+    duration: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text)
+    request: Mapped[str] = mapped_column(Text, default="")  # redacted and bounded, as is the response
+    response: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Verification(Base):

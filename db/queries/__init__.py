@@ -15,6 +15,7 @@ from db.queries.leases import (
     store_live_transcript,
     undelivered,
 )
+from db.queries.model_calls import Metered, add_model_call, metered, model_calls
 from db.queries.repos import add_repo, delete_repo, get_repo, list_repos, update_repo
 from db.queries.scheduling import (
     SCHEDULER_LOCK,
@@ -56,10 +57,12 @@ __all__ = [
     "SETTLED_TICKET",
     "AlreadyExists",
     "Lease",
+    "Metered",
     "NotFound",
     "Pending",
     "Session",
     "add_attempt",
+    "add_model_call",
     "add_repo",
     "delete_repo",
     "add_review",
@@ -79,6 +82,8 @@ __all__ = [
     "find_baseline",
     "finish_run",
     "get_attempt",
+    "metered",
+    "model_calls",
     "get_repo",
     "get_ticket",
     "in_flight",

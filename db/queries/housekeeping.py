@@ -14,7 +14,7 @@ from db.lifecycle import (
     AttemptStatus,
     TicketStatus,
 )
-from db.models import Attempt, Ticket, Verification
+from db.models import Attempt, ModelCall, Ticket, Verification
 
 # Tickets whose attempts nobody will run, rank or review again: their stored text can go.
 SETTLED_TICKET = (
@@ -68,6 +68,7 @@ def clear_attempt_text(s: Session, finished_before: datetime) -> tuple[int, int]
     ).one()
     s.execute(update(Attempt).where(Attempt.id.in_(settled)).values(transcript="", diff=""))
     s.execute(update(Verification).where(Verification.attempt_id.in_(settled)).values(output=""))
+    s.execute(update(ModelCall).where(ModelCall.attempt_id.in_(settled)).values(request="", response=""))
     return int(count), int(total)
 
 

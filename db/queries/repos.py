@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from db.models import Attempt, Baseline, Event, Repo, Review, Run, Ticket, Verification
+from db.models import Attempt, Baseline, Event, ModelCall, Repo, Review, Run, Ticket, Verification
 from db.queries.errors import AlreadyExists, NotFound
 
 
@@ -50,6 +50,7 @@ def delete_repo(s: Session, name: str) -> int:
     s.execute(delete(Event).where(Event.ticket_id.in_(tickets) | Event.attempt_id.in_(attempts)))
     s.execute(delete(Review).where(Review.ticket_id.in_(tickets)))
     s.execute(delete(Verification).where(Verification.attempt_id.in_(attempts)))
+    s.execute(delete(ModelCall).where(ModelCall.attempt_id.in_(attempts)))
     s.execute(delete(Attempt).where(Attempt.ticket_id.in_(tickets)))
     s.execute(delete(Run).where(Run.ticket_id.in_(tickets)))
     s.execute(delete(Ticket).where(Ticket.repo_id == repo.id))
