@@ -1,0 +1,232 @@
+"""One gate's HTTP handling: check the agent's key, refuse past the budget, forward with the real key, meter.
+
+Starlette serves the agent's side and httpx the provider's: both are already Fleet's dependencies (the web app,
+the llm agent), both stream, and the gateway then parses no HTTP itself, only the providers' bodies and events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from workers.gateway.protocols import (
+    FAMILIES,
+    Upstream,
+    answer_headers,
+    error_body,
+    presented_keys,
+    upstream_headers,
+    wire_of,
+)
+from workers.gateway.sse import Event, EventSplitter
+from workers.gateway.usage import Tally, Usage, Wire
+
+KEPT_BYTES = 64_000  # of each request and answer, in the transcript
+MAX_REQUEST_BYTES = 32 * 2**20
+NO_RETRY = {"x-should-retry": "false"}  # the Stainless SDKs (openai, anthropic) honour it
+
+
+@dataclass(frozen=True)
+class Call:
+    """One metered request as the gateway saw it."""
+
+    wire: Wire
+    model: str
+    streamed: bool
+    status: int
+    usage: Usage | None
+    duration: float
+    error: str | None
+    request: str
+    response: str
+
+
+class Meter(Protocol):
+    """Where a gate's calls go (the database), and what may stop them (the ticket's budget)."""
+
+    def refusal(self) -> str | None:
+        """Why no further model call may go out for this attempt, or None."""
+        ...
+
+    def record(self, call: Call) -> None: ...
+
+
+@dataclass
+class _Exchange:
+    """One request on its way through: what to record once its answer has ended."""
+
+    family: str
+    wire: Wire
+    model: str
+    streamed: bool
+    request: str
+    started: float
+    tally: Tally
+    strip_usage: bool = False
+
+
+def _json(data: bytes | str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= KEPT_BYTES:
+        return text
+    half = KEPT_BYTES // 2
+    return f"{text[:half]}\n[... {len(text) - KEPT_BYTES} characters left out ...]\n{text[-half:]}"
+
+
+def _model_in(family: str, rest: str, body: Any) -> str:
+    if family == "gemini":
+        return rest.rpartition("models/")[2].partition(":")[0]
+    return str(body.get("model") or "") if isinstance(body, dict) else ""
+
+
+def _asks_usage(wire: Wire, body: Any) -> bool:
+    """Ask a Chat Completions stream for its usage chunk when the client did not (it is then kept from the client)."""
+    if wire is not Wire.CHAT or not isinstance(body, dict) or not body.get("stream"):
+        return False
+    options = body.get("stream_options")
+    if isinstance(options, dict) and "include_usage" in options:
+        return False
+    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return True
+
+
+def _usage_chunk(data: Any) -> bool:
+    return isinstance(data, dict) and data.get("choices") == [] and isinstance(data.get("usage"), dict)
+
+
+class Handler:
+    """The gate's endpoint; `redact` hides every key in what is stored."""
+
+    def __init__(
+        self,
+        key: str,
+        upstreams: Mapping[str, Upstream],
+        meter: Meter,
+        client: Callable[[], httpx.AsyncClient],
+        redact: Callable[[str], str],
+        on_call: Callable[[Call, _Exchange | None], None],
+    ) -> None:
+        self.key, self.upstreams, self.meter, self.client = key, upstreams, meter, client
+        self.redact, self.on_call = redact, on_call
+
+    async def serve(self, request: Request) -> Response:
+        family, rest = request.path_params["family"], request.path_params["rest"]
+        if family not in FAMILIES or family not in self.upstreams:
+            return JSONResponse(error_body("openai", 404, "not_found", f"no model API at /{family}"), 404)
+        if self.key not in presented_keys(request.headers, request.query_params):
+            message = "fleet gateway: the request does not carry this attempt's key"
+            return JSONResponse(error_body(family, 401, "authentication_error", message), 401, NO_RETRY)
+        body = await request.body()
+        if len(body) > MAX_REQUEST_BYTES:
+            return JSONResponse(error_body(family, 413, "request_too_large", "request over 32 MiB"), 413)
+        wire = wire_of(family, rest)
+        if wire is None:
+            return await self._forward(request, family, rest, body, None)
+        parsed = _json(body) if body else None
+        streamed = ":streamGenerateContent" in rest or (isinstance(parsed, dict) and bool(parsed.get("stream")))
+        exchange = _Exchange(
+            family, wire, _model_in(family, rest, parsed), streamed, "", time.monotonic(), Tally(wire)
+        )
+        if (refusal := await asyncio.to_thread(self.meter.refusal)) is not None:
+            return self._refuse(exchange, refusal)
+        if _asks_usage(wire, parsed):
+            exchange.strip_usage, body = True, json.dumps(parsed).encode()
+        exchange.request = _bounded(self.redact(body.decode("utf-8", "replace")))
+        return await self._forward(request, family, rest, body, exchange)
+
+    def _refuse(self, exchange: _Exchange, reason: str) -> Response:
+        kind = {"anthropic": "billing_error", "gemini": "RESOURCE_EXHAUSTED"}.get(exchange.family, "insufficient_quota")
+        self.on_call(Call(exchange.wire, exchange.model, exchange.streamed, 402, None, 0.0, reason, "", ""), exchange)
+        return JSONResponse(error_body(exchange.family, 402, kind, f"fleet gateway: {reason}"), 402, NO_RETRY)
+
+    async def _forward(
+        self, request: Request, family: str, rest: str, body: bytes, exchange: _Exchange | None
+    ) -> Response:
+        upstream = self.upstreams[family]
+        query = [(name, value) for name, value in request.query_params.multi_items() if name != "key"]
+        url = httpx.URL(upstream.base_url.rstrip("/") + "/" + rest).copy_merge_params(query)
+        outgoing = self.client().build_request(
+            request.method, url, content=body, headers=upstream_headers(family, request.headers, upstream.key)
+        )
+        try:
+            answer = await self.client().send(outgoing, stream=True)
+        except httpx.HTTPError as error:
+            reason = f"cannot reach {upstream.base_url}: {type(error).__name__}: {error}"
+            if exchange is not None:
+                self._finish(exchange, 502, reason, "")
+            return JSONResponse(error_body(family, 502, "api_error", f"fleet gateway: {reason}"), 502)
+        headers = answer_headers(answer.headers)
+        if exchange is None:
+            return StreamingResponse(self._passthrough(answer), answer.status_code, headers)
+        if answer.headers.get("content-type", "").startswith("text/event-stream"):
+            return StreamingResponse(self._events(answer, exchange), answer.status_code, headers)
+        try:
+            content = await answer.aread()
+        finally:
+            await answer.aclose()
+        data = _json(content)
+        exchange.tally.body(data)
+        self._finish(exchange, answer.status_code, None, content.decode("utf-8", "replace"))
+        return Response(content, answer.status_code, headers)
+
+    async def _passthrough(self, answer: httpx.Response) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in answer.aiter_raw():
+                yield chunk
+        finally:
+            await answer.aclose()
+
+    async def _events(self, answer: httpx.Response, exchange: _Exchange) -> AsyncIterator[bytes]:
+        """Pass the stream on event by event, reading each; record the call however the stream ends."""
+        splitter, seen, error = EventSplitter(), [], None
+        try:
+            async for chunk in answer.aiter_raw():
+                passed = [event.raw for event in splitter.feed(chunk) if self._pass(event, exchange, seen)]
+                if passed:
+                    yield b"".join(passed)
+            if tail := [event.raw for event in splitter.flush() if self._pass(event, exchange, seen)]:
+                yield b"".join(tail)
+        except (httpx.HTTPError, asyncio.CancelledError, GeneratorExit) as exc:
+            error = f"the stream was cut: {type(exc).__name__}"
+            raise
+        finally:
+            await answer.aclose()
+            self._finish(exchange, answer.status_code, error, "".join(seen))
+
+    def _pass(self, event: Event, exchange: _Exchange, seen: list[str]) -> bool:
+        seen.append(event.raw.decode("utf-8", "replace"))
+        data = _json(event.data) if event.data and event.data != "[DONE]" else None
+        exchange.tally.event(event.name, data)
+        return not (exchange.strip_usage and _usage_chunk(data))
+
+    def _finish(self, exchange: _Exchange, status: int, error: str | None, response: str) -> None:
+        tally = exchange.tally
+        error = error or tally.error or (None if status < 400 else f"HTTP {status}")
+        if tally.usage is None and status < 400 and error is None:
+            error = "the answer carried no usage"
+        call = Call(
+            wire=exchange.wire,
+            model=tally.model or exchange.model,
+            streamed=exchange.streamed,
+            status=status,
+            usage=tally.usage,
+            duration=time.monotonic() - exchange.started,
+            error=error,
+            request=exchange.request,
+            response=_bounded(self.redact(response)),
+        )
+        self.on_call(call, exchange)
