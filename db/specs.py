@@ -13,10 +13,12 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 VARIABLE = r"^[A-Za-z_][A-Za-z0-9_]{0,199}$"
+MODEL_PRICE = r"^[^=\s]{1,200}=\d{1,7}(\.\d{1,9})?/\d{1,7}(\.\d{1,9})?(/\d{1,7}(\.\d{1,9})?)?$"
 HOST_PORT = r"^(?:(?:\*\.)?(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"
 TOKEN_NAME = r"^$|^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"
 PATTERN_NAMES = {
     VARIABLE: "a variable name",
+    MODEL_PRICE: "MODEL=INPUT/OUTPUT[/CACHED] in USD per million tokens (gpt-4o=2.5/10/1.25)",
     HOST_PORT: "host:port (api.example.com:443, 127.0.0.1:8080)",
     TOKEN_NAME: "1-100 letters, digits, and _ . @ - (starting with a letter or digit)",
 }
@@ -33,6 +35,7 @@ PathText = Annotated[str, StringConstraints(max_length=4000)]
 Arg = Annotated[str, StringConstraints(max_length=1000)]
 Variable = Annotated[str, StringConstraints(pattern=VARIABLE)]
 HostPort = Annotated[str, StringConstraints(max_length=300, pattern=HOST_PORT)]
+ModelPrice = Annotated[str, StringConstraints(max_length=300, pattern=MODEL_PRICE)]
 AgentName = Annotated[str, StringConstraints(max_length=200)]
 
 
@@ -68,7 +71,15 @@ class RepoSettings(Spec):
 
     SINGULAR: ClassVar[dict[str, str]] = {
         name.removesuffix("s"): name
-        for name in ("copy_files", "env_key_files", "agent_args", "agent_hosts", "read_paths", "known_failures")
+        for name in (
+            "copy_files",
+            "env_key_files",
+            "agent_args",
+            "agent_hosts",
+            "read_paths",
+            "known_failures",
+            "model_prices",
+        )
     }
 
     test_cmd: Command = Field(default="", description="The command that runs the repository's tests.")
@@ -123,6 +134,11 @@ class RepoSettings(Spec):
         default_factory=list,
         max_length=100,
         description="host:port sandboxed agents may reach besides their model API (repeatable).",
+    )
+    model_prices: list[ModelPrice] = Field(
+        default_factory=list,
+        max_length=200,
+        description="MODEL=INPUT/OUTPUT[/CACHED], USD per million tokens, over the gateway's prices (repeatable).",
     )
     test_env: list[Variable] = Field(
         default_factory=list, max_length=100, description="A variable name passed through to the tests (repeatable)."

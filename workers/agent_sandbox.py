@@ -40,6 +40,7 @@ class SandboxPlan:
     # The agent's own program, shown read-only even inside a hidden folder (`--agent-cmd ./fix.sh`).
     shown: tuple[Path, ...] = ()
     egress_socket: Path | None = None
+    gateway_port: int = 0  # the model gateway's gate on the worker's loopback, tunnelled to the same port inside
 
     @property
     def scratch(self) -> Path:
@@ -66,5 +67,6 @@ def build_sandbox(plan: SandboxPlan) -> AgentSandbox:
     env = {"HOME": str(plan.home), "XDG_CACHE_HOME": str(plan.home / ".cache"), "TMPDIR": str(tmp)}
     wrapper = confine(view)
     if plan.egress_socket is not None:  # the relay on the sandbox's own loopback is the agent's HTTP proxy
-        wrapper += relay_argv(sys.executable, RELAY_SCRIPT, plan.egress_socket, 0)
+        forward = (plan.gateway_port,) if plan.gateway_port else ()
+        wrapper += relay_argv(sys.executable, RELAY_SCRIPT, plan.egress_socket, 0, forward)
     return AgentSandbox(wrapper, env, seccomp_warning())

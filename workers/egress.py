@@ -349,6 +349,10 @@ class EgressProxy:
         return future.result(CALL_SECONDS)
 
 
-def relay_argv(python: str, relay_script: Path, socket_inside: Path, port: int) -> tuple[str, ...]:
-    """The argv prefix that runs a command behind the in-sandbox relay: append the command after it."""
-    return (python, "-I", "-S", str(relay_script), str(socket_inside), str(port), "--")
+def relay_argv(
+    python: str, relay_script: Path, socket_inside: Path, port: int, forward: Sequence[int] = ()
+) -> tuple[str, ...]:
+    """The argv prefix that runs a command behind the in-sandbox relay: append the command after it. Each port in
+    forward is tunnelled from the sandbox's 127.0.0.1 to the worker's (the model gateway's gate)."""
+    forwards = tuple(arg for gate_port in forward for arg in ("--forward", str(gate_port)))
+    return (python, "-I", "-S", str(relay_script), str(socket_inside), str(port), *forwards, "--")

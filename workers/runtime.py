@@ -25,6 +25,7 @@ from system.settings import Settings
 from verification.envcache import EnvCache
 from verification.environment import PortAllocator
 from workers.egress import EgressProxy
+from workers.gateway.server import ModelGateway
 from workers.queue import Dispatcher
 from workers.worktree import WorktreePool
 
@@ -134,6 +135,7 @@ class WorkerRuntime:
         )
         self.env_cache = EnvCache(settings.env_cache_dir, settings.env_cache_bytes)
         self.egress = EgressProxy()
+        self.gateway = ModelGateway()
         self._egress_root: Path | None = None
         self._pools: dict[tuple[str, str], WorktreePool] = {}
         self._mirrors_dir = settings.mirrors_dir

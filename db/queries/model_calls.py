@@ -61,4 +61,4 @@ def metered(s: Session, attempt_id: int) -> Metered:
             func.count(ModelCall.id).filter(unpriced),
         ).where(ModelCall.attempt_id == attempt_id)
     ).one()
-    return Metered(int(row[0]), int(row[1]), int(row[2]), float(row[3]), int(row[4]))
+    return Metered(int(row[0]), int(row[1]), int(row[2]), float(row[3] or 0.0), int(row[4]))

@@ -63,7 +63,10 @@ def _responses(body: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, An
     response = {"id": "resp_1", "object": "response", "model": "gpt-5-codex", "status": "completed", "usage": usage}
     response["output"] = [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hi"}]}]
     events: list[tuple[str, Any]] = [
-        ("response.created", {"type": "response.created", "response": response | {"status": "in_progress", "usage": None}}),
+        (
+            "response.created",
+            {"type": "response.created", "response": response | {"status": "in_progress", "usage": None}},
+        ),
         ("response.output_text.delta", {"type": "response.output_text.delta", "delta": "Hi", "output_index": 0}),
         ("response.completed", {"type": "response.completed", "response": response}),
     ]
@@ -79,10 +82,19 @@ def _messages(body: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, Any
     events: list[tuple[str, Any]] = [
         ("message_start", {"type": "message_start", "message": start}),
         ("ping", {"type": "ping"}),
-        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}),
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+        ),
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 40}}),
+        (
+            "message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 40}},
+        ),
         ("message_delta", {"type": "message_delta", "delta": {}, "usage": {"output_tokens": 80}}),
         ("message_stop", {"type": "message_stop"}),
     ]
@@ -115,7 +127,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.upstream.seen.append(Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
         keys = {self.headers.get("x-api-key"), self.headers.get("x-goog-api-key"), self.headers.get("Authorization")}
         if not keys & {GOOD_KEY, f"Bearer {GOOD_KEY}"}:
-            return self._json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
+            return self._json(
+                401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
+            )
         path = self.path.partition("?")[0]
         if ":" in path.rpartition("/")[2]:
             whole, events = _gemini(body)

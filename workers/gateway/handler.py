@@ -138,9 +138,7 @@ class Handler:
             return await self._forward(request, family, rest, body, None)
         parsed = _json(body) if body else None
         streamed = ":streamGenerateContent" in rest or (isinstance(parsed, dict) and bool(parsed.get("stream")))
-        exchange = _Exchange(
-            family, wire, _model_in(family, rest, parsed), streamed, "", time.monotonic(), Tally(wire)
-        )
+        exchange = _Exchange(family, wire, _model_in(family, rest, parsed), streamed, "", time.monotonic(), Tally(wire))
         if (refusal := await asyncio.to_thread(self.meter.refusal)) is not None:
             return self._refuse(exchange, refusal)
         if _asks_usage(wire, parsed):
@@ -157,7 +155,9 @@ class Handler:
         self, request: Request, family: str, rest: str, body: bytes, exchange: _Exchange | None
     ) -> Response:
         upstream = self.upstreams[family]
-        query = [(name, value) for name, value in request.query_params.multi_items() if name != "key"]
+        query: list[tuple[str, str | int | float | bool | None]] = [
+            (name, value) for name, value in request.query_params.multi_items() if name != "key"
+        ]
         url = httpx.URL(upstream.base_url.rstrip("/") + "/" + rest).copy_merge_params(query)
         outgoing = self.client().build_request(
             request.method, url, content=body, headers=upstream_headers(family, request.headers, upstream.key)
@@ -165,7 +165,7 @@ class Handler:
         try:
             answer = await self.client().send(outgoing, stream=True)
         except httpx.HTTPError as error:
-            reason = f"cannot reach {upstream.base_url}: {type(error).__name__}: {error}"
+            reason = f"model server {url.copy_with(query=None)}: unreachable ({type(error).__name__}: {error})"
             if exchange is not None:
                 self._finish(exchange, 502, reason, "")
             return JSONResponse(error_body(family, 502, "api_error", f"fleet gateway: {reason}"), 502)
@@ -192,7 +192,7 @@ class Handler:
 
     async def _events(self, answer: httpx.Response, exchange: _Exchange) -> AsyncIterator[bytes]:
         """Pass the stream on event by event, reading each; record the call however the stream ends."""
-        splitter, seen, error = EventSplitter(), [], None
+        splitter, seen, error = EventSplitter(), list[str](), None
         try:
             async for chunk in answer.aiter_raw():
                 passed = [event.raw for event in splitter.feed(chunk) if self._pass(event, exchange, seen)]

@@ -74,5 +74,7 @@ def error_body(family: str, status: int, kind: str, message: str) -> dict[str, A
     if family == "anthropic":
         return {"type": "error", "error": {"type": kind, "message": message}}
     if family == "gemini":
-        return {"error": {"code": status, "message": message, "status": GEMINI_STATUS.get(status, "FAILED_PRECONDITION")}}
+        return {
+            "error": {"code": status, "message": message, "status": GEMINI_STATUS.get(status, "FAILED_PRECONDITION")}
+        }
     return {"error": {"message": message, "type": kind, "code": kind}}

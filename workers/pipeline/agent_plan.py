@@ -17,16 +17,18 @@ from workers.worktree import Worktree
 
 
 def agent_sandbox(
-    rt: WorkerRuntime, job: Job, agent: Agent, worktree: Worktree, attempt_dir: Path
+    rt: WorkerRuntime, job: Job, agent: Agent, worktree: Worktree, attempt_dir: Path, gateway_port: int = 0
 ) -> tuple[AgentSandbox, str | None]:
-    """The attempt's sandbox, or none and the warning that says why."""
+    """The attempt's sandbox, or none and the warning that says why; a sandbox with the network reaches the
+    model gateway's gate at gateway_port."""
     unsandboxed = why_unsandboxed(rt, job)
     if unsandboxed is not None:
         return AgentSandbox(), unsandboxed
     command = job.agent_options.get("command", ())
     needs_network = bool(getattr(agent, "needs_network", False))
     network = wants_network(rt.settings.agent_network, job.repo_settings.agent_network or None, needs_network)
-    gate = rt.egress.open(rt.egress_socket(job.attempt_id), _egress_allow(rt, job, agent)) if network else None
+    allow = _egress_allow(rt, job, agent) + ([f"127.0.0.1:{gateway_port}"] if gateway_port else [])
+    gate = rt.egress.open(rt.egress_socket(job.attempt_id), allow) if network else None
     plan = SandboxPlan(
         worktree=worktree.path,
         worktree_gitdir=worktree.gitdir,
@@ -38,6 +40,7 @@ def agent_sandbox(
         readable=toolchain_roots(os.environ.get("PATH", os.defpath), command[:1], declared_paths(rt, job)),
         shown=tuple(Path(c) for c in command[:1] if Path(c).is_absolute()),
         egress_socket=gate.socket_path if gate else None,
+        gateway_port=gateway_port,
     )
     try:
         sandbox = replace(build_sandbox(plan), gate=gate)

@@ -7,6 +7,7 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from db import queries
 from db.lifecycle import AttemptStatus
@@ -23,6 +24,7 @@ from workers.pipeline.agent_plan import agent_options, agent_sandbox
 from workers.pipeline.baselines import context_pack
 from workers.pipeline.job import Job, declared_paths, hidden_paths, job_secrets, why_unsandboxed
 from workers.pipeline.live import live_transcript
+from workers.pipeline.metering import gate_env, open_gate, settle_usage
 from workers.pipeline.unit import Unit, perform, record_error
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
@@ -34,7 +36,7 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     perform(rt, attempt_id, AttemptStatus.RUNNING, _execute_agent, _finish_agent)
 
 
-def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str]:
+def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, dict[str, Any]]:
     job, cancel = unit.job, unit.cancel
     agent = load_agent(job.agent, agent_options(rt, job), rt.settings.agent_classes)  # refused before any work
     mirror = rt.mirror(job.repo_key, job.source, job.base_sha)
@@ -44,9 +46,13 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str
     prompt, pack_env = context_pack(rt, job, mirror, cancel, attempt_dir)
     prompt_file.write_text(prompt, encoding="utf-8")
     limits = (job.attempt_id, rt.settings.agent_max_processes, rt.settings.agent_memory_mb)
-    with rt.pool(job.repo_key, "agent", mirror).lease(job.base_sha) as worktree, rt.ports.lease(job.ports) as ports:
+    with (
+        rt.pool(job.repo_key, "agent", mirror).lease(job.base_sha) as worktree,
+        rt.ports.lease(job.ports) as ports,
+        open_gate(rt, job, agent) as model_gate,
+    ):
         setup_log = _prepare_worktree(rt, job, mirror, worktree.path, ports.env(), cancel, attempt_dir / "setup")
-        sandbox, warning = agent_sandbox(rt, job, agent, worktree, attempt_dir)
+        sandbox, warning = agent_sandbox(rt, job, agent, worktree, attempt_dir, model_gate.port)
         with (
             attempt_cgroup(*limits) as cgroup,
             _own_git_dir(worktree, attempt_dir, sandbox),
@@ -60,7 +66,7 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str
                 run=job.run_index,
                 timeout=float(job.agent_options.get("timeout", rt.settings.agent_timeout_seconds)),
                 cancelled=cancel,
-                env=ports.env() | pack_env | sandbox.env,
+                env=ports.env() | pack_env | sandbox.env | gate_env(model_gate),
                 wrapper=sandbox.wrapper,
                 cgroup_procs=cgroup.procs_files if cgroup else (),
                 on_output=live.write,
@@ -70,16 +76,18 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str
             finally:
                 if sandbox.gate is not None:
                     sandbox.gate.close()
+                model_gate.close()
             breach = cgroup.breach() if cgroup else None
         if breach and not result.cancelled:
             result = replace(result, error=breach)
+        result, metering = settle_usage(rt, job, model_gate, result)
         result, diff = (result, "") if result.cancelled else _take_diff(worktree, result, rt.settings.max_diff_bytes)
     if warning:
         _warn(rt, job, warning)
     notes = setup_log + (f"[fleet] {warning}\n" if warning else "")
     egress = "".join(event.line() + "\n" for event in sandbox.gate.events) if sandbox.gate else ""
     result = replace(result, transcript=redact(notes + result.transcript + egress, job_secrets(job)))
-    return result, diff, prompt
+    return result, diff, prompt, metering
 
 
 def _own_git_dir(worktree: Worktree, attempt_dir: Path, sandbox: AgentSandbox) -> AbstractContextManager[object]:
@@ -153,9 +161,10 @@ def _diff_stat(diff: str) -> str:
     return f"{files} file{'s' if files != 1 else ''}, +{added} -{removed}"
 
 
-def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str, str]) -> None:
-    (result, diff, prompt), job, lease = outcome, unit.job, unit.lease
+def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str, str, dict[str, Any]]) -> None:
+    (result, diff, prompt, metering), job, lease = outcome, unit.job, unit.lease
     recorded = dict(
+        metering,
         prompt=prompt,  # the context pack the agent read, in place of the ticket's text it was built from
         transcript=result.transcript,
         diff=diff,

@@ -35,6 +35,7 @@ class Job:
     repo_settings: RepoSettings
     targets: tuple[str, ...] = field(default=())
     over_budget: str | None = None
+    budget_usd: float = 0.0  # the ticket's, enforced by the model gateway mid-attempt (0: no limit)
     area: tuple[str, ...] = field(default=())
 
     @property
@@ -79,6 +80,7 @@ def snapshot(attempt: Attempt) -> Job:
         repo_settings=RepoSettings.from_stored(repo.settings),
         targets=tuple(ticket.targets),
         area=tuple(ticket.area),
+        budget_usd=ticket.budget_usd or 0.0,
     )
 
 

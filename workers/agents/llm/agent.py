@@ -8,6 +8,7 @@ with its own reason. The conversation, one JSON object per line, is the transcri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -19,6 +20,7 @@ from workers.agents.base import AgentOptions, agent_env, run_agent_command
 from workers.agents.contracts import AgentResult, AgentTask
 from workers.agents.llm.client import ChatClient, ModelServerError, Reply
 from workers.agents.llm.config import LlmConfig, LlmConfigError, load_config
+from workers.gateway.protocols import Upstream
 
 SENTINEL = "FLEET_DONE"
 BASH_BLOCK = re.compile(r"```(?:bash|sh|shell)?[ \t]*\n(.*?)```", re.S)
@@ -79,11 +81,29 @@ class LlmAgent:
     def __init__(self, options: AgentOptions) -> None:
         self.options = options
 
+    def model_upstreams(self) -> dict[str, Upstream]:
+        """The model gateway sends this agent's calls on to its configured server, with its configured key."""
+        try:
+            config = load_config(self.options)
+        except LlmConfigError:
+            return {}
+        return {"openai": Upstream(config.base_url, config.api_key, "FLEET_LLM_API_KEY")}
+
+    def model_prices(self) -> list[str]:
+        """The agent's own prices (price_in, price_out) for its model, under the deployment's and repository's."""
+        try:
+            config = load_config(self.options)
+        except LlmConfigError:
+            return []
+        return (
+            [f"{config.model}={config.price_in:f}/{config.price_out:f}"] if config.price_in or config.price_out else []
+        )
+
     def run(self, task: AgentTask) -> AgentResult:
         """Talk to the model until it says FLEET_DONE, a limit is reached, the server fails or the task is cancelled."""
         started = time.monotonic()
         try:
-            config = load_config(self.options)
+            config = through_gateway(load_config(self.options), task.env)
         except LlmConfigError as exc:
             return AgentResult(None, "", 0.0, error=str(exc))
         convo = Conversation()
@@ -193,6 +213,13 @@ class _Loop:
         note = f"\nThe command was killed after {timeout:g}s." if result.timed_out else ""
         observation = f"<returncode>{result.exit_code}</returncode>\n<output>\n{result.output}</output>{note}"
         self.convo.add("user", observation, kind="observation", exit_code=result.exit_code, duration=result.duration)
+
+
+def through_gateway(config: LlmConfig, env: dict[str, str]) -> LlmConfig:
+    """The config pointed at the attempt's model gateway, when it has one (it holds the real key)."""
+    if not env.get("FLEET_GATEWAY_URL"):
+        return config
+    return dataclasses.replace(config, base_url=env["FLEET_GATEWAY_URL"] + "/openai", api_key=env["FLEET_GATEWAY_KEY"])
 
 
 def _bounded(lines: list[str], limit: int) -> list[str]:

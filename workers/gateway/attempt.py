@@ -1,0 +1,154 @@
+"""One attempt's use of the gateway: its upstreams and keys, the variables that point its agent at the gate, the
+meter that records its calls and holds its ticket's budget, and what its calls add up to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from db import queries
+from db.engine import Database
+from db.models import ModelCall
+from system.settings import Settings
+from workers.gateway.handler import Call
+from workers.gateway.prices import Price, find_price
+from workers.gateway.protocols import Upstream
+
+# Where each family's real key and (to send it elsewhere than the provider) base URL come from in the worker's
+# environment: the variables the providers' own SDKs read.
+KEY_VARIABLES = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+}
+BASE_VARIABLES = {
+    "openai": ("OPENAI_BASE_URL", "OPENAI_API_BASE"),
+    "anthropic": ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"),
+    "gemini": ("GOOGLE_GEMINI_BASE_URL", "GEMINI_API_BASE"),
+}
+MISMATCH = 0.01  # a CLI's own report differing from the gateway's by more than this is shown
+
+
+def upstreams(settings: Settings, environ: Mapping[str, str], agent: Mapping[str, Upstream]) -> dict[str, Upstream]:
+    """Each family's upstream: the agent's own (the llm agent's server), else the worker's variables, else the
+    settings' default; the key from the family's variables in the worker's environment."""
+    defaults = {
+        "openai": settings.gateway_openai_url,
+        "anthropic": settings.gateway_anthropic_url,
+        "gemini": settings.gateway_gemini_url,
+    }
+    found = {}
+    for family, default in defaults.items():
+        base = next((environ[name] for name in BASE_VARIABLES[family] if environ.get(name)), default)
+        key_name = next((name for name in KEY_VARIABLES[family] if environ.get(name)), KEY_VARIABLES[family][0])
+        found[family] = Upstream(base, environ.get(key_name, ""), key_name)
+    return found | dict(agent)
+
+
+def agent_variables(url: str, key: str) -> dict[str, str]:
+    """The variables every agent gets: each SDK's base URL at the gate and the placeholder key as its API key."""
+    openai, anthropic, gemini = f"{url}/openai", f"{url}/anthropic", f"{url}/gemini"
+    return {
+        "FLEET_GATEWAY_URL": url,
+        "FLEET_GATEWAY_KEY": key,
+        "OPENAI_BASE_URL": openai,
+        "OPENAI_API_BASE": openai,
+        "OPENAI_API_KEY": key,
+        "ANTHROPIC_BASE_URL": anthropic,
+        "ANTHROPIC_API_BASE": anthropic,
+        "ANTHROPIC_API_KEY": key,
+        "GOOGLE_GEMINI_BASE_URL": gemini,
+        "GEMINI_API_BASE": gemini,
+        "GEMINI_API_KEY": key,
+        "GOOGLE_API_KEY": key,
+    }
+
+
+def call_cost(prices: Mapping[str, Price], call: Call) -> float | None:
+    """What the call cost; 0 when nothing was billed, None when the model has no price (unpriced)."""
+    if call.usage is None or (call.usage.input_tokens + call.usage.output_tokens) == 0:
+        return 0.0
+    price = find_price(prices, call.model)
+    return None if price is None else price.cost(call.usage)
+
+
+@dataclass
+class AttemptMeter:
+    """Records an attempt's calls as they end, and refuses its calls once its ticket's spend reaches the budget."""
+
+    db: Database
+    attempt_id: int
+    ticket_id: int
+    budget_usd: float
+    prices: Mapping[str, Price]
+
+    def refusal(self) -> str | None:
+        if not self.budget_usd:
+            return None
+        with self.db.session() as s:
+            spent = queries.spend(s, ticket_id=self.ticket_id)
+        if spent < self.budget_usd:
+            return None
+        return f"the ticket's budget of ${self.budget_usd:.2f} ran out mid-attempt (${spent:.4f} spent)"
+
+    def record(self, call: Call) -> None:
+        usage = call.usage
+        with self.db.session() as s:
+            queries.add_model_call(
+                s,
+                self.attempt_id,
+                protocol=call.wire.value,
+                model=call.model[:200],
+                streamed=call.streamed,
+                status=call.status,
+                input_tokens=usage.input_tokens if usage else 0,
+                output_tokens=usage.output_tokens if usage else 0,
+                cached_tokens=usage.cached_tokens if usage else 0,
+                cost_usd=call_cost(self.prices, call),
+                duration=call.duration,
+                error=call.error,
+                request=call.request,
+                response=call.response,
+            )
+
+
+def call_line(call: ModelCall) -> str:
+    """One transcript line for a metered call."""
+    tokens = f"{call.input_tokens} in ({call.cached_tokens} cached) / {call.output_tokens} out"
+    price = "unpriced" if call.cost_usd is None else f"${call.cost_usd:.6f}"
+    stream = " stream" if call.streamed else ""
+    error = f" - {call.error}" if call.error else ""
+    what = f"{call.protocol}{stream} {call.model or '?'} HTTP {call.status}"
+    return f"[gateway] call {call.seq}: {what}, {tokens}, {price}{error}"
+
+
+def differs(reported: float, metered: float) -> bool:
+    """A CLI's own figure is more than 1% away from the gateway's."""
+    return abs(reported - metered) > MISMATCH * max(abs(metered), 1e-12)
+
+
+def cross_check(reported: tuple[int, int, float], metered: queries.Metered) -> list[str]:
+    """Where what the agent reported differs from what the gateway metered by more than 1%."""
+    lines = []
+    ours_all = (metered.tokens_in, metered.tokens_out, metered.cost_usd)
+    for name, theirs, ours in zip(("input tokens", "output tokens", "cost"), reported, ours_all, strict=True):
+        if theirs and differs(theirs, ours):
+            lines.append(f"{name}: the agent reported {theirs:g}, the gateway metered {ours:g}")
+    return lines
+
+
+def key_failures(calls: Iterable[Call], upstreams: Mapping[str, Upstream]) -> str | None:
+    """The error naming the key a provider refused (HTTP 401/403), or None."""
+    for call in calls:
+        if call.status in (401, 403):
+            family = {"openai-chat": "openai", "openai-responses": "openai", "anthropic-messages": "anthropic"}.get(
+                call.wire.value, "gemini"
+            )
+            upstream = upstreams[family]
+            given = (
+                f"{upstream.key_name} as set in the worker's environment"
+                if upstream.key
+                else f"no {upstream.key_name} set"
+            )
+            return f"the model API {upstream.base_url} refused the API key (HTTP {call.status}; {given})"
+    return None
