@@ -72,12 +72,41 @@ def attempt_view(a: Attempt, with_text: bool = False) -> dict[str, Any]:
         "tokens_in": a.tokens_in,
         "tokens_out": a.tokens_out,
         "cost_usd": a.cost_usd,
+        "unpriced_calls": a.unpriced_calls,
+        "reported": {
+            "tokens_in": a.reported_tokens_in,
+            "tokens_out": a.reported_tokens_out,
+            "cost_usd": a.reported_cost_usd,
+        },
+        "usage_mismatch": usage_mismatch(a),
+        "usage": usage(a),
         "started_at": _time(a.started_at),
         "finished_at": _time(a.finished_at),
     }
     if with_text:
         view.update(diff=a.diff, transcript=a.transcript, prompt=a.prompt)
     return view
+
+
+def usage(a: Attempt) -> str:
+    """The attempt's billed usage in a few words: tokens, cost or "unpriced", and a CLI report 1% or more away."""
+    cost = f"${a.cost_usd:.4f}" + (f" + {a.unpriced_calls} unpriced call(s)" if a.unpriced_calls else "")
+    text = f"{a.tokens_in} in / {a.tokens_out} out tokens, {cost}"
+    if mismatch := usage_mismatch(a):
+        text += f" (the agent reported {mismatch})"
+    return text
+
+
+def usage_mismatch(a: Attempt) -> str | None:
+    """What the agent reported about itself, when it differs from the gateway's figures by more than 1%."""
+    pairs = (
+        (a.reported_tokens_in, a.tokens_in),
+        (a.reported_tokens_out, a.tokens_out),
+        (a.reported_cost_usd, a.cost_usd),
+    )
+    if not any(theirs and abs(theirs - ours) > 0.01 * max(abs(ours), 1e-12) for theirs, ours in pairs):
+        return None
+    return f"{a.reported_tokens_in or 0} in / {a.reported_tokens_out or 0} out, ${a.reported_cost_usd or 0:.4f}"
 
 
 def final_verdict(t: Ticket) -> str | None:

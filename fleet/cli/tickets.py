@@ -137,6 +137,8 @@ def show_attempt(a: dict[str, Any], last: bool) -> None:
     verdict = a["verdict"] or a["status"]
     line = f"    attempt {a['number']} (id {a['id']}): {verdict}  {a['diff_stat']}  {a['error'] or ''}"
     out.print(line, markup=False)
+    if a["tokens_in"] or a["tokens_out"] or a["unpriced_calls"]:
+        out.print(f"      usage: {a['usage']}", markup=False)
     if a["feedback_in"]:
         out.print(indent(f"started from this feedback:\n{a['feedback_in'].strip()}", " " * 6), markup=False)
     if last and a["feedback_out"] and verdict != "passed":

@@ -1,0 +1,106 @@
+"""A provider (tests/gateway/upstream.py), a database with one attempt, and that attempt's gate on the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from db import queries
+from db.engine import Database
+from db.migrate import upgrade
+from tests.gateway.upstream import GOOD_KEY, Upstream, model_upstream
+from workers.gateway.attempt import AttemptMeter
+from workers.gateway.prices import DEFAULT_PRICES, Price
+from workers.gateway.protocols import Upstream as Route
+from workers.gateway.server import GatewayGate, ModelGateway
+
+
+@dataclass
+class Attempt:
+    db: Database
+    ticket_id: int
+    attempt_id: int
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    with model_upstream() as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[ModelGateway]:
+    gateway = ModelGateway()
+    yield gateway
+    gateway.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
+    upgrade(database)
+    return database
+
+
+def new_attempt(db: Database, budget_usd: float = 0.0) -> Attempt:
+    with db.session() as s:
+        repo = queries.add_repo(s, name="r", source="/x", test_cmd="t")
+        ticket = queries.add_ticket(
+            s,
+            ["shell"],
+            repo_id=repo.id,
+            title="t",
+            base_ref="HEAD",
+            base_sha="a" * 40,
+            agent="shell",
+            attempt_budget=1,
+        )
+        ticket.budget_usd = budget_usd
+        attempt = queries.add_attempt(s, ticket.runs[0], "the prompt")
+        return Attempt(db, ticket.id, attempt.id)
+
+
+def routes(provider: Upstream, key: str = GOOD_KEY) -> dict[str, Route]:
+    """Every family to the test provider, as the worker would set them from its environment."""
+    return {
+        "openai": Route(provider.url + "/v1", key, "OPENAI_API_KEY"),
+        "anthropic": Route(provider.url, key, "ANTHROPIC_API_KEY"),
+        "gemini": Route(provider.url, key, "GEMINI_API_KEY"),
+    }
+
+
+def open_gate(
+    gateway: ModelGateway,
+    provider: Upstream,
+    attempt: Attempt,
+    *,
+    key: str = GOOD_KEY,
+    budget_usd: float = 0.0,
+    prices: dict[str, Price] | None = None,
+) -> GatewayGate:
+    table = DEFAULT_PRICES if prices is None else prices
+    meter = AttemptMeter(attempt.db, attempt.attempt_id, attempt.ticket_id, budget_usd, table)
+    return gateway.open(routes(provider, key), meter)
+
+
+@pytest.fixture
+def attempt(db: Database) -> Attempt:
+    return new_attempt(db)
+
+
+@pytest.fixture
+def gate(gateway: ModelGateway, upstream: Upstream, attempt: Attempt) -> Iterator[GatewayGate]:
+    upstream.seen.clear()
+    with open_gate(gateway, upstream, attempt) as opened:
+        yield opened
+
+
+@pytest.fixture
+def agent(gate: GatewayGate) -> Iterator[httpx.Client]:
+    """The agent's HTTP client: it knows the gate's URL and the placeholder key, nothing else."""
+    with httpx.Client(base_url=gate.url, trust_env=False, timeout=30) as client:
+        yield client
