@@ -8,7 +8,7 @@ from tests.core.conftest import Fleet, scripted
 from workers.agents.llm.scripted_server import ScriptedModelServer
 
 
-def test_a_spent_budget_stops_the_next_attempt_and_says_why(embedded: Fleet) -> None:
+def test_a_spent_budget_stops_the_attempt_mid_way_and_says_why(embedded: Fleet) -> None:
     fleet = embedded
     fleet.sample_repo()
     server = ScriptedModelServer("needs-feedback")
@@ -49,9 +49,10 @@ def test_a_spent_budget_stops_the_next_attempt_and_says_why(embedded: Fleet) -> 
         server.stop()
     shown = fleet.json("show", str(capped["id"]))
     [run] = shown["runs"]
-    assert [a["verdict"] for a in run["attempts"]] == ["failed"]
+    # The model gateway refused the second model call of the first attempt; no further attempt was made.
+    assert [a["verdict"] for a in run["attempts"]] == ["error"]
     assert run["attempts"][0]["cost_usd"] > 0
-    assert shown["status"] == "failed" and "budget of $0.00 is spent" in shown["reason"]
+    assert shown["status"] == "error" and "budget of $0.00 ran out mid-attempt" in shown["reason"]
     assert fleet.json("show", str(free["id"]))["status"] == "needs_review"  # the other ticket was not held back
 
 

@@ -23,7 +23,7 @@ class CodexAgent(CliAgent):
 
     def arguments(self, task: AgentTask) -> list[str]:
         flags = ["--json", "--sandbox", self.own_sandbox(task), "--skip-git-repo-check", *self.model_args("--model")]
-        return ["exec", *flags]
+        return ["exec", *gateway_provider(task), *flags]
 
     @staticmethod
     def own_sandbox(task: AgentTask) -> str:
@@ -47,3 +47,15 @@ class CodexAgent(CliAgent):
             elif kind == "error":
                 error = str(event.get("message") or "error")
         return Usage(tokens_in=int(tokens_in), tokens_out=int(tokens_out), error=error)
+
+
+def gateway_provider(task: AgentTask) -> list[str]:
+    """Codex reaches Fleet's model gateway as a custom provider (`wire_api = "responses"`, its key from
+    OPENAI_API_KEY, the placeholder): redirecting the built-in `openai` provider makes it try websockets first."""
+    url = task.env.get("FLEET_GATEWAY_URL")
+    if not url:
+        return []
+    provider = (
+        f'{{ name = "Fleet gateway", base_url = "{url}/openai", env_key = "OPENAI_API_KEY", wire_api = "responses" }}'
+    )
+    return ["-c", f"model_providers.fleet={provider}", "-c", 'model_provider="fleet"']

@@ -9,6 +9,8 @@ permissions for edits are granted in `run`; `--format json` prints one JSON even
 
 from __future__ import annotations
 
+import json
+
 from workers.agents.cli import CliAgent, Usage, dig, json_objects, number
 from workers.agents.contracts import AgentTask
 
@@ -22,6 +24,15 @@ class OpenCodeAgent(CliAgent):
 
     def arguments(self, task: AgentTask) -> list[str]:
         return ["run", "--format", "json", *self.model_args("--model")]
+
+    def extra_env(self, task: AgentTask) -> dict[str, str]:
+        """Fleet's model gateway as the base URL of each provider (their SDKs disagree on where /v1 goes)."""
+        url, key = task.env.get("FLEET_GATEWAY_URL"), task.env.get("FLEET_GATEWAY_KEY", "")
+        if not url:
+            return {}
+        bases = {"openai": f"{url}/openai", "anthropic": f"{url}/anthropic/v1", "google": f"{url}/gemini/v1beta"}
+        providers = {name: {"options": {"baseURL": base, "apiKey": key}} for name, base in bases.items()}
+        return {"OPENCODE_CONFIG_CONTENT": json.dumps({"provider": providers})}
 
     def parse_usage(self, output: str, task: AgentTask) -> Usage:
         tokens_in = tokens_out = cost = 0.0

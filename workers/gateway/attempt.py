@@ -46,7 +46,14 @@ def upstreams(settings: Settings, environ: Mapping[str, str], agent: Mapping[str
 
 
 def agent_variables(url: str, key: str) -> dict[str, str]:
-    """The variables every agent gets: each SDK's base URL at the gate and the placeholder key as its API key."""
+    """The variables every agent gets: each SDK's base URL at the gate and the placeholder key as its API key.
+
+    Claude Code reads ANTHROPIC_BASE_URL (appending /v1/messages) and ANTHROPIC_API_KEY; gemini-cli
+    GOOGLE_GEMINI_BASE_URL and GEMINI_API_KEY; aider and mini-swe-agent, through litellm, OPENAI_API_BASE /
+    ANTHROPIC_API_BASE / GEMINI_API_BASE and the keys; the OpenAI SDK OPENAI_BASE_URL. Codex and opencode are
+    given the same URLs in their own configuration by their adapters (workers/agents/codex.py, opencode.py), the
+    llm agent by through_gateway (workers/agents/llm/agent.py).
+    """
     openai, anthropic, gemini = f"{url}/openai", f"{url}/anthropic", f"{url}/gemini"
     return {
         "FLEET_GATEWAY_URL": url,
