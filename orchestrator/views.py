@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from db.models import Attempt, Repo, Ticket, Verification, Worker
+from db.models import Attempt, ModelCall, Repo, Ticket, Verification, Worker
 from verification.verify import KNOWN_FAILING
 
 
@@ -107,6 +108,17 @@ def usage_mismatch(a: Attempt) -> str | None:
     if not any(theirs and abs(theirs - ours) > 0.01 * max(abs(ours), 1e-12) for theirs, ours in pairs):
         return None
     return f"{a.reported_tokens_in or 0} in / {a.reported_tokens_out or 0} out, ${a.reported_cost_usd or 0:.4f}"
+
+
+def conversation(calls: Iterable[ModelCall]) -> str:
+    """The model calls the gateway metered, request and answer, as stored (keys redacted, long bodies shortened)."""
+    parts = []
+    for c in calls:
+        cost = "unpriced" if c.cost_usd is None else f"${c.cost_usd:.6f}"
+        head = f"# call {c.seq}: {c.protocol}{' stream' if c.streamed else ''} {c.model} HTTP {c.status}"
+        head += f", {c.input_tokens} in ({c.cached_tokens} cached) / {c.output_tokens} out, {cost}, {c.duration:.1f}s"
+        parts.append(f"{head}{f' - {c.error}' if c.error else ''}\n> {c.request}\n< {c.response}\n")
+    return "\n".join(parts)
 
 
 def final_verdict(t: Ticket) -> str | None:

@@ -155,11 +155,13 @@ def logs(
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """An attempt's prompt, transcript and verification output; while its agent runs, its output so far."""
+    """An attempt's prompt, transcript, model calls and verification output; while its agent runs, its output so far."""
     db = Context().db
     with db.session() as s:
         a = queries.get_attempt(s, attempt)
         parts = [("prompt", a.prompt), ("transcript", a.transcript)]
+        if calls := queries.model_calls(s, attempt):
+            parts += [("model calls", views.conversation(calls))]
         if a.verification is not None:
             parts += [("verification", "\n".join(a.verification.reasons) + "\n\n" + a.verification.output)]
     if as_json:
