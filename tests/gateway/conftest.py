@@ -24,6 +24,13 @@ class Attempt:
     db: Database
     ticket_id: int
     attempt_id: int
+    gate: GatewayGate | None = None
+
+    def written(self) -> Database:
+        """The database once every call that has ended is in it."""
+        if self.gate is not None:
+            self.gate.flush()
+        return self.db
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +91,8 @@ def open_gate(
 ) -> GatewayGate:
     table = DEFAULT_PRICES if prices is None else prices
     meter = AttemptMeter(attempt.db, attempt.attempt_id, attempt.ticket_id, budget_usd, table)
-    return gateway.open(routes(provider, key), meter)
+    attempt.gate = gateway.open(routes(provider, key), meter)
+    return attempt.gate
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from db import queries
 from orchestrator.views import usage, usage_mismatch
-from tests.gateway.conftest import Attempt, open_gate
+from tests.gateway.conftest import Attempt, new_attempt, open_gate
 from tests.gateway.upstream import BILLED, GOOD_KEY, Upstream
 from workers.gateway.attempt import agent_variables, key_failures
 from workers.gateway.prices import PriceError, find_price, price_table
@@ -51,12 +51,12 @@ def send(
 
 
 def calls(attempt: Attempt) -> list[Any]:
-    with attempt.db.session() as s:
+    with attempt.written().session() as s:
         return list(queries.model_calls(s, attempt.attempt_id))
 
 
 def totals(attempt: Attempt) -> tuple[int, int, float, int]:
-    with attempt.db.session() as s:
+    with attempt.written().session() as s:
         row = queries.get_attempt(s, attempt.attempt_id)
         return row.tokens_in, row.tokens_out, row.cost_usd, row.unpriced_calls
 
@@ -209,3 +209,20 @@ def test_the_relay_takes_the_ports_it_tunnels_to_the_gateway() -> None:
     assert parse_args(["s.sock", "0", "--", "x"]) == ("s.sock", 0, ["x"], [])
     with pytest.raises(ValueError, match="usage"):
         parse_args(["s.sock", "0", "--forward", "x", "--", "cmd"])
+
+
+def test_past_the_budget_calls_are_refused_in_the_protocols_shape_and_not_retried(
+    gateway: ModelGateway, upstream: Upstream, db: Any
+) -> None:
+    upstream.seen.clear()
+    attempt = new_attempt(db, budget_usd=0.001)
+    with open_gate(gateway, upstream, attempt, budget_usd=0.001) as gate, httpx.Client(base_url=gate.url) as agent:
+        assert send(agent, gate, "/openai/chat/completions", CHAT).status_code == 200  # $0.00325: now over
+        refused = send(agent, gate, "/anthropic/v1/messages", MESSAGES | {"stream": True}, "x-api-key")
+        gemini = send(agent, gate, f"{FLASH}:generateContent", GEMINI, "x-goog-api-key")
+    assert refused.status_code == 402 and refused.headers["x-should-retry"] == "false"
+    assert refused.json()["error"]["type"] == "billing_error"
+    assert "budget of $0.00 ran out mid-attempt" in refused.json()["error"]["message"]
+    assert gemini.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+    assert len(upstream.seen) == 1 and gate.refused is not None and "budget" in gate.refused
+    assert [c.status for c in calls(attempt)] == [200, 402, 402]

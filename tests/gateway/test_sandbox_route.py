@@ -65,6 +65,6 @@ def test_inside_bubblewrap_the_agent_reaches_its_gate_with_its_placeholder_key(
     result = json.loads(proc.stdout)
     assert (result["direct"], result["proxied"]) == (BILLED["openai-chat"][0],) * 2
     assert result["env"]["OPENAI_API_KEY"] == gate.key and GOOD_KEY not in json.dumps(result["env"])
-    with attempt.db.session() as s:
+    with attempt.written().session() as s:
         assert [c.status for c in queries.model_calls(s, attempt.attempt_id)] == [200, 200]
     assert GOOD_KEY not in proc.stdout + proc.stderr

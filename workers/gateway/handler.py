@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -116,11 +117,12 @@ class Handler:
         key: str,
         upstreams: Mapping[str, Upstream],
         meter: Meter,
+        writer: Executor,
         client: Callable[[], httpx.AsyncClient],
         redact: Callable[[str], str],
         on_call: Callable[[Call, _Exchange | None], None],
     ) -> None:
-        self.key, self.upstreams, self.meter, self.client = key, upstreams, meter, client
+        self.key, self.upstreams, self.meter, self.writer, self.client = key, upstreams, meter, writer, client
         self.redact, self.on_call = redact, on_call
 
     async def serve(self, request: Request) -> Response:
@@ -139,7 +141,8 @@ class Handler:
         parsed = _json(body) if body else None
         streamed = ":streamGenerateContent" in rest or (isinstance(parsed, dict) and bool(parsed.get("stream")))
         exchange = _Exchange(family, wire, _model_in(family, rest, parsed), streamed, "", time.monotonic(), Tally(wire))
-        if (refusal := await asyncio.to_thread(self.meter.refusal)) is not None:
+        # On the gate's writer thread, after every call recorded so far: the spend it reads includes them.
+        if (refusal := await asyncio.get_running_loop().run_in_executor(self.writer, self.meter.refusal)) is not None:
             return self._refuse(exchange, refusal)
         if _asks_usage(wire, parsed):
             exchange.strip_usage, body = True, json.dumps(parsed).encode()

@@ -21,7 +21,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Coroutine, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -54,6 +54,8 @@ class GatewayGate:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.port = 0
+        # The meter's database work, in order and off the event loop that serves every gate of the worker.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-gateway-meter")
 
     @property
     def url(self) -> str:
@@ -77,11 +79,17 @@ class GatewayGate:
                 text = text.replace(secret, "[redacted]")
         return text
 
+    def flush(self) -> None:
+        """Wait until every call that has ended is written (the records are written in order, off the loop)."""
+        if not self._closed:
+            self._writer.submit(lambda: None).result(CALL_SECONDS)
+
     def close(self) -> None:
-        """Stop serving; calls still open are cut (and recorded). Safe to call twice."""
+        """Stop serving; calls still open are cut (and recorded), and every record is written. Safe to call twice."""
         if not self._closed:
             self._closed = True
             self.gateway._call(self._stop())
+            self._writer.shutdown(wait=True)
 
     def __enter__(self) -> GatewayGate:
         return self
@@ -94,6 +102,9 @@ class GatewayGate:
             self._calls.append(call)
             if call.status == 402 and call.error:
                 self._refused = call.error
+        self._writer.submit(self._write, call)
+
+    def _write(self, call: Call) -> None:
         try:
             self.meter.record(call)
         except Exception:
@@ -105,7 +116,7 @@ class GatewayGate:
 
     async def _start(self) -> None:
         self._client = httpx.AsyncClient(timeout=TIMEOUT, trust_env=False)
-        handler = Handler(self.key, self.upstreams, self.meter, self._http, self.redact, self._record)
+        handler = Handler(self.key, self.upstreams, self.meter, self._writer, self._http, self.redact, self._record)
         app = Starlette(routes=[Route("/{family}/{rest:path}", handler.serve, methods=METHODS)])
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind(("127.0.0.1", 0))
