@@ -81,6 +81,8 @@ def serve(listener: socket.socket, socket_path: str, tunnel_to: int = 0) -> None
             slots.release()
             time.sleep(0.05)  # out of file descriptors, or an aborted connection: try again
             continue
+        with contextlib.suppress(OSError):  # each chunk passed on at once, not held for a delayed ACK (Nagle)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         threading.Thread(target=forward, args=(client, socket_path, slots, tunnel_to), daemon=True).start()
 
 

@@ -118,7 +118,9 @@ class GatewayGate:
         self._client = httpx.AsyncClient(timeout=TIMEOUT, trust_env=False)
         handler = Handler(self.key, self.upstreams, self.meter, self._writer, self._http, self.redact, self._record)
         app = Starlette(routes=[Route("/{family}/{rest:path}", handler.serve, methods=METHODS)])
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that name it, and without it a keep-alive
+        # client waits out a delayed ACK (40 ms) on every answer.
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         listener.bind(("127.0.0.1", 0))
         self.port = listener.getsockname()[1]
         config = uvicorn.Config(
