@@ -42,6 +42,7 @@ def test_a_ticket_over_its_budget_is_stopped_mid_attempt_by_the_gateway(tmp_path
     assert attempt["cost_usd"] == first.cost_usd and attempt["tokens_in"] == first.input_tokens
     text = fleet.run("show", str(ticket["id"])).stdout
     assert "budget: the ticket's budget of $0.01 ran out mid-attempt" in text
+    assert f"usage: {first.input_tokens} in / {first.output_tokens} out tokens, ${first.cost_usd:.4f}" in text
     transcript = fleet.run("logs", str(attempt["id"])).stdout
     assert "[gateway] call 2: openai-chat scripted HTTP 402" in transcript
     assert "# call 1: openai-chat scripted HTTP 200" in transcript and '> {"model":"scripted"' in transcript
