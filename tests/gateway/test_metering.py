@@ -226,3 +226,13 @@ def test_past_the_budget_calls_are_refused_in_the_protocols_shape_and_not_retrie
     assert gemini.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
     assert len(upstream.seen) == 1 and gate.refused is not None and "budget" in gate.refused
     assert [c.status for c in calls(attempt)] == [200, 402, 402]
+
+
+def test_only_model_calls_and_reading_go_out_with_the_real_key(
+    agent: httpx.Client, gate: GatewayGate, upstream: Upstream
+) -> None:
+    headers = {"Authorization": f"Bearer {gate.key}"}
+    for method, path in (("DELETE", "/openai/files/file-1"), ("POST", "/openai/fine_tuning/jobs")):
+        answer = agent.request(method, path, headers=headers, json={})
+        assert answer.status_code == 403 and "only model calls pass" in answer.json()["error"]["message"]
+    assert upstream.seen == []

@@ -23,6 +23,7 @@ from workers.gateway.protocols import (
     Upstream,
     answer_headers,
     error_body,
+    passes,
     presented_keys,
     upstream_headers,
     wire_of,
@@ -132,6 +133,9 @@ class Handler:
         if self.key not in presented_keys(request.headers, request.query_params):
             message = "fleet gateway: the request does not carry this attempt's key"
             return JSONResponse(error_body(family, 401, "authentication_error", message), 401, NO_RETRY)
+        if not passes(request.method, family, rest):
+            message = f"fleet gateway: only model calls pass, not {request.method} /{family}/{rest}"
+            return JSONResponse(error_body(family, 403, "permission_error", message), 403, NO_RETRY)
         body = await request.body()
         if len(body) > MAX_REQUEST_BYTES:
             return JSONResponse(error_body(family, 413, "request_too_large", "request over 32 MiB"), 413)

@@ -35,14 +35,29 @@ class Upstream:
 
 def wire_of(family: str, path: str) -> Wire | None:
     """The metered protocol of a request, or None for one passed through unmetered (a model list, count_tokens)."""
-    tail = path.rstrip("/").rpartition("/")[2]
+    path = path.rstrip("/")
+    tail = path.rpartition("/")[2]
     if family == "openai":
+        if path.endswith("responses/compact"):  # Codex's compaction: a model call like any other
+            return Wire.RESPONSES
         return {"completions": Wire.CHAT, "responses": Wire.RESPONSES}.get(tail)
     if family == "anthropic":
         return Wire.MESSAGES if tail == "messages" else None
     if family == "gemini" and (":generateContent" in tail or ":streamGenerateContent" in tail):
         return Wire.GEMINI
     return None
+
+
+def passes(method: str, family: str, path: str) -> bool:
+    """Whether the gateway sends a request on: model calls (POST), token counts, and reading (GET, such as the list
+    of models). Nothing else goes out with the real key: an agent cannot delete the account's files or start a
+    fine-tuning job."""
+    if method == "GET":
+        return True
+    tail = path.rstrip("/").rpartition("/")[2]
+    return method == "POST" and (
+        wire_of(family, path) is not None or tail in ("count_tokens",) or ":countTokens" in tail
+    )
 
 
 def presented_keys(headers: Mapping[str, str], query: Mapping[str, str]) -> set[str]:
