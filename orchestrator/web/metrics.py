@@ -79,7 +79,10 @@ def exposition(state: WebState) -> str:
     lines += histogram("fleet_agent_duration_seconds", "Agent run time per attempt.", agent_durations)
     lines += histogram("fleet_verification_duration_seconds", "Verification time per attempt.", verify_durations)
     lines += family(
-        "fleet_cost_usd_total", "counter", "Agent spend reported by the agents, in US dollars.", [({}, cost)]
+        "fleet_cost_usd_total",
+        "counter",
+        "Agent spend metered by the model gateway (else reported by the agent), in US dollars.",
+        [({}, cost)],
     )
     return "\n".join(lines) + "\n"
 
