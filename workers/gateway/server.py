@@ -124,7 +124,14 @@ class GatewayGate:
         listener.bind(("127.0.0.1", 0))
         self.port = listener.getsockname()[1]
         config = uvicorn.Config(
-            app, lifespan="off", log_config=None, access_log=False, http="h11", ws="none", timeout_graceful_shutdown=2
+            app,
+            lifespan="off",
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            http="h11",
+            ws="none",
+            timeout_graceful_shutdown=2,
         )
         self._server = uvicorn.Server(config)
         self._task = asyncio.ensure_future(self._server.serve(sockets=[listener]))
