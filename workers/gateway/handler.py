@@ -73,6 +73,7 @@ class _Exchange:
     started: float
     tally: Tally
     strip_usage: bool = False
+    kept: int = 0  # characters of a stream kept for the record so far
 
 
 def _json(data: bytes | str) -> Any:
@@ -215,7 +216,10 @@ class Handler:
             self._finish(exchange, answer.status_code, error, "".join(seen))
 
     def _pass(self, event: Event, exchange: _Exchange, seen: list[str]) -> bool:
-        seen.append(event.raw.decode("utf-8", "replace"))
+        if exchange.kept < KEPT_BYTES * 4:  # a long stream's record is cut to KEPT_BYTES anyway: hold no more
+            text = event.raw.decode("utf-8", "replace")
+            seen.append(text)
+            exchange.kept += len(text)
         data = _json(event.data) if event.data and event.data != "[DONE]" else None
         exchange.tally.event(event.name, data)
         return not (exchange.strip_usage and _usage_chunk(data))
