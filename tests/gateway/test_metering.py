@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from db import queries
+from db.specs import RepoSettings, explain
 from orchestrator.views import usage, usage_mismatch
 from tests.gateway.conftest import Attempt, new_attempt, open_gate
 from tests.gateway.upstream import BILLED, GOOD_KEY, Upstream
@@ -186,6 +188,16 @@ def test_price_overrides_win_in_order_and_snapshots_take_their_models_price() ->
     assert find_price(table, "My-Local-Model") is not None and find_price(table, "llama-3") is None
     with pytest.raises(PriceError, match="MODEL=INPUT/OUTPUT"):
         price_table(["gpt-4o=cheap"])
+
+
+def test_a_repositorys_price_that_is_not_a_price_is_one_line_naming_the_form() -> None:
+    assert RepoSettings(model_prices=["my-model=0.5/1.5/0.05"]).model_prices == ["my-model=0.5/1.5/0.05"]
+    with pytest.raises(ValidationError) as refused:
+        RepoSettings(model_prices=["my-model=cheap"])
+    assert explain(refused.value) == (
+        "model_prices.0: is not MODEL=INPUT/OUTPUT[/CACHED] in USD per million tokens (gpt-4o=2.5/10/1.25) "
+        "(got 'my-model=cheap')"
+    )
 
 
 def test_a_cli_report_more_than_one_percent_off_is_shown(attempt: Attempt) -> None:
