@@ -52,12 +52,13 @@ class Settings(BaseSettings):
     agent_network: Literal["auto", "none", "on"] = "auto"
     agent_hosts: list[str] = []  # host:port every sandboxed agent with the network may reach (workers/egress.py)
     sandbox_read_paths: list[Path] = []  # shown read-only in every sandbox, besides the toolchains found on PATH
-    # The metering model gateway (workers/gateway/): where each API family's calls go on to, and price overrides
-    # (MODEL=INPUT/OUTPUT[/CACHED], USD per million tokens) over its defaults. The real keys come from the worker's
-    # OPENAI_API_KEY, ANTHROPIC_API_KEY and GEMINI_API_KEY (or GOOGLE_API_KEY); agents only get placeholders.
-    gateway_openai_url: str = "https://api.openai.com/v1"
-    gateway_anthropic_url: str = "https://api.anthropic.com"
-    gateway_gemini_url: str = "https://generativelanguage.googleapis.com"
+    # The metering model gateway (workers/gateway/): where each API family's calls go on to (empty: the worker's
+    # OPENAI_BASE_URL and the like, else the provider), and price overrides (MODEL=INPUT/OUTPUT[/CACHED], USD per
+    # million tokens) over its defaults. The real keys come from the worker's OPENAI_API_KEY, ANTHROPIC_API_KEY and
+    # GEMINI_API_KEY (or GOOGLE_API_KEY); agents only get placeholders.
+    gateway_openai_url: str = ""
+    gateway_anthropic_url: str = ""
+    gateway_gemini_url: str = ""
     model_prices: list[str] = []
     agent_max_processes: int = 1024
     agent_memory_mb: int = 4096

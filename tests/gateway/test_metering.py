@@ -13,10 +13,12 @@ from pydantic import ValidationError
 from db import queries
 from db.specs import RepoSettings, explain
 from orchestrator.views import usage, usage_mismatch
+from system.settings import Settings
 from tests.gateway.conftest import Attempt, new_attempt, open_gate
 from tests.gateway.upstream import BILLED, GOOD_KEY, Upstream
-from workers.gateway.attempt import agent_variables, key_failures
+from workers.gateway.attempt import agent_variables, key_failures, upstreams
 from workers.gateway.prices import PriceError, find_price, price_table
+from workers.gateway.protocols import Upstream as Route
 from workers.gateway.server import GatewayGate, ModelGateway
 from workers.relay import parse_args
 
@@ -248,3 +250,13 @@ def test_only_model_calls_and_reading_go_out_with_the_real_key(
         answer = agent.request(method, path, headers=headers, json={})
         assert answer.status_code == 403 and "only model calls pass" in answer.json()["error"]["message"]
     assert upstream.seen == []
+
+
+def test_upstreams_come_from_the_setting_then_the_workers_variables_then_the_provider() -> None:
+    environ = {"OPENAI_BASE_URL": "http://10.0.0.5:8000/v1", "OPENAI_API_KEY": "sk-o", "GOOGLE_API_KEY": "g-key"}
+    found = upstreams(Settings(gateway_anthropic_url="http://proxy:4000"), environ, {})
+    assert found["openai"] == Route("http://10.0.0.5:8000/v1", "sk-o", "OPENAI_API_KEY")
+    assert found["anthropic"] == Route("http://proxy:4000", "", "ANTHROPIC_API_KEY")
+    assert found["gemini"] == Route("https://generativelanguage.googleapis.com", "g-key", "GOOGLE_API_KEY")
+    own = Route("http://127.0.0.1:8123/v1", "local", "FLEET_LLM_API_KEY")
+    assert upstreams(Settings(gateway_openai_url="http://x"), environ, {"openai": own})["openai"] == own

@@ -26,20 +26,27 @@ BASE_VARIABLES = {
     "anthropic": ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"),
     "gemini": ("GOOGLE_GEMINI_BASE_URL", "GEMINI_API_BASE"),
 }
+PROVIDERS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
 MISMATCH = 0.01  # a CLI's own report differing from the gateway's by more than this is shown
 
 
 def upstreams(settings: Settings, environ: Mapping[str, str], agent: Mapping[str, Upstream]) -> dict[str, Upstream]:
-    """Each family's upstream: the agent's own (the llm agent's server), else the worker's variables, else the
-    settings' default; the key from the family's variables in the worker's environment."""
-    defaults = {
+    """Each family's upstream: the agent's own (the llm agent's server), else FLEET_GATEWAY_<FAMILY>_URL, else the
+    worker's OPENAI_BASE_URL and the like, else the provider; the key from the family's variables in the worker's
+    environment."""
+    chosen = {
         "openai": settings.gateway_openai_url,
         "anthropic": settings.gateway_anthropic_url,
         "gemini": settings.gateway_gemini_url,
     }
     found = {}
-    for family, default in defaults.items():
-        base = next((environ[name] for name in BASE_VARIABLES[family] if environ.get(name)), default)
+    for family, provider in PROVIDERS.items():
+        given = [chosen[family], *(environ.get(name, "") for name in BASE_VARIABLES[family])]
+        base = next((url for url in given if url), provider)
         key_name = next((name for name in KEY_VARIABLES[family] if environ.get(name)), KEY_VARIABLES[family][0])
         found[family] = Upstream(base, environ.get(key_name, ""), key_name)
     return found | dict(agent)
