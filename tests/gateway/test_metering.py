@@ -260,3 +260,13 @@ def test_upstreams_come_from_the_setting_then_the_workers_variables_then_the_pro
     assert found["gemini"] == Route("https://generativelanguage.googleapis.com", "g-key", "GOOGLE_API_KEY")
     own = Route("http://127.0.0.1:8123/v1", "local", "FLEET_LLM_API_KEY")
     assert upstreams(Settings(gateway_openai_url="http://x"), environ, {"openai": own})["openai"] == own
+
+
+def test_a_server_that_refuses_stream_options_gets_the_request_as_the_client_sent_it(
+    agent: httpx.Client, gate: GatewayGate, attempt: Attempt, upstream: Upstream
+) -> None:
+    answer = send(agent, gate, "/openai/chat/completions", CHAT | {"model": "no-stream-options", "stream": True})
+    assert answer.status_code == 200 and answer.text.rstrip().endswith("data: [DONE]")
+    assert ["stream_options" in seen.body for seen in upstream.seen] == [True, False]
+    [call] = calls(attempt)
+    assert call.status == 200 and call.input_tokens == 0 and call.error == "the answer carried no usage"

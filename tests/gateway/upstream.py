@@ -131,6 +131,8 @@ class _Handler(BaseHTTPRequestHandler):
                 401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
             )
         path = self.path.partition("?")[0]
+        if body.get("model") == "no-stream-options" and "stream_options" in body:  # some compatible servers
+            return self._json(400, {"error": {"message": "Unrecognized request argument supplied: stream_options"}})
         if ":" in path.rpartition("/")[2]:
             whole, events = _gemini(body)
             streamed = ":streamGenerateContent" in path

@@ -149,10 +149,11 @@ class Handler:
         # On the gate's writer thread, after every call recorded so far: the spend it reads includes them.
         if (refusal := await asyncio.get_running_loop().run_in_executor(self.writer, self.meter.refusal)) is not None:
             return self._refuse(exchange, refusal)
+        original = body
         if _asks_usage(wire, parsed):
             exchange.strip_usage, body = True, json.dumps(parsed).encode()
         exchange.request = _bounded(self.redact(body.decode("utf-8", "replace")))
-        return await self._forward(request, family, rest, body, exchange)
+        return await self._forward(request, family, rest, body, exchange, original if exchange.strip_usage else None)
 
     def _refuse(self, exchange: _Exchange, reason: str) -> Response:
         kind = {"anthropic": "billing_error", "gemini": "RESOURCE_EXHAUSTED"}.get(exchange.family, "insufficient_quota")
@@ -160,8 +161,16 @@ class Handler:
         return JSONResponse(error_body(exchange.family, 402, kind, f"fleet gateway: {reason}"), 402, NO_RETRY)
 
     async def _forward(
-        self, request: Request, family: str, rest: str, body: bytes, exchange: _Exchange | None
+        self,
+        request: Request,
+        family: str,
+        rest: str,
+        body: bytes,
+        exchange: _Exchange | None,
+        unasked: bytes | None = None,
     ) -> Response:
+        """Send the request on and answer with what comes back; `unasked` is the body as the client sent it, for an
+        OpenAI-compatible server that refuses the stream_options the gateway added (the call then has no usage)."""
         upstream = self.upstreams[family]
         query: list[tuple[str, str | int | float | bool | None]] = [
             (name, value) for name, value in request.query_params.multi_items() if name != "key"
@@ -177,6 +186,11 @@ class Handler:
             if exchange is not None:
                 self._finish(exchange, 502, reason, "")
             return JSONResponse(error_body(family, 502, "api_error", f"fleet gateway: {reason}"), 502)
+        if unasked is not None and answer.status_code == 400 and b"stream_options" in await answer.aread():
+            await answer.aclose()
+            assert exchange is not None
+            exchange.strip_usage = False
+            return await self._forward(request, family, rest, unasked, exchange)
         headers = answer_headers(answer.headers)
         if exchange is None:
             return StreamingResponse(self._passthrough(answer), answer.status_code, headers)
