@@ -15,10 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 VARIABLE = r"^[A-Za-z_][A-Za-z0-9_]{0,199}$"
 HOST_PORT = r"^(?:(?:\*\.)?(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"
 TOKEN_NAME = r"^$|^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"
+BRANCH = r"^$|^[A-Za-z0-9_][A-Za-z0-9._/-]*$"  # no leading dash: never read as an option
+FORGE_REPO = r"^$|^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+LOGIN = r"^[A-Za-z0-9][A-Za-z0-9-]*(?:\[bot\])?$"
 PATTERN_NAMES = {
     VARIABLE: "a variable name",
     HOST_PORT: "host:port (api.example.com:443, 127.0.0.1:8080)",
     TOKEN_NAME: "1-100 letters, digits, and _ . @ - (starting with a letter or digit)",
+    BRANCH: "a branch name",
+    FORGE_REPO: "OWNER/NAME",
+    LOGIN: "a forge user name",
 }
 MAX_TITLE = 500
 MAX_BODY = 200_000
@@ -34,6 +40,11 @@ Arg = Annotated[str, StringConstraints(max_length=1000)]
 Variable = Annotated[str, StringConstraints(pattern=VARIABLE)]
 HostPort = Annotated[str, StringConstraints(max_length=300, pattern=HOST_PORT)]
 AgentName = Annotated[str, StringConstraints(max_length=200)]
+Branch = Annotated[str, StringConstraints(max_length=200, pattern=BRANCH)]
+Url = Annotated[str, StringConstraints(max_length=2000)]
+ForgeRepo = Annotated[str, StringConstraints(max_length=200, pattern=FORGE_REPO)]
+Label = Annotated[str, StringConstraints(max_length=100)]
+Login = Annotated[str, StringConstraints(max_length=100, pattern=LOGIN)]
 
 
 def plural_names(data: Mapping[str, Any], singular: Mapping[str, str]) -> dict[str, Any]:
@@ -68,7 +79,16 @@ class RepoSettings(Spec):
 
     SINGULAR: ClassVar[dict[str, str]] = {
         name.removesuffix("s"): name
-        for name in ("copy_files", "env_key_files", "agent_args", "agent_hosts", "read_paths", "known_failures")
+        for name in (
+            "copy_files",
+            "env_key_files",
+            "agent_args",
+            "agent_hosts",
+            "read_paths",
+            "known_failures",
+            "pr_labels",
+            "feedback_users",
+        )
     }
 
     test_cmd: Command = Field(default="", description="The command that runs the repository's tests.")
@@ -143,6 +163,29 @@ class RepoSettings(Spec):
     agent_instructions: PathText = Field(
         default="", description="The repository's file of instructions for agents (default: AGENTS.md, CLAUDE.md)."
     )
+    deliver: Literal["branch", "push", "pr", "merge"] = Field(
+        default="branch", description="What approve does: branch (local), push, pr (push and open a PR) or merge."
+    )
+    target_branch: Branch = Field(
+        default="", description="The branch PRs and merges target (default: the remote's HEAD)."
+    )
+    remote: Url = Field(default="", description="Where push and pr deliver (default: the repo's URL, or its origin).")
+    forge_url: Url = Field(
+        default="", description="The forge's API (default https://api.github.com; GHES: .../api/v3)."
+    )
+    forge_repo: ForgeRepo = Field(default="", description="OWNER/NAME on the forge (default: from the remote's URL).")
+    pr_labels: list[Label] = Field(
+        default_factory=list, max_length=20, description="A label every PR gets (repeatable)."
+    )
+    pr_draft: bool = Field(default=False, description="Open pull requests as drafts.")
+    feedback_users: list[Login] = Field(
+        default_factory=list,
+        max_length=200,
+        description="A forge user whose /fleet comments go to the agent (repeatable).",
+    )
+    import_label: Label = Field(default="", description="Keep importing open issues with this label as tickets.")
+    notify_url: Url = Field(default="", description="A webhook told of needs_review, failed, error, merged, ejected.")
+    notify_format: Literal["json", "slack"] = Field(default="json", description="json, or slack (incoming webhook).")
 
     @classmethod
     def from_stored(cls, stored: Mapping[str, Any]) -> RepoSettings:
