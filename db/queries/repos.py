@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from db.models import Attempt, Baseline, Event, Repo, Review, Run, Ticket, Verification
+from db.models import Attempt, Baseline, Event, ForgeSeen, Notification, Repo, Review, Run, Ticket, Verification
 from db.queries.errors import AlreadyExists, NotFound
 
 
@@ -49,6 +49,8 @@ def delete_repo(s: Session, name: str) -> int:
     count = len(s.scalars(tickets).all())
     s.execute(delete(Event).where(Event.ticket_id.in_(tickets) | Event.attempt_id.in_(attempts)))
     s.execute(delete(Review).where(Review.ticket_id.in_(tickets)))
+    s.execute(delete(ForgeSeen).where(ForgeSeen.repo_id == repo.id))
+    s.execute(delete(Notification).where(Notification.repo_id == repo.id))
     s.execute(delete(Verification).where(Verification.attempt_id.in_(attempts)))
     s.execute(delete(Attempt).where(Attempt.ticket_id.in_(tickets)))
     s.execute(delete(Run).where(Run.ticket_id.in_(tickets)))
