@@ -131,3 +131,22 @@ def _message(text: str) -> str:
     first = errors[0] if errors and isinstance(errors[0], dict) else {}
     detail = first.get("message") or first.get("code") or ""
     return " ".join(f"{data.get('message', '')} {detail}".split())[:300]
+
+
+def webhook_remarks(event: str, payload: dict[str, Any]) -> tuple[str, list[int], list[Remark]]:
+    """From a webhook delivery: the repository (OWNER/NAME), the pull request numbers it is about, and what was said,
+    with the same keys the poll gives them (so either acts on an item once). Other events give no remarks."""
+    repo = str((payload.get("repository") or {}).get("full_name") or "")
+    action = payload.get("action")
+    if event == "issue_comment" and action == "created" and (payload.get("issue") or {}).get("pull_request"):
+        return repo, [int(payload["issue"]["number"])], [_comment(payload["comment"], "comment")]
+    if event == "pull_request_review_comment" and action == "created":
+        return repo, [int(payload["pull_request"]["number"])], [_comment(payload["comment"], "line-comment")]
+    review = payload.get("review") or {}
+    if event == "pull_request_review" and action == "submitted" and review.get("state") == "changes_requested":
+        remark = Remark(f"review:{review['id']}", "review", _login(review), str(review.get("body") or ""))
+        return repo, [int(payload["pull_request"]["number"])], [remark]
+    run = payload.get("check_run") or {}
+    if event == "check_run" and action == "completed" and run.get("conclusion") in FAILED_CHECKS:
+        return repo, [int(p["number"]) for p in run.get("pull_requests") or []], [_check(run)]
+    return repo, [], []

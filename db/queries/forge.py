@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.lifecycle import TicketStatus
-from db.models import ForgeSeen, Notification, Ticket, utcnow
+from db.models import ForgeSeen, Notification, Review, Ticket, utcnow
 
 # The ticket statuses a repository's notify_url hears about; the merge queue adds "merged" and "ejected" (notify).
 NOTIFIED = {TicketStatus.NEEDS_REVIEW: "needs_review", TicketStatus.FAILED: "failed", TicketStatus.ERROR: "error"}
@@ -95,3 +95,9 @@ def ticket_by_pr(s: Session, repo_id: int, number: int) -> Ticket | None:
 
 def ticket_by_issue(s: Session, repo_id: int, number: int) -> Ticket | None:
     return s.scalar(select(Ticket).where(Ticket.repo_id == repo_id, Ticket.issue_number == number))
+
+
+def last_approval(s: Session, ticket_id: int) -> Review | None:
+    """The ticket's latest approval: the commit its pull request's branch holds now."""
+    query = select(Review).where(Review.ticket_id == ticket_id, Review.decision == "approved")
+    return s.scalars(query.order_by(Review.id.desc())).first()
