@@ -25,8 +25,13 @@ def forge() -> Iterator[ScriptedForge]:
 
 
 @pytest.fixture
-def fleet_with_forge(tmp_path: Path, git_server: GitServer, forge: ScriptedForge) -> Fleet:
-    """An embedded Fleet whose environment holds the git server's and the forge's tokens, as a worker's would."""
+def fleet_with_forge(
+    tmp_path: Path, git_server: GitServer, forge: ScriptedForge, monkeypatch: pytest.MonkeyPatch
+) -> Fleet:
+    """An embedded Fleet whose environment holds the git server's and the forge's tokens, as a worker's would; the
+    test's own process too, for the passes it runs in-process (git reads the token from its environment)."""
+    monkeypatch.setenv("FLEET_GIT_TOKEN", git_server.password)
+    monkeypatch.setenv("FLEET_GIT_USER", git_server.user)
     return make_test_fleet(
         tmp_path,
         FLEET_GIT_TOKEN=git_server.password,

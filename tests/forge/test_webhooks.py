@@ -1,0 +1,89 @@
+"""/api/hooks/github: signed with the webhook secret or refused; each delivery and each comment acted on once."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import pytest
+
+from orchestrator import pr_feedback
+from system.forge import signature_ok
+from tests.conftest import Fleet
+from tests.forge.gitserver import GitServer
+from tests.forge.helpers import StubDispatcher, approved_ticket, pr_repo, settings_of
+from tests.forge.scripted_forge import ScriptedForge
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
+
+def test_githubs_own_test_vector() -> None:
+    # docs.github.com, "Validating webhook deliveries"
+    expected = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    assert signature_ok("It's a Secret to Everybody", b"Hello, World!", expected)
+    assert not signature_ok("It's a Secret to Everybody", b"Hello, World?", expected)
+    assert not signature_ok("", b"Hello, World!", expected)  # no secret configured: nothing is accepted
+
+
+def _signed(secret: str, payload: dict[str, Any], event: str, delivery: str) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(payload).encode()
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {
+        "X-Hub-Signature-256": f"sha256={digest}",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "Content-Type": "application/json",
+    }
+    return body, headers
+
+
+def _comment(number: int, comment_id: int, author: str, text: str) -> dict[str, Any]:
+    return {
+        "action": "created",
+        "repository": {"full_name": "acme/shop"},
+        "issue": {"number": number, "pull_request": {"url": "..."}},
+        "comment": {"id": comment_id, "body": text, "user": {"login": author}},
+    }
+
+
+def test_a_signed_comment_starts_one_attempt_and_a_bad_signature_none(
+    fleet_with_forge: Fleet, git_server: GitServer, forge: ScriptedForge
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from orchestrator.web.app import create_app
+
+    fleet = fleet_with_forge
+    pr_repo(fleet, git_server, forge)
+    decision = approved_ticket(fleet, "by-attempt", "fix-add", "fix-add+fix-div")
+    [pull] = forge.pulls.values()
+    settings = settings_of(fleet)
+    client = TestClient(create_app(settings, lambda s: StubDispatcher()), base_url="https://testserver")
+    secret = settings.webhook_secret.get_secret_value()
+    payload = _comment(pull["number"], 77, "alice", "/fleet also handle negative numbers")
+
+    body, headers = _signed("not-the-secret", payload, "issue_comment", "d-1")
+    assert client.post("/api/hooks/github", content=body, headers=headers).status_code == 401
+    assert (
+        client.post("/api/hooks/github", content=body, headers={"X-GitHub-Event": "issue_comment"}).status_code == 401
+    )
+    assert fleet.json("show", str(decision["id"]))["status"] == "approved"
+
+    body, headers = _signed(secret, payload, "issue_comment", "d-2")
+    answer = client.post("/api/hooks/github", content=body, headers=headers)
+    assert answer.status_code == 200 and len(answer.json()["attempts"]) == 1
+    assert fleet.json("show", str(decision["id"]))["status"] == "queued"
+    again = client.post("/api/hooks/github", content=body, headers=headers)  # GitHub's redelivery: same id
+    assert again.status_code == 200 and again.json()["attempts"] == []
+
+    fleet.up()
+    fleet.run("review", "approve", str(decision["id"]))  # the PR is updated and waits again
+    # the poll reads the same comment from the API: already acted on, so nothing more
+    forge.comments.setdefault(pull["number"], []).append(payload["comment"])
+    assert pr_feedback.poll(fleet.db(), StubDispatcher(), settings) == 0
+    assert fleet.json("show", str(decision["id"]))["status"] == "approved"
+
+    body, headers = _signed(secret, {"zen": "Keep it logically awesome."}, "ping", "d-3")
+    assert client.post("/api/hooks/github", content=body, headers=headers).json()["attempts"] == []
