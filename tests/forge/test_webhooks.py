@@ -64,6 +64,12 @@ def test_a_signed_comment_starts_one_attempt_and_a_bad_signature_none(
     secret = settings.webhook_secret.get_secret_value()
     payload = _comment(pull["number"], 77, "alice", "/fleet also handle negative numbers")
 
+    from orchestrator.web.auth import Role, new_token
+
+    viewer = new_token(client.app.state.fleet.db, Role.VIEWER, "viewer1", "test")[1]  # type: ignore[attr-defined]
+    page = client.get(f"/tickets/{decision['id']}", headers={"Authorization": f"Bearer {viewer}"})
+    assert page.status_code == 200 and f'href="{pull["html_url"]}"' in page.text  # the ticket page links the PR
+
     body, headers = _signed("not-the-secret", payload, "issue_comment", "d-1")
     assert client.post("/api/hooks/github", content=body, headers=headers).status_code == 401
     assert (
