@@ -31,7 +31,8 @@ def test_credentials_never_reach_an_agent_a_transcript_the_database_or_a_log(
     )
     snoop.chmod(0o755)
     [ticket] = fleet.submit("--repo", "shop", "--title", "add() subtracts", "--body", "tests/test_calc.py::test_add",
-                            "--agent-cmd", shlex.quote(str(snoop)), "--attempts", "1")  # fmt: skip
+                            "--agent-cmd", shlex.quote(str(snoop)), "--attempts", "1",
+                            "--agent-env", "FLEET_GIT_TOKEN", "--agent-env", "FLEET_GITHUB_TOKEN")  # fmt: skip
     fleet.up()
     decision = fleet.json("review", "approve", str(ticket["id"]))
     assert decision["pr_url"]  # the tokens did their work: the push and the pull request happened
@@ -42,7 +43,7 @@ def test_credentials_never_reach_an_agent_a_transcript_the_database_or_a_log(
         from db import queries
 
         transcript = queries.get_attempt(s, attempt["id"]).transcript
-    assert "git token: " in transcript  # the agent did run and print
+    assert "git token: " in transcript  # the agent did run and print (and asked for the tokens by name: refused)
     assert "FLEET_GIT_TOKEN" not in transcript and "FLEET_GITHUB_TOKEN" not in transcript
 
     secrets = [git_server.password.encode(), forge.token.encode(), b"hook-secret-0123456789"]
