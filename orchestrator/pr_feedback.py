@@ -101,12 +101,26 @@ def poll(db: Database, dispatcher: Dispatcher, settings: Settings) -> int:
     for ticket_id, number, remote, stored in work:
         try:
             forge = forge_for(settings, RepoSettings.from_stored(stored), remote)
+            state = forge.pr_state(int(number or 0))
+            if state != "open":
+                closed(db, ticket_id, state)
+                continue
             remarks = forge.remarks(int(number or 0), heads[ticket_id] or "")
         except (ForgeError, ValueError, OSError) as exc:  # one unreachable forge never stops the others
             log.warning("reading the PR of ticket %s failed: %s", ticket_id, scrub(str(exc), settings))
             continue
         started += apply(db, dispatcher, settings, ticket_id, remarks) is not None
     return started
+
+
+def closed(db: Database, ticket_id: int, state: str) -> None:
+    """The PR was merged or closed on the forge: no more feedback is read from it (merged is notified)."""
+    with db.session() as s:
+        ticket = queries.get_ticket(s, ticket_id)
+        ticket.pr_number = None
+        queries.log_event(s, f"pr_{state}", ticket.pr_url, ticket_id=ticket_id, actor="pull-request")
+        if state == "merged":
+            queries.notify(s, ticket, "merged", f"pull request {ticket.pr_url} merged")
 
 
 def remote_for(source: str, stored: dict[str, Any]) -> str:

@@ -60,6 +60,10 @@ class Forge(Protocol):
 
     def add_labels(self, number: int, labels: list[str]) -> None: ...
 
+    def pr_state(self, number: int) -> str:
+        """open, closed, or merged."""
+        ...
+
     def set_status(self, sha: str, state: str, description: str, target_url: str) -> None:
         """A commit status (context `fleet/verification`): success, failure, error or pending."""
         ...

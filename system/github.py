@@ -74,6 +74,10 @@ class GitHubForge:
         pulls = self._call(self.gh.rest.pulls.list, state="open", head=f"{self.owner}:{head}")
         return PullRequest(int(pulls[0]["number"]), str(pulls[0]["html_url"])) if pulls else None
 
+    def pr_state(self, number: int) -> str:
+        pull = self._call(self.gh.rest.pulls.get, number)
+        return "merged" if pull.get("merged_at") else str(pull.get("state") or "open")
+
     def add_labels(self, number: int, labels: list[str]) -> None:
         if labels:
             self._call(self.gh.rest.issues.add_labels, number, data={"labels": labels})

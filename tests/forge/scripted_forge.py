@@ -140,6 +140,13 @@ class ScriptedForge:
         pull.update({k: v for k, v in body.items() if k in ("title", "body", "state")})
         return 200, pull
 
+    def get_pull(self, query: dict[str, str], body: Any, number: str) -> tuple[int, Any]:
+        return 200, self._pull(number)
+
+    def merge(self, number: int) -> None:
+        """A person merges the pull request on the forge."""
+        self.pulls[number].update(state="closed", merged_at="2026-12-01T12:00:00Z")
+
     def _pull(self, number: str) -> dict[str, Any]:
         if int(number) not in self.pulls:
             raise Answer(404, {"message": "Not Found", "documentation_url": DOCS, "status": "404"})
@@ -214,6 +221,7 @@ ROUTES = (
     (r"GET pulls", "list_pulls"),
     (r"POST pulls", "create_pull"),
     (r"PATCH pulls/(\d+)", "update_pull"),
+    (r"GET pulls/(\d+)", "get_pull"),
     (r"GET pulls/(\d+)/reviews", "list_reviews"),
     (r"GET pulls/(\d+)/comments", "list_line_comments"),
     (r"GET issues", "list_issues"),

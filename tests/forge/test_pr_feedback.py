@@ -73,3 +73,20 @@ def test_a_failing_check_and_changes_requested_become_the_next_attempts_feedback
     assert "Name the constant." in feedback and "alice requested changes" in feedback
     assert "ci/lint" not in feedback and "crypto" not in feedback
     assert forge.violations == []
+
+
+def test_a_merged_pr_is_read_no_more(fleet_with_forge: Fleet, git_server: GitServer, forge: ScriptedForge) -> None:
+    fleet = fleet_with_forge
+    pr_repo(fleet, git_server, forge)
+    decision = approved_ticket(fleet, "fix-add")
+    [pull] = forge.pulls.values()
+    forge.merge(pull["number"])
+    forge.comment(pull["number"], "alice", "/fleet one more thing")
+    assert _poll(fleet) == 0
+    with fleet.db().session() as s:
+        from db import queries
+
+        assert queries.pr_tickets(s) == []  # never asked again
+        assert "pr_merged" in [e.kind for e in queries.ticket_events(s, decision["id"])]
+    shown = fleet.json("show", str(decision["id"]))
+    assert (shown["status"], shown["pr_url"]) == ("approved", pull["html_url"])
