@@ -7,6 +7,8 @@ import os
 import shlex
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Fleet
 from tests.core.conftest import scripted
 from tests.forge.gitserver import GitServer
@@ -18,6 +20,7 @@ def _files(root: Path) -> list[Path]:
     return [Path(folder) / name for folder, _, names in os.walk(root) for name in names]
 
 
+@pytest.mark.slow  # a real `fleet up`: agents, verification, delivery
 def test_credentials_never_reach_an_agent_a_transcript_the_database_or_a_log(
     fleet_with_forge: Fleet, git_server: GitServer, forge: ScriptedForge
 ) -> None:

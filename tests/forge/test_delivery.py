@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from tests.conftest import Fleet
 from tests.core.conftest import scripted
 from tests.forge.conftest import served_sample
@@ -31,6 +33,7 @@ def _add(fleet: Fleet, where: str, *options: str) -> None:
     fleet.run("repo", "add", "shop", where, "--test-cmd", SAMPLE_TEST_CMD, *options)
 
 
+@pytest.mark.slow  # a real `fleet up`: agents, verification, delivery
 def test_branch_delivery_lands_a_local_branch_and_pushes_nothing(
     fleet_with_forge: Fleet, git_server: GitServer
 ) -> None:
@@ -48,6 +51,7 @@ def test_branch_delivery_lands_a_local_branch_and_pushes_nothing(
     assert git_server.seen_auth == []
 
 
+@pytest.mark.slow  # a real `fleet up`: agents, verification, delivery
 def test_push_delivery_pushes_the_branch_to_the_remote_with_the_workers_token(
     fleet_with_forge: Fleet, git_server: GitServer, forge: ScriptedForge
 ) -> None:
@@ -64,6 +68,7 @@ def test_push_delivery_pushes_the_branch_to_the_remote_with_the_workers_token(
     assert forge.requests == []
 
 
+@pytest.mark.slow  # a real `fleet up`: agents, verification, delivery
 def test_pr_delivery_opens_a_pull_request_with_the_verification_report(
     fleet_with_forge: Fleet, git_server: GitServer, forge: ScriptedForge
 ) -> None:
@@ -92,6 +97,7 @@ def test_pr_delivery_opens_a_pull_request_with_the_verification_report(
     assert pull["html_url"] in fleet.run("show", str(ticket)).stdout
 
 
+@pytest.mark.slow  # a real `fleet up`: agents, verification, delivery
 def test_merge_delivery_says_the_queue_is_not_available(fleet_with_forge: Fleet, git_server: GitServer) -> None:
     fleet = fleet_with_forge
     _add(fleet, served_sample(fleet, git_server), "--deliver", "merge")

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import update
 
 from db.models import Attempt, Notification, Run, Ticket, Verification, utcnow
@@ -23,6 +24,7 @@ from tests.forge.scripted_forge import ScriptedForge
 from workers.agents.scripted import SAMPLE_TEST_CMD
 
 
+@pytest.mark.slow  # a real `fleet up`: agents, verification, delivery
 def test_import_from_issues_is_idempotent(fleet_with_forge: Fleet, git_server: GitServer, forge: ScriptedForge) -> None:
     fleet = fleet_with_forge
     pr_repo(fleet, git_server, forge)
@@ -110,6 +112,7 @@ def _everything_due(fleet: Fleet) -> None:
         s.execute(update(Notification).where(Notification.sent_at.is_(None)).values(next_at=utcnow()))
 
 
+@pytest.mark.slow  # a real `fleet up`: agents, verification, delivery
 def test_notifications_are_sent_once_per_event_and_retried(tmp_path: Path) -> None:
     fleet = make_test_fleet(tmp_path, FLEET_PUBLIC_URL="http://fleet.example")
     with Receiver(failures=1).serving() as receiver:
@@ -137,6 +140,7 @@ def settings_of_plain(fleet: Fleet) -> Any:
     return Settings(home=fleet.home, database_url=fleet.database_url, public_url=fleet.env["FLEET_PUBLIC_URL"])
 
 
+@pytest.mark.slow  # a real `fleet up`: agents, verification, delivery
 def test_a_webhook_that_never_answers_never_holds_up_a_ticket(tmp_path: Path) -> None:
     fleet = make_test_fleet(tmp_path, FLEET_PUBLIC_URL="http://fleet.example")
     silent = socket.socket()  # accepts connections (the backlog) and never answers a byte

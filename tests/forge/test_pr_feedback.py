@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from orchestrator import pr_feedback
 from tests.conftest import Fleet
 from tests.forge.gitserver import GitServer
@@ -16,6 +18,7 @@ def _poll(fleet: Fleet) -> int:
     return pr_feedback.poll(fleet.db(), StubDispatcher(), settings_of(fleet))
 
 
+@pytest.mark.slow  # a real `fleet up`: agents, verification, delivery
 def test_a_pr_is_opened_then_updated_by_the_attempt_its_comment_asked_for(
     fleet_with_forge: Fleet, git_server: GitServer, forge: ScriptedForge
 ) -> None:
@@ -51,6 +54,7 @@ def test_a_pr_is_opened_then_updated_by_the_attempt_its_comment_asked_for(
     assert forge.violations == []
 
 
+@pytest.mark.slow  # a real `fleet up`: agents, verification, delivery
 def test_a_failing_check_and_changes_requested_become_the_next_attempts_feedback(
     fleet_with_forge: Fleet, git_server: GitServer, forge: ScriptedForge
 ) -> None:
@@ -75,6 +79,7 @@ def test_a_failing_check_and_changes_requested_become_the_next_attempts_feedback
     assert forge.violations == []
 
 
+@pytest.mark.slow  # a real `fleet up`: agents, verification, delivery
 def test_a_merged_pr_is_read_no_more(fleet_with_forge: Fleet, git_server: GitServer, forge: ScriptedForge) -> None:
     fleet = fleet_with_forge
     pr_repo(fleet, git_server, forge)

@@ -48,6 +48,7 @@ def _comment(number: int, comment_id: int, author: str, text: str) -> dict[str, 
     }
 
 
+@pytest.mark.slow  # a real `fleet up`: agents, verification, delivery
 def test_a_signed_comment_starts_one_attempt_and_a_bad_signature_none(
     fleet_with_forge: Fleet, git_server: GitServer, forge: ScriptedForge
 ) -> None:
