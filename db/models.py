@@ -120,6 +120,7 @@ class Attempt(Base):
     status: Mapped[str] = mapped_column(String(20), default=ATTEMPT.initial.value)
     prompt: Mapped[str] = mapped_column(Text, default="")
     feedback_in: Mapped[str] = mapped_column(Text, default="")
+    start_diff: Mapped[str] = mapped_column(Text, default="")  # applied before the agent runs: a PR's branch
     transcript: Mapped[str] = mapped_column(Text, default="")
     diff: Mapped[str] = mapped_column(Text, default="")
     diff_stat: Mapped[str] = mapped_column(Text, default="")

@@ -73,6 +73,7 @@ def apply(
         )
         lifecycle.require(ticket, TicketStatus.QUEUED, "reopen")
         new = policy.reopen(s, attempt.run, f"{PR_PREFIX}\n\n{feedback}")
+        new.start_diff = attempt.diff  # based on the PR's branch: the agent continues from what the PR holds
         queries.set_ticket_status(s, ticket, TicketStatus.QUEUED, "a new attempt with the pull request's feedback")
         queries.log_event(
             s, "pr_feedback", feedback[:2000], ticket_id=ticket_id, attempt_id=new.id, actor="pull-request"

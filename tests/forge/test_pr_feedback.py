@@ -24,7 +24,7 @@ def test_a_pr_is_opened_then_updated_by_the_attempt_its_comment_asked_for(
 ) -> None:
     fleet = fleet_with_forge
     pr_repo(fleet, git_server, forge)
-    first = approved_ticket(fleet, "by-attempt", "fix-add", "fix-add+fix-div")
+    first = approved_ticket(fleet, "by-attempt", "fix-add", "fix-div")  # the second adds only div's fix
     [pull] = forge.pulls.values()
     assert first["pr_url"] == pull["html_url"]
 
@@ -48,7 +48,8 @@ def test_a_pr_is_opened_then_updated_by_the_attempt_its_comment_asked_for(
     served = subprocess.run(
         ["git", "show", "fleet/ticket-1:calc.py"], cwd=git_server.root / "shop.git", capture_output=True, text=True
     ).stdout
-    assert "return a + b" in served and "return a / b" in served  # force-pushed: the new attempt's diff
+    # force-pushed: the new attempt started from the PR's branch, so its diff holds the PR's fix and its own
+    assert "return a + b" in served and "return a / b" in served
     assert any(m == "PATCH" and p.endswith(f"/pulls/{pull['number']}") for m, p, _, _ in forge.requests)
     assert forge.statuses[second["commit"]][-1]["state"] == "success"
     assert forge.violations == []

@@ -36,6 +36,7 @@ class Job:
     targets: tuple[str, ...] = field(default=())
     over_budget: str | None = None
     area: tuple[str, ...] = field(default=())
+    start_diff: str = ""  # the pull request's diff an attempt after PR feedback starts from
 
     @property
     def repo_key(self) -> str:
@@ -79,6 +80,7 @@ def snapshot(attempt: Attempt) -> Job:
         repo_settings=RepoSettings.from_stored(repo.settings),
         targets=tuple(ticket.targets),
         area=tuple(ticket.area),
+        start_diff=attempt.start_diff or "",
     )
 
 

@@ -1,4 +1,4 @@
-"""delivery and the forge: PR and issue numbers on tickets, forge items seen, the notification outbox
+"""delivery and the forge: PR and issue numbers on tickets, an attempt's start diff, forge items seen, the outbox
 
 Revision ID: 0004
 Revises: 0002
@@ -20,6 +20,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column('pr_url', sa.Text(), nullable=False, server_default=''))
         batch.add_column(sa.Column('pr_number', sa.Integer(), nullable=True))
         batch.add_column(sa.Column('issue_number', sa.Integer(), nullable=True))
+    with op.batch_alter_table('attempts') as batch:
+        batch.add_column(sa.Column('start_diff', sa.Text(), nullable=False, server_default=''))
     op.create_table(
         'forge_seen',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -51,6 +53,8 @@ def downgrade() -> None:
     op.drop_index('ix_notifications_due', table_name='notifications')
     op.drop_table('notifications')
     op.drop_table('forge_seen')
+    with op.batch_alter_table('attempts') as batch:
+        batch.drop_column('start_diff')
     with op.batch_alter_table('tickets') as batch:
         batch.drop_column('issue_number')
         batch.drop_column('pr_number')
