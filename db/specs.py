@@ -219,7 +219,9 @@ class RepoSpec(RepoSettings):
     """A repository to register: its name, the folder it lives in, and its settings."""
 
     name: str = Field(min_length=1, max_length=100, description="The repo's name in tickets and commands.")
-    path: PathText = Field(min_length=1, description="The repository's folder on this machine.")
+    path: PathText = Field(
+        min_length=1, description="The repository's folder on this machine, or its URL (cloned into a mirror)."
+    )
 
 
 class TicketSpec(Spec):
