@@ -11,8 +11,6 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_BROKER = "embedded"
-# Fleet's own credentials: never passed to an agent or a test run, even when a repository or ticket names them.
-CREDENTIAL_VARIABLES = frozenset({"FLEET_GIT_TOKEN", "FLEET_GITHUB_TOKEN", "FLEET_WEBHOOK_SECRET"})
 
 
 def default_home() -> Path:

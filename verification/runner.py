@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from system.credentials import CREDENTIAL_VARIABLES
 from system.process import ProcessResult, run_process
 from system.sandbox import scratch_env
-from system.settings import CREDENTIAL_VARIABLES
 from verification import channel as results_channel
 from verification.channel import Channel
 from verification.report import Outcome, ReportError, TestResult, parse_junit

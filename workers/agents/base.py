@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from system.credentials import CREDENTIAL_VARIABLES
 from system.process import ProcessResult, run_process
-from system.settings import CREDENTIAL_VARIABLES
 from workers.agents.contracts import AgentTask
 
 # Only these reach the agent from the worker's environment, unless allow-listed in env_passthrough.
