@@ -2,6 +2,7 @@
 
 githubkit retries a rate-limited request after GitHub's `retry-after` and a 5xx a few times; what still fails is
 one ForgeError. Answers are read as plain JSON: only the fields Fleet uses, whatever the schema version adds.
+githubkit is imported when a client is made (half a second): every CLI command imports this module.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from githubkit import GitHub
-from githubkit.exception import GitHubException, RequestFailed
 
 from system.forge import GITHUB_API, ForgeError, Issue, PullRequest, Remark
 
@@ -27,6 +26,8 @@ class GitHubForge:
     """One GitHub repository, OWNER/NAME, at base_url with a token (never logged, never in an error)."""
 
     def __init__(self, repo: str, token: str, base_url: str = "", transport: httpx.BaseTransport | None = None) -> None:
+        from githubkit import GitHub
+
         self.owner, self.name = repo.split("/", 1)
         self.gh = GitHub(
             token or None,
@@ -38,6 +39,8 @@ class GitHubForge:
         )
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from githubkit.exception import GitHubException, RequestFailed
+
         try:
             return fn(self.owner, self.name, *args, **kwargs).json()
         except RequestFailed as exc:
