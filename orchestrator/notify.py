@@ -44,7 +44,7 @@ def send_due(db: Database, settings: Settings, client: httpx.Client | None = Non
     """Send every notification that is due; returns how many were delivered."""
     now = utcnow()
     with db.session() as s:
-        rows = [r for r in queries.due_notifications(s, now) if r.tries < MAX_TRIES]
+        rows = queries.due_notifications(s, now, MAX_TRIES)
         todo = []
         for row in rows:
             if queries.claim_notification(s, row, now + timedelta(seconds=HOLD_SECONDS)):

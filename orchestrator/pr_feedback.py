@@ -55,14 +55,17 @@ def apply(
         ticket = queries.load_ticket_tree(s, ticket_id)
         if ticket.status != TicketStatus.APPROVED.value or not ticket.pr_number:
             return None  # an attempt is already at work on earlier feedback; later words wait for its PR update
+        approved = queries.last_approval(s, ticket_id)
+        found = [a for run in ticket.runs for a in run.attempts if approved and a.id == approved.attempt_id]
+        if not found:
+            return None
+        attempt = found[0]  # the attempt the PR's branch holds
         allowed = {user.lower() for user in RepoSettings.from_stored(ticket.repo.settings).feedback_users}
         said = [(r, w) for r in remarks if (w := words_of(r, allowed)) is not None]
         fresh = [f"{_who(r)}\n{w}" for r, w in said if queries.first_sight(s, ticket.repo_id, r.key, ticket_id)]
         if not fresh:
             return None
         feedback = "\n\n".join(fresh)[:MAX_WORDS]
-        approved = queries.last_approval(s, ticket_id)
-        attempt = next(a for run in ticket.runs for a in run.attempts if approved and a.id == approved.attempt_id)
         queries.add_review(
             s,
             ticket_id=ticket_id,

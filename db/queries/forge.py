@@ -50,9 +50,11 @@ def notify(s: Session, ticket: Ticket, event: str, message: str = "") -> Notific
     return row
 
 
-def due_notifications(s: Session, now: datetime, limit: int = 50) -> Sequence[Notification]:
-    """Unsent notifications whose time has come, oldest first."""
-    query = select(Notification).where(Notification.sent_at.is_(None), Notification.next_at <= now)
+def due_notifications(s: Session, now: datetime, max_tries: int, limit: int = 50) -> Sequence[Notification]:
+    """Unsent notifications whose time has come and that were tried fewer than max_tries times, oldest first."""
+    query = select(Notification).where(
+        Notification.sent_at.is_(None), Notification.next_at <= now, Notification.tries < max_tries
+    )
     return s.scalars(query.order_by(Notification.id).limit(limit)).all()
 
 
