@@ -94,3 +94,30 @@ def test_a_signed_comment_starts_one_attempt_and_a_bad_signature_none(
 
     body, headers = _signed(secret, {"zen": "Keep it logically awesome."}, "ping", "d-3")
     assert client.post("/api/hooks/github", content=body, headers=headers).json()["attempts"] == []
+
+
+def test_each_event_gives_the_same_keys_the_poll_does() -> None:
+    from system.github import webhook_remarks
+
+    repo = {"full_name": "acme/shop"}
+    review = {"id": 5, "state": "changes_requested", "body": "no", "user": {"login": "alice"}}
+    name, numbers, [remark] = webhook_remarks(
+        "pull_request_review",
+        {"action": "submitted", "repository": repo, "review": review, "pull_request": {"number": 2}},
+    )
+    assert (name, numbers, remark.key, remark.kind, remark.author) == ("acme/shop", [2], "review:5", "review", "alice")
+    run = {"id": 9, "name": "ci", "conclusion": "timed_out", "pull_requests": [{"number": 2}], "output": {}}
+    _, numbers, [remark] = webhook_remarks("check_run", {"action": "completed", "repository": repo, "check_run": run})
+    assert (numbers, remark.key, remark.text) == ([2], "check:9", "The check 'ci' ended timed_out.")
+    line = {"id": 3, "body": "/fleet x", "user": {"login": "alice"}, "path": "a.py", "line": 4}
+    _, numbers, [remark] = webhook_remarks(
+        "pull_request_review_comment",
+        {"action": "created", "repository": repo, "comment": line, "pull_request": {"number": 2}},
+    )
+    assert (remark.key, remark.path, remark.line) == ("line-comment:3", "a.py", 4)
+    approved = review | {"state": "approved"}
+    assert (
+        webhook_remarks("pull_request_review", {"action": "submitted", "repository": repo, "review": approved})[2] == []
+    )
+    issue = {"action": "created", "repository": repo, "issue": {"number": 1}, "comment": line}  # an issue, not a PR
+    assert webhook_remarks("issue_comment", issue)[2] == []
