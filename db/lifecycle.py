@@ -108,7 +108,7 @@ TICKET = Table(
         *_edges("settle", [_T.QUEUED, _T.RUNNING], _T.ERROR),
         *_edges("approve", [_T.NEEDS_REVIEW], _T.APPROVED),
         *_edges("reject", [_T.NEEDS_REVIEW], _T.REJECTED),
-        *_edges("reopen", [_T.REJECTED], _T.QUEUED),  # a reviewer's rejection with feedback
+        *_edges("reopen", [_T.REJECTED, _T.APPROVED], _T.QUEUED),  # a reviewer's feedback, or the PR's
         *_edges("retry", [_T.FAILED, _T.ERROR, _T.CANCELLED], _T.QUEUED),
         *_edges("cancel", [_T.QUEUED, _T.RUNNING, _T.NEEDS_REVIEW, _T.REJECTED], _T.CANCELLED),
     ),

@@ -74,6 +74,9 @@ class Ticket(Base):
     submitted_by: Mapped[str] = mapped_column(String(200), default="")
     cancel_requested_at: Mapped[datetime | None] = mapped_column()
     cancelled_by: Mapped[str | None] = mapped_column(String(200))
+    pr_url: Mapped[str] = mapped_column(Text, default="")  # the pull request delivery opened (deliver = pr)
+    pr_number: Mapped[int | None] = mapped_column(Integer)
+    issue_number: Mapped[int | None] = mapped_column(Integer)  # the forge issue it was imported from
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -117,6 +120,7 @@ class Attempt(Base):
     status: Mapped[str] = mapped_column(String(20), default=ATTEMPT.initial.value)
     prompt: Mapped[str] = mapped_column(Text, default="")
     feedback_in: Mapped[str] = mapped_column(Text, default="")
+    start_diff: Mapped[str] = mapped_column(Text, default="")  # applied before the agent runs: a PR's branch
     transcript: Mapped[str] = mapped_column(Text, default="")
     diff: Mapped[str] = mapped_column(Text, default="")
     diff_stat: Mapped[str] = mapped_column(Text, default="")
@@ -259,3 +263,34 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class ForgeSeen(Base):
+    """A forge item Fleet has acted on (a comment, a review, a check run, a webhook delivery, an issue): never twice."""
+
+    __tablename__ = "forge_seen"
+    __table_args__ = (UniqueConstraint("repo_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """The outbox: one row per event, written with the status change, sent (and retried) by the reconciler."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "sent_at", "next_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -16,11 +16,17 @@ VARIABLE = r"^[A-Za-z_][A-Za-z0-9_]{0,199}$"
 MODEL_PRICE = r"^[^=\s]{1,200}=\d{1,7}(\.\d{1,9})?/\d{1,7}(\.\d{1,9})?(/\d{1,7}(\.\d{1,9})?)?$"
 HOST_PORT = r"^(?:(?:\*\.)?(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"
 TOKEN_NAME = r"^$|^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"
+BRANCH = r"^$|^[A-Za-z0-9_][A-Za-z0-9._/-]*$"  # no leading dash: never read as an option
+FORGE_REPO = r"^$|^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+LOGIN = r"^[A-Za-z0-9][A-Za-z0-9-]*(?:\[bot\])?$"
 PATTERN_NAMES = {
     VARIABLE: "a variable name",
     MODEL_PRICE: "MODEL=INPUT/OUTPUT[/CACHED] in USD per million tokens (gpt-4o=2.5/10/1.25)",
     HOST_PORT: "host:port (api.example.com:443, 127.0.0.1:8080)",
     TOKEN_NAME: "1-100 letters, digits, and _ . @ - (starting with a letter or digit)",
+    BRANCH: "a branch name",
+    FORGE_REPO: "OWNER/NAME",
+    LOGIN: "a forge user name",
 }
 MAX_TITLE = 500
 MAX_BODY = 200_000
@@ -37,6 +43,11 @@ Variable = Annotated[str, StringConstraints(pattern=VARIABLE)]
 HostPort = Annotated[str, StringConstraints(max_length=300, pattern=HOST_PORT)]
 ModelPrice = Annotated[str, StringConstraints(max_length=300, pattern=MODEL_PRICE)]
 AgentName = Annotated[str, StringConstraints(max_length=200)]
+Branch = Annotated[str, StringConstraints(max_length=200, pattern=BRANCH)]
+Url = Annotated[str, StringConstraints(max_length=2000)]
+ForgeRepo = Annotated[str, StringConstraints(max_length=200, pattern=FORGE_REPO)]
+Label = Annotated[str, StringConstraints(max_length=100)]
+Login = Annotated[str, StringConstraints(max_length=100, pattern=LOGIN)]
 
 
 def plural_names(data: Mapping[str, Any], singular: Mapping[str, str]) -> dict[str, Any]:
@@ -79,6 +90,8 @@ class RepoSettings(Spec):
             "read_paths",
             "known_failures",
             "model_prices",
+            "pr_labels",
+            "feedback_users",
         )
     }
 
@@ -159,6 +172,29 @@ class RepoSettings(Spec):
     agent_instructions: PathText = Field(
         default="", description="The repository's file of instructions for agents (default: AGENTS.md, CLAUDE.md)."
     )
+    deliver: Literal["branch", "push", "pr", "merge"] = Field(
+        default="branch", description="What approve does: branch (local), push, pr (push and open a PR) or merge."
+    )
+    target_branch: Branch = Field(
+        default="", description="The branch PRs and merges target (default: the remote's HEAD)."
+    )
+    remote: Url = Field(default="", description="Where push and pr deliver (default: the repo's URL, or its origin).")
+    forge_url: Url = Field(
+        default="", description="The forge's API (default https://api.github.com; GHES: .../api/v3)."
+    )
+    forge_repo: ForgeRepo = Field(default="", description="OWNER/NAME on the forge (default: from the remote's URL).")
+    pr_labels: list[Label] = Field(
+        default_factory=list, max_length=20, description="A label every PR gets (repeatable)."
+    )
+    pr_draft: bool = Field(default=False, description="Open pull requests as drafts.")
+    feedback_users: list[Login] = Field(
+        default_factory=list,
+        max_length=200,
+        description="A forge user whose /fleet comments go to the agent (repeatable).",
+    )
+    import_label: Label = Field(default="", description="Keep importing open issues with this label as tickets.")
+    notify_url: Url = Field(default="", description="A webhook told of needs_review, failed, error, merged, ejected.")
+    notify_format: Literal["json", "slack"] = Field(default="json", description="json, or slack (incoming webhook).")
 
     @classmethod
     def from_stored(cls, stored: Mapping[str, Any]) -> RepoSettings:
@@ -192,7 +228,9 @@ class RepoSpec(RepoSettings):
     """A repository to register: its name, the folder it lives in, and its settings."""
 
     name: str = Field(min_length=1, max_length=100, description="The repo's name in tickets and commands.")
-    path: PathText = Field(min_length=1, description="The repository's folder on this machine.")
+    path: PathText = Field(
+        min_length=1, description="The repository's folder on this machine, or its URL (cloned into a mirror)."
+    )
 
 
 class TicketSpec(Spec):

@@ -55,3 +55,12 @@ def committed_file(path: Path, ref: str, name: str) -> str | None:
     except (InvalidGitRepositoryError, NoSuchPathError, BadName, BadObject, KeyError, ValueError):
         return None
     return data.decode("utf-8", errors="replace")
+
+
+def remote_url(path: Path, name: str = "origin") -> str:
+    """The URL of a folder's remote `name`, or "" when it has none."""
+    try:
+        with Repo(path) as repo:
+            return str(repo.remote(name).url) if name in [r.name for r in repo.remotes] else ""
+    except (InvalidGitRepositoryError, NoSuchPathError, NotADirectoryError, ValueError):
+        return ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import tomllib
@@ -17,8 +18,27 @@ from orchestrator.errors import FleetError
 from orchestrator.gitrepo import committed_file, repository_root
 from orchestrator.tickets import CANCELLABLE as OPEN
 from orchestrator.tickets import check_agent, check_text
+from system.forge import is_url, password_in
+from system.mirror import MirrorError, refresh_mirror
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def local_copy(source: str, mirrors: Path | None) -> Path:
+    """The folder to read a repository from: its own, or for one registered by URL a mirror fetched now."""
+    if not is_url(source):
+        return Path(source)
+    if password_in(source):
+        raise FleetError(
+            "a repository URL may not carry a password or token: set FLEET_GIT_TOKEN or a credential helper"
+        )
+    if mirrors is None:
+        raise FleetError(f"{source}: repositories registered by URL need Fleet's mirrors folder")
+    key = "url-" + hashlib.sha256(source.encode()).hexdigest()[:24]
+    try:
+        return refresh_mirror(mirrors, key, source)
+    except MirrorError as exc:
+        raise FleetError(f"cannot clone {source}: {exc.reason.strip().splitlines()[-1]}") from None
 
 
 def read_fleet_toml(repo: Path) -> RepoSettings:
@@ -84,18 +104,25 @@ def _copy_file(item: str) -> str:
     return f"{source_path}:{dest}"
 
 
-def register_repo(db: Database, spec: RepoSpec, agents: AgentRule) -> dict[str, Any]:
-    """Check and store a repository; returns its view. Its default agent is one the workers can run.
-
-    A setting given in spec wins over the repository's `.fleet.toml`, which wins over the default."""
+def register_repo(db: Database, spec: RepoSpec, agents: AgentRule, mirrors: Path | None = None) -> dict[str, Any]:
+    """Check and store a repository (a folder, or a URL cloned into mirrors); returns its view. Its default agent is
+    one the workers can run. A setting given in spec wins over the repository's `.fleet.toml`, then the default."""
     if not NAME.match(spec.name):
         raise FleetError(f"repo name {spec.name!r}: use letters, digits, '.', '_' and '-' (at most 100)")
     check_text("path", spec.path)
-    path = _repo_root(Path(spec.path).expanduser().resolve(), spec.path)
+    source, path = _source(spec.path, mirrors)
     settings = RepoSettings.model_validate(read_fleet_toml(path).given() | spec.given())
     with db.session() as s:
-        repo = queries.add_repo(s, name=spec.name, **_columns(str(path), settings, agents))
+        repo = queries.add_repo(s, name=spec.name, **_columns(source, settings, agents))
         return views.repo_view(repo)
+
+
+def _source(given: str, mirrors: Path | None) -> tuple[str, Path]:
+    """The source stored (the URL, or the folder made absolute) and the folder to read it from now."""
+    if is_url(given):
+        return given, local_copy(given, mirrors)
+    path = _repo_root(Path(given).expanduser().resolve(), given)
+    return str(path), path
 
 
 def _columns(source: str, settings: RepoSettings, agents: AgentRule) -> dict[str, Any]:
@@ -115,7 +142,9 @@ def _columns(source: str, settings: RepoSettings, agents: AgentRule) -> dict[str
     }
 
 
-def update_repo(db: Database, name: str, changes: RepoSettings, path: str | None, agents: AgentRule) -> dict[str, Any]:
+def update_repo(
+    db: Database, name: str, changes: RepoSettings, path: str | None, agents: AgentRule, mirrors: Path | None = None
+) -> dict[str, Any]:
     """Change the settings given in changes (and the path, if given); the others keep their stored values."""
     with db.session() as s:
         repo = queries.get_repo(s, name)
@@ -123,7 +152,7 @@ def update_repo(db: Database, name: str, changes: RepoSettings, path: str | None
         current, source = RepoSettings.from_stored(repo.settings | columns), repo.source
     if path is not None:
         check_text("path", path)
-        source = str(_repo_root(Path(path).expanduser().resolve(), path))
+        source = _source(path, mirrors)[0]
     settings = RepoSettings.model_validate(current.given() | changes.given())
     with db.session() as s:
         return views.repo_view(queries.update_repo(s, name, **_columns(source, settings, agents)))

@@ -1,20 +1,17 @@
-"""Review: verified candidates best first; approve lands the diff as a branch, reject sends words back."""
+"""Review: verified candidates best first; approve delivers the diff (delivery.py), reject sends words back."""
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from db import lifecycle, policy, queries
 from db.engine import Database
 from db.lifecycle import TicketStatus, Verdict
 from db.models import Attempt, Ticket
-from orchestrator import views
+from db.specs import RepoSettings
+from orchestrator import delivery, views
 from orchestrator.errors import FleetError
-from system.git import GitError, git
-from system.mirror import ensure_mirror
 from system.settings import Settings
 
 if TYPE_CHECKING:
@@ -47,11 +44,12 @@ class Decision:
     branch: str = ""
     commit: str = ""
     attempt: int | None = None
+    pr_url: str = ""
 
     def view(self) -> dict[str, Any]:
         view: dict[str, Any] = {"id": self.ticket, "status": self.status.value, "chosen": self.chosen}
         if self.status == TicketStatus.APPROVED:
-            return view | {"branch": self.branch, "commit": self.commit}
+            return view | {"branch": self.branch, "commit": self.commit, "pr_url": self.pr_url}
         return view | {"attempt": self.attempt}
 
 
@@ -117,10 +115,6 @@ def _diff_size(attempt: Attempt) -> int:
     return sum(1 for line in attempt.diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---"))
 
 
-def branch_name(ticket_id: int) -> str:
-    return f"fleet/ticket-{int(ticket_id)}"
-
-
 def _reviewable(
     s: queries.Session, ticket_id: int, decision: TicketStatus, action: str, choice: Choice = None
 ) -> tuple[Ticket, Candidate]:
@@ -151,45 +145,44 @@ def chosen(found: list[Candidate], choice: Choice, ticket_id: int) -> Candidate:
     raise FleetError(f"attempt {choice[1]} is not a candidate of ticket {ticket_id} (rejected, or not verified)")
 
 
-def commit_diff(mirror: Path, base_sha: str, diff: str, message: str) -> str:
-    """A commit of diff on base_sha, made with a private index: no worktree, no hooks, nothing run."""
-    with tempfile.TemporaryDirectory(prefix="fleet-index-") as tmp:
-        index = Path(tmp) / "index"
-        git("read-tree", base_sha, cwd=mirror, index_file=index)
-        git("apply", "--cached", "--whitespace=nowarn", "-", cwd=mirror, input=diff, index_file=index)
-        tree = git("write-tree", cwd=mirror, index_file=index).strip()
-    return git("commit-tree", tree, "-p", base_sha, "-F", "-", cwd=mirror, input=message).strip()
-
-
 def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str, choice: Choice = None) -> Decision:
-    """Land the chosen verified diff (the best by default) as branch fleet/ticket-N."""
+    """Deliver the chosen verified diff (the best by default) as the repository's `deliver` setting says."""
     with db.session() as s:
         ticket, candidate = _reviewable(s, ticket_id, TicketStatus.APPROVED, "approve", choice)
         best = candidate.attempt
-        source, base_sha, repo_key = ticket.repo.source, ticket.base_sha, f"repo-{ticket.repo_id}"
-        message = commit_message(ticket, candidate)
-        diff, attempt_id, chosen = best.diff, best.id, _chosen(best)
-    branch = branch_name(ticket_id)
-    try:
-        mirror = ensure_mirror(settings.mirrors_dir, repo_key, source, base_sha)
-        sha = commit_diff(mirror, base_sha, diff, message)
-        git("push", "--end-of-options", source, f"{sha}:refs/heads/{branch}", cwd=mirror)
-    except GitError as exc:
-        raise FleetError(f"could not create branch {branch} in {source}: {exc.stderr or exc}") from None
+        item = delivery.Shipment(
+            ticket_id=ticket_id,
+            repo_key=f"repo-{ticket.repo_id}",
+            source=ticket.repo.source,
+            base_sha=ticket.base_sha,
+            diff=best.diff,
+            message=commit_message(ticket, candidate),
+            title=ticket.title,
+            report=delivery.report(ticket, candidate.attempt, delivery.ticket_link(settings, ticket_id)),
+            settings=RepoSettings.from_stored(ticket.repo.settings),
+        )
+        attempt_id, chosen = best.id, _chosen(best)
+    done = delivery.deliver(settings, item)
+    where = f"branch {done.branch}" + (f" pushed to {done.remote}" if done.remote else "")
+    where += f"; pull request {done.pr_url}" if done.pr_url else ""
     with db.session() as s:
         ticket = queries.get_ticket(s, ticket_id)
-        queries.set_ticket_status(s, ticket, TicketStatus.APPROVED, f"approved by {reviewer}; branch {branch}")
+        if done.pr_url:
+            ticket.pr_url, ticket.pr_number = done.pr_url, done.pr_number
+        queries.set_ticket_status(s, ticket, TicketStatus.APPROVED, f"approved by {reviewer}; {where}")
         queries.add_review(
             s,
             ticket_id=ticket_id,
             attempt_id=attempt_id,
             decision="approved",
             reviewer=reviewer,
-            branch=branch,
-            commit_sha=sha,
+            branch=done.branch,
+            commit_sha=done.commit,
         )
-        queries.log_event(s, "approved", branch, ticket_id=ticket_id, attempt_id=attempt_id, actor=reviewer)
-    return Decision(ticket_id, TicketStatus.APPROVED, chosen, branch=branch, commit=sha)
+        queries.log_event(s, "approved", where, ticket_id=ticket_id, attempt_id=attempt_id, actor=reviewer)
+    return Decision(
+        ticket_id, TicketStatus.APPROVED, chosen, branch=done.branch, commit=done.commit, pr_url=done.pr_url
+    )
 
 
 def commit_message(ticket: Ticket, c: Candidate) -> str:

@@ -96,14 +96,25 @@ def _run_agents(spec: TicketSpec, default_agent: str) -> list[str]:
     return [agent for agent in agents for _ in range(spec.fanout)]
 
 
-def _base_sha(source: str, ref: str, repo_name: str) -> str:
+def _base_sha(source: str, ref: str, repo_name: str, mirrors: Path | None) -> str:
+    from orchestrator.repos import local_copy  # repos imports this module's checks
+
     try:
-        return resolve_commit(Path(source), ref)
+        return resolve_commit(local_copy(source, mirrors), ref)
     except NoCommit:
         raise FleetError(f"base ref {ref!r} does not exist in repo {repo_name!r} ({source})") from None
 
 
-def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str, agents: AgentRule, check: str = "") -> Ticket:
+def create(
+    s: queries.Session,
+    spec: TicketSpec,
+    cwd: Path,
+    actor: str,
+    agents: AgentRule,
+    check: str = "",
+    mirrors: Path | None = None,
+    issue: int | None = None,
+) -> Ticket:
     """Write one ticket with its runs and first attempts; nothing is sent yet.
 
     check: "given" refuses the shell agent without a command; "local" also looks for the command on this machine
@@ -124,7 +135,7 @@ def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str, agents: 
         options["extra_args"] = list(spec.agent_args)
     if spec.agent_env:
         options["env"] = list(spec.agent_env)
-    base_sha = _base_sha(repo.source, spec.base, repo.name)
+    base_sha = _base_sha(repo.source, spec.base, repo.name, mirrors)
     if check:
         check_runnable(_run_agents(spec, repo.default_agent), options.get("command", []), cwd, check == "local")
     ticket = queries.add_ticket(
@@ -145,6 +156,7 @@ def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str, agents: 
         area=list(spec.area),
         targets=list(spec.targets) or mentioned_tests(spec),
         submitted_by=actor,
+        issue_number=issue,
     )
     queries.log_event(s, "submitted", spec.title, ticket_id=ticket.id, actor=actor)
     policy.start_runs(s, ticket)
@@ -160,9 +172,10 @@ def _create_in_batch(
     actor: str,
     agents: AgentRule,
     check: str,
+    mirrors: Path,
 ) -> Ticket:
     try:
-        return create(s, spec, cwd, actor, agents, check)
+        return create(s, spec, cwd, actor, agents, check, mirrors)
     except FleetError as exc:
         # One bad ticket in a batch stores none of them; say which one it was (keeping the kind of error).
         raise type(exc)(f"ticket {number} of {total}: {exc}" if total > 1 else str(exc)) from None
@@ -185,7 +198,7 @@ def submit(
     check = ("local" if settings.embedded else "given") if check_commands else ""
     with db.session() as s:
         tickets = [
-            _create_in_batch(s, spec, number, len(specs), cwd, actor, agents, check)
+            _create_in_batch(s, spec, number, len(specs), cwd, actor, agents, check, settings.mirrors_dir)
             for number, spec in enumerate(specs, 1)
         ]
     dispatcher.kick(db, settings)

@@ -147,6 +147,8 @@ def ticket_view(t: Ticket, with_runs: bool = False) -> dict[str, Any]:
         "created_at": _time(t.created_at),
         "updated_at": _time(t.updated_at),
         "cancelled_by": t.cancelled_by,
+        "pr_url": t.pr_url or "",
+        "issue": t.issue_number,
     }
     if with_runs:
         view["verdict"] = final_verdict(t)

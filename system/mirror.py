@@ -78,6 +78,29 @@ def ensure_mirror(mirrors_dir: Path, repo_key: str, source: str, sha: str) -> Pa
     return mirror
 
 
+def refresh_mirror(mirrors_dir: Path, repo_key: str, source: str) -> Path:
+    """The bare mirror of source with every branch as the source has it now (a repository registered by URL)."""
+    mirror = mirror_path(mirrors_dir, repo_key)
+    _check_source_and_sha(source, "0000")
+    with exclusive_lock(mirror.with_name(f"{repo_key}.lock")):
+        if not _is_bare_repo(mirror):
+            _clone(mirror, source, "HEAD")
+        else:
+            try:
+                git(
+                    "fetch",
+                    "--prune",
+                    *BRANCH_FETCH_FLAGS,
+                    source,
+                    BRANCHES_REFSPEC,
+                    cwd=mirror,
+                    timeout=FETCH_TIMEOUT_SECONDS,
+                )
+            except GitError as exc:
+                raise MirrorError(source, "HEAD", f"fetch failed: {exc.stderr or exc}") from exc
+    return mirror
+
+
 def has_commit(repo: Path, sha: str) -> bool:
     """True when repo exists and holds sha as a commit."""
     if not (repo / "HEAD").is_file():

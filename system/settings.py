@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_BROKER = "embedded"
@@ -74,6 +74,15 @@ class Settings(BaseSettings):
     transcript_flush_seconds: float = 1.0
     max_diff_bytes: int = 5 * 2**20  # a larger diff ends its attempt as an error; nothing of it is stored
     feedback_limit_bytes: int = 4_000
+
+    # Delivery and the forge (orchestrator/delivery.py). The tokens are read here and handed only to git's credential
+    # helper (system/gitauth.py) and the forge client: never to an agent, a test run, a transcript or a log.
+    git_token: SecretStr = SecretStr("")  # FLEET_GIT_TOKEN: the password git pushes and fetches over HTTPS with
+    git_user: str = "x-access-token"
+    github_token: SecretStr = SecretStr("")  # FLEET_GITHUB_TOKEN: the forge's API (default: the git token)
+    webhook_secret: SecretStr = SecretStr("")  # FLEET_WEBHOOK_SECRET: the HMAC key of /api/hooks/github
+    public_url: str = ""  # where the web pages are served, for the links in PRs and notifications
+    forge_poll_seconds: float = 60.0  # how often the reconciler reads open PRs and imports issues
 
     def where(self) -> str:
         """Where this Fleet keeps its state, and why there: for the commands that found nothing."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from system.credentials import CREDENTIAL_VARIABLES
 from system.process import ProcessResult, run_process
 from system.sandbox import scratch_env
 from verification import channel as results_channel
@@ -182,7 +183,7 @@ def build_env(base: Mapping[str, str], report_dir: Path, pytest_args: Sequence[s
 
 def allowed_env(base: Mapping[str, str], names: Sequence[str] = ()) -> dict[str, str]:
     """The variables of base that code under test may see: TEST_ENV_NAMES, names, and the port block."""
-    wanted = {*TEST_ENV_NAMES, *names}
+    wanted = {*TEST_ENV_NAMES, *names} - CREDENTIAL_VARIABLES
     return {k: v for k, v in base.items() if k in wanted or k.startswith(PORT_PREFIX)}
 
 

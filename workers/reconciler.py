@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from db import queries
 from db.engine import Database
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from workers.queue import Dispatcher
 
 log = logging.getLogger(__name__)
+# A pass the composition root adds (the control plane's: notifications, PR feedback, issue import).
+Pass = Callable[[Any], object]
 
 
 def reconcile(db: Database, dispatcher: Dispatcher, settings: Settings, redispatch_seconds: float) -> int:
@@ -29,9 +32,9 @@ def reconcile(db: Database, dispatcher: Dispatcher, settings: Settings, redispat
 class ReconcilerThread(threading.Thread):
     """Runs reconcile() every interval until stopped; a failed pass is logged and retried next time."""
 
-    def __init__(self, db: Database, dispatcher: Dispatcher, settings: Settings) -> None:
+    def __init__(self, db: Database, dispatcher: Dispatcher, settings: Settings, passes: Sequence[Pass] = ()) -> None:
         super().__init__(name="fleet-reconciler", daemon=True)
-        self.db, self.dispatcher, self.settings = db, dispatcher, settings
+        self.db, self.dispatcher, self.settings, self.passes = db, dispatcher, settings, tuple(passes)
         self.interval, self.redispatch_seconds = settings.reconcile_seconds, settings.redispatch_seconds
         self.stopped = threading.Event()
 
@@ -41,6 +44,11 @@ class ReconcilerThread(threading.Thread):
                 reconcile(self.db, self.dispatcher, self.settings, self.redispatch_seconds)
             except Exception:
                 log.exception("reconciler pass failed")
+            for extra in self.passes:
+                try:
+                    extra(self.dispatcher)
+                except Exception:
+                    log.exception("reconciler pass %r failed", extra)
 
     def stop(self) -> None:
         self.stopped.set()

@@ -16,7 +16,7 @@ from system.settings import Settings
 from workers.celery_app import create_app
 from workers.constants import QUEUES
 from workers.queue import Dispatcher
-from workers.reconciler import ReconcilerThread, reconcile
+from workers.reconciler import Pass, ReconcilerThread, reconcile
 from workers.runtime import WorkerRuntime
 from workers.tasks import register_tasks
 
@@ -40,6 +40,7 @@ def serve(
     until_idle: bool = False,
     logfile: str | None = None,
     loglevel: str = "WARNING",
+    passes: Sequence[Pass] = (),
 ) -> int:
     """Consume queues with `concurrency` slots until stopped (or, with until_idle, until no work is left).
 
@@ -54,7 +55,7 @@ def serve(
     runtime.start()
     # A killed embedded `fleet up` took its prefetched messages with it: send every waiting attempt again.
     reconcile(db, dispatcher, settings, 0.0 if settings.embedded else settings.redispatch_seconds)
-    reconciler = ReconcilerThread(db, dispatcher, settings)
+    reconciler = ReconcilerThread(db, dispatcher, settings, passes)
     reconciler.start()
     stopped = threading.Event()
     if until_idle:

@@ -4,6 +4,19 @@ from sqlalchemy.orm import Session
 
 from db.queries.baselines import count_baselines, find_baseline, save_baseline
 from db.queries.errors import AlreadyExists, NotFound
+from db.queries.forge import (
+    NOTIFIED,
+    claim_notification,
+    due_notifications,
+    first_sight,
+    last_approval,
+    notification_done,
+    notifications,
+    notify,
+    pr_tickets,
+    ticket_by_issue,
+    ticket_by_pr,
+)
 from db.queries.housekeeping import SETTLED_TICKET, base_commits, clear_attempt_text, open_attempt_ids
 from db.queries.leases import (
     Lease,
@@ -53,6 +66,17 @@ from db.queries.tickets import (
 from db.queries.workers import beat, list_workers
 
 __all__ = [
+    "NOTIFIED",
+    "claim_notification",
+    "due_notifications",
+    "first_sight",
+    "last_approval",
+    "notification_done",
+    "notifications",
+    "notify",
+    "pr_tickets",
+    "ticket_by_issue",
+    "ticket_by_pr",
     "SCHEDULER_LOCK",
     "SETTLED_TICKET",
     "AlreadyExists",

@@ -8,7 +8,19 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from db.models import Attempt, Baseline, Event, ModelCall, Repo, Review, Run, Ticket, Verification
+from db.models import (
+    Attempt,
+    Baseline,
+    Event,
+    ForgeSeen,
+    ModelCall,
+    Notification,
+    Repo,
+    Review,
+    Run,
+    Ticket,
+    Verification,
+)
 from db.queries.errors import AlreadyExists, NotFound
 
 
@@ -49,6 +61,8 @@ def delete_repo(s: Session, name: str) -> int:
     count = len(s.scalars(tickets).all())
     s.execute(delete(Event).where(Event.ticket_id.in_(tickets) | Event.attempt_id.in_(attempts)))
     s.execute(delete(Review).where(Review.ticket_id.in_(tickets)))
+    s.execute(delete(ForgeSeen).where(ForgeSeen.repo_id == repo.id))
+    s.execute(delete(Notification).where(Notification.repo_id == repo.id))
     s.execute(delete(Verification).where(Verification.attempt_id.in_(attempts)))
     s.execute(delete(ModelCall).where(ModelCall.attempt_id.in_(attempts)))
     s.execute(delete(Attempt).where(Attempt.ticket_id.in_(tickets)))

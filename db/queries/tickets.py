@@ -16,6 +16,7 @@ from db.lifecycle import (
 )
 from db.models import Attempt, Event, Repo, Review, Run, Ticket, Verification, utcnow
 from db.queries.errors import NotFound
+from db.queries.forge import NOTIFIED, notify
 
 
 def add_ticket(s: Session, run_agents: Sequence[str], **fields: Any) -> Ticket:
@@ -99,6 +100,8 @@ def set_ticket_status(s: Session, ticket: Ticket, new: TicketStatus, reason: str
     lifecycle.move(ticket, new)
     ticket.status_reason = reason
     ticket.updated_at = utcnow()
+    if new in NOTIFIED:  # written with the status: the outbox sends it once, later, never holding this up
+        notify(s, ticket, NOTIFIED[new], reason)
 
 
 def log_event(

@@ -49,6 +49,17 @@ def repo_add(
     known_failure: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "known_failures"))] = None,
     context_limit: Annotated[int | None, typer.Option(help=help_text(RepoSettings, "context_limit"))] = None,
     agent_instructions: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "agent_instructions"))] = None,
+    deliver: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "deliver"))] = None,
+    target_branch: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "target_branch"))] = None,
+    remote: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "remote"))] = None,
+    forge_url: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "forge_url"))] = None,
+    forge_repo: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "forge_repo"))] = None,
+    pr_label: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "pr_labels"))] = None,
+    pr_draft: Annotated[bool | None, typer.Option(help=help_text(RepoSettings, "pr_draft"))] = None,
+    feedback_user: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "feedback_users"))] = None,
+    import_label: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "import_label"))] = None,
+    notify_url: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "notify_url"))] = None,
+    notify_format: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "notify_format"))] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Register a git repository and how to test it. Options not given come from its .fleet.toml."""
@@ -56,7 +67,7 @@ def repo_add(
     del options["as_json"]
     spec = spec_from(RepoSpec, options)  # the spec takes the options' singular names (SINGULAR)
     ctx = Context()
-    repo = register_repo(ctx.db, spec, ctx.agents)
+    repo = register_repo(ctx.db, spec, ctx.agents, ctx.settings.mirrors_dir)
     if as_json:
         return print_json(repo)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)
@@ -67,7 +78,7 @@ def repo_update(name: str, path: str | None = None, as_json: bool = False, **opt
     """Change a repository's settings: the options given replace the stored values, the others stay."""
     changes = spec_from(RepoSettings, options)  # the spec takes the options' singular names (SINGULAR)
     ctx = Context()
-    repo = update_repo(ctx.db, name, changes, path, ctx.agents)
+    repo = update_repo(ctx.db, name, changes, path, ctx.agents, ctx.settings.mirrors_dir)
     if as_json:
         return print_json(repo)
     out.print(f"repo {repo['name']} updated: {repo['source']} (tests: {repo['test_cmd']})", markup=False)

@@ -25,9 +25,9 @@ def review_list(as_json: JsonFlag = False) -> None:
     rows = [row | {"candidates": len(row["candidates"])} for row in reviews.review_queue(Context().db)]
     if as_json:
         return print_json(rows)
-    table = Table("ticket", "repo", "title", "candidates", "best diff")
+    table = Table("ticket", "repo", "title", "candidates", "best diff", "pull request")
     for r in rows:
-        table.add_row(*plain(r["id"], r["repo"], r["title"][:60], r["candidates"], r["diff_stat"]))
+        table.add_row(*plain(r["id"], r["repo"], r["title"][:60], r["candidates"], r["diff_stat"], r["pr_url"]))
     out.print(table)
 
 
@@ -98,7 +98,8 @@ def review_approve(ticket: int, candidate: Candidate = None, as_json: JsonFlag =
     decision = reviews.approve(ctx.db, ctx.settings, ticket, actor(), candidate)
     if as_json:
         return print_json(decision.view())
-    out.print(f"ticket {ticket} approved: branch {decision.branch}", markup=False)
+    pr = f"; pull request {decision.pr_url}" if decision.pr_url else ""
+    out.print(f"ticket {ticket} approved: branch {decision.branch}{pr}", markup=False)
 
 
 @app.command("reject")

@@ -126,6 +126,8 @@ def show(ticket: int, as_json: JsonFlag = False) -> None:
     out.print(f"ticket {view['id']} [{status}] {view['title']}", markup=False)
     if view["reason"]:
         out.print(f"  {view['reason']}", markup=False)
+    if view["pr_url"]:
+        out.print(f"  pull request: {view['pr_url']}", markup=False)
     for run in view["runs"]:
         out.print(f"  run {run['number']} ({run['agent']}): {run['status']}", markup=False)
         for a in run["attempts"]:

@@ -9,6 +9,7 @@ import typer
 from fleet.cli.console import Context, one_line_errors, out
 from fleet.cli.progress import banner, reporting, worker_log
 from orchestrator.errors import FleetError
+from orchestrator.passes import ForgePasses
 from system.settings import Settings
 
 commands = typer.Typer()
@@ -30,6 +31,11 @@ def check_slots(concurrency: int) -> None:
         raise FleetError(f"--concurrency must be between 1 and {MAX_SLOTS} (got {concurrency})")
 
 
+def forge_passes(ctx: Context) -> list[ForgePasses]:
+    """The control plane's passes the reconciler runs: notifications, PR feedback, issue import."""
+    return [ForgePasses(ctx.db, ctx.settings)]
+
+
 @commands.command()
 @one_line_errors
 def up(
@@ -46,7 +52,7 @@ def up(
     for line in banner(ctx.settings, concurrency, until_idle, logging.get("logfile")):
         out.print(line, markup=False)
     with reporting(ctx.db):
-        code = serve(ctx.settings, ctx.db, concurrency, until_idle=until_idle, **logging)
+        code = serve(ctx.settings, ctx.db, concurrency, until_idle=until_idle, passes=forge_passes(ctx), **logging)
     raise typer.Exit(code)
 
 
@@ -73,4 +79,5 @@ def worker(
     logging = log_options(ctx.settings, verbose)
     for line in banner(ctx.settings, concurrency, False, logging.get("logfile")):
         out.print(line, markup=False)
-    raise typer.Exit(serve(ctx.settings, ctx.db, concurrency, [names[q] for q in queue] or list(QUEUES), **logging))
+    chosen = [names[q] for q in queue] or list(QUEUES)
+    raise typer.Exit(serve(ctx.settings, ctx.db, concurrency, chosen, passes=forge_passes(ctx), **logging))

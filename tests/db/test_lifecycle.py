@@ -52,7 +52,7 @@ def test_every_legal_move_passes(kind: str, source: Enum, target: Enum) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        (TicketStatus.APPROVED, TicketStatus.QUEUED, "ticket cannot go from approved to queued"),
+        (TicketStatus.APPROVED, TicketStatus.NEEDS_REVIEW, "ticket cannot go from approved to needs_review"),
         (TicketStatus.FAILED, TicketStatus.NEEDS_REVIEW, "ticket cannot go from failed to needs_review"),
         (RunStatus.PASSED, RunStatus.FAILED, "run cannot go from passed to failed"),
         (AttemptStatus.FINISHED, AttemptStatus.QUEUED, "attempt cannot go from finished to queued"),
@@ -68,7 +68,7 @@ def test_illegal_moves_raise_and_leave_the_row_alone(old: Enum, new: Enum, messa
 
 @pytest.mark.parametrize(
     ("rules", "terminal"),
-    [(TICKET, {TicketStatus.APPROVED}), (RUN, set()), (ATTEMPT, {AttemptStatus.FINISHED, AttemptStatus.CANCELLED})],
+    [(TICKET, set()), (RUN, set()), (ATTEMPT, {AttemptStatus.FINISHED, AttemptStatus.CANCELLED})],
     ids=lambda v: getattr(v, "kind", ""),
 )
 def test_terminal_statuses_have_no_exits(rules: Table[TicketStatus], terminal: set[Enum]) -> None:

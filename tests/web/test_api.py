@@ -148,7 +148,8 @@ def test_approve_lands_the_branch_like_the_cli(web: Web) -> None:
     chosen = {"id": attempt["id"], "run": 1, "number": 1}
     commit = git("rev-parse", f"fleet/ticket-{tid}", cwd=web.fleet.tmp / "calc").strip()
     assert answer.json() == {"id": tid, "status": "approved", "branch": f"fleet/ticket-{tid}", "commit": commit} | {
-        "chosen": chosen
+        "chosen": chosen,
+        "pr_url": "",  # deliver = branch: no pull request
     }
     assert "return a + b" in git("show", f"fleet/ticket-{tid}:calc.py", cwd=web.fleet.tmp / "calc")
     again = client.post(f"/api/tickets/{tid}/approve", headers=web.headers("admin"))

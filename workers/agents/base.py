@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from system.credentials import CREDENTIAL_VARIABLES
 from system.process import ProcessResult, run_process
 from workers.agents.contracts import AgentTask
 
@@ -41,7 +42,8 @@ def agent_env(task: AgentTask, options: AgentOptions) -> dict[str, str]:
     """The agent's whole environment: a minimal base, allow-listed variables, task.env and the FLEET_* facts."""
     env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
     env.setdefault("PATH", os.defpath)
-    env.update({name: os.environ[name] for name in options.env_passthrough if name in os.environ})
+    passed = [n for n in options.env_passthrough if n in os.environ and n not in CREDENTIAL_VARIABLES]
+    env.update({name: os.environ[name] for name in passed})
     env.update(task.env)
     if options.model:
         env["FLEET_MODEL"] = options.model

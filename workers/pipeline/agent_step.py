@@ -12,6 +12,7 @@ from typing import Any
 from db import queries
 from db.lifecycle import AttemptStatus
 from db.models import utcnow
+from system.git import GitError, git
 from system.sandbox import confine, scratch_env, setup_view, toolchain_roots
 from verification.environment import CacheUse, copy_files, exclude_from_diffs, set_up_environment
 from verification.runner import scrubbed_env
@@ -52,6 +53,7 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str
         open_gate(rt, job, agent) as model_gate,
     ):
         setup_log = _prepare_worktree(rt, job, mirror, worktree.path, ports.env(), cancel, attempt_dir / "setup")
+        setup_log += _start_from(worktree.path, job.start_diff)
         sandbox, warning = agent_sandbox(rt, job, agent, worktree, attempt_dir, model_gate.port)
         with (
             attempt_cgroup(*limits) as cgroup,
@@ -88,6 +90,18 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str
     egress = "".join(event.line() + "\n" for event in sandbox.gate.events) if sandbox.gate else ""
     result = replace(result, transcript=redact(notes + result.transcript + egress, job_secrets(job)))
     return result, diff, prompt, metering
+
+
+def _start_from(path: Path, diff: str) -> str:
+    """Apply the diff an attempt starts from (its pull request's) to the worktree, so the agent continues from the
+    PR's branch and the attempt's diff (against the base) holds both; a line for the transcript."""
+    if not diff.strip():
+        return ""
+    try:
+        git("apply", "--whitespace=nowarn", "-", cwd=path, input=diff)
+    except GitError as exc:
+        return f"[fleet] the pull request's diff did not apply; starting from the base instead: {exc}\n"
+    return "[fleet] starting from the pull request's branch: its diff is applied to this worktree\n"
 
 
 def _own_git_dir(worktree: Worktree, attempt_dir: Path, sandbox: AgentSandbox) -> AbstractContextManager[object]:

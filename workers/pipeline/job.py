@@ -37,6 +37,7 @@ class Job:
     over_budget: str | None = None
     budget_usd: float = 0.0  # the ticket's, enforced by the model gateway mid-attempt (0: no limit)
     area: tuple[str, ...] = field(default=())
+    start_diff: str = ""  # the pull request's diff an attempt after PR feedback starts from
 
     @property
     def repo_key(self) -> str:
@@ -81,6 +82,7 @@ def snapshot(attempt: Attempt) -> Job:
         targets=tuple(ticket.targets),
         area=tuple(ticket.area),
         budget_usd=ticket.budget_usd or 0.0,
+        start_diff=attempt.start_diff or "",
     )
 
 
