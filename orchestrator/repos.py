@@ -14,16 +14,16 @@ from db.specs import RepoSettings, RepoSpec, SpecError, copy_pair, parse
 from orchestrator import views
 from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError
-from orchestrator.gitrepo import committed_file, repository_root
+from orchestrator.sources import checked_source, settings_text
 from orchestrator.tickets import CANCELLABLE as OPEN
 from orchestrator.tickets import check_agent, check_text
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def read_fleet_toml(repo: Path) -> RepoSettings:
+def read_fleet_toml(repo: str) -> RepoSettings:
     """`.fleet.toml` at the repository's HEAD (committed settings, never an agent's working copy)."""
-    text = committed_file(repo, "HEAD", ".fleet.toml")
+    text = settings_text(repo)
     if text is None:
         return RepoSettings()
     try:
@@ -34,16 +34,6 @@ def read_fleet_toml(repo: Path) -> RepoSettings:
         return parse(RepoSettings, data)
     except SpecError as exc:
         raise FleetError(f".fleet.toml in {repo}: {exc}") from None
-
-
-def _repo_root(path: Path, given: str) -> Path:
-    """The repository's own folder: a folder inside a work tree cannot be cloned, so it is refused."""
-    root = repository_root(path)
-    if root is None:
-        raise FleetError(f"{given} is not a git repository")
-    if root != path:
-        raise FleetError(f"{given} is inside the git repository {root}; register {root} itself")
-    return path
 
 
 def check_shell_syntax(option: str, command: str) -> None:
@@ -91,10 +81,10 @@ def register_repo(db: Database, spec: RepoSpec, agents: AgentRule) -> dict[str, 
     if not NAME.match(spec.name):
         raise FleetError(f"repo name {spec.name!r}: use letters, digits, '.', '_' and '-' (at most 100)")
     check_text("path", spec.path)
-    path = _repo_root(Path(spec.path).expanduser().resolve(), spec.path)
-    settings = RepoSettings.model_validate(read_fleet_toml(path).given() | spec.given())
+    source = checked_source(spec.path)
+    settings = RepoSettings.model_validate(read_fleet_toml(source).given() | spec.given())
     with db.session() as s:
-        repo = queries.add_repo(s, name=spec.name, **_columns(str(path), settings, agents))
+        repo = queries.add_repo(s, name=spec.name, **_columns(source, settings, agents))
         return views.repo_view(repo)
 
 
@@ -123,7 +113,7 @@ def update_repo(db: Database, name: str, changes: RepoSettings, path: str | None
         current, source = RepoSettings.from_stored(repo.settings | columns), repo.source
     if path is not None:
         check_text("path", path)
-        source = str(_repo_root(Path(path).expanduser().resolve(), path))
+        source = checked_source(path)
     settings = RepoSettings.model_validate(current.given() | changes.given())
     with db.session() as s:
         return views.repo_view(queries.update_repo(s, name, **_columns(source, settings, agents)))

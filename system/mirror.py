@@ -21,6 +21,28 @@ FETCH_TIMEOUT_SECONDS = 1800.0
 BRANCHES_REFSPEC = "+refs/heads/*:refs/heads/*"
 # --update-head-ok: an agent may check a branch out in its worktree; that must not block fetches for everyone.
 BRANCH_FETCH_FLAGS = ("--no-tags", "--quiet", "--update-head-ok", "--end-of-options")
+TAGS_REFSPEC = "+refs/tags/*:refs/tags/*"
+# The URL schemes a repository may be registered with; git's `ext::` and other transports that run commands are
+# refused, and so is a host starting with "-" (read by ssh as an option).
+URL = re.compile(r"(?P<scheme>git|https?|ssh|file)://(?P<host>[^/]*)(?P<path>/.*)", re.IGNORECASE)
+
+
+def is_url(source: str) -> bool:
+    """True when source names a repository by URL (scheme://...), not by a folder on this machine."""
+    return "://" in source
+
+
+def check_url(source: str) -> str | None:
+    """Why source is not a URL Fleet fetches from, or None when it is one."""
+    match = URL.fullmatch(source)
+    if match is None:
+        return "use git://, http://, https://, ssh:// or file:// followed by the host and the path"
+    host = match["host"].rsplit("@", 1)[-1]
+    if host.startswith("-") or any(c.isspace() or ord(c) < 32 for c in source):
+        return "the host may not start with '-' and the URL may not hold spaces or control characters"
+    if match["scheme"].lower() != "file" and not host:
+        return "the URL names no host"
+    return None
 
 
 class MirrorError(Exception):
@@ -152,3 +174,26 @@ def _fetch(mirror: Path, source: str, sha: str) -> None:
         raise MirrorError(source, sha, f"no such commit ({exc.stderr or exc})") from exc
     if not has_commit(mirror, sha):
         raise MirrorError(source, sha, "fetched, but the object is not a commit")
+
+
+def refresh_mirror(mirrors_dir: Path, repo_key: str, source: str) -> Path:
+    """The bare mirror of source with its branches and tags as they are now (cloned or fetched under the lock)."""
+    mirror = mirror_path(mirrors_dir, repo_key)
+    _check_source_and_sha(source, "0000")
+    with exclusive_lock(mirror.with_name(f"{repo_key}.lock")):
+        if not _is_bare_repo(mirror):
+            _clone(mirror, source, "HEAD")
+        try:
+            git(
+                "fetch",
+                "--prune",
+                *BRANCH_FETCH_FLAGS,
+                source,
+                BRANCHES_REFSPEC,
+                TAGS_REFSPEC,
+                cwd=mirror,
+                timeout=FETCH_TIMEOUT_SECONDS,
+            )
+        except GitError as exc:
+            raise MirrorError(source, "HEAD", f"fetch failed: {exc.stderr or exc}") from exc
+    return mirror
