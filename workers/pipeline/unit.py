@@ -106,7 +106,8 @@ def conclude(rt: WorkerRuntime, job: Job, lease: queries.Lease, end: Conclusion)
             return  # the lease was lost: another worker owns this attempt now
         queries.add_verification(s, job.attempt_id, **end.verification)
         kind, message = end.event
-        queries.log_event(s, kind, message, ticket_id=job.ticket_id, attempt_id=job.attempt_id)
+        # The worker that wrote the verdict: on a team of hosts, which machine to look at.
+        queries.log_event(s, kind, message, ticket_id=job.ticket_id, attempt_id=job.attempt_id, actor=rt.worker_id)
         policy.after_verdict(s, queries.get_attempt(s, job.attempt_id), end.outcome)
         sends = scheduler.plan(s, rt.settings)  # the freed slot, in the same transaction
     rt.dispatcher.send(sends)
