@@ -3,8 +3,8 @@
 A host is a `sleep` that holds its namespaces (`unshare`), with its own address on a private subnet, its own
 hostname and System V IPC, and its own empty /tmp (a tmpfs nobody else sees): a file one host writes there, no
 other host can read, as on separate machines. Commands enter a host with `nsenter`. The bridge lives in a switch
-namespace of its own, so the machine's own network is never touched; cutting a host's cable (`cut`) sets its
-switch port down.
+namespace of its own, so the machine's own network is never touched; partitioning a host (`cut`) disables its
+switch port.
 Everything is torn down when the `Network` closes, however the test ended.
 """
 
@@ -30,7 +30,9 @@ HOLD = ["sleep", "infinity"]
 def need_root_and_tools() -> None:
     """Skip (locally) or fail (CI=true) where namespaces cannot be made."""
     missing = [
-        tool for tool in ("ip", "unshare", "nsenter", "runuser", "openssl", "redis-server") if not shutil.which(tool)
+        tool
+        for tool in ("ip", "bridge", "unshare", "nsenter", "runuser", "openssl", "redis-server")
+        if not shutil.which(tool)
     ]
     problem = "namespaces need root" if os.geteuid() != 0 else (f"missing: {', '.join(missing)}" if missing else "")
     if not problem and not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
@@ -158,11 +160,16 @@ class Network:
         return host
 
     def cut(self, host: Host) -> None:
-        """Unplug host's cable: packets to and from it are dropped, its connections hang, nothing is closed."""
-        _ip("link", "set", host.port_name, "down", pid=self.switch.pid)
+        """Partition host: its switch port stops forwarding (state disabled) while its link stays up, as when a
+        switch or a router between machines fails: packets are dropped silently, connections hang, none is closed."""
+        self._port_state(host, "0")
 
     def heal(self, host: Host) -> None:
-        _ip("link", "set", host.port_name, "up", pid=self.switch.pid)
+        self._port_state(host, "3")  # forwarding
+
+    def _port_state(self, host: Host, state: str) -> None:
+        argv = ["nsenter", "-t", str(self.switch.pid), "-n", "--", "bridge", "link", "set", "dev", host.port_name]
+        subprocess.run([*argv, "state", state], check=True, capture_output=True, timeout=30)
 
     def close(self) -> None:
         for host in self.hosts.values():

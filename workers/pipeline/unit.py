@@ -103,7 +103,7 @@ def conclude(rt: WorkerRuntime, job: Job, lease: queries.Lease, end: Conclusion)
     """Record the end while the lease still holds, let the policy act on the verdict, and fill the freed slot."""
     with rt.db.session() as s:
         if not queries.advance(s, job.attempt_id, lease, end.status, **end.fields):
-            return  # the lease was lost: another worker owns this attempt now
+            return fenced_off(job)
         queries.add_verification(s, job.attempt_id, **end.verification)
         kind, message = end.event
         # The worker that wrote the verdict: on a team of hosts, which machine to look at.
@@ -112,6 +112,11 @@ def conclude(rt: WorkerRuntime, job: Job, lease: queries.Lease, end: Conclusion)
         sends = scheduler.plan(s, rt.settings)  # the freed slot, in the same transaction
     rt.dispatcher.send(sends)
     rt.discard_attempt_dir(job.attempt_id)
+
+
+def fenced_off(job: Job) -> None:
+    """A write refused because the lease was lost (a partition, a pause): another worker owns the attempt now."""
+    log.warning("attempt %s: lease lost; this worker's result is dropped, the new holder's stands", job.attempt_id)
 
 
 def record_error(

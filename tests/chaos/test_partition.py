@@ -1,0 +1,81 @@
+"""A network partition of a worker host: its lease expires, another worker takes the attempt over, and what the
+cut-off worker writes once the cable is back is fenced off by the lease token."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chaos.netns import Host
+from tests.chaos.team import REPO_URL, team
+from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command
+
+pytestmark = pytest.mark.chaos
+LEASE_SECONDS = 6.0
+AGENT_SECONDS = "10"
+# The agent says which host it ran on, so the transcript that stands shows whose run it is.
+AGENT = shlex.join(
+    ["sh", "-c", 'echo "agent on $(uname -n)"; exec "$@"', "sh", *scripted_command("sleep", AGENT_SECONDS)]
+)
+
+
+def agents_running(host: Host) -> list[int]:
+    """The scripted agents alive on host (processes in its network namespace)."""
+    own = os.readlink(f"/proc/{host.holder.pid}/ns/net")
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if os.readlink(proc / "ns/net") == own and b"workers.agents.scripted" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue  # gone while we looked
+    return found
+
+
+def test_a_partitioned_worker_loses_its_attempt_and_its_late_writes_are_fenced_off(tmp_path: Path) -> None:
+    with team(tmp_path, lease_seconds=LEASE_SECONDS) as hosts:
+        hosts.fleet("laptop", "repo", "add", "calc", REPO_URL, "--test-cmd", SAMPLE_TEST_CMD)
+        hosts.start_worker("worker-a", "--verbose")
+        body = "tests/test_calc.py::test_add"
+        [ticket] = hosts.json(
+            "laptop", "submit", "--repo", "calc", "--title", "fix add", "--body", body, "--agent-cmd", AGENT
+        )
+
+        def attempt() -> dict[str, Any]:
+            [run] = hosts.api("observer", f"/api/tickets/{ticket['id']}/runs")
+            [only] = run["attempts"]
+            return hosts.api("observer", f"/api/attempts/{only['id']}")  # type: ignore[no-any-return]
+
+        hosts.wait("worker-a running the agent", lambda: "agent on worker-a" in attempt()["transcript"])
+        worker_a = hosts.host("worker-a")
+        hosts.net.cut(worker_a)
+        cut = time.monotonic()
+        hosts.start_worker("worker-b", "--verbose")
+        hosts.wait("worker-b taking the attempt over", lambda: "agent on worker-b" in attempt()["transcript"])
+        took_over = time.monotonic() - cut
+        hosts.wait("worker-a's agent finishing, cut off", lambda: not agents_running(worker_a))
+        hosts.net.heal(worker_a)  # its result now reaches the database, with a lease token that no longer holds
+        log = tmp_path / "worker-a.log"
+        hosts.wait("worker-a learning it lost the lease", lambda: "lease lost" in log.read_text())
+        hosts.wait(
+            "the ticket verified", lambda: hosts.json("observer", "show", str(ticket["id"]))["status"] == "needs_review"
+        )
+        hosts.wait("worker-a back", lambda: len(hosts.json("observer", "status")["workers"]) == 2)
+        final = attempt()
+        events = hosts.api("observer", f"/api/tickets/{ticket['id']}/events")
+        hosts.stop_worker("worker-a")  # anything it still had to say is said by now
+        hosts.stop_worker("worker-b")
+        after = attempt()
+    verdicts = [e for e in events if e["kind"] in ("verified", "error")]
+    assert [v["message"] for v in verdicts] == ["attempt 1: passed"]  # one verdict (verified by either worker)
+    assert "agent on worker-b" in final["transcript"] and "agent on worker-a" not in final["transcript"]
+    assert final["status"] == "finished" and final["verdict"] == "passed"
+    assert (final["recoveries"], final["agent_runs"]) == (1, 2)  # worker-a's run never reached the database
+    assert after == final  # nothing landed late
+    assert took_over > 0
+    print(f"partition: worker-b took the attempt over {took_over:.1f} s after the cut (lease {LEASE_SECONDS:.0f} s)")
