@@ -79,7 +79,7 @@ def _update_signature() -> inspect.Signature:
         "path",
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
         default=None,
-        annotation=Annotated[str | None, typer.Option(help="A new path of the repository's git folder.")],
+        annotation=Annotated[str | None, typer.Option(help="A new folder or URL of the repository.")],
     )
     return inspect.Signature([added["name"], path, *(p for n, p in added.items() if n not in ("name", "path"))])
 
