@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.netns import Host
+from tests.chaos.netns import Host, stop
 from tests.chaos.team import REPO_URL, Team, team
 from workers.agents.scripted import SAMPLE_TEST_CMD, scripted_command
 
@@ -93,18 +93,28 @@ from sqlalchemy import text
 from db.engine import Database
 
 with Database(sys.argv[1]).session() as s:
+    print("idle limit", s.execute(text("SHOW idle_in_transaction_session_timeout")).scalar(), flush=True)
     s.execute(text("SELECT id FROM repos FOR UPDATE"))
     print("locked", flush=True)
     time.sleep(600)
 """
+# Fleet's own limit is 30 s; the test gives the locker a URL with a shorter one, which Fleet keeps.
+SHORT_LIMIT = "?options=-c%20idle_in_transaction_session_timeout%3D4000"
 
 
 def test_a_host_cut_off_inside_a_transaction_does_not_hold_its_row_locks(hosts: Team) -> None:
     """Its session ends on the server (idle_in_transaction_session_timeout), not hours later by TCP keepalive."""
+    observer, worker_a = hosts.host("observer"), hosts.host("worker-a")
+    default = observer.start(
+        sys.executable, "-c", HOLD_A_LOCK, hosts.database_url, env=hosts.env(), log=hosts.tmp / "default.log"
+    )
+    hosts.wait("Fleet's own limit", lambda: "locked" in (hosts.tmp / "default.log").read_text())
+    assert "idle limit 30s" in (hosts.tmp / "default.log").read_text()
+    stop(default)
     log = hosts.tmp / "locker.log"
-    worker_a = hosts.host("worker-a")
-    worker_a.start(sys.executable, "-c", HOLD_A_LOCK, hosts.database_url, env=hosts.env(), log=log)
+    worker_a.start(sys.executable, "-c", HOLD_A_LOCK, hosts.database_url + SHORT_LIMIT, env=hosts.env(), log=log)
     hosts.wait("the repository's row locked on worker-a", lambda: "locked" in log.read_text())
+    assert "idle limit 4s" in log.read_text()
     hosts.net.cut(worker_a)
     cut = time.monotonic()
     try:
@@ -114,4 +124,4 @@ def test_a_host_cut_off_inside_a_transaction_does_not_hold_its_row_locks(hosts: 
     waited = time.monotonic() - cut
     [repo] = hosts.json("observer", "repo", "list")
     assert repo["settings"]["max_concurrency"] == 3
-    print(f"partition: a cut-off transaction's row lock held {waited:.1f} s")
+    print(f"partition: a cut-off transaction's row lock held {waited:.1f} s (limit 4 s)")
