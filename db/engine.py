@@ -8,10 +8,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_MS = 30_000
+# A worker cut off by a network partition in the middle of a transaction keeps its row locks until the server ends
+# its session, which TCP keepalives do only after hours: the attempt it held could not be taken over. Fleet's
+# transactions are short (on SQLite each holds the write lock), so a session idle for 30 s inside one is a client
+# that is gone. A URL that sets `options` itself keeps them.
+POSTGRES_IDLE_TRANSACTION_MS = 30_000
+
+POSTGRES_OPTIONS = f"-c idle_in_transaction_session_timeout={POSTGRES_IDLE_TRANSACTION_MS}"
 
 
 def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -38,7 +45,8 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+    options = {} if "options" in make_url(url).query else {"options": POSTGRES_OPTIONS}
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40, connect_args=options)
 
 
 class Database:

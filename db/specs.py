@@ -225,11 +225,15 @@ def copy_pair(item: str) -> tuple[str, str]:
 
 
 class RepoSpec(RepoSettings):
-    """A repository to register: its name, the folder it lives in, and its settings."""
+    """A repository to register: its name, where it lives (a folder or a URL), and its settings."""
 
     name: str = Field(min_length=1, max_length=100, description="The repo's name in tickets and commands.")
     path: PathText = Field(
-        min_length=1, description="The repository's folder on this machine, or its URL (cloned into a mirror)."
+        min_length=1,
+        description=(
+            "The repository's folder on this machine, or its URL (git://, https://, ssh://, file://): "
+            "a team whose workers run on other machines registers it by URL."
+        ),
     )
 
 

@@ -13,10 +13,10 @@ from db.models import Attempt, Ticket
 from db.specs import RepoSettings
 from orchestrator.errors import FleetError
 from orchestrator.gitrepo import remote_url
-from system.forge import Forge, ForgeError, is_url, repo_from_remote
+from system.forge import Forge, ForgeError, repo_from_remote
 from system.git import GitError, git
 from system.github import GitHubForge
-from system.mirror import MirrorError, ensure_mirror
+from system.mirror import MirrorError, ensure_mirror, is_url
 from system.settings import Settings
 
 MERGE_UNAVAILABLE = "the merge queue is not available: set deliver to branch, push or pr (fleet repo update --deliver)"

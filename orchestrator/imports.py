@@ -15,6 +15,7 @@ from orchestrator.delivery import forge_for, scrub
 from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError
 from orchestrator.pr_feedback import remote_for
+from orchestrator.sources import BaseRefs
 from orchestrator.tickets import create
 from system.forge import ForgeError, Issue, repo_from_remote
 from system.settings import Settings
@@ -56,6 +57,7 @@ def import_issues(db: Database, dispatcher: Dispatcher, settings: Settings, repo
         raise FleetError(f"cannot read the issues of {repo_name}: {scrub(str(exc), settings)}") from None
     created, known = [], 0
     agents = AgentRule(dispatcher, settings.agent_classes)
+    refs = BaseRefs(settings.mirrors_dir)
     for issue in issues:
         with db.session() as s:
             repo = queries.get_repo(s, repo_name)
@@ -65,9 +67,7 @@ def import_issues(db: Database, dispatcher: Dispatcher, settings: Settings, repo
                 known += 1
                 continue
             try:
-                ticket = create(
-                    s, _spec(repo_name, issue), settings.home, "import", agents, "", settings.mirrors_dir, issue.number
-                )
+                ticket = create(s, _spec(repo_name, issue), settings.home, "import", agents, refs, "", issue.number)
             except FleetError as exc:  # one issue that cannot be a ticket never stops the others
                 log.warning("issue #%s of %s was not imported: %s", issue.number, repo_name, exc)
                 s.rollback()

@@ -17,7 +17,8 @@ from db.lifecycle import TicketStatus
 from db.specs import RepoSettings
 from orchestrator.delivery import forge_for, scrub
 from orchestrator.gitrepo import remote_url
-from system.forge import ForgeError, Remark, is_url
+from system.forge import ForgeError, Remark
+from system.mirror import is_url
 from system.settings import Settings
 
 if TYPE_CHECKING:

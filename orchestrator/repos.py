@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import subprocess
 import tomllib
@@ -15,35 +14,16 @@ from db.specs import RepoSettings, RepoSpec, SpecError, copy_pair, parse
 from orchestrator import views
 from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError
-from orchestrator.gitrepo import committed_file, repository_root
+from orchestrator.sources import checked_source, settings_text
 from orchestrator.tickets import CANCELLABLE as OPEN
 from orchestrator.tickets import check_agent, check_text
-from system.forge import is_url, password_in
-from system.mirror import MirrorError, refresh_mirror
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def local_copy(source: str, mirrors: Path | None) -> Path:
-    """The folder to read a repository from: its own, or for one registered by URL a mirror fetched now."""
-    if not is_url(source):
-        return Path(source)
-    if password_in(source):
-        raise FleetError(
-            "a repository URL may not carry a password or token: set FLEET_GIT_TOKEN or a credential helper"
-        )
-    if mirrors is None:
-        raise FleetError(f"{source}: repositories registered by URL need Fleet's mirrors folder")
-    key = "url-" + hashlib.sha256(source.encode()).hexdigest()[:24]
-    try:
-        return refresh_mirror(mirrors, key, source)
-    except MirrorError as exc:
-        raise FleetError(f"cannot clone {source}: {exc.reason.strip().splitlines()[-1]}") from None
-
-
-def read_fleet_toml(repo: Path) -> RepoSettings:
+def read_fleet_toml(repo: str) -> RepoSettings:
     """`.fleet.toml` at the repository's HEAD (committed settings, never an agent's working copy)."""
-    text = committed_file(repo, "HEAD", ".fleet.toml")
+    text = settings_text(repo)
     if text is None:
         return RepoSettings()
     try:
@@ -54,16 +34,6 @@ def read_fleet_toml(repo: Path) -> RepoSettings:
         return parse(RepoSettings, data)
     except SpecError as exc:
         raise FleetError(f".fleet.toml in {repo}: {exc}") from None
-
-
-def _repo_root(path: Path, given: str) -> Path:
-    """The repository's own folder: a folder inside a work tree cannot be cloned, so it is refused."""
-    root = repository_root(path)
-    if root is None:
-        raise FleetError(f"{given} is not a git repository")
-    if root != path:
-        raise FleetError(f"{given} is inside the git repository {root}; register {root} itself")
-    return path
 
 
 def check_shell_syntax(option: str, command: str) -> None:
@@ -104,25 +74,18 @@ def _copy_file(item: str) -> str:
     return f"{source_path}:{dest}"
 
 
-def register_repo(db: Database, spec: RepoSpec, agents: AgentRule, mirrors: Path | None = None) -> dict[str, Any]:
-    """Check and store a repository (a folder, or a URL cloned into mirrors); returns its view. Its default agent is
-    one the workers can run. A setting given in spec wins over the repository's `.fleet.toml`, then the default."""
+def register_repo(db: Database, spec: RepoSpec, agents: AgentRule) -> dict[str, Any]:
+    """Check and store a repository; returns its view. Its default agent is one the workers can run.
+
+    A setting given in spec wins over the repository's `.fleet.toml`, which wins over the default."""
     if not NAME.match(spec.name):
         raise FleetError(f"repo name {spec.name!r}: use letters, digits, '.', '_' and '-' (at most 100)")
     check_text("path", spec.path)
-    source, path = _source(spec.path, mirrors)
-    settings = RepoSettings.model_validate(read_fleet_toml(path).given() | spec.given())
+    source = checked_source(spec.path)
+    settings = RepoSettings.model_validate(read_fleet_toml(source).given() | spec.given())
     with db.session() as s:
         repo = queries.add_repo(s, name=spec.name, **_columns(source, settings, agents))
         return views.repo_view(repo)
-
-
-def _source(given: str, mirrors: Path | None) -> tuple[str, Path]:
-    """The source stored (the URL, or the folder made absolute) and the folder to read it from now."""
-    if is_url(given):
-        return given, local_copy(given, mirrors)
-    path = _repo_root(Path(given).expanduser().resolve(), given)
-    return str(path), path
 
 
 def _columns(source: str, settings: RepoSettings, agents: AgentRule) -> dict[str, Any]:
@@ -142,9 +105,7 @@ def _columns(source: str, settings: RepoSettings, agents: AgentRule) -> dict[str
     }
 
 
-def update_repo(
-    db: Database, name: str, changes: RepoSettings, path: str | None, agents: AgentRule, mirrors: Path | None = None
-) -> dict[str, Any]:
+def update_repo(db: Database, name: str, changes: RepoSettings, path: str | None, agents: AgentRule) -> dict[str, Any]:
     """Change the settings given in changes (and the path, if given); the others keep their stored values."""
     with db.session() as s:
         repo = queries.get_repo(s, name)
@@ -152,7 +113,7 @@ def update_repo(
         current, source = RepoSettings.from_stored(repo.settings | columns), repo.source
     if path is not None:
         check_text("path", path)
-        source = _source(path, mirrors)[0]
+        source = checked_source(path)
     settings = RepoSettings.model_validate(current.given() | changes.given())
     with db.session() as s:
         return views.repo_view(queries.update_repo(s, name, **_columns(source, settings, agents)))

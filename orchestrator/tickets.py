@@ -20,7 +20,7 @@ from db.models import Ticket
 from db.specs import SpecError, TicketSpec, parse, plural_names
 from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError, Unrunnable
-from orchestrator.gitrepo import NoCommit, resolve_commit
+from orchestrator.sources import BaseRefs
 from system.settings import Settings
 
 if TYPE_CHECKING:
@@ -96,23 +96,14 @@ def _run_agents(spec: TicketSpec, default_agent: str) -> list[str]:
     return [agent for agent in agents for _ in range(spec.fanout)]
 
 
-def _base_sha(source: str, ref: str, repo_name: str, mirrors: Path | None) -> str:
-    from orchestrator.repos import local_copy  # repos imports this module's checks
-
-    try:
-        return resolve_commit(local_copy(source, mirrors), ref)
-    except NoCommit:
-        raise FleetError(f"base ref {ref!r} does not exist in repo {repo_name!r} ({source})") from None
-
-
 def create(
     s: queries.Session,
     spec: TicketSpec,
     cwd: Path,
     actor: str,
     agents: AgentRule,
+    refs: BaseRefs,
     check: str = "",
-    mirrors: Path | None = None,
     issue: int | None = None,
 ) -> Ticket:
     """Write one ticket with its runs and first attempts; nothing is sent yet.
@@ -135,7 +126,7 @@ def create(
         options["extra_args"] = list(spec.agent_args)
     if spec.agent_env:
         options["env"] = list(spec.agent_env)
-    base_sha = _base_sha(repo.source, spec.base, repo.name, mirrors)
+    base_sha = refs.resolve(repo.id, repo.source, spec.base, repo.name)
     if check:
         check_runnable(_run_agents(spec, repo.default_agent), options.get("command", []), cwd, check == "local")
     ticket = queries.add_ticket(
@@ -171,11 +162,11 @@ def _create_in_batch(
     cwd: Path,
     actor: str,
     agents: AgentRule,
+    refs: BaseRefs,
     check: str,
-    mirrors: Path,
 ) -> Ticket:
     try:
-        return create(s, spec, cwd, actor, agents, check, mirrors)
+        return create(s, spec, cwd, actor, agents, refs, check)
     except FleetError as exc:
         # One bad ticket in a batch stores none of them; say which one it was (keeping the kind of error).
         raise type(exc)(f"ticket {number} of {total}: {exc}" if total > 1 else str(exc)) from None
@@ -196,9 +187,10 @@ def submit(
     machine; a team's workers may have commands this machine lacks), a command not found or not executable here."""
     agents = AgentRule(dispatcher, settings.agent_classes)
     check = ("local" if settings.embedded else "given") if check_commands else ""
+    refs = BaseRefs(settings.mirrors_dir)
     with db.session() as s:
         tickets = [
-            _create_in_batch(s, spec, number, len(specs), cwd, actor, agents, check, settings.mirrors_dir)
+            _create_in_batch(s, spec, number, len(specs), cwd, actor, agents, refs, check)
             for number, spec in enumerate(specs, 1)
         ]
     dispatcher.kick(db, settings)

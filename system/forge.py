@@ -10,7 +10,6 @@ import hmac
 import re
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
 GITHUB_API = "https://api.github.com"
 # https://host/owner/name(.git), ssh://git@host/owner/name.git, git@host:owner/name.git
@@ -83,19 +82,6 @@ def repo_from_remote(url: str) -> str:
     path = match.group("path") if match else ""
     parts = [p for p in path.split("/") if p]
     return "/".join(parts[-2:]) if len(parts) >= 2 else ""
-
-
-def is_url(source: str) -> bool:
-    """True for a remote repository's location (scheme://... or scp-like user@host:path), False for a folder."""
-    return bool(re.match(r"^[a-z][a-z0-9+.-]*://", source)) or bool(re.match(r"^[^/@:]+@[^/:]+:", source))
-
-
-def password_in(url: str) -> bool:
-    """True when a URL carries a password or token in it (https://user:token@host/...): refused, never stored."""
-    if "://" not in url:
-        return False
-    netloc = urlsplit(url).netloc
-    return "@" in netloc and ":" in netloc.rsplit("@", 1)[0]
 
 
 def signature_ok(secret: str, body: bytes, header: str) -> bool:

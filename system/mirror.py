@@ -21,6 +21,40 @@ FETCH_TIMEOUT_SECONDS = 1800.0
 BRANCHES_REFSPEC = "+refs/heads/*:refs/heads/*"
 # --update-head-ok: an agent may check a branch out in its worktree; that must not block fetches for everyone.
 BRANCH_FETCH_FLAGS = ("--no-tags", "--quiet", "--update-head-ok", "--end-of-options")
+TAGS_REFSPEC = "+refs/tags/*:refs/tags/*"
+# The URL schemes a repository may be registered with; git's `ext::` and other transports that run commands are
+# refused, and so is a host starting with "-" (read by ssh as an option). scp-like `user@host:path` is ssh.
+URL = re.compile(r"(?P<scheme>git|https?|ssh|file)://(?P<host>[^/]*)(?P<path>/.*)", re.IGNORECASE)
+SCP_LIKE = re.compile(r"(?P<user>[^/@:]+)@(?P<host>[^/:]+):(?P<path>.+)")
+
+
+def is_url(source: str) -> bool:
+    """True when source names a repository by URL (scheme://... or scp-like user@host:path), not by a folder."""
+    return "://" in source or SCP_LIKE.fullmatch(source) is not None
+
+
+def password_in(url: str) -> bool:
+    """True when a URL carries a password or token (https://user:token@host/...): refused, never stored."""
+    match = URL.fullmatch(url)
+    return match is not None and ":" in match["host"].rpartition("@")[0]
+
+
+def check_url(source: str) -> str | None:
+    """Why source is not a URL Fleet fetches from, or None when it is one."""
+    if any(c.isspace() or ord(c) < 32 for c in source):
+        return "the URL may not hold spaces or control characters"
+    scp = SCP_LIKE.fullmatch(source)
+    match = URL.fullmatch(source)
+    if scp is None and match is None:
+        return "use git://, http://, https://, ssh://, file:// or user@host:path"
+    if password_in(source):
+        return "a URL may not carry a password or token: set FLEET_GIT_TOKEN or use a credential helper"
+    host = scp["host"] if scp is not None else match["host"].rsplit("@", 1)[-1]  # type: ignore[index]
+    if host.startswith("-") or (scp is not None and scp["user"].startswith("-")):
+        return "the host may not start with '-'"
+    if match is not None and match["scheme"].lower() != "file" and not host:
+        return "the URL names no host"
+    return None
 
 
 class MirrorError(Exception):
@@ -75,29 +109,6 @@ def ensure_mirror(mirrors_dir: Path, repo_key: str, source: str, sha: str) -> Pa
             _clone(mirror, source, sha)
         if not has_commit(mirror, sha):
             _fetch(mirror, source, sha)
-    return mirror
-
-
-def refresh_mirror(mirrors_dir: Path, repo_key: str, source: str) -> Path:
-    """The bare mirror of source with every branch as the source has it now (a repository registered by URL)."""
-    mirror = mirror_path(mirrors_dir, repo_key)
-    _check_source_and_sha(source, "0000")
-    with exclusive_lock(mirror.with_name(f"{repo_key}.lock")):
-        if not _is_bare_repo(mirror):
-            _clone(mirror, source, "HEAD")
-        else:
-            try:
-                git(
-                    "fetch",
-                    "--prune",
-                    *BRANCH_FETCH_FLAGS,
-                    source,
-                    BRANCHES_REFSPEC,
-                    cwd=mirror,
-                    timeout=FETCH_TIMEOUT_SECONDS,
-                )
-            except GitError as exc:
-                raise MirrorError(source, "HEAD", f"fetch failed: {exc.stderr or exc}") from exc
     return mirror
 
 
@@ -175,3 +186,26 @@ def _fetch(mirror: Path, source: str, sha: str) -> None:
         raise MirrorError(source, sha, f"no such commit ({exc.stderr or exc})") from exc
     if not has_commit(mirror, sha):
         raise MirrorError(source, sha, "fetched, but the object is not a commit")
+
+
+def refresh_mirror(mirrors_dir: Path, repo_key: str, source: str) -> Path:
+    """The bare mirror of source with its branches and tags as they are now (cloned or fetched under the lock)."""
+    mirror = mirror_path(mirrors_dir, repo_key)
+    _check_source_and_sha(source, "0000")
+    with exclusive_lock(mirror.with_name(f"{repo_key}.lock")):
+        if not _is_bare_repo(mirror):
+            _clone(mirror, source, "HEAD")
+        try:
+            git(
+                "fetch",
+                "--prune",
+                *BRANCH_FETCH_FLAGS,
+                source,
+                BRANCHES_REFSPEC,
+                TAGS_REFSPEC,
+                cwd=mirror,
+                timeout=FETCH_TIMEOUT_SECONDS,
+            )
+        except GitError as exc:
+            raise MirrorError(source, "HEAD", f"fetch failed: {exc.stderr or exc}") from exc
+    return mirror

@@ -67,7 +67,7 @@ def repo_add(
     del options["as_json"]
     spec = spec_from(RepoSpec, options)  # the spec takes the options' singular names (SINGULAR)
     ctx = Context()
-    repo = register_repo(ctx.db, spec, ctx.agents, ctx.settings.mirrors_dir)
+    repo = register_repo(ctx.db, spec, ctx.agents)
     if as_json:
         return print_json(repo)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)
@@ -78,7 +78,7 @@ def repo_update(name: str, path: str | None = None, as_json: bool = False, **opt
     """Change a repository's settings: the options given replace the stored values, the others stay."""
     changes = spec_from(RepoSettings, options)  # the spec takes the options' singular names (SINGULAR)
     ctx = Context()
-    repo = update_repo(ctx.db, name, changes, path, ctx.agents, ctx.settings.mirrors_dir)
+    repo = update_repo(ctx.db, name, changes, path, ctx.agents)
     if as_json:
         return print_json(repo)
     out.print(f"repo {repo['name']} updated: {repo['source']} (tests: {repo['test_cmd']})", markup=False)
@@ -91,7 +91,7 @@ def _update_signature() -> inspect.Signature:
         "path",
         inspect.Parameter.POSITIONAL_OR_KEYWORD,
         default=None,
-        annotation=Annotated[str | None, typer.Option(help="A new path of the repository's git folder.")],
+        annotation=Annotated[str | None, typer.Option(help="A new folder or URL of the repository.")],
     )
     return inspect.Signature([added["name"], path, *(p for n, p in added.items() if n not in ("name", "path"))])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from rich.table import Table
 from db.specs import TokenSpec, help_text
 from fleet.cli.cells import plain
 from fleet.cli.console import Context, JsonFlag, actor, one_line_errors, out, print_json, spec_from
+from orchestrator.errors import FleetError
 
 app = typer.Typer(no_args_is_help=True, help="API tokens for the web dashboard and the HTTP API.")
 
@@ -30,6 +32,45 @@ def token_create(
         return print_json({"id": token_id, "role": spec.role, "name": spec.name, "token": token})
     typer.echo(token)
     typer.echo(f"token {token_id} ({role}) created; it is shown only this once", err=True)
+
+
+@app.command("bootstrap")
+@one_line_errors
+def token_bootstrap(
+    from_file: Annotated[
+        Path | None,
+        typer.Option(help="A file holding the token's secret (e.g. a Docker secret); else one is made and shown."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create the first admin token of a new deployment; does nothing once any active token exists."""
+    from orchestrator.web.auth import TOKEN_PREFIX, bootstrap_token
+
+    secret = _read_secret(from_file) if from_file else ""
+    try:
+        made = bootstrap_token(Context().db, secret, actor())
+    except ValueError as exc:
+        raise FleetError(f"{from_file}: {exc}") from None
+    if made is None:
+        if as_json:
+            return print_json({"created": False})
+        return out.print("an active API token exists already; nothing to do")
+    token_id, token = made
+    if as_json:
+        return print_json({"created": True, "id": token_id, "token": None if secret else token})
+    if secret:  # the operator has the secret; it is not printed into logs
+        return out.print(
+            f"admin token {token_id} created: log in with {TOKEN_PREFIX}_{token_id}_<the secret in {from_file}>"
+        )
+    typer.echo(token)
+    typer.echo(f"admin token {token_id} created; it is shown only this once", err=True)
+
+
+def _read_secret(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FleetError(f"cannot read the token secret from {path}: {exc}") from None
 
 
 @app.command("list")

@@ -29,7 +29,8 @@ def check_bind(host: str, active_tokens: int) -> None:
     if not is_loopback(host) and active_tokens == 0:
         raise FleetError(
             f"refusing to listen on {host}: no API token exists yet; "
-            "create one first with `fleet token create --role admin`"
+            "create one first with `fleet token create --role admin` "
+            "(or `fleet token bootstrap --from-file SECRET_FILE` on a new deployment)"
         )
 
 

@@ -193,7 +193,7 @@ def list_repos(state: State, _: Viewer) -> list[dict[str, Any]]:
 def add_repo(body: RepoIn, state: State, _: Admin) -> dict[str, Any]:
     """Register a repository and how to test it (what `fleet repo add` does)."""
     try:
-        return register_repo(state.db, body, state.agents, state.settings.mirrors_dir)
+        return register_repo(state.db, body, state.agents)
     except FleetError as exc:  # a path that is not a git repository, a bad name: bad input
         raise HTTPException(400, str(exc)) from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -67,15 +68,33 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def new_token(db: Database, role: Role, name: str, created_by: str) -> tuple[int, str]:
-    """Store a new token and return (id, the full token); the token itself is never stored or shown again."""
-    secret = secrets.token_urlsafe(32)
+def new_token(db: Database, role: Role, name: str, created_by: str, secret: str = "") -> tuple[int, str]:
+    """Store a new token and return (id, the full token); the token itself is never stored or shown again.
+
+    secret: the token's secret part when the operator chose it (the first admin token, from a secret file)."""
+    secret = secret or secrets.token_urlsafe(32)
     with db.session() as s:
         row = tokens.add_token(
             s, name or f"{role.value}-{secrets.token_hex(3)}", role.value, hash_secret(secret), created_by
         )
         token_id = row.id
     return token_id, f"{TOKEN_PREFIX}_{token_id}_{secret}"
+
+
+BOOTSTRAP_NAME = "bootstrap-admin"
+CHOSEN_SECRET = re.compile(r"[A-Za-z0-9_-]{32,512}")
+
+
+def bootstrap_token(db: Database, secret: str, created_by: str) -> tuple[int, str] | None:
+    """The first admin token of a new deployment, or None when an active token exists (run it on every start).
+
+    secret: chosen by the operator (read from a secret file), else made here and shown once."""
+    if secret and not CHOSEN_SECRET.fullmatch(secret):
+        raise ValueError("a token secret is 32 to 512 letters, digits, '-' or '_' (e.g. `openssl rand -hex 32`)")
+    with db.session() as s:
+        if tokens.count_active(s):
+            return None
+    return new_token(db, Role.ADMIN, BOOTSTRAP_NAME, created_by, secret)
 
 
 def parse_token(token: str) -> tuple[int, str] | None:

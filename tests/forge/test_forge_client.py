@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.pr_feedback import words_of
-from system.forge import ForgeError, Remark, is_url, password_in, repo_from_remote
+from system.forge import ForgeError, Remark, repo_from_remote
 from system.github import GitHubForge
+from system.mirror import is_url, password_in
 from tests.forge.scripted_forge import ScriptedForge
 
 

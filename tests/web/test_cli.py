@@ -64,7 +64,8 @@ def test_web_refuses_other_addresses_without_a_token(cli: tuple[typer.Typer, dic
     assert refused.exit_code == 1
     assert refused.stderr.strip() == (
         "error: refusing to listen on 0.0.0.0: no API token exists yet; "
-        "create one first with `fleet token create --role admin`"
+        "create one first with `fleet token create --role admin` "
+        "(or `fleet token bootstrap --from-file SECRET_FILE` on a new deployment)"
     )
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "::1", "localhost", "[::1]"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "10.0.0.1", "example.org"))

@@ -26,7 +26,7 @@ from workers.pipeline.baselines import context_pack
 from workers.pipeline.job import Job, declared_paths, hidden_paths, job_secrets, why_unsandboxed
 from workers.pipeline.live import live_transcript
 from workers.pipeline.metering import gate_env, open_gate, settle_usage
-from workers.pipeline.unit import Unit, perform, record_error
+from workers.pipeline.unit import Unit, fenced_off, perform, record_error
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
 from workers.worktree import DiffTooLarge, Worktree
@@ -202,5 +202,6 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str
         moved = queries.advance(
             s, job.attempt_id, lease, AttemptStatus.VERIFY_QUEUED, dispatched_at=utcnow(), **recorded
         )
-    if moved:
-        rt.dispatcher.send([(job.attempt_id, AttemptStatus.VERIFY_QUEUED)])
+    if not moved:
+        return fenced_off(job)
+    rt.dispatcher.send([(job.attempt_id, AttemptStatus.VERIFY_QUEUED)])

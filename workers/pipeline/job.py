@@ -8,6 +8,7 @@ from typing import Any
 
 from db.models import Attempt
 from db.specs import RepoSettings, copy_pair
+from system.mirror import is_url
 from system.sandbox import TURNED_OFF, bwrap_missing, credential_stores
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache
 from verification.environment import secrets_in
@@ -97,7 +98,8 @@ def why_unsandboxed(rt: WorkerRuntime, job: Job) -> str | None:
 
 def hidden_paths(rt: WorkerRuntime, job: Job) -> tuple[Path, ...]:
     """Covered in every sandbox even where a shown folder holds them: Fleet's state, the repository, credentials."""
-    return (rt.settings.home, Path(job.source), *credential_stores(Path.home()))
+    repository = () if is_url(job.source) else (Path(job.source),)  # a URL is fetched, never read in place
+    return (rt.settings.home, *repository, *credential_stores(Path.home()))
 
 
 def declared_paths(rt: WorkerRuntime, job: Job) -> tuple[Path, ...]:

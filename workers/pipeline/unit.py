@@ -103,14 +103,20 @@ def conclude(rt: WorkerRuntime, job: Job, lease: queries.Lease, end: Conclusion)
     """Record the end while the lease still holds, let the policy act on the verdict, and fill the freed slot."""
     with rt.db.session() as s:
         if not queries.advance(s, job.attempt_id, lease, end.status, **end.fields):
-            return  # the lease was lost: another worker owns this attempt now
+            return fenced_off(job)
         queries.add_verification(s, job.attempt_id, **end.verification)
         kind, message = end.event
-        queries.log_event(s, kind, message, ticket_id=job.ticket_id, attempt_id=job.attempt_id)
+        # The worker that wrote the verdict: on a team of hosts, which machine to look at.
+        queries.log_event(s, kind, message, ticket_id=job.ticket_id, attempt_id=job.attempt_id, actor=rt.worker_id)
         policy.after_verdict(s, queries.get_attempt(s, job.attempt_id), end.outcome)
         sends = scheduler.plan(s, rt.settings)  # the freed slot, in the same transaction
     rt.dispatcher.send(sends)
     rt.discard_attempt_dir(job.attempt_id)
+
+
+def fenced_off(job: Job) -> None:
+    """A write refused because the lease was lost (a partition, a pause): another worker owns the attempt now."""
+    log.warning("attempt %s: lease lost; this worker's result is dropped, the new holder's stands", job.attempt_id)
 
 
 def record_error(
