@@ -143,6 +143,7 @@ class RepoSettings(Spec):
     agent_instructions: PathText = Field(
         default="", description="The repository's file of instructions for agents (default: AGENTS.md, CLAUDE.md)."
     )
+    export: bool = Field(default=True, description="fleet export may include this repo's attempts (training data).")
 
     @classmethod
     def from_stored(cls, stored: Mapping[str, Any]) -> RepoSettings:

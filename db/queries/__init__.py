@@ -4,6 +4,13 @@ from sqlalchemy.orm import Session
 
 from db.queries.baselines import count_baselines, find_baseline, save_baseline
 from db.queries.errors import AlreadyExists, NotFound
+from db.queries.evals import (
+    add_evaluation,
+    attempt_reviews,
+    finished_attempts,
+    get_evaluation,
+    list_evaluations,
+)
 from db.queries.housekeeping import SETTLED_TICKET, base_commits, clear_attempt_text, open_attempt_ids
 from db.queries.leases import (
     Lease,
@@ -60,6 +67,11 @@ __all__ = [
     "Pending",
     "Session",
     "add_attempt",
+    "add_evaluation",
+    "finished_attempts",
+    "get_evaluation",
+    "list_evaluations",
+    "attempt_reviews",
     "add_repo",
     "delete_repo",
     "add_review",

@@ -36,6 +36,7 @@ class Job:
     targets: tuple[str, ...] = field(default=())
     over_budget: str | None = None
     area: tuple[str, ...] = field(default=())
+    hidden_patch: str = ""  # a task's test_patch (fleet eval run): the hidden tests of this ticket alone
 
     @property
     def repo_key(self) -> str:
@@ -79,6 +80,7 @@ def snapshot(attempt: Attempt) -> Job:
         repo_settings=RepoSettings.from_stored(repo.settings),
         targets=tuple(ticket.targets),
         area=tuple(ticket.area),
+        hidden_patch=ticket.hidden_patch,
     )
 
 
