@@ -58,7 +58,8 @@ SIX_FIXES: tuple[Fix, ...] = (
         "        return s.encode(encoding, errors)\n    raise TypeError",
         '        return s.encode("latin-1", errors)\n    raise TypeError',
         "test_fix_binary.py",
-        'import six\n\n\ndef test_ensure_binary_utf8():\n    assert six.ensure_binary("\\u20ac") == b"\\xe2\\x82\\xac"\n',
+        "import six\n\n\ndef test_ensure_binary_utf8():\n"
+        '    assert six.ensure_binary("\\u20ac") == b"\\xe2\\x82\\xac"\n',
     ),
     (
         "six.py",
