@@ -123,7 +123,10 @@ def run_evaluation(
             for agent in agents:
                 for sample in range(1, samples + 1):
                     spec = ticket_spec(task, agent, sample, samples, repo_name, attempts)
-                    ticket = create(s, spec, cwd, actor, rule, check="given")
+                    try:
+                        ticket = create(s, spec, cwd, actor, rule, check="given")
+                    except FleetError as exc:
+                        raise type(exc)(f"task {task.instance_id}: {exc}") from None
                     ticket.hidden_patch = task.test_patch
                     s.add(_entry(evaluation.id, task, agent, sample, ticket.id))
                     ids.append(ticket.id)

@@ -133,7 +133,7 @@ def history(source: Path, since: str) -> list[tuple[str, str, str]]:
 
 def history_tasks(ws: Workspace, options: MineOptions, result: MineResult) -> None:
     for sha, parent, message in history(options.source, options.since):
-        changed = git("diff", "--name-only", parent, sha, cwd=ws.path).split()
+        changed = [p for p in git("diff", "--name-only", "-z", parent, sha, cwd=ws.path).split("\0") if p]
         tests, sources = [p for p in changed if is_test_path(p)], [p for p in changed if is_source_path(p)]
         if not tests or not sources:
             continue
