@@ -69,7 +69,8 @@ def expected(correct: list[int], k: int) -> float:
     return round(sum(1 - comb(SAMPLES - c, k) / comb(SAMPLES, k) for c in correct) / len(correct), 4)
 
 
-def test_three_agents_give_the_pass_at_k_their_scripts_imply(embedded: Fleet) -> None:
+def test_three_agents_give_the_pass_at_k_their_scripts_imply(fleet: Fleet) -> None:
+    embedded = fleet  # both modes: SQLite and the serverless broker, PostgreSQL and Redis
     repo = embedded.sample_repo()
     base = (repo / ".git" / "refs" / "heads" / "main").read_text().strip()
     tasks = task_set(embedded.tmp / "tasks.jsonl", base)

@@ -35,8 +35,8 @@ def submit(fleet: Fleet, repo: str, title: str, command: str) -> int:
     return int(ticket["id"])
 
 
-def test_export_formats_pairs_reviews_redaction_and_opt_out(embedded: Fleet) -> None:
-    fleet = embedded
+def test_export_formats_pairs_reviews_redaction_and_opt_out(both_modes: Fleet) -> None:
+    fleet = both_modes
     fleet.env["FLEET_AGENT_CLASSES"] = json.dumps([FIX_ADD])
     fleet.env["DEPLOY_TOKEN"] = TOKEN_VALUE  # a secret-named variable: its value is redacted wherever it shows
     fleet.sample_repo()
