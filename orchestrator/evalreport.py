@@ -18,6 +18,8 @@ from typing import Any
 from db.lifecycle import RunStatus
 from db.models import Attempt, EvalEntry, Evaluation
 
+# Wrappers whose own reason is the cause: "the baseline run failed: X: details" is counted as "... failed: X".
+WRAPPERS = ("the baseline run failed", "the tests could not run at the base commit")
 STRICTER_GAMED = (
     "Fleet restores every test file and test setting the patch changed and refuses patches that game the run "
     "(test-aware code, a forged or cut-short report); the SWE-bench harness applies the test_patch on top of the "
@@ -83,9 +85,12 @@ def ks_for(n: int) -> list[int]:
 
 
 def cause(reason: str) -> str:
-    """A reason's kind: its first line up to the first colon, at most 100 characters."""
+    """A reason's kind: its first line up to the first colon (after a WRAPPERS prefix, the second), at most 100
+    characters."""
     first = (reason.strip().splitlines() or ["unknown"])[0]
-    return first.split(": ", 1)[0][:100] or "unknown"
+    parts = first.split(": ")
+    kind = ": ".join(parts[:2]) if parts[0] in WRAPPERS and len(parts) > 2 else parts[0]
+    return kind[:100] or "unknown"
 
 
 def reference_resolved(entry: EvalEntry, outcome: Outcome) -> bool:

@@ -38,6 +38,7 @@ def test_ks_and_causes() -> None:
     assert ks_for(4) == [1, 2, 4] and ks_for(1) == [1] and ks_for(10) == [1, 2, 5, 10]
     assert cause("the diff changed protected test files: tests/a.py\nmore") == "the diff changed protected test files"
     assert cause("") == "unknown"
+    assert cause("the baseline run failed: setup failed: exit 2") == "the baseline run failed: setup failed"
 
 
 def write(path: Path, *rows: object) -> Path:
