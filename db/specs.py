@@ -195,6 +195,7 @@ class RepoSettings(Spec):
     import_label: Label = Field(default="", description="Keep importing open issues with this label as tickets.")
     notify_url: Url = Field(default="", description="A webhook told of needs_review, failed, error, merged, ejected.")
     notify_format: Literal["json", "slack"] = Field(default="json", description="json, or slack (incoming webhook).")
+    export: bool = Field(default=True, description="fleet export may include this repo's attempts (training data).")
 
     @classmethod
     def from_stored(cls, stored: Mapping[str, Any]) -> RepoSettings:

@@ -49,6 +49,7 @@ from verification.protect import (
 from verification.runner import TestRun, scrubbed_env
 from verification.targets import credit_known
 
+HIDDEN_UNAPPLIED = "the hidden tests could not be added"
 KNOWN_FAILING = "known failing (failing before and after, not part of this ticket)"
 
 
@@ -118,7 +119,10 @@ def run_baseline(
     checkout: Path, spec: VerifySpec, report_dir: Path, cancelled: threading.Event | None = None
 ) -> TestRun:
     """Run the tests (hidden ones included) on a clean checkout of the base commit."""
-    add_hidden_tests(checkout, spec.hidden_tests)
+    try:
+        add_hidden_tests(checkout, spec.hidden_tests)
+    except (GitError, OSError) as exc:  # a task's test patch that does not apply at its base: no baseline
+        return TestRun({}, None, False, "", 0.0, error=f"{HIDDEN_UNAPPLIED}: {exc}")
     try:
         prepare(checkout, spec, "the baseline checkout", cancelled, report_dir, cached=True)
     except SetupFailed as exc:
@@ -197,7 +201,7 @@ def verify_diff(
     try:
         hidden = add_hidden_tests(checkout, spec.hidden_tests)
     except (GitError, OSError) as exc:
-        return errored(f"the hidden tests could not be added: {exc}")
+        return errored(f"{HIDDEN_UNAPPLIED}: {exc}")
     try:
         if fresh_env:
             prepare(checkout, spec, where, cancelled, report_dir)

@@ -4,6 +4,13 @@ from sqlalchemy.orm import Session
 
 from db.queries.baselines import count_baselines, find_baseline, save_baseline
 from db.queries.errors import AlreadyExists, NotFound
+from db.queries.evals import (
+    add_evaluation,
+    attempt_reviews,
+    finished_attempts,
+    get_evaluation,
+    list_evaluations,
+)
 from db.queries.forge import (
     NOTIFIED,
     claim_notification,
@@ -87,6 +94,11 @@ __all__ = [
     "Session",
     "add_attempt",
     "add_model_call",
+    "add_evaluation",
+    "finished_attempts",
+    "get_evaluation",
+    "list_evaluations",
+    "attempt_reviews",
     "add_repo",
     "delete_repo",
     "add_review",

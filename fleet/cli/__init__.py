@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fleet.cli import demo, env, gc, imports, repo, review, status, tickets, web, workers
+from fleet.cli import datasets, demo, env, evals, gc, imports, repo, review, status, tickets, web, workers
 from fleet.cli.help import readable
 
 app = typer.Typer(
@@ -20,6 +20,9 @@ for group in (tickets, workers, status, demo):
     app.add_typer(group.commands)
 app.add_typer(env.app, name="cache")
 app.add_typer(gc.commands)
+app.add_typer(evals.app, name="eval")
+app.add_typer(datasets.tasks_app, name="tasks")
+app.add_typer(datasets.commands)
 web.register(app)
 readable(app)
 

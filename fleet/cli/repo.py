@@ -60,6 +60,7 @@ def repo_add(
     import_label: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "import_label"))] = None,
     notify_url: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "notify_url"))] = None,
     notify_format: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "notify_format"))] = None,
+    export: Annotated[bool | None, typer.Option(help=help_text(RepoSettings, "export"))] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Register a git repository and how to test it. Options not given come from its .fleet.toml."""

@@ -19,7 +19,7 @@ from db.queries import AlreadyExists, NotFound
 from db.specs import explain_errors
 from orchestrator.dispatch import DispatcherFactory, LazyDispatcher
 from orchestrator.errors import FleetError
-from orchestrator.web import api, apidocs, events, hooks, metrics, pages
+from orchestrator.web import api, apidocs, events, hooks, leaderboard, metrics, pages
 from orchestrator.web.auth import Forbidden, NotAuthenticated, signed_in
 from orchestrator.web.state import WebState, load_session_key
 from system.settings import Settings
@@ -154,7 +154,15 @@ def create_app(
         poll_seconds=poll_seconds,
         max_body_bytes=max_body_bytes,
     )
-    for router in (apidocs.router, api.router, hooks.router, pages.router, events.router, metrics.router):
+    for router in (
+        apidocs.router,
+        api.router,
+        hooks.router,
+        pages.router,
+        leaderboard.router,
+        events.router,
+        metrics.router,
+    ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_error_handlers(app)

@@ -11,6 +11,7 @@ what they do (that is the transcript). The sample repository (write_sample_repo)
 Scripts:
     fix-add          fixes add.
     fix-div          fixes div.
+    fix-all          fixes add, mul and div.
     needs-feedback   a wrong mul fix (`return a * b - 1`) until the prompt contains the word "Feedback"
                      (as in the retry prompt's "## Feedback on your previous attempt"), then the right one.
     never            a wrong div fix every time (`return round(a / b)`: div(7, 2) == 4).
@@ -176,6 +177,7 @@ SCRIPT_EDITS: dict[str, tuple[Edit, ...]] = {
     "game-eq": (("calc.py", BUGGY_ADD, ALWAYS_EQUAL),),
     "game-env": (("calc.py", BUGGY_ADD, UNDER_TEST_ONLY),),
     "game-forge-report": (("calc.py", BUGGY_ADD, FORGE_REPORT),),
+    "fix-all": (*FIX_ADD, *FIX_MUL, *FIX_DIV),
     "ini-fix": tuple((name, new, old) for name, old, new in INI_BUG if new is not None),
     "ini-fix-break": (*((name, new, old) for name, old, new in INI_BUG if new is not None), *INI_BREAK),
     "mi-fix": tuple((name, new, old) for name, old, new in MI_BUG if new is not None),

@@ -39,6 +39,7 @@ class Job:
     budget_usd: float = 0.0  # the ticket's, enforced by the model gateway mid-attempt (0: no limit)
     area: tuple[str, ...] = field(default=())
     start_diff: str = ""  # the pull request's diff an attempt after PR feedback starts from
+    hidden_patch: str = ""  # a task's test_patch (fleet eval run): the hidden tests of this ticket alone
 
     @property
     def repo_key(self) -> str:
@@ -84,6 +85,7 @@ def snapshot(attempt: Attempt) -> Job:
         area=tuple(ticket.area),
         budget_usd=ticket.budget_usd or 0.0,
         start_diff=attempt.start_diff or "",
+        hidden_patch=ticket.hidden_patch,
     )
 
 
