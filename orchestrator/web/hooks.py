@@ -27,9 +27,9 @@ State = Annotated[WebState, Depends(web_state)]
 async def github_hook(
     request: Request,
     state: State,
-    x_hub_signature_256: Annotated[str, Header()] = "",
-    x_github_event: Annotated[str, Header()] = "",
-    x_github_delivery: Annotated[str, Header()] = "",
+    x_hub_signature_256: Annotated[str, Header(description="sha256= and the HMAC of the body")] = "",
+    x_github_event: Annotated[str, Header(description="The event: issue_comment, pull_request_review, ...")] = "",
+    x_github_delivery: Annotated[str, Header(description="The delivery id, acted on once")] = "",
 ) -> dict[str, Any]:
     """Feedback on Fleet's pull requests from GitHub; refused (401) unless signed with the webhook secret."""
     body = await request.body()
