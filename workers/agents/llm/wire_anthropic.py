@@ -73,6 +73,7 @@ def stream(model: str, reply: Reply, bill: Bill) -> Iterator[bytes]:
     def events() -> Iterator[tuple[str | None, dict[str, Any]]]:
         yield "message_start", {"type": "message_start", "message": start}
         for index, block in enumerate(message["content"]):
+            opened: dict[str, Any]
             if block["type"] == "text":
                 opened, delta = {"type": "text", "text": ""}, {"type": "text_delta", "text": block["text"]}
             else:

@@ -62,7 +62,7 @@ def chat_body(model: str, reply: Reply, bill: Bill) -> dict[str, Any]:
 
 def chat_stream(model: str, reply: Reply, bill: Bill, request: dict[str, Any]) -> Iterator[bytes]:
     """chat.completion.chunk events, then the usage chunk when asked for, then [DONE]."""
-    head = {"id": f"chatcmpl-scripted-{uuid.uuid4().hex[:12]}", "object": "chat.completion.chunk"}
+    head: dict[str, Any] = {"id": f"chatcmpl-scripted-{uuid.uuid4().hex[:12]}", "object": "chat.completion.chunk"}
     head |= {"created": int(time.time()), "model": model}
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> tuple[None, dict[str, Any]]:
