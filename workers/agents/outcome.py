@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import re
 
-EXPLAINS = re.compile(
-    r"error|exception|fatal|panic|refused|denied|not found|no such|invalid|unknown|cannot|can't|failed|unauthori",
+STRONG = re.compile(
+    r"\berror\b|exception|fatal|panic|unknown (?:argument|option)|unexpected argument|unrecognized|no such option",
     re.IGNORECASE,
 )
+WEAK = re.compile(r"refused|denied|not found|no such|invalid|cannot|can't|failed|unauthori", re.IGNORECASE)
+HELP_LINE = re.compile(r"^\s*-|\[(?:choices|default|boolean|string|number|array)\b")  # an option in a usage text
+USAGE = re.compile(r"^\s*(?:usage|options|positionals|commands):", re.IGNORECASE | re.MULTILINE)
 QUOTE_CHARS = 300
 
 
 def explaining_line(output: str) -> str:
-    """The last line of output that names a failure, else the last non-empty line ('' for no output)."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    chosen = next((line for line in reversed(lines) if EXPLAINS.search(line)), lines[-1] if lines else "")
+    """The last line that names an error, else a usage text's summary, else the last line naming a failure, else
+    the last non-empty line ('' for no output)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip() and not HELP_LINE.search(line)]
+    chosen = next((line for line in reversed(lines) if STRONG.search(line)), "")
+    if not chosen and USAGE.search(output):
+        chosen = "it printed its usage instead of running (an argument it does not take?)"
+    chosen = chosen or next((line for line in reversed(lines) if WEAK.search(line)), lines[-1] if lines else "")
     return chosen if len(chosen) <= QUOTE_CHARS else chosen[: QUOTE_CHARS - 1] + "…"
 
 
