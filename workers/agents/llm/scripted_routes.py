@@ -35,6 +35,7 @@ class Answer:
     status: int
     content_type: str
     body: bytes | Iterator[bytes]
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,15 @@ def presented_key(path: str, headers: Mapping[str, str]) -> str:
 
 
 def _unauthorized(route: str) -> Answer:
+    """401 in the route's shape; `x-should-retry: false` stops the OpenAI and Anthropic SDKs retrying it."""
     message = "Incorrect API key provided (scripted server)"
     if route == "anthropic":
-        return _json(401, wire_anthropic.error(401, "authentication_error", "invalid x-api-key"))
-    if route == "gemini":
-        return _json(401, wire_gemini.error(401, "API key not valid. Please pass a valid API key."))
-    return _json(401, {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}})
+        body = wire_anthropic.error(401, "authentication_error", "invalid x-api-key")
+    elif route == "gemini":
+        body = wire_gemini.error(401, "API key not valid. Please pass a valid API key.")
+    else:
+        body = {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}}
+    return Answer(401, JSON, json.dumps(body).encode(), (("x-should-retry", "false"),))
 
 
 def route_of(method: str, path: str) -> str:

@@ -70,6 +70,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.send_response(found.status)
             self.send_header("Content-Type", found.content_type)
+            for name, value in found.headers:
+                self.send_header(name, value)
             if isinstance(found.body, bytes):
                 self.send_header("Content-Length", str(len(found.body)))
                 self.end_headers()
