@@ -119,7 +119,9 @@ def _usage_line(event: dict[str, Any]) -> Iterator[str]:
 
 def _error(event: dict[str, Any]) -> Iterator[str]:
     error = event.get("error") or event.get("message")
-    yield f"error: {_flat(error.get('message', error) if isinstance(error, dict) else error)}"
+    if isinstance(error, dict):  # Codex's {"message"}, OpenCode's {"name", "data": {"message"}}
+        error = error.get("message") or (error.get("data") or {}).get("message") or error
+    yield f"error: {_flat(error)}"
 
 
 RENDERERS: tuple[tuple[str, Callable[[dict[str, Any]], Iterator[str]]], ...] = (
