@@ -20,11 +20,11 @@ TOKENS_SHORT = {
     "aider": "aider rounds its counts to hundreds",
 }
 COST_EXACT = {"claude-code"}  # Claude Code prices claude-sonnet-4-5 as the server does; the others report $0
-STEPS = {
-    "claude-code": ('"type":"assistant"', '"name":"Edit"'),
-    "codex": ('"type":"file_change"', '"type":"turn.completed"'),
-    "opencode": ('"type":"tool_use"', '"tool":"edit"'),
-    "gemini": ('"type":"tool_use"', '"tool_name":"replace"'),
+STEPS = {  # as `fleet logs` renders each CLI's events, one line per step
+    "claude-code": ("→ Read file_path=", "old_string=return a - b, new_string=return a + b"),
+    "codex": ("edited ", "[turn.completed: input_tokens="),
+    "opencode": ("→ read filePath=", "→ edit filePath="),
+    "gemini": ("→ replace file_path=", "← success"),
     "aider": ("Applied edit to calc.py",),
     "mini-swe-agent": ("sed -i",),
 }
@@ -70,4 +70,4 @@ def test_the_transcript_keeps_the_steps(outcome: Outcome) -> None:
     [attempt] = attempts(outcome.fixed)
     logs = outcome.fleet.run("logs", str(attempt["id"])).stdout
     for step in STEPS[outcome.cli]:
-        assert step in logs.replace('": ', '":'), step
+        assert step in logs, step
