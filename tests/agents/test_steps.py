@@ -59,3 +59,9 @@ def test_other_lines_stay_as_they_are() -> None:
 def test_follow_renders_only_whole_lines() -> None:
     assert _whole_lines('{"type": "turn.started"}\n{"type": "ite') == ('{"type": "turn.started"}\n', '{"type": "ite')
     assert _whole_lines("no newline yet") == ("", "no newline yet")
+
+
+def test_the_web_page_shows_the_steps_too() -> None:
+    from orchestrator.web.render import readable as on_the_page
+
+    assert on_the_page(_jsonl(GEMINI)) == readable(_jsonl(GEMINI))
