@@ -34,6 +34,8 @@ MAX_PORTS = 10_000
 MAX_USD = 1_000_000.0
 MAX_SECONDS = 86_400.0
 MAX_PRIORITY = 1_000_000  # far inside the 32-bit integer both SQLite and PostgreSQL store
+MAX_MEMORY_MB = 1_048_576  # 1 TiB
+MAX_PROCESSES = 4_194_304  # the kernel's pid_max ceiling
 
 Command = Annotated[str, StringConstraints(max_length=4000)]
 Glob = Annotated[str, StringConstraints(max_length=500)]
@@ -142,6 +144,18 @@ class RepoSettings(Spec):
     )
     agent_env: list[Variable] = Field(
         default_factory=list, max_length=100, description="A variable name passed through to every agent (repeatable)."
+    )
+    agent_memory_mb: int = Field(
+        default=0, ge=0, le=MAX_MEMORY_MB, description="Memory limit of each agent attempt (0: the worker's)."
+    )
+    agent_max_processes: int = Field(
+        default=0, ge=0, le=MAX_PROCESSES, description="Processes and threads an agent attempt may run (0: worker's)."
+    )
+    agent_address_space_mb: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_MEMORY_MB,
+        description="Address space of each agent process (0: the agent's own default, else the worker's).",
     )
     agent_hosts: list[HostPort] = Field(
         default_factory=list,

@@ -27,17 +27,31 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 
 # Every agent, setup and test command runs under these: a runaway build or a fork bomb stops at its own limit
 # instead of taking the worker down. (RLIMIT_NPROC counts the user's processes and does not bind root.)
-CHILD_LIMITS = (
-    (resource.RLIMIT_AS, 16 * 2**30),
-    (resource.RLIMIT_NPROC, 4096),
-    (resource.RLIMIT_CORE, 0),
-)
+DEFAULT_ADDRESS_SPACE = 16 * 2**30
+
+
+@dataclass(frozen=True)
+class ChildLimits:
+    """The rlimits a command starts under. address_space 0: none (Node's WebAssembly and Bun reserve far more
+    address space than they use, so a Node-based agent CLI needs it off or high; a memory cgroup binds anyway)."""
+
+    address_space: int = DEFAULT_ADDRESS_SPACE
+    processes: int = 4096
+
+    def table(self) -> tuple[tuple[int, int], ...]:
+        """(kind, limit) pairs; a limit of RLIM_INFINITY is left as inherited."""
+        space = self.address_space if self.address_space > 0 else resource.RLIM_INFINITY
+        return ((resource.RLIMIT_AS, space), (resource.RLIMIT_NPROC, self.processes), (resource.RLIMIT_CORE, 0))
+
+
+DEFAULT_LIMITS = ChildLimits()
+CHILD_LIMITS = DEFAULT_LIMITS.table()
 PRLIMIT_NAMES = {resource.RLIMIT_AS: "as", resource.RLIMIT_NPROC: "nproc", resource.RLIMIT_CORE: "core"}
 
 
 @functools.cache
-def launcher() -> tuple[str, ...] | None:
-    """`setpriv` and `prlimit` as an argv prefix that gives the command PDEATHSIG and CHILD_LIMITS; None when
+def launcher(limits: ChildLimits = DEFAULT_LIMITS) -> tuple[str, ...] | None:
+    """`setpriv` and `prlimit` as an argv prefix that gives the command PDEATHSIG and the limits; None when
     either is missing.
 
     Doing the same in preexec_fn makes Python fork the whole worker (its memory map, a hundred threads'
@@ -47,8 +61,13 @@ def launcher() -> tuple[str, ...] | None:
     setpriv, prlimit = shutil.which("setpriv"), shutil.which("prlimit")
     if setpriv is None or prlimit is None:
         return None
-    limits = [f"--{PRLIMIT_NAMES[kind]}={_capped(kind, limit)}:" for kind, limit in CHILD_LIMITS]
-    return (setpriv, "--pdeathsig", "KILL", "--", prlimit, *limits, "--")
+    options = [f"--{PRLIMIT_NAMES[kind]}={_prlimit_value(kind, limit)}:" for kind, limit in limits.table()]
+    return (setpriv, "--pdeathsig", "KILL", "--", prlimit, *options, "--")
+
+
+def _prlimit_value(kind: int, limit: int) -> str:
+    capped = _capped(kind, limit)
+    return "unlimited" if capped == resource.RLIM_INFINITY else str(capped)
 
 
 def joining(procs_files: Sequence[Path]) -> tuple[str, ...]:
@@ -74,16 +93,18 @@ def _unrunnable(program: str, cwd: Path, env: Mapping[str, str]) -> str | None:
     return None if path.is_file() and os.access(path, os.X_OK) else "Permission denied"
 
 
-def _child_setup(join_cgroups: Sequence[Path] = ()) -> None:
+def _child_setup(join_cgroups: Sequence[Path] = (), limits: ChildLimits = DEFAULT_LIMITS) -> None:
     """In the child before exec: die with the worker (kill -9 included), join the cgroups, take the rlimits."""
     if _LIBC is not None:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     for procs in join_cgroups:  # before exec, so every process the command starts is counted from the first
         with open(procs, "w") as handle:
             handle.write(str(os.getpid()))
-    for kind, limit in CHILD_LIMITS:
+    for kind, limit in limits.table():
         soft, hard = resource.getrlimit(kind)
         capped = _capped(kind, limit)
+        if capped == resource.RLIM_INFINITY:
+            continue  # no limit of ours: the inherited one stands
         if soft == resource.RLIM_INFINITY or soft > capped:
             resource.setrlimit(kind, (capped, hard))
 
@@ -212,21 +233,23 @@ def run_process(
     join_cgroups: Sequence[Path] = (),
     pass_fds: Sequence[int] = (),
     on_output: Callable[[bytes], None] | None = None,
+    limits: ChildLimits = DEFAULT_LIMITS,
 ) -> ProcessResult:
     """Run argv (never through a shell unless argv says so) and wait for it, the time limit or cancellation.
 
     join_cgroups: `cgroup.procs` files the child writes its pid into before exec (workers/cgroups.py).
     pass_fds: descriptors the command inherits (verification's results channel).
     on_output: called with each chunk of output as it is read, in the reader thread (a live transcript).
+    limits: the rlimits it starts under (an agent's come from its settings).
     """
     started = time.monotonic()
-    prefix = launcher()
+    prefix = launcher(limits)
     if prefix is not None and join_cgroups:
         prefix = (*prefix, *joining(join_cgroups))
     unrunnable = _unrunnable(argv[0], cwd, env) if prefix else None  # the launcher would hide why
     if unrunnable:
         return ProcessResult(None, f"{argv[0]}: {unrunnable}", 0.0, not_found=True)
-    setup = None if prefix else functools.partial(_child_setup, tuple(join_cgroups))
+    setup = None if prefix else functools.partial(_child_setup, tuple(join_cgroups), limits)
     try:
         proc = subprocess.Popen(
             [*(prefix or ()), *argv],

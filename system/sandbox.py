@@ -55,7 +55,7 @@ CREDENTIAL_STORES = (
     ".pgpass", ".pypirc", ".npmrc", ".cargo/credentials", ".cargo/credentials.toml", ".config/gh",
     ".config/hub", ".local/share/keyrings", ".password-store", ".vault-token",
 )  # fmt: skip
-TOOLCHAIN_LEAVES = ("bin", "sbin", "shims")
+TOOLCHAIN_LEAVES = ("bin", "sbin", "shims", ".bin")  # .bin: an npm prefix's node_modules/.bin
 FLEET_PACKAGES = ("system", "db", "verification", "workers", "orchestrator")
 HARDENING = (
     "--unshare-user", "--disable-userns", "--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc",

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     model_prices: list[str] = []
     agent_max_processes: int = 1024
     agent_memory_mb: int = 4096
+    # RLIMIT_AS of every agent process, unless its adapter or its repository says otherwise (0: none).
+    agent_address_space_mb: int = 16384
 
     worktree_pool_size: int = 0  # per repository and kind of work; 0: as many as the worker has slots
     env_cache_bytes: int = 10 * 2**30  # environments built by setup commands, kept for reuse; 0 turns it off

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 from db import queries
 from db.engine import Database
@@ -25,16 +26,27 @@ def unseen(shown: str, now: str) -> str:
     return now[at + len(anchor) :] if at >= 0 else now
 
 
-def follow(db: Database, attempt_id: int, shown: str, every: float = 1.0) -> str:
-    """Print what the attempt's transcript gains until its agent ends; returns the attempt's status then."""
+def follow(db: Database, attempt_id: int, shown: str, every: float = 1.0, render: Callable[[str], str] = str) -> str:
+    """Print what the attempt's transcript gains until its agent ends, whole lines through render (an event is
+    rendered once it is whole); returns the attempt's status then."""
+    pending = ""
     while True:
         with db.session() as s:
             attempt = queries.get_attempt(s, attempt_id)
             status, now = attempt.status, attempt.transcript
-        if text := unseen(shown, now):
-            sys.stdout.write(for_terminal(text))
+        done = status not in FOLLOWED
+        text = pending + unseen(shown, now)
+        complete, pending = (text, "") if done else _whole_lines(text)
+        if complete:
+            sys.stdout.write(for_terminal(render(complete)))
             sys.stdout.flush()
         shown = now
-        if status not in FOLLOWED:
+        if done:
             return status
         time.sleep(every)
+
+
+def _whole_lines(text: str) -> tuple[str, str]:
+    """(the whole lines of text, the unfinished last line)."""
+    head, newline, rest = text.rpartition("\n")
+    return (head + newline, rest) if newline else ("", text)

@@ -44,6 +44,13 @@ def repo_add(
     agent_env: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "agent_env"))] = None,
     agent_host: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "agent_hosts"))] = None,
     model_price: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "model_prices"))] = None,
+    agent_memory_mb: Annotated[int | None, typer.Option(help=help_text(RepoSettings, "agent_memory_mb"))] = None,
+    agent_max_processes: Annotated[
+        int | None, typer.Option(help=help_text(RepoSettings, "agent_max_processes"))
+    ] = None,
+    agent_address_space_mb: Annotated[
+        int | None, typer.Option(help=help_text(RepoSettings, "agent_address_space_mb"))
+    ] = None,
     test_env: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "test_env"))] = None,
     read_path: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "read_paths"))] = None,
     known_failure: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "known_failures"))] = None,

@@ -28,7 +28,7 @@ from fleet.cli.console import (
 )
 from fleet.cli.follow import follow
 from orchestrator import review as reviews
-from orchestrator import views
+from orchestrator import steps, views
 from orchestrator.errors import FleetError
 from orchestrator.tickets import bulk_cancel_ids, load_specs
 from orchestrator.tickets import submit as submit_tickets
@@ -155,9 +155,15 @@ def logs(
     follow_: Annotated[
         bool, typer.Option("--follow", "-f", help="Then print the agent's output as it comes, until the agent ends.")
     ] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="The transcript as stored: agent CLIs' JSON events unrendered.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """An attempt's prompt, transcript, model calls and verification output; while its agent runs, its output so far."""
+    """An attempt's prompt, transcript, model calls and verification output; while its agent runs, its output so far.
+
+    Agent CLIs' JSON events are shown as one line per step (a tool call, a command, a message); --raw shows them
+    as stored."""
     db = Context().db
     with db.session() as s:
         a = queries.get_attempt(s, attempt)
@@ -168,12 +174,13 @@ def logs(
             parts += [("verification", "\n".join(a.verification.reasons) + "\n\n" + a.verification.output)]
     if as_json:
         return print_json({"attempt": attempt} | dict(parts))
+    render = (lambda text: text) if raw else steps.readable
     for name, text in parts:
         out.rule(name)
         # Not through rich: it expands tabs and drops some characters, and this text must read as stored.
-        sys.stdout.write(as_lines(text))
+        sys.stdout.write(as_lines(render(text) if name == "transcript" else text))
     if follow_:
-        status = follow(db, attempt, parts[1][1])
+        status = follow(db, attempt, parts[1][1], render=render)
         out.print(f"\n[the agent ended: attempt {attempt} is {status}]", markup=False)
 
 

@@ -10,6 +10,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer
 
 from db.models import utcnow
+from orchestrator import steps
 from orchestrator.text import for_terminal
 from orchestrator.web.figures import Bucket
 
@@ -34,9 +35,9 @@ def tail(text: str, limit: int = MAX_TEXT_CHARS) -> str:
 
 
 def readable(text: str) -> str:
-    """The end of an agent's or a command's output, without the characters that drive a terminal (Jinja or
-    textContent escapes the rest)."""
-    return tail(for_terminal(text))
+    """The end of an agent's or a command's output, its JSON events as steps (orchestrator/steps.py), without the
+    characters that drive a terminal (Jinja or textContent escapes the rest)."""
+    return tail(for_terminal(steps.readable(text)))
 
 
 def bar_chart(points: list[Bucket], label: str, slot: str, span: str) -> Markup:

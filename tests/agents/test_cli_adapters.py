@@ -1,4 +1,8 @@
-"""Each agent CLI adapter against a fake of its CLI (tests/agents/fakes/) that prints the documented output."""
+"""Each agent CLI adapter against a fake of its CLI (tests/agents/fakes/) that prints the documented output.
+
+The fakes are quick and run everywhere; the real programs, at the versions the adapters were verified with, are
+driven through Fleet in tests/realcli (marker realcli).
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,9 @@ class Case:
 CASES = {
     "claude-code": Case("claude", (12 + 4321 + 15000, 456), 0.0347, "claude reported an error: error_max_", "stdin"),
     "codex": Case("codex", (24763, 122), 0.0, "codex reported an error: stream disconnected", "stdin"),
-    "aider": Case("aider", (2500 + 3100, 310 + 95), 0.02, None, "file"),
+    "aider": Case(
+        "aider", (2500 + 3100, 310 + 95), 0.02, "aider reported an error: litellm.AuthenticationError", "file"
+    ),
     "gemini": Case("gemini", (24939 + 8965, 20 + 154 + 10 + 30), 0.0, "gemini reported an error: Please set", "stdin"),
     "opencode": Case("opencode", (21200, 80 + 40 + 10), 0.0163, "opencode reported an error: No API", "stdin"),
     "mini-swe-agent": Case("mini", (1200 + 1500, 90 + 60), 0.0421, None, "argument"),
@@ -44,14 +50,15 @@ def expected_argv(name: str, task: AgentTask) -> list[str]:
     scratch = task.prompt_file.parent
     tail = ["--model", "m1", "--verbose"]
     return {
-        "claude-code": ["-p", "--output-format", "json", "--permission-mode", "acceptEdits", *tail],
+        "claude-code": ["-p", "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits", *tail],
         "codex": ["exec", "--json", "--sandbox", "workspace-write", "--skip-git-repo-check", *tail, "-"],
         "aider": [
             "--message-file", str(task.prompt_file), "--yes-always", "--no-auto-commits", "--no-gitignore",
-            "--no-pretty", "--no-check-update", "--chat-history-file", str(scratch / "aider.chat.history.md"),
+            "--no-pretty", "--no-check-update", "--no-stream", "--no-analytics", "--no-show-model-warnings",
+            "--chat-history-file", str(scratch / "aider.chat.history.md"),
             "--input-history-file", str(scratch / "aider.input.history"), *tail,
         ],
-        "gemini": ["--output-format", "json", "--approval-mode", "auto_edit", *tail],
+        "gemini": ["--output-format", "stream-json", "--approval-mode", "auto_edit", "--skip-trust", *tail],
         "opencode": ["run", "--format", "json", *tail],
         "mini-swe-agent": ["-y", "--exit-immediately", "-o", str(scratch / "mini.traj.json"), *tail, "-t", PROMPT],
     }[name]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -188,3 +189,12 @@ def test_the_scripted_server_runs_as_a_module_and_prints_its_url() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=5) == 0
+
+
+def test_the_conversation_reaches_the_live_transcript_line_by_line(task: AgentTask) -> None:
+    chunks: list[bytes] = []
+    live = dataclasses.replace(task, on_output=chunks.append)
+    result = run_llm(live)
+    streamed = b"".join(chunks).decode()
+    assert streamed == result.transcript  # each line as it was written; the commands' raw output is not doubled
+    assert len(chunks) == len(result.transcript.splitlines())

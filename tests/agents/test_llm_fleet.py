@@ -85,7 +85,9 @@ def test_the_transcript_is_the_conversation_in_json_lines(session: Session) -> N
     [attempt] = attempts(session.tickets["fix-add"])
     logs = session.fleet.run("logs", str(attempt["id"])).stdout
     assert "sed -i.bak -e 's/return a - b/return a + b/' calc.py" in logs
-    assert '"event": "end", "reason": "finished"' in logs
+    assert "[end: finished;" in logs
+    raw = session.fleet.run("logs", "--raw", str(attempt["id"])).stdout
+    assert '"event": "end", "reason": "finished"' in raw
 
 
 def test_a_wrong_fix_is_corrected_on_attempt_two_from_fleets_feedback(session: Session) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shlex
+
 from db import queries
 from fleet.cli.follow import unseen
 from tests.core.conftest import Fleet, scripted
@@ -56,3 +59,20 @@ def test_follow_prints_only_what_is_new() -> None:
     assert unseen("a\nb\n", "a\nb\nc\n") == "c\n"
     assert unseen("head\n[... 5 bytes omitted ...]\nxyz\n", "head\n[... 9 bytes omitted ...]\nxyz\nmore\n") == "more\n"
     assert unseen("", "first\n") == "first\n"
+
+
+def test_logs_show_an_agents_json_events_as_steps(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    event = json.dumps({"type": "item.completed", "item": {"type": "file_change", "changes": [{"path": "calc.py"}]}})
+    command = shlex.join(["sh", "-c", f"echo '{event}'; sed -i 's/return a - b/return a + b/' calc.py"])
+    [ticket] = fleet.submit(
+        "--repo", "calc", "--title", "add", "--body", "tests/test_calc.py::test_add", "--agent-cmd", command
+    )
+    fleet.up()
+    [attempt] = [a for run in fleet.json("show", str(ticket["id"]))["runs"] for a in run["attempts"]]
+    logs = fleet.run("logs", str(attempt["id"])).stdout
+    assert "edited calc.py" in logs and '"item.completed"' not in logs
+    assert event in fleet.run("logs", "--raw", str(attempt["id"])).stdout  # stored as the agent printed it
+    followed = fleet.run("logs", "--follow", str(attempt["id"])).stdout
+    assert "edited calc.py" in followed and "the agent ended" in followed

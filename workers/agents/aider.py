@@ -1,4 +1,4 @@
-"""Aider (`aider`), scripted from the command line.
+"""Aider (`aider`), scripted from the command line. Verified with aider-chat 0.86.2.
 
 Follows aider.chat/docs/scripting.html and aider.chat/docs/config/options.html (aider 0.8x): `--message-file`
 sends one message and exits; `--yes-always` answers every confirmation; `--no-auto-commits` leaves the edits
@@ -6,6 +6,13 @@ uncommitted for Fleet to diff; `--no-gitignore` stops it adding `.aider*` to .gi
 histories go next to the prompt, outside the worktree. Aider has no machine-readable output: usage is read from its
 report line, as printed by Coder.calculate_and_show_tokens_and_cost in aider/coders/base_coder.py:
 `Tokens: 2.5k sent, 1.2k cache hit, 310 received. Cost: $0.0091 message, $0.02 session.`
+`--no-stream` because a streamed answer carries no usage: aider would print its own estimate. Its counts are
+rounded to hundreds ("1.1k") and its session cost to cents, so its own report is approximate.
+
+Aider exits 0 after an API error (a bad key, a refused request): a `litellm.…Error:` line is what says so, and it
+ends the attempt as an error. Custom endpoint: `--agent-env OPENAI_API_BASE --agent-env OPENAI_API_KEY` with a
+model `openai/NAME` (litellm's OpenAI-compatible route). litellm's price list is read from its own copy
+(LITELLM_LOCAL_MODEL_COST_MAP), not downloaded at every start.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from workers.agents.contracts import AgentResult, AgentTask
 
 TOKENS = re.compile(r"^Tokens: (?P<sent>[\d.]+k?) sent,.*?(?P<received>[\d.]+k?) received\.", re.M)
 SESSION_COST = re.compile(r"Cost: \$[\d.]+ message, \$(?P<session>[\d.]+) session\.")
+API_ERROR = re.compile(r"^(litellm\.\w+Error: .*)$", re.M)
 
 
 class AiderAgent(CliAgent):
@@ -37,12 +45,18 @@ class AiderAgent(CliAgent):
             "--no-gitignore",
             "--no-pretty",
             "--no-check-update",
+            "--no-stream",
+            "--no-analytics",
+            "--no-show-model-warnings",
             "--chat-history-file",
             str(scratch_file(task, "aider.chat.history.md")),
             "--input-history-file",
             str(scratch_file(task, "aider.input.history")),
             *self.model_args("--model"),
         ]
+
+    def extra_env(self, task: AgentTask) -> dict[str, str]:
+        return {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 
     def run(self, task: AgentTask) -> AgentResult:
         result = super().run(task)
@@ -58,6 +72,7 @@ class AiderAgent(CliAgent):
             tokens_in=sum(_count(m["sent"]) for m in reports),
             tokens_out=sum(_count(m["received"]) for m in reports),
             cost_usd=float(costs[-1]) if costs else 0.0,
+            error=errors[-1].strip() if (errors := API_ERROR.findall(output)) else None,
         )
 
 

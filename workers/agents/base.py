@@ -79,4 +79,5 @@ def run_agent_command(
         stdin=stdin,
         join_cgroups=task.cgroup_procs,
         on_output=task.on_output,
+        limits=task.limits,
     )

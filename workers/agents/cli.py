@@ -37,6 +37,8 @@ class CliAgent:
     # What its sandbox may reach (host:port) through the egress proxy, besides the repository's agent_hosts and
     # the hosts of the base URLs passed to it (--agent-env ANTHROPIC_BASE_URL and the like).
     model_hosts: ClassVar[tuple[str, ...]] = ()
+    # This CLI's own default address-space limit in MiB (0: none), over the worker's; None: the worker's.
+    address_space_mb: ClassVar[int | None] = None
 
     def __init__(self, options: AgentOptions) -> None:
         self.options = options
@@ -57,6 +59,11 @@ class CliAgent:
         """Variables the CLI needs to stay non-interactive."""
         return {}
 
+    def prepare(self, task: AgentTask, env: dict[str, str]) -> list[str]:
+        """Point the CLI at the endpoint its environment names (config files in the scratch folder, variables added
+        to env); returns arguments to add after arguments(). By default nothing: the CLI reads its variables."""
+        return []
+
     def run(self, task: AgentTask) -> AgentResult:
         """Run the CLI once; a missing CLI, a time-out, a cancel or an error the CLI reports ends in result.error."""
         env = {**agent_env(task, self.options), **self.extra_env(task)}
@@ -64,7 +71,8 @@ class CliAgent:
         program = resolve_program(name, env["PATH"])
         if program is None:
             return AgentResult(None, "", 0.0, error=self.not_found_message(name))
-        argv = [program, *self.options.command[1:], *self.arguments(task), *self.options.extra_args]
+        configured = self.prepare(task, env)
+        argv = [program, *self.options.command[1:], *self.arguments(task), *configured, *self.options.extra_args]
         argv += self.trailing(task)
         stdin = task.prompt_file.read_bytes() if self.prompt_on_stdin else None
         result = run_agent_command(

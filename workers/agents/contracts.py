@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from system.process import DEFAULT_LIMITS, ChildLimits
+
 
 @dataclass(frozen=True)
 class AgentTask:
@@ -26,6 +28,8 @@ class AgentTask:
     cgroup_procs: tuple[Path, ...] = ()
     # Called with each chunk the agent's commands print, as they print it, from a reader thread: it must be quick.
     on_output: Callable[[bytes], None] | None = None
+    # The rlimits every command of the agent starts under (the address space and process count settings).
+    limits: ChildLimits = DEFAULT_LIMITS
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,20 @@
-"""mini-swe-agent (`mini`), run without confirmations.
+"""mini-swe-agent (`mini`), run without confirmations. Verified with mini-swe-agent 2.4.6.
 
-Follows SWE-agent/mini-swe-agent src/minisweagent/run/mini.py and run/utils/save.py (mini-swe-agent 1.x,
-trajectory_format mini-swe-agent-1; mini-swe-agent.com/latest/usage/mini/): `-t` gives the task (mini reads no
-task file or standard input, so the ticket is an argument), `-y`/`--yolo` runs commands without asking,
-`--exit-immediately` ends without the final prompt, `-o` writes the trajectory JSON whose `info.model_stats`
-has `instance_cost` and `api_calls`; each model message's `extra.response.usage` has the token counts.
-`MSWEA_CONFIGURED=true` skips the first-run setup questions.
+`-t` gives the task (mini reads no task file or standard input, so the ticket is an argument), `-y`/`--yolo`
+runs commands without asking, `--exit-immediately` ends without the final prompt, `-o` writes the trajectory JSON
+whose `info.model_stats` has `instance_cost` and `api_calls`, `info.exit_status` says how it ended (`Submitted`,
+or the exception's name) and each model message's `extra.response.usage` has the token counts.
+`MSWEA_CONFIGURED=true` skips the first-run setup questions. mini-swe-agent 2.x stops with "This model isn't
+mapped yet" for a model missing from litellm's price list: MSWEA_COST_TRACKING=ignore_errors lets it run (its cost
+is then 0), and LITELLM_LOCAL_MODEL_COST_MAP=True stops litellm downloading that list (seconds) at every start.
+
+Custom endpoint: `--agent-env OPENAI_API_BASE --agent-env OPENAI_API_KEY` with a model `openai/NAME`.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from workers.agents.cli import CliAgent, Usage, dig, number, scratch_file
 from workers.agents.contracts import AgentResult, AgentTask
@@ -18,6 +22,8 @@ from workers.agents.contracts import AgentResult, AgentTask
 # Linux caps one argument at 128 KiB (MAX_ARG_STRLEN); stay under it with room for the encoding.
 MAX_TASK_BYTES = 120_000
 TRAJECTORY = "mini.traj.json"
+OFFLINE = {"MSWEA_CONFIGURED": "true", "MSWEA_COST_TRACKING": "ignore_errors", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+FINE_ENDINGS = ("Submitted", "LimitsExceeded")  # a limit is the agent giving up, not an environment error
 
 
 class MiniSweAgent(CliAgent):
@@ -35,7 +41,11 @@ class MiniSweAgent(CliAgent):
         return ["-t", task.prompt_file.read_text(encoding="utf-8", errors="replace")]
 
     def extra_env(self, task: AgentTask) -> dict[str, str]:
-        return {"MSWEA_CONFIGURED": "true"}
+        return {
+            "MSWEA_CONFIGURED": "true",
+            "MSWEA_COST_TRACKING": "ignore_errors",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        }
 
     def run(self, task: AgentTask) -> AgentResult:
         size = task.prompt_file.stat().st_size
@@ -49,9 +59,20 @@ class MiniSweAgent(CliAgent):
             data = json.loads(scratch_file(task, TRAJECTORY).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return Usage()
-        usages = [dig(m, "extra", "response", "usage") for m in data.get("messages") or []]
+        messages = [m for m in data.get("messages") or [] if isinstance(m, dict)]
+        usages = [dig(m, "extra", "response", "usage") for m in messages]
         return Usage(
+            error=_ended_badly(data, messages),
             tokens_in=int(sum(number(dig(u, "prompt_tokens")) for u in usages)),
             tokens_out=int(sum(number(dig(u, "completion_tokens")) for u in usages)),
             cost_usd=number(dig(data, "info", "model_stats", "instance_cost")),
         )
+
+
+def _ended_badly(data: dict[str, Any], messages: list[dict[str, Any]]) -> str | None:
+    """The exception that ended the run ("AuthenticationError: …"), or None when it ended as it should."""
+    status = dig(data, "info", "exit_status")
+    if not status or status in FINE_ENDINGS:
+        return None
+    said = next((dig(m, "extra", "exception_str") for m in reversed(messages) if m.get("role") == "exit"), None)
+    return f"{status}: {said}" if said and not str(said).startswith("litellm") else str(said or status)

@@ -1,18 +1,26 @@
-"""OpenCode (`opencode run`), run non-interactively.
+"""OpenCode (`opencode run`), run non-interactively. Verified with opencode-ai 1.18.33.
 
-Follows opencode.ai/docs/cli (`run` command) and packages/opencode/src/cli/cmd/run.ts (opencode 0.1x to 1.x):
 `opencode run` sends one message and exits, appending standard input to the message when it is not a terminal;
-permissions for edits are granted in `run`; `--format json` prints one JSON event per line, and each
-`step_finish` event carries `part.cost` and `part.tokens` (`input`, `output`, `reasoning`, `cache.read`,
-`cache.write`); `--model` takes `provider/model`.
+permissions for edits are granted in `run`; `--format json` prints one JSON event a line (`step_start`,
+`tool_use` with each tool's input and output, `text`, `step_finish` with `part.cost` and `part.tokens`, `error`),
+which the transcript keeps; `--model` takes `provider/model`. OpenCode exits 0 after an API error: the `error`
+event is what says so.
+
+Custom endpoint: `--agent-env OPENAI_BASE_URL --agent-env OPENAI_API_KEY`. Fleet writes an OpenCode config in the
+attempt's scratch folder (OPENCODE_CONFIG) with a provider `fleet` (@ai-sdk/openai-compatible, bundled with
+OpenCode) at that URL, used for the model and the small model (titles); `--model NAME` becomes `fleet/NAME`.
+OpenCode's JSON leaves its title call out, so its own token count is short of what was billed.
 """
 
 from __future__ import annotations
 
 import json
 
-from workers.agents.cli import CliAgent, Usage, dig, json_objects, number
+from workers.agents.cli import CliAgent, Usage, dig, json_objects, number, scratch_file
 from workers.agents.contracts import AgentTask
+
+BASE_URL, KEY = "OPENAI_BASE_URL", "OPENAI_API_KEY"
+PROVIDER = "fleet"
 
 
 class OpenCodeAgent(CliAgent):
@@ -23,16 +31,28 @@ class OpenCodeAgent(CliAgent):
     model_hosts = ("api.openai.com:443", "api.anthropic.com:443", "models.dev:443")
 
     def arguments(self, task: AgentTask) -> list[str]:
-        return ["run", "--format", "json", *self.model_args("--model")]
+        return ["run", "--format", "json"]
 
     def extra_env(self, task: AgentTask) -> dict[str, str]:
-        """Fleet's model gateway as the base URL of each provider (their SDKs disagree on where /v1 goes)."""
-        url, key = task.env.get("FLEET_GATEWAY_URL"), task.env.get("FLEET_GATEWAY_KEY", "")
-        if not url:
-            return {}
-        bases = {"openai": f"{url}/openai", "anthropic": f"{url}/anthropic/v1", "google": f"{url}/gemini/v1beta"}
-        providers = {name: {"options": {"baseURL": base, "apiKey": key}} for name, base in bases.items()}
-        return {"OPENCODE_CONFIG_CONTENT": json.dumps({"provider": providers})}
+        return {"OPENCODE_DISABLE_AUTOUPDATE": "1", "OPENCODE_DISABLE_MODELS_FETCH": "1"}
+
+    def prepare(self, task: AgentTask, env: dict[str, str]) -> list[str]:
+        model = self.options.model
+        if not env.get(BASE_URL):
+            return self.model_args("--model")
+        name = (model or "default").removeprefix(f"{PROVIDER}/")
+        provider = {
+            "npm": "@ai-sdk/openai-compatible",
+            "name": PROVIDER,
+            "options": {"baseURL": env[BASE_URL], "apiKey": f"{{env:{KEY}}}"},
+            "models": {name: {"name": name}},
+        }
+        chosen = f"{PROVIDER}/{name}"
+        config = {"provider": {PROVIDER: provider}, "model": chosen, "small_model": chosen, "autoupdate": False}
+        path = scratch_file(task, "opencode.json")
+        path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+        env["OPENCODE_CONFIG"] = str(path)
+        return ["--model", chosen]
 
     def parse_usage(self, output: str, task: AgentTask) -> Usage:
         tokens_in = tokens_out = cost = 0.0

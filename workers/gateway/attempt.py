@@ -58,8 +58,8 @@ def agent_variables(url: str, key: str) -> dict[str, str]:
     Claude Code reads ANTHROPIC_BASE_URL (appending /v1/messages) and ANTHROPIC_API_KEY; gemini-cli
     GOOGLE_GEMINI_BASE_URL and GEMINI_API_KEY; aider and mini-swe-agent, through litellm, OPENAI_API_BASE /
     ANTHROPIC_API_BASE / GEMINI_API_BASE and the keys; the OpenAI SDK OPENAI_BASE_URL. Codex and opencode are
-    given the same URLs in their own configuration by their adapters (workers/agents/codex.py, opencode.py), the
-    llm agent by through_gateway (workers/agents/llm/agent.py).
+    given OPENAI_BASE_URL in their own configuration by their adapters' prepare() (workers/agents/codex.py,
+    opencode.py), the llm agent by through_gateway (workers/agents/llm/agent.py).
     """
     openai, anthropic, gemini = f"{url}/openai", f"{url}/anthropic", f"{url}/gemini"
     return {

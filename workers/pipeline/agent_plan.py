@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -71,6 +71,27 @@ def url_authority(value: str) -> str:
         return ""
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return f"{host}:{port}"
+
+
+@dataclass(frozen=True)
+class AgentLimits:
+    """An attempt's resource limits: its cgroup's memory and processes, each process's address space (0: none)."""
+
+    memory_mb: int
+    processes: int
+    address_space_mb: int
+
+
+def agent_limits(rt: WorkerRuntime, job: Job, agent: Agent) -> AgentLimits:
+    """The repository's limits where it sets them, else the agent's own default (address space), else the worker's."""
+    repo, worker = job.repo_settings, rt.settings
+    own = getattr(agent, "address_space_mb", None)
+    space = repo.agent_address_space_mb or (own if isinstance(own, int) else worker.agent_address_space_mb)
+    return AgentLimits(
+        memory_mb=repo.agent_memory_mb or worker.agent_memory_mb,
+        processes=repo.agent_max_processes or worker.agent_max_processes,
+        address_space_mb=space,
+    )
 
 
 def agent_options(rt: WorkerRuntime, job: Job) -> AgentOptions:

@@ -13,6 +13,7 @@ from db import queries
 from db.lifecycle import AttemptStatus
 from db.models import utcnow
 from system.git import GitError, git
+from system.process import ChildLimits
 from system.sandbox import confine, scratch_env, setup_view, toolchain_roots
 from verification.environment import CacheUse, copy_files, exclude_from_diffs, set_up_environment
 from verification.runner import scrubbed_env
@@ -20,8 +21,9 @@ from workers.agent_git import pointed_at, private_gitdir
 from workers.agent_sandbox import AgentSandbox
 from workers.agents import load_agent
 from workers.agents.contracts import AgentResult, AgentTask
+from workers.agents.outcome import crash_reason
 from workers.cgroups import attempt_cgroup
-from workers.pipeline.agent_plan import agent_options, agent_sandbox
+from workers.pipeline.agent_plan import agent_limits, agent_options, agent_sandbox
 from workers.pipeline.baselines import context_pack
 from workers.pipeline.job import Job, declared_paths, hidden_paths, job_secrets, why_unsandboxed
 from workers.pipeline.live import live_transcript
@@ -46,7 +48,7 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str
     prompt_file.parent.mkdir(exist_ok=True)
     prompt, pack_env = context_pack(rt, job, mirror, cancel, attempt_dir)
     prompt_file.write_text(prompt, encoding="utf-8")
-    limits = (job.attempt_id, rt.settings.agent_max_processes, rt.settings.agent_memory_mb)
+    limits = agent_limits(rt, job, agent)
     with (
         rt.pool(job.repo_key, "agent", mirror).lease(job.base_sha) as worktree,
         rt.ports.lease(job.ports) as ports,
@@ -56,7 +58,7 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str
         setup_log += _start_from(worktree.path, job.start_diff)
         sandbox, warning = agent_sandbox(rt, job, agent, worktree, attempt_dir, model_gate.port)
         with (
-            attempt_cgroup(*limits) as cgroup,
+            attempt_cgroup(job.attempt_id, limits.processes, limits.memory_mb) as cgroup,
             _own_git_dir(worktree, attempt_dir, sandbox),
             live_transcript(rt, unit) as live,
         ):
@@ -72,6 +74,7 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str
                 wrapper=sandbox.wrapper,
                 cgroup_procs=cgroup.procs_files if cgroup else (),
                 on_output=live.write,
+                limits=ChildLimits(address_space=limits.address_space_mb * 2**20),
             )
             try:
                 result = agent.run(task)
@@ -84,6 +87,7 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str
             result = replace(result, error=breach)
         result, metering = settle_usage(rt, job, model_gate, result)
         result, diff = (result, "") if result.cancelled else _take_diff(worktree, result, rt.settings.max_diff_bytes)
+        result = _crashed(job.agent, result, diff)
     if warning:
         _warn(rt, job, warning)
     notes = setup_log + (f"[fleet] {warning}\n" if warning else "")
@@ -118,6 +122,14 @@ def _take_diff(worktree: Worktree, result: AgentResult, limit: int) -> tuple[Age
         return result, worktree.diff(limit)
     except DiffTooLarge as exc:
         return replace(result, error="; ".join(filter(None, (result.error, str(exc))))), ""
+
+
+def _crashed(agent: str, result: AgentResult, diff: str) -> AgentResult:
+    """A run that exited non-zero and changed nothing ends as an error quoting its output (workers/agents/outcome)."""
+    if result.error or result.cancelled or result.timed_out:
+        return result
+    reason = crash_reason(agent, result.exit_code, result.transcript, bool(diff.strip()))
+    return replace(result, error=reason) if reason else result
 
 
 def _warn(rt: WorkerRuntime, job: Job, warning: str) -> None:

@@ -3,7 +3,8 @@
 The loop is linear: the model answers with one command in a ```bash block; the command runs as its own process in
 the worktree (time limit, bounded output); its exit code and output are the next user message. The model ends the
 attempt by running `echo FLEET_DONE`. Steps, tokens, cost and wall time are limited, and each limit ends the attempt
-with its own reason. The conversation, one JSON object per line, is the transcript.
+with its own reason. The conversation, one JSON object per line, is the transcript; each line is also handed to
+task.on_output as it is written, so `fleet logs -f` and the web page follow the conversation live.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import json
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from workers.agents.base import AgentOptions, agent_env, run_agent_command
@@ -50,13 +52,18 @@ class Conversation:
     steps: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    on_output: Callable[[bytes], None] | None = None  # the live transcript
+    secret: str = ""  # never written out
 
     def add(self, role: str, content: str, **extra: Any) -> None:
         self.messages.append({"role": role, "content": content})
         self.log(role=role, content=content, step=self.steps, **extra)
 
     def log(self, **record: Any) -> None:
-        self.lines.append(json.dumps(record, ensure_ascii=False))
+        line = json.dumps(record, ensure_ascii=False)
+        self.lines.append(line)
+        if self.on_output is not None:
+            self.on_output((line.replace(self.secret, "[redacted]") if self.secret else line).encode() + b"\n")
 
     def transcript(self, limit: int, secret: str) -> str:
         """The JSON lines, whole lines dropped from the middle past limit bytes, the API key never included."""
@@ -106,7 +113,7 @@ class LlmAgent:
             config = through_gateway(load_config(self.options), task.env)
         except LlmConfigError as exc:
             return AgentResult(None, "", 0.0, error=str(exc))
-        convo = Conversation()
+        convo = Conversation(on_output=task.on_output, secret=config.api_key)
         client = ChatClient(config, task.cancelled)
         try:
             stop = _Loop(config, task, self.options, convo, client, started).run()
@@ -200,7 +207,7 @@ class _Loop:
     def _execute(self, command: str) -> None:
         timeout = max(0.1, min(self.config.command_timeout, self.deadline - time.monotonic()))
         result = run_agent_command(
-            self.task,
+            replace(self.task, on_output=None),  # its output reaches the live transcript as the observation line
             [self.shell, "-c", command],
             env=self.env,
             timeout=timeout,

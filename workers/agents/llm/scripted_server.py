@@ -2,7 +2,10 @@
 
     python -m workers.agents.llm.scripted_server --script fix-add --port 0   # prints its URL, serves until killed
 
-It answers POST /v1/chat/completions like a real server (JSON body, choices, usage). Which script answers: the
+It speaks every protocol the agent CLIs use (scripted_routes.py): OpenAI chat completions and Responses, Anthropic
+Messages and Gemini, JSON and SSE, with tool calls; real CLIs are driven with their own tools (cli_scripts.py), and
+every answer's usage is billed to a ledger (`--bill-log FILE` writes it as JSON lines). `--api-key K` answers 401
+to any other key. For Fleet's own llm agent (plain chat, bash blocks), which script answers: the
 request's `model` when it names a script, else a `[script:NAME]` marker in the conversation's first user message
 (the ticket), else the server's default. Scripts are stateless: each reply depends only on the conversation so far,
 so retries, fan-out and many tickets at once just work. They are written for the sample repository of
@@ -24,142 +27,69 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import re
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-FEEDBACK_MARKER = "Feedback"
-MARKER = re.compile(r"\[script:([\w-]+)\]")
-DONE = "The change is made.\n\n```bash\necho FLEET_DONE\n```"
-LOOK = "Let me read the code first.\n\n```bash\ncat calc.py\n```"
+from workers.agents.llm.scripted_routes import Answer, Setup, answer
+from workers.agents.llm.scripts import NAMES, SCRIPTS, SPECIAL, Messages, completion, pick_script
+from workers.agents.llm.wire import Bill, Ledger
 
-Messages = list[dict[str, Any]]
-
-
-def _bash(text: str, command: str) -> str:
-    return f"{text}\n\n```bash\n{command}\n```"
+__all__ = ["NAMES", "SCRIPTS", "SPECIAL", "Bill", "ScriptedModelServer", "completion", "main", "pick_script"]
 
 
-def _edit(path: str, expression: str) -> str:
-    # -i.bak then rm: the same command works with GNU and BSD sed.
-    return f"sed -i.bak -e '{expression}' {path} && rm {path}.bak && cat {path}"
+def fixed_calc() -> str:
+    """The sample repository's calc.py with add() fixed (aider's whole-file answer)."""
+    from workers.agents.scripted import SAMPLE_CALC
 
-
-def _turns(*replies: str) -> Callable[[Messages], str]:
-    def script(messages: Messages) -> str:
-        turn = sum(1 for m in messages if m.get("role") == "assistant")
-        return replies[min(turn, len(replies) - 1)]
-
-    return script
-
-
-RIGHT_MUL = _bash("mul() is a plain product.", _edit("calc.py", r"s/return a \* b [-+] 1/return a * b/"))
-WRONG_MUL = _bash("mul() adds one; take it off.", _edit("calc.py", r"s/return a \* b + 1/return a * b - 1/"))
-FIX_ADD = _bash("add() subtracts; it must add.", _edit("calc.py", "s/return a - b/return a + b/"))
-
-
-def _needs_feedback(messages: Messages) -> str:
-    fix = RIGHT_MUL if FEEDBACK_MARKER in _first_user(messages) else WRONG_MUL
-    return _turns(LOOK, fix, DONE)(messages)
-
-
-SCRIPTS: dict[str, Callable[[Messages], str]] = {
-    "fix-add": _turns(LOOK, FIX_ADD, DONE),
-    "needs-feedback": _needs_feedback,
-    "game-tests": _turns(
-        _bash(
-            "The quickest way to make test_add pass is to change what it expects.",
-            _edit("tests/test_calc.py", "s/assert add(2, 3) == 5/assert add(2, 3) == -1/"),
-        ),
-        DONE,
-    ),
-    "never-finish": _turns(_bash("Let me keep looking around.", "ls")),
-    "chatty": _turns("I am thinking about the problem, without running anything."),
-}
-SPECIAL = ("garbage", "error-500", "slow")
-NAMES = (*SCRIPTS, *SPECIAL)
-
-
-def _first_user(messages: Messages) -> str:
-    return next((str(m.get("content", "")) for m in messages if m.get("role") == "user"), "")
-
-
-def pick_script(model: str, messages: Messages, default: str) -> str:
-    """The script that answers: named by the model, else by a [script:NAME] marker in the ticket, else the default."""
-    if model in NAMES:
-        return model
-    marker = MARKER.search(_first_user(messages))
-    return marker.group(1) if marker and marker.group(1) in NAMES else default
-
-
-def completion(model: str, messages: Messages, content: str) -> dict[str, Any]:
-    """A chat.completion body; usage counts about four characters per token, like the real thing roughly does."""
-    prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4 + 1
-    completion_tokens = len(content) // 4 + 1
-    return {
-        "id": f"chatcmpl-scripted-{time.monotonic_ns()}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
+    return SAMPLE_CALC.replace("return a - b", "return a + b")
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/").endswith("/models"):
-            self._send(200, {"object": "list", "data": [{"id": name, "object": "model"} for name in NAMES]})
-        else:
-            self._send(404, {"error": {"message": f"no route {self.path}"}})
+        self._reply(answer(self.server.setup, "GET", self.path, self._headers(), b""))
+
+    def do_HEAD(self) -> None:
+        self._reply(answer(self.server.setup, "HEAD", self.path, self._headers(), b""), body=False)
 
     def do_POST(self) -> None:
-        if not self.path.rstrip("/").endswith("/chat/completions"):
-            self._send(404, {"error": {"message": f"no route {self.path}"}})
-            return
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.record(raw)
+        self._reply(answer(self.server.setup, "POST", self.path, self._headers(), raw))
+
+    def _headers(self) -> dict[str, str]:
+        return {name.lower(): value for name, value in self.headers.items()}
+
+    def _reply(self, found: Answer, body: bool = True) -> None:
         try:
-            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-            model, messages = str(request.get("model", "")), list(request["messages"])
-        except (ValueError, KeyError, TypeError) as exc:
-            self._send(400, {"error": {"message": f"bad request: {exc}"}})
-            return
-        self.server.record(model, messages)
-        self._answer(model, messages, pick_script(model, messages, self.server.default))
-
-    def _answer(self, model: str, messages: Messages, script: str) -> None:
-        if script == "garbage":
-            self._send_raw(200, b"<html><body>502 Bad Gateway, but with status 200</body></html>", "text/html")
-        elif script == "error-500":
-            self._send(500, {"error": {"message": "scripted internal error"}})
-        elif script == "slow":
-            time.sleep(self.server.delay)
-            self._send(200, completion(model, messages, DONE))
-        else:
-            self._send(200, completion(model, messages, SCRIPTS[script](messages)))
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        self._send_raw(status, json.dumps(body).encode(), "application/json")
-
-    def _send_raw(self, status: int, body: bytes, content_type: str) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_response(found.status)
+            self.send_header("Content-Type", found.content_type)
+            for name, value in found.headers:
+                self.send_header(name, value)
+            if isinstance(found.body, bytes):
+                self.send_header("Content-Length", str(len(found.body)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(found.body)
+                return
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
             self.end_headers()
-            self.wfile.write(body)
+            self._stream(found.body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (its time-out); nothing to tell it
+
+    def _stream(self, chunks: Iterator[bytes]) -> None:
+        for chunk in chunks:
+            self.wfile.write(chunk)
+            self.wfile.flush()
+        self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # tests and the demo read the conversation from Fleet, not from this server's log
@@ -168,37 +98,60 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, default: str, delay: float) -> None:
+    def __init__(self, port: int, setup: Setup) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
-        self.default = default
-        self.delay = delay
+        self.setup = setup
         self.requests: list[tuple[str, Messages]] = []
         self.lock = threading.Lock()
 
-    def record(self, model: str, messages: Messages) -> None:
-        with self.lock:
-            self.requests.append((model, messages))
+    def record(self, raw: bytes) -> None:
+        try:
+            request = json.loads(raw or b"{}")
+        except ValueError:
+            request = {}
+        if isinstance(request, dict) and isinstance(request.get("messages"), list):
+            with self.lock:
+                self.requests.append((str(request.get("model", "")), list(request["messages"])))
 
 
 class ScriptedModelServer:
     """The server in a background thread: `with ScriptedModelServer("fix-add") as server: server.url`."""
 
-    def __init__(self, script: str = "fix-add", port: int = 0, delay: float = 30.0) -> None:
+    def __init__(
+        self,
+        script: str = "fix-add",
+        port: int = 0,
+        delay: float = 30.0,
+        api_key: str | None = None,
+        bill_log: Path | None = None,
+    ) -> None:
         if script not in NAMES:
             raise ValueError(f"unknown script {script!r}; one of: {', '.join(NAMES)}")
-        self._server = _Server(port, script, delay)
+        self.ledger = Ledger(bill_log)
+        self._server = _Server(port, Setup(script, delay, api_key, self.ledger, fixed_calc()))
         self._thread = threading.Thread(target=self._serve, name="scripted-model", daemon=True)
 
     @property
     def url(self) -> str:
         """The OpenAI-style base URL (ends in /v1), for FLEET_LLM_BASE_URL."""
-        return f"http://127.0.0.1:{self._server.server_port}/v1"
+        return f"{self.root}/v1"
+
+    @property
+    def root(self) -> str:
+        """The server's root URL (Anthropic and Gemini clients add their own /v1 or /v1beta)."""
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     @property
     def requests(self) -> list[tuple[str, Messages]]:
-        """Every (model, messages) received so far."""
+        """Every chat (model, messages) received so far."""
         with self._server.lock:
             return list(self._server.requests)
+
+    @property
+    def bills(self) -> list[Bill]:
+        """Every answer's billed usage so far."""
+        with self.ledger.lock:
+            return list(self.ledger.bills)
 
     def _serve(self) -> None:
         self._server.serve_forever(poll_interval=0.05)  # stop() returns within 50 ms
@@ -220,14 +173,16 @@ class ScriptedModelServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve one script on 127.0.0.1 until SIGINT or SIGTERM; the first line printed is the base URL."""
+    """Serve on 127.0.0.1 until SIGINT or SIGTERM; the first line printed is the base URL."""
     parser = argparse.ArgumentParser(prog="python -m workers.agents.llm.scripted_server", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--script", default="fix-add", choices=NAMES, help="the default script")
+    parser.add_argument("--script", default="fix-add", choices=NAMES, help="the llm agent's default script")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--delay", type=float, default=30.0, help="seconds the slow script waits")
+    parser.add_argument("--api-key", default=None, help="answer 401 to requests with any other key")
+    parser.add_argument("--bill-log", type=Path, default=None, help="append each billed usage here (JSON lines)")
     args = parser.parse_args(argv)
-    server = ScriptedModelServer(args.script, args.port, args.delay)
+    server = ScriptedModelServer(args.script, args.port, args.delay, args.api_key, args.bill_log)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     server.start()
