@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from db import queries
-from db.engine import Database
+from db.engine import Database, transient
 from db.models import utcnow
 from system.mirror import ensure_mirror
 from system.settings import Settings
 from verification.envcache import EnvCache
 from verification.environment import PortAllocator
 from workers.egress import EgressProxy
+from workers.journal import OutcomeJournal
 from workers.queue import Dispatcher
 from workers.worktree import WorktreePool
 
@@ -129,6 +130,9 @@ class WorkerRuntime:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.slots, self.queues = slots, queues
         self.leases = LeaseBook()
+        self.journal = OutcomeJournal(settings.home.resolve() / "outcomes")
+        # Set when a stopping worker's grace period is over: its running attempts go back in line, with no verdict.
+        self.handing_back = threading.Event()
         self.ports = PortAllocator(
             settings.ports_dir, settings.port_first, settings.port_block_size, settings.port_blocks
         )
@@ -186,8 +190,15 @@ class WorkerRuntime:
         self._baselines.put(key, (result, baseline_id))
 
     def discard_attempt_dir(self, attempt_id: int) -> None:
-        """The prompt file and reports are in the database now; the folder must not grow without bound."""
+        """The prompt file, reports and journal entries are in the database now; the folders must not grow."""
         shutil.rmtree(self.settings.attempts_dir / str(attempt_id), ignore_errors=True)
+        self.journal.drop(attempt_id)
+
+    def hand_back(self) -> None:
+        """Stop every attempt this process runs and hand it back (the grace period after SIGTERM is over)."""
+        self.handing_back.set()
+        for held in self.leases.snapshot().values():
+            held.cancel.set()
 
     def attempt_dir(self, attempt_id: int) -> Path:
         path = self.settings.attempts_dir / str(attempt_id)
@@ -230,8 +241,11 @@ class WorkerRuntime:
                 self._relay_cancels()
                 if tick % ticks_per_beat == 0:
                     self._renew()
-            except Exception:
-                log.exception("heartbeat failed; retrying")
+            except Exception as exc:
+                if not transient(exc):
+                    log.exception("heartbeat failed; retrying")
+                else:  # the database is away: one line, no traceback; the leases are renewed when it answers
+                    log.warning("heartbeat: database unreachable (%s); retrying", type(exc).__name__)
 
     def _relay_cancels(self) -> None:
         held = self.leases.snapshot()

@@ -10,9 +10,14 @@ from db.queries.leases import (
     advance,
     cancel_requested,
     claim,
+    count_leased,
     expire_leases,
+    keep_agent_outcome,
+    release,
     renew_leases,
+    start_agent,
     store_live_transcript,
+    unclaimed,
     undelivered,
 )
 from db.queries.repos import add_repo, delete_repo, get_repo, list_repos, update_repo
@@ -109,4 +114,9 @@ __all__ = [
     "ticket_counts",
     "ticket_events",
     "undelivered",
+    "count_leased",
+    "keep_agent_outcome",
+    "release",
+    "start_agent",
+    "unclaimed",
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session
 
@@ -43,7 +43,7 @@ def claim(s: Session, attempt_id: int, waiting: AttemptStatus, leased: AttemptSt
         lease_expires_at=lease.expires(),
     )
     if leased == AttemptStatus.RUNNING:
-        values.update(agent_runs=Attempt.agent_runs + 1, started_at=utcnow())
+        values.update(started_at=utcnow())
     result = s.execute(update(Attempt).where(Attempt.id == attempt_id, Attempt.status.in_(sources)).values(**values))
     return _changed(result) == 1
 
@@ -61,6 +61,47 @@ def advance(s: Session, attempt_id: int, lease: Lease, to: AttemptStatus, **valu
         .values(**moved, **RELEASED, **values)
     )
     return _changed(result) == 1
+
+
+def release(s: Session, attempt_id: int, lease: Lease) -> AttemptStatus | None:
+    """Hand a leased attempt back, with no verdict, for the scheduler to send again; None if the lease was lost.
+
+    What the attempt already recorded (a finished agent's outcome) stays on the row."""
+    row = s.execute(select(Attempt.status).where(Attempt.id == attempt_id, Attempt.lease_token == lease.token)).first()
+    if row is None or AttemptStatus(row[0]) not in LEASED_ATTEMPT:
+        return None
+    waiting = lifecycle.ATTEMPT.moves("expire")[AttemptStatus(row[0])]
+    sources, moved = lifecycle.bulk(waiting, among=[AttemptStatus(row[0])])
+    result = s.execute(
+        update(Attempt)
+        .where(Attempt.id == attempt_id, Attempt.lease_token == lease.token, Attempt.status.in_(sources))
+        .values(**moved, **RELEASED, dispatched_at=None if waiting == AttemptStatus.QUEUED else utcnow())
+    )
+    return waiting if _changed(result) == 1 else None
+
+
+def start_agent(s: Session, attempt_id: int, lease: Lease) -> bool:
+    """Count an agent start on the attempt, while lease.token holds it; False when the lease was lost."""
+    result = s.execute(
+        update(Attempt)
+        .where(Attempt.id == attempt_id, Attempt.lease_token == lease.token)
+        .values(agent_runs=Attempt.agent_runs + 1)
+    )
+    return _changed(result) == 1
+
+
+def keep_agent_outcome(s: Session, attempt_id: int, **outcome: Any) -> bool:
+    """Store a finished agent's outcome on its attempt, whoever holds the lease now, unless one is there already.
+
+    For an outcome whose worker lost its lease before the database answered: the next worker to claim the attempt
+    takes it to verification instead of running the agent again. One that finds the agent already running again
+    counts a repeated agent run.
+    """
+    open_agent = Attempt.status.in_([AttemptStatus.QUEUED.value, AttemptStatus.RUNNING.value])
+    where = (Attempt.id == attempt_id, Attempt.agent_finished_at.is_(None), open_agent)
+    again = (Attempt.status == AttemptStatus.RUNNING.value) & (Attempt.lease_token.is_not(None))
+    s.execute(update(Attempt).where(*where, again).values(agent_repeats=Attempt.agent_repeats + 1))
+    return _changed(s.execute(update(Attempt).where(*where).values(**outcome))) == 1
 
 
 def store_live_transcript(s: Session, attempt_id: int, lease: Lease, transcript: str) -> bool:
@@ -138,6 +179,30 @@ def undelivered(s: Session, older_than_seconds: float) -> list[tuple[int, Attemp
     if rows:
         s.execute(update(Attempt).where(Attempt.id.in_([r[0] for r in rows])).values(dispatched_at=utcnow()))
     return [(attempt_id, AttemptStatus(status)) for attempt_id, status in rows]
+
+
+def unclaimed(s: Session, older_than_seconds: float, limit: int) -> list[tuple[int, AttemptStatus]]:
+    """Up to limit attempts sent a while ago that no worker took: with slots free, their messages were lost.
+
+    Stamps them as sent now. The caller passes the slots free, so a busy fleet's backlog is never re-sent."""
+    if limit <= 0:
+        return []
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    rows = s.execute(
+        select(Attempt.id, Attempt.status)
+        .where(Attempt.status.in_(WAITING_ATTEMPT), Attempt.dispatched_at <= cutoff)
+        .order_by(Attempt.dispatched_at)
+        .limit(limit)
+    ).all()
+    if rows:
+        s.execute(update(Attempt).where(Attempt.id.in_([r[0] for r in rows])).values(dispatched_at=utcnow()))
+    return [(attempt_id, AttemptStatus(status)) for attempt_id, status in rows]
+
+
+def count_leased(s: Session) -> int:
+    """Attempts a worker holds now (running an agent or a verification)."""
+    query = select(func.count()).select_from(Attempt).where(Attempt.status.in_(LEASED_ATTEMPT))
+    return int(s.scalar(query) or 0)
 
 
 def _changed(result: Result[Any]) -> int:

@@ -57,9 +57,13 @@ def worker(
     queue: Annotated[
         list[str] | None, typer.Option(metavar="QUEUE", help="Queues to consume: agents, verify (default both).")
     ] = None,
+    drain: Annotated[bool, typer.Option(help="Exit once no attempt is waiting or running.")] = False,
     verbose: Verbose = False,
 ) -> None:
-    """Run a team-mode worker against FLEET_BROKER_URL and FLEET_DATABASE_URL."""
+    """Run a team-mode worker against FLEET_BROKER_URL and FLEET_DATABASE_URL.
+
+    SIGTERM stops it gently: no new work, running attempts get FLEET_SHUTDOWN_GRACE_SECONDS to finish, then go back
+    in line for other workers (no verdict)."""
     from workers.constants import AGENT_QUEUE, QUEUES, VERIFY_QUEUE
     from workers.serve import serve
 
@@ -71,6 +75,7 @@ def worker(
         raise FleetError(f"unknown queue {unknown[0]!r}; one of: agents, verify")
     ctx = Context()
     logging = log_options(ctx.settings, verbose)
-    for line in banner(ctx.settings, concurrency, False, logging.get("logfile")):
+    for line in banner(ctx.settings, concurrency, drain, logging.get("logfile")):
         out.print(line, markup=False)
-    raise typer.Exit(serve(ctx.settings, ctx.db, concurrency, [names[q] for q in queue] or list(QUEUES), **logging))
+    queues = [names[q] for q in queue] or list(QUEUES)
+    raise typer.Exit(serve(ctx.settings, ctx.db, concurrency, queues, until_idle=drain, **logging))

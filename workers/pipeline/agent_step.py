@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from db import queries
 from db.lifecycle import AttemptStatus
-from db.models import utcnow
+from db.models import Attempt, utcnow
 from system.sandbox import confine, scratch_env, setup_view, toolchain_roots
 from verification.environment import CacheUse, copy_files, exclude_from_diffs, set_up_environment
 from verification.runner import scrubbed_env
@@ -19,14 +21,17 @@ from workers.agent_sandbox import AgentSandbox
 from workers.agents import load_agent
 from workers.agents.contracts import AgentResult, AgentTask
 from workers.cgroups import attempt_cgroup
+from workers.journal import AGENT
 from workers.pipeline.agent_plan import agent_options, agent_sandbox
 from workers.pipeline.baselines import context_pack
-from workers.pipeline.job import Job, declared_paths, hidden_paths, job_secrets, why_unsandboxed
+from workers.pipeline.job import Job, declared_paths, fingerprint_of, hidden_paths, job_secrets, why_unsandboxed
 from workers.pipeline.live import live_transcript
 from workers.pipeline.unit import Unit, perform, record_error
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
 from workers.worktree import DiffTooLarge, Worktree
+
+log = logging.getLogger(__name__)
 
 
 def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
@@ -35,6 +40,30 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
 
 
 def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str]:
+    """The agent's outcome: the one kept from a finished run of this attempt, else a new run, journaled."""
+    kept = unit.job.kept_agent or rt.journal.load(unit.job.attempt_id, AGENT, unit.job.fingerprint)
+    if kept is not None:  # the agent finished before its worker could tell the database: never run it again
+        log.info("attempt %s: the agent's finished outcome was kept; on to verification", unit.job.attempt_id)
+        return _from_kept(kept)
+    with rt.db.session() as s:
+        queries.start_agent(s, unit.job.attempt_id, unit.lease)
+    result, diff, prompt = _run_agent(rt, unit)
+    if not result.cancelled:
+        rt.journal.save(unit.job.attempt_id, AGENT, unit.job.fingerprint, _kept(result, diff, prompt))
+    return result, diff, prompt
+
+
+def _kept(result: AgentResult, diff: str, prompt: str) -> dict[str, Any]:
+    fields = ("exit_code", "transcript", "duration", "error", "tokens_in", "tokens_out", "cost_usd")
+    return {name: getattr(result, name) for name in fields} | {"diff": diff, "prompt": prompt}
+
+
+def _from_kept(kept: dict[str, Any]) -> tuple[AgentResult, str, str]:
+    fields = {key: value for key, value in kept.items() if key not in ("diff", "prompt")}
+    return AgentResult(**fields), str(kept["diff"]), str(kept["prompt"])
+
+
+def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str]:
     job, cancel = unit.job, unit.cancel
     agent = load_agent(job.agent, agent_options(rt, job), rt.settings.agent_classes)  # refused before any work
     mirror = rt.mirror(job.repo_key, job.source, job.base_sha)
@@ -153,9 +182,9 @@ def _diff_stat(diff: str) -> str:
     return f"{files} file{'s' if files != 1 else ''}, +{added} -{removed}"
 
 
-def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str, str]) -> None:
-    (result, diff, prompt), job, lease = outcome, unit.job, unit.lease
-    recorded = dict(
+def _recorded(result: AgentResult, diff: str, prompt: str) -> dict[str, Any]:
+    """The attempt's columns for a finished agent run."""
+    return dict(
         prompt=prompt,  # the context pack the agent read, in place of the ticket's text it was built from
         transcript=result.transcript,
         diff=diff,
@@ -167,6 +196,28 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str
         cost_usd=result.cost_usd,
         agent_finished_at=utcnow(),
     )
+
+
+def hand_over_kept(rt: WorkerRuntime) -> int:
+    """Write the journal's finished agent outcomes into the database, for workers on other hosts to find.
+
+    Run by the reconciler before it expires leases; an entry whose attempt has moved on is dropped."""
+    handed, mine = 0, set(rt.leases.snapshot())
+    for attempt_id, fingerprint, kept in rt.journal.entries(AGENT):
+        with rt.db.session() as s:
+            attempt = s.get(Attempt, attempt_id)
+            if attempt is not None and attempt.lease_token in mine:
+                continue  # this process is handing it over itself
+            if attempt is None or fingerprint_of(attempt) != fingerprint or attempt.agent_finished_at is not None:
+                rt.journal.drop(attempt_id)  # another database's attempt, or one whose outcome is stored
+                continue
+            handed += queries.keep_agent_outcome(s, attempt_id, **_recorded(*_from_kept(kept)))
+    return handed
+
+
+def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str, str]) -> None:
+    (result, diff, prompt), job, lease = outcome, unit.job, unit.lease
+    recorded = _recorded(result, diff, prompt)
     if result.cancelled:
         with rt.db.session() as s:
             queries.advance(s, job.attempt_id, lease, AttemptStatus.CANCELLED, finished_at=utcnow(), **recorded)
@@ -179,5 +230,7 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str
         moved = queries.advance(
             s, job.attempt_id, lease, AttemptStatus.VERIFY_QUEUED, dispatched_at=utcnow(), **recorded
         )
+        if not moved:  # the lease was lost meanwhile: the outcome stays on the row for the attempt's next worker
+            queries.keep_agent_outcome(s, job.attempt_id, **recorded)
     if moved:
         rt.dispatcher.send([(job.attempt_id, AttemptStatus.VERIFY_QUEUED)])

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from db.lifecycle import AttemptStatus
 from db.models import Attempt
 from db.specs import RepoSettings, copy_pair
 from system.sandbox import TURNED_OFF, bwrap_missing, credential_stores
@@ -36,6 +37,9 @@ class Job:
     targets: tuple[str, ...] = field(default=())
     over_budget: str | None = None
     area: tuple[str, ...] = field(default=())
+    fingerprint: str = ""  # names this very attempt in the outcome journal (fingerprint_of)
+    # A finished agent's outcome already on the row (its worker lost the lease before it could hand it over).
+    kept_agent: dict[str, Any] | None = None
 
     @property
     def repo_key(self) -> str:
@@ -79,6 +83,30 @@ def snapshot(attempt: Attempt) -> Job:
         repo_settings=RepoSettings.from_stored(repo.settings),
         targets=tuple(ticket.targets),
         area=tuple(ticket.area),
+        fingerprint=fingerprint_of(attempt),
+        kept_agent=agent_outcome(attempt),
+    )
+
+
+def fingerprint_of(attempt: Attempt) -> str:
+    """The attempt's ids and creation time: an outcome journal entry is never taken for another database's attempt."""
+    return f"{attempt.ticket_id}:{attempt.run_id}:{attempt.number}:{attempt.created_at.isoformat()}"
+
+
+def agent_outcome(attempt: Attempt) -> dict[str, Any] | None:
+    """The finished agent's outcome stored on the row, in the outcome journal's shape, or None."""
+    if attempt.agent_finished_at is None or attempt.status != AttemptStatus.RUNNING.value:
+        return None
+    return dict(
+        exit_code=attempt.exit_code,
+        transcript=attempt.transcript,
+        duration=0.0,
+        error=attempt.error,
+        tokens_in=attempt.tokens_in,
+        tokens_out=attempt.tokens_out,
+        cost_usd=attempt.cost_usd,
+        diff=attempt.diff,
+        prompt=attempt.prompt,
     )
 
 
