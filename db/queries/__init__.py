@@ -54,7 +54,7 @@ from db.queries.tickets import (
     stored_verification,
     ticket_events,
 )
-from db.queries.workers import beat, list_workers
+from db.queries.workers import beat, held_attempts, list_workers
 
 __all__ = [
     "SCHEDULER_LOCK",
@@ -91,6 +91,7 @@ __all__ = [
     "update_repo",
     "list_tickets",
     "list_workers",
+    "held_attempts",
     "live_slots",
     "load_ticket_tree",
     "log_event",
