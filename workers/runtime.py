@@ -261,8 +261,9 @@ class WorkerRuntime:
         held = self.leases.snapshot()
         with self.db.session() as s:
             still = queries.renew_leases(s, self.worker_id, held, self.settings.lease_seconds)
+        current = self.leases.snapshot()  # an attempt that concluded meanwhile released its lease itself
         for token, h in held.items():
-            if token not in still:  # another worker took the attempt over: stop, its writes would be refused
+            if token not in still and token in current:  # another worker took the attempt over: its writes are refused
                 log.warning("lost the lease on attempt %s; stopping it", h.attempt_id)
                 h.cancel.set()
         self._beat(stopped=False)

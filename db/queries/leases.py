@@ -80,27 +80,26 @@ def release(s: Session, attempt_id: int, lease: Lease) -> AttemptStatus | None:
     return waiting if _changed(result) == 1 else None
 
 
-def start_agent(s: Session, attempt_id: int, lease: Lease) -> bool:
-    """Count an agent start on the attempt, while lease.token holds it; False when the lease was lost."""
-    result = s.execute(
-        update(Attempt)
-        .where(Attempt.id == attempt_id, Attempt.lease_token == lease.token)
-        .values(agent_runs=Attempt.agent_runs + 1)
-    )
-    return _changed(result) == 1
+def start_agent(s: Session, attempt_id: int, lease: Lease) -> int | None:
+    """Count an agent start on the attempt while lease.token holds it: which start it is, or None (lease lost)."""
+    held = (Attempt.id == attempt_id, Attempt.lease_token == lease.token)
+    if _changed(s.execute(update(Attempt).where(*held).values(agent_runs=Attempt.agent_runs + 1))) != 1:
+        return None
+    return s.scalar(select(Attempt.agent_runs).where(*held))
 
 
-def keep_agent_outcome(s: Session, attempt_id: int, **outcome: Any) -> bool:
-    """Store a finished agent's outcome on its attempt, whoever holds the lease now, unless one is there already.
+def keep_agent_outcome(s: Session, attempt_id: int, run: int, **outcome: Any) -> bool:
+    """Store the outcome of the attempt's agent start number `run`, whoever holds the lease now, unless the attempt
+    has a finished outcome already.
 
     For an outcome whose worker lost its lease before the database answered: the next worker to claim the attempt
-    takes it to verification instead of running the agent again. One that finds the agent already running again
-    counts a repeated agent run.
+    takes it to verification instead of running the agent again. An agent started after this one finished (the
+    outcome came too late for it) is a repeated agent run, and counted.
     """
     open_agent = Attempt.status.in_([AttemptStatus.QUEUED.value, AttemptStatus.RUNNING.value])
     where = (Attempt.id == attempt_id, Attempt.agent_finished_at.is_(None), open_agent)
-    again = (Attempt.status == AttemptStatus.RUNNING.value) & (Attempt.lease_token.is_not(None))
-    s.execute(update(Attempt).where(*where, again).values(agent_repeats=Attempt.agent_repeats + 1))
+    later = Attempt.agent_runs - run
+    s.execute(update(Attempt).where(*where, later > 0).values(agent_repeats=Attempt.agent_repeats + later))
     return _changed(s.execute(update(Attempt).where(*where).values(**outcome))) == 1
 
 

@@ -95,6 +95,9 @@ class Chaos:
     def logs(self) -> list[Path]:
         return [*self.fleet.tmp.glob("*.log"), self.fleet.home / "logs" / "worker.log"]
 
+    def log_text(self) -> str:
+        return "".join(path.read_text() for path in self.logs() if path.exists())
+
     def stop_all(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:

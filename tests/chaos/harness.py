@@ -24,9 +24,9 @@ ENDED = ("needs_review", "failed", "error", "cancelled")
 
 # One process (it dies with its worker, as agents do): `start` in the ledger, the scripted agent, then `end`.
 AGENT = (
-    "import os, sys; from workers.agents.scripted import main; "
+    "import os, sys, time; from workers.agents.scripted import main; "
     "me = '.'.join(os.environ[k] for k in ('FLEET_TICKET_ID', 'FLEET_RUN', 'FLEET_ATTEMPT')); "
-    "note = lambda word: open(sys.argv[1], 'a').write(f'{word} {me}\\n'); "
+    "note = lambda word: open(sys.argv[1], 'a').write(f'{word} {me} {time.time():.2f}\\n'); "
     "note('start'); code = main(['sleep', sys.argv[2]]); note('end'); sys.exit(code)"
 )
 
@@ -52,12 +52,26 @@ def repeated_agent_runs(ledger: Path) -> int:
     finished: set[str] = set()
     repeats = 0
     for line in ledger.read_text().splitlines() if ledger.exists() else []:
-        kind, attempt = line.split()
+        kind, attempt = line.split()[:2]
         if kind == "start" and attempt in finished:
             repeats += 1
         elif kind == "end":
             finished.add(attempt)
     return repeats
+
+
+def agents_at_work(fleet: Fleet, owners: set[str] | None = None) -> int:
+    """Agents started and not finished (by the ledger), of attempts held by owners (any worker when None)."""
+    ledger = fleet.tmp / "ledger"
+    lines = [line.split()[:2] for line in ledger.read_text().splitlines()] if ledger.exists() else []
+    started = {who for kind, who in lines if kind == "start"} - {who for kind, who in lines if kind == "end"}
+    with fleet.db().session() as s:
+        rows = s.execute(
+            select(Attempt.ticket_id, Attempt.number, Attempt.lease_owner).where(Attempt.status == "running")
+        ).all()
+    return sum(
+        1 for ticket, number, owner in rows if f"{ticket}.0.{number}" in started and (owners is None or owner in owners)
+    )
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,14 @@ import time
 import pytest
 
 from tests.chaos.conftest import Chaos
-from tests.chaos.harness import in_status, no_tracebacks, settle_and_check, submit, time_to_recover, wait_until
+from tests.chaos.harness import (
+    agents_at_work,
+    no_tracebacks,
+    settle_and_check,
+    submit,
+    time_to_recover,
+    wait_until,
+)
 
 pytestmark = pytest.mark.chaos
 
@@ -16,7 +23,7 @@ def _broker_away(chaos: Chaos, seconds: float, fault: str) -> None:
     chaos.worker("a")
     chaos.worker("b")
     tickets = submit(chaos.fleet, 6, 2)
-    wait_until(lambda: len(in_status(chaos.fleet, ("running",))) >= 3, 60, "agents at work")
+    wait_until(lambda: agents_at_work(chaos.fleet) >= 3, 90, "agents at work")
     chaos.redis.stop()
     time.sleep(seconds)  # agents finish meanwhile: their verifications cannot be sent
     chaos.redis.start()  # empty: every message it held is gone

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.chaos.conftest import Chaos
-from tests.chaos.harness import in_status, settle_and_check, submit, time_to_recover, wait_until
+from tests.chaos.harness import agents_at_work, in_status, settle_and_check, submit, time_to_recover, wait_until
 from workers.agents.scripted import SAMPLE_TEST_CMD
 
 pytestmark = pytest.mark.chaos
@@ -16,7 +16,7 @@ def test_kill_9_of_a_worker_mid_agent(chaos: Chaos) -> None:
     chaos.worker("b")
     tickets = submit(chaos.fleet, 6, 4)
     ids = chaos.worker_ids(a)
-    wait_until(lambda: any(owner in ids for _, owner in in_status(chaos.fleet, ("running",))), 60, "a's agents")
+    wait_until(lambda: agents_at_work(chaos.fleet, ids) >= 1, 90, "a's agents at work")
     dead = chaos.kill("a")
     recover = time_to_recover(chaos.fleet, dead)
     settle_and_check(chaos.fleet, "kill -9 of a worker mid-agent", tickets, recover)
@@ -37,7 +37,7 @@ def test_kill_9_of_a_worker_mid_verification(chaos: Chaos) -> None:
 def test_kill_9_of_fleet_up(chaos: Chaos) -> None:
     chaos.start("up", "up", "--concurrency", "6")
     tickets = submit(chaos.fleet, 6, 4)
-    wait_until(lambda: len(in_status(chaos.fleet, ("running",))) >= 3, 60, "agents at work")
+    wait_until(lambda: agents_at_work(chaos.fleet) >= 3, 90, "agents at work")
     dead = chaos.kill("up")
     chaos.start("up2", "up", "--concurrency", "6")
     recover = time_to_recover(chaos.fleet, dead)

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from db import queries
+from db.engine import transient
 from db.lifecycle import AttemptStatus
 from db.models import Attempt, utcnow
+from system.retry import retrying
 from system.sandbox import confine, scratch_env, setup_view, toolchain_roots
 from verification.environment import CacheUse, copy_files, exclude_from_diffs, set_up_environment
 from verification.runner import scrubbed_env
@@ -39,28 +41,31 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     perform(rt, attempt_id, AttemptStatus.RUNNING, _execute_agent, _finish_agent)
 
 
-def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str]:
+Outcome = tuple[AgentResult, str, str, int]  # the agent's result, its diff, the prompt it read, which run it was
+
+
+def _execute_agent(rt: WorkerRuntime, unit: Unit) -> Outcome:
     """The agent's outcome: the one kept from a finished run of this attempt, else a new run, journaled."""
     kept = unit.job.kept_agent or rt.journal.load(unit.job.attempt_id, AGENT, unit.job.fingerprint)
     if kept is not None:  # the agent finished before its worker could tell the database: never run it again
-        log.info("attempt %s: the agent's finished outcome was kept; on to verification", unit.job.attempt_id)
+        log.warning("attempt %s: the agent finished before; its outcome goes to verification", unit.job.attempt_id)
         return _from_kept(kept)
     with rt.db.session() as s:
-        queries.start_agent(s, unit.job.attempt_id, unit.lease)
+        run = queries.start_agent(s, unit.job.attempt_id, unit.lease) or 0
     result, diff, prompt = _run_agent(rt, unit)
     if not result.cancelled:
-        rt.journal.save(unit.job.attempt_id, AGENT, unit.job.fingerprint, _kept(result, diff, prompt))
-    return result, diff, prompt
+        rt.journal.save(unit.job.attempt_id, AGENT, unit.job.fingerprint, _kept(result, diff, prompt, run))
+    return result, diff, prompt, run
 
 
-def _kept(result: AgentResult, diff: str, prompt: str) -> dict[str, Any]:
+def _kept(result: AgentResult, diff: str, prompt: str, run: int) -> dict[str, Any]:
     fields = ("exit_code", "transcript", "duration", "error", "tokens_in", "tokens_out", "cost_usd")
-    return {name: getattr(result, name) for name in fields} | {"diff": diff, "prompt": prompt}
+    return {name: getattr(result, name) for name in fields} | {"diff": diff, "prompt": prompt, "run": run}
 
 
-def _from_kept(kept: dict[str, Any]) -> tuple[AgentResult, str, str]:
-    fields = {key: value for key, value in kept.items() if key not in ("diff", "prompt")}
-    return AgentResult(**fields), str(kept["diff"]), str(kept["prompt"])
+def _from_kept(kept: dict[str, Any]) -> Outcome:
+    fields = {key: value for key, value in kept.items() if key not in ("diff", "prompt", "run")}
+    return AgentResult(**fields), str(kept["diff"]), str(kept["prompt"]), int(kept.get("run", 0))
 
 
 def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str]:
@@ -104,7 +109,7 @@ def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str]:
             result = replace(result, error=breach)
         result, diff = (result, "") if result.cancelled else _take_diff(worktree, result, rt.settings.max_diff_bytes)
     if warning:
-        _warn(rt, job, warning)
+        threading.Thread(target=_warn, args=(rt, job, warning), daemon=True).start()  # the outcome never waits on it
     notes = setup_log + (f"[fleet] {warning}\n" if warning else "")
     egress = "".join(event.line() + "\n" for event in sandbox.gate.events) if sandbox.gate else ""
     result = replace(result, transcript=redact(notes + result.transcript + egress, job_secrets(job)))
@@ -128,6 +133,14 @@ def _take_diff(worktree: Worktree, result: AgentResult, limit: int) -> tuple[Age
 
 
 def _warn(rt: WorkerRuntime, job: Job, warning: str) -> None:
+    """Log the warning on the ticket, trying again a while; never part of the attempt's outcome."""
+    try:
+        retrying(lambda: _log_warning(rt, job, warning), transient, rt.settings.write_retry_seconds)
+    except Exception as exc:
+        log.warning("attempt %s: a warning was not stored (%s)", job.attempt_id, type(exc).__name__)
+
+
+def _log_warning(rt: WorkerRuntime, job: Job, warning: str) -> None:
     with rt.db.session() as s:
         queries.log_event(
             s, "warning", f"attempt {job.number}: {warning}", ticket_id=job.ticket_id, attempt_id=job.attempt_id
@@ -211,12 +224,13 @@ def hand_over_kept(rt: WorkerRuntime) -> int:
             if attempt is None or fingerprint_of(attempt) != fingerprint or attempt.agent_finished_at is not None:
                 rt.journal.drop(attempt_id)  # another database's attempt, or one whose outcome is stored
                 continue
-            handed += queries.keep_agent_outcome(s, attempt_id, **_recorded(*_from_kept(kept)))
+            result, diff, prompt, run = _from_kept(kept)
+            handed += queries.keep_agent_outcome(s, attempt_id, run, **_recorded(result, diff, prompt))
     return handed
 
 
-def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str, str]) -> None:
-    (result, diff, prompt), job, lease = outcome, unit.job, unit.lease
+def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> None:
+    (result, diff, prompt, run), job, lease = outcome, unit.job, unit.lease
     recorded = _recorded(result, diff, prompt)
     if result.cancelled:
         with rt.db.session() as s:
@@ -231,6 +245,6 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str
             s, job.attempt_id, lease, AttemptStatus.VERIFY_QUEUED, dispatched_at=utcnow(), **recorded
         )
         if not moved:  # the lease was lost meanwhile: the outcome stays on the row for the attempt's next worker
-            queries.keep_agent_outcome(s, job.attempt_id, **recorded)
+            queries.keep_agent_outcome(s, job.attempt_id, run, **recorded)
     if moved:
         rt.dispatcher.send([(job.attempt_id, AttemptStatus.VERIFY_QUEUED)])

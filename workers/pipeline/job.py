@@ -107,6 +107,7 @@ def agent_outcome(attempt: Attempt) -> dict[str, Any] | None:
         cost_usd=attempt.cost_usd,
         diff=attempt.diff,
         prompt=attempt.prompt,
+        run=attempt.agent_runs,
     )
 
 
