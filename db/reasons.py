@@ -15,6 +15,8 @@ _BRACKETED = re.compile(r"\[(?:SQL|parameters): .*?(?:\](?=\s*(?:\[(?:SQL|parame
 _BACKGROUND = re.compile(r"\(Background on this error at:[^)]*\)")
 _DRIVER = re.compile(r"\((?:psycopg|psycopg2|sqlite3|pymysql)[\w.]*\)\s*")
 _SPACES = re.compile(r"\s+")
+# PostgreSQL's own context lines quote the statement (LINE 1: SELECT ... and a caret) and the values (DETAIL).
+_SERVER_LINES = re.compile(r"^\s*(?:LINE [0-9]+:|DETAIL:|CONTEXT:|QUERY:|HINT:|\^).*$", re.MULTILINE)
 
 
 def shown(text: str) -> str:
@@ -23,6 +25,7 @@ def shown(text: str) -> str:
         before, _, trace = text.partition(_TRACEBACK)
         text = before + " " + next((line for line in reversed(trace.splitlines()) if line.strip()), "")
     text = _BRACKETED.sub("", text)
+    text = _SERVER_LINES.sub("", text)
     text = _BACKGROUND.sub("", _DRIVER.sub("", text))
     text = _SPACES.sub(" ", text).strip()
     return text if len(text) <= LIMIT else text[: LIMIT - 1] + "…"
