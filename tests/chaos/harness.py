@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from db.lifecycle import LEASED_ATTEMPT, OPEN_ATTEMPT, WAITING_ATTEMPT
-from db.models import Attempt, Event, Ticket, Verification
+from db.models import Attempt, Event, Ticket, Verification, utcnow
 from tests.conftest import Fleet
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
@@ -97,13 +97,22 @@ def in_status(fleet: Fleet, statuses: tuple[str, ...]) -> list[tuple[int, str | 
     return [(a, owner) for a, (status, _, owner) in open_attempts(fleet).items() if status in statuses]
 
 
-def time_to_recover(fleet: Fleet, dead_owners: set[str], timeout: float = 120.0) -> float:
-    """Seconds from now until every attempt that was waiting, or held by a dead worker, is taken (or ended).
+def lapsed(fleet: Fleet) -> set[int]:
+    """Leased attempts whose lease ran out: their worker died or gave them up while the database was away."""
+    with fleet.db().session() as s:
+        query = select(Attempt.id).where(
+            Attempt.status.in_([status.value for status in LEASED_ATTEMPT]), Attempt.lease_expires_at < utcnow()
+        )
+        return set(s.scalars(query))
 
-    With none such, until any open attempt moves on: the fleet works again."""
+
+def time_to_recover(fleet: Fleet, dead_owners: set[str], timeout: float = 120.0) -> float:
+    """Seconds from now until every attempt that was waiting, held by a dead worker or left with a lapsed lease is
+    taken again (or ended). With none such, until any open attempt moves on: the fleet works again."""
     start, before = time.monotonic(), open_attempts(fleet)
     waiting = {s.value for s in WAITING_ATTEMPT}
     victims = {a for a, (status, _, owner) in before.items() if status in waiting or owner in dead_owners}
+    victims |= lapsed(fleet) & set(before)
     while time.monotonic() - start < timeout:
         now = open_attempts(fleet)
         moved = {a for a, state in before.items() if now.get(a) != state}
