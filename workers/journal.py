@@ -60,8 +60,8 @@ class OutcomeJournal:
         outcome = entry.get("outcome")
         return outcome if isinstance(outcome, dict) else None
 
-    def drop(self, attempt_id: int) -> None:
-        for kind in (AGENT, VERIFY):
+    def drop(self, attempt_id: int, kinds: tuple[str, ...] = (AGENT, VERIFY)) -> None:
+        for kind in kinds:
             self._path(attempt_id, kind).unlink(missing_ok=True)
 
     def entries(self, kind: str) -> Iterator[tuple[int, str, dict[str, Any]]]:

@@ -222,7 +222,7 @@ def hand_over_kept(rt: WorkerRuntime) -> int:
             if attempt is not None and attempt.lease_token in mine:
                 continue  # this process is handing it over itself
             if attempt is None or fingerprint_of(attempt) != fingerprint or attempt.agent_finished_at is not None:
-                rt.journal.drop(attempt_id)  # another database's attempt, or one whose outcome is stored
+                rt.journal.drop(attempt_id, (AGENT,))  # another database's attempt, or one whose outcome is stored
                 continue
             result, diff, prompt, run = _from_kept(kept)
             handed += queries.keep_agent_outcome(s, attempt_id, run, **_recorded(result, diff, prompt))
