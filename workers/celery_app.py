@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -9,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import celery.worker.consumer
 from celery import Celery
 from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.transport import redis as kombu_redis
@@ -84,6 +86,19 @@ class RedisTransport(kombu_redis.Transport):  # type: ignore[misc]
     Channel = RedisChannel
 
 
+# A worker's consumer tries the broker again every second or two while it is away (kombu's default backoff reaches
+# ten seconds after half a minute), and never gives up: the database keeps the work; the broker only rings.
+RECONNECT_PAUSES = {"interval_start": 1.0, "interval_step": 0.5, "interval_max": 2.0}
+
+
+class Consumer(celery.worker.consumer.Consumer):  # type: ignore[misc]
+    """Celery's consumer, reconnecting to a broker that came back within two seconds."""
+
+    def ensure_connected(self, conn: Any) -> Any:
+        conn.ensure_connection = functools.partial(conn.ensure_connection, **RECONNECT_PAUSES)
+        return super().ensure_connected(conn)
+
+
 def _embedded_broker(folder: Path) -> tuple[str, dict[str, Any]]:
     """kombu's filesystem transport: no server; a message lost with a killed consumer is re-sent by the reconciler.
 
@@ -124,6 +139,8 @@ def create_app(settings: Settings) -> Celery:
         broker_transport_options=transport_options,
         broker_transport=transport_for(url),
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker waits for its broker as long as it takes
+        worker_consumer=f"{__name__}:Consumer",
         task_ignore_result=True,
         task_acks_late=False,  # the database is the source of truth; a lost message is re-sent from it
         worker_prefetch_multiplier=1,

@@ -37,4 +37,4 @@ def test_redis_restarted_with_no_persistence(chaos: Chaos) -> None:
 
 
 def test_redis_down_for_a_while(chaos: Chaos) -> None:
-    _broker_away(chaos, 15, "Redis down 15 s")
+    _broker_away(chaos, 30, "Redis down 30 s")
