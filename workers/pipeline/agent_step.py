@@ -8,7 +8,6 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from db import queries
 from db.engine import transient
@@ -28,6 +27,7 @@ from workers.pipeline.agent_plan import agent_options, agent_sandbox
 from workers.pipeline.baselines import context_pack
 from workers.pipeline.job import Job, declared_paths, fingerprint_of, hidden_paths, job_secrets, why_unsandboxed
 from workers.pipeline.live import live_transcript
+from workers.pipeline.outcome import Outcome, columns_of, from_kept, kept_outcome
 from workers.pipeline.unit import Unit, perform, record_error
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
@@ -41,31 +41,18 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     perform(rt, attempt_id, AttemptStatus.RUNNING, _execute_agent, _finish_agent)
 
 
-Outcome = tuple[AgentResult, str, str, int]  # the agent's result, its diff, the prompt it read, which run it was
-
-
 def _execute_agent(rt: WorkerRuntime, unit: Unit) -> Outcome:
     """The agent's outcome: the one kept from a finished run of this attempt, else a new run, journaled."""
     kept = unit.job.kept_agent or rt.journal.load(unit.job.attempt_id, AGENT, unit.job.fingerprint)
     if kept is not None:  # the agent finished before its worker could tell the database: never run it again
         log.warning("attempt %s: the agent finished before; its outcome goes to verification", unit.job.attempt_id)
-        return _from_kept(kept)
+        return from_kept(kept)
     with rt.db.session() as s:
         run = queries.start_agent(s, unit.job.attempt_id, unit.lease) or 0
     result, diff, prompt = _run_agent(rt, unit)
     if not result.cancelled:
-        rt.journal.save(unit.job.attempt_id, AGENT, unit.job.fingerprint, _kept(result, diff, prompt, run))
+        rt.journal.save(unit.job.attempt_id, AGENT, unit.job.fingerprint, kept_outcome(result, diff, prompt, run))
     return result, diff, prompt, run
-
-
-def _kept(result: AgentResult, diff: str, prompt: str, run: int) -> dict[str, Any]:
-    fields = ("exit_code", "transcript", "duration", "error", "tokens_in", "tokens_out", "cost_usd")
-    return {name: getattr(result, name) for name in fields} | {"diff": diff, "prompt": prompt, "run": run}
-
-
-def _from_kept(kept: dict[str, Any]) -> Outcome:
-    fields = {key: value for key, value in kept.items() if key not in ("diff", "prompt", "run")}
-    return AgentResult(**fields), str(kept["diff"]), str(kept["prompt"]), int(kept.get("run", 0))
 
 
 def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str]:
@@ -183,34 +170,6 @@ def _prepare_worktree(
     return environment.log
 
 
-def _diff_stat(diff: str) -> str:
-    files = added = removed = 0
-    for line in diff.splitlines():
-        if line.startswith("diff --git "):
-            files += 1
-        elif line.startswith("+") and not line.startswith("+++"):
-            added += 1
-        elif line.startswith("-") and not line.startswith("---"):
-            removed += 1
-    return f"{files} file{'s' if files != 1 else ''}, +{added} -{removed}"
-
-
-def _recorded(result: AgentResult, diff: str, prompt: str) -> dict[str, Any]:
-    """The attempt's columns for a finished agent run."""
-    return dict(
-        prompt=prompt,  # the context pack the agent read, in place of the ticket's text it was built from
-        transcript=result.transcript,
-        diff=diff,
-        diff_stat=_diff_stat(diff),
-        exit_code=result.exit_code,
-        error=result.error,
-        tokens_in=result.tokens_in,
-        tokens_out=result.tokens_out,
-        cost_usd=result.cost_usd,
-        agent_finished_at=utcnow(),
-    )
-
-
 def hand_over_kept(rt: WorkerRuntime) -> int:
     """Write the journal's finished agent outcomes into the database, for workers on other hosts to find.
 
@@ -224,14 +183,14 @@ def hand_over_kept(rt: WorkerRuntime) -> int:
             if attempt is None or fingerprint_of(attempt) != fingerprint or attempt.agent_finished_at is not None:
                 rt.journal.drop(attempt_id, (AGENT,))  # another database's attempt, or one whose outcome is stored
                 continue
-            result, diff, prompt, run = _from_kept(kept)
-            handed += queries.keep_agent_outcome(s, attempt_id, run, **_recorded(result, diff, prompt))
+            result, diff, prompt, run = from_kept(kept)
+            handed += queries.keep_agent_outcome(s, attempt_id, run, **columns_of(result, diff, prompt))
     return handed
 
 
 def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> None:
     (result, diff, prompt, run), job, lease = outcome, unit.job, unit.lease
-    recorded = _recorded(result, diff, prompt)
+    recorded = columns_of(result, diff, prompt)
     if result.cancelled:
         with rt.db.session() as s:
             queries.advance(s, job.attempt_id, lease, AttemptStatus.CANCELLED, finished_at=utcnow(), **recorded)

@@ -17,7 +17,9 @@ from db.reasons import shown
 from system.retry import retrying
 from verification.digest import environment_feedback
 from workers import scheduler
+from workers.journal import AGENT
 from workers.pipeline.job import Job, job_secrets, snapshot
+from workers.pipeline.outcome import columns_of, from_kept
 from workers.queue import broker_down
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
@@ -110,8 +112,12 @@ def back_in_line(rt: WorkerRuntime, unit: Unit, why: str) -> None:
     job = unit.job
     log.warning("attempt %s goes back in line, no verdict: %s", job.attempt_id, why)
     try:
+        kept = rt.journal.load(job.attempt_id, AGENT, job.fingerprint)
         with rt.db.session() as s:
             waiting = queries.release(s, job.attempt_id, unit.lease)
+            if waiting == AttemptStatus.QUEUED and kept is not None:  # a finished agent: its outcome goes along
+                result, diff, prompt, run = from_kept(kept)
+                queries.keep_agent_outcome(s, job.attempt_id, run, **columns_of(result, diff, prompt))
             if waiting is not None:
                 message = f"attempt {job.number}: back in line ({why}); no verdict"
                 queries.log_event(s, "requeued", message, ticket_id=job.ticket_id, attempt_id=job.attempt_id)
