@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_MS = 30_000
@@ -64,3 +65,14 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def transient(exc: BaseException) -> bool:
+    """True for a database that could not be reached or dropped the connection: worth trying again, never a verdict.
+
+    OperationalError covers a refused connection, a terminated backend (AdminShutdown) and SQLite's "database is
+    locked"; InterfaceError a connection closed under the driver.
+    """
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)

@@ -132,6 +132,9 @@ class Attempt(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     dispatched_at: Mapped[datetime | None] = mapped_column()
     agent_runs: Mapped[int] = mapped_column(Integer, default=0)
+    # Agent runs started on an attempt whose agent had already finished (its outcome reached the database late):
+    # paid work thrown away. The chaos suite holds it at 0.
+    agent_repeats: Mapped[int] = mapped_column(Integer, default=0)
     recoveries: Mapped[int] = mapped_column(Integer, default=0)
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)

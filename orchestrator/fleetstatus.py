@@ -31,3 +31,13 @@ def fleet_status(db: Database, dispatcher: Dispatcher | None) -> dict[str, Any]:
     except Exception as exc:  # the broker may be down; the database still answers
         data["queues"] = {"error": str(exc)}
     return data
+
+
+def worker_list(db: Database, include_stopped: bool = False) -> list[dict[str, Any]]:
+    """Every worker (live, stale and, on request, stopped) with the attempts it runs now (`fleet workers`)."""
+    with db.session() as s:
+        held = queries.held_attempts(s)
+        return [
+            views.worker_view(w) | {"stale": utcnow() - w.heartbeat_at > STALE_AFTER, "running": held.get(w.id, [])}
+            for w in queries.list_workers(s, include_stopped=include_stopped)
+        ]

@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = 10.0
     redispatch_seconds: float = 120.0
     reconcile_seconds: float = 15.0
+    # A waiting attempt sent this long ago and taken by nobody while workers have free slots lost its message
+    # (a broker restart): it is sent again then, not after redispatch_seconds.
+    resend_idle_seconds: float = 10.0
+    # How long a result write retries a database or broker that does not answer (backoff with jitter) before the
+    # attempt goes back in line, its finished outcome kept in the worker's outcome journal.
+    write_retry_seconds: float = 30.0
+    # After SIGTERM a worker takes no new work and lets running attempts finish this long, then hands them back.
+    shutdown_grace_seconds: float = 300.0
 
     agent_timeout_seconds: float = 3600.0
     test_timeout_seconds: float = 1800.0

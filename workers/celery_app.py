@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import celery.worker.consumer
 from celery import Celery
 from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 
 from system.settings import Settings
 from workers.constants import AGENT_QUEUE, RUN_AGENT_TASK, VERIFY_QUEUE, VERIFY_TASK, VISIBILITY_TIMEOUT_SECONDS
 
+log = logging.getLogger(__name__)
 EMBEDDED_DRAIN_SECONDS = 0.25
 EMBEDDED_SCHEME = "fleet-embedded"
 
@@ -41,6 +46,57 @@ class EmbeddedTransport(filesystem.Transport):  # type: ignore[misc]
 
     def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         return super().drain_events(connection, timeout=EMBEDDED_DRAIN_SECONDS, **kwargs)
+
+
+class RedisQoS(kombu_redis.QoS):  # type: ignore[misc]
+    """kombu's Redis QoS, surviving a connection lost with messages reserved or being acknowledged (kombu 5.7).
+
+    When the worker's connection drops, kombu closes the channel's pools before it restores the unacknowledged
+    messages, and an acknowledgement queued before the drop runs on the closed channel: both fail with an
+    AttributeError that Celery calls unrecoverable, and the worker exits. Nothing is lost by skipping them: the
+    database re-sends every attempt no worker took (workers.reconciler), and a second delivery claims nothing.
+    """
+
+    def restore_unacked(self, client: Any = None) -> Any:
+        try:
+            return super().restore_unacked(client)
+        except AttributeError:
+            return None
+
+    def ack(self, delivery_tag: Any) -> None:
+        try:
+            super().ack(delivery_tag)
+        except AttributeError:
+            log.warning("a message's acknowledgement was lost with the broker connection")
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        try:
+            super().reject(delivery_tag, requeue=requeue)
+        except AttributeError:
+            log.warning("a message's rejection was lost with the broker connection")
+
+
+class RedisChannel(kombu_redis.Channel):  # type: ignore[misc]
+    QoS = RedisQoS
+
+
+class RedisTransport(kombu_redis.Transport):  # type: ignore[misc]
+    """kombu's Redis transport with RedisQoS; URLs are read as kombu's own redis:// ones."""
+
+    Channel = RedisChannel
+
+
+# A worker's consumer tries the broker again every second or two while it is away (kombu's default backoff reaches
+# ten seconds after half a minute), and never gives up: the database keeps the work; the broker only rings.
+RECONNECT_PAUSES = {"interval_start": 1.0, "interval_step": 0.5, "interval_max": 2.0}
+
+
+class Consumer(celery.worker.consumer.Consumer):  # type: ignore[misc]
+    """Celery's consumer, reconnecting to a broker that came back within two seconds."""
+
+    def ensure_connected(self, conn: Any) -> Any:
+        conn.ensure_connection = functools.partial(conn.ensure_connection, **RECONNECT_PAUSES)
+        return super().ensure_connected(conn)
 
 
 def _embedded_broker(folder: Path) -> tuple[str, dict[str, Any]]:
@@ -70,13 +126,21 @@ def broker_for(settings: Settings) -> tuple[str, dict[str, Any]]:
     return settings.broker_url, {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
 
 
+def transport_for(url: str) -> str | None:
+    """Fleet's own transport class for a plain redis:// broker, else None (the URL's scheme chooses)."""
+    return f"{__name__}:RedisTransport" if url.startswith("redis://") else None
+
+
 def create_app(settings: Settings) -> Celery:
     """A Celery app for settings, configured for agent runs of an hour and more."""
     url, transport_options = broker_for(settings)
     app = Celery("fleet", broker=url, set_as_current=False)
     app.conf.update(
         broker_transport_options=transport_options,
+        broker_transport=transport_for(url),
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker waits for its broker as long as it takes
+        worker_consumer=f"{__name__}:Consumer",
         task_ignore_result=True,
         task_acks_late=False,  # the database is the source of truth; a lost message is re-sent from it
         worker_prefetch_multiplier=1,

@@ -10,3 +10,7 @@ VERIFY_TASK = "fleet.verify"
 # Above the longest agent run Fleet allows, so Redis never re-delivers a message that is merely waiting;
 # lost messages are re-sent by the reconciler from the database instead.
 VISIBILITY_TIMEOUT_SECONDS = 12 * 3600
+
+# A key Fleet keeps in a Redis broker: found missing, the broker restarted empty and every waiting attempt's
+# message is gone, so the reconciler sends them all again at once.
+BROKER_CANARY = "fleet:broker-canary"

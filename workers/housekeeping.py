@@ -29,6 +29,7 @@ from system.files import disk_usage, remove_tree
 from system.git import git
 from system.mirror import HEX_SHA, try_lock
 from system.settings import Settings
+from workers.journal import AGENT, VERIFY, OutcomeJournal
 from workers.worktree import SLOT_PREFIX
 
 PRUNE_GRACE = "10.minutes.ago"
@@ -52,6 +53,7 @@ def collect(db: Database, settings: Settings, older_than_days: float | None = No
         busy = queries.open_attempt_ids(s, folders)
         bases = {f"repo-{repo_id}": shas for repo_id, shas in queries.base_commits(s).items()}
     removed = remove_folders(path for attempt_id, path in folders.items() if attempt_id not in busy)
+    _drop_journal_entries(settings.home.resolve() / "outcomes", db)
     pruned = prune_mirrors(settings.mirrors_dir, settings.worktrees_dir, lambda key: bases.get(key, ()))
     lines = [
         f"attempt folders: removed {removed.removed} ({removed.freed:,} bytes)",
@@ -66,6 +68,16 @@ def collect(db: Database, settings: Settings, older_than_days: float | None = No
             f" {older_than_days:g} days ago ({size:,} bytes)"
         )
     return lines
+
+
+def _drop_journal_entries(root: Path, db: Database) -> None:
+    """Outcome journal entries of attempts no longer waiting or running (a worker drops them as it concludes)."""
+    journal = OutcomeJournal(root)
+    ids = {attempt_id for kind in (AGENT, VERIFY) for attempt_id, _, _ in journal.entries(kind)}
+    with db.session() as s:
+        busy = queries.open_attempt_ids(s, ids)
+    for attempt_id in ids - busy:
+        journal.drop(attempt_id)
 
 
 def attempt_folders(attempts_dir: Path) -> dict[int, Path]:

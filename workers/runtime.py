@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from db import queries
-from db.engine import Database
+from db.engine import Database, transient
 from db.models import utcnow
 from system.mirror import ensure_mirror
 from system.settings import Settings
@@ -26,6 +26,7 @@ from verification.envcache import EnvCache
 from verification.environment import PortAllocator
 from workers.egress import EgressProxy
 from workers.gateway.server import ModelGateway
+from workers.journal import OutcomeJournal
 from workers.queue import Dispatcher
 from workers.worktree import WorktreePool
 
@@ -130,6 +131,9 @@ class WorkerRuntime:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.slots, self.queues = slots, queues
         self.leases = LeaseBook()
+        self.journal = OutcomeJournal(settings.home.resolve() / "outcomes")
+        # Set when a stopping worker's grace period is over: its running attempts go back in line, with no verdict.
+        self.handing_back = threading.Event()
         self.ports = PortAllocator(
             settings.ports_dir, settings.port_first, settings.port_block_size, settings.port_blocks
         )
@@ -188,8 +192,15 @@ class WorkerRuntime:
         self._baselines.put(key, (result, baseline_id))
 
     def discard_attempt_dir(self, attempt_id: int) -> None:
-        """The prompt file and reports are in the database now; the folder must not grow without bound."""
+        """The prompt file, reports and journal entries are in the database now; the folders must not grow."""
         shutil.rmtree(self.settings.attempts_dir / str(attempt_id), ignore_errors=True)
+        self.journal.drop(attempt_id)
+
+    def hand_back(self) -> None:
+        """Stop every attempt this process runs and hand it back (the grace period after SIGTERM is over)."""
+        self.handing_back.set()
+        for held in self.leases.snapshot().values():
+            held.cancel.set()
 
     def attempt_dir(self, attempt_id: int) -> Path:
         path = self.settings.attempts_dir / str(attempt_id)
@@ -232,8 +243,11 @@ class WorkerRuntime:
                 self._relay_cancels()
                 if tick % ticks_per_beat == 0:
                     self._renew()
-            except Exception:
-                log.exception("heartbeat failed; retrying")
+            except Exception as exc:
+                if not transient(exc):
+                    log.exception("heartbeat failed; retrying")
+                else:  # the database is away: one line, no traceback; the leases are renewed when it answers
+                    log.warning("heartbeat: database unreachable (%s); retrying", type(exc).__name__)
 
     def _relay_cancels(self) -> None:
         held = self.leases.snapshot()
@@ -249,8 +263,9 @@ class WorkerRuntime:
         held = self.leases.snapshot()
         with self.db.session() as s:
             still = queries.renew_leases(s, self.worker_id, held, self.settings.lease_seconds)
+        current = self.leases.snapshot()  # an attempt that concluded meanwhile released its lease itself
         for token, h in held.items():
-            if token not in still:  # another worker took the attempt over: stop, its writes would be refused
+            if token not in still and token in current:  # another worker took the attempt over: its writes are refused
                 log.warning("lost the lease on attempt %s; stopping it", h.attempt_id)
                 h.cancel.set()
         self._beat(stopped=False)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import celery.signals
 import celery.worker.state
 from celery.exceptions import SecurityWarning
 
@@ -15,6 +17,7 @@ from db.engine import Database
 from system.settings import Settings
 from workers.celery_app import create_app
 from workers.constants import QUEUES
+from workers.pipeline.agent_step import hand_over_kept
 from workers.queue import Dispatcher
 from workers.reconciler import Pass, ReconcilerThread, reconcile
 from workers.runtime import WorkerRuntime
@@ -22,6 +25,18 @@ from workers.tasks import register_tasks
 
 log = logging.getLogger(__name__)
 IDLE_CHECK_SECONDS = 0.2
+
+
+def _grace_on_shutdown(runtime: WorkerRuntime, grace: float) -> Callable[..., None]:
+    """On Celery's warm shutdown (SIGTERM), no new work is taken; after grace seconds what still runs goes back."""
+
+    def started(**_: Any) -> None:
+        log.warning("stopping: no new work; running attempts have %gs to finish, then go back in line", grace)
+        timer = threading.Timer(grace, runtime.hand_back)
+        timer.daemon = True
+        timer.start()
+
+    return started
 
 
 def _stop_when_idle(db: Database, stopped: threading.Event) -> None:
@@ -55,8 +70,10 @@ def serve(
     runtime.start()
     # A killed embedded `fleet up` took its prefetched messages with it: send every waiting attempt again.
     reconcile(db, dispatcher, settings, 0.0 if settings.embedded else settings.redispatch_seconds)
-    reconciler = ReconcilerThread(db, dispatcher, settings, passes)
+    reconciler = ReconcilerThread(db, dispatcher, settings, passes, before=lambda: hand_over_kept(runtime))
     reconciler.start()
+    on_shutdown = _grace_on_shutdown(runtime, settings.shutdown_grace_seconds)
+    celery.signals.worker_shutting_down.connect(on_shutdown, weak=False)
     stopped = threading.Event()
     if until_idle:
         threading.Thread(target=_stop_when_idle, args=(db, stopped), daemon=True).start()
@@ -75,6 +92,7 @@ def serve(
     try:
         worker.start()
     finally:
+        celery.signals.worker_shutting_down.disconnect(on_shutdown)
         stopped.set()
         reconciler.stop()
         runtime.stop()

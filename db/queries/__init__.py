@@ -30,9 +30,14 @@ from db.queries.leases import (
     advance,
     cancel_requested,
     claim,
+    count_leased,
     expire_leases,
+    keep_agent_outcome,
+    release,
     renew_leases,
+    start_agent,
     store_live_transcript,
+    unclaimed,
     undelivered,
 )
 from db.queries.model_calls import Metered, add_model_call, metered, model_calls
@@ -70,7 +75,7 @@ from db.queries.tickets import (
     stored_verification,
     ticket_events,
 )
-from db.queries.workers import beat, list_workers
+from db.queries.workers import beat, held_attempts, list_workers
 
 __all__ = [
     "NOTIFIED",
@@ -127,6 +132,7 @@ __all__ = [
     "update_repo",
     "list_tickets",
     "list_workers",
+    "held_attempts",
     "live_slots",
     "load_ticket_tree",
     "log_event",
@@ -150,4 +156,9 @@ __all__ = [
     "ticket_counts",
     "ticket_events",
     "undelivered",
+    "count_leased",
+    "keep_agent_outcome",
+    "release",
+    "start_agent",
+    "unclaimed",
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session
 
@@ -43,7 +43,7 @@ def claim(s: Session, attempt_id: int, waiting: AttemptStatus, leased: AttemptSt
         lease_expires_at=lease.expires(),
     )
     if leased == AttemptStatus.RUNNING:
-        values.update(agent_runs=Attempt.agent_runs + 1, started_at=utcnow())
+        values.update(started_at=utcnow())
     result = s.execute(update(Attempt).where(Attempt.id == attempt_id, Attempt.status.in_(sources)).values(**values))
     return _changed(result) == 1
 
@@ -61,6 +61,46 @@ def advance(s: Session, attempt_id: int, lease: Lease, to: AttemptStatus, **valu
         .values(**moved, **RELEASED, **values)
     )
     return _changed(result) == 1
+
+
+def release(s: Session, attempt_id: int, lease: Lease) -> AttemptStatus | None:
+    """Hand a leased attempt back, with no verdict, for the scheduler to send again; None if the lease was lost.
+
+    What the attempt already recorded (a finished agent's outcome) stays on the row."""
+    row = s.execute(select(Attempt.status).where(Attempt.id == attempt_id, Attempt.lease_token == lease.token)).first()
+    if row is None or AttemptStatus(row[0]) not in LEASED_ATTEMPT:
+        return None
+    waiting = lifecycle.ATTEMPT.moves("expire")[AttemptStatus(row[0])]
+    sources, moved = lifecycle.bulk(waiting, among=[AttemptStatus(row[0])])
+    result = s.execute(
+        update(Attempt)
+        .where(Attempt.id == attempt_id, Attempt.lease_token == lease.token, Attempt.status.in_(sources))
+        .values(**moved, **RELEASED, dispatched_at=None if waiting == AttemptStatus.QUEUED else utcnow())
+    )
+    return waiting if _changed(result) == 1 else None
+
+
+def start_agent(s: Session, attempt_id: int, lease: Lease) -> int | None:
+    """Count an agent start on the attempt while lease.token holds it: which start it is, or None (lease lost)."""
+    held = (Attempt.id == attempt_id, Attempt.lease_token == lease.token)
+    if _changed(s.execute(update(Attempt).where(*held).values(agent_runs=Attempt.agent_runs + 1))) != 1:
+        return None
+    return s.scalar(select(Attempt.agent_runs).where(*held))
+
+
+def keep_agent_outcome(s: Session, attempt_id: int, run: int, **outcome: Any) -> bool:
+    """Store the outcome of the attempt's agent start number `run`, whoever holds the lease now, unless the attempt
+    has a finished outcome already.
+
+    For an outcome whose worker lost its lease before the database answered: the next worker to claim the attempt
+    takes it to verification instead of running the agent again. An agent started after this one finished (the
+    outcome came too late for it) is a repeated agent run, and counted.
+    """
+    open_agent = Attempt.status.in_([AttemptStatus.QUEUED.value, AttemptStatus.RUNNING.value])
+    where = (Attempt.id == attempt_id, Attempt.agent_finished_at.is_(None), open_agent)
+    later = Attempt.agent_runs - run
+    s.execute(update(Attempt).where(*where, later > 0).values(agent_repeats=Attempt.agent_repeats + later))
+    return _changed(s.execute(update(Attempt).where(*where).values(**outcome))) == 1
 
 
 def store_live_transcript(s: Session, attempt_id: int, lease: Lease, transcript: str) -> bool:
@@ -138,6 +178,30 @@ def undelivered(s: Session, older_than_seconds: float) -> list[tuple[int, Attemp
     if rows:
         s.execute(update(Attempt).where(Attempt.id.in_([r[0] for r in rows])).values(dispatched_at=utcnow()))
     return [(attempt_id, AttemptStatus(status)) for attempt_id, status in rows]
+
+
+def unclaimed(s: Session, older_than_seconds: float, limit: int) -> list[tuple[int, AttemptStatus]]:
+    """Up to limit attempts sent a while ago that no worker took: with slots free, their messages were lost.
+
+    Stamps them as sent now. The caller passes the slots free, so a busy fleet's backlog is never re-sent."""
+    if limit <= 0:
+        return []
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    rows = s.execute(
+        select(Attempt.id, Attempt.status)
+        .where(Attempt.status.in_(WAITING_ATTEMPT), Attempt.dispatched_at <= cutoff)
+        .order_by(Attempt.dispatched_at)
+        .limit(limit)
+    ).all()
+    if rows:
+        s.execute(update(Attempt).where(Attempt.id.in_([r[0] for r in rows])).values(dispatched_at=utcnow()))
+    return [(attempt_id, AttemptStatus(status)) for attempt_id, status in rows]
+
+
+def count_leased(s: Session) -> int:
+    """Attempts a worker holds now (running an agent or a verification)."""
+    query = select(func.count()).select_from(Attempt).where(Attempt.status.in_(LEASED_ATTEMPT))
+    return int(s.scalar(query) or 0)
 
 
 def _changed(result: Result[Any]) -> int:

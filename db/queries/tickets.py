@@ -17,6 +17,7 @@ from db.lifecycle import (
 from db.models import Attempt, Event, Repo, Review, Run, Ticket, Verification, utcnow
 from db.queries.errors import NotFound
 from db.queries.forge import NOTIFIED, notify
+from db.reasons import shown
 
 
 def add_ticket(s: Session, run_agents: Sequence[str], **fields: Any) -> Ticket:
@@ -98,7 +99,7 @@ def get_attempt(s: Session, attempt_id: int) -> Attempt:
 
 def set_ticket_status(s: Session, ticket: Ticket, new: TicketStatus, reason: str = "") -> None:
     lifecycle.move(ticket, new)
-    ticket.status_reason = reason
+    ticket.status_reason = shown(reason)
     ticket.updated_at = utcnow()
     if new in NOTIFIED:  # written with the status: the outbox sends it once, later, never holding this up
         notify(s, ticket, NOTIFIED[new], reason)
@@ -132,6 +133,8 @@ def stored_verification(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def add_verification(s: Session, attempt_id: int, **fields: Any) -> Verification:
+    """The attempt's one verdict; its reasons are what people read, so they pass through shown()."""
+    fields["reasons"] = [shown(str(reason)) for reason in fields.get("reasons", [])]
     verification = Verification(attempt_id=attempt_id, **fields)
     s.add(verification)
     s.flush()

@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Worker, utcnow
+from db.lifecycle import LEASED_ATTEMPT
+from db.models import Attempt, Worker, utcnow
 
 
 def beat(s: Session, worker_id: str, **fields: Any) -> None:
@@ -27,3 +28,18 @@ def list_workers(s: Session, include_stopped: bool = False) -> Sequence[Worker]:
     if not include_stopped:
         query = query.where(Worker.stopped_at.is_(None))
     return s.scalars(query).all()
+
+
+def held_attempts(s: Session) -> dict[str, list[dict[str, Any]]]:
+    """What each worker runs now, by worker id: the leased attempts, with their tickets and statuses."""
+    query = (
+        select(Attempt.lease_owner, Attempt.id, Attempt.ticket_id, Attempt.number, Attempt.status)
+        .where(Attempt.status.in_([status.value for status in LEASED_ATTEMPT]), Attempt.lease_owner.is_not(None))
+        .order_by(Attempt.id)
+    )
+    held: dict[str, list[dict[str, Any]]] = {}
+    for owner, attempt_id, ticket_id, number, status in s.execute(query).all():
+        held.setdefault(str(owner), []).append(
+            {"attempt": attempt_id, "ticket": ticket_id, "number": number, "status": status}
+        )
+    return held

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from db import queries
 from db.engine import Database
 from db.lifecycle import IllegalTransition
-from db.migrate import upgrade
+from db.migrate import SchemaTooNew, upgrade
 from db.specs import SpecError, parse
 from fleet.cli.cells import TerminalConsole, for_terminal
 from fleet.wiring import celery_dispatcher
@@ -74,7 +74,10 @@ class Context:
         self.settings = Settings()
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.settings.db_url)
-        upgrade(self.db)
+        try:
+            upgrade(self.db)
+        except SchemaTooNew as exc:
+            raise FleetError(str(exc)) from None
         self.dispatcher = LazyDispatcher(self.settings, celery_dispatcher)
 
     @property

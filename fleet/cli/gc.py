@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
@@ -10,17 +11,27 @@ from fleet.cli.console import Context, JsonFlag, one_line_errors, out, print_jso
 from orchestrator.errors import FleetError
 
 commands = typer.Typer()
+AGE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([dh]?)")
+
+
+def age_in_days(text: str) -> float:
+    """`30`, `30d` or `12h` as days; anything else is one error line."""
+    found = AGE.fullmatch(text.strip().lower())
+    if found is None:
+        raise FleetError(f"--older-than must be days (30 or 30d) or hours (12h), 0 or more (got {text!r})")
+    number = float(found.group(1))
+    return number / 24 if found.group(2) == "h" else number
 
 
 @commands.command("gc")
 @one_line_errors
 def gc_(
     older_than: Annotated[
-        float | None,
+        str | None,
         typer.Option(
-            metavar="DAYS",
-            help="Also empty the transcripts, diffs and test output of attempts finished DAYS ago or more "
-            "(tickets still open or awaiting review keep theirs; rows and verdicts stay).",
+            metavar="AGE",
+            help="Also empty the transcripts, diffs and test output of attempts finished AGE ago or more: days "
+            "(30 or 30d) or hours (12h). Tickets still open or awaiting review keep theirs; rows and verdicts stay.",
         ),
     ] = None,
     as_json: JsonFlag = False,
@@ -28,10 +39,9 @@ def gc_(
     """Remove what finished attempts left: their folders and the mirrors' unreachable objects; print what went."""
     from workers.housekeeping import collect
 
-    if older_than is not None and older_than < 0:
-        raise FleetError("--older-than must be a number of days, 0 or more")
+    days = None if older_than is None else age_in_days(older_than)
     ctx = Context()
-    lines = collect(ctx.db, ctx.settings, older_than)
+    lines = collect(ctx.db, ctx.settings, days)
     if as_json:
         return print_json(lines)
     for line in lines:

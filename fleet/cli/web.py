@@ -38,12 +38,16 @@ def serve_web(listener: Listener) -> None:
     import uvicorn
 
     from db import tokens
+    from db.migrate import SchemaTooNew
     from fleet.wiring import celery_dispatcher
     from orchestrator.web.app import create_app
     from system.settings import Settings
 
     listener.check()
-    app = create_app(Settings(), celery_dispatcher)
+    try:
+        app = create_app(Settings(), celery_dispatcher)
+    except SchemaTooNew as exc:
+        raise FleetError(str(exc)) from None
     with app.state.fleet.db.session() as s:
         check_bind(listener.host, tokens.count_active(s))
     out.print(f"Fleet web on {listener.url} (log in with a token from `fleet token create`)", markup=False)

@@ -1,12 +1,14 @@
-"""`fleet up` and `fleet worker`: the workers, in the foreground."""
+"""`fleet up` and `fleet worker`: the workers, in the foreground; `fleet workers`: who runs what."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
-from fleet.cli.console import Context, one_line_errors, out
+from fleet.cli.cells import plain
+from fleet.cli.console import Context, JsonFlag, one_line_errors, out, print_json
 from fleet.cli.progress import banner, reporting, worker_log
 from orchestrator.errors import FleetError
 from orchestrator.passes import ForgePasses
@@ -63,9 +65,13 @@ def worker(
     queue: Annotated[
         list[str] | None, typer.Option(metavar="QUEUE", help="Queues to consume: agents, verify (default both).")
     ] = None,
+    drain: Annotated[bool, typer.Option(help="Exit once no attempt is waiting or running.")] = False,
     verbose: Verbose = False,
 ) -> None:
-    """Run a team-mode worker against FLEET_BROKER_URL and FLEET_DATABASE_URL."""
+    """Run a team-mode worker against FLEET_BROKER_URL and FLEET_DATABASE_URL.
+
+    SIGTERM stops it gently: no new work, running attempts get FLEET_SHUTDOWN_GRACE_SECONDS to finish, then go back
+    in line for other workers (no verdict)."""
     from workers.constants import AGENT_QUEUE, QUEUES, VERIFY_QUEUE
     from workers.serve import serve
 
@@ -77,7 +83,30 @@ def worker(
         raise FleetError(f"unknown queue {unknown[0]!r}; one of: agents, verify")
     ctx = Context()
     logging = log_options(ctx.settings, verbose)
-    for line in banner(ctx.settings, concurrency, False, logging.get("logfile")):
+    for line in banner(ctx.settings, concurrency, drain, logging.get("logfile")):
         out.print(line, markup=False)
-    chosen = [names[q] for q in queue] or list(QUEUES)
-    raise typer.Exit(serve(ctx.settings, ctx.db, concurrency, chosen, passes=forge_passes(ctx), **logging))
+    queues = [names[q] for q in queue] or list(QUEUES)
+    raise typer.Exit(
+        serve(ctx.settings, ctx.db, concurrency, queues, until_idle=drain, passes=forge_passes(ctx), **logging)
+    )
+
+
+@commands.command("workers")
+@one_line_errors
+def workers_(
+    all_: Annotated[bool, typer.Option("--all", help="Also list the workers that stopped.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the workers, on every host, and what each runs now (attempt, ticket, step)."""
+    from orchestrator.fleetstatus import worker_list
+
+    rows = worker_list(Context().db, include_stopped=all_)
+    if as_json:
+        return print_json(rows)
+    table = Table("worker", "host", "pid", "state", "slots busy", "queues", "heartbeat", "running")
+    for w in rows:
+        state = "stopped" if w["stopped_at"] else "stale" if w["stale"] else "live"
+        running = ", ".join(f"ticket {r['ticket']} attempt {r['number']} ({r['status']})" for r in w["running"])
+        cells = (w["id"], w["hostname"], w["pid"], state, f"{w['busy']}/{w['slots']}", w["queues"])
+        table.add_row(*plain(*cells, w["heartbeat_at"], running or "-"))
+    out.print(table)

@@ -65,7 +65,9 @@ def test_only_one_of_many_concurrent_claims_wins(db: Database) -> None:
     assert len(wins) == 1
     with db.session() as s:
         attempt = queries.get_attempt(s, attempt_id)
-        assert (attempt.status, attempt.lease_owner, attempt.agent_runs) == ("running", wins[0], 1)
+        # An agent start is counted when the agent starts (queries.start_agent), not at the claim: a claim that
+        # finds the agent's finished outcome goes on to verification without one.
+        assert (attempt.status, attempt.lease_owner, attempt.agent_runs) == ("running", wins[0], 0)
 
 
 def test_a_stale_holder_cannot_write_after_its_lease_was_taken_over(db: Database) -> None:
@@ -73,11 +75,14 @@ def test_a_stale_holder_cannot_write_after_its_lease_was_taken_over(db: Database
     zombie, heir = lease("zombie", seconds=0.01), lease("heir")
     with db.session() as s:
         assert queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, zombie)
+        assert queries.start_agent(s, attempt_id, zombie)
     time.sleep(0.05)
     with db.session() as s:
         assert queries.expire_leases(s) == [(attempt_id, AttemptStatus.QUEUED)]
     with db.session() as s:
         assert queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, heir)
+        assert queries.start_agent(s, attempt_id, heir)
+        assert not queries.start_agent(s, attempt_id, zombie)
     with db.session() as s:
         assert not queries.advance(s, attempt_id, zombie, AttemptStatus.VERIFY_QUEUED, diff="zombie's diff")
         assert queries.renew_leases(s, "zombie", [zombie.token], 60) == set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from contextlib import AbstractContextManager, nullcontext
@@ -10,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from db import queries
+from db.engine import transient
 from db.lifecycle import AttemptStatus
-from db.models import utcnow
+from db.models import Attempt, utcnow
 from system.git import GitError, git
 from system.process import ChildLimits
+from system.retry import retrying
 from system.sandbox import confine, scratch_env, setup_view, toolchain_roots
 from verification.environment import CacheUse, copy_files, exclude_from_diffs, set_up_environment
 from verification.runner import scrubbed_env
@@ -23,15 +26,19 @@ from workers.agents import load_agent
 from workers.agents.contracts import AgentResult, AgentTask
 from workers.agents.outcome import crash_reason
 from workers.cgroups import attempt_cgroup
+from workers.journal import AGENT
 from workers.pipeline.agent_plan import agent_limits, agent_options, agent_sandbox
 from workers.pipeline.baselines import context_pack
-from workers.pipeline.job import Job, declared_paths, hidden_paths, job_secrets, why_unsandboxed
+from workers.pipeline.job import Job, declared_paths, fingerprint_of, hidden_paths, job_secrets, why_unsandboxed
 from workers.pipeline.live import live_transcript
 from workers.pipeline.metering import gate_env, open_gate, settle_usage
+from workers.pipeline.outcome import Outcome, columns_of, from_kept, kept_outcome
 from workers.pipeline.unit import Unit, fenced_off, perform, record_error
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
 from workers.worktree import DiffTooLarge, Worktree
+
+log = logging.getLogger(__name__)
 
 
 def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
@@ -39,7 +46,22 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     perform(rt, attempt_id, AttemptStatus.RUNNING, _execute_agent, _finish_agent)
 
 
-def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, dict[str, Any]]:
+def _execute_agent(rt: WorkerRuntime, unit: Unit) -> Outcome:
+    """The agent's outcome: the one kept from a finished run of this attempt, else a new run, journaled."""
+    kept = unit.job.kept_agent or rt.journal.load(unit.job.attempt_id, AGENT, unit.job.fingerprint)
+    if kept is not None:  # the agent finished before its worker could tell the database: never run it again
+        log.warning("attempt %s: the agent finished before; its outcome goes to verification", unit.job.attempt_id)
+        return from_kept(kept)
+    with rt.db.session() as s:
+        run = queries.start_agent(s, unit.job.attempt_id, unit.lease) or 0
+    result, diff, prompt, metering = _run_agent(rt, unit)
+    outcome = result, diff, prompt, run, metering
+    if not result.cancelled:
+        rt.journal.save(unit.job.attempt_id, AGENT, unit.job.fingerprint, kept_outcome(*outcome))
+    return outcome
+
+
+def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, dict[str, Any]]:
     job, cancel = unit.job, unit.cancel
     agent = load_agent(job.agent, agent_options(rt, job), rt.settings.agent_classes)  # refused before any work
     mirror = rt.mirror(job.repo_key, job.source, job.base_sha)
@@ -89,7 +111,7 @@ def _execute_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str
         result, diff = (result, "") if result.cancelled else _take_diff(worktree, result, rt.settings.max_diff_bytes)
         result = _crashed(job.agent, result, diff)
     if warning:
-        _warn(rt, job, warning)
+        threading.Thread(target=_warn, args=(rt, job, warning), daemon=True).start()  # the outcome never waits on it
     notes = setup_log + (f"[fleet] {warning}\n" if warning else "")
     egress = "".join(event.line() + "\n" for event in sandbox.gate.events) if sandbox.gate else ""
     result = replace(result, transcript=redact(notes + result.transcript + egress, job_secrets(job)))
@@ -133,6 +155,14 @@ def _crashed(agent: str, result: AgentResult, diff: str) -> AgentResult:
 
 
 def _warn(rt: WorkerRuntime, job: Job, warning: str) -> None:
+    """Log the warning on the ticket, trying again a while; never part of the attempt's outcome."""
+    try:
+        retrying(lambda: _log_warning(rt, job, warning), transient, rt.settings.write_retry_seconds)
+    except Exception as exc:
+        log.warning("attempt %s: a warning was not stored (%s)", job.attempt_id, type(exc).__name__)
+
+
+def _log_warning(rt: WorkerRuntime, job: Job, warning: str) -> None:
     with rt.db.session() as s:
         queries.log_event(
             s, "warning", f"attempt {job.number}: {warning}", ticket_id=job.ticket_id, attempt_id=job.attempt_id
@@ -175,33 +205,27 @@ def _prepare_worktree(
     return environment.log
 
 
-def _diff_stat(diff: str) -> str:
-    files = added = removed = 0
-    for line in diff.splitlines():
-        if line.startswith("diff --git "):
-            files += 1
-        elif line.startswith("+") and not line.startswith("+++"):
-            added += 1
-        elif line.startswith("-") and not line.startswith("---"):
-            removed += 1
-    return f"{files} file{'s' if files != 1 else ''}, +{added} -{removed}"
+def hand_over_kept(rt: WorkerRuntime) -> int:
+    """Write the journal's finished agent outcomes into the database, for workers on other hosts to find.
+
+    Run by the reconciler before it expires leases; an entry whose attempt has moved on is dropped."""
+    handed, mine = 0, set(rt.leases.snapshot())
+    for attempt_id, fingerprint, kept in rt.journal.entries(AGENT):
+        with rt.db.session() as s:
+            attempt = s.get(Attempt, attempt_id)
+            if attempt is not None and attempt.lease_token in mine:
+                continue  # this process is handing it over itself
+            if attempt is None or fingerprint_of(attempt) != fingerprint or attempt.agent_finished_at is not None:
+                rt.journal.drop(attempt_id, (AGENT,))  # another database's attempt, or one whose outcome is stored
+                continue
+            result, diff, prompt, run, metering = from_kept(kept)
+            handed += queries.keep_agent_outcome(s, attempt_id, run, **columns_of(result, diff, prompt, metering))
+    return handed
 
 
-def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str, str, dict[str, Any]]) -> None:
-    (result, diff, prompt, metering), job, lease = outcome, unit.job, unit.lease
-    recorded = dict(
-        metering,
-        prompt=prompt,  # the context pack the agent read, in place of the ticket's text it was built from
-        transcript=result.transcript,
-        diff=diff,
-        diff_stat=_diff_stat(diff),
-        exit_code=result.exit_code,
-        error=result.error,
-        tokens_in=result.tokens_in,
-        tokens_out=result.tokens_out,
-        cost_usd=result.cost_usd,
-        agent_finished_at=utcnow(),
-    )
+def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> None:
+    (result, diff, prompt, run, metering), job, lease = outcome, unit.job, unit.lease
+    recorded = columns_of(result, diff, prompt, metering)
     if result.cancelled:
         with rt.db.session() as s:
             queries.advance(s, job.attempt_id, lease, AttemptStatus.CANCELLED, finished_at=utcnow(), **recorded)
@@ -214,6 +238,8 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str
         moved = queries.advance(
             s, job.attempt_id, lease, AttemptStatus.VERIFY_QUEUED, dispatched_at=utcnow(), **recorded
         )
+        if not moved:  # the lease was lost meanwhile: the outcome stays on the row for the attempt's next worker
+            queries.keep_agent_outcome(s, job.attempt_id, run, **recorded)
     if not moved:
         return fenced_off(job)
     rt.dispatcher.send([(job.attempt_id, AttemptStatus.VERIFY_QUEUED)])

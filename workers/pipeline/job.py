@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from db.lifecycle import AttemptStatus
 from db.models import Attempt
 from db.specs import RepoSettings, copy_pair
 from system.mirror import is_url
@@ -40,6 +41,9 @@ class Job:
     area: tuple[str, ...] = field(default=())
     start_diff: str = ""  # the pull request's diff an attempt after PR feedback starts from
     hidden_patch: str = ""  # a task's test_patch (fleet eval run): the hidden tests of this ticket alone
+    fingerprint: str = ""  # names this very attempt in the outcome journal (fingerprint_of)
+    # A finished agent's outcome already on the row (its worker lost the lease before it could hand it over).
+    kept_agent: dict[str, Any] | None = None
 
     @property
     def repo_key(self) -> str:
@@ -86,6 +90,31 @@ def snapshot(attempt: Attempt) -> Job:
         budget_usd=ticket.budget_usd or 0.0,
         start_diff=attempt.start_diff or "",
         hidden_patch=ticket.hidden_patch,
+        fingerprint=fingerprint_of(attempt),
+        kept_agent=agent_outcome(attempt),
+    )
+
+
+def fingerprint_of(attempt: Attempt) -> str:
+    """The attempt's ids and creation time: an outcome journal entry is never taken for another database's attempt."""
+    return f"{attempt.ticket_id}:{attempt.run_id}:{attempt.number}:{attempt.created_at.isoformat()}"
+
+
+def agent_outcome(attempt: Attempt) -> dict[str, Any] | None:
+    """The finished agent's outcome stored on the row, in the outcome journal's shape, or None."""
+    if attempt.agent_finished_at is None or attempt.status != AttemptStatus.RUNNING.value:
+        return None
+    return dict(
+        exit_code=attempt.exit_code,
+        transcript=attempt.transcript,
+        duration=0.0,
+        error=attempt.error,
+        tokens_in=attempt.tokens_in,
+        tokens_out=attempt.tokens_out,
+        cost_usd=attempt.cost_usd,
+        diff=attempt.diff,
+        prompt=attempt.prompt,
+        run=attempt.agent_runs,
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from db import queries
+from db.engine import transient
 from system.process import BoundedOutput
 from workers.pipeline.job import job_secrets
 from workers.pipeline.unit import Unit
@@ -50,8 +51,9 @@ class LiveTranscript:
         while not self.stop.wait(self.rt.settings.transcript_flush_seconds):
             try:
                 self.flush()
-            except Exception:  # a busy database costs a flush, never the attempt
-                log.warning("attempt %s: storing the live transcript failed", self.unit.job.attempt_id, exc_info=True)
+            except Exception as exc:  # a busy or absent database costs a flush, never the attempt
+                trace = not transient(exc)
+                log.warning("attempt %s: storing the live transcript failed", self.unit.job.attempt_id, exc_info=trace)
 
 
 @contextmanager

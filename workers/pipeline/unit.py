@@ -10,11 +10,17 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from db import lifecycle, policy, queries
+from db.engine import transient
 from db.lifecycle import AttemptStatus, Verdict
 from db.models import utcnow
+from db.reasons import shown
+from system.retry import retrying
 from verification.digest import environment_feedback
 from workers import scheduler
+from workers.journal import AGENT
 from workers.pipeline.job import Job, job_secrets, snapshot
+from workers.pipeline.outcome import columns_of, from_kept
+from workers.queue import broker_down
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
 
@@ -31,6 +37,11 @@ class Unit:
     cancel: threading.Event
 
 
+def infrastructure(exc: BaseException) -> bool:
+    """A database or broker that did not answer: never the attempt's verdict; the work goes back in line."""
+    return transient(exc) or broker_down(exc)
+
+
 def perform(
     rt: WorkerRuntime,
     attempt_id: int,
@@ -38,25 +49,91 @@ def perform(
     step: Callable[[WorkerRuntime, Unit], R],
     record: Callable[[WorkerRuntime, Unit, R], None],
 ) -> None:
-    """Claim the attempt into leased, run step while the lease is held, then record its result or its error."""
-    claimed = claim(rt, attempt_id, leased)
+    """Claim the attempt into leased, run step while the lease is held, then record its result or its error.
+
+    A database or broker failure is no verdict: a result write is tried again with backoff, and if the failure
+    lasts the attempt goes back in line (a finished outcome stays in the outcome journal)."""
+    try:
+        claimed = claim(rt, attempt_id, leased)
+    except Exception as exc:
+        if not infrastructure(exc):
+            raise
+        log.warning("attempt %s not claimed: %s; it is sent again", attempt_id, _unreachable(exc))
+        return
     if claimed is None:
         return
     job, lease = claimed
-    if job.over_budget:
-        record_error(rt, job, lease, f"no attempt started: {job.over_budget}", "")
-        return
     unit = Unit(job, lease, rt.leases.hold(lease.token, attempt_id))
+    try:
+        _run(rt, unit, step, record)
+    finally:
+        rt.leases.drop(lease.token)
+
+
+def _run(
+    rt: WorkerRuntime,
+    unit: Unit,
+    step: Callable[[WorkerRuntime, Unit], R],
+    record: Callable[[WorkerRuntime, Unit, R], None],
+) -> None:
+    job, lease = unit.job, unit.lease
+    if job.over_budget:
+        durably(rt, unit, lambda: record_error(rt, job, lease, f"no attempt started: {job.over_budget}", ""))
+        return
     try:
         result = step(rt, unit)
     except BaseException as exc:
         if _stops_worker(exc):
             raise
-        record_error(rt, job, lease, _named(exc), traceback.format_exc())
+        if infrastructure(exc):
+            back_in_line(rt, unit, _unreachable(exc))
+            return
+        reason, trace = _named(exc), traceback.format_exc()
+        durably(rt, unit, lambda: record_error(rt, job, lease, reason, trace))
         return
-    finally:
-        rt.leases.drop(lease.token)
-    record(rt, unit, result)
+    if rt.handing_back.is_set() and unit.cancel.is_set():
+        back_in_line(rt, unit, "the worker stopped")  # the grace period after SIGTERM is over
+        return
+    durably(rt, unit, lambda: record(rt, unit, result))
+
+
+def durably(rt: WorkerRuntime, unit: Unit, write: Callable[[], None]) -> None:
+    """write(), tried again with backoff while the database or broker does not answer; then back in line."""
+    try:
+        retrying(write, infrastructure, rt.settings.write_retry_seconds)
+    except Exception as exc:
+        if not infrastructure(exc):
+            raise
+        back_in_line(rt, unit, _unreachable(exc))
+
+
+def back_in_line(rt: WorkerRuntime, unit: Unit, why: str) -> None:
+    """Hand the attempt back with no verdict; if even that cannot be written, its lease lapses to the same end."""
+    job = unit.job
+    log.warning("attempt %s goes back in line, no verdict: %s", job.attempt_id, why)
+    try:
+        kept = rt.journal.load(job.attempt_id, AGENT, job.fingerprint)
+        with rt.db.session() as s:
+            waiting = queries.release(s, job.attempt_id, unit.lease)
+            if waiting == AttemptStatus.QUEUED and kept is not None:  # a finished agent: its outcome goes along
+                result, diff, prompt, run, metering = from_kept(kept)
+                queries.keep_agent_outcome(s, job.attempt_id, run, **columns_of(result, diff, prompt, metering))
+            if waiting is not None:
+                message = f"attempt {job.number}: back in line ({why}); no verdict"
+                queries.log_event(s, "requeued", message, ticket_id=job.ticket_id, attempt_id=job.attempt_id)
+        if waiting == AttemptStatus.VERIFY_QUEUED:
+            rt.dispatcher.send([(job.attempt_id, waiting)])
+        elif waiting is not None:
+            scheduler.schedule(rt.db, rt.dispatcher, rt.settings)
+    except Exception as exc:
+        if not infrastructure(exc):
+            raise
+        log.warning("attempt %s: its lease lapses instead (%s)", job.attempt_id, _unreachable(exc))
+
+
+def _unreachable(exc: BaseException) -> str:
+    what = "the database" if transient(exc) else "the broker"
+    return f"{what} did not answer ({type(exc).__name__})"
 
 
 def claim(rt: WorkerRuntime, attempt_id: int, leased: AttemptStatus) -> tuple[Job, queries.Lease] | None:
@@ -124,7 +201,7 @@ def record_error(
 ) -> None:
     """An environment failure: an `error` verdict that names the cause, and the ticket moves on."""
     secrets = job_secrets(job)
-    reason, trace = redact(reason, secrets), redact(trace, secrets)
+    reason, trace = shown(redact(reason, secrets)), redact(trace, secrets)
     log.warning("attempt %s: %s", job.attempt_id, reason)
     end = Conclusion(
         status=AttemptStatus.FINISHED,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from db import policy, queries
-from db.lifecycle import AttemptStatus
+from db.lifecycle import AttemptStatus, Verdict
 from db.models import utcnow
 from verification.runner import TestRun
 from verification.verify import VerificationResult, errored, verify_diff
+from workers.journal import VERIFY
 from workers.pipeline.baselines import baseline_at, job_spec, spec_for, spec_hash, targets_for
 from workers.pipeline.job import job_secrets
 from workers.pipeline.unit import Conclusion, Unit, conclude, perform
@@ -23,7 +25,27 @@ def verify_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     perform(rt, attempt_id, AttemptStatus.VERIFYING, _execute_verification, _record_verdict)
 
 
-def _execute_verification(rt: WorkerRuntime, unit: Unit) -> tuple[VerificationResult, int | None]:
+def _execute_verification(rt: WorkerRuntime, unit: Unit) -> dict[str, Any]:
+    """The verification to store: the one kept from a finished run of this attempt's tests, else a new one."""
+    job = unit.job
+    kept = rt.journal.load(job.attempt_id, VERIFY, job.fingerprint)
+    if kept is not None:
+        return kept
+    result, baseline_id = _verify(rt, unit)
+    secrets = job_secrets(job)
+    result = replace(
+        result,
+        output=redact(result.output, secrets),
+        feedback=redact(result.feedback, secrets),
+        reasons=[redact(r, secrets) for r in result.reasons],
+    )
+    stored = dict(queries.stored_verification(result.to_json()), baseline_id=baseline_id)
+    if not unit.cancel.is_set():
+        rt.journal.save(job.attempt_id, VERIFY, job.fingerprint, stored)
+    return stored
+
+
+def _verify(rt: WorkerRuntime, unit: Unit) -> tuple[VerificationResult, int | None]:
     job, cancel = unit.job, unit.cancel
     mirror = rt.mirror(job.repo_key, job.source, job.base_sha)
     pool = rt.pool(job.repo_key, "verify", mirror)
@@ -44,21 +66,14 @@ def _baseline_error(baseline: TestRun) -> VerificationResult:
     return replace(errored(f"the tests could not run at the base commit: {baseline.error}"), output=baseline.output)
 
 
-def _record_verdict(rt: WorkerRuntime, unit: Unit, outcome: tuple[VerificationResult, int | None]) -> None:
-    (result, baseline_id), job = outcome, unit.job
-    secrets = job_secrets(job)
-    result = replace(
-        result,
-        output=redact(result.output, secrets),
-        feedback=redact(result.feedback, secrets),
-        reasons=[redact(r, secrets) for r in result.reasons],
-    )
-    reason = "; ".join(result.reasons)
+def _record_verdict(rt: WorkerRuntime, unit: Unit, stored: dict[str, Any]) -> None:
+    job, verdict = unit.job, Verdict(stored["verdict"])
+    reason = "; ".join(stored.get("reasons", []))
     end = Conclusion(
         status=AttemptStatus.CANCELLED if unit.cancel.is_set() else AttemptStatus.FINISHED,
         fields=dict(finished_at=utcnow()),
-        verification=dict(queries.stored_verification(result.to_json()), baseline_id=baseline_id),
-        event=("verified", f"attempt {job.number}: {result.verdict.value}"),
-        outcome=policy.Outcome(verdict=result.verdict, feedback=result.feedback, reason=reason),
+        verification=stored,
+        event=("verified", f"attempt {job.number}: {verdict.value}"),
+        outcome=policy.Outcome(verdict=verdict, feedback=stored.get("feedback", ""), reason=reason),
     )
     conclude(rt, job, unit.lease, end)

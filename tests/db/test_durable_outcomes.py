@@ -1,0 +1,101 @@
+"""A finished agent's outcome outlives its lease; release hands an attempt back with no verdict; a schema newer than
+the code is refused; reasons people read carry no SQL, parameters or tracebacks."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import text
+
+from db import queries
+from db.engine import Database, transient
+from db.lifecycle import AttemptStatus, TicketStatus
+from db.migrate import HEAD, SchemaTooNew, upgrade
+from db.models import Attempt, Ticket, Verification, utcnow
+from db.reasons import shown
+from tests.db.test_state_machine import _ticket, db, lease
+
+__all__ = ["db"]
+LEAKS = ("[SQL", "[parameters", "Traceback", "SELECT", "sqlite3", "psycopg")
+
+
+def test_a_late_outcome_is_kept_for_the_next_worker_and_counts_no_repeat(db: Database) -> None:
+    attempt_id = _ticket(db)
+    first = lease("first", seconds=0.01)
+    with db.session() as s:
+        assert queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, first)
+        assert queries.start_agent(s, attempt_id, first) == 1
+    time.sleep(0.05)
+    with db.session() as s:
+        assert queries.expire_leases(s) == [(attempt_id, AttemptStatus.QUEUED)]
+        assert not queries.advance(s, attempt_id, first, AttemptStatus.VERIFY_QUEUED, diff="d")  # fenced off
+        assert queries.keep_agent_outcome(s, attempt_id, 1, diff="d", transcript="t", agent_finished_at=utcnow())
+        assert not queries.keep_agent_outcome(s, attempt_id, 1, diff="x", agent_finished_at=utcnow())  # once only
+    with db.session() as s:
+        attempt = s.get(Attempt, attempt_id)
+        assert attempt is not None
+        assert (attempt.status, attempt.diff, attempt.agent_runs, attempt.agent_repeats) == ("queued", "d", 1, 0)
+
+
+def test_an_outcome_that_comes_after_the_agent_started_again_counts_a_repeat(db: Database) -> None:
+    attempt_id = _ticket(db)
+    first, second = lease("first", seconds=0.01), lease("second")
+    with db.session() as s:
+        queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, first)
+        queries.start_agent(s, attempt_id, first)
+    time.sleep(0.05)
+    with db.session() as s:
+        queries.expire_leases(s)
+        queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, second)
+        assert queries.start_agent(s, attempt_id, second) == 2  # the outcome of start 1 had not arrived
+        assert queries.keep_agent_outcome(s, attempt_id, 1, diff="d", agent_finished_at=utcnow())
+    with db.session() as s:
+        assert s.get(Attempt, attempt_id).agent_repeats == 1  # type: ignore[union-attr]
+
+
+def test_release_hands_the_attempt_back_with_no_verdict(db: Database) -> None:
+    attempt_id = _ticket(db)
+    held = lease("w")
+    with db.session() as s:
+        queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, held)
+        assert queries.release(s, attempt_id, lease("stranger")) is None
+        assert queries.release(s, attempt_id, held) == AttemptStatus.QUEUED
+        assert queries.release(s, attempt_id, held) is None
+    with db.session() as s:
+        attempt = s.get(Attempt, attempt_id)
+        assert attempt is not None
+        assert (attempt.status, attempt.lease_token, attempt.dispatched_at) == ("queued", None, None)
+        assert s.query(Verification).count() == 0
+
+
+def test_a_schema_newer_than_the_code_is_refused_with_both_revisions(db: Database) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    with pytest.raises(SchemaTooNew) as refused:
+        upgrade(db)
+    assert "0999" in str(refused.value) and HEAD in str(refused.value)
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": HEAD})
+
+
+def test_a_database_error_stored_as_a_reason_loses_its_sql_parameters_and_traceback(db: Database) -> None:
+    with pytest.raises(Exception) as failed, db.session() as s:
+        s.execute(text("SELECT secret FROM no_such_table WHERE token = :token"), {"token": "hunter2"})
+    raw = f"OperationalError: {failed.value}\nTraceback (most recent call last):\n  File x\nValueError: boom"
+    assert transient(failed.value) or "[SQL" in raw  # a missing table is no outage, but it is real SQLAlchemy text
+    attempt_id = _ticket(db)
+    with db.session() as s:
+        queries.add_verification(s, attempt_id, verdict="error", reasons=[raw])
+        ticket = s.query(Ticket).one()
+        queries.set_ticket_status(s, ticket, TicketStatus.ERROR, raw)
+    with db.session() as s:
+        stored = [s.query(Ticket).one().status_reason, *s.query(Verification).one().reasons]
+    assert all(reason.startswith("OperationalError") for reason in stored)
+    assert [r for r in stored if any(leak in r for leak in (*LEAKS, "hunter2"))] == []
+
+
+def test_shown_keeps_plain_reasons_as_they_are() -> None:
+    for reason in ("tests failed: a [SQL] b", "changes to tests/test_calc.py were reverted before the run"):
+        assert shown(reason) == reason
+    assert shown("x" * 5000).endswith("…") and len(shown("x" * 5000)) == 2000

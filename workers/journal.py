@@ -1,0 +1,79 @@
+"""The outcome journal: a finished agent run or verification, kept on the worker's disk before the database is told.
+
+An agent run can cost an hour and real money; the database may be away when it ends. Its outcome is written here
+first (to a temporary file, fsync'd, renamed, the folder fsync'd), so a worker that takes the attempt over on this
+host finds it and goes on to verification instead of running the agent again, and the reconciler of this host
+writes it into the database as soon as the database answers (db.queries.keep_agent_outcome), for workers on other
+hosts. An entry is dropped when its attempt is concluded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+AGENT = "agent"
+VERIFY = "verify"
+ENTRY = re.compile(r"([0-9]+)\.(agent|verify)\.json")
+
+
+class OutcomeJournal:
+    """Entries under one folder, one file per attempt and step, each naming the attempt it belongs to."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, attempt_id: int, kind: str) -> Path:
+        return self.root / f"{attempt_id}.{kind}.json"
+
+    def save(self, attempt_id: int, kind: str, fingerprint: str, outcome: dict[str, Any]) -> None:
+        """Write the entry durably: it survives a kill -9 and a power cut once this returns."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self._path(attempt_id, kind)
+        partial = path.with_suffix(".partial")
+        data = json.dumps({"fingerprint": fingerprint, "outcome": outcome}, default=str).encode()
+        with open(partial, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+        folder = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+
+    def load(self, attempt_id: int, kind: str, fingerprint: str) -> dict[str, Any] | None:
+        """The outcome kept for this attempt (and this very attempt: the fingerprint must match), or None."""
+        try:
+            entry = json.loads(self._path(attempt_id, kind).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(entry, dict) or entry.get("fingerprint") != fingerprint:
+            return None
+        outcome = entry.get("outcome")
+        return outcome if isinstance(outcome, dict) else None
+
+    def drop(self, attempt_id: int, kinds: tuple[str, ...] = (AGENT, VERIFY)) -> None:
+        for kind in kinds:
+            self._path(attempt_id, kind).unlink(missing_ok=True)
+
+    def entries(self, kind: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
+        """(attempt id, fingerprint, outcome) of every entry of kind, for the reconciler to hand to the database."""
+        if not self.root.is_dir():
+            return
+        for path in sorted(self.root.iterdir()):
+            found = ENTRY.fullmatch(path.name)
+            if not found or found.group(2) != kind:
+                continue
+            try:
+                entry = json.loads(path.read_text(encoding="utf-8"))
+                yield int(found.group(1)), str(entry["fingerprint"]), dict(entry["outcome"])
+            except (OSError, ValueError, KeyError, TypeError):
+                log.warning("outcome journal: unreadable entry %s skipped", path.name)
