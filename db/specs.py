@@ -165,7 +165,7 @@ class RepoSettings(Spec):
     model_prices: list[ModelPrice] = Field(
         default_factory=list,
         max_length=200,
-        description="MODEL=INPUT/OUTPUT[/CACHED], USD per million tokens, over the gateway's prices (repeatable).",
+        description="MODEL=INPUT/OUTPUT or MODEL=INPUT/OUTPUT/CACHED, USD per million tokens (repeatable).",
     )
     test_env: list[Variable] = Field(
         default_factory=list, max_length=100, description="A variable name passed through to the tests (repeatable)."

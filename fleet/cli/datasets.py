@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from fleet.cli.console import Context, err, one_line_errors, out
+from fleet.cli.console import Context, JsonFlag, err, one_line_errors, out, print_json
 from orchestrator.errors import FleetError
 
 tasks_app = typer.Typer(no_args_is_help=True, help="Task sets in the SWE-bench instance shape.")
@@ -23,6 +23,7 @@ def mine(
     since: Annotated[str, typer.Option(help="How far back: 90d, 12h, 2w, or a date git understands.")] = "90d",
     seed: Annotated[int, typer.Option(help="Fixes the order the injected bugs are tried in.")] = 0,
     mutations: Annotated[int, typer.Option(min=0, max=1000, help="Up to this many tasks from injected bugs.")] = 0,
+    as_json: JsonFlag = False,
 ) -> None:
     """Commits that fix a bug with a test (and injected bugs), each kept once its gold patch verifies."""
     from db import queries
@@ -47,6 +48,8 @@ def mine(
         )
     result = mine_tasks(options, progress=lambda line: err.print(line, markup=False))
     write_tasks(out_file, result.tasks)
+    if as_json:
+        return print_json({"tasks": len(result.tasks), "out": str(out_file), "skipped": result.skipped})
     for line in result.skipped:
         err.print(f"skipped {line}", markup=False)
     out.print(f"{len(result.tasks)} tasks written to {out_file}", markup=False)
@@ -60,6 +63,7 @@ def export(
     since: Annotated[str, typer.Option(help="Attempts finished in this window: 7d, 12h, 2w.")] = "7d",
     repo: Annotated[list[str] | None, typer.Option(help="Only this repo (repeatable).")] = None,
     exclude_repo: Annotated[list[str] | None, typer.Option(help="Never this repo (repeatable).")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Finished attempts as training data: redacted, verdict as reward, no repo whose settings forbid it."""
     from orchestrator.export import Filters, export_records, window
@@ -73,6 +77,8 @@ def export(
     records = export_records(Context().db, fmt, window(since), filters, lambda text: redact(text, values))
     out_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     parquet = write_parquet(out_file, records)
+    if as_json:
+        return print_json({"records": len(records), "format": fmt, "out": str(out_file), "parquet": str(parquet or "")})
     also = f" and {parquet}" if parquet else ""
     out.print(f"{len(records)} {fmt} records written to {out_file}{also}", markup=False)
 

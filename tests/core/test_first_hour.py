@@ -173,6 +173,7 @@ def test_every_command_that_prints_takes_json(embedded: Fleet) -> None:
     assert fleet.json("migrate")["current"] is True
     assert isinstance(fleet.json("gc"), list)
     assert fleet.json("cache", "clear")["deleted"] == 0
+    assert fleet.json("export", "--out", str(fleet.tmp / "data.jsonl"))["records"] == 0
 
 
 @pytest.mark.parametrize("slots", ["0", "-3", "5000"])
