@@ -16,6 +16,7 @@ from verification.environment import CacheUse, copy_files, exclude_from_diffs, s
 from verification.runner import scrubbed_env
 from workers.agent_git import pointed_at, private_gitdir
 from workers.agent_sandbox import AgentSandbox
+from workers import scheduler
 from workers.agents import load_agent
 from workers.agents.contracts import AgentResult, AgentTask
 from workers.cgroups import attempt_cgroup
@@ -167,17 +168,15 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: tuple[AgentResult, str
         cost_usd=result.cost_usd,
         agent_finished_at=utcnow(),
     )
-    if result.cancelled:
-        with rt.db.session() as s:
-            queries.advance(s, job.attempt_id, lease, AttemptStatus.CANCELLED, finished_at=utcnow(), **recorded)
-        rt.discard_attempt_dir(job.attempt_id)
-        return
-    if result.error:
+    if result.error and not result.cancelled:
         record_error(rt, job, lease, result.error, "", recorded)
         return
+    to, stamp = (
+        (AttemptStatus.CANCELLED, "finished_at") if result.cancelled else (AttemptStatus.VERIFY_QUEUED, "dispatched_at")
+    )
     with rt.db.session() as s:
-        moved = queries.advance(
-            s, job.attempt_id, lease, AttemptStatus.VERIFY_QUEUED, dispatched_at=utcnow(), **recorded
-        )
-    if moved:
-        rt.dispatcher.send([(job.attempt_id, AttemptStatus.VERIFY_QUEUED)])
+        moved = queries.advance(s, job.attempt_id, lease, to, **{stamp: utcnow()}, **recorded)
+        sends = scheduler.plan(s, rt.settings)  # the agent slot is free now, whatever verification is doing
+    rt.dispatcher.send(([(job.attempt_id, to)] if moved and to == AttemptStatus.VERIFY_QUEUED else []) + sends)
+    if result.cancelled:
+        rt.discard_attempt_dir(job.attempt_id)
