@@ -21,9 +21,13 @@ def find_tickets(
     agent: str | None = None,
     limit: int = 200,
     with_runs: bool = False,
+    before: int | None = None,
 ) -> Sequence[Ticket]:
-    """Tickets newest first; agent matches one of the ticket's comma-separated agents."""
+    """Tickets newest first (older than ticket `before`, for the next page: an index range, never an offset);
+    agent matches one of the ticket's comma-separated agents."""
     query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+    if before:
+        query = query.where(Ticket.id < before)
     if with_runs:
         query = query.options(selectinload(Ticket.runs).selectinload(Run.attempts).selectinload(Attempt.verification))
     if status:

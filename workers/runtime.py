@@ -25,6 +25,7 @@ from system.mirror import ensure_mirror
 from system.settings import Settings
 from verification.envcache import EnvCache
 from verification.environment import PortAllocator
+from workers.constants import AGENT_QUEUE
 from workers.egress import EgressProxy
 from workers.queue import Dispatcher
 from workers.worktree import WorktreePool
@@ -232,7 +233,7 @@ class WorkerRuntime:
                 self.worker_id,
                 hostname=socket.gethostname(),
                 pid=os.getpid(),
-                slots=self.slots,
+                slots=self.slots if AGENT_QUEUE in self.queues.split(",") else 0,  # a verify-only worker runs no agent
                 busy=len(self.leases),
                 queues=self.queues,
                 stopped_at=utcnow() if stopped else None,
