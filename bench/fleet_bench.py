@@ -148,7 +148,9 @@ def open_attempts(env: dict[str, str]) -> int:
     return count
 
 
-def start_workers(env: dict[str, str], work: Path, slots: int, processes: int) -> list[tuple[subprocess.Popen[bytes], Path]]:
+def start_workers(
+    env: dict[str, str], work: Path, slots: int, processes: int
+) -> list[tuple[subprocess.Popen[bytes], Path]]:
     """`fleet up --until-idle` (one process), else `fleet worker` processes sharing the slots; each counted."""
     started = []
     for n in range(processes):

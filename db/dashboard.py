@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from db.lifecycle import LEASED_ATTEMPT, AttemptStatus, TicketStatus
@@ -99,18 +100,42 @@ def total_spend(s: Session) -> float:
     return float(s.scalar(select(func.sum(Attempt.cost_usd))) or 0.0)
 
 
-def verification_durations(s: Session) -> list[float]:
-    return [float(d) for d in s.scalars(select(Verification.duration))]
+@dataclass(frozen=True)
+class Histogram:
+    """How many values fell at or under each bound, their sum and their count: counted by the database."""
+
+    at_most: list[int]
+    total: float
+    count: int
 
 
-def agent_durations(s: Session) -> list[float]:
+def _histogram(s: Session, value: ColumnElement[float], bounds: Sequence[float], *where: Any) -> Histogram:
+    """One pass: each value's first bucket (a single CASE that stops at the first bound it fits), grouped."""
+    values = select(value.label("v")).where(*where).subquery()
+    bucket = case(*((values.c.v <= bound, index) for index, bound in enumerate(bounds)), else_=len(bounds))
+    per_bucket = [0] * (len(bounds) + 1)
+    total = 0.0
+    for index, count, subtotal in s.execute(select(bucket, func.count(), func.sum(values.c.v)).group_by(bucket)):
+        per_bucket[int(index)] += int(count)
+        total += float(subtotal or 0.0)
+    at_most = [sum(per_bucket[: index + 1]) for index in range(len(bounds))]
+    return Histogram(at_most, total, sum(per_bucket))
+
+
+def _seconds_between(s: Session, start: Any, end: Any) -> ColumnElement[float]:
+    if s.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", end - start)  # type: ignore[no-any-return]
+    return (func.julianday(end) - func.julianday(start)) * 86400.0  # type: ignore[no-any-return]
+
+
+def verification_durations(s: Session, bounds: Sequence[float]) -> Histogram:
+    return _histogram(s, Verification.duration, bounds)
+
+
+def agent_durations(s: Session, bounds: Sequence[float]) -> Histogram:
     """Seconds from an attempt's start to its agent's end, for attempts whose agent finished."""
-    rows = s.execute(
-        select(Attempt.started_at, Attempt.agent_finished_at).where(
-            Attempt.started_at.is_not(None), Attempt.agent_finished_at.is_not(None)
-        )
-    )
-    return [max((end - start).total_seconds(), 0.0) for start, end in rows if start and end]
+    seconds = _seconds_between(s, Attempt.started_at, Attempt.agent_finished_at)
+    return _histogram(s, seconds, bounds, Attempt.started_at.is_not(None), Attempt.agent_finished_at.is_not(None))
 
 
 def ticket_fingerprint(s: Session, ticket_id: int) -> tuple[Any, ...]:

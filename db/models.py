@@ -83,7 +83,7 @@ class Ticket(Base):
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (UniqueConstraint("ticket_id", "index"),)
+    __table_args__ = (UniqueConstraint("ticket_id", "index"), Index("ix_runs_created", "created_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
@@ -109,7 +109,7 @@ class Attempt(Base):
         UniqueConstraint("run_id", "number"),
         Index("ix_attempts_status_dispatched", "status", "dispatched_at"),
         Index("ix_attempts_ticket", "ticket_id"),
-        Index("ix_attempts_created", "created_at"),
+        Index("ix_attempts_created", "created_at", "cost_usd", "started_at", "agent_finished_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -144,7 +144,10 @@ class Attempt(Base):
 
 class Verification(Base):
     __tablename__ = "verifications"
-    __table_args__ = (Index("ix_verifications_created", "created_at"),)
+    __table_args__ = (
+        Index("ix_verifications_created", "created_at", "verdict", "duration"),
+        Index("ix_verifications_verdict", "verdict"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id"), unique=True)

@@ -27,7 +27,7 @@ from db.queries.scheduling import (
     repo_limits,
     scheduling_lock,
 )
-from db.queries.stats import attempt_counts, runs_since, spend, ticket_counts
+from db.queries.stats import RunFigures, attempt_counts, runs_since, spend, ticket_counts
 from db.queries.tickets import (
     add_attempt,
     add_review,
@@ -58,6 +58,7 @@ __all__ = [
     "Lease",
     "NotFound",
     "Pending",
+    "RunFigures",
     "Session",
     "add_attempt",
     "add_repo",

@@ -51,19 +51,21 @@ def pending(s: Session, per_repo: int) -> list[Pending]:
     return [Pending(*row) for row in s.execute(query).all()]
 
 
-def in_flight(s: Session) -> list[tuple[int, str]]:
-    """(repo id, agent) of every attempt holding or about to hold an agent slot: sent or running.
+def in_flight(s: Session) -> dict[tuple[int, str], int]:
+    """How many attempts per (repo id, agent) hold or are about to hold an agent slot: sent or running.
 
-    Verification holds no agent slot: each worker runs it on a budget of its own, sized to its cores."""
+    Verification holds no agent slot: each worker runs it on a budget of its own, sized to its cores. Counted by
+    the database: a pass reads a row per repository and agent, not one per busy slot."""
     sent = (Attempt.status == AttemptStatus.QUEUED.value) & Attempt.dispatched_at.is_not(None)
     query = (
-        select(Ticket.repo_id, Run.agent)
+        select(Ticket.repo_id, Run.agent, func.count())
         .select_from(Attempt)
         .join(Run, Run.id == Attempt.run_id)
         .join(Ticket, Ticket.id == Attempt.ticket_id)
         .where(sent | (Attempt.status == AttemptStatus.RUNNING.value))
+        .group_by(Ticket.repo_id, Run.agent)
     )
-    return [(repo_id, agent) for repo_id, agent in s.execute(query).all()]
+    return {(repo_id, agent): count for repo_id, agent, count in s.execute(query).all()}
 
 
 def live_slots(s: Session, stale_seconds: float) -> int:

@@ -33,7 +33,9 @@ def check_slots(concurrency: int) -> None:
 @commands.command()
 @one_line_errors
 def up(
-    concurrency: Annotated[int, typer.Option(help="Agent slots; verifications run beside them, FLEET_VERIFY_CONCURRENCY at once.")] = 4,
+    concurrency: Annotated[
+        int, typer.Option(help="Agent slots; verifications run beside them, FLEET_VERIFY_CONCURRENCY at once.")
+    ] = 4,
     until_idle: Annotated[bool, typer.Option(help="Exit when no work is left.")] = False,
     verbose: Verbose = False,
 ) -> None:
@@ -53,7 +55,9 @@ def up(
 @commands.command()
 @one_line_errors
 def worker(
-    concurrency: Annotated[int, typer.Option(help="Agent slots in this worker process; verifications run beside them.")] = 8,
+    concurrency: Annotated[
+        int, typer.Option(help="Agent slots in this worker process; verifications run beside them.")
+    ] = 8,
     queue: Annotated[
         list[str] | None, typer.Option(metavar="QUEUE", help="Queues to consume: agents, verify (default both).")
     ] = None,
