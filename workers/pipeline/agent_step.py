@@ -14,9 +14,9 @@ from db.models import utcnow
 from system.sandbox import confine, scratch_env, setup_view, toolchain_roots
 from verification.environment import CacheUse, copy_files, exclude_from_diffs, set_up_environment
 from verification.runner import scrubbed_env
+from workers import scheduler
 from workers.agent_git import pointed_at, private_gitdir
 from workers.agent_sandbox import AgentSandbox
-from workers import scheduler
 from workers.agents import load_agent
 from workers.agents.contracts import AgentResult, AgentTask
 from workers.cgroups import attempt_cgroup
