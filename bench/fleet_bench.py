@@ -37,6 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from busy import busy_profile, plot  # bench/busy.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TEST_CMD = "grep -q fixed state.txt"
@@ -238,6 +240,7 @@ def throughput(
         "rss_mb_per_slot": round(peak_rss / 2**20 / slots, 2),
         "verified": counts.get("needs_review", 0),
         "not_verified": {status: n for status, n in counts.items() if status != "needs_review" and n},
+        "busy": busy_profile(log, slots),
         "busy_log": str(log),
     }
 
@@ -327,32 +330,6 @@ def worktree_cost(files: int, rounds: int, work: Path) -> dict[str, Any]:
         "pooled_over_fresh": round(pooled / fresh, 3),
         "pooled_diff_ms": round(1000 * statistics.median(diffs), 1),
     }
-
-
-def plot(log: Path, out: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    events = sorted(
-        (float(ts), 1 if kind == "start" else -1)
-        for kind, ts in (line.split() for line in log.read_text().splitlines())
-    )
-    t0, busy, xs, ys = events[0][0], 0, [], []
-    for ts, delta in events:
-        busy += delta
-        xs.append(ts - t0)
-        ys.append(busy)
-    plt.figure(figsize=(8, 3))
-    plt.step(xs, ys, where="post")
-    plt.xlabel("seconds")
-    plt.ylabel("agents busy")
-    plt.tight_layout()
-    plt.savefig(out)
-    return True
 
 
 def main() -> None:
