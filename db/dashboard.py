@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from db.lifecycle import LEASED_ATTEMPT, AttemptStatus, TicketStatus
-from db.models import Attempt, Repo, Run, Ticket, Verification
+from db.lifecycle import LEASED_ATTEMPT, OPEN_ATTEMPT, AttemptStatus, TicketStatus
+from db.models import Attempt, Repo, Run, Ticket, Verification, Worker
 from db.queries import NotFound, Session
 
 
@@ -172,3 +172,17 @@ def ticket_statuses(s: Session, ticket_ids: Sequence[int]) -> dict[int, tuple[st
 
 def newest_ticket_id(s: Session) -> int:
     return int(s.scalar(select(func.max(Ticket.id))) or 0)
+
+
+def fleet_fingerprint(s: Session) -> tuple[Any, ...]:
+    """What the Fleet page's figures move with: tickets and open attempts by status, the newest verdict, the live
+    workers' slots in use. Index lookups only, so the live view can ask every second."""
+    tickets = sorted(s.execute(select(Ticket.status, func.count()).group_by(Ticket.status)).all())
+    attempts = sorted(
+        s.execute(
+            select(Attempt.status, func.count()).where(Attempt.status.in_(OPEN_ATTEMPT)).group_by(Attempt.status)
+        ).all()
+    )
+    newest = s.scalar(select(func.max(Verification.id)))
+    workers = s.execute(select(func.count(), func.sum(Worker.busy)).where(Worker.stopped_at.is_(None))).one()
+    return (tuple(map(tuple, tickets)), tuple(map(tuple, attempts)), newest, tuple(workers))
