@@ -67,8 +67,13 @@ def load_ticket_tree(s: Session, ticket_id: int) -> Ticket:
     return ticket
 
 
-def list_tickets(s: Session, status: str | None = None, repo: str | None = None, limit: int = 500) -> Sequence[Ticket]:
+def list_tickets(
+    s: Session, status: str | None = None, repo: str | None = None, limit: int = 500, before: int | None = None
+) -> Sequence[Ticket]:
+    """Tickets newest first; before (a ticket id) starts the page after the one that ended there."""
     query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+    if before:
+        query = query.where(Ticket.id < before)
     if status:
         query = query.where(Ticket.status == status)
     if repo:

@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "repo": ("fleet.cli.repo", "app", "Register, change, remove and list repositories."),
     "review": ("fleet.cli.review", "app", "Verified diffs waiting for a person."),
     "submit": ("fleet.cli.tickets", "commands", "Queue one ticket, or every ticket in --file."),
-    "tickets": ("fleet.cli.tickets", "commands", "List tickets, newest first."),
+    "tickets": ("fleet.cli.tickets", "commands", "List tickets, newest first, a page at a time."),
     "show": (
         "fleet.cli.tickets",
         "commands",
