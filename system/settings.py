@@ -11,6 +11,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_BROKER = "embedded"
+VERIFY_PER_CORE = 4
 
 
 def default_home() -> Path:
@@ -56,8 +57,8 @@ class Settings(BaseSettings):
     agent_memory_mb: int = 4096
 
     worktree_pool_size: int = 0  # per repository and kind of work; 0: as many as the worker has slots
-    # Verifications a worker runs at once, beside its agent slots (they never hold one): CPU-bound work, so
-    # sized to the cores (0: the number of cores).
+    # Verifications a worker runs at once, beside its agent slots (they never hold one): sized to the cores
+    # (0: four per core; a verification spends much of its time waiting on git and sandbox starts).
     verify_concurrency: int = 0
     env_cache_bytes: int = 10 * 2**30  # environments built by setup commands, kept for reuse; 0 turns it off
     ports_dir: Path = Path(tempfile.gettempdir()) / f"fleet-ports-{os.getuid()}"
@@ -84,8 +85,8 @@ class Settings(BaseSettings):
 
     @property
     def verify_slots(self) -> int:
-        """How many verifications a worker runs at once: FLEET_VERIFY_CONCURRENCY, else one per core."""
-        return self.verify_concurrency or os.cpu_count() or 1
+        """How many verifications a worker runs at once: FLEET_VERIFY_CONCURRENCY, else four per core."""
+        return self.verify_concurrency or VERIFY_PER_CORE * (os.cpu_count() or 1)
 
     @property
     def embedded(self) -> bool:
