@@ -109,7 +109,7 @@ class Histogram:
     count: int
 
 
-def _histogram(s: Session, value: ColumnElement[float], bounds: Sequence[float], *where: Any) -> Histogram:
+def _histogram(s: Session, value: ColumnElement[Any], bounds: Sequence[float], *where: Any) -> Histogram:
     """One pass: each value's first bucket (a single CASE that stops at the first bound it fits), grouped."""
     values = select(value.label("v")).where(*where).subquery()
     bucket = case(*((values.c.v <= bound, index) for index, bound in enumerate(bounds)), else_=len(bounds))
@@ -122,14 +122,16 @@ def _histogram(s: Session, value: ColumnElement[float], bounds: Sequence[float],
     return Histogram(at_most, total, sum(per_bucket))
 
 
-def _seconds_between(s: Session, start: Any, end: Any) -> ColumnElement[float]:
+def _seconds_between(s: Session, start: Any, end: Any) -> ColumnElement[Any]:
     if s.get_bind().dialect.name == "postgresql":
-        return func.extract("epoch", end - start)  # type: ignore[no-any-return]
-    return (func.julianday(end) - func.julianday(start)) * 86400.0  # type: ignore[no-any-return]
+        return func.extract("epoch", end - start)
+    seconds: ColumnElement[Any] = (func.julianday(end) - func.julianday(start)) * 86400.0
+    return seconds
 
 
 def verification_durations(s: Session, bounds: Sequence[float]) -> Histogram:
-    return _histogram(s, Verification.duration, bounds)
+    duration: ColumnElement[Any] = Verification.duration.expression
+    return _histogram(s, duration, bounds)
 
 
 def agent_durations(s: Session, bounds: Sequence[float]) -> Histogram:
