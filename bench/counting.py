@@ -21,6 +21,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def git_command(args: list[str]) -> str:
+    """`git SUBCOMMAND`, skipping git's own options (-C DIR, -c KEY=VALUE, --git-dir=..., ...)."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in ("-C", "-c"):
+            skip = True
+        elif not arg.startswith("-"):
+            return f"git {arg}"
+    return "git"
+
+
 def install(out: Path) -> None:
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
@@ -37,10 +50,10 @@ def install(out: Path) -> None:
     popen_init = subprocess.Popen.__init__
 
     def counting_init(self: Any, args: Any, *rest: Any, **kwargs: Any) -> None:
-        argv = [args] if isinstance(args, str | bytes) else list(args)
-        names = [Path(str(a)).name for a in argv[:12]]
-        with lock:  # the command behind setpriv/prlimit/bwrap wrappers: git when git is among the first words
-            spawns["git" if "git" in names else names[0] if names else "?"] += 1
+        argv = [str(a) for a in ([args] if isinstance(args, str | bytes) else list(args))]
+        names = [Path(a).name for a in argv[:12]]
+        with lock:  # the command behind setpriv/prlimit/bwrap wrappers: git (and its subcommand) when among them
+            spawns[git_command(argv[names.index("git") + 1 :]) if "git" in names else names[0] if names else "?"] += 1
         popen_init(self, args, *rest, **kwargs)
 
     subprocess.Popen.__init__ = counting_init  # type: ignore[method-assign]

@@ -39,8 +39,9 @@ def compose_prompt(ticket: Ticket, feedback: str = "") -> str:
 
 def start_runs(s: queries.Session, ticket: Ticket) -> None:
     """First attempts for every run of a new ticket; the scheduler sends them when slots are free."""
+    prompt = compose_prompt(ticket)
     for run in ticket.runs:
-        queries.add_attempt(s, run, compose_prompt(ticket))
+        queries.add_first_attempt(s, run, prompt)
 
 
 def next_attempt(s: queries.Session, run: Run, feedback: str) -> Attempt:

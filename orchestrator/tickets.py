@@ -103,16 +103,27 @@ def _base_sha(source: str, ref: str, repo_name: str) -> str:
         raise FleetError(f"base ref {ref!r} does not exist in repo {repo_name!r} ({source})") from None
 
 
-def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str, agents: AgentRule, check: str = "") -> Ticket:
+def create(
+    s: queries.Session,
+    spec: TicketSpec,
+    cwd: Path,
+    actor: str,
+    agents: AgentRule,
+    check: str = "",
+    memo: dict[tuple[str, ...], Any] | None = None,
+) -> Ticket:
     """Write one ticket with its runs and first attempts; nothing is sent yet.
 
     check: "given" refuses the shell agent without a command; "local" also looks for the command on this machine
-    (where the embedded workers run)."""
+    (where the embedded workers run). memo: shared by the tickets of one batch, which look each repository and
+    base ref up once (ten thousand tickets of one repository ask git once, not ten thousand times)."""
+    memo = {} if memo is None else memo
     validate(spec, agents)
     try:
-        repo = queries.get_repo(s, spec.repo)
+        repo = memo.get(("repo", spec.repo)) or queries.get_repo(s, spec.repo)
     except queries.NotFound as exc:
         raise FleetError(str(exc)) from None
+    memo[("repo", spec.repo)] = repo
     options: dict[str, Any] = {}
     if spec.agent_cmd:
         options["command"] = parse_agent_cmd(spec.agent_cmd, cwd)
@@ -124,7 +135,8 @@ def create(s: queries.Session, spec: TicketSpec, cwd: Path, actor: str, agents: 
         options["extra_args"] = list(spec.agent_args)
     if spec.agent_env:
         options["env"] = list(spec.agent_env)
-    base_sha = _base_sha(repo.source, spec.base, repo.name)
+    base_sha = memo.get(("base", repo.source, spec.base)) or _base_sha(repo.source, spec.base, repo.name)
+    memo[("base", repo.source, spec.base)] = base_sha
     if check:
         check_runnable(_run_agents(spec, repo.default_agent), options.get("command", []), cwd, check == "local")
     ticket = queries.add_ticket(
@@ -160,9 +172,10 @@ def _create_in_batch(
     actor: str,
     agents: AgentRule,
     check: str,
+    memo: dict[tuple[str, ...], Any],
 ) -> Ticket:
     try:
-        return create(s, spec, cwd, actor, agents, check)
+        return create(s, spec, cwd, actor, agents, check, memo)
     except FleetError as exc:
         # One bad ticket in a batch stores none of them; say which one it was (keeping the kind of error).
         raise type(exc)(f"ticket {number} of {total}: {exc}" if total > 1 else str(exc)) from None
@@ -183,9 +196,10 @@ def submit(
     machine; a team's workers may have commands this machine lacks), a command not found or not executable here."""
     agents = AgentRule(dispatcher, settings.agent_classes)
     check = ("local" if settings.embedded else "given") if check_commands else ""
+    memo: dict[tuple[str, ...], Any] = {}
     with db.session() as s:
         tickets = [
-            _create_in_batch(s, spec, number, len(specs), cwd, actor, agents, check)
+            _create_in_batch(s, spec, number, len(specs), cwd, actor, agents, check, memo)
             for number, spec in enumerate(specs, 1)
         ]
     dispatcher.kick(db, settings)

@@ -30,6 +30,7 @@ from db.queries.scheduling import (
 from db.queries.stats import RunFigures, attempt_counts, runs_since, spend, ticket_counts
 from db.queries.tickets import (
     add_attempt,
+    add_first_attempt,
     add_review,
     add_ticket,
     add_verification,
@@ -61,6 +62,7 @@ __all__ = [
     "RunFigures",
     "Session",
     "add_attempt",
+    "add_first_attempt",
     "add_repo",
     "delete_repo",
     "add_review",
