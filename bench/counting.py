@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if not os.environ.get("PYTHONPATH"):  # a baseline checkout given by PYTHONPATH (fleet_bench --baseline) wins
+    sys.path.insert(0, str(ROOT))
 
 
 def git_command(args: list[str]) -> str:

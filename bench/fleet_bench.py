@@ -207,12 +207,13 @@ def counted(workers: list[tuple[subprocess.Popen[bytes], Path]], tickets: int) -
 
 
 def throughput(
-    mode: str, tickets: int, slots: int, agent_seconds: float, work: Path, processes: int = 1
+    mode: str, tickets: int, slots: int, agent_seconds: float, work: Path, processes: int = 1, code: str = ""
 ) -> dict[str, Any]:
-    label = f"{mode}-{slots}x{processes}"
+    """One row; code: a checkout of another commit to run instead of this one (PYTHONPATH), for side by side rows."""
+    label = f"{mode}-{slots}x{processes}-{'base' if code else 'this'}"
     home, repo, log = work / f"home-{label}", work / f"repo-{label}", work / f"busy-{label}.log"
     make_repo(repo)
-    env = fleet_env(home, mode)
+    env = fleet_env(home, mode) | ({"PYTHONPATH": code} if code else {})
     fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
     submit_batch(env, work, label, tickets, agent_seconds)
     started = time.monotonic()
@@ -226,6 +227,7 @@ def throughput(
     bare = bare_test_seconds(repo)
     ideal = tickets * (agent_seconds + bare) / slots
     return {
+        "code": code or "this checkout",
         "mode": mode,
         "worker_processes": processes,
         "tickets": tickets,
@@ -341,6 +343,9 @@ def main() -> None:
     parser.add_argument(
         "--wide", default="4000,400,4", help="the wide row, team mode: tickets,slots,worker processes ('' skips it)"
     )
+    parser.add_argument(
+        "--baseline", default="", help="a checkout of another commit: each --modes row runs with it too, alternating"
+    )
     parser.add_argument("--latency-samples", type=int, default=50, help="0 skips the dispatch latency part")
     parser.add_argument("--worktree-files", type=int, default=5000, help="0 skips the worktree cost part")
     args = parser.parse_args()
@@ -352,13 +357,14 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
         work = Path(tmp)
-        runs = [(mode, args.tickets, args.slots, 1) for mode in args.modes.split(",") if mode]
+        codes = [args.baseline, ""] if args.baseline else [""]
+        runs = [(mode, args.tickets, args.slots, 1, code) for mode in args.modes.split(",") if mode for code in codes]
         if args.wide:
             tickets, slots, processes = map(int, args.wide.split(","))
-            runs.append(("team", tickets, slots, processes))
-        for mode, tickets, slots, processes in runs:
-            row = throughput(mode, tickets, slots, args.agent_seconds, work, processes)
-            png = RESULTS / f"fleet_busy-{mode}-{slots}x{processes}-{stamp}.png"
+            runs.append(("team", tickets, slots, processes, ""))
+        for mode, tickets, slots, processes, code in runs:
+            row = throughput(mode, tickets, slots, args.agent_seconds, work, processes, code)
+            png = RESULTS / f"fleet_busy-{mode}-{slots}x{processes}{'-base' if code else ''}-{stamp}.png"
             if plot(Path(row.pop("busy_log")), png):
                 row["plot"] = str(png.relative_to(ROOT))
             report["throughput"].append(row)
