@@ -1,4 +1,4 @@
-"""`fleet` loads only what the command it runs needs: `--help` none of the database, web or worker stacks."""
+"""`fleet` answers at once: it loads only what the command it runs needs, and lists tickets a page at a time."""
 
 from __future__ import annotations
 
@@ -50,3 +50,16 @@ def test_the_table_names_every_command_with_its_own_help() -> None:
     for name, (_, _, help_line) in COMMANDS.items():
         assert full.commands[name].get_short_help_str(limit=500) == help_line
         assert load(name).name == name
+
+
+def test_fleet_tickets_pages_back_by_id(embedded: Any, tmp_path: Any) -> None:
+    import json as json_
+
+    embedded.sample_repo()
+    batch = tmp_path / "three.json"
+    batch.write_text(json_.dumps([{"title": f"ticket {n}"} for n in range(3)]))
+    ids = [t["id"] for t in embedded.submit("--repo", "calc", "--agent-cmd", "true", "--file", str(batch))]
+    page = embedded.run("tickets", "--limit", "2").stdout
+    assert f"older tickets: fleet tickets --before {ids[1]}" in page
+    older = embedded.json("tickets", "--limit", "2", "--before", str(ids[1]))
+    assert [t["id"] for t in older] == [ids[0]]
