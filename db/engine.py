@@ -38,7 +38,9 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
+    # At most 20 connections per process: several worker processes of a hundred slots each share one server's
+    # connection limit (100 by default); a slot holds a connection for milliseconds, so it waits rarely.
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=15)
 
 
 class Database:
