@@ -175,22 +175,24 @@ def watch(env: dict[str, str], workers: list[tuple[subprocess.Popen[bytes], Path
     cpu: dict[int, float] = {}
     peak_rss, last_check = 0, time.monotonic()
     procs = [proc for proc, _ in workers]
-    while any(proc.poll() is None for proc in procs):
+    try:
+        while any(proc.poll() is None for proc in procs):
+            for proc in procs:
+                cpu[proc.pid] = cpu_seconds(proc.pid) or cpu.get(proc.pid, 0.0)
+            peak_rss = max(peak_rss, sum(rss_bytes(proc.pid) for proc in procs))
+            time.sleep(0.2)
+            if len(procs) > 1 and time.monotonic() - last_check > 1.0:
+                last_check = time.monotonic()
+                try:
+                    if open_attempts(env) == 0:
+                        break
+                except Exception as exc:  # a shared server may be out of connections for a moment
+                    print(f"could not count open attempts: {exc}", file=sys.stderr)
+    finally:  # never leave workers behind, whatever stopped the watch
         for proc in procs:
-            cpu[proc.pid] = cpu_seconds(proc.pid) or cpu.get(proc.pid, 0.0)
-        peak_rss = max(peak_rss, sum(rss_bytes(proc.pid) for proc in procs))
-        time.sleep(0.2)
-        if len(procs) > 1 and time.monotonic() - last_check > 1.0:
-            last_check = time.monotonic()
-            try:
-                if open_attempts(env) == 0:
-                    break
-            except Exception as exc:  # a shared server may be out of connections for a moment
-                print(f"could not count open attempts: {exc}", file=sys.stderr)
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        proc.wait(timeout=120)
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=120)
     return sum(cpu.values()), peak_rss
 
 
