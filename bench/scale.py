@@ -1,12 +1,13 @@
 """Fleet with a large history: the CLI, the dashboard, the API, the live view and a batch submit.
 
     python bench/scale.py [--tickets 100000] [--attempts-per-ticket 3] [--runs 7] [--sse-clients 100]
-                          [--batch 10000] [--database sqlite|postgresql]
+                          [--batch 10000] [--database sqlite|postgresql] [--baseline DIR] [--skip web,sse,batch]
 
 1. Builds the history in bulk (one INSERT per 10,000 rows): N tickets of one repository in every status, each
    with one run of K finished attempts, each attempt with its verification and two events per ticket.
 2. CLI: `fleet --help`, `fleet tickets`, `fleet status`, `fleet show ID` as separate processes, wall time
-   min/median/max over --runs runs.
+   min/median/max over --runs runs; with --baseline, the same commands of another commit's checkout on the same
+   history (built again under its schema), interleaved.
 3. Web: `fleet web` in its own process; the Fleet page, the tickets list (first page, a filtered page, the page
    after), a ticket page, /api/tickets and /metrics, each requested --runs x 3 times: p50/p95.
 4. The live view: --sse-clients browsers on the Fleet page (its two event streams each) and on a ticket page, for
@@ -125,15 +126,19 @@ def spread(samples: list[float]) -> dict[str, float]:
     }
 
 
-def cli_times(env: dict[str, str], runs: int, work: Path, ticket: int) -> dict[str, Any]:
+def cli_times(envs: dict[str, dict[str, str]], runs: int, work: Path, ticket: int) -> dict[str, Any]:
+    """Each command under each env (this checkout, and a baseline's), interleaved so that a burst of load
+    elsewhere touches every command and both checkouts alike."""
     commands = {"--help": ["--help"], "tickets": ["tickets"], "status": ["status"], "show": ["show", str(ticket)]}
-    found: dict[str, list[float]] = {name: [] for name in commands}
-    entry = [str(Path(sys.executable).parent / "fleet")]
-    for _ in range(runs):  # interleaved, so a burst of load elsewhere touches every command alike
+    found: dict[str, list[float]] = {f"{name} ({label})": [] for label in envs for name in commands}
+    for _ in range(runs):
         for name, args in commands.items():
-            started = time.perf_counter()
-            subprocess.run([*entry, *args], env=env, cwd=work, check=True, capture_output=True)
-            found[name].append(time.perf_counter() - started)
+            for label, env in envs.items():
+                started = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, "-m", "fleet", *args], env=env, cwd=work, check=True, capture_output=True
+                )
+                found[f"{name} ({label})"].append(time.perf_counter() - started)
     return {name: spread(samples) for name, samples in found.items()}
 
 
@@ -234,6 +239,19 @@ def batch_submit(env: dict[str, str], work: Path, count: int) -> dict[str, Any]:
     return {"tickets": count, "seconds": round(time.perf_counter() - started, 2)}
 
 
+def web_parts(env: dict[str, str], work: Path, args: Any, ticket: int, emit: Any) -> None:
+    web, base, token = start_web(env, work)
+    try:
+        if "web" not in args.skip:
+            emit("web", web_times(base, token, args.runs, ticket))
+        if "sse" not in args.skip:
+            emit("sse_fleet_page", sse_cpu(web, base, token, args.sse_clients, ["/events/fleet", "/events/review"]))
+            emit("sse_ticket_page", sse_cpu(web, base, token, args.sse_clients, [f"/events/tickets/{ticket}"]))
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tickets", type=int, default=100_000)
@@ -242,6 +260,8 @@ def main() -> None:
     parser.add_argument("--sse-clients", type=int, default=100)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--baseline", default="", help="a checkout of another commit: its CLI is timed alongside")
+    parser.add_argument("--skip", default="", help="parts to leave out: web,sse,batch")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"database": args.database, "nproc": os.cpu_count(), "load": os.getloadavg()}
@@ -259,19 +279,17 @@ def main() -> None:
         for git_args in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.name=b", "-c", "user.email=b@b",
                                                                         "commit", "-qm", "base"]):  # fmt: skip
             subprocess.run(["git", *git_args], cwd=repo, check=True)
-        fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", "true", cwd=work)
-        emit("history", build_history(env, args.tickets, args.attempts_per_ticket))
+        envs = {"this": env}
+        if args.baseline:  # the same history under the baseline's own schema, for its CLI
+            envs["baseline"] = make_env(work / "home-baseline", args.database) | {"PYTHONPATH": args.baseline}
+        for each in envs.values():
+            fleet(each, "repo", "add", "bench", str(repo), "--test-cmd", "true", cwd=work)
+            emit("history", build_history(each, args.tickets, args.attempts_per_ticket))
         ticket = args.tickets // 2
-        emit("cli", cli_times(env, args.runs, work, ticket))
-        web, base, token = start_web(env, work)
-        try:
-            emit("web", web_times(base, token, args.runs, ticket))
-            emit("sse_fleet_page", sse_cpu(web, base, token, args.sse_clients, ["/events/fleet", "/events/review"]))
-            emit("sse_ticket_page", sse_cpu(web, base, token, args.sse_clients, [f"/events/tickets/{ticket}"]))
-        finally:
-            web.terminate()
-            web.wait(timeout=30)
-        if args.batch:
+        emit("cli", cli_times(envs, args.runs, work, ticket))
+        if "web" not in args.skip or "sse" not in args.skip:
+            web_parts(env, work, args, ticket, emit)
+        if args.batch and "batch" not in args.skip:
             emit("batch_submit", batch_submit(env, work, args.batch))
     out = RESULTS / f"scale-{args.database}-{datetime.now(UTC).strftime('%Y-%m-%dT%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2))
