@@ -26,7 +26,8 @@ def find_tickets(
 ) -> Sequence[Ticket]:
     """Tickets newest first (older than ticket `before`, for the next page: an index range, never an offset);
     agent matches one of the ticket's comma-separated agents."""
-    query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+    # The repositories in a second query: joined to the page, PostgreSQL sorts the whole table before the limit.
+    query = select(Ticket).options(selectinload(Ticket.repo)).order_by(Ticket.id.desc()).limit(limit)
     if before:
         query = query.where(Ticket.id < before)
     if with_runs:

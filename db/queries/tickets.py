@@ -74,7 +74,8 @@ def list_tickets(
     s: Session, status: str | None = None, repo: str | None = None, limit: int = 500, before: int | None = None
 ) -> Sequence[Ticket]:
     """Tickets newest first; before (a ticket id) starts the page after the one that ended there."""
-    query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+    # The repositories in a second query: joined to the page, PostgreSQL sorts the whole table before the limit.
+    query = select(Ticket).options(selectinload(Ticket.repo)).order_by(Ticket.id.desc()).limit(limit)
     if before:
         query = query.where(Ticket.id < before)
     if status:

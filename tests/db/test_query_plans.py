@@ -85,12 +85,19 @@ HISTORY = {"attempts", "runs", "verifications", "reviews", "events"}  # the tabl
 FULL_SCANS = ("Seq Scan on tickets", "Seq Scan on attempts", "Seq Scan on reviews", "Seq Scan on events")
 
 
+# Pages read newest first by walking an index backwards and stop at the limit: no sort of the whole table.
+WALKED = {"tickets, newest first", "tickets by status", "the next page, by status"}
+
+
 @pytest.mark.parametrize("name", list(READS))
 def test_query_uses_indexes(db: Database, name: str) -> None:
     with capture(db) as seen, db.session() as s:
         READS[name](s)
     assert seen
-    for plan in plans(db, seen):
+    found = plans(db, seen)
+    if name in WALKED:
+        assert "Sort" not in found[0] and "TEMP B-TREE" not in found[0], found[0]
+    for plan in found:
         print(f"{name}:\n{plan}\n")
         lines = plan.splitlines()
         assert not [line for line in lines if any(scan in line for scan in FULL_SCANS)], plan
