@@ -107,8 +107,7 @@ def build_history(env: dict[str, str], tickets: int, per_ticket: int) -> dict[st
             for model in (Ticket, Run, Attempt, Verification, Event):
                 s.execute(insert(model), rows[model])
     if db.engine.dialect.name == "postgresql":
-        with db.engine.connect() as conn:
-            conn.exec_driver_sql("COMMIT")
+        with db.engine.begin() as conn:  # committed: both the sequences and the statistics are transactional
             for table in ("tickets", "runs", "attempts", "verifications", "events"):
                 # rows were written with their ids: move each sequence past them, then gather statistics
                 conn.exec_driver_sql(f"SELECT setval('{table}_id_seq', (SELECT max(id) FROM {table}))")
