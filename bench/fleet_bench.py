@@ -1,13 +1,16 @@
 """The fleet benchmark: many tickets at once, dispatch latency, memory per slot, pooled vs fresh worktrees.
 
     python bench/fleet_bench.py [--tickets 1000] [--slots 100] [--agent-seconds 5] [--modes embedded,team]
-                                [--latency-samples 50] [--worktree-files 5000]   (0 skips that part)
+                                [--wide 4000,400,4] [--latency-samples 50] [--worktree-files 5000]   (0 skips that part)
+    FLEET_BENCH_REDIS_URL (default redis://127.0.0.1:6379/14) is the team mode's broker; it is flushed.
 
 1. Throughput: N tickets whose agent sleeps S seconds then makes a one-line fix, a trivial test command
    (`grep -q fixed state.txt`, judged by its exit code), C slots on one machine. Reports makespan / ideal,
    where ideal = N x (S + bare test time) / C, and Fleet's own CPU time per ticket: the `fleet up` process's
    user+system time (read from /proc, children excluded, so agents and test commands do not count) divided
    by N. Embedded mode (SQLite, serverless broker) and team mode (PostgreSQL + Redis; needs both servers).
+   Each row also counts, per ticket, the SQL statements and the commands the worker spawned (bench/counting.py).
+   The wide row: team mode, more slots than one process should hold, shared by several `fleet worker` processes.
 2. Dispatch latency with idle slots: submit (through the Python API) to the agent's process start, p50/p99.
 3. Memory: the worker process's peak resident memory while all slots are busy, divided by the slots.
 4. Worktree cost per attempt on a 5,000-file repository: a pooled lease+release vs `git worktree add`+remove, and
@@ -29,9 +32,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from busy import busy_profile, plot  # bench/busy.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -65,7 +71,7 @@ def fleet_env(home: Path, mode: str) -> dict[str, str]:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         env["FLEET_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        env["FLEET_BROKER_URL"] = "redis://127.0.0.1:6379/14"
+        env["FLEET_BROKER_URL"] = os.environ.get("FLEET_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
         import redis
 
         redis.Redis.from_url(env["FLEET_BROKER_URL"]).flushdb()
@@ -122,40 +128,102 @@ def bare_test_seconds(repo: Path, runs: int = 20) -> float:
     return (time.perf_counter() - started) / runs
 
 
-def throughput(mode: str, tickets: int, slots: int, agent_seconds: float, work: Path) -> dict[str, Any]:
-    home, repo, log = work / f"home-{mode}", work / f"repo-{mode}", work / f"busy-{mode}.log"
-    make_repo(repo)
-    env = fleet_env(home, mode)
-    fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
+def submit_batch(env: dict[str, str], work: Path, mode: str, tickets: int, agent_seconds: float) -> None:
     agent = f"echo start $(date +%s.%N); sleep {agent_seconds}; echo fixed > state.txt; echo end $(date +%s.%N)"
     batch = work / f"tickets-{mode}.json"
     batch.write_text(json.dumps([{"title": f"ticket {n}"} for n in range(tickets)]))
-    fleet(
-        env,
-        "submit",
-        "--repo",
-        "bench",
-        "--attempts",
-        "1",
-        "--agent-cmd",
-        f"sh -c {shlex.quote(agent)}",
-        "--file",
-        str(batch),
-        cwd=work,
-    )
+    args = ["--repo", "bench", "--attempts", "1", "--agent-cmd", f"sh -c {shlex.quote(agent)}", "--file", str(batch)]
+    fleet(env, "submit", *args, cwd=work)
+
+
+def open_attempts(env: dict[str, str]) -> int:
+    from sqlalchemy import text
+
+    from db.engine import Database
+    from system.settings import Settings
+
+    db = Database(Settings(home=Path(env["FLEET_HOME"]), database_url=env.get("FLEET_DATABASE_URL", "")).db_url)
+    query = "SELECT count(*) FROM attempts WHERE status IN ('queued', 'running', 'verify_queued', 'verifying')"
+    with db.engine.connect() as conn:
+        count = int(conn.execute(text(query)).scalar() or 0)
+    db.dispose()
+    return count
+
+
+def start_workers(
+    env: dict[str, str], work: Path, slots: int, processes: int
+) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """`fleet up --until-idle` (one process), else `fleet worker` processes sharing the slots; each counted."""
+    started = []
+    for n in range(processes):
+        counts = work / f"counts-{uuid.uuid4().hex[:6]}.json"
+        share = slots // processes + (1 if n < slots % processes else 0)
+        command = ["up", "--until-idle"] if processes == 1 else ["worker"]
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "counting.py"), str(counts), *command, "--concurrency", str(share)],
+            env=env,
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started.append((proc, counts))
+    return started
+
+
+def watch(env: dict[str, str], workers: list[tuple[subprocess.Popen[bytes], Path]]) -> tuple[float, int]:
+    """Wait until every attempt has ended (or `fleet up` exits); returns the workers' CPU seconds and peak RSS."""
+    cpu: dict[int, float] = {}
+    peak_rss, last_check = 0, time.monotonic()
+    procs = [proc for proc, _ in workers]
+    try:
+        while any(proc.poll() is None for proc in procs):
+            for proc in procs:
+                cpu[proc.pid] = cpu_seconds(proc.pid) or cpu.get(proc.pid, 0.0)
+            peak_rss = max(peak_rss, sum(rss_bytes(proc.pid) for proc in procs))
+            time.sleep(0.2)
+            if len(procs) > 1 and time.monotonic() - last_check > 1.0:
+                last_check = time.monotonic()
+                try:
+                    if open_attempts(env) == 0:
+                        break
+                except Exception as exc:  # a shared server may be out of connections for a moment
+                    print(f"could not count open attempts: {exc}", file=sys.stderr)
+    finally:  # never leave workers behind, whatever stopped the watch
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=120)
+    return sum(cpu.values()), peak_rss
+
+
+def counted(workers: list[tuple[subprocess.Popen[bytes], Path]], tickets: int) -> dict[str, Any]:
+    statements: Counter[str] = Counter()
+    spawns: Counter[str] = Counter()
+    for _, path in workers:
+        if path.exists():
+            data = json.loads(path.read_text())
+            statements.update(data["statements"])
+            spawns.update(data["spawns"])
+    return {
+        "sql_statements_per_ticket": round(sum(statements.values()) / tickets, 1),
+        "sql_by_kind_per_ticket": {k: round(v / tickets, 1) for k, v in statements.most_common()},
+        "spawns_per_ticket": {k: round(v / tickets, 2) for k, v in spawns.most_common()},
+    }
+
+
+def throughput(
+    mode: str, tickets: int, slots: int, agent_seconds: float, work: Path, processes: int = 1, code: str = ""
+) -> dict[str, Any]:
+    """One row; code: a checkout of another commit to run instead of this one (PYTHONPATH), for side by side rows."""
+    label = f"{mode}-{slots}x{processes}-{'base' if code else 'this'}"
+    home, repo, log = work / f"home-{label}", work / f"repo-{label}", work / f"busy-{label}.log"
+    make_repo(repo)
+    env = fleet_env(home, mode) | ({"PYTHONPATH": code} if code else {})
+    fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
+    submit_batch(env, work, label, tickets, agent_seconds)
     started = time.monotonic()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "fleet", "up", "--until-idle", "--concurrency", str(slots)],
-        env=env,
-        cwd=work,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    cpu, peak_rss = 0.0, 0
-    while worker.poll() is None:
-        cpu = cpu_seconds(worker.pid) or cpu
-        peak_rss = max(peak_rss, rss_bytes(worker.pid))
-        time.sleep(0.2)
+    workers = start_workers(env, work, slots, processes)
+    cpu, peak_rss = watch(env, workers)
     makespan = time.monotonic() - started
     log.write_text(
         "".join(f"{kind} {ts}\n" for t in transcripts(env) for kind in ("start", "end") for ts in stamps(t, kind))
@@ -164,7 +232,9 @@ def throughput(mode: str, tickets: int, slots: int, agent_seconds: float, work: 
     bare = bare_test_seconds(repo)
     ideal = tickets * (agent_seconds + bare) / slots
     return {
+        "code": code or "this checkout",
         "mode": mode,
+        "worker_processes": processes,
         "tickets": tickets,
         "slots": slots,
         "agent_seconds": agent_seconds,
@@ -172,10 +242,12 @@ def throughput(mode: str, tickets: int, slots: int, agent_seconds: float, work: 
         "ideal_s": round(ideal, 2),
         "makespan_over_ideal": round(makespan / ideal, 3),
         "fleet_cpu_ms_per_ticket": round(1000 * cpu / tickets, 1),
+        **counted(workers, tickets),
         "peak_rss_mb": round(peak_rss / 2**20, 1),
         "rss_mb_per_slot": round(peak_rss / 2**20 / slots, 2),
         "verified": counts.get("needs_review", 0),
         "not_verified": {status: n for status, n in counts.items() if status != "needs_review" and n},
+        "busy": busy_profile(log, slots),
         "busy_log": str(log),
     }
 
@@ -267,38 +339,18 @@ def worktree_cost(files: int, rounds: int, work: Path) -> dict[str, Any]:
     }
 
 
-def plot(log: Path, out: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    events = sorted(
-        (float(ts), 1 if kind == "start" else -1)
-        for kind, ts in (line.split() for line in log.read_text().splitlines())
-    )
-    t0, busy, xs, ys = events[0][0], 0, [], []
-    for ts, delta in events:
-        busy += delta
-        xs.append(ts - t0)
-        ys.append(busy)
-    plt.figure(figsize=(8, 3))
-    plt.step(xs, ys, where="post")
-    plt.xlabel("seconds")
-    plt.ylabel("agents busy")
-    plt.tight_layout()
-    plt.savefig(out)
-    return True
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tickets", type=int, default=1000)
     parser.add_argument("--slots", type=int, default=100)
     parser.add_argument("--agent-seconds", type=float, default=5.0)
     parser.add_argument("--modes", default="embedded,team")
+    parser.add_argument(
+        "--wide", default="4000,400,4", help="the wide row, team mode: tickets,slots,worker processes ('' skips it)"
+    )
+    parser.add_argument(
+        "--baseline", default="", help="a checkout of another commit: each --modes row runs with it too, alternating"
+    )
     parser.add_argument("--latency-samples", type=int, default=50, help="0 skips the dispatch latency part")
     parser.add_argument("--worktree-files", type=int, default=5000, help="0 skips the worktree cost part")
     args = parser.parse_args()
@@ -310,9 +362,14 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
         work = Path(tmp)
-        for mode in args.modes.split(","):
-            row = throughput(mode, args.tickets, args.slots, args.agent_seconds, work)
-            png = RESULTS / f"fleet_busy-{mode}-{stamp}.png"
+        codes = [args.baseline, ""] if args.baseline else [""]
+        runs = [(mode, args.tickets, args.slots, 1, code) for mode in args.modes.split(",") if mode for code in codes]
+        if args.wide:
+            tickets, slots, processes = map(int, args.wide.split(","))
+            runs.append(("team", tickets, slots, processes, ""))
+        for mode, tickets, slots, processes, code in runs:
+            row = throughput(mode, tickets, slots, args.agent_seconds, work, processes, code)
+            png = RESULTS / f"fleet_busy-{mode}-{slots}x{processes}{'-base' if code else ''}-{stamp}.png"
             if plot(Path(row.pop("busy_log")), png):
                 row["plot"] = str(png.relative_to(ROOT))
             report["throughput"].append(row)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from db.lifecycle import LEASED_ATTEMPT, AttemptStatus, TicketStatus
-from db.models import Attempt, Repo, Run, Ticket, Verification
+from db.lifecycle import LEASED_ATTEMPT, OPEN_ATTEMPT, AttemptStatus, TicketStatus
+from db.models import Attempt, Repo, Run, Ticket, Verification, Worker
 from db.queries import NotFound, Session
 
 
@@ -21,9 +22,14 @@ def find_tickets(
     agent: str | None = None,
     limit: int = 200,
     with_runs: bool = False,
+    before: int | None = None,
 ) -> Sequence[Ticket]:
-    """Tickets newest first; agent matches one of the ticket's comma-separated agents."""
-    query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+    """Tickets newest first (older than ticket `before`, for the next page: an index range, never an offset);
+    agent matches one of the ticket's comma-separated agents."""
+    # The repositories in a second query: joined to the page, PostgreSQL sorts the whole table before the limit.
+    query = select(Ticket).options(selectinload(Ticket.repo)).order_by(Ticket.id.desc()).limit(limit)
+    if before:
+        query = query.where(Ticket.id < before)
     if with_runs:
         query = query.options(selectinload(Ticket.runs).selectinload(Run.attempts).selectinload(Attempt.verification))
     if status:
@@ -95,18 +101,44 @@ def total_spend(s: Session) -> float:
     return float(s.scalar(select(func.sum(Attempt.cost_usd))) or 0.0)
 
 
-def verification_durations(s: Session) -> list[float]:
-    return [float(d) for d in s.scalars(select(Verification.duration))]
+@dataclass(frozen=True)
+class Histogram:
+    """How many values fell at or under each bound, their sum and their count: counted by the database."""
+
+    at_most: list[int]
+    total: float
+    count: int
 
 
-def agent_durations(s: Session) -> list[float]:
+def _histogram(s: Session, value: ColumnElement[Any], bounds: Sequence[float], *where: Any) -> Histogram:
+    """One pass: each value's first bucket (a single CASE that stops at the first bound it fits), grouped."""
+    values = select(value.label("v")).where(*where).subquery()
+    bucket = case(*((values.c.v <= bound, index) for index, bound in enumerate(bounds)), else_=len(bounds))
+    per_bucket = [0] * (len(bounds) + 1)
+    total = 0.0
+    for index, count, subtotal in s.execute(select(bucket, func.count(), func.sum(values.c.v)).group_by(bucket)):
+        per_bucket[int(index)] += int(count)
+        total += float(subtotal or 0.0)
+    at_most = [sum(per_bucket[: index + 1]) for index in range(len(bounds))]
+    return Histogram(at_most, total, sum(per_bucket))
+
+
+def _seconds_between(s: Session, start: Any, end: Any) -> ColumnElement[Any]:
+    if s.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", end - start)
+    seconds: ColumnElement[Any] = (func.julianday(end) - func.julianday(start)) * 86400.0
+    return seconds
+
+
+def verification_durations(s: Session, bounds: Sequence[float]) -> Histogram:
+    duration: ColumnElement[Any] = Verification.duration.expression
+    return _histogram(s, duration, bounds)
+
+
+def agent_durations(s: Session, bounds: Sequence[float]) -> Histogram:
     """Seconds from an attempt's start to its agent's end, for attempts whose agent finished."""
-    rows = s.execute(
-        select(Attempt.started_at, Attempt.agent_finished_at).where(
-            Attempt.started_at.is_not(None), Attempt.agent_finished_at.is_not(None)
-        )
-    )
-    return [max((end - start).total_seconds(), 0.0) for start, end in rows if start and end]
+    seconds = _seconds_between(s, Attempt.started_at, Attempt.agent_finished_at)
+    return _histogram(s, seconds, bounds, Attempt.started_at.is_not(None), Attempt.agent_finished_at.is_not(None))
 
 
 def ticket_fingerprint(s: Session, ticket_id: int) -> tuple[Any, ...]:
@@ -143,3 +175,17 @@ def ticket_statuses(s: Session, ticket_ids: Sequence[int]) -> dict[int, tuple[st
 
 def newest_ticket_id(s: Session) -> int:
     return int(s.scalar(select(func.max(Ticket.id))) or 0)
+
+
+def fleet_fingerprint(s: Session) -> tuple[Any, ...]:
+    """What the Fleet page's figures move with: tickets and open attempts by status, the newest verdict, the live
+    workers' slots in use. Index lookups only, so the live view can ask every second."""
+    tickets = sorted(s.execute(select(Ticket.status, func.count()).group_by(Ticket.status)).all())
+    attempts = sorted(
+        s.execute(
+            select(Attempt.status, func.count()).where(Attempt.status.in_(OPEN_ATTEMPT)).group_by(Attempt.status)
+        ).all()
+    )
+    newest = s.scalar(select(func.max(Verification.id)))
+    workers = s.execute(select(func.count(), func.sum(Worker.busy)).where(Worker.stopped_at.is_(None))).one()
+    return (tuple(map(tuple, tickets)), tuple(map(tuple, attempts)), newest, tuple(workers))

@@ -47,7 +47,9 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     options = {} if "options" in make_url(url).query else {"options": POSTGRES_OPTIONS}
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40, connect_args=options)
+    # At most 20 connections per process: several worker processes of a hundred slots each share one server's
+    # connection limit (100 by default); a slot holds a connection for milliseconds, so it waits rarely.
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=15, connect_args=options)
 
 
 class Database:

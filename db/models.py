@@ -52,7 +52,7 @@ class Repo(Base):
 
 class Ticket(Base):
     __tablename__ = "tickets"
-    __table_args__ = (Index("ix_tickets_status", "status"),)
+    __table_args__ = (Index("ix_tickets_status_id", "status", "id"), Index("ix_tickets_repo_id", "repo_id", "id"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id"))
@@ -87,7 +87,7 @@ class Ticket(Base):
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (UniqueConstraint("ticket_id", "index"),)
+    __table_args__ = (UniqueConstraint("ticket_id", "index"), Index("ix_runs_created", "created_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
@@ -111,7 +111,9 @@ class Attempt(Base):
     __tablename__ = "attempts"
     __table_args__ = (
         UniqueConstraint("run_id", "number"),
-        Index("ix_attempts_status", "status"),
+        Index("ix_attempts_status_dispatched", "status", "dispatched_at"),
+        Index("ix_attempts_ticket", "ticket_id"),
+        Index("ix_attempts_created", "created_at", "cost_usd", "started_at", "agent_finished_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -180,6 +182,10 @@ class ModelCall(Base):
 
 class Verification(Base):
     __tablename__ = "verifications"
+    __table_args__ = (
+        Index("ix_verifications_created", "created_at", "verdict", "duration"),
+        Index("ix_verifications_verdict", "verdict"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id"), unique=True)
@@ -215,6 +221,7 @@ class Baseline(Base):
 
 class Review(Base):
     __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_ticket", "ticket_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))

@@ -39,8 +39,9 @@ def compose_prompt(ticket: Ticket, feedback: str = "") -> str:
 
 def start_runs(s: queries.Session, ticket: Ticket) -> None:
     """First attempts for every run of a new ticket; the scheduler sends them when slots are free."""
+    prompt = compose_prompt(ticket)
     for run in ticket.runs:
-        queries.add_attempt(s, run, compose_prompt(ticket))
+        queries.add_first_attempt(s, run, prompt)
 
 
 def next_attempt(s: queries.Session, run: Run, feedback: str) -> Attempt:
@@ -76,13 +77,15 @@ def on_attempt_started(s: queries.Session, ticket: Ticket) -> None:
         queries.set_ticket_status(s, ticket, TicketStatus.RUNNING)
 
 
-def after_verdict(s: queries.Session, attempt: Attempt, outcome: Outcome) -> None:
-    """Record what a verdict means for the run and the ticket; a failure with budget left gets a next attempt."""
+def after_verdict(s: queries.Session, attempt: Attempt, outcome: Outcome) -> bool:
+    """Record what a verdict means for the run and the ticket; a failure with budget left gets a next attempt.
+
+    True when it queued that next attempt (the caller schedules it)."""
     run, ticket = attempt.run, attempt.run.ticket
     if ticket.cancel_requested_at is not None or run.status != RunStatus.ACTIVE.value:
         if run.status == RunStatus.ACTIVE.value:
             queries.finish_run(s, run, RunStatus.CANCELLED)
-        return  # the ticket was cancelled, or a sibling's pass stopped this run
+        return False  # the ticket was cancelled, or a sibling's pass stopped this run
     if outcome.verdict == Verdict.PASSED and (words := _rejected_before(s, attempt)) is not None:
         outcome = Outcome(Verdict.FAILED, REJECTED_AGAIN.format(words=words), "the same diff a reviewer rejected")
     if outcome.verdict == Verdict.PASSED:
@@ -93,13 +96,14 @@ def after_verdict(s: queries.Session, attempt: Attempt, outcome: Outcome) -> Non
         over = over_budget(s, ticket)
         if over is None:
             next_attempt(s, run, outcome.feedback)
-            return
+            return True
         queries.finish_run(s, run, RunStatus.FAILED)
         settle(s, ticket, f"{outcome.reason}; no further attempt: {over}")
-        return
+        return False
     else:
         queries.finish_run(s, run, RunStatus.ERROR if outcome.verdict == Verdict.ERROR else RunStatus.FAILED)
     settle(s, ticket, outcome.reason)
+    return False
 
 
 def _rejected_before(s: queries.Session, attempt: Attempt) -> str | None:

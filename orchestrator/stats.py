@@ -10,18 +10,15 @@ from typing import Any
 from db import queries
 from db.engine import Database
 from db.lifecycle import RunStatus
-from db.models import Run, utcnow
+from db.models import utcnow
+from db.queries import RunFigures
 
 
-def _model(run: Run) -> str:
-    return str(run.ticket.agent_options.get("model") or "-")
-
-
-def _row(agent: str, model: str, runs: list[Run]) -> dict[str, Any]:
+def _row(agent: str, model: str, runs: list[RunFigures]) -> dict[str, Any]:
     passed = [r for r in runs if r.status == RunStatus.PASSED.value]
     ended = [r for r in runs if r.status != RunStatus.ACTIVE.value]
-    attempts = sum(len(r.attempts) for r in runs)
-    cost = sum(a.cost_usd for r in runs for a in r.attempts)
+    attempts = sum(r.attempts for r in runs)
+    cost = sum(r.cost_usd for r in runs)
     times = [(r.finished_at - r.created_at).total_seconds() for r in passed if r.finished_at]
     return {
         "agent": agent,
@@ -40,7 +37,7 @@ def _row(agent: str, model: str, runs: list[Run]) -> dict[str, Any]:
 def agent_stats(db: Database, hours: float) -> list[dict[str, Any]]:
     """One row per (agent, model) over runs created in the last `hours`."""
     with db.session() as s:
-        groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
+        groups: dict[tuple[str, str], list[RunFigures]] = defaultdict(list)
         for run in queries.runs_since(s, utcnow() - timedelta(hours=hours)):
-            groups[(run.agent, _model(run))].append(run)
+            groups[(run.agent, run.model)].append(run)
         return [_row(agent, model, runs) for (agent, model), runs in sorted(groups.items())]

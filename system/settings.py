@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_BROKER = "embedded"
+VERIFY_PER_CORE = 4
 
 
 def default_home() -> Path:
@@ -74,6 +75,9 @@ class Settings(BaseSettings):
     agent_address_space_mb: int = 16384
 
     worktree_pool_size: int = 0  # per repository and kind of work; 0: as many as the worker has slots
+    # Verifications a worker runs at once, beside its agent slots (they never hold one): sized to the cores
+    # (0: four per core; a verification spends much of its time waiting on git and sandbox starts).
+    verify_concurrency: int = 0
     env_cache_bytes: int = 10 * 2**30  # environments built by setup commands, kept for reuse; 0 turns it off
     ports_dir: Path = Path(tempfile.gettempdir()) / f"fleet-ports-{os.getuid()}"
     port_first: int = 20_000
@@ -105,6 +109,11 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         """The database URL: FLEET_DATABASE_URL, or SQLite inside FLEET_HOME."""
         return self.database_url or f"sqlite:///{self.home.resolve() / 'fleet.db'}"
+
+    @property
+    def verify_slots(self) -> int:
+        """How many verifications a worker runs at once: FLEET_VERIFY_CONCURRENCY, else four per core."""
+        return self.verify_concurrency or VERIFY_PER_CORE * (os.cpu_count() or 1)
 
     @property
     def embedded(self) -> bool:

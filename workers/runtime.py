@@ -11,7 +11,8 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from system.mirror import ensure_mirror
 from system.settings import Settings
 from verification.envcache import EnvCache
 from verification.environment import PortAllocator
+from workers.constants import AGENT_QUEUE
 from workers.egress import EgressProxy
 from workers.gateway.server import ModelGateway
 from workers.journal import OutcomeJournal
@@ -123,6 +125,11 @@ class LeaseBook:
         return len(self._held)
 
 
+def _log_failure(future: Future[None]) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.error("a verification failed outside its attempt: %r", exc)
+
+
 class WorkerRuntime:
     """Shared by every task this process runs."""
 
@@ -147,6 +154,9 @@ class WorkerRuntime:
         self._baselines: Recent[str, tuple[dict[str, Any], int]] = Recent(BASELINES_KEPT)
         self._pools_lock = threading.Lock()
         self._baseline_locks = KeyedLocks()
+        # Verifications run here, not in the Celery slot that received them: an agent slot refills as soon as its
+        # agent ends, whatever verification is doing, and the CPU-bound test runs get a budget sized to the cores.
+        self._verifier = ThreadPoolExecutor(settings.verify_slots, thread_name_prefix="fleet-verify")
         self._stopped = threading.Event()
         self._heart = threading.Thread(target=self._heartbeat_loop, name="fleet-heartbeat", daemon=True)
 
@@ -207,6 +217,13 @@ class WorkerRuntime:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def verify_later(self, step: Callable[[WorkerRuntime, int], None], attempt_id: int) -> None:
+        """Queue a verification on this process's verification budget; the calling slot returns at once.
+
+        A verification still waiting here when the process dies is still `verify_queued` in the database: the
+        reconciler sends it again."""
+        self._verifier.submit(step, self, attempt_id).add_done_callback(_log_failure)
+
     # --- heartbeat ---------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -214,6 +231,7 @@ class WorkerRuntime:
         self._heart.start()
 
     def stop(self) -> None:
+        self._verifier.shutdown(wait=True, cancel_futures=True)  # the ones not started are sent again later
         self._stopped.set()
         self._heart.join(timeout=5.0)
         try:
@@ -228,7 +246,7 @@ class WorkerRuntime:
                 self.worker_id,
                 hostname=socket.gethostname(),
                 pid=os.getpid(),
-                slots=self.slots,
+                slots=self.slots if AGENT_QUEUE in self.queues.split(",") else 0,  # a verify-only worker runs no agent
                 busy=len(self.leases),
                 queues=self.queues,
                 stopped_at=utcnow() if stopped else None,

@@ -25,6 +25,9 @@ from workers.tasks import register_tasks
 
 log = logging.getLogger(__name__)
 IDLE_CHECK_SECONDS = 0.2
+# Celery threads beyond the agent slots: they only hand verifications to the runtime's own budget, so a
+# verification message never waits for an agent to end before it is taken.
+HANDOFF_THREADS = 2
 
 
 def _grace_on_shutdown(runtime: WorkerRuntime, grace: float) -> Callable[..., None]:
@@ -79,7 +82,7 @@ def serve(
         threading.Thread(target=_stop_when_idle, args=(db, stopped), daemon=True).start()
     worker = app.Worker(
         pool_cls="threads",
-        concurrency=concurrency,
+        concurrency=concurrency + HANDOFF_THREADS,
         queues=list(queues),
         without_gossip=True,
         without_mingle=True,

@@ -18,4 +18,4 @@ def register_tasks(app: Celery, runtime: WorkerRuntime) -> None:
 
     @app.task(name=VERIFY_TASK, ignore_result=True)
     def verify(attempt_id: int) -> None:
-        verify_attempt(runtime, attempt_id)
+        runtime.verify_later(verify_attempt, attempt_id)  # never holds the slot that received it

@@ -53,9 +53,10 @@ from db.queries.scheduling import (
     repo_limits,
     scheduling_lock,
 )
-from db.queries.stats import attempt_counts, runs_since, spend, ticket_counts
+from db.queries.stats import RunFigures, attempt_counts, runs_since, spend, ticket_counts
 from db.queries.tickets import (
     add_attempt,
+    add_first_attempt,
     add_review,
     add_ticket,
     add_verification,
@@ -96,6 +97,7 @@ __all__ = [
     "Metered",
     "NotFound",
     "Pending",
+    "RunFigures",
     "Session",
     "add_attempt",
     "add_model_call",
@@ -104,6 +106,7 @@ __all__ = [
     "get_evaluation",
     "list_evaluations",
     "attempt_reviews",
+    "add_first_attempt",
     "add_repo",
     "delete_repo",
     "add_review",

@@ -9,11 +9,7 @@ from datetime import timedelta
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from db.lifecycle import (
-    LEASED_ATTEMPT,
-    OPEN_ATTEMPT,
-    AttemptStatus,
-)
+from db.lifecycle import OPEN_ATTEMPT, AttemptStatus
 from db.models import Attempt, Run, Ticket, Worker, utcnow
 from db.queries.repos import list_repos
 from db.specs import RepoSettings
@@ -55,17 +51,21 @@ def pending(s: Session, per_repo: int) -> list[Pending]:
     return [Pending(*row) for row in s.execute(query).all()]
 
 
-def in_flight(s: Session) -> list[tuple[int, str]]:
-    """(repo id, agent) of every attempt holding or about to hold a slot: sent, running or verifying."""
+def in_flight(s: Session) -> dict[tuple[int, str], int]:
+    """How many attempts per (repo id, agent) hold or are about to hold an agent slot: sent or running.
+
+    Verification holds no agent slot: each worker runs it on a budget of its own, sized to its cores. Counted by
+    the database: a pass reads a row per repository and agent, not one per busy slot."""
     sent = (Attempt.status == AttemptStatus.QUEUED.value) & Attempt.dispatched_at.is_not(None)
     query = (
-        select(Ticket.repo_id, Run.agent)
+        select(Ticket.repo_id, Run.agent, func.count())
         .select_from(Attempt)
         .join(Run, Run.id == Attempt.run_id)
         .join(Ticket, Ticket.id == Attempt.ticket_id)
-        .where(sent | Attempt.status.in_([s_.value for s_ in LEASED_ATTEMPT + (AttemptStatus.VERIFY_QUEUED,)]))
+        .where(sent | (Attempt.status == AttemptStatus.RUNNING.value))
+        .group_by(Ticket.repo_id, Run.agent)
     )
-    return [(repo_id, agent) for repo_id, agent in s.execute(query).all()]
+    return {(repo_id, agent): count for repo_id, agent, count in s.execute(query).all()}
 
 
 def live_slots(s: Session, stale_seconds: float) -> int:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from db.lifecycle import (
     OPEN_ATTEMPT,
@@ -28,14 +28,42 @@ def spend(
     return float(s.scalar(query) or 0.0)
 
 
-def runs_since(s: Session, since: datetime) -> Sequence[Run]:
-    """Runs created since a moment, with their attempts, verifications and tickets, for the stats table."""
+@dataclass(frozen=True)
+class RunFigures:
+    """What the stats table needs of one run: its columns, its ticket's model, its attempts' count and cost."""
+
+    agent: str
+    model: str
+    status: str
+    ticket_id: int
+    created_at: datetime
+    finished_at: datetime | None
+    attempts: int
+    cost_usd: float
+
+
+def runs_since(s: Session, since: datetime) -> list[RunFigures]:
+    """The runs created since a moment, as plain rows: one query, the attempts counted and summed by the database."""
     query = (
-        select(Run)
+        select(
+            Run.agent,
+            Ticket.agent_options,
+            Run.status,
+            Run.ticket_id,
+            Run.created_at,
+            Run.finished_at,
+            func.count(Attempt.id),
+            func.coalesce(func.sum(Attempt.cost_usd), 0.0),
+        )
+        .join(Ticket, Ticket.id == Run.ticket_id)
+        .outerjoin(Attempt, Attempt.run_id == Run.id)
         .where(Run.created_at >= since)
-        .options(selectinload(Run.attempts).selectinload(Attempt.verification), selectinload(Run.ticket))
+        .group_by(Run.id, Ticket.id)
     )
-    return s.scalars(query).all()
+    return [
+        RunFigures(agent, str((options or {}).get("model") or "-"), status, ticket, created, finished, n, float(cost))
+        for agent, options, status, ticket, created, finished, n, cost in s.execute(query)
+    ]
 
 
 def ticket_counts(s: Session) -> dict[str, int]:

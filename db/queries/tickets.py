@@ -21,15 +21,18 @@ from db.reasons import shown
 
 
 def add_ticket(s: Session, run_agents: Sequence[str], **fields: Any) -> Ticket:
-    """A ticket with one run per agent in run_agents; the caller adds the first attempts."""
+    """A ticket with one run per agent in run_agents, written in one flush; the caller adds the first attempts."""
     ticket = Ticket(**fields)
+    budget = fields.get("attempt_budget", Ticket.__table__.c.attempt_budget.default.arg)
+    ticket.runs = [Run(index=index, agent=agent, attempt_limit=budget) for index, agent in enumerate(run_agents)]
     s.add(ticket)
     s.flush()
-    for index, agent in enumerate(run_agents):
-        s.add(Run(ticket_id=ticket.id, index=index, agent=agent, attempt_limit=ticket.attempt_budget))
-    s.flush()
-    s.refresh(ticket)
     return ticket
+
+
+def add_first_attempt(s: Session, run: Run, prompt: str) -> None:
+    """A new run's first attempt, written with the session's next flush (a batch of tickets flushes them together)."""
+    s.add(Attempt(run=run, ticket_id=run.ticket_id, number=1, prompt=prompt))
 
 
 def add_attempt(s: Session, run: Run, prompt: str, feedback_in: str = "") -> Attempt:
@@ -69,8 +72,14 @@ def load_ticket_tree(s: Session, ticket_id: int) -> Ticket:
     return ticket
 
 
-def list_tickets(s: Session, status: str | None = None, repo: str | None = None, limit: int = 500) -> Sequence[Ticket]:
-    query = select(Ticket).order_by(Ticket.id.desc()).limit(limit)
+def list_tickets(
+    s: Session, status: str | None = None, repo: str | None = None, limit: int = 500, before: int | None = None
+) -> Sequence[Ticket]:
+    """Tickets newest first; before (a ticket id) starts the page after the one that ended there."""
+    # The repositories in a second query: joined to the page, PostgreSQL sorts the whole table before the limit.
+    query = select(Ticket).options(selectinload(Ticket.repo)).order_by(Ticket.id.desc()).limit(limit)
+    if before:
+        query = query.where(Ticket.id < before)
     if status:
         query = query.where(Ticket.status == status)
     if repo:

@@ -97,21 +97,27 @@ def ticket_table(tickets: list[dict[str, Any]]) -> Table:
 def tickets(
     status: Annotated[str, typer.Option(help="Only tickets with this status.")] = "",
     repo: Annotated[str, typer.Option()] = "",
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 500,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    before: Annotated[
+        int, typer.Option(help="Only tickets older than this id (the next page).", show_default=False)
+    ] = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """List tickets, newest first."""
+    """List tickets, newest first, a page at a time."""
     if status and status not in {s.value for s in TicketStatus}:
         raise FleetError(f"unknown status {status!r}; one of: {', '.join(s.value for s in TicketStatus)}")
     ctx = Context()
     with ctx.db.session() as s:
-        rows = [views.ticket_view(t) for t in queries.list_tickets(s, status or None, repo or None, limit)]
+        found = queries.list_tickets(s, status or None, repo or None, limit, before or None)
+        rows = [views.ticket_view(t) for t in found]
     if as_json:
         return print_json(rows)
     if not rows:
         matching = " matching " + " and ".join(f"--{k} {v}" for k, v in (("status", status), ("repo", repo)) if v)
         return out.print(f"no tickets{matching if status or repo else ''} in {ctx.settings.where()}")
     out.print(ticket_table(rows))
+    if len(rows) == limit:
+        out.print(f"older tickets: fleet tickets --before {rows[-1]['id']}", markup=False)
 
 
 @commands.command()

@@ -41,7 +41,9 @@ def forge_passes(ctx: Context) -> list[ForgePasses]:
 @commands.command()
 @one_line_errors
 def up(
-    concurrency: Annotated[int, typer.Option(help="Agent and verification slots.")] = 4,
+    concurrency: Annotated[
+        int, typer.Option(help="Agent slots; verifications run beside them, FLEET_VERIFY_CONCURRENCY at once.")
+    ] = 4,
     until_idle: Annotated[bool, typer.Option(help="Exit when no work is left.")] = False,
     verbose: Verbose = False,
 ) -> None:
@@ -61,7 +63,9 @@ def up(
 @commands.command()
 @one_line_errors
 def worker(
-    concurrency: Annotated[int, typer.Option(help="Slots in this worker process.")] = 8,
+    concurrency: Annotated[
+        int, typer.Option(help="Agent slots in this worker process; verifications run beside them.")
+    ] = 8,
     queue: Annotated[
         list[str] | None, typer.Option(metavar="QUEUE", help="Queues to consume: agents, verify (default both).")
     ] = None,

@@ -96,10 +96,13 @@ def list_tickets(
     repo: Annotated[str | None, Query(max_length=100, description="Only this repo's tickets.")] = None,
     agent: Annotated[str | None, Query(max_length=200, description="Only tickets with a run of this agent.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many, newest first.")] = 200,
+    before: Annotated[
+        int | None, Query(ge=1, description="Only tickets older than this id: the last id of a page gives the next.")
+    ] = None,
 ) -> list[dict[str, Any]]:
-    """Tickets newest first, filtered by status, repo and agent."""
+    """Tickets newest first, filtered by status, repo and agent, a page at a time."""
     with state.db.session() as s:
-        rows = dashboard.find_tickets(s, status.value if status else None, repo, agent, limit)
+        rows = dashboard.find_tickets(s, status.value if status else None, repo, agent, limit, before=before)
         return [views.ticket_view(t) for t in rows]
 
 

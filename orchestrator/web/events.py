@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Hashable
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -22,11 +22,22 @@ Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 State = Annotated[WebState, Depends(web_state)]
 KEEPALIVE_SECONDS = 15.0
 FLEET_EVERY_SECONDS = 3.0
+FLEET_AT_LEAST_SECONDS = 60.0
 MAX_WATCHED = 500
 
 
 def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+class Watch(Protocol):
+    """One stream's view: the shared question it asks (a key and how to read it) and what it makes of the answer."""
+
+    key: Hashable
+
+    def read(self) -> Any: ...
+
+    def answer(self, found: Any) -> list[str]: ...
 
 
 class TicketWatch:
@@ -35,13 +46,19 @@ class TicketWatch:
 
     def __init__(self, state: WebState, ticket_id: int) -> None:
         self.state, self.ticket_id = state, ticket_id
+        self.key: Hashable = ("ticket", ticket_id)
         self.last: Any = None
         self.transcripts: dict[int, str] = {}
 
-    def poll(self) -> list[str]:
+    def read(self) -> tuple[Any, dict[int, str]]:
         with self.state.db.session() as s:
-            now = dashboard.ticket_fingerprint(s, self.ticket_id)
-            running = dashboard.running_transcripts(s, self.ticket_id)
+            return dashboard.ticket_fingerprint(s, self.ticket_id), dashboard.running_transcripts(s, self.ticket_id)
+
+    def poll(self) -> list[str]:
+        return self.answer(self.read())
+
+    def answer(self, found: tuple[Any, dict[int, str]]) -> list[str]:
+        now, running = found
         out = [
             sse("transcript", {"id": attempt_id, "text": render.readable(text)})
             for attempt_id, text in sorted(running.items())
@@ -60,12 +77,15 @@ class ListWatch:
 
     def __init__(self, state: WebState, ticket_ids: list[int], newest: int) -> None:
         self.state, self.ids, self.newest = state, ticket_ids, newest
+        self.key: Hashable = ("list", tuple(ticket_ids))
         self.last: dict[int, tuple[str, str]] = {}
 
-    def poll(self) -> list[str]:
+    def read(self) -> tuple[dict[int, tuple[str, str]], int]:
         with self.state.db.session() as s:
-            now = dashboard.ticket_statuses(s, self.ids)
-            newest = dashboard.newest_ticket_id(s)
+            return dashboard.ticket_statuses(s, self.ids), dashboard.newest_ticket_id(s)
+
+    def answer(self, found: tuple[dict[int, tuple[str, str]], int]) -> list[str]:
+        now, newest = found
         out = [
             sse("status", {"id": tid, "status": status, "reason": reason})
             for tid, (status, reason) in sorted(now.items())
@@ -79,15 +99,24 @@ class ListWatch:
 
 
 class FleetWatch:
-    """A 'fleet' tick every few seconds: the page fetches its figures again."""
+    """A 'fleet' event when the fleet's figures changed (tickets or attempts moved, a verdict, a worker came or
+    went), at most every few seconds and at least every minute (the page's ages and elapsed times grow)."""
 
-    def __init__(self) -> None:
-        self.next = 0.0
+    def __init__(self, state: WebState) -> None:
+        self.state = state
+        self.key: Hashable = ("fleet",)
+        self.last: Any = None
+        self.next, self.stale = 0.0, 0.0
 
-    def poll(self) -> list[str]:
-        if time.monotonic() < self.next:
+    def read(self) -> Any:
+        with self.state.db.session() as s:
+            return dashboard.fleet_fingerprint(s)
+
+    def answer(self, found: Any) -> list[str]:
+        now = time.monotonic()
+        if now < self.next or (found == self.last and now < self.stale):
             return []
-        self.next = time.monotonic() + FLEET_EVERY_SECONDS
+        self.last, self.next, self.stale = found, now + FLEET_EVERY_SECONDS, now + FLEET_AT_LEAST_SECONDS
         return [sse("fleet", {"at": time.time()})]
 
 
@@ -96,23 +125,31 @@ class ReviewWatch:
 
     def __init__(self, state: WebState) -> None:
         self.state = state
+        self.key: Hashable = ("review",)
         self.last: int | None = None
 
-    def poll(self) -> list[str]:
+    def read(self) -> int:
         with self.state.db.session() as s:
-            count, _ = dashboard.review_backlog(s)
+            return dashboard.review_backlog(s)[0]
+
+    def answer(self, count: int) -> list[str]:
         if count == self.last:
             return []
         self.last = count
         return [sse("review", {"count": count})]
 
 
-async def stream(request: Request, state: WebState, poll: Callable[[], list[str]]) -> AsyncIterator[str]:
-    """Poll the database every poll_seconds for sse_seconds, then end (EventSource reconnects by itself)."""
+async def stream(request: Request, state: WebState, watch: Watch) -> AsyncIterator[str]:
+    """Ask every poll_seconds for sse_seconds, then end (EventSource reconnects by itself).
+
+    The database answers each question once per interval for every stream asking it (state.answers)."""
     yield "retry: 1000\n\n"
     ends, keepalive = time.monotonic() + state.sse_seconds, time.monotonic() + KEEPALIVE_SECONDS
     while time.monotonic() < ends:
-        for message in await run_in_threadpool(poll):
+        known, found = state.answers.fresh(watch.key, state.poll_seconds)
+        if not known:
+            found = await run_in_threadpool(state.answers.read, watch.key, watch.read, state.poll_seconds)
+        for message in watch.answer(found):
             yield message
         if time.monotonic() > keepalive:
             keepalive = time.monotonic() + KEEPALIVE_SECONDS
@@ -122,17 +159,16 @@ async def stream(request: Request, state: WebState, poll: Callable[[], list[str]
         await asyncio.sleep(state.poll_seconds)
 
 
-def respond(request: Request, state: WebState, poll: Callable[[], list[str]]) -> StreamingResponse:
+def respond(request: Request, state: WebState, watch: Watch) -> StreamingResponse:
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream(request, state, poll), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(stream(request, state, watch), media_type="text/event-stream", headers=headers)
 
 
 @router.get("/tickets/{ticket_id}")
 def ticket_events(ticket_id: int, request: Request, state: State, _: Viewer) -> StreamingResponse:
     watch = TicketWatch(state, ticket_id)
-    watch.poll()  # an unknown ticket is a 404 now, not a broken stream later
-    watch.last = None
-    return respond(request, state, watch.poll)
+    watch.read()  # an unknown ticket is a 404 now, not a broken stream later
+    return respond(request, state, watch)
 
 
 @router.get("/tickets")
@@ -144,15 +180,15 @@ def list_events(
     newest: int = 0,
 ) -> StreamingResponse:
     ticket_ids = [int(i) for i in ids.split(",") if i][:MAX_WATCHED]
-    return respond(request, state, ListWatch(state, ticket_ids, newest).poll)
+    return respond(request, state, ListWatch(state, ticket_ids, newest))
 
 
 @router.get("/fleet")
 def fleet_events(request: Request, state: State, _: Viewer) -> StreamingResponse:
-    return respond(request, state, FleetWatch().poll)
+    return respond(request, state, FleetWatch(state))
 
 
 @router.get("/review")
 def review_events(request: Request, state: State, _: Viewer) -> StreamingResponse:
     """The navigation's badge: how many tickets wait for review, live on every page."""
-    return respond(request, state, ReviewWatch(state).poll)
+    return respond(request, state, ReviewWatch(state))

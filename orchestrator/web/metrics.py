@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 
 from db import dashboard
+from db.dashboard import Histogram
 from db.lifecycle import TicketStatus
 from orchestrator.fleetstatus import fleet_status
 from orchestrator.web.auth import Principal, Role, require
@@ -31,13 +32,15 @@ def family(name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[st
     return lines
 
 
-def histogram(
-    name: str, help_text: str, values: Sequence[float], bounds: Sequence[float] = DURATION_BUCKETS
-) -> list[str]:
+def histogram(name: str, help_text: str, counted: Histogram, bounds: Sequence[float] = DURATION_BUCKETS) -> list[str]:
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-    for bound in bounds:
-        lines.append(f'{name}_bucket{{le="{bound:g}"}} {sum(1 for v in values if v <= bound)}')
-    lines += [f'{name}_bucket{{le="+Inf"}} {len(values)}', f"{name}_sum {sum(values):g}", f"{name}_count {len(values)}"]
+    for bound, at_most in zip(bounds, counted.at_most, strict=True):
+        lines.append(f'{name}_bucket{{le="{bound:g}"}} {at_most}')
+    lines += [
+        f'{name}_bucket{{le="+Inf"}} {counted.count}',
+        f"{name}_sum {counted.total:g}",
+        f"{name}_count {counted.count}",
+    ]
     return lines
 
 
@@ -45,8 +48,8 @@ def exposition(state: WebState) -> str:
     status = fleet_status(state.db, state.dispatcher)
     with state.db.session() as s:
         verdicts = dashboard.verdict_counts(s)
-        verify_durations = dashboard.verification_durations(s)
-        agent_durations = dashboard.agent_durations(s)
+        verify_durations = dashboard.verification_durations(s, DURATION_BUCKETS)
+        agent_durations = dashboard.agent_durations(s, DURATION_BUCKETS)
         cost = dashboard.total_spend(s)
     tickets = {st.value: 0 for st in TicketStatus} | status["tickets"]
     queues = {q: d for q, d in status["queues"].items() if isinstance(d, int)}

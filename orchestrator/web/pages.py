@@ -39,6 +39,7 @@ from orchestrator.web.serving import is_loopback
 from orchestrator.web.state import WebState, web_state
 
 router = APIRouter(include_in_schema=False)
+PAGE = 50  # tickets per page of the tickets list; older ones are a link away
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.globals.update(
     diff_html=render.diff_html,
@@ -185,10 +186,14 @@ def tickets_response(
     statuses = [s.value for s in TicketStatus]
     status = filters["status"] if filters["status"] in statuses else None
     with state.db.session() as s:
-        found = dashboard.find_tickets(s, status, filters["repo"] or None, filters["agent"] or None, with_runs=True)
-        rows = [views.ticket_view(t, with_runs=True) for t in found]
+        found = dashboard.find_tickets(
+            s, status, filters["repo"] or None, filters["agent"] or None, PAGE + 1, True, int(filters["before"] or 0)
+        )
+        rows = [views.ticket_view(t, with_runs=True) for t in found[:PAGE]]
         repos = [r.name for r in queries.list_repos(s)]
-    context = {"tickets": rows, "statuses": statuses, "repos": repos, "filters": filters, "form": {}} | extra
+    older = rows[-1]["id"] if len(found) > PAGE else None
+    context = {"tickets": rows, "statuses": statuses, "repos": repos, "filters": filters, "form": {}, "older": older}
+    context |= extra
     return page(request, "tickets.html", principal, status_code=422 if "form_error" in extra else 200, **context)
 
 
@@ -200,8 +205,10 @@ def tickets_page(
     status: Annotated[str, Query(max_length=20)] = "",
     repo: Annotated[str, Query(max_length=100)] = "",
     agent: Annotated[str, Query(max_length=200)] = "",
+    before: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    return tickets_response(request, state, principal, {"status": status, "repo": repo, "agent": agent})
+    filters = {"status": status, "repo": repo, "agent": agent, "before": str(before or "")}
+    return tickets_response(request, state, principal, filters)
 
 
 @router.post("/tickets")
@@ -220,7 +227,7 @@ def submit_form(
         home = state.settings.home.resolve()
         [ticket] = submit(state.db, state.dispatcher, state.settings, [spec], home, principal.name, check_commands=True)
     except (SpecError, FleetError) as exc:
-        empty = {"status": "", "repo": "", "agent": ""}
+        empty = {"status": "", "repo": "", "agent": "", "before": ""}
         return tickets_response(request, state, principal, empty, form=form.model_dump(), form_error=str(exc))
     return back(f"/tickets/{ticket.id}", "submitted")
 

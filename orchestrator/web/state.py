@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import Request
 
 from db.engine import Database
 from orchestrator.dispatch import AgentRule, Dispatcher
+from orchestrator.web.shared import SharedAnswers
 from system.settings import Settings
 
 SESSION_KEY_FILE = "web-session.key"
@@ -41,6 +42,7 @@ class WebState:
     sse_seconds: float = 300.0
     poll_seconds: float = 1.0
     max_body_bytes: int = 1_000_000
+    answers: SharedAnswers = field(default_factory=SharedAnswers)  # what the live streams read, shared
 
     @property
     def agents(self) -> AgentRule:

@@ -49,8 +49,29 @@ def test_dashboard_queries_on_an_empty_fleet(db: Database) -> None:
         assert dashboard.verdicts_since(s, utcnow() - timedelta(days=1)) == []
         assert dashboard.review_backlog(s) == (0, None)
         assert dashboard.spend_since(s, utcnow()) == 0.0 and dashboard.total_spend(s) == 0.0
-        assert dashboard.verification_durations(s) == [] and dashboard.agent_durations(s) == []
+        empty = dashboard.Histogram([0, 0], 0.0, 0)
+        assert dashboard.verification_durations(s, [1, 5]) == empty == dashboard.agent_durations(s, [1, 5])
         assert dashboard.ticket_statuses(s, [1, 2]) == {} and dashboard.newest_ticket_id(s) == 0
         for missing in (dashboard.get_run, dashboard.get_verification, dashboard.ticket_fingerprint):
             with pytest.raises(NotFound):
                 missing(s, 1)
+
+
+def test_duration_histograms_are_counted_by_the_database(db: Database) -> None:
+    from db import queries
+
+    with db.session() as s:
+        repo = queries.add_repo(s, name="r", source="/nowhere", test_cmd="true")
+        ticket = queries.add_ticket(
+            s, ["shell"], repo_id=repo.id, title="t", base_ref="HEAD", base_sha="0" * 40, agent="shell"
+        )
+        for seconds in (3.0, 30.0):
+            attempt = queries.add_attempt(s, ticket.runs[0], "prompt")
+            attempt.started_at = utcnow()
+            attempt.agent_finished_at = attempt.started_at + timedelta(seconds=seconds)
+            queries.add_verification(s, attempt.id, verdict="passed", duration=seconds / 3)
+    with db.session() as s:
+        agents = dashboard.agent_durations(s, [1, 5, 60])
+        verifications = dashboard.verification_durations(s, [1, 5, 60])
+    assert (agents.at_most, agents.count, round(agents.total)) == ([0, 1, 2], 2, 33)
+    assert (verifications.at_most, verifications.count, round(verifications.total)) == ([1, 1, 2], 2, 11)

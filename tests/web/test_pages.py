@@ -108,6 +108,17 @@ def test_tickets_page_filters(web: Web) -> None:
     assert rows.findall(client.get("/tickets?repo=calc&status=bogus").text)  # an unknown status filters nothing
 
 
+def test_tickets_page_and_api_go_back_a_page_at_a_time(web: Web) -> None:
+    client, h = login(web, "viewer"), web.headers("viewer")
+    newest = [t["id"] for t in web.client().get("/api/tickets?limit=2", headers=h).json()]
+    older = [t["id"] for t in web.client().get(f"/api/tickets?limit=2&before={newest[-1]}", headers=h).json()]
+    assert len(newest) == 2 and older and max(older) < min(newest)
+    rows = re.compile(r'<tr data-ticket="(\d+)">')
+    page = client.get(f"/tickets?before={newest[-1]}").text
+    assert [int(i) for i in rows.findall(page)] == sorted(set(web.tickets.values()) - set(newest), reverse=True)
+    assert 'id="newest-page"' in page and 'id="older-page"' not in page  # fewer than a page left
+
+
 def test_ticket_page_timeline(web: Web) -> None:
     client = login(web, "viewer")
     page = client.get(f"/tickets/{web.tickets['review_c']}").text

@@ -20,6 +20,7 @@ from system.retry import retrying
 from system.sandbox import confine, scratch_env, setup_view, toolchain_roots
 from verification.environment import CacheUse, copy_files, exclude_from_diffs, set_up_environment
 from verification.runner import scrubbed_env
+from workers import scheduler
 from workers.agent_git import pointed_at, private_gitdir
 from workers.agent_sandbox import AgentSandbox
 from workers.agents import load_agent
@@ -229,6 +230,8 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> None:
     if result.cancelled:
         with rt.db.session() as s:
             queries.advance(s, job.attempt_id, lease, AttemptStatus.CANCELLED, finished_at=utcnow(), **recorded)
+            sends = scheduler.plan(s, rt.settings)  # the freed agent slot
+        rt.dispatcher.send(sends)
         rt.discard_attempt_dir(job.attempt_id)
         return
     if result.error:
@@ -240,6 +243,7 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> None:
         )
         if not moved:  # the lease was lost meanwhile: the outcome stays on the row for the attempt's next worker
             queries.keep_agent_outcome(s, job.attempt_id, run, **recorded)
+        sends = scheduler.plan(s, rt.settings)  # the agent slot is free now, whatever verification is doing
+    rt.dispatcher.send(([(job.attempt_id, AttemptStatus.VERIFY_QUEUED)] if moved else []) + sends)
     if not moved:
-        return fenced_off(job)
-    rt.dispatcher.send([(job.attempt_id, AttemptStatus.VERIFY_QUEUED)])
+        fenced_off(job)

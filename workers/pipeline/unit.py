@@ -185,8 +185,11 @@ def conclude(rt: WorkerRuntime, job: Job, lease: queries.Lease, end: Conclusion)
         kind, message = end.event
         # The worker that wrote the verdict: on a team of hosts, which machine to look at.
         queries.log_event(s, kind, message, ticket_id=job.ticket_id, attempt_id=job.attempt_id, actor=rt.worker_id)
-        policy.after_verdict(s, queries.get_attempt(s, job.attempt_id), end.outcome)
-        sends = scheduler.plan(s, rt.settings)  # the freed slot, in the same transaction
+        queued_more = policy.after_verdict(s, queries.get_attempt(s, job.attempt_id), end.outcome)
+        # A verification frees no agent slot (the agent's end refilled it): a pass is needed for a next attempt,
+        # or when an error ended the attempt before its agent's end did.
+        may_fill = queued_more or end.outcome.verdict == Verdict.ERROR
+        sends = scheduler.plan(s, rt.settings) if may_fill else []
     rt.dispatcher.send(sends)
     rt.discard_attempt_dir(job.attempt_id)
 

@@ -1,0 +1,49 @@
+"""Answers the live streams share: each question is read from the database at most once per poll interval.
+
+A hundred browsers on the Fleet page ask the same questions every second; one of them reads the database and
+the others take its answer, so the web process's cost of a quiet fleet does not grow with its viewers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+KEPT = 1024  # questions remembered (one per watched ticket, list of tickets, or page kind)
+
+
+class SharedAnswers:
+    """A thread-safe memo of recent answers by question, each read by one caller at a time."""
+
+    def __init__(self) -> None:
+        self._answers: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
+        self._locks: dict[Hashable, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def fresh(self, key: Hashable, max_age: float) -> tuple[bool, Any]:
+        """(True, answer) when the question was answered less than max_age seconds ago; else (False, None)."""
+        with self._guard:
+            found = self._answers.get(key)
+        if found is not None and time.monotonic() - found[0] < max_age:
+            return True, found[1]
+        return False, None
+
+    def read(self, key: Hashable, read: Callable[[], Any], max_age: float) -> Any:
+        """The answer, read now unless another caller read it while this one waited for the question's lock."""
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            known, answer = self.fresh(key, max_age)
+            if known:
+                return answer
+            answer = read()
+            with self._guard:
+                self._answers[key] = (time.monotonic(), answer)
+                self._answers.move_to_end(key)
+                while len(self._answers) > KEPT:
+                    old, _ = self._answers.popitem(last=False)
+                    self._locks.pop(old, None)
+            return answer

@@ -1,0 +1,107 @@
+"""The listing and lookup queries use indexes on SQLite and PostgreSQL alike: none reads a whole table.
+
+(A sort of the few rows an index found, such as a page's runs by their index, is fine.)
+
+Each query runs once on a small database while its SQL is captured, then the database is asked for its plan:
+SQLite's EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN with sequential scans priced out (so a scan shows only where no
+index can serve). The plans are printed, so `pytest -s` shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from db import dashboard, queries
+from db.engine import Database
+from db.migrate import upgrade
+
+Captured = list[tuple[str, Any]]
+
+
+@pytest.fixture
+def db(database_url: str) -> Database:
+    database = Database(database_url)
+    upgrade(database)
+    with database.session() as s:
+        repo = queries.add_repo(s, name="r", source="/nowhere", test_cmd="true")
+        for n in range(3):
+            ticket = queries.add_ticket(
+                s, ["shell"], repo_id=repo.id, title=f"t{n}", base_ref="HEAD", base_sha="0" * 40, agent="shell"
+            )
+            queries.add_attempt(s, ticket.runs[0], "prompt")
+    return database
+
+
+@contextmanager
+def capture(db: Database) -> Iterator[Captured]:
+    seen: Captured = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+
+
+def plans(db: Database, seen: Captured) -> list[str]:
+    postgres = db.engine.dialect.name == "postgresql"
+    found = []
+    with db.engine.connect() as conn:
+        if postgres:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+        for statement, parameters in seen:
+            prefix = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+            rows = conn.exec_driver_sql(prefix + statement, parameters).all()
+            found.append("\n".join(str(row[-1]) for row in rows))
+    return found
+
+
+READS: dict[str, Callable[[queries.Session], object]] = {
+    "tickets, newest first": lambda s: queries.list_tickets(s, limit=50),
+    "tickets by status": lambda s: queries.list_tickets(s, "queued", limit=50),
+    "tickets of a repository": lambda s: queries.list_tickets(s, repo="r", limit=50),
+    "the next page, by status": lambda s: dashboard.find_tickets(s, "queued", limit=50, with_runs=True, before=3),
+    "a ticket with runs and attempts": lambda s: queries.load_ticket_tree(s, 1),
+    "a ticket's events": lambda s: queries.ticket_events(s, 1),
+    "a ticket's open attempts": lambda s: queries.open_attempts(s, 1),
+    "a ticket's rejections": lambda s: queries.rejected_attempt_ids(s, 1),
+    "a ticket's approval": lambda s: queries.approval(s, 1),
+    "a ticket page's fingerprint": lambda s: dashboard.ticket_fingerprint(s, 1),
+    "the waiting attempts": lambda s: queries.pending(s, per_repo=10),
+    "the attempts holding slots": lambda s: queries.in_flight(s),
+    "open attempts by status": lambda s: queries.attempt_counts(s),
+    "the review backlog": lambda s: dashboard.review_backlog(s),
+}
+HISTORY = {"attempts", "runs", "verifications", "reviews", "events"}  # the tables that grow with every ticket
+FULL_SCANS = ("Seq Scan on tickets", "Seq Scan on attempts", "Seq Scan on reviews", "Seq Scan on events")
+
+
+# Pages read newest first by walking an index backwards and stop at the limit: no sort of the whole table.
+WALKED = {"tickets, newest first", "tickets by status", "the next page, by status"}
+
+
+@pytest.mark.parametrize("name", list(READS))
+def test_query_uses_indexes(db: Database, name: str) -> None:
+    with capture(db) as seen, db.session() as s:
+        READS[name](s)
+    assert seen
+    found = plans(db, seen)
+    if name in WALKED:
+        assert "Sort" not in found[0] and "TEMP B-TREE" not in found[0], found[0]
+    for plan in found:
+        print(f"{name}:\n{plan}\n")
+        lines = plan.splitlines()
+        assert not [line for line in lines if any(scan in line for scan in FULL_SCANS)], plan
+        sqlite_scans = [line for line in lines if line.lstrip("|-` ").startswith("SCAN ")]
+        # SQLite: a SCAN is a full read unless it goes through an index (or is the newest-first walk of tickets).
+        unindexed = [line for line in sqlite_scans if "INDEX" not in line and line.split()[1] in HISTORY]
+        assert not unindexed, plan
