@@ -18,6 +18,7 @@ from fleet.cli.help import ReadableGroup
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "repo": ("fleet.cli.repo", "app", "Register, change, remove and list repositories."),
     "review": ("fleet.cli.review", "app", "Verified diffs waiting for a person."),
+    "import": ("fleet.cli.imports", "app", "Turn forge issues into tickets."),
     "submit": ("fleet.cli.tickets", "commands", "Queue one ticket, or every ticket in --file."),
     "tickets": ("fleet.cli.tickets", "commands", "List tickets, newest first, a page at a time."),
     "show": (
@@ -51,7 +52,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "commands",
         "Run a team-mode worker against FLEET_BROKER_URL and FLEET_DATABASE_URL.",
     ),
-    "workers": ("fleet.cli.workers", "commands", "List the workers, on every host, and what each runs now."),
+    "workers": (
+        "fleet.cli.workers",
+        "commands",
+        "List the workers, on every host, and what each runs now (attempt, ticket, step).",
+    ),
     "status": ("fleet.cli.status", "commands", "Tickets by status, attempts in flight, workers and queue depth."),
     "stats": (
         "fleet.cli.status",
@@ -74,14 +79,6 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "commands",
         "Remove what finished attempts left: their folders and the mirrors' unreachable objects; print what went.",
     ),
-    "web": (
-        "fleet.cli.web",
-        "commands",
-        "Serve the web dashboard and the HTTP API (plain HTTP on loopback only; see README, Serving the web app).",
-    ),
-    "watch": ("fleet.cli.web", "commands", "`fleet status`, live: the same figures, refreshing in place."),
-    "token": ("fleet.cli.tokens", "app", "API tokens for the web dashboard and the HTTP API."),
-    "import": ("fleet.cli.imports", "app", "Turn forge issues into tickets."),
     "eval": ("fleet.cli.evals", "app", "Evaluate agents on a task set: pass@k, cost, time, gaming."),
     "tasks": ("fleet.cli.datasets", "tasks_app", "Task sets in the SWE-bench instance shape."),
     "export": (
@@ -89,6 +86,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "commands",
         "Finished attempts as training data: redacted, verdict as reward, no repo whose settings forbid it.",
     ),
+    "web": (
+        "fleet.cli.web",
+        "commands",
+        "Serve the web dashboard and the HTTP API (plain HTTP on loopback only; see README, Serving the web app).",
+    ),
+    "watch": ("fleet.cli.web", "commands", "`fleet status`, live: the same figures, refreshing in place."),
+    "token": ("fleet.cli.tokens", "app", "API tokens for the web dashboard and the HTTP API."),
 }
 GROUPS = {name for name, (_, attribute, _) in COMMANDS.items() if attribute.endswith("app")}
 
