@@ -55,3 +55,14 @@ def committed_file(path: Path, ref: str, name: str) -> str | None:
     except (InvalidGitRepositoryError, NoSuchPathError, BadName, BadObject, KeyError, ValueError):
         return None
     return data.decode("utf-8", errors="replace")
+
+
+def current_branch(path: Path) -> str | None:
+    """The branch the repository at path has checked out (HEAD names it, bare or not), or None."""
+    try:
+        with Repo(path) as repo:
+            if repo.head.is_detached:
+                return None
+            return str(repo.head.reference.name)
+    except (InvalidGitRepositoryError, NoSuchPathError, NotADirectoryError, TypeError, ValueError):
+        return None

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from db import queries
 from db.engine import Database
 from system.settings import Settings
+from workers.merge_queue import advance_all
 from workers.scheduler import schedule
 
 if TYPE_CHECKING:
@@ -23,7 +24,8 @@ def reconcile(db: Database, dispatcher: Dispatcher, settings: Settings, redispat
         waiting = queries.expire_leases(s) + queries.undelivered(s, redispatch_seconds)
     if waiting:
         log.info("reconciler re-sends %d attempt(s)", len(waiting))
-    return dispatcher.send(waiting) + schedule(db, dispatcher, settings)
+    sent = dispatcher.send(waiting) + schedule(db, dispatcher, settings)
+    return sent + advance_all(db, settings, dispatcher.send_builds, dispatcher.send)
 
 
 class ReconcilerThread(threading.Thread):

@@ -15,6 +15,23 @@ from db.queries.leases import (
     store_live_transcript,
     undelivered,
 )
+from db.queries.merges import (
+    MERGE_LOCK,
+    add_entry,
+    claim_build,
+    count_live_entries,
+    finish_build,
+    get_entry,
+    lapsed_builds,
+    live_entries,
+    merge_lock,
+    next_position,
+    queued_repos,
+    recent_entries,
+    renew_build,
+    ticket_entries,
+    ticket_entries_landed,
+)
 from db.queries.repos import add_repo, delete_repo, get_repo, list_repos, update_repo
 from db.queries.scheduling import (
     SCHEDULER_LOCK,
@@ -48,10 +65,26 @@ from db.queries.tickets import (
     set_ticket_status,
     stored_verification,
     ticket_events,
+    ticket_reviews,
 )
 from db.queries.workers import beat, list_workers
 
 __all__ = [
+    "MERGE_LOCK",
+    "add_entry",
+    "claim_build",
+    "count_live_entries",
+    "finish_build",
+    "get_entry",
+    "lapsed_builds",
+    "live_entries",
+    "merge_lock",
+    "next_position",
+    "queued_repos",
+    "recent_entries",
+    "renew_build",
+    "ticket_entries",
+    "ticket_entries_landed",
     "SCHEDULER_LOCK",
     "SETTLED_TICKET",
     "AlreadyExists",
@@ -108,5 +141,6 @@ __all__ = [
     "stored_verification",
     "ticket_counts",
     "ticket_events",
+    "ticket_reviews",
     "undelivered",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fleet.cli import demo, env, gc, repo, review, status, tickets, web, workers
+from fleet.cli import demo, env, gc, merge, repo, review, status, tickets, web, workers
 from fleet.cli.help import readable
 
 app = typer.Typer(
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.add_typer(repo.app, name="repo")
 app.add_typer(review.app, name="review")
+app.add_typer(merge.app, name="merge")
 for group in (tickets, workers, status, demo):
     app.add_typer(group.commands)
 app.add_typer(env.app, name="cache")

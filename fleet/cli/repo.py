@@ -48,6 +48,10 @@ def repo_add(
     known_failure: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "known_failures"))] = None,
     context_limit: Annotated[int | None, typer.Option(help=help_text(RepoSettings, "context_limit"))] = None,
     agent_instructions: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "agent_instructions"))] = None,
+    merge_slots: Annotated[int | None, typer.Option(help=help_text(RepoSettings, "merge_slots"))] = None,
+    merge_conflict_aware: Annotated[
+        bool | None, typer.Option(help=help_text(RepoSettings, "merge_conflict_aware"))
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Register a git repository and how to test it. Options not given come from its .fleet.toml."""

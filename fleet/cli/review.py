@@ -10,8 +10,8 @@ from rich.table import Table
 from db import queries
 from fleet.cli.cells import plain
 from fleet.cli.console import Context, JsonFlag, actor, one_line_errors, out, print_json
+from orchestrator import merges, views
 from orchestrator import review as reviews
-from orchestrator import views
 from orchestrator.errors import FleetError
 from orchestrator.views import plural
 
@@ -22,12 +22,17 @@ app = typer.Typer(no_args_is_help=True, help="Verified diffs waiting for a perso
 @one_line_errors
 def review_list(as_json: JsonFlag = False) -> None:
     """Tickets with a verified diff, waiting for review. Nothing unverified is ever listed."""
-    rows = [row | {"candidates": len(row["candidates"])} for row in reviews.review_queue(Context().db)]
+    db = Context().db
+    found = reviews.review_queue(db)
+    with db.session() as s:
+        overlaps = merges.review_overlaps(s, found)
+    rows = [row | {"candidates": len(row["candidates"]), "overlaps": overlaps.get(row["id"], [])} for row in found]
     if as_json:
         return print_json(rows)
-    table = Table("ticket", "repo", "title", "candidates", "best diff")
+    table = Table("ticket", "repo", "title", "candidates", "best diff", "overlaps")
     for r in rows:
-        table.add_row(*plain(r["id"], r["repo"], r["title"][:60], r["candidates"], r["diff_stat"]))
+        shared = ", ".join(map(str, r["overlaps"]))
+        table.add_row(*plain(r["id"], r["repo"], r["title"][:60], r["candidates"], r["diff_stat"], shared))
     out.print(table)
 
 
