@@ -42,21 +42,32 @@ SendBuilds = Callable[[Sequence[int]], int]
 SendAttempts = Callable[[Sequence[tuple[int, AttemptStatus]]], int]
 
 
-def advance_all(db: Database, settings: Settings, send_builds: SendBuilds, send_attempts: SendAttempts) -> int:
-    """A pass over every repository with a live queue (the reconciler's); returns how many builds were sent."""
+def advance_all(
+    db: Database, settings: Settings, send_builds: SendBuilds, send_attempts: SendAttempts, redispatch: float
+) -> int:
+    """A pass over every repository with a live queue (the reconciler's); returns how many builds were sent.
+
+    Builds sent more than `redispatch` seconds ago and still unclaimed are sent again (their message may be lost).
+    """
     with db.session() as s:
         repos = queries.queued_repos(s)
-    return sum(advance(db, settings, repo_id, send_builds, send_attempts) for repo_id in repos)
+    return sum(advance(db, settings, repo_id, send_builds, send_attempts, redispatch) for repo_id in repos)
 
 
 def advance(
-    db: Database, settings: Settings, repo_id: int, send_builds: SendBuilds, send_attempts: SendAttempts
+    db: Database,
+    settings: Settings,
+    repo_id: int,
+    send_builds: SendBuilds,
+    send_attempts: SendAttempts,
+    redispatch: float | None = None,
 ) -> int:
     """One pass over one repository's queue; returns how many builds were sent to be verified."""
     sends = Sends()
     with db.session() as s:
         queries.merge_lock(s, repo_id)
-        sends.builds += queries.lapsed_builds(s, repo_id, settings.redispatch_seconds)
+        wait = settings.redispatch_seconds if redispatch is None else redispatch
+        sends.builds += queries.lapsed_builds(s, repo_id, wait)
         entries = list(queries.live_entries(s, repo_id))
         if entries:
             repo = entries[0].ticket.repo

@@ -25,7 +25,7 @@ def reconcile(db: Database, dispatcher: Dispatcher, settings: Settings, redispat
     if waiting:
         log.info("reconciler re-sends %d attempt(s)", len(waiting))
     sent = dispatcher.send(waiting) + schedule(db, dispatcher, settings)
-    return sent + advance_all(db, settings, dispatcher.send_builds, dispatcher.send)
+    return sent + advance_all(db, settings, dispatcher.send_builds, dispatcher.send, redispatch_seconds)
 
 
 class ReconcilerThread(threading.Thread):
