@@ -213,6 +213,7 @@ class MergeEntry(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column()
     failures: Mapped[list[Any]] = mapped_column(default=list)  # failing tests of the last build
     conflict: Mapped[list[Any]] = mapped_column(default=list)  # files that did not apply on the build's parent
+    suspects: Mapped[list[Any]] = mapped_column(default=list)  # files the failing tests' tracebacks name
     reason: Mapped[str] = mapped_column(Text, default="")
     merged_sha: Mapped[str | None] = mapped_column(String(64))
     enqueued_by: Mapped[str] = mapped_column(String(200), default="")

@@ -9,13 +9,16 @@ the entry still has this very build (a reset in between refuses it), then a pass
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from db import queries
 from db.lifecycle import MergeStatus
+from verification.report import TestResult
 from verification.verify import run_baseline
 from workers.merge_queue import SendAttempts, SendBuilds, advance
 from workers.pipeline.baselines import job_spec
@@ -24,6 +27,8 @@ from workers.runtime import WorkerRuntime
 from workers.secrets import redact
 
 log = logging.getLogger(__name__)
+SOURCE_FILE = re.compile(r"([\w./-]+\.py)\b")
+MAX_SUSPECTS = 20
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class Verdict:
     passed: bool
     failures: list[str]
     reason: str
+    suspects: list[str] = field(default_factory=list)  # repository files the failures' tracebacks name
 
 
 def verify_build(rt: WorkerRuntime, entry_id: int, send_builds: SendBuilds, send_attempts: SendAttempts) -> None:
@@ -55,7 +61,9 @@ def verify_build(rt: WorkerRuntime, entry_id: int, send_builds: SendBuilds, send
     with rt.db.session() as s:
         status = MergeStatus.PASSED if verdict.passed else MergeStatus.FAILED
         reason = redact(verdict.reason, secrets)
-        queries.finish_build(s, entry_id, token, status, failures=verdict.failures, reason=reason)
+        queries.finish_build(
+            s, entry_id, token, status, failures=verdict.failures, reason=reason, suspects=verdict.suspects
+        )
     advance(rt.db, rt.settings, job.repo_id, send_builds, send_attempts)
 
 
@@ -90,14 +98,27 @@ def _run(rt: WorkerRuntime, job: Job, entry_id: int, build: str, cancel: threadi
             spec = job_spec(rt, job, ports.env())
             with pool.lease(build) as checkout:
                 run = run_baseline(checkout.path, spec, report_dir, cancel)
+                known = set(job.repo_settings.known_failures)
+                failures = [t for t in run.failures if t not in known]
+                suspects = named_files(checkout.path, [run.results[t] for t in failures])
     finally:
         shutil.rmtree(report_dir, ignore_errors=True)
     if run.error:
         return Verdict(False, [], f"the tests could not run: {run.error}")
-    known = set(job.repo_settings.known_failures)
-    failures = [t for t in run.failures if t not in known]
     if failures:
-        return Verdict(False, failures, f"{len(failures)} test(s) fail: " + ", ".join(failures[:5]))
+        return Verdict(False, failures, f"{len(failures)} test(s) fail: " + ", ".join(failures[:5]), suspects)
     if run.exit_code not in (0, None) and not run.results:
         return Verdict(False, [], f"the test command exited {run.exit_code} without a report")
     return Verdict(True, [], f"{len(run.results)} test(s) pass")
+
+
+def named_files(checkout: Path, failed: list[TestResult]) -> list[str]:
+    """The repository's files that the failures' messages and tracebacks name, as paths inside the checkout."""
+    root = checkout.resolve()
+    found: dict[str, None] = {}
+    for result in failed:
+        for name in SOURCE_FILE.findall(f"{result.message}\n{result.details}"):
+            path = (root / name).resolve() if not name.startswith("/") else Path(name).resolve()
+            if path.is_relative_to(root) and path.is_file():
+                found.setdefault(str(path.relative_to(root)), None)
+    return list(found)[:MAX_SUSPECTS]

@@ -156,7 +156,7 @@ def _write(s: queries.Session, plan: mergeplan.Plan, by_id: dict[int, MergeEntry
         entry = by_id[entry_id]
         lifecycle.move(entry, _M.WAITING)
         entry.parent_sha = entry.build_sha = entry.position = entry.lease_token = entry.lease_expires_at = None
-        entry.stack, entry.failures, entry.conflict, entry.reason = [], [], [], ""
+        entry.stack, entry.failures, entry.conflict, entry.suspects, entry.reason = [], [], [], [], ""
     for entry_id, (parent, conflict) in plan.conflicts.items():
         entry = by_id[entry_id]
         lifecycle.move(entry, _M.BUILDING)

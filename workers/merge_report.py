@@ -18,7 +18,7 @@ MAX_TESTS = 10
 
 def collided_with(s: Session, entry: MergeEntry, ticket: Ticket, head: str, mirror: Path) -> list[str]:
     """The changes that reached the target since the diff's base, those touching its files (or conflict) first."""
-    files = tuple(entry.conflict) or tuple(entry.files)
+    files = tuple(entry.conflict) or tuple(dict.fromkeys([*entry.suspects, *entry.files]))
     commits = merge_git.commits_between(mirror, ticket.base_sha, head, files) or merge_git.commits_between(
         mirror, ticket.base_sha, head
     )

@@ -33,6 +33,7 @@ B_LATER = (
 D_UTIL = "def other():\\n    return 7\\n"
 D_TEST = "import util\\n\\n\\ndef test_d():\\n    assert not hasattr(util, 'helper')\\n"
 C_MOD = "from util import helper\\n\\n\\ndef check():\\n    return helper() == 42\\n"
+C_LATER = "def check():\\n    return True\\n"
 C_TEST = "import mod_c\\n\\n\\ndef test_c():\\n    assert mod_c.check()\\n"
 
 
@@ -81,7 +82,7 @@ def test_ten_approved_diffs_land_green_against_a_moving_target(fleet: Fleet) -> 
         fleet, "Raise the limit to 3", mr.put("shared.py", "LIMIT = 3\\n", "tests/test_b.py", B_TEST, later=B_LATER)
     )
     c = submit(fleet, "Use util.helper", mr.put("mod_c.py", C_MOD, "tests/test_c.py", C_TEST,
-                                                later=("mod_c.py", "def check():\\n    return True\\n")))  # fmt: skip
+                                                later=("mod_c.py", C_LATER, "tests/test_c.py", C_TEST)))  # fmt: skip
     ones += [submit(fleet, f"Add mod{i}", mr.put(*mr.module(f"mod{i}", i))) for i in (3, 4, 5, 6)]
     fleet.up(concurrency=4)
     order = [a, d, ones[0], ones[1], b, c, *ones[2:]]
@@ -100,7 +101,7 @@ def test_ten_approved_diffs_land_green_against_a_moving_target(fleet: Fleet) -> 
     assert by_ticket[c].status == "ejected" and "tests/test_c.py" in by_ticket[c].reason
     assert f'ticket {d} "Drop util.helper"' in by_ticket[c].reason
     assert all(by_ticket[t].status == "merged" for t in order if t not in (b, c))
-    assert sum(e.builds for e in entries(fleet)) > len(order)  # the push made the queue verify again
+    assert sum(e.builds for e in entries(fleet)) > len(order)  # ejections and the push re-verified entries
     with fleet.db().session() as s:
         retried = queries.load_ticket_tree(s, b).runs[0].attempts[-1]
         assert retried.number == 2 and f'ticket {a} "Raise the limit to 2"' in retried.feedback_in

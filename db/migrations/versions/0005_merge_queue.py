@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column('dispatched_at', sa.DateTime(timezone=True), nullable=True),
         sa.Column('failures', sa.JSON(), nullable=False),
         sa.Column('conflict', sa.JSON(), nullable=False),
+        sa.Column('suspects', sa.JSON(), nullable=False),
         sa.Column('reason', sa.Text(), nullable=False),
         sa.Column('merged_sha', sa.String(length=64), nullable=True),
         sa.Column('enqueued_by', sa.String(length=200), nullable=False),
