@@ -33,10 +33,10 @@ def git(*args: str, cwd: Path) -> str:
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
-def make_target(tmp: Path, pause: float = 0.0) -> tuple[Path, Path]:
+def make_target(tmp: Path, pause: float = 0.0, extra: dict[str, str] | None = None) -> tuple[Path, Path]:
     """(the bare target repository, a clone of it a human works in), on branch main."""
     work = tmp / "human"
-    for name, text in BASE_FILES.items():
+    for name, text in (BASE_FILES | (extra or {})).items():
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_text(text)
     if pause:
