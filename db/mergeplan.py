@@ -31,6 +31,7 @@ class Item:
     position: int | None = None
     parent: str | None = None
     build: str | None = None
+    stale: bool = False  # the target changed one of its files since the diff's base: likelier to fail
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ def overlapping(items: Sequence[Item]) -> dict[int, list[int]]:
 
 
 def ordered(items: Iterable[Item], conflict_aware: bool) -> list[Item]:
-    """Built entries keep their places; the others follow in queue order, independent ones first when aware."""
+    """Built entries keep their places; the others follow in queue order, independent ones first when aware
+    (an entry is dependent when it overlaps one ahead of it, or the target changed its files since its base)."""
     items = list(items)
     placed = sorted((i for i in items if i.position is not None), key=lambda i: (i.position or 0, i.id))
     free = sorted((i for i in items if i.position is None), key=lambda i: i.id)
@@ -87,7 +89,8 @@ def ordered(items: Iterable[Item], conflict_aware: bool) -> list[Item]:
     independent: list[Item] = []
     dependent: list[Item] = []
     for item in free:
-        (dependent if any(overlaps(item, other) for other in ahead) else independent).append(item)
+        risky = item.stale or any(overlaps(item, other) for other in ahead)
+        (dependent if risky else independent).append(item)
         ahead.append(item)
     return placed + independent + dependent
 

@@ -122,3 +122,11 @@ def commits_between(mirror: Path, base: str, head: str, files: tuple[str, ...] =
     except GitError:
         return []
     return [tuple(line.split("\x1f", 1)) for line in text.splitlines() if "\x1f" in line]  # type: ignore[misc]
+
+
+def changed_files(mirror: Path, base: str, head: str) -> set[str]:
+    """The files that differ between base and head (empty when either is unknown here)."""
+    try:
+        return set(git("diff", "--name-only", "--no-renames", base, head, "--", cwd=mirror).split("\n")) - {""}
+    except GitError:
+        return set()

@@ -62,17 +62,23 @@ def advance(
     send_attempts: SendAttempts,
     redispatch: float | None = None,
 ) -> int:
-    """One pass over one repository's queue; returns how many builds were sent to be verified."""
+    """One pass over one repository's queue; returns how many builds were sent to be verified.
+
+    The targets' heads are fetched into the mirror before the lock is taken, so a slow fetch does not hold the
+    database; under the lock the head is read again (another pass may have landed meanwhile), which seldom needs
+    a fetch, and the compare-and-swap catches a head that moves after that.
+    """
     sends = Sends()
+    heads = _heads(db, settings, repo_id)
     with db.session() as s:
         queries.merge_lock(s, repo_id)
         wait = settings.redispatch_seconds if redispatch is None else redispatch
         sends.builds += queries.lapsed_builds(s, repo_id, wait)
         entries = list(queries.live_entries(s, repo_id))
-        if entries:
-            repo = entries[0].ticket.repo
-            for target in sorted({e.target for e in entries}):
-                _pass(s, settings, Queue(repo, target, [e for e in entries if e.target == target]), sends)
+        for target, (head, mirror) in heads.items():
+            mine = [e for e in entries if e.target == target]
+            if mine:
+                _pass(s, settings, Queue(mine[0].ticket.repo, target, mine, head, mirror), sends)
         attempts = scheduler.plan(s, settings) if sends.reopened else []
     send_attempts(attempts)
     return send_builds(list(dict.fromkeys(sends.builds)))
@@ -89,6 +95,21 @@ class Queue:
     mirror: Path = Path()
 
 
+def _heads(db: Database, settings: Settings, repo_id: int) -> dict[str, tuple[str, Path]]:
+    """Each target branch with a live queue in the repository: its head now, and the worker's mirror holding it."""
+    with db.session() as s:
+        entries = queries.live_entries(s, repo_id)
+        repo = entries[0].ticket.repo if entries else None
+        name, source, targets = (repo.name, repo.source, sorted({e.target for e in entries})) if repo else ("", "", [])
+    heads = {}
+    for target in targets:
+        try:
+            heads[target] = _head(settings, repo_id, source, target)
+        except (TargetError, MirrorError, GitError) as exc:  # an unreachable remote is no verdict: the next pass tries
+            log.warning("merge queue of repo %s, branch %s: %s", name, target, exc)
+    return heads
+
+
 def _pass(s: queries.Session, settings: Settings, queue: Queue, sends: Sends) -> None:
     """Plan, write, eject and land until nothing more can land now."""
     rules = RepoSettings.from_stored(queue.repo.settings)
@@ -98,9 +119,11 @@ def _pass(s: queries.Session, settings: Settings, queue: Queue, sends: Sends) ->
     for _ in range(2 * len(queue.entries) + 2):  # each turn lands one entry or re-reads a moved head
         live = {e.id: e for e in queue.entries if _M(e.status) in LIVE_MERGE}
         mirror = queue.mirror
+        unplaced = [e for e in live.values() if e.position is None] if rules.merge_conflict_aware else []
+        touched = _touched(mirror, queue.head, unplaced)
         plan = mergeplan.plan(
             queue.head,
-            [_item(e) for e in live.values()],
+            [_item(e, touched) for e in live.values()],
             rules.merge_slots,
             partial(_build, s, mirror, live),
             rules.merge_conflict_aware,
@@ -123,22 +146,30 @@ def _pass(s: queries.Session, settings: Settings, queue: Queue, sends: Sends) ->
 def _read_head(settings: Settings, queue: Queue) -> bool:
     """Read the target's head into queue, with the worker's mirror holding it; False when it cannot be read."""
     try:
-        queue.head, queue.mirror = _head(settings, queue.repo, queue.target)
+        queue.head, queue.mirror = _head(settings, queue.repo.id, queue.repo.source, queue.target)
     except (TargetError, MirrorError, GitError) as exc:  # an unreachable remote is no verdict: the next pass tries
         log.warning("merge queue of repo %s, branch %s: %s", queue.repo.name, queue.target, exc)
         return False
     return True
 
 
-def _head(settings: Settings, repo: Repo, target: str) -> tuple[str, Path]:
+def _head(settings: Settings, repo_id: int, source: str, target: str) -> tuple[str, Path]:
     """The target's head now, and the worker's mirror holding it."""
     settings.mirrors_dir.mkdir(parents=True, exist_ok=True)
-    head = merge_git.remote_head(repo.source, target, settings.mirrors_dir)
-    return head, ensure_mirror(settings.mirrors_dir, f"repo-{repo.id}", repo.source, head)
+    head = merge_git.remote_head(source, target, settings.mirrors_dir)
+    return head, ensure_mirror(settings.mirrors_dir, f"repo-{repo_id}", source, head)
 
 
-def _item(e: MergeEntry) -> mergeplan.Item:
-    return mergeplan.Item(e.id, _M(e.status), frozenset(e.files), tuple(e.area), e.position, e.parent_sha, e.build_sha)
+def _item(e: MergeEntry, touched: dict[str, set[str]]) -> mergeplan.Item:
+    stale = bool(touched.get(e.ticket.base_sha, set()) & set(e.files))
+    return mergeplan.Item(
+        e.id, _M(e.status), frozenset(e.files), tuple(e.area), e.position, e.parent_sha, e.build_sha, stale
+    )
+
+
+def _touched(mirror: Path, head: str, unplaced: list[MergeEntry]) -> dict[str, set[str]]:
+    """Per base commit of the entries still to be ordered, the files the target changed since then."""
+    return {base: merge_git.changed_files(mirror, base, head) for base in {e.ticket.base_sha for e in unplaced}}
 
 
 def _build(

@@ -115,3 +115,9 @@ def test_diff_paths_reads_both_sides_and_skips_dev_null() -> None:
         "diff --git a/new.py b/new.py\nnew file mode 100644\n--- /dev/null\n+++ b/new.py\n@@ -0,0 +1 @@\n+c\n"
     )
     assert diff_paths(diff) == ["x.py", "new.py"]
+
+
+def test_an_entry_whose_files_the_target_changed_since_its_base_goes_after_the_fresh_ones() -> None:
+    items = [replace(item(1, "a.py"), stale=True), item(2, "b.py"), item(3, "c.py")]
+    assert [i.id for i in ordered(items, conflict_aware=True)] == [2, 3, 1]
+    assert [i.id for i in ordered(items, conflict_aware=False)] == [1, 2, 3]
