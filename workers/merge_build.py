@@ -18,9 +18,12 @@ from pathlib import Path
 
 from db import queries
 from db.lifecycle import MergeStatus
+from db.mergeplan import Conflict
+from system.mirror import has_commit
 from verification.report import TestResult
 from verification.verify import run_baseline
-from workers.merge_queue import SendAttempts, SendBuilds, advance
+from workers.merge_git import Stamp, build_commit
+from workers.merge_queue import SendAttempts, SendBuilds, advance, build_inputs
 from workers.pipeline.baselines import job_spec
 from workers.pipeline.job import Job, job_secrets, snapshot
 from workers.runtime import WorkerRuntime
@@ -29,6 +32,14 @@ from workers.secrets import redact
 log = logging.getLogger(__name__)
 SOURCE_FILE = re.compile(r"([\w./-]+\.py)\b")
 MAX_SUSPECTS = 20
+
+
+@dataclass(frozen=True)
+class Chain:
+    """How to make the build again where it is missing: the head under it, then each diff in order."""
+
+    base: str
+    steps: tuple[tuple[str, str, Stamp], ...]
 
 
 @dataclass(frozen=True)
@@ -45,12 +56,12 @@ def verify_build(rt: WorkerRuntime, entry_id: int, send_builds: SendBuilds, send
     claimed = _claim(rt, entry_id, token)
     if claimed is None:
         return  # a duplicate message, a build already judged, or one reset since it was sent
-    job, build = claimed
+    job, build, chain = claimed
     cancel = threading.Event()
     keeper = threading.Thread(target=_keep, args=(rt, entry_id, token, cancel), daemon=True)
     keeper.start()
     try:
-        verdict = _run(rt, job, entry_id, build, cancel)
+        verdict = _run(rt, job, entry_id, build, chain, cancel)
     except Exception as exc:  # the unit of work's boundary: the build gets a verdict naming the cause
         log.exception("merge build %s", entry_id)
         verdict = Verdict(False, [], f"the build could not be verified: {type(exc).__name__}: {exc}")
@@ -67,7 +78,7 @@ def verify_build(rt: WorkerRuntime, entry_id: int, send_builds: SendBuilds, send
     advance(rt.db, rt.settings, job.repo_id, send_builds, send_attempts)
 
 
-def _claim(rt: WorkerRuntime, entry_id: int, token: str) -> tuple[Job, str] | None:
+def _claim(rt: WorkerRuntime, entry_id: int, token: str) -> tuple[Job, str, Chain] | None:
     with rt.db.session() as s:
         entry = queries.get_entry(s, entry_id)
         if entry is None or entry.status != MergeStatus.BUILDING.value or not entry.build_sha:
@@ -75,7 +86,31 @@ def _claim(rt: WorkerRuntime, entry_id: int, token: str) -> tuple[Job, str] | No
         build = entry.build_sha
         if not queries.claim_build(s, entry_id, build, token, rt.settings.lease_seconds):
             return None
-        return replace(snapshot(queries.get_attempt(s, entry.attempt_id)), base_sha=build), build
+        below = [queries.get_entry(s, i) for i in entry.stack]
+        entries = [e for e in below if e is not None] + [entry]
+        chain = Chain(entries[0].parent_sha or "", tuple(build_inputs(s, e) for e in entries))
+        return replace(snapshot(queries.get_attempt(s, entry.attempt_id)), base_sha=build), build, chain
+
+
+def ensure_build(rt: WorkerRuntime, job: Job, build: str, chain: Chain) -> Path:
+    """The worker's mirror holding the build: the pass that made it may have run on another machine, and builds
+    are deterministic, so this one makes the same commits from the head under them."""
+    mirror = rt.mirror(job.repo_key, job.source, chain.base)
+    if has_commit(mirror, build):
+        return mirror
+    tip = chain.base
+    for diff, message, stamp in chain.steps:
+        made = build_commit(mirror, tip, diff, message, stamp)
+        if isinstance(made, Conflict):
+            raise BuildMissing(f"the build could not be made again here: {', '.join(made.files)} did not apply")
+        tip = made
+    if tip != build:
+        raise BuildMissing(f"the build made again here is {tip[:12]}, not {build[:12]}")
+    return mirror
+
+
+class BuildMissing(Exception):
+    """This worker cannot make the build it was sent."""
 
 
 def _keep(rt: WorkerRuntime, entry_id: int, token: str, done: threading.Event) -> None:
@@ -89,8 +124,8 @@ def _keep(rt: WorkerRuntime, entry_id: int, token: str, done: threading.Event) -
             log.exception("renewing the lease of merge build %s failed; retrying", entry_id)
 
 
-def _run(rt: WorkerRuntime, job: Job, entry_id: int, build: str, cancel: threading.Event) -> Verdict:
-    mirror = rt.mirror(job.repo_key, job.source, build)
+def _run(rt: WorkerRuntime, job: Job, entry_id: int, build: str, chain: Chain, cancel: threading.Event) -> Verdict:
+    mirror = ensure_build(rt, job, build, chain)
     pool = rt.pool(job.repo_key, "verify", mirror)
     report_dir = rt.settings.attempts_dir / f"merge-{entry_id}-{build[:12]}"
     try:

@@ -175,10 +175,13 @@ def _touched(mirror: Path, head: str, unplaced: list[MergeEntry]) -> dict[str, s
 def _build(
     s: queries.Session, mirror: Path, live: dict[int, MergeEntry], parent: str, item: mergeplan.Item
 ) -> str | mergeplan.Conflict:
-    entry = live[item.id]
-    attempt = queries.get_attempt(s, entry.attempt_id)
+    return merge_git.build_commit(mirror, parent, *build_inputs(s, live[item.id]))
+
+
+def build_inputs(s: queries.Session, entry: MergeEntry) -> tuple[str, str, Stamp]:
+    """What an entry's build commit is made of besides its parent: the diff, the message, the fixed stamp."""
     message = f"{entry.ticket.title}\n\nFleet ticket {entry.ticket_id}, landed by the merge queue (entry {entry.id}).\n"
-    return merge_git.build_commit(mirror, parent, attempt.diff, message, Stamp(entry.created_at))
+    return queries.get_attempt(s, entry.attempt_id).diff, message, Stamp(entry.created_at)
 
 
 def _write(s: queries.Session, plan: mergeplan.Plan, by_id: dict[int, MergeEntry], sends: Sends) -> None:

@@ -157,5 +157,8 @@ def test_the_target_moves_only_by_compare_and_swap(tmp_path: Path) -> None:
     assert isinstance(again, str) and merge_git.land(str(bare), mirror, "main", again, pushed)
     assert mr.git("rev-parse", "main", cwd=bare).strip() == again
     assert mr.git("for-each-ref", "refs/fleet", cwd=bare) == ""  # the landing ref is gone
+    elsewhere = tmp_path / "elsewhere.git"  # another worker's mirror makes the same commit from the same inputs
+    mr.git("clone", "-q", "--bare", str(bare), str(elsewhere), cwd=tmp_path)
+    assert merge_git.build_commit(elsewhere, pushed, diff, "five\n", stamp) == again
     conflict = merge_git.build_commit(mirror, old, diff.replace("LIMIT = 1", "LIMIT = 9"), "x\n", stamp)
     assert isinstance(conflict, merge_git.Conflict) and conflict.files == ("shared.py",)

@@ -18,9 +18,8 @@ Scripts:
     noisy            prints 5 MB, then fix-add (for bounded transcripts).
     hang             sleeps forever.
     wait-for PATH    prints a line, waits until PATH exists, then fix-add (for live transcripts).
-    put FILE TEXT... [--later FILE TEXT...]
-                     writes each FILE with its TEXT (`\\n` for a newline; `-` deletes the file); after --later,
-                     what attempts 2 and later write instead (for diffs of any shape: the merge queue's tests).
+    put FILE TEXT... [--later FILE TEXT...]  writes each FILE (`\\n`: a newline; `-`: delete); what follows
+                     --later is written by attempts 2 and later instead (diffs of any shape, for the merge queue).
 
 Gaming scripts: each "fixes" add (tests/test_calc.py::test_add) with one known attack on the tests instead
 of the code, so that verification can be shown to refuse it (tests/e2e_verification):
@@ -187,18 +186,8 @@ SCRIPT_EDITS: dict[str, tuple[Edit, ...]] = {
         (INI_TESTS, '    "comment2": ("; comment", []),\n', ""),
     ),
 }
-SCRIPTS = (
-    "needs-feedback",
-    "sleep",
-    "wait-for",
-    "noisy",
-    "hang",
-    "when",
-    "idle-once",
-    "reads-nothing",
-    "put",
-    *SCRIPT_EDITS,
-)
+SCRIPTS: tuple[str, ...] = ("needs-feedback", "sleep", "wait-for", "noisy", "hang", "when", "idle-once")
+SCRIPTS += ("reads-nothing", "put", *SCRIPT_EDITS)
 
 SAMPLE_CALC = '''"""A tiny calculator with bugs for Fleet's demo agents to fix."""
 
@@ -350,13 +339,9 @@ def put(args: list[str], attempt: int, root: Path) -> int:
     pairs = args[split + 1 :] if attempt > 1 and split < len(args) else args[:split]
     for name, text in zip(pairs[::2], pairs[1::2], strict=True):
         target = root / name
-        if text == "-":
-            target.unlink(missing_ok=True)
-            print(f"deleted {name}", flush=True)
-            continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text.replace("\\n", "\n"))
-        print(f"wrote {name}", flush=True)
+        target.unlink(missing_ok=True) if text == "-" else target.write_text(text.replace("\\n", "\n"))
+        print(f"{'deleted' if text == '-' else 'wrote'} {name}", flush=True)
     return 0
 
 
