@@ -11,6 +11,7 @@ from db.lifecycle import AttemptStatus, MergeStatus, TicketStatus, Verdict
 from db.migrate import upgrade
 from orchestrator import merges
 from orchestrator.errors import FleetError
+from tests.conftest import Fleet
 
 
 def diff(path: str) -> str:
@@ -92,3 +93,22 @@ def test_eject_leaves_the_ticket_approved_and_a_zombie_build_cannot_write_its_ve
         assert queries.get_ticket(s, one).status == TicketStatus.APPROVED.value
     with db.session() as s, pytest.raises(FleetError, match=f"^ticket {one} is not in the merge queue$"):
         merges.eject(s, one, "bob")
+
+
+def test_the_merge_commands(embedded: Fleet) -> None:
+    db = embedded.db()
+    upgrade(db)
+    a, b = reviewable(db, "Raise the limit", "shared.py"), reviewable(db, "Lower it", "shared.py")
+    c = reviewable(db, "Elsewhere", "own.py")
+    assert "queued to land on main" in embedded.run("merge", "enqueue", str(a)).stdout
+    review = embedded.json("review", "list")
+    assert {r["id"]: r["overlaps"] for r in review} == {b: [a], c: []}
+    embedded.run("merge", "enqueue", str(b))
+    shown = embedded.run("merge", "status").stdout
+    assert "Raise the limit" in shown and "Lower it" in shown and "waiting" in shown
+    assert [r["ticket"] for r in embedded.json("merge", "status")["queue"]] == [a, b]
+    assert embedded.run("merge", "enqueue", str(a), check=False).stderr == (
+        f"error: ticket {a} is already in the merge queue\n"
+    )
+    assert "left the merge queue" in embedded.run("merge", "eject", str(b)).stdout
+    assert f"ticket {b} ejected: removed by tester" in embedded.run("merge", "status").stdout
