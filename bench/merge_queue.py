@@ -140,8 +140,12 @@ def live(fleet: Fleet) -> bool:
 
 
 def entries(fleet: Fleet) -> list[dict[str, Any]]:
-    with fleet.db().session() as s:
-        return [{"status": e.status, "builds": e.builds} for e in s.query(MergeEntry)]
+    db = fleet.db()
+    try:
+        with db.session() as s:
+            return [{"status": e.status, "builds": e.builds} for e in s.query(MergeEntry)]
+    finally:
+        db.dispose()
 
 
 def main() -> None:

@@ -6,16 +6,19 @@ a human pushing to the target meanwhile; then a worker killed with -9 in the mid
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from db import queries
+from db.engine import Database
 from db.models import MergeEntry
 from tests.conftest import Fleet
 from tests.core import merge_repo as mr
@@ -54,8 +57,26 @@ def submit(fleet: Fleet, title: str, command: str) -> int:
     return int(ticket["id"])
 
 
+@contextlib.contextmanager
+def running(worker: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """A worker process that is killed when the block ends early (a failed wait must not leave it consuming)."""
+    try:
+        yield worker
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+
+
+_databases: dict[str, Database] = {}
+
+
 def entries(fleet: Fleet) -> list[MergeEntry]:
-    with fleet.db().session() as s:
+    """The merge queue's rows (one engine per database for the whole run: polling must not open connections)."""
+    if fleet.database_url not in _databases:
+        _databases[fleet.database_url] = fleet.db()
+    db = _databases[fleet.database_url]
+    with db.session() as s:
         found = list(s.query(MergeEntry).order_by(MergeEntry.id))
         s.expunge_all()
         return found
@@ -90,10 +111,10 @@ def test_ten_approved_diffs_land_green_against_a_moving_target(fleet: Fleet) -> 
     for ticket in order:
         fleet.run("merge", "enqueue", str(ticket))
 
-    worker = fleet.popen("up", "--until-idle", "--concurrency", "4")
-    wait_for(lambda: any(e.status == "merged" for e in entries(fleet)))
-    pushed = mr.human_push(human, "HUMAN.md", "a person was here\n")  # the queue's builds sit on the old head
-    assert worker.wait(timeout=600) == 0
+    with running(fleet.popen("up", "--until-idle", "--concurrency", "4")) as worker:
+        wait_for(lambda: any(e.status == "merged" for e in entries(fleet)))
+        pushed = mr.human_push(human, "HUMAN.md", "a person was here\n")  # the queue's builds sit on the old head
+        assert worker.wait(timeout=600) == 0
 
     by_ticket = {e.ticket_id: e for e in entries(fleet)}
     assert by_ticket[b].status == "ejected" and "shared.py" in by_ticket[b].reason
@@ -128,10 +149,10 @@ def test_a_worker_killed_mid_queue_loses_nothing_and_lands_nothing_twice(fleet: 
     for ticket in tickets:
         fleet.run("merge", "enqueue", str(ticket))
     fleet.env["FLEET_LEASE_SECONDS"] = "4"  # so the dead worker's builds are seen as lapsed soon
-    first = fleet.popen("up", "--concurrency", "2")
-    wait_for(lambda: any(e.lease_token for e in entries(fleet)))
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
+    with running(fleet.popen("up", "--concurrency", "2")) as first:
+        wait_for(lambda: any(e.lease_token for e in entries(fleet)))
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
     killed = [e.id for e in entries(fleet) if e.lease_token]
     fleet.up(concurrency=2)
     assert [e.status for e in entries(fleet)] == ["merged"] * 4
