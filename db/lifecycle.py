@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 
 class TicketStatus(str, Enum):
@@ -39,6 +39,17 @@ class AttemptStatus(str, Enum):
     CANCELLED = "cancelled"
 
 
+class MergeStatus(str, Enum):
+    """A merge queue entry: waiting for a build, its build being verified, its verdict, and how it left."""
+
+    WAITING = "waiting"
+    BUILDING = "building"
+    PASSED = "passed"
+    FAILED = "failed"
+    MERGED = "merged"
+    EJECTED = "ejected"
+
+
 class Verdict(str, Enum):
     PASSED = "passed"
     FAILED = "failed"
@@ -46,7 +57,7 @@ class Verdict(str, Enum):
     ERROR = "error"
 
 
-S = TypeVar("S", TicketStatus, RunStatus, AttemptStatus)
+S = TypeVar("S", TicketStatus, RunStatus, AttemptStatus, MergeStatus)
 
 
 class IllegalTransition(Exception):
@@ -108,6 +119,7 @@ TICKET = Table(
         *_edges("settle", [_T.QUEUED, _T.RUNNING], _T.ERROR),
         *_edges("approve", [_T.NEEDS_REVIEW], _T.APPROVED),
         *_edges("reject", [_T.NEEDS_REVIEW], _T.REJECTED),
+        *_edges("eject", [_T.APPROVED], _T.REJECTED),  # the merge queue sends the diff back with feedback
         *_edges("reopen", [_T.REJECTED, _T.APPROVED], _T.QUEUED),  # a reviewer's feedback, or the PR's
         *_edges("retry", [_T.FAILED, _T.ERROR, _T.CANCELLED], _T.QUEUED),
         *_edges("cancel", [_T.QUEUED, _T.RUNNING, _T.NEEDS_REVIEW, _T.REJECTED], _T.CANCELLED),
@@ -140,6 +152,21 @@ ATTEMPT = Table(
     ),
 )
 
+_M = MergeStatus
+MERGE = Table(
+    "merge entry",
+    _M.WAITING,
+    (
+        Edge("build", _M.WAITING, _M.BUILDING),
+        Edge("pass", _M.BUILDING, _M.PASSED),
+        Edge("fail", _M.BUILDING, _M.FAILED),
+        *_edges("reset", [_M.BUILDING, _M.PASSED, _M.FAILED], _M.WAITING),  # what it was built on changed
+        Edge("land", _M.PASSED, _M.MERGED),
+        *_edges("eject", [_M.WAITING, _M.BUILDING, _M.PASSED, _M.FAILED], _M.EJECTED),
+    ),
+)
+LIVE_MERGE = (_M.WAITING, _M.BUILDING, _M.PASSED, _M.FAILED)
+
 ACTIVE_TICKET = (TicketStatus.QUEUED, TicketStatus.RUNNING)
 WAITING_ATTEMPT = (AttemptStatus.QUEUED, AttemptStatus.VERIFY_QUEUED)
 LEASED_ATTEMPT = (AttemptStatus.RUNNING, AttemptStatus.VERIFYING)
@@ -147,19 +174,24 @@ OPEN_ATTEMPT = WAITING_ATTEMPT + LEASED_ATTEMPT
 
 
 class HasStatus(Protocol):
-    """A row with an id and a status column (a ticket, run or attempt)."""
+    """A row with an id and a status column (a ticket, run, attempt or merge entry)."""
 
     id: int
     status: str
 
 
+_TABLES: dict[type[Enum], Table[Any]] = {
+    TicketStatus: TICKET,
+    RunStatus: RUN,
+    AttemptStatus: ATTEMPT,
+    MergeStatus: MERGE,
+}
+
+
 def table(status: S) -> Table[S]:
     """The transition table status belongs to."""
-    if isinstance(status, TicketStatus):
-        return TICKET
-    if isinstance(status, RunStatus):
-        return RUN
-    return ATTEMPT
+    rules: Table[Any] = _TABLES[type(status)]
+    return rules
 
 
 def move(row: HasStatus, new: S) -> None:

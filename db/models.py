@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from db.lifecycle import ATTEMPT, RUN, TICKET
+from db.lifecycle import ATTEMPT, MERGE, RUN, TICKET
 
 
 def utcnow() -> datetime:
@@ -232,6 +232,40 @@ class Review(Base):
     branch: Mapped[str | None] = mapped_column(String(200))
     commit_sha: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MergeEntry(Base):
+    """One approved diff in a target branch's merge queue, and the speculative build it is verified as."""
+
+    __tablename__ = "merge_entries"
+    __table_args__ = (Index("ix_merge_entries_repo_status", "repo_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id"))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id"))
+    target: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default=MERGE.initial.value)
+    files: Mapped[list[Any]] = mapped_column(default=list)  # the paths the diff touches
+    area: Mapped[list[Any]] = mapped_column(default=list)  # the ticket's --area globs
+    position: Mapped[int | None] = mapped_column(Integer)  # the order of built entries; None until built
+    parent_sha: Mapped[str | None] = mapped_column(String(64))  # the build sits on this commit (head or an entry's)
+    build_sha: Mapped[str | None] = mapped_column(String(64))  # head + the entries ahead + this diff
+    stack: Mapped[list[Any]] = mapped_column(default=list)  # ids of the entries ahead inside the build
+    builds: Mapped[int] = mapped_column(Integer, default=0)  # verifications started
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    dispatched_at: Mapped[datetime | None] = mapped_column()
+    failures: Mapped[list[Any]] = mapped_column(default=list)  # failing tests of the last build
+    conflict: Mapped[list[Any]] = mapped_column(default=list)  # files that did not apply on the build's parent
+    suspects: Mapped[list[Any]] = mapped_column(default=list)  # files the failing tests' tracebacks name
+    reason: Mapped[str] = mapped_column(Text, default="")
+    merged_sha: Mapped[str | None] = mapped_column(String(64))
+    enqueued_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    ticket: Mapped[Ticket] = relationship(lazy="joined")
 
 
 class Worker(Base):

@@ -183,6 +183,13 @@ class RepoSettings(Spec):
     context_limit: int = Field(
         default=24_000, ge=2_000, le=1_000_000, description="Bytes of the prompt (the context pack) an agent gets."
     )
+    merge_slots: int = Field(
+        default=4, ge=1, le=100, description="Merge queue entries verified at once, speculatively (1: one at a time)."
+    )
+    merge_conflict_aware: bool = Field(
+        default=True,
+        description="The merge queue builds independent entries first and never stacks overlapping ones.",
+    )
     agent_instructions: PathText = Field(
         default="", description="The repository's file of instructions for agents (default: AGENTS.md, CLAUDE.md)."
     )

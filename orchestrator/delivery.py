@@ -1,6 +1,6 @@
 """Delivery: what approving a verified diff does, per repository (`deliver`): a branch, a push, a pull request.
 
-`deliver()` is the one seam: `merge` hands the commit to the merge queue, which this module does not hold.
+`deliver = merge` never reaches `deliver()`: approval (orchestrator/approval.py) puts the diff in the merge queue.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from system.git import GitError, git
 from system.github import GitHubForge
 from system.mirror import MirrorError, ensure_mirror, is_url
 from system.settings import Settings
-
-MERGE_UNAVAILABLE = "the merge queue is not available: set deliver to branch, push or pr (fleet repo update --deliver)"
 
 
 @dataclass(frozen=True)
@@ -57,8 +55,8 @@ def branch_name(ticket_id: int) -> str:
 def deliver(settings: Settings, item: Shipment) -> Delivered:
     """Deliver item as its repository's `deliver` setting says; FleetError (one line, no credential) if it cannot."""
     mode = item.settings.deliver
-    if mode == "merge":  # the merge queue wires in here
-        raise FleetError(MERGE_UNAVAILABLE)
+    if mode == "merge":
+        raise FleetError("deliver = merge lands through the merge queue (fleet merge enqueue), not delivered at once")
     mirror = _mirror(settings, item)
     done = Delivered(branch_name(item.ticket_id), _commit(mirror, item))
     if mode == "branch":

@@ -64,3 +64,14 @@ def remote_url(path: Path, name: str = "origin") -> str:
             return str(repo.remote(name).url) if name in [r.name for r in repo.remotes] else ""
     except (InvalidGitRepositoryError, NoSuchPathError, NotADirectoryError, ValueError):
         return ""
+
+
+def current_branch(path: Path) -> str | None:
+    """The branch the repository at path has checked out (HEAD names it, bare or not), or None."""
+    try:
+        with Repo(path) as repo:
+            if repo.head.is_detached:
+                return None
+            return str(repo.head.reference.name)
+    except (InvalidGitRepositoryError, NoSuchPathError, NotADirectoryError, TypeError, ValueError):
+        return None

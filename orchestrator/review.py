@@ -45,11 +45,13 @@ class Decision:
     commit: str = ""
     attempt: int | None = None
     pr_url: str = ""
+    queued_to: str = ""  # the branch the merge queue lands it on (deliver = merge): nothing landed yet
 
     def view(self) -> dict[str, Any]:
         view: dict[str, Any] = {"id": self.ticket, "status": self.status.value, "chosen": self.chosen}
         if self.status == TicketStatus.APPROVED:
-            return view | {"branch": self.branch, "commit": self.commit, "pr_url": self.pr_url}
+            landed = {"branch": self.branch, "commit": self.commit, "pr_url": self.pr_url}
+            return view | landed | {"queued_to": self.queued_to}
         return view | {"attempt": self.attempt}
 
 

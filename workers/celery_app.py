@@ -17,7 +17,15 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 
 from system.settings import Settings
-from workers.constants import AGENT_QUEUE, RUN_AGENT_TASK, VERIFY_QUEUE, VERIFY_TASK, VISIBILITY_TIMEOUT_SECONDS
+from workers.constants import (
+    AGENT_QUEUE,
+    MERGE_BUILD_TASK,
+    MERGE_PASS_TASK,
+    RUN_AGENT_TASK,
+    VERIFY_QUEUE,
+    VERIFY_TASK,
+    VISIBILITY_TIMEOUT_SECONDS,
+)
 
 log = logging.getLogger(__name__)
 EMBEDDED_DRAIN_SECONDS = 0.25
@@ -148,7 +156,10 @@ def create_app(settings: Settings) -> Celery:
         worker_redirect_stdouts=False,
         worker_send_task_events=not settings.embedded,
         task_send_sent_event=not settings.embedded,
-        task_routes={RUN_AGENT_TASK: {"queue": AGENT_QUEUE}, VERIFY_TASK: {"queue": VERIFY_QUEUE}},
+        task_routes={
+            RUN_AGENT_TASK: {"queue": AGENT_QUEUE},
+            **{name: {"queue": VERIFY_QUEUE} for name in (VERIFY_TASK, MERGE_BUILD_TASK, MERGE_PASS_TASK)},
+        },
         task_default_queue=AGENT_QUEUE,
         task_serializer="json",
         accept_content=["json"],

@@ -6,6 +6,8 @@ QUEUES = (AGENT_QUEUE, VERIFY_QUEUE)
 
 RUN_AGENT_TASK = "fleet.run_agent"
 VERIFY_TASK = "fleet.verify"
+MERGE_BUILD_TASK = "fleet.merge_build"  # verify one merge queue build (on the verify queue)
+MERGE_PASS_TASK = "fleet.merge_pass"  # one merge queue pass over a repository
 
 # Above the longest agent run Fleet allows, so Redis never re-delivers a message that is merely waiting;
 # lost messages are re-sent by the reconciler from the database instead.

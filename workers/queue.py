@@ -10,11 +10,21 @@ import kombu.exceptions
 import redis.exceptions
 from celery import Celery
 
+from db import queries
 from db.engine import Database
 from db.lifecycle import AttemptStatus
 from system.settings import Settings
 from workers import agents, scheduler
-from workers.constants import AGENT_QUEUE, BROKER_CANARY, QUEUES, RUN_AGENT_TASK, VERIFY_QUEUE, VERIFY_TASK
+from workers.constants import (
+    AGENT_QUEUE,
+    BROKER_CANARY,
+    MERGE_BUILD_TASK,
+    MERGE_PASS_TASK,
+    QUEUES,
+    RUN_AGENT_TASK,
+    VERIFY_QUEUE,
+    VERIFY_TASK,
+)
 
 log = logging.getLogger(__name__)
 ROUTES = {
@@ -77,6 +87,22 @@ class Dispatcher:
         self.lost.clear()
         return created or was_lost
 
+    def send_builds(self, entry_ids: Sequence[int]) -> int:
+        """Merge queue builds to verify, by entry id, on the verify queue."""
+        return self._send_each(MERGE_BUILD_TASK, entry_ids)
+
+    def send_passes(self, repo_ids: Sequence[int]) -> int:
+        """Merge queue passes to run, by repository id."""
+        return self._send_each(MERGE_PASS_TASK, repo_ids)
+
+    def _send_each(self, task: str, ids: Sequence[int]) -> int:
+        if not ids:
+            return 0
+        with self.app.producer_or_acquire() as producer:
+            for one in ids:
+                self.app.send_task(task, args=[one], queue=VERIFY_QUEUE, producer=producer)
+        return len(ids)
+
     def queue_depths(self) -> dict[str, int | None]:
         """Messages waiting per queue, or None where the broker cannot tell."""
         depths: dict[str, int | None] = {}
@@ -89,7 +115,10 @@ class Dispatcher:
         return depths
 
     def kick(self, db: Database, settings: Settings) -> int:
-        """Fill free worker slots with waiting attempts (one scheduler pass); returns how many were sent."""
+        """Fill free worker slots with waiting attempts (one scheduler pass), and wake the merge queues."""
+        with db.session() as s:
+            queued = queries.queued_repos(s)
+        self.send_passes(queued)
         return scheduler.schedule(db, self, settings)
 
     def agent_problem(self, name: str, agent_classes: Sequence[str]) -> str | None:

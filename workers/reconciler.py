@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from db import queries
 from db.engine import Database, transient
 from system.settings import Settings
+from workers.merge_queue import advance_all
 from workers.scheduler import schedule
 
 if TYPE_CHECKING:
@@ -38,7 +39,8 @@ def reconcile(
         waiting += queries.unclaimed(s, settings.resend_idle_seconds, idle)
     if waiting:
         log.info("reconciler re-sends %d attempt(s)", len(waiting))
-    return dispatcher.send(waiting) + schedule(db, dispatcher, settings)
+    sent = dispatcher.send(waiting) + schedule(db, dispatcher, settings)
+    return sent + advance_all(db, settings, dispatcher.send_builds, dispatcher.send, redispatch_seconds)
 
 
 class ReconcilerThread(threading.Thread):

@@ -40,6 +40,23 @@ from db.queries.leases import (
     unclaimed,
     undelivered,
 )
+from db.queries.merges import (
+    MERGE_LOCK,
+    add_entry,
+    claim_build,
+    count_live_entries,
+    finish_build,
+    get_entry,
+    lapsed_builds,
+    live_entries,
+    merge_lock,
+    next_position,
+    queued_repos,
+    recent_entries,
+    renew_build,
+    ticket_entries,
+    ticket_entries_landed,
+)
 from db.queries.model_calls import Metered, add_model_call, metered, model_calls
 from db.queries.repos import add_repo, delete_repo, get_repo, list_repos, update_repo
 from db.queries.scheduling import (
@@ -75,6 +92,7 @@ from db.queries.tickets import (
     set_ticket_status,
     stored_verification,
     ticket_events,
+    ticket_reviews,
 )
 from db.queries.workers import beat, held_attempts, list_workers
 
@@ -90,6 +108,21 @@ __all__ = [
     "pr_tickets",
     "ticket_by_issue",
     "ticket_by_pr",
+    "MERGE_LOCK",
+    "add_entry",
+    "claim_build",
+    "count_live_entries",
+    "finish_build",
+    "get_entry",
+    "lapsed_builds",
+    "live_entries",
+    "merge_lock",
+    "next_position",
+    "queued_repos",
+    "recent_entries",
+    "renew_build",
+    "ticket_entries",
+    "ticket_entries_landed",
     "SCHEDULER_LOCK",
     "SETTLED_TICKET",
     "AlreadyExists",
@@ -158,6 +191,7 @@ __all__ = [
     "stored_verification",
     "ticket_counts",
     "ticket_events",
+    "ticket_reviews",
     "undelivered",
     "count_leased",
     "keep_agent_outcome",

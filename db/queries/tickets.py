@@ -191,3 +191,8 @@ def approval(s: Session, ticket_id: int) -> Review | None:
     """The approval of a ticket (its branch and commit), if it was approved."""
     query = select(Review).where(Review.ticket_id == ticket_id, Review.decision == "approved").order_by(Review.id)
     return s.scalars(query).first()
+
+
+def ticket_reviews(s: Session, ticket_id: int) -> Sequence[Review]:
+    """Every review decision on a ticket, oldest first."""
+    return s.scalars(select(Review).where(Review.ticket_id == ticket_id).order_by(Review.id)).all()

@@ -21,12 +21,13 @@ def build_app() -> Any:
     """Every command in one Typer app (what the lazy group loads one module of at a time)."""
     import typer
 
-    from fleet.cli import datasets, demo, env, evals, gc, imports, repo, review, status, tickets, web, workers
+    from fleet.cli import datasets, demo, env, evals, gc, imports, merge, repo, review, status, tickets, web, workers
     from fleet.cli.help import readable
 
     app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False, help=HELP)
     app.add_typer(repo.app, name="repo")
     app.add_typer(review.app, name="review")
+    app.add_typer(merge.app, name="merge")
     app.add_typer(imports.app, name="import")
     for group in (tickets, workers, status, demo):
         app.add_typer(group.commands)

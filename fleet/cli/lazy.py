@@ -18,6 +18,7 @@ from fleet.cli.help import ReadableGroup
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "repo": ("fleet.cli.repo", "app", "Register, change, remove and list repositories."),
     "review": ("fleet.cli.review", "app", "Verified diffs waiting for a person."),
+    "merge": ("fleet.cli.merge", "app", "The merge queue: approved diffs land only once verified on top."),
     "import": ("fleet.cli.imports", "app", "Turn forge issues into tickets."),
     "submit": ("fleet.cli.tickets", "commands", "Queue one ticket, or every ticket in --file."),
     "tickets": ("fleet.cli.tickets", "commands", "List tickets, newest first, a page at a time."),

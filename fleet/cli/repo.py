@@ -68,6 +68,10 @@ def repo_add(
     notify_url: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "notify_url"))] = None,
     notify_format: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "notify_format"))] = None,
     export: Annotated[bool | None, typer.Option(help=help_text(RepoSettings, "export"))] = None,
+    merge_slots: Annotated[int | None, typer.Option(help=help_text(RepoSettings, "merge_slots"))] = None,
+    merge_conflict_aware: Annotated[
+        bool | None, typer.Option(help=help_text(RepoSettings, "merge_conflict_aware"))
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Register a git repository and how to test it. Options not given come from its .fleet.toml."""

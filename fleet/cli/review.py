@@ -10,8 +10,8 @@ from rich.table import Table
 from db import queries
 from fleet.cli.cells import plain
 from fleet.cli.console import Context, JsonFlag, actor, one_line_errors, out, print_json
+from orchestrator import approval, merges, views
 from orchestrator import review as reviews
-from orchestrator import views
 from orchestrator.errors import FleetError
 from orchestrator.views import plural
 
@@ -22,12 +22,18 @@ app = typer.Typer(no_args_is_help=True, help="Verified diffs waiting for a perso
 @one_line_errors
 def review_list(as_json: JsonFlag = False) -> None:
     """Tickets with a verified diff, waiting for review. Nothing unverified is ever listed."""
-    rows = [row | {"candidates": len(row["candidates"])} for row in reviews.review_queue(Context().db)]
+    db = Context().db
+    found = reviews.review_queue(db)
+    with db.session() as s:
+        overlaps = merges.review_overlaps(s, found)
+    rows = [row | {"candidates": len(row["candidates"]), "overlaps": overlaps.get(row["id"], [])} for row in found]
     if as_json:
         return print_json(rows)
-    table = Table("ticket", "repo", "title", "candidates", "best diff", "pull request")
+    table = Table("ticket", "repo", "title", "candidates", "best diff", "overlaps", "pull request")
     for r in rows:
-        table.add_row(*plain(r["id"], r["repo"], r["title"][:60], r["candidates"], r["diff_stat"], r["pr_url"]))
+        shared = ", ".join(map(str, r["overlaps"]))
+        cells = (r["id"], r["repo"], r["title"][:60], r["candidates"], r["diff_stat"], shared, r["pr_url"])
+        table.add_row(*plain(*cells))
     out.print(table)
 
 
@@ -95,9 +101,12 @@ Candidate = Annotated[
 def review_approve(ticket: int, candidate: Candidate = None, as_json: JsonFlag = False) -> None:
     """Land a verified diff (the best, or --candidate N) as branch fleet/ticket-N in the repository."""
     ctx = Context()
-    decision = reviews.approve(ctx.db, ctx.settings, ticket, actor(), candidate)
+    decision = approval.approve(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor(), candidate)
     if as_json:
         return print_json(decision.view())
+    if decision.queued_to:
+        where = f"queued to land on {decision.queued_to} once verified on top of it (fleet merge status)"
+        return out.print(f"ticket {ticket} approved: {where}", markup=False)
     pr = f"; pull request {decision.pr_url}" if decision.pr_url else ""
     out.print(f"ticket {ticket} approved: branch {decision.branch}{pr}", markup=False)
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from db import dashboard, queries, tokens
 from db.lifecycle import TicketStatus
 from db.specs import RepoSpec, TicketSpec, TokenSpec
+from orchestrator import approval, views
 from orchestrator import review as reviews
-from orchestrator import views
 from orchestrator.errors import FleetError, Unrunnable
 from orchestrator.repos import register_repo
 from orchestrator.tickets import submit as submit_tickets
@@ -249,7 +249,7 @@ def approve(
     candidate: Annotated[int | None, Query(ge=1, description="Which candidate, 1 the best (the default).")] = None,
 ) -> dict[str, Any]:
     """Land a verified diff (the best, or ?candidate=N) as branch fleet/ticket-N, as `fleet review approve` does."""
-    return reviews.approve(state.db, state.settings, ticket_id, principal.name, candidate).view()
+    return approval.approve(state.db, state.dispatcher, state.settings, ticket_id, principal.name, candidate).view()
 
 
 @router.post("/tickets/{ticket_id}/reject")

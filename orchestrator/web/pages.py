@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 from db import dashboard, queries, tokens
 from db.lifecycle import TicketStatus
 from db.specs import MAX_BODY, TOKEN_NAME, SpecError, TicketSpec, parse
+from orchestrator import approval, views
 from orchestrator import review as reviews
-from orchestrator import views
 from orchestrator.errors import FleetError
 from orchestrator.tickets import CANCELLABLE, submit
 from orchestrator.web import diffview, figures, render
@@ -300,7 +300,7 @@ def approve_form(
     ticket_id: int, state: State, principal: Reviewer, csrf: CsrfField = "", attempt: AttemptField = None
 ) -> Response:
     check_csrf(state, principal, csrf)
-    reviews.approve(state.db, state.settings, ticket_id, principal.name, _choice(attempt))
+    approval.approve(state.db, state.dispatcher, state.settings, ticket_id, principal.name, _choice(attempt))
     return back(f"/tickets/{ticket_id}", "approved")
 
 

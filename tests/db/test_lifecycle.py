@@ -13,10 +13,12 @@ import pytest
 from db import lifecycle
 from db.lifecycle import (
     ATTEMPT,
+    MERGE,
     RUN,
     TICKET,
     AttemptStatus,
     IllegalTransition,
+    MergeStatus,
     RunStatus,
     Table,
     TicketStatus,
@@ -24,8 +26,18 @@ from db.lifecycle import (
 from db.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-TABLES: list[Table[TicketStatus] | Table[RunStatus] | Table[AttemptStatus]] = [TICKET, RUN, ATTEMPT]
-ENUMS: dict[str, type[Enum]] = {"ticket": TicketStatus, "run": RunStatus, "attempt": AttemptStatus}
+TABLES: list[Table[TicketStatus] | Table[RunStatus] | Table[AttemptStatus] | Table[MergeStatus]] = [
+    TICKET,
+    RUN,
+    ATTEMPT,
+    MERGE,
+]
+ENUMS: dict[str, type[Enum]] = {
+    "ticket": TicketStatus,
+    "run": RunStatus,
+    "attempt": AttemptStatus,
+    "merge entry": MergeStatus,
+}
 
 
 @dataclass
@@ -53,6 +65,8 @@ def test_every_legal_move_passes(kind: str, source: Enum, target: Enum) -> None:
     ("old", "new", "message"),
     [
         (TicketStatus.APPROVED, TicketStatus.NEEDS_REVIEW, "ticket cannot go from approved to needs_review"),
+        (MergeStatus.MERGED, MergeStatus.WAITING, "merge entry cannot go from merged to waiting"),
+        (MergeStatus.WAITING, MergeStatus.PASSED, "merge entry cannot go from waiting to passed"),
         (TicketStatus.FAILED, TicketStatus.NEEDS_REVIEW, "ticket cannot go from failed to needs_review"),
         (RunStatus.PASSED, RunStatus.FAILED, "run cannot go from passed to failed"),
         (AttemptStatus.FINISHED, AttemptStatus.QUEUED, "attempt cannot go from finished to queued"),
@@ -68,7 +82,12 @@ def test_illegal_moves_raise_and_leave_the_row_alone(old: Enum, new: Enum, messa
 
 @pytest.mark.parametrize(
     ("rules", "terminal"),
-    [(TICKET, set()), (RUN, set()), (ATTEMPT, {AttemptStatus.FINISHED, AttemptStatus.CANCELLED})],
+    [
+        (TICKET, set()),  # an approved ticket the merge queue ejects is rejected, and may be reopened
+        (RUN, set()),
+        (ATTEMPT, {AttemptStatus.FINISHED, AttemptStatus.CANCELLED}),
+        (MERGE, {MergeStatus.MERGED, MergeStatus.EJECTED}),
+    ],
     ids=lambda v: getattr(v, "kind", ""),
 )
 def test_terminal_statuses_have_no_exits(rules: Table[TicketStatus], terminal: set[Enum]) -> None:
@@ -182,7 +201,7 @@ def test_the_guard_sees_every_kind_of_status_write() -> None:
 
 
 def test_no_module_writes_a_status_but_the_lifecycle() -> None:
-    assert {"Ticket", "Run", "Attempt"} <= STATUS_ROWS
+    assert {"Ticket", "Run", "Attempt", "MergeEntry"} <= STATUS_ROWS
     found = modules()
     assert len(found) > 50 and ROOT / "db" / "queries" / "leases.py" in found
     offenders = [

@@ -98,13 +98,14 @@ def test_pr_delivery_opens_a_pull_request_with_the_verification_report(
 
 
 @pytest.mark.slow  # a real `fleet up`: agents, verification, delivery
-def test_merge_delivery_says_the_queue_is_not_available(fleet_with_forge: Fleet, git_server: GitServer) -> None:
+def test_merge_delivery_approves_into_the_merge_queue(fleet_with_forge: Fleet, git_server: GitServer) -> None:
     fleet = fleet_with_forge
-    _add(fleet, served_sample(fleet, git_server), "--deliver", "merge")
+    _add(fleet, served_sample(fleet, git_server), "--deliver", "merge", "--target-branch", "main")
     ticket = _ticket(fleet, "fix-add")
-    refused = fleet.run("review", "approve", str(ticket), check=False)
-    assert refused.returncode == 1 and "merge queue is not available" in refused.stderr
-    assert fleet.json("show", str(ticket))["status"] == "needs_review"
+    approved = fleet.json("review", "approve", str(ticket))
+    assert approved["status"] == "approved" and approved["queued_to"] == "main" and approved["commit"] == ""
+    [entry] = [e for e in fleet.json("merge", "status")["queue"] if e["ticket"] == ticket]
+    assert entry["target"] == "main"
 
 
 def test_a_url_with_a_password_is_refused(fleet_with_forge: Fleet, git_server: GitServer) -> None:

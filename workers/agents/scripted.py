@@ -19,6 +19,8 @@ Scripts:
     noisy            prints 5 MB, then fix-add (for bounded transcripts).
     hang             sleeps forever.
     wait-for PATH    prints a line, waits until PATH exists, then fix-add (for live transcripts).
+    put FILE TEXT... [--later FILE TEXT...]  writes each FILE (`\\n`: a newline; `-`: delete); what follows
+                     --later is written by attempts 2 and later instead (diffs of any shape, for the merge queue).
 
 Gaming scripts: each "fixes" add (tests/test_calc.py::test_add) with one known attack on the tests instead
 of the code, so that verification can be shown to refuse it (tests/e2e_verification):
@@ -186,7 +188,8 @@ SCRIPT_EDITS: dict[str, tuple[Edit, ...]] = {
         (INI_TESTS, '    "comment2": ("; comment", []),\n', ""),
     ),
 }
-SCRIPTS = ("needs-feedback", "sleep", "wait-for", "noisy", "hang", "when", "idle-once", "reads-nothing", *SCRIPT_EDITS)
+SCRIPTS: tuple[str, ...] = ("needs-feedback", "sleep", "wait-for", "noisy", "hang", "when", "idle-once")
+SCRIPTS += ("reads-nothing", "put", *SCRIPT_EDITS)
 
 SAMPLE_CALC = '''"""A tiny calculator with bugs for Fleet's demo agents to fix."""
 
@@ -313,6 +316,8 @@ def run_script(script: str, args: list[str], root: Path) -> int:
         return 0
     if script in ("when", "idle-once"):
         return _when(script, args, prompt, root)
+    if script == "put":
+        return put(args, int(os.environ.get("FLEET_ATTEMPT", "1")), root)
     edits = _edits_for(script, prompt)
     return 0 if apply_edits(edits, root) else 1
 
@@ -328,6 +333,18 @@ def _when(script: str, args: list[str], prompt: str, root: Path) -> int:
         print(f"the prompt does not say {needle!r}: doing nothing", flush=True)
         return 0
     return 0 if apply_edits(SCRIPT_EDITS[inner], root) else 1
+
+
+def put(args: list[str], attempt: int, root: Path) -> int:
+    """`put FILE TEXT ... [--later FILE TEXT ...]`: write the files (the later ones from attempt 2 on)."""
+    split = args.index("--later") if "--later" in args else len(args)
+    pairs = args[split + 1 :] if attempt > 1 and split < len(args) else args[:split]
+    for name, text in zip(pairs[::2], pairs[1::2], strict=True):
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True) if text == "-" else target.write_text(text.replace("\\n", "\n"))
+        print(f"{'deleted' if text == '-' else 'wrote'} {name}", flush=True)
+    return 0
 
 
 def _edits_for(script: str, prompt: str) -> tuple[Edit, ...]:

@@ -1,7 +1,7 @@
 """delivery and the forge: PR and issue numbers on tickets, an attempt's start diff, forge items seen, the outbox
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-01 15:00:00
 """
 

@@ -1,7 +1,7 @@
 """agent runs repeated
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0005
 Create Date: 2026-12-01 15:00:00
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0006'
-down_revision = '0008'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """indexes for a large history: listings by status or repository newest first, a ticket's attempts and reviews
 
 Revision ID: 0007
-Revises: 0002
+Revises: 0006
 Create Date: 2026-12-01 15:00:00
 """
 

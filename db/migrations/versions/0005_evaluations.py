@@ -1,7 +1,7 @@
 """evaluations: named task-set runs, their entries, and a ticket's hidden test patch
 
-Revision ID: 0008
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01 15:00:00
 """
 
@@ -9,7 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0008'
+revision = '0005'
 down_revision = '0004'
 branch_labels = None
 depends_on = None

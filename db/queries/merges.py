@@ -1,0 +1,135 @@
+"""The merge queue's rows: entries, the lock one pass holds per repository, and the fenced writes of a build."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from db import lifecycle
+from db.lifecycle import LIVE_MERGE, MergeStatus
+from db.models import MergeEntry, utcnow
+from db.queries.leases import _changed
+
+MERGE_LOCK = 0x6D65726765  # "merge": one queue pass per repository at a time, across processes and machines
+LIVE = [s.value for s in LIVE_MERGE]
+
+
+def merge_lock(s: Session, repo_id: int) -> None:
+    """Serialize passes over one repository's queue (SQLite's write lock is already held: BEGIN IMMEDIATE)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MERGE_LOCK * 1_000_003 + repo_id})
+
+
+def add_entry(s: Session, **fields: Any) -> MergeEntry:
+    entry = MergeEntry(**fields)
+    s.add(entry)
+    s.flush()
+    return entry
+
+
+def get_entry(s: Session, entry_id: int) -> MergeEntry | None:
+    return s.get(MergeEntry, entry_id)
+
+
+def live_entries(s: Session, repo_id: int | None = None) -> Sequence[MergeEntry]:
+    """Entries still in a queue, oldest first."""
+    query = select(MergeEntry).where(MergeEntry.status.in_(LIVE)).order_by(MergeEntry.id)
+    if repo_id is not None:
+        query = query.where(MergeEntry.repo_id == repo_id)
+    return s.scalars(query).unique().all()
+
+
+def recent_entries(s: Session, limit: int = 20) -> Sequence[MergeEntry]:
+    """Entries that left the queue lately (merged or ejected), newest first."""
+    query = select(MergeEntry).where(MergeEntry.status.not_in(LIVE)).order_by(MergeEntry.id.desc()).limit(limit)
+    return s.scalars(query).unique().all()
+
+
+def ticket_entries(s: Session, ticket_id: int) -> Sequence[MergeEntry]:
+    query = select(MergeEntry).where(MergeEntry.ticket_id == ticket_id).order_by(MergeEntry.id)
+    return s.scalars(query).unique().all()
+
+
+def queued_repos(s: Session) -> list[int]:
+    """Repositories with a live merge queue."""
+    return list(s.scalars(select(MergeEntry.repo_id).where(MergeEntry.status.in_(LIVE)).distinct()))
+
+
+def count_live_entries(s: Session) -> int:
+    return int(s.scalar(select(func.count(MergeEntry.id)).where(MergeEntry.status.in_(LIVE))) or 0)
+
+
+def next_position(s: Session, repo_id: int) -> int:
+    top = s.scalar(select(func.max(MergeEntry.position)).where(MergeEntry.repo_id == repo_id))
+    return int(top or 0) + 1
+
+
+def claim_build(s: Session, entry_id: int, build_sha: str, token: str, seconds: float) -> bool:
+    """Take the verification of this very build, unless another worker holds it (a duplicate message)."""
+    now = utcnow()
+    result = s.execute(
+        update(MergeEntry)
+        .where(
+            MergeEntry.id == entry_id,
+            MergeEntry.status == MergeStatus.BUILDING.value,
+            MergeEntry.build_sha == build_sha,
+            or_(MergeEntry.lease_token.is_(None), MergeEntry.lease_expires_at < now),
+        )
+        .values(lease_token=token, lease_expires_at=now + timedelta(seconds=seconds))
+    )
+    return _changed(result) == 1
+
+
+def renew_build(s: Session, entry_id: int, token: str, seconds: float) -> bool:
+    result = s.execute(
+        update(MergeEntry)
+        .where(MergeEntry.id == entry_id, MergeEntry.lease_token == token)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=seconds))
+    )
+    return _changed(result) == 1
+
+
+def finish_build(s: Session, entry_id: int, token: str, verdict: MergeStatus, **values: Any) -> bool:
+    """Record a build's verdict, only while token still holds it (a reset or a lost lease refuses the write)."""
+    sources, moved = lifecycle.bulk(verdict, among=[MergeStatus.BUILDING])
+    result = s.execute(
+        update(MergeEntry)
+        .where(MergeEntry.id == entry_id, MergeEntry.lease_token == token, MergeEntry.status.in_(sources))
+        .values(**moved, lease_token=None, lease_expires_at=None, updated_at=utcnow(), **values)
+    )
+    return _changed(result) == 1
+
+
+def lapsed_builds(s: Session, repo_id: int, redispatch_seconds: float) -> list[int]:
+    """Builds whose worker died (lease expired) or whose message was lost: released and stamped as sent again."""
+    now = utcnow()
+    cutoff = now - timedelta(seconds=redispatch_seconds)
+    expired = MergeEntry.lease_token.is_not(None) & (MergeEntry.lease_expires_at < now)
+    unclaimed = MergeEntry.lease_token.is_(None) & (MergeEntry.dispatched_at <= cutoff)
+    ids = list(
+        s.scalars(
+            select(MergeEntry.id).where(
+                MergeEntry.repo_id == repo_id,
+                MergeEntry.status == MergeStatus.BUILDING.value,
+                or_(expired, unclaimed),
+            )
+        )
+    )
+    if ids:
+        s.execute(
+            update(MergeEntry)
+            .where(MergeEntry.id.in_(ids))
+            .values(lease_token=None, lease_expires_at=None, dispatched_at=now)
+        )
+    return ids
+
+
+def ticket_entries_landed(s: Session, shas: Sequence[str]) -> Sequence[MergeEntry]:
+    """The merged entries whose commits are among shas."""
+    if not shas:
+        return []
+    return s.scalars(select(MergeEntry).where(MergeEntry.merged_sha.in_(list(shas)))).unique().all()

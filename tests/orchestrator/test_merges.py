@@ -1,0 +1,114 @@
+"""The merge queue's control-plane side on SQLite and PostgreSQL: enqueue, refusals, the status view, overlaps,
+eject, and the fenced writes of a build (a duplicate claim, a zombie's verdict after a reset)."""
+
+from __future__ import annotations
+
+import pytest
+
+from db import lifecycle, queries
+from db.engine import Database
+from db.lifecycle import AttemptStatus, MergeStatus, TicketStatus, Verdict
+from db.migrate import upgrade
+from orchestrator import merges
+from orchestrator.errors import FleetError
+from tests.conftest import Fleet
+
+
+def diff(path: str) -> str:
+    return f"diff --git a/{path} b/{path}\n--- a/{path}\n+++ b/{path}\n@@ -1 +1 @@\n-a\n+b\n"
+
+
+@pytest.fixture
+def db(database_url: str) -> Database:
+    database = Database(database_url)
+    upgrade(database)
+    return database
+
+
+def reviewable(db: Database, title: str, path: str, area: tuple[str, ...] = ()) -> int:
+    """A ticket waiting for review with one verified diff touching path."""
+    with db.session() as s:
+        repo = queries.list_repos(s)[0] if queries.list_repos(s) else None
+        repo = repo or queries.add_repo(s, name="shop", source="/nowhere", test_cmd="true")
+        ticket = queries.add_ticket(s, ["shell"], repo_id=repo.id, title=title, base_ref="main",
+                                    base_sha="0" * 40, agent="shell", area=list(area))  # fmt: skip
+        attempt = queries.add_attempt(s, ticket.runs[0], "prompt")
+        attempt.diff = diff(path)
+        lifecycle.move(attempt, AttemptStatus.RUNNING)
+        lifecycle.move(attempt, AttemptStatus.FINISHED)
+        queries.add_verification(s, attempt.id, verdict=Verdict.PASSED.value)
+        queries.set_ticket_status(s, ticket, TicketStatus.RUNNING)
+        queries.set_ticket_status(s, ticket, TicketStatus.NEEDS_REVIEW)
+        return ticket.id
+
+
+def test_enqueue_approves_a_ticket_in_review_and_refuses_twice_and_the_unverified(db: Database) -> None:
+    one = reviewable(db, "one", "a.py")
+    with db.session() as s:
+        entry = merges.enqueue(s, one, "ann")
+        assert (entry.target, entry.files, entry.status) == ("main", ["a.py"], "waiting")
+        assert queries.get_ticket(s, one).status == TicketStatus.APPROVED.value
+    with db.session() as s, pytest.raises(FleetError, match=f"^ticket {one} is already in the merge queue$"):
+        merges.enqueue(s, one, "ann")
+    with db.session() as s:
+        repo = queries.list_repos(s)[0]
+        other = queries.add_ticket(s, ["shell"], repo_id=repo.id, title="x", base_ref="main", base_sha="0" * 40,
+                                   agent="shell")  # fmt: skip
+        other_id = other.id
+    with db.session() as s, pytest.raises(Exception, match="only approved tickets and those waiting for review"):
+        merges.enqueue(s, other_id, "ann")
+
+
+def test_status_flags_overlaps_by_file_and_area_and_orders_independent_ones_first(db: Database) -> None:
+    a, b = reviewable(db, "a", "shared.py"), reviewable(db, "b", "shared.py")
+    c, d = reviewable(db, "c", "own.py"), reviewable(db, "d", "docs/x.md", area=("own*",))
+    with db.session() as s:
+        for ticket in (a, b, c, d):
+            merges.enqueue(s, ticket, "ann")
+    with db.session() as s:
+        view = merges.queue_view(s)
+    rows = {r["ticket"]: r for r in view["queue"]}
+    assert rows[a]["overlaps"] == [b] and rows[c]["overlaps"] == [d] and rows[d]["overlaps"] == [c]
+    assert [r["ticket"] for r in view["queue"]] == [a, c, b, d]  # b and d overlap one ahead: they go after
+    e = reviewable(db, "e", "shared.py")
+    with db.session() as s:
+        rows_in_review = [{"id": e, "candidates": [{"diff": diff("shared.py")}]}]
+        assert merges.review_overlaps(s, rows_in_review) == {e: [a, b]}
+
+
+def test_eject_leaves_the_ticket_approved_and_a_zombie_build_cannot_write_its_verdict(db: Database) -> None:
+    one = reviewable(db, "one", "a.py")
+    with db.session() as s:
+        entry = merges.enqueue(s, one, "ann")
+        lifecycle.move(entry, MergeStatus.BUILDING)
+        entry.build_sha, entry_id = "b" * 40, entry.id
+    with db.session() as s:
+        assert queries.claim_build(s, entry_id, "b" * 40, "t1", 60)
+        assert not queries.claim_build(s, entry_id, "b" * 40, "t2", 60)  # a duplicate message
+        merges.eject(s, one, "bob")
+    with db.session() as s:
+        assert not queries.finish_build(s, entry_id, "t1", MergeStatus.PASSED)
+        entry = queries.get_entry(s, entry_id)
+        assert entry is not None and (entry.status, entry.reason) == ("ejected", "removed by bob")
+        assert queries.get_ticket(s, one).status == TicketStatus.APPROVED.value
+    with db.session() as s, pytest.raises(FleetError, match=f"^ticket {one} is not in the merge queue$"):
+        merges.eject(s, one, "bob")
+
+
+def test_the_merge_commands(embedded: Fleet) -> None:
+    db = embedded.db()
+    upgrade(db)
+    a, b = reviewable(db, "Raise the limit", "shared.py"), reviewable(db, "Lower it", "shared.py")
+    c = reviewable(db, "Elsewhere", "own.py")
+    assert "queued to land on main" in embedded.run("merge", "enqueue", str(a)).stdout
+    review = embedded.json("review", "list")
+    assert {r["id"]: r["overlaps"] for r in review} == {b: [a], c: []}
+    embedded.run("merge", "enqueue", str(b))
+    shown = embedded.run("merge", "status").stdout
+    assert "Raise the limit" in shown and "Lower it" in shown and "waiting" in shown
+    assert [r["ticket"] for r in embedded.json("merge", "status")["queue"]] == [a, b]
+    assert embedded.run("merge", "enqueue", str(a), check=False).stderr == (
+        f"error: ticket {a} is already in the merge queue\n"
+    )
+    assert "left the merge queue" in embedded.run("merge", "eject", str(b)).stdout
+    assert f"ticket {b} ejected: removed by tester" in embedded.run("merge", "status").stdout
