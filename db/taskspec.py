@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from db.specs import MAX_BODY, Arg, Command, Spec, SpecError, parse
+from db.specs import Spec, SpecError, parse
+from db.spectypes import MAX_BODY, Arg, Command
 
 INSTANCE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,199}$"
 MAX_PATCH = 5_000_000

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from db import queries
 from db.engine import Database
-from db.specs import MAX_BODY, MAX_TITLE, RepoSettings, TicketSpec
+from db.specs import RepoSettings, TicketSpec
+from db.spectypes import MAX_BODY, MAX_TITLE
 from orchestrator.delivery import forge_for, scrub
 from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError

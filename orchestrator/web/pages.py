@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 
 from db import dashboard, queries, tokens
 from db.lifecycle import TicketStatus
-from db.specs import MAX_BODY, TOKEN_NAME, SpecError, TicketSpec, parse
+from db.specs import SpecError, TicketSpec, parse
+from db.spectypes import MAX_BODY, TOKEN_NAME
 from orchestrator import approval, views
 from orchestrator import review as reviews
 from orchestrator.errors import FleetError

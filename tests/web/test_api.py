@@ -150,6 +150,7 @@ def test_approve_lands_the_branch_like_the_cli(web: Web) -> None:
     assert answer.json() == {"id": tid, "status": "approved", "branch": f"fleet/ticket-{tid}", "commit": commit} | {
         "chosen": chosen,
         "pr_url": "",  # deliver = branch: no pull request
+        "queued_to": "",  # and no merge queue
     }
     assert "return a + b" in git("show", f"fleet/ticket-{tid}:calc.py", cwd=web.fleet.tmp / "calc")
     again = client.post(f"/api/tickets/{tid}/approve", headers=web.headers("admin"))

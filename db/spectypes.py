@@ -1,0 +1,47 @@
+"""The value types of the specs (db/specs.py): each a string with its bound or pattern, and the pattern's name in
+the one-line errors."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+VARIABLE = r"^[A-Za-z_][A-Za-z0-9_]{0,199}$"
+MODEL_PRICE = r"^[^=\s]{1,200}=\d{1,7}(\.\d{1,9})?/\d{1,7}(\.\d{1,9})?(/\d{1,7}(\.\d{1,9})?)?$"
+HOST_PORT = r"^(?:(?:\*\.)?(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"
+TOKEN_NAME = r"^$|^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"
+BRANCH = r"^$|^[A-Za-z0-9_][A-Za-z0-9._/-]*$"  # no leading dash: never read as an option
+FORGE_REPO = r"^$|^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
+LOGIN = r"^[A-Za-z0-9][A-Za-z0-9-]*(?:\[bot\])?$"
+PATTERN_NAMES = {
+    VARIABLE: "a variable name",
+    MODEL_PRICE: "MODEL=INPUT/OUTPUT[/CACHED] in USD per million tokens (gpt-4o=2.5/10/1.25)",
+    HOST_PORT: "host:port (api.example.com:443, 127.0.0.1:8080)",
+    TOKEN_NAME: "1-100 letters, digits, and _ . @ - (starting with a letter or digit)",
+    BRANCH: "a branch name",
+    FORGE_REPO: "OWNER/NAME",
+    LOGIN: "a forge user name",
+}
+MAX_TITLE = 500
+MAX_BODY = 200_000
+MAX_PORTS = 10_000
+MAX_USD = 1_000_000.0
+MAX_SECONDS = 86_400.0
+MAX_PRIORITY = 1_000_000  # far inside the 32-bit integer both SQLite and PostgreSQL store
+MAX_MEMORY_MB = 1_048_576  # 1 TiB
+MAX_PROCESSES = 4_194_304  # the kernel's pid_max ceiling
+
+Command = Annotated[str, StringConstraints(max_length=4000)]
+Glob = Annotated[str, StringConstraints(max_length=500)]
+PathText = Annotated[str, StringConstraints(max_length=4000)]
+Arg = Annotated[str, StringConstraints(max_length=1000)]
+Variable = Annotated[str, StringConstraints(pattern=VARIABLE)]
+HostPort = Annotated[str, StringConstraints(max_length=300, pattern=HOST_PORT)]
+ModelPrice = Annotated[str, StringConstraints(max_length=300, pattern=MODEL_PRICE)]
+AgentName = Annotated[str, StringConstraints(max_length=200)]
+Branch = Annotated[str, StringConstraints(max_length=200, pattern=BRANCH)]
+Url = Annotated[str, StringConstraints(max_length=2000)]
+ForgeRepo = Annotated[str, StringConstraints(max_length=200, pattern=FORGE_REPO)]
+Label = Annotated[str, StringConstraints(max_length=100)]
+Login = Annotated[str, StringConstraints(max_length=100, pattern=LOGIN)]
