@@ -10,15 +10,16 @@ from workers.agents.scripted import INI_BUG, MI_BUG, Edit, apply_edits
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 GITIGNORE = "__pycache__/\n*.pyc\n.pytest_cache/\n*.egg-info/\n"
-# A test as real suites have them (wcwidth's test_package_version): it reads the installed package's version,
-# and more-itertools is not installed where its tests run, so it fails at every commit, whatever the diff.
-VERSION_TEST = """import importlib.metadata
+# A test as real suites have them: it reads the version file a build writes (setuptools-scm's `_version.py`), which a
+# source checkout does not have, so it fails at every commit, whatever the diff. (Not the installed distribution's
+# version: more-itertools may be installed beside Fleet, as a dependency of its test tools, at this very version.)
+VERSION_TEST = """from pathlib import Path
 
 import more_itertools
 
 
 def test_installed_version():
-    assert importlib.metadata.version("more-itertools") == more_itertools.__version__
+    assert (Path(more_itertools.__file__).parent / "_version.py").is_file()
 """
 ENV_FAILURE = "tests/test_version.py::test_installed_version"
 
