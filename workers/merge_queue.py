@@ -222,6 +222,7 @@ def _merged(s: queries.Session, entry: MergeEntry, old: str, recovered: bool = F
     how = " (found landed after an interrupted pass)" if recovered else ""
     note = f"{entry.target} moved {old[:12]} -> {(entry.build_sha or '')[:12]}{how}"
     queries.log_event(s, "merged", note, ticket_id=entry.ticket_id, attempt_id=entry.attempt_id, actor=EJECTED_BY)
+    queries.notify(s, queries.get_ticket(s, entry.ticket_id), "merged", note)
     s.flush()
 
 
@@ -233,6 +234,7 @@ def _eject(s: queries.Session, entry: MergeEntry, head: str, mirror: Path) -> bo
     queries.log_event(
         s, "merge_ejected", entry.reason, ticket_id=ticket.id, attempt_id=entry.attempt_id, actor=EJECTED_BY
     )
+    queries.notify(s, ticket, "ejected", entry.reason)
     if ticket.status != TicketStatus.APPROVED.value:
         return False
     attempt = queries.get_attempt(s, entry.attempt_id)
