@@ -38,7 +38,7 @@ def test_the_servers_want_passwords_and_the_broker_speaks_only_tls(hosts: Team) 
 
 
 def test_tickets_from_a_laptop_run_on_both_workers_and_every_host_reads_them(hosts: Team) -> None:
-    added = hosts.json("laptop", "repo", "add", "calc", REPO_URL, "--test-cmd", SAMPLE_TEST_CMD)
+    added = hosts.json("laptop", "repo", "add", "calc", REPO_URL, "--test-cmd", SAMPLE_TEST_CMD, "--deliver", "push")
     assert added["source"] == REPO_URL  # by URL: the repository exists only on the git host
     hosts.start_worker("worker-a")
     hosts.start_worker("worker-b")

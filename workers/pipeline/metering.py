@@ -7,6 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 from db import queries
+from db.engine import transient
+from system.retry import retrying
 from workers.agents.contracts import Agent, AgentResult
 from workers.gateway.attempt import AttemptMeter, agent_variables, call_line, cross_check, key_failures, upstreams
 from workers.gateway.prices import price_table
@@ -37,18 +39,16 @@ def settle_usage(
 ) -> tuple[AgentResult, dict[str, Any]]:
     """The result with the gateway's figures in place of the agent's (kept beside them), the error the gateway saw
     (the budget ran out, a refused key), and a line per call in the transcript."""
-    with rt.db.session() as s:
-        metered = queries.metered(s, job.attempt_id)
-        lines = [call_line(call) for call in queries.model_calls(s, job.attempt_id)]
     reported = (result.tokens_in, result.tokens_out, result.cost_usd)
     extra: dict[str, Any] = dict(
         reported_tokens_in=result.tokens_in,
         reported_tokens_out=result.tokens_out,
         reported_cost_usd=result.cost_usd,
-        unpriced_calls=metered.unpriced,
     )
-    if not metered.calls:
-        return result, extra
+    if not gate.calls:  # nothing went through the gate: nothing to read back (and no database needed to finish)
+        return result, extra | {"unpriced_calls": 0}
+    metered, lines = retrying(lambda: _read_calls(rt, job), transient, rt.settings.write_retry_seconds)
+    extra["unpriced_calls"] = metered.unpriced
     lines += [f"[gateway] cross-check, {line}" for line in cross_check(reported, metered)]
     if metered.unpriced:
         lines.append(f"[gateway] {metered.unpriced} call(s) unpriced: their model has no price (set model_prices)")
@@ -68,3 +68,9 @@ def settle_usage(
         transcript=result.transcript + "".join(line + "\n" for line in lines),
     )
     return settled, extra
+
+
+def _read_calls(rt: WorkerRuntime, job: Job) -> tuple[queries.Metered, list[str]]:
+    """The attempt's calls as the gateway recorded them: their sums, and a transcript line each."""
+    with rt.db.session() as s:
+        return queries.metered(s, job.attempt_id), [call_line(call) for call in queries.model_calls(s, job.attempt_id)]
