@@ -74,7 +74,8 @@ def test_mined_task_sets_from_two_projects_verify_and_agree_with_the_reference(e
     embedded.up()
     report = embedded.json("eval", "report", "mined")
     rows = {row["agent"]: row for row in report["agents"]}
-    assert rows["gold"]["pass_at"] == {"1": 1.0} and rows["gold"]["solved"] == len(tasks)
+    gold = rows["gold"]
+    assert gold["pass_at"] == {"1": 1.0} and gold["solved"] == len(tasks), (gold, report["agreement"])
     assert rows["gamed-gold"]["solved"] == 0 and rows["gamed-gold"]["verdicts"].get("gamed", 0) >= 1
     counts = report["agreement"]["counts"]
     assert counts.get("disagree", 0) == 0 and counts.get("excluded", 0) == 0

@@ -103,7 +103,8 @@ def hidden_patch_file(home: Path, patch: str) -> Path:
     path = home / "hidden-patches" / f"{hashlib.sha256(patch.encode()).hexdigest()}.diff"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.part")
+        # A name of this process and thread: verifications of one ticket may write the same file at once.
+        partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.part")
         partial.write_text(patch, encoding="utf-8")
         partial.replace(path)
     return path
