@@ -50,13 +50,21 @@ def make_target(tmp: Path, pause: float = 0.0, extra: dict[str, str] | None = No
     return bare, work
 
 
-def human_push(work: Path, name: str, text: str) -> str:
-    """A person's commit pushed to main behind the queue's back (a plain push: it fails if main moved)."""
+def human_push(work: Path, name: str, text: str, tries: int = 10) -> str:
+    """A person's commit pushed to main behind the queue's back. A plain push fails if main moved meanwhile (the queue
+    landed an entry): then the person does what people do, rebases on it and pushes again."""
     git("pull", "-q", "--ff-only", "origin", "main", cwd=work)
     (work / name).write_text(text)
     git("add", "-A", cwd=work)
     git("commit", "-qm", f"human: {name}", cwd=work)
-    git("push", "-q", "origin", "main", cwd=work)
+    for _ in range(tries - 1):
+        try:
+            git("push", "-q", "origin", "main", cwd=work)
+            break
+        except subprocess.CalledProcessError:
+            git("pull", "-q", "--rebase", "origin", "main", cwd=work)
+    else:
+        git("push", "-q", "origin", "main", cwd=work)
     return git("rev-parse", "HEAD", cwd=work).strip()
 
 
