@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from system import pyast
+
 SWAP_COMPARE: dict[type[ast.cmpop], type[ast.cmpop]] = {
     ast.Eq: ast.NotEq,
     ast.NotEq: ast.Eq,
@@ -77,7 +79,7 @@ def file_mutations(root: Path, path: str) -> Iterator[Mutation]:
     """Every mutation of the functions in one file, in source order."""
     source = (root / path).read_bytes()
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except (SyntaxError, ValueError):
         return
     lines = source.splitlines(keepends=True)

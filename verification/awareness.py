@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from system import pyast
 from verification.patch import unquote_path
 
 AWARE_RULE = "test-aware code"
@@ -44,7 +45,7 @@ WATCHED = {"os", "sys", "inspect", "traceback", "posix", "importlib"}
 def aware_lines(source: str, path: str, lines: set[int]) -> list[str]:
     """Findings (`path:line: what`) in source on the given line numbers (all lines when empty)."""
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except SyntaxError:
         return []
     for parent in ast.walk(tree):

@@ -6,6 +6,8 @@ import ast
 import re
 from collections.abc import Iterable, Mapping
 
+from system import pyast
+
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"PYTEST_CURRENT_TEST"), "reads PYTEST_CURRENT_TEST (behaves differently under test)"),
     (re.compile(r"""["']_?pytest["']\s+in\s+sys\.modules"""), "checks whether pytest is loaded"),
@@ -89,7 +91,7 @@ def _copied_literals(added: list[tuple[str, str]], literals: set[str]) -> list[s
 def assertion_literals(source: str) -> set[str]:
     """String and number literals inside assert statements of a test file (short ones are too common to flag)."""
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except (SyntaxError, ValueError):
         return set()
     found: set[str] = set()
@@ -139,7 +141,7 @@ def assertion_inputs(source: str) -> dict[str, tuple[str, ...]]:
     Only distinctive inputs are kept (two or more arguments, or one long one): a lone `1` is everywhere.
     """
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except (SyntaxError, ValueError):
         return {}
     found: dict[str, tuple[str, ...]] = {}
