@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -155,7 +156,8 @@ class Network:
             _ip(*args, pid=holder.pid)
         _ip("addr", "add", f"{host.address}/24", "dev", "eth0", pid=holder.pid)
         nsenter = ["nsenter", "-t", str(holder.pid), "-m", "-u", "--"]
-        subprocess.run([*nsenter, "mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", "/tmp"], check=True)
+        if not _under_tmp(sys.prefix, __file__):  # an empty /tmp would hide a checkout or venv that lives there
+            subprocess.run([*nsenter, "mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", "/tmp"], check=True)
         subprocess.run([*nsenter, "hostname", name], check=True)
         return host
 
@@ -187,3 +189,7 @@ def network() -> Iterator[Network]:
         yield net
     finally:
         net.close()
+
+
+def _under_tmp(*paths: str) -> bool:
+    return any(Path(p).resolve().is_relative_to("/tmp") for p in paths)
