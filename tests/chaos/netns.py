@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -156,8 +155,14 @@ class Network:
             _ip(*args, pid=holder.pid)
         _ip("addr", "add", f"{host.address}/24", "dev", "eth0", pid=holder.pid)
         nsenter = ["nsenter", "-t", str(holder.pid), "-m", "-u", "--"]
-        if not _under_tmp(sys.prefix, __file__):  # an empty /tmp would hide a checkout or venv that lives there
-            subprocess.run([*nsenter, "mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", "/tmp"], check=True)
+        checkout = Path(__file__).resolve().parents[2]
+        kept = _under_tmp(str(checkout))  # an empty /tmp would hide a checkout (and its venv) that lives there
+        if kept:
+            subprocess.run([*nsenter, "mount", "--bind", str(checkout), "/mnt"], check=True)
+        subprocess.run([*nsenter, "mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", "/tmp"], check=True)
+        if kept:
+            subprocess.run([*nsenter, "mkdir", "-p", str(checkout)], check=True)
+            subprocess.run([*nsenter, "mount", "--bind", "/mnt", str(checkout)], check=True)
         subprocess.run([*nsenter, "hostname", name], check=True)
         return host
 
