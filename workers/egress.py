@@ -24,18 +24,15 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
 import socket
 import stat
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
 
 from workers.egress_rules import (
     SETTING,
@@ -51,15 +48,14 @@ from workers.egress_rules import (
     address_problem,
     parse_request,
 )
+from workers.loop_thread import LoopThread
 
 log = logging.getLogger(__name__)
 
 RELAY_SCRIPT = Path(__file__).with_name("relay.py")
 HEAD_END = b"\r\n\r\n"
 CHUNK_BYTES = 65_536
-CALL_SECONDS = 30.0
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-T = TypeVar("T")
 
 
 @dataclass
@@ -135,7 +131,7 @@ class EgressGate:
         """Stop serving: remove the socket and cut every open tunnel. Safe to call twice."""
         if not self._closed:
             self._closed = True
-            self.proxy._call(self._stop())
+            self.proxy.loop.call(self._stop())
             self.proxy._forget(self)
 
     def __enter__(self) -> EgressGate:
@@ -293,10 +289,8 @@ class EgressProxy:
 
     def __init__(self, limits: EgressLimits | None = None) -> None:
         self.limits = limits or EgressLimits()
+        self.loop = LoopThread("fleet-egress")
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._pid = 0
         self._gates: set[EgressGate] = set()
 
     def open(
@@ -305,7 +299,7 @@ class EgressProxy:
         """Serve socket_path (its folder made or kept 0700) with this allow-list until the gate is closed."""
         gate = EgressGate(self, socket_path, AllowList(allow), on_event)
         _private_folder(socket_path.parent)
-        self._call(gate._start())
+        self.loop.call(gate._start())
         with self._lock:
             self._gates.add(gate)
         return gate
@@ -316,12 +310,7 @@ class EgressProxy:
             gates, self._gates = list(self._gates), set()
         for gate in gates:
             gate.close()
-        with self._lock:
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is not None and thread is not None and self._pid == os.getpid():
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(CALL_SECONDS)
-            loop.close()
+        self.loop.stop()
 
     def __enter__(self) -> EgressProxy:
         return self
@@ -333,20 +322,6 @@ class EgressProxy:
         """Drop a closed gate."""
         with self._lock:
             self._gates.discard(gate)
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        """The loop, started on first use, and again in a forked child (whose copy has no thread)."""
-        with self._lock:
-            if self._loop is None or self._pid != os.getpid():
-                self._loop, self._pid = asyncio.new_event_loop(), os.getpid()
-                self._thread = threading.Thread(target=self._loop.run_forever, name="fleet-egress", daemon=True)
-                self._thread.start()
-            return self._loop
-
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on the proxy's loop from any other thread, and wait for its result."""
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
-        return future.result(CALL_SECONDS)
 
 
 def relay_argv(

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 import socket
 import threading
-from collections.abc import Coroutine, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, TypeVar
 
 import httpx
 import uvicorn
@@ -32,10 +30,9 @@ from starlette.routing import Route
 
 from workers.gateway.handler import Call, Handler, Meter
 from workers.gateway.protocols import Upstream
+from workers.loop_thread import CALL_SECONDS, LoopThread
 
 log = logging.getLogger(__name__)
-CALL_SECONDS = 30.0
-T = TypeVar("T")
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=10.0)  # a model may think for minutes
 
@@ -88,7 +85,7 @@ class GatewayGate:
         """Stop serving; calls still open are cut (and recorded), and every record is written. Safe to call twice."""
         if not self._closed:
             self._closed = True
-            self.gateway._call(self._stop())
+            self.gateway.loop.call(self._stop())
             self._writer.shutdown(wait=True)
 
     def __enter__(self) -> GatewayGate:
@@ -152,34 +149,14 @@ class ModelGateway:
     """The worker process's gateway: one asyncio loop on a daemon thread, serving every open gate."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        self.loop = LoopThread("fleet-gateway")
 
     def open(self, upstreams: Mapping[str, Upstream], meter: Meter) -> GatewayGate:
         """A new gate for one attempt, listening until it is closed."""
         gate = GatewayGate(self, upstreams, meter)
-        self._call(gate._start())
+        self.loop.call(gate._start())
         return gate
 
     def close(self) -> None:
         """Stop the loop's thread (gates still open stop serving; a later open() starts a new loop)."""
-        with self._lock:
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is not None and thread is not None and self._pid == os.getpid():
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(CALL_SECONDS)
-            loop.close()
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._pid != os.getpid():
-                self._loop, self._pid = asyncio.new_event_loop(), os.getpid()
-                self._thread = threading.Thread(target=self._loop.run_forever, name="fleet-gateway", daemon=True)
-                self._thread.start()
-            return self._loop
-
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
-        return future.result(CALL_SECONDS)
+        self.loop.stop()
