@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from db.models import Attempt, ModelCall, Repo, Ticket, Verification, Worker
+from db.queries.model_calls import reported_differs
 from verification.verify import KNOWN_FAILING
 
 
@@ -105,7 +106,7 @@ def usage_mismatch(a: Attempt) -> str | None:
         (a.reported_tokens_out, a.tokens_out),
         (a.reported_cost_usd, a.cost_usd),
     )
-    if not any(theirs and abs(theirs - ours) > 0.01 * max(abs(ours), 1e-12) for theirs, ours in pairs):
+    if not any(theirs and reported_differs(theirs, ours) for theirs, ours in pairs):
         return None
     return f"{a.reported_tokens_in or 0} in / {a.reported_tokens_out or 0} out, ${a.reported_cost_usd or 0:.4f}"
 

@@ -57,7 +57,7 @@ from db.queries.merges import (
     ticket_entries,
     ticket_entries_landed,
 )
-from db.queries.model_calls import Metered, add_model_call, metered, model_calls
+from db.queries.model_calls import Metered, add_model_call, metered, model_calls, reported_differs
 from db.queries.repos import add_repo, delete_repo, get_repo, list_repos, update_repo
 from db.queries.scheduling import (
     SCHEDULER_LOCK,
@@ -134,6 +134,7 @@ __all__ = [
     "Session",
     "add_attempt",
     "add_model_call",
+    "reported_differs",
     "add_evaluation",
     "finished_attempts",
     "get_evaluation",

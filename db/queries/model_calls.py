@@ -23,6 +23,14 @@ class Metered:
     unpriced: int = 0
 
 
+MISMATCH = 0.01  # a CLI's own report differing from the gateway's by more than this is shown
+
+
+def reported_differs(reported: float, metered: float) -> bool:
+    """A CLI's own figure is more than 1% away from the gateway's (both planes show the difference)."""
+    return abs(reported - metered) > MISMATCH * max(abs(metered), 1e-12)
+
+
 def add_model_call(s: Session, attempt_id: int, **fields: Any) -> ModelCall:
     """Record one call (numbered after the attempt's last) and add its usage to the attempt's totals at once,
     so a ticket's spend counts the calls of attempts still running (the gateway's budget check reads it)."""

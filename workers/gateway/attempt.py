@@ -31,7 +31,6 @@ PROVIDERS = {
     "anthropic": "https://api.anthropic.com",
     "gemini": "https://generativelanguage.googleapis.com",
 }
-MISMATCH = 0.01  # a CLI's own report differing from the gateway's by more than this is shown
 
 
 def upstreams(settings: Settings, environ: Mapping[str, str], agent: Mapping[str, Upstream]) -> dict[str, Upstream]:
@@ -136,17 +135,12 @@ def call_line(call: ModelCall) -> str:
     return f"[gateway] call {call.seq}: {what}, {tokens}, {price}{error}"
 
 
-def differs(reported: float, metered: float) -> bool:
-    """A CLI's own figure is more than 1% away from the gateway's."""
-    return abs(reported - metered) > MISMATCH * max(abs(metered), 1e-12)
-
-
 def cross_check(reported: tuple[int, int, float], metered: queries.Metered) -> list[str]:
     """Where what the agent reported differs from what the gateway metered by more than 1%."""
     lines = []
     ours_all = (metered.tokens_in, metered.tokens_out, metered.cost_usd)
     for name, theirs, ours in zip(("input tokens", "output tokens", "cost"), reported, ours_all, strict=True):
-        if theirs and differs(theirs, ours):
+        if theirs and queries.reported_differs(theirs, ours):
             lines.append(f"{name}: the agent reported {theirs:g}, the gateway metered {ours:g}")
     return lines
 
