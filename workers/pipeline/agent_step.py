@@ -33,7 +33,7 @@ from workers.pipeline.baselines import context_pack
 from workers.pipeline.job import Job, declared_paths, fingerprint_of, hidden_paths, job_secrets, why_unsandboxed
 from workers.pipeline.live import live_transcript
 from workers.pipeline.metering import gate_env, open_gate, settle_usage
-from workers.pipeline.outcome import Outcome, columns_of, from_kept, kept_outcome
+from workers.pipeline.outcome import Outcome, columns_of, from_kept, kept_outcome, store_kept
 from workers.pipeline.unit import Unit, fenced_off, perform, record_error
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
@@ -219,8 +219,7 @@ def hand_over_kept(rt: WorkerRuntime) -> int:
             if attempt is None or fingerprint_of(attempt) != fingerprint or attempt.agent_finished_at is not None:
                 rt.journal.drop(attempt_id, (AGENT,))  # another database's attempt, or one whose outcome is stored
                 continue
-            result, diff, prompt, run, metering = from_kept(kept)
-            handed += queries.keep_agent_outcome(s, attempt_id, run, **columns_of(result, diff, prompt, metering))
+            handed += store_kept(s, attempt_id, kept)
     return handed
 
 

@@ -13,6 +13,7 @@ from system.mirror import is_url
 from system.sandbox import TURNED_OFF, bwrap_missing, credential_stores
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache
 from verification.environment import secrets_in
+from workers.pipeline.outcome import row_outcome
 from workers.runtime import WorkerRuntime
 from workers.secrets import secret_values
 
@@ -104,18 +105,7 @@ def agent_outcome(attempt: Attempt) -> dict[str, Any] | None:
     """The finished agent's outcome stored on the row, in the outcome journal's shape, or None."""
     if attempt.agent_finished_at is None or attempt.status != AttemptStatus.RUNNING.value:
         return None
-    return dict(
-        exit_code=attempt.exit_code,
-        transcript=attempt.transcript,
-        duration=0.0,
-        error=attempt.error,
-        tokens_in=attempt.tokens_in,
-        tokens_out=attempt.tokens_out,
-        cost_usd=attempt.cost_usd,
-        diff=attempt.diff,
-        prompt=attempt.prompt,
-        run=attempt.agent_runs,
-    )
+    return row_outcome(attempt)
 
 
 def why_unsandboxed(rt: WorkerRuntime, job: Job) -> str | None:

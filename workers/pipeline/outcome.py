@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from db.models import utcnow
+from db import queries
+from db.models import Attempt, utcnow
 from workers.agents.contracts import AgentResult
 
 # The agent's result, its diff, the prompt it read, which run it was, and the gateway's metering columns.
 Outcome = tuple[AgentResult, str, str, int, dict[str, Any]]
 
 
+RESULT_FIELDS = ("exit_code", "transcript", "duration", "error", "tokens_in", "tokens_out", "cost_usd")
+
+
 def kept_outcome(result: AgentResult, diff: str, prompt: str, run: int, metering: dict[str, Any]) -> dict[str, Any]:
     """The outcome as the journal keeps it (JSON), with the agent start it came from."""
-    fields = ("exit_code", "transcript", "duration", "error", "tokens_in", "tokens_out", "cost_usd")
-    return {name: getattr(result, name) for name in fields} | {
+    return {name: getattr(result, name) for name in RESULT_FIELDS} | {
         "diff": diff,
         "prompt": prompt,
         "run": run,
@@ -56,3 +59,15 @@ def columns_of(result: AgentResult, diff: str, prompt: str, metering: dict[str, 
         cost_usd=result.cost_usd,
         agent_finished_at=utcnow(),
     )
+
+
+def store_kept(s: queries.Session, attempt_id: int, kept: dict[str, Any]) -> bool:
+    """Write a journaled outcome onto its attempt's row, for whichever worker takes the attempt next."""
+    result, diff, prompt, run, metering = from_kept(kept)
+    return queries.keep_agent_outcome(s, attempt_id, run, **columns_of(result, diff, prompt, metering))
+
+
+def row_outcome(attempt: Attempt) -> dict[str, Any]:
+    """The finished agent's outcome as the attempt's row stores it, in the journal's shape."""
+    fields = {name: getattr(attempt, name) for name in RESULT_FIELDS if name != "duration"}
+    return fields | {"duration": 0.0, "diff": attempt.diff, "prompt": attempt.prompt, "run": attempt.agent_runs}

@@ -19,7 +19,7 @@ from verification.digest import environment_feedback
 from workers import scheduler
 from workers.journal import AGENT
 from workers.pipeline.job import Job, job_secrets, snapshot
-from workers.pipeline.outcome import columns_of, from_kept
+from workers.pipeline.outcome import store_kept
 from workers.queue import broker_down
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
@@ -116,8 +116,7 @@ def back_in_line(rt: WorkerRuntime, unit: Unit, why: str) -> None:
         with rt.db.session() as s:
             waiting = queries.release(s, job.attempt_id, unit.lease)
             if waiting == AttemptStatus.QUEUED and kept is not None:  # a finished agent: its outcome goes along
-                result, diff, prompt, run, metering = from_kept(kept)
-                queries.keep_agent_outcome(s, job.attempt_id, run, **columns_of(result, diff, prompt, metering))
+                store_kept(s, job.attempt_id, kept)
             if waiting is not None:
                 message = f"attempt {job.number}: back in line ({why}); no verdict"
                 queries.log_event(s, "requeued", message, ticket_id=job.ticket_id, attempt_id=job.attempt_id)
