@@ -25,8 +25,7 @@ def approve(
         by_queue = RepoSettings.from_stored(queries.get_ticket(s, ticket_id).repo.settings).deliver == "merge"
         if by_queue:
             entry = merges.enqueue(s, ticket_id, reviewer, choice)
-            attempt = queries.get_attempt(s, entry.attempt_id)
-            chosen = {"id": attempt.id, "run": attempt.run.number, "number": attempt.number}
+            chosen = review.chosen_attempt(queries.get_attempt(s, entry.attempt_id))
             target = entry.target
     if not by_queue:
         return review.approve(db, settings, ticket_id, reviewer, choice)

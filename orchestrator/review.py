@@ -55,7 +55,8 @@ class Decision:
         return view | {"attempt": self.attempt}
 
 
-def _chosen(attempt: Attempt) -> dict[str, int]:
+def chosen_attempt(attempt: Attempt) -> dict[str, int]:
+    """The chosen attempt as approve and reject answer it: its id, its run and its number, counted from 1."""
     return {"id": attempt.id, "run": attempt.run.number, "number": attempt.number}
 
 
@@ -163,7 +164,7 @@ def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str, cho
             report=delivery.report(ticket, candidate.attempt, delivery.ticket_link(settings, ticket_id)),
             settings=RepoSettings.from_stored(ticket.repo.settings),
         )
-        attempt_id, chosen = best.id, _chosen(best)
+        attempt_id, chosen = best.id, chosen_attempt(best)
     done = delivery.deliver(settings, item)
     where = f"branch {done.branch}" + (f" pushed to {done.remote}" if done.remote else "")
     where += f"; pull request {done.pr_url}" if done.pr_url else ""
@@ -213,7 +214,7 @@ def reject(
         )
         queries.set_ticket_status(s, ticket, TicketStatus.REJECTED, f"rejected by {reviewer}")
         queries.log_event(s, "rejected", feedback, ticket_id=ticket_id, attempt_id=best.id, actor=reviewer)
-        chosen = _chosen(best)
+        chosen = chosen_attempt(best)
         if not feedback.strip():
             return Decision(ticket_id, TicketStatus.REJECTED, chosen)
         words = f"{policy.REVIEWER_PREFIX}\n\n{feedback.strip()}"
