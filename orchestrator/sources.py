@@ -41,18 +41,21 @@ def settings_text(source: str) -> str | None:
 
 
 class BaseRefs:
-    """Resolves tickets' base refs to commits; a URL's mirror is fetched once per repository per batch."""
+    """Resolves tickets' base refs to commits, each once per batch; a URL's mirror is fetched once per repository."""
 
     def __init__(self, mirrors_dir: Path) -> None:
         self.mirrors_dir = mirrors_dir
         self._fetched: dict[str, Path] = {}
+        self._resolved: dict[tuple[str, str], str] = {}
 
     def resolve(self, repo_id: int, source: str, ref: str, repo_name: str) -> str:
         """The full sha of ref in the repository; one `error:` line when there is no such commit or no answer."""
-        try:
-            return resolve_commit(self._readable(repo_id, source), ref)
-        except NoCommit:
-            raise FleetError(f"base ref {ref!r} does not exist in repo {repo_name!r} ({source})") from None
+        if (source, ref) not in self._resolved:
+            try:
+                self._resolved[(source, ref)] = resolve_commit(self._readable(repo_id, source), ref)
+            except NoCommit:
+                raise FleetError(f"base ref {ref!r} does not exist in repo {repo_name!r} ({source})") from None
+        return self._resolved[(source, ref)]
 
     def _readable(self, repo_id: int, source: str) -> Path:
         if not is_url(source):

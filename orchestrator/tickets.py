@@ -16,7 +16,7 @@ import yaml
 from db import policy, queries
 from db.engine import Database
 from db.lifecycle import TicketStatus, sources
-from db.models import Ticket
+from db.models import Repo, Ticket
 from db.specs import SpecError, TicketSpec, parse, plural_names
 from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError, Unrunnable
@@ -105,20 +105,20 @@ def create(
     refs: BaseRefs,
     check: str = "",
     issue: int | None = None,
-    memo: dict[tuple[str, ...], Any] | None = None,
+    repos: dict[str, Repo] | None = None,
 ) -> Ticket:
     """Write one ticket with its runs and first attempts; nothing is sent yet.
 
     check: "given" refuses the shell agent without a command; "local" also looks for the command on this machine
-    (where the embedded workers run). memo: shared by the tickets of one batch, which look each repository and
-    base ref up once (ten thousand tickets of one repository ask git once, not ten thousand times)."""
-    memo = {} if memo is None else memo
+    (where the embedded workers run). repos and refs are shared by the tickets of one batch, which look each
+    repository and base ref up once (ten thousand tickets of one repository ask git once, not ten thousand times)."""
+    repos = {} if repos is None else repos
     validate(spec, agents)
     try:
-        repo = memo.get(("repo", spec.repo)) or queries.get_repo(s, spec.repo)
+        repo = repos.get(spec.repo) or queries.get_repo(s, spec.repo)
     except queries.NotFound as exc:
         raise FleetError(str(exc)) from None
-    memo[("repo", spec.repo)] = repo
+    repos[spec.repo] = repo
     options: dict[str, Any] = {}
     if spec.agent_cmd:
         options["command"] = parse_agent_cmd(spec.agent_cmd, cwd)
@@ -130,8 +130,7 @@ def create(
         options["extra_args"] = list(spec.agent_args)
     if spec.agent_env:
         options["env"] = list(spec.agent_env)
-    base_sha = memo.get(("base", repo.source, spec.base)) or refs.resolve(repo.id, repo.source, spec.base, repo.name)
-    memo[("base", repo.source, spec.base)] = base_sha
+    base_sha = refs.resolve(repo.id, repo.source, spec.base, repo.name)
     if check:
         check_runnable(_run_agents(spec, repo.default_agent), options.get("command", []), cwd, check == "local")
     ticket = queries.add_ticket(
@@ -169,10 +168,10 @@ def _create_in_batch(
     agents: AgentRule,
     refs: BaseRefs,
     check: str,
-    memo: dict[tuple[str, ...], Any],
+    repos: dict[str, Repo],
 ) -> Ticket:
     try:
-        return create(s, spec, cwd, actor, agents, refs, check, memo=memo)
+        return create(s, spec, cwd, actor, agents, refs, check, repos=repos)
     except FleetError as exc:
         # One bad ticket in a batch stores none of them; say which one it was (keeping the kind of error).
         raise type(exc)(f"ticket {number} of {total}: {exc}" if total > 1 else str(exc)) from None
@@ -194,10 +193,10 @@ def submit(
     agents = AgentRule(dispatcher, settings.agent_classes)
     check = ("local" if settings.embedded else "given") if check_commands else ""
     refs = BaseRefs(settings.mirrors_dir)
-    memo: dict[tuple[str, ...], Any] = {}
+    repos: dict[str, Repo] = {}
     with db.session() as s:
         tickets = [
-            _create_in_batch(s, spec, number, len(specs), cwd, actor, agents, refs, check, memo)
+            _create_in_batch(s, spec, number, len(specs), cwd, actor, agents, refs, check, repos)
             for number, spec in enumerate(specs, 1)
         ]
     dispatcher.kick(db, settings)
