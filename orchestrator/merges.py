@@ -26,6 +26,7 @@ def enqueue(
 ) -> MergeEntry:
     """Queue the ticket's chosen verified diff (approving it first when it waits for review) for target."""
     ticket = queries.load_ticket_tree(s, ticket_id)
+    queries.merge_lock(s, ticket.repo_id)  # two enqueues of one ticket take turns, and the second is refused
     if any(MergeStatus(e.status) in lifecycle.LIVE_MERGE for e in queries.ticket_entries(s, ticket_id)):
         raise FleetError(f"ticket {ticket_id} is already in the merge queue")
     attempt_id = _approved_attempt(s, ticket, actor, choice)
@@ -78,6 +79,7 @@ def default_target(ticket: Ticket) -> str:
 
 def eject(s: queries.Session, ticket_id: int, actor: str) -> MergeEntry:
     """Take the ticket's entry out of the queue; the entries behind it are re-verified without it."""
+    queries.merge_lock(s, queries.get_ticket(s, ticket_id).repo_id)  # a pass must not write over it unseen
     live = [e for e in queries.ticket_entries(s, ticket_id) if MergeStatus(e.status) in lifecycle.LIVE_MERGE]
     if not live:
         raise FleetError(f"ticket {ticket_id} is not in the merge queue")

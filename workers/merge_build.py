@@ -73,8 +73,9 @@ def verify_build(rt: WorkerRuntime, entry_id: int, send_builds: SendBuilds, send
         status = MergeStatus.PASSED if verdict.passed else MergeStatus.FAILED
         reason = redact(verdict.reason, secrets)
         queries.finish_build(
-            s, entry_id, token, status, failures=verdict.failures, reason=reason, suspects=verdict.suspects
-        )
+            s, (job.repo_id, entry_id, build), token, status,
+            failures=verdict.failures, reason=reason, suspects=verdict.suspects,
+        )  # fmt: skip
     advance(rt.db, rt.settings, job.repo_id, send_builds, send_attempts)
 
 
@@ -84,7 +85,7 @@ def _claim(rt: WorkerRuntime, entry_id: int, token: str) -> tuple[Job, str, Chai
         if entry is None or entry.status != MergeStatus.BUILDING.value or not entry.build_sha:
             return None
         build = entry.build_sha
-        if not queries.claim_build(s, entry_id, build, token, rt.settings.lease_seconds):
+        if not queries.claim_build(s, entry, build, token, rt.settings.lease_seconds):
             return None
         below = [queries.get_entry(s, i) for i in entry.stack]
         entries = [e for e in below if e is not None] + [entry]

@@ -68,8 +68,14 @@ def next_position(s: Session, repo_id: int) -> int:
     return int(top or 0) + 1
 
 
-def claim_build(s: Session, entry_id: int, build_sha: str, token: str, seconds: float) -> bool:
-    """Take the verification of this very build, unless another worker holds it (a duplicate message)."""
+def claim_build(s: Session, entry: MergeEntry, build_sha: str, token: str, seconds: float) -> bool:
+    """Take the verification of this very build, unless another worker holds it (a duplicate message).
+
+    Under the queue's lock: a pass writes only the columns it changed, so a claim or a verdict landing between
+    its read and its write would survive a reset it did not see (a stale verdict on a new build).
+    """
+    entry_id = entry.id
+    merge_lock(s, entry.repo_id)
     now = utcnow()
     result = s.execute(
         update(MergeEntry)
@@ -93,12 +99,20 @@ def renew_build(s: Session, entry_id: int, token: str, seconds: float) -> bool:
     return _changed(result) == 1
 
 
-def finish_build(s: Session, entry_id: int, token: str, verdict: MergeStatus, **values: Any) -> bool:
-    """Record a build's verdict, only while token still holds it (a reset or a lost lease refuses the write)."""
+def finish_build(s: Session, build: tuple[int, int, str], token: str, verdict: MergeStatus, **values: Any) -> bool:
+    """Record the verdict of build (repository, entry, build commit), only while token still holds that very
+    build: a reset, a rebuild or a lost lease refuses the write. Under the queue's lock, as claim_build says."""
+    repo_id, entry_id, build_sha = build
+    merge_lock(s, repo_id)
     sources, moved = lifecycle.bulk(verdict, among=[MergeStatus.BUILDING])
     result = s.execute(
         update(MergeEntry)
-        .where(MergeEntry.id == entry_id, MergeEntry.lease_token == token, MergeEntry.status.in_(sources))
+        .where(
+            MergeEntry.id == entry_id,
+            MergeEntry.build_sha == build_sha,
+            MergeEntry.lease_token == token,
+            MergeEntry.status.in_(sources),
+        )
         .values(**moved, lease_token=None, lease_expires_at=None, updated_at=utcnow(), **values)
     )
     return _changed(result) == 1

@@ -3,15 +3,19 @@ eject, and the fenced writes of a build (a duplicate claim, a zombie's verdict a
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
-from db import lifecycle, queries
+from db import lifecycle, mergeplan, queries
 from db.engine import Database
 from db.lifecycle import AttemptStatus, MergeStatus, TicketStatus, Verdict
 from db.migrate import upgrade
 from orchestrator import merges
 from orchestrator.errors import FleetError
 from tests.conftest import Fleet
+from workers import merge_queue
 
 
 def diff(path: str) -> str:
@@ -83,16 +87,54 @@ def test_eject_leaves_the_ticket_approved_and_a_zombie_build_cannot_write_its_ve
         lifecycle.move(entry, MergeStatus.BUILDING)
         entry.build_sha, entry_id = "b" * 40, entry.id
     with db.session() as s:
-        assert queries.claim_build(s, entry_id, "b" * 40, "t1", 60)
-        assert not queries.claim_build(s, entry_id, "b" * 40, "t2", 60)  # a duplicate message
+        entry = queries.get_entry(s, entry_id)
+        assert entry is not None
+        repo_id = entry.repo_id
+        assert queries.claim_build(s, entry, "b" * 40, "t1", 60)
+        assert not queries.claim_build(s, entry, "b" * 40, "t2", 60)  # a duplicate message
         merges.eject(s, one, "bob")
     with db.session() as s:
-        assert not queries.finish_build(s, entry_id, "t1", MergeStatus.PASSED)
+        assert not queries.finish_build(s, (repo_id, entry_id, "b" * 40), "t1", MergeStatus.PASSED)
         entry = queries.get_entry(s, entry_id)
         assert entry is not None and (entry.status, entry.reason) == ("ejected", "removed by bob")
         assert queries.get_ticket(s, one).status == TicketStatus.APPROVED.value
     with db.session() as s, pytest.raises(FleetError, match=f"^ticket {one} is not in the merge queue$"):
         merges.eject(s, one, "bob")
+
+
+def test_a_verdict_written_during_a_pass_that_rebuilds_the_entry_is_refused(db: Database) -> None:
+    """A pass writes only the columns it changed: a verdict landing between its read and its write would leave the
+    rebuilt entry `failed` with the old build's failures (an innocent entry ejected). The queue's lock orders them."""
+    one = reviewable(db, "one", "a.py")
+    with db.session() as s:
+        entry = merges.enqueue(s, one, "ann")
+        lifecycle.move(entry, MergeStatus.BUILDING)
+        entry.build_sha, entry.parent_sha, entry_id, repo_id = "b" * 40, "p" * 40, entry.id, entry.repo_id
+    with db.session() as s:
+        entry = queries.get_entry(s, entry_id)
+        assert entry is not None and queries.claim_build(s, entry, "b" * 40, "old", 60)
+    trying = threading.Event()
+
+    def old_build_fails() -> None:
+        with db.session() as s:
+            trying.set()
+            queries.finish_build(s, (repo_id, entry_id, "b" * 40), "old", MergeStatus.FAILED, failures=["t.py"])
+
+    with db.session() as s:
+        queries.merge_lock(s, repo_id)
+        entry = queries.get_entry(s, entry_id)
+        assert entry is not None
+        verdict = threading.Thread(target=old_build_fails)
+        verdict.start()
+        trying.wait(10)
+        time.sleep(0.3)  # the old verdict's write, unordered, would land here, between the pass's read and write
+        plan = mergeplan.Plan(resets=[entry_id], builds={entry_id: mergeplan.Build("q" * 40, "c" * 40, ())})
+        merge_queue._write(s, plan, {entry_id: entry}, merge_queue.Sends())
+    verdict.join(30)
+    with db.session() as s:
+        entry = queries.get_entry(s, entry_id)
+        assert entry is not None
+        assert (entry.status, entry.build_sha, entry.failures) == ("building", "c" * 40, [])
 
 
 def test_the_merge_commands(embedded: Fleet) -> None:
