@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,3 +79,12 @@ def transient(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | InterfaceError):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """A database that is away is one warning line (the caller tries again when it answers); anything else is
+    logged with its traceback."""
+    if transient(exc):
+        logger.warning("%s: database unreachable (%s); retrying", what, type(exc).__name__)
+    else:
+        logger.error("%s failed", what, exc_info=exc)

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from db.engine import Database
+from db.engine import Database, log_failure
 from orchestrator import imports, notify, pr_feedback
 from system.settings import Settings
 
@@ -36,5 +36,5 @@ class ForgePasses:
     def _guarded(self, what: str, step: object) -> None:
         try:
             step()  # type: ignore[operator]
-        except Exception:  # the unit-of-work boundary of a pass: the reconciler must keep running
-            log.exception("%s failed", what)
+        except Exception as exc:  # the unit-of-work boundary of a pass: the reconciler must keep running
+            log_failure(log, what, exc)

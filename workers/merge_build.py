@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from db import queries
+from db.engine import log_failure
 from db.lifecycle import MergeStatus
 from db.mergeplan import Conflict
 from system.mirror import has_commit
@@ -121,8 +122,8 @@ def _keep(rt: WorkerRuntime, entry_id: int, token: str, done: threading.Event) -
             with rt.db.session() as s:
                 if not queries.renew_build(s, entry_id, token, rt.settings.lease_seconds):
                     return
-        except Exception:
-            log.exception("renewing the lease of merge build %s failed; retrying", entry_id)
+        except Exception as exc:
+            log_failure(log, f"renewing the lease of merge build {entry_id}", exc)
 
 
 def _run(rt: WorkerRuntime, job: Job, entry_id: int, build: str, chain: Chain, cancel: threading.Event) -> Verdict:

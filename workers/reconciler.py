@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from db import queries
-from db.engine import Database, transient
+from db.engine import Database, log_failure, transient
 from system.settings import Settings
 from workers.merge_queue import advance_all
 from workers.scheduler import schedule
@@ -103,8 +103,8 @@ class ReconcilerThread(threading.Thread):
         for extra in self.passes:
             try:
                 extra(self.dispatcher)
-            except Exception:
-                log.exception("reconciler pass %r failed", extra)
+            except Exception as exc:
+                log_failure(log, f"reconciler pass {extra!r}", exc)
 
     def stop(self) -> None:
         self.stopped.set()

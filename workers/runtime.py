@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from db import queries
-from db.engine import Database, transient
+from db.engine import Database, log_failure
 from db.models import utcnow
 from system.mirror import ensure_mirror
 from system.settings import Settings
@@ -261,11 +261,8 @@ class WorkerRuntime:
                 self._relay_cancels()
                 if tick % ticks_per_beat == 0:
                     self._renew()
-            except Exception as exc:
-                if not transient(exc):
-                    log.exception("heartbeat failed; retrying")
-                else:  # the database is away: one line, no traceback; the leases are renewed when it answers
-                    log.warning("heartbeat: database unreachable (%s); retrying", type(exc).__name__)
+            except Exception as exc:  # the leases are renewed when the database answers again
+                log_failure(log, "heartbeat", exc)
 
     def _relay_cancels(self) -> None:
         held = self.leases.snapshot()

@@ -195,5 +195,13 @@ def record(outcome: Outcome) -> None:
 
 
 def no_tracebacks(logs: list[Path]) -> list[str]:
-    """The log lines that start a traceback (a task that failed on a broker or database that was away)."""
-    return [line for path in logs if path.exists() for line in path.read_text().splitlines() if "Traceback" in line]
+    """Each traceback in the logs (a task that failed on a broker or database that was away): the line that logged
+    it, then its last lines, where the exception is named."""
+    found = []
+    for path in logs:
+        lines = path.read_text().splitlines() if path.exists() else []
+        for n, line in enumerate(lines):
+            if "Traceback" in line:
+                end = next((k for k in range(n + 1, len(lines)) if not lines[k].startswith((" ", "Traceback"))), n)
+                found.append(" | ".join([*lines[max(0, n - 1) : n], *lines[max(n, end - 2) : end + 1]]))
+    return found

@@ -3,13 +3,14 @@ the code is refused; reasons people read carry no SQL, parameters or tracebacks.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
 from sqlalchemy import text
 
 from db import queries
-from db.engine import Database, transient
+from db.engine import Database, log_failure, transient
 from db.lifecycle import AttemptStatus, TicketStatus
 from db.migrate import HEAD, SchemaTooNew, upgrade
 from db.models import Attempt, Ticket, Verification, utcnow
@@ -99,3 +100,23 @@ def test_shown_keeps_plain_reasons_as_they_are() -> None:
     for reason in ("tests failed: a [SQL] b", "changes to tests/test_calc.py were reverted before the run"):
         assert shown(reason) == reason
     assert shown("x" * 5000).endswith("…") and len(shown("x" * 5000)) == 2000
+
+
+def test_a_database_that_is_away_is_logged_as_one_line_and_a_bug_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    away = Database("postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=2")
+    with pytest.raises(Exception) as failed, away.session() as s:
+        s.execute(text("SELECT 1"))
+    log = logging.getLogger("fleet.test")
+    with caplog.at_level(logging.WARNING, logger="fleet.test"):
+        log_failure(log, "sending notifications", failed.value)
+        try:
+            raise ValueError("a bug")
+        except ValueError as bug:
+            log_failure(log, "sending notifications", bug)
+    [outage, bug_record] = caplog.records
+    assert (outage.levelno, outage.exc_info) == (logging.WARNING, None)
+    assert outage.getMessage() == "sending notifications: database unreachable (OperationalError); retrying"
+    assert bug_record.levelno == logging.ERROR and bug_record.exc_info is not None
+    assert "Traceback" in caplog.text and "ValueError: a bug" in caplog.text
