@@ -25,6 +25,7 @@ commit's id. One pack-objects run on the sample repository takes about 10 ms (be
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Iterator
@@ -55,7 +56,7 @@ def make_agent_gitdir(mirror: Path, worktree_gitdir: Path, base_sha: str, dest: 
     git("pack-objects", "--revs", "--quiet", str(dest / "objects" / "pack" / "pack"), cwd=mirror, input=revisions)
     (dest / "HEAD").write_text(base_sha + "\n")
     (dest / "shallow").write_text(base_sha + "\n")
-    sha256 = git("rev-parse", "--show-object-format", cwd=mirror).strip() == "sha256"
+    sha256 = object_format(mirror) == "sha256"
     config = AGENT_CONFIG.format(version=1 if sha256 else 0) + (SHA256_EXTENSION if sha256 else "")
     (dest / "config").write_text(config)
     shutil.copyfile(worktree_gitdir / "index", dest / "index")
@@ -63,6 +64,12 @@ def make_agent_gitdir(mirror: Path, worktree_gitdir: Path, base_sha: str, dest: 
     if exclude.is_file():
         shutil.copyfile(exclude, dest / "info" / "exclude")
     return dest
+
+
+@functools.lru_cache(maxsize=256)
+def object_format(mirror: Path) -> str:
+    """The mirror's object format (sha1 or sha256), which never changes: asked of git once per mirror."""
+    return git("rev-parse", "--show-object-format", cwd=mirror).strip()
 
 
 def gitdir_pointer(gitdir: Path, dest: Path) -> Path:

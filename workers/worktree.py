@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import shutil
 import stat
@@ -136,7 +137,8 @@ class Worktree:
         try:
             clean_checkout(self.path, self._gitdir)
             if _pointer(self.path, self._gitdir) == self._pointer:  # else the next lease repairs the slot
-                clean_marker(self.path).write_text(self.base_sha)
+                mark = f"{self.base_sha}\n{self._gitdir}\n{_digest(self._pointer)}\n"
+                clean_marker(self.path).write_text(mark, errors=ESC)
         except (GitError, OSError):
             pass  # the next lease finds the slot dirty or broken and repairs or recreates it
         finally:
@@ -276,12 +278,11 @@ class WorktreePool:
 
     def _reuse(self, path: Path, sha: str) -> Path | None:
         """Reset an existing slot to sha and return its git dir; None when it is missing, foreign or broken."""
-        gitdir = owning_gitdir(path, self.mirror)
+        clean_at, known = released_clean(path)
+        clean_marker(path).unlink(missing_ok=True)  # from here on the slot is ours to dirty
+        gitdir = known or owning_gitdir(path, self.mirror)
         if gitdir is None:
             return None
-        marker = clean_marker(path)
-        clean_at = marker.read_text() if marker.exists() else None
-        marker.unlink(missing_ok=True)  # from here on the slot is ours to dirty
         try:
             if not (gitdir / "locked").exists():  # a slot made before slots were locked
                 git("worktree", "lock", LOCK_REASON, str(path), cwd=self.mirror)
@@ -335,6 +336,21 @@ def clean_checkout(path: Path, gitdir: Path) -> None:
     """Drop every change, untracked and ignored file in the checkout at path, whose git dir is gitdir."""
     git(*_explicit(path, gitdir), "reset", "--hard", "--quiet", cwd=path)
     git(*_explicit(path, gitdir), "clean", "-ffdxq", cwd=path)
+
+
+def released_clean(path: Path) -> tuple[str | None, Path | None]:
+    """The commit the slot at path was released clean at, and its git dir, from the clean marker; the git dir only
+    while the slot's .git and commondir files are still those its release checked (else git is asked again)."""
+    try:
+        sha, gitdir, digest = clean_marker(path).read_text(errors=ESC).splitlines()[:3]
+    except (OSError, ValueError):  # no marker, or one in the older one-line shape
+        return None, None
+    pointer = _pointer(path, Path(gitdir))
+    return sha, Path(gitdir) if pointer is not None and _digest(pointer) == digest else None
+
+
+def _digest(pointer: tuple[bytes, bytes] | None) -> str:
+    return hashlib.sha256(repr(pointer).encode()).hexdigest()
 
 
 def _explicit(path: Path, gitdir: Path) -> tuple[str, str]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from system.git import git
 from verification.report import Outcome, TestResult
 from verification.runner import TestRun
-from workers.pipeline.context import PackInput, build_pack, targets_command, traceback_files
+from workers.pipeline.context import PackInput, build_pack, read_instructions, targets_command, traceback_files
 
 TARGET = "testing/test_iniconfig.py::test_iscommentline_true[;qwe]"
 TRACE = (
@@ -76,3 +79,24 @@ def test_a_huge_ticket_is_clipped_last() -> None:
 def test_without_a_baseline_the_pack_still_says_how_to_run_the_tests() -> None:
     text = pack(baseline=None, targets=[])
     assert "All: `python -m pytest -q` (also in $FLEET_TEST_CMD)" in text and "FAILED" not in text
+
+
+def test_the_instructions_are_the_named_file_else_agents_md_else_claude_md(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git("init", "-q", cwd=repo)
+    (repo / "CLAUDE.md").write_text("claude\n")
+    (repo / "docs").mkdir()
+    (repo / "docs" / "agents.txt").write_text("named\n")
+    git("add", "-A", cwd=repo)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one", cwd=repo)
+    first = git("rev-parse", "HEAD", cwd=repo).strip()
+    (repo / "AGENTS.md").write_text("agents\n")
+    git("add", "-A", cwd=repo)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "two", cwd=repo)
+    second = git("rev-parse", "HEAD", cwd=repo).strip()
+    assert read_instructions(repo, first, "") == ("CLAUDE.md", "claude\n")
+    assert read_instructions(repo, second, "") == ("AGENTS.md", "agents\n")
+    assert read_instructions(repo, second, "docs/agents.txt") == ("docs/agents.txt", "named\n")
+    assert read_instructions(repo, second, "NOTES.md") is None
+    assert read_instructions(repo, "f" * 40, "") is None  # a commit the mirror lacks

@@ -7,6 +7,7 @@ size bound, the last sections go first, and one line says what was cut.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Sequence
@@ -133,12 +134,20 @@ def _instructions(given: PackInput) -> str:
 
 def read_instructions(mirror: Path, sha: str, named: str) -> tuple[str, str] | None:
     """The repository's agent instructions at sha: the file named in its settings, else AGENTS.md, else CLAUDE.md."""
-    for name in (named,) if named else INSTRUCTION_FILES:
-        try:
-            return name, git("show", f"{sha}:{name}", cwd=mirror)
-        except GitError:
-            continue
-    return None
+    try:
+        return _instructions_at(mirror, sha, named)
+    except GitError:  # a commit the mirror lacks: no instructions, and nothing remembered
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _instructions_at(mirror: Path, sha: str, named: str) -> tuple[str, str] | None:
+    """Asked of git once per commit in a process (a commit's files never change): one listing, one read."""
+    wanted = (named,) if named else INSTRUCTION_FILES
+    listing = git("--literal-pathspecs", "ls-tree", "-z", "--name-only", sha, "--", *wanted, cwd=mirror)
+    present = set(listing.split("\0"))
+    found = next((name for name in wanted if name in present), None)
+    return (found, git("show", f"{sha}:{found}", cwd=mirror)) if found else None
 
 
 def _ids(ids: Sequence[str]) -> str:
