@@ -4,6 +4,7 @@ swaps the placeholder key for the real one and stores neither; it prices calls o
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from db.specs import RepoSettings, explain
 from orchestrator.views import usage, usage_mismatch
 from system.settings import Settings
 from tests.gateway.conftest import Attempt, new_attempt, open_gate
-from tests.gateway.upstream import BILLED, GOOD_KEY, Upstream
+from tests.gateway.upstream import BILLED, GOOD_KEY, LONG_TEXT, SLOW_USAGE_SECONDS, Upstream
 from workers.gateway.attempt import agent_variables, key_failures, upstreams
 from workers.gateway.prices import PriceError, find_price, price_table
 from workers.gateway.protocols import Upstream as Route
@@ -269,4 +270,24 @@ def test_a_server_that_refuses_stream_options_gets_the_request_as_the_client_sen
     assert answer.status_code == 200 and answer.text.rstrip().endswith("data: [DONE]")
     assert ["stream_options" in seen.body for seen in upstream.seen] == [True, False]
     [call] = calls(attempt)
-    assert call.status == 200 and call.input_tokens == 0 and call.error == "the answer carried no usage"
+    assert (call.status, call.output_tokens) == (200, 2) and call.input_tokens > 0  # "Hel" "lo.": 6 characters
+    assert call.error == "the answer carried no usage; tokens estimated from the text (4 characters a token)"
+
+
+def test_a_stream_the_agent_cuts_before_its_usage_is_charged_for_the_text_that_passed(
+    agent: httpx.Client, gate: GatewayGate, attempt: Attempt
+) -> None:
+    body = CHAT | {"model": "slow-usage", "stream": True}
+    with agent.stream(
+        "POST", "/openai/chat/completions", json=body, headers={"Authorization": f"Bearer {gate.key}"}
+    ) as answer:
+        first = next(answer.iter_text())
+        assert LONG_TEXT[:40] in first  # the whole text came; the agent hangs up before the usage chunk
+    deadline = time.monotonic() + 10 * SLOW_USAGE_SECONDS
+    while not calls(attempt):
+        assert time.monotonic() < deadline, "the cut call was never recorded"
+        time.sleep(0.1)
+    [call] = calls(attempt)
+    assert call.output_tokens == len(LONG_TEXT) // 4 and call.input_tokens > 0
+    assert call.error.startswith("the stream was cut") and "tokens estimated from the text" in call.error
+    assert call.cost_usd is not None and call.cost_usd > 0 and totals(attempt)[1] == call.output_tokens

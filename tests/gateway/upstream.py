@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 GOOD_KEY = "sk-real-upstream-key-0123456789"
+LONG_TEXT = "The whole answer, sent before its usage. " * 100  # 4,100 characters
+SLOW_USAGE_SECONDS = 3.0
 # What each protocol's answer bills: (input incl. cached, output, cached).
 BILLED = {
     "openai-chat": (1200, 50, 200),
@@ -147,10 +150,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        for name, data in events:
-            text = data if isinstance(data, str) else json.dumps(data)
-            self.wfile.write((f"event: {name}\n" if name else "").encode() + f"data: {text}\n\n".encode())
-            self.wfile.flush()
+        if body.get("model") == "slow-usage":  # the text at once, then a long wait before the usage chunk
+            events = [("", events[0][1] | {"choices": [{"index": 0, "delta": {"content": LONG_TEXT}}]}), *events[2:]]
+        try:
+            for n, (name, data) in enumerate(events):
+                if n == 1 and body.get("model") == "slow-usage":
+                    time.sleep(SLOW_USAGE_SECONDS)
+                text = data if isinstance(data, str) else json.dumps(data)
+                self.wfile.write((f"event: {name}\n" if name else "").encode() + f"data: {text}\n\n".encode())
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client hung up
         self.close_connection = True
 
     def _json(self, status: int, data: Any) -> None:

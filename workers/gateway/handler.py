@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import httpx
@@ -29,7 +29,7 @@ from workers.gateway.protocols import (
     wire_of,
 )
 from workers.gateway.sse import Event, EventSplitter
-from workers.gateway.usage import Tally, Usage, Wire
+from workers.gateway.usage import CHARS_PER_TOKEN, Tally, Usage, Wire
 
 KEPT_BYTES = 64_000  # of each request and answer, in the transcript
 MAX_REQUEST_BYTES = 32 * 2**20
@@ -74,6 +74,7 @@ class _Exchange:
     tally: Tally
     strip_usage: bool = False
     kept: int = 0  # characters of a stream kept for the record so far
+    request_chars: int = 0
 
 
 def _json(data: bytes | str) -> Any:
@@ -105,6 +106,21 @@ def _asks_usage(wire: Wire, body: Any) -> bool:
         return False
     body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
     return True
+
+
+def _charged(tally: Tally, request_chars: int, error: str | None) -> tuple[Usage, str | None]:
+    """What a call is charged when its answer never said its usage, or its stream was cut before the final figure
+    (an agent must not get text for free by hanging up early): the text that passed, estimated."""
+    guess, said = tally.estimate(request_chars), tally.usage
+    if said is not None and said.output_tokens >= guess.output_tokens:
+        return said, error
+    usage = (
+        Usage(guess.input_tokens, guess.output_tokens)
+        if said is None
+        else replace(said, output_tokens=guess.output_tokens)
+    )
+    reason = error or ("the answer carried no usage" if said is None else "the answer's usage was incomplete")
+    return usage, f"{reason}; tokens estimated from the text ({CHARS_PER_TOKEN} characters a token)"
 
 
 def _usage_chunk(data: Any) -> bool:
@@ -153,6 +169,7 @@ class Handler:
         if _asks_usage(wire, parsed):
             exchange.strip_usage, body = True, json.dumps(parsed).encode()
         exchange.request = _bounded(self.redact(body.decode("utf-8", "replace")))
+        exchange.request_chars = len(body)
         return await self._forward(request, family, rest, body, exchange, original if exchange.strip_usage else None)
 
     def _refuse(self, exchange: _Exchange, reason: str) -> Response:
@@ -240,15 +257,17 @@ class Handler:
 
     def _finish(self, exchange: _Exchange, status: int, error: str | None, response: str) -> None:
         tally = exchange.tally
+        cut = error is not None
         error = error or tally.error or (None if status < 400 else f"HTTP {status}")
-        if tally.usage is None and status < 400 and error is None:
-            error = "the answer carried no usage"
+        usage = tally.usage
+        if status < 400 and (usage is None or cut):
+            usage, error = _charged(tally, exchange.request_chars, error)
         call = Call(
             wire=exchange.wire,
             model=tally.model or exchange.model,
             streamed=exchange.streamed,
             status=status,
-            usage=tally.usage,
+            usage=usage,
             duration=time.monotonic() - exchange.started,
             error=error,
             request=exchange.request,

@@ -40,6 +40,21 @@ class Usage:
     cache_write_tokens: int = 0
 
 
+CHARS_PER_TOKEN = 4  # what a call is charged by when its answer never said its usage (a cut stream)
+TEXT_KEYS = frozenset({"content", "text", "arguments", "partial_json", "thinking"})
+
+
+def text_chars(data: Any, inside: bool = False) -> int:
+    """Characters of generated text in an answer or a chunk: the strings under the keys that carry text."""
+    if isinstance(data, str):
+        return len(data) if inside else 0
+    if isinstance(data, list):
+        return sum(text_chars(item, inside) for item in data)
+    if isinstance(data, dict):
+        return sum(text_chars(value, inside or key in TEXT_KEYS) for key, value in data.items())
+    return 0
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
@@ -100,6 +115,11 @@ class Tally:
     usage: Usage | None = None
     model: str = ""
     error: str | None = None
+    said: int = 0  # characters of generated text seen, for an estimate when no usage comes
+
+    def estimate(self, request_chars: int) -> Usage:
+        """The usage to charge when the answer never said it: its text and the request, 4 characters a token."""
+        return Usage(-(-request_chars // CHARS_PER_TOKEN), -(-self.said // CHARS_PER_TOKEN))
 
     def body(self, data: Any) -> None:
         """A whole JSON answer (for Gemini's unlabelled stream, a JSON array of chunks)."""
@@ -109,6 +129,9 @@ class Tally:
             return
         if not isinstance(data, dict):
             return
+        self.said += text_chars(
+            data.get("choices") or data.get("candidates") or data.get("content") or data.get("output")
+        )
         if isinstance(data.get("error"), dict):
             self.error = str(data["error"].get("message") or data["error"])
         if self.wire is Wire.GEMINI:
@@ -133,6 +156,8 @@ class Tally:
 
     def _responses_event(self, kind: str, data: dict[str, Any]) -> None:
         response = data.get("response")
+        if kind.endswith(".delta") and isinstance(data.get("delta"), str):
+            self.said += len(data["delta"])
         if kind in ("response.completed", "response.incomplete", "response.failed") and isinstance(response, dict):
             self.usage = openai_responses(response.get("usage")) or self.usage
             self.model = str(response.get("model") or self.model)
@@ -142,6 +167,8 @@ class Tally:
             self.error = str(data.get("message") or _get(data, "error", "message") or "error")
 
     def _anthropic_event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "content_block_delta":
+            self.said += text_chars(data.get("delta"))
         if kind == "message_start" and isinstance(data.get("message"), dict):
             self.usage = anthropic(data["message"].get("usage"), self.usage)
             self.model = str(data["message"].get("model") or self.model)
