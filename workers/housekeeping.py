@@ -61,12 +61,15 @@ def collect(db: Database, settings: Settings, older_than_days: float | None = No
         + (f"; skipped, in use: {', '.join(pruned.skipped)}" if pruned.skipped else ""),
     ]
     if older_than_days is not None:
+        before = utcnow() - timedelta(days=older_than_days)
         with db.session() as s:
-            count, size = queries.clear_attempt_text(s, utcnow() - timedelta(days=older_than_days))
+            count, size = queries.clear_attempt_text(s, before)
+            sent = queries.delete_sent_notifications(s, before)
         lines.append(
             f"stored attempt text: cleared {count} attempt{'s' if count != 1 else ''} finished over"
             f" {older_than_days:g} days ago ({size:,} bytes)"
         )
+        lines.append(f"notifications: deleted {sent} sent over {older_than_days:g} days ago")
     return lines
 
 

@@ -24,7 +24,13 @@ from db.queries.forge import (
     ticket_by_issue,
     ticket_by_pr,
 )
-from db.queries.housekeeping import SETTLED_TICKET, base_commits, clear_attempt_text, open_attempt_ids
+from db.queries.housekeeping import (
+    SETTLED_TICKET,
+    base_commits,
+    clear_attempt_text,
+    delete_sent_notifications,
+    open_attempt_ids,
+)
 from db.queries.leases import (
     Lease,
     advance,
@@ -154,6 +160,7 @@ __all__ = [
     "cancel_requested",
     "claim",
     "clear_attempt_text",
+    "delete_sent_notifications",
     "count_baselines",
     "count_open_attempts",
     "expire_leases",

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import LargeBinary, cast, func, select, update
+from sqlalchemy import LargeBinary, cast, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from db.lifecycle import (
@@ -14,7 +14,7 @@ from db.lifecycle import (
     AttemptStatus,
     TicketStatus,
 )
-from db.models import Attempt, ModelCall, Ticket, Verification
+from db.models import Attempt, ModelCall, Notification, Ticket, Verification
 
 # Tickets whose attempts nobody will run, rank or review again: their stored text can go.
 SETTLED_TICKET = (
@@ -70,6 +70,14 @@ def clear_attempt_text(s: Session, finished_before: datetime) -> tuple[int, int]
     s.execute(update(Verification).where(Verification.attempt_id.in_(settled)).values(output=""))
     s.execute(update(ModelCall).where(ModelCall.attempt_id.in_(settled)).values(request="", response=""))
     return int(count), int(total)
+
+
+def delete_sent_notifications(s: Session, sent_before: datetime) -> int:
+    """Drop the outbox's notifications sent before a moment (those still due stay, however old)."""
+    result = s.execute(
+        delete(Notification).where(Notification.sent_at.is_not(None), Notification.sent_at < sent_before)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _octets(s: Session) -> Any:

@@ -10,7 +10,7 @@ from db import queries
 from db.engine import Database
 from db.lifecycle import AttemptStatus, TicketStatus
 from db.migrate import upgrade
-from db.models import utcnow
+from db.models import Notification, utcnow
 
 TEXT = {"transcript": "agent said ✓\n", "diff": "+ a line\n"}
 OUTPUT = "3 passed ✓\n"
@@ -62,3 +62,23 @@ def test_old_settled_attempts_lose_their_text_and_keep_their_rows(db: Database) 
         for kept in attempts.values():
             assert kept.diff == TEXT["diff"] and kept.verification is not None and kept.verification.output == OUTPUT
         assert queries.clear_attempt_text(s, utcnow() - timedelta(days=30)) == (0, 0)
+
+
+def test_sent_notifications_older_than_the_age_are_deleted_and_due_ones_stay(db: Database) -> None:
+    attempt = add(db, TicketStatus.FAILED, AttemptStatus.FINISHED, 40, "a" * 40)
+    with db.session() as s:
+        ticket = queries.get_ticket(s, queries.get_attempt(s, attempt).ticket_id)
+        ticket.repo.settings = {"notify_url": "http://127.0.0.1:9/hook"}
+        rows = [queries.notify(s, ticket, event) for event in ("failed", "error", "merged")]
+        assert all(row is not None for row in rows)
+        old_sent, recent_sent, old_due = rows
+        old_sent.sent_at = utcnow() - timedelta(days=40)
+        recent_sent.sent_at = utcnow() - timedelta(days=1)
+        old_due.created_at = utcnow() - timedelta(days=40)
+        s.flush()
+        ids = [row.id for row in rows]
+    with db.session() as s:
+        assert queries.delete_sent_notifications(s, utcnow() - timedelta(days=30)) == 1
+    with db.session() as s:
+        left = {row.id for row in s.query(Notification)}
+    assert left == set(ids[1:])
