@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from db import dashboard, queries, tokens
 from db.lifecycle import TicketStatus
 from db.specs import RepoSpec, TicketSpec, TokenSpec
-from orchestrator import approval, views
+from orchestrator import approval, merges, views
 from orchestrator import review as reviews
 from orchestrator.errors import FleetError, Unrunnable
 from orchestrator.repos import register_repo
@@ -173,6 +173,14 @@ def get_verification(verification_id: VerificationId, state: State, _: Viewer) -
 def review_queue(state: State, _: Viewer) -> list[dict[str, Any]]:
     """Tickets waiting for review, each with its verified candidates, best first."""
     return reviews.review_queue(state.db)
+
+
+@router.get("/merge")
+def merge_queue(state: State, _: Viewer) -> dict[str, Any]:
+    """The merge queue: live entries in landing order, each with what it is verified on top of and the tickets it
+    overlaps, and the entries that left it lately (what `fleet merge status --json` prints)."""
+    with state.db.session() as s:
+        return merges.queue_view(s)
 
 
 @router.get("/workers")

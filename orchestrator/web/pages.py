@@ -16,7 +16,7 @@ from db import dashboard, queries, tokens
 from db.lifecycle import TicketStatus
 from db.specs import SpecError, TicketSpec, parse
 from db.spectypes import MAX_BODY, TOKEN_NAME
-from orchestrator import approval, views
+from orchestrator import approval, merges, views
 from orchestrator import review as reviews
 from orchestrator.errors import FleetError
 from orchestrator.tickets import CANCELLABLE, submit
@@ -333,6 +333,13 @@ def reject_form(
 @router.get("/review")
 def review_page(request: Request, state: State, principal: Viewer) -> Response:
     return page(request, "review.html", principal, queue=reviews.review_queue(state.db))
+
+
+@router.get("/merge")
+def merge_page(request: Request, state: State, principal: Viewer) -> Response:
+    with state.db.session() as s:
+        view = merges.queue_view(s, recent=20)
+    return page(request, "merge.html", principal, **view)
 
 
 # --- tokens ----------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ GUARDED: list[tuple[str, str, Any, str]] = [
     ("GET", f"/api/attempts/{MISSING}", None, "viewer"),
     ("GET", f"/api/verifications/{MISSING}", None, "viewer"),
     ("GET", "/api/review", None, "viewer"),
+    ("GET", "/api/merge", None, "viewer"),
     ("GET", "/api/workers", None, "viewer"),
     ("GET", "/api/stats", None, "viewer"),
     ("GET", "/api/repos", None, "viewer"),
