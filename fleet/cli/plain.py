@@ -20,7 +20,8 @@ from typer.core import _TyperParameter
 
 from fleet.cli.help import ReadableCommand
 
-INTEGER = re.compile(r"\s*[+-]?\d+\s*")
+# What pydantic reads as an int from text: ASCII digits, single underscores between them, zeros after a point.
+INTEGER = re.compile(r"\s*([+-]?[0-9](?:_?[0-9])*)(?:\.0+)?\s*")
 NOT_AN_INTEGER = "Input should be a valid integer, unable to parse string as an integer"
 
 
@@ -37,8 +38,8 @@ class PlainParam(RuntimeParam):
             return value if isinstance(value, str) else str(value)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str) and INTEGER.fullmatch(value):
-            return int(value)
+        if isinstance(value, str) and (digits := INTEGER.fullmatch(value)):
+            return int(digits[1])
         raise typer.BadParameter(NOT_AN_INTEGER, ctx=ctx, param=param)
 
 
