@@ -267,7 +267,7 @@ def dispatch_latency(samples: int, work: Path) -> dict[str, Any]:
     )
     os.environ.update({k: v for k, v in env.items() if k.startswith("FLEET_")})
     from db.specs import TicketSpec
-    from fleet.cli.console import Context
+    from fleet.cli.context import Context
     from orchestrator.tickets import submit
 
     ctx = Context()

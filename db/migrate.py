@@ -1,22 +1,22 @@
 """Schema upgrades with Alembic; `fleet` runs upgrade() on first use, so a new database needs no setup step.
 
-Every command checks the schema, so the check is one query; Alembic itself is loaded only to upgrade.
+Every command checks the schema, so the check is one query; Alembic itself is loaded only to upgrade. The
+revisions themselves are in db/revisions.py, which the reading commands check without SQLAlchemy (db/reads.py).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import inspect, text
 
 from db.engine import Database
+from db.revisions import HEAD, MIGRATIONS, VERSION_QUERY, SchemaTooNew, refuse_newer
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0008"  # the newest revision in migrations/versions; a test keeps the two in step
+__all__ = ["HEAD", "SchemaTooNew", "alembic_config", "current_revision", "is_current", "upgrade"]
 
 
 def alembic_config(db: Database) -> Config:
@@ -32,34 +32,12 @@ def current_revision(db: Database) -> str | None:
     with db.engine.connect() as conn:
         if not inspect(conn).has_table("alembic_version"):
             return None
-        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return conn.execute(text(VERSION_QUERY)).scalar()
 
 
 def is_current(db: Database) -> bool:
     """True when the database is already at the newest revision."""
     return current_revision(db) == HEAD
-
-
-class SchemaTooNew(Exception):
-    """The database was migrated by a newer Fleet than this one: its code does not know the schema."""
-
-    def __init__(self, found: str) -> None:
-        super().__init__(
-            f"the database schema is at revision {found}, newer than this Fleet's {HEAD}: upgrade Fleet on this host"
-            " (rolling upgrades migrate the database first, then restart the workers with the new version)"
-        )
-        self.found = found
-
-
-def known_revisions() -> set[str]:
-    """The revision ids this code ships, read from the migration files' names."""
-    return {path.name.split("_", 1)[0] for path in (MIGRATIONS / "versions").glob("[0-9]*_*.py")}
-
-
-def refuse_newer(found: str | None) -> None:
-    """Raise SchemaTooNew when found is a revision this code does not ship (a later Fleet wrote it)."""
-    if found is not None and found not in known_revisions():
-        raise SchemaTooNew(found)
 
 
 def upgrade(db: Database) -> None:

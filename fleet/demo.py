@@ -12,7 +12,7 @@ from rich.table import Table
 from db import queries
 from db.specs import RepoSpec, TicketSpec
 from fleet.cli.cells import clip, plain
-from fleet.cli.console import Context
+from fleet.cli.context import Context
 from fleet.cli.progress import reporting, worker_log
 from orchestrator import review, views
 from orchestrator.repos import register_repo
@@ -126,7 +126,7 @@ def _report(ctx: Context, ticket_ids: list[int], out: Console) -> None:
         waiting = [(t, found[0]) for t in trees if (found := review.candidates(t))]
         out.print(f"What a reviewer sees ({len(waiting)} verified diffs; failing tickets are never listed):")
         for t, candidate in waiting:
-            best = views.attempt_view(candidate.attempt, with_text=True)
+            best = views.attempt_view(candidate.attempt) | views.attempt_texts(candidate.attempt)
             v = best["verification"]
             out.rule(f"ticket {t.id}: {t.title} — attempt {best['number']}, {best['diff_stat']}")
             out.print(f"fixed: {', '.join(v['fail_to_pass'])}; still passing: {v['pass_to_pass']} tests", markup=False)

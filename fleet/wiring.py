@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from db.engine import Database
-from orchestrator.dispatch import Dispatcher
-from system.settings import Settings
+if TYPE_CHECKING:  # `fleet status` imports this module: no SQLAlchemy, pydantic or Celery at import
+    from db.engine import Database
+    from orchestrator.dispatch import Dispatcher, QueueDepths
+    from system.places import Place
+    from system.settings import Settings
 
 
 def celery_dispatcher(settings: Settings) -> Dispatcher:
@@ -14,11 +18,32 @@ def celery_dispatcher(settings: Settings) -> Dispatcher:
     return EmbeddedDispatcher(settings) if settings.embedded else _celery(settings)
 
 
+def queue_depths_of(place: Place) -> QueueDepths:
+    """Where `fleet status` counts waiting messages: the embedded broker's folder, else the broker (Celery loads)."""
+    if place.embedded:
+        return BrokerFolder(place.broker_dir)
+    from system.settings import Settings
+
+    return celery_dispatcher(Settings())
+
+
 def _celery(settings: Settings) -> Dispatcher:
     from workers.celery_app import create_app
     from workers.queue import Dispatcher as CeleryDispatcher
 
     return CeleryDispatcher(create_app(settings))
+
+
+class BrokerFolder:
+    """The embedded broker's queue depths, counted in its folder: no Celery, no settings."""
+
+    def __init__(self, broker_dir: Path) -> None:
+        self.broker_dir = broker_dir
+
+    def queue_depths(self) -> dict[str, int | None]:
+        from workers.embedded_queue import depths
+
+        return depths(self.broker_dir)
 
 
 class EmbeddedDispatcher:
@@ -38,9 +63,7 @@ class EmbeddedDispatcher:
         return self._celery().kick(db, settings)
 
     def queue_depths(self) -> dict[str, int | None]:
-        from workers.embedded_queue import depths
-
-        return depths(self.settings.broker_dir)
+        return BrokerFolder(self.settings.broker_dir).queue_depths()
 
     def agent_problem(self, name: str, agent_classes: Sequence[str]) -> str | None:
         from workers.agents import agent_problem

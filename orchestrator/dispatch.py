@@ -14,15 +14,19 @@ from db.engine import Database
 from system.settings import Settings
 
 
-class Dispatcher(Protocol):
+class QueueDepths(Protocol):
+    """What `fleet status` and the web's figures ask of the broker."""
+
+    def queue_depths(self) -> dict[str, int | None]:
+        """Messages waiting per queue, or None where the broker cannot tell."""
+        ...
+
+
+class Dispatcher(QueueDepths, Protocol):
     """What tickets, review and the web ask of the workers."""
 
     def kick(self, db: Database, settings: Settings) -> int:
         """Send waiting attempts into free worker slots; returns how many were sent."""
-        ...
-
-    def queue_depths(self) -> dict[str, int | None]:
-        """Messages waiting per queue, or None where the broker cannot tell."""
         ...
 
     def agent_problem(self, name: str, agent_classes: Sequence[str]) -> str | None:

@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from db import queries
 from db.engine import Database
 from db.models import utcnow
 from orchestrator import views
+from orchestrator.views import STALE_AFTER
 
 if TYPE_CHECKING:
     from orchestrator.dispatch import Dispatcher
 
-STALE_AFTER = timedelta(seconds=60)
-
 
 def fleet_status(db: Database, dispatcher: Dispatcher | None) -> dict[str, Any]:
+    """The figures through the ORM (the web); `fleet status` reads the same through db/reads.py."""
     with db.session() as s:
-        workers = [
-            views.worker_view(w) | {"stale": utcnow() - w.heartbeat_at > STALE_AFTER} for w in queries.list_workers(s)
-        ]
-        data: dict[str, Any] = {
-            "tickets": queries.ticket_counts(s),
-            "attempts": queries.attempt_counts(s),
-            "workers": workers,
-        }
-    try:
-        data["queues"] = dispatcher.queue_depths() if dispatcher else {}
-    except Exception as exc:  # the broker may be down; the database still answers
-        data["queues"] = {"error": str(exc)}
-    return data
+        counts = queries.ticket_counts(s), queries.attempt_counts(s)
+        workers = queries.list_workers(s)
+    return views.fleet_figures(*counts, workers, dispatcher)
 
 
 def worker_list(db: Database, include_stopped: bool = False) -> list[dict[str, Any]]:

@@ -81,13 +81,17 @@ def _passed(attempt: Attempt) -> bool:
 
 def candidate_view(c: Candidate, rank: int) -> dict[str, Any]:
     """A candidate as the CLI's --json, the API and the web show it: its best attempt, and who agreed."""
-    return views.attempt_view(c.attempt, with_text=True) | {
-        "rank": rank,
-        "agent": c.attempt.run.agent,
-        "runs_agreeing": c.runs,
-        "agreement": c.agreement,
-        "same_diff_attempts": [a.id for a in c.same],
-    }
+    return (
+        views.attempt_view(c.attempt)
+        | views.attempt_texts(c.attempt)
+        | {
+            "rank": rank,
+            "agent": c.attempt.run.agent,
+            "runs_agreeing": c.runs,
+            "agreement": c.agreement,
+            "same_diff_attempts": [a.id for a in c.same],
+        }
+    )
 
 
 def review_queue(db: Database) -> list[dict[str, Any]]:

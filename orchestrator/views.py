@@ -1,14 +1,26 @@
-"""Plain dicts of tickets, attempts and verifications: what `--json` prints and the API returns."""
+"""Plain dicts of tickets, attempts and verifications: what `--json` prints and the API returns.
+
+They render the ORM's objects and the reading commands' plain rows (db/reads.py) alike: the rows carry the models'
+attribute names, and this module imports neither, so `fleet tickets` and `fleet show` load no SQLAlchemy.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from db.models import Attempt, ModelCall, Repo, Ticket, Verification, Worker
-from db.queries.model_calls import reported_differs
-from verification.verify import KNOWN_FAILING
+from db.usage import reported_differs
+from verification.phrases import KNOWN_FAILING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from db.models import Attempt, ModelCall, Repo, Ticket, Verification, Worker
+    from db.reads import AttemptRow, TicketRow, VerificationRow, WorkerRow
+    from orchestrator.dispatch import QueueDepths
+
+STALE_AFTER = timedelta(seconds=60)  # a worker without a heartbeat for this long is shown as stale
 
 
 def _time(value: datetime | None) -> str | None:
@@ -32,7 +44,7 @@ def repo_view(repo: Repo) -> dict[str, Any]:
     }
 
 
-def verification_view(v: Verification | None) -> dict[str, Any] | None:
+def verification_view(v: Verification | VerificationRow | None) -> dict[str, Any] | None:
     if v is None:
         return None
     return {
@@ -56,7 +68,7 @@ def known_failing(warnings: list[str]) -> list[str]:
     return [t for w in warnings if w.startswith(prefix) for t in w.removeprefix(prefix).split(", ")]
 
 
-def attempt_view(a: Attempt, with_text: bool = False) -> dict[str, Any]:
+def attempt_view(a: Attempt | AttemptRow) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": a.id,
         "run": a.run.number,
@@ -85,12 +97,15 @@ def attempt_view(a: Attempt, with_text: bool = False) -> dict[str, Any]:
         "started_at": _time(a.started_at),
         "finished_at": _time(a.finished_at),
     }
-    if with_text:
-        view.update(diff=a.diff, transcript=a.transcript, prompt=a.prompt)
     return view
 
 
-def usage(a: Attempt) -> str:
+def attempt_texts(a: Attempt) -> dict[str, str]:
+    """An attempt's diff, transcript and prompt: what the review and the attempt's own page add to attempt_view."""
+    return {"diff": a.diff, "transcript": a.transcript, "prompt": a.prompt}
+
+
+def usage(a: Attempt | AttemptRow) -> str:
     """The attempt's billed usage in a few words: tokens, cost or "unpriced", and a CLI report 1% or more away."""
     cost = f"${a.cost_usd:.4f}" + (f" + {a.unpriced_calls} unpriced call(s)" if a.unpriced_calls else "")
     text = f"{a.tokens_in} in / {a.tokens_out} out tokens, {cost}"
@@ -99,7 +114,7 @@ def usage(a: Attempt) -> str:
     return text
 
 
-def usage_mismatch(a: Attempt) -> str | None:
+def usage_mismatch(a: Attempt | AttemptRow) -> str | None:
     """What the agent reported about itself, when it differs from the gateway's figures by more than 1%."""
     pairs = (
         (a.reported_tokens_in, a.tokens_in),
@@ -122,7 +137,7 @@ def conversation(calls: Iterable[ModelCall]) -> str:
     return "\n".join(parts)
 
 
-def final_verdict(t: Ticket) -> str | None:
+def final_verdict(t: Ticket | TicketRow) -> str | None:
     """Why a failed ticket failed, when that is more than `failed`: `gamed` if a run's last diff gamed the tests."""
     last = [r.attempts[-1].verification for r in t.runs if r.attempts and r.attempts[-1].verification]
     verdicts = {v.verdict for v in last if v is not None}
@@ -131,7 +146,7 @@ def final_verdict(t: Ticket) -> str | None:
     return None
 
 
-def ticket_view(t: Ticket, with_runs: bool = False) -> dict[str, Any]:
+def ticket_view(t: Ticket | TicketRow, with_runs: bool = False) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": t.id,
         "repo": t.repo.name,
@@ -167,7 +182,7 @@ def ticket_view(t: Ticket, with_runs: bool = False) -> dict[str, Any]:
     return view
 
 
-def worker_view(w: Worker) -> dict[str, Any]:
+def worker_view(w: Worker | WorkerRow) -> dict[str, Any]:
     return {
         "id": w.id,
         "hostname": w.hostname,
@@ -178,3 +193,20 @@ def worker_view(w: Worker) -> dict[str, Any]:
         "heartbeat_at": _time(w.heartbeat_at),
         "stopped_at": _time(w.stopped_at),
     }
+
+
+def fleet_figures(
+    tickets: dict[str, int],
+    attempts: dict[str, int],
+    workers: Sequence[Worker | WorkerRow],
+    dispatcher: QueueDepths | None,
+) -> dict[str, Any]:
+    """`fleet status` and the web page's figures, from the counts and the live workers (ORM objects or rows)."""
+    now = datetime.now(UTC)
+    shown = [worker_view(w) | {"stale": now - w.heartbeat_at > STALE_AFTER} for w in workers]
+    data: dict[str, Any] = {"tickets": tickets, "attempts": attempts, "workers": shown}
+    try:
+        data["queues"] = dispatcher.queue_depths() if dispatcher else {}
+    except Exception as exc:  # the broker may be down; the database still answers
+        data["queues"] = {"error": str(exc)}
+    return data

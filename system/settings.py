@@ -10,17 +10,10 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-EMBEDDED_BROKER = "embedded"
+from system.places import EMBEDDED_BROKER, Place, default_home
+
+__all__ = ["EMBEDDED_BROKER", "Settings", "default_home"]
 VERIFY_PER_CORE = 4
-
-
-def default_home() -> Path:
-    """The per-user data folder, `$XDG_DATA_HOME/fleet` (else `~/.local/share/fleet`): never the current folder.
-
-    The XDG spec says a relative XDG_DATA_HOME is invalid and must be ignored."""
-    data = os.environ.get("XDG_DATA_HOME", "")
-    base = Path(data) if data and Path(data).is_absolute() else Path.home() / ".local" / "share"
-    return base / "fleet"
 
 
 class Settings(BaseSettings):
@@ -98,17 +91,19 @@ class Settings(BaseSettings):
     public_url: str = ""  # where the web pages are served, for the links in PRs and notifications
     forge_poll_seconds: float = 60.0  # how often the reconciler reads open PRs and imports issues
 
+    @property
+    def place(self) -> Place:
+        """Where the state is: what the reading commands take from the environment without building Settings."""
+        return Place(self.home, self.database_url, self.broker_url)
+
     def where(self) -> str:
         """Where this Fleet keeps its state, and why there: for the commands that found nothing."""
-        if self.database_url:
-            return "the database of FLEET_DATABASE_URL"
-        chosen = "FLEET_HOME" if os.environ.get("FLEET_HOME") else "the default; FLEET_HOME overrides"
-        return f"{self.home.resolve()} ({chosen})"
+        return self.place.where()
 
     @property
     def db_url(self) -> str:
         """The database URL: FLEET_DATABASE_URL, or SQLite inside FLEET_HOME."""
-        return self.database_url or f"sqlite:///{self.home.resolve() / 'fleet.db'}"
+        return self.place.db_url
 
     @property
     def verify_slots(self) -> int:
@@ -118,11 +113,11 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         """True when the broker is the serverless one under FLEET_HOME."""
-        return self.broker_url == EMBEDDED_BROKER
+        return self.place.embedded
 
     @property
     def broker_dir(self) -> Path:
-        return self.home.resolve() / "broker"
+        return self.place.broker_dir
 
     @property
     def worktrees_dir(self) -> Path:

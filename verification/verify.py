@@ -39,6 +39,7 @@ from verification.flags import assertion_inputs, assertion_literals, scan_diff
 from verification.guards import feedback_refused, gamed_reasons, startup_refusals
 from verification.judge import Judgement, judge, under_test_only
 from verification.patch import PatchRefused, apply_checked, check_patch
+from verification.phrases import KNOWN_FAILING
 from verification.protect import (
     DEFAULT_PROTECT,
     PYPROJECT_PYTEST,
@@ -50,7 +51,6 @@ from verification.runner import TestRun, scrubbed_env
 from verification.targets import credit_known
 
 HIDDEN_UNAPPLIED = "the hidden tests could not be added"
-KNOWN_FAILING = "known failing (failing before and after, not part of this ticket)"
 
 
 @dataclass

@@ -1,11 +1,7 @@
-"""What the queries raise: a row not found, a name taken."""
+"""What the queries raise: a row not found, a name taken (declared in db/errors.py)."""
 
 from __future__ import annotations
 
+from db.errors import AlreadyExists, NotFound
 
-class NotFound(Exception):
-    """No row with that id or name."""
-
-
-class AlreadyExists(Exception):
-    """A row with that unique name exists."""
+__all__ = ["AlreadyExists", "NotFound"]

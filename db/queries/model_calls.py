@@ -10,6 +10,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Attempt, ModelCall
+from db.usage import MISMATCH, reported_differs
+
+__all__ = ["MISMATCH", "Metered", "add_model_call", "metered", "model_calls", "reported_differs"]
 
 
 @dataclass(frozen=True)
@@ -21,14 +24,6 @@ class Metered:
     tokens_out: int = 0
     cost_usd: float = 0.0
     unpriced: int = 0
-
-
-MISMATCH = 0.01  # a CLI's own report differing from the gateway's by more than this is shown
-
-
-def reported_differs(reported: float, metered: float) -> bool:
-    """A CLI's own figure is more than 1% away from the gateway's (both planes show the difference)."""
-    return abs(reported - metered) > MISMATCH * max(abs(metered), 1e-12)
 
 
 def add_model_call(s: Session, attempt_id: int, **fields: Any) -> ModelCall:

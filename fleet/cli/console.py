@@ -1,4 +1,8 @@
-"""What every command shares: the consoles, the one-line error wrapper, and the Context built at the entry point."""
+"""What every command shares: the consoles, the one-line error wrapper and JSON output.
+
+Nothing here loads SQLAlchemy or pydantic: the reading commands (`fleet tickets`, `show`, `status`) import only
+this module; the others build their Context (fleet/cli/context.py).
+"""
 
 from __future__ import annotations
 
@@ -11,18 +15,11 @@ from functools import wraps
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import BaseModel
 
-from db import queries
-from db.engine import Database
+from db.errors import AlreadyExists, NotFound
 from db.lifecycle import IllegalTransition
-from db.migrate import SchemaTooNew, upgrade
-from db.specs import SpecError, parse
 from fleet.cli.cells import TerminalConsole, for_terminal
-from fleet.wiring import celery_dispatcher
-from orchestrator.dispatch import AgentRule, LazyDispatcher
 from orchestrator.errors import FleetError
-from system.settings import Settings
 
 # Ticket text, prompts and transcripts are data: no emoji codes, no markup, no wrapping of error lines, and no
 # control characters (fleet/cli/cells.py).
@@ -60,30 +57,11 @@ def one_line_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (FleetError, queries.NotFound, queries.AlreadyExists, IllegalTransition) as exc:
+        except (FleetError, NotFound, AlreadyExists, IllegalTransition) as exc:
             err.print(f"error: {one_line(str(exc))}", markup=False)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-class Context:
-    """Settings, database and dispatcher, built once per command at the entry point."""
-
-    def __init__(self) -> None:
-        self.settings = Settings()
-        self.settings.home.mkdir(parents=True, exist_ok=True)
-        self.db = Database(self.settings.db_url)
-        try:
-            upgrade(self.db)
-        except SchemaTooNew as exc:
-            raise FleetError(str(exc)) from None
-        self.dispatcher = LazyDispatcher(self.settings, celery_dispatcher)
-
-    @property
-    def agents(self) -> AgentRule:
-        """The agents tickets and repositories may name."""
-        return AgentRule(self.dispatcher, self.settings.agent_classes)
 
 
 def as_lines(text: str) -> str:
@@ -94,14 +72,3 @@ def as_lines(text: str) -> str:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def spec_from(model: type[M], options: dict[str, Any]) -> M:
-    """The options that were given (not None) as a spec; a value out of bounds is one FleetError line."""
-    try:
-        return parse(model, {key: value for key, value in options.items() if value is not None})
-    except SpecError as exc:
-        raise FleetError(str(exc)) from None

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from fleet.cli.console import Context, JsonFlag, err, one_line_errors, out, print_json
+from fleet.cli.console import JsonFlag, err, one_line_errors, out, print_json
+from fleet.cli.context import Context
 from orchestrator.errors import FleetError
 
 tasks_app = typer.Typer(no_args_is_help=True, help="Task sets in the SWE-bench instance shape.")

@@ -9,7 +9,8 @@ import typer
 if TYPE_CHECKING:
     pass
 
-from fleet.cli.console import Context, one_line_errors, out
+from fleet.cli.console import one_line_errors, out
+from fleet.cli.context import Context
 
 commands = typer.Typer()
 

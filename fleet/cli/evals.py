@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from fleet.cli.cells import plain
-from fleet.cli.console import Context, JsonFlag, actor, one_line_errors, out, print_json
+from fleet.cli.console import JsonFlag, actor, one_line_errors, out, print_json
+from fleet.cli.context import Context
 from orchestrator.errors import FleetError
 
 app = typer.Typer(no_args_is_help=True, help="Evaluate agents on a task set: pass@k, cost, time, gaming.")

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from fleet.cli.console import Context, JsonFlag, one_line_errors, out, print_json
+from fleet.cli.console import JsonFlag, one_line_errors, out, print_json
+from fleet.cli.context import Context
 from orchestrator.errors import FleetError
 
 commands = typer.Typer()

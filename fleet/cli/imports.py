@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from fleet.cli.console import Context, JsonFlag, one_line_errors, out, print_json
+from fleet.cli.console import JsonFlag, one_line_errors, out, print_json
+from fleet.cli.context import Context
 from orchestrator.imports import find_repo, import_issues
 
 app = typer.Typer(no_args_is_help=True, help="Turn forge issues into tickets.")

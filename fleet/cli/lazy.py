@@ -12,6 +12,7 @@ from typing import Any
 from typer.core import TyperCommand
 
 from fleet.cli.help import ReadableGroup
+from fleet.cli.plain import plain_params
 
 # name: (module, attribute, one-line help). The attribute is a Typer of commands (one of which is `name`) or, for a
 # group (`repo`, `review`, ...), the group's own Typer. Kept in step with the modules by a test.
@@ -21,9 +22,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "merge": ("fleet.cli.merge", "app", "The merge queue: approved diffs land only once verified on top."),
     "import": ("fleet.cli.imports", "app", "Turn forge issues into tickets."),
     "submit": ("fleet.cli.tickets", "commands", "Queue one ticket, or every ticket in --file."),
-    "tickets": ("fleet.cli.tickets", "commands", "List tickets, newest first, a page at a time."),
+    "tickets": ("fleet.cli.listing", "commands", "List tickets, newest first, a page at a time."),
     "show": (
-        "fleet.cli.tickets",
+        "fleet.cli.listing",
         "commands",
         "A ticket with its runs and attempts: status, verdict, diff stat and feedback.",
     ),
@@ -120,6 +121,9 @@ class LazyGroup(ReadableGroup):
     """`fleet`: lists COMMANDS from the table; loads a command's module only to run it or show its own help."""
 
     _listing = False
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return plain_params(super().get_params(ctx))
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)

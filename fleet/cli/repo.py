@@ -11,7 +11,8 @@ from rich.table import Table
 from db import queries
 from db.specs import RepoSettings, RepoSpec, help_text
 from fleet.cli.cells import plain
-from fleet.cli.console import Context, JsonFlag, YesFlag, confirm, one_line_errors, out, print_json, spec_from
+from fleet.cli.console import JsonFlag, YesFlag, confirm, one_line_errors, out, print_json
+from fleet.cli.context import Context, spec_from
 from orchestrator import views
 from orchestrator.repos import register_repo, remove_repo, update_repo
 

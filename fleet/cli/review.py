@@ -9,7 +9,8 @@ from rich.table import Table
 
 from db import queries
 from fleet.cli.cells import plain
-from fleet.cli.console import Context, JsonFlag, actor, one_line_errors, out, print_json
+from fleet.cli.console import JsonFlag, actor, one_line_errors, out, print_json
+from fleet.cli.context import Context
 from orchestrator import approval, merges, views
 from orchestrator import review as reviews
 from orchestrator.errors import FleetError

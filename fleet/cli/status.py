@@ -2,39 +2,42 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from fleet.cli.cells import plain
-
-if TYPE_CHECKING:
-    pass
-
-from fleet.cli.console import Context, JsonFlag, one_line_errors, out, print_json
+from fleet.cli.console import JsonFlag, one_line_errors, out, print_json
+from fleet.cli.plain import PlainCommand
+from fleet.cli.reading import database
+from fleet.wiring import queue_depths_of
+from orchestrator import views
+from system.places import Place
 
 commands = typer.Typer()
 
 
-@commands.command()
+@commands.command(cls=PlainCommand)
 @one_line_errors
 def status(
     as_json: JsonFlag = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh in place until Ctrl-C.")] = False,
 ) -> None:
     """Tickets by status, attempts in flight, workers and queue depth."""
-    from orchestrator.fleetstatus import fleet_status
-
-    ctx = Context()
     if watch:
+        from fleet.cli.context import Context
         from fleet.cli.web import watch_loop
 
-        return watch_loop(ctx)
-    data = fleet_status(ctx.db, ctx.dispatcher)
+        return watch_loop(Context())
+    place = Place.from_env()
+    with database(place) as reader:
+        counts = reader.ticket_counts(), reader.attempt_counts()
+        workers = reader.workers()
+    data = views.fleet_figures(*counts, workers, queue_depths_of(place))
     if as_json:
         return print_json(data)
-    out.print(f"state: {ctx.settings.where()}", markup=False)
+    out.print(f"state: {place.where()}", markup=False)
     out.print(render_status(data))
 
 
@@ -45,6 +48,7 @@ def stats(
     as_json: JsonFlag = False,
 ) -> None:
     """Per agent and model: tickets tried, verified rate, attempts and cost per verified diff, time to verified."""
+    from fleet.cli.context import Context
     from orchestrator.stats import agent_stats
 
     rows = agent_stats(Context().db, hours)
@@ -70,6 +74,8 @@ def stats(
 @one_line_errors
 def migrate(as_json: JsonFlag = False) -> None:
     """Bring the database schema to the newest revision (every command also does this on first use)."""
+    from fleet.cli.context import Context
+
     ctx = Context()
     if as_json:
         return print_json({"current": True, "database": ctx.settings.db_url.split("@")[-1]})
@@ -77,7 +83,7 @@ def migrate(as_json: JsonFlag = False) -> None:
 
 
 def render_status(data: dict[str, Any]) -> Table:
-    """The figures of orchestrator.fleetstatus as one table (`fleet status`, `fleet watch`)."""
+    """The figures of views.fleet_figures as one table (`fleet status`, `fleet watch`)."""
     live = [w for w in data["workers"] if not w["stale"]]
     rows = [
         *((f"tickets {status}", count) for status, count in sorted(data["tickets"].items())),

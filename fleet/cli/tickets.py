@@ -1,31 +1,19 @@
-"""`fleet submit`, `tickets`, `show`, `logs`, `cancel` and `retry`."""
+"""`fleet submit`, `logs`, `cancel` and `retry` (and, from fleet/cli/listing.py, `tickets` and `show`)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from textwrap import indent
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from db import queries
-from db.lifecycle import IllegalTransition, TicketStatus
+from db.lifecycle import IllegalTransition
 from db.specs import TicketSpec, help_text
-from fleet.cli.cells import clip, plain
-from fleet.cli.console import (
-    Context,
-    JsonFlag,
-    YesFlag,
-    actor,
-    as_lines,
-    confirm,
-    one_line_errors,
-    out,
-    print_json,
-    spec_from,
-)
+from fleet.cli import listing
+from fleet.cli.console import JsonFlag, YesFlag, actor, as_lines, confirm, one_line_errors, out, print_json
+from fleet.cli.context import Context, spec_from
 from fleet.cli.follow import follow
 from orchestrator import review as reviews
 from orchestrator import steps, views
@@ -85,73 +73,9 @@ def submit(
         out.print(f"ticket {t.id} queued: {t.title}", markup=False)
 
 
-def ticket_table(tickets: list[dict[str, Any]]) -> Table:
-    table = Table("id", "repo", "status", "agent", "title", "reason")
-    for t in tickets:
-        table.add_row(*plain(t["id"], t["repo"], t["status"], t["agent"], clip(t["title"], 60), clip(t["reason"], 60)))
-    return table
-
-
-@commands.command()
-@one_line_errors
-def tickets(
-    status: Annotated[str, typer.Option(help="Only tickets with this status.")] = "",
-    repo: Annotated[str, typer.Option()] = "",
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
-    before: Annotated[
-        int, typer.Option(help="Only tickets older than this id (the next page).", show_default=False)
-    ] = 0,
-    as_json: JsonFlag = False,
-) -> None:
-    """List tickets, newest first, a page at a time."""
-    if status and status not in {s.value for s in TicketStatus}:
-        raise FleetError(f"unknown status {status!r}; one of: {', '.join(s.value for s in TicketStatus)}")
-    ctx = Context()
-    with ctx.db.session() as s:
-        found = queries.list_tickets(s, status or None, repo or None, limit, before or None)
-        rows = [views.ticket_view(t) for t in found]
-    if as_json:
-        return print_json(rows)
-    if not rows:
-        matching = " matching " + " and ".join(f"--{k} {v}" for k, v in (("status", status), ("repo", repo)) if v)
-        return out.print(f"no tickets{matching if status or repo else ''} in {ctx.settings.where()}")
-    out.print(ticket_table(rows))
-    if len(rows) == limit:
-        out.print(f"older tickets: fleet tickets --before {rows[-1]['id']}", markup=False)
-
-
-@commands.command()
-@one_line_errors
-def show(ticket: int, as_json: JsonFlag = False) -> None:
-    """A ticket with its runs and attempts: status, verdict, diff stat and feedback."""
-    with Context().db.session() as s:
-        view = views.ticket_view(queries.load_ticket_tree(s, ticket), with_runs=True)
-    if as_json:
-        return print_json(view)
-    status = f"{view['status']}: {view['verdict']}" if view["verdict"] else view["status"]
-    out.print(f"ticket {view['id']} [{status}] {view['title']}", markup=False)
-    if view["reason"]:
-        out.print(f"  {view['reason']}", markup=False)
-    if view["pr_url"]:
-        out.print(f"  pull request: {view['pr_url']}", markup=False)
-    for run in view["runs"]:
-        out.print(f"  run {run['number']} ({run['agent']}): {run['status']}", markup=False)
-        for a in run["attempts"]:
-            show_attempt(a, last=a is run["attempts"][-1])
-
-
-def show_attempt(a: dict[str, Any], last: bool) -> None:
-    """One attempt of `fleet show`: the feedback it started from, and on a run's last unpassed attempt its own."""
-    verdict = a["verdict"] or a["status"]
-    line = f"    attempt {a['number']} (id {a['id']}): {verdict}  {a['diff_stat']}  {a['error'] or ''}"
-    out.print(line, markup=False)
-    if a["tokens_in"] or a["tokens_out"] or a["unpriced_calls"]:
-        out.print(f"      usage: {a['usage']}", markup=False)
-    if a["feedback_in"]:
-        out.print(indent(f"started from this feedback:\n{a['feedback_in'].strip()}", " " * 6), markup=False)
-    if last and a["feedback_out"] and verdict != "passed":
-        ended = f"feedback (no further attempt was made):\n{a['feedback_out'].strip()}"
-        out.print(indent(ended, " " * 6), markup=False)
+# `tickets` and `show` are defined in their own module, which loads no SQLAlchemy (`fleet tickets` runs only it);
+# listed here between submit and logs, the full app keeps their place in `fleet --help`.
+commands.registered_commands += listing.commands.registered_commands
 
 
 @commands.command()

@@ -10,7 +10,8 @@ from rich.table import Table
 
 from db.specs import TokenSpec, help_text
 from fleet.cli.cells import plain
-from fleet.cli.console import Context, JsonFlag, actor, one_line_errors, out, print_json, spec_from
+from fleet.cli.console import JsonFlag, actor, one_line_errors, out, print_json
+from fleet.cli.context import Context, spec_from
 from orchestrator.errors import FleetError
 
 app = typer.Typer(no_args_is_help=True, help="API tokens for the web dashboard and the HTTP API.")

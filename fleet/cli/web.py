@@ -14,7 +14,8 @@ from rich.text import Text
 
 from fleet.cli import tokens
 from fleet.cli.cells import TerminalConsole, clip, plain
-from fleet.cli.console import Context, one_line_errors
+from fleet.cli.console import one_line_errors
+from fleet.cli.context import Context
 from orchestrator.errors import FleetError
 from orchestrator.web.serving import Listener, is_loopback
 

@@ -8,7 +8,8 @@ import typer
 from rich.table import Table
 
 from fleet.cli.cells import plain
-from fleet.cli.console import Context, JsonFlag, one_line_errors, out, print_json
+from fleet.cli.console import JsonFlag, one_line_errors, out, print_json
+from fleet.cli.context import Context
 from fleet.cli.progress import banner, reporting, worker_log
 from orchestrator.errors import FleetError
 from orchestrator.passes import ForgePasses

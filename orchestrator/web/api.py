@@ -157,7 +157,7 @@ def get_attempt(attempt_id: AttemptId, state: State, _: Viewer) -> dict[str, Any
     """An attempt with its prompt, transcript and diff."""
     with state.db.session() as s:
         attempt = queries.get_attempt(s, attempt_id)
-        return views.attempt_view(attempt, with_text=True) | {"ticket": attempt.ticket_id}
+        return views.attempt_view(attempt) | views.attempt_texts(attempt) | {"ticket": attempt.ticket_id}
 
 
 @router.get("/verifications/{verification_id}")

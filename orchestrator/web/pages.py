@@ -240,7 +240,7 @@ def ticket_context(state: WebState, ticket_id: int) -> dict[str, Any]:
         rejected = queries.rejected_attempt_ids(s, ticket_id)
         found = reviews.candidates(tree, rejected)
         shown = [reviews.candidate_view(c, rank) for rank, c in enumerate(found, start=1)]
-        texts = {a.id: views.attempt_view(a, with_text=True) for run in tree.runs for a in run.attempts}
+        texts = {a.id: views.attempt_view(a) | views.attempt_texts(a) for run in tree.runs for a in run.attempts}
         submitted_by = tree.submitted_by
         approved = queries.approval(s, ticket_id)
         landed = (approved.branch, (approved.commit_sha or "")[:12], tree.repo.source) if approved else None

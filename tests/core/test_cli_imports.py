@@ -1,34 +1,59 @@
-"""`fleet` answers at once: it loads only what the command it runs needs, and lists tickets a page at a time."""
+"""`fleet` answers at once: it loads only what the command it runs needs, and lists tickets a page at a time.
+
+The reading commands (`tickets`, `show`, `status`) load no SQLAlchemy, pydantic or Alembic even against a real
+database, on SQLite and PostgreSQL, and still check the schema: a newer one is refused, an older one migrated."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
 import typer.main
+from sqlalchemy import inspect, text
 
+from db.migrate import HEAD, alembic_config, current_revision
 from fleet.cli import build_app
 from fleet.cli.lazy import COMMANDS, load
+from tests.conftest import Fleet, make_test_fleet
+
+REFUSED = (
+    f"error: the database schema is at revision 0999, newer than this Fleet's {HEAD}: upgrade Fleet on this host"
+    " (rolling upgrades migrate the database first, then restart the workers with the new version)"
+)
 
 HEAVY = ("sqlalchemy", "alembic", "celery", "kombu", "fastapi", "pydantic", "pydantic_settings", "git")
 PROBE = """
 import json, sys
 from fleet.cli import main
 sys.argv = ["fleet", *json.loads(sys.argv[1])]
+code = 0
 try:
     main()
-except SystemExit:
-    pass
+except SystemExit as exc:
+    code = exc.code or 0
 sys.stdout = sys.__stdout__
-print("\\n" + json.dumps(sorted(sys.modules)))
+print("\\n" + json.dumps({"code": code, "modules": sorted(sys.modules)}))
 """
+# What a reading command must not load: the ORM, the specs, the migrations, the broker, the web, the review stack.
+NOT_FOR_READING = (*HEAVY, "orchestrator.review", "orchestrator.delivery", "verification.verify", "httpx")
+
+
+def probe(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, set[str]]:
+    """`fleet ARGS` in a fresh interpreter: its exit code, what it printed, and every module it had loaded."""
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True, text=True, env=env)
+    *printed, last = proc.stdout.strip().splitlines()
+    found = json.loads(last)
+    return found["code"], "\n".join(printed).strip() + proc.stderr, set(found["modules"])
 
 
 def modules_after(*args: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True, text=True, check=True)
-    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+    code, printed, loaded = probe(*args)
+    assert code == 0, printed
+    return loaded
 
 
 def test_help_imports_no_heavy_module() -> None:
@@ -39,9 +64,12 @@ def test_help_imports_no_heavy_module() -> None:
 
 
 def test_a_command_loads_its_own_module_only() -> None:
-    loaded = modules_after("tickets", "--help")
+    loaded = modules_after("submit", "--help")
     assert "fleet.cli.tickets" in loaded
     assert not {"fleet.cli.web", "fleet.cli.workers", "celery", "fastapi"} & loaded
+    listing = modules_after("tickets", "--help")
+    assert "fleet.cli.listing" in listing
+    assert not {"fleet.cli.tickets", "orchestrator.review", "orchestrator.delivery", "verification.verify"} & listing
 
 
 def test_the_table_names_every_command_with_its_own_help() -> None:
@@ -63,3 +91,76 @@ def test_fleet_tickets_pages_back_by_id(embedded: Any, tmp_path: Any) -> None:
     assert f"older tickets: fleet tickets --before {ids[1]}" in page
     older = embedded.json("tickets", "--limit", "2", "--before", str(ids[1]))
     assert [t["id"] for t in older] == [ids[0]]
+
+
+@pytest.fixture
+def listed(database_url: str, tmp_path: Path) -> Fleet:
+    """A Fleet on SQLite or PostgreSQL with one ticket, its run and first attempt."""
+    fleet = make_test_fleet(tmp_path, database_url, FLEET_AGENT_SANDBOX="false")
+    fleet.sample_repo()
+    fleet.submit("--repo", "calc", "--title", "add [x]", "--agent-cmd", "true")
+    return fleet
+
+
+def orm_answers(fleet: Fleet, ticket: int) -> dict[str, Any]:
+    """What the ORM's queries and views give for the reading commands' --json (the web's and the API's path)."""
+    from db import queries
+    from orchestrator import views
+    from orchestrator.fleetstatus import fleet_status
+
+    db = fleet.db()
+    with db.session() as s:
+        answers = {
+            "tickets": [views.ticket_view(t) for t in queries.list_tickets(s, repo="calc", limit=50)],
+            "show": views.ticket_view(queries.load_ticket_tree(s, ticket), with_runs=True),
+        }
+    answers["status"] = fleet_status(db, None) | {"queues": None}
+    db.dispose()
+    return json.loads(json.dumps(answers, default=str))
+
+
+def test_reading_commands_load_no_orm_specs_or_migrations(listed: Fleet) -> None:
+    [ticket] = listed.json("tickets")
+    expected = orm_answers(listed, ticket["id"])
+    for args in (["tickets", "--repo", "calc"], ["status"], ["show", str(ticket["id"])]):
+        for output in ([], ["--json"]):
+            code, printed, loaded = probe(*args, *output, env=listed.env)
+            assert code == 0, printed
+            assert sorted(m for m in NOT_FOR_READING if m in loaded) == [], args
+            assert ("psycopg" in loaded) == listed.database_url.startswith("postgresql"), args
+            if output:  # the same answer as the ORM's
+                answer = json.loads(printed)
+                assert (answer | {"queues": None} if args == ["status"] else answer) == expected[args[0]]
+    assert f"ticket {ticket['id']} [queued] add [x]" in probe("show", str(ticket["id"]), env=listed.env)[1]
+
+
+def test_reading_commands_refuse_a_newer_schema_without_loading_it(listed: Fleet) -> None:
+    db = listed.db()
+    with db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0999'"))
+    try:
+        for args in (["tickets"], ["status"], ["show", "1"]):
+            code, printed, loaded = probe(*args, env=listed.env)
+            assert (code, printed.strip().splitlines()) == (1, [REFUSED]), args
+            assert "sqlalchemy" not in loaded and "alembic" not in loaded
+    finally:  # the PostgreSQL database outlives the test
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": HEAD})
+        db.dispose()
+
+
+def test_reading_commands_bring_an_older_schema_up_first(listed: Fleet) -> None:
+    from alembic import command
+
+    db = listed.db()
+    command.downgrade(alembic_config(db), "0007")  # 0008, the newest, adds the merge queue's table
+    assert not inspect(db.engine).has_table("merge_entries")
+    code, printed, loaded = probe("tickets", "--json", env=listed.env)
+    assert code == 0, printed
+    assert [t["title"] for t in json.loads(printed)] == ["add [x]"]
+    assert "alembic" in loaded  # the full path, once
+    assert current_revision(db) == HEAD
+    assert inspect(db.engine).has_table("merge_entries")
+    db.dispose()
+    _, _, loaded = probe("tickets", env=listed.env)
+    assert "alembic" not in loaded

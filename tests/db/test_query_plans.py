@@ -1,4 +1,5 @@
-"""The listing and lookup queries use indexes on SQLite and PostgreSQL alike: none reads a whole table.
+"""The listing and lookup queries use indexes on SQLite and PostgreSQL alike: none reads a whole table. So do the
+reading commands' own queries (db/reads.py).
 
 (A sort of the few rows an index found, such as a page's runs by their index, is fine.)
 
@@ -19,6 +20,7 @@ from sqlalchemy import event
 from db import dashboard, queries
 from db.engine import Database
 from db.migrate import upgrade
+from db.reads import Reader, reading
 
 Captured = list[tuple[str, Any]]
 
@@ -103,5 +105,46 @@ def test_query_uses_indexes(db: Database, name: str) -> None:
         assert not [line for line in lines if any(scan in line for scan in FULL_SCANS)], plan
         sqlite_scans = [line for line in lines if line.lstrip("|-` ").startswith("SCAN ")]
         # SQLite: a SCAN is a full read unless it goes through an index (or is the newest-first walk of tickets).
+        unindexed = [line for line in sqlite_scans if "INDEX" not in line and line.split()[1] in HISTORY]
+        assert not unindexed, plan
+
+
+class Recording(Reader):
+    """A Reader that keeps each SELECT it sends, in its driver's parameter style."""
+
+    def __init__(self, reader: Reader, seen: Captured) -> None:
+        super().__init__(reader.conn, reader.dialect)
+        self.seen = seen
+
+    def rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        self.seen.append((sql.replace("?", "%s") if self.dialect == "postgresql" else sql, tuple(params)))
+        return super().rows(sql, params)
+
+
+LIGHT_READS: dict[str, Callable[[Reader], object]] = {
+    "fleet tickets": lambda r: r.ticket_page(limit=50),
+    "fleet tickets --status": lambda r: r.ticket_page("queued", limit=50),
+    "fleet tickets --repo": lambda r: r.ticket_page(repo="r", limit=50),
+    "fleet tickets --status --before": lambda r: r.ticket_page("queued", limit=50, before=3),
+    "fleet show": lambda r: r.tree(1),
+    "fleet status": lambda r: (r.ticket_counts(), r.attempt_counts(), r.workers()),
+}
+LIGHT_WALKED = {"fleet tickets", "fleet tickets --status", "fleet tickets --status --before"}
+
+
+@pytest.mark.parametrize("name", list(LIGHT_READS))
+def test_reading_commands_use_indexes(db: Database, name: str) -> None:
+    seen: Captured = []
+    with reading(db.url) as reader:
+        assert reader is not None
+        LIGHT_READS[name](Recording(reader, seen))
+    found = plans(db, seen)
+    if name in LIGHT_WALKED:
+        assert "Sort" not in found[0] and "TEMP B-TREE" not in found[0], found[0]
+    for plan in found:
+        print(f"{name}:\n{plan}\n")
+        lines = plan.splitlines()
+        assert not [line for line in lines if any(scan in line for scan in FULL_SCANS)], plan
+        sqlite_scans = [line for line in lines if line.lstrip("|-` ").startswith("SCAN ")]
         unindexed = [line for line in sqlite_scans if "INDEX" not in line and line.split()[1] in HISTORY]
         assert not unindexed, plan
