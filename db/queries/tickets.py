@@ -31,22 +31,29 @@ def add_ticket(s: Session, run_agents: Sequence[str], **fields: Any) -> Ticket:
 
 
 def insert_rows(s: Session, model: type[Base], rows: Sequence[Mapping[str, Any]], returning: bool = True) -> list[int]:
-    """Rows of one table in one executemany INSERT (SQLAlchemy sends them a page of rows per statement); with
-    returning, their new ids in the order of rows. Every row names the same columns; the others take their defaults."""
+    """Rows of one table in one executemany INSERT; with returning, the ids they were given, in the order of rows.
+    Every row names the same columns; the others take their defaults."""
     if not rows:
         return []
     table = cast(Table, model.__table__)
     if not returning:
         s.execute(insert(table), rows)
         return []
-    if s.get_bind().dialect.name == "sqlite":
-        # SQLite's RETURNING promises no order, so SQLAlchemy would send one row per statement. This transaction
-        # holds the write lock (BEGIN IMMEDIATE): the ids SQLite would give next, max + 1 on, are ours to give.
-        first = (s.scalar(select(func.max(table.c.id))) or 0) + 1
-        ids = list(range(first, first + len(rows)))
-        s.execute(insert(table), [{**row, "id": row_id} for row, row_id in zip(rows, ids, strict=True)])
-        return ids
-    return list(s.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows))
+    ids = _next_ids(s, table, len(rows))
+    s.execute(insert(table), [{**row, "id": row_id} for row, row_id in zip(rows, ids, strict=True)])
+    return ids
+
+
+def _next_ids(s: Session, table: Table, count: int) -> list[int]:
+    """count new ids for table, taken before the INSERT so that it needs no RETURNING: SQLite's promises no order
+    (SQLAlchemy would send a row per statement), and PostgreSQL's, in order, costs a statement of thousands of
+    placeholders that psycopg parses in Python."""
+    if s.get_bind().dialect.name == "postgresql":
+        sequence = select(func.nextval(func.pg_get_serial_sequence(table.name, "id")))
+        return list(s.scalars(sequence.select_from(func.generate_series(1, count))))
+    # This transaction holds SQLite's write lock (BEGIN IMMEDIATE): the ids it would give next are ours to give.
+    first = (s.scalar(select(func.max(table.c.id))) or 0) + 1
+    return list(range(first, first + count))
 
 
 def add_attempt(s: Session, run: Run, prompt: str, feedback_in: str = "") -> Attempt:
