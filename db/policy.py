@@ -54,6 +54,11 @@ class NewTicket:
     run_agents: list[str]
     repo: str
 
+    def prompt(self, ticket_id: int) -> str:
+        """Its first attempts' prompt, once it has its id."""
+        f = self.fields
+        return prompt_text(ticket_id, f["title"], f["body"], self.repo, f["base_sha"], f["targets"])
+
 
 def open_tickets(s: queries.Session, new: Sequence[NewTicket]) -> list[int]:
     """Write tickets with their runs, first attempts and `submitted` events, in four INSERTs of many rows (however
@@ -66,10 +71,7 @@ def open_tickets(s: queries.Session, new: Sequence[NewTicket]) -> list[int]:
         for index, agent in enumerate(n.run_agents)
     ]
     run_ids = queries.insert_rows(s, Run, runs)
-    prompts = {
-        ticket_id: prompt_text(ticket_id, f["title"], f["body"], n.repo, f["base_sha"], f["targets"])
-        for ticket_id, n, f in ((ticket_id, n, n.fields) for ticket_id, n in zip(ids, new, strict=True))
-    }
+    prompts = {ticket_id: n.prompt(ticket_id) for ticket_id, n in zip(ids, new, strict=True)}
     attempts = [
         dict(run_id=run_id, ticket_id=run["ticket_id"], number=1, prompt=prompts[run["ticket_id"]])
         for run_id, run in zip(run_ids, runs, strict=True)
