@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from db.lifecycle import LEASED_ATTEMPT, OPEN_ATTEMPT, AttemptStatus, TicketStatus
-from db.models import Attempt, Repo, Run, Ticket, Verification, Worker
+from db.models import Attempt, MetricTotal, Repo, Run, Ticket, Verification, Worker
 from db.queries import NotFound, Session
 
 
@@ -80,11 +80,6 @@ def verdicts_since(s: Session, since: datetime) -> list[tuple[datetime, str]]:
     return [(created, verdict) for created, verdict in rows]
 
 
-def verdict_counts(s: Session) -> dict[str, int]:
-    rows = s.execute(select(Verification.verdict, func.count()).group_by(Verification.verdict)).all()
-    return {verdict: count for verdict, count in rows}
-
-
 def review_backlog(s: Session) -> tuple[int, datetime | None]:
     """Tickets waiting for review and the oldest one's last change (when it started waiting)."""
     row = s.execute(
@@ -97,48 +92,49 @@ def spend_since(s: Session, since: datetime) -> float:
     return float(s.scalar(select(func.sum(Attempt.cost_usd)).where(Attempt.created_at >= since)) or 0.0)
 
 
-def total_spend(s: Session) -> float:
-    return float(s.scalar(select(func.sum(Attempt.cost_usd))) or 0.0)
+# The buckets of the duration histograms: migration 0009's triggers count into these (a label is the bound as
+# Prometheus prints it); changing them takes a migration that rewrites the triggers and recounts.
+DURATION_BOUNDS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
 @dataclass(frozen=True)
 class Histogram:
-    """How many values fell at or under each bound, their sum and their count: counted by the database."""
+    """How many values fell at or under each bound of DURATION_BOUNDS, their sum and their count."""
 
     at_most: list[int]
     total: float
     count: int
 
 
-def _histogram(s: Session, value: ColumnElement[Any], bounds: Sequence[float], *where: Any) -> Histogram:
-    """One pass: each value's first bucket (a single CASE that stops at the first bound it fits), grouped."""
-    values = select(value.label("v")).where(*where).subquery()
-    bucket = case(*((values.c.v <= bound, index) for index, bound in enumerate(bounds)), else_=len(bounds))
-    per_bucket = [0] * (len(bounds) + 1)
-    total = 0.0
-    for index, count, subtotal in s.execute(select(bucket, func.count(), func.sum(values.c.v)).group_by(bucket)):
-        per_bucket[int(index)] += int(count)
-        total += float(subtotal or 0.0)
-    at_most = [sum(per_bucket[: index + 1]) for index in range(len(bounds))]
-    return Histogram(at_most, total, sum(per_bucket))
+@dataclass(frozen=True)
+class Totals:
+    """Everything ever recorded, as /metrics counts it: verifications by verdict, the verifications' and the agents'
+    run times, and spend in US dollars. Deleted rows stay counted: these only grow."""
+
+    verdicts: dict[str, int]
+    verification_seconds: Histogram
+    agent_seconds: Histogram
+    cost_usd: float
 
 
-def _seconds_between(s: Session, start: Any, end: Any) -> ColumnElement[Any]:
-    if s.get_bind().dialect.name == "postgresql":
-        return func.extract("epoch", end - start)
-    seconds: ColumnElement[Any] = (func.julianday(end) - func.julianday(start)) * 86400.0
-    return seconds
+def _histogram(buckets: dict[str, tuple[int, float]]) -> Histogram:
+    per_bucket = [buckets.get(f"{bound:g}", (0, 0.0))[0] for bound in DURATION_BOUNDS]
+    at_most = [sum(per_bucket[: index + 1]) for index in range(len(per_bucket))]
+    return Histogram(at_most, sum(total for _, total in buckets.values()), sum(n for n, _ in buckets.values()))
 
 
-def verification_durations(s: Session, bounds: Sequence[float]) -> Histogram:
-    duration: ColumnElement[Any] = Verification.duration.expression
-    return _histogram(s, duration, bounds)
-
-
-def agent_durations(s: Session, bounds: Sequence[float]) -> Histogram:
-    """Seconds from an attempt's start to its agent's end, for attempts whose agent finished."""
-    seconds = _seconds_between(s, Attempt.started_at, Attempt.agent_finished_at)
-    return _histogram(s, seconds, bounds, Attempt.started_at.is_not(None), Attempt.agent_finished_at.is_not(None))
+def totals(s: Session) -> Totals:
+    """The running totals the database keeps (a few hundred rows, whatever the history's size)."""
+    query = select(MetricTotal.metric, MetricTotal.label, func.sum(MetricTotal.count), func.sum(MetricTotal.total))
+    found: dict[str, dict[str, tuple[int, float]]] = {}
+    for metric, label, count, total in s.execute(query.group_by(MetricTotal.metric, MetricTotal.label)):
+        found.setdefault(metric, {})[label] = (int(count), float(total))
+    return Totals(
+        verdicts={verdict: count for verdict, (count, _) in sorted(found.get("verifications", {}).items())},
+        verification_seconds=_histogram(found.get("verification_seconds", {})),
+        agent_seconds=_histogram(found.get("agent_seconds", {})),
+        cost_usd=sum(total for _, total in found.get("cost_usd", {}).values()),
+    )
 
 
 def ticket_fingerprint(s: Session, ticket_id: int) -> tuple[Any, ...]:

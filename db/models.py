@@ -207,6 +207,20 @@ class Verification(Base):
     attempt: Mapped[Attempt] = relationship(back_populates="verification")
 
 
+class MetricTotal(Base):
+    """A running total behind /metrics, kept by the database's triggers (migration 0009) as verifications are
+    recorded and attempts' agents finish or spend: a scrape sums a few hundred rows, never the history. Rows are
+    split in shards (by attempt id) so that concurrent writers on PostgreSQL seldom wait for the same row."""
+
+    __tablename__ = "metric_totals"
+
+    metric: Mapped[str] = mapped_column(String(40), primary_key=True)
+    label: Mapped[str] = mapped_column(String(40), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class Baseline(Base):
     __tablename__ = "baselines"
     __table_args__ = (UniqueConstraint("repo_id", "base_sha", "spec_hash"),)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from db import lifecycle, queries
 from db.lifecycle import ACTIVE_TICKET, WAITING_ATTEMPT, AttemptStatus, RunStatus, TicketStatus, Verdict
-from db.models import Attempt, Run, Ticket, utcnow
+from db.models import Attempt, Event, Run, Ticket, utcnow
 from db.specs import RepoSettings
 
 REJECTED_AGAIN = (
@@ -28,20 +30,59 @@ class Outcome:
 
 def compose_prompt(ticket: Ticket, feedback: str = "") -> str:
     """The prompt an agent reads from FLEET_PROMPT_FILE: the ticket, then the feedback of the last attempt."""
-    lines = [f"# Ticket {ticket.id}: {ticket.title}", "", ticket.body.strip(), ""]
-    lines.append(f"Repository: {ticket.repo.name}, base commit {ticket.base_sha[:12]}.")
-    if ticket.targets:
-        lines.append("Tests that must pass: " + ", ".join(ticket.targets))
+    about = (ticket.title, ticket.body, ticket.repo.name, ticket.base_sha, ticket.targets)
+    return prompt_text(ticket.id, *about, feedback=feedback)
+
+
+def prompt_text(
+    ticket_id: int, title: str, body: str, repo: str, base_sha: str, targets: Sequence[str], feedback: str = ""
+) -> str:
+    lines = [f"# Ticket {ticket_id}: {title}", "", body.strip(), ""]
+    lines.append(f"Repository: {repo}, base commit {base_sha[:12]}.")
+    if targets:
+        lines.append("Tests that must pass: " + ", ".join(targets))
     if feedback:
         lines += ["", "## Feedback on your previous attempt", "", feedback.strip()]
     return "\n".join(lines) + "\n"
 
 
-def start_runs(s: queries.Session, ticket: Ticket) -> None:
-    """First attempts for every run of a new ticket; the scheduler sends them when slots are free."""
-    prompt = compose_prompt(ticket)
-    for run in ticket.runs:
-        queries.add_first_attempt(s, run, prompt)
+@dataclass(frozen=True)
+class NewTicket:
+    """A checked ticket ready to be written: its columns, one agent per run, and its repository's name."""
+
+    fields: dict[str, Any]
+    run_agents: list[str]
+    repo: str
+
+    def prompt(self, ticket_id: int) -> str:
+        """Its first attempts' prompt, once it has its id."""
+        f = self.fields
+        return prompt_text(ticket_id, f["title"], f["body"], self.repo, f["base_sha"], f["targets"])
+
+
+def open_tickets(s: queries.Session, new: Sequence[NewTicket]) -> list[int]:
+    """Write tickets with their runs, first attempts and `submitted` events, in four INSERTs of many rows (however
+    many tickets: a batch of ten thousand is not ten thousand flushes); returns the tickets' ids in order. The
+    scheduler sends the attempts when slots are free."""
+    ids = queries.insert_rows(s, Ticket, [n.fields for n in new])
+    runs = [
+        dict(ticket_id=ticket_id, index=index, agent=agent, attempt_limit=n.fields["attempt_budget"])
+        for ticket_id, n in zip(ids, new, strict=True)
+        for index, agent in enumerate(n.run_agents)
+    ]
+    run_ids = queries.insert_rows(s, Run, runs)
+    prompts = {ticket_id: n.prompt(ticket_id) for ticket_id, n in zip(ids, new, strict=True)}
+    attempts = [
+        dict(run_id=run_id, ticket_id=run["ticket_id"], number=1, prompt=prompts[run["ticket_id"]])
+        for run_id, run in zip(run_ids, runs, strict=True)
+    ]
+    queries.insert_rows(s, Attempt, attempts, returning=False)
+    events = [
+        dict(kind="submitted", message=n.fields["title"], ticket_id=ticket_id, actor=n.fields["submitted_by"])
+        for ticket_id, n in zip(ids, new, strict=True)
+    ]
+    queries.insert_rows(s, Event, events, returning=False)
+    return ids
 
 
 def next_attempt(s: queries.Session, run: Run, feedback: str) -> Attempt:

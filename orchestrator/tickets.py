@@ -8,6 +8,7 @@ import re
 import shlex
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from db import policy, queries
 from db.engine import Database
 from db.lifecycle import TicketStatus, sources
 from db.models import Repo, Ticket
+from db.policy import NewTicket
 from db.specs import SpecError, TicketSpec, parse, plural_names
 from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError, Unrunnable
@@ -96,32 +98,46 @@ def _run_agents(spec: TicketSpec, default_agent: str) -> list[str]:
     return [agent for agent in agents for _ in range(spec.fanout)]
 
 
-def create(
-    s: queries.Session,
-    spec: TicketSpec,
-    cwd: Path,
-    actor: str,
-    agents: AgentRule,
-    refs: BaseRefs,
-    check: str = "",
-    issue: int | None = None,
-    repos: dict[str, Repo] | None = None,
-) -> Ticket:
-    """Write one ticket with its runs and first attempts; nothing is sent yet.
+@dataclass
+class Batch:
+    """What the tickets of one submission share, each looked up once: ten thousand tickets of one repository read
+    its row once, ask git for the base once, and split and look for the same agent command once.
 
     check: "given" refuses the shell agent without a command; "local" also looks for the command on this machine
-    (where the embedded workers run). repos and refs are shared by the tickets of one batch, which look each
-    repository and base ref up once (ten thousand tickets of one repository ask git once, not ten thousand times)."""
-    repos = {} if repos is None else repos
-    validate(spec, agents)
-    try:
-        repo = repos.get(spec.repo) or queries.get_repo(s, spec.repo)
-    except queries.NotFound as exc:
-        raise FleetError(str(exc)) from None
-    repos[spec.repo] = repo
+    (where the embedded workers run)."""
+
+    cwd: Path
+    agents: AgentRule
+    refs: BaseRefs
+    check: str = ""
+    repos: dict[str, Repo] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    runnable: set[tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=set)
+
+    def repo(self, s: queries.Session, name: str) -> Repo:
+        if name not in self.repos:
+            try:
+                self.repos[name] = queries.get_repo(s, name)
+            except queries.NotFound as exc:
+                raise FleetError(str(exc)) from None
+        return self.repos[name]
+
+    def command(self, text: str) -> list[str]:
+        if text not in self.commands:
+            self.commands[text] = parse_agent_cmd(text, self.cwd)
+        return list(self.commands[text])
+
+    def check_runnable(self, agents: list[str], argv: list[str]) -> None:
+        if self.check and (tuple(agents), tuple(argv)) not in self.runnable:
+            check_runnable(agents, argv, self.cwd, self.check == "local")
+            self.runnable.add((tuple(agents), tuple(argv)))
+
+
+def _options(spec: TicketSpec, batch: Batch) -> dict[str, Any]:
+    """The agent's options as the ticket stores them."""
     options: dict[str, Any] = {}
     if spec.agent_cmd:
-        options["command"] = parse_agent_cmd(spec.agent_cmd, cwd)
+        options["command"] = batch.command(spec.agent_cmd)
     if spec.timeout:
         options["timeout"] = spec.timeout
     if spec.model:
@@ -130,12 +146,18 @@ def create(
         options["extra_args"] = list(spec.agent_args)
     if spec.agent_env:
         options["env"] = list(spec.agent_env)
-    base_sha = refs.resolve(repo.id, repo.source, spec.base, repo.name)
-    if check:
-        check_runnable(_run_agents(spec, repo.default_agent), options.get("command", []), cwd, check == "local")
-    ticket = queries.add_ticket(
-        s,
-        _run_agents(spec, repo.default_agent),
+    return options
+
+
+def prepare(s: queries.Session, spec: TicketSpec, batch: Batch, actor: str, issue: int | None = None) -> NewTicket:
+    """Check one ticket and resolve what it names (repository, base commit, agent command); nothing is written."""
+    validate(spec, batch.agents)
+    repo = batch.repo(s, spec.repo)
+    options = _options(spec, batch)
+    base_sha = batch.refs.resolve(repo.id, repo.source, spec.base, repo.name)
+    run_agents = _run_agents(spec, repo.default_agent)
+    batch.check_runnable(run_agents, options.get("command", []))
+    fields = dict(
         repo_id=repo.id,
         title=spec.title,
         body=spec.body,
@@ -153,25 +175,38 @@ def create(
         submitted_by=actor,
         issue_number=issue,
     )
-    queries.log_event(s, "submitted", spec.title, ticket_id=ticket.id, actor=actor)
-    policy.start_runs(s, ticket)
-    return ticket
+    return NewTicket(fields, run_agents, repo.name)
 
 
-def _create_in_batch(
+def create(
     s: queries.Session,
     spec: TicketSpec,
-    number: int,
-    total: int,
     cwd: Path,
     actor: str,
     agents: AgentRule,
     refs: BaseRefs,
-    check: str,
-    repos: dict[str, Repo],
+    check: str = "",
+    issue: int | None = None,
 ) -> Ticket:
+    """Write one ticket with its runs and first attempts (an evaluation's, an imported issue's); nothing is sent yet.
+    refs is shared by the tickets of one evaluation or import, which resolve each base ref once."""
+    [ticket_id] = policy.open_tickets(s, [prepare(s, spec, Batch(cwd, agents, refs, check), actor, issue)])
+    return queries.get_ticket(s, ticket_id)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A ticket submit() wrote."""
+
+    id: int
+    title: str
+
+
+def _prepare_in_batch(
+    s: queries.Session, spec: TicketSpec, number: int, total: int, batch: Batch, actor: str
+) -> NewTicket:
     try:
-        return create(s, spec, cwd, actor, agents, refs, check, repos=repos)
+        return prepare(s, spec, batch, actor)
     except FleetError as exc:
         # One bad ticket in a batch stores none of them; say which one it was (keeping the kind of error).
         raise type(exc)(f"ticket {number} of {total}: {exc}" if total > 1 else str(exc)) from None
@@ -185,22 +220,19 @@ def submit(
     cwd: Path,
     actor: str,
     check_commands: bool = False,
-) -> list[Ticket]:
-    """Validate and store every ticket in one transaction, then let the scheduler fill the free slots.
+) -> list[Submitted]:
+    """Check every ticket, then store them all in one transaction (a few INSERTs of many rows), then let the
+    scheduler fill the free slots. One bad ticket stores none.
 
     check_commands: refuse the shell agent without a command, and, with the embedded workers (which run on this
     machine; a team's workers may have commands this machine lacks), a command not found or not executable here."""
-    agents = AgentRule(dispatcher, settings.agent_classes)
     check = ("local" if settings.embedded else "given") if check_commands else ""
-    refs = BaseRefs(settings.mirrors_dir)
-    repos: dict[str, Repo] = {}
+    batch = Batch(cwd, AgentRule(dispatcher, settings.agent_classes), BaseRefs(settings.mirrors_dir), check)
     with db.session() as s:
-        tickets = [
-            _create_in_batch(s, spec, number, len(specs), cwd, actor, agents, refs, check, repos)
-            for number, spec in enumerate(specs, 1)
-        ]
+        new = [_prepare_in_batch(s, spec, number, len(specs), batch, actor) for number, spec in enumerate(specs, 1)]
+        ids = policy.open_tickets(s, new)
     dispatcher.kick(db, settings)
-    return tickets
+    return [Submitted(ticket_id, n.fields["title"]) for ticket_id, n in zip(ids, new, strict=True)]
 
 
 def _parse(path: Path) -> Any:

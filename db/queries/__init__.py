@@ -79,7 +79,6 @@ from db.queries.scheduling import (
 from db.queries.stats import RunFigures, attempt_counts, runs_since, spend, ticket_counts
 from db.queries.tickets import (
     add_attempt,
-    add_first_attempt,
     add_review,
     add_ticket,
     add_verification,
@@ -87,6 +86,7 @@ from db.queries.tickets import (
     finish_run,
     get_attempt,
     get_ticket,
+    insert_rows,
     list_tickets,
     load_ticket_tree,
     log_event,
@@ -146,11 +146,11 @@ __all__ = [
     "get_evaluation",
     "list_evaluations",
     "attempt_reviews",
-    "add_first_attempt",
     "add_repo",
     "delete_repo",
     "add_review",
     "add_ticket",
+    "insert_rows",
     "add_verification",
     "advance",
     "approval",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session
 
@@ -43,7 +43,9 @@ def claim(s: Session, attempt_id: int, waiting: AttemptStatus, leased: AttemptSt
         lease_expires_at=lease.expires(),
     )
     if leased == AttemptStatus.RUNNING:
-        values.update(started_at=utcnow())
+        # An attempt whose agent already finished (taken again to hand its outcome over) keeps the start its run
+        # time was counted from: /metrics' histogram counted it once, when the agent's end was recorded.
+        values.update(started_at=case((Attempt.agent_finished_at.is_(None), utcnow()), else_=Attempt.started_at))
     result = s.execute(update(Attempt).where(Attempt.id == attempt_id, Attempt.status.in_(sources)).values(**values))
     return _changed(result) == 1
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from db import lifecycle
@@ -14,7 +14,7 @@ from db.lifecycle import (
     RunStatus,
     TicketStatus,
 )
-from db.models import Attempt, Event, Repo, Review, Run, Ticket, Verification, utcnow
+from db.models import Attempt, Base, Event, Repo, Review, Run, Ticket, Verification, utcnow
 from db.queries.errors import NotFound
 from db.queries.forge import NOTIFIED, notify
 from db.reasons import shown
@@ -30,9 +30,30 @@ def add_ticket(s: Session, run_agents: Sequence[str], **fields: Any) -> Ticket:
     return ticket
 
 
-def add_first_attempt(s: Session, run: Run, prompt: str) -> None:
-    """A new run's first attempt, written with the session's next flush (a batch of tickets flushes them together)."""
-    s.add(Attempt(run=run, ticket_id=run.ticket_id, number=1, prompt=prompt))
+def insert_rows(s: Session, model: type[Base], rows: Sequence[Mapping[str, Any]], returning: bool = True) -> list[int]:
+    """Rows of one table in one executemany INSERT; with returning, the ids they were given, in the order of rows.
+    Every row names the same columns; the others take their defaults."""
+    if not rows:
+        return []
+    table = cast(Table, model.__table__)
+    if not returning:
+        s.execute(insert(table), rows)
+        return []
+    ids = _next_ids(s, table, len(rows))
+    s.execute(insert(table), [{**row, "id": row_id} for row, row_id in zip(rows, ids, strict=True)])
+    return ids
+
+
+def _next_ids(s: Session, table: Table, count: int) -> list[int]:
+    """count new ids for table, taken before the INSERT so that it needs no RETURNING: SQLite's promises no order
+    (SQLAlchemy would send a row per statement), and PostgreSQL's, in order, costs a statement of thousands of
+    placeholders that psycopg parses in Python."""
+    if s.get_bind().dialect.name == "postgresql":
+        sequence = select(func.nextval(func.pg_get_serial_sequence(table.name, "id")))
+        return list(s.scalars(sequence.select_from(func.generate_series(1, count))))
+    # This transaction holds SQLite's write lock (BEGIN IMMEDIATE): the ids it would give next are ours to give.
+    first = (s.scalar(select(func.max(table.c.id))) or 0) + 1
+    return list(range(first, first + count))
 
 
 def add_attempt(s: Session, run: Run, prompt: str, feedback_in: str = "") -> Attempt:

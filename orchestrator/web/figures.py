@@ -79,7 +79,7 @@ def stats(db: Database, dispatcher: Dispatcher) -> dict[str, Any]:
     with db.session() as s:
         backlog, oldest = dashboard.review_backlog(s)
         spend_today = dashboard.spend_since(s, midnight)
-        verdicts = dashboard.verdict_counts(s)
+        verdicts = dashboard.totals(s).verdicts
     data.update(
         running=running(db),
         last_hour=_rate(points["hour"]),

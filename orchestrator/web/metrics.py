@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import PlainTextResponse
 
 from db import dashboard
-from db.dashboard import Histogram
+from db.dashboard import DURATION_BOUNDS, Histogram
 from db.lifecycle import TicketStatus
 from orchestrator.fleetstatus import fleet_status
 from orchestrator.web.auth import Principal, Role, require
@@ -17,7 +17,6 @@ from orchestrator.web.state import WebState, web_state
 
 router = APIRouter(include_in_schema=False)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
 def _label(value: str) -> str:
@@ -32,7 +31,7 @@ def family(name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[st
     return lines
 
 
-def histogram(name: str, help_text: str, counted: Histogram, bounds: Sequence[float] = DURATION_BUCKETS) -> list[str]:
+def histogram(name: str, help_text: str, counted: Histogram, bounds: Sequence[float] = DURATION_BOUNDS) -> list[str]:
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
     for bound, at_most in zip(bounds, counted.at_most, strict=True):
         lines.append(f'{name}_bucket{{le="{bound:g}"}} {at_most}')
@@ -47,10 +46,7 @@ def histogram(name: str, help_text: str, counted: Histogram, bounds: Sequence[fl
 def exposition(state: WebState) -> str:
     status = fleet_status(state.db, state.dispatcher)
     with state.db.session() as s:
-        verdicts = dashboard.verdict_counts(s)
-        verify_durations = dashboard.verification_durations(s, DURATION_BUCKETS)
-        agent_durations = dashboard.agent_durations(s, DURATION_BUCKETS)
-        cost = dashboard.total_spend(s)
+        totals = dashboard.totals(s)
     tickets = {st.value: 0 for st in TicketStatus} | status["tickets"]
     queues = {q: d for q, d in status["queues"].items() if isinstance(d, int)}
     live = [w for w in status["workers"] if not w["stale"]]
@@ -77,15 +73,17 @@ def exposition(state: WebState) -> str:
         "fleet_verifications_total",
         "counter",
         "Verifications by verdict.",
-        (({"verdict": k}, v) for k, v in sorted(verdicts.items())),
+        (({"verdict": k}, v) for k, v in totals.verdicts.items()),
     )
-    lines += histogram("fleet_agent_duration_seconds", "Agent run time per attempt.", agent_durations)
-    lines += histogram("fleet_verification_duration_seconds", "Verification time per attempt.", verify_durations)
+    lines += histogram("fleet_agent_duration_seconds", "Agent run time per attempt.", totals.agent_seconds)
+    lines += histogram(
+        "fleet_verification_duration_seconds", "Verification time per attempt.", totals.verification_seconds
+    )
     lines += family(
         "fleet_cost_usd_total",
         "counter",
         "Agent spend metered by the model gateway (else reported by the agent), in US dollars.",
-        [({}, cost)],
+        [({}, totals.cost_usd)],
     )
     return "\n".join(lines) + "\n"
 

@@ -82,6 +82,7 @@ READS: dict[str, Callable[[queries.Session], object]] = {
     "the attempts holding slots": lambda s: queries.in_flight(s),
     "open attempts by status": lambda s: queries.attempt_counts(s),
     "the review backlog": lambda s: dashboard.review_backlog(s),
+    "/metrics' running totals": lambda s: dashboard.totals(s),
 }
 HISTORY = {"attempts", "runs", "verifications", "reviews", "events"}  # the tables that grow with every ticket
 FULL_SCANS = ("Seq Scan on tickets", "Seq Scan on attempts", "Seq Scan on reviews", "Seq Scan on events")
@@ -148,3 +149,11 @@ def test_reading_commands_use_indexes(db: Database, name: str) -> None:
         sqlite_scans = [line for line in lines if line.lstrip("|-` ").startswith("SCAN ")]
         unindexed = [line for line in sqlite_scans if "INDEX" not in line and line.split()[1] in HISTORY]
         assert not unindexed, plan
+
+
+def test_metrics_read_their_running_totals_not_the_history(db: Database) -> None:
+    """/metrics' verdicts, histograms and spend come from metric_totals (kept by triggers), whatever the history."""
+    with capture(db) as seen, db.session() as s:
+        dashboard.totals(s)
+    [plan] = plans(db, seen)
+    assert "metric_totals" in plan and not [table for table in (*HISTORY, "tickets") if f" {table}" in plan], plan

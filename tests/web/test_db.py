@@ -48,9 +48,9 @@ def test_dashboard_queries_on_an_empty_fleet(db: Database) -> None:
         assert dashboard.running_attempts(s) == []
         assert dashboard.verdicts_since(s, utcnow() - timedelta(days=1)) == []
         assert dashboard.review_backlog(s) == (0, None)
-        assert dashboard.spend_since(s, utcnow()) == 0.0 and dashboard.total_spend(s) == 0.0
-        empty = dashboard.Histogram([0, 0], 0.0, 0)
-        assert dashboard.verification_durations(s, [1, 5]) == empty == dashboard.agent_durations(s, [1, 5])
+        assert dashboard.spend_since(s, utcnow()) == 0.0
+        empty = dashboard.Histogram([0] * len(dashboard.DURATION_BOUNDS), 0.0, 0)
+        assert dashboard.totals(s) == dashboard.Totals({}, empty, empty, 0.0)
         assert dashboard.ticket_statuses(s, [1, 2]) == {} and dashboard.newest_ticket_id(s) == 0
         for missing in (dashboard.get_run, dashboard.get_verification, dashboard.ticket_fingerprint):
             with pytest.raises(NotFound):
@@ -71,7 +71,9 @@ def test_duration_histograms_are_counted_by_the_database(db: Database) -> None:
             attempt.agent_finished_at = attempt.started_at + timedelta(seconds=seconds)
             queries.add_verification(s, attempt.id, verdict="passed", duration=seconds / 3)
     with db.session() as s:
-        agents = dashboard.agent_durations(s, [1, 5, 60])
-        verifications = dashboard.verification_durations(s, [1, 5, 60])
-    assert (agents.at_most, agents.count, round(agents.total)) == ([0, 1, 2], 2, 33)
-    assert (verifications.at_most, verifications.count, round(verifications.total)) == ([1, 1, 2], 2, 11)
+        totals = dashboard.totals(s)
+    agents, verifications = totals.agent_seconds, totals.verification_seconds
+    # DURATION_BOUNDS: 1, 5, 15, 30, 60, ...
+    assert (agents.at_most[:5], agents.count, round(agents.total)) == ([0, 1, 1, 2, 2], 2, 33)
+    assert (verifications.at_most[:5], verifications.count, round(verifications.total)) == ([1, 1, 2, 2, 2], 2, 11)
+    assert totals.verdicts == {"passed": 2}
