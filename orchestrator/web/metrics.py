@@ -23,11 +23,16 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+def number(value: float) -> str:
+    """A sample's value in full: an integer as one, a float to the last digit Python keeps (never `:g`'s six)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def family(name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[str, str], float]]) -> list[str]:
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     for labels, value in samples:
         inner = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-        lines.append(f"{name}{{{inner}}} {value:g}" if inner else f"{name} {value:g}")
+        lines.append(f"{name}{{{inner}}} {number(value)}" if inner else f"{name} {number(value)}")
     return lines
 
 
@@ -37,7 +42,7 @@ def histogram(name: str, help_text: str, counted: Histogram, bounds: Sequence[fl
         lines.append(f'{name}_bucket{{le="{bound:g}"}} {at_most}')
     lines += [
         f'{name}_bucket{{le="+Inf"}} {counted.count}',
-        f"{name}_sum {counted.total:g}",
+        f"{name}_sum {number(counted.total)}",
         f"{name}_count {counted.count}",
     ]
     return lines

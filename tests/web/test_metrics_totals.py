@@ -74,3 +74,12 @@ def test_metrics_equal_the_full_aggregation_after_real_workers(database_url: str
     fleet.run("repo", "remove", "calc", "--yes")
     assert recount(db).verdicts == {}
     assert scraped() == before  # counters never go backwards
+
+
+def test_sample_values_are_written_in_full() -> None:
+    from orchestrator.web.metrics import family, histogram
+
+    spend = family("fleet_cost_usd_total", "counter", "Spend.", [({}, 1234.5678901)])
+    assert spend[-1] == "fleet_cost_usd_total 1234.5678901"  # not `:g`'s 1234.57
+    lines = histogram("t", "Time.", Histogram([1] * len(DURATION_BOUNDS), 2.5954851420001432, 7))
+    assert "t_sum 2.5954851420001432" in lines and "t_count 7" in lines and 't_bucket{le="1"} 1' in lines
