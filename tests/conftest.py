@@ -83,20 +83,29 @@ def need_server(name: str, host: str, port: int) -> None:
     pytest.skip(message)
 
 
+@contextlib.contextmanager
+def new_pg_database(prefix: str) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped when the block ends."""
+    from sqlalchemy import create_engine, text
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""
     need_server("PostgreSQL", "127.0.0.1", 5432)
-    from sqlalchemy import create_engine, text
-
-    name = f"fleet_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with new_pg_database("fleet_test") as url:
+        yield url
 
 
 def _truncate_all(url: str) -> None:

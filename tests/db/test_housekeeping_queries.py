@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy.orm import Session
 
 from db import queries
 from db.engine import Database
 from db.lifecycle import AttemptStatus, TicketStatus
 from db.migrate import upgrade
-from db.models import Notification, utcnow
+from db.models import Notification, Repo, utcnow
 
 TEXT = {"transcript": "agent said ✓\n", "diff": "+ a line\n"}
 OUTPUT = "3 passed ✓\n"
@@ -23,13 +24,15 @@ def db(database_url: str) -> Database:
     return database
 
 
+def a_repo(s: Session) -> Repo:
+    """The database's first repository, made when there is none."""
+    found = queries.list_repos(s)
+    return found[0] if found else queries.add_repo(s, name="r", source="/x", test_cmd="t")
+
+
 def add(db: Database, ticket_status: TicketStatus, attempt_status: AttemptStatus, days_ago: float, sha: str) -> int:
     with db.session() as s:
-        repo = (
-            queries.list_repos(s)[0]
-            if queries.list_repos(s)
-            else queries.add_repo(s, name="r", source="/x", test_cmd="t")
-        )
+        repo = a_repo(s)
         ticket = queries.add_ticket(
             s, ["shell"], repo_id=repo.id, title="t", base_ref="HEAD", base_sha=sha, agent="shell", attempt_budget=1
         )

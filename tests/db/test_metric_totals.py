@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import ColumnElement, case, create_engine, func, insert, select, text
+from sqlalchemy import ColumnElement, case, func, insert, select
 
 from db import dashboard, queries
 from db.dashboard import DURATION_BOUNDS, Histogram, Totals
@@ -18,7 +18,8 @@ from db.lifecycle import AttemptStatus
 from db.migrate import alembic_config, current_revision, upgrade
 from db.models import Attempt, Run, Verification, utcnow
 from db.queries.leases import Lease, claim, keep_agent_outcome, release
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import new_pg_database
+from tests.db.test_housekeeping_queries import a_repo
 
 # A value in every bucket, and past the last: the bounds themselves fall in their own bucket (`le`).
 SECONDS = (0.5, 1.0, 3.0, 5.0, 12.0, 29.0, 45.0, 100.0, 250.0, 500.0, 1200.0, 3000.0, 5000.0)
@@ -83,13 +84,8 @@ def assert_same(kept: Totals, counted: Totals) -> None:
 
 def new_run(db: Database) -> int:
     with db.session() as s:
-        repo = (
-            queries.list_repos(s)[0]
-            if queries.list_repos(s)
-            else queries.add_repo(s, name="r", source="/x", test_cmd="t")
-        )
         ticket = queries.add_ticket(
-            s, ["shell"], repo_id=repo.id, title="t", base_ref="HEAD", base_sha="a" * 40, agent="shell"
+            s, ["shell"], repo_id=a_repo(s).id, title="t", base_ref="HEAD", base_sha="a" * 40, agent="shell"
         )
         return ticket.runs[0].id
 
@@ -191,14 +187,8 @@ def empty_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     if database_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path_factory.mktemp('migrate') / 'fleet.db'}"
         return
-    name = f"fleet_migrate_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with new_pg_database("fleet_migrate") as url:
+        yield url
 
 
 def test_the_migration_counts_the_history_already_there(empty_url: str) -> None:
