@@ -6,21 +6,13 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-SQLITE_BUSY_MS = 30_000
-# A worker cut off by a network partition in the middle of a transaction keeps its row locks until the server ends
-# its session, which TCP keepalives do only after hours: the attempt it held could not be taken over. Fleet's
-# transactions are short (on SQLite each holds the write lock), so a session idle for 30 s inside one is a client
-# that is gone. A URL that sets `options` itself keeps them.
-POSTGRES_IDLE_TRANSACTION_MS = 30_000
-
-POSTGRES_OPTIONS = f"-c idle_in_transaction_session_timeout={POSTGRES_IDLE_TRANSACTION_MS}"
+from db.connections import POSTGRES_OPTIONS, SQLITE_BUSY_MS, sqlite_path
 
 
 def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -40,9 +32,9 @@ def _sqlite_begin(conn: Any) -> None:
 def make_engine(url: str) -> Engine:
     """An engine for url; SQLite folders are created and tuned for many concurrent writers."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)

@@ -15,16 +15,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from db.connections import POSTGRES_OPTIONS, SQLITE_BUSY_MS, sqlite_path
 from db.errors import NotFound
 from db.lifecycle import OPEN_ATTEMPT
 from db.revisions import VERSION_QUERY
 
-SQLITE_BUSY_SECONDS = 30.0
-# The same session limit as db/engine.py gives the ORM's PostgreSQL connections.
-POSTGRES_OPTIONS = "-c idle_in_transaction_session_timeout=30000"
 TICKET_COLUMNS = (
     "id, title, status, status_reason, base_ref, base_sha, agent, priority, attempt_budget, fanout, targets, "
     "created_at, updated_at, cancelled_by, pr_url, issue_number, body"
@@ -273,12 +270,6 @@ def _without(row: dict[str, Any], name: str) -> dict[str, Any]:
     return {key: value for key, value in row.items() if key != name}
 
 
-def sqlite_path(url: str) -> Path | None:
-    """The file of a `sqlite:///PATH` URL; None for an in-memory database."""
-    path = url.split("///", 1)[-1] if "///" in url else ""
-    return Path(path) if path and path != ":memory:" else None
-
-
 @contextmanager
 def reading(url: str) -> Iterator[Reader | None]:
     """A Reader on the database at url, or None when there is no database file yet (the full path creates it)."""
@@ -287,7 +278,7 @@ def reading(url: str) -> Iterator[Reader | None]:
         if path is None or not path.exists():
             yield None
             return
-        conn: Any = sqlite3.connect(path, timeout=SQLITE_BUSY_SECONDS, isolation_level=None)
+        conn: Any = sqlite3.connect(path, timeout=SQLITE_BUSY_MS / 1000, isolation_level=None)
         conn.execute("BEGIN")  # one snapshot for every read of the command (WAL: it blocks no writer)
         dialect = "sqlite"
     else:

@@ -1,0 +1,21 @@
+"""How Fleet connects to its database, whether through SQLAlchemy (db/engine.py) or the DB-API alone (db/reads.py):
+the limits both kinds of connection get, and the file a SQLite URL names. Imports nothing heavy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SQLITE_BUSY_MS = 30_000
+# A worker cut off by a network partition in the middle of a transaction keeps its row locks until the server ends
+# its session, which TCP keepalives do only after hours: the attempt it held could not be taken over. Fleet's
+# transactions are short (on SQLite each holds the write lock), so a session idle for 30 s inside one is a client
+# that is gone. A URL that sets `options` itself keeps them.
+POSTGRES_IDLE_TRANSACTION_MS = 30_000
+
+POSTGRES_OPTIONS = f"-c idle_in_transaction_session_timeout={POSTGRES_IDLE_TRANSACTION_MS}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a `sqlite:///PATH` URL; None for an in-memory database."""
+    path = url.split("///", 1)[-1] if "///" in url else ""
+    return Path(path) if path and path != ":memory:" else None
