@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.connections import POSTGRES_OPTIONS, SQLITE_BUSY_MS, sqlite_path
@@ -46,17 +48,34 @@ def make_engine(url: str) -> Engine:
 
 
 class Database:
-    """One engine plus a session factory; `with db.session() as s:` commits on success, rolls back on error."""
+    """One engine plus a session factory; `with db.session() as s:` commits on success, rolls back on error.
+
+    On SQLite every transaction takes the write lock (BEGIN IMMEDIATE), so the threads of one process take turns
+    on a lock of their own first: a waiting thread wakes the moment the lock is free, where SQLite's busy handler
+    would poll in sleeps of up to 100 ms. Other processes (a CLI, the web) still wait through the busy timeout."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._turns = threading.Lock() if url.startswith("sqlite") else None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as session, session.begin():
+        with self._turn(), self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        if self._turns is None:
+            yield
+            return
+        if not self._turns.acquire(timeout=SQLITE_BUSY_MS / 1000):
+            raise OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked"))
+        try:
+            yield
+        finally:
+            self._turns.release()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -66,9 +85,10 @@ def transient(exc: BaseException) -> bool:
     """True for a database that could not be reached or dropped the connection: worth trying again, never a verdict.
 
     OperationalError covers a refused connection, a terminated backend (AdminShutdown) and SQLite's "database is
-    locked"; InterfaceError a connection closed under the driver.
+    locked"; InterfaceError a connection closed under the driver; PoolTimeout every connection of the process
+    busy for longer than the pool waits.
     """
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 

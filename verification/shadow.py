@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -173,12 +174,25 @@ def module_names(folders: Iterable[str], checkout: Path) -> dict[str, str]:
     """The standard library's names and the top-level modules in folders, read as files: distributions'
     metadata, modules and packages, and the folders .pth files name as paths (never inside the checkout)."""
     roots = tuple(str(f) for f in folders if Path(f).is_dir())
-    found = dict(_site_modules(roots, tuple(_mtime(r) for r in roots)))
-    for extra in map(Path, _pth_paths(map(Path, roots))):
-        if extra.is_dir() and not extra.resolve().is_relative_to(checkout.resolve()):
-            for module in pkgutil.iter_modules([str(extra)]):
-                found.setdefault(module.name, "the environment")
+    site, extras = _site_index(roots, tuple(_mtime(r) for r in roots))
+    found = dict(site)
+    inside = checkout.resolve()
+    for extra, modules in extras:
+        if not extra.is_relative_to(inside):
+            for module in modules:
+                found.setdefault(module, "the environment")
     return found
+
+
+_indexing = threading.Lock()  # one thread reads a folder state; the others wait for its answer
+
+
+def _site_index(
+    roots: tuple[str, ...], mtimes: tuple[int, ...]
+) -> tuple[dict[str, str], list[tuple[Path, tuple[str, ...]]]]:
+    with _indexing:
+        extras = [(extra, _folder_modules(extra, _mtime(str(extra)))) for extra in _pth_folders(roots, mtimes)]
+        return _site_modules(roots, mtimes), extras
 
 
 @functools.lru_cache(maxsize=16)
@@ -194,6 +208,17 @@ def _site_modules(roots: tuple[str, ...], mtimes: tuple[int, ...]) -> dict[str, 
     for module in pkgutil.iter_modules(list(roots)):
         found.setdefault(module.name, "the environment")
     return found
+
+
+@functools.lru_cache(maxsize=16)
+def _pth_folders(roots: tuple[str, ...], mtimes: tuple[int, ...]) -> tuple[Path, ...]:
+    """The folders the roots' .pth files name, resolved; read once per state of the roots."""
+    return tuple(Path(extra).resolve() for extra in _pth_paths(map(Path, roots)) if Path(extra).is_dir())
+
+
+@functools.lru_cache(maxsize=64)
+def _folder_modules(folder: Path, mtime: int) -> tuple[str, ...]:
+    return tuple(module.name for module in pkgutil.iter_modules([str(folder)]))
 
 
 def _mtime(folder: str) -> int:

@@ -9,7 +9,8 @@ afterwards (pointed_at). Fleet's own git commands name the mirror-side git dir a
 (workers/worktree.py), so they never read the agent's `.git` or its git dir's config either way.
 
 - objects: one pack of the base commit, its tree and its blobs, written by `git pack-objects` straight from the
-  mirror (`--shallow` stops at the base commit). No alternates: an alternate object store would let
+  mirror (`--shallow` stops at the base commit), once per base commit, and copied into each attempt's git dir
+  (base_pack). No alternates: an alternate object store would let
   `git cat-file --batch-all-objects` list the mirror's later commits.
 - `shallow` names the base commit, so history simply ends there; HEAD is detached at it, as in the worktree.
 - the index is a copy of the worktree's own (same commit, fresh stat data), so `git status` starts clean;
@@ -25,9 +26,12 @@ commit's id. One pack-objects run on the sample repository takes about 10 ms (be
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,14 +50,17 @@ AGENT_CONFIG = """[core]
 """
 SHA256_EXTENSION = "[extensions]\n\tobjectformat = sha256\n"
 AGENT_GITDIR = "agent-git"  # in the attempt folder, deleted with it
+BASE_PACKS_SUFFIX = ".agent-packs"  # beside the mirror: <key>.git.agent-packs/<base sha>/pack-*.{pack,idx}
+BASE_PACKS = 16  # base commits whose packs are kept per mirror
+BASE_PACK_IDLE_SECONDS = 3600.0
 
 
 def make_agent_gitdir(mirror: Path, worktree_gitdir: Path, base_sha: str, dest: Path) -> Path:
     """A new git dir at dest (must not exist) with only base_sha's objects, detached at base_sha."""
     for folder in ("objects/pack", "objects/info", "refs/heads", "refs/tags", "info"):
         (dest / folder).mkdir(parents=True)
-    revisions = f"{base_sha}\n--shallow {base_sha}\n"
-    git("pack-objects", "--revs", "--quiet", str(dest / "objects" / "pack" / "pack"), cwd=mirror, input=revisions)
+    for packed in base_pack(mirror, base_sha).iterdir():  # a copy: the agent may write to its git dir
+        shutil.copyfile(packed, dest / "objects" / "pack" / packed.name)
     (dest / "HEAD").write_text(base_sha + "\n")
     (dest / "shallow").write_text(base_sha + "\n")
     sha256 = object_format(mirror) == "sha256"
@@ -64,6 +71,40 @@ def make_agent_gitdir(mirror: Path, worktree_gitdir: Path, base_sha: str, dest: 
     if exclude.is_file():
         shutil.copyfile(exclude, dest / "info" / "exclude")
     return dest
+
+
+def base_pack(mirror: Path, base_sha: str) -> Path:
+    """The folder of one pack of base_sha's commit, tree and blobs, made once per base commit beside the mirror
+    (the objects of a commit never change) and shared by its attempts; the oldest beyond BASE_PACKS go."""
+    packs = mirror.with_name(mirror.name + BASE_PACKS_SUFFIX)
+    folder = packs / base_sha
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(folder)  # in use: the last to be dropped
+        return folder
+    packs.mkdir(exist_ok=True)
+    making = Path(tempfile.mkdtemp(prefix=".making-", dir=packs))
+    try:
+        revisions = f"{base_sha}\n--shallow {base_sha}\n"
+        git("pack-objects", "--revs", "--quiet", str(making / "pack"), cwd=mirror, input=revisions)
+        with contextlib.suppress(OSError):  # another attempt made it first: theirs is the same pack
+            os.rename(making, folder)
+    finally:
+        remove_tree(making)
+    _drop_oldest(packs, keep=BASE_PACKS, made=folder)
+    return folder
+
+
+def _drop_oldest(packs: Path, keep: int, made: Path) -> None:
+    """Drop the packs used longest ago beyond keep, but none used in the last hour (an attempt may be copying)."""
+    idle_since = time.time() - BASE_PACK_IDLE_SECONDS
+    others = []
+    for entry in os.scandir(packs):
+        with contextlib.suppress(FileNotFoundError):
+            if not entry.name.startswith(".") and entry.path != str(made):
+                others.append((entry.stat().st_mtime, Path(entry.path)))
+    for used, old in sorted(others)[: max(0, len(others) + 1 - keep)]:
+        if used < idle_since:
+            remove_tree(old)
 
 
 @functools.lru_cache(maxsize=256)

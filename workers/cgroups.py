@@ -127,8 +127,18 @@ def cgroup_problem() -> str | None:
     return None
 
 
+ORPHAN_SWEEP_SECONDS = 60.0  # a hundred slots starting at once list the hierarchy once, not a hundred times
+_last_sweep = [float("-inf")]
+
+
 def _remove_orphans() -> None:
-    """Remove the cgroups of workers that died (kill -9) before removing their own: `...-<worker pid>-<nonce>`."""
+    """Remove the cgroups of workers that died (kill -9) before removing their own: `...-<worker pid>-<nonce>`.
+
+    At most once a minute per worker: a dead worker's groups hold only its dead attempts' leftovers."""
+    now = time.monotonic()
+    if now - _last_sweep[0] < ORPHAN_SWEEP_SECONDS:
+        return
+    _last_sweep[0] = now
     for controller, folder in _own_v1_dirs().items():
         if controller not in CONTROLLERS:
             continue

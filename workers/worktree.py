@@ -6,7 +6,6 @@ import contextlib
 import functools
 import hashlib
 import os
-import shutil
 import stat
 import tempfile
 import threading
@@ -19,6 +18,7 @@ from typing import IO, Any
 from system.files import disk_usage, remove_tree
 from system.git import GitError, git
 from system.mirror import HEX_SHA, exclusive_lock, try_lock
+from workers.scratch_git import scratch_objects
 
 POLL_SECONDS = 0.2
 ESC = "surrogateescape"  # file names that are not UTF-8 pass through git calls unchanged
@@ -112,7 +112,7 @@ class Worktree:
         if limit is not None:
             self._check_added(changed, limit)
         with tempfile.TemporaryDirectory(prefix="fleet-diff-") as tmp:
-            scratch = _scratch_objects(Path(tmp), self._gitdir, self.mirror)
+            scratch = scratch_objects(Path(tmp), self._gitdir, self.mirror)
             if changed:  # only what status saw changed is hashed: no second walk of the whole checkout
                 paths = "".join(f"{path}\0" for path, _ in changed)
                 stage = ("update-index", "--add", "--remove", "--replace", "-z", "--stdin")
@@ -264,17 +264,34 @@ class WorktreePool:
         gitdir = self._reuse(path, sha)
         if gitdir is not None:
             return gitdir
+        never_made = not path.exists() and not clean_marker(path).exists()
         remove_tree(path)
         try:
-            with exclusive_lock(self._create_lock):
-                self._unregister(path)
-                git("worktree", "add", "--lock", LOCK_REASON, "--detach", "--quiet", str(path), sha, cwd=self.mirror)
+            if not (never_made and self._add(path, sha)):
+                remove_tree(path)
+                with exclusive_lock(self._create_lock):
+                    self._unregister(path)
+                    git(*self._add_command(path, sha), cwd=self.mirror)
         except GitError as exc:
             raise WorktreeError(f"cannot check out {sha} in {path}: {exc.stderr or exc}") from exc
         gitdir = owning_gitdir(path, self.mirror)
         if gitdir is None:
             raise WorktreeError(f"git made no worktree of {self.mirror} at {path}")
         return gitdir
+
+    def _add(self, path: Path, sha: str) -> bool:
+        """Make a slot that never existed, beside other creations: git locks a worktree it is still making, so no
+        prune drops it. False when git refuses (a slot registered before, then deleted by hand): then the slot is
+        unregistered under the creation lock first."""
+        try:
+            git(*self._add_command(path, sha), cwd=self.mirror)
+        except GitError:
+            return False
+        return True
+
+    @staticmethod
+    def _add_command(path: Path, sha: str) -> tuple[str, ...]:
+        return ("worktree", "add", "--lock", LOCK_REASON, "--detach", "--quiet", str(path), sha)
 
     def _reuse(self, path: Path, sha: str) -> Path | None:
         """Reset an existing slot to sha and return its git dir; None when it is missing, foreign or broken."""
@@ -356,30 +373,6 @@ def _digest(pointer: tuple[bytes, bytes] | None) -> str:
 def _explicit(path: Path, gitdir: Path) -> tuple[str, str]:
     """git options naming the git dir and the work tree, so neither .git nor core.worktree is consulted."""
     return f"--git-dir={gitdir}", f"--work-tree={path}"
-
-
-def _scratch_objects(tmp: Path, gitdir: Path, mirror: Path) -> dict[str, str]:
-    """git's environment for writing objects and the index under tmp while reading the mirror's objects too."""
-    index = tmp / "index"
-    if (gitdir / "index").is_file():
-        # Its stat data spares git from hashing unchanged files again. copy2 keeps the index file's mtime, which
-        # git's racy-entry check compares with each entry's: a fresh mtime would make an edit that kept the
-        # file's size within the second of the checkout look unchanged (same-size `a - b` -> `a + b` fixes did).
-        shutil.copy2(gitdir / "index", index)
-    (tmp / "objects").mkdir()
-    return {
-        "GIT_INDEX_FILE": str(index),
-        "GIT_OBJECT_DIRECTORY": str(tmp / "objects"),
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES": _quoted_for_git(mirror / "objects"),
-    }
-
-
-def _quoted_for_git(path: Path) -> str:
-    """path as one entry of a colon-separated git path list (git reads a double-quoted entry C-style)."""
-    text = str(path)
-    if ":" not in text and not text.startswith('"'):
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _file_size(path: Path) -> int:

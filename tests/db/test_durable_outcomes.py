@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from db import queries
 from db.engine import Database, log_failure, transient
@@ -120,3 +122,28 @@ def test_a_database_that_is_away_is_logged_as_one_line_and_a_bug_with_its_traceb
     assert outage.getMessage() == "sending notifications: database unreachable (OperationalError); retrying"
     assert bug_record.levelno == logging.ERROR and bug_record.exc_info is not None
     assert "Traceback" in caplog.text and "ValueError: a bug" in caplog.text
+
+
+def test_every_connection_of_the_process_busy_is_an_outage_not_a_verdict(tmp_path: Path) -> None:
+    # A hundred slots on a pool of twenty under a loaded machine: the pool's wait runs out. The attempt goes back
+    # in line (transient), where it once ended as an `error` verdict naming the pool.
+    engine = create_engine(f"sqlite:///{tmp_path / 'pool.db'}", pool_size=1, max_overflow=0, pool_timeout=0.1)
+    with engine.connect(), pytest.raises(Exception) as waited:
+        engine.connect()
+    assert "QueuePool limit" in str(waited.value) and transient(waited.value)
+    engine.dispose()
+
+
+def test_the_threads_of_one_process_take_turns_on_sqlite_without_an_error(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'turns.db'}")
+    with database.session() as s:
+        s.execute(text("CREATE TABLE n (v INTEGER)"))
+
+    def add(value: int) -> None:
+        with database.session() as s:
+            s.execute(text("INSERT INTO n VALUES (:v)"), {"v": value})
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        list(pool.map(add, range(500)))
+    with database.session() as s:
+        assert s.execute(text("SELECT count(*), sum(v) FROM n")).one() == (500, sum(range(500)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from db import queries
+from db.engine import Database
+from db.migrate import upgrade
 from db.specs import RepoSettings, explain
 from orchestrator.views import usage, usage_mismatch
 from system.settings import Settings
@@ -144,7 +147,7 @@ def test_a_request_without_the_attempts_key_is_refused_in_the_protocols_shape(
 ) -> None:
     answer = agent.post("/anthropic/v1/messages", json=MESSAGES, headers={"x-api-key": "fleet-guessed"})
     assert answer.status_code == 401
-    assert answer.json()["type"] == "error" and "this attempt's key" in answer.json()["error"]["message"]
+    assert answer.json()["type"] == "error" and "an open attempt's key" in answer.json()["error"]["message"]
     assert upstream.seen == [] and calls(attempt) == []
 
 
@@ -291,3 +294,28 @@ def test_a_stream_the_agent_cuts_before_its_usage_is_charged_for_the_text_that_p
     assert call.output_tokens == len(LONG_TEXT) // 4 and call.input_tokens > 0
     assert call.error.startswith("the stream was cut") and "tokens estimated from the text" in call.error
     assert call.cost_usd is not None and call.cost_usd > 0 and totals(attempt)[1] == call.output_tokens
+
+
+def test_closing_a_gate_cuts_its_call_in_flight_records_it_and_refuses_its_key_after(
+    gateway: ModelGateway, upstream: Upstream, attempt: Attempt, tmp_path: Path
+) -> None:
+    body = CHAT | {"model": "slow-usage", "stream": True}
+    elsewhere = Database(f"sqlite:///{tmp_path / 'other.db'}")
+    upgrade(elsewhere)
+    other = open_gate(gateway, upstream, new_attempt(elsewhere))
+    gate = open_gate(gateway, upstream, attempt)
+    with httpx.Client(base_url=gate.url, trust_env=False, timeout=30) as agent:
+        with agent.stream(
+            "POST", "/openai/chat/completions", json=body, headers={"Authorization": f"Bearer {gate.key}"}
+        ) as answer:
+            assert LONG_TEXT[:40] in next(answer.iter_text())
+            started = time.monotonic()
+            gate.close()  # the provider still holds back its usage chunk
+            assert time.monotonic() - started < SLOW_USAGE_SECONDS
+        [call] = calls(attempt)  # written by the time close() returned
+        assert call.error.startswith("the stream was cut") and call.output_tokens == len(LONG_TEXT) // 4
+        late = agent.post("/openai/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {gate.key}"})
+        assert late.status_code == 401
+        alive = agent.post("/openai/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {other.key}"})
+        assert alive.status_code == 200 and other.url == gate.url  # one listener; the key tells attempts apart
+    other.close()

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from system.git import git
-from workers.agent_git import pointed_at, private_gitdir
+from workers.agent_git import base_pack, pointed_at, private_gitdir
 from workers.worktree import WorktreePool
 
 
@@ -115,3 +115,21 @@ def test_slots_in_use_survive_prunes_racing_with_the_pointer_swap(tmp_path: Path
     for thread in swappers:
         thread.join()
     assert errors == []
+
+
+def test_attempts_at_one_base_copy_one_pack_made_once_and_a_gc_in_one_touches_no_other(
+    tmp_path: Path, pool: WorktreePool, mirror: Path, base_sha: str
+) -> None:
+    with pool.lease(base_sha) as wt:
+        first = private_gitdir(wt.mirror, wt.gitdir, base_sha, tmp_path / "one")
+        shared = base_pack(mirror, base_sha)
+        made = {p.name: p.stat().st_ino for p in shared.iterdir()}
+        second = private_gitdir(wt.mirror, wt.gitdir, base_sha, tmp_path / "two")
+        assert {p.name: p.stat().st_ino for p in shared.iterdir()} == made  # not packed again
+        git(f"--git-dir={first}", "gc", "--quiet", "--prune=now", cwd=tmp_path)  # the agent rewrites its objects
+        reachable = {line.split()[0] for line in git("rev-list", "--objects", base_sha, cwd=mirror).splitlines()}
+        for gitdir in (first, second):
+            listing = git(f"--git-dir={gitdir}", "cat-file", "--batch-all-objects", "--batch-check", cwd=tmp_path)
+            assert {line.split()[0] for line in listing.splitlines()} == reachable  # the base's objects, no other
+            assert git(f"--git-dir={gitdir}", "log", "--format=%H", cwd=tmp_path).split() == [base_sha]
+        assert {p.name: p.stat().st_ino for p in shared.iterdir()} == made

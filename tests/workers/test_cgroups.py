@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from system.process import run_process
+from workers import cgroups
 from workers.cgroups import PREFIX, _own_v1_dirs, attempt_cgroup, cgroup_problem
 
 pytestmark = pytest.mark.skipif(cgroup_problem() is not None, reason=f"no cgroups: {cgroup_problem()}")
@@ -25,7 +26,8 @@ def test_a_daemon_that_left_the_process_group_dies_with_the_attempt(tmp_path: Pa
     assert not group.pids_dir.exists() and not group.memory_dir.exists()
 
 
-def test_the_cgroups_of_a_dead_worker_are_removed(tmp_path: Path) -> None:
+def test_the_cgroups_of_a_dead_worker_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cgroups, "_last_sweep", [float("-inf")])  # the first attempt of a worker sweeps
     orphans = [folder / f"{PREFIX}7-{NO_SUCH_PID}-deadbeef" for folder in _own_v1_dirs().values()]
     for orphan in orphans:
         orphan.mkdir()

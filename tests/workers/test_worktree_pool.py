@@ -181,6 +181,18 @@ def test_a_corrupt_slot_is_recreated(pool: WorktreePool, base_sha: str) -> None:
         assert (wt.path / "calc.py").exists()
 
 
+def test_a_slot_deleted_by_hand_is_made_again_and_registered_once(
+    pool: WorktreePool, mirror: Path, base_sha: str
+) -> None:
+    with pool.lease(base_sha) as wt:
+        pass
+    subprocess.run(["rm", "-rf", str(wt.path), str(wt.path) + ".clean"], check=True)  # git still lists it, locked
+    with pool.lease(base_sha) as again:
+        assert again.path == wt.path and git("status", "--porcelain", cwd=again.path) == ""
+    listing = git("worktree", "list", "--porcelain", cwd=mirror).splitlines()
+    assert [line for line in listing if line.startswith("worktree ")][1:] == [f"worktree {wt.path}"]
+
+
 def test_a_pointer_to_another_repository_is_never_used(
     tmp_path: Path, pool: WorktreePool, source: Path, base_sha: str
 ) -> None:

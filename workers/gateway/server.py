@@ -1,24 +1,28 @@
 """The metering model gateway: every agent's model calls pass through it, outside the agent's sandbox.
 
-Each attempt gets a gate: an HTTP listener on the worker's 127.0.0.1 at a port of its own, which serves the
-attempt's placeholder key only. A sandboxed agent reaches that port through its egress relay (the relay listens on
-the same port inside the sandbox and tunnels through the attempt's egress socket, whose allow-list names it), an
-unsandboxed agent or the in-process llm agent directly: the same base URLs work everywhere. The gate swaps the
-placeholder for the real key (from the worker's environment), forwards to the provider, reads the usage the
-provider billed from its answer or stream, and hands each call to the attempt's Meter, which records it and says
-when the ticket's budget has run out (then calls are refused with 402 in the provider's own error shape).
+One HTTP listener per worker process, on 127.0.0.1 at a port of its own, and a gate per attempt: the attempt's
+placeholder key, its upstreams and its meter. A request is served by the gate whose key it carries, and refused
+when it carries none: the key, unguessable and the attempt's alone, is what tells one attempt from another. A
+sandboxed agent reaches the port through its egress relay (the relay listens on the same port inside the sandbox
+and tunnels through the attempt's egress socket, whose allow-list names it), an unsandboxed agent or the in-process
+llm agent directly: the same base URLs work everywhere. The gate swaps the placeholder for the real key (from the
+worker's environment), forwards to the provider, reads the usage the provider billed from its answer or stream,
+and hands each call to the attempt's Meter, which records it and says when the ticket's budget has run out (then
+calls are refused with 402 in the provider's own error shape).
 
-One ModelGateway per worker process, started lazily (after a prefork worker has forked): an asyncio loop on a
-daemon thread, uvicorn serving each gate on it.
+The listener and the client to the providers are started once, lazily (after a prefork worker has forked), on an
+asyncio loop on a daemon thread: opening and closing a gate costs a dictionary entry, not a server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import socket
 import threading
+import weakref
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -26,33 +30,36 @@ from types import TracebackType
 import httpx
 import uvicorn
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from workers.gateway.handler import Call, Handler, Meter
-from workers.gateway.protocols import Upstream
+from workers.gateway.handler import NO_RETRY, Call, Handler, Meter
+from workers.gateway.protocols import FAMILIES, Upstream, error_body, presented_keys
 from workers.loop_thread import CALL_SECONDS, LoopThread
 
 log = logging.getLogger(__name__)
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=10.0)  # a model may think for minutes
+# Every gate of the worker shares one client: a slot count of agents each streaming from a provider at once.
+LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=64)
 
 
 class GatewayGate:
-    """One attempt's way to its models: a port, a placeholder key, its upstreams and its meter, until close()."""
+    """One attempt's way to its models: a placeholder key, its upstreams and its meter, until close()."""
 
     def __init__(self, gateway: ModelGateway, upstreams: Mapping[str, Upstream], meter: Meter) -> None:
         self.gateway, self.upstreams, self.meter = gateway, dict(upstreams), meter
         self.key = "fleet-" + secrets.token_urlsafe(24)
+        self.port = gateway.port
         self._lock = threading.Lock()
         self._calls: list[Call] = []
         self._refused: str | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
         self._closed = False
-        self.port = 0
+        self.requests: weakref.WeakSet[asyncio.Task[object]] = weakref.WeakSet()  # in flight, cut by close()
         # The meter's database work, in order and off the event loop that serves every gate of the worker.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-gateway-meter")
+        self.handler = Handler(self.key, self.upstreams, meter, self._writer, gateway.client, self.redact, self._record)
 
     @property
     def url(self) -> str:
@@ -81,11 +88,20 @@ class GatewayGate:
         if not self._closed:
             self._writer.submit(lambda: None).result(CALL_SECONDS)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
-        """Stop serving; calls still open are cut (and recorded), and every record is written. Safe to call twice."""
+        """Stop serving; calls still open are cut (and recorded), and every record is written. Safe to call twice.
+
+        A request that finds the gate adds itself to its requests before it looks at closed, and close sets
+        closed before it looks at the requests: so a call is either refused or seen here and cut."""
         if not self._closed:
             self._closed = True
-            self.gateway.loop.call(self._stop())
+            self.gateway.forget(self)
+            if self.requests:
+                self.gateway.loop.call(self.gateway.cut(self))
             self._writer.shutdown(wait=True)
 
     def __enter__(self) -> GatewayGate:
@@ -107,19 +123,64 @@ class GatewayGate:
         except Exception:
             log.exception("the model gateway could not record a call")
 
-    def _http(self) -> httpx.AsyncClient:
+
+class ModelGateway:
+    """The worker process's gateway: one listener and one client on an asyncio loop, serving every open gate."""
+
+    def __init__(self) -> None:
+        self.loop = LoopThread("fleet-gateway")
+        self.port = 0
+        self._gates: dict[str, GatewayGate] = {}
+        self._client: httpx.AsyncClient | None = None
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._serving_on: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+        self._starting = threading.Lock()
+
+    def open(self, upstreams: Mapping[str, Upstream], meter: Meter) -> GatewayGate:
+        """A new gate for one attempt, served until it is closed."""
+        if self._server is None or self._pid != os.getpid():  # the first gate, or the first after a fork
+            with self._starting:  # one thread starts the listener; the slots starting beside it wait here
+                if self._server is None or self._pid != os.getpid():
+                    self.loop.call(self._listening())
+        gate = GatewayGate(self, upstreams, meter)
+        self._gates[gate.key] = gate
+        return gate
+
+    def close(self) -> None:
+        """Stop serving and the loop's thread (gates still open stop serving; a later open() starts anew)."""
+        if self._server is not None and self._pid == os.getpid():
+            self.loop.call(self._stop())
+        self.loop.stop()
+
+    def client(self) -> httpx.AsyncClient:
         assert self._client is not None
         return self._client
 
-    async def _start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=TIMEOUT, trust_env=False)
-        handler = Handler(self.key, self.upstreams, self.meter, self._writer, self._http, self.redact, self._record)
-        app = Starlette(routes=[Route("/{family}/{rest:path}", handler.serve, methods=METHODS)])
+    def forget(self, gate: GatewayGate) -> None:
+        """No request finds the gate from now on."""
+        self._gates.pop(gate.key, None)
+
+    async def cut(self, gate: GatewayGate) -> None:
+        """Cut the gate's calls in flight (each is recorded as cut)."""
+        cut = [task for task in gate.requests if not task.done()]
+        for task in cut:
+            task.cancel()
+        await asyncio.gather(*cut, return_exceptions=True)
+
+    async def _listening(self) -> None:
+        """Start the listener and the client on this loop, once per loop (a forked child or a restart gets new)."""
+        loop = asyncio.get_running_loop()
+        if self._serving_on is loop:
+            return
+        self._gates.clear()
+        self._client = httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, trust_env=False)
+        app = Starlette(routes=[Route("/{family}/{rest:path}", self._serve, methods=METHODS)])
         # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that name it, and without it a keep-alive
         # client waits out a delayed ACK (40 ms) on every answer.
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         listener.bind(("127.0.0.1", 0))
-        self.port = listener.getsockname()[1]
         config = uvicorn.Config(
             app,
             lifespan="off",
@@ -130,33 +191,39 @@ class GatewayGate:
             ws="none",
             timeout_graceful_shutdown=2,
         )
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.ensure_future(self._server.serve(sockets=[listener]))
-        while not self._server.started and not self._task.done():
+        server = uvicorn.Server(config)
+        task = asyncio.ensure_future(server.serve(sockets=[listener]))
+        while not server.started and not task.done():
             await asyncio.sleep(0.01)
-        if self._task.done():
-            self._task.result()
+        if task.done():
+            task.result()
+        self._server, self._task, self._serving_on, self.port = server, task, loop, listener.getsockname()[1]
+        self._pid = os.getpid()
 
     async def _stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._client is not None:
-            await self._client.aclose()
+        server, task, client = self._server, self._task, self._client
+        self._server, self._task, self._client, self._serving_on = None, None, None, None
+        if server is not None and task is not None:
+            server.should_exit = True
+            await asyncio.gather(task, return_exceptions=True)
+        if client is not None:
+            await client.aclose()
+
+    async def _serve(self, request: Request) -> Response:
+        keys = presented_keys(request.headers, request.query_params)
+        gate = next((self._gates[key] for key in keys if key in self._gates), None)
+        if gate is None:
+            return _refused(request.path_params["family"])
+        task = asyncio.current_task()  # the request's own (uvicorn runs each in one; a stream's body in its child)
+        if task is not None:
+            gate.requests.add(task)
+        if gate.closed:
+            return _refused(request.path_params["family"])
+        return await gate.handler.serve(request)
 
 
-class ModelGateway:
-    """The worker process's gateway: one asyncio loop on a daemon thread, serving every open gate."""
-
-    def __init__(self) -> None:
-        self.loop = LoopThread("fleet-gateway")
-
-    def open(self, upstreams: Mapping[str, Upstream], meter: Meter) -> GatewayGate:
-        """A new gate for one attempt, listening until it is closed."""
-        gate = GatewayGate(self, upstreams, meter)
-        self.loop.call(gate._start())
-        return gate
-
-    def close(self) -> None:
-        """Stop the loop's thread (gates still open stop serving; a later open() starts a new loop)."""
-        self.loop.stop()
+def _refused(family: str) -> Response:
+    if family not in FAMILIES:
+        return JSONResponse(error_body("openai", 404, "not_found", f"no model API at /{family}"), 404)
+    message = "fleet gateway: the request does not carry an open attempt's key"
+    return JSONResponse(error_body(family, 401, "authentication_error", message), 401, NO_RETRY)
