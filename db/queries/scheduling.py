@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from db.lifecycle import OPEN_ATTEMPT, AttemptStatus
-from db.models import Attempt, Run, Ticket, Worker, utcnow
-from db.queries.repos import list_repos
+from db.models import Attempt, Repo, Run, Ticket, Worker, utcnow
 from db.specs import RepoSettings
 
 SCHEDULER_LOCK = 0x666C656574  # "fleet": one scheduler at a time across every process and machine
@@ -33,22 +34,43 @@ def scheduling_lock(s: Session) -> None:
         s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULER_LOCK})
 
 
+_WAITING = (Attempt.status == AttemptStatus.QUEUED.value) & Attempt.dispatched_at.is_(None)
+_RANK = func.row_number().over(partition_by=Ticket.repo_id, order_by=(Ticket.priority.desc(), Attempt.id))
+_RANKED = (
+    select(Attempt.id, Ticket.priority, Ticket.repo_id, Run.agent, _RANK.label("rank"))
+    .select_from(Attempt)
+    .join(Run, Run.id == Attempt.run_id)
+    .join(Ticket, Ticket.id == Attempt.ticket_id)
+    .where(_WAITING)
+    .subquery()
+)
+# Built once: a scheduler pass runs after every agent's end, and building these costs more than running them.
+_PENDING = select(_RANKED.c.id, _RANKED.c.priority, _RANKED.c.repo_id, _RANKED.c.agent).where(
+    _RANKED.c.rank <= bindparam("per_repo")
+)
+_SENT_OR_RUNNING = ((Attempt.status == AttemptStatus.QUEUED.value) & Attempt.dispatched_at.is_not(None)) | (
+    Attempt.status == AttemptStatus.RUNNING.value
+)
+_IN_FLIGHT = (
+    select(Ticket.repo_id, Run.agent, func.count())
+    .select_from(Attempt)
+    .join(Run, Run.id == Attempt.run_id)
+    .join(Ticket, Ticket.id == Attempt.ticket_id)
+    .where(_SENT_OR_RUNNING)
+    .group_by(Ticket.repo_id, Run.agent)
+)
+_LIVE_SLOTS = select(func.coalesce(func.sum(Worker.slots), 0)).where(
+    Worker.stopped_at.is_(None), Worker.heartbeat_at >= bindparam("cutoff")
+)
+_REPO_SETTINGS = select(Repo.id, Repo.settings)
+
+
 def pending(s: Session, per_repo: int) -> list[Pending]:
     """Queued attempts not yet sent: each repository's first `per_repo` by priority and age.
 
     Per repository, so a backlog of thousands in one repository never hides another's few.
     """
-    rank = func.row_number().over(partition_by=Ticket.repo_id, order_by=(Ticket.priority.desc(), Attempt.id))
-    ranked = (
-        select(Attempt.id, Ticket.priority, Ticket.repo_id, Run.agent, rank.label("rank"))
-        .select_from(Attempt)
-        .join(Run, Run.id == Attempt.run_id)
-        .join(Ticket, Ticket.id == Attempt.ticket_id)
-        .where(Attempt.status == AttemptStatus.QUEUED.value, Attempt.dispatched_at.is_(None))
-        .subquery()
-    )
-    query = select(ranked.c.id, ranked.c.priority, ranked.c.repo_id, ranked.c.agent).where(ranked.c.rank <= per_repo)
-    return [Pending(*row) for row in s.execute(query).all()]
+    return [Pending(*row) for row in s.execute(_PENDING, {"per_repo": per_repo}).all()]
 
 
 def in_flight(s: Session) -> dict[tuple[int, str], int]:
@@ -56,31 +78,25 @@ def in_flight(s: Session) -> dict[tuple[int, str], int]:
 
     Verification holds no agent slot: each worker runs it on a budget of its own, sized to its cores. Counted by
     the database: a pass reads a row per repository and agent, not one per busy slot."""
-    sent = (Attempt.status == AttemptStatus.QUEUED.value) & Attempt.dispatched_at.is_not(None)
-    query = (
-        select(Ticket.repo_id, Run.agent, func.count())
-        .select_from(Attempt)
-        .join(Run, Run.id == Attempt.run_id)
-        .join(Ticket, Ticket.id == Attempt.ticket_id)
-        .where(sent | (Attempt.status == AttemptStatus.RUNNING.value))
-        .group_by(Ticket.repo_id, Run.agent)
-    )
-    return {(repo_id, agent): count for repo_id, agent, count in s.execute(query).all()}
+    return {(repo_id, agent): count for repo_id, agent, count in s.execute(_IN_FLIGHT).all()}
 
 
 def live_slots(s: Session, stale_seconds: float) -> int:
     """Slots of the workers that are running and beat recently."""
-    cutoff = utcnow() - timedelta(seconds=stale_seconds)
-    query = select(func.coalesce(func.sum(Worker.slots), 0)).where(
-        Worker.stopped_at.is_(None), Worker.heartbeat_at >= cutoff
-    )
-    return int(s.scalar(query) or 0)
+    return int(s.scalar(_LIVE_SLOTS, {"cutoff": utcnow() - timedelta(seconds=stale_seconds)}) or 0)
 
 
 def repo_limits(s: Session) -> dict[int, int]:
     """The repositories that cap how many of their attempts run at once, and their caps."""
-    limits = {r.id: RepoSettings.from_stored(r.settings).max_concurrency for r in list_repos(s)}
+    limits = {
+        repo_id: _max_concurrency(json.dumps(stored, sort_keys=True)) for repo_id, stored in s.execute(_REPO_SETTINGS)
+    }
     return {repo_id: limit for repo_id, limit in limits.items() if limit}
+
+
+@functools.lru_cache(maxsize=1024)
+def _max_concurrency(stored: str) -> int:
+    return RepoSettings.from_stored(json.loads(stored)).max_concurrency
 
 
 def mark_dispatched(s: Session, attempt_ids: Sequence[int]) -> None:

@@ -48,15 +48,14 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
 
 
 def _execute_agent(rt: WorkerRuntime, unit: Unit) -> Outcome:
-    """The agent's outcome: the one kept from a finished run of this attempt, else a new run, journaled."""
-    kept = unit.job.kept_agent or rt.journal.load(unit.job.attempt_id, AGENT, unit.job.fingerprint)
+    """The agent's outcome: the one kept from a finished run of this attempt, else a new run (its start counted by
+    the claim), journaled."""
+    kept = unit.job.kept_agent
     if kept is not None:  # the agent finished before its worker could tell the database: never run it again
         log.warning("attempt %s: the agent finished before; its outcome goes to verification", unit.job.attempt_id)
         return from_kept(kept)
-    with rt.db.session() as s:
-        run = queries.start_agent(s, unit.job.attempt_id, unit.lease) or 0
     result, diff, prompt, metering = _run_agent(rt, unit)
-    outcome = result, diff, prompt, run, metering
+    outcome = result, diff, prompt, unit.job.agent_start, metering
     if not result.cancelled:
         rt.journal.save(unit.job.attempt_id, AGENT, unit.job.fingerprint, kept_outcome(*outcome))
     return outcome

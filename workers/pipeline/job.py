@@ -43,8 +43,10 @@ class Job:
     start_diff: str = ""  # the pull request's diff an attempt after PR feedback starts from
     hidden_patch: str = ""  # a task's test_patch (fleet eval run): the hidden tests of this ticket alone
     fingerprint: str = ""  # names this very attempt in the outcome journal (fingerprint_of)
-    # A finished agent's outcome already on the row (its worker lost the lease before it could hand it over).
+    # A finished agent's outcome already on the row (its worker lost the lease before it could hand it over), or
+    # in this worker's outcome journal: the agent is not run again.
     kept_agent: dict[str, Any] | None = None
+    agent_start: int = 0  # which start of the attempt's agent the claim counted (0: none, it does not run)
 
     @property
     def repo_key(self) -> str:

@@ -144,8 +144,14 @@ def claim(rt: WorkerRuntime, attempt_id: int, leased: AttemptStatus) -> tuple[Jo
             return None  # a duplicate delivery, or someone else has it: do nothing
         attempt = queries.get_attempt(s, attempt_id)
         policy.on_attempt_started(s, attempt.run.ticket)
-        over = policy.over_budget(s, attempt.run.ticket) if leased == AttemptStatus.RUNNING else None
-        return replace(snapshot(attempt), over_budget=over), lease
+        job = snapshot(attempt)
+        if leased != AttemptStatus.RUNNING:
+            return job, lease
+        over = policy.over_budget(s, attempt.run.ticket)
+        kept = job.kept_agent or rt.journal.load(attempt_id, AGENT, job.fingerprint)
+        # The agent's start is counted in the claim's own transaction, one wait for the database fewer per attempt.
+        start = (queries.start_agent(s, attempt_id, lease) or 0) if over is None and kept is None else 0
+        return replace(job, over_budget=over, kept_agent=kept, agent_start=start), lease
 
 
 def _stops_worker(exc: BaseException) -> bool:
