@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from sqlalchemy import event
 from db import dashboard, queries
 from db.engine import Database
 from db.migrate import upgrade
+from db.models import utcnow
 from db.reads import Reader, reading
 
 Captured = list[tuple[str, Any]]
@@ -83,6 +85,7 @@ READS: dict[str, Callable[[queries.Session], object]] = {
     "open attempts by status": lambda s: queries.attempt_counts(s),
     "the review backlog": lambda s: dashboard.review_backlog(s),
     "/metrics' running totals": lambda s: dashboard.totals(s),
+    "the Fleet page's agent table": lambda s: queries.runs_since(s, utcnow() - timedelta(hours=24)),
 }
 HISTORY = {"attempts", "runs", "verifications", "reviews", "events"}  # the tables that grow with every ticket
 FULL_SCANS = ("Seq Scan on tickets", "Seq Scan on attempts", "Seq Scan on reviews", "Seq Scan on events")
