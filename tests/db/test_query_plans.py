@@ -155,3 +155,19 @@ def test_metrics_read_their_running_totals_not_the_history(db: Database) -> None
         dashboard.totals(s)
     [plan] = plans(db, seen)
     assert "metric_totals" in plan and not [table for table in (*HISTORY, "tickets") if f" {table}" in plan], plan
+
+
+def test_the_agent_tables_runs_count_and_sum_their_own_attempts(db: Database) -> None:
+    with db.session() as s:
+        second = queries.add_attempt(s, queries.load_ticket_tree(s, 1).runs[0], "again")
+        second.cost_usd = 0.25
+        queries.load_ticket_tree(s, 1).runs[0].attempts[0].cost_usd = 0.5
+        bare = queries.add_ticket(
+            s, ["shell"], repo_id=1, title="no attempt yet", base_ref="HEAD", base_sha="0" * 40, agent="shell"
+        )
+    with db.session() as s:
+        figures = {
+            run.ticket_id: (run.attempts, run.cost_usd) for run in queries.runs_since(s, utcnow() - timedelta(hours=1))
+        }
+        assert not queries.runs_since(s, utcnow() + timedelta(hours=1))
+    assert figures == {1: (2, 0.75), 2: (1, 0.0), 3: (1, 0.0), bare.id: (0, 0.0)}
