@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -89,14 +87,9 @@ def live_slots(s: Session, stale_seconds: float) -> int:
 def repo_limits(s: Session) -> dict[int, int]:
     """The repositories that cap how many of their attempts run at once, and their caps."""
     limits = {
-        repo_id: _max_concurrency(json.dumps(stored, sort_keys=True)) for repo_id, stored in s.execute(_REPO_SETTINGS)
+        repo_id: RepoSettings.from_stored(stored).max_concurrency for repo_id, stored in s.execute(_REPO_SETTINGS)
     }
     return {repo_id: limit for repo_id, limit in limits.items() if limit}
-
-
-@functools.lru_cache(maxsize=1024)
-def _max_concurrency(stored: str) -> int:
-    return RepoSettings.from_stored(json.loads(stored)).max_concurrency
 
 
 def mark_dispatched(s: Session, attempt_ids: Sequence[int]) -> None:
