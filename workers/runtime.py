@@ -25,7 +25,7 @@ from system.mirror import ensure_mirror
 from system.settings import Settings
 from verification.envcache import EnvCache
 from verification.environment import PortAllocator
-from workers.constants import AGENT_QUEUE
+from workers.constants import AGENT_QUEUE, VERIFY_QUEUE
 from workers.egress import EgressProxy
 from workers.gateway.server import ModelGateway
 from workers.journal import OutcomeJournal
@@ -39,6 +39,7 @@ MIRROR_CHECK_SECONDS = 300.0
 MIRROR_CHECKS_KEPT = 1024
 BASELINES_KEPT = 256
 K = TypeVar("K")
+T = TypeVar("T")
 V = TypeVar("V")
 
 
@@ -217,12 +218,20 @@ class WorkerRuntime:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def verify_later(self, step: Callable[[WorkerRuntime, int], None], attempt_id: int) -> None:
+    @property
+    def verifies_here(self) -> bool:
+        """True when this process takes verifications: its agents' diffs are verified here, with no message."""
+        return VERIFY_QUEUE in self.queues.split(",")
+
+    def verify_later(self, step: Callable[[WorkerRuntime, T], None], work: T) -> None:
         """Queue a verification on this process's verification budget; the calling slot returns at once.
 
-        A verification still waiting here when the process dies is still `verify_queued` in the database: the
+        A verification still waiting here when the process stops is still `verify_queued` in the database: the
         reconciler sends it again."""
-        self._verifier.submit(step, self, attempt_id).add_done_callback(_log_failure)
+        try:
+            self._verifier.submit(step, self, work).add_done_callback(_log_failure)
+        except RuntimeError:  # the process is stopping and its verification budget is closed
+            log.warning("a verification was left for the reconciler to send again: this worker is stopping")
 
     # --- heartbeat ---------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from workers.pipeline.live import live_transcript
 from workers.pipeline.metering import gate_env, open_gate, settle_usage
 from workers.pipeline.outcome import Outcome, columns_of, from_kept, kept_outcome, store_kept
 from workers.pipeline.unit import Unit, fenced_off, perform, record_error
+from workers.pipeline.verify_step import verify_here
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
 from workers.worktree import DiffTooLarge, Worktree
@@ -242,6 +243,9 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> None:
         if not moved:  # the lease was lost meanwhile: the outcome stays on the row for the attempt's next worker
             queries.keep_agent_outcome(s, job.attempt_id, run, **recorded)
         sends = scheduler.plan(s, rt.settings)  # the agent slot is free now, whatever verification is doing
-    rt.dispatcher.send(([(job.attempt_id, AttemptStatus.VERIFY_QUEUED)] if moved else []) + sends)
+    here = moved and rt.verifies_here  # a worker that verifies takes its own agents' diffs, with no message
+    rt.dispatcher.send(([(job.attempt_id, AttemptStatus.VERIFY_QUEUED)] if moved and not here else []) + sends)
+    if here:
+        verify_here(rt, replace(job, diff=diff, kept_agent=None, agent_start=0))
     if not moved:
         fenced_off(job)

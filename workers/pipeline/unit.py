@@ -48,13 +48,16 @@ def perform(
     leased: AttemptStatus,
     step: Callable[[WorkerRuntime, Unit], R],
     record: Callable[[WorkerRuntime, Unit, R], None],
+    known: Job | None = None,
 ) -> None:
     """Claim the attempt into leased, run step while the lease is held, then record its result or its error.
 
-    A database or broker failure is no verdict: a result write is tried again with backoff, and if the failure
-    lasts the attempt goes back in line (a finished outcome stays in the outcome journal)."""
+    known is the attempt's snapshot when this process has it already (its agent ended here): the claim is then
+    the compare-and-set alone. A database or broker failure is no verdict: a result write is tried again with
+    backoff, and if the failure lasts the attempt goes back in line (a finished outcome stays in the outcome
+    journal)."""
     try:
-        claimed = claim(rt, attempt_id, leased)
+        claimed = claim(rt, attempt_id, leased, known)
     except Exception as exc:
         if not infrastructure(exc):
             raise
@@ -135,13 +138,18 @@ def _unreachable(exc: BaseException) -> str:
     return f"{what} did not answer ({type(exc).__name__})"
 
 
-def claim(rt: WorkerRuntime, attempt_id: int, leased: AttemptStatus) -> tuple[Job, queries.Lease] | None:
-    """The attempt's snapshot and lease, or None when a duplicate delivery or another worker has it."""
+def claim(
+    rt: WorkerRuntime, attempt_id: int, leased: AttemptStatus, known: Job | None = None
+) -> tuple[Job, queries.Lease] | None:
+    """The attempt's snapshot (known, else read) and lease, or None when a duplicate delivery or another worker
+    has it."""
     (waiting,) = lifecycle.sources(leased, "claim")
     lease = rt.new_lease()
     with rt.db.session() as s:
         if not queries.claim(s, attempt_id, waiting, leased, lease):
             return None  # a duplicate delivery, or someone else has it: do nothing
+        if known is not None:
+            return known, lease
         attempt = queries.get_attempt(s, attempt_id)
         policy.on_attempt_started(s, attempt.run.ticket)
         job = snapshot(attempt)

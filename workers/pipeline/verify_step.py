@@ -12,7 +12,7 @@ from verification.runner import TestRun
 from verification.verify import VerificationResult, errored, verify_diff
 from workers.journal import VERIFY
 from workers.pipeline.baselines import baseline_at, job_spec, spec_for, spec_hash, targets_for
-from workers.pipeline.job import job_secrets
+from workers.pipeline.job import Job, job_secrets
 from workers.pipeline.unit import Conclusion, Unit, conclude, perform
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
@@ -23,6 +23,16 @@ __all__ = ["spec_for", "spec_hash", "verify_attempt"]
 def verify_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     """Claim the attempt's verification, judge its diff in a clean checkout, and act on the verdict."""
     perform(rt, attempt_id, AttemptStatus.VERIFYING, _execute_verification, _record_verdict)
+
+
+def verify_here(rt: WorkerRuntime, job: Job) -> None:
+    """Queue the verification of an attempt whose agent ended in this process, with no message: its snapshot is
+    in hand, so the claim is the compare-and-set alone. It stays `verify_queued` until it begins."""
+    rt.verify_later(_verify_known, job)
+
+
+def _verify_known(rt: WorkerRuntime, job: Job) -> None:
+    perform(rt, job.attempt_id, AttemptStatus.VERIFYING, _execute_verification, _record_verdict, known=job)
 
 
 def _execute_verification(rt: WorkerRuntime, unit: Unit) -> dict[str, Any]:
