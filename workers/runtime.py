@@ -30,6 +30,7 @@ from workers.egress import EgressProxy
 from workers.gateway.server import ModelGateway
 from workers.journal import OutcomeJournal
 from workers.queue import Dispatcher
+from workers.transcripts import LiveTranscripts
 from workers.worktree import WorktreePool
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ class WorkerRuntime:
         # Verifications run here, not in the Celery slot that received them: an agent slot refills as soon as its
         # agent ends, whatever verification is doing, and the CPU-bound test runs get a budget sized to the cores.
         self._verifier = ThreadPoolExecutor(settings.verify_slots, thread_name_prefix="fleet-verify")
+        self.transcripts = LiveTranscripts(db, settings.transcript_flush_seconds, settings.transcript_limit_bytes)
         self._stopped = threading.Event()
         self._heart = threading.Thread(target=self._heartbeat_loop, name="fleet-heartbeat", daemon=True)
 
@@ -238,9 +240,11 @@ class WorkerRuntime:
     def start(self) -> None:
         self._beat(stopped=False)
         self._heart.start()
+        self.transcripts.start()
 
     def stop(self) -> None:
         self._verifier.shutdown(wait=True, cancel_futures=True)  # the ones not started are sent again later
+        self.transcripts.stop()
         self._stopped.set()
         self._heart.join(timeout=5.0)
         try:

@@ -42,7 +42,7 @@ from db.queries.leases import (
     release,
     renew_leases,
     start_agent,
-    store_live_transcript,
+    store_live_transcripts,
     unclaimed,
     undelivered,
 )
@@ -188,7 +188,7 @@ __all__ = [
     "rejected_diffs",
     "repo_tickets_in",
     "renew_leases",
-    "store_live_transcript",
+    "store_live_transcripts",
     "repo_limits",
     "review_candidates",
     "runs_since",

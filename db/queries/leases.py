@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Table, bindparam, case, func, select, update
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session
 
@@ -105,14 +105,25 @@ def keep_agent_outcome(s: Session, attempt_id: int, run: int, **outcome: Any) ->
     return _changed(s.execute(update(Attempt).where(*where).values(**outcome))) == 1
 
 
-def store_live_transcript(s: Session, attempt_id: int, lease: Lease, transcript: str) -> bool:
-    """A running agent's output so far, kept only while lease.token still holds the attempt and it runs."""
-    result = s.execute(
-        update(Attempt)
-        .where(Attempt.id == attempt_id, Attempt.lease_token == lease.token, Attempt.status == AttemptStatus.RUNNING)
-        .values(transcript=transcript)
+# One statement for every running agent's output: executed once per row (executemany) in one transaction.
+_ATTEMPTS = cast(Table, Attempt.__table__)
+_LIVE_TRANSCRIPT = (
+    update(_ATTEMPTS)
+    .where(
+        _ATTEMPTS.c.id == bindparam("attempt"),
+        _ATTEMPTS.c.lease_token == bindparam("token"),
+        _ATTEMPTS.c.status == AttemptStatus.RUNNING.value,
     )
-    return _changed(result) == 1
+    .values(transcript=bindparam("text"))
+)
+
+
+def store_live_transcripts(s: Session, outputs: Sequence[tuple[int, Lease, str]]) -> None:
+    """Running agents' output so far, as (attempt id, lease, text): each kept only while its lease still holds
+    the attempt and it runs (a late write for an attempt that moved on changes nothing)."""
+    if outputs:
+        rows = [{"attempt": attempt_id, "token": lease.token, "text": text} for attempt_id, lease, text in outputs]
+        s.connection().execute(_LIVE_TRANSCRIPT, rows)
 
 
 def renew_leases(s: Session, owner: str, tokens: Iterable[str], seconds: float) -> set[str]:

@@ -29,7 +29,7 @@ def test_a_running_attempts_output_is_on_the_page_and_in_the_stream(tmp_path: Pa
         [attempt] = queries.open_attempts(s, ticket)
         attempt_id = attempt.id
         assert queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, lease)
-        assert queries.store_live_transcript(s, attempt_id, lease, HOSTILE)
+        queries.store_live_transcripts(s, [(attempt_id, lease, HOSTILE)])
 
     watch = TicketWatch(app.state.fleet, ticket)
     events = [m for m in watch.poll() if m.startswith("event: transcript")]
@@ -45,6 +45,8 @@ def test_a_running_attempts_output_is_on_the_page_and_in_the_stream(tmp_path: Pa
 
     with db.session() as s:  # the attempt moved on: its output is no longer stored as live
         assert queries.advance(s, attempt_id, lease, AttemptStatus.VERIFY_QUEUED)
-        assert not queries.store_live_transcript(s, attempt_id, lease, "late")
+        queries.store_live_transcripts(s, [(attempt_id, lease, "late")])
+    with db.session() as s:
+        assert queries.get_attempt(s, attempt_id).transcript == HOSTILE
     assert [m for m in watch.poll() if "transcript" in m] == []
     db.dispose()

@@ -31,7 +31,6 @@ from workers.journal import AGENT
 from workers.pipeline.agent_plan import agent_limits, agent_options, agent_sandbox
 from workers.pipeline.baselines import context_pack
 from workers.pipeline.job import Job, declared_paths, fingerprint_of, hidden_paths, job_secrets, why_unsandboxed
-from workers.pipeline.live import live_transcript
 from workers.pipeline.metering import gate_env, open_gate, settle_usage
 from workers.pipeline.outcome import Outcome, columns_of, from_kept, kept_outcome, store_kept
 from workers.pipeline.unit import Unit, fenced_off, perform, record_error
@@ -83,7 +82,7 @@ def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, di
         with (
             attempt_cgroup(job.attempt_id, limits.processes, limits.memory_mb) as cgroup,
             _own_git_dir(worktree, attempt_dir, sandbox),
-            live_transcript(rt, unit) as live,
+            rt.transcripts.watch(job.attempt_id, unit.lease, job_secrets(job)) as live,
         ):
             task = AgentTask(
                 worktree=worktree.path,
