@@ -141,6 +141,8 @@ class WorkerRuntime:
         self.slots, self.queues = slots, queues
         self.leases = LeaseBook()
         self.journal = OutcomeJournal(settings.home.resolve() / "outcomes")
+        # Set when the worker is asked to stop: its slots take no new attempt.
+        self.stopping = threading.Event()
         # Set when a stopping worker's grace period is over: its running attempts go back in line, with no verdict.
         self.handing_back = threading.Event()
         self.ports = PortAllocator(

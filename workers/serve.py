@@ -34,6 +34,7 @@ def _grace_on_shutdown(runtime: WorkerRuntime, grace: float) -> Callable[..., No
     """On Celery's warm shutdown (SIGTERM), no new work is taken; after grace seconds what still runs goes back."""
 
     def started(**_: Any) -> None:
+        runtime.stopping.set()
         log.warning("stopping: no new work; running attempts have %gs to finish, then go back in line", grace)
         timer = threading.Timer(grace, runtime.hand_back)
         timer.daemon = True

@@ -93,3 +93,23 @@ def test_worker_drain_works_until_nothing_is_left_then_exits(embedded: Fleet) ->
     ticket = _ticket(embedded, scripted("fix-add"))
     embedded.run("worker", "--drain", "--concurrency", "2", timeout=240)
     assert embedded.json("show", str(ticket))["status"] == "needs_review"
+
+
+@pytest.mark.slow
+def test_a_stopping_worker_finishes_its_agent_and_takes_no_next_attempt(embedded: Fleet) -> None:
+    embedded.env.update(FLEET_AGENT_SANDBOX="false", FLEET_SHUTDOWN_GRACE_SECONDS="60")
+    started = embedded.tmp / "starts"
+    first = _ticket(embedded, counting(started, "sleep", "3"))
+    [queued] = embedded.submit("--repo", "calc", "--title", "mul", "--agent-cmd", scripted("fix-add"))
+    second = int(queued["id"])
+    worker = embedded.popen("worker", "--concurrency", "1", "--queue", "agents")
+    try:
+        wait_for(lambda: started.exists(), timeout=60)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    with embedded.db().session() as s:
+        statuses = {a.ticket_id: (a.status, a.agent_runs) for a in s.query(Attempt)}
+    assert statuses == {first: ("verify_queued", 1), second: ("queued", 0)}  # the freed slot took nothing

@@ -33,7 +33,7 @@ from workers.pipeline.baselines import context_pack
 from workers.pipeline.job import Job, declared_paths, fingerprint_of, hidden_paths, job_secrets, why_unsandboxed
 from workers.pipeline.metering import gate_env, open_gate, settle_usage
 from workers.pipeline.outcome import Outcome, columns_of, from_kept, kept_outcome, store_kept
-from workers.pipeline.unit import Unit, fenced_off, perform, record_error
+from workers.pipeline.unit import Unit, claim_in, fenced_off, held, perform, perform_held, record_error
 from workers.pipeline.verify_step import verify_here
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
@@ -43,8 +43,11 @@ log = logging.getLogger(__name__)
 
 
 def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
-    """Claim the attempt, run its agent in a pooled worktree, record transcript and diff, queue verification."""
-    perform(rt, attempt_id, AttemptStatus.RUNNING, _execute_agent, _finish_agent)
+    """Claim the attempt, run its agent in a pooled worktree, record transcript and diff, queue verification;
+    then run the waiting attempt the agent's end claimed for this slot, if any, and so on."""
+    following = perform(rt, attempt_id, AttemptStatus.RUNNING, _execute_agent, _finish_agent)
+    while following is not None:
+        following = perform_held(rt, following, _execute_agent, _finish_agent)
 
 
 def _execute_agent(rt: WorkerRuntime, unit: Unit) -> Outcome:
@@ -222,7 +225,8 @@ def hand_over_kept(rt: WorkerRuntime) -> int:
     return handed
 
 
-def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> None:
+def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> Unit | None:
+    """Record the agent's outcome and queue its verification; returns the attempt this slot runs next, if any."""
     (result, diff, prompt, run, metering), job, lease = outcome, unit.job, unit.lease
     recorded = columns_of(result, diff, prompt, metering)
     if result.cancelled:
@@ -231,10 +235,11 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> None:
             sends = scheduler.plan(s, rt.settings)  # the freed agent slot
         rt.dispatcher.send(sends)
         rt.discard_attempt_dir(job.attempt_id)
-        return
+        return None
     if result.error:
         record_error(rt, job, lease, result.error, "", recorded)
-        return
+        return None
+    following = rt.new_lease()
     with rt.db.session() as s:
         moved = queries.advance(
             s, job.attempt_id, lease, AttemptStatus.VERIFY_QUEUED, dispatched_at=utcnow(), **recorded
@@ -242,9 +247,27 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> None:
         if not moved:  # the lease was lost meanwhile: the outcome stays on the row for the attempt's next worker
             queries.keep_agent_outcome(s, job.attempt_id, run, **recorded)
         sends = scheduler.plan(s, rt.settings)  # the agent slot is free now, whatever verification is doing
+        next_job = _claim_next(s, rt, sends, following)
     here = moved and rt.verifies_here  # a worker that verifies takes its own agents' diffs, with no message
+    if next_job is not None:
+        sends.remove((next_job.attempt_id, AttemptStatus.QUEUED))
     rt.dispatcher.send(([(job.attempt_id, AttemptStatus.VERIFY_QUEUED)] if moved and not here else []) + sends)
     if here:
         verify_here(rt, replace(job, diff=diff, kept_agent=None, agent_start=0))
     if not moved:
         fenced_off(job)
+    return None if next_job is None else held(rt, next_job, following)
+
+
+def _claim_next(
+    s: queries.Session, rt: WorkerRuntime, sends: list[tuple[int, AttemptStatus]], lease: queries.Lease
+) -> Job | None:
+    """The first attempt the scheduler chose, claimed for the slot this agent frees in the same transaction: no
+    message and no wait for the database between one agent's end and the next one's start. None while the worker
+    stops."""
+    if rt.stopping.is_set():
+        return None
+    for attempt_id, status in sends:
+        if status == AttemptStatus.QUEUED:
+            return claim_in(s, rt, attempt_id, AttemptStatus.RUNNING, lease)
+    return None

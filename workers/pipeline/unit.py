@@ -26,6 +26,7 @@ from workers.secrets import redact
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+N = TypeVar("N")
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,11 @@ def perform(
     attempt_id: int,
     leased: AttemptStatus,
     step: Callable[[WorkerRuntime, Unit], R],
-    record: Callable[[WorkerRuntime, Unit, R], None],
+    record: Callable[[WorkerRuntime, Unit, R], N],
     known: Job | None = None,
-) -> None:
-    """Claim the attempt into leased, run step while the lease is held, then record its result or its error.
+) -> N | None:
+    """Claim the attempt into leased, run step while the lease is held, then record its result or its error;
+    returns what record returned (None when nothing was recorded).
 
     known is the attempt's snapshot when this process has it already (its agent ended here): the claim is then
     the compare-and-set alone. A database or broker failure is no verdict: a result write is tried again with
@@ -62,27 +64,40 @@ def perform(
         if not infrastructure(exc):
             raise
         log.warning("attempt %s not claimed: %s; it is sent again", attempt_id, _unreachable(exc))
-        return
+        return None
     if claimed is None:
-        return
-    job, lease = claimed
-    unit = Unit(job, lease, rt.leases.hold(lease.token, attempt_id))
+        return None
+    return perform_held(rt, held(rt, *claimed), step, record)
+
+
+def held(rt: WorkerRuntime, job: Job, lease: queries.Lease) -> Unit:
+    """The unit of an attempt claimed with lease: from now on this process's heartbeat renews it."""
+    return Unit(job, lease, rt.leases.hold(lease.token, job.attempt_id))
+
+
+def perform_held(
+    rt: WorkerRuntime,
+    unit: Unit,
+    step: Callable[[WorkerRuntime, Unit], R],
+    record: Callable[[WorkerRuntime, Unit, R], N],
+) -> N | None:
+    """perform() for a unit claimed already."""
     try:
-        _run(rt, unit, step, record)
+        return _run(rt, unit, step, record)
     finally:
-        rt.leases.drop(lease.token)
+        rt.leases.drop(unit.lease.token)
 
 
 def _run(
     rt: WorkerRuntime,
     unit: Unit,
     step: Callable[[WorkerRuntime, Unit], R],
-    record: Callable[[WorkerRuntime, Unit, R], None],
-) -> None:
+    record: Callable[[WorkerRuntime, Unit, R], N],
+) -> N | None:
     job, lease = unit.job, unit.lease
     if job.over_budget:
         durably(rt, unit, lambda: record_error(rt, job, lease, f"no attempt started: {job.over_budget}", ""))
-        return
+        return None
     try:
         result = step(rt, unit)
     except BaseException as exc:
@@ -90,24 +105,25 @@ def _run(
             raise
         if infrastructure(exc):
             back_in_line(rt, unit, _unreachable(exc))
-            return
+            return None
         reason, trace = _named(exc), traceback.format_exc()
         durably(rt, unit, lambda: record_error(rt, job, lease, reason, trace))
-        return
+        return None
     if rt.handing_back.is_set() and unit.cancel.is_set():
         back_in_line(rt, unit, "the worker stopped")  # the grace period after SIGTERM is over
-        return
-    durably(rt, unit, lambda: record(rt, unit, result))
+        return None
+    return durably(rt, unit, lambda: record(rt, unit, result))
 
 
-def durably(rt: WorkerRuntime, unit: Unit, write: Callable[[], None]) -> None:
+def durably(rt: WorkerRuntime, unit: Unit, write: Callable[[], N]) -> N | None:
     """write(), tried again with backoff while the database or broker does not answer; then back in line."""
     try:
-        retrying(write, infrastructure, rt.settings.write_retry_seconds)
+        return retrying(write, infrastructure, rt.settings.write_retry_seconds)
     except Exception as exc:
         if not infrastructure(exc):
             raise
         back_in_line(rt, unit, _unreachable(exc))
+        return None
 
 
 def back_in_line(rt: WorkerRuntime, unit: Unit, why: str) -> None:
@@ -143,23 +159,36 @@ def claim(
 ) -> tuple[Job, queries.Lease] | None:
     """The attempt's snapshot (known, else read) and lease, or None when a duplicate delivery or another worker
     has it."""
-    (waiting,) = lifecycle.sources(leased, "claim")
     lease = rt.new_lease()
     with rt.db.session() as s:
-        if not queries.claim(s, attempt_id, waiting, leased, lease):
-            return None  # a duplicate delivery, or someone else has it: do nothing
-        if known is not None:
-            return known, lease
-        attempt = queries.get_attempt(s, attempt_id)
-        policy.on_attempt_started(s, attempt.run.ticket)
-        job = snapshot(attempt)
-        if leased != AttemptStatus.RUNNING:
-            return job, lease
-        over = policy.over_budget(s, attempt.run.ticket)
-        kept = job.kept_agent or rt.journal.load(attempt_id, AGENT, job.fingerprint)
-        # The agent's start is counted in the claim's own transaction, one wait for the database fewer per attempt.
-        start = (queries.start_agent(s, attempt_id, lease) or 0) if over is None and kept is None else 0
-        return replace(job, over_budget=over, kept_agent=kept, agent_start=start), lease
+        job = claim_in(s, rt, attempt_id, leased, lease, known)
+    return None if job is None else (job, lease)
+
+
+def claim_in(
+    s: queries.Session,
+    rt: WorkerRuntime,
+    attempt_id: int,
+    leased: AttemptStatus,
+    lease: queries.Lease,
+    known: Job | None = None,
+) -> Job | None:
+    """claim() in the caller's transaction, with the caller's lease."""
+    (waiting,) = lifecycle.sources(leased, "claim")
+    if not queries.claim(s, attempt_id, waiting, leased, lease):
+        return None  # a duplicate delivery, or someone else has it: do nothing
+    if known is not None:
+        return known
+    attempt = queries.get_attempt(s, attempt_id)
+    policy.on_attempt_started(s, attempt.run.ticket)
+    job = snapshot(attempt)
+    if leased != AttemptStatus.RUNNING:
+        return job
+    over = policy.over_budget(s, attempt.run.ticket)
+    kept = job.kept_agent or rt.journal.load(attempt_id, AGENT, job.fingerprint)
+    # The agent's start is counted in the claim's own transaction, one wait for the database fewer per attempt.
+    start = (queries.start_agent(s, attempt_id, lease) or 0) if over is None and kept is None else 0
+    return replace(job, over_budget=over, kept_agent=kept, agent_start=start)
 
 
 def _stops_worker(exc: BaseException) -> bool:

@@ -1,0 +1,62 @@
+"""An agent slot takes the next waiting attempt at its agent's end, in the same transaction: no message, no wait."""
+
+from __future__ import annotations
+
+import pytest
+
+from db import queries
+from db.engine import Database
+from db.models import Attempt
+from system.settings import Settings
+from tests.core.conftest import Fleet, scripted
+from workers.celery_app import create_app
+from workers.constants import AGENT_QUEUE, VERIFY_QUEUE
+from workers.embedded_queue import depths
+from workers.pipeline import run_agent_attempt
+from workers.queue import Dispatcher
+from workers.runtime import WorkerRuntime
+
+
+def _agents_only_runtime(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> WorkerRuntime:
+    """A worker of one agent slot in this process, on the fleet's database and embedded broker."""
+    for name, value in fleet.env.items():
+        if name.startswith("FLEET_"):
+            monkeypatch.setenv(name, value)
+    settings = Settings()
+    return WorkerRuntime(settings, Database(settings.db_url), Dispatcher(create_app(settings)), 1, AGENT_QUEUE)
+
+
+def _statuses(fleet: Fleet) -> list[str]:
+    with fleet.db().session() as s:
+        return [a.status for a in s.query(Attempt).order_by(Attempt.id)]
+
+
+@pytest.mark.parametrize("stopping", [False, True])
+def test_a_freed_slot_runs_the_next_waiting_attempt_itself_unless_its_worker_stops(
+    embedded: Fleet, monkeypatch: pytest.MonkeyPatch, stopping: bool
+) -> None:
+    fleet = embedded
+    fleet.env["FLEET_AGENT_SANDBOX"] = "false"
+    fleet.sample_repo()
+    for n in range(3):
+        fleet.submit("--repo", "calc", "--title", f"add {n}", "--attempts", "1", "--agent-cmd", scripted("fix-add"))
+    runtime = _agents_only_runtime(fleet, monkeypatch)
+    runtime.start()  # its heartbeat offers the one slot
+    try:
+        if stopping:
+            runtime.stopping.set()
+        with fleet.db().session() as s:
+            first = min(a.id for a in s.query(Attempt))
+        run_agent_attempt(runtime, first)  # the task a message for the first attempt starts
+    finally:
+        runtime.stop()
+    queues = depths(runtime.settings.broker_dir)
+    if stopping:  # the freed slot is offered to whoever takes the message
+        assert _statuses(fleet) == ["verify_queued", "queued", "queued"]
+        assert queues == {AGENT_QUEUE: 1, VERIFY_QUEUE: 1}
+    else:  # one task ran the three agents, one after the other, and sent only their verifications
+        assert _statuses(fleet) == ["verify_queued"] * 3
+        assert queues == {AGENT_QUEUE: 0, VERIFY_QUEUE: 3}
+    with fleet.db().session() as s:
+        assert all(a.lease_token is None for a in s.query(Attempt))  # nothing is left held
+        assert queries.count_open_attempts(s) == 3
