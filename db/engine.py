@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -79,6 +79,14 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def rows(s: Session) -> Connection:
+    """The session's connection, for a statement about rows rather than objects: what the session holds is written
+    first (as the ORM's autoflush would), and no loaded object is kept in step with the statement. On the hot path
+    this skips the ORM's per-statement work, several times the statement's own cost."""
+    s.flush()
+    return s.connection()
 
 
 def transient(exc: BaseException) -> bool:

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session
 
 from db import lifecycle
+from db.engine import rows
 from db.lifecycle import (
     LEASED_ATTEMPT,
     WAITING_ATTEMPT,
@@ -46,8 +47,8 @@ def claim(s: Session, attempt_id: int, waiting: AttemptStatus, leased: AttemptSt
         # An attempt whose agent already finished (taken again to hand its outcome over) keeps the start its run
         # time was counted from: /metrics' histogram counted it once, when the agent's end was recorded.
         values.update(started_at=case((Attempt.agent_finished_at.is_(None), utcnow()), else_=Attempt.started_at))
-    result = s.execute(update(Attempt).where(Attempt.id == attempt_id, Attempt.status.in_(sources)).values(**values))
-    return _changed(result) == 1
+    claimed = update(Attempt).where(Attempt.id == attempt_id, Attempt.status.in_(sources)).values(**values)
+    return _changed(rows(s).execute(claimed)) == 1
 
 
 # An attempt that no worker holds: what every release of a lease writes.
@@ -57,7 +58,7 @@ RELEASED: dict[str, None] = {"lease_owner": None, "lease_token": None, "lease_ex
 def advance(s: Session, attempt_id: int, lease: Lease, to: AttemptStatus, **values: Any) -> bool:
     """Move a leased attempt on, only while lease.token still holds it (fencing against zombies)."""
     sources, moved = lifecycle.bulk(to, among=LEASED_ATTEMPT)
-    result = s.execute(
+    result = rows(s).execute(
         update(Attempt)
         .where(Attempt.id == attempt_id, Attempt.lease_token == lease.token, Attempt.status.in_(sources))
         .values(**moved, **RELEASED, **values)
@@ -85,9 +86,8 @@ def release(s: Session, attempt_id: int, lease: Lease) -> AttemptStatus | None:
 def start_agent(s: Session, attempt_id: int, lease: Lease) -> int | None:
     """Count an agent start on the attempt while lease.token holds it: which start it is, or None (lease lost)."""
     held = (Attempt.id == attempt_id, Attempt.lease_token == lease.token)
-    if _changed(s.execute(update(Attempt).where(*held).values(agent_runs=Attempt.agent_runs + 1))) != 1:
-        return None
-    return s.scalar(select(Attempt.agent_runs).where(*held))
+    started = update(Attempt).where(*held).values(agent_runs=Attempt.agent_runs + 1).returning(Attempt.agent_runs)
+    return rows(s).scalar(started)
 
 
 def keep_agent_outcome(s: Session, attempt_id: int, run: int, **outcome: Any) -> bool:

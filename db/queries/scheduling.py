@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
+from db.engine import rows
 from db.lifecycle import OPEN_ATTEMPT, AttemptStatus
 from db.models import Attempt, Repo, Run, Ticket, Worker, utcnow
 from db.specs import RepoSettings
@@ -68,7 +69,7 @@ def pending(s: Session, per_repo: int) -> list[Pending]:
 
     Per repository, so a backlog of thousands in one repository never hides another's few.
     """
-    return [Pending(*row) for row in s.execute(_PENDING, {"per_repo": per_repo}).all()]
+    return [Pending(*row) for row in rows(s).execute(_PENDING, {"per_repo": per_repo}).all()]
 
 
 def in_flight(s: Session) -> dict[tuple[int, str], int]:
@@ -76,25 +77,25 @@ def in_flight(s: Session) -> dict[tuple[int, str], int]:
 
     Verification holds no agent slot: each worker runs it on a budget of its own, sized to its cores. Counted by
     the database: a pass reads a row per repository and agent, not one per busy slot."""
-    return {(repo_id, agent): count for repo_id, agent, count in s.execute(_IN_FLIGHT).all()}
+    return {(repo_id, agent): count for repo_id, agent, count in rows(s).execute(_IN_FLIGHT).all()}
 
 
 def live_slots(s: Session, stale_seconds: float) -> int:
     """Slots of the workers that are running and beat recently."""
-    return int(s.scalar(_LIVE_SLOTS, {"cutoff": utcnow() - timedelta(seconds=stale_seconds)}) or 0)
+    return int(rows(s).scalar(_LIVE_SLOTS, {"cutoff": utcnow() - timedelta(seconds=stale_seconds)}) or 0)
 
 
 def repo_limits(s: Session) -> dict[int, int]:
     """The repositories that cap how many of their attempts run at once, and their caps."""
     limits = {
-        repo_id: RepoSettings.from_stored(stored).max_concurrency for repo_id, stored in s.execute(_REPO_SETTINGS)
+        repo_id: RepoSettings.from_stored(stored).max_concurrency for repo_id, stored in rows(s).execute(_REPO_SETTINGS)
     }
     return {repo_id: limit for repo_id, limit in limits.items() if limit}
 
 
 def mark_dispatched(s: Session, attempt_ids: Sequence[int]) -> None:
     if attempt_ids:
-        s.execute(update(Attempt).where(Attempt.id.in_(list(attempt_ids))).values(dispatched_at=utcnow()))
+        rows(s).execute(update(Attempt).where(Attempt.id.in_(list(attempt_ids))).values(dispatched_at=utcnow()))
 
 
 def count_open_attempts(s: Session) -> int:
