@@ -212,12 +212,12 @@ def hand_over_kept(rt: WorkerRuntime) -> int:
     """Write the journal's finished agent outcomes into the database, for workers on other hosts to find.
 
     Run by the reconciler before it expires leases; an entry whose attempt has moved on is dropped."""
-    handed, mine = 0, set(rt.leases.snapshot())
+    handed, mine = 0, {held.attempt_id for held in rt.leases.snapshot().values()}
     for attempt_id, fingerprint, kept in rt.journal.entries(AGENT):
+        if attempt_id in mine:
+            continue  # this process is handing it over itself
         with rt.db.session() as s:
             attempt = s.get(Attempt, attempt_id)
-            if attempt is not None and attempt.lease_token in mine:
-                continue  # this process is handing it over itself
             if attempt is None or fingerprint_of(attempt) != fingerprint or attempt.agent_finished_at is not None:
                 rt.journal.drop(attempt_id, (AGENT,))  # another database's attempt, or one whose outcome is stored
                 continue
@@ -249,6 +249,8 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> Unit | Non
         sends = scheduler.plan(s, rt.settings)  # the agent slot is free now, whatever verification is doing
         next_job = _claim_next(s, rt, sends, following)
     here = moved and rt.verifies_here  # a worker that verifies takes its own agents' diffs, with no message
+    if moved:
+        rt.journal.drop(job.attempt_id, (AGENT,))  # the outcome is in the database now
     if next_job is not None:
         sends.remove((next_job.attempt_id, AttemptStatus.QUEUED))
     rt.dispatcher.send(([(job.attempt_id, AttemptStatus.VERIFY_QUEUED)] if moved and not here else []) + sends)
