@@ -119,9 +119,12 @@ def repo_tickets_in(s: Session, repo: str, statuses: Iterable[str]) -> list[tupl
     return [(ticket_id, status) for ticket_id, status in s.execute(query)]
 
 
-def get_attempt(s: Session, attempt_id: int) -> Attempt:
-    """The attempt with its run, ticket and repo, loaded in one query."""
-    attempt = s.get(Attempt, attempt_id, options=[joinedload(Attempt.run).joinedload(Run.ticket)])
+def get_attempt(s: Session, attempt_id: int, with_runs: bool = False) -> Attempt:
+    """The attempt with its run, ticket and repo, loaded in one query; with_runs, the ticket's runs as well (what
+    the policy weighs after a verdict)."""
+    ticket = joinedload(Attempt.run).joinedload(Run.ticket)
+    options = [ticket.joinedload(Ticket.runs)] if with_runs else [ticket]
+    attempt = s.get(Attempt, attempt_id, options=options)
     if attempt is None:
         raise NotFound(f"unknown attempt {attempt_id}")
     return attempt
