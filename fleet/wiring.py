@@ -19,9 +19,14 @@ def celery_dispatcher(settings: Settings) -> Dispatcher:
 
 
 def queue_depths_of(place: Place) -> QueueDepths:
-    """Where `fleet status` counts waiting messages: the embedded broker's folder, else the broker (Celery loads)."""
+    """Where `fleet status` counts waiting messages: the embedded broker's folder, Redis's lists, else the broker
+    through Celery."""
     if place.embedded:
         return BrokerFolder(place.broker_dir)
+    from workers.redis_queue import SCHEMES
+
+    if place.broker_url.startswith(SCHEMES):
+        return RedisLists(place.broker_url)
     from system.settings import Settings
 
     return celery_dispatcher(Settings())
@@ -44,6 +49,18 @@ class BrokerFolder:
         from workers.embedded_queue import depths
 
         return depths(self.broker_dir)
+
+
+class RedisLists:
+    """A Redis broker's queue depths, the length of its lists: no Celery, no kombu, no settings."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def queue_depths(self) -> dict[str, int | None]:
+        from workers.redis_queue import depths
+
+        return depths(self.url)
 
 
 class EmbeddedDispatcher:

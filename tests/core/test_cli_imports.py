@@ -164,3 +164,12 @@ def test_reading_commands_bring_an_older_schema_up_first(listed: Fleet) -> None:
     db.dispose()
     _, _, loaded = probe("tickets", env=listed.env)
     assert "alembic" not in loaded
+
+
+def test_status_counts_a_redis_brokers_queues_without_loading_celery(redis_url: str, tmp_path: Path) -> None:
+    fleet = make_test_fleet(tmp_path, broker_url=redis_url)
+    fleet.run("tickets")  # creates the database
+    code, printed, loaded = probe("status", "--json", env=fleet.env)
+    assert code == 0, printed
+    assert sorted(m for m in NOT_FOR_READING if m in loaded) == []
+    assert json.loads(printed)["queues"] == {"fleet.agents": 0, "fleet.verify": 0}  # not "?": the lists are empty
