@@ -28,6 +28,7 @@ SLOT_PREFIX = "slot-"
 # `.git` is swapped out and back during its run (workers/agent_git.py pointed_at), and the agent may delete it.
 # A prune by another slot's creation then took the leased slot's git dir out of the mirror. So every slot is
 # locked in git from its creation, and unlocked only by the pool, holding the slot's flock, to delete it.
+ADD_PAUSES = (0.0, 0.05, 0.25)  # before each try of `git worktree add` (WorktreePool._add)
 LOCK_REASON = "--reason=a Fleet worktree pool slot"  # shown by `git worktree list --verbose`
 
 
@@ -266,28 +267,35 @@ class WorktreePool:
             return gitdir
         never_made = not path.exists() and not clean_marker(path).exists()
         remove_tree(path)
-        try:
-            if not (never_made and self._add(path, sha)):
-                remove_tree(path)
-                with exclusive_lock(self._create_lock):
-                    self._unregister(path)
-                    git(*self._add_command(path, sha), cwd=self.mirror)
-        except GitError as exc:
-            raise WorktreeError(f"cannot check out {sha} in {path}: {exc.stderr or exc}") from exc
+        failed = self._add(path, sha) if never_made else None
+        if not never_made or failed is not None:
+            with exclusive_lock(self._create_lock):
+                self._unregister(path)
+                failed = self._add(path, sha)
+        if failed is not None:
+            raise WorktreeError(f"cannot check out {sha} in {path}: {failed.stderr or failed}") from failed
         gitdir = owning_gitdir(path, self.mirror)
         if gitdir is None:
             raise WorktreeError(f"git made no worktree of {self.mirror} at {path}")
         return gitdir
 
-    def _add(self, path: Path, sha: str) -> bool:
-        """Make a slot that never existed, beside other creations: git locks a worktree it is still making, so no
-        prune drops it. False when git refuses (a slot registered before, then deleted by hand): then the slot is
-        unregistered under the creation lock first."""
-        try:
-            git(*self._add_command(path, sha), cwd=self.mirror)
-        except GitError:
-            return False
-        return True
+    def _add(self, path: Path, sha: str) -> GitError | None:
+        """Make the slot at path, beside other creations (git locks a worktree it is still making, so no prune drops
+        it); None when made, else git's last refusal (a slot registered before, then deleted by hand: the caller
+        unregisters it under the creation lock and tries again).
+
+        Tried again a moment later: a worktree another process is still making can have its metadata half
+        written, and git then fails to read it ("failed to read worktrees/slot-N/commondir")."""
+        failed: GitError | None = None
+        for pause in ADD_PAUSES:
+            time.sleep(pause)
+            try:
+                git(*self._add_command(path, sha), cwd=self.mirror)
+                return None
+            except GitError as exc:
+                failed = exc
+                remove_tree(path)
+        return failed
 
     @staticmethod
     def _add_command(path: Path, sha: str) -> tuple[str, ...]:

@@ -193,6 +193,23 @@ def test_a_slot_deleted_by_hand_is_made_again_and_registered_once(
     assert [line for line in listing if line.startswith("worktree ")][1:] == [f"worktree {wt.path}"]
 
 
+def test_a_slot_is_made_while_another_process_half_wrote_its_own_worktree(
+    pool: WorktreePool, mirror: Path, base_sha: str
+) -> None:
+    ghost = mirror / "worktrees" / "slot-being-made"  # as git leaves it between writing `locked` and `commondir`
+    ghost.mkdir(parents=True)
+    for name, text in (("locked", "initializing"), ("commondir", ""), ("gitdir", f"{ghost}-elsewhere/.git\n")):
+        (ghost / name).write_text(text)
+    with pytest.raises(subprocess.CalledProcessError):  # git itself cannot read it meanwhile
+        subprocess.run(["git", "worktree", "add", "--detach", str(mirror.parent / "probe"), base_sha], cwd=mirror,
+                       check=True, capture_output=True)  # fmt: skip
+    finished = threading.Timer(0.03, lambda: (ghost / "commondir").write_text("../..\n"))
+    finished.start()
+    with pool.lease(base_sha) as wt:
+        assert git("status", "--porcelain", cwd=wt.path) == ""
+    finished.join()
+
+
 def test_a_pointer_to_another_repository_is_never_used(
     tmp_path: Path, pool: WorktreePool, source: Path, base_sha: str
 ) -> None:
