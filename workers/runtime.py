@@ -35,9 +35,6 @@ from workers.worktree import WorktreePool
 
 log = logging.getLogger(__name__)
 CANCEL_CHECK_SECONDS = 1.0
-# Verifications under way per place for a test run: the claim, the checkout and the verdict mostly wait (on the
-# database, on git), so they overlap the test runs of others.
-VERIFICATIONS_PER_TEST_RUN = 4
 # A commit seen in a mirror is trusted that long before git is asked again (a gc may prune unreachable ones).
 MIRROR_CHECK_SECONDS = 300.0
 MIRROR_CHECKS_KEPT = 1024
@@ -162,11 +159,8 @@ class WorkerRuntime:
         self._pools_lock = threading.Lock()
         self._baseline_locks = KeyedLocks()
         # Verifications run here, not in the Celery slot that received them: an agent slot refills as soon as its
-        # agent ends, whatever verification is doing. The CPU-bound test runs get a budget sized to the cores
-        # (test_run); more verifications than that are under way, waiting on the database and git meanwhile.
-        self._test_runs = threading.BoundedSemaphore(settings.verify_slots)
-        in_flight = VERIFICATIONS_PER_TEST_RUN * settings.verify_slots
-        self._verifier = ThreadPoolExecutor(in_flight, thread_name_prefix="fleet-verify")
+        # agent ends, whatever verification is doing, and the CPU-bound test runs get a budget sized to the cores.
+        self._verifier = ThreadPoolExecutor(settings.verify_slots, thread_name_prefix="fleet-verify")
         self.transcripts = LiveTranscripts(db, settings.transcript_flush_seconds, settings.transcript_limit_bytes)
         self._stopped = threading.Event()
         self._heart = threading.Thread(target=self._heartbeat_loop, name="fleet-heartbeat", daemon=True)
@@ -232,19 +226,6 @@ class WorkerRuntime:
     def verifies_here(self) -> bool:
         """True when this process takes verifications: its agents' diffs are verified here, with no message."""
         return VERIFY_QUEUE in self.queues.split(",")
-
-    @contextmanager
-    def test_run(self, cancel: threading.Event) -> Iterator[None]:
-        """Held while a verification runs tests (FLEET_VERIFY_CONCURRENCY at once); a verification cancelled while
-        it waits goes on without it, to end at once."""
-        while not self._test_runs.acquire(timeout=CANCEL_CHECK_SECONDS):
-            if cancel.is_set():
-                yield
-                return
-        try:
-            yield
-        finally:
-            self._test_runs.release()
 
     def verify_later(self, step: Callable[[WorkerRuntime, T], None], work: T) -> None:
         """Queue a verification on this process's verification budget; the calling slot returns at once.
