@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 from db.models import Event
 from tests.core.conftest import Fleet, scripted
 from tests.core.test_recovery import wait_for
+
+
+def _fix_add(fleet: Fleet, title: str) -> dict[str, Any]:
+    [ticket] = fleet.submit(
+        "--repo", "calc", "--title", title, "--body", "tests/test_calc.py::test_add", "--agent-cmd", scripted("fix-add")
+    )
+    return ticket
 
 
 def test_separate_agent_and_verify_workers_finish_tickets_together(team: Fleet) -> None:
@@ -15,19 +23,7 @@ def test_separate_agent_and_verify_workers_finish_tickets_together(team: Fleet) 
     agents = fleet.popen("worker", "--queue", "agents", "--concurrency", "3")
     verifiers = fleet.popen("worker", "--queue", "verify", "--concurrency", "2")
     try:
-        tickets = [
-            fleet.submit(
-                "--repo",
-                "calc",
-                "--title",
-                f"add {n}",
-                "--body",
-                "tests/test_calc.py::test_add",
-                "--agent-cmd",
-                scripted("fix-add"),
-            )[0]
-            for n in range(3)
-        ]
+        tickets = [_fix_add(fleet, f"add {n}") for n in range(3)]
         wait_for(lambda: {t["status"] for t in fleet.json("tickets")} == {"needs_review"}, timeout=120)
         workers = fleet.json("status")["workers"]
         assert sorted(w["queues"] for w in workers) == ["fleet.agents", "fleet.verify"]
@@ -54,16 +50,7 @@ def test_a_worker_that_verifies_takes_its_own_agents_diffs_and_an_idle_verifier_
         wait_for(lambda: len(fleet.json("status")["workers"]) == 2, timeout=60)
         ids = {w["queues"]: w["id"] for w in fleet.json("status")["workers"]}
         for n in range(4):
-            fleet.submit(
-                "--repo",
-                "calc",
-                "--title",
-                f"add {n}",
-                "--body",
-                "tests/test_calc.py::test_add",
-                "--agent-cmd",
-                scripted("fix-add"),
-            )
+            _fix_add(fleet, f"add {n}")
         wait_for(lambda: {t["status"] for t in fleet.json("tickets")} == {"needs_review"}, timeout=180)
     finally:
         for worker in (both, verifier):
