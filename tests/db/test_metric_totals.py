@@ -15,7 +15,7 @@ from db import dashboard, queries
 from db.dashboard import DURATION_BOUNDS, Histogram, Totals
 from db.engine import Database
 from db.lifecycle import AttemptStatus
-from db.migrate import alembic_config, current_revision, upgrade
+from db.migrate import HEAD, alembic_config, current_revision, upgrade
 from db.models import Attempt, Run, Verification, utcnow
 from db.queries.leases import Lease, claim, keep_agent_outcome, release
 from tests.conftest import new_pg_database
@@ -32,14 +32,15 @@ def db(database_url: str) -> Database:
     return database
 
 
-def _seconds(s: queries.Session) -> ColumnElement[Any]:
-    """An attempt's agent run time, as /metrics' query counted it before the totals (and as the triggers do)."""
+def _seconds(s: queries.Session, rounded: bool) -> ColumnElement[Any]:
+    """An attempt's agent run time as the triggers count it: on SQLite to the millisecond since migration 0010
+    (rounded), as a float of julianday() differences before."""
     if s.get_bind().dialect.name == "postgresql":
         return func.extract("epoch", Attempt.agent_finished_at - Attempt.started_at)
     seconds: ColumnElement[Any] = (
         func.julianday(Attempt.agent_finished_at) - func.julianday(Attempt.started_at)
     ) * 86400.0
-    return seconds
+    return func.round(seconds, 3) if rounded else seconds
 
 
 def _histogram(s: queries.Session, value: ColumnElement[Any], *where: Any) -> Histogram:
@@ -54,7 +55,7 @@ def _histogram(s: queries.Session, value: ColumnElement[Any], *where: Any) -> Hi
     return Histogram([sum(per_bucket[: n + 1]) for n in range(len(DURATION_BOUNDS))], total, sum(per_bucket))
 
 
-def recount(db: Database) -> Totals:
+def recount(db: Database, rounded: bool = True) -> Totals:
     """The full aggregation over every verification and attempt that /metrics ran on each scrape before 0009."""
     with db.session() as s:
         verdicts = dict(s.execute(select(Verification.verdict, func.count()).group_by(Verification.verdict)).all())
@@ -62,7 +63,7 @@ def recount(db: Database) -> Totals:
         return Totals(
             verdicts={verdict: int(count) for verdict, count in sorted(verdicts.items())},
             verification_seconds=_histogram(s, Verification.duration),
-            agent_seconds=_histogram(s, _seconds(s), *finished),
+            agent_seconds=_histogram(s, _seconds(s, rounded), *finished),
             cost_usd=float(s.scalar(select(func.coalesce(func.sum(Attempt.cost_usd), 0.0))) or 0.0),
         )
 
@@ -201,12 +202,21 @@ def test_the_migration_counts_the_history_already_there(empty_url: str) -> None:
         attempt = finished_attempt(db, run, seconds, cost=0.5)
         with db.session() as s:
             queries.add_verification(s, attempt, verdict="passed" if n % 2 else "error", duration=seconds)
-    upgrade(db)
-    assert current_revision(db) == "0009"
-    assert_same(totals(db), recount(db))
+    command.upgrade(alembic_config(db), "0009")
+    assert_same(totals(db), recount(db, rounded=False))
     assert totals(db).agent_seconds.count == len(SECONDS)
     command.downgrade(alembic_config(db), "0008")  # the triggers go with the table: writing still works
     finished_attempt(db, run, 1.0, cost=0.5)
+    command.upgrade(alembic_config(db), "0009")
+    assert_same(totals(db), recount(db, rounded=False))
     upgrade(db)
-    assert_same(totals(db), recount(db))
+    assert current_revision(db) == HEAD
     db.dispose()
+
+
+def test_an_agent_run_of_exactly_a_bounds_length_is_counted_in_that_bucket(db: Database) -> None:
+    run = new_run(db)
+    for _ in range(50):  # julianday() differences in days, times 86,400, came out above the bound for some starts
+        finished_attempt(db, run, 5.0, cost=0.0)
+    kept = totals(db).agent_seconds
+    assert (kept.at_most[:3], kept.count) == ([0, 50, 50], 50)  # bounds 1, 5, 15
