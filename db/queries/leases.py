@@ -122,8 +122,8 @@ def store_live_transcripts(s: Session, outputs: Sequence[tuple[int, Lease, str]]
     """Running agents' output so far, as (attempt id, lease, text): each kept only while its lease still holds
     the attempt and it runs (a late write for an attempt that moved on changes nothing)."""
     if outputs:
-        rows = [{"attempt": attempt_id, "token": lease.token, "text": text} for attempt_id, lease, text in outputs]
-        s.connection().execute(_LIVE_TRANSCRIPT, rows)
+        params = [{"attempt": attempt_id, "token": lease.token, "text": text} for attempt_id, lease, text in outputs]
+        rows(s).execute(_LIVE_TRANSCRIPT, params)
 
 
 def renew_leases(s: Session, owner: str, tokens: Iterable[str], seconds: float) -> set[str]:

@@ -212,7 +212,7 @@ def hand_over_kept(rt: WorkerRuntime) -> int:
     """Write the journal's finished agent outcomes into the database, for workers on other hosts to find.
 
     Run by the reconciler before it expires leases; an entry whose attempt has moved on is dropped."""
-    handed, mine = 0, {held.attempt_id for held in rt.leases.snapshot().values()}
+    handed, mine = 0, {holding.attempt_id for holding in rt.leases.snapshot().values()}
     for attempt_id, fingerprint, kept in rt.journal.entries(AGENT):
         if attempt_id in mine:
             continue  # this process is handing it over itself
