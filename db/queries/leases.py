@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, func, select, update
+from sqlalchemy import Table, Update, bindparam, case, func, select, update
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,14 @@ from db.lifecycle import (
     RunStatus,
 )
 from db.models import Attempt, Run, Ticket, utcnow
+
+_ATTEMPTS = cast(Table, Attempt.__table__)
+_START_AGENT = (
+    update(Attempt)
+    .where(Attempt.id == bindparam("attempt"), Attempt.lease_token == bindparam("token"))
+    .values(agent_runs=Attempt.agent_runs + 1)
+    .returning(Attempt.agent_runs)
+)
 
 
 @dataclass(frozen=True)
@@ -36,19 +45,26 @@ class Lease:
 
 def claim(s: Session, attempt_id: int, waiting: AttemptStatus, leased: AttemptStatus, lease: Lease) -> bool:
     """Compare-and-set waiting -> leased; False means another delivery got there first (do nothing)."""
+    params = {"attempt": attempt_id, "owner": lease.owner, "token": lease.token, "expires": lease.expires()}
+    return _changed(rows(s).execute(_claim_statement(waiting, leased), dict(params, now=utcnow()))) == 1
+
+
+@functools.cache
+def _claim_statement(waiting: AttemptStatus, leased: AttemptStatus) -> Update:
+    """Built once per move: every attempt is claimed twice, and building the statement costs more than running it."""
     sources, moved = lifecycle.bulk(leased, among=[waiting])
     values: dict[str, Any] = dict(
         moved,
-        lease_owner=lease.owner,
-        lease_token=lease.token,
-        lease_expires_at=lease.expires(),
+        lease_owner=bindparam("owner", type_=_ATTEMPTS.c.lease_owner.type),
+        lease_token=bindparam("token", type_=_ATTEMPTS.c.lease_token.type),
+        lease_expires_at=bindparam("expires", type_=_ATTEMPTS.c.lease_expires_at.type),
     )
     if leased == AttemptStatus.RUNNING:
         # An attempt whose agent already finished (taken again to hand its outcome over) keeps the start its run
         # time was counted from: /metrics' histogram counted it once, when the agent's end was recorded.
-        values.update(started_at=case((Attempt.agent_finished_at.is_(None), utcnow()), else_=Attempt.started_at))
-    claimed = update(Attempt).where(Attempt.id == attempt_id, Attempt.status.in_(sources)).values(**values)
-    return _changed(rows(s).execute(claimed)) == 1
+        now = bindparam("now", type_=_ATTEMPTS.c.started_at.type)
+        values.update(started_at=case((Attempt.agent_finished_at.is_(None), now), else_=Attempt.started_at))
+    return update(Attempt).where(Attempt.id == bindparam("attempt"), Attempt.status.in_(sources)).values(**values)
 
 
 # An attempt that no worker holds: what every release of a lease writes.
@@ -56,14 +72,20 @@ RELEASED: dict[str, None] = {"lease_owner": None, "lease_token": None, "lease_ex
 
 
 def advance(s: Session, attempt_id: int, lease: Lease, to: AttemptStatus, **values: Any) -> bool:
-    """Move a leased attempt on, only while lease.token still holds it (fencing against zombies)."""
+    """Move a leased attempt on, only while lease.token still holds it (fencing against zombies); values are the
+    columns' new values (plain values, not SQL expressions)."""
+    statement = _advance_statement(to, tuple(sorted(values)))
+    params = {f"new_{name}": value for name, value in values.items()}
+    return _changed(rows(s).execute(statement, dict(params, attempt=attempt_id, token=lease.token))) == 1
+
+
+@functools.cache
+def _advance_statement(to: AttemptStatus, columns: tuple[str, ...]) -> Update:
+    """Built once per move and set of columns (a handful in all: the pipeline's few ways to end a step)."""
     sources, moved = lifecycle.bulk(to, among=LEASED_ATTEMPT)
-    result = rows(s).execute(
-        update(Attempt)
-        .where(Attempt.id == attempt_id, Attempt.lease_token == lease.token, Attempt.status.in_(sources))
-        .values(**moved, **RELEASED, **values)
-    )
-    return _changed(result) == 1
+    new = {name: bindparam(f"new_{name}", type_=_ATTEMPTS.c[name].type) for name in columns}
+    held = (Attempt.id == bindparam("attempt"), Attempt.lease_token == bindparam("token"))
+    return update(Attempt).where(*held, Attempt.status.in_(sources)).values(**moved, **RELEASED, **new)
 
 
 def release(s: Session, attempt_id: int, lease: Lease) -> AttemptStatus | None:
@@ -85,9 +107,7 @@ def release(s: Session, attempt_id: int, lease: Lease) -> AttemptStatus | None:
 
 def start_agent(s: Session, attempt_id: int, lease: Lease) -> int | None:
     """Count an agent start on the attempt while lease.token holds it: which start it is, or None (lease lost)."""
-    held = (Attempt.id == attempt_id, Attempt.lease_token == lease.token)
-    started = update(Attempt).where(*held).values(agent_runs=Attempt.agent_runs + 1).returning(Attempt.agent_runs)
-    return rows(s).scalar(started)
+    return rows(s).scalar(_START_AGENT, {"attempt": attempt_id, "token": lease.token})
 
 
 def keep_agent_outcome(s: Session, attempt_id: int, run: int, **outcome: Any) -> bool:
@@ -106,7 +126,6 @@ def keep_agent_outcome(s: Session, attempt_id: int, run: int, **outcome: Any) ->
 
 
 # One statement for every running agent's output: executed once per row (executemany) in one transaction.
-_ATTEMPTS = cast(Table, Attempt.__table__)
 _LIVE_TRANSCRIPT = (
     update(_ATTEMPTS)
     .where(

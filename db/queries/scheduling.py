@@ -62,6 +62,11 @@ _LIVE_SLOTS = select(func.coalesce(func.sum(Worker.slots), 0)).where(
     Worker.stopped_at.is_(None), Worker.heartbeat_at >= bindparam("cutoff")
 )
 _REPO_SETTINGS = select(Repo.id, Repo.settings)
+_MARK_DISPATCHED = (
+    update(Attempt)
+    .where(Attempt.id.in_(bindparam("ids", expanding=True)))
+    .values(dispatched_at=bindparam("now", type_=Attempt.__table__.c.dispatched_at.type))
+)
 
 
 def pending(s: Session, per_repo: int) -> list[Pending]:
@@ -95,7 +100,7 @@ def repo_limits(s: Session) -> dict[int, int]:
 
 def mark_dispatched(s: Session, attempt_ids: Sequence[int]) -> None:
     if attempt_ids:
-        rows(s).execute(update(Attempt).where(Attempt.id.in_(list(attempt_ids))).values(dispatched_at=utcnow()))
+        rows(s).execute(_MARK_DISPATCHED, {"ids": list(attempt_ids), "now": utcnow()})
 
 
 def count_open_attempts(s: Session) -> int:

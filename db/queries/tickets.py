@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from db import lifecycle
+from db.engine import rows
 from db.lifecycle import (
     OPEN_ATTEMPT,
     RunStatus,
@@ -122,12 +123,17 @@ def repo_tickets_in(s: Session, repo: str, statuses: Iterable[str]) -> list[tupl
 def get_attempt(s: Session, attempt_id: int, with_runs: bool = False) -> Attempt:
     """The attempt with its run, ticket and repo, loaded in one query; with_runs, the ticket's runs as well (what
     the policy weighs after a verdict)."""
-    ticket = joinedload(Attempt.run).joinedload(Run.ticket)
-    options = [ticket.joinedload(Ticket.runs)] if with_runs else [ticket]
-    attempt = s.get(Attempt, attempt_id, options=options)
+    query = _ATTEMPT_WITH_RUNS if with_runs else _ATTEMPT_WITH_TICKET
+    attempt = s.execute(query, {"attempt": attempt_id}).unique().scalar_one_or_none()
     if attempt is None:
         raise NotFound(f"unknown attempt {attempt_id}")
     return attempt
+
+
+# Built once: every attempt is loaded at its claim and at its verdict.
+_WITH_TICKET = joinedload(Attempt.run).joinedload(Run.ticket)
+_ATTEMPT_WITH_TICKET = select(Attempt).where(Attempt.id == bindparam("attempt")).options(_WITH_TICKET)
+_ATTEMPT_WITH_RUNS = _ATTEMPT_WITH_TICKET.options(_WITH_TICKET.joinedload(Ticket.runs))
 
 
 def set_ticket_status(s: Session, ticket: Ticket, new: TicketStatus, reason: str = "") -> None:
@@ -165,13 +171,13 @@ def stored_verification(result: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in result.items() if key in columns}
 
 
-def add_verification(s: Session, attempt_id: int, **fields: Any) -> Verification:
+def add_verification(s: Session, attempt_id: int, **fields: Any) -> None:
     """The attempt's one verdict; its reasons are what people read, so they pass through shown()."""
     fields["reasons"] = [shown(str(reason)) for reason in fields.get("reasons", [])]
-    verification = Verification(attempt_id=attempt_id, **fields)
-    s.add(verification)
-    s.flush()
-    return verification
+    rows(s).execute(_ADD_VERIFICATION, dict(fields, attempt_id=attempt_id))
+
+
+_ADD_VERIFICATION = insert(Verification)  # its columns are the values given; the others take their defaults
 
 
 def finish_run(s: Session, run: Run, status: RunStatus) -> None:
@@ -203,12 +209,16 @@ def rejected_attempt_ids(s: Session, ticket_id: int) -> set[int]:
 
 def rejected_diffs(s: Session, ticket_id: int) -> dict[str, str]:
     """The diffs a reviewer rejected on a ticket (stripped), each with the reviewer's words."""
-    query = (
-        select(Attempt.diff, Review.feedback)
-        .join(Review, Review.attempt_id == Attempt.id)
-        .where(Review.ticket_id == ticket_id, Review.decision == "rejected")
-    )
-    return {diff.strip(): feedback or "" for diff, feedback in s.execute(query)}
+    found = rows(s).execute(_REJECTED_DIFFS, {"ticket": ticket_id})
+    return {diff.strip(): feedback or "" for diff, feedback in found}
+
+
+# Built once: the policy asks after every passing verdict.
+_REJECTED_DIFFS = (
+    select(Attempt.diff, Review.feedback)
+    .join(Review, Review.attempt_id == Attempt.id)
+    .where(Review.ticket_id == bindparam("ticket"), Review.decision == "rejected")
+)
 
 
 def approval(s: Session, ticket_id: int) -> Review | None:
