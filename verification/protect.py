@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import configparser
+import re
+import threading
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -91,12 +93,57 @@ def head_files(checkout: Path, among: Sequence[str] = ()) -> set[str]:
 
 
 def pytest_config(checkout: Path) -> str | None:
-    """The file pytest would read its configuration from at the checkout root at HEAD, if any."""
+    """The file pytest would read its configuration from at the checkout root at HEAD, if any.
+
+    A commit never changes: for a checkout on a detached commit (every pooled one), git is asked once per
+    repository and commit, not once per verification."""
+    commit = detached_commit(checkout)
+    if commit is None:
+        return _pytest_config_at_head(checkout)
+    with _configs_lock:
+        if commit in _configs:
+            return _configs[commit]
+    found = _pytest_config_at_head(checkout)
+    with _configs_lock:
+        if len(_configs) >= CONFIGS_KEPT:
+            _configs.clear()
+        _configs[commit] = found
+    return found
+
+
+CONFIGS_KEPT = 1024
+_configs: dict[tuple[Path, str], str | None] = {}  # (repository's git dir, commit) -> pytest_config's answer
+_configs_lock = threading.Lock()
+
+
+def _pytest_config_at_head(checkout: Path) -> str | None:
     tracked = head_files(checkout, among=PYTEST_CONFIGS)
     for name in PYTEST_CONFIGS:
         if name in tracked and _is_pytest_config(name, _head_text(checkout, name)):
             return name
     return None
+
+
+def detached_commit(checkout: Path) -> tuple[Path, str] | None:
+    """(the repository's git dir, the commit) of a checkout whose HEAD is a commit, read from git's files;
+    None for a branch, or anything not as git writes it (git is asked then)."""
+    try:
+        dot_git = checkout / ".git"
+        gitdir = dot_git
+        if dot_git.is_file():  # a linked worktree: "gitdir: <its folder in the repository>"
+            pointer = dot_git.read_text(encoding="utf-8").strip()
+            if not pointer.startswith("gitdir: "):
+                return None
+            gitdir = (checkout / pointer.removeprefix("gitdir: ")).resolve()
+        head = (gitdir / "HEAD").read_text(encoding="utf-8").strip()
+        common = gitdir / "commondir"
+        shared = (gitdir / common.read_text(encoding="utf-8").strip() if common.is_file() else gitdir).resolve()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return (shared, head) if HEX_COMMIT.fullmatch(head) else None
+
+
+HEX_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def _is_pytest_config(name: str, text: str | None) -> bool:

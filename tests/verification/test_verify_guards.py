@@ -96,6 +96,31 @@ def test_pytest_config_follows_pytest_precedence(repo: Repo, files: dict[str, st
     assert pytest_config(repo.path) == expected
 
 
+def test_pytest_config_of_a_detached_checkout_is_its_commits_however_often_it_is_asked(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """Pooled checkouts sit on a detached commit, and each commit's answer is kept: a checkout moved to another
+    commit, or a second checkout, must still get the answer of the commit it is on."""
+    repo.write({"pytest.ini": "[pytest]\n"})
+    repo.commit("pytest.ini")
+    with_ini = sh_git("rev-parse", "HEAD", cwd=repo.path).strip()
+    repo.write({"pytest.ini": None, "pyproject.toml": PYPROJECT})
+    repo.commit("pyproject instead")
+    with_pyproject = sh_git("rev-parse", "HEAD", cwd=repo.path).strip()
+    first, second = tmp_path / "slot-0", tmp_path / "slot-1"
+    sh_git("worktree", "add", "-q", "--detach", str(first), with_ini, cwd=repo.path)
+    sh_git("worktree", "add", "-q", "--detach", str(second), with_pyproject, cwd=repo.path)
+    for _ in range(2):
+        assert pytest_config(first) == "pytest.ini"
+        assert pytest_config(second) == "pyproject.toml"
+    sh_git("checkout", "-q", "--detach", with_pyproject, cwd=first)
+    assert pytest_config(first) == "pyproject.toml"
+    (second / "pyproject.toml").unlink()  # the work tree's files are not HEAD's: they are never read
+    assert pytest_config(second) == "pyproject.toml"
+    sh_git("checkout", "-q", "--detach", with_ini, cwd=second)
+    assert pytest_config(second) == "pytest.ini"
+
+
 def test_flags_on_added_lines() -> None:
     diff = "\n".join(
         [
