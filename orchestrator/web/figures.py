@@ -70,11 +70,12 @@ def running(db: Database) -> list[dict[str, Any]]:
         ]
 
 
-def stats(db: Database, dispatcher: Dispatcher) -> dict[str, Any]:
-    """Everything the Fleet page and /api/stats show."""
+def stats(db: Database, dispatcher: Dispatcher, points: dict[str, list[Bucket]] | None = None) -> dict[str, Any]:
+    """Everything the Fleet page and /api/stats show; points: series() read already (the page's charts), so the
+    charts and the rates come from one read."""
     now = utcnow()
     data = fleet_status(db, dispatcher)
-    points = series(db, now)
+    points = points or series(db, now)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with db.session() as s:
         backlog, oldest = dashboard.review_backlog(s)

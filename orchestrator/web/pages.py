@@ -162,7 +162,7 @@ def logout(request: Request, state: State, principal: Viewer, csrf: CsrfField = 
 def fleet_context(state: WebState) -> dict[str, Any]:
     points = figures.series(state.db)
     return {
-        "stats": figures.stats(state.db, state.dispatcher),
+        "stats": figures.stats(state.db, state.dispatcher, points),
         "chart_hour": render.bar_chart(points["hour"], "verifications in the last hour", "5m", "-1h"),
         "chart_day": render.bar_chart(points["day"], "verifications in the last day", "1h", "-24h"),
     }
