@@ -125,22 +125,28 @@ def _pytest_config_at_head(checkout: Path) -> str | None:
 
 
 def detached_commit(checkout: Path) -> tuple[Path, str] | None:
-    """(the repository's git dir, the commit) of a checkout whose HEAD is a commit, read from git's files;
-    None for a branch, or anything not as git writes it (git is asked then)."""
+    """(the repository's git dir, the commit) of a checkout whose HEAD is a commit, read from git's files as git
+    reads them (a line's end is all git trims: a name with other trailing spaces is another folder to git); None for
+    a branch, or a HEAD not as git writes it (git is asked then)."""
     try:
         dot_git = checkout / ".git"
         gitdir = dot_git
         if dot_git.is_file():  # a linked worktree: "gitdir: <its folder in the repository>"
-            pointer = dot_git.read_text(encoding="utf-8").strip()
+            pointer = _git_line(dot_git)
             if not pointer.startswith("gitdir: "):
                 return None
-            gitdir = (checkout / pointer.removeprefix("gitdir: ")).resolve()
-        head = (gitdir / "HEAD").read_text(encoding="utf-8").strip()
+            gitdir = checkout / pointer.removeprefix("gitdir: ")
+        head = (gitdir / "HEAD").read_text(encoding="utf-8")
         common = gitdir / "commondir"
-        shared = (gitdir / common.read_text(encoding="utf-8").strip() if common.is_file() else gitdir).resolve()
+        shared = (gitdir / _git_line(common) if common.is_file() else gitdir).resolve()
     except (OSError, UnicodeDecodeError):
         return None
-    return (shared, head) if HEX_COMMIT.fullmatch(head) else None
+    commit = head.removesuffix("\n")
+    return (shared, commit) if HEX_COMMIT.fullmatch(commit) else None
+
+
+def _git_line(path: Path) -> str:
+    return path.read_text(encoding="utf-8").rstrip("\r\n")
 
 
 HEX_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")

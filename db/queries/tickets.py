@@ -173,11 +173,14 @@ def stored_verification(result: Mapping[str, Any]) -> dict[str, Any]:
 
 def add_verification(s: Session, attempt_id: int, **fields: Any) -> None:
     """The attempt's one verdict; its reasons are what people read, so they pass through shown()."""
+    if unknown := set(fields) - _VERIFICATION_FIELDS:
+        raise TypeError(f"not a verification's field: {', '.join(sorted(unknown))}")
     fields["reasons"] = [shown(str(reason)) for reason in fields.get("reasons", [])]
     rows(s).execute(_ADD_VERIFICATION, dict(fields, attempt_id=attempt_id))
 
 
 _ADD_VERIFICATION = insert(Verification)  # its columns are the values given; the others take their defaults
+_VERIFICATION_FIELDS = set(Verification.__table__.columns.keys()) - {"id", "attempt_id"}
 
 
 def finish_run(s: Session, run: Run, status: RunStatus) -> None:

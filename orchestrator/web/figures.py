@@ -75,7 +75,7 @@ def stats(db: Database, dispatcher: Dispatcher, points: dict[str, list[Bucket]] 
     charts and the rates come from one read."""
     now = utcnow()
     data = fleet_status(db, dispatcher)
-    points = points or series(db, now)
+    points = points if points is not None else series(db, now)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     with db.session() as s:
         backlog, oldest = dashboard.review_backlog(s)

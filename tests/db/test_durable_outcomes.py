@@ -98,6 +98,18 @@ def test_a_database_error_stored_as_a_reason_loses_its_sql_parameters_and_traceb
     assert [r for r in stored if any(leak in r for leak in (*LEAKS, "hunter2"))] == []
 
 
+def test_a_verification_with_a_field_it_has_not_is_refused_and_nothing_is_stored(db: Database) -> None:
+    attempt_id = _ticket(db)
+    with pytest.raises(TypeError, match="duraton"), db.session() as s:
+        queries.add_verification(s, attempt_id, verdict="passed", duraton=1.5)
+    with db.session() as s:
+        assert s.query(Verification).count() == 0
+        queries.add_verification(s, attempt_id, verdict="passed", duration=1.5)
+    with db.session() as s:
+        stored = s.query(Verification).one()
+        assert (stored.verdict, stored.duration, stored.reasons, stored.flaky) == ("passed", 1.5, [], [])
+
+
 def test_shown_keeps_plain_reasons_as_they_are() -> None:
     for reason in ("tests failed: a [SQL] b", "changes to tests/test_calc.py were reverted before the run"):
         assert shown(reason) == reason

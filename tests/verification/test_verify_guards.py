@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,33 @@ def test_pytest_config_of_a_detached_checkout_is_its_commits_however_often_it_is
     assert pytest_config(second) == "pyproject.toml"
     sh_git("checkout", "-q", "--detach", with_ini, cwd=second)
     assert pytest_config(second) == "pytest.ini"
+
+
+def test_a_checkout_whose_git_pointer_git_reads_otherwise_cannot_give_another_commit_its_pytest_config(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """A run with no sandbox may rewrite a slot's .git file. Git trims only a line's end from it: with trailing
+    spaces it names another folder, whose HEAD may name another commit than the folder without them. Whatever the
+    slot's files say, the answer kept for a commit must be that commit's."""
+    repo.write({"pytest.ini": "[pytest]\n"})
+    repo.commit("pytest.ini")
+    with_ini = sh_git("rev-parse", "HEAD", cwd=repo.path).strip()
+    repo.write({"pytest.ini": None, "pyproject.toml": PYPROJECT})
+    repo.commit("pyproject instead")
+    with_pyproject = sh_git("rev-parse", "HEAD", cwd=repo.path).strip()
+    slot = tmp_path / "slot-0"
+    sh_git("worktree", "add", "-q", "--detach", str(slot), with_ini, cwd=repo.path)
+    real = Path(sh_git("rev-parse", "--absolute-git-dir", cwd=slot).strip())
+    for folder, head in ((tmp_path / "decoy", with_pyproject), (tmp_path / "decoy  ", with_ini)):
+        shutil.copytree(real, folder)
+        (folder / "HEAD").write_text(head + "\n")
+        (folder / "commondir").write_text(str(repo.path / ".git") + "\n")
+    (slot / ".git").write_text(f"gitdir: {tmp_path / 'decoy'}  \n")  # git reads "decoy  ", at with_ini
+    assert sh_git("rev-parse", "HEAD", cwd=slot).strip() == with_ini
+    assert pytest_config(slot) == "pytest.ini"
+    other = tmp_path / "slot-1"
+    sh_git("worktree", "add", "-q", "--detach", str(other), with_pyproject, cwd=repo.path)
+    assert pytest_config(other) == "pyproject.toml"
 
 
 def test_flags_on_added_lines() -> None:
