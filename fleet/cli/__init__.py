@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from fleet.cli.help import WIDE
 from fleet.cli.lazy import COMMANDS, LazyGroup
 
 __all__ = ["COMMANDS", "build_app", "main"]
@@ -48,4 +49,6 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
-    LazyGroup(name="fleet", help=HELP, no_args_is_help=True)(prog_name="fleet")
+    LazyGroup(name="fleet", help=HELP, no_args_is_help=True, rich_markup_mode=None, context_settings=WIDE)(
+        prog_name="fleet"
+    )

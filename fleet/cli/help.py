@@ -12,6 +12,10 @@ from typing import Any
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+# Help as wide as the terminal, up to 160 columns (click's own layout stops at 80 unless told); a command's context
+# inherits it from its group's.
+WIDE = {"max_content_width": 160}
+
 
 # Typer vendors its own click (typer._click); its classes are reached through typer.core, typed here as Any.
 def _no_type(ctx: Any) -> None:
@@ -45,7 +49,10 @@ class ReadableGroup(TyperGroup):
 
 
 def readable(app: typer.Typer) -> None:
-    """Give every command and group of app (and of its sub-apps) the readable classes."""
+    """Give every command and group of app (and of its sub-apps) the readable classes, and plain help and usage
+    errors (click's own layout: rich's would import rich's markdown and layout code, about 100 ms, first)."""
+    app.rich_markup_mode = None
+    app.info.context_settings = {**(app.info.context_settings or {}), **WIDE}
     app.info.cls = ReadableGroup
     for command in app.registered_commands:
         if command.cls in (None, TyperCommand):

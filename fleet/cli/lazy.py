@@ -132,7 +132,7 @@ class LazyGroup(ReadableGroup):
         if cmd_name not in COMMANDS:
             return None
         if self._listing:  # `fleet --help`: the name and one line are enough
-            return TyperCommand(cmd_name, help=COMMANDS[cmd_name][2])
+            return TyperCommand(cmd_name, help=COMMANDS[cmd_name][2], short_help=COMMANDS[cmd_name][2])
         return load(cmd_name)
 
     def format_help(self, ctx: Any, formatter: Any) -> None:

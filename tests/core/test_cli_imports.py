@@ -61,6 +61,8 @@ def test_help_imports_no_heavy_module() -> None:
     assert "typer" in loaded  # the probe ran the command line
     assert sorted(m for m in HEAVY if m in loaded) == []
     assert not [m for m in loaded if m.split(".")[0] in ("db", "orchestrator", "workers", "verification")]
+    # Help is click's plain layout: rich's markdown and layout code alone would cost about 100 ms.
+    assert not {"rich", "typer.rich_utils", "markdown_it"} & loaded
 
 
 def test_a_command_loads_its_own_module_only() -> None:
