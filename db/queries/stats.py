@@ -17,12 +17,13 @@ from db.models import Attempt, Run, Ticket
 def spend(
     s: Session, *, ticket_id: int | None = None, repo_id: int | None = None, since: datetime | None = None
 ) -> float:
-    """Dollars spent by the attempts of one ticket, or of one repository since a moment."""
-    query = select(func.coalesce(func.sum(Attempt.cost_usd), 0.0)).join(Ticket, Ticket.id == Attempt.ticket_id)
+    """Dollars spent by the attempts of one ticket, or of one repository since a moment (or in all: what `fleet up`
+    shows every second, so the tickets are joined only to filter by repository)."""
+    query = select(func.coalesce(func.sum(Attempt.cost_usd), 0.0))
     if ticket_id is not None:
         query = query.where(Attempt.ticket_id == ticket_id)
     if repo_id is not None:
-        query = query.where(Ticket.repo_id == repo_id)
+        query = query.join(Ticket, Ticket.id == Attempt.ticket_id).where(Ticket.repo_id == repo_id)
     if since is not None:
         query = query.where(Attempt.created_at >= since)
     return float(s.scalar(query) or 0.0)
