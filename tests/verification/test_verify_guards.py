@@ -97,17 +97,22 @@ def test_pytest_config_follows_pytest_precedence(repo: Repo, files: dict[str, st
     assert pytest_config(repo.path) == expected
 
 
-def test_pytest_config_of_a_detached_checkout_is_its_commits_however_often_it_is_asked(
-    repo: Repo, tmp_path: Path
-) -> None:
-    """Pooled checkouts sit on a detached commit, and each commit's answer is kept: a checkout moved to another
-    commit, or a second checkout, must still get the answer of the commit it is on."""
+def _ini_then_pyproject(repo: Repo) -> tuple[str, str]:
+    """Two commits: one configuring pytest in pytest.ini, the next in pyproject.toml instead."""
     repo.write({"pytest.ini": "[pytest]\n"})
     repo.commit("pytest.ini")
     with_ini = sh_git("rev-parse", "HEAD", cwd=repo.path).strip()
     repo.write({"pytest.ini": None, "pyproject.toml": PYPROJECT})
     repo.commit("pyproject instead")
-    with_pyproject = sh_git("rev-parse", "HEAD", cwd=repo.path).strip()
+    return with_ini, sh_git("rev-parse", "HEAD", cwd=repo.path).strip()
+
+
+def test_pytest_config_of_a_detached_checkout_is_its_commits_however_often_it_is_asked(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """Pooled checkouts sit on a detached commit, and each commit's answer is kept: a checkout moved to another
+    commit, or a second checkout, must still get the answer of the commit it is on."""
+    with_ini, with_pyproject = _ini_then_pyproject(repo)
     first, second = tmp_path / "slot-0", tmp_path / "slot-1"
     sh_git("worktree", "add", "-q", "--detach", str(first), with_ini, cwd=repo.path)
     sh_git("worktree", "add", "-q", "--detach", str(second), with_pyproject, cwd=repo.path)
@@ -128,12 +133,7 @@ def test_a_checkout_whose_git_pointer_git_reads_otherwise_cannot_give_another_co
     """A run with no sandbox may rewrite a slot's .git file. Git trims only a line's end from it: with trailing
     spaces it names another folder, whose HEAD may name another commit than the folder without them. Whatever the
     slot's files say, the answer kept for a commit must be that commit's."""
-    repo.write({"pytest.ini": "[pytest]\n"})
-    repo.commit("pytest.ini")
-    with_ini = sh_git("rev-parse", "HEAD", cwd=repo.path).strip()
-    repo.write({"pytest.ini": None, "pyproject.toml": PYPROJECT})
-    repo.commit("pyproject instead")
-    with_pyproject = sh_git("rev-parse", "HEAD", cwd=repo.path).strip()
+    with_ini, with_pyproject = _ini_then_pyproject(repo)
     slot = tmp_path / "slot-0"
     sh_git("worktree", "add", "-q", "--detach", str(slot), with_ini, cwd=repo.path)
     real = Path(sh_git("rev-parse", "--absolute-git-dir", cwd=slot).strip())
