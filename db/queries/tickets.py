@@ -165,10 +165,13 @@ def open_attempts(s: Session, ticket_id: int) -> Sequence[Attempt]:
     return s.scalars(query).all()
 
 
+# A verification's columns that its writers give (its id is the database's, its attempt the caller's argument).
+_VERIFICATION_FIELDS = frozenset(Verification.__table__.columns.keys()) - {"id", "attempt_id"}
+
+
 def stored_verification(result: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a verification result that have a column (still_failing and weak only shape the feedback)."""
-    columns = set(Verification.__table__.columns.keys()) - {"id", "attempt_id", "created_at"}
-    return {key: value for key, value in result.items() if key in columns}
+    return {key: value for key, value in result.items() if key in _VERIFICATION_FIELDS and key != "created_at"}
 
 
 def add_verification(s: Session, attempt_id: int, **fields: Any) -> None:
@@ -180,7 +183,6 @@ def add_verification(s: Session, attempt_id: int, **fields: Any) -> None:
 
 
 _ADD_VERIFICATION = insert(Verification)  # its columns are the values given; the others take their defaults
-_VERIFICATION_FIELDS = set(Verification.__table__.columns.keys()) - {"id", "attempt_id"}
 
 
 def finish_run(s: Session, run: Run, status: RunStatus) -> None:
