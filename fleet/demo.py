@@ -6,12 +6,9 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from rich.console import Console
-from rich.table import Table
-
 from db import queries
 from db.specs import RepoSpec, TicketSpec
-from fleet.cli.cells import clip, plain
+from fleet.cli.cells import Terminal, clip, columns
 from fleet.cli.context import Context
 from fleet.cli.progress import reporting, worker_log
 from orchestrator import review, views
@@ -88,24 +85,24 @@ def _fresh_repo(ctx: Context) -> str:
     return name
 
 
-def run_demo(ctx: Context, concurrency: int, out: Console) -> None:
+def run_demo(ctx: Context, concurrency: int, out: Terminal) -> None:
     from workers.serve import serve
 
     out.print(
-        "[bold]Fleet demo[/bold] — no AI model is involved: the 'shell' agents are scripted programs and the "
+        "Fleet demo — no AI model is involved: the 'shell' agents are scripted programs and the "
         "'llm' agents talk over real HTTP to a scripted model server on 127.0.0.1, so every run is the same. "
         "To use a real model: FLEET_LLM_BASE_URL, FLEET_LLM_MODEL and FLEET_LLM_API_KEY, then --agent llm."
     )
     repo = _fresh_repo(ctx)
     demos = ctx.settings.home.resolve() / "demo"
-    out.print(f"Fleet's state: {ctx.settings.where()}; the demo's repository {repo} in {demos}", markup=False)
+    out.print(f"Fleet's state: {ctx.settings.where()}; the demo's repository {repo} in {demos}")
     server = ScriptedModelServer()
     model_url = server.start()
     try:
         specs = [_spec(repo, t, model_url) for t in DEMO_TICKETS]
         tickets = submit(ctx.db, ctx.dispatcher, ctx.settings, specs, ctx.settings.home, "demo")
         for ticket, demo in zip(tickets, DEMO_TICKETS, strict=True):
-            out.print(f"  ticket {ticket.id} ({demo.agent}): {demo.title!r} — {demo.behaviour}", markup=False)
+            out.print(f"  ticket {ticket.id} ({demo.agent}): {demo.title!r} — {demo.behaviour}")
         logfile = worker_log(ctx.settings)
         out.print(f"Running {concurrency} embedded worker slots until the queue is empty (worker log {logfile})...")
         with reporting(ctx.db, summarise=False):
@@ -115,22 +112,22 @@ def run_demo(ctx: Context, concurrency: int, out: Console) -> None:
     _report(ctx, [t.id for t in tickets], out)
 
 
-def _report(ctx: Context, ticket_ids: list[int], out: Console) -> None:
-    table = Table("ticket", "title", "status", "attempts (verdicts)", "why")
+def _report(ctx: Context, ticket_ids: list[int], out: Terminal) -> None:
     with ctx.db.session() as s:
         trees = [queries.load_ticket_tree(s, tid) for tid in ticket_ids]
+        rows = []
         for t in trees:
             verdicts = [a.verification.verdict if a.verification else a.status for r in t.runs for a in r.attempts]
-            table.add_row(*plain(t.id, t.title, t.status, " → ".join(verdicts), clip(t.status_reason, 80)))
-        out.print(table)
+            rows.append((t.id, t.title, t.status, " → ".join(verdicts), clip(t.status_reason, 80)))
+        out.print(columns(("ticket", "title", "status", "attempts (verdicts)", "why"), rows))
         waiting = [(t, found[0]) for t in trees if (found := review.candidates(t))]
         out.print(f"What a reviewer sees ({len(waiting)} verified diffs; failing tickets are never listed):")
         for t, candidate in waiting:
             best = views.attempt_view(candidate.attempt) | views.attempt_texts(candidate.attempt)
             v = best["verification"]
             out.rule(f"ticket {t.id}: {t.title} — attempt {best['number']}, {best['diff_stat']}")
-            out.print(f"fixed: {', '.join(v['fail_to_pass'])}; still passing: {v['pass_to_pass']} tests", markup=False)
-            out.print(best["diff"], markup=False)
+            out.print(f"fixed: {', '.join(v['fail_to_pass'])}; still passing: {v['pass_to_pass']} tests")
+            out.print(best["diff"])
     out.print(
         "Next: `fleet review list`, `fleet review show ID`, `fleet review approve ID`; "
         "`fleet show ID` for every attempt and the feedback between them."

@@ -6,7 +6,6 @@ this module; the others build their Context (fleet/cli/context.py).
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
@@ -18,13 +17,13 @@ import typer
 
 from db.errors import AlreadyExists, NotFound
 from db.lifecycle import IllegalTransition
-from fleet.cli.cells import TerminalConsole, for_terminal
+from fleet.cli.cells import Terminal, for_terminal
 from orchestrator.errors import FleetError
 
-# Ticket text, prompts and transcripts are data: no emoji codes, no markup, no wrapping of error lines, and no
-# control characters (fleet/cli/cells.py).
-out = TerminalConsole(highlight=False, soft_wrap=True, emoji=False)
-err = TerminalConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+# Ticket text, prompts and transcripts are data: printed as they are, unwrapped, without control characters
+# (fleet/cli/cells.py).
+out = Terminal()
+err = Terminal(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -42,6 +41,8 @@ def confirm(question: str, yes: bool) -> None:
 
 
 def actor() -> str:
+    import getpass
+
     return os.environ.get("FLEET_USER") or getpass.getuser()
 
 
@@ -58,7 +59,7 @@ def one_line_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (FleetError, NotFound, AlreadyExists, IllegalTransition) as exc:
-            err.print(f"error: {one_line(str(exc))}", markup=False)
+            err.print(f"error: {one_line(str(exc))}")
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -47,13 +47,13 @@ def mine(
             mutations=mutations,
             timeout=settings.test_timeout or ctx.settings.test_timeout_seconds,
         )
-    result = mine_tasks(options, progress=lambda line: err.print(line, markup=False))
+    result = mine_tasks(options, progress=lambda line: err.print(line))
     write_tasks(out_file, result.tasks)
     if as_json:
         return print_json({"tasks": len(result.tasks), "out": str(out_file), "skipped": result.skipped})
     for line in result.skipped:
-        err.print(f"skipped {line}", markup=False)
-    out.print(f"{len(result.tasks)} tasks written to {out_file}", markup=False)
+        err.print(f"skipped {line}")
+    out.print(f"{len(result.tasks)} tasks written to {out_file}")
 
 
 @commands.command("export")
@@ -81,7 +81,7 @@ def export(
     if as_json:
         return print_json({"records": len(records), "format": fmt, "out": str(out_file), "parquet": str(parquet or "")})
     also = f" and {parquet}" if parquet else ""
-    out.print(f"{len(records)} {fmt} records written to {out_file}{also}", markup=False)
+    out.print(f"{len(records)} {fmt} records written to {out_file}{also}")
 
 
 def write_parquet(jsonl: Path, records: list[dict[str, object]]) -> Path | None:

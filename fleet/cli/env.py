@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from fleet.cli.cells import plain
+from fleet.cli.cells import columns
 from system.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,12 +31,11 @@ def cache_list(as_json: JsonFlag = False) -> None:
     entries = [e.view() for e in reversed(_env_cache().entries())]
     if as_json:
         return print_json(entries)
-    table = Table("key", "scope", "setup command", "paths", "MB", "last used")
+    rows = []
     for e in entries:
         paths = ", ".join(e["paths"][:3]) + (" ..." if len(e["paths"]) > 3 else "")
-        cells = (e["key"][:12], e["scope"], e["setup_cmd"], paths, f"{e['bytes'] / 2**20:.1f}", e["last_used"])
-        table.add_row(*plain(*cells))
-    out.print(table)
+        rows.append((e["key"][:12], e["scope"], e["setup_cmd"], paths, f"{e['bytes'] / 2**20:.1f}", e["last_used"]))
+    out.print(columns(("key", "scope", "setup command", "paths", "MB", "last used"), rows))
 
 
 @app.command("clear")

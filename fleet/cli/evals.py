@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from fleet.cli.cells import plain
+from fleet.cli.cells import columns
 from fleet.cli.console import JsonFlag, actor, one_line_errors, out, print_json
 from fleet.cli.context import Context
 from orchestrator.errors import FleetError
@@ -58,7 +57,7 @@ def run(
     )
     if as_json:
         return print_json({"name": name, "tickets": ids})
-    out.print(f"evaluation {name}: {len(ids)} tickets queued ({len(task_list)} tasks)", markup=False)
+    out.print(f"evaluation {name}: {len(ids)} tickets queued ({len(task_list)} tasks)")
 
 
 @app.command("report")
@@ -87,16 +86,16 @@ def report(
     counts = data["agreement"]["counts"]
     out.print(
         f"agreement with the SWE-bench harness: agree {counts.get('agree', 0)}, "
-        f"Fleet stricter {counts.get('stricter', 0)}, disagree {counts.get('disagree', 0)}",
-        markup=False,
+        f"Fleet stricter {counts.get('stricter', 0)}, disagree {counts.get('disagree', 0)}"
     )
 
 
-def report_table(data: dict[str, Any]) -> Table:
+def report_table(data: dict[str, Any]) -> str:
     from orchestrator.evalfiles import pass_columns
 
     ks = pass_columns(data)
-    table = Table("agent", "model", *[f"pass@{k}" for k in ks], "solved", "cost/solved", "s/solved", "gamed", "errors")
+    header = ["agent", "model", *[f"pass@{k}" for k in ks], "solved", "cost/solved", "s/solved", "gamed", "errors"]
+    rows = []
     for row in data["agents"]:
         verdicts = row["verdicts"]
         cells = [
@@ -109,8 +108,8 @@ def report_table(data: dict[str, Any]) -> Table:
             verdicts.get("gamed", 0),
             verdicts.get("error", 0),
         ]
-        table.add_row(*plain(*cells))
-    return table
+        rows.append(cells)
+    return columns(header, rows)
 
 
 @app.command("compare")
@@ -131,7 +130,7 @@ def compare(
         for word in ("better", "worse"):
             for change in row[word]:
                 line = f"  {word}: {change['task']} {change['before']:.0%} -> {change['after']:.0%}"
-                out.print(line, markup=False)
+                out.print(line)
 
 
 @app.command("list")
@@ -148,7 +147,5 @@ def list_evaluations(as_json: JsonFlag = False) -> None:
         ]
     if as_json:
         return print_json(rows)
-    table = Table("name", "samples", "created", "by")
-    for r in rows:
-        table.add_row(*plain(r["name"], r["samples"], r["created_at"], r["by"]))
-    out.print(table)
+    cells = [(r["name"], r["samples"], r["created_at"], r["by"]) for r in rows]
+    out.print(columns(("name", "samples", "created", "by"), cells))

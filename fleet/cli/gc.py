@@ -46,4 +46,4 @@ def gc_(
     if as_json:
         return print_json(lines)
     for line in lines:
-        out.print(line, markup=False)
+        out.print(line)

@@ -28,6 +28,4 @@ def import_github(
     if as_json:
         return print_json({"repo": name, "created": done.created, "known": done.known})
     made = ", ".join(map(str, done.created)) or "none"
-    out.print(
-        f"{len(done.created)} ticket(s) made from {forge_repo} ({made}); {done.known} already imported", markup=False
-    )
+    out.print(f"{len(done.created)} ticket(s) made from {forge_repo} ({made}); {done.known} already imported")

@@ -6,10 +6,9 @@ from textwrap import indent
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from db.lifecycle import TicketStatus
-from fleet.cli.cells import clip, plain
+from fleet.cli.cells import clip, columns
 from fleet.cli.console import JsonFlag, one_line_errors, out, print_json
 from fleet.cli.plain import PlainCommand
 from fleet.cli.reading import database
@@ -20,11 +19,11 @@ from system.places import Place
 commands = typer.Typer()
 
 
-def ticket_table(tickets: list[dict[str, Any]]) -> Table:
-    table = Table("id", "repo", "status", "agent", "title", "reason")
-    for t in tickets:
-        table.add_row(*plain(t["id"], t["repo"], t["status"], t["agent"], clip(t["title"], 60), clip(t["reason"], 60)))
-    return table
+def ticket_table(tickets: list[dict[str, Any]]) -> str:
+    cells = [
+        (t["id"], t["repo"], t["status"], t["agent"], clip(t["title"], 60), clip(t["reason"], 60)) for t in tickets
+    ]
+    return columns(("id", "repo", "status", "agent", "title", "reason"), cells)
 
 
 @commands.command(cls=PlainCommand)
@@ -51,7 +50,7 @@ def tickets(
         return out.print(f"no tickets{matching if status or repo else ''} in {place.where()}")
     out.print(ticket_table(rows))
     if len(rows) == limit:
-        out.print(f"older tickets: fleet tickets --before {rows[-1]['id']}", markup=False)
+        out.print(f"older tickets: fleet tickets --before {rows[-1]['id']}")
 
 
 @commands.command(cls=PlainCommand)
@@ -63,13 +62,13 @@ def show(ticket: int, as_json: JsonFlag = False) -> None:
     if as_json:
         return print_json(view)
     status = f"{view['status']}: {view['verdict']}" if view["verdict"] else view["status"]
-    out.print(f"ticket {view['id']} [{status}] {view['title']}", markup=False)
+    out.print(f"ticket {view['id']} [{status}] {view['title']}")
     if view["reason"]:
-        out.print(f"  {view['reason']}", markup=False)
+        out.print(f"  {view['reason']}")
     if view["pr_url"]:
-        out.print(f"  pull request: {view['pr_url']}", markup=False)
+        out.print(f"  pull request: {view['pr_url']}")
     for run in view["runs"]:
-        out.print(f"  run {run['number']} ({run['agent']}): {run['status']}", markup=False)
+        out.print(f"  run {run['number']} ({run['agent']}): {run['status']}")
         for a in run["attempts"]:
             show_attempt(a, last=a is run["attempts"][-1])
 
@@ -78,11 +77,11 @@ def show_attempt(a: dict[str, Any], last: bool) -> None:
     """One attempt of `fleet show`: the feedback it started from, and on a run's last unpassed attempt its own."""
     verdict = a["verdict"] or a["status"]
     line = f"    attempt {a['number']} (id {a['id']}): {verdict}  {a['diff_stat']}  {a['error'] or ''}"
-    out.print(line, markup=False)
+    out.print(line)
     if a["tokens_in"] or a["tokens_out"] or a["unpriced_calls"]:
-        out.print(f"      usage: {a['usage']}", markup=False)
+        out.print(f"      usage: {a['usage']}")
     if a["feedback_in"]:
-        out.print(indent(f"started from this feedback:\n{a['feedback_in'].strip()}", " " * 6), markup=False)
+        out.print(indent(f"started from this feedback:\n{a['feedback_in'].strip()}", " " * 6))
     if last and a["feedback_out"] and verdict != "passed":
         ended = f"feedback (no further attempt was made):\n{a['feedback_out'].strip()}"
-        out.print(indent(ended, " " * 6), markup=False)
+        out.print(indent(ended, " " * 6))

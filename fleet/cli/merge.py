@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from fleet.cli.cells import plain
+from fleet.cli.cells import columns
 from fleet.cli.console import JsonFlag, actor, one_line_errors, out, print_json
 from fleet.cli.context import Context
 from orchestrator import merges
@@ -31,7 +30,7 @@ def merge_enqueue(
     ctx.dispatcher.kick(ctx.db, ctx.settings)
     if as_json:
         return print_json(view)
-    out.print(f"ticket {ticket} queued to land on {view['target']} (entry {view['entry']})", markup=False)
+    out.print(f"ticket {ticket} queued to land on {view['target']} (entry {view['entry']})")
 
 
 @app.command("status")
@@ -43,16 +42,16 @@ def merge_status(as_json: JsonFlag = False) -> None:
     if as_json:
         return print_json(view)
     if not view["queue"]:
-        out.print("the merge queue is empty", markup=False)
+        out.print("the merge queue is empty")
     else:
-        table = Table("ticket", "target", "status", "on top of", "overlaps", "builds", "title")
-        for e in view["queue"]:
-            table.add_row(*plain(e["ticket"], e["target"], e["status"], _on_top(e), _tickets(e["overlaps"]),
-                                 e["builds"], e["title"][:50]))  # fmt: skip
-        out.print(table)
+        cells = [
+            (e["ticket"], e["target"], e["status"], _on_top(e), _tickets(e["overlaps"]), e["builds"], e["title"][:50])
+            for e in view["queue"]
+        ]
+        out.print(columns(("ticket", "target", "status", "on top of", "overlaps", "builds", "title"), cells))
     for e in view["recent"]:
         what = f"merged as {e['merged'][:12]}" if e["status"] == "merged" else f"ejected: {e['reason']}"
-        out.print(f"ticket {e['ticket']} {what}", markup=False)
+        out.print(f"ticket {e['ticket']} {what}")
 
 
 @app.command("eject")
@@ -65,7 +64,7 @@ def merge_eject(ticket: int, as_json: JsonFlag = False) -> None:
     ctx.dispatcher.kick(ctx.db, ctx.settings)
     if as_json:
         return print_json(view)
-    out.print(f"ticket {ticket} left the merge queue", markup=False)
+    out.print(f"ticket {ticket} left the merge queue")
 
 
 def _on_top(e: dict[str, object]) -> str:

@@ -6,11 +6,10 @@ import inspect
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from db import queries
 from db.specs import RepoSettings, RepoSpec, help_text
-from fleet.cli.cells import plain
+from fleet.cli.cells import columns
 from fleet.cli.console import JsonFlag, YesFlag, confirm, one_line_errors, out, print_json
 from fleet.cli.context import Context, spec_from
 from orchestrator import views
@@ -83,7 +82,7 @@ def repo_add(
     repo = register_repo(ctx.db, spec, ctx.agents)
     if as_json:
         return print_json(repo)
-    out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})", markup=False)
+    out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})")
 
 
 @one_line_errors
@@ -94,7 +93,7 @@ def repo_update(name: str, path: str | None = None, as_json: bool = False, **opt
     repo = update_repo(ctx.db, name, changes, path, ctx.agents)
     if as_json:
         return print_json(repo)
-    out.print(f"repo {repo['name']} updated: {repo['source']} (tests: {repo['test_cmd']})", markup=False)
+    out.print(f"repo {repo['name']} updated: {repo['source']} (tests: {repo['test_cmd']})")
 
 
 def _update_signature() -> inspect.Signature:
@@ -126,7 +125,7 @@ def repo_remove(
     gone = remove_repo(ctx.db, name)
     if as_json:
         return print_json({"removed": name, "tickets": gone})
-    out.print(f"repo {name} removed with {gone} finished ticket(s); its folder is untouched", markup=False)
+    out.print(f"repo {name} removed with {gone} finished ticket(s); its folder is untouched")
 
 
 @app.command("list")
@@ -140,7 +139,5 @@ def repo_list(as_json: JsonFlag = False) -> None:
         return print_json(repos)
     if not repos:
         return out.print(f"no repositories in {ctx.settings.where()}; add one with `fleet repo add NAME PATH`")
-    table = Table("name", "source", "test command", "agent")
-    for r in repos:
-        table.add_row(*plain(r["name"], r["source"], r["test_cmd"], r["default_agent"]))
-    out.print(table)
+    cells = [(r["name"], r["source"], r["test_cmd"], r["default_agent"]) for r in repos]
+    out.print(columns(("name", "source", "test command", "agent"), cells))

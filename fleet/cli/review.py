@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from db import queries
-from fleet.cli.cells import plain
+from fleet.cli.cells import columns
 from fleet.cli.console import JsonFlag, actor, one_line_errors, out, print_json
 from fleet.cli.context import Context
 from orchestrator import approval, merges, views
@@ -30,12 +29,15 @@ def review_list(as_json: JsonFlag = False) -> None:
     rows = [row | {"candidates": len(row["candidates"]), "overlaps": overlaps.get(row["id"], [])} for row in found]
     if as_json:
         return print_json(rows)
-    table = Table("ticket", "repo", "title", "candidates", "best diff", "overlaps", "pull request")
-    for r in rows:
-        shared = ", ".join(map(str, r["overlaps"]))
-        cells = (r["id"], r["repo"], r["title"][:60], r["candidates"], r["diff_stat"], shared, r["pr_url"])
-        table.add_row(*plain(*cells))
-    out.print(table)
+    cells = [
+        (r["id"], r["repo"], r["title"][:60], r["candidates"], r["diff_stat"], _joined(r["overlaps"]), r["pr_url"])
+        for r in rows
+    ]
+    out.print(columns(("ticket", "repo", "title", "candidates", "best diff", "overlaps", "pull request"), cells))
+
+
+def _joined(ids: list[int]) -> str:
+    return ", ".join(map(str, ids))
 
 
 @app.command("show")
@@ -57,27 +59,25 @@ def review_show(
         return print_json(head | {"candidates": shown})
     if not 1 <= candidate <= len(shown):
         raise FleetError(f"--candidate must be between 1 and {len(shown)}")
-    out.print(f"ticket {head['id']}: {head['title']}  [{head['status']}]", markup=False)
-    table = Table("#", "agent", "run", "attempt", "runs agreeing", "cost $", "diff", "flags")
-    for a in shown:
-        flags = len(a["verification"]["flags"])
-        cells = (a["rank"], a["agent"], a["run"], a["number"], a["runs_agreeing"], f"{a['cost_usd']:.4f}")
-        table.add_row(*plain(*cells, a["diff_stat"], flags))
-    out.print(table)
+    out.print(f"ticket {head['id']}: {head['title']}  [{head['status']}]")
+    cells = [
+        (a["rank"], a["agent"], a["run"], a["number"], a["runs_agreeing"], f"{a['cost_usd']:.4f}", a["diff_stat"],
+         len(a["verification"]["flags"]))
+        for a in shown
+    ]  # fmt: skip
+    out.print(columns(("#", "agent", "run", "attempt", "runs agreeing", "cost $", "diff", "flags"), cells))
     a = shown[candidate - 1]
     v = a["verification"]
     where = f"attempt {a['number']} of run {a['run']} (id {a['id']})"
     out.rule(f"candidate {candidate}: {where}, {a['diff_stat']}")
     if a["agreement"]:
-        out.print(f"{a['agreement']} (attempt ids {', '.join(map(str, a['same_diff_attempts']))})", markup=False)
-    out.print(f"fixed: {', '.join(v['fail_to_pass']) or '-'}", markup=False)
-    out.print(f"still passing: {plural(v['pass_to_pass'], 'test')}", markup=False)
+        out.print(f"{a['agreement']} (attempt ids {', '.join(map(str, a['same_diff_attempts']))})")
+    out.print(f"fixed: {', '.join(v['fail_to_pass']) or '-'}")
+    out.print(f"still passing: {plural(v['pass_to_pass'], 'test')}")
     if v["known_failing"]:
-        out.print(
-            f"known failing (before and after, not part of this ticket): {', '.join(v['known_failing'])}", markup=False
-        )
+        out.print(f"known failing (before and after, not part of this ticket): {', '.join(v['known_failing'])}")
     if v["broken"]:
-        out.print(f"regressed: {', '.join(v['broken'])}", markup=False)
+        out.print(f"regressed: {', '.join(v['broken'])}")
     warnings = [w for w in v["warnings"] if not w.startswith("known failing")]
     for key, items in (
         ("flags", v["flags"]),
@@ -86,10 +86,10 @@ def review_show(
         ("warnings", warnings),
     ):
         if items:
-            out.print(f"{key}: {', '.join(items)}", markup=False)
-    out.print(a["diff"], markup=False)
+            out.print(f"{key}: {', '.join(items)}")
+    out.print(a["diff"])
     if len(shown) > 1:
-        out.print(f"other candidates: fleet review show {ticket} --candidate N (N up to {len(shown)})", markup=False)
+        out.print(f"other candidates: fleet review show {ticket} --candidate N (N up to {len(shown)})")
 
 
 Candidate = Annotated[
@@ -107,9 +107,9 @@ def review_approve(ticket: int, candidate: Candidate = None, as_json: JsonFlag =
         return print_json(decision.view())
     if decision.queued_to:
         where = f"queued to land on {decision.queued_to} once verified on top of it (fleet merge status)"
-        return out.print(f"ticket {ticket} approved: {where}", markup=False)
+        return out.print(f"ticket {ticket} approved: {where}")
     pr = f"; pull request {decision.pr_url}" if decision.pr_url else ""
-    out.print(f"ticket {ticket} approved: branch {decision.branch}{pr}", markup=False)
+    out.print(f"ticket {ticket} approved: branch {decision.branch}{pr}")
 
 
 @app.command("reject")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from fleet.cli.cells import plain
+from fleet.cli.cells import columns
 from fleet.cli.console import JsonFlag, one_line_errors, out, print_json
 from fleet.cli.plain import PlainCommand
 from fleet.cli.reading import database
@@ -37,7 +36,7 @@ def status(
     data = views.fleet_figures(*counts, workers, queue_depths_of(place))
     if as_json:
         return print_json(data)
-    out.print(f"state: {place.where()}", markup=False)
+    out.print(f"state: {place.where()}")
     out.print(render_status(data))
 
 
@@ -54,9 +53,9 @@ def stats(
     rows = agent_stats(Context().db, hours)
     if as_json:
         return print_json(rows)
-    table = Table("agent", "model", "tickets", "verified", "rate", "attempts/verified", "cost/verified", "median s")
+    cells = []
     for r in rows:
-        cells = [
+        row = [
             r["agent"],
             r["model"],
             r["tickets"],
@@ -66,8 +65,9 @@ def stats(
             r["cost_per_verified_usd"],
             r["median_seconds_to_verified"],
         ]
-        table.add_row(*plain(*("-" if c is None else c for c in cells)))
-    out.print(table)
+        cells.append(["-" if c is None else c for c in row])
+    header = ("agent", "model", "tickets", "verified", "rate", "attempts/verified", "cost/verified", "median s")
+    out.print(columns(header, cells))
 
 
 @commands.command()
@@ -79,10 +79,10 @@ def migrate(as_json: JsonFlag = False) -> None:
     ctx = Context()
     if as_json:
         return print_json({"current": True, "database": ctx.settings.db_url.split("@")[-1]})
-    out.print(f"database schema is current: {ctx.settings.db_url.split('@')[-1]}", markup=False)
+    out.print(f"database schema is current: {ctx.settings.db_url.split('@')[-1]}")
 
 
-def render_status(data: dict[str, Any]) -> Table:
+def render_status(data: dict[str, Any]) -> str:
     """The figures of views.fleet_figures as one table (`fleet status`, `fleet watch`)."""
     live = [w for w in data["workers"] if not w["stale"]]
     rows = [
@@ -92,7 +92,4 @@ def render_status(data: dict[str, Any]) -> Table:
         ("workers", f"{len(live)} live, {len(data['workers']) - len(live)} stale"),
         ("slots busy", f"{sum(w['busy'] for w in live)} / {sum(w['slots'] for w in live)}"),
     ]
-    table = Table("what", "count", title="Fleet")
-    for row in rows:
-        table.add_row(*plain(*row))
-    return table
+    return columns(("what", "count"), rows, title="Fleet")

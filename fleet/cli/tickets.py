@@ -70,7 +70,7 @@ def submit(
         with ctx.db.session() as s:
             return print_json([views.ticket_view(queries.get_ticket(s, t.id)) for t in tickets])
     for t in tickets:
-        out.print(f"ticket {t.id} queued: {t.title}", markup=False)
+        out.print(f"ticket {t.id} queued: {t.title}")
 
 
 # `tickets` and `show` are defined in their own module, which loads no SQLAlchemy (`fleet tickets` runs only it);
@@ -111,7 +111,7 @@ def logs(
         sys.stdout.write(as_lines(render(text) if name == "transcript" else text))
     if follow_:
         status = follow(db, attempt, parts[1][1], render=render)
-        out.print(f"\n[the agent ended: attempt {attempt} is {status}]", markup=False)
+        out.print(f"\n[the agent ended: attempt {attempt} is {status}]")
 
 
 @commands.command()

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from db.specs import TokenSpec, help_text
-from fleet.cli.cells import plain
+from fleet.cli.cells import columns
 from fleet.cli.console import JsonFlag, actor, one_line_errors, out, print_json
 from fleet.cli.context import Context, spec_from
 from orchestrator.errors import FleetError
@@ -85,10 +84,8 @@ def token_list(as_json: JsonFlag = False) -> None:
         rows = [token_view(t) for t in tokens.list_tokens(s)]
     if as_json:
         return print_json(rows)
-    table = Table("id", "name", "role", "created", "last used")
-    for r in rows:
-        table.add_row(*plain(r["id"], r["name"], r["role"], r["created_at"] or "", r["last_used_at"] or "never"))
-    out.print(table)
+    cells = [(r["id"], r["name"], r["role"], r["created_at"] or "", r["last_used_at"] or "never") for r in rows]
+    out.print(columns(("id", "name", "role", "created", "last used"), cells))
 
 
 @app.command("revoke")

@@ -7,19 +7,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
 from fleet.cli import tokens
-from fleet.cli.cells import TerminalConsole, clip, plain
-from fleet.cli.console import one_line_errors
+from fleet.cli.cells import clip, columns, for_terminal
+from fleet.cli.console import one_line_errors, out
 from fleet.cli.context import Context
 from orchestrator.errors import FleetError
 from orchestrator.web.serving import Listener, is_loopback
 
-out = TerminalConsole(highlight=False, soft_wrap=True, markup=False, emoji=False)
 commands = typer.Typer()
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8600
@@ -51,41 +46,49 @@ def serve_web(listener: Listener) -> None:
         raise FleetError(str(exc)) from None
     with app.state.fleet.db.session() as s:
         check_bind(listener.host, tokens.count_active(s))
-    out.print(f"Fleet web on {listener.url} (log in with a token from `fleet token create`)", markup=False)
+    out.print(f"Fleet web on {listener.url} (log in with a token from `fleet token create`)")
     uvicorn.Server(listener.config(app)).run()
 
 
-def watch_view(data: dict[str, Any]) -> Group:
-    """`fleet status`'s table, running attempts and the review backlog, as one renderable."""
+def watch_view(data: dict[str, Any]) -> str:
+    """`fleet status`'s table, running attempts and the review backlog, as one text."""
     from fleet.cli.status import render_status
     from orchestrator.web.render import duration
 
-    running = Table("attempt", "ticket", "agent", "status", "elapsed", title="Running")
+    running = []
     for a in data["running"]:
         title = f"#{a['ticket']} {clip(a['title'], 50)}"
-        running.add_row(*plain(a["attempt"], title, a["agent"], a["status"], duration(a["elapsed_seconds"])))
+        running.append((a["attempt"], title, a["agent"], a["status"], duration(a["elapsed_seconds"])))
     backlog = data["review_backlog"]
-    footer = Text(
+    footer = (
         f"review backlog {backlog['count']} (oldest {duration(backlog['oldest_age_seconds'])}) · "
         f"last hour {data['last_hour']['verifications']} verifications run, {data['last_hour']['passed']} passed · "
         f"spend today ${data['spend_today_usd']:.2f} · {time.strftime('%H:%M:%S')} (Ctrl-C to stop)"
     )
-    return Group(render_status(data), running, footer)
+    running_table = columns(("attempt", "ticket", "agent", "status", "elapsed"), running, title="Running")
+    return "\n\n".join((render_status(data), running_table, footer))
 
 
 def watch_loop(ctx: Context, interval: float = 2.0, count: int = 0) -> None:
     """Redraw the fleet figures in place every `interval` seconds until Ctrl-C (or `count` draws)."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
     from orchestrator.web.figures import stats
+
+    def view() -> Text:
+        return Text(for_terminal(watch_view(stats(ctx.db, ctx.dispatcher))))
 
     shown = 0
     try:
-        with Live(watch_view(stats(ctx.db, ctx.dispatcher)), console=out, auto_refresh=False) as live:
+        with Live(view(), console=Console(highlight=False, emoji=False), auto_refresh=False) as live:
             while True:
                 shown += 1
                 if count and shown >= count:
                     break
                 time.sleep(max(interval, 0.1))
-                live.update(watch_view(stats(ctx.db, ctx.dispatcher)), refresh=True)
+                live.update(view(), refresh=True)
     except KeyboardInterrupt:
         pass
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from fleet.cli.cells import plain
+from fleet.cli.cells import columns
 from fleet.cli.console import JsonFlag, one_line_errors, out, print_json
 from fleet.cli.context import Context
 from fleet.cli.progress import banner, reporting, worker_log
@@ -55,7 +54,7 @@ def up(
     ctx = Context()
     logging = log_options(ctx.settings, verbose)
     for line in banner(ctx.settings, concurrency, until_idle, logging.get("logfile")):
-        out.print(line, markup=False)
+        out.print(line)
     with reporting(ctx.db):
         code = serve(ctx.settings, ctx.db, concurrency, until_idle=until_idle, passes=forge_passes(ctx), **logging)
     raise typer.Exit(code)
@@ -89,7 +88,7 @@ def worker(
     ctx = Context()
     logging = log_options(ctx.settings, verbose)
     for line in banner(ctx.settings, concurrency, drain, logging.get("logfile")):
-        out.print(line, markup=False)
+        out.print(line)
     queues = [names[q] for q in queue] or list(QUEUES)
     raise typer.Exit(
         serve(ctx.settings, ctx.db, concurrency, queues, until_idle=drain, passes=forge_passes(ctx), **logging)
@@ -108,10 +107,10 @@ def workers_(
     rows = worker_list(Context().db, include_stopped=all_)
     if as_json:
         return print_json(rows)
-    table = Table("worker", "host", "pid", "state", "slots busy", "queues", "heartbeat", "running")
+    cells = []
     for w in rows:
         state = "stopped" if w["stopped_at"] else "stale" if w["stale"] else "live"
         running = ", ".join(f"ticket {r['ticket']} attempt {r['number']} ({r['status']})" for r in w["running"])
-        cells = (w["id"], w["hostname"], w["pid"], state, f"{w['busy']}/{w['slots']}", w["queues"])
-        table.add_row(*plain(*cells, w["heartbeat_at"], running or "-"))
-    out.print(table)
+        cells.append((w["id"], w["hostname"], w["pid"], state, f"{w['busy']}/{w['slots']}", w["queues"],
+                      w["heartbeat_at"], running or "-"))  # fmt: skip
+    out.print(columns(("worker", "host", "pid", "state", "slots busy", "queues", "heartbeat", "running"), cells))

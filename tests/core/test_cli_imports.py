@@ -36,10 +36,12 @@ try:
 except SystemExit as exc:
     code = exc.code or 0
 sys.stdout = sys.__stdout__
-print("\\n" + json.dumps({"code": code, "modules": sorted(sys.modules)}))
+import gc
+print("\\n" + json.dumps({"code": code, "modules": sorted(sys.modules), "collecting": gc.isenabled()}))
 """
-# What a reading command must not load: the ORM, the specs, the migrations, the broker, the web, the review stack.
-NOT_FOR_READING = (*HEAVY, "orchestrator.review", "orchestrator.delivery", "verification.verify", "httpx")
+# What a reading command must not load: the ORM, the specs, the migrations, the broker, the web, the review stack,
+# and a layout library (its tables are plain columns: fleet/cli/cells.py).
+NOT_FOR_READING = (*HEAVY, "orchestrator.review", "orchestrator.delivery", "verification.verify", "httpx", "rich")
 
 
 def probe(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, set[str]]:
@@ -48,6 +50,14 @@ def probe(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, set[
     *printed, last = proc.stdout.strip().splitlines()
     found = json.loads(last)
     return found["code"], "\n".join(printed).strip() + proc.stderr, set(found["modules"])
+
+
+def collecting_after(*args: str, env: dict[str, str] | None = None) -> bool:
+    """Whether garbage collection was on when `fleet ARGS` ended (the probe's last line)."""
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True, text=True, env=env)
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found["code"] == 0, proc.stdout + proc.stderr
+    return bool(found["collecting"])
 
 
 def modules_after(*args: str) -> set[str]:
@@ -72,6 +82,15 @@ def test_a_command_loads_its_own_module_only() -> None:
     listing = modules_after("tickets", "--help")
     assert "fleet.cli.listing" in listing
     assert not {"fleet.cli.tickets", "orchestrator.review", "orchestrator.delivery", "verification.verify"} & listing
+
+
+def test_a_loaded_command_runs_with_garbage_collection_on(embedded: Fleet) -> None:
+    # `fleet` loads a command with the collector off (fleet/cli/lazy.py) and turns it back on before the command
+    # runs: `fleet up` and `fleet worker` run for days.
+    embedded.sample_repo()
+    assert collecting_after("tickets", env=embedded.env)
+    assert collecting_after("repo", "list", env=embedded.env)
+    assert not collecting_after("--help")  # nothing loaded, nothing run: the process ends as it is
 
 
 def test_the_table_names_every_command_with_its_own_help() -> None:

@@ -1,7 +1,7 @@
 """Stored text reaches the terminal without the control sequences that would drive it, and with its visible text.
 
 A ticket's title and model come from any submitter, a transcript and a diff from the agent: through the real
-command line, no command prints an ESC, a BEL or a C1 control (stdout is a pipe, so rich adds no colour of its own).
+command line, no command prints an ESC, a BEL or a C1 control.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import shlex
 
 import pytest
 
-from fleet.cli.cells import for_terminal
-from fleet.cli.web import out, watch_view
+from fleet.cli.cells import columns, for_terminal
+from fleet.cli.web import watch_view
 from tests.core.conftest import Fleet, scripted
 
 ADD = "tests/test_calc.py::test_add"
@@ -62,9 +62,17 @@ def test_the_live_view_shows_running_titles_clean() -> None:
         "last_hour": {"verifications": 0, "passed": 0},
         "spend_today_usd": 0.0,
     }
-    with out.capture() as captured:
-        out.print(watch_view(data))
-    assert_clean(captured.get(), SHOWN_TITLE)
+    assert_clean(watch_view(data), SHOWN_TITLE)
+
+
+def test_columns_align_wide_characters_and_keep_each_row_on_one_line() -> None:
+    rows = [(1, "日本語", "a\tb\nc"), (22, "\x1b[31mred\x1b[0m", "")]
+    assert columns(("id", "title", "note"), rows, title="Tickets").splitlines() == [
+        "Tickets",
+        "id  title   note",
+        "1   日本語  a b c",  # each wide character takes two columns; a tab or line break in a cell shows as a space
+        "22  red",  # no trailing padding; the escape sequence is gone, not counted
+    ]
 
 
 def test_every_command_prints_stored_text_without_control_sequences(embedded: Fleet) -> None:
