@@ -25,10 +25,14 @@ def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
 
+READ_ONLY = "fleet_read_only"  # the execution option Database.reading() sets on its connection
+
+
 def _sqlite_begin(conn: Any) -> None:
     # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then writes
-    # fails with "database is locked" instead of waiting when another writer got in between.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # fails with "database is locked" instead of waiting when another writer got in between. A transaction that
+    # only reads (Database.reading) is deferred: under WAL it reads a snapshot and waits for no writer.
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -64,6 +68,17 @@ class Database:
     def session(self) -> Iterator[Session]:
         with self._turn(), self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for statements that only read, in one transaction: on SQLite it takes neither the write
+        lock nor this process's turn, so a poll (an idle check five times a second, the progress line, the cancel
+        relay) never waits for the writers, nor they for it. Reads only: a write would take SQLite's lock in the
+        middle of the transaction, outside the turns."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def _turn(self) -> Iterator[None]:

@@ -98,24 +98,34 @@ def reopen(s: queries.Session, run: Run, feedback: str) -> Attempt:
     return attempt
 
 
-def over_budget(s: queries.Session, ticket: Ticket) -> str | None:
+@dataclass(frozen=True)
+class Budgets:
+    """What bounds a ticket's spending: its own budget and its repository's for each day (0: none)."""
+
+    ticket_id: int
+    ticket_usd: float
+    repo_id: int
+    repo_name: str
+    daily_usd: float
+
+    @classmethod
+    def of(cls, ticket: Ticket) -> Budgets:
+        daily = RepoSettings.from_stored(ticket.repo.settings).daily_budget_usd
+        return cls(ticket.id, ticket.budget_usd or 0.0, ticket.repo_id, ticket.repo.name, daily or 0.0)
+
+
+def over_budget(s: queries.Session, budgets: Budgets) -> str | None:
     """Why no new attempt may start for this ticket (its own budget, or its repo's for today), or None."""
-    if ticket.budget_usd:
-        spent = queries.spend(s, ticket_id=ticket.id)
-        if spent >= ticket.budget_usd:
-            return f"the ticket's budget of ${ticket.budget_usd:.2f} is spent (${spent:.2f})"
-    daily = RepoSettings.from_stored(ticket.repo.settings).daily_budget_usd
-    if daily:
+    if budgets.ticket_usd:
+        spent = queries.spend(s, ticket_id=budgets.ticket_id)
+        if spent >= budgets.ticket_usd:
+            return f"the ticket's budget of ${budgets.ticket_usd:.2f} is spent (${spent:.2f})"
+    if budgets.daily_usd:
         midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-        spent = queries.spend(s, repo_id=ticket.repo_id, since=midnight)
-        if spent >= daily:
-            return f"repo {ticket.repo.name}'s daily budget of ${daily:.2f} is spent (${spent:.2f} today)"
+        spent = queries.spend(s, repo_id=budgets.repo_id, since=midnight)
+        if spent >= budgets.daily_usd:
+            return f"repo {budgets.repo_name}'s daily budget of ${budgets.daily_usd:.2f} is spent (${spent:.2f} today)"
     return None
-
-
-def on_attempt_started(s: queries.Session, ticket: Ticket) -> None:
-    if ticket.status == TicketStatus.QUEUED.value:
-        queries.set_ticket_status(s, ticket, TicketStatus.RUNNING)
 
 
 def after_verdict(s: queries.Session, attempt: Attempt, outcome: Outcome) -> bool:
@@ -134,7 +144,7 @@ def after_verdict(s: queries.Session, attempt: Attempt, outcome: Outcome) -> boo
         if ticket.until == UNTIL_FIRST:
             stop_siblings(s, run)
     elif outcome.verdict in (Verdict.FAILED, Verdict.GAMED) and attempt.number < run.attempt_limit:
-        over = over_budget(s, ticket)
+        over = over_budget(s, Budgets.of(ticket))
         if over is None:
             next_attempt(s, run, outcome.feedback)
             return True

@@ -26,7 +26,7 @@ from verification.verify import run_baseline
 from workers.merge_git import Stamp, build_commit
 from workers.merge_queue import SendAttempts, SendBuilds, advance, build_inputs
 from workers.pipeline.baselines import job_spec
-from workers.pipeline.job import Job, job_secrets, snapshot
+from workers.pipeline.job import Job, job_of, job_secrets
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
 
@@ -91,7 +91,7 @@ def _claim(rt: WorkerRuntime, entry_id: int, token: str) -> tuple[Job, str, Chai
         below = [queries.get_entry(s, i) for i in entry.stack]
         entries = [e for e in below if e is not None] + [entry]
         chain = Chain(entries[0].parent_sha or "", tuple(build_inputs(s, e) for e in entries))
-        return replace(snapshot(queries.get_attempt(s, entry.attempt_id)), base_sha=build), build, chain
+        return replace(job_of(s, queries.attempt_row(s, entry.attempt_id)), base_sha=build), build, chain
 
 
 def ensure_build(rt: WorkerRuntime, job: Job, build: str, chain: Chain) -> Path:

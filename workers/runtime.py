@@ -283,8 +283,8 @@ class WorkerRuntime:
         held = self.leases.snapshot()
         if not held:
             return
-        with self.db.session() as s:
-            cancelled = queries.cancel_requested(s, [h.attempt_id for h in held.values()])
+        with self.db.reading() as conn:
+            cancelled = queries.cancel_requested(conn, [h.attempt_id for h in held.values()])
         for h in held.values():
             if h.attempt_id in cancelled:
                 h.cancel.set()

@@ -45,8 +45,8 @@ def _grace_on_shutdown(runtime: WorkerRuntime, grace: float) -> Callable[..., No
 
 def _stop_when_idle(db: Database, stopped: threading.Event) -> None:
     while not stopped.wait(IDLE_CHECK_SECONDS):
-        with db.session() as s:
-            if queries.count_open_attempts(s) == 0 and queries.count_live_entries(s) == 0:
+        with db.reading() as conn:
+            if queries.count_open_attempts(conn) == 0 and queries.count_live_entries(conn) == 0:
                 celery.worker.state.should_stop = 0  # Celery's own warm-shutdown flag
                 return
 

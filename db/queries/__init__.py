@@ -1,5 +1,6 @@
 """Every read and write Fleet makes, one module per noun; `from db import queries` reaches them all."""
 
+from sqlalchemy import RowMapping
 from sqlalchemy.orm import Session
 
 from db.queries.baselines import count_baselines, find_baseline, save_baseline
@@ -83,6 +84,7 @@ from db.queries.tickets import (
     add_ticket,
     add_verification,
     approval,
+    attempt_row,
     finish_run,
     get_attempt,
     get_ticket,
@@ -96,6 +98,7 @@ from db.queries.tickets import (
     repo_tickets_in,
     review_candidates,
     set_ticket_status,
+    start_ticket,
     stored_verification,
     ticket_events,
     ticket_reviews,
@@ -137,6 +140,7 @@ __all__ = [
     "NotFound",
     "Pending",
     "RunFigures",
+    "RowMapping",
     "Session",
     "add_attempt",
     "add_model_call",
@@ -155,6 +159,7 @@ __all__ = [
     "advance",
     "approval",
     "attempt_counts",
+    "attempt_row",
     "base_commits",
     "beat",
     "cancel_requested",
@@ -205,5 +210,6 @@ __all__ = [
     "keep_agent_outcome",
     "release",
     "start_agent",
+    "start_ticket",
     "unclaimed",
 ]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, case, func, select, update
+from sqlalchemy import Connection, Table, Update, bindparam, case, func, select, update
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session
 
@@ -159,19 +159,22 @@ def renew_leases(s: Session, owner: str, tokens: Iterable[str], seconds: float) 
     return {t for t in held if t}
 
 
-def cancel_requested(s: Session, attempt_ids: Iterable[int]) -> set[int]:
-    """The attempts among attempt_ids whose ticket asked to be cancelled, or whose run was stopped."""
-    ids = list(attempt_ids)
-    if not ids:
-        return set()
-    stopped = Ticket.cancel_requested_at.is_not(None) | (Run.status == RunStatus.CANCELLED.value)
-    query = (
-        select(Attempt.id)
-        .join(Ticket, Ticket.id == Attempt.ticket_id)
-        .join(Run, Run.id == Attempt.run_id)
-        .where(Attempt.id.in_(ids), stopped)
+_CANCEL_REQUESTED = (
+    select(Attempt.id)
+    .join(Ticket, Ticket.id == Attempt.ticket_id)
+    .join(Run, Run.id == Attempt.run_id)
+    .where(
+        Attempt.id.in_(bindparam("ids", expanding=True)),
+        Ticket.cancel_requested_at.is_not(None) | (Run.status == RunStatus.CANCELLED.value),
     )
-    return set(s.scalars(query))
+)
+
+
+def cancel_requested(s: Session | Connection, attempt_ids: Iterable[int]) -> set[int]:
+    """The attempts among attempt_ids whose ticket asked to be cancelled, or whose run was stopped (asked every
+    second for every attempt a worker holds: the statement is built once)."""
+    ids = list(attempt_ids)
+    return set(s.scalars(_CANCEL_REQUESTED, {"ids": ids})) if ids else set()
 
 
 def expire_leases(s: Session) -> list[tuple[int, AttemptStatus]]:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import Connection, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from db import lifecycle
@@ -59,8 +59,11 @@ def queued_repos(s: Session) -> list[int]:
     return list(s.scalars(select(MergeEntry.repo_id).where(MergeEntry.status.in_(LIVE)).distinct()))
 
 
-def count_live_entries(s: Session) -> int:
-    return int(s.scalar(select(func.count(MergeEntry.id)).where(MergeEntry.status.in_(LIVE))) or 0)
+_COUNT_LIVE = select(func.count(MergeEntry.id)).where(MergeEntry.status.in_(LIVE))
+
+
+def count_live_entries(s: Session | Connection) -> int:
+    return int(s.scalar(_COUNT_LIVE) or 0)
 
 
 def next_position(s: Session, repo_id: int) -> int:

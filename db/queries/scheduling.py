@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from db.engine import rows
@@ -103,5 +103,8 @@ def mark_dispatched(s: Session, attempt_ids: Sequence[int]) -> None:
         rows(s).execute(_MARK_DISPATCHED, {"ids": list(attempt_ids), "now": utcnow()})
 
 
-def count_open_attempts(s: Session) -> int:
-    return s.scalar(select(func.count()).select_from(Attempt).where(Attempt.status.in_(OPEN_ATTEMPT))) or 0
+_COUNT_OPEN = select(func.count()).select_from(Attempt).where(Attempt.status.in_(OPEN_ATTEMPT))
+
+
+def count_open_attempts(s: Session | Connection) -> int:
+    return s.scalar(_COUNT_OPEN) or 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from db.lifecycle import (
@@ -13,13 +13,24 @@ from db.lifecycle import (
 )
 from db.models import Attempt, Run, Ticket
 
+# Built once: `fleet up` asks for these every second (fleet/cli/progress.py).
+_SPEND = select(func.coalesce(func.sum(Attempt.cost_usd), 0.0))
+_TICKET_COUNTS = select(Ticket.status, func.count()).group_by(Ticket.status)
+_OPEN_ATTEMPT_COUNTS = (
+    select(Attempt.status, func.count()).where(Attempt.status.in_(OPEN_ATTEMPT)).group_by(Attempt.status)
+)
+
 
 def spend(
-    s: Session, *, ticket_id: int | None = None, repo_id: int | None = None, since: datetime | None = None
+    s: Session | Connection,
+    *,
+    ticket_id: int | None = None,
+    repo_id: int | None = None,
+    since: datetime | None = None,
 ) -> float:
     """Dollars spent by the attempts of one ticket, or of one repository since a moment (or in all: what `fleet up`
     shows every second, so the tickets are joined only to filter by repository)."""
-    query = select(func.coalesce(func.sum(Attempt.cost_usd), 0.0))
+    query = _SPEND
     if ticket_id is not None:
         query = query.where(Attempt.ticket_id == ticket_id)
     if repo_id is not None:
@@ -62,13 +73,10 @@ def runs_since(s: Session, since: datetime) -> list[RunFigures]:
     ]
 
 
-def ticket_counts(s: Session) -> dict[str, int]:
-    rows = s.execute(select(Ticket.status, func.count()).group_by(Ticket.status)).all()
-    return {status: count for status, count in rows}
+def ticket_counts(s: Session | Connection) -> dict[str, int]:
+    return {status: count for status, count in s.execute(_TICKET_COUNTS).all()}
 
 
-def attempt_counts(s: Session) -> dict[str, int]:
-    rows = s.execute(
-        select(Attempt.status, func.count()).where(Attempt.status.in_(OPEN_ATTEMPT)).group_by(Attempt.status)
-    ).all()
-    return {status: count for status, count in rows}
+def attempt_counts(s: Session | Connection) -> dict[str, int]:
+    """The open attempts (waiting or at work) by status."""
+    return {status: count for status, count in s.execute(_OPEN_ATTEMPT_COUNTS).all()}

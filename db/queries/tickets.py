@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import RowMapping, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from db import lifecycle
@@ -130,7 +130,60 @@ def get_attempt(s: Session, attempt_id: int, with_runs: bool = False) -> Attempt
     return attempt
 
 
-# Built once: every attempt is loaded at its claim and at its verdict.
+def attempt_row(s: Session, attempt_id: int) -> RowMapping:
+    """What a worker needs of an attempt to run it (the columns of its attempt, run, ticket and repository that
+    workers/pipeline/job.py reads), as one row: read at every claim, so a prebuilt statement and no objects."""
+    found = rows(s).execute(_ATTEMPT_ROW, {"attempt": attempt_id}).mappings().one_or_none()
+    if found is None:
+        raise NotFound(f"unknown attempt {attempt_id}")
+    return found
+
+
+def start_ticket(s: Session, ticket_id: int) -> None:
+    """A queued ticket is running once one of its attempts is claimed (a running one stays as it is)."""
+    rows(s).execute(_START_TICKET, {"ticket": ticket_id, "now": utcnow()})
+
+
+_ATTEMPT_ROW = (
+    select(
+        Attempt.id.label("attempt_id"),
+        Attempt.number,
+        Attempt.status,
+        Attempt.prompt,
+        Attempt.diff,
+        Attempt.start_diff,
+        Attempt.run_id,
+        Attempt.created_at,
+        Attempt.agent_finished_at,
+        Run.index.label("run_index"),
+        Run.agent,
+        Ticket.id.label("ticket_id"),
+        Ticket.status.label("ticket_status"),
+        Ticket.base_sha,
+        Ticket.agent_options,
+        Ticket.targets,
+        Ticket.area,
+        Ticket.budget_usd,
+        Ticket.hidden_patch,
+        Repo.id.label("repo_id"),
+        Repo.name.label("repo_name"),
+        Repo.source,
+        Repo.test_cmd,
+        Repo.setup_cmd,
+        Repo.settings.label("repo_settings"),
+    )
+    .join(Run, Run.id == Attempt.run_id)
+    .join(Ticket, Ticket.id == Attempt.ticket_id)
+    .join(Repo, Repo.id == Ticket.repo_id)
+    .where(Attempt.id == bindparam("attempt"))
+)
+_STARTED_FROM, _RUNNING = lifecycle.bulk(TicketStatus.RUNNING, [TicketStatus.QUEUED])
+_START_TICKET = (
+    update(Ticket)
+    .where(Ticket.id == bindparam("ticket"), Ticket.status.in_(_STARTED_FROM))
+    .values(**_RUNNING, status_reason="", updated_at=bindparam("now"))
+)
+# Built once: every attempt is loaded at its verdict.
 _WITH_TICKET = joinedload(Attempt.run).joinedload(Run.ticket)
 _ATTEMPT_WITH_TICKET = select(Attempt).where(Attempt.id == bindparam("attempt")).options(_WITH_TICKET)
 _ATTEMPT_WITH_RUNS = _ATTEMPT_WITH_TICKET.options(_WITH_TICKET.joinedload(Ticket.runs))

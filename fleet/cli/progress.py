@@ -35,9 +35,11 @@ class Snapshot:
 
 
 def snapshot(db: Database) -> Snapshot:
-    with db.session() as s:
-        attempts = queries.attempt_counts(s)
-        return Snapshot(queries.ticket_counts(s), sum(attempts.get(a, 0) for a in LEASED_ATTEMPT), queries.spend(s))
+    with db.reading() as conn:
+        attempts = queries.attempt_counts(conn)
+        return Snapshot(
+            queries.ticket_counts(conn), sum(attempts.get(a, 0) for a in LEASED_ATTEMPT), queries.spend(conn)
+        )
 
 
 @dataclass(frozen=True)

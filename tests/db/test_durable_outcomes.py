@@ -41,6 +41,42 @@ def test_a_late_outcome_is_kept_for_the_next_worker_and_counts_no_repeat(db: Dat
         assert (attempt.status, attempt.diff, attempt.agent_runs, attempt.agent_repeats) == ("queued", "d", 1, 0)
 
 
+def test_the_next_claim_reads_the_attempt_as_one_row_with_the_kept_outcome_and_starts_the_ticket(
+    db: Database,
+) -> None:
+    from workers.pipeline.job import job_of
+
+    attempt_id = _ticket(db)
+    first = lease("first", seconds=0.01)
+    with db.session() as s:
+        queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, first)
+        queries.start_agent(s, attempt_id, first)
+    time.sleep(0.05)
+    with db.session() as s:
+        queries.expire_leases(s)
+        queries.keep_agent_outcome(s, attempt_id, 1, diff="d", transcript="t", agent_finished_at=utcnow())
+    with db.session() as s:
+        assert queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, lease("second"))
+        row = queries.attempt_row(s, attempt_id)
+        assert row["ticket_status"] == TicketStatus.QUEUED.value
+        queries.start_ticket(s, row["ticket_id"])
+        job = job_of(s, row)
+    assert job.kept_agent is not None and (job.kept_agent["diff"], job.kept_agent["transcript"]) == ("d", "t")
+    assert (job.attempt_id, job.number, job.agent, job.test_cmd, job.prompt) == (
+        attempt_id,
+        1,
+        "shell",
+        "true",
+        "prompt",
+    )
+    with db.session() as s:
+        assert s.get_one(Ticket, job.ticket_id).status == TicketStatus.RUNNING.value
+        queries.start_ticket(s, job.ticket_id)  # a running ticket stays as it is
+        assert s.get_one(Ticket, job.ticket_id).status == TicketStatus.RUNNING.value
+    with pytest.raises(queries.NotFound), db.session() as s:
+        queries.attempt_row(s, attempt_id + 1000)
+
+
 def test_an_outcome_that_comes_after_the_agent_started_again_counts_a_repeat(db: Database) -> None:
     attempt_id = _ticket(db)
     first, second = lease("first", seconds=0.01), lease("second")

@@ -104,6 +104,25 @@ def test_renewed_leases_do_not_expire(db: Database) -> None:
         assert queries.expire_leases(s) == []
 
 
+def test_a_poll_reads_while_a_writer_holds_its_transaction(db: Database) -> None:
+    # The idle check (five times a second), the progress line and the cancel relay read through Database.reading():
+    # on SQLite it takes neither the write lock nor the process's turn, so it neither waits for a writer nor holds
+    # one up, and it reads what was committed.
+    attempt_id = _ticket(db)
+    answered: list[tuple[int, set[int]]] = []
+
+    def poll() -> None:
+        with db.reading() as conn:
+            answered.append((queries.count_open_attempts(conn), queries.cancel_requested(conn, [attempt_id])))
+
+    with db.session() as s:
+        queries.mark_dispatched(s, [attempt_id])  # the writer's transaction is open, and has written
+        reader = threading.Thread(target=poll)
+        reader.start()
+        reader.join(timeout=5)
+        assert answered == [(1, set())]
+
+
 def test_undelivered_returns_sent_waiting_attempts_once_per_interval(db: Database) -> None:
     attempt_id = _ticket(db)
     with db.session() as s:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from db import policy, queries
 from db.lifecycle import AttemptStatus
 from db.models import Attempt
 from db.specs import RepoSettings, copy_pair
@@ -70,44 +72,54 @@ class Job:
         return cache if cache.enabled and self.repo_settings.env_cache else None
 
 
-def snapshot(attempt: Attempt) -> Job:
-    ticket = attempt.run.ticket
-    repo = ticket.repo
+def job_of(s: queries.Session, row: queries.RowMapping) -> Job:
+    """The Job of an attempt from its row (queries.attempt_row), and its kept agent outcome, if any."""
     return Job(
-        attempt_id=attempt.id,
-        number=attempt.number,
-        run_index=attempt.run.index,
-        ticket_id=ticket.id,
-        repo_id=repo.id,
-        source=repo.source,
-        base_sha=ticket.base_sha,
-        agent=attempt.run.agent,
-        agent_options=dict(ticket.agent_options),
-        prompt=attempt.prompt,
-        diff=attempt.diff,
-        test_cmd=repo.test_cmd,
-        setup_cmd=repo.setup_cmd,
-        repo_settings=RepoSettings.from_stored(repo.settings),
-        targets=tuple(ticket.targets),
-        area=tuple(ticket.area),
-        budget_usd=ticket.budget_usd or 0.0,
-        start_diff=attempt.start_diff or "",
-        hidden_patch=ticket.hidden_patch,
-        fingerprint=fingerprint_of(attempt),
-        kept_agent=agent_outcome(attempt),
+        attempt_id=row["attempt_id"],
+        number=row["number"],
+        run_index=row["run_index"],
+        ticket_id=row["ticket_id"],
+        repo_id=row["repo_id"],
+        source=row["source"],
+        base_sha=row["base_sha"],
+        agent=row["agent"],
+        agent_options=dict(row["agent_options"]),
+        prompt=row["prompt"],
+        diff=row["diff"],
+        test_cmd=row["test_cmd"],
+        setup_cmd=row["setup_cmd"],
+        repo_settings=RepoSettings.from_stored(row["repo_settings"]),
+        targets=tuple(row["targets"]),
+        area=tuple(row["area"]),
+        budget_usd=row["budget_usd"] or 0.0,
+        start_diff=row["start_diff"] or "",
+        hidden_patch=row["hidden_patch"],
+        fingerprint=fingerprint(row["ticket_id"], row["run_id"], row["number"], row["created_at"]),
+        kept_agent=_kept_on_row(s, row),
     )
 
 
-def fingerprint_of(attempt: Attempt) -> str:
+def budgets_of(row: queries.RowMapping, job: Job) -> policy.Budgets:
+    """What bounds the spending of the attempt's ticket, from its row (queries.attempt_row)."""
+    daily = job.repo_settings.daily_budget_usd or 0.0
+    return policy.Budgets(job.ticket_id, job.budget_usd, job.repo_id, row["repo_name"], daily)
+
+
+def fingerprint(ticket_id: int, run_id: int, number: int, created_at: datetime) -> str:
     """The attempt's ids and creation time: an outcome journal entry is never taken for another database's attempt."""
-    return f"{attempt.ticket_id}:{attempt.run_id}:{attempt.number}:{attempt.created_at.isoformat()}"
+    return f"{ticket_id}:{run_id}:{number}:{created_at.isoformat()}"
 
 
-def agent_outcome(attempt: Attempt) -> dict[str, Any] | None:
-    """The finished agent's outcome stored on the row, in the outcome journal's shape, or None."""
-    if attempt.agent_finished_at is None or attempt.status != AttemptStatus.RUNNING.value:
+def fingerprint_of(attempt: Attempt) -> str:
+    return fingerprint(attempt.ticket_id, attempt.run_id, attempt.number, attempt.created_at)
+
+
+def _kept_on_row(s: queries.Session, row: queries.RowMapping) -> dict[str, Any] | None:
+    """The finished agent's outcome stored on the attempt's row, in the outcome journal's shape, or None (the rare
+    case, an agent whose worker lost the lease before handing over, loads the whole attempt)."""
+    if row["agent_finished_at"] is None or row["status"] != AttemptStatus.RUNNING.value:
         return None
-    return row_outcome(attempt)
+    return row_outcome(s.get_one(Attempt, row["attempt_id"]))
 
 
 def why_unsandboxed(rt: WorkerRuntime, job: Job) -> str | None:

@@ -11,14 +11,14 @@ from typing import Any, TypeVar
 
 from db import lifecycle, policy, queries
 from db.engine import transient
-from db.lifecycle import AttemptStatus, Verdict
+from db.lifecycle import AttemptStatus, TicketStatus, Verdict
 from db.models import utcnow
 from db.reasons import shown
 from system.retry import retrying
 from verification.digest import environment_feedback
 from workers import scheduler
 from workers.journal import AGENT
-from workers.pipeline.job import Job, job_secrets, snapshot
+from workers.pipeline.job import Job, budgets_of, job_of, job_secrets
 from workers.pipeline.outcome import store_kept
 from workers.queue import broker_down
 from workers.runtime import WorkerRuntime
@@ -179,12 +179,13 @@ def claim_in(
         return None  # a duplicate delivery, or someone else has it: do nothing
     if known is not None:
         return known
-    attempt = queries.get_attempt(s, attempt_id)
-    policy.on_attempt_started(s, attempt.run.ticket)
-    job = snapshot(attempt)
+    row = queries.attempt_row(s, attempt_id)
+    if row["ticket_status"] == TicketStatus.QUEUED.value:
+        queries.start_ticket(s, row["ticket_id"])
+    job = job_of(s, row)
     if leased != AttemptStatus.RUNNING:
         return job
-    over = policy.over_budget(s, attempt.run.ticket)
+    over = policy.over_budget(s, budgets_of(row, job))
     kept = job.kept_agent or rt.journal.load(attempt_id, AGENT, job.fingerprint)
     # The agent's start is counted in the claim's own transaction, one wait for the database fewer per attempt.
     start = (queries.start_agent(s, attempt_id, lease) or 0) if over is None and kept is None else 0
