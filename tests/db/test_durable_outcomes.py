@@ -23,6 +23,17 @@ __all__ = ["db"]
 LEAKS = ("[SQL", "[parameters", "Traceback", "SELECT", "sqlite3", "psycopg")
 
 
+def _lapsed_after_its_agent_started(db: Database, attempt_id: int) -> None:
+    """A first worker claims the attempt and starts its agent; then its lease lapses and the attempt waits again."""
+    first = lease("first", seconds=0.01)
+    with db.session() as s:
+        queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, first)
+        queries.start_agent(s, attempt_id, first)
+    time.sleep(0.05)
+    with db.session() as s:
+        assert queries.expire_leases(s) == [(attempt_id, AttemptStatus.QUEUED)]
+
+
 def test_a_late_outcome_is_kept_for_the_next_worker_and_counts_no_repeat(db: Database) -> None:
     attempt_id = _ticket(db)
     first = lease("first", seconds=0.01)
@@ -47,13 +58,8 @@ def test_the_next_claim_reads_the_attempt_as_one_row_with_the_kept_outcome_and_s
     from workers.pipeline.job import job_of
 
     attempt_id = _ticket(db)
-    first = lease("first", seconds=0.01)
+    _lapsed_after_its_agent_started(db, attempt_id)
     with db.session() as s:
-        queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, first)
-        queries.start_agent(s, attempt_id, first)
-    time.sleep(0.05)
-    with db.session() as s:
-        queries.expire_leases(s)
         queries.keep_agent_outcome(s, attempt_id, 1, diff="d", transcript="t", agent_finished_at=utcnow())
     with db.session() as s:
         assert queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, lease("second"))
@@ -79,13 +85,9 @@ def test_the_next_claim_reads_the_attempt_as_one_row_with_the_kept_outcome_and_s
 
 def test_an_outcome_that_comes_after_the_agent_started_again_counts_a_repeat(db: Database) -> None:
     attempt_id = _ticket(db)
-    first, second = lease("first", seconds=0.01), lease("second")
+    _lapsed_after_its_agent_started(db, attempt_id)
+    second = lease("second")
     with db.session() as s:
-        queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, first)
-        queries.start_agent(s, attempt_id, first)
-    time.sleep(0.05)
-    with db.session() as s:
-        queries.expire_leases(s)
         queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, second)
         assert queries.start_agent(s, attempt_id, second) == 2  # the outcome of start 1 had not arrived
         assert queries.keep_agent_outcome(s, attempt_id, 1, diff="d", agent_finished_at=utcnow())
