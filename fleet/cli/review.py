@@ -29,15 +29,11 @@ def review_list(as_json: JsonFlag = False) -> None:
     rows = [row | {"candidates": len(row["candidates"]), "overlaps": overlaps.get(row["id"], [])} for row in found]
     if as_json:
         return print_json(rows)
-    cells = [
-        (r["id"], r["repo"], r["title"][:60], r["candidates"], r["diff_stat"], _joined(r["overlaps"]), r["pr_url"])
-        for r in rows
-    ]
+    cells = []
+    for r in rows:
+        shared = ", ".join(map(str, r["overlaps"]))
+        cells.append((r["id"], r["repo"], r["title"][:60], r["candidates"], r["diff_stat"], shared, r["pr_url"]))
     out.print(columns(("ticket", "repo", "title", "candidates", "best diff", "overlaps", "pull request"), cells))
-
-
-def _joined(ids: list[int]) -> str:
-    return ", ".join(map(str, ids))
 
 
 @app.command("show")
