@@ -28,6 +28,7 @@ from verification.environment import PortAllocator
 from workers.constants import AGENT_QUEUE, VERIFY_QUEUE
 from workers.egress import EgressProxy
 from workers.gateway.server import ModelGateway
+from workers.group_writer import GroupWriter
 from workers.journal import OutcomeJournal
 from workers.queue import Dispatcher
 from workers.transcripts import LiveTranscripts
@@ -42,6 +43,8 @@ BASELINES_KEPT = 256
 K = TypeVar("K")
 T = TypeVar("T")
 V = TypeVar("V")
+Q = TypeVar("Q")
+A = TypeVar("A")
 
 
 class Recent(Generic[K, V]):
@@ -162,6 +165,7 @@ class WorkerRuntime:
         # agent ends, whatever verification is doing, and the CPU-bound test runs get a budget sized to the cores.
         self._verifier = ThreadPoolExecutor(settings.verify_slots, thread_name_prefix="fleet-verify")
         self.transcripts = LiveTranscripts(db, settings.transcript_flush_seconds, settings.transcript_limit_bytes)
+        self._group_writers: dict[str, GroupWriter[Any, Any]] = {}
         self._stopped = threading.Event()
         self._heart = threading.Thread(target=self._heartbeat_loop, name="fleet-heartbeat", daemon=True)
 
@@ -194,6 +198,13 @@ class WorkerRuntime:
                 # Fewer worktrees than slots would leave slots polling for a worktree instead of working.
                 self._pools[key] = WorktreePool(root, mirror, self.settings.worktree_pool_size or self.slots)
             return self._pools[key]
+
+    def group_writer(self, name: str, make: Callable[[], GroupWriter[Q, A]]) -> GroupWriter[Q, A]:
+        """The process's one group writer of that name, made by make() on first use."""
+        with self._pools_lock:
+            if name not in self._group_writers:
+                self._group_writers[name] = make()
+            return self._group_writers[name]
 
     def baseline_lock(self, key: str) -> AbstractContextManager[None]:
         """Held while one baseline is looked up or run, so a process runs each baseline once."""

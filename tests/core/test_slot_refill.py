@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event
 
 from db import queries
 from db.engine import Database
+from db.lifecycle import AttemptStatus
 from db.models import Attempt
 from system.settings import Settings
 from tests.core.conftest import Fleet, scripted
@@ -14,17 +16,19 @@ from workers.constants import AGENT_QUEUE, VERIFY_QUEUE
 from workers.embedded_queue import depths
 from workers.journal import AGENT
 from workers.pipeline import run_agent_attempt
+from workers.pipeline.agent_step import AgentEnd, _record_ends
+from workers.pipeline.unit import claim
 from workers.queue import Dispatcher
 from workers.runtime import WorkerRuntime
 
 
-def _agents_only_runtime(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> WorkerRuntime:
-    """A worker of one agent slot in this process, on the fleet's database and embedded broker."""
+def _agents_only_runtime(fleet: Fleet, monkeypatch: pytest.MonkeyPatch, slots: int = 1) -> WorkerRuntime:
+    """A worker of `slots` agent slots in this process, on the fleet's database and embedded broker."""
     for name, value in fleet.env.items():
         if name.startswith("FLEET_"):
             monkeypatch.setenv(name, value)
     settings = Settings()
-    return WorkerRuntime(settings, Database(settings.db_url), Dispatcher(create_app(settings)), 1, AGENT_QUEUE)
+    return WorkerRuntime(settings, Database(settings.db_url), Dispatcher(create_app(settings)), slots, AGENT_QUEUE)
 
 
 def _statuses(fleet: Fleet) -> list[str]:
@@ -62,3 +66,34 @@ def test_a_freed_slot_runs_the_next_waiting_attempt_itself_unless_its_worker_sto
     with fleet.db().session() as s:
         assert all(a.lease_token is None for a in s.query(Attempt))  # nothing is left held
         assert queries.count_open_attempts(s) == 3
+
+
+def test_agents_that_end_together_share_one_transaction_and_each_slot_claims_its_own_next_attempt(
+    embedded: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    for n in range(4):
+        fleet.submit("--repo", "calc", "--title", f"add {n}", "--attempts", "1", "--agent-cmd", scripted("fix-add"))
+    runtime = _agents_only_runtime(fleet, monkeypatch, slots=2)
+    runtime.start()  # its heartbeat offers the two slots
+    try:
+        with fleet.db().session() as s:
+            ids = sorted(a.id for a in s.query(Attempt))
+        running = [claim(runtime, attempt_id, AttemptStatus.RUNNING) for attempt_id in ids[:2]]
+        ends = [AgentEnd(job.attempt_id, lease, 1, {}, runtime.new_lease()) for job, lease in filter(None, running)]
+        transactions: list[object] = []
+        count = transactions.append
+        event.listen(runtime.db.engine, "begin", count)
+        answers = _record_ends(runtime, ends)
+        event.remove(runtime.db.engine, "begin", count)
+    finally:
+        runtime.stop()
+    assert len(transactions) == 1  # both ends, the scheduler's pass and both claims
+    assert [answer.moved for answer in answers] == [True, True]
+    assert [answer.next_job.attempt_id for answer in answers if answer.next_job] == ids[2:]
+    assert [answer.sends for answer in answers] == [[], []]  # both chosen attempts were claimed: nothing to send
+    assert _statuses(fleet) == ["verify_queued", "verify_queued", "running", "running"]
+    with fleet.db().session() as s:
+        tokens = [s.get(Attempt, attempt_id).lease_token for attempt_id in ids[2:]]  # type: ignore[union-attr]
+    assert tokens == [end.following.token for end in ends]

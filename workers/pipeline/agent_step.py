@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +28,31 @@ from workers.agents import load_agent
 from workers.agents.contracts import AgentResult, AgentTask
 from workers.agents.outcome import crash_reason
 from workers.cgroups import attempt_cgroup
+from workers.group_writer import GroupWriter
 from workers.journal import AGENT
 from workers.pipeline.agent_plan import agent_limits, agent_options, agent_sandbox
 from workers.pipeline.baselines import context_pack
 from workers.pipeline.job import Job, declared_paths, fingerprint_of, hidden_paths, job_secrets, why_unsandboxed
 from workers.pipeline.metering import gate_env, open_gate, settle_usage
 from workers.pipeline.outcome import Outcome, columns_of, from_kept, kept_outcome, store_kept
-from workers.pipeline.unit import Unit, claim_in, fenced_off, held, perform, perform_held, record_error
+from workers.pipeline.unit import (
+    Unit,
+    claim_in,
+    fenced_off,
+    held,
+    infrastructure,
+    perform,
+    perform_held,
+    record_error,
+)
 from workers.pipeline.verify_step import verify_here
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
 from workers.worktree import DiffTooLarge, Worktree
 
 log = logging.getLogger(__name__)
+AGENT_ENDS = "fleet-agent-ends"
+ENDS_AT_ONCE = 20  # a wave's ends share a transaction; the first of them waits for no more than twenty
 
 
 def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
@@ -240,36 +253,81 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> Unit | Non
         record_error(rt, job, lease, result.error, "", recorded)
         return None
     following = rt.new_lease()
-    with rt.db.session() as s:
-        moved = queries.advance(
-            s, job.attempt_id, lease, AttemptStatus.VERIFY_QUEUED, dispatched_at=utcnow(), **recorded
-        )
-        if not moved:  # the lease was lost meanwhile: the outcome stays on the row for the attempt's next worker
-            queries.keep_agent_outcome(s, job.attempt_id, run, **recorded)
-        sends = scheduler.plan(s, rt.settings)  # the agent slot is free now, whatever verification is doing
-        next_job = _claim_next(s, rt, sends, following)
-    here = moved and rt.verifies_here  # a worker that verifies takes its own agents' diffs, with no message
-    if moved:
+    ended = _agent_ends(rt).submit(AgentEnd(job.attempt_id, lease, run, recorded, following))
+    here = ended.moved and rt.verifies_here  # a worker that verifies takes its own agents' diffs, with no message
+    if ended.moved:
         rt.journal.drop(job.attempt_id, (AGENT,))  # the outcome is in the database now
-    if next_job is not None:
-        sends.remove((next_job.attempt_id, AttemptStatus.QUEUED))
-    rt.dispatcher.send(([(job.attempt_id, AttemptStatus.VERIFY_QUEUED)] if moved and not here else []) + sends)
+    verify = [(job.attempt_id, AttemptStatus.VERIFY_QUEUED)] if ended.moved and not here else []
+    rt.dispatcher.send(verify + ended.sends)
     if here:
         verify_here(rt, replace(job, diff=diff, kept_agent=None, agent_start=0))
-    if not moved:
+    if not ended.moved:
         fenced_off(job)
-    return None if next_job is None else held(rt, next_job, following)
+    return None if ended.next_job is None else held(rt, ended.next_job, following)
+
+
+@dataclass(frozen=True)
+class AgentEnd:
+    """An agent's outcome to record (from its start number `run`), and the lease for the slot's next attempt."""
+
+    attempt_id: int
+    lease: queries.Lease
+    run: int
+    recorded: dict[str, Any]
+    following: queries.Lease
+
+
+@dataclass(frozen=True)
+class EndRecorded:
+    """Whether the outcome moved the attempt to verification (else the lease was lost and the outcome stays on the
+    row for its next worker), the next attempt claimed for the slot, and the attempts to send."""
+
+    moved: bool
+    next_job: Job | None
+    sends: list[tuple[int, AttemptStatus]]
+
+
+def _agent_ends(rt: WorkerRuntime) -> GroupWriter[AgentEnd, EndRecorded]:
+    """The process's writer of agent ends: the ends waiting when it writes share one transaction."""
+    return rt.group_writer(
+        AGENT_ENDS, lambda: GroupWriter(functools.partial(_record_ends, rt), ENDS_AT_ONCE, infrastructure, AGENT_ENDS)
+    )
+
+
+def _record_ends(rt: WorkerRuntime, ends: list[AgentEnd]) -> list[EndRecorded]:
+    """Record the outcomes, fill the slots they free with one scheduler pass, and claim each slot's next attempt,
+    in one transaction. The attempts chosen and not claimed go with the first answer, to be sent."""
+    with rt.db.session() as s:
+        moved = [_record_end(s, end) for end in ends]
+        sends = scheduler.plan(s, rt.settings)  # the agent slots are free now, whatever verification is doing
+        next_jobs = _claim_next(s, rt, sends, [end.following for end in ends])
+    return [
+        EndRecorded(went, next_job, sends if n == 0 else [])
+        for n, (went, next_job) in enumerate(zip(moved, next_jobs, strict=True))
+    ]
+
+
+def _record_end(s: queries.Session, end: AgentEnd) -> bool:
+    moved = queries.advance(
+        s, end.attempt_id, end.lease, AttemptStatus.VERIFY_QUEUED, dispatched_at=utcnow(), **end.recorded
+    )
+    if not moved:  # the lease was lost meanwhile: the outcome stays on the row for the attempt's next worker
+        queries.keep_agent_outcome(s, end.attempt_id, end.run, **end.recorded)
+    return moved
 
 
 def _claim_next(
-    s: queries.Session, rt: WorkerRuntime, sends: list[tuple[int, AttemptStatus]], lease: queries.Lease
-) -> Job | None:
-    """The first attempt the scheduler chose, claimed for the slot this agent frees in the same transaction: no
-    message and no wait for the database between one agent's end and the next one's start. None while the worker
-    stops."""
+    s: queries.Session, rt: WorkerRuntime, sends: list[tuple[int, AttemptStatus]], leases: list[queries.Lease]
+) -> list[Job | None]:
+    """The attempts the scheduler chose, claimed in order for the slots these agents free (one each, with its
+    lease) in the same transaction: no message and no wait for the database between one agent's end and the next
+    one's start. A claimed attempt leaves `sends`. None for every slot while the worker stops."""
     if rt.stopping.is_set():
-        return None
-    for attempt_id, status in sends:
-        if status == AttemptStatus.QUEUED:
-            return claim_in(s, rt, attempt_id, AttemptStatus.RUNNING, lease)
-    return None
+        return [None] * len(leases)
+    waiting = [attempt_id for attempt_id, status in sends if status == AttemptStatus.QUEUED]
+    pairs = zip(waiting, leases, strict=False)  # fewer waiting attempts than slots: the others take none
+    jobs = [claim_in(s, rt, attempt_id, AttemptStatus.RUNNING, lease) for attempt_id, lease in pairs]
+    for job in jobs:
+        if job is not None:
+            sends.remove((job.attempt_id, AttemptStatus.QUEUED))
+    return jobs + [None] * (len(leases) - len(jobs))
