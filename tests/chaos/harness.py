@@ -60,6 +60,19 @@ def repeated_agent_runs(ledger: Path) -> int:
     return repeats
 
 
+def agents_in_hand(fleet: Fleet, owners: set[str]) -> int:
+    """Agents started (by the ledger) on attempts the owners still hold as running: at work, or finished with an
+    outcome the database has not recorded yet. A kill -9 in the moment between an agent's exit and its outcome's
+    journal entry (the diff is being taken) loses that outcome, and the agent runs again."""
+    ledger = fleet.tmp / "ledger"
+    started = {line.split()[1] for line in ledger.read_text().splitlines() if line.startswith("start ")}
+    with fleet.db().session() as s:
+        rows = s.execute(
+            select(Attempt.ticket_id, Attempt.number, Attempt.lease_owner).where(Attempt.status == "running")
+        ).all()
+    return sum(1 for ticket, number, owner in rows if f"{ticket}.0.{number}" in started and owner in owners)
+
+
 def agents_at_work(fleet: Fleet, owners: set[str] | None = None) -> int:
     """Agents started and not finished (by the ledger), of attempts held by owners (any worker when None)."""
     ledger = fleet.tmp / "ledger"

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from tests.chaos.conftest import Chaos
-from tests.chaos.harness import agents_at_work, in_status, settle_and_check, submit, time_to_recover, wait_until
+from tests.chaos.harness import (
+    agents_at_work,
+    agents_in_hand,
+    in_status,
+    settle_and_check,
+    submit,
+    time_to_recover,
+    wait_until,
+)
 from workers.agents.scripted import SAMPLE_TEST_CMD
 
 pytestmark = pytest.mark.chaos
@@ -28,7 +36,13 @@ def test_kill_9_of_a_worker_mid_verification(chaos: Chaos) -> None:
     chaos.worker("b")
     tickets = submit(chaos.fleet, 6, 1)
     ids = chaos.worker_ids(a)
-    wait_until(lambda: any(owner in ids for _, owner in in_status(chaos.fleet, ("verifying",))), 90, "a verifying")
+
+    def verifying_only() -> bool:
+        """a verifies, and none of its agents is at work or finished without its outcome recorded."""
+        verifying = any(owner in ids for _, owner in in_status(chaos.fleet, ("verifying",)))
+        return verifying and agents_in_hand(chaos.fleet, ids) == 0
+
+    wait_until(verifying_only, 90, "a verifying, its agents' outcomes recorded")
     dead = chaos.kill("a")
     recover = time_to_recover(chaos.fleet, dead)
     settle_and_check(chaos.fleet, "kill -9 of a worker mid-verification", tickets, recover)
