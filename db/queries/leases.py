@@ -23,11 +23,14 @@ from db.lifecycle import (
 from db.models import Attempt, Run, Ticket, utcnow
 
 _ATTEMPTS = cast(Table, Attempt.__table__)
-_START_AGENT = (
+_START_AGENTS = (
     update(Attempt)
-    .where(Attempt.id == bindparam("attempt"), Attempt.lease_token == bindparam("token"))
+    .where(
+        Attempt.id.in_(bindparam("attempts", expanding=True)),
+        Attempt.lease_token.in_(bindparam("tokens", expanding=True)),
+    )
     .values(agent_runs=Attempt.agent_runs + 1)
-    .returning(Attempt.agent_runs)
+    .returning(Attempt.id, Attempt.agent_runs)
 )
 
 
@@ -49,14 +52,43 @@ def claim(s: Session, attempt_id: int, waiting: AttemptStatus, leased: AttemptSt
     return _changed(rows(s).execute(_claim_statement(waiting, leased), dict(params, now=utcnow()))) == 1
 
 
+def claim_each(
+    s: Session, picks: Sequence[tuple[int, Lease]], waiting: AttemptStatus, leased: AttemptStatus
+) -> set[int]:
+    """claim() of several attempts in one statement, each with its own lease (the leases of one worker: one owner,
+    one term); the ids it claimed. The others went to another delivery first."""
+    if not picks:
+        return set()
+    owner, seconds = picks[0][1].owner, picks[0][1].seconds
+    if any(lease.owner != owner or lease.seconds != seconds for _, lease in picks):
+        raise ValueError("the leases claimed together share their owner and term")
+    tokens = case({attempt_id: lease.token for attempt_id, lease in picks}, value=Attempt.id)
+    sources, values = _claim_values(waiting, leased, tokens)
+    statement = (
+        update(Attempt)
+        .where(Attempt.id.in_([attempt_id for attempt_id, _ in picks]), Attempt.status.in_(sources))
+        .values(**values)
+        .returning(Attempt.id)
+    )
+    params = {"owner": owner, "expires": picks[0][1].expires(), "now": utcnow()}
+    return set(rows(s).scalars(statement, params))
+
+
 @functools.cache
 def _claim_statement(waiting: AttemptStatus, leased: AttemptStatus) -> Update:
     """Built once per move: every attempt is claimed twice, and building the statement costs more than running it."""
+    sources, values = _claim_values(waiting, leased, bindparam("token", type_=_ATTEMPTS.c.lease_token.type))
+    return update(Attempt).where(Attempt.id == bindparam("attempt"), Attempt.status.in_(sources)).values(**values)
+
+
+def _claim_values(waiting: AttemptStatus, leased: AttemptStatus, token: Any) -> tuple[list[str], dict[str, Any]]:
+    """The statuses a claim moves from, and the columns it sets: the lease (token: its value or expression), and
+    for an agent's claim its start."""
     sources, moved = lifecycle.bulk(leased, among=[waiting])
     values: dict[str, Any] = dict(
         moved,
         lease_owner=bindparam("owner", type_=_ATTEMPTS.c.lease_owner.type),
-        lease_token=bindparam("token", type_=_ATTEMPTS.c.lease_token.type),
+        lease_token=token,
         lease_expires_at=bindparam("expires", type_=_ATTEMPTS.c.lease_expires_at.type),
     )
     if leased == AttemptStatus.RUNNING:
@@ -64,7 +96,7 @@ def _claim_statement(waiting: AttemptStatus, leased: AttemptStatus) -> Update:
         # time was counted from: /metrics' histogram counted it once, when the agent's end was recorded.
         now = bindparam("now", type_=_ATTEMPTS.c.started_at.type)
         values.update(started_at=case((Attempt.agent_finished_at.is_(None), now), else_=Attempt.started_at))
-    return update(Attempt).where(Attempt.id == bindparam("attempt"), Attempt.status.in_(sources)).values(**values)
+    return sources, values
 
 
 # An attempt that no worker holds: what every release of a lease writes.
@@ -105,9 +137,13 @@ def release(s: Session, attempt_id: int, lease: Lease) -> AttemptStatus | None:
     return waiting if _changed(result) == 1 else None
 
 
-def start_agent(s: Session, attempt_id: int, lease: Lease) -> int | None:
-    """Count an agent start on the attempt while lease.token holds it: which start it is, or None (lease lost)."""
-    return rows(s).scalar(_START_AGENT, {"attempt": attempt_id, "token": lease.token})
+def start_agents(s: Session, picks: Sequence[tuple[int, Lease]]) -> dict[int, int]:
+    """Count an agent start on each attempt its lease still holds, in one statement: which start each one is (an
+    attempt whose lease was lost is left out)."""
+    if not picks:
+        return {}
+    params = {"attempts": [attempt_id for attempt_id, _ in picks], "tokens": [lease.token for _, lease in picks]}
+    return {attempt_id: runs for attempt_id, runs in rows(s).execute(_START_AGENTS, params)}
 
 
 def keep_agent_outcome(s: Session, attempt_id: int, run: int, **outcome: Any) -> bool:

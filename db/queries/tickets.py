@@ -132,19 +132,30 @@ def get_attempt(s: Session, attempt_id: int, with_runs: bool = False) -> Attempt
 
 def attempt_row(s: Session, attempt_id: int) -> RowMapping:
     """What a worker needs of an attempt to run it (the columns of its attempt, run, ticket and repository that
-    workers/pipeline/job.py reads), as one row: read at every claim, so a prebuilt statement and no objects."""
-    found = rows(s).execute(_ATTEMPT_ROW, {"attempt": attempt_id}).mappings().one_or_none()
+    workers/pipeline/job.py reads), as one row."""
+    found = attempt_rows(s, [attempt_id]).get(attempt_id)
     if found is None:
         raise NotFound(f"unknown attempt {attempt_id}")
     return found
 
 
-def start_ticket(s: Session, ticket_id: int) -> None:
+def attempt_rows(s: Session, attempt_ids: Sequence[int]) -> dict[int, RowMapping]:
+    """attempt_row() of each attempt, by id, in one statement (an unknown id is left out): read at every claim, so
+    a prebuilt statement and no objects."""
+    if not attempt_ids:
+        return {}
+    found = rows(s).execute(_ATTEMPT_ROWS, {"attempts": list(attempt_ids)}).mappings()
+    return {row["attempt_id"]: row for row in found}
+
+
+def start_tickets(s: Session, ticket_ids: Iterable[int]) -> None:
     """A queued ticket is running once one of its attempts is claimed (a running one stays as it is)."""
-    rows(s).execute(_START_TICKET, {"ticket": ticket_id, "now": utcnow()})
+    wanted = sorted(set(ticket_ids))
+    if wanted:
+        rows(s).execute(_START_TICKETS, {"tickets": wanted, "now": utcnow()})
 
 
-_ATTEMPT_ROW = (
+_ATTEMPT_ROWS = (
     select(
         Attempt.id.label("attempt_id"),
         Attempt.number,
@@ -175,12 +186,12 @@ _ATTEMPT_ROW = (
     .join(Run, Run.id == Attempt.run_id)
     .join(Ticket, Ticket.id == Attempt.ticket_id)
     .join(Repo, Repo.id == Ticket.repo_id)
-    .where(Attempt.id == bindparam("attempt"))
+    .where(Attempt.id.in_(bindparam("attempts", expanding=True)))
 )
 _STARTED_FROM, _RUNNING = lifecycle.bulk(TicketStatus.RUNNING, [TicketStatus.QUEUED])
-_START_TICKET = (
+_START_TICKETS = (
     update(Ticket)
-    .where(Ticket.id == bindparam("ticket"), Ticket.status.in_(_STARTED_FROM))
+    .where(Ticket.id.in_(bindparam("tickets", expanding=True)), Ticket.status.in_(_STARTED_FROM))
     .values(**_RUNNING, status_reason="", updated_at=bindparam("now"))
 )
 # Built once: every attempt is loaded at its verdict.

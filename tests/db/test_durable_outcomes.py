@@ -28,7 +28,7 @@ def _lapsed_after_its_agent_started(db: Database, attempt_id: int) -> None:
     first = lease("first", seconds=0.01)
     with db.session() as s:
         queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, first)
-        queries.start_agent(s, attempt_id, first)
+        queries.start_agents(s, [(attempt_id, first)])
     time.sleep(0.05)
     with db.session() as s:
         assert queries.expire_leases(s) == [(attempt_id, AttemptStatus.QUEUED)]
@@ -39,7 +39,7 @@ def test_a_late_outcome_is_kept_for_the_next_worker_and_counts_no_repeat(db: Dat
     first = lease("first", seconds=0.01)
     with db.session() as s:
         assert queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, first)
-        assert queries.start_agent(s, attempt_id, first) == 1
+        assert queries.start_agents(s, [(attempt_id, first)]) == {attempt_id: 1}
     time.sleep(0.05)
     with db.session() as s:
         assert queries.expire_leases(s) == [(attempt_id, AttemptStatus.QUEUED)]
@@ -65,7 +65,7 @@ def test_the_next_claim_reads_the_attempt_as_one_row_with_the_kept_outcome_and_s
         assert queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, lease("second"))
         row = queries.attempt_row(s, attempt_id)
         assert row["ticket_status"] == TicketStatus.QUEUED.value
-        queries.start_ticket(s, row["ticket_id"])
+        queries.start_tickets(s, [row["ticket_id"]])
         job = job_of(s, row)
     assert job.kept_agent is not None and (job.kept_agent["diff"], job.kept_agent["transcript"]) == ("d", "t")
     assert (job.attempt_id, job.number, job.agent, job.test_cmd, job.prompt) == (
@@ -77,7 +77,7 @@ def test_the_next_claim_reads_the_attempt_as_one_row_with_the_kept_outcome_and_s
     )
     with db.session() as s:
         assert s.get_one(Ticket, job.ticket_id).status == TicketStatus.RUNNING.value
-        queries.start_ticket(s, job.ticket_id)  # a running ticket stays as it is
+        queries.start_tickets(s, [job.ticket_id])  # a running ticket stays as it is
         assert s.get_one(Ticket, job.ticket_id).status == TicketStatus.RUNNING.value
     with pytest.raises(queries.NotFound), db.session() as s:
         queries.attempt_row(s, attempt_id + 1000)
@@ -89,7 +89,8 @@ def test_an_outcome_that_comes_after_the_agent_started_again_counts_a_repeat(db:
     second = lease("second")
     with db.session() as s:
         queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, second)
-        assert queries.start_agent(s, attempt_id, second) == 2  # the outcome of start 1 had not arrived
+        # The outcome of start 1 had not arrived.
+        assert queries.start_agents(s, [(attempt_id, second)]) == {attempt_id: 2}
         assert queries.keep_agent_outcome(s, attempt_id, 1, diff="d", agent_finished_at=utcnow())
     with db.session() as s:
         assert s.get(Attempt, attempt_id).agent_repeats == 1  # type: ignore[union-attr]

@@ -65,7 +65,7 @@ def test_only_one_of_many_concurrent_claims_wins(db: Database) -> None:
     assert len(wins) == 1
     with db.session() as s:
         attempt = queries.get_attempt(s, attempt_id)
-        # An agent start is counted when the agent starts (queries.start_agent), not at the claim: a claim that
+        # An agent start is counted when the agent starts (queries.start_agents), not at the claim: a claim that
         # finds the agent's finished outcome goes on to verification without one.
         assert (attempt.status, attempt.lease_owner, attempt.agent_runs) == ("running", wins[0], 0)
 
@@ -75,14 +75,14 @@ def test_a_stale_holder_cannot_write_after_its_lease_was_taken_over(db: Database
     zombie, heir = lease("zombie", seconds=0.01), lease("heir")
     with db.session() as s:
         assert queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, zombie)
-        assert queries.start_agent(s, attempt_id, zombie)
+        assert queries.start_agents(s, [(attempt_id, zombie)]) == {attempt_id: 1}
     time.sleep(0.05)
     with db.session() as s:
         assert queries.expire_leases(s) == [(attempt_id, AttemptStatus.QUEUED)]
     with db.session() as s:
         assert queries.claim(s, attempt_id, AttemptStatus.QUEUED, AttemptStatus.RUNNING, heir)
-        assert queries.start_agent(s, attempt_id, heir)
-        assert not queries.start_agent(s, attempt_id, zombie)
+        assert queries.start_agents(s, [(attempt_id, heir)]) == {attempt_id: 2}
+        assert queries.start_agents(s, [(attempt_id, zombie)]) == {}  # the lease was taken over: no start
     with db.session() as s:
         assert not queries.advance(s, attempt_id, zombie, AttemptStatus.VERIFY_QUEUED, diff="zombie's diff")
         assert queries.renew_leases(s, "zombie", [zombie.token], 60) == set()
@@ -161,3 +161,51 @@ def test_the_head_constant_is_alembics_head() -> None:
     from db.migrate import HEAD, alembic_config
 
     assert ScriptDirectory.from_config(alembic_config(Database("sqlite://"))).get_heads() == [HEAD]
+
+
+def _attempts(db: Database, count: int) -> list[int]:
+    """count tickets of one repository, each with its first attempt waiting."""
+    with db.session() as s:
+        repo = queries.add_repo(s, name="many", source="/nowhere", test_cmd="true")
+        tickets = [
+            queries.add_ticket(
+                s, ["shell"], repo_id=repo.id, title=f"t{n}", base_ref="HEAD", base_sha="0" * 40, agent="shell"
+            )
+            for n in range(count)
+        ]
+        return [queries.add_attempt(s, ticket.runs[0], "prompt").id for ticket in tickets]
+
+
+def test_attempts_claimed_together_each_hold_their_own_lease_and_count_their_own_start(db: Database) -> None:
+    first, second, third = _attempts(db, 3)
+    worker = [queries.Lease(owner="w", token=f"w-{n}", seconds=60.0) for n in range(3)]
+    with db.session() as s:
+        assert queries.claim(s, second, AttemptStatus.QUEUED, AttemptStatus.RUNNING, lease("other"))
+    with db.session() as s:
+        picks = list(zip((first, second, third), worker, strict=True))
+        claimed = queries.claim_each(s, picks, AttemptStatus.QUEUED, AttemptStatus.RUNNING)
+        assert claimed == {first, third}  # another worker holds the second
+        mine = [(first, worker[0]), (third, worker[2])]
+        assert queries.start_agents(s, [*mine, (second, worker[1])]) == {first: 1, third: 1}
+    with db.session() as s:
+        held = {
+            a: (x.status, x.lease_owner, x.lease_token, x.agent_runs)
+            for a in (first, second, third)
+            if (x := queries.get_attempt(s, a))
+        }
+    assert held == {
+        first: ("running", "w", "w-0", 1),
+        second: ("running", "other", "other-token", 0),
+        third: ("running", "w", "w-2", 1),
+    }
+    with db.session() as s:
+        assert queries.claim_each(s, picks, AttemptStatus.QUEUED, AttemptStatus.RUNNING) == set()  # none waits now
+        assert queries.claim_each(s, [], AttemptStatus.QUEUED, AttemptStatus.RUNNING) == set()
+        assert queries.start_agents(s, []) == {}
+
+
+def test_leases_claimed_together_are_one_workers(db: Database) -> None:
+    first, second = _attempts(db, 2)
+    picks = [(first, lease("one")), (second, lease("two"))]
+    with pytest.raises(ValueError, match="share their owner"), db.session() as s:
+        queries.claim_each(s, picks, AttemptStatus.QUEUED, AttemptStatus.RUNNING)

@@ -37,7 +37,7 @@ from workers.pipeline.metering import gate_env, open_gate, settle_usage
 from workers.pipeline.outcome import Outcome, columns_of, from_kept, kept_outcome, store_kept
 from workers.pipeline.unit import (
     Unit,
-    claim_in,
+    claim_agents,
     fenced_off,
     held,
     infrastructure,
@@ -325,8 +325,8 @@ def _claim_next(
     if rt.stopping.is_set():
         return [None] * len(leases)
     waiting = [attempt_id for attempt_id, status in sends if status == AttemptStatus.QUEUED]
-    pairs = zip(waiting, leases, strict=False)  # fewer waiting attempts than slots: the others take none
-    jobs = [claim_in(s, rt, attempt_id, AttemptStatus.RUNNING, lease) for attempt_id, lease in pairs]
+    picks = list(zip(waiting, leases, strict=False))  # fewer waiting attempts than slots: the others take none
+    jobs = claim_agents(s, rt, picks) if picks else []
     for job in jobs:
         if job is not None:
             sends.remove((job.attempt_id, AttemptStatus.QUEUED))

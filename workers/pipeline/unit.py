@@ -174,6 +174,8 @@ def claim_in(
     known: Job | None = None,
 ) -> Job | None:
     """claim() in the caller's transaction, with the caller's lease."""
+    if leased == AttemptStatus.RUNNING:
+        return claim_agents(s, rt, [(attempt_id, lease)])[0]
     (waiting,) = lifecycle.sources(leased, "claim")
     if not queries.claim(s, attempt_id, waiting, leased, lease):
         return None  # a duplicate delivery, or someone else has it: do nothing
@@ -181,15 +183,38 @@ def claim_in(
         return known
     row = queries.attempt_row(s, attempt_id)
     if row["ticket_status"] == TicketStatus.QUEUED.value:
-        queries.start_ticket(s, row["ticket_id"])
-    job = job_of(s, row)
-    if leased != AttemptStatus.RUNNING:
-        return job
-    over = policy.over_budget(s, budgets_of(row, job))
-    kept = job.kept_agent or rt.journal.load(attempt_id, AGENT, job.fingerprint)
+        queries.start_tickets(s, [row["ticket_id"]])
+    return job_of(s, row)
+
+
+def claim_agents(s: queries.Session, rt: WorkerRuntime, picks: list[tuple[int, queries.Lease]]) -> list[Job | None]:
+    """Claim attempts for agent slots, each with its lease, in the caller's transaction: one statement of each kind
+    for all of them (the claims, their rows, the tickets they start, the agent starts counted). Each one's Job, or
+    None where a duplicate delivery or another worker got there first."""
+    claimed = queries.claim_each(s, picks, AttemptStatus.QUEUED, AttemptStatus.RUNNING)
+    found = queries.attempt_rows(s, sorted(claimed))
+    queries.start_tickets(s, [r["ticket_id"] for r in found.values() if r["ticket_status"] == TicketStatus.QUEUED])
+    jobs = {attempt_id: _agent_job(s, rt, row) for attempt_id, row in found.items()}
     # The agent's start is counted in the claim's own transaction, one wait for the database fewer per attempt.
-    start = (queries.start_agent(s, attempt_id, lease) or 0) if over is None and kept is None else 0
-    return replace(job, over_budget=over, kept_agent=kept, agent_start=start)
+    runnable = [(attempt_id, lease) for attempt_id, lease in picks if _runs_agent(jobs.get(attempt_id))]
+    starts = queries.start_agents(s, runnable)
+    return [
+        replace(jobs[attempt_id], agent_start=starts.get(attempt_id, 0)) if attempt_id in jobs else None
+        for attempt_id, _ in picks
+    ]
+
+
+def _agent_job(s: queries.Session, rt: WorkerRuntime, row: queries.RowMapping) -> Job:
+    """The Job of an attempt claimed for its agent: what its budgets allow, and its agent's outcome when one was
+    kept (on the row, or in this worker's journal)."""
+    job = job_of(s, row)
+    over = policy.over_budget(s, budgets_of(row, job))
+    kept = job.kept_agent or rt.journal.load(job.attempt_id, AGENT, job.fingerprint)
+    return replace(job, over_budget=over, kept_agent=kept)
+
+
+def _runs_agent(job: Job | None) -> bool:
+    return job is not None and job.over_budget is None and job.kept_agent is None
 
 
 def _stops_worker(exc: BaseException) -> bool:
