@@ -166,6 +166,7 @@ class WorkerRuntime:
         self._verifier = ThreadPoolExecutor(settings.verify_slots, thread_name_prefix="fleet-verify")
         self.transcripts = LiveTranscripts(db, settings.transcript_flush_seconds, settings.transcript_limit_bytes)
         self._group_writers: dict[str, GroupWriter[Any, Any]] = {}
+        self._group_writers_lock = threading.Lock()
         self._stopped = threading.Event()
         self._heart = threading.Thread(target=self._heartbeat_loop, name="fleet-heartbeat", daemon=True)
 
@@ -201,7 +202,7 @@ class WorkerRuntime:
 
     def group_writer(self, name: str, make: Callable[[], GroupWriter[Q, A]]) -> GroupWriter[Q, A]:
         """The process's one group writer of that name, made by make() on first use."""
-        with self._pools_lock:
+        with self._group_writers_lock:
             if name not in self._group_writers:
                 self._group_writers[name] = make()
             return self._group_writers[name]

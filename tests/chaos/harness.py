@@ -64,20 +64,22 @@ def agents_in_hand(fleet: Fleet, owners: set[str]) -> int:
     """Agents started (by the ledger) on attempts the owners still hold as running: at work, or finished with an
     outcome the database has not recorded yet. A kill -9 in the moment between an agent's exit and its outcome's
     journal entry (the diff is being taken) loses that outcome, and the agent runs again."""
-    ledger = fleet.tmp / "ledger"
-    started = {line.split()[1] for line in ledger.read_text().splitlines() if line.startswith("start ")}
-    with fleet.db().session() as s:
-        rows = s.execute(
-            select(Attempt.ticket_id, Attempt.number, Attempt.lease_owner).where(Attempt.status == "running")
-        ).all()
-    return sum(1 for ticket, number, owner in rows if f"{ticket}.0.{number}" in started and owner in owners)
+    return _held_agents(fleet, owners, ended_too=True)
 
 
 def agents_at_work(fleet: Fleet, owners: set[str] | None = None) -> int:
     """Agents started and not finished (by the ledger), of attempts held by owners (any worker when None)."""
+    return _held_agents(fleet, owners, ended_too=False)
+
+
+def _held_agents(fleet: Fleet, owners: set[str] | None, *, ended_too: bool) -> int:
+    """Running attempts held by owners (any worker when None) whose agent started by the ledger, and, unless
+    ended_too, has not ended."""
     ledger = fleet.tmp / "ledger"
     lines = [line.split()[:2] for line in ledger.read_text().splitlines()] if ledger.exists() else []
-    started = {who for kind, who in lines if kind == "start"} - {who for kind, who in lines if kind == "end"}
+    started = {who for kind, who in lines if kind == "start"}
+    if not ended_too:
+        started -= {who for kind, who in lines if kind == "end"}
     with fleet.db().session() as s:
         rows = s.execute(
             select(Attempt.ticket_id, Attempt.number, Attempt.lease_owner).where(Attempt.status == "running")

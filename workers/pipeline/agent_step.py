@@ -326,7 +326,7 @@ def _claim_next(
         return [None] * len(leases)
     waiting = [attempt_id for attempt_id, status in sends if status == AttemptStatus.QUEUED]
     picks = list(zip(waiting, leases, strict=False))  # fewer waiting attempts than slots: the others take none
-    jobs = claim_agents(s, rt, picks) if picks else []
+    jobs = claim_agents(s, rt, picks)
     for job in jobs:
         if job is not None:
             sends.remove((job.attempt_id, AttemptStatus.QUEUED))
