@@ -67,10 +67,10 @@ def fleet_env(home: Path, mode: str) -> dict[str, str]:
         from sqlalchemy import create_engine, text
 
         name = f"fleet_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT")
+        admin = create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-        env["FLEET_DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        env["FLEET_DATABASE_URL"] = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
         env["FLEET_BROKER_URL"] = os.environ.get("FLEET_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
         import redis
 

@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 SQLITE_TRIGGERS = ("verification", "attempt_cost_insert", "attempt_cost_update", "agent_insert", "agent_update")
 
 

@@ -1,9 +1,11 @@
 """How Fleet connects to its database, whether through SQLAlchemy (db/engine.py) or the DB-API alone (db/reads.py):
-the limits both kinds of connection get, and the file a SQLite URL names. Imports nothing heavy."""
+the driver and limits both kinds of connection get, and the file a SQLite URL names. Imports nothing heavy."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from db.errors import UnsupportedDatabase
 
 SQLITE_BUSY_MS = 30_000
 # A worker cut off by a network partition in the middle of a transaction keeps its row locks until the server ends
@@ -13,6 +15,18 @@ SQLITE_BUSY_MS = 30_000
 POSTGRES_IDLE_TRANSACTION_MS = 30_000
 
 POSTGRES_OPTIONS = f"-c idle_in_transaction_session_timeout={POSTGRES_IDLE_TRANSACTION_MS}"
+
+
+def postgres_address(url: str) -> str:
+    """libpq's URL for a PostgreSQL URL, whatever driver it names (`postgresql+psycopg://` as much as
+    `postgresql://`): Fleet picks the driver, psycopg2, whose import costs a reading command a tenth of psycopg 3's."""
+    scheme, rest = url.split("://", 1)
+    if scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise UnsupportedDatabase(
+            f"FLEET_DATABASE_URL names {scheme}://: Fleet keeps its state in SQLite (sqlite:///PATH) or PostgreSQL "
+            "(postgresql://USER@HOST/DATABASE)"
+        )
+    return f"postgresql://{rest}"
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.connections import POSTGRES_OPTIONS, SQLITE_BUSY_MS, sqlite_path
+from db.connections import POSTGRES_OPTIONS, SQLITE_BUSY_MS, postgres_address, sqlite_path
 
 
 def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -45,10 +45,11 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    options = {} if "options" in make_url(url).query else {"options": POSTGRES_OPTIONS}
+    address = make_url(postgres_address(url)).set(drivername="postgresql+psycopg2")
+    options = {} if "options" in address.query else {"options": POSTGRES_OPTIONS}
     # At most 20 connections per process: several worker processes of a hundred slots each share one server's
     # connection limit (100 by default); a slot holds a connection for milliseconds, so it waits rarely.
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=15, connect_args=options)
+    return create_engine(address, pool_pre_ping=True, pool_size=5, max_overflow=15, connect_args=options)
 
 
 class Database:

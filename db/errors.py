@@ -1,4 +1,5 @@
-"""What the queries raise: a row not found, a name taken (caught by the CLI without loading SQLAlchemy)."""
+"""What the queries raise: a row not found, a name taken, a database URL Fleet cannot use (caught by the CLI
+without loading SQLAlchemy)."""
 
 from __future__ import annotations
 
@@ -9,3 +10,7 @@ class NotFound(Exception):
 
 class AlreadyExists(Exception):
     """A row with that unique name exists."""
+
+
+class UnsupportedDatabase(ValueError):
+    """A database URL that names neither SQLite nor PostgreSQL."""

@@ -1,7 +1,7 @@
 """The reading commands' queries (`fleet tickets`, `show`, `status`) through the DB-API alone: no SQLAlchemy.
 
 Importing SQLAlchemy's ORM and the models costs more than the 150 ms a reading command may take, so these three
-read with the driver itself (stdlib sqlite3, or psycopg for PostgreSQL) and return plain rows that carry the
+read with the driver itself (stdlib sqlite3, or psycopg2 for PostgreSQL) and return plain rows that carry the
 models' attribute names: orchestrator/views.py renders them exactly as it renders the ORM's objects, and
 tests/db/test_reads.py holds every row here equal to the ORM's. The rows convert what the ORM's column types
 convert (UTCDateTime, JSON); anything that writes stays on the ORM.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from db.connections import POSTGRES_OPTIONS, SQLITE_BUSY_MS, sqlite_path
+from db.connections import POSTGRES_OPTIONS, SQLITE_BUSY_MS, postgres_address, sqlite_path
 from db.errors import NotFound
 from db.lifecycle import OPEN_ATTEMPT
 from db.revisions import VERSION_QUERY
@@ -162,14 +162,15 @@ class Reader:
         """The rows of one SELECT as dicts, JSON and timestamps converted as the ORM converts them."""
         if self.dialect == "postgresql":
             sql = sql.replace("?", "%s")
-        cursor = self.conn.execute(sql, params)
+        cursor = self.conn.cursor()
+        cursor.execute(sql, params) if params else cursor.execute(sql)  # no % to escape without them
         names = [column[0] for column in cursor.description]
         return [self._converted(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
 
     def _converted(self, row: dict[str, Any]) -> dict[str, Any]:
         for name in row.keys() & TIME_FIELDS:
             row[name] = utc(row[name])
-        if self.dialect == "sqlite":  # psycopg decodes json itself
+        if self.dialect == "sqlite":  # psycopg2 decodes json itself
             for name in row.keys() & JSON_FIELDS:
                 row[name] = None if row[name] is None else json.loads(row[name])
         return row
@@ -177,14 +178,14 @@ class Reader:
     def revision(self) -> str | None:
         """The schema's Alembic revision, None when the database has no schema yet."""
         exists = (
-            "SELECT to_regclass('alembic_version') IS NOT NULL"
+            "SELECT to_regclass('alembic_version') IS NOT NULL AS present"
             if self.dialect == "postgresql"
-            else "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+            else "SELECT count(*) AS present FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
         )
-        if not self.conn.execute(exists).fetchone()[0]:
+        if not self.rows(exists)[0]["present"]:
             return None
-        found = self.conn.execute(VERSION_QUERY).fetchone()
-        return None if found is None else str(found[0])
+        found = self.rows(VERSION_QUERY)
+        return str(found[0]["version_num"]) if found else None
 
     def ticket_page(
         self, status: str | None = None, repo: str | None = None, limit: int = 500, before: int | None = None
@@ -282,11 +283,10 @@ def reading(url: str) -> Iterator[Reader | None]:
         conn.execute("BEGIN")  # one snapshot for every read of the command (WAL: it blocks no writer)
         dialect = "sqlite"
     else:
-        import psycopg  # only for PostgreSQL URLs: its import is a third of a reading command's time
+        import psycopg2  # only for PostgreSQL URLs
 
-        scheme, rest = url.split("://", 1)
-        options = "" if "options=" in rest else POSTGRES_OPTIONS
-        conn = psycopg.connect(f"{scheme.split('+')[0]}://{rest}", options=options or None)
+        address = postgres_address(url)
+        conn = psycopg2.connect(address, **({} if "options=" in address else {"options": POSTGRES_OPTIONS}))
         dialect = "postgresql"
     try:
         yield Reader(conn, dialect)

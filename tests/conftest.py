@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from db.engine import Database
 
-PG_ADMIN_URL = os.environ.get("FLEET_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get("FLEET_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REDIS_FIRST_WORKER_DB = 10  # xdist worker gwN uses Redis database 10 + N; without xdist, database 15
 REDIS_DATABASES = 16  # Redis's default `databases`

@@ -1,4 +1,4 @@
-"""The layers hold: each package imports only those below it, SQLAlchemy and psycopg only in db/, Celery only in
+"""The layers hold: each package imports only those below it, SQLAlchemy and psycopg2 only in db/, Celery only in
 workers/, no module over 400 lines, and importing a package does nothing."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ MAY_IMPORT: dict[str, set[str]] = {
 }
 LAYERS = tuple(MAY_IMPORT)
 PACKAGES = LAYERS
-ONLY_IN = {"sqlalchemy": "db", "alembic": "db", "psycopg": "db", "celery": "workers", "kombu": "workers"}
+ONLY_IN = {"sqlalchemy": "db", "alembic": "db", "psycopg2": "db", "celery": "workers", "kombu": "workers"}
 MAX_LINES = 400
 
 

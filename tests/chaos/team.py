@@ -159,7 +159,7 @@ def start_postgres(db: Host, password: str) -> str:
         time.sleep(0.2)
     else:
         raise AssertionError(f"cannot create the fleet database: {proc.stderr}")
-    return f"postgresql+psycopg://fleet:{password}@{db.address}:5432/fleet"
+    return f"postgresql+psycopg2://fleet:{password}@{db.address}:5432/fleet"
 
 
 def start_redis(broker: Host, password: str, cert: tuple[str, str], ca: str) -> str:

@@ -148,7 +148,7 @@ def test_reading_commands_load_no_orm_specs_or_migrations(listed: Fleet) -> None
             code, printed, loaded = probe(*args, *output, env=listed.env)
             assert code == 0, printed
             assert sorted(m for m in NOT_FOR_READING if m in loaded) == [], args
-            assert ("psycopg" in loaded) == listed.database_url.startswith("postgresql"), args
+            assert ("psycopg2" in loaded) == listed.database_url.startswith("postgresql"), args
             if output:  # the same answer as the ORM's
                 answer = json.loads(printed)
                 assert (answer | {"queues": None} if args == ["status"] else answer) == expected[args[0]]

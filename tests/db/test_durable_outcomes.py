@@ -158,7 +158,7 @@ def test_shown_keeps_plain_reasons_as_they_are() -> None:
 def test_a_database_that_is_away_is_logged_as_one_line_and_a_bug_with_its_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    away = Database("postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=2")
+    away = Database("postgresql+psycopg2://postgres@127.0.0.1:1/test?connect_timeout=2")
     with pytest.raises(Exception) as failed, away.session() as s:
         s.execute(text("SELECT 1"))
     log = logging.getLogger("fleet.test")
