@@ -13,7 +13,6 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,13 +39,22 @@ JSON_FIELDS = {"targets", "reasons", "fail_to_pass", "broken", "flaky", "flags",
 TIME_FIELDS = {"created_at", "updated_at", "started_at", "finished_at", "heartbeat_at", "stopped_at"}
 
 
-@dataclass
-class RepoName:
+class Row:
+    """A row's columns as attributes, as the ORM's objects carry them. The classes below only name the columns and
+    their types: a dataclass each would cost a reading command milliseconds to build at import."""
+
+    def __init__(self, **columns: Any) -> None:
+        self.__dict__.update(columns)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.__dict__})"
+
+
+class RepoName(Row):
     name: str
 
 
-@dataclass
-class VerificationRow:
+class VerificationRow(Row):
     """The columns of a verification that views.verification_view reads."""
 
     attempt_id: int
@@ -63,8 +71,7 @@ class VerificationRow:
     feedback: str
 
 
-@dataclass
-class RunRow:
+class RunRow(Row):
     """A run with its attempts in order, as Run.attempts holds them."""
 
     id: int
@@ -72,15 +79,14 @@ class RunRow:
     agent: str
     status: str
     attempt_limit: int
-    attempts: list[AttemptRow] = field(default_factory=list)
+    attempts: list[AttemptRow]
 
     @property
     def number(self) -> int:
         return self.index + 1
 
 
-@dataclass
-class AttemptRow:
+class AttemptRow(Row):
     """The columns of an attempt that views.attempt_view reads (not its texts), with its run and verification."""
 
     id: int
@@ -102,12 +108,11 @@ class AttemptRow:
     reported_cost_usd: float | None
     started_at: datetime | None
     finished_at: datetime | None
-    run: RunRow = field(init=False)
-    verification: VerificationRow | None = None
+    run: RunRow
+    verification: VerificationRow | None
 
 
-@dataclass
-class TicketRow:
+class TicketRow(Row):
     """The columns of a ticket that views.ticket_view reads, its repository's name, and (from tree()) its runs."""
 
     id: int
@@ -128,11 +133,10 @@ class TicketRow:
     issue_number: int | None
     body: str
     repo: RepoName
-    runs: list[RunRow] = field(default_factory=list)
+    runs: list[RunRow]
 
 
-@dataclass
-class WorkerRow:
+class WorkerRow(Row):
     id: str
     hostname: str
     pid: int
@@ -204,7 +208,9 @@ class Reader:
         )
         # The repositories in a second query: joined to the page, PostgreSQL sorts the whole table before the limit.
         names = self._repo_names({row["repo_id"] for row in page})
-        return [TicketRow(**_without(row, "repo_id"), repo=RepoName(names[row["repo_id"]])) for row in page]
+        return [
+            TicketRow(**_without(row, "repo_id"), repo=RepoName(name=names[row["repo_id"]]), runs=[]) for row in page
+        ]
 
     def _repo_names(self, ids: set[int]) -> dict[int, str]:
         if not ids:
@@ -221,10 +227,10 @@ class Reader:
             raise NotFound(f"unknown ticket {ticket_id}")
         row = found[0]
         ticket = TicketRow(
-            **_without(row, "repo_id"), repo=RepoName(self._repo_names({row["repo_id"]})[row["repo_id"]])
+            **_without(row, "repo_id"), repo=RepoName(name=self._repo_names({row["repo_id"]})[row["repo_id"]])
         )
         runs = {
-            r["id"]: RunRow(**r)
+            r["id"]: RunRow(**r, attempts=[])
             for r in self.rows(
                 'SELECT id, "index", agent, status, attempt_limit FROM runs WHERE ticket_id = ? ORDER BY "index"',
                 [ticket_id],
