@@ -9,17 +9,17 @@ from pydantic import BaseModel
 from db.engine import Database
 from db.migrate import SchemaTooNew, upgrade
 from db.specs import SpecError, parse
+from fleet.cli.settings import load_settings
 from fleet.wiring import celery_dispatcher
 from orchestrator.dispatch import AgentRule, LazyDispatcher
 from orchestrator.errors import FleetError
-from system.settings import Settings
 
 
 class Context:
     """Settings, database and dispatcher, built once per command at the entry point."""
 
     def __init__(self) -> None:
-        self.settings = Settings()
+        self.settings = load_settings()
         self.settings.home.mkdir(parents=True, exist_ok=True)
         self.db = Database(self.settings.db_url)
         try:

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from fleet.cli.cells import columns
-from system.settings import Settings
 
 if TYPE_CHECKING:
     from verification.envcache import EnvCache
@@ -18,9 +17,10 @@ app = typer.Typer(no_args_is_help=True, help="The environments setup commands bu
 
 
 def _env_cache() -> EnvCache:
+    from fleet.cli.settings import load_settings
     from verification.envcache import EnvCache
 
-    settings = Settings()
+    settings = load_settings()
     return EnvCache(settings.env_cache_dir, settings.env_cache_bytes)
 
 

@@ -35,13 +35,13 @@ def serve_web(listener: Listener) -> None:
 
     from db import tokens
     from db.migrate import SchemaTooNew
+    from fleet.cli.settings import load_settings
     from fleet.wiring import celery_dispatcher
     from orchestrator.web.app import create_app
-    from system.settings import Settings
 
     listener.check()
     try:
-        app = create_app(Settings(), celery_dispatcher)
+        app = create_app(load_settings(), celery_dispatcher)
     except SchemaTooNew as exc:
         raise FleetError(str(exc)) from None
     with app.state.fleet.db.session() as s:

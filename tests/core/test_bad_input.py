@@ -14,6 +14,7 @@ from typing import Any
 
 from db import queries
 from system.settings import Settings
+from tests.conftest import make_test_fleet
 from tests.core.conftest import Fleet, processes_with, scripted
 from workers.agents.scripted import write_sample_repo
 
@@ -258,3 +259,9 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
     places = [fleet.tmp, Path.home(), Path.cwd(), Path("/tmp")]
     pwned = [p for place in places for p in place.glob("PWNED*")] + list(fleet.tmp.rglob("PWNED*"))
     assert pwned == []
+
+
+def test_a_bad_setting_in_the_environment_is_one_line_naming_its_variable(tmp_path: Path) -> None:
+    fleet = make_test_fleet(tmp_path, FLEET_VERIFY_CONCURRENCY="four")
+    for command in (["repo", "list"], ["cache", "list"], ["up", "--until-idle"], ["web", "--port", "1"]):
+        assert_one_line_error(fleet.run(*command, check=False), "FLEET_VERIFY_CONCURRENCY: must be a whole number")

@@ -1,0 +1,18 @@
+"""The settings of every command but the reading ones: a bad FLEET_ variable is one line, not a traceback."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from db.specs import explain
+from orchestrator.errors import FleetError
+from system.settings import Settings
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or FleetError naming the variable: `FLEET_LEASE_SECONDS: must be a number`."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        field, _, problem = explain(exc).partition(": ")
+        raise FleetError(f"FLEET_{field.upper()}: {problem}" if problem else field) from None
