@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from db.errors import UnsupportedDatabase
+from db.errors import DatabaseUnreachable, UnsupportedDatabase
 
 SQLITE_BUSY_MS = 30_000
 # A worker cut off by a network partition in the middle of a transaction keeps its row locks until the server ends
@@ -33,3 +33,12 @@ def sqlite_path(url: str) -> Path | None:
     """The file of a `sqlite:///PATH` URL; None for an in-memory database."""
     path = url.split("///", 1)[-1] if "///" in url else ""
     return Path(path) if path and path != ":memory:" else None
+
+
+def unreachable(url: str, cause: BaseException) -> DatabaseUnreachable:
+    """The error of a database that cannot be opened, in one line: which one (never a password), and why."""
+    where = (
+        f"the SQLite database {sqlite_path(url)}" if url.startswith("sqlite") else "the database of FLEET_DATABASE_URL"
+    )
+    lines = [line.strip() for line in str(getattr(cause, "orig", None) or cause).splitlines() if line.strip()]
+    return DatabaseUnreachable(f"cannot open {where}: {lines[0] if lines else type(cause).__name__}")

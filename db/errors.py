@@ -14,3 +14,7 @@ class AlreadyExists(Exception):
 
 class UnsupportedDatabase(ValueError):
     """A database URL that names neither SQLite nor PostgreSQL."""
+
+
+class DatabaseUnreachable(Exception):
+    """The database could not be opened or reached: a file that cannot be, a server that does not answer."""

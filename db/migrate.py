@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import OperationalError
 
+from db.connections import unreachable
 from db.engine import Database
 from db.revisions import HEAD, MIGRATIONS, VERSION_QUERY, SchemaTooNew, refuse_newer
 
@@ -29,7 +31,12 @@ def alembic_config(db: Database) -> Config:
 
 
 def current_revision(db: Database) -> str | None:
-    with db.engine.connect() as conn:
+    """The schema's revision, None without one; DatabaseUnreachable when the database cannot be opened."""
+    try:
+        connection = db.engine.connect()
+    except OperationalError as exc:
+        raise unreachable(db.url, exc) from None
+    with connection as conn:
         if not inspect(conn).has_table("alembic_version"):
             return None
         return conn.execute(text(VERSION_QUERY)).scalar()

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from db.connections import POSTGRES_OPTIONS, SQLITE_BUSY_MS, postgres_address, sqlite_path
+from db.connections import POSTGRES_OPTIONS, SQLITE_BUSY_MS, postgres_address, sqlite_path, unreachable
 from db.errors import NotFound
 from db.lifecycle import OPEN_ATTEMPT
 from db.revisions import VERSION_QUERY
@@ -285,14 +285,20 @@ def reading(url: str) -> Iterator[Reader | None]:
         if path is None or not path.exists():
             yield None
             return
-        conn: Any = sqlite3.connect(path, timeout=SQLITE_BUSY_MS / 1000, isolation_level=None)
-        conn.execute("BEGIN")  # one snapshot for every read of the command (WAL: it blocks no writer)
+        try:
+            conn: Any = sqlite3.connect(path, timeout=SQLITE_BUSY_MS / 1000, isolation_level=None)
+            conn.execute("BEGIN")  # one snapshot for every read of the command (WAL: it blocks no writer)
+        except sqlite3.Error as exc:
+            raise unreachable(url, exc) from None
         dialect = "sqlite"
     else:
         import psycopg2  # only for PostgreSQL URLs
 
         address = postgres_address(url)
-        conn = psycopg2.connect(address, **({} if "options=" in address else {"options": POSTGRES_OPTIONS}))
+        try:
+            conn = psycopg2.connect(address, **({} if "options=" in address else {"options": POSTGRES_OPTIONS}))
+        except psycopg2.OperationalError as exc:
+            raise unreachable(url, exc) from None
         dialect = "postgresql"
     try:
         yield Reader(conn, dialect)

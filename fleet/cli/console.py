@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from db.errors import AlreadyExists, NotFound, UnsupportedDatabase
+from db.errors import AlreadyExists, DatabaseUnreachable, NotFound, UnsupportedDatabase
 from db.lifecycle import IllegalTransition
 from fleet.cli.cells import Terminal, for_terminal
 from orchestrator.errors import FleetError
@@ -58,7 +58,14 @@ def one_line_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (FleetError, NotFound, AlreadyExists, IllegalTransition, UnsupportedDatabase) as exc:
+        except (
+            FleetError,
+            NotFound,
+            AlreadyExists,
+            IllegalTransition,
+            UnsupportedDatabase,
+            DatabaseUnreachable,
+        ) as exc:
             err.print(f"error: {one_line(str(exc))}")
             raise typer.Exit(1) from None
 

@@ -265,3 +265,16 @@ def test_a_bad_setting_in_the_environment_is_one_line_naming_its_variable(tmp_pa
     fleet = make_test_fleet(tmp_path, FLEET_VERIFY_CONCURRENCY="four")
     for command in (["repo", "list"], ["cache", "list"], ["up", "--until-idle"], ["web", "--port", "1"]):
         assert_one_line_error(fleet.run(*command, check=False), "FLEET_VERIFY_CONCURRENCY: must be a whole number")
+
+
+def test_a_database_that_cannot_be_opened_is_one_line_naming_it_and_no_password(tmp_path: Path) -> None:
+    (tmp_path / "a-folder.db").mkdir()
+    unopenable = {
+        f"sqlite:///{tmp_path / 'a-folder.db'}": f"cannot open the SQLite database {tmp_path / 'a-folder.db'}: ",
+        "postgresql://fleet:hunter2@127.0.0.1:1/fleet": "cannot open the database of FLEET_DATABASE_URL: ",
+    }
+    for url, named in unopenable.items():
+        fleet = make_test_fleet(tmp_path, database_url=url)
+        for command in (["tickets"], ["status"], ["show", "1"], ["repo", "list"], ["up", "--until-idle"]):
+            line = assert_one_line_error(fleet.run(*command, check=False), named)
+            assert "hunter2" not in line
