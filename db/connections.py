@@ -38,7 +38,9 @@ def sqlite_path(url: str) -> Path | None:
 def unreachable(url: str, cause: BaseException) -> DatabaseUnreachable:
     """The error of a database that cannot be opened, in one line: which one (never a password), and why."""
     where = (
-        f"the SQLite database {sqlite_path(url)}" if url.startswith("sqlite") else "the database of FLEET_DATABASE_URL"
+        f"the SQLite database {sqlite_path(url) or url}"
+        if url.startswith("sqlite")
+        else "the database of FLEET_DATABASE_URL"
     )
     lines = [line.strip() for line in str(getattr(cause, "orig", None) or cause).splitlines() if line.strip()]
     return DatabaseUnreachable(f"cannot open {where}: {lines[0] if lines else type(cause).__name__}")

@@ -1,5 +1,5 @@
-"""What the queries raise: a row not found, a name taken, a database URL Fleet cannot use (caught by the CLI
-without loading SQLAlchemy)."""
+"""What the queries raise: a row not found, a name taken, a database URL Fleet cannot use or a database it cannot
+open (caught by the CLI without loading SQLAlchemy)."""
 
 from __future__ import annotations
 

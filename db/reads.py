@@ -167,7 +167,10 @@ class Reader:
         if self.dialect == "postgresql":
             sql = sql.replace("?", "%s")
         cursor = self.conn.cursor()
-        cursor.execute(sql, params) if params else cursor.execute(sql)  # no % to escape without them
+        if params:
+            cursor.execute(sql, params)
+        else:  # psycopg2 reads % as a placeholder only when given parameters
+            cursor.execute(sql)
         names = [column[0] for column in cursor.description]
         return [self._converted(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
 
