@@ -25,6 +25,8 @@ from orchestrator.errors import FleetError
 out = Terminal()
 err = Terminal(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
+# What a command ends with in one line: what was asked cannot be done, or the database named cannot be used.
+BAD_INPUT = (FleetError, NotFound, AlreadyExists, IllegalTransition, UnsupportedDatabase, DatabaseUnreachable)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -58,14 +60,7 @@ def one_line_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (
-            FleetError,
-            NotFound,
-            AlreadyExists,
-            IllegalTransition,
-            UnsupportedDatabase,
-            DatabaseUnreachable,
-        ) as exc:
+        except BAD_INPUT as exc:
             err.print(f"error: {one_line(str(exc))}")
             raise typer.Exit(1) from None
 
