@@ -20,7 +20,10 @@ class Context:
 
     def __init__(self) -> None:
         self.settings = load_settings()
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.settings.home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FleetError(f"cannot make Fleet's folder at {self.settings.where()}: {exc.strerror}") from None
         self.db = Database(self.settings.db_url)
         try:
             upgrade(self.db)

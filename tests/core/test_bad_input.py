@@ -278,3 +278,19 @@ def test_a_database_that_cannot_be_opened_is_one_line_naming_it_and_no_password(
         for command in (["tickets"], ["status"], ["show", "1"], ["repo", "list"], ["up", "--until-idle"]):
             line = assert_one_line_error(fleet.run(*command, check=False), named)
             assert "hunter2" not in line
+
+
+def test_a_fleet_home_that_cannot_be_a_folder_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    home = tmp_path / "a-file" / "fleet"
+    fleets = {
+        f"cannot make Fleet's folder at {tmp_path / 'a-file'} (FLEET_HOME)": make_test_fleet(
+            tmp_path, FLEET_HOME=str(tmp_path / "a-file")
+        ),
+        f"cannot open the SQLite database {home / 'fleet.db'}": make_test_fleet(
+            tmp_path, database_url=f"sqlite:///{home / 'fleet.db'}"
+        ),
+    }
+    for named, fleet in fleets.items():
+        for command in (["tickets"], ["status"], ["repo", "list"]):
+            assert_one_line_error(fleet.run(*command, check=False), named)
