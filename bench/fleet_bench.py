@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from busy import busy_profile, plot  # bench/busy.py, beside this script
+from scratch import scratch_database  # bench/scratch.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -64,13 +65,7 @@ def fleet_env(home: Path, mode: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
     env["FLEET_HOME"] = str(home)
     if mode == "team":
-        from sqlalchemy import create_engine, text
-
-        name = f"fleet_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        env["FLEET_DATABASE_URL"] = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+        env["FLEET_DATABASE_URL"] = scratch_database("fleet_bench")
         env["FLEET_BROKER_URL"] = os.environ.get("FLEET_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
         import redis
 

@@ -13,13 +13,13 @@ import argparse
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
+from scratch import scratch_database  # bench/scratch.py, beside this script
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 SQLITE_TRIGGERS = ("verification", "attempt_cost_insert", "attempt_cost_update", "agent_insert", "agent_update")
 
 
@@ -63,18 +63,7 @@ def per_attempt(url: str, attempts: int, triggers: bool) -> float:
 
 
 def on_postgresql(attempts: int, triggers: bool) -> float:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"fleet_bench_totals_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        return per_attempt(ADMIN_URL.rsplit("/", 1)[0] + "/" + name, attempts, triggers)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return per_attempt(scratch_database("fleet_bench_totals"), attempts, triggers)
 
 
 def main() -> None:

@@ -29,13 +29,15 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from scratch import scratch_database  # bench/scratch.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
 RESULTS = ROOT / "bench" / "results"
 STATUSES = ["queued", "running", "needs_review", "approved", "failed", "error", "cancelled"]
 VERDICTS = ["passed", "failed", "error"]
@@ -51,13 +53,7 @@ def fleet(env: dict[str, str], *args: str, cwd: Path) -> str:
 def make_env(home: Path, database: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")} | {"FLEET_HOME": str(home)}
     if database == "postgresql":
-        from sqlalchemy import create_engine, text
-
-        name = f"fleet_scale_{uuid.uuid4().hex[:8]}"
-        admin = create_engine("postgresql+psycopg2://postgres@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        env["FLEET_DATABASE_URL"] = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+        env["FLEET_DATABASE_URL"] = scratch_database("fleet_scale")
     return env
 
 
