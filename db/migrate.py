@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sqlalchemy import inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError
 
 from db.connections import unreachable
 from db.engine import Database
@@ -33,13 +33,12 @@ def alembic_config(db: Database) -> Config:
 def current_revision(db: Database) -> str | None:
     """The schema's revision, None without one; DatabaseUnreachable when the database cannot be opened."""
     try:
-        connection = db.engine.connect()
-    except OperationalError as exc:
+        with db.engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text(VERSION_QUERY)).scalar()
+    except DatabaseError as exc:  # a server that does not answer, a file that is not a database
         raise unreachable(db.url, exc) from None
-    with connection as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return None
-        return conn.execute(text(VERSION_QUERY)).scalar()
 
 
 def is_current(db: Database) -> bool:

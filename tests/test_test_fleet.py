@@ -4,6 +4,7 @@ nothing left behind in this process, and an uncaught exception shown as a traceb
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from tests.conftest import Fleet, make_test_fleet
@@ -25,11 +26,12 @@ def test_each_call_sees_only_its_fleets_environment_and_folder(tmp_path: Path) -
 
 def test_an_uncaught_exception_is_a_traceback_on_stderr_in_process_as_in_a_process(tmp_path: Path) -> None:
     fleet: Fleet = make_test_fleet(tmp_path)
-    fleet.home.mkdir()
-    (fleet.home / "fleet.db").write_text("not a database " * 10)  # a fault Fleet does not expect to meet
+    fleet.run("repo", "list")  # makes the database
+    with sqlite3.connect(fleet.home / "fleet.db") as conn:
+        conn.execute("DROP TABLE tickets")  # a fault Fleet does not expect to meet: its schema cut by hand
     for proc in (fleet.cli("tickets", check=False), fleet.cli_subprocess("tickets", check=False)):
         assert proc.returncode == 1
-        assert "Traceback (most recent call last)" in proc.stderr and "DatabaseError" in proc.stderr, proc.stderr
+        assert "Traceback (most recent call last)" in proc.stderr and "no such table" in proc.stderr, proc.stderr
 
 
 def test_a_bad_option_is_a_usage_error_with_exit_code_2(tmp_path: Path) -> None:

@@ -269,8 +269,12 @@ def test_a_bad_setting_in_the_environment_is_one_line_naming_its_variable(tmp_pa
 
 def test_a_database_that_cannot_be_opened_is_one_line_naming_it_and_no_password(tmp_path: Path) -> None:
     (tmp_path / "a-folder.db").mkdir()
+    (tmp_path / "not-a-database.db").write_text("these bytes are not SQLite's\n" * 8)
     unopenable = {
         f"sqlite:///{tmp_path / 'a-folder.db'}": f"cannot open the SQLite database {tmp_path / 'a-folder.db'}: ",
+        f"sqlite:///{tmp_path / 'not-a-database.db'}": (
+            f"cannot open the SQLite database {tmp_path / 'not-a-database.db'}: file is not a database"
+        ),
         "postgresql://fleet:hunter2@127.0.0.1:1/fleet": "cannot open the database of FLEET_DATABASE_URL: ",
     }
     for url, named in unopenable.items():
