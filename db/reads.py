@@ -290,8 +290,8 @@ def reading(url: str) -> Iterator[Reader | None]:
             return
         try:
             conn: Any = sqlite3.connect(path, timeout=SQLITE_BUSY_MS / 1000, isolation_level=None)
-            conn.execute("BEGIN")  # one snapshot for every read of the command (WAL: it blocks no writer)
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")  # a file that is not a database says so here
+            conn.execute("BEGIN")  # one snapshot for every read of the command (WAL: it blocks no writer)
         except sqlite3.Error as exc:
             raise unreachable(url, exc) from None
         dialect = "sqlite"
