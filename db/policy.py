@@ -9,6 +9,7 @@ from typing import Any
 from db import lifecycle, queries
 from db.lifecycle import ACTIVE_TICKET, WAITING_ATTEMPT, AttemptStatus, RunStatus, TicketStatus, Verdict
 from db.models import Attempt, Event, Run, Ticket, utcnow
+from db.reasons import shown
 from db.specs import RepoSettings
 
 REJECTED_AGAIN = (
@@ -108,11 +109,6 @@ class Budgets:
     repo_name: str
     daily_usd: float
 
-    @classmethod
-    def of(cls, ticket: Ticket) -> Budgets:
-        daily = RepoSettings.from_stored(ticket.repo.settings).daily_budget_usd
-        return cls(ticket.id, ticket.budget_usd or 0.0, ticket.repo_id, ticket.repo.name, daily or 0.0)
-
 
 def over_budget(s: queries.Session, budgets: Budgets) -> str | None:
     """Why no new attempt may start for this ticket (its own budget, or its repo's for today), or None."""
@@ -128,65 +124,115 @@ def over_budget(s: queries.Session, budgets: Budgets) -> str | None:
     return None
 
 
-def after_verdict(s: queries.Session, attempt: Attempt, outcome: Outcome) -> bool:
+@dataclass(frozen=True)
+class Standing:
+    """What the policy weighs after an attempt's verdict, read in one statement (queries.verdict_standing)."""
+
+    attempt_number: int
+    diff: str
+    run_id: int
+    run_index: int
+    run_active: bool
+    attempt_limit: int
+    ticket_status: TicketStatus
+    status_reason: str
+    until: str
+    cancel_requested: bool
+    budgets: Budgets
+    about: queries.About
+
+    @classmethod
+    def read(cls, s: queries.Session, attempt_id: int) -> Standing:
+        row = queries.verdict_standing(s, attempt_id)
+        daily = RepoSettings.from_stored(row["repo_settings"]).daily_budget_usd or 0.0
+        ticket_id, repo_id, repo_name = row["ticket_id"], row["repo_id"], row["repo_name"]
+        return cls(
+            attempt_number=row["number"],
+            diff=row["diff"] or "",
+            run_id=row["run_id"],
+            run_index=row["run_index"],
+            run_active=row["run_status"] == RunStatus.ACTIVE.value,
+            attempt_limit=row["attempt_limit"],
+            ticket_status=TicketStatus(row["ticket_status"]),
+            status_reason=row["status_reason"] or "",
+            until=row["until"],
+            cancel_requested=row["cancel_requested_at"] is not None,
+            budgets=Budgets(ticket_id, row["budget_usd"] or 0.0, repo_id, repo_name, daily),
+            about=queries.About(
+                ticket_id,
+                row["title"],
+                row["ticket_status"],
+                row["pr_url"] or "",
+                repo_id,
+                repo_name,
+                row["repo_settings"],
+            ),
+        )
+
+    @property
+    def ticket_id(self) -> int:
+        return self.about.ticket_id
+
+
+def after_verdict(s: queries.Session, standing: Standing, outcome: Outcome) -> bool:
     """Record what a verdict means for the run and the ticket; a failure with budget left gets a next attempt.
 
-    True when it queued that next attempt (the caller schedules it)."""
-    run, ticket = attempt.run, attempt.run.ticket
-    if ticket.cancel_requested_at is not None or run.status != RunStatus.ACTIVE.value:
-        if run.status == RunStatus.ACTIVE.value:
-            queries.finish_run(s, run, RunStatus.CANCELLED)
+    True when it queued that next attempt (the caller schedules it). Runs in the verdict's transaction, for every
+    attempt: its reads and writes are prebuilt statements, and objects are loaded only to open a next attempt."""
+    if standing.cancel_requested or not standing.run_active:
+        if standing.run_active:
+            queries.end_run(s, standing.run_id, RunStatus.CANCELLED)
         return False  # the ticket was cancelled, or a sibling's pass stopped this run
-    if outcome.verdict == Verdict.PASSED and (words := _rejected_before(s, attempt)) is not None:
+    if outcome.verdict == Verdict.PASSED and (words := _rejected_before(s, standing)) is not None:
         outcome = Outcome(Verdict.FAILED, REJECTED_AGAIN.format(words=words), "the same diff a reviewer rejected")
     if outcome.verdict == Verdict.PASSED:
-        queries.finish_run(s, run, RunStatus.PASSED)
-        if ticket.until == UNTIL_FIRST:
-            stop_siblings(s, run)
-    elif outcome.verdict in (Verdict.FAILED, Verdict.GAMED) and attempt.number < run.attempt_limit:
-        over = over_budget(s, Budgets.of(ticket))
+        queries.end_run(s, standing.run_id, RunStatus.PASSED)
+        if standing.until == UNTIL_FIRST:
+            stop_siblings(s, standing)
+    elif outcome.verdict in (Verdict.FAILED, Verdict.GAMED) and standing.attempt_number < standing.attempt_limit:
+        over = over_budget(s, standing.budgets)
         if over is None:
-            next_attempt(s, run, outcome.feedback)
+            next_attempt(s, queries.get_run(s, standing.run_id), outcome.feedback)
             return True
-        queries.finish_run(s, run, RunStatus.FAILED)
-        settle(s, ticket, f"{outcome.reason}; no further attempt: {over}")
+        queries.end_run(s, standing.run_id, RunStatus.FAILED)
+        settle(s, standing, f"{outcome.reason}; no further attempt: {over}")
         return False
     else:
-        queries.finish_run(s, run, RunStatus.ERROR if outcome.verdict == Verdict.ERROR else RunStatus.FAILED)
-    settle(s, ticket, outcome.reason)
+        queries.end_run(s, standing.run_id, RunStatus.ERROR if outcome.verdict == Verdict.ERROR else RunStatus.FAILED)
+    settle(s, standing, outcome.reason)
     return False
 
 
-def _rejected_before(s: queries.Session, attempt: Attempt) -> str | None:
+def _rejected_before(s: queries.Session, standing: Standing) -> str | None:
     """The reviewer's words when a reviewer already rejected this very diff on the ticket, else None."""
-    return queries.rejected_diffs(s, attempt.run.ticket_id).get(attempt.diff.strip())
+    return queries.rejected_diffs(s, standing.ticket_id).get(standing.diff.strip())
 
 
-def stop_siblings(s: queries.Session, winner: Run) -> None:
+def stop_siblings(s: queries.Session, winner: Standing) -> None:
     """--until first: the other runs of the ticket stop; their workers see it within a second or two."""
-    for run in winner.ticket.runs:
-        if run.id != winner.id and run.status == RunStatus.ACTIVE.value:
-            queries.finish_run(s, run, RunStatus.CANCELLED)
-            for attempt in run.attempts:
-                _stop_waiting(attempt)
-    queries.log_event(s, "siblings_stopped", f"run {winner.index} passed first", ticket_id=winner.ticket_id)
+    queries.stop_other_runs(s, winner.ticket_id, winner.run_id)
+    queries.log_event(s, "siblings_stopped", f"run {winner.run_index} passed first", ticket_id=winner.ticket_id)
 
 
-def settle(s: queries.Session, ticket: Ticket, reason: str) -> None:
+def settle(s: queries.Session, standing: Standing, reason: str) -> None:
     """Derive the ticket's status from its runs once a run has ended."""
-    statuses = {RunStatus(run.status) for run in ticket.runs}
-    current = TicketStatus(ticket.status)
+    statuses = set(queries.run_statuses(s, standing.ticket_id))
+    current = standing.ticket_status
     if current not in ACTIVE_TICKET:
         return
-    if RunStatus.PASSED in statuses and (ticket.until == UNTIL_FIRST or RunStatus.ACTIVE not in statuses):
-        queries.set_ticket_status(s, ticket, TicketStatus.NEEDS_REVIEW, "a verified diff is waiting for review")
+    if RunStatus.PASSED in statuses and (standing.until == UNTIL_FIRST or RunStatus.ACTIVE not in statuses):
+        new, reason = TicketStatus.NEEDS_REVIEW, "a verified diff is waiting for review"
     elif RunStatus.ACTIVE in statuses or RunStatus.PASSED in statuses:
         return
     elif statuses == {RunStatus.ERROR}:
-        queries.set_ticket_status(s, ticket, TicketStatus.ERROR, reason)
+        new = TicketStatus.ERROR
     elif RunStatus.CANCELLED not in statuses:
-        queries.set_ticket_status(s, ticket, TicketStatus.FAILED, reason)
-    queries.log_event(s, "ticket_" + ticket.status, ticket.status_reason, ticket_id=ticket.id)
+        new = TicketStatus.FAILED
+    else:
+        queries.log_event(s, "ticket_" + current.value, standing.status_reason, ticket_id=standing.ticket_id)
+        return
+    if queries.move_ticket(s, standing.about, current, new, reason):
+        queries.log_event(s, "ticket_" + new.value, shown(reason), ticket_id=standing.ticket_id)
 
 
 def cancel(s: queries.Session, ticket: Ticket, actor: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -31,21 +32,39 @@ def first_sight(s: Session, repo_id: int, key: str, ticket_id: int | None = None
     return True
 
 
-def notify(s: Session, ticket: Ticket, event: str, message: str = "") -> Notification | None:
+@dataclass(frozen=True)
+class About:
+    """What a notification tells of its ticket."""
+
+    ticket_id: int
+    title: str
+    status: str
+    pr_url: str
+    repo_id: int
+    repo_name: str
+    repo_settings: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, ticket: Ticket) -> About:
+        repo = ticket.repo
+        return cls(ticket.id, ticket.title, ticket.status, ticket.pr_url, repo.id, repo.name, repo.settings)
+
+
+def notify(s: Session, ticket: Ticket | About, event: str, message: str = "") -> Notification | None:
     """Queue one notification of event on ticket, in the caller's transaction, if its repository has a notify_url."""
-    settings = ticket.repo.settings or {}
-    if not settings.get("notify_url"):
+    about = ticket if isinstance(ticket, About) else About.of(ticket)
+    if not (about.repo_settings or {}).get("notify_url"):
         return None
     payload: dict[str, Any] = {
         "event": event,
-        "ticket": ticket.id,
-        "title": ticket.title,
-        "repo": ticket.repo.name,
-        "status": ticket.status,
+        "ticket": about.ticket_id,
+        "title": about.title,
+        "repo": about.repo_name,
+        "status": about.status,
         "message": message,
-        "pr_url": ticket.pr_url,
+        "pr_url": about.pr_url,
     }
-    row = Notification(repo_id=ticket.repo_id, ticket_id=ticket.id, event=event, payload=payload)
+    row = Notification(repo_id=about.repo_id, ticket_id=about.ticket_id, event=event, payload=payload)
     s.add(row)
     return row
 

@@ -71,6 +71,13 @@ def add_attempt(s: Session, run: Run, prompt: str, feedback_in: str = "") -> Att
     return attempt
 
 
+def get_run(s: Session, run_id: int) -> Run:
+    run = s.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"unknown run {run_id}")
+    return run
+
+
 def get_ticket(s: Session, ticket_id: int, *, lock: bool = False) -> Ticket:
     query = select(Ticket).where(Ticket.id == ticket_id)
     if lock:
@@ -120,11 +127,9 @@ def repo_tickets_in(s: Session, repo: str, statuses: Iterable[str]) -> list[tupl
     return [(ticket_id, status) for ticket_id, status in s.execute(query)]
 
 
-def get_attempt(s: Session, attempt_id: int, with_runs: bool = False) -> Attempt:
-    """The attempt with its run, ticket and repo, loaded in one query; with_runs, the ticket's runs as well (what
-    the policy weighs after a verdict)."""
-    query = _ATTEMPT_WITH_RUNS if with_runs else _ATTEMPT_WITH_TICKET
-    attempt = s.execute(query, {"attempt": attempt_id}).unique().scalar_one_or_none()
+def get_attempt(s: Session, attempt_id: int) -> Attempt:
+    """The attempt with its run, ticket and repo, loaded in one query."""
+    attempt = s.execute(_ATTEMPT_WITH_TICKET, {"attempt": attempt_id}).unique().scalar_one_or_none()
     if attempt is None:
         raise NotFound(f"unknown attempt {attempt_id}")
     return attempt
@@ -194,10 +199,9 @@ _START_TICKETS = (
     .where(Ticket.id.in_(bindparam("tickets", expanding=True)), Ticket.status.in_(_STARTED_FROM))
     .values(**_RUNNING, status_reason="", updated_at=bindparam("now"))
 )
-# Built once: every attempt is loaded at its verdict.
-_WITH_TICKET = joinedload(Attempt.run).joinedload(Run.ticket)
-_ATTEMPT_WITH_TICKET = select(Attempt).where(Attempt.id == bindparam("attempt")).options(_WITH_TICKET)
-_ATTEMPT_WITH_RUNS = _ATTEMPT_WITH_TICKET.options(_WITH_TICKET.joinedload(Ticket.runs))
+_ATTEMPT_WITH_TICKET = (
+    select(Attempt).where(Attempt.id == bindparam("attempt")).options(joinedload(Attempt.run).joinedload(Run.ticket))
+)
 
 
 def set_ticket_status(s: Session, ticket: Ticket, new: TicketStatus, reason: str = "") -> None:
@@ -217,7 +221,11 @@ def log_event(
     attempt_id: int | None = None,
     actor: str = "",
 ) -> None:
-    s.add(Event(kind=kind, message=message, ticket_id=ticket_id, attempt_id=attempt_id, actor=actor))
+    event = dict(kind=kind, message=message, ticket_id=ticket_id, attempt_id=attempt_id, actor=actor)
+    rows(s).execute(_LOG_EVENT, event)
+
+
+_LOG_EVENT = insert(Event)  # built once: every verdict logs two
 
 
 def ticket_events(s: Session, ticket_id: int) -> Sequence[Event]:
