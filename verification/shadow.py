@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections import ChainMap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def interpreter(command: str, env: Mapping[str, str], checkout: Path) -> str:
     return sys.executable
 
 
-def environment_modules(python: str, checkout: Path) -> dict[str, str]:
+def environment_modules(python: str, checkout: Path) -> Mapping[str, str]:
     """Top-level module names the interpreter's environment provides, each with where it comes from.
 
     An interpreter inside the checkout (a `.venv` the setup built) is never run: its site folders are read."""
@@ -154,7 +155,7 @@ def environment_modules(python: str, checkout: Path) -> dict[str, str]:
     return _outside_modules(python, checkout)
 
 
-def _outside_modules(python: str, checkout: Path) -> dict[str, str]:
+def _outside_modules(python: str, checkout: Path) -> Mapping[str, str]:
     folders = _site_folders(python)
     return module_names(folders, checkout) if folders else _standard_library()
 
@@ -170,18 +171,19 @@ def _site_folders(python: str) -> tuple[str, ...]:
     return tuple(str(item) for item in found) if isinstance(found, list) else ()
 
 
-def module_names(folders: Iterable[str], checkout: Path) -> dict[str, str]:
+def module_names(folders: Iterable[str], checkout: Path) -> Mapping[str, str]:
     """The standard library's names and the top-level modules in folders, read as files: distributions'
-    metadata, modules and packages, and the folders .pth files name as paths (never inside the checkout)."""
+    metadata, modules and packages, and the folders .pth files name as paths (never inside the checkout).
+
+    The folders' own names are read once per state of the folders and never copied (thousands of names, asked
+    about a few per verification); only what the .pth folders outside this checkout add is gathered here."""
     roots = tuple(str(f) for f in folders if Path(f).is_dir())
     site, extras = _site_index(roots, tuple(_mtime(r) for r in roots))
-    found = dict(site)
     inside = checkout.resolve()
-    for extra, modules in extras:
-        if not extra.is_relative_to(inside):
-            for module in modules:
-                found.setdefault(module, "the environment")
-    return found
+    added = {
+        module: "the environment" for extra, modules in extras if not extra.is_relative_to(inside) for module in modules
+    }
+    return ChainMap(site, added)  # the site's owner wins, as it comes first on sys.path
 
 
 _indexing = threading.Lock()  # one thread reads a folder state; the others wait for its answer
@@ -207,7 +209,7 @@ def _site_modules(roots: tuple[str, ...], mtimes: tuple[int, ...]) -> dict[str, 
             found.setdefault(top, owner)
     for module in pkgutil.iter_modules(list(roots)):
         found.setdefault(module.name, "the environment")
-    return found
+    return found  # cached: every caller shares it (module_names hands it out read-only)
 
 
 @functools.lru_cache(maxsize=16)
