@@ -185,21 +185,22 @@ def after_verdict(s: queries.Session, standing: Standing, outcome: Outcome) -> b
         return False  # the ticket was cancelled, or a sibling's pass stopped this run
     if outcome.verdict == Verdict.PASSED and (words := _rejected_before(s, standing)) is not None:
         outcome = Outcome(Verdict.FAILED, REJECTED_AGAIN.format(words=words), "the same diff a reviewer rejected")
+    reason = outcome.reason
     if outcome.verdict == Verdict.PASSED:
-        queries.end_run(s, standing.run_id, RunStatus.PASSED)
-        if standing.until == UNTIL_FIRST:
-            stop_siblings(s, standing)
+        ended = RunStatus.PASSED
     elif outcome.verdict in (Verdict.FAILED, Verdict.GAMED) and standing.attempt_number < standing.attempt_limit:
         over = over_budget(s, standing.budgets)
         if over is None:
             next_attempt(s, queries.get_run(s, standing.run_id), outcome.feedback)
             return True
-        queries.end_run(s, standing.run_id, RunStatus.FAILED)
-        settle(s, standing, f"{outcome.reason}; no further attempt: {over}")
-        return False
+        ended, reason = RunStatus.FAILED, f"{outcome.reason}; no further attempt: {over}"
     else:
-        queries.end_run(s, standing.run_id, RunStatus.ERROR if outcome.verdict == Verdict.ERROR else RunStatus.FAILED)
-    settle(s, standing, outcome.reason)
+        ended = RunStatus.ERROR if outcome.verdict == Verdict.ERROR else RunStatus.FAILED
+    if not queries.end_run(s, standing.run_id, ended):
+        return False  # ended meanwhile by another transaction (a sibling's pass), whose policy settled the ticket
+    if ended == RunStatus.PASSED and standing.until == UNTIL_FIRST:
+        stop_siblings(s, standing)
+    settle(s, standing, reason)
     return False
 
 

@@ -20,7 +20,8 @@ from db.reasons import shown
 
 def verdict_standing(s: Session, attempt_id: int) -> RowMapping:
     """What the policy weighs after an attempt's verdict: the columns of the attempt, its run, ticket and repository
-    (db/policy.Standing), in one prebuilt statement and no objects."""
+    (db/policy.Standing), in one prebuilt statement and no objects. The ticket's row stays locked until the end of
+    the transaction."""
     found = rows(s).execute(_STANDING, {"attempt": attempt_id}).mappings().first()
     if found is None:
         raise NotFound(f"unknown attempt {attempt_id}")
@@ -86,6 +87,9 @@ _STANDING = (
     .join(Ticket, Ticket.id == Attempt.ticket_id)
     .join(Repo, Repo.id == Ticket.repo_id)
     .where(Attempt.id == bindparam("attempt"))
+    # PostgreSQL: two runs of a ticket that end at once take turns, so that the second to settle the ticket reads
+    # the first one's end (SQLite's transactions take turns already).
+    .with_for_update(of=Ticket)
 )
 _RUN_STATUSES = select(Run.status).where(Run.ticket_id == bindparam("ticket"))
 _OTHER_ACTIVE_RUNS = select(Run.id).where(

@@ -3,6 +3,7 @@ verdict's transaction: on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -139,3 +140,15 @@ def test_a_ticket_cancelled_since_the_verdict_read_it_stays_cancelled(db: Databa
     found = state(db, attempt)
     assert found["ticket"][0] == "cancelled" and found["runs"] == ["passed"]
     assert found["events"] == found["notifications"] == []
+
+
+def test_two_runs_that_fail_at_once_settle_the_ticket_between_them(db: Database) -> None:
+    first, second = ticket(db, runs=2, statuses=("verifying", "verifying"), attempt_budget=1)
+    with db.session() as s:
+        assert policy.after_verdict(s, policy.Standing.read(s, first), FAILED) is False  # the other run is active
+        other = threading.Thread(target=conclude, args=(db, second, FAILED))
+        other.start()
+        other.join(timeout=1.0)  # it waits for this transaction (without the ticket's lock it would not)
+    other.join()
+    assert state(db, first)["runs"] == ["failed", "failed"]
+    assert state(db, first)["ticket"] == ("failed", "1 target still fails")
