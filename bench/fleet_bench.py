@@ -8,7 +8,9 @@
    (`grep -q fixed state.txt`, judged by its exit code), C slots on one machine. Reports makespan / ideal,
    where ideal = N x (S + bare test time) / C, and Fleet's own CPU time per ticket: the `fleet up` process's
    user+system time (read from /proc, children excluded, so agents and test commands do not count) divided
-   by N. Embedded mode (SQLite, serverless broker) and team mode (PostgreSQL + Redis; needs both servers).
+   by N; and what a ticket costs the whole machine (every process's CPU time during the run, from /proc/stat,
+   divided by N: Fleet, git, bwrap, the agents and the test commands, and whatever else runs).
+   Embedded mode (SQLite, serverless broker) and team mode (PostgreSQL + Redis; needs both servers).
    Each row also counts, per ticket, the SQL statements and the commands the worker spawned (bench/counting.py).
    The wide row: team mode, more slots than one process should hold, shared by several `fleet worker` processes.
 2. Dispatch latency with idle slots: submit (through the Python API) to the agent's process start, p50/p99.
@@ -104,6 +106,13 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime of the process itself
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time every process on the machine has spent (user, nice, system, irq, softirq: /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:8]
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields)
+    return (user + nice + system + irq + softirq) / CLK_TCK
 
 
 def rss_bytes(pid: int) -> int:
@@ -216,10 +225,10 @@ def throughput(
     env = fleet_env(home, mode) | ({"PYTHONPATH": code} if code else {})
     fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
     submit_batch(env, work, label, tickets, agent_seconds)
-    started = time.monotonic()
+    started, machine_before = time.monotonic(), machine_cpu_seconds()
     workers = start_workers(env, work, slots, processes)
     cpu, peak_rss = watch(env, workers)
-    makespan = time.monotonic() - started
+    makespan, machine_cpu = time.monotonic() - started, machine_cpu_seconds() - machine_before
     log.write_text(
         "".join(f"{kind} {ts}\n" for t in transcripts(env) for kind in ("start", "end") for ts in stamps(t, kind))
     )
@@ -237,6 +246,8 @@ def throughput(
         "ideal_s": round(ideal, 2),
         "makespan_over_ideal": round(makespan / ideal, 3),
         "fleet_cpu_ms_per_ticket": round(1000 * cpu / tickets, 1),
+        # Everything the machine ran meanwhile: Fleet, git, bwrap, the agents and tests (and any other job).
+        "machine_cpu_ms_per_ticket": round(1000 * machine_cpu / tickets, 1),
         **counted(workers, tickets),
         "peak_rss_mb": round(peak_rss / 2**20, 1),
         "rss_mb_per_slot": round(peak_rss / 2**20 / slots, 2),
