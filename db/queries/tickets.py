@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import RowMapping, Table, bindparam, func, insert, select, update
+from sqlalchemy import RowMapping, Select, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from db import lifecycle
@@ -153,6 +153,12 @@ def attempt_rows(s: Session, attempt_ids: Sequence[int]) -> dict[int, RowMapping
     return {row["attempt_id"]: row for row in found}
 
 
+def attempt_select(*columns: Any) -> Select[Any]:
+    """A select of columns of attempts and of their runs, tickets and repositories."""
+    joined = select(*columns).join(Run, Run.id == Attempt.run_id).join(Ticket, Ticket.id == Attempt.ticket_id)
+    return joined.join(Repo, Repo.id == Ticket.repo_id)
+
+
 def start_tickets(s: Session, ticket_ids: Iterable[int]) -> None:
     """A queued ticket is running once one of its attempts is claimed (a running one stays as it is)."""
     wanted = sorted(set(ticket_ids))
@@ -160,39 +166,33 @@ def start_tickets(s: Session, ticket_ids: Iterable[int]) -> None:
         rows(s).execute(_START_TICKETS, {"tickets": wanted, "now": utcnow()})
 
 
-_ATTEMPT_ROWS = (
-    select(
-        Attempt.id.label("attempt_id"),
-        Attempt.number,
-        Attempt.status,
-        Attempt.prompt,
-        Attempt.diff,
-        Attempt.start_diff,
-        Attempt.run_id,
-        Attempt.created_at,
-        Attempt.agent_finished_at,
-        Run.index.label("run_index"),
-        Run.agent,
-        Ticket.id.label("ticket_id"),
-        Ticket.status.label("ticket_status"),
-        Ticket.base_sha,
-        Ticket.agent_options,
-        Ticket.targets,
-        Ticket.area,
-        Ticket.budget_usd,
-        Ticket.hidden_patch,
-        Repo.id.label("repo_id"),
-        Repo.name.label("repo_name"),
-        Repo.source,
-        Repo.test_cmd,
-        Repo.setup_cmd,
-        Repo.settings.label("repo_settings"),
-    )
-    .join(Run, Run.id == Attempt.run_id)
-    .join(Ticket, Ticket.id == Attempt.ticket_id)
-    .join(Repo, Repo.id == Ticket.repo_id)
-    .where(Attempt.id.in_(bindparam("attempts", expanding=True)))
-)
+_ATTEMPT_ROWS = attempt_select(
+    Attempt.id.label("attempt_id"),
+    Attempt.number,
+    Attempt.status,
+    Attempt.prompt,
+    Attempt.diff,
+    Attempt.start_diff,
+    Attempt.run_id,
+    Attempt.created_at,
+    Attempt.agent_finished_at,
+    Run.index.label("run_index"),
+    Run.agent,
+    Ticket.id.label("ticket_id"),
+    Ticket.status.label("ticket_status"),
+    Ticket.base_sha,
+    Ticket.agent_options,
+    Ticket.targets,
+    Ticket.area,
+    Ticket.budget_usd,
+    Ticket.hidden_patch,
+    Repo.id.label("repo_id"),
+    Repo.name.label("repo_name"),
+    Repo.source,
+    Repo.test_cmd,
+    Repo.setup_cmd,
+    Repo.settings.label("repo_settings"),
+).where(Attempt.id.in_(bindparam("attempts", expanding=True)))
 _STARTED_FROM, _RUNNING = lifecycle.bulk(TicketStatus.RUNNING, [TicketStatus.QUEUED])
 _START_TICKETS = (
     update(Ticket)

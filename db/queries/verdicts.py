@@ -15,6 +15,7 @@ from db.lifecycle import WAITING_ATTEMPT, AttemptStatus, RunStatus, TicketStatus
 from db.models import Attempt, Repo, Run, Ticket, utcnow
 from db.queries.errors import NotFound
 from db.queries.forge import NOTIFIED, About, notify
+from db.queries.tickets import attempt_select
 from db.reasons import shown
 
 
@@ -63,7 +64,7 @@ def move_ticket(s: Session, about: About, old: TicketStatus, new: TicketStatus, 
 
 # Built once: the verdict's transaction runs them for every attempt.
 _STANDING = (
-    select(
+    attempt_select(
         Attempt.id.label("attempt_id"),
         Attempt.number,
         Attempt.diff,
@@ -83,9 +84,6 @@ _STANDING = (
         Repo.name.label("repo_name"),
         Repo.settings.label("repo_settings"),
     )
-    .join(Run, Run.id == Attempt.run_id)
-    .join(Ticket, Ticket.id == Attempt.ticket_id)
-    .join(Repo, Repo.id == Ticket.repo_id)
     .where(Attempt.id == bindparam("attempt"))
     # PostgreSQL: two runs of a ticket that end at once take turns, so that the second to settle the ticket reads
     # the first one's end (SQLite's transactions take turns already).

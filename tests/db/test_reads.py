@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from db import queries
 from db.engine import Database
-from db.migrate import HEAD, upgrade
+from db.migrate import HEAD
 from db.reads import Reader, reading
 from orchestrator import views
 from verification.phrases import KNOWN_FAILING
@@ -21,11 +21,8 @@ MOMENT = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    upgrade(database)
-    yield database
-    database.dispose()
+def db(migrated: Database) -> Database:
+    return migrated
 
 
 @pytest.fixture

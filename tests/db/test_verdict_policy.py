@@ -4,7 +4,6 @@ verdict's transaction: on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from sqlalchemy import select
 from db import policy, queries
 from db.engine import Database
 from db.lifecycle import Verdict
-from db.migrate import upgrade
 from db.models import Attempt, Event, Notification, Run, Ticket
 
 HOOK = {"notify_url": "http://127.0.0.1:9/hook"}
@@ -23,11 +21,8 @@ ERROR = policy.Outcome(Verdict.ERROR, "", "the test command could not start")
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    upgrade(database)
-    yield database
-    database.dispose()
+def db(migrated: Database) -> Database:
+    return migrated
 
 
 def ticket(db: Database, runs: int = 1, statuses: tuple[str, ...] = ("verifying",), **fields: Any) -> list[int]:
