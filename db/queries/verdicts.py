@@ -85,9 +85,10 @@ _STANDING = (
         Repo.settings.label("repo_settings"),
     )
     .where(Attempt.id == bindparam("attempt"))
-    # PostgreSQL: two runs of a ticket that end at once take turns, so that the second to settle the ticket reads
-    # the first one's end (SQLite's transactions take turns already).
-    .with_for_update(of=Ticket)
+    # PostgreSQL: two runs of a ticket that end at once take turns, and the second reads its ticket and run as the
+    # first left them (a run a sibling's pass cancelled gets no next attempt). NO KEY UPDATE: rows that point at
+    # the ticket (events, attempts) may still be written meanwhile. SQLite's transactions take turns already.
+    .with_for_update(of=(Ticket, Run), key_share=True)
 )
 _RUN_STATUSES = select(Run.status).where(Run.ticket_id == bindparam("ticket"))
 _OTHER_ACTIVE_RUNS = select(Run.id).where(

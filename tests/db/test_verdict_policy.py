@@ -147,3 +147,16 @@ def test_two_runs_that_fail_at_once_settle_the_ticket_between_them(db: Database)
     other.join()
     assert state(db, first)["runs"] == ["failed", "failed"]
     assert state(db, first)["ticket"] == ("failed", "1 target still fails")
+
+
+def test_a_run_a_siblings_pass_cancelled_meanwhile_gets_no_next_attempt(db: Database) -> None:
+    winner, loser = ticket(db, runs=2, statuses=("verifying", "verifying"), until="first")
+    with db.session() as s:
+        assert policy.after_verdict(s, policy.Standing.read(s, winner), PASSED) is False
+        other = threading.Thread(target=conclude, args=(db, loser, FAILED))
+        other.start()
+        other.join(timeout=1.0)  # it waits for the pass, then finds its run cancelled
+    other.join()
+    found = state(db, winner)
+    assert found["runs"] == ["passed", "cancelled"] and found["ticket"][0] == "needs_review"
+    assert [a[1:3] for a in found["attempts"]] == [(1, "verifying"), (1, "verifying")]  # no attempt 2 anywhere
