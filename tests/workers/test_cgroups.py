@@ -19,7 +19,11 @@ def test_a_daemon_that_left_the_process_group_dies_with_the_attempt(tmp_path: Pa
     with attempt_cgroup(1, 50, 256) as group:
         assert group is not None
         quiet = "[os.dup2(os.open(os.devnull, os.O_RDWR), fd) for fd in (1, 2)]"  # lets go of the output pipe
-        daemon = f"import os, time; os.fork() or (os.setsid(), {quiet}, time.sleep(60))"
+        # The parent exits only once its child has left the process group (else the group's end could take it).
+        daemon = (
+            "import os, time\nleft, told = os.pipe()\nif os.fork():\n    os.read(left, 1)\n"
+            f"else:\n    os.setsid(); {quiet}; os.write(told, b'x'); time.sleep(60)\n"
+        )
         run_process([sys.executable, "-c", daemon], cwd=tmp_path, env={}, timeout=10, join_cgroups=group.procs_files)
         assert len(group.members()) == 1  # the setsid child outlived its parent and its process group
         assert group.breach() is None
