@@ -129,9 +129,9 @@ class Reporter:
         return progress(self.start, snapshot(self.db), time.monotonic() - self.started)
 
     def _loop(self) -> None:
-        last, last_at = "", 0.0
-        while not self.stopped.wait(self.interval):
-            now = self.current()
+        """The first line at once, from the counts at the start; then a line whenever they change."""
+        now, last, last_at = progress(self.start, self.start, 0.0), "", 0.0
+        while True:
             counts = replace(now, eta_seconds=None).line()  # a new ETA alone is no news for a log
             if self.live:
                 self.stream.write("\r\x1b[K" + now.line())
@@ -139,6 +139,9 @@ class Reporter:
                 self.stream.write(now.line() + "\n")
                 last, last_at = counts, time.monotonic()
             self.stream.flush()
+            if self.stopped.wait(self.interval):
+                return
+            now = self.current()
 
     def finish(self) -> list[str]:
         self.stopped.set()

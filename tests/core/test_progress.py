@@ -50,3 +50,14 @@ def test_in_a_terminal_the_progress_line_is_rewritten_in_place(tmp_path: Path) -
     assert written.count("\r\x1b[Ktickets 0/0 done") >= 2 and "\n" not in written
     assert written.endswith("\r\x1b[K")  # the live line is cleared before the summary
     assert summary[0].startswith("done in 0s: tickets 0/0 done")
+
+
+def test_the_first_line_shows_the_counts_at_the_start_before_any_work_is_done(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
+    upgrade(db)
+    log = io.StringIO()
+    reporter = Reporter(db, log, interval=3600.0)  # no second poll within the test
+    reporter.thread.start()
+    reporter.finish()
+    db.dispose()
+    assert log.getvalue() == "tickets 0/0 done · 0 attempts at work · 0 verified · 0 failed · $0.00\n"
