@@ -355,7 +355,7 @@ def main() -> None:
         "--wide", default="4000,400,4", help="the wide row, team mode: tickets,slots,worker processes ('' skips it)"
     )
     parser.add_argument(
-        "--baseline", default="", help="a checkout of another commit: each --modes row runs with it too, alternating"
+        "--baseline", default="", help="another commit's checkout: each row (--modes, --wide) runs with it too"
     )
     parser.add_argument("--latency-samples", type=int, default=50, help="0 skips the dispatch latency part")
     parser.add_argument("--worktree-files", type=int, default=5000, help="0 skips the worktree cost part")
@@ -372,7 +372,7 @@ def main() -> None:
         runs = [(mode, args.tickets, args.slots, 1, code) for mode in args.modes.split(",") if mode for code in codes]
         if args.wide:
             tickets, slots, processes = map(int, args.wide.split(","))
-            runs.append(("team", tickets, slots, processes, ""))
+            runs += [("team", tickets, slots, processes, code) for code in codes]
         for mode, tickets, slots, processes, code in runs:
             row = throughput(mode, tickets, slots, args.agent_seconds, work, processes, code)
             png = RESULTS / f"fleet_busy-{mode}-{slots}x{processes}{'-base' if code else ''}-{stamp}.png"

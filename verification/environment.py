@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 import subprocess
 import threading
@@ -46,6 +47,9 @@ class PortAllocator:
         self.root, self.first_port, self.block_size, self.blocks = root, first_port, block_size, blocks
         self._local = threading.Lock()
         self._held: set[int] = set()  # blocks this process holds: skipped without opening their lock files
+        # Where the next search starts: after the last block taken (next fit), from a place of its own in each
+        # process, so a process with hundreds of slots does not try every other process's held block each time.
+        self._next = random.randrange(blocks)
 
     @contextmanager
     def lease(self, ports: int = 0, wait_seconds: float = 600.0) -> Iterator[PortBlock]:
@@ -73,7 +77,9 @@ class PortAllocator:
 
     def _try_take(self, span: int) -> tuple[int, list[IO[bytes]]] | None:
         with self._local:
-            for first in range(0, self.blocks - span + 1):
+            starts = self.blocks - span + 1
+            for step in range(starts):
+                first = (self._next + step) % starts
                 if self._held.intersection(range(first, first + span)):
                     continue
                 handles = []
@@ -84,6 +90,7 @@ class PortAllocator:
                     handles.append(handle)
                 if len(handles) == span:
                     self._held.update(range(first, first + span))
+                    self._next = (first + span) % self.blocks
                     return first, handles
                 for handle in handles:
                     handle.close()

@@ -76,7 +76,7 @@ def collect(db: Database, settings: Settings, older_than_days: float | None = No
 def _drop_journal_entries(root: Path, db: Database) -> None:
     """Outcome journal entries of attempts no longer waiting or running (a worker drops them as it concludes)."""
     journal = OutcomeJournal(root)
-    ids = {attempt_id for kind in (AGENT, VERIFY) for attempt_id, _, _ in journal.entries(kind)}
+    ids = {attempt_id for kind in (AGENT, VERIFY) for attempt_id in journal.attempt_ids(kind)}
     with db.session() as s:
         busy = queries.open_attempt_ids(s, ids)
     for attempt_id in ids - busy:

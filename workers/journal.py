@@ -64,16 +64,19 @@ class OutcomeJournal:
         for kind in kinds:
             self._path(attempt_id, kind).unlink(missing_ok=True)
 
-    def entries(self, kind: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
-        """(attempt id, fingerprint, outcome) of every entry of kind, for the reconciler to hand to the database."""
+    def attempt_ids(self, kind: str) -> list[int]:
+        """The attempts with an entry of kind, from the file names alone (nothing is read)."""
         if not self.root.is_dir():
-            return
-        for path in sorted(self.root.iterdir()):
-            found = ENTRY.fullmatch(path.name)
-            if not found or found.group(2) != kind:
-                continue
+            return []
+        found = (ENTRY.fullmatch(name) for name in os.listdir(self.root))
+        return sorted(int(match.group(1)) for match in found if match and match.group(2) == kind)
+
+    def entries(self, kind: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
+        """(attempt id, fingerprint, outcome) of every readable entry of kind."""
+        for attempt_id in self.attempt_ids(kind):
+            path = self._path(attempt_id, kind)
             try:
                 entry = json.loads(path.read_text(encoding="utf-8"))
-                yield int(found.group(1)), str(entry["fingerprint"]), dict(entry["outcome"])
+                yield attempt_id, str(entry["fingerprint"]), dict(entry["outcome"])
             except (OSError, ValueError, KeyError, TypeError):
                 log.warning("outcome journal: unreadable entry %s skipped", path.name)

@@ -34,6 +34,7 @@ from db.queries.housekeeping import (
     open_attempt_ids,
 )
 from db.queries.leases import (
+    Journaled,
     Lease,
     advance,
     cancel_requested,
@@ -41,6 +42,7 @@ from db.queries.leases import (
     claim_each,
     count_leased,
     expire_leases,
+    journaled,
     keep_agent_outcome,
     release,
     renew_leases,
@@ -145,6 +147,8 @@ __all__ = [
     "claim_each",
     "count_leased",
     "expire_leases",
+    "Journaled",
+    "journaled",
     "keep_agent_outcome",
     "release",
     "renew_leases",

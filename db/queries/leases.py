@@ -6,9 +6,9 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Connection, Table, Update, bindparam, case, func, select, update
+from sqlalchemy import Connection, Table, Update, and_, bindparam, case, func, select, update
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session
 
@@ -159,6 +159,34 @@ def keep_agent_outcome(s: Session, attempt_id: int, run: int, **outcome: Any) ->
     later = Attempt.agent_runs - run
     s.execute(update(Attempt).where(*where, later > 0).values(agent_repeats=Attempt.agent_repeats + later))
     return _changed(s.execute(update(Attempt).where(*where).values(**outcome))) == 1
+
+
+class Journaled(NamedTuple):
+    """What the reconciler reads of an attempt whose agent outcome its host's journal holds."""
+
+    ticket_id: int
+    run_id: int
+    number: int
+    created_at: datetime
+    agent_finished: bool  # the outcome is in the database already
+    leased: bool  # held under a lease that has not run out: its holder records the outcome itself
+
+
+_JOURNALED = select(
+    _ATTEMPTS.c.id,
+    _ATTEMPTS.c.ticket_id,
+    _ATTEMPTS.c.run_id,
+    _ATTEMPTS.c.number,
+    _ATTEMPTS.c.created_at,
+    _ATTEMPTS.c.agent_finished_at.is_not(None),
+    and_(_ATTEMPTS.c.status.in_(LEASED_ATTEMPT), _ATTEMPTS.c.lease_expires_at >= bindparam("now")),
+).where(_ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def journaled(s: Session, attempt_ids: Sequence[int]) -> dict[int, Journaled]:
+    """The attempts of these ids that exist, in one statement."""
+    found = rows(s).execute(_JOURNALED, {"ids": list(attempt_ids), "now": utcnow()})
+    return {row[0]: Journaled(row[1], row[2], row[3], row[4], bool(row[5]), bool(row[6])) for row in found}
 
 
 # One statement for every running agent's output: executed once per row (executemany) in one transaction.

@@ -26,3 +26,14 @@ def test_holders_get_disjoint_ranges_and_a_repo_can_ask_for_more_than_one_block(
         assert _ports(everything) == set(range(30_000, 30_060))
     with pytest.raises(RuntimeError, match="70 ports per slot is more than all 60 ports"), allocator.lease(70):
         pass
+
+
+def test_each_search_starts_after_the_block_taken_last_and_wraps_around(tmp_path: Path) -> None:
+    """Next fit: a process of hundreds of slots does not try every block another process holds at each lease."""
+    allocator = PortAllocator(tmp_path / "ports", first_port=30_000, block_size=10, blocks=6)
+    bases = []
+    for _ in range(6):
+        with allocator.lease() as block:
+            bases.append(block.base)
+    assert sorted(bases) == list(range(30_000, 30_060, 10))
+    assert all((b - a) % 60 == 10 for a, b in zip(bases, bases[1:], strict=False))

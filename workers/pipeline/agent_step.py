@@ -14,7 +14,7 @@ from typing import Any
 from db import queries
 from db.engine import transient
 from db.lifecycle import AttemptStatus
-from db.models import Attempt, utcnow
+from db.models import utcnow
 from system.git import GitError, git
 from system.process import ChildLimits
 from system.retry import retrying
@@ -32,7 +32,14 @@ from workers.group_writer import GroupWriter
 from workers.journal import AGENT
 from workers.pipeline.agent_plan import agent_limits, agent_options, agent_sandbox
 from workers.pipeline.baselines import context_pack
-from workers.pipeline.job import Job, declared_paths, fingerprint_of, hidden_paths, job_secrets, why_unsandboxed
+from workers.pipeline.job import (
+    Job,
+    declared_paths,
+    fingerprint,
+    hidden_paths,
+    job_secrets,
+    why_unsandboxed,
+)
 from workers.pipeline.metering import gate_env, open_gate, settle_usage
 from workers.pipeline.outcome import Outcome, columns_of, from_kept, kept_outcome, store_kept
 from workers.pipeline.unit import (
@@ -224,18 +231,33 @@ def _prepare_worktree(
 def hand_over_kept(rt: WorkerRuntime) -> int:
     """Write the journal's finished agent outcomes into the database, for workers on other hosts to find.
 
-    Run by the reconciler before it expires leases; an entry whose attempt has moved on is dropped."""
-    handed, mine = 0, {holding.attempt_id for holding in rt.leases.snapshot().values()}
-    for attempt_id, fingerprint, kept in rt.journal.entries(AGENT):
-        if attempt_id in mine:
-            continue  # this process is handing it over itself
+    Run by the reconciler before it expires leases. Only an attempt no live lease holds is handed over (its
+    worker died, or lost the lease while the database was away): a holder records its outcome itself. So the
+    journal's other entries, the host's other worker processes' agents, are neither read nor written each pass.
+    An entry whose attempt is gone, is another database's, or has its outcome stored already is dropped."""
+    mine = {holding.attempt_id for holding in rt.leases.snapshot().values()}
+    ids = [attempt_id for attempt_id in rt.journal.attempt_ids(AGENT) if attempt_id not in mine]
+    if not ids:
+        return 0
+    with rt.db.session() as s:
+        known = queries.journaled(s, ids)
+    handed = 0
+    for attempt_id in ids:
+        attempt = known.get(attempt_id)
+        if attempt is not None and attempt.leased and not attempt.agent_finished:
+            continue
+        kept = None if attempt is None or attempt.agent_finished else rt.journal.load(attempt_id, AGENT, _of(attempt))
+        if kept is None:
+            rt.journal.drop(attempt_id, (AGENT,))
+            continue
         with rt.db.session() as s:
-            attempt = s.get(Attempt, attempt_id)
-            if attempt is None or fingerprint_of(attempt) != fingerprint or attempt.agent_finished_at is not None:
-                rt.journal.drop(attempt_id, (AGENT,))  # another database's attempt, or one whose outcome is stored
-                continue
             handed += store_kept(s, attempt_id, kept)
     return handed
+
+
+def _of(attempt: queries.Journaled) -> str:
+    """The fingerprint a journal entry of this very attempt carries."""
+    return fingerprint(attempt.ticket_id, attempt.run_id, attempt.number, attempt.created_at)
 
 
 def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> Unit | None:

@@ -44,7 +44,7 @@ class Job:
     area: tuple[str, ...] = field(default=())
     start_diff: str = ""  # the pull request's diff an attempt after PR feedback starts from
     hidden_patch: str = ""  # a task's test_patch (fleet eval run): the hidden tests of this ticket alone
-    fingerprint: str = ""  # names this very attempt in the outcome journal (fingerprint_of)
+    fingerprint: str = ""  # names this very attempt in the outcome journal (fingerprint)
     # A finished agent's outcome already on the row (its worker lost the lease before it could hand it over), or
     # in this worker's outcome journal: the agent is not run again.
     kept_agent: dict[str, Any] | None = None
@@ -108,10 +108,6 @@ def budgets_of(row: queries.RowMapping, job: Job) -> policy.Budgets:
 def fingerprint(ticket_id: int, run_id: int, number: int, created_at: datetime) -> str:
     """The attempt's ids and creation time: an outcome journal entry is never taken for another database's attempt."""
     return f"{ticket_id}:{run_id}:{number}:{created_at.isoformat()}"
-
-
-def fingerprint_of(attempt: Attempt) -> str:
-    return fingerprint(attempt.ticket_id, attempt.run_id, attempt.number, attempt.created_at)
 
 
 def _kept_on_row(s: queries.Session, row: queries.RowMapping) -> dict[str, Any] | None:
