@@ -16,6 +16,7 @@ _HEADER = re.compile(r"^diff --git (?:\"?a/)?(.*?)\"? (?:\"?b/)?(.*?)\"?$")
 _BINARY = re.compile(r"^(GIT binary patch|Binary files .* differ)$")
 _RENAME_FROM = re.compile(r"^rename from (.+)$", re.MULTILINE)
 _SPECIAL_MODE = re.compile(r"^(new file mode|new mode|index \S+) (120000|160000)$")
+APPLY = ("--index", "--whitespace=nowarn")
 
 
 class PatchRefused(Exception):
@@ -27,19 +28,33 @@ class PatchRefused(Exception):
 
 
 def apply_patch(checkout: Path, diff: str) -> list[str]:
-    """Apply diff (from stdin, to index and work tree) at checkout; return the paths it touches."""
-    paths = check_patch(checkout, diff)
-    apply_checked(checkout, diff)
-    return paths
+    """check_patch and apply_checked in one git process: the diff is applied (to index and work tree), then
+    judged, so a refused diff leaves the checkout changed: for a checkout that is cleaned before its next use."""
+    diff = _readable(diff)
+    try:
+        numstat = git("apply", "--numstat", "-z", *APPLY, "--apply", "-", cwd=checkout, input=diff)
+    except GitError as exc:
+        _numstat(checkout, diff)  # a diff git cannot read says so; any other is one that does not apply
+        raise PatchRefused(f"the diff does not apply at the base commit: {_last_line(exc.stderr)}") from exc
+    return _accepted(*_touched(numstat, diff))
 
 
 def check_patch(checkout: Path, diff: str) -> list[str]:
     """The paths diff touches, or PatchRefused when it holds what cannot be reviewed as text."""
+    diff = _readable(diff)
+    return _accepted(*_numstat(checkout, diff))
+
+
+def _readable(diff: str) -> str:
+    """The diff, newline-terminated, unless it is empty or shows a binary, link or submodule change."""
     if not diff.strip():
         raise PatchRefused("the agent changed nothing")
     diff = _terminated(diff)
     _refuse_special(diff)
-    paths, binary = _numstat(checkout, diff)
+    return diff
+
+
+def _accepted(paths: list[str], binary: list[str]) -> list[str]:
     if binary:
         raise PatchRefused(f"binary changes are not accepted: {', '.join(binary)}")
     for path in paths:
@@ -50,7 +65,7 @@ def check_patch(checkout: Path, diff: str) -> list[str]:
 def apply_checked(checkout: Path, diff: str) -> None:
     """Apply a diff check_patch accepted, to the index and the work tree."""
     try:
-        git("apply", "--index", "--whitespace=nowarn", "-", cwd=checkout, input=_terminated(diff))
+        git("apply", *APPLY, "-", cwd=checkout, input=_terminated(diff))
     except GitError as exc:
         raise PatchRefused(f"the diff does not apply at the base commit: {_last_line(exc.stderr)}") from exc
 
@@ -77,9 +92,14 @@ def _numstat(checkout: Path, diff: str) -> tuple[list[str], list[str]]:
         out = git("apply", "--numstat", "-z", "-", cwd=checkout, input=diff)
     except GitError as exc:
         raise PatchRefused(f"the diff cannot be read: {_last_line(exc.stderr)}") from exc
+    return _touched(out, diff)
+
+
+def _touched(numstat: str, diff: str) -> tuple[list[str], list[str]]:
+    """The paths `git apply --numstat -z` printed (and rename sources), and those it saw as binary."""
     paths: list[str] = []
     binary: list[str] = []
-    fields = out.split("\0")
+    fields = numstat.split("\0")
     i = 0
     while i < len(fields) and fields[i]:
         added, _deleted, name = fields[i].split("\t", 2)

@@ -38,7 +38,7 @@ from verification.environment import CacheUse, SetupFailed, copy_files, set_up_e
 from verification.flags import assertion_inputs, assertion_literals, scan_diff
 from verification.guards import feedback_refused, gamed_reasons, startup_refusals
 from verification.judge import Judgement, judge, under_test_only
-from verification.patch import PatchRefused, apply_checked, check_patch
+from verification.patch import PatchRefused, apply_checked, apply_patch, check_patch
 from verification.phrases import KNOWN_FAILING
 from verification.protect import (
     DEFAULT_PROTECT,
@@ -182,16 +182,19 @@ def verify_diff(
     startup = startup_refusals(diff)
     if startup:
         return gamed(startup, scan_diff(diff))
+    # No environment to restore at the pristine base (no cache, or no setup to cache): check and apply at once.
+    applied = spec.env_cache is None or not spec.setup_cmd
     try:
-        changed = check_patch(checkout, diff)
+        changed = apply_patch(checkout, diff) if applied else check_patch(checkout, diff)
     except PatchRefused as exc:
         return _refused_patch(exc, baseline, spec)
-    fresh_env = spec.env_cache is None or bool(key_files_changed(changed, spec.env_key_files))
+    fresh_env = applied or bool(key_files_changed(changed, spec.env_key_files))
     where = "the verification checkout"
     try:
         if not fresh_env:
             prepare(checkout, spec, where, cancelled, report_dir, cached=True)
-        apply_checked(checkout, diff)
+        if not applied:
+            apply_checked(checkout, diff)
     except SetupFailed as exc:
         return errored(str(exc))
     except PatchRefused as exc:
