@@ -3,9 +3,9 @@
     python bench/floor.py [--runs 200] [--fleet-ms 0]
 
 A ticket of bench/fleet_bench.py runs two sandboxed commands (its agent and its tests, each through the launcher
-of system/process.py and the bubblewrap sandbox of system/sandbox.py) and nine git commands (a reset and a clean of
-each of its two checkouts, the status, update-index and diff that take the agent's diff, the numstat check and the
-apply of the patch), plus the agent's and the test's own shell commands. Each is run here `--runs` times the way the
+of system/process.py and the bubblewrap sandbox of system/sandbox.py) and eight git commands (a reset and a clean of
+each of its two checkouts, the status, update-index and diff that take the agent's diff, and the apply that checks
+and applies the patch), plus the agent's and the test's own shell commands. Each is run here `--runs` times the way the
 worker runs it, one after the other, and timed by the CPU the whole machine spent (/proc/stat), so a sandbox's
 kernel work (namespaces made and torn down) counts. Their sum is the floor a ticket costs whatever Fleet does; with
 Fleet's own CPU per ticket (`--fleet-ms`, from fleet_bench.py) it says how many tickets a second the machine's
@@ -75,17 +75,17 @@ def steps(repo: Path) -> dict[str, tuple[int, Callable[[], object]]]:
         "git status --porcelain": (1, lambda: git("--no-optional-locks", "status", "--porcelain=v1", "-z", cwd=repo)),
         "git update-index": (1, lambda: git("update-index", "--add", "-z", "--stdin", cwd=repo, input="state.txt\0")),
         "git diff --cached": (1, lambda: git("diff", "--cached", "--binary", "HEAD", "--", cwd=repo)),
-        "git apply --numstat": (1, lambda: git("apply", "--numstat", "-z", "-", cwd=repo, input=DIFF)),
-        "git apply --index": (1, applying(repo)),
+        "git apply --numstat --index --apply": (1, applying(repo)),
     }
 
 
 def applying(repo: Path) -> Callable[[], object]:
-    """Applies the diff, then takes it back at the next run (-R), so each run applies a patch to the index."""
+    """Checks and applies the diff, then takes it back at the next run (-R): each run applies a patch."""
     forward = [True]
 
     def step() -> None:
-        git("apply", "--index", *(() if forward[0] else ("-R",)), "-", cwd=repo, input=DIFF)
+        back = () if forward[0] else ("-R",)
+        git("apply", "--numstat", "-z", "--index", *back, "--apply", "-", cwd=repo, input=DIFF)
         forward[0] = not forward[0]
 
     return step
