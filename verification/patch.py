@@ -33,8 +33,8 @@ def apply_patch(checkout: Path, diff: str) -> list[str]:
     diff = _readable(diff)
     try:
         numstat = git("apply", "--numstat", "-z", *APPLY, "--apply", "-", cwd=checkout, input=diff)
-    except GitError as exc:
-        _numstat(checkout, diff)  # a diff git cannot read says so; any other is one that does not apply
+    except GitError as exc:  # refused for what it holds, as check_patch would; else it does not apply here
+        _accepted(*_numstat(checkout, diff))
         raise PatchRefused(f"the diff does not apply at the base commit: {_last_line(exc.stderr)}") from exc
     return _accepted(*_touched(numstat, diff))
 

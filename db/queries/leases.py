@@ -169,7 +169,7 @@ class Journaled(NamedTuple):
     number: int
     created_at: datetime
     agent_finished: bool  # the outcome is in the database already
-    leased: bool  # held under a lease that has not run out: its holder records the outcome itself
+    leased: bool  # held under a lease its holder renews: that holder records the outcome itself
 
 
 _JOURNALED = select(
@@ -179,13 +179,18 @@ _JOURNALED = select(
     _ATTEMPTS.c.number,
     _ATTEMPTS.c.created_at,
     _ATTEMPTS.c.agent_finished_at.is_not(None),
-    and_(_ATTEMPTS.c.status.in_(LEASED_ATTEMPT), _ATTEMPTS.c.lease_expires_at >= bindparam("now")),
+    and_(_ATTEMPTS.c.status.in_(LEASED_ATTEMPT), _ATTEMPTS.c.lease_expires_at >= bindparam("renewed")),
 ).where(_ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)))
 
 
-def journaled(s: Session, attempt_ids: Sequence[int]) -> dict[int, Journaled]:
-    """The attempts of these ids that exist, in one statement."""
-    found = rows(s).execute(_JOURNALED, {"ids": list(attempt_ids), "now": utcnow()})
+def journaled(
+    s: Session, attempt_ids: Sequence[int], lease_seconds: float, renewed_within: float
+) -> dict[int, Journaled]:
+    """The attempts of these ids that exist, in one statement; `leased` when the lease was renewed within the last
+    renewed_within seconds (a renewal sets it to expire lease_seconds later), so a dead holder's lease is known
+    stale well before it runs out and any worker's reconciler puts its attempt back in line."""
+    renewed = utcnow() + timedelta(seconds=max(lease_seconds - renewed_within, 0.0))
+    found = rows(s).execute(_JOURNALED, {"ids": list(attempt_ids), "renewed": renewed})
     return {row[0]: Journaled(row[1], row[2], row[3], row[4], bool(row[5]), bool(row[6])) for row in found}
 
 

@@ -82,7 +82,7 @@ def test_symlink(repo: Repo, apply: Apply) -> None:
 
 
 def test_path_escaping_the_checkout(repo: Repo, tmp_path: Path, apply: Apply) -> None:
-    assert "outside.py" in refused(repo, ESCAPE, apply)
+    assert refused(repo, ESCAPE, apply) == "path outside the work tree is not accepted: ../outside.py"
     assert not (tmp_path / "outside.py").exists()
 
 
@@ -97,6 +97,9 @@ def test_git_also_refuses_an_escape_it_sees(repo: Repo, tmp_path: Path) -> None:
 def test_a_diff_that_does_not_apply(repo: Repo, apply: Apply) -> None:
     diff = repo.diff({"calc.py": FIXED_CALC}).replace("return a - b", "return a // b")
     assert refused(repo, diff, apply).startswith("the diff does not apply at the base commit")
+    # A file that is refused for what it is is named so, even in a diff that would not apply anyway.
+    stray = repo.diff({"evil.pth": "import os\n"})
+    assert refused(repo, stray + diff, apply) == "generated or compiled files are not accepted: evil.pth"
 
 
 def test_a_file_name_is_never_an_option(repo: Repo, apply: Apply) -> None:

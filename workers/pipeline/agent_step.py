@@ -60,6 +60,7 @@ from workers.worktree import DiffTooLarge, Worktree
 log = logging.getLogger(__name__)
 AGENT_ENDS = "fleet-agent-ends"
 ENDS_AT_ONCE = 20  # a wave's ends share a transaction; the first of them waits for no more than twenty
+RENEWALS_MISSED = 3  # a lease not renewed for this many heartbeats has a dead holder, for the outcome's hand-over
 
 
 def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
@@ -231,16 +232,19 @@ def _prepare_worktree(
 def hand_over_kept(rt: WorkerRuntime) -> int:
     """Write the journal's finished agent outcomes into the database, for workers on other hosts to find.
 
-    Run by the reconciler before it expires leases. Only an attempt no live lease holds is handed over (its
-    worker died, or lost the lease while the database was away): a holder records its outcome itself. So the
-    journal's other entries, the host's other worker processes' agents, are neither read nor written each pass.
-    An entry whose attempt is gone, is another database's, or has its outcome stored already is dropped."""
+    Run by the reconciler before it expires leases. Only the outcome of an attempt whose lease was not renewed
+    for RENEWALS_MISSED heartbeats is handed over (its worker died, or lost the database): a holder that renews
+    records its outcome itself. A dead holder's lease is stale that long before it runs out, so the outcome is
+    on the row before any host's reconciler puts the attempt back in line, and no worker elsewhere runs the agent
+    again. The journal's other entries, the host's other worker processes' agents, are neither read nor written
+    each pass. An entry whose attempt is gone, is another database's, or has its outcome stored is dropped."""
     mine = {holding.attempt_id for holding in rt.leases.snapshot().values()}
     ids = [attempt_id for attempt_id in rt.journal.attempt_ids(AGENT) if attempt_id not in mine]
     if not ids:
         return 0
+    settings = rt.settings
     with rt.db.session() as s:
-        known = queries.journaled(s, ids)
+        known = queries.journaled(s, ids, settings.lease_seconds, RENEWALS_MISSED * settings.heartbeat_seconds)
     handed = 0
     for attempt_id in ids:
         attempt = known.get(attempt_id)
