@@ -34,7 +34,7 @@ def apply_patch(checkout: Path, diff: str) -> list[str]:
     try:
         numstat = git("apply", "--numstat", "-z", *APPLY, "--apply", "-", cwd=checkout, input=diff)
     except GitError as exc:  # refused for what it holds, as check_patch would; else it does not apply here
-        _accepted(*_numstat(checkout, diff))
+        check_patch(checkout, diff)
         raise PatchRefused(f"the diff does not apply at the base commit: {_last_line(exc.stderr)}") from exc
     return _accepted(*_touched(numstat, diff))
 

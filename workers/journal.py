@@ -10,14 +10,11 @@ hosts. An entry is dropped when its attempt is concluded.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
 AGENT = "agent"
 VERIFY = "verify"
 ENTRY = re.compile(r"([0-9]+)\.(agent|verify)\.json")
@@ -70,13 +67,3 @@ class OutcomeJournal:
             return []
         found = (ENTRY.fullmatch(name) for name in os.listdir(self.root))
         return sorted(int(match.group(1)) for match in found if match and match.group(2) == kind)
-
-    def entries(self, kind: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
-        """(attempt id, fingerprint, outcome) of every readable entry of kind."""
-        for attempt_id in self.attempt_ids(kind):
-            path = self._path(attempt_id, kind)
-            try:
-                entry = json.loads(path.read_text(encoding="utf-8"))
-                yield attempt_id, str(entry["fingerprint"]), dict(entry["outcome"])
-            except (OSError, ValueError, KeyError, TypeError):
-                log.warning("outcome journal: unreadable entry %s skipped", path.name)

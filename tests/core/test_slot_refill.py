@@ -62,7 +62,7 @@ def test_a_freed_slot_runs_the_next_waiting_attempt_itself_unless_its_worker_sto
     else:  # one task ran the three agents, one after the other, and sent only their verifications
         assert _statuses(fleet) == ["verify_queued"] * 3
         assert queues == {AGENT_QUEUE: 0, VERIFY_QUEUE: 3}
-    assert list(runtime.journal.entries(AGENT)) == []  # each outcome left the journal once it was in the database
+    assert runtime.journal.attempt_ids(AGENT) == []  # each outcome left the journal once it was in the database
     with fleet.db().session() as s:
         assert all(a.lease_token is None for a in s.query(Attempt))  # nothing is left held
         assert queries.count_open_attempts(s) == 3
