@@ -27,6 +27,7 @@ from pathlib import Path
 
 from system.git import git
 from system.mirror import ensure_mirror
+from system.process import run_process
 from system.sandbox import toolchain_roots
 from workers.agent_git import make_agent_gitdir
 from workers.agent_sandbox import SandboxPlan, build_sandbox
@@ -77,8 +78,14 @@ def measure(work: Path, source: Path, rounds: int) -> dict[str, float]:
             "sandbox_ms": median_ms(one_sandbox, rounds),
             "command_direct_ms": median_ms(lambda _: subprocess.run(["true"], check=True), rounds),
             "command_before_hardening_ms": median_ms(lambda _: subprocess.run([*before, "true"], check=True), rounds),
-            "command_sandboxed_ms": median_ms(lambda _: subprocess.run([*wrapper, "true"], check=True), rounds),
+            "command_sandboxed_ms": median_ms(lambda _: started([*wrapper, "true"], worktree.path), rounds),
         }
+
+
+def started(argv: list[str], cwd: Path) -> None:
+    """A sandboxed command, started as the worker starts it (only run_process can)."""
+    result = run_process(argv, cwd=cwd, env={"PATH": os.defpath}, timeout=60)
+    assert result.ok, result.output
 
 
 def legacy_wrapper(worktree: Path, hidden: Path) -> list[str]:

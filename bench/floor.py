@@ -2,8 +2,8 @@
 
     python bench/floor.py [--runs 200] [--fleet-ms 0]
 
-A ticket of bench/fleet_bench.py runs two sandboxed commands (its agent and its tests, each through the launcher
-of system/process.py and the bubblewrap sandbox of system/sandbox.py) and eight git commands (a reset and a clean of
+A ticket of bench/fleet_bench.py runs two sandboxed commands (its agent and its tests, each in the bubblewrap
+sandbox of system/sandbox.py, started by system/process.py) and eight git commands (a reset and a clean of
 each of its two checkouts, the status, update-index and diff that take the agent's diff, and the apply that checks
 and applies the patch), plus the agent's and the test's own shell commands. Each is run here `--runs` times the way the
 worker runs it, one after the other, and timed by the CPU the whole machine spent (/proc/stat), so a sandbox's
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from system.git import git  # noqa: E402
-from system.process import launcher  # noqa: E402
+from system.process import run_process  # noqa: E402
 from system.sandbox import View, bwrap_missing, confine  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -61,16 +61,22 @@ def make_repo(path: Path) -> None:
 
 def steps(repo: Path) -> dict[str, tuple[int, Callable[[], object]]]:
     """(times per ticket, one run) of each process a ticket starts."""
-    view = View(workdir=repo, writable=(repo,))
-    sandboxed = [*(launcher() or ()), *confine(view)]
+    sandboxed = confine(View(workdir=repo, writable=(repo,)))
 
     def run(argv: list[str]) -> Callable[[], object]:
         return lambda: subprocess.run(argv, cwd=repo, check=True, capture_output=True)
 
+    def confined(command: str) -> Callable[[], object]:
+        def step() -> None:
+            result = run_process([*sandboxed, "/bin/sh", "-c", command], cwd=repo, env={"PATH": os.defpath}, timeout=60)
+            assert result.ok, result.output
+
+        return step
+
     return {
         "a process spawned from Python (`true`), for scale": (0, run(["true"])),
-        "the agent, sandboxed (launcher + bwrap + its shell)": (1, run([*sandboxed, "/bin/sh", "-c", AGENT])),
-        "the tests, sandboxed (launcher + bwrap + its shell)": (1, run([*sandboxed, "/bin/sh", "-c", TEST])),
+        "the agent, sandboxed (bwrap + its shell)": (1, confined(AGENT)),
+        "the tests, sandboxed (bwrap + its shell)": (1, confined(TEST)),
         "git reset --hard": (2, lambda: git("reset", "--hard", "--quiet", cwd=repo)),
         "git clean -ffdx": (2, lambda: git("clean", "-ffdxq", cwd=repo)),
         "git status --porcelain": (1, lambda: git("--no-optional-locks", "status", "--porcelain=v1", "-z", cwd=repo)),

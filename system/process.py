@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from system.sandbox_start import SandboxStartFailed, admit, is_confined, prepared
+
 CHECK_SECONDS = 0.25
 CHUNK_BYTES = 65_536
 PR_SET_PDEATHSIG = 1
@@ -243,6 +245,25 @@ def run_process(
     limits: the rlimits it starts under (an agent's come from its settings).
     """
     started = time.monotonic()
+    if is_confined(argv):
+        started_proc = _start_confined(argv, cwd, env, stdin, pass_fds, join_cgroups, limits, timeout)
+    else:
+        started_proc = _start(argv, cwd, env, stdin, pass_fds, join_cgroups, limits)
+    if isinstance(started_proc, ProcessResult):
+        return started_proc
+    return _finish(started_proc, started, timeout, cancelled, limit_bytes, grace_seconds, stdin, on_output)
+
+
+def _start(
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    stdin: bytes | None,
+    pass_fds: Sequence[int],
+    join_cgroups: Sequence[Path],
+    limits: ChildLimits,
+) -> subprocess.Popen[bytes] | ProcessResult:
+    """The command behind the launcher (or preexec_fn without it), or why it could not start."""
     prefix = launcher(limits)
     if prefix is not None and join_cgroups:
         prefix = (*prefix, *joining(join_cgroups))
@@ -250,9 +271,46 @@ def run_process(
     if unrunnable:
         return ProcessResult(None, f"{argv[0]}: {unrunnable}", 0.0, not_found=True)
     setup = None if prefix else functools.partial(_child_setup, tuple(join_cgroups), limits)
+    return _popen([*(prefix or ()), *argv], cwd, env, stdin, pass_fds, setup)
+
+
+def _start_confined(
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    stdin: bytes | None,
+    pass_fds: Sequence[int],
+    join_cgroups: Sequence[Path],
+    limits: ChildLimits,
+    timeout: float,
+) -> subprocess.Popen[bytes] | ProcessResult:
+    """bwrap started straight from the worker, its sandbox given the limits and cgroups (system/sandbox_start.py)."""
+    with prepared(argv) as start:
+        proc = _popen(start.argv, cwd, env, stdin, (*pass_fds, *start.child_fds), None)
+        if isinstance(proc, ProcessResult):
+            return proc
+        try:
+            admit(start, limits.table(), join_cgroups, timeout)
+        except SandboxStartFailed as exc:
+            kill_group(proc, grace_seconds=0.0)
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    pipe.close()
+            return ProcessResult(None, str(exc), 0.0)
+    return proc
+
+
+def _popen(
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    stdin: bytes | None,
+    pass_fds: Sequence[int],
+    setup: Callable[[], None] | None,
+) -> subprocess.Popen[bytes] | ProcessResult:
     try:
-        proc = subprocess.Popen(
-            [*(prefix or ()), *argv],
+        return subprocess.Popen(
+            argv,
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -264,6 +322,19 @@ def run_process(
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         return ProcessResult(None, f"{argv[0]}: {exc.strerror}", 0.0, not_found=True)
+
+
+def _finish(
+    proc: subprocess.Popen[bytes],
+    started: float,
+    timeout: float,
+    cancelled: threading.Event | None,
+    limit_bytes: int,
+    grace_seconds: float,
+    stdin: bytes | None,
+    on_output: Callable[[bytes], None] | None,
+) -> ProcessResult:
+    """Feed stdin, read the output, and wait for proc, the time limit or cancellation."""
     sink = BoundedOutput(limit_bytes)
     reader = threading.Thread(target=_drain, args=(proc.stdout, sink, on_output), daemon=True)
     reader.start()

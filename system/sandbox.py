@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT
 from system.seccomp import SeccompUnavailable, filter_file
 
 NETWORK_CHOICES = ("none", "on")
@@ -61,9 +62,6 @@ HARDENING = (
     "--unshare-user", "--disable-userns", "--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc",
     "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session",
 )  # fmt: skip
-SECCOMP_FD = 3
-# Opens the filter as fd 3 for bwrap's --seccomp, then execs bwrap: a fixed script, the path is its argument.
-WITH_FILTER = ("/bin/sh", "-c", f'exec {SECCOMP_FD}<"$1" && shift && exec "$@"', "fleet-seccomp")
 
 
 @dataclass(frozen=True)
@@ -121,7 +119,9 @@ def wants_network(setting: str, repo_choice: str | None, agent_needs_network: bo
 
 
 def confine(view: View) -> tuple[str, ...]:
-    """The argv prefix that runs a command confined to view (bwrap must be usable: see bwrap_missing)."""
+    """The argv prefix that runs a command confined to view (bwrap must be usable: see bwrap_missing).
+
+    Only run_process can start it: it fills the descriptor slots (system/sandbox_start.py)."""
     argv = [*_shown(view.readable, view.hidden), *_binds("--bind", [path.resolve() for path in view.writable])]
     if view.egress_socket is not None:
         argv += _binds("--bind", [view.egress_socket.parent.resolve()])
@@ -130,8 +130,9 @@ def confine(view: View) -> tuple[str, ...]:
     argv += ["--chdir", str(view.workdir.resolve())]
     if not view.network:
         argv.append("--unshare-net")
+    argv += ["--info-fd", INFO_SLOT, "--block-fd", BLOCK_SLOT]
     if seccomp_problem() is None:
-        return (*WITH_FILTER, str(filter_file()), *argv, "--seccomp", str(SECCOMP_FD))
+        argv += ["--seccomp", SECCOMP_SLOT]
     return tuple(argv)
 
 

@@ -8,6 +8,7 @@ probe agents and probe test suites through a whole Fleet.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -23,13 +24,13 @@ import pytest
 
 from system.git import git
 from system.mirror import ensure_mirror
+from system.process import run_process
 from system.sandbox import (
     bwrap_missing,
     confine,
     seccomp_problem,
     verification_view,
 )
-from system.seccomp import compile_filter, filter_file
 from tests.security.probes import REACH
 from workers.agent_sandbox import SandboxPlan, build_sandbox
 from workers.agents.scripted import write_sample_repo
@@ -102,31 +103,51 @@ def host() -> Iterator[Host]:
 
 @dataclass
 class Sandbox:
-    """A confinement built by the worker's code, run as a given user."""
+    """A confinement built by the worker's code, started by its code as a given user."""
 
     wrapper: tuple[str, ...]
     env: dict[str, str]
     workdir: Path
     user: str
+    code: Path  # Fleet's launch code, where the user can read it
 
     def run(self, program: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*self.wrapper, "/bin/sh", "-c", program], capture_output=True, text=True, env=self.env, timeout=60
-        )
+        """program in the sandbox, started as the worker starts it (run_process); stderr comes with stdout."""
+        argv = [*self.wrapper, "/bin/sh", "-c", program]
+        if self.user == "root":
+            done = run_process(argv, cwd=self.workdir, env=self.env, timeout=60)
+            code = done.exit_code if done.exit_code is not None else -1
+            return subprocess.CompletedProcess(argv, code, done.output, "")
+        worker = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", PY, "-c", LAUNCH]
+        request = json.dumps([argv, str(self.workdir), self.env])
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(self.code)}
+        done_as_user = subprocess.run([*worker, request], capture_output=True, text=True, env=env, timeout=60)
+        return subprocess.CompletedProcess(argv, done_as_user.returncode, done_as_user.stdout, done_as_user.stderr)
 
     def python(self, code: str) -> str:
         done = self.run(f"{PY} -c {shlex.quote(code)} 2>&1")
         return done.stdout.strip()
 
 
-def _as_user(wrapper: tuple[str, ...], user: str, scratch: Path) -> tuple[str, ...]:
-    """wrapper as the worker would run it as user: root as is; nobody through setpriv, with its own filter file."""
-    if user == "root":
-        return wrapper
-    own_filter = compile_filter(scratch / "filter.bpf")
-    os.chown(own_filter, NOBODY, NOBODY)
-    swapped = tuple(str(own_filter) if arg == str(filter_file()) else arg for arg in wrapper)
-    return ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *swapped)
+# A worker running as the user: Fleet's own start of a confined command (system/process.py), from a copy of
+# its code the user can read.
+LAUNCH = """
+import json, sys
+from pathlib import Path
+from system.process import run_process
+argv, workdir, env = json.loads(sys.argv[1])
+done = run_process(argv, cwd=Path(workdir), env=env, timeout=60)
+sys.stdout.write(done.output)
+sys.exit(done.exit_code if done.exit_code is not None else 125)
+"""
+
+
+def _launch_code(host: Host) -> Path:
+    """The system package, copied where both users can read it (the checkout may sit in root's home)."""
+    code = host.root / "fleet-code"
+    if not code.exists():
+        shutil.copytree(Path(__file__).resolve().parents[2] / "system", code / "system")
+    return code
 
 
 def _agent_sandbox(host: Host, work: Path, user: str) -> Sandbox:
@@ -152,7 +173,7 @@ def _agent_sandbox(host: Host, work: Path, user: str) -> Sandbox:
     if user != "root":
         _own(host.fleet_home, NOBODY)
     env = {"PATH": "/usr/bin:/bin", **sandbox.env}
-    return Sandbox(_as_user(sandbox.wrapper, user, work), env, worktree.path, user)
+    return Sandbox(sandbox.wrapper, env, worktree.path, user, _launch_code(host))
 
 
 def _test_sandbox(host: Host, work: Path, user: str) -> Sandbox:
@@ -163,7 +184,7 @@ def _test_sandbox(host: Host, work: Path, user: str) -> Sandbox:
         _own(host.fleet_home, NOBODY)
     view = verification_view(checkout, reports, False, (host.shown,), (host.fleet_home, host.covered))
     env = {"PATH": "/usr/bin:/bin", "HOME": str(reports), "TMPDIR": str(reports)}
-    return Sandbox(_as_user(confine(view), user, work), env, checkout, user)
+    return Sandbox(confine(view), env, checkout, user, _launch_code(host))
 
 
 @pytest.fixture(params=["agent", "tests"])

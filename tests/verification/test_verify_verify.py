@@ -10,6 +10,7 @@ import pytest
 from verify_helpers import CALC, FAST_ENV, FIXED_CALC, PYTEST, Repo, make_repo
 
 from db.lifecycle import Verdict
+from system.process import run_process
 from system.sandbox import TESTS_MISSING, bwrap_missing, confine, toolchain_roots, verification_view
 from verification.runner import TestRun
 from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
@@ -240,8 +241,6 @@ def test_pyproject_pytest_table_is_pinned_but_the_rest_is_the_diffs(tmp_path: Pa
 
 @pytest.mark.skipif(bwrap_missing() is not None, reason="bubblewrap is not usable here")
 def test_the_sandbox_sees_a_tool_it_names_under_tmp_but_writes_only_to_its_private_tmp(tmp_path: Path) -> None:
-    import subprocess
-
     tool = tmp_path / "bin" / "tool"  # tmp_path is under /tmp: a virtualenv there must keep working
     tool.parent.mkdir()
     tool.write_text('#!/bin/sh\necho ran > "$TMPDIR/scratch" && cat "$TMPDIR/scratch"\n')
@@ -250,7 +249,8 @@ def test_the_sandbox_sees_a_tool_it_names_under_tmp_but_writes_only_to_its_priva
     checkout.mkdir()
     reports.mkdir()
     prefix = confine(verification_view(checkout, reports, False, toolchain_roots("", [str(tool)]), ()))
-    done = subprocess.run([*prefix, str(tool)], capture_output=True, text=True, env={"TMPDIR": "/tmp"})
-    assert done.stdout.strip() == "ran"
-    escaped = subprocess.run([*prefix, "sh", "-c", f"echo x > {tmp_path}/escaped"], capture_output=True)
-    assert escaped.returncode != 0 and not (tmp_path / "escaped").exists()
+    done = run_process([*prefix, str(tool)], cwd=checkout, env={"TMPDIR": "/tmp"}, timeout=30)
+    assert done.output.strip() == "ran"
+    escaped = run_process([*prefix, "sh", "-c", f"echo x > {tmp_path}/escaped || echo refused"], cwd=checkout,
+                          env={"PATH": "/usr/bin:/bin"}, timeout=30)  # fmt: skip
+    assert "refused" in escaped.output and not (tmp_path / "escaped").exists()
