@@ -20,7 +20,7 @@ from workers.constants import QUEUES
 from workers.pipeline.agent_step import hand_over_kept
 from workers.queue import Dispatcher
 from workers.reconciler import Pass, ReconcilerThread, reconcile
-from workers.runtime import WorkerRuntime
+from workers.runtime import LeaseBook, WorkerRuntime
 from workers.tasks import register_tasks
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,11 @@ def _grace_on_shutdown(runtime: WorkerRuntime, grace: float) -> Callable[..., No
     return started
 
 
-def _stop_when_idle(db: Database, stopped: threading.Event) -> None:
+def _stop_when_idle(db: Database, stopped: threading.Event, held: LeaseBook) -> None:
+    """Stop the worker once no attempt is open anywhere; while it holds one itself, the database is not asked."""
     while not stopped.wait(IDLE_CHECK_SECONDS):
+        if len(held):
+            continue
         with db.reading() as conn:
             if queries.count_open_attempts(conn) == 0 and queries.count_live_entries(conn) == 0:
                 celery.worker.state.should_stop = 0  # Celery's own warm-shutdown flag
@@ -80,7 +83,7 @@ def serve(
     celery.signals.worker_shutting_down.connect(on_shutdown, weak=False)
     stopped = threading.Event()
     if until_idle:
-        threading.Thread(target=_stop_when_idle, args=(db, stopped), daemon=True).start()
+        threading.Thread(target=_stop_when_idle, args=(db, stopped, runtime.leases), daemon=True).start()
     worker = app.Worker(
         pool_cls="threads",
         concurrency=concurrency + HANDOFF_THREADS,
