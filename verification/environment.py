@@ -76,25 +76,47 @@ class PortAllocator:
             time.sleep(PORT_WAIT_SECONDS)
 
     def _try_take(self, span: int) -> tuple[int, list[IO[bytes]]] | None:
+        """Lock the first free run of span blocks, searching from after the last one taken.
+
+        The lock files are opened and locked outside the process's lock (a block is marked held first), so a
+        hundred slots leasing at once do not queue behind one another's file system calls."""
         with self._local:
-            starts = self.blocks - span + 1
-            for step in range(starts):
-                first = (self._next + step) % starts
-                if self._held.intersection(range(first, first + span)):
-                    continue
-                handles = []
-                for index in range(first, first + span):
-                    handle = try_lock(self.root / f"block-{index}.lock")
-                    if handle is None:
-                        break
-                    handles.append(handle)
-                if len(handles) == span:
-                    self._held.update(range(first, first + span))
+            origin = self._next
+        step = 0
+        while (reserved := self._reserve(span, origin, step)) is not None:
+            first, step = reserved
+            handles = _lock_files([self.root / f"block-{index}.lock" for index in range(first, first + span)])
+            with self._local:
+                if handles is not None:
                     self._next = (first + span) % self.blocks
                     return first, handles
-                for handle in handles:
-                    handle.close()
+                self._held.difference_update(range(first, first + span))  # another process holds one of them
         return None
+
+    def _reserve(self, span: int, origin: int, step: int) -> tuple[int, int] | None:
+        """The first run of span blocks from origin + step on that this process does not hold, marked held, and
+        the step to search on from if it cannot be locked."""
+        with self._local:
+            starts = self.blocks - span + 1
+            for later in range(step, starts):
+                first = (origin + later) % starts
+                if not self._held.intersection(range(first, first + span)):
+                    self._held.update(range(first, first + span))
+                    return first, later + 1
+        return None
+
+
+def _lock_files(paths: Sequence[Path]) -> list[IO[bytes]] | None:
+    """Each of paths flocked (their open files), or None and nothing held when one of them is taken."""
+    handles: list[IO[bytes]] = []
+    for path in paths:
+        handle = try_lock(path)
+        if handle is None:
+            for held in handles:
+                held.close()
+            return None
+        handles.append(handle)
+    return handles
 
 
 def run_setup(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,26 @@ def test_each_search_starts_after_the_block_taken_last_and_wraps_around(tmp_path
             bases.append(block.base)
     assert sorted(bases) == list(range(30_000, 30_060, 10))
     assert all((b - a) % 60 == 10 for a, b in zip(bases, bases[1:], strict=False))
+
+
+def test_many_threads_leasing_at_once_get_disjoint_blocks_past_another_process(tmp_path: Path) -> None:
+    """The lock files are opened outside the process's lock: a block marked held by one thread is never given to
+    another while it is being locked, and a block another process holds is passed over."""
+    allocator = PortAllocator(tmp_path / "ports", first_port=30_000, block_size=10, blocks=40)
+    other_process = PortAllocator(tmp_path / "ports", first_port=30_000, block_size=10, blocks=40)
+    taken: list[set[int]] = []
+    all_in = threading.Barrier(30)
+
+    def lease() -> None:
+        with allocator.lease(wait_seconds=5) as block:
+            taken.append(_ports(block))
+            all_in.wait(timeout=10)  # every thread holds its block at once
+
+    with other_process.lease(100) as outside:
+        threads = [threading.Thread(target=lease) for _ in range(30)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(taken) == 30 and len(set().union(*taken)) == 30 * 10  # no port given twice
+    assert not set().union(*taken) & _ports(outside)
