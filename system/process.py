@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from system.rlimits import capped, lowered
 from system.sandbox_start import SandboxStartFailed, admit, is_confined, prepared
 
 CHECK_SECONDS = 0.25
@@ -47,7 +48,6 @@ class ChildLimits:
 
 
 DEFAULT_LIMITS = ChildLimits()
-CHILD_LIMITS = DEFAULT_LIMITS.table()
 PRLIMIT_NAMES = {resource.RLIMIT_AS: "as", resource.RLIMIT_NPROC: "nproc", resource.RLIMIT_CORE: "core"}
 
 
@@ -68,8 +68,8 @@ def launcher(limits: ChildLimits = DEFAULT_LIMITS) -> tuple[str, ...] | None:
 
 
 def _prlimit_value(kind: int, limit: int) -> str:
-    capped = _capped(kind, limit)
-    return "unlimited" if capped == resource.RLIM_INFINITY else str(capped)
+    value = capped(limit, resource.getrlimit(kind)[1])
+    return "unlimited" if value == resource.RLIM_INFINITY else str(value)
 
 
 def joining(procs_files: Sequence[Path]) -> tuple[str, ...]:
@@ -77,12 +77,6 @@ def joining(procs_files: Sequence[Path]) -> tuple[str, ...]:
     command is in its cgroups before it starts anything. The script is fixed; the paths are its arguments."""
     writes = "".join(f'echo $$ > "${n}" && ' for n in range(1, len(procs_files) + 1))
     return ("/bin/sh", "-c", f'{writes}shift {len(procs_files)} && exec "$@"', "fleet-cgroup", *map(str, procs_files))
-
-
-def _capped(kind: int, limit: int) -> int:
-    """limit, or the hard limit children inherit when that is lower (a soft limit cannot exceed it)."""
-    hard = resource.getrlimit(kind)[1]
-    return limit if hard == resource.RLIM_INFINITY else min(limit, hard)
 
 
 def _unrunnable(program: str, cwd: Path, env: Mapping[str, str]) -> str | None:
@@ -103,12 +97,10 @@ def _child_setup(join_cgroups: Sequence[Path] = (), limits: ChildLimits = DEFAUL
         with open(procs, "w") as handle:
             handle.write(str(os.getpid()))
     for kind, limit in limits.table():
-        soft, hard = resource.getrlimit(kind)
-        capped = _capped(kind, limit)
-        if capped == resource.RLIM_INFINITY:
-            continue  # no limit of ours: the inherited one stands
-        if soft == resource.RLIM_INFINITY or soft > capped:
-            resource.setrlimit(kind, (capped, hard))
+        current = resource.getrlimit(kind)
+        soft = lowered(current, limit)
+        if soft is not None:
+            resource.setrlimit(kind, (soft, current[1]))
 
 
 @dataclass(frozen=True)
@@ -210,8 +202,10 @@ def _exit_watch(proc: subprocess.Popen[bytes]) -> Iterator[Callable[[float], boo
     except (AttributeError, OSError):  # no pidfd (old kernel, or not Linux): poll
         yield lambda seconds: _polled_exit(proc, seconds)
         return
+    poller = select.poll()  # not select(): it refuses descriptors above 1023, and a busy worker has more
+    poller.register(pidfd, select.POLLIN)
     try:
-        yield lambda seconds: bool(select.select([pidfd], [], [], seconds)[0])
+        yield lambda seconds: bool(poller.poll(seconds * 1000))
     finally:
         os.close(pidfd)
 
@@ -246,12 +240,12 @@ def run_process(
     """
     started = time.monotonic()
     if is_confined(argv):
-        started_proc = _start_confined(argv, cwd, env, stdin, pass_fds, join_cgroups, limits, timeout)
+        spawned = _start_confined(argv, cwd, env, stdin, pass_fds, join_cgroups, limits)
     else:
-        started_proc = _start(argv, cwd, env, stdin, pass_fds, join_cgroups, limits)
-    if isinstance(started_proc, ProcessResult):
-        return started_proc
-    return _finish(started_proc, started, timeout, cancelled, limit_bytes, grace_seconds, stdin, on_output)
+        spawned = _start(argv, cwd, env, stdin, pass_fds, join_cgroups, limits)
+    if isinstance(spawned, ProcessResult):
+        return spawned
+    return _finish(spawned, started, timeout, cancelled, limit_bytes, grace_seconds, stdin, on_output)
 
 
 def _start(
@@ -282,22 +276,32 @@ def _start_confined(
     pass_fds: Sequence[int],
     join_cgroups: Sequence[Path],
     limits: ChildLimits,
-    timeout: float,
 ) -> subprocess.Popen[bytes] | ProcessResult:
-    """bwrap started straight from the worker, its sandbox given the limits and cgroups (system/sandbox_start.py)."""
+    """bwrap started straight from the worker, its sandbox given the limits and cgroups (system/sandbox_start.py).
+
+    A sandbox that exits during its start (bwrap's own error) is returned as started: its output says why."""
+    started = time.monotonic()
     with prepared(argv) as start:
-        proc = _popen(start.argv, cwd, env, stdin, (*pass_fds, *start.child_fds), None)
+        proc = _popen(start.argv, cwd, env, stdin, (*pass_fds, *start.pass_fds), None)
         if isinstance(proc, ProcessResult):
             return proc
         try:
-            admit(start, limits.table(), join_cgroups, timeout)
+            admit(start, proc.pid, limits.table(), join_cgroups)
         except SandboxStartFailed as exc:
-            kill_group(proc, grace_seconds=0.0)
-            for pipe in (proc.stdin, proc.stdout):
-                if pipe is not None:
-                    pipe.close()
-            return ProcessResult(None, str(exc), 0.0)
+            _abandon(proc)
+            return ProcessResult(None, str(exc), time.monotonic() - started)
+        except BaseException:
+            _abandon(proc)
+            raise
     return proc
+
+
+def _abandon(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a sandbox whose start failed (it is still in bwrap's process group, waiting) and close its pipes."""
+    kill_group(proc, grace_seconds=0.0)
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
 
 
 def _popen(

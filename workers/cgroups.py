@@ -10,9 +10,10 @@ What binds where (Linux):
 - cgroup v2 is not used: a delegated v2 subtree needs the worker to move itself into a leaf first (the "no
   internal processes" rule), and no machine this was built on had v2 controllers to test it with.
 - Neither available (the usual non-root container): only the rlimits of system/process.py apply. RLIMIT_AS
-  binds per process (a single memory hog fails its allocation); RLIMIT_NPROC counts every process of the
-  worker's user (the worker's own included) and never binds root, so a fork bomb is bounded only by the
-  time limit and by the sandbox's PID namespace, which ends every process of the attempt with it.
+  binds per process (a single memory hog fails its allocation); RLIMIT_NPROC counts, in a sandbox, the
+  processes of the sandbox's own user namespace (system/sandbox_start.py) and, without one, every process of
+  the worker's user (the worker's own included), and never binds root; so a fork bomb is bounded by that, the
+  time limit, and the sandbox's PID namespace, which ends every process of the attempt with it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 
 from system.process import ChildLimits, run_process
 from system.sandbox import View, bwrap_missing, confine, seccomp_problem
+from system.sandbox_start import prepared
 from workers.cgroups import attempt_cgroup, cgroup_problem
 
 pytestmark = pytest.mark.skipif(bwrap_missing() is not None, reason=f"no sandbox: {bwrap_missing()}")
@@ -31,14 +34,19 @@ def _status(field: str) -> str:
 
 def test_the_command_runs_under_its_filter_and_limits_with_no_descriptor_of_the_start(tmp_path: Path) -> None:
     limits = ChildLimits(address_space=2**30, processes=321)
-    script = f"ulimit -v; ulimit -c; ulimit -p; {_status('Seccomp')}; {_status('NoNewPrivs')}; ls /proc/self/fd"
+    script = f"ulimit -v; ulimit -c; ulimit -p; {_status('Seccomp')}; {_status('NoNewPrivs')}; ls -l /proc/self/fd"
     result = run_process([*_confined(tmp_path), "/bin/sh", "-c", script], cwd=tmp_path, env=ENV, timeout=30,
                          limits=limits)  # fmt: skip
     assert result.exit_code == 0, result.output
-    address_space, core, processes, seccomp, no_new_privs, *fds = result.output.split()
+    address_space, core, processes, seccomp, no_new_privs, *listing = result.output.splitlines()
     assert (address_space, core, processes) == (str(2**30 // 1024), "0", "321")
     assert seccomp == ("2" if seccomp_problem() is None else "0") and no_new_privs == "1"
-    assert sorted(fds) == ["0", "1", "2", "3"]  # stdin, output twice, and ls's own: the start's pipes are closed
+    # stdin, the output twice, ls's own, and the write end of the pipe the sandbox waited on (nobody reads it):
+    # the report pipe, the filter and the pipe's read end are closed
+    fds = {line.split()[-3]: line for line in listing if "->" in line}
+    extra = [line for number, line in fds.items() if int(number) > 3]
+    assert {"0", "1", "2", "3"} <= set(fds)
+    assert len(extra) == 1 and extra[0].startswith("l-wx") and "pipe:" in extra[0]
 
 
 def test_the_prefix_started_any_other_way_runs_nothing(tmp_path: Path) -> None:
@@ -137,3 +145,87 @@ def test_a_sandbox_that_cannot_join_its_cgroups_never_runs_its_command(tmp_path:
     assert "No such file or directory" in result.output
     time.sleep(0.5)  # a command let go would have touched it by now
     assert not marker.exists()
+
+
+def test_a_sandbox_whose_worker_dies_before_letting_it_go_never_runs_its_command(tmp_path: Path) -> None:
+    """The worker is killed while it moves the sandbox into a cgroup (a FIFO: the write waits for a reader)."""
+    marker, stuck = tmp_path / "ran", tmp_path / "cgroup.procs"
+    os.mkfifo(stuck)
+    worker = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from system.process import run_process
+        from system.sandbox import View, confine
+        folder = Path({str(tmp_path)!r})
+        wrapper = confine(View(workdir=folder, writable=(folder,)))
+        run_process([*wrapper, "touch", {str(marker)!r}], cwd=folder, env={ENV!r}, timeout=60,
+                    join_cgroups=[Path({str(stuck)!r})])
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", worker], cwd=Path(__file__).resolve().parents[2])
+    try:
+        deadline = time.monotonic() + 20
+        while not _bwraps_under(proc.pid):
+            assert time.monotonic() < deadline, "the sandbox never started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the worker is in the cgroup write now: bwrap has reported its sandbox
+        sandboxes = _bwraps_under(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        time.sleep(1.0)
+        assert not marker.exists()
+    finally:
+        for pid in _bwraps_under(proc.pid) + locals().get("sandboxes", []):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _bwraps_under(root: int) -> list[int]:
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                for child in map(int, (task / "children").read_text().split()):
+                    todo.append(child)
+                    with contextlib.suppress(OSError):
+                        if Path(f"/proc/{child}/comm").read_text().strip() == "bwrap":
+                            found.append(child)
+    return found
+
+
+def test_a_sandbox_that_cannot_be_made_says_so_in_bubblewraps_words(tmp_path: Path) -> None:
+    gone = tmp_path / "gone"
+    view = View(workdir=tmp_path, writable=(tmp_path, gone))
+    result = run_process([*confine(view), "/bin/true"], cwd=tmp_path, env=ENV, timeout=30)
+    assert result.exit_code not in (0, None) and "Can't find source path" in result.output, result.output
+
+
+def test_a_worker_with_more_than_a_thousand_descriptors_still_starts_sandboxes(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this process may open {hard} descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        result = run_process([*_confined(tmp_path), "/bin/sh", "-c", "echo inside"], cwd=tmp_path, env=ENV,
+                             timeout=30)  # fmt: skip
+        assert result.exit_code == 0 and result.output.strip() == "inside", result.output
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_start_given_up_before_its_byte_leaves_the_sandbox_waiting_for_ever(tmp_path: Path) -> None:
+    """bwrap goes on at end of file too: the sandbox holds a write end of its own pipe, so no close lets it go."""
+    marker = tmp_path / "ran"
+    with prepared([*_confined(tmp_path), "/bin/touch", str(marker)]) as start:
+        sandbox = subprocess.Popen(start.argv, pass_fds=start.pass_fds, start_new_session=True)
+    try:  # the worker's ends are closed now, without the byte
+        time.sleep(1.0)
+        assert not marker.exists()  # (bwrap itself may be gone: nobody read its report)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(sandbox.pid, signal.SIGKILL)  # the waiting sandbox is still in bwrap's process group
+        sandbox.wait()
