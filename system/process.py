@@ -286,7 +286,7 @@ def _start_confined(
         if isinstance(proc, ProcessResult):
             return proc
         try:
-            admit(start, proc.pid, limits.table(), join_cgroups)
+            admit(start, limits.table(), join_cgroups)
         except SandboxStartFailed as exc:
             _abandon(proc)
             return ProcessResult(None, str(exc), time.monotonic() - started)

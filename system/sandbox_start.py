@@ -118,45 +118,42 @@ def _filter_descriptor() -> int:
     return os.open(filter_file(), os.O_RDONLY | os.O_CLOEXEC)
 
 
-def admit(start: Start, bwrap_pid: int, limits: Sequence[tuple[int, int]], cgroup_procs: Sequence[Path]) -> bool:
+def admit(start: Start, limits: Sequence[tuple[int, int]], cgroup_procs: Sequence[Path]) -> bool:
     """Give the started sandbox its limits and cgroups, then let it run its command: True.
 
     False when the sandbox exited before (bwrap's setup failed: its error is its output). Raises
     SandboxStartFailed, after killing the sandbox, when the limits or cgroups cannot be applied or bwrap never
-    says where its sandbox is; the sandbox never ran its command.
+    says where its sandbox is; the sandbox never ran its command. Few system calls: each gives the interpreter
+    lock up, and a worker of a hundred busy slots waits to get it back.
     """
     start.release_child_ends()
     pid = _sandbox_pid(start.info_read, time.monotonic() + START_TIMEOUT_SECONDS)
     if pid is None:
         return False
     try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return False
-    try:
-        if _parent(pid) != bwrap_pid:
-            return False  # it exited and its pid went to another process: nothing of it is left to admit
         for kind, limit in limits:
-            soft = lowered(resource.prlimit(pid, kind), limit)
+            current = resource.prlimit(pid, kind)
+            soft = lowered(current, limit)
             if soft is not None:
-                resource.prlimit(pid, kind, (soft, resource.prlimit(pid, kind)[1]))
+                resource.prlimit(pid, kind, (soft, current[1]))
         for procs in cgroup_procs:
-            Path(procs).write_text(str(pid))
+            _write_pid(procs, pid)
         os.write(start.block_write, b"1")
     except (ProcessLookupError, BrokenPipeError):
-        return False  # the sandbox exited meanwhile
+        return False  # the sandbox exited meanwhile: bwrap says why
     except OSError as exc:
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
         raise SandboxStartFailed(f"the sandbox could not be given its limits or cgroups ({exc})") from exc
-    finally:
-        os.close(pidfd)
     return True
 
 
-def _parent(pid: int) -> int | None:
-    with contextlib.suppress(OSError, IndexError, ValueError):
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    return None
+def _write_pid(procs: Path, pid: int) -> None:
+    fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
 
 
 def _sandbox_pid(info_read: int, deadline: float) -> int | None:
