@@ -239,60 +239,58 @@ def run_process(
     limits: the rlimits it starts under (an agent's come from its settings).
     """
     started = time.monotonic()
-    if is_confined(argv):
-        spawned = _start_confined(argv, cwd, env, stdin, pass_fds, join_cgroups, limits)
-    else:
-        spawned = _start(argv, cwd, env, stdin, pass_fds, join_cgroups, limits)
+    command = Command(argv, cwd, env, stdin, tuple(pass_fds), tuple(join_cgroups), limits)
+    spawned = _start_confined(command, timeout) if is_confined(argv) else _start(command)
     if isinstance(spawned, ProcessResult):
         return spawned
     return _finish(spawned, started, timeout, cancelled, limit_bytes, grace_seconds, stdin, on_output)
 
 
-def _start(
-    argv: Sequence[str],
-    cwd: Path,
-    env: Mapping[str, str],
-    stdin: bytes | None,
-    pass_fds: Sequence[int],
-    join_cgroups: Sequence[Path],
-    limits: ChildLimits,
-) -> subprocess.Popen[bytes] | ProcessResult:
+@dataclass(frozen=True)
+class Command:
+    """What run_process starts: the argv and how it starts."""
+
+    argv: Sequence[str]
+    cwd: Path
+    env: Mapping[str, str]
+    stdin: bytes | None
+    pass_fds: tuple[int, ...]
+    join_cgroups: tuple[Path, ...]
+    limits: ChildLimits
+
+
+def _start(command: Command) -> subprocess.Popen[bytes] | ProcessResult:
     """The command behind the launcher (or preexec_fn without it), or why it could not start."""
-    prefix = launcher(limits)
-    if prefix is not None and join_cgroups:
-        prefix = (*prefix, *joining(join_cgroups))
-    unrunnable = _unrunnable(argv[0], cwd, env) if prefix else None  # the launcher would hide why
+    argv = command.argv
+    prefix = launcher(command.limits)
+    if prefix is not None and command.join_cgroups:
+        prefix = (*prefix, *joining(command.join_cgroups))
+    unrunnable = _unrunnable(argv[0], command.cwd, command.env) if prefix else None  # the launcher hides why
     if unrunnable:
         return ProcessResult(None, f"{argv[0]}: {unrunnable}", 0.0, not_found=True)
-    setup = None if prefix else functools.partial(_child_setup, tuple(join_cgroups), limits)
-    return _popen([*(prefix or ()), *argv], cwd, env, stdin, pass_fds, setup)
+    setup = None if prefix else functools.partial(_child_setup, command.join_cgroups, command.limits)
+    return _popen(command, [*(prefix or ()), *argv], command.pass_fds, setup)
 
 
-def _start_confined(
-    argv: Sequence[str],
-    cwd: Path,
-    env: Mapping[str, str],
-    stdin: bytes | None,
-    pass_fds: Sequence[int],
-    join_cgroups: Sequence[Path],
-    limits: ChildLimits,
-) -> subprocess.Popen[bytes] | ProcessResult:
+def _start_confined(command: Command, timeout: float) -> subprocess.Popen[bytes] | ProcessResult:
     """bwrap started straight from the worker, its sandbox given the limits and cgroups (system/sandbox_start.py).
 
     A sandbox that exits during its start (bwrap's own error) is returned as started: its output says why."""
-    started = time.monotonic()
-    with prepared(argv) as start:
-        proc = _popen(start.argv, cwd, env, stdin, (*pass_fds, *start.pass_fds), None)
-        if isinstance(proc, ProcessResult):
-            return proc
-        try:
-            admit(start, limits.table(), join_cgroups)
-        except SandboxStartFailed as exc:
+    started, proc = time.monotonic(), None
+    try:
+        with prepared(command.argv) as start:
+            proc = _popen(command, start.argv, (*command.pass_fds, *start.pass_fds), None)
+            if isinstance(proc, ProcessResult):
+                return proc
+            admit(start, proc.pid, command.limits.table(), command.join_cgroups, timeout)
+    except SandboxStartFailed as exc:
+        if isinstance(proc, subprocess.Popen):
             _abandon(proc)
-            return ProcessResult(None, str(exc), time.monotonic() - started)
-        except BaseException:
+        return ProcessResult(None, str(exc), time.monotonic() - started)
+    except BaseException:
+        if isinstance(proc, subprocess.Popen):
             _abandon(proc)
-            raise
+        raise
     return proc
 
 
@@ -305,19 +303,14 @@ def _abandon(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _popen(
-    argv: Sequence[str],
-    cwd: Path,
-    env: Mapping[str, str],
-    stdin: bytes | None,
-    pass_fds: Sequence[int],
-    setup: Callable[[], None] | None,
+    command: Command, argv: Sequence[str], pass_fds: Sequence[int], setup: Callable[[], None] | None
 ) -> subprocess.Popen[bytes] | ProcessResult:
     try:
         return subprocess.Popen(
             argv,
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            cwd=command.cwd,
+            env=dict(command.env),
+            stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,

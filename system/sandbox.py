@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT
-from system.seccomp import SeccompUnavailable, filter_file
+from system.seccomp import SeccompUnavailable, filter_program
 
 NETWORK_CHOICES = ("none", "on")
 AUTO = "auto"
@@ -106,7 +106,7 @@ def sandbox_problem(exe: str) -> str | None:
 def seccomp_problem() -> str | None:
     """Why sandboxes run without the seccomp filter, or None when they have it."""
     try:
-        filter_file()
+        filter_program()
     except (SeccompUnavailable, OSError) as exc:
         return str(exc)
     return None
@@ -130,9 +130,8 @@ def confine(view: View) -> tuple[str, ...]:
     argv += ["--chdir", str(view.workdir.resolve())]
     if not view.network:
         argv.append("--unshare-net")
-    argv += ["--info-fd", INFO_SLOT, "--block-fd", BLOCK_SLOT]
-    if seccomp_problem() is None:
-        argv += ["--seccomp", SECCOMP_SLOT]
+    argv += ["--info-fd", INFO_SLOT]
+    argv += ["--seccomp", SECCOMP_SLOT] if seccomp_problem() is None else ["--block-fd", BLOCK_SLOT]
     return tuple(argv)
 
 

@@ -1,14 +1,16 @@
 """Start a confined command (system/sandbox.py) with no launcher process between the worker and bubblewrap.
 
-confine() leaves three descriptor slots in bwrap's options that only this module fills: the seccomp filter
-(`--seccomp`), where bwrap reports its sandbox's pid (`--info-fd`), and what the sandbox waits on before it runs
-the command (`--block-fd`). Between the two, the worker gives the sandbox's first process the command's
-rlimits (prlimit(2)) and moves it into the attempt's cgroups; the command is forked from that process after,
-so it starts inside both.
+confine() leaves descriptor slots in bwrap's options that only this module fills: where bwrap reports its
+sandbox's pid (`--info-fd`), and the pipe the sandbox waits on before it runs the command: its seccomp filter
+(`--seccomp`), or, where there is no filter, one byte (`--block-fd`). Between the two, the worker gives the
+sandbox's first process the command's rlimits (prlimit(2)) and moves it into the attempt's cgroups; only then
+does it write into that pipe. The command is forked from that process after, so it starts inside both.
 
-bwrap goes on when its block descriptor reaches end of file as well as when it reads a byte, so the sandbox holds
-a write end of that pipe itself: the pipe never ends, and a sandbox whose worker gave up or died before the byte
-waits for ever and never runs its command. Once running, bwrap's `--die-with-parent` ends it with the worker.
+bwrap reads its filter to the end of the pipe: a worker that dies or gives up before writing leaves it an empty
+filter, which bwrap refuses, and the sandbox exits without running the command. The filter is written at once or
+not at all (it is smaller than PIPE_BUF). `--block-fd` goes on at end of file too, so without a filter the
+sandbox holds a write end of that pipe itself: it waits for ever instead of running unconfined. Once running,
+bwrap's `--die-with-parent` ends it with the worker.
 
 A prefix of `setpriv`, `prlimit` and two shells did the same in four more program starts per command (about
 3 ms of the machine each time: bench/floor.py). A prefix run any other way fails closed: bwrap refuses the
@@ -21,7 +23,6 @@ The limits apply inside the sandbox's own user namespace: RLIMIT_NPROC counts th
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import resource
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from system.rlimits import lowered
-from system.seccomp import filter_file
+from system.seccomp import filter_program
 
 INFO_SLOT = "<fleet:info-fd>"
 BLOCK_SLOT = "<fleet:block-fd>"
@@ -41,6 +42,7 @@ SECCOMP_SLOT = "<fleet:seccomp-fd>"
 SLOTS = {"--info-fd": INFO_SLOT, "--block-fd": BLOCK_SLOT, "--seccomp": SECCOMP_SLOT}
 INFO_LIMIT_BYTES = 65_536
 START_TIMEOUT_SECONDS = 60.0  # bwrap reports its sandbox in milliseconds; a start that takes this long is stuck
+GO = b"1"
 
 
 class SandboxStartFailed(Exception):
@@ -67,23 +69,34 @@ class Start:
     argv: list[str]
     child_fds: list[int] = field(default_factory=list)  # closed in the worker once bwrap has them
     info_read: int = -1
-    block_write: int = -1  # bwrap holds it too: see the module's docstring
+    gate: int = -1  # the worker's end of the pipe the sandbox waits on
+    message: bytes = b""  # what lets it go: its seccomp filter, or one byte
+    held_by_sandbox: tuple[int, ...] = ()  # the worker's descriptors bwrap gets too
 
     @property
     def pass_fds(self) -> tuple[int, ...]:
-        return (*self.child_fds, self.block_write)
+        return (*self.child_fds, *self.held_by_sandbox)
 
     def release_child_ends(self) -> None:
         for fd in self.child_fds:
             os.close(fd)
         self.child_fds = []
 
+    def let_go(self) -> None:
+        os.write(self.gate, self.message)
+        self._close_gate()  # a filter is read to the end of the pipe
+
+    def _close_gate(self) -> None:
+        if self.gate >= 0:
+            os.close(self.gate)
+        self.gate = -1
+
     def close(self) -> None:
         self.release_child_ends()
-        for fd in (self.info_read, self.block_write):
-            if fd >= 0:
-                os.close(fd)
-        self.info_read = self.block_write = -1
+        self._close_gate()
+        if self.info_read >= 0:
+            os.close(self.info_read)
+        self.info_read = -1
 
 
 @contextlib.contextmanager
@@ -92,45 +105,46 @@ def prepared(argv: Sequence[str]) -> Iterator[Start]:
     start = Start(list(argv))
     try:
         start.info_read, info_write = os.pipe()
-        block_read, start.block_write = os.pipe()
-        start.child_fds += [info_write, block_read]
-        filled = {INFO_SLOT: info_write, BLOCK_SLOT: block_read}
+        start.child_fds.append(info_write)
+        gate_read, start.gate = os.pipe()
+        start.child_fds.append(gate_read)
         positions = _slot_positions(argv)
         if SECCOMP_SLOT in positions:
-            seccomp = _fresh_filter()
-            start.child_fds.append(seccomp)
-            filled[SECCOMP_SLOT] = seccomp
+            start.message = filter_program()
+            if len(start.message) > select.PIPE_BUF:
+                raise SandboxStartFailed("the seccomp filter is larger than a pipe takes in one write")
+            filled = {INFO_SLOT: info_write, SECCOMP_SLOT: gate_read}
+        else:
+            start.message, start.held_by_sandbox = GO, (start.gate,)
+            filled = {INFO_SLOT: info_write, BLOCK_SLOT: gate_read}
         for slot, position in positions.items():
-            start.argv[position] = str(filled[slot])
+            if slot in filled:
+                start.argv[position] = str(filled[slot])
         yield start
     finally:
         start.close()
 
 
-def _fresh_filter() -> int:
-    """The seccomp filter, opened anew from this process's own descriptor of it: a new offset for bwrap to read
-    from the start, and no path a cleaner of /tmp could take away."""
-    return os.open(f"/proc/self/fd/{_filter_descriptor()}", os.O_RDONLY | os.O_CLOEXEC)
-
-
-@functools.cache
-def _filter_descriptor() -> int:
-    return os.open(filter_file(), os.O_RDONLY | os.O_CLOEXEC)
-
-
-def admit(start: Start, limits: Sequence[tuple[int, int]], cgroup_procs: Sequence[Path]) -> bool:
+def admit(
+    start: Start, bwrap_pid: int, limits: Sequence[tuple[int, int]], cgroup_procs: Sequence[Path], timeout: float
+) -> bool:
     """Give the started sandbox its limits and cgroups, then let it run its command: True.
 
     False when the sandbox exited before (bwrap's setup failed: its error is its output). Raises
     SandboxStartFailed, after killing the sandbox, when the limits or cgroups cannot be applied or bwrap never
-    says where its sandbox is; the sandbox never ran its command. Few system calls: each gives the interpreter
-    lock up, and a worker of a hundred busy slots waits to get it back.
+    says where its sandbox is; the sandbox never ran its command.
     """
     start.release_child_ends()
-    pid = _sandbox_pid(start.info_read, time.monotonic() + START_TIMEOUT_SECONDS)
+    pid = _sandbox_pid(start.info_read, time.monotonic() + min(timeout, START_TIMEOUT_SECONDS))
     if pid is None:
         return False
     try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        if _parent(pid) != bwrap_pid:
+            return False  # it exited and its pid is another process's now: nothing of it is left to admit
         for kind, limit in limits:
             current = resource.prlimit(pid, kind)
             soft = lowered(current, limit)
@@ -138,13 +152,14 @@ def admit(start: Start, limits: Sequence[tuple[int, int]], cgroup_procs: Sequenc
                 resource.prlimit(pid, kind, (soft, current[1]))
         for procs in cgroup_procs:
             _write_pid(procs, pid)
-        os.write(start.block_write, b"1")
+        start.let_go()
     except (ProcessLookupError, BrokenPipeError):
         return False  # the sandbox exited meanwhile: bwrap says why
     except OSError as exc:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         raise SandboxStartFailed(f"the sandbox could not be given its limits or cgroups ({exc})") from exc
+    finally:
+        os.close(pidfd)
     return True
 
 
@@ -156,14 +171,20 @@ def _write_pid(procs: Path, pid: int) -> None:
         os.close(fd)
 
 
+def _parent(pid: int) -> int | None:
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return None
+
+
 def _sandbox_pid(info_read: int, deadline: float) -> int | None:
     """The pid bwrap reports once its sandbox exists, or None when bwrap exits without reporting it."""
-    poller = select.poll()
+    poller = select.poll()  # not select(): it refuses descriptors above 1023, and a busy worker has more
     poller.register(info_read, select.POLLIN)
     data = b""
     while len(data) < INFO_LIMIT_BYTES:
         if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
-            raise SandboxStartFailed(f"bwrap did not report its sandbox within {START_TIMEOUT_SECONDS:g}s")
+            raise SandboxStartFailed("bwrap did not report its sandbox in time")
         chunk = os.read(info_read, INFO_LIMIT_BYTES)
         if not chunk:
             return None

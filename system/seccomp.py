@@ -9,7 +9,8 @@ clone3 passes them in memory, where a filter cannot look). Syscalls of another A
 process: libseccomp's default for a foreign architecture.
 
 libseccomp is called through ctypes: its own Python bindings ship only with Debian's system Python, and the
-PyPI wrapper is unmaintained. The program is compiled once per worker process into a file that bwrap reads.
+PyPI wrapper is unmaintained. The program is compiled once per worker process, in memory, and each sandbox gets it
+through a pipe of its own (system/sandbox_start.py).
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ import ctypes.util
 import errno
 import functools
 import os
-import tempfile
-from pathlib import Path
 
 ALLOW = 0x7FFF0000
 CMP_MASKED_EQ = 7
@@ -103,25 +102,25 @@ def _rules(lib: ctypes.CDLL, ctx: int) -> None:
         _add(lib, ctx, refused, "ioctl", _ArgCmp(1, CMP_MASKED_EQ, 0xFFFFFFFF, request))
 
 
-def compile_filter(dest: Path) -> Path:
-    """Write the BPF program to dest (what bwrap's `--seccomp FD` reads) and return dest."""
+def compile_filter() -> bytes:
+    """The BPF program bwrap's `--seccomp FD` reads, compiled in memory."""
     lib = _library()
     ctx = lib.seccomp_init(ALLOW)
     if not ctx:
         raise SeccompUnavailable("seccomp_init failed")
     try:
         _rules(lib, ctx)
-        with open(dest, "wb") as handle:
+        with os.fdopen(os.memfd_create("fleet-seccomp", os.MFD_CLOEXEC), "w+b") as handle:
             failed = lib.seccomp_export_bpf(ctx, handle.fileno())
-        if failed:
-            raise SeccompUnavailable(f"seccomp_export_bpf failed: {os.strerror(-failed)}")
+            if failed:
+                raise SeccompUnavailable(f"seccomp_export_bpf failed: {os.strerror(-failed)}")
+            handle.seek(0)
+            return handle.read()
     finally:
         lib.seccomp_release(ctx)
-    return dest
 
 
 @functools.cache
-def filter_file() -> Path:
-    """This process's compiled filter, in a private temporary folder no sandbox shows."""
-    folder = Path(tempfile.mkdtemp(prefix="fleet-seccomp-"))
-    return compile_filter(folder / "filter.bpf")
+def filter_program() -> bytes:
+    """This process's compiled filter, compiled once."""
+    return compile_filter()
