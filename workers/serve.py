@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,10 +25,6 @@ from workers.tasks import register_tasks
 
 log = logging.getLogger(__name__)
 IDLE_CHECK_SECONDS = 0.2
-# How long a thread keeps the interpreter lock when others wait (Python's default: 5 ms). A slot's work between two
-# system calls is short, each call gives the lock up, and getting it back waits up to the whole interval behind the
-# busy threads: with four threads busy, starting a sandboxed `true` took 150 to 190 ms at 5 ms, 36 to 43 at 1 ms.
-SWITCH_INTERVAL_SECONDS = 0.001
 # Celery threads beyond the agent slots: they only hand verifications to the runtime's own budget, so a
 # verification message never waits for an agent to end before it is taken.
 HANDOFF_THREADS = 2
@@ -75,7 +70,6 @@ def serve(
     if settings.embedded:  # one user's own machine: Celery's advice against running as root is noise here
         warnings.filterwarnings("ignore", category=SecurityWarning)
     celery.worker.state.should_stop = None  # a previous serve() in this process may have set it
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     app = create_app(settings)
     dispatcher = Dispatcher(app)
     runtime = WorkerRuntime(settings, db, dispatcher, slots=concurrency, queues=",".join(queues))
