@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 
 def disk_usage(root: Path) -> int:
@@ -18,6 +19,11 @@ def disk_usage(root: Path) -> int:
             except OSError:
                 continue
     return total
+
+
+def memory_file(name: str) -> BinaryIO:
+    """A file that lives in memory only (no folder, no inode on disk), open for reading and writing."""
+    return os.fdopen(os.memfd_create(name, os.MFD_CLOEXEC), "w+b")
 
 
 def remove_tree(path: Path) -> None:

@@ -64,11 +64,13 @@ def git(
     index_file: Path | None = None,
     env: Mapping[str, str] | None = None,
     errors: str | None = None,
+    stdout: int | None = None,
 ) -> str:
     """Run `git args...` in cwd and return stdout; raise GitError on failure.
 
     env: GIT_* variables added to the scrubbed environment. errors="surrogateescape" carries file names that are
-    not UTF-8 through input and output unchanged (a path built from such a str names the same file).
+    not UTF-8 through input and output unchanged (a path built from such a str names the same file). stdout: a
+    file descriptor that takes git's output as bytes, untouched (then "" is returned).
     """
     full_env = _env() | dict(env or {})
     if index_file is not None:
@@ -77,7 +79,8 @@ def git(
         ["git", *SAFE_CONFIG, *args],
         cwd=cwd,
         input=input,
-        capture_output=True,
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE,
         text=True,
         errors=errors,
         env=full_env,

@@ -10,12 +10,12 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from system.files import disk_usage, remove_tree
+from system.files import disk_usage, memory_file, remove_tree
 from system.git import GitError, git
 from system.mirror import HEX_SHA, exclusive_lock, try_lock
 from workers.scratch_git import scratch_objects
@@ -100,10 +100,11 @@ class Worktree:
     def diff_bytes(self, limit: int | None = None) -> bytes:
         """The exact patch from base_sha to the checkout (edits, new/deleted files, commits); .gitignore respected.
 
-        The mirror is never written: the changed files are hashed into a scratch object folder that borrows the
-        mirror's objects, through a scratch copy of the index, and both are deleted on return. With a limit, the
-        bytes the changes add are measured by stat before git reads any of them, and the patch by its size on
-        disk before Python reads it; either over the limit raises DiffTooLarge.
+        The mirror is never written. Edits and deletions of tracked files are diffed against the checkout with no
+        file written (one git call after status); when there are new files, the changed files are hashed into a
+        scratch object folder that borrows the mirror's objects, through a scratch copy of the index, and both are
+        deleted on return. With a limit, the bytes the changes add are measured by stat before git reads any of
+        them, and the patch by its size before Python reads it; either over the limit raises DiffTooLarge.
         """
         if self._lock is None:
             raise WorktreeError(f"{self.path} was already released")
@@ -112,20 +113,36 @@ class Worktree:
         changed = self._changed()
         if limit is not None:
             self._check_added(changed, limit)
+        if not changed:
+            return b""
+        if all(state != "?" and _plain(self.path / path) for path, state in changed):
+            return self._patch(limit, _literal(path for path, _ in changed))
         with tempfile.TemporaryDirectory(prefix="fleet-diff-") as tmp:
             scratch = scratch_objects(Path(tmp), self._gitdir, self.mirror)
-            if changed:  # only what status saw changed is hashed: no second walk of the whole checkout
-                paths = "".join(f"{path}\0" for path, _ in changed)
-                stage = ("update-index", "--add", "--remove", "--replace", "-z", "--stdin")
-                self._git(*stage, input=paths, env=scratch, errors=ESC)
-            out = Path(tmp, "patch")
-            # --output: bytes untouched (CRLF, non-UTF-8 text); --no-textconv/--no-ext-diff: no configured command runs.
-            flags = ("--cached", "--binary", "--no-color", "--no-ext-diff", "--no-textconv", f"--output={out}")
-            self._git("diff", *flags, self.base_sha, "--", env=scratch)
-            size = out.stat().st_size
+            # New files must be hashed to be diffed: only what status saw changed is, into the scratch objects.
+            paths = "".join(f"{path}\0" for path, _ in changed)
+            stage = ("update-index", "--add", "--remove", "--replace", "-z", "--stdin")
+            self._git(*stage, input=paths, env=scratch, errors=ESC)
+            return self._patch(limit, (), ("--cached",), scratch)
+
+    def _patch(
+        self, limit: int | None, paths: Sequence[str], options: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> bytes:
+        """`git diff base_sha` as bytes, into a memory file whose size is checked before Python reads it.
+
+        Without --cached, edits of tracked files are diffed straight against the checkout (git hashes them in
+        memory); the slot's index, which only Fleet writes, tells git which files are unchanged and is never
+        written back."""
+        # --no-textconv/--no-ext-diff: no configured command runs.
+        flags = ("--binary", "--no-color", "--no-ext-diff", "--no-textconv", *options)
+        with memory_file("fleet-patch") as out:
+            diff = ("--no-optional-locks", "diff", *flags, self.base_sha, "--", *paths)
+            self._git(*diff, env=env, errors=ESC, stdout=out.fileno())
+            size = os.fstat(out.fileno()).st_size
             if limit is not None and size > limit:
                 raise DiffTooLarge(size, limit)
-            return out.read_bytes()
+            out.seek(0)
+            return out.read()
 
     def diff(self, limit: int | None = None) -> str:
         """diff_bytes() as text; bytes that are not UTF-8 become U+FFFD (use diff_bytes() for an exact patch)."""
@@ -381,6 +398,21 @@ def _digest(pointer: tuple[bytes, bytes] | None) -> str:
 def _explicit(path: Path, gitdir: Path) -> tuple[str, str]:
     """git options naming the git dir and the work tree, so neither .git nor core.worktree is consulted."""
     return f"--git-dir={gitdir}", f"--work-tree={path}"
+
+
+def _plain(path: Path) -> bool:
+    """True for a file, a link or nothing at path: what git diffs from the checkout as it would from the index (a
+    folder there may be a nested repository, which only staging turns into a gitlink)."""
+    try:
+        return not stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return True
+
+
+def _literal(paths: Iterable[str]) -> list[str]:
+    """Pathspecs that match exactly these paths (no glob, no magic), or none when too many for one command line."""
+    chosen = [f":(literal){path}" for path in paths]
+    return chosen if len(chosen) <= PATHS_PER_CALL else []
 
 
 def _file_size(path: Path) -> int:

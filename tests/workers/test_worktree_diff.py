@@ -1,0 +1,124 @@
+"""An agent's diff reproduces its files exactly, whichever way it was taken: straight from the checkout (edits of
+tracked files only, no file written) or through scratch objects (when there are new files)."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from system.git import git
+from system.mirror import ensure_mirror
+from workers.worktree import WorktreePool
+
+NAMES = ("crlf.txt", "latin1.txt", "blob.bin", "script.sh", "link", "gone.txt", "becomes-link.txt")
+ODD = (b"star*[ab].txt", b":!latin1.txt", b"-dash.txt", b"caf\xe9.txt")  # a glob, pathspec magic, a dash, not UTF-8
+
+
+@pytest.fixture
+def repo_pool(tmp_path: Path) -> tuple[WorktreePool, str]:
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "crlf.txt").write_bytes(b"one\r\ntwo\r\n")
+    (source / "latin1.txt").write_bytes(b"caf\xe9\n")
+    (source / "blob.bin").write_bytes(bytes(range(256)) * 4)
+    (source / "script.sh").write_text("echo hi\n")
+    (source / "gone.txt").write_text("deleted by the agent\n")
+    (source / "becomes-link.txt").write_text("a file, then a link\n")
+    os.symlink("crlf.txt", source / "link")
+    for name in ODD:
+        with open(os.path.join(os.fsencode(source), name), "wb") as f:
+            f.write(b"odd\n")
+    git("init", "--quiet", "--initial-branch=main", cwd=source)
+    git("add", "-A", cwd=source)
+    git("commit", "--quiet", "-m", "base", cwd=source)
+    sha = git("rev-parse", "HEAD", cwd=source).strip()
+    mirror = ensure_mirror(tmp_path / "mirrors", "r", str(source), sha)
+    return WorktreePool(tmp_path / "pool", mirror, size=1), sha
+
+
+def _edit(path: Path) -> None:
+    """Edits of tracked files only: content (CRLF, not UTF-8, binary, same size), a mode, a link, a deletion."""
+    (path / "crlf.txt").write_bytes(b"one\r\nTWO\r\n")
+    (path / "latin1.txt").write_bytes(b"caf\xe8\n")
+    (path / "blob.bin").write_bytes(bytes(reversed(range(256))) * 4)
+    (path / "script.sh").chmod(0o755)
+    (path / "link").unlink()
+    os.symlink("latin1.txt", path / "link")
+    (path / "gone.txt").unlink()
+    (path / "becomes-link.txt").unlink()
+    os.symlink("script.sh", path / "becomes-link.txt")
+    for name in ODD:
+        with open(os.path.join(os.fsencode(path), name), "wb") as f:
+            f.write(b"ODD\n")
+
+
+def _state(path: Path) -> dict[bytes, tuple[int, bytes]]:
+    """Each file's mode and bytes (a link's target), .git and folders aside."""
+    state = {}
+    for entry in os.scandir(os.fsencode(path)):
+        if entry.name == b".git" or entry.is_dir(follow_symlinks=False):
+            continue
+        info = os.lstat(entry.path)
+        body = os.readlink(entry.path) if entry.is_symlink() else Path(os.fsdecode(entry.path)).read_bytes()
+        state[entry.name] = (info.st_mode & 0o177777 if entry.is_symlink() else info.st_mode & 0o100, body)
+    return state
+
+
+def _sections(patch: bytes) -> set[bytes]:
+    """The patch's part for each file."""
+    return set(re.split(rb"(?m)^(?=diff --git )", patch)) - {b""}
+
+
+def _applied(pool: WorktreePool, sha: str, patch: bytes, tmp_path: Path) -> dict[bytes, tuple[int, bytes]]:
+    checkout = tmp_path / "verify"
+    git("worktree", "add", "--quiet", "--detach", str(checkout), sha, cwd=pool.mirror)
+    (tmp_path / "p.diff").write_bytes(patch)
+    git("apply", "--index", str(tmp_path / "p.diff"), cwd=checkout)
+    return _state(checkout)
+
+
+@pytest.mark.parametrize("new_file", [False, True], ids=["edits only", "with a new file"])
+def test_the_patch_reproduces_every_file_exactly(
+    repo_pool: tuple[WorktreePool, str], tmp_path: Path, new_file: bool
+) -> None:
+    pool, sha = repo_pool
+    with pool.lease(sha) as worktree:
+        _edit(worktree.path)
+        if new_file:
+            (worktree.path / "new.txt").write_bytes(b"new\r\n")
+        patch, agent = worktree.diff_bytes(), _state(worktree.path)
+    assert _applied(pool, sha, patch, tmp_path) == agent
+    assert set(NAMES) - {"gone.txt"} <= {os.fsdecode(name) for name in agent}
+
+
+def test_edits_of_tracked_files_are_diffed_with_no_file_written(
+    repo_pool: tuple[WorktreePool, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool, sha = repo_pool
+    with pool.lease(sha) as worktree:
+        _edit(worktree.path)
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))  # a scratch folder could not be made
+        edits = worktree.diff_bytes()
+        monkeypatch.undo()
+        (worktree.path / "new.txt").write_text("new\n")
+        with_new = worktree.diff_bytes()
+    assert _sections(edits) < _sections(with_new)  # each edit's part of the patch is the same both ways
+    [added] = _sections(with_new) - _sections(edits)
+    assert added.startswith(b"diff --git a/new.txt")
+
+
+def test_a_folder_where_a_file_was_takes_the_scratch_way(repo_pool: tuple[WorktreePool, str], tmp_path: Path) -> None:
+    """A tracked file replaced by a folder of files (or a nested repository): only staging turns it into entries."""
+    pool, sha = repo_pool
+    with pool.lease(sha) as worktree:
+        (worktree.path / "script.sh").unlink()
+        (worktree.path / "script.sh").mkdir()
+        (worktree.path / "script.sh" / "inside.txt").write_text("inside\n")
+        patch, agent = worktree.diff_bytes(), _state(worktree.path)
+    assert b"script.sh/inside.txt" in patch
+    assert _applied(pool, sha, patch, tmp_path) == agent
+    assert (tmp_path / "verify" / "script.sh" / "inside.txt").read_text() == "inside\n"
