@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from system.git import git
-from workers.worktree import DiffTooLarge, WorktreePool
+from workers.worktree import WorktreePool
+from workers.worktree_diff import DiffTooLarge
 
 LIMIT = 2**20
 

@@ -55,7 +55,8 @@ from workers.pipeline.unit import (
 from workers.pipeline.verify_step import verify_here
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
-from workers.worktree import DiffTooLarge, Worktree
+from workers.worktree import Worktree
+from workers.worktree_diff import DiffTooLarge
 
 log = logging.getLogger(__name__)
 AGENT_ENDS = "fleet-agent-ends"

@@ -1,0 +1,143 @@
+"""The exact patch from a commit to a leased checkout, read without writing to the mirror, and its size limit."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from system.files import memory_file
+from system.git import git
+from workers.scratch_git import scratch_objects
+
+ESC = "surrogateescape"  # file names that are not UTF-8 pass through git calls unchanged
+PATHS_PER_CALL = 256  # paths per git command line, well under the argument size limit
+
+
+class WorktreeError(Exception):
+    """A worktree slot could not be prepared or used."""
+
+
+class DiffTooLarge(WorktreeError):
+    """An attempt's changes are over the diff size limit: no diff was kept, nothing reached the mirror."""
+
+    def __init__(self, size: int, limit: int, measured: str = "the diff is") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{measured} {size:,} bytes, over FLEET_MAX_DIFF_BYTES ({limit:,})")
+
+
+class CheckoutDiff:
+    """git diff of one checkout (path, with its git dir named explicitly) against base_sha."""
+
+    def __init__(self, path: Path, gitdir: Path, mirror: Path, base_sha: str) -> None:
+        self.path, self.gitdir, self.mirror, self.base_sha = path, gitdir, mirror, base_sha
+
+    def patch(self, limit: int | None) -> bytes:
+        """The patch (edits, new/deleted files, commits); .gitignore respected; DiffTooLarge over limit.
+
+        Edits and deletions of tracked files are diffed against the checkout with no file written (one git call
+        after status); when there are new files, the changed files are hashed into a scratch object folder that
+        borrows the mirror's objects, through a scratch copy of the index, and both are deleted on return. With a
+        limit, the bytes the changes add are measured by stat before git reads any of them, and the patch by its
+        size before Python reads it.
+        """
+        changed = self._changed()
+        if limit is not None:
+            self._check_added(changed, limit)
+        if not changed:
+            return b""
+        if all(state != "?" and _plain(self.path / path) for path, state in changed):
+            return self._patch(limit, _literal(path for path, _ in changed))
+        with tempfile.TemporaryDirectory(prefix="fleet-diff-") as tmp:
+            scratch = scratch_objects(Path(tmp), self.gitdir, self.mirror)
+            # New files must be hashed to be diffed: only what status saw changed is, into the scratch objects.
+            paths = "".join(f"{path}\0" for path, _ in changed)
+            stage = ("update-index", "--add", "--remove", "--replace", "-z", "--stdin")
+            self._git(*stage, input=paths, env=scratch, errors=ESC)
+            return self._patch(limit, (), ("--cached",), scratch)
+
+    def _patch(
+        self, limit: int | None, paths: Sequence[str], options: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> bytes:
+        """`git diff base_sha` as bytes, into a memory file whose size is checked before Python reads it.
+
+        Without --cached, edits of tracked files are diffed straight against the checkout (git hashes them in
+        memory); the slot's index, which only Fleet writes, tells git which files are unchanged and is never
+        written back."""
+        # --no-textconv/--no-ext-diff: no configured command runs.
+        flags = ("--binary", "--no-color", "--no-ext-diff", "--no-textconv", *options)
+        with memory_file("fleet-patch") as out:
+            diff = ("--no-optional-locks", "diff", *flags, self.base_sha, "--", *paths)
+            self._git(*diff, env=env, errors=ESC, stdout=out.fileno())
+            size = os.fstat(out.fileno()).st_size
+            if limit is not None and size > limit:
+                raise DiffTooLarge(size, limit)
+            out.seek(0)
+            return out.read()
+
+    def _git(self, *args: str, **options: Any) -> str:
+        return git(*explicit(self.path, self.gitdir), *args, cwd=self.path, **options)
+
+    def _changed(self) -> list[tuple[str, str]]:
+        """(path, state) of each path whose file differs from the index: M or T changed, D deleted, ? untracked."""
+        # --no-optional-locks: the slot's index (in the mirror) is not refreshed and written either.
+        status = ("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
+        entries = self._git(*status, errors=ESC).split("\0")
+        # "XY path": Y compares the file with the index. A nested repository shows as "dir/"; staged as "dir",
+        # it is a gitlink, as `git add -A` would make it.
+        return [(entry[3:].rstrip("/"), entry[1]) for entry in entries if len(entry) > 3 and entry[1] != " "]
+
+    def _check_added(self, changed: list[tuple[str, str]], limit: int) -> None:
+        """DiffTooLarge when the changed files add more than limit bytes: new files whole, edited ones by growth."""
+        sizes = {path: _file_size(self.path / path) for path, _ in changed}
+        added = sum(sizes.values())
+        if added > limit:  # edited files count by what they grew; asked of git only when it can matter
+            edited = [path for path, state in changed if state in "MT"]
+            added -= sum(min(size, sizes[path]) for path, size in self._base_sizes(edited).items())
+        if added > limit:
+            raise DiffTooLarge(added, limit, "the diff is too large: the changed files add")
+
+    def _base_sizes(self, paths: list[str]) -> dict[str, int]:
+        """The size of each path's blob at base_sha (paths that are not blobs there are left out)."""
+        sizes: dict[str, int] = {}
+        for start in range(0, len(paths), PATHS_PER_CALL):
+            chunk = paths[start : start + PATHS_PER_CALL]
+            listing = self._git("--literal-pathspecs", "ls-tree", "-l", "-z", self.base_sha, "--", *chunk, errors=ESC)
+            for entry in filter(None, listing.split("\0")):
+                meta, path = entry.split("\t", 1)
+                if meta.split()[-1].isdigit():
+                    sizes[path] = int(meta.split()[-1])
+        return sizes
+
+
+def explicit(path: Path, gitdir: Path) -> tuple[str, str]:
+    """git options naming the git dir and the work tree, so neither .git nor core.worktree is consulted."""
+    return f"--git-dir={gitdir}", f"--work-tree={path}"
+
+
+def _plain(path: Path) -> bool:
+    """True for a file, a link or nothing at path: what git diffs from the checkout as it would from the index (a
+    folder there may be a nested repository, which only staging turns into a gitlink)."""
+    try:
+        return not stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return True
+
+
+def _literal(paths: Iterable[str]) -> list[str]:
+    """Pathspecs that match exactly these paths (no glob, no magic), or none when too many for one command line."""
+    chosen = [f":(literal){path}" for path in paths]
+    return chosen if len(chosen) <= PATHS_PER_CALL else []
+
+
+def _file_size(path: Path) -> int:
+    """The bytes git would hash for path: a file's length, a link's target length; 0 for anything else or gone."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return 0
+    return info.st_size if stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode) else 0
