@@ -10,7 +10,6 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from db import dashboard
 from orchestrator.web import render
@@ -142,13 +141,12 @@ class ReviewWatch:
 async def stream(request: Request, state: WebState, watch: Watch) -> AsyncIterator[str]:
     """Ask every poll_seconds for sse_seconds, then end (EventSource reconnects by itself).
 
-    The database answers each question once per interval for every stream asking it (state.answers)."""
+    The database answers each question once per interval for every stream asking it, in one worker thread
+    (state.answers)."""
     yield "retry: 1000\n\n"
     ends, keepalive = time.monotonic() + state.sse_seconds, time.monotonic() + KEEPALIVE_SECONDS
     while time.monotonic() < ends:
-        known, found = state.answers.fresh(watch.key, state.poll_seconds)
-        if not known:
-            found = await run_in_threadpool(state.answers.read, watch.key, watch.read, state.poll_seconds)
+        found = await state.answers.ask(watch.key, watch.read, state.poll_seconds)
         for message in watch.answer(found):
             yield message
         if time.monotonic() > keepalive:
