@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT
+from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT, copy_slot
 from system.seccomp import SeccompUnavailable, filter_program
 
 NETWORK_CHOICES = ("none", "on")
@@ -73,6 +73,11 @@ class View:
     readable: tuple[Path, ...] = ()
     hidden: tuple[Path, ...] = ()
     overlays: tuple[tuple[Path, Path], ...] = ()  # (file, where it shows read-only)
+    # A folder of the sandbox's own memory (nothing of it is on the host, and it ends with the sandbox), the
+    # folders to make in it, and (host file, where a writable copy of it shows): the agent's git dir.
+    memory: Path | None = None
+    memory_dirs: tuple[Path, ...] = ()
+    copies: tuple[tuple[Path, Path], ...] = ()
     network: bool = False  # True: the host's network (tests a repository allows it to)
     egress_socket: Path | None = None  # the egress proxy's socket, bound in at the same path
 
@@ -125,6 +130,7 @@ def confine(view: View) -> tuple[str, ...]:
     argv = [*_shown(view.readable, view.hidden), *_binds("--bind", [path.resolve() for path in view.writable])]
     if view.egress_socket is not None:
         argv += _binds("--bind", [view.egress_socket.parent.resolve()])
+    argv += _memory(view)
     for source, dest in view.overlays:
         argv += ["--ro-bind", str(source), str(dest)]
     argv += ["--chdir", str(view.workdir.resolve())]
@@ -148,6 +154,18 @@ def _shown(readable: tuple[Path, ...], hidden: tuple[Path, ...]) -> tuple[str, .
     argv = [exe, *HARDENING, *_system_binds(), "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     argv += _binds("--ro-bind", shown)
     return (*argv, *_covers(hidden, [*shown, *map(Path, SYSTEM)]))
+
+
+def _memory(view: View) -> list[str]:
+    """The view's memory folder, its folders and its copies (bwrap reads each from a descriptor the start opens)."""
+    if view.memory is None:
+        return []
+    argv = ["--tmpfs", str(view.memory)]
+    for folder in view.memory_dirs:
+        argv += ["--dir", str(folder)]
+    for source, dest in view.copies:
+        argv += ["--file", copy_slot(source), str(dest)]
+    return argv
 
 
 def _system_binds() -> list[str]:

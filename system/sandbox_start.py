@@ -40,6 +40,7 @@ INFO_SLOT = "<fleet:info-fd>"
 BLOCK_SLOT = "<fleet:block-fd>"
 SECCOMP_SLOT = "<fleet:seccomp-fd>"
 SLOTS = {"--info-fd": INFO_SLOT, "--block-fd": BLOCK_SLOT, "--seccomp": SECCOMP_SLOT}
+COPY_SLOT = "<fleet:copy:{}>"  # `--file <slot> DEST`: a writable copy of the host file named in the slot
 INFO_LIMIT_BYTES = 65_536
 START_TIMEOUT_SECONDS = 60.0  # bwrap reports its sandbox in milliseconds; a start that takes this long is stuck
 GO = b"1"
@@ -51,6 +52,21 @@ class SandboxStartFailed(Exception):
 
 def is_confined(argv: Sequence[str]) -> bool:
     return INFO_SLOT in _slot_positions(argv)
+
+
+def copy_slot(source: Path) -> str:
+    """The slot for `--file`: the start opens source read-only and bwrap copies it into the sandbox."""
+    return COPY_SLOT.format(source)
+
+
+def _copy_sources(argv: Sequence[str]) -> dict[int, Path]:
+    """Where each copy slot stands as the value of `--file`, and the host file it names."""
+    prefix, suffix = COPY_SLOT.split("{}")
+    return {
+        index + 1: Path(value[len(prefix) : -len(suffix)])
+        for index, (option, value) in enumerate(zip(argv, argv[1:], strict=False))
+        if option == "--file" and value.startswith(prefix) and value.endswith(suffix)
+    }
 
 
 def _slot_positions(argv: Sequence[str]) -> dict[str, int]:
@@ -120,9 +136,21 @@ def prepared(argv: Sequence[str]) -> Iterator[Start]:
         for slot, position in positions.items():
             if slot in filled:
                 start.argv[position] = str(filled[slot])
+        for position, source in _copy_sources(argv).items():
+            start.argv[position] = str(_opened(source, start))
         yield start
     finally:
         start.close()
+
+
+def _opened(source: Path, start: Start) -> int:
+    """source opened for bwrap to copy from, closed in the worker once bwrap has it."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SandboxStartFailed(f"the sandbox's copy of {source} cannot be read ({exc.strerror})") from exc
+    start.child_fds.append(fd)
+    return fd
 
 
 def admit(

@@ -23,7 +23,7 @@ from verification.runner import TestRun, run_tests
 if TYPE_CHECKING:
     from verification.verify import VerifySpec
 
-PIN_INI = "fleet-pytest.ini"
+EMPTY_PYTEST_INI = PLUGIN_DIR / "fleet-pytest.ini"  # shown read-only to the sandbox with the plugin
 SANDBOX_OFF = "tests ran without a sandbox (turned off in the repository settings)"
 MAX_RERUN_IDS = 20
 # Test ids can only be appended to a command that is a single pytest invocation (no ;, &&, pipes...).
@@ -51,7 +51,7 @@ def run_confined(
         env_names=spec.env_names,
         cancelled=cancelled,
         limit_bytes=spec.output_limit,
-        pytest_args=pytest_pins(checkout, report_dir, config) if spec.pin_pytest else (),
+        pytest_args=pytest_pins(checkout, config) if spec.pin_pytest else (),
         wrapper=wrapper or (),
         show_runner=show_runner,
     )
@@ -78,13 +78,10 @@ def readable_roots(spec: VerifySpec) -> tuple[Path, ...]:
     return toolchain_roots(path_var, (spec.test_cmd, spec.setup_cmd or ""), (*spec.readable, PLUGIN_DIR))
 
 
-def pytest_pins(checkout: Path, report_dir: Path, config: str | None) -> list[str]:
+def pytest_pins(checkout: Path, config: str | None) -> list[str]:
     """pytest options that fix its configuration to config (the base's file, or none) and rootdir to the checkout."""
     if config is None:  # else pytest would look upward and may read a config outside the checkout
-        report_dir.mkdir(parents=True, exist_ok=True)
-        empty = report_dir / PIN_INI
-        empty.write_text("[pytest]\n", encoding="utf-8")
-        return ["-c", str(empty), f"--rootdir={checkout}"]
+        return ["-c", str(EMPTY_PYTEST_INI), f"--rootdir={checkout}"]
     return ["-c", str(checkout / config), f"--rootdir={checkout}"]
 
 

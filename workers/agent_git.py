@@ -3,21 +3,29 @@
 A pooled worktree's `.git` points into the shared bare mirror, where every ticket's base, every later commit and
 every fetched branch live, and whose config (core.fsmonitor, core.hooksPath: commands git runs), hooks and refs
 every other agent's git would read. So no agent ever gets that pointer. Inside the sandbox it is covered by a
-bind mount of one naming a fresh git dir made here per attempt (private_gitdir); without the sandbox there is
-nothing to bind over, so the worktree's own `.git` names that git dir for the agent's run and is put back
-afterwards (pointed_at). Fleet's own git commands name the mirror-side git dir and the work tree explicitly
-(workers/worktree.py), so they never read the agent's `.git` or its git dir's config either way.
+read-only pointer to a git dir at SANDBOX_GITDIR, a folder of the sandbox's own memory that bwrap fills
+(sandbox_gitdir): nothing of it is written on the host, and it ends with the sandbox. Without the sandbox there is
+nothing to bind over, so a git dir is made in the attempt folder (private_gitdir), the worktree's own `.git`
+names it for the agent's run and is put back afterwards (pointed_at). Fleet's own git commands name the
+mirror-side git dir and the work tree explicitly (workers/worktree.py), so they never read the agent's `.git` or
+its git dir's config either way.
 
 - objects: one pack of the base commit, its tree and its blobs, written by `git pack-objects` straight from the
-  mirror (`--shallow` stops at the base commit), once per base commit, and copied into each attempt's git dir
-  (base_pack). No alternates: an alternate object store would let
-  `git cat-file --batch-all-objects` list the mirror's later commits.
+  mirror (`--shallow` stops at the base commit), once per base commit (base_pack): shown read-only in the
+  sandbox (the agent's new objects go beside it, in memory), copied into an unsandboxed agent's git dir. No
+  alternates: an alternate object store would let `git cat-file --batch-all-objects` list the mirror's later
+  commits.
 - `shallow` names the base commit, so history simply ends there; HEAD is detached at it, as in the worktree.
+  Both, and the config, are written once per base commit beside its pack (base_files) and copied per attempt.
 - the index is a copy of the worktree's own (same commit, fresh stat data), so `git status` starts clean;
   `info/exclude` is the mirror's (files Fleet copies in stay out of the agent's view of changes too).
 - a user name and e-mail in its config, so an agent that commits can. Its commits stay in this git dir;
   Fleet diffs the worktree's files against the base commit outside the sandbox (Worktree.diff_bytes), so
-  committed and uncommitted edits alike become the diff. The git dir is deleted with the attempt folder.
+  committed and uncommitted edits alike become the diff.
+
+Why the sandbox's memory: a git dir made and deleted on the host per attempt was about twenty files and folders
+created and removed per ticket by the worker's threads, in the kernel's time, and on a disk mounted with online
+discard (common on cloud machines) every deleted block is discarded as it goes (bench/agent_attempt.py).
 
 Why this and not a clone: `git clone --no-local --depth 1` does the same packing through upload-pack and
 index-pack in three more processes, and a temporary repository with a new root commit would change the base
@@ -31,9 +39,11 @@ import functools
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from system.files import remove_tree
@@ -49,28 +59,80 @@ AGENT_CONFIG = """[core]
 \temail = agent@fleet.invalid
 """
 SHA256_EXTENSION = "[extensions]\n\tobjectformat = sha256\n"
-AGENT_GITDIR = "agent-git"  # in the attempt folder, deleted with it
+AGENT_GITDIR = "agent-git"  # in the attempt folder, deleted with it (an agent without a sandbox)
+SANDBOX_GITDIR = Path("/fleet-git")  # inside the sandbox, in its own memory
+GITDIR_FOLDERS = ("objects/pack", "objects/info", "refs/heads", "refs/tags", "info")
+POINTER = "sandbox-git-pointer"
 BASE_PACKS_SUFFIX = ".agent-packs"  # beside the mirror: <key>.git.agent-packs/<base sha>/pack-*.{pack,idx}
 BASE_PACKS = 16  # base commits whose packs are kept per mirror
 BASE_PACK_IDLE_SECONDS = 3600.0
 
 
+@dataclass(frozen=True)
+class SandboxGitdir:
+    """The agent's git dir inside its sandbox, in the sandbox's own memory (system/sandbox.py View.memory)."""
+
+    memory: Path
+    folders: tuple[Path, ...]
+    copies: tuple[tuple[Path, Path], ...]  # (host file, its writable copy inside)
+    read_only: tuple[tuple[Path, Path], ...]  # the base's pack files, and the `.git` pointer over the worktree's
+
+
+def sandbox_gitdir(mirror: Path, worktree: Path, worktree_gitdir: Path, base_sha: str) -> SandboxGitdir:
+    """The git dir a sandboxed agent gets at SANDBOX_GITDIR: nothing of it is written on the host per attempt.
+
+    Its small files are copied in by bwrap from the base's files (made once per base commit beside its pack), the
+    worktree's index and the mirror's exclude; the pack is shown read-only, shared by every attempt of the base."""
+    packs = base_pack(mirror, base_sha)
+    templates = base_files(packs, mirror, base_sha)
+    copies = [(templates / name, SANDBOX_GITDIR / name) for name in ("HEAD", "shallow", "config")]
+    copies.append((worktree_gitdir / "index", SANDBOX_GITDIR / "index"))
+    exclude = mirror / "info" / "exclude"
+    if exclude.is_file():
+        copies.append((exclude, SANDBOX_GITDIR / "info" / "exclude"))
+    read_only = [(packed, SANDBOX_GITDIR / "objects" / "pack" / packed.name) for packed in pack_files(packs)]
+    read_only.append((templates / POINTER, worktree / ".git"))
+    folders = tuple(SANDBOX_GITDIR / folder for folder in GITDIR_FOLDERS)
+    return SandboxGitdir(SANDBOX_GITDIR, folders, tuple(copies), tuple(read_only))
+
+
 def make_agent_gitdir(mirror: Path, worktree_gitdir: Path, base_sha: str, dest: Path) -> Path:
     """A new git dir at dest (must not exist) with only base_sha's objects, detached at base_sha."""
-    for folder in ("objects/pack", "objects/info", "refs/heads", "refs/tags", "info"):
+    for folder in GITDIR_FOLDERS:
         (dest / folder).mkdir(parents=True)
-    for packed in base_pack(mirror, base_sha).iterdir():  # a copy: the agent may write to its git dir
+    packs = base_pack(mirror, base_sha)
+    for packed in pack_files(packs):  # a copy: the agent may write to its git dir
         shutil.copyfile(packed, dest / "objects" / "pack" / packed.name)
-    (dest / "HEAD").write_text(base_sha + "\n")
-    (dest / "shallow").write_text(base_sha + "\n")
-    sha256 = object_format(mirror) == "sha256"
-    config = AGENT_CONFIG.format(version=1 if sha256 else 0) + (SHA256_EXTENSION if sha256 else "")
-    (dest / "config").write_text(config)
+    templates = base_files(packs, mirror, base_sha)
+    for name in ("HEAD", "shallow", "config"):
+        shutil.copyfile(templates / name, dest / name)
     shutil.copyfile(worktree_gitdir / "index", dest / "index")
     exclude = mirror / "info" / "exclude"
     if exclude.is_file():
         shutil.copyfile(exclude, dest / "info" / "exclude")
     return dest
+
+
+def pack_files(packs: Path) -> list[Path]:
+    return sorted(packs.glob("pack-*"))
+
+
+def base_files(packs: Path, mirror: Path, base_sha: str) -> Path:
+    """The folder of the base's own git dir files (HEAD, shallow, config, and the sandbox's `.git` pointer): the
+    base's pack folder, where they are written once (each whole, by a rename) before any attempt copies them."""
+    if not (packs / POINTER).is_file():
+        sha256 = object_format(mirror) == "sha256"
+        config = AGENT_CONFIG.format(version=1 if sha256 else 0) + (SHA256_EXTENSION if sha256 else "")
+        texts = {"HEAD": base_sha + "\n", "shallow": base_sha + "\n", "config": config}
+        for name, text in {**texts, POINTER: f"gitdir: {SANDBOX_GITDIR}\n"}.items():  # the pointer last
+            _write_whole(packs / name, text)
+    return packs
+
+
+def _write_whole(path: Path, text: str) -> None:
+    making = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    making.write_text(text)
+    os.replace(making, path)
 
 
 def base_pack(mirror: Path, base_sha: str) -> Path:

@@ -1,4 +1,5 @@
-"""The agent's sandbox for one attempt: its private git dir, its folders, and the egress relay to its model API.
+"""The agent's sandbox for one attempt: its private git dir (in the sandbox's memory), its folders, and the egress
+relay to its model API.
 
 The confinement itself is system/sandbox.py's, the one the code under test gets too.
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from system.sandbox import View, confine, seccomp_warning
-from workers.agent_git import gitdir_pointer, private_gitdir
+from workers.agent_git import sandbox_gitdir
 from workers.egress import RELAY_SCRIPT, EgressGate, relay_argv
 
 
@@ -49,20 +50,22 @@ class SandboxPlan:
 
 
 def build_sandbox(plan: SandboxPlan) -> AgentSandbox:
-    """Make the attempt's git dir and folders, and the argv prefix that confines the agent to them."""
+    """Make the attempt's folders, and the argv prefix that confines the agent to them and its own git dir."""
     tmp = plan.scratch / "tmp"
     for folder in (tmp, plan.home / ".cache"):
         folder.mkdir(parents=True, exist_ok=True)
-    gitdir = private_gitdir(plan.mirror, plan.worktree_gitdir, plan.base_sha, plan.attempt_dir)
-    pointer = gitdir_pointer(gitdir, plan.attempt_dir / "agent-git-pointer")
+    git = sandbox_gitdir(plan.mirror, plan.worktree, plan.worktree_gitdir, plan.base_sha)
     shown = tuple((p.resolve(), p.resolve()) for p in plan.shown if p.is_file() and os.access(p, os.X_OK))
     view = View(
         workdir=plan.worktree,
-        writable=(plan.worktree, gitdir, plan.scratch, plan.home),
+        writable=(plan.worktree, plan.scratch, plan.home),
         readable=plan.readable,
         hidden=plan.hidden,
-        overlays=((pointer, plan.worktree / ".git"), *shown),
+        overlays=(*git.read_only, *shown),
         egress_socket=plan.egress_socket,
+        memory=git.memory,
+        memory_dirs=git.folders,
+        copies=git.copies,
     )
     env = {"HOME": str(plan.home), "XDG_CACHE_HOME": str(plan.home / ".cache"), "TMPDIR": str(tmp)}
     wrapper = confine(view)

@@ -44,6 +44,9 @@ def git(*args):
     return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
 
 
+GIT_DIR = git("rev-parse", "--absolute-git-dir").strip()
+MOUNTED = [line.split() for line in open("/proc/self/mountinfo")]
+print("GIT DIR", GIT_DIR, next(fields[fields.index("-") + 1] for fields in MOUNTED if fields[4] == GIT_DIR), flush=True)
 for path in outside:  # a write may land in the sandbox's private /tmp: the test looks for it on the host
     try:
         Path(path).write_text("escaped")
@@ -52,6 +55,8 @@ for path in outside:  # a write may land in the sandbox's private /tmp: the test
 attempt("write the mirror's config", lambda: open(f"{mirror}/config", "a").write("[core]\\n\\thooksPath = /tmp\\n"))
 attempt("write a hook into the mirror", lambda: Path(f"{mirror}/hooks/post-checkout").write_text("#!/bin/sh\\n"))
 attempt("replace the worktree's .git", lambda: Path(".git").write_text("gitdir: " + mirror))
+PACK = next(Path(GIT_DIR, "objects", "pack").glob("*.pack"))
+attempt("write the base's shared pack", lambda: open(PACK, "ab").write(b"x"))
 attempt("read a later commit", lambda: git("cat-file", "-p", later))
 attempt("fetch the other ticket's branch", lambda: git("fetch", source, "other-ticket"))
 attempt("reach the host's loopback", lambda: socket.create_connection(("127.0.0.1", int(port)), timeout=2).close())
@@ -117,7 +122,8 @@ def test_escapes_are_blocked_the_honest_committed_fix_is_verified_and_a_hang_is_
     assert shown["status"] == "needs_review", shown
     text = transcript(fleet, closed["id"])
     assert "ESCAPED" not in text, text
-    assert text.count("BLOCKED") == 6
+    assert text.count("BLOCKED") == 7
+    assert "GIT DIR /fleet-git tmpfs\n" in text  # the agent's git dir is the sandbox's own memory
     assert LATER_SUBJECT not in text and OTHER_SUBJECT not in text
     assert "SEEN calc with three bugs\n" in text  # history ends at the base commit
     assert "STATUS M calc.py" in text and "COMMITTED fix add" in text

@@ -240,3 +240,32 @@ def test_a_start_given_up_before_it_lets_the_sandbox_go_never_runs_its_command(t
         with contextlib.suppress(ProcessLookupError):
             os.killpg(sandbox.pid, signal.SIGKILL)  # the waiting sandbox is still in bwrap's process group
         sandbox.wait()
+
+
+def test_a_memory_folder_gets_writable_copies_that_never_reach_the_host(tmp_path: Path) -> None:
+    source = tmp_path / "template"
+    source.write_text("from the host\n")
+    memory = Path("/fleet-test-memory")
+    view = View(workdir=tmp_path, writable=(tmp_path,), memory=memory, memory_dirs=(memory / "a" / "b",),
+                copies=((source, memory / "a" / "copy"),))  # fmt: skip
+    script = (
+        "cat /fleet-test-memory/a/copy; echo changed >> /fleet-test-memory/a/copy; touch /fleet-test-memory/a/b/new"
+    )
+    script += "; cat /fleet-test-memory/a/copy; grep ' /fleet-test-memory ' /proc/self/mountinfo | grep -c tmpfs"
+    result = run_process([*confine(view), "/bin/sh", "-c", script], cwd=tmp_path, env=ENV, timeout=30)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["from the host", "from the host", "changed", "1"]
+    assert source.read_text() == "from the host\n"  # the copy was written, not the host's file
+    assert not memory.exists()  # nothing of the folder is on the host
+    again = run_process([*confine(view), "/bin/sh", "-c", "ls /fleet-test-memory/a/b"], cwd=tmp_path, env=ENV,
+                        timeout=30)  # fmt: skip
+    assert again.exit_code == 0 and again.output == ""  # each sandbox starts from its own empty memory
+
+
+def test_a_copy_whose_host_file_is_gone_fails_the_start_in_one_line(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    view = View(workdir=tmp_path, writable=(tmp_path,), memory=Path("/fleet-test-memory"),
+                copies=((tmp_path / "missing", Path("/fleet-test-memory/copy")),))  # fmt: skip
+    result = run_process([*confine(view), "/bin/touch", str(marker)], cwd=tmp_path, env=ENV, timeout=30)
+    assert result.exit_code is None and not marker.exists()
+    assert result.output == f"the sandbox's copy of {tmp_path / 'missing'} cannot be read (No such file or directory)"
