@@ -59,12 +59,13 @@ def copy_slot(source: Path) -> str:
     return COPY_SLOT.format(source)
 
 
-def _copy_sources(argv: Sequence[str]) -> dict[int, Path]:
-    """Where each copy slot stands as the value of `--file`, and the host file it names."""
+def _copy_sources(argv: Sequence[str], options_end: int) -> dict[int, Path]:
+    """Where each copy slot stands as the value of `--file` among bwrap's own options (before options_end: the
+    command's arguments after them are never read as slots), and the host file it names."""
     prefix, suffix = COPY_SLOT.split("{}")
     return {
         index + 1: Path(value[len(prefix) : -len(suffix)])
-        for index, (option, value) in enumerate(zip(argv, argv[1:], strict=False))
+        for index, (option, value) in enumerate(zip(argv[:options_end], argv[1:options_end], strict=False))
         if option == "--file" and value.startswith(prefix) and value.endswith(suffix)
     }
 
@@ -136,7 +137,7 @@ def prepared(argv: Sequence[str]) -> Iterator[Start]:
         for slot, position in positions.items():
             if slot in filled:
                 start.argv[position] = str(filled[slot])
-        for position, source in _copy_sources(argv).items():
+        for position, source in _copy_sources(argv, positions[INFO_SLOT]).items():
             start.argv[position] = str(_opened(source, start))
         yield start
     finally:
@@ -146,7 +147,7 @@ def prepared(argv: Sequence[str]) -> Iterator[Start]:
 def _opened(source: Path, start: Start) -> int:
     """source opened for bwrap to copy from, closed in the worker once bwrap has it."""
     try:
-        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError as exc:
         raise SandboxStartFailed(f"the sandbox's copy of {source} cannot be read ({exc.strerror})") from exc
     start.child_fds.append(fd)

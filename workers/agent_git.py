@@ -3,10 +3,12 @@
 A pooled worktree's `.git` points into the shared bare mirror, where every ticket's base, every later commit and
 every fetched branch live, and whose config (core.fsmonitor, core.hooksPath: commands git runs), hooks and refs
 every other agent's git would read. So no agent ever gets that pointer. Inside the sandbox it is covered by a
-read-only pointer to a git dir at SANDBOX_GITDIR, a folder of the sandbox's own memory that bwrap fills
-(sandbox_gitdir): nothing of it is written on the host, and it ends with the sandbox. Without the sandbox there is
-nothing to bind over, so a git dir is made in the attempt folder (private_gitdir), the worktree's own `.git`
-names it for the agent's run and is put back afterwards (pointed_at). Fleet's own git commands name the
+read-only pointer to the agent's own git dir: for an agent whose whole run is one command in the sandbox, one at
+SANDBOX_GITDIR, a folder of the sandbox's own memory that bwrap fills (sandbox_gitdir): nothing of it is written
+on the host, and it ends with the sandbox; for an agent that starts a sandbox per command (the llm agent), one in
+the attempt folder (private_gitdir), bound in writable, so that what one command leaves (a stash, a commit) is
+there at the next. Without the sandbox there is nothing to bind over, so the worktree's own `.git` names the
+attempt folder's git dir for the agent's run and is put back afterwards (pointed_at). Fleet's own git commands name the
 mirror-side git dir and the work tree explicitly (workers/worktree.py), so they never read the agent's `.git` or
 its git dir's config either way.
 

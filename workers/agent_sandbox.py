@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from system.sandbox import View, confine, seccomp_warning
-from workers.agent_git import sandbox_gitdir
+from workers.agent_git import gitdir_pointer, private_gitdir, sandbox_gitdir
 from workers.egress import RELAY_SCRIPT, EgressGate, relay_argv
 
 
@@ -42,6 +42,11 @@ class SandboxPlan:
     shown: tuple[Path, ...] = ()
     egress_socket: Path | None = None
     gateway_port: int = 0  # the model gateway's gate on the worker's loopback, tunnelled to the same port inside
+    # The agent's git dir in the sandbox's memory, which ends with the sandbox: only for an agent whose whole run
+    # is one command in it (its class says `runs_in_one_sandbox`). An agent that starts a sandbox per command
+    # (the llm agent, one per turn) keeps its git dir in the attempt folder, so a stash or commit made by one
+    # command is there at the next.
+    git_in_memory: bool = False
 
     @property
     def scratch(self) -> Path:
@@ -54,22 +59,32 @@ def build_sandbox(plan: SandboxPlan) -> AgentSandbox:
     tmp = plan.scratch / "tmp"
     for folder in (tmp, plan.home / ".cache"):
         folder.mkdir(parents=True, exist_ok=True)
-    git = sandbox_gitdir(plan.mirror, plan.worktree, plan.worktree_gitdir, plan.base_sha)
     shown = tuple((p.resolve(), p.resolve()) for p in plan.shown if p.is_file() and os.access(p, os.X_OK))
     view = View(
         workdir=plan.worktree,
         writable=(plan.worktree, plan.scratch, plan.home),
         readable=plan.readable,
         hidden=plan.hidden,
-        overlays=(*git.read_only, *shown),
+        overlays=shown,
         egress_socket=plan.egress_socket,
-        memory=git.memory,
-        memory_dirs=git.folders,
-        copies=git.copies,
     )
+    view = _with_git_in_memory(view, plan) if plan.git_in_memory else _with_git_on_disk(view, plan)
     env = {"HOME": str(plan.home), "XDG_CACHE_HOME": str(plan.home / ".cache"), "TMPDIR": str(tmp)}
     wrapper = confine(view)
     if plan.egress_socket is not None:  # the relay on the sandbox's own loopback is the agent's HTTP proxy
         forward = (plan.gateway_port,) if plan.gateway_port else ()
         wrapper += relay_argv(sys.executable, RELAY_SCRIPT, plan.egress_socket, 0, forward)
     return AgentSandbox(wrapper, env, seccomp_warning())
+
+
+def _with_git_in_memory(view: View, plan: SandboxPlan) -> View:
+    git = sandbox_gitdir(plan.mirror, plan.worktree, plan.worktree_gitdir, plan.base_sha)
+    overlays = (*git.read_only, *view.overlays)
+    return replace(view, overlays=overlays, memory=git.memory, memory_dirs=git.folders, copies=git.copies)
+
+
+def _with_git_on_disk(view: View, plan: SandboxPlan) -> View:
+    gitdir = private_gitdir(plan.mirror, plan.worktree_gitdir, plan.base_sha, plan.attempt_dir)
+    pointer = gitdir_pointer(gitdir, plan.attempt_dir / "agent-git-pointer")
+    overlays = ((pointer, plan.worktree / ".git"), *view.overlays)
+    return replace(view, writable=(*view.writable, gitdir), overlays=overlays)

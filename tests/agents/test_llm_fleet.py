@@ -23,6 +23,7 @@ TICKETS = {
         title="mul() is off by one [script:needs-feedback]", body="tests/test_calc.py::test_mul fails", attempts=2
     ),
     "game-tests": dict(title="add() is wrong [script:game-tests]", body="tests/test_calc.py::test_add", attempts=1),
+    "stash-pop": dict(title="add() is off [script:stash-pop]", body="tests/test_calc.py::test_add fails", attempts=1),
     "never-finish": dict(title="div() floors [script:never-finish]", body="tests/test_calc.py::test_div", attempts=1),
     "garbage": dict(title="add() again [script:garbage]", body="tests/test_calc.py::test_add", attempts=1),
 }
@@ -79,6 +80,14 @@ def test_a_model_that_fixes_the_bug_reaches_review_with_its_cost(session: Sessio
     assert attempt["verdict"] == "passed"
     assert attempt["tokens_in"] > 0 and attempt["tokens_out"] > 0
     assert attempt["cost_usd"] == pytest.approx((attempt["tokens_in"] * 3 + attempt["tokens_out"] * 15) / 1e6)
+
+
+def test_git_state_the_model_makes_in_one_command_is_there_at_the_next(session: Session) -> None:
+    """Each of the llm agent's commands is a sandbox of its own: its git dir must outlive them all."""
+    ticket = session.tickets["stash-pop"]
+    assert ticket["status"] == "needs_review", ticket
+    [attempt] = attempts(ticket)
+    assert attempt["verdict"] == "passed" and attempt["diff_stat"] == "1 file, +1 -1"
 
 
 def test_the_transcript_is_the_conversation_in_json_lines(session: Session) -> None:

@@ -269,3 +269,18 @@ def test_a_copy_whose_host_file_is_gone_fails_the_start_in_one_line(tmp_path: Pa
     result = run_process([*confine(view), "/bin/touch", str(marker)], cwd=tmp_path, env=ENV, timeout=30)
     assert result.exit_code is None and not marker.exists()
     assert result.output == f"the sandbox's copy of {tmp_path / 'missing'} cannot be read (No such file or directory)"
+
+
+def test_copy_slots_in_the_commands_own_arguments_are_never_opened(tmp_path: Path) -> None:
+    """Only bwrap's own options are slots: an argument that looks like one reaches the command as it was written."""
+    secret = tmp_path / "secret"
+    secret.write_text("host only\n")
+    slot = f"<fleet:copy:{secret}>"
+    script = 'echo "$@"; ls /proc/self/fd | wc -l'
+    argv = [*_confined(tmp_path), "/bin/sh", "-c", script, "sh", "--file", slot, "/tmp/x"]
+    result = run_process(argv, cwd=tmp_path, env=ENV, timeout=30)
+    assert result.exit_code == 0, result.output
+    echoed, descriptors = result.output.splitlines()
+    assert echoed == f"--file {slot} /tmp/x"
+    # stdin, the output twice, ls's own, and without a filter the write end of the pipe the sandbox waited on
+    assert int(descriptors) == (4 if seccomp_problem() is None else 5)

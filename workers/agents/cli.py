@@ -34,6 +34,7 @@ class CliAgent:
     prompt_on_stdin: ClassVar[bool] = True
     # The CLI calls its model API itself: with agent_network "auto", it gets the egress proxy (workers/egress.py).
     needs_network: ClassVar[bool] = True
+    runs_in_one_sandbox: ClassVar[bool] = True  # see workers/agent_sandbox.py SandboxPlan.git_in_memory
     # What its sandbox may reach (host:port) through the egress proxy, besides the repository's agent_hosts and
     # the hosts of the base URLs passed to it (--agent-env ANTHROPIC_BASE_URL and the like).
     model_hosts: ClassVar[tuple[str, ...]] = ()

@@ -44,6 +44,7 @@ class HostedAgent:
 
     # Like the agent CLIs, a class calls its model itself: with agent_network "auto" it gets the egress proxy.
     needs_network: ClassVar[bool] = True
+    runs_in_one_sandbox: ClassVar[bool] = True  # see workers/agent_sandbox.py SandboxPlan.git_in_memory
 
     def __init__(self, path: str, options: AgentOptions) -> None:
         self.path = path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import ClassVar
 
 from system.process import ProcessResult
 from workers.agents.base import AgentOptions, agent_env, run_agent_command
@@ -12,6 +13,8 @@ from workers.agents.contracts import AgentResult, AgentTask
 
 class ShellAgent:
     """Runs options.command (never through a shell) with cwd = the worktree and the prompt in $FLEET_PROMPT_FILE."""
+
+    runs_in_one_sandbox: ClassVar[bool] = True  # see workers/agent_sandbox.py SandboxPlan.git_in_memory
 
     def __init__(self, options: AgentOptions) -> None:
         self.options = options

@@ -41,6 +41,7 @@ def agent_sandbox(
         shown=tuple(Path(c) for c in command[:1] if Path(c).is_absolute()),
         egress_socket=gate.socket_path if gate else None,
         gateway_port=gateway_port,
+        git_in_memory=bool(getattr(agent, "runs_in_one_sandbox", False)),
     )
     try:
         sandbox = replace(build_sandbox(plan), gate=gate)

@@ -56,6 +56,15 @@ SCRIPTS: dict[str, Callable[[Messages], str]] = {
         ),
         DONE,
     ),
+    # Its git work spans turns, each a command of its own: the stash must still be there at the next one.
+    "stash-pop": _turns(
+        _bash(
+            "add() subtracts; fix it, then put the fix aside.",
+            _edit("calc.py", "s/return a - b/return a + b/") + " && git stash",
+        ),
+        _bash("Bring the fix back.", "git stash pop"),
+        DONE,
+    ),
     "never-finish": _turns(_bash("Let me keep looking around.", "ls")),
     "chatty": _turns("I am thinking about the problem, without running anything."),
 }
