@@ -1,5 +1,5 @@
-"""The agent's sandbox for one attempt: its private git dir (in the sandbox's memory), its folders, and the egress
-relay to its model API.
+"""The agent's sandbox for one attempt: its private git dir (in the sandbox's memory when the agent's whole run is
+one command, else in the attempt folder), its folders, and the egress relay to its model API.
 
 The confinement itself is system/sandbox.py's, the one the code under test gets too.
 """
