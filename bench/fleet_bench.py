@@ -9,7 +9,8 @@
    where ideal = N x (S + bare test time) / C, and Fleet's own CPU time per ticket: the `fleet up` process's
    user+system time (read from /proc, children excluded, so agents and test commands do not count) divided
    by N; and what a ticket costs the whole machine (every process's CPU time during the run, from /proc/stat,
-   divided by N: Fleet, git, bwrap, the agents and the test commands, and whatever else runs).
+   divided by N: Fleet, git, bwrap, the agents and the test commands, and whatever else runs), and how long the
+   worker took to start its first agent and to stop after its last one ended.
    Embedded mode (SQLite, serverless broker) and team mode (PostgreSQL + Redis; needs both servers).
    Each row also counts, per ticket, the SQL statements and the commands the worker spawned (bench/counting.py).
    The wide row: team mode, more slots than one process should hold, shared by several `fleet worker` processes.
@@ -225,13 +226,13 @@ def throughput(
     env = fleet_env(home, mode) | ({"PYTHONPATH": code} if code else {})
     fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
     submit_batch(env, work, label, tickets, agent_seconds)
-    started, machine_before = time.monotonic(), machine_cpu_seconds()
+    started, wall_started, machine_before = time.monotonic(), time.time(), machine_cpu_seconds()
     workers = start_workers(env, work, slots, processes)
     cpu, peak_rss = watch(env, workers)
     makespan, machine_cpu = time.monotonic() - started, machine_cpu_seconds() - machine_before
-    log.write_text(
-        "".join(f"{kind} {ts}\n" for t in transcripts(env) for kind in ("start", "end") for ts in stamps(t, kind))
-    )
+    told = transcripts(env)
+    starts, ends = [ts for t in told for ts in stamps(t, "start")], [ts for t in told for ts in stamps(t, "end")]
+    log.write_text("".join(f"start {ts}\n" for ts in starts) + "".join(f"end {ts}\n" for ts in ends))
     counts = json.loads(fleet(env, "status", "--json", cwd=work))["tickets"]
     bare = bare_test_seconds(repo)
     ideal = tickets * (agent_seconds + bare) / slots
@@ -254,6 +255,9 @@ def throughput(
         "verified": counts.get("needs_review", 0),
         "not_verified": {status: n for status, n in counts.items() if status != "needs_review" and n},
         "busy": busy_profile(log, slots),
+        # Before the first agent starts (the worker's start, its first claims) and after the last one ends.
+        "until_first_agent_s": round(min(starts) - wall_started, 2),
+        "after_last_agent_s": round(wall_started + makespan - max(ends), 2),
         "busy_log": str(log),
     }
 

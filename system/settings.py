@@ -14,6 +14,7 @@ from system.places import EMBEDDED_BROKER, Place, default_home
 
 __all__ = ["EMBEDDED_BROKER", "Settings", "default_home"]
 VERIFY_PER_CORE = 4
+REFILLS_PER_CORE = 4
 
 
 class Settings(BaseSettings):
@@ -70,7 +71,10 @@ class Settings(BaseSettings):
     worktree_pool_size: int = 0  # per repository and kind of work; 0: as many as the worker has slots
     # Verifications a worker runs at once, beside its agent slots (they never hold one): sized to the cores
     # (0: four per core; a verification spends much of its time waiting on git and sandbox starts).
-    verify_concurrency: int = 0
+    verify_concurrency: int = Field(default=0, ge=0)
+    # Slots that do their between-agents work at once (workers/refills.py): the diff, the clean-up, the end and the
+    # next agent's start, when many agents end together (0: four per core).
+    refill_concurrency: int = Field(default=0, ge=0)
     env_cache_bytes: int = 10 * 2**30  # environments built by setup commands, kept for reuse; 0 turns it off
     ports_dir: Path = Path(tempfile.gettempdir()) / f"fleet-ports-{os.getuid()}"
     port_first: int = 20_000
@@ -109,6 +113,11 @@ class Settings(BaseSettings):
     def verify_slots(self) -> int:
         """How many verifications a worker runs at once: FLEET_VERIFY_CONCURRENCY, else four per core."""
         return self.verify_concurrency or VERIFY_PER_CORE * (os.cpu_count() or 1)
+
+    @property
+    def refill_turns(self) -> int:
+        """How many slots of a worker refill at once: FLEET_REFILL_CONCURRENCY, else four per core."""
+        return self.refill_concurrency or REFILLS_PER_CORE * (os.cpu_count() or 1)
 
     @property
     def embedded(self) -> bool:

@@ -31,6 +31,7 @@ from workers.gateway.server import ModelGateway
 from workers.group_writer import GroupWriter
 from workers.journal import OutcomeJournal
 from workers.queue import Dispatcher
+from workers.refills import RefillTurns
 from workers.transcripts import LiveTranscripts
 from workers.worktree import WorktreePool
 
@@ -164,6 +165,7 @@ class WorkerRuntime:
         # Verifications run here, not in the Celery slot that received them: an agent slot refills as soon as its
         # agent ends, whatever verification is doing, and the CPU-bound test runs get a budget sized to the cores.
         self._verifier = ThreadPoolExecutor(settings.verify_slots, thread_name_prefix="fleet-verify")
+        self.refills = RefillTurns(settings.refill_turns)
         self.transcripts = LiveTranscripts(db, settings.transcript_flush_seconds, settings.transcript_limit_bytes)
         self._group_writers: dict[str, GroupWriter[Any, Any]] = {}
         self._group_writers_lock = threading.Lock()

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from db import queries
 from system.settings import Settings
 from tests.conftest import make_test_fleet
@@ -265,6 +267,12 @@ def test_a_bad_setting_in_the_environment_is_one_line_naming_its_variable(tmp_pa
     fleet = make_test_fleet(tmp_path, FLEET_VERIFY_CONCURRENCY="four")
     for command in (["repo", "list"], ["cache", "list"], ["up", "--until-idle"], ["web", "--port", "1"]):
         assert_one_line_error(fleet.run(*command, check=False), "FLEET_VERIFY_CONCURRENCY: must be a whole number")
+
+
+@pytest.mark.parametrize("variable", ["FLEET_VERIFY_CONCURRENCY", "FLEET_REFILL_CONCURRENCY"])
+def test_a_negative_concurrency_is_one_line_naming_its_variable(tmp_path: Path, variable: str) -> None:
+    fleet = make_test_fleet(tmp_path, **{variable: "-1"})
+    assert_one_line_error(fleet.run("up", "--until-idle", check=False), f"{variable}: must be at least 0")
 
 
 def test_a_database_that_cannot_be_opened_is_one_line_naming_it_and_no_password(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from db.lifecycle import AttemptStatus
 from db.models import Attempt
 from system.settings import Settings
 from tests.core.conftest import Fleet, scripted
+from tests.workers.test_refill_turns import Holder
 from workers.celery_app import create_app
 from workers.constants import AGENT_QUEUE, VERIFY_QUEUE
 from workers.embedded_queue import depths
@@ -19,6 +20,7 @@ from workers.pipeline import run_agent_attempt
 from workers.pipeline.agent_step import AgentEnd, _record_ends
 from workers.pipeline.unit import claim
 from workers.queue import Dispatcher
+from workers.refills import RefillTurns
 from workers.runtime import WorkerRuntime
 
 
@@ -97,3 +99,45 @@ def test_agents_that_end_together_share_one_transaction_and_each_slot_claims_its
     with fleet.db().session() as s:
         tokens = [s.get(Attempt, attempt_id).lease_token for attempt_id in ids[2:]]  # type: ignore[union-attr]
     assert tokens == [end.following.token for end in ends]
+
+
+class RecordedTurns(RefillTurns):
+    """The worker's refill turns, each take and give-back written down with whether the slot holds one after it."""
+
+    def __init__(self, turns: int) -> None:
+        super().__init__(turns, longest_wait=30.0)
+        self.calls: list[tuple[str, bool]] = []
+
+    def take(self) -> bool:
+        got = super().take()
+        self.calls.append(("take", self.holding()))
+        return got
+
+    def give_back(self) -> None:
+        super().give_back()
+        self.calls.append(("give_back", self.holding()))
+
+
+@pytest.mark.parametrize("second", [scripted("fix-add"), "false"])  # the second agent ends well, or fails
+def test_a_slot_holds_a_refill_turn_from_its_agents_end_to_the_next_agents_start_and_frees_it_when_done(
+    embedded: Fleet, monkeypatch: pytest.MonkeyPatch, second: str
+) -> None:
+    fleet = embedded
+    fleet.env["FLEET_AGENT_SANDBOX"] = "false"
+    fleet.sample_repo()
+    for n, command in enumerate([scripted("fix-add"), second]):
+        fleet.submit("--repo", "calc", "--title", f"add {n}", "--attempts", "1", "--agent-cmd", command)
+    runtime = _agents_only_runtime(fleet, monkeypatch)
+    turns = runtime.refills = RecordedTurns(1)
+    runtime.start()
+    try:
+        with fleet.db().session() as s:
+            first = min(a.id for a in s.query(Attempt))
+        run_agent_attempt(runtime, first)  # the first agent's end claims the second for this slot
+    finally:
+        runtime.stop()
+    between = [("take", True), ("give_back", False)]  # the first agent's end, then the second agent's start
+    ended = [("take", True), ("give_back", False)]  # the second's end; the slot has nothing more to run
+    assert turns.calls == [("give_back", False), *between, *ended]
+    assert _statuses(fleet) == ["verify_queued", "verify_queued" if second != "false" else "finished"]
+    assert Holder(turns).got == [True]  # the one turn is free for the next slot

@@ -67,9 +67,12 @@ RENEWALS_MISSED = 3  # a lease not renewed for this many heartbeats has a dead h
 def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     """Claim the attempt, run its agent in a pooled worktree, record transcript and diff, queue verification;
     then run the waiting attempt the agent's end claimed for this slot, if any, and so on."""
-    following = perform(rt, attempt_id, AttemptStatus.RUNNING, _execute_agent, _finish_agent)
-    while following is not None:
-        following = perform_held(rt, following, _execute_agent, _finish_agent)
+    try:
+        following = perform(rt, attempt_id, AttemptStatus.RUNNING, _execute_agent, _finish_agent)
+        while following is not None:
+            following = perform_held(rt, following, _execute_agent, _finish_agent)
+    finally:
+        rt.refills.give_back()  # taken when an agent ended: this slot has nothing more to run
 
 
 def _execute_agent(rt: WorkerRuntime, unit: Unit) -> Outcome:
@@ -123,9 +126,11 @@ def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, di
                 on_output=live.write,
                 limits=ChildLimits(address_space=limits.address_space_mb * 2**20),
             )
+            rt.refills.give_back()  # the previous agent's end and this one's start are done
             try:
                 result = agent.run(task)
             finally:
+                rt.refills.take()  # from here to the next agent's start, this slot goes in turn (workers/refills)
                 if sandbox.gate is not None:
                     sandbox.gate.close()
                 model_gate.close()
