@@ -16,7 +16,7 @@ from workers.celery_app import create_app
 from workers.constants import AGENT_QUEUE, VERIFY_QUEUE
 from workers.embedded_queue import depths
 from workers.journal import AGENT
-from workers.pipeline import run_agent_attempt
+from workers.pipeline import run_agent_attempt, verify_attempt
 from workers.pipeline.agent_step import AgentEnd, _record_ends
 from workers.pipeline.unit import claim
 from workers.queue import Dispatcher
@@ -117,6 +117,10 @@ class RecordedTurns(RefillTurns):
         super().give_back()
         self.calls.append(("give_back", self.holding()))
 
+    def wait_out(self, longest: float) -> bool:
+        self.calls.append(("wait_out", longest > 0))
+        return super().wait_out(longest)
+
 
 @pytest.mark.parametrize("second", [scripted("fix-add"), "false"])  # the second agent ends well, or fails
 def test_a_slot_holds_a_refill_turn_from_its_agents_end_to_the_next_agents_start_and_frees_it_when_done(
@@ -138,6 +142,28 @@ def test_a_slot_holds_a_refill_turn_from_its_agents_end_to_the_next_agents_start
         runtime.stop()
     between = [("take", True), ("give_back", False)]  # the first agent's end, then the second agent's start
     ended = [("take", True), ("give_back", False)]  # the second's end; the slot has nothing more to run
-    assert turns.calls == [("give_back", False), *between, *ended]
+    started = [("take", True), ("give_back", False)]  # the slot's first claim, then its first agent's start
+    assert turns.calls == [*started, *between, *ended]
     assert _statuses(fleet) == ["verify_queued", "verify_queued" if second != "false" else "finished"]
     assert Holder(turns).got == [True]  # the one turn is free for the next slot
+
+
+def test_a_verification_waits_out_the_slots_refilling_before_it_begins(
+    embedded: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet = embedded
+    fleet.env["FLEET_AGENT_SANDBOX"] = "false"
+    fleet.sample_repo()
+    fleet.submit("--repo", "calc", "--title", "add", "--attempts", "1", "--agent-cmd", scripted("fix-add"))
+    runtime = _agents_only_runtime(fleet, monkeypatch)
+    runtime.start()
+    try:
+        with fleet.db().session() as s:
+            (attempt_id,) = [a.id for a in s.query(Attempt)]
+        run_agent_attempt(runtime, attempt_id)
+        turns = runtime.refills = RecordedTurns(1)
+        verify_attempt(runtime, attempt_id)  # the verify queue's message
+    finally:
+        runtime.stop()
+    assert turns.calls == [("wait_out", True)]
+    assert _statuses(fleet) == ["finished"]

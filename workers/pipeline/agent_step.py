@@ -68,6 +68,7 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     """Claim the attempt, run its agent in a pooled worktree, record transcript and diff, queue verification;
     then run the waiting attempt the agent's end claimed for this slot, if any, and so on."""
     try:
+        rt.refills.take()  # the slot's first claim and start go in turn too (a first wave of a hundred starts)
         following = perform(rt, attempt_id, AttemptStatus.RUNNING, _execute_agent, _finish_agent)
         while following is not None:
             following = perform_held(rt, following, _execute_agent, _finish_agent)
