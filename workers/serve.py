@@ -24,7 +24,7 @@ from workers.runtime import LeaseBook, WorkerRuntime
 from workers.tasks import register_tasks
 
 log = logging.getLogger(__name__)
-IDLE_CHECK_SECONDS = 0.2
+IDLE_CHECK_SECONDS = 0.1
 # Celery threads beyond the agent slots: they only hand verifications to the runtime's own budget, so a
 # verification message never waits for an agent to end before it is taken.
 HANDOFF_THREADS = 2
