@@ -9,8 +9,8 @@
    where ideal = N x (S + bare test time) / C, and Fleet's own CPU time per ticket: the `fleet up` process's
    user+system time (read from /proc, children excluded, so agents and test commands do not count) divided
    by N; and what a ticket costs the whole machine (every process's CPU time during the run, from /proc/stat,
-   divided by N: Fleet, git, bwrap, the agents and the test commands, and whatever else runs), and how long the
-   worker took to start its first agent and to stop after its last one ended.
+   divided by N: Fleet, git, bwrap, the agents and the test commands, and whatever else runs), and the seconds
+   before the first agent started and after the last one ended.
    Embedded mode (SQLite, serverless broker) and team mode (PostgreSQL + Redis; needs both servers).
    Each row also counts, per ticket, the SQL statements and the commands the worker spawned (bench/counting.py).
    The wide row: team mode, more slots than one process should hold, shared by several `fleet worker` processes.
@@ -224,6 +224,7 @@ def throughput(
     home, repo, log = work / f"home-{label}", work / f"repo-{label}", work / f"busy-{label}.log"
     make_repo(repo)
     env = fleet_env(home, mode) | ({"PYTHONPATH": code} if code else {})
+    env["FLEET_WORKTREE_POOL_SIZE"] = str(slots)  # the host's pool, for its worker processes together
     fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
     submit_batch(env, work, label, tickets, agent_seconds)
     started, wall_started, machine_before = time.monotonic(), time.time(), machine_cpu_seconds()
@@ -255,7 +256,6 @@ def throughput(
         "verified": counts.get("needs_review", 0),
         "not_verified": {status: n for status, n in counts.items() if status != "needs_review" and n},
         "busy": busy_profile(log, slots),
-        # Before the first agent starts (the worker's start, its first claims) and after the last one ends.
         "until_first_agent_s": round(min(starts) - wall_started, 2),
         "after_last_agent_s": round(wall_started + makespan - max(ends), 2),
         "busy_log": str(log),

@@ -11,9 +11,6 @@ A slot's first claim and start go in turn as well: the first wave's hundred star
 given back when the slot's next agent starts or the slot has nothing more to run. A slot that waits for a turn
 longer than `longest_wait` goes on without one: a turn held through something slow (a setup command, a first
 baseline, a database that does not answer) delays the others by at most that much.
-
-Verifications wait out the refills (`wait_out`, for a bounded time): a wave's verifications are as many as its
-agents, and while they shared the cores with the refills the first burst still kept a slot idle 0.7 s on average.
 """
 
 from __future__ import annotations
@@ -32,35 +29,19 @@ class RefillTurns:
         self.turns, self.longest_wait = turns, longest_wait
         self._free = threading.Semaphore(turns)  # its waiters are woken in the order they came
         self._holder = threading.local()
-        self._held = 0
-        self._changed = threading.Condition()
 
     def take(self) -> bool:
         """Wait for a turn (a no-op when this thread holds one); False when the wait ran out and it goes on without."""
         if self.holding():
             return True
         self._holder.held = self._free.acquire(timeout=self.longest_wait)
-        if self._holder.held:
-            self._count(+1)
         return self._holder.held
 
     def give_back(self) -> None:
         """Free this thread's turn, if it holds one."""
         if self.holding():
             self._holder.held = False
-            self._count(-1)
             self._free.release()
-
-    def wait_out(self, longest: float) -> bool:
-        """Wait until no thread holds a turn, for at most longest seconds; True when none does."""
-        with self._changed:
-            return self._changed.wait_for(lambda: self._held == 0, timeout=longest)
-
-    def _count(self, change: int) -> None:
-        with self._changed:
-            self._held += change
-            if self._held == 0:
-                self._changed.notify_all()
 
     def holding(self) -> bool:
         """True while this thread holds a turn."""

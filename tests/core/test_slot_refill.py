@@ -16,7 +16,7 @@ from workers.celery_app import create_app
 from workers.constants import AGENT_QUEUE, VERIFY_QUEUE
 from workers.embedded_queue import depths
 from workers.journal import AGENT
-from workers.pipeline import run_agent_attempt, verify_attempt
+from workers.pipeline import run_agent_attempt
 from workers.pipeline.agent_step import AgentEnd, _record_ends
 from workers.pipeline.unit import claim
 from workers.queue import Dispatcher
@@ -38,15 +38,20 @@ def _statuses(fleet: Fleet) -> list[str]:
         return [a.status for a in s.query(Attempt).order_by(Attempt.id)]
 
 
+def _queued(fleet: Fleet, commands: list[str]) -> None:
+    """Tickets of the sample repository, one per agent command, each with one attempt and no agent sandbox."""
+    fleet.env["FLEET_AGENT_SANDBOX"] = "false"
+    fleet.sample_repo()
+    for n, command in enumerate(commands):
+        fleet.submit("--repo", "calc", "--title", f"add {n}", "--attempts", "1", "--agent-cmd", command)
+
+
 @pytest.mark.parametrize("stopping", [False, True])
 def test_a_freed_slot_runs_the_next_waiting_attempt_itself_unless_its_worker_stops(
     embedded: Fleet, monkeypatch: pytest.MonkeyPatch, stopping: bool
 ) -> None:
     fleet = embedded
-    fleet.env["FLEET_AGENT_SANDBOX"] = "false"
-    fleet.sample_repo()
-    for n in range(3):
-        fleet.submit("--repo", "calc", "--title", f"add {n}", "--attempts", "1", "--agent-cmd", scripted("fix-add"))
+    _queued(fleet, [scripted("fix-add")] * 3)
     runtime = _agents_only_runtime(fleet, monkeypatch)
     runtime.start()  # its heartbeat offers the one slot
     try:
@@ -117,20 +122,13 @@ class RecordedTurns(RefillTurns):
         super().give_back()
         self.calls.append(("give_back", self.holding()))
 
-    def wait_out(self, longest: float) -> bool:
-        self.calls.append(("wait_out", longest > 0))
-        return super().wait_out(longest)
-
 
 @pytest.mark.parametrize("second", [scripted("fix-add"), "false"])  # the second agent ends well, or fails
 def test_a_slot_holds_a_refill_turn_from_its_agents_end_to_the_next_agents_start_and_frees_it_when_done(
     embedded: Fleet, monkeypatch: pytest.MonkeyPatch, second: str
 ) -> None:
     fleet = embedded
-    fleet.env["FLEET_AGENT_SANDBOX"] = "false"
-    fleet.sample_repo()
-    for n, command in enumerate([scripted("fix-add"), second]):
-        fleet.submit("--repo", "calc", "--title", f"add {n}", "--attempts", "1", "--agent-cmd", command)
+    _queued(fleet, [scripted("fix-add"), second])
     runtime = _agents_only_runtime(fleet, monkeypatch)
     turns = runtime.refills = RecordedTurns(1)
     runtime.start()
@@ -146,24 +144,3 @@ def test_a_slot_holds_a_refill_turn_from_its_agents_end_to_the_next_agents_start
     assert turns.calls == [*started, *between, *ended]
     assert _statuses(fleet) == ["verify_queued", "verify_queued" if second != "false" else "finished"]
     assert Holder(turns).got == [True]  # the one turn is free for the next slot
-
-
-def test_a_verification_waits_out_the_slots_refilling_before_it_begins(
-    embedded: Fleet, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fleet = embedded
-    fleet.env["FLEET_AGENT_SANDBOX"] = "false"
-    fleet.sample_repo()
-    fleet.submit("--repo", "calc", "--title", "add", "--attempts", "1", "--agent-cmd", scripted("fix-add"))
-    runtime = _agents_only_runtime(fleet, monkeypatch)
-    runtime.start()
-    try:
-        with fleet.db().session() as s:
-            (attempt_id,) = [a.id for a in s.query(Attempt)]
-        run_agent_attempt(runtime, attempt_id)
-        turns = runtime.refills = RecordedTurns(1)
-        verify_attempt(runtime, attempt_id)  # the verify queue's message
-    finally:
-        runtime.stop()
-    assert turns.calls == [("wait_out", True)]
-    assert _statuses(fleet) == ["finished"]

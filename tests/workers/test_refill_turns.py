@@ -90,18 +90,3 @@ def test_waiters_get_a_turn_as_soon_as_one_is_given_back() -> None:
 def test_a_worker_needs_at_least_one_turn() -> None:
     with pytest.raises(ValueError, match="at least one turn"):
         RefillTurns(0)
-
-
-def test_waiting_out_the_refills_ends_when_the_last_turn_is_given_back_or_after_the_longest_wait() -> None:
-    turns = RefillTurns(2, longest_wait=30.0)
-    assert turns.wait_out(0.0) is True  # nobody refills
-    first, second = Holder(turns), Holder(turns)
-    assert turns.wait_out(0.05) is False  # two turns held: the wait ran out
-    waited: list[bool] = []
-    waiter = threading.Thread(target=lambda: waited.append(turns.wait_out(30.0)))
-    waiter.start()
-    first.let_go()
-    assert turns.wait_out(0.05) is False  # one is still held
-    second.let_go()
-    waiter.join(timeout=30.0)
-    assert waited == [True]

@@ -18,13 +18,10 @@ from workers.runtime import WorkerRuntime
 from workers.secrets import redact
 
 __all__ = ["spec_for", "spec_hash", "verify_attempt"]
-# A verification waits this long at most for the slots refilling at the time: their agents start first.
-REFILLS_FIRST_SECONDS = 2.0
 
 
 def verify_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     """Claim the attempt's verification, judge its diff in a clean checkout, and act on the verdict."""
-    rt.refills.wait_out(REFILLS_FIRST_SECONDS)
     perform(rt, attempt_id, AttemptStatus.VERIFYING, _execute_verification, _record_verdict)
 
 
@@ -35,7 +32,6 @@ def verify_here(rt: WorkerRuntime, job: Job) -> None:
 
 
 def _verify_known(rt: WorkerRuntime, job: Job) -> None:
-    rt.refills.wait_out(REFILLS_FIRST_SECONDS)
     perform(rt, job.attempt_id, AttemptStatus.VERIFYING, _execute_verification, _record_verdict, known=job)
 
 
