@@ -26,7 +26,7 @@ class RefillTurns:
     def __init__(self, turns: int, longest_wait: float = TURN_WAIT_SECONDS) -> None:
         if turns < 1:
             raise ValueError("refills need at least one turn")
-        self.turns, self.longest_wait = turns, longest_wait
+        self.longest_wait = longest_wait
         self._free = threading.Semaphore(turns)  # its waiters are woken in the order they came
         self._holder = threading.local()
 

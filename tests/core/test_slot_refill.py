@@ -138,9 +138,9 @@ def test_a_slot_holds_a_refill_turn_from_its_agents_end_to_the_next_agents_start
         run_agent_attempt(runtime, first)  # the first agent's end claims the second for this slot
     finally:
         runtime.stop()
+    started = [("take", True), ("give_back", False)]  # the slot's first claim, then its first agent's start
     between = [("take", True), ("give_back", False)]  # the first agent's end, then the second agent's start
     ended = [("take", True), ("give_back", False)]  # the second's end; the slot has nothing more to run
-    started = [("take", True), ("give_back", False)]  # the slot's first claim, then its first agent's start
     assert turns.calls == [*started, *between, *ended]
     assert _statuses(fleet) == ["verify_queued", "verify_queued" if second != "false" else "finished"]
     assert Holder(turns).got == [True]  # the one turn is free for the next slot

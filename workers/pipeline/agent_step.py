@@ -73,7 +73,7 @@ def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
         while following is not None:
             following = perform_held(rt, following, _execute_agent, _finish_agent)
     finally:
-        rt.refills.give_back()  # taken when an agent ended: this slot has nothing more to run
+        rt.refills.give_back()  # this slot has nothing more to run
 
 
 def _execute_agent(rt: WorkerRuntime, unit: Unit) -> Outcome:
@@ -131,10 +131,10 @@ def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, di
             try:
                 result = agent.run(task)
             finally:
-                rt.refills.take()  # from here to the next agent's start, this slot goes in turn (workers/refills)
                 if sandbox.gate is not None:
                     sandbox.gate.close()
                 model_gate.close()
+            rt.refills.take()  # from here to the next agent's start, this slot goes in turn (workers/refills)
             breach = cgroup.breach() if cgroup else None
         if breach and not result.cancelled:
             result = replace(result, error=breach)
