@@ -223,8 +223,8 @@ def throughput(
     label = f"{mode}-{slots}x{processes}-{'base' if code else 'this'}"
     home, repo, log = work / f"home-{label}", work / f"repo-{label}", work / f"busy-{label}.log"
     make_repo(repo)
-    env = fleet_env(home, mode) | ({"PYTHONPATH": code} if code else {})
-    env["FLEET_WORKTREE_POOL_SIZE"] = str(slots)  # the host's pool, for its worker processes together
+    # Before the pools grew to what is leased at once, their default size was one process's slots.
+    env = fleet_env(home, mode) | ({"PYTHONPATH": code, "FLEET_WORKTREE_POOL_SIZE": str(slots)} if code else {})
     fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
     submit_batch(env, work, label, tickets, agent_seconds)
     started, wall_started, machine_before = time.monotonic(), time.time(), machine_cpu_seconds()

@@ -68,9 +68,9 @@ class Settings(BaseSettings):
     # RLIMIT_AS of every agent process, unless its adapter or its repository says otherwise (0: none).
     agent_address_space_mb: int = 16384
 
-    # Per repository and kind of work, for the host's worker processes together (they share the pools); 0: as many
-    # as this worker has slots.
-    worktree_pool_size: int = 0
+    # Worktrees per repository and kind of work, for the host's worker processes together (they share the pools);
+    # 0: as many as they lease at once, which their slots bound.
+    worktree_pool_size: int = Field(default=0, ge=0)
     # Verifications a worker runs at once, beside its agent slots (they never hold one): sized to the cores
     # (0: four per core; a verification spends much of its time waiting on git and sandbox starts).
     verify_concurrency: int = Field(default=0, ge=0)

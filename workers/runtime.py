@@ -198,8 +198,7 @@ class WorkerRuntime:
             key = (repo_key, kind)
             if key not in self._pools:
                 root = self.settings.worktrees_dir / repo_key / kind
-                # Fewer worktrees than slots would leave slots polling for a worktree instead of working.
-                self._pools[key] = WorktreePool(root, mirror, self.settings.worktree_pool_size or self.slots)
+                self._pools[key] = WorktreePool(root, mirror, self.settings.worktree_pool_size or None)
             return self._pools[key]
 
     def group_writer(self, name: str, make: Callable[[], GroupWriter[Q, A]]) -> GroupWriter[Q, A]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import os
 import threading
 import time
@@ -18,7 +19,7 @@ from system.git import GitError, git
 from system.mirror import HEX_SHA, exclusive_lock, try_lock
 from workers.worktree_diff import ESC, CheckoutDiff, WorktreeError, explicit
 
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.2  # how often a process looks for a slot another process freed, while its slots wait
 SLOT_PREFIX = "slot-"
 # `git worktree prune` drops any worktree whose `.git` file is missing, even for a moment: an unsandboxed agent's
 # `.git` is swapped out and back during its run (workers/agent_git.py pointed_at), and the agent may delete it.
@@ -29,7 +30,7 @@ LOCK_REASON = "--reason=a Fleet worktree pool slot"  # shown by `git worktree li
 
 
 class PoolExhausted(WorktreeError):
-    """Every slot of the pool stayed busy for the whole wait."""
+    """Every slot of a pool of bounded size stayed busy for the whole wait."""
 
     def __init__(self, root: Path, size: int, waited: float) -> None:
         self.root = root
@@ -109,10 +110,14 @@ class Worktree:
 
 
 class WorktreePool:
-    """At most size worktrees of mirror under root, reused across leases and across processes."""
+    """Worktrees of mirror under root, reused across leases and across processes.
 
-    def __init__(self, root: Path, mirror: Path, size: int, wait_seconds: float = 600.0) -> None:
-        if size < 1:
+    With a size, at most that many (a lease waits for a free one); without, as many as are leased at once: the
+    slots of every worker process of the host bound them, and no process needs to know the others' slots.
+    """
+
+    def __init__(self, root: Path, mirror: Path, size: int | None = None, wait_seconds: float = 600.0) -> None:
+        if size is not None and size < 1:
             raise ValueError("a worktree pool needs at least one slot")
         self.root = root.resolve()
         self.mirror = mirror.resolve()
@@ -120,19 +125,16 @@ class WorktreePool:
         self.wait_seconds = wait_seconds
         self._create_lock = self.mirror.with_name(self.mirror.name + ".worktrees.lock")
         self._held: set[int] = set()  # slots this process holds: other threads skip them without a syscall
-        self._held_lock = threading.Lock()
+        self._freed = threading.Condition()  # guards _held; notified when this process releases a slot
+        self._looked_at = 0.0  # when a look found every slot busy, so that waiters look once per POLL_SECONDS
+        self._freed_since = False  # a slot of this process was released since that look
 
     def lease(self, base_sha: str) -> Worktree:
         """A clean detached checkout of base_sha; waits for a free slot, then raises PoolExhausted."""
         if not HEX_SHA.fullmatch(base_sha):
             raise WorktreeError(f"not a commit id: {base_sha!r}")
         self.root.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.wait_seconds
-        while (taken := self._take_free_slot()) is None:
-            if time.monotonic() >= deadline:
-                raise PoolExhausted(self.root, self.size, self.wait_seconds)
-            time.sleep(POLL_SECONDS)
-        path, lock = taken
+        path, lock = self._wait_for_slot(time.monotonic() + self.wait_seconds)
         try:
             gitdir = self._prepare(path, base_sha)
         except BaseException:
@@ -170,22 +172,41 @@ class WorktreePool:
     def _try_lock(self, n: int) -> IO[bytes] | None:
         return try_lock(self.root / f"{SLOT_PREFIX}{n}.lock")
 
+    def _wait_for_slot(self, deadline: float) -> tuple[Path, SlotLock]:
+        """A free slot, locked. A process's waiters look at the lock files one at a time: at once when one of its
+        own slots is released, else once per POLL_SECONDS (for slots other processes release)."""
+        with self._freed:
+            while True:
+                now = time.monotonic()
+                if self._freed_since or now - self._looked_at >= POLL_SECONDS:
+                    self._freed_since = False
+                    if (taken := self._take_free_slot()) is not None:
+                        return taken
+                    self._looked_at = time.monotonic()
+                if now >= deadline:
+                    raise PoolExhausted(self.root, self.size or 0, self.wait_seconds)
+                self._freed.wait(min(POLL_SECONDS, deadline - now))
+
     def _take_free_slot(self) -> tuple[Path, SlotLock] | None:
-        existing = [n for n in self._existing_slots() if n < self.size]
-        order = existing + sorted(set(range(self.size)) - set(existing))  # reusing a checkout beats creating one
-        with self._held_lock:
-            for n in order:
-                if n in self._held:
-                    continue
-                lock = self._try_lock(n)
-                if lock is not None:
-                    self._held.add(n)
-                    return self._slot_path(n), SlotLock(lock, functools.partial(self._forget, n))
+        """Locks the first free slot, existing ones first (reusing a checkout beats creating one); the caller holds
+        _freed. Without a size, a slot number nobody holds is always found: only leases hold them."""
+        existing = [n for n in self._existing_slots() if self.size is None or n < self.size]
+        numbers = range(self.size) if self.size is not None else itertools.count()
+        made = set(existing)
+        for n in itertools.chain(existing, (n for n in numbers if n not in made)):
+            if n in self._held:
+                continue
+            lock = self._try_lock(n)
+            if lock is not None:
+                self._held.add(n)
+                return self._slot_path(n), SlotLock(lock, functools.partial(self._forget, n))
         return None
 
     def _forget(self, n: int) -> None:
-        with self._held_lock:
+        with self._freed:
             self._held.discard(n)
+            self._freed_since = True
+            self._freed.notify()
 
     def _prepare(self, path: Path, sha: str) -> Path:
         """Make the slot at path a clean checkout of sha; returns its git dir."""

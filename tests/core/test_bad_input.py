@@ -269,8 +269,10 @@ def test_a_bad_setting_in_the_environment_is_one_line_naming_its_variable(tmp_pa
         assert_one_line_error(fleet.run(*command, check=False), "FLEET_VERIFY_CONCURRENCY: must be a whole number")
 
 
-@pytest.mark.parametrize("variable", ["FLEET_VERIFY_CONCURRENCY", "FLEET_REFILL_CONCURRENCY"])
-def test_a_negative_concurrency_is_one_line_naming_its_variable(tmp_path: Path, variable: str) -> None:
+@pytest.mark.parametrize(
+    "variable", ["FLEET_VERIFY_CONCURRENCY", "FLEET_REFILL_CONCURRENCY", "FLEET_WORKTREE_POOL_SIZE"]
+)
+def test_a_negative_concurrency_or_pool_size_is_one_line_naming_its_variable(tmp_path: Path, variable: str) -> None:
     fleet = make_test_fleet(tmp_path, **{variable: "-1"})
     assert_one_line_error(fleet.run("up", "--until-idle", check=False), f"{variable}: must be at least 0")
 

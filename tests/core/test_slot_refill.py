@@ -144,3 +144,13 @@ def test_a_slot_holds_a_refill_turn_from_its_agents_end_to_the_next_agents_start
     assert turns.calls == [*started, *between, *ended]
     assert _statuses(fleet) == ["verify_queued", "verify_queued" if second != "false" else "finished"]
     assert Holder(turns).got == [True]  # the one turn is free for the next slot
+
+
+def test_the_worktree_pools_of_a_worker_have_the_size_set_for_the_host_else_none(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mirror = fleet.home / "mirrors" / "repo-1.git"
+    unsized = _agents_only_runtime(fleet, monkeypatch, slots=2)
+    assert unsized.pool("repo-1", "agent", mirror).size is None  # the host's slots bound it, not this worker's
+    monkeypatch.setenv("FLEET_WORKTREE_POOL_SIZE", "5")
+    assert _agents_only_runtime(fleet, monkeypatch, slots=2).pool("repo-1", "verify", mirror).size == 5
