@@ -8,7 +8,6 @@ import time
 from typing import TYPE_CHECKING
 
 from db.engine import Database, log_failure
-from orchestrator import imports, notify, pr_feedback
 from system.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,6 +24,9 @@ class ForgePasses:
         self.polled_at: float | None = None
 
     def __call__(self, dispatcher: Dispatcher) -> None:
+        # Imported at the first pass, a reconciler interval after the worker starts: not before its first agent.
+        from orchestrator import imports, notify, pr_feedback
+
         self._guarded("sending notifications", lambda: notify.send_due(self.db, self.settings))
         now = time.monotonic()
         if self.polled_at is not None and now - self.polled_at < self.settings.forge_poll_seconds:

@@ -13,7 +13,6 @@ from typing import Any
 import celery.worker.consumer
 from celery import Celery
 from kombu.transport import TRANSPORT_ALIASES, filesystem
-from kombu.transport import redis as kombu_redis
 from kombu.utils.json import dumps
 
 from system.settings import Settings
@@ -30,7 +29,6 @@ from workers.constants import (
 log = logging.getLogger(__name__)
 EMBEDDED_DRAIN_SECONDS = 0.1  # how soon the embedded worker's loop sees a stop asked by another thread
 EMBEDDED_SCHEME = "fleet-embedded"
-REDIS_WAIT_SECONDS = 0.25
 
 
 class EmbeddedChannel(filesystem.Channel):  # type: ignore[misc]
@@ -55,49 +53,6 @@ class EmbeddedTransport(filesystem.Transport):  # type: ignore[misc]
 
     def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         return super().drain_events(connection, timeout=EMBEDDED_DRAIN_SECONDS, **kwargs)
-
-
-class RedisQoS(kombu_redis.QoS):  # type: ignore[misc]
-    """kombu's Redis QoS, surviving a connection lost with messages reserved or being acknowledged (kombu 5.7).
-
-    When the worker's connection drops, kombu closes the channel's pools before it restores the unacknowledged
-    messages, and an acknowledgement queued before the drop runs on the closed channel: both fail with an
-    AttributeError that Celery calls unrecoverable, and the worker exits. Nothing is lost by skipping them: the
-    database re-sends every attempt no worker took (workers.reconciler), and a second delivery claims nothing.
-    """
-
-    def restore_unacked(self, client: Any = None) -> Any:
-        try:
-            return super().restore_unacked(client)
-        except AttributeError:
-            return None
-
-    def ack(self, delivery_tag: Any) -> None:
-        try:
-            super().ack(delivery_tag)
-        except AttributeError:
-            log.warning("a message's acknowledgement was lost with the broker connection")
-
-    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
-        try:
-            super().reject(delivery_tag, requeue=requeue)
-        except AttributeError:
-            log.warning("a message's rejection was lost with the broker connection")
-
-
-class RedisChannel(kombu_redis.Channel):  # type: ignore[misc]
-    QoS = RedisQoS
-
-
-class RedisTransport(kombu_redis.Transport):  # type: ignore[misc]
-    """kombu's Redis transport with RedisQoS; URLs are read as kombu's own redis:// ones.
-
-    Its waits for a message (BRPOP) last a quarter of a second, not kombu's second: a stopping worker closes its
-    channel only once the wait in flight has answered, so `fleet up --until-idle` exited up to a second late (Redis 6
-    and later take a fraction of a second)."""
-
-    Channel = RedisChannel
-    brpop_timeout = REDIS_WAIT_SECONDS  # type: ignore[assignment]  # kombu says int; Redis 6 waits fractions
 
 
 # A worker's consumer tries the broker again every second or two while it is away (kombu's default backoff reaches
@@ -141,8 +96,9 @@ def broker_for(settings: Settings) -> tuple[str, dict[str, Any]]:
 
 
 def transport_for(url: str) -> str | None:
-    """Fleet's own transport class for a plain redis:// broker, else None (the URL's scheme chooses)."""
-    return f"{__name__}:RedisTransport" if url.startswith("redis://") else None
+    """Fleet's own transport class for a plain redis:// broker, else None (the URL's scheme chooses); named, so
+    that the embedded worker never imports Redis's client."""
+    return "workers.redis_transport:RedisTransport" if url.startswith("redis://") else None
 
 
 def create_app(settings: Settings) -> Celery:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Iterable, Sequence
 
 import kombu.exceptions
-import redis.exceptions
 from celery import Celery
 
 from db import queries
@@ -38,9 +38,12 @@ SEND_RETRY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.3, "in
 
 def broker_down(exc: BaseException) -> bool:
     """True for a broker that cannot be reached (refused, reset, timed out): the message waits, nothing failed."""
-    return isinstance(
-        exc, kombu.exceptions.OperationalError | redis.exceptions.ConnectionError | redis.exceptions.TimeoutError
-    ) or (isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | PermissionError))
+    unreachable: tuple[type[BaseException], ...] = (kombu.exceptions.OperationalError,)
+    if (redis_errors := sys.modules.get("redis.exceptions")) is not None:  # loaded with a Redis broker, and only then
+        unreachable += (redis_errors.ConnectionError, redis_errors.TimeoutError)
+    return isinstance(exc, unreachable) or (
+        isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | PermissionError)
+    )
 
 
 class Dispatcher:
