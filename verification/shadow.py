@@ -46,15 +46,22 @@ def shadowing(checkout: Path, changed: Iterable[str], command: str, env: Mapping
     if not paths:
         return []
     reasons = [reason for p in paths if (reason := startup_reason(p))]
-    names = environment_modules(interpreter(command, env, checkout), checkout)
     roots = import_roots(checkout)
-    for path in paths:
-        for root in roots:
-            module = top_module(path, root)
-            if module and module in names and module not in PROJECT_FOLDERS and not _in_base(checkout, root, module):
+    defined = {path: _defined_modules(path, roots) for path in paths}
+    if not any(defined.values()):
+        return reasons  # no changed file is a module (a text file, a data file): the environment is not asked
+    names = environment_modules(interpreter(command, env, checkout), checkout)
+    for path, modules in defined.items():
+        for root, module in modules:
+            if module in names and not _in_base(checkout, root, module):
                 reasons.append(_reason(path, module, names[module]))
                 break
     return reasons
+
+
+def _defined_modules(path: str, roots: Iterable[str]) -> list[tuple[str, str]]:
+    """(root, module) for each import root under which path defines a top-level module, project folders aside."""
+    return [(root, m) for root in roots if (m := top_module(path, root)) and m not in PROJECT_FOLDERS]
 
 
 def startup_reason(path: str) -> str:

@@ -7,7 +7,10 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from system.git import git
+from verification import shadow
 from verification.awareness import added_lines
 from verification.channel import _merge
 from verification.report import Outcome, TestResult
@@ -61,6 +64,23 @@ def test_a_base_file_vouches_only_for_the_module_it_defines(tmp_path: Path) -> N
     (checkout / "pytest.py").write_text("")
     reasons = shadowing(checkout, ["pytest.py"], "python -m pytest", dict(os.environ))
     assert reasons and "`pytest` module" in reasons[0]
+
+
+def test_changed_files_that_define_no_module_never_read_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for name in ("state.txt", "README.md", "setup.cfg", "sitecustomize.py"):
+        (checkout / name).write_text("changed\n")
+
+    def read(python: str, checkout: Path) -> None:
+        raise AssertionError(f"the environment of {python} was read")
+
+    monkeypatch.setattr(shadow, "environment_modules", read)
+    assert shadowing(checkout, ["state.txt", "README.md", "setup.cfg"], "python -m pytest", dict(os.environ)) == []
+    with pytest.raises(AssertionError, match="was read"):
+        shadowing(checkout, ["state.txt", "sitecustomize.py"], "python -m pytest", dict(os.environ))  # a module
 
 
 def _failing(test_id: str) -> TestResult:
