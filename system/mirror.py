@@ -77,6 +77,16 @@ def exclusive_lock(path: Path) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def shared_lock(path: Path) -> Iterator[None]:
+    """Hold a blocking shared flock on path (created if missing) for the block: beside other shared holders,
+    never beside an exclusive one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        yield
+
+
 def try_lock(path: Path, shared: bool = False) -> IO[bytes] | None:
     """A non-blocking flock on path (created if missing): the open file, held until closed, or None when taken.
 

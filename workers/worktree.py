@@ -16,7 +16,7 @@ from typing import IO
 
 from system.files import disk_usage, remove_tree
 from system.git import GitError, git
-from system.mirror import HEX_SHA, exclusive_lock, try_lock
+from system.mirror import HEX_SHA, exclusive_lock, shared_lock, try_lock
 from workers.worktree_diff import ESC, CheckoutDiff, WorktreeError, explicit
 
 POLL_SECONDS = 0.2  # how often a process looks for a slot another process freed, while its slots wait
@@ -127,7 +127,7 @@ class WorktreePool:
         self._held: set[int] = set()  # slots this process holds: other threads skip them without a syscall
         self._freed = threading.Condition()  # guards _held; notified when this process releases a slot
         self._looked_at = 0.0  # when a look found every slot busy, so that waiters look once per POLL_SECONDS
-        self._freed_since = False  # a slot of this process was released since that look
+        self._releases = 0  # slots this process released that no waiter has looked for yet
 
     def lease(self, base_sha: str) -> Worktree:
         """A clean detached checkout of base_sha; waits for a free slot, then raises PoolExhausted."""
@@ -178,11 +178,11 @@ class WorktreePool:
         with self._freed:
             while True:
                 now = time.monotonic()
-                if self._freed_since or now - self._looked_at >= POLL_SECONDS:
-                    self._freed_since = False
+                if self._releases or now - self._looked_at >= POLL_SECONDS:
+                    self._releases = max(0, self._releases - 1)
                     if (taken := self._take_free_slot()) is not None:
                         return taken
-                    self._looked_at = time.monotonic()
+                    self._looked_at, self._releases = time.monotonic(), 0  # this look saw every release so far
                 if now >= deadline:
                     raise PoolExhausted(self.root, self.size or 0, self.wait_seconds)
                 self._freed.wait(min(POLL_SECONDS, deadline - now))
@@ -205,7 +205,7 @@ class WorktreePool:
     def _forget(self, n: int) -> None:
         with self._freed:
             self._held.discard(n)
-            self._freed_since = True
+            self._releases += 1
             self._freed.notify()
 
     def _prepare(self, path: Path, sha: str) -> Path:
@@ -215,7 +215,10 @@ class WorktreePool:
             return gitdir
         never_made = not path.exists() and not clean_marker(path).exists()
         remove_tree(path)
-        failed = self._add(path, sha) if never_made else None
+        failed = None
+        if never_made:  # beside other creations; never while `fleet gc` holds the mirror (workers/housekeeping.py)
+            with shared_lock(self._create_lock):
+                failed = self._add(path, sha)
         if not never_made or failed is not None:
             with exclusive_lock(self._create_lock):
                 self._unregister(path)

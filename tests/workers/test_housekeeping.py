@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
 from system.git import git
 from system.mirror import try_lock
 from workers.housekeeping import attempt_folders, object_bytes, prune_mirrors, remove_folders
-from workers.worktree import WorktreePool
+from workers.worktree import Worktree, WorktreePool
 
 
 def loose_object(mirror: Path, sha: str) -> Path:
@@ -67,6 +68,23 @@ def test_a_fetch_in_progress_keeps_its_mirror_from_being_pruned(tmp_path: Path, 
     assert exists(mirror, junk)
     assert prune_mirrors(mirror.parent, tmp_path / "worktrees", lambda key: ()).removed == 1
     assert not exists(mirror, junk)
+
+
+def test_no_new_worktree_is_made_while_gc_holds_its_mirror(tmp_path: Path, mirror: Path, base_sha: str) -> None:
+    pool = WorktreePool(tmp_path / "worktrees" / "repo-1" / "agent", mirror)  # no size: it grows as leases come
+    made: list[Worktree] = []
+    gc_holding = try_lock(mirror.with_name("repo-1.git.worktrees.lock"))  # as prune_mirrors holds it while git runs
+    assert gc_holding is not None
+    with gc_holding:
+        leasing = threading.Thread(target=lambda: made.append(pool.lease(base_sha)))
+        leasing.start()
+        leasing.join(timeout=1.0)
+        assert leasing.is_alive() and not made, "a worktree was made in a mirror being pruned"
+        assert not (pool.root / "slot-0").exists()
+    leasing.join(timeout=60)
+    [worktree] = made
+    assert worktree.path == pool.root / "slot-0" and (worktree.path / "calc.py").exists()
+    worktree.release()
 
 
 def test_attempt_folders_are_found_by_id_and_removed_even_read_only(tmp_path: Path) -> None:
