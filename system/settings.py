@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -132,16 +133,28 @@ class Settings(BaseSettings):
 
     @property
     def worktrees_dir(self) -> Path:
-        return self.home.resolve() / "worktrees"
+        return _resolved(self.home) / "worktrees"
 
     @property
     def mirrors_dir(self) -> Path:
-        return self.home.resolve() / "mirrors"
+        return _resolved(self.home) / "mirrors"
 
     @property
     def env_cache_dir(self) -> Path:
-        return self.home.resolve() / "envs"
+        return _resolved(self.home) / "envs"
 
     @property
     def attempts_dir(self) -> Path:
-        return self.home.resolve() / "attempts"
+        return _resolved(self.home) / "attempts"
+
+
+def _resolved(path: Path) -> Path:
+    """path.resolve(), remembered: each attempt asks for its folders several times, and each resolve() is a system
+    call per part of the path (a relative path is taken from the current folder, as resolve() takes it). A link
+    on the way that is pointed elsewhere while a worker runs is seen by the next process, not by that one."""
+    return _resolved_absolute(path if path.is_absolute() else Path.cwd() / path)
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved_absolute(path: Path) -> Path:
+    return path.resolve()
