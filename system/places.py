@@ -6,6 +6,7 @@ through `Place`, so the two cannot drift; a test compares them.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,12 +48,12 @@ class Place:
         if self.database_url:
             return "the database of FLEET_DATABASE_URL"
         chosen = "FLEET_HOME" if os.environ.get("FLEET_HOME") else "the default; FLEET_HOME overrides"
-        return f"{self.home.resolve()} ({chosen})"
+        return f"{resolved(self.home)} ({chosen})"
 
     @property
     def db_url(self) -> str:
         """The database URL: FLEET_DATABASE_URL, or SQLite inside FLEET_HOME."""
-        return self.database_url or f"sqlite:///{self.home.resolve() / 'fleet.db'}"
+        return self.database_url or f"sqlite:///{resolved(self.home) / 'fleet.db'}"
 
     @property
     def embedded(self) -> bool:
@@ -61,4 +62,16 @@ class Place:
 
     @property
     def broker_dir(self) -> Path:
-        return self.home.resolve() / "broker"
+        return resolved(self.home) / "broker"
+
+
+def resolved(path: Path) -> Path:
+    """path.resolve(), remembered: each attempt asks for its folders several times, and each resolve() is a system
+    call per part of the path (a relative path is taken from the current folder, as resolve() takes it). A link
+    on the way that is pointed elsewhere while a worker runs is seen by the next process, not by that one."""
+    return _resolved_absolute(path if path.is_absolute() else Path.cwd() / path)
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved_absolute(path: Path) -> Path:
+    return path.resolve()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from system.places import EMBEDDED_BROKER, Place, default_home
+from system.places import EMBEDDED_BROKER, Place, default_home, resolved
 
 __all__ = ["EMBEDDED_BROKER", "Settings", "default_home"]
 VERIFY_PER_CORE = 4
@@ -133,28 +132,16 @@ class Settings(BaseSettings):
 
     @property
     def worktrees_dir(self) -> Path:
-        return _resolved(self.home) / "worktrees"
+        return resolved(self.home) / "worktrees"
 
     @property
     def mirrors_dir(self) -> Path:
-        return _resolved(self.home) / "mirrors"
+        return resolved(self.home) / "mirrors"
 
     @property
     def env_cache_dir(self) -> Path:
-        return _resolved(self.home) / "envs"
+        return resolved(self.home) / "envs"
 
     @property
     def attempts_dir(self) -> Path:
-        return _resolved(self.home) / "attempts"
-
-
-def _resolved(path: Path) -> Path:
-    """path.resolve(), remembered: each attempt asks for its folders several times, and each resolve() is a system
-    call per part of the path (a relative path is taken from the current folder, as resolve() takes it). A link
-    on the way that is pointed elsewhere while a worker runs is seen by the next process, not by that one."""
-    return _resolved_absolute(path if path.is_absolute() else Path.cwd() / path)
-
-
-@functools.lru_cache(maxsize=16)
-def _resolved_absolute(path: Path) -> Path:
-    return path.resolve()
+        return resolved(self.home) / "attempts"
