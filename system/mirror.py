@@ -70,10 +70,7 @@ class MirrorError(Exception):
 @contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
     """Hold a blocking exclusive flock on path (created if missing) for the block; safe across threads and processes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # One open file description per holder: flock then excludes other threads of this process too.
-    with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with _blocking_lock(path, fcntl.LOCK_EX):
         yield
 
 
@@ -81,9 +78,16 @@ def exclusive_lock(path: Path) -> Iterator[None]:
 def shared_lock(path: Path) -> Iterator[None]:
     """Hold a blocking shared flock on path (created if missing) for the block: beside other shared holders,
     never beside an exclusive one."""
+    with _blocking_lock(path, fcntl.LOCK_SH):
+        yield
+
+
+@contextmanager
+def _blocking_lock(path: Path, operation: int) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # One open file description per holder: flock then excludes other threads of this process too.
     with open(path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH)
+        fcntl.flock(handle, operation)
         yield
 
 
