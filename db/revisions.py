@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0010"  # the newest revision in migrations/versions; a test keeps the two in step
+HEAD = "0011"  # the newest revision in migrations/versions; a test keeps the two in step
 VERSION_QUERY = "SELECT version_num FROM alembic_version"
 
 
@@ -29,3 +31,14 @@ def refuse_newer(found: str | None) -> None:
     """Raise SchemaTooNew when found is a revision this code does not ship (a later Fleet wrote it)."""
     if found is not None and found not in known_revisions():
         raise SchemaTooNew(found)
+
+
+def migration_module(filename: str) -> ModuleType:
+    """An earlier migration file, loaded for its texts (trigger bodies) by a later one: the versions folder is not
+    a package to import from."""
+    path = MIGRATIONS / "versions" / filename
+    spec = importlib.util.spec_from_file_location(f"migration_{path.stem}", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -208,20 +208,29 @@ _LIVE_TRANSCRIPT = (
 
 def store_live_transcripts(s: Session, outputs: Sequence[tuple[int, Lease, str]]) -> None:
     """Running agents' output so far, as (attempt id, lease, text): each kept only while its lease still holds
-    the attempt and it runs (a late write for an attempt that moved on changes nothing)."""
+    the attempt and it runs (a late write for an attempt that moved on changes nothing). Written in the order of
+    their ids, as a group of agents' ends is: two writers that lock rows in one order never deadlock."""
     if outputs:
-        params = [{"attempt": attempt_id, "token": lease.token, "text": text} for attempt_id, lease, text in outputs]
+        params = [
+            {"attempt": attempt_id, "token": lease.token, "text": text}
+            for attempt_id, lease, text in sorted(outputs, key=lambda output: output[0])
+        ]
         rows(s).execute(_LIVE_TRANSCRIPT, params)
 
 
 def renew_leases(s: Session, owner: str, tokens: Iterable[str], seconds: float) -> set[str]:
-    """Extend every lease owner still holds; returns the tokens that are still held."""
+    """Extend every lease owner still holds; returns the tokens that are still held.
+
+    On PostgreSQL a row another transaction has locked (an agent's end or its live output being written) is left
+    for the next beat, not waited for: waiting, the renewal locked rows in its own order while those writers locked
+    theirs in another, and the two deadlocked (and a heartbeat that waits is late for every lease it holds)."""
     tokens = list(tokens)
     if not tokens:
         return set()
+    mine = select(Attempt.id).where(Attempt.lease_owner == owner, Attempt.lease_token.in_(tokens))
     s.execute(
         update(Attempt)
-        .where(Attempt.lease_owner == owner, Attempt.lease_token.in_(tokens))
+        .where(Attempt.id.in_(mine.with_for_update(skip_locked=True)))
         .values(lease_expires_at=utcnow() + timedelta(seconds=seconds))
     )
     held = s.scalars(select(Attempt.lease_token).where(Attempt.lease_token.in_(tokens)))

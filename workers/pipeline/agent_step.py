@@ -329,9 +329,12 @@ def _agent_ends(rt: WorkerRuntime) -> GroupWriter[AgentEnd, EndRecorded]:
 
 def _record_ends(rt: WorkerRuntime, ends: list[AgentEnd]) -> list[EndRecorded]:
     """Record the outcomes, fill the slots they free with one scheduler pass, and claim each slot's next attempt,
-    in one transaction. The attempts chosen and not claimed go with the first answer, to be sent."""
+    in one transaction. The attempts chosen and not claimed go with the first answer, to be sent. The attempts'
+    rows are written in the order of their ids, as live transcripts are (db/queries/leases.py): two transactions
+    that lock rows in one order never deadlock."""
     with rt.db.session() as s:
-        moved = [_record_end(s, end) for end in ends]
+        moved_by_id = {end.attempt_id: _record_end(s, end) for end in sorted(ends, key=lambda end: end.attempt_id)}
+        moved = [moved_by_id[end.attempt_id] for end in ends]
         sends = scheduler.plan(s, rt.settings)  # the agent slots are free now, whatever verification is doing
         next_jobs = _claim_next(s, rt, sends, [end.following for end in ends])
     return [

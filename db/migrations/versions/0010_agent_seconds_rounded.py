@@ -10,24 +10,11 @@ the millisecond (timestamps are kept to the microsecond; julianday() is exact to
 epoch differences are exact and its triggers stay as they are. Totals already counted are left as they are.
 """
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
 from alembic import op
 
+from db.revisions import migration_module
 
-def _load_0009() -> ModuleType:
-    """Migration 0009, for its trigger texts: migration files are not a package to import from."""
-    path = Path(__file__).with_name("0009_metric_totals.py")
-    spec = importlib.util.spec_from_file_location("migration_0009", path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-earlier = _load_0009()
+earlier = migration_module("0009_metric_totals.py")
 
 revision = '0010'
 down_revision = '0009'
