@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BROKER_CHECK_SECONDS = 1.0
+# How long a stopping worker waits for a pass in flight: a notification claimed and not yet posted (a webhook
+# answers within notify.TIMEOUT_SECONDS) would otherwise count a try and wait out its hold before it is sent.
+STOP_WAIT_SECONDS = 12.0
 # A pass the composition root adds (the control plane's: notifications, PR feedback, issue import).
 Pass = Callable[[Any], object]
 
@@ -107,4 +110,7 @@ class ReconcilerThread(threading.Thread):
                 log_failure(log, f"reconciler pass {extra!r}", exc)
 
     def stop(self) -> None:
+        """No more passes; the pass in flight, if any, finishes first (for STOP_WAIT_SECONDS at most)."""
         self.stopped.set()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join(STOP_WAIT_SECONDS)
