@@ -230,7 +230,7 @@ def renew_leases(s: Session, owner: str, tokens: Iterable[str], seconds: float) 
     mine = select(Attempt.id).where(Attempt.lease_owner == owner, Attempt.lease_token.in_(tokens))
     s.execute(
         update(Attempt)
-        .where(Attempt.id.in_(mine.with_for_update(skip_locked=True)))
+        .where(Attempt.id.in_(mine.with_for_update(skip_locked=True, key_share=True)))
         .values(lease_expires_at=utcnow() + timedelta(seconds=seconds))
     )
     held = s.scalars(select(Attempt.lease_token).where(Attempt.lease_token.in_(tokens)))
@@ -256,20 +256,23 @@ def cancel_requested(s: Session | Connection, attempt_ids: Iterable[int]) -> set
 
 
 def expire_leases(s: Session) -> list[tuple[int, AttemptStatus]]:
-    """Put attempts whose lease ran out back in line; returns (id, waiting status) to re-send."""
+    """Put attempts whose lease ran out back in line; returns (id, waiting status) to re-send. In the order of
+    their ids, as every writer of several attempts writes them; a lease renewed meanwhile stays."""
     back = lifecycle.ATTEMPT.moves("expire")
+    now = utcnow()
     expired = s.execute(
-        select(Attempt.id, Attempt.status, Attempt.lease_token).where(
-            Attempt.status.in_(LEASED_ATTEMPT), Attempt.lease_expires_at < utcnow()
-        )
+        select(Attempt.id, Attempt.status, Attempt.lease_token)
+        .where(Attempt.status.in_(LEASED_ATTEMPT), Attempt.lease_expires_at < now)
+        .order_by(Attempt.id)
     ).all()
     requeued = []
     for attempt_id, status, token in expired:
         waiting = back[AttemptStatus(status)]
         sources, moved = lifecycle.bulk(waiting, among=[AttemptStatus(status)])
+        held = (Attempt.id == attempt_id, Attempt.lease_token == token, Attempt.lease_expires_at < now)
         result = s.execute(
             update(Attempt)
-            .where(Attempt.id == attempt_id, Attempt.lease_token == token, Attempt.status.in_(sources))
+            .where(*held, Attempt.status.in_(sources))
             .values(
                 **moved,
                 **RELEASED,

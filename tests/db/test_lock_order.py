@@ -89,3 +89,17 @@ def test_a_renewal_leaves_a_row_another_writer_holds_for_the_next_beat(migrated:
     later = utcnow() + timedelta(seconds=300)
     assert expires[free_id] is not None and expires[free_id] > later
     assert expires[busy_id] is not None and expires[busy_id] < later  # renewed by the next beat, not waited for
+
+
+def test_a_renewal_renews_a_row_that_is_only_referenced(migrated: Database) -> None:
+    """A row another transaction only points at (an event or a model call being recorded for the attempt holds a
+    key-share lock on it) is renewed at once: the renewal's lock does not conflict with that one."""
+    ((attempt_id, lease),) = running_attempts(migrated, 1)
+    with two_writers(migrated) as (writer, renewer), Session(bind=writer) as events, Session(bind=renewer) as beat:
+        queries.log_event(events, "warning", "an event of the attempt", attempt_id=attempt_id)
+        assert renew_leases(beat, "w", [lease.token], 600) == {lease.token}
+        beat.commit()
+        events.commit()
+    with migrated.session() as s:
+        expires = s.get_one(Attempt, attempt_id).lease_expires_at
+    assert expires is not None and expires > utcnow() + timedelta(seconds=300)

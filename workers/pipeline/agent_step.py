@@ -333,8 +333,9 @@ def _record_ends(rt: WorkerRuntime, ends: list[AgentEnd]) -> list[EndRecorded]:
     rows are written in the order of their ids, as live transcripts are (db/queries/leases.py): two transactions
     that lock rows in one order never deadlock."""
     with rt.db.session() as s:
-        moved_by_id = {end.attempt_id: _record_end(s, end) for end in sorted(ends, key=lambda end: end.attempt_id)}
-        moved = [moved_by_id[end.attempt_id] for end in ends]
+        moved = [False] * len(ends)
+        for n in sorted(range(len(ends)), key=lambda n: ends[n].attempt_id):
+            moved[n] = _record_end(s, ends[n])
         sends = scheduler.plan(s, rt.settings)  # the agent slots are free now, whatever verification is doing
         next_jobs = _claim_next(s, rt, sends, [end.following for end in ends])
     return [

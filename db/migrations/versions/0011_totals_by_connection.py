@@ -10,7 +10,8 @@ order its attempts came: two worker processes doing so at once waited for each o
 deadlock after a second by failing one of them. The 400-slot benchmark (four worker processes) saw about 180 such
 deadlocks per 2,000 tickets. A row is now the writing connection's (`pg_backend_pid() % 64`): every figure of a
 transaction lands in its own connection's rows, and two connections wait for each other only when their process
-ids share a shard. A total is still the sum of its shards, so nothing already counted moves. SQLite has one
+ids share a shard (rarely: then a crossing is still possible, and PostgreSQL's retry of it costs a second). A
+total is still the sum of its shards (up to 64 per label now), so nothing already counted moves. SQLite has one
 writer at a time and keeps its triggers.
 """
 
@@ -32,6 +33,7 @@ BY_ATTEMPT = (f"NEW.attempt_id % {earlier.SHARDS}", f"NEW.id % {earlier.SHARDS}"
 def by_connection(body: str) -> str:
     for shard in BY_ATTEMPT:
         body = body.replace(shard, CONNECTION_SHARD)
+    assert CONNECTION_SHARD in body and not any(shard in body for shard in BY_ATTEMPT), "0009's shards not found"
     return body
 
 
