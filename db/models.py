@@ -209,10 +209,9 @@ class Verification(Base):
 
 class MetricTotal(Base):
     """A running total behind /metrics, kept by the database's triggers (migration 0009) as verifications are
-    recorded and attempts' agents finish or spend: a scrape sums at most a few thousand rows, never the
-    history. Rows are
-    split in shards so that concurrent writers seldom wait for the same row: on PostgreSQL the writing connection's
-    (migration 0011), on SQLite, which writes one transaction at a time, the attempt id's."""
+    recorded and attempts' agents finish or spend: a scrape sums at most a few thousand rows, never the history.
+    Rows are split in shards so that concurrent writers seldom wait for the same row: on PostgreSQL the writing
+    connection's (migration 0011), on SQLite, which writes one transaction at a time, the attempt id's."""
 
     __tablename__ = "metric_totals"
 

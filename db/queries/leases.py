@@ -269,10 +269,10 @@ def expire_leases(s: Session) -> list[tuple[int, AttemptStatus]]:
     for attempt_id, status, token in expired:
         waiting = back[AttemptStatus(status)]
         sources, moved = lifecycle.bulk(waiting, among=[AttemptStatus(status)])
-        held = (Attempt.id == attempt_id, Attempt.lease_token == token, Attempt.lease_expires_at < now)
+        still_expired = (Attempt.id == attempt_id, Attempt.lease_token == token, Attempt.lease_expires_at < now)
         result = s.execute(
             update(Attempt)
-            .where(*held, Attempt.status.in_(sources))
+            .where(*still_expired, Attempt.status.in_(sources))
             .values(
                 **moved,
                 **RELEASED,
