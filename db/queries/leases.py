@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Connection, Table, Update, and_, bindparam, case, func, select, update
+from sqlalchemy import ColumnElement, Connection, Select, Table, Update, and_, bindparam, case, func, select, update
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session
 
@@ -288,12 +288,7 @@ def expire_leases(s: Session) -> list[tuple[int, AttemptStatus]]:
 def undelivered(s: Session, older_than_seconds: float) -> list[tuple[int, AttemptStatus]]:
     """Waiting attempts not sent for a while (their message may be lost); stamps them as sent now."""
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-    rows = s.execute(
-        select(Attempt.id, Attempt.status).where(Attempt.status.in_(WAITING_ATTEMPT), Attempt.dispatched_at <= cutoff)
-    ).all()
-    if rows:
-        s.execute(update(Attempt).where(Attempt.id.in_([r[0] for r in rows])).values(dispatched_at=utcnow()))
-    return [(attempt_id, AttemptStatus(status)) for attempt_id, status in rows]
+    return _stamp_sent(s, select(Attempt.id).where(*_waiting_since(cutoff)), cutoff)
 
 
 def unclaimed(s: Session, older_than_seconds: float, limit: int) -> list[tuple[int, AttemptStatus]]:
@@ -303,15 +298,28 @@ def unclaimed(s: Session, older_than_seconds: float, limit: int) -> list[tuple[i
     if limit <= 0:
         return []
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-    rows = s.execute(
-        select(Attempt.id, Attempt.status)
-        .where(Attempt.status.in_(WAITING_ATTEMPT), Attempt.dispatched_at <= cutoff)
-        .order_by(Attempt.dispatched_at)
-        .limit(limit)
+    oldest = select(Attempt.id).where(*_waiting_since(cutoff)).order_by(Attempt.dispatched_at).limit(limit)
+    return _stamp_sent(s, select(Attempt.id).where(Attempt.id.in_(oldest)), cutoff)
+
+
+def _waiting_since(cutoff: datetime) -> tuple[ColumnElement[bool], ...]:
+    return Attempt.status.in_(WAITING_ATTEMPT), Attempt.dispatched_at <= cutoff
+
+
+def _stamp_sent(s: Session, chosen: Select[Any], cutoff: datetime) -> list[tuple[int, AttemptStatus]]:
+    """Stamps the chosen attempts as sent now, if still waiting since cutoff; returns (id, status) of those
+    stamped, to re-send (another worker's reconciler may have stamped one meanwhile).
+
+    On PostgreSQL the rows are locked in the order of their ids, as every writer of several attempts locks them,
+    and a row another transaction holds (a worker claiming it) is skipped: it is not lost, it is being taken."""
+    locked = chosen.order_by(Attempt.id).with_for_update(skip_locked=True, key_share=True)
+    stamped = s.execute(
+        update(Attempt)
+        .where(Attempt.id.in_(locked), *_waiting_since(cutoff))
+        .values(dispatched_at=utcnow())
+        .returning(Attempt.id, Attempt.status)
     ).all()
-    if rows:
-        s.execute(update(Attempt).where(Attempt.id.in_([r[0] for r in rows])).values(dispatched_at=utcnow()))
-    return [(attempt_id, AttemptStatus(status)) for attempt_id, status in rows]
+    return sorted((attempt_id, AttemptStatus(status)) for attempt_id, status in stamped)
 
 
 def count_leased(s: Session) -> int:

@@ -7,8 +7,10 @@ in each transaction's own order, and lease renewals crossing the rows an agent's
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 
@@ -20,11 +22,13 @@ from db import queries
 from db.engine import Database
 from db.lifecycle import AttemptStatus
 from db.models import Attempt, Run, utcnow
-from db.queries.leases import Lease, advance, claim, renew_leases, store_live_transcripts
+from db.queries.leases import Lease, advance, claim, renew_leases, store_live_transcripts, unclaimed, undelivered
 from tests.db.test_metric_totals import new_run, totals
+from workers.pipeline.agent_step import AgentEnd, record_outcomes
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 SHARD = text("SELECT pg_backend_pid() % 64")  # the totals shard this connection writes (migration 0011)
+Stamp = Callable[[Session], list[tuple[int, AttemptStatus]]]
 NO_WAIT = "SET lock_timeout = '2s'"  # a wait turns into an error the test reports, instead of a stall
 
 
@@ -103,3 +107,86 @@ def test_a_renewal_renews_a_row_that_is_only_referenced(migrated: Database) -> N
     with migrated.session() as s:
         expires = s.get_one(Attempt, attempt_id).lease_expires_at
     assert expires is not None and expires > utcnow() + timedelta(seconds=300)
+
+
+@pytest.mark.parametrize(
+    "stamp", [lambda s: undelivered(s, 0.0), lambda s: unclaimed(s, 0.0, 10)], ids=["undelivered", "unclaimed"]
+)
+def test_a_re_send_stamp_skips_an_attempt_a_worker_is_claiming(migrated: Database, stamp: Stamp) -> None:
+    """The reconciler stamps waiting attempts as sent again without waiting for a row a worker holds: that one is
+    being taken, so it is neither waited for (the stamp locked rows in scan order and crossed the claims) nor
+    sent again."""
+    run = new_run(migrated)
+    with migrated.session() as s:
+        taken, waiting = (queries.add_attempt(s, s.get_one(Run, run), "p").id for _ in range(2))
+        queries.mark_dispatched(s, [taken, waiting])
+    with two_writers(migrated) as (worker, reconciler), Session(bind=worker) as w, Session(bind=reconciler) as r:
+        assert claim(w, taken, AttemptStatus.QUEUED, AttemptStatus.RUNNING, Lease("w", uuid.uuid4().hex, 60))
+        assert stamp(r) == [(waiting, AttemptStatus.QUEUED)]
+        r.commit()
+        w.commit()
+
+
+def lock_row(s: Session, attempt_id: int) -> None:
+    """Another writer of attempts' rows, writing them in the order of their ids."""
+    s.execute(select(Attempt.id).where(Attempt.id == attempt_id).with_for_update())
+
+
+def waits_for_a_lock(db: Database, pid: int) -> bool:
+    with db.engine.connect() as conn:
+        query = text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid")
+        return conn.execute(query, {"pid": pid}).scalar() == "Lock"
+
+
+def crossing_writer(db: Database, rows: tuple[int, int], write: Callable[[Session], object]) -> BaseException | None:
+    """Runs write (given the later attempt first) while another writer holds the earlier attempt's row and then
+    takes the later one's; returns what either side raised. Written in id order, write waits for the earlier row
+    and the other goes on; written in the order given, the two deadlock."""
+    with two_writers(db) as (first, second):
+        pid = second.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        second.commit()
+        with Session(bind=first) as other, Session(bind=second) as tested:
+            return _cross(db, (other, tested), pid, rows, write)
+
+
+def _cross(
+    db: Database, sessions: tuple[Session, Session], pid: int, rows: tuple[int, int], write: Callable[[Session], object]
+) -> BaseException | None:
+    (other, tested), (earlier, later), failed = sessions, rows, list[BaseException]()
+
+    def run() -> None:
+        try:
+            write(tested)
+            tested.commit()
+        except BaseException as exc:  # reported to the test, not lost in the thread
+            failed.append(exc)
+
+    lock_row(other, earlier)
+    writer = threading.Thread(target=run)
+    writer.start()
+    while writer.is_alive() and not waits_for_a_lock(db, pid):
+        time.sleep(0.01)
+    try:
+        lock_row(other, later)
+        other.commit()
+    except BaseException as exc:
+        failed.append(exc)
+        other.rollback()
+    writer.join()
+    return failed[0] if failed else None
+
+
+def test_a_group_of_agents_ends_given_in_any_order_locks_rows_in_id_order(migrated: Database) -> None:
+    (x, x_lease), (y, y_lease) = running_attempts(migrated, 2)
+    ends = [AgentEnd(i, lease, 1, {"agent_finished_at": utcnow()}, lease) for i, lease in ((y, y_lease), (x, x_lease))]
+    assert crossing_writer(migrated, (x, y), lambda s: record_outcomes(s, ends)) is None
+    with migrated.session() as s:
+        assert {s.get_one(Attempt, i).status for i in (x, y)} == {AttemptStatus.VERIFY_QUEUED.value}
+
+
+def test_live_transcripts_given_in_any_order_lock_rows_in_id_order(migrated: Database) -> None:
+    (x, x_lease), (y, y_lease) = running_attempts(migrated, 2)
+    outputs = [(y, y_lease, "later so far"), (x, x_lease, "earlier so far")]
+    assert crossing_writer(migrated, (x, y), lambda s: store_live_transcripts(s, outputs)) is None
+    with migrated.session() as s:
+        assert [s.get_one(Attempt, i).transcript for i in (x, y)] == ["earlier so far", "later so far"]

@@ -11,6 +11,8 @@ from db import queries
 from db.engine import Database
 from db.lifecycle import AttemptStatus
 from db.migrate import is_current, upgrade
+from db.models import Run
+from tests.db.test_metric_totals import new_run
 
 
 def _ticket(db: Database) -> int:
@@ -132,6 +134,21 @@ def test_undelivered_returns_sent_waiting_attempts_once_per_interval(db: Databas
         assert queries.undelivered(s, 0.0) == [(attempt_id, AttemptStatus.QUEUED)]
     with db.session() as s:
         assert queries.undelivered(s, 60.0) == []  # just re-sent: not again before the interval
+
+
+def test_unclaimed_re_sends_the_oldest_sent_attempts_up_to_the_free_slots(db: Database) -> None:
+    run = new_run(db)
+    with db.session() as s:
+        first, second, third = (queries.add_attempt(s, s.get_one(Run, run), "p").id for _ in range(3))
+    for attempt_id in (second, first, third):  # sent in this order: second is the oldest
+        with db.session() as s:
+            queries.mark_dispatched(s, [attempt_id])
+    with db.session() as s:
+        assert queries.unclaimed(s, 0.0, 0) == []  # no slot free: a busy fleet's backlog is not re-sent
+        assert set(queries.unclaimed(s, 0.0, 2)) == {(first, AttemptStatus.QUEUED), (second, AttemptStatus.QUEUED)}
+    with db.session() as s:
+        assert queries.unclaimed(s, 0.0, 1) == [(third, AttemptStatus.QUEUED)]  # the others' stamps are newer
+        assert queries.unclaimed(s, 60.0, 3) == []
 
 
 def test_baselines_are_stored_once_per_key(db: Database) -> None:

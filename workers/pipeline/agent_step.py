@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -329,19 +330,25 @@ def _agent_ends(rt: WorkerRuntime) -> GroupWriter[AgentEnd, EndRecorded]:
 
 def _record_ends(rt: WorkerRuntime, ends: list[AgentEnd]) -> list[EndRecorded]:
     """Record the outcomes, fill the slots they free with one scheduler pass, and claim each slot's next attempt,
-    in one transaction. The attempts chosen and not claimed go with the first answer, to be sent. The attempts'
-    rows are written in the order of their ids, as live transcripts are (db/queries/leases.py): two transactions
-    that lock rows in one order never deadlock."""
+    in one transaction. The attempts chosen and not claimed go with the first answer, to be sent."""
     with rt.db.session() as s:
-        moved = [False] * len(ends)
-        for n in sorted(range(len(ends)), key=lambda n: ends[n].attempt_id):
-            moved[n] = _record_end(s, ends[n])
+        moved = record_outcomes(s, ends)
         sends = scheduler.plan(s, rt.settings)  # the agent slots are free now, whatever verification is doing
         next_jobs = _claim_next(s, rt, sends, [end.following for end in ends])
     return [
         EndRecorded(went, next_job, sends if n == 0 else [])
         for n, (went, next_job) in enumerate(zip(moved, next_jobs, strict=True))
     ]
+
+
+def record_outcomes(s: queries.Session, ends: Sequence[AgentEnd]) -> list[bool]:
+    """Each agent's outcome, recorded; whether each moved its attempt to verification. The attempts' rows are
+    written in the order of their ids, as live transcripts are (db/queries/leases.py): two transactions that lock
+    rows in one order never deadlock."""
+    moved = [False] * len(ends)
+    for n in sorted(range(len(ends)), key=lambda n: ends[n].attempt_id):
+        moved[n] = _record_end(s, ends[n])
+    return moved
 
 
 def _record_end(s: queries.Session, end: AgentEnd) -> bool:
