@@ -138,6 +138,7 @@ class Standing:
     status_reason: str
     until: str
     cancel_requested: bool
+    rejected_on_ticket: bool
     budgets: Budgets
     about: queries.About
 
@@ -157,6 +158,7 @@ class Standing:
             status_reason=row["status_reason"] or "",
             until=row["until"],
             cancel_requested=row["cancel_requested_at"] is not None,
+            rejected_on_ticket=bool(row["rejected_on_ticket"]),
             budgets=Budgets(ticket_id, row["budget_usd"] or 0.0, repo_id, repo_name, daily),
             about=queries.About(
                 ticket_id,
@@ -174,11 +176,21 @@ class Standing:
         return self.about.ticket_id
 
 
-def after_verdict(s: queries.Session, standing: Standing, outcome: Outcome) -> bool:
+def after_verdict(
+    s: queries.Session, standing: Standing, outcome: Outcome, logged: Sequence[dict[str, Any]] = ()
+) -> bool:
     """Record what a verdict means for the run and the ticket; a failure with budget left gets a next attempt.
 
     True when it queued that next attempt (the caller schedules it). Runs in the verdict's transaction, for every
-    attempt: its reads and writes are prebuilt statements, and objects are loaded only to open a next attempt."""
+    attempt: its reads and writes are prebuilt statements, and objects are loaded only to open a next attempt.
+    logged: the caller's events (the verdict's), written in one statement with the run's and the ticket's."""
+    events = list(logged)
+    queued = _weigh(s, standing, outcome, events)
+    queries.log_events(s, events)
+    return queued
+
+
+def _weigh(s: queries.Session, standing: Standing, outcome: Outcome, events: list[dict[str, Any]]) -> bool:
     if standing.cancel_requested or not standing.run_active:
         if standing.run_active:
             queries.end_run(s, standing.run_id, RunStatus.CANCELLED)
@@ -199,41 +211,44 @@ def after_verdict(s: queries.Session, standing: Standing, outcome: Outcome) -> b
     if not queries.end_run(s, standing.run_id, ended):
         return False  # ended meanwhile by another transaction (a sibling's pass), whose policy settled the ticket
     if ended == RunStatus.PASSED and standing.until == UNTIL_FIRST:
-        stop_siblings(s, standing)
-    settle(s, standing, reason)
+        events.append(stop_siblings(s, standing))
+    events.extend(settle(s, standing, reason))
     return False
 
 
 def _rejected_before(s: queries.Session, standing: Standing) -> str | None:
     """The reviewer's words when a reviewer already rejected this very diff on the ticket, else None."""
+    if not standing.rejected_on_ticket:
+        return None  # no diff of the ticket was rejected: no statement to find none
     return queries.rejected_diffs(s, standing.ticket_id).get(standing.diff.strip())
 
 
-def stop_siblings(s: queries.Session, winner: Standing) -> None:
-    """--until first: the other runs of the ticket stop; their workers see it within a second or two."""
+def stop_siblings(s: queries.Session, winner: Standing) -> dict[str, Any]:
+    """--until first: the other runs of the ticket stop; their workers see it within a second or two. Returns
+    the event to log."""
     queries.stop_other_runs(s, winner.ticket_id, winner.run_id)
-    queries.log_event(s, "siblings_stopped", f"run {winner.run_index} passed first", ticket_id=winner.ticket_id)
+    return queries.event_row("siblings_stopped", f"run {winner.run_index} passed first", ticket_id=winner.ticket_id)
 
 
-def settle(s: queries.Session, standing: Standing, reason: str) -> None:
-    """Derive the ticket's status from its runs once a run has ended."""
+def settle(s: queries.Session, standing: Standing, reason: str) -> list[dict[str, Any]]:
+    """Derive the ticket's status from its runs once a run has ended; returns the events to log."""
     statuses = set(queries.run_statuses(s, standing.ticket_id))
     current = standing.ticket_status
     if current not in ACTIVE_TICKET:
-        return
+        return []
     if RunStatus.PASSED in statuses and (standing.until == UNTIL_FIRST or RunStatus.ACTIVE not in statuses):
         new, reason = TicketStatus.NEEDS_REVIEW, "a verified diff is waiting for review"
     elif RunStatus.ACTIVE in statuses or RunStatus.PASSED in statuses:
-        return
+        return []
     elif statuses == {RunStatus.ERROR}:
         new = TicketStatus.ERROR
     elif RunStatus.CANCELLED not in statuses:
         new = TicketStatus.FAILED
     else:
-        queries.log_event(s, "ticket_" + current.value, standing.status_reason, ticket_id=standing.ticket_id)
-        return
-    if queries.move_ticket(s, standing.about, current, new, reason):
-        queries.log_event(s, "ticket_" + new.value, shown(reason), ticket_id=standing.ticket_id)
+        return [queries.event_row("ticket_" + current.value, standing.status_reason, ticket_id=standing.ticket_id)]
+    if not queries.move_ticket(s, standing.about, current, new, reason):
+        return []
+    return [queries.event_row("ticket_" + new.value, shown(reason), ticket_id=standing.ticket_id)]
 
 
 def cancel(s: queries.Session, ticket: Ticket, actor: str) -> None:

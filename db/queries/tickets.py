@@ -221,8 +221,20 @@ def log_event(
     attempt_id: int | None = None,
     actor: str = "",
 ) -> None:
-    event = dict(kind=kind, message=message, ticket_id=ticket_id, attempt_id=attempt_id, actor=actor)
-    rows(s).execute(_LOG_EVENT, event)
+    log_events(s, [event_row(kind, message, ticket_id=ticket_id, attempt_id=attempt_id, actor=actor)])
+
+
+def event_row(
+    kind: str, message: str, *, ticket_id: int | None = None, attempt_id: int | None = None, actor: str = ""
+) -> dict[str, Any]:
+    """An event to log, with others of the same transaction (log_events)."""
+    return dict(kind=kind, message=message, ticket_id=ticket_id, attempt_id=attempt_id, actor=actor)
+
+
+def log_events(s: Session, events: Sequence[dict[str, Any]]) -> None:
+    """Several events in one statement, in their order (a verdict's and its ticket's)."""
+    if events:
+        rows(s).execute(_LOG_EVENT, list(events))
 
 
 _LOG_EVENT = insert(Event)  # built once: every verdict logs two

@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import RowMapping, bindparam, select, update
+from sqlalchemy import RowMapping, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from db import lifecycle
 from db.engine import rows
 from db.lifecycle import WAITING_ATTEMPT, AttemptStatus, RunStatus, TicketStatus
-from db.models import Attempt, Repo, Run, Ticket, utcnow
+from db.models import Attempt, Repo, Review, Run, Ticket, utcnow
 from db.queries.errors import NotFound
 from db.queries.forge import NOTIFIED, About, notify
 from db.queries.tickets import attempt_select
@@ -63,6 +63,8 @@ def move_ticket(s: Session, about: About, old: TicketStatus, new: TicketStatus, 
 
 
 # Built once: the verdict's transaction runs them for every attempt.
+# Whether a reviewer rejected a diff of the ticket: only then does a pass compare its diff with theirs.
+_REJECTED_ON_TICKET = exists().where(Review.ticket_id == Ticket.id, Review.decision == "rejected")
 _STANDING = (
     attempt_select(
         Attempt.id.label("attempt_id"),
@@ -83,6 +85,7 @@ _STANDING = (
         Repo.id.label("repo_id"),
         Repo.name.label("repo_name"),
         Repo.settings.label("repo_settings"),
+        _REJECTED_ON_TICKET.label("rejected_on_ticket"),
     )
     .where(Attempt.id == bindparam("attempt"))
     # PostgreSQL: two runs of a ticket that end at once take turns, and the second reads its ticket and run as the

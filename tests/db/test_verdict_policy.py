@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from db import policy, queries
 from db.engine import Database
@@ -113,6 +113,29 @@ def test_a_pass_on_a_diff_a_reviewer_rejected_is_a_failure_with_the_reviewers_wo
     found = state(db, attempt)
     assert found["runs"][1] == "active" and found["ticket"][0] == "running"
     assert "use a loop" in found["attempts"][-1][4] and "a reviewer already rejected" in found["attempts"][-1][4]
+
+
+def test_a_pass_reads_no_rejections_where_there_are_none_and_logs_its_events_in_one_statement(db: Database) -> None:
+    """Every verdict's transaction is on the worker's hot path: the rejected diffs are read only where there are,
+    and the verdict's event and its ticket's go in one statement, in that order."""
+    (attempt,) = ticket(db)
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.session() as s:
+            standing = policy.Standing.read(s, attempt)
+            verdict = queries.event_row("passed", "tests pass", ticket_id=standing.ticket_id, attempt_id=attempt)
+            policy.after_verdict(s, standing, PASSED, [verdict])
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert state(db, attempt)["ticket"][0] == "needs_review"
+    assert state(db, attempt)["events"] == ["passed", "ticket_needs_review"]
+    assert [statement for statement in sent if "FROM attempts JOIN reviews" in statement] == []
+    assert len([statement for statement in sent if statement.startswith("INSERT INTO events")]) == 1
 
 
 def test_a_cancelled_ticket_only_ends_the_run(db: Database) -> None:

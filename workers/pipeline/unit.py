@@ -253,8 +253,10 @@ def conclude(rt: WorkerRuntime, job: Job, lease: queries.Lease, end: Conclusion)
         queries.add_verification(s, job.attempt_id, **end.verification)
         kind, message = end.event
         # The worker that wrote the verdict: on a team of hosts, which machine to look at.
-        queries.log_event(s, kind, message, ticket_id=job.ticket_id, attempt_id=job.attempt_id, actor=rt.worker_id)
-        queued_more = policy.after_verdict(s, standing, end.outcome)
+        verdict = queries.event_row(
+            kind, message, ticket_id=job.ticket_id, attempt_id=job.attempt_id, actor=rt.worker_id
+        )
+        queued_more = policy.after_verdict(s, standing, end.outcome, [verdict])
         # A verification frees no agent slot (the agent's end refilled it): a pass is needed for a next attempt,
         # or when an error ended the attempt before its agent's end did.
         may_fill = queued_more or end.outcome.verdict == Verdict.ERROR
