@@ -139,6 +139,7 @@ class Standing:
     until: str
     cancel_requested: bool
     rejected_on_ticket: bool
+    sibling_runs: int
     budgets: Budgets
     about: queries.About
 
@@ -159,6 +160,7 @@ class Standing:
             until=row["until"],
             cancel_requested=row["cancel_requested_at"] is not None,
             rejected_on_ticket=bool(row["rejected_on_ticket"]),
+            sibling_runs=row["sibling_runs"],
             budgets=Budgets(ticket_id, row["budget_usd"] or 0.0, repo_id, repo_name, daily),
             about=queries.About(
                 ticket_id,
@@ -212,7 +214,7 @@ def _weigh(s: queries.Session, standing: Standing, outcome: Outcome, events: lis
         return False  # ended meanwhile by another transaction (a sibling's pass), whose policy settled the ticket
     if ended == RunStatus.PASSED and standing.until == UNTIL_FIRST:
         events.append(stop_siblings(s, standing))
-    events.extend(settle(s, standing, reason))
+    events.extend(settle(s, standing, ended, reason))
     return False
 
 
@@ -230,9 +232,9 @@ def stop_siblings(s: queries.Session, winner: Standing) -> dict[str, Any]:
     return queries.event_row("siblings_stopped", f"run {winner.run_index} passed first", ticket_id=winner.ticket_id)
 
 
-def settle(s: queries.Session, standing: Standing, reason: str) -> list[dict[str, Any]]:
-    """Derive the ticket's status from its runs once a run has ended; returns the events to log."""
-    statuses = set(queries.run_statuses(s, standing.ticket_id))
+def settle(s: queries.Session, standing: Standing, ended: RunStatus, reason: str) -> list[dict[str, Any]]:
+    """Derive the ticket's status from its runs once its run has ended; returns the events to log."""
+    statuses = set(queries.run_statuses(s, standing.ticket_id)) if standing.sibling_runs else {ended}
     current = standing.ticket_status
     if current not in ACTIVE_TICKET:
         return []

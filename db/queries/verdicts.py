@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import RowMapping, bindparam, exists, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import RowMapping, bindparam, exists, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from db import lifecycle
 from db.engine import rows
@@ -65,6 +65,9 @@ def move_ticket(s: Session, about: About, old: TicketStatus, new: TicketStatus, 
 # Built once: the verdict's transaction runs them for every attempt.
 # Whether a reviewer rejected a diff of the ticket: only then does a pass compare its diff with theirs.
 _REJECTED_ON_TICKET = exists().where(Review.ticket_id == Ticket.id, Review.decision == "rejected")
+# The ticket's other runs: with none, the ended run's status is all its ticket's runs say (no statement to read).
+_SIBLING = aliased(Run)
+_SIBLING_RUNS = select(func.count()).where(_SIBLING.ticket_id == Ticket.id, _SIBLING.id != Run.id).scalar_subquery()
 _STANDING = (
     attempt_select(
         Attempt.id.label("attempt_id"),
@@ -86,6 +89,7 @@ _STANDING = (
         Repo.name.label("repo_name"),
         Repo.settings.label("repo_settings"),
         _REJECTED_ON_TICKET.label("rejected_on_ticket"),
+        _SIBLING_RUNS.label("sibling_runs"),
     )
     .where(Attempt.id == bindparam("attempt"))
     # PostgreSQL: two runs of a ticket that end at once take turns, and the second reads its ticket and run as the

@@ -115,9 +115,10 @@ def test_a_pass_on_a_diff_a_reviewer_rejected_is_a_failure_with_the_reviewers_wo
     assert "use a loop" in found["attempts"][-1][4] and "a reviewer already rejected" in found["attempts"][-1][4]
 
 
-def test_a_pass_reads_no_rejections_where_there_are_none_and_logs_its_events_in_one_statement(db: Database) -> None:
+def test_a_pass_of_a_lone_run_reads_only_what_it_needs_and_logs_its_events_in_one_statement(db: Database) -> None:
     """Every verdict's transaction is on the worker's hot path: the rejected diffs are read only where there are,
-    and the verdict's event and its ticket's go in one statement, in that order."""
+    the runs' statuses only where the ticket has other runs, and the verdict's event and its ticket's go in one
+    statement, in that order."""
     (attempt,) = ticket(db)
     sent: list[str] = []
 
@@ -135,6 +136,7 @@ def test_a_pass_reads_no_rejections_where_there_are_none_and_logs_its_events_in_
     assert state(db, attempt)["ticket"][0] == "needs_review"
     assert state(db, attempt)["events"] == ["passed", "ticket_needs_review"]
     assert [statement for statement in sent if "FROM attempts JOIN reviews" in statement] == []
+    assert [statement for statement in sent if statement.startswith("SELECT runs.status")] == []
     assert len([statement for statement in sent if statement.startswith("INSERT INTO events")]) == 1
 
 
