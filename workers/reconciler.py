@@ -2,7 +2,8 @@
 
 It also makes recovery from a lost broker a matter of seconds: a waiting attempt that nobody took while workers
 have free slots is sent again after FLEET_RESEND_IDLE_SECONDS, and every waiting attempt is sent again at once when
-the broker answers after being away or comes back empty (workers.queue.Dispatcher.broker_fresh).
+the broker answers after being away or comes back empty (workers.queue.Dispatcher.broker_fresh); one that a worker
+is claiming at that moment is left to the next pass (db.queries.leases.undelivered).
 """
 
 from __future__ import annotations

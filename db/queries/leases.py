@@ -311,7 +311,7 @@ def _stamp_sent(s: Session, chosen: Select[Any], cutoff: datetime) -> list[tuple
     stamped, to re-send (another worker's reconciler may have stamped one meanwhile).
 
     On PostgreSQL the rows are locked in the order of their ids, as every writer of several attempts locks them,
-    and a row another transaction holds (a worker claiming it) is skipped: it is not lost, it is being taken."""
+    and a row another transaction holds (most likely a worker claiming it) is skipped until the next pass."""
     locked = chosen.order_by(Attempt.id).with_for_update(skip_locked=True, key_share=True)
     stamped = s.execute(
         update(Attempt)

@@ -66,6 +66,7 @@ def move_ticket(s: Session, about: About, old: TicketStatus, new: TicketStatus, 
 # Whether a reviewer rejected a diff of the ticket: only then does a pass compare its diff with theirs.
 _REJECTED_ON_TICKET = exists().where(Review.ticket_id == Ticket.id, Review.decision == "rejected")
 # The ticket's other runs: with none, the ended run's status is all its ticket's runs say (no statement to read).
+# Runs are added only with their ticket (retry and reject reopen the runs there are), so the count stays true.
 _SIBLING = aliased(Run)
 _SIBLING_RUNS = select(func.count()).where(_SIBLING.ticket_id == Ticket.id, _SIBLING.id != Run.id).scalar_subquery()
 _STANDING = (

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=Tr
 SHARD = text("SELECT pg_backend_pid() % 64")  # the totals shard this connection writes (migration 0011)
 Stamp = Callable[[Session], list[tuple[int, AttemptStatus]]]
 NO_WAIT = "SET lock_timeout = '2s'"  # a wait turns into an error the test reports, instead of a stall
+WAITS = "SET lock_timeout = '30s'"
 
 
 def running_attempts(db: Database, count: int) -> list[tuple[int, Lease]]:
@@ -132,27 +133,35 @@ def lock_row(s: Session, attempt_id: int) -> None:
     s.execute(select(Attempt.id).where(Attempt.id == attempt_id).with_for_update())
 
 
-def waits_for_a_lock(db: Database, pid: int) -> bool:
+def blocked_by(db: Database, waiter: int, holder: int) -> bool:
+    """Whether the server process waiter waits for a lock the server process holder holds."""
     with db.engine.connect() as conn:
-        query = text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid")
-        return conn.execute(query, {"pid": pid}).scalar() == "Lock"
+        query = text("SELECT CAST(:holder AS integer) = ANY(pg_blocking_pids(:waiter))")
+        return bool(conn.execute(query, {"waiter": waiter, "holder": holder}).scalar())
 
 
 def crossing_writer(db: Database, rows: tuple[int, int], write: Callable[[Session], object]) -> BaseException | None:
     """Runs write (given the later attempt first) while another writer holds the earlier attempt's row and then
     takes the later one's; returns what either side raised. Written in id order, write waits for the earlier row
-    and the other goes on; written in the order given, the two deadlock."""
+    and the other goes on; written in the order given, the two deadlock (PostgreSQL fails one within a second)."""
     with two_writers(db) as (first, second):
-        pid = second.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        second.commit()
+        second.exec_driver_sql(WAITS)  # this side is meant to wait: a loaded machine may take a while to go on
+        pids = tuple(conn.execute(text("SELECT pg_backend_pid()")).scalar_one() for conn in (first, second))
+        for conn in (first, second):
+            conn.commit()  # a session joins a transaction its connection has begun, and never commits it
         with Session(bind=first) as other, Session(bind=second) as tested:
-            return _cross(db, (other, tested), pid, rows, write)
+            return _cross(db, (other, tested), pids, rows, write)
 
 
 def _cross(
-    db: Database, sessions: tuple[Session, Session], pid: int, rows: tuple[int, int], write: Callable[[Session], object]
+    db: Database,
+    sessions: tuple[Session, Session],
+    pids: tuple[int, int],
+    rows: tuple[int, int],
+    write: Callable[[Session], object],
 ) -> BaseException | None:
-    (other, tested), (earlier, later), failed = sessions, rows, list[BaseException]()
+    (other, tested), (other_pid, tested_pid), (earlier, later) = sessions, pids, rows
+    failed: list[BaseException] = []
 
     def run() -> None:
         try:
@@ -164,8 +173,9 @@ def _cross(
     lock_row(other, earlier)
     writer = threading.Thread(target=run)
     writer.start()
-    while writer.is_alive() and not waits_for_a_lock(db, pid):
+    while writer.is_alive() and not blocked_by(db, tested_pid, other_pid):
         time.sleep(0.01)
+    assert writer.is_alive(), "the writer never waited for the row the other writer holds"
     try:
         lock_row(other, later)
         other.commit()
