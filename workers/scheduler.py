@@ -67,6 +67,8 @@ def plan(s: queries.Session, settings: Settings) -> list[tuple[int, AttemptStatu
     if free <= 0:
         return []
     waiting = queries.pending(s, per_repo=free * LOOKAHEAD)
+    if not waiting:  # an idle fleet's reconcilers pass every second: nothing more to read
+        return []
     chosen = pick(waiting, free, running, queries.repo_limits(s), settings.agent_limits)
     queries.mark_dispatched(s, chosen)
     return [(attempt_id, AttemptStatus.QUEUED) for attempt_id in chosen]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from sqlalchemy import event
 
 from db import queries
 from db.engine import Database
@@ -52,3 +55,21 @@ def test_verification_holds_no_agent_slot(db: Database, tmp_path: object) -> Non
     assert [a for a, _ in sent] == waiting[:2]  # both slots refill while the first two are being verified
     with db.session() as s:
         assert plan(s, settings) == []  # and the two sent hold them
+
+
+def test_a_pass_with_nothing_waiting_reads_no_repository_limits(db: Database, tmp_path: object) -> None:
+    """Every worker's reconciler plans a pass each second, idle or not: an idle one stops at the waiting line."""
+    for attempt_id in _attempts(db, 1):
+        _move(db, attempt_id, AttemptStatus.VERIFY_QUEUED)
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with db.session() as s:
+            assert plan(s, Settings(home=tmp_path)) == []
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert sent and not [statement for statement in sent if "FROM repos" in statement]
