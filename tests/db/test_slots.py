@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from sqlalchemy import event
 
 from db import queries
 from db.engine import Database
 from db.lifecycle import AttemptStatus
 from db.migrate import upgrade
 from system.settings import Settings
+from tests.db.statements import statements_sent
 from workers.scheduler import plan
 
 
@@ -61,15 +59,6 @@ def test_a_pass_with_nothing_waiting_reads_no_repository_limits(db: Database, tm
     """Every worker's reconciler plans a pass each second, idle or not: an idle one stops at the waiting line."""
     for attempt_id in _attempts(db, 1):
         _move(db, attempt_id, AttemptStatus.VERIFY_QUEUED)
-    sent: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        with db.session() as s:
-            assert plan(s, Settings(home=tmp_path)) == []
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
+    with statements_sent(db.engine) as sent, db.session() as s:
+        assert plan(s, Settings(home=tmp_path)) == []
     assert sent and not [statement for statement in sent if "FROM repos" in statement]

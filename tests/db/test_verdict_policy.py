@@ -7,12 +7,13 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from db import policy, queries
 from db.engine import Database
 from db.lifecycle import Verdict
 from db.models import Attempt, Event, Notification, Run, Ticket
+from tests.db.statements import statements_sent
 
 HOOK = {"notify_url": "http://127.0.0.1:9/hook"}
 PASSED = policy.Outcome(Verdict.PASSED, "", "tests pass")
@@ -120,19 +121,10 @@ def test_a_pass_of_a_lone_run_reads_only_what_it_needs_and_logs_its_events_in_on
     the runs' statuses only where the ticket has other runs, and the verdict's event and its ticket's go in one
     statement, in that order."""
     (attempt,) = ticket(db)
-    sent: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        with db.session() as s:
-            standing = policy.Standing.read(s, attempt)
-            verdict = queries.event_row("passed", "tests pass", ticket_id=standing.ticket_id, attempt_id=attempt)
-            policy.after_verdict(s, standing, PASSED, [verdict])
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
+    with statements_sent(db.engine) as sent, db.session() as s:
+        standing = policy.Standing.read(s, attempt)
+        verdict = queries.event_row("passed", "tests pass", ticket_id=standing.ticket_id, attempt_id=attempt)
+        policy.after_verdict(s, standing, PASSED, [verdict])
     assert state(db, attempt)["ticket"][0] == "needs_review"
     assert state(db, attempt)["events"] == ["passed", "ticket_needs_review"]
     assert [statement for statement in sent if "FROM attempts JOIN reviews" in statement] == []
