@@ -115,8 +115,8 @@ def test_a_renewal_renews_a_row_that_is_only_referenced(migrated: Database) -> N
 )
 def test_a_re_send_stamp_skips_an_attempt_a_worker_is_claiming(migrated: Database, stamp: Stamp) -> None:
     """The reconciler stamps waiting attempts as sent again without waiting for a row a worker holds: that one is
-    being taken, so it is neither waited for (the stamp locked rows in scan order and crossed the claims) nor
-    sent again."""
+    neither waited for (the stamp locked rows in scan order and crossed the claims) nor sent again in this pass;
+    a later pass finds it claimed, or still waiting if the claim rolled back."""
     run = new_run(migrated)
     with migrated.session() as s:
         taken, waiting = (queries.add_attempt(s, s.get_one(Run, run), "p").id for _ in range(2))
