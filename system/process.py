@@ -19,10 +19,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from system.cancel import Cancellation
 from system.rlimits import capped, lowered
 from system.sandbox_start import SandboxStartFailed, admit, is_confined, prepared
 
-CHECK_SECONDS = 0.25
+CHECK_SECONDS = 0.25  # how often a wait looks at a flag that cannot wake it
+LONGEST_SLEEP = 3600.0  # one poll of a wait that a flag or the exit wakes
 CHUNK_BYTES = 65_536
 PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
@@ -181,11 +183,12 @@ def kill_group(proc: subprocess.Popen[bytes], grace_seconds: float) -> None:
 def _wait(proc: subprocess.Popen[bytes], deadline: float, cancelled: threading.Event | None) -> tuple[bool, bool]:
     """Sleep until proc exits, the deadline passes or cancelled is set; returns (timed out, cancelled).
 
-    The exit wakes us through a pidfd at once; the deadline and the flag are looked at every CHECK_SECONDS,
-    so a hundred commands that run for minutes cost a few wake-ups a second, not hundreds.
+    The exit wakes us through a pidfd, and a Cancellation's set() through its descriptor, at once: a hundred
+    commands that run for minutes cost no wake-up until they end. A plain Event (or a kernel with no pidfd) is
+    looked at every CHECK_SECONDS.
     """
-    with _exit_watch(proc) as exited:
-        while not exited(min(CHECK_SECONDS, max(0.0, deadline - time.monotonic()))):
+    with _exit_watch(proc, cancelled) as exited:
+        while not exited(deadline):
             if cancelled is not None and cancelled.is_set():
                 return False, True
             if time.monotonic() >= deadline:
@@ -195,19 +198,33 @@ def _wait(proc: subprocess.Popen[bytes], deadline: float, cancelled: threading.E
 
 
 @contextlib.contextmanager
-def _exit_watch(proc: subprocess.Popen[bytes]) -> Iterator[Callable[[float], bool]]:
-    """A function that waits up to its argument in seconds for proc to exit, and says whether it has."""
+def _exit_watch(proc: subprocess.Popen[bytes], cancelled: threading.Event | None) -> Iterator[Callable[[float], bool]]:
+    """A function that waits for proc to exit until its argument (a time.monotonic() deadline), or less: until
+    cancelled is set, or CHECK_SECONDS when nothing would wake it then. It says whether proc has exited."""
     try:
         pidfd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):  # no pidfd (old kernel, or not Linux): poll
-        yield lambda seconds: _polled_exit(proc, seconds)
+        yield lambda deadline: _polled_exit(proc, _seconds_to(deadline, CHECK_SECONDS))
         return
     poller = select.poll()  # not select(): it refuses descriptors above 1023, and a busy worker has more
     poller.register(pidfd, select.POLLIN)
     try:
-        yield lambda seconds: bool(poller.poll(seconds * 1000))
+        with _woken_by(cancelled) as wake:
+            period = CHECK_SECONDS if wake is None and cancelled is not None else LONGEST_SLEEP
+            if wake is not None:
+                poller.register(wake, select.POLLIN)
+            yield lambda deadline: any(fd == pidfd for fd, _ in poller.poll(_seconds_to(deadline, period) * 1000))
     finally:
         os.close(pidfd)
+
+
+def _woken_by(cancelled: threading.Event | None) -> contextlib.AbstractContextManager[int | None]:
+    """The descriptor cancelled's set() makes readable, when it is a Cancellation."""
+    return cancelled.watched() if isinstance(cancelled, Cancellation) else contextlib.nullcontext()
+
+
+def _seconds_to(deadline: float, longest: float) -> float:
+    return min(longest, max(0.0, deadline - time.monotonic()))
 
 
 def _polled_exit(proc: subprocess.Popen[bytes], seconds: float) -> bool:

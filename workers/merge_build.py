@@ -20,6 +20,7 @@ from db import queries
 from db.engine import log_failure
 from db.lifecycle import MergeStatus
 from db.mergeplan import Conflict
+from system.cancel import Cancellation
 from system.mirror import has_commit
 from verification.report import TestResult
 from verification.verify import run_baseline
@@ -58,7 +59,7 @@ def verify_build(rt: WorkerRuntime, entry_id: int, send_builds: SendBuilds, send
     if claimed is None:
         return  # a duplicate message, a build already judged, or one reset since it was sent
     job, build, chain = claimed
-    cancel = threading.Event()
+    cancel = Cancellation()
     keeper = threading.Thread(target=_keep, args=(rt, entry_id, token, cancel), daemon=True)
     keeper.start()
     try:

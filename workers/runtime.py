@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from db import queries
 from db.engine import Database, log_failure
 from db.models import utcnow
+from system.cancel import Cancellation
 from system.mirror import ensure_mirror
 from system.settings import Settings
 from verification.envcache import EnvCache
@@ -104,7 +105,7 @@ class KeyedLocks:
 @dataclass
 class Held:
     attempt_id: int
-    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel: threading.Event = field(default_factory=Cancellation)  # its commands' waits sleep on it
 
 
 class LeaseBook:
