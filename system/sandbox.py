@@ -84,7 +84,7 @@ class View:
 
 def bwrap_missing() -> str | None:
     """Why no agent sandbox can start on this machine (as the attempt's warning), or None when it can."""
-    exe = shutil.which("bwrap")
+    exe = _bwrap(os.environ.get("PATH"))
     if exe is None:
         return MISSING
     problem = sandbox_problem(exe)
@@ -93,8 +93,14 @@ def bwrap_missing() -> str | None:
 
 def unsandboxed_tests_warning() -> str:
     """Why the last test runs had no sandbox, for the verification's warnings."""
-    exe = shutil.which("bwrap")
+    exe = _bwrap(os.environ.get("PATH"))
     return TESTS_MISSING if exe is None else TESTS_BROKEN.format(sandbox_problem(exe) or "unknown")
+
+
+@functools.lru_cache(maxsize=4)
+def _bwrap(path_var: str | None) -> str | None:
+    """bubblewrap's program on path_var (the worker's PATH), looked up once per PATH: every command asks."""
+    return shutil.which("bwrap", path=path_var)
 
 
 @functools.lru_cache(maxsize=4)
@@ -127,13 +133,13 @@ def confine(view: View) -> tuple[str, ...]:
     """The argv prefix that runs a command confined to view (bwrap must be usable: see bwrap_missing).
 
     Only run_process can start it: it fills the descriptor slots (system/sandbox_start.py)."""
-    argv = [*_shown(view.readable, view.hidden), *_binds("--bind", [path.resolve() for path in view.writable])]
+    argv = [*_shown(view.readable, view.hidden), *_binds("--bind", map(_real, view.writable))]
     if view.egress_socket is not None:
-        argv += _binds("--bind", [view.egress_socket.parent.resolve()])
+        argv += _binds("--bind", [_real(view.egress_socket.parent)])
     argv += _memory(view)
     for source, dest in view.overlays:
         argv += ["--ro-bind", str(source), str(dest)]
-    argv += ["--chdir", str(view.workdir.resolve())]
+    argv += ["--chdir", str(_real(view.workdir))]
     if not view.network:
         argv.append("--unshare-net")
     argv += ["--info-fd", INFO_SLOT]
@@ -147,13 +153,23 @@ def _shown(readable: tuple[Path, ...], hidden: tuple[Path, ...]) -> tuple[str, .
 
     The covers come before the writable folders, so a worktree inside a covered FLEET_HOME is bound over its cover.
     """
-    exe = shutil.which("bwrap")
+    exe = _bwrap(os.environ.get("PATH"))
     if exe is None:
         raise FileNotFoundError("bwrap")
     shown = _existing(readable)
     argv = [exe, *HARDENING, *_system_binds(), "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     argv += _binds("--ro-bind", shown)
     return (*argv, *_covers(hidden, [*shown, *map(Path, SYSTEM)]))
+
+
+@functools.lru_cache(maxsize=1024)
+def _real(path: Path) -> Path:
+    """path.resolve(), its folders' part remembered: Fleet's own folders (FLEET_HOME's, a pool's slots), which every
+    command of an attempt names, are looked at once, where resolve() looks at each of their parts each time."""
+    if not path.is_absolute() or ".." in path.parts or path.parent == path:
+        return path.resolve()
+    here = _real(path.parent) / path.name
+    return here.resolve() if here.is_symlink() else here
 
 
 def _memory(view: View) -> list[str]:

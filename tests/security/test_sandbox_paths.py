@@ -1,0 +1,41 @@
+"""A sandbox binds the real folders behind the paths it is given, links and all, as path.resolve() names them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from system.process import run_process
+from system.sandbox import View, _real, confine
+
+
+def test_a_path_is_named_as_resolve_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = tmp_path / "real"
+    (real / "inner").mkdir(parents=True)
+    (tmp_path / "via").symlink_to(real)
+    (real / "leaf").symlink_to(real / "inner")
+    for path in (
+        real / "inner",
+        tmp_path / "via" / "inner",  # a link among the folders
+        real / "leaf",  # a link at the end
+        tmp_path / "via" / "leaf" / "missing",  # both, and nothing there yet
+        tmp_path / "via" / ".." / "real",
+    ):
+        assert _real(path) == path.resolve(), path
+    monkeypatch.chdir(tmp_path)
+    assert _real(Path("via/inner")) == (real / "inner").resolve()
+
+
+def test_a_sandbox_writes_the_real_folder_behind_a_linked_path(tmp_path: Path) -> None:
+    real = tmp_path / "checkout"
+    real.mkdir()
+    linked = tmp_path / "link"
+    linked.symlink_to(real)
+    wrapper = confine(View(workdir=linked, writable=(linked,)))
+    done = run_process(
+        [*wrapper, "sh", "-c", "pwd > where && echo ok"], cwd=linked, env={"PATH": os.defpath}, timeout=60
+    )
+    assert done.ok, done.output
+    assert (real / "where").read_text().strip() == str(real.resolve())
