@@ -16,16 +16,13 @@
    The wide row: team mode, more slots than one process should hold, shared by several `fleet worker` processes.
 2. Dispatch latency with idle slots: submit (through the Python API) to the agent's process start, p50/p99.
 3. Memory: the worker process's peak resident memory while all slots are busy, divided by the slots.
-4. Worktree cost per attempt on a 5,000-file repository: a pooled lease+release vs `git worktree add`+remove, and
-   taking the diff of a one-line edit (median).
-Prints a table and writes JSON (and a PNG of agents busy over time, when matplotlib is installed) to
-bench/results/.
+4. Worktree cost per attempt, 5,000-file repository: pooled lease+release vs `git worktree add`+remove; a diff.
+Prints a table; writes JSON (and a PNG of agents busy over time, with matplotlib) to bench/results/.
 """
 
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
 import os
 import platform
@@ -42,13 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from busy import busy_profile, plot  # bench/busy.py, beside this script
+from bytecode_written import compiled  # bench/bytecode_written.py
 from scratch import scratch_database  # bench/scratch.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TEST_CMD = "grep -q fixed state.txt"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PACKAGES = ("fleet", "db", "system", "verification", "workers", "orchestrator")
 
 
 def make_repo(path: Path, files: int = 1) -> None:
@@ -227,6 +224,7 @@ def throughput(
     make_repo(repo)
     # Before the pools grew to what is leased at once, their default size was one process's slots.
     env = fleet_env(home, mode) | ({"PYTHONPATH": code, "FLEET_WORKTREE_POOL_SIZE": str(slots)} if code else {})
+    compiled(Path(code) if code else ROOT)  # both codes of a pair start from bytecode
     fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
     submit_batch(env, work, label, tickets, agent_seconds)
     started, wall_started, machine_before = time.monotonic(), time.time(), machine_cpu_seconds()
@@ -351,15 +349,6 @@ def worktree_cost(files: int, rounds: int, work: Path) -> dict[str, Any]:
     }
 
 
-def compiled(checkout: Path) -> None:
-    """Write the checkout's bytecode: under PYTHONDONTWRITEBYTECODE, or in a checkout no Python has run from, every
-    worker would compile its modules at its start (about 0.2 s), and the two codes of a side by side pair would
-    not start alike."""
-    for name in PACKAGES:
-        if (checkout / name).is_dir():
-            compileall.compile_dir(checkout / name, quiet=1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tickets", type=int, default=1000)
@@ -384,8 +373,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
         work = Path(tmp)
         codes = [args.baseline, ""] if args.baseline else [""]
-        for code in codes:
-            compiled(Path(code) if code else ROOT)
         runs = [(mode, args.tickets, args.slots, 1, code) for mode in args.modes.split(",") if mode for code in codes]
         if args.wide:
             tickets, slots, processes = map(int, args.wide.split(","))
