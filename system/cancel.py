@@ -20,20 +20,31 @@ class Cancellation(threading.Event):
         self._guard = threading.Lock()
 
     def set(self) -> None:
-        super().set()
-        with self._guard:
+        with self._guard:  # the flag and the descriptors change together: readable exactly while it is set
+            super().set()
             for descriptor in self._watchers:
                 _signal(descriptor)
 
+    def clear(self) -> None:
+        with self._guard:  # else a wait would find its descriptor readable and the flag down, again and again
+            super().clear()
+            for descriptor in self._watchers:
+                _unsignal(descriptor)
+
     @contextlib.contextmanager
-    def watched(self) -> Iterator[int]:
-        """A descriptor, readable once the flag is set (already, or while the block runs); closed on exit."""
-        descriptor = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+    def watched(self) -> Iterator[int | None]:
+        """A descriptor, readable while the flag is set (already, or from when it is set in the block); closed on
+        exit. None when the process has no descriptor left: the wait then looks at the flag now and then instead."""
+        try:
+            descriptor = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        except OSError:
+            yield None
+            return
         with self._guard:
             self._watchers.add(descriptor)
-        try:
             if self.is_set():  # set before it was watched
                 _signal(descriptor)
+        try:
             yield descriptor
         finally:
             with self._guard:  # no set() writes to it from here on, so closing cannot hit a reused number
@@ -44,3 +55,8 @@ class Cancellation(threading.Event):
 def _signal(descriptor: int) -> None:
     with contextlib.suppress(BlockingIOError):  # the counter is full: it is readable already
         os.eventfd_write(descriptor, 1)
+
+
+def _unsignal(descriptor: int) -> None:
+    with contextlib.suppress(BlockingIOError):  # not signalled
+        os.eventfd_read(descriptor)

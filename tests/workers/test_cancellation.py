@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -87,6 +88,25 @@ def test_a_wait_on_a_plain_event_still_looks_at_it_and_stops(tmp_path: Path) -> 
     cancel.set()
     assert running.ended().cancelled
     assert looked >= 2
+
+
+def readable(descriptor: int) -> bool:
+    return bool(select.select([descriptor], [], [], 0)[0])
+
+
+def test_a_watched_descriptor_is_readable_exactly_while_the_flag_is_set() -> None:
+    cancel = Cancellation()
+    with cancel.watched() as descriptor:
+        assert descriptor is not None
+        assert not readable(descriptor)
+        cancel.set()
+        assert readable(descriptor)
+        cancel.set()  # twice: one clear still takes it down
+        cancel.clear()  # else a wait would wake at once, find the flag down and sleep no more
+        assert not readable(descriptor)
+    cancel.set()
+    with cancel.watched() as descriptor:  # set before it was watched
+        assert descriptor is not None and readable(descriptor)
 
 
 def test_a_command_that_ends_by_itself_leaves_no_descriptor_open(tmp_path: Path) -> None:
