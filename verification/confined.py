@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,7 +99,7 @@ def rerun_suspects(
     if not (spec.rerun_failures and suspects and run.report_found and PLAIN_PYTEST.match(spec.test_cmd)):
         return None
     command = f"{spec.test_cmd} {shlex.join(suspects[:MAX_RERUN_IDS])}"
-    return run_confined(checkout, spec, report_dir / "rerun", command, cancelled, config)
+    return run_confined(checkout, spec, fresh_folder(report_dir / "rerun"), command, cancelled, config)
 
 
 def visible_rerun(
@@ -118,4 +119,17 @@ def visible_rerun(
     if not (twice and PLAIN_PYTEST.match(spec.test_cmd)):
         return None
     command = f"{spec.test_cmd} {shlex.join(twice[:MAX_RERUN_IDS])}"
-    return run_confined(checkout, spec, report_dir / "visible", command, cancelled, config, show_runner=True)
+    visible = fresh_folder(report_dir / "visible")
+    return run_confined(checkout, spec, visible, command, cancelled, config, show_runner=True)
+
+
+def fresh_folder(folder: Path) -> Path:
+    """An empty folder of the worker's own at folder, inside a report folder the run before could write: whatever
+    that run left there is removed, never followed. A link planted there would otherwise be bound writable into
+    the next sandbox, and its target is any folder of the host."""
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        folder.unlink()
+    elif folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir()
+    return folder
