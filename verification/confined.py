@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from system.files import remove_tree
 from system.sandbox import (
     bwrap_missing,
     confine,
@@ -127,9 +127,6 @@ def fresh_folder(folder: Path) -> Path:
     """An empty folder of the worker's own at folder, inside a report folder the run before could write: whatever
     that run left there is removed, never followed. A link planted there would otherwise be bound writable into
     the next sandbox, and its target is any folder of the host."""
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        folder.unlink()
-    elif folder.exists():
-        shutil.rmtree(folder)
+    remove_tree(folder)
     folder.mkdir()
     return folder
