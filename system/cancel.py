@@ -11,8 +11,9 @@ from collections.abc import Iterator
 class Cancellation(threading.Event):
     """A threading.Event whose set() also wakes every wait watching it through a descriptor (watched()).
 
-    A command's wait then sleeps until the command exits, its time is up or it is cancelled, with no wake-up in
-    between: a hundred agents that run for minutes cost their worker nothing while they run."""
+    A command's wait then sleeps until the command exits, its time is up or it is cancelled, with no periodic
+    wake-up in between (where the kernel has pidfd): a hundred agents that run for minutes cost their worker
+    nothing while they run."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,10 +54,11 @@ class Cancellation(threading.Event):
 
 
 def _signal(descriptor: int) -> None:
-    with contextlib.suppress(BlockingIOError):  # the counter is full: it is readable already
+    # EAGAIN: the counter is full, so it is readable already. Any other failure must not keep set() from the rest.
+    with contextlib.suppress(OSError):
         os.eventfd_write(descriptor, 1)
 
 
 def _unsignal(descriptor: int) -> None:
-    with contextlib.suppress(BlockingIOError):  # not signalled
+    with contextlib.suppress(OSError):  # EAGAIN: not signalled
         os.eventfd_read(descriptor)

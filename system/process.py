@@ -206,9 +206,9 @@ def _exit_watch(proc: subprocess.Popen[bytes], cancelled: threading.Event | None
     except (AttributeError, OSError):  # no pidfd (old kernel, or not Linux): poll
         yield lambda deadline: _polled_exit(proc, _seconds_to(deadline, CHECK_SECONDS))
         return
-    poller = select.poll()  # not select(): it refuses descriptors above 1023, and a busy worker has more
-    poller.register(pidfd, select.POLLIN)
     try:
+        poller = select.poll()  # not select(): it refuses descriptors above 1023, and a busy worker has more
+        poller.register(pidfd, select.POLLIN)
         with _woken_by(cancelled) as wake:
             period = CHECK_SECONDS if wake is None and cancelled is not None else LONGEST_SLEEP
             if wake is not None:

@@ -162,14 +162,19 @@ def _shown(readable: tuple[Path, ...], hidden: tuple[Path, ...]) -> tuple[str, .
     return (*argv, *_covers(hidden, [*shown, *map(Path, SYSTEM)]))
 
 
-@functools.lru_cache(maxsize=1024)
 def _real(path: Path) -> Path:
-    """path.resolve(), its folders' part remembered: Fleet's own folders (FLEET_HOME's, a pool's slots), which every
-    command of an attempt names, are looked at once, where resolve() looks at each of their parts each time."""
+    """path.resolve(), its folders' part remembered (_real_folder); the last part is looked at each time."""
     if not path.is_absolute() or ".." in path.parts or path.parent == path:
         return path.resolve()
-    here = _real(path.parent) / path.name
+    here = _real_folder(path.parent) / path.name
     return here.resolve() if here.is_symlink() else here
+
+
+@functools.lru_cache(maxsize=1024)
+def _real_folder(path: Path) -> Path:
+    """The resolution of a folder holding what a sandbox binds: Fleet's own folders (FLEET_HOME's, a pool's),
+    which every command of an attempt names, are looked at once, where resolve() looks at each part each time."""
+    return _real(path)
 
 
 def _memory(view: View) -> list[str]:

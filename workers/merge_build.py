@@ -122,6 +122,7 @@ def _keep(rt: WorkerRuntime, entry_id: int, token: str, done: threading.Event) -
         try:
             with rt.db.session() as s:
                 if not queries.renew_build(s, entry_id, token, rt.settings.lease_seconds):
+                    done.set()  # the build's tests stop: their verdict could no longer be written
                     return
         except Exception as exc:
             log_failure(log, f"renewing the lease of merge build {entry_id}", exc)

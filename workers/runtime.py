@@ -114,11 +114,22 @@ class LeaseBook:
     def __init__(self) -> None:
         self._held: dict[str, Held] = {}
         self._lock = threading.Lock()
+        self._all_cancelled = False
 
     def hold(self, token: str, attempt_id: int) -> threading.Event:
+        """The attempt's cancel flag; already set once cancel_all() was called (a worker handing its work back)."""
         with self._lock:
-            self._held[token] = Held(attempt_id)
-            return self._held[token].cancel
+            held = self._held[token] = Held(attempt_id)
+            if self._all_cancelled:
+                held.cancel.set()
+            return held.cancel
+
+    def cancel_all(self) -> None:
+        """Cancel every attempt held now and every attempt held from now on."""
+        with self._lock:
+            self._all_cancelled = True
+            for held in self._held.values():
+                held.cancel.set()
 
     def drop(self, token: str) -> None:
         with self._lock:
@@ -228,8 +239,7 @@ class WorkerRuntime:
     def hand_back(self) -> None:
         """Stop every attempt this process runs and hand it back (the grace period after SIGTERM is over)."""
         self.handing_back.set()
-        for held in self.leases.snapshot().values():
-            held.cancel.set()
+        self.leases.cancel_all()
 
     def attempt_dir(self, attempt_id: int) -> Path:
         path = self.settings.attempts_dir / str(attempt_id)

@@ -254,3 +254,25 @@ def test_the_sandbox_sees_a_tool_it_names_under_tmp_but_writes_only_to_its_priva
     escaped = run_process([*prefix, "sh", "-c", f"echo x > {tmp_path}/escaped || echo refused"], cwd=checkout,
                           env={"PATH": "/usr/bin:/bin"}, timeout=30)  # fmt: skip
     assert "refused" in escaped.output and not (tmp_path / "escaped").exists()
+
+
+@pytest.mark.skipif(bwrap_missing() is not None, reason="bubblewrap is not usable here")
+def test_a_link_planted_in_the_first_run_is_not_followed_by_the_reruns(
+    base: tuple[Repo, TestRun], tmp_path: Path
+) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    plant = (  # the code under test, at import: links where the reruns' report folders will be, to a host folder
+        "import os\n"
+        "reports = os.path.dirname(os.environ['HOME'])  # its home is a folder of its run's report folder\n"
+        "for name in ('rerun', 'visible'):\n"
+        "    try:\n"
+        f"        os.symlink({str(host)!r}, os.path.join(reports, name))\n"
+        "    except OSError:\n"
+        "        pass\n"
+    )
+    wrong = plant + CALC.replace("a - b", "a * b")  # still failing: the failures are run again
+    result = verify(base, tmp_path, {"calc.py": wrong})
+    assert result.verdict is Verdict.FAILED, result.reasons
+    assert list(host.iterdir()) == []  # no rerun wrote its report into the host's folder
+    assert (tmp_path / "reports" / "rerun").is_dir() and not (tmp_path / "reports" / "rerun").is_symlink()

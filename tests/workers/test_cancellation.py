@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from system.cancel import Cancellation
 from system.process import ProcessResult, run_process
 
@@ -134,3 +136,32 @@ def test_a_cancellation_is_an_event() -> None:
     assert waited == [True] and cancel.is_set()
     cancel.clear()
     assert not cancel.is_set()
+
+
+def _refused(*_: object) -> int:
+    raise OSError(24, "Too many open files")
+
+
+def test_a_process_out_of_descriptors_still_stops_a_cancelled_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "eventfd", _refused)  # the wait gets no descriptor from the flag
+    cancel = Cancellation()
+    running = Running(tmp_path, cancel)
+    looked = over_a_second(running)
+    cancel.set()
+    assert running.ended().cancelled
+    assert looked >= 2  # it looks at the flag now and then instead
+
+
+@pytest.mark.parametrize("flag", [Cancellation, threading.Event])
+def test_a_kernel_without_pidfd_still_waits_for_the_exit_and_the_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: Callable[[], threading.Event]
+) -> None:
+    monkeypatch.setattr(os, "pidfd_open", _refused)
+    done = run_process(["sh", "-c", "exit 3"], cwd=tmp_path, env=dict(os.environ), timeout=60, cancelled=flag())
+    assert done.exit_code == 3 and not done.cancelled
+    cancel = flag()
+    running = Running(tmp_path, cancel)
+    cancel.set()
+    assert running.ended().cancelled

@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import traceback
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from system.cancel import Cancellation
 from system.process import BoundedOutput, ProcessResult
 from workers.agents import AgentError, import_class
 from workers.agents.base import AgentOptions, agent_env, run_agent_command
@@ -144,7 +144,7 @@ def _task(fields: dict[str, Any]) -> AgentTask:
         attempt=int(fields["attempt"]),
         run=int(fields["run"]),
         timeout=float(fields["timeout"]),
-        cancelled=threading.Event(),
+        cancelled=Cancellation(),  # never set: its commands' waits sleep until they exit
         env=dict(fields["env"]),
     )
 
