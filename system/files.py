@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import stat
@@ -46,3 +47,22 @@ def _make_tree_writable(path: Path) -> None:
             child = os.path.join(folder, name)
             if not os.path.islink(child):
                 os.chmod(child, os.lstat(child).st_mode | owner_all)
+
+
+def program_on(name: str, search_path: str | None) -> str | None:
+    """The absolute path of program name on search_path (the PATH; None: the worker's), remembered: a hit is checked
+    with one access() instead of a walk of the PATH at every command (a worker runs a dozen per ticket), and a
+    program moved or removed is looked up again. Relative entries of the PATH are skipped: they would name a
+    program in whatever folder a command runs in, a checkout's among them."""
+    search_path = os.environ.get("PATH", os.defpath) if search_path is None else search_path
+    found = _looked_up(name, search_path)
+    if found is not None and not os.access(found, os.X_OK):
+        _looked_up.cache_clear()
+        found = _looked_up(name, search_path)
+    return found
+
+
+@functools.lru_cache(maxsize=64)
+def _looked_up(name: str, search_path: str) -> str | None:
+    folders = [folder for folder in search_path.split(os.pathsep) if os.path.isabs(folder)]
+    return shutil.which(name, path=os.pathsep.join(folders)) if folders else None

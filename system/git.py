@@ -7,6 +7,8 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from system.files import program_on
+
 SAFE_CONFIG = (
     "-c",
     "core.hooksPath=/dev/null",
@@ -76,7 +78,7 @@ def git(
     if index_file is not None:
         full_env["GIT_INDEX_FILE"] = str(index_file)
     proc = subprocess.run(
-        ["git", *SAFE_CONFIG, *args],
+        [program_on("git", full_env.get("PATH")) or "git", *SAFE_CONFIG, *args],
         cwd=cwd,
         input=input,
         stdout=subprocess.PIPE if stdout is None else stdout,

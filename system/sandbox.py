@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from system.files import program_on
 from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT, copy_slot
 from system.seccomp import SeccompUnavailable, filter_program
 
@@ -97,10 +97,9 @@ def unsandboxed_tests_warning() -> str:
     return TESTS_MISSING if exe is None else TESTS_BROKEN.format(sandbox_problem(exe) or "unknown")
 
 
-@functools.lru_cache(maxsize=4)
 def _bwrap(path_var: str | None) -> str | None:
-    """bubblewrap's program on path_var (the worker's PATH), looked up once per PATH: every command asks."""
-    return shutil.which("bwrap", path=path_var)
+    """bubblewrap's program on path_var (the worker's PATH): every command asks."""
+    return program_on("bwrap", path_var)
 
 
 @functools.lru_cache(maxsize=4)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import ClassVar
 
+from system.files import program_on
 from system.process import ProcessResult
 from workers.agents.base import AgentOptions, agent_env, run_agent_command
 from workers.agents.contracts import AgentResult, AgentTask
@@ -45,7 +45,7 @@ def resolve_program(name: str, search_path: str) -> str | None:
         # Relative to where the worker runs, never to the worktree: repository content must not become the agent.
         candidate = Path(name).absolute()
         return str(candidate) if candidate.is_file() else None
-    return shutil.which(name, path=search_path)
+    return program_on(name, search_path)
 
 
 def _to_agent_result(result: ProcessResult, program: str, timeout: float) -> AgentResult:

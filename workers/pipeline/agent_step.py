@@ -101,6 +101,7 @@ def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, di
     prompt, pack_env = context_pack(rt, job, mirror, cancel, attempt_dir)
     prompt_file.write_text(prompt, encoding="utf-8")
     limits = agent_limits(rt, job, agent)
+    secrets = job_secrets(job)
     with (
         rt.pool(job.repo_key, "agent", mirror).lease(job.base_sha) as worktree,
         rt.ports.lease(job.ports) as ports,
@@ -112,7 +113,7 @@ def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, di
         with (
             attempt_cgroup(job.attempt_id, limits.processes, limits.memory_mb) as cgroup,
             _own_git_dir(worktree, attempt_dir, sandbox),
-            rt.transcripts.watch(job.attempt_id, unit.lease, job_secrets(job)) as live,
+            rt.transcripts.watch(job.attempt_id, unit.lease, secrets) as live,
         ):
             task = AgentTask(
                 worktree=worktree.path,
@@ -146,7 +147,7 @@ def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, di
         threading.Thread(target=_warn, args=(rt, job, warning), daemon=True).start()  # the outcome never waits on it
     notes = setup_log + (f"[fleet] {warning}\n" if warning else "")
     egress = "".join(event.line() + "\n" for event in sandbox.gate.events) if sandbox.gate else ""
-    result = replace(result, transcript=redact(notes + result.transcript + egress, job_secrets(job)))
+    result = replace(result, transcript=redact(notes + result.transcript + egress, secrets))
     return result, diff, prompt, metering
 
 
