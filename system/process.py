@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from system.cancel import Cancellation
-from system.rlimits import capped, lowered
+from system.rlimits import capped, commands_descriptors, lowered
 from system.sandbox_start import SandboxStartFailed, admit, is_confined, prepared
 
 CHECK_SECONDS = 0.25  # how often a wait looks at a flag that cannot wake it
@@ -46,14 +46,20 @@ class ChildLimits:
     def table(self) -> tuple[tuple[int, int], ...]:
         """(kind, limit) pairs; a limit of RLIM_INFINITY is left as inherited."""
         space = self.address_space if self.address_space > 0 else resource.RLIM_INFINITY
-        return ((resource.RLIMIT_AS, space), (resource.RLIMIT_NPROC, self.processes), (resource.RLIMIT_CORE, 0))
+        descriptors = commands_descriptors()  # the worker raised its own: its commands start under the old one
+        kept = () if descriptors == resource.RLIM_INFINITY else ((resource.RLIMIT_NOFILE, descriptors),)
+        return ((resource.RLIMIT_AS, space), (resource.RLIMIT_NPROC, self.processes), (resource.RLIMIT_CORE, 0), *kept)
 
 
 DEFAULT_LIMITS = ChildLimits()
-PRLIMIT_NAMES = {resource.RLIMIT_AS: "as", resource.RLIMIT_NPROC: "nproc", resource.RLIMIT_CORE: "core"}
+PRLIMIT_NAMES = {
+    resource.RLIMIT_AS: "as",
+    resource.RLIMIT_NPROC: "nproc",
+    resource.RLIMIT_CORE: "core",
+    resource.RLIMIT_NOFILE: "nofile",
+}
 
 
-@functools.cache
 def launcher(limits: ChildLimits = DEFAULT_LIMITS) -> tuple[str, ...] | None:
     """`setpriv` and `prlimit` as an argv prefix that gives the command PDEATHSIG and the limits; None when
     either is missing.
@@ -62,10 +68,15 @@ def launcher(limits: ChildLimits = DEFAULT_LIMITS) -> tuple[str, ...] | None:
     stacks) for every command; without preexec_fn it spawns with vfork, at a tenth of the worker's CPU.
     preexec_fn (_child_setup) remains the way when setpriv or prlimit is missing.
     """
+    return _launcher(limits.table())
+
+
+@functools.cache
+def _launcher(table: tuple[tuple[int, int], ...]) -> tuple[str, ...] | None:
     setpriv, prlimit = shutil.which("setpriv"), shutil.which("prlimit")
     if setpriv is None or prlimit is None:
         return None
-    options = [f"--{PRLIMIT_NAMES[kind]}={_prlimit_value(kind, limit)}:" for kind, limit in limits.table()]
+    options = [f"--{PRLIMIT_NAMES[kind]}={_prlimit_value(kind, limit)}:" for kind, limit in table]
     return (setpriv, "--pdeathsig", "KILL", "--", prlimit, *options, "--")
 
 

@@ -14,6 +14,7 @@ from celery.exceptions import SecurityWarning
 
 from db import queries
 from db.engine import Database
+from system.rlimits import more_descriptors
 from system.settings import Settings
 from workers.celery_app import create_app
 from workers.constants import QUEUES
@@ -70,6 +71,7 @@ def serve(
     if settings.embedded:  # one user's own machine: Celery's advice against running as root is noise here
         warnings.filterwarnings("ignore", category=SecurityWarning)
     celery.worker.state.should_stop = None  # a previous serve() in this process may have set it
+    more_descriptors()
     app = create_app(settings)
     dispatcher = Dispatcher(app)
     runtime = WorkerRuntime(settings, db, dispatcher, slots=concurrency, queues=",".join(queues))
