@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import stat
@@ -50,19 +49,25 @@ def _make_tree_writable(path: Path) -> None:
 
 
 def program_on(name: str, search_path: str | None) -> str | None:
-    """The absolute path of program name on search_path (the PATH; None: the worker's), remembered: a hit is checked
-    with one access() instead of a walk of the PATH at every command (a worker runs a dozen per ticket), and a
-    program moved or removed is looked up again. Relative entries of the PATH are skipped: they would name a
-    program in whatever folder a command runs in, a checkout's among them."""
+    """The absolute path of the program called name (no slash) on search_path (a PATH; None: the worker's), or None.
+
+    Only the PATH's absolute folders are searched: a relative one would name a program in whatever folder a command
+    runs in, a checkout's among them. A program found is remembered and checked with one stat at the next call (a
+    worker runs a dozen commands per ticket); one moved or removed is looked up again, and a miss is never kept."""
+    if "/" in name:
+        raise ValueError(f"a program name, not a path: {name!r}")
     search_path = os.environ.get("PATH", os.defpath) if search_path is None else search_path
-    found = _looked_up(name, search_path)
-    if found is not None and not os.access(found, os.X_OK):
-        _looked_up.cache_clear()
-        found = _looked_up(name, search_path)
+    key = (name, search_path)
+    found = _found.get(key)
+    if found is not None and os.path.isfile(found) and os.access(found, os.X_OK):
+        return found
+    folders = [folder for folder in search_path.split(os.pathsep) if os.path.isabs(folder)]
+    found = shutil.which(name, path=os.pathsep.join(folders)) if folders else None
+    if found is None:
+        _found.pop(key, None)
+    else:
+        _found[key] = found
     return found
 
 
-@functools.lru_cache(maxsize=64)
-def _looked_up(name: str, search_path: str) -> str | None:
-    folders = [folder for folder in search_path.split(os.pathsep) if os.path.isabs(folder)]
-    return shutil.which(name, path=os.pathsep.join(folders)) if folders else None
+_found: dict[tuple[str, str], str] = {}  # (name, PATH): the program found there

@@ -58,6 +58,14 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _git_program(env: Mapping[str, str]) -> str:
+    """git's absolute path on the PATH of env; never a relative PATH folder, which would be the checkout's."""
+    program = program_on("git", env.get("PATH", os.defpath))
+    if program is None:
+        raise FileNotFoundError("git is not in any absolute folder of the PATH")
+    return program
+
+
 def git(
     *args: str,
     cwd: Path,
@@ -78,7 +86,7 @@ def git(
     if index_file is not None:
         full_env["GIT_INDEX_FILE"] = str(index_file)
     proc = subprocess.run(
-        [program_on("git", full_env.get("PATH")) or "git", *SAFE_CONFIG, *args],
+        [_git_program(full_env), *SAFE_CONFIG, *args],
         cwd=cwd,
         input=input,
         stdout=subprocess.PIPE if stdout is None else stdout,
@@ -102,11 +110,8 @@ def reset_and_clean(*options: str, cwd: Path, timeout: float = GIT_TIMEOUT_SECON
     """`git OPTIONS reset --hard`, then `git OPTIONS clean -ffdxq`: every change, untracked and ignored file in
     the checkout dropped. Raises GitError with git's own message, as git() does."""
     env = _env()
-    program = program_on("git", env.get("PATH"))
-    if program is None:
-        raise FileNotFoundError("git is not on the PATH")
     proc = subprocess.run(
-        ["/bin/sh", "-c", RESET_AND_CLEAN, program, *SAFE_CONFIG, *options],
+        ["/bin/sh", "-c", RESET_AND_CLEAN, _git_program(env), *SAFE_CONFIG, *options],
         cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from system.cancel import Cancellation
+from system.files import program_on
 from system.rlimits import capped, commands_descriptors, lowered
 from system.sandbox_start import SandboxStartFailed, admit, is_confined, prepared
 
@@ -73,7 +74,7 @@ def launcher(limits: ChildLimits = DEFAULT_LIMITS) -> tuple[str, ...] | None:
 
 @functools.cache
 def _launcher(table: tuple[tuple[int, int], ...]) -> tuple[str, ...] | None:
-    setpriv, prlimit = shutil.which("setpriv"), shutil.which("prlimit")
+    setpriv, prlimit = program_on("setpriv", None), program_on("prlimit", None)
     if setpriv is None or prlimit is None:
         return None
     options = [f"--{PRLIMIT_NAMES[kind]}={_prlimit_value(kind, limit)}:" for kind, limit in table]

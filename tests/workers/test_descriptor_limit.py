@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,8 @@ print(json.dumps({"own": resource.getrlimit(resource.RLIMIT_NOFILE)[0], "plain":
 
 
 def test_a_worker_raises_its_own_descriptor_limit_and_its_commands_start_under_the_old_one(tmp_path: Path) -> None:
+    if shutil.which("prlimit") is None:
+        pytest.skip("util-linux's prlimit is not installed")
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard <= 1024:
         pytest.skip(f"this process may open {hard} descriptors: there is nothing to raise")

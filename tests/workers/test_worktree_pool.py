@@ -319,7 +319,7 @@ def test_processes_share_one_mirror_and_pool(tmp_path: Path, source: Path, base_
 def test_a_same_size_edit_right_after_the_lease_is_always_in_the_diff(tmp_path: Path) -> None:
     """`a - b` -> `a + b` keeps calc.py's size; written within the second of the slot's reset, only git's racy-entry
     check sees it. Before the diff kept the index's mtime, about one edit in 150 was lost ("changed nothing")."""
-    from system.git import GitError, git, reset_and_clean
+    from system.git import git
     from workers.agents.scripted import write_sample_repo
 
     write_sample_repo(tmp_path / "repo")

@@ -98,6 +98,9 @@ def _run(
     if job.over_budget:
         durably(rt, unit, lambda: record_error(rt, job, lease, f"no attempt started: {job.over_budget}", ""))
         return None
+    if rt.handing_back.is_set() and unit.cancel.is_set():  # claimed as the worker hands its work back
+        back_in_line(rt, unit, "the worker stopped")
+        return None
     try:
         result = step(rt, unit)
     except BaseException as exc:

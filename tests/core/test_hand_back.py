@@ -1,0 +1,35 @@
+"""A worker handing its work back (its stop's grace period over) starts no agent for an attempt it claims then."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from db.models import Attempt
+from tests.core.conftest import Fleet
+from tests.core.test_slot_refill import _agents_only_runtime, _queued
+from workers.pipeline import run_agent_attempt
+
+
+def test_an_attempt_claimed_while_the_worker_hands_back_goes_back_in_line_without_its_agent(
+    embedded: Fleet, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    started = tmp_path / "agent-started"
+    _queued(embedded, [f"touch {started}"])
+    runtime = _agents_only_runtime(embedded, monkeypatch)
+    runtime.start()
+    try:
+        runtime.stopping.set()
+        runtime.hand_back()  # the grace period is over: every attempt held from now on is cancelled
+        with embedded.db().session() as s:
+            attempt_id = s.query(Attempt).one().id
+        run_agent_attempt(runtime, attempt_id)  # a message taken at that very moment
+    finally:
+        runtime.stop()
+    with embedded.db().session() as s:
+        attempt = s.query(Attempt).one()
+        assert (attempt.status, attempt.lease_token) == ("queued", None)
+    assert not started.exists()
+    worktrees = runtime.settings.worktrees_dir
+    assert not worktrees.exists() or list(worktrees.rglob("*")) == []  # nothing was set up for it
