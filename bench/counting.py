@@ -54,12 +54,8 @@ def install(out: Path) -> None:
     def counting_init(self: Any, args: Any, *rest: Any, **kwargs: Any) -> None:
         argv = [str(a) for a in ([args] if isinstance(args, str | bytes) else list(args))]
         names = [Path(a).name for a in argv[:12]]
-        if argv[:2] == ["/bin/sh", "-c"] and "reset --hard" in argv[2]:
-            kind = "git reset+clean"  # system/git.py reset_and_clean: one start, two git commands
-        else:  # the command behind setpriv/prlimit/bwrap wrappers: git (and its subcommand) when among them
-            kind = git_command(argv[names.index("git") + 1 :]) if "git" in names else names[0] if names else "?"
-        with lock:
-            spawns[kind] += 1
+        with lock:  # the command behind setpriv/prlimit/bwrap wrappers: git (and its subcommand) when among them
+            spawns[git_command(argv[names.index("git") + 1 :]) if "git" in names else names[0] if names else "?"] += 1
         popen_init(self, args, *rest, **kwargs)
 
     subprocess.Popen.__init__ = counting_init  # type: ignore[method-assign]

@@ -99,25 +99,3 @@ def git(
     if proc.returncode != 0:
         raise GitError(args, proc.returncode, proc.stderr)
     return proc.stdout
-
-
-# The two commands that put a checkout back, in one process start (a worker does it twice per ticket, and a start
-# costs the worker more than the shell does): the script is fixed; git and its options are its arguments.
-RESET_AND_CLEAN = '"$0" "$@" reset --hard --quiet && exec "$0" "$@" clean -ffdxq'
-
-
-def reset_and_clean(*options: str, cwd: Path, timeout: float = GIT_TIMEOUT_SECONDS) -> None:
-    """`git OPTIONS reset --hard`, then `git OPTIONS clean -ffdxq`: every change, untracked and ignored file in
-    the checkout dropped. Raises GitError with git's own message, as git() does."""
-    env = _env()
-    proc = subprocess.run(
-        ["/bin/sh", "-c", RESET_AND_CLEAN, _git_program(env), *SAFE_CONFIG, *options],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-    if proc.returncode != 0:
-        raise GitError(("reset --hard", "and clean", *options), proc.returncode, proc.stderr)

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import IO
 
 from system.files import disk_usage, remove_tree
-from system.git import GitError, git, reset_and_clean
+from system.git import GitError, git
 from system.mirror import HEX_SHA, exclusive_lock, shared_lock, try_lock
 from workers.worktree_diff import ESC, CheckoutDiff, WorktreeError, explicit
 
@@ -310,7 +310,8 @@ def clean_marker(path: Path) -> Path:
 
 def clean_checkout(path: Path, gitdir: Path) -> None:
     """Drop every change, untracked and ignored file in the checkout at path, whose git dir is gitdir."""
-    reset_and_clean(*explicit(path, gitdir), cwd=path)
+    git(*explicit(path, gitdir), "reset", "--hard", "--quiet", cwd=path)
+    git(*explicit(path, gitdir), "clean", "-ffdxq", cwd=path)
 
 
 def released_clean(path: Path) -> tuple[str | None, Path | None]:

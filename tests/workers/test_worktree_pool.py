@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from system.git import GitError, git, reset_and_clean
+from system.git import git
 from system.mirror import ensure_mirror
 from workers.worktree import WorktreeError, WorktreePool
-from workers.worktree_diff import explicit
 
 
 def _dirty(path: Path) -> None:
@@ -333,16 +332,3 @@ def test_a_same_size_edit_right_after_the_lease_is_always_in_the_diff(tmp_path: 
             calc.write_text(calc.read_text().replace("return a - b", "return a + b"))
             lost += worktree.diff() == ""
     assert lost == 0
-
-
-def test_a_checkout_is_put_back_in_one_start_and_a_failure_names_gits_words(tmp_path: Path, source: Path) -> None:
-    checkout = tmp_path / "checkout"
-    git("clone", "--quiet", str(source), str(checkout), cwd=tmp_path)
-    _dirty(checkout)  # a changed file, an untracked one and an ignored folder
-    (checkout / "new" / "deep").mkdir(parents=True)
-    (checkout / "new" / "deep" / "file.txt").write_text("untracked\n")
-    git("add", "new", cwd=checkout)  # staged, too
-    reset_and_clean(*explicit(checkout, checkout / ".git"), cwd=checkout)
-    assert git("status", "--porcelain", "--ignored", cwd=checkout) == ""
-    with pytest.raises(GitError, match="git reset --hard and clean failed: ."):
-        reset_and_clean(*explicit(checkout, tmp_path / "no-such-gitdir"), cwd=checkout)
