@@ -71,3 +71,12 @@ def program_on(name: str, search_path: str | None) -> str | None:
 
 
 _found: dict[tuple[str, str], str] = {}  # (name, PATH): the program found there
+
+
+def required_program(name: str, search_path: str | None) -> str:
+    """program_on(), for a program a command cannot go without: FileNotFoundError naming it when it is missing,
+    never a bare name that a relative PATH folder (a checkout's) would answer."""
+    program = program_on(name, search_path)
+    if program is None:
+        raise FileNotFoundError(f"{name} is not in any absolute folder of the PATH")
+    return program

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from system.files import program_on
+from system.files import required_program
 
 SAFE_CONFIG = (
     "-c",
@@ -58,14 +58,6 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _git_program(env: Mapping[str, str]) -> str:
-    """git's absolute path on the PATH of env; never a relative PATH folder, which would be the checkout's."""
-    program = program_on("git", env.get("PATH", os.defpath))
-    if program is None:
-        raise FileNotFoundError("git is not in any absolute folder of the PATH")
-    return program
-
-
 def git(
     *args: str,
     cwd: Path,
@@ -86,7 +78,7 @@ def git(
     if index_file is not None:
         full_env["GIT_INDEX_FILE"] = str(index_file)
     proc = subprocess.run(
-        [_git_program(full_env), *SAFE_CONFIG, *args],
+        [required_program("git", full_env.get("PATH", os.defpath)), *SAFE_CONFIG, *args],
         cwd=cwd,
         input=input,
         stdout=subprocess.PIPE if stdout is None else stdout,

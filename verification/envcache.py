@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from system.files import disk_usage, program_on, remove_tree
+from system.files import disk_usage, remove_tree, required_program
 from system.git import git
 from system.globs import matches_any
 from system.mirror import try_lock
@@ -261,13 +261,13 @@ def _read(path: Path) -> bytes:
 
 def _copy_paths(checkout: Path, paths: Sequence[str], dest: Path) -> None:
     """cp -a each relative path of checkout into dest, keeping its folders (--parents)."""
-    argv = [_cp(), "-a", "--reflink=auto", "--parents", "--", *paths, str(dest.resolve())]
+    argv = [required_program("cp", None), "-a", "--reflink=auto", "--parents", "--", *paths, str(dest.resolve())]
     subprocess.run(argv, cwd=checkout, check=True, capture_output=True)
 
 
 def _copy_tree(tree: Path, checkout: Path) -> None:
     """cp -a the contents of tree into checkout."""
-    argv = [_cp(), "-a", "--reflink=auto", "--", f"{tree}/.", str(checkout)]
+    argv = [required_program("cp", None), "-a", "--reflink=auto", "--", f"{tree}/.", str(checkout)]
     subprocess.run(argv, check=True, capture_output=True)
 
 
@@ -313,11 +313,3 @@ def _relocate(checkout: Path, origin: str, target: str, texts: Sequence[str], li
         pointed = os.readlink(path)
         path.unlink()
         path.symlink_to(target + pointed[len(origin) :])
-
-
-def _cp() -> str:
-    """cp's absolute path: it runs in the checkout, where a relative PATH folder would find the repository's own."""
-    program = program_on("cp", None)
-    if program is None:
-        raise FileNotFoundError("cp is not in any absolute folder of the PATH")
-    return program

@@ -98,8 +98,7 @@ def _run(
     if job.over_budget:
         durably(rt, unit, lambda: record_error(rt, job, lease, f"no attempt started: {job.over_budget}", ""))
         return None
-    if rt.handing_back.is_set() and unit.cancel.is_set():  # claimed as the worker hands its work back
-        back_in_line(rt, unit, "the worker stopped")
+    if _handed_back(rt, unit):  # claimed as the worker hands its work back: nothing is set up for it
         return None
     try:
         result = step(rt, unit)
@@ -112,10 +111,18 @@ def _run(
         reason, trace = _named(exc), traceback.format_exc()
         durably(rt, unit, lambda: record_error(rt, job, lease, reason, trace))
         return None
-    if rt.handing_back.is_set() and unit.cancel.is_set():
-        back_in_line(rt, unit, "the worker stopped")  # the grace period after SIGTERM is over
+    if _handed_back(rt, unit):
         return None
     return durably(rt, unit, lambda: record(rt, unit, result))
+
+
+def _handed_back(rt: WorkerRuntime, unit: Unit) -> bool:
+    """True, with the attempt back in line and no verdict, once its worker hands its work back (the grace period
+    after SIGTERM is over) and has cancelled it."""
+    if not (rt.handing_back.is_set() and unit.cancel.is_set()):
+        return False
+    back_in_line(rt, unit, "the worker stopped")
+    return True
 
 
 def durably(rt: WorkerRuntime, unit: Unit, write: Callable[[], N]) -> N | None:
