@@ -30,11 +30,13 @@ from system.git import git
 from system.mirror import HEX_SHA, try_lock
 from system.settings import Settings
 from workers.journal import AGENT, VERIFY, OutcomeJournal
+from workers.spares import remove_stale
 from workers.worktree import SLOT_PREFIX
 
 PRUNE_GRACE = "10.minutes.ago"
 KEEP_REFS = "refs/fleet-gc-keep/"
 ATTEMPT_FOLDER = re.compile(r"[0-9]+")
+SPARE_IDLE_SECONDS = 3600.0  # a spare untouched this long is left over, even if a process of its pid runs
 
 
 @dataclass
@@ -53,6 +55,7 @@ def collect(db: Database, settings: Settings, older_than_days: float | None = No
         busy = queries.open_attempt_ids(s, folders)
         bases = {f"repo-{repo_id}": shas for repo_id, shas in queries.base_commits(s).items()}
     removed = remove_folders(path for attempt_id, path in folders.items() if attempt_id not in busy)
+    remove_stale(settings.attempts_dir, SPARE_IDLE_SECONDS)
     _drop_journal_entries(settings.home.resolve() / "outcomes", db)
     pruned = prune_mirrors(settings.mirrors_dir, settings.worktrees_dir, lambda key: bases.get(key, ()))
     lines = [
@@ -74,13 +77,15 @@ def collect(db: Database, settings: Settings, older_than_days: float | None = No
 
 
 def _drop_journal_entries(root: Path, db: Database) -> None:
-    """Outcome journal entries of attempts no longer waiting or running (a worker drops them as it concludes)."""
-    journal = OutcomeJournal(root)
+    """Outcome journal entries of attempts no longer waiting or running (a worker drops them as it concludes), and
+    the spares of workers that stopped."""
+    journal = OutcomeJournal(root, spares=0)  # gc stops soon: what it drops is deleted
     ids = {attempt_id for kind in (AGENT, VERIFY) for attempt_id in journal.attempt_ids(kind)}
     with db.session() as s:
         busy = queries.open_attempt_ids(s, ids)
     for attempt_id in ids - busy:
         journal.drop(attempt_id)
+    remove_stale(root, SPARE_IDLE_SECONDS)
 
 
 def attempt_folders(attempts_dir: Path) -> dict[int, Path]:

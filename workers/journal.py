@@ -5,6 +5,12 @@ first (to a temporary file, fsync'd, renamed, the folder fsync'd), so a worker t
 host finds it and goes on to verification instead of running the agent again, and the reconciler of this host
 writes it into the database as soon as the database answers (db.queries.keep_agent_outcome), for workers on other
 hosts. An entry is dropped when its attempt is concluded.
+
+A dropped entry is not deleted but kept, under a name of its own, as a spare this process writes its next entry
+over (at most MAX_SPARES): a ticket writes two entries, and on ext4 without a journal (common on cloud machines)
+making a file, or freeing a block by emptying one, costs tens of times a write into a block the file has
+(bench/file_churn.py). A spare holds what its entry held, already in the database, until it is written over; one
+larger than SPARE_BYTES is emptied at once. Spares are kept and deleted as workers/spares.py says.
 """
 
 from __future__ import annotations
@@ -15,16 +21,21 @@ import re
 from pathlib import Path
 from typing import Any
 
+from system.files import remove_tree
+from workers.spares import MAX_SPARES, Spares
+
 AGENT = "agent"
 VERIFY = "verify"
 ENTRY = re.compile(r"([0-9]+)\.(agent|verify)\.json")
+SPARE_BYTES = 65536  # a larger entry is emptied as it becomes a spare, so spares hold little disk
 
 
 class OutcomeJournal:
     """Entries under one folder, one file per attempt and step, each naming the attempt it belongs to."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, spares: int = MAX_SPARES) -> None:
         self.root = root
+        self.spares = Spares(root, spares)
 
     def _path(self, attempt_id: int, kind: str) -> Path:
         return self.root / f"{attempt_id}.{kind}.json"
@@ -34,11 +45,14 @@ class OutcomeJournal:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self._path(attempt_id, kind)
         partial = path.with_suffix(".partial")
+        self.spares.take(partial)  # else the write below makes the file
         data = json.dumps({"fingerprint": fingerprint, "outcome": outcome}, default=str).encode()
-        with open(partial, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        try:
+            _write_over(handle, data)
+            os.fsync(handle)
+        finally:
+            os.close(handle)
         os.replace(partial, path)
         folder = os.open(self.root, os.O_RDONLY)
         try:
@@ -59,7 +73,7 @@ class OutcomeJournal:
 
     def drop(self, attempt_id: int, kinds: tuple[str, ...] = (AGENT, VERIFY)) -> None:
         for kind in kinds:
-            self._path(attempt_id, kind).unlink(missing_ok=True)
+            self._keep_spare(self._path(attempt_id, kind))
 
     def attempt_ids(self, kind: str) -> list[int]:
         """The attempts with an entry of kind, from the file names alone (nothing is read)."""
@@ -67,3 +81,33 @@ class OutcomeJournal:
             return []
         found = (ENTRY.fullmatch(name) for name in os.listdir(self.root))
         return sorted(int(match.group(1)) for match in found if match and match.group(2) == kind)
+
+    def _keep_spare(self, entry: Path) -> None:
+        """Keep the entry as a spare under a new name (emptied when large); deleted when this process has enough."""
+        spare = self.spares.new_name()
+        if spare is None:
+            entry.unlink(missing_ok=True)
+            return
+        try:
+            os.rename(entry, spare)
+            handle = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        except OSError:  # not a plain file
+            remove_tree(spare)
+            return
+        try:
+            if os.fstat(handle).st_size > SPARE_BYTES:
+                os.ftruncate(handle, 0)
+        finally:
+            os.close(handle)
+        self.spares.keep(spare)
+
+
+def _write_over(handle: int, data: bytes) -> None:
+    """Write data from the start of the open file, over what it held, and cut what is left beyond it."""
+    written = 0
+    while written < len(data):
+        written += os.pwrite(handle, data[written:], written)
+    if os.fstat(handle).st_size > len(data):
+        os.ftruncate(handle, len(data))

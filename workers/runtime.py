@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import tempfile
 import threading
@@ -26,6 +25,7 @@ from system.mirror import ensure_mirror
 from system.settings import Settings
 from verification.envcache import EnvCache
 from verification.environment import PortAllocator
+from workers.attempt_folders import AttemptFolders
 from workers.constants import AGENT_QUEUE, VERIFY_QUEUE
 from workers.egress import EgressProxy
 from workers.gateway.server import ModelGateway
@@ -157,6 +157,7 @@ class WorkerRuntime:
         self.slots, self.queues = slots, queues
         self.leases = LeaseBook()
         self.journal = OutcomeJournal(settings.home.resolve() / "outcomes")
+        self.attempt_folders = AttemptFolders(settings.attempts_dir)
         # Set when the worker is asked to stop: its slots take no new attempt.
         self.stopping = threading.Event()
         # Set when a stopping worker's grace period is over: its running attempts go back in line, with no verdict.
@@ -231,9 +232,10 @@ class WorkerRuntime:
     def remember_baseline(self, key: str, result: dict[str, Any], baseline_id: int) -> None:
         self._baselines.put(key, (result, baseline_id))
 
-    def discard_attempt_dir(self, attempt_id: int) -> None:
-        """The prompt file, reports and journal entries are in the database now; the folders must not grow."""
-        shutil.rmtree(self.settings.attempts_dir / str(attempt_id), ignore_errors=True)
+    def discard_attempt_dir(self, attempt_id: int, reuse: bool) -> None:
+        """The prompt file, reports and journal entries are in the database now; the folders must not grow. With
+        reuse (every command of the attempt ran sandboxed), the folder is kept emptied for a next attempt."""
+        self.attempt_folders.discard(attempt_id, reuse)
         self.journal.drop(attempt_id)
 
     def hand_back(self) -> None:
@@ -242,9 +244,7 @@ class WorkerRuntime:
         self.leases.cancel_all()
 
     def attempt_dir(self, attempt_id: int) -> Path:
-        path = self.settings.attempts_dir / str(attempt_id)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.attempt_folders.folder(attempt_id)
 
     @property
     def verifies_here(self) -> bool:
@@ -271,6 +271,8 @@ class WorkerRuntime:
     def stop(self) -> None:
         self._verifier.shutdown(wait=True, cancel_futures=True)  # the ones not started are sent again later
         self.transcripts.stop()
+        self.attempt_folders.spares.remove_all()
+        self.journal.spares.remove_all()
         self._stopped.set()
         self._heart.join(timeout=5.0)
         try:

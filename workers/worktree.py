@@ -27,6 +27,7 @@ SLOT_PREFIX = "slot-"
 # locked in git from its creation, and unlocked only by the pool, holding the slot's flock, to delete it.
 ADD_PAUSES = (0.0, 0.05, 0.25)  # before each try of `git worktree add` (WorktreePool._add)
 LOCK_REASON = "--reason=a Fleet worktree pool slot"  # shown by `git worktree list --verbose`
+LEASED = b"leased:"  # written over the start of a slot's clean marker while the slot is leased
 
 
 class PoolExhausted(WorktreeError):
@@ -101,7 +102,7 @@ class Worktree:
             clean_checkout(self.path, self._gitdir)
             if _pointer(self.path, self._gitdir) == self._pointer:  # else the next lease repairs the slot
                 mark = f"{self.base_sha}\n{self._gitdir}\n{_digest(self._pointer)}\n"
-                clean_marker(self.path).write_text(mark, errors=ESC)
+                write_marker(self.path, mark.encode(errors=ESC))
         except (GitError, OSError):
             pass  # the next lease finds the slot dirty or broken and repairs or recreates it
         finally:
@@ -255,7 +256,7 @@ class WorktreePool:
     def _reuse(self, path: Path, sha: str) -> Path | None:
         """Reset an existing slot to sha and return its git dir; None when it is missing, foreign or broken."""
         clean_at, known = released_clean(path)
-        clean_marker(path).unlink(missing_ok=True)  # from here on the slot is ours to dirty
+        mark_leased(path)  # from here on the slot is ours to dirty
         gitdir = known or owning_gitdir(path, self.mirror)
         if gitdir is None:
             return None
@@ -304,8 +305,37 @@ def owning_gitdir(path: Path, mirror: Path) -> Path | None:
 
 
 def clean_marker(path: Path) -> Path:
-    """Written next to a slot when its release left it clean, naming the commit it is clean at."""
+    """Next to a slot: the commit its release left it clean at, or nothing while it is leased or was left dirty."""
     return path.with_name(path.name + ".clean")
+
+
+def write_marker(path: Path, mark: bytes) -> None:
+    """Write the slot's clean marker in place, over what it held: the file is kept for the slot's life, and neither
+    made nor emptied per ticket. On ext4 without a journal (common on cloud machines) making a file, or freeing a
+    block by emptying one, costs tens of times a write into a block the file has (bench/file_churn.py)."""
+    marker = os.open(clean_marker(path), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.pwrite(marker, mark, 0)
+        if os.fstat(marker).st_size > len(mark):
+            os.ftruncate(marker, len(mark))
+    finally:
+        os.close(marker)
+
+
+def mark_leased(path: Path) -> None:
+    """Mark the slot at path not clean: the marker's commit is overwritten so that it names none (a marker that is
+    not a plain file is removed); without a marker, the slot is not known clean anyway."""
+    try:
+        marker = os.open(clean_marker(path), os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError:
+        remove_tree(clean_marker(path))
+        return
+    try:
+        os.pwrite(marker, LEASED, 0)
+    finally:
+        os.close(marker)
 
 
 def clean_checkout(path: Path, gitdir: Path) -> None:
@@ -320,6 +350,8 @@ def released_clean(path: Path) -> tuple[str | None, Path | None]:
     try:
         sha, gitdir, digest = clean_marker(path).read_text(errors=ESC).splitlines()[:3]
     except (OSError, ValueError):  # no marker, or one in the older one-line shape
+        return None, None
+    if not HEX_SHA.fullmatch(sha):  # leased since (mark_leased), or torn
         return None, None
     pointer = _pointer(path, Path(gitdir))
     return sha, Path(gitdir) if pointer is not None and _digest(pointer) == digest else None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
 
 from system.retry import retrying
 from workers.journal import AGENT, VERIFY, OutcomeJournal
+from workers.spares import remove_stale
 
 
 def test_an_entry_survives_a_new_journal_object_and_answers_only_its_own_attempt(tmp_path: Path) -> None:
@@ -19,7 +22,51 @@ def test_an_entry_survives_a_new_journal_object_and_answers_only_its_own_attempt
     assert journal.attempt_ids(AGENT) == [7] and journal.attempt_ids(VERIFY) == []
     journal.drop(7)
     assert journal.load(7, AGENT, "1:1:1:then") is None
-    assert list(tmp_path.iterdir()) == []
+    assert journal.attempt_ids(AGENT) == []
+    assert [p.name.startswith(".spare-") for p in tmp_path.iterdir()] == [True]  # kept to write the next entry over
+
+
+def test_a_dropped_entry_is_the_file_the_next_entry_is_written_into(tmp_path: Path) -> None:
+    journal, root = OutcomeJournal(tmp_path / "journal"), tmp_path / "journal"
+    journal.save(1, AGENT, "f1", {"diff": "first"})
+    os.link(root / "1.agent.json", tmp_path / "watch")  # a second name for the file the first entry is in
+    journal.drop(1)
+    journal.save(2, VERIFY, "f2", {"verdict": "pass"})
+    assert (tmp_path / "watch").stat().st_nlink == 2  # the same file holds the second entry: none was made
+    assert (tmp_path / "watch").read_bytes() == (root / "2.verify.json").read_bytes()
+    assert journal.load(2, VERIFY, "f2") == {"verdict": "pass"}
+    assert [p.name for p in root.iterdir()] == ["2.verify.json"]
+
+
+def test_spares_of_a_stopped_worker_are_removed_and_a_removed_spare_is_no_loss(tmp_path: Path) -> None:
+    stopped, running = OutcomeJournal(tmp_path), OutcomeJournal(tmp_path)
+    for journal, attempt_id in ((stopped, 1), (running, 2)):
+        journal.save(attempt_id, AGENT, "f", {"run": attempt_id})
+        journal.drop(attempt_id)
+    spares = sorted(tmp_path.iterdir(), key=lambda p: p.stat().st_ino)
+    assert len(spares) == 2 and all(p.name.startswith(".spare-") for p in spares)
+    os.utime(spares[0], (time.time() - 7200, time.time() - 7200))
+    gc = OutcomeJournal(tmp_path, spares=0)
+    assert remove_stale(tmp_path, 3600) == 1
+    assert list(tmp_path.iterdir()) == [spares[1]]
+    for journal, attempt_id in ((stopped, 3), (running, 4)):  # whichever spare is gone, a save still keeps its entry
+        journal.save(attempt_id, AGENT, "f", {"run": attempt_id})
+        assert OutcomeJournal(tmp_path).load(attempt_id, AGENT, "f") == {"run": attempt_id}
+    gc.drop(3)  # `fleet gc` stops soon: what it drops is deleted, not kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["4.agent.json"]
+
+
+def test_an_entry_replaced_by_a_link_is_not_kept_and_its_target_not_emptied(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("the host's file\n")
+    journal = OutcomeJournal(tmp_path / "journal")
+    journal.save(5, AGENT, "f", {"run": 1})
+    entry = tmp_path / "journal" / "5.agent.json"
+    entry.unlink()
+    entry.symlink_to(outside)
+    journal.drop(5)
+    assert outside.read_text() == "the host's file\n"
+    assert list((tmp_path / "journal").iterdir()) == []
 
 
 def test_a_torn_or_foreign_file_is_no_outcome(tmp_path: Path) -> None:

@@ -282,7 +282,7 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> Unit | Non
             queries.advance(s, job.attempt_id, lease, AttemptStatus.CANCELLED, finished_at=utcnow(), **recorded)
             sends = scheduler.plan(s, rt.settings)  # the freed agent slot
         rt.dispatcher.send(sends)
-        rt.discard_attempt_dir(job.attempt_id)
+        rt.discard_attempt_dir(job.attempt_id, why_unsandboxed(rt, job) is None)
         return None
     if result.error:
         record_error(rt, job, lease, result.error, "", recorded)

@@ -1,0 +1,83 @@
+"""Attempt folders: a sandboxed attempt's folder is kept emptied for the next, and nothing an attempt left survives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from workers.attempt_folders import AttemptFolders
+from workers.spares import remove_stale
+
+
+def _tree(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+def _used(folder: Path) -> None:
+    """What an attempt leaves: the skeleton, its prompt, files in HOME, reports, a git dir."""
+    for sub in ("agent/tmp", "home/.cache", "home/.config", "candidate/home", "candidate/tmp", "agent-git/objects"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    (folder / "agent" / "prompt.md").write_text("fix it")
+    (folder / "agent" / "tmp" / "scratch").write_text("x")
+    (folder / "home" / ".cache" / "pip").write_text("x")
+    (folder / "home" / ".config" / "tool.toml").write_text("x")
+    (folder / "candidate" / "report.xml").write_text("<testsuite/>")
+
+
+SKELETON = ["agent", "agent/tmp", "candidate", "candidate/home", "candidate/tmp", "home", "home/.cache"]
+
+
+def test_a_sandboxed_attempts_folder_is_the_next_ones_with_only_empty_skeleton_folders(tmp_path: Path) -> None:
+    folders = AttemptFolders(tmp_path)
+    first = folders.folder(1)
+    _used(first)
+    home = (first / "home").stat().st_ino
+    folders.discard(1, reuse=True)
+    assert not first.exists()
+    second = folders.folder(2)
+    assert (second / "home").stat().st_ino == home  # the same folders: none made for the second attempt
+    assert _tree(second) == SKELETON
+    assert folders.folder(2) == second  # asked again (its verification), the same folder
+
+
+def test_an_unsandboxed_attempts_folder_is_deleted(tmp_path: Path) -> None:
+    folders = AttemptFolders(tmp_path)
+    _used(folders.folder(1))
+    folders.discard(1, reuse=False)  # a process it started may still run and write there
+    assert list(tmp_path.iterdir()) == []
+    assert _tree(folders.folder(2)) == []
+
+
+def test_what_hostile_code_changed_is_removed_never_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("the host's file")
+    folders = AttemptFolders(tmp_path / "attempts")
+    first = folders.folder(1)
+    _used(first)
+    (first / "agent" / "tmp" / "scratch").unlink()
+    (first / "agent" / "tmp").rmdir()
+    (first / "agent" / "tmp").symlink_to(outside)  # TMPDIR replaced by a link to a host folder
+    (first / "home" / ".cache").chmod(0o777)  # another mode: kept, it would carry over
+    os.setxattr(first / "candidate" / "home", "user.note", b"from attempt 1")
+    os.mkfifo(first / "home" / "pipe")
+    folders.discard(1, reuse=True)
+    second = folders.folder(2)
+    assert _tree(second) == ["agent", "candidate", "candidate/tmp", "home"]
+    assert _tree(outside) == ["keep.txt"]
+
+
+def test_spares_of_a_stopped_worker_are_removed_and_a_removed_spare_is_no_loss(tmp_path: Path) -> None:
+    stopped, running = AttemptFolders(tmp_path), AttemptFolders(tmp_path)
+    _used(stopped.folder(1))
+    stopped.discard(1, reuse=True)
+    [old] = tmp_path.iterdir()
+    os.utime(old, (0, 0))  # idle since long ago
+    _used(running.folder(2))
+    running.discard(2, reuse=True)
+    [fresh] = set(tmp_path.iterdir()) - {old}
+    assert remove_stale(tmp_path, 3600) == 1
+    assert list(tmp_path.iterdir()) == [fresh]
+    assert _tree(stopped.folder(3)) == []  # its spare is gone: a new folder
+    assert _tree(running.folder(4)) == SKELETON
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["3", "4"]

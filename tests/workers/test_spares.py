@@ -1,0 +1,60 @@
+"""Spares: taken by one process only, deleted when their process stops, or by `fleet gc` once it is gone or idle."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from workers.spares import Spares, remove_stale
+
+
+def test_a_spare_is_taken_once_and_a_full_process_keeps_no_more(tmp_path: Path) -> None:
+    spares = Spares(tmp_path, limit=1)
+    name = spares.new_name()
+    assert name is not None and name.parent == tmp_path and name.name.startswith(f".spare-{os.getpid()}-")
+    name.mkdir()
+    spares.keep(name)
+    assert spares.new_name() is None  # one kept: its limit
+    assert spares.take(tmp_path / "7") and (tmp_path / "7").is_dir()
+    assert not spares.take(tmp_path / "8")  # none left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["7"]
+
+
+def test_a_spare_removed_by_gc_is_no_loss_to_the_process_that_kept_it(tmp_path: Path) -> None:
+    spares = Spares(tmp_path)
+    name = spares.new_name()
+    assert name is not None
+    name.write_text("")
+    spares.keep(name)
+    os.utime(name, (0, 0))
+    assert remove_stale(tmp_path, 3600) == 1
+    assert not spares.take(tmp_path / "entry")  # gone: the caller makes its file
+
+
+def test_gc_removes_a_stopped_processes_spares_at_once_and_a_running_ones_only_when_idle(tmp_path: Path) -> None:
+    gone = tmp_path / ".spare-4194305-abc-0"  # above the kernel's largest pid: no such process
+    gone.mkdir()
+    (gone / "home").mkdir()
+    mine = Spares(tmp_path).new_name()
+    assert mine is not None
+    mine.mkdir()
+    other = tmp_path / "12"  # an attempt's folder: never a spare
+    other.mkdir()
+    halfway = tmp_path / ".removing.spare-1-abc-0"  # an earlier gc stopped while deleting it
+    halfway.mkdir()
+    assert remove_stale(tmp_path, 3600) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, "12"])
+    os.utime(mine, (0, 0))
+    assert remove_stale(tmp_path, 3600) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["12"]
+
+
+def test_a_stopping_process_deletes_the_spares_it_kept(tmp_path: Path) -> None:
+    spares = Spares(tmp_path)
+    for _ in range(3):
+        name = spares.new_name()
+        assert name is not None
+        name.mkdir()
+        spares.keep(name)
+    spares.remove_all()
+    assert list(tmp_path.iterdir()) == []

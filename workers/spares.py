@@ -1,0 +1,98 @@
+"""Spares: files or folders a worker process keeps under names of its own, to rename into place rather than make.
+
+Used where a ticket would make and delete files: attempt folders (workers/attempt_folders.py) and outcome journal
+entries (workers/journal.py). On ext4 without a journal (common on cloud machines) making a file or folder costs
+tens of times writing into one that exists (bench/file_churn.py). A worker deletes its spares when it stops;
+`fleet gc` deletes those of a worker that did not (remove_stale).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from system.files import remove_tree
+
+SPARE = ".spare-"  # .spare-<pid>-<token>-<n>: no two processes, on this host or another, make the same name
+REMOVING = ".removing"  # a spare's name while `fleet gc` deletes it
+MAX_SPARES = 256  # per process and kind: more than its slots' attempts that end at once
+
+
+class Spares:
+    """This process's spares of one kind, under root."""
+
+    def __init__(self, root: Path, limit: int = MAX_SPARES) -> None:
+        self.root = root
+        self.limit = limit  # 0 for a process that stops soon (`fleet gc`): nothing is kept
+        self._kept: list[Path] = []
+        self._prefix = f"{SPARE}{os.getpid()}-{uuid.uuid4().hex[:8]}-"
+        self._numbers = itertools.count()
+        self._lock = threading.Lock()
+
+    def new_name(self) -> Path | None:
+        """A name for one more spare, or None when this process keeps enough."""
+        with self._lock:
+            full = len(self._kept) >= self.limit
+            return None if full else self.root / f"{self._prefix}{next(self._numbers)}"
+
+    def keep(self, spare: Path) -> None:
+        with self._lock:
+            self._kept.append(spare)
+
+    def take(self, path: Path) -> bool:
+        """Rename a spare to path; False when this process has none (or `fleet gc` removed the one taken)."""
+        with self._lock:
+            spare = self._kept.pop() if self._kept else None
+        if spare is None:
+            return False
+        try:
+            os.rename(spare, path)
+        except OSError:
+            return False
+        return True
+
+    def remove_all(self) -> None:
+        """Delete every spare this process keeps (it is stopping)."""
+        with self._lock:
+            kept, self._kept = self._kept, []
+        for spare in kept:
+            remove_tree(spare)
+
+
+def remove_stale(root: Path, idle_seconds: float) -> int:
+    """Delete the spares under root of processes no longer running, or untouched for idle_seconds; how many.
+
+    Each is renamed first: a worker renaming the same spare into place either wins (and it is skipped here) or
+    finds it gone (and makes a new one), so nothing in use is ever deleted from under it."""
+    if not root.is_dir():
+        return 0
+    removed, before = 0, time.time() - idle_seconds
+    for name in os.listdir(root):
+        spare, doomed = root / name, root / f"{REMOVING}{name}"
+        with contextlib.suppress(OSError):  # taken meanwhile
+            if name.startswith(REMOVING + SPARE):  # an earlier gc stopped halfway
+                remove_tree(spare)
+            elif name.startswith(SPARE) and (not _running(name) or spare.lstat().st_mtime < before):
+                os.rename(spare, doomed)
+                remove_tree(doomed)
+                removed += 1
+    return removed
+
+
+def _running(name: str) -> bool:
+    """Whether the process that named this spare runs (on this host, as far as its pid tells)."""
+    pid = name[len(SPARE) :].split("-")[0]
+    if not pid.isdigit() or int(pid) == 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
