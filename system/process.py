@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import logging
 import os
 import resource
 import select
@@ -22,8 +23,9 @@ from pathlib import Path
 from system.cancel import Cancellation
 from system.files import program_on
 from system.rlimits import capped, commands_descriptors, lowered
-from system.sandbox_start import SandboxStartFailed, admit, is_confined, prepared
+from system.sandbox_start import END_SECONDS, SandboxStartFailed, admit, is_confined, prepared, wait_sandbox_end
 
+log = logging.getLogger(__name__)
 CHECK_SECONDS = 0.25  # how often a wait looks at a flag that cannot wake it
 LONGEST_SLEEP = 3600.0  # one poll of a wait that a flag or the exit wakes
 CHUNK_BYTES = 65_536
@@ -269,10 +271,18 @@ def run_process(
     """
     started = time.monotonic()
     command = Command(argv, cwd, env, stdin, tuple(pass_fds), tuple(join_cgroups), limits)
-    spawned = _start_confined(command, timeout) if is_confined(argv) else _start(command)
+    spawned, sandbox = _start_confined(command, timeout) if is_confined(argv) else (_start(command), None)
     if isinstance(spawned, ProcessResult):
         return spawned
-    return _finish(spawned, started, timeout, cancelled, limit_bytes, grace_seconds, stdin, on_output)
+    try:
+        result = _finish(spawned, started, timeout, cancelled, limit_bytes, grace_seconds, stdin, on_output)
+    except BaseException:
+        if sandbox is not None:
+            os.close(sandbox)
+        raise
+    if sandbox is not None and not wait_sandbox_end(sandbox):  # nothing it started runs on after this
+        log.warning("a sandbox's processes were not all ended %gs after its command", END_SECONDS)
+    return result
 
 
 @dataclass(frozen=True)
@@ -301,8 +311,9 @@ def _start(command: Command) -> subprocess.Popen[bytes] | ProcessResult:
     return _popen(command, [*(prefix or ()), *argv], command.pass_fds, setup)
 
 
-def _start_confined(command: Command, timeout: float) -> subprocess.Popen[bytes] | ProcessResult:
-    """bwrap started straight from the worker, its sandbox given the limits and cgroups (system/sandbox_start.py).
+def _start_confined(command: Command, timeout: float) -> tuple[subprocess.Popen[bytes] | ProcessResult, int | None]:
+    """bwrap started straight from the worker, its sandbox given the limits and cgroups (system/sandbox_start.py),
+    and a pidfd of the sandbox's first process, which the caller waits on once the command is over.
 
     A sandbox that exits during its start (bwrap's own error) is returned as started: its output says why."""
     started, proc = time.monotonic(), None
@@ -310,17 +321,16 @@ def _start_confined(command: Command, timeout: float) -> subprocess.Popen[bytes]
         with prepared(command.argv) as start:
             proc = _popen(command, start.argv, (*command.pass_fds, *start.pass_fds), None)
             if isinstance(proc, ProcessResult):
-                return proc
-            admit(start, proc.pid, command.limits.table(), command.join_cgroups, timeout)
+                return proc, None
+            return proc, admit(start, proc.pid, command.limits.table(), command.join_cgroups, timeout)
     except SandboxStartFailed as exc:
         if isinstance(proc, subprocess.Popen):
             _abandon(proc)
-        return ProcessResult(None, str(exc), time.monotonic() - started)
+        return ProcessResult(None, str(exc), time.monotonic() - started), None
     except BaseException:
         if isinstance(proc, subprocess.Popen):
             _abandon(proc)
         raise
-    return proc
 
 
 def _abandon(proc: subprocess.Popen[bytes]) -> None:

@@ -44,6 +44,7 @@ COPY_SLOT = "<fleet:copy:{}>"  # `--file <slot> DEST`: a writable copy of the ho
 INFO_LIMIT_BYTES = 65_536
 START_TIMEOUT_SECONDS = 60.0  # bwrap reports its sandbox in milliseconds; a start that takes this long is stuck
 GO = b"1"
+END_SECONDS = 30.0  # for a killed sandbox's processes to be ended by the kernel (thousands take a while)
 
 
 class SandboxStartFailed(Exception):
@@ -156,24 +157,26 @@ def _opened(source: Path, start: Start) -> int:
 
 def admit(
     start: Start, bwrap_pid: int, limits: Sequence[tuple[int, int]], cgroup_procs: Sequence[Path], timeout: float
-) -> bool:
-    """Give the started sandbox its limits and cgroups, then let it run its command: True.
+) -> int | None:
+    """Give the started sandbox its limits and cgroups, then let it run its command: a pidfd of the sandbox's first
+    process, which the caller waits on (wait_sandbox_end) and closes.
 
-    False when the sandbox exited before (bwrap's setup failed: its error is its output). Raises
+    None when the sandbox exited before (bwrap's setup failed: its error is its output). Raises
     SandboxStartFailed, after killing the sandbox, when the limits or cgroups cannot be applied or bwrap never
     says where its sandbox is; the sandbox never ran its command.
     """
     start.release_child_ends()
     pid = _sandbox_pid(start.info_read, time.monotonic() + min(timeout, START_TIMEOUT_SECONDS))
     if pid is None:
-        return False
+        return None
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
-        return False
+        return None
     try:
         if _parent(pid) != bwrap_pid:
-            return False  # it exited and its pid is another process's now: nothing of it is left to admit
+            os.close(pidfd)
+            return None  # it exited and its pid is another process's now: nothing of it is left to admit
         for kind, limit in limits:
             current = resource.prlimit(pid, kind)
             soft = lowered(current, limit)
@@ -183,13 +186,30 @@ def admit(
             _write_pid(procs, pid)
         start.let_go()
     except (ProcessLookupError, BrokenPipeError):
-        return False  # the sandbox exited meanwhile: bwrap says why
+        os.close(pidfd)
+        return None  # the sandbox exited meanwhile: bwrap says why
     except OSError as exc:
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        os.close(pidfd)
         raise SandboxStartFailed(f"the sandbox could not be given its limits or cgroups ({exc})") from exc
+    except BaseException:
+        os.close(pidfd)
+        raise
+    return pidfd
+
+
+def wait_sandbox_end(pidfd: int, seconds: float = END_SECONDS) -> bool:
+    """Wait until the sandbox's first process (pidfd) has exited, at most seconds, and close pidfd; whether it did.
+
+    Killing bubblewrap does not end its sandbox at once: the first process dies with its parent, and the kernel
+    ends every other process of the namespace before that exit completes. Until then, a process that let go of
+    the output pipe may still run and write in the folders the sandbox was shown."""
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        return bool(poller.poll(seconds * 1000))
     finally:
         os.close(pidfd)
-    return True
 
 
 def _write_pid(procs: Path, pid: int) -> None:

@@ -4,30 +4,37 @@ An attempt's folder holds the agent's prompt, HOME and TMPDIR, and the verificat
 seven folders and a file a ticket made and deleted. On ext4 without a journal (common on cloud machines) making a
 file or folder costs tens of times a write into one that exists (bench/file_churn.py), and these were the most a
 worker made. So a concluded attempt's folder is renamed to a spare, emptied of all but those folders (SKELETON), and
-renamed to the next attempt's.
+renamed to the next attempt's; the prompt file is kept too, and written over (system/files.py write_over).
 
 Only a folder whose every command ran sandboxed is kept: bubblewrap's process namespace ends each one with its
 sandbox, so nothing still running writes there when the next attempt gets it. What the sandboxed code left is
-hostile: a skeleton folder is kept only as the worker made it (a folder, not a link, the worker's own, the
-attempt folder's mode, no extended attributes such as ACLs); anything else is removed, so no attempt finds in its
-folder anything an earlier one put there, names included. Spares are kept and deleted as workers/spares.py says.
+hostile: a skeleton entry is kept only as the worker made it (a small folder, or a file with no other name; not a
+link; the worker's own; the mode it was made with; the attempt folder's inode flags, which chattr sets; no
+extended attributes such as ACLs); anything else is removed, so no attempt finds in its folder anything an earlier
+one put there, names included, and the kept prompt is written over before its agent starts. The run of every
+sandboxed command returns only once the kernel has ended all its sandbox's processes (system/sandbox_start.py
+wait_sandbox_end), so none still runs while its folder is emptied. Spares are kept and deleted as
+workers/spares.py says.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import stat
+import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from system.files import remove_tree
 from workers.spares import MAX_SPARES, Spares
 
-Skeleton = Mapping[str, "Skeleton"]
+Skeleton = Mapping[str, "Skeleton | None"]  # a folder's kept entries; None: a file, written over when next used
 SKELETON: Skeleton = {
-    "agent": {"tmp": {}},  # the agent's scratch (its prompt) and TMPDIR (workers/agent_sandbox.py)
+    "agent": {"tmp": {}, "prompt.md": None},  # the agent's scratch, its prompt and TMPDIR (workers/agent_sandbox.py)
     "home": {".cache": {}},  # the agent's HOME and XDG_CACHE_HOME
     "candidate": {"home": {}, "tmp": {}},  # the verification's reports, and its tests' HOME and TMPDIR
 }
@@ -59,7 +66,7 @@ class AttemptFolders:
         except OSError:  # gone already, or left for `fleet gc`
             return
         try:
-            _empty(spare, SKELETON, stat.S_IMODE(os.lstat(spare).st_mode))
+            _empty(spare, SKELETON, Made.of(spare))
             os.utime(spare)  # `fleet gc` removes spares idle for a while
         except OSError:
             with contextlib.suppress(OSError):  # else left for `fleet gc`
@@ -68,24 +75,73 @@ class AttemptFolders:
         self.spares.keep(spare)
 
 
-def _empty(folder: Path, keep: Skeleton, mode: int) -> None:
-    """Remove all in folder but the kept folders (emptied the same way) that are still as the worker made them."""
+FS_IOC_GETFLAGS = 0x80086601  # an inode's flags: chattr's (append-only, synchronous, encrypted, case-folded...)
+FOLDER_BYTES = 4096  # a folder larger once held many entries: ext4 never shrinks it, so it is made anew
+
+
+@dataclass(frozen=True)
+class Made:
+    """What the worker's own folder, the attempt folder itself, shows: what a kept entry must show too."""
+
+    mode: int
+    flags: int | None
+
+    @classmethod
+    def of(cls, folder: Path) -> Made:
+        handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            return cls(stat.S_IMODE(os.fstat(handle).st_mode), _flags(handle))
+        finally:
+            os.close(handle)
+
+
+def _empty(folder: Path, keep: Skeleton, made: Made) -> None:
+    """Remove all in folder but the kept entries that are still as the worker made them (folders emptied alike)."""
     with os.scandir(folder) as found:
         entries = list(found)
     for entry in entries:
+        kept = entry.name in keep and _as_made(Path(entry.path), made, keep[entry.name] is None)
         inner = keep.get(entry.name)
-        if inner is not None and _as_made(entry, mode):
-            _empty(Path(entry.path), inner, mode)
-        else:
+        if kept and inner is not None:
+            _empty(Path(entry.path), inner, made)
+        elif not kept:
             remove_tree(Path(entry.path))
 
 
-def _as_made(entry: os.DirEntry[str], mode: int) -> bool:
-    """A folder (not a link), the worker's own, with the mode it was made with and no extended attributes."""
-    info = entry.stat(follow_symlinks=False)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) != mode:
+def _as_made(path: Path, made: Made, file: bool) -> bool:
+    """A folder (small), or a file with no other name, that is the worker's own, with the mode it was made with (a
+    file's: the folder's without execute bits), the attempt folder's inode flags and no extended attributes."""
+    kind = 0 if file else os.O_DIRECTORY
+    try:  # O_NONBLOCK: a fifo in a file's place must not hold the worker
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | kind)
+    except OSError:  # a link, or a file where a folder was
         return False
     try:
-        return not os.listxattr(entry.path, follow_symlinks=False)
-    except OSError as exc:  # a file system without extended attributes has none
-        return exc.errno == errno.ENOTSUP
+        info = os.fstat(handle)
+        shape = stat.S_ISREG(info.st_mode) and info.st_nlink == 1 if file else info.st_size <= FOLDER_BYTES
+        mode = made.mode & 0o666 if file else made.mode
+        if not shape or info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) != mode:
+            return False
+        return _flags(handle) == made.flags and not _attributes(handle)
+    finally:
+        os.close(handle)
+
+
+def _flags(handle: int) -> int | None:
+    """The inode's flags; None where the file system keeps none."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(handle, FS_IOC_GETFLAGS, bytes(8))[:4])[0])
+    except OSError as exc:
+        if exc.errno in (errno.ENOTTY, errno.ENOTSUP, errno.EINVAL):
+            return None
+        raise
+
+
+def _attributes(handle: int) -> list[str]:
+    """The extended attributes (ACLs among them); none where the file system keeps none."""
+    try:
+        return os.listxattr(handle)
+    except OSError as exc:
+        if exc.errno == errno.ENOTSUP:
+            return []
+        raise

@@ -15,13 +15,14 @@ larger than SPARE_BYTES is emptied at once. Spares are kept and deleted as worke
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from system.files import remove_tree
+from system.files import remove_tree, write_over
 from workers.spares import MAX_SPARES, Spares
 
 AGENT = "agent"
@@ -47,12 +48,7 @@ class OutcomeJournal:
         partial = path.with_suffix(".partial")
         self.spares.take(partial)  # else the write below makes the file
         data = json.dumps({"fingerprint": fingerprint, "outcome": outcome}, default=str).encode()
-        handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-        try:
-            _write_over(handle, data)
-            os.fsync(handle)
-        finally:
-            os.close(handle)
+        write_over(partial, data, sync=True)
         os.replace(partial, path)
         folder = os.open(self.root, os.O_RDONLY)
         try:
@@ -90,24 +86,18 @@ class OutcomeJournal:
             return
         try:
             os.rename(entry, spare)
-            handle = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return
-        except OSError:  # not a plain file
-            remove_tree(spare)
+        except OSError:  # dropped already
             return
         try:
-            if os.fstat(handle).st_size > SPARE_BYTES:
-                os.ftruncate(handle, 0)
-        finally:
-            os.close(handle)
+            handle = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                if os.fstat(handle).st_size > SPARE_BYTES:
+                    os.ftruncate(handle, 0)
+                os.utime(handle)  # kept now: `fleet gc` removes spares idle for a while
+            finally:
+                os.close(handle)
+        except OSError:  # not a plain file
+            with contextlib.suppress(OSError):  # else left for `fleet gc`
+                remove_tree(spare)
+            return
         self.spares.keep(spare)
-
-
-def _write_over(handle: int, data: bytes) -> None:
-    """Write data from the start of the open file, over what it held, and cut what is left beyond it."""
-    written = 0
-    while written < len(data):
-        written += os.pwrite(handle, data[written:], written)
-    if os.fstat(handle).st_size > len(data):
-        os.ftruncate(handle, len(data))

@@ -61,7 +61,8 @@ class Spares:
         with self._lock:
             kept, self._kept = self._kept, []
         for spare in kept:
-            remove_tree(spare)
+            with contextlib.suppress(OSError):  # else left for `fleet gc`
+                remove_tree(spare)
 
 
 def remove_stale(root: Path, idle_seconds: float) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from system.files import disk_usage, remove_tree
+from system.files import disk_usage, remove_tree, write_over
 from system.git import GitError, git
 from system.mirror import HEX_SHA, exclusive_lock, shared_lock, try_lock
 from workers.worktree_diff import ESC, CheckoutDiff, WorktreeError, explicit
@@ -101,8 +101,8 @@ class Worktree:
         try:
             clean_checkout(self.path, self._gitdir)
             if _pointer(self.path, self._gitdir) == self._pointer:  # else the next lease repairs the slot
-                mark = f"{self.base_sha}\n{self._gitdir}\n{_digest(self._pointer)}\n"
-                write_marker(self.path, mark.encode(errors=ESC))
+                mark = f"{self.base_sha}\n{self._gitdir}\n{_digest(self._pointer)}\n{boot_id()}\n"
+                write_over(clean_marker(self.path), mark.encode(errors=ESC))  # kept for the slot's life
         except (GitError, OSError):
             pass  # the next lease finds the slot dirty or broken and repairs or recreates it
         finally:
@@ -257,6 +257,7 @@ class WorktreePool:
         """Reset an existing slot to sha and return its git dir; None when it is missing, foreign or broken."""
         clean_at, known = released_clean(path)
         mark_leased(path)  # from here on the slot is ours to dirty
+        older_marker(path).unlink(missing_ok=True)  # a worker of the version before would trust it
         gitdir = known or owning_gitdir(path, self.mirror)
         if gitdir is None:
             return None
@@ -276,6 +277,7 @@ class WorktreePool:
     def _remove(self, path: Path) -> None:
         remove_tree(path)
         clean_marker(path).unlink(missing_ok=True)
+        older_marker(path).unlink(missing_ok=True)
         with exclusive_lock(self._create_lock):
             self._unregister(path)
 
@@ -305,21 +307,26 @@ def owning_gitdir(path: Path, mirror: Path) -> Path | None:
 
 
 def clean_marker(path: Path) -> Path:
-    """Next to a slot: the commit its release left it clean at, or nothing while it is leased or was left dirty."""
+    """Next to a slot: the commit its release left it clean at, or nothing while it is leased or was left dirty.
+
+    Its name is new since the marker is kept and written over: a worker of the version before, on the same host,
+    would read a leased slot's marker as clean, and deletes no `.clean` marker it does not find."""
+    return path.with_name(path.name + ".released")
+
+
+def older_marker(path: Path) -> Path:
+    """The clean marker of the version before, deleted when its slot is leased or removed."""
     return path.with_name(path.name + ".clean")
 
 
-def write_marker(path: Path, mark: bytes) -> None:
-    """Write the slot's clean marker in place, over what it held: the file is kept for the slot's life, and neither
-    made nor emptied per ticket. On ext4 without a journal (common on cloud machines) making a file, or freeing a
-    block by emptying one, costs tens of times a write into a block the file has (bench/file_churn.py)."""
-    marker = os.open(clean_marker(path), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+@functools.cache
+def boot_id() -> str:
+    """This boot's id: a marker written before a crash of the machine names another, and is not trusted (what the
+    slot's holder wrote may have reached the disk, and `leased:` over the marker not)."""
     try:
-        os.pwrite(marker, mark, 0)
-        if os.fstat(marker).st_size > len(mark):
-            os.ftruncate(marker, len(mark))
-    finally:
-        os.close(marker)
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
 
 
 def mark_leased(path: Path) -> None:
@@ -348,10 +355,10 @@ def released_clean(path: Path) -> tuple[str | None, Path | None]:
     """The commit the slot at path was released clean at, and its git dir, from the clean marker; the git dir only
     while the slot's .git and commondir files are still those its release checked (else git is asked again)."""
     try:
-        sha, gitdir, digest = clean_marker(path).read_text(errors=ESC).splitlines()[:3]
-    except (OSError, ValueError):  # no marker, or one in the older one-line shape
+        sha, gitdir, digest, boot = clean_marker(path).read_text(errors=ESC).splitlines()[:4]
+    except (OSError, ValueError):  # no marker, or a torn one
         return None, None
-    if not HEX_SHA.fullmatch(sha):  # leased since (mark_leased), or torn
+    if not HEX_SHA.fullmatch(sha) or boot != boot_id():  # leased since (mark_leased), or before a crash
         return None, None
     pointer = _pointer(path, Path(gitdir))
     return sha, Path(gitdir) if pointer is not None and _digest(pointer) == digest else None

@@ -284,3 +284,21 @@ def test_copy_slots_in_the_commands_own_arguments_are_never_opened(tmp_path: Pat
     assert echoed == f"--file {slot} /tmp/x"
     # stdin, the output twice, ls's own, and without a filter the write end of the pipe the sandbox waited on
     assert int(descriptors) == (4 if seccomp_problem() is None else 5)
+
+
+def test_a_timed_out_sandbox_has_no_process_left_when_its_run_returns(tmp_path: Path) -> None:
+    """Killing bubblewrap ends its sandbox's processes only after: its first process dies with its parent, and the
+    kernel then ends every other. A run returns once that is done, so nothing it started writes in its folders
+    when they are emptied for another attempt (workers/attempt_folders.py)."""
+    marker = f"fleet-sandbox-end-{os.getpid()}-{time.monotonic_ns()}"
+    many = f"for i in $(seq 400); do sh -c 'sleep 600; : {marker}' >/dev/null 2>&1 & done; exec sleep 600"
+    result = run_process([*_confined(tmp_path), "/bin/sh", "-c", many], cwd=tmp_path, env=ENV, timeout=3,
+                         grace_seconds=0.0)  # fmt: skip
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, marker)]
+    assert result.timed_out and left == []
+
+
+def _cmdline_has(process: Path, marker: str) -> bool:
+    with contextlib.suppress(OSError):
+        return marker.encode() in (process / "cmdline").read_bytes()
+    return False

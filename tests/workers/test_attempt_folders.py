@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import struct
 from pathlib import Path
 
-from workers.attempt_folders import AttemptFolders
+import pytest
+
+from workers.attempt_folders import FS_IOC_GETFLAGS, AttemptFolders
 from workers.spares import remove_stale
 
 
@@ -24,7 +28,18 @@ def _used(folder: Path) -> None:
     (folder / "candidate" / "report.xml").write_text("<testsuite/>")
 
 
-SKELETON = ["agent", "agent/tmp", "candidate", "candidate/home", "candidate/tmp", "home", "home/.cache"]
+FS_IOC_SETFLAGS = 0x40086602
+NOATIME = 0x80  # chattr +A
+SKELETON = [
+    "agent",
+    "agent/prompt.md",
+    "agent/tmp",
+    "candidate",
+    "candidate/home",
+    "candidate/tmp",
+    "home",
+    "home/.cache",
+]
 
 
 def test_a_sandboxed_attempts_folder_is_the_next_ones_with_only_empty_skeleton_folders(tmp_path: Path) -> None:
@@ -37,6 +52,7 @@ def test_a_sandboxed_attempts_folder_is_the_next_ones_with_only_empty_skeleton_f
     second = folders.folder(2)
     assert (second / "home").stat().st_ino == home  # the same folders: none made for the second attempt
     assert _tree(second) == SKELETON
+    assert (second / "agent" / "prompt.md").read_text() == "fix it"  # kept to be written over, not made again
     assert folders.folder(2) == second  # asked again (its verification), the same folder
 
 
@@ -61,10 +77,11 @@ def test_what_hostile_code_changed_is_removed_never_followed(tmp_path: Path) -> 
     (first / "home" / ".cache").chmod(0o777)  # another mode: kept, it would carry over
     os.setxattr(first / "candidate" / "home", "user.note", b"from attempt 1")
     os.mkfifo(first / "home" / "pipe")
+    os.link(first / "agent" / "prompt.md", outside / "alias")  # a second name, which writing the prompt would reach
     folders.discard(1, reuse=True)
     second = folders.folder(2)
     assert _tree(second) == ["agent", "candidate", "candidate/tmp", "home"]
-    assert _tree(outside) == ["keep.txt"]
+    assert _tree(outside) == ["alias", "keep.txt"] and (outside / "alias").read_text() == "fix it"
 
 
 def test_spares_of_a_stopped_worker_are_removed_and_a_removed_spare_is_no_loss(tmp_path: Path) -> None:
@@ -81,3 +98,25 @@ def test_spares_of_a_stopped_worker_are_removed_and_a_removed_spare_is_no_loss(t
     assert _tree(stopped.folder(3)) == []  # its spare is gone: a new folder
     assert _tree(running.folder(4)) == SKELETON
     assert sorted(p.name for p in tmp_path.iterdir()) == ["3", "4"]
+
+
+def test_a_folder_with_inode_flags_or_grown_large_is_made_anew(tmp_path: Path) -> None:
+    folders = AttemptFolders(tmp_path)
+    first = folders.folder(1)
+    _used(first)
+    cache, big = first / "home" / ".cache", first / "candidate" / "tmp"
+    handle = os.open(cache, os.O_RDONLY | os.O_DIRECTORY)
+    try:  # chattr +A: a flag every later attempt would inherit
+        flags = struct.unpack("i", fcntl.ioctl(handle, FS_IOC_GETFLAGS, bytes(8))[:4])[0]
+        fcntl.ioctl(handle, FS_IOC_SETFLAGS, struct.pack("i", flags | NOATIME) + bytes(4))
+    except OSError:
+        pytest.skip("this file system keeps no inode flags")
+    finally:
+        os.close(handle)
+    for n in range(400):
+        (big / f"{n:04d}-{'x' * 40}").write_text("")
+    inodes = {path: path.stat().st_ino for path in (cache, big, first / "home")}
+    folders.discard(1, reuse=True)
+    second = folders.folder(2)
+    assert _tree(second) == [name for name in SKELETON if name not in ("home/.cache", "candidate/tmp")]
+    assert (second / "home").stat().st_ino == inodes[first / "home"]

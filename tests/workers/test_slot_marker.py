@@ -51,3 +51,25 @@ def test_a_marker_replaced_by_a_link_is_never_followed(tmp_path: Path, pool: Wor
     assert outside.read_text() == "the host's file\n"
     assert not marker.is_symlink()
     assert marker.read_text().splitlines()[0] == base_sha
+
+
+def test_a_marker_written_before_the_machine_crashed_is_not_trusted(pool: WorktreePool, base_sha: str) -> None:
+    with pool.lease(base_sha) as wt:
+        pass
+    marker = clean_marker(wt.path)
+    sha, gitdir, digest, _ = marker.read_text().splitlines()
+    (wt.path / "conftest.py").write_text("# the holder's, on disk after the crash; its `leased:` was not\n")
+    marker.write_text(f"{sha}\n{gitdir}\n{digest}\n{'0' * 32}\n")  # an earlier boot's
+    with pool.lease(base_sha) as wt:
+        assert not (wt.path / "conftest.py").exists()
+
+
+def test_the_older_versions_marker_is_deleted_so_an_older_worker_cannot_trust_it(
+    pool: WorktreePool, base_sha: str
+) -> None:
+    with pool.lease(base_sha) as wt:
+        pass
+    older = wt.path.with_name(wt.path.name + ".clean")
+    older.write_text(f"{base_sha}\n")
+    with pool.lease(base_sha):
+        assert not older.exists()

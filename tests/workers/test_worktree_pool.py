@@ -131,7 +131,7 @@ def test_a_slot_deleted_by_hand_is_made_again_and_registered_once(
 ) -> None:
     with pool.lease(base_sha) as wt:
         pass
-    subprocess.run(["rm", "-rf", str(wt.path), str(wt.path) + ".clean"], check=True)  # git still lists it, locked
+    subprocess.run(["rm", "-rf", str(wt.path), str(wt.path) + ".released"], check=True)  # git still lists it, locked
     with pool.lease(base_sha) as again:
         assert again.path == wt.path and git("status", "--porcelain", cwd=again.path) == ""
     listing = git("worktree", "list", "--porcelain", cwd=mirror).splitlines()

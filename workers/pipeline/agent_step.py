@@ -16,6 +16,7 @@ from db import queries
 from db.engine import transient
 from db.lifecycle import AttemptStatus
 from db.models import utcnow
+from system.files import write_over
 from system.git import GitError, git
 from system.process import ChildLimits
 from system.retry import retrying
@@ -99,7 +100,7 @@ def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, di
     prompt_file = attempt_dir / "agent" / "prompt.md"
     prompt_file.parent.mkdir(exist_ok=True)
     prompt, pack_env = context_pack(rt, job, mirror, cancel, attempt_dir)
-    prompt_file.write_text(prompt, encoding="utf-8")
+    write_over(prompt_file, prompt.encode())  # kept from the attempt this folder was before (attempt_folders.py)
     limits = agent_limits(rt, job, agent)
     secrets = job_secrets(job)
     with (
