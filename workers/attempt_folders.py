@@ -57,22 +57,9 @@ class AttemptFolders:
     def discard(self, attempt_id: int, reuse: bool) -> None:
         """Delete the attempt's folder, or with reuse (its commands all ran sandboxed), keep it emptied as a spare."""
         path = self.root / str(attempt_id)
-        spare = self.spares.new_name() if reuse else None
-        try:
-            if spare is None:
-                remove_tree(path)
-                return
-            os.rename(path, spare)  # first: the attempt's name is gone before anything is kept
-        except OSError:  # gone already, or left for `fleet gc`
-            return
-        try:
-            _empty(spare, SKELETON, Made.of(spare))
-            os.utime(spare)  # `fleet gc` removes spares idle for a while
-        except OSError:
+        if not (reuse and self.spares.keep(path, _empty_to_skeleton)):
             with contextlib.suppress(OSError):  # else left for `fleet gc`
-                remove_tree(spare)
-            return
-        self.spares.keep(spare)
+                remove_tree(path)
 
 
 FS_IOC_GETFLAGS = 0x80086601  # an inode's flags: chattr's (append-only, synchronous, encrypted, case-folded...)
@@ -93,6 +80,10 @@ class Made:
             return cls(stat.S_IMODE(os.fstat(handle).st_mode), _flags(handle))
         finally:
             os.close(handle)
+
+
+def _empty_to_skeleton(folder: Path) -> None:
+    _empty(folder, SKELETON, Made.of(folder))
 
 
 def _empty(folder: Path, keep: Skeleton, made: Made) -> None:

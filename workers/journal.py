@@ -15,14 +15,13 @@ larger than SPARE_BYTES is emptied at once. Spares are kept and deleted as worke
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from system.files import remove_tree, write_over
+from system.files import write_over
 from workers.spares import MAX_SPARES, Spares
 
 AGENT = "agent"
@@ -69,7 +68,9 @@ class OutcomeJournal:
 
     def drop(self, attempt_id: int, kinds: tuple[str, ...] = (AGENT, VERIFY)) -> None:
         for kind in kinds:
-            self._keep_spare(self._path(attempt_id, kind))
+            entry = self._path(attempt_id, kind)
+            if not self.spares.keep(entry, _empty_when_large):
+                entry.unlink(missing_ok=True)
 
     def attempt_ids(self, kind: str) -> list[int]:
         """The attempts with an entry of kind, from the file names alone (nothing is read)."""
@@ -78,26 +79,12 @@ class OutcomeJournal:
         found = (ENTRY.fullmatch(name) for name in os.listdir(self.root))
         return sorted(int(match.group(1)) for match in found if match and match.group(2) == kind)
 
-    def _keep_spare(self, entry: Path) -> None:
-        """Keep the entry as a spare under a new name (emptied when large); deleted when this process has enough."""
-        spare = self.spares.new_name()
-        if spare is None:
-            entry.unlink(missing_ok=True)
-            return
-        try:
-            os.rename(entry, spare)
-        except OSError:  # dropped already
-            return
-        try:
-            handle = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            try:
-                if os.fstat(handle).st_size > SPARE_BYTES:
-                    os.ftruncate(handle, 0)
-                os.utime(handle)  # kept now: `fleet gc` removes spares idle for a while
-            finally:
-                os.close(handle)
-        except OSError:  # not a plain file
-            with contextlib.suppress(OSError):  # else left for `fleet gc`
-                remove_tree(spare)
-            return
-        self.spares.keep(spare)
+
+def _empty_when_large(spare: Path) -> None:
+    """A kept entry holds what it held, already in the database, until written over; a large one is emptied."""
+    handle = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if os.fstat(handle).st_size > SPARE_BYTES:
+            os.ftruncate(handle, 0)
+    finally:
+        os.close(handle)

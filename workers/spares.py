@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from system.files import remove_tree
@@ -34,15 +35,32 @@ class Spares:
         self._numbers = itertools.count()
         self._lock = threading.Lock()
 
-    def new_name(self) -> Path | None:
-        """A name for one more spare, or None when this process keeps enough."""
+    def keep(self, path: Path, prepare: Callable[[Path], None]) -> bool:
+        """Rename path to a spare of this process and prepare it for its next use (empty it); False when this
+        process keeps enough, path left for the caller to delete. A path gone already is no loss; one prepare
+        fails on is deleted."""
+        spare = self._new_name()
+        if spare is None:
+            return False
+        try:
+            os.rename(path, spare)  # first: the path's name is gone before anything is kept
+        except OSError:
+            return True
+        try:
+            prepare(spare)
+            os.utime(spare, follow_symlinks=False)  # kept now: `fleet gc` removes spares idle for a while
+        except OSError:
+            with contextlib.suppress(OSError):  # else left for `fleet gc`
+                remove_tree(spare)
+            return True
+        with self._lock:
+            self._kept.append(spare)
+        return True
+
+    def _new_name(self) -> Path | None:
         with self._lock:
             full = len(self._kept) >= self.limit
             return None if full else self.root / f"{self._prefix}{next(self._numbers)}"
-
-    def keep(self, spare: Path) -> None:
-        with self._lock:
-            self._kept.append(spare)
 
     def take(self, path: Path) -> bool:
         """Rename a spare to path; False when this process has none (or `fleet gc` removed the one taken)."""

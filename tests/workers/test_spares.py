@@ -8,13 +8,28 @@ from pathlib import Path
 from workers.spares import Spares, remove_stale
 
 
+def _nothing(spare: Path) -> None:
+    pass
+
+
+def _kept(spares: Spares, folder: Path) -> Path:
+    """Keep a new folder under folder as a spare; its spare name."""
+    before = set(folder.iterdir())
+    made = folder / "made"
+    made.mkdir()
+    assert spares.keep(made, _nothing)
+    (name,) = set(folder.iterdir()) - before
+    return name
+
+
 def test_a_spare_is_taken_once_and_a_full_process_keeps_no_more(tmp_path: Path) -> None:
     spares = Spares(tmp_path, limit=1)
-    name = spares.new_name()
-    assert name is not None and name.parent == tmp_path and name.name.startswith(f".spare-{os.getpid()}-")
-    name.mkdir()
-    spares.keep(name)
-    assert spares.new_name() is None  # one kept: its limit
+    name = _kept(spares, tmp_path)
+    assert name.name.startswith(f".spare-{os.getpid()}-") and not (tmp_path / "made").exists()
+    (tmp_path / "more").mkdir()
+    assert not spares.keep(tmp_path / "more", _nothing)  # one kept: its limit; the caller deletes its own
+    assert (tmp_path / "more").is_dir()
+    (tmp_path / "more").rmdir()
     assert spares.take(tmp_path / "7") and (tmp_path / "7").is_dir()
     assert not spares.take(tmp_path / "8")  # none left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["7"]
@@ -22,10 +37,7 @@ def test_a_spare_is_taken_once_and_a_full_process_keeps_no_more(tmp_path: Path) 
 
 def test_a_spare_removed_by_gc_is_no_loss_to_the_process_that_kept_it(tmp_path: Path) -> None:
     spares = Spares(tmp_path)
-    name = spares.new_name()
-    assert name is not None
-    name.write_text("")
-    spares.keep(name)
+    name = _kept(spares, tmp_path)
     os.utime(name, (0, 0))
     assert remove_stale(tmp_path, 3600) == 1
     assert not spares.take(tmp_path / "entry")  # gone: the caller makes its file
@@ -35,9 +47,7 @@ def test_gc_removes_a_stopped_processes_spares_at_once_and_a_running_ones_only_w
     gone = tmp_path / ".spare-4194305-abc-0"  # above the kernel's largest pid: no such process
     gone.mkdir()
     (gone / "home").mkdir()
-    mine = Spares(tmp_path).new_name()
-    assert mine is not None
-    mine.mkdir()
+    mine = _kept(Spares(tmp_path), tmp_path)
     other = tmp_path / "12"  # an attempt's folder: never a spare
     other.mkdir()
     halfway = tmp_path / ".removing.spare-1-abc-0"  # an earlier gc stopped while deleting it
@@ -52,9 +62,19 @@ def test_gc_removes_a_stopped_processes_spares_at_once_and_a_running_ones_only_w
 def test_a_stopping_process_deletes_the_spares_it_kept(tmp_path: Path) -> None:
     spares = Spares(tmp_path)
     for _ in range(3):
-        name = spares.new_name()
-        assert name is not None
-        name.mkdir()
-        spares.keep(name)
+        _kept(spares, tmp_path)
     spares.remove_all()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_entry_its_preparation_fails_on_is_deleted_not_kept(tmp_path: Path) -> None:
+    spares = Spares(tmp_path)
+    (tmp_path / "entry").write_text("held")
+
+    def refuse(spare: Path) -> None:
+        raise PermissionError(spare)
+
+    assert spares.keep(tmp_path / "entry", refuse)  # taken: nothing left for the caller to delete
+    assert list(tmp_path.iterdir()) == []
+    assert not spares.take(tmp_path / "next")
+    assert spares.keep(tmp_path / "gone", _nothing)  # gone already: no loss
