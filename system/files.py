@@ -26,6 +26,25 @@ def memory_file(name: str) -> BinaryIO:
     return os.fdopen(os.memfd_create(name, os.MFD_CLOEXEC), "w+b")
 
 
+def memory_holding(data: bytes, made: list[int]) -> int:
+    """A memory file's descriptor, holding data and read from its start (a command's stdin, output or errors,
+    with no pipe to pump); added to made, for the caller to close."""
+    fd = os.memfd_create("fleet", os.MFD_CLOEXEC)
+    made.append(fd)
+    view, written = memoryview(data), 0
+    while written < len(data):
+        written += os.write(fd, view[written:])
+    if written:
+        os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def memory_contents(fd: int) -> bytes:
+    """All a memory file holds, whatever position the process that wrote it left."""
+    size = os.fstat(fd).st_size
+    return os.pread(fd, size, 0) if size else b""
+
+
 def write_over(path: Path, data: bytes, sync: bool = False) -> None:
     """Write data over the file at path from its start and cut it to that length, made only when missing; a link
     there is refused (ELOOP), never followed. Where a worker writes the same files again, this makes no file and

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from system.files import required_program
+from system.files import memory_contents, memory_holding, required_program
 
 SAFE_CONFIG = (
     "-c",
@@ -24,6 +26,7 @@ SAFE_CONFIG = (
     "user.email=fleet@localhost",
 )
 GIT_TIMEOUT_SECONDS = 600.0
+ENCODING = sys.getfilesystemencoding()  # what os.fsencode gives back a path decoded with surrogateescape
 
 
 class GitError(Exception):
@@ -77,17 +80,42 @@ def git(
     full_env = _env() | dict(env or {})
     if index_file is not None:
         full_env["GIT_INDEX_FILE"] = str(index_file)
-    proc = subprocess.run(
-        [required_program("git", full_env.get("PATH", os.defpath)), *SAFE_CONFIG, *args],
-        cwd=cwd,
-        input=input,
-        stdout=subprocess.PIPE if stdout is None else stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors=errors,
-        env=full_env,
-        timeout=timeout,
-    )
-    if proc.returncode != 0:
-        raise GitError(args, proc.returncode, proc.stderr)
-    return proc.stdout
+    argv = [required_program("git", full_env.get("PATH", os.defpath)), *SAFE_CONFIG, *args]
+    codec = errors or "strict"
+    made: list[int] = []  # memory files: git's input, output and errors (no pipe for Python to pump)
+    try:
+        given = memory_holding(input.encode(ENCODING, codec), made) if input is not None else None
+        out = memory_holding(b"", made) if stdout is None else stdout
+        err = memory_holding(b"", made)
+        proc = subprocess.Popen(argv, cwd=cwd, stdin=given, stdout=out, stderr=err, env=full_env)
+        _wait(proc, timeout)
+        if proc.returncode != 0:
+            raise GitError(args, proc.returncode, memory_contents(err).decode(ENCODING, "replace"))
+        return "" if stdout is not None else memory_contents(out).decode(ENCODING, codec)
+    finally:
+        for fd in made:
+            os.close(fd)
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait for git's exit, woken by a pidfd; past the timeout it is killed (subprocess.TimeoutExpired)."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd (old kernel, or not Linux)
+        pidfd = None
+    try:
+        if pidfd is None:
+            proc.wait(timeout)
+            return
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        if not poller.poll(timeout * 1000):
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        proc.wait()
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)

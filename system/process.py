@@ -8,7 +8,6 @@ import functools
 import logging
 import os
 import resource
-import select
 import shutil
 import signal
 import subprocess
@@ -16,19 +15,18 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from system.cancel import Cancellation
-from system.files import program_on
+from system.command_wait import OutputPipe, wait_reading
+from system.files import memory_holding, program_on
 from system.rlimits import capped, commands_descriptors, lowered
 from system.sandbox_start import END_SECONDS, SandboxStartFailed, admit, is_confined, prepared, wait_sandbox_end
 
 log = logging.getLogger(__name__)
-CHECK_SECONDS = 0.25  # how often a wait looks at a flag that cannot wake it
-LONGEST_SLEEP = 3600.0  # one poll of a wait that a flag or the exit wakes
-CHUNK_BYTES = 65_536
+REST_SECONDS = 5.0  # how long the output is read after the command's end, for what its last writers wrote
+KILLED_SECONDS = 5.0  # how long a killed command's exit is waited for
 PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -166,14 +164,6 @@ class BoundedOutput:
         return (bytes(self.head) + middle + tail).decode("utf-8", errors="replace")
 
 
-def _drain(stream: object, sink: BoundedOutput, on_output: Callable[[bytes], None] | None) -> None:
-    read = stream.read1  # type: ignore[attr-defined]  # what is there now: read() would wait for a full chunk
-    while chunk := read(CHUNK_BYTES):
-        sink.write(chunk)
-        if on_output is not None:
-            on_output(chunk)
-
-
 def _kill_leftovers(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -192,59 +182,6 @@ def kill_group(proc: subprocess.Popen[bytes], grace_seconds: float) -> None:
             continue
         _kill_leftovers(proc)  # the leader exited; children in the group may still live
         return
-
-
-def _wait(proc: subprocess.Popen[bytes], deadline: float, cancelled: threading.Event | None) -> tuple[bool, bool]:
-    """Sleep until proc exits, the deadline passes or cancelled is set; returns (timed out, cancelled).
-
-    The exit wakes us through a pidfd, and a Cancellation's set() through its descriptor, at once: a hundred
-    commands that run for minutes cost no wake-up until they end. A plain Event (or a kernel with no pidfd) is
-    looked at every CHECK_SECONDS.
-    """
-    with _exit_watch(proc, cancelled) as exited:
-        while not exited(deadline):
-            if cancelled is not None and cancelled.is_set():
-                return False, True
-            if time.monotonic() >= deadline:
-                return True, False
-    proc.wait()
-    return False, False
-
-
-@contextlib.contextmanager
-def _exit_watch(proc: subprocess.Popen[bytes], cancelled: threading.Event | None) -> Iterator[Callable[[float], bool]]:
-    """A function that waits for proc to exit until its argument (a time.monotonic() deadline), or less: until
-    cancelled is set, or CHECK_SECONDS when nothing would wake it then. It says whether proc has exited."""
-    try:
-        pidfd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # no pidfd (old kernel, or not Linux): poll
-        yield lambda deadline: _polled_exit(proc, _seconds_to(deadline, CHECK_SECONDS))
-        return
-    try:
-        poller = select.poll()  # not select(): it refuses descriptors above 1023, and a busy worker has more
-        poller.register(pidfd, select.POLLIN)
-        with _woken_by(cancelled) as wake:
-            period = CHECK_SECONDS if wake is None and cancelled is not None else LONGEST_SLEEP
-            if wake is not None:
-                poller.register(wake, select.POLLIN)
-            yield lambda deadline: any(fd == pidfd for fd, _ in poller.poll(_seconds_to(deadline, period) * 1000))
-    finally:
-        os.close(pidfd)
-
-
-def _woken_by(cancelled: threading.Event | None) -> contextlib.AbstractContextManager[int | None]:
-    """The descriptor cancelled's set() makes readable, when it is a Cancellation."""
-    return cancelled.watched() if isinstance(cancelled, Cancellation) else contextlib.nullcontext()
-
-
-def _seconds_to(deadline: float, longest: float) -> float:
-    return min(longest, max(0.0, deadline - time.monotonic()))
-
-
-def _polled_exit(proc: subprocess.Popen[bytes], seconds: float) -> bool:
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=seconds)
-    return proc.returncode is not None
 
 
 def run_process(
@@ -275,7 +212,7 @@ def run_process(
     if isinstance(spawned, ProcessResult):
         return spawned
     try:
-        result = _finish(spawned, started, timeout, cancelled, limit_bytes, grace_seconds, stdin, on_output)
+        result = _finish(spawned, started, timeout, cancelled, limit_bytes, grace_seconds, on_output)
     except BaseException:
         if sandbox is not None:
             os.close(sandbox)
@@ -344,12 +281,13 @@ def _abandon(proc: subprocess.Popen[bytes]) -> None:
 def _popen(
     command: Command, argv: Sequence[str], pass_fds: Sequence[int], setup: Callable[[], None] | None
 ) -> subprocess.Popen[bytes] | ProcessResult:
+    made: list[int] = []  # stdin is a memory file holding it whole: nothing to feed while the output is read
     try:
         return subprocess.Popen(
             argv,
             cwd=command.cwd,
             env=dict(command.env),
-            stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if command.stdin is None else memory_holding(command.stdin, made),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -358,6 +296,9 @@ def _popen(
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         return ProcessResult(None, f"{argv[0]}: {exc.strerror}", 0.0, not_found=True)
+    finally:
+        for fd in made:
+            os.close(fd)
 
 
 def _finish(
@@ -367,25 +308,24 @@ def _finish(
     cancelled: threading.Event | None,
     limit_bytes: int,
     grace_seconds: float,
-    stdin: bytes | None,
     on_output: Callable[[bytes], None] | None,
 ) -> ProcessResult:
-    """Feed stdin, read the output, and wait for proc, the time limit or cancellation."""
+    """Read the output and wait for proc, the time limit or cancellation, in this thread (system/command_wait)."""
     sink = BoundedOutput(limit_bytes)
-    reader = threading.Thread(target=_drain, args=(proc.stdout, sink, on_output), daemon=True)
-    reader.start()
-    if stdin is not None and proc.stdin:
-        try:
-            proc.stdin.write(stdin)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-    timed_out, was_cancelled = _wait(proc, started + timeout, cancelled)
-    if timed_out or was_cancelled:
-        kill_group(proc, grace_seconds)
-    else:
-        _kill_leftovers(proc)  # the command ended; its background children must not outlive it
-    reader.join(timeout=5.0)
+    pipe = OutputPipe(proc.stdout, sink.write if on_output is None else functools.partial(_tee, sink, on_output))
+    try:
+        timed_out, was_cancelled = wait_reading(proc, started + timeout, cancelled, pipe)
+        if timed_out or was_cancelled:
+            _end_group(proc, grace_seconds, pipe)
+        else:
+            _kill_leftovers(proc)  # the command ended; its background children must not outlive it
+        pipe.read_rest(REST_SECONDS)
+    except BaseException:
+        kill_group(proc, grace_seconds=0.0)
+        raise
+    finally:
+        if proc.stdout is not None:
+            proc.stdout.close()
     return ProcessResult(
         exit_code=proc.returncode,
         output=sink.text(),
@@ -394,3 +334,18 @@ def _finish(
         cancelled=was_cancelled,
         output_bytes=sink.total,
     )
+
+
+def _tee(sink: BoundedOutput, on_output: Callable[[bytes], None], chunk: bytes) -> None:
+    sink.write(chunk)
+    on_output(chunk)
+
+
+def _end_group(proc: subprocess.Popen[bytes], grace_seconds: float, pipe: OutputPipe) -> None:
+    """TERM the whole process group, its output still read for the grace period; then KILL what is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    wait_reading(proc, time.monotonic() + grace_seconds, None, pipe)
+    _kill_leftovers(proc)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=KILLED_SECONDS)
