@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import ColumnElement, Connection, Engine, create_engine, event, make_url, or_
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from db.connections import POSTGRES_OPTIONS, SQLITE_BUSY_MS, postgres_address, sqlite_path, unreachable
 
@@ -106,6 +106,12 @@ def rows(s: Session) -> Connection:
     this skips the ORM's per-statement work (compiling for the ORM, keeping loaded objects in step)."""
     s.flush()
     return s.connection()
+
+
+def one_of(column: ColumnElement[Any] | InstrumentedAttribute[Any], values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN (values)` for a statement built once, as equalities compiled with it: SQLAlchemy expands an IN
+    list of values anew at every execution, which cost a small UPDATE more than the rest of its Python did."""
+    return or_(*(column == value for value in values))
 
 
 def transient(exc: BaseException) -> bool:

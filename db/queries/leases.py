@@ -13,7 +13,7 @@ from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session
 
 from db import lifecycle
-from db.engine import rows
+from db.engine import one_of, rows
 from db.lifecycle import (
     LEASED_ATTEMPT,
     WAITING_ATTEMPT,
@@ -62,23 +62,29 @@ def claim_each(
     owner, seconds = picks[0][1].owner, picks[0][1].seconds
     if any(lease.owner != owner or lease.seconds != seconds for _, lease in picks):
         raise ValueError("the leases claimed together share their owner and term")
-    tokens = case({attempt_id: lease.token for attempt_id, lease in picks}, value=Attempt.id)
-    sources, values = _claim_values(waiting, leased, tokens)
-    statement = (
-        update(Attempt)
-        .where(Attempt.id.in_([attempt_id for attempt_id, _ in picks]), Attempt.status.in_(sources))
-        .values(**values)
-        .returning(Attempt.id)
-    )
-    params = {"owner": owner, "expires": picks[0][1].expires(), "now": utcnow()}
-    return set(rows(s).scalars(statement, params))
+    params: dict[str, Any] = {"owner": owner, "expires": picks[0][1].expires(), "now": utcnow()}
+    for n, (attempt_id, lease) in enumerate(picks):
+        params[f"attempt_{n}"], params[f"token_{n}"] = attempt_id, lease.token
+    return set(rows(s).scalars(_claim_each_statement(waiting, leased, len(picks)), params))
+
+
+@functools.lru_cache(maxsize=64)
+def _claim_each_statement(waiting: AttemptStatus, leased: AttemptStatus, count: int) -> Update:
+    """Built once per move and number of attempts (a wave's ends claim up to twenty at once)."""
+    ids = [bindparam(f"attempt_{n}", type_=_ATTEMPTS.c.id.type) for n in range(count)]
+    tokens = [bindparam(f"token_{n}", type_=_ATTEMPTS.c.lease_token.type) for n in range(count)]
+    token = case(*((Attempt.id == attempt, lease) for attempt, lease in zip(ids, tokens, strict=True)))
+    sources, values = _claim_values(waiting, leased, token)
+    chosen = (Attempt.id.in_(ids), one_of(Attempt.status, sources))
+    return update(Attempt).where(*chosen).values(**values).returning(Attempt.id)
 
 
 @functools.cache
 def _claim_statement(waiting: AttemptStatus, leased: AttemptStatus) -> Update:
     """Built once per move: every attempt is claimed twice, and building the statement costs more than running it."""
     sources, values = _claim_values(waiting, leased, bindparam("token", type_=_ATTEMPTS.c.lease_token.type))
-    return update(Attempt).where(Attempt.id == bindparam("attempt"), Attempt.status.in_(sources)).values(**values)
+    chosen = (Attempt.id == bindparam("attempt"), one_of(Attempt.status, sources))
+    return update(Attempt).where(*chosen).values(**values)
 
 
 def _claim_values(waiting: AttemptStatus, leased: AttemptStatus, token: Any) -> tuple[list[str], dict[str, Any]]:
@@ -117,7 +123,7 @@ def _advance_statement(to: AttemptStatus, columns: tuple[str, ...]) -> Update:
     sources, moved = lifecycle.bulk(to, among=LEASED_ATTEMPT)
     new = {name: bindparam(f"new_{name}", type_=_ATTEMPTS.c[name].type) for name in columns}
     held = (Attempt.id == bindparam("attempt"), Attempt.lease_token == bindparam("token"))
-    return update(Attempt).where(*held, Attempt.status.in_(sources)).values(**moved, **RELEASED, **new)
+    return update(Attempt).where(*held, one_of(Attempt.status, sources)).values(**moved, **RELEASED, **new)
 
 
 def release(s: Session, attempt_id: int, lease: Lease) -> AttemptStatus | None:

@@ -10,7 +10,7 @@ from sqlalchemy import RowMapping, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from db import lifecycle
-from db.engine import rows
+from db.engine import one_of, rows
 from db.lifecycle import WAITING_ATTEMPT, AttemptStatus, RunStatus, TicketStatus
 from db.models import Attempt, Repo, Review, Run, Ticket, utcnow
 from db.queries.errors import NotFound
@@ -107,14 +107,14 @@ _OTHER_ACTIVE_RUNS = select(Run.id).where(
 def _end_runs(status: RunStatus) -> Any:
     sources, values = lifecycle.bulk(status, [RunStatus.ACTIVE])
     runs = Run.id.in_(bindparam("runs", expanding=True))
-    return update(Run).where(runs, Run.status.in_(sources)).values(**values, finished_at=bindparam("now"))
+    return update(Run).where(runs, one_of(Run.status, sources)).values(**values, finished_at=bindparam("now"))
 
 
 _END_RUNS = {status: _end_runs(status) for status in lifecycle.RUN.exits(RunStatus.ACTIVE)}
 _WAITING, _CANCELLED = lifecycle.bulk(AttemptStatus.CANCELLED, WAITING_ATTEMPT)
 _CANCEL_WAITING = (
     update(Attempt)
-    .where(Attempt.run_id.in_(bindparam("runs", expanding=True)), Attempt.status.in_(_WAITING))
+    .where(Attempt.run_id.in_(bindparam("runs", expanding=True)), one_of(Attempt.status, _WAITING))
     .values(**_CANCELLED, finished_at=bindparam("now"))
 )
 
@@ -123,7 +123,7 @@ def _move_ticket(new: TicketStatus) -> Any:
     sources, values = lifecycle.bulk(new)
     return (
         update(Ticket)
-        .where(Ticket.id == bindparam("ticket"), Ticket.status.in_(sources))
+        .where(Ticket.id == bindparam("ticket"), one_of(Ticket.status, sources))
         .values(**values, status_reason=bindparam("reason"), updated_at=bindparam("now"))
     )
 
