@@ -9,6 +9,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from system.environ import derived
 from system.files import memory_contents, memory_holding, required_program
 
 SAFE_CONFIG = (
@@ -47,8 +48,9 @@ TOKEN_HELPER = (
 )
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+def _scrubbed(environment: Mapping[str, str]) -> dict[str, str]:
+    """The worker's environment as git gets it (system/environ.py: made once per change of it)."""
+    env = {k: v for k, v in environment.items() if not k.startswith("GIT_")}
     env.update(GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1", LC_ALL="C")
     if env.get("FLEET_GIT_TOKEN"):  # else a credential helper of the user's git config answers, if any
         env.update(
@@ -77,7 +79,7 @@ def git(
     not UTF-8 through input and output unchanged (a path built from such a str names the same file). stdout: a
     file descriptor that takes git's output as bytes, untouched (then "" is returned).
     """
-    full_env = _env() | dict(env or {})
+    full_env = derived(_scrubbed) | dict(env or {})
     if index_file is not None:
         full_env["GIT_INDEX_FILE"] = str(index_file)
     argv = [required_program("git", full_env.get("PATH", os.defpath)), *SAFE_CONFIG, *args]

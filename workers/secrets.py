@@ -6,6 +6,8 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 
+from system.environ import derived
+
 KNOWN_KEYS = re.compile(
     "|".join(
         (
@@ -33,11 +35,17 @@ REDACTED = "[redacted]"
 
 
 def secret_values(env: Mapping[str, str] | None = None, names: Iterable[str] = ()) -> list[str]:
-    """Values of the environment variables named like secrets (or listed in names) that are long enough to match."""
-    env = os.environ if env is None else env
+    """Values of the environment variables named like secrets (or listed in names) that are long enough to match;
+    the worker's own (env None, no names) found once per change of its environment."""
+    if env is None and not names:
+        return list(derived(_named_secrets))
+    return list(_named_secrets(os.environ if env is None else env, names))
+
+
+def _named_secrets(env: Mapping[str, str], names: Iterable[str] = ()) -> tuple[str, ...]:
     wanted = set(names)
     values = {v for k, v in env.items() if (k in wanted or SECRET_NAME.search(k)) and len(v) >= MIN_VALUE_LENGTH}
-    return sorted(values, key=len, reverse=True)
+    return tuple(sorted(values, key=len, reverse=True))
 
 
 def redact(text: str, values: Iterable[str] = ()) -> str:
