@@ -9,7 +9,7 @@ from sqlalchemy import RowMapping, Select, Table, bindparam, func, insert, selec
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from db import lifecycle
-from db.engine import rows
+from db.engine import one_of, rows
 from db.lifecycle import (
     OPEN_ATTEMPT,
     RunStatus,
@@ -196,7 +196,7 @@ _ATTEMPT_ROWS = attempt_select(
 _STARTED_FROM, _RUNNING = lifecycle.bulk(TicketStatus.RUNNING, [TicketStatus.QUEUED])
 _START_TICKETS = (
     update(Ticket)
-    .where(Ticket.id.in_(bindparam("tickets", expanding=True)), Ticket.status.in_(_STARTED_FROM))
+    .where(Ticket.id.in_(bindparam("tickets", expanding=True)), one_of(Ticket.status, _STARTED_FROM))
     .values(**_RUNNING, status_reason="", updated_at=bindparam("now"))
 )
 _ATTEMPT_WITH_TICKET = (
