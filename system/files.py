@@ -45,11 +45,10 @@ def memory_contents(fd: int) -> bytes:
     return os.pread(fd, size, 0) if size else b""
 
 
-def write_over(path: Path, data: bytes, sync: bool = False) -> None:
+def write_over(path: Path, data: bytes) -> None:
     """Write data over the file at path from its start and cut it to that length, made only when missing; a link
     there is refused (ELOOP), never followed. Where a worker writes the same files again, this makes no file and
-    frees no block: on ext4 without a journal either costs tens of times the write (bench/file_churn.py).
-    sync: fsync'd before it returns."""
+    frees no block: on ext4 without a journal either costs tens of times the write (bench/file_churn.py)."""
     handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
     try:
         written = 0
@@ -57,8 +56,6 @@ def write_over(path: Path, data: bytes, sync: bool = False) -> None:
             written += os.pwrite(handle, data[written:], written)
         if os.fstat(handle).st_size > len(data):
             os.ftruncate(handle, len(data))
-        if sync:
-            os.fsync(handle)
     finally:
         os.close(handle)
 

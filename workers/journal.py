@@ -1,10 +1,15 @@
 """The outcome journal: a finished agent run or verification, kept on the worker's disk before the database is told.
 
 An agent run can cost an hour and real money; the database may be away when it ends. Its outcome is written here
-first (to a temporary file, fsync'd, renamed, the folder fsync'd), so a worker that takes the attempt over on this
-host finds it and goes on to verification instead of running the agent again, and the reconciler of this host
-writes it into the database as soon as the database answers (db.queries.keep_agent_outcome), for workers on other
-hosts. An entry is dropped when its attempt is concluded.
+first (to a temporary file, renamed), so a worker that takes the attempt over on this host finds it and goes on to
+verification instead of running the agent again, and the reconciler of this host writes it into the database as
+soon as the database answers (db.queries.keep_agent_outcome), for workers on other hosts. An entry is dropped when
+its attempt is concluded.
+
+An entry outlives its process as written (the kernel holds it). It is fsync'd, with its folder, only when the
+database did not answer its outcome's write (kept_while): then it must outlive a power cut too. Until then a crash
+of the machine loses what the database is being told that very moment, as it loses an agent still running; four
+fsyncs a ticket cost the worker more CPU than anything else it asked of the disk, and held up each slot's refill.
 
 A dropped entry is not deleted but kept, under a name of its own, as a spare this process writes its next entry
 over (at most MAX_SPARES): a ticket writes two entries, and on ext4 without a journal (common on cloud machines)
@@ -18,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,25 +39,51 @@ SPARE_BYTES = 65536  # a larger entry is emptied as it becomes a spare, so spare
 class OutcomeJournal:
     """Entries under one folder, one file per attempt and step, each naming the attempt it belongs to."""
 
-    def __init__(self, root: Path, spares: int = MAX_SPARES) -> None:
+    def __init__(self, root: Path, spares: int = MAX_SPARES, sync: Callable[[int], None] = os.fsync) -> None:
         self.root = root
         self.spares = Spares(root, spares)
+        self._sync = sync
 
     def _path(self, attempt_id: int, kind: str) -> Path:
         return self.root / f"{attempt_id}.{kind}.json"
 
     def save(self, attempt_id: int, kind: str, fingerprint: str, outcome: dict[str, Any]) -> None:
-        """Write the entry durably: it survives a kill -9 and a power cut once this returns."""
+        """Write the entry whole, under its name at once: it survives a kill -9 once this returns (a power cut once
+        it is made durable)."""
         self.root.mkdir(parents=True, exist_ok=True)
         path = self._path(attempt_id, kind)
         partial = path.with_suffix(".partial")
         self.spares.take(partial)  # else the write below makes the file
         data = json.dumps({"fingerprint": fingerprint, "outcome": outcome}, default=str).encode()
-        write_over(partial, data, sync=True)
+        write_over(partial, data)
         os.replace(partial, path)
-        folder = os.open(self.root, os.O_RDONLY)
+
+    def kept_while(self, attempt_id: int, away: Callable[[BaseException], bool]) -> Callable[[BaseException], bool]:
+        """away, for retrying the write of the attempt's outcome: when it says the database is away, the attempt's
+        entries are made durable first (they may wait a while, and must outlive a power cut meanwhile)."""
+
+        def kept(exc: BaseException) -> bool:
+            if not away(exc):
+                return False
+            self.make_durable(attempt_id)
+            return True
+
+        return kept
+
+    def make_durable(self, attempt_id: int) -> None:
+        """fsync the attempt's entries, then their folder (their names)."""
+        for kind in (AGENT, VERIFY):
+            try:
+                entry = os.open(self._path(attempt_id, kind), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                self._sync(entry)
+            finally:
+                os.close(entry)
+        folder = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            os.fsync(folder)
+            self._sync(folder)
         finally:
             os.close(folder)
 

@@ -106,3 +106,44 @@ def test_retrying_gives_up_at_its_deadline_and_never_retries_a_real_bug() -> Non
     with pytest.raises(ValueError):
         retrying(bug, lambda e: isinstance(e, Away), 60, sleep=lambda _: None)
     assert calls == [1]
+
+
+class Syncs:
+    """What the journal fsync'd: each descriptor's file, as (device, inode), in order."""
+
+    def __init__(self) -> None:
+        self.files: list[tuple[int, int]] = []
+
+    def __call__(self, fd: int) -> None:
+        info = os.fstat(fd)
+        self.files.append((info.st_dev, info.st_ino))
+        os.fsync(fd)
+
+
+def _file(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_dev, info.st_ino
+
+
+def test_an_entry_is_made_durable_only_once_the_database_did_not_answer_its_outcome(tmp_path: Path) -> None:
+    syncs = Syncs()
+    journal = OutcomeJournal(tmp_path, sync=syncs)
+    journal.save(7, AGENT, "f", {"diff": "d"})
+    journal.save(7, VERIFY, "f", {"verdict": "pass"})
+    journal.save(8, AGENT, "g", {"diff": "other"})
+    away = journal.kept_while(7, lambda exc: isinstance(exc, ConnectionError))
+    assert retrying(lambda: "stored", away, 1.0) == "stored" and syncs.files == []  # answered at once: no fsync
+
+    failures = iter([ConnectionError("the database is away"), None])
+
+    def write() -> str:
+        if failure := next(failures):
+            raise failure
+        return "stored"
+
+    assert retrying(write, away, 5.0, pause=lambda n: 0.0) == "stored"
+    entries = [_file(tmp_path / "7.agent.json"), _file(tmp_path / "7.verify.json")]
+    assert syncs.files == [*entries, _file(tmp_path)]  # the attempt's entries, then their names: no other's
+    with pytest.raises(ValueError):  # not the database being away: nothing is made durable, the error goes on
+        retrying(lambda: int("x"), away, 1.0)
+    assert len(syncs.files) == 3

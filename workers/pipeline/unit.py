@@ -127,8 +127,9 @@ def _handed_back(rt: WorkerRuntime, unit: Unit) -> bool:
 
 def durably(rt: WorkerRuntime, unit: Unit, write: Callable[[], N]) -> N | None:
     """write(), tried again with backoff while the database or broker does not answer; then back in line."""
+    away = rt.journal.kept_while(unit.job.attempt_id, infrastructure)  # the outcome waits there, made durable
     try:
-        return retrying(write, infrastructure, rt.settings.write_retry_seconds)
+        return retrying(write, away, rt.settings.write_retry_seconds)
     except Exception as exc:
         if not infrastructure(exc):
             raise
