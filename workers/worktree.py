@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import hashlib
@@ -9,7 +10,7 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -129,6 +130,7 @@ class WorktreePool:
         self._freed = threading.Condition()  # guards _held; notified when this process releases a slot
         self._looked_at = 0.0  # when a look found every slot busy, so that waiters look once per POLL_SECONDS
         self._releases = 0  # slots this process released that no waiter has looked for yet
+        self._seen: list[int] = []  # the slot numbers this process saw or made, in order; guarded by _freed
 
     def lease(self, base_sha: str) -> Worktree:
         """A clean detached checkout of base_sha; waits for a free slot, then raises PoolExhausted."""
@@ -159,6 +161,8 @@ class WorktreePool:
                 continue
             with lock:
                 self._remove(self._slot_path(n))
+            with self._freed:
+                self._seen = [m for m in self._seen if m != n]
             removed += 1
         return removed
 
@@ -190,16 +194,26 @@ class WorktreePool:
 
     def _take_free_slot(self) -> tuple[Path, SlotLock] | None:
         """Locks the first free slot, existing ones first (reusing a checkout beats creating one); the caller holds
-        _freed. Without a size, a slot number nobody holds is always found: only leases hold them."""
-        existing = [n for n in self._existing_slots() if self.size is None or n < self.size]
-        numbers = range(self.size) if self.size is not None else itertools.count()
-        made = set(existing)
-        for n in itertools.chain(existing, (n for n in numbers if n not in made)):
+        _freed. The slots this process saw are tried before the folder is read again, for those other processes
+        made. Without a size, a slot number nobody holds is always found: only leases hold them."""
+        taken = self._lock_first(self._seen)
+        if taken is None:
+            self._seen = [n for n in self._existing_slots() if self.size is None or n < self.size]
+            numbers = range(self.size) if self.size is not None else itertools.count()
+            made = set(self._seen)
+            taken = self._lock_first(itertools.chain(self._seen, (n for n in numbers if n not in made)))
+        return taken
+
+    def _lock_first(self, numbers: Iterable[int]) -> tuple[Path, SlotLock] | None:
+        """The first of numbers that no thread of this process holds and whose flock is free, locked."""
+        for n in numbers:
             if n in self._held:
                 continue
             lock = self._try_lock(n)
             if lock is not None:
                 self._held.add(n)
+                if n not in self._seen:
+                    bisect.insort(self._seen, n)
                 return self._slot_path(n), SlotLock(lock, functools.partial(self._forget, n))
         return None
 

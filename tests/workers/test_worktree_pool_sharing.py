@@ -124,3 +124,23 @@ def test_a_slot_held_by_a_killed_process_is_reused(tmp_path: Path, mirror: Path,
     with pool.lease(base_sha) as wt:
         assert wt.path == root / "slot-0"
         assert not (wt.path / "from-the-dead.txt").exists()
+
+
+def test_a_process_reuses_the_slots_another_made_before_it_makes_one(
+    tmp_path: Path, mirror: Path, base_sha: str
+) -> None:
+    mine, theirs = WorktreePool(tmp_path / "pool", mirror), WorktreePool(tmp_path / "pool", mirror)
+    mine.lease(base_sha).release()  # this process has seen slot-0 only
+    made = [theirs.lease(base_sha) for _ in range(3)]  # another process makes slot-0 to slot-2
+    for worktree in made:
+        worktree.release()
+    first, second, third = (mine.lease(base_sha) for _ in range(3))
+    assert [wt.path.name for wt in (first, second, third)] == ["slot-0", "slot-1", "slot-2"]
+    assert sorted(p.name for p in (tmp_path / "pool").iterdir() if p.is_dir()) == ["slot-0", "slot-1", "slot-2"]
+    with mine.lease(base_sha) as fourth:  # every slot busy: now one is made
+        assert fourth.path.name == "slot-3"
+    for worktree in (first, second, third):
+        worktree.release()
+    assert mine.prune(keep=2) == 2
+    with mine.lease(base_sha) as again, mine.lease(base_sha) as beside:
+        assert [again.path.name, beside.path.name] == ["slot-0", "slot-1"]
