@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Connection, bindparam, func, select, text, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from db.engine import rows
@@ -27,10 +27,14 @@ class Pending:
     agent: str
 
 
+_TAKE_SCHEDULER_LOCK = select(func.pg_advisory_xact_lock(bindparam("key")))
+
+
 def scheduling_lock(s: Session) -> None:
     """Serialize schedulers: SQLite's write lock is already held (BEGIN IMMEDIATE); PostgreSQL takes a lock."""
-    if s.get_bind().dialect.name == "postgresql":
-        s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEDULER_LOCK})
+    conn = rows(s)
+    if conn.dialect.name == "postgresql":
+        conn.execute(_TAKE_SCHEDULER_LOCK, {"key": SCHEDULER_LOCK})
 
 
 _WAITING = (Attempt.status == AttemptStatus.QUEUED.value) & Attempt.dispatched_at.is_(None)
