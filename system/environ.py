@@ -24,7 +24,11 @@ def environment() -> Mapping[str, str]:
         return MappingProxyType(dict(os.environ))
     with _lock:
         if table != _raw:
-            _raw, _read = dict(table), MappingProxyType(dict(os.environ))
+            # One copy of the table (atomic), decoded: reading os.environ again would race a thread that changes
+            # it meanwhile (a KeyError, or a read that the copy no longer tells from the next change's).
+            raw = dict(table)
+            decode_key, decode_value = os.environ.decodekey, os.environ.decodevalue  # type: ignore[attr-defined]
+            _raw, _read = raw, MappingProxyType({decode_key(k): decode_value(v) for k, v in raw.items()})
             _derived.clear()
         return _read
 

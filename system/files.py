@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import stat
 from pathlib import Path
-from typing import BinaryIO
 
 
 def disk_usage(root: Path) -> int:
@@ -19,11 +19,6 @@ def disk_usage(root: Path) -> int:
             except OSError:
                 continue
     return total
-
-
-def memory_file(name: str) -> BinaryIO:
-    """A file that lives in memory only (no folder, no inode on disk), open for reading and writing."""
-    return os.fdopen(os.memfd_create(name, os.MFD_CLOEXEC), "w+b")
 
 
 def memory_holding(data: bytes, made: list[int]) -> int:
@@ -39,10 +34,40 @@ def memory_holding(data: bytes, made: list[int]) -> int:
     return fd
 
 
-def memory_contents(fd: int) -> bytes:
-    """All a memory file holds, whatever position the process that wrote it left."""
-    size = os.fstat(fd).st_size
-    return os.pread(fd, size, 0) if size else b""
+# What a write into a capped memory file can stop short of its end by: the kernel refuses a write past the end a
+# page (or a huge page, 2 MiB) at a time. A cap this far past a limit tells "over the limit" from any failed write.
+WRITE_MARGIN = 4 * 2**20
+READ_BYTES = 2**30  # one pread at most: Linux cuts a read at 2 GiB - 4 KiB (MAX_RW_COUNT)
+
+
+def memory_capped(limit: int, made: list[int]) -> int:
+    """An empty memory file a command writes its output into, that takes limit + WRITE_MARGIN bytes at most: it is
+    sealed against growing, so a write past that fails (EPERM) and the command stops there. What was written ends
+    at its offset, which the command shares (memory_written); added to made, for the caller to close."""
+    fd = os.memfd_create("fleet", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    made.append(fd)
+    os.ftruncate(fd, limit + WRITE_MARGIN)  # no memory until written
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL)
+    return fd
+
+
+def memory_written(fd: int) -> int:
+    """How far a command wrote into a memory file it was given as its output (the offset it shares with fd)."""
+    return os.lseek(fd, 0, os.SEEK_CUR)
+
+
+def memory_contents(fd: int, size: int | None = None) -> bytes:
+    """The first size bytes of a memory file (default: all it holds), whatever position the process that wrote it
+    left."""
+    size = os.fstat(fd).st_size if size is None else size
+    first = os.pread(fd, min(size, READ_BYTES), 0) if size else b""
+    if len(first) >= size:
+        return first
+    parts, read = [first], len(first)
+    while read < size and (chunk := os.pread(fd, min(size - read, READ_BYTES), read)):
+        parts.append(chunk)
+        read += len(chunk)
+    return b"".join(parts)
 
 
 def write_over(path: Path, data: bytes) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from system.environ import derived
-from system.files import memory_contents, memory_holding, required_program
+from system.files import memory_capped, memory_contents, memory_holding, memory_written, required_program
 
 SAFE_CONFIG = (
     "-c",
@@ -27,6 +27,10 @@ SAFE_CONFIG = (
     "user.email=fleet@localhost",
 )
 GIT_TIMEOUT_SECONDS = 600.0
+# What git() reads into memory at most: a listing, a blob or a log of a repository an agent wrote can be as large as
+# it likes, and it is held three times (the memory file, its bytes, their text). ERRORS_BYTES: git's errors.
+GIT_OUTPUT_LIMIT = 256 * 2**20
+ERRORS_BYTES = 2**20
 ENCODING = sys.getfilesystemencoding()  # what os.fsencode gives back a path decoded with surrogateescape
 
 
@@ -39,6 +43,15 @@ class GitError(Exception):
         self.stderr = stderr.strip()
         last_line = self.stderr.splitlines()[-1] if self.stderr else f"exit code {returncode}"
         super().__init__(f"git {' '.join(args[:2])} failed: {last_line}")
+
+
+class GitOutputTooLarge(Exception):
+    """A git command printed more than its caller reads (git() limit_bytes); git was stopped there. Not a GitError:
+    a caller that takes a failed command for "not there" must not take this one so."""
+
+    def __init__(self, args: tuple[str, ...], size: int, limit: int) -> None:
+        self.args_, self.size, self.limit = args, size, limit
+        super().__init__(f"git {' '.join(args[:2])} printed more than {limit:,} bytes ({size:,} read)")
 
 
 # Reads the token from git's environment when git asks: the token is never on a command line, in a URL or a file.
@@ -72,12 +85,14 @@ def git(
     env: Mapping[str, str] | None = None,
     errors: str | None = None,
     stdout: int | None = None,
+    limit_bytes: int = GIT_OUTPUT_LIMIT,
 ) -> str:
     """Run `git args...` in cwd and return stdout; raise GitError on failure.
 
     env: GIT_* variables added to the scrubbed environment. errors="surrogateescape" carries file names that are
     not UTF-8 through input and output unchanged (a path built from such a str names the same file). stdout: a
-    file descriptor that takes git's output as bytes, untouched (then "" is returned).
+    file descriptor that takes git's output as bytes, untouched (then "" is returned). limit_bytes: the most of git's
+    output read (without stdout); past it, GitOutputTooLarge, and git is stopped a little further on.
     """
     full_env = derived(_scrubbed) | dict(env or {})
     if index_file is not None:
@@ -87,13 +102,17 @@ def git(
     made: list[int] = []  # memory files: git's input, output and errors (no pipe for Python to pump)
     try:
         given = memory_holding(input.encode(ENCODING, codec), made) if input is not None else None
-        out = memory_holding(b"", made) if stdout is None else stdout
-        err = memory_holding(b"", made)
+        out = memory_capped(limit_bytes, made) if stdout is None else stdout
+        err = memory_capped(ERRORS_BYTES, made)
         proc = subprocess.Popen(argv, cwd=cwd, stdin=given, stdout=out, stderr=err, env=full_env)
         _wait(proc, timeout)
+        size = memory_written(out) if stdout is None else 0
+        if size > limit_bytes:  # before git's exit code: a write past the limit may have been what failed
+            raise GitOutputTooLarge(args, size, limit_bytes)
         if proc.returncode != 0:
-            raise GitError(args, proc.returncode, memory_contents(err).decode(ENCODING, "replace"))
-        return "" if stdout is not None else memory_contents(out).decode(ENCODING, codec)
+            errors_text = memory_contents(err, memory_written(err)).decode(ENCODING, "replace")
+            raise GitError(args, proc.returncode, errors_text)
+        return "" if stdout is not None else memory_contents(out, size).decode(ENCODING, codec)
     finally:
         for fd in made:
             os.close(fd)
@@ -114,7 +133,7 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
         if not poller.poll(timeout * 1000):
             raise subprocess.TimeoutExpired(proc.args, timeout)
         proc.wait()
-    except subprocess.TimeoutExpired:
+    except BaseException:  # past the timeout, or the wait interrupted: git does not run on, unwaited
         proc.kill()
         proc.wait()
         raise

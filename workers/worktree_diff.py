@@ -9,8 +9,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from system.files import memory_file
-from system.git import git
+from system.files import memory_capped, memory_contents, memory_holding, memory_written
+from system.git import GIT_OUTPUT_LIMIT, GitError, GitOutputTooLarge, git
 from workers.scratch_git import scratch_objects
 
 ESC = "surrogateescape"  # file names that are not UTF-8 pass through git calls unchanged
@@ -45,7 +45,7 @@ class CheckoutDiff:
         limit, the bytes the changes add are measured by stat before git reads any of them, and the patch by its
         size before Python reads it.
         """
-        changed = self._changed()
+        changed = self._changed(limit)
         if limit is not None:
             self._check_added(changed, limit)
         if not changed:
@@ -70,23 +70,41 @@ class CheckoutDiff:
         written back."""
         # --no-textconv/--no-ext-diff: no configured command runs.
         flags = ("--binary", "--no-color", "--no-ext-diff", "--no-textconv", *options)
-        with memory_file("fleet-patch") as out:
+        made: list[int] = []
+        try:  # with a limit, git can write little past it into memory: its writes fail there (system/files.py)
+            out = memory_capped(limit, made) if limit is not None else memory_holding(b"", made)
             diff = ("--no-optional-locks", "diff", *flags, self.base_sha, "--", *paths)
-            self._git(*diff, env=env, errors=ESC, stdout=out.fileno())
-            size = os.fstat(out.fileno()).st_size
+            try:
+                self._git(*diff, env=env, errors=ESC, stdout=out)
+            except GitError:
+                if limit is not None and memory_written(out) > limit:  # git stopped at the cap
+                    raise DiffTooLarge(memory_written(out), limit) from None
+                raise
+            size = memory_written(out)
             if limit is not None and size > limit:
                 raise DiffTooLarge(size, limit)
-            out.seek(0)
-            return out.read()
+            return memory_contents(out, size)
+        finally:
+            for fd in made:
+                os.close(fd)
 
     def _git(self, *args: str, **options: Any) -> str:
         return git(*explicit(self.path, self.gitdir), *args, cwd=self.path, **options)
 
-    def _changed(self) -> list[tuple[str, str]]:
-        """(path, state) of each path whose file differs from the index: M or T changed, D deleted, ? untracked."""
+    def _changed(self, limit: int | None = None) -> list[tuple[str, str]]:
+        """(path, state) of each path whose file differs from the index: M or T changed, D deleted, ? untracked.
+
+        The listing is read up to limit: each path it names is in the diff at least as long (`diff --git a/P b/P`),
+        so a longer listing is a diff over it (many empty files, long names), refused before git hashes any."""
         # --no-optional-locks: the slot's index (in the mirror) is not refreshed and written either.
         status = ("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
-        entries = self._git(*status, errors=ESC).split("\0")
+        try:
+            listing = self._git(*status, errors=ESC, limit_bytes=GIT_OUTPUT_LIMIT if limit is None else limit)
+        except GitOutputTooLarge as exc:
+            if limit is None:
+                raise
+            raise DiffTooLarge(exc.size, limit, "the diff is too large: the list of changed files is") from None
+        entries = listing.split("\0")
         # "XY path": Y compares the file with the index. A nested repository shows as "dir/"; staged as "dir",
         # it is a gitlink, as `git add -A` would make it.
         return [(entry[3:].rstrip("/"), entry[1]) for entry in entries if len(entry) > 3 and entry[1] != " "]
