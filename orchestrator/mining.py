@@ -20,8 +20,9 @@ from pathlib import Path
 
 from db.lifecycle import Verdict
 from db.taskspec import TaskSpec
+from orchestrator.errors import FleetError
 from orchestrator.mutations import Mutation, candidates
-from system.git import git
+from system.git import GIT_OUTPUT_LIMIT, GitOutputTooLarge, git
 from verification.runner import TestRun
 from verification.verify import VerifySpec, run_baseline, verify_diff
 
@@ -119,9 +120,15 @@ def validate(ws: Workspace, options: MineOptions, task: TaskSpec, baseline: Test
     return "" if result.verdict is Verdict.PASSED else f"{result.verdict.value}: {'; '.join(result.reasons[:2])}"
 
 
-def history(source: Path, since: str) -> list[tuple[str, str, str]]:
-    """(commit, parent, message) of the non-merge commits in range, oldest first."""
-    out = git("log", "--reverse", "--no-merges", f"--since={git_since(since)}", "--format=%H %P%x00%B%x1e", cwd=source)
+def history(source: Path, since: str, limit_bytes: int = GIT_OUTPUT_LIMIT) -> list[tuple[str, str, str]]:
+    """(commit, parent, message) of the non-merge commits in range, oldest first; FleetError when their log is
+    more than limit_bytes."""
+    log = ("log", "--reverse", "--no-merges", f"--since={git_since(since)}", "--format=%H %P%x00%B%x1e")
+    try:
+        out = git(*log, cwd=source, limit_bytes=limit_bytes)
+    except GitOutputTooLarge:
+        too_long = f"the history since {since} is over {limit_bytes:,} bytes of commits: mine a shorter --since"
+        raise FleetError(too_long) from None
     commits = []
     for record in out.split("\x1e"):
         head, _, message = record.strip("\n").partition("\x00")
