@@ -60,10 +60,8 @@ def memory_contents(fd: int, size: int | None = None) -> bytes:
     """The first size bytes of a memory file (default: all it holds), whatever position the process that wrote it
     left."""
     size = os.fstat(fd).st_size if size is None else size
-    first = os.pread(fd, min(size, READ_BYTES), 0) if size else b""
-    if len(first) >= size:
-        return first
-    parts, read = [first], len(first)
+    parts: list[bytes] = []
+    read = 0
     while read < size and (chunk := os.pread(fd, min(size - read, READ_BYTES), read)):
         parts.append(chunk)
         read += len(chunk)

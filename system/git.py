@@ -84,35 +84,52 @@ def git(
     index_file: Path | None = None,
     env: Mapping[str, str] | None = None,
     errors: str | None = None,
-    stdout: int | None = None,
     limit_bytes: int = GIT_OUTPUT_LIMIT,
 ) -> str:
-    """Run `git args...` in cwd and return stdout; raise GitError on failure.
+    """Run `git args...` in cwd and return stdout as text; raise GitError on failure (see git_bytes).
 
-    env: GIT_* variables added to the scrubbed environment. errors="surrogateescape" carries file names that are
-    not UTF-8 through input and output unchanged (a path built from such a str names the same file). stdout: a
-    file descriptor that takes git's output as bytes, untouched (then "" is returned). limit_bytes: the most of git's
-    output read (without stdout); past it, GitOutputTooLarge, and git is stopped a little further on.
+    errors="surrogateescape" carries file names that are not UTF-8 through input and output unchanged (a path built
+    from such a str names the same file)."""
+    codec = errors or "strict"
+    given = input.encode(ENCODING, codec) if input is not None else None
+    out = git_bytes(
+        *args, cwd=cwd, input=given, timeout=timeout, index_file=index_file, env=env, limit_bytes=limit_bytes
+    )
+    return out.decode(ENCODING, codec)
+
+
+def git_bytes(
+    *args: str,
+    cwd: Path,
+    input: bytes | None = None,
+    timeout: float = GIT_TIMEOUT_SECONDS,
+    index_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    limit_bytes: int = GIT_OUTPUT_LIMIT,
+) -> bytes:
+    """Run `git args...` in cwd and return stdout as bytes, untouched (a patch); raise GitError on failure.
+
+    env: GIT_* variables added to the scrubbed environment. limit_bytes: the most of git's output read; past it,
+    GitOutputTooLarge, and git is stopped a little further on.
     """
     full_env = derived(_scrubbed) | dict(env or {})
     if index_file is not None:
         full_env["GIT_INDEX_FILE"] = str(index_file)
     argv = [required_program("git", full_env.get("PATH", os.defpath)), *SAFE_CONFIG, *args]
-    codec = errors or "strict"
     made: list[int] = []  # memory files: git's input, output and errors (no pipe for Python to pump)
     try:
-        given = memory_holding(input.encode(ENCODING, codec), made) if input is not None else None
-        out = memory_capped(limit_bytes, made) if stdout is None else stdout
+        given = memory_holding(input, made) if input is not None else None
+        out = memory_capped(limit_bytes, made)
         err = memory_capped(ERRORS_BYTES, made)
         proc = subprocess.Popen(argv, cwd=cwd, stdin=given, stdout=out, stderr=err, env=full_env)
         _wait(proc, timeout)
-        size = memory_written(out) if stdout is None else 0
+        size = memory_written(out)
         if size > limit_bytes:  # before git's exit code: a write past the limit may have been what failed
             raise GitOutputTooLarge(args, size, limit_bytes)
         if proc.returncode != 0:
             errors_text = memory_contents(err, memory_written(err)).decode(ENCODING, "replace")
             raise GitError(args, proc.returncode, errors_text)
-        return "" if stdout is not None else memory_contents(out, size).decode(ENCODING, codec)
+        return memory_contents(out, size)
     finally:
         for fd in made:
             os.close(fd)

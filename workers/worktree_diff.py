@@ -9,8 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from system.files import memory_capped, memory_contents, memory_holding, memory_written
-from system.git import GIT_OUTPUT_LIMIT, GitError, GitOutputTooLarge, git
+from system.git import GIT_OUTPUT_LIMIT, GitOutputTooLarge, git, git_bytes
 from workers.scratch_git import scratch_objects
 
 ESC = "surrogateescape"  # file names that are not UTF-8 pass through git calls unchanged
@@ -70,23 +69,13 @@ class CheckoutDiff:
         written back."""
         # --no-textconv/--no-ext-diff: no configured command runs.
         flags = ("--binary", "--no-color", "--no-ext-diff", "--no-textconv", *options)
-        made: list[int] = []
+        diff = ("--no-optional-locks", "diff", *flags, self.base_sha, "--", *paths)
         try:  # with a limit, git can write little past it into memory: its writes fail there (system/files.py)
-            out = memory_capped(limit, made) if limit is not None else memory_holding(b"", made)
-            diff = ("--no-optional-locks", "diff", *flags, self.base_sha, "--", *paths)
-            try:
-                self._git(*diff, env=env, errors=ESC, stdout=out)
-            except GitError:
-                if limit is not None and memory_written(out) > limit:  # git stopped at the cap
-                    raise DiffTooLarge(memory_written(out), limit) from None
+            return git_bytes(*explicit(self.path, self.gitdir), *diff, cwd=self.path, env=env, limit_bytes=_cap(limit))
+        except GitOutputTooLarge as exc:
+            if limit is None:
                 raise
-            size = memory_written(out)
-            if limit is not None and size > limit:
-                raise DiffTooLarge(size, limit)
-            return memory_contents(out, size)
-        finally:
-            for fd in made:
-                os.close(fd)
+            raise DiffTooLarge(exc.size, limit) from None
 
     def _git(self, *args: str, **options: Any) -> str:
         return git(*explicit(self.path, self.gitdir), *args, cwd=self.path, **options)
@@ -99,7 +88,7 @@ class CheckoutDiff:
         # --no-optional-locks: the slot's index (in the mirror) is not refreshed and written either.
         status = ("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
         try:
-            listing = self._git(*status, errors=ESC, limit_bytes=GIT_OUTPUT_LIMIT if limit is None else limit)
+            listing = self._git(*status, errors=ESC, limit_bytes=_cap(limit))
         except GitOutputTooLarge as exc:
             if limit is None:
                 raise
@@ -130,6 +119,11 @@ class CheckoutDiff:
                 if meta.split()[-1].isdigit():
                     sizes[path] = int(meta.split()[-1])
         return sizes
+
+
+def _cap(limit: int | None) -> int:
+    """What git's output is read to: the diff's limit, else git()'s own."""
+    return GIT_OUTPUT_LIMIT if limit is None else limit
 
 
 def explicit(path: Path, gitdir: Path) -> tuple[str, str]:
