@@ -9,8 +9,9 @@
    where ideal = N x (S + bare test time) / C, and Fleet's own CPU time per ticket: the `fleet up` process's
    user+system time (read from /proc, children excluded, so agents and test commands do not count) divided
    by N; and what a ticket costs the whole machine (every process's CPU time during the run, from /proc/stat,
-   divided by N: Fleet, git, bwrap, the agents and the test commands, and whatever else runs), and the seconds
-   before the first agent started and after the last one ended.
+   divided by N: Fleet, git, bwrap, the agents and the test commands, and whatever else runs), of which the
+   servers' (PostgreSQL's and Redis's processes, bench/procstat.py), and the seconds before the first agent
+   started and after the last one ended.
    Embedded mode (SQLite, serverless broker) and team mode (PostgreSQL + Redis; needs both servers).
    Each row also counts, per ticket, the SQL statements and the commands the worker spawned (bench/counting.py).
    The wide row: team mode, more slots than one process should hold, shared by several `fleet worker` processes.
@@ -40,12 +41,12 @@ from typing import Any
 
 from busy import busy_profile, plot  # bench/busy.py, beside this script
 from bytecode_written import compiled  # bench/bytecode_written.py
+from procstat import cpu_seconds, machine_cpu_seconds, rss_bytes, servers_cpu_seconds  # bench/procstat.py
 from scratch import scratch_database  # bench/scratch.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TEST_CMD = "grep -q fixed state.txt"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def make_repo(path: Path, files: int = 1) -> None:
@@ -98,31 +99,6 @@ def transcripts(env: dict[str, str], ticket_ids: list[int] | None = None) -> lis
 
 def stamps(transcript: str, kind: str) -> list[float]:
     return [float(line.split()[1]) for line in transcript.splitlines() if line.startswith(f"{kind} ")]
-
-
-def cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime of the process itself
-
-
-def machine_cpu_seconds() -> float:
-    """CPU time every process on the machine has spent (user, nice, system, irq, softirq: /proc/stat)."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:8]
-    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields)
-    return (user + nice + system + irq + softirq) / CLK_TCK
-
-
-def rss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def bare_test_seconds(repo: Path, runs: int = 20) -> float:
@@ -228,9 +204,11 @@ def throughput(
     fleet(env, "repo", "add", "bench", str(repo), "--test-cmd", TEST_CMD, cwd=work)
     submit_batch(env, work, label, tickets, agent_seconds)
     started, wall_started, machine_before = time.monotonic(), time.time(), machine_cpu_seconds()
+    servers_before = servers_cpu_seconds()
     workers = start_workers(env, work, slots, processes)
     cpu, peak_rss = watch(env, workers)
     makespan, machine_cpu = time.monotonic() - started, machine_cpu_seconds() - machine_before
+    servers = {name: seconds - servers_before[name] for name, seconds in servers_cpu_seconds().items()}
     told = transcripts(env)
     starts, ends = [ts for t in told for ts in stamps(t, "start")], [ts for t in told for ts in stamps(t, "end")]
     log.write_text("".join(f"start {ts}\n" for ts in starts) + "".join(f"end {ts}\n" for ts in ends))
@@ -250,6 +228,8 @@ def throughput(
         "fleet_cpu_ms_per_ticket": round(1000 * cpu / tickets, 1),
         # Everything the machine ran meanwhile: Fleet, git, bwrap, the agents and tests (and any other job).
         "machine_cpu_ms_per_ticket": round(1000 * machine_cpu / tickets, 1),
+        # Of which the servers (PostgreSQL, Redis), in team mode; their other clients' work counts too.
+        "servers_cpu_ms_per_ticket": {name: round(1000 * seconds / tickets, 1) for name, seconds in servers.items()},
         **counted(workers, tickets),
         "peak_rss_mb": round(peak_rss / 2**20, 1),
         "rss_mb_per_slot": round(peak_rss / 2**20 / slots, 2),
