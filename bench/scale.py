@@ -33,7 +33,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from scratch import scratch_database  # bench/scratch.py, beside this script
+from procstat import cpu_seconds  # bench/procstat.py, beside this script
+from scratch import scratch_database  # bench/scratch.py
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -195,11 +196,6 @@ def web_times(base: str, token: str, runs: int, ticket: int) -> dict[str, Any]:
     return {name: spread(samples) for name, samples in found.items()}
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def sse_cpu(web: subprocess.Popen[bytes], base: str, token: str, clients: int, paths: list[str]) -> dict[str, Any]:
     """clients browsers, each holding every stream in paths open; the web process's CPU share over 20 s."""
     host, port = base.removeprefix("http://").split(":")
@@ -225,7 +221,10 @@ def sse_cpu(web: subprocess.Popen[bytes], base: str, token: str, clients: int, p
     time.sleep(5)  # every stream answered and polled a few times
     before, started = cpu_seconds(web.pid), time.monotonic()
     time.sleep(20)
-    share = (cpu_seconds(web.pid) - before) / (time.monotonic() - started)
+    after, ended = cpu_seconds(web.pid), time.monotonic()
+    if before is None or after is None:
+        sys.exit("bench/scale.py: the web process exited while the live view was measured")
+    share = (after - before) / (ended - started)
     stop.set()
     reader.join()
     for sock in sockets:

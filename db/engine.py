@@ -28,8 +28,8 @@ def _sqlite_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
 # At most 20 connections per process: several worker processes of a hundred slots each share one server's
 # connection limit (100 by default); a slot holds a connection for milliseconds, so it waits rarely. Each is kept
 # once opened: a pool of 5 with 15 more for bursts closed a burst's extra connections as they came back, and the
-# next wave of slots opened them again, each a new server process with cold caches (about 2.5 ms of the machine's
-# CPU per ticket in the fleet benchmark's team mode).
+# next wave of slots opened them again, each a new server process with cold caches (0.3 to 2.8 ms of the server's
+# CPU per ticket in the fleet benchmark's team mode, the most with several worker processes).
 POSTGRES_POOL_SIZE = 20
 READ_ONLY = "fleet_read_only"  # the execution option Database.reading() sets on its connection
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +71,8 @@ class CheckoutDiff:
         # --no-textconv/--no-ext-diff: no configured command runs.
         flags = ("--binary", "--no-color", "--no-ext-diff", "--no-textconv", *options)
         diff = ("--no-optional-locks", "diff", *flags, self.base_sha, "--", *paths)
-        try:  # with a limit, git can write little past it into memory: its writes fail there (system/files.py)
-            return git_bytes(*explicit(self.path, self.gitdir), *diff, cwd=self.path, env=env, limit_bytes=_cap(limit))
-        except GitOutputTooLarge as exc:
-            if limit is None:
-                raise
-            raise DiffTooLarge(exc.size, limit) from None
+        with _read_within(limit) as cap:
+            return git_bytes(*explicit(self.path, self.gitdir), *diff, cwd=self.path, env=env, limit_bytes=cap)
 
     def _git(self, *args: str, **options: Any) -> str:
         return git(*explicit(self.path, self.gitdir), *args, cwd=self.path, **options)
@@ -87,13 +84,8 @@ class CheckoutDiff:
         so a longer listing is a diff over it (many empty files, long names), refused before git hashes any."""
         # --no-optional-locks: the slot's index (in the mirror) is not refreshed and written either.
         status = ("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
-        try:
-            listing = self._git(*status, errors=ESC, limit_bytes=_cap(limit))
-        except GitOutputTooLarge as exc:
-            if limit is None:
-                raise
-            raise DiffTooLarge(exc.size, limit, "the diff is too large: the list of changed files is") from None
-        entries = listing.split("\0")
+        with _read_within(limit, "the diff is too large: the list of changed files is") as cap:
+            entries = self._git(*status, errors=ESC, limit_bytes=cap).split("\0")
         # "XY path": Y compares the file with the index. A nested repository shows as "dir/"; staged as "dir",
         # it is a gitlink, as `git add -A` would make it.
         return [(entry[3:].rstrip("/"), entry[1]) for entry in entries if len(entry) > 3 and entry[1] != " "]
@@ -121,9 +113,16 @@ class CheckoutDiff:
         return sizes
 
 
-def _cap(limit: int | None) -> int:
-    """What git's output is read to: the diff's limit, else git()'s own."""
-    return GIT_OUTPUT_LIMIT if limit is None else limit
+@contextmanager
+def _read_within(limit: int | None, measured: str = "the diff is") -> Iterator[int]:
+    """What git's output is read to: the diff's limit, else git()'s own. Output past the diff's limit is
+    DiffTooLarge (git wrote little past it into memory: its writes fail there, system/files.py)."""
+    try:
+        yield GIT_OUTPUT_LIMIT if limit is None else limit
+    except GitOutputTooLarge as exc:
+        if limit is None:
+            raise
+        raise DiffTooLarge(exc.size, limit, measured) from None
 
 
 def explicit(path: Path, gitdir: Path) -> tuple[str, str]:
