@@ -18,7 +18,8 @@
 2. Dispatch latency with idle slots: submit (through the Python API) to the agent's process start, p50/p99.
 3. Memory: the worker process's peak resident memory while all slots are busy, divided by the slots.
 4. Worktree cost per attempt, 5,000-file repository: pooled lease+release vs `git worktree add`+remove; a diff.
-Prints a table; writes JSON (and a PNG of agents busy over time, with matplotlib) to bench/results/.
+Prints a table; writes JSON, each row's agent starts and ends (`start|end <unix time>` lines) and, with
+matplotlib, a PNG of agents busy over time to bench/results/.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -360,8 +362,10 @@ def main() -> None:
         for mode, tickets, slots, processes, code in runs:
             row = throughput(mode, tickets, slots, args.agent_seconds, work, processes, code)
             png = RESULTS / f"fleet_busy-{mode}-{slots}x{processes}{'-base' if code else ''}-{stamp}.png"
-            if plot(Path(row.pop("busy_log")), png):
+            log = Path(row.pop("busy_log"))
+            if plot(log, png):
                 row["plot"] = str(png.relative_to(ROOT))
+            row["busy_log"] = str(Path(shutil.copy(log, png.with_suffix(".log"))).relative_to(ROOT))
             report["throughput"].append(row)
             print(json.dumps(row))
             print(f"plot written to {row['plot']}" if "plot" in row else "no plot: pip install -e .[bench]")

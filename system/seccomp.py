@@ -16,11 +16,11 @@ through a pipe of its own (system/sandbox_start.py).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import functools
 import os
 
+LIBRARY = "libseccomp.so.2"
 ALLOW = 0x7FFF0000
 CMP_MASKED_EQ = 7
 CLONE_NEWUSER = 0x10000000
@@ -65,9 +65,8 @@ def _errno_action(code: int) -> int:
 
 @functools.cache
 def _library() -> ctypes.CDLL:
-    name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
-    try:
-        lib = ctypes.CDLL(name, use_errno=True)
+    try:  # by its soname, the ABI written for here: the loader finds it (ctypes.util's search runs `ldconfig -p`)
+        lib = ctypes.CDLL(LIBRARY, use_errno=True)
     except OSError as exc:
         raise SeccompUnavailable(f"libseccomp is not installed ({exc})") from exc
     lib.seccomp_init.restype = ctypes.c_void_p

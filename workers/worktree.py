@@ -19,6 +19,7 @@ from system.files import disk_usage, remove_tree, write_over
 from system.git import GitError, git
 from system.mirror import HEX_SHA, exclusive_lock, shared_lock, try_lock
 from workers.worktree_diff import ESC, CheckoutDiff, WorktreeError, explicit
+from workers.worktree_make import LOCK_REASON, AlreadyRegistered, make_worktree
 
 POLL_SECONDS = 0.2  # how often a process looks for a slot another process freed, while its slots wait
 SLOT_PREFIX = "slot-"
@@ -26,8 +27,6 @@ SLOT_PREFIX = "slot-"
 # `.git` is swapped out and back during its run (workers/agent_git.py pointed_at), and the agent may delete it.
 # A prune by another slot's creation then took the leased slot's git dir out of the mirror. So every slot is
 # locked in git from its creation, and unlocked only by the pool, holding the slot's flock, to delete it.
-ADD_PAUSES = (0.0, 0.05, 0.25)  # before each try of `git worktree add` (WorktreePool._add)
-LOCK_REASON = "--reason=a Fleet worktree pool slot"  # shown by `git worktree list --verbose`
 LEASED = b"leased:"  # written over the start of a slot's clean marker while the slot is leased
 
 
@@ -230,42 +229,16 @@ class WorktreePool:
             return gitdir
         never_made = not path.exists() and not clean_marker(path).exists()
         remove_tree(path)
-        failed = None
-        if never_made:  # beside other creations; never while `fleet gc` holds the mirror (workers/housekeeping.py)
-            with shared_lock(self._create_lock):
-                failed = self._add(path, sha)
-        if not never_made or failed is not None:
-            with exclusive_lock(self._create_lock):
+        try:
+            if never_made:  # beside other creations; never while `fleet gc` holds the mirror (housekeeping.py)
+                with shared_lock(self._create_lock), contextlib.suppress(AlreadyRegistered):
+                    return make_worktree(self.mirror, path, sha)
+            with exclusive_lock(self._create_lock):  # made before, maybe deleted by hand: its registration goes
                 self._unregister(path)
-                failed = self._add(path, sha)
-        if failed is not None:
-            raise WorktreeError(f"cannot check out {sha} in {path}: {failed.stderr or failed}") from failed
-        gitdir = owning_gitdir(path, self.mirror)
-        if gitdir is None:
-            raise WorktreeError(f"git made no worktree of {self.mirror} at {path}")
-        return gitdir
-
-    def _add(self, path: Path, sha: str) -> GitError | None:
-        """Make the slot at path, beside other creations (git locks a worktree it is still making, so no prune drops
-        it); None when made, else git's last refusal (a slot registered before, then deleted by hand: the caller
-        unregisters it under the creation lock and tries again).
-
-        Tried again a moment later: a worktree another process is still making can have its metadata half
-        written, and git then fails to read it ("failed to read worktrees/slot-N/commondir")."""
-        failed: GitError | None = None
-        for pause in ADD_PAUSES:
-            time.sleep(pause)
-            try:
-                git(*self._add_command(path, sha), cwd=self.mirror)
-                return None
-            except GitError as exc:
-                failed = exc
-                remove_tree(path)
-        return failed
-
-    @staticmethod
-    def _add_command(path: Path, sha: str) -> tuple[str, ...]:
-        return ("worktree", "add", "--lock", LOCK_REASON, "--detach", "--quiet", str(path), sha)
+                return make_worktree(self.mirror, path, sha)
+        except (GitError, AlreadyRegistered, OSError) as exc:
+            reason = exc.stderr if isinstance(exc, GitError) and exc.stderr else exc
+            raise WorktreeError(f"cannot check out {sha} in {path}: {reason}") from exc
 
     def _reuse(self, path: Path, sha: str) -> Path | None:
         """Reset an existing slot to sha and return its git dir; None when it is missing, foreign or broken."""
@@ -277,7 +250,7 @@ class WorktreePool:
             return None
         try:
             if not (gitdir / "locked").exists():  # a slot made before slots were locked
-                git("worktree", "lock", LOCK_REASON, str(path), cwd=self.mirror)
+                git("worktree", "lock", f"--reason={LOCK_REASON}", str(path), cwd=self.mirror)
             if clean_at == sha:
                 return gitdir  # released clean at this very commit: nothing to do
             Path(gitdir, "index.lock").unlink(missing_ok=True)  # left by a killed agent; we hold the slot
