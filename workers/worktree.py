@@ -19,7 +19,7 @@ from system.files import disk_usage, remove_tree, write_over
 from system.git import GitError, git
 from system.mirror import HEX_SHA, exclusive_lock, shared_lock, try_lock
 from workers.worktree_diff import ESC, CheckoutDiff, WorktreeError, explicit
-from workers.worktree_make import LOCK_REASON, AlreadyRegistered, make_worktree
+from workers.worktree_make import LOCK_REASON, AlreadyRegistered, make_worktree, remove_unfinished
 
 POLL_SECONDS = 0.2  # how often a process looks for a slot another process freed, while its slots wait
 SLOT_PREFIX = "slot-"
@@ -231,7 +231,7 @@ class WorktreePool:
         remove_tree(path)
         try:
             if never_made:  # beside other creations; never while `fleet gc` holds the mirror (housekeeping.py)
-                with shared_lock(self._create_lock), contextlib.suppress(AlreadyRegistered):
+                with shared_lock(self._create_lock), contextlib.suppress(AlreadyRegistered, GitError):
                     return make_worktree(self.mirror, path, sha)
             with exclusive_lock(self._create_lock):  # made before, maybe deleted by hand: its registration goes
                 self._unregister(path)
@@ -275,6 +275,7 @@ class WorktreePool:
         """
         with contextlib.suppress(GitError):  # never made, made before slots were locked, or already forgotten
             git("worktree", "unlock", str(path), cwd=self.mirror)
+        remove_unfinished(self.mirror)
         git("worktree", "prune", cwd=self.mirror)
 
 

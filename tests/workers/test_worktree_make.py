@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from system.git import GitError, git
-from workers.worktree_make import LOCK_REASON, AlreadyRegistered, make_worktree
+from workers.worktree_make import LOCK_REASON, AlreadyRegistered, make_worktree, remove_unfinished
 
 
 def _listed(mirror: Path) -> dict[str, list[str]]:
@@ -43,15 +43,44 @@ def test_slots_of_two_pools_of_the_same_names_on_one_mirror_each_get_their_own(
     assert sorted(_listed(mirror)) == sorted(map(str, paths))
 
 
+@pytest.mark.parametrize("made_by", ["fleet", "git worktree add"])
 def test_a_path_registered_before_is_refused_for_the_caller_to_unregister(
+    tmp_path: Path, mirror: Path, base_sha: str, made_by: str
+) -> None:
+    path = (tmp_path / "pool" / "slot-0").resolve()
+    path.parent.mkdir()
+    if made_by == "fleet":
+        make_worktree(mirror, path, base_sha)
+    else:  # an earlier Fleet's slot, registered under git's own name for it
+        git("worktree", "add", "--lock", "--detach", "--quiet", str(path), base_sha, cwd=mirror)
+    shutil.rmtree(path)  # deleted by hand: git still has it registered
+    with pytest.raises(AlreadyRegistered, match="registered at"):
+        make_worktree(mirror, path, base_sha)
+
+
+def test_entries_a_killed_worker_left_half_made_are_removed_and_no_others(
     tmp_path: Path, mirror: Path, base_sha: str
 ) -> None:
     path = tmp_path / "pool" / "slot-0"
     path.parent.mkdir()
-    make_worktree(mirror.resolve(), path, base_sha)
-    shutil.rmtree(path)  # deleted by hand: git still has it registered
-    with pytest.raises(AlreadyRegistered, match="registered at"):
-        make_worktree(mirror.resolve(), path, base_sha)
+    made = make_worktree(mirror, path, base_sha)
+    worktrees = mirror / "worktrees"
+    (worktrees / "pool-slot-1").mkdir()  # killed between writing `locked` and `gitdir`
+    (worktrees / "pool-slot-1" / "locked").write_text(LOCK_REASON)
+    (worktrees / "someone-else").mkdir()  # not Fleet's
+    (worktrees / "someone-else" / "locked").write_text("initializing")
+    remove_unfinished(mirror)
+    assert sorted(entry.name for entry in worktrees.iterdir()) == [made.name, "someone-else"]
+    assert git("status", "--porcelain", cwd=path) == ""
+
+
+def test_a_commit_id_not_given_in_full_is_checked_out_by_git_worktree_add(
+    tmp_path: Path, mirror: Path, base_sha: str
+) -> None:
+    path = tmp_path / "pool" / "slot-0"
+    path.parent.mkdir()
+    make_worktree(mirror, path, base_sha[:12])
+    assert _listed(mirror) == {str(path.resolve()): [f"HEAD {base_sha}", "detached", f"locked {LOCK_REASON}"]}
 
 
 def test_a_commit_the_mirror_lacks_leaves_nothing_behind(tmp_path: Path, mirror: Path) -> None:
