@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from floor import machine_seconds  # noqa: E402  bench/floor.py, beside this script
+from floor import machine_seconds, make_repo  # noqa: E402  bench/floor.py, beside this script
 
 from system.git import git  # noqa: E402
 from system.mirror import ensure_mirror  # noqa: E402
@@ -50,12 +50,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fleet-worktree-make-") as tmp:
         work = Path(tmp)
-        repo = work / "repo"
-        repo.mkdir()
-        (repo / "state.txt").write_text("broken\n")
-        for step in (("init", "-q", "-b", "main"), ("add", "-A"), ("commit", "-qm", "base")):
-            git("-c", "user.name=b", "-c", "user.email=b@b", *step, cwd=repo)
-        sha = git("rev-parse", "HEAD", cwd=repo).strip()
+        make_repo(work / "repo")
+        sha = git("rev-parse", "HEAD", cwd=work / "repo").strip()
         for _ in range(args.rounds):
             added = per_worktree(git_worktree_add, work, args.slots, sha)
             made = per_worktree(make_worktree, work, args.slots, sha)
