@@ -11,7 +11,6 @@ a quiet machine.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -21,13 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from floor import machine_seconds, make_repo  # noqa: E402  bench/floor.py, beside this script
 
+from system.files import remove_tree  # noqa: E402
 from system.git import git  # noqa: E402
 from system.mirror import ensure_mirror  # noqa: E402
-from workers.worktree_make import LOCK_REASON, make_worktree  # noqa: E402
-
-
-def git_worktree_add(mirror: Path, path: Path, sha: str) -> None:
-    git("worktree", "add", "--lock", f"--reason={LOCK_REASON}", "--detach", "--quiet", str(path), sha, cwd=mirror)
+from workers.worktree_make import add_by_git, make_worktree  # noqa: E402
 
 
 def per_worktree(make: Callable[[Path, Path, str], object], work: Path, slots: int, sha: str) -> float:
@@ -39,7 +35,8 @@ def per_worktree(make: Callable[[Path, Path, str], object], work: Path, slots: i
     for n in range(slots):
         make(mirror, pool / f"slot-{n}", sha)
     spent = machine_seconds() - started
-    subprocess.run(["rm", "-rf", str(pool), str(work / "mirrors")], check=True)
+    remove_tree(pool)
+    remove_tree(work / "mirrors")
     return 1000 * spent / slots
 
 
@@ -53,7 +50,7 @@ def main() -> None:
         make_repo(work / "repo")
         sha = git("rev-parse", "HEAD", cwd=work / "repo").strip()
         for _ in range(args.rounds):
-            added = per_worktree(git_worktree_add, work, args.slots, sha)
+            added = per_worktree(add_by_git, work, args.slots, sha)
             made = per_worktree(make_worktree, work, args.slots, sha)
             print(f"git worktree add {added:6.2f} ms   Fleet's {made:6.2f} ms   ({made / added:.2f}x) per worktree")
 

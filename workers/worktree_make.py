@@ -45,7 +45,7 @@ def make_worktree(mirror: Path, path: Path, sha: str) -> Path:
     returns its git dir. Raises AlreadyRegistered, or GitError (nothing of it left) when git cannot check sha out."""
     mirror, path = mirror.resolve(), path.resolve()
     if not (FULL_ID.fullmatch(sha) and _refs_are_files(mirror)):
-        return _git_worktree_add(mirror, path, sha)
+        return add_by_git(mirror, path, sha)
     gitdir = _new_gitdir(mirror / "worktrees", path)
     try:
         (gitdir / "locked").write_text(LOCK_REASON)  # first: no prune takes it meanwhile
@@ -83,7 +83,8 @@ def _refs_are_files(mirror: Path) -> bool:
     return git(*config, cwd=mirror).strip() == "files"
 
 
-def _git_worktree_add(mirror: Path, path: Path, sha: str) -> Path:
+def add_by_git(mirror: Path, path: Path, sha: str) -> Path:
+    """The same worktree made by `git worktree add` (what the layout written here stands for); returns its git dir."""
     try:
         git("worktree", "add", "--lock", f"--reason={LOCK_REASON}", "--detach", "--quiet", str(path), sha, cwd=mirror)
     except GitError:
