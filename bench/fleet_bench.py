@@ -25,6 +25,7 @@ matplotlib, a PNG of agents busy over time to bench/results/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -84,16 +85,26 @@ def fleet(env: dict[str, str], *args: str, cwd: Path) -> str:
     ).stdout
 
 
+def database(env: dict[str, str]) -> Any:
+    from db.engine import Database
+    from system.settings import Settings
+
+    return Database(Settings(home=Path(env["FLEET_HOME"]), database_url=env.get("FLEET_DATABASE_URL", "")).db_url)
+
+
+def last_verdict(env: dict[str, str]) -> float:
+    """When the run's last verdict was recorded (seconds since the epoch)."""
+    with database(env).engine.connect() as conn:
+        written = conn.exec_driver_sql("SELECT max(created_at) FROM verifications").scalar_one()
+    return datetime.fromisoformat(str(written)).replace(tzinfo=UTC).timestamp()
+
+
 def transcripts(env: dict[str, str], ticket_ids: list[int] | None = None) -> list[str]:
     """The agents' transcripts, straight from the database (the agents print their start and end times)."""
     from sqlalchemy import text
 
-    from db.engine import Database
-    from system.settings import Settings
-
-    db = Database(Settings(home=Path(env["FLEET_HOME"]), database_url=env.get("FLEET_DATABASE_URL", "")).db_url)
     query = "SELECT transcript FROM attempts" + (" WHERE ticket_id = :t" if ticket_ids else "")
-    with db.engine.connect() as conn:
+    with database(env).engine.connect() as conn:
         if not ticket_ids:
             return [row[0] or "" for row in conn.execute(text(query))]
         return [row[0] or "" for t in ticket_ids for row in conn.execute(text(query), {"t": t})]
@@ -162,7 +173,10 @@ def watch(env: dict[str, str], workers: list[tuple[subprocess.Popen[bytes], Path
             for proc in procs:
                 cpu[proc.pid] = cpu_seconds(proc.pid) or cpu.get(proc.pid, 0.0)
             peak_rss = max(peak_rss, sum(rss_bytes(proc.pid) for proc in procs))
-            time.sleep(0.2)
+            running = [proc for proc in procs if proc.poll() is None]
+            if running:  # a run of one process ends the moment it exits
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    running[0].wait(timeout=0.2)
             if len(procs) > 1 and time.monotonic() - last_check > 1.0:
                 last_check = time.monotonic()
                 try:
@@ -240,6 +254,7 @@ def throughput(
         "busy": busy_profile(log, slots),
         "until_first_agent_s": round(min(starts) - wall_started, 2),
         "after_last_agent_s": round(wall_started + makespan - max(ends), 2),
+        "after_last_verdict_s": round(wall_started + makespan - last_verdict(env), 2),  # to see it is idle, and exit
         "busy_log": str(log),
     }
 

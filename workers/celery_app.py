@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import celery.worker.consumer
+import celery.worker.state
 from celery import Celery
 from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.json import dumps
@@ -27,8 +29,21 @@ from workers.constants import (
 )
 
 log = logging.getLogger(__name__)
-EMBEDDED_DRAIN_SECONDS = 0.1  # how soon the embedded worker's loop sees a stop asked by another thread
+EMBEDDED_POLL_SECONDS = 0.1  # how soon the embedded worker sees a message another process put in its folder
 EMBEDDED_SCHEME = "fleet-embedded"
+# Set when this process puts a message in the embedded broker's folder, or asks its worker loop to stop.
+_embedded_woken = threading.Event()
+
+
+def ask_worker_to_stop() -> None:
+    """Celery's warm shutdown, seen at once by this process's embedded worker loop (a Redis one's sees it when
+    its wait for a message ends)."""
+    celery.worker.state.should_stop = 0  # Celery's own flag, as its SIGTERM handler sets it
+    _embedded_woken.set()
+
+
+def _stop_asked() -> bool:
+    return celery.worker.state.should_stop is not None and celery.worker.state.should_stop is not False
 
 
 class EmbeddedChannel(filesystem.Channel):  # type: ignore[misc]
@@ -41,18 +56,28 @@ class EmbeddedChannel(filesystem.Channel):  # type: ignore[misc]
         with open(partial, "wb") as handle:
             handle.write(dumps(payload).encode())
         os.replace(partial, final)
+        _embedded_woken.set()
 
 
 class EmbeddedTransport(filesystem.Transport):  # type: ignore[misc]
-    """kombu's filesystem transport, waking the worker loop often so a stop request is seen at once.
+    """kombu's filesystem transport, whose worker loop is woken at once by what this process does.
 
-    Celery's loop for polling transports waits up to two seconds per cycle before it looks at its stop flag.
+    Celery's loop for polling transports waits up to two seconds per cycle before it looks at its stop flag, and
+    kombu's looks at the queues every polling interval. Here each cycle looks once; when the queues are empty it
+    waits until this process puts a message (a verification handed to its own worker) or asks the loop to stop,
+    at most EMBEDDED_POLL_SECONDS (another process's message).
     """
 
     Channel = EmbeddedChannel
 
     def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        return super().drain_events(connection, timeout=EMBEDDED_DRAIN_SECONDS, **kwargs)
+        try:
+            return super().drain_events(connection, timeout=0, **kwargs)
+        except TimeoutError:  # socket.timeout: nothing was delivered
+            if not _stop_asked():  # Celery's loop looks once more after it has seen its stop flag
+                _embedded_woken.wait(EMBEDDED_POLL_SECONDS)
+                _embedded_woken.clear()  # before the next look: a message put after it wakes the wait after it
+            raise
 
 
 # A worker's consumer tries the broker again every second or two while it is away (kombu's default backoff reaches
@@ -83,7 +108,7 @@ def _embedded_broker(folder: Path) -> tuple[str, dict[str, Any]]:
         "processed_folder": str(processed),
         "control_folder": str(control),
         "store_processed": False,
-        "polling_interval": 0.1,
+        "polling_interval": EMBEDDED_POLL_SECONDS,
     }
     TRANSPORT_ALIASES.setdefault(EMBEDDED_SCHEME, f"{__name__}:EmbeddedTransport")
     return f"{EMBEDDED_SCHEME}://localhost//", options

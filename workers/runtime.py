@@ -115,11 +115,14 @@ class LeaseBook:
         self._held: dict[str, Held] = {}
         self._lock = threading.Lock()
         self._all_cancelled = False
+        self._none_held = threading.Event()
+        self._none_held.set()
 
     def hold(self, token: str, attempt_id: int) -> threading.Event:
         """The attempt's cancel flag; already set once cancel_all() was called (a worker handing its work back)."""
         with self._lock:
             held = self._held[token] = Held(attempt_id)
+            self._none_held.clear()
             if self._all_cancelled:
                 held.cancel.set()
             return held.cancel
@@ -134,6 +137,12 @@ class LeaseBook:
     def drop(self, token: str) -> None:
         with self._lock:
             self._held.pop(token, None)
+            if not self._held:
+                self._none_held.set()
+
+    def wait_until_none_held(self, timeout: float) -> bool:
+        """True once this process holds no attempt (at once if it holds none), False after timeout seconds."""
+        return self._none_held.wait(timeout)
 
     def snapshot(self) -> dict[str, Held]:
         with self._lock:

@@ -16,7 +16,7 @@ from db import queries
 from db.engine import Database
 from system.rlimits import more_descriptors
 from system.settings import Settings
-from workers.celery_app import create_app
+from workers.celery_app import ask_worker_to_stop, create_app
 from workers.constants import QUEUES
 from workers.pipeline.agent_step import hand_over_kept
 from workers.queue import Dispatcher
@@ -45,14 +45,17 @@ def _grace_on_shutdown(runtime: WorkerRuntime, grace: float) -> Callable[..., No
 
 
 def _stop_when_idle(db: Database, stopped: threading.Event, held: LeaseBook) -> None:
-    """Stop the worker once no attempt is open anywhere; while it holds one itself, the database is not asked."""
-    while not stopped.wait(IDLE_CHECK_SECONDS):
-        if len(held):
+    """Stop the worker once no attempt is open anywhere; while it holds one itself, the database is not asked.
+
+    The database is asked as soon as this process's last attempt ends, then every IDLE_CHECK_SECONDS."""
+    while not stopped.is_set():
+        if not held.wait_until_none_held(IDLE_CHECK_SECONDS):
             continue
         with db.reading() as conn:
             if queries.count_open_attempts(conn) == 0 and queries.count_live_entries(conn) == 0:
-                celery.worker.state.should_stop = 0  # Celery's own warm-shutdown flag
+                ask_worker_to_stop()
                 return
+        stopped.wait(IDLE_CHECK_SECONDS)
 
 
 def serve(
