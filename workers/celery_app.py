@@ -31,15 +31,42 @@ from workers.constants import (
 log = logging.getLogger(__name__)
 EMBEDDED_POLL_SECONDS = 0.1  # how soon the embedded worker sees a message another process put in its folder
 EMBEDDED_SCHEME = "fleet-embedded"
-# Set when this process puts a message in the embedded broker's folder, or asks its worker loop to stop.
-_embedded_woken = threading.Event()
 
 
-def ask_worker_to_stop() -> None:
-    """Celery's warm shutdown, seen at once by this process's embedded worker loop (a Redis one's sees it when
-    its wait for a message ends)."""
+class Wakeups:
+    """Rung when this process puts a message in the embedded broker's folder or asks its worker loop to stop; a
+    loop waits past the rings it has seen (no loop's wake-up is spent by another's)."""
+
+    def __init__(self) -> None:
+        self._rung = threading.Condition()
+        self._count = 0
+
+    def ring(self) -> None:
+        with self._rung:
+            self._count += 1
+            self._rung.notify_all()
+
+    def count(self) -> int:
+        with self._rung:
+            return self._count
+
+    def wait_past(self, seen: int, timeout: float) -> None:
+        with self._rung:
+            self._rung.wait_for(lambda: self._count != seen, timeout)
+
+
+_embedded_wakeups = Wakeups()
+
+
+def ask_worker_to_stop(broker_url: str = "") -> None:
+    """Celery's warm shutdown, seen at once by this process's worker loop: the embedded one is woken, a Redis
+    one's wait for a message in flight is ended (broker_url: the worker's Redis broker)."""
     celery.worker.state.should_stop = 0  # Celery's own flag, as its SIGTERM handler sets it
-    _embedded_woken.set()
+    _embedded_wakeups.ring()
+    if transport_for(broker_url) is not None:
+        from workers.redis_transport import end_waits
+
+        end_waits(broker_url)
 
 
 def _stop_asked() -> bool:
@@ -56,7 +83,7 @@ class EmbeddedChannel(filesystem.Channel):  # type: ignore[misc]
         with open(partial, "wb") as handle:
             handle.write(dumps(payload).encode())
         os.replace(partial, final)
-        _embedded_woken.set()
+        _embedded_wakeups.ring()
 
 
 class EmbeddedTransport(filesystem.Transport):  # type: ignore[misc]
@@ -71,12 +98,12 @@ class EmbeddedTransport(filesystem.Transport):  # type: ignore[misc]
     Channel = EmbeddedChannel
 
     def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        seen = _embedded_wakeups.count()  # before the look: what is put after it ends the wait
         try:
             return super().drain_events(connection, timeout=0, **kwargs)
         except TimeoutError:  # socket.timeout: nothing was delivered
             if not _stop_asked():  # Celery's loop looks once more after it has seen its stop flag
-                _embedded_woken.wait(EMBEDDED_POLL_SECONDS)
-                _embedded_woken.clear()  # before the next look: a message put after it wakes the wait after it
+                _embedded_wakeups.wait_past(seen, EMBEDDED_POLL_SECONDS)
             raise
 
 
@@ -117,7 +144,12 @@ def _embedded_broker(folder: Path) -> tuple[str, dict[str, Any]]:
 def broker_for(settings: Settings) -> tuple[str, dict[str, Any]]:
     if settings.embedded:
         return _embedded_broker(settings.broker_dir)
-    return settings.broker_url, {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+    options: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+    if transport_for(settings.broker_url) is not None:
+        from workers.redis_transport import client_name
+
+        options["client_name"] = client_name()  # which connections end_waits may unblock
+    return settings.broker_url, options
 
 
 def transport_for(url: str) -> str | None:

@@ -44,7 +44,7 @@ def _grace_on_shutdown(runtime: WorkerRuntime, grace: float) -> Callable[..., No
     return started
 
 
-def _stop_when_idle(db: Database, stopped: threading.Event, held: LeaseBook) -> None:
+def _stop_when_idle(db: Database, stopped: threading.Event, held: LeaseBook, broker_url: str = "") -> None:
     """Stop the worker once no attempt is open anywhere; while it holds one itself, the database is not asked.
 
     The database is asked as soon as this process's last attempt ends, then every IDLE_CHECK_SECONDS."""
@@ -53,7 +53,7 @@ def _stop_when_idle(db: Database, stopped: threading.Event, held: LeaseBook) -> 
             continue
         with db.reading() as conn:
             if queries.count_open_attempts(conn) == 0 and queries.count_live_entries(conn) == 0:
-                ask_worker_to_stop()
+                ask_worker_to_stop(broker_url)
                 return
         stopped.wait(IDLE_CHECK_SECONDS)
 
@@ -88,7 +88,8 @@ def serve(
     celery.signals.worker_shutting_down.connect(on_shutdown, weak=False)
     stopped = threading.Event()
     if until_idle:
-        threading.Thread(target=_stop_when_idle, args=(db, stopped, runtime.leases), daemon=True).start()
+        idle_check = (db, stopped, runtime.leases, "" if settings.embedded else settings.broker_url)
+        threading.Thread(target=_stop_when_idle, args=idle_check, daemon=True).start()
     worker = app.Worker(
         pool_cls="threads",
         concurrency=concurrency + HANDOFF_THREADS,

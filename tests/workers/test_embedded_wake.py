@@ -15,7 +15,7 @@ import pytest
 
 from system.settings import Settings
 from workers import celery_app
-from workers.celery_app import ask_worker_to_stop, create_app
+from workers.celery_app import Wakeups, ask_worker_to_stop, create_app
 from workers.constants import VERIFY_QUEUE
 
 LONG_POLL_SECONDS = 60.0  # a loop that waited for the folder would take this long
@@ -25,7 +25,6 @@ PROMPT_SECONDS = 20.0  # far less, and far more than a woken loop takes on a loa
 @pytest.fixture
 def long_poll(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(celery_app, "EMBEDDED_POLL_SECONDS", LONG_POLL_SECONDS)
-    celery_app._embedded_woken.clear()
     celery.worker.state.should_stop = None
     yield
     celery.worker.state.should_stop = None
@@ -88,3 +87,16 @@ def test_a_stop_asked_in_this_process_ends_the_wait_at_once(tmp_path: Path, long
         loop.join(timeout=PROMPT_SECONDS)
         assert not loop.is_alive() and len(cycles) == 2
     assert celery.worker.state.should_stop == 0
+
+
+def test_a_ring_after_a_loop_s_look_ends_its_wait_even_when_another_loop_woke_on_it_first() -> None:
+    wakeups = Wakeups()
+    looked = wakeups.count()  # loop A has looked at the folder and found it empty
+    other = _in_thread(lambda: wakeups.wait_past(wakeups.count(), LONG_POLL_SECONDS))  # loop B waits
+    other.join(timeout=0.2)
+    wakeups.ring()  # a message is put
+    other.join(timeout=PROMPT_SECONDS)
+    assert not other.is_alive()
+    waiting = _in_thread(lambda: wakeups.wait_past(looked, LONG_POLL_SECONDS))  # loop A waits only now
+    waiting.join(timeout=PROMPT_SECONDS)
+    assert not waiting.is_alive()
