@@ -92,11 +92,11 @@ def database(env: dict[str, str]) -> Any:
     return Database(Settings(home=Path(env["FLEET_HOME"]), database_url=env.get("FLEET_DATABASE_URL", "")).db_url)
 
 
-def last_verdict(env: dict[str, str]) -> float:
-    """When the run's last verdict was recorded (seconds since the epoch)."""
+def last_verdict(env: dict[str, str]) -> float | None:
+    """When the run's last verdict was recorded (seconds since the epoch); None without one."""
     with database(env).engine.connect() as conn:
         written = conn.exec_driver_sql("SELECT max(created_at) FROM verifications").scalar_one()
-    return datetime.fromisoformat(str(written)).replace(tzinfo=UTC).timestamp()
+    return None if written is None else datetime.fromisoformat(str(written)).replace(tzinfo=UTC).timestamp()
 
 
 def transcripts(env: dict[str, str], ticket_ids: list[int] | None = None) -> list[str]:
@@ -225,7 +225,7 @@ def throughput(
     cpu, peak_rss = watch(env, workers)
     makespan, machine_cpu = time.monotonic() - started, machine_cpu_seconds() - machine_before
     servers = {name: seconds - servers_before[name] for name, seconds in servers_cpu_seconds().items()}
-    told = transcripts(env)
+    told, verdict = transcripts(env), last_verdict(env)
     starts, ends = [ts for t in told for ts in stamps(t, "start")], [ts for t in told for ts in stamps(t, "end")]
     log.write_text("".join(f"start {ts}\n" for ts in starts) + "".join(f"end {ts}\n" for ts in ends))
     counts = json.loads(fleet(env, "status", "--json", cwd=work))["tickets"]
@@ -254,7 +254,8 @@ def throughput(
         "busy": busy_profile(log, slots),
         "until_first_agent_s": round(min(starts) - wall_started, 2),
         "after_last_agent_s": round(wall_started + makespan - max(ends), 2),
-        "after_last_verdict_s": round(wall_started + makespan - last_verdict(env), 2),  # to see it is idle, and exit
+        # The worker's own stop, for one process (several are stopped by this script once no attempt is open).
+        "after_last_verdict_s": round(wall_started + makespan - verdict, 2) if verdict and processes == 1 else None,
         "busy_log": str(log),
     }
 

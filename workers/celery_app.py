@@ -60,7 +60,8 @@ _embedded_wakeups = Wakeups()
 
 def ask_worker_to_stop(broker_url: str = "") -> None:
     """Celery's warm shutdown, seen at once by this process's worker loop: the embedded one is woken, a Redis
-    one's wait for a message in flight is ended (broker_url: the worker's Redis broker)."""
+    one's wait for a message in flight is ended (broker_url: the worker's Redis broker, whose connections it named
+    redis_transport.client_name())."""
     celery.worker.state.should_stop = 0  # Celery's own flag, as its SIGTERM handler sets it
     _embedded_wakeups.ring()
     if transport_for(broker_url) is not None:
@@ -141,15 +142,12 @@ def _embedded_broker(folder: Path) -> tuple[str, dict[str, Any]]:
     return f"{EMBEDDED_SCHEME}://localhost//", options
 
 
-def broker_for(settings: Settings) -> tuple[str, dict[str, Any]]:
+def broker_for(settings: Settings, client_name: str = "") -> tuple[str, dict[str, Any]]:
+    """The broker's URL and kombu's options; client_name: what a Redis broker's connections call themselves."""
     if settings.embedded:
         return _embedded_broker(settings.broker_dir)
     options: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
-    if transport_for(settings.broker_url) is not None:
-        from workers.redis_transport import client_name
-
-        options["client_name"] = client_name()  # which connections end_waits may unblock
-    return settings.broker_url, options
+    return settings.broker_url, options | ({"client_name": client_name} if client_name else {})
 
 
 def transport_for(url: str) -> str | None:
@@ -158,9 +156,9 @@ def transport_for(url: str) -> str | None:
     return "workers.redis_transport:RedisTransport" if url.startswith("redis://") else None
 
 
-def create_app(settings: Settings) -> Celery:
-    """A Celery app for settings, configured for agent runs of an hour and more."""
-    url, transport_options = broker_for(settings)
+def create_app(settings: Settings, client_name: str = "") -> Celery:
+    """A Celery app for settings, configured for agent runs of an hour and more (client_name: see broker_for)."""
+    url, transport_options = broker_for(settings, client_name)
     app = Celery("fleet", broker=url, set_as_current=False)
     app.conf.update(
         broker_transport_options=transport_options,

@@ -12,6 +12,7 @@ from kombu.transport import redis as kombu_redis
 log = logging.getLogger(__name__)
 REDIS_WAIT_SECONDS = 0.25
 WAIT_END_SECONDS = 1.0  # end_waits gives up on a broker that does not answer in this time
+_PATIENCE = {"socket_connect_timeout": WAIT_END_SECONDS, "socket_timeout": WAIT_END_SECONDS}
 _PROCESS_TOKEN = uuid.uuid4().hex[:8]  # with the pid: no two processes' connections, on any host, share a name
 
 
@@ -63,22 +64,37 @@ def client_name() -> str:
     return f"fleet-worker-{os.getpid()}-{_PROCESS_TOKEN}"
 
 
-def end_waits(url: str) -> int:
-    """End this process's waits for a message in flight on the broker at url (CLIENT UNBLOCK: each answers as if
-    its time were up), so a stopping worker's loop closes its channel at once; how many. A broker that refuses or
-    does not answer costs the stop that quarter of a second, nothing more."""
+def nameable(url: str) -> bool:
+    """Whether the broker at url lets a connection name itself: one that refuses CLIENT SETNAME (an ACL without
+    `client|setname`, a proxy) would refuse every connection that asks, so a worker names none there."""
     import redis
 
     try:
-        with redis.Redis.from_url(url, socket_timeout=WAIT_END_SECONDS) as client:
+        with redis.Redis.from_url(url, **_PATIENCE) as client:
+            client.client_setname(client_name())
+    except Exception as exc:  # refused, away, or a URL redis-py reads otherwise than kombu
+        log.debug("the broker's connections go unnamed: %s", exc)
+        return False
+    return True
+
+
+def end_waits(url: str) -> int:
+    """End this process's waits for a message in flight on the broker at url (CLIENT UNBLOCK: each answers as if
+    its time were up), so a stopping worker's loop closes its channel at once; how many. A broker that refuses
+    CLIENT LIST or UNBLOCK, or does not answer within WAIT_END_SECONDS, costs the stop its quarter of a second."""
+    import redis
+
+    try:
+        with redis.Redis.from_url(url, **_PATIENCE) as client:
             waiting = [entry["id"] for entry in client.client_list() if _waits_here(entry)]
             for client_id in waiting:
                 client.client_unblock(int(client_id))
-    except redis.RedisError as exc:
+    except Exception as exc:  # as in nameable
         log.debug("the broker's waits were not ended: %s", exc)
         return 0
     return len(waiting)
 
 
 def _waits_here(entry: dict[str, str]) -> bool:
-    return entry.get("name") == client_name() and entry.get("cmd") == "brpop"
+    """A connection of this process blocked in BRPOP (`cmd` alone is the last command, blocked or not)."""
+    return entry.get("name") == client_name() and entry.get("cmd") == "brpop" and "b" in entry.get("flags", "")

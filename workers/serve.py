@@ -16,7 +16,7 @@ from db import queries
 from db.engine import Database
 from system.rlimits import more_descriptors
 from system.settings import Settings
-from workers.celery_app import ask_worker_to_stop, create_app
+from workers.celery_app import ask_worker_to_stop, create_app, transport_for
 from workers.constants import QUEUES
 from workers.pipeline.agent_step import hand_over_kept
 from workers.queue import Dispatcher
@@ -26,6 +26,7 @@ from workers.tasks import register_tasks
 
 log = logging.getLogger(__name__)
 IDLE_CHECK_SECONDS = 0.1
+IDLE_JOIN_SECONDS = 5.0  # for the idle check's database read in flight when the worker stops
 # Celery threads beyond the agent slots: they only hand verifications to the runtime's own budget, so a
 # verification message never waits for an agent to end before it is taken.
 HANDOFF_THREADS = 2
@@ -42,6 +43,16 @@ def _grace_on_shutdown(runtime: WorkerRuntime, grace: float) -> Callable[..., No
         timer.start()
 
     return started
+
+
+def _broker_client_name(settings: Settings, until_idle: bool) -> str:
+    """The name a worker that stops itself gives its Redis broker connections, to end its own wait in flight when it
+    stops; "" for none (an embedded broker, or one that refuses names: workers/redis_transport.py)."""
+    if settings.embedded or not until_idle or transport_for(settings.broker_url) is None:
+        return ""
+    from workers.redis_transport import client_name, nameable
+
+    return client_name() if nameable(settings.broker_url) else ""
 
 
 def _stop_when_idle(db: Database, stopped: threading.Event, held: LeaseBook, broker_url: str = "") -> None:
@@ -75,7 +86,8 @@ def serve(
         warnings.filterwarnings("ignore", category=SecurityWarning)
     celery.worker.state.should_stop = None  # a previous serve() in this process may have set it
     more_descriptors()
-    app = create_app(settings)
+    named = _broker_client_name(settings, until_idle)
+    app = create_app(settings, named)
     dispatcher = Dispatcher(app)
     runtime = WorkerRuntime(settings, db, dispatcher, slots=concurrency, queues=",".join(queues))
     register_tasks(app, runtime)
@@ -87,9 +99,11 @@ def serve(
     on_shutdown = _grace_on_shutdown(runtime, settings.shutdown_grace_seconds)
     celery.signals.worker_shutting_down.connect(on_shutdown, weak=False)
     stopped = threading.Event()
+    idle_check = threading.Thread(
+        target=_stop_when_idle, args=(db, stopped, runtime.leases, settings.broker_url if named else ""), daemon=True
+    )
     if until_idle:
-        idle_check = (db, stopped, runtime.leases, "" if settings.embedded else settings.broker_url)
-        threading.Thread(target=_stop_when_idle, args=idle_check, daemon=True).start()
+        idle_check.start()
     worker = app.Worker(
         pool_cls="threads",
         concurrency=concurrency + HANDOFF_THREADS,
@@ -107,6 +121,8 @@ def serve(
     finally:
         celery.signals.worker_shutting_down.disconnect(on_shutdown)
         stopped.set()
+        if idle_check.is_alive():  # else it could stop the next serve() of this process
+            idle_check.join(timeout=IDLE_CHECK_SECONDS + IDLE_JOIN_SECONDS)
         reconciler.stop()
         runtime.stop()
     return int(worker.exitcode or 0)

@@ -4,7 +4,10 @@ message this process puts, or a stop it asks, is seen at once rather than at the
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +19,8 @@ import pytest
 from system.settings import Settings
 from workers import celery_app
 from workers.celery_app import Wakeups, ask_worker_to_stop, create_app
-from workers.constants import VERIFY_QUEUE
 
+ROOT = Path(__file__).resolve().parents[2]
 LONG_POLL_SECONDS = 60.0  # a loop that waited for the folder would take this long
 PROMPT_SECONDS = 20.0  # far less, and far more than a woken loop takes on a loaded machine
 
@@ -28,6 +31,13 @@ def long_poll(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     celery.worker.state.should_stop = None
     yield
     celery.worker.state.should_stop = None
+
+
+def _queue() -> kombu.Queue:
+    """A queue of the test's own: kombu's filesystem transport keeps the exchanges declared in a process (an
+    earlier test's `verify`, bound to its own broker folder) in one table all its connections share."""
+    name = f"wake-{uuid.uuid4().hex[:8]}"
+    return kombu.Queue(name, kombu.Exchange(name), name)
 
 
 def _connection(home: Path) -> kombu.Connection:
@@ -50,7 +60,7 @@ def test_a_message_this_process_puts_is_delivered_without_waiting_for_the_next_l
     tmp_path: Path, long_poll: None
 ) -> None:
     received: list[Any] = []
-    queue = kombu.Queue(VERIFY_QUEUE, kombu.Exchange(VERIFY_QUEUE), VERIFY_QUEUE)
+    queue = _queue()
     with _connection(tmp_path) as conn, conn.Consumer(queue, callbacks=[lambda body, _: received.append(body)]):
 
         def celery_loop() -> None:
@@ -60,14 +70,14 @@ def test_a_message_this_process_puts_is_delivered_without_waiting_for_the_next_l
         loop = _in_thread(celery_loop)
         loop.join(timeout=0.5)  # the loop has looked at the empty folder and waits
         with _connection(tmp_path) as sender:
-            sender.Producer().publish({"attempt": 7}, exchange=queue.exchange, routing_key=VERIFY_QUEUE)
+            sender.Producer().publish({"attempt": 7}, exchange=queue.exchange, routing_key=queue.name)
         loop.join(timeout=PROMPT_SECONDS)
         assert not loop.is_alive()
     assert received == [{"attempt": 7}]
 
 
 def test_a_stop_asked_in_this_process_ends_the_wait_at_once(tmp_path: Path, long_poll: None) -> None:
-    queue = kombu.Queue(VERIFY_QUEUE, kombu.Exchange(VERIFY_QUEUE), VERIFY_QUEUE)
+    queue = _queue()
     cycles: list[int] = []
 
     def celery_loop() -> None:
@@ -100,3 +110,29 @@ def test_a_ring_after_a_loop_s_look_ends_its_wait_even_when_another_loop_woke_on
     waiting = _in_thread(lambda: wakeups.wait_past(looked, LONG_POLL_SECONDS))  # loop A waits only now
     waiting.join(timeout=PROMPT_SECONDS)
     assert not waiting.is_alive()
+
+
+def test_a_message_another_process_puts_is_delivered_at_the_loop_s_next_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(celery_app, "EMBEDDED_POLL_SECONDS", 0.2)  # the only way such a message is seen
+    received: list[Any] = []
+    queue = _queue()
+    publish = (
+        "import sys, kombu; from pathlib import Path; from system.settings import Settings;"
+        "from workers.celery_app import create_app;"
+        "q = kombu.Queue(sys.argv[2], kombu.Exchange(sys.argv[2]), sys.argv[2]);"
+        "c = create_app(Settings(home=Path(sys.argv[1]))).connection_for_write();"
+        "c.Producer().publish({'attempt': 8}, exchange=q.exchange, routing_key=q.name, declare=[q])"
+    )
+    with _connection(tmp_path) as conn, conn.Consumer(queue, callbacks=[lambda body, _: received.append(body)]):
+
+        def celery_loop() -> None:
+            while not received:
+                _drain(conn)
+
+        loop = _in_thread(celery_loop)
+        subprocess.run([sys.executable, "-c", publish, str(tmp_path), queue.name], check=True, cwd=ROOT)
+        loop.join(timeout=PROMPT_SECONDS)
+        assert not loop.is_alive()
+    assert received == [{"attempt": 8}]

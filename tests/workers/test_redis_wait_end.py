@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import redis
 
 from system.settings import Settings
 from workers.celery_app import create_app
-from workers.redis_transport import client_name, end_waits
+from workers.redis_transport import client_name, end_waits, nameable
+from workers.serve import _broker_client_name
 
 WAIT_SECONDS = 60  # a BRPOP that was not ended would take this long
 PROMPT_SECONDS = 20.0
@@ -42,12 +44,33 @@ def _blocked(url: str, names: set[str]) -> dict[str, int]:
     raise AssertionError(f"{names} never waited in BRPOP")
 
 
-def test_the_broker_connections_of_a_worker_carry_its_name(redis_url: str, tmp_path: Path) -> None:
-    app = create_app(Settings(home=tmp_path, broker_url=redis_url))
+def test_a_worker_s_broker_connections_carry_the_name_it_gives_them(redis_url: str, tmp_path: Path) -> None:
+    assert nameable(redis_url)
+    settings = Settings(home=tmp_path, broker_url=redis_url)
+    assert _broker_client_name(settings, until_idle=True) == client_name()
+    assert _broker_client_name(settings, until_idle=False) == ""  # a worker that never stops itself names nothing
+    app = create_app(settings, client_name())
     with app.connection_for_read() as conn:
         conn.default_channel.client.ping()
         with redis.Redis.from_url(redis_url) as admin:
             assert client_name() in {entry["name"] for entry in admin.client_list()}
+
+
+def test_a_broker_that_refuses_names_gets_none_and_still_serves(redis_url: str, tmp_path: Path) -> None:
+    user = f"fleet-test-{uuid.uuid4().hex[:8]}"
+    with redis.Redis.from_url(redis_url) as admin:
+        admin.acl_setuser(
+            user, enabled=True, nopass=True, keys=["*"], channels=["*"], commands=["+@all", "-client|setname"]
+        )
+        try:
+            url = redis_url.replace("redis://", f"redis://{user}:x@")
+            assert not nameable(url)
+            assert _broker_client_name(Settings(home=tmp_path, broker_url=url), until_idle=True) == ""
+            app = create_app(Settings(home=tmp_path, broker_url=url))  # as serve() then makes it: no name
+            with app.connection_for_read() as conn:
+                assert conn.default_channel.client.ping()
+        finally:
+            admin.acl_deluser(user)
 
 
 def test_end_waits_unblocks_this_process_s_waits_and_leaves_others_waiting(redis_url: str) -> None:
