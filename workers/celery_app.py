@@ -147,7 +147,9 @@ def broker_for(settings: Settings, client_name: str = "") -> tuple[str, dict[str
     if settings.embedded:
         return _embedded_broker(settings.broker_dir)
     options: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
-    return settings.broker_url, options | ({"client_name": client_name} if client_name else {})
+    if client_name:
+        options["client_name"] = client_name
+    return settings.broker_url, options
 
 
 def transport_for(url: str) -> str | None:

@@ -114,15 +114,13 @@ class LeaseBook:
     def __init__(self) -> None:
         self._held: dict[str, Held] = {}
         self._lock = threading.Lock()
+        self._dropped = threading.Condition(self._lock)
         self._all_cancelled = False
-        self._none_held = threading.Event()
-        self._none_held.set()
 
     def hold(self, token: str, attempt_id: int) -> threading.Event:
         """The attempt's cancel flag; already set once cancel_all() was called (a worker handing its work back)."""
         with self._lock:
             held = self._held[token] = Held(attempt_id)
-            self._none_held.clear()
             if self._all_cancelled:
                 held.cancel.set()
             return held.cancel
@@ -135,14 +133,14 @@ class LeaseBook:
                 held.cancel.set()
 
     def drop(self, token: str) -> None:
-        with self._lock:
+        with self._dropped:
             self._held.pop(token, None)
-            if not self._held:
-                self._none_held.set()
+            self._dropped.notify_all()
 
     def wait_until_none_held(self, timeout: float) -> bool:
         """True once this process holds no attempt (at once if it holds none), False after timeout seconds."""
-        return self._none_held.wait(timeout)
+        with self._dropped:
+            return self._dropped.wait_for(lambda: not self._held, timeout)
 
     def snapshot(self) -> dict[str, Held]:
         with self._lock:
