@@ -58,6 +58,18 @@ def plan(s: queries.Session, settings: Settings) -> list[tuple[int, AttemptStatu
 
     The caller sends the returned pairs once the transaction has committed.
     """
+    return sent(s, choose(s, settings))
+
+
+def sent(s: queries.Session, attempt_ids: list[int]) -> list[tuple[int, AttemptStatus]]:
+    """Mark chosen attempts sent, in the caller's transaction; the pairs to send once it has committed."""
+    queries.mark_dispatched(s, attempt_ids)
+    return [(attempt_id, AttemptStatus.QUEUED) for attempt_id in attempt_ids]
+
+
+def choose(s: queries.Session, settings: Settings) -> list[int]:
+    """The waiting attempts to run in the free slots, in the caller's transaction, which holds the scheduling lock
+    from here on. Not marked sent: a caller that claims some of them at once marks only the others (sent())."""
     queries.scheduling_lock(s)
     capacity = queries.live_slots(s, stale_seconds=3 * settings.heartbeat_seconds + settings.reconcile_seconds)
     if settings.max_concurrency:
@@ -69,9 +81,7 @@ def plan(s: queries.Session, settings: Settings) -> list[tuple[int, AttemptStatu
     waiting = queries.pending(s, per_repo=free * LOOKAHEAD)
     if not waiting:  # an idle fleet's reconcilers pass every second: nothing more to read
         return []
-    chosen = pick(waiting, free, running, queries.repo_limits(s), settings.agent_limits)
-    queries.mark_dispatched(s, chosen)
-    return [(attempt_id, AttemptStatus.QUEUED) for attempt_id in chosen]
+    return pick(waiting, free, running, queries.repo_limits(s), settings.agent_limits)
 
 
 def schedule(db: Database, dispatcher: Dispatcher, settings: Settings) -> int:

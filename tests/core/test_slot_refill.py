@@ -106,6 +106,36 @@ def test_agents_that_end_together_share_one_transaction_and_each_slot_claims_its
     assert tokens == [end.following.token for end in ends]
 
 
+def test_a_free_slot_beyond_the_ends_gets_its_attempt_sent_while_the_ends_claim_theirs_unmarked(
+    embedded: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    for n in range(5):
+        fleet.submit("--repo", "calc", "--title", f"add {n}", "--attempts", "1", "--agent-cmd", scripted("fix-add"))
+    runtime = _agents_only_runtime(fleet, monkeypatch, slots=3)
+    runtime.start()  # its heartbeat offers three slots: two agents end, three attempts wait
+    try:
+        with fleet.db().session() as s:
+            ids = sorted(a.id for a in s.query(Attempt))
+        running = [claim(runtime, attempt_id, AttemptStatus.RUNNING) for attempt_id in ids[:2]]
+        ends = [AgentEnd(job.attempt_id, lease, 1, {}, runtime.new_lease()) for job, lease in filter(None, running)]
+        statements: list[str] = []
+        listener = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(runtime.db.engine, "before_cursor_execute", listener)
+        answers = _record_ends(runtime, ends)
+        event.remove(runtime.db.engine, "before_cursor_execute", listener)
+    finally:
+        runtime.stop()
+    assert [answer.next_job.attempt_id for answer in answers if answer.next_job] == ids[2:4]
+    assert [answer.sends for answer in answers] == [[(ids[4], AttemptStatus.QUEUED)], []]
+    marks = [sql for sql in statements if sql.startswith("UPDATE attempts SET dispatched_at")]
+    assert len(marks) == 1  # for the one attempt sent; the two claimed here are never marked
+    with fleet.db().session() as s:
+        rows = {a.id: (a.status, a.dispatched_at is not None) for a in s.query(Attempt)}
+    assert [rows[attempt_id] for attempt_id in ids[2:]] == [("running", False), ("running", False), ("queued", True)]
+
+
 class RecordedTurns(RefillTurns):
     """The worker's refill turns, each take and give-back written down with whether the slot holds one after it."""
 

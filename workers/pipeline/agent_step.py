@@ -332,11 +332,14 @@ def _agent_ends(rt: WorkerRuntime) -> GroupWriter[AgentEnd, EndRecorded]:
 
 def _record_ends(rt: WorkerRuntime, ends: list[AgentEnd]) -> list[EndRecorded]:
     """Record the outcomes, fill the slots they free with one scheduler pass, and claim each slot's next attempt,
-    in one transaction. The attempts chosen and not claimed go with the first answer, to be sent."""
+    in one transaction. The attempts chosen and not claimed are marked sent and go with the first answer, to be
+    sent (one claimed here is never marked: no other worker could see the mark before the claim)."""
     with rt.db.session() as s:
         moved = record_outcomes(s, ends)
-        sends = scheduler.plan(s, rt.settings)  # the agent slots are free now, whatever verification is doing
-        next_jobs = _claim_next(s, rt, sends, [end.following for end in ends])
+        chosen = scheduler.choose(s, rt.settings)  # the agent slots are free now, whatever verification is doing
+        next_jobs = _claim_next(s, rt, chosen, [end.following for end in ends])
+        claimed = {job.attempt_id for job in next_jobs if job is not None}
+        sends = scheduler.sent(s, [attempt_id for attempt_id in chosen if attempt_id not in claimed])
     return [
         EndRecorded(went, next_job, sends if n == 0 else [])
         for n, (went, next_job) in enumerate(zip(moved, next_jobs, strict=True))
@@ -363,17 +366,13 @@ def _record_end(s: queries.Session, end: AgentEnd) -> bool:
 
 
 def _claim_next(
-    s: queries.Session, rt: WorkerRuntime, sends: list[tuple[int, AttemptStatus]], leases: list[queries.Lease]
+    s: queries.Session, rt: WorkerRuntime, chosen: list[int], leases: list[queries.Lease]
 ) -> list[Job | None]:
     """The attempts the scheduler chose, claimed in order for the slots these agents free (one each, with its
     lease) in the same transaction: no message and no wait for the database between one agent's end and the next
-    one's start. A claimed attempt leaves `sends`. None for every slot while the worker stops."""
+    one's start. None for every slot while the worker stops."""
     if rt.stopping.is_set():
         return [None] * len(leases)
-    waiting = [attempt_id for attempt_id, status in sends if status == AttemptStatus.QUEUED]
-    picks = list(zip(waiting, leases, strict=False))  # fewer waiting attempts than slots: the others take none
+    picks = list(zip(chosen, leases, strict=False))  # fewer waiting attempts than slots: the others take none
     jobs = claim_agents(s, rt, picks)
-    for job in jobs:
-        if job is not None:
-            sends.remove((job.attempt_id, AttemptStatus.QUEUED))
     return jobs + [None] * (len(leases) - len(jobs))
