@@ -22,6 +22,7 @@ from db.engine import Database, log_failure
 from db.models import utcnow
 from system.cancel import Cancellation
 from system.mirror import ensure_mirror
+from system.sandbox import bwrap_missing
 from system.settings import Settings
 from verification.envcache import EnvCache
 from verification.environment import PortAllocator
@@ -135,7 +136,8 @@ class LeaseBook:
     def drop(self, token: str) -> None:
         with self._dropped:
             self._held.pop(token, None)
-            self._dropped.notify_all()
+            if not self._held:  # only the last drop can end a wait: the others would wake the idle check for nothing
+                self._dropped.notify_all()
 
     def wait_until_none_held(self, timeout: float) -> bool:
         """True once this process holds no attempt (at once if it holds none), False after timeout seconds."""
@@ -191,6 +193,7 @@ class WorkerRuntime:
         self._group_writers_lock = threading.Lock()
         self._stopped = threading.Event()
         self._heart = threading.Thread(target=self._heartbeat_loop, name="fleet-heartbeat", daemon=True)
+        self.warming = threading.Thread(target=self._warm_up, name="fleet-warm-up", daemon=True)
 
     def egress_socket(self, attempt_id: int) -> Path:
         """Where the attempt's egress gate listens: a short path (a Unix socket's is at most 107 bytes) in a
@@ -274,6 +277,18 @@ class WorkerRuntime:
         self._beat(stopped=False)
         self._heart.start()
         self.transcripts.start()
+        self.warming.start()
+
+    def _warm_up(self) -> None:
+        """Start, beside the worker's own start, what the first wave's attempts would each wait for: the model
+        gateway's listener (for agents) and the sandbox's probe. A failure here is left for the attempt that needs
+        the part to meet and record."""
+        try:
+            if AGENT_QUEUE in self.queues.split(","):
+                self.gateway.start()
+            bwrap_missing()
+        except Exception as exc:
+            log.debug("warming up: %r", exc)
 
     def stop(self) -> None:
         self._verifier.shutdown(wait=True, cancel_futures=True)  # the ones not started are sent again later
@@ -282,6 +297,8 @@ class WorkerRuntime:
         self.journal.spares.remove_all()
         self._stopped.set()
         self._heart.join(timeout=5.0)
+        if self.warming.is_alive():  # a worker stopped as it started: its gateway's start in flight ends first
+            self.warming.join(timeout=5.0)
         try:
             self._beat(stopped=True)
         except Exception:

@@ -138,12 +138,16 @@ class ModelGateway:
         self._pid = 0
         self._starting = threading.Lock()
 
-    def open(self, upstreams: Mapping[str, Upstream], meter: Meter) -> GatewayGate:
-        """A new gate for one attempt, served until it is closed."""
+    def start(self) -> None:
+        """Start the listener, once per process: the first gate's open() does when nothing did before it."""
         if self._server is None or self._pid != os.getpid():  # the first gate, or the first after a fork
             with self._starting:  # one thread starts the listener; the slots starting beside it wait here
                 if self._server is None or self._pid != os.getpid():
                     self.loop.call(self._listening())
+
+    def open(self, upstreams: Mapping[str, Upstream], meter: Meter) -> GatewayGate:
+        """A new gate for one attempt, served until it is closed."""
+        self.start()
         gate = GatewayGate(self, upstreams, meter)
         self._gates[gate.key] = gate
         return gate

@@ -1,0 +1,50 @@
+"""A worker starts its model gateway's listener beside its own start: the first wave's agents do not wait for it."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from db.engine import Database
+from db.migrate import upgrade
+from system.settings import Settings
+from tests.conftest import Fleet
+from workers.celery_app import create_app
+from workers.constants import AGENT_QUEUE, QUEUES, VERIFY_QUEUE
+from workers.queue import Dispatcher
+from workers.runtime import WorkerRuntime
+
+
+def _runtime(fleet: Fleet, monkeypatch: pytest.MonkeyPatch, queues: str) -> WorkerRuntime:
+    for name, value in fleet.env.items():
+        if name.startswith("FLEET_"):
+            monkeypatch.setenv(name, value)
+    settings = Settings()
+    db = Database(settings.db_url)
+    upgrade(db)
+    return WorkerRuntime(settings, db, Dispatcher(create_app(settings)), 1, queues)
+
+
+@pytest.mark.parametrize("queues", [AGENT_QUEUE, ",".join(QUEUES)])
+def test_a_worker_that_runs_agents_listens_on_its_gateway_before_its_first_attempt(
+    embedded: Fleet, monkeypatch: pytest.MonkeyPatch, queues: str
+) -> None:
+    rt = _runtime(embedded, monkeypatch, queues)
+    rt.start()
+    try:
+        rt.warming.join(timeout=30)
+        assert rt.gateway.port != 0, "no attempt opened a gate, yet the listener should be up"
+        with socket.create_connection(("127.0.0.1", rt.gateway.port), timeout=5):
+            pass
+    finally:
+        rt.stop()
+        rt.gateway.close()
+
+
+def test_a_worker_that_only_verifies_starts_no_gateway(embedded: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = _runtime(embedded, monkeypatch, VERIFY_QUEUE)
+    rt.start()
+    rt.warming.join(timeout=30)
+    rt.stop()
+    assert rt.gateway.port == 0
