@@ -38,6 +38,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,16 +86,23 @@ def fleet(env: dict[str, str], *args: str, cwd: Path) -> str:
     ).stdout
 
 
-def database(env: dict[str, str]) -> Any:
+@contextlib.contextmanager
+def connected(env: dict[str, str]) -> Iterator[Any]:
+    """A connection to the run's database, its engine disposed of on the way out."""
     from db.engine import Database
     from system.settings import Settings
 
-    return Database(Settings(home=Path(env["FLEET_HOME"]), database_url=env.get("FLEET_DATABASE_URL", "")).db_url)
+    db = Database(Settings(home=Path(env["FLEET_HOME"]), database_url=env.get("FLEET_DATABASE_URL", "")).db_url)
+    try:
+        with db.engine.connect() as conn:
+            yield conn
+    finally:
+        db.dispose()
 
 
 def last_verdict(env: dict[str, str]) -> float | None:
     """When the run's last verdict was recorded (seconds since the epoch); None without one."""
-    with database(env).engine.connect() as conn:
+    with connected(env) as conn:
         written = conn.exec_driver_sql("SELECT max(created_at) FROM verifications").scalar_one()
     return None if written is None else datetime.fromisoformat(str(written)).replace(tzinfo=UTC).timestamp()
 
@@ -104,7 +112,7 @@ def transcripts(env: dict[str, str], ticket_ids: list[int] | None = None) -> lis
     from sqlalchemy import text
 
     query = "SELECT transcript FROM attempts" + (" WHERE ticket_id = :t" if ticket_ids else "")
-    with database(env).engine.connect() as conn:
+    with connected(env) as conn:
         if not ticket_ids:
             return [row[0] or "" for row in conn.execute(text(query))]
         return [row[0] or "" for t in ticket_ids for row in conn.execute(text(query), {"t": t})]
@@ -130,17 +138,9 @@ def submit_batch(env: dict[str, str], work: Path, mode: str, tickets: int, agent
 
 
 def open_attempts(env: dict[str, str]) -> int:
-    from sqlalchemy import text
-
-    from db.engine import Database
-    from system.settings import Settings
-
-    db = Database(Settings(home=Path(env["FLEET_HOME"]), database_url=env.get("FLEET_DATABASE_URL", "")).db_url)
     query = "SELECT count(*) FROM attempts WHERE status IN ('queued', 'running', 'verify_queued', 'verifying')"
-    with db.engine.connect() as conn:
-        count = int(conn.execute(text(query)).scalar() or 0)
-    db.dispose()
-    return count
+    with connected(env) as conn:
+        return int(conn.exec_driver_sql(query).scalar() or 0)
 
 
 def start_workers(
