@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 from sqlalchemy import event
 
@@ -17,7 +19,7 @@ from workers.constants import AGENT_QUEUE, VERIFY_QUEUE
 from workers.embedded_queue import depths
 from workers.journal import AGENT
 from workers.pipeline import run_agent_attempt
-from workers.pipeline.agent_step import AgentEnd, _record_ends
+from workers.pipeline.agent_step import AgentEnd, EndRecorded, _record_ends
 from workers.pipeline.unit import claim
 from workers.queue import Dispatcher
 from workers.refills import RefillTurns
@@ -75,61 +77,72 @@ def test_a_freed_slot_runs_the_next_waiting_attempt_itself_unless_its_worker_sto
         assert queries.count_open_attempts(s) == 3
 
 
-def test_agents_that_end_together_share_one_transaction_and_each_slot_claims_its_own_next_attempt(
-    embedded: Fleet, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fleet = embedded
+@dataclass
+class Ended:
+    """Two agents' ends recorded together: the attempts' ids, the ends, their answers, what the database was sent."""
+
+    ids: list[int]
+    ends: list[AgentEnd]
+    answers: list[EndRecorded]
+    transactions: int
+    statements: list[str]
+
+
+def _two_agents_end(fleet: Fleet, monkeypatch: pytest.MonkeyPatch, tickets: int, slots: int) -> Ended:
+    """`tickets` waiting attempts and a worker of `slots` slots (its heartbeat offers them); the first two attempts
+    are claimed, and their agents' ends recorded together."""
     fleet.sample_repo()
-    for n in range(4):
+    for n in range(tickets):
         fleet.submit("--repo", "calc", "--title", f"add {n}", "--attempts", "1", "--agent-cmd", scripted("fix-add"))
-    runtime = _agents_only_runtime(fleet, monkeypatch, slots=2)
-    runtime.start()  # its heartbeat offers the two slots
+    runtime = _agents_only_runtime(fleet, monkeypatch, slots=slots)
+    runtime.start()
+    transactions: list[object] = []
+    statements: list[str] = []
+    began = transactions.append  # one bound method, the listener removed below
+
+    def sent(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        statements.append(statement)
+
     try:
         with fleet.db().session() as s:
             ids = sorted(a.id for a in s.query(Attempt))
         running = [claim(runtime, attempt_id, AttemptStatus.RUNNING) for attempt_id in ids[:2]]
         ends = [AgentEnd(job.attempt_id, lease, 1, {}, runtime.new_lease()) for job, lease in filter(None, running)]
-        transactions: list[object] = []
-        count = transactions.append
-        event.listen(runtime.db.engine, "begin", count)
+        event.listen(runtime.db.engine, "begin", began)
+        event.listen(runtime.db.engine, "before_cursor_execute", sent)
         answers = _record_ends(runtime, ends)
-        event.remove(runtime.db.engine, "begin", count)
+        event.remove(runtime.db.engine, "begin", began)
+        event.remove(runtime.db.engine, "before_cursor_execute", sent)
     finally:
         runtime.stop()
-    assert len(transactions) == 1  # both ends, the scheduler's pass and both claims
+    return Ended(ids, ends, answers, len(transactions), statements)
+
+
+def test_agents_that_end_together_share_one_transaction_and_each_slot_claims_its_own_next_attempt(
+    embedded: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet = embedded
+    ended = _two_agents_end(fleet, monkeypatch, tickets=4, slots=2)
+    ids, answers = ended.ids, ended.answers
+    assert ended.transactions == 1  # both ends, the scheduler's pass and both claims
     assert [answer.moved for answer in answers] == [True, True]
     assert [answer.next_job.attempt_id for answer in answers if answer.next_job] == ids[2:]
     assert [answer.sends for answer in answers] == [[], []]  # both chosen attempts were claimed: nothing to send
     assert _statuses(fleet) == ["verify_queued", "verify_queued", "running", "running"]
     with fleet.db().session() as s:
         tokens = [s.get(Attempt, attempt_id).lease_token for attempt_id in ids[2:]]  # type: ignore[union-attr]
-    assert tokens == [end.following.token for end in ends]
+    assert tokens == [end.following.token for end in ended.ends]
 
 
 def test_a_free_slot_beyond_the_ends_gets_its_attempt_sent_while_the_ends_claim_theirs_unmarked(
     embedded: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fleet = embedded
-    fleet.sample_repo()
-    for n in range(5):
-        fleet.submit("--repo", "calc", "--title", f"add {n}", "--attempts", "1", "--agent-cmd", scripted("fix-add"))
-    runtime = _agents_only_runtime(fleet, monkeypatch, slots=3)
-    runtime.start()  # its heartbeat offers three slots: two agents end, three attempts wait
-    try:
-        with fleet.db().session() as s:
-            ids = sorted(a.id for a in s.query(Attempt))
-        running = [claim(runtime, attempt_id, AttemptStatus.RUNNING) for attempt_id in ids[:2]]
-        ends = [AgentEnd(job.attempt_id, lease, 1, {}, runtime.new_lease()) for job, lease in filter(None, running)]
-        statements: list[str] = []
-        listener = lambda *args: statements.append(args[2])  # noqa: E731
-        event.listen(runtime.db.engine, "before_cursor_execute", listener)
-        answers = _record_ends(runtime, ends)
-        event.remove(runtime.db.engine, "before_cursor_execute", listener)
-    finally:
-        runtime.stop()
+    ended = _two_agents_end(fleet, monkeypatch, tickets=5, slots=3)  # two agents end, three attempts wait
+    ids, answers = ended.ids, ended.answers
     assert [answer.next_job.attempt_id for answer in answers if answer.next_job] == ids[2:4]
     assert [answer.sends for answer in answers] == [[(ids[4], AttemptStatus.QUEUED)], []]
-    marks = [sql for sql in statements if sql.startswith("UPDATE attempts SET dispatched_at")]
+    marks = [sql for sql in ended.statements if sql.startswith("UPDATE attempts SET dispatched_at")]
     assert len(marks) == 1  # for the one attempt sent; the two claimed here are never marked
     with fleet.db().session() as s:
         rows = {a.id: (a.status, a.dispatched_at is not None) for a in s.query(Attempt)}
