@@ -25,6 +25,7 @@ import functools
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,15 +103,26 @@ def _bwrap(path_var: str | None) -> str | None:
     return program_on("bwrap", path_var)
 
 
-@functools.lru_cache(maxsize=4)
+_probed: dict[str, str | None] = {}  # each program's answer, once it gave one
+_probing = threading.Lock()  # one probe at a time: the threads that ask meanwhile share its answer
+
+
 def sandbox_problem(exe: str) -> str | None:
-    """None when `exe` can start a hardened sandbox on this machine (containers often forbid user namespaces)."""
-    argv = [exe, *HARDENING, *_system_binds(), "--dev", "/dev", "--proc", "/proc", "--unshare-net", "true"]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    return None if done.returncode == 0 else (done.stderr.strip() or f"exit code {done.returncode}")
+    """None when `exe` can start a hardened sandbox on this machine (containers often forbid user namespaces).
+
+    Asked once per program. A probe that could not run (no process to spare, too slow on a loaded machine) is no
+    answer: it is this call's problem only, and the next call probes again."""
+    with _probing:
+        if exe in _probed:
+            return _probed[exe]
+        argv = [exe, *HARDENING, *_system_binds(), "--dev", "/dev", "--proc", "/proc", "--unshare-net", "true"]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+        problem = None if done.returncode == 0 else (done.stderr.strip() or f"exit code {done.returncode}")
+        _probed[exe] = problem
+        return problem
 
 
 def seccomp_problem() -> str | None:

@@ -22,7 +22,6 @@ from db.engine import Database, log_failure
 from db.models import utcnow
 from system.cancel import Cancellation
 from system.mirror import ensure_mirror
-from system.sandbox import bwrap_missing
 from system.settings import Settings
 from verification.envcache import EnvCache
 from verification.environment import PortAllocator
@@ -280,15 +279,15 @@ class WorkerRuntime:
         self.warming.start()
 
     def _warm_up(self) -> None:
-        """Start, beside the worker's own start, what the first wave's attempts would each wait for: the model
-        gateway's listener (for agents) and the sandbox's probe. A failure here is left for the attempt that needs
-        the part to meet and record."""
+        """Start the model gateway's listener beside the worker's own start, where the first wave's agents would
+        each wait for the first one to start it. A failure is logged, and left for the first attempt to meet (its
+        gate starts the listener again) and record."""
+        if AGENT_QUEUE not in self.queues.split(","):
+            return
         try:
-            if AGENT_QUEUE in self.queues.split(","):
-                self.gateway.start()
-            bwrap_missing()
+            self.gateway.start()
         except Exception as exc:
-            log.debug("warming up: %r", exc)
+            log.warning("the model gateway did not start with the worker; the first attempt starts it: %r", exc)
 
     def stop(self) -> None:
         self._verifier.shutdown(wait=True, cancel_futures=True)  # the ones not started are sent again later
@@ -297,8 +296,6 @@ class WorkerRuntime:
         self.journal.spares.remove_all()
         self._stopped.set()
         self._heart.join(timeout=5.0)
-        if self.warming.is_alive():  # a worker stopped as it started: its gateway's start in flight ends first
-            self.warming.join(timeout=5.0)
         try:
             self._beat(stopped=True)
         except Exception:

@@ -81,7 +81,7 @@ class Spares:
         with self._lock:
             kept, self._kept = self._kept, []
         with ThreadPoolExecutor(REMOVERS, thread_name_prefix="fleet-spares") as removers:
-            removers.map(_remove, kept)
+            list(removers.map(_remove, kept))  # any error but the file system's is raised here, as one by one
 
 
 def _remove(spare: Path) -> None:

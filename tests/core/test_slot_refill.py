@@ -85,7 +85,7 @@ class Ended:
     ends: list[AgentEnd]
     answers: list[EndRecorded]
     transactions: int
-    statements: list[str]
+    statements: list[tuple[str, object]]  # each with its parameters
 
 
 def _two_agents_end(fleet: Fleet, monkeypatch: pytest.MonkeyPatch, tickets: int, slots: int) -> Ended:
@@ -97,11 +97,11 @@ def _two_agents_end(fleet: Fleet, monkeypatch: pytest.MonkeyPatch, tickets: int,
     runtime = _agents_only_runtime(fleet, monkeypatch, slots=slots)
     runtime.start()
     transactions: list[object] = []
-    statements: list[str] = []
+    statements: list[tuple[str, object]] = []
     began = transactions.append  # one bound method, the listener removed below
 
-    def sent(conn: object, cursor: object, statement: str, *rest: object) -> None:
-        statements.append(statement)
+    def sent(conn: object, cursor: object, statement: str, parameters: object, *rest: object) -> None:
+        statements.append((statement, parameters))
 
     try:
         with fleet.db().session() as s:
@@ -142,8 +142,8 @@ def test_a_free_slot_beyond_the_ends_gets_its_attempt_sent_while_the_ends_claim_
     ids, answers = ended.ids, ended.answers
     assert [answer.next_job.attempt_id for answer in answers if answer.next_job] == ids[2:4]
     assert [answer.sends for answer in answers] == [[(ids[4], AttemptStatus.QUEUED)], []]
-    marks = [sql for sql in ended.statements if sql.startswith("UPDATE attempts SET dispatched_at")]
-    assert len(marks) == 1  # for the one attempt sent; the two claimed here are never marked
+    marks = [params for sql, params in ended.statements if sql.startswith("UPDATE attempts SET dispatched_at")]
+    assert [[p for p in params if p in ids] for params in marks] == [[ids[4]]]  # the two claimed are never marked
     with fleet.db().session() as s:
         rows = {a.id: (a.status, a.dispatched_at is not None) for a in s.query(Attempt)}
     assert [rows[attempt_id] for attempt_id in ids[2:]] == [("running", False), ("running", False), ("queued", True)]

@@ -48,3 +48,30 @@ def test_a_worker_that_only_verifies_starts_no_gateway(embedded: Fleet, monkeypa
     rt.warming.join(timeout=30)
     rt.stop()
     assert rt.gateway.port == 0
+
+
+def test_a_gateway_that_fails_to_start_with_the_worker_is_logged_and_started_by_the_first_gate(
+    embedded: Fleet, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    rt = _runtime(embedded, monkeypatch, AGENT_QUEUE)
+    starts: list[int] = []
+    start = rt.gateway.start
+
+    def refused_once() -> None:
+        starts.append(1)
+        if len(starts) == 1:
+            raise OSError("no port to listen on")
+        start()
+
+    monkeypatch.setattr(rt.gateway, "start", refused_once)
+    rt.start()
+    try:
+        rt.warming.join(timeout=30)
+        assert rt.gateway.port == 0
+        assert "the model gateway did not start with the worker" in caplog.text
+        assert "no port to listen on" in caplog.text
+        rt.gateway.start()  # what the first attempt's open() calls
+        assert rt.gateway.port != 0
+    finally:
+        rt.stop()
+        rt.gateway.close()

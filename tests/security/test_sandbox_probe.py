@@ -1,0 +1,47 @@
+"""The sandbox probe: a program's answer is kept, a probe that could not run is asked again."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from system import sandbox
+
+
+def _program(path: Path, body: str) -> str:
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_probe_that_timed_out_is_no_answer_and_the_next_call_probes_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sandbox, "PROBE_TIMEOUT", 0.2)
+    exe = _program(tmp_path / "bwrap", "sleep 5")
+    problem = sandbox.sandbox_problem(exe)
+    assert problem is not None and "timed out" in problem
+    _program(tmp_path / "bwrap", "exit 0")  # the machine was only busy
+    assert sandbox.sandbox_problem(exe) is None
+
+
+def test_a_program_that_answered_is_not_asked_again(tmp_path: Path) -> None:
+    exe = _program(tmp_path / "bwrap", 'echo "user namespaces are off" >&2; exit 1')
+    assert sandbox.sandbox_problem(exe) == "user namespaces are off"
+    _program(tmp_path / "bwrap", "exit 0")
+    assert sandbox.sandbox_problem(exe) == "user namespaces are off"
+
+
+def test_threads_that_ask_at_once_share_one_probe(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    exe = _program(tmp_path / "bwrap", f"echo run >> {runs}; sleep 0.3; exit 0")
+    answers: list[str | None] = []
+    threads = [threading.Thread(target=lambda: answers.append(sandbox.sandbox_problem(exe))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [None] * 4
+    assert runs.read_text().splitlines() == ["run"]
