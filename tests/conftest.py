@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import typer
 
     from db.engine import Database
+    from workers.runtime import WorkerRuntime
 
 PG_ADMIN_URL = os.environ.get("FLEET_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -293,6 +294,24 @@ def both_modes(request: pytest.FixtureRequest, fleet_factory: FleetFactory) -> F
 def embedded(tmp_path: Path) -> Fleet:
     """Only the embedded mode with Fleet's default database and broker, for tests about the command line."""
     return make_test_fleet(tmp_path)
+
+
+def in_process_worker(fleet: Fleet, monkeypatch: pytest.MonkeyPatch, queues: str, slots: int = 1) -> WorkerRuntime:
+    """A worker of `slots` slots on `queues` in this process, on the fleet's database (made current) and broker."""
+    from db.engine import Database
+    from db.migrate import upgrade
+    from system.settings import Settings
+    from workers.celery_app import create_app
+    from workers.queue import Dispatcher
+    from workers.runtime import WorkerRuntime
+
+    for name, value in fleet.env.items():
+        if name.startswith("FLEET_"):
+            monkeypatch.setenv(name, value)
+    settings = Settings()
+    db = Database(settings.db_url)
+    upgrade(db)
+    return WorkerRuntime(settings, db, Dispatcher(create_app(settings)), slots, queues)
 
 
 @pytest.fixture

@@ -8,31 +8,18 @@ import pytest
 from sqlalchemy import event
 
 from db import queries
-from db.engine import Database
 from db.lifecycle import AttemptStatus
 from db.models import Attempt
-from system.settings import Settings
+from tests.conftest import in_process_worker
 from tests.core.conftest import Fleet, scripted
 from tests.workers.test_refill_turns import Holder
-from workers.celery_app import create_app
 from workers.constants import AGENT_QUEUE, VERIFY_QUEUE
 from workers.embedded_queue import depths
 from workers.journal import AGENT
 from workers.pipeline import run_agent_attempt
 from workers.pipeline.agent_step import AgentEnd, EndRecorded, _record_ends
 from workers.pipeline.unit import claim
-from workers.queue import Dispatcher
 from workers.refills import RefillTurns
-from workers.runtime import WorkerRuntime
-
-
-def _agents_only_runtime(fleet: Fleet, monkeypatch: pytest.MonkeyPatch, slots: int = 1) -> WorkerRuntime:
-    """A worker of `slots` agent slots in this process, on the fleet's database and embedded broker."""
-    for name, value in fleet.env.items():
-        if name.startswith("FLEET_"):
-            monkeypatch.setenv(name, value)
-    settings = Settings()
-    return WorkerRuntime(settings, Database(settings.db_url), Dispatcher(create_app(settings)), slots, AGENT_QUEUE)
 
 
 def _statuses(fleet: Fleet) -> list[str]:
@@ -54,7 +41,7 @@ def test_a_freed_slot_runs_the_next_waiting_attempt_itself_unless_its_worker_sto
 ) -> None:
     fleet = embedded
     _queued(fleet, [scripted("fix-add")] * 3)
-    runtime = _agents_only_runtime(fleet, monkeypatch)
+    runtime = in_process_worker(fleet, monkeypatch, AGENT_QUEUE)
     runtime.start()  # its heartbeat offers the one slot
     try:
         if stopping:
@@ -94,7 +81,7 @@ def _two_agents_end(fleet: Fleet, monkeypatch: pytest.MonkeyPatch, tickets: int,
     fleet.sample_repo()
     for n in range(tickets):
         fleet.submit("--repo", "calc", "--title", f"add {n}", "--attempts", "1", "--agent-cmd", scripted("fix-add"))
-    runtime = _agents_only_runtime(fleet, monkeypatch, slots=slots)
+    runtime = in_process_worker(fleet, monkeypatch, AGENT_QUEUE, slots=slots)
     runtime.start()
     transactions: list[object] = []
     statements: list[tuple[str, object]] = []
@@ -172,7 +159,7 @@ def test_a_slot_holds_a_refill_turn_from_its_agents_end_to_the_next_agents_start
 ) -> None:
     fleet = embedded
     _queued(fleet, [scripted("fix-add"), second])
-    runtime = _agents_only_runtime(fleet, monkeypatch)
+    runtime = in_process_worker(fleet, monkeypatch, AGENT_QUEUE)
     turns = runtime.refills = RecordedTurns(1)
     runtime.start()
     try:
@@ -193,7 +180,7 @@ def test_the_worktree_pools_of_a_worker_have_the_size_set_for_the_host_else_none
     fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mirror = fleet.home / "mirrors" / "repo-1.git"
-    unsized = _agents_only_runtime(fleet, monkeypatch, slots=2)
+    unsized = in_process_worker(fleet, monkeypatch, AGENT_QUEUE, slots=2)
     assert unsized.pool("repo-1", "agent", mirror).size is None  # the host's slots bound it, not this worker's
     monkeypatch.setenv("FLEET_WORKTREE_POOL_SIZE", "5")
-    assert _agents_only_runtime(fleet, monkeypatch, slots=2).pool("repo-1", "verify", mirror).size == 5
+    assert in_process_worker(fleet, monkeypatch, AGENT_QUEUE, slots=2).pool("repo-1", "verify", mirror).size == 5

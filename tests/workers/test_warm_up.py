@@ -6,31 +6,15 @@ import socket
 
 import pytest
 
-from db.engine import Database
-from db.migrate import upgrade
-from system.settings import Settings
-from tests.conftest import Fleet
-from workers.celery_app import create_app
+from tests.conftest import Fleet, in_process_worker
 from workers.constants import AGENT_QUEUE, QUEUES, VERIFY_QUEUE
-from workers.queue import Dispatcher
-from workers.runtime import WorkerRuntime
-
-
-def _runtime(fleet: Fleet, monkeypatch: pytest.MonkeyPatch, queues: str) -> WorkerRuntime:
-    for name, value in fleet.env.items():
-        if name.startswith("FLEET_"):
-            monkeypatch.setenv(name, value)
-    settings = Settings()
-    db = Database(settings.db_url)
-    upgrade(db)
-    return WorkerRuntime(settings, db, Dispatcher(create_app(settings)), 1, queues)
 
 
 @pytest.mark.parametrize("queues", [AGENT_QUEUE, ",".join(QUEUES)])
 def test_a_worker_that_runs_agents_listens_on_its_gateway_before_its_first_attempt(
     embedded: Fleet, monkeypatch: pytest.MonkeyPatch, queues: str
 ) -> None:
-    rt = _runtime(embedded, monkeypatch, queues)
+    rt = in_process_worker(embedded, monkeypatch, queues)
     rt.start()
     try:
         rt.warming.join(timeout=30)
@@ -43,7 +27,7 @@ def test_a_worker_that_runs_agents_listens_on_its_gateway_before_its_first_attem
 
 
 def test_a_worker_that_only_verifies_starts_no_gateway(embedded: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
-    rt = _runtime(embedded, monkeypatch, VERIFY_QUEUE)
+    rt = in_process_worker(embedded, monkeypatch, VERIFY_QUEUE)
     rt.start()
     rt.warming.join(timeout=30)
     rt.stop()
@@ -53,7 +37,7 @@ def test_a_worker_that_only_verifies_starts_no_gateway(embedded: Fleet, monkeypa
 def test_a_gateway_that_fails_to_start_with_the_worker_is_logged_and_started_by_the_first_gate(
     embedded: Fleet, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rt = _runtime(embedded, monkeypatch, AGENT_QUEUE)
+    rt = in_process_worker(embedded, monkeypatch, AGENT_QUEUE)
     starts: list[int] = []
     start = rt.gateway.start
 
