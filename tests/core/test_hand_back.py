@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from db.models import Attempt
+from tests.conftest import in_process_worker
 from tests.core.conftest import Fleet
-from tests.core.test_slot_refill import _agents_only_runtime, _queued
+from tests.core.test_slot_refill import _queued
+from workers.constants import AGENT_QUEUE
 from workers.pipeline import run_agent_attempt
 
 
@@ -17,7 +19,7 @@ def test_an_attempt_claimed_while_the_worker_hands_back_goes_back_in_line_withou
 ) -> None:
     started = tmp_path / "agent-started"
     _queued(embedded, [f"touch {started}"])
-    runtime = _agents_only_runtime(embedded, monkeypatch)
+    runtime = in_process_worker(embedded, monkeypatch, AGENT_QUEUE)
     runtime.start()
     try:
         runtime.stopping.set()

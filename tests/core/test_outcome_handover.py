@@ -8,9 +8,10 @@ from datetime import timedelta
 import pytest
 
 from db.models import Attempt, utcnow
+from tests.conftest import in_process_worker
 from tests.core.conftest import Fleet
-from tests.core.test_slot_refill import _agents_only_runtime
 from workers.agents.contracts import AgentResult
+from workers.constants import AGENT_QUEUE
 from workers.journal import AGENT
 from workers.pipeline.agent_step import RENEWALS_MISSED, hand_over_kept
 from workers.pipeline.job import fingerprint
@@ -37,7 +38,7 @@ def test_only_an_outcome_whose_holder_is_gone_is_handed_over(fleet: Fleet, monke
     fleet.sample_repo()
     for n in range(4):
         fleet.submit("--repo", "calc", "--title", f"t{n}", "--attempts", "1", "--agent-cmd", "true")
-    runtime = _agents_only_runtime(fleet, monkeypatch)
+    runtime = in_process_worker(fleet, monkeypatch, AGENT_QUEUE)
     renewed, missed = runtime.settings.lease_seconds, runtime.settings.heartbeat_seconds * (RENEWALS_MISSED + 1)
     with fleet.db().session() as s:
         held, orphaned, stale, stored = ids = sorted(a.id for a in s.query(Attempt))
