@@ -22,6 +22,7 @@ The environment is the caller's allow-list (workers/agents/base.py agent_env, ve
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import subprocess
 import sys
@@ -33,6 +34,8 @@ from pathlib import Path
 from system.files import program_on
 from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT, copy_slot
 from system.seccomp import SeccompUnavailable, filter_program
+
+log = logging.getLogger(__name__)
 
 NETWORK_CHOICES = ("none", "on")
 AUTO = "auto"
@@ -108,10 +111,11 @@ _probing = threading.Lock()  # one probe at a time: the threads that ask meanwhi
 
 
 def sandbox_problem(exe: str) -> str | None:
-    """None when `exe` can start a hardened sandbox on this machine (containers often forbid user namespaces).
+    """Why `exe` cannot start a hardened sandbox on this machine (containers often forbid user namespaces), or None.
 
     Asked once per program. A probe that could not run (no process to spare, too slow on a loaded machine) is no
-    answer: it is this call's problem only, and the next call probes again."""
+    answer, and never a reason to go without a sandbox: the command runs sandboxed (where bubblewrap then fails,
+    the command fails with bubblewrap's own error), and the next call probes again."""
     with _probing:
         if exe in _probed:
             return _probed[exe]
@@ -119,7 +123,8 @@ def sandbox_problem(exe: str) -> str | None:
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return str(exc)
+            log.warning("the sandbox probe could not run (%s); this command runs sandboxed all the same", exc)
+            return None
         problem = None if done.returncode == 0 else (done.stderr.strip() or f"exit code {done.returncode}")
         _probed[exe] = problem
         return problem
