@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from system.command_wait import OutputPipe, wait_reading
@@ -128,10 +128,19 @@ class ProcessResult:
     cancelled: bool = False
     not_found: bool = False
     output_bytes: int = 0
+    sandbox_failed: bool = False  # its sandbox never started the command: bubblewrap's own error is the output
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and not (self.timed_out or self.cancelled or self.not_found)
+        return self.exit_code == 0 and not (self.timed_out or self.cancelled or self.not_found or self.sandbox_failed)
+
+    @property
+    def sandbox_error(self) -> str | None:
+        """Why the command's sandbox never started it (bubblewrap's last line), or None when it did."""
+        if not self.sandbox_failed:
+            return None
+        said = self.output.strip().splitlines()[-1:] or ["no output"]
+        return f"the sandbox could not start the command: {said[0]}"
 
 
 class BoundedOutput:
@@ -208,7 +217,8 @@ def run_process(
     """
     started = time.monotonic()
     command = Command(argv, cwd, env, stdin, tuple(pass_fds), tuple(join_cgroups), limits)
-    spawned, sandbox = _start_confined(command, timeout) if is_confined(argv) else (_start(command), None)
+    confined = is_confined(argv)
+    spawned, sandbox = _start_confined(command, timeout) if confined else (_start(command), None)
     if isinstance(spawned, ProcessResult):
         return spawned
     try:
@@ -217,6 +227,8 @@ def run_process(
         if sandbox is not None:
             os.close(sandbox)
         raise
+    if confined and sandbox is None:  # bubblewrap exited before its sandbox ran the command: it says why
+        return replace(result, sandbox_failed=True)
     if sandbox is not None and not wait_sandbox_end(sandbox):  # nothing it started runs on after this
         log.warning("a sandbox's processes were not all ended %gs after its command", END_SECONDS)
     return result
@@ -263,7 +275,7 @@ def _start_confined(command: Command, timeout: float) -> tuple[subprocess.Popen[
     except SandboxStartFailed as exc:
         if isinstance(proc, subprocess.Popen):
             _abandon(proc)
-        return ProcessResult(None, str(exc), time.monotonic() - started), None
+        return ProcessResult(None, str(exc), time.monotonic() - started, sandbox_failed=True), None
     except BaseException:
         if isinstance(proc, subprocess.Popen):
             _abandon(proc)

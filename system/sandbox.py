@@ -108,6 +108,7 @@ def _bwrap(path_var: str | None) -> str | None:
 
 _probed: dict[str, str | None] = {}  # each program's answer, once it gave one
 _probing = threading.Lock()  # one probe at a time: the threads that ask meanwhile share its answer
+_probes_done: dict[str, int] = {}  # each program's probes ended: a call that waited through one takes its answer
 
 
 def sandbox_problem(exe: str) -> str | None:
@@ -116,13 +117,17 @@ def sandbox_problem(exe: str) -> str | None:
     Asked once per program. A probe that could not run (no process to spare, too slow on a loaded machine) is no
     answer, and never a reason to go without a sandbox: the command runs sandboxed (where bubblewrap then fails,
     the command fails with bubblewrap's own error), and the next call probes again."""
+    asked_after = _probes_done.get(exe, 0)
     with _probing:
         if exe in _probed:
             return _probed[exe]
+        if _probes_done.get(exe, 0) != asked_after:
+            return None  # a probe ended while this call waited, and could not answer either
         argv = [exe, *HARDENING, *_system_binds(), "--dev", "/dev", "--proc", "/proc", "--unshare-net", "true"]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
+            _probes_done[exe] = asked_after + 1
             log.warning("the sandbox probe could not run (%s); this command runs sandboxed all the same", exc)
             return None
         problem = None if done.returncode == 0 else (done.stderr.strip() or f"exit code {done.returncode}")

@@ -218,6 +218,8 @@ def _collect(proc: ProcessResult, command: str, timeout: float, report_dir: Path
 
 
 def _error(proc: ProcessResult, command: str, timeout: float) -> str | None:
+    if proc.sandbox_failed:
+        return proc.sandbox_error
     if proc.not_found:
         return f"cannot start the test command: {proc.output}"
     if proc.cancelled:

@@ -22,7 +22,7 @@ def test_a_probe_that_timed_out_leaves_the_sandbox_on_and_the_next_call_probes_a
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sandbox, "PROBE_TIMEOUT", 0.2)
-    exe = _program(tmp_path / "bwrap", "sleep 5")
+    exe = _program(tmp_path / "bwrap", "exec sleep 5")
     assert sandbox.sandbox_problem(exe) is None  # a loaded machine: no answer, and no way out of the sandbox
     _program(tmp_path / "bwrap", 'echo "user namespaces are off" >&2; exit 1')
     assert sandbox.sandbox_problem(exe) == "user namespaces are off"  # asked again: this time it answered
@@ -32,7 +32,7 @@ def test_an_agent_whose_probe_could_not_run_still_gets_its_sandbox(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sandbox, "PROBE_TIMEOUT", 0.2)
-    _program(tmp_path / "bwrap", "sleep 5")
+    _program(tmp_path / "bwrap", "exec sleep 5")
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     assert sandbox.bwrap_missing() is None  # None: the agent runs in its sandbox, with no warning to go without
 
@@ -55,3 +55,19 @@ def test_threads_that_ask_at_once_share_one_probe(tmp_path: Path) -> None:
         thread.join()
     assert answers == [None] * 4
     assert runs.read_text().splitlines() == ["run"]
+
+
+def test_threads_that_waited_through_a_probe_that_could_not_run_do_not_each_run_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sandbox, "PROBE_TIMEOUT", 0.3)
+    runs = tmp_path / "runs"
+    exe = _program(tmp_path / "bwrap", f"echo run >> {runs}; exec sleep 5")
+    answers: list[str | None] = []
+    threads = [threading.Thread(target=lambda: answers.append(sandbox.sandbox_problem(exe))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [None] * 4
+    assert runs.read_text().splitlines() == ["run"]  # one probe of 0.3 s, where four ran one after another

@@ -302,3 +302,27 @@ def _cmdline_has(process: Path, marker: str) -> bool:
     with contextlib.suppress(OSError):
         return marker.encode() in (process / "cmdline").read_bytes()
     return False
+
+
+def _unstartable(tmp_path: Path) -> tuple[str, ...]:
+    """A sandbox bubblewrap gives up on before making it, as where it cannot create namespaces (here: an option
+    it does not know, which it checks at the same point)."""
+    bwrap, *rest = _confined(tmp_path)
+    return (bwrap, "--no-such-option", *rest)
+
+
+def test_a_sandbox_that_never_started_its_command_says_so_in_bubblewraps_words(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    result = run_process([*_unstartable(tmp_path), "/bin/sh", "-c", f"touch {marker}"], cwd=tmp_path, env=ENV,
+                         timeout=30)  # fmt: skip
+    assert not marker.exists()
+    assert result.sandbox_failed and not result.ok
+    assert result.sandbox_error is not None and "no-such-option" in result.sandbox_error, result.output
+
+
+def test_tests_whose_sandbox_never_started_are_an_error_not_a_failure(tmp_path: Path) -> None:
+    """Else a test command judged by its exit code failed at the base commit, and every diff would pass it."""
+    from verification.runner import run_tests
+
+    run = run_tests(tmp_path, "true", timeout=30, report_dir=tmp_path / "reports", wrapper=_unstartable(tmp_path))
+    assert run.error is not None and run.error.startswith("the sandbox could not start the command"), run.output

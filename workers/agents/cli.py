@@ -96,7 +96,9 @@ class CliAgent:
 
     def _to_result(self, result: ProcessResult, usage: Usage, name: str, timeout: float) -> AgentResult:
         error = f"{name} reported an error: {usage.error}" if usage.error else None
-        if result.not_found:
+        if result.sandbox_failed:
+            error = result.sandbox_error
+        elif result.not_found:
             error = self.not_found_message(name)
         elif result.timed_out:
             error = f"{name} timed out after {timeout:g}s"

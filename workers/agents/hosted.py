@@ -83,7 +83,9 @@ class HostedAgent:
         ended = process.exit_code == 0 and not (process.timed_out or process.cancelled)
         reported = _read_result(result_file, 4 * self.options.transcript_limit + 65_536) if ended else None
         error = None
-        if process.timed_out:
+        if process.sandbox_failed:
+            error = process.sandbox_error
+        elif process.timed_out:
             error = f"agent timed out after {timeout:g}s"
         elif process.cancelled:
             error = "agent cancelled"

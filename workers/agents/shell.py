@@ -49,7 +49,7 @@ def resolve_program(name: str, search_path: str) -> str | None:
 
 
 def _to_agent_result(result: ProcessResult, program: str, timeout: float) -> AgentResult:
-    error = None
+    error = result.sandbox_error
     if result.not_found:
         error = f"agent command not found: {program}"
     elif result.timed_out:
