@@ -7,7 +7,8 @@
    with one run of K finished attempts, each attempt with its verification and two events per ticket.
 2. CLI: `fleet --help`, `fleet tickets`, `fleet status`, `fleet show ID` as separate processes, wall time
    min/median/max over --runs runs; with --baseline, the same commands of another commit's checkout on the same
-   history (built again under its schema), interleaved.
+   history (built again under its schema), interleaved. The parts below then run for each code in turn, each on
+   its own history, their figures named "(this)" and "(baseline)".
 3. Web: `fleet web` in its own process; the Fleet page, the tickets list (first page, a filtered page, the page
    after), a ticket page, /api/tickets and /metrics, each requested --runs x 3 times: p50/p95.
 4. The live view: --sse-clients browsers on the Fleet page (its two event streams each) and on a ticket page, for
@@ -262,7 +263,7 @@ def main() -> None:
     parser.add_argument("--sse-clients", type=int, default=100)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--baseline", default="", help="a checkout of another commit: its CLI is timed alongside")
+    parser.add_argument("--baseline", default="", help="a checkout of another commit, measured alongside")
     parser.add_argument("--skip", default="", help="parts to leave out: web,sse,batch")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -284,15 +285,20 @@ def main() -> None:
         envs = {"this": env}
         if args.baseline:  # the same history under the baseline's own schema, for its CLI
             envs["baseline"] = make_env(work / "home-baseline", args.database) | {"PYTHONPATH": args.baseline}
-        for each in envs.values():
+        for label, each in envs.items():
             fleet(each, "repo", "add", "bench", str(repo), "--test-cmd", "true", cwd=work)
-            emit("history", build_history(each, args.tickets, args.attempts_per_ticket))
+            emit(
+                "history" + (f" ({label})" if args.baseline else ""),
+                build_history(each, args.tickets, args.attempts_per_ticket),
+            )
         ticket = args.tickets // 2
         emit("cli", cli_times(envs, args.runs, work, ticket))
-        if "web" not in args.skip or "sse" not in args.skip:
-            web_parts(env, work, args, ticket, emit)
-        if args.batch and "batch" not in args.skip:
-            emit("batch_submit", batch_submit(env, work, args.batch))
+        for label, each in envs.items():  # with a baseline, each part of each code is named by its code
+            suffix = f" ({label})" if args.baseline else ""
+            if "web" not in args.skip or "sse" not in args.skip:
+                web_parts(each, work, args, ticket, lambda key, value, named=suffix: emit(key + named, value))
+            if args.batch and "batch" not in args.skip:
+                emit("batch_submit" + suffix, batch_submit(each, work, args.batch))
     out = RESULTS / f"scale-{args.database}-{datetime.now(UTC).strftime('%Y-%m-%dT%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2))
     print(f"results written to {out.relative_to(ROOT)}")

@@ -52,7 +52,11 @@ class Repo(Base):
 
 class Ticket(Base):
     __tablename__ = "tickets"
-    __table_args__ = (Index("ix_tickets_status_id", "status", "id"), Index("ix_tickets_repo_id", "repo_id", "id"))
+    __table_args__ = (
+        Index("ix_tickets_status_id", "status", "id"),
+        Index("ix_tickets_repo_id", "repo_id", "id"),
+        Index("ix_tickets_status_updated", "status", "updated_at"),  # the review backlog, from the index alone
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     repo_id: Mapped[int] = mapped_column(ForeignKey("repos.id"))

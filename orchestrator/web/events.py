@@ -23,6 +23,7 @@ KEEPALIVE_SECONDS = 15.0
 FLEET_EVERY_SECONDS = 3.0
 FLEET_AT_LEAST_SECONDS = 60.0
 MAX_WATCHED = 500
+MIN_SLEEP_SECONDS = 0.05
 
 
 def sse(event: str, data: Any) -> str:
@@ -30,9 +31,11 @@ def sse(event: str, data: Any) -> str:
 
 
 class Watch(Protocol):
-    """One stream's view: the shared question it asks (a key and how to read it) and what it makes of the answer."""
+    """One stream's view: the shared question it asks (a key, how to read it, and how often) and what it makes of
+    the answer."""
 
     key: Hashable
+    every: float  # seconds between two asks
 
     def read(self) -> Any: ...
 
@@ -46,6 +49,7 @@ class TicketWatch:
     def __init__(self, state: WebState, ticket_id: int) -> None:
         self.state, self.ticket_id = state, ticket_id
         self.key: Hashable = ("ticket", ticket_id)
+        self.every = state.poll_seconds
         self.last: Any = None
         self.transcripts: dict[int, str] = {}
 
@@ -77,6 +81,7 @@ class ListWatch:
     def __init__(self, state: WebState, ticket_ids: list[int], newest: int) -> None:
         self.state, self.ids, self.newest = state, ticket_ids, newest
         self.key: Hashable = ("list", tuple(ticket_ids))
+        self.every = state.poll_seconds
         self.last: dict[int, tuple[str, str]] = {}
 
     def read(self) -> tuple[dict[int, tuple[str, str]], int]:
@@ -99,11 +104,13 @@ class ListWatch:
 
 class FleetWatch:
     """A 'fleet' event when the fleet's figures changed (tickets or attempts moved, a verdict, a worker came or
-    went), at most every few seconds and at least every minute (the page's ages and elapsed times grow)."""
+    went), at most every few seconds and at least every minute (the page's ages and elapsed times grow). Asked
+    no more often than it may answer: its fingerprint counts every ticket by status."""
 
     def __init__(self, state: WebState) -> None:
         self.state = state
         self.key: Hashable = ("fleet",)
+        self.every = max(state.poll_seconds, FLEET_EVERY_SECONDS)
         self.last: Any = None
         self.next, self.stale = 0.0, 0.0
 
@@ -125,6 +132,7 @@ class ReviewWatch:
     def __init__(self, state: WebState) -> None:
         self.state = state
         self.key: Hashable = ("review",)
+        self.every = state.poll_seconds
         self.last: int | None = None
 
     def read(self) -> int:
@@ -139,14 +147,14 @@ class ReviewWatch:
 
 
 async def stream(request: Request, state: WebState, watch: Watch) -> AsyncIterator[str]:
-    """Ask every poll_seconds for sse_seconds, then end (EventSource reconnects by itself).
+    """Ask every watch.every seconds for sse_seconds, then end (EventSource reconnects by itself).
 
     The database answers each question once per interval for every stream asking it, in one worker thread
     (state.answers)."""
     yield "retry: 1000\n\n"
     ends, keepalive = time.monotonic() + state.sse_seconds, time.monotonic() + KEEPALIVE_SECONDS
     while time.monotonic() < ends:
-        found = await state.answers.ask(watch.key, watch.read, state.poll_seconds)
+        found = await state.answers.ask(watch.key, watch.read, watch.every)
         for message in watch.answer(found):
             yield message
         if time.monotonic() > keepalive:
@@ -154,7 +162,9 @@ async def stream(request: Request, state: WebState, watch: Watch) -> AsyncIterat
             yield ": keepalive\n\n"
         if await request.is_disconnected():
             return
-        await asyncio.sleep(state.poll_seconds)
+        # Until the shared answer goes stale: every stream of a question then asks just after the same read.
+        until_stale = max(MIN_SLEEP_SECONDS, watch.every - state.answers.age(watch.key))
+        await asyncio.sleep(min(until_stale, max(0.0, ends - time.monotonic())))
 
 
 def respond(request: Request, state: WebState, watch: Watch) -> StreamingResponse:

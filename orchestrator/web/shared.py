@@ -55,6 +55,12 @@ class SharedAnswers:
             return True, found[1]
         return False, None
 
+    def age(self, key: Hashable) -> float:
+        """Seconds since the question was last answered (infinite when it never was, or was forgotten)."""
+        with self._guard:
+            found = self._answers.get(key)
+        return float("inf") if found is None else time.monotonic() - found[0]
+
     def read(self, key: Hashable, read: Callable[[], Any], max_age: float) -> Any:
         """The answer, read now unless another caller read it while this one waited for the question's lock."""
         with self._guard:

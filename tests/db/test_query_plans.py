@@ -157,6 +157,16 @@ def test_metrics_read_their_running_totals_not_the_history(db: Database) -> None
     assert "metric_totals" in plan and not [table for table in (*HISTORY, "tickets") if f" {table}" in plan], plan
 
 
+def test_the_review_backlog_is_read_from_an_index_alone(db: Database) -> None:
+    """Every page's review badge asks it once a second: its count and its oldest wait come from the index, without
+    reading each waiting ticket's row."""
+    with capture(db) as seen, db.session() as s:
+        dashboard.review_backlog(s)
+    [plan] = plans(db, seen)
+    print(plan)
+    assert "COVERING INDEX" in plan or "Index Only Scan" in plan, plan
+
+
 def test_the_agent_tables_runs_count_and_sum_their_own_attempts(db: Database) -> None:
     with db.session() as s:
         second = queries.add_attempt(s, queries.load_ticket_tree(s, 1).runs[0], "again")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
+
+from db import dashboard
 from tests.web.conftest import Web
 
 CSRF = re.compile(r'name="csrf" value="([^"]*)"')
@@ -181,6 +184,24 @@ def test_sse_streams(web: Web) -> None:
     with client.stream("GET", "/events/fleet", headers=h) as stream:
         assert "event: fleet" in "".join(stream.iter_text())
     assert client.get("/events/tickets?ids=1;drop", headers=h).status_code == 422
+
+
+def test_the_fleet_pages_stream_reads_the_fleet_no_more_often_than_it_may_tell_of_a_change(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its fingerprint counts every ticket by status, and its event goes out at most every few seconds: read
+    every poll (0.1 s here) through a 0.8 s stream, it was read eight times for one event."""
+    reads: list[int] = []
+    fingerprint = dashboard.fleet_fingerprint
+
+    def counted(s: Any) -> Any:
+        reads.append(1)
+        return fingerprint(s)
+
+    monkeypatch.setattr(dashboard, "fleet_fingerprint", counted)
+    with web.client().stream("GET", "/events/fleet", headers=web.headers("viewer")) as stream:
+        assert "event: fleet" in "".join(stream.iter_text())
+    assert len(reads) <= 1  # none when another stream's answer of the last few seconds was still fresh
 
 
 def test_metrics_in_prometheus_text_format(web: Web) -> None:

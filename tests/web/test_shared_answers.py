@@ -97,3 +97,10 @@ def test_a_stream_that_goes_away_does_not_stop_the_read_the_others_wait_for() ->
 
     assert asyncio.run(streams()) == 1
     assert len(reads) == 1
+
+
+def test_an_answers_age_tells_a_stream_when_to_ask_again() -> None:
+    answers = SharedAnswers()
+    assert answers.age("fleet") == float("inf")  # never asked: ask at once
+    asyncio.run(answers.ask("fleet", lambda: 1, 60.0))
+    assert 0.0 <= answers.age("fleet") < 60.0
