@@ -44,9 +44,18 @@ def test_a_program_that_answered_is_not_asked_again(tmp_path: Path) -> None:
     assert sandbox.sandbox_problem(exe) == "user namespaces are off"
 
 
-def test_threads_that_ask_at_once_share_one_probe(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("ending", "timeout"),
+    [("sleep 0.3; exit 0", sandbox.PROBE_TIMEOUT), ("exec sleep 5", 0.3)],
+    ids=["answered", "could not run"],
+)
+def test_threads_that_ask_at_once_share_one_probe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ending: str, timeout: float
+) -> None:
+    """Answered or not: where threads that waited through a probe that could not run each ran one, in turn."""
+    monkeypatch.setattr(sandbox, "PROBE_TIMEOUT", timeout)
     runs = tmp_path / "runs"
-    exe = _program(tmp_path / "bwrap", f"echo run >> {runs}; sleep 0.3; exit 0")
+    exe = _program(tmp_path / "bwrap", f"echo run >> {runs}; {ending}")
     answers: list[str | None] = []
     threads = [threading.Thread(target=lambda: answers.append(sandbox.sandbox_problem(exe))) for _ in range(4)]
     for thread in threads:
@@ -55,19 +64,3 @@ def test_threads_that_ask_at_once_share_one_probe(tmp_path: Path) -> None:
         thread.join()
     assert answers == [None] * 4
     assert runs.read_text().splitlines() == ["run"]
-
-
-def test_threads_that_waited_through_a_probe_that_could_not_run_do_not_each_run_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sandbox, "PROBE_TIMEOUT", 0.3)
-    runs = tmp_path / "runs"
-    exe = _program(tmp_path / "bwrap", f"echo run >> {runs}; exec sleep 5")
-    answers: list[str | None] = []
-    threads = [threading.Thread(target=lambda: answers.append(sandbox.sandbox_problem(exe))) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert answers == [None] * 4
-    assert runs.read_text().splitlines() == ["run"]  # one probe of 0.3 s, where four ran one after another
