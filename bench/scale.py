@@ -283,7 +283,7 @@ def main() -> None:
                                                                         "commit", "-qm", "base"]):  # fmt: skip
             subprocess.run(["git", *git_args], cwd=repo, check=True)
         envs = {"this": env}
-        if args.baseline:  # the same history under the baseline's own schema, for its CLI
+        if args.baseline:  # the same history under the baseline's own schema, for each part of the baseline
             envs["baseline"] = make_env(work / "home-baseline", args.database) | {"PYTHONPATH": args.baseline}
         for label, each in envs.items():
             fleet(each, "repo", "add", "bench", str(repo), "--test-cmd", "true", cwd=work)

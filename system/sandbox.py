@@ -115,8 +115,8 @@ def sandbox_problem(exe: str) -> str | None:
     """Why `exe` cannot start a hardened sandbox on this machine (containers often forbid user namespaces), or None.
 
     Asked once per program. A probe that could not run (no process to spare, too slow on a loaded machine) is no
-    answer, and never a reason to go without a sandbox: the command runs sandboxed (where bubblewrap then fails,
-    the command fails with bubblewrap's own error), and the next call probes again."""
+    answer, and never a reason to go without a sandbox: the command runs sandboxed (where bubblewrap then gives
+    up, the run is `sandbox_failed`, an error in bubblewrap's words), and the next call probes again."""
     asked_after = _probes_done.get(exe, 0)
     with _probing:
         if exe in _probed:

@@ -49,8 +49,10 @@ def resolve_program(name: str, search_path: str) -> str | None:
 
 
 def _to_agent_result(result: ProcessResult, program: str, timeout: float) -> AgentResult:
-    error = result.sandbox_error
-    if result.not_found:
+    error = None
+    if result.sandbox_failed:
+        error = result.sandbox_error
+    elif result.not_found:
         error = f"agent command not found: {program}"
     elif result.timed_out:
         error = f"agent timed out after {timeout:g}s"
