@@ -46,6 +46,8 @@ TESTS_MISSING = "tests ran without a sandbox (bubblewrap is not installed)"
 TESTS_BROKEN = "tests ran without a sandbox (bubblewrap cannot create one here: {})"
 NO_SECCOMP = "the sandbox has no seccomp filter ({})"
 PROBE_TIMEOUT = 10.0
+# What bubblewrap says when the machine was short of processes or memory at that moment: no answer about the machine.
+SHORT_OF_RESOURCES = ("Resource temporarily unavailable", "Cannot allocate memory")
 
 SYSTEM = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # Readable by root alone, and a root worker's sandbox is root in its own namespace: covered.
@@ -114,9 +116,11 @@ _probes_done: dict[str, int] = {}  # each program's probes ended: a call that wa
 def sandbox_problem(exe: str) -> str | None:
     """Why `exe` cannot start a hardened sandbox on this machine (containers often forbid user namespaces), or None.
 
-    Asked once per program. A probe that could not run (no process to spare, too slow on a loaded machine) is no
-    answer, and never a reason to go without a sandbox: the command runs sandboxed (where bubblewrap then gives
-    up, the run is `sandbox_failed`, an error in bubblewrap's words), and the next call probes again."""
+    Asked once per program. A probe that could not run (no process to spare, too slow on a loaded machine), or that
+    bubblewrap ended for want of processes or memory at that moment (EAGAIN, ENOMEM: an agent that used up its
+    user's processes, say), is no answer, and never a reason to go without a sandbox: the command runs sandboxed
+    (where bubblewrap then gives up, the run is `sandbox_failed`, an error in bubblewrap's words), and the next
+    call probes again."""
     asked_after = _probes_done.get(exe, 0)
     with _probing:
         if exe in _probed:
@@ -131,6 +135,12 @@ def sandbox_problem(exe: str) -> str | None:
             log.warning("the sandbox probe could not run (%s); this command runs sandboxed all the same", exc)
             return None
         problem = None if done.returncode == 0 else (done.stderr.strip() or f"exit code {done.returncode}")
+        if problem is not None and any(reason in problem for reason in SHORT_OF_RESOURCES):
+            _probes_done[exe] = asked_after + 1
+            log.warning(
+                "the sandbox probe was short of resources (%s); this command runs sandboxed all the same", problem
+            )
+            return None
         _probed[exe] = problem
         return problem
 

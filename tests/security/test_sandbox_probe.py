@@ -4,6 +4,7 @@ and is asked again."""
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -26,6 +27,18 @@ def test_a_probe_that_timed_out_leaves_the_sandbox_on_and_the_next_call_probes_a
     assert sandbox.sandbox_problem(exe) is None  # a loaded machine: no answer, and no way out of the sandbox
     _program(tmp_path / "bwrap", 'echo "user namespaces are off" >&2; exit 1')
     assert sandbox.sandbox_problem(exe) == "user namespaces are off"  # asked again: this time it answered
+
+
+def test_a_probe_bubblewrap_ended_for_want_of_processes_is_no_answer_and_is_asked_again(tmp_path: Path) -> None:
+    """Where "Resource temporarily unavailable" was kept as the machine's answer: every agent then ran unsandboxed."""
+    real = shutil.which("bwrap")
+    if real is None or os.geteuid() != 0:
+        pytest.skip("needs bubblewrap, and root to run it as another user with one process allowed")
+    one_process = "setpriv --reuid=65534 --regid=65534 --clear-groups prlimit --nproc=1"
+    exe = _program(tmp_path / "bwrap", f'exec {one_process} {real} "$@"')  # its clone() fails with EAGAIN
+    assert sandbox.sandbox_problem(exe) is None
+    _program(tmp_path / "bwrap", 'echo "user namespaces are off" >&2; exit 1')
+    assert sandbox.sandbox_problem(exe) == "user namespaces are off"
 
 
 def test_an_agent_whose_probe_could_not_run_still_gets_its_sandbox(
