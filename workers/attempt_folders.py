@@ -7,14 +7,17 @@ worker made. So a concluded attempt's folder is renamed to a spare, emptied of a
 renamed to the next attempt's; the prompt file is kept too, and written over (system/files.py write_over).
 
 Only a folder whose every command ran sandboxed is kept: bubblewrap's process namespace ends each one with its
-sandbox, so nothing still running writes there when the next attempt gets it. What the sandboxed code left is
-hostile: a skeleton entry is kept only as the worker made it (a small folder, or a file with no other name; not a
-link; the worker's own; the mode it was made with; the attempt folder's inode flags, which chattr sets; no
-extended attributes such as ACLs); anything else is removed, so no attempt finds in its folder anything an earlier
-one put there, names included, and the kept prompt is written over before its agent starts. The run of every
-sandboxed command returns only once the kernel has ended all its sandbox's processes (system/sandbox_start.py
-wait_sandbox_end), so none still runs while its folder is emptied. Spares are kept and deleted as
-workers/spares.py says.
+sandbox, so nothing still running writes there when the next attempt gets it. Before any command of an attempt runs
+without a sandbox, its folder is marked (UNCONFINED), and a marked folder is deleted: what decides is how the
+commands ran, not whether a sandbox could start when the attempt ended (bubblewrap installed meanwhile, say).
+
+What the sandboxed code left is hostile: a skeleton entry is kept only as the worker made it (a small folder, or a
+file with no other name; not a link; the worker's own; the mode it was made with; the attempt folder's inode flags,
+which chattr sets; no extended attributes such as ACLs); anything else is removed, so no attempt finds in its
+folder anything an earlier one put there, names included, and the kept prompt is written over before its agent
+starts. The run of every sandboxed command returns only once the kernel has ended all its sandbox's processes
+(system/sandbox_start.py wait_sandbox_end), so none still runs while its folder is emptied. Spares are kept and
+deleted as workers/spares.py says.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ SKELETON: Skeleton = {
     "home": {".cache": {}},  # the agent's HOME and XDG_CACHE_HOME
     "candidate": {"home": {}, "tmp": {}},  # the verification's reports, and its tests' HOME and TMPDIR
 }
+UNCONFINED = ".unconfined"  # in an attempt's folder: one of its commands ran (or is about to run) unsandboxed
 
 
 class AttemptFolders:
@@ -54,9 +58,14 @@ class AttemptFolders:
             path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def discard(self, attempt_id: int, reuse: bool) -> None:
-        """Delete the attempt's folder, or with reuse (its commands all ran sandboxed), keep it emptied as a spare."""
+    def mark_unconfined(self, attempt_id: int) -> None:
+        """Before a command of the attempt runs without a sandbox: its folder will not serve another attempt."""
+        (self.folder(attempt_id) / UNCONFINED).touch()
+
+    def discard(self, attempt_id: int) -> None:
+        """Delete the attempt's folder, or when none of its commands ran unsandboxed, keep it emptied as a spare."""
         path = self.root / str(attempt_id)
+        reuse = path.is_dir() and not (path / UNCONFINED).exists()
         if not (reuse and self.spares.keep(path, _empty_to_skeleton)):
             with contextlib.suppress(OSError):  # else left for `fleet gc`
                 remove_tree(path)

@@ -241,10 +241,10 @@ class WorkerRuntime:
     def remember_baseline(self, key: str, result: dict[str, Any], baseline_id: int) -> None:
         self._baselines.put(key, (result, baseline_id))
 
-    def discard_attempt_dir(self, attempt_id: int, reuse: bool) -> None:
-        """The prompt file, reports and journal entries are in the database now; the folders must not grow. With
-        reuse (every command of the attempt ran sandboxed), the folder is kept emptied for a next attempt."""
-        self.attempt_folders.discard(attempt_id, reuse)
+    def discard_attempt_dir(self, attempt_id: int) -> None:
+        """The prompt file, reports and journal entries are in the database now; the folders must not grow. When
+        every command of the attempt ran sandboxed, the folder is kept emptied for a next attempt."""
+        self.attempt_folders.discard(attempt_id)
         self.journal.drop(attempt_id)
 
     def hand_back(self) -> None:

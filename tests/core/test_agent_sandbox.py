@@ -146,7 +146,7 @@ def test_a_repo_can_turn_the_sandbox_off_and_the_warning_is_recorded(embedded: F
     repo = fleet.sample_repo()
     fleet.run("repo", "add", "open", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--no-agent-sandbox")
     outside = fleet.tmp / "written-from-outside"
-    agent = f"touch {shlex.quote(str(outside))} && {scripted('fix-add')}"
+    agent = f'touch {shlex.quote(str(outside))} && ls -A "${{FLEET_PROMPT_FILE%/agent/*}}" && {scripted("fix-add")}'
     [ticket] = fleet.submit(
         "--repo", "open", "--title", "add", "--body", ADD, "--agent-cmd", f"sh -c {shlex.quote(agent)}"
     )
@@ -158,7 +158,9 @@ def test_a_repo_can_turn_the_sandbox_off_and_the_warning_is_recorded(embedded: F
     assert warnings == [
         "attempt 1: the agent ran without a sandbox (turned off by the repository's agent_sandbox setting)"
     ]
-    assert "[fleet] the agent ran without a sandbox" in transcript(fleet, ticket["id"])
+    told = transcript(fleet, ticket["id"])
+    assert "[fleet] the agent ran without a sandbox" in told
+    assert ".unconfined" in told.split()  # its folder was marked before it ran: no later attempt gets the folder
 
 
 def test_without_bwrap_on_the_path_the_sandbox_is_reported_missing(

@@ -47,7 +47,7 @@ def test_a_sandboxed_attempts_folder_is_the_next_ones_with_only_empty_skeleton_f
     first = folders.folder(1)
     _used(first)
     home = (first / "home").stat().st_ino
-    folders.discard(1, reuse=True)
+    folders.discard(1)
     assert not first.exists()
     second = folders.folder(2)
     assert (second / "home").stat().st_ino == home  # the same folders: none made for the second attempt
@@ -57,9 +57,12 @@ def test_a_sandboxed_attempts_folder_is_the_next_ones_with_only_empty_skeleton_f
 
 
 def test_an_unsandboxed_attempts_folder_is_deleted(tmp_path: Path) -> None:
+    """Marked before its unsandboxed command ran: where the folder's fate was decided at the attempt's end by whether
+    a sandbox could start then (bubblewrap installed meanwhile), it was kept, and a process still running wrote in."""
     folders = AttemptFolders(tmp_path)
     _used(folders.folder(1))
-    folders.discard(1, reuse=False)  # a process it started may still run and write there
+    folders.mark_unconfined(1)
+    folders.discard(1)  # a process it started may still run and write there
     assert list(tmp_path.iterdir()) == []
     assert _tree(folders.folder(2)) == []
 
@@ -78,7 +81,7 @@ def test_what_hostile_code_changed_is_removed_never_followed(tmp_path: Path) -> 
     os.setxattr(first / "candidate" / "home", "user.note", b"from attempt 1")
     os.mkfifo(first / "home" / "pipe")
     os.link(first / "agent" / "prompt.md", outside / "alias")  # a second name, which writing the prompt would reach
-    folders.discard(1, reuse=True)
+    folders.discard(1)
     second = folders.folder(2)
     assert _tree(second) == ["agent", "candidate", "candidate/tmp", "home"]
     assert _tree(outside) == ["alias", "keep.txt"] and (outside / "alias").read_text() == "fix it"
@@ -87,11 +90,11 @@ def test_what_hostile_code_changed_is_removed_never_followed(tmp_path: Path) -> 
 def test_spares_of_a_stopped_worker_are_removed_and_a_removed_spare_is_no_loss(tmp_path: Path) -> None:
     stopped, running = AttemptFolders(tmp_path), AttemptFolders(tmp_path)
     _used(stopped.folder(1))
-    stopped.discard(1, reuse=True)
+    stopped.discard(1)
     [old] = tmp_path.iterdir()
     os.utime(old, (0, 0))  # idle since long ago
     _used(running.folder(2))
-    running.discard(2, reuse=True)
+    running.discard(2)
     [fresh] = set(tmp_path.iterdir()) - {old}
     assert remove_stale(tmp_path, 3600) == 1
     assert list(tmp_path.iterdir()) == [fresh]
@@ -116,7 +119,7 @@ def test_a_folder_with_inode_flags_or_grown_large_is_made_anew(tmp_path: Path) -
     for n in range(400):
         (big / f"{n:04d}-{'x' * 40}").write_text("")
     inodes = {path: path.stat().st_ino for path in (cache, big, first / "home")}
-    folders.discard(1, reuse=True)
+    folders.discard(1)
     second = folders.folder(2)
     assert _tree(second) == [name for name in SKELETON if name not in ("home/.cache", "candidate/tmp")]
     assert (second / "home").stat().st_ino == inodes[first / "home"]

@@ -23,6 +23,7 @@ def agent_sandbox(
     model gateway's gate at gateway_port."""
     unsandboxed = why_unsandboxed(rt, job)
     if unsandboxed is not None:
+        rt.attempt_folders.mark_unconfined(job.attempt_id)
         return AgentSandbox(), unsandboxed
     command = job.agent_options.get("command", ())
     needs_network = bool(getattr(agent, "needs_network", False))

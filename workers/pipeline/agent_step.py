@@ -225,6 +225,8 @@ def _prepare_worktree(
         env |= scratch_env(scratch)
         readable = toolchain_roots(os.environ.get("PATH", os.defpath), [job.setup_cmd], declared_paths(rt, job))
         wrapper = confine(setup_view(path, scratch, readable, hidden_paths(rt, job)))
+    else:
+        rt.attempt_folders.mark_unconfined(job.attempt_id)
     environment = set_up_environment(
         path,
         job.setup_cmd,
@@ -283,7 +285,7 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> Unit | Non
             queries.advance(s, job.attempt_id, lease, AttemptStatus.CANCELLED, finished_at=utcnow(), **recorded)
             sends = scheduler.plan(s, rt.settings)  # the freed agent slot
         rt.dispatcher.send(sends)
-        rt.discard_attempt_dir(job.attempt_id, why_unsandboxed(rt, job) is None)
+        rt.discard_attempt_dir(job.attempt_id)
         return None
     if result.error:
         record_error(rt, job, lease, result.error, "", recorded)

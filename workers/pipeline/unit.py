@@ -18,7 +18,7 @@ from system.retry import retrying
 from verification.digest import environment_feedback
 from workers import scheduler
 from workers.journal import AGENT
-from workers.pipeline.job import Job, budgets_of, job_of, job_secrets, why_unsandboxed
+from workers.pipeline.job import Job, budgets_of, job_of, job_secrets
 from workers.pipeline.outcome import store_kept
 from workers.queue import broker_down
 from workers.runtime import WorkerRuntime
@@ -273,7 +273,7 @@ def conclude(rt: WorkerRuntime, job: Job, lease: queries.Lease, end: Conclusion)
         may_fill = queued_more or end.outcome.verdict == Verdict.ERROR
         sends = scheduler.plan(s, rt.settings) if may_fill else []
     rt.dispatcher.send(sends)
-    rt.discard_attempt_dir(job.attempt_id, why_unsandboxed(rt, job) is None)
+    rt.discard_attempt_dir(job.attempt_id)
 
 
 def fenced_off(job: Job) -> None:
