@@ -12,7 +12,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -21,6 +21,7 @@ from db import queries
 from db.engine import Database, log_failure
 from db.models import utcnow
 from system.cancel import Cancellation
+from system.files import remove_tree
 from system.mirror import ensure_mirror
 from system.settings import Settings
 from verification.envcache import EnvCache
@@ -38,6 +39,7 @@ from workers.worktree import WorktreePool
 
 log = logging.getLogger(__name__)
 CANCEL_CHECK_SECONDS = 1.0
+CLOSE_SECONDS = 30.0  # the most a stop waits for the gateway's start beside the worker's own
 # A commit seen in a mirror is trusted that long before git is asked again (a gc may prune unreachable ones).
 MIRROR_CHECK_SECONDS = 300.0
 MIRROR_CHECKS_KEPT = 1024
@@ -296,10 +298,26 @@ class WorkerRuntime:
         self.journal.spares.remove_all()
         self._stopped.set()
         self._heart.join(timeout=5.0)
+        self._close_servers()
         try:
             self._beat(stopped=True)
         except Exception:
             log.exception("could not record the worker's stop")
+
+    def _close_servers(self) -> None:
+        """Stop the model gateway's listener and the egress proxy, and remove the egress sockets' folder: a stopped
+        worker leaves no port open and nothing in /tmp (a later attempt in this process starts them anew)."""
+        if self.warming.is_alive():
+            self.warming.join(timeout=CLOSE_SECONDS)  # a listener starting now would be left open
+        for server in (self.gateway, self.egress):
+            try:
+                server.close()
+            except Exception:
+                log.exception("could not close the worker's %s", type(server).__name__)
+        if self._egress_root is not None:
+            with suppress(OSError):
+                remove_tree(self._egress_root)
+            self._egress_root = None
 
     def _beat(self, stopped: bool) -> None:
         with self.db.session() as s:

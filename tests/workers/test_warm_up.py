@@ -23,7 +23,20 @@ def test_a_worker_that_runs_agents_listens_on_its_gateway_before_its_first_attem
             pass
     finally:
         rt.stop()
-        rt.gateway.close()
+    with pytest.raises(ConnectionRefusedError):  # where a stopped worker left its gateway listening
+        socket.create_connection(("127.0.0.1", rt.gateway.port), timeout=5).close()
+
+
+def test_a_stopped_worker_leaves_no_egress_gate_or_socket_folder(
+    embedded: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = in_process_worker(embedded, monkeypatch, AGENT_QUEUE)
+    rt.start()
+    socket_path = rt.egress_socket(7)
+    rt.egress.open(socket_path, ["127.0.0.1:9"])
+    assert socket_path.exists()
+    rt.stop()
+    assert not socket_path.parent.parent.exists()  # where a stopped worker left its sockets' folder in /tmp
 
 
 def test_a_worker_that_only_verifies_starts_no_gateway(embedded: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,4 +71,3 @@ def test_a_gateway_that_fails_to_start_with_the_worker_is_logged_and_started_by_
         assert rt.gateway.port != 0
     finally:
         rt.stop()
-        rt.gateway.close()
