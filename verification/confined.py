@@ -1,4 +1,5 @@
-"""The tests of one diff, run confined (system/sandbox.py) and with pytest pinned to the base's configuration."""
+"""The tests of one diff and the setup before them, run confined (system/sandbox.py), the tests with pytest pinned to
+the base's configuration; a command that runs unsandboxed tells its spec first (going_unconfined)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ from system.files import remove_tree
 from system.sandbox import (
     bwrap_missing,
     confine,
+    scratch_env,
+    setup_view,
     toolchain_roots,
     unsandboxed_tests_warning,
     verification_view,
 )
 from verification.channel import PLUGIN_DIR
+from verification.environment import CacheUse, SetupFailed, copy_files, set_up_environment
 from verification.judge import Judgement
-from verification.runner import TestRun, run_tests
+from verification.runner import TestRun, run_tests, scrubbed_env
 
 if TYPE_CHECKING:
     from verification.verify import VerifySpec
@@ -41,8 +45,8 @@ def run_confined(
     show_runner: bool = False,
 ) -> TestRun:
     wrapper = _wrapper(checkout, spec, report_dir)
-    if wrapper is None and spec.sandbox:
-        return TestRun({}, None, False, "", 0.0, error=f"a sandbox is required but {unsandboxed_tests_warning()}")
+    if wrapper is None and (refused := going_unconfined(spec)) is not None:
+        return TestRun({}, None, False, "", 0.0, error=refused)
     run = run_tests(
         checkout,
         command,
@@ -59,6 +63,53 @@ def run_confined(
     if wrapper is None:
         run.warnings.append(SANDBOX_OFF if spec.sandbox is False else unsandboxed_tests_warning())
     return run
+
+
+def prepare(
+    checkout: Path,
+    spec: VerifySpec,
+    where: str,
+    cancelled: threading.Event | None,
+    report_dir: Path,
+    cached: bool = False,
+) -> None:
+    """Copy the repo's files in and set up its environment (from the cache when cached and allowed), in the
+    sandbox when the tests have one: the setup may build a diff's code."""
+    copy_files(spec.copy_files, checkout)
+    if not spec.setup_cmd:
+        return
+    env = scrubbed_env(spec.environment)
+    wrapper: tuple[str, ...] = ()
+    if sandboxed(spec):
+        scratch = report_dir / "setup"
+        env |= scratch_env(scratch)
+        wrapper = confine(setup_view(checkout, scratch, readable_roots(spec), spec.hidden))
+    elif (refused := going_unconfined(spec)) is not None:
+        raise SetupFailed(refused)
+    cache = None
+    if cached and spec.env_cache is not None:
+        copied = tuple(source for source, _ in spec.copy_files)
+        cache = CacheUse(spec.env_cache, "verify", copied, spec.env_key_files)
+    set_up_environment(
+        checkout,
+        spec.setup_cmd,
+        where=where,
+        timeout=spec.setup_timeout,
+        env=env,
+        cancelled=cancelled,
+        cache=cache,
+        wrapper=wrapper,
+    )
+
+
+def going_unconfined(spec: VerifySpec) -> str | None:
+    """Before a command of spec runs without a sandbox: why it may not (the spec requires one), else None, once
+    spec.on_unconfined was told (the worker marks the attempt's folder, which then serves no later attempt)."""
+    if spec.sandbox:
+        return f"a sandbox is required but {unsandboxed_tests_warning()}"
+    if spec.on_unconfined is not None:
+        spec.on_unconfined()
+    return None
 
 
 def _wrapper(checkout: Path, spec: VerifySpec, report_dir: Path) -> tuple[str, ...] | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -26,15 +26,10 @@ from typing import Any
 from db.lifecycle import Verdict
 from system.git import GitError, git
 from system.globs import matches_any
-from system.sandbox import (
-    confine,
-    scratch_env,
-    setup_view,
-)
-from verification.confined import readable_roots, rerun_suspects, run_confined, sandboxed, visible_rerun
+from verification.confined import prepare, rerun_suspects, run_confined, visible_rerun
 from verification.digest import environment_feedback, feedback_digest, is_hidden, targets_digest
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
-from verification.environment import CacheUse, SetupFailed, copy_files, set_up_environment
+from verification.environment import SetupFailed
 from verification.flags import assertion_inputs, assertion_literals, scan_diff
 from verification.guards import feedback_refused, gamed_reasons, startup_refusals
 from verification.judge import Judgement, judge, under_test_only
@@ -47,7 +42,7 @@ from verification.protect import (
     pytest_config,
     restore,
 )
-from verification.runner import TestRun, scrubbed_env
+from verification.runner import TestRun
 from verification.targets import credit_known
 
 HIDDEN_UNAPPLIED = "the hidden tests could not be added"
@@ -80,6 +75,7 @@ class VerifySpec:
     area: tuple[str, ...] = ()  # globs of the paths the ticket is about; changes elsewhere are flagged
     env_cache: EnvCache | None = None  # None: every checkout runs the setup afresh
     env_key_files: tuple[str, ...] = DEFAULT_KEY_FILES
+    on_unconfined: Callable[[], None] | None = None  # told before a command runs unsandboxed (confined.py)
 
     @property
     def environment(self) -> Mapping[str, str]:
@@ -128,41 +124,6 @@ def run_baseline(
     except SetupFailed as exc:
         return TestRun({}, None, False, "", 0.0, error=str(exc))
     return run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, _config(checkout, spec))
-
-
-def prepare(
-    checkout: Path,
-    spec: VerifySpec,
-    where: str,
-    cancelled: threading.Event | None,
-    report_dir: Path,
-    cached: bool = False,
-) -> None:
-    """Copy the repo's files in and set up its environment (from the cache when cached and allowed), in the
-    sandbox when the tests have one: the setup may build a diff's code."""
-    copy_files(spec.copy_files, checkout)
-    if not spec.setup_cmd:
-        return
-    env = scrubbed_env(spec.environment)
-    wrapper: tuple[str, ...] = ()
-    if sandboxed(spec):
-        scratch = report_dir / "setup"
-        env |= scratch_env(scratch)
-        wrapper = confine(setup_view(checkout, scratch, readable_roots(spec), spec.hidden))
-    cache = None
-    if cached and spec.env_cache is not None:
-        copied = tuple(source for source, _ in spec.copy_files)
-        cache = CacheUse(spec.env_cache, "verify", copied, spec.env_key_files)
-    set_up_environment(
-        checkout,
-        spec.setup_cmd,
-        where=where,
-        timeout=spec.setup_timeout,
-        env=env,
-        cancelled=cancelled,
-        cache=cache,
-        wrapper=wrapper,
-    )
 
 
 def verify_diff(

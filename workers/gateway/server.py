@@ -153,10 +153,12 @@ class ModelGateway:
         return gate
 
     def close(self) -> None:
-        """Stop serving and the loop's thread (gates still open stop serving; a later open() starts anew)."""
-        if self._server is not None and self._pid == os.getpid():
-            self.loop.call(self._stop())
-        self.loop.stop()
+        """Stop serving and the loop's thread (gates still open stop serving; a later open() starts anew). Waits
+        for a start in progress, which would otherwise leave its listener open."""
+        with self._starting:
+            if self._server is not None and self._pid == os.getpid():
+                self.loop.call(self._stop())
+            self.loop.stop()
 
     def client(self) -> httpx.AsyncClient:
         assert self._client is not None

@@ -7,6 +7,7 @@ failing tests are run at its parents too (once per commit, cached alike) to tell
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -95,6 +96,7 @@ def job_spec(rt: WorkerRuntime, job: Job, ports: dict[str, str]) -> VerifySpec:
         env_names=tuple(job.repo_settings.test_env),
         readable=declared_paths(rt, job),
         hidden=hidden_paths(rt, job),
+        on_unconfined=functools.partial(rt.attempt_folders.mark_unconfined, job.attempt_id),
     )
 
 

@@ -8,7 +8,6 @@ from typing import Any
 from db import policy, queries
 from db.lifecycle import AttemptStatus, Verdict
 from db.models import utcnow
-from verification.confined import sandboxed
 from verification.runner import TestRun
 from verification.verify import VerificationResult, errored, verify_diff
 from workers.journal import VERIFY
@@ -63,8 +62,6 @@ def _verify(rt: WorkerRuntime, unit: Unit) -> tuple[VerificationResult, int | No
     report_dir = rt.attempt_dir(job.attempt_id)
     with rt.ports.lease(job.ports) as ports:
         spec = job_spec(rt, job, ports.env())
-        if not sandboxed(spec):
-            rt.attempt_folders.mark_unconfined(job.attempt_id)
         baseline, baseline_id = baseline_at(rt, job, spec, pool, report_dir / "baseline", cancel)
         if baseline.error:
             return _baseline_error(baseline), baseline_id
