@@ -161,7 +161,10 @@ class ModelGateway:
             self.loop.stop()
 
     def client(self) -> httpx.AsyncClient:
-        assert self._client is not None
+        """The client to the providers, made by the first call that needs one (on the gateway's loop): a worker
+        whose agents call no model never pays for closing it (its first close imports anyio's backend, 33 ms)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, trust_env=False)
         return self._client
 
     def forget(self, gate: GatewayGate) -> None:
@@ -176,12 +179,13 @@ class ModelGateway:
         await asyncio.gather(*cut, return_exceptions=True)
 
     async def _listening(self) -> None:
-        """Start the listener and the client on this loop, once per loop (a forked child or a restart gets new)."""
+        """Start the listener on this loop, once per loop (a forked child or a restart gets new; so does its client,
+        made at the first call that needs one)."""
         loop = asyncio.get_running_loop()
         if self._serving_on is loop:
             return
         self._gates.clear()
-        self._client = httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, trust_env=False)
+        self._client = None  # a forked child's copy of its parent's client is not its own
         app = Starlette(routes=[Route("/{family}/{rest:path}", self._serve, methods=METHODS)])
         # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that name it, and without it a keep-alive
         # client waits out a delayed ACK (40 ms) on every answer.
