@@ -4,6 +4,7 @@ swaps the placeholder key for the real one and stores neither; it prices calls o
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -319,3 +320,31 @@ def test_closing_a_gate_cuts_its_call_in_flight_records_it_and_refuses_its_key_a
         alive = agent.post("/openai/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {other.key}"})
         assert alive.status_code == 200 and other.url == gate.url  # one listener; the key tells attempts apart
     other.close()
+
+
+def test_closing_the_gateway_cuts_the_calls_in_flight_records_them_and_leaves_nothing_running(
+    gateway: ModelGateway, upstream: Upstream, attempt: Attempt
+) -> None:
+    """A worker stopped with an attempt still running (a cold shutdown): where the gateway's close left the call's
+    task pending under a closed loop, the agent waited out its read timeout and the call went unrecorded."""
+    body = CHAT | {"model": "slow-usage", "stream": True}
+    gate = open_gate(gateway, upstream, attempt)
+    with (
+        httpx.Client(base_url=gate.url, trust_env=False, timeout=30) as agent,
+        agent.stream(
+            "POST", "/openai/chat/completions", json=body, headers={"Authorization": f"Bearer {gate.key}"}
+        ) as answer,
+    ):
+        text = answer.iter_text()
+        assert LONG_TEXT[:40] in next(text)
+        started = time.monotonic()
+        gateway.close()
+        assert [call.error[:19] for call in gate.calls] == ["the stream was cut:"]  # cut before close() returned
+        with pytest.raises(httpx.RemoteProtocolError):  # told at once, not after its read timeout
+            "".join(text)
+        assert time.monotonic() - started < SLOW_USAGE_SECONDS
+    threads = threading.active_count()
+    gate.close()  # what the attempt's end does next: no error, and no loop started again to cut a call again
+    assert threading.active_count() <= threads
+    [call] = calls(attempt)
+    assert call.error.startswith("the stream was cut")

@@ -100,9 +100,11 @@ class GatewayGate:
         if not self._closed:
             self._closed = True
             self.gateway.forget(self)
-            if self.requests:
-                self.gateway.loop.call(self.gateway.cut(self))
-            self._writer.shutdown(wait=True)
+            try:
+                if any(not request.done() for request in self.requests):  # none after the gateway's own close
+                    self.gateway.loop.call(self.gateway.cut(self))
+            finally:
+                self._writer.shutdown(wait=True)
 
     def __enter__(self) -> GatewayGate:
         return self
@@ -212,17 +214,25 @@ class ModelGateway:
 
     async def _stop(self) -> None:
         """What uvicorn's own shutdown does, without its pauses (up to a tick to see should_exit, then 0.1 s for the
-        connections to finish), which made a stopping worker exit 0.2 s later: by then no attempt has a call in
-        flight. The listener refuses at once; idle keep-alive connections are closed."""
-        server, task, client = self._server, self._task, self._client
-        self._server, self._task, self._client, self._serving_on = None, None, None, None
+        connections to finish), which made a stopping worker exit 0.2 s later. The listener refuses at once; the
+        open gates' calls in flight are cut and recorded, as their gates' close() would (the agent sees its
+        connection closed); then every other request of uvicorn's is cancelled and idle connections are closed."""
+        server, task = self._server, self._task
+        self._server, self._task, self._serving_on = None, None, None
         if server is not None and task is not None:
             for listening in server.servers:
                 listening.close()
+            for gate in list(self._gates.values()):
+                await self.cut(gate)
+            leftover = [request for request in server.server_state.tasks if not request.done()]
+            for request in leftover:
+                request.cancel()
+            await asyncio.gather(*leftover, return_exceptions=True)
             for connection in list(server.server_state.connections):
                 connection.shutdown()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        client, self._client = self._client, None  # last: no call is left to make a new one
         if client is not None:
             await client.aclose()
 
