@@ -131,18 +131,20 @@ def sandbox_problem(exe: str) -> str | None:
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            _probes_done[exe] = asked_after + 1
-            log.warning("the sandbox probe could not run (%s); this command runs sandboxed all the same", exc)
+            _no_answer(exe, asked_after, f"could not run ({exc})")
             return None
         problem = None if done.returncode == 0 else (done.stderr.strip() or f"exit code {done.returncode}")
         if problem is not None and any(reason in problem for reason in SHORT_OF_RESOURCES):
-            _probes_done[exe] = asked_after + 1
-            log.warning(
-                "the sandbox probe was short of resources (%s); this command runs sandboxed all the same", problem
-            )
+            _no_answer(exe, asked_after, f"was short of resources ({problem})")
             return None
         _probed[exe] = problem
         return problem
+
+
+def _no_answer(exe: str, asked_after: int, why: str) -> None:
+    """A probe that told nothing about the machine: counted as ended (its waiters take it), never kept."""
+    _probes_done[exe] = asked_after + 1
+    log.warning("the sandbox probe %s; this command runs sandboxed all the same", why)
 
 
 def seccomp_problem() -> str | None:

@@ -23,9 +23,10 @@ import secrets
 import socket
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
+from typing import Any
 
 import httpx
 import uvicorn
@@ -175,10 +176,7 @@ class ModelGateway:
 
     async def cut(self, gate: GatewayGate) -> None:
         """Cut the gate's calls in flight (each is recorded as cut)."""
-        cut = [task for task in gate.requests if not task.done()]
-        for task in cut:
-            task.cancel()
-        await asyncio.gather(*cut, return_exceptions=True)
+        await _cancelled(gate.requests)
 
     async def _listening(self) -> None:
         """Start the listener on this loop, once per loop (a forked child or a restart gets new; so does its client,
@@ -224,10 +222,7 @@ class ModelGateway:
                 listening.close()
             for gate in list(self._gates.values()):
                 await self.cut(gate)
-            leftover = [request for request in server.server_state.tasks if not request.done()]
-            for request in leftover:
-                request.cancel()
-            await asyncio.gather(*leftover, return_exceptions=True)
+            await _cancelled(server.server_state.tasks)
             for connection in list(server.server_state.connections):
                 connection.shutdown()
             task.cancel()
@@ -247,6 +242,14 @@ class ModelGateway:
         if gate.closed:
             return _refused(request.path_params["family"])
         return await gate.handler.serve(request)
+
+
+async def _cancelled(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks not done yet and wait until each has ended."""
+    running = [task for task in tasks if not task.done()]
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
 
 
 def _refused(family: str) -> Response:
