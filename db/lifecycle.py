@@ -171,6 +171,9 @@ ACTIVE_TICKET = (TicketStatus.QUEUED, TicketStatus.RUNNING)
 WAITING_ATTEMPT = (AttemptStatus.QUEUED, AttemptStatus.VERIFY_QUEUED)
 LEASED_ATTEMPT = (AttemptStatus.RUNNING, AttemptStatus.VERIFYING)
 OPEN_ATTEMPT = WAITING_ATTEMPT + LEASED_ATTEMPT
+# The attempts waiting for an agent slot and not sent yet, in SQL of constants: the partial index ix_attempts_waiting
+# holds these rows, and serves a query that states this very condition (db/queries/scheduling).
+WAITING_LINE = f"status = '{AttemptStatus.QUEUED.value}' AND dispatched_at IS NULL"
 
 
 class HasStatus(Protocol):

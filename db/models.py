@@ -6,9 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import text as sql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from db.lifecycle import ATTEMPT, MERGE, RUN, TICKET
+from db.lifecycle import ATTEMPT, MERGE, RUN, TICKET, WAITING_LINE
+
+_WAITS = sql(WAITING_LINE)
 
 
 def utcnow() -> datetime:
@@ -116,6 +119,7 @@ class Attempt(Base):
     __table_args__ = (
         UniqueConstraint("run_id", "number"),
         Index("ix_attempts_status_dispatched", "status", "dispatched_at"),
+        Index("ix_attempts_waiting", "repo_id", "precedence", "id", sqlite_where=_WAITS, postgresql_where=_WAITS),
         Index("ix_attempts_ticket", "ticket_id"),
         Index("ix_attempts_created", "created_at", "cost_usd", "started_at", "agent_finished_at"),
     )
@@ -123,6 +127,8 @@ class Attempt(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
+    repo_id: Mapped[int] = mapped_column(Integer, server_default="0")  # the ticket's, copied (it never changes)
+    precedence: Mapped[int] = mapped_column(Integer, server_default="0")  # the ticket's priority, negated: copied
     number: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default=ATTEMPT.initial.value)
     prompt: Mapped[str] = mapped_column(Text, default="")
@@ -138,8 +144,7 @@ class Attempt(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     dispatched_at: Mapped[datetime | None] = mapped_column()
     agent_runs: Mapped[int] = mapped_column(Integer, default=0)
-    # Agent runs started on an attempt whose agent had already finished (its outcome reached the database late):
-    # paid work thrown away. The chaos suite holds it at 0.
+    # Agent runs started after the attempt's agent had finished (its outcome came late): paid work thrown away.
     agent_repeats: Mapped[int] = mapped_column(Integer, default=0)
     recoveries: Mapped[int] = mapped_column(Integer, default=0)
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Connection, bindparam, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, func, select, text, true, update
+from sqlalchemy.orm import Session, aliased
 
 from db.engine import rows
-from db.lifecycle import OPEN_ATTEMPT, AttemptStatus
-from db.models import Attempt, Repo, Run, Ticket, Worker, utcnow
+from db.lifecycle import OPEN_ATTEMPT, WAITING_LINE, AttemptStatus
+from db.models import Attempt, Repo, Run, Worker, utcnow
 from db.specs import RepoSettings
 
 SCHEDULER_LOCK = 0x666C656574  # "fleet": one scheduler at a time across every process and machine
@@ -37,30 +37,39 @@ def scheduling_lock(s: Session) -> None:
         conn.execute(_TAKE_SCHEDULER_LOCK, {"key": SCHEDULER_LOCK})
 
 
-_WAITING = (Attempt.status == AttemptStatus.QUEUED.value) & Attempt.dispatched_at.is_(None)
-_RANK = func.row_number().over(partition_by=Ticket.repo_id, order_by=(Ticket.priority.desc(), Attempt.id))
-_RANKED = (
-    select(Attempt.id, Ticket.priority, Ticket.repo_id, Run.agent, _RANK.label("rank"))
-    .select_from(Attempt)
-    .join(Run, Run.id == Attempt.run_id)
-    .join(Ticket, Ticket.id == Attempt.ticket_id)
-    .where(_WAITING)
-    .subquery()
-)
 # Built once: a scheduler pass runs after every agent's end, and building these costs more than running them.
-_PENDING = select(_RANKED.c.id, _RANKED.c.priority, _RANKED.c.repo_id, _RANKED.c.agent).where(
-    _RANKED.c.rank <= bindparam("per_repo")
+# Each repository's first waiting attempts, walked in order from the partial index ix_attempts_waiting (used where
+# a query states its WAITING_LINE): a pass reads the few it may send, however long the backlog (ranking every
+# waiting attempt cost 15 ms with 10,000 queued). PostgreSQL walks the index once per repository through LATERAL;
+# SQLite, which has no LATERAL, through a correlated IN (which PostgreSQL would test against every attempt).
+_QUEUED = aliased(Attempt)
+_FIRST_OF_REPO = (
+    select(_QUEUED.id, _QUEUED.precedence, _QUEUED.repo_id, _QUEUED.run_id)
+    .where(text(WAITING_LINE), _QUEUED.repo_id == Repo.id)  # its columns are the subquery's, the nearest
+    .order_by(_QUEUED.precedence, _QUEUED.id)
+    .limit(bindparam("per_repo"))
+    .correlate(Repo)
 )
+_FIRST_LATERAL = _FIRST_OF_REPO.lateral("first")
+_PENDING = {
+    "postgresql": select(_FIRST_LATERAL.c.id, -_FIRST_LATERAL.c.precedence, _FIRST_LATERAL.c.repo_id, Run.agent)
+    .select_from(Repo)
+    .join(_FIRST_LATERAL, true())
+    .join(Run, Run.id == _FIRST_LATERAL.c.run_id),
+    "sqlite": select(Attempt.id, -Attempt.precedence, Attempt.repo_id, Run.agent)
+    .select_from(Repo)
+    .join(Attempt, Attempt.id.in_(_FIRST_OF_REPO.with_only_columns(_QUEUED.id)))
+    .join(Run, Run.id == Attempt.run_id),
+}
 _SENT_OR_RUNNING = ((Attempt.status == AttemptStatus.QUEUED.value) & Attempt.dispatched_at.is_not(None)) | (
     Attempt.status == AttemptStatus.RUNNING.value
 )
 _IN_FLIGHT = (
-    select(Ticket.repo_id, Run.agent, func.count())
+    select(Attempt.repo_id, Run.agent, func.count())
     .select_from(Attempt)
     .join(Run, Run.id == Attempt.run_id)
-    .join(Ticket, Ticket.id == Attempt.ticket_id)
     .where(_SENT_OR_RUNNING)
-    .group_by(Ticket.repo_id, Run.agent)
+    .group_by(Attempt.repo_id, Run.agent)
 )
 _LIVE_SLOTS = select(func.coalesce(func.sum(Worker.slots), 0)).where(
     Worker.stopped_at.is_(None), Worker.heartbeat_at >= bindparam("cutoff")
@@ -78,7 +87,8 @@ def pending(s: Session, per_repo: int) -> list[Pending]:
 
     Per repository, so a backlog of thousands in one repository never hides another's few.
     """
-    return [Pending(*row) for row in rows(s).execute(_PENDING, {"per_repo": per_repo}).all()]
+    conn = rows(s)
+    return [Pending(*row) for row in conn.execute(_PENDING[conn.dialect.name], {"per_repo": per_repo}).all()]
 
 
 def in_flight(s: Session) -> dict[tuple[int, str], int]:

@@ -121,7 +121,8 @@ def test_totals_follow_every_writer_and_equal_a_full_count(db: Database) -> None
         finished = [
             dict(number=100 + n, agent_finished_at=started + timedelta(seconds=v)) for n, v in enumerate(SECONDS)
         ]
-        common = dict(run_id=run, ticket_id=ticket, status="finished", started_at=started, cost_usd=1.5)
+        common = dict(run_id=run, ticket_id=ticket, repo_id=a_repo(s).id, status="finished", started_at=started)
+        common |= dict(cost_usd=1.5)
         rows = [common | row for row in finished]
         s.execute(insert(Attempt), rows)
     kept = totals(db)
@@ -193,20 +194,29 @@ def empty_url(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def test_the_migration_counts_the_history_already_there(empty_url: str) -> None:
+    """0009 counts the history written before it. The history is written at the head (this code's models name
+    columns added since 0008) and the schema walked down to 0008 and up again."""
     from alembic import command
 
     db = Database(empty_url)
-    command.upgrade(alembic_config(db), "0008")
+    upgrade(db)
     run = new_run(db)
     for n, seconds in enumerate(SECONDS):
         attempt = finished_attempt(db, run, seconds, cost=0.5)
         with db.session() as s:
             queries.add_verification(s, attempt, verdict="passed" if n % 2 else "error", duration=seconds)
+    command.downgrade(alembic_config(db), "0008")
     command.upgrade(alembic_config(db), "0009")
     assert_same(totals(db), recount(db, rounded=False))
     assert totals(db).agent_seconds.count == len(SECONDS)
     command.downgrade(alembic_config(db), "0008")  # the triggers go with the table: writing still works
-    finished_attempt(db, run, 1.0, cost=0.5)
+    with db.engine.begin() as conn:  # an attempt and its verification written as rows of the schema of 0008
+        for table, row, changed in (("attempts", 1, "number = 1000"), ("verifications", 1, "attempt_id = 1000")):
+            conn.exec_driver_sql(f"CREATE TEMP TABLE copied_{table} AS SELECT * FROM {table} WHERE id = {row}")
+            conn.exec_driver_sql(f"UPDATE copied_{table} SET id = 1000, {changed}")
+            conn.exec_driver_sql(f"INSERT INTO {table} SELECT * FROM copied_{table}")
+        conn.exec_driver_sql("UPDATE attempts SET cost_usd = cost_usd + 0.5 WHERE id = 1")
+        conn.exec_driver_sql("DELETE FROM verifications WHERE id = 2")
     command.upgrade(alembic_config(db), "0009")
     assert_same(totals(db), recount(db, rounded=False))
     upgrade(db)

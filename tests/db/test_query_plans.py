@@ -92,7 +92,7 @@ FULL_SCANS = ("Seq Scan on tickets", "Seq Scan on attempts", "Seq Scan on review
 
 
 # Pages read newest first by walking an index backwards and stop at the limit: no sort of the whole table.
-WALKED = {"tickets, newest first", "tickets by status", "the next page, by status"}
+WALKED = {"tickets, newest first", "tickets by status", "the next page, by status", "the waiting attempts"}
 
 
 @pytest.mark.parametrize("name", list(READS))

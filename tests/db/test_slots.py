@@ -61,4 +61,4 @@ def test_a_pass_with_nothing_waiting_reads_no_repository_limits(db: Database, tm
         _move(db, attempt_id, AttemptStatus.VERIFY_QUEUED)
     with statements_sent(db.engine) as sent, db.session() as s:
         assert plan(s, Settings(home=tmp_path)) == []
-    assert sent and not [statement for statement in sent if "FROM repos" in statement]
+    assert sent and not [statement for statement in sent if "repos.settings" in statement]
