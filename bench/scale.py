@@ -89,8 +89,8 @@ def build_history(env: dict[str, str], tickets: int, per_ticket: int) -> dict[st
             )  # fmt: skip
             run = dict(id=t, ticket_id=t, index=0, agent="shell", attempt_limit=per_ticket, status="failed")
             rows[Run].append(run | {"created_at": when, "finished_at": when + timedelta(seconds=6 * per_ticket)})
-            for n in range(per_ticket):  # finished: their repo_id and precedence (never in the waiting line,
-                a = (t - 1) * per_ticket + n + 1  # and absent from an older baseline's schema) keep their defaults
+            for n in range(per_ticket):
+                a = (t - 1) * per_ticket + n + 1
                 rows[Attempt].append(
                     dict(id=a, run_id=t, ticket_id=t, number=n + 1, status="finished", diff="--- a\n+++ b\n",
                          diff_stat="1 file, +1 -1", transcript="done\n" * 20, created_at=when, started_at=when,

@@ -127,8 +127,8 @@ class Attempt(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
-    repo_id: Mapped[int] = mapped_column(Integer, server_default="0")  # the ticket's, copied (it never changes)
-    precedence: Mapped[int] = mapped_column(Integer, server_default="0")  # the ticket's priority, negated: copied
+    repo_id: Mapped[int] = mapped_column(Integer, server_default="0")  # the ticket's: see precedence
+    precedence: Mapped[int] = mapped_column(Integer, server_default="0")  # -priority: 0013's trigger copies both
     number: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default=ATTEMPT.initial.value)
     prompt: Mapped[str] = mapped_column(Text, default="")

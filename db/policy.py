@@ -73,16 +73,8 @@ def open_tickets(s: queries.Session, new: Sequence[NewTicket]) -> list[int]:
     ]
     run_ids = queries.insert_rows(s, Run, runs)
     prompts = {ticket_id: n.prompt(ticket_id) for ticket_id, n in zip(ids, new, strict=True)}
-    tickets = {ticket_id: n.fields for ticket_id, n in zip(ids, new, strict=True)}
     attempts = [
-        dict(
-            run_id=run_id,
-            ticket_id=run["ticket_id"],
-            repo_id=tickets[run["ticket_id"]]["repo_id"],
-            precedence=-tickets[run["ticket_id"]].get("priority", 0),
-            number=1,
-            prompt=prompts[run["ticket_id"]],
-        )
+        dict(run_id=run_id, ticket_id=run["ticket_id"], number=1, prompt=prompts[run["ticket_id"]])
         for run_id, run in zip(run_ids, runs, strict=True)
     ]
     queries.insert_rows(s, Attempt, attempts, returning=False)

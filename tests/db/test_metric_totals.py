@@ -121,8 +121,7 @@ def test_totals_follow_every_writer_and_equal_a_full_count(db: Database) -> None
         finished = [
             dict(number=100 + n, agent_finished_at=started + timedelta(seconds=v)) for n, v in enumerate(SECONDS)
         ]
-        common = dict(run_id=run, ticket_id=ticket, repo_id=a_repo(s).id, status="finished", started_at=started)
-        common |= dict(cost_usd=1.5)
+        common = dict(run_id=run, ticket_id=ticket, status="finished", started_at=started, cost_usd=1.5)
         rows = [common | row for row in finished]
         s.execute(insert(Attempt), rows)
     kept = totals(db)

@@ -1,6 +1,7 @@
 """The waiting line a scheduler pass reads: each repository's first waiting attempts, highest priority first, then
-oldest. Attempts carry their ticket's repository and priority (migration 0013), so the line is walked from an
-index however long the backlog (tests/db/test_query_plans.py shows the plan)."""
+oldest. Attempts carry their ticket's repository and priority, copied by the database as each is written
+(migration 0013's trigger), so the line is walked from an index however long the backlog
+(tests/db/test_query_plans.py shows the plan)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from alembic import command
+from sqlalchemy import insert, select
 
 from db import policy, queries
 from db.engine import Database
@@ -111,6 +113,18 @@ def test_every_attempt_carries_its_tickets_repository_and_priority(db: Database,
             " FROM attempts JOIN tickets ON tickets.id = attempts.ticket_id"
         ).scalars()
         assert [bool(copied) for copied in copies] == [True] * len(backlog)
+
+
+def test_an_attempt_written_without_its_place_takes_its_tickets(db: Database, backlog: dict[str, int]) -> None:
+    """Whoever writes an attempt, and whatever it says of these columns, the database copies its ticket's."""
+    with db.session() as s:
+        queries.mark_dispatched(s, [backlog["newest_most_urgent"]])
+        urgent = s.get_one(Attempt, backlog["newest_most_urgent"])
+        s.execute(insert(Attempt), [dict(run_id=urgent.run_id, ticket_id=urgent.ticket_id, number=2, prompt="p")])
+        s.execute(insert(Attempt), [dict(run_id=urgent.run_id, ticket_id=urgent.ticket_id, number=3, prompt="p",
+                                         repo_id=2, precedence=5)])  # fmt: skip
+        second, third = s.scalars(select(Attempt.id).where(Attempt.number > 1).order_by(Attempt.number)).all()
+    assert line(db, per_repo=2)[1] == [(second, 9), (third, 9)]
 
 
 def test_a_sent_attempt_leaves_the_line(db: Database, backlog: dict[str, int]) -> None:
