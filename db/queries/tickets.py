@@ -68,6 +68,7 @@ def add_attempt(s: Session, run: Run, prompt: str, feedback_in: str = "") -> Att
     )
     s.add(attempt)
     s.flush()
+    s.expire(attempt, ["repo_id", "precedence"])  # SQLite's trigger wrote them after the INSERT's RETURNING read them
     return attempt
 
 

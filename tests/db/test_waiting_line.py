@@ -141,8 +141,9 @@ def test_a_next_attempt_keeps_its_tickets_place(db: Database, backlog: dict[str,
     with db.session() as s:
         queries.mark_dispatched(s, [backlog["newest_most_urgent"]])
         run = queries.get_run(s, s.get_one(Attempt, backlog["newest_most_urgent"]).run_id)  # priority 9
-        again = queries.add_attempt(s, run, "prompt, with the failures").id
-    assert line(db, per_repo=1)[1] == [(again, 9)]
+        again = queries.add_attempt(s, run, "prompt, with the failures")
+        assert (again.repo_id, again.precedence) == (1, -9)  # as the database wrote them
+    assert line(db, per_repo=1)[1] == [(again.id, 9)]
 
 
 def test_the_migration_gives_the_attempts_already_there_their_tickets_place(

@@ -32,9 +32,8 @@ POSTGRES_FUNCTION = """
 SQLITE_TRIGGER = """
     AFTER INSERT ON attempts
     BEGIN
-        UPDATE attempts SET
-            repo_id = (SELECT tickets.repo_id FROM tickets WHERE tickets.id = NEW.ticket_id),
-            precedence = (SELECT -tickets.priority FROM tickets WHERE tickets.id = NEW.ticket_id)
+        UPDATE attempts SET (repo_id, precedence) =
+            (SELECT tickets.repo_id, -tickets.priority FROM tickets WHERE tickets.id = NEW.ticket_id)
         WHERE attempts.id = NEW.id;
     END"""
 
