@@ -144,7 +144,7 @@ class Attempt(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     dispatched_at: Mapped[datetime | None] = mapped_column()
     agent_runs: Mapped[int] = mapped_column(Integer, default=0)
-    # Agent runs started after the attempt's agent had finished (its outcome came late): paid work thrown away.
+    # Agent runs started after the agent had finished (its outcome came late): paid work lost; chaos holds it at 0.
     agent_repeats: Mapped[int] = mapped_column(Integer, default=0)
     recoveries: Mapped[int] = mapped_column(Integer, default=0)
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)

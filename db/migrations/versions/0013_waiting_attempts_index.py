@@ -2,13 +2,14 @@
 
 Revision ID: 0013
 Revises: 0012
-Create Date: 2026-12-06 07:00:00
+Create Date: 2026-12-06 06:00:00
 
 A scheduler pass (after every agent's end, and once a second from each reconciler) ranked every waiting attempt
 by its ticket's priority to send each repository's first few: 1.3 ms of SQLite with 1,000 queued, 15 ms with
-10,000 (27 ms on PostgreSQL), holding the write lock (`python bench/scheduler_pass.py`). Attempts now carry their ticket's repository and its priority negated as
-`precedence` (neither ever changes; a trigger fills them in for every new attempt), and a partial index of the waiting line, (repo_id, precedence, id) where
-status = 'queued' AND dispatched_at IS NULL, walks each repository's first few in order.
+10,000 (27 ms on PostgreSQL), holding the write lock (`python bench/scheduler_pass.py`). Attempts now carry their
+ticket's repository and its priority negated as `precedence` (neither ever changes; a trigger fills them in for
+every new attempt), and a partial index of the waiting line, (repo_id, precedence, id) where status = 'queued'
+AND dispatched_at IS NULL, walks each repository's first few in order.
 """
 
 import sqlalchemy as sa
@@ -44,7 +45,9 @@ def upgrade() -> None:
     # The trigger first: on PostgreSQL creating it locks the table against writes until this migration commits,
     # so an attempt is either already committed when the backfill reads the table, or placed by the trigger.
     if op.get_bind().dialect.name == 'postgresql':
-        op.execute(f"CREATE FUNCTION fleet_attempt_place() RETURNS trigger LANGUAGE plpgsql AS $$ {POSTGRES_FUNCTION} $$")
+        op.execute(
+            f"CREATE FUNCTION fleet_attempt_place() RETURNS trigger LANGUAGE plpgsql AS $$ {POSTGRES_FUNCTION} $$"
+        )
         op.execute(
             "CREATE TRIGGER attempt_place BEFORE INSERT ON attempts FOR EACH ROW EXECUTE FUNCTION fleet_attempt_place()"
         )
