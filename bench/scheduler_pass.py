@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from scratch import scratch_database  # bench/scratch.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -51,9 +53,6 @@ def measure(url: str, queued: int, passes: int) -> dict[str, float]:
 def database_url(kind: str, work: Path, label: str) -> str:
     if kind == "sqlite":
         return f"sqlite:///{work / label}.db"
-    sys.path.insert(0, str(ROOT / "bench"))
-    from scratch import scratch_database
-
     return scratch_database("fleet_scheduler_pass")
 
 

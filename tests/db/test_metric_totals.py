@@ -210,8 +210,8 @@ def test_the_migration_counts_the_history_already_there(empty_url: str) -> None:
     assert totals(db).agent_seconds.count == len(SECONDS)
     command.downgrade(alembic_config(db), "0008")  # the triggers go with the table: writing still works
     with db.engine.begin() as conn:  # an attempt and its verification written as rows of the schema of 0008
-        for table, row, changed in (("attempts", 1, "number = 1000"), ("verifications", 1, "attempt_id = 1000")):
-            conn.exec_driver_sql(f"CREATE TEMP TABLE copied_{table} AS SELECT * FROM {table} WHERE id = {row}")
+        for table, changed in (("attempts", "number = 1000"), ("verifications", "attempt_id = 1000")):
+            conn.exec_driver_sql(f"CREATE TEMP TABLE copied_{table} AS SELECT * FROM {table} WHERE id = 1")
             conn.exec_driver_sql(f"UPDATE copied_{table} SET id = 1000, {changed}")
             conn.exec_driver_sql(f"INSERT INTO {table} SELECT * FROM copied_{table}")
         conn.exec_driver_sql("UPDATE attempts SET cost_usd = cost_usd + 0.5 WHERE id = 1")

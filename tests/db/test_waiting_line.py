@@ -106,7 +106,7 @@ def test_each_repository_sends_its_first_by_priority_then_age(db: Database, back
 
 
 def test_every_attempt_carries_its_tickets_repository_and_priority(db: Database, backlog: dict[str, int]) -> None:
-    """Both ways of making an attempt copy them (an attempt left at the columns' defaults would never be sent)."""
+    """Both ways of making an attempt get them from the database (one left at the defaults would never be sent)."""
     with db.engine.connect() as conn:
         copies = conn.exec_driver_sql(
             "SELECT attempts.repo_id = tickets.repo_id AND attempts.precedence = -tickets.priority"
