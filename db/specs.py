@@ -66,23 +66,16 @@ class Spec(BaseModel):
         return plural_names(data, cls.SINGULAR) if isinstance(data, Mapping) and cls.SINGULAR else data
 
 
+REPEATABLE_SETTINGS = (
+    "copy_files", "env_key_files", "agent_args", "agent_hosts", "setup_hosts", "read_paths", "known_failures",
+    "model_prices", "pr_labels", "feedback_users",
+)  # fmt: skip
+
+
 class RepoSettings(Spec):
     """Every setting of a repository: the options of `fleet repo add`, the keys of `.fleet.toml`, the API's fields."""
 
-    SINGULAR: ClassVar[dict[str, str]] = {
-        name.removesuffix("s"): name
-        for name in (
-            "copy_files",
-            "env_key_files",
-            "agent_args",
-            "agent_hosts",
-            "read_paths",
-            "known_failures",
-            "model_prices",
-            "pr_labels",
-            "feedback_users",
-        )
-    }
+    SINGULAR: ClassVar[dict[str, str]] = {name.removesuffix("s"): name for name in REPEATABLE_SETTINGS}
 
     test_cmd: Command = Field(default="", description="The command that runs the repository's tests.")
     setup_cmd: Command = Field(default="", description="Run before the agent and before the tests.")
@@ -110,6 +103,12 @@ class RepoSettings(Spec):
         default=0.0, ge=0, le=MAX_USD, description="No new attempt once today's spend reaches this."
     )
     test_network: bool = Field(default=False, description="Sandboxed test runs may use the network.")
+    setup_network: Literal["proxy", "host", "none"] = Field(
+        default="proxy", description="The setup's network: proxy (to setup_hosts only), host or none."
+    )
+    setup_hosts: list[HostPort] = Field(
+        default_factory=list, max_length=100, description="host:port the setup may reach besides FLEET_SETUP_HOSTS."
+    )
     env_cache: bool = Field(default=True, description="Reuse what the setup command built while its key files match.")
     env_key_files: list[Glob] = Field(
         default_factory=list,

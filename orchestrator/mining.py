@@ -96,6 +96,7 @@ def _spec(options: MineOptions, hidden: Path | None = None, targets: tuple[str, 
         test_cmd=options.test_cmd,
         timeout=options.timeout,
         setup_cmd=options.setup_cmd,
+        setup_network="host",  # the repository's own history, mined by its owner: its setup as it always ran
         hidden_tests=hidden,
         targets=targets,
         sandbox=options.sandbox,

@@ -14,8 +14,9 @@ Built by bubblewrap with the same hardening for both profiles (workers/agent_san
 - its own PID, IPC, UTS and network namespaces: a private loopback only, so neither the host's loopback
   servers (Redis, PostgreSQL, the web app) nor abstract Unix sockets are reachable. An agent that needs its
   model API gets it through the egress proxy (workers/egress.py): a Unix socket bound in, a relay on the
-  sandbox's own loopback, and an allow-list of host:port outside. Only a repository that allows the network
-  to its tests (`test_network`) shares the host's network with them.
+  sandbox's own loopback, and an allow-list of host:port outside; a setup command gets its package indexes the
+  same way. Only a repository that allows the network to its tests (`test_network`) or its setup
+  (`setup_network = host`) shares the host's network with them.
 The environment is the caller's allow-list (workers/agents/base.py agent_env, verification/runner.py).
 """
 
@@ -339,10 +340,19 @@ def seccomp_warning() -> str | None:
     return NO_SECCOMP.format(problem) if problem is not None else None
 
 
-def setup_view(checkout: Path, scratch: Path, readable: Sequence[Path], hidden: Sequence[Path]) -> View:
-    """A setup command's view: the verification's, with a scratch folder (its HOME) and the host's network,
-    which installing packages needs. What it builds may be a diff's code (a changed setup.py)."""
-    return View(checkout, (checkout, scratch), tuple(readable), tuple(hidden), network=True)
+def setup_view(
+    checkout: Path,
+    scratch: Path,
+    readable: Sequence[Path],
+    hidden: Sequence[Path],
+    egress_socket: Path | None = None,
+    host_network: bool = False,
+) -> View:
+    """A setup command's view: the verification's, with a scratch folder (its HOME). What it builds may be a diff's
+    code (a changed setup.py), so its network is its own: a private loopback, and the egress proxy's socket when
+    given (its package indexes); the host's network only when the repository chose it (host_network)."""
+    writable = (checkout, scratch)
+    return View(checkout, writable, tuple(readable), tuple(hidden), network=host_network, egress_socket=egress_socket)
 
 
 def scratch_env(scratch: Path) -> dict[str, str]:

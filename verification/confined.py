@@ -14,14 +14,12 @@ from system.files import remove_tree
 from system.sandbox import (
     bwrap_missing,
     confine,
-    scratch_env,
-    setup_view,
     toolchain_roots,
     unsandboxed_tests_warning,
     verification_view,
 )
 from verification.channel import PLUGIN_DIR
-from verification.environment import CacheUse, SetupFailed, copy_files, set_up_environment
+from verification.environment import CacheUse, SetupFailed, SetupSandbox, copy_files, set_up_environment
 from verification.judge import Judgement
 from verification.runner import TestRun, run_tests, scrubbed_env
 
@@ -78,12 +76,11 @@ def prepare(
     copy_files(spec.copy_files, checkout)
     if not spec.setup_cmd:
         return
-    env = scrubbed_env(spec.environment)
-    wrapper: tuple[str, ...] = ()
+    sandbox = None
     if sandboxed(spec):
-        scratch = report_dir / "setup"
-        env |= scratch_env(scratch)
-        wrapper = confine(setup_view(checkout, scratch, readable_roots(spec), spec.hidden))
+        egress = spec.setup_egress if spec.setup_network == "proxy" else None
+        host_network = spec.setup_network == "host"
+        sandbox = SetupSandbox(report_dir / "setup", readable_roots(spec), spec.hidden, egress, host_network)
     elif (refused := going_unconfined(spec)) is not None:
         raise SetupFailed(refused)
     cache = None
@@ -95,10 +92,10 @@ def prepare(
         spec.setup_cmd,
         where=where,
         timeout=spec.setup_timeout,
-        env=env,
+        env=scrubbed_env(spec.environment),
         cancelled=cancelled,
         cache=cache,
-        wrapper=wrapper,
+        sandbox=sandbox,
     )
 
 

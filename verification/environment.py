@@ -8,8 +8,8 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -17,12 +17,14 @@ from typing import IO
 from system.git import GitError
 from system.mirror import exclusive_lock, try_lock
 from system.process import ProcessResult, run_process
+from system.sandbox import confine, scratch_env, setup_view
 from verification.envcache import EnvCache, NotCacheable, created_by_setup, untracked
 
 log = logging.getLogger(__name__)
 
 PORT_WAIT_SECONDS = 0.2
 MIN_SECRET_LENGTH = 4
+MAX_NAMED_DENIALS = 3  # destinations the egress proxy refused, named in a failed setup's error
 
 
 class SetupFailed(Exception):
@@ -159,6 +161,69 @@ class CacheUse:
 
 
 @dataclass(frozen=True)
+class SetupRoute:
+    """A setup sandbox's way out of its private network, opened by the worker (workers/egress.py) for one setup:
+    the proxy's socket, bound in, the argv prefix of the relay that starts the setup with the proxy variables
+    pointing at it, and the proxy's decisions so far, as transcript lines."""
+
+    socket: Path
+    relay: tuple[str, ...]
+    decisions: Callable[[], list[str]]
+    denials: Callable[[], list[str]]
+
+
+SetupEgress = Callable[[], AbstractContextManager[SetupRoute]]
+
+
+@dataclass(frozen=True)
+class SetupSandbox:
+    """The sandbox a setup command runs in (system/sandbox.py setup_view): the checkout writable, a scratch folder
+    of its own for HOME and TMPDIR, the toolchains and declared paths readable, the hidden paths covered. Both the
+    agent's worktree and the verification's checkout are set up in one: what a setup builds may be a diff's code.
+
+    Its network is a private loopback, with egress (the repository's package indexes, through the worker's proxy)
+    when given; the host's network only with host_network (the repository's `setup_network = host`)."""
+
+    scratch: Path
+    readable: Sequence[Path]
+    hidden: Sequence[Path]
+    egress: SetupEgress | None = None
+    host_network: bool = False
+
+    @contextmanager
+    def confining(self, checkout: Path, env: Mapping[str, str]) -> Iterator[Confinement]:
+        """The setup's environment (HOME and TMPDIR in the scratch folder) and argv prefix, its route open."""
+        env = {**env, **scratch_env(self.scratch)}
+        if self.egress is None or self.host_network:
+            view = setup_view(checkout, self.scratch, self.readable, self.hidden, host_network=self.host_network)
+            yield Confinement(env, confine(view))
+            return
+        with self.egress() as route:
+            view = setup_view(checkout, self.scratch, self.readable, self.hidden, egress_socket=route.socket)
+            yield Confinement(env, confine(view) + route.relay, route)
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """How one setup runs: its environment, the argv prefix, and its route out when it has one."""
+
+    env: Mapping[str, str]
+    wrapper: tuple[str, ...] = ()
+    route: SetupRoute | None = None
+
+    def decisions(self) -> str:
+        """The egress proxy's transcript lines, one per decision."""
+        return "".join(f"{line}\n" for line in self.route.decisions()) if self.route else ""
+
+    def failed(self, error: SetupFailed) -> SetupFailed:
+        """error, naming the destinations the proxy refused: the likely cause of a failed install."""
+        denied = self.route.denials() if self.route else []
+        if not denied:
+            return error
+        return SetupFailed(f"{error}; {'; '.join(denied[:MAX_NAMED_DENIALS])}")
+
+
+@dataclass(frozen=True)
 class Environment:
     """What setting up a checkout did: its log, and the paths it created (never part of a diff)."""
 
@@ -175,9 +240,10 @@ def set_up_environment(
     env: Mapping[str, str],
     cancelled: threading.Event | None = None,
     cache: CacheUse | None = None,
-    wrapper: Sequence[str] = (),
+    sandbox: SetupSandbox | None = None,
 ) -> Environment:
-    """Restore the cached environment for path, or run the setup (saving what it built when allowed)."""
+    """Restore the cached environment for path, or run the setup (in sandbox, when given; saving what it built when
+    allowed)."""
     key = cache.key(path, command) if cache is not None and cache.cache.enabled else None
     if cache is not None and key is not None:
         try:
@@ -189,8 +255,20 @@ def set_up_environment(
             note = f"environment restored from the cache (entry {key[:12]}) instead of running: {command}\n"
             return Environment(note, tuple(restored))
     before = untracked(path)
-    result = run_setup(path, command, where=where, timeout=timeout, env=env, cancelled=cancelled, wrapper=wrapper)
-    text = f"$ {command}\n{result.output}\n"
+    with sandbox.confining(path, env) if sandbox else nullcontext(Confinement(env)) as confined:
+        try:
+            result = run_setup(
+                path,
+                command,
+                where=where,
+                timeout=timeout,
+                env=confined.env,
+                cancelled=cancelled,
+                wrapper=confined.wrapper,
+            )
+        except SetupFailed as exc:
+            raise confined.failed(exc) from None
+        text = f"$ {command}\n{result.output}\n{confined.decisions()}"
     try:
         created = created_by_setup(before, untracked(path))
     except NotCacheable as exc:

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from db.lifecycle import Verdict
 from system.git import GitError, git
@@ -29,7 +29,7 @@ from system.globs import matches_any
 from verification.confined import prepare, rerun_suspects, run_confined, visible_rerun
 from verification.digest import environment_feedback, feedback_digest, is_hidden, targets_digest
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
-from verification.environment import SetupFailed
+from verification.environment import SetupEgress, SetupFailed
 from verification.flags import assertion_inputs, assertion_literals, scan_diff
 from verification.guards import feedback_refused, gamed_reasons, startup_refusals
 from verification.judge import Judgement, judge, under_test_only
@@ -71,6 +71,8 @@ class VerifySpec:
     output_limit: int = 64_000
     setup_cmd: str | None = None
     setup_timeout: float = 1800.0
+    setup_network: Literal["proxy", "host", "none"] = "none"  # the repository's; proxy goes through setup_egress
+    setup_egress: SetupEgress | None = None
     copy_files: tuple[tuple[str, str], ...] = ()
     area: tuple[str, ...] = ()  # globs of the paths the ticket is about; changes elsewhere are flagged
     env_cache: EnvCache | None = None  # None: every checkout runs the setup afresh

@@ -211,7 +211,7 @@ class EgressGate:
     async def _open(self, destination: Destination) -> Streams:
         """A connection to an allowed destination, at an address checked here; else a refusal."""
         if not self.allow.permits(destination):
-            hint = f"to allow it, add it to {SETTING}"
+            hint = f"to allow it, add it to {self.allow.setting}"
             raise Refused(403, Verdict.DENIED, str(destination), "not on the allow-list", hint)
         try:
             async with asyncio.timeout(self.limits.connect_seconds):
@@ -222,7 +222,7 @@ class EgressGate:
 
     async def _resolve_and_dial(self, destination: Destination) -> Streams:
         """Resolve (a name), check every address, then connect to the checked addresses in turn."""
-        addresses = await _addresses(destination)
+        addresses = await _addresses(destination, self.allow.setting)
         failure: OSError | None = None
         for address in addresses:
             try:
@@ -266,7 +266,7 @@ class EgressGate:
             await asyncio.gather(*pumps, return_exceptions=True)
 
 
-async def _addresses(destination: Destination) -> list[IPAddress]:
+async def _addresses(destination: Destination, setting: str) -> list[IPAddress]:
     """An IP literal as is; a name's addresses, refused when any is loopback, private, metadata..."""
     if (literal := destination.ip) is not None:
         return [literal]
@@ -279,7 +279,7 @@ async def _addresses(destination: Destination) -> list[IPAddress]:
     for address in addresses:
         if problem := address_problem(address):
             detail = f"{destination.host} resolves to {address}, a {problem} address"
-            hint = f"to reach a server on this host or network, add its IP address and port to {SETTING}"
+            hint = f"to reach a server on this host or network, add its IP address and port to {setting}"
             raise Refused(403, Verdict.DENIED, str(destination), detail, hint)
     return addresses
 
@@ -294,10 +294,15 @@ class EgressProxy:
         self._gates: set[EgressGate] = set()
 
     def open(
-        self, socket_path: Path, allow: Sequence[str], on_event: Callable[[EgressEvent], None] | None = None
+        self,
+        socket_path: Path,
+        allow: Sequence[str],
+        on_event: Callable[[EgressEvent], None] | None = None,
+        setting: str = SETTING,
     ) -> EgressGate:
-        """Serve socket_path (its folder made or kept 0700) with this allow-list until the gate is closed."""
-        gate = EgressGate(self, socket_path, AllowList(allow), on_event)
+        """Serve socket_path (its folder made or kept 0700) with this allow-list (the setting that lists it, named
+        in every refusal) until the gate is closed."""
+        gate = EgressGate(self, socket_path, AllowList(allow, setting), on_event)
         _private_folder(socket_path.parent)
         self.loop.call(gate._start())
         with self._lock:

@@ -11,6 +11,7 @@ from enum import Enum
 from urllib.parse import urlsplit
 
 SETTING = "agent_hosts"  # named in every refusal: what the repository's owner changes to allow a destination
+SETUP_SETTING = "setup_hosts"  # the same for a setup command's gate
 METADATA_ADDRESS = ipaddress.ip_address("169.254.169.254")
 # Hop-by-hop headers of the agent's request to the proxy; the upstream gets `Connection: close` instead.
 DROPPED_HEADERS = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "upgrade"})
@@ -108,7 +109,8 @@ def parse_destination(authority: str, default_port: int | None = None) -> Destin
 class AllowList:
     """The destinations a gate lets through: exact `host:port` entries and `*.domain:port` wildcards."""
 
-    def __init__(self, entries: Sequence[str]) -> None:
+    def __init__(self, entries: Sequence[str], setting: str = SETTING) -> None:
+        self.setting = setting  # where the entries come from, named in every refusal
         self.exact: set[Destination] = set()
         self.suffixes: set[tuple[str, int]] = set()
         for entry in entries:

@@ -196,9 +196,10 @@ class WorkerRuntime:
         self._heart = threading.Thread(target=self._heartbeat_loop, name="fleet-heartbeat", daemon=True)
         self.warming = threading.Thread(target=self._warm_up, name="fleet-warm-up", daemon=True)
 
-    def egress_socket(self, attempt_id: int) -> Path:
-        """Where the attempt's egress gate listens: a short path (a Unix socket's is at most 107 bytes) in a
-        folder of this process's own, 0700, that only that attempt's sandbox gets bound in."""
+    def egress_socket(self, attempt_id: int | str) -> Path:
+        """Where the attempt's egress gate listens (its agent's; `12-setup` names another of attempt 12's): a short
+        path (a Unix socket's is at most 107 bytes) in a folder of this process's own, 0700, that only that
+        sandbox gets bound in."""
         if self._egress_root is None:
             self._egress_root = Path(tempfile.mkdtemp(prefix="fleet-egress-"))
         return self._egress_root / str(attempt_id) / "proxy.sock"

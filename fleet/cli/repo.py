@@ -34,6 +34,8 @@ def repo_add(
     max_concurrency: Annotated[int | None, typer.Option(help=help_text(RepoSettings, "max_concurrency"))] = None,
     daily_budget_usd: Annotated[float | None, typer.Option(help=help_text(RepoSettings, "daily_budget_usd"))] = None,
     test_network: Annotated[bool | None, typer.Option(help=help_text(RepoSettings, "test_network"))] = None,
+    setup_network: Annotated[str | None, typer.Option(help=help_text(RepoSettings, "setup_network"))] = None,
+    setup_host: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "setup_hosts"))] = None,
     env_cache: Annotated[bool | None, typer.Option(help=help_text(RepoSettings, "env_cache"))] = None,
     env_key_file: Annotated[list[str] | None, typer.Option(help=help_text(RepoSettings, "env_key_files"))] = None,
     ports: Annotated[int | None, typer.Option(help=help_text(RepoSettings, "ports"))] = None,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shlex
-import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from system.git import git
 from tests.core.conftest import Fleet, scripted
+from tests.core.setup_server import SetupServer, setup_server
 from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
 
 DEP_TEST = """import sys
@@ -109,36 +112,25 @@ def test_setup_installs_what_the_tests_need_and_a_failing_setup_is_an_error(embe
     assert poisoned["status"] == "failed"
 
 
-MANIFEST_SETUP = """import pathlib, socket, sys
+MANIFEST_SETUP = """import pathlib, sys, urllib.request
 answer = pathlib.Path('requirements.txt').read_text().split('==')[1].strip()
 pathlib.Path('.deps/fleetdep').mkdir(parents=True)
 pathlib.Path('.deps/fleetdep/__init__.py').write_text(f'ANSWER = {answer}\\n')
-socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'setup', ('127.0.0.1', int(sys.argv[1])))
+urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/setup', timeout=30).read()
 """
 
 
-class SetupRuns:
-    """Counts the setups that ran: each sends one datagram (a sandboxed setup writes nothing outside its checkout,
-    but it has the network, which installing packages needs)."""
-
-    def __init__(self) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.setblocking(False)
-        self.port = self.socket.getsockname()[1]
-        self.seen = 0
-
-    def count(self) -> int:
-        while True:
-            try:
-                self.socket.recv(64)
-            except BlockingIOError:
-                return self.seen
-            self.seen += 1
+@pytest.fixture
+def runs() -> Iterator[SetupServer]:
+    """Counts the setups that ran: each asks this server once, through the egress proxy (a sandboxed setup writes
+    nothing outside its checkout, and reaches only the hosts its repository lists)."""
+    with setup_server() as server:
+        yield server
 
 
-def repo_with_manifest(fleet: Fleet, answer: int) -> tuple[Path, str, SetupRuns]:
-    """A repo whose setup installs fleetdep with the ANSWER its requirements.txt pins; counts setups run."""
+def repo_with_manifest(fleet: Fleet, answer: int, runs: SetupServer) -> tuple[Path, tuple[str, ...]]:
+    """A repo whose setup installs fleetdep with the ANSWER its requirements.txt pins, and the options of
+    `repo add` that give it that setup, which reports to runs."""
     repo = fleet.tmp / "manifest"
     write_sample_repo(repo)
     (repo / "tests" / "test_dep.py").write_text(DEP_TEST)
@@ -146,14 +138,16 @@ def repo_with_manifest(fleet: Fleet, answer: int) -> tuple[Path, str, SetupRuns]
     (repo / "setup_env.py").write_text(MANIFEST_SETUP)
     git("add", "-A", cwd=repo)
     git("commit", "-qm", "a pinned dependency", cwd=repo)
-    runs = SetupRuns()
-    return repo, f"{shlex.quote(sys.executable)} setup_env.py {runs.port}", runs
+    setup = f"{shlex.quote(sys.executable)} setup_env.py {runs.port}"
+    return repo, ("--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup, "--setup-host", runs.address)
 
 
-def test_later_attempts_reuse_the_environment_until_a_diff_changes_its_manifest(embedded: Fleet) -> None:
+def test_later_attempts_reuse_the_environment_until_a_diff_changes_its_manifest(
+    embedded: Fleet, runs: SetupServer
+) -> None:
     fleet = embedded
-    repo, setup, runs = repo_with_manifest(fleet, answer=41)  # test_dep fails until the pin says 42
-    fleet.run("repo", "add", "dep", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup)
+    repo, options = repo_with_manifest(fleet, 41, runs)  # test_dep fails until the pin says 42
+    fleet.run("repo", "add", "dep", str(repo), *options)
     tickets = [
         fleet.submit("--repo", "dep", "--title", "add", "--body", target, "--agent-cmd", scripted(script))[0]
         for target, script in [("tests/test_calc.py::test_add", "fix-add"), ("tests/test_calc.py::test_div", "fix-div")]
@@ -166,7 +160,7 @@ def test_later_attempts_reuse_the_environment_until_a_diff_changes_its_manifest(
     assert ".deps" not in review["diff"]
     cached = fleet.json("cache", "list")
     assert sorted(e["scope"] for e in cached) == ["agent", "verify"]
-    assert all(e["setup_cmd"] == setup and e["paths"] == [".deps"] for e in cached)
+    assert all(e["setup_cmd"] == options[3] and e["paths"] == [".deps"] for e in cached)
 
     bump = "sed -i 's/==41/==42/' requirements.txt"
     [bumped] = fleet.submit(
@@ -187,10 +181,12 @@ def test_later_attempts_reuse_the_environment_until_a_diff_changes_its_manifest(
     assert fleet.json("cache", "list") == []
 
 
-def test_an_agent_that_writes_into_its_environment_cannot_change_what_verification_sees(embedded: Fleet) -> None:
+def test_an_agent_that_writes_into_its_environment_cannot_change_what_verification_sees(
+    embedded: Fleet, runs: SetupServer
+) -> None:
     fleet = embedded
-    repo, setup, _runs = repo_with_manifest(fleet, answer=41)  # test_dep fails at the base
-    fleet.run("repo", "add", "dep", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup)
+    repo, options = repo_with_manifest(fleet, 41, runs)  # test_dep fails at the base
+    fleet.run("repo", "add", "dep", str(repo), *options)
     poison = "echo 'ANSWER = 42' > .deps/fleetdep/__init__.py && echo '# tidy' >> calc.py"
     [poisoner] = fleet.submit(
         "--repo",

@@ -1,9 +1,9 @@
 """The escape suite, confinement level: each probe tries one escape from the sandbox agents and tests share.
 
-Both profiles are built by the code the worker uses (system/sandbox.py), and run as the worker would: as root
-(this machine, CI, many containers) and as an unprivileged user (setpriv to uid 65534). Each probe is a small
-program that prints what it got; the test asserts the escape failed. tests/security/test_escape_e2e.py runs
-probe agents and probe test suites through a whole Fleet.
+The three profiles (the agent's, the tests', a setup command's) are built by the code the worker uses
+(system/sandbox.py), and run as the worker would: as root (this machine, CI, many containers) and as an
+unprivileged user (setpriv to uid 65534). Each probe is a small program that prints what it got; the test asserts
+the escape failed. tests/security/test_escape_e2e.py runs probe agents and probe test suites through a whole Fleet.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +33,11 @@ from system.sandbox import (
     verification_view,
 )
 from tests.security.probes import REACH
+from verification.environment import SetupRoute, SetupSandbox
 from workers.agent_sandbox import SandboxPlan, build_sandbox
 from workers.agents.scripted import write_sample_repo
+from workers.egress import RELAY_SCRIPT, EgressProxy, relay_argv
+from workers.egress_rules import SETUP_SETTING
 from workers.worktree import WorktreePool, owning_gitdir
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -110,6 +114,7 @@ class Sandbox:
     workdir: Path
     user: str
     code: Path  # Fleet's launch code, where the user can read it
+    helpers: int = 0  # Fleet's own processes in the sandbox besides the command's: the egress relay
 
     def run(self, program: str) -> subprocess.CompletedProcess[str]:
         """program in the sandbox, started as the worker starts it (run_process); stderr comes with stdout."""
@@ -187,20 +192,50 @@ def _test_sandbox(host: Host, work: Path, user: str) -> Sandbox:
     return Sandbox(confine(view), env, checkout, user, _launch_code(host))
 
 
-@pytest.fixture(params=["agent", "tests"])
+@contextmanager
+def _setup_sandbox(host: Host, work: Path, user: str) -> Iterator[Sandbox]:
+    """A setup command's, as the verification builds it: its network the egress proxy's, with nothing allowed."""
+    checkout, scratch = host.fleet_home / "worktrees" / "setup", host.fleet_home / "attempts" / "1" / "setup"
+    checkout.mkdir(parents=True)
+    socket_path = Path(tempfile.mkdtemp(prefix="fleet-egress-")) / "gate" / "proxy.sock"
+
+    @contextmanager
+    def route() -> Iterator[SetupRoute]:
+        with EgressProxy() as proxy, proxy.open(socket_path, [], setting=SETUP_SETTING):
+            if user != "root":  # the worker is that user: its gate's folder is its own
+                _own(socket_path.parent.parent, NOBODY)
+            yield SetupRoute(socket_path, relay_argv(PY, RELAY_SCRIPT, socket_path, 0), list, list)
+
+    readable = (host.shown, RELAY_SCRIPT.parent)
+    setup = SetupSandbox(scratch, readable, (host.fleet_home, host.covered), egress=route)
+    try:
+        with setup.confining(checkout, {"PATH": "/usr/bin:/bin"}) as confined:
+            if user != "root":
+                _own(host.fleet_home, NOBODY)
+            yield Sandbox(confined.wrapper, dict(confined.env), checkout, user, _launch_code(host), helpers=1)
+    finally:
+        shutil.rmtree(socket_path.parent.parent, ignore_errors=True)
+
+
+@pytest.fixture(params=["agent", "tests", "setup"])
 def profile(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture(params=["root", "unprivileged"])
-def sandbox(request: pytest.FixtureRequest, host: Host, profile: str) -> Sandbox:
+def sandbox(request: pytest.FixtureRequest, host: Host, profile: str) -> Iterator[Sandbox]:
     user = str(request.param)
     if user == "root" and os.getuid() != 0:
         pytest.skip("the root half needs a root worker")
     work = host.root / "work"
     work.mkdir()
+    who = "root" if user == "root" else "nobody"
+    if profile == "setup":
+        with _setup_sandbox(host, work, who) as setup:
+            yield setup
+        return
     build = _agent_sandbox if profile == "agent" else _test_sandbox
-    return build(host, work, "root" if user == "root" else "nobody")
+    yield build(host, work, who)
 
 
 def test_an_honest_command_runs_and_writes_its_own_folder(sandbox: Sandbox) -> None:
@@ -240,7 +275,8 @@ def test_the_worker_and_other_processes_cannot_be_seen_or_traced(sandbox: Sandbo
     assert sandbox.run(f"test -e /proc/{os.getpid()}/cmdline && echo visible").stdout.strip() != "visible"
     attach = "import ctypes; print(ctypes.CDLL(None, use_errno=True).ptrace(16, 1, 0, 0))"  # PTRACE_ATTACH to pid 1
     assert sandbox.python(attach).split()[0] == "-1"
-    assert sandbox.run("ps -e -o pid= | wc -l").stdout.strip() in {"2", "3", "4"}  # sh, ps, wc, bwrap's init
+    processes = int(sandbox.run("ps -e -o pid= | wc -l").stdout)
+    assert processes - sandbox.helpers in {2, 3, 4}  # sh, ps, wc, bwrap's init
 
 
 def test_nothing_of_the_host_but_the_allow_list_is_visible(sandbox: Sandbox, host: Host) -> None:

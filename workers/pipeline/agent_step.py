@@ -20,8 +20,8 @@ from system.files import write_over
 from system.git import GitError, git
 from system.process import ChildLimits
 from system.retry import retrying
-from system.sandbox import confine, scratch_env, setup_view, toolchain_roots
-from verification.environment import CacheUse, copy_files, exclude_from_diffs, set_up_environment
+from system.sandbox import toolchain_roots
+from verification.environment import CacheUse, SetupSandbox, copy_files, exclude_from_diffs, set_up_environment
 from verification.runner import scrubbed_env
 from workers import scheduler
 from workers.agent_git import pointed_at, private_gitdir
@@ -44,6 +44,7 @@ from workers.pipeline.job import (
 )
 from workers.pipeline.metering import gate_env, open_gate, settle_usage
 from workers.pipeline.outcome import Outcome, columns_of, from_kept, kept_outcome, store_kept
+from workers.pipeline.setup_network import host_network, setup_egress
 from workers.pipeline.unit import (
     Unit,
     claim_agents,
@@ -220,11 +221,11 @@ def _prepare_worktree(
         return ""
     cache = job.env_cache(rt.env_cache)
     copied = tuple(source for source, _ in job.copy_files)
-    env, wrapper = scrubbed_env(os.environ) | ports, tuple[str, ...]()
+    sandbox = None
     if why_unsandboxed(rt, job) is None:
-        env |= scratch_env(scratch)
         readable = toolchain_roots(os.environ.get("PATH", os.defpath), [job.setup_cmd], declared_paths(rt, job))
-        wrapper = confine(setup_view(path, scratch, readable, hidden_paths(rt, job)))
+        egress = setup_egress(rt, job, "setup")
+        sandbox = SetupSandbox(scratch, readable, hidden_paths(rt, job), egress, host_network(job))
     else:
         rt.attempt_folders.mark_unconfined(job.attempt_id)
     environment = set_up_environment(
@@ -232,10 +233,10 @@ def _prepare_worktree(
         job.setup_cmd,
         where="the agent's worktree",
         timeout=rt.settings.setup_timeout_seconds,
-        env=env,
+        env=scrubbed_env(os.environ) | ports,
         cancelled=cancel,
         cache=CacheUse(cache, "agent", copied, job.env_key_files) if cache else None,
-        wrapper=wrapper,
+        sandbox=sandbox,
     )
     exclude_from_diffs(mirror, environment.created)  # what the setup built is the environment, not the agent's work
     return environment.log

@@ -25,6 +25,7 @@ from verification.targets import Targets, choose_targets
 from verification.verify import VerifySpec, hidden_names, run_baseline
 from workers.pipeline.context import PackInput, build_pack, read_instructions, shown_targets, targets_command
 from workers.pipeline.job import Job, declared_paths, hidden_paths
+from workers.pipeline.setup_network import setup_egress
 from workers.runtime import WorkerRuntime
 
 MAX_NARROWED = 50
@@ -48,6 +49,7 @@ def spec_for(
         targets=job.targets,
         allow_test_edits=job.repo_settings.allow_test_edits,
         network=job.repo_settings.test_network,
+        setup_network=job.repo_settings.setup_network,
         feedback_limit=feedback_limit,
         env_cache=job.env_cache(env_cache) if env_cache else None,
         env_key_files=job.env_key_files,
@@ -67,6 +69,7 @@ def spec_hash(spec: VerifySpec) -> str:
         spec.pin_pytest,
         spec.sandbox,
         spec.network,
+        spec.setup_network,
         RUNNER_REVISION,
     ]  # not spec.env: it carries this run's port block and the machine's environment
     digest.update(json.dumps(key, default=str).encode())
@@ -97,6 +100,7 @@ def job_spec(rt: WorkerRuntime, job: Job, ports: dict[str, str]) -> VerifySpec:
         readable=declared_paths(rt, job),
         hidden=hidden_paths(rt, job),
         on_unconfined=functools.partial(rt.attempt_folders.mark_unconfined, job.attempt_id),
+        setup_egress=setup_egress(rt, job, "verify-setup"),
     )
 
 
