@@ -80,9 +80,9 @@ def main() -> None:
         git("init", "-q", str(checkout), cwd=root)
         readable = toolchain_roots(str(Path(sys.executable).parent), [commands["fetch"]])
         sandboxes = {
-            "host": SetupSandbox(root / "scratch", readable, (), host_network=True),
-            "none": SetupSandbox(root / "scratch", readable, ()),
-            "proxy": SetupSandbox(root / "scratch", readable, (), egress=gate_opener(proxy, root, [address])),
+            "host": SetupSandbox(root / "scratch", readable, (), "host"),
+            "none": SetupSandbox(root / "scratch", readable, (), "none"),
+            "proxy": SetupSandbox(root / "scratch", readable, (), "proxy", gate_opener(proxy, root, [address])),
         }
         for _ in range(args.rounds):
             for setup, command in commands.items():

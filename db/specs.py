@@ -34,6 +34,7 @@ from db.spectypes import (
     Login,
     ModelPrice,
     PathText,
+    SetupNetwork,
     Url,
     Variable,
 )
@@ -103,11 +104,13 @@ class RepoSettings(Spec):
         default=0.0, ge=0, le=MAX_USD, description="No new attempt once today's spend reaches this."
     )
     test_network: bool = Field(default=False, description="Sandboxed test runs may use the network.")
-    setup_network: Literal["proxy", "host", "none"] = Field(
+    setup_network: SetupNetwork = Field(
         default="proxy", description="The setup's network: proxy (to setup_hosts only), host or none."
     )
     setup_hosts: list[HostPort] = Field(
-        default_factory=list, max_length=100, description="host:port the setup may reach besides FLEET_SETUP_HOSTS."
+        default_factory=list,
+        max_length=100,
+        description="host:port the setup may reach besides FLEET_SETUP_HOSTS (repeatable).",
     )
     env_cache: bool = Field(default=True, description="Reuse what the setup command built while its key files match.")
     env_key_files: list[Glob] = Field(

@@ -3,7 +3,7 @@ the one-line errors."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import StringConstraints
 
@@ -44,4 +44,6 @@ Branch = Annotated[str, StringConstraints(max_length=200, pattern=BRANCH)]
 Url = Annotated[str, StringConstraints(max_length=2000)]
 ForgeRepo = Annotated[str, StringConstraints(max_length=200, pattern=FORGE_REPO)]
 Label = Annotated[str, StringConstraints(max_length=100)]
+# A setup command's network: the egress proxy to its setup hosts, the host's own, or none.
+SetupNetwork = Literal["proxy", "host", "none"]
 Login = Annotated[str, StringConstraints(max_length=100, pattern=LOGIN)]

@@ -85,7 +85,7 @@ class View:
     memory: Path | None = None
     memory_dirs: tuple[Path, ...] = ()
     copies: tuple[tuple[Path, Path], ...] = ()
-    network: bool = False  # True: the host's network (tests a repository allows it to)
+    network: bool = False  # True: the host's network (tests or a setup the repository allows it to)
     egress_socket: Path | None = None  # the egress proxy's socket, bound in at the same path
 
 

@@ -15,12 +15,13 @@ from system.places import EMBEDDED_BROKER, Place, default_home, resolved
 __all__ = ["EMBEDDED_BROKER", "Settings", "default_home"]
 VERIFY_PER_CORE = 4
 REFILLS_PER_CORE = 4
-# Where a setup command may install from by default (FLEET_SETUP_HOSTS replaces the list, a repository's
-# setup_hosts adds to it): the public package indexes of Python, Node, Rust, Go, Ruby and Java.
+# Where a setup command may download from by default (FLEET_SETUP_HOSTS replaces the list, a repository's
+# setup_hosts adds to it): the public package indexes whose clients honour the proxy variables (Python, Node, Rust's
+# sparse index, Go, Ruby). Java's tools do not; a repository names its own hosts and tells them the proxy.
 PACKAGE_INDEXES = (
     "pypi.org:443", "files.pythonhosted.org:443", "registry.npmjs.org:443", "registry.yarnpkg.com:443",
-    "crates.io:443", "index.crates.io:443", "static.crates.io:443", "proxy.golang.org:443", "sum.golang.org:443",
-    "rubygems.org:443", "index.rubygems.org:443", "repo.maven.apache.org:443", "repo1.maven.org:443",
+    "index.crates.io:443", "static.crates.io:443", "proxy.golang.org:443", "sum.golang.org:443",
+    "rubygems.org:443", "index.rubygems.org:443",
 )  # fmt: skip
 
 
@@ -61,7 +62,9 @@ class Settings(BaseSettings):
     agent_sandbox: bool = True
     agent_network: Literal["auto", "none", "on"] = "auto"
     agent_hosts: list[str] = []  # host:port every sandboxed agent with the network may reach (workers/egress.py)
-    setup_hosts: list[str] = list(PACKAGE_INDEXES)  # host:port a setup command may reach (workers/setup_egress.py)
+    setup_hosts: list[str] = list(
+        PACKAGE_INDEXES
+    )  # host:port a setup command may reach (workers/pipeline/setup_network.py)
     sandbox_read_paths: list[Path] = []  # shown read-only in every sandbox, besides the toolchains found on PATH
     # The metering model gateway (workers/gateway/): where each API family's calls go on to (empty: the worker's
     # OPENAI_BASE_URL and the like, else the provider), and price overrides (MODEL=INPUT/OUTPUT[/CACHED], USD per

@@ -78,9 +78,8 @@ def prepare(
         return
     sandbox = None
     if sandboxed(spec):
-        egress = spec.setup_egress if spec.setup_network == "proxy" else None
-        host_network = spec.setup_network == "host"
-        sandbox = SetupSandbox(report_dir / "setup", readable_roots(spec), spec.hidden, egress, host_network)
+        scratch = report_dir / "setup"
+        sandbox = SetupSandbox(scratch, readable_roots(spec), spec.hidden, spec.setup_network, spec.setup_egress)
     elif (refused := going_unconfined(spec)) is not None:
         raise SetupFailed(refused)
     cache = None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from db.spectypes import SetupNetwork
 from system.git import GitError
 from system.mirror import exclusive_lock, try_lock
 from system.process import ProcessResult, run_process
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 PORT_WAIT_SECONDS = 0.2
 MIN_SECRET_LENGTH = 4
 MAX_NAMED_DENIALS = 3  # destinations the egress proxy refused, named in a failed setup's error
+SETUP_REACH = "a setup reaches only FLEET_SETUP_HOSTS and the repository's setup_hosts"
 
 
 class SetupFailed(Exception):
@@ -163,8 +165,9 @@ class CacheUse:
 @dataclass(frozen=True)
 class SetupRoute:
     """A setup sandbox's way out of its private network, opened by the worker (workers/egress.py) for one setup:
-    the proxy's socket, bound in, the argv prefix of the relay that starts the setup with the proxy variables
-    pointing at it, and the proxy's decisions so far, as transcript lines."""
+    the proxy's socket, bound in, and the argv prefix of the relay that starts the setup with the proxy variables
+    pointing at it. Once the route is closed (every connection it let through recorded), `decisions` gives the
+    proxy's transcript lines and `denials` what it refused, one line each."""
 
     socket: Path
     relay: tuple[str, ...]
@@ -181,23 +184,25 @@ class SetupSandbox:
     of its own for HOME and TMPDIR, the toolchains and declared paths readable, the hidden paths covered. Both the
     agent's worktree and the verification's checkout are set up in one: what a setup builds may be a diff's code.
 
-    Its network is a private loopback, with egress (the repository's package indexes, through the worker's proxy)
-    when given; the host's network only with host_network (the repository's `setup_network = host`)."""
+    Its network (the repository's `setup_network`): a private loopback, and for "proxy" a route through egress
+    (the repository's setup hosts, through the worker's proxy); the host's network only for "host"."""
 
     scratch: Path
     readable: Sequence[Path]
     hidden: Sequence[Path]
+    network: SetupNetwork = "none"
     egress: SetupEgress | None = None
-    host_network: bool = False
 
     @contextmanager
     def confining(self, checkout: Path, env: Mapping[str, str]) -> Iterator[Confinement]:
         """The setup's environment (HOME and TMPDIR in the scratch folder) and argv prefix, its route open."""
         env = {**env, **scratch_env(self.scratch)}
-        if self.egress is None or self.host_network:
-            view = setup_view(checkout, self.scratch, self.readable, self.hidden, host_network=self.host_network)
+        if self.network != "proxy":
+            view = setup_view(checkout, self.scratch, self.readable, self.hidden, host_network=self.network == "host")
             yield Confinement(env, confine(view))
             return
+        if self.egress is None:
+            raise SetupFailed("the setup's network is the egress proxy, but no way to it was given")
         with self.egress() as route:
             view = setup_view(checkout, self.scratch, self.readable, self.hidden, egress_socket=route.socket)
             yield Confinement(env, confine(view) + route.relay, route)
@@ -212,15 +217,16 @@ class Confinement:
     route: SetupRoute | None = None
 
     def decisions(self) -> str:
-        """The egress proxy's transcript lines, one per decision."""
+        """The egress proxy's transcript lines, one per decision (once the route is closed)."""
         return "".join(f"{line}\n" for line in self.route.decisions()) if self.route else ""
 
     def failed(self, error: SetupFailed) -> SetupFailed:
-        """error, naming the destinations the proxy refused: the likely cause of a failed install."""
+        """error, naming the destinations the proxy refused (once the route is closed): a failed install's likely
+        cause. Worded as a fact, not as what to allow: a hostile build script chooses what it was refused."""
         denied = self.route.denials() if self.route else []
         if not denied:
             return error
-        return SetupFailed(f"{error}; {'; '.join(denied[:MAX_NAMED_DENIALS])}")
+        return SetupFailed(f"{error}; {'; '.join(denied[:MAX_NAMED_DENIALS])}; {SETUP_REACH}")
 
 
 @dataclass(frozen=True)

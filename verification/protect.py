@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import threading
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from system.git import GitError, git
@@ -40,6 +41,8 @@ DEFAULT_PROTECT: tuple[str, ...] = (
     "phpunit.xml.dist",
     ".rspec",
 )
+PYTEST_SKIPPED = ("_darcs", "build", "CVS", "dist", "node_modules", "venv", "{arch}", "__pycache__")  # norecursedirs
+HOOK_FILES = ("conftest.py", "sitecustomize.py", "usercustomize.py")  # run by pytest or Python wherever they are
 # pytest's own order of precedence for the configuration file of a directory.
 PYTEST_CONFIGS = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 
@@ -59,6 +62,38 @@ def _pytest_table_changed(checkout: Path, path: str) -> bool:
     if path.rsplit("/", 1)[-1] != "pyproject.toml":
         return False
     return pytest_table(_read(checkout, path)) != pytest_table(_head_text(checkout, path))
+
+
+def changed_since_applied(checkout: Path) -> list[str]:
+    """After a diff was applied (to the index and the files) to a clean checkout, what something run since changed,
+    such as a setup's build script (the diff's code): the files that differ from the index, the new ones, and
+    among the ignored ones (the environment) the hook files pytest or Python would run (HOOK_FILES) outside the
+    folders pytest never enters. Other ignored files, such as test data a setup generates, are the environment."""
+    status = ("status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=matching", "--no-renames")
+    entries = git("--no-optional-locks", *status, cwd=checkout, errors="surrogateescape").split("\0")
+    changed = [entry[3:] for entry in entries if len(entry) > 3 and entry[1] not in " !"]  # Y: against the index
+    ignored = [entry[3:] for entry in entries if entry.startswith("!! ")]
+    hooks = [path for entry in ignored for path in _collectable(checkout, entry)]
+    return changed + [path for path in hooks if path.rsplit("/", 1)[-1] in HOOK_FILES]
+
+
+def _collectable(checkout: Path, entry: str) -> Iterator[str]:
+    """The ignored file, or the files under the ignored folder, that pytest could collect or read: not inside the
+    folders it never enters (hidden ones, virtualenvs, node_modules, build, dist...)."""
+    if not entry.endswith("/"):
+        yield entry
+        return
+    for folder, subfolders, files in os.walk(checkout / entry):  # links are not followed
+        subfolders[:] = [name for name in subfolders if not _skipped_by_pytest(Path(folder) / name)]
+        if not _skipped_by_pytest(Path(folder)):
+            yield from (str((Path(folder) / name).relative_to(checkout)) for name in files)
+
+
+def _skipped_by_pytest(folder: Path) -> bool:
+    """A folder pytest's default norecursedirs, or its virtualenv check, keeps it out of."""
+    name = folder.name
+    venv = (folder / "pyvenv.cfg").is_file() or (folder / "bin" / "activate").is_file()
+    return venv or name.startswith(".") or name.endswith(".egg") or name in PYTEST_SKIPPED
 
 
 def restore(checkout: Path, paths: Sequence[str]) -> list[str]:

@@ -21,9 +21,10 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from db.lifecycle import Verdict
+from db.spectypes import SetupNetwork
 from system.git import GitError, git
 from system.globs import matches_any
 from verification.confined import prepare, rerun_suspects, run_confined, visible_rerun
@@ -38,6 +39,7 @@ from verification.phrases import KNOWN_FAILING
 from verification.protect import (
     DEFAULT_PROTECT,
     PYPROJECT_PYTEST,
+    changed_since_applied,
     protected_changes,
     pytest_config,
     restore,
@@ -71,7 +73,7 @@ class VerifySpec:
     output_limit: int = 64_000
     setup_cmd: str | None = None
     setup_timeout: float = 1800.0
-    setup_network: Literal["proxy", "host", "none"] = "none"  # the repository's; proxy goes through setup_egress
+    setup_network: SetupNetwork = "none"  # the repository's choice; "proxy" needs setup_egress, the way out
     setup_egress: SetupEgress | None = None
     copy_files: tuple[tuple[str, str], ...] = ()
     area: tuple[str, ...] = ()  # globs of the paths the ticket is about; changes elsewhere are flagged
@@ -140,7 +142,8 @@ def verify_diff(
 
     With the environment cache on and the diff leaving its key files alone, the environment is restored
     from the cache (or set up and saved) before the diff is applied, at the pristine base; otherwise the
-    setup runs after the diff is applied, as the diff would have it.
+    setup runs after the diff is applied, as the diff would have it: the diff's code, so before the protected
+    files are restored (what it changed among them is restored too) and the hidden tests added.
     """
     startup = startup_refusals(diff)
     if startup:
@@ -162,17 +165,18 @@ def verify_diff(
         return errored(str(exc))
     except PatchRefused as exc:
         return _refused_patch(exc, baseline, spec)
+    try:
+        if fresh_env:  # first: the setup runs the diff's code, which must find no hidden test and restore nothing
+            prepare(checkout, spec, where, cancelled, report_dir)
+    except SetupFailed as exc:
+        return errored(str(exc))
+    touched = sorted({*changed, *changed_since_applied(checkout)}) if fresh_env and spec.setup_cmd else changed
     config = _config(checkout, spec)  # read from HEAD, which applying the diff does not move: once is enough
-    reverted = [] if spec.allow_test_edits else restore(checkout, _to_protect(checkout, changed, spec, config))
+    reverted = [] if spec.allow_test_edits else restore(checkout, _to_protect(checkout, touched, spec, config))
     try:
         hidden = add_hidden_tests(checkout, spec.hidden_tests)
     except (GitError, OSError) as exc:
         return errored(f"{HIDDEN_UNAPPLIED}: {exc}")
-    try:
-        if fresh_env:
-            prepare(checkout, spec, where, cancelled, report_dir)
-    except SetupFailed as exc:
-        return errored(str(exc))
     refusals = gamed_reasons(checkout, diff, changed, spec.test_cmd, spec.environment, spec.protect)
     if refusals:
         return gamed(refusals, scan_diff(diff) + outside_area(changed, spec.area))

@@ -197,9 +197,9 @@ class WorkerRuntime:
         self.warming = threading.Thread(target=self._warm_up, name="fleet-warm-up", daemon=True)
 
     def egress_socket(self, attempt_id: int | str) -> Path:
-        """Where the attempt's egress gate listens (its agent's; `12-setup` names another of attempt 12's): a short
-        path (a Unix socket's is at most 107 bytes) in a folder of this process's own, 0700, that only that
-        sandbox gets bound in."""
+        """Where the attempt's egress gate listens (its agent's; `12-setup-<token>` names one of attempt 12's
+        setups): a short path (a Unix socket's is at most 107 bytes) in a folder of this process's own, 0700, that
+        only that sandbox gets bound in."""
         if self._egress_root is None:
             self._egress_root = Path(tempfile.mkdtemp(prefix="fleet-egress-"))
         return self._egress_root / str(attempt_id) / "proxy.sock"

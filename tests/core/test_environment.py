@@ -128,9 +128,9 @@ def runs() -> Iterator[SetupServer]:
         yield server
 
 
-def repo_with_manifest(fleet: Fleet, answer: int, runs: SetupServer) -> tuple[Path, tuple[str, ...]]:
-    """A repo whose setup installs fleetdep with the ANSWER its requirements.txt pins, and the options of
-    `repo add` that give it that setup, which reports to runs."""
+def repo_with_manifest(fleet: Fleet, answer: int, runs: SetupServer) -> tuple[Path, str, tuple[str, ...]]:
+    """A repo whose setup installs fleetdep with the ANSWER its requirements.txt pins and reports to runs; the
+    setup command, and the options of `repo add` that give the repo its tests and that setup."""
     repo = fleet.tmp / "manifest"
     write_sample_repo(repo)
     (repo / "tests" / "test_dep.py").write_text(DEP_TEST)
@@ -139,14 +139,14 @@ def repo_with_manifest(fleet: Fleet, answer: int, runs: SetupServer) -> tuple[Pa
     git("add", "-A", cwd=repo)
     git("commit", "-qm", "a pinned dependency", cwd=repo)
     setup = f"{shlex.quote(sys.executable)} setup_env.py {runs.port}"
-    return repo, ("--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup, "--setup-host", runs.address)
+    return repo, setup, ("--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup, "--setup-host", runs.address)
 
 
 def test_later_attempts_reuse_the_environment_until_a_diff_changes_its_manifest(
     embedded: Fleet, runs: SetupServer
 ) -> None:
     fleet = embedded
-    repo, options = repo_with_manifest(fleet, 41, runs)  # test_dep fails until the pin says 42
+    repo, setup, options = repo_with_manifest(fleet, 41, runs)  # test_dep fails until the pin says 42
     fleet.run("repo", "add", "dep", str(repo), *options)
     tickets = [
         fleet.submit("--repo", "dep", "--title", "add", "--body", target, "--agent-cmd", scripted(script))[0]
@@ -160,7 +160,7 @@ def test_later_attempts_reuse_the_environment_until_a_diff_changes_its_manifest(
     assert ".deps" not in review["diff"]
     cached = fleet.json("cache", "list")
     assert sorted(e["scope"] for e in cached) == ["agent", "verify"]
-    assert all(e["setup_cmd"] == options[3] and e["paths"] == [".deps"] for e in cached)
+    assert all(e["setup_cmd"] == setup and e["paths"] == [".deps"] for e in cached)
 
     bump = "sed -i 's/==41/==42/' requirements.txt"
     [bumped] = fleet.submit(
@@ -185,7 +185,7 @@ def test_an_agent_that_writes_into_its_environment_cannot_change_what_verificati
     embedded: Fleet, runs: SetupServer
 ) -> None:
     fleet = embedded
-    repo, options = repo_with_manifest(fleet, 41, runs)  # test_dep fails at the base
+    repo, _setup, options = repo_with_manifest(fleet, 41, runs)  # test_dep fails at the base
     fleet.run("repo", "add", "dep", str(repo), *options)
     poison = "echo 'ANSWER = 42' > .deps/fleetdep/__init__.py && echo '# tidy' >> calc.py"
     [poisoner] = fleet.submit(

@@ -1,6 +1,7 @@
-"""A setup command's network: a private one, whose only way out is the egress proxy to the repository's
-setup_hosts, unless the repository chooses the host's (`setup_network = host`). What a setup runs may be a
-diff's code, and the host's loopback holds Fleet's own database, broker and web app."""
+"""A setup command runs a diff's code once the diff changes a key file: its network is a private one, whose only way
+out is the egress proxy to the repository's setup_hosts, unless the repository chooses the host's (`setup_network =
+host`), since the host's loopback holds Fleet's own database, broker and web app; and it runs before the protected
+tests are restored and the hidden ones added, so it changes neither."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
 pytestmark = pytest.mark.skipif(bwrap_missing() is not None, reason="bubblewrap is not usable here")
 
 THROUGH_PROXY = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=30).read()"
-DIRECT = "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=30).sendall(b'x')"
+DIRECT = (
+    "import socket, sys; connection = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=30); "
+    "connection.sendall(f'GET /{sys.argv[2]} HTTP/1.0\\r\\n\\r\\n'.encode()); connection.recv(64)"
+)
 # A diff's build script, run by the verification's setup once the diff changed a key file: it tries the host's
 # server every way it can and goes on quietly, as an attacker's would.
 PROBING_SETUP = """import socket, sys, urllib.request
@@ -65,9 +69,11 @@ def test_a_setup_reaches_its_setup_hosts_through_the_proxy_and_nothing_else(
     fleet = embedded
     add_repo(fleet, "listed", python(THROUGH_PROXY, f"http://{server.address}/listed"), "--setup-host", server.address)
     add_repo(fleet, "unlisted", python(THROUGH_PROXY, f"http://{server.address}/unlisted"))
-    add_repo(fleet, "direct", python(DIRECT, str(server.port)))
-    add_repo(fleet, "host", python(DIRECT, str(server.port)), "--setup-network", "host")
-    tickets = {name: fix_add(fleet, name) for name in ("listed", "unlisted", "direct", "host")}
+    add_repo(fleet, "direct", python(DIRECT, str(server.port), "direct"))
+    add_repo(fleet, "host", python(DIRECT, str(server.port), "host"), "--setup-network", "host")
+    listed_but_none = ("--setup-host", server.address, "--setup-network", "none")
+    add_repo(fleet, "none", python(THROUGH_PROXY, f"http://{server.address}/none"), *listed_but_none)
+    tickets = {name: fix_add(fleet, name) for name in ("listed", "unlisted", "direct", "host", "none")}
     fleet.up()
     shown = {name: fleet.json("show", str(ticket_id)) for name, ticket_id in tickets.items()}
 
@@ -78,11 +84,14 @@ def test_a_setup_reaches_its_setup_hosts_through_the_proxy_and_nothing_else(
 
     assert shown["unlisted"]["status"] == "error" and server.count("/unlisted") == 0
     assert "setup in the agent's worktree failed" in shown["unlisted"]["reason"]
-    assert f"egress denied: {server.address} (to allow it, add it to setup_hosts)" in shown["unlisted"]["reason"]
+    assert f"egress denied: {server.address} (not on the allow-list)" in shown["unlisted"]["reason"]
+    assert "a setup reaches only FLEET_SETUP_HOSTS and the repository's setup_hosts" in shown["unlisted"]["reason"]
 
-    assert shown["direct"]["status"] == "error", shown["direct"]  # its own loopback holds nothing
+    for name in ("direct", "none"):  # a private loopback that holds nothing; no proxy for "none"
+        assert shown[name]["status"] == "error" and server.count(f"/{name}") == 0, shown[name]
+        assert "setup in the agent's worktree failed (exit 1)" in shown[name]["reason"]
     assert shown["host"]["status"] == "needs_review", shown["host"]  # the host's network, chosen
-    assert len(server.paths) == server.count("/listed")  # the direct connections sent no request
+    assert server.count("/host") >= 2
 
 
 def test_a_diffs_build_script_cannot_reach_the_hosts_servers(embedded: Fleet, server: SetupServer) -> None:
@@ -111,3 +120,43 @@ def test_a_diffs_build_script_cannot_reach_the_hosts_servers(embedded: Fleet, se
         assert attempt["verification"] is not None, attempt  # the diff was verified: its build script ran
     assert server.count("/escaped-open") >= 1  # the host's network, chosen: the script reached the server
     assert server.count("/escaped-guarded") == 0
+
+
+# The same build script, rewriting the test the ticket is judged by so that it passes whatever calc.py says, or
+# leaving a conftest.py the diff has git ignore, whose import fixes add in memory only.
+FORGING_SETUPS = {
+    "rewrite": """import pathlib
+test = pathlib.Path('tests/test_calc.py')
+test.write_text(test.read_text().replace('assert add(2, 3) == 5', 'assert add(2, 3) == add(2, 3)'))
+""",
+    "ignored-conftest": """import pathlib
+pathlib.Path('tests/conftest.py').write_text('import calc\\ncalc.add.__code__ = (lambda a, b: a + b).__code__\\n')
+""",
+}
+FORGED = {"rewrite": "tests/test_calc.py", "ignored-conftest": "tests/conftest.py"}
+
+
+@pytest.mark.parametrize("forgery", sorted(FORGING_SETUPS))
+def test_a_diffs_build_script_cannot_forge_the_tests_it_is_judged_by(embedded: Fleet, forgery: str) -> None:
+    fleet = embedded
+    repo = fleet.tmp / "forged"
+    write_sample_repo(repo)
+    (repo / "build_env.py").write_text("print('environment built')\n")
+    (repo / "requirements.txt").write_text("fleetdep==1\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "a build script and its pin", cwd=repo)
+    setup = f"{shlex.quote(sys.executable)} build_env.py"
+    fleet.run("repo", "add", "forged", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup)
+    script = FORGING_SETUPS[forgery]
+    bump = "echo fleetdep==2 > requirements.txt\necho tests/conftest.py >> .gitignore"
+    rewrite = f"cat > build_env.py <<'EOF'\n{script}EOF\n{bump}"
+    [ticket] = fleet.submit(
+        "--repo", "forged", "--title", "add", "--body", "tests/test_calc.py::test_add",
+        "--agent-cmd", f"sh -c {shlex.quote(rewrite)}", "--attempts", "1",
+    )  # fmt: skip
+    fleet.up()
+    shown = fleet.json("show", str(ticket["id"]))
+    [attempt] = shown["runs"][0]["attempts"]
+    assert attempt["verification"]["verdict"] == "gamed", attempt["verification"]
+    assert f"reverted: {FORGED[forgery]}" in attempt["verification"]["reasons"][0]
+    assert shown["status"] != "needs_review"

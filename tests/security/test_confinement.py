@@ -193,7 +193,7 @@ def _test_sandbox(host: Host, work: Path, user: str) -> Sandbox:
 
 
 @contextmanager
-def _setup_sandbox(host: Host, work: Path, user: str) -> Iterator[Sandbox]:
+def _setup_sandbox(host: Host, user: str) -> Iterator[Sandbox]:
     """A setup command's, as the verification builds it: its network the egress proxy's, with nothing allowed."""
     checkout, scratch = host.fleet_home / "worktrees" / "setup", host.fleet_home / "attempts" / "1" / "setup"
     checkout.mkdir(parents=True)
@@ -207,7 +207,7 @@ def _setup_sandbox(host: Host, work: Path, user: str) -> Iterator[Sandbox]:
             yield SetupRoute(socket_path, relay_argv(PY, RELAY_SCRIPT, socket_path, 0), list, list)
 
     readable = (host.shown, RELAY_SCRIPT.parent)
-    setup = SetupSandbox(scratch, readable, (host.fleet_home, host.covered), egress=route)
+    setup = SetupSandbox(scratch, readable, (host.fleet_home, host.covered), "proxy", route)
     try:
         with setup.confining(checkout, {"PATH": "/usr/bin:/bin"}) as confined:
             if user != "root":
@@ -231,7 +231,7 @@ def sandbox(request: pytest.FixtureRequest, host: Host, profile: str) -> Iterato
     work.mkdir()
     who = "root" if user == "root" else "nobody"
     if profile == "setup":
-        with _setup_sandbox(host, work, who) as setup:
+        with _setup_sandbox(host, who) as setup:
             yield setup
         return
     build = _agent_sandbox if profile == "agent" else _test_sandbox

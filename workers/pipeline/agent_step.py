@@ -44,7 +44,7 @@ from workers.pipeline.job import (
 )
 from workers.pipeline.metering import gate_env, open_gate, settle_usage
 from workers.pipeline.outcome import Outcome, columns_of, from_kept, kept_outcome, store_kept
-from workers.pipeline.setup_network import host_network, setup_egress
+from workers.pipeline.setup_network import setup_egress
 from workers.pipeline.unit import (
     Unit,
     claim_agents,
@@ -224,8 +224,8 @@ def _prepare_worktree(
     sandbox = None
     if why_unsandboxed(rt, job) is None:
         readable = toolchain_roots(os.environ.get("PATH", os.defpath), [job.setup_cmd], declared_paths(rt, job))
-        egress = setup_egress(rt, job, "setup")
-        sandbox = SetupSandbox(scratch, readable, hidden_paths(rt, job), egress, host_network(job))
+        network, egress = job.repo_settings.setup_network, setup_egress(rt, job, "setup")
+        sandbox = SetupSandbox(scratch, readable, hidden_paths(rt, job), network, egress)
     else:
         rt.attempt_folders.mark_unconfined(job.attempt_id)
     environment = set_up_environment(
