@@ -83,6 +83,34 @@ def write_over(path: Path, data: bytes) -> None:
         os.close(handle)
 
 
+def link_on_the_way(root: Path, relative: str) -> Path | None:
+    """The first of the folders between root and root/relative that is a link (or not a folder), if any: code that
+    ran in root may have pointed it anywhere on the host."""
+    folder = root
+    for part in Path(relative).parts[:-1]:
+        folder = folder / part
+        if folder.is_symlink() or (os.path.lexists(folder) and not folder.is_dir()):
+            return folder
+    return None
+
+
+def copy_into(root: Path, relative: str, source: Path) -> None:
+    """Copy the file source to root/relative, never through a link: what ran in root may have planted one on the
+    way or at the target (each is removed, and real folders made in its place)."""
+    folder = root
+    for part in Path(relative).parts[:-1]:
+        folder = folder / part
+        if folder.is_symlink() or (os.path.lexists(folder) and not folder.is_dir()):
+            folder.unlink()
+        folder.mkdir(exist_ok=True)
+    target = folder / Path(relative).name
+    if target.is_symlink() or target.is_dir():
+        remove_tree(target)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    with source.open("rb") as reading, os.fdopen(os.open(target, flags, 0o644), "wb") as writing:
+        shutil.copyfileobj(reading, writing)
+
+
 def remove_tree(path: Path) -> None:
     """Delete path (file, link or folder; missing is fine) even when an agent left read-only folders in it."""
     if path.is_symlink() or not path.is_dir():

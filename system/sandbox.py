@@ -325,12 +325,14 @@ def credential_stores(home: Path) -> tuple[Path, ...]:
 def verification_view(
     checkout: Path, report_dir: Path, network: bool, readable: Sequence[Path], hidden: Sequence[Path]
 ) -> View:
-    """The code under test's view: its checkout and report folder writable, its toolchains read-only."""
+    """The code under test's view: its checkout and report folder writable (but for its git pointer), its
+    toolchains read-only."""
     return View(
         workdir=checkout,
         writable=(checkout, report_dir),
         readable=tuple(readable),
         hidden=tuple(hidden),
+        overlays=git_pointer(checkout),
         network=network,
     )
 
@@ -351,8 +353,18 @@ def setup_view(
     """A setup command's view: the verification's, with a scratch folder (its HOME). What it builds may be a diff's
     code (a changed setup.py), so its network is its own: a private loopback, and the egress proxy's socket when
     given (its package indexes); the host's network only when the repository chose it (host_network)."""
-    writable = (checkout, scratch)
-    return View(checkout, writable, tuple(readable), tuple(hidden), network=host_network, egress_socket=egress_socket)
+    writable, pointer = (checkout, scratch), git_pointer(checkout)
+    return View(
+        checkout, writable, tuple(readable), tuple(hidden), pointer, network=host_network, egress_socket=egress_socket
+    )
+
+
+def git_pointer(checkout: Path) -> tuple[tuple[Path, Path], ...]:
+    """The checkout's `.git`, shown read-only over itself: what runs in the checkout cannot point the worker's own
+    git commands there (run by discovery after it, as the verification's restore is) at a git dir of its making,
+    whose configuration would run commands (a clean filter) outside the sandbox."""
+    pointer = checkout / ".git"
+    return ((pointer, pointer),) if os.path.lexists(pointer) and not pointer.is_symlink() else ()
 
 
 def scratch_env(scratch: Path) -> dict[str, str]:

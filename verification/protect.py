@@ -10,6 +10,7 @@ import tomllib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from system.files import link_on_the_way
 from system.git import GitError, git
 from system.globs import matches_any
 
@@ -108,15 +109,14 @@ def restore(checkout: Path, paths: Sequence[str]) -> list[str]:
             "--literal-pathspecs", "checkout", "HEAD", "--pathspec-from-file=-", "--pathspec-file-nul",
             cwd=checkout, input="\0".join(old),
         )  # fmt: skip
-    for path in new:
+    for path in new:  # a link is removed, never followed: a diff's build script may have made it, or its folder
         target = checkout / path
-        if target.is_file() or target.is_symlink():
+        if (link := link_on_the_way(checkout, path)) is not None:
+            link.unlink()  # the file is not there, and the link that showed it there goes
+        elif target.is_file() or target.is_symlink():
             target.unlink()
-    if new:
-        git(
-            "--literal-pathspecs", "rm", "--cached", "-q", "--ignore-unmatch", "--pathspec-from-file=-",
-            "--pathspec-file-nul", cwd=checkout, input="\0".join(new),
-        )  # fmt: skip
+    if new:  # out of the index too; a path that is no entry there (a link made in a folder's place) is passed over
+        git("update-index", "--force-remove", "-z", "--stdin", cwd=checkout, input="\0".join(new))
     return list(paths)
 
 

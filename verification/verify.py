@@ -16,7 +16,6 @@ Decisions about pytest (see research A1-A3 for the attacks they answer):
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -25,6 +24,7 @@ from typing import Any
 
 from db.lifecycle import Verdict
 from db.spectypes import SetupNetwork
+from system.files import copy_into
 from system.git import GitError, git
 from system.globs import matches_any
 from verification.confined import prepare, rerun_suspects, run_confined, visible_rerun
@@ -286,10 +286,8 @@ def add_hidden_tests(checkout: Path, hidden: Path | None) -> list[str]:
         git("apply", "-", cwd=checkout, input=text)
         return sorted(_numstat_names(names))
     files = sorted(p for p in hidden.rglob("*") if p.is_file())
-    for source in files:
-        target = checkout / source.relative_to(hidden)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+    for source in files:  # never through a link: a diff's build script ran in the checkout before
+        copy_into(checkout, source.relative_to(hidden).as_posix(), source)
     return [source.relative_to(hidden).as_posix() for source in files]
 
 

@@ -160,3 +160,48 @@ def test_a_diffs_build_script_cannot_forge_the_tests_it_is_judged_by(embedded: F
     assert attempt["verification"]["verdict"] == "gamed", attempt["verification"]
     assert f"reverted: {FORGED[forgery]}" in attempt["verification"]["reasons"][0]
     assert shown["status"] != "needs_review"
+
+
+# A build script that plants links where the verification writes after it: in place of the folder of a hidden test
+# (which the verification copies in), and of the folder of a protected file the diff adds (which it deletes), both
+# pointing at a folder of the host.
+LINKING_SETUP = """import os, shutil, sys
+host = sys.argv[1]
+os.symlink(host, 'checks')
+shutil.rmtree('plugins')
+os.symlink(host, 'plugins')
+"""
+
+
+def test_a_diffs_build_script_cannot_make_the_verification_write_or_delete_through_a_link(embedded: Fleet) -> None:
+    fleet = embedded
+    host = fleet.tmp / "host-files"
+    host.mkdir()
+    for name in ("test_hidden_calc.py", "conftest.py"):
+        (host / name).write_text("host file\n")
+    hidden = fleet.tmp / "hidden" / "checks"
+    hidden.mkdir(parents=True)
+    (hidden / "test_hidden_calc.py").write_text(
+        "from calc import add\n\n\ndef test_add_more():\n    assert add(1, 1) == 2\n"
+    )
+    repo = fleet.tmp / "linked"
+    write_sample_repo(repo)
+    (repo / "build_env.py").write_text("print('environment built')\n")
+    (repo / "requirements.txt").write_text("fleetdep==1\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "a build script and its pin", cwd=repo)
+    setup = f"{shlex.quote(sys.executable)} build_env.py {shlex.quote(str(host))}"
+    options = ("--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup, "--hidden-tests", str(hidden.parent))
+    fleet.run("repo", "add", "linked", str(repo), *options)
+    plugin = "mkdir plugins && touch plugins/conftest.py"
+    agent = f"cat > build_env.py <<'EOF'\n{LINKING_SETUP}EOF\necho fleetdep==2 > requirements.txt\n{plugin}"
+    [ticket] = fleet.submit(
+        "--repo", "linked", "--title", "add", "--body", "tests/test_calc.py::test_add",
+        "--agent-cmd", f"sh -c {shlex.quote(agent)}", "--attempts", "1",
+    )  # fmt: skip
+    fleet.up()
+    [attempt] = fleet.json("show", str(ticket["id"]))["runs"][0]["attempts"]
+    verification = attempt["verification"]
+    assert verification["verdict"] != "error", verification  # the links were in place, and the tests ran after
+    assert (host / "test_hidden_calc.py").read_text() == "host file\n"  # not written through the linked folder
+    assert (host / "conftest.py").read_text() == "host file\n"  # not deleted through the linked folder

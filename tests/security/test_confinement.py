@@ -185,6 +185,7 @@ def _test_sandbox(host: Host, work: Path, user: str) -> Sandbox:
     checkout, reports = host.fleet_home / "worktrees" / "verify", host.fleet_home / "attempts" / "1" / "candidate"
     for folder in (checkout, reports):
         folder.mkdir(parents=True)
+    (checkout / ".git").write_text(f"gitdir: {host.fleet_home / 'mirrors' / 'repo.git'}\n")  # a pooled checkout's
     if user != "root":
         _own(host.fleet_home, NOBODY)
     view = verification_view(checkout, reports, False, (host.shown,), (host.fleet_home, host.covered))
@@ -197,6 +198,7 @@ def _setup_sandbox(host: Host, user: str) -> Iterator[Sandbox]:
     """A setup command's, as the verification builds it: its network the egress proxy's, with nothing allowed."""
     checkout, scratch = host.fleet_home / "worktrees" / "setup", host.fleet_home / "attempts" / "1" / "setup"
     checkout.mkdir(parents=True)
+    (checkout / ".git").write_text(f"gitdir: {host.fleet_home / 'mirrors' / 'repo.git'}\n")
     socket_path = Path(tempfile.mkdtemp(prefix="fleet-egress-")) / "gate" / "proxy.sock"
 
     @contextmanager
@@ -303,6 +305,16 @@ for family, address in [
     code = REACH + values + code
     results = sandbox.python(code).splitlines()
     assert len(results) == 6 and "REACHED" not in results, results
+
+
+def test_the_checkouts_git_pointer_cannot_be_rewritten(sandbox: Sandbox) -> None:
+    """The worker's own git commands in the checkout after the sandbox find its git dir through `.git`: a pointer
+    to a git dir of the sandbox's making would have them run its configuration's commands (a clean filter)."""
+    pointer = sandbox.workdir / ".git"
+    before = pointer.read_bytes()
+    for attempt in ("echo 'gitdir: /tmp/planted' > .git", "rm -f .git", "mv .git moved"):
+        sandbox.run(attempt)
+        assert pointer.read_bytes() == before, attempt
 
 
 def test_a_shown_folder_and_the_system_are_read_only(sandbox: Sandbox, host: Host) -> None:
