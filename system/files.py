@@ -84,8 +84,8 @@ def write_over(path: Path, data: bytes) -> None:
 
 
 def link_on_the_way(root: Path, relative: str) -> Path | None:
-    """The first of the folders between root and root/relative that is a link (or not a folder), if any: code that
-    ran in root may have pointed it anywhere on the host."""
+    """The first of the folders between root and root/relative that is a link (code that ran in root may have
+    pointed it anywhere on the host) or no folder at all (then nothing is there), if any."""
     folder = root
     for part in Path(relative).parts[:-1]:
         folder = folder / part
@@ -104,11 +104,22 @@ def copy_into(root: Path, relative: str, source: Path) -> None:
             folder.unlink()
         folder.mkdir(exist_ok=True)
     target = folder / Path(relative).name
-    if target.is_symlink() or target.is_dir():
+    if os.path.lexists(target) and not stat.S_ISREG(os.lstat(target).st_mode):  # a link, a folder, a fifo...
         remove_tree(target)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     with source.open("rb") as reading, os.fdopen(os.open(target, flags, 0o644), "wb") as writing:
         shutil.copyfileobj(reading, writing)
+
+
+def read_regular(path: Path, limit: int) -> bytes | None:
+    """At most limit bytes of the regular file at path, or None for anything else (a link, a fifo, a device,
+    nothing): what code that ran where path is may have left there is never followed, waited on or read unbounded."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(handle, "rb") as reading:
+        return reading.read(limit) if stat.S_ISREG(os.fstat(handle).st_mode) else None
 
 
 def remove_tree(path: Path) -> None:

@@ -26,6 +26,10 @@ SAFE_CONFIG = (
     "-c",
     "user.email=fleet@localhost",
 )
+# On `status` and `diff` in a checkout that hostile code wrote: git would run `status` in each submodule's folder
+# to see whether it is dirty, with the configuration of whatever git dir that code put there (a clean filter: a
+# command run outside any sandbox). A submodule's commit is still compared, read without running anything.
+NO_SUBMODULES = "--ignore-submodules=dirty"
 GIT_TIMEOUT_SECONDS = 600.0
 # What git() reads into memory at most: a listing, a blob or a log of a repository an agent wrote can be as large as
 # it likes, and it is held three times (the memory file, its bytes, their text). ERRORS_BYTES: git's errors.

@@ -363,7 +363,7 @@ def git_pointer(checkout: Path) -> tuple[tuple[Path, Path], ...]:
     """The checkout's `.git`, shown read-only over itself: what runs in the checkout cannot point the worker's own
     git commands there (run by discovery after it, as the verification's restore is) at a git dir of its making,
     whose configuration would run commands (a clean filter) outside the sandbox."""
-    pointer = checkout / ".git"
+    pointer = _real(checkout) / ".git"  # where the checkout is bound, as its writable bind resolves it
     return ((pointer, pointer),) if os.path.lexists(pointer) and not pointer.is_symlink() else ()
 
 

@@ -78,7 +78,8 @@ def prepare(
         return
     sandbox = None
     if sandboxed(spec):
-        scratch = report_dir / "setup"
+        report_dir.mkdir(parents=True, exist_ok=True)
+        scratch = fresh_folder(report_dir / "setup")  # inside the report folder an earlier test run could write
         sandbox = SetupSandbox(scratch, readable_roots(spec), spec.hidden, spec.setup_network, spec.setup_egress)
     elif (refused := going_unconfined(spec)) is not None:
         raise SetupFailed(refused)

@@ -7,13 +7,14 @@ import os
 import re
 import threading
 import tomllib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from system.files import link_on_the_way
+from system.files import link_on_the_way, read_regular
 from system.git import GitError, git
 from system.globs import matches_any
 
+MAX_CONFIG_BYTES = 4 * 2**20  # a configuration file read to compare its pytest table
 # Not a path: stands for the pytest table of any pyproject.toml (the rest of that file is the project's).
 PYPROJECT_PYTEST = "pyproject.toml[tool.pytest]"
 DEFAULT_PROTECT: tuple[str, ...] = (
@@ -42,8 +43,6 @@ DEFAULT_PROTECT: tuple[str, ...] = (
     "phpunit.xml.dist",
     ".rspec",
 )
-PYTEST_SKIPPED = ("_darcs", "build", "CVS", "dist", "node_modules", "venv", "{arch}", "__pycache__")  # norecursedirs
-HOOK_FILES = ("conftest.py", "sitecustomize.py", "usercustomize.py")  # run by pytest or Python wherever they are
 # pytest's own order of precedence for the configuration file of a directory.
 PYTEST_CONFIGS = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 
@@ -65,38 +64,6 @@ def _pytest_table_changed(checkout: Path, path: str) -> bool:
     return pytest_table(_read(checkout, path)) != pytest_table(_head_text(checkout, path))
 
 
-def changed_since_applied(checkout: Path) -> list[str]:
-    """After a diff was applied (to the index and the files) to a clean checkout, what something run since changed,
-    such as a setup's build script (the diff's code): the files that differ from the index, the new ones, and
-    among the ignored ones (the environment) the hook files pytest or Python would run (HOOK_FILES) outside the
-    folders pytest never enters. Other ignored files, such as test data a setup generates, are the environment."""
-    status = ("status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=matching", "--no-renames")
-    entries = git("--no-optional-locks", *status, cwd=checkout, errors="surrogateescape").split("\0")
-    changed = [entry[3:] for entry in entries if len(entry) > 3 and entry[1] not in " !"]  # Y: against the index
-    ignored = [entry[3:] for entry in entries if entry.startswith("!! ")]
-    hooks = [path for entry in ignored for path in _collectable(checkout, entry)]
-    return changed + [path for path in hooks if path.rsplit("/", 1)[-1] in HOOK_FILES]
-
-
-def _collectable(checkout: Path, entry: str) -> Iterator[str]:
-    """The ignored file, or the files under the ignored folder, that pytest could collect or read: not inside the
-    folders it never enters (hidden ones, virtualenvs, node_modules, build, dist...)."""
-    if not entry.endswith("/"):
-        yield entry
-        return
-    for folder, subfolders, files in os.walk(checkout / entry):  # links are not followed
-        subfolders[:] = [name for name in subfolders if not _skipped_by_pytest(Path(folder) / name)]
-        if not _skipped_by_pytest(Path(folder)):
-            yield from (str((Path(folder) / name).relative_to(checkout)) for name in files)
-
-
-def _skipped_by_pytest(folder: Path) -> bool:
-    """A folder pytest's default norecursedirs, or its virtualenv check, keeps it out of."""
-    name = folder.name
-    venv = (folder / "pyvenv.cfg").is_file() or (folder / "bin" / "activate").is_file()
-    return venv or name.startswith(".") or name.endswith(".egg") or name in PYTEST_SKIPPED
-
-
 def restore(checkout: Path, paths: Sequence[str]) -> list[str]:
     """Put paths back as they are at HEAD: restore tracked files, delete new ones; return the paths."""
     if not paths:
@@ -107,16 +74,18 @@ def restore(checkout: Path, paths: Sequence[str]) -> list[str]:
     if old:  # pathspecs go through stdin, literal: a file name from a diff is never an argument
         git(
             "--literal-pathspecs", "checkout", "HEAD", "--pathspec-from-file=-", "--pathspec-file-nul",
-            cwd=checkout, input="\0".join(old),
+            cwd=checkout, input="\0".join(old), errors="surrogateescape",
         )  # fmt: skip
     for path in new:  # a link is removed, never followed: a diff's build script may have made it, or its folder
         target = checkout / path
-        if (link := link_on_the_way(checkout, path)) is not None:
-            link.unlink()  # the file is not there, and the link that showed it there goes
-        elif target.is_file() or target.is_symlink():
+        if (on_the_way := link_on_the_way(checkout, path)) is not None:
+            if on_the_way.is_symlink():  # the file is not there, and the link that showed it there goes
+                on_the_way.unlink()
+        elif os.path.lexists(target) and not target.is_dir():
             target.unlink()
     if new:  # out of the index too; a path that is no entry there (a link made in a folder's place) is passed over
-        git("update-index", "--force-remove", "-z", "--stdin", cwd=checkout, input="\0".join(new))
+        listed = "\0".join(new)
+        git("update-index", "--force-remove", "-z", "--stdin", cwd=checkout, input=listed, errors="surrogateescape")
     return list(paths)
 
 
@@ -213,10 +182,9 @@ def pytest_table(text: str | None) -> object:
 
 
 def _read(checkout: Path, path: str) -> str | None:
-    try:
-        return (checkout / path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
+    """The file's text, when it is a regular file (never a link, a fifo or a device a build script left there)."""
+    data = read_regular(checkout / path, MAX_CONFIG_BYTES)
+    return data.decode("utf-8", errors="replace") if data is not None else None
 
 
 def _head_text(checkout: Path, path: str) -> str | None:

@@ -39,12 +39,12 @@ from verification.phrases import KNOWN_FAILING
 from verification.protect import (
     DEFAULT_PROTECT,
     PYPROJECT_PYTEST,
-    changed_since_applied,
     protected_changes,
     pytest_config,
     restore,
 )
 from verification.runner import TestRun
+from verification.setup_made import setup_made
 from verification.targets import credit_known
 
 HIDDEN_UNAPPLIED = "the hidden tests could not be added"
@@ -170,14 +170,18 @@ def verify_diff(
             prepare(checkout, spec, where, cancelled, report_dir)
     except SetupFailed as exc:
         return errored(str(exc))
-    touched = sorted({*changed, *changed_since_applied(checkout)}) if fresh_env and spec.setup_cmd else changed
+    touched = changed
+    if fresh_env and spec.setup_cmd:
+        made = setup_made(checkout, [dest for _, dest in spec.copy_files])
+        made.remove_caches(checkout)
+        touched = sorted({*changed, *made.changed})
     config = _config(checkout, spec)  # read from HEAD, which applying the diff does not move: once is enough
     reverted = [] if spec.allow_test_edits else restore(checkout, _to_protect(checkout, touched, spec, config))
     try:
         hidden = add_hidden_tests(checkout, spec.hidden_tests)
     except (GitError, OSError) as exc:
         return errored(f"{HIDDEN_UNAPPLIED}: {exc}")
-    refusals = gamed_reasons(checkout, diff, changed, spec.test_cmd, spec.environment, spec.protect)
+    refusals = gamed_reasons(checkout, diff, touched, spec.test_cmd, spec.environment, spec.protect)
     if refusals:
         return gamed(refusals, scan_diff(diff) + outside_area(changed, spec.area))
     run = run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, config)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from system.git import GIT_OUTPUT_LIMIT, GitOutputTooLarge, git, git_bytes
+from system.git import GIT_OUTPUT_LIMIT, NO_SUBMODULES, GitOutputTooLarge, git, git_bytes
 from workers.scratch_git import scratch_objects
 
 ESC = "surrogateescape"  # file names that are not UTF-8 pass through git calls unchanged
@@ -70,7 +70,7 @@ class CheckoutDiff:
         written back."""
         # --no-textconv/--no-ext-diff: no configured command runs.
         flags = ("--binary", "--no-color", "--no-ext-diff", "--no-textconv", *options)
-        diff = ("--no-optional-locks", "diff", *flags, self.base_sha, "--", *paths)
+        diff = ("--no-optional-locks", "diff", NO_SUBMODULES, *flags, self.base_sha, "--", *paths)
         with _read_within(limit) as cap:
             return git_bytes(*explicit(self.path, self.gitdir), *diff, cwd=self.path, env=env, limit_bytes=cap)
 
@@ -83,9 +83,9 @@ class CheckoutDiff:
         The listing is read up to limit: each path it names is in the diff at least as long (`diff --git a/P b/P`),
         so a longer listing is a diff over it (many empty files, long names), refused before git hashes any."""
         # --no-optional-locks: the slot's index (in the mirror) is not refreshed and written either.
-        status = ("--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
+        status = ("status", NO_SUBMODULES, "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
         with _read_within(limit, "the diff is too large: the list of changed files is") as cap:
-            entries = self._git(*status, errors=ESC, limit_bytes=cap).split("\0")
+            entries = self._git("--no-optional-locks", *status, errors=ESC, limit_bytes=cap).split("\0")
         # "XY path": Y compares the file with the index. A nested repository shows as "dir/"; staged as "dir",
         # it is a gitlink, as `git add -A` would make it.
         return [(entry[3:].rstrip("/"), entry[1]) for entry in entries if len(entry) > 3 and entry[1] != " "]
