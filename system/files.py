@@ -104,9 +104,8 @@ def copy_into(root: Path, relative: str, source: Path) -> None:
             folder.unlink()
         folder.mkdir(exist_ok=True)
     target = folder / Path(relative).name
-    if os.path.lexists(target) and not stat.S_ISREG(os.lstat(target).st_mode):  # a link, a folder, a fifo...
-        remove_tree(target)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    remove_tree(target)  # whatever is there (a link, a fifo, a hard link to another name) goes, never written into
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     with source.open("rb") as reading, os.fdopen(os.open(target, flags, 0o644), "wb") as writing:
         shutil.copyfileobj(reading, writing)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from db.spectypes import SetupNetwork
+from system.files import copy_into
 from system.git import GitError
 from system.mirror import exclusive_lock, try_lock
 from system.process import ProcessResult, run_process
@@ -298,6 +300,16 @@ def copy_files(pairs: Sequence[tuple[str, str]], root: Path) -> None:
             shutil.copyfile(source, target)
         except OSError as exc:
             raise SetupFailed(f"cannot copy {source} into the checkout: {exc.strerror}") from None
+
+
+def recopy_files(pairs: Sequence[tuple[str, str]], root: Path) -> None:
+    """Copy each (source, destination) into the checkout again after code ran in it: through no link, fifo or
+    device it left (system/files.py copy_into); a destination outside the checkout is refused as copy_files does."""
+    for source, dest in pairs:
+        relative = os.path.normpath(dest).lstrip("/")
+        if relative.startswith(".."):
+            raise SetupFailed(f"copy-file destination {dest!r} is outside the checkout")
+        copy_into(root, relative, Path(source))
 
 
 def exclude_from_diffs(mirror: Path, paths: Sequence[str]) -> None:

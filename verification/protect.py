@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import stat
 import threading
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -81,7 +82,7 @@ def restore(checkout: Path, paths: Sequence[str]) -> list[str]:
         if (on_the_way := link_on_the_way(checkout, path)) is not None:
             if on_the_way.is_symlink():  # the file is not there, and the link that showed it there goes
                 on_the_way.unlink()
-        elif os.path.lexists(target) and not target.is_dir():
+        elif os.path.lexists(target) and not stat.S_ISDIR(os.lstat(target).st_mode):
             target.unlink()
     if new:  # out of the index too; a path that is no entry there (a link made in a folder's place) is passed over
         listed = "\0".join(new)

@@ -1,14 +1,15 @@
 """What a diff's build script made in a verification checkout: the setup that runs once a diff changed a key file
 runs the diff's code, in the checkout the tests then run in, before the protected files are restored.
 
-Three kinds, read with git (submodules never entered: system/git.py NO_SUBMODULES) and a walk of what git does not
-list file by file (ignored folders, nested repositories), outside the folders pytest never enters:
+Read with git (submodules never entered: system/git.py NO_SUBMODULES) and a walk of what git does not list file by
+file (ignored folders, nested repositories, submodules' folders), outside the folders a test run never reads:
+hidden ones (`.git`, `.venv`), virtualenvs and conda environments, node_modules, and build and dist, which pytest
+skips too. Two kinds:
 - `changed`: the tracked files it changed, and the new files that can change what a test run imports or how it is
-  configured (Python modules, `.pth` files, runner configuration: RUNS_NAMES), for restore() to judge with the
-  protect patterns like the diff's own changes;
+  configured (Python modules and extensions, `.pth` files, a test runner's configuration: RUNS_NAMES), for
+  restore() to judge with the protect patterns like the diff's own changes;
 - `caches`: bytecode (`.pyc`), which Python and pytest's assertion rewriting load in place of a source whose size
-  and time it names, and links to folders, which pytest follows into folders it would skip: removed whatever their
-  path, as no honest setup needs either there.
+  and time it names, and links to folders, which pytest follows into folders it would skip: removed.
 Other new files, such as test data a setup generates, are the environment. What it installs into the environment
 it builds (a `.pth` in its virtualenv, an entry point) is not seen here: README, what Fleet does not protect against.
 """
@@ -18,16 +19,21 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 from system.files import link_on_the_way, remove_tree
 from system.git import NO_SUBMODULES, git
 from system.globs import matches_any
-from verification.protect import DEFAULT_PROTECT, PYPROJECT_PYTEST
 
-RUNS_SUFFIXES = (".py", ".pth")
-RUNS_NAMES = tuple(p for p in DEFAULT_PROTECT if "/" not in p and p != PYPROJECT_PYTEST)  # conftest, pytest.ini...
-UNWALKED = ("node_modules", "{arch}", "_darcs", "CVS")  # pytest's norecursedirs that no Python is imported from
+RUNS_SUFFIXES = (".py", ".pth", *EXTENSION_SUFFIXES)
+RUNS_NAMES = (
+    "conftest.py", "sitecustomize.py", "usercustomize.py", "pytest.ini", ".pytest.ini", "pytest.toml", ".pytest.toml",
+    "tox.ini", "jest.config.*", "vitest.config.*", ".mocharc*", "karma.conf.*", "phpunit.xml", "phpunit.xml.dist",
+    ".rspec",
+)  # fmt: skip
+UNREAD = ("node_modules", "build", "dist", "{arch}", "_darcs", "CVS")  # pytest's norecursedirs, but hidden ones
+GITLINK = "160000"
 
 
 @dataclass(frozen=True)
@@ -44,16 +50,23 @@ class SetupMade:
 
 def setup_made(checkout: Path, copied: Sequence[str] = ()) -> SetupMade:
     """What ran in checkout since the diff was applied to it (to the index and the files) changed or made; the
-    repository's copied files (copied: their destinations) are Fleet's own."""
+    repository's copied files (copied: their destinations) are Fleet's own, copied again after it."""
     status = ("status", NO_SUBMODULES, "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=matching")
     listing = git("--no-optional-locks", *status, "--no-renames", cwd=checkout, errors="surrogateescape")
     entries = [entry for entry in listing.split("\0") if len(entry) > 3]
     tracked = [entry[3:] for entry in entries if entry[:2] not in ("??", "!!") and entry[1] != " "]
-    new = [path for entry in entries if entry[:2] in ("??", "!!") for path in _files(checkout, entry[3:])]
-    new = [path for path in new if path not in copied]
-    caches = [path for path in new if path.endswith(".pyc") or _folder_link(checkout / path)]
-    runs = [path for path in new if path not in caches and _runs(path)]
-    return SetupMade(tracked + runs, caches)
+    loose = [entry[3:] for entry in entries if entry[:2] in ("??", "!!")] + [f"{link}/" for link in _gitlinks(checkout)]
+    skip = {os.path.normpath(dest).lstrip("/") for dest in copied}
+    new = {path for entry in loose for path in _files(checkout, entry) if not _unread(checkout, path)} - skip
+    caches = {path for path in new if path.endswith(".pyc") or _folder_link(checkout / path)}
+    runs = {path for path in new - caches if _runs(path)}
+    return SetupMade(sorted({*tracked, *runs} - skip), sorted(caches))
+
+
+def _gitlinks(checkout: Path) -> list[str]:
+    """The submodules' folders: git lists nothing in them (NO_SUBMODULES), and pytest enters them."""
+    listing = git("ls-files", "-s", "-z", cwd=checkout, errors="surrogateescape")
+    return [entry.split("\t", 1)[1] for entry in listing.split("\0") if entry.startswith(GITLINK + " ")]
 
 
 def _runs(path: str) -> bool:
@@ -66,15 +79,14 @@ def _folder_link(path: Path) -> bool:
 
 
 def _files(checkout: Path, entry: str) -> Iterator[str]:
-    """entry, or the files and links under the folder entry, outside the folders no test run reads: hidden ones
-    (`.git`, `.venv`), virtualenvs, node_modules. A folder walked is never one reached through a link."""
+    """entry, or the files and links under the folder entry (never a folder reached through a link)."""
     if not entry.endswith("/"):
         yield entry
         return
     stack = [checkout / entry]  # not os.walk: a folder nested a thousand deep is no recursion here
     while stack:
         folder = stack.pop()
-        if _unwalked(folder):
+        if folder.is_symlink() or _unread_folder(folder):
             continue
         try:
             children = list(os.scandir(folder))
@@ -88,6 +100,17 @@ def _files(checkout: Path, entry: str) -> Iterator[str]:
                 yield str(path.relative_to(checkout))
 
 
-def _unwalked(folder: Path) -> bool:
+def _unread(checkout: Path, path: str) -> bool:
+    """Whether path is inside a folder no test run reads (any of its folders, not only the one git listed)."""
+    folder = checkout
+    for part in Path(path).parts[:-1]:
+        folder = folder / part
+        if _unread_folder(folder):
+            return True
+    return False
+
+
+def _unread_folder(folder: Path) -> bool:
     name = folder.name
-    return name.startswith(".") or name in UNWALKED or (folder / "pyvenv.cfg").is_file()
+    environment = (folder / "pyvenv.cfg").is_file() or (folder / "conda-meta" / "history").is_file()
+    return name.startswith(".") or name in UNREAD or environment

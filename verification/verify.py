@@ -20,17 +20,18 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from subprocess import TimeoutExpired
 from typing import Any
 
 from db.lifecycle import Verdict
 from db.spectypes import SetupNetwork
 from system.files import copy_into
-from system.git import GitError, git
+from system.git import GitError, GitOutputTooLarge, git
 from system.globs import matches_any
 from verification.confined import prepare, rerun_suspects, run_confined, visible_rerun
 from verification.digest import environment_feedback, feedback_digest, is_hidden, targets_digest
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
-from verification.environment import SetupEgress, SetupFailed
+from verification.environment import SetupEgress, SetupFailed, recopy_files
 from verification.flags import assertion_inputs, assertion_literals, scan_diff
 from verification.guards import feedback_refused, gamed_reasons, startup_refusals
 from verification.judge import Judgement, judge, under_test_only
@@ -48,6 +49,7 @@ from verification.setup_made import setup_made
 from verification.targets import credit_known
 
 HIDDEN_UNAPPLIED = "the hidden tests could not be added"
+SETUP_LEFT = "what the setup left in the checkout could not be read"
 
 
 @dataclass
@@ -172,8 +174,12 @@ def verify_diff(
         return errored(str(exc))
     touched = changed
     if fresh_env and spec.setup_cmd:
-        made = setup_made(checkout, [dest for _, dest in spec.copy_files])
-        made.remove_caches(checkout)
+        try:  # what it left may stop git (a fifo where git reads) or a copy
+            made = setup_made(checkout, [dest for _, dest in spec.copy_files])
+            made.remove_caches(checkout)
+            recopy_files(spec.copy_files, checkout)  # Fleet's own files, as the setup may have rewritten them
+        except (GitError, GitOutputTooLarge, TimeoutExpired, SetupFailed, OSError) as exc:
+            return errored(f"{SETUP_LEFT}: {exc}")
         touched = sorted({*changed, *made.changed})
     config = _config(checkout, spec)  # read from HEAD, which applying the diff does not move: once is enough
     reverted = [] if spec.allow_test_edits else restore(checkout, _to_protect(checkout, touched, spec, config))
@@ -181,7 +187,7 @@ def verify_diff(
         hidden = add_hidden_tests(checkout, spec.hidden_tests)
     except (GitError, OSError) as exc:
         return errored(f"{HIDDEN_UNAPPLIED}: {exc}")
-    refusals = gamed_reasons(checkout, diff, touched, spec.test_cmd, spec.environment, spec.protect)
+    refusals = gamed_reasons(checkout, diff, changed, spec.test_cmd, spec.environment, spec.protect)
     if refusals:
         return gamed(refusals, scan_diff(diff) + outside_area(changed, spec.area))
     run = run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, config)

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from system.files import disk_usage, remove_tree, write_over
+from system.files import disk_usage, link_on_the_way, remove_tree, write_over
 from system.git import GitError, git
 from system.mirror import HEX_SHA, exclusive_lock, shared_lock, try_lock
 from workers.worktree_diff import ESC, CheckoutDiff, WorktreeError, explicit
@@ -100,6 +100,7 @@ class Worktree:
             return
         try:
             clean_checkout(self.path, self._gitdir)
+            empty_submodule_folders(self.path, submodule_folders(self.mirror, self.base_sha))
             if _pointer(self.path, self._gitdir) == self._pointer:  # else the next lease repairs the slot
                 mark = f"{self.base_sha}\n{self._gitdir}\n{_digest(self._pointer)}\n{boot_id()}\n"
                 write_over(clean_marker(self.path), mark.encode(errors=ESC))  # kept for the slot's life
@@ -337,6 +338,22 @@ def clean_checkout(path: Path, gitdir: Path) -> None:
     """Drop every change, untracked and ignored file in the checkout at path, whose git dir is gitdir."""
     git(*explicit(path, gitdir), "reset", "--hard", "--quiet", cwd=path)
     git(*explicit(path, gitdir), "clean", "-ffdxq", cwd=path)
+
+
+@functools.lru_cache(maxsize=256)
+def submodule_folders(mirror: Path, sha: str) -> tuple[str, ...]:
+    """The submodules' folders in the tree at sha (read once per commit and process)."""
+    listing = git("ls-tree", "-r", "-z", "--full-tree", sha, cwd=mirror, errors=ESC)
+    return tuple(entry.split("\t", 1)[1] for entry in listing.split("\0") if entry.startswith("160000 "))
+
+
+def empty_submodule_folders(path: Path, folders: Iterable[str]) -> None:
+    """Empty each submodule's folder in the checkout at path: git's reset and clean leave what is in one (an agent's
+    or a test run's files, a git dir of its making) for the slot's next lease, another ticket's."""
+    for folder in folders:
+        if link_on_the_way(path, f"{folder}/x") is None:
+            remove_tree(path / folder)
+            (path / folder).mkdir()
 
 
 def released_clean(path: Path) -> tuple[str | None, Path | None]:

@@ -66,31 +66,40 @@ def test_a_repository_planted_in_a_submodules_folder_runs_nothing_of_its_own(tmp
 
 
 def test_what_a_build_script_made_is_sorted_by_what_it_can_run(tmp_path: Path) -> None:
-    checkout = tmp_path / "checkout"
-    (checkout / "tests").mkdir(parents=True)
-    git("init", "-q", cwd=checkout)
+    checkout, _ = _repo_with_a_submodule(tmp_path)
+    (checkout / "tests").mkdir()
     (checkout / "tests" / "test_a.py").write_text("def test_a(): pass\n")
-    (checkout / ".gitignore").write_text("generated/\n__pycache__/\n.venv/\n.env\n")
+    (checkout / ".gitignore").write_text("generated/\n__pycache__/\npytest.ini\n")
     git("add", "-A", cwd=checkout)
     git(*COMMIT, "base", cwd=checkout)
-    (checkout / "tests" / "test_a.py").write_text("def test_a(): assert True\n")  # a tracked file changed
-    (checkout / "tests" / "fixture.json").write_text("{}")  # test data: the environment
-    (checkout / "tests" / "__pycache__").mkdir()
-    (checkout / "tests" / "__pycache__" / "test_a.cpython-311.pyc").write_bytes(b"forged")
-    (checkout / "generated" / "deep").mkdir(parents=True)
-    (checkout / "generated" / "deep" / "conftest.py").write_text("")  # ignored, in a folder pytest enters
-    (checkout / "generated" / "data.bin").write_bytes(b"")
-    (checkout / ".venv" / "lib").mkdir(parents=True)
-    (checkout / ".venv" / "lib" / "conftest.py").write_text("")  # in a folder no test run reads
-    (checkout / "tests" / "nested" / ".git").mkdir(parents=True)  # a nested repository, which git lists whole
-    (checkout / "tests" / "nested" / "conftest.py").write_text("")
-    os.symlink(checkout / ".venv", checkout / "tests" / "linked")
-    (checkout / ".env").write_text("copied in by Fleet\n")
-    made = setup_made(checkout, copied=[".env"])
-    assert sorted(made.changed) == ["generated/deep/conftest.py", "tests/nested/conftest.py", "tests/test_a.py"]
-    assert sorted(made.caches) == ["tests/__pycache__/test_a.cpython-311.pyc", "tests/linked"]
+    made_here = {
+        "tests/test_a.py": "def test_a(): assert True\n",  # a tracked file changed
+        "tests/fixture.json": "{}",  # test data: the environment
+        "tests/__pycache__/test_a.cpython-311.pyc": "forged",  # bytecode: removed
+        "generated/deep/conftest.py": "",  # ignored, in a folder pytest enters
+        "generated/data.bin": "",
+        "sub/conftest.py": "",  # in a submodule's folder, which git does not look into
+        "tests/nested/.git/HEAD": "ref: refs/heads/main\n",  # a nested repository, which git lists whole...
+        "tests/nested/conftest.py": "",  # ...and what is in it
+        "pytest.ini": "[pytest]\n",  # copied in by Fleet: its own
+        # An environment with an ignore file of its own ("*"), not named in the repository's: never read.
+        ".venv/.gitignore": "*\n",
+        ".venv/pyvenv.cfg": "",
+        ".venv/lib/python3/site-packages/__editable__.pkg.pth": "",
+        "venv2/pyvenv.cfg": "",
+        "venv2/lib/site.py": "",
+        "build/lib/pkg/__init__.py": "",  # a build's copy, which no test run reads
+    }
+    for path, text in made_here.items():
+        (checkout / path).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / path).write_text(text)
+    os.symlink(checkout / "generated", checkout / "tests" / "linked")
+    made = setup_made(checkout, copied=["./pytest.ini"])
+    expected = ["generated/deep/conftest.py", "sub/conftest.py", "tests/nested/conftest.py", "tests/test_a.py"]
+    assert made.changed == expected
+    assert made.caches == ["tests/__pycache__/test_a.cpython-311.pyc", "tests/linked"]
     made.remove_caches(checkout)
-    assert not (checkout / "tests" / "linked").is_symlink() and (checkout / ".venv" / "lib").is_dir()
+    assert not (checkout / "tests" / "linked").is_symlink() and (checkout / "generated" / "deep").is_dir()
     assert not (checkout / "tests" / "__pycache__" / "test_a.cpython-311.pyc").exists()
 
 

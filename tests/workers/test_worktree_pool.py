@@ -332,3 +332,26 @@ def test_a_same_size_edit_right_after_the_lease_is_always_in_the_diff(tmp_path: 
             calc.write_text(calc.read_text().replace("return a - b", "return a + b"))
             lost += worktree.diff() == ""
     assert lost == 0
+
+
+def test_what_a_lease_left_in_a_submodules_folder_is_gone_at_the_next(tmp_path: Path) -> None:
+    """git's reset and clean leave a submodule's folder as it is: a test run's conftest.py there would be loaded by
+    the next ticket's tests in the same slot, and a git dir there read by the worker's git."""
+    source = tmp_path / "with-sub"
+    source.mkdir()
+    git("init", "-q", cwd=source)
+    (source / "a.txt").write_text("a\n")
+    git("add", "a.txt", cwd=source)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a", cwd=source)
+    head = git("rev-parse", "HEAD", cwd=source).strip()
+    git("update-index", "--add", "--cacheinfo", f"160000,{head},sub", cwd=source)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a submodule", cwd=source)
+    sha = git("rev-parse", "HEAD", cwd=source).strip()
+    mirror = ensure_mirror(tmp_path / "mirrors", "repo-sub", str(source), sha)
+    pool = WorktreePool(tmp_path / "worktrees", mirror, size=1, wait_seconds=0.5)
+    with pool.lease(sha) as first:
+        (first.path / "sub").mkdir(exist_ok=True)
+        (first.path / "sub" / "conftest.py").write_text("import calc\n")
+        (first.path / "sub" / ".git").mkdir()
+    with pool.lease(sha) as second:
+        assert second.path == first.path and list((second.path / "sub").iterdir()) == []
