@@ -63,6 +63,29 @@ def fix_add(fleet: Fleet, repo: str) -> int:
     return int(ticket["id"])
 
 
+def add_repo_with_a_build_script(fleet: Fleet, name: str, *args: str, options: tuple[str, ...] = ()) -> None:
+    """A sample repo whose setup runs its build_env.py (with args) and whose requirements.txt is a key file."""
+    repo = fleet.tmp / name
+    write_sample_repo(repo)
+    (repo / "build_env.py").write_text("print('environment built')\n")
+    (repo / "requirements.txt").write_text("fleetdep==1\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "a build script and its pin", cwd=repo)
+    setup = shlex.join([sys.executable, "build_env.py", *args])
+    fleet.run("repo", "add", name, str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup, *options)
+
+
+def submit_build_script(fleet: Fleet, repo: str, script: str, *more: str) -> int:
+    """A ticket on test_add whose agent rewrites build_env.py to script, bumps the pin (so the verification runs
+    the setup with the diff's code) and runs the shell lines in more; its id."""
+    agent = "\n".join([f"cat > build_env.py <<'EOF'\n{script}EOF", "echo fleetdep==2 > requirements.txt", *more])
+    [ticket] = fleet.submit(
+        "--repo", repo, "--title", "add", "--body", "tests/test_calc.py::test_add",
+        "--agent-cmd", f"sh -c {shlex.quote(agent)}", "--attempts", "1",
+    )  # fmt: skip
+    return int(ticket["id"])
+
+
 def test_a_setup_reaches_its_setup_hosts_through_the_proxy_and_nothing_else(
     embedded: Fleet, server: SetupServer
 ) -> None:
@@ -99,21 +122,8 @@ def test_a_diffs_build_script_cannot_reach_the_hosts_servers(embedded: Fleet, se
     with the diff's code: through the proxy it reaches nothing of the host; with the host's network it does."""
     fleet = embedded
     for name, options in (("guarded", ()), ("open", ("--setup-network", "host"))):
-        repo = fleet.tmp / name
-        write_sample_repo(repo)
-        (repo / "build_env.py").write_text("print('environment built')\n")
-        (repo / "requirements.txt").write_text("fleetdep==1\n")
-        git("add", "-A", cwd=repo)
-        git("commit", "-qm", "a build script and its pin", cwd=repo)
-        setup = f"{shlex.quote(sys.executable)} build_env.py {server.port} {name}"
-        fleet.run("repo", "add", name, str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup, *options)
-    rewrite = f"cat > build_env.py <<'EOF'\n{PROBING_SETUP}EOF\necho fleetdep==2 > requirements.txt"
-    tickets = {}
-    for name in ("guarded", "open"):
-        [ticket] = fleet.submit(
-            "--repo", name, "--title", "bump", "--agent-cmd", f"sh -c {shlex.quote(rewrite)}", "--attempts", "1"
-        )
-        tickets[name] = int(ticket["id"])
+        add_repo_with_a_build_script(fleet, name, str(server.port), name, options=options)
+    tickets = {name: submit_build_script(fleet, name, PROBING_SETUP) for name in ("guarded", "open")}
     fleet.up()
     for name in ("guarded", "open"):
         [attempt] = fleet.json("show", str(tickets[name]))["runs"][0]["attempts"]
@@ -139,23 +149,10 @@ FORGED = {"rewrite": "tests/test_calc.py", "ignored-conftest": "tests/conftest.p
 @pytest.mark.parametrize("forgery", sorted(FORGING_SETUPS))
 def test_a_diffs_build_script_cannot_forge_the_tests_it_is_judged_by(embedded: Fleet, forgery: str) -> None:
     fleet = embedded
-    repo = fleet.tmp / "forged"
-    write_sample_repo(repo)
-    (repo / "build_env.py").write_text("print('environment built')\n")
-    (repo / "requirements.txt").write_text("fleetdep==1\n")
-    git("add", "-A", cwd=repo)
-    git("commit", "-qm", "a build script and its pin", cwd=repo)
-    setup = f"{shlex.quote(sys.executable)} build_env.py"
-    fleet.run("repo", "add", "forged", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup)
-    script = FORGING_SETUPS[forgery]
-    bump = "echo fleetdep==2 > requirements.txt\necho tests/conftest.py >> .gitignore"
-    rewrite = f"cat > build_env.py <<'EOF'\n{script}EOF\n{bump}"
-    [ticket] = fleet.submit(
-        "--repo", "forged", "--title", "add", "--body", "tests/test_calc.py::test_add",
-        "--agent-cmd", f"sh -c {shlex.quote(rewrite)}", "--attempts", "1",
-    )  # fmt: skip
+    add_repo_with_a_build_script(fleet, "forged")
+    ticket = submit_build_script(fleet, "forged", FORGING_SETUPS[forgery], "echo tests/conftest.py >> .gitignore")
     fleet.up()
-    shown = fleet.json("show", str(ticket["id"]))
+    shown = fleet.json("show", str(ticket))
     [attempt] = shown["runs"][0]["attempts"]
     assert attempt["verification"]["verdict"] == "gamed", attempt["verification"]
     assert f"reverted: {FORGED[forgery]}" in attempt["verification"]["reasons"][0]
@@ -184,23 +181,10 @@ def test_a_diffs_build_script_cannot_make_the_verification_write_or_delete_throu
     (hidden / "test_hidden_calc.py").write_text(
         "from calc import add\n\n\ndef test_add_more():\n    assert add(1, 1) == 2\n"
     )
-    repo = fleet.tmp / "linked"
-    write_sample_repo(repo)
-    (repo / "build_env.py").write_text("print('environment built')\n")
-    (repo / "requirements.txt").write_text("fleetdep==1\n")
-    git("add", "-A", cwd=repo)
-    git("commit", "-qm", "a build script and its pin", cwd=repo)
-    setup = f"{shlex.quote(sys.executable)} build_env.py {shlex.quote(str(host))}"
-    options = ("--test-cmd", SAMPLE_TEST_CMD, "--setup-cmd", setup, "--hidden-tests", str(hidden.parent))
-    fleet.run("repo", "add", "linked", str(repo), *options)
-    plugin = "mkdir plugins && touch plugins/conftest.py"
-    agent = f"cat > build_env.py <<'EOF'\n{LINKING_SETUP}EOF\necho fleetdep==2 > requirements.txt\n{plugin}"
-    [ticket] = fleet.submit(
-        "--repo", "linked", "--title", "add", "--body", "tests/test_calc.py::test_add",
-        "--agent-cmd", f"sh -c {shlex.quote(agent)}", "--attempts", "1",
-    )  # fmt: skip
+    add_repo_with_a_build_script(fleet, "linked", str(host), options=("--hidden-tests", str(hidden.parent)))
+    ticket = submit_build_script(fleet, "linked", LINKING_SETUP, "mkdir plugins && touch plugins/conftest.py")
     fleet.up()
-    [attempt] = fleet.json("show", str(ticket["id"]))["runs"][0]["attempts"]
+    [attempt] = fleet.json("show", str(ticket))["runs"][0]["attempts"]
     verification = attempt["verification"]
     assert verification["verdict"] != "error", verification  # the links were in place, and the tests ran after
     assert (host / "test_hidden_calc.py").read_text() == "host file\n"  # not written through the linked folder
