@@ -172,15 +172,10 @@ def verify_diff(
             prepare(checkout, spec, where, cancelled, report_dir)
     except SetupFailed as exc:
         return errored(str(exc))
-    touched = changed
-    if fresh_env and spec.setup_cmd:
-        try:  # what it left may stop git (a fifo where git reads) or a copy
-            made = setup_made(checkout, [dest for _, dest in spec.copy_files])
-            made.remove_caches(checkout)
-            recopy_files(spec.copy_files, checkout)  # Fleet's own files, as the setup may have rewritten them
-        except (GitError, GitOutputTooLarge, TimeoutExpired, SetupFailed, OSError) as exc:
-            return errored(f"{SETUP_LEFT}: {exc}")
-        touched = sorted({*changed, *made.changed})
+    try:  # what the setup left may stop git (a fifo where git reads) or a copy
+        touched = _with_setup_made(checkout, spec, changed) if fresh_env and spec.setup_cmd else changed
+    except (GitError, GitOutputTooLarge, TimeoutExpired, SetupFailed, OSError) as exc:
+        return errored(f"{SETUP_LEFT}: {exc}")
     config = _config(checkout, spec)  # read from HEAD, which applying the diff does not move: once is enough
     reverted = [] if spec.allow_test_edits else restore(checkout, _to_protect(checkout, touched, spec, config))
     try:
@@ -209,6 +204,16 @@ def verify_diff(
     if known_failing:
         result.warnings.append(f"{KNOWN_FAILING}: {', '.join(known_failing[:10])}")
     return result
+
+
+def _with_setup_made(checkout: Path, spec: VerifySpec, changed: list[str]) -> list[str]:
+    """The paths restore judges once the setup ran the diff's code in checkout: the diff's, and what the setup
+    changed or made that can change the test run (verification/setup_made.py); its bytecode and folder links are
+    removed and the repository's copied files copied again, as it may have rewritten them."""
+    made = setup_made(checkout, [dest for _, dest in spec.copy_files])
+    made.remove_caches(checkout)
+    recopy_files(spec.copy_files, checkout)
+    return sorted({*changed, *made.changed})
 
 
 def _refused_patch(exc: PatchRefused, baseline: TestRun, spec: VerifySpec) -> VerificationResult:
