@@ -263,6 +263,7 @@ def set_up_environment(
             note = f"environment restored from the cache (entry {key[:12]}) instead of running: {command}\n"
             return Environment(note, tuple(restored))
     before = untracked(path)
+    failure: SetupFailed | None = None
     with sandbox.confining(path, env) if sandbox else nullcontext(Confinement(env)) as confined:
         try:
             result = run_setup(
@@ -275,8 +276,11 @@ def set_up_environment(
                 wrapper=confined.wrapper,
             )
         except SetupFailed as exc:
-            raise confined.failed(exc) from None
-        text = f"$ {command}\n{result.output}\n{confined.decisions()}"
+            failure = exc
+    # The route is closed: a connection the proxy let through is recorded as its tunnel ends, which closing waits for.
+    if failure is not None:
+        raise confined.failed(failure) from None
+    text = f"$ {command}\n{result.output}\n{confined.decisions()}"
     try:
         created = created_by_setup(before, untracked(path))
     except NotCacheable as exc:
