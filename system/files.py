@@ -97,13 +97,10 @@ def link_on_the_way(root: Path, relative: str) -> Path | None:
 def copy_into(root: Path, relative: str, source: Path) -> None:
     """Copy the file source to root/relative, never through a link: what ran in root may have planted one on the
     way or at the target (each is removed, and real folders made in its place)."""
-    folder = root
-    for part in Path(relative).parts[:-1]:
-        folder = folder / part
-        if folder.is_symlink() or (os.path.lexists(folder) and not folder.is_dir()):
-            folder.unlink()
-        folder.mkdir(exist_ok=True)
-    target = folder / Path(relative).name
+    if (on_the_way := link_on_the_way(root, relative)) is not None:
+        on_the_way.unlink()  # nothing past it is there: the folders below are made anew
+    target = root / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
     remove_tree(target)  # whatever is there (a link, a fifo, a hard link to another name) goes, never written into
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     with source.open("rb") as reading, os.fdopen(os.open(target, flags, 0o644), "wb") as writing:

@@ -62,9 +62,8 @@ class Settings(BaseSettings):
     agent_sandbox: bool = True
     agent_network: Literal["auto", "none", "on"] = "auto"
     agent_hosts: list[str] = []  # host:port every sandboxed agent with the network may reach (workers/egress.py)
-    setup_hosts: list[str] = list(
-        PACKAGE_INDEXES
-    )  # host:port a setup command may reach (workers/pipeline/setup_network.py)
+    # host:port a setup command may reach through the egress proxy (workers/pipeline/setup_network.py)
+    setup_hosts: list[str] = list(PACKAGE_INDEXES)
     sandbox_read_paths: list[Path] = []  # shown read-only in every sandbox, besides the toolchains found on PATH
     # The metering model gateway (workers/gateway/): where each API family's calls go on to (empty: the worker's
     # OPENAI_BASE_URL and the like, else the provider), and price overrides (MODEL=INPUT/OUTPUT[/CACHED], USD per

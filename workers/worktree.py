@@ -351,7 +351,7 @@ def empty_submodule_folders(path: Path, folders: Iterable[str]) -> None:
     """Empty each submodule's folder in the checkout at path: git's reset and clean leave what is in one (an agent's
     or a test run's files, a git dir of its making) for the slot's next lease, another ticket's."""
     for folder in folders:
-        if link_on_the_way(path, f"{folder}/x") is None:
+        if link_on_the_way(path, folder) is None:  # the folder itself goes whatever it is, a link included
             remove_tree(path / folder)
             (path / folder).mkdir()
 
