@@ -99,6 +99,7 @@ def _report_vanished(candidate: TestRun) -> Judgement:
             Verdict.GAMED,
             "the test command exited 0 without writing the test report the baseline wrote: "
             "the run was cut short (e.g. os._exit(0)), so nothing was verified",
+            *_report_error(candidate),
         )
     # The diff is the only difference from a baseline that did write a report, so the diff broke the run.
     return verdict_only(

@@ -8,6 +8,8 @@ from enum import Enum
 from pathlib import Path
 from xml.parsers import expat
 
+from system.files import read_regular
+
 MAX_REPORT_BYTES = 64_000_000
 
 
@@ -66,10 +68,9 @@ def _merge(results: dict[str, TestResult], result: TestResult) -> None:
 
 
 def _parse_file(file: Path, root: Path | None) -> list[TestResult]:
-    try:
-        data = file.read_bytes()
-    except OSError as exc:
-        raise ReportError(f"{file.name}: {exc.strerror}") from exc
+    data = read_regular(file, MAX_REPORT_BYTES + 1)  # the run could write here: never a link, fifo or device
+    if data is None:
+        raise ReportError(f"{file.name}: not a regular file (a link, fifo or device the test run left)")
     if len(data) > MAX_REPORT_BYTES:
         raise ReportError(f"{file.name}: report larger than {MAX_REPORT_BYTES} bytes")
     try:

@@ -276,3 +276,36 @@ def test_a_link_planted_in_the_first_run_is_not_followed_by_the_reruns(
     assert result.verdict is Verdict.FAILED, result.reasons
     assert list(host.iterdir()) == []  # no rerun wrote its report into the host's folder
     assert (tmp_path / "reports" / "rerun").is_dir() and not (tmp_path / "reports" / "rerun").is_symlink()
+
+
+@pytest.mark.skipif(bwrap_missing() is not None, reason="bubblewrap is not usable here")
+@pytest.mark.parametrize("left", ["link to a host report", "fifo", "link to /dev/zero"])
+@pytest.mark.timeout(60)
+def test_a_report_swapped_for_a_link_or_fifo_is_never_read(
+    base: tuple[Repo, TestRun], tmp_path: Path, left: str
+) -> None:
+    """The worker read the report folder's files through whatever the run left: a link to a host file made its
+    tests the verdict's, a fifo stopped the verification for good, and /dev/zero filled the worker's memory."""
+    host = tmp_path / "host.xml"
+    host.write_text('<testsuite><testcase classname="calc" name="HOST_FILE_READ"/></testsuite>')
+    plant = {
+        "link to a host report": f"_o.symlink({str(host)!r}, _r)",
+        "fifo": "_o.mkfifo(_r)",
+        "link to /dev/zero": "_o.symlink('/dev/zero', _r)",
+    }[left]
+    swap = (  # the code under test, at exit, after pytest wrote its report: replaces it
+        "def _swap():\n"
+        "    import os as _o\n"
+        "    reports = _o.path.dirname(_o.environ['HOME'])  # its home is a folder of its run's report folder\n"
+        "    for _n in _o.listdir(reports):\n"
+        "        if _n.endswith('.xml'):\n"
+        "            _r = _o.path.join(reports, _n)\n"
+        "            _o.unlink(_r)\n"
+        f"            {plant}\n"
+        "    _o._exit(0)\n\n\n"
+        "__import__('atexit').register(_swap)\n"
+    )
+    result = verify(base, tmp_path, {"calc.py": FIXED_CALC + swap})
+    assert result.verdict is Verdict.GAMED, result.reasons
+    assert "not a regular file" in " ".join(result.reasons)
+    assert "HOST_FILE_READ" not in json.dumps(result.to_json())
