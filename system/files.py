@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
@@ -70,10 +71,13 @@ def memory_contents(fd: int, size: int | None = None) -> bytes:
 
 def write_over(path: Path, data: bytes) -> None:
     """Write data over the file at path from its start and cut it to that length, made only when missing; a link
-    there is refused (ELOOP), never followed. Where a worker writes the same files again, this makes no file and
-    frees no block: on ext4 without a journal either costs tens of times the write (bench/file_churn.py)."""
-    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    there is refused (ELOOP), never followed, and so is a fifo or a device (never waited on). Where a worker writes
+    the same files again, this makes no file and frees no block: on ext4 without a journal either costs tens of
+    times the write (bench/file_churn.py)."""
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
     try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
         written = 0
         while written < len(data):
             written += os.pwrite(handle, data[written:], written)

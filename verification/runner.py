@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from system.credentials import CREDENTIAL_VARIABLES
+from system.files import remove_tree
 from system.process import ProcessResult, run_process
 from system.sandbox import scratch_env
 from verification import channel as results_channel
@@ -194,7 +195,7 @@ def scrubbed_env(base: Mapping[str, str]) -> dict[str, str]:
 
 def _clear_reports(report_dir: Path) -> None:
     for stale in report_dir.glob("*.xml"):
-        stale.unlink()
+        remove_tree(stale)  # an earlier run's, whatever it is: a folder, a link (never followed)
 
 
 def _collect(proc: ProcessResult, command: str, timeout: float, report_dir: Path, root: Path) -> TestRun:

@@ -58,6 +58,13 @@ class AttemptFolders:
             path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def start(self, attempt_id: int) -> Path:
+        """The attempt's folder for a run of its agent, the first of its delivery to use it: a folder already there
+        is an earlier delivery's (a worker stopped, or its lease lapsed), and goes first with whatever that run's
+        commands left in it, whose links the worker would write through when it prepares the next run."""
+        remove_tree(self.root / str(attempt_id))
+        return self.folder(attempt_id)
+
     def mark_unconfined(self, attempt_id: int) -> None:
         """Before a command of the attempt runs without a sandbox: its folder will not serve another attempt."""
         (self.folder(attempt_id) / UNCONFINED).touch()

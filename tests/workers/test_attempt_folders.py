@@ -5,10 +5,16 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
+import threading
 from pathlib import Path
 
 import pytest
 
+from system.files import write_over
+from workers.agents.base import AgentOptions
+from workers.agents.contracts import AgentTask
+from workers.agents.gemini import GeminiAgent
+from workers.agents.opencode import OpenCodeAgent
 from workers.attempt_folders import FS_IOC_GETFLAGS, AttemptFolders
 from workers.spares import remove_stale
 
@@ -123,3 +129,29 @@ def test_a_folder_with_inode_flags_or_grown_large_is_made_anew(tmp_path: Path) -
     second = folders.folder(2)
     assert _tree(second) == [name for name in SKELETON if name not in ("home/.cache", "candidate/tmp")]
     assert (second / "home").stat().st_ino == inodes[first / "home"]
+
+
+def test_an_attempt_delivered_again_starts_in_a_folder_its_earlier_run_never_touched(tmp_path: Path) -> None:
+    """Its folder was handed to its next run as the agent left it: preparing the run, the worker wrote OpenCode's and
+    Gemini's configurations through the agent's links, as its own user, and waited for ever on a fifo prompt."""
+    host = tmp_path / "host"
+    host.mkdir()
+    victim = host / "victim.conf"
+    victim.write_text("the host's\n")
+    first = AttemptFolders(tmp_path / "attempts").start(7)
+    _used(first)
+    (first / "agent" / "opencode.json").symlink_to(victim)
+    (first / "agent" / "gemini-home").symlink_to(host)
+    (first / "agent" / "prompt.md").unlink()
+    os.mkfifo(first / "agent" / "prompt.md")
+    with pytest.raises(OSError):  # at once: a fifo is never waited on
+        write_over(first / "agent" / "prompt.md", b"the prompt")
+    # the worker stopped during the agent: nothing discarded the folder, and the attempt comes back to this host
+    again = AttemptFolders(tmp_path / "attempts").start(7)
+    assert again == first and _tree(again) == []
+    (again / "agent").mkdir()
+    task = AgentTask(tmp_path, again / "agent" / "prompt.md", 1, 1, 60.0, threading.Event())
+    OpenCodeAgent(AgentOptions(model="m")).prepare(task, {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+    GeminiAgent(AgentOptions()).prepare(task, {"GOOGLE_GEMINI_BASE_URL": "http://127.0.0.1:9"})
+    write_over(task.prompt_file, b"the prompt")
+    assert victim.read_text() == "the host's\n" and list(host.iterdir()) == [victim]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from system.cancel import Cancellation
+from system.files import read_regular
 from system.process import BoundedOutput, ProcessResult
 from workers.agents import AgentError, import_class
 from workers.agents.base import AgentOptions, agent_env, run_agent_command
@@ -119,11 +120,12 @@ def _task_fields(task: AgentTask) -> dict[str, Any]:
 
 def _read_result(path: Path, limit_bytes: int) -> AgentResult | None:
     """The child's report, or None when it is missing, too big or not the AgentResult's fields and types."""
+    report = read_regular(path, limit_bytes + 1)  # written in the sandbox: a link there is never followed
+    if report is None or len(report) > limit_bytes:
+        return None
     try:
-        if path.stat().st_size > limit_bytes:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(report)
+    except ValueError:
         return None
     if not isinstance(data, dict) or set(data) - set(RESULT_TYPES):
         return None

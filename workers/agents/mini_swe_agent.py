@@ -16,12 +16,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from system.files import read_regular
 from workers.agents.cli import CliAgent, Usage, dig, number, scratch_file
 from workers.agents.contracts import AgentResult, AgentTask
 
 # Linux caps one argument at 128 KiB (MAX_ARG_STRLEN); stay under it with room for the encoding.
 MAX_TASK_BYTES = 120_000
 TRAJECTORY = "mini.traj.json"
+MAX_TRAJECTORY_BYTES = 64 * 2**20  # read for its usage only: a longer one is counted as none
 OFFLINE = {"MSWEA_CONFIGURED": "true", "MSWEA_COST_TRACKING": "ignore_errors", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 FINE_ENDINGS = ("Submitted", "LimitsExceeded")  # a limit is the agent giving up, not an environment error
 
@@ -55,9 +57,12 @@ class MiniSweAgent(CliAgent):
         return super().run(task)
 
     def parse_usage(self, output: str, task: AgentTask) -> Usage:
+        written = read_regular(scratch_file(task, TRAJECTORY), MAX_TRAJECTORY_BYTES)  # never through a link
         try:
-            data = json.loads(scratch_file(task, TRAJECTORY).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(written) if written is not None else None
+        except ValueError:
+            return Usage()
+        if not isinstance(data, dict):
             return Usage()
         messages = [m for m in data.get("messages") or [] if isinstance(m, dict)]
         usages = [dig(m, "extra", "response", "usage") for m in messages]

@@ -97,7 +97,7 @@ def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, di
     job, cancel = unit.job, unit.cancel
     agent = load_agent(job.agent, agent_options(rt, job), rt.settings.agent_classes)  # refused before any work
     mirror = rt.mirror(job.repo_key, job.source, job.base_sha)
-    attempt_dir = rt.attempt_dir(job.attempt_id)
+    attempt_dir = rt.attempt_folders.start(job.attempt_id)
     prompt_file = attempt_dir / "agent" / "prompt.md"
     prompt_file.parent.mkdir(exist_ok=True)
     prompt, pack_env = context_pack(rt, job, mirror, cancel, attempt_dir)
