@@ -118,8 +118,11 @@ def read_regular(path: Path, limit: int) -> bytes | None:
         handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    if not stat.S_ISREG(os.fstat(handle).st_mode):  # a folder among them: fdopen would refuse it
+        os.close(handle)
+        return None
     with os.fdopen(handle, "rb") as reading:
-        return reading.read(limit) if stat.S_ISREG(os.fstat(handle).st_mode) else None
+        return reading.read(limit)
 
 
 def remove_special_files(root: Path) -> None:

@@ -15,9 +15,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from system import pyast
+from system.files import read_regular
 from verification.patch import unquote_path
 
 AWARE_RULE = "test-aware code"
+MAX_SOURCE_BYTES = 8 * 2**20  # a Python file read for its syntax tree
 RUNNER_KEY = re.compile(r"pytest|fleet|junit", re.IGNORECASE)
 RUNNER_VARIABLE = re.compile(r"PYTEST_[A-Z_]+|FLEET_(?:JUNIT|REPORT|RESULTS)[A-Z_]*", re.IGNORECASE)
 ENV_READERS = {("os", "getenv"), ("os", "environ"), ("os", "getenvb"), ("os", "environb"), ("posix", "environ")}
@@ -80,11 +82,23 @@ def test_aware(checkout: Path, diff: str, is_test: Iterable[str]) -> list[str]:
     skip = set(is_test)
     found: list[str] = []
     for path, lines in sorted(added_lines(diff).items()):
-        target = checkout / path
-        if path in skip or not path.endswith(".py") or not target.is_file():
+        if path in skip or not path.endswith(".py"):
             continue
-        found += aware_lines(target.read_text(encoding="utf-8", errors="replace"), path, lines)
+        data = read_regular(checkout / path, MAX_SOURCE_BYTES + 1)  # a diff's build script ran in checkout
+        if data is None:
+            continue  # not a regular file: a link the diff added is checked where it points, if the diff added that
+        if len(data) > MAX_SOURCE_BYTES:
+            found.append(f"{path}: over {MAX_SOURCE_BYTES:,} bytes once the setup ran, too large to check")
+            continue
+        found += aware_lines(data.decode("utf-8", errors="replace"), path, lines)
     return found
+
+
+def source_text(path: Path) -> str | None:
+    """The text of the Python file at path in a checkout hostile code ran in: None for anything but a regular file
+    of at most MAX_SOURCE_BYTES (never through a link, never waiting on a fifo)."""
+    data = read_regular(path, MAX_SOURCE_BYTES + 1)
+    return data.decode("utf-8", errors="replace") if data is not None and len(data) <= MAX_SOURCE_BYTES else None
 
 
 class _Finder(ast.NodeVisitor):

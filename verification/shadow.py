@@ -25,6 +25,7 @@ from collections import ChainMap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from system.files import read_regular
 from system.git import git
 
 SHADOW_RULE = "shadowed module"
@@ -38,6 +39,7 @@ SKIPPED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", 
 # main, so no .pth file runs (a diff's setup may have written one). It lists the site folders; this process
 # reads them as files (module_names) without running anything found there.
 PROBE = "import json, site; print(json.dumps(site.getsitepackages()))"
+MAX_METADATA_BYTES = 16 * 2**20  # a distribution's RECORD, METADATA or top_level.txt, a .pth file
 
 
 def shadowing(checkout: Path, changed: Iterable[str], command: str, env: Mapping[str, str]) -> list[str]:
@@ -155,10 +157,13 @@ def interpreter(command: str, env: Mapping[str, str], checkout: Path) -> str:
 def environment_modules(python: str, checkout: Path) -> Mapping[str, str]:
     """Top-level module names the interpreter's environment provides, each with where it comes from.
 
-    An interpreter inside the checkout (a `.venv` the setup built) is never run: its site folders are read."""
+    An interpreter inside the checkout (a `.venv` the setup built, which may have run the diff's code) is never
+    run: its site folders are read, only where they are inside the checkout, and the folders its .pth files name
+    are not (those outside would tell the diff which module names a folder of the host holds)."""
     if Path(os.path.abspath(python)).is_relative_to(checkout):
-        folders = [str(p) for p in Path(python).parent.parent.glob("lib/python*/site-packages")]
-        return module_names(folders, checkout)
+        inside = checkout.resolve()
+        sites = Path(python).parent.parent.glob("lib/python*/site-packages")
+        return module_names([str(p) for p in sites if p.resolve().is_relative_to(inside)], checkout, pth=False)
     return _outside_modules(python, checkout)
 
 
@@ -178,14 +183,14 @@ def _site_folders(python: str) -> tuple[str, ...]:
     return tuple(str(item) for item in found) if isinstance(found, list) else ()
 
 
-def module_names(folders: Iterable[str], checkout: Path) -> Mapping[str, str]:
+def module_names(folders: Iterable[str], checkout: Path, pth: bool = True) -> Mapping[str, str]:
     """The standard library's names and the top-level modules in folders, read as files: distributions'
-    metadata, modules and packages, and the folders .pth files name as paths (never inside the checkout).
+    metadata, modules and packages, and with pth the folders .pth files name as paths (never inside the checkout).
 
     The folders' own names are read once per state of the folders and never copied (thousands of names, asked
     about a few per verification); only what the .pth folders outside this checkout add is gathered here."""
     roots = tuple(str(f) for f in folders if Path(f).is_dir())
-    site, extras = _site_index(roots, tuple(_mtime(r) for r in roots))
+    site, extras = _site_index(roots, tuple(_mtime(r) for r in roots), pth)
     inside = checkout.resolve()
     added = {
         module: "the environment" for extra, modules in extras if not extra.is_relative_to(inside) for module in modules
@@ -197,10 +202,11 @@ _indexing = threading.Lock()  # one thread reads a folder state; the others wait
 
 
 def _site_index(
-    roots: tuple[str, ...], mtimes: tuple[int, ...]
+    roots: tuple[str, ...], mtimes: tuple[int, ...], pth: bool
 ) -> tuple[dict[str, str], list[tuple[Path, tuple[str, ...]]]]:
     with _indexing:
-        extras = [(extra, _folder_modules(extra, _mtime(str(extra)))) for extra in _pth_folders(roots, mtimes)]
+        named = _pth_folders(roots, mtimes) if pth else ()
+        extras = [(extra, _folder_modules(extra, _mtime(str(extra)))) for extra in named]
         return _site_modules(roots, mtimes), extras
 
 
@@ -208,7 +214,7 @@ def _site_index(
 def _site_modules(roots: tuple[str, ...], mtimes: tuple[int, ...]) -> dict[str, str]:
     """What roots provide, read once per state of the folders (an install changes a folder's mtime)."""
     found = _standard_library()
-    for dist in importlib.metadata.distributions(path=list(roots)):
+    for dist in _distributions(roots):
         if dist.metadata["Name"] == FLEET_DISTRIBUTION:
             continue  # Fleet's own packages are never imported by a test run (its plugin imports only pytest)
         owner = f"the installed package {dist.metadata['Name']}"
@@ -241,6 +247,27 @@ def _standard_library() -> dict[str, str]:
     return {name: "the standard library" for name in (*sys.stdlib_module_names, *sys.builtin_module_names)}
 
 
+class _Read(importlib.metadata.PathDistribution):
+    """A distribution's metadata, each file read only as a regular file, bounded (never a link, fifo or device)."""
+
+    def read_text(self, filename: str | os.PathLike[str]) -> str | None:
+        data = read_regular(Path(str(self._path), filename), MAX_METADATA_BYTES)
+        return data.decode("utf-8", errors="replace") if data is not None else None
+
+
+def _distributions(roots: Iterable[str]) -> list[importlib.metadata.Distribution]:
+    """The distributions installed in roots: their metadata folders (a link is not one)."""
+    found: list[importlib.metadata.Distribution] = []
+    for root in roots:
+        with contextlib.suppress(OSError), os.scandir(root) as entries:
+            found += [
+                _Read(Path(entry.path))
+                for entry in entries
+                if entry.name.endswith((".dist-info", ".egg-info")) and entry.is_dir(follow_symlinks=False)
+            ]
+    return found
+
+
 def _distribution_tops(dist: importlib.metadata.Distribution) -> list[str]:
     tops = (dist.read_text("top_level.txt") or "").split()
     files = dist.files or ()
@@ -254,9 +281,9 @@ def _pth_paths(roots: Iterable[Path]) -> list[str]:
     paths = []
     for root in roots:
         for pth in root.glob("*.pth"):
-            with contextlib.suppress(OSError, UnicodeDecodeError):
-                lines = pth.read_text(encoding="utf-8").splitlines()
-                paths += [str(root / line.strip()) for line in lines if line.strip() and not _pth_code(line)]
+            data = read_regular(pth, MAX_METADATA_BYTES)
+            lines = data.decode("utf-8", errors="replace").splitlines() if data is not None else []
+            paths += [str(root / line.strip()) for line in lines if line.strip() and not _pth_code(line)]
     return paths
 
 

@@ -28,6 +28,7 @@ from db.spectypes import SetupNetwork
 from system.files import copy_into
 from system.git import GitError, GitOutputTooLarge, git
 from system.globs import matches_any
+from verification.awareness import source_text
 from verification.confined import prepare, rerun_suspects, run_confined, visible_rerun
 from verification.digest import environment_feedback, feedback_digest, is_hidden, targets_digest
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
@@ -337,10 +338,8 @@ def _test_values(
     files = {t.split("::", 1)[0] for t in (*spec.targets, *baseline.failures)} - set(hidden)
     literals: set[str] = set()
     inputs: dict[str, tuple[str, ...]] = {}
-    for name in sorted(files):
-        path = checkout / name
-        if name.endswith(".py") and path.is_file():
-            source = path.read_text(encoding="utf-8", errors="replace")
+    for name in sorted(files):  # after the test runs, which could write there
+        if name.endswith(".py") and (source := source_text(checkout / name)) is not None:
             literals |= assertion_literals(source)
             inputs |= assertion_inputs(source)
     return literals, inputs

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from verification.awareness import aware_lines
+from verification import awareness
+from verification.awareness import aware_lines, source_text
 
 AWARE = {
     "the runner's name on the command line": 'import sys\nif "pytest" in sys.argv[0]:\n    FIXED = True\n',
@@ -36,3 +39,18 @@ def test_honest_code_of_the_same_shape_is_not(source: str) -> None:
 def test_a_path_that_mentions_the_runner_is_not_test_awareness() -> None:
     source = 'import pathlib\nSEEN = [pathlib.Path("/tmp/pytest-of-alice/run-1/x").exists()]\n'
     assert aware_lines(source, "pkg/calc.py", set()) == []
+
+
+@pytest.mark.timeout(30)
+def test_a_changed_file_a_build_script_grew_or_linked_is_never_read_whole(tmp_path: Path) -> None:
+    """After the diff's build script ran: a sparse file of 64 GiB (no disk used) was read whole, twice over."""
+    with open(tmp_path / "grown.py", "wb") as grown:
+        grown.truncate(64 * 2**30)
+    (tmp_path / "host.py").write_text('import os\nAWARE = os.environ.get("PYTEST_CURRENT_TEST")\n')
+    (tmp_path / "linked.py").symlink_to(tmp_path / "host.py")
+    diff = "".join(f"--- a/{name}\n+++ b/{name}\n@@ -1 +1,2 @@\n-x\n+y\n+z\n" for name in ("grown.py", "linked.py"))
+    assert awareness.test_aware(tmp_path, diff, []) == [
+        "grown.py: over 8,388,608 bytes once the setup ran, too large to check"
+    ]
+    assert source_text(tmp_path / "grown.py") is None and source_text(tmp_path / "linked.py") is None
+    assert source_text(tmp_path / "host.py") is not None

@@ -42,6 +42,32 @@ def test_an_interpreter_inside_the_checkout_is_read_never_run(tmp_path: Path) ->
     assert names["trap_module"] == "the environment" and names["json"] == "the standard library"
 
 
+@pytest.mark.timeout(30)
+def test_an_environment_inside_the_checkout_is_read_through_no_link_fifo_or_device(tmp_path: Path) -> None:
+    """A diff's build script builds it: a .pth file linked to a fifo stopped the verification, holding the lock every
+    verification of the process waits on; a METADATA linked to /dev/zero was read until memory ran out; a .pth
+    naming a folder of the host told the diff which module names that folder holds."""
+    checkout, host = tmp_path / "checkout", tmp_path / "host"
+    host.mkdir()
+    (host / "host_module.py").write_text("")
+    (host / "top_level.txt").write_text("host_top\n")
+    os.mkfifo(host / "fifo")
+    site = _site_with_traps(checkout / ".venv", tmp_path / "ran")
+    (site / "host.pth").write_text(f"{host}\n")
+    (site / "fifo.pth").symlink_to(host / "fifo")
+    for name, metadata in {"zero": "/dev/zero", "linked": str(host / "top_level.txt")}.items():
+        (site / f"{name}-1.0.dist-info").mkdir()
+        (site / f"{name}-1.0.dist-info" / "METADATA").symlink_to(metadata)
+        (site / f"{name}-1.0.dist-info" / "top_level.txt").symlink_to(host / "top_level.txt")
+    (site / "honest-1.0.dist-info").mkdir()
+    (site / "honest-1.0.dist-info" / "METADATA").write_text("Name: honest\nVersion: 1.0\n")
+    (site / "honest-1.0.dist-info" / "top_level.txt").write_text("honest_top\n")
+    (site / "linked-2.0.dist-info").symlink_to(host)
+    names = environment_modules(str(checkout / ".venv" / "bin" / "python"), checkout)
+    assert names["honest_top"] == "the installed package honest" and "trap_module" in names
+    assert not {"host_module", "host_top"} & set(names)
+
+
 def test_pth_files_are_read_as_paths_and_their_code_never_runs(tmp_path: Path) -> None:
     marker, extra = tmp_path / "ran", tmp_path / "extra"
     site = _site_with_traps(tmp_path / "env", marker)

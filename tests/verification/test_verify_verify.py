@@ -309,3 +309,19 @@ def test_a_report_swapped_for_a_link_or_fifo_is_never_read(
     assert result.verdict is Verdict.GAMED, result.reasons
     assert "not a regular file" in " ".join(result.reasons)
     assert "HOST_FILE_READ" not in json.dumps(result.to_json())
+
+
+@pytest.mark.timeout(60)
+def test_a_test_file_the_run_grew_is_never_read_whole(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    """After the test run the worker reads the ticket's test files for the literals they assert on: code under test
+    that made one a sparse file of 64 GiB (no disk used) had it read whole, twice over."""
+    grow = (
+        "def _grow():\n"
+        "    import os as _o\n"
+        "    with open(_o.path.join('tests', 'test_calc.py'), 'r+b') as _f:\n"
+        "        _f.truncate(64 * 2**30)\n\n\n"
+        "__import__('atexit').register(_grow)\n"
+    )
+    result = verify(base, tmp_path, {"calc.py": FIXED_CALC + grow})
+    assert result.verdict is Verdict.PASSED, result.reasons
+    assert (tmp_path / "checkout" / "tests" / "test_calc.py").stat().st_size == 64 * 2**30  # the run did grow it
