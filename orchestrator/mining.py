@@ -22,6 +22,7 @@ from db.lifecycle import Verdict
 from db.taskspec import TaskSpec
 from orchestrator.errors import FleetError
 from orchestrator.mutations import Mutation, candidates
+from system.files import write_over
 from system.git import GIT_OUTPUT_LIMIT, GitOutputTooLarge, git
 from verification.runner import TestRun
 from verification.verify import VerifySpec, run_baseline, verify_diff
@@ -64,6 +65,13 @@ def is_test_path(path: str) -> bool:
     parts = path.split("/")
     name = parts[-1]
     return bool({"tests", "test", "testing"} & set(parts[:-1])) or name.startswith("test_") or name == "conftest.py"
+
+
+def regular_files(repo: Path, sha: str) -> list[str]:
+    """The paths of sha's tree that are files (no link, which a checkout's reads and writes would go through, to
+    anywhere on the host; no submodule)."""
+    listing = git("ls-tree", "-r", "-z", sha, cwd=repo).split("\0")
+    return [entry.split("\t", 1)[1] for entry in listing if entry.startswith(("100644 ", "100755 "))]
 
 
 def is_source_path(path: str) -> bool:
@@ -185,7 +193,7 @@ def _keep(
 def mutation_tasks(ws: Workspace, options: MineOptions, result: MineResult) -> None:
     """Up to options.mutations tasks from injected bugs, trying at most ten candidates per task wanted."""
     head = git("rev-parse", "HEAD", cwd=options.source).strip()
-    files = [p for p in git("ls-tree", "-r", "--name-only", head, cwd=ws.path).splitlines() if is_source_path(p)]
+    files = [path for path in regular_files(ws.path, head) if is_source_path(path)]
     clean = _run(ws, head, _spec(options))
     if clean.error:
         result.skipped.append(f"mutations: the tests do not run at {head[:12]}: {clean.error}")
@@ -211,7 +219,7 @@ def _commit_mutation(ws: Workspace, options: MineOptions, head: str, mutation: M
     """The mutated tree committed on head, dated as head (the same seed gives the same commit)."""
     checkout = ws.at(head)
     target = checkout / mutation.path
-    target.write_bytes(mutation.apply(target.read_bytes()))
+    write_over(target, mutation.apply(target.read_bytes()))  # a regular file: mutation_tasks lists no link
     date = git("log", "-1", "--format=%cI", head, cwd=checkout).strip()
     env = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
     git(*BOT, "commit", "--quiet", "--no-verify", "-am", f"inject a bug: {mutation.description}", cwd=checkout, env=env)
