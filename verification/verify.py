@@ -121,15 +121,16 @@ class VerificationResult:
 def run_baseline(
     checkout: Path, spec: VerifySpec, report_dir: Path, cancelled: threading.Event | None = None
 ) -> TestRun:
-    """Run the tests (hidden ones included) on a clean checkout of the base commit."""
-    try:
-        add_hidden_tests(checkout, spec.hidden_tests)
-    except (GitError, OSError) as exc:  # a task's test patch that does not apply at its base: no baseline
-        return TestRun({}, None, False, "", 0.0, error=f"{HIDDEN_UNAPPLIED}: {exc}")
+    """Run the tests (hidden ones included) on a clean checkout of the base commit, its environment set up before
+    the hidden tests are added, as a candidate's is."""
     try:
         prepare(checkout, spec, "the baseline checkout", cancelled, report_dir, cached=True)
     except SetupFailed as exc:
         return TestRun({}, None, False, "", 0.0, error=str(exc))
+    try:
+        add_hidden_tests(checkout, spec.hidden_tests)
+    except (GitError, OSError) as exc:  # a task's test patch that does not apply at its base: no baseline
+        return TestRun({}, None, False, "", 0.0, error=f"{HIDDEN_UNAPPLIED}: {exc}")
     return run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, _config(checkout, spec))
 
 

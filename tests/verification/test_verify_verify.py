@@ -183,6 +183,19 @@ def test_hidden_tests_catch_overfitting_without_being_named(tmp_path: Path) -> N
     assert json.loads(json.dumps(result.to_json()))["verdict"] == "failed"
 
 
+def test_no_setup_sees_the_hidden_tests(tmp_path: Path) -> None:
+    """The baseline's setup ran once the hidden tests were in its checkout, a candidate's before them: what the
+    environment was built from differed between the two runs the verdict compares."""
+    hidden = tmp_path / "hidden"
+    (hidden / "tests").mkdir(parents=True)
+    (hidden / "tests" / "test_secret_calc.py").write_text(SECRET_TEST)
+    repo, spec, baseline = hidden_setup(tmp_path, hidden, setup_cmd="ls tests > setup-saw.txt")
+    result = verify_hidden(tmp_path, repo, spec, baseline, repo.diff({"calc.py": FIXED_CALC}))
+    assert result.verdict is Verdict.PASSED and SECRET_ID in result.fail_to_pass
+    for checkout in (tmp_path / "base", tmp_path / "c"):
+        assert (checkout / "setup-saw.txt").read_text().split() == ["test_calc.py"], checkout
+
+
 def test_hidden_tests_as_a_patch_file(tmp_path: Path) -> None:
     scratch = make_repo(tmp_path / "scratch")
     patch = tmp_path / "hidden.diff"
