@@ -27,8 +27,7 @@ from verification.report import Outcome, ReportError, TestResult, parse_junit
 
 JUNIT_NAME = "junit.xml"
 # Raised whenever how tests are run changes what a run reports (safe path, plugin, channel, the setup before the
-# hidden tests), so cached
-# baselines taken the old way are not compared with new runs.
+# hidden tests), so cached baselines taken the old way are not compared with new runs.
 RUNNER_REVISION = 3
 # Variables from the caller's environment that would change how pytest reads its configuration or results.
 _DROPPED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_CURRENT_TEST", "PYTEST_VERSION")
