@@ -125,24 +125,10 @@ def read_regular(path: Path, limit: int) -> bytes | None:
         return reading.read(limit)
 
 
-def remove_special_files(root: Path) -> None:
-    """Delete every fifo, socket and device under root, never through a link (root's own `.git` is not entered).
-    git tracks none of them, and where git reads a file of the tree (a `.gitignore`, a `.gitattributes`) one that
-    code left there stops it: opening a fifo waits for a writer that never comes."""
-    folders, top = [os.fspath(root)], True
-    while folders:
-        folder = folders.pop()
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        if not (top and entry.name == ".git"):
-                            folders.append(entry.path)
-                    elif not entry.is_file(follow_symlinks=False) and not entry.is_symlink():
-                        os.unlink(entry.path)
-        except OSError:
-            pass  # what could not be listed or removed is left to git's own timeout
-        top = False
+def read_within(root: Path, relative: str, limit: int) -> bytes | None:
+    """read_regular() of root/relative, or None when a folder on the way is a link: code that ran in root may have
+    pointed one anywhere on the host."""
+    return None if link_on_the_way(root, relative) is not None else read_regular(root / relative, limit)
 
 
 def remove_tree(path: Path) -> None:

@@ -3,10 +3,10 @@
 The list follows Flatpak's (`common/flatpak-run.c`, setup_seccomp) with what Codex CLI and Anthropic's
 sandbox-runtime add (io_uring, ptrace, process_vm_*), plus bpf, which none of them refuse: the calls that
 change mounts or namespaces, reach into other processes or the kernel's keyrings, load code into the kernel,
-or inject keystrokes into a terminal. Everything else is allowed; a refused call fails with EPERM, and the
-new mount API and clone3 fail with ENOSYS, so libc falls back to calls the filter can inspect (clone's flags;
-clone3 passes them in memory, where a filter cannot look). Syscalls of another ABI (i386 `int 0x80`) kill the
-process: libseccomp's default for a foreign architecture.
+or inject keystrokes into a terminal; and the making of a fifo. Everything else is allowed; a refused call fails
+with EPERM, and the new mount API and clone3 fail with ENOSYS, so libc falls back to calls the filter can inspect
+(clone's flags; clone3 passes them in memory, where a filter cannot look). Syscalls of another ABI (i386
+`int 0x80`) kill the process: libseccomp's default for a foreign architecture.
 
 libseccomp is called through ctypes: its own Python bindings ship only with Debian's system Python, and the
 PyPI wrapper is unmaintained. The program is compiled once per worker process, in memory, and each sandbox gets it
@@ -19,6 +19,7 @@ import ctypes
 import errno
 import functools
 import os
+import stat
 
 LIBRARY = "libseccomp.so.2"
 ALLOW = 0x7FFF0000
@@ -26,6 +27,11 @@ CMP_MASKED_EQ = 7
 CLONE_NEWUSER = 0x10000000
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
+# mknod's and mknodat's mode argument: a fifo is refused. The worker's git opens a checkout's `.gitignore` and
+# `.gitattributes` after the sandbox, and opening a fifo waits for a writer (git's own timeout: 600 s); git tracks
+# no fifo, so no diff needs one. Devices need a capability no sandbox has; sockets do not block an open.
+MODE_ARGUMENT = {"mknod": 1, "mknodat": 2}
+FILE_TYPE_BITS = 0o170000  # S_IFMT
 
 REFUSED = (
     # mounts and namespaces: what the audit's escape used (umount, remount), and the ways around bwrap's view
@@ -99,6 +105,8 @@ def _rules(lib: ctypes.CDLL, ctx: int) -> None:
     _add(lib, ctx, refused, "clone", _ArgCmp(0, CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER))
     for request in (TIOCSTI, TIOCLINUX):
         _add(lib, ctx, refused, "ioctl", _ArgCmp(1, CMP_MASKED_EQ, 0xFFFFFFFF, request))
+    for name, argument in MODE_ARGUMENT.items():
+        _add(lib, ctx, refused, name, _ArgCmp(argument, CMP_MASKED_EQ, FILE_TYPE_BITS, stat.S_IFIFO))
 
 
 def compile_filter() -> bytes:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from system import pyast
-from system.files import read_regular
+from system.files import read_within
 from verification.patch import unquote_path
 
 AWARE_RULE = "test-aware code"
@@ -84,20 +84,16 @@ def test_aware(checkout: Path, diff: str, is_test: Iterable[str]) -> list[str]:
     for path, lines in sorted(added_lines(diff).items()):
         if path in skip or not path.endswith(".py"):
             continue
-        data = read_regular(checkout / path, MAX_SOURCE_BYTES + 1)  # a diff's build script ran in checkout
-        if data is None:
-            continue  # not a regular file: a link the diff added is checked where it points, if the diff added that
-        if len(data) > MAX_SOURCE_BYTES:
-            found.append(f"{path}: over {MAX_SOURCE_BYTES:,} bytes once the setup ran, too large to check")
-            continue
-        found += aware_lines(data.decode("utf-8", errors="replace"), path, lines)
+        source = source_text(checkout, path)  # a diff's build script ran in checkout
+        if source is not None:  # else a link (checked where it points, if the diff added that) or too large
+            found += aware_lines(source, path, lines)
     return found
 
 
-def source_text(path: Path) -> str | None:
+def source_text(checkout: Path, path: str) -> str | None:
     """The text of the Python file at path in a checkout hostile code ran in: None for anything but a regular file
-    of at most MAX_SOURCE_BYTES (never through a link, never waiting on a fifo)."""
-    data = read_regular(path, MAX_SOURCE_BYTES + 1)
+    of at most MAX_SOURCE_BYTES (never through a link, on the way or at the file, never waiting on a fifo)."""
+    data = read_within(checkout, path, MAX_SOURCE_BYTES + 1)
     return data.decode("utf-8", errors="replace") if data is not None and len(data) <= MAX_SOURCE_BYTES else None
 
 

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from system.files import disk_usage, remove_special_files, remove_tree, required_program
+from system.files import disk_usage, remove_tree, required_program
 from system.git import NO_SUBMODULES, git
 from system.globs import matches_any
 from system.mirror import try_lock
@@ -225,7 +225,6 @@ class EnvCache:
 
 def untracked(checkout: Path) -> tuple[set[str], set[str]]:
     """(untracked or ignored paths, changed tracked paths) in checkout, as `git status` names them."""
-    remove_special_files(checkout)  # a setup's: a fifo where git reads would stop it
     out = git("status", NO_SUBMODULES, "--porcelain=v1", "-z", "--ignored", "--untracked-files=normal", cwd=checkout)
     loose: set[str] = set()
     changed: set[str] = set()

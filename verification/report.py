@@ -52,11 +52,15 @@ class TestResult:
 
 
 def parse_junit(path: Path, root: Path | None = None) -> dict[str, TestResult]:
-    """Parse one JUnit XML file, or every *.xml file directly inside a directory; raise ReportError."""
+    """Parse one JUnit XML file, or every *.xml file directly inside a directory (MAX_REPORT_BYTES in all); raise
+    ReportError."""
     files = sorted(path.glob("*.xml")) if path.is_dir() else [path]
     results: dict[str, TestResult] = {}
+    left = MAX_REPORT_BYTES
     for file in files:
-        for result in _parse_file(file, root):
+        data = _report_bytes(file, left)
+        left -= len(data)
+        for result in _parse_file(file.name, data, root):
             _merge(results, result)
     return results
 
@@ -67,20 +71,24 @@ def _merge(results: dict[str, TestResult], result: TestResult) -> None:
         results[result.test_id] = result
 
 
-def _parse_file(file: Path, root: Path | None) -> list[TestResult]:
-    data = read_regular(file, MAX_REPORT_BYTES + 1)  # the run could write here: never a link, fifo or device
+def _report_bytes(file: Path, limit: int) -> bytes:
+    data = read_regular(file, limit + 1)  # the run could write here: never a link, fifo or device
     if data is None:
         raise ReportError(f"{file.name}: not a regular file (a link, fifo or device the test run left)")
-    if len(data) > MAX_REPORT_BYTES:
-        raise ReportError(f"{file.name}: report larger than {MAX_REPORT_BYTES} bytes")
+    if len(data) > limit:
+        raise ReportError(f"{file.name}: the reports are larger than {MAX_REPORT_BYTES:,} bytes in all")
+    return data
+
+
+def _parse_file(name: str, data: bytes, root: Path | None) -> list[TestResult]:
     try:
         tree = _parse_xml(data)
     except ET.ParseError as exc:
-        raise ReportError(f"{file.name}: malformed XML: {exc}") from exc
+        raise ReportError(f"{name}: malformed XML: {exc}") from exc
     except _Refused as exc:
-        raise ReportError(f"{file.name}: DOCTYPE or ENTITY declarations are refused") from exc
+        raise ReportError(f"{name}: DOCTYPE or ENTITY declarations are refused") from exc
     if tree.tag not in ("testsuites", "testsuite"):
-        raise ReportError(f"{file.name}: not a JUnit report (root element <{tree.tag}>)")
+        raise ReportError(f"{name}: not a JUnit report (root element <{tree.tag}>)")
     return [_case(case, root) for case in tree.iter("testcase")]
 
 

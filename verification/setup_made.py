@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
-from system.files import link_on_the_way, remove_special_files, remove_tree
+from system.files import link_on_the_way, remove_tree
 from system.git import NO_SUBMODULES, git
 from system.globs import matches_any
 
@@ -51,7 +51,6 @@ class SetupMade:
 def setup_made(checkout: Path, copied: Sequence[str] = ()) -> SetupMade:
     """What ran in checkout since the diff was applied to it (to the index and the files) changed or made; the
     repository's copied files (copied: their destinations) are Fleet's own, copied again after it."""
-    remove_special_files(checkout)  # a fifo where git reads would stop it
     status = ("status", NO_SUBMODULES, "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=matching")
     listing = git("--no-optional-locks", *status, "--no-renames", cwd=checkout, errors="surrogateescape")
     entries = [entry for entry in listing.split("\0") if len(entry) > 3]

@@ -11,7 +11,9 @@ the same place are the project's own (iniconfig's `src/iniconfig` shadows the in
 from __future__ import annotations
 
 import contextlib
+import csv
 import functools
+import importlib.machinery
 import importlib.metadata
 import json
 import os
@@ -39,6 +41,7 @@ SKIPPED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", 
 # main, so no .pth file runs (a diff's setup may have written one). It lists the site folders; this process
 # reads them as files (module_names) without running anything found there.
 PROBE = "import json, site; print(json.dumps(site.getsitepackages()))"
+MODULE_SUFFIXES = sorted(importlib.machinery.all_suffixes(), key=len, reverse=True)
 MAX_METADATA_BYTES = 16 * 2**20  # a distribution's RECORD, METADATA or top_level.txt, a .pth file
 
 
@@ -163,7 +166,7 @@ def environment_modules(python: str, checkout: Path) -> Mapping[str, str]:
     if Path(os.path.abspath(python)).is_relative_to(checkout):
         inside = checkout.resolve()
         sites = Path(python).parent.parent.glob("lib/python*/site-packages")
-        return module_names([str(p) for p in sites if p.resolve().is_relative_to(inside)], checkout, pth=False)
+        return module_names([str(p) for p in sites if p.resolve().is_relative_to(inside)], checkout, trusted=False)
     return _outside_modules(python, checkout)
 
 
@@ -183,14 +186,16 @@ def _site_folders(python: str) -> tuple[str, ...]:
     return tuple(str(item) for item in found) if isinstance(found, list) else ()
 
 
-def module_names(folders: Iterable[str], checkout: Path, pth: bool = True) -> Mapping[str, str]:
+def module_names(folders: Iterable[str], checkout: Path, trusted: bool = True) -> Mapping[str, str]:
     """The standard library's names and the top-level modules in folders, read as files: distributions'
-    metadata, modules and packages, and with pth the folders .pth files name as paths (never inside the checkout).
+    metadata, modules and packages, and the folders .pth files name as paths (never inside the checkout). Folders
+    that are not trusted (a checkout's virtualenv, which a diff's build script made) are read through no link and
+    their .pth files are not read: what either names could be any folder of the host.
 
     The folders' own names are read once per state of the folders and never copied (thousands of names, asked
     about a few per verification); only what the .pth folders outside this checkout add is gathered here."""
     roots = tuple(str(f) for f in folders if Path(f).is_dir())
-    site, extras = _site_index(roots, tuple(_mtime(r) for r in roots), pth)
+    site, extras = _site_index(roots, tuple(_mtime(r) for r in roots), trusted)
     inside = checkout.resolve()
     added = {
         module: "the environment" for extra, modules in extras if not extra.is_relative_to(inside) for module in modules
@@ -202,27 +207,58 @@ _indexing = threading.Lock()  # one thread reads a folder state; the others wait
 
 
 def _site_index(
-    roots: tuple[str, ...], mtimes: tuple[int, ...], pth: bool
+    roots: tuple[str, ...], mtimes: tuple[int, ...], trusted: bool
 ) -> tuple[dict[str, str], list[tuple[Path, tuple[str, ...]]]]:
     with _indexing:
-        named = _pth_folders(roots, mtimes) if pth else ()
+        named = _pth_folders(roots, mtimes) if trusted else ()
         extras = [(extra, _folder_modules(extra, _mtime(str(extra)))) for extra in named]
-        return _site_modules(roots, mtimes), extras
+        return _site_modules(roots, mtimes, trusted), extras
 
 
 @functools.lru_cache(maxsize=16)
-def _site_modules(roots: tuple[str, ...], mtimes: tuple[int, ...]) -> dict[str, str]:
+def _site_modules(roots: tuple[str, ...], mtimes: tuple[int, ...], trusted: bool) -> dict[str, str]:
     """What roots provide, read once per state of the folders (an install changes a folder's mtime)."""
     found = _standard_library()
-    for dist in _distributions(roots):
-        if dist.metadata["Name"] == FLEET_DISTRIBUTION:
+    for dist in _distributions(roots, trusted):
+        try:
+            name, tops = dist.metadata["Name"], _distribution_tops(dist)
+        except (ValueError, TypeError, csv.Error):  # a malformed RECORD: importlib.metadata's parsing gives up
+            continue
+        if name == FLEET_DISTRIBUTION:
             continue  # Fleet's own packages are never imported by a test run (its plugin imports only pytest)
-        owner = f"the installed package {dist.metadata['Name']}"
-        for top in _distribution_tops(dist):
-            found.setdefault(top, owner)
-    for module in pkgutil.iter_modules(list(roots)):
-        found.setdefault(module.name, "the environment")
+        for top in tops:
+            found.setdefault(top, f"the installed package {name}")
+    listed = [module.name for module in pkgutil.iter_modules(list(roots))] if trusted else _unlinked_modules(roots)
+    for module in listed:
+        found.setdefault(module, "the environment")
     return found  # cached: every caller shares it (module_names hands it out read-only)
+
+
+def _unlinked_modules(roots: Iterable[str]) -> list[str]:
+    """The modules and packages in roots, as pkgutil lists them, but for links, which are never entered or named."""
+    found = []
+    for root in roots:
+        with contextlib.suppress(OSError), os.scandir(root) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    continue
+                if entry.is_dir() and entry.name.isidentifier() and _is_package(entry.path):
+                    found.append(entry.name)
+                elif (module := _module_name(entry.name)) and module.isidentifier() and entry.is_file():
+                    found.append(module)
+    return found
+
+
+def _is_package(folder: str) -> bool:
+    with contextlib.suppress(OSError):
+        return any(_module_name(name) == "__init__" for name in os.listdir(folder))
+    return False
+
+
+def _module_name(file_name: str) -> str | None:
+    """The module a file of this name is (`x.py`, `x.cpython-311-x86_64-linux-gnu.so`), as inspect.getmodulename."""
+    suffix = next((s for s in MODULE_SUFFIXES if file_name.endswith(s)), None)
+    return file_name[: -len(suffix)] if suffix else None
 
 
 @functools.lru_cache(maxsize=16)
@@ -255,15 +291,15 @@ class _Read(importlib.metadata.PathDistribution):
         return data.decode("utf-8", errors="replace") if data is not None else None
 
 
-def _distributions(roots: Iterable[str]) -> list[importlib.metadata.Distribution]:
-    """The distributions installed in roots: their metadata folders (a link is not one)."""
+def _distributions(roots: Iterable[str], trusted: bool) -> list[importlib.metadata.Distribution]:
+    """The distributions installed in roots: their metadata folders (not trusted, a link is not one)."""
     found: list[importlib.metadata.Distribution] = []
     for root in roots:
         with contextlib.suppress(OSError), os.scandir(root) as entries:
             found += [
                 _Read(Path(entry.path))
                 for entry in entries
-                if entry.name.endswith((".dist-info", ".egg-info")) and entry.is_dir(follow_symlinks=False)
+                if entry.name.endswith((".dist-info", ".egg-info")) and entry.is_dir(follow_symlinks=trusted)
             ]
     return found
 

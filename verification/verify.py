@@ -340,7 +340,7 @@ def _test_values(
     literals: set[str] = set()
     inputs: dict[str, tuple[str, ...]] = {}
     for name in sorted(files):  # after the test runs, which could write there
-        if name.endswith(".py") and (source := source_text(checkout / name)) is not None:
+        if name.endswith(".py") and (source := source_text(checkout, name)) is not None:
             literals |= assertion_literals(source)
             inputs |= assertion_inputs(source)
     return literals, inputs

@@ -61,9 +61,22 @@ class AttemptFolders:
     def start(self, attempt_id: int) -> Path:
         """The attempt's folder for a run of its agent, the first of its delivery to use it: a folder already there
         is an earlier delivery's (a worker stopped, or its lease lapsed), and goes first with whatever that run's
-        commands left in it, whose links the worker would write through when it prepares the next run."""
-        remove_tree(self.root / str(attempt_id))
+        commands left in it, whose links the worker would write through when it prepares the next run. Its mark
+        stays: what an earlier run started unsandboxed may still write there by its path."""
+        path = self.root / str(attempt_id)
+        unconfined = os.path.lexists(path / UNCONFINED)
+        remove_tree(path)
+        if unconfined:
+            self.mark_unconfined(attempt_id)
         return self.folder(attempt_id)
+
+    def verification(self, attempt_id: int) -> Path:
+        """The attempt's folder for its verification, whose test runs' folder (`candidate`) is as the worker made it:
+        an earlier delivery's runs may have left anything there (a `usercustomize.py` in the tests' HOME)."""
+        path = self.folder(attempt_id)
+        with contextlib.suppress(FileNotFoundError):
+            _empty(path / "candidate", SKELETON["candidate"] or {}, Made.of(path))
+        return path
 
     def mark_unconfined(self, attempt_id: int) -> None:
         """Before a command of the attempt runs without a sandbox: its folder will not serve another attempt."""

@@ -255,9 +255,6 @@ class WorkerRuntime:
         self.handing_back.set()
         self.leases.cancel_all()
 
-    def attempt_dir(self, attempt_id: int) -> Path:
-        return self.attempt_folders.folder(attempt_id)
-
     @property
     def verifies_here(self) -> bool:
         """True when this process takes verifications: its agents' diffs are verified here, with no message."""

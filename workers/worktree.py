@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from system.files import disk_usage, link_on_the_way, remove_special_files, remove_tree, write_over
+from system.files import disk_usage, link_on_the_way, remove_tree, write_over
 from system.git import GitError, git
 from system.mirror import HEX_SHA, exclusive_lock, shared_lock, try_lock
 from workers.worktree_diff import ESC, CheckoutDiff, WorktreeError, explicit
@@ -255,7 +255,6 @@ class WorktreePool:
             if clean_at == sha:
                 return gitdir  # released clean at this very commit: nothing to do
             Path(gitdir, "index.lock").unlink(missing_ok=True)  # left by a killed agent; we hold the slot
-            remove_special_files(path)  # before git reads the checkout: a killed holder released nothing
             git(*explicit(path, gitdir), "checkout", "--detach", "--force", "--quiet", sha, "--", cwd=path)
             if clean_at is None:  # not released cleanly (a killed holder): untracked and ignored files may remain
                 clean_checkout(path, gitdir)
@@ -337,7 +336,6 @@ def mark_leased(path: Path) -> None:
 
 def clean_checkout(path: Path, gitdir: Path) -> None:
     """Drop every change, untracked and ignored file in the checkout at path, whose git dir is gitdir."""
-    remove_special_files(path)  # git leaves fifos and sockets, and one where it reads stops it
     git(*explicit(path, gitdir), "reset", "--hard", "--quiet", cwd=path)
     git(*explicit(path, gitdir), "clean", "-ffdxq", cwd=path)
 

@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from system.files import remove_special_files
 from system.git import GIT_OUTPUT_LIMIT, NO_SUBMODULES, GitOutputTooLarge, git, git_bytes
 from workers.scratch_git import scratch_objects
 
@@ -46,7 +45,6 @@ class CheckoutDiff:
         limit, the bytes the changes add are measured by stat before git reads any of them, and the patch by its
         size before Python reads it.
         """
-        remove_special_files(self.path)  # the agent's: a fifo where git reads would stop it
         changed = self._changed(limit)
         if limit is not None:
             self._check_added(changed, limit)

@@ -317,6 +317,21 @@ def test_the_checkouts_git_pointer_cannot_be_rewritten(sandbox: Sandbox) -> None
         assert pointer.read_bytes() == before, attempt
 
 
+def test_no_fifo_can_be_made(sandbox: Sandbox) -> None:
+    """After the sandbox the worker's git opens the checkout's `.gitignore` and `.gitattributes` files: a fifo there
+    stopped its status, diff, reset or checkout until git's 600 s timeout, holding the slot."""
+    if seccomp_problem() is not None:
+        pytest.skip(f"no seccomp filter here: {seccomp_problem()}")
+    for attempt in ("mkfifo .gitignore", "mkdir -p deep && mkfifo deep/.gitattributes"):
+        assert sandbox.run(attempt).returncode != 0, attempt
+    assert "PermissionError" in sandbox.python(
+        "import os\ntry:\n    os.mkfifo('f')\nexcept OSError as e:\n    print(type(e).__name__)"
+    )
+    assert not any(path.is_fifo() for path in sandbox.workdir.rglob("*"))
+    made = sandbox.python("import os, stat\nos.mknod('plain', stat.S_IFREG | 0o644)\nprint(os.path.isfile('plain'))")
+    assert made.strip() == "True"  # a regular file through mknod is still made
+
+
 def test_a_shown_folder_and_the_system_are_read_only(sandbox: Sandbox, host: Host) -> None:
     for path in (host.shown / "bin" / "dropped", Path("/etc/fleet-escape"), host.fleet_home / "dropped"):
         sandbox.run(f"echo x > {path}")

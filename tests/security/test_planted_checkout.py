@@ -4,23 +4,16 @@ Python afterwards (the agent's diff, the verification after a diff's build scrip
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import subprocess
-import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from system.files import copy_into, read_regular
 from system.git import git
-from system.mirror import ensure_mirror
 from verification.envcache import untracked
 from verification.setup_made import setup_made
-from workers.worktree import WorktreePool
 from workers.worktree_diff import CheckoutDiff
 
 COMMIT = ("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm")
@@ -126,68 +119,6 @@ def test_a_fifo_or_link_where_the_worker_reads_or_writes_is_never_waited_on_or_f
         copy_into(checkout, f"tests/{name}", source)
         assert (checkout / "tests" / name).read_text() == "hidden\n"
     assert host.read_text() == "host\n"
-
-
-# Where git opens a file of the tree: opening a fifo waits for a writer, which git's 600 s timeout ended.
-GIT_READS = (".gitignore", ".gitattributes", "deep/.gitignore", "deep/.gitattributes")
-
-
-def test_a_fifo_where_git_reads_stops_none_of_the_workers_git_commands(tmp_path: Path) -> None:
-    checkout, base = _repo_with_a_submodule(tmp_path)
-    pool = WorktreePool(tmp_path / "worktrees", ensure_mirror(tmp_path / "mirrors", "r", str(checkout), base))
-    lease = pool.lease(base)
-    diff = CheckoutDiff(checkout, checkout / ".git", checkout / ".git", base)
-    readers = {
-        "the environment cache's listing": (checkout, lambda: untracked(checkout)),
-        "what a build script made": (checkout, lambda: setup_made(checkout)),
-        "the agent's diff": (checkout, lambda: diff.patch(None)),
-        "a pooled checkout's release": (lease.path, lease.release),
-    }  # fmt: skip
-    for name, (tree, read) in readers.items():
-        (tree / "deep").mkdir(exist_ok=True)
-        (tree / "deep" / "socket").unlink(missing_ok=True)
-        for planted in GIT_READS:
-            os.mkfifo(tree / planted)
-        with socket.socket(socket.AF_UNIX) as left:
-            left.bind(str(tree / "deep" / "socket"))
-        assert _returns_at_once(read, tree), name
-        assert not any(os.path.lexists(tree / planted) for planted in (*GIT_READS, "deep/socket")), name
-    with pool.lease(base) as again:  # the next ticket's checkout: clean, nothing of the last one's
-        assert again.path == lease.path and git("status", "--porcelain", "--ignored", cwd=again.path) == ""
-
-
-def test_a_fifo_left_by_a_killed_holder_stops_no_lease(tmp_path: Path) -> None:
-    checkout, base = _repo_with_a_submodule(tmp_path)
-    mirror = ensure_mirror(tmp_path / "mirrors", "r", str(checkout), base)
-    holder = (  # leases the slot, plants the fifos and dies: nothing released it
-        "import os, sys\n"
-        "from pathlib import Path\n"
-        "from workers.worktree import WorktreePool\n"
-        "lease = WorktreePool(Path(sys.argv[1]), Path(sys.argv[2])).lease(sys.argv[3])\n"
-        "(lease.path / 'deep').mkdir()\n"
-        f"for planted in {GIT_READS!r}:\n"
-        "    os.mkfifo(lease.path / planted)\n"
-        "os._exit(0)\n"
-    )
-    root = tmp_path / "worktrees"
-    subprocess.run([sys.executable, "-c", holder, str(root), str(mirror), base], check=True)
-    pool, leased = WorktreePool(root, mirror), list[Path]()
-    assert _returns_at_once(lambda: leased.append(pool.lease(base).path), root / "slot-0")
-    assert leased == [root / "slot-0"] and not os.path.lexists(root / "slot-0" / ".gitignore")
-
-
-def _returns_at_once(read: Callable[[], object], tree: Path) -> bool:
-    """Whether read returns within 20 s; if not, the fifos it waits on are opened for writing, which frees it."""
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    thread.join(20)
-    stuck = thread.is_alive()
-    while thread.is_alive():
-        for planted in GIT_READS:
-            with contextlib.suppress(OSError):
-                os.close(os.open(tree / planted, os.O_WRONLY | os.O_NONBLOCK))
-        thread.join(0.1)
-    return not stuck
 
 
 @pytest.fixture(autouse=True)

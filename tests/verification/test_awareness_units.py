@@ -43,14 +43,17 @@ def test_a_path_that_mentions_the_runner_is_not_test_awareness() -> None:
 
 @pytest.mark.timeout(30)
 def test_a_changed_file_a_build_script_grew_or_linked_is_never_read_whole(tmp_path: Path) -> None:
-    """After the diff's build script ran: a sparse file of 64 GiB (no disk used) was read whole, twice over."""
+    """After the diff's build script ran: a sparse file of 64 GiB (no disk used) was read whole, twice over, and a
+    link, at the file or on its way, was read where it pointed, a file of the host."""
     with open(tmp_path / "grown.py", "wb") as grown:
         grown.truncate(64 * 2**30)
-    (tmp_path / "host.py").write_text('import os\nAWARE = os.environ.get("PYTEST_CURRENT_TEST")\n')
-    (tmp_path / "linked.py").symlink_to(tmp_path / "host.py")
-    diff = "".join(f"--- a/{name}\n+++ b/{name}\n@@ -1 +1,2 @@\n-x\n+y\n+z\n" for name in ("grown.py", "linked.py"))
-    assert awareness.test_aware(tmp_path, diff, []) == [
-        "grown.py: over 8,388,608 bytes once the setup ran, too large to check"
-    ]
-    assert source_text(tmp_path / "grown.py") is None and source_text(tmp_path / "linked.py") is None
-    assert source_text(tmp_path / "host.py") is not None
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "app.py").write_text('import os\nAWARE = os.environ.get("PYTEST_CURRENT_TEST")\n')
+    (tmp_path / "linked.py").symlink_to(host / "app.py")
+    (tmp_path / "app").symlink_to(host)
+    names = ("grown.py", "linked.py", "app/app.py")
+    diff = "".join(f"--- a/{name}\n+++ b/{name}\n@@ -1 +1,2 @@\n-x\n+y\n+z\n" for name in names)
+    assert awareness.test_aware(tmp_path, diff, []) == []
+    assert [source_text(tmp_path, name) for name in names] == [None, None, None]
+    assert source_text(host, "app.py") is not None and awareness.test_aware(host, diff.replace("app/", ""), [])

@@ -46,7 +46,8 @@ def test_an_interpreter_inside_the_checkout_is_read_never_run(tmp_path: Path) ->
 def test_an_environment_inside_the_checkout_is_read_through_no_link_fifo_or_device(tmp_path: Path) -> None:
     """A diff's build script builds it: a .pth file linked to a fifo stopped the verification, holding the lock every
     verification of the process waits on; a METADATA linked to /dev/zero was read until memory ran out; a .pth
-    naming a folder of the host told the diff which module names that folder holds."""
+    naming a folder of the host, or a link to one, told the diff which module names that folder holds; a RECORD
+    importlib.metadata cannot parse made the verification an error."""
     checkout, host = tmp_path / "checkout", tmp_path / "host"
     host.mkdir()
     (host / "host_module.py").write_text("")
@@ -63,9 +64,18 @@ def test_an_environment_inside_the_checkout_is_read_through_no_link_fifo_or_devi
     (site / "honest-1.0.dist-info" / "METADATA").write_text("Name: honest\nVersion: 1.0\n")
     (site / "honest-1.0.dist-info" / "top_level.txt").write_text("honest_top\n")
     (site / "linked-2.0.dist-info").symlink_to(host)
+    (host / "host_package").mkdir()
+    (host / "host_package" / "__init__.py").write_text("")
+    (site / "host_package").symlink_to(host / "host_package")  # a folder of the host, asked whether it is a package
+    (site / "broken-1.0.dist-info").mkdir()  # a RECORD importlib.metadata cannot parse: gamed became error
+    (site / "broken-1.0.dist-info" / "METADATA").write_text("Name: broken\nVersion: 1.0\n")
+    (site / "broken-1.0.dist-info" / "RECORD").write_text("broken.py,sha256=x,1,extra\n")
+    (site / "own_package").mkdir()
+    (site / "own_package" / "__init__.py").write_text("")
     names = environment_modules(str(checkout / ".venv" / "bin" / "python"), checkout)
     assert names["honest_top"] == "the installed package honest" and "trap_module" in names
-    assert not {"host_module", "host_top"} & set(names)
+    assert names["own_package"] == "the environment"
+    assert not {"host_module", "host_top", "host_package"} & set(names)
 
 
 def test_pth_files_are_read_as_paths_and_their_code_never_runs(tmp_path: Path) -> None:

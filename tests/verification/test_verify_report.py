@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from verification import report
 from verification.report import Outcome, ReportError, node_id, parse_junit
 
 SAMPLE = """\
@@ -133,3 +135,20 @@ def test_doctype_text_inside_a_failure_is_only_text(tmp_path: Path) -> None:
     )
     result = parse_junit(tmp_path / "r.xml")["ui::renders"]
     assert result.message == "a & b" and result.details == "expected <!DOCTYPE html>"
+
+
+@pytest.mark.timeout(30)
+def test_a_report_folder_entry_that_is_no_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    """A fifo there (made where the sandbox has no seccomp filter) stopped the verification for good."""
+    os.mkfifo(tmp_path / "r.xml")
+    with pytest.raises(ReportError, match="r.xml: not a regular file"):
+        parse_junit(tmp_path)
+
+
+def test_reports_are_bounded_in_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each report was bounded, not their number: a run could leave thousands of them."""
+    monkeypatch.setattr(report, "MAX_REPORT_BYTES", 1000)
+    for n in range(3):
+        (tmp_path / f"r{n}.xml").write_text("<testsuite>" + " " * 400 + "</testsuite>")
+    with pytest.raises(ReportError, match="r2.xml: the reports are larger than 1,000 bytes in all"):
+        parse_junit(tmp_path)

@@ -292,18 +292,16 @@ def test_a_link_planted_in_the_first_run_is_not_followed_by_the_reruns(
 
 
 @pytest.mark.skipif(bwrap_missing() is not None, reason="bubblewrap is not usable here")
-@pytest.mark.parametrize("left", ["link to a host report", "fifo", "link to /dev/zero"])
+@pytest.mark.parametrize("left", ["link to a host report", "link to /dev/zero"])
 @pytest.mark.timeout(60)
-def test_a_report_swapped_for_a_link_or_fifo_is_never_read(
-    base: tuple[Repo, TestRun], tmp_path: Path, left: str
-) -> None:
+def test_a_report_swapped_for_a_link_is_never_read(base: tuple[Repo, TestRun], tmp_path: Path, left: str) -> None:
     """The worker read the report folder's files through whatever the run left: a link to a host file made its
-    tests the verdict's, a fifo stopped the verification for good, and /dev/zero filled the worker's memory."""
+    tests the verdict's and /dev/zero filled the worker's memory (a fifo, which stopped the verification for good,
+    can no longer be made in the sandbox: test_verify_report.py reads one)."""
     host = tmp_path / "host.xml"
     host.write_text('<testsuite><testcase classname="calc" name="HOST_FILE_READ"/></testsuite>')
     plant = {
         "link to a host report": f"_o.symlink({str(host)!r}, _r)",
-        "fifo": "_o.mkfifo(_r)",
         "link to /dev/zero": "_o.symlink('/dev/zero', _r)",
     }[left]
     swap = (  # the code under test, at exit, after pytest wrote its report: replaces it

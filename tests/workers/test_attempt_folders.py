@@ -15,7 +15,7 @@ from workers.agents.base import AgentOptions
 from workers.agents.contracts import AgentTask
 from workers.agents.gemini import GeminiAgent
 from workers.agents.opencode import OpenCodeAgent
-from workers.attempt_folders import FS_IOC_GETFLAGS, AttemptFolders
+from workers.attempt_folders import FS_IOC_GETFLAGS, UNCONFINED, AttemptFolders
 from workers.spares import remove_stale
 
 
@@ -155,3 +155,28 @@ def test_an_attempt_delivered_again_starts_in_a_folder_its_earlier_run_never_tou
     GeminiAgent(AgentOptions()).prepare(task, {"GOOGLE_GEMINI_BASE_URL": "http://127.0.0.1:9"})
     write_over(task.prompt_file, b"the prompt")
     assert victim.read_text() == "the host's\n" and list(host.iterdir()) == [victim]
+
+
+def test_an_earlier_unsandboxed_run_keeps_its_mark_through_the_next_start(tmp_path: Path) -> None:
+    """What it started may still write into the attempt's folder by its path: the folder must not become a spare."""
+    folders = AttemptFolders(tmp_path / "attempts")
+    folders.start(7)
+    folders.mark_unconfined(7)
+    again = AttemptFolders(tmp_path / "attempts")  # the attempt delivered again, to another process
+    assert (again.start(7) / UNCONFINED).exists()
+    again.discard(7)
+    assert not (tmp_path / "attempts" / "7").exists() and again.spares.take(tmp_path / "attempts" / "8") is False
+
+
+def test_a_verification_finds_its_test_runs_folder_as_the_worker_made_it(tmp_path: Path) -> None:
+    """An earlier delivery's test run left a `usercustomize.py` in its tests' HOME, run at the next one's start."""
+    folders = AttemptFolders(tmp_path / "attempts")
+    first = folders.start(1)
+    _used(first)
+    folders.discard(1)
+    folder = folders.start(2)  # the spare: candidate/home and candidate/tmp as the worker made them
+    site = folder / "candidate" / "home" / ".local" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "usercustomize.py").write_text("import os; os._exit(0)\n")
+    (folder / "candidate" / "junit.xml").symlink_to(tmp_path)
+    assert _tree(AttemptFolders(tmp_path / "attempts").verification(2) / "candidate") == ["home", "tmp"]

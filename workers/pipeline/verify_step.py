@@ -59,7 +59,7 @@ def _verify(rt: WorkerRuntime, unit: Unit) -> tuple[VerificationResult, int | No
     job, cancel = unit.job, unit.cancel
     mirror = rt.mirror(job.repo_key, job.source, job.base_sha)
     pool = rt.pool(job.repo_key, "verify", mirror)
-    report_dir = rt.attempt_dir(job.attempt_id)
+    report_dir = rt.attempt_folders.verification(job.attempt_id)
     with rt.ports.lease(job.ports) as ports:
         spec = job_spec(rt, job, ports.env())
         baseline, baseline_id = baseline_at(rt, job, spec, pool, report_dir / "baseline", cancel)
