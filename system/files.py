@@ -7,6 +7,7 @@ import fcntl
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 
@@ -126,33 +127,33 @@ def read_regular(path: Path, limit: int) -> bytes | None:
 
 
 def read_within(root: Path, relative: str, limit: int) -> bytes | None:
-    """read_regular() of root/relative, or None when a folder on the way is a link: code that ran in root may have
-    pointed one anywhere on the host."""
-    return None if link_on_the_way(root, relative) is not None else read_regular(root / relative, limit)
+    """read_regular() of root/relative, or None when relative leads out of root (absolute, `..`) or a folder on the
+    way is a link: code that ran in root may have pointed one anywhere on the host."""
+    if Path(relative).is_absolute() or ".." in Path(relative).parts or link_on_the_way(root, relative) is not None:
+        return None
+    return read_regular(root / relative, limit)
 
 
 def remove_tree(path: Path) -> None:
-    """Delete path (file, link or folder; missing is fine) even when an agent left read-only folders in it."""
+    """Delete path (file, link or folder; missing is fine) even when an agent left read-only folders in it, or folders
+    nested deeper than Python's recursion or PATH_MAX allow."""
     if path.is_symlink() or not path.is_dir():
         path.unlink(missing_ok=True)
         return
     try:
         shutil.rmtree(path)
-    except OSError:
-        if not os.path.lexists(path):  # deleted meanwhile
-            return
-        _make_tree_writable(path)
-        shutil.rmtree(path)
+    except (OSError, RecursionError):  # rmtree recurses: a tree a thousand folders deep ends it on Python 3.11
+        if os.path.lexists(path):  # else deleted meanwhile
+            _remove_by_handles(path)
 
 
-def _make_tree_writable(path: Path) -> None:
-    owner_all = stat.S_IRWXU
-    os.chmod(path, os.lstat(path).st_mode | owner_all)
-    for folder, dirs, _files in os.walk(path):
-        for name in dirs:  # before os.walk lists them
-            child = os.path.join(folder, name)
-            if not os.path.islink(child):
-                os.chmod(child, os.lstat(child).st_mode | owner_all)
+def _remove_by_handles(path: Path) -> None:
+    """`chmod -R u+rwx`, then `rm -rf`: both walk a tree of any depth through folder handles, never through a link."""
+    for argv in (["chmod", "-R", "u+rwx", "--"], ["rm", "-rf", "--one-file-system", "--"]):
+        program = required_program(argv[0], os.defpath)
+        subprocess.run([program, *argv[1:], os.fspath(path)], capture_output=True, timeout=600, check=False)
+    if os.path.lexists(path):
+        raise OSError(errno.ENOTEMPTY, "could not be removed", os.fspath(path))
 
 
 def program_on(name: str, search_path: str | None) -> str | None:

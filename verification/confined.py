@@ -14,6 +14,7 @@ from system.files import remove_tree
 from system.sandbox import (
     bwrap_missing,
     confine,
+    seccomp_warning,
     toolchain_roots,
     unsandboxed_tests_warning,
     verification_view,
@@ -60,6 +61,8 @@ def run_confined(
     )
     if wrapper is None:
         run.warnings.append(SANDBOX_OFF if spec.sandbox is False else unsandboxed_tests_warning())
+    elif (unfiltered := seccomp_warning()) is not None:
+        run.warnings.append(unfiltered)
     return run
 
 

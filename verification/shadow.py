@@ -166,8 +166,15 @@ def environment_modules(python: str, checkout: Path) -> Mapping[str, str]:
     if Path(os.path.abspath(python)).is_relative_to(checkout):
         inside = checkout.resolve()
         sites = Path(python).parent.parent.glob("lib/python*/site-packages")
-        return module_names([str(p) for p in sites if p.resolve().is_relative_to(inside)], checkout, trusted=False)
+        return module_names([str(p) for p in sites if _resolves_inside(p, inside)], checkout, trusted=False)
     return _outside_modules(python, checkout)
+
+
+def _resolves_inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder)
+    except (RuntimeError, OSError):  # a link loop: Python 3.12 raises where 3.11 gives the path up to it
+        return False
 
 
 def _outside_modules(python: str, checkout: Path) -> Mapping[str, str]:
@@ -222,7 +229,7 @@ def _site_modules(roots: tuple[str, ...], mtimes: tuple[int, ...], trusted: bool
     for dist in _distributions(roots, trusted):
         try:
             name, tops = dist.metadata["Name"], _distribution_tops(dist)
-        except (ValueError, TypeError, csv.Error):  # a malformed RECORD: importlib.metadata's parsing gives up
+        except (ValueError, TypeError, csv.Error, RuntimeError, OSError):  # a malformed RECORD, a link loop (3.12)
             continue
         if name == FLEET_DISTRIBUTION:
             continue  # Fleet's own packages are never imported by a test run (its plugin imports only pytest)

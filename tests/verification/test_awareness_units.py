@@ -57,3 +57,5 @@ def test_a_changed_file_a_build_script_grew_or_linked_is_never_read_whole(tmp_pa
     assert awareness.test_aware(tmp_path, diff, []) == []
     assert [source_text(tmp_path, name) for name in names] == [None, None, None]
     assert source_text(host, "app.py") is not None and awareness.test_aware(host, diff.replace("app/", ""), [])
+    assert source_text(tmp_path / "app", "../host/app.py") is None  # a name out of the root (a report's file=)
+    assert source_text(tmp_path, str(host / "app.py")) is None

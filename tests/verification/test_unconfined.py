@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from system import seccomp
+from system.sandbox import bwrap_missing
 from verification.confined import prepare, run_confined
 from verification.environment import SetupFailed
 from verification.verify import VerifySpec
@@ -70,3 +72,22 @@ def _programs_but_bwrap(folder: Path) -> Path:
 def _checkout(folder: Path) -> Path:
     subprocess.run(["git", "init", "-q", str(folder)], check=True)
     return folder
+
+
+@pytest.mark.skipif(bwrap_missing() is not None, reason="bubblewrap is not usable here")
+def test_tests_sandboxed_without_the_seccomp_filter_carry_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only agents were told: without the filter a test run can make a fifo, which stalls the worker's git there."""
+    monkeypatch.setattr(seccomp, "LIBRARY", "libseccomp-not-on-this-machine.so.0")
+    seccomp._library.cache_clear()
+    seccomp.filter_program.cache_clear()
+    try:
+        checkout = _checkout(tmp_path / "checkout")
+        spec = VerifySpec(test_cmd="true", timeout=30, pin_pytest=False, sandbox=True)
+        run = run_confined(checkout, spec, tmp_path / "reports", spec.test_cmd, None, None)
+        assert run.exit_code == 0 and any("no seccomp filter" in warning for warning in run.warnings), run.warnings
+    finally:
+        monkeypatch.undo()
+        seccomp._library.cache_clear()
+        seccomp.filter_program.cache_clear()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
+import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from system.files import write_over
+from verification.confined import fresh_folder
 from workers.agents.base import AgentOptions
 from workers.agents.contracts import AgentTask
 from workers.agents.gemini import GeminiAgent
@@ -180,3 +183,42 @@ def test_a_verification_finds_its_test_runs_folder_as_the_worker_made_it(tmp_pat
     (site / "usercustomize.py").write_text("import os; os._exit(0)\n")
     (folder / "candidate" / "junit.xml").symlink_to(tmp_path)
     assert _tree(AttemptFolders(tmp_path / "attempts").verification(2) / "candidate") == ["home", "tmp"]
+    mode = (folder / "candidate").stat().st_mode
+    (folder / "candidate").chmod(0o777)  # open to every user of the host, for the next run's reports
+    verified = AttemptFolders(tmp_path / "attempts").verification(2)
+    assert not (verified / "candidate").exists() or (verified / "candidate").stat().st_mode == mode
+
+
+def _deep(folder: Path, depth: int = 1500) -> None:
+    """Folders nested depth deep, made through handles (their whole path is past PATH_MAX)."""
+    handle = os.open(folder, os.O_RDONLY)
+    for _ in range(depth):
+        os.mkdir("a", dir_fd=handle)
+        inner = os.open("a", os.O_RDONLY, dir_fd=handle)
+        os.close(handle)
+        handle = inner
+    os.fchmod(handle, 0o555)  # the deepest read-only too
+    os.close(handle)
+
+
+@pytest.fixture
+def removed_after(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path, removed by `rm -rf` after the test: pytest's own removal recurses too."""
+    yield tmp_path
+    subprocess.run(["rm", "-rf", str(tmp_path)], check=False)
+
+
+def test_a_tree_nested_past_pythons_recursion_is_removed_wherever_it_is_left(removed_after: Path) -> None:
+    """shutil.rmtree recurses: a test run's folders 1,500 deep raised RecursionError from the verification (an error
+    where the verdict was failed) and from the discard of the attempt's folder after its verdict."""
+    folders = AttemptFolders(removed_after / "attempts")
+    first = folders.start(1)
+    _used(first)
+    _deep(first / "candidate" / "tmp")
+    _deep(first / "agent" / "tmp")
+    (first / "candidate" / "rerun").mkdir()
+    _deep(first / "candidate" / "rerun")
+    assert fresh_folder(first / "candidate" / "rerun").is_dir()
+    assert _tree(folders.verification(1) / "candidate") == ["home", "tmp"]
+    folders.discard(1)
+    assert _tree(folders.start(2)) == SKELETON
