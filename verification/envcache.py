@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from system.files import disk_usage, remove_tree, required_program
+from system.files import disk_usage, remove_tree, required_program, walk
 from system.git import NO_SUBMODULES, git
 from system.globs import matches_any
 from system.mirror import try_lock
@@ -276,7 +276,7 @@ def _holding(tree: Path, origin: str) -> tuple[list[str], list[str]]:
     needle = origin.encode()
     texts: list[str] = []
     links: list[str] = []
-    for folder, _dirs, files in os.walk(tree):
+    for folder, _dirs, files in walk(tree):
         for name in files:
             path = Path(folder, name)
             relative = str(path.relative_to(tree))

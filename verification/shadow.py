@@ -27,7 +27,7 @@ from collections import ChainMap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from system.files import read_regular
+from system.files import read_regular, walk
 from system.git import git
 
 SHADOW_RULE = "shadowed module"
@@ -117,7 +117,7 @@ def import_roots(checkout: Path) -> list[str]:
     """The checkout's folders that end up on sys.path in a pytest run: the root, src/, and the folder pytest
     inserts for each test file and conftest (the first one upwards that is not a package)."""
     roots = {"", "src"}
-    for folder, dirs, files in os.walk(checkout):
+    for folder, dirs, files in walk(checkout):
         dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.startswith(".")]
         if any(_is_test_file(f) for f in files):
             roots.add(_basedir(Path(folder), checkout))

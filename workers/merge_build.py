@@ -8,9 +8,9 @@ the entry still has this very build (a reset in between refuses it), then a pass
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-import shutil
 import threading
 import uuid
 from dataclasses import dataclass, field, replace
@@ -21,6 +21,7 @@ from db.engine import log_failure
 from db.lifecycle import MergeStatus
 from db.mergeplan import Conflict
 from system.cancel import Cancellation
+from system.files import remove_tree
 from system.mirror import has_commit
 from verification.report import TestResult
 from verification.verify import run_baseline
@@ -141,7 +142,8 @@ def _run(rt: WorkerRuntime, job: Job, entry_id: int, build: str, chain: Chain, c
                 failures = [t for t in run.failures if t not in known]
                 suspects = named_files(checkout.path, [run.results[t] for t in failures])
     finally:
-        shutil.rmtree(report_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_tree(report_dir)
     if run.error:
         return Verdict(False, [], f"the tests could not run: {run.error}")
     if failures:

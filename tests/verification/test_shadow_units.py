@@ -4,11 +4,13 @@ vouches for a module it defines, and hidden tests are never demoted to known fai
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from system.files import disk_usage
 from system.git import git
 from verification import shadow
 from verification.awareness import added_lines
@@ -143,3 +145,23 @@ def test_a_retried_attempt_is_not_a_failure_on_the_channel() -> None:
     for outcome in ("rerun", "passed"):
         _merge(outcomes, "test_x.py::test_flaky", outcome)
     assert outcomes == {"test_x.py::test_flaky": "passed"}
+
+
+def test_a_tree_nested_past_pythons_recursion_is_walked(tmp_path: Path) -> None:
+    """os.walk recurses until Python 3.12: a diff's file 1,500 folders deep (or a build script's) raised RecursionError
+    from the shadow check, making the verdict an error, and from the measure of an environment's size."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    handle = os.open(checkout, os.O_RDONLY)
+    try:
+        for _ in range(1500):
+            os.mkdir("a", dir_fd=handle)
+            inner = os.open("a", os.O_RDONLY, dir_fd=handle)
+            os.close(handle)
+            handle = inner
+        with open(os.open("test_deep.py", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=handle), "w") as deep:
+            deep.write("def test_deep(): pass\n")
+        assert "" in shadow.import_roots(checkout) and disk_usage(checkout) > 0
+    finally:
+        os.close(handle)
+        subprocess.run(["rm", "-rf", str(checkout)], check=False)  # pytest's own removal recurses too

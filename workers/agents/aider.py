@@ -17,9 +17,10 @@ model `openai/NAME` (litellm's OpenAI-compatible route). litellm's price list is
 
 from __future__ import annotations
 
+import contextlib
 import re
-import shutil
 
+from system.files import remove_tree
 from workers.agents.cli import CliAgent, Usage, scratch_file
 from workers.agents.contracts import AgentResult, AgentTask
 
@@ -62,7 +63,8 @@ class AiderAgent(CliAgent):
         result = super().run(task)
         # The repo-map cache is the one file aider cannot be told to keep elsewhere; it is not part of the change.
         for cache in task.worktree.glob(".aider.tags.cache.v*"):
-            shutil.rmtree(cache, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove_tree(cache)
         return result
 
     def parse_usage(self, output: str, task: AgentTask) -> Usage:

@@ -19,6 +19,7 @@ from typing import Any
 
 from db import queries
 from system.git import GitError, git
+from verification.confined import fresh_folder
 from verification.envcache import EnvCache
 from verification.runner import RUNNER_REVISION, TestRun
 from verification.targets import Targets, choose_targets
@@ -190,7 +191,7 @@ def baseline_at(
             rt.remember_baseline(lock_key, *known)
             return TestRun.from_json(known[0]), known[1]
         with pool.lease(sha) as checkout:
-            run = run_baseline(checkout.path, spec, report_dir, cancel)
+            run = run_baseline(checkout.path, spec, fresh_folder(report_dir), cancel)  # an earlier delivery's
         if run.error:
             return run, None  # an environment failure is not a baseline worth keeping
         with rt.db.session() as s:
