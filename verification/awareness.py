@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from system import pyast
 from system.files import read_within
+from system.git import GitError, GitOutputTooLarge, git_bytes
 from verification.patch import unquote_path
 
 AWARE_RULE = "test-aware code"
@@ -77,16 +78,39 @@ def added_lines(diff: str) -> dict[str, set[int]]:
     return added
 
 
-def test_aware(checkout: Path, diff: str, is_test: Iterable[str]) -> list[str]:
-    """Findings in the lines the diff adds to its non-test Python files (is_test: the paths to skip)."""
+def test_aware(checkout: Path, diff: str, is_test: Iterable[str], staged: bool = False) -> list[str]:
+    """Findings in the lines the diff adds to its non-test Python files (is_test: the paths to skip). staged: each
+    file is read as the diff left it, from the checkout's index, where code that ran in the checkout since (a diff's
+    build script, which could move or pad the diff's lines) never reaches."""
     skip = set(is_test)
+    added = {path: lines for path, lines in added_lines(diff).items() if path not in skip and path.endswith(".py")}
+    sources = staged_sources(checkout, sorted(added)) if staged else {}
     found: list[str] = []
-    for path, lines in sorted(added_lines(diff).items()):
-        if path in skip or not path.endswith(".py"):
-            continue
-        source = source_text(checkout, path)  # a diff's build script ran in checkout
+    for path, lines in sorted(added.items()):
+        source = sources[path] if path in sources else source_text(checkout, path)
         if source is not None:  # else a link (checked where it points, if the diff added that) or too large
             found += aware_lines(source, path, lines)
+    return found
+
+
+def staged_sources(checkout: Path, paths: Sequence[str]) -> dict[str, str | None]:
+    """The index's version of each path, read in one git process (None: not a file of at most MAX_SOURCE_BYTES);
+    {} when git could not say, for the caller to read the files instead."""
+    asked = [path for path in paths if "\n" not in path]
+    try:
+        out = git_bytes("cat-file", "--batch", cwd=checkout, input="".join(f":{path}\n" for path in asked).encode())
+    except (GitError, GitOutputTooLarge):
+        return {}
+    found: dict[str, str | None] = {}
+    for path in asked:
+        header, _, out = out.partition(b"\n")
+        fields = header.split()
+        if len(fields) != 3 or fields[1] != b"blob":
+            found[path] = None  # missing from the index, or a link or submodule the diff made
+            continue
+        size = int(fields[2])
+        blob, out = out[:size], out[size + 1 :]
+        found[path] = blob.decode("utf-8", errors="replace") if size <= MAX_SOURCE_BYTES else None
     return found
 
 

@@ -20,12 +20,19 @@ AWARE_HINT = (
 
 
 def gamed_reasons(
-    checkout: Path, diff: str, changed: list[str], command: str, env: Mapping[str, str], protect: tuple[str, ...]
+    checkout: Path,
+    diff: str,
+    changed: list[str],
+    command: str,
+    env: Mapping[str, str],
+    protect: tuple[str, ...],
+    set_up: bool = False,
 ) -> list[str]:
-    """Why the applied diff is gamed before its tests run (empty: nothing found)."""
+    """Why the applied diff is gamed before its tests run (empty: nothing found); set_up: a setup ran the diff's code
+    in checkout since it was applied."""
     reasons = [f"{SHADOW_RULE}: {reason}" for reason in shadowing(checkout, changed, command, env)]
     tests = [path for path in changed if matches_any(path, protect)]
-    found = test_aware(checkout, diff, tests)
+    found = test_aware(checkout, diff, tests, staged=set_up)
     if found:
         reasons += [f"{AWARE_RULE}: {finding}" for finding in found[:10]]
         reasons.append(f"{AWARE_RULE}: {AWARE_HINT}")

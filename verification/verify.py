@@ -159,6 +159,7 @@ def verify_diff(
     except PatchRefused as exc:
         return _refused_patch(exc, baseline, spec)
     fresh_env = applied or bool(key_files_changed(changed, spec.env_key_files))
+    set_up = fresh_env and bool(spec.setup_cmd)  # the diff's code ran in checkout: its setup
     where = "the verification checkout"
     try:
         if not fresh_env:
@@ -175,7 +176,7 @@ def verify_diff(
     except SetupFailed as exc:
         return errored(str(exc))
     try:  # what the setup left may stop git (a fifo where git reads) or a copy
-        touched = _with_setup_made(checkout, spec, changed) if fresh_env and spec.setup_cmd else changed
+        touched = _with_setup_made(checkout, spec, changed) if set_up else changed
     except (GitError, GitOutputTooLarge, TimeoutExpired, SetupFailed, OSError) as exc:
         return errored(f"{SETUP_LEFT}: {exc}")
     config = _config(checkout, spec)  # read from HEAD, which applying the diff does not move: once is enough
@@ -184,7 +185,7 @@ def verify_diff(
         hidden = add_hidden_tests(checkout, spec.hidden_tests)
     except (GitError, OSError) as exc:
         return errored(f"{HIDDEN_UNAPPLIED}: {exc}")
-    refusals = gamed_reasons(checkout, diff, changed, spec.test_cmd, spec.environment, spec.protect)
+    refusals = gamed_reasons(checkout, diff, changed, spec.test_cmd, spec.environment, spec.protect, set_up)
     if refusals:
         return gamed(refusals, scan_diff(diff) + outside_area(changed, spec.area))
     run = run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, config)

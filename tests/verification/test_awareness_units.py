@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,17 @@ def test_a_changed_file_a_build_script_grew_or_linked_is_never_read_whole(tmp_pa
     assert source_text(host, "app.py") is not None and awareness.test_aware(host, diff.replace("app/", ""), [])
     assert source_text(tmp_path / "app", "../host/app.py") is None  # a name out of the root (a report's file=)
     assert source_text(tmp_path, str(host / "app.py")) is None
+
+
+def test_staged_sources_are_the_indexs_whatever_the_files_are_now(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "a.py").write_text("A = 1\n")
+    (tmp_path / "b b.py").write_text("B = 2\n")
+    subprocess.run(["git", "add", "a.py", "b b.py"], cwd=tmp_path, check=True)
+    (tmp_path / "a.py").write_text("\n" * 5 + "A = 1\n")  # what ran in the checkout since
+    (tmp_path / "b b.py").unlink()
+    assert awareness.staged_sources(tmp_path, ["a.py", "b b.py", "missing.py"]) == {
+        "a.py": "A = 1\n",
+        "b b.py": "B = 2\n",
+        "missing.py": None,
+    }

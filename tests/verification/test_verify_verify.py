@@ -336,3 +336,18 @@ def test_a_test_file_the_run_grew_is_never_read_whole(base: tuple[Repo, TestRun]
     result = verify(base, tmp_path, {"calc.py": FIXED_CALC + grow})
     assert result.verdict is Verdict.PASSED, result.reasons
     assert (tmp_path / "checkout" / "tests" / "test_calc.py").stat().st_size == 64 * 2**30  # the run did grow it
+
+
+AWARE_FIX = FIXED_CALC + '\nimport os\n\nUNDER_TEST = os.environ.get("PYTEST_CURRENT_TEST")\n'
+PAD = "python3 -c \"import pathlib; p = pathlib.Path('calc.py'); p.write_text(5 * chr(10) + p.read_text())\""
+
+
+def test_a_build_script_that_moves_the_diffs_lines_hides_no_test_aware_code(tmp_path: Path) -> None:
+    """The test-aware check read the changed file as the setup (the diff's code) left it, at the diff's line numbers:
+    a setup that prepended five lines moved the diff's test-aware line out of the check's sight."""
+    repo = make_repo(tmp_path / "repo")
+    spec = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV, setup_cmd=PAD)
+    baseline = run_baseline(repo.clone(tmp_path / "base"), spec, tmp_path / "base-reports")
+    result = verify_diff(repo.clone(tmp_path / "c"), repo.diff({"calc.py": AWARE_FIX}), spec, baseline, tmp_path / "r")
+    assert (tmp_path / "c" / "calc.py").read_text().startswith("\n" * 5)  # the setup did move the lines
+    assert result.verdict is Verdict.GAMED and any("test-aware code" in r for r in result.reasons), result.reasons
