@@ -98,7 +98,7 @@ def staged_sources(checkout: Path, paths: Sequence[str]) -> dict[str, str | None
     {} when git could not say, for the caller to read the files instead."""
     asked = [path for path in paths if "\n" not in path]
     try:
-        out = git_bytes("cat-file", "--batch", cwd=checkout, input="".join(f":{path}\n" for path in asked).encode())
+        out = git_bytes("cat-file", "--batch", cwd=checkout, input="".join(f":0:{path}\n" for path in asked).encode())
     except (GitError, GitOutputTooLarge):
         return {}
     found: dict[str, str | None] = {}

@@ -66,11 +66,13 @@ def test_staged_sources_are_the_indexs_whatever_the_files_are_now(tmp_path: Path
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "a.py").write_text("A = 1\n")
     (tmp_path / "b b.py").write_text("B = 2\n")
-    subprocess.run(["git", "add", "a.py", "b b.py"], cwd=tmp_path, check=True)
+    (tmp_path / "1:c.py").write_text("C = 3\n")  # not stage 1 of c.py
+    subprocess.run(["git", "add", "a.py", "b b.py", "1:c.py"], cwd=tmp_path, check=True)
     (tmp_path / "a.py").write_text("\n" * 5 + "A = 1\n")  # what ran in the checkout since
     (tmp_path / "b b.py").unlink()
-    assert awareness.staged_sources(tmp_path, ["a.py", "b b.py", "missing.py"]) == {
+    assert awareness.staged_sources(tmp_path, ["a.py", "b b.py", "1:c.py", "missing.py"]) == {
         "a.py": "A = 1\n",
         "b b.py": "B = 2\n",
+        "1:c.py": "C = 3\n",
         "missing.py": None,
     }
