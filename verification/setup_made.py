@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
-from system.files import link_on_the_way, remove_tree
+from system.files import link_on_the_way, remove_tree, walk
 from system.git import NO_SUBMODULES, git
 from system.globs import matches_any
 
@@ -83,21 +83,12 @@ def _files(checkout: Path, entry: str) -> Iterator[str]:
     if not entry.endswith("/"):
         yield entry
         return
-    stack = [checkout / entry]  # not os.walk: a folder nested a thousand deep is no recursion here
-    while stack:
-        folder = stack.pop()
-        if folder.is_symlink() or _unread_folder(folder):
-            continue
-        try:
-            children = list(os.scandir(folder))
-        except OSError:
-            continue
-        for child in children:
-            path = Path(child.path)
-            if child.is_dir(follow_symlinks=False):
-                stack.append(path)
-            else:
-                yield str(path.relative_to(checkout))
+    top = checkout / entry
+    if top.is_symlink() or _unread_folder(top):
+        return
+    for folder, dirs, files in walk(top):  # never into a link, and a folder nested a thousand deep is no recursion
+        dirs[:] = [name for name in dirs if not _unread_folder(Path(folder, name))]
+        yield from (str(Path(folder, name).relative_to(checkout)) for name in files)
 
 
 def _unread(checkout: Path, path: str) -> bool:

@@ -73,14 +73,14 @@ class AttemptFolders:
     def verification(self, attempt_id: int) -> Path:
         """The attempt's folder for its verification, whose test runs' folder (`candidate`) is as the worker made it:
         an earlier delivery's runs may have left anything there (a `usercustomize.py` in the tests' HOME)."""
-        path, made = self.folder(attempt_id), None
+        path = self.folder(attempt_id)
         candidate = path / "candidate"
         if os.path.lexists(candidate):
             made = Made.of(path)
-            if not _as_made(candidate, made, file=False):  # its mode or attributes changed: made anew
+            if _as_made(candidate, made, file=False):
+                _empty(candidate, SKELETON["candidate"] or {}, made)
+            else:  # its mode or attributes changed: made anew
                 remove_tree(candidate)
-        if made is not None and candidate.is_dir():
-            _empty(candidate, SKELETON["candidate"] or {}, made)
         return path
 
     def mark_unconfined(self, attempt_id: int) -> None:
