@@ -30,7 +30,10 @@ BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello."
 
 
 class NoMeter:
-    def refusal(self) -> str | None:
+    def hold(self, model: str, request_bytes: int, output_tokens: int) -> float:
+        return 0.0
+
+    def refusal(self, model: str, held: float) -> str | None:
         return None
 
     def record(self, call: Call) -> None:

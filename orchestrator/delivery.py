@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,14 +167,14 @@ def scrub(text: str, settings: Settings) -> str:
 
 
 def report(ticket: Ticket, attempt: Attempt, link: str) -> str:
-    """The pull request's body: the ticket, then what verification found, then `Fixes #N` for an imported issue."""
+    """The pull request's body: what verification found, `Fixes #N` for an imported issue, then the ticket's text
+    verbatim in a code block. The text may be a forge issue anyone could write: as Markdown it could forge a report
+    of its own, hide Fleet's behind an HTML comment, mention people or close other issues on merge."""
     v = attempt.verification
     fixed = ", ".join(f"`{t}`" for t in (v.fail_to_pass if v else [])[:50]) or "none named"
     flags = "; ".join(str(f) for f in (v.flags if v else [])) or "none"
     attempts = sum(len(run.attempts) for run in ticket.runs)
     lines = [
-        ticket.body.strip()[:20_000],
-        "",
         "### Verified by Fleet",
         f"- Fixed (failing before, passing now): {fixed}",
         f"- Still passing: {v.pass_to_pass if v else 0} test(s)",
@@ -184,4 +185,12 @@ def report(ticket: Ticket, attempt: Attempt, link: str) -> str:
     ]
     if ticket.issue_number:
         lines += ["", f"Fixes #{ticket.issue_number}"]
-    return "\n".join(lines).strip() + "\n"
+    if text := ticket.body.strip()[:20_000]:
+        lines += ["", "### The ticket", *verbatim(text)]
+    return "\n".join(lines) + "\n"
+
+
+def verbatim(text: str) -> list[str]:
+    """text as a fenced code block: its fence longer than any run of backticks in it, so nothing in it ends it."""
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", text)), default=0))
+    return [fence + "text", text, fence]

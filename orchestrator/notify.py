@@ -32,8 +32,14 @@ def payload(event: dict[str, Any], shape: str, link: str) -> dict[str, Any]:
     if shape != "slack":
         return body
     where = f" <{link}|ticket {event['ticket']}>" if link else f" ticket {event['ticket']}"
-    pr = f" (<{event['pr_url']}|pull request>)" if event.get("pr_url") else ""
-    return {"text": f"Fleet: {event['event']} —{where} {event['title']} [{event['repo']}]{pr}"}
+    pr = f" (<{_slack(event['pr_url'])}|pull request>)" if event.get("pr_url") else ""
+    return {"text": f"Fleet: {event['event']} —{where} {_slack(event['title'])} [{_slack(event['repo'])}]{pr}"}
+
+
+def _slack(text: object) -> str:
+    """text as Slack shows it literally: its `<`, `>` and `&` escaped, so a title cannot mention a channel or
+    dress a link (api.slack.com/reference/surfaces/formatting#escaping)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def backoff(tries: int) -> float:

@@ -19,8 +19,17 @@ SEQUENCE = re.compile(
 )
 # What is left of the C0 controls but tab and newline, DEL and the C1 controls.
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# The invisible marks that reorder how text is shown ("Trojan Source", CVE-2021-42574): a reviewer would read code
+# in another order than it runs.
+BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def for_terminal(text: str) -> str:
-    """text without escape sequences and control characters; tabs and newlines (multi-line text) stay."""
-    return CONTROL.sub("", SEQUENCE.sub("", text.replace("\r\n", "\n")))
+    """text without escape sequences and control characters, its direction marks shown (bidi_shown); tabs and
+    newlines (multi-line text) stay."""
+    return bidi_shown(CONTROL.sub("", SEQUENCE.sub("", text.replace("\r\n", "\n"))))
+
+
+def bidi_shown(text: str) -> str:
+    """text with each invisible direction mark written out as <U+XXXX>, so it is read in the order it runs."""
+    return BIDI.sub(lambda mark: f"<U+{ord(mark[0]):04X}>", text)

@@ -32,7 +32,16 @@ def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def repo_view(repo: Repo) -> dict[str, Any]:
+HIDDEN = "[hidden: only an admin sees it]"
+CREDENTIAL_SETTINGS = ("notify_url",)  # a webhook's URL is its own credential (Slack's is)
+
+
+def repo_view(repo: Repo, credentials: bool = True) -> dict[str, Any]:
+    """The repository as the API and `fleet repo list --json` show it; without credentials, the settings that
+    are one (CREDENTIAL_SETTINGS) are shown as HIDDEN."""
+    settings = dict(repo.settings or {})
+    if not credentials:
+        settings |= {name: HIDDEN for name in CREDENTIAL_SETTINGS if settings.get(name)}
     return {
         "id": repo.id,
         "name": repo.name,
@@ -40,7 +49,7 @@ def repo_view(repo: Repo) -> dict[str, Any]:
         "test_cmd": repo.test_cmd,
         "setup_cmd": repo.setup_cmd,
         "default_agent": repo.default_agent,
-        "settings": repo.settings,
+        "settings": settings,
     }
 
 

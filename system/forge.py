@@ -88,5 +88,5 @@ def signature_ok(secret: str, body: bytes, header: str) -> bool:
     """X-Hub-Signature-256 (`sha256=` + HMAC-SHA256 hex of the raw body) checked in constant time."""
     if not secret or not header.startswith("sha256="):
         return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256="))
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
+    return hmac.compare_digest(expected, header.removeprefix("sha256=").encode("utf-8", "surrogateescape"))

@@ -195,9 +195,10 @@ def stats(state: State, _: Viewer) -> dict[str, Any]:
 
 
 @router.get("/repos")
-def list_repos(state: State, _: Viewer) -> list[dict[str, Any]]:
+def list_repos(state: State, principal: Viewer) -> list[dict[str, Any]]:
+    """The repositories and their settings; a notification URL (a credential) only for an admin."""
     with state.db.session() as s:
-        return [views.repo_view(r) for r in queries.list_repos(s)]
+        return [views.repo_view(r, principal.role.allows(Role.ADMIN)) for r in queries.list_repos(s)]
 
 
 @router.post("/repos", status_code=201)

@@ -111,6 +111,9 @@ def add_error_handlers(app: FastAPI) -> None:
         errors = exc.errors() if isinstance(exc, RequestValidationError) else []
         return _error(request, 422, explain_errors(errors))
 
+    async def out_of_range(request: Request, exc: Exception) -> Response:
+        return _error(request, 400, "a number in the request is out of range")
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         return _error(request, exc.status_code, str(exc.detail), dict(exc.headers or {}))
@@ -118,6 +121,7 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(NotAuthenticated, not_authenticated)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(OverflowError, out_of_range)  # SQLite takes integers of 64 bits, a URL any
     for exc_type in (Forbidden, NotFound, AlreadyExists, IllegalTransition, FleetError):
         app.add_exception_handler(exc_type, status_for)
 

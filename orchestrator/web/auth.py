@@ -100,9 +100,20 @@ def bootstrap_token(db: Database, secret: str, created_by: str) -> tuple[int, st
 def parse_token(token: str) -> tuple[int, str] | None:
     prefix, _, rest = token.strip().partition("_")
     token_id, _, secret = rest.partition("_")
-    if prefix != TOKEN_PREFIX or not token_id.isdigit() or not secret or len(token_id) > 12:
+    if prefix != TOKEN_PREFIX or not _digits(token_id) or not secret or len(token_id) > 12:
         return None
     return int(token_id), secret
+
+
+def _digits(text: str) -> bool:
+    """True for ASCII digits only (str.isdigit() takes `²`, which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
+def same(given: str, expected: str) -> bool:
+    """The two strings are equal, compared in constant time; any text at all (compare_digest refuses non-ASCII
+    str with an exception, where a forged cookie or header is only wrong)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape"))
 
 
 def check_token(db: Database, token: str) -> Principal | None:
@@ -140,7 +151,7 @@ def make_session(state: WebState, principal: Principal) -> str:
 def check_session(state: WebState, cookie: str) -> Principal | None:
     token_id, _, rest = cookie.partition(".")
     issued, _, signature = rest.partition(".")
-    if not token_id.isdigit() or not issued.isdigit() or len(token_id) > 12:
+    if not _digits(token_id) or not _digits(issued) or len(token_id) > 12:
         return None
     if time.time() - int(issued) > SESSION_SECONDS:
         return None
@@ -149,7 +160,7 @@ def check_session(state: WebState, cookie: str) -> Principal | None:
         if row is None:
             return None
         expected = _sign(state.session_key, f"{token_id}.{issued}.{row.secret_hash}")
-        if not hmac.compare_digest(expected, signature):
+        if not same(signature, expected):
             return None
         tokens.touch(s, row)
         return Principal(row.id, row.name, Role(row.role), via="cookie", session=cookie)
@@ -161,7 +172,7 @@ def csrf_token(state: WebState, principal: Principal) -> str:
 
 
 def check_csrf(state: WebState, principal: Principal, presented: str) -> None:
-    if principal.via == "cookie" and not hmac.compare_digest(csrf_token(state, principal), presented or ""):
+    if principal.via == "cookie" and not same(presented or "", csrf_token(state, principal)):
         raise Forbidden("missing or wrong CSRF token; reload the page and try again")
 
 

@@ -1,13 +1,19 @@
 """A diff as a code review tool shows it: a file list, line numbers, syntax highlighting, unified and split tables.
 
 Diff text, file names and code come from agents: every piece is escaped (pygments escapes what it highlights,
-markupsafe the rest) and nothing of it is ever run. The line-comment buttons carry the file and the line of the
-new version in data attributes; static/review.js turns a click into a comment field of the Reject form.
+markupsafe the rest), its invisible direction marks are written out, and nothing of it is ever run. Only the
+lexers of common languages highlight, a hunk of short lines at a time, for at most a fraction of a second per
+diff: some of pygments' lexers take seconds on a line of a few kilobytes (Easytrieve's time grows with the cube
+of a line of tabs, Java's with the square of a line of words: 0.1 s for 400 characters), and every page of the
+server would wait. The rest is shown as escaped plain text. The line-comment buttons
+carry the file and the line of the new version in data attributes; static/review.js turns a click into a comment
+field of the Reject form.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from itertools import zip_longest
 
@@ -15,10 +21,20 @@ from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
-from pygments.lexers import TextLexer, get_lexer_for_filename
+from pygments.lexers import get_lexer_for_filename
 from pygments.util import ClassNotFound
 
+from orchestrator.text import bidi_shown
+
 MAX_DIFF_CHARS = 400_000
+MAX_HIGHLIGHTED_LINE = 200  # a hunk side with a longer line is shown plain
+MAX_HIGHLIGHTED_HUNK = 10_000  # characters of one hunk side highlighted at once
+MAX_HIGHLIGHT_SECONDS = 0.25  # of one diff; past it, plain
+HIGHLIGHTED = frozenset(
+    {"python", "javascript", "typescript", "tsx", "jsx", "json", "yaml", "toml", "ini", "go", "rust", "c", "cpp"}
+    | {"kotlin", "ruby", "bash", "html", "css", "markdown", "restructuredtext", "csharp", "swift", "scala"}
+    | {"php"}  # not java: its lexer's time grows with the square of a line
+)  # lexers by their first alias: common languages whose lexers read a line in time that grows with its length
 HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@(.*)$")
 FORMATTER = HtmlFormatter(nowrap=True)
 
@@ -50,7 +66,7 @@ def parse(diff: str) -> list[FileDiff]:
     """The files of a unified git diff, each with its hunks of numbered lines."""
     files: list[FileDiff] = []
     old = new = 0
-    for raw in diff.splitlines():
+    for raw in bidi_shown(diff).splitlines():
         if raw.startswith("diff --git "):
             files.append(FileDiff(raw.split(" b/", 1)[-1] if " b/" in raw else raw[11:]))
         elif not files:
@@ -69,27 +85,45 @@ def parse(diff: str) -> list[FileDiff]:
     return files
 
 
-def _lexer(path: str) -> Lexer:
+def _lexer(path: str) -> Lexer | None:
+    """The file's lexer when it is one of HIGHLIGHTED, else None (plain text)."""
     try:
-        return get_lexer_for_filename(path, stripnl=False, ensurenl=True)
+        lexer = get_lexer_for_filename(path, stripnl=False, ensurenl=True)
     except ClassNotFound:
-        return TextLexer(stripnl=False, ensurenl=True)
+        return None
+    return lexer if lexer.aliases and lexer.aliases[0] in HIGHLIGHTED else None
 
 
-def _highlight(lines: list[Line], lexer: Lexer) -> None:
-    """Highlight one side of a hunk as a whole (a docstring spans lines); the formatter closes spans per line."""
-    if not lines:
+class _Budget:
+    """The time one diff may spend highlighting."""
+
+    def __init__(self) -> None:
+        self.until = time.monotonic() + MAX_HIGHLIGHT_SECONDS
+
+    def allows(self, lines: list[Line]) -> bool:
+        """True when lines may be highlighted: time is left, and they are few and short enough."""
+        if time.monotonic() > self.until or any(len(line.text) > MAX_HIGHLIGHTED_LINE for line in lines):
+            return False
+        return sum(len(line.text) + 1 for line in lines) <= MAX_HIGHLIGHTED_HUNK
+
+
+def _highlight(lines: list[Line], lexer: Lexer | None, budget: _Budget) -> None:
+    """Highlight one side of a hunk as a whole (a docstring spans lines); the formatter closes spans per line.
+    Without a lexer or past the budget, each line is escaped plain text."""
+    if lexer is None or not budget.allows(lines):
+        for line in lines:
+            line.html = Markup.escape(line.text)
         return
     html = highlight("\n".join(line.text for line in lines) + "\n", lexer, FORMATTER).split("\n")
     for line, part in zip(lines, html, strict=False):
         line.html = Markup(part)
 
 
-def _highlight_file(f: FileDiff) -> None:
+def _highlight_file(f: FileDiff, budget: _Budget) -> None:
     lexer = _lexer(f.path)
     for _, lines in f.hunks:
-        _highlight([x for x in lines if x.kind != "+"], lexer)
-        _highlight([x for x in lines if x.kind != "-"], lexer)  # context lines as the new version reads
+        _highlight([x for x in lines if x.kind != "+"], lexer, budget)
+        _highlight([x for x in lines if x.kind != "-"], lexer, budget)  # context lines as the new version reads
 
 
 def _num(line: Line | None, side: str, path: str) -> Markup:
@@ -157,10 +191,10 @@ def diff_view(diff: str, key: str, form: str = "") -> Markup:
     note = ""
     if len(diff) > MAX_DIFF_CHARS:
         diff, note = diff[:MAX_DIFF_CHARS], f"(cut at {MAX_DIFF_CHARS} characters; the API has the whole diff)"
-    files = parse(diff)
+    files, budget = parse(diff), _Budget()
     items, sections = [], []
     for i, f in enumerate(files):
-        _highlight_file(f)
+        _highlight_file(f, budget)
         anchor = f"{key}-f{i}"
         counts = Markup('<span class="add">+{}</span> <span class="del">-{}</span>').format(f.added, f.removed)
         items.append(Markup('<li><a href="#{}">{}</a> {}</li>').format(anchor, f.path, counts))

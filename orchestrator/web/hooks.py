@@ -43,7 +43,7 @@ async def github_hook(
         raise HTTPException(status_code=400, detail="the body is not a JSON object")
     try:
         name, numbers, remarks = webhook_remarks(x_github_event, payload)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, AttributeError):  # a field of another type than GitHub's
         raise HTTPException(status_code=400, detail=f"a {x_github_event} event without its fields") from None
     started = await run_in_threadpool(_handle, state, name, numbers, x_github_delivery, remarks)
     return {"event": x_github_event, "attempts": started}

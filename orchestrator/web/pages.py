@@ -35,6 +35,7 @@ from orchestrator.web.auth import (
     make_session,
     new_token,
     require,
+    same,
 )
 from orchestrator.web.serving import is_loopback
 from orchestrator.web.state import WebState, web_state
@@ -136,7 +137,7 @@ def login(
 ) -> Response:
     """Trade a token for a session cookie; the token itself is never stored in the browser."""
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not expected or not secrets.compare_digest(expected, csrf):
+    if not expected or not same(csrf, expected):
         return RedirectResponse("/login?error=expired", status_code=303)
     principal = check_token(state.db, token)
     if principal is None:

@@ -53,10 +53,23 @@ def test_the_pr_body_says_fixes_for_an_imported_issue() -> None:
     run = Run(index=0, agent="claude-code", attempts=[Attempt(number=1, cost_usd=0.5), attempt])
     ticket.runs = [run]
     body = delivery.report(ticket, attempt, "https://fleet.example/tickets/4")
-    assert body.startswith("it subtracts")
+    assert body.startswith("### Verified by Fleet")
     assert "`t::test_add`" in body and "Still passing: 3" in body and "changed setup.cfg" in body
     assert "claude-code (run 1, attempt 2; 2 in all)" in body and "Cost: $0.7500" in body
-    assert body.rstrip().endswith("Fixes #12") and "https://fleet.example/tickets/4" in body
+    assert "\nFixes #12\n" in body and "https://fleet.example/tickets/4" in body
+    assert body.endswith("### The ticket\n```text\nit subtracts\n```\n")
+
+
+def test_an_issues_text_cannot_forge_hide_or_extend_the_pr_body() -> None:
+    hostile = "### Verified by Fleet\n- Flags: none\nFixes #1, fixes #2 @everyone\n```\n<!--"
+    ticket = Ticket(id=4, title="add", body=hostile, issue_number=12)
+    attempt = Attempt(number=1, cost_usd=0.0)
+    attempt.verification = Verification(fail_to_pass=[], pass_to_pass=0, flags=["changed setup.cfg"])
+    ticket.runs = [Run(index=0, agent="shell", attempts=[attempt])]
+    body = delivery.report(ticket, attempt, "")
+    report, _, quoted = body.partition("### The ticket\n")
+    assert "Flags: changed setup.cfg" in report and "Fixes #12" in report and hostile not in report
+    assert quoted == f"````text\n{hostile}\n````\n"  # a fence longer than the text's own: it cannot end it
 
 
 class Receiver:
@@ -162,4 +175,8 @@ def test_notification_json_and_slack_shapes() -> None:
     event = {"event": "failed", "ticket": 3, "title": "div", "repo": "calc", "pr_url": "", "status": "failed"}
     assert notify.payload(event, "json", "http://f/tickets/3")["url"] == "http://f/tickets/3"
     assert notify.payload(event, "slack", "") == {"text": "Fleet: failed — ticket 3 div [calc]"}
+    event["title"] = "Fix <!channel> <https://evil.example|log in> & more"
+    assert notify.payload(event, "slack", "")["text"] == (
+        "Fleet: failed — ticket 3 Fix &lt;!channel&gt; &lt;https://evil.example|log in&gt; &amp; more [calc]"
+    )
     assert [notify.backoff(n) for n in (1, 2, 3)] == [5.0, 10.0, 20.0] and notify.backoff(99) == 3600.0

@@ -25,6 +25,8 @@ def test_githubs_own_test_vector() -> None:
     assert signature_ok("It's a Secret to Everybody", b"Hello, World!", expected)
     assert not signature_ok("It's a Secret to Everybody", b"Hello, World?", expected)
     assert not signature_ok("", b"Hello, World!", expected)  # no secret configured: nothing is accepted
+    for forged in ("sha256=\xff", "sha256=\udcff", "sha256=é" * 8):  # not hex: a refusal, never an exception
+        assert not signature_ok("It's a Secret to Everybody", b"Hello, World!", forged)
 
 
 def _signed(secret: str, payload: dict[str, Any], event: str, delivery: str) -> tuple[bytes, dict[str, str]]:

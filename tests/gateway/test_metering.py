@@ -193,6 +193,9 @@ def test_price_overrides_win_in_order_and_snapshots_take_their_models_price() ->
     assert (table["gpt-4o"].input, table["gpt-4o"].output, table["gpt-4o"].cached) == (5.0, 6.0, 0.5)
     assert find_price(table, "gpt-4o-mini") == table["gpt-4o-mini"]  # the longest name wins
     assert find_price(table, "My-Local-Model") is not None and find_price(table, "llama-3") is None
+    for snapshot in ("claude-3-5-haiku-20241022", "claude-3-5-haiku-latest", "gemini-2.0-flash-001"):
+        assert find_price(table, snapshot) == table[snapshot.rpartition("-")[0]]
+    assert [find_price(table, m) for m in ("gpt-5-pro", "o3-pro", "claude-opus-4-5-20251101")] == [None] * 3
     with pytest.raises(PriceError, match="MODEL=INPUT/OUTPUT"):
         price_table(["gpt-4o=cheap"])
 

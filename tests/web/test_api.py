@@ -70,6 +70,37 @@ def test_malformed_or_wrong_tokens_are_401(web: Web, bad: str) -> None:
     assert answer.status_code == 401
 
 
+def test_forged_bytes_in_tokens_cookies_csrf_and_ids_are_refused_not_errors(web: Web) -> None:
+    # Headers arrive as Latin-1: `\xb2` is `²`, which str.isdigit() takes and int() refuses; `\xe9` is text that
+    # hmac.compare_digest() refuses with an exception where it should only be unequal.
+    client = web.client()
+    assert client.get("/api/me", headers={"Authorization": b"Bearer fleet_\xb2_abc"}).status_code == 401
+    assert client.get("/api/me", headers={"Cookie": b"fleet_session=\xb2.1700000000.x"}).status_code == 401
+    assert client.get("/api/me", headers={"Cookie": b"fleet_session=1.1700000000000.\xe9"}).status_code == 401
+    login = client.post(
+        "/login",
+        data={"token": "x", "csrf": "\xe9"},
+        headers={"Cookie": "fleet_login_csrf=abc"},
+        follow_redirects=False,
+    )
+    assert (login.status_code, login.headers["location"]) == (303, "/login?error=expired")
+    huge = client.get("/api/tickets/99999999999999999999999", headers=web.headers("viewer"))
+    assert huge.status_code == 400 and huge.json() == {"detail": "a number in the request is out of range"}
+
+
+def test_a_notification_url_is_shown_to_admins_only(web: Web) -> None:
+    hook = "https://hooks.slack.example/services/T0/B0/secretpart"
+    web.fleet.run("repo", "update", "calc", "--notify-url", hook)
+    try:
+        shown = {role: web.client().get("/api/repos", headers=web.headers(role)).json() for role in ("viewer", "admin")}
+    finally:
+        web.fleet.run("repo", "update", "calc", "--notify-url", "")
+    [viewer] = [r for r in shown["viewer"] if r["name"] == "calc"]
+    [admin] = [r for r in shown["admin"] if r["name"] == "calc"]
+    assert viewer["settings"]["notify_url"] == "[hidden: only an admin sees it]" and "secretpart" not in str(viewer)
+    assert admin["settings"]["notify_url"] == hook
+
+
 def test_without_a_token_only_login_and_health_answer(web: Web) -> None:
     client = web.client()
     assert client.get("/healthz").text == "ok"

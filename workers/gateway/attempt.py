@@ -13,6 +13,7 @@ from system.settings import Settings
 from workers.gateway.handler import Call
 from workers.gateway.prices import Price, find_price
 from workers.gateway.protocols import Upstream
+from workers.gateway.usage import CHARS_PER_TOKEN, Usage
 
 # Where each family's real key and (to send it elsewhere than the provider) base URL come from in the worker's
 # environment: the variables the providers' own SDKs read.
@@ -26,6 +27,7 @@ BASE_VARIABLES = {
     "anthropic": ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"),
     "gemini": ("GOOGLE_GEMINI_BASE_URL", "GEMINI_API_BASE"),
 }
+HELD_OUTPUT_TOKENS = 1024  # a call in flight holds its input and this much output (less when it asks for less)
 PROVIDERS = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
@@ -95,14 +97,27 @@ class AttemptMeter:
     budget_usd: float
     prices: Mapping[str, Price]
 
-    def refusal(self) -> str | None:
+    def hold(self, model: str, request_bytes: int, output_tokens: int) -> float:
+        price = find_price(self.prices, model)
+        if price is None:
+            return 0.0
+        output = min(output_tokens, HELD_OUTPUT_TOKENS) if output_tokens > 0 else HELD_OUTPUT_TOKENS
+        return price.cost(Usage(request_bytes // CHARS_PER_TOKEN, output))
+
+    def refusal(self, model: str, held: float) -> str | None:
         if not self.budget_usd:
             return None
+        if find_price(self.prices, model) is None:
+            return (
+                f"the model {model or '(none named)'!r} has no price, so the ticket's budget of ${self.budget_usd:.2f}"
+                " cannot be held: price it (FLEET_MODEL_PRICES, or the repository's model_prices)"
+            )
         with self.db.session() as s:
             spent = queries.spend(s, ticket_id=self.ticket_id)
-        if spent < self.budget_usd:
+        if spent + held < self.budget_usd:
             return None
-        return f"the ticket's budget of ${self.budget_usd:.2f} ran out mid-attempt (${spent:.4f} spent)"
+        in_flight = f", ${held:.4f} held by calls in flight" if held else ""
+        return f"the ticket's budget of ${self.budget_usd:.2f} ran out mid-attempt (${spent:.4f} spent{in_flight})"
 
     def record(self, call: Call) -> None:
         usage = call.usage

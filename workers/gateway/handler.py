@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor
@@ -33,7 +34,13 @@ from workers.gateway.usage import CHARS_PER_TOKEN, Tally, Usage, Wire
 
 KEPT_BYTES = 64_000  # of each request and answer, in the transcript
 MAX_REQUEST_BYTES = 32 * 2**20
+MAX_CALLS_AT_ONCE = 16  # model calls of one gate in flight; more are asked to retry (429)
 NO_RETRY = {"x-should-retry": "false"}  # the Stainless SDKs (openai, anthropic) honour it
+# A model API's path: the characters of its routes and model names, in segments that are neither `.` nor `..`. A `?`,
+# `#`, `%` or `\` the agent encoded into the path would be read again by the URL built from it, as a query, a
+# fragment or an escape: the request judged as one path would go out as another.
+PLAIN_PATH = re.compile(r"[A-Za-z0-9._~:@+-]+(/[A-Za-z0-9._~:@+-]+)*/?")
+OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
 @dataclass(frozen=True)
@@ -54,8 +61,13 @@ class Call:
 class Meter(Protocol):
     """Where a gate's calls go (the database), and what may stop them (the ticket's budget)."""
 
-    def refusal(self) -> str | None:
-        """Why no further model call may go out for this attempt, or None."""
+    def hold(self, model: str, request_bytes: int, output_tokens: int) -> float:
+        """What a call about to go out counts against the budget until it ends: its input, and output up to a guess."""
+        ...
+
+    def refusal(self, model: str, held: float) -> str | None:
+        """Why no further model call at model may go out for this attempt, with `held` USD counted for the calls
+        already in flight; or None."""
         ...
 
     def record(self, call: Call) -> None: ...
@@ -75,6 +87,8 @@ class _Exchange:
     strip_usage: bool = False
     kept: int = 0  # characters of a stream kept for the record so far
     request_chars: int = 0
+    held: float = 0.0  # USD counted against the budget while the call is in flight
+    finished: bool = False
 
 
 def _json(data: bytes | str) -> Any:
@@ -98,14 +112,40 @@ def _model_in(family: str, rest: str, body: Any) -> str:
 
 
 def _asks_usage(wire: Wire, body: Any) -> bool:
-    """Ask a Chat Completions stream for its usage chunk when the client did not (it is then kept from the client)."""
+    """Ask a Chat Completions stream for its usage chunk when the client did not, or asked not to get it (it is
+    then kept from the client): a call is charged what the provider says it used, never an estimate the client
+    chose."""
     if wire is not Wire.CHAT or not isinstance(body, dict) or not body.get("stream"):
         return False
     options = body.get("stream_options")
-    if isinstance(options, dict) and "include_usage" in options:
+    if isinstance(options, dict) and options.get("include_usage") is True:
         return False
     body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
     return True
+
+
+def _output_asked(body: Any) -> int | None:
+    """The most output tokens the request allows, where it says (each family's own field)."""
+    if not isinstance(body, dict):
+        return None
+    config = body.get("generationConfig")
+    fields = [body.get(name) for name in OUTPUT_FIELDS]
+    fields.append(config.get("maxOutputTokens") if isinstance(config, dict) else None)
+    return next((value for value in fields if isinstance(value, int) and value > 0), None)
+
+
+async def _body(request: Request) -> bytes | None:
+    """The request's body, or None past MAX_REQUEST_BYTES: read a chunk at a time, never held past the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _charged(tally: Tally, request_chars: int, error: str | None) -> tuple[Usage, str | None]:
@@ -142,6 +182,8 @@ class Handler:
     ) -> None:
         self.key, self.upstreams, self.meter, self.writer, self.client = key, upstreams, meter, writer, client
         self.redact, self.on_call = redact, on_call
+        self.in_flight = 0  # metered calls on their way (touched on the gateway's loop only)
+        self.held = 0.0  # what they count against the budget until they end
 
     async def serve(self, request: Request) -> Response:
         family, rest = request.path_params["family"], request.path_params["rest"]
@@ -150,27 +192,46 @@ class Handler:
         if self.key not in presented_keys(request.headers, request.query_params):
             message = "fleet gateway: the request does not carry this attempt's key"
             return JSONResponse(error_body(family, 401, "authentication_error", message), 401, NO_RETRY)
+        if PLAIN_PATH.fullmatch(rest) is None or any(part in (".", "..") for part in rest.split("/")):
+            message = f"fleet gateway: /{family}/{rest[:200]!r} is not a model API path"
+            return JSONResponse(error_body(family, 403, "permission_error", message), 403, NO_RETRY)
         if not passes(request.method, family, rest):
             message = f"fleet gateway: only model calls pass, not {request.method} /{family}/{rest}"
             return JSONResponse(error_body(family, 403, "permission_error", message), 403, NO_RETRY)
-        body = await request.body()
-        if len(body) > MAX_REQUEST_BYTES:
-            return JSONResponse(error_body(family, 413, "request_too_large", "request over 32 MiB"), 413)
+        body = await _body(request)
+        if body is None:
+            return JSONResponse(error_body(family, 413, "request_too_large", "request over 32 MiB"), 413, NO_RETRY)
         wire = wire_of(family, rest)
         if wire is None:
             return await self._forward(request, family, rest, body, None)
+        if self.in_flight >= MAX_CALLS_AT_ONCE:
+            message = f"fleet gateway: at most {MAX_CALLS_AT_ONCE} model calls of an attempt at once"
+            return JSONResponse(error_body(family, 429, "rate_limit_error", message), 429, {"retry-after": "1"})
         parsed = _json(body) if body else None
         streamed = ":streamGenerateContent" in rest or (isinstance(parsed, dict) and bool(parsed.get("stream")))
         exchange = _Exchange(family, wire, _model_in(family, rest, parsed), streamed, "", time.monotonic(), Tally(wire))
-        # On the gate's writer thread, after every call recorded so far: the spend it reads includes them.
-        if (refusal := await asyncio.get_running_loop().run_in_executor(self.writer, self.meter.refusal)) is not None:
+        # On the gate's writer thread, after every call recorded so far: the spend it reads includes them, and what
+        # the calls still in flight hold counts as spent (a burst of calls at once cannot all pass a nearly spent
+        # budget).
+        refusal = await asyncio.get_running_loop().run_in_executor(
+            self.writer, self.meter.refusal, exchange.model, self.held
+        )
+        if refusal is not None:
             return self._refuse(exchange, refusal)
         original = body
         if _asks_usage(wire, parsed):
             exchange.strip_usage, body = True, json.dumps(parsed).encode()
         exchange.request = _bounded(self.redact(body.decode("utf-8", "replace")))
         exchange.request_chars = len(body)
-        return await self._forward(request, family, rest, body, exchange, original if exchange.strip_usage else None)
+        exchange.held = self.meter.hold(exchange.model, len(body), _output_asked(parsed) or 0)
+        self.in_flight, self.held = self.in_flight + 1, self.held + exchange.held
+        try:
+            return await self._forward(
+                request, family, rest, body, exchange, original if exchange.strip_usage else None
+            )
+        except BaseException as error:
+            self._finish(exchange, 502, f"the call ended before its answer: {type(error).__name__}", "")
+            raise
 
     def _refuse(self, exchange: _Exchange, reason: str) -> Response:
         kind = {"anthropic": "billing_error", "gemini": "RESOURCE_EXHAUSTED"}.get(exchange.family, "insufficient_quota")
@@ -192,7 +253,8 @@ class Handler:
         query: list[tuple[str, str | int | float | bool | None]] = [
             (name, value) for name, value in request.query_params.multi_items() if name != "key"
         ]
-        url = httpx.URL(upstream.base_url.rstrip("/") + "/" + rest).copy_merge_params(query)
+        base = httpx.URL(upstream.base_url)
+        url = base.copy_with(path=base.path.rstrip("/") + "/" + rest).copy_merge_params(query)
         outgoing = self.client().build_request(
             request.method, url, content=body, headers=upstream_headers(family, request.headers, upstream.key)
         )
@@ -256,6 +318,10 @@ class Handler:
         return not (exchange.strip_usage and _usage_chunk(data))
 
     def _finish(self, exchange: _Exchange, status: int, error: str | None, response: str) -> None:
+        if exchange.finished:
+            return
+        exchange.finished = True
+        self.in_flight, self.held = self.in_flight - 1, self.held - exchange.held
         tally = exchange.tally
         cut = error is not None
         error = error or tally.error or (None if status < 400 else f"HTTP {status}")

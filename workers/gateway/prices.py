@@ -2,9 +2,11 @@
 
 An override is `MODEL=INPUT/OUTPUT[/CACHED]` (FLEET_MODEL_PRICES for the deployment, the `model_prices` repository
 setting); the repository's win over the deployment's, which win over the defaults. A model is matched by its name
-without a provider prefix (`openai/gpt-4o`) and, failing that, by the longest known name it starts with followed by
-`-` (a dated snapshot such as `gpt-4o-2024-08-06` is priced as `gpt-4o`). A model with no price is "unpriced": its
-tokens are recorded and its cost is None, never a silent $0.
+without a provider prefix (`openai/gpt-4o`) and, failing that, as a snapshot of a known name: that name followed by
+a date or a version tag only (`gpt-4o-2024-08-06`, `claude-3-5-haiku-20241022`, `gemini-2.0-flash-001`,
+`-latest`, `-preview-05-20`). Another model that merely starts with a known name (`gpt-5-pro`, `o3-pro`) is
+priced differently by its provider, so it is unpriced: its tokens are recorded and its cost is None, never a
+silent $0 or another model's price.
 
 The defaults are the providers' list prices for standard requests (platform.openai.com/pricing,
 anthropic.com/pricing, ai.google.dev/gemini-api/docs/pricing); long-context tiers, batch discounts and 1-hour cache
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 from workers.gateway.usage import Usage
 
+SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{3}|latest|preview(-\d{2}-\d{2}(-\d{4})?)?|v\d+(:\d+)?)")
 PRICE_LINE = re.compile(r"^(?P<model>[^=\s]{1,200})=(?P<input>[\d.]+)/(?P<output>[\d.]+)(?:/(?P<cached>[\d.]+))?$")
 MILLION = 1_000_000
 
@@ -102,9 +105,9 @@ def normalise(model: str) -> str:
 
 
 def find_price(table: Mapping[str, Price], model: str) -> Price | None:
-    """The model's price: its own entry, else the longest entry it extends with `-`; None when unpriced."""
+    """The model's price: its own entry, else the entry it is a dated or versioned snapshot of; None when unpriced."""
     name = normalise(model)
     if name in table:
         return table[name]
-    stems = [key for key in table if name.startswith(key + "-")]
+    stems = [key for key in table if name.startswith(key) and SNAPSHOT.fullmatch(name[len(key) :])]
     return table[max(stems, key=len)] if stems else None
