@@ -121,7 +121,7 @@ TICKET = Table(
         *_edges("reject", [_T.NEEDS_REVIEW], _T.REJECTED),
         *_edges("eject", [_T.APPROVED], _T.REJECTED),  # the merge queue sends the diff back with feedback
         *_edges("reopen", [_T.REJECTED, _T.APPROVED], _T.QUEUED),  # a reviewer's feedback, or the PR's
-        *_edges("retry", [_T.FAILED, _T.ERROR, _T.CANCELLED], _T.QUEUED),
+        *_edges("retry", [_T.FAILED, _T.ERROR, _T.CANCELLED, _T.REJECTED], _T.QUEUED),
         *_edges("cancel", [_T.QUEUED, _T.RUNNING, _T.NEEDS_REVIEW, _T.REJECTED], _T.CANCELLED),
     ),
 )

@@ -91,7 +91,9 @@ def register_repo(db: Database, spec: RepoSpec, agents: AgentRule) -> dict[str, 
 def _columns(source: str, settings: RepoSettings, agents: AgentRule) -> dict[str, Any]:
     """A repository's row, from settings checked as verification and the workers will use them."""
     if not settings.test_cmd.strip():
-        raise FleetError("a repo needs --test-cmd (or test_cmd in its .fleet.toml)")
+        on_disk = Path(source, ".fleet.toml").is_file()  # a URL names no folder: never a file
+        read_from = f"; {source}/.fleet.toml is read as committed at HEAD: commit it" if on_disk else ""
+        raise FleetError(f"a repo needs --test-cmd (or test_cmd in its .fleet.toml){read_from}")
     check_shell_syntax("--test-cmd", settings.test_cmd)
     if settings.setup_cmd:
         check_shell_syntax("--setup-cmd", settings.setup_cmd)

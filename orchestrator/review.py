@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from db import lifecycle, policy, queries
@@ -26,6 +27,7 @@ class Candidate:
     same: tuple[Attempt, ...]  # every verified attempt with exactly this diff, best first
     runs: int  # how many runs produced this diff
     total_runs: int  # how many runs the ticket has
+    before_feedback: bool = False  # every attempt with this diff ran before the reviewer's latest feedback
 
     @property
     def agreement(self) -> str:
@@ -61,9 +63,12 @@ def chosen_attempt(attempt: Attempt) -> dict[str, int]:
 
 
 def candidates(ticket: Ticket, rejected: set[int] | frozenset[int] = frozenset()) -> list[Candidate]:
-    """Verified diffs, best first: nothing flagged, more runs agreeing, smaller, fewer attempts, cheaper.
+    """Verified diffs, best first: made after the reviewer's latest feedback, nothing flagged, more runs agreeing,
+    smaller, fewer attempts, cheaper.
 
-    A diff a reviewer rejected (any attempt in `rejected` that produced it) is never a candidate again.
+    A diff a reviewer rejected (any attempt in `rejected` that produced it) is never a candidate again. Once a
+    reviewer sent feedback, the diffs made before it (other runs' of a fan-out) come after those made since: the
+    reviewer asked for something they could not know.
     """
     passed = [a for run in ticket.runs for a in run.attempts if _passed(a)]
     refused = {a.diff.strip() for a in passed if a.id in rejected}
@@ -71,8 +76,26 @@ def candidates(ticket: Ticket, rejected: set[int] | frozenset[int] = frozenset()
     for attempt in sorted(passed, key=_rank):
         if attempt.diff.strip() not in refused:
             groups.setdefault(attempt.diff.strip(), []).append(attempt)
-    found = [Candidate(g[0], tuple(g), len({a.run_id for a in g}), len(ticket.runs)) for g in groups.values()]
-    return sorted(found, key=lambda c: _rank(c.attempt, c.runs))
+    asked = _feedback_asked_at(ticket)
+    found = [
+        Candidate(g[0], tuple(g), len({a.run_id for a in g}), len(ticket.runs), _before(g, asked))
+        for g in groups.values()
+    ]
+    return sorted(found, key=lambda c: (c.before_feedback, *_rank(c.attempt, c.runs)))
+
+
+def _feedback_asked_at(ticket: Ticket) -> datetime | None:
+    """When the reviewer's latest feedback started an attempt (made in the transaction that rejected), if ever."""
+    answering = [a.created_at for run in ticket.runs for a in run.attempts if _answers_reviewer(a)]
+    return max(answering, default=None)
+
+
+def _answers_reviewer(attempt: Attempt) -> bool:
+    return (attempt.feedback_in or "").startswith(policy.REVIEWER_PREFIX)
+
+
+def _before(same: list[Attempt], asked: datetime | None) -> bool:
+    return asked is not None and all(a.created_at < asked for a in same)
 
 
 def _passed(attempt: Attempt) -> bool:
@@ -89,6 +112,7 @@ def candidate_view(c: Candidate, rank: int) -> dict[str, Any]:
             "agent": c.attempt.run.agent,
             "runs_agreeing": c.runs,
             "agreement": c.agreement,
+            "before_feedback": c.before_feedback,
             "same_diff_attempts": [a.id for a in c.same],
         }
     )
@@ -230,7 +254,8 @@ def reject(
 
 
 def retry(db: Database, dispatcher: Dispatcher, settings: Settings, ticket_id: int, actor: str) -> list[int]:
-    """A failed, errored or cancelled ticket starts again: every run gets a new attempt and a fresh budget."""
+    """A failed, errored, cancelled or rejected ticket starts again: every run gets a new attempt and a fresh
+    budget (a rejected diff is never a candidate again)."""
     with db.session() as s:
         ticket = queries.load_ticket_tree(s, ticket_id)
         lifecycle.require(ticket, TicketStatus.QUEUED, "retry")

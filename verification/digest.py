@@ -20,6 +20,10 @@ GAMED_NEXT = (
 ENVIRONMENT_NEXT = (
     "This is a failure of the test environment, not of your change; nothing in your diff needs to change for it."
 )
+AGENT_RUN_NEXT = (
+    "Nothing was tested: the agent's run ended without a diff to verify. A run stopped at its time limit keeps "
+    "none of its changes, so make the fix in small steps and stop once the targets pass."
+)
 
 
 def feedback_digest(
@@ -50,6 +54,11 @@ def targets_digest(
 def environment_feedback(reason: str) -> str:
     """The feedback for an `error` verdict: what broke, and that it is not the agent's doing."""
     return f"Verification: error\n- {reason}\n{ENVIRONMENT_NEXT}\n"
+
+
+def agent_run_feedback(reason: str) -> str:
+    """The feedback for an agent whose run itself ended in an error (a time limit, an exit with nothing changed)."""
+    return f"Verification: error\n- {reason}\n{AGENT_RUN_NEXT}\n"
 
 
 def _next_step(judgement: Judgement, hidden: Collection[str]) -> str:

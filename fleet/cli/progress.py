@@ -18,7 +18,6 @@ from db.lifecycle import ACTIVE_TICKET, LEASED_ATTEMPT, TicketStatus
 from system.settings import Settings
 
 VERIFIED = (TicketStatus.NEEDS_REVIEW, TicketStatus.APPROVED)
-FAILED = (TicketStatus.FAILED, TicketStatus.ERROR)
 PLAIN_EVERY_SECONDS = 10.0  # without a terminal, a line when something changed, and at least this often
 
 
@@ -51,6 +50,7 @@ class Progress:
     running: int
     verified: int
     failed: int
+    errored: int
     spend: float
     eta_seconds: float | None
 
@@ -58,7 +58,7 @@ class Progress:
         eta = f" · about {duration(self.eta_seconds)} left" if self.eta_seconds is not None else ""
         return (
             f"tickets {self.done}/{self.total} done · {self.running} attempts at work · {self.verified} verified · "
-            f"{self.failed} failed · ${self.spend:.2f}{eta}"
+            f"{self.failed} failed · {self.errored} errored · ${self.spend:.2f}{eta}"
         )
 
 
@@ -72,7 +72,8 @@ def progress(start: Snapshot, now: Snapshot, elapsed: float) -> Progress:
         total=total,
         running=now.busy,
         verified=max(now.count(VERIFIED) - start.count(VERIFIED), 0),
-        failed=max(now.count(FAILED) - start.count(FAILED), 0),
+        failed=max(now.count((TicketStatus.FAILED,)) - start.count((TicketStatus.FAILED,)), 0),
+        errored=max(now.count((TicketStatus.ERROR,)) - start.count((TicketStatus.ERROR,)), 0),
         spend=max(now.spend - start.spend, 0.0),
         eta_seconds=eta,
     )
@@ -110,6 +111,10 @@ def summary(p: Progress, elapsed: float) -> list[str]:
         lines.append(f"next: `fleet review list` ({p.verified} verified diff(s) wait for review)")
     if p.failed:
         lines.append("next: `fleet tickets --status failed`, then `fleet show ID` for the feedback of each attempt")
+    if p.errored:
+        lines.append(
+            "next: `fleet tickets --status error`, then `fleet show ID` for what broke (not the agent's doing)"
+        )
     if not p.total:
         lines.append("nothing was queued: `fleet submit --repo NAME --title ...` queues a ticket")
     return lines

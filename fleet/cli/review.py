@@ -68,6 +68,8 @@ def review_show(
     out.rule(f"candidate {candidate}: {where}, {a['diff_stat']}")
     if a["agreement"]:
         out.print(f"{a['agreement']} (attempt ids {', '.join(map(str, a['same_diff_attempts']))})")
+    if a["before_feedback"]:
+        out.print("made before the reviewer's latest feedback")
     out.print(f"fixed: {', '.join(v['fail_to_pass']) or '-'}")
     out.print(f"still passing: {plural(v['pass_to_pass'], 'test')}")
     if v["known_failing"]:
@@ -122,4 +124,5 @@ def review_reject(
     if as_json:
         return print_json(decision.view())
     new = decision.attempt
-    out.print(f"ticket {ticket} rejected" + (f"; attempt {new} queued with your feedback" if new else ""))
+    again = f"; no new attempt: `fleet retry {ticket}` starts the ticket again (or reject with --feedback next time)"
+    out.print(f"ticket {ticket} rejected" + (f"; attempt {new} queued with your feedback" if new else again))

@@ -46,8 +46,9 @@ def serve_web(listener: Listener) -> None:
         raise FleetError(str(exc)) from None
     with app.state.fleet.db.session() as s:
         check_bind(listener.host, tokens.count_active(s))
+    listening = listener.bind()
     out.print(f"Fleet web on {listener.url} (log in with a token from `fleet token create`)")
-    uvicorn.Server(listener.config(app)).run()
+    uvicorn.Server(listener.config(app)).run(sockets=[listening])
 
 
 def watch_view(data: dict[str, Any]) -> str:

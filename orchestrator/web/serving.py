@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,21 @@ class Listener:
                 "serve TLS with --tls-cert/--tls-key, or put an HTTPS reverse proxy in front and "
                 "name it with --trusted-proxy ADDR"
             )
+
+    def bind(self) -> socket.socket:
+        """The listening socket, made before anything says it serves: a port in use is one line naming it."""
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0]
+            listening = socket.socket(family, kind, proto)
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart at once
+            listening.bind(address)
+            listening.listen(2048)
+        except OSError as exc:
+            raise FleetError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
+                " (another program, or another `fleet web`, may hold it: choose another with --port)"
+            ) from None
+        return listening
 
     def config(self, app: Any, graceful_seconds: int = 3) -> Any:
         """uvicorn's Config; forwarded headers are read only from the trusted proxies (uvicorn trusts 127.0.0.1

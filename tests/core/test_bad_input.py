@@ -199,7 +199,7 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
         wait_for("the slow ticket to run", lambda: ticket_status(fleet, slow) == "running")
         assert_one_line_error(
             fleet.run("retry", str(slow), check=False),
-            f"ticket {slow} is running; only failed, error or cancelled tickets retry",
+            f"ticket {slow} is running; only failed, error, cancelled or rejected tickets retry",
         )
         wait_for("the hanging agent's time limit", lambda: ticket_status(fleet, hang) == "error")
         assert up.poll() is None, "the worker must still be up, or the process check below proves nothing"
@@ -238,9 +238,16 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
     assert shown[hang]["reason"] == "agent timed out after 2s"
     assert only_attempt(hang)["verdict"] == "error"
     assert only_attempt(hang)["error"] == "agent timed out after 2s"
+    assert "the agent's run ended without a diff" in only_attempt(hang)["feedback_out"]  # its doing, not the tests'
+    assert "not of your change" not in only_attempt(hang)["feedback_out"]
+    assert "not of your change" in only_attempt(no_tests)["feedback_out"]
     assert "test command not found: no-such-test-runner" in shown[no_tests]["reason"]
     assert only_attempt(no_tests)["verdict"] == "error"
     assert any("no-such-test-runner" in r for r in only_attempt(no_tests)["verification"]["reasons"])
+    # No diff could be verified without a baseline: the agent was never started, so it cost nothing.
+    base_error = "the tests could not run at the base commit: test command not found: no-such-test-runner"
+    assert (only_attempt(no_tests)["error"], only_attempt(no_tests)["diff_stat"]) == (base_error, "0 files, +0 -0")
+    assert "[fleet] the agent was not started" in fleet.run("logs", str(only_attempt(no_tests)["id"])).stdout
     assert processes_with(marker) == []
 
     # Megabytes of agent output: the stored transcript is bounded, and the diff still verified.

@@ -105,8 +105,9 @@ def test_setup_installs_what_the_tests_need_and_a_failing_setup_is_an_error(embe
 
     errored = fleet.json("show", str(broken["id"]))
     assert errored["status"] == "error"
-    assert "setup in the agent's worktree failed (exit 3)" in errored["reason"]
-    assert "no matching distribution" in errored["reason"]
+    # The setup fails at the base first: no diff could be verified, so the agent is never started.
+    assert errored["reason"].startswith("the tests could not run at the base commit: setup in the baseline checkout")
+    assert "failed (exit 3)" in errored["reason"] and "no matching distribution" in errored["reason"]
 
     poisoned = fleet.json("show", str(poisoner["id"]))  # its own environment was its worktree's, not ours
     assert poisoned["status"] == "failed"

@@ -40,7 +40,7 @@ def test_up_says_what_it_runs_how_far_it_is_and_what_to_run_next(embedded: Fleet
     assert f"  worker log {fleet.home}/logs/worker.log (-v shows it here)" in lines
     assert lines[5].startswith("tickets 0/2 done · ")  # then a line whenever the counts change
     assert lines[-3].startswith("done in ") and lines[-3].endswith(
-        ": tickets 2/2 done · 0 attempts at work · 1 verified · 1 failed · $0.00"
+        ": tickets 2/2 done · 0 attempts at work · 1 verified · 1 failed · 0 errored · $0.00"
     )
     assert "next: `fleet review list` (1 verified diff(s) wait for review)" in lines
     assert done.stderr == ""  # Celery's own lines only with -v

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from db.engine import Database
 from db.migrate import upgrade
-from fleet.cli.progress import Progress, Reporter, Snapshot, progress, shown_url
+from fleet.cli.progress import Progress, Reporter, Snapshot, progress, shown_url, summary
 
 
 def test_progress_counts_the_tickets_open_at_the_start_and_those_submitted_since() -> None:
@@ -16,11 +16,13 @@ def test_progress_counts_the_tickets_open_at_the_start_and_those_submitted_since
     now = Snapshot({"queued": 1, "running": 1, "needs_review": 6, "failed": 2, "approved": 0}, busy=2, spend=2.5)
     # 3 open at the start + 1 submitted since = 4; 2 still open; the pace so far (2 in 60 s) says 60 s more.
     assert progress(start, now, elapsed=60.0) == Progress(
-        done=2, total=4, running=2, verified=1, failed=1, spend=0.5, eta_seconds=60.0
+        done=2, total=4, running=2, verified=1, failed=1, errored=0, spend=0.5, eta_seconds=60.0
     )
     assert progress(start, start, elapsed=5.0).eta_seconds is None  # nothing done yet: no guess
     line = progress(start, now, 60.0).line()
-    assert line == "tickets 2/4 done · 2 attempts at work · 1 verified · 1 failed · $0.50 · about 1m00s left"
+    assert (
+        line == "tickets 2/4 done · 2 attempts at work · 1 verified · 1 failed · 0 errored · $0.50 · about 1m00s left"
+    )
 
 
 def test_a_url_is_shown_without_its_password() -> None:
@@ -60,4 +62,13 @@ def test_the_first_line_shows_the_counts_at_the_start_before_any_work_is_done(tm
     reporter.thread.start()
     reporter.finish()
     db.dispose()
-    assert log.getvalue() == "tickets 0/0 done · 0 attempts at work · 0 verified · 0 failed · $0.00\n"
+    assert log.getvalue() == "tickets 0/0 done · 0 attempts at work · 0 verified · 0 failed · 0 errored · $0.00\n"
+
+
+def test_an_error_is_counted_apart_from_a_failure_with_the_listing_that_shows_it() -> None:
+    start = Snapshot({"queued": 2}, busy=0, spend=0.0)
+    ended = progress(start, Snapshot({"failed": 1, "error": 1}, busy=0, spend=0.0), elapsed=5.0)
+    assert (ended.failed, ended.errored) == (1, 1)
+    lines = summary(ended, 5.0)
+    assert "next: `fleet tickets --status failed`, then `fleet show ID` for the feedback of each attempt" in lines
+    assert "next: `fleet tickets --status error`, then `fleet show ID` for what broke (not the agent's doing)" in lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from system.git import git
@@ -106,6 +107,21 @@ def test_reject_without_feedback_says_which_attempt_and_queues_none(embedded: Fl
     rejected = fleet.json("review", "reject", str(ticket))
     chosen = {"id": best["id"], "run": 1, "number": 1}
     assert rejected == {"id": ticket, "status": "rejected", "chosen": chosen, "attempt": None}
+    # Without feedback nothing is queued; the ticket is not a dead end: retry starts it again (the rejected diff
+    # is never offered again, so the agent's same diff goes back to it)
+    assert fleet.json("show", str(ticket))["status"] == "rejected"
+    again = fleet.run("retry", str(ticket))
+    assert again.returncode == 0 and fleet.json("show", str(ticket))["status"] == "queued"
+
+
+def test_a_reject_without_feedback_says_how_to_start_again(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    ticket = _submit(fleet, scripted("fix-add"))["id"]
+    fleet.up()
+    said = fleet.run("review", "reject", str(ticket)).stdout.strip()
+    again = f"`fleet retry {ticket}` starts the ticket again (or reject with --feedback next time)"
+    assert said == f"ticket {ticket} rejected; no new attempt: {again}"
 
 
 def test_the_same_diff_after_a_reject_goes_back_to_the_agent_never_an_empty_review(embedded: Fleet) -> None:
@@ -125,3 +141,26 @@ def test_the_same_diff_after_a_reject_goes_back_to_the_agent_never_an_empty_revi
     assert "a reviewer already rejected" in attempts[-1]["feedback_in"]
     assert "also handle negative numbers" in attempts[-1]["feedback_in"]
     assert fleet.json("review", "list") == []
+
+
+def test_after_feedback_the_diff_that_answers_it_outranks_the_runs_made_before_it(embedded: Fleet) -> None:
+    fleet = embedded
+    repo = fleet.sample_repo()
+    # run 1 fixes add and div, then (answering the reviewer) all three; run 2 only add, the smallest diff of all
+    first_run = scripted("by-attempt", "fix-add+fix-div", "fix-all")
+    agent = f'if [ "$FLEET_RUN" = 0 ]; then exec {first_run}; else exec {scripted("fix-add")}; fi'
+    ticket = _submit(fleet, f"sh -c {shlex.quote(agent)}", fanout=2)["id"]
+    fleet.up()
+    before = fleet.json("review", "show", str(ticket))["candidates"]
+    assert [(c["run"], c["diff_stat"], c["before_feedback"]) for c in before] == [
+        (2, "1 file, +1 -1", False),
+        (1, "1 file, +2 -2", False),
+    ]
+    fleet.json("review", "reject", str(ticket), "--candidate", "2", "--feedback", "also fix mul")
+    fleet.up()
+    after = fleet.json("review", "show", str(ticket))["candidates"]
+    assert [(c["run"], c["number"], c["before_feedback"]) for c in after] == [(1, 2, False), (2, 1, True)]
+    older = fleet.run("review", "show", str(ticket), "--candidate", "2").stdout
+    assert "made before the reviewer's latest feedback" in older
+    assert fleet.json("review", "approve", str(ticket))["chosen"]["number"] == 2
+    assert "return a * b" in _landed(fleet, repo, ticket)[0]

@@ -106,13 +106,17 @@ def test_a_setup_reaches_its_setup_hosts_through_the_proxy_and_nothing_else(
     assert f"egress allowed: {server.address}" in review["transcript"]
 
     assert shown["unlisted"]["status"] == "error" and server.count("/unlisted") == 0
-    assert "setup in the agent's worktree failed" in shown["unlisted"]["reason"]
+    # the setup fails at the base first (no diff could be verified): the agent's own never runs
+    assert (
+        "the tests could not run at the base commit: setup in the baseline checkout failed"
+        in shown["unlisted"]["reason"]
+    )
     assert f"egress denied: {server.address} (not on the allow-list)" in shown["unlisted"]["reason"]
     assert "a setup reaches only FLEET_SETUP_HOSTS and the repository's setup_hosts" in shown["unlisted"]["reason"]
 
     for name in ("direct", "none"):  # a private loopback that holds nothing; no proxy for "none"
         assert shown[name]["status"] == "error" and server.count(f"/{name}") == 0, shown[name]
-        assert "setup in the agent's worktree failed (exit 1)" in shown[name]["reason"]
+        assert "setup in the baseline checkout failed (exit 1)" in shown[name]["reason"]
     assert shown["host"]["status"] == "needs_review", shown["host"]  # the host's network, chosen
     assert server.count("/host") >= 2
 

@@ -134,6 +134,7 @@ def test_the_commands_checks_come_from_the_table() -> None:
         TicketStatus.FAILED,
         TicketStatus.ERROR,
         TicketStatus.CANCELLED,
+        TicketStatus.REJECTED,
     )
     assert set(lifecycle.sources(TicketStatus.CANCELLED, "cancel")) == {
         TicketStatus.QUEUED,
@@ -143,7 +144,7 @@ def test_the_commands_checks_come_from_the_table() -> None:
     }
     assert lifecycle.sources(TicketStatus.APPROVED, "approve") == (TicketStatus.NEEDS_REVIEW,)
     lifecycle.require(Row(7, "failed"), TicketStatus.QUEUED, "retry")
-    refusal = "^ticket 7 is approved; only failed, error or cancelled tickets retry$"
+    refusal = "^ticket 7 is approved; only failed, error, cancelled or rejected tickets retry$"
     with pytest.raises(IllegalTransition, match=refusal):
         lifecycle.require(Row(7, "approved"), TicketStatus.QUEUED, "retry")
     with pytest.raises(IllegalTransition, match="^not now$"):

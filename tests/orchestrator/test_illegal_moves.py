@@ -57,7 +57,7 @@ def test_approving_a_queued_ticket_is_one_line(home: Path) -> None:
 def test_retrying_or_cancelling_an_approved_ticket_is_one_line(home: Path) -> None:
     ticket = add_ticket(home, TicketStatus.RUNNING, TicketStatus.NEEDS_REVIEW, TicketStatus.APPROVED)
     assert one_line_error("retry", str(ticket)) == (
-        f"error: ticket {ticket} is approved; only failed, error or cancelled tickets retry"
+        f"error: ticket {ticket} is approved; only failed, error, cancelled or rejected tickets retry"
     )
     assert one_line_error("cancel", str(ticket)) == (
         f"error: ticket {ticket} is approved; only active or reviewable tickets cancel"

@@ -115,6 +115,16 @@ def test_a_repo_bound_is_the_same_line_everywhere(home: Home) -> None:
     assert home.cli("repo", "add", "ported", str(path)) == f".fleet.toml in {path}: {TOO_MANY_PORTS}"
 
 
+def test_a_fleet_toml_not_yet_committed_is_named_when_it_is_needed(home: Home) -> None:
+    path = home.tmp / "uncommitted"
+    write_sample_repo(path)
+    (path / ".fleet.toml").write_text('test_cmd = "python -m pytest -q"\n')  # read from HEAD, where it is not
+    assert home.cli("repo", "add", "uncommitted", str(path)) == (
+        f"a repo needs --test-cmd (or test_cmd in its .fleet.toml); {path}/.fleet.toml is read as committed at "
+        "HEAD: commit it"
+    )
+
+
 def test_an_unknown_fleet_toml_key_is_refused_by_name(home: Home) -> None:
     path = home.tmp / "coloured"
     write_sample_repo(path)

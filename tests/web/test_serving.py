@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -108,6 +109,22 @@ def test_a_port_or_proxy_that_cannot_work_is_one_line(listener: Listener, messag
     with pytest.raises(FleetError, match=re.escape(message)):
         listener.check()
     Listener("127.0.0.2", 8600, trusted_proxies=("10.0.0.0/8", "::1")).check()
+
+
+def test_a_port_in_use_is_one_line_and_no_claim_to_serve(tmp_path: Path) -> None:
+    fleet = make_fleet(tmp_path)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "fleet", "web", "--port", str(port)],
+            env=fleet.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}: Address already in use (another")
+    assert len(done.stderr.splitlines()) == 1
 
 
 def test_fleet_web_serves_its_own_tls(tmp_path: Path) -> None:

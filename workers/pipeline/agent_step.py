@@ -100,8 +100,13 @@ def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, di
     attempt_dir = rt.attempt_folders.start(job.attempt_id)
     prompt_file = attempt_dir / "agent" / "prompt.md"
     prompt_file.parent.mkdir(exist_ok=True)
-    prompt, pack_env = context_pack(rt, job, mirror, cancel, attempt_dir)
+    prompt, pack_env, unverifiable = context_pack(rt, job, mirror, cancel, attempt_dir)
     write_over(prompt_file, prompt.encode())  # kept from the attempt this folder was before (attempt_folders.py)
+    if unverifiable is not None:  # no diff of this agent's could be verified: it is not run (nor paid for)
+        stopped = cancel.is_set()  # the baseline was cut short by the ticket's cancellation
+        note = "cancelled" if stopped else unverifiable
+        result = AgentResult(None, f"[fleet] the agent was not started: {note}\n", 0.0, cancelled=stopped)
+        return replace(result, error=None if stopped else unverifiable), "", prompt, {}
     limits = agent_limits(rt, job, agent)
     secrets = job_secrets(job)
     with (
@@ -289,7 +294,8 @@ def _finish_agent(rt: WorkerRuntime, unit: Unit, outcome: Outcome) -> Unit | Non
         rt.discard_attempt_dir(job.attempt_id)
         return None
     if result.error:
-        record_error(rt, job, lease, result.error, "", recorded)
+        by_the_agent = result.timed_out or result.exit_code is not None  # it ran, and its run ended so
+        record_error(rt, job, lease, result.error, "", recorded, by_the_agent)
         return None
     following = rt.new_lease()
     ended = _agent_ends(rt).submit(AgentEnd(job.attempt_id, lease, run, recorded, following))

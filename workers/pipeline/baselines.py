@@ -136,12 +136,15 @@ def targets_for(
 
 def context_pack(
     rt: WorkerRuntime, job: Job, mirror: Path, cancel: threading.Event, attempt_dir: Path
-) -> tuple[str, dict[str, str]]:
-    """The attempt's prompt and the variables naming its test commands, from the baseline (run now if unknown)."""
+) -> tuple[str, dict[str, str], str | None]:
+    """The attempt's prompt and the variables naming its test commands, from the baseline (run now if unknown);
+    and why the tests could not run at the base, when they could not (no diff could then be verified)."""
     pool = rt.pool(job.repo_key, "verify", mirror)
     with rt.ports.lease(job.ports) as ports:
         spec = job_spec(rt, job, ports.env())
         base, _ = baseline_at(rt, job, spec, pool, attempt_dir / "baseline", cancel)
+        if base.error and not cancel.is_set():  # once more: a one-off failure (a busy machine) must not end the attempt
+            base, _ = baseline_at(rt, job, spec, pool, attempt_dir / "baseline", cancel)
         chosen = targets_for(rt, job, spec, pool, base, attempt_dir, cancel) if not base.error else None
     given = PackInput(
         prompt=job.prompt,
@@ -155,7 +158,12 @@ def context_pack(
         limit=job.repo_settings.context_limit,
     )
     env = {"FLEET_TEST_CMD": job.test_cmd, "FLEET_TARGETS": shlex.join(shown_targets(given))}
-    return build_pack(given), env
+    return build_pack(given), env, base_error(base) if base.error else None
+
+
+def base_error(baseline: TestRun) -> str:
+    """Why no diff can be verified at this base: the same words for the agent step and the verification."""
+    return f"the tests could not run at the base commit: {baseline.error}"
 
 
 def _only(spec: VerifySpec, tests: list[str]) -> VerifySpec:

@@ -15,7 +15,7 @@ from db.lifecycle import AttemptStatus, TicketStatus, Verdict
 from db.models import utcnow
 from db.reasons import shown
 from system.retry import retrying
-from verification.digest import environment_feedback
+from verification.digest import agent_run_feedback, environment_feedback
 from workers import scheduler
 from workers.journal import AGENT
 from workers.pipeline.job import Job, budgets_of, job_of, job_secrets
@@ -282,18 +282,25 @@ def fenced_off(job: Job) -> None:
 
 
 def record_error(
-    rt: WorkerRuntime, job: Job, lease: queries.Lease, reason: str, trace: str, recorded: dict[str, Any] | None = None
+    rt: WorkerRuntime,
+    job: Job,
+    lease: queries.Lease,
+    reason: str,
+    trace: str,
+    recorded: dict[str, Any] | None = None,
+    by_the_agent: bool = False,
 ) -> None:
-    """An environment failure: an `error` verdict that names the cause, and the ticket moves on."""
+    """A failure before any test ran: an `error` verdict that names the cause, and the ticket moves on. Its
+    feedback says it is not the agent's doing, unless it was (by_the_agent: its run timed out or exited with
+    nothing changed)."""
     secrets = job_secrets(job)
     reason, trace = shown(redact(reason, secrets)), redact(trace, secrets)
     log.warning("attempt %s: %s", job.attempt_id, reason)
+    feedback = agent_run_feedback(reason) if by_the_agent else environment_feedback(reason)
     end = Conclusion(
         status=AttemptStatus.FINISHED,
         fields=dict(recorded or {}, error=reason, finished_at=utcnow()),
-        verification=dict(
-            verdict=Verdict.ERROR.value, reasons=[reason], output=trace, feedback=environment_feedback(reason)
-        ),
+        verification=dict(verdict=Verdict.ERROR.value, reasons=[reason], output=trace, feedback=feedback),
         event=("error", f"attempt {job.number}: {reason}"),
         outcome=policy.Outcome(verdict=Verdict.ERROR, feedback="", reason=reason),
     )

@@ -11,7 +11,7 @@ from db.models import utcnow
 from verification.runner import TestRun
 from verification.verify import VerificationResult, errored, verify_diff
 from workers.journal import VERIFY
-from workers.pipeline.baselines import baseline_at, job_spec, spec_for, spec_hash, targets_for
+from workers.pipeline.baselines import base_error, baseline_at, job_spec, spec_for, spec_hash, targets_for
 from workers.pipeline.job import Job, job_secrets
 from workers.pipeline.unit import Conclusion, Unit, conclude, perform
 from workers.runtime import WorkerRuntime
@@ -73,7 +73,7 @@ def _verify(rt: WorkerRuntime, unit: Unit) -> tuple[VerificationResult, int | No
 
 
 def _baseline_error(baseline: TestRun) -> VerificationResult:
-    return replace(errored(f"the tests could not run at the base commit: {baseline.error}"), output=baseline.output)
+    return replace(errored(base_error(baseline)), output=baseline.output)
 
 
 def _record_verdict(rt: WorkerRuntime, unit: Unit, stored: dict[str, Any]) -> None:
