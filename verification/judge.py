@@ -12,6 +12,7 @@ from verification.runner import TestRun, pytest_summary
 
 NO_REPORT = "no test report was written; the run cannot be trusted"
 NOTHING_TO_VERIFY = "nothing to verify: no test failed at the base and the diff adds no test"
+NO_TESTS_COLLECTED = 5  # pytest's exit code (pytest.ExitCode.NO_TESTS_COLLECTED)
 SHOWN_IDS = 10
 
 
@@ -178,7 +179,8 @@ def _exit_mismatch(run: TestRun) -> list[str]:
     if run.exit_code == 0 and run.failures:
         return ["the test command exited 0 although the report has failures; the run is not trusted"]
     if run.exit_code != 0 and not run.failures:
-        return [f"the test command exited {run.exit_code} although the report has no failure; not trusted"]
+        collected = " (pytest's code for no tests collected)" if run.exit_code == NO_TESTS_COLLECTED else ""
+        return [f"the test command exited {run.exit_code}{collected} although the report has no failure; not trusted"]
     return []
 
 

@@ -113,3 +113,12 @@ def test_errors_win() -> None:
 def test_a_broken_test_that_passes_on_rerun_is_flaky_not_broken() -> None:
     j = judge(BASE, tr(add=P, mul=F), rerun=tr(mul=P))
     assert j.verdict is Verdict.PASSED and j.flaky == [MUL] and j.flags
+
+
+def test_an_exit_code_the_report_does_not_explain_is_not_trusted_and_says_what_pytest_meant() -> None:
+    collected_none = judge(BASE, tr(exit_code=5, mul=P))
+    assert collected_none.verdict is Verdict.FAILED
+    assert "exited 5 (pytest's code for no tests collected) although the report has no failure" in " ".join(
+        collected_none.reasons
+    )
+    assert "pytest's code" not in " ".join(judge(BASE, tr(exit_code=3, add=P, mul=P)).reasons)
