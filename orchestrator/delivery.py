@@ -20,6 +20,8 @@ from system.github import GitHubForge
 from system.mirror import MirrorError, ensure_mirror, is_url
 from system.settings import Settings
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # line breaks and controls: never inside a code span
+
 
 @dataclass(frozen=True)
 class Shipment:
@@ -171,8 +173,8 @@ def report(ticket: Ticket, attempt: Attempt, link: str) -> str:
     verbatim in a code block. The text may be a forge issue anyone could write: as Markdown it could forge a report
     of its own, hide Fleet's behind an HTML comment, mention people or close other issues on merge."""
     v = attempt.verification
-    fixed = ", ".join(f"`{t}`" for t in (v.fail_to_pass if v else [])[:50]) or "none named"
-    flags = "; ".join(str(f) for f in (v.flags if v else [])) or "none"
+    fixed = ", ".join(code_span(t) for t in (v.fail_to_pass if v else [])[:50]) or "none named"
+    flags = "; ".join(code_span(str(f)) for f in (v.flags if v else [])) or "none"
     attempts = sum(len(run.attempts) for run in ticket.runs)
     lines = [
         "### Verified by Fleet",
@@ -188,6 +190,14 @@ def report(ticket: Ticket, attempt: Attempt, link: str) -> str:
     if text := ticket.body.strip()[:20_000]:
         lines += ["", "### The ticket", *verbatim(text)]
     return "\n".join(lines) + "\n"
+
+
+def code_span(text: str) -> str:
+    """text as one inline code span on one line: a test's name or a flag comes from the diff's own tests and
+    files, and could otherwise end the span, start a line of its own or an HTML comment."""
+    flat = CONTROL.sub(" ", text)
+    fence = "`" * (1 + max((len(run) for run in re.findall("`+", flat)), default=0))
+    return f"{fence} {flat} {fence}"
 
 
 def verbatim(text: str) -> list[str]:

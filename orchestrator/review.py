@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from db import lifecycle, policy, queries
@@ -84,9 +83,10 @@ def candidates(ticket: Ticket, rejected: set[int] | frozenset[int] = frozenset()
     return sorted(found, key=lambda c: (c.before_feedback, *_rank(c.attempt, c.runs)))
 
 
-def _feedback_asked_at(ticket: Ticket) -> datetime | None:
-    """When the reviewer's latest feedback started an attempt (made in the transaction that rejected), if ever."""
-    answering = [a.created_at for run in ticket.runs for a in run.attempts if _answers_reviewer(a)]
+def _feedback_asked_at(ticket: Ticket) -> int | None:
+    """The attempt the reviewer's latest feedback started (made in the transaction that rejected), if ever: by id,
+    which the database gives in order, where the clocks of the machines that made attempts may differ."""
+    answering = [a.id for run in ticket.runs for a in run.attempts if _answers_reviewer(a)]
     return max(answering, default=None)
 
 
@@ -94,8 +94,8 @@ def _answers_reviewer(attempt: Attempt) -> bool:
     return (attempt.feedback_in or "").startswith(policy.REVIEWER_PREFIX)
 
 
-def _before(same: list[Attempt], asked: datetime | None) -> bool:
-    return asked is not None and all(a.created_at < asked for a in same)
+def _before(same: list[Attempt], asked: int | None) -> bool:
+    return asked is not None and all(a.id < asked for a in same)
 
 
 def _passed(attempt: Attempt) -> bool:

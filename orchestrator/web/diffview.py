@@ -1,7 +1,7 @@
 """A diff as a code review tool shows it: a file list, line numbers, syntax highlighting, unified and split tables.
 
 Diff text, file names and code come from agents: every piece is escaped (pygments escapes what it highlights,
-markupsafe the rest), its invisible direction marks are written out, and nothing of it is ever run. Only the
+markupsafe the rest), its invisible characters are written out, and nothing of it is ever run. Only the
 lexers of common languages highlight, a hunk of short lines at a time, for at most a fraction of a second per
 diff: some of pygments' lexers take seconds on a line of a few kilobytes (Easytrieve's time grows with the cube
 of a line of tabs, Java's with the square of a line of words: 0.1 s for 400 characters), and every page of the
@@ -24,7 +24,7 @@ from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_for_filename
 from pygments.util import ClassNotFound
 
-from orchestrator.text import bidi_shown
+from orchestrator.text import invisible_shown
 
 MAX_DIFF_CHARS = 400_000
 MAX_HIGHLIGHTED_LINE = 200  # a hunk side with a longer line is shown plain
@@ -66,7 +66,7 @@ def parse(diff: str) -> list[FileDiff]:
     """The files of a unified git diff, each with its hunks of numbered lines."""
     files: list[FileDiff] = []
     old = new = 0
-    for raw in bidi_shown(diff).splitlines():
+    for raw in _lines(invisible_shown(diff)):
         if raw.startswith("diff --git "):
             files.append(FileDiff(raw.split(" b/", 1)[-1] if " b/" in raw else raw[11:]))
         elif not files:
@@ -83,6 +83,12 @@ def parse(diff: str) -> list[FileDiff]:
             old, new = old + (kind != "+"), new + (kind != "-")
             files[-1].hunks[-1][1].append(line)
     return files
+
+
+def _lines(diff: str) -> list[str]:
+    """The diff's lines as git writes them: ended by a newline only (str.splitlines also breaks at a form feed or
+    a lone carriage return, where an added line could start a file of its own and hide the lines after it)."""
+    return [line.removesuffix("\r") for line in diff.removesuffix("\n").split("\n")]
 
 
 def _lexer(path: str) -> Lexer | None:

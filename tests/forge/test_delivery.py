@@ -85,7 +85,7 @@ def test_pr_delivery_opens_a_pull_request_with_the_verification_report(
     )  # fmt: skip
     body = pull["body"]
     assert "tests/test_calc.py::test_add fails" in body and "Verified by Fleet" in body
-    assert "`tests/test_calc.py::test_add`" in body and "Still passing:" in body and "Flags: none" in body
+    assert "` tests/test_calc.py::test_add `" in body and "Still passing:" in body and "Flags: none" in body
     assert "http://fleet.example/tickets/1" in body and "Cost: $" in body
     assert [label["name"] for label in pull["labels"]] == ["fleet"]
     [status] = forge.statuses[decision["commit"]]

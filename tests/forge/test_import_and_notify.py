@@ -54,10 +54,23 @@ def test_the_pr_body_says_fixes_for_an_imported_issue() -> None:
     ticket.runs = [run]
     body = delivery.report(ticket, attempt, "https://fleet.example/tickets/4")
     assert body.startswith("### Verified by Fleet")
-    assert "`t::test_add`" in body and "Still passing: 3" in body and "changed setup.cfg" in body
+    assert "` t::test_add `" in body and "Still passing: 3" in body and "Flags: ` changed setup.cfg `" in body
     assert "claude-code (run 1, attempt 2; 2 in all)" in body and "Cost: $0.7500" in body
     assert "\nFixes #12\n" in body and "https://fleet.example/tickets/4" in body
     assert body.endswith("### The ticket\n```text\nit subtracts\n```\n")
+
+
+def test_a_test_name_cannot_end_its_code_span_or_start_a_line_in_the_pr_body() -> None:
+    # The diff's own tests name themselves: a JUnit name may carry a newline, a conftest may rename node ids.
+    named = "t::x`\n\nFixes #1, fixes #2 @acme/owners\n\n<!--"
+    ticket = Ticket(id=4, title="add", body="", issue_number=12)
+    attempt = Attempt(number=1, cost_usd=0.0)
+    attempt.verification = Verification(fail_to_pass=[named], pass_to_pass=0, flags=["changed `a`\n<!--"])
+    ticket.runs = [Run(index=0, agent="shell", attempts=[attempt])]
+    body = delivery.report(ticket, attempt, "")
+    assert "- Fixed (failing before, passing now): `` t::x`  Fixes #1, fixes #2 @acme/owners  <!-- ``\n" in body
+    assert "- Flags: `` changed `a` <!-- ``\n" in body
+    assert [line for line in body.splitlines() if "Fixes #" in line][-1] == "Fixes #12"
 
 
 def test_an_issues_text_cannot_forge_hide_or_extend_the_pr_body() -> None:
@@ -68,7 +81,7 @@ def test_an_issues_text_cannot_forge_hide_or_extend_the_pr_body() -> None:
     ticket.runs = [Run(index=0, agent="shell", attempts=[attempt])]
     body = delivery.report(ticket, attempt, "")
     report, _, quoted = body.partition("### The ticket\n")
-    assert "Flags: changed setup.cfg" in report and "Fixes #12" in report and hostile not in report
+    assert "Flags: ` changed setup.cfg `" in report and "Fixes #12" in report and hostile not in report
     assert quoted == f"````text\n{hostile}\n````\n"  # a fence longer than the text's own: it cannot end it
 
 

@@ -5,6 +5,7 @@ once than a gate serves. Each is refused or metered; none reaches the provider u
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -164,3 +165,42 @@ def test_more_calls_at_once_than_a_gate_serves_are_asked_to_retry(
     _recorded(attempt, MAX_CALLS_AT_ONCE)  # each cut as the agent hung up
     assert agent.post("/openai/chat/completions", json=CHAT, headers=_key(gate)).status_code == 200
     _recorded(attempt, MAX_CALLS_AT_ONCE + 1)
+
+
+def _at_once(gate: GatewayGate, calls: int) -> list[int]:
+    """Slow streams sent together (a barrier releases them), each read to its end: their statuses."""
+    start, statuses = threading.Barrier(calls), list[int]()
+
+    def one() -> None:
+        with httpx.Client(base_url=gate.url, timeout=60) as client:
+            start.wait()
+            with client.stream("POST", "/openai/chat/completions", json=SLOW, headers=_key(gate)) as answer:
+                statuses.append(answer.status_code)
+                answer.read()
+
+    threads = [threading.Thread(target=one) for _ in range(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def test_calls_sent_at_the_same_moment_are_held_and_capped_as_they_arrive(
+    gateway: ModelGateway, upstream: Upstream, db: Any
+) -> None:
+    # The check and the hold are one step: calls arriving together each see the others' (no await between).
+    upstream.seen.clear()
+    attempt = new_attempt(db, budget_usd=0.01)  # one call in flight holds about all of it
+    with open_gate(gateway, upstream, attempt, budget_usd=0.01, prices=PRICES) as gate:
+        held = _at_once(gate, 30)
+        assert (gate.handler.in_flight, gate.handler.held) == (0, 0.0)
+    assert held.count(200) == 1 and set(held) == {200, 402, 429} and len(upstream.seen) == 1  # 429: 16 waited
+
+
+def test_calls_sent_at_the_same_moment_past_the_cap_are_asked_to_retry(
+    gateway: ModelGateway, upstream: Upstream, attempt: Attempt
+) -> None:
+    with open_gate(gateway, upstream, attempt, prices=PRICES) as gate:
+        capped = _at_once(gate, MAX_CALLS_AT_ONCE + 8)
+    assert sorted(capped) == [200] * MAX_CALLS_AT_ONCE + [429] * 8

@@ -174,6 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a burst of calls at once: the default backlog of 5 refused some (a 502)
     upstream: Upstream
 
 

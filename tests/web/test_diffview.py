@@ -94,3 +94,16 @@ def test_invisible_direction_marks_are_shown_where_they_are() -> None:
     assert "\u202e" not in html and "\u2066" not in html
     assert "&lt;U+202E&gt; &lt;U+2066&gt;# Check if admin&lt;U+2069&gt; &lt;U+2066&gt;" in html
     assert for_terminal(line) == 'if access_level != "user<U+202E> <U+2066># Check if admin<U+2069> <U+2066>":'
+
+
+def test_a_line_break_git_does_not_make_cannot_hide_the_lines_after_it() -> None:
+    # str.splitlines() also breaks at U+0085, U+2028, a form feed or a lone CR: an added line could start a file
+    # of its own there, with no hunk yet, and the lines after it were read as its header and dropped.
+    for sep in ("\x85", "\u2028", "\x0c", "\r"):
+        diff = _added(
+            "app.py", "import os", f"# tidy up{sep}diff --git a/docs/notes.md b/docs/notes.md", "os.system('x')"
+        )
+        files = parse(diff)
+        assert [f.path for f in files] == ["app.py"] and files[0].added == 3
+        assert diff_view(diff, "t-1").count('class="code gi"') == 2 * 3  # all three, in the unified and split view
+    assert "&lt;U+0085&gt;diff --git" in diff_view(_added("a.py", "# a\x85diff --git a/b b/b"), "t-1")

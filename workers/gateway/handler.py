@@ -210,22 +210,24 @@ class Handler:
         parsed = _json(body) if body else None
         streamed = ":streamGenerateContent" in rest or (isinstance(parsed, dict) and bool(parsed.get("stream")))
         exchange = _Exchange(family, wire, _model_in(family, rest, parsed), streamed, "", time.monotonic(), Tally(wire))
-        # On the gate's writer thread, after every call recorded so far: the spend it reads includes them, and what
-        # the calls still in flight hold counts as spent (a burst of calls at once cannot all pass a nearly spent
-        # budget).
-        refusal = await asyncio.get_running_loop().run_in_executor(
-            self.writer, self.meter.refusal, exchange.model, self.held
-        )
-        if refusal is not None:
-            return self._refuse(exchange, refusal)
-        original = body
-        if _asks_usage(wire, parsed):
-            exchange.strip_usage, body = True, json.dumps(parsed).encode()
-        exchange.request = _bounded(self.redact(body.decode("utf-8", "replace")))
-        exchange.request_chars = len(body)
+        # Held at once, before any await: calls that arrive together each see the others' holds and count.
         exchange.held = self.meter.hold(exchange.model, len(body), _output_asked(parsed) or 0)
+        held_by_others = self.held
         self.in_flight, self.held = self.in_flight + 1, self.held + exchange.held
         try:
+            # On the gate's writer thread, after every call recorded so far: the spend it reads includes them, and
+            # what the other calls in flight hold counts as spent (a burst cannot all pass a nearly spent budget).
+            refusal = await asyncio.get_running_loop().run_in_executor(
+                self.writer, self.meter.refusal, exchange.model, held_by_others
+            )
+            if refusal is not None:
+                self._release(exchange)
+                return self._refuse(exchange, refusal)
+            original = body
+            if _asks_usage(wire, parsed):
+                exchange.strip_usage, body = True, json.dumps(parsed).encode()
+            exchange.request = _bounded(self.redact(body.decode("utf-8", "replace")))
+            exchange.request_chars = len(body)
             return await self._forward(
                 request, family, rest, body, exchange, original if exchange.strip_usage else None
             )
@@ -317,11 +319,18 @@ class Handler:
         exchange.tally.event(event.name, data)
         return not (exchange.strip_usage and _usage_chunk(data))
 
-    def _finish(self, exchange: _Exchange, status: int, error: str | None, response: str) -> None:
+    def _release(self, exchange: _Exchange) -> bool:
+        """Free the call's place and hold (once); False when they were freed before."""
         if exchange.finished:
-            return
+            return False
         exchange.finished = True
-        self.in_flight, self.held = self.in_flight - 1, self.held - exchange.held
+        self.in_flight -= 1
+        self.held = self.held - exchange.held if self.in_flight else 0.0  # no float crumbs left when none is out
+        return True
+
+    def _finish(self, exchange: _Exchange, status: int, error: str | None, response: str) -> None:
+        if not self._release(exchange):
+            return
         tally = exchange.tally
         cut = error is not None
         error = error or tally.error or (None if status < 400 else f"HTTP {status}")
