@@ -196,11 +196,16 @@ def code_span(text: str) -> str:
     """text as one inline code span on one line: a test's name or a flag comes from the diff's own tests and
     files, and could otherwise end the span, start a line of its own or an HTML comment."""
     flat = CONTROL.sub(" ", text)
-    fence = "`" * (1 + max((len(run) for run in re.findall("`+", flat)), default=0))
+    fence = _fence(flat, 1)
     return f"{fence} {flat} {fence}"
 
 
 def verbatim(text: str) -> list[str]:
     """text as a fenced code block: its fence longer than any run of backticks in it, so nothing in it ends it."""
-    fence = "`" * max(3, 1 + max((len(run) for run in re.findall("`+", text)), default=0))
+    fence = _fence(text, 3)
     return [fence + "text", text, fence]
+
+
+def _fence(text: str, least: int) -> str:
+    """Backticks, at least `least` of them and more than any run of backticks in text: nothing in it ends them."""
+    return "`" * max(least, 1 + max((len(run) for run in re.findall("`+", text)), default=0))

@@ -67,13 +67,17 @@ def progress(start: Snapshot, now: Snapshot, elapsed: float) -> Progress:
     total = start.count(ACTIVE_TICKET) + max(sum(now.tickets.values()) - sum(start.tickets.values()), 0)
     done = max(total - now.count(ACTIVE_TICKET), 0)
     eta = elapsed / done * (total - done) if done and total > done else None
+
+    def gained(*statuses: str) -> int:
+        return max(now.count(statuses) - start.count(statuses), 0)
+
     return Progress(
         done=done,
         total=total,
         running=now.busy,
-        verified=max(now.count(VERIFIED) - start.count(VERIFIED), 0),
-        failed=max(now.count((TicketStatus.FAILED,)) - start.count((TicketStatus.FAILED,)), 0),
-        errored=max(now.count((TicketStatus.ERROR,)) - start.count((TicketStatus.ERROR,)), 0),
+        verified=gained(*VERIFIED),
+        failed=gained(TicketStatus.FAILED),
+        errored=gained(TicketStatus.ERROR),
         spend=max(now.spend - start.spend, 0.0),
         eta_seconds=eta,
     )

@@ -105,8 +105,9 @@ def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, di
     if unverifiable is not None:  # no diff of this agent's could be verified: it is not run (nor paid for)
         stopped = cancel.is_set()  # the baseline was cut short by the ticket's cancellation
         note = "cancelled" if stopped else unverifiable
-        result = AgentResult(None, f"[fleet] the agent was not started: {note}\n", 0.0, cancelled=stopped)
-        return replace(result, error=None if stopped else unverifiable), "", prompt, {}
+        transcript = f"[fleet] the agent was not started: {note}\n"
+        error = None if stopped else unverifiable
+        return AgentResult(None, transcript, 0.0, cancelled=stopped, error=error), "", prompt, {}
     limits = agent_limits(rt, job, agent)
     secrets = job_secrets(job)
     with (
