@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from db.lifecycle import Verdict
-from verification.judge import Judgement
+from verification.judge import Judgement, nearest
 from verification.runner import TestRun
 
 TRACE_LINES = 12
@@ -24,6 +24,8 @@ AGENT_RUN_NEXT = (
     "Nothing was tested: the agent's run ended without a diff to verify. A run stopped at its time limit keeps "
     "none of its changes, so make the fix in small steps and stop once the targets pass."
 )
+
+NOT_AT_BASE = "no such test at the base commit; write it if the ticket asks for a new test"
 
 
 def feedback_digest(
@@ -48,7 +50,7 @@ def targets_digest(
     head = f"Verification: failed\n- {reason}\n"
     if visible:
         head += "Next: make these tests pass; this is how each fails at the base commit:\n"
-    return _fit(head, [_block(baseline, t) for t in visible], limit_bytes)
+    return _fit(head, [_block(baseline, t, NOT_AT_BASE) for t in visible], limit_bytes)
 
 
 def environment_feedback(reason: str) -> str:
@@ -95,10 +97,10 @@ def _mentions(text: str, hidden: Collection[str]) -> bool:
     return any(name and (name in text or name.split("::", 1)[0] in text) for name in hidden)
 
 
-def _block(candidate: TestRun, test_id: str) -> str:
+def _block(candidate: TestRun, test_id: str, missing: str = "missing from the results") -> str:
     result = candidate.results.get(test_id)
     if result is None:
-        return f"\n{test_id}: missing from the results\n"
+        return f"\n{test_id}: {missing}{nearest(test_id, candidate.results)}\n"
     lines = [f"{result.outcome.value.upper()} {test_id}"]
     lines += [f"  {line}" for line in result.message.strip().splitlines()[:MESSAGE_LINES]]
     trace = result.details.strip().splitlines()[-TRACE_LINES:]

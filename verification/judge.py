@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 
 from db.lifecycle import Verdict
 from verification.channel import disagreement
@@ -14,6 +15,7 @@ NO_REPORT = "no test report was written; the run cannot be trusted"
 NOTHING_TO_VERIFY = "nothing to verify: no test failed at the base and the diff adds no test"
 NO_TESTS_COLLECTED = 5  # pytest's exit code (pytest.ExitCode.NO_TESTS_COLLECTED)
 SHOWN_IDS = 10
+NEAR = 0.8  # difflib's similarity for a "did you mean": a typo or two in an id of twenty characters
 
 
 @dataclass
@@ -139,7 +141,7 @@ def _compare(baseline: TestRun, candidate: TestRun, targets: list[str], rerun: T
     broken = [t for t in broken if t not in flaky]
     judgement = Judgement(
         verdict=Verdict.FAILED,
-        reasons=_exit_mismatch(candidate) + _describe(now, still, broken),
+        reasons=_exit_mismatch(candidate) + _describe(base, now, still, broken),
         fail_to_pass=fail_to_pass,
         pass_to_pass=sum(1 for t, r in base.items() if r.ok and status(now, t) is Outcome.PASSED),
         broken=broken,
@@ -184,8 +186,10 @@ def _exit_mismatch(run: TestRun) -> list[str]:
     return []
 
 
-def _describe(now: Mapping[str, TestResult], still: list[str], broken: list[str]) -> list[str]:
-    reasons = [_still_reason(now, t) for t in still[:SHOWN_IDS]]
+def _describe(
+    base: Mapping[str, TestResult], now: Mapping[str, TestResult], still: list[str], broken: list[str]
+) -> list[str]:
+    reasons = [_still_reason(base, now, t) for t in still[:SHOWN_IDS]]
     if len(still) > SHOWN_IDS:
         reasons.append(f"... and {len(still) - SHOWN_IDS} more tests that should pass do not")
     if broken:
@@ -193,12 +197,25 @@ def _describe(now: Mapping[str, TestResult], still: list[str], broken: list[str]
     return reasons
 
 
-def _still_reason(now: Mapping[str, TestResult], test_id: str) -> str:
+def _still_reason(base: Mapping[str, TestResult], now: Mapping[str, TestResult], test_id: str) -> str:
     outcome = status(now, test_id)
+    if outcome is None and status(base, test_id) is None:
+        return f"{test_id} was not found in the test results, at the base or with the diff{nearest(test_id, now)}"
     if outcome is None:
         return f"{test_id} was not found in the test results"
     message = now[test_id].message.strip().splitlines() if test_id in now else []
     return f"{test_id} {outcome.value}" + (f": {message[0]}" if message else "")
+
+
+def nearest(test_id: str, results: Mapping[str, TestResult]) -> str:
+    """The "did you mean" that names the test id closest to a missing one, or "" when none is close."""
+    path, _, name = test_id.partition("::")
+    in_file = {t.partition("::")[2]: t for t in results if t.partition("::")[0] == path}
+    if name and in_file:  # the names alone: a shared path would make any two of its tests look alike
+        found = [in_file[n] for n in get_close_matches(name, list(in_file), n=1, cutoff=NEAR)]
+    else:
+        found = get_close_matches(test_id, list(results), n=1, cutoff=NEAR)
+    return f" (did you mean {found[0]}?)" if found else ""
 
 
 def _adds_passing_tests(base: Mapping[str, TestResult], now: Mapping[str, TestResult]) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from db.lifecycle import Verdict
-from verification.digest import feedback_digest
+from verification.digest import feedback_digest, targets_digest
 from verification.judge import Judgement, judge
 from verification.report import Outcome, TestResult
 from verification.runner import TestRun
@@ -57,3 +57,14 @@ def test_hidden_run_output_is_never_shown() -> None:
     j = Judgement(Verdict.FAILED, ["the test run crashed"], [], 0, [], [])
     assert HIDDEN not in feedback_digest(now, j, hidden=[HIDDEN_FILE])
     assert "INTERNALERROR" in feedback_digest(now, j)
+
+
+def test_a_mistyped_target_names_the_closest_test_in_the_feedback_and_the_prompt() -> None:
+    """The agent reads which test was probably meant (a reason about a shown test is told by its block)."""
+    typo, meant = "tests/test_calc.py::test_ad", "tests/test_calc.py::test_add"
+    base, now = runs([meant])
+    text = feedback_digest(now, judge(base, now, [typo]))
+    assert f"{typo}: missing from the results (did you mean {meant}?)" in text
+    first = targets_digest("", base, [typo])
+    assert f"{typo}: no such test at the base commit; write it if the ticket asks for a new test" in first
+    assert f"(did you mean {meant}?)" in first

@@ -53,7 +53,25 @@ def test_skipped_xfailed_or_missing_counts_as_broken() -> None:
 def test_named_target_missing_from_results_fails() -> None:
     j = judge(BASE, tr(add=P, mul=P), targets=["tests/test_calc.py::test_new"])
     assert j.verdict is Verdict.FAILED
-    assert "tests/test_calc.py::test_new was not found in the test results" in j.reasons
+    assert "tests/test_calc.py::test_new was not found in the test results, at the base or with the diff" in j.reasons
+
+
+def test_a_named_target_that_exists_nowhere_names_the_closest_test() -> None:
+    """A mistyped --target: the reviewer and the agent read which test was probably meant, after one attempt."""
+    j = judge(BASE, tr(add=P, mul=P), targets=["tests/test_calc.py::test_ad"])
+    assert j.reasons == [
+        "tests/test_calc.py::test_ad was not found in the test results, at the base or with the diff "
+        f"(did you mean {ADD}?)"
+    ]
+    path_typo = judge(BASE, tr(add=P, mul=P), targets=["tests/test_clac.py::test_add"])
+    assert path_typo.reasons[0].endswith(f"(did you mean {ADD}?)")
+    far = judge(BASE, tr(add=P, mul=P), targets=["tests/test_parser.py::test_unicode_escapes"])
+    assert "did you mean" not in far.reasons[0]
+
+
+def test_a_test_the_diff_removed_is_not_a_typo() -> None:
+    j = judge(BASE, tr(mul=P), targets=[ADD])
+    assert j.reasons == [f"{ADD} was not found in the test results"]
 
 
 def test_new_failing_test_is_not_a_pass() -> None:
