@@ -12,6 +12,7 @@ from db.models import Attempt, Ticket
 from db.specs import RepoSettings
 from orchestrator import delivery, views
 from orchestrator.errors import FleetError
+from system import commit_text
 from system.settings import Settings
 
 if TYPE_CHECKING:
@@ -188,7 +189,7 @@ def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str, cho
             base_sha=ticket.base_sha,
             diff=best.diff,
             message=commit_message(ticket, candidate),
-            title=ticket.title,
+            title=commit_text.subject(ticket.title),  # GitHub writes it into the merge commit
             report=delivery.report(ticket, candidate.attempt, delivery.ticket_link(settings, ticket_id)),
             settings=RepoSettings.from_stored(ticket.repo.settings),
         )
@@ -220,7 +221,7 @@ def commit_message(ticket: Ticket, c: Candidate) -> str:
     """The branch commit names the attempt it came from (runs and attempts counted from 1, as users see them)."""
     agreed = f"; {c.agreement}" if c.agreement else ""
     where = f"run {c.attempt.run.number}, attempt {c.attempt.number}"
-    return f"{ticket.title}\n\nFleet ticket {ticket.id}, {where} (verified{agreed}).\n"
+    return commit_text.commit_message(ticket.title, f"Fleet ticket {ticket.id}, {where} (verified{agreed}).")
 
 
 def reject(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from system.invisible import invisible_shown
+
 # ECMA-48 sequences, dropped whole, in their 7-bit (ESC ...) and 8-bit (C1) forms: CSI (colours, cursor moves,
 # erasing), then OSC, DCS, SOS, PM and APC strings (window titles, hyperlinks, clipboard writes) up to their
 # terminator (BEL or ST) or the end of the line, then ESC and the characters of a two-character escape.
@@ -19,20 +21,9 @@ SEQUENCE = re.compile(
 )
 # What is left of the C0 controls but tab and newline, DEL and the C1 controls.
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# The invisible characters that change how text reads: the marks that reorder it ("Trojan Source", CVE-2021-42574),
-# zero-width and format characters (two names that look alike), and the line and paragraph separators some editors
-# break lines at where git does not. A reviewer must read code as it runs.
-INVISIBLE = re.compile(
-    "[\u0085\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\U000e0000-\U000e007f]"
-)
 
 
 def for_terminal(text: str) -> str:
     """text without escape sequences and control characters, its invisible characters shown (invisible_shown);
     tabs and newlines (multi-line text) stay."""
     return invisible_shown(CONTROL.sub("", SEQUENCE.sub("", text.replace("\r\n", "\n"))))
-
-
-def invisible_shown(text: str) -> str:
-    """text with each invisible character (INVISIBLE) written out as <U+XXXX>, so it is read as it runs."""
-    return INVISIBLE.sub(lambda mark: f"<U+{ord(mark[0]):04X}>", text)

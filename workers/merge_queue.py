@@ -19,6 +19,7 @@ from db.engine import Database
 from db.lifecycle import LIVE_MERGE, AttemptStatus, MergeStatus, TicketStatus
 from db.models import MergeEntry, Repo, utcnow
 from db.specs import RepoSettings
+from system import commit_text
 from system.git import GitError
 from system.mirror import MirrorError, ensure_mirror
 from system.settings import Settings
@@ -180,7 +181,8 @@ def _build(
 
 def build_inputs(s: queries.Session, entry: MergeEntry) -> tuple[str, str, Stamp]:
     """What an entry's build commit is made of besides its parent: the diff, the message, the fixed stamp."""
-    message = f"{entry.ticket.title}\n\nFleet ticket {entry.ticket_id}, landed by the merge queue (entry {entry.id}).\n"
+    note = f"Fleet ticket {entry.ticket_id}, landed by the merge queue (entry {entry.id})."
+    message = commit_text.commit_message(entry.ticket.title, note)
     return queries.get_attempt(s, entry.attempt_id).diff, message, Stamp(entry.created_at)
 
 

@@ -24,7 +24,7 @@ from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_for_filename
 from pygments.util import ClassNotFound
 
-from orchestrator.text import invisible_shown
+from system.invisible import invisible_shown
 
 MAX_DIFF_CHARS = 400_000
 MAX_HIGHLIGHTED_LINE = 200  # a hunk side with a longer line is shown plain
