@@ -58,11 +58,11 @@ class Wakeups:
 _embedded_wakeups = Wakeups()
 
 
-def ask_worker_to_stop(broker_url: str = "") -> None:
+def ask_worker_to_stop(broker_url: str = "", code: int = 0) -> None:
     """Celery's warm shutdown, seen at once by this process's worker loop: the embedded one is woken, a Redis
     one's wait for a message in flight is ended (broker_url: the worker's Redis broker, whose connections it named
-    redis_transport.client_name())."""
-    celery.worker.state.should_stop = 0  # Celery's own flag, as its SIGTERM handler sets it
+    redis_transport.client_name()); code is the worker's exit code."""
+    celery.worker.state.should_stop = code  # Celery's own flag, as its SIGTERM handler sets it
     _embedded_wakeups.ring()
     if transport_for(broker_url) is not None:
         from workers.redis_transport import end_waits

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import celery.platforms
 import celery.signals
 import celery.worker.state
 from celery.exceptions import SecurityWarning
@@ -30,19 +31,65 @@ IDLE_JOIN_SECONDS = 5.0  # for the idle check's database read in flight when the
 # Celery threads beyond the agent slots: they only hand verifications to the runtime's own budget, so a
 # verification message never waits for an agent to end before it is taken.
 HANDOFF_THREADS = 2
+INTERRUPTED = 1  # the exit code after Ctrl-C, as Celery's own handler gave it
 
 
-def _grace_on_shutdown(runtime: WorkerRuntime, grace: float) -> Callable[..., None]:
-    """On Celery's warm shutdown (SIGTERM), no new work is taken; after grace seconds what still runs goes back."""
+class Stop:
+    """A worker asked to stop (Ctrl-C, SIGTERM): the first time, no new work is taken and running attempts get the
+    grace period to finish, then go back in line; the second time they go back in line now. Every request comes
+    from a signal handler, on the main thread."""
 
-    def started(**_: Any) -> None:
-        runtime.stopping.set()
-        log.warning("stopping: no new work; running attempts have %gs to finish, then go back in line", grace)
-        timer = threading.Timer(grace, runtime.hand_back)
-        timer.daemon = True
-        timer.start()
+    def __init__(self, runtime: WorkerRuntime, grace: float, announce: Callable[[str], None]) -> None:
+        self.runtime, self.grace, self.announce = runtime, grace, announce
+        self._timer: threading.Timer | None = None
 
-    return started
+    def request(self, *_: Any, **__: Any) -> None:
+        if self._timer is None:
+            self._begin()
+        else:
+            self._hand_back("stopping the running attempts now")
+
+    def _begin(self) -> None:
+        self.runtime.stopping.set()
+        self._say(
+            f"stopping: no new work; running attempts have {self.grace:g}s (FLEET_SHUTDOWN_GRACE_SECONDS) to finish, "
+            "then go back in line; Ctrl-C again stops them now"
+        )
+        self._timer = threading.Timer(self.grace, self._hand_back, ("the grace period is over",))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _hand_back(self, why: str) -> None:
+        if not self.runtime.handing_back.is_set():
+            self._say(f"{why}: they go back in line, no verdict")
+        self.runtime.hand_back()
+
+    def _say(self, line: str) -> None:
+        log.warning("%s", line)
+        self.announce(line)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _interrupts(stop: Stop, broker_url: str) -> Callable[..., None]:
+    """Once the worker is ready, Ctrl-C does what Stop says in place of what Celery does: Celery's second Ctrl-C is
+    a cold shutdown, which a thread pool cannot carry out (it cannot cancel a task), and the process exits with its
+    attempts still `running` in the database until their leases lapse."""
+
+    def interrupted(*_: Any) -> None:
+        stop.request()
+        ask_worker_to_stop(broker_url, INTERRUPTED)
+
+    def take_interrupts(**_: Any) -> None:
+        celery.platforms.signals["SIGINT"] = interrupted
+
+    return take_interrupts
+
+
+def _silent(line: str) -> None:
+    """An announce that shows nothing (the log has the line)."""
 
 
 def _broker_client_name(settings: Settings, until_idle: bool) -> str:
@@ -78,10 +125,12 @@ def serve(
     logfile: str | None = None,
     loglevel: str = "WARNING",
     passes: Sequence[Pass] = (),
+    announce: Callable[[str], None] = _silent,
 ) -> int:
     """Consume queues with `concurrency` slots until stopped (or, with until_idle, until no work is left).
 
-    Celery's logging goes to logfile when one is given (the command line shows its own progress instead)."""
+    Celery's logging goes to logfile when one is given (the command line shows its own progress instead); announce
+    shows what a stop does (the command line prints it)."""
     if settings.embedded:  # one user's own machine: Celery's advice against running as root is noise here
         warnings.filterwarnings("ignore", category=SecurityWarning)
     celery.worker.state.should_stop = None  # a previous serve() in this process may have set it
@@ -96,8 +145,10 @@ def serve(
     reconcile(db, dispatcher, settings, 0.0 if settings.embedded else settings.redispatch_seconds)
     reconciler = ReconcilerThread(db, dispatcher, settings, passes, before=lambda: hand_over_kept(runtime))
     reconciler.start()
-    on_shutdown = _grace_on_shutdown(runtime, settings.shutdown_grace_seconds)
-    celery.signals.worker_shutting_down.connect(on_shutdown, weak=False)
+    stop = Stop(runtime, settings.shutdown_grace_seconds, announce)
+    take_interrupts = _interrupts(stop, settings.broker_url if named else "")
+    celery.signals.worker_shutting_down.connect(stop.request, weak=False)  # SIGTERM, through Celery
+    celery.signals.worker_ready.connect(take_interrupts, weak=False)
     stopped = threading.Event()
     idle_check = threading.Thread(
         target=_stop_when_idle, args=(db, stopped, runtime.leases, settings.broker_url if named else ""), daemon=True
@@ -119,7 +170,9 @@ def serve(
     try:
         worker.start()
     finally:
-        celery.signals.worker_shutting_down.disconnect(on_shutdown)
+        celery.signals.worker_shutting_down.disconnect(stop.request)
+        celery.signals.worker_ready.disconnect(take_interrupts)
+        stop.close()
         stopped.set()
         if idle_check.is_alive():  # else it could stop the next serve() of this process
             idle_check.join(timeout=IDLE_CHECK_SECONDS + IDLE_JOIN_SECONDS)

@@ -56,7 +56,10 @@ def up(
     for line in banner(ctx.settings, concurrency, until_idle, logging.get("logfile")):
         out.print(line)
     with reporting(ctx.db):
-        code = serve(ctx.settings, ctx.db, concurrency, until_idle=until_idle, passes=forge_passes(ctx), **logging)
+        code = serve(
+            ctx.settings, ctx.db, concurrency, until_idle=until_idle, passes=forge_passes(ctx), announce=out.print,
+            **logging,
+        )  # fmt: skip
     raise typer.Exit(code)
 
 
@@ -74,8 +77,8 @@ def worker(
 ) -> None:
     """Run a team-mode worker against FLEET_BROKER_URL and FLEET_DATABASE_URL.
 
-    SIGTERM stops it gently: no new work, running attempts get FLEET_SHUTDOWN_GRACE_SECONDS to finish, then go back
-    in line for other workers (no verdict)."""
+    SIGTERM or Ctrl-C stops it gently: no new work, running attempts get FLEET_SHUTDOWN_GRACE_SECONDS to finish,
+    then go back in line for other workers (no verdict); a second one sends them back at once."""
     from workers.constants import AGENT_QUEUE, QUEUES, VERIFY_QUEUE
     from workers.serve import serve
 
@@ -90,9 +93,11 @@ def worker(
     for line in banner(ctx.settings, concurrency, drain, logging.get("logfile")):
         out.print(line)
     queues = [names[q] for q in queue] or list(QUEUES)
-    raise typer.Exit(
-        serve(ctx.settings, ctx.db, concurrency, queues, until_idle=drain, passes=forge_passes(ctx), **logging)
-    )
+    code = serve(
+        ctx.settings, ctx.db, concurrency, queues, until_idle=drain, passes=forge_passes(ctx), announce=out.print,
+        **logging,
+    )  # fmt: skip
+    raise typer.Exit(code)
 
 
 @commands.command("workers")

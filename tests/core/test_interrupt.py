@@ -1,0 +1,68 @@
+"""Ctrl-C on `fleet up`: one line says what the stop does; a second Ctrl-C hands the running attempts back at once,
+waiting with no verdict and no attempt spent, and the next `fleet up` runs them without waiting for a lease."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from db.models import Attempt, Verification
+from tests.core.conftest import Fleet
+from tests.core.test_recovery import counting, wait_for
+
+STOPPING = (
+    "stopping: no new work; running attempts have 300s (FLEET_SHUTDOWN_GRACE_SECONDS) to finish, then go back in "
+    "line; Ctrl-C again stops them now"
+)
+
+
+def _starts(counter: Path) -> int:
+    return len(counter.read_text().splitlines()) if counter.exists() else 0
+
+
+@contextmanager
+def _up(fleet: Fleet) -> Iterator[subprocess.Popen[str]]:
+    up = fleet.popen("up", "--concurrency", "1")
+    try:
+        yield up
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+
+
+def _ctrl_c_twice(fleet: Fleet, up: subprocess.Popen[str]) -> str:
+    """Ctrl-C, then Ctrl-C again once the first was taken (its line is in the worker log): what `fleet up` printed."""
+    log = fleet.home / "logs" / "worker.log"
+    seen = log.read_text().count("stopping: no new work")
+    up.send_signal(signal.SIGINT)
+    wait_for(lambda: log.read_text().count("stopping: no new work") > seen, timeout=60)
+    up.send_signal(signal.SIGINT)
+    out, _ = up.communicate(timeout=60)  # long before the agent's two minutes
+    return out
+
+
+@pytest.mark.slow  # two real `fleet up` processes and an agent start in each
+def test_a_second_ctrl_c_hands_running_attempts_back_at_once_for_the_next_fleet_up(embedded: Fleet) -> None:
+    # Leases far longer than the test: an attempt left `running` would not run again within it.
+    embedded.env.update(FLEET_AGENT_SANDBOX="false", FLEET_SHUTDOWN_GRACE_SECONDS="300", FLEET_LEASE_SECONDS="600")
+    embedded.sample_repo()
+    counter = embedded.tmp / "starts"
+    [ticket] = embedded.submit("--repo", "calc", "--title", "add", "--agent-cmd", counting(counter, "sleep", "120"))
+    with _up(embedded) as up:
+        wait_for(lambda: _starts(counter) == 1, timeout=60)
+        printed = _ctrl_c_twice(embedded, up)
+    assert STOPPING in printed.splitlines()
+    with embedded.db().session() as s:
+        [attempt] = s.query(Attempt).filter_by(ticket_id=ticket["id"]).all()  # the run spent no attempt
+        assert (attempt.status, attempt.lease_token, attempt.number) == ("queued", None, 1)
+        assert s.query(Verification).count() == 0
+    assert "attempt 1 (id 1): queued" in embedded.run("show", str(ticket["id"])).stdout
+    with _up(embedded) as up:
+        wait_for(lambda: _starts(counter) == 2, timeout=60)
+        _ctrl_c_twice(embedded, up)
