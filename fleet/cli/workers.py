@@ -56,10 +56,10 @@ def up(
     for line in banner(ctx.settings, concurrency, until_idle, logging.get("logfile")):
         out.print(line)
     with reporting(ctx.db):
+        passes = forge_passes(ctx)
         code = serve(
-            ctx.settings, ctx.db, concurrency, until_idle=until_idle, passes=forge_passes(ctx), announce=out.print,
-            **logging,
-        )  # fmt: skip
+            ctx.settings, ctx.db, concurrency, until_idle=until_idle, passes=passes, announce=out.print, **logging
+        )
     raise typer.Exit(code)
 
 
@@ -93,10 +93,10 @@ def worker(
     for line in banner(ctx.settings, concurrency, drain, logging.get("logfile")):
         out.print(line)
     queues = [names[q] for q in queue] or list(QUEUES)
+    passes = forge_passes(ctx)
     code = serve(
-        ctx.settings, ctx.db, concurrency, queues, until_idle=drain, passes=forge_passes(ctx), announce=out.print,
-        **logging,
-    )  # fmt: skip
+        ctx.settings, ctx.db, concurrency, queues, until_idle=drain, passes=passes, announce=out.print, **logging
+    )
     raise typer.Exit(code)
 
 
