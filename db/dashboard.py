@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from db.lifecycle import LEASED_ATTEMPT, OPEN_ATTEMPT, AttemptStatus, TicketStatus
@@ -32,6 +32,23 @@ def find_tickets(
         query = query.where(Ticket.id < before)
     if with_runs:
         query = query.options(selectinload(Ticket.runs).selectinload(Run.attempts).selectinload(Attempt.verification))
+    return s.scalars(_filtered(query, status, repo, agent)).all()
+
+
+def review_tickets(
+    s: Session, repo: str | None = None, agent: str | None = None, limit: int | None = None, after: int | None = None
+) -> Sequence[Ticket]:
+    """Tickets waiting for review, highest priority first, then oldest; filtered as find_tickets filters, a page
+    of `limit` after ticket `after` (its place in that order, never an offset: an approval between two pages
+    moves no ticket past the reader)."""
+    query = select(Ticket).order_by(Ticket.priority.desc(), Ticket.id).limit(limit)
+    if after:
+        mark = select(Ticket.priority).where(Ticket.id == after).scalar_subquery()
+        query = query.where(or_(Ticket.priority < mark, and_(Ticket.priority == mark, Ticket.id > after)))
+    return s.scalars(_filtered(query, TicketStatus.NEEDS_REVIEW.value, repo, agent)).all()
+
+
+def _filtered(query: Select[Ticket], status: str | None, repo: str | None, agent: str | None) -> Select[Ticket]:
     if status:
         query = query.where(Ticket.status == status)
     if repo:
@@ -45,7 +62,7 @@ def find_tickets(
                 Ticket.agent.contains("," + agent + ","),
             )
         )
-    return s.scalars(query).all()
+    return query
 
 
 def get_run(s: Session, run_id: int) -> Run:

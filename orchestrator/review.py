@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from db import lifecycle, policy, queries
+from db import dashboard, lifecycle, policy, queries
 from db.engine import Database
 from db.lifecycle import TicketStatus, Verdict
 from db.models import Attempt, Ticket
@@ -119,11 +119,14 @@ def candidate_view(c: Candidate, rank: int) -> dict[str, Any]:
     )
 
 
-def review_queue(db: Database) -> list[dict[str, Any]]:
-    """Tickets waiting for review with their verified candidates, best first (`fleet review list`, the web)."""
+def review_queue(
+    db: Database, repo: str | None = None, agent: str | None = None, limit: int | None = None, after: int | None = None
+) -> list[dict[str, Any]]:
+    """Tickets waiting for review with their verified candidates, best first (`fleet review list`, the web); the
+    web's page of them is `limit` tickets after ticket `after`, of a repo or an agent (db.dashboard.review_tickets)."""
     rows = []
     with db.session() as s:
-        for ticket in queries.review_candidates(s):
+        for ticket in dashboard.review_tickets(s, repo, agent, limit, after):
             tree = queries.load_ticket_tree(s, ticket.id)
             best = candidates(tree, queries.rejected_attempt_ids(s, ticket.id))
             rows.append(

@@ -275,15 +275,6 @@ def finish_run(s: Session, run: Run, status: RunStatus) -> None:
     run.finished_at = utcnow()
 
 
-def review_candidates(s: Session) -> Sequence[Ticket]:
-    query = (
-        select(Ticket)
-        .where(Ticket.status == TicketStatus.NEEDS_REVIEW.value)
-        .order_by(Ticket.priority.desc(), Ticket.id)
-    )
-    return s.scalars(query).all()
-
-
 def add_review(s: Session, **fields: Any) -> Review:
     review = Review(**fields)
     s.add(review)

@@ -19,7 +19,7 @@ from db.queries import AlreadyExists, NotFound
 from db.specs import explain_errors
 from orchestrator.dispatch import DispatcherFactory, LazyDispatcher
 from orchestrator.errors import FleetError
-from orchestrator.web import api, apidocs, events, hooks, leaderboard, metrics, pages
+from orchestrator.web import api, apidocs, events, hooks, leaderboard, metrics, pages, queues, raw
 from orchestrator.web.auth import Forbidden, NotAuthenticated, signed_in
 from orchestrator.web.state import WebState, load_session_key
 from system.settings import Settings
@@ -163,6 +163,8 @@ def create_app(
         api.router,
         hooks.router,
         pages.router,
+        queues.router,
+        raw.router,
         leaderboard.router,
         events.router,
         metrics.router,

@@ -26,7 +26,6 @@ from pygments.util import ClassNotFound
 
 from system.invisible import invisible_shown
 
-MAX_DIFF_CHARS = 400_000
 MAX_HIGHLIGHTED_LINE = 200  # a hunk side with a longer line is shown plain
 MAX_HIGHLIGHTED_HUNK = 10_000  # characters of one hunk side highlighted at once
 MAX_HIGHLIGHT_SECONDS = 0.25  # of one diff; past it, plain
@@ -35,8 +34,28 @@ HIGHLIGHTED = frozenset(
     | {"kotlin", "ruby", "bash", "html", "css", "markdown", "restructuredtext", "csharp", "swift", "scala"}
     | {"php"}  # not java: its lexer's time grows with the square of a line
 )  # lexers by their first alias: common languages whose lexers read a line in time that grows with its length
+FILE_START = re.compile(r"^diff --git ", re.M)  # at the start of a line git ends with a newline, as parse reads it
 HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@(.*)$")
 FORMATTER = HtmlFormatter(nowrap=True)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """How much of a diff one view draws. Files are drawn whole, in order, while the view's lines and characters
+    last; a file over its own limit is listed, not drawn, so one generated file cannot crowd out the rest."""
+
+    lines: int
+    chars: int
+    file_lines: int
+    file_chars: int
+
+
+# A drawn line is two table rows (unified and split) of about 350 bytes of markup besides its escaped, highlighted
+# text, which takes up to 8 bytes a character (`&lt;` twice): PAGE keeps a ticket page's one diff under about
+# 2 MB at worst and 0.5 MB for ordinary code, BRIEF each entry of a review page (REVIEW_PAGE of them) under 0.5 MB.
+PAGE = Limit(lines=2_000, chars=200_000, file_lines=1_000, file_chars=100_000)
+BRIEF = Limit(lines=500, chars=50_000, file_lines=500, file_chars=50_000)
+MAX_LISTED_FILES = 300  # files named in a view's list; the rest are counted
 
 
 @dataclass
@@ -189,37 +208,106 @@ def _split(f: FileDiff, path: str) -> Markup:
     return Markup('<table class="diff-table split">{}{}</table>').format(cols, Markup("").join(rows))
 
 
-def diff_view(diff: str, key: str, form: str = "") -> Markup:
-    """The review view of one diff; key makes its anchors unique on the page, form names the Reject form that
-    line comments join (none: no comment buttons do anything)."""
+@dataclass
+class Part:
+    """One file's text of a diff, named and measured without parsing its lines."""
+
+    text: str
+    path: str
+    added: int
+    removed: int
+    lines: int
+
+
+def split_files(diff: str) -> list[Part]:
+    """The diff's files, cut where parse starts a file (text before the first is not a file's, as in parse); only
+    the listed ones are named."""
+    starts = [m.start() for m in FILE_START.finditer(diff)]
+    ends = [*starts[1:], len(diff)]
+    return [_part(diff[a:b], i < MAX_LISTED_FILES) for i, (a, b) in enumerate(zip(starts, ends, strict=True))]
+
+
+def _part(text: str, named: bool) -> Part:
+    header, mark, body = text.partition("\n@@")
+    path = parse(header[:20_000])[0].path if named else ""  # the name is in the first lines of a header
+    body = mark + body
+    return Part(text, path, body.count("\n+"), body.count("\n-"), text.count("\n") + (text[-1:] != "\n"))
+
+
+def _drawn(parts: list[Part], limit: Limit) -> list[bool]:
+    """Which parts the view draws: each listed one that fits its file limit and what is left of the view's."""
+    lines = chars = 0
+    drawn = []
+    for i, part in enumerate(parts):
+        fits = i < MAX_LISTED_FILES and part.lines <= limit.file_lines and len(part.text) <= limit.file_chars
+        fits = fits and lines + part.lines <= limit.lines and chars + len(part.text) <= limit.chars
+        lines, chars = (lines + part.lines, chars + len(part.text)) if fits else (lines, chars)
+        drawn.append(fits)
+    return drawn
+
+
+def _counts(added: int, removed: int) -> Markup:
+    return Markup('<span class="add">+{}</span> <span class="del">-{}</span>').format(added, removed)
+
+
+def _section(f: FileDiff, anchor: str, counts: Markup, form: str, budget: _Budget) -> Markup:
+    _highlight_file(f, budget)
+    path = f.path if form else ""
+    return Markup('<section class="diff-file" id="{}"><h4>{} {}</h4>{}{}</section>').format(
+        anchor, f.path, counts, _unified(f, path), _split(f, path)
+    )
+
+
+def _left_out(parts: list[Part], drawn: list[bool], limit: Limit, raw: str) -> Markup:
+    """What the view did not draw, in numbers, and where the whole diff is; nothing when it drew it all."""
+    missing = [p for p, shown in zip(parts, drawn, strict=True) if not shown]
+    if not missing:
+        return Markup("")
+    lines = sum(p.lines for p in missing)
+    text = (
+        f"Not drawn: {len(missing):,} of {len(parts):,} files ({lines:,} of {sum(p.lines for p in parts):,} lines)."
+        f" This view draws files of up to {limit.file_lines:,} lines and {limit.file_chars:,} characters,"
+        f" {limit.lines:,} lines and {limit.chars:,} characters in all."
+    )
+    link = Markup(' <a class="raw-diff" href="{}">The whole diff, as text</a>').format(raw) if raw else ""
+    return Markup('<p class="diff-cut" role="note">{}{}</p>').format(text, link)
+
+
+def diff_view(diff: str, key: str, form: str = "", raw: str = "", limit: Limit = PAGE) -> Markup:
+    """The review view of one diff, at most `limit` of it drawn; key makes its anchors unique on the page, form
+    names the Reject form that line comments join (none: no comment buttons do anything), raw is the address of
+    the whole diff as text (linked from the view, and from its note of what it left out)."""
     if not diff.strip():
         return Markup('<p class="muted">no changes</p>')
-    note = ""
-    if len(diff) > MAX_DIFF_CHARS:
-        diff, note = diff[:MAX_DIFF_CHARS], f"(cut at {MAX_DIFF_CHARS} characters; the API has the whole diff)"
-    files, budget = parse(diff), _Budget()
-    items, sections = [], []
-    for i, f in enumerate(files):
-        _highlight_file(f, budget)
-        anchor = f"{key}-f{i}"
-        counts = Markup('<span class="add">+{}</span> <span class="del">-{}</span>').format(f.added, f.removed)
-        items.append(Markup('<li><a href="#{}">{}</a> {}</li>').format(anchor, f.path, counts))
-        sections.append(
-            Markup('<section class="diff-file" id="{}"><h4>{} {}</h4>{}{}</section>').format(
-                anchor, f.path, counts, _unified(f, f.path if form else ""), _split(f, f.path if form else "")
-            )
-        )
-    hint = '<span class="muted">click a line number of the new version to comment on that line</span>'
-    toolbar = Markup(
-        '<div class="diff-toolbar"><button type="button" class="diff-mode" data-mode="unified">Unified</button>'
-        '<button type="button" class="diff-mode" data-mode="split">Split</button>{}</div>'
-    ).format(Markup(hint) if form else "")
+    parts, budget = split_files(diff), _Budget()
+    drawn = _drawn(parts, limit)
+    items: list[Markup] = []
+    sections: list[Markup] = []
+    for i, (part, shown) in enumerate(zip(parts[:MAX_LISTED_FILES], drawn, strict=False)):
+        anchor, counts = f"{key}-f{i}", _counts(part.added, part.removed)
+        if not shown:
+            note = Markup('<span class="muted">not drawn: {} lines</span>').format(f"{part.lines:,}")
+            items.append(Markup('<li class="not-drawn">{} {} {}</li>').format(part.path, counts, note))
+            continue
+        items.append(Markup('<li><a href="#{}">{}</a> {}</li>').format(anchor, part.path, counts))
+        sections.extend(_section(f, anchor, counts, form, budget) for f in parse(part.text))
+    if (unlisted := len(parts) - MAX_LISTED_FILES) > 0:
+        items.append(Markup('<li class="not-drawn muted">and {} more files</li>').format(f"{unlisted:,}"))
     return Markup(
-        '<div class="review-diff hl mode-unified" data-form="{}">{}<ul class="diff-files">{}</ul>{}{}</div>'
+        '<div class="review-diff hl mode-unified" data-form="{}">{}{}<ul class="diff-files">{}</ul>{}</div>'
     ).format(
         form,
-        toolbar,
+        _toolbar(form, raw),
+        _left_out(parts, drawn, limit, raw),
         Markup("").join(items),
         Markup("").join(sections),
-        Markup('<p class="muted">{}</p>').format(note) if note else "",
     )
+
+
+def _toolbar(form: str, raw: str) -> Markup:
+    hint = '<span class="muted">click a line number of the new version to comment on that line</span>'
+    link = Markup('<a class="raw-diff" href="{}">Raw diff</a>').format(raw) if raw else ""
+    return Markup(
+        '<div class="diff-toolbar"><button type="button" class="diff-mode" data-mode="unified">Unified</button>'
+        '<button type="button" class="diff-mode" data-mode="split">Split</button>{}{}</div>'
+    ).format(link, Markup(hint) if form else "")

@@ -13,10 +13,11 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
 from db import dashboard, queries, tokens
+from db.errors import NotFound
 from db.lifecycle import TicketStatus
 from db.specs import SpecError, TicketSpec, parse
 from db.spectypes import MAX_BODY, TOKEN_NAME
-from orchestrator import approval, merges, views
+from orchestrator import approval, views
 from orchestrator import review as reviews
 from orchestrator.errors import FleetError
 from orchestrator.tickets import CANCELLABLE, submit
@@ -44,7 +45,6 @@ router = APIRouter(include_in_schema=False)
 PAGE = 50  # tickets per page of the tickets list; older ones are a link away
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.globals.update(
-    diff_html=render.diff_html,
     diff_view=diffview.diff_view,
     plural=views.plural,
     age=render.age,
@@ -234,7 +234,9 @@ def submit_form(
     return back(f"/tickets/{ticket.id}", "submitted")
 
 
-def ticket_context(state: WebState, ticket_id: int) -> dict[str, Any]:
+def ticket_context(state: WebState, ticket_id: int, chosen: int | None = None) -> dict[str, Any]:
+    """The ticket page's facts; one attempt, `chosen` or else the best candidate or the latest, has its diff and
+    transcript drawn, the others are a link away (a page with every attempt's 5 MB diff drawn never ends)."""
     with state.db.session() as s:
         tree = queries.load_ticket_tree(s, ticket_id)
         ticket = views.ticket_view(tree, with_runs=True)
@@ -249,11 +251,17 @@ def ticket_context(state: WebState, ticket_id: int) -> dict[str, Any]:
     for run in ticket["runs"]:
         for attempt in run["attempts"]:
             attempt.update(texts[attempt["id"]])
+    focus = focus_attempt(ticket_id, list(texts), found[0].attempt.id if found else None, chosen)
+    in_review = [c["id"] for c in shown] if ticket["status"] == "needs_review" else []
     return {
         "ticket": ticket,
         "candidates": shown,
         "rejected": rejected,
         "best_attempt": found[0].attempt.id if found else None,
+        "chosen": chosen,
+        "focus": focus,
+        "in_review": in_review,
+        "diff_limit": diffview.PAGE,
         "submitted_by": submitted_by,
         "landed": landed,
         "events": events,
@@ -262,14 +270,26 @@ def ticket_context(state: WebState, ticket_id: int) -> dict[str, Any]:
     }
 
 
+def focus_attempt(ticket_id: int, attempts: list[int], best: int | None, chosen: int | None) -> int | None:
+    """The attempt a reader asked for (one of the ticket's), else the one a reviewer most likely looks at."""
+    if chosen is not None and chosen not in attempts:
+        raise NotFound(f"attempt {chosen} is not an attempt of ticket {ticket_id}")
+    return chosen or best or max(attempts, default=None)
+
+
+Chosen = Annotated[int | None, Query(ge=1, description="The attempt whose diff and transcript are drawn.")]
+
+
 @router.get("/tickets/{ticket_id}")
-def ticket_page(ticket_id: int, request: Request, state: State, principal: Viewer) -> Response:
-    return page(request, "ticket.html", principal, **ticket_context(state, ticket_id))
+def ticket_page(ticket_id: int, request: Request, state: State, principal: Viewer, attempt: Chosen = None) -> Response:
+    return page(request, "ticket.html", principal, **ticket_context(state, ticket_id, attempt))
 
 
 @router.get("/tickets/{ticket_id}/live")
-def ticket_fragment(ticket_id: int, request: Request, state: State, principal: Viewer) -> Response:
-    return page(request, "_ticket_body.html", principal, **ticket_context(state, ticket_id))
+def ticket_fragment(
+    ticket_id: int, request: Request, state: State, principal: Viewer, attempt: Chosen = None
+) -> Response:
+    return page(request, "_ticket_body.html", principal, **ticket_context(state, ticket_id, attempt))
 
 
 @router.post("/tickets/{ticket_id}/cancel")
@@ -326,21 +346,6 @@ def reject_form(
         state.db, state.dispatcher, state.settings, ticket_id, principal.name, words, _choice(attempt)
     )
     return back(f"/tickets/{ticket_id}", "rejected_retry" if decision.attempt else "rejected")
-
-
-# --- review ----------------------------------------------------------------------------------------
-
-
-@router.get("/review")
-def review_page(request: Request, state: State, principal: Viewer) -> Response:
-    return page(request, "review.html", principal, queue=reviews.review_queue(state.db))
-
-
-@router.get("/merge")
-def merge_page(request: Request, state: State, principal: Viewer) -> Response:
-    with state.db.session() as s:
-        view = merges.queue_view(s, recent=20)
-    return page(request, "merge.html", principal, **view)
 
 
 # --- tokens ----------------------------------------------------------------------------------------

@@ -1,37 +1,23 @@
-"""Server-side rendering helpers: highlighted diffs, inline SVG bar charts, ages."""
+"""Server-side rendering helpers: transcripts' tails, inline SVG bar charts, ages."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from markupsafe import Markup, escape
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexers import DiffLexer
 
 from db.models import utcnow
 from orchestrator import steps
 from orchestrator.text import for_terminal
 from orchestrator.web.figures import Bucket
 
-MAX_DIFF_CHARS = 400_000
-MAX_TEXT_CHARS = 200_000
-
-
-def diff_html(diff: str) -> Markup:
-    """A diff as highlighted HTML (pygments escapes the text); very large diffs are cut with a note."""
-    if not diff.strip():
-        return Markup('<p class="muted">no changes</p>')
-    note = ""
-    if len(diff) > MAX_DIFF_CHARS:
-        diff, note = diff[:MAX_DIFF_CHARS], f"(cut at {MAX_DIFF_CHARS} characters; the API has the whole diff)"
-    html = highlight(diff, DiffLexer(), HtmlFormatter(cssclass="hl"))
-    return Markup(html) + (Markup('<p class="muted">') + escape(note) + Markup("</p>") if note else "")
+MAX_TEXT_CHARS = 50_000  # of a transcript on a page or in its live stream: its last few hundred steps
 
 
 def tail(text: str, limit: int = MAX_TEXT_CHARS) -> str:
-    """The end of a long text (transcripts keep their conclusion at the end)."""
-    return text if len(text) <= limit else f"[... {len(text) - limit} characters cut ...]\n" + text[-limit:]
+    """The end of a long text (transcripts keep their conclusion at the end), saying how much it left out."""
+    cut = f"[... {len(text) - limit:,} characters before these are not shown: the raw transcript has them ...]\n"
+    return text if len(text) <= limit else cut + text[-limit:]
 
 
 def readable(text: str) -> str:

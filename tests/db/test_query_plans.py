@@ -74,6 +74,7 @@ READS: dict[str, Callable[[queries.Session], object]] = {
     "tickets by status": lambda s: queries.list_tickets(s, "queued", limit=50),
     "tickets of a repository": lambda s: queries.list_tickets(s, repo="r", limit=50),
     "the next page, by status": lambda s: dashboard.find_tickets(s, "queued", limit=50, with_runs=True, before=3),
+    "the review list's next page": lambda s: dashboard.review_tickets(s, repo="r", limit=11, after=3),
     "a ticket with runs and attempts": lambda s: queries.load_ticket_tree(s, 1),
     "a ticket's events": lambda s: queries.ticket_events(s, 1),
     "a ticket's open attempts": lambda s: queries.open_attempts(s, 1),

@@ -113,10 +113,8 @@ def test_log_in_watch_a_ticket_reach_review_live_and_approve_it(browser: Any, tm
         assert listing.evaluate("window.__sameDocument") is True
         shot(listing, "3-tickets")
 
-        diff = page.locator("#timeline details.diff").first
-        assert diff.get_attribute("open") is None
-        diff.locator("summary").click()
-        added = diff.locator(".hl .unified .gi", has_text="return a + b")
+        page.locator("#timeline .diff-link a", has_text="drawn above").click()  # the candidate's diff, drawn once
+        added = page.locator("details.diff[open] .hl .unified .gi", has_text="return a + b")
         assert added.is_visible()
         assert "tests/test_calc.py::test_add" in page.locator(".verification").first.inner_text()
         shot(page, "4-ticket")

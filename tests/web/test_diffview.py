@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator.review import with_line_comments
 from orchestrator.text import for_terminal
-from orchestrator.web.diffview import diff_view, parse
+from orchestrator.web.diffview import BRIEF, MAX_LISTED_FILES, PAGE, diff_view, parse
 
 HOSTILE = """diff --git a/calc.py b/calc.py
 index 1111111..2222222 100644
@@ -107,3 +107,23 @@ def test_a_line_break_git_does_not_make_cannot_hide_the_lines_after_it() -> None
         assert [f.path for f in files] == ["app.py"] and files[0].added == 3
         assert diff_view(diff, "t-1").count('class="code gi"') == 2 * 3  # all three, in the unified and split view
     assert "&lt;U+0085&gt;diff --git" in diff_view(_added("a.py", "# a\x85diff --git a/b b/b"), "t-1")
+
+
+def test_a_file_over_its_limit_is_listed_not_drawn_and_the_files_after_it_still_are() -> None:
+    generated = _added("package-lock.json", *(f'"v{i}": 1,' for i in range(PAGE.file_lines)))
+    html = diff_view(generated + _added("calc.py", "x = 1"), "t-1", raw="/attempts/7/diff")
+    assert "Not drawn: 1 of 2 files (1,005 of 1,011 lines)" in html
+    assert '<li class="not-drawn">package-lock.json <span class="add">+1000</span>' in html
+    assert 'id="t-1-f1"><h4>calc.py' in html and 'id="t-1-f0"' not in html
+    assert html.count('<a class="raw-diff" href="/attempts/7/diff">') == 2  # the toolbar's and the note's
+    assert "Not drawn" not in diff_view(_added("calc.py", "x = 1"), "t-1")
+
+
+def test_a_view_draws_files_while_its_budget_lasts_and_counts_the_files_it_does_not_list() -> None:
+    files = "".join(_added(f"f{i}.txt", *["x"] * 40) for i in range(MAX_LISTED_FILES + 10))
+    html = diff_view(files, "t-1", limit=BRIEF)
+    drawn = BRIEF.lines // 45  # 45 lines a file, with its header
+    assert html.count('<section class="diff-file"') == drawn
+    assert f"Not drawn: {MAX_LISTED_FILES + 10 - drawn:,} of {MAX_LISTED_FILES + 10:,} files" in html
+    assert '<li class="not-drawn muted">and 10 more files</li>' in html
+    assert html.count("<li") == MAX_LISTED_FILES + 1
