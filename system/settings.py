@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from system.places import EMBEDDED_BROKER, Place, default_home, resolved
+from system.webhosts import host_patterns
 
 __all__ = ["EMBEDDED_BROKER", "Settings", "default_home"]
 VERIFY_PER_CORE = 4
@@ -106,6 +107,17 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr = SecretStr("")  # FLEET_WEBHOOK_SECRET: the HMAC key of /api/hooks/github
     public_url: str = ""  # where the web pages are served, for the links in PRs and notifications
     forge_poll_seconds: float = 60.0  # how often the reconciler reads open PRs and imports issues
+    # The names `fleet web` answers to besides localhost, 127.0.0.1, [::1] and the address it listens on: a request
+    # with another Host header is refused (DNS rebinding). Comma-separated; `*.domain`; `*` for any name, behind a
+    # proxy that checks Host itself. Listening on every interface (0.0.0.0) needs it.
+    web_hosts: Annotated[list[str], NoDecode] = []
+
+    @field_validator("web_hosts", mode="before")
+    @classmethod
+    def _host_names(cls, value: object) -> object:
+        """FLEET_WEB_HOSTS is comma-separated; each name is checked and put in the form a Host header has."""
+        names = value.split(",") if isinstance(value, str) else value
+        return host_patterns([str(name) for name in names]) if isinstance(names, list) else names
 
     @property
     def place(self) -> Place:

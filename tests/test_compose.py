@@ -44,6 +44,7 @@ def operator_env(tmp_path: Path) -> dict[str, str]:
         "FLEET_ADMIN_TOKEN_FILE": str(tmp_path / "admin_token"),
         "FLEET_TLS_CERT": str(tmp_path / "web.pem"),
         "FLEET_TLS_KEY": str(tmp_path / "web.key"),
+        "FLEET_WEB_HOSTS": "fleet.example.com",
     }
 
 
@@ -74,6 +75,9 @@ def test_every_service_has_a_healthcheck_and_the_web_waits_for_its_first_token(
     assert all(services[name].get("restart") == "no" for name in ONE_SHOT)
     web = services["web"]["command"]
     assert "0.0.0.0" in web and "--tls-cert" in web and "--tls-key" in web  # plain HTTP elsewhere is refused
+    web_environment = services["web"]["environment"]  # every interface answers only to the names listed
+    assert web_environment["FLEET_WEB_HOSTS"] == "fleet.example.com"
+    assert web_environment["FLEET_DATABASE_URL"] == services["worker"]["environment"]["FLEET_DATABASE_URL"]
     urls = services["worker"]["environment"]
     assert "pgsecret0123@postgres" in urls["FLEET_DATABASE_URL"]
     assert urls["FLEET_BROKER_URL"] == "redis://:redissecret0123@redis:6379/0"

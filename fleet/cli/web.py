@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,15 +40,18 @@ def serve_web(listener: Listener) -> None:
     from fleet.wiring import celery_dispatcher
     from orchestrator.web.app import create_app
 
+    settings = load_settings()
+    listener = replace(listener, hosts=tuple(settings.web_hosts))
     listener.check()
     try:
-        app = create_app(load_settings(), celery_dispatcher)
+        app = create_app(settings, celery_dispatcher)
     except SchemaTooNew as exc:
         raise FleetError(str(exc)) from None
     with app.state.fleet.db.session() as s:
         check_bind(listener.host, tokens.count_active(s))
     listening = listener.bind()
-    out.print(f"Fleet web on {listener.url} (log in with a token from `fleet token create`)")
+    names = ", ".join(listener.answers_to)
+    out.print(f"Fleet web on {listener.url} answering to {names} (log in with a token from `fleet token create`)")
     uvicorn.Server(listener.config(app)).run(sockets=[listening])
 
 
@@ -97,7 +101,9 @@ def watch_loop(ctx: Context, interval: float = 2.0, count: int = 0) -> None:
 @commands.command()
 @one_line_errors
 def web(
-    host: Annotated[str, typer.Option(help="Address to listen on; other than loopback needs a token.")] = DEFAULT_HOST,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; other than loopback needs a token, 0.0.0.0 also FLEET_WEB_HOSTS.")
+    ] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
     tls_cert: Annotated[
         Path | None, typer.Option(help="Certificate (PEM) to serve HTTPS itself; needs --tls-key.", show_default=False)

@@ -1,4 +1,5 @@
-"""How the web app listens: loopback over plain HTTP, a direct TLS listener, or behind trusted reverse proxies."""
+"""How the web app listens: loopback over plain HTTP, a direct TLS listener, or behind trusted reverse proxies; and
+the names it answers to."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import FleetError
+from system.webhosts import ANY, LOCAL_NAMES, BadHostName, host_pattern
 
 
 def is_loopback(host: str) -> bool:
@@ -16,6 +18,14 @@ def is_loopback(host: str) -> bool:
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def every_interface(host: str) -> bool:
+    """0.0.0.0 or ::, where the address listened on names no one host."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
     except ValueError:
         return False
 
@@ -37,6 +47,7 @@ class Listener:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     trusted_proxies: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()  # FLEET_WEB_HOSTS, as host_pattern gives them
 
     @property
     def tls(self) -> bool:
@@ -45,6 +56,15 @@ class Listener:
     @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/"
+
+    @property
+    def answers_to(self) -> tuple[str, ...]:
+        """The Host names served: this machine's own, the address listened on (unless every interface's) and
+        FLEET_WEB_HOSTS; or `*`, any."""
+        if ANY in self.hosts:
+            return (ANY,)
+        bound = () if every_interface(self.host) else (host_pattern(self.host),)
+        return tuple(dict.fromkeys((*LOCAL_NAMES, *bound, *self.hosts)))
 
     def check(self) -> None:
         """Refuse what cannot work: session cookies are Secure, so browsers drop them over plain HTTP elsewhere."""
@@ -63,6 +83,21 @@ class Listener:
                 f"refusing plain HTTP on {self.host}: browsers would drop the Secure login cookie; "
                 "serve TLS with --tls-cert/--tls-key, or put an HTTPS reverse proxy in front and "
                 "name it with --trusted-proxy ADDR"
+            )
+        self._check_names()
+
+    def _check_names(self) -> None:
+        """The address listened on is a name a Host header can carry; every interface's is none: it needs the list."""
+        if not every_interface(self.host):
+            try:
+                host_pattern(self.host)
+            except BadHostName:
+                raise FleetError(f"--host takes a host name or an IP address (got {self.host!r})") from None
+        elif not self.hosts:
+            raise FleetError(
+                f"listening on every interface ({self.host}) needs FLEET_WEB_HOSTS: the names browsers reach this"
+                " server by, comma-separated (`*` for any, behind a proxy that checks the Host header); requests"
+                " for other names are refused against DNS rebinding"
             )
 
     def bind(self) -> socket.socket:
@@ -84,9 +119,12 @@ class Listener:
         """uvicorn's Config; forwarded headers are read only from the trusted proxies (uvicorn trusts 127.0.0.1
         by default, which would let any local process claim HTTPS)."""
         import uvicorn
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+        # Outermost, before any route or login: a 400 "Invalid host header" for a name not served.
+        checked = TrustedHostMiddleware(app, allowed_hosts=list(self.answers_to), www_redirect=False)
         return uvicorn.Config(
-            app,
+            checked,
             host=self.host,
             port=self.port,
             ssl_certfile=str(self.tls_cert) if self.tls_cert else None,

@@ -60,7 +60,7 @@ def test_web_refuses_other_addresses_without_a_token(cli: tuple[typer.Typer, dic
     assert plain.exit_code == 1 and plain.stderr.count("\n") == 1
     assert plain.stderr.startswith("error: refusing plain HTTP on 0.0.0.0: browsers would drop the Secure login")
     proxied = ["web", "--host", "0.0.0.0", "--port", "1", "--trusted-proxy", "10.0.0.2"]
-    refused = CliRunner().invoke(app, proxied, env=env)
+    refused = CliRunner().invoke(app, proxied, env=env | {"FLEET_WEB_HOSTS": "fleet.example.com"})
     assert refused.exit_code == 1
     assert refused.stderr.strip() == (
         "error: refusing to listen on 0.0.0.0: no API token exists yet; "

@@ -88,10 +88,11 @@ def test_plain_http_beyond_loopback_is_refused_with_the_two_ways_to_serve(tmp_pa
         Listener("0.0.0.0", 8600).check()
     message = str(refused.value)
     assert "\n" not in message and "--tls-cert/--tls-key" in message and "--trusted-proxy" in message
-    Listener("0.0.0.0", 8600, trusted_proxies=("10.0.0.2",)).check()
+    named = ("fleet.example.com",)
+    Listener("0.0.0.0", 8600, trusted_proxies=("10.0.0.2",), hosts=named).check()
     Listener("::1", 8600).check()
     cert, key = self_signed(tmp_path)
-    Listener("0.0.0.0", 8600, cert, key).check()
+    Listener("0.0.0.0", 8600, cert, key, hosts=named).check()
     with pytest.raises(FleetError, match="go together"):
         Listener("0.0.0.0", 8600, cert).check()
 
