@@ -1,4 +1,4 @@
-"""Who is asking: API tokens (bearer or a signed session cookie), roles, and CSRF tokens for form posts."""
+"""Who is asking: API tokens (bearer or a session cookie the database holds), roles, and CSRF tokens for form posts."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import Enum
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from db import tokens
+from db import tokens, websessions
 from db.engine import Database
 from orchestrator.web.state import WebState, web_state
 
@@ -23,6 +23,7 @@ SESSION_COOKIE = "fleet_session"
 LOGIN_CSRF_COOKIE = "fleet_login_csrf"
 CSRF_HEADER = "x-csrf-token"
 SESSION_SECONDS = 12 * 3600
+SESSION_LIFETIME = timedelta(seconds=SESSION_SECONDS)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -132,38 +133,45 @@ def check_token(db: Database, token: str) -> Principal | None:
 
 # --- sessions --------------------------------------------------------------------------------------
 
+SESSION_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
+
 
 def _sign(key: bytes, message: str) -> str:
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
 def make_session(state: WebState, principal: Principal) -> str:
-    """A cookie value: token id, issue time and a signature over both and the token's stored hash.
+    """A cookie value: a new session's id and a random secret, whose sha256 the database keeps until logout.
 
-    Revoking the token invalidates every session made from it.
+    A session lasts SESSION_SECONDS at most; revoking the token ends every session made from it.
     """
+    secret = secrets.token_urlsafe(32)
     with state.db.session() as s:
-        secret_hash = tokens.get_token(s, principal.token_id).secret_hash
-    body = f"{principal.token_id}.{int(time.time())}"
-    return f"{body}.{_sign(state.session_key, body + '.' + secret_hash)}"
+        session_id = websessions.add_session(s, principal.token_id, hash_secret(secret), SESSION_LIFETIME).id
+    return f"{session_id}.{secret}"
 
 
 def check_session(state: WebState, cookie: str) -> Principal | None:
-    token_id, _, rest = cookie.partition(".")
-    issued, _, signature = rest.partition(".")
-    if not _digits(token_id) or not _digits(issued) or len(token_id) > 12:
-        return None
-    if time.time() - int(issued) > SESSION_SECONDS:
+    session_id, _, secret = cookie.partition(".")
+    if not _digits(session_id) or len(session_id) > 12 or not SESSION_SECRET.fullmatch(secret):
         return None
     with state.db.session() as s:
-        row = tokens.find_active(s, int(token_id))
-        if row is None:
+        session = websessions.find_live(s, int(session_id), SESSION_LIFETIME)
+        if session is None or not same(session.secret_hash, hash_secret(secret)):
             return None
-        expected = _sign(state.session_key, f"{token_id}.{issued}.{row.secret_hash}")
-        if not same(signature, expected):
+        row = tokens.find_active(s, session.token_id)
+        if row is None:
             return None
         tokens.touch(s, row)
         return Principal(row.id, row.name, Role(row.role), via="cookie", session=cookie)
+
+
+def end_session(state: WebState, principal: Principal) -> None:
+    """Log this browser out on the server: a copy of its cookie is refused from now on; other logins stay."""
+    session_id = principal.session.partition(".")[0]
+    if _digits(session_id):
+        with state.db.session() as s:
+            websessions.end_session(s, int(session_id))
 
 
 def csrf_token(state: WebState, principal: Principal) -> str:

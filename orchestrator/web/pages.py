@@ -33,6 +33,7 @@ from orchestrator.web.auth import (
     check_csrf,
     check_token,
     csrf_token,
+    end_session,
     make_session,
     new_token,
     require,
@@ -151,6 +152,7 @@ def login(
 @router.post("/logout")
 def logout(request: Request, state: State, principal: Viewer, csrf: CsrfField = "") -> Response:
     check_csrf(state, principal, csrf)
+    end_session(state, principal)
     response = RedirectResponse("/login", status_code=303)
     secure = secure_cookies(request)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=secure, httponly=True, samesite="strict")

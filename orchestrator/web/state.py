@@ -18,9 +18,9 @@ SESSION_KEY_FILE = "web-session.key"
 
 
 def load_session_key(home: Path) -> bytes:
-    """The key that signs session cookies: FLEET_HOME/web-session.key, made (mode 0600) on first use.
+    """The key that signs the CSRF tokens of sessions: FLEET_HOME/web-session.key, made (mode 0600) on first use.
 
-    Web servers sharing one FLEET_HOME share sessions; a new key logs everybody out.
+    Sessions live in the database; web servers sharing it take each other's forms only when they share this key too.
     """
     path = home.resolve() / SESSION_KEY_FILE
     if not path.exists():

@@ -1,0 +1,30 @@
+"""Web session rows: a login made, found while it lasts, ended by logging out; the web layer checks the secret."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import delete
+
+from db.models import WebSession, utcnow
+from db.queries import Session
+
+
+def add_session(s: Session, token_id: int, secret_hash: str, lifetime: timedelta) -> WebSession:
+    """A new session of the token; sessions older than lifetime go at the same time (a login is rare, they are few)."""
+    s.execute(delete(WebSession).where(WebSession.created_at < utcnow() - lifetime))
+    row = WebSession(token_id=token_id, secret_hash=secret_hash)
+    s.add(row)
+    s.flush()
+    return row
+
+
+def find_live(s: Session, session_id: int, lifetime: timedelta) -> WebSession | None:
+    """The session with that id, unless it ended or is older than lifetime."""
+    row = s.get(WebSession, session_id)
+    return row if row is not None and utcnow() - row.created_at <= lifetime else None
+
+
+def end_session(s: Session, session_id: int) -> None:
+    """Log that one session out; the token's other sessions stay."""
+    s.execute(delete(WebSession).where(WebSession.id == session_id))

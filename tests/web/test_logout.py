@@ -1,0 +1,89 @@
+"""Logging out ends the session on the server: a copy of its cookie is refused afterwards, while the same token's
+other logins and the token itself keep working."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.web.conftest import Server, make_fleet, settings_for
+from tests.web.test_serving import log_in
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Any:
+    from fleet.wiring import celery_dispatcher
+    from orchestrator.web.app import create_app
+    from orchestrator.web.auth import Role, new_token
+
+    app = create_app(settings_for(make_fleet(tmp_path)), celery_dispatcher)
+    app.state.token = new_token(app.state.fleet.db, Role.VIEWER, "viewer1", "test")[1]
+    yield app
+    app.state.fleet.db.dispose()
+
+
+def logged_in(server: Server, token: str) -> str:
+    """The session cookie of a new login, as a browser (or whoever copied it) holds it."""
+    with httpx.Client(base_url=server.url) as browser:
+        assert log_in(browser, token).status_code == 200
+        cookie: str = browser.cookies["fleet_session"]
+    return cookie
+
+
+def with_cookie(server: Server, cookie: str, path: str) -> httpx.Response:
+    """A request carrying only that cookie (its bytes as given): a fresh client, as a replayed copy comes."""
+    with httpx.Client(base_url=server.url) as client:
+        return client.get(path, headers={"Cookie": f"fleet_session={cookie}".encode()})
+
+
+def log_out(server: Server, cookie: str) -> None:
+    with httpx.Client(base_url=server.url, cookies={"fleet_session": cookie}) as browser:
+        csrf = CSRF.search(browser.get("/").text)
+        assert csrf, "the dashboard has no logout form"
+        answer = browser.post("/logout", data={"csrf": csrf.group(1)})
+    assert (answer.status_code, answer.headers["location"]) == (303, "/login")
+
+
+def test_a_copied_cookie_is_refused_after_logout_and_other_logins_stay(app: Any) -> None:
+    with Server(app) as server:
+        copied, other = logged_in(server, app.state.token), logged_in(server, app.state.token)
+        assert copied != other
+        assert with_cookie(server, copied, "/api/me").status_code == 200
+        log_out(server, copied)
+        refused = with_cookie(server, copied, "/api/me")
+        assert (refused.status_code, refused.json()) == (401, {"detail": "a valid API token is required"})
+        page = with_cookie(server, copied, "/")
+        assert (page.status_code, page.headers["location"]) == (303, "/login")
+        assert with_cookie(server, other, "/api/me").json()["name"] == "viewer1"
+        bearer = httpx.get(f"{server.url}/api/me", headers={"Authorization": f"Bearer {app.state.token}"})
+        assert bearer.status_code == 200
+
+
+def test_a_session_ends_after_twelve_hours_and_with_its_token(app: Any) -> None:
+    from db.models import WebSession
+    from db.tokens import revoke
+
+    db = app.state.fleet.db
+    with Server(app) as server:
+        old, live = logged_in(server, app.state.token), logged_in(server, app.state.token)
+        with db.session() as s:
+            s.get(WebSession, int(old.split(".")[0])).created_at -= timedelta(hours=12, seconds=1)
+        assert with_cookie(server, old, "/api/me").status_code == 401
+        assert with_cookie(server, live, "/api/me").status_code == 200
+        with db.session() as s:
+            revoke(s, s.get(WebSession, int(live.split(".")[0])).token_id)
+        assert with_cookie(server, live, "/api/me").status_code == 401
+
+
+@pytest.mark.parametrize("forged", ["1.", "1", ".x", "1." + "A" * 42, "1." + "é" * 43, "99999999999999." + "A" * 43])
+def test_a_forged_session_cookie_is_refused(app: Any, forged: str) -> None:
+    with Server(app) as server:
+        logged_in(server, app.state.token)  # session 1 exists: only its secret is missing
+        assert with_cookie(server, forged, "/api/me").status_code == 401
