@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -24,6 +25,11 @@ PACKAGE_INDEXES = (
     "index.crates.io:443", "static.crates.io:443", "proxy.golang.org:443", "sum.golang.org:443",
     "rubygems.org:443", "index.rubygems.org:443",
 )  # fmt: skip
+
+
+T = TypeVar("T")
+Listed = Annotated[list[T], NoDecode]  # taken apart by Settings._listed, not by pydantic-settings' JSON decoding
+LISTS = ("agent_classes", "agent_hosts", "setup_hosts", "sandbox_read_paths", "model_prices", "web_hosts")
 
 
 class Settings(BaseSettings):
@@ -57,15 +63,15 @@ class Settings(BaseSettings):
     agent_limits: dict[str, int] = {}
     # The agent classes (`pkg.mod:Class`) tickets may name besides the built-in agents: chosen by the admin who runs
     # the workers, never by a submitter; each runs in its own process in the agent sandbox (workers/agents/hosted.py).
-    agent_classes: list[str] = []
+    agent_classes: Listed[str] = []
 
     # The agent sandbox (system/sandbox.py) and the per-attempt cgroup limits (workers/cgroups.py; 0: none).
     agent_sandbox: bool = True
     agent_network: Literal["auto", "none", "on"] = "auto"
-    agent_hosts: list[str] = []  # host:port every sandboxed agent with the network may reach (workers/egress.py)
+    agent_hosts: Listed[str] = []  # host:port every sandboxed agent with the network may reach (workers/egress.py)
     # host:port a setup command may reach through the egress proxy (workers/pipeline/setup_network.py)
-    setup_hosts: list[str] = list(PACKAGE_INDEXES)
-    sandbox_read_paths: list[Path] = []  # shown read-only in every sandbox, besides the toolchains found on PATH
+    setup_hosts: Listed[str] = list(PACKAGE_INDEXES)
+    sandbox_read_paths: Listed[Path] = []  # shown read-only in every sandbox, besides the toolchains found on PATH
     # The metering model gateway (workers/gateway/): where each API family's calls go on to (empty: the worker's
     # OPENAI_BASE_URL and the like, else the provider), and price overrides (MODEL=INPUT/OUTPUT[/CACHED], USD per
     # million tokens) over its defaults. The real keys come from the worker's OPENAI_API_KEY, ANTHROPIC_API_KEY and
@@ -73,7 +79,7 @@ class Settings(BaseSettings):
     gateway_openai_url: str = ""
     gateway_anthropic_url: str = ""
     gateway_gemini_url: str = ""
-    model_prices: list[str] = []
+    model_prices: Listed[str] = []
     agent_max_processes: int = 1024
     agent_memory_mb: int = 4096
     # RLIMIT_AS of every agent process, unless its adapter or its repository says otherwise (0: none).
@@ -110,14 +116,26 @@ class Settings(BaseSettings):
     # The names `fleet web` answers to besides localhost, 127.0.0.1, [::1] and the address it listens on: a request
     # with another Host header is refused (DNS rebinding). Comma-separated; `*.domain`; `*` for any name, behind a
     # proxy that checks Host itself. Listening on every interface (0.0.0.0) needs it.
-    web_hosts: Annotated[list[str], NoDecode] = []
+    web_hosts: Listed[str] = []
 
-    @field_validator("web_hosts", mode="before")
+    @field_validator(*LISTS, mode="before")
     @classmethod
-    def _host_names(cls, value: object) -> object:
-        """FLEET_WEB_HOSTS is comma-separated; each name is checked and put in the form a Host header has."""
-        names = value.split(",") if isinstance(value, str) else value
-        return host_patterns([str(name) for name in names]) if isinstance(names, list) else names
+    def _listed(cls, value: object) -> object:
+        """A list from the environment: a JSON array (`["a", "b"]`) or comma-separated names (`a,b`)."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except ValueError as exc:  # the usual one line, naming the variable
+                raise ValueError(f"not a JSON list ({exc}); or give the items comma-separated") from None
+        return [item.strip() for item in value.split(",") if item.strip()]
+
+    @field_validator("web_hosts")
+    @classmethod
+    def _host_names(cls, names: list[str]) -> list[str]:
+        """Each name checked and put in the form a Host header has."""
+        return host_patterns(names)
 
     @property
     def place(self) -> Place:

@@ -277,6 +277,27 @@ def test_a_bad_setting_in_the_environment_is_one_line_naming_its_variable(tmp_pa
 
 
 @pytest.mark.parametrize(
+    "variable,value,error",
+    [
+        ("FLEET_AGENT_HOSTS", '["pypi.org:443"', "FLEET_AGENT_HOSTS: not a JSON list"),
+        ("FLEET_AGENT_LIMITS", "codex=2", 'FLEET_AGENT_LIMITS: not valid JSON (a mapping is written as {"name": 2})'),
+    ],
+)
+def test_a_list_or_mapping_setting_that_is_not_json_is_one_line_naming_its_variable(
+    tmp_path: Path, variable: str, value: str, error: str
+) -> None:
+    fleet = make_test_fleet(tmp_path, **{variable: value})
+    assert_one_line_error(fleet.run("repo", "list", check=False), error)
+
+
+def test_a_list_setting_takes_json_or_comma_separated_items() -> None:
+    from system.settings import Settings
+
+    for given in ('["a.example:443", "b.example:443"]', "a.example:443, b.example:443,"):
+        assert Settings(agent_hosts=given).agent_hosts == ["a.example:443", "b.example:443"]
+
+
+@pytest.mark.parametrize(
     "variable", ["FLEET_VERIFY_CONCURRENCY", "FLEET_REFILL_CONCURRENCY", "FLEET_WORKTREE_POOL_SIZE"]
 )
 def test_a_negative_concurrency_or_pool_size_is_one_line_naming_its_variable(tmp_path: Path, variable: str) -> None:

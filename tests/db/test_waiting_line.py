@@ -153,5 +153,7 @@ def test_the_migration_gives_the_attempts_already_there_their_tickets_place(
     before = line(db, per_repo=4)
     command.downgrade(alembic_config(db), "0012")
     command.upgrade(alembic_config(db), "0013")
+    assert current_revision(db) == "0013"
+    command.upgrade(alembic_config(db), "head")
     assert current_revision(db) == HEAD
     assert line(db, per_repo=4) == before
