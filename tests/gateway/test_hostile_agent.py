@@ -44,9 +44,9 @@ def _key(gate: GatewayGate) -> dict[str, str]:
 
 
 @contextmanager
-def _in_flight(agent: httpx.Client, gate: GatewayGate) -> Iterator[None]:
+def _in_flight(agent: httpx.Client, gate: GatewayGate, body: dict[str, Any] = SLOW) -> Iterator[None]:
     """A slow stream, its first chunk read: the call is under way until the block ends."""
-    with agent.stream("POST", "/openai/chat/completions", json=SLOW, headers=_key(gate)) as answer:
+    with agent.stream("POST", "/openai/chat/completions", json=body, headers=_key(gate)) as answer:
         assert answer.status_code == 200
         reading = answer.iter_raw()  # kept: an iterator dropped closes the response, and the agent hangs up
         next(reading)
@@ -101,6 +101,28 @@ def test_a_burst_of_calls_cannot_all_pass_a_nearly_spent_budget(
         again = agent.post("/openai/chat/completions", json=CHAT, headers=_key(gate))
     assert len(upstream.seen) == 1  # only the first call reached the provider
     assert again.status_code == 402 and "held by calls in flight" not in again.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("limit", "second"), [({"max_tokens": 2000}, 402), ({}, 200)])
+def test_a_call_in_flight_holds_the_output_its_request_allows(
+    gateway: ModelGateway, upstream: Upstream, db: Any, limit: dict[str, int], second: int
+) -> None:
+    # The budget ($0.016) fits one call at 2,000 output tokens ($0.02 at $10 a million), not two; without a declared
+    # limit a call holds 1,024 ($0.0102) and the second still fits.
+    attempt = new_attempt(db, budget_usd=0.016)
+    with (
+        open_gate(gateway, upstream, attempt, budget_usd=0.016, prices=PRICES) as gate,
+        httpx.Client(base_url=gate.url, timeout=30) as agent,
+        _in_flight(agent, gate, SLOW | limit),
+    ):
+        answer = agent.post("/openai/chat/completions", json=CHAT, headers=_key(gate))
+    assert answer.status_code == second
+    if second == 402:
+        message = answer.json()["error"]["message"]
+        assert message == (
+            "fleet gateway: the ticket's budget of $0.02 ran out mid-attempt ($0.0000 spent, $0.0201 held by calls"
+            " in flight for their input and output limits)"
+        )
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(gate: GatewayGate, upstream: Upstream) -> None:

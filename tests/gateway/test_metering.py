@@ -24,7 +24,9 @@ from tests.gateway.upstream import BILLED, GOOD_KEY, LONG_TEXT, SLOW_USAGE_SECON
 from workers.gateway.attempt import agent_variables, key_failures, upstreams
 from workers.gateway.prices import PriceError, find_price, price_table
 from workers.gateway.protocols import Upstream as Route
+from workers.gateway.reading import MAX_OUTPUT_TOKENS, read_request
 from workers.gateway.server import GatewayGate, ModelGateway
+from workers.gateway.usage import Wire
 from workers.relay import parse_args
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello."}]}
@@ -173,6 +175,26 @@ def test_calls_are_priced_per_million_tokens_with_cache_reads_and_writes(
     chat, messages = calls(attempt)
     assert chat.cost_usd == pytest.approx((1000 * 2.5 + 200 * 1.25 + 50 * 10) / 1e6)
     assert messages.cost_usd == pytest.approx((100 * 3 + 2000 * 0.3 + 500 * 3.75 + 80 * 15) / 1e6)
+
+
+@pytest.mark.parametrize(
+    ("route", "wire", "body", "limit"),
+    [
+        ("anthropic/v1/messages", Wire.MESSAGES, {"max_tokens": 32000}, 32000),
+        ("openai/chat/completions", Wire.CHAT, {"max_tokens": 100, "max_completion_tokens": 4000}, 4000),
+        ("openai/responses", Wire.RESPONSES, {"max_output_tokens": 8000}, 8000),
+        ("gemini/v1beta/models/g:generateContent", Wire.GEMINI, {"generationConfig": {"maxOutputTokens": 900}}, 900),
+        ("gemini/v1beta/models/g:generateContent", Wire.GEMINI, {"generation_config": {"max_output_tokens": 7}}, 7),
+        ("openai/chat/completions", Wire.CHAT, {"max_tokens": 10**400}, MAX_OUTPUT_TOKENS),  # priced, not overflown
+        ("openai/chat/completions", Wire.CHAT, {"max_tokens": True, "max_completion_tokens": "9"}, None),
+        ("openai/chat/completions", Wire.CHAT, {}, None),
+    ],
+)
+def test_the_output_limit_a_call_holds_is_read_from_its_familys_field(
+    route: str, wire: Wire, body: dict[str, Any], limit: int | None
+) -> None:
+    family, _, rest = route.partition("/")
+    assert read_request(family, rest, wire, json.dumps(body).encode(), ()).output_tokens == limit
 
 
 def test_a_model_without_a_price_is_recorded_as_unpriced_not_as_free(

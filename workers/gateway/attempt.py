@@ -27,7 +27,7 @@ BASE_VARIABLES = {
     "anthropic": ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"),
     "gemini": ("GOOGLE_GEMINI_BASE_URL", "GEMINI_API_BASE"),
 }
-HELD_OUTPUT_TOKENS = 1024  # a call in flight holds its input and this much output (less when it asks for less)
+HELD_OUTPUT_TOKENS = 1024  # a call in flight holds its input and its output limit, this much when it names none
 PROVIDERS = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
@@ -101,7 +101,7 @@ class AttemptMeter:
         price = find_price(self.prices, model)
         if price is None:
             return 0.0
-        output = min(output_tokens, HELD_OUTPUT_TOKENS) if output_tokens > 0 else HELD_OUTPUT_TOKENS
+        output = output_tokens if output_tokens > 0 else HELD_OUTPUT_TOKENS
         return price.cost(Usage(request_bytes // CHARS_PER_TOKEN, output))
 
     def refusal(self, model: str, held: float) -> str | None:
@@ -116,7 +116,7 @@ class AttemptMeter:
             spent = queries.spend(s, ticket_id=self.ticket_id)
         if spent + held < self.budget_usd:
             return None
-        in_flight = f", ${held:.4f} held by calls in flight" if held else ""
+        in_flight = f", ${held:.4f} held by calls in flight for their input and output limits" if held else ""
         return f"the ticket's budget of ${self.budget_usd:.2f} ran out mid-attempt (${spent:.4f} spent{in_flight})"
 
     def record(self, call: Call) -> None:

@@ -7,7 +7,6 @@ the llm agent), both stream, and the gateway then parses no HTTP itself, only th
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -29,10 +28,11 @@ from workers.gateway.protocols import (
     upstream_headers,
     wire_of,
 )
+from workers.gateway.reader import LARGE_BYTES, Busy, Reader, ReadFailed
+from workers.gateway.reading import KEPT_BYTES, Asked, bounded, parsed_json, redacted
 from workers.gateway.sse import Event, EventSplitter
 from workers.gateway.usage import CHARS_PER_TOKEN, Tally, Usage, Wire
 
-KEPT_BYTES = 64_000  # of each request and answer, in the transcript
 MAX_REQUEST_BYTES = 32 * 2**20
 MAX_CALLS_AT_ONCE = 16  # model calls of one gate in flight; more are asked to retry (429)
 NO_RETRY = {"x-should-retry": "false"}  # the Stainless SDKs (openai, anthropic) honour it
@@ -40,7 +40,6 @@ NO_RETRY = {"x-should-retry": "false"}  # the Stainless SDKs (openai, anthropic)
 # `#`, `%` or `\` the agent encoded into the path would be read again by the URL built from it, as a query, a
 # fragment or an escape: the request judged as one path would go out as another.
 PLAIN_PATH = re.compile(r"[A-Za-z0-9._~:@+-]+(/[A-Za-z0-9._~:@+-]+)*/?")
-OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,8 @@ class Meter(Protocol):
     """Where a gate's calls go (the database), and what may stop them (the ticket's budget)."""
 
     def hold(self, model: str, request_bytes: int, output_tokens: int) -> float:
-        """What a call about to go out counts against the budget until it ends: its input, and output up to a guess."""
+        """What a call about to go out counts against the budget until it ends: its input, and its output limit
+        (`output_tokens`; 0 when the request names none)."""
         ...
 
     def refusal(self, model: str, held: float) -> str | None:
@@ -89,49 +89,6 @@ class _Exchange:
     request_chars: int = 0
     held: float = 0.0  # USD counted against the budget while the call is in flight
     finished: bool = False
-
-
-def _json(data: bytes | str) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
-
-
-def _bounded(text: str) -> str:
-    if len(text) <= KEPT_BYTES:
-        return text
-    half = KEPT_BYTES // 2
-    return f"{text[:half]}\n[... {len(text) - KEPT_BYTES} characters left out ...]\n{text[-half:]}"
-
-
-def _model_in(family: str, rest: str, body: Any) -> str:
-    if family == "gemini":
-        return rest.rpartition("models/")[2].partition(":")[0]
-    return str(body.get("model") or "") if isinstance(body, dict) else ""
-
-
-def _asks_usage(wire: Wire, body: Any) -> bool:
-    """Ask a Chat Completions stream for its usage chunk when the client did not, or asked not to get it (it is
-    then kept from the client): a call is charged what the provider says it used, never an estimate the client
-    chose."""
-    if wire is not Wire.CHAT or not isinstance(body, dict) or not body.get("stream"):
-        return False
-    options = body.get("stream_options")
-    if isinstance(options, dict) and options.get("include_usage") is True:
-        return False
-    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-    return True
-
-
-def _output_asked(body: Any) -> int | None:
-    """The most output tokens the request allows, where it says (each family's own field)."""
-    if not isinstance(body, dict):
-        return None
-    config = body.get("generationConfig")
-    fields = [body.get(name) for name in OUTPUT_FIELDS]
-    fields.append(config.get("maxOutputTokens") if isinstance(config, dict) else None)
-    return next((value for value in fields if isinstance(value, int) and value > 0), None)
 
 
 async def _body(request: Request) -> bytes | None:
@@ -168,7 +125,7 @@ def _usage_chunk(data: Any) -> bool:
 
 
 class Handler:
-    """The gate's endpoint; `redact` hides every key in what is stored."""
+    """The gate's endpoint; every key it knows is redacted from what is stored."""
 
     def __init__(
         self,
@@ -177,13 +134,18 @@ class Handler:
         meter: Meter,
         writer: Executor,
         client: Callable[[], httpx.AsyncClient],
-        redact: Callable[[str], str],
+        reader: Callable[[], Reader],
         on_call: Callable[[Call, _Exchange | None], None],
     ) -> None:
         self.key, self.upstreams, self.meter, self.writer, self.client = key, upstreams, meter, writer, client
-        self.redact, self.on_call = redact, on_call
+        self.reader, self.on_call = reader, on_call
+        self.secrets = (key, *(upstream.key for upstream in upstreams.values() if upstream.key))
         self.in_flight = 0  # metered calls on their way (touched on the gateway's loop only)
         self.held = 0.0  # what they count against the budget until they end
+        self.reading = 0  # bytes of this gate's large bodies being read in the reader's child
+
+    def redact(self, text: str) -> str:
+        return redacted(text, self.secrets)
 
     async def serve(self, request: Request) -> Response:
         family, rest = request.path_params["family"], request.path_params["rest"]
@@ -204,14 +166,21 @@ class Handler:
         wire = wire_of(family, rest)
         if wire is None:
             return await self._forward(request, family, rest, body, None)
-        if self.in_flight >= MAX_CALLS_AT_ONCE:
-            message = f"fleet gateway: at most {MAX_CALLS_AT_ONCE} model calls of an attempt at once"
-            return JSONResponse(error_body(family, 429, "rate_limit_error", message), 429, {"retry-after": "1"})
-        parsed = _json(body) if body else None
-        streamed = ":streamGenerateContent" in rest or (isinstance(parsed, dict) and bool(parsed.get("stream")))
-        exchange = _Exchange(family, wire, _model_in(family, rest, parsed), streamed, "", time.monotonic(), Tally(wire))
+        return await self._metered(request, family, rest, wire, body)
+
+    async def _metered(self, request: Request, family: str, rest: str, wire: Wire, body: bytes) -> Response:
+        if (over := self._over_cap(family)) is not None:
+            return over
+        try:
+            asked = await self._read(family, rest, wire, body)
+        except (Busy, ReadFailed) as error:
+            message = f"fleet gateway: {error}; retry"
+            return JSONResponse(error_body(family, 503, "overloaded_error", message), 503, {"retry-after": "1"})
+        if (over := self._over_cap(family)) is not None:  # places taken while a large body was read
+            return over
+        exchange = _Exchange(family, wire, asked.model, asked.streamed, "", time.monotonic(), Tally(wire))
         # Held at once, before any await: calls that arrive together each see the others' holds and count.
-        exchange.held = self.meter.hold(exchange.model, len(body), _output_asked(parsed) or 0)
+        exchange.held = self.meter.hold(exchange.model, len(body), asked.output_tokens or 0)
         held_by_others = self.held
         self.in_flight, self.held = self.in_flight + 1, self.held + exchange.held
         try:
@@ -223,17 +192,30 @@ class Handler:
             if refusal is not None:
                 self._release(exchange)
                 return self._refuse(exchange, refusal)
-            original = body
-            if _asks_usage(wire, parsed):
-                exchange.strip_usage, body = True, json.dumps(parsed).encode()
-            exchange.request = _bounded(self.redact(body.decode("utf-8", "replace")))
-            exchange.request_chars = len(body)
-            return await self._forward(
-                request, family, rest, body, exchange, original if exchange.strip_usage else None
-            )
+            exchange.strip_usage, sent = asked.sent is not None, asked.sent or body
+            exchange.request, exchange.request_chars = asked.record, len(sent)
+            return await self._forward(request, family, rest, sent, exchange, body if exchange.strip_usage else None)
         except BaseException as error:
             self._finish(exchange, 502, f"the call ended before its answer: {type(error).__name__}", "")
             raise
+
+    def _over_cap(self, family: str) -> Response | None:
+        if self.in_flight < MAX_CALLS_AT_ONCE:
+            return None
+        message = f"fleet gateway: at most {MAX_CALLS_AT_ONCE} model calls of an attempt at once"
+        return JSONResponse(error_body(family, 429, "rate_limit_error", message), 429, {"retry-after": "1"})
+
+    async def _read(self, family: str, rest: str, wire: Wire, body: bytes) -> Asked:
+        """What the request asks for; one gate's large bodies take at most MAX_REQUEST_BYTES of the reader's queue,
+        so one agent cannot fill it alone."""
+        large = len(body) if len(body) > LARGE_BYTES else 0
+        if self.reading + large > MAX_REQUEST_BYTES:
+            raise Busy(f"this attempt's large request bodies already being read reach {MAX_REQUEST_BYTES // 2**20} MiB")
+        self.reading += large
+        try:
+            return await self.reader().read(family, rest, wire, body, self.secrets)
+        finally:
+            self.reading -= large
 
     def _refuse(self, exchange: _Exchange, reason: str) -> Response:
         kind = {"anthropic": "billing_error", "gemini": "RESOURCE_EXHAUSTED"}.get(exchange.family, "insufficient_quota")
@@ -281,7 +263,7 @@ class Handler:
             content = await answer.aread()
         finally:
             await answer.aclose()
-        data = _json(content)
+        data = parsed_json(content)
         exchange.tally.body(data)
         self._finish(exchange, answer.status_code, None, content.decode("utf-8", "replace"))
         return Response(content, answer.status_code, headers)
@@ -315,7 +297,7 @@ class Handler:
             text = event.raw.decode("utf-8", "replace")
             seen.append(text)
             exchange.kept += len(text)
-        data = _json(event.data) if event.data and event.data != "[DONE]" else None
+        data = parsed_json(event.data) if event.data and event.data != "[DONE]" else None
         exchange.tally.event(event.name, data)
         return not (exchange.strip_usage and _usage_chunk(data))
 
@@ -346,6 +328,6 @@ class Handler:
             duration=time.monotonic() - exchange.started,
             error=error,
             request=exchange.request,
-            response=_bounded(self.redact(response)),
+            response=bounded(self.redact(response)),
         )
         self.on_call(call, exchange)

@@ -21,7 +21,13 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding"}
     | {"upgrade", "host", "content-length", "accept-encoding", "content-encoding", *KEY_HEADERS}
 )
-GEMINI_STATUS = {401: "UNAUTHENTICATED", 402: "RESOURCE_EXHAUSTED", 404: "NOT_FOUND", 502: "UNAVAILABLE"}
+GEMINI_STATUS = {
+    401: "UNAUTHENTICATED",
+    402: "RESOURCE_EXHAUSTED",
+    404: "NOT_FOUND",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+}
 
 
 @dataclass(frozen=True)

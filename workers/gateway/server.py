@@ -23,7 +23,7 @@ import secrets
 import socket
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
@@ -37,6 +37,7 @@ from starlette.routing import Route
 
 from workers.gateway.handler import NO_RETRY, Call, Handler, Meter
 from workers.gateway.protocols import FAMILIES, Upstream, error_body, presented_keys
+from workers.gateway.reader import Reader
 from workers.loop_thread import CALL_SECONDS, LoopThread
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,9 @@ class GatewayGate:
         self.requests: weakref.WeakSet[asyncio.Task[object]] = weakref.WeakSet()  # in flight, cut by close()
         # The meter's database work, in order and off the event loop that serves every gate of the worker.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-gateway-meter")
-        self.handler = Handler(self.key, self.upstreams, meter, self._writer, gateway.client, self.redact, self._record)
+        self.handler = Handler(
+            self.key, self.upstreams, meter, self._writer, gateway.client, gateway.reader, self._record
+        )
 
     @property
     def url(self) -> str:
@@ -79,10 +82,7 @@ class GatewayGate:
 
     def redact(self, text: str) -> str:
         """text without the real keys or the placeholder."""
-        for secret in [self.key, *(upstream.key for upstream in self.upstreams.values())]:
-            if secret:
-                text = text.replace(secret, "[redacted]")
-        return text
+        return self.handler.redact(text)
 
     def flush(self) -> None:
         """Wait until every call that has ended is written (the records are written in order, off the loop)."""
@@ -130,11 +130,12 @@ class GatewayGate:
 class ModelGateway:
     """The worker process's gateway: one listener and one client on an asyncio loop, serving every open gate."""
 
-    def __init__(self) -> None:
+    def __init__(self, reading: Callable[[], Reader] = Reader) -> None:
         self.loop = LoopThread("fleet-gateway")
         self.port = 0
         self._gates: dict[str, GatewayGate] = {}
         self._client: httpx.AsyncClient | None = None
+        self._reading, self._reader = reading, reading()
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._serving_on: asyncio.AbstractEventLoop | None = None
@@ -170,6 +171,10 @@ class ModelGateway:
             self._client = httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, trust_env=False)
         return self._client
 
+    def reader(self) -> Reader:
+        """What reads the gates' request bodies (its child process is started by the first large body)."""
+        return self._reader
+
     def forget(self, gate: GatewayGate) -> None:
         """No request finds the gate from now on."""
         self._gates.pop(gate.key, None)
@@ -186,6 +191,7 @@ class ModelGateway:
             return
         self._gates.clear()
         self._client = None  # a forked child's copy of its parent's client is not its own
+        self._reader = self._reading()  # nor its reading process
         app = Starlette(routes=[Route("/{family}/{rest:path}", self._serve, methods=METHODS)])
         # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that name it, and without it a keep-alive
         # client waits out a delayed ACK (40 ms) on every answer.
@@ -227,6 +233,7 @@ class ModelGateway:
                 connection.shutdown()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        await self._reader.close()
         client, self._client = self._client, None  # last: no call is left to make a new one
         if client is not None:
             await client.aclose()

@@ -1,0 +1,173 @@
+"""Large request bodies are read off the gateway's loop, in its reader child, and only so many bytes at once: an agent
+sending 30 MiB bodies does not hold the other agents' calls, and cannot pile up bodies without bound.
+
+The child is tests/gateway/held_reader.py's: it reads a body naming a file in `hold_until` only once the file exists,
+so a test knows the body is still being read while it makes its other calls (an order, not a timing)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from db import queries
+from db.engine import Database
+from db.migrate import upgrade
+from tests.gateway.conftest import Attempt, new_attempt, open_gate
+from tests.gateway.held_reader import HELD_COMMAND, held_read
+from tests.gateway.upstream import Upstream
+from workers.gateway.handler import MAX_REQUEST_BYTES
+from workers.gateway.reader import Reader
+from workers.gateway.reading import read_request
+from workers.gateway.server import GatewayGate, ModelGateway
+from workers.gateway.usage import Wire
+
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello."}]}
+MiB = 2**20
+
+
+def _gateway(waiting_limit: int) -> Iterator[ModelGateway]:
+    gateway = ModelGateway(lambda: Reader(HELD_COMMAND, held_read, waiting_limit))
+    yield gateway
+    gateway.close()
+
+
+@pytest.fixture
+def gateway() -> Iterator[ModelGateway]:
+    yield from _gateway(64 * MiB)
+
+
+@pytest.fixture
+def small_gateway() -> Iterator[ModelGateway]:
+    """A gateway whose reader takes 3 MiB of large bodies at once."""
+    yield from _gateway(3 * MiB)
+
+
+def _held(hold: Path, size: int, extra: str = "", **fields: Any) -> str:
+    """A chat request of about `size` bytes that the reader child reads only once `hold` exists."""
+    content = "x" * size + extra
+    return json.dumps({"hold_until": str(hold)} | CHAT | fields | {"messages": [{"role": "user", "content": content}]})
+
+
+def _posting(gate: GatewayGate, body: bytes | str) -> tuple[threading.Thread, list[httpx.Response]]:
+    """The call under way on a thread of its own; its answer lands in the list."""
+    answers: list[httpx.Response] = []
+
+    def post() -> None:
+        with httpx.Client(base_url=gate.url, timeout=120, trust_env=False) as client:
+            answers.append(client.post("/openai/chat/completions", content=body, headers=_key(gate)))
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    return thread, answers
+
+
+def _key(gate: GatewayGate) -> dict[str, str]:
+    return {"Authorization": f"Bearer {gate.key}", "Content-Type": "application/json"}
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def _small_call(gate: GatewayGate) -> httpx.Response:
+    with httpx.Client(base_url=gate.url, timeout=30, trust_env=False) as client:
+        return client.post("/openai/chat/completions", json=CHAT, headers=_key(gate))
+
+
+def test_a_small_call_is_served_while_another_agents_30_mib_body_is_being_read(
+    gateway: ModelGateway, upstream: Upstream, db: Database, tmp_path: Path
+) -> None:
+    upstream.seen.clear()
+    hostile, other = new_attempt(db), _another_attempt(tmp_path)
+    hold = tmp_path / "let-it-be-read"
+    with open_gate(gateway, upstream, hostile) as big, open_gate(gateway, upstream, other) as small:
+        body = _held(hold, 30 * MiB, extra=big.key, stream=True)  # its own key in it: stored redacted
+        thread, answers = _posting(big, body)
+        _until(hold.with_suffix(".reading").exists, "the large body was never read")
+        served = _small_call(small)  # were the 30 MiB read on the loop, this call would wait for the file
+        assert served.status_code == 200 and thread.is_alive() and answers == []
+        assert big.handler.in_flight == 0  # the large call is still being read: nothing held, nothing sent
+        assert [seen.body["messages"] for seen in upstream.seen] == [CHAT["messages"]]
+        hold.touch()
+        thread.join()
+        [call] = _calls(hostile)
+    [answer] = answers
+    assert answer.status_code == 200 and '"choices": []' not in answer.text  # the usage chunk kept from it
+    sent = upstream.seen[-1].body
+    assert sent["stream_options"] == {"include_usage": True} and len(sent["messages"][0]["content"]) > 30 * MiB
+    assert (call.status, call.error, call.input_tokens) == (200, None, 1200)  # what the provider billed
+    assert "characters left out" in call.request and big.key not in call.request and "[redacted]" in call.request
+    on_the_loop = read_request("openai", "chat/completions", Wire.CHAT, body.encode(), big.handler.secrets)
+    assert call.request == on_the_loop.record  # the child reads a body as the loop would
+    upstream.seen.clear()
+
+
+def _another_attempt(tmp_path: Path) -> Attempt:
+    """An attempt of another ticket, in a database of its own."""
+    database = Database(f"sqlite:///{tmp_path / 'other.db'}")
+    upgrade(database)
+    return new_attempt(database)
+
+
+def _calls(attempt: Attempt) -> list[Any]:
+    with attempt.written().session() as s:
+        return list(queries.model_calls(s, attempt.attempt_id))
+
+
+def test_past_the_bytes_the_reader_takes_at_once_a_large_body_is_refused_to_be_retried(
+    small_gateway: ModelGateway, upstream: Upstream, db: Database, tmp_path: Path
+) -> None:
+    hold = tmp_path / "let-it-be-read"
+    with (
+        open_gate(small_gateway, upstream, new_attempt(db)) as first,
+        open_gate(small_gateway, upstream, _another_attempt(tmp_path)) as second,
+    ):
+        thread, answers = _posting(first, _held(hold, 2 * MiB))
+        _until(hold.with_suffix(".reading").exists, "the large body was never read")
+        refused = _posting(second, _held(hold, 2 * MiB))
+        refused[0].join()
+        [busy] = refused[1]
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        message = busy.json()["error"]["message"]
+        assert message == "fleet gateway: 3 MiB of large request bodies are already being read; retry"
+        assert _small_call(second).status_code == 200  # small bodies are read at once, past any queue
+        hold.touch()
+        thread.join()
+        again = _posting(second, _held(hold, 2 * MiB))
+        again[0].join()
+    assert answers[0].status_code == 200 and again[1][0].status_code == 200
+    upstream.seen.clear()
+
+
+def test_one_agent_cannot_take_the_whole_queue_of_large_bodies(
+    gateway: ModelGateway, upstream: Upstream, db: Database, tmp_path: Path
+) -> None:
+    hold = tmp_path / "let-it-be-read"
+    with (
+        open_gate(gateway, upstream, new_attempt(db)) as hostile,
+        open_gate(gateway, upstream, _another_attempt(tmp_path)) as other,
+    ):
+        held = _posting(hostile, _held(hold, MAX_REQUEST_BYTES // 2 + MiB))
+        _until(hold.with_suffix(".reading").exists, "the large body was never read")
+        more = _posting(hostile, _held(hold, MAX_REQUEST_BYTES // 2 + MiB))
+        more[0].join()
+        queued = _posting(other, _held(hold, MAX_REQUEST_BYTES // 2 + MiB))  # waits its turn, not refused
+        _until(lambda: gateway.reader().waiting > MAX_REQUEST_BYTES, "the other agent's body never queued")
+        hold.touch()
+        for thread, _ in (held, queued):
+            thread.join()
+    [refused] = more[1]
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert "this attempt's large request bodies already being read reach 32 MiB" in refused.json()["error"]["message"]
+    assert held[1][0].status_code == 200 and queued[1][0].status_code == 200
+    upstream.seen.clear()
