@@ -26,6 +26,7 @@ from workers.gateway.handler import MAX_REQUEST_BYTES
 from workers.gateway.reader import Reader
 from workers.gateway.reading import read_request
 from workers.gateway.server import GatewayGate, ModelGateway
+from workers.gateway.sse import Event, EventSplitter
 from workers.gateway.usage import Wire
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello."}]}
@@ -171,3 +172,19 @@ def test_one_agent_cannot_take_the_whole_queue_of_large_bodies(
     assert "this attempt's large request bodies already being read reach 32 MiB" in refused.json()["error"]["message"]
     assert held[1][0].status_code == 200 and queued[1][0].status_code == 200
     upstream.seen.clear()
+
+
+def test_events_are_cut_at_their_ends_wherever_the_stream_splits_its_chunks() -> None:
+    # The splitter searches each chunk from where the last search ended: an end split across chunks is still found.
+    stream = b'event: a\ndata: 1\n\ndata: 2\r\n\r\ndata: 3\r\rdata: {"x": 4}\n\n: comment\n\ndata: tail'
+    whole = [(event.name, event.data) for event in _split([stream])]
+    assert whole == [("a", "1"), ("", "2"), ("", "3"), ("", '{"x": 4}'), ("", ""), ("", "tail")]
+    for size in range(1, 8):
+        chunks = [stream[at : at + size] for at in range(0, len(stream), size)]
+        assert [(event.name, event.data) for event in _split(chunks)] == whole
+        assert b"".join(event.raw for event in _split(chunks)) == stream
+
+
+def _split(chunks: list[bytes]) -> list[Event]:
+    splitter = EventSplitter()
+    return [event for chunk in chunks for event in splitter.feed(chunk)] + list(splitter.flush())

@@ -36,21 +36,28 @@ def parse_event(raw: bytes) -> Event:
 
 
 class EventSplitter:
-    """Feed bytes in, get whole events out; what is left at the end comes from flush()."""
+    """Feed bytes in, get whole events out; what is left at the end comes from flush().
+
+    Each chunk is searched from where the last search ended (less the 3 bytes an event's end may straddle): an event
+    of megabytes (a Responses stream echoes the request's instructions) costs its length once, not once a chunk."""
 
     def __init__(self) -> None:
-        self._pending = b""
+        self._pending = bytearray()
+        self._searched = 0  # of the pending bytes, those already known to hold no event's end
 
     def feed(self, chunk: bytes) -> Iterator[Event]:
         self._pending += chunk
-        while match := EVENT_END.search(self._pending):
-            raw, self._pending = self._pending[: match.end()], self._pending[match.end() :]
+        while match := EVENT_END.search(self._pending, max(0, self._searched - 3)):
+            raw = bytes(self._pending[: match.end()])
+            del self._pending[: match.end()]
+            self._searched = 0
             yield parse_event(raw)
+        self._searched = len(self._pending)
         if len(self._pending) > MAX_PENDING:
-            yield Event(self._pending, "", "")
-            self._pending = b""
+            yield Event(bytes(self._pending), "", "")
+            self._pending, self._searched = bytearray(), 0
 
     def flush(self) -> Iterator[Event]:
         if self._pending:
-            yield parse_event(self._pending)
-            self._pending = b""
+            yield parse_event(bytes(self._pending))
+            self._pending, self._searched = bytearray(), 0
