@@ -14,6 +14,7 @@ from db.models import Attempt, Ticket
 from db.specs import RepoSettings
 from orchestrator.errors import FleetError
 from orchestrator.gitrepo import remote_url
+from system.commit_text import defused
 from system.forge import Forge, ForgeError, repo_from_remote
 from system.git import GitError, git
 from system.github import GitHubForge
@@ -194,14 +195,17 @@ def report(ticket: Ticket, attempt: Attempt, link: str) -> str:
 
 def code_span(text: str) -> str:
     """text as one inline code span on one line: a test's name or a flag comes from the diff's own tests and
-    files, and could otherwise end the span, start a line of its own or an HTML comment."""
-    flat = CONTROL.sub(" ", text)
+    files, and could otherwise end the span, start a line of its own or an HTML comment (or close an issue, in the
+    commit a squash merge makes of the body)."""
+    flat = defused(CONTROL.sub(" ", text))
     fence = _fence(flat, 1)
     return f"{fence} {flat} {fence}"
 
 
 def verbatim(text: str) -> list[str]:
-    """text as a fenced code block: its fence longer than any run of backticks in it, so nothing in it ends it."""
+    """text as a fenced code block: its fence longer than any run of backticks in it, so nothing in it ends it;
+    with its closing references defused, since a squash merge writes the body into the commit, as text."""
+    text = defused(text)
     fence = _fence(text, 3)
     return [fence + "text", text, fence]
 

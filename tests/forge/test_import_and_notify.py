@@ -18,6 +18,7 @@ from db.models import Attempt, Notification, Run, Ticket, Verification, utcnow
 from orchestrator import delivery, imports, notify
 from tests.conftest import Fleet, make_test_fleet
 from tests.core.conftest import scripted
+from tests.core.test_commit_titles import GITHUB_CLOSES
 from tests.forge.gitserver import GitServer
 from tests.forge.helpers import StubDispatcher, pr_repo, settings_of
 from tests.forge.scripted_forge import ScriptedForge
@@ -68,9 +69,9 @@ def test_a_test_name_cannot_end_its_code_span_or_start_a_line_in_the_pr_body() -
     attempt.verification = Verification(fail_to_pass=[named], pass_to_pass=0, flags=["changed `a`\n<!--"])
     ticket.runs = [Run(index=0, agent="shell", attempts=[attempt])]
     body = delivery.report(ticket, attempt, "")
-    assert "- Fixed (failing before, passing now): `` t::x`  Fixes #1, fixes #2 @acme/owners  <!-- ``\n" in body
+    assert '- Fixed (failing before, passing now): `` t::x`  "Fixes" #1, "fixes" #2 @acme/owners  <!-- ``\n' in body
     assert "- Flags: `` changed `a` <!-- ``\n" in body
-    assert [line for line in body.splitlines() if "Fixes #" in line][-1] == "Fixes #12"
+    assert GITHUB_CLOSES.findall(body) == ["Fixes #12"]  # a squash merge writes the body into its commit
 
 
 def test_an_issues_text_cannot_forge_hide_or_extend_the_pr_body() -> None:
@@ -82,7 +83,9 @@ def test_an_issues_text_cannot_forge_hide_or_extend_the_pr_body() -> None:
     body = delivery.report(ticket, attempt, "")
     report, _, quoted = body.partition("### The ticket\n")
     assert "Flags: ` changed setup.cfg `" in report and "Fixes #12" in report and hostile not in report
-    assert quoted == f"````text\n{hostile}\n````\n"  # a fence longer than the text's own: it cannot end it
+    shown = hostile.replace("Fixes #1, fixes #2", '"Fixes" #1, "fixes" #2')
+    assert quoted == f"````text\n{shown}\n````\n"  # a fence longer than the text's own: it cannot end it
+    assert GITHUB_CLOSES.findall(body) == ["Fixes #12"]
 
 
 class Receiver:
