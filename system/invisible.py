@@ -15,3 +15,12 @@ INVISIBLE = re.compile(
 def invisible_shown(text: str) -> str:
     """text with each invisible character (INVISIBLE) written out as <U+XXXX>, so it is read as it runs."""
     return INVISIBLE.sub(lambda mark: f"<U+{ord(mark[0]):04X}>", text)
+
+
+LONE_CR = re.compile(r"\r(?!\n)")  # Python (and many editors) end a line at a lone carriage return; git does not
+
+
+def carriage_returns_shown(text: str) -> str:
+    """text with each carriage return that does not end a line before its newline written out as <U+000D>: a diff
+    line holding one is two lines of Python shown as one (a terminal would draw the second over the first)."""
+    return LONE_CR.sub("<U+000D>", text)

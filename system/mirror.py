@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -26,6 +27,11 @@ TAGS_REFSPEC = "+refs/tags/*:refs/tags/*"
 # refused, and so is a host starting with "-" (read by ssh as an option). scp-like `user@host:path` is ssh.
 URL = re.compile(r"(?P<scheme>git|https?|ssh|file)://(?P<host>[^/]*)(?P<path>/.*)", re.IGNORECASE)
 SCP_LIKE = re.compile(r"(?P<user>[^/@:]+)@(?P<host>[^/:]+):(?P<path>.+)")
+# The mirror's own attributes, which outrank every .gitattributes of a checkout: a diff's `*.py binary` (or `-diff`)
+# made git write its source changes as a base85 binary patch, drawn for a reviewer as "+0 -0". `!diff` leaves the
+# choice to git's look at the content (a NUL byte makes a file binary). Written into every mirror a process uses.
+OWN_ATTRIBUTES = "* !diff\n"
+_attributed: set[Path] = set()
 
 
 def is_url(source: str) -> bool:
@@ -116,14 +122,29 @@ def ensure_mirror(mirrors_dir: Path, repo_key: str, source: str, sha: str) -> Pa
     """Return the bare mirror of source that contains commit sha, cloning or fetching under a lock as needed."""
     mirror = mirror_path(mirrors_dir, repo_key)
     _check_source_and_sha(source, sha)
-    if has_commit(mirror, sha):
-        return mirror
-    with exclusive_lock(mirror.with_name(f"{repo_key}.lock")):
-        if not _is_bare_repo(mirror):
-            _clone(mirror, source, sha)
-        if not has_commit(mirror, sha):
-            _fetch(mirror, source, sha)
+    if not has_commit(mirror, sha):
+        with exclusive_lock(mirror.with_name(f"{repo_key}.lock")):
+            if not _is_bare_repo(mirror):
+                _clone(mirror, source, sha)
+            if not has_commit(mirror, sha):
+                _fetch(mirror, source, sha)
+    if mirror not in _attributed:  # a mirror an earlier version made has none
+        own_attributes(mirror)
+        _attributed.add(mirror)
     return mirror
+
+
+def own_attributes(mirror: Path) -> None:
+    """Write the mirror's info/attributes (OWN_ATTRIBUTES) unless it holds them already; the file goes into place
+    by a rename, so no git call reads half of it."""
+    path = mirror / "info" / "attributes"
+    with contextlib.suppress(FileNotFoundError):
+        if path.read_text() == OWN_ATTRIBUTES:
+            return
+    path.parent.mkdir(exist_ok=True)
+    fresh = path.with_name(f".attributes-{os.getpid()}")
+    fresh.write_text(OWN_ATTRIBUTES)
+    os.replace(fresh, path)
 
 
 def has_commit(repo: Path, sha: str) -> bool:

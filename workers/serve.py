@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import warnings
@@ -41,10 +42,12 @@ class Stop:
 
     def __init__(self, runtime: WorkerRuntime, grace: float, announce: Callable[[str], None]) -> None:
         self.runtime, self.grace, self.announce = runtime, grace, announce
+        self.requests = 0  # counted first: a second Ctrl-C may come while the first one's line is printed
         self._timer: threading.Timer | None = None
 
     def request(self, *_: Any, **__: Any) -> None:
-        if self._timer is None:
+        self.requests += 1
+        if self.requests == 1:
             self._begin()
         else:
             self._hand_back("stopping the running attempts now")
@@ -66,7 +69,8 @@ class Stop:
 
     def _say(self, line: str) -> None:
         log.warning("%s", line)
-        self.announce(line)
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken terminal must not stop the stop
+            self.announce(line)
 
     def close(self) -> None:
         if self._timer is not None:
@@ -79,8 +83,8 @@ def _interrupts(stop: Stop, broker_url: str) -> Callable[..., None]:
     attempts still `running` in the database until their leases lapse."""
 
     def interrupted(*_: Any) -> None:
-        stop.request()
         ask_worker_to_stop(broker_url, INTERRUPTED)
+        stop.request()
 
     def take_interrupts(**_: Any) -> None:
         celery.platforms.signals["SIGINT"] = interrupted

@@ -24,7 +24,7 @@ from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_for_filename
 from pygments.util import ClassNotFound
 
-from system.invisible import invisible_shown
+from system.invisible import carriage_returns_shown, invisible_shown
 
 MAX_HIGHLIGHTED_LINE = 200  # a hunk side with a longer line is shown plain
 MAX_HIGHLIGHTED_HUNK = 10_000  # characters of one hunk side highlighted at once
@@ -35,6 +35,7 @@ HIGHLIGHTED = frozenset(
     | {"php"}  # not java: its lexer's time grows with the square of a line
 )  # lexers by their first alias: common languages whose lexers read a line in time that grows with its length
 FILE_START = re.compile(r"^diff --git ", re.M)  # at the start of a line git ends with a newline, as parse reads it
+BINARY = re.compile(r"^(?:GIT binary patch|Binary files .* differ)$", re.M)  # git's two ways to say so
 HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@(.*)$")
 FORMATTER = HtmlFormatter(nowrap=True)
 
@@ -85,7 +86,7 @@ def parse(diff: str) -> list[FileDiff]:
     """The files of a unified git diff, each with its hunks of numbered lines."""
     files: list[FileDiff] = []
     old = new = 0
-    for raw in _lines(invisible_shown(diff)):
+    for raw in _lines(carriage_returns_shown(invisible_shown(diff))):
         if raw.startswith("diff --git "):
             files.append(FileDiff(raw.split(" b/", 1)[-1] if " b/" in raw else raw[11:]))
         elif not files:
@@ -139,8 +140,10 @@ def _highlight(lines: list[Line], lexer: Lexer | None, budget: _Budget) -> None:
         for line in lines:
             line.html = Markup.escape(line.text)
         return
-    html = highlight("\n".join(line.text for line in lines) + "\n", lexer, FORMATTER).split("\n")
-    for line, part in zip(lines, html, strict=False):
+    html = highlight("\n".join(line.text for line in lines) + "\n", lexer, FORMATTER).split("\n")[:-1]
+    if len(html) != len(lines):  # the lexer broke or joined lines: plain text, never one line shown as another
+        html = [Markup.escape(line.text) for line in lines]
+    for line, part in zip(lines, html, strict=True):
         line.html = Markup(part)
 
 
@@ -217,6 +220,7 @@ class Part:
     added: int
     removed: int
     lines: int
+    binary: bool  # git wrote its change as a binary patch (the file holds a NUL byte): no lines to draw
 
 
 def split_files(diff: str) -> list[Part]:
@@ -231,7 +235,9 @@ def _part(text: str, named: bool) -> Part:
     header, mark, body = text.partition("\n@@")
     path = parse(header[:20_000])[0].path if named else ""  # the name is in the first lines of a header
     body = mark + body
-    return Part(text, path, body.count("\n+"), body.count("\n-"), text.count("\n") + (text[-1:] != "\n"))
+    lines = text.count("\n") + (text[-1:] != "\n")
+    binary = BINARY.search(header) is not None
+    return Part(text, path, body.count("\n+"), body.count("\n-"), lines, binary)
 
 
 def _drawn(parts: list[Part], limit: Limit) -> list[bool]:
@@ -288,6 +294,11 @@ def diff_view(diff: str, key: str, form: str = "", raw: str = "", limit: Limit =
         if not shown:
             note = Markup('<span class="muted">not drawn: {} lines</span>').format(f"{part.lines:,}")
             items.append(Markup('<li class="not-drawn">{} {} {}</li>').format(part.path, counts, note))
+            continue
+        if part.binary:
+            items.append(
+                Markup('<li class="not-drawn">{} <span class="muted">binary: not drawn</span></li>').format(part.path)
+            )
             continue
         items.append(Markup('<li><a href="#{}">{}</a> {}</li>').format(anchor, part.path, counts))
         sections.extend(_section(f, anchor, counts, form, budget) for f in parse(part.text))

