@@ -97,7 +97,8 @@ def test_a_small_call_is_served_while_another_agents_30_mib_body_is_being_read(
         _until(hold.with_suffix(".reading").exists, "the large body was never read")
         served = _small_call(small)  # were the 30 MiB read on the loop, this call would wait for the file
         assert served.status_code == 200 and thread.is_alive() and answers == []
-        assert big.handler.in_flight == 0  # the large call is still being read: nothing held, nothing sent
+        # The large call is still being read: it has its place among the gate's, but holds no budget, sent nothing.
+        assert (big.handler.in_flight, big.handler.held) == (1, 0.0)
         assert [seen.body["messages"] for seen in upstream.seen] == [CHAT["messages"]]
         hold.touch()
         thread.join()

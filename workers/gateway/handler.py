@@ -11,13 +11,14 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import httpx
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from workers.gateway.intake import Full, Intake
 from workers.gateway.protocols import (
     FAMILIES,
     Upstream,
@@ -34,7 +35,7 @@ from workers.gateway.sse import Event, EventSplitter
 from workers.gateway.usage import CHARS_PER_TOKEN, Tally, Usage, Wire
 
 MAX_REQUEST_BYTES = 32 * 2**20
-MAX_CALLS_AT_ONCE = 16  # model calls of one gate in flight; more are asked to retry (429)
+MAX_CALLS_AT_ONCE = 16  # calls of one gate in flight, counted from before their bodies are read; more: 429, retry
 NO_RETRY = {"x-should-retry": "false"}  # the Stainless SDKs (openai, anthropic) honour it
 # A model API's path: the characters of its routes and model names, in segments that are neither `.` nor `..`. A `?`,
 # `#`, `%` or `\` the agent encoded into the path would be read again by the URL built from it, as a query, a
@@ -73,6 +74,18 @@ class Meter(Protocol):
     def record(self, call: Call) -> None: ...
 
 
+class _TooLarge(Exception):
+    """The request's body is over MAX_REQUEST_BYTES."""
+
+
+@dataclass
+class _Place:
+    """A call's place among its gate's MAX_CALLS_AT_ONCE: taken before its body is read, freed once, when it ends."""
+
+    held: float = 0.0  # USD counted against the budget while the call is in flight
+    freed: bool = False
+
+
 @dataclass
 class _Exchange:
     """One request on its way through: what to record once its answer has ended."""
@@ -84,25 +97,10 @@ class _Exchange:
     request: str
     started: float
     tally: Tally
+    place: _Place = field(default_factory=_Place)
     strip_usage: bool = False
     kept: int = 0  # characters of a stream kept for the record so far
     request_chars: int = 0
-    held: float = 0.0  # USD counted against the budget while the call is in flight
-    finished: bool = False
-
-
-async def _body(request: Request) -> bytes | None:
-    """The request's body, or None past MAX_REQUEST_BYTES: read a chunk at a time, never held past the limit."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_REQUEST_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _charged(tally: Tally, request_chars: int, error: str | None) -> tuple[Usage, str | None]:
@@ -135,13 +133,15 @@ class Handler:
         writer: Executor,
         client: Callable[[], httpx.AsyncClient],
         reader: Callable[[], Reader],
+        intake: Callable[[], Intake],
         on_call: Callable[[Call, _Exchange | None], None],
     ) -> None:
         self.key, self.upstreams, self.meter, self.writer, self.client = key, upstreams, meter, writer, client
-        self.reader, self.on_call = reader, on_call
+        self.reader, self.intake, self.on_call = reader, intake, on_call
         self.secrets = (key, *(upstream.key for upstream in upstreams.values() if upstream.key))
-        self.in_flight = 0  # metered calls on their way (touched on the gateway's loop only)
+        self.in_flight = 0  # calls on their way, from before their bodies are read (touched on the gateway's loop only)
         self.held = 0.0  # what they count against the budget until they end
+        self.receiving = 0  # bytes of this gate's bodies being received
         self.reading = 0  # bytes of this gate's large bodies being read in the reader's child
 
     def redact(self, text: str) -> str:
@@ -160,29 +160,73 @@ class Handler:
         if not passes(request.method, family, rest):
             message = f"fleet gateway: only model calls pass, not {request.method} /{family}/{rest}"
             return JSONResponse(error_body(family, 403, "permission_error", message), 403, NO_RETRY)
-        body = await _body(request)
-        if body is None:
+        if self.in_flight >= MAX_CALLS_AT_ONCE:  # before the body is read: the gate's places bound its bodies
+            message = f"fleet gateway: at most {MAX_CALLS_AT_ONCE} model calls of an attempt at once"
+            return JSONResponse(error_body(family, 429, "rate_limit_error", message), 429, {"retry-after": "1"})
+        place = _Place()
+        self.in_flight += 1
+        try:
+            answer = await self._placed(request, family, rest, place)
+        except BaseException:
+            self._free(place)
+            raise
+        if not isinstance(answer, StreamingResponse):  # a stream frees its place when it ends
+            self._free(place)
+        return answer
+
+    async def _placed(self, request: Request, family: str, rest: str, place: _Place) -> Response:
+        try:
+            body = await self._received(request)
+        except _TooLarge:
             return JSONResponse(error_body(family, 413, "request_too_large", "request over 32 MiB"), 413, NO_RETRY)
+        except Full as error:
+            return _busy(family, error)
+        except ClientDisconnect:
+            return Response(status_code=400)  # the client is gone: nobody reads this
         wire = wire_of(family, rest)
         if wire is None:
-            return await self._forward(request, family, rest, body, None)
-        return await self._metered(request, family, rest, wire, body)
+            return await self._forward(request, family, rest, body, place, None)
+        return await self._metered(request, family, rest, wire, body, place)
 
-    async def _metered(self, request: Request, family: str, rest: str, wire: Wire, body: bytes) -> Response:
-        if (over := self._over_cap(family)) is not None:
-            return over
+    async def _received(self, request: Request) -> bytes:
+        """The request's body, read a chunk at a time and never held past MAX_REQUEST_BYTES (_TooLarge); while it
+        is being received its bytes count against the gate's share and the process's intake (Full)."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+            raise _TooLarge
+        chunks, size = [], 0
+        try:
+            async for chunk in request.stream():
+                if size + len(chunk) > MAX_REQUEST_BYTES:
+                    raise _TooLarge
+                self._take(len(chunk))
+                size += len(chunk)
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            self.receiving -= size
+            self.intake().give_back(size)
+
+    def _take(self, size: int) -> None:
+        """Count `size` more bytes of a body being received: one gate receives at most MAX_REQUEST_BYTES at once, so
+        one agent cannot fill the process's intake alone."""
+        if self.receiving + size > MAX_REQUEST_BYTES:
+            raise Full(f"this attempt's request bodies being received reach {MAX_REQUEST_BYTES // 2**20} MiB")
+        self.intake().take(size)
+        self.receiving += size
+
+    async def _metered(
+        self, request: Request, family: str, rest: str, wire: Wire, body: bytes, place: _Place
+    ) -> Response:
         try:
             asked = await self._read(family, rest, wire, body)
         except (Busy, ReadFailed) as error:
-            message = f"fleet gateway: {error}; retry"
-            return JSONResponse(error_body(family, 503, "overloaded_error", message), 503, {"retry-after": "1"})
-        if (over := self._over_cap(family)) is not None:  # places taken while a large body was read
-            return over
-        exchange = _Exchange(family, wire, asked.model, asked.streamed, "", time.monotonic(), Tally(wire))
+            return _busy(family, error)
+        exchange = _Exchange(family, wire, asked.model, asked.streamed, "", time.monotonic(), Tally(wire), place)
         # Held at once, before any await: calls that arrive together each see the others' holds and count.
-        exchange.held = self.meter.hold(exchange.model, len(body), asked.output_tokens or 0)
+        place.held = self.meter.hold(exchange.model, len(body), asked.output_tokens or 0)
         held_by_others = self.held
-        self.in_flight, self.held = self.in_flight + 1, self.held + exchange.held
+        self.held += place.held
         try:
             # On the gate's writer thread, after every call recorded so far: the spend it reads includes them, and
             # what the other calls in flight hold counts as spent (a burst cannot all pass a nearly spent budget).
@@ -190,20 +234,15 @@ class Handler:
                 self.writer, self.meter.refusal, exchange.model, held_by_others
             )
             if refusal is not None:
-                self._release(exchange)
+                self._free(place)
                 return self._refuse(exchange, refusal)
             exchange.strip_usage, sent = asked.sent is not None, asked.sent or body
             exchange.request, exchange.request_chars = asked.record, len(sent)
-            return await self._forward(request, family, rest, sent, exchange, body if exchange.strip_usage else None)
+            unasked = body if exchange.strip_usage else None
+            return await self._forward(request, family, rest, sent, place, exchange, unasked)
         except BaseException as error:
             self._finish(exchange, 502, f"the call ended before its answer: {type(error).__name__}", "")
             raise
-
-    def _over_cap(self, family: str) -> Response | None:
-        if self.in_flight < MAX_CALLS_AT_ONCE:
-            return None
-        message = f"fleet gateway: at most {MAX_CALLS_AT_ONCE} model calls of an attempt at once"
-        return JSONResponse(error_body(family, 429, "rate_limit_error", message), 429, {"retry-after": "1"})
 
     async def _read(self, family: str, rest: str, wire: Wire, body: bytes) -> Asked:
         """What the request asks for; one gate's large bodies take at most MAX_REQUEST_BYTES of the reader's queue,
@@ -228,6 +267,7 @@ class Handler:
         family: str,
         rest: str,
         body: bytes,
+        place: _Place,
         exchange: _Exchange | None,
         unasked: bytes | None = None,
     ) -> Response:
@@ -253,10 +293,10 @@ class Handler:
             await answer.aclose()
             assert exchange is not None
             exchange.strip_usage = False
-            return await self._forward(request, family, rest, unasked, exchange)
+            return await self._forward(request, family, rest, unasked, place, exchange)
         headers = answer_headers(answer.headers)
         if exchange is None:
-            return StreamingResponse(self._passthrough(answer), answer.status_code, headers)
+            return StreamingResponse(self._passthrough(answer, place), answer.status_code, headers)
         if answer.headers.get("content-type", "").startswith("text/event-stream"):
             return StreamingResponse(self._events(answer, exchange), answer.status_code, headers)
         try:
@@ -268,11 +308,12 @@ class Handler:
         self._finish(exchange, answer.status_code, None, content.decode("utf-8", "replace"))
         return Response(content, answer.status_code, headers)
 
-    async def _passthrough(self, answer: httpx.Response) -> AsyncIterator[bytes]:
+    async def _passthrough(self, answer: httpx.Response, place: _Place) -> AsyncIterator[bytes]:
         try:
             async for chunk in answer.aiter_raw():
                 yield chunk
         finally:
+            self._free(place)
             await answer.aclose()
 
     async def _events(self, answer: httpx.Response, exchange: _Exchange) -> AsyncIterator[bytes]:
@@ -301,17 +342,17 @@ class Handler:
         exchange.tally.event(event.name, data)
         return not (exchange.strip_usage and _usage_chunk(data))
 
-    def _release(self, exchange: _Exchange) -> bool:
+    def _free(self, place: _Place) -> bool:
         """Free the call's place and hold (once); False when they were freed before."""
-        if exchange.finished:
+        if place.freed:
             return False
-        exchange.finished = True
+        place.freed = True
         self.in_flight -= 1
-        self.held = self.held - exchange.held if self.in_flight else 0.0  # no float crumbs left when none is out
+        self.held = self.held - place.held if self.in_flight else 0.0  # no float crumbs left when none is out
         return True
 
     def _finish(self, exchange: _Exchange, status: int, error: str | None, response: str) -> None:
-        if not self._release(exchange):
+        if not self._free(exchange.place):
             return
         tally = exchange.tally
         cut = error is not None
@@ -331,3 +372,8 @@ class Handler:
             response=bounded(self.redact(response)),
         )
         self.on_call(call, exchange)
+
+
+def _busy(family: str, error: Exception) -> Response:
+    message = f"fleet gateway: {error}; retry"
+    return JSONResponse(error_body(family, 503, "overloaded_error", message), 503, {"retry-after": "1"})

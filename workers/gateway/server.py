@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from workers.gateway.handler import NO_RETRY, Call, Handler, Meter
+from workers.gateway.intake import Intake
 from workers.gateway.protocols import FAMILIES, Upstream, error_body, presented_keys
 from workers.gateway.reader import Reader
 from workers.loop_thread import CALL_SECONDS, LoopThread
@@ -62,7 +63,7 @@ class GatewayGate:
         # The meter's database work, in order and off the event loop that serves every gate of the worker.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-gateway-meter")
         self.handler = Handler(
-            self.key, self.upstreams, meter, self._writer, gateway.client, gateway.reader, self._record
+            self.key, self.upstreams, meter, self._writer, gateway.client, gateway.reader, gateway.intake, self._record
         )
 
     @property
@@ -130,12 +131,13 @@ class GatewayGate:
 class ModelGateway:
     """The worker process's gateway: one listener and one client on an asyncio loop, serving every open gate."""
 
-    def __init__(self, reading: Callable[[], Reader] = Reader) -> None:
+    def __init__(self, reading: Callable[[], Reader] = Reader, receiving: Callable[[], Intake] = Intake) -> None:
         self.loop = LoopThread("fleet-gateway")
         self.port = 0
         self._gates: dict[str, GatewayGate] = {}
         self._client: httpx.AsyncClient | None = None
         self._reading, self._reader = reading, reading()
+        self._receiving, self._intake = receiving, receiving()
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._serving_on: asyncio.AbstractEventLoop | None = None
@@ -175,6 +177,10 @@ class ModelGateway:
         """What reads the gates' request bodies (its child process is started by the first large body)."""
         return self._reader
 
+    def intake(self) -> Intake:
+        """What counts the bytes of request bodies being received, for every gate of the process."""
+        return self._intake
+
     def forget(self, gate: GatewayGate) -> None:
         """No request finds the gate from now on."""
         self._gates.pop(gate.key, None)
@@ -192,6 +198,7 @@ class ModelGateway:
         self._gates.clear()
         self._client = None  # a forked child's copy of its parent's client is not its own
         self._reader = self._reading()  # nor its reading process
+        self._intake = self._receiving()  # nor the bodies its parent was receiving
         app = Starlette(routes=[Route("/{family}/{rest:path}", self._serve, methods=METHODS)])
         # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that name it, and without it a keep-alive
         # client waits out a delayed ACK (40 ms) on every answer.
