@@ -103,11 +103,12 @@ def _passed(attempt: Attempt) -> bool:
     return attempt.verification is not None and attempt.verification.verdict == Verdict.PASSED.value
 
 
-def candidate_view(c: Candidate, rank: int) -> dict[str, Any]:
-    """A candidate as the CLI's --json, the API and the web show it: its best attempt, and who agreed."""
+def candidate_view(c: Candidate, rank: int, texts: bool = True) -> dict[str, Any]:
+    """A candidate as the CLI's --json, the API and the web show it: its best attempt (with its diff, transcript and
+    prompt when `texts`), and who agreed."""
     return (
         views.attempt_view(c.attempt)
-        | views.attempt_texts(c.attempt)
+        | (views.attempt_texts(c.attempt) if texts else {})
         | {
             "rank": rank,
             "agent": c.attempt.run.agent,
@@ -120,10 +121,16 @@ def candidate_view(c: Candidate, rank: int) -> dict[str, Any]:
 
 
 def review_queue(
-    db: Database, repo: str | None = None, agent: str | None = None, limit: int | None = None, after: int | None = None
+    db: Database,
+    repo: str | None = None,
+    agent: str | None = None,
+    limit: int | None = None,
+    after: int | None = None,
+    texts: bool = True,
 ) -> list[dict[str, Any]]:
-    """Tickets waiting for review with their verified candidates, best first (`fleet review list`, the web); the
-    web's page of them is `limit` tickets after ticket `after`, of a repo or an agent (db.dashboard.review_tickets)."""
+    """Tickets waiting for review with their verified candidates, best first (`fleet review list`, the web, the
+    API); a page of them is `limit` tickets after ticket `after`, of a repo or an agent (db.dashboard.review_tickets),
+    and `texts` adds each candidate's diff, transcript and prompt (the web draws a bounded part of the diff)."""
     rows = []
     with db.session() as s:
         for ticket in dashboard.review_tickets(s, repo, agent, limit, after):
@@ -132,7 +139,7 @@ def review_queue(
             rows.append(
                 views.ticket_view(tree)
                 | {
-                    "candidates": [candidate_view(c, rank) for rank, c in enumerate(best, start=1)],
+                    "candidates": [candidate_view(c, rank, texts) for rank, c in enumerate(best, start=1)],
                     "best_attempt": best[0].attempt.id if best else None,
                     "diff_stat": best[0].attempt.diff_stat if best else "",
                 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from db import dashboard, queries, tokens
@@ -30,6 +30,9 @@ RunId = Annotated[int, Path(description="A run's id (a ticket's runs list them).
 AttemptId = Annotated[int, Path(description="An attempt's id (a run's attempts list them).")]
 VerificationId = Annotated[int, Path(description="A verification's id (an attempt lists its verifications).")]
 TokenId = Annotated[int, Path(description="A token's id, as `fleet token list` shows it.")]
+RepoFilter = Annotated[str | None, Query(max_length=100, description="Only this repo's tickets.")]
+AgentFilter = Annotated[str | None, Query(max_length=200, description="Only tickets with a run of this agent.")]
+REVIEW_PAGE = 20  # tickets per page of /api/review, each with its candidates' figures (no diffs): about 2 KB each
 
 
 class TicketIn(TicketSpec):
@@ -74,6 +77,17 @@ def may_change(principal: Principal, submitted_by: str) -> None:
         raise Forbidden("only the ticket's submitter or an admin may do this")
 
 
+def paged(
+    request: Request, response: Response, rows: list[dict[str, Any]], limit: int, cursor: str
+) -> list[dict[str, Any]]:
+    """The first `limit` rows (one more was read to know whether another page follows); when one does, a Link header
+    names it (rel="next"): this URL with its filters, `cursor` set to the page's last ticket id."""
+    if len(rows) > limit:
+        following = request.url.include_query_params(**{cursor: rows[limit - 1]["id"]})
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    return rows[:limit]
+
+
 def ticket_owner(state: WebState, ticket_id: int) -> str:
     with state.db.session() as s:
         return queries.get_ticket(s, ticket_id).submitted_by
@@ -90,20 +104,22 @@ def me(principal: Viewer) -> dict[str, Any]:
 
 @router.get("/tickets")
 def list_tickets(
+    request: Request,
+    response: Response,
     state: State,
     _: Viewer,
     status: Annotated[TicketStatus | None, Query(description="Only tickets in this status.")] = None,
-    repo: Annotated[str | None, Query(max_length=100, description="Only this repo's tickets.")] = None,
-    agent: Annotated[str | None, Query(max_length=200, description="Only tickets with a run of this agent.")] = None,
+    repo: RepoFilter = None,
+    agent: AgentFilter = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many, newest first.")] = 200,
     before: Annotated[
         int | None, Query(ge=1, description="Only tickets older than this id: the last id of a page gives the next.")
     ] = None,
 ) -> list[dict[str, Any]]:
-    """Tickets newest first, filtered by status, repo and agent, a page at a time."""
+    """Tickets newest first, filtered by status, repo and agent, a page at a time; a Link header names the next."""
     with state.db.session() as s:
-        rows = dashboard.find_tickets(s, status.value if status else None, repo, agent, limit, before=before)
-        return [views.ticket_view(t) for t in rows]
+        rows = dashboard.find_tickets(s, status.value if status else None, repo, agent, limit + 1, before=before)
+        return paged(request, response, [views.ticket_view(t) for t in rows], limit, "before")
 
 
 @router.get("/tickets/{ticket_id}")
@@ -154,7 +170,7 @@ def get_run(run_id: RunId, state: State, _: Viewer) -> dict[str, Any]:
 
 @router.get("/attempts/{attempt_id}")
 def get_attempt(attempt_id: AttemptId, state: State, _: Viewer) -> dict[str, Any]:
-    """An attempt with its prompt, transcript and diff."""
+    """An attempt with its prompt, transcript and diff, whole (each bounded by the limits a worker stores)."""
     with state.db.session() as s:
         attempt = queries.get_attempt(s, attempt_id)
         return views.attempt_view(attempt) | views.attempt_texts(attempt) | {"ticket": attempt.ticket_id}
@@ -170,9 +186,36 @@ def get_verification(verification_id: VerificationId, state: State, _: Viewer) -
 
 
 @router.get("/review")
-def review_queue(state: State, _: Viewer) -> list[dict[str, Any]]:
-    """Tickets waiting for review, each with its verified candidates, best first."""
-    return reviews.review_queue(state.db)
+def review_queue(
+    request: Request,
+    response: Response,
+    state: State,
+    _: Viewer,
+    repo: RepoFilter = None,
+    agent: AgentFilter = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="At most this many tickets, in the queue's order.")] = (
+        REVIEW_PAGE
+    ),
+    after: Annotated[
+        int | None,
+        Query(ge=1, description="Only tickets after this one in the queue: the last id of a page gives the next."),
+    ] = None,
+) -> list[dict[str, Any]]:
+    """Tickets waiting for review, highest priority first, each with its verified candidates, best first, a page at a
+    time (a Link header names the next).
+
+    A candidate carries its figures, not its texts: its whole diff and transcript are at its diff_url and
+    transcript_url (plain text), and with its prompt at /api/attempts/{id}.
+    """
+    found = reviews.review_queue(state.db, repo, agent, limit + 1, after, texts=False)
+    for ticket in found:
+        ticket["candidates"] = [candidate | texts_at(candidate["id"]) for candidate in ticket["candidates"]]
+    return paged(request, response, found, limit, "after")
+
+
+def texts_at(attempt_id: int) -> dict[str, str]:
+    """Where an attempt's whole diff and transcript are, as plain text (orchestrator/web/raw.py)."""
+    return {"diff_url": f"/attempts/{attempt_id}/diff", "transcript_url": f"/attempts/{attempt_id}/transcript"}
 
 
 @router.get("/merge")

@@ -78,3 +78,11 @@ def test_a_repo_takes_the_command_lines_singular_names_too() -> None:
         assert str(exc) == "give agent_host or agent_hosts, not both"
     else:
         raise AssertionError("both names were accepted")
+
+
+def test_the_lists_of_tickets_come_a_bounded_page_at_a_time(web: Web) -> None:
+    schema = web.client().get("/api/openapi.json", headers=web.headers("viewer")).json()["paths"]
+    for path, cursor, most in (("/api/tickets", "before", 1000), ("/api/review", "after", 100)):
+        params = {p["name"]: p["schema"] for p in schema[path]["get"]["parameters"]}
+        assert params["limit"]["maximum"] == most and cursor in params and {"repo", "agent"} <= params.keys(), path
+        assert "Link header" in schema[path]["get"]["description"], path

@@ -6,11 +6,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from db import queries
 from db.specs import TicketSpec
-from tests.web.conftest import Web, add_sample_repo, make_fleet, make_tokens, queue, scripted_spec, settings_for
+from tests.web.conftest import (
+    Server,
+    Web,
+    add_sample_repo,
+    make_fleet,
+    make_tokens,
+    queue,
+    scripted_spec,
+    settings_for,
+)
 from tests.web.test_pages import login
 from workers.agents.scripted import scripted_command
 
@@ -112,3 +122,37 @@ def test_the_review_list_comes_a_page_at_a_time_with_its_filters(web: Web, monke
     assert 'id="next-page"' not in last and '<a id="first-page" href="/review?repo=calc&amp;agent=">' in last
     assert shown.findall(client.get("/review?agent=nobody").text) == []
     assert "matches these filters" in client.get("/review?repo=elsewhere").text
+
+
+def test_the_api_review_list_comes_a_page_at_a_time_and_points_to_the_whole_diffs(web: Web) -> None:
+    order, [big_attempt] = [web.tickets[name] for name in ("big", "tries", "small")], attempts(web, "big")
+    with Server(web.app) as server, httpx.Client(base_url=server.url, headers=web.headers("viewer")) as client:
+        first = client.get("/api/review", params={"repo": "calc", "limit": 2})
+        assert [t["id"] for t in first.json()] == order[:2] and len(first.content) < 20_000  # BIG is 400,000
+        [big] = first.json()[0]["candidates"]
+        assert not {"diff", "transcript", "prompt"} & big.keys() and big["diff_stat"]
+        assert (big["diff_url"], big["transcript_url"]) == (
+            f"/attempts/{big_attempt}/diff",
+            f"/attempts/{big_attempt}/transcript",
+        )
+        assert client.get(big["diff_url"]).text == BIG and client.get(big["transcript_url"]).text == TRANSCRIPT
+        assert client.get(f"/api/attempts/{big_attempt}").json()["diff"] == BIG  # one attempt, as JSON, whole
+        following = f"/api/review?repo=calc&limit=2&after={order[1]}"
+        assert first.headers["link"] == f'<{following}>; rel="next"'  # the filters go with the next page
+        last = client.get(following)
+        assert [t["id"] for t in last.json()] == order[2:] and "link" not in last.headers
+        assert client.get("/api/review", params={"agent": "nobody"}).json() == []
+        assert [t["id"] for t in client.get("/api/review").json()] == order  # a page of 20 by default
+        too_many = client.get("/api/review", params={"limit": 101})
+        assert too_many.json() == {"detail": "limit: must be at most 100 (got '101')"}
+        schema = client.get("/api/openapi.json").json()["paths"]["/api/review"]["get"]["parameters"]
+        assert {p["name"]: p["schema"].get("default") for p in schema}["limit"] == 20
+
+
+def test_the_api_tickets_list_names_its_next_page(web: Web) -> None:
+    newest = sorted(web.tickets.values(), reverse=True)
+    with Server(web.app) as server, httpx.Client(base_url=server.url, headers=web.headers("viewer")) as client:
+        first = client.get("/api/tickets", params={"repo": "calc", "limit": 2})
+        assert [t["id"] for t in first.json()] == newest[:2]
+        assert first.headers["link"] == f'</api/tickets?repo=calc&limit=2&before={newest[1]}>; rel="next"'
+        assert "link" not in client.get("/api/tickets", params={"limit": 3}).headers
