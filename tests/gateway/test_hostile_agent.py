@@ -103,12 +103,16 @@ def test_a_burst_of_calls_cannot_all_pass_a_nearly_spent_budget(
     assert again.status_code == 402 and "held by calls in flight" not in again.json()["error"]["message"]
 
 
-@pytest.mark.parametrize(("limit", "second"), [({"max_tokens": 2000}, 402), ({}, 200)])
+@pytest.mark.parametrize(
+    ("limit", "second"),
+    [({"max_tokens": 2000}, 402), ({"max_tokens": 500}, 200), ({}, 402), ({"max_tokens": "2000"}, 402)],
+)
 def test_a_call_in_flight_holds_the_output_its_request_allows(
-    gateway: ModelGateway, upstream: Upstream, db: Any, limit: dict[str, int], second: int
+    gateway: ModelGateway, upstream: Upstream, db: Any, limit: dict[str, Any], second: int
 ) -> None:
-    # The budget ($0.016) fits one call at 2,000 output tokens ($0.02 at $10 a million), not two; without a declared
-    # limit a call holds 1,024 ($0.0102) and the second still fits.
+    # The budget ($0.016) fits one call at 2,000 output tokens ($0.02 at $10 a million), not two; a call at 500 holds
+    # $0.005 and the second still fits. A call that names no limit holds 32,768 tokens: leaving it out, or writing
+    # it as a string the provider reads, holds no less.
     attempt = new_attempt(db, budget_usd=0.016)
     with (
         open_gate(gateway, upstream, attempt, budget_usd=0.016, prices=PRICES) as gate,
@@ -118,9 +122,9 @@ def test_a_call_in_flight_holds_the_output_its_request_allows(
         answer = agent.post("/openai/chat/completions", json=CHAT, headers=_key(gate))
     assert answer.status_code == second
     if second == 402:
-        message = answer.json()["error"]["message"]
-        assert message == (
-            "fleet gateway: the ticket's budget of $0.02 ran out mid-attempt ($0.0000 spent, $0.0201 held by calls"
+        held = "0.3277" if not limit else "0.0201"  # 32,768 output tokens, or the 2,000 the call named
+        assert answer.json()["error"]["message"] == (
+            f"fleet gateway: the ticket's budget of $0.02 ran out mid-attempt ($0.0000 spent, ${held} held by calls"
             " in flight for their input and output limits)"
         )
 

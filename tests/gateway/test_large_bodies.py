@@ -6,7 +6,9 @@ so a test knows the body is still being read while it makes its other calls (an 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -189,3 +191,21 @@ def test_events_are_cut_at_their_ends_wherever_the_stream_splits_its_chunks() ->
 def _split(chunks: list[bytes]) -> list[Event]:
     splitter = EventSplitter()
     return [event for chunk in chunks for event in splitter.feed(chunk)] + list(splitter.flush())
+
+
+def test_the_reader_child_is_out_of_reach_of_the_workers_ctrl_c() -> None:
+    """The terminal sends Ctrl-C to its foreground process group: the worker stops gently, and a call's large body
+    in the reader must still be read (the child died of it, and the call got a 503)."""
+
+    async def read_one() -> tuple[int, int]:
+        reader = Reader()
+        try:
+            body = json.dumps(CHAT | {"messages": [{"role": "user", "content": "x" * MiB}]}).encode()
+            asked = await reader.read("openai", "chat/completions", Wire.CHAT, body, ())
+            assert asked.model == "gpt-4o" and reader._child is not None
+            return os.getpgid(reader._child.pid), os.getsid(reader._child.pid)
+        finally:
+            await reader.close()
+
+    group, session = asyncio.run(read_one())
+    assert group != os.getpgid(0) and session != os.getsid(0)

@@ -186,7 +186,18 @@ def test_calls_are_priced_per_million_tokens_with_cache_reads_and_writes(
         ("gemini/v1beta/models/g:generateContent", Wire.GEMINI, {"generationConfig": {"maxOutputTokens": 900}}, 900),
         ("gemini/v1beta/models/g:generateContent", Wire.GEMINI, {"generation_config": {"max_output_tokens": 7}}, 7),
         ("openai/chat/completions", Wire.CHAT, {"max_tokens": 10**400}, MAX_OUTPUT_TOKENS),  # priced, not overflown
-        ("openai/chat/completions", Wire.CHAT, {"max_tokens": True, "max_completion_tokens": "9"}, None),
+        ("openai/chat/completions", Wire.CHAT, {"max_tokens": True, "max_completion_tokens": "9"}, 9),
+        (
+            "gemini/v1beta/models/g:generateContent",
+            Wire.GEMINI,
+            {"generationConfig": {"max_output_tokens": "65536"}},
+            65536,
+        ),
+        ("gemini/v1beta/models/g:generateContent", Wire.GEMINI, {"generation_config": {"maxOutputTokens": 64}}, 64),
+        ("openai/responses", Wire.RESPONSES, {"max_output_tokens": 100000.0}, 100000),  # a whole float
+        ("openai/chat/completions", Wire.CHAT, {"max_tokens": "9" * 40}, MAX_OUTPUT_TOKENS),
+        ("openai/chat/completions", Wire.CHAT, {"max_tokens": 1.5, "max_completion_tokens": "1e9"}, None),
+        ("openai/chat/completions", Wire.CHAT, {"max_tokens": True, "max_completion_tokens": "-9"}, None),
         ("openai/chat/completions", Wire.CHAT, {}, None),
     ],
 )

@@ -27,7 +27,9 @@ BASE_VARIABLES = {
     "anthropic": ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"),
     "gemini": ("GOOGLE_GEMINI_BASE_URL", "GEMINI_API_BASE"),
 }
-HELD_OUTPUT_TOKENS = 1024  # a call in flight holds its input and its output limit, this much when it names none
+# A call in flight holds its input and its output limit; one that names none holds this much, about what the agent
+# CLIs that name one ask for (Claude Code 32,000), so that leaving it out does not hold less.
+HELD_OUTPUT_TOKENS = 32_768
 PROVIDERS = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",

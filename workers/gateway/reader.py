@@ -107,8 +107,11 @@ class Reader:
 
     async def _started(self) -> asyncio.subprocess.Process:
         if self._child is None or self._child.returncode is not None:
-            self._child = await asyncio.create_subprocess_exec(
-                *self.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+            self._child = await asyncio.create_subprocess_exec(  # its own session: a Ctrl-C of the worker's
+                *self.command,  # terminal stops the worker gently, which must not kill the reader under it
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                start_new_session=True,
             )
         return self._child
 

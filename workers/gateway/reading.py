@@ -88,8 +88,22 @@ def _output_asked(body: Any) -> int | None:
     if not isinstance(body, dict):
         return None
     fields = [body.get(name) for name in OUTPUT_FIELDS]
-    for config, name in (("generationConfig", "maxOutputTokens"), ("generation_config", "max_output_tokens")):
+    for config in ("generationConfig", "generation_config"):  # Gemini's JSON takes either spelling of each
         if isinstance(body.get(config), dict):
-            fields.append(body[config].get(name))
-    limits = [value for value in fields if isinstance(value, int) and not isinstance(value, bool) and value > 0]
+            fields += [body[config].get(name) for name in ("maxOutputTokens", "max_output_tokens")]
+    limits = [limit for value in fields if (limit := _count(value)) is not None and limit > 0]
     return min(max(limits), MAX_OUTPUT_TOKENS) if limits else None
+
+
+def _count(value: Any) -> int | None:
+    """A number of tokens as the providers' JSON parsers read one: an integer, a whole float or a string of
+    digits (protobuf's JSON takes `"65536"`); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(min(value, MAX_OUTPUT_TOKENS))
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdecimal():
+        return int(value.strip()[:12])  # past a million either way: MAX_OUTPUT_TOKENS
+    return None
