@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,3 +113,16 @@ def agent(gate: GatewayGate) -> Iterator[httpx.Client]:
     """The agent's HTTP client: it knows the gate's URL and the placeholder key, nothing else."""
     with httpx.Client(base_url=gate.url, trust_env=False, timeout=30) as client:
         yield client
+
+
+def gate_key(gate: GatewayGate) -> dict[str, str]:
+    """The headers of a call through gate: its placeholder key, as a bearer token, and a JSON body."""
+    return {"Authorization": f"Bearer {gate.key}", "Content-Type": "application/json"}
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Wait (at most a minute) until condition holds; what says what never happened."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)

@@ -39,14 +39,14 @@ def _recorded(attempt: Attempt, count: int) -> None:
         time.sleep(0.05)
 
 
-def _key(gate: GatewayGate) -> dict[str, str]:
+def gate_key(gate: GatewayGate) -> dict[str, str]:
     return {"Authorization": f"Bearer {gate.key}"}
 
 
 @contextmanager
 def _in_flight(agent: httpx.Client, gate: GatewayGate, body: dict[str, Any] = SLOW) -> Iterator[None]:
     """A slow stream, its first chunk read: the call is under way until the block ends."""
-    with agent.stream("POST", "/openai/chat/completions", json=body, headers=_key(gate)) as answer:
+    with agent.stream("POST", "/openai/chat/completions", json=body, headers=gate_key(gate)) as answer:
         assert answer.status_code == 200
         reading = answer.iter_raw()  # kept: an iterator dropped closes the response, and the agent hangs up
         next(reading)
@@ -68,7 +68,7 @@ def _in_flight(agent: httpx.Client, gate: GatewayGate, body: dict[str, Any] = SL
 def test_a_path_that_would_go_out_as_another_is_refused(
     agent: httpx.Client, gate: GatewayGate, attempt: Attempt, upstream: Upstream, path: str
 ) -> None:
-    answer = agent.post(path, json=CHAT, headers=_key(gate))
+    answer = agent.post(path, json=CHAT, headers=gate_key(gate))
     assert answer.status_code == 403 and "is not a model API path" in answer.json()["error"]["message"]
     assert upstream.seen == [] and _calls(attempt) == []
 
@@ -77,7 +77,7 @@ def test_model_routes_and_model_names_still_pass(agent: httpx.Client, gate: Gate
     flash = "/gemini/v1beta/models/gemini-2.0-flash-001:generateContent"
     gemini = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
     assert agent.post(flash, json=gemini, headers={"x-goog-api-key": gate.key}).status_code == 200
-    assert agent.post("/openai/chat/completions", json=CHAT, headers=_key(gate)).status_code == 200
+    assert agent.post("/openai/chat/completions", json=CHAT, headers=gate_key(gate)).status_code == 200
     assert [urlsplit(seen.path).path for seen in upstream.seen] == [
         "/v1beta/models/gemini-2.0-flash-001:generateContent",
         "/v1/chat/completions",
@@ -94,11 +94,11 @@ def test_a_burst_of_calls_cannot_all_pass_a_nearly_spent_budget(
         httpx.Client(base_url=gate.url, timeout=30) as agent,
     ):
         with _in_flight(agent, gate):
-            burst = [agent.post("/openai/chat/completions", json=CHAT, headers=_key(gate)) for _ in range(5)]
+            burst = [agent.post("/openai/chat/completions", json=CHAT, headers=gate_key(gate)) for _ in range(5)]
         assert {answer.status_code for answer in burst} == {402}
         assert "held by calls in flight" in burst[0].json()["error"]["message"]
         _recorded(attempt, 6)  # the first, cut as the agent hung up, and the five refused
-        again = agent.post("/openai/chat/completions", json=CHAT, headers=_key(gate))
+        again = agent.post("/openai/chat/completions", json=CHAT, headers=gate_key(gate))
     assert len(upstream.seen) == 1  # only the first call reached the provider
     assert again.status_code == 402 and "held by calls in flight" not in again.json()["error"]["message"]
 
@@ -119,7 +119,7 @@ def test_a_call_in_flight_holds_the_output_its_request_allows(
         httpx.Client(base_url=gate.url, timeout=30) as agent,
         _in_flight(agent, gate, SLOW | limit),
     ):
-        answer = agent.post("/openai/chat/completions", json=CHAT, headers=_key(gate))
+        answer = agent.post("/openai/chat/completions", json=CHAT, headers=gate_key(gate))
     assert answer.status_code == second
     if second == 402:
         held = "0.3277" if not limit else "0.0201"  # 32,768 output tokens, or the 2,000 the call named
@@ -157,7 +157,7 @@ def test_a_client_that_turns_its_usage_off_is_charged_what_the_provider_billed(
     agent: httpx.Client, gate: GatewayGate, attempt: Attempt, upstream: Upstream
 ) -> None:
     body = CHAT | {"stream": True, "stream_options": {"include_usage": False}}
-    answer = agent.post("/openai/chat/completions", json=body, headers=_key(gate))
+    answer = agent.post("/openai/chat/completions", json=body, headers=gate_key(gate))
     assert upstream.seen[-1].body["stream_options"] == {"include_usage": True}
     assert '"choices": []' not in answer.text  # the client gets the stream it asked for
     [call] = _calls(attempt)
@@ -173,8 +173,8 @@ def test_with_a_budget_a_model_without_a_price_is_refused_before_it_is_called(
         open_gate(gateway, upstream, attempt, budget_usd=5.0) as gate,
         httpx.Client(base_url=gate.url) as agent,
     ):
-        refused = agent.post("/openai/chat/completions", json=CHAT | {"model": "gpt-5-pro"}, headers=_key(gate))
-        priced = agent.post("/openai/chat/completions", json=CHAT, headers=_key(gate))
+        refused = agent.post("/openai/chat/completions", json=CHAT | {"model": "gpt-5-pro"}, headers=gate_key(gate))
+        priced = agent.post("/openai/chat/completions", json=CHAT, headers=gate_key(gate))
     message = refused.json()["error"]["message"]
     assert refused.status_code == 402 and "'gpt-5-pro' has no price" in message and "model_prices" in message
     assert priced.status_code == 200 and len(upstream.seen) == 1
@@ -186,10 +186,10 @@ def test_more_calls_at_once_than_a_gate_serves_are_asked_to_retry(
     with ExitStack() as calls:
         for _ in range(MAX_CALLS_AT_ONCE):
             calls.enter_context(_in_flight(agent, gate))
-        over = agent.post("/openai/chat/completions", json=CHAT, headers=_key(gate))
+        over = agent.post("/openai/chat/completions", json=CHAT, headers=gate_key(gate))
     assert over.status_code == 429 and over.headers["retry-after"] == "1"
     _recorded(attempt, MAX_CALLS_AT_ONCE)  # each cut as the agent hung up
-    assert agent.post("/openai/chat/completions", json=CHAT, headers=_key(gate)).status_code == 200
+    assert agent.post("/openai/chat/completions", json=CHAT, headers=gate_key(gate)).status_code == 200
     _recorded(attempt, MAX_CALLS_AT_ONCE + 1)
 
 
@@ -200,7 +200,7 @@ def _at_once(gate: GatewayGate, calls: int) -> list[int]:
     def one() -> None:
         with httpx.Client(base_url=gate.url, timeout=60) as client:
             start.wait()
-            with client.stream("POST", "/openai/chat/completions", json=SLOW, headers=_key(gate)) as answer:
+            with client.stream("POST", "/openai/chat/completions", json=SLOW, headers=gate_key(gate)) as answer:
                 statuses.append(answer.status_code)
                 answer.read()
 

@@ -10,8 +10,7 @@ import asyncio
 import json
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 from db import queries
 from db.engine import Database
 from db.migrate import upgrade
-from tests.gateway.conftest import Attempt, new_attempt, open_gate
+from tests.gateway.conftest import Attempt, gate_key, new_attempt, open_gate, wait_until
 from tests.gateway.held_reader import HELD_COMMAND, held_read
 from tests.gateway.upstream import Upstream
 from workers.gateway.handler import MAX_REQUEST_BYTES
@@ -64,27 +63,16 @@ def _posting(gate: GatewayGate, body: bytes | str) -> tuple[threading.Thread, li
 
     def post() -> None:
         with httpx.Client(base_url=gate.url, timeout=120, trust_env=False) as client:
-            answers.append(client.post("/openai/chat/completions", content=body, headers=_key(gate)))
+            answers.append(client.post("/openai/chat/completions", content=body, headers=gate_key(gate)))
 
     thread = threading.Thread(target=post)
     thread.start()
     return thread, answers
 
 
-def _key(gate: GatewayGate) -> dict[str, str]:
-    return {"Authorization": f"Bearer {gate.key}", "Content-Type": "application/json"}
-
-
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
 def _small_call(gate: GatewayGate) -> httpx.Response:
     with httpx.Client(base_url=gate.url, timeout=30, trust_env=False) as client:
-        return client.post("/openai/chat/completions", json=CHAT, headers=_key(gate))
+        return client.post("/openai/chat/completions", json=CHAT, headers=gate_key(gate))
 
 
 def test_a_small_call_is_served_while_another_agents_30_mib_body_is_being_read(
@@ -96,7 +84,7 @@ def test_a_small_call_is_served_while_another_agents_30_mib_body_is_being_read(
     with open_gate(gateway, upstream, hostile) as big, open_gate(gateway, upstream, other) as small:
         body = _held(hold, 30 * MiB, extra=big.key, stream=True)  # its own key in it: stored redacted
         thread, answers = _posting(big, body)
-        _until(hold.with_suffix(".reading").exists, "the large body was never read")
+        wait_until(hold.with_suffix(".reading").exists, "the large body was never read")
         served = _small_call(small)  # were the 30 MiB read on the loop, this call would wait for the file
         assert served.status_code == 200 and thread.is_alive() and answers == []
         # The large call is still being read: it has its place among the gate's, but holds no budget, sent nothing.
@@ -137,7 +125,7 @@ def test_past_the_bytes_the_reader_takes_at_once_a_large_body_is_refused_to_be_r
         open_gate(small_gateway, upstream, _another_attempt(tmp_path)) as second,
     ):
         thread, answers = _posting(first, _held(hold, 2 * MiB))
-        _until(hold.with_suffix(".reading").exists, "the large body was never read")
+        wait_until(hold.with_suffix(".reading").exists, "the large body was never read")
         refused = _posting(second, _held(hold, 2 * MiB))
         refused[0].join()
         [busy] = refused[1]
@@ -162,11 +150,11 @@ def test_one_agent_cannot_take_the_whole_queue_of_large_bodies(
         open_gate(gateway, upstream, _another_attempt(tmp_path)) as other,
     ):
         held = _posting(hostile, _held(hold, MAX_REQUEST_BYTES // 2 + MiB))
-        _until(hold.with_suffix(".reading").exists, "the large body was never read")
+        wait_until(hold.with_suffix(".reading").exists, "the large body was never read")
         more = _posting(hostile, _held(hold, MAX_REQUEST_BYTES // 2 + MiB))
         more[0].join()
         queued = _posting(other, _held(hold, MAX_REQUEST_BYTES // 2 + MiB))  # waits its turn, not refused
-        _until(lambda: gateway.reader().waiting > MAX_REQUEST_BYTES, "the other agent's body never queued")
+        wait_until(lambda: gateway.reader().waiting > MAX_REQUEST_BYTES, "the other agent's body never queued")
         hold.touch()
         for thread, _ in (held, queued):
             thread.join()

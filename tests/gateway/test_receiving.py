@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import re
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 
 from db.engine import Database
 from db.migrate import upgrade
-from tests.gateway.conftest import Attempt, new_attempt, open_gate
+from tests.gateway.conftest import Attempt, gate_key, new_attempt, open_gate, wait_until
 from tests.gateway.upstream import Upstream
 from workers.gateway.handler import MAX_CALLS_AT_ONCE, MAX_REQUEST_BYTES
 from workers.gateway.intake import Intake
@@ -64,26 +63,15 @@ def _status(conn: socket.socket) -> tuple[int, bytes]:
     return int(answer.split()[1]), head + b"\r\n\r\n" + body
 
 
-def _key(gate: GatewayGate) -> dict[str, str]:
-    return {"Authorization": f"Bearer {gate.key}", "Content-Type": "application/json"}
-
-
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
 def _all_free(gate: GatewayGate, intake: Intake) -> None:
     """No place taken, nothing held or being received: exactly, not just below the limits."""
-    _until(lambda: gate.handler.in_flight == 0, "a place was never freed")
+    wait_until(lambda: gate.handler.in_flight == 0, "a place was never freed")
     assert (gate.handler.in_flight, gate.handler.held, gate.handler.receiving, intake.receiving) == (0, 0.0, 0, 0)
 
 
 def _started(gate: GatewayGate, calls: int) -> None:
     """Wait until the gateway serves `calls` requests of the gate (each has sent its headers)."""
-    _until(lambda: sum(not task.done() for task in gate.requests) == calls, "the calls never reached the gateway")
+    wait_until(lambda: sum(not task.done() for task in gate.requests) == calls, "the calls never reached the gateway")
 
 
 def test_the_seventeenth_call_of_a_gate_is_refused_before_its_body_is_read(
@@ -118,7 +106,7 @@ def test_a_calls_place_is_freed_once_however_its_body_ends(
         large.sendall(_head(gate, f"Content-Length: {MAX_REQUEST_BYTES + 1}"))
         assert _status(large)[0] == 413  # too large, refused as declared: its place freed
         _started(gate, MAX_CALLS_AT_ONCE - 1)
-        _until(lambda: gate.handler.receiving == PART * len(sent), "the bodies' first bytes were never received")
+        wait_until(lambda: gate.handler.receiving == PART * len(sent), "the bodies' first bytes were never received")
         share = MAX_REQUEST_BYTES - gate.handler.receiving  # what the gate may still be receiving at once
         greedy.sendall(b"%x\r\n" % (share + 1) + b"x" * (share + 1))  # one byte past the gate's share, never ended
         status, answer = _status(greedy)
@@ -156,14 +144,14 @@ def test_past_the_bytes_the_process_receives_at_once_a_body_is_refused_to_be_ret
         _sending(stalling, body, 2 * MiB) as held,
     ):
         intake = small_intake.intake()  # the listener's, started by the first gate
-        _until(lambda: intake.receiving == 2 * MiB, "the stalled body was never received")
+        wait_until(lambda: intake.receiving == 2 * MiB, "the stalled body was never received")
         with _sending(other, body, MiB + 1) as refused:  # one byte past what the process may still receive
             status, head = _status(refused)
         assert status == 503 and b"retry-after: 1" in head
         assert b"fleet gateway: 3 mib of request bodies are already being received; retry" in head
         assert (other.handler.in_flight, other.handler.receiving) == (0, 0)
         with httpx.Client(base_url=other.url, trust_env=False, timeout=30) as client:
-            small = client.post("/openai/chat/completions", content=_chat(PART), headers=_key(other))
+            small = client.post("/openai/chat/completions", content=_chat(PART), headers=gate_key(other))
         assert small.status_code == 200  # what still fits is received
         held.sendall(body[2 * MiB :])
         assert _status(held)[0] == 200

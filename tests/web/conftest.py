@@ -62,6 +62,17 @@ class Web:
         return TestClient(self.app, base_url="https://testserver")
 
 
+def app_with_token(folder: Path, role: str = "viewer") -> Any:
+    """The web app over a new Fleet in folder, with one token of role in app.state.token (dispose its db after)."""
+    from fleet.wiring import celery_dispatcher
+    from orchestrator.web.app import create_app
+    from orchestrator.web.auth import Role, new_token
+
+    app = create_app(settings_for(make_fleet(folder)), celery_dispatcher)
+    app.state.token = new_token(app.state.fleet.db, Role(role), f"{role}1", "test")[1]
+    return app
+
+
 def make_tokens(app: Any) -> dict[str, str]:
     from orchestrator.web.auth import Role, new_token
 

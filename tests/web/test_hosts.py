@@ -11,19 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.web.serving import Listener
-from tests.web.conftest import Server, free_port, make_fleet, settings_for
+from tests.web.conftest import Server, app_with_token, free_port
 
 FORGED = "attacker.example"
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from fleet.wiring import celery_dispatcher
-    from orchestrator.web.app import create_app
-    from orchestrator.web.auth import Role, new_token
-
-    app = create_app(settings_for(make_fleet(tmp_path_factory.mktemp("hosts"))), celery_dispatcher)
-    app.state.token = new_token(app.state.fleet.db, Role.ADMIN, "admin1", "test")[1]
+    app = app_with_token(tmp_path_factory.mktemp("hosts"), "admin")
     yield app
     app.state.fleet.db.dispose()
 

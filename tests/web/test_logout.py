@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.web.conftest import Server, make_fleet, settings_for
+from tests.web.conftest import Server, app_with_token
 from tests.web.test_serving import log_in
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -19,12 +19,7 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 @pytest.fixture
 def app(tmp_path: Path) -> Any:
-    from fleet.wiring import celery_dispatcher
-    from orchestrator.web.app import create_app
-    from orchestrator.web.auth import Role, new_token
-
-    app = create_app(settings_for(make_fleet(tmp_path)), celery_dispatcher)
-    app.state.token = new_token(app.state.fleet.db, Role.VIEWER, "viewer1", "test")[1]
+    app = app_with_token(tmp_path)
     yield app
     app.state.fleet.db.dispose()
 

@@ -17,17 +17,12 @@ import httpx
 import pytest
 
 from orchestrator.web.serving import Listener
-from tests.web.conftest import Server, free_port, make_fleet, self_signed, settings_for
+from tests.web.conftest import Server, app_with_token, free_port, make_fleet, self_signed
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> Any:
-    from fleet.wiring import celery_dispatcher
-    from orchestrator.web.app import create_app
-    from orchestrator.web.auth import Role, new_token
-
-    app = create_app(settings_for(make_fleet(tmp_path)), celery_dispatcher)
-    app.state.token = new_token(app.state.fleet.db, Role.VIEWER, "viewer1", "test")[1]
+    app = app_with_token(tmp_path)
     yield app
     app.state.fleet.db.dispose()
 
