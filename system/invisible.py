@@ -17,10 +17,14 @@ def invisible_shown(text: str) -> str:
     return INVISIBLE.sub(lambda mark: f"<U+{ord(mark[0]):04X}>", text)
 
 
-LONE_CR = re.compile(r"\r(?!\n)")  # Python (and many editors) end a line at a lone carriage return; git does not
+
+# The control characters but tab and newline (a carriage return only where it is not the end of a CRLF line): in a
+# diff, Python reads a lone CR as a line break and a form feed in the indentation as its reset, and neither a
+# terminal nor a browser draws either where Python reads it.
+CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
 
 
-def carriage_returns_shown(text: str) -> str:
-    """text with each carriage return that does not end a line before its newline written out as <U+000D>: a diff
-    line holding one is two lines of Python shown as one (a terminal would draw the second over the first)."""
-    return LONE_CR.sub("<U+000D>", text)
+def controls_shown(text: str) -> str:
+    """text with each control character but tab and newline (CONTROLS) written out as <U+XXXX>: for a diff, whose
+    lines a reviewer must read as they run (a transcript's controls are dropped instead: orchestrator/text.py)."""
+    return CONTROLS.sub(lambda mark: f"<U+{ord(mark[0]):04X}>", text)

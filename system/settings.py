@@ -131,6 +131,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a JSON list ({exc}); or give the items comma-separated") from None
         return [item.strip() for item in value.split(",") if item.strip()]
 
+    @field_validator("sandbox_read_paths")
+    @classmethod
+    def _absolute(cls, paths: list[Path]) -> list[Path]:
+        """Shown in every sandbox: a relative path would be read from wherever the worker was started."""
+        for path in paths:
+            if not path.is_absolute():
+                raise ValueError(f"{str(path)!r} is not an absolute path (give paths holding a comma as a JSON array)")
+        return paths
+
     @field_validator("web_hosts")
     @classmethod
     def _host_names(cls, names: list[str]) -> list[str]:

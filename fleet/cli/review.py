@@ -14,7 +14,7 @@ from orchestrator import approval, merges, views
 from orchestrator import review as reviews
 from orchestrator.errors import FleetError
 from orchestrator.views import plural
-from system.invisible import carriage_returns_shown
+from system.invisible import controls_shown
 
 app = typer.Typer(no_args_is_help=True, help="Verified diffs waiting for a person.")
 
@@ -86,7 +86,7 @@ def review_show(
     ):
         if items:
             out.print(f"{key}: {', '.join(items)}")
-    out.print(carriage_returns_shown(a["diff"]))
+    out.print(controls_shown(a["diff"]))
     if len(shown) > 1:
         out.print(f"other candidates: fleet review show {ticket} --candidate N (N up to {len(shown)})")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import zip_longest
 
@@ -24,7 +25,7 @@ from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_for_filename
 from pygments.util import ClassNotFound
 
-from system.invisible import carriage_returns_shown, invisible_shown
+from system.invisible import controls_shown, invisible_shown
 
 MAX_HIGHLIGHTED_LINE = 200  # a hunk side with a longer line is shown plain
 MAX_HIGHLIGHTED_HUNK = 10_000  # characters of one hunk side highlighted at once
@@ -35,9 +36,27 @@ HIGHLIGHTED = frozenset(
     | {"php"}  # not java: its lexer's time grows with the square of a line
 )  # lexers by their first alias: common languages whose lexers read a line in time that grows with its length
 FILE_START = re.compile(r"^diff --git ", re.M)  # at the start of a line git ends with a newline, as parse reads it
+# A file's header lines that say what its lines do not: a rename or copy (a dormant file moved to where it runs shows
+# no line), a new or deleted file, a new mode; and what a mode means.
+HEADER_FACTS = (
+    ("rename from ", "renamed from {}"),
+    ("copy from ", "copied from {}"),
+    ("new file mode ", "new file"),
+    ("deleted file mode ", "deleted"),
+    ("new mode ", "mode now {}"),
+)
+MODES = {
+    "100755": " (executable)",
+    "120000": " (a symbolic link: its one line is where it points)",
+    "160000": " (a submodule)",
+}
 BINARY = re.compile(r"^(?:GIT binary patch|Binary files .* differ)$", re.M)  # git's two ways to say so
 HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@(.*)$")
 FORMATTER = HtmlFormatter(nowrap=True)
+BINARY_NOTE = Markup(
+    '<span class="diff-binary">binary, not drawn: git found a NUL byte in it; a text file holding one may still run'
+    " (a pytest.ini, a script): read the raw diff</span>"
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,7 @@ class Line:
 class FileDiff:
     path: str
     hunks: list[tuple[str, list[Line]]] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)  # what its header says besides lines: renamed, new, a link
 
     @property
     def added(self) -> int:
@@ -86,7 +106,7 @@ def parse(diff: str) -> list[FileDiff]:
     """The files of a unified git diff, each with its hunks of numbered lines."""
     files: list[FileDiff] = []
     old = new = 0
-    for raw in _lines(carriage_returns_shown(invisible_shown(diff))):
+    for raw in _lines(controls_shown(invisible_shown(diff))):
         if raw.startswith("diff --git "):
             files.append(FileDiff(raw.split(" b/", 1)[-1] if " b/" in raw else raw[11:]))
         elif not files:
@@ -97,12 +117,23 @@ def parse(diff: str) -> list[FileDiff]:
         elif not files[-1].hunks:  # the file's header: only here is `+++ b/name` a name, not an added `++ line`
             if raw.startswith("+++ b/"):
                 files[-1].path = raw[6:]
+            elif fact := _fact(raw):
+                files[-1].facts.append(fact)
         elif raw[:1] in (" ", "+", "-", ""):
             kind = raw[:1] or " "
             line = Line(kind, old if kind != "+" else None, new if kind != "-" else None, raw[1:])
             old, new = old + (kind != "+"), new + (kind != "-")
             files[-1].hunks[-1][1].append(line)
     return files
+
+
+def _fact(header_line: str) -> str | None:
+    """What a line of a file's header says a reviewer must know (the lines alone hide it), or None."""
+    for start, fact in HEADER_FACTS:
+        if header_line.startswith(start):
+            value = header_line[len(start) :]
+            return fact.format(value) + MODES.get(value, "")
+    return None
 
 
 def _lines(diff: str) -> list[str]:
@@ -221,6 +252,7 @@ class Part:
     removed: int
     lines: int
     binary: bool  # git wrote its change as a binary patch (the file holds a NUL byte): no lines to draw
+    facts: tuple[str, ...]
 
 
 def split_files(diff: str) -> list[Part]:
@@ -233,11 +265,11 @@ def split_files(diff: str) -> list[Part]:
 
 def _part(text: str, named: bool) -> Part:
     header, mark, body = text.partition("\n@@")
-    path = parse(header[:20_000])[0].path if named else ""  # the name is in the first lines of a header
+    head = parse(header[:20_000])[0] if named else FileDiff("")  # a header's facts are in its first lines
     body = mark + body
     lines = text.count("\n") + (text[-1:] != "\n")
     binary = BINARY.search(header) is not None
-    return Part(text, path, body.count("\n+"), body.count("\n-"), lines, binary)
+    return Part(text, head.path, body.count("\n+"), body.count("\n-"), lines, binary, tuple(head.facts))
 
 
 def _drawn(parts: list[Part], limit: Limit) -> list[bool]:
@@ -259,9 +291,13 @@ def _counts(added: int, removed: int) -> Markup:
 def _section(f: FileDiff, anchor: str, counts: Markup, form: str, budget: _Budget) -> Markup:
     _highlight_file(f, budget)
     path = f.path if form else ""
-    return Markup('<section class="diff-file" id="{}"><h4>{} {}</h4>{}{}</section>').format(
-        anchor, f.path, counts, _unified(f, path), _split(f, path)
+    return Markup('<section class="diff-file" id="{}"><h4>{} {}{}</h4>{}{}</section>').format(
+        anchor, f.path, counts, _facts(f.facts), _unified(f, path), _split(f, path)
     )
+
+
+def _facts(facts: Sequence[str]) -> Markup:
+    return Markup(' <span class="diff-facts">{}</span>').format("; ".join(facts)) if facts else Markup("")
 
 
 def _left_out(parts: list[Part], drawn: list[bool], limit: Limit, raw: str) -> Markup:
@@ -291,16 +327,15 @@ def diff_view(diff: str, key: str, form: str = "", raw: str = "", limit: Limit =
     sections: list[Markup] = []
     for i, (part, shown) in enumerate(zip(parts[:MAX_LISTED_FILES], drawn, strict=False)):
         anchor, counts = f"{key}-f{i}", _counts(part.added, part.removed)
+        facts = _facts(part.facts)
+        if part.binary:
+            items.append(Markup('<li class="not-drawn">{}{} {}</li>').format(part.path, facts, BINARY_NOTE))
+            continue
         if not shown:
             note = Markup('<span class="muted">not drawn: {} lines</span>').format(f"{part.lines:,}")
-            items.append(Markup('<li class="not-drawn">{} {} {}</li>').format(part.path, counts, note))
+            items.append(Markup('<li class="not-drawn">{} {}{} {}</li>').format(part.path, counts, facts, note))
             continue
-        if part.binary:
-            items.append(
-                Markup('<li class="not-drawn">{} <span class="muted">binary: not drawn</span></li>').format(part.path)
-            )
-            continue
-        items.append(Markup('<li><a href="#{}">{}</a> {}</li>').format(anchor, part.path, counts))
+        items.append(Markup('<li><a href="#{}">{}</a> {}{}</li>').format(anchor, part.path, counts, facts))
         sections.extend(_section(f, anchor, counts, form, budget) for f in parse(part.text))
     if (unlisted := len(parts) - MAX_LISTED_FILES) > 0:
         items.append(Markup('<li class="not-drawn muted">and {} more files</li>').format(f"{unlisted:,}"))

@@ -281,6 +281,7 @@ def test_a_bad_setting_in_the_environment_is_one_line_naming_its_variable(tmp_pa
     [
         ("FLEET_AGENT_HOSTS", '["pypi.org:443"', "FLEET_AGENT_HOSTS: not a JSON list"),
         ("FLEET_AGENT_LIMITS", "codex=2", 'FLEET_AGENT_LIMITS: not valid JSON (a mapping is written as {"name": 2})'),
+        ("FLEET_SANDBOX_READ_PATHS", "/srv/x/a,b", "FLEET_SANDBOX_READ_PATHS: 'b' is not an absolute path"),
     ],
 )
 def test_a_list_or_mapping_setting_that_is_not_json_is_one_line_naming_its_variable(

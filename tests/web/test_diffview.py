@@ -151,4 +151,25 @@ def test_a_binary_patch_says_it_is_not_drawn() -> None:
     header = "diff --git a/x.bin b/x.bin\nnew file mode 100644\nindex 0000000..1111111\n"
     binary = header + "GIT binary patch\nliteral 3\nKcmZQzU|;|Q00aO5\n\n"
     page = diff_view(binary + _added("a.py", "x = 1"), "t-1")
-    assert 'x.bin <span class="muted">binary: not drawn</span>' in page and _text(page).count("x = 1") == 2
+    note = "binary, not drawn: git found a NUL byte in it; a text file holding one may still run"
+    assert f"x.bin new file {note}" in _text(page) and _text(page).count("x = 1") == 2
+
+
+def test_what_a_files_header_says_is_shown_beside_its_name() -> None:
+    # A rename of a dormant file to where it runs has no line to draw; a link's one line is where it points.
+    renamed = "diff --git a/docs/plugin.py b/tests/conftest.py\nsimilarity index 100%\n"
+    renamed += "rename from docs/plugin.py\nrename to tests/conftest.py\n"
+    link = "diff --git a/tests/conftest.py b/tests/conftest.py\nnew file mode 120000\nindex 0000000..1111111\n"
+    link += "--- /dev/null\n+++ b/tests/conftest.py\n@@ -0,0 +1 @@\n+data/sample.txt\n\\ No newline at end of file\n"
+    mode = "diff --git a/run.sh b/run.sh\nold mode 100644\nnew mode 100755\n"
+    page = _text(diff_view(renamed + link + mode, "t-1"))
+    assert "tests/conftest.py +0 -0 renamed from docs/plugin.py" in page
+    assert "tests/conftest.py +1 -0 new file (a symbolic link: its one line is where it points)" in page
+    assert "run.sh +0 -0 mode now 100755 (executable)" in page
+
+
+def test_control_characters_in_a_diff_are_written_out() -> None:
+    # A form feed in the indentation resets Python's count of it: the line runs outside the `if` it looks inside.
+    diff = _added("a.py", "if user.is_admin:", "    \x0c    items.append('DELETED')", "x = '\x1b[2J\x00'")
+    page = _text(diff_view(diff, "t-1"))
+    assert "&lt;U+000C&gt;    items.append" in page and "&lt;U+001B&gt;[2J&lt;U+0000&gt;" in page
