@@ -17,7 +17,6 @@ def invisible_shown(text: str) -> str:
     return INVISIBLE.sub(lambda mark: f"<U+{ord(mark[0]):04X}>", text)
 
 
-
 # The control characters but tab and newline (a carriage return only where it is not the end of a CRLF line): in a
 # diff, Python reads a lone CR as a line break and a form feed in the indentation as its reset, and neither a
 # terminal nor a browser draws either where Python reads it.
