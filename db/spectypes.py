@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 
 from pydantic import StringConstraints
 
+from system.hostport import HOST_PORT, HOST_PORT_EXAMPLE
+
 VARIABLE = r"^[A-Za-z_][A-Za-z0-9_]{0,199}$"
 MODEL_PRICE = r"^[^=\s]{1,200}=\d{1,7}(\.\d{1,9})?/\d{1,7}(\.\d{1,9})?(/\d{1,7}(\.\d{1,9})?)?$"
-HOST_PORT = r"^(?:(?:\*\.)?(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"
 TOKEN_NAME = r"^$|^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"
 BRANCH = r"^$|^[A-Za-z0-9_][A-Za-z0-9._/-]*$"  # no leading dash: never read as an option
 FORGE_REPO = r"^$|^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
@@ -17,7 +18,7 @@ LOGIN = r"^[A-Za-z0-9][A-Za-z0-9-]*(?:\[bot\])?$"
 PATTERN_NAMES = {
     VARIABLE: "a variable name",
     MODEL_PRICE: "MODEL=INPUT/OUTPUT[/CACHED] in USD per million tokens (gpt-4o=2.5/10/1.25)",
-    HOST_PORT: "host:port (api.example.com:443, 127.0.0.1:8080)",
+    HOST_PORT: HOST_PORT_EXAMPLE,
     TOKEN_NAME: "1-100 letters, digits, and _ . @ - (starting with a letter or digit)",
     BRANCH: "a branch name",
     FORGE_REPO: "OWNER/NAME",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
@@ -11,6 +12,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from system.hostport import HOST_PORT, HOST_PORT_EXAMPLE
 from system.places import EMBEDDED_BROKER, Place, default_home, resolved
 from system.webhosts import host_patterns
 
@@ -130,6 +132,15 @@ class Settings(BaseSettings):
             except ValueError as exc:  # the usual one line, naming the variable
                 raise ValueError(f"not a JSON list ({exc}); or give the items comma-separated") from None
         return [item.strip() for item in value.split(",") if item.strip()]
+
+    @field_validator("agent_hosts", "setup_hosts")
+    @classmethod
+    def _host_ports(cls, names: list[str]) -> list[str]:
+        """What a sandbox may reach, checked here as a repository's own list is: else an attempt fails on it."""
+        for name in names:
+            if not re.match(HOST_PORT, name):
+                raise ValueError(f"{name!r} is not {HOST_PORT_EXAMPLE}")
+        return names
 
     @field_validator("sandbox_read_paths")
     @classmethod

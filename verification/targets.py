@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from verification.judge import nearest
 from verification.report import Outcome, TestResult
 from verification.runner import TestRun
 
@@ -53,3 +54,21 @@ def credit_known(known: Sequence[str], results: Mapping[str, TestResult]) -> tup
     """(known failures the diff fixed, known failures still failing)."""
     fixed = [t for t in known if (r := results.get(t)) is not None and r.outcome is Outcome.PASSED]
     return fixed, [t for t in known if t not in fixed]
+
+
+def unknown_targets(named: Sequence[str], base: TestRun) -> str | None:
+    """Why the named targets cannot be verified when the base's report has no test for some of them (a mistyped
+    --target spent every attempt on a test that never ran), else None; None too when the command writes no report.
+
+    A target is a test id, a class or file holding tests, or a test whose parameters make several ids."""
+    if not base.report_found:
+        return None
+    unknown = [t for t in named if not any(r == t or r.startswith((f"{t}::", f"{t}[")) for r in base.results)]
+    if not unknown:
+        return None
+    shown = ", ".join(f"{t}{nearest(t, base.results)}" for t in unknown[:5])
+    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+    return (
+        f"the ticket names {'a test' if len(unknown) == 1 else 'tests'} the base commit does not have: {shown}{more};"
+        " a --target must name a test of the base commit as the test command's report names it"
+    )

@@ -152,6 +152,9 @@ def test_bad_input_at_the_command_line_is_one_line_and_stores_nothing(embedded: 
     assert [t["status"] for t in fleet.json("tickets")] == ["queued"]
 
 
+TYPO = ADD.replace("test_add", "test_ad")
+
+
 def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: Fleet) -> None:
     fleet = embedded
     fleet.env["FLEET_AGENT_SANDBOX"] = "false"  # the test watches the agent through a file outside its worktree
@@ -166,6 +169,8 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
     Path(vanishing).write_text("#!/bin/sh\n")
     Path(vanishing).chmod(0o755)
     wait_then_fix = f"until [ -e {shlex.quote(str(release))} ]; do sleep 0.1; done; exec {scripted('fix-add')}"
+    started = fleet.tmp / "the-mistyped-targets-agent-started"
+    started_then_fix = f"touch {shlex.quote(str(started))}; exec {scripted('fix-add')}"
     batch = [
         {"title": "good", "agent_cmd": scripted("fix-add"), "targets": [ADD]},
         {"title": "agent missing", "agent_cmd": f"{vanishing} --flag"},
@@ -173,11 +178,12 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
         {"title": "noisy", "agent_cmd": scripted("noisy"), "targets": [ADD]},
         {"title": "tests missing", "repo": "notests", "agent_cmd": scripted("fix-add"), "targets": [ADD]},
         {"title": "slow", "agent_cmd": f"sh -c {shlex.quote(wait_then_fix)}", "targets": [ADD]},
+        {"title": "mistyped target", "agent_cmd": f"sh -c {shlex.quote(started_then_fix)}", "targets": [TYPO]},
     ]
     (fleet.tmp / "batch.json").write_text(json.dumps(batch))
     ids = [t["id"] for t in fleet.submit("--repo", "calc", "--file", "batch.json")]
     Path(vanishing).unlink()  # found at submit, gone by the time the worker runs it
-    good, missing, hang, noisy, no_tests, slow = ids
+    good, missing, hang, noisy, no_tests, slow, typo = ids
     seen_prompt = fleet.tmp / "prompt-as-the-agent-saw-it.md"
     keep_prompt = f'cp "$FLEET_PROMPT_FILE" {shlex.quote(str(seen_prompt))}; exec {scripted("fix-add")}'
     [odd_ticket] = fleet.submit(
@@ -211,7 +217,7 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
             up.kill()
     assert up.returncode == 0, output
 
-    every = (good, missing, hang, noisy, no_tests, slow, odd)
+    every = (good, missing, hang, noisy, no_tests, slow, odd, typo)
     views = run_all(fleet, {str(t): ["show", str(t), "--json"] for t in every})
     shown = {int(t): json.loads(proc.stdout) for t, proc in views.items()}
     status = {t: view["status"] for t, view in shown.items()}
@@ -223,6 +229,7 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
         no_tests: "error",
         slow: "needs_review",
         odd: "needs_review",
+        typo: "error",
     }
     # Nothing lost: every ticket is listed, none is left queued or running.
     assert sorted(t["id"] for t in fleet.json("tickets")) == sorted(status)
@@ -249,6 +256,12 @@ def test_broken_tickets_end_in_named_errors_and_never_block_good_ones(embedded: 
     assert (only_attempt(no_tests)["error"], only_attempt(no_tests)["diff_stat"]) == (base_error, "0 files, +0 -0")
     assert "[fleet] the agent was not started" in fleet.run("logs", str(only_attempt(no_tests)["id"])).stdout
     assert processes_with(marker) == []
+    # A target the base does not have could never pass: said with the closest test, before any agent ran.
+    assert only_attempt(typo)["error"] == (
+        f"the ticket names a test the base commit does not have: {TYPO} (did you mean {ADD}?); a --target must"
+        " name a test of the base commit as the test command's report names it"
+    )
+    assert not started.exists() and shown[typo]["reason"] == only_attempt(typo)["error"]
 
     # Megabytes of agent output: the stored transcript is bounded, and the diff still verified.
     [candidate] = fleet.json("review", "show", str(noisy))["candidates"]
@@ -282,6 +295,8 @@ def test_a_bad_setting_in_the_environment_is_one_line_naming_its_variable(tmp_pa
         ("FLEET_AGENT_HOSTS", '["pypi.org:443"', "FLEET_AGENT_HOSTS: not a JSON list"),
         ("FLEET_AGENT_LIMITS", "codex=2", 'FLEET_AGENT_LIMITS: not valid JSON (a mapping is written as {"name": 2})'),
         ("FLEET_SANDBOX_READ_PATHS", "/srv/x/a,b", "FLEET_SANDBOX_READ_PATHS: 'b' is not an absolute path"),
+        ("FLEET_AGENT_HOSTS", "foo,bar", "FLEET_AGENT_HOSTS: 'foo' is not host:port (api.example.com:443"),
+        ("FLEET_SETUP_HOSTS", "pypi.org", "FLEET_SETUP_HOSTS: 'pypi.org' is not host:port (api.example.com:443"),
     ],
 )
 def test_a_list_or_mapping_setting_that_is_not_json_is_one_line_naming_its_variable(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from verification.report import Outcome, TestResult
 from verification.runner import TestRun
-from verification.targets import choose_targets, credit_known
+from verification.targets import choose_targets, credit_known, unknown_targets
 
 BUG = "tests/test_core.py::test_tail"
 ENV = "tests/test_version.py::test_installed_version"
@@ -61,3 +61,21 @@ def test_fixing_a_known_failure_is_credited() -> None:
     fixed, still = credit_known([ENV], run(bug=PASS, env=PASS, ok=PASS).results)
     assert (fixed, still) == ([ENV], [])
     assert credit_known([ENV], BASE.results) == ([], [ENV])
+
+
+def test_a_target_is_a_test_class_file_or_parametrized_test_of_the_base() -> None:
+    base = TestRun(
+        {t: TestResult(t, Outcome.PASSED, "") for t in (BUG, "tests/test_core.py::TestTake::test_one[1-2]")},
+        1,
+        True,
+        "",
+        0.1,
+    )
+    known = (BUG, "tests/test_core.py", "tests/test_core.py::TestTake", "tests/test_core.py::TestTake::test_one")
+    assert unknown_targets(known, base) is None
+    assert unknown_targets(["tests/test_core.py::test_tial"], base) == (
+        f"the ticket names a test the base commit does not have: tests/test_core.py::test_tial (did you mean {BUG}?);"
+        " a --target must name a test of the base commit as the test command's report names it"
+    )
+    assert unknown_targets(["t::a", "t::b"], base).startswith("the ticket names tests the base")  # type: ignore[union-attr]
+    assert unknown_targets(["t::a"], TestRun({}, 1, False, "", 0.1)) is None  # no report: the exit code judges

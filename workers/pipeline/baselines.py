@@ -22,7 +22,7 @@ from system.git import GitError, git
 from verification.confined import fresh_folder
 from verification.envcache import EnvCache
 from verification.runner import RUNNER_REVISION, TestRun
-from verification.targets import Targets, choose_targets
+from verification.targets import Targets, choose_targets, unknown_targets
 from verification.verify import VerifySpec, hidden_names, run_baseline
 from workers.pipeline.context import PackInput, build_pack, read_instructions, shown_targets, targets_command
 from workers.pipeline.job import Job, declared_paths, hidden_paths
@@ -138,7 +138,8 @@ def context_pack(
     rt: WorkerRuntime, job: Job, mirror: Path, cancel: threading.Event, attempt_dir: Path
 ) -> tuple[str, dict[str, str], str | None]:
     """The attempt's prompt and the variables naming its test commands, from the baseline (run now if unknown);
-    and why the tests could not run at the base, when they could not (no diff could then be verified)."""
+    and why no diff could be verified, when none could: the tests could not run at the base, or a named target is
+    not a test there."""
     pool = rt.pool(job.repo_key, "verify", mirror)
     with rt.ports.lease(job.ports) as ports:
         spec = job_spec(rt, job, ports.env())
@@ -158,7 +159,7 @@ def context_pack(
         limit=job.repo_settings.context_limit,
     )
     env = {"FLEET_TEST_CMD": job.test_cmd, "FLEET_TARGETS": shlex.join(shown_targets(given))}
-    return build_pack(given), env, base_error(base) if base.error else None
+    return build_pack(given), env, base_error(base) if base.error else unknown_targets(job.targets, base)
 
 
 def base_error(baseline: TestRun) -> str:
