@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,28 @@ def _address_or_network(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class _EncryptedKey(Exception):
+    """The key asked for a passphrase, which `fleet web` has no way to give."""
+
+
+def _no_passphrase() -> bytes:
+    raise _EncryptedKey
+
+
+def _check_tls_pair(cert: Path, key: Path) -> None:
+    """Load them as uvicorn will, before anything claims to serve: a bad pair is one line, not a traceback."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, password=_no_passphrase)
+    except _EncryptedKey:
+        cause = "the key is encrypted: give it unencrypted"
+    except ssl.SSLError as exc:
+        mismatched = exc.reason == "KEY_VALUES_MISMATCH"
+        cause = "the key is not the certificate's" if mismatched else "is each a PEM file, and not swapped?"
+    else:
+        return
+    raise FleetError(f"--tls-cert/--tls-key: cannot load the certificate and key ({cause})")
 
 
 @dataclass(frozen=True)
@@ -78,6 +101,8 @@ class Listener:
         for path in (self.tls_cert, self.tls_key):
             if path is not None and not path.is_file():
                 raise FleetError(f"no such file: {path}")
+        if self.tls_cert is not None and self.tls_key is not None:
+            _check_tls_pair(self.tls_cert, self.tls_key)
         if not (self.tls or self.trusted_proxies or is_loopback(self.host)):
             raise FleetError(
                 f"refusing plain HTTP on {self.host}: browsers would drop the Secure login cookie; "

@@ -123,6 +123,38 @@ def test_a_port_in_use_is_one_line_and_no_claim_to_serve(tmp_path: Path) -> None
     assert len(done.stderr.splitlines()) == 1
 
 
+def test_a_swapped_certificate_and_key_is_one_line_and_no_claim_to_serve(tmp_path: Path) -> None:
+    fleet, (cert, key) = make_fleet(tmp_path), self_signed(tmp_path)
+    argv = ["web", "--port", str(free_port()), "--tls-cert", str(key), "--tls-key", str(cert)]
+    done = subprocess.run(
+        [sys.executable, "-m", "fleet", *argv], env=fleet.env, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        "error: --tls-cert/--tls-key: cannot load the certificate and key (is each a PEM file, and not swapped?)\n"
+    )
+
+
+def test_a_key_of_another_certificate_an_encrypted_key_or_garbage_is_one_line(tmp_path: Path) -> None:
+    from orchestrator.errors import FleetError
+
+    (tmp_path / "other").mkdir()
+    (cert, key), (_, other_key) = self_signed(tmp_path), self_signed(tmp_path / "other")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    encrypted = tmp_path / "encrypted.pem"
+    openssl_rsa = ["openssl", "rsa", "-aes256", "-passout", "pass:secret", "-in", str(key), "-out", str(encrypted)]
+    subprocess.run(openssl_rsa, check=True, capture_output=True)
+    refusals = [
+        ((cert, other_key), "the key is not the certificate's"),
+        ((garbage, key), "not swapped?"),
+        ((cert, encrypted), "the key is encrypted"),
+    ]
+    for tls, cause in refusals:
+        with pytest.raises(FleetError, match=re.escape(cause)):
+            Listener("127.0.0.1", 8600, *tls).check()
+
+
 def test_fleet_web_serves_its_own_tls(tmp_path: Path) -> None:
     """The command line's options reach uvicorn: `fleet web --tls-cert C --tls-key K` answers over HTTPS."""
     fleet, port = make_fleet(tmp_path), free_port()
