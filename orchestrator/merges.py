@@ -95,7 +95,7 @@ def queue_view(s: queries.Session, recent: int = 10) -> dict[str, Any]:
     entries that left the queue lately."""
     live = list(queries.live_entries(s))
     items = {e.id: _item(e) for e in live}
-    overlaps = mergeplan.overlapping(list(items.values()))
+    overlaps = _overlapping_per_repo([(e.repo_id, items[e.id]) for e in live])
     tickets = {e.id: e.ticket_id for e in live}
     rows = []
     for repo_id in sorted({e.repo_id for e in live}):
@@ -129,17 +129,27 @@ def entry_view(e: MergeEntry) -> dict[str, Any]:
 def review_overlaps(s: queries.Session, rows: list[dict[str, Any]]) -> dict[int, list[int]]:
     """For `fleet review list`: per ticket waiting for review, the other tickets (waiting, or in a merge queue)
     whose best diff or --area overlaps its own."""
-    items = [_review_item(s, r) for r in rows if r["candidates"]]
-    items += [_item(e) for e in queries.live_entries(s)]
-    owner = {i.id: -i.id for i in items if i.id < 0} | {e.id: e.ticket_id for e in queries.live_entries(s)}
-    found = mergeplan.overlapping(items)
-    return {-i.id: sorted({owner[o] for o in found[i.id]} - {-i.id}) for i in items if i.id < 0}
+    live = queries.live_entries(s)
+    repo_items = [_review_item(s, r) for r in rows if r["candidates"]] + [(e.repo_id, _item(e)) for e in live]
+    owner = {i.id: -i.id for _, i in repo_items if i.id < 0} | {e.id: e.ticket_id for e in live}
+    found = _overlapping_per_repo(repo_items)
+    return {-i.id: sorted({owner[o] for o in found[i.id]} - {-i.id}) for _, i in repo_items if i.id < 0}
 
 
-def _review_item(s: queries.Session, row: dict[str, Any]) -> mergeplan.Item:
-    """A ticket waiting for review as the planner sees an entry (its id negated, apart from entries' ids)."""
+def _overlapping_per_repo(repo_items: list[tuple[int, mergeplan.Item]]) -> dict[int, list[int]]:
+    """mergeplan.overlapping within each repository: two repositories' calc.py are two files."""
+    found: dict[int, list[int]] = {}
+    for repo_id in {repo for repo, _ in repo_items}:
+        found |= mergeplan.overlapping([item for repo, item in repo_items if repo == repo_id])
+    return found
+
+
+def _review_item(s: queries.Session, row: dict[str, Any]) -> tuple[int, mergeplan.Item]:
+    """A ticket waiting for review as the planner sees an entry (its id negated, apart from entries' ids), and
+    its repository."""
     files = frozenset(mergeplan.diff_paths(row["candidates"][0]["diff"]))
-    return mergeplan.Item(-row["id"], MergeStatus.WAITING, files, tuple(queries.get_ticket(s, row["id"]).area))
+    ticket = queries.get_ticket(s, row["id"])
+    return ticket.repo_id, mergeplan.Item(-row["id"], MergeStatus.WAITING, files, tuple(ticket.area))
 
 
 def _item(e: MergeEntry) -> mergeplan.Item:

@@ -29,11 +29,11 @@ def db(database_url: str) -> Database:
     return database
 
 
-def reviewable(db: Database, title: str, path: str, area: tuple[str, ...] = ()) -> int:
+def reviewable(db: Database, title: str, path: str, area: tuple[str, ...] = (), repo_name: str = "shop") -> int:
     """A ticket waiting for review with one verified diff touching path."""
     with db.session() as s:
-        repo = queries.list_repos(s)[0] if queries.list_repos(s) else None
-        repo = repo or queries.add_repo(s, name="shop", source="/nowhere", test_cmd="true")
+        repo = next((r for r in queries.list_repos(s) if r.name == repo_name), None)
+        repo = repo or queries.add_repo(s, name=repo_name, source=f"/nowhere/{repo_name}", test_cmd="true")
         ticket = queries.add_ticket(s, ["shell"], repo_id=repo.id, title=title, base_ref="main",
                                     base_sha="0" * 40, agent="shell", area=list(area))  # fmt: skip
         attempt = queries.add_attempt(s, ticket.runs[0], "prompt")
@@ -78,6 +78,21 @@ def test_status_flags_overlaps_by_file_and_area_and_orders_independent_ones_firs
     with db.session() as s:
         rows_in_review = [{"id": e, "candidates": [{"diff": diff("shared.py")}]}]
         assert merges.review_overlaps(s, rows_in_review) == {e: [a, b]}
+
+
+def test_overlaps_are_within_one_repository(db: Database) -> None:
+    """Two repositories that both have calc.py share no file: neither the review list nor the queue flags them."""
+    shop_queued, calc_queued = reviewable(db, "a", "calc.py"), reviewable(db, "b", "calc.py", repo_name="calc")
+    with db.session() as s:
+        merges.enqueue(s, shop_queued, "ann")
+        merges.enqueue(s, calc_queued, "ann")
+    shop_waiting, calc_waiting = reviewable(db, "c", "calc.py"), reviewable(db, "d", "calc.py", repo_name="calc")
+    rows_in_review = [{"id": t, "candidates": [{"diff": diff("calc.py")}]} for t in (shop_waiting, calc_waiting)]
+    with db.session() as s:
+        found = merges.review_overlaps(s, rows_in_review)
+        queue = merges.queue_view(s)["queue"]
+    assert found == {shop_waiting: [shop_queued], calc_waiting: [calc_queued]}
+    assert [r["overlaps"] for r in queue] == [[], []]
 
 
 def test_eject_leaves_the_ticket_approved_and_a_zombie_build_cannot_write_its_verdict(db: Database) -> None:
