@@ -172,6 +172,7 @@ class WorkerRuntime:
         self.stopping = threading.Event()
         # Set when a stopping worker's grace period is over: its running attempts go back in line, with no verdict.
         self.handing_back = threading.Event()
+        self.handed_back: list[int] = []  # the attempts it put back in line so (list.append is atomic)
         self.ports = PortAllocator(
             settings.ports_dir, settings.port_first, settings.port_block_size, settings.port_blocks
         )

@@ -7,6 +7,7 @@ import logging
 import threading
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import celery.platforms
@@ -33,6 +34,14 @@ IDLE_JOIN_SECONDS = 5.0  # for the idle check's database read in flight when the
 # verification message never waits for an agent to end before it is taken.
 HANDOFF_THREADS = 2
 INTERRUPTED = 1  # the exit code after Ctrl-C, as Celery's own handler gave it
+
+
+@dataclass(frozen=True)
+class Served:
+    """How a worker ended: its exit code, and how many running attempts it put back in line as it stopped."""
+
+    exit_code: int
+    handed_back: int
 
 
 class Stop:
@@ -130,7 +139,7 @@ def serve(
     loglevel: str = "WARNING",
     passes: Sequence[Pass] = (),
     announce: Callable[[str], None] = _silent,
-) -> int:
+) -> Served:
     """Consume queues with `concurrency` slots until stopped (or, with until_idle, until no work is left).
 
     Celery's logging goes to logfile when one is given (the command line shows its own progress instead); announce
@@ -182,4 +191,4 @@ def serve(
             idle_check.join(timeout=IDLE_CHECK_SECONDS + IDLE_JOIN_SECONDS)
         reconciler.stop()
         runtime.stop()
-    return int(worker.exitcode or 0)
+    return Served(int(worker.exitcode or 0), len(runtime.handed_back))

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from db import queries
 from db.engine import Database
 from db.lifecycle import ACTIVE_TICKET, LEASED_ATTEMPT, TicketStatus
+from orchestrator.views import plural
 from system.settings import Settings
 
 VERIFIED = (TicketStatus.NEEDS_REVIEW, TicketStatus.APPROVED)
@@ -109,8 +110,10 @@ def banner(settings: Settings, concurrency: int, until_idle: bool, logfile: str 
     return lines + [f"  worker log {logfile} (-v shows it here)"] if logfile else lines
 
 
-def summary(p: Progress, elapsed: float) -> list[str]:
+def summary(p: Progress, elapsed: float, handed_back: int = 0) -> list[str]:
     lines = [f"done in {duration(elapsed)}: {p.line()}"]
+    if handed_back:
+        lines.append(f"{plural(handed_back, 'attempt')} went back in line, no verdict: run `fleet up` to resume")
     if p.verified:
         lines.append(f"next: `fleet review list` ({p.verified} verified diff(s) wait for review)")
     if p.failed:
@@ -132,6 +135,7 @@ class Reporter:
         self.live = stream.isatty()
         self.start, self.started = snapshot(db), time.monotonic()
         self.stopped = threading.Event()
+        self.handed_back = 0  # the attempts the workers put back in line as they stopped, for the summary
         self.thread = threading.Thread(target=self._loop, daemon=True, name="fleet-progress")
 
     def current(self) -> Progress:
@@ -157,7 +161,7 @@ class Reporter:
         self.thread.join()
         if self.live:
             self.stream.write("\r\x1b[K")
-        return summary(self.current(), time.monotonic() - self.started)
+        return summary(self.current(), time.monotonic() - self.started, self.handed_back)
 
 
 def worker_log(settings: Settings) -> Path:

@@ -55,12 +55,13 @@ def up(
     logging = log_options(ctx.settings, verbose)
     for line in banner(ctx.settings, concurrency, until_idle, logging.get("logfile")):
         out.print(line)
-    with reporting(ctx.db):
+    with reporting(ctx.db) as reporter:
         passes = forge_passes(ctx)
-        code = serve(
+        served = serve(
             ctx.settings, ctx.db, concurrency, until_idle=until_idle, passes=passes, announce=out.print, **logging
         )
-    raise typer.Exit(code)
+        reporter.handed_back = served.handed_back
+    raise typer.Exit(served.exit_code)
 
 
 @commands.command()
@@ -94,10 +95,10 @@ def worker(
         out.print(line)
     queues = [names[q] for q in queue] or list(QUEUES)
     passes = forge_passes(ctx)
-    code = serve(
+    served = serve(
         ctx.settings, ctx.db, concurrency, queues, until_idle=drain, passes=passes, announce=out.print, **logging
     )
-    raise typer.Exit(code)
+    raise typer.Exit(served.exit_code)
 
 
 @commands.command("workers")

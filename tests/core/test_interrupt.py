@@ -58,6 +58,7 @@ def test_a_second_ctrl_c_hands_running_attempts_back_at_once_for_the_next_fleet_
         wait_for(lambda: _starts(counter) == 1, timeout=60)
         printed = _ctrl_c_twice(embedded, up)
     assert STOPPING in printed.splitlines()
+    assert printed.splitlines()[-1] == "1 attempt went back in line, no verdict: run `fleet up` to resume"
     with embedded.db().session() as s:
         [attempt] = s.query(Attempt).filter_by(ticket_id=ticket["id"]).all()  # the run spent no attempt
         assert (attempt.status, attempt.lease_token, attempt.number) == ("queued", None, 1)

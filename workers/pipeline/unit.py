@@ -122,6 +122,7 @@ def _handed_back(rt: WorkerRuntime, unit: Unit) -> bool:
     if not (rt.handing_back.is_set() and unit.cancel.is_set()):
         return False
     back_in_line(rt, unit, "the worker stopped")
+    rt.handed_back.append(unit.job.attempt_id)
     return True
 
 
