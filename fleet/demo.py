@@ -121,12 +121,14 @@ def _report(ctx: Context, ticket_ids: list[int], out: Terminal) -> None:
             rows.append((t.id, t.title, t.status, " → ".join(verdicts), clip(t.status_reason, 80)))
         out.print(columns(("ticket", "title", "status", "attempts (verdicts)", "why"), rows))
         waiting = [(t, found[0]) for t in trees if (found := review.candidates(t))]
-        out.print(f"What a reviewer sees ({len(waiting)} verified diffs; failing tickets are never listed):")
+        shown = views.plural(len(waiting), "verified diff")
+        out.print(f"What a reviewer sees ({shown}; failing tickets are never listed):")
         for t, candidate in waiting:
             best = views.attempt_view(candidate.attempt) | views.attempt_texts(candidate.attempt)
             v = best["verification"]
             out.rule(f"ticket {t.id}: {t.title} — attempt {best['number']}, {best['diff_stat']}")
-            out.print(f"fixed: {', '.join(v['fail_to_pass'])}; still passing: {v['pass_to_pass']} tests")
+            passing = views.plural(v["pass_to_pass"], "test")
+            out.print(f"fixed: {', '.join(v['fail_to_pass'])}; still passing: {passing}")
             out.print(best["diff"])
     out.print(
         "Next: `fleet review list`, `fleet review show ID`, `fleet review approve ID`; "

@@ -129,7 +129,7 @@ def remove_repo(db: Database, name: str) -> int:
         if open_ids:
             shown = ", ".join(map(str, open_ids[:10])) + (", ..." if len(open_ids) > 10 else "")
             raise FleetError(
-                f"repo {name!r} has {len(open_ids)} open ticket(s) ({shown}); "
+                f"repo {name!r} has {views.plural(len(open_ids), 'open ticket')} ({shown}); "
                 f"cancel them first (`fleet cancel --all --repo {name} --include-review`)"
             )
         return queries.delete_repo(s, name)

@@ -179,7 +179,8 @@ def chosen(found: list[Candidate], choice: Choice, ticket_id: int) -> Candidate:
         return found[0]
     if isinstance(choice, int):
         if not 1 <= choice <= len(found):
-            raise FleetError(f"ticket {ticket_id} has {len(found)} candidate(s): --candidate must be 1 to {len(found)}")
+            has = views.plural(len(found), "candidate")
+            raise FleetError(f"ticket {ticket_id} has {has}: --candidate must be 1 to {len(found)}")
         return found[choice - 1]
     for c in found:
         if choice[1] in {a.id for a in c.same}:

@@ -11,6 +11,7 @@ import typer
 from fleet.cli.console import JsonFlag, err, one_line_errors, out, print_json
 from fleet.cli.context import Context
 from orchestrator.errors import FleetError
+from orchestrator.views import plural
 
 tasks_app = typer.Typer(no_args_is_help=True, help="Task sets in the SWE-bench instance shape.")
 commands = typer.Typer()
@@ -53,7 +54,7 @@ def mine(
         return print_json({"tasks": len(result.tasks), "out": str(out_file), "skipped": result.skipped})
     for line in result.skipped:
         err.print(f"skipped {line}")
-    out.print(f"{len(result.tasks)} tasks written to {out_file}")
+    out.print(f"{plural(len(result.tasks), 'task')} written to {out_file}")
 
 
 @commands.command("export")
@@ -81,7 +82,7 @@ def export(
     if as_json:
         return print_json({"records": len(records), "format": fmt, "out": str(out_file), "parquet": str(parquet or "")})
     also = f" and {parquet}" if parquet else ""
-    out.print(f"{len(records)} {fmt} records written to {out_file}{also}")
+    out.print(f"{plural(len(records), f'{fmt} record')} written to {out_file}{also}")
 
 
 def write_parquet(jsonl: Path, records: list[dict[str, object]]) -> Path | None:

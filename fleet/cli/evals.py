@@ -11,6 +11,7 @@ from fleet.cli.cells import columns
 from fleet.cli.console import JsonFlag, actor, one_line_errors, out, print_json
 from fleet.cli.context import Context
 from orchestrator.errors import FleetError
+from orchestrator.views import plural
 
 app = typer.Typer(no_args_is_help=True, help="Evaluate agents on a task set: pass@k, cost, time, gaming.")
 
@@ -57,7 +58,7 @@ def run(
     )
     if as_json:
         return print_json({"name": name, "tickets": ids})
-    out.print(f"evaluation {name}: {len(ids)} tickets queued ({len(task_list)} tasks)")
+    out.print(f"evaluation {name}: {plural(len(ids), 'ticket')} queued ({plural(len(task_list), 'task')})")
 
 
 @app.command("report")

@@ -9,6 +9,7 @@ import typer
 from fleet.cli.console import JsonFlag, one_line_errors, out, print_json
 from fleet.cli.context import Context
 from orchestrator.imports import find_repo, import_issues
+from orchestrator.views import plural
 
 app = typer.Typer(no_args_is_help=True, help="Turn forge issues into tickets.")
 
@@ -28,4 +29,4 @@ def import_github(
     if as_json:
         return print_json({"repo": name, "created": done.created, "known": done.known})
     made = ", ".join(map(str, done.created)) or "none"
-    out.print(f"{len(done.created)} ticket(s) made from {forge_repo} ({made}); {done.known} already imported")
+    out.print(f"{plural(len(done.created), 'ticket')} made from {forge_repo} ({made}); {done.known} already imported")

@@ -52,14 +52,17 @@ class Progress:
     verified: int
     failed: int
     errored: int
+    cancelled: int
     spend: float
     eta_seconds: float | None
 
     def line(self) -> str:
         eta = f" · about {duration(self.eta_seconds)} left" if self.eta_seconds is not None else ""
+        cancelled = f" · {self.cancelled} cancelled" if self.cancelled else ""
         return (
-            f"tickets {self.done}/{self.total} done · {self.running} attempts at work · {self.verified} verified · "
-            f"{self.failed} failed · {self.errored} errored · ${self.spend:.2f}{eta}"
+            f"tickets {self.done}/{self.total} done · {plural(self.running, 'attempt')} at work · "
+            f"{self.verified} verified · {self.failed} failed · {self.errored} errored{cancelled} · "
+            f"${self.spend:.2f}{eta}"
         )
 
 
@@ -79,6 +82,7 @@ def progress(start: Snapshot, now: Snapshot, elapsed: float) -> Progress:
         verified=gained(*VERIFIED),
         failed=gained(TicketStatus.FAILED),
         errored=gained(TicketStatus.ERROR),
+        cancelled=gained(TicketStatus.CANCELLED),
         spend=max(now.spend - start.spend, 0.0),
         eta_seconds=eta,
     )
@@ -104,7 +108,7 @@ def banner(settings: Settings, concurrency: int, until_idle: bool, logfile: str 
         f"fleet up: home {settings.where()}",
         f"  database {shown_url(settings.db_url)}",
         f"  broker {broker}",
-        f"  one worker process, {concurrency} slots; "
+        f"  one worker process, {plural(concurrency, 'slot')}; "
         + ("exits when no work is left" if until_idle else "Ctrl-C stops"),
     ]
     return lines + [f"  worker log {logfile} (-v shows it here)"] if logfile else lines
@@ -115,7 +119,7 @@ def summary(p: Progress, elapsed: float, handed_back: int = 0) -> list[str]:
     if handed_back:
         lines.append(f"{plural(handed_back, 'attempt')} went back in line, no verdict: run `fleet up` to resume")
     if p.verified:
-        lines.append(f"next: `fleet review list` ({p.verified} verified diff(s) wait for review)")
+        lines.append(f"next: `fleet review list` ({plural(p.verified, 'verified diff')} waiting for review)")
     if p.failed:
         lines.append("next: `fleet tickets --status failed`, then `fleet show ID` for the feedback of each attempt")
     if p.errored:

@@ -127,7 +127,7 @@ def repo_remove(
     gone = remove_repo(ctx.db, name)
     if as_json:
         return print_json({"removed": name, "tickets": gone})
-    out.print(f"repo {name} removed with {gone} finished ticket(s); its folder is untouched")
+    out.print(f"repo {name} removed with {views.plural(gone, 'finished ticket')}; its folder is untouched")
 
 
 @app.command("list")

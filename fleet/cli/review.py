@@ -30,6 +30,8 @@ def review_list(as_json: JsonFlag = False) -> None:
     rows = [row | {"candidates": len(row["candidates"]), "overlaps": overlaps.get(row["id"], [])} for row in found]
     if as_json:
         return print_json(rows)
+    if not rows:
+        return out.print("nothing is waiting for review: `fleet tickets` shows every ticket and its status")
     cells = []
     for r in rows:
         shared = ", ".join(map(str, r["overlaps"]))

@@ -140,14 +140,14 @@ def cancel(
         return print_json({"cancelled": [ticket]}) if as_json else out.print(f"ticket {ticket} cancelled")
     ids, kept = bulk_cancel_ids(ctx.db, repo, include_review)
     if ids:
-        confirm(f"Cancel {len(ids)} ticket(s) of {repo}{_kept_note(kept)}?", yes)
+        confirm(f"Cancel {views.plural(len(ids), 'ticket')} of {repo}{_kept_note(kept)}?", yes)
     outcomes = {t: _cancel_one(ctx, t, spare_review=not include_review) for t in ids}
     cancelled = [t for t, outcome in outcomes.items() if outcome == "cancelled"]
     kept += sum(outcome == "review" for outcome in outcomes.values())  # reached the review queue meanwhile
     if as_json:
         return print_json({"cancelled": cancelled, "left_for_review": kept})
     listed = f": {', '.join(map(str, cancelled))}" if cancelled else ""
-    out.print(f"{len(cancelled)} ticket(s) of {repo} cancelled{listed}{_kept_note(kept)}")
+    out.print(f"{views.plural(len(cancelled), 'ticket')} of {repo} cancelled{listed}{_kept_note(kept)}")
 
 
 def _kept_note(kept: int) -> str:

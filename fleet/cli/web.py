@@ -14,6 +14,7 @@ from fleet.cli.cells import clip, columns, for_terminal
 from fleet.cli.console import one_line_errors, out
 from fleet.cli.context import Context
 from orchestrator.errors import FleetError
+from orchestrator.views import plural
 from orchestrator.web.serving import Listener, is_loopback
 
 commands = typer.Typer()
@@ -64,10 +65,10 @@ def watch_view(data: dict[str, Any]) -> str:
     for a in data["running"]:
         title = f"#{a['ticket']} {clip(a['title'], 50)}"
         running.append((a["attempt"], title, a["agent"], a["status"], duration(a["elapsed_seconds"])))
-    backlog = data["review_backlog"]
+    backlog, hour = data["review_backlog"], data["last_hour"]
     footer = (
         f"review backlog {backlog['count']} (oldest {duration(backlog['oldest_age_seconds'])}) · "
-        f"last hour {data['last_hour']['verifications']} verifications run, {data['last_hour']['passed']} passed · "
+        f"last hour {plural(hour['verifications'], 'verification')} run, {hour['passed']} passed · "
         f"spend today ${data['spend_today_usd']:.2f} · {time.strftime('%H:%M:%S')} (Ctrl-C to stop)"
     )
     running_table = columns(("attempt", "ticket", "agent", "status", "elapsed"), running, title="Running")

@@ -81,7 +81,7 @@ def test_cancel_all_of_a_repo_records_who_cancelled(embedded: Fleet) -> None:
     ]
     assert fleet.run("cancel", "--all", check=False).returncode == 1
     out = fleet.run("cancel", "--all", "--repo", "calc", "--yes").stdout
-    assert f"2 ticket(s) of calc cancelled: {ids[0]}, {ids[1]}" in out
+    assert f"2 tickets of calc cancelled: {ids[0]}, {ids[1]}" in out
     assert {(t["status"], t["cancelled_by"]) for t in fleet.json("tickets")} == {("cancelled", "tester")}
 
 
@@ -97,7 +97,7 @@ def test_cancel_all_leaves_the_review_queue_alone_and_asks_first(embedded: Fleet
     refused = fleet.run("cancel", "--all", "--repo", "calc", check=False)
     assert (refused.returncode, refused.stdout) == (1, "")
     assert refused.stderr.count("\n") == 1 and "--yes" in refused.stderr
-    assert "Cancel 1 ticket(s) of calc (1 waiting for review left alone" in refused.stderr
+    assert "Cancel 1 ticket of calc (1 waiting for review left alone" in refused.stderr
 
     done = fleet.json("cancel", "--all", "--repo", "calc", "--yes")
     assert done == {"cancelled": [queued["id"]], "left_for_review": 1}
@@ -135,7 +135,7 @@ def test_cancel_all_in_a_terminal_asks_and_a_no_cancels_nothing(embedded: Fleet)
         os.close(leader)
         return shown.decode()
 
-    assert "Cancel 1 ticket(s) of calc? [y/N]" in answer("n")
+    assert "Cancel 1 ticket of calc? [y/N]" in answer("n")
     assert fleet.json("show", str(ticket["id"]))["status"] == "queued"
-    assert "1 ticket(s) of calc cancelled" in answer("y")
+    assert "1 ticket of calc cancelled" in answer("y")
     assert fleet.json("show", str(ticket["id"]))["status"] == "cancelled"

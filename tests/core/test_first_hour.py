@@ -25,6 +25,8 @@ def test_an_empty_home_says_where_it_looked(embedded: Fleet) -> None:
     assert queued.strip() == f"no tickets matching --status queued in {where}"
     assert fleet.run("status").stdout.startswith(f"state: {where}\n")
     assert fleet.json("tickets") == []
+    listed = fleet.run("review", "list").stdout
+    assert listed == "nothing is waiting for review: `fleet tickets` shows every ticket and its status\n"
     assert sorted(p.name for p in fleet.tmp.iterdir()) == ["home"]
 
 
@@ -42,7 +44,7 @@ def test_up_says_what_it_runs_how_far_it_is_and_what_to_run_next(embedded: Fleet
     assert lines[-3].startswith("done in ") and lines[-3].endswith(
         ": tickets 2/2 done · 0 attempts at work · 1 verified · 1 failed · 0 errored · $0.00"
     )
-    assert "next: `fleet review list` (1 verified diff(s) wait for review)" in lines
+    assert "next: `fleet review list` (1 verified diff waiting for review)" in lines
     assert done.stderr == ""  # Celery's own lines only with -v
     fleet.submit("--repo", "calc", "--title", "again", "--agent-cmd", "true", "--attempts", "1")
     verbose = fleet.run("up", "--until-idle", "-v")  # with work to do, so Celery is up long enough to log
@@ -131,7 +133,7 @@ def test_a_repo_is_updated_in_place_and_removed_only_without_open_tickets(embedd
 
     [ticket] = fleet.submit("--repo", "calc", "--title", "t", "--agent-cmd", "true")
     refused = fleet.run("repo", "remove", "calc", "--yes", check=False)
-    assert_one_line_error(refused, f"repo 'calc' has 1 open ticket(s) ({ticket['id']}); cancel them first")
+    assert_one_line_error(refused, f"repo 'calc' has 1 open ticket ({ticket['id']}); cancel them first")
     assert_one_line_error(fleet.run("repo", "remove", "calc", check=False), "add --yes")
     fleet.run("cancel", str(ticket["id"]))
     assert fleet.json("repo", "remove", "calc", "--yes") == {"removed": "calc", "tickets": 1}

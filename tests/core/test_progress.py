@@ -16,7 +16,7 @@ def test_progress_counts_the_tickets_open_at_the_start_and_those_submitted_since
     now = Snapshot({"queued": 1, "running": 1, "needs_review": 6, "failed": 2, "approved": 0}, busy=2, spend=2.5)
     # 3 open at the start + 1 submitted since = 4; 2 still open; the pace so far (2 in 60 s) says 60 s more.
     assert progress(start, now, elapsed=60.0) == Progress(
-        done=2, total=4, running=2, verified=1, failed=1, errored=0, spend=0.5, eta_seconds=60.0
+        done=2, total=4, running=2, verified=1, failed=1, errored=0, cancelled=0, spend=0.5, eta_seconds=60.0
     )
     assert progress(start, start, elapsed=5.0).eta_seconds is None  # nothing done yet: no guess
     line = progress(start, now, 60.0).line()
@@ -72,3 +72,15 @@ def test_an_error_is_counted_apart_from_a_failure_with_the_listing_that_shows_it
     lines = summary(ended, 5.0)
     assert "next: `fleet tickets --status failed`, then `fleet show ID` for the feedback of each attempt" in lines
     assert "next: `fleet tickets --status error`, then `fleet show ID` for what broke (not the agent's doing)" in lines
+
+
+def test_counts_read_as_people_write_them_and_a_cancelled_ticket_is_counted() -> None:
+    start = Snapshot({"queued": 3}, busy=0, spend=0.0)
+    ended = progress(start, Snapshot({"running": 1, "needs_review": 1, "cancelled": 1}, busy=1, spend=0.0), 5.0)
+    assert ended.line() == (
+        "tickets 2/3 done · 1 attempt at work · 1 verified · 0 failed · 0 errored · 1 cancelled · $0.00 · about 2s left"
+    )
+    lines = summary(ended, 5.0, handed_back=2)
+    assert "next: `fleet review list` (1 verified diff waiting for review)" in lines
+    assert "2 attempts went back in line, no verdict: run `fleet up` to resume" in lines
+    assert not any("went back" in line for line in summary(ended, 5.0))
