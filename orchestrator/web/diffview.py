@@ -308,11 +308,18 @@ def _left_out(parts: list[Part], drawn: list[bool], limit: Limit, raw: str) -> M
     lines = sum(p.lines for p in missing)
     text = (
         f"Not drawn: {len(missing):,} of {len(parts):,} files ({lines:,} of {sum(p.lines for p in parts):,} lines)."
-        f" This view draws files of up to {limit.file_lines:,} lines and {limit.file_chars:,} characters,"
-        f" {limit.lines:,} lines and {limit.chars:,} characters in all."
+        f" This view draws {_limits(limit)}."
     )
     link = Markup(' <a class="raw-diff" href="{}">The whole diff, as text</a>').format(raw) if raw else ""
     return Markup('<p class="diff-cut" role="note">{}{}</p>').format(text, link)
+
+
+def _limits(limit: Limit) -> str:
+    """The limit in words; once only when a file may take the whole view."""
+    in_all = f"{limit.lines:,} lines and {limit.chars:,} characters in all"
+    if (limit.file_lines, limit.file_chars) == (limit.lines, limit.chars):
+        return f"up to {in_all}"
+    return f"files of up to {limit.file_lines:,} lines and {limit.file_chars:,} characters, {in_all}"
 
 
 def diff_view(diff: str, key: str, form: str = "", raw: str = "", limit: Limit = PAGE) -> Markup:

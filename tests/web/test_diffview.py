@@ -115,6 +115,8 @@ def test_a_file_over_its_limit_is_listed_not_drawn_and_the_files_after_it_still_
     generated = _added("package-lock.json", *(f'"v{i}": 1,' for i in range(PAGE.file_lines)))
     html = diff_view(generated + _added("calc.py", "x = 1"), "t-1", raw="/attempts/7/diff")
     assert "Not drawn: 1 of 2 files (1,005 of 1,011 lines)" in html
+    limits = "files of up to 1,000 lines and 100,000 characters, 2,000 lines and 200,000 characters in all."
+    assert f"This view draws {limits}" in html
     assert '<li class="not-drawn">package-lock.json <span class="add">+1000</span>' in html
     assert 'id="t-1-f1"><h4>calc.py' in html and 'id="t-1-f0"' not in html
     assert html.count('<a class="raw-diff" href="/attempts/7/diff">') == 2  # the toolbar's and the note's
@@ -127,6 +129,7 @@ def test_a_view_draws_files_while_its_budget_lasts_and_counts_the_files_it_does_
     drawn = BRIEF.lines // 45  # 45 lines a file, with its header
     assert html.count('<section class="diff-file"') == drawn
     assert f"Not drawn: {MAX_LISTED_FILES + 10 - drawn:,} of {MAX_LISTED_FILES + 10:,} files" in html
+    assert "This view draws up to 500 lines and 50,000 characters in all." in html  # a file may take it all: once
     assert '<li class="not-drawn muted">and 10 more files</li>' in html
     assert html.count("<li") == MAX_LISTED_FILES + 1
 
