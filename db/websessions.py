@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from db.models import WebSession, utcnow
 from db.queries import Session
 
+SESSIONS_PER_TOKEN = 20  # a login past this ends the token's oldest session: logins cannot pile up rows
+
 
 def add_session(s: Session, token_id: int, secret_hash: str, lifetime: timedelta) -> WebSession:
-    """A new session of the token; sessions older than lifetime go at the same time (a login is rare, they are few)."""
+    """A new session of the token; sessions older than lifetime go at the same time (a login is rare, they are few),
+    and so do the token's oldest beyond SESSIONS_PER_TOKEN, however often it logs in."""
     s.execute(delete(WebSession).where(WebSession.created_at < utcnow() - lifetime))
+    newest = select(WebSession.id).where(WebSession.token_id == token_id)
+    newest = newest.order_by(WebSession.id.desc()).limit(SESSIONS_PER_TOKEN - 1)
+    s.execute(delete(WebSession).where(WebSession.token_id == token_id, WebSession.id.not_in(newest)))
     row = WebSession(token_id=token_id, secret_hash=secret_hash)
     s.add(row)
     s.flush()

@@ -77,6 +77,18 @@ def test_a_session_ends_after_twelve_hours_and_with_its_token(app: Any) -> None:
         assert with_cookie(server, live, "/api/me").status_code == 401
 
 
+def test_a_token_keeps_a_bounded_number_of_sessions_and_a_new_login_ends_its_oldest(app: Any) -> None:
+    from db.models import WebSession
+    from db.websessions import SESSIONS_PER_TOKEN
+
+    with Server(app) as server:
+        cookies = [logged_in(server, app.state.token) for _ in range(SESSIONS_PER_TOKEN + 1)]
+        assert with_cookie(server, cookies[0], "/api/me").status_code == 401  # the oldest, ended by the last login
+        assert all(with_cookie(server, c, "/api/me").status_code == 200 for c in cookies[1:])
+    with app.state.fleet.db.session() as s:
+        assert s.query(WebSession).count() == SESSIONS_PER_TOKEN
+
+
 @pytest.mark.parametrize("forged", ["1.", "1", ".x", "1." + "A" * 42, "1." + "é" * 43, "99999999999999." + "A" * 43])
 def test_a_forged_session_cookie_is_refused(app: Any, forged: str) -> None:
     with Server(app) as server:
