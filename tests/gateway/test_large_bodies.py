@@ -34,21 +34,24 @@ CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello."
 MiB = 2**20
 
 
-def _gateway(waiting_limit: int) -> Iterator[ModelGateway]:
-    gateway = ModelGateway(lambda: Reader(HELD_COMMAND, held_read, waiting_limit))
+LARGEST = MAX_REQUEST_BYTES - 64 * 2**10  # of a held body's text: the body is just under MAX_REQUEST_BYTES
+
+
+def _gateway(wait_seconds: float) -> Iterator[ModelGateway]:
+    gateway = ModelGateway(lambda: Reader(HELD_COMMAND, held_read, wait_seconds))
     yield gateway
     gateway.close()
 
 
 @pytest.fixture
 def gateway() -> Iterator[ModelGateway]:
-    yield from _gateway(64 * MiB)
+    yield from _gateway(60.0)
 
 
 @pytest.fixture
-def small_gateway() -> Iterator[ModelGateway]:
-    """A gateway whose reader takes 3 MiB of large bodies at once."""
-    yield from _gateway(3 * MiB)
+def impatient_gateway() -> Iterator[ModelGateway]:
+    """A gateway whose large bodies wait at most a second for their turn in the reader."""
+    yield from _gateway(1.0)
 
 
 def _held(hold: Path, size: int, extra: str = "", **fields: Any) -> str:
@@ -104,9 +107,9 @@ def test_a_small_call_is_served_while_another_agents_30_mib_body_is_being_read(
     upstream.seen.clear()
 
 
-def _another_attempt(tmp_path: Path) -> Attempt:
+def _another_attempt(tmp_path: Path, name: str = "other") -> Attempt:
     """An attempt of another ticket, in a database of its own."""
-    database = Database(f"sqlite:///{tmp_path / 'other.db'}")
+    database = Database(f"sqlite:///{tmp_path / name}.db")
     upgrade(database)
     return new_attempt(database)
 
@@ -116,13 +119,48 @@ def _calls(attempt: Attempt) -> list[Any]:
         return list(queries.model_calls(s, attempt.attempt_id))
 
 
-def test_past_the_bytes_the_reader_takes_at_once_a_large_body_is_refused_to_be_retried(
-    small_gateway: ModelGateway, upstream: Upstream, db: Database, tmp_path: Path
+def test_a_large_body_waits_its_turn_while_two_agents_keep_the_reader_busy(
+    gateway: ModelGateway, upstream: Upstream, db: Database, tmp_path: Path
+) -> None:
+    """Two hostile agents each keep one of the largest bodies in the reader and send the next as soon as it is read;
+    an honest agent's large body takes its place in line between them, and is read in its turn."""
+    first_hold, second_hold, honest_hold, again_hold = (tmp_path / name for name in ("a1", "b1", "h", "a2"))
+    with (
+        open_gate(gateway, upstream, new_attempt(db)) as first,
+        open_gate(gateway, upstream, _another_attempt(tmp_path)) as second,
+        open_gate(gateway, upstream, _another_attempt(tmp_path, "honest")) as honest,
+    ):
+        in_child = _posting(first, _held(first_hold, LARGEST))
+        wait_until(first_hold.with_suffix(".reading").exists, "the first body was never read")
+        in_line = _posting(second, _held(second_hold, LARGEST))
+        wait_until(lambda: second.handler.reading > 0, "the second body never got in line")
+        honest_call = _posting(honest, _held(honest_hold, MiB))
+        wait_until(lambda: honest.handler.reading > 0 or bool(honest_call[1]), "the honest body never got in line")
+        assert honest_call[1] == []  # in line behind 64 MiB of hostile bodies, not refused
+        first_hold.touch()
+        in_child[0].join()
+        again = _posting(first, _held(again_hold, LARGEST))  # the first agent's next, at once
+        wait_until(lambda: first.handler.reading > 0, "the first agent's next body never got in line")
+        second_hold.touch()
+        wait_until(lambda: honest_hold.with_suffix(".reading").exists(), "the honest body was never read")
+        assert not again_hold.with_suffix(".reading").exists()  # it came after the honest body: it waits
+        honest_hold.touch()
+        again_hold.touch()
+        for thread, _ in (in_line, honest_call, again):
+            thread.join()
+        wait_until(lambda: gateway.reader().waiting == 0, "a body never left the reader's line")
+    answers = [in_child[1], in_line[1], honest_call[1], again[1]]
+    assert [[answer.status_code for answer in each] for each in answers] == [[200]] * 4
+    upstream.seen.clear()
+
+
+def test_a_large_body_that_waits_too_long_for_its_turn_is_asked_to_retry(
+    impatient_gateway: ModelGateway, upstream: Upstream, db: Database, tmp_path: Path
 ) -> None:
     hold = tmp_path / "let-it-be-read"
     with (
-        open_gate(small_gateway, upstream, new_attempt(db)) as first,
-        open_gate(small_gateway, upstream, _another_attempt(tmp_path)) as second,
+        open_gate(impatient_gateway, upstream, new_attempt(db)) as first,
+        open_gate(impatient_gateway, upstream, _another_attempt(tmp_path)) as second,
     ):
         thread, answers = _posting(first, _held(hold, 2 * MiB))
         wait_until(hold.with_suffix(".reading").exists, "the large body was never read")
@@ -131,13 +169,36 @@ def test_past_the_bytes_the_reader_takes_at_once_a_large_body_is_refused_to_be_r
         [busy] = refused[1]
         assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
         message = busy.json()["error"]["message"]
-        assert message == "fleet gateway: 3 MiB of large request bodies are already being read; retry"
-        assert _small_call(second).status_code == 200  # small bodies are read at once, past any queue
+        assert message == "fleet gateway: a large request body waited 1 s for its turn to be read; retry"
+        assert _small_call(second).status_code == 200  # small bodies are read at once, past any line
         hold.touch()
         thread.join()
         again = _posting(second, _held(hold, 2 * MiB))
         again[0].join()
+        assert (second.handler.reading, impatient_gateway.reader().waiting) == (0, 0)
     assert answers[0].status_code == 200 and again[1][0].status_code == 200
+    upstream.seen.clear()
+
+
+def test_a_body_too_heavy_to_read_is_refused_and_the_next_is_read(
+    gateway: ModelGateway, upstream: Upstream, db: Database
+) -> None:
+    """24 MiB of `{},` would take about 650 MB to read; a conversation of 200,000 messages in 32 MiB is read."""
+    heavy = json.dumps(CHAT)[:-1].encode() + b', "tools": [' + b",".join([b"{}"] * (8 * MiB)) + b"]}"
+    message = {"role": "user", "content": [{"type": "text", "text": "word " * 20}]}
+    count = (MAX_REQUEST_BYTES - 1000) // len(json.dumps(message) + ", ")  # as many as 32 MiB hold
+    ordinary = json.dumps(CHAT | {"stream": True, "messages": [message] * count})
+    with open_gate(gateway, upstream, new_attempt(db)) as gate:
+        refused = _posting(gate, heavy)
+        refused[0].join()
+        [too_heavy] = refused[1]
+        assert too_heavy.status_code == 413 and too_heavy.headers["x-should-retry"] == "false"
+        reason = too_heavy.json()["error"]["message"]
+        assert reason == "fleet gateway: request refused: its JSON needs more than 512 MiB of memory to read"
+        read = _posting(gate, ordinary)
+        read[0].join()
+    assert len(ordinary) > MAX_REQUEST_BYTES - MiB and read[1][0].status_code == 200
+    assert len(upstream.seen[-1].body["messages"]) == count
     upstream.seen.clear()
 
 

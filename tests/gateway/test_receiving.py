@@ -128,8 +128,8 @@ def test_a_calls_place_is_freed_once_however_its_body_ends(
 
 @pytest.fixture
 def small_intake() -> Iterator[ModelGateway]:
-    """A gateway that receives 3 MiB of bodies at once, for all its gates."""
-    gateway = ModelGateway(receiving=lambda: Intake(3 * MiB))
+    """A gateway that receives 3 MiB of bodies at once, for all its gates, none of them reserved to a gate."""
+    gateway = ModelGateway(receiving=lambda: Intake(3 * MiB, reserve=0))
     yield gateway
     gateway.close()
 
@@ -159,8 +159,60 @@ def test_past_the_bytes_the_process_receives_at_once_a_body_is_refused_to_be_ret
     upstream.seen.clear()
 
 
-def _another_attempt(tmp_path: Path) -> Attempt:
+def _another_attempt(tmp_path: Path, name: str = "other") -> Attempt:
     """An attempt of another ticket, in a database of its own."""
-    database = Database(f"sqlite:///{tmp_path / 'other.db'}")
+    database = Database(f"sqlite:///{tmp_path / name}.db")
     upgrade(database)
     return new_attempt(database)
+
+
+def test_attempts_stalled_at_the_process_intake_leave_the_other_attempts_calls_served(
+    gateway: ModelGateway, upstream: Upstream, tmp_path: Path
+) -> None:
+    body, intake = _chat(3 * MiB), gateway.intake()
+    with ExitStack() as gates:
+        hostile = [
+            gates.enter_context(open_gate(gateway, upstream, _another_attempt(tmp_path, f"h{n}"))) for n in range(4)
+        ]
+        honest = gates.enter_context(open_gate(gateway, upstream, _another_attempt(tmp_path)))
+        with ExitStack() as senders:  # each hostile gate's 16 places, each with 2 MiB of a 3 MiB body, stalled
+            for gate in hostile:
+                for _ in range(MAX_CALLS_AT_ONCE):
+                    senders.enter_context(_sending(gate, body, 2 * MiB))
+            stalled = 4 * MAX_REQUEST_BYTES  # the process's whole 128 MiB: the process intake was first come
+            wait_until(lambda: sum(gate.handler.receiving for gate in hostile) == stalled, "the bodies never arrived")
+            with httpx.Client(base_url=honest.url, trust_env=False, timeout=30) as client:
+                small = client.post("/openai/chat/completions", content=_chat(68), headers=gate_key(honest))
+                usual = client.post("/openai/chat/completions", content=_chat(MiB), headers=gate_key(honest))
+            assert (small.status_code, usual.status_code) == (200, 200)
+        for gate in (*hostile, honest):
+            _all_free(gate, intake)
+    upstream.seen.clear()
+
+
+@pytest.fixture
+def short_deadline() -> Iterator[ModelGateway]:
+    """A gateway that gives a body one second to arrive whole."""
+    gateway = ModelGateway(receiving=lambda: Intake(seconds=1))
+    yield gateway
+    gateway.close()
+
+
+def test_a_body_not_received_in_time_is_answered_408_and_gives_back_its_place_and_bytes(
+    short_deadline: ModelGateway, upstream: Upstream, attempt: Attempt
+) -> None:
+    with (
+        open_gate(short_deadline, upstream, attempt) as gate,
+        _sending(gate, _chat(MiB)) as stalled,  # 4 KiB of its 1 MiB, then nothing
+        _sending(gate, _chat(MiB), 0) as silent,  # its headers, then nothing
+    ):
+        for conn in (stalled, silent):
+            status, answer = _status(conn)
+            assert status == 408 and b"connection: close" in answer
+            assert b"fleet gateway: the request's body did not arrive within 1 s" in answer
+        _all_free(gate, short_deadline.intake())
+        with httpx.Client(base_url=gate.url, trust_env=False, timeout=30) as client:
+            assert (
+                client.post("/openai/chat/completions", content=_chat(PART), headers=gate_key(gate)).status_code == 200
+            )
+    upstream.seen.clear()

@@ -29,7 +29,7 @@ from workers.gateway.protocols import (
     upstream_headers,
     wire_of,
 )
-from workers.gateway.reader import LARGE_BYTES, Busy, Reader, ReadFailed
+from workers.gateway.reader import LARGE_BYTES, Busy, Reader, ReadFailed, TooHeavy
 from workers.gateway.reading import KEPT_BYTES, Asked, bounded, parsed_json, redacted
 from workers.gateway.sse import Event, EventSplitter
 from workers.gateway.usage import CHARS_PER_TOKEN, Tally, Usage, Wire
@@ -76,6 +76,10 @@ class Meter(Protocol):
 
 class _TooLarge(Exception):
     """The request's body is over MAX_REQUEST_BYTES."""
+
+
+class _TooSlow(Exception):
+    """The request's body did not arrive whole within the intake's deadline."""
 
 
 @dataclass
@@ -181,6 +185,9 @@ class Handler:
             return JSONResponse(error_body(family, 413, "request_too_large", "request over 32 MiB"), 413, NO_RETRY)
         except Full as error:
             return _busy(family, error)
+        except _TooSlow as error:  # its connection is closed: what it would still send is not read
+            message = f"fleet gateway: {error}"
+            return JSONResponse(error_body(family, 408, "request_timeout", message), 408, {"connection": "close"})
         except ClientDisconnect:
             return Response(status_code=400)  # the client is gone: nobody reads this
         wire = wire_of(family, rest)
@@ -189,30 +196,34 @@ class Handler:
         return await self._metered(request, family, rest, wire, body, place)
 
     async def _received(self, request: Request) -> bytes:
-        """The request's body, read a chunk at a time and never held past MAX_REQUEST_BYTES (_TooLarge); while it
-        is being received its bytes count against the gate's share and the process's intake (Full)."""
+        """The request's body, read a chunk at a time and never held past MAX_REQUEST_BYTES (_TooLarge), whole within
+        the intake's deadline (_TooSlow); while it is being received its bytes count against the gate's share and the
+        process's intake (Full)."""
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
             raise _TooLarge
-        chunks, size = [], 0
+        chunks, size, seconds = [], 0, self.intake().seconds
         try:
-            async for chunk in request.stream():
-                if size + len(chunk) > MAX_REQUEST_BYTES:
-                    raise _TooLarge
-                self._take(len(chunk))
-                size += len(chunk)
-                chunks.append(chunk)
+            async with asyncio.timeout(seconds):
+                async for chunk in request.stream():
+                    if size + len(chunk) > MAX_REQUEST_BYTES:
+                        raise _TooLarge
+                    self._take(len(chunk))
+                    size += len(chunk)
+                    chunks.append(chunk)
             return b"".join(chunks)
+        except TimeoutError:
+            raise _TooSlow(f"the request's body did not arrive within {seconds:g} s") from None
         finally:
+            self.intake().give_back(self.receiving, size)
             self.receiving -= size
-            self.intake().give_back(size)
 
     def _take(self, size: int) -> None:
         """Count `size` more bytes of a body being received: one gate receives at most MAX_REQUEST_BYTES at once, so
         one agent cannot fill the process's intake alone."""
         if self.receiving + size > MAX_REQUEST_BYTES:
             raise Full(f"this attempt's request bodies being received reach {MAX_REQUEST_BYTES // 2**20} MiB")
-        self.intake().take(size)
+        self.intake().take(self.receiving, size)
         self.receiving += size
 
     async def _metered(
@@ -222,6 +233,9 @@ class Handler:
             asked = await self._read(family, rest, wire, body)
         except (Busy, ReadFailed) as error:
             return _busy(family, error)
+        except TooHeavy as error:
+            message = f"fleet gateway: request refused: {error}"
+            return JSONResponse(error_body(family, 413, "request_too_large", message), 413, NO_RETRY)
         exchange = _Exchange(family, wire, asked.model, asked.streamed, "", time.monotonic(), Tally(wire), place)
         # Held at once, before any await: calls that arrive together each see the others' holds and count.
         place.held = self.meter.hold(exchange.model, len(body), asked.output_tokens or 0)
@@ -245,8 +259,8 @@ class Handler:
             raise
 
     async def _read(self, family: str, rest: str, wire: Wire, body: bytes) -> Asked:
-        """What the request asks for; one gate's large bodies take at most MAX_REQUEST_BYTES of the reader's queue,
-        so one agent cannot fill it alone."""
+        """What the request asks for; one gate's large bodies take at most MAX_REQUEST_BYTES of the reader's line, so
+        an agent's large body waits behind at most one of the largest of each other agent."""
         large = len(body) if len(body) > LARGE_BYTES else 0
         if self.reading + large > MAX_REQUEST_BYTES:
             raise Busy(f"this attempt's large request bodies already being read reach {MAX_REQUEST_BYTES // 2**20} MiB")

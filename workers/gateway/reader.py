@@ -4,9 +4,14 @@ worker process.
 json.loads runs without releasing the interpreter lock (it calls no Python code), so a thread would not free the
 loop: 32 MiB of `[{},{},...]` holds it for about half a second, and a hostile agent can send one after another. A
 body up to LARGE_BYTES is read on the loop (a hop to the child costs more than reading 2 KB); a larger one goes to
-the worker process's one child, started at the first such body, which reads one body at a time. At most
-MAX_WAITING_BYTES of bodies wait for it or are in it at once, for the whole process; past that a large body is
-refused (Busy: the gateway answers 503, retry) rather than held in memory.
+the worker process's one child, started at the first such body, which reads one body at a time, in the order they
+came. Each gate has at most one of the largest bodies in line (the handler refuses more), so an agent's large body
+waits behind at most one body of each other agent, rather than being refused while hostile agents keep the line
+full; one that waits WAIT_SECONDS for its turn is refused (Busy: the gateway answers 503, retry).
+
+json.loads builds Python objects far larger than their text: `[{},{},...]` takes 27 times its size, so 32 MiB of it
+would take 900 MB. The child may use MEMORY_BYTES of address space; a body whose reading needs more is refused
+(TooHeavy: 413, not to be retried) and the child started anew for the next.
 
 The child speaks frames on its stdin and stdout: a frame is an 8-byte length and that many bytes. Asked: a JSON
 header (family, path, wire, secrets) and the body. Answered: a JSON header (the Asked fields, or an error) and the
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import struct
 import sys
 from collections.abc import Callable
@@ -27,14 +33,23 @@ from workers.gateway.reading import Asked, read_request
 from workers.gateway.usage import Wire
 
 LARGE_BYTES = 256 * 2**10
-MAX_WAITING_BYTES = 64 * 2**20  # two of the largest bodies a gate takes
+# Reading a body takes about a second at most (32 MiB): thirty seconds is a line of agents each with its largest.
+WAIT_SECONDS = 30.0
+# 32 MiB of ordinary JSON (long texts; or a conversation of 200,000 short messages) takes 150 to 310 MB to read;
+# `[{},{},...]` passes the limit from about 18 MiB.
+MEMORY_BYTES = 512 * 2**20
 CHILD = (sys.executable, "-m", "workers.gateway.reader")
 LENGTH = struct.Struct(">Q")
 Read = Callable[[str, str, Wire, bytes, tuple[str, ...]], Asked]
 
 
 class Busy(Exception):
-    """Too many bytes of large bodies are waiting to be read: the request is refused, to be retried."""
+    """A large body cannot be read now (its gate already has its share in line, or it waited too long for its turn):
+    the request is refused, to be retried."""
+
+
+class TooHeavy(Exception):
+    """Reading the body would take more memory than the child may use: the request is refused, not to be retried."""
 
 
 class ReadFailed(Exception):
@@ -45,11 +60,11 @@ class Reader:
     """Reads the worker process's metered request bodies: small ones at once, large ones in the child process."""
 
     def __init__(
-        self, command: tuple[str, ...] = CHILD, read: Read = read_request, waiting_limit: int = MAX_WAITING_BYTES
+        self, command: tuple[str, ...] = CHILD, read: Read = read_request, wait_seconds: float = WAIT_SECONDS
     ) -> None:
         """`command` runs the child (serve() of this module); `read` reads the small bodies, as the child does."""
-        self.command, self.small, self.waiting_limit = command, read, waiting_limit
-        self.waiting = 0  # bytes of bodies sent to or waiting for the child (touched on the gateway's loop only)
+        self.command, self.small, self.wait_seconds = command, read, wait_seconds
+        self.waiting = 0  # bytes of bodies in line for the child or in it (touched on the gateway's loop only)
         self._child: asyncio.subprocess.Process | None = None
         self._turn: asyncio.Lock | None = None
         self._running: set[asyncio.Task[Asked]] = set()
@@ -58,17 +73,32 @@ class Reader:
         """What the request asks for. A small body is read before this returns control to the loop."""
         if len(body) <= LARGE_BYTES:
             return self.small(family, rest, wire, body, secrets)
-        if self.waiting + len(body) > self.waiting_limit:
-            raise Busy(f"{self.waiting_limit // 2**20} MiB of large request bodies are already being read")
         self.waiting += len(body)
-        task = asyncio.ensure_future(self._in_child(len(body), family, rest, wire, body, secrets))
+        try:
+            turn = await self._turn_taken()
+        except BaseException:  # a request cut while in line leaves it: nothing was sent to the child
+            self.waiting -= len(body)
+            raise
+        task = asyncio.ensure_future(self._exchange(family, rest, wire, body, secrets))
         self._running.add(task)
-        task.add_done_callback(self._ended)
+        task.add_done_callback(lambda ended: self._ended(ended, turn, len(body)))
         # Shielded: a request cut while its body is in the child must not leave the child's answer unread.
         return await asyncio.shield(task)
 
-    def _ended(self, task: asyncio.Task[Asked]) -> None:
+    async def _turn_taken(self) -> asyncio.Lock:
+        """The child's turn, once every body that came before has been read (asyncio's lock wakes in order)."""
+        self._turn = self._turn or asyncio.Lock()
+        try:
+            async with asyncio.timeout(self.wait_seconds):
+                await self._turn.acquire()
+        except TimeoutError:
+            raise Busy(f"a large request body waited {self.wait_seconds:g} s for its turn to be read") from None
+        return self._turn
+
+    def _ended(self, task: asyncio.Task[Asked], turn: asyncio.Lock, size: int) -> None:
         self._running.discard(task)
+        self.waiting -= size
+        turn.release()
         if not task.cancelled():
             task.exception()  # retrieved: the request that waited for it may have been cut
 
@@ -78,16 +108,6 @@ class Reader:
         if child is not None and child.returncode is None:
             child.kill()
             await child.wait()
-
-    async def _in_child(
-        self, size: int, family: str, rest: str, wire: Wire, body: bytes, secrets: tuple[str, ...]
-    ) -> Asked:
-        self._turn = self._turn or asyncio.Lock()
-        try:
-            async with self._turn:  # one body at a time, in the order they came
-                return await self._exchange(family, rest, wire, body, secrets)
-        finally:
-            self.waiting -= size
 
     async def _exchange(self, family: str, rest: str, wire: Wire, body: bytes, secrets: tuple[str, ...]) -> Asked:
         child = await self._started()
@@ -101,6 +121,9 @@ class Reader:
         except (OSError, asyncio.IncompleteReadError, ValueError) as error:
             await self.close()  # the next large body starts a new child
             raise ReadFailed(f"the process reading large bodies ended ({type(error).__name__})") from error
+        if "too_heavy" in answer:
+            await self.close()  # a child that ran out of memory is not trusted with the next body
+            raise TooHeavy(f"its JSON needs more than {MEMORY_BYTES // 2**20} MiB of memory to read")
         if "error" in answer:
             raise ReadFailed(f"the process reading large bodies failed: {answer['error']}")
         return Asked(**(answer | {"sent": sent or None}))
@@ -134,6 +157,8 @@ def _answer(read: Read, header: bytes, body: bytes) -> tuple[bytes, bytes]:
     try:
         asked = json.loads(header)
         answer = read(asked["family"], asked["rest"], Wire(asked["wire"]), body, tuple(asked["secrets"]))
+    except MemoryError:
+        return json.dumps({"too_heavy": True}).encode(), b""
     except Exception as error:  # the one request fails (503), the child lives on
         return json.dumps({"error": f"{type(error).__name__}: {error}"[:500]}).encode(), b""
     fields = asdict(answer)
@@ -143,6 +168,10 @@ def _answer(read: Read, header: bytes, body: bytes) -> tuple[bytes, bytes]:
 
 def serve(read: Read = read_request) -> None:
     """The child's loop: read each body asked for until its parent closes the pipe."""
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(
+        resource.RLIMIT_AS, (MEMORY_BYTES if hard == resource.RLIM_INFINITY else min(MEMORY_BYTES, hard), hard)
+    )
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while (header := _read_frame(stdin)) is not None and (body := _read_frame(stdin)) is not None:
         answer, sent = _answer(read, header, body)
