@@ -142,8 +142,9 @@ def own_attributes(mirror: Path) -> None:
         if path.read_text() == OWN_ATTRIBUTES:
             return
     path.parent.mkdir(exist_ok=True)
-    fresh = path.with_name(f".attributes-{os.getpid()}")
-    fresh.write_text(OWN_ATTRIBUTES)
+    handle, fresh = tempfile.mkstemp(prefix=".attributes-", dir=path.parent)  # a name of its own: threads and
+    with os.fdopen(handle, "w") as out:  # processes may write it at once, the last rename wins, all the same
+        out.write(OWN_ATTRIBUTES)
     os.replace(fresh, path)
 
 

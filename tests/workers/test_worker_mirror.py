@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from system.git import git
-from system.mirror import MirrorError, ensure_mirror, has_commit, mirror_path
+from system.mirror import OWN_ATTRIBUTES, MirrorError, ensure_mirror, has_commit, mirror_path, own_attributes
 
 
 def _commit(repo: Path, name: str, text: str) -> str:
@@ -89,3 +89,29 @@ def test_concurrent_first_use_clones_once(tmp_path: Path, source: Path, base_sha
         thread.join()
     assert not errors
     assert len(set(results)) == 1 and has_commit(results[0], base_sha)
+
+
+def test_threads_writing_a_mirrors_own_attributes_at_once_all_succeed(tmp_path: Path) -> None:
+    # Every slot of a worker asks for the mirror as the first wave starts: one temporary name for them all made
+    # each rename but the first fail, and its attempt end as an error.
+    errors: list[BaseException] = []
+    for round_ in range(20):
+        mirror = tmp_path / f"r{round_}.git"
+        mirror.mkdir()
+        barrier = threading.Barrier(8)
+
+        def write(where: Path = mirror, start: threading.Barrier = barrier) -> None:
+            start.wait()
+            try:
+                own_attributes(where)
+            except OSError as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=write) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert (mirror / "info" / "attributes").read_text() == OWN_ATTRIBUTES
+        assert [p.name for p in (mirror / "info").iterdir()] == ["attributes"]
+    assert errors == []
