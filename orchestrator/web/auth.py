@@ -140,11 +140,15 @@ def _sign(key: bytes, message: str) -> str:
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
-def make_session(state: WebState, principal: Principal) -> str:
+def make_session(state: WebState, principal: Principal, replacing: Request | None = None) -> str:
     """A cookie value: a new session's id and a random secret, whose sha256 the database keeps until logout.
 
-    A session lasts SESSION_SECONDS at most; revoking the token ends every session made from it.
+    A session lasts SESSION_SECONDS at most; revoking the token ends every session made from it. The session of the
+    cookie that the login request `replacing` came with ends: the browser drops it, and a copy must not outlive it.
     """
+    cookie = replacing.cookies.get(SESSION_COOKIE, "") if replacing is not None else ""
+    if cookie and (earlier := check_session(state, cookie)) is not None:
+        end_session(state, earlier)
     secret = secrets.token_urlsafe(32)
     with state.db.session() as s:
         session_id = websessions.add_session(s, principal.token_id, hash_secret(secret), SESSION_LIFETIME).id

@@ -144,7 +144,7 @@ def login(
     if principal is None:
         return RedirectResponse("/login?error=bad", status_code=303)
     response = RedirectResponse("/", status_code=303)
-    _cookie(request, response, SESSION_COOKIE, make_session(state, principal), SESSION_SECONDS)
+    _cookie(request, response, SESSION_COOKIE, make_session(state, principal, request), SESSION_SECONDS)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     return response
 

@@ -94,3 +94,14 @@ def test_a_forged_session_cookie_is_refused(app: Any, forged: str) -> None:
     with Server(app) as server:
         logged_in(server, app.state.token)  # session 1 exists: only its secret is missing
         assert with_cookie(server, forged, "/api/me").status_code == 401
+
+
+def test_logging_in_again_ends_the_browsers_earlier_session(app: Any) -> None:
+    # The browser's cookie is replaced; a copy of the one it held must not stay valid for twelve hours.
+    with Server(app) as server, httpx.Client(base_url=server.url) as browser:
+        assert log_in(browser, app.state.token).status_code == 200
+        earlier = browser.cookies["fleet_session"]
+        assert log_in(browser, app.state.token).status_code == 200
+        assert browser.cookies["fleet_session"] != earlier
+        assert with_cookie(server, earlier, "/api/me").status_code == 401
+        assert with_cookie(server, browser.cookies["fleet_session"], "/api/me").status_code == 200
