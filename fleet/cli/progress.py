@@ -114,10 +114,15 @@ def banner(settings: Settings, concurrency: int, until_idle: bool, logfile: str 
     return lines + [f"  worker log {logfile} (-v shows it here)"] if logfile else lines
 
 
+def handed_back_line(attempts: int, then: str) -> str:
+    """What a stop that handed attempts back did, and what runs them again."""
+    return f"{plural(attempts, 'attempt')} went back in line, no verdict: {then}"
+
+
 def summary(p: Progress, elapsed: float, handed_back: int = 0) -> list[str]:
     lines = [f"done in {duration(elapsed)}: {p.line()}"]
     if handed_back:
-        lines.append(f"{plural(handed_back, 'attempt')} went back in line, no verdict: run `fleet up` to resume")
+        lines.append(handed_back_line(handed_back, "run `fleet up` to resume"))
     if p.verified:
         lines.append(f"next: `fleet review list` ({plural(p.verified, 'verified diff')} waiting for review)")
     if p.failed:

@@ -9,7 +9,7 @@ import typer
 from fleet.cli.cells import columns
 from fleet.cli.console import JsonFlag, one_line_errors, out, print_json
 from fleet.cli.context import Context
-from fleet.cli.progress import banner, reporting, worker_log
+from fleet.cli.progress import banner, handed_back_line, reporting, worker_log
 from orchestrator.errors import FleetError
 from orchestrator.passes import ForgePasses
 from system.settings import Settings
@@ -98,6 +98,8 @@ def worker(
     served = serve(
         ctx.settings, ctx.db, concurrency, queues, until_idle=drain, passes=passes, announce=out.print, **logging
     )
+    if served.handed_back:
+        out.print(handed_back_line(served.handed_back, "the next free worker takes over"))
     raise typer.Exit(served.exit_code)
 
 

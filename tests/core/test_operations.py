@@ -76,10 +76,12 @@ def test_sigterm_hands_a_running_attempt_back_after_the_grace_period(embedded: F
     try:
         wait_for(lambda: started.exists(), timeout=60)
         worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0  # long before the agent's two minutes
+        printed, _ = worker.communicate(timeout=60)  # long before the agent's two minutes
+        assert worker.returncode == 0
     finally:
         if worker.poll() is None:
             worker.kill()
+    assert printed.splitlines()[-1] == "1 attempt went back in line, no verdict: the next free worker takes over"
     with embedded.db().session() as s:
         [attempt] = s.query(Attempt).filter_by(ticket_id=ticket).all()
         assert (attempt.status, attempt.lease_token, attempt.agent_runs) == ("queued", None, 1)
