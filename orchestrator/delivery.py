@@ -14,14 +14,12 @@ from db.models import Attempt, Ticket
 from db.specs import RepoSettings
 from orchestrator.errors import FleetError
 from orchestrator.gitrepo import remote_url
-from system.commit_text import defused
+from system.commit_text import CONTROL, defused
 from system.forge import Forge, ForgeError, repo_from_remote
 from system.git import GitError, git
 from system.github import GitHubForge
 from system.mirror import MirrorError, ensure_mirror, is_url
 from system.settings import Settings
-
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # line breaks and controls: never inside a code span
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ CLOSING = re.compile(
     r"(?=[\s:]*(?:[\w.-]+/[\w.-]+)?(?:#|gh-)\d|[\s:]*\S*/(?:issues|pull)/\d)",
     re.IGNORECASE,
 )
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # line breaks and controls: never in one line
 COMMENT = "#"  # git's default core.commentChar: a message edited again (amend, rebase, revert) loses such lines
 
 

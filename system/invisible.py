@@ -14,7 +14,7 @@ INVISIBLE = re.compile(
 
 def invisible_shown(text: str) -> str:
     """text with each invisible character (INVISIBLE) written out as <U+XXXX>, so it is read as it runs."""
-    return INVISIBLE.sub(lambda mark: f"<U+{ord(mark[0]):04X}>", text)
+    return INVISIBLE.sub(_written_out, text)
 
 
 # The control characters but tab and newline (a carriage return only where it is not the end of a CRLF line): in a
@@ -26,4 +26,8 @@ CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
 def controls_shown(text: str) -> str:
     """text with each control character but tab and newline (CONTROLS) written out as <U+XXXX>: for a diff, whose
     lines a reviewer must read as they run (a transcript's controls are dropped instead: orchestrator/text.py)."""
-    return CONTROLS.sub(lambda mark: f"<U+{ord(mark[0]):04X}>", text)
+    return CONTROLS.sub(_written_out, text)
+
+
+def _written_out(mark: re.Match[str]) -> str:
+    return f"<U+{ord(mark[0]):04X}>"
