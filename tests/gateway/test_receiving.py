@@ -137,15 +137,15 @@ def small_intake() -> Iterator[ModelGateway]:
 def test_past_the_bytes_the_process_receives_at_once_a_body_is_refused_to_be_retried(
     small_intake: ModelGateway, upstream: Upstream, attempt: Attempt, tmp_path: Path
 ) -> None:
-    body = _chat(2 * MiB + PART)
+    body, half = _chat(2 * MiB + PART), 3 * MiB // 2
     with (
         open_gate(small_intake, upstream, attempt) as stalling,
         open_gate(small_intake, upstream, _another_attempt(tmp_path)) as other,
-        _sending(stalling, body, 2 * MiB) as held,
+        _sending(stalling, body, half) as held,
     ):
         intake = small_intake.intake()  # the listener's, started by the first gate
-        wait_until(lambda: intake.receiving == 2 * MiB, "the stalled body was never received")
-        with _sending(other, body, MiB + 1) as refused:  # one byte past what the process may still receive
+        wait_until(lambda: intake.receiving == half, "the stalled body was never received")
+        with _sending(other, body, half + 1) as refused:  # one byte past its share and what the process has left
             status, head = _status(refused)
         assert status == 503 and b"retry-after: 1" in head
         assert b"fleet gateway: 3 mib of request bodies are already being received; retry" in head
@@ -153,7 +153,7 @@ def test_past_the_bytes_the_process_receives_at_once_a_body_is_refused_to_be_ret
         with httpx.Client(base_url=other.url, trust_env=False, timeout=30) as client:
             small = client.post("/openai/chat/completions", content=_chat(PART), headers=gate_key(other))
         assert small.status_code == 200  # what still fits is received
-        held.sendall(body[2 * MiB :])
+        held.sendall(body[half:])
         assert _status(held)[0] == 200
         _all_free(stalling, intake)
     upstream.seen.clear()

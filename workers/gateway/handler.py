@@ -18,7 +18,7 @@ import httpx
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from workers.gateway.intake import Full, Intake
+from workers.gateway.intake import MAX_REQUEST_BYTES, Cut, Full, Intake, TooLarge, TooSlow, received
 from workers.gateway.protocols import (
     FAMILIES,
     Upstream,
@@ -34,7 +34,6 @@ from workers.gateway.reading import KEPT_BYTES, Asked, bounded, parsed_json, red
 from workers.gateway.sse import Event, EventSplitter
 from workers.gateway.usage import CHARS_PER_TOKEN, Tally, Usage, Wire
 
-MAX_REQUEST_BYTES = 32 * 2**20
 MAX_CALLS_AT_ONCE = 16  # calls of one gate in flight, counted from before their bodies are read; more: 429, retry
 NO_RETRY = {"x-should-retry": "false"}  # the Stainless SDKs (openai, anthropic) honour it
 # A model API's path: the characters of its routes and model names, in segments that are neither `.` nor `..`. A `?`,
@@ -145,7 +144,6 @@ class Handler:
         self.secrets = (key, *(upstream.key for upstream in upstreams.values() if upstream.key))
         self.in_flight = 0  # calls on their way, from before their bodies are read (touched on the gateway's loop only)
         self.held = 0.0  # what they count against the budget until they end
-        self.receiving = 0  # bytes of this gate's bodies being received
         self.reading = 0  # bytes of this gate's large bodies being read in the reader's child
 
     def redact(self, text: str) -> str:
@@ -180,12 +178,14 @@ class Handler:
 
     async def _placed(self, request: Request, family: str, rest: str, place: _Place) -> Response:
         try:
-            body = await self._received(request)
-        except _TooLarge:
+            body = await received(self.intake(), self, request.stream(), request.headers.get("content-length", ""))
+        except TooLarge:
             return JSONResponse(error_body(family, 413, "request_too_large", "request over 32 MiB"), 413, NO_RETRY)
+        except Cut as error:  # its connection is closed: what it would still send is not read
+            return _busy(family, error, {"connection": "close"})
         except Full as error:
             return _busy(family, error)
-        except _TooSlow as error:  # its connection is closed: what it would still send is not read
+        except TooSlow as error:  # its connection is closed: what it would still send is not read
             message = f"fleet gateway: {error}"
             return JSONResponse(error_body(family, 408, "request_timeout", message), 408, {"connection": "close"})
         except ClientDisconnect:
@@ -195,36 +195,10 @@ class Handler:
             return await self._forward(request, family, rest, body, place, None)
         return await self._metered(request, family, rest, wire, body, place)
 
-    async def _received(self, request: Request) -> bytes:
-        """The request's body, read a chunk at a time and never held past MAX_REQUEST_BYTES (_TooLarge), whole within
-        the intake's deadline (_TooSlow); while it is being received its bytes count against the gate's share and the
-        process's intake (Full)."""
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-            raise _TooLarge
-        chunks, size, seconds = [], 0, self.intake().seconds
-        try:
-            async with asyncio.timeout(seconds):
-                async for chunk in request.stream():
-                    if size + len(chunk) > MAX_REQUEST_BYTES:
-                        raise _TooLarge
-                    self._take(len(chunk))
-                    size += len(chunk)
-                    chunks.append(chunk)
-            return b"".join(chunks)
-        except TimeoutError:
-            raise _TooSlow(f"the request's body did not arrive within {seconds:g} s") from None
-        finally:
-            self.intake().give_back(self.receiving, size)
-            self.receiving -= size
-
-    def _take(self, size: int) -> None:
-        """Count `size` more bytes of a body being received: one gate receives at most MAX_REQUEST_BYTES at once, so
-        one agent cannot fill the process's intake alone."""
-        if self.receiving + size > MAX_REQUEST_BYTES:
-            raise Full(f"this attempt's request bodies being received reach {MAX_REQUEST_BYTES // 2**20} MiB")
-        self.intake().take(self.receiving, size)
-        self.receiving += size
+    @property
+    def receiving(self) -> int:
+        """The bytes of this gate's bodies being received."""
+        return self.intake().of(self)
 
     async def _metered(
         self, request: Request, family: str, rest: str, wire: Wire, body: bytes, place: _Place
@@ -388,6 +362,8 @@ class Handler:
         self.on_call(call, exchange)
 
 
-def _busy(family: str, error: Exception) -> Response:
+def _busy(family: str, error: Exception, headers: Mapping[str, str] | None = None) -> Response:
     message = f"fleet gateway: {error}; retry"
-    return JSONResponse(error_body(family, 503, "overloaded_error", message), 503, {"retry-after": "1"})
+    return JSONResponse(
+        error_body(family, 503, "overloaded_error", message), 503, {"retry-after": "1", **(headers or {})}
+    )
