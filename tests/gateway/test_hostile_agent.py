@@ -129,6 +129,27 @@ def test_a_call_in_flight_holds_the_output_its_request_allows(
         )
 
 
+@pytest.mark.parametrize(("model", "second"), [("slow-usage/gpt-5", 402), ("slow-usage", 200)])
+def test_a_call_that_names_no_output_limit_holds_its_models_most_output(
+    gateway: ModelGateway, upstream: Upstream, db: Any, model: str, second: int
+) -> None:
+    # gpt-5 (`slow-usage/gpt-5` is priced and known as gpt-5) writes up to 128,000 tokens: $1.28 at $10 a million, past
+    # the $0.50 budget. A model whose most is not known holds 32,768 ($0.33) and the second call still fits.
+    attempt = new_attempt(db, budget_usd=0.5)
+    with (
+        open_gate(gateway, upstream, attempt, budget_usd=0.5, prices=PRICES) as gate,
+        httpx.Client(base_url=gate.url, timeout=30) as agent,
+        _in_flight(agent, gate, SLOW | {"model": model}),
+    ):
+        answer = agent.post("/openai/chat/completions", json=CHAT, headers=gate_key(gate))
+    assert answer.status_code == second
+    if second == 402:
+        assert answer.json()["error"]["message"] == (
+            "fleet gateway: the ticket's budget of $0.50 ran out mid-attempt ($0.0000 spent, $1.2800 held by calls"
+            " in flight for their input and output limits)"
+        )
+
+
 def test_a_body_over_the_limit_is_refused_before_it_is_read(gate: GatewayGate, upstream: Upstream) -> None:
     port = gate.port
     declared = f"Content-Length: {4 * MAX_REQUEST_BYTES}\r\n".encode()

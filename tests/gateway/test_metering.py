@@ -22,7 +22,7 @@ from system.settings import Settings
 from tests.gateway.conftest import Attempt, new_attempt, open_gate
 from tests.gateway.upstream import BILLED, GOOD_KEY, LONG_TEXT, SLOW_USAGE_SECONDS, Upstream
 from workers.gateway.attempt import agent_variables, key_failures, upstreams
-from workers.gateway.prices import PriceError, find_price, price_table
+from workers.gateway.prices import PriceError, find_price, max_output, price_table
 from workers.gateway.protocols import Upstream as Route
 from workers.gateway.reading import MAX_OUTPUT_TOKENS, read_request
 from workers.gateway.server import GatewayGate, ModelGateway
@@ -231,6 +231,11 @@ def test_price_overrides_win_in_order_and_snapshots_take_their_models_price() ->
     assert [find_price(table, m) for m in ("gpt-5-pro", "o3-pro", "claude-opus-4-5-20251101")] == [None] * 3
     with pytest.raises(PriceError, match="MODEL=INPUT/OUTPUT"):
         price_table(["gpt-4o=cheap"])
+
+
+def test_the_most_output_a_model_writes_is_known_as_its_price_is() -> None:
+    models = ("gpt-5", "openai/gpt-5-2025-08-07", "claude-3-5-haiku-latest", "gpt-4o", "gpt-5-pro", "house-model")
+    assert [max_output(model) for model in models] == [128_000, 128_000, 8_192, 16_384, None, None]
 
 
 def test_a_repositorys_price_that_is_not_a_price_is_one_line_naming_the_form() -> None:

@@ -150,11 +150,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
-        if body.get("model") == "slow-usage":  # the text at once, then a long wait before the usage chunk
+        slow = str(body.get("model")).startswith("slow-usage")  # `slow-usage/gpt-5`: priced as gpt-5
+        if slow:  # the text at once, then a long wait before the usage chunk
             events = [("", events[0][1] | {"choices": [{"index": 0, "delta": {"content": LONG_TEXT}}]}), *events[2:]]
         try:
             for n, (name, data) in enumerate(events):
-                if n == 1 and body.get("model") == "slow-usage":
+                if n == 1 and slow:
                     time.sleep(SLOW_USAGE_SECONDS)
                 text = data if isinstance(data, str) else json.dumps(data)
                 self.wfile.write((f"event: {name}\n" if name else "").encode() + f"data: {text}\n\n".encode())

@@ -11,7 +11,7 @@ from db.engine import Database
 from db.models import ModelCall
 from system.settings import Settings
 from workers.gateway.handler import Call
-from workers.gateway.prices import Price, find_price
+from workers.gateway.prices import Price, find_price, max_output
 from workers.gateway.protocols import Upstream
 from workers.gateway.usage import CHARS_PER_TOKEN, Usage
 
@@ -27,8 +27,9 @@ BASE_VARIABLES = {
     "anthropic": ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"),
     "gemini": ("GOOGLE_GEMINI_BASE_URL", "GEMINI_API_BASE"),
 }
-# A call in flight holds its input and its output limit; one that names none holds this much, about what the agent
-# CLIs that name one ask for (Claude Code 32,000), so that leaving it out does not hold less.
+# A call in flight holds its input and its output limit; one that names none holds its model's most output
+# (prices.MAX_OUTPUT_TOKENS), or for a model not known there this much, about what the agent CLIs that name one ask for
+# (Claude Code 32,000), so that leaving it out does not hold less.
 HELD_OUTPUT_TOKENS = 32_768
 PROVIDERS = {
     "openai": "https://api.openai.com/v1",
@@ -103,7 +104,7 @@ class AttemptMeter:
         price = find_price(self.prices, model)
         if price is None:
             return 0.0
-        output = output_tokens if output_tokens > 0 else HELD_OUTPUT_TOKENS
+        output = output_tokens if output_tokens > 0 else (max_output(model) or HELD_OUTPUT_TOKENS)
         return price.cost(Usage(request_bytes // CHARS_PER_TOKEN, output))
 
     def refusal(self, model: str, held: float) -> str | None:

@@ -18,12 +18,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from workers.gateway.usage import Usage
 
 SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{3}|latest|preview(-\d{2}-\d{2}(-\d{4})?)?|v\d+(:\d+)?)")
 PRICE_LINE = re.compile(r"^(?P<model>[^=\s]{1,200})=(?P<input>[\d.]+)/(?P<output>[\d.]+)(?:/(?P<cached>[\d.]+))?$")
 MILLION = 1_000_000
+Entry = TypeVar("Entry")
 
 
 class PriceError(ValueError):
@@ -78,6 +80,35 @@ DEFAULT_PRICES: dict[str, Price] = {
 }
 
 
+# The most output tokens each model writes in one answer, as its provider documents it (platform.openai.com/docs/models,
+# docs.anthropic.com models overview, ai.google.dev/gemini-api/docs/models): what a call that names no output limit
+# holds against the budget while it is in flight. Claude 3.7 Sonnet writes 128,000 with Anthropic's output-128k beta.
+MAX_OUTPUT_TOKENS: dict[str, int] = {
+    "gpt-4o": 16_384,
+    "gpt-4o-mini": 16_384,
+    "gpt-4.1": 32_768,
+    "gpt-4.1-mini": 32_768,
+    "gpt-4.1-nano": 32_768,
+    "o3": 100_000,
+    "o4-mini": 100_000,
+    "gpt-5": 128_000,
+    "gpt-5-mini": 128_000,
+    "gpt-5-nano": 128_000,
+    "gpt-5-codex": 128_000,
+    "claude-opus-4-1": 32_000,
+    "claude-opus-4": 32_000,
+    "claude-sonnet-4-5": 64_000,
+    "claude-sonnet-4": 64_000,
+    "claude-3-7-sonnet": 128_000,
+    "claude-haiku-4-5": 64_000,
+    "claude-3-5-haiku": 8_192,
+    "gemini-2.5-pro": 65_536,
+    "gemini-2.5-flash": 65_536,
+    "gemini-2.5-flash-lite": 65_536,
+    "gemini-2.0-flash": 8_192,
+}
+
+
 def parse_price(line: str) -> tuple[str, Price]:
     """`MODEL=INPUT/OUTPUT[/CACHED]` as (model, price); PriceError names what is wrong."""
     match = PRICE_LINE.match(line.strip())
@@ -106,6 +137,15 @@ def normalise(model: str) -> str:
 
 def find_price(table: Mapping[str, Price], model: str) -> Price | None:
     """The model's price: its own entry, else the entry it is a dated or versioned snapshot of; None when unpriced."""
+    return _entry(table, model)
+
+
+def max_output(model: str) -> int | None:
+    """The most output tokens the model writes in one answer, matched as prices are; None when it is not known."""
+    return _entry(MAX_OUTPUT_TOKENS, model)
+
+
+def _entry(table: Mapping[str, Entry], model: str) -> Entry | None:
     name = normalise(model)
     if name in table:
         return table[name]
