@@ -22,7 +22,7 @@ from db.engine import Database
 from db.migrate import upgrade
 from tests.gateway.conftest import Attempt, gate_key, new_attempt, open_gate, wait_until
 from tests.gateway.held_reader import HELD_COMMAND, held_read
-from tests.gateway.upstream import Upstream
+from tests.gateway.upstream import LARGE_ANSWER_BYTES, Upstream
 from workers.gateway.handler import MAX_REQUEST_BYTES
 from workers.gateway.reader import Reader
 from workers.gateway.reading import read_request
@@ -104,6 +104,27 @@ def test_a_small_call_is_served_while_another_agents_30_mib_body_is_being_read(
     assert "characters left out" in call.request and big.key not in call.request and "[redacted]" in call.request
     on_the_loop = read_request("openai", "chat/completions", Wire.CHAT, body.encode(), big.handler.secrets)
     assert call.request == on_the_loop.record  # the child reads a body as the loop would
+    upstream.seen.clear()
+
+
+def test_a_small_call_is_served_while_another_agents_30_mib_answer_is_being_read(
+    gateway: ModelGateway, upstream: Upstream, db: Database, tmp_path: Path
+) -> None:
+    upstream.seen.clear()
+    hostile, other = new_attempt(db), _another_attempt(tmp_path)
+    hold = tmp_path / "let-it-be-read"
+    with open_gate(gateway, upstream, hostile) as big, open_gate(gateway, upstream, other) as small:
+        thread, answers = _posting(big, json.dumps(CHAT | {"model": "large-answer", "answer_hold": str(hold)}))
+        wait_until(hold.with_suffix(".reading").exists, "the large answer was never read off the loop")
+        served = _small_call(small)  # were the 30 MiB read on the loop, this call would wait for the file
+        assert served.status_code == 200 and thread.is_alive() and answers == []
+        hold.touch()
+        thread.join()
+        [call] = _calls(hostile)
+    [answer] = answers
+    assert answer.status_code == 200 and len(answer.json()["choices"][0]["message"]["content"]) == LARGE_ANSWER_BYTES
+    assert (call.status, call.error, call.input_tokens, call.output_tokens) == (200, None, 1200, 50)  # as billed
+    assert call.model == "gpt-4o-2024-08-06" and "characters left out" in call.response
     upstream.seen.clear()
 
 

@@ -20,6 +20,7 @@ from typing import Any
 GOOD_KEY = "sk-real-upstream-key-0123456789"
 LONG_TEXT = "The whole answer, sent before its usage. " * 100  # 4,100 characters
 SLOW_USAGE_SECONDS = 3.0
+LARGE_ANSWER_BYTES = 30 * 2**20
 # What each protocol's answer bills: (input incl. cached, output, cached).
 BILLED = {
     "openai-chat": (1200, 50, 200),
@@ -144,6 +145,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             answer = next(make for tail, make in ANSWERS.items() if path.endswith(tail))
             whole, events = answer(body)
+            if body.get("model") == "large-answer":  # whole, 30 MiB of text, led by the file its reading waits for
+                whole = {"hold_until": body.get("answer_hold", "")} | whole
+                whole["choices"][0]["message"]["content"] = "x" * LARGE_ANSWER_BYTES
             streamed = bool(body.get("stream"))
         if not streamed:
             return self._json(200, whole)

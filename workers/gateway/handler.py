@@ -291,10 +291,19 @@ class Handler:
             content = await answer.aread()
         finally:
             await answer.aclose()
-        data = parsed_json(content)
-        exchange.tally.body(data)
-        self._finish(exchange, answer.status_code, None, content.decode("utf-8", "replace"))
+        record, unread = await self._answered(exchange, content)
+        self._finish(exchange, answer.status_code, unread, record)
         return Response(content, answer.status_code, headers)
+
+    async def _answered(self, exchange: _Exchange, content: bytes) -> tuple[str, str | None]:
+        """Read a whole answer into the call's tally (a large one in the reader's child, off the loop that serves
+        every gate): the answer as stored, and why it could not be read (then all of it is charged as output)."""
+        try:
+            exchange.tally, record = await self.reader().answer(exchange.wire, content, self.secrets)
+            return record, None
+        except (Busy, ReadFailed, TooHeavy) as error:
+            exchange.tally.said = len(content)
+            return f"[{len(content)} bytes not stored]", f"the answer could not be read: {error}"
 
     async def _passthrough(self, answer: httpx.Response, place: _Place) -> AsyncIterator[bytes]:
         try:

@@ -27,10 +27,10 @@ import struct
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from workers.gateway.reading import Asked, read_request
-from workers.gateway.usage import Wire
+from workers.gateway.reading import Asked, read_answer, read_request
+from workers.gateway.usage import Tally, Usage, Wire
 
 LARGE_BYTES = 256 * 2**10
 # Reading a body takes about a second at most (32 MiB): thirty seconds is a line of agents each with its largest.
@@ -41,6 +41,7 @@ MEMORY_BYTES = 512 * 2**20
 CHILD = (sys.executable, "-m", "workers.gateway.reader")
 LENGTH = struct.Struct(">Q")
 Read = Callable[[str, str, Wire, bytes, tuple[str, ...]], Asked]
+ReadAnswer = Callable[[Wire, bytes, tuple[str, ...]], tuple[Tally, str]]
 
 
 class Busy(Exception):
@@ -60,26 +61,47 @@ class Reader:
     """Reads the worker process's metered request bodies: small ones at once, large ones in the child process."""
 
     def __init__(
-        self, command: tuple[str, ...] = CHILD, read: Read = read_request, wait_seconds: float = WAIT_SECONDS
+        self,
+        command: tuple[str, ...] = CHILD,
+        read: Read = read_request,
+        wait_seconds: float = WAIT_SECONDS,
+        read_whole: ReadAnswer = read_answer,
     ) -> None:
-        """`command` runs the child (serve() of this module); `read` reads the small bodies, as the child does."""
+        """`command` runs the child (serve() of this module); `read` and `read_whole` read the small bodies and
+        answers, as the child does."""
         self.command, self.small, self.wait_seconds = command, read, wait_seconds
+        self.small_answer = read_whole
         self.waiting = 0  # bytes of bodies in line for the child or in it (touched on the gateway's loop only)
         self._child: asyncio.subprocess.Process | None = None
         self._turn: asyncio.Lock | None = None
-        self._running: set[asyncio.Task[Asked]] = set()
+        self._running: set[asyncio.Task[tuple[dict[str, Any], bytes]]] = set()
 
     async def read(self, family: str, rest: str, wire: Wire, body: bytes, secrets: tuple[str, ...]) -> Asked:
         """What the request asks for. A small body is read before this returns control to the loop."""
         if len(body) <= LARGE_BYTES:
             return self.small(family, rest, wire, body, secrets)
+        header = {"family": family, "rest": rest, "wire": wire.value, "secrets": secrets}
+        answer, sent = await self._in_turn(header, body)
+        return Asked(**(answer | {"sent": sent or None}))
+
+    async def answer(self, wire: Wire, content: bytes, secrets: tuple[str, ...]) -> tuple[Tally, str]:
+        """What a whole JSON answer says, and the answer as stored; a large one is read in the child, in line with the
+        request bodies, as they are."""
+        if len(content) <= LARGE_BYTES:
+            return self.small_answer(wire, content, secrets)
+        said, record = await self._in_turn({"answer": True, "wire": wire.value, "secrets": secrets}, content)
+        usage = Usage(**said["usage"]) if said["usage"] is not None else None
+        return Tally(wire, usage, said["model"], said["reported"], said["said"]), record.decode()
+
+    async def _in_turn(self, header: dict[str, Any], body: bytes) -> tuple[dict[str, Any], bytes]:
+        """The child's answer to header and body, once every body that came before has been read."""
         self.waiting += len(body)
         try:
             turn = await self._turn_taken()
         except BaseException:  # a request cut while in line leaves it: nothing was sent to the child
             self.waiting -= len(body)
             raise
-        task = asyncio.ensure_future(self._exchange(family, rest, wire, body, secrets))
+        task = asyncio.ensure_future(self._exchange(header, body))
         self._running.add(task)
         task.add_done_callback(lambda ended: self._ended(ended, turn, len(body)))
         # Shielded: a request cut while its body is in the child must not leave the child's answer unread.
@@ -95,7 +117,7 @@ class Reader:
             raise Busy(f"a large request body waited {self.wait_seconds:g} s for its turn to be read") from None
         return self._turn
 
-    def _ended(self, task: asyncio.Task[Asked], turn: asyncio.Lock, size: int) -> None:
+    def _ended(self, task: asyncio.Task[tuple[dict[str, Any], bytes]], turn: asyncio.Lock, size: int) -> None:
         self._running.discard(task)
         self.waiting -= size
         turn.release()
@@ -109,12 +131,12 @@ class Reader:
             child.kill()
             await child.wait()
 
-    async def _exchange(self, family: str, rest: str, wire: Wire, body: bytes, secrets: tuple[str, ...]) -> Asked:
+    async def _exchange(self, header: dict[str, Any], body: bytes) -> tuple[dict[str, Any], bytes]:
         child = await self._started()
         assert child.stdin is not None and child.stdout is not None
-        header = json.dumps({"family": family, "rest": rest, "wire": wire.value, "secrets": secrets}).encode()
+        asked = json.dumps(header).encode()
         try:
-            child.stdin.writelines([LENGTH.pack(len(header)), header, LENGTH.pack(len(body)), body])
+            child.stdin.writelines([LENGTH.pack(len(asked)), asked, LENGTH.pack(len(body)), body])
             await child.stdin.drain()
             answer = json.loads(await _frame(child.stdout))
             sent = await _frame(child.stdout)
@@ -126,7 +148,7 @@ class Reader:
             raise TooHeavy(f"its JSON needs more than {MEMORY_BYTES // 2**20} MiB of memory to read")
         if "error" in answer:
             raise ReadFailed(f"the process reading large bodies failed: {answer['error']}")
-        return Asked(**(answer | {"sent": sent or None}))
+        return answer, sent
 
     async def _started(self) -> asyncio.subprocess.Process:
         if self._child is None or self._child.returncode is not None:
@@ -153,9 +175,14 @@ def _read_frame(stream: BinaryIO) -> bytes | None:
     return data if len(data) == size else None
 
 
-def _answer(read: Read, header: bytes, body: bytes) -> tuple[bytes, bytes]:
+def _answer(read: Read, read_whole: ReadAnswer, header: bytes, body: bytes) -> tuple[bytes, bytes]:
     try:
         asked = json.loads(header)
+        if asked.get("answer"):
+            tally, record = read_whole(Wire(asked["wire"]), body, tuple(asked["secrets"]))
+            usage = None if tally.usage is None else asdict(tally.usage)
+            said = {"usage": usage, "model": tally.model, "reported": tally.error, "said": tally.said}
+            return json.dumps(said).encode(), record.encode()
         answer = read(asked["family"], asked["rest"], Wire(asked["wire"]), body, tuple(asked["secrets"]))
     except MemoryError:
         return json.dumps({"too_heavy": True}).encode(), b""
@@ -166,7 +193,7 @@ def _answer(read: Read, header: bytes, body: bytes) -> tuple[bytes, bytes]:
     return json.dumps(fields).encode(), sent
 
 
-def serve(read: Read = read_request) -> None:
+def serve(read: Read = read_request, read_whole: ReadAnswer = read_answer) -> None:
     """The child's loop: read each body asked for until its parent closes the pipe."""
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(
@@ -174,7 +201,7 @@ def serve(read: Read = read_request) -> None:
     )
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while (header := _read_frame(stdin)) is not None and (body := _read_frame(stdin)) is not None:
-        answer, sent = _answer(read, header, body)
+        answer, sent = _answer(read, read_whole, header, body)
         stdout.writelines([LENGTH.pack(len(answer)), answer, LENGTH.pack(len(sent)), sent])
         stdout.flush()
 

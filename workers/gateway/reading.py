@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from workers.gateway.usage import Wire
+from workers.gateway.usage import Tally, Wire
 
 KEPT_BYTES = 64_000  # of each request and answer, in the transcript
 OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
@@ -61,6 +61,14 @@ def read_request(family: str, rest: str, wire: Wire, body: bytes, secrets: tuple
     sent = json.dumps(parsed).encode() if _asks_usage(wire, parsed) else None
     record = bounded(redacted(body.decode("utf-8", "replace") if sent is None else sent.decode(), secrets))
     return Asked(_model_in(family, rest, parsed), streamed, _output_asked(parsed), sent, record)
+
+
+def read_answer(wire: Wire, content: bytes, secrets: tuple[str, ...]) -> tuple[Tally, str]:
+    """What a whole JSON answer says (its usage, model, error and text), and the answer as stored (keys redacted,
+    cut to KEPT_BYTES)."""
+    tally = Tally(wire)
+    tally.body(parsed_json(content))
+    return tally, bounded(redacted(content.decode("utf-8", "replace"), secrets))
 
 
 def _model_in(family: str, rest: str, body: Any) -> str:
