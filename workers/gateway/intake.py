@@ -16,10 +16,12 @@ its reserve, the process's bytes are shared fairly, not first come: when they ar
 makes room by cutting the largest body of the gate holding the most past its reserve, as long as that gate holds more
 than the asking gate would once served (its body is answered 503, retry; what it still sends is not read). So the
 bytes go to the gates asking in equal shares: whoever holds more than its share loses a body to whoever asks for no
-more than its share, at once, and never the other way round. A few stalled attempts holding the whole of it, and
-coming back after each refusal, cannot keep another attempt's 10 MiB call waiting: it is served while they wait.
-Waiting for room was not enough (a stalled body keeps its room until its deadline, and its sender comes back as soon as
-it is answered), nor was cutting the stalled ones first (a sender trickling a byte a second is never stalled).
+more than its share, at once, and never the other way round: a body is never cut while its gate holds no more than
+RECEIVING_BYTES shared among the gates receiving past their reserves (21 MiB each for six). A few stalled attempts
+holding the whole of it, and coming back after each refusal, cannot keep another attempt's 10 MiB call waiting: it is
+served while they wait. Waiting for room was not enough (a stalled body keeps its room until its deadline, and its
+sender comes back as soon as it is answered), nor was cutting the stalled ones first (a sender trickling a byte a
+second is never stalled).
 
 With the reader's line (32 MiB a gate), what the gateway holds of bodies not yet sent on is at most RECEIVING_BYTES,
 and 36 MiB for each open gate (4 MiB received in its reserve, 32 MiB in the reader's line).

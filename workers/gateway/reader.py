@@ -1,5 +1,7 @@
-"""Large request bodies are read in a child process, never on the gateway's loop, which serves every agent of the
-worker process.
+"""Large request bodies, and large whole JSON answers, are read in a child process, never on the gateway's loop, which
+serves every agent of the worker process (30 MiB of log-probabilities in an answer held every other gate for 14.6 s,
+bench/gateway_answer_stall.py). An answer waits in the same line as the bodies; one the child cannot read is charged
+as all output (handler.py).
 
 json.loads runs without releasing the interpreter lock (it calls no Python code), so a thread would not free the
 loop: 32 MiB of `[{},{},...]` holds it for about half a second, and a hostile agent can send one after another. A
