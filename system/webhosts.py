@@ -29,6 +29,23 @@ def host_pattern(text: str) -> str:
     return _dns_name(name, text)
 
 
+def every_interface(host: str) -> bool:
+    """0.0.0.0 or ::, where the address listened on names no one host."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def served_names(listened_on: str | None, listed: Sequence[str]) -> tuple[str, ...]:
+    """The Host names served: this machine's own, the address listened on (unless every interface's, or unknown) and
+    the listed ones (FLEET_WEB_HOSTS, as host_pattern gives them); or `*`, any."""
+    if ANY in listed:
+        return (ANY,)
+    bound = () if listened_on is None or every_interface(listened_on) else (host_pattern(listened_on),)
+    return tuple(dict.fromkeys((*LOCAL_NAMES, *bound, *listed)))
+
+
 def host_patterns(names: Sequence[str]) -> list[str]:
     """Each non-empty name as host_pattern gives it (a trailing comma in a list is no name)."""
     return [host_pattern(name) for name in names if name.strip()]

@@ -45,7 +45,7 @@ def serve_web(listener: Listener) -> None:
     listener = replace(listener, hosts=tuple(settings.web_hosts))
     listener.check()
     try:
-        app = create_app(settings, celery_dispatcher)
+        app = create_app(settings, celery_dispatcher, listened_on=listener.host)
     except SchemaTooNew as exc:
         raise FleetError(str(exc)) from None
     with app.state.fleet.db.session() as s:

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db.engine import Database
@@ -23,6 +24,7 @@ from orchestrator.web import api, apidocs, events, hooks, leaderboard, metrics, 
 from orchestrator.web.auth import Forbidden, NotAuthenticated, signed_in
 from orchestrator.web.state import WebState, load_session_key
 from system.settings import Settings
+from system.webhosts import served_names
 
 STATIC = Path(__file__).parent / "static"
 MACHINE_PREFIXES = ("/api/", "/metrics", "/events/")
@@ -133,10 +135,12 @@ def create_app(
     sse_seconds: float = 300.0,
     poll_seconds: float = 1.0,
     max_body_bytes: int = 1_000_000,
+    listened_on: str | None = None,
 ) -> FastAPI:
     """The dashboard and API for settings' database, reaching the workers through what workers(settings) builds.
 
-    Migrates the database to the newest schema.
+    Migrates the database to the newest schema. Answers only to the Host names served_names gives for listened_on
+    (the address `fleet web` listens on; unknown when another server serves the app) and FLEET_WEB_HOSTS.
     """
     settings.home.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url)
@@ -174,6 +178,10 @@ def create_app(
     add_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.add_middleware(SecurityHeaders)
+    # Added last, so outermost: however the app is served (fleet web, uvicorn --factory, gunicorn), a name not served
+    # is a 400 "Invalid host header" before any route or login (DNS rebinding).
+    allowed = served_names(listened_on, settings.web_hosts)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed), www_redirect=False)
     return app
 
 

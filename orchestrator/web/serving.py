@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import FleetError
-from system.webhosts import ANY, LOCAL_NAMES, BadHostName, host_pattern
+from system.webhosts import BadHostName, every_interface, host_pattern, served_names
 
 
 def is_loopback(host: str) -> bool:
@@ -19,14 +19,6 @@ def is_loopback(host: str) -> bool:
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def every_interface(host: str) -> bool:
-    """0.0.0.0 or ::, where the address listened on names no one host."""
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_unspecified
     except ValueError:
         return False
 
@@ -82,12 +74,8 @@ class Listener:
 
     @property
     def answers_to(self) -> tuple[str, ...]:
-        """The Host names served: this machine's own, the address listened on (unless every interface's) and
-        FLEET_WEB_HOSTS; or `*`, any."""
-        if ANY in self.hosts:
-            return (ANY,)
-        bound = () if every_interface(self.host) else (host_pattern(self.host),)
-        return tuple(dict.fromkeys((*LOCAL_NAMES, *bound, *self.hosts)))
+        """The Host names served (system.webhosts.served_names): the app checks them, this says them."""
+        return served_names(self.host, self.hosts)
 
     def check(self) -> None:
         """Refuse what cannot work: session cookies are Secure, so browsers drop them over plain HTTP elsewhere."""
@@ -144,12 +132,9 @@ class Listener:
         """uvicorn's Config; forwarded headers are read only from the trusted proxies (uvicorn trusts 127.0.0.1
         by default, which would let any local process claim HTTPS)."""
         import uvicorn
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-        # Outermost, before any route or login: a 400 "Invalid host header" for a name not served.
-        checked = TrustedHostMiddleware(app, allowed_hosts=list(self.answers_to), www_redirect=False)
         return uvicorn.Config(
-            checked,
+            app,
             host=self.host,
             port=self.port,
             ssl_certfile=str(self.tls_cert) if self.tls_cert else None,

@@ -34,7 +34,7 @@ def test_leaderboard_shows_each_agent_with_its_chart(tmp_path) -> None:  # type:
     app = create_app(settings_for(fleet), celery_dispatcher)
     from fastapi.testclient import TestClient
 
-    client = TestClient(app, base_url="https://testserver")
+    client = TestClient(app, base_url="https://localhost")
     assert client.get("/evals", follow_redirects=False).status_code in (303, 401)
     headers = {"Authorization": f"Bearer {make_tokens(app)['viewer']}"}
     page = client.get("/evals", headers=headers).text

@@ -63,7 +63,7 @@ def test_a_signed_comment_starts_one_attempt_and_a_bad_signature_none(
     decision = approved_ticket(fleet, "by-attempt", "fix-add", "fix-add+fix-div")
     [pull] = forge.pulls.values()
     settings = settings_of(fleet)
-    client = TestClient(create_app(settings, lambda s: StubDispatcher()), base_url="https://testserver")
+    client = TestClient(create_app(settings, lambda s: StubDispatcher()), base_url="https://localhost")
     secret = settings.webhook_secret.get_secret_value()
     payload = _comment(pull["number"], 77, "alice", "/fleet also handle negative numbers")
 

@@ -79,7 +79,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
         for name, value in (("FLEET_HOME", settings.home), ("FLEET_DATABASE_URL", settings.database_url)):
             env.setenv(name, str(value))
         env.setenv("FLEET_BROKER_URL", "embedded")
-        client = TestClient(web, base_url="https://testserver")
+        client = TestClient(web, base_url="https://localhost")
         yield Home(tmp, tmp / "calc", client, {"Authorization": f"Bearer {token}"})
     web.state.fleet.db.dispose()
 

@@ -59,7 +59,7 @@ class Web:
         from fastapi.testclient import TestClient
 
         # https: the session cookie is Secure, and httpx only sends Secure cookies over https.
-        return TestClient(self.app, base_url="https://testserver")
+        return TestClient(self.app, base_url="https://localhost")
 
 
 def app_with_token(folder: Path, role: str = "viewer") -> Any:

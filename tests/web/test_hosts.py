@@ -3,6 +3,7 @@ is refused before any route or login; this machine's names, the address listened
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.web.serving import Listener
-from tests.web.conftest import Server, app_with_token, free_port
+from system.settings import Settings
+from tests.web.conftest import Server, app_with_token, free_port, make_fleet, settings_for
 
 FORGED = "attacker.example"
 
@@ -58,19 +60,64 @@ def test_this_machines_names_pass_on_any_port(app: Any) -> None:
             }, host
 
 
-def test_a_listed_name_passes_and_no_other(app: Any) -> None:
-    listed = Listener("127.0.0.1", free_port(), hosts=("fleet.example.com", "*.corp.example", "www.fleet.example"))
-    with Server(app, listed) as server:
+def app_answering_to(folder: Path, names: str, listened_on: str | None = None) -> Any:
+    """An admin's app whose FLEET_WEB_HOSTS is names (comma-separated, as the environment gives it)."""
+    from fleet.wiring import celery_dispatcher
+    from orchestrator.web.app import create_app
+    from orchestrator.web.auth import Role, new_token
+
+    settings = settings_for(make_fleet(folder))
+    settings = Settings(home=settings.home, database_url=settings.database_url, broker_url="embedded", web_hosts=names)
+    app = create_app(settings, celery_dispatcher, listened_on=listened_on)
+    app.state.token = new_token(app.state.fleet.db, Role.ADMIN, "admin1", "test")[1]
+    return app
+
+
+def test_a_listed_name_passes_and_no_other(tmp_path: Path) -> None:
+    app = app_answering_to(tmp_path, "fleet.example.com,*.corp.example,www.fleet.example")
+    with Server(app) as server:
         for host in ("fleet.example.com", "FLEET.example.com:443", "dash.corp.example"):
             assert answers(server, host, app.state.token)["api"][0] == 200, host
         # www.NAME listed does not send NAME to it (Starlette's www redirect is off): NAME is refused.
         for host in ("evil.fleet.example.com", "corp.example", "fleet.example", FORGED):
             assert answers(server, host, app.state.token)["api"] == (400, "Invalid host header"), host
+    app.state.fleet.db.dispose()
 
 
-def test_star_answers_to_any_name(app: Any) -> None:
-    with Server(app, Listener("127.0.0.1", free_port(), hosts=("*",))) as server:
+def test_star_answers_to_any_name(tmp_path: Path) -> None:
+    app = app_answering_to(tmp_path, "*")
+    with Server(app) as server:
         assert answers(server, FORGED, app.state.token)["api"][0] == 200
+    app.state.fleet.db.dispose()
+
+
+def test_the_address_fleet_web_listens_on_is_a_name_served(tmp_path: Path) -> None:
+    app = app_answering_to(tmp_path, "", listened_on="10.0.0.5")
+    with Server(app) as server:
+        assert answers(server, "10.0.0.5:8600", app.state.token)["api"][0] == 200
+        assert answers(server, "10.0.0.6", app.state.token)["api"] == (400, "Invalid host header")
+    app.state.fleet.db.dispose()
+
+
+class PlainUvicorn(Server):
+    """uvicorn serving the app as `uvicorn --factory` or gunicorn's worker would: its own Config, no Listener."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.listener = Listener("127.0.0.1", free_port())
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.listener.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+
+def test_the_app_refuses_a_forged_host_however_it_is_served(app: Any) -> None:
+    with PlainUvicorn(app) as server:
+        replies = answers(server, FORGED, app.state.token)
+        assert {name: replies[name] for name in ("page", "login", "api", "hook")} == dict.fromkeys(
+            ("page", "login", "api", "hook"), (400, "Invalid host header")
+        )
+        assert answers(server, f"localhost:{server.listener.port}", app.state.token)["api"][0] == 200
 
 
 def test_the_names_follow_the_address_listened_on() -> None:

@@ -37,7 +37,7 @@ def test_a_running_attempts_output_is_on_the_page_and_in_the_stream(tmp_path: Pa
     assert data == {"id": attempt_id, "text": SHOWN}
     assert [m for m in watch.poll() if "transcript" in m] == []  # nothing new, nothing sent
 
-    client = TestClient(app, base_url="https://testserver")
+    client = TestClient(app, base_url="https://localhost")
     headers = {"Authorization": f"Bearer {make_tokens(app)['viewer']}"}
     html = client.get(f"/tickets/{ticket}/live", headers=headers).text
     assert f'data-transcript-of="{attempt_id}">step 1 &lt;script&gt;alert(1)&lt;/script&gt;red' in html

@@ -31,7 +31,7 @@ def test_the_merge_queue_page_lists_entries_in_landing_order_with_overlaps(tmp_p
         for status in (MergeStatus.BUILDING, MergeStatus.PASSED, MergeStatus.MERGED):
             lifecycle.move(landed, status)
         landed.build_sha = landed.merged_sha = "c0ffee" * 6 + "abcd"
-    client = TestClient(app, base_url="https://testserver")
+    client = TestClient(app, base_url="https://localhost")
     assert client.get("/merge", follow_redirects=False).status_code in (303, 401)
     headers = {"Authorization": f"Bearer {make_tokens(app)['viewer']}"}
     page = client.get("/merge", headers=headers).text

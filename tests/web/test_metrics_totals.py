@@ -28,7 +28,7 @@ def scraper(fleet: Fleet) -> Callable[[], Totals]:
     settings = Settings(home=fleet.home, database_url=fleet.database_url, broker_url="embedded")
     app = create_app(settings, celery_dispatcher)
     token = new_token(app.state.fleet.db, Role.VIEWER, "prometheus", "test")[1]
-    client = TestClient(app, headers={"Authorization": f"Bearer {token}"})
+    client = TestClient(app, base_url="http://localhost", headers={"Authorization": f"Bearer {token}"})
     return lambda: parsed(client.get("/metrics").text)
 
 
