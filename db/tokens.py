@@ -42,8 +42,13 @@ def touch(s: Session, token: ApiToken) -> None:
         token.last_used_at = now
 
 
-def list_tokens(s: Session, include_revoked: bool = False) -> Sequence[ApiToken]:
-    query = select(ApiToken).order_by(ApiToken.id)
+def list_tokens(
+    s: Session, include_revoked: bool = False, limit: int | None = None, after: int | None = None
+) -> Sequence[ApiToken]:
+    """Tokens oldest first; a page of `limit` after token `after` (a range of the primary key, never an offset)."""
+    query = select(ApiToken).order_by(ApiToken.id).limit(limit)
+    if after:
+        query = query.where(ApiToken.id > after)
     if not include_revoked:
         query = query.where(ApiToken.revoked_at.is_(None))
     return s.scalars(query).all()

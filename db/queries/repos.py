@@ -41,8 +41,12 @@ def get_repo(s: Session, name: str) -> Repo:
     return repo
 
 
-def list_repos(s: Session) -> Sequence[Repo]:
-    return s.scalars(select(Repo).order_by(Repo.name)).all()
+def list_repos(s: Session, limit: int | None = None, after: str | None = None) -> Sequence[Repo]:
+    """Repositories by name; a page of `limit` after the name `after` (its unique index's range, never an offset)."""
+    query = select(Repo).order_by(Repo.name).limit(limit)
+    if after is not None:
+        query = query.where(Repo.name > after)
+    return s.scalars(query).all()
 
 
 def update_repo(s: Session, name: str, **fields: Any) -> Repo:

@@ -241,8 +241,12 @@ def log_events(s: Session, events: Sequence[dict[str, Any]]) -> None:
 _LOG_EVENT = insert(Event)  # built once: every verdict logs two
 
 
-def ticket_events(s: Session, ticket_id: int) -> Sequence[Event]:
-    return s.scalars(select(Event).where(Event.ticket_id == ticket_id).order_by(Event.id)).all()
+def ticket_events(s: Session, ticket_id: int, limit: int | None = None, after: int | None = None) -> Sequence[Event]:
+    """The ticket's events, oldest first; a page of `limit` after event `after` (an index range, never an offset)."""
+    query = select(Event).where(Event.ticket_id == ticket_id).order_by(Event.id).limit(limit)
+    if after:
+        query = query.where(Event.id > after)
+    return s.scalars(query).all()
 
 
 def open_attempts(s: Session, ticket_id: int) -> Sequence[Attempt]:

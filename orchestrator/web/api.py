@@ -33,6 +33,10 @@ TokenId = Annotated[int, Path(description="A token's id, as `fleet token list` s
 RepoFilter = Annotated[str | None, Query(max_length=100, description="Only this repo's tickets.")]
 AgentFilter = Annotated[str | None, Query(max_length=200, description="Only tickets with a run of this agent.")]
 REVIEW_PAGE = 20  # tickets per page of /api/review, each with its candidates' figures (no diffs): about 2 KB each
+Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many; a Link header names the next page.")]
+After = Annotated[
+    int | None, Query(ge=1, description="Only those after this id: the last id of a page gives the next.")
+]
 
 
 class TicketIn(TicketSpec):
@@ -78,12 +82,12 @@ def may_change(principal: Principal, submitted_by: str) -> None:
 
 
 def paged(
-    request: Request, response: Response, rows: list[dict[str, Any]], limit: int, cursor: str
+    request: Request, response: Response, rows: list[dict[str, Any]], limit: int, cursor: str, key: str = "id"
 ) -> list[dict[str, Any]]:
     """The first `limit` rows (one more was read to know whether another page follows); when one does, a Link header
-    names it (rel="next"): this URL with its filters, `cursor` set to the page's last ticket id."""
+    names it (rel="next"): this URL with its filters, `cursor` set to the page's last row's `key`."""
     if len(rows) > limit:
-        following = request.url.include_query_params(**{cursor: rows[limit - 1]["id"]})
+        following = request.url.include_query_params(**{cursor: rows[limit - 1][key]})
         response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
     return rows[:limit]
 
@@ -137,20 +141,31 @@ def ticket_runs(ticket_id: TicketId, state: State, _: Viewer) -> list[dict[str, 
 
 
 @router.get("/tickets/{ticket_id}/events")
-def ticket_events(ticket_id: TicketId, state: State, _: Viewer) -> list[dict[str, Any]]:
-    """The ticket's history: submitted, approved, rejected, cancelled..."""
+def ticket_events(
+    request: Request,
+    response: Response,
+    ticket_id: TicketId,
+    state: State,
+    _: Viewer,
+    limit: Limit = 200,
+    after: After = None,
+) -> list[dict[str, Any]]:
+    """The ticket's history, oldest first: submitted, approved, rejected, cancelled..., a page at a time (a Link header
+    names the next)."""
     with state.db.session() as s:
         queries.get_ticket(s, ticket_id)
-        return [
+        found = [
             {
+                "id": e.id,
                 "kind": e.kind,
                 "message": e.message,
                 "actor": e.actor,
                 "attempt": e.attempt_id,
                 "at": views._time(e.created_at),
             }
-            for e in queries.ticket_events(s, ticket_id)
+            for e in queries.ticket_events(s, ticket_id, limit + 1, after)
         ]
+        return paged(request, response, found, limit, "after")
 
 
 @router.get("/runs/{run_id}")
@@ -238,10 +253,23 @@ def stats(state: State, _: Viewer) -> dict[str, Any]:
 
 
 @router.get("/repos")
-def list_repos(state: State, principal: Viewer) -> list[dict[str, Any]]:
-    """The repositories and their settings; a notification URL (a credential) only for an admin."""
+def list_repos(
+    request: Request,
+    response: Response,
+    state: State,
+    principal: Viewer,
+    limit: Limit = 100,
+    after: Annotated[
+        str | None,
+        Query(min_length=1, max_length=100, description="Only repositories named after this (a page's last name)."),
+    ] = None,
+) -> list[dict[str, Any]]:
+    """The repositories and their settings by name, a page at a time (a Link header names the next); a notification
+    URL (a credential) only for an admin."""
     with state.db.session() as s:
-        return [views.repo_view(r, principal.role.allows(Role.ADMIN)) for r in queries.list_repos(s)]
+        rows = queries.list_repos(s, limit + 1, after)
+        found = [views.repo_view(r, principal.role.allows(Role.ADMIN)) for r in rows]
+        return paged(request, response, found, limit, "after", key="name")
 
 
 @router.post("/repos", status_code=201)
@@ -318,10 +346,18 @@ def reject(ticket_id: TicketId, body: RejectIn, state: State, principal: Reviewe
 
 @router.get("/tokens")
 def list_tokens(
-    state: State, _: Admin, include_revoked: Annotated[bool, Query(description="Revoked tokens too.")] = False
+    request: Request,
+    response: Response,
+    state: State,
+    _: Admin,
+    include_revoked: Annotated[bool, Query(description="Revoked tokens too.")] = False,
+    limit: Limit = 200,
+    after: After = None,
 ) -> list[dict[str, Any]]:
+    """Tokens oldest first, a page at a time (a Link header names the next)."""
     with state.db.session() as s:
-        return [token_view(t) for t in tokens.list_tokens(s, include_revoked)]
+        found = [token_view(t) for t in tokens.list_tokens(s, include_revoked, limit + 1, after)]
+        return paged(request, response, found, limit, "after")
 
 
 @router.post("/tokens", status_code=201)
