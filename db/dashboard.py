@@ -35,16 +35,37 @@ def find_tickets(
     return s.scalars(_filtered(query, status, repo, agent)).all()
 
 
+@dataclass(frozen=True)
+class ReviewMark:
+    """A place in the review order: the last ticket of a page and the priority it had when that page was read (its
+    priority now when not given). Carrying the priority fixes the place: a ticket whose priority changes later moves
+    no page boundary, so every ticket that keeps its priority is read exactly once.
+
+    A ticket whose own priority changes across the reader's place between two pages is read twice or not at all, and
+    no cursor of bounded size can prevent it (the next page cannot tell whether it was on an earlier one without its
+    old priority); Fleet sets a priority once, at submission, so only a hand edit of the database does that."""
+
+    ticket_id: int
+    priority: int | None = None
+
+
 def review_tickets(
-    s: Session, repo: str | None = None, agent: str | None = None, limit: int | None = None, after: int | None = None
+    s: Session,
+    repo: str | None = None,
+    agent: str | None = None,
+    limit: int | None = None,
+    after: ReviewMark | None = None,
 ) -> Sequence[Ticket]:
     """Tickets waiting for review, highest priority first, then oldest; filtered as find_tickets filters, a page
-    of `limit` after ticket `after` (its place in that order, never an offset: an approval between two pages
+    of `limit` after the mark `after` (a place in that order, never an offset: an approval between two pages
     moves no ticket past the reader)."""
     query = select(Ticket).order_by(Ticket.priority.desc(), Ticket.id).limit(limit)
     if after:
-        mark = select(Ticket.priority).where(Ticket.id == after).scalar_subquery()
-        query = query.where(or_(Ticket.priority < mark, and_(Ticket.priority == mark, Ticket.id > after)))
+        mark: Any = after.priority
+        if mark is None:
+            mark = select(Ticket.priority).where(Ticket.id == after.ticket_id).scalar_subquery()
+        place = and_(Ticket.priority == mark, Ticket.id > after.ticket_id)
+        query = query.where(or_(Ticket.priority < mark, place))
     return s.scalars(_filtered(query, TicketStatus.NEEDS_REVIEW.value, repo, agent)).all()
 
 

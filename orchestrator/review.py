@@ -125,11 +125,11 @@ def review_queue(
     repo: str | None = None,
     agent: str | None = None,
     limit: int | None = None,
-    after: int | None = None,
+    after: dashboard.ReviewMark | None = None,
     texts: bool = True,
 ) -> list[dict[str, Any]]:
     """Tickets waiting for review with their verified candidates, best first (`fleet review list`, the web, the
-    API); a page of them is `limit` tickets after ticket `after`, of a repo or an agent (db.dashboard.review_tickets),
+    API); a page of them is `limit` tickets after the mark `after`, of a repo or an agent (db.dashboard.review_tickets),
     and `texts` adds each candidate's diff, transcript and prompt (the web draws a bounded part of the diff)."""
     rows = []
     with db.session() as s:

@@ -17,6 +17,7 @@ from orchestrator.repos import register_repo
 from orchestrator.tickets import submit as submit_tickets
 from orchestrator.web import figures
 from orchestrator.web.auth import Forbidden, Principal, Role, new_token, require
+from orchestrator.web.paging import After, AfterPriority, Limit, paged, review_mark
 from orchestrator.web.state import WebState, web_state
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -33,10 +34,6 @@ TokenId = Annotated[int, Path(description="A token's id, as `fleet token list` s
 RepoFilter = Annotated[str | None, Query(max_length=100, description="Only this repo's tickets.")]
 AgentFilter = Annotated[str | None, Query(max_length=200, description="Only tickets with a run of this agent.")]
 REVIEW_PAGE = 20  # tickets per page of /api/review, each with its candidates' figures (no diffs): about 2 KB each
-Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many; a Link header names the next page.")]
-After = Annotated[
-    int | None, Query(ge=1, description="Only those after this id: the last id of a page gives the next.")
-]
 
 
 class TicketIn(TicketSpec):
@@ -81,17 +78,6 @@ def may_change(principal: Principal, submitted_by: str) -> None:
         raise Forbidden("only the ticket's submitter or an admin may do this")
 
 
-def paged(
-    request: Request, response: Response, rows: list[dict[str, Any]], limit: int, cursor: str, key: str = "id"
-) -> list[dict[str, Any]]:
-    """The first `limit` rows (one more was read to know whether another page follows); when one does, a Link header
-    names it (rel="next"): this URL with its filters, `cursor` set to the page's last row's `key`."""
-    if len(rows) > limit:
-        following = request.url.include_query_params(**{cursor: rows[limit - 1][key]})
-        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
-    return rows[:limit]
-
-
 def ticket_owner(state: WebState, ticket_id: int) -> str:
     with state.db.session() as s:
         return queries.get_ticket(s, ticket_id).submitted_by
@@ -123,7 +109,7 @@ def list_tickets(
     """Tickets newest first, filtered by status, repo and agent, a page at a time; a Link header names the next."""
     with state.db.session() as s:
         rows = dashboard.find_tickets(s, status.value if status else None, repo, agent, limit + 1, before=before)
-        return paged(request, response, [views.ticket_view(t) for t in rows], limit, "before")
+        return paged(request, response, [views.ticket_view(t) for t in rows], limit, {"before": "id"})
 
 
 @router.get("/tickets/{ticket_id}")
@@ -165,7 +151,7 @@ def ticket_events(
             }
             for e in queries.ticket_events(s, ticket_id, limit + 1, after)
         ]
-        return paged(request, response, found, limit, "after")
+        return paged(request, response, found, limit, {"after": "id"})
 
 
 @router.get("/runs/{run_id}")
@@ -215,6 +201,7 @@ def review_queue(
         int | None,
         Query(ge=1, description="Only tickets after this one in the queue: the last id of a page gives the next."),
     ] = None,
+    priority: AfterPriority = None,
 ) -> list[dict[str, Any]]:
     """Tickets waiting for review, highest priority first, each with its verified candidates, best first, a page at a
     time (a Link header names the next).
@@ -222,10 +209,10 @@ def review_queue(
     A candidate carries its figures, not its texts: its whole diff and transcript are at its diff_url and
     transcript_url (plain text), and with its prompt at /api/attempts/{id}.
     """
-    found = reviews.review_queue(state.db, repo, agent, limit + 1, after, texts=False)
+    found = reviews.review_queue(state.db, repo, agent, limit + 1, review_mark(after, priority), texts=False)
     for ticket in found:
         ticket["candidates"] = [candidate | texts_at(candidate["id"]) for candidate in ticket["candidates"]]
-    return paged(request, response, found, limit, "after")
+    return paged(request, response, found, limit, {"after": "id", "priority": "priority"})
 
 
 def texts_at(attempt_id: int) -> dict[str, str]:
@@ -269,7 +256,7 @@ def list_repos(
     with state.db.session() as s:
         rows = queries.list_repos(s, limit + 1, after)
         found = [views.repo_view(r, principal.role.allows(Role.ADMIN)) for r in rows]
-        return paged(request, response, found, limit, "after", key="name")
+        return paged(request, response, found, limit, {"after": "name"})
 
 
 @router.post("/repos", status_code=201)
@@ -357,7 +344,7 @@ def list_tokens(
     """Tokens oldest first, a page at a time (a Link header names the next)."""
     with state.db.session() as s:
         found = [token_view(t) for t in tokens.list_tokens(s, include_revoked, limit + 1, after)]
-        return paged(request, response, found, limit, "after")
+        return paged(request, response, found, limit, {"after": "id"})
 
 
 @router.post("/tokens", status_code=201)

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import event
 
 from db import dashboard, queries, tokens
+from db.dashboard import ReviewMark
 from db.engine import Database
 from db.migrate import upgrade
 from db.models import utcnow
@@ -74,7 +75,8 @@ READS: dict[str, Callable[[queries.Session], object]] = {
     "tickets by status": lambda s: queries.list_tickets(s, "queued", limit=50),
     "tickets of a repository": lambda s: queries.list_tickets(s, repo="r", limit=50),
     "the next page, by status": lambda s: dashboard.find_tickets(s, "queued", limit=50, with_runs=True, before=3),
-    "the review list's next page": lambda s: dashboard.review_tickets(s, repo="r", limit=11, after=3),
+    "the review list's next page": lambda s: dashboard.review_tickets(s, repo="r", limit=11, after=ReviewMark(3, 0)),
+    "the review list's next page, by its id": lambda s: dashboard.review_tickets(s, limit=11, after=ReviewMark(3)),
     "a ticket with runs and attempts": lambda s: queries.load_ticket_tree(s, 1),
     "a ticket's events": lambda s: queries.ticket_events(s, 1),
     "a ticket's events, the next page": lambda s: queries.ticket_events(s, 1, limit=201, after=1),

@@ -116,7 +116,7 @@ def test_the_review_list_comes_a_page_at_a_time_with_its_filters(web: Web, monke
     assert [int(i) for i in shown.findall(first.text)] == order[:2] and len(first.content) < PAGE_BYTES
     assert len(DRAWN.findall(first.text)) == 2  # one diff per ticket, each bounded
     later = re.search(r'<a id="next-page" href="([^"]+)">', first.text).group(1).replace("&amp;", "&")
-    assert later == f"/review?repo=calc&agent=&after={order[1]}"  # the filter goes with the next page
+    assert later == f"/review?repo=calc&agent=&after={order[1]}&priority=0"  # the filter goes with the next page
     last = client.get(later).text
     assert [int(i) for i in shown.findall(last)] == order[2:]
     assert 'id="next-page"' not in last and '<a id="first-page" href="/review?repo=calc&amp;agent=">' in last
@@ -137,7 +137,7 @@ def test_the_api_review_list_comes_a_page_at_a_time_and_points_to_the_whole_diff
         )
         assert client.get(big["diff_url"]).text == BIG and client.get(big["transcript_url"]).text == TRANSCRIPT
         assert client.get(f"/api/attempts/{big_attempt}").json()["diff"] == BIG  # one attempt, as JSON, whole
-        following = f"/api/review?repo=calc&limit=2&after={order[1]}"
+        following = f"/api/review?repo=calc&limit=2&after={order[1]}&priority=0"
         assert first.headers["link"] == f'<{following}>; rel="next"'  # the filters go with the next page
         last = client.get(following)
         assert [t["id"] for t in last.json()] == order[2:] and "link" not in last.headers
