@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from db.models import WebSession, utcnow
+from db.models import ApiToken, WebSession, utcnow
 from db.queries import Session
 
 SESSIONS_PER_TOKEN = 20  # a login past this ends the token's oldest session: logins cannot pile up rows
@@ -15,6 +15,10 @@ SESSIONS_PER_TOKEN = 20  # a login past this ends the token's oldest session: lo
 def add_session(s: Session, token_id: int, secret_hash: str, lifetime: timedelta) -> WebSession:
     """A new session of the token; sessions older than lifetime go at the same time (a login is rare, they are few),
     and so do the token's oldest beyond SESSIONS_PER_TOKEN, however often it logs in."""
+    # The token's row first: two logins of one token at once take turns here, or each would keep the newest 19 it
+    # sees and add one (21 on PostgreSQL's READ COMMITTED). SQLite's BEGIN IMMEDIATE already takes turns; it has no
+    # FOR UPDATE, and SQLAlchemy leaves it out there.
+    s.execute(select(ApiToken.id).where(ApiToken.id == token_id).with_for_update())
     s.execute(delete(WebSession).where(WebSession.created_at < utcnow() - lifetime))
     newest = select(WebSession.id).where(WebSession.token_id == token_id)
     newest = newest.order_by(WebSession.id.desc()).limit(SESSIONS_PER_TOKEN - 1)
