@@ -33,10 +33,13 @@ class NoMeter:
     def hold(self, model: str, request_bytes: int, output_tokens: int) -> float:
         return 0.0
 
-    def refusal(self, model: str, held: float) -> str | None:
+    def admit(self, model: str, usd: float) -> str | None:
         return None
 
     def record(self, call: Call) -> None:
+        pass
+
+    def release(self) -> None:
         pass
 
 

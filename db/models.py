@@ -126,6 +126,9 @@ class Attempt(Base):
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    # What the attempt's model calls in flight hold against its ticket's budget (gateway, workers/gateway/attempt.py):
+    # counted with cost_usd while the attempt runs, by every worker's gate, and moved into cost_usd as each call ends.
+    held_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     # Model calls the gateway metered without a price for their model: their tokens count, their cost is unknown.
     unpriced_calls: Mapped[int] = mapped_column(Integer, default=0)
     # What the agent's CLI reported about itself, kept beside the gateway's figures as a cross-check.

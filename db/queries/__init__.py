@@ -68,7 +68,17 @@ from db.queries.merges import (
     ticket_entries,
     ticket_entries_landed,
 )
-from db.queries.model_calls import Metered, add_model_call, metered, model_calls, reported_differs
+from db.queries.model_calls import (
+    Metered,
+    add_model_call,
+    budget_in_use,
+    hold_budget,
+    lock_budget,
+    metered,
+    model_calls,
+    release_holds,
+    reported_differs,
+)
 from db.queries.repos import add_repo, delete_repo, get_repo, list_repos, update_repo
 from db.queries.scheduling import (
     SCHEDULER_LOCK,
@@ -174,6 +184,10 @@ __all__ = [
     "ticket_entries_landed",
     "Metered",
     "add_model_call",
+    "budget_in_use",
+    "hold_budget",
+    "lock_budget",
+    "release_holds",
     "metered",
     "model_calls",
     "reported_differs",

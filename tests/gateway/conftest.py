@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from db import queries
 from db.engine import Database
+from db.lifecycle import AttemptStatus, move
 from db.migrate import upgrade
+from db.models import Attempt as AttemptRow
 from tests.gateway.upstream import GOOD_KEY, Upstream, model_upstream
 from workers.gateway.attempt import AttemptMeter
 from workers.gateway.prices import DEFAULT_PRICES, Price
@@ -69,7 +73,17 @@ def new_attempt(db: Database, budget_usd: float = 0.0) -> Attempt:
         )
         ticket.budget_usd = budget_usd
         attempt = queries.add_attempt(s, ticket.runs[0], "the prompt")
+        move(attempt, AttemptStatus.RUNNING)  # as a worker's claim leaves it while its agent makes calls
         return Attempt(db, ticket.id, attempt.id)
+
+
+def held(gate: GatewayGate) -> float:
+    """What the gate's attempt holds against its ticket's budget, once every call that has ended is written."""
+    gate.flush()
+    meter = gate.meter
+    assert isinstance(meter, AttemptMeter)
+    with meter.db.session() as s:
+        return float(s.get_one(AttemptRow, meter.attempt_id).held_usd)
 
 
 def routes(provider: Upstream, key: str = GOOD_KEY) -> dict[str, Route]:
@@ -118,6 +132,21 @@ def agent(gate: GatewayGate) -> Iterator[httpx.Client]:
 def gate_key(gate: GatewayGate) -> dict[str, str]:
     """The headers of a call through gate: its placeholder key, as a bearer token, and a JSON body."""
     return {"Authorization": f"Bearer {gate.key}", "Content-Type": "application/json"}
+
+
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello."}]}
+SLOW = CHAT | {"model": "slow-usage", "stream": True}  # the text at once, its usage seconds later: a call in flight
+PRICES = DEFAULT_PRICES | {"slow-usage": Price(2.50, 10.00)}
+
+
+@contextmanager
+def in_flight(agent: httpx.Client, gate: GatewayGate, body: dict[str, Any] = SLOW) -> Iterator[None]:
+    """A slow stream, its first chunk read: the call is under way until the block ends."""
+    with agent.stream("POST", "/openai/chat/completions", json=body, headers=gate_key(gate)) as answer:
+        assert answer.status_code == 200
+        reading = answer.iter_raw()  # kept: an iterator dropped closes the response, and the agent hangs up
+        next(reading)
+        yield
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:

@@ -7,8 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,15 +15,10 @@ import httpx
 import pytest
 
 from db import queries
-from tests.gateway.conftest import Attempt, new_attempt, open_gate
+from tests.gateway.conftest import CHAT, PRICES, SLOW, Attempt, gate_key, held, in_flight, new_attempt, open_gate
 from tests.gateway.upstream import BILLED, Upstream
 from workers.gateway.handler import MAX_CALLS_AT_ONCE, MAX_REQUEST_BYTES
-from workers.gateway.prices import DEFAULT_PRICES, Price
 from workers.gateway.server import GatewayGate, ModelGateway
-
-CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello."}]}
-SLOW = CHAT | {"model": "slow-usage", "stream": True}  # the text at once, its usage seconds later: a call in flight
-PRICES = DEFAULT_PRICES | {"slow-usage": Price(2.50, 10.00)}
 
 
 def _calls(attempt: Attempt) -> list[Any]:
@@ -37,20 +31,6 @@ def _recorded(attempt: Attempt, count: int) -> None:
     while len(_calls(attempt)) < count:
         assert time.monotonic() < deadline, "the calls were never all recorded"
         time.sleep(0.05)
-
-
-def gate_key(gate: GatewayGate) -> dict[str, str]:
-    return {"Authorization": f"Bearer {gate.key}"}
-
-
-@contextmanager
-def _in_flight(agent: httpx.Client, gate: GatewayGate, body: dict[str, Any] = SLOW) -> Iterator[None]:
-    """A slow stream, its first chunk read: the call is under way until the block ends."""
-    with agent.stream("POST", "/openai/chat/completions", json=body, headers=gate_key(gate)) as answer:
-        assert answer.status_code == 200
-        reading = answer.iter_raw()  # kept: an iterator dropped closes the response, and the agent hangs up
-        next(reading)
-        yield
 
 
 @pytest.mark.parametrize(
@@ -93,7 +73,7 @@ def test_a_burst_of_calls_cannot_all_pass_a_nearly_spent_budget(
         open_gate(gateway, upstream, attempt, budget_usd=0.01, prices=PRICES) as gate,
         httpx.Client(base_url=gate.url, timeout=30) as agent,
     ):
-        with _in_flight(agent, gate):
+        with in_flight(agent, gate):
             burst = [agent.post("/openai/chat/completions", json=CHAT, headers=gate_key(gate)) for _ in range(5)]
         assert {answer.status_code for answer in burst} == {402}
         assert "held by calls in flight" in burst[0].json()["error"]["message"]
@@ -117,7 +97,7 @@ def test_a_call_in_flight_holds_the_output_its_request_allows(
     with (
         open_gate(gateway, upstream, attempt, budget_usd=0.016, prices=PRICES) as gate,
         httpx.Client(base_url=gate.url, timeout=30) as agent,
-        _in_flight(agent, gate, SLOW | limit),
+        in_flight(agent, gate, SLOW | limit),
     ):
         answer = agent.post("/openai/chat/completions", json=CHAT, headers=gate_key(gate))
     assert answer.status_code == second
@@ -206,7 +186,7 @@ def test_more_calls_at_once_than_a_gate_serves_are_asked_to_retry(
 ) -> None:
     with ExitStack() as calls:
         for _ in range(MAX_CALLS_AT_ONCE):
-            calls.enter_context(_in_flight(agent, gate))
+            calls.enter_context(in_flight(agent, gate))
         over = agent.post("/openai/chat/completions", json=CHAT, headers=gate_key(gate))
     assert over.status_code == 429 and over.headers["retry-after"] == "1"
     _recorded(attempt, MAX_CALLS_AT_ONCE)  # each cut as the agent hung up
@@ -236,13 +216,13 @@ def _at_once(gate: GatewayGate, calls: int) -> list[int]:
 def test_calls_sent_at_the_same_moment_are_held_and_capped_as_they_arrive(
     gateway: ModelGateway, upstream: Upstream, db: Any
 ) -> None:
-    # The check and the hold are one step: calls arriving together each see the others' (no await between).
+    # Calls arriving together are admitted one at a time, each counting what those before it hold.
     upstream.seen.clear()
     attempt = new_attempt(db, budget_usd=0.01)  # one call in flight holds about all of it
     with open_gate(gateway, upstream, attempt, budget_usd=0.01, prices=PRICES) as gate:
-        held = _at_once(gate, 30)
-        assert (gate.handler.in_flight, gate.handler.held) == (0, 0.0)
-    assert held.count(200) == 1 and set(held) == {200, 402, 429} and len(upstream.seen) == 1  # 429: 16 waited
+        statuses = _at_once(gate, 30)
+        assert (gate.handler.in_flight, held(gate)) == (0, 0.0)
+    assert statuses.count(200) == 1 and set(statuses) == {200, 402, 429} and len(upstream.seen) == 1  # 429: 16 waited
 
 
 def test_calls_sent_at_the_same_moment_past_the_cap_are_asked_to_retry(

@@ -20,7 +20,7 @@ import pytest
 from db import queries
 from db.engine import Database
 from db.migrate import upgrade
-from tests.gateway.conftest import Attempt, gate_key, new_attempt, open_gate, wait_until
+from tests.gateway.conftest import Attempt, gate_key, held, new_attempt, open_gate, wait_until
 from tests.gateway.held_reader import HELD_COMMAND, held_read
 from tests.gateway.upstream import LARGE_ANSWER_BYTES, Upstream
 from workers.gateway.handler import MAX_REQUEST_BYTES
@@ -82,16 +82,19 @@ def test_a_small_call_is_served_while_another_agents_30_mib_body_is_being_read(
     gateway: ModelGateway, upstream: Upstream, db: Database, tmp_path: Path
 ) -> None:
     upstream.seen.clear()
-    hostile, other = new_attempt(db), _another_attempt(tmp_path)
+    hostile, other = new_attempt(db, budget_usd=10.0), _another_attempt(tmp_path)
     hold = tmp_path / "let-it-be-read"
-    with open_gate(gateway, upstream, hostile) as big, open_gate(gateway, upstream, other) as small:
+    with (
+        open_gate(gateway, upstream, hostile, budget_usd=10.0) as big,
+        open_gate(gateway, upstream, other) as small,
+    ):
         body = _held(hold, 30 * MiB, extra=big.key, stream=True)  # its own key in it: stored redacted
         thread, answers = _posting(big, body)
         wait_until(hold.with_suffix(".reading").exists, "the large body was never read")
         served = _small_call(small)  # were the 30 MiB read on the loop, this call would wait for the file
         assert served.status_code == 200 and thread.is_alive() and answers == []
         # The large call is still being read: it has its place among the gate's, but holds no budget, sent nothing.
-        assert (big.handler.in_flight, big.handler.held) == (1, 0.0)
+        assert (big.handler.in_flight, held(big)) == (1, 0.0)
         assert [seen.body["messages"] for seen in upstream.seen] == [CHAT["messages"]]
         hold.touch()
         thread.join()

@@ -18,7 +18,7 @@ import pytest
 
 from db.engine import Database
 from db.migrate import upgrade
-from tests.gateway.conftest import Attempt, gate_key, new_attempt, open_gate, wait_until
+from tests.gateway.conftest import Attempt, gate_key, held, new_attempt, open_gate, wait_until
 from tests.gateway.upstream import Upstream
 from workers.gateway.handler import MAX_CALLS_AT_ONCE, MAX_REQUEST_BYTES
 from workers.gateway.intake import Intake
@@ -66,7 +66,7 @@ def _status(conn: socket.socket) -> tuple[int, bytes]:
 def _all_free(gate: GatewayGate, intake: Intake) -> None:
     """No place taken, nothing held or being received: exactly, not just below the limits."""
     wait_until(lambda: gate.handler.in_flight == 0, "a place was never freed")
-    assert (gate.handler.in_flight, gate.handler.held, gate.handler.receiving, intake.receiving) == (0, 0.0, 0, 0)
+    assert (gate.handler.in_flight, held(gate), gate.handler.receiving, intake.receiving) == (0, 0.0, 0, 0)
 
 
 def _started(gate: GatewayGate, calls: int) -> None:

@@ -102,12 +102,12 @@ class AttemptMeter:
 
     def hold(self, model: str, request_bytes: int, output_tokens: int) -> float:
         price = find_price(self.prices, model)
-        if price is None:
+        if price is None or not self.budget_usd:  # nothing to hold it against
             return 0.0
         output = output_tokens if output_tokens > 0 else (max_output(model) or HELD_OUTPUT_TOKENS)
         return price.cost(Usage(request_bytes // CHARS_PER_TOKEN, output))
 
-    def refusal(self, model: str, held: float) -> str | None:
+    def admit(self, model: str, usd: float) -> str | None:
         if not self.budget_usd:
             return None
         if find_price(self.prices, model) is None:
@@ -116,11 +116,18 @@ class AttemptMeter:
                 " cannot be held: price it (FLEET_MODEL_PRICES, or the repository's model_prices)"
             )
         with self.db.session() as s:
-            spent = queries.spend(s, ticket_id=self.ticket_id)
-        if spent + held < self.budget_usd:
-            return None
+            queries.lock_budget(s, self.ticket_id)
+            spent, held = queries.budget_in_use(s, self.ticket_id)
+            if spent + held < self.budget_usd:
+                queries.hold_budget(s, self.attempt_id, usd)
+                return None
         in_flight = f", ${held:.4f} held by calls in flight for their input and output limits" if held else ""
         return f"the ticket's budget of ${self.budget_usd:.2f} ran out mid-attempt (${spent:.4f} spent{in_flight})"
+
+    def release(self) -> None:
+        if self.budget_usd:
+            with self.db.session() as s:
+                queries.release_holds(s, self.attempt_id)
 
     def record(self, call: Call) -> None:
         usage = call.usage
@@ -128,6 +135,7 @@ class AttemptMeter:
             queries.add_model_call(
                 s,
                 self.attempt_id,
+                held=call.held,
                 protocol=call.wire.value,
                 model=call.model[:200],
                 streamed=call.streamed,

@@ -55,6 +55,7 @@ class Call:
     error: str | None
     request: str
     response: str
+    held: float = 0.0  # USD the call held against the budget while in flight, let go as it is recorded
 
 
 class Meter(Protocol):
@@ -65,12 +66,19 @@ class Meter(Protocol):
         (`output_tokens`; 0 when the request names none)."""
         ...
 
-    def refusal(self, model: str, held: float) -> str | None:
-        """Why no further model call at model may go out for this attempt, with `held` USD counted for the calls
-        already in flight; or None."""
+    def admit(self, model: str, usd: float) -> str | None:
+        """Why no further model call at model may go out for this attempt (its ticket's spend, with what every call
+        in flight of the ticket's attempts holds, reaches its budget); or None, and the call holds usd until it is
+        recorded."""
         ...
 
-    def record(self, call: Call) -> None: ...
+    def record(self, call: Call) -> None:
+        """Write the call, and let go of what it held (call.held)."""
+        ...
+
+    def release(self) -> None:
+        """Let go of whatever the attempt's calls still hold: its gate opens, or has closed."""
+        ...
 
 
 class _TooLarge(Exception):
@@ -85,7 +93,8 @@ class _TooSlow(Exception):
 class _Place:
     """A call's place among its gate's MAX_CALLS_AT_ONCE: taken before its body is read, freed once, when it ends."""
 
-    held: float = 0.0  # USD counted against the budget while the call is in flight
+    held: float = 0.0  # USD counted against the budget while the call is in flight, once admitted
+    admitted: bool = False
     freed: bool = False
 
 
@@ -143,7 +152,6 @@ class Handler:
         self.reader, self.intake, self.on_call = reader, intake, on_call
         self.secrets = (key, *(upstream.key for upstream in upstreams.values() if upstream.key))
         self.in_flight = 0  # calls on their way, from before their bodies are read (touched on the gateway's loop only)
-        self.held = 0.0  # what they count against the budget until they end
         self.reading = 0  # bytes of this gate's large bodies being read in the reader's child
 
     def redact(self, text: str) -> str:
@@ -211,19 +219,18 @@ class Handler:
             message = f"fleet gateway: request refused: {error}"
             return JSONResponse(error_body(family, 413, "request_too_large", message), 413, NO_RETRY)
         exchange = _Exchange(family, wire, asked.model, asked.streamed, "", time.monotonic(), Tally(wire), place)
-        # Held at once, before any await: calls that arrive together each see the others' holds and count.
         place.held = self.meter.hold(exchange.model, len(body), asked.output_tokens or 0)
-        held_by_others = self.held
-        self.held += place.held
         try:
-            # On the gate's writer thread, after every call recorded so far: the spend it reads includes them, and
-            # what the other calls in flight hold counts as spent (a burst cannot all pass a nearly spent budget).
+            # On the gate's writer thread, after every call of the gate recorded or admitted so far; the meter counts
+            # what every call in flight of the ticket holds as spent (a burst cannot all pass a nearly spent budget,
+            # nor two attempts of a ticket on two workers).
             refusal = await asyncio.get_running_loop().run_in_executor(
-                self.writer, self.meter.refusal, exchange.model, held_by_others
+                self.writer, self.meter.admit, exchange.model, place.held
             )
             if refusal is not None:
                 self._free(place)
                 return self._refuse(exchange, refusal)
+            place.admitted = True  # a call cut before this holds what it may have written until its gate closes
             exchange.strip_usage, sent = asked.sent is not None, asked.sent or body
             exchange.request, exchange.request_chars = asked.record, len(sent)
             unasked = body if exchange.strip_usage else None
@@ -345,7 +352,6 @@ class Handler:
             return False
         place.freed = True
         self.in_flight -= 1
-        self.held = self.held - place.held if self.in_flight else 0.0  # no float crumbs left when none is out
         return True
 
     def _finish(self, exchange: _Exchange, status: int, error: str | None, response: str) -> None:
@@ -367,6 +373,7 @@ class Handler:
             error=error,
             request=exchange.request,
             response=bounded(self.redact(response)),
+            held=exchange.place.held if exchange.place.admitted else 0.0,
         )
         self.on_call(call, exchange)
 

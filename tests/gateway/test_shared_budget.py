@@ -1,0 +1,108 @@
+"""A ticket's budget, read by every worker: two attempts of one ticket (a fan-out) on two workers' gateways each
+count what the other's calls in flight hold, and a worker that stopped mid-call holds nothing afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from db import queries
+from db.engine import Database
+from db.lifecycle import AttemptStatus, move
+from db.migrate import upgrade
+from db.models import Attempt as AttemptRow
+from tests.gateway.conftest import CHAT, PRICES, Attempt, gate_key, held, in_flight, open_gate, wait_until
+from tests.gateway.upstream import Upstream
+from workers.gateway.server import ModelGateway
+
+BUDGET = 0.01  # a call in flight naming no output limit holds 32,768 tokens of output, $0.33: all of it
+
+
+@pytest.fixture
+def shared(database_url: str) -> Database:
+    """The database every worker of a team reads, on SQLite and on PostgreSQL."""
+    database = Database(database_url)
+    upgrade(database)
+    return database
+
+
+@pytest.fixture
+def workers() -> Iterator[tuple[ModelGateway, ModelGateway]]:
+    """Two workers' gateways: each its own listener, loop and gates, as in two processes."""
+    first, second = ModelGateway(), ModelGateway()
+    yield first, second
+    first.close()
+    second.close()
+
+
+def _fan_out(db: Database, budget_usd: float) -> tuple[Attempt, Attempt]:
+    """A ticket sent to two agents, each attempt running (claimed by a worker)."""
+    with db.session() as s:
+        repo = queries.add_repo(s, name="r", source="/x", test_cmd="t")
+        ticket = queries.add_ticket(
+            s,
+            ["shell", "shell"],
+            repo_id=repo.id,
+            title="t",
+            base_ref="HEAD",
+            base_sha="a" * 40,
+            agent="shell",
+            attempt_budget=1,
+        )
+        ticket.budget_usd = budget_usd
+        attempts = [queries.add_attempt(s, run, "the prompt") for run in ticket.runs]
+        for attempt in attempts:
+            move(attempt, AttemptStatus.RUNNING)
+        first, second = (Attempt(db, ticket.id, attempt.id) for attempt in attempts)
+        return first, second
+
+
+def _held_in(db: Database, attempt: Attempt) -> float:
+    with db.session() as s:
+        return float(s.get_one(AttemptRow, attempt.attempt_id).held_usd)
+
+
+def test_a_call_in_flight_on_one_worker_counts_against_the_budget_another_worker_reads(
+    shared: Database, workers: tuple[ModelGateway, ModelGateway], upstream: Upstream
+) -> None:
+    upstream.seen.clear()
+    first, second = _fan_out(shared, BUDGET)
+    with (
+        open_gate(workers[0], upstream, first, budget_usd=BUDGET, prices=PRICES) as one,
+        open_gate(workers[1], upstream, second, budget_usd=BUDGET, prices=PRICES) as two,
+        httpx.Client(base_url=one.url, timeout=30) as agent_one,
+        httpx.Client(base_url=two.url, timeout=30) as agent_two,
+    ):
+        with in_flight(agent_one, one):
+            assert held(one) > BUDGET
+            refused = agent_two.post("/openai/chat/completions", json=CHAT, headers=gate_key(two))
+        assert refused.status_code == 402
+        assert refused.json()["error"]["message"] == (
+            "fleet gateway: the ticket's budget of $0.01 ran out mid-attempt ($0.0000 spent, $0.3277 held by calls in"
+            " flight for their input and output limits)"
+        )
+        wait_until(lambda: held(one) == 0.0, "the first call's hold outlived it")  # its agent hung up
+    assert len(upstream.seen) == 1  # only the first attempt's call reached the provider
+
+
+def test_what_a_stopped_worker_held_counts_no_more(
+    shared: Database, workers: tuple[ModelGateway, ModelGateway], upstream: Upstream
+) -> None:
+    # A worker killed mid-call cannot let go of its call's hold: its attempt goes back in line when the lease lapses,
+    # and a waiting attempt holds nothing; its next gate, on any worker, starts from nothing.
+    first, second = _fan_out(shared, BUDGET)
+    with shared.session() as s:
+        queries.hold_budget(s, first.attempt_id, 5.0)
+        move(s.get_one(AttemptRow, first.attempt_id), AttemptStatus.QUEUED)
+    with (
+        open_gate(workers[1], upstream, second, budget_usd=BUDGET, prices=PRICES) as two,
+        httpx.Client(base_url=two.url, timeout=30) as agent_two,
+    ):
+        assert agent_two.post("/openai/chat/completions", json=CHAT, headers=gate_key(two)).status_code == 200
+    assert _held_in(shared, first) == 5.0
+    with shared.session() as s:
+        move(s.get_one(AttemptRow, first.attempt_id), AttemptStatus.RUNNING)
+    with open_gate(workers[0], upstream, first, budget_usd=BUDGET, prices=PRICES) as again:
+        assert held(again) == 0.0
