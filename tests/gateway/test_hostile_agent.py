@@ -119,7 +119,7 @@ def test_a_call_that_names_no_output_limit_holds_its_models_most_output(
     with (
         open_gate(gateway, upstream, attempt, budget_usd=0.5, prices=PRICES) as gate,
         httpx.Client(base_url=gate.url, timeout=30) as agent,
-        _in_flight(agent, gate, SLOW | {"model": model}),
+        in_flight(agent, gate, SLOW | {"model": model}),
     ):
         answer = agent.post("/openai/chat/completions", json=CHAT, headers=gate_key(gate))
     assert answer.status_code == second
