@@ -29,7 +29,7 @@ from system.invisible import controls_shown, invisible_shown
 
 MAX_HIGHLIGHTED_LINE = 200  # a hunk side with a longer line is shown plain
 MAX_HIGHLIGHTED_HUNK = 10_000  # characters of one hunk side highlighted at once
-MAX_HIGHLIGHT_SECONDS = 0.25  # of one diff; past it, plain
+MAX_HIGHLIGHT_SECONDS = 0.25  # of CPU, one diff's; past it, plain
 HIGHLIGHTED = frozenset(
     {"python", "javascript", "typescript", "tsx", "jsx", "json", "yaml", "toml", "ini", "go", "rust", "c", "cpp"}
     | {"kotlin", "ruby", "bash", "html", "css", "markdown", "restructuredtext", "csharp", "swift", "scala"}
@@ -152,14 +152,15 @@ def _lexer(path: str) -> Lexer | None:
 
 
 class _Budget:
-    """The time one diff may spend highlighting."""
+    """The CPU time one diff may spend highlighting: the thread's own, so that a loaded machine (other processes,
+    other requests' threads) does not turn a small diff plain, and a lexer's first regular expressions count."""
 
     def __init__(self) -> None:
-        self.until = time.monotonic() + MAX_HIGHLIGHT_SECONDS
+        self.until = time.thread_time() + MAX_HIGHLIGHT_SECONDS
 
     def allows(self, lines: list[Line]) -> bool:
         """True when lines may be highlighted: time is left, and they are few and short enough."""
-        if time.monotonic() > self.until or any(len(line.text) > MAX_HIGHLIGHTED_LINE for line in lines):
+        if time.thread_time() > self.until or any(len(line.text) > MAX_HIGHLIGHTED_LINE for line in lines):
             return False
         return sum(len(line.text) + 1 for line in lines) <= MAX_HIGHLIGHTED_HUNK
 
