@@ -226,6 +226,27 @@ def test_a_body_too_heavy_to_read_is_refused_and_the_next_is_read(
     upstream.seen.clear()
 
 
+def test_an_answer_too_heavy_to_read_is_passed_on_whole_and_charged_as_all_output(
+    gateway: ModelGateway, upstream: Upstream, db: Database
+) -> None:
+    attempt = new_attempt(db)
+    with open_gate(gateway, upstream, attempt) as gate:
+        thread, answers = _posting(gate, json.dumps(CHAT | {"model": "heavy-answer"}))
+        thread.join()
+        [call] = _calls(attempt)
+    [answer] = answers
+    assert answer.status_code == 200 and len(answer.json()["logprobs"]) == 8 * MiB  # the agent gets it whole
+    assert call.error == (
+        "the answer could not be read: its JSON needs more than 512 MiB of memory to read;"
+        " tokens estimated from the text (4 characters a token)"
+    )
+    assert (
+        call.output_tokens == -(-len(answer.content) // 4)
+        and call.response == f"[{len(answer.content)} bytes not stored]"
+    )
+    upstream.seen.clear()
+
+
 def test_one_agent_cannot_take_the_whole_queue_of_large_bodies(
     gateway: ModelGateway, upstream: Upstream, db: Database, tmp_path: Path
 ) -> None:
