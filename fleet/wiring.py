@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # `fleet status` imports this module: no SQLAlchemy, pydantic or Celery at import
+    from fastapi import FastAPI
+
     from db.engine import Database
     from orchestrator.dispatch import Dispatcher, QueueDepths
     from system.places import Place
@@ -16,6 +18,15 @@ if TYPE_CHECKING:  # `fleet status` imports this module: no SQLAlchemy, pydantic
 def celery_dispatcher(settings: Settings) -> Dispatcher:
     """The workers' dispatcher for settings' broker (Celery is imported only when something is sent)."""
     return EmbeddedDispatcher(settings) if settings.embedded else _celery(settings)
+
+
+def web_app() -> FastAPI:
+    """The dashboard and API for the settings in the environment, for a server other than `fleet web` to serve:
+    `uvicorn --factory fleet.wiring:web_app` (the app checks the Host header itself)."""
+    from orchestrator.web.app import create_app
+    from system.settings import Settings
+
+    return create_app(Settings(), celery_dispatcher)
 
 
 def queue_depths_of(place: Place) -> QueueDepths:

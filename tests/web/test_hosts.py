@@ -3,7 +3,11 @@ is refused before any route or login; this machine's names, the address listened
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +122,26 @@ def test_the_app_refuses_a_forged_host_however_it_is_served(app: Any) -> None:
             ("page", "login", "api", "hook"), (400, "Invalid host header")
         )
         assert answers(server, f"localhost:{server.listener.port}", app.state.token)["api"][0] == 200
+
+
+def test_the_factory_served_by_uvicorn_itself_refuses_a_forged_host(tmp_path: Path) -> None:
+    port, home = free_port(), tmp_path / "home"
+    env = os.environ | {"FLEET_HOME": str(home), "FLEET_DATABASE_URL": "", "FLEET_BROKER_URL": "embedded"}
+    command = [sys.executable, "-m", "uvicorn", "--factory", "fleet.wiring:web_app", "--port", str(port)]
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as served:
+        try:
+            url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+            while True:
+                try:
+                    local = httpx.get(f"{url}/login", headers={"Host": "localhost"})
+                    break
+                except httpx.TransportError:
+                    assert served.poll() is None and time.monotonic() < deadline, "uvicorn did not serve the app"
+                    time.sleep(0.2)
+            forged = httpx.get(f"{url}/login", headers={"Host": FORGED})
+        finally:
+            served.terminate()
+    assert local.status_code == 200 and (forged.status_code, forged.text) == (400, "Invalid host header")
 
 
 def test_the_names_follow_the_address_listened_on() -> None:
