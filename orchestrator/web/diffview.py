@@ -152,17 +152,25 @@ def _lexer(path: str) -> Lexer | None:
 
 
 class _Budget:
-    """The CPU time one diff may spend highlighting: the thread's own, so that a loaded machine (other processes,
-    other requests' threads) does not turn a small diff plain, and a lexer's first regular expressions count."""
+    """The CPU time one diff's lexers may spend on its lines: the thread's own time inside highlight(), so that
+    neither a loaded machine nor finding a lexer the first time (pygments reads its plugins and compiles the
+    lexer's patterns) turns a small diff plain, while a lexer that takes seconds on hostile text is stopped."""
 
     def __init__(self) -> None:
-        self.until = time.thread_time() + MAX_HIGHLIGHT_SECONDS
+        self.spent = 0.0
 
     def allows(self, lines: list[Line]) -> bool:
         """True when lines may be highlighted: time is left, and they are few and short enough."""
-        if time.thread_time() > self.until or any(len(line.text) > MAX_HIGHLIGHTED_LINE for line in lines):
+        if self.spent > MAX_HIGHLIGHT_SECONDS or any(len(line.text) > MAX_HIGHLIGHTED_LINE for line in lines):
             return False
         return sum(len(line.text) + 1 for line in lines) <= MAX_HIGHLIGHTED_HUNK
+
+    def highlight(self, text: str, lexer: Lexer) -> str:
+        started = time.thread_time()
+        try:
+            return highlight(text, lexer, FORMATTER)
+        finally:
+            self.spent += time.thread_time() - started
 
 
 def _highlight(lines: list[Line], lexer: Lexer | None, budget: _Budget) -> None:
@@ -172,7 +180,7 @@ def _highlight(lines: list[Line], lexer: Lexer | None, budget: _Budget) -> None:
         for line in lines:
             line.html = Markup.escape(line.text)
         return
-    html = highlight("\n".join(line.text for line in lines) + "\n", lexer, FORMATTER).split("\n")[:-1]
+    html = budget.highlight("\n".join(line.text for line in lines) + "\n", lexer).split("\n")[:-1]
     if len(html) != len(lines):  # the lexer broke or joined lines: plain text, never one line shown as another
         html = [Markup.escape(line.text) for line in lines]
     for line, part in zip(lines, html, strict=True):
