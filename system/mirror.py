@@ -29,8 +29,12 @@ URL = re.compile(r"(?P<scheme>git|https?|ssh|file)://(?P<host>[^/]*)(?P<path>/.*
 SCP_LIKE = re.compile(r"(?P<user>[^/@:]+)@(?P<host>[^/:]+):(?P<path>.+)")
 # The mirror's own attributes, which outrank every .gitattributes of a checkout: a diff's `*.py binary` (or `-diff`)
 # made git write its source changes as a base85 binary patch, drawn for a reviewer as "+0 -0". `!diff` leaves the
-# choice to git's look at the content (a NUL byte makes a file binary). Written into every mirror a process uses.
-OWN_ATTRIBUTES = "* !diff\n"
+# choice to git's look at the content (a NUL byte makes a file binary). `!filter`: no filter driver's command runs,
+# whatever a checkout's attributes name: a host's git config may define one (git-lfs's `filter.lfs.process`, which
+# fetches from the URL a `.lfsconfig` gives), and git runs it outside any sandbox on the files an agent wrote, when
+# taking their diff, applying it or resetting the slot; the files are diffed, tested and landed as stored. Written
+# into every mirror a process uses (verification/attributes.py refuses a diff's other conversions).
+OWN_ATTRIBUTES = "* !diff !filter\n"
 _attributed: set[Path] = set()
 
 

@@ -28,6 +28,7 @@ from db.spectypes import SetupNetwork
 from system.files import copy_into
 from system.git import GitError, GitOutputTooLarge, git
 from system.globs import matches_any
+from verification.attributes import refuse_attribute_changes
 from verification.awareness import source_text
 from verification.confined import prepare, rerun_suspects, run_confined, visible_rerun
 from verification.digest import environment_feedback, feedback_digest, is_hidden, targets_digest
@@ -166,6 +167,7 @@ def verify_diff(
             prepare(checkout, spec, where, cancelled, report_dir, cached=True)
         if not applied:
             apply_checked(checkout, diff)
+        refuse_attribute_changes(checkout, changed)
     except SetupFailed as exc:
         return errored(str(exc))
     except PatchRefused as exc:

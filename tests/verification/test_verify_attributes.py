@@ -1,0 +1,121 @@
+"""A diff's own `.gitattributes` cannot make the files tested or landed other bytes than the diff shows: the agent's
+diff is taken from a pooled worktree of the mirror, as the worker takes it, and verified in another."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+from verify_helpers import FAST_ENV, FIXED_CALC, PYTEST, make_repo
+
+from db.lifecycle import Verdict
+from orchestrator.delivery import commit_diff
+from system.git import git
+from system.mirror import ensure_mirror
+from verification.runner import TestRun
+from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
+from workers.worktree import WorktreePool
+
+SPEC = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV)
+
+# Shown as a string of kanji; checked out as ISO-2022-JP, its bytes close the string and run code before a comment.
+HIDDEN = b'"and[0][1:]else[a+b][0]#'
+JIS_LINE = b'    return a + b if "\x1b$B' + HIDDEN + b'\x1b(B" else 0\n'
+JIS_CALC = FIXED_CALC.encode().replace(b"    return a + b\n", JIS_LINE)
+CRLF_CALC = FIXED_CALC.replace("\n", "\r\n").encode()
+
+
+class Pools:
+    """A repository's mirror with a pool for the agent and one for verification, and the baseline at its base."""
+
+    def __init__(self, tmp_path: Path, files: Mapping[str, str | bytes] | None = None) -> None:
+        repo = make_repo(tmp_path / "repo", files)  # type: ignore[arg-type]
+        self.base = git("rev-parse", "HEAD", cwd=repo.path).strip()
+        self.mirror = ensure_mirror(tmp_path / "mirrors", "r", str(repo.path), self.base)
+        self.agent = WorktreePool(tmp_path / "agent", self.mirror, size=1)
+        self.verify = WorktreePool(tmp_path / "verify", self.mirror, size=1)
+        self.reports = tmp_path / "reports"
+        with self.verify.lease(self.base) as checkout:
+            self.baseline = TestRun.from_json(run_baseline(checkout.path, SPEC, self.reports / "base").to_json())
+
+    def agent_diff(self, files: Mapping[str, str | bytes]) -> str:
+        """The diff the worker takes of an agent that wrote files."""
+        with self.agent.lease(self.base) as worktree:
+            for name, content in files.items():
+                path = worktree.path / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content.encode() if isinstance(content, str) else content)
+            return worktree.diff()
+
+    def verified(self, diff: str, checked: Callable[[Path], None] | None = None) -> VerificationResult:
+        """The verdict on diff in a verification checkout; checked sees the checkout the tests ran in."""
+        with self.verify.lease(self.base) as checkout:
+            result = verify_diff(checkout.path, diff, SPEC, self.baseline, self.reports / "candidate")
+            if checked is not None:
+                checked(checkout.path)
+        return result
+
+    def landed(self, diff: str, path: str) -> bytes:
+        """What a checkout of the commit delivery makes of diff holds at path."""
+        commit = commit_diff(self.mirror, self.base, diff, "landed")
+        with self.verify.lease(commit) as checkout:
+            return (checkout.path / path).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("attributes", "calc"),
+    [
+        ({".gitattributes": "calc.py working-tree-encoding=ISO-2022-JP\n"}, JIS_CALC),
+        ({".gitattributes": "*.py text eol=crlf\n"}, CRLF_CALC),
+        ({".gitattributes": "calc.py ident\n"}, FIXED_CALC + "# $Id$\n"),
+        ({".gitattributes": "*.py filter=lfs\n"}, FIXED_CALC),
+        ({".gitattributes": "[attr]windows text eol=crlf\n*.py windows\n"}, CRLF_CALC),
+        ({"tests/.gitattributes": "*.py   eol=crlf\n"}, FIXED_CALC),
+        ({".gitattributes": "*.py -diff\reol=crlf\n"}, FIXED_CALC),  # git splits the line at the CR, not ends it
+    ],
+    ids=["working-tree-encoding", "text eol", "ident", "filter", "a macro", "in a folder", "after a CR"],
+)
+def test_a_diff_changing_how_git_converts_files_on_checkout_is_refused(
+    tmp_path: Path, attributes: dict[str, str], calc: str | bytes
+) -> None:
+    pools = Pools(tmp_path)
+    diff = pools.agent_diff({**attributes, "calc.py": calc})
+    assert "\x1b" not in diff and "a + b\r" not in diff  # what the reviewer reads: the file as stored
+    result = pools.verified(diff)
+    assert result.verdict is Verdict.FAILED, result.reasons
+    [name] = attributes
+    assert result.reasons[0].startswith(f"the diff changes how git converts files on checkout ({name}: ")
+
+
+def test_the_hidden_code_is_what_a_checkout_of_the_landed_commit_runs(tmp_path: Path) -> None:
+    # Why it is refused: the reviewer reads a string of kanji, and the delivered branch checks out as code.
+    pools = Pools(tmp_path)
+    diff = pools.agent_diff({".gitattributes": "calc.py working-tree-encoding=ISO-2022-JP\n", "calc.py": JIS_CALC})
+    assert 'return a + b if "≡鈔' in diff and HIDDEN.decode() not in diff
+    assert HIDDEN in pools.landed(diff, "calc.py")
+
+
+def test_reordering_converting_lines_is_a_change(tmp_path: Path) -> None:
+    pools = Pools(tmp_path, {".gitattributes": "*.sh eol=crlf\n*.sh -text\n"})
+    result = pools.verified(pools.agent_diff({".gitattributes": "*.sh -text\n*.sh eol=crlf\n", "calc.py": FIXED_CALC}))
+    assert result.verdict is Verdict.FAILED and "'*.sh" in result.reasons[0]
+
+
+def test_a_repositorys_own_end_of_line_attributes_still_hold(tmp_path: Path) -> None:
+    pools = Pools(tmp_path, {".gitattributes": "*.bat eol=crlf\n", "run.bat": "echo 1\n"})
+    diff = pools.agent_diff({"calc.py": FIXED_CALC, "run.bat": b"echo 1\r\necho 2\r\n"})
+    assert "+echo 2\n" in diff
+    tested: list[bytes] = []
+    result = pools.verified(diff, lambda checkout: tested.append((checkout / "run.bat").read_bytes()))
+    assert result.verdict is Verdict.PASSED, result.reasons
+    assert tested == [b"echo 1\r\necho 2\r\n"] == [pools.landed(diff, "run.bat")]
+
+
+def test_attributes_that_change_no_byte_of_a_checkout_may_be_added(tmp_path: Path) -> None:
+    pools = Pools(tmp_path, {".gitattributes": "*.bat eol=crlf\n"})
+    inert = (
+        "*.bat eol=crlf\n# generated\n*.png -diff\ndocs/** linguist-documentation\n*.lock merge=ours export-ignore\n"
+    )
+    result = pools.verified(pools.agent_diff({".gitattributes": inert, "calc.py": FIXED_CALC}))
+    assert result.verdict is Verdict.PASSED, result.reasons
