@@ -73,10 +73,11 @@ class Pools:
         ({".gitattributes": "[attr]windows text eol=crlf\n*.py windows\n"}, CRLF_CALC),
         ({"tests/.gitattributes": "*.py   eol=crlf\n"}, FIXED_CALC),
         ({".gitattributes": "*.py -diff\reol=crlf\n"}, FIXED_CALC),  # git splits the line at the CR, not ends it
+        ({".gitattributes": "*.py merge=union\n"}, FIXED_CALC),  # landed, later merges keep both sides of a conflict
     ],
-    ids=["working-tree-encoding", "text eol", "ident", "filter", "a macro", "in a folder", "after a CR"],
+    ids=["working-tree-encoding", "text eol", "ident", "filter", "a macro", "in a folder", "after a CR", "merge"],
 )
-def test_a_diff_changing_how_git_converts_files_on_checkout_is_refused(
+def test_a_diff_changing_how_git_checks_out_or_merges_files_is_refused(
     tmp_path: Path, attributes: dict[str, str], calc: str | bytes
 ) -> None:
     pools = Pools(tmp_path)
@@ -85,7 +86,7 @@ def test_a_diff_changing_how_git_converts_files_on_checkout_is_refused(
     result = pools.verified(diff)
     assert result.verdict is Verdict.FAILED, result.reasons
     [name] = attributes
-    assert result.reasons[0].startswith(f"the diff changes how git converts files on checkout ({name}: ")
+    assert result.reasons[0].startswith(f"the diff changes how git checks out or merges files ({name}: ")
 
 
 def test_the_hidden_code_is_what_a_checkout_of_the_landed_commit_runs(tmp_path: Path) -> None:
@@ -114,8 +115,6 @@ def test_a_repositorys_own_end_of_line_attributes_still_hold(tmp_path: Path) -> 
 
 def test_attributes_that_change_no_byte_of_a_checkout_may_be_added(tmp_path: Path) -> None:
     pools = Pools(tmp_path, {".gitattributes": "*.bat eol=crlf\n"})
-    inert = (
-        "*.bat eol=crlf\n# generated\n*.png -diff\ndocs/** linguist-documentation\n*.lock merge=ours export-ignore\n"
-    )
+    inert = "*.bat eol=crlf\n# generated\n*.png -diff\ndocs/** linguist-documentation\n*.lock export-ignore\n"
     result = pools.verified(pools.agent_diff({".gitattributes": inert, "calc.py": FIXED_CALC}))
     assert result.verdict is Verdict.PASSED, result.reasons
