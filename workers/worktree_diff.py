@@ -21,7 +21,11 @@ class WorktreeError(Exception):
     """A worktree slot could not be prepared or used."""
 
 
-class DiffTooLarge(WorktreeError):
+class DiffNotKept(WorktreeError):
+    """An attempt's changes cannot be kept as its diff; the message says why."""
+
+
+class DiffTooLarge(DiffNotKept):
     """An attempt's changes are over the diff size limit: no diff was kept, nothing reached the mirror."""
 
     def __init__(self, size: int, limit: int, measured: str = "the diff is") -> None:
@@ -123,6 +127,17 @@ def _read_within(limit: int | None, measured: str = "the diff is") -> Iterator[i
         if limit is None:
             raise
         raise DiffTooLarge(exc.size, limit, measured) from None
+
+
+class DiffHoldsNul(DiffNotKept):
+    """A text file of the diff holds a NUL byte past the first 8,000 bytes, where git looks for one to call a file
+    binary: binary changes are not accepted, and PostgreSQL stores no NUL in text (the attempt's end could never be
+    written, and the attempt ran again and again)."""
+
+    def __init__(self, diff: str) -> None:
+        header = diff.rfind("\ndiff --git ", 0, diff.index("\0")) + 1
+        path = diff[header : diff.find("\n", header)].rpartition(" b/")[2]  # a quoted name stays whole
+        super().__init__(f"the diff holds a NUL byte ({path}): binary changes are not accepted")
 
 
 def explicit(path: Path, gitdir: Path) -> tuple[str, str]:

@@ -1,6 +1,7 @@
 """A NUL byte hides no code from a reviewer: git writes a file holding one in its first 8,000 bytes as a binary
 patch, which verification refuses (so no such diff reaches review or lands); one further on leaves the file text,
-and the view writes the NUL out where it stands."""
+which the worker does not keep either (tests/workers/test_worktree_diff.py), and were one stored, the view writes
+the NUL out where it stands."""
 
 from __future__ import annotations
 

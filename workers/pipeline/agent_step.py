@@ -59,7 +59,7 @@ from workers.pipeline.verify_step import verify_here
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
 from workers.worktree import Worktree
-from workers.worktree_diff import DiffTooLarge
+from workers.worktree_diff import DiffNotKept
 
 log = logging.getLogger(__name__)
 AGENT_ENDS = "fleet-agent-ends"
@@ -180,10 +180,11 @@ def _own_git_dir(worktree: Worktree, attempt_dir: Path, sandbox: AgentSandbox) -
 
 
 def _take_diff(worktree: Worktree, result: AgentResult, limit: int) -> tuple[AgentResult, str]:
-    """The worktree's diff; over the limit, none, and the attempt's error names the size (nothing is stored)."""
+    """The worktree's diff; over the limit or holding a NUL, none, and the attempt's error says why (nothing is
+    stored)."""
     try:
         return result, worktree.diff(limit)
-    except DiffTooLarge as exc:
+    except DiffNotKept as exc:
         return replace(result, error="; ".join(filter(None, (result.error, str(exc))))), ""
 
 
