@@ -22,9 +22,11 @@ The environment is the caller's allow-list (workers/agents/base.py agent_env, ve
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -32,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from system.files import program_on
+from system.files import program_on, walk
 from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT, copy_slot
 from system.seccomp import SeccompUnavailable, filter_program
 
@@ -51,7 +53,8 @@ PROBE_TIMEOUT = 10.0
 SHORT_OF_RESOURCES = ("Resource temporarily unavailable", "Cannot allocate memory")
 
 SYSTEM = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-# Readable by root alone, and a root worker's sandbox is root in its own namespace: covered.
+# Readable by root alone, and a root worker's sandbox is root in its own namespace: covered, as is whatever else in
+# /etc others may not read (private_in_etc).
 ETC_SECRETS = (
     "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers", "/etc/sudoers.d",
     "/etc/ssl/private", "/etc/credstore", "/etc/credstore.encrypted", "/etc/redis", "/etc/mysql/debian.cnf",
@@ -252,7 +255,7 @@ def _existing(paths: Iterable[Path]) -> list[Path]:
 def _covers(hidden: Sequence[Path], shown: Sequence[Path]) -> list[str]:
     """Hidden folders (an empty tmpfs of the sandbox's own) and files (an empty file) inside a shown folder."""
     args: list[str] = []
-    for path in _existing([*hidden, *map(Path, ETC_SECRETS)]):
+    for path in _existing([*hidden, *map(Path, ETC_SECRETS), *private_in_etc()]):
         if not any(path.is_relative_to(folder) for folder in shown):
             continue  # not shown in the first place
         if path.is_dir():
@@ -260,6 +263,23 @@ def _covers(hidden: Sequence[Path], shown: Sequence[Path]) -> list[str]:
         else:
             args += ["--ro-bind", "/dev/null", str(path)]
     return args
+
+
+def private_in_etc(etc: Path = Path("/etc")) -> list[Path]:
+    """What in etc others may not read or enter, the highest such folder for what it holds: a sandbox is its worker's
+    user in a namespace of its own, so a file only that user may read there (an SSH host key, a VPN's or a TLS
+    certificate's private key, a cluster's admin config; for a root worker anything root's alone) was read through
+    its owner's permission. ETC_SECRETS named a few; this asks the modes."""
+    found: list[Path] = []
+    for folder, dirs, files in walk(etc):
+        for name in [*dirs, *files]:
+            with contextlib.suppress(OSError):
+                mode = os.lstat(os.path.join(folder, name)).st_mode
+                wanted = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+                if (stat.S_ISDIR(mode) or stat.S_ISREG(mode)) and mode & wanted != wanted:
+                    found.append(Path(folder, name))
+        dirs[:] = [name for name in dirs if Path(folder, name) not in found]
+    return found
 
 
 def toolchain_roots(path_var: str, commands: Sequence[str] = (), declared: Sequence[Path] = ()) -> tuple[Path, ...]:

@@ -336,3 +336,35 @@ def test_a_shown_folder_and_the_system_are_read_only(sandbox: Sandbox, host: Hos
     for path in (host.shown / "bin" / "dropped", Path("/etc/fleet-escape"), host.fleet_home / "dropped"):
         sandbox.run(f"echo x > {path}")
         assert not path.exists(), path
+
+
+@pytest.fixture
+def etc_secrets(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[Path]]]:
+    """Files in /etc only their owner may read, as a machine keeps them (an SSH host key, a WireGuard folder),
+    owned by the worker's user: made before the sandbox is built."""
+    canary = f"canary-{uuid.uuid4().hex}"
+    key, folder = Path(f"/etc/fleet-escape-{canary[7:15]}_host_key"), Path(f"/etc/fleet-escape-{canary[7:15]}-wg")
+    try:
+        key.write_text(canary)
+        folder.mkdir(mode=0o700)
+    except OSError as exc:
+        pytest.skip(f"/etc is not writable here ({exc.strerror})")
+    (folder / "wg0.conf").write_text(canary)
+    key.chmod(0o600)
+    owner = 0 if request.node.callspec.params.get("sandbox") == "root" else NOBODY
+    for path in (key, folder, folder / "wg0.conf"):
+        os.chown(path, owner, owner)
+    try:
+        yield canary, [key, folder / "wg0.conf"]
+    finally:
+        key.unlink()
+        shutil.rmtree(folder)
+
+
+def test_what_only_its_owner_may_read_in_etc_is_covered(etc_secrets: tuple[str, list[Path]], sandbox: Sandbox) -> None:
+    """A worker's sandbox is its user in a namespace of its own (root for a root worker), so a file in /etc only that
+    user may read (a host's SSH key, a VPN's or a certificate's private key, a cluster's admin config) was read."""
+    canary, secrets = etc_secrets
+    for secret in secrets:
+        assert canary not in sandbox.run(f"cat {secret} 2>&1").stdout, secret
+    assert sandbox.run("test -r /etc/passwd && echo shown").stdout.strip() == "shown"  # what all may read stays
