@@ -239,3 +239,32 @@ def test_an_agent_with_the_network_reaches_its_model_and_nothing_else(
     assert "REACHED" not in logs and logs.count("REFUSED") == 7, logs
     assert "[fleet] egress denied: 127.0.0.1:6379" in logs  # the transcript says what was refused
     assert "[fleet] egress allowed: " + model_server.split("/")[2] in logs
+
+
+# An agent that puts a folder where its egress socket was (the socket's folder is bound into its sandbox, writable),
+# then fixes add().
+GATE_REPLACED = """#!/bin/sh
+gate=$(awk '$5 ~ /fleet-egress/ {{print $5}}' /proc/self/mountinfo | head -1)
+rm -f "$gate/proxy.sock" && mkdir "$gate/proxy.sock" && echo "socket replaced"
+exec {fix}
+"""
+
+
+def test_an_agent_that_replaces_its_egress_socket_ends_and_its_diff_is_verified(
+    embedded: Fleet, model_server: str
+) -> None:
+    """Closing the gate raised on the folder: the attempt's model gate stayed open and `fleet up` never ended."""
+    fleet = embedded
+    repo = fleet.tmp / "calc"
+    write_sample_repo(repo)
+    fleet.run("repo", "add", "calc", str(repo), "--test-cmd", SAMPLE_TEST_CMD, "--agent-network", "on")
+    probe = fleet.tmp / "replace-gate.sh"
+    probe.write_text(GATE_REPLACED.format(fix=scripted("fix-add")))
+    probe.chmod(0o755)
+    [ticket] = fleet.submit(
+        "--repo", "calc", "--title", "t", "--body", ADD, "--agent-cmd", str(probe), "--attempts", "1"
+    )
+    fleet.up()
+    logs = _logs(fleet, ticket["id"])
+    assert "socket replaced" in logs
+    assert fleet.json("show", str(ticket["id"]))["status"] == "needs_review", logs

@@ -21,6 +21,7 @@ from workers.egress_rules import (
     EgressLimits,
     Verdict,
 )
+from workers.pipeline.agent_plan import close_gate
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -231,3 +232,27 @@ BAD_ENTRIES = ["api.anthropic.com", "*.10.0.0.1:443", "http://x.com:80", "[::1]"
 def test_a_bad_allow_list_entry_is_refused(proxy: EgressProxy, socket_dir: Path, entry: str) -> None:
     with pytest.raises(EgressError, match="bad egress allow-list entry"):
         proxy.open(socket_dir / "egress.sock", [entry])
+
+
+def test_a_gate_whose_socket_the_sandbox_replaced_still_closes_and_cuts_its_tunnels(
+    proxy: EgressProxy, socket_dir: Path, model_port: int
+) -> None:
+    """The gate's folder is bound into the sandbox writable: an agent that put a folder where its socket was made the
+    close raise, leaving its tunnels open and the attempt's model gate unclosed (the worker then hung)."""
+    gate = proxy.open(socket_dir / "gate" / "egress.sock", [f"127.0.0.1:{model_port}"])
+    with open_tunnel(gate.socket_path, f"127.0.0.1:{model_port}") as tunnel:
+        gate.socket_path.unlink()
+        (gate.socket_path / "deep").mkdir(parents=True)
+        gate.close()
+        assert tunnel.recv(1) == b""
+    assert (gate.socket_path / "deep").is_dir()  # what the agent made is its folder's to remove (close_gate)
+
+
+def test_an_agents_gate_folder_goes_with_whatever_the_agent_left_there(proxy: EgressProxy, socket_dir: Path) -> None:
+    """Left, it stayed on the host's /tmp (memory, often) until the worker stopped: a write outside the attempt."""
+    gate = proxy.open(socket_dir / "7" / "egress.sock", ["127.0.0.1:1"])
+    (gate.socket_path.parent / "left.bin").write_bytes(b"x" * 4096)
+    gate.socket_path.unlink()
+    gate.socket_path.mkdir()
+    close_gate(gate)
+    assert not gate.socket_path.parent.exists()

@@ -7,10 +7,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from system.files import remove_tree
 from system.sandbox import toolchain_roots, wants_network
 from workers.agent_sandbox import AgentSandbox, SandboxPlan, build_sandbox
 from workers.agents.base import AgentOptions
 from workers.agents.contracts import Agent
+from workers.egress import EgressGate
 from workers.pipeline.job import Job, declared_paths, hidden_paths, why_unsandboxed
 from workers.runtime import WorkerRuntime
 from workers.worktree import Worktree
@@ -49,8 +51,17 @@ def agent_sandbox(
         return sandbox, sandbox.warning  # a warning when libseccomp is missing
     except BaseException:
         if gate is not None:
-            gate.close()
+            close_gate(gate)
         raise
+
+
+def close_gate(gate: EgressGate) -> None:
+    """Close the agent's egress gate and remove its folder: bound into the sandbox writable, whatever the agent left
+    there (on the host's /tmp) would stay until the worker stops."""
+    try:
+        gate.close()
+    finally:
+        remove_tree(gate.socket_path.parent)
 
 
 def _egress_allow(rt: WorkerRuntime, job: Job, agent: Agent) -> list[str]:

@@ -32,7 +32,7 @@ from workers.agents.outcome import crash_reason
 from workers.cgroups import attempt_cgroup
 from workers.group_writer import GroupWriter
 from workers.journal import AGENT
-from workers.pipeline.agent_plan import agent_limits, agent_options, agent_sandbox
+from workers.pipeline.agent_plan import agent_limits, agent_options, agent_sandbox, close_gate
 from workers.pipeline.baselines import context_pack
 from workers.pipeline.job import (
     Job,
@@ -141,9 +141,11 @@ def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, di
             try:
                 result = agent.run(task)
             finally:
-                if sandbox.gate is not None:
-                    sandbox.gate.close()
-                model_gate.close()
+                try:
+                    if sandbox.gate is not None:
+                        close_gate(sandbox.gate)
+                finally:
+                    model_gate.close()
             rt.refills.take()  # from here to the next agent's start, this slot goes in turn (workers/refills)
             breach = cgroup.breach() if cgroup else None
         if breach and not result.cancelled:
