@@ -120,12 +120,17 @@ class VerificationResult:
 
 
 def run_baseline(
-    checkout: Path, spec: VerifySpec, report_dir: Path, cancelled: threading.Event | None = None
+    checkout: Path,
+    spec: VerifySpec,
+    report_dir: Path,
+    cancelled: threading.Event | None = None,
+    cached: bool = True,
 ) -> TestRun:
     """Run the tests (hidden ones included) on a clean checkout of the base commit, its environment set up before
-    the hidden tests are added, as a candidate's is."""
+    the hidden tests are added, as a candidate's is. cached: the environment may come from the cache and go into it;
+    False for a commit that holds diffs (a merge build), whose setup built their code under the base's key."""
     try:
-        prepare(checkout, spec, "the baseline checkout", cancelled, report_dir, cached=True)
+        prepare(checkout, spec, "the baseline checkout", cancelled, report_dir, cached=cached)
     except SetupFailed as exc:
         return TestRun({}, None, False, "", 0.0, error=str(exc))
     try:

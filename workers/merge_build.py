@@ -137,7 +137,9 @@ def _run(rt: WorkerRuntime, job: Job, entry_id: int, build: str, chain: Chain, c
         with rt.ports.lease(job.ports) as ports:
             spec = job_spec(rt, job, ports.env())
             with pool.lease(build) as checkout:
-                run = run_baseline(checkout.path, spec, report_dir, cancel)
+                # The build holds the queued diffs: an environment built from their code is never saved under the
+                # key of the base's files, where every later verification at the base would restore it.
+                run = run_baseline(checkout.path, spec, report_dir, cancel, cached=False)
                 known = set(job.repo_settings.known_failures)
                 failures = [t for t in run.failures if t not in known]
                 suspects = named_files(checkout.path, [run.results[t] for t in failures])
