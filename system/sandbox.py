@@ -68,6 +68,9 @@ CREDENTIAL_STORES = (
 )  # fmt: skip
 TOOLCHAIN_LEAVES = ("bin", "sbin", "shims", ".bin")  # .bin: an npm prefix's node_modules/.bin
 FLEET_PACKAGES = ("system", "db", "verification", "workers", "orchestrator")
+# The kernel's settings (core_pattern runs a program as the host's root at the next crash) and its SysRq trigger:
+# a sandbox of a root worker is the host's root to the permission checks of /proc/sys, where bwrap covers neither.
+PROC_COVERS = ("--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger")
 HARDENING = (
     "--unshare-user", "--disable-userns", "--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc",
     "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session",
@@ -194,7 +197,7 @@ def _shown(readable: tuple[Path, ...], hidden: tuple[Path, ...]) -> tuple[str, .
     if exe is None:
         raise FileNotFoundError("bwrap")
     shown = _existing(readable)
-    argv = [exe, *HARDENING, *_system_binds(), "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    argv = [exe, *HARDENING, *_system_binds(), "--dev", "/dev", "--proc", "/proc", *PROC_COVERS, "--tmpfs", "/tmp"]
     argv += _binds("--ro-bind", shown)
     return (*argv, *_covers(hidden, [*shown, *map(Path, SYSTEM)]))
 

@@ -368,3 +368,20 @@ def test_what_only_its_owner_may_read_in_etc_is_covered(etc_secrets: tuple[str, 
     for secret in secrets:
         assert canary not in sandbox.run(f"cat {secret} 2>&1").stdout, secret
     assert sandbox.run("test -r /etc/passwd && echo shown").stdout.strip() == "shown"  # what all may read stays
+
+
+def test_the_kernels_settings_cannot_be_opened_for_writing(sandbox: Sandbox) -> None:
+    """A root worker's sandbox is the host's root to /proc/sys's permission checks: it could set core_pattern, and
+    the kernel runs that program as the host's root at the next crash. Only opened here: nothing is written."""
+    code = """
+import os
+for path in ("/proc/sys/kernel/core_pattern", "/proc/sys/fs/file-max", "/proc/sys/vm/drop_caches"):
+    try:
+        os.close(os.open(path, os.O_WRONLY))
+        print(path, "OPENED")
+    except OSError as exc:
+        print(path, type(exc).__name__)
+"""
+    lines = sandbox.python(code).splitlines()
+    assert len(lines) == 3 and not any(line.endswith("OPENED") for line in lines), lines
+    assert sandbox.run("cat /proc/sys/kernel/osrelease").stdout.strip() == os.uname().release  # still readable
