@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -215,3 +216,20 @@ def required_program(name: str, search_path: str | None) -> str:
     if program is None:
         raise FileNotFoundError(f"{name} is not in any absolute folder of the PATH")
     return program
+
+
+def private_in(root: Path) -> list[Path]:
+    """What under root others may not read or enter, the highest such folder for what it holds. For a sandbox's /etc
+    (system/sandbox.py): a sandbox is its worker's user in a namespace of its own, so a file there only that user may
+    read (an SSH host key, a VPN's or a TLS certificate's private key, a cluster's admin config; for a root worker
+    anything root's alone) was read through its owner's permission."""
+    found: list[Path] = []
+    for folder, dirs, files in walk(root):
+        for name in [*dirs, *files]:
+            with contextlib.suppress(OSError):
+                mode = os.lstat(os.path.join(folder, name)).st_mode
+                wanted = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+                if (stat.S_ISDIR(mode) or stat.S_ISREG(mode)) and mode & wanted != wanted:
+                    found.append(Path(folder, name))
+        dirs[:] = [name for name in dirs if Path(folder, name) not in found]
+    return found

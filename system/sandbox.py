@@ -22,11 +22,9 @@ The environment is the caller's allow-list (workers/agents/base.py agent_env, ve
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
-import stat
 import subprocess
 import sys
 import threading
@@ -34,7 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from system.files import program_on, walk
+from system.files import private_in, program_on
 from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT, copy_slot
 from system.seccomp import SeccompUnavailable, filter_program
 
@@ -54,7 +52,7 @@ SHORT_OF_RESOURCES = ("Resource temporarily unavailable", "Cannot allocate memor
 
 SYSTEM = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # Readable by root alone, and a root worker's sandbox is root in its own namespace: covered, as is whatever else in
-# /etc others may not read (private_in_etc).
+# /etc others may not read (private_in).
 ETC_SECRETS = (
     "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers", "/etc/sudoers.d",
     "/etc/ssl/private", "/etc/credstore", "/etc/credstore.encrypted", "/etc/redis", "/etc/mysql/debian.cnf",
@@ -68,9 +66,20 @@ CREDENTIAL_STORES = (
 )  # fmt: skip
 TOOLCHAIN_LEAVES = ("bin", "sbin", "shims", ".bin")  # .bin: an npm prefix's node_modules/.bin
 FLEET_PACKAGES = ("system", "db", "verification", "workers", "orchestrator")
-# The kernel's settings (core_pattern runs a program as the host's root at the next crash) and its SysRq trigger:
-# a sandbox of a root worker is the host's root to the permission checks of /proc/sys, where bwrap covers neither.
+# A root worker's sandbox is the host's root to /proc's permission checks, which bwrap covers only in part: the
+# kernel's settings (core_pattern runs a program as the host's root at a crash) and SysRq go read-only, and what only
+# root may read is emptied (the host's timers name its processes, vmallocinfo gives the kernel's addresses).
 PROC_COVERS = ("--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger")
+PROC_SECRETS = (
+    "timer_list",
+    "vmallocinfo",
+    "slabinfo",
+    "pagetypeinfo",
+    "sched_debug",
+    "keys",
+    "kcore",
+    "latency_stats",
+)
 HARDENING = (
     "--unshare-user", "--disable-userns", "--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc",
     "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session",
@@ -198,6 +207,7 @@ def _shown(readable: tuple[Path, ...], hidden: tuple[Path, ...]) -> tuple[str, .
         raise FileNotFoundError("bwrap")
     shown = _existing(readable)
     argv = [exe, *HARDENING, *_system_binds(), "--dev", "/dev", "--proc", "/proc", *PROC_COVERS, "--tmpfs", "/tmp"]
+    argv += [arg for name in PROC_SECRETS if os.path.exists(f"/proc/{name}") for arg in _empty(f"/proc/{name}")]
     argv += _binds("--ro-bind", shown)
     return (*argv, *_covers(hidden, [*shown, *map(Path, SYSTEM)]))
 
@@ -258,31 +268,15 @@ def _existing(paths: Iterable[Path]) -> list[Path]:
 def _covers(hidden: Sequence[Path], shown: Sequence[Path]) -> list[str]:
     """Hidden folders (an empty tmpfs of the sandbox's own) and files (an empty file) inside a shown folder."""
     args: list[str] = []
-    for path in _existing([*hidden, *map(Path, ETC_SECRETS), *private_in_etc()]):
+    for path in _existing([*hidden, *map(Path, ETC_SECRETS), *private_in(Path("/etc"))]):
         if not any(path.is_relative_to(folder) for folder in shown):
             continue  # not shown in the first place
-        if path.is_dir():
-            args += ["--tmpfs", str(path)]
-        else:
-            args += ["--ro-bind", "/dev/null", str(path)]
+        args += ["--tmpfs", str(path)] if path.is_dir() else _empty(str(path))
     return args
 
 
-def private_in_etc(etc: Path = Path("/etc")) -> list[Path]:
-    """What in etc others may not read or enter, the highest such folder for what it holds: a sandbox is its worker's
-    user in a namespace of its own, so a file only that user may read there (an SSH host key, a VPN's or a TLS
-    certificate's private key, a cluster's admin config; for a root worker anything root's alone) was read through
-    its owner's permission. ETC_SECRETS named a few; this asks the modes."""
-    found: list[Path] = []
-    for folder, dirs, files in walk(etc):
-        for name in [*dirs, *files]:
-            with contextlib.suppress(OSError):
-                mode = os.lstat(os.path.join(folder, name)).st_mode
-                wanted = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
-                if (stat.S_ISDIR(mode) or stat.S_ISREG(mode)) and mode & wanted != wanted:
-                    found.append(Path(folder, name))
-        dirs[:] = [name for name in dirs if Path(folder, name) not in found]
-    return found
+def _empty(path: str) -> list[str]:
+    return ["--ro-bind", "/dev/null", path]
 
 
 def toolchain_roots(path_var: str, commands: Sequence[str] = (), declared: Sequence[Path] = ()) -> tuple[Path, ...]:
