@@ -48,6 +48,7 @@ class Delivered:
     pr_url: str = ""
     pr_number: int | None = None
     notes: list[str] = field(default_factory=list)
+    mirror: str = ""  # where the branch is when it is in Fleet's mirror (a repository registered by URL)
 
 
 def branch_name(ticket_id: int) -> str:
@@ -101,6 +102,7 @@ def _local_branch(mirror: Path, item: Shipment, done: Delivered) -> Delivered:
         git("push", "--force", "--end-of-options", target, f"{done.commit}:refs/heads/{done.branch}", cwd=mirror)
     except GitError as exc:
         raise FleetError(f"could not create branch {done.branch} in {target}: {exc.stderr or exc}") from None
+    done.mirror = target if is_url(item.source) else ""
     return done
 
 

@@ -48,6 +48,7 @@ class Decision:
     attempt: int | None = None
     pr_url: str = ""
     queued_to: str = ""  # the branch the merge queue lands it on (deliver = merge): nothing landed yet
+    mirror: str = ""  # the branch is in Fleet's mirror there, not in a folder of the user's (registered by URL)
 
     def view(self) -> dict[str, Any]:
         view: dict[str, Any] = {"id": self.ticket, "status": self.status.value, "chosen": self.chosen}
@@ -206,7 +207,8 @@ def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str, cho
         )
         attempt_id, chosen = best.id, chosen_attempt(best)
     done = delivery.deliver(settings, item)
-    where = f"branch {done.branch}" + (f" pushed to {done.remote}" if done.remote else "")
+    where = f"branch {done.branch}" + (f" in Fleet's mirror {done.mirror}" if done.mirror else "")
+    where += f" pushed to {done.remote}" if done.remote else ""
     where += f"; pull request {done.pr_url}" if done.pr_url else ""
     with db.session() as s:
         ticket = queries.get_ticket(s, ticket_id)
@@ -224,7 +226,13 @@ def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str, cho
         )
         queries.log_event(s, "approved", where, ticket_id=ticket_id, attempt_id=attempt_id, actor=reviewer)
     return Decision(
-        ticket_id, TicketStatus.APPROVED, chosen, branch=done.branch, commit=done.commit, pr_url=done.pr_url
+        ticket_id,
+        TicketStatus.APPROVED,
+        chosen,
+        branch=done.branch,
+        commit=done.commit,
+        pr_url=done.pr_url,
+        mirror=done.mirror,
     )
 
 

@@ -23,11 +23,17 @@ def checked_source(given: str) -> str:
             raise FleetError(f"{shown} is not a repository URL Fleet can fetch: {problem}")
         return given
     path = Path(given).expanduser().resolve()
+    if not path.exists():
+        raise FleetError(f"{given} does not exist")
     root = repository_root(path)
     if root is None:
-        raise FleetError(f"{given} is not a git repository")
+        raise FleetError(f"{given} is not a git repository (`git init` it and commit, or give the repository's folder)")
     if root != path:
         raise FleetError(f"{given} is inside the git repository {root}; register {root} itself")
+    try:
+        resolve_commit(path, "HEAD")
+    except NoCommit:
+        raise FleetError(f"{given} has no commit yet: commit the code and its tests, then add it") from None
     return str(path)
 
 

@@ -47,6 +47,10 @@ class Place:
         """Where this Fleet keeps its state, and why there: for the commands that found nothing."""
         if self.database_url:
             return "the database of FLEET_DATABASE_URL"
+        return self.folder()
+
+    def folder(self) -> str:
+        """The home folder, and why that one: with FLEET_DATABASE_URL it still holds this host's files."""
         chosen = "FLEET_HOME" if os.environ.get("FLEET_HOME") else "the default; FLEET_HOME overrides"
         return f"{resolved(self.home)} ({chosen})"
 

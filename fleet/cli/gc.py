@@ -13,6 +13,7 @@ from orchestrator.errors import FleetError
 
 commands = typer.Typer()
 AGE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([dh]?)")
+MAX_AGE_DAYS = 36500  # a hundred years; a date that far back overflows
 
 
 def age_in_days(text: str) -> float:
@@ -21,7 +22,10 @@ def age_in_days(text: str) -> float:
     if found is None:
         raise FleetError(f"--older-than must be days (30 or 30d) or hours (12h), 0 or more (got {text!r})")
     number = float(found.group(1))
-    return number / 24 if found.group(2) == "h" else number
+    days = number / 24 if found.group(2) == "h" else number
+    if days > MAX_AGE_DAYS:
+        raise FleetError(f"--older-than must be at most {MAX_AGE_DAYS} days (got {text!r})")
+    return days
 
 
 @commands.command("gc")

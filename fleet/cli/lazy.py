@@ -6,6 +6,7 @@ print a line; with this group `--help` imports none of them and `fleet tickets` 
 
 from __future__ import annotations
 
+import difflib
 import gc
 import importlib
 from typing import Any
@@ -139,6 +140,19 @@ class LazyGroup(ReadableGroup):
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """`fleet submti` says "Did you mean 'submit'?" as `fleet repo ad` does: Typer looks for close names only
+        among the commands already loaded, and this group loads none before it runs one."""
+        import typer.core
+
+        try:
+            return super().resolve_command(ctx, args)
+        except typer.core._click.exceptions.UsageError as exc:
+            matches = difflib.get_close_matches(args[0], list(COMMANDS)) if args else []
+            if matches and "Did you mean" not in exc.message:
+                exc.message = f"{exc.message.rstrip('.')}. Did you mean {', '.join(map(repr, matches))}?"
+            raise
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name not in COMMANDS:

@@ -102,10 +102,13 @@ def shown_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def banner(settings: Settings, concurrency: int, until_idle: bool, logfile: str | None) -> list[str]:
+def banner(command: str, settings: Settings, concurrency: int, until_idle: bool, logfile: str | None) -> list[str]:
+    """What `fleet up` or `fleet worker` runs, and where: the home folder is named even when the state is in
+    FLEET_DATABASE_URL's database, since this host's mirrors, worktrees and log are there."""
     broker = f"embedded ({settings.broker_dir})" if settings.embedded else shown_url(settings.broker_url)
+    home = settings.place.folder() + (": this host's mirrors, worktrees and log" if settings.database_url else "")
     lines = [
-        f"fleet up: home {settings.where()}",
+        f"fleet {command}: home {home}",
         f"  database {shown_url(settings.db_url)}",
         f"  broker {broker}",
         f"  one worker process, {plural(concurrency, 'slot')}; "

@@ -53,7 +53,7 @@ def up(
     check_slots(concurrency)
     ctx = Context()
     logging = log_options(ctx.settings, verbose)
-    for line in banner(ctx.settings, concurrency, until_idle, logging.get("logfile")):
+    for line in banner("up", ctx.settings, concurrency, until_idle, logging.get("logfile")):
         out.print(line)
     with reporting(ctx.db) as reporter:
         passes = forge_passes(ctx)
@@ -91,7 +91,7 @@ def worker(
         raise FleetError(f"unknown queue {unknown[0]!r}; one of: agents, verify")
     ctx = Context()
     logging = log_options(ctx.settings, verbose)
-    for line in banner(ctx.settings, concurrency, drain, logging.get("logfile")):
+    for line in banner("worker", ctx.settings, concurrency, drain, logging.get("logfile")):
         out.print(line)
     queues = [names[q] for q in queue] or list(QUEUES)
     passes = forge_passes(ctx)

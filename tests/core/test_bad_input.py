@@ -103,7 +103,7 @@ def test_bad_input_at_the_command_line_is_one_line_and_stores_nothing(embedded: 
     )
     expect = {
         "not git": [f"{fleet.tmp / 'plain'} is not a git repository"],
-        "missing path": [f"{fleet.tmp / 'gone'} is not a git repository"],
+        "missing path": [f"{fleet.tmp / 'gone'} does not exist"],
         "inside a repo": [f"is inside the git repository {repo}"],
         "bad name": ["repo name 'bad name!'", "letters, digits"],
         "duplicate": ["repo 'calc' is already registered"],

@@ -46,7 +46,7 @@ def test_a_repository_registered_by_url_runs_tickets_and_reads_its_fleet_toml(em
 @pytest.mark.parametrize(
     ("url", "says"),
     [
-        ("ext::sh -c touch% /tmp/pwned", "is not a git repository"),
+        ("ext::sh -c touch% /tmp/pwned", "does not exist"),
         ("ssh://-oProxyCommand=touch/x", "may not start with '-'"),
         ("ftp://example.org/repo.git", "not a repository URL"),
         ("http:///repo.git", "names no host"),

@@ -1,0 +1,91 @@
+"""What a newcomer meets following the README: typos, ids past any row, a folder that is not a repository yet,
+where an approved branch went, and what `fleet worker` says it runs."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.core.conftest import Fleet, scripted
+from tests.core.test_bad_input import assert_one_line_error, run_all
+from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
+
+ADD = "tests/test_calc.py::test_add"
+PAST_64_BITS = "99999999999999999999999"
+
+
+def test_an_id_past_64_bits_is_one_line_not_a_traceback(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    commands = {
+        "show": ["show", PAST_64_BITS],
+        "logs": ["logs", PAST_64_BITS],
+        "cancel": ["cancel", PAST_64_BITS],
+        "retry": ["retry", PAST_64_BITS],
+        "review show": ["review", "show", PAST_64_BITS],
+        "approve": ["review", "approve", PAST_64_BITS],
+        "reject": ["review", "reject", PAST_64_BITS, "--feedback", "x"],
+        "tickets": ["tickets", "--before", PAST_64_BITS],
+        "token revoke": ["token", "revoke", PAST_64_BITS],
+        "merge eject": ["merge", "eject", PAST_64_BITS],
+    }
+    for name, proc in run_all(fleet, commands).items():
+        assert "Traceback" not in proc.stderr, name
+        assert_one_line_error(proc, "a number given is out of range (an id is at most 9223372036854775807)")
+    gc = fleet.run("gc", "--older-than", PAST_64_BITS, check=False)
+    assert_one_line_error(gc, f"--older-than must be at most 36500 days (got '{PAST_64_BITS}')")
+
+
+def test_a_mistyped_command_names_the_one_meant(embedded: Fleet) -> None:
+    # The installed `fleet` (a process of its own): its top-level group loads a command's module only to run it.
+    typo = embedded.cli_subprocess("submti", "--repo", "calc", check=False)
+    assert typo.returncode == 2
+    assert "No such command 'submti'. Did you mean 'submit'?" in typo.stderr
+    unlike = embedded.cli_subprocess("xyzzy", check=False)
+    assert unlike.returncode == 2 and "No such command 'xyzzy'." in unlike.stderr
+    assert "Did you mean" not in unlike.stderr
+
+
+def test_repo_add_says_a_folder_is_missing_or_has_no_commit_yet(embedded: Fleet) -> None:
+    fleet = embedded
+    empty = fleet.tmp / "empty"
+    empty.mkdir()
+    subprocess.run(["git", "init", "-q", str(empty)], check=True)
+    results = run_all(
+        fleet,
+        {
+            "missing": ["repo", "add", "gone", str(fleet.tmp / "gone"), "--test-cmd", "true"],
+            "no commit": ["repo", "add", "empty", str(empty), "--test-cmd", "true"],
+        },
+    )
+    assert_one_line_error(results["missing"], f"{fleet.tmp / 'gone'} does not exist")
+    assert_one_line_error(results["no commit"], f"{empty} has no commit yet: commit the code and its tests")
+    assert fleet.json("repo", "list") == []  # not registered only for every ticket to fail at submit
+
+
+def test_approving_a_repository_registered_by_url_says_where_its_branch_is(embedded: Fleet) -> None:
+    fleet = embedded
+    origin = fleet.tmp / "origin"
+    write_sample_repo(origin)
+    fleet.run("repo", "add", "calc", f"file://{origin}", "--test-cmd", SAMPLE_TEST_CMD)
+    [ticket] = fleet.submit("--repo", "calc", "--title", "fix add", "--body", ADD, "--agent-cmd", scripted("fix-add"))
+    fleet.up(concurrency=1)
+    approved = fleet.run("review", "approve", str(ticket["id"])).stdout.strip()
+    branch = f"fleet/ticket-{ticket['id']}"
+    prefix = f"ticket {ticket['id']} approved: branch {branch} in Fleet's mirror "
+    assert approved.startswith(prefix), approved
+    mirror = approved.removeprefix(prefix).split(" ")[0]
+    assert approved.endswith(f"(`git fetch {mirror} {branch}`)")
+    fetched = subprocess.run(["git", "-C", str(origin), "fetch", "-q", mirror, branch], capture_output=True, text=True)
+    assert fetched.returncode == 0, fetched.stderr  # the line says where the branch is, and it is there
+    assert branch not in subprocess.run(["git", "-C", str(origin), "branch"], capture_output=True, text=True).stdout
+    [shown] = fleet.json("tickets")
+    assert f"branch {branch} in Fleet's mirror {mirror}" in shown["reason"]
+
+
+def test_a_team_worker_names_itself_and_the_folder_of_its_files(team: Fleet) -> None:
+    fleet = team
+    started = fleet.run("worker", "--drain", "--concurrency", "1")
+    lines = started.stdout.splitlines()
+    assert lines[0] == f"fleet worker: home {fleet.home} (FLEET_HOME): this host's mirrors, worktrees and log"
+    assert lines[1] == f"  database {fleet.database_url}"
+    assert f"  worker log {fleet.home}/logs/worker.log (-v shows it here)" in lines
