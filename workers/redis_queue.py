@@ -15,8 +15,13 @@ def queue_keys(queue: str) -> list[str]:
     return [queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
 
 
+class BrokerUnreachable(Exception):
+    """The Redis broker did not answer; the message says why (never its password: redis-py names host and port)."""
+
+
 def depths(url: str) -> dict[str, int | None]:
-    """Messages waiting per queue; None for each when the broker does not answer."""
+    """Messages waiting per queue; BrokerUnreachable when the broker does not answer, so that `fleet status` says
+    why instead of showing no count."""
     import redis
 
     client = redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=2.0)
@@ -26,8 +31,8 @@ def depths(url: str) -> dict[str, int | None]:
                 for key in queue_keys(queue):
                     pipe.llen(key)
             counts = iter(pipe.execute())
-    except redis.RedisError:
-        return dict.fromkeys(QUEUES, None)
+    except redis.RedisError as exc:
+        raise BrokerUnreachable(f"the broker does not answer ({exc})") from None
     finally:
         client.close()
     return {queue: sum(next(counts) for _ in PRIORITY_STEPS) for queue in QUEUES}

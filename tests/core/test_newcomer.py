@@ -3,8 +3,11 @@ where an approved branch went, and what `fleet worker` says it runs."""
 
 from __future__ import annotations
 
+import re
 import subprocess
+from pathlib import Path
 
+from tests.conftest import make_test_fleet
 from tests.core.conftest import Fleet, scripted
 from tests.core.test_bad_input import assert_one_line_error, run_all
 from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
@@ -89,3 +92,12 @@ def test_a_team_worker_names_itself_and_the_folder_of_its_files(team: Fleet) -> 
     assert lines[0] == f"fleet worker: home {fleet.home} (FLEET_HOME): this host's mirrors, worktrees and log"
     assert lines[1] == f"  database {fleet.database_url}"
     assert f"  worker log {fleet.home}/logs/worker.log (-v shows it here)" in lines
+
+
+def test_status_says_why_it_has_no_count_of_a_redis_broker_that_does_not_answer(tmp_path: Path) -> None:
+    fleet = make_test_fleet(tmp_path, broker_url="redis://:hunter2@127.0.0.1:9/0")
+    shown = fleet.run("status").stdout
+    assert re.search(
+        r"^queue error +the broker does not answer \(Error 111 connecting to 127\.0\.0\.1:9\.", shown, re.M
+    )
+    assert "fleet.agents" not in shown and "hunter2" not in shown, shown

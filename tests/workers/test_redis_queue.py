@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from kombu.transport import redis as kombu_redis
 
 from system.settings import Settings
 from workers.celery_app import create_app
 from workers.constants import AGENT_QUEUE, RUN_AGENT_TASK, VERIFY_QUEUE
 from workers.queue import ROUTES, Dispatcher
-from workers.redis_queue import PRIORITY_SEP, PRIORITY_STEPS, depths
+from workers.redis_queue import PRIORITY_SEP, PRIORITY_STEPS, BrokerUnreachable, depths
 
 
 def test_the_lists_are_named_as_kombu_names_them() -> None:
@@ -26,5 +27,6 @@ def test_depths_count_every_message_sent_at_every_priority(redis_url: str, tmp_p
     assert depths(redis_url) == {AGENT_QUEUE: 3, VERIFY_QUEUE: 1} == dispatcher.queue_depths()
 
 
-def test_a_broker_that_does_not_answer_is_no_count() -> None:
-    assert depths("redis://127.0.0.1:9/0") == {AGENT_QUEUE: None, VERIFY_QUEUE: None}
+def test_a_broker_that_does_not_answer_says_why() -> None:
+    with pytest.raises(BrokerUnreachable, match=r"the broker does not answer \(Error 111 connecting to 127.0.0.1:9"):
+        depths("redis://127.0.0.1:9/0")
