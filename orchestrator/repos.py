@@ -121,15 +121,25 @@ def update_repo(db: Database, name: str, changes: RepoSettings, path: str | None
         return views.repo_view(queries.update_repo(s, name, **_columns(source, settings, agents)))
 
 
+def _refuse_unless_removable(s: queries.Session, name: str) -> None:
+    queries.get_repo(s, name)
+    open_ids = [ticket_id for ticket_id, _ in queries.repo_tickets_in(s, name, OPEN)]
+    if open_ids:
+        shown = ", ".join(map(str, open_ids[:10])) + (", ..." if len(open_ids) > 10 else "")
+        raise FleetError(
+            f"repo {name!r} has {views.plural(len(open_ids), 'open ticket')} ({shown}); "
+            f"cancel them first (`fleet cancel --all --repo {name} --include-review`)"
+        )
+
+
+def check_removable(db: Database, name: str) -> None:
+    """What remove_repo would refuse, found before anyone is asked to confirm the removal."""
+    with db.session() as s:
+        _refuse_unless_removable(s, name)
+
+
 def remove_repo(db: Database, name: str) -> int:
     """Forget a repository and its finished tickets; refused while any ticket of it is open or waits for review."""
     with db.session() as s:
-        queries.get_repo(s, name)
-        open_ids = [ticket_id for ticket_id, _ in queries.repo_tickets_in(s, name, OPEN)]
-        if open_ids:
-            shown = ", ".join(map(str, open_ids[:10])) + (", ..." if len(open_ids) > 10 else "")
-            raise FleetError(
-                f"repo {name!r} has {views.plural(len(open_ids), 'open ticket')} ({shown}); "
-                f"cancel them first (`fleet cancel --all --repo {name} --include-review`)"
-            )
+        _refuse_unless_removable(s, name)
         return queries.delete_repo(s, name)

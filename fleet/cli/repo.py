@@ -13,7 +13,7 @@ from fleet.cli.cells import columns
 from fleet.cli.console import JsonFlag, YesFlag, confirm, one_line_errors, out, print_json
 from fleet.cli.context import Context, spec_from
 from orchestrator import views
-from orchestrator.repos import register_repo, remove_repo, update_repo
+from orchestrator.repos import check_removable, register_repo, remove_repo, update_repo
 
 app = typer.Typer(no_args_is_help=True, help="Register, change, remove and list repositories.")
 
@@ -123,6 +123,7 @@ def repo_remove(
 ) -> None:
     """Forget a repository and its finished tickets (refused while any ticket of it is open); the folder stays."""
     ctx = Context()
+    check_removable(ctx.db, name)  # an unknown repo or an open ticket is said before the question, not after it
     confirm(f"Remove repo {name} and the record of its finished tickets?", yes)
     gone = remove_repo(ctx.db, name)
     if as_json:

@@ -134,8 +134,8 @@ def test_a_repo_is_updated_in_place_and_removed_only_without_open_tickets(embedd
     [ticket] = fleet.submit("--repo", "calc", "--title", "t", "--agent-cmd", "true")
     refused = fleet.run("repo", "remove", "calc", "--yes", check=False)
     assert_one_line_error(refused, f"repo 'calc' has 1 open ticket ({ticket['id']}); cancel them first")
-    assert_one_line_error(fleet.run("repo", "remove", "calc", check=False), "add --yes")
     fleet.run("cancel", str(ticket["id"]))
+    assert_one_line_error(fleet.run("repo", "remove", "calc", check=False), "add --yes")
     assert fleet.json("repo", "remove", "calc", "--yes") == {"removed": "calc", "tickets": 1}
     assert fleet.json("repo", "list") == [] and fleet.json("tickets") == []
     assert (fleet.tmp / "calc" / ".git").is_dir()

@@ -101,3 +101,14 @@ def test_status_says_why_it_has_no_count_of_a_redis_broker_that_does_not_answer(
         r"^queue error +the broker does not answer \(Error 111 connecting to 127\.0\.0\.1:9\.", shown, re.M
     )
     assert "fleet.agents" not in shown and "hunter2" not in shown, shown
+
+
+def test_repo_remove_refuses_an_unknown_repo_or_an_open_ticket_before_asking(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    fleet.submit("--repo", "calc", "--title", "open", "--agent-cmd", "true")
+    unknown = fleet.run("repo", "remove", "nope", check=False)  # no terminal to ask on, and no --yes
+    assert_one_line_error(unknown, "unknown repo 'nope' (known: calc)")
+    busy = fleet.run("repo", "remove", "calc", check=False)
+    assert_one_line_error(busy, "repo 'calc' has 1 open ticket (1); cancel them first")
+    assert "Not asked" not in unknown.stderr + busy.stderr
