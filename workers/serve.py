@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -33,6 +34,10 @@ IDLE_JOIN_SECONDS = 5.0  # for the idle check's database read in flight when the
 # Celery threads beyond the agent slots: they only hand verifications to the runtime's own budget, so a
 # verification message never waits for an agent to end before it is taken.
 HANDOFF_THREADS = 2
+AS_ROOT = (
+    "note: this worker runs as root; a worker host is better served by a user of its own "
+    "(Fleet's Dockerfile runs it as `fleet`)"
+)
 INTERRUPTED = 1  # the exit code after Ctrl-C, as Celery's own handler gave it
 
 
@@ -144,8 +149,10 @@ def serve(
 
     Celery's logging goes to logfile when one is given (the command line shows its own progress instead); announce
     shows what a stop does (the command line prints it)."""
-    if settings.embedded:  # one user's own machine: Celery's advice against running as root is noise here
-        warnings.filterwarnings("ignore", category=SecurityWarning)
+    # Celery's advice against root names a --uid option `fleet worker` has not; a team's worker is told in one line.
+    warnings.filterwarnings("ignore", category=SecurityWarning)
+    if not settings.embedded and os.geteuid() == 0:
+        announce(AS_ROOT)
     celery.worker.state.should_stop = None  # a previous serve() in this process may have set it
     more_descriptors()
     named = _broker_client_name(settings, until_idle)

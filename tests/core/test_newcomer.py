@@ -3,6 +3,7 @@ where an approved branch went, and what `fleet worker` says it runs."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -11,6 +12,7 @@ from tests.conftest import make_test_fleet
 from tests.core.conftest import Fleet, scripted
 from tests.core.test_bad_input import assert_one_line_error, run_all
 from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
+from workers.serve import AS_ROOT
 
 ADD = "tests/test_calc.py::test_add"
 PAST_64_BITS = "99999999999999999999999"
@@ -92,6 +94,8 @@ def test_a_team_worker_names_itself_and_the_folder_of_its_files(team: Fleet) -> 
     assert lines[0] == f"fleet worker: home {fleet.home} (FLEET_HOME): this host's mirrors, worktrees and log"
     assert lines[1] == f"  database {fleet.database_url}"
     assert f"  worker log {fleet.home}/logs/worker.log (-v shows it here)" in lines
+    assert "--uid" not in started.stderr  # Celery's advice names an option `fleet worker` has not
+    assert (AS_ROOT in lines) == (os.geteuid() == 0)
 
 
 def test_status_says_why_it_has_no_count_of_a_redis_broker_that_does_not_answer(tmp_path: Path) -> None:
