@@ -149,6 +149,8 @@ class Reporter:
         self.stopped = threading.Event()
         self.handed_back = 0  # the attempts the workers put back in line as they stopped, for the summary
         self.thread = threading.Thread(target=self._loop, daemon=True, name="fleet-progress")
+        self.drawing = threading.Lock()  # a line said (a stop, from the signal's thread) and the live line's redraw
+        self.drawn = ""
 
     def current(self) -> Progress:
         return progress(self.start, snapshot(self.db), time.monotonic() - self.started)
@@ -158,15 +160,23 @@ class Reporter:
         now, last, last_at = progress(self.start, self.start, 0.0), "", 0.0
         while True:
             counts = replace(now, eta_seconds=None).line()  # a new ETA alone is no news for a log
-            if self.live:
-                self.stream.write("\r\x1b[K" + now.line())
-            elif counts != last or time.monotonic() - last_at >= PLAIN_EVERY_SECONDS:
-                self.stream.write(now.line() + "\n")
-                last, last_at = counts, time.monotonic()
-            self.stream.flush()
+            with self.drawing:
+                if self.live:
+                    self.drawn = now.line()
+                    self.stream.write("\r\x1b[K" + self.drawn)
+                elif counts != last or time.monotonic() - last_at >= PLAIN_EVERY_SECONDS:
+                    self.stream.write(now.line() + "\n")
+                    last, last_at = counts, time.monotonic()
+                self.stream.flush()
             if self.stopped.wait(self.interval):
                 return
             now = self.current()
+
+    def say(self, line: str) -> None:
+        """A line of its own (what a stop does): in a terminal above the live line, which is drawn again under it."""
+        with self.drawing:
+            self.stream.write(("\r\x1b[K" + line + "\n" + self.drawn) if self.live else line + "\n")
+            self.stream.flush()
 
     def finish(self) -> list[str]:
         self.stopped.set()

@@ -58,7 +58,7 @@ def up(
     with reporting(ctx.db) as reporter:
         passes = forge_passes(ctx)
         served = serve(
-            ctx.settings, ctx.db, concurrency, until_idle=until_idle, passes=passes, announce=out.print, **logging
+            ctx.settings, ctx.db, concurrency, until_idle=until_idle, passes=passes, announce=reporter.say, **logging
         )
         reporter.handed_back = served.handed_back
     raise typer.Exit(served.exit_code)

@@ -84,3 +84,19 @@ def test_counts_read_as_people_write_them_and_a_cancelled_ticket_is_counted() ->
     assert "next: `fleet review list` (1 verified diff waiting for review)" in lines
     assert "2 attempts went back in line, no verdict: run `fleet up` to resume" in lines
     assert not any("went back" in line for line in summary(ended, 5.0))
+
+
+def test_in_a_terminal_a_line_said_stands_above_the_live_line_not_at_its_end(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
+    upgrade(db)
+    screen = Terminal()
+    reporter = Reporter(db, screen, interval=3600.0)  # the first line only, then what is said
+    reporter.thread.start()
+    wait = time.monotonic() + 10
+    while not screen.getvalue() and time.monotonic() < wait:
+        time.sleep(0.01)
+    reporter.say("stopping: no new work")
+    reporter.finish()
+    db.dispose()
+    live = "tickets 0/0 done · 0 attempts at work · 0 verified · 0 failed · 0 errored · $0.00"
+    assert screen.getvalue() == f"\r\x1b[K{live}\r\x1b[Kstopping: no new work\n{live}\r\x1b[K"
