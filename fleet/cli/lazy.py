@@ -44,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "retry": (
         "fleet.cli.tickets",
         "commands",
-        "Start a failed, errored or cancelled ticket again, with a fresh attempt budget.",
+        "Start a failed, errored, cancelled or rejected ticket again, with a fresh attempt budget.",
     ),
     "up": (
         "fleet.cli.workers",

@@ -165,7 +165,7 @@ def _cancel_one(ctx: Context, ticket_id: int, spare_review: bool) -> str:
 @commands.command()
 @one_line_errors
 def retry(ticket: int, as_json: JsonFlag = False) -> None:
-    """Start a failed, errored or cancelled ticket again, with a fresh attempt budget."""
+    """Start a failed, errored, cancelled or rejected ticket again, with a fresh attempt budget."""
     ctx = Context()
     attempts = reviews.retry(ctx.db, ctx.dispatcher, ctx.settings, ticket, actor())
     if as_json:
