@@ -114,6 +114,8 @@ TICKET = Table(
     _T.QUEUED,
     (
         *_edges("start", [_T.QUEUED], _T.RUNNING),
+        # its last running attempt went back in line with no verdict (its worker stopped, or its lease lapsed)
+        *_edges("hand_back", [_T.RUNNING], _T.QUEUED),
         *_edges("settle", [_T.RUNNING], _T.NEEDS_REVIEW),
         *_edges("settle", [_T.RUNNING], _T.FAILED),
         *_edges("settle", [_T.QUEUED, _T.RUNNING], _T.ERROR),

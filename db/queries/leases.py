@@ -21,6 +21,7 @@ from db.lifecycle import (
     RunStatus,
 )
 from db.models import Attempt, Run, Ticket, utcnow
+from db.queries.tickets import hand_back_tickets
 
 _ATTEMPTS = cast(Table, Attempt.__table__)
 _START_AGENTS = (
@@ -126,11 +127,15 @@ def _advance_statement(to: AttemptStatus, columns: tuple[str, ...]) -> Update:
     return update(Attempt).where(*held, one_of(Attempt.status, sources)).values(**moved, **RELEASED, **new)
 
 
-def release(s: Session, attempt_id: int, lease: Lease) -> AttemptStatus | None:
+def release(s: Session, attempt_id: int, lease: Lease, why: str = "its worker stopped") -> AttemptStatus | None:
     """Hand a leased attempt back, with no verdict, for the scheduler to send again; None if the lease was lost.
 
-    What the attempt already recorded (a finished agent's outcome) stays on the row."""
-    row = s.execute(select(Attempt.status).where(Attempt.id == attempt_id, Attempt.lease_token == lease.token)).first()
+    What the attempt already recorded (a finished agent's outcome) stays on the row. Its ticket is queued again
+    when no other attempt of it is at work (why says what stopped them)."""
+    found = select(Attempt.status, Attempt.ticket_id).where(
+        Attempt.id == attempt_id, Attempt.lease_token == lease.token
+    )
+    row = s.execute(found).first()
     if row is None or AttemptStatus(row[0]) not in LEASED_ATTEMPT:
         return None
     waiting = lifecycle.ATTEMPT.moves("expire")[AttemptStatus(row[0])]
@@ -140,7 +145,10 @@ def release(s: Session, attempt_id: int, lease: Lease) -> AttemptStatus | None:
         .where(Attempt.id == attempt_id, Attempt.lease_token == lease.token, Attempt.status.in_(sources))
         .values(**moved, **RELEASED, dispatched_at=None if waiting == AttemptStatus.QUEUED else utcnow())
     )
-    return waiting if _changed(result) == 1 else None
+    if _changed(result) != 1:
+        return None
+    hand_back_tickets(s, [row[1]], f"back in line, no verdict: {why}")
+    return waiting
 
 
 def start_agents(s: Session, picks: Sequence[tuple[int, Lease]]) -> dict[int, int]:
@@ -261,18 +269,22 @@ def cancel_requested(s: Session | Connection, attempt_ids: Iterable[int]) -> set
     return set(s.scalars(_CANCEL_REQUESTED, {"ids": ids})) if ids else set()
 
 
+LAPSED = "back in line, no verdict: its worker's lease lapsed"
+
+
 def expire_leases(s: Session) -> list[tuple[int, AttemptStatus]]:
-    """Put attempts whose lease ran out back in line; returns (id, waiting status) to re-send. In the order of
-    their ids, as every writer of several attempts writes them; a lease renewed meanwhile stays."""
+    """Put attempts whose lease ran out back in line, and their tickets none of whose attempts is at work any more;
+    returns (id, waiting status) to re-send. In the order of their ids, as every writer of several attempts writes
+    them; a lease renewed meanwhile stays."""
     back = lifecycle.ATTEMPT.moves("expire")
     now = utcnow()
     expired = s.execute(
-        select(Attempt.id, Attempt.status, Attempt.lease_token)
+        select(Attempt.id, Attempt.status, Attempt.lease_token, Attempt.ticket_id)
         .where(Attempt.status.in_(LEASED_ATTEMPT), Attempt.lease_expires_at < now)
         .order_by(Attempt.id)
     ).all()
-    requeued = []
-    for attempt_id, status, token in expired:
+    requeued, tickets = [], []
+    for attempt_id, status, token, ticket_id in expired:
         waiting = back[AttemptStatus(status)]
         sources, moved = lifecycle.bulk(waiting, among=[AttemptStatus(status)])
         still_expired = (Attempt.id == attempt_id, Attempt.lease_token == token, Attempt.lease_expires_at < now)
@@ -288,6 +300,8 @@ def expire_leases(s: Session) -> list[tuple[int, AttemptStatus]]:
         )
         if _changed(result) == 1:
             requeued.append((attempt_id, waiting))
+            tickets.append(ticket_id)
+    hand_back_tickets(s, tickets, LAPSED)
     return requeued
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import RowMapping, Select, Table, bindparam, func, insert, select, update
+from sqlalchemy import RowMapping, Select, Table, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from db import lifecycle
 from db.engine import one_of, rows
 from db.lifecycle import (
+    LEASED_ATTEMPT,
     OPEN_ATTEMPT,
     RunStatus,
     TicketStatus,
@@ -167,6 +168,29 @@ def start_tickets(s: Session, ticket_ids: Iterable[int]) -> None:
         rows(s).execute(_START_TICKETS, {"tickets": wanted, "now": utcnow()})
 
 
+def hand_back_tickets(s: Session, ticket_ids: Iterable[int], reason: str) -> list[int]:
+    """A running ticket none of whose attempts runs or verifies any more is queued again, with reason: its attempts
+    went back in line with no verdict. Called in the transaction that moved them; returns the tickets moved.
+
+    The tickets are locked first (PostgreSQL): two attempts of one ticket handed back at once each see the other
+    one's move once it is committed, so the last of them moves the ticket."""
+    wanted = sorted(set(ticket_ids))
+    if not wanted:
+        return []
+    conn = rows(s)
+    conn.execute(select(Ticket.id).where(Ticket.id.in_(wanted)).order_by(Ticket.id).with_for_update())
+    values = dict(_HANDED_BACK, status_reason=shown(reason), updated_at=utcnow())
+    moved = conn.scalars(
+        update(Ticket)
+        .where(Ticket.id.in_(wanted), Ticket.status.in_(_HANDED_BACK_FROM), ~_AT_WORK)
+        .values(**values)
+        .returning(Ticket.id)
+    )
+    handed = sorted(moved)
+    log_events(s, [event_row("ticket_queued", shown(reason), ticket_id=ticket_id) for ticket_id in handed])
+    return handed
+
+
 _ATTEMPT_ROWS = attempt_select(
     Attempt.id.label("attempt_id"),
     Attempt.number,
@@ -200,6 +224,10 @@ _START_TICKETS = (
     .where(Ticket.id.in_(bindparam("tickets", expanding=True)), one_of(Ticket.status, _STARTED_FROM))
     .values(**_RUNNING, status_reason="", updated_at=bindparam("now"))
 )
+_HANDED_BACK_FROM, _HANDED_BACK = lifecycle.bulk(
+    TicketStatus.QUEUED, lifecycle.sources(TicketStatus.QUEUED, "hand_back")
+)
+_AT_WORK = exists().where(Attempt.ticket_id == Ticket.id, Attempt.status.in_([a.value for a in LEASED_ATTEMPT]))
 _ATTEMPT_WITH_TICKET = (
     select(Attempt).where(Attempt.id == bindparam("attempt")).options(joinedload(Attempt.run).joinedload(Run.ticket))
 )

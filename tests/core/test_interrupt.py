@@ -1,5 +1,6 @@
 """Ctrl-C on `fleet up`: one line says what the stop does; a second Ctrl-C hands the running attempts back at once,
-waiting with no verdict and no attempt spent, and the next `fleet up` runs them without waiting for a lease."""
+waiting with no verdict and no attempt spent, their tickets `queued` again, and the next `fleet up` runs them
+without waiting for a lease."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from db.models import Attempt, Verification
-from tests.core.conftest import Fleet
-from tests.core.test_recovery import counting, wait_for
+from tests.core.conftest import SCRIPTED, Fleet
+from tests.core.test_recovery import wait_for
 
+ADD = "tests/test_calc.py::test_add"
 STOPPING = (
     "stopping: no new work; running attempts have 300s (FLEET_SHUTDOWN_GRACE_SECONDS) to finish, then go back in "
     "line; Ctrl-C again stops them now"
@@ -25,9 +27,23 @@ def _starts(counter: Path) -> int:
     return len(counter.read_text().splitlines()) if counter.exists() else 0
 
 
+def _sleeps_then_fixes(counter: Path, go: Path) -> str:
+    """An agent command that appends a line to counter each time it starts: its first start sleeps two minutes,
+    a later one fixes the bug once the file go exists."""
+    sleep, fix = " ".join([*SCRIPTED, "sleep", "120"]), " ".join([*SCRIPTED, "fix-add"])
+    later = f"until [ -e {go} ]; do sleep 0.1; done; exec {fix}"
+    return f"sh -c 'echo start >> {counter}; if [ $(wc -l < {counter}) -gt 1 ]; then {later}; fi; exec {sleep}'"
+
+
+def _status(fleet: Fleet, ticket_id: int) -> str:
+    """The ticket's status as `fleet tickets` lists it."""
+    [listed] = [t for t in fleet.json("tickets", "--json") if t["id"] == ticket_id]
+    return str(listed["status"])
+
+
 @contextmanager
-def _up(fleet: Fleet) -> Iterator[subprocess.Popen[str]]:
-    up = fleet.popen("up", "--concurrency", "1")
+def _up(fleet: Fleet, *args: str) -> Iterator[subprocess.Popen[str]]:
+    up = fleet.popen("up", "--concurrency", "1", *args)
     try:
         yield up
     finally:
@@ -52,10 +68,12 @@ def test_a_second_ctrl_c_hands_running_attempts_back_at_once_for_the_next_fleet_
     # Leases far longer than the test: an attempt left `running` would not run again within it.
     embedded.env.update(FLEET_AGENT_SANDBOX="false", FLEET_SHUTDOWN_GRACE_SECONDS="300", FLEET_LEASE_SECONDS="600")
     embedded.sample_repo()
-    counter = embedded.tmp / "starts"
-    [ticket] = embedded.submit("--repo", "calc", "--title", "add", "--agent-cmd", counting(counter, "sleep", "120"))
+    counter, go = embedded.tmp / "starts", embedded.tmp / "go"
+    agent = _sleeps_then_fixes(counter, go)
+    [ticket] = embedded.submit("--repo", "calc", "--title", "add", "--agent-cmd", agent, "--target", ADD)
     with _up(embedded) as up:
         wait_for(lambda: _starts(counter) == 1, timeout=60)
+        assert _status(embedded, ticket["id"]) == "running"
         printed = _ctrl_c_twice(embedded, up)
     assert STOPPING in printed.splitlines()
     assert printed.splitlines()[-1] == "1 attempt went back in line, no verdict: run `fleet up` to resume"
@@ -64,6 +82,12 @@ def test_a_second_ctrl_c_hands_running_attempts_back_at_once_for_the_next_fleet_
         assert (attempt.status, attempt.lease_token, attempt.number) == ("queued", None, 1)
         assert s.query(Verification).count() == 0
     assert "attempt 1 (id 1): queued" in embedded.run("show", str(ticket["id"])).stdout
-    with _up(embedded) as up:
+    assert _status(embedded, ticket["id"]) == "queued"  # no agent works on it: `fleet tickets` says so
+    assert embedded.json("status", "--json")["tickets"].get("running", 0) == 0
+    with _up(embedded, "--until-idle") as up:
         wait_for(lambda: _starts(counter) == 2, timeout=60)
-        _ctrl_c_twice(embedded, up)
+        assert _status(embedded, ticket["id"]) == "running"  # picked up again
+        go.touch()
+        up.communicate(timeout=120)
+    assert up.returncode == 0
+    assert _status(embedded, ticket["id"]) == "needs_review"

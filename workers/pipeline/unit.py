@@ -145,7 +145,7 @@ def back_in_line(rt: WorkerRuntime, unit: Unit, why: str) -> None:
     try:
         kept = rt.journal.load(job.attempt_id, AGENT, job.fingerprint)
         with rt.db.session() as s:
-            waiting = queries.release(s, job.attempt_id, unit.lease)
+            waiting = queries.release(s, job.attempt_id, unit.lease, why)
             if waiting == AttemptStatus.QUEUED and kept is not None:  # a finished agent: its outcome goes along
                 store_kept(s, job.attempt_id, kept)
             if waiting is not None:
@@ -192,6 +192,9 @@ def claim_in(
     if not queries.claim(s, attempt_id, waiting, leased, lease):
         return None  # a duplicate delivery, or someone else has it: do nothing
     if known is not None:
+        # The agent ended here; while its attempt waited for this claim, another attempt's hand-back may have
+        # queued the ticket again (none of its attempts was at work then).
+        queries.start_tickets(s, [known.ticket_id])
         return known
     row = queries.attempt_row(s, attempt_id)
     if row["ticket_status"] == TicketStatus.QUEUED.value:
