@@ -4,6 +4,9 @@ AGENT_QUEUE = "fleet.agents"
 VERIFY_QUEUE = "fleet.verify"
 QUEUES = (AGENT_QUEUE, VERIFY_QUEUE)
 
+# A worker's exit code after Ctrl-C: 128 + SIGINT, as a shell reports a process Ctrl-C ended.
+INTERRUPTED = 130
+
 RUN_AGENT_TASK = "fleet.run_agent"
 VERIFY_TASK = "fleet.verify"
 MERGE_BUILD_TASK = "fleet.merge_build"  # verify one merge queue build (on the verify queue)

@@ -21,7 +21,7 @@ from db.engine import Database
 from system.rlimits import more_descriptors
 from system.settings import Settings
 from workers.celery_app import ask_worker_to_stop, create_app, transport_for
-from workers.constants import QUEUES
+from workers.constants import INTERRUPTED, QUEUES
 from workers.pipeline.agent_step import hand_over_kept
 from workers.queue import Dispatcher
 from workers.reconciler import Pass, ReconcilerThread, reconcile
@@ -38,7 +38,6 @@ AS_ROOT = (
     "note: this worker runs as root; a worker host is better served by a user of its own "
     "(Fleet's Dockerfile runs it as `fleet`)"
 )
-INTERRUPTED = 1  # the exit code after Ctrl-C, as Celery's own handler gave it
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,9 @@ class Stop:
 
     def _begin(self) -> None:
         self.runtime.stopping.set()
+        if not self.runtime.leases:  # stopped as it started, say: the slots take nothing from now on
+            self._say("stopping: no attempt was running; the waiting ones stay in line")
+            return
         self._say(
             f"stopping: no new work; running attempts have {self.grace:g}s (FLEET_SHUTDOWN_GRACE_SECONDS) to finish, "
             "then go back in line; Ctrl-C again stops them now"
@@ -92,9 +94,11 @@ class Stop:
 
 
 def _interrupts(stop: Stop, broker_url: str) -> Callable[..., None]:
-    """Once the worker is ready, Ctrl-C does what Stop says in place of what Celery does: Celery's second Ctrl-C is
-    a cold shutdown, which a thread pool cannot carry out (it cannot cancel a task), and the process exits with its
-    attempts still `running` in the database until their leases lapse."""
+    """From the worker's start on, Ctrl-C does what Stop says in place of what Celery does: before the worker is
+    ready, Python's KeyboardInterrupt would end serve() between two steps of its start (a traceback, threads left
+    running), and Celery's handler a start already under way only once its first messages' agents ended; its
+    second Ctrl-C is a cold shutdown, which a thread pool cannot carry out (it cannot cancel a task), and the process
+    exits with its attempts still `running` in the database until their leases lapse."""
 
     def interrupted(*_: Any) -> None:
         ask_worker_to_stop(broker_url, INTERRUPTED)
@@ -104,6 +108,17 @@ def _interrupts(stop: Stop, broker_url: str) -> Callable[..., None]:
         celery.platforms.signals["SIGINT"] = interrupted
 
     return take_interrupts
+
+
+def _worker_class(app: Any, take_interrupts: Callable[[], None]) -> Any:
+    """The app's Worker, taking Ctrl-C back as soon as Celery has installed its own handlers (as it starts)."""
+
+    class Worker(app.Worker):  # type: ignore[misc,name-defined]
+        def install_platform_tweaks(self, worker: Any) -> None:
+            super().install_platform_tweaks(worker)
+            take_interrupts()
+
+    return Worker
 
 
 def _silent(line: str) -> None:
@@ -159,23 +174,23 @@ def serve(
     app = create_app(settings, named)
     dispatcher = Dispatcher(app)
     runtime = WorkerRuntime(settings, db, dispatcher, slots=concurrency, queues=",".join(queues))
+    stop = Stop(runtime, settings.shutdown_grace_seconds, announce)
+    take_interrupts = _interrupts(stop, settings.broker_url if named else "")
+    take_interrupts()
     register_tasks(app, runtime)
     runtime.start()
     # A killed embedded `fleet up` took its prefetched messages with it: send every waiting attempt again.
     reconcile(db, dispatcher, settings, 0.0 if settings.embedded else settings.redispatch_seconds)
     reconciler = ReconcilerThread(db, dispatcher, settings, passes, before=lambda: hand_over_kept(runtime))
     reconciler.start()
-    stop = Stop(runtime, settings.shutdown_grace_seconds, announce)
-    take_interrupts = _interrupts(stop, settings.broker_url if named else "")
     celery.signals.worker_shutting_down.connect(stop.request, weak=False)  # SIGTERM, through Celery
-    celery.signals.worker_ready.connect(take_interrupts, weak=False)
     stopped = threading.Event()
     idle_check = threading.Thread(
         target=_stop_when_idle, args=(db, stopped, runtime.leases, settings.broker_url if named else ""), daemon=True
     )
     if until_idle:
         idle_check.start()
-    worker = app.Worker(
+    worker = _worker_class(app, take_interrupts)(
         pool_cls="threads",
         concurrency=concurrency + HANDOFF_THREADS,
         queues=list(queues),
@@ -191,7 +206,6 @@ def serve(
         worker.start()
     finally:
         celery.signals.worker_shutting_down.disconnect(stop.request)
-        celery.signals.worker_ready.disconnect(take_interrupts)
         stop.close()
         stopped.set()
         if idle_check.is_alive():  # else it could stop the next serve() of this process

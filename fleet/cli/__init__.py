@@ -7,11 +7,13 @@ commands the modules define. `app`, the whole Typer app, is built on first use (
 
 from __future__ import annotations
 
+import signal
+import sys
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING
 
-from fleet.cli.help import WIDE
-from fleet.cli.lazy import COMMANDS, LazyGroup
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["COMMANDS", "build_app", "main"]
 HELP = "Queue tickets for coding agents; review only verified diffs."
@@ -45,10 +47,21 @@ def build_app() -> Any:
 def __getattr__(name: str) -> Any:
     if name == "app":
         return build_app()
+    if name == "COMMANDS":
+        from fleet.cli.lazy import COMMANDS
+
+        return COMMANDS
     raise AttributeError(name)
 
 
 def main() -> None:
-    LazyGroup(name="fleet", help=HELP, no_args_is_help=True, rich_markup_mode=None, context_settings=WIDE)(
-        prog_name="fleet"
-    )
+    """`fleet`: the command line is loaded here, where a Ctrl-C while it loads ends it quietly with exit code 130,
+    as Click ends one during a command (at import time it printed Python's traceback)."""
+    try:
+        from fleet.cli.help import WIDE
+        from fleet.cli.lazy import LazyGroup
+
+        group = LazyGroup(name="fleet", help=HELP, no_args_is_help=True, rich_markup_mode=None, context_settings=WIDE)
+        group(prog_name="fleet")
+    except KeyboardInterrupt:
+        sys.exit(128 + signal.SIGINT)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -13,8 +15,26 @@ from fleet.cli.progress import banner, handed_back_line, reporting, worker_log
 from orchestrator.errors import FleetError
 from orchestrator.passes import ForgePasses
 from system.settings import Settings
+from workers.constants import INTERRUPTED
 
 commands = typer.Typer()
+F = TypeVar("F", bound=Callable[..., Any])
+STOPPED_EARLY = "stopped before the worker started: no attempt ran; the waiting ones stay in line"
+
+
+def interruptible(fn: F) -> F:
+    """A Ctrl-C before the worker takes Ctrl-C over (while Fleet loads, or the database is brought up to date):
+    one line and exit code 130, not a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            out.print(STOPPED_EARLY)
+            raise typer.Exit(INTERRUPTED) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Show Celery's own log here, not in the log file.")]
@@ -40,6 +60,7 @@ def forge_passes(ctx: Context) -> list[ForgePasses]:
 
 @commands.command()
 @one_line_errors
+@interruptible
 def up(
     concurrency: Annotated[
         int, typer.Option(help="Agent slots; verifications run beside them, FLEET_VERIFY_CONCURRENCY at once.")
@@ -66,6 +87,7 @@ def up(
 
 @commands.command()
 @one_line_errors
+@interruptible
 def worker(
     concurrency: Annotated[
         int, typer.Option(help="Agent slots in this worker process; verifications run beside them.")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from db.models import Attempt, Verification
+from db.models import Attempt, Ticket, Verification, Worker
 from tests.core.conftest import SCRIPTED, Fleet
 from tests.core.test_recovery import wait_for
 
@@ -91,3 +91,37 @@ def test_a_second_ctrl_c_hands_running_attempts_back_at_once_for_the_next_fleet_
         up.communicate(timeout=120)
     assert up.returncode == 0
     assert _status(embedded, ticket["id"]) == "needs_review"
+
+
+CELERY_SAYS = ("Traceback", "KeyboardInterrupt", "Warm shutdown", "Cold shutdown", "cold shutdown", "Hitting Ctrl+C")
+STOPPED_EARLY = (
+    "stopped before the worker started: no attempt ran; the waiting ones stay in line",
+    "stopping: no attempt was running; the waiting ones stay in line",
+)
+
+
+def _worker_row(fleet: Fleet) -> bool:
+    with fleet.db().session() as s:
+        return s.query(Worker).count() > 0
+
+
+@pytest.mark.slow  # a real `fleet up`, stopped as it starts
+def test_a_ctrl_c_as_fleet_up_starts_stops_it_with_one_line_and_loses_nothing(embedded: Fleet) -> None:
+    # A short grace period: an attempt claimed before the Ctrl-C would go back in line within the test.
+    embedded.env.update(FLEET_AGENT_SANDBOX="false", FLEET_SHUTDOWN_GRACE_SECONDS="1", FLEET_LEASE_SECONDS="600")
+    embedded.sample_repo()
+    counter, go = embedded.tmp / "starts", embedded.tmp / "go"
+    agent = _sleeps_then_fixes(counter, go)
+    [ticket] = embedded.submit("--repo", "calc", "--title", "add", "--agent-cmd", agent, "--target", ADD)
+    with _up(embedded) as up:
+        wait_for(lambda: _worker_row(embedded), timeout=60)  # the worker is starting: Celery is not consuming yet
+        up.send_signal(signal.SIGINT)
+        out, _ = up.communicate(timeout=60)
+    assert up.returncode == 130, out
+    assert not [said for said in CELERY_SAYS if said in out], out
+    assert [line for line in out.splitlines() if line in STOPPED_EARLY or line.startswith("stopping:")], out
+    with embedded.db().session() as s:
+        [attempt] = s.query(Attempt).filter_by(ticket_id=ticket["id"]).all()
+        assert (attempt.status, attempt.lease_token) == ("queued", None)  # nothing left `running`
+        assert s.get_one(Ticket, ticket["id"]).status == "queued"
+        assert [w.id for w in s.query(Worker).filter(Worker.stopped_at.is_(None))] == []  # its stop is recorded

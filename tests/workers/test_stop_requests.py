@@ -13,6 +13,7 @@ class Runtime:
     def __init__(self) -> None:
         self.stopping, self.handing_back = threading.Event(), threading.Event()
         self.handed_back = 0
+        self.leases = ["an attempt at work"]
 
     def hand_back(self) -> None:
         self.handed_back += 1

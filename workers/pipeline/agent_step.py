@@ -69,7 +69,11 @@ RENEWALS_MISSED = 3  # a lease not renewed for this many heartbeats has a dead h
 
 def run_agent_attempt(rt: WorkerRuntime, attempt_id: int) -> None:
     """Claim the attempt, run its agent in a pooled worktree, record transcript and diff, queue verification;
-    then run the waiting attempt the agent's end claimed for this slot, if any, and so on."""
+    then run the waiting attempt the agent's end claimed for this slot, if any, and so on. Delivered as the worker
+    stops (a message taken as it started), the attempt is left waiting, for the reconciler to send again."""
+    if rt.stopping.is_set():
+        log.info("attempt %s stays in line: this worker is stopping", attempt_id)
+        return
     try:
         rt.refills.take()  # the slot's first claim and start go in turn too (a first wave of a hundred starts)
         following = perform(rt, attempt_id, AttemptStatus.RUNNING, _execute_agent, _finish_agent)
