@@ -84,7 +84,8 @@ class Stop:
         self.runtime.hand_back()
 
     def _say(self, line: str) -> None:
-        log.warning("%s", line)
+        if log.hasHandlers():  # else, before Celery set its log up, Python's last resort would print it a second time
+            log.warning("%s", line)
         with contextlib.suppress(OSError, ValueError):  # a closed or broken terminal must not stop the stop
             self.announce(line)
 
