@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -12,6 +13,7 @@ from db.lifecycle import AttemptStatus
 from db.models import Attempt
 from tests.conftest import in_process_worker
 from tests.core.conftest import Fleet, scripted
+from tests.core.test_recovery import wait_for
 from tests.workers.test_refill_turns import Holder
 from workers.constants import AGENT_QUEUE, VERIFY_QUEUE
 from workers.embedded_queue import depths
@@ -40,15 +42,22 @@ def test_a_freed_slot_runs_the_next_waiting_attempt_itself_unless_its_worker_sto
     embedded: Fleet, monkeypatch: pytest.MonkeyPatch, stopping: bool
 ) -> None:
     fleet = embedded
-    _queued(fleet, [scripted("fix-add")] * 3)
+    go = fleet.tmp / "go"
+    gated = f"sh -c 'until [ -e {go} ]; do sleep 0.1; done; exec {scripted('fix-add')}'"
+    _queued(fleet, [gated] + [scripted("fix-add")] * 2)
     runtime = in_process_worker(fleet, monkeypatch, AGENT_QUEUE)
     runtime.start()  # its heartbeat offers the one slot
     try:
-        if stopping:
-            runtime.stopping.set()
         with fleet.db().session() as s:
             first = min(a.id for a in s.query(Attempt))
-        run_agent_attempt(runtime, first)  # the task a message for the first attempt starts
+        # the task a message for the first attempt starts; the worker is asked to stop while its agent runs
+        task = threading.Thread(target=run_agent_attempt, args=(runtime, first))
+        task.start()
+        wait_for(lambda: _statuses(fleet)[0] == "running", timeout=60)
+        if stopping:
+            runtime.stopping.set()
+        go.touch()
+        task.join(120)
     finally:
         runtime.stop()
     queues = depths(runtime.settings.broker_dir)
