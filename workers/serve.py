@@ -96,10 +96,10 @@ class Stop:
 
 def _interrupts(stop: Stop, broker_url: str) -> Callable[..., None]:
     """From the worker's start on, Ctrl-C does what Stop says in place of what Celery does: before the worker is
-    ready, Python's KeyboardInterrupt would end serve() between two steps of its start (a traceback, threads left
-    running), and Celery's handler a start already under way only once its first messages' agents ended; its
-    second Ctrl-C is a cold shutdown, which a thread pool cannot carry out (it cannot cancel a task), and the process
-    exits with its attempts still `running` in the database until their leases lapse."""
+    ready, Python's KeyboardInterrupt would end serve() between two steps of its start (no line said, its threads
+    and its worker row left as they were), and Celery's handler a start under way only once its first messages'
+    agents ended; its second Ctrl-C is a cold shutdown, which a thread pool cannot carry out (it cannot cancel a
+    task), and the process exits with its attempts still `running` in the database until their leases lapse."""
 
     def interrupted(*_: Any) -> None:
         ask_worker_to_stop(broker_url, INTERRUPTED)
