@@ -69,11 +69,12 @@ class Stop:
         self.runtime.stopping.set()
         if not self.runtime.leases:  # stopped as it started, say: the slots take nothing from now on
             self._say("stopping: no attempt was running; the waiting ones stay in line")
-            return
-        self._say(
-            f"stopping: no new work; running attempts have {self.grace:g}s (FLEET_SHUTDOWN_GRACE_SECONDS) to finish, "
-            "then go back in line; Ctrl-C again stops them now"
-        )
+        else:
+            self._say(
+                f"stopping: no new work; running attempts have {self.grace:g}s (FLEET_SHUTDOWN_GRACE_SECONDS) to "
+                "finish, then go back in line; Ctrl-C again stops them now"
+            )
+        # Also with none running: a claim under way as the stop came still gets its grace period, and no more.
         self._timer = threading.Timer(self.grace, self._hand_back, ("the grace period is over",))
         self._timer.daemon = True
         self._timer.start()
