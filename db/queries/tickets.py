@@ -13,6 +13,7 @@ from db.engine import one_of, rows
 from db.lifecycle import (
     LEASED_ATTEMPT,
     OPEN_ATTEMPT,
+    AttemptStatus,
     RunStatus,
     TicketStatus,
 )
@@ -169,8 +170,9 @@ def start_tickets(s: Session, ticket_ids: Iterable[int]) -> None:
 
 
 def hand_back_tickets(s: Session, ticket_ids: Iterable[int], reason: str) -> list[int]:
-    """A running ticket none of whose attempts runs or verifies any more is queued again, with reason: its attempts
-    went back in line with no verdict. Called in the transaction that moved them; returns the tickets moved.
+    """A running ticket none of whose attempts runs, or waits for or runs its verification, is queued again, with
+    reason: its attempts went back in line with no verdict. Called in the transaction that moved them; returns the
+    tickets moved.
 
     The tickets are locked first (PostgreSQL): two attempts of one ticket handed back at once each see the other
     one's move once it is committed, so the last of them moves the ticket."""
@@ -227,7 +229,12 @@ _START_TICKETS = (
 _HANDED_BACK_FROM, _HANDED_BACK = lifecycle.bulk(
     TicketStatus.QUEUED, lifecycle.sources(TicketStatus.QUEUED, "hand_back")
 )
-_AT_WORK = exists().where(Attempt.ticket_id == Ticket.id, Attempt.status.in_([a.value for a in LEASED_ATTEMPT]))
+# An attempt at work: its agent runs, or it ended and its verification waits or runs (a ticket whose agent's work is
+# done stays running until its verdict, so a verification claimed later never finds its ticket queued).
+_AT_WORK = exists().where(
+    Attempt.ticket_id == Ticket.id,
+    Attempt.status.in_([a.value for a in (*LEASED_ATTEMPT, AttemptStatus.VERIFY_QUEUED)]),
+)
 _ATTEMPT_WITH_TICKET = (
     select(Attempt).where(Attempt.id == bindparam("attempt")).options(joinedload(Attempt.run).joinedload(Run.ticket))
 )

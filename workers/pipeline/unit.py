@@ -192,9 +192,6 @@ def claim_in(
     if not queries.claim(s, attempt_id, waiting, leased, lease):
         return None  # a duplicate delivery, or someone else has it: do nothing
     if known is not None:
-        # The agent ended here; while its attempt waited for this claim, another attempt's hand-back may have
-        # queued the ticket again (none of its attempts was at work then).
-        queries.start_tickets(s, [known.ticket_id])
         return known
     row = queries.attempt_row(s, attempt_id)
     if row["ticket_status"] == TicketStatus.QUEUED.value:
