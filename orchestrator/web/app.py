@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -88,6 +88,13 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+def refuse_nul(request: Request) -> None:
+    """A NUL byte in the path or the query is a 400 naming it, before any route reads it: PostgreSQL's text takes
+    none, so a filter or page cursor holding one (`?repo=%00`, `?after=%00`) was a 500."""
+    if "\x00" in request.url.path or "%00" in request.url.query:
+        raise HTTPException(400, "the request's URL holds a NUL byte (%00), which no name or filter holds")
+
+
 def _machine(request: Request) -> bool:
     return request.url.path.startswith(MACHINE_PREFIXES) or request.url.path == "/metrics"
 
@@ -152,6 +159,7 @@ def create_app(
         openapi_url=None,  # served at /api/openapi.json behind a token instead
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(refuse_nul)],
     )
     app.state.fleet = WebState(
         settings=settings,
