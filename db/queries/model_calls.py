@@ -86,7 +86,9 @@ def add_model_call(s: Session, attempt_id: int, held: float = 0.0, **fields: Any
             tokens_out=Attempt.tokens_out + (call.output_tokens or 0),
             cost_usd=Attempt.cost_usd + (call.cost_usd or 0.0),
             unpriced_calls=Attempt.unpriced_calls + int(unpriced),
-            held_usd=Attempt.held_usd - held,
+            # Never below zero: a new gate of the attempt (its lease lapsed, another worker took it up) let go of
+            # every hold already, and a negative one would pass later calls through a spent budget.
+            held_usd=case((Attempt.held_usd > held, Attempt.held_usd - held), else_=0.0),
         )
     )
     s.flush()

@@ -106,3 +106,22 @@ def test_what_a_stopped_worker_held_counts_no_more(
         move(s.get_one(AttemptRow, first.attempt_id), AttemptStatus.RUNNING)
     with open_gate(workers[0], upstream, first, budget_usd=BUDGET, prices=PRICES) as again:
         assert held(again) == 0.0
+
+
+def test_a_call_recorded_after_its_holds_were_let_go_leaves_no_credit(shared: Database) -> None:
+    """A worker whose lease lapsed mid-call while another worker took the attempt up: the new gate let go of what the
+    attempt held, then the old gate's call ends and is recorded, letting go of its hold again. The holds stay at
+    zero, not below: a negative hold would pass later calls through a spent budget."""
+    from workers.gateway.attempt import AttemptMeter
+    from workers.gateway.handler import Call
+    from workers.gateway.usage import Usage, Wire
+
+    first, _ = _fan_out(shared, 1.0)
+    old_gate, new_gate = (AttemptMeter(shared, first.attempt_id, first.ticket_id, 1.0, PRICES) for _ in range(2))
+    assert old_gate.admit("gpt-4o", 0.5) is None
+    new_gate.release()  # the attempt's gate opened on the worker that took it up
+    spent_all = Usage(input_tokens=0, output_tokens=100_000)  # gpt-4o: $1.00 of output
+    old_gate.record(Call(Wire.CHAT, "gpt-4o", False, 200, spent_all, 1.0, None, "", "", held=0.5))
+    assert _held_in(shared, first) == 0.0
+    refusal = new_gate.admit("gpt-4o", 0.01)
+    assert refusal is not None and "ran out" in refusal
