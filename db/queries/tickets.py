@@ -181,6 +181,9 @@ def hand_back_tickets(s: Session, ticket_ids: Iterable[int], reason: str) -> lis
         return []
     conn = rows(s)
     conn.execute(select(Ticket.id).where(Ticket.id.in_(wanted)).order_by(Ticket.id).with_for_update())
+    # Their attempts next (PostgreSQL): a claim of another attempt of one under way holds that attempt's row, so the
+    # hand-back waits for it and then sees it at work; it never queues a ticket whose attempt was just claimed.
+    conn.execute(_ATTEMPTS_OF.with_for_update(key_share=True), {"tickets": wanted})
     values = dict(_HANDED_BACK, status_reason=shown(reason), updated_at=utcnow())
     moved = conn.scalars(
         update(Ticket)
@@ -231,6 +234,9 @@ _HANDED_BACK_FROM, _HANDED_BACK = lifecycle.bulk(
 )
 # An attempt at work: its agent runs, or it ended and its verification waits or runs (a ticket whose agent's work is
 # done stays running until its verdict, so a verification claimed later never finds its ticket queued).
+_ATTEMPTS_OF = (
+    select(Attempt.id).where(Attempt.ticket_id.in_(bindparam("tickets", expanding=True))).order_by(Attempt.id)
+)
 _AT_WORK = exists().where(
     Attempt.ticket_id == Ticket.id,
     Attempt.status.in_([a.value for a in (*LEASED_ATTEMPT, AttemptStatus.VERIFY_QUEUED)]),

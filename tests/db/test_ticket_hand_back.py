@@ -96,6 +96,26 @@ def _release(db: Database, attempt_id: int, held: queries.Lease) -> AttemptStatu
         return queries.release(s, attempt_id, held)
 
 
+def test_a_hand_back_under_way_while_another_attempt_is_claimed_leaves_the_ticket_running(db: Database) -> None:
+    """A worker claims an attempt of a running ticket (read as running: nothing to start) while another worker hands
+    the ticket's other attempt back: the hand-back waits for the claim and sees that attempt at work, instead of
+    queuing the ticket under an agent that runs (PostgreSQL; SQLite's writers take turns)."""
+    ticket_id, (first, second) = _fanned_out(db)
+    _claimed(db, ticket_id, first, lease("a"))
+    released: list[AttemptStatus | None] = []
+    other = threading.Thread(target=lambda: released.append(_release(db, first, lease("a"))))
+    with db.session() as s:
+        assert queries.claim(s, second, AttemptStatus.QUEUED, AttemptStatus.RUNNING, lease("b"))
+        if db.engine.dialect.name == "postgresql":  # on SQLite the hand-back would wait for this very session
+            other.start()
+            time.sleep(0.5)  # the hand-back is under way while the claim is not yet committed
+    if not other.is_alive() and not released:
+        other.start()
+    other.join(30)
+    assert released == [AttemptStatus.QUEUED]
+    assert _ticket(db, ticket_id) == ("running", "")
+
+
 def test_a_ticket_whose_other_attempt_waits_for_its_verification_stays_running(db: Database) -> None:
     """An agent ends and its attempt waits for its verification; the ticket's other attempt is handed back: the
     ticket's work is not over, so it stays `running` (its verdict settles only a running ticket), and the
