@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from db.usage import reported_differs
-from verification.phrases import KNOWN_FAILING
+from verification.phrases import ALSO_FIXED, KNOWN_FAILING
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -67,13 +67,24 @@ def verification_view(v: Verification | VerificationRow | None) -> dict[str, Any
         "reverted": v.reverted,
         "warnings": v.warnings,
         "known_failing": known_failing(v.warnings),
+        "fixed": fixed_tests(v.fail_to_pass, v.warnings),
         "duration": round(v.duration, 3),
     }
 
 
 def known_failing(warnings: list[str]) -> list[str]:
     """The known failures a verification listed (failing before and after, not part of the ticket)."""
-    prefix = KNOWN_FAILING + ": "
+    return _listed(KNOWN_FAILING, warnings)
+
+
+def fixed_tests(fail_to_pass: list[str], warnings: list[str]) -> list[dict[str, Any]]:
+    """Every test that went from failing at the base to passing with the diff, each marked target or not."""
+    beyond = set(_listed(ALSO_FIXED, warnings))
+    return [{"test": t, "target": t not in beyond} for t in fail_to_pass]
+
+
+def _listed(phrase: str, warnings: list[str]) -> list[str]:
+    prefix = phrase + ": "
     return [t for w in warnings if w.startswith(prefix) for t in w.removeprefix(prefix).split(", ")]
 
 

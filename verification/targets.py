@@ -56,6 +56,24 @@ def credit_known(known: Sequence[str], results: Mapping[str, TestResult]) -> tup
     return fixed, [t for t in known if t not in fixed]
 
 
+def also_fixed(
+    base: Mapping[str, TestResult], now: Mapping[str, TestResult], targets: Sequence[str], fixed: Sequence[str]
+) -> list[str]:
+    """The tests failing at the base and passing with the diff that no target covers and fixed does not list:
+    what the diff fixed beyond the ticket, shown to the reviewer with the targets it fixed."""
+    return [
+        t
+        for t, r in base.items()
+        if r.bad and (after := now.get(t)) is not None and after.outcome is Outcome.PASSED
+        and t not in fixed and not any(covers(target, t) for target in targets)
+    ]  # fmt: skip
+
+
+def covers(target: str, test_id: str) -> bool:
+    """True when target names test_id: the id itself, or a file, class or parametrised test holding it."""
+    return test_id == target or test_id.startswith((f"{target}::", f"{target}["))
+
+
 def unknown_targets(named: Sequence[str], base: TestRun) -> str | None:
     """Why the named targets cannot be verified when the base's report has no test for some of them (a mistyped
     --target spent every attempt on a test that never ran), else None; None too when the command writes no report.

@@ -38,7 +38,7 @@ from verification.flags import assertion_inputs, assertion_literals, scan_diff
 from verification.guards import feedback_refused, gamed_reasons, startup_refusals
 from verification.judge import Judgement, judge, under_test_only
 from verification.patch import PatchRefused, apply_checked, apply_patch, check_patch
-from verification.phrases import KNOWN_FAILING
+from verification.phrases import ALSO_FIXED, KNOWN_FAILING
 from verification.protect import (
     DEFAULT_PROTECT,
     PYPROJECT_PYTEST,
@@ -48,7 +48,7 @@ from verification.protect import (
 )
 from verification.runner import TestRun
 from verification.setup_made import setup_made
-from verification.targets import credit_known
+from verification.targets import also_fixed, credit_known
 
 HIDDEN_UNAPPLIED = "the hidden tests could not be added"
 SETUP_LEFT = "what the setup left in the checkout could not be read"
@@ -208,11 +208,14 @@ def verify_diff(
     _apply_gamed_rule(judgement, reverted)
     judgement.flags += scan_diff(diff, *_test_values(checkout, baseline, spec, hidden))
     judgement.flags += outside_area(changed, spec.area)
-    fixed, known_failing = credit_known([t for t in spec.known if not is_hidden(t, hidden)], run.results)
-    judgement.fail_to_pass += [t for t in fixed if t not in judgement.fail_to_pass]
+    known_failing = credit_known([t for t in spec.known if not is_hidden(t, hidden)], run.results)[1]
+    extra = also_fixed(baseline.results, run.results, targets, judgement.fail_to_pass)
+    judgement.fail_to_pass += extra
     result = replace(_result(judgement, run, rerun, reverted, hidden, spec), known_failing=known_failing)
     if known_failing:
         result.warnings.append(f"{KNOWN_FAILING}: {', '.join(known_failing[:10])}")
+    if extra:  # every one named: the view tells targets from these by this list (no column of its own)
+        result.warnings.append(f"{ALSO_FIXED}: {', '.join(extra)}")
     return result
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -73,13 +73,13 @@ def review_show(
         out.print(f"{a['agreement']} (attempt ids {', '.join(map(str, a['same_diff_attempts']))})")
     if a["before_feedback"]:
         out.print("made before the reviewer's latest feedback")
-    out.print(f"fixed: {', '.join(v['fail_to_pass']) or '-'}")
+    out.print(f"fixed (failing at the base, passing with the diff): {fixed_list(v['fixed'])}")
     out.print(f"still passing: {plural(v['pass_to_pass'], 'test')}")
     if v["known_failing"]:
         out.print(f"known failing (before and after, not part of this ticket): {', '.join(v['known_failing'])}")
     if v["broken"]:
         out.print(f"regressed: {', '.join(v['broken'])}")
-    warnings = [w for w in v["warnings"] if not w.startswith("known failing")]
+    warnings = [w for w in v["warnings"] if not w.startswith(("known failing", "also fixed"))]
     for key, items in (
         ("flags", v["flags"]),
         ("flaky", v["flaky"]),
@@ -91,6 +91,11 @@ def review_show(
     out.print(controls_shown(a["diff"]))
     if len(shown) > 1:
         out.print(f"other candidates: fleet review show {ticket} --candidate N (N up to {len(shown)})")
+
+
+def fixed_list(fixed: list[dict[str, Any]]) -> str:
+    """The fixed tests, the ticket's targets marked: `a (target), b`, or `-` when none."""
+    return ", ".join(f"{f['test']} (target)" if f["target"] else f["test"] for f in fixed) or "-"
 
 
 Candidate = Annotated[

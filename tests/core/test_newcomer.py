@@ -116,3 +116,18 @@ def test_repo_remove_refuses_an_unknown_repo_or_an_open_ticket_before_asking(emb
     busy = fleet.run("repo", "remove", "calc", check=False)
     assert_one_line_error(busy, "repo 'calc' has 1 open ticket (1); cancel them first")
     assert "Not asked" not in unknown.stderr + busy.stderr
+
+
+def test_review_show_lists_every_test_the_diff_fixed_with_the_targets_marked(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    fix_all = scripted("fix-all")  # fixes add, mul and div: the ticket is about add alone
+    [ticket] = fleet.submit("--repo", "calc", "--title", "fix add", "--target", ADD, "--agent-cmd", fix_all)
+    fleet.up(concurrency=1)
+    shown = fleet.run("review", "show", str(ticket["id"])).stdout
+    mul, div = "tests/test_calc.py::test_mul", "tests/test_calc.py::test_div"
+    assert f"fixed (failing at the base, passing with the diff): {ADD} (target), {mul}, {div}\n" in shown, shown
+    assert "warnings:" not in shown  # the list is not repeated as a warning
+    [candidate] = fleet.json("review", "show", str(ticket["id"]))["candidates"]
+    fixed = candidate["verification"]["fixed"]
+    assert fixed == [{"test": ADD, "target": True}, {"test": mul, "target": False}, {"test": div, "target": False}]
