@@ -8,6 +8,7 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -55,6 +56,9 @@ class Settings(BaseSettings):
     write_retry_seconds: float = 30.0
     # After SIGTERM a worker takes no new work and lets running attempts finish this long, then hands them back.
     shutdown_grace_seconds: float = 300.0
+    # How long `fleet up --until-idle` and `fleet worker --drain` wait for a team broker that never answers (a
+    # mistyped FLEET_BROKER_URL) before they give up, the tickets left queued; without them a worker waits on.
+    broker_wait_seconds: float = 60.0
 
     agent_timeout_seconds: float = 3600.0
     test_timeout_seconds: float = 1800.0
@@ -205,3 +209,12 @@ class Settings(BaseSettings):
     @property
     def attempts_dir(self) -> Path:
         return resolved(self.home) / "attempts"
+
+
+def shown_url(url: str) -> str:
+    """A database or broker URL without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()

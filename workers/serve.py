@@ -19,7 +19,8 @@ from celery.exceptions import SecurityWarning
 from db import queries
 from db.engine import Database
 from system.rlimits import more_descriptors
-from system.settings import Settings
+from system.settings import Settings, shown_url
+from workers.broker_wait import BrokerWait
 from workers.celery_app import ask_worker_to_stop, create_app, transport_for
 from workers.constants import INTERRUPTED, QUEUES
 from workers.pipeline.agent_step import hand_over_kept
@@ -46,6 +47,7 @@ class Served:
 
     exit_code: int
     handed_back: int
+    gave_up: str = ""  # why a worker that stops when idle gave up waiting (a broker that never answered)
 
 
 class Stop:
@@ -192,6 +194,12 @@ def serve(
     )
     if until_idle:
         idle_check.start()
+    shown = shown_url(settings.broker_url)
+    broker = BrokerWait(
+        app, shown, announce, settings.broker_wait_seconds if until_idle else None, runtime.leases.__len__
+    )
+    if not settings.embedded:
+        threading.Thread(target=broker.watch, args=(stopped,), daemon=True, name="fleet-broker-wait").start()
     worker = _worker_class(app, take_interrupts)(
         pool_cls="threads",
         concurrency=concurrency + HANDOFF_THREADS,
@@ -214,4 +222,4 @@ def serve(
             idle_check.join(timeout=IDLE_CHECK_SECONDS + IDLE_JOIN_SECONDS)
         reconciler.stop()
         runtime.stop()
-    return Served(int(worker.exitcode or 0), len(runtime.handed_back))
+    return Served(int(worker.exitcode or 0), len(runtime.handed_back), broker.gave_up)

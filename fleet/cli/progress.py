@@ -10,13 +10,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import urlsplit
 
 from db import queries
 from db.engine import Database
 from db.lifecycle import ACTIVE_TICKET, LEASED_ATTEMPT, TicketStatus
 from orchestrator.views import plural
-from system.settings import Settings
+from system.settings import Settings, shown_url
 
 VERIFIED = (TicketStatus.NEEDS_REVIEW, TicketStatus.APPROVED)
 PLAIN_EVERY_SECONDS = 10.0  # without a terminal, a line when something changed, and at least this often
@@ -91,15 +90,6 @@ def progress(start: Snapshot, now: Snapshot, elapsed: float) -> Progress:
 def duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-def shown_url(url: str) -> str:
-    """A database or broker URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
 
 
 def banner(command: str, settings: Settings, concurrency: int, until_idle: bool, logfile: str | None) -> list[str]:

@@ -82,6 +82,8 @@ def up(
             ctx.settings, ctx.db, concurrency, until_idle=until_idle, passes=passes, announce=reporter.say, **logging
         )
         reporter.handed_back = served.handed_back
+    if served.gave_up:
+        raise FleetError(served.gave_up)
     raise typer.Exit(served.exit_code)
 
 
@@ -122,6 +124,8 @@ def worker(
     )
     if served.handed_back:
         out.print(handed_back_line(served.handed_back, "the next free worker takes over"))
+    if served.gave_up:
+        raise FleetError(served.gave_up)
     raise typer.Exit(served.exit_code)
 
 

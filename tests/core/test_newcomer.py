@@ -131,3 +131,24 @@ def test_review_show_lists_every_test_the_diff_fixed_with_the_targets_marked(emb
     [candidate] = fleet.json("review", "show", str(ticket["id"]))["candidates"]
     fixed = candidate["verification"]["fixed"]
     assert fixed == [{"test": ADD, "target": True}, {"test": mul, "target": False}, {"test": div, "target": False}]
+
+
+def test_up_until_idle_says_it_waits_for_a_broker_that_never_answers_then_gives_up(team: Fleet) -> None:
+    fleet = team
+    fleet.sample_repo()
+    [ticket] = fleet.submit("--repo", "calc", "--title", "fix add", "--agent-cmd", scripted("fix-add"))
+    fleet.env.update(FLEET_BROKER_URL="redis://:hunter2@127.0.0.1:1/0", FLEET_BROKER_WAIT_SECONDS="11")
+    up = fleet.run("up", "--until-idle", "--concurrency", "1", check=False, timeout=60)
+    shown = "redis://:***@127.0.0.1:1/0"
+    waiting = [line for line in up.stdout.splitlines() if line.startswith(f"waiting for the broker at {shown} (")]
+    assert len(waiting) >= 2, up.stdout  # said again while it waits, not once
+    assert "check FLEET_BROKER_URL; gives up after 11s (FLEET_BROKER_WAIT_SECONDS)" in waiting[0]
+    assert up.returncode == 1
+    assert re.fullmatch(
+        rf"error: the broker at {re.escape(shown)} did not answer for 1[1-9]s \(FLEET_BROKER_WAIT_SECONDS\): .+; "
+        r"check FLEET_BROKER_URL; the tickets stay queued",
+        up.stderr.splitlines()[-1],
+    ), up.stderr
+    assert "hunter2" not in up.stdout + up.stderr
+    [queued] = fleet.json("tickets")
+    assert (queued["id"], queued["status"]) == (ticket["id"], "queued")  # nothing lost, nothing judged
