@@ -3,6 +3,9 @@ open (caught by the CLI without loading SQLAlchemy)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from difflib import get_close_matches
+
 
 class NotFound(Exception):
     """No row with that id or name."""
@@ -18,3 +21,10 @@ class UnsupportedDatabase(ValueError):
 
 class DatabaseUnreachable(Exception):
     """The database could not be opened or reached: a file that cannot be, a server that does not answer."""
+
+
+def unknown_repo(name: str, known: Sequence[str]) -> NotFound:
+    """The error for a repository name nobody registered: the closest registered name, and all of them."""
+    close = get_close_matches(name, list(known), n=1)
+    meant = f"did you mean {close[0]!r}? " if close else ""
+    return NotFound(f"unknown repo {name!r} ({meant}known: {', '.join(known) or 'none registered'})")

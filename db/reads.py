@@ -215,6 +215,10 @@ class Reader:
             TicketRow(**_without(row, "repo_id"), repo=RepoName(name=names[row["repo_id"]]), runs=[]) for row in page
         ]
 
+    def repo_names(self) -> list[str]:
+        """Every registered repository's name, in order."""
+        return [row["name"] for row in self.rows("SELECT name FROM repos ORDER BY name")]
+
     def _repo_names(self, ids: set[int]) -> dict[int, str]:
         if not ids:
             return {}

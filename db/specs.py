@@ -37,6 +37,7 @@ from db.spectypes import (
     SetupNetwork,
     Url,
     Variable,
+    meant_field,
 )
 
 
@@ -332,7 +333,7 @@ def parse(model: type[M], data: Mapping[str, Any]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(explain(exc)) from None
+        raise SpecError(explain(exc) + meant_field(exc, model)) from None
 
 
 def explain(error: ValidationError) -> str:

@@ -3,9 +3,10 @@ the one-line errors."""
 
 from __future__ import annotations
 
+from difflib import get_close_matches
 from typing import Annotated, Literal
 
-from pydantic import StringConstraints
+from pydantic import BaseModel, StringConstraints, ValidationError
 
 from system.hostport import HOST_PORT, HOST_PORT_EXAMPLE
 
@@ -48,3 +49,12 @@ Label = Annotated[str, StringConstraints(max_length=100)]
 # A setup command's network: the egress proxy to its setup hosts, the host's own, or none.
 SetupNetwork = Literal["proxy", "host", "none"]
 Login = Annotated[str, StringConstraints(max_length=100, pattern=LOGIN)]
+
+
+def meant_field(error: ValidationError, model: type[BaseModel]) -> str:
+    """` (did you mean 'attempts'?)` for an unknown top-level field close to one of model's names, else ""."""
+    first = next(iter(error.errors()), None)
+    if first is None or first["type"] != "extra_forbidden" or len(first["loc"]) != 1:
+        return ""
+    close = get_close_matches(str(first["loc"][0]), [*model.model_fields, *getattr(model, "SINGULAR", {})], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from db.errors import unknown_repo
 from db.models import (
     Attempt,
     Baseline,
@@ -21,7 +22,7 @@ from db.models import (
     Ticket,
     Verification,
 )
-from db.queries.errors import AlreadyExists, NotFound
+from db.queries.errors import AlreadyExists
 
 
 def add_repo(s: Session, **fields: Any) -> Repo:
@@ -36,8 +37,7 @@ def add_repo(s: Session, **fields: Any) -> Repo:
 def get_repo(s: Session, name: str) -> Repo:
     repo = s.scalar(select(Repo).where(Repo.name == name))
     if repo is None:
-        known = ", ".join(s.scalars(select(Repo.name).order_by(Repo.name))) or "none registered"
-        raise NotFound(f"unknown repo {name!r} (known: {known})")
+        raise unknown_repo(name, s.scalars(select(Repo.name).order_by(Repo.name)).all())
     return repo
 
 

@@ -7,6 +7,8 @@ arguments by their name alone, so that an option added later is covered without 
 
 from __future__ import annotations
 
+import re
+import sys
 from typing import Any
 
 import typer
@@ -15,6 +17,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 # Help as wide as the terminal, up to 160 columns (click's own layout stops at 80 unless told); a command's context
 # inherits it from its group's.
 WIDE = {"max_content_width": 160}
+NEGATIVE = re.compile(r"-[0-9]+")
 
 
 # Typer vendors its own click (typer._click); its classes are reached through typer.core, typed here as Any.
@@ -38,6 +41,26 @@ class ReadableCommand(TyperCommand):
         for param in params:
             readable_param(param)
         return params
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """An id given as a negative number is one line (click would read it as an unknown option)."""
+        ids = [p.name for p in self.params if isinstance(p, TyperArgument) and p.type_descriptor.annotation is int]
+        negative = negative_argument(self.params, args) if ids else None
+        if negative is not None:
+            sys.stderr.write(f"error: {ids[0].removesuffix('_id')} ids are positive numbers (got {negative})\n")
+            raise typer.Exit(1)
+        return list(super().parse_args(ctx, args))
+
+
+def negative_argument(params: list[Any], args: list[str]) -> str | None:
+    """The first argument in args that is a negative number and not an option's value, or None."""
+    valued = {opt for p in params if isinstance(p, TyperOption) and not p.is_flag for opt in p.opts}
+    for before, arg in zip(["", *args], args, strict=False):
+        if arg == "--":
+            return None
+        if NEGATIVE.fullmatch(arg) and before not in valued:
+            return arg
+    return None
 
 
 class ReadableGroup(TyperGroup):

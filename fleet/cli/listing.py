@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from db.errors import unknown_repo
 from db.lifecycle import TicketStatus
 from fleet.cli.cells import clip, columns
 from fleet.cli.console import JsonFlag, one_line_errors, out, print_json
@@ -43,6 +44,8 @@ def tickets(
     place = Place.from_env()
     with database(place) as reader:
         rows = [views.ticket_view(t) for t in reader.ticket_page(status or None, repo or None, limit, before or None)]
+        if repo and not rows and repo not in (known := reader.repo_names()):
+            raise unknown_repo(repo, known)
     if as_json:
         return print_json(rows)
     if not rows:

@@ -152,3 +152,28 @@ def test_up_until_idle_says_it_waits_for_a_broker_that_never_answers_then_gives_
     assert "hunter2" not in up.stdout + up.stderr
     [queued] = fleet.json("tickets")
     assert (queued["id"], queued["status"]) == (ticket["id"], "queued")  # nothing lost, nothing judged
+
+
+def test_an_unknown_repo_a_negative_id_and_a_misspelled_field_are_named(embedded: Fleet) -> None:
+    fleet = embedded
+    fleet.sample_repo()
+    (fleet.tmp / "batch.yaml").write_text("- title: fix add\n  atempts: 3\n")
+    batch = str(fleet.tmp / "batch.yaml")
+    results = run_all(
+        fleet,
+        {
+            "typo": ["tickets", "--repo", "clac"],
+            "unlike": ["tickets", "--repo", "nope", "--status", "queued"],
+            "show": ["show", "-1"],
+            "approve": ["review", "approve", "-2", "--candidate", "1"],
+            "field": ["submit", "--repo", "calc", "--file", batch],
+        },
+    )
+    assert_one_line_error(results["typo"], "unknown repo 'clac' (did you mean 'calc'? known: calc)")
+    assert_one_line_error(results["unlike"], "unknown repo 'nope' (known: calc)")
+    assert_one_line_error(results["show"], "error: ticket ids are positive numbers (got -1)")
+    assert_one_line_error(results["approve"], "error: ticket ids are positive numbers (got -2)")
+    assert_one_line_error(results["field"], f"ticket 1 in {batch}: atempts: unknown field (did you mean 'attempts'?)")
+    # A negative number as an option's value is that option's to judge, not an id.
+    rejected = fleet.run("review", "reject", "1", "--feedback", "-1", check=False)
+    assert_one_line_error(rejected, "unknown ticket 1")
