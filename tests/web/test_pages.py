@@ -126,6 +126,8 @@ def test_ticket_page_timeline(web: Web) -> None:
     client = login(web, "viewer")
     page = client.get(f"/tickets/{web.tickets['review_c']}").text
     assert "fixed" in page and "tests/test_calc.py::test_add" in page and "still passing" in page
+    # The ticket names no test: every failure at the base is a target, and add's is the one the diff fixed.
+    assert '<code>tests/test_calc.py::test_add</code> <span class="muted">(target)</span>' in page
     assert '<div class="review-diff hl mode-unified"' in page
     assert '<td class="code gi"><span class="sign">+</span>' in page
     assert '<span class="k">return</span> <span class="n">a</span> <span class="o">+</span>' in page  # highlighted
