@@ -11,10 +11,10 @@ from collections.abc import Callable
 from celery import Celery
 
 from workers.celery_app import ask_worker_to_stop
-from workers.queue import broker_down
 
 BROKER_SAY_SECONDS = 5.0
-BROKER_CHECK_SECONDS = 1.0
+BROKER_CHECK_SECONDS = 1.0  # while it does not answer
+BROKER_ANSWERS_CHECK_SECONDS = 15.0  # while it answers: one short connection each time
 GAVE_UP_EXIT_CODE = 1
 
 
@@ -50,16 +50,14 @@ class BrokerWait:
                 if now - said_at >= BROKER_SAY_SECONDS:
                     self.announce(self._waiting(now - down_since, problem))
                     said_at = now
-            stopped.wait(BROKER_CHECK_SECONDS)
+            stopped.wait(BROKER_CHECK_SECONDS if down_since is not None else BROKER_ANSWERS_CHECK_SECONDS)
 
     def problem(self) -> str | None:
         """Why the broker does not answer, or None when it does."""
         try:
             with self.app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=0)
-        except Exception as exc:
-            if not broker_down(exc):
-                raise
+        except Exception as exc:  # refused, timed out, a wrong password: whatever keeps the worker from its messages
             return str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
         return None
 
