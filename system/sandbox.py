@@ -182,7 +182,9 @@ def confine(view: View) -> tuple[str, ...]:
     """The argv prefix that runs a command confined to view (bwrap must be usable: see bwrap_missing).
 
     Only run_process can start it: it fills the descriptor slots (system/sandbox_start.py)."""
-    argv = [*_shown(view.readable, view.hidden), *_binds("--bind", map(_real, view.writable))]
+    with _SHOWN_ONCE:  # a hundred slots starting at once would each build it (and walk /etc) before it is kept
+        shown = _shown(view.readable, view.hidden)
+    argv = [*shown, *_binds("--bind", map(_real, view.writable))]
     if view.egress_socket is not None:
         argv += _binds("--bind", [_real(view.egress_socket.parent)])
     argv += _memory(view)
@@ -194,6 +196,9 @@ def confine(view: View) -> tuple[str, ...]:
     argv += ["--info-fd", INFO_SLOT]
     argv += ["--seccomp", SECCOMP_SLOT] if seccomp_problem() is None else ["--block-fd", BLOCK_SLOT]
     return tuple(argv)
+
+
+_SHOWN_ONCE = threading.Lock()
 
 
 @functools.lru_cache(maxsize=64)
@@ -268,11 +273,17 @@ def _existing(paths: Iterable[Path]) -> list[Path]:
 def _covers(hidden: Sequence[Path], shown: Sequence[Path]) -> list[str]:
     """Hidden folders (an empty tmpfs of the sandbox's own) and files (an empty file) inside a shown folder."""
     args: list[str] = []
-    for path in _existing([*hidden, *map(Path, ETC_SECRETS), *private_in(Path("/etc"))]):
+    for path in _existing([*hidden, *map(Path, ETC_SECRETS), *_private_etc()]):
         if not any(path.is_relative_to(folder) for folder in shown):
             continue  # not shown in the first place
         args += ["--tmpfs", str(path)] if path.is_dir() else _empty(str(path))
     return args
+
+
+@functools.cache
+def _private_etc() -> tuple[Path, ...]:
+    """What in /etc others may not read, looked for once a process (each repository's sandboxes share it)."""
+    return tuple(private_in(Path("/etc")))
 
 
 def _empty(path: str) -> list[str]:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from system import sandbox
+from system.files import private_in
 from system.process import run_process
 from system.sandbox import View, _real, bwrap_missing, confine
 
@@ -50,3 +54,29 @@ def test_a_sandbox_writes_the_real_folder_behind_a_linked_path(tmp_path: Path) -
     )
     assert done.ok, done.output
     assert (real / "where").read_text().strip() == str(real.resolve())
+
+
+def test_sandboxes_started_at_once_look_through_etc_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A hundred slots start their sandboxes together; each built the sandbox's shown part, /etc's walk included,
+    # before the first was kept: 10 s of CPU where one walk costs 20 ms.
+    if bwrap_missing() is not None:
+        pytest.skip("bubblewrap cannot run here")
+    walks: list[Path] = []
+
+    def counted(root: Path) -> list[Path]:
+        walks.append(root)
+        time.sleep(0.05)  # another start comes meanwhile
+        return private_in(root)
+
+    monkeypatch.setattr(sandbox, "private_in", counted)
+    sandbox._shown.cache_clear()
+    sandbox._private_etc.cache_clear()
+    views = [View(tmp_path, readable=(Path(f"/usr/{kind}"),)) for kind in ("bin", "lib")]
+    starts = [threading.Thread(target=confine, args=(views[n % 2],)) for n in range(20)]
+    for start in starts:
+        start.start()
+    for start in starts:
+        start.join()
+    assert walks == [Path("/etc")]
+    sandbox._shown.cache_clear()
+    sandbox._private_etc.cache_clear()
