@@ -273,17 +273,11 @@ def _existing(paths: Iterable[Path]) -> list[Path]:
 def _covers(hidden: Sequence[Path], shown: Sequence[Path]) -> list[str]:
     """Hidden folders (an empty tmpfs of the sandbox's own) and files (an empty file) inside a shown folder."""
     args: list[str] = []
-    for path in _existing([*hidden, *map(Path, ETC_SECRETS), *_private_etc()]):
+    for path in _existing([*hidden, *map(Path, ETC_SECRETS), *private_in(Path("/etc"))]):
         if not any(path.is_relative_to(folder) for folder in shown):
             continue  # not shown in the first place
         args += ["--tmpfs", str(path)] if path.is_dir() else _empty(str(path))
     return args
-
-
-@functools.cache
-def _private_etc() -> tuple[Path, ...]:
-    """What in /etc others may not read, looked for once a process (each repository's sandboxes share it)."""
-    return tuple(private_in(Path("/etc")))
 
 
 def _empty(path: str) -> list[str]:
