@@ -59,11 +59,17 @@ def db(tmp_path: Path) -> Database:
 
 
 def new_attempt(db: Database, budget_usd: float = 0.0) -> Attempt:
+    return new_attempts(db, budget_usd)[0]
+
+
+def new_attempts(db: Database, budget_usd: float = 0.0, runs: int = 1) -> list[Attempt]:
+    """A ticket sent to `runs` agents (a fan-out), each run's first attempt running, as a worker's claim leaves it
+    while its agent makes calls."""
     with db.session() as s:
         repo = queries.add_repo(s, name="r", source="/x", test_cmd="t")
         ticket = queries.add_ticket(
             s,
-            ["shell"],
+            ["shell"] * runs,
             repo_id=repo.id,
             title="t",
             base_ref="HEAD",
@@ -72,9 +78,10 @@ def new_attempt(db: Database, budget_usd: float = 0.0) -> Attempt:
             attempt_budget=1,
         )
         ticket.budget_usd = budget_usd
-        attempt = queries.add_attempt(s, ticket.runs[0], "the prompt")
-        move(attempt, AttemptStatus.RUNNING)  # as a worker's claim leaves it while its agent makes calls
-        return Attempt(db, ticket.id, attempt.id)
+        attempts = [queries.add_attempt(s, run, "the prompt") for run in ticket.runs]
+        for attempt in attempts:
+            move(attempt, AttemptStatus.RUNNING)
+        return [Attempt(db, ticket.id, attempt.id) for attempt in attempts]
 
 
 def held(gate: GatewayGate) -> float:

@@ -13,7 +13,17 @@ from db.engine import Database
 from db.lifecycle import AttemptStatus, move
 from db.migrate import upgrade
 from db.models import Attempt as AttemptRow
-from tests.gateway.conftest import CHAT, PRICES, Attempt, gate_key, held, in_flight, open_gate, wait_until
+from tests.gateway.conftest import (
+    CHAT,
+    PRICES,
+    Attempt,
+    gate_key,
+    held,
+    in_flight,
+    new_attempts,
+    open_gate,
+    wait_until,
+)
 from tests.gateway.upstream import Upstream
 from workers.gateway.server import ModelGateway
 
@@ -39,24 +49,8 @@ def workers() -> Iterator[tuple[ModelGateway, ModelGateway]]:
 
 def _fan_out(db: Database, budget_usd: float) -> tuple[Attempt, Attempt]:
     """A ticket sent to two agents, each attempt running (claimed by a worker)."""
-    with db.session() as s:
-        repo = queries.add_repo(s, name="r", source="/x", test_cmd="t")
-        ticket = queries.add_ticket(
-            s,
-            ["shell", "shell"],
-            repo_id=repo.id,
-            title="t",
-            base_ref="HEAD",
-            base_sha="a" * 40,
-            agent="shell",
-            attempt_budget=1,
-        )
-        ticket.budget_usd = budget_usd
-        attempts = [queries.add_attempt(s, run, "the prompt") for run in ticket.runs]
-        for attempt in attempts:
-            move(attempt, AttemptStatus.RUNNING)
-        first, second = (Attempt(db, ticket.id, attempt.id) for attempt in attempts)
-        return first, second
+    first, second = new_attempts(db, budget_usd, runs=2)
+    return first, second
 
 
 def _held_in(db: Database, attempt: Attempt) -> float:
