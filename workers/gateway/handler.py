@@ -81,14 +81,6 @@ class Meter(Protocol):
         ...
 
 
-class _TooLarge(Exception):
-    """The request's body is over MAX_REQUEST_BYTES."""
-
-
-class _TooSlow(Exception):
-    """The request's body did not arrive whole within the intake's deadline."""
-
-
 @dataclass
 class _Place:
     """A call's place among its gate's MAX_CALLS_AT_ONCE: taken before its body is read, freed once, when it ends."""
