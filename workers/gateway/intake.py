@@ -79,11 +79,10 @@ class Intake:
         self.limit, self.reserve, self.seconds = limit, reserve, seconds
         self.receiving = 0  # past the gates' reserves
         self._bodies: dict[Hashable, list[Body]] = {}
-        self._sizes: dict[Hashable, int] = {}
 
     def of(self, gate: Hashable) -> int:
         """The bytes of the gate's bodies being received."""
-        return self._sizes.get(gate, 0)
+        return sum(body.size for body in self._bodies.get(gate, ()))
 
     def begin(self, gate: Hashable, stop: Callable[[], None]) -> Body:
         """A body of the gate begins to arrive; `stop` is called (once) when it is cut to make room for another."""
@@ -103,7 +102,6 @@ class Intake:
             if not self._cut_for(body.gate, self._past_reserve(gate + size)):
                 raise Full(f"{self.limit // 2**20} MiB of request bodies are already being received")
         self.receiving += counted
-        self._sizes[body.gate] = gate + size
         body.size += size
 
     def end(self, body: Body) -> None:
@@ -115,16 +113,13 @@ class Intake:
         self.receiving -= self._past_reserve(gate) - self._past_reserve(gate - body.size)
         bodies = self._bodies[body.gate]
         bodies.remove(body)
-        if bodies:
-            self._sizes[body.gate] = gate - body.size
-        else:
+        if not bodies:
             del self._bodies[body.gate]
-            self._sizes.pop(body.gate, None)
 
     def _cut_for(self, asking: Hashable, would_hold: int) -> bool:
         """Cut the largest body of the gate holding the most past its reserve, when it holds more than `would_hold`
         (what the asking gate would hold past its own); False when none does."""
-        others = [(self._past_reserve(size), gate) for gate, size in self._sizes.items() if gate != asking]
+        others = [(self._past_reserve(self.of(gate)), gate) for gate in self._bodies if gate != asking]
         held, largest = max(others, key=lambda other: other[0], default=(0, None))
         if held <= would_hold or largest is None:
             return False
