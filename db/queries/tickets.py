@@ -232,11 +232,11 @@ _START_TICKETS = (
 _HANDED_BACK_FROM, _HANDED_BACK = lifecycle.bulk(
     TicketStatus.QUEUED, lifecycle.sources(TicketStatus.QUEUED, "hand_back")
 )
-# An attempt at work: its agent runs, or it ended and its verification waits or runs (a ticket whose agent's work is
-# done stays running until its verdict, so a verification claimed later never finds its ticket queued).
 _ATTEMPTS_OF = (
     select(Attempt.id).where(Attempt.ticket_id.in_(bindparam("tickets", expanding=True))).order_by(Attempt.id)
 )
+# An attempt at work: its agent runs, or it ended and its verification waits or runs (a ticket whose agent's work is
+# done stays running until its verdict, so a verification claimed later never finds its ticket queued).
 _AT_WORK = exists().where(
     Attempt.ticket_id == Ticket.id,
     Attempt.status.in_([a.value for a in (*LEASED_ATTEMPT, AttemptStatus.VERIFY_QUEUED)]),
