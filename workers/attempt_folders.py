@@ -49,7 +49,7 @@ class AttemptFolders:
 
     def __init__(self, root: Path, spares: int = MAX_SPARES) -> None:
         self.root = root
-        self.spares = Spares(root, spares)
+        self.spares = Spares(root, _empty_to_skeleton, spares)
 
     def folder(self, attempt_id: int) -> Path:
         """The attempt's folder: the one it has, else a spare renamed to it, else a new one."""
@@ -91,7 +91,7 @@ class AttemptFolders:
         """Delete the attempt's folder, or when none of its commands ran unsandboxed, keep it emptied as a spare."""
         path = self.root / str(attempt_id)
         reuse = path.is_dir() and not (path / UNCONFINED).exists()
-        if not (reuse and self.spares.keep(path, _empty_to_skeleton)):
+        if not (reuse and self.spares.keep(path)):
             with contextlib.suppress(OSError):  # else left for `fleet gc`
                 remove_tree(path)
 

@@ -41,7 +41,7 @@ class OutcomeJournal:
 
     def __init__(self, root: Path, spares: int = MAX_SPARES, sync: Callable[[int], None] = os.fsync) -> None:
         self.root = root
-        self.spares = Spares(root, spares)
+        self.spares = Spares(root, _empty_when_large, spares)
         self._sync = sync
 
     def _path(self, attempt_id: int, kind: str) -> Path:
@@ -101,7 +101,7 @@ class OutcomeJournal:
     def drop(self, attempt_id: int, kinds: tuple[str, ...] = (AGENT, VERIFY)) -> None:
         for kind in kinds:
             entry = self._path(attempt_id, kind)
-            if not self.spares.keep(entry, _empty_when_large):
+            if not self.spares.keep(entry):
                 entry.unlink(missing_ok=True)
 
     def attempt_ids(self, kind: str) -> list[int]:

@@ -293,8 +293,6 @@ class WorkerRuntime:
     def stop(self) -> None:
         self._verifier.shutdown(wait=True, cancel_futures=True)  # the ones not started are sent again later
         self.transcripts.stop()
-        self.attempt_folders.spares.remove_all()
-        self.journal.spares.remove_all()
         self._stopped.set()
         self._heart.join(timeout=5.0)
         self._close_servers()

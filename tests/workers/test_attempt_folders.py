@@ -112,6 +112,25 @@ def test_spares_of_a_stopped_worker_are_removed_and_a_removed_spare_is_no_loss(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["3", "4"]
 
 
+def test_a_stopped_workers_spare_serves_the_next_worker_emptied_again(tmp_path: Path) -> None:
+    """The worker stopped while it emptied the spare (or after): what the agent left is removed as it is taken."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    stopped = tmp_path / "attempts" / ".spare-4194305-abc-0"  # above the kernel's largest pid: its worker stopped
+    first = AttemptFolders(tmp_path / "attempts").folder(1)
+    _used(first)
+    home = (first / "home").stat().st_ino
+    first.rename(stopped)  # kept, not yet emptied
+    (stopped / "agent" / "tmp" / "scratch").unlink()
+    (stopped / "agent" / "tmp").rmdir()
+    (stopped / "agent" / "tmp").symlink_to(outside)
+    (stopped / "home" / ".cache").chmod(0o777)
+    second = AttemptFolders(tmp_path / "attempts").folder(2)
+    assert (second / "home").stat().st_ino == home  # the stopped worker's folders: none made
+    assert _tree(second) == ["agent", "agent/prompt.md", "candidate", "candidate/home", "candidate/tmp", "home"]
+    assert list(outside.iterdir()) == []
+
+
 def test_a_folder_with_inode_flags_or_grown_large_is_made_anew(tmp_path: Path) -> None:
     folders = AttemptFolders(tmp_path)
     first = folders.folder(1)
