@@ -3,7 +3,9 @@ count what the other's calls in flight hold, and a worker that stopped mid-call 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -25,9 +27,10 @@ from tests.gateway.conftest import (
     wait_until,
 )
 from tests.gateway.upstream import Upstream
-from workers.gateway.server import ModelGateway
+from workers.gateway.server import GatewayGate, ModelGateway
 
 BUDGET = 0.01  # a call in flight naming no output limit holds 32,768 tokens of output, $0.33: all of it
+ADMISSION_BEGINS_SECONDS = 0.5  # from a call's place taken to its admission begun: a small body read, on loopback
 
 
 @pytest.fixture
@@ -107,7 +110,7 @@ def test_a_call_recorded_after_its_holds_were_let_go_leaves_no_credit(shared: Da
     attempt held, then the old gate's call ends and is recorded, letting go of its hold again. The holds stay at
     zero, not below: a negative hold would pass later calls through a spent budget."""
     from workers.gateway.attempt import AttemptMeter
-    from workers.gateway.handler import Call
+    from workers.gateway.handler import Call, Hold
     from workers.gateway.usage import Usage, Wire
 
     first, _ = _fan_out(shared, 1.0)
@@ -115,7 +118,40 @@ def test_a_call_recorded_after_its_holds_were_let_go_leaves_no_credit(shared: Da
     assert old_gate.admit("gpt-4o", 0.5) is None
     new_gate.release()  # the attempt's gate opened on the worker that took it up
     spent_all = Usage(input_tokens=0, output_tokens=100_000)  # gpt-4o: $1.00 of output
-    old_gate.record(Call(Wire.CHAT, "gpt-4o", False, 200, spent_all, 1.0, None, "", "", held=0.5))
+    old_gate.record(Call(Wire.CHAT, "gpt-4o", False, 200, spent_all, 1.0, None, "", "", hold=Hold(0.5, True)))
     assert _held_in(shared, first) == 0.0
     refusal = new_gate.admit("gpt-4o", 0.01)
     assert refusal is not None and "ran out" in refusal
+
+
+def test_a_call_cut_while_it_waits_to_be_admitted_lets_go_of_the_hold_written_after(
+    shared: Database, workers: tuple[ModelGateway, ModelGateway], upstream: Upstream
+) -> None:
+    """The call's admission waits for its ticket's budget lock (another call of the ticket has it); the gateway cuts
+    the gate's calls meanwhile (as its stop does), and the hold is written once the lock is free. The cut call's
+    record lets go of it: the attempt's next call, its gate still open, is not refused against a budget nothing
+    spent."""
+    attempt, _ = _fan_out(shared, BUDGET)
+    gateway = workers[0]
+    with (
+        open_gate(gateway, upstream, attempt, budget_usd=BUDGET, prices=PRICES) as gate,
+        httpx.Client(base_url=gate.url, timeout=30) as agent,
+        ThreadPoolExecutor(max_workers=1) as caller,
+    ):
+        gate.flush()  # its opening written
+        with shared.session() as s:
+            queries.lock_budget(s, attempt.ticket_id)  # on SQLite the session's turn is the lock
+            cut = caller.submit(agent.post, "/openai/chat/completions", json=CHAT, headers=gate_key(gate))
+            _wait_for_admission(gate)
+            gateway.loop.call(gateway.cut(gate))
+        assert cut.result().status_code == 500  # the agent sees its call fail
+        assert held(gate) == 0.0
+        again = agent.post("/openai/chat/completions", json=CHAT, headers=gate_key(gate))
+    assert again.status_code == 200
+
+
+def _wait_for_admission(gate: GatewayGate) -> None:
+    """Until the gate's one call waits on its writer thread to be admitted: its place taken, then a moment for its
+    small body to be read and its admission to begin."""
+    wait_until(lambda: gate.handler.in_flight == 1, "the call never reached the gate")
+    time.sleep(ADMISSION_BEGINS_SECONDS)

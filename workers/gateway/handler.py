@@ -42,6 +42,15 @@ NO_RETRY = {"x-should-retry": "false"}  # the Stainless SDKs (openai, anthropic)
 PLAIN_PATH = re.compile(r"[A-Za-z0-9._~:@+-]+(/[A-Za-z0-9._~:@+-]+)*/?")
 
 
+@dataclass(eq=False)
+class Hold:
+    """What a call counts against its ticket's budget while in flight: the call's from the moment the meter writes it
+    on the gate's writer thread (written), whether or not its handler, cut meanwhile, sees it; its record lets it go."""
+
+    usd: float = 0.0
+    written: bool = False  # set and read on the gate's writer thread only
+
+
 @dataclass(frozen=True)
 class Call:
     """One metered request as the gateway saw it."""
@@ -55,7 +64,12 @@ class Call:
     error: str | None
     request: str
     response: str
-    held: float = 0.0  # USD the call held against the budget while in flight, let go as it is recorded
+    hold: Hold = field(default_factory=Hold)
+
+    @property
+    def held(self) -> float:
+        """USD the call held against the budget while in flight, let go as it is recorded."""
+        return self.hold.usd if self.hold.written else 0.0
 
 
 class Meter(Protocol):
@@ -85,8 +99,7 @@ class Meter(Protocol):
 class _Place:
     """A call's place among its gate's MAX_CALLS_AT_ONCE: taken before its body is read, freed once, when it ends."""
 
-    held: float = 0.0  # USD counted against the budget while the call is in flight, once admitted
-    admitted: bool = False
+    hold: Hold = field(default_factory=Hold)
     freed: bool = False
 
 
@@ -211,18 +224,14 @@ class Handler:
             message = f"fleet gateway: request refused: {error}"
             return JSONResponse(error_body(family, 413, "request_too_large", message), 413, NO_RETRY)
         exchange = _Exchange(family, wire, asked.model, asked.streamed, "", time.monotonic(), Tally(wire), place)
-        place.held = self.meter.hold(exchange.model, len(body), asked.output_tokens or 0)
+        place.hold.usd = self.meter.hold(exchange.model, len(body), asked.output_tokens or 0)
         try:
-            # On the gate's writer thread, after every call of the gate recorded or admitted so far; the meter counts
-            # what every call in flight of the ticket holds as spent (a burst cannot all pass a nearly spent budget,
-            # nor two attempts of a ticket on two workers).
             refusal = await asyncio.get_running_loop().run_in_executor(
-                self.writer, self.meter.admit, exchange.model, place.held
+                self.writer, self._admit, exchange.model, place.hold
             )
             if refusal is not None:
                 self._free(place)
                 return self._refuse(exchange, refusal)
-            place.admitted = True  # a call cut before this holds what it may have written until its gate closes
             exchange.strip_usage, sent = asked.sent is not None, asked.sent or body
             exchange.request, exchange.request_chars = asked.record, len(sent)
             unasked = body if exchange.strip_usage else None
@@ -230,6 +239,15 @@ class Handler:
         except BaseException as error:
             self._finish(exchange, 502, f"the call ended before its answer: {type(error).__name__}", "")
             raise
+
+    def _admit(self, model: str, hold: Hold) -> str | None:
+        """On the gate's writer thread, after every call of the gate recorded or admitted so far; the meter counts what
+        every call in flight of the ticket holds as spent (a burst cannot all pass a nearly spent budget, nor two
+        attempts of a ticket on two workers). A call cut while it waits is recorded after this, on this thread: the
+        hold is marked written here, for its record to let go of."""
+        refusal = self.meter.admit(model, hold.usd)
+        hold.written = refusal is None
+        return refusal
 
     async def _read(self, family: str, rest: str, wire: Wire, body: bytes) -> Asked:
         """What the request asks for; one gate's large bodies take at most MAX_REQUEST_BYTES of the reader's line, so
@@ -365,7 +383,7 @@ class Handler:
             error=error,
             request=exchange.request,
             response=bounded(self.redact(response)),
-            held=exchange.place.held if exchange.place.admitted else 0.0,
+            hold=exchange.place.hold,
         )
         self.on_call(call, exchange)
 
