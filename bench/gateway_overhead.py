@@ -39,6 +39,9 @@ class NoMeter:
     def record(self, call: Call) -> None:
         pass
 
+    def open(self) -> None:
+        pass
+
     def release(self) -> None:
         pass
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import ColumnElement, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from db.lifecycle import AttemptStatus
@@ -18,6 +18,7 @@ __all__ = [
     "Metered",
     "add_model_call",
     "budget_in_use",
+    "clear_holds",
     "hold_budget",
     "lock_budget",
     "metered",
@@ -65,9 +66,22 @@ def hold_budget(s: Session, attempt_id: int, usd: float) -> None:
     s.execute(update(Attempt).where(Attempt.id == attempt_id).values(held_usd=Attempt.held_usd + usd))
 
 
-def release_holds(s: Session, attempt_id: int) -> None:
-    """The attempt holds nothing: its gate opens, or has closed."""
+def clear_holds(s: Session, attempt_id: int) -> None:
+    """The attempt holds nothing: its gate opens, and what an earlier run of it held (its worker stopped mid-call)
+    counts no more."""
     s.execute(update(Attempt).where(Attempt.id == attempt_id, Attempt.held_usd != 0).values(held_usd=0.0))
+
+
+def release_holds(s: Session, attempt_id: int, usd: float) -> None:
+    """Let go of usd the attempt's calls held and no record let go of: their gate has closed. Only that much, in one
+    statement: a newer gate of the attempt (its lease lapsed, another worker took it up) keeps its own calls' holds."""
+    s.execute(update(Attempt).where(Attempt.id == attempt_id).values(held_usd=_held_less(usd)))
+
+
+def _held_less(usd: float) -> ColumnElement[float]:
+    """The attempt's holds less usd, never below zero: a new gate of the attempt let go of every hold already, and a
+    negative one would pass later calls through a spent budget."""
+    return case((Attempt.held_usd > usd, Attempt.held_usd - usd), else_=0.0)
 
 
 def add_model_call(s: Session, attempt_id: int, held: float = 0.0, **fields: Any) -> ModelCall:
@@ -86,9 +100,7 @@ def add_model_call(s: Session, attempt_id: int, held: float = 0.0, **fields: Any
             tokens_out=Attempt.tokens_out + (call.output_tokens or 0),
             cost_usd=Attempt.cost_usd + (call.cost_usd or 0.0),
             unpriced_calls=Attempt.unpriced_calls + int(unpriced),
-            # Never below zero: a new gate of the attempt (its lease lapsed, another worker took it up) let go of
-            # every hold already, and a negative one would pass later calls through a spent budget.
-            held_usd=case((Attempt.held_usd > held, Attempt.held_usd - held), else_=0.0),
+            held_usd=_held_less(held),
         )
     )
     s.flush()

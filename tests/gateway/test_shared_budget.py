@@ -116,7 +116,7 @@ def test_a_call_recorded_after_its_holds_were_let_go_leaves_no_credit(shared: Da
     first, _ = _fan_out(shared, 1.0)
     old_gate, new_gate = (AttemptMeter(shared, first.attempt_id, first.ticket_id, 1.0, PRICES) for _ in range(2))
     assert old_gate.admit("gpt-4o", 0.5) is None
-    new_gate.release()  # the attempt's gate opened on the worker that took it up
+    new_gate.open()  # the attempt's gate opened on the worker that took it up
     spent_all = Usage(input_tokens=0, output_tokens=100_000)  # gpt-4o: $1.00 of output
     old_gate.record(Call(Wire.CHAT, "gpt-4o", False, 200, spent_all, 1.0, None, "", "", hold=Hold(0.5, True)))
     assert _held_in(shared, first) == 0.0
@@ -155,3 +155,27 @@ def _wait_for_admission(gate: GatewayGate) -> None:
     small body to be read and its admission to begin."""
     wait_until(lambda: gate.handler.in_flight == 1, "the call never reached the gate")
     time.sleep(ADMISSION_BEGINS_SECONDS)
+
+
+def test_an_old_gate_closing_leaves_the_holds_of_its_attempts_new_gate(
+    shared: Database, workers: tuple[ModelGateway, ModelGateway], upstream: Upstream
+) -> None:
+    """The attempt's lease lapsed on one worker and another took it up: its old gate closes while a call of its new
+    gate is in flight. The old gate lets go of what its own calls held (nothing), not of the new call's hold, which
+    still counts against the ticket's budget."""
+    first, second = _fan_out(shared, BUDGET)
+    old = open_gate(workers[0], upstream, first, budget_usd=BUDGET, prices=PRICES)
+    old.flush()  # its opening written before the new gate's
+    with (
+        old,
+        open_gate(workers[1], upstream, first, budget_usd=BUDGET, prices=PRICES) as new,
+        open_gate(workers[0], upstream, second, budget_usd=BUDGET, prices=PRICES) as two,
+        httpx.Client(base_url=new.url, timeout=30) as agent_new,
+        httpx.Client(base_url=two.url, timeout=30) as agent_two,
+        in_flight(agent_new, new),
+    ):
+        holding = held(new)
+        assert holding > BUDGET
+        old.close()
+        assert held(new) == holding
+        assert agent_two.post("/openai/chat/completions", json=CHAT, headers=gate_key(two)).status_code == 402

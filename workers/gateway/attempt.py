@@ -4,7 +4,7 @@ meter that records its calls and holds its ticket's budget, and what its calls a
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from db import queries
 from db.engine import Database
@@ -92,13 +92,15 @@ def call_cost(prices: Mapping[str, Price], call: Call) -> float | None:
 
 @dataclass
 class AttemptMeter:
-    """Records an attempt's calls as they end, and refuses its calls once its ticket's spend reaches the budget."""
+    """Records an attempt's calls as they end, and refuses its calls once its ticket's spend reaches the budget: one
+    gate's, its methods called on that gate's writer thread."""
 
     db: Database
     attempt_id: int
     ticket_id: int
     budget_usd: float
     prices: Mapping[str, Price]
+    holding: float = field(default=0.0, init=False)  # what its admit wrote and no record let go of yet
 
     def hold(self, model: str, request_bytes: int, output_tokens: int) -> float:
         price = find_price(self.prices, model)
@@ -118,16 +120,25 @@ class AttemptMeter:
         with self.db.session() as s:
             queries.lock_budget(s, self.ticket_id)
             spent, held = queries.budget_in_use(s, self.ticket_id)
-            if spent + held < self.budget_usd:
+            admitted = spent + held < self.budget_usd
+            if admitted:
                 queries.hold_budget(s, self.attempt_id, usd)
-                return None
+        if admitted:  # written: the transaction committed
+            self.holding += usd
+            return None
         in_flight = f", ${held:.4f} held by calls in flight for their input and output limits" if held else ""
         return f"the ticket's budget of ${self.budget_usd:.2f} ran out mid-attempt (${spent:.4f} spent{in_flight})"
 
-    def release(self) -> None:
+    def open(self) -> None:
         if self.budget_usd:
             with self.db.session() as s:
-                queries.release_holds(s, self.attempt_id)
+                queries.clear_holds(s, self.attempt_id)
+
+    def release(self) -> None:
+        if self.holding > 0:  # calls cut before they were recorded, or whose record failed to write
+            with self.db.session() as s:
+                queries.release_holds(s, self.attempt_id, self.holding)
+            self.holding = 0.0
 
     def record(self, call: Call) -> None:
         usage = call.usage
@@ -149,6 +160,7 @@ class AttemptMeter:
                 request=call.request,
                 response=call.response,
             )
+        self.holding = max(0.0, self.holding - call.held)
 
 
 def call_line(call: ModelCall) -> str:

@@ -90,8 +90,13 @@ class Meter(Protocol):
         """Write the call, and let go of what it held (call.held)."""
         ...
 
+    def open(self) -> None:
+        """The gate opens: what an earlier run of the attempt holds (its worker stopped mid-call) counts no more."""
+        ...
+
     def release(self) -> None:
-        """Let go of whatever the attempt's calls still hold: its gate opens, or has closed."""
+        """The gate has closed: let go of what its own calls hold and no record let go of, and only that (a newer gate
+        of the attempt, on another worker, keeps what its calls hold)."""
         ...
 
 

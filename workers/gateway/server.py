@@ -62,7 +62,7 @@ class GatewayGate:
         self.requests: weakref.WeakSet[asyncio.Task[object]] = weakref.WeakSet()  # in flight, cut by close()
         # The meter's database work, in order and off the event loop that serves every gate of the worker.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-gateway-meter")
-        self._writer.submit(self._release)  # what an earlier run of the attempt held, its worker stopped mid-call
+        self._writer.submit(self._let_go, meter.open)
         self.handler = Handler(
             self.key, self.upstreams, meter, self._writer, gateway.client, gateway.reader, gateway.intake, self._record
         )
@@ -107,7 +107,7 @@ class GatewayGate:
                 if any(not request.done() for request in self.requests):  # none after the gateway's own close
                     self.gateway.loop.call(self.gateway.cut(self))
             finally:
-                self._writer.submit(self._release)
+                self._writer.submit(self._let_go, self.meter.release)
                 self._writer.shutdown(wait=True)
 
     def __enter__(self) -> GatewayGate:
@@ -123,9 +123,9 @@ class GatewayGate:
                 self._refused = call.error
         self._writer.submit(self._write, call)
 
-    def _release(self) -> None:
+    def _let_go(self, holds: Callable[[], None]) -> None:
         try:
-            self.meter.release()
+            holds()
         except Exception:
             log.exception("the model gateway could not let go of what an attempt's calls held")
 
