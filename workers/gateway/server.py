@@ -24,7 +24,6 @@ import socket
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
 
@@ -39,6 +38,7 @@ from workers.gateway.handler import NO_RETRY, Call, Handler, Meter
 from workers.gateway.intake import Intake
 from workers.gateway.protocols import FAMILIES, Upstream, error_body, presented_keys
 from workers.gateway.reader import Reader
+from workers.gateway.writer import GateWriter
 from workers.loop_thread import CALL_SECONDS, LoopThread
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,8 @@ class GatewayGate:
         self._closed = False
         self.requests: weakref.WeakSet[asyncio.Task[object]] = weakref.WeakSet()  # in flight, cut by close()
         # The meter's database work, in order and off the event loop that serves every gate of the worker.
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fleet-gateway-meter")
-        self._writer.submit(self._let_go, meter.open)
+        self._writer = GateWriter()
+        self._let_go(meter.open)  # before any call: what an earlier run of the attempt held counts no more
         self.handler = Handler(
             self.key, self.upstreams, meter, self._writer, gateway.client, gateway.reader, gateway.intake, self._record
         )
@@ -88,7 +88,7 @@ class GatewayGate:
 
     def flush(self) -> None:
         """Wait until every call that has ended is written (the records are written in order, off the loop)."""
-        if not self._closed:
+        if not self._closed and self._writer.started:
             self._writer.submit(lambda: None).result(CALL_SECONDS)
 
     @property
@@ -107,7 +107,7 @@ class GatewayGate:
                 if any(not request.done() for request in self.requests):  # none after the gateway's own close
                     self.gateway.loop.call(self.gateway.cut(self))
             finally:
-                self._writer.submit(self._let_go, self.meter.release)
+                self._writer.submit_if_started(lambda: self._let_go(self.meter.release))  # none: no call held
                 self._writer.shutdown(wait=True)
 
     def __enter__(self) -> GatewayGate:
