@@ -1,5 +1,5 @@
 """A diff may not change how git converts files between their commit and a checkout, or merges them (its
-`.gitattributes`).
+`.gitattributes`), except to stop converting or merging them.
 
 A reviewer reads a diff as git stores it. A checkout holds what the attributes in force make of it: `eol=crlf` and
 `text` end lines otherwise, `working-tree-encoding` re-encodes (ISO-2022-JP writes a string of kanji shown to the
@@ -10,57 +10,108 @@ queue's checkout of the build and everyone who checks the delivered branch out g
 `merge=union` makes every later merge keep both sides of a conflict, untested, where git would have stopped. So a
 diff whose `.gitattributes` changes a line setting any attribute but those that change no byte of a checkout or a
 merge is refused; a repository's own attributes stay in force (a `*.bat eol=crlf` of its own files), as before.
+
+A line that only unsets `text` or `merge` (`*.png binary`, `*.dat -text`) may be added anywhere: wherever it wins,
+a checkout holds the stored bytes, and a later merge of the file stops at a conflict instead of merging it (Fleet
+itself merges nothing: the merge queue applies diffs, workers/merge_git.py). Removing or moving one is a change, as
+it may let a conversion through again.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 from pathlib import Path
+from typing import Literal
 
 from system.git import GitError, git_bytes
 from verification.patch import PatchRefused
 
 ATTRIBUTES_FILE = ".gitattributes"
+MACRO = "[attr]"  # a line defining a macro; git reads one only in the top-level file
 # Attributes that change no byte git writes into a checkout or a merge: what `git diff`, `git archive`, packing and
 # the forges' language statistics make of a file. Any other (text, eol, crlf, working-tree-encoding, ident, filter,
-# merge, the `binary` macro, a macro of the repository's own, one git adds later) may: a line naming one is compared.
+# merge, a macro of the repository's own, one git adds later) may: a line naming one is compared.
 INERT = frozenset({"diff", "whitespace", "delta", "export-ignore", "export-subst", "conflict-marker-size", "encoding"})
 INERT_PREFIXES = ("linguist-", "gitlab-")
+# Fields that only unset: no end-of-line conversion, no textual merge; `binary` is git's macro `-diff -merge -text`.
+UNSETTING = frozenset({"-text", "-merge", "binary"})
 BLANKS = re.compile(r"[ \t\r]+")  # what git splits an attributes line at (a line ends at a newline only)
+
+Line = tuple[str, bool]  # a line as git reads it (its runs of blanks made one), and whether it only unsets
+Kind = Literal["converts", "unsets", "inert"]
 
 
 def refuse_attribute_changes(checkout: Path, paths: list[str]) -> None:
     """PatchRefused when the diff applied to checkout's index (whose HEAD is the base) changed a converting line of
     a `.gitattributes` file among paths (both sides of a rename included), added, removed or moved."""
-    for path in paths:
-        if path.rsplit("/", 1)[-1] != ATTRIBUTES_FILE:
-            continue
-        before, after = _converting(_blob(checkout, f"HEAD:{path}")), _converting(_blob(checkout, f":{path}"))
-        if before != after:
-            changed = next(new or old for old, new in itertools.zip_longest(before, after) if old != new)
-            raise PatchRefused(
-                f"the diff changes how git checks out or merges files ({path}: {changed!r}): a checkout of it would"
-                " not hold the bytes the diff shows; only attributes that change neither may be changed"
-            )
+    changed = [path for path in paths if path.rsplit("/", 1)[-1] == ATTRIBUTES_FILE]
+    if not changed:
+        return
+    macros = defined_macros(_blob(checkout, f"HEAD:{ATTRIBUTES_FILE}"), _blob(checkout, f":{ATTRIBUTES_FILE}"))
+    for path in changed:
+        reason = refusal(path, _blob(checkout, f"HEAD:{path}"), _blob(checkout, f":{path}"), macros)
+        if reason is not None:
+            raise PatchRefused(reason)
 
 
-def _converting(text: str) -> list[str]:
+def refusal(path: str, before: str, after: str, macros: frozenset[str]) -> str | None:
+    """Why the attributes file at path may not go from before to after, or None; macros: the names the top-level
+    file defines, before or after (a line setting one is compared, whatever its name)."""
+    changed = _first_change(_compared(before, macros), _compared(after, macros))
+    if changed is None:
+        return None
+    return (
+        f"the diff changes how git checks out or merges files ({path}: {changed!r}): a checkout of it would"
+        " not hold the bytes the diff shows; only attributes that change neither may be changed, and lines that"
+        " only unset text or merge (-text, -merge, binary) added"
+    )
+
+
+def defined_macros(*texts: str) -> frozenset[str]:
+    """The names of the macros attributes files define (`[attr]name ...`)."""
+    lines = (BLANKS.split(raw.strip(" \t\r"), 1)[0] for text in texts for raw in text.split("\n"))
+    return frozenset(line[len(MACRO) :] for line in lines if line.startswith(MACRO))
+
+
+def _first_change(old: list[Line], new: list[Line]) -> str | None:
+    """The first line new adds (other than one that only unsets) or moves, else the first line of old it lacks.
+
+    Each line of new is matched to old's next unmatched one where equal (matching early never loses a match a later
+    equal line could make: that one could be skipped in its place)."""
+    matched = 0
+    for line, unsets in new:
+        if matched < len(old) and line == old[matched][0]:
+            matched += 1
+        elif not unsets:
+            return line
+    return old[matched][0] if matched < len(old) else None
+
+
+def _compared(text: str, macros: frozenset[str]) -> list[Line]:
     """The lines of an attributes file, in order, that set an attribute which may change a checkout's bytes (a
-    macro's definition always may); each with its runs of blanks made one, as git reads it."""
+    macro's definition always may) or that unset text or merge."""
     lines = []
     for raw in text.split("\n"):
         fields = [field for field in BLANKS.split(raw) if field]
         if not fields or fields[0].startswith("#"):
             continue
-        if fields[0].startswith("[attr]") or not all(_inert(field) for field in fields[1:]):
-            lines.append(" ".join(fields))
+        kinds = {_kind(field, macros) for field in fields[1:]}
+        if fields[0].startswith(MACRO) or "converts" in kinds:
+            lines.append((" ".join(fields), False))
+        elif "unsets" in kinds:
+            lines.append((" ".join(fields), True))
     return lines
 
 
-def _inert(field: str) -> bool:
+def _kind(field: str, macros: frozenset[str]) -> Kind:
+    """converts, unsets or inert. Only a macro set bare expands (`-name`, `!name`, `name=v` do not): the built-in
+    `binary` unsets unless the repository defines its own."""
+    if field in macros:
+        return "converts"
+    if field in UNSETTING:
+        return "unsets"
     name = field.lstrip("-!").split("=", 1)[0]
-    return name in INERT or name.startswith(INERT_PREFIXES)
+    return "inert" if name in INERT or name.startswith(INERT_PREFIXES) else "converts"
 
 
 def _blob(checkout: Path, name: str) -> str:

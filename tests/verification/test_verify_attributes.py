@@ -74,8 +74,25 @@ class Pools:
         ({"tests/.gitattributes": "*.py   eol=crlf\n"}, FIXED_CALC),
         ({".gitattributes": "*.py -diff\reol=crlf\n"}, FIXED_CALC),  # git splits the line at the CR, not ends it
         ({".gitattributes": "*.py merge=union\n"}, FIXED_CALC),  # landed, later merges keep both sides of a conflict
+        ({".gitattributes": "*.py -text text\n"}, FIXED_CALC),  # the last one on a line wins: set
+        ({".gitattributes": "*.py binary text=auto\n"}, FIXED_CALC),
+        ({".gitattributes": "*.py !text\n"}, FIXED_CALC),  # unspecified: a repository's eol=crlf would hold again
+        ({".gitattributes": "*.py -merge eol=crlf\n"}, CRLF_CALC),
     ],
-    ids=["working-tree-encoding", "text eol", "ident", "filter", "a macro", "in a folder", "after a CR", "merge"],
+    ids=[
+        "working-tree-encoding",
+        "text eol",
+        "ident",
+        "filter",
+        "a macro",
+        "in a folder",
+        "after a CR",
+        "merge",
+        "text after -text",
+        "text=auto after binary",
+        "!text",
+        "eol after -merge",
+    ],
 )
 def test_a_diff_changing_how_git_checks_out_or_merges_files_is_refused(
     tmp_path: Path, attributes: dict[str, str], calc: str | bytes
@@ -118,3 +135,46 @@ def test_attributes_that_change_no_byte_of_a_checkout_may_be_added(tmp_path: Pat
     inert = "*.bat eol=crlf\n# generated\n*.png -diff\ndocs/** linguist-documentation\n*.lock export-ignore\n"
     result = pools.verified(pools.agent_diff({".gitattributes": inert, "calc.py": FIXED_CALC}))
     assert result.verdict is Verdict.PASSED, result.reasons
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {".gitattributes": "*.dat binary\n"},
+        {".gitattributes": "*.dat -text\n"},
+        {".gitattributes": "*.dat -merge\n"},
+        {".gitattributes": "*.dat   -diff -merge -text linguist-generated\n"},
+        {"data/.gitattributes": "* binary\n"},
+    ],
+    ids=["binary", "-text", "-merge", "each of them", "in a folder"],
+)
+def test_lines_that_only_unset_text_or_merge_may_be_added(tmp_path: Path, attributes: dict[str, str]) -> None:
+    # A checkout holds the stored bytes wherever text is unset; unset merge only stops a later merge at a conflict.
+    pools = Pools(tmp_path, {".gitattributes": "*.bat eol=crlf\n# ours\n", "run.bat": "echo 1\n"})
+    [(name, added)] = attributes.items()
+    written = b"1\r\n2\n"  # either end of line: nothing converts either
+    files = {name: ("*.bat eol=crlf\n" + added if name == ".gitattributes" else added), "data/x.dat": written}
+    diff = pools.agent_diff({**files, "calc.py": FIXED_CALC})
+    tested: list[bytes] = []
+    result = pools.verified(diff, lambda checkout: tested.append((checkout / "data/x.dat").read_bytes()))
+    assert result.verdict is Verdict.PASSED, result.reasons
+    assert tested == [written] == [pools.landed(diff, "data/x.dat")]
+
+
+def test_a_macro_of_the_repositorys_own_is_compared_whatever_its_name(tmp_path: Path) -> None:
+    # Set bare, a macro expands to what it defines: a name that reads as statistics' may convert.
+    macros = "[attr]linguist-crlf text eol=crlf\n[attr]binary text eol=crlf\n"
+    pools = Pools(tmp_path, {".gitattributes": macros})
+    for added in ("*.py linguist-crlf\n", "*.py binary\n"):
+        diff = pools.agent_diff({".gitattributes": macros + added, "calc.py": FIXED_CALC})
+        assert pools.landed(diff, "calc.py") == CRLF_CALC
+        result = pools.verified(diff)
+        assert result.verdict is Verdict.FAILED and added.strip() in result.reasons[0], result.reasons
+
+
+def test_removing_a_line_that_unsets_text_is_a_change(tmp_path: Path) -> None:
+    pools = Pools(tmp_path, {".gitattributes": "*.py eol=crlf\n*.py -text\n"})
+    diff = pools.agent_diff({".gitattributes": "*.py eol=crlf\n", "calc.py": FIXED_CALC})
+    assert pools.landed(diff, "calc.py") == CRLF_CALC
+    result = pools.verified(diff)
+    assert result.verdict is Verdict.FAILED and "'*.py -text'" in result.reasons[0], result.reasons
