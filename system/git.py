@@ -35,6 +35,7 @@ GIT_TIMEOUT_SECONDS = 600.0
 # it likes, and it is held three times (the memory file, its bytes, their text). ERRORS_BYTES: git's errors.
 GIT_OUTPUT_LIMIT = 256 * 2**20
 ERRORS_BYTES = 2**20
+HOST_PATH_OPTIONS = ("--git-dir=", "--work-tree=")  # left out of a failed command's name: they name host folders
 ENCODING = sys.getfilesystemencoding()  # what os.fsencode gives back a path decoded with surrogateescape
 
 
@@ -46,7 +47,8 @@ class GitError(Exception):
         self.returncode = returncode
         self.stderr = stderr.strip()
         last_line = self.stderr.splitlines()[-1] if self.stderr else f"exit code {returncode}"
-        super().__init__(f"git {' '.join(args[:2])} failed: {last_line}")
+        named = [arg for arg in args if not arg.startswith(HOST_PATH_OPTIONS)]
+        super().__init__(f"git {' '.join(named[:2])} failed: {last_line}")
 
 
 class GitOutputTooLarge(Exception):

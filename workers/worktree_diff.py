@@ -10,11 +10,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from system.git import GIT_OUTPUT_LIMIT, NO_SUBMODULES, GitOutputTooLarge, git, git_bytes
+from system.files import read_within
+from system.git import GIT_OUTPUT_LIMIT, NO_SUBMODULES, GitError, GitOutputTooLarge, git, git_bytes
+from verification.attributes import ATTRIBUTES_FILE, defined_macros, refusal
 from workers.scratch_git import scratch_objects
 
 ESC = "surrogateescape"  # file names that are not UTF-8 pass through git calls unchanged
 PATHS_PER_CALL = 256  # paths per git command line, well under the argument size limit
+ATTRIBUTES_READ = 100 * 2**20  # git reads no attributes file larger than this
 
 
 class WorktreeError(Exception):
@@ -34,6 +37,11 @@ class DiffTooLarge(DiffNotKept):
         super().__init__(f"{measured} {size:,} bytes, over FLEET_MAX_DIFF_BYTES ({limit:,})")
 
 
+class AttributesRefused(DiffNotKept):
+    """git could not take the diff under the checkout's own `.gitattributes`, which change how git converts files
+    (an encoding a file is not in): the message is verification's refusal of them (verification/attributes.py)."""
+
+
 class CheckoutDiff:
     """git diff of one checkout (path, with its git dir named explicitly) against base_sha."""
 
@@ -47,8 +55,27 @@ class CheckoutDiff:
         after status); when there are new files, the changed files are hashed into a scratch object folder that
         borrows the mirror's objects, through a scratch copy of the index, and both are deleted on return. With a
         limit, the bytes the changes add are measured by stat before git reads any of them, and the patch by its
-        size before Python reads it.
+        size before Python reads it. When git fails, and the checkout's attributes files change how git converts
+        files, AttributesRefused says so: they are what git failed on (`* working-tree-encoding=UTF-16` over files
+        that are not). Else the GitError's message, the attempt's verdict, names none of the host's folders.
         """
+        try:
+            return self._taken(limit)
+        except GitError as exc:
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: GitError) -> DiffNotKept | GitError:
+        """What git failing to take the diff is: AttributesRefused when the checkout's attributes files are refused,
+        else exc naming none of the host's folders."""
+        try:
+            reason = self._attributes_refusal()
+        except GitError:
+            reason = None
+        if reason is not None:
+            return AttributesRefused(reason)
+        return GitError(exc.args_, exc.returncode, self._hide_folders(exc.stderr))
+
+    def _taken(self, limit: int | None) -> bytes:
         changed = self._changed(limit)
         if limit is not None:
             self._check_added(changed, limit)
@@ -77,6 +104,37 @@ class CheckoutDiff:
         diff = ("--no-optional-locks", "diff", NO_SUBMODULES, *flags, self.base_sha, "--", *paths)
         with _read_within(limit) as cap:
             return git_bytes(*explicit(self.path, self.gitdir), *diff, cwd=self.path, env=env, limit_bytes=cap)
+
+    def _attributes_refusal(self) -> str | None:
+        """Verification's refusal of the checkout's attributes files against base_sha's, if any. Read as git reads
+        them, ignored ones too (git reads those as well); nothing is hashed, where git failed. A git call for each
+        attributes file the base has: files the agent adds need none."""
+        pathspec = f":(glob)**/{ATTRIBUTES_FILE}"
+        tracked = set(filter(None, self._git("ls-files", "-z", "--", pathspec, errors=ESC).split("\0")))
+        others = filter(None, self._git("ls-files", "-z", "--others", "--", pathspec, errors=ESC).split("\0"))
+        macros = defined_macros(self._base_text(ATTRIBUTES_FILE), self._checkout_text(ATTRIBUTES_FILE))
+        for path in [*sorted(tracked), *others]:
+            before = self._base_text(path) if path in tracked else ""
+            reason = refusal(path, before, self._checkout_text(path), macros)
+            if reason is not None:
+                return reason
+        return None
+
+    def _hide_folders(self, text: str) -> str:
+        """text with the slot's git dir, the mirror and the checkout named by what they are."""
+        for folder, name in ((self.gitdir, "<git dir>"), (self.mirror, "<mirror>"), (self.path, "<checkout>")):
+            text = text.replace(str(folder), name)
+        return text
+
+    def _base_text(self, path: str) -> str:
+        try:
+            return self._git("cat-file", "blob", f"{self.base_sha}:{path}", errors=ESC)
+        except GitError:
+            return ""
+
+    def _checkout_text(self, path: str) -> str:
+        """The attributes file at path as git reads it: none through a link or where it is not a regular file."""
+        return (read_within(self.path, path, ATTRIBUTES_READ) or b"").decode("utf-8", ESC)
 
     def _git(self, *args: str, **options: Any) -> str:
         return git(*explicit(self.path, self.gitdir), *args, cwd=self.path, **options)
