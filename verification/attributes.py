@@ -14,16 +14,20 @@ merge is refused; a repository's own attributes stay in force (a `*.bat eol=crlf
 A line that only unsets `text` or `merge` (`*.png binary`, `*.dat -text`) may be added anywhere: wherever it wins,
 a checkout holds the stored bytes, and a later merge of the file stops at a conflict instead of merging it (Fleet
 itself merges nothing: the merge queue applies diffs, workers/merge_git.py). Removing or moving one is a change, as
-it may let a conversion through again.
+it may let a conversion through again. Unsetting text is refused where the base's attributes set `eol=crlf`: git
+rewrites no file of a checkout whose blob is the same, so the files tested keep their CRLF, and a new checkout of the
+delivered branch would hold LF.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from system.git import GitError, git_bytes
+from system.git import GitError, git, git_bytes
 from verification.patch import PatchRefused
 
 ATTRIBUTES_FILE = ".gitattributes"
@@ -35,6 +39,9 @@ INERT = frozenset({"diff", "whitespace", "delta", "export-ignore", "export-subst
 INERT_PREFIXES = ("linguist-", "gitlab-")
 # Fields that only unset: no end-of-line conversion, no textual merge; `binary` is git's macro `-diff -merge -text`.
 UNSETTING = frozenset({"-text", "-merge", "binary"})
+UNSETTING_TEXT = frozenset({"-text", "binary"})
+CRLF = "eol=crlf"
+ESC = "surrogateescape"
 BLANKS = re.compile(r"[ \t\r]+")  # what git splits an attributes line at (a line ends at a newline only)
 
 Line = tuple[str, bool]  # a line as git reads it (its runs of blanks made one), and whether it only unsets
@@ -48,23 +55,35 @@ def refuse_attribute_changes(checkout: Path, paths: list[str]) -> None:
     if not changed:
         return
     macros = defined_macros(_blob(checkout, f"HEAD:{ATTRIBUTES_FILE}"), _blob(checkout, f":{ATTRIBUTES_FILE}"))
+    crlf = functools.cache(lambda: _ends_lines_crlf(checkout, changed))
     for path in changed:
-        reason = refusal(path, _blob(checkout, f"HEAD:{path}"), _blob(checkout, f":{path}"), macros)
+        reason = refusal(path, _blob(checkout, f"HEAD:{path}"), _blob(checkout, f":{path}"), macros, crlf)
         if reason is not None:
             raise PatchRefused(reason)
 
 
-def refusal(path: str, before: str, after: str, macros: frozenset[str]) -> str | None:
+def refusal(
+    path: str, before: str, after: str, macros: frozenset[str], crlf: Callable[[], bool] = lambda: False
+) -> str | None:
     """Why the attributes file at path may not go from before to after, or None; macros: the names the top-level
-    file defines, before or after (a line setting one is compared, whatever its name)."""
-    changed = _first_change(_compared(before, macros), _compared(after, macros))
-    if changed is None:
-        return None
-    return (
-        f"the diff changes how git checks out or merges files ({path}: {changed!r}): a checkout of it would"
-        " not hold the bytes the diff shows; only attributes that change neither may be changed, and lines that"
-        " only unset text or merge (-text, -merge, binary) added"
-    )
+    file defines, before or after (a line setting one is compared, whatever its name); crlf: whether attributes
+    of the base end lines with CRLF in a checkout (asked only of a line added that unsets text)."""
+    changed, added = _first_change(_compared(before, macros), _compared(after, macros))
+    if changed is not None:
+        return (
+            f"the diff changes how git checks out or merges files ({path}: {changed!r}): a checkout of it would"
+            " not hold the bytes the diff shows; only attributes that change neither may be changed, and lines that"
+            " only unset text or merge (-text, -merge, binary) added"
+        )
+    unsets_text = next((line for line in added if UNSETTING_TEXT & set(line.split(" ")[1:])), None)
+    if unsets_text is not None and crlf():
+        # A checkout git made before keeps its converted bytes (git rewrites no file whose blob is the same): what
+        # verification and a reused merge build test; a fresh checkout of the delivered branch holds other bytes.
+        return (
+            f"the diff unsets text where the repository's own attributes end lines with CRLF ({path}:"
+            f" {unsets_text!r}): the files tested were checked out with CRLF, a new checkout of it holds LF"
+        )
+    return None
 
 
 def defined_macros(*texts: str) -> frozenset[str]:
@@ -73,18 +92,33 @@ def defined_macros(*texts: str) -> frozenset[str]:
     return frozenset(line[len(MACRO) :] for line in lines if line.startswith(MACRO))
 
 
-def _first_change(old: list[Line], new: list[Line]) -> str | None:
-    """The first line new adds (other than one that only unsets) or moves, else the first line of old it lacks.
+def _first_change(old: list[Line], new: list[Line]) -> tuple[str | None, list[str]]:
+    """The first line new adds (other than one that only unsets) or moves, else the first line of old it lacks;
+    and the lines new adds that only unset.
 
     Each line of new is matched to old's next unmatched one where equal (matching early never loses a match a later
     equal line could make: that one could be skipped in its place)."""
-    matched = 0
+    matched, added = 0, []
     for line, unsets in new:
         if matched < len(old) and line == old[matched][0]:
             matched += 1
-        elif not unsets:
-            return line
-    return old[matched][0] if matched < len(old) else None
+        elif unsets:
+            added.append(line)
+        else:
+            return line, added
+    return (old[matched][0] if matched < len(old) else None), added
+
+
+def _ends_lines_crlf(checkout: Path, changed: list[str]) -> bool:
+    """Whether an attributes file at HEAD sets `eol=crlf` (the one conversion unsetting text undoes on checkout:
+    `text` and `text=auto` end lines as stored, LF, on a host whose git configuration asks nothing else)."""
+    listed = git("ls-files", "-z", "--", f":(glob)**/{ATTRIBUTES_FILE}", cwd=checkout, errors=ESC).split("\0")
+    for path in dict.fromkeys([*filter(None, listed), *changed]):
+        for raw in _blob(checkout, f"HEAD:{path}").split("\n"):
+            fields = BLANKS.split(raw.strip(" \t\r"))
+            if not fields[0].startswith("#") and CRLF in fields[1:]:
+                return True
+    return False
 
 
 def _compared(text: str, macros: frozenset[str]) -> list[Line]:
@@ -117,6 +151,6 @@ def _kind(field: str, macros: frozenset[str]) -> Kind:
 def _blob(checkout: Path, name: str) -> str:
     """The blob git names so (HEAD:path, :path for the index), or "" where there is none."""
     try:
-        return git_bytes("cat-file", "blob", name, cwd=checkout).decode("utf-8", "surrogateescape")
+        return git_bytes("cat-file", "blob", name, cwd=checkout).decode("utf-8", ESC)
     except GitError:
         return ""

@@ -150,10 +150,10 @@ def test_attributes_that_change_no_byte_of_a_checkout_may_be_added(tmp_path: Pat
 )
 def test_lines_that_only_unset_text_or_merge_may_be_added(tmp_path: Path, attributes: dict[str, str]) -> None:
     # A checkout holds the stored bytes wherever text is unset; unset merge only stops a later merge at a conflict.
-    pools = Pools(tmp_path, {".gitattributes": "*.bat eol=crlf\n# ours\n", "run.bat": "echo 1\n"})
+    pools = Pools(tmp_path, {".gitattributes": "*.sh text eol=lf\n# ours\n", "run.sh": "echo 1\n"})
     [(name, added)] = attributes.items()
     written = b"1\r\n2\n"  # either end of line: nothing converts either
-    files = {name: ("*.bat eol=crlf\n" + added if name == ".gitattributes" else added), "data/x.dat": written}
+    files = {name: ("*.sh text eol=lf\n" + added if name == ".gitattributes" else added), "data/x.dat": written}
     diff = pools.agent_diff({**files, "calc.py": FIXED_CALC})
     tested: list[bytes] = []
     result = pools.verified(diff, lambda checkout: tested.append((checkout / "data/x.dat").read_bytes()))
@@ -178,3 +178,26 @@ def test_removing_a_line_that_unsets_text_is_a_change(tmp_path: Path) -> None:
     assert pools.landed(diff, "calc.py") == CRLF_CALC
     result = pools.verified(diff)
     assert result.verdict is Verdict.FAILED and "'*.py -text'" in result.reasons[0], result.reasons
+
+
+def test_unsetting_text_over_the_repositorys_own_crlf_is_refused(tmp_path: Path) -> None:
+    # git rewrites no file whose blob is the same: the checkout tested keeps run.bat's CRLF, a new one holds LF.
+    pools = Pools(tmp_path, {"deep/.gitattributes": "*.bat eol=crlf\n", "deep/run.bat": "echo 1\n"})
+    # Written out: the agent's checkout would diff run.bat too, as CRLF, whenever git looks at it again.
+    added = "diff --git a/.gitattributes b/.gitattributes\nnew file mode 100644\n--- /dev/null\n+++ b/.gitattributes\n"
+    diff = added + "@@ -0,0 +1 @@\n+*.bat binary\n" + pools.agent_diff({"calc.py": FIXED_CALC})
+    tested: list[bytes] = []
+    result = pools.verified(diff, lambda checkout: tested.append((checkout / "deep/run.bat").read_bytes()))
+    assert result.verdict is Verdict.FAILED, result.reasons
+    assert result.reasons[0].startswith("the diff unsets text where the repository's own attributes end lines with")
+    fresh = tmp_path / "fresh"
+    git(
+        "worktree",
+        "add",
+        "--quiet",
+        "--detach",
+        str(fresh),
+        commit_diff(pools.mirror, pools.base, diff, "l"),
+        cwd=pools.mirror,
+    )
+    assert tested == [b"echo 1\r\n"] and (fresh / "deep/run.bat").read_bytes() == b"echo 1\n"
