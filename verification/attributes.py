@@ -50,7 +50,8 @@ Kind = Literal["converts", "unsets", "inert"]
 
 def refuse_attribute_changes(checkout: Path, paths: list[str]) -> None:
     """PatchRefused when the diff applied to checkout's index (whose HEAD is the base) changed a converting line of
-    a `.gitattributes` file among paths (both sides of a rename included), added, removed or moved."""
+    a `.gitattributes` file among paths (both sides of a rename included), added, removed or moved, or added one
+    that unsets text where the base's attributes set `eol=crlf` (found with a git call for each of its files)."""
     changed = [path for path in paths if path.rsplit("/", 1)[-1] == ATTRIBUTES_FILE]
     if not changed:
         return
