@@ -17,7 +17,7 @@ from orchestrator.repos import register_repo
 from orchestrator.tickets import submit as submit_tickets
 from orchestrator.web import figures
 from orchestrator.web.auth import Forbidden, Principal, Role, new_token, require
-from orchestrator.web.paging import After, AfterPriority, Limit, paged, review_mark
+from orchestrator.web.paging import After, AfterPriority, Limit, known_repo, paged, review_mark
 from orchestrator.web.state import WebState, web_state
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -109,7 +109,9 @@ def list_tickets(
     """Tickets newest first, filtered by status, repo and agent, a page at a time; a Link header names the next."""
     with state.db.session() as s:
         rows = dashboard.find_tickets(s, status.value if status else None, repo, agent, limit + 1, before=before)
-        return paged(request, response, [views.ticket_view(t) for t in rows], limit, {"before": "id"})
+        found = [views.ticket_view(t) for t in rows]
+    known_repo(state.db, repo, found)
+    return paged(request, response, found, limit, {"before": "id"})
 
 
 @router.get("/tickets/{ticket_id}")
@@ -210,6 +212,7 @@ def review_queue(
     transcript_url (plain text), and with its prompt at /api/attempts/{id}.
     """
     found = reviews.review_queue(state.db, repo, agent, limit + 1, review_mark(after, priority), texts=False)
+    known_repo(state.db, repo, found)
     for ticket in found:
         ticket["candidates"] = [candidate | texts_at(candidate["id"]) for candidate in ticket["candidates"]]
     return paged(request, response, found, limit, {"after": "id", "priority": "priority"})

@@ -21,7 +21,7 @@ from orchestrator import approval, views
 from orchestrator import review as reviews
 from orchestrator.errors import FleetError
 from orchestrator.tickets import CANCELLABLE, submit
-from orchestrator.web import diffview, figures, render
+from orchestrator.web import diffview, figures, paging, render
 from orchestrator.web.api import may_change, ticket_owner, token_view
 from orchestrator.web.auth import (
     LOGIN_CSRF_COOKIE,
@@ -195,6 +195,7 @@ def tickets_response(
         )
         rows = [views.ticket_view(t, with_runs=True) for t in found[:PAGE]]
         repos = [r.name for r in queries.list_repos(s)]
+    paging.known_repo(state.db, filters["repo"], rows)
     older = rows[-1]["id"] if len(found) > PAGE else None
     context = {"tickets": rows, "statuses": statuses, "repos": repos, "filters": filters, "form": {}, "older": older}
     context |= extra
@@ -342,8 +343,7 @@ def reject_form(
 ) -> Response:
     """Reject a candidate; the line comments of the diff view join the feedback as `calc.py:7: comment` lines."""
     check_csrf(state, principal, csrf)
-    comments = list(zip(comment_path, comment_line, comment_text, strict=False))
-    words = reviews.with_line_comments(feedback, comments)
+    words = reviews.with_line_comments(feedback, list(zip(comment_path, comment_line, comment_text, strict=False)))
     decision = reviews.reject(
         state.db, state.dispatcher, state.settings, ticket_id, principal.name, words, _choice(attempt)
     )

@@ -1,14 +1,16 @@
 """Pages of the API's lists: a bounded page, one row more read to know whether another follows, and a Link header
-naming the next (its cursor is the last row's place, never an offset)."""
+naming the next (its cursor is the last row's place, never an offset); a filter naming no repository is an error."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Query, Request, Response
 
+from db import queries
 from db.dashboard import ReviewMark
+from db.engine import Database
 from db.spectypes import MAX_PRIORITY
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many; a Link header names the next page.")]
@@ -46,3 +48,12 @@ def review_mark(after: int | None, priority: int | None) -> ReviewMark | None:
             raise HTTPException(422, "priority: give it with after (a next-page link gives both)")
         return None
     return ReviewMark(after, priority)
+
+
+def known_repo(db: Database, repo: str | None, page: Sequence[object]) -> None:
+    """An empty page of a list filtered by a repository nobody registered is that name's 404, with the closest
+    registered name (db.errors.unknown_repo, as `fleet tickets --repo` says), not an empty list; only an empty page
+    is asked about, so a page with rows costs nothing more."""
+    if repo and not page:
+        with db.session() as s:
+            queries.get_repo(s, repo)

@@ -12,7 +12,7 @@ from orchestrator import merges
 from orchestrator import review as reviews
 from orchestrator.web import diffview
 from orchestrator.web.pages import State, Viewer, page
-from orchestrator.web.paging import AfterPriority, review_mark
+from orchestrator.web.paging import AfterPriority, known_repo, review_mark
 
 router = APIRouter(include_in_schema=False)
 REVIEW_PAGE = 10  # tickets per page of the review list, each with one diff drawn (diffview.BRIEF)
@@ -33,6 +33,7 @@ def review_page(
     with it."""
     mark = review_mark(after or None, priority)
     found = reviews.review_queue(state.db, repo or None, agent or None, REVIEW_PAGE + 1, mark)
+    known_repo(state.db, repo, found)
     with state.db.session() as s:
         repos = [r.name for r in queries.list_repos(s)]
     later = found[REVIEW_PAGE - 1] if len(found) > REVIEW_PAGE else None
