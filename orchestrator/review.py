@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,11 +51,16 @@ class Decision:
     queued_to: str = ""  # the branch the merge queue lands it on (deliver = merge): nothing landed yet
     mirror: str = ""  # the branch is in Fleet's mirror there, not in a folder of the user's (registered by URL)
 
+    @property
+    def fetch(self) -> str:
+        """The command that brings the branch from Fleet's mirror into a clone of the user's, or "" with no mirror."""
+        return shlex.join(["git", "fetch", self.mirror, self.branch]) if self.mirror else ""
+
     def view(self) -> dict[str, Any]:
         view: dict[str, Any] = {"id": self.ticket, "status": self.status.value, "chosen": self.chosen}
         if self.status == TicketStatus.APPROVED:
             landed = {"branch": self.branch, "commit": self.commit, "pr_url": self.pr_url}
-            return view | landed | {"queued_to": self.queued_to}
+            return view | landed | {"queued_to": self.queued_to, "mirror": self.mirror, "fetch": self.fetch}
         return view | {"attempt": self.attempt}
 
 

@@ -115,7 +115,7 @@ def review_approve(ticket: int, candidate: Candidate = None, as_json: JsonFlag =
         where = f"queued to land on {decision.queued_to} once verified on top of it (fleet merge status)"
         return out.print(f"ticket {ticket} approved: {where}")
     pr = f"; pull request {decision.pr_url}" if decision.pr_url else ""
-    fetch = f" in Fleet's mirror {decision.mirror} (`git fetch {decision.mirror} {decision.branch}`)"
+    fetch = f" in Fleet's mirror {decision.mirror} (`{decision.fetch}`)"
     out.print(f"ticket {ticket} approved: branch {decision.branch}{fetch if decision.mirror else ''}{pr}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -72,8 +73,9 @@ def test_approving_a_repository_registered_by_url_says_where_its_branch_is(embed
     origin = fleet.tmp / "origin"
     write_sample_repo(origin)
     fleet.run("repo", "add", "calc", f"file://{origin}", "--test-cmd", SAMPLE_TEST_CMD)
-    [ticket] = fleet.submit("--repo", "calc", "--title", "fix add", "--body", ADD, "--agent-cmd", scripted("fix-add"))
-    fleet.up(concurrency=1)
+    fix_add = ("--repo", "calc", "--title", "fix add", "--body", ADD, "--agent-cmd", scripted("fix-add"))
+    [ticket], [second] = fleet.submit(*fix_add), fleet.submit(*fix_add)
+    fleet.up(concurrency=2)
     approved = fleet.run("review", "approve", str(ticket["id"])).stdout.strip()
     branch = f"fleet/ticket-{ticket['id']}"
     prefix = f"ticket {ticket['id']} approved: branch {branch} in Fleet's mirror "
@@ -83,8 +85,16 @@ def test_approving_a_repository_registered_by_url_says_where_its_branch_is(embed
     fetched = subprocess.run(["git", "-C", str(origin), "fetch", "-q", mirror, branch], capture_output=True, text=True)
     assert fetched.returncode == 0, fetched.stderr  # the line says where the branch is, and it is there
     assert branch not in subprocess.run(["git", "-C", str(origin), "branch"], capture_output=True, text=True).stdout
-    [shown] = fleet.json("tickets")
+    shown = {t["id"]: t for t in fleet.json("tickets")}[ticket["id"]]
     assert f"branch {branch} in Fleet's mirror {mirror}" in shown["reason"]
+    # --json carries the same two facts the line gives, as fields a script can use.
+    decision = fleet.json("review", "approve", str(second["id"]))
+    second_branch = f"fleet/ticket-{second['id']}"
+    assert (decision["branch"], decision["mirror"]) == (second_branch, mirror)
+    assert decision["fetch"] == f"git fetch {mirror} {second_branch}"
+    git, *fetch = shlex.split(decision["fetch"])
+    fetched = subprocess.run([git, "-C", str(origin), *fetch], capture_output=True, text=True)
+    assert fetched.returncode == 0, fetched.stderr
 
 
 def test_a_team_worker_names_itself_and_the_folder_of_its_files(team: Fleet) -> None:

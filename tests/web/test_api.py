@@ -183,6 +183,8 @@ def test_approve_lands_the_branch_like_the_cli(web: Web) -> None:
         "chosen": chosen,
         "pr_url": "",  # deliver = branch: no pull request
         "queued_to": "",  # and no merge queue
+        "mirror": "",  # a repository registered by its folder: the branch is there
+        "fetch": "",
     }
     assert "return a + b" in git("show", f"fleet/ticket-{tid}:calc.py", cwd=web.fleet.tmp / "calc")
     again = client.post(f"/api/tickets/{tid}/approve", headers=web.headers("admin"))
