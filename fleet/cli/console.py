@@ -27,7 +27,6 @@ err = Terminal(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 # What a command ends with in one line: what was asked cannot be done, or the database named cannot be used.
 BAD_INPUT = (FleetError, NotFound, AlreadyExists, IllegalTransition, UnsupportedDatabase, DatabaseUnreachable)
-MAX_ID = 2**63 - 1
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -64,8 +63,8 @@ def one_line_errors(fn: F) -> F:
         except BAD_INPUT as exc:
             err.print(f"error: {one_line(str(exc))}")
             raise typer.Exit(1) from None
-        except OverflowError:  # SQLite takes integers of 64 bits, the command line any: no such id can exist
-            err.print(f"error: a number given is out of range (an id is at most {MAX_ID})")
+        except OverflowError as exc:  # ids past 64 bits are refused as they are parsed (fleet/cli/help.py)
+            err.print(f"error: a number is out of range: {one_line(str(exc))}")
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -18,6 +18,8 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 # inherits it from its group's.
 WIDE = {"max_content_width": 160}
 NEGATIVE = re.compile(r"-[0-9]+")
+MAX_ID = 2**63 - 1  # SQLite and PostgreSQL keep ids in 64 bits; the command line takes any number
+ID = "ID"  # the metavar of an option that takes an id (`fleet tickets --before ID`); an int argument is always one
 
 
 # Typer vendors its own click (typer._click); its classes are reached through typer.core, typed here as Any.
@@ -43,13 +45,32 @@ class ReadableCommand(TyperCommand):
         return params
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        """An id given as a negative number is one line (click would read it as an unknown option)."""
+        """An id given as a negative number (click would read it as an unknown option) or past 64 bits (no row has
+        it, and the database cannot even be asked) is one line naming the id."""
         ids = [p.name for p in self.params if isinstance(p, TyperArgument) and p.type_descriptor.annotation is int]
         negative = negative_argument(self.params, args) if ids else None
         if negative is not None:
             sys.stderr.write(f"error: {ids[0].removesuffix('_id')} ids are positive numbers (got {negative})\n")
             raise typer.Exit(1)
-        return list(super().parse_args(ctx, args))
+        rest = list(super().parse_args(ctx, args))
+        too_large = id_past_64_bits(self.params, ctx.params)
+        if too_large:
+            sys.stderr.write(f"error: {too_large}\n")
+            raise typer.Exit(1)
+        return rest
+
+
+def id_past_64_bits(params: list[Any], values: dict[str, Any]) -> str:
+    """The error for the first id among values (an int argument, or an option whose metavar is ID) past MAX_ID."""
+    for param in params:
+        value = values.get(param.name)
+        if type(value) is not int or value <= MAX_ID:
+            continue
+        if isinstance(param, TyperArgument):
+            return f"{(param.name or 'ticket').removesuffix('_id')} ids are at most {MAX_ID} (got {value})"
+        if isinstance(param, TyperOption) and param.metavar == ID:
+            return f"{param.opts[0]} takes an id, and ids are at most {MAX_ID} (got {value})"
+    return ""
 
 
 def negative_argument(params: list[Any], args: list[str]) -> str | None:

@@ -11,6 +11,7 @@ from db.errors import unknown_repo
 from db.lifecycle import TicketStatus
 from fleet.cli.cells import clip, columns
 from fleet.cli.console import JsonFlag, one_line_errors, out, print_json
+from fleet.cli.help import ID, MAX_ID
 from fleet.cli.plain import PlainCommand
 from fleet.cli.reading import database
 from orchestrator import views
@@ -34,11 +35,13 @@ def tickets(
     repo: Annotated[str, typer.Option()] = "",
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
     before: Annotated[
-        int, typer.Option(help="Only tickets older than this id (the next page).", show_default=False)
+        int, typer.Option(help="Only tickets older than this id (the next page).", metavar=ID, show_default=False)
     ] = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """List tickets, newest first, a page at a time."""
+    if not 1 <= limit <= MAX_ID:  # a negative LIMIT is no limit to SQLite, an error to PostgreSQL
+        raise FleetError(f"--limit must be between 1 and {MAX_ID} (got {limit})")
     if status and status not in {s.value for s in TicketStatus}:
         raise FleetError(f"unknown status {status!r}; one of: {', '.join(s.value for s in TicketStatus)}")
     place = Place.from_env()
