@@ -12,6 +12,7 @@ from fleet.cli.cells import Terminal, clip, columns
 from fleet.cli.context import Context
 from fleet.cli.progress import reporting, worker_log
 from orchestrator import review, views
+from orchestrator.demo_model import DEMO_SUBMITTER
 from orchestrator.repos import register_repo
 from orchestrator.tickets import submit
 from workers.agents.llm.scripted_server import ScriptedModelServer
@@ -100,7 +101,7 @@ def run_demo(ctx: Context, concurrency: int, out: Terminal) -> None:
     model_url = server.start()
     try:
         specs = [_spec(repo, t, model_url) for t in DEMO_TICKETS]
-        tickets = submit(ctx.db, ctx.dispatcher, ctx.settings, specs, ctx.settings.home, "demo")
+        tickets = submit(ctx.db, ctx.dispatcher, ctx.settings, specs, ctx.settings.home, DEMO_SUBMITTER)
         for ticket, demo in zip(tickets, DEMO_TICKETS, strict=True):
             out.print(f"  ticket {ticket.id} ({demo.agent}): {demo.title!r} — {demo.behaviour}")
         logfile = worker_log(ctx.settings)

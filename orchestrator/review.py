@@ -11,7 +11,7 @@ from db.engine import Database
 from db.lifecycle import TicketStatus, Verdict
 from db.models import Attempt, Ticket
 from db.specs import RepoSettings
-from orchestrator import delivery, views
+from orchestrator import delivery, demo_model, views
 from orchestrator.errors import FleetError
 from system import commit_text
 from system.settings import Settings
@@ -262,6 +262,8 @@ def reject(
     the reviewer's words. The rejected diff is never a candidate again."""
     with db.session() as s:
         ticket, candidate = _reviewable(s, ticket_id, TicketStatus.REJECTED, "reject", choice)
+        if feedback.strip():
+            demo_model.require_model_server(ticket)
         best = candidate.attempt
         queries.add_review(
             s, ticket_id=ticket_id, attempt_id=best.id, decision="rejected", reviewer=reviewer, feedback=feedback

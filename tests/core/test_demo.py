@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tests.conftest import make_test_fleet
 from tests.core.conftest import Fleet
+from tests.core.test_bad_input import assert_one_line_error
 
 
 def test_the_demo_shows_two_verified_diffs_and_catches_the_gaming_agent(embedded: Fleet) -> None:
@@ -25,6 +26,11 @@ def test_the_demo_shows_two_verified_diffs_and_catches_the_gaming_agent(embedded
     assert "passed" not in verdicts[4]
     assert [r["id"] for r in fleet.json("review", "list")] == [1, 2]
     assert sorted(p.name for p in fleet.tmp.iterdir()) == ["home"]  # nothing written into the folder it ran from
+    # The scripted model server stopped with the demo: feedback to its llm ticket is refused at once, in one line.
+    rejected = fleet.run("review", "reject", "2", "--feedback", "use a loop", check=False)
+    stopped = "error: ticket 2 is a `fleet demo` ticket whose scripted model server (http://127.0.0.1:"
+    assert_one_line_error(rejected, stopped, "stopped with the demo, so no new attempt could reach it")
+    assert [r["id"] for r in fleet.json("review", "list")] == [1, 2]  # nothing recorded: still waiting for review
 
 
 def test_a_newcomer_runs_the_demo_from_an_empty_folder_and_it_stays_empty(tmp_path: Path) -> None:
