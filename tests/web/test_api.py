@@ -146,7 +146,8 @@ def test_lists_filter_by_status_repo_and_agent(web: Web) -> None:
     failed = client.get("/api/tickets", params={"status": "failed"}, headers=h).json()
     assert web.tickets["failed"] in [t["id"] for t in failed]
     assert all(t["status"] == "failed" for t in failed)
-    assert client.get("/api/tickets", params={"repo": "nope"}, headers=h).json() == []
+    unknown = client.get("/api/tickets", params={"repo": "nope"}, headers=h)
+    assert (unknown.status_code, unknown.json()) == (404, {"detail": "unknown repo 'nope' (known: calc)"})
     assert len(client.get("/api/tickets", params={"repo": "calc", "agent": "shell"}, headers=h).json()) >= 6
     assert client.get("/api/tickets", params={"agent": "claude-code"}, headers=h).json() == []
     assert client.get("/api/tickets", params={"status": "bogus"}, headers=h).status_code == 422
