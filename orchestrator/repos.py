@@ -17,8 +17,11 @@ from orchestrator.errors import FleetError
 from orchestrator.sources import checked_source, settings_text
 from orchestrator.tickets import CANCELLABLE as OPEN
 from orchestrator.tickets import check_agent, check_text
+from system.credentials import SECRET_NAME
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# The settings whose variables the workers pass on from their own environment, to the tests and to the agents.
+PASSED_ON = ("test_env", "agent_env")
 
 
 def read_fleet_toml(repo: str) -> RepoSettings:
@@ -34,6 +37,19 @@ def read_fleet_toml(repo: str) -> RepoSettings:
         return parse(RepoSettings, data)
     except SpecError as exc:
         raise FleetError(f".fleet.toml in {repo}: {exc}") from None
+
+
+def _refuse_secrets_from_file(source: str, from_file: dict[str, Any]) -> None:
+    """A `.fleet.toml` is written by whoever commits to the repository (an agent's merged diff among them): it may
+    not pass a variable named like a secret on (a model provider's key, a cloud's, a token); the operator may."""
+    for setting in PASSED_ON:
+        for name in from_file.get(setting, []):
+            if SECRET_NAME.search(name):
+                option = "--" + setting.replace("_", "-")
+                raise FleetError(
+                    f".fleet.toml in {source}: {setting} names {name}, a secret's name, which only the operator "
+                    f"passes on (`fleet repo add` or `update` with {option} {name})"
+                )
 
 
 def check_shell_syntax(option: str, command: str) -> None:
@@ -82,7 +98,10 @@ def register_repo(db: Database, spec: RepoSpec, agents: AgentRule) -> dict[str, 
         raise FleetError(f"repo name {spec.name!r}: use letters, digits, '.', '_' and '-' (at most 100)")
     check_text("path", spec.path)
     source = checked_source(spec.path)
-    settings = RepoSettings.model_validate(read_fleet_toml(source).given() | spec.given())
+    given = spec.given()
+    from_file = {name: value for name, value in read_fleet_toml(source).given().items() if name not in given}
+    _refuse_secrets_from_file(source, from_file)
+    settings = RepoSettings.model_validate(from_file | given)
     with db.session() as s:
         repo = queries.add_repo(s, name=spec.name, **_columns(source, settings, agents))
         return views.repo_view(repo)

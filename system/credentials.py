@@ -1,8 +1,21 @@
-"""The names of Fleet's own credentials, in a module that imports nothing (agents' processes import it quickly)."""
+"""The names of Fleet's own credentials, and the shape of a secret's name, in a module that imports nothing of Fleet
+(agents' processes import it quickly)."""
+
+import re
 
 # Read from the environment of the CLI, the web and the workers (system/settings.py, system/git.py); never passed to
 # an agent or a test run, even when a repository or a ticket names them. The database's and the broker's URLs carry
 # their passwords (docker-compose.yml writes them so): with the broker's, code could queue the workers' tasks.
 CREDENTIAL_VARIABLES = frozenset(
     {"FLEET_GIT_TOKEN", "FLEET_GITHUB_TOKEN", "FLEET_WEBHOOK_SECRET", "FLEET_DATABASE_URL", "FLEET_BROKER_URL"}
+)
+# Names whose values are secrets: Fleet's own settings, keys (a model provider's, which the gateway holds: OPENAI_,
+# ANTHROPIC_, GEMINI_, GOOGLE_API_KEY), tokens (GITHUB_TOKEN), passwords, DSNs, sessions, the clouds' variables. No
+# setup command gets one (verification/runner.py scrubbed_env); a repository's `.fleet.toml`, written by whoever
+# commits to it, passes none on to tests or agents: only the operator does, by name (orchestrator/repos.py).
+SECRET_NAME = re.compile(
+    r"^FLEET_(?!PORT_)|TOKEN|SECRET|PASSW|(?:^|_)PASS(?:_|$)|KEY(?:_|S?$)|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|"
+    r"CREDENTIAL|AUTH|COOKIE|SESSION|DSN|(?:^|_)SK(?:_|$)|DATABASE_URL|BROKER_URL|REDIS_URL|^AWS_|"
+    r"^GOOGLE_APPLICATION|^AZURE_",
+    re.IGNORECASE,
 )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from system.credentials import CREDENTIAL_VARIABLES
+from system.credentials import CREDENTIAL_VARIABLES, SECRET_NAME
 from system.files import remove_tree
 from system.process import ProcessResult, run_process
 from system.sandbox import scratch_env
@@ -35,11 +35,6 @@ _DROPPED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_CURRENT_TEST", "PYTE
 # names and the attempt's port block: an allow-list, never "everything that does not look secret".
 TEST_ENV_NAMES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "USER", "LOGNAME")
 PORT_PREFIX = "FLEET_PORT_"
-_SECRET_NAME = re.compile(
-    r"^FLEET_(?!PORT_)|TOKEN|SECRET|PASSW|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH|COOKIE|SESSION|"
-    r"DATABASE_URL|BROKER_URL|REDIS_URL|^AWS_|^GOOGLE_APPLICATION|^AZURE_",
-    re.IGNORECASE,
-)
 _NOT_FOUND = re.compile(r"([^\s:]+): (?:command )?not found")
 _PYTEST_OUTPUT = re.compile(
     r"=+ test session starts =+|^=*\s*(\d+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed),? ?)+"
@@ -190,7 +185,7 @@ def allowed_env(base: Mapping[str, str], names: Sequence[str] = ()) -> dict[str,
 
 def scrubbed_env(base: Mapping[str, str]) -> dict[str, str]:
     """base without Fleet's own settings and anything named like a credential: tests run the agent's code."""
-    return {k: v for k, v in base.items() if not _SECRET_NAME.search(k)}
+    return {k: v for k, v in base.items() if not SECRET_NAME.search(k)}
 
 
 def _clear_reports(report_dir: Path) -> None:
