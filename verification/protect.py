@@ -43,6 +43,9 @@ DEFAULT_PROTECT: tuple[str, ...] = (
     "phpunit.xml",
     "phpunit.xml.dist",
     ".rspec",
+    # Fleet's settings in the repository (its test command, the variables its tests get): read again whenever the
+    # repository is registered, so a diff that changes them is flagged for its reviewer.
+    ".fleet.toml",
 )
 # pytest's own order of precedence for the configuration file of a directory.
 PYTEST_CONFIGS = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")

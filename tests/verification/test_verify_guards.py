@@ -36,6 +36,7 @@ PYPROJECT = '[project]\nname = "calc"\nversion = "1"\n\n[tool.pytest.ini_options
         ("web/jest.config.js", True),
         (".mocharc.yml", True),
         ("phpunit.xml.dist", True),
+        (".fleet.toml", True),
         ("calc.py", False),
         ("package.json", False),
         ("pkg/contest.py", False),
