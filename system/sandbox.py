@@ -5,12 +5,13 @@ Built by bubblewrap with the same hardening for both profiles (workers/agent_san
   creates none for root on its own), `--cap-drop ALL`, no nested user namespaces (`--disable-userns`),
   no_new_privs, and the seccomp filter of system/seccomp.py (mounts, namespaces, ptrace, keyrings, bpf...);
 - an allow-list of what is visible, on an empty root: the system's folders read-only (SYSTEM; /etc without the
-  files only root should read, ETC_SECRETS), a private /tmp, /dev and /proc, the command's own writable
+  files only their owner may read, system/covers.py), a private /tmp, /dev and /proc, the command's own writable
   folders, and read-only the toolchains its commands need even under a home folder (toolchain_roots: the
   worker's PATH and interpreter, the programs a command names, paths the operator declares). The worker
   user's home, every FLEET_HOME, every registered repository, /run, /var, /tmp and /dev/shm (where Unix
   sockets live) and other users' homes are absent, not covered; inside a shown folder, FLEET_HOME, the
-  repository and credential stores are covered too (with no capabilities, a cover cannot be unmounted);
+  repository, credential stores and what others may not read are covered too (with no capabilities, a cover
+  cannot be unmounted);
 - its own PID, IPC, UTS and network namespaces: a private loopback only, so neither the host's loopback
   servers (Redis, PostgreSQL, the web app) nor abstract Unix sockets are reachable. An agent that needs its
   model API gets it through the egress proxy (workers/egress.py): a Unix socket bound in, a relay on the
@@ -32,7 +33,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from system.files import private_in, program_on
+from system.covers import cover_args, covered, empty_file_over, outermost
+from system.files import program_on
 from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT, copy_slot
 from system.seccomp import SeccompUnavailable, filter_program
 
@@ -51,19 +53,6 @@ PROBE_TIMEOUT = 10.0
 SHORT_OF_RESOURCES = ("Resource temporarily unavailable", "Cannot allocate memory")
 
 SYSTEM = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-# Readable by root alone, and a root worker's sandbox is root in its own namespace: covered, as is whatever else in
-# /etc others may not read (private_in).
-ETC_SECRETS = (
-    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers", "/etc/sudoers.d",
-    "/etc/ssl/private", "/etc/credstore", "/etc/credstore.encrypted", "/etc/redis", "/etc/mysql/debian.cnf",
-    "/etc/postgresql/.pgpass",
-)  # fmt: skip
-# The worker user's credential stores: an agent gets its keys from the environment allow-list, never from these.
-CREDENTIAL_STORES = (
-    ".ssh", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".gnupg", ".netrc", ".git-credentials",
-    ".pgpass", ".pypirc", ".npmrc", ".cargo/credentials", ".cargo/credentials.toml", ".config/gh",
-    ".config/hub", ".local/share/keyrings", ".password-store", ".vault-token",
-)  # fmt: skip
 TOOLCHAIN_LEAVES = ("bin", "sbin", "shims", ".bin")  # .bin: an npm prefix's node_modules/.bin
 FLEET_PACKAGES = ("system", "db", "verification", "workers", "orchestrator")
 # A root worker's sandbox is the host's root to /proc's permission checks, which bwrap covers only in part: the
@@ -183,8 +172,8 @@ def confine(view: View) -> tuple[str, ...]:
 
     Only run_process can start it: it fills the descriptor slots (system/sandbox_start.py)."""
     with _SHOWN_ONCE:  # a hundred slots starting at once would each build it (and walk /etc) before it is kept
-        shown = _shown(view.readable, view.hidden)
-    argv = [*shown, *_binds("--bind", map(_real, view.writable))]
+        shown, hidden = _shown(view.readable, view.hidden)
+    argv = [*shown, *cover_args(hidden), *_binds("--bind", map(_real, view.writable))]
     if view.egress_socket is not None:
         argv += _binds("--bind", [_real(view.egress_socket.parent)])
     argv += _memory(view)
@@ -202,19 +191,23 @@ _SHOWN_ONCE = threading.Lock()
 
 
 @functools.lru_cache(maxsize=64)
-def _shown(readable: tuple[Path, ...], hidden: tuple[Path, ...]) -> tuple[str, ...]:
-    """bwrap, the hardening and everything read-only: the same for every command of a repository, so built once.
+def _shown(readable: tuple[Path, ...], hidden: tuple[Path, ...]) -> tuple[tuple[str, ...], tuple[Path, ...]]:
+    """bwrap, the hardening and everything read-only, and what to cover in it (system/covers.py): the same for every
+    command of a repository, so built once.
 
     The covers come before the writable folders, so a worktree inside a covered FLEET_HOME is bound over its cover.
     """
     exe = _bwrap(os.environ.get("PATH"))
     if exe is None:
         raise FileNotFoundError("bwrap")
-    shown = _existing(readable)
+    shown = outermost(readable)
     argv = [exe, *HARDENING, *_system_binds(), "--dev", "/dev", "--proc", "/proc", *PROC_COVERS, "--tmpfs", "/tmp"]
-    argv += [arg for name in PROC_SECRETS if os.path.exists(f"/proc/{name}") for arg in _empty(f"/proc/{name}")]
+    argv += [
+        arg for name in PROC_SECRETS if os.path.exists(f"/proc/{name}") for arg in empty_file_over(f"/proc/{name}")
+    ]
     argv += _binds("--ro-bind", shown)
-    return (*argv, *_covers(hidden, [*shown, *map(Path, SYSTEM)]))
+    toolchains = [folder for folder in shown if folder.is_dir() and not _is_system(folder)]
+    return tuple(argv), covered(hidden, [*shown, *map(Path, SYSTEM)], toolchains)
 
 
 def _real(path: Path) -> Path:
@@ -258,30 +251,6 @@ def _system_binds() -> list[str]:
 
 def _binds(flag: str, paths: Iterable[Path]) -> list[str]:
     return [arg for path in paths for arg in (flag, str(path), str(path))]
-
-
-def _existing(paths: Iterable[Path]) -> list[Path]:
-    """Resolved, existing, without duplicates or paths inside another one (showing the outer one shows them)."""
-    found = sorted({p.resolve() for p in paths if p.exists()}, key=lambda p: len(p.parts))
-    kept: list[Path] = []
-    for path in found:
-        if not any(path.is_relative_to(outer) for outer in kept):
-            kept.append(path)
-    return kept
-
-
-def _covers(hidden: Sequence[Path], shown: Sequence[Path]) -> list[str]:
-    """Hidden folders (an empty tmpfs of the sandbox's own) and files (an empty file) inside a shown folder."""
-    args: list[str] = []
-    for path in _existing([*hidden, *map(Path, ETC_SECRETS), *private_in(Path("/etc"))]):
-        if not any(path.is_relative_to(folder) for folder in shown):
-            continue  # not shown in the first place
-        args += ["--tmpfs", str(path)] if path.is_dir() else _empty(str(path))
-    return args
-
-
-def _empty(path: str) -> list[str]:
-    return ["--ro-bind", "/dev/null", path]
 
 
 def toolchain_roots(path_var: str, commands: Sequence[str] = (), declared: Sequence[Path] = ()) -> tuple[Path, ...]:
@@ -336,12 +305,6 @@ def _fleet_packages() -> list[Path]:
     """Fleet's own packages, read-only: agents run Fleet's helpers (the class-agent host, the egress relay)."""
     root = Path(__file__).resolve().parent.parent
     return [root / name for name in FLEET_PACKAGES]
-
-
-@functools.lru_cache(maxsize=16)
-def credential_stores(home: Path) -> tuple[Path, ...]:
-    """The credential stores present in home (the worker user's): covered wherever a shown folder holds them."""
-    return tuple(home / name for name in CREDENTIAL_STORES if (home / name).exists())
 
 
 def verification_view(

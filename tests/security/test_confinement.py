@@ -8,236 +8,23 @@ the escape failed. tests/security/test_escape_e2e.py runs probe agents and probe
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import shutil
-import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from system.git import git
-from system.mirror import ensure_mirror
-from system.process import run_process
-from system.sandbox import (
-    bwrap_missing,
-    confine,
-    seccomp_problem,
-    verification_view,
-)
+from system.sandbox import bwrap_missing, seccomp_problem
+from tests.security.conftest import NOBODY, Host, Sandbox
 from tests.security.probes import REACH
-from verification.environment import SetupRoute, SetupSandbox
-from workers.agent_sandbox import SandboxPlan, build_sandbox
-from workers.agents.scripted import write_sample_repo
-from workers.egress import RELAY_SCRIPT, EgressProxy, relay_argv
-from workers.egress_rules import SETUP_SETTING
-from workers.worktree import WorktreePool, owning_gitdir
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-NOBODY = 65534
-PY = "/usr/bin/python3"  # the system's interpreter: visible to both users (the worker's may sit under /root)
 
 if bwrap_missing() is not None and IN_CI:
     raise RuntimeError(f"the escape suite needs bubblewrap under CI: {bwrap_missing()}")
 pytestmark = pytest.mark.skipif(bwrap_missing() is not None, reason=bwrap_missing() or "")
-
-
-@dataclass
-class Host:
-    """What a worker's machine holds that no sandbox may reach."""
-
-    root: Path  # a folder of the test's, readable by both users
-    canary: str
-    fleet_home: Path
-    other_repo: Path
-    home_secret: Path
-    shown: Path  # a toolchain the sandbox shows read-only...
-    covered: Path  # ...with a credential store inside it, covered
-    unix_socket: Path
-    abstract: str
-    tcp_port: int
-
-
-def _own(path: Path, uid: int) -> None:
-    for folder, _, files in os.walk(path):
-        os.chown(folder, uid, uid)
-        for name in files:
-            os.chown(Path(folder) / name, uid, uid)
-
-
-@pytest.fixture
-def host() -> Iterator[Host]:
-    canary = f"canary-{uuid.uuid4().hex}"
-    root = Path(tempfile.mkdtemp(prefix="fleet-escape-"))
-    root.chmod(0o755)
-    home = root / "fleet-home"
-    (home / "mirrors").mkdir(parents=True)
-    (home / "fleet.db").write_text(canary)
-    other = root / "other-repo"
-    other.mkdir()
-    (other / "unmerged.txt").write_text(canary)
-    shown = root / "toolchain"
-    (shown / "bin").mkdir(parents=True)
-    (shown / "secrets").mkdir()
-    (shown / "secrets" / "id_rsa").write_text(canary)
-    home_secret = Path.home() / f".fleet-escape-{uuid.uuid4().hex[:8]}"
-    home_secret.write_text(canary)
-    with socket.socket(socket.AF_UNIX) as unix, socket.socket(socket.AF_UNIX) as abstract, socket.socket() as tcp:
-        unix.bind(str(root / "tmux.sock"))
-        abstract.bind(f"\0fleet-escape-{canary}")
-        tcp.bind(("127.0.0.1", 0))
-        for server in (unix, abstract, tcp):
-            server.listen(8)
-        try:
-            yield Host(
-                root, canary, home, other, home_secret, shown, shown / "secrets", root / "tmux.sock",
-                f"fleet-escape-{canary}", tcp.getsockname()[1],
-            )  # fmt: skip
-        finally:
-            home_secret.unlink()
-            shutil.rmtree(root)
-
-
-@dataclass
-class Sandbox:
-    """A confinement built by the worker's code, started by its code as a given user."""
-
-    wrapper: tuple[str, ...]
-    env: dict[str, str]
-    workdir: Path
-    user: str
-    code: Path  # Fleet's launch code, where the user can read it
-    helpers: int = 0  # Fleet's own processes in the sandbox besides the command's: the egress relay
-
-    def run(self, program: str) -> subprocess.CompletedProcess[str]:
-        """program in the sandbox, started as the worker starts it (run_process); stderr comes with stdout."""
-        argv = [*self.wrapper, "/bin/sh", "-c", program]
-        if self.user == "root":
-            done = run_process(argv, cwd=self.workdir, env=self.env, timeout=60)
-            code = done.exit_code if done.exit_code is not None else -1
-            return subprocess.CompletedProcess(argv, code, done.output, "")
-        worker = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", PY, "-c", LAUNCH]
-        request = json.dumps([argv, str(self.workdir), self.env])
-        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(self.code)}
-        done_as_user = subprocess.run([*worker, request], capture_output=True, text=True, env=env, timeout=60)
-        return subprocess.CompletedProcess(argv, done_as_user.returncode, done_as_user.stdout, done_as_user.stderr)
-
-    def python(self, code: str) -> str:
-        done = self.run(f"{PY} -c {shlex.quote(code)} 2>&1")
-        return done.stdout.strip()
-
-
-# A worker running as the user: Fleet's own start of a confined command (system/process.py), from a copy of
-# its code the user can read.
-LAUNCH = """
-import json, sys
-from pathlib import Path
-from system.process import run_process
-argv, workdir, env = json.loads(sys.argv[1])
-done = run_process(argv, cwd=Path(workdir), env=env, timeout=60)
-sys.stdout.write(done.output)
-sys.exit(done.exit_code if done.exit_code is not None else 125)
-"""
-
-
-def _launch_code(host: Host) -> Path:
-    """The system package, copied where both users can read it (the checkout may sit in root's home)."""
-    code = host.root / "fleet-code"
-    if not code.exists():
-        shutil.copytree(Path(__file__).resolve().parents[2] / "system", code / "system")
-    return code
-
-
-def _agent_sandbox(host: Host, work: Path, user: str) -> Sandbox:
-    source = work / "repo"
-    write_sample_repo(source)
-    sha = git("rev-parse", "HEAD", cwd=source).strip()
-    mirror = ensure_mirror(host.fleet_home / "mirrors", "repo-1", str(source), sha)
-    pool = WorktreePool(host.fleet_home / "worktrees", mirror, size=1)
-    worktree = pool.lease(sha).__enter__()
-    gitdir = owning_gitdir(worktree.path, mirror)
-    assert gitdir is not None
-    plan = SandboxPlan(
-        worktree=worktree.path,
-        worktree_gitdir=gitdir,
-        mirror=mirror,
-        base_sha=sha,
-        attempt_dir=host.fleet_home / "attempts" / "1",
-        home=host.fleet_home / "attempts" / "1" / "home",
-        hidden=(host.fleet_home, source, host.covered),
-        readable=(host.shown,),
-    )
-    sandbox = build_sandbox(plan)
-    if user != "root":
-        _own(host.fleet_home, NOBODY)
-    env = {"PATH": "/usr/bin:/bin", **sandbox.env}
-    return Sandbox(sandbox.wrapper, env, worktree.path, user, _launch_code(host))
-
-
-def _test_sandbox(host: Host, work: Path, user: str) -> Sandbox:
-    checkout, reports = host.fleet_home / "worktrees" / "verify", host.fleet_home / "attempts" / "1" / "candidate"
-    for folder in (checkout, reports):
-        folder.mkdir(parents=True)
-    (checkout / ".git").write_text(f"gitdir: {host.fleet_home / 'mirrors' / 'repo.git'}\n")  # a pooled checkout's
-    if user != "root":
-        _own(host.fleet_home, NOBODY)
-    view = verification_view(checkout, reports, False, (host.shown,), (host.fleet_home, host.covered))
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(reports), "TMPDIR": str(reports)}
-    return Sandbox(confine(view), env, checkout, user, _launch_code(host))
-
-
-@contextmanager
-def _setup_sandbox(host: Host, user: str) -> Iterator[Sandbox]:
-    """A setup command's, as the verification builds it: its network the egress proxy's, with nothing allowed."""
-    checkout, scratch = host.fleet_home / "worktrees" / "setup", host.fleet_home / "attempts" / "1" / "setup"
-    checkout.mkdir(parents=True)
-    (checkout / ".git").write_text(f"gitdir: {host.fleet_home / 'mirrors' / 'repo.git'}\n")
-    socket_path = Path(tempfile.mkdtemp(prefix="fleet-egress-")) / "gate" / "proxy.sock"
-
-    @contextmanager
-    def route() -> Iterator[SetupRoute]:
-        with EgressProxy() as proxy, proxy.open(socket_path, [], setting=SETUP_SETTING):
-            if user != "root":  # the worker is that user: its gate's folder is its own
-                _own(socket_path.parent.parent, NOBODY)
-            yield SetupRoute(socket_path, relay_argv(PY, RELAY_SCRIPT, socket_path, 0), list, list)
-
-    readable = (host.shown, RELAY_SCRIPT.parent)
-    setup = SetupSandbox(scratch, readable, (host.fleet_home, host.covered), "proxy", route)
-    try:
-        with setup.confining(checkout, {"PATH": "/usr/bin:/bin"}) as confined:
-            if user != "root":
-                _own(host.fleet_home, NOBODY)
-            yield Sandbox(confined.wrapper, dict(confined.env), checkout, user, _launch_code(host), helpers=1)
-    finally:
-        shutil.rmtree(socket_path.parent.parent, ignore_errors=True)
-
-
-@pytest.fixture(params=["agent", "tests", "setup"])
-def profile(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(params=["root", "unprivileged"])
-def sandbox(request: pytest.FixtureRequest, host: Host, profile: str) -> Iterator[Sandbox]:
-    user = str(request.param)
-    if user == "root" and os.getuid() != 0:
-        pytest.skip("the root half needs a root worker")
-    work = host.root / "work"
-    work.mkdir()
-    who = "root" if user == "root" else "nobody"
-    if profile == "setup":
-        with _setup_sandbox(host, who) as setup:
-            yield setup
-        return
-    build = _agent_sandbox if profile == "agent" else _test_sandbox
-    yield build(host, work, who)
 
 
 def test_an_honest_command_runs_and_writes_its_own_folder(sandbox: Sandbox) -> None:
@@ -368,6 +155,36 @@ def test_what_only_its_owner_may_read_in_etc_is_covered(etc_secrets: tuple[str, 
     for secret in secrets:
         assert canary not in sandbox.run(f"cat {secret} 2>&1").stdout, secret
     assert sandbox.run("test -r /etc/passwd && echo shown").stdout.strip() == "shown"  # what all may read stays
+
+
+@pytest.fixture
+def toolchain_secrets(request: pytest.FixtureRequest, host: Host) -> tuple[list[Path], Path]:
+    """Files in a shown toolchain only their owner may read, as an install or its user can leave them (a pip.conf with
+    an index's token, a folder of its own), owned by the worker's user, and one all may read: made before the
+    sandbox is built."""
+    library = host.shown / "lib"
+    conf, folder, module = host.shown / "pip.conf", library / "private", library / "site.py"
+    folder.mkdir(parents=True)
+    for path, mode in ((conf, 0o600), (folder / "token", 0o644), (folder, 0o700), (module, 0o644), (library, 0o755)):
+        if not path.is_dir():
+            path.write_text("shown" if path == module else host.canary)
+        path.chmod(mode)
+    owner = 0 if request.node.callspec.params.get("sandbox") == "root" else NOBODY
+    for path in (conf, folder, folder / "token", module, library):
+        os.chown(path, owner, owner)
+    return [conf, folder / "token"], module
+
+
+def test_what_only_its_owner_may_read_in_a_shown_toolchain_is_covered(
+    toolchain_secrets: tuple[list[Path], Path], sandbox: Sandbox, host: Host
+) -> None:
+    """A toolchain under a home folder (~/.pyenv, ~/.cargo, a virtualenv) is shown for the commands that need it, and
+    a file there only the worker's user may read was read through its owner's permission: only the credential
+    stores known by name were covered."""
+    secrets, module = toolchain_secrets
+    for secret in secrets:
+        assert host.canary not in sandbox.run(f"cat {secret} 2>&1").stdout, secret
+    assert sandbox.run(f"cat {module}").stdout == "shown"  # what all may read stays
 
 
 def test_the_kernels_settings_cannot_be_opened_for_writing(sandbox: Sandbox) -> None:

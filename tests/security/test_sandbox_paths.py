@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from system import sandbox
+from system import covers, sandbox
 from system.files import private_in
 from system.process import run_process
 from system.sandbox import View, _real, bwrap_missing, confine
@@ -70,7 +70,7 @@ def test_sandboxes_started_at_once_look_through_etc_once_for_their_settings(
         time.sleep(0.05)  # another start comes meanwhile
         return private_in(root)
 
-    monkeypatch.setattr(sandbox, "private_in", counted)
+    monkeypatch.setattr(covers, "private_in", counted)
     sandbox._shown.cache_clear()
     views = [View(tmp_path, readable=(Path(f"/usr/{kind}"),)) for kind in ("bin", "lib")]
     starts = [threading.Thread(target=confine, args=(views[n % 2],)) for n in range(20)]
@@ -80,3 +80,58 @@ def test_sandboxes_started_at_once_look_through_etc_once_for_their_settings(
         start.join()
     assert walks == [Path("/etc")] * 2  # one a repository's settings: what becomes private later is covered
     sandbox._shown.cache_clear()
+
+
+def test_a_toolchain_is_looked_through_once_and_one_too_large_to_look_through_is_covered_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every repository's settings show the same toolchains (~/.pyenv: 130,000 entries, most of a second to look
+    # through): each is looked through once per worker process. One past the bound is covered, never shown unlooked.
+    if bwrap_missing() is not None:
+        pytest.skip("bubblewrap cannot run here")
+    small, large = tmp_path / "small", tmp_path / "large"
+    (small / "bin").mkdir(parents=True)
+    (large / "lib").mkdir(parents=True)
+    for n in range(20):
+        (large / "lib" / f"m{n}.py").write_text("")
+    walks: list[Path] = []
+
+    def counted(root: Path, most: int | None = None) -> list[Path]:
+        walks.append(root)
+        return private_in(root, most)
+
+    monkeypatch.setattr(covers, "private_in", counted)
+    monkeypatch.setattr(covers, "MOST_LOOKED_AT", 10)
+    sandbox._shown.cache_clear()
+    for repository in ("a", "b"):
+        argv = confine(View(tmp_path, readable=(small, large), hidden=(tmp_path / repository,)))
+        pairs = list(zip(argv, argv[1:], strict=False))
+        assert ("--tmpfs", str(large.resolve())) in pairs and ("--tmpfs", str(small.resolve())) not in pairs
+    assert walks.count(small.resolve()) == 1 and walks.count(large.resolve()) == 1
+    sandbox._shown.cache_clear()
+
+
+def test_a_covered_file_removed_after_its_settings_were_built_fails_no_sandbox(tmp_path: Path) -> None:
+    # An owner-only file of a shown toolchain is covered; then it goes (an uninstall, a test's clean-up in /etc).
+    # bwrap cannot make its cover in the read-only folder: every sandbox of those settings failed until a restart.
+    if bwrap_missing() is not None:
+        pytest.skip("bubblewrap cannot run here")
+    toolchain, work = tmp_path / "toolchain", tmp_path / "work"
+    for folder in (toolchain / "private", work):
+        folder.mkdir(parents=True)
+    secret = toolchain / "pip.conf"
+    secret.write_text("index-token")
+    secret.chmod(0o600)
+    (toolchain / "private").chmod(0o700)
+    view = View(workdir=work, writable=(work,), readable=(toolchain,))
+    covered = run_process(
+        [*confine(view), "sh", "-c", f"cat {secret}; ls {toolchain / 'private'}"],
+        cwd=work,
+        env={"PATH": os.defpath},
+        timeout=60,
+    )
+    assert covered.ok and "index-token" not in covered.output, covered.output
+    secret.unlink()
+    (toolchain / "private").rmdir()
+    done = run_process([*confine(view), "echo", "ran"], cwd=work, env={"PATH": os.defpath}, timeout=60)
+    assert done.ok and done.output.strip() == "ran", done.output

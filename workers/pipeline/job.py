@@ -11,8 +11,9 @@ from db import policy, queries
 from db.lifecycle import AttemptStatus
 from db.models import Attempt
 from db.specs import RepoSettings, copy_pair
+from system.covers import credential_stores
 from system.mirror import is_url
-from system.sandbox import TURNED_OFF, bwrap_missing, credential_stores
+from system.sandbox import TURNED_OFF, bwrap_missing
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache
 from verification.environment import secrets_in
 from workers.pipeline.outcome import row_outcome

@@ -1,0 +1,111 @@
+"""What a sandbox covers inside the folders it shows read-only (system/sandbox.py): the secrets known by name, and
+whatever there others may not read.
+
+A sandbox is its worker's user in a namespace of its own (root, for a root worker), so a file only that user may read
+is read through its owner's permission: in /etc (an SSH host key, a TLS private key) and in the toolchains shown from
+a home folder alike (a pip.conf with an index's token in a virtualenv, a file of ~/.pyenv, ~/.cargo or ~/.rustup).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+from system.files import TooLarge, private_in
+
+log = logging.getLogger(__name__)
+
+# Readable by root alone, and a root worker's sandbox is root in its own namespace: covered, as is whatever else in
+# /etc others may not read (private_in).
+ETC_SECRETS = (
+    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers", "/etc/sudoers.d",
+    "/etc/ssl/private", "/etc/credstore", "/etc/credstore.encrypted", "/etc/redis", "/etc/mysql/debian.cnf",
+    "/etc/postgresql/.pgpass",
+)  # fmt: skip
+# The worker user's credential stores: an agent gets its keys from the environment allow-list, never from these.
+CREDENTIAL_STORES = (
+    ".ssh", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".gnupg", ".netrc", ".git-credentials",
+    ".pgpass", ".pypirc", ".npmrc", ".cargo/credentials", ".cargo/credentials.toml", ".config/gh",
+    ".config/hub", ".local/share/keyrings", ".password-store", ".vault-token",
+)  # fmt: skip
+# The entries of one shown toolchain looked through, once per worker process: one lstat each, 5 to 8 µs on a loaded
+# two-core machine (a virtualenv of 22,000 entries: 0.1 s; ~/.pyenv or ~/.rustup, 120,000 to 130,000: 0.8 to 1 s).
+# Past it the folder is covered whole: every sandbox start waits while settings are built (sandbox._SHOWN_ONCE).
+MOST_LOOKED_AT = 500_000
+# A cover is a mount at every sandbox start: past this many in one folder, the folder is covered whole.
+MOST_COVERS = 1_000
+
+
+def covered(hidden: Sequence[Path], shown: Sequence[Path], toolchains: Sequence[Path]) -> tuple[Path, ...]:
+    """What to cover inside the shown folders: the hidden paths, ETC_SECRETS and what others may not read in /etc
+    (looked at for each new settings: what becomes private later is covered) and in the toolchains (private_shown)."""
+    private = [path for folder in toolchains for path in private_shown(folder)]
+    found = outermost([*hidden, *map(Path, ETC_SECRETS), *private_in(Path("/etc")), *private])
+    return tuple(path for path in found if any(path.is_relative_to(folder) for folder in shown))
+
+
+def cover_args(paths: Sequence[Path]) -> list[str]:
+    """bwrap's arguments that cover paths as they are at this start: a folder with an empty tmpfs of the sandbox's
+    own, a file with an empty file. One removed since the settings were built (or now a link) is skipped: bwrap,
+    unable to make it in a read-only folder, would fail every sandbox of those settings. One lstat each."""
+    args: list[str] = []
+    for path in paths:
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            continue
+        if stat.S_ISDIR(mode):
+            args += ["--tmpfs", str(path)]
+        elif not stat.S_ISLNK(mode):
+            args += empty_file_over(str(path))
+    return args
+
+
+@functools.lru_cache(maxsize=256)
+def private_shown(folder: Path) -> tuple[Path, ...]:
+    """What others may not read in a toolchain a sandbox shows (private_in), looked for once per worker process: a
+    walk of ~/.pyenv takes most of a second, and every repository's settings show it. What its owner makes private
+    there later is covered once the worker restarts. The folder itself when it holds more than MOST_LOOKED_AT entries
+    or MOST_COVERS private ones; a warning names it, and the first path found private."""
+    try:
+        found = private_in(folder, MOST_LOOKED_AT)
+    except TooLarge:
+        log.warning(
+            "sandbox: %s is covered whole: over %d entries to look through for private files", folder, MOST_LOOKED_AT
+        )
+        return (folder,)
+    if len(found) > MOST_COVERS:
+        log.warning(
+            "sandbox: %s is covered whole: %d paths others may not read (%s, ...)", folder, len(found), found[0]
+        )
+        return (folder,)
+    if found:
+        log.warning(
+            "sandbox: %d paths in %s that others may not read are covered (%s, ...)", len(found), folder, found[0]
+        )
+    return tuple(found)
+
+
+def outermost(paths: Sequence[Path]) -> list[Path]:
+    """Resolved, existing, without duplicates or paths inside another one (covering the outer one covers them)."""
+    found = sorted({p.resolve() for p in paths if p.exists()}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in found:
+        if not any(path.is_relative_to(outer) for outer in kept):
+            kept.append(path)
+    return kept
+
+
+def empty_file_over(path: str) -> list[str]:
+    """bwrap's arguments that show an empty file at path."""
+    return ["--ro-bind", "/dev/null", path]
+
+
+@functools.lru_cache(maxsize=16)
+def credential_stores(home: Path) -> tuple[Path, ...]:
+    """The credential stores present in home (the worker user's): covered wherever a shown folder holds them."""
+    return tuple(home / name for name in CREDENTIAL_STORES if (home / name).exists())
