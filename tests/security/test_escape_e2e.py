@@ -162,10 +162,10 @@ def test_secret_values_in_test_output_are_redacted_even_when_a_repository_passes
     fleet = embedded
     repo = fleet.tmp / "calc"
     write_sample_repo(repo)
-    (repo / ".fleet.toml").write_text(f'test_cmd = {SAMPLE_TEST_CMD!r}\ntest_env = ["STRIPE_SK"]\n')
+    (repo / ".fleet.toml").write_text(f"test_cmd = {SAMPLE_TEST_CMD!r}\n")
     git("add", "-A", cwd=repo)
     git("commit", "-qm", "settings", cwd=repo)
-    fleet.run("repo", "add", "calc", str(repo))
+    fleet.run("repo", "add", "calc", str(repo), "--test-env", "STRIPE_SK")  # the operator's, never a .fleet.toml's
     fleet.env["STRIPE_SK"] = "sk_live_" + uuid.uuid4().hex
     leak = "import os\ndef add(a, b):\n    raise AssertionError(os.environ.get('STRIPE_SK', 'absent'))\n"
     edit = f"p = pathlib.Path('calc.py'); p.write_text(p.read_text().replace({BUGGY_ADD!r}, {leak!r}))"
@@ -174,7 +174,7 @@ def test_secret_values_in_test_output_are_redacted_even_when_a_repository_passes
     fleet.up()
     logs = _logs(fleet, ticket["id"])
     assert fleet.env["STRIPE_SK"] not in logs
-    assert "[redacted]" in logs  # it reached the tests (the repository asked for it), and was redacted on the way out
+    assert "[redacted]" in logs  # it reached the tests (the operator asked for it), and was redacted on the way out
 
 
 EGRESS_PROBE = """#!{python}
