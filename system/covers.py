@@ -50,18 +50,15 @@ def covered(hidden: Sequence[Path], shown: Sequence[Path], toolchains: Sequence[
 
 def cover_args(paths: Sequence[Path]) -> list[str]:
     """bwrap's arguments that cover paths as they are at this start: a folder with an empty tmpfs of the sandbox's
-    own, a file with an empty file. One removed since the settings were built (or now a link) is skipped: bwrap,
-    unable to make it in a read-only folder, would fail every sandbox of those settings. One lstat each."""
+    own, a file with an empty file. One removed since the settings were built is skipped: bwrap, unable to make it
+    in a read-only folder, would fail every sandbox of those settings. One stat each."""
     args: list[str] = []
     for path in paths:
         try:
-            mode = os.lstat(path).st_mode
+            is_dir = stat.S_ISDIR(os.stat(path).st_mode)
         except OSError:
             continue
-        if stat.S_ISDIR(mode):
-            args += ["--tmpfs", str(path)]
-        elif not stat.S_ISLNK(mode):
-            args += empty_file_over(str(path))
+        args += ["--tmpfs", str(path)] if is_dir else empty_file_over(str(path))
     return args
 
 
