@@ -88,7 +88,7 @@ def private_shown(folder: Path) -> tuple[Path, ...]:
 
 
 def outermost(paths: Sequence[Path]) -> list[Path]:
-    """Resolved, existing, without duplicates or paths inside another one (covering the outer one covers them)."""
+    """Resolved, existing, without duplicates or paths inside another one (showing or covering the outer one does)."""
     found = sorted({p.resolve() for p in paths if p.exists()}, key=lambda p: len(p.parts))
     kept: list[Path] = []
     for path in found:
