@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import stat
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,12 +63,24 @@ def cover_args(paths: Sequence[Path]) -> list[str]:
     return args
 
 
-@functools.lru_cache(maxsize=256)
+_LOOKED_THROUGH: dict[Path, tuple[Path, ...]] = {}
+_LOOKING = threading.Lock()  # one walk at a time: a folder asked for while it is walked waits for that walk's answer
+
+
 def private_shown(folder: Path) -> tuple[Path, ...]:
     """What others may not read in a toolchain a sandbox shows (private_in), looked for once per worker process: a
-    walk of ~/.pyenv takes most of a second, and every repository's settings show it. What its owner makes private
-    there later is covered once the worker restarts. The folder itself when it holds more than MOST_LOOKED_AT entries
-    or MOST_COVERS private ones; a warning names it, and the first path found private."""
+    walk of ~/.pyenv takes most of a second, and every repository's settings show it (the worker starts the walks of
+    the toolchains on its PATH as it starts: sandbox.look_through_toolchains). What its owner makes private there
+    later is covered once the worker restarts."""
+    with _LOOKING:
+        if folder not in _LOOKED_THROUGH:
+            _LOOKED_THROUGH[folder] = _private_or_whole(folder)
+        return _LOOKED_THROUGH[folder]
+
+
+def _private_or_whole(folder: Path) -> tuple[Path, ...]:
+    """private_in(folder); the folder itself when it holds more than MOST_LOOKED_AT entries or MOST_COVERS private
+    ones. A warning names it, and the first path found private."""
     try:
         found = private_in(folder, MOST_LOOKED_AT)
     except TooLarge:

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from system.covers import cover_args, covered, empty_file_over, outermost
+from system.covers import cover_args, covered, empty_file_over, outermost, private_shown
 from system.files import program_on
 from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT, copy_slot
 from system.seccomp import SeccompUnavailable, filter_program
@@ -206,8 +206,18 @@ def _shown(readable: tuple[Path, ...], hidden: tuple[Path, ...]) -> tuple[tuple[
         arg for name in PROC_SECRETS if os.path.exists(f"/proc/{name}") for arg in empty_file_over(f"/proc/{name}")
     ]
     argv += _binds("--ro-bind", shown)
-    toolchains = [folder for folder in shown if folder.is_dir() and not _is_system(folder)]
-    return tuple(argv), covered(hidden, [*shown, *map(Path, SYSTEM)], toolchains)
+    return tuple(argv), covered(hidden, [*shown, *map(Path, SYSTEM)], _toolchains(shown))
+
+
+def _toolchains(shown: Sequence[Path]) -> list[Path]:
+    return [folder for folder in shown if folder.is_dir() and not _is_system(folder)]
+
+
+def look_through_toolchains(path_var: str) -> None:
+    """Look through the toolchains on PATH for what others may not read (system/covers.py private_shown), ahead of
+    the first sandbox: a worker starts it beside its own start, where the first wave's sandboxes waited for it."""
+    for folder in _toolchains(outermost(toolchain_roots(path_var))):
+        private_shown(folder)
 
 
 def _real(path: Path) -> Path:

@@ -23,6 +23,7 @@ from db.models import utcnow
 from system.cancel import Cancellation
 from system.files import remove_tree
 from system.mirror import ensure_mirror
+from system.sandbox import bwrap_missing, look_through_toolchains
 from system.settings import Settings
 from verification.envcache import EnvCache
 from verification.environment import PortAllocator
@@ -280,15 +281,20 @@ class WorkerRuntime:
         self.warming.start()
 
     def _warm_up(self) -> None:
-        """Start the model gateway's listener beside the worker's own start, where the first wave's agents would
-        each wait for the first one to start it. A failure is logged, and left for the first attempt to meet (its
-        gate starts the listener again) and record."""
-        if AGENT_QUEUE not in self.queues.split(","):
-            return
+        """Beside the worker's own start, what the first wave's agents would each wait for the first one to do: start
+        the model gateway's listener, and look through the toolchains on PATH that sandboxes show (most of a second
+        for a ~/.pyenv). A failure is logged, and left for the first attempt to meet (its gate starts the listener
+        again; its sandbox looks through the toolchains) and record."""
+        if AGENT_QUEUE in self.queues.split(","):
+            try:
+                self.gateway.start()
+            except Exception as exc:
+                log.warning("the model gateway did not start with the worker; the first attempt starts it: %r", exc)
         try:
-            self.gateway.start()
+            if bwrap_missing() is None:
+                look_through_toolchains(os.environ.get("PATH", os.defpath))
         except Exception as exc:
-            log.warning("the model gateway did not start with the worker; the first attempt starts it: %r", exc)
+            log.warning("the toolchains were not looked through as the worker started; the first sandbox does: %r", exc)
 
     def stop(self) -> None:
         self._verifier.shutdown(wait=True, cancel_futures=True)  # the ones not started are sent again later

@@ -111,6 +111,30 @@ def test_a_toolchain_is_looked_through_once_and_one_too_large_to_look_through_is
     sandbox._shown.cache_clear()
 
 
+def test_a_toolchain_the_worker_looks_through_as_it_starts_is_not_looked_through_again_by_a_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker looks through the toolchains on its PATH beside its own start (most of a second for a ~/.pyenv); a
+    # first sandbox asking for one meanwhile waits for that walk's answer rather than walking it a second time.
+    toolchain = tmp_path / "toolchain"
+    (toolchain / "bin").mkdir(parents=True)
+    walks: list[Path] = []
+
+    def slow(root: Path, most: int | None = None) -> list[Path]:
+        walks.append(root)
+        time.sleep(0.3)
+        return private_in(root, most)
+
+    monkeypatch.setattr(covers, "private_in", slow)
+    warming = threading.Thread(target=sandbox.look_through_toolchains, args=(str(toolchain / "bin"),))
+    warming.start()
+    while toolchain.resolve() not in walks:  # the worker's walk of it under way
+        time.sleep(0.01)
+    assert covers.private_shown(toolchain.resolve()) == ()
+    warming.join()
+    assert walks.count(toolchain.resolve()) == 1
+
+
 def test_a_covered_file_removed_after_its_settings_were_built_fails_no_sandbox(tmp_path: Path) -> None:
     # An owner-only file of a shown toolchain is covered; then it goes (an uninstall, a test's clean-up in /etc).
     # bwrap cannot make its cover in the read-only folder: every sandbox of those settings failed until a restart.
