@@ -10,10 +10,12 @@ import threading
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from system.files import link_on_the_way, read_regular
 from system.git import GitError, git
 from system.globs import matches_any
+from verification.collected import collected_globs, configured
 
 MAX_CONFIG_BYTES = 4 * 2**20  # a configuration file read to compare its pytest table
 # Not a path: stands for the pytest table of any pyproject.toml (the rest of that file is the project's).
@@ -101,17 +103,35 @@ def head_files(checkout: Path, among: Sequence[str] = ()) -> set[str]:
 
 
 def pytest_config(checkout: Path) -> str | None:
-    """The file pytest would read its configuration from at the checkout root at HEAD, if any.
+    """The file pytest would read its configuration from at the checkout root at HEAD, if any."""
+    return _base_config(checkout).name
 
-    A commit never changes: for a checkout on a detached commit (every pooled one), git is asked once per
-    repository and commit, not once per verification."""
+
+def collected_file_globs(checkout: Path, command: str) -> tuple[str, ...]:
+    """The globs of the files pytest collects tests from in checkout, as its configuration at HEAD and the command
+    set them (verification/collected.py): a file they match is a test file, whatever the protect patterns say."""
+    config = _base_config(checkout)
+    return collected_globs(config.python_files, config.addopts, command)
+
+
+class BaseConfig(NamedTuple):
+    """What a commit's pytest configuration says: its file, and what decides which files hold tests."""
+
+    name: str | None
+    python_files: tuple[str, ...]
+    addopts: tuple[str, ...]
+
+
+def _base_config(checkout: Path) -> BaseConfig:
+    """The configuration at HEAD. A commit never changes: for a checkout on a detached commit (every pooled one), git
+    is asked once per repository and commit, not once per verification."""
     commit = detached_commit(checkout)
     if commit is None:
-        return _pytest_config_at_head(checkout)
+        return _base_config_at_head(checkout)
     with _configs_lock:
         if commit in _configs:
             return _configs[commit]
-    found = _pytest_config_at_head(checkout)
+    found = _base_config_at_head(checkout)
     with _configs_lock:
         if len(_configs) >= CONFIGS_KEPT:
             _configs.clear()
@@ -120,16 +140,16 @@ def pytest_config(checkout: Path) -> str | None:
 
 
 CONFIGS_KEPT = 1024
-_configs: dict[tuple[Path, str], str | None] = {}  # (repository's git dir, commit) -> pytest_config's answer
+_configs: dict[tuple[Path, str], BaseConfig] = {}  # (repository's git dir, commit) -> its configuration
 _configs_lock = threading.Lock()
 
 
-def _pytest_config_at_head(checkout: Path) -> str | None:
+def _base_config_at_head(checkout: Path) -> BaseConfig:
     tracked = head_files(checkout, among=PYTEST_CONFIGS)
     for name in PYTEST_CONFIGS:
-        if name in tracked and _is_pytest_config(name, _head_text(checkout, name)):
-            return name
-    return None
+        if name in tracked and _is_pytest_config(name, text := _head_text(checkout, name)):
+            return BaseConfig(name, *configured(name, text))
+    return BaseConfig(None, (), ())
 
 
 def detached_commit(checkout: Path) -> tuple[Path, str] | None:

@@ -48,9 +48,10 @@ class SetupMade:
                 remove_tree(checkout / path)  # a link itself, never its target
 
 
-def setup_made(checkout: Path, copied: Sequence[str] = ()) -> SetupMade:
+def setup_made(checkout: Path, copied: Sequence[str] = (), tests: Sequence[str] = ()) -> SetupMade:
     """What ran in checkout since the diff was applied to it (to the index and the files) changed or made; the
-    repository's copied files (copied: their destinations) are Fleet's own, copied again after it."""
+    repository's copied files (copied: their destinations) are Fleet's own, copied again after it; tests: the globs
+    of the files the test runner collects (a doctest text file among them), made files that count as changed too."""
     status = ("status", NO_SUBMODULES, "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=matching")
     listing = git("--no-optional-locks", *status, "--no-renames", cwd=checkout, errors="surrogateescape")
     entries = [entry for entry in listing.split("\0") if len(entry) > 3]
@@ -59,7 +60,7 @@ def setup_made(checkout: Path, copied: Sequence[str] = ()) -> SetupMade:
     skip = {os.path.normpath(dest).lstrip("/") for dest in copied}
     new = {path for entry in loose for path in _files(checkout, entry) if not _unread(checkout, path)} - skip
     caches = {path for path in new if path.endswith(".pyc") or _folder_link(checkout / path)}
-    runs = {path for path in new - caches if _runs(path)}
+    runs = {path for path in new - caches if _runs(path) or matches_any(path, tests)}
     return SetupMade(sorted({*tracked, *runs} - skip), sorted(caches))
 
 

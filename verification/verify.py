@@ -42,6 +42,7 @@ from verification.phrases import ALSO_FIXED, KNOWN_FAILING
 from verification.protect import (
     DEFAULT_PROTECT,
     PYPROJECT_PYTEST,
+    collected_file_globs,
     protected_changes,
     pytest_config,
     restore,
@@ -221,9 +222,10 @@ def verify_diff(
 
 def _with_setup_made(checkout: Path, spec: VerifySpec, changed: list[str]) -> list[str]:
     """The paths restore judges once the setup ran the diff's code in checkout: the diff's, and what the setup
-    changed or made that can change the test run (verification/setup_made.py); its bytecode and folder links are
-    removed and the repository's copied files copied again, as it may have rewritten them."""
-    made = setup_made(checkout, [dest for _, dest in spec.copy_files])
+    changed or made that can change the test run (verification/setup_made.py), the files pytest collects tests from
+    included; its bytecode and folder links are removed and the repository's copied files copied again, as it may
+    have rewritten them."""
+    made = setup_made(checkout, [dest for _, dest in spec.copy_files], collected_file_globs(checkout, spec.test_cmd))
     made.remove_caches(checkout)
     recopy_files(spec.copy_files, checkout)
     return sorted({*changed, *made.changed})
@@ -296,7 +298,7 @@ def _config(checkout: Path, spec: VerifySpec) -> str | None:
 
 
 def _to_protect(checkout: Path, changed: list[str], spec: VerifySpec, config: str | None) -> list[str]:
-    paths = protected_changes(checkout, changed, spec.protect)
+    paths = protected_changes(checkout, changed, (*spec.protect, *collected_file_globs(checkout, spec.test_cmd)))
     # The configuration pytest is pinned to must be the base's, whatever the protect patterns say.
     if config in changed and config not in paths:
         pattern = PYPROJECT_PYTEST if config == "pyproject.toml" else config
