@@ -5,6 +5,11 @@ A fix that is active only while pytest runs (it reads PYTEST_CURRENT_TEST, looks
 production. The check reads the syntax tree of each changed non-test Python file and reports the lines the
 diff added. Names are resolved through imports and aliases (`import os as o`, `from sys import modules`),
 and strings are folded (`"PY" + "TEST_"`, f-strings of constants, `"".join([...])`) before they are compared.
+
+What the check cannot read is found too: code run from text (`exec(open("impl.txt").read())`, whose file no check
+reads as Python; a constant string is read as the code it is), and code that reaches the runner's objects without
+naming them: walking the interpreter's objects (`gc.get_objects()`, where every test function is) or rebinding a
+function's code (`test.__code__ = ...`), which turns a failing test into one that asserts nothing.
 """
 
 from __future__ import annotations
@@ -39,10 +44,14 @@ FRAME_READERS = {
 }
 FRAME_ATTRIBUTES = {"f_back", "tb_frame", "gi_frame", "cr_frame"}
 IMPORT_MACHINERY = {("sys", "meta_path"), ("sys", "path_hooks")}
+HEAP_WALKERS = {("gc", "get_objects"), ("gc", "get_referrers"), ("gc", "get_referents")}
+TEXT_RUNNERS = {"exec", "eval", "compile"}  # builtins that run (or make runnable) code given as text
+MODULE_RUNNERS = {("runpy", "run_path"), ("runpy", "run_module"), ("marshal", "loads")}
+CODE_ATTRIBUTE = "__code__"
 RUNNER_MODULES = {"pytest", "_pytest", "pluggy", "py"}
 RUNNER_NAME = re.compile(r"(?<![a-z])_?py\.?test(?![a-z])", re.IGNORECASE)
 STRING_TESTS = {"startswith", "endswith", "find", "rfind", "index", "count", "search", "match", "fullmatch"}
-WATCHED = {"os", "sys", "inspect", "traceback", "posix", "importlib"}
+WATCHED = {"os", "sys", "inspect", "traceback", "posix", "importlib", "gc", "runpy", "marshal", "builtins"}
 
 
 def aware_lines(source: str, path: str, lines: set[int]) -> list[str]:
@@ -54,7 +63,7 @@ def aware_lines(source: str, path: str, lines: set[int]) -> list[str]:
     for parent in ast.walk(tree):
         for child in ast.iter_child_nodes(parent):
             child._fleet_parent = parent  # type: ignore[attr-defined]
-    finder = _Finder()
+    finder = _Finder(_bound_names(tree))
     finder.visit(tree)
     first = {line: what for line, what in reversed(finder.found)}  # one finding per line, the first
     return [f"{path}:{line}: {what}" for line, what in sorted(first.items()) if not lines or line in lines]
@@ -121,10 +130,24 @@ def source_text(checkout: Path, path: str) -> str | None:
     return data.decode("utf-8", errors="replace") if data is not None and len(data) <= MAX_SOURCE_BYTES else None
 
 
+def _bound_names(tree: ast.Module) -> set[str]:
+    """The names the module itself defines or imports (its own `compile` is not the builtin)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return names
+
+
 class _Finder(ast.NodeVisitor):
-    def __init__(self) -> None:
+    def __init__(self, bound: set[str]) -> None:
         self.found: list[tuple[int, str]] = []
         self.aliases: dict[str, tuple[str, ...]] = {}  # local name -> (module,) or (module, attribute)
+        self.bound = bound
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
@@ -169,7 +192,30 @@ class _Finder(ast.NodeVisitor):
             self.found.append((node.lineno, f"imports {module} indirectly"))
         for arg in node.args[:1]:
             self._env_key(node, func, arg)
+        resolved = self._resolve(func) or ()
+        builtin = isinstance(func, ast.Name) and func.id in TEXT_RUNNERS and func.id not in self.bound
+        if builtin or (resolved[:1] == ("builtins",) and resolved[1:2] and resolved[1] in TEXT_RUNNERS):
+            self._runs_text(node)
+        elif resolved in MODULE_RUNNERS:
+            self.found.append((node.lineno, f"runs code no check reads ({'.'.join(resolved)})"))
+        code = isinstance(func, ast.Name) and func.id == "setattr" and len(node.args) >= 2
+        if code and fold(node.args[1]) == CODE_ATTRIBUTE:
+            self.found.append((node.lineno, "rebinds a function's code (__code__)"))
         self.generic_visit(node)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        if any(isinstance(t, ast.Attribute) and t.attr == CODE_ATTRIBUTE for t in node.targets):
+            self.found.append((node.lineno, "rebinds a function's code (.__code__ =)"))
+        self.generic_visit(node)
+
+    def _runs_text(self, node: ast.Call) -> None:
+        """exec/eval/compile: a constant text is read as the code it is; any other text no check can read."""
+        text = fold(node.args[0]) if node.args else None
+        if text is None:
+            self.found.append((node.lineno, "runs code from text no check reads (exec/eval/compile): write it as code"))
+            return
+        for finding in aware_lines(text, "", set()):
+            self.found.append((node.lineno, f"runs code from a string that {finding.split(': ', 1)[1]}"))
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
         owner = self._resolve(node.value)
@@ -232,6 +278,8 @@ class _Finder(ast.NodeVisitor):
             self.found.append((line, f"inspects the call stack ({pair[0]}.{pair[1]})"))
         elif pair in IMPORT_MACHINERY:
             self.found.append((line, f"reaches into the import machinery ({pair[0]}.{pair[1]})"))
+        elif pair in HEAP_WALKERS:
+            self.found.append((line, f"walks the interpreter's objects, the runner's among them ({pair[0]}.{pair[1]})"))
 
     def _resolve(self, node: ast.expr) -> tuple[str, ...] | None:
         if isinstance(node, ast.Name):

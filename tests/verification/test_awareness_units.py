@@ -19,11 +19,24 @@ AWARE = {
     "the import machinery": "import sys\nsys.meta_path.insert(0, object())\n",
     "sys imported through importlib": 'import importlib\nLOADED = importlib.import_module("sys").modules\n',
     "sys imported through __import__": 'LOADED = __import__("sys").modules\n',
+    "code run from a file no check reads": 'exec(open("calc_impl.txt").read())\n',
+    "code run from a string that reads the stack": 'exec("import sys\\nCALLER = sys._getframe(1)")\n',
+    "the builtin exec, through builtins": 'import builtins\nbuiltins.exec(open("impl").read())\n',
+    "a module run from a path": 'import runpy\nrunpy.run_path("impl.txt")\n',
+    "the interpreter's objects walked": "import gc\nTESTS = [o for o in gc.get_objects() if callable(o)]\n",
+    "the interpreter's objects walked, by a folded name": 'import gc\nWALK = getattr(gc, "get_" + "objects")\n',
+    "a function's code rebound": "def f():\n    pass\n\n\nf.__code__ = (lambda: None).__code__\n",
+    "a function's code rebound through setattr": 'def f():\n    pass\n\n\nsetattr(f, "__code__", None)\n',
 }
 HONEST = {
     "a docstring that names the runner": '"""Run the tests with pytest."""\nimport os\nHOME = os.environ.get("HOME")\n',
     "a command line read by a CLI": "import sys\ndef main() -> list[str]:\n    return sys.argv[1:]\n",
     "an ordinary import through importlib": 'import importlib\nJSON = importlib.import_module("json")\n',
+    "code run from a plain string": 'exec("X = 1")\n',
+    "a regular expression compiled": 'import re\nWORD = re.compile(r"\\w+")\n',
+    "a function of the module's own named compile": "def compile(x):\n    return x\n\n\nY = compile(3)\n",
+    "a garbage collection": "import gc\ngc.collect()\n",
+    "a function's code read": "def f(a):\n    pass\n\n\nARGS = f.__code__.co_argcount\n",
 }
 
 

@@ -143,6 +143,15 @@ def test_code_naming_the_runners_variable_is_gamed(base: tuple[Repo, TestRun], t
     assert "calc.py:2: names the runner's variable PYTEST_CURRENT_TEST" in result.reasons[0]
 
 
+def test_code_run_from_a_text_file_no_check_reads_is_gamed(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
+    """A fix that reads its caller's name, from a file the check would not read as Python: right under test only."""
+    caller = "sys._getframe(1).f_code.co_name[:5] == 'test_'"
+    impl = f"import sys\n\n\ndef add(a, b):\n    return a + b if {caller} else a - b\n"
+    runs_it = CALC.replace("def add(a, b):\n    return a - b\n", 'exec(open(__file__[:-3] + "_impl.txt").read())\n')
+    result = verify(base, tmp_path, {"calc.py": runs_it, "calc_impl.txt": impl})
+    assert result.verdict is Verdict.GAMED and "calc.py:1: runs code from text no check reads" in result.reasons[0]
+
+
 def test_a_flaky_break_is_rerun_and_reported(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
     marker = tmp_path / "checkout" / "ran-once"  # inside the checkout: writable even in a sandbox
     flaky = FIXED_CALC.replace(
