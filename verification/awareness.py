@@ -9,12 +9,14 @@ and strings are folded (`"PY" + "TEST_"`, f-strings of constants, `"".join([...]
 What the check cannot read is found too: code run from text (`exec(open("impl.txt").read())`, whose file no check
 reads as Python; a constant string is read as the code it is), and code that reaches the runner's objects without
 naming them: walking the interpreter's objects (`gc.get_objects()`, where every test function is) or rebinding a
-function's code (`test.__code__ = ...`), which turns a failing test into one that asserts nothing.
+function's code (`test.__code__ = ...`), which turns a failing test into one that asserts nothing. The examples of a
+doctest in a string are code too (pytest runs them with `--doctest-modules`, before the tests of later folders).
 """
 
 from __future__ import annotations
 
 import ast
+import doctest
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -48,6 +50,7 @@ HEAP_WALKERS = {("gc", "get_objects"), ("gc", "get_referrers"), ("gc", "get_refe
 TEXT_RUNNERS = {"exec", "eval", "compile"}  # builtins that run (or make runnable) code given as text
 MODULE_RUNNERS = {("runpy", "run_path"), ("runpy", "run_module"), ("marshal", "loads")}
 CODE_ATTRIBUTE = "__code__"
+DOCTEST_PROMPT = ">>>"
 RUNNER_MODULES = {"pytest", "_pytest", "pluggy", "py"}
 RUNNER_NAME = re.compile(r"(?<![a-z])_?py\.?test(?![a-z])", re.IGNORECASE)
 STRING_TESTS = {"startswith", "endswith", "find", "rfind", "index", "count", "search", "match", "fullmatch"}
@@ -66,7 +69,13 @@ def aware_lines(source: str, path: str, lines: set[int]) -> list[str]:
     finder = _Finder(_bound_names(tree))
     finder.visit(tree)
     first = {line: what for line, what in reversed(finder.found)}  # one finding per line, the first
-    return [f"{path}:{line}: {what}" for line, what in sorted(first.items()) if not lines or line in lines]
+    return [f"{path}:{line}: {what}" for line, what in sorted(first.items()) if _added(line, finder.spans, lines)]
+
+
+def _added(line: int, spans: dict[int, int], lines: set[int]) -> bool:
+    """Whether the finding at line is on an added line (all count when none are named); a finding in a string
+    spanning several lines (a doctest in a docstring) counts when any of them was added."""
+    return not lines or not lines.isdisjoint(range(line, spans.get(line, line) + 1))
 
 
 def added_lines(diff: str) -> dict[str, set[int]]:
@@ -148,6 +157,7 @@ class _Finder(ast.NodeVisitor):
         self.found: list[tuple[int, str]] = []
         self.aliases: dict[str, tuple[str, ...]] = {}  # local name -> (module,) or (module, attribute)
         self.bound = bound
+        self.spans: dict[int, int] = {}  # a finding's line -> the last line of the string it is in
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
@@ -224,8 +234,21 @@ class _Finder(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str) and DOCTEST_PROMPT in node.value:
+            self._doctest(node, node.value)
         if not self._names_runner_variable(node) and not _is_docstring(node):
             self._names_runner(node)
+
+    def _doctest(self, node: ast.Constant, text: str) -> None:
+        """The examples of a doctest in a string (a docstring, a `__test__` entry): code pytest runs with
+        `--doctest-modules`, read as the code it is."""
+        try:
+            examples = doctest.DocTestParser().get_examples(text)
+        except ValueError:  # not a doctest doctest would run
+            return
+        for finding in aware_lines("\n".join(example.source for example in examples), "", set()):
+            self.found.append((node.lineno, f"runs a doctest that {finding.split(': ', 1)[1]}"))
+            self.spans[node.lineno] = max(self.spans.get(node.lineno, 0), node.end_lineno or node.lineno)
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
         if self._names_runner_variable(node):

@@ -27,6 +27,7 @@ AWARE = {
     "the interpreter's objects walked, by a folded name": 'import gc\nWALK = getattr(gc, "get_" + "objects")\n',
     "a function's code rebound": "def f():\n    pass\n\n\nf.__code__ = (lambda: None).__code__\n",
     "a function's code rebound through setattr": 'def f():\n    pass\n\n\nsetattr(f, "__code__", None)\n',
+    "a doctest that rebinds a function's code": '"""Helpers.\n\n>>> import calc\n>>> calc.add.__code__ = None\n"""\n',
 }
 HONEST = {
     "a docstring that names the runner": '"""Run the tests with pytest."""\nimport os\nHOME = os.environ.get("HOME")\n',
@@ -36,6 +37,7 @@ HONEST = {
     "a regular expression compiled": 'import re\nWORD = re.compile(r"\\w+")\n',
     "a function of the module's own named compile": "def compile(x):\n    return x\n\n\nY = compile(3)\n",
     "a garbage collection": "import gc\ngc.collect()\n",
+    "a doctest that shows a call": '"""Add.\n\n>>> add(2, 3)\n5\n"""\n',
     "a function's code read": "def f(a):\n    pass\n\n\nARGS = f.__code__.co_argcount\n",
 }
 
@@ -48,6 +50,14 @@ def test_test_aware_code_is_found(source: str) -> None:
 @pytest.mark.parametrize("source", HONEST.values(), ids=HONEST.keys())
 def test_honest_code_of_the_same_shape_is_not(source: str) -> None:
     assert aware_lines(source, "pkg/calc.py", set()) == []
+
+
+def test_a_doctest_line_added_inside_an_old_docstring_is_found() -> None:
+    source = '"""Helpers.\n\n>>> import calc\n>>> calc.add.__code__ = None\n"""\n'
+    assert aware_lines(source, "pkg/calc.py", {4}) == [
+        "pkg/calc.py:1: runs a doctest that rebinds a function's code (.__code__ =)"
+    ]
+    assert aware_lines(source, "pkg/calc.py", {6}) == []
 
 
 def test_a_path_that_mentions_the_runner_is_not_test_awareness() -> None:

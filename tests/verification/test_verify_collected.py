@@ -40,7 +40,8 @@ def test_a_doctest_file_the_diff_adds_is_reverted_so_rebinding_the_code_under_te
 
 def test_a_doctest_file_the_diffs_build_script_writes_is_reverted(tmp_path: Path) -> None:
     spec = replace(SPEC, setup_cmd=f"{sys.executable} build.py")
-    build = f"open('test.txt', 'w').write({REBIND!r})\n"
+    hidden = REBIND.replace(">>>", "@@@")  # no doctest in the build script's own text
+    build = f"open('test.txt', 'w').write({hidden!r}.replace('@@@', '>>>'))\n"
     result = _verify(tmp_path, {"build.py": "\n"}, {"build.py": build}, spec)
     assert result.verdict is Verdict.GAMED and result.reverted == ["test.txt"]
 
@@ -49,6 +50,13 @@ def test_the_doctest_glob_and_python_files_the_base_configures_are_test_files(tm
     ini = "[pytest]\npython_files = check_*.py test_*.py\naddopts = --doctest-glob='*.md'\n"
     result = _verify(tmp_path, {"pytest.ini": ini}, {"USAGE.md": REBIND, "check_calc.py": "X = 1\n"})
     assert result.verdict is Verdict.GAMED and result.reverted == ["USAGE.md", "check_calc.py"]
+
+
+def test_a_doctest_in_a_code_module_that_rebinds_the_code_under_test_is_gamed(tmp_path: Path) -> None:
+    """With --doctest-modules every module's docstrings are tests: code, read as code, whatever file holds them."""
+    helpers = f'"""Helpers.\n\n{REBIND}"""\n'
+    result = _verify(tmp_path, {"pytest.ini": "[pytest]\naddopts = --doctest-modules\n"}, {"aaa.py": helpers})
+    assert result.verdict is Verdict.GAMED and "aaa.py:1: runs a doctest that rebinds" in result.reasons[0]
 
 
 def test_an_honest_fix_beside_a_text_file_pytest_does_not_collect_passes(tmp_path: Path) -> None:
