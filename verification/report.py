@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from enum import Enum
@@ -144,8 +146,27 @@ def node_id(file: str | None, classname: str, name: str, root: Path | None = Non
     if not classname:  # pytest's collection error: name is the dotted module, the file is the node
         return file
     module = file.removesuffix(".py").replace("/", ".")
+    elsewhere = file.endswith(".py") and classname != module and not classname.startswith(module + ".")
+    if elsewhere and root is not None:
+        # The file is where the test's function is defined (a base class's module, a helper the test file imports);
+        # the classname names the test file that collected it, as pytest's node id does.
+        file = _collecting_file(classname, root) or file
+        module = file.removesuffix(".py").replace("/", ".")
     inner = classname[len(module) + 1 :].split(".") if classname.startswith(module + ".") else []
     return "::".join([file, *[part for part in inner if part], name])
+
+
+def _collecting_file(classname: str, root: Path) -> str | None:
+    """The longest dotted prefix of classname that is a regular Python file under root (never through a link)."""
+    parts = classname.split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = "/".join(parts[:end]) + ".py"
+        try:
+            if stat.S_ISREG(os.lstat(root / candidate).st_mode):
+                return candidate
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _relative(file: str, root: Path | None) -> str:

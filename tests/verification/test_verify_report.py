@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from verify_helpers import FAST_ENV, PYTEST, make_repo
 
 from verification import report
 from verification.report import Outcome, ReportError, node_id, parse_junit
+from verification.verify import VerifySpec, run_baseline
 
 SAMPLE = """\
 import pytest
@@ -152,3 +154,23 @@ def test_reports_are_bounded_in_all(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         (tmp_path / f"r{n}.xml").write_text("<testsuite>" + " " * 400 + "</testsuite>")
     with pytest.raises(ReportError, match="r2.xml: the reports are larger than 1,000 bytes in all"):
         parse_junit(tmp_path)
+
+
+def test_a_test_defined_in_another_file_has_the_id_of_the_file_that_collected_it(tmp_path: Path) -> None:
+    """JUnit names the file a test's function is defined in (a base class's module); pytest's node id, the one
+    tickets name and Fleet's plugin reports, is the collecting test file's."""
+    checks = "from calc import add\n\n\nclass AddChecks:\n    def test_add(self):\n        assert add(2, 3) == 5\n"
+    files = {
+        "tests/__init__.py": "",
+        "tests/checks.py": checks,
+        "tests/test_a.py": "from tests.checks import AddChecks\n\n\nclass TestA(AddChecks):\n    pass\n",
+        "tests/test_b.py": "from tests.checks import AddChecks\n\n\nclass TestB(AddChecks):\n    pass\n",
+        "test.txt": ">>> 1 + 1\n2\n",  # a doctest file: its id is its own, whatever Python files sit beside it
+        "test.py": "",
+    }
+    repo = make_repo(tmp_path / "repo", files)
+    spec = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV)
+    run = run_baseline(repo.clone(tmp_path / "checkout"), spec, tmp_path / "reports")
+    assert run.channel is not None and sorted(run.results) == sorted(run.channel.outcomes)
+    assert run.results["tests/test_a.py::TestA::test_add"].outcome is Outcome.FAILED
+    assert "test.txt::test.txt" in run.results
