@@ -69,11 +69,16 @@ def added_lines(diff: str) -> list[tuple[str, str]]:
     return out
 
 
+_COMPARISON = re.compile(r"\b__(eq|ne)__\b")
+_CONSTANT_ANSWER = re.compile(r"(\breturn\s+|\blambda\b[^:]*:\s*)(True|False|1|0)\s*(#.*)?$")
+
+
 def _always_equal(added: list[tuple[str, str]]) -> list[str]:
+    """An __eq__/__ne__ whose answer is a constant: a def whose next lines (or its own) return one, or a lambda."""
     for i, (path, line) in enumerate(added):
-        if re.search(r"def __(eq|ne)__\s*\(", line):
-            body = [text for p, text in added[i + 1 : i + 4] if p == path]
-            if any(re.match(r"\s*return\s+(True|False)\b", text) for text in body):
+        if _COMPARISON.search(line):
+            body = [line] + [text for p, text in added[i + 1 : i + 4] if p == path]
+            if any(_CONSTANT_ANSWER.search(text) for text in body):
                 return [f"the diff defines an __eq__/__ne__ that returns a constant: {path}"]
     return []
 

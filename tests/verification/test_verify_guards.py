@@ -175,6 +175,25 @@ def test_flags_on_added_lines() -> None:
     assert "never-used" not in flags
 
 
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["+class Anything:", "+    __eq__ = lambda self, other: True"],
+        ["+class Anything:", "+    def __eq__(self, other): return True"],
+        ["+class Anything(int):", "+    def __ne__(self, other):", "+        return 0"],
+    ],
+)
+def test_an_always_equal_object_is_flagged_however_it_is_written(lines: list[str]) -> None:
+    diff = "\n".join(["diff --git a/calc.py b/calc.py", "--- a/calc.py", "+++ b/calc.py", "@@ -1 +1,3 @@", *lines])
+    assert any("__eq__/__ne__ that returns a constant" in flag for flag in scan_diff(diff))
+
+
+def test_an_honest_comparison_is_not_flagged() -> None:
+    body = ["+    def __eq__(self, other):", "+        return isinstance(other, P) and self.x == other.x"]
+    diff = "\n".join(["diff --git a/p.py b/p.py", "--- a/p.py", "+++ b/p.py", "@@ -1 +1,3 @@", "+class P:", *body])
+    assert scan_diff(diff) == []
+
+
 def test_a_plain_fix_raises_no_flag(repo: Repo) -> None:
     assert scan_diff(repo.diff({"calc.py": FIXED_CALC}), {"12345"}) == []
 
