@@ -25,6 +25,7 @@ from system import pyast
 from system.files import read_within
 from system.git import GitError, GitOutputTooLarge, git_bytes
 from verification.patch import unquote_path
+from verification.source_encoding import misread, python_text
 
 AWARE_RULE = "test-aware code"
 MAX_SOURCE_BYTES = 8 * 2**20  # a Python file read for its syntax tree
@@ -105,13 +106,19 @@ def test_aware(checkout: Path, diff: str, is_test: Iterable[str], staged: bool =
     sources = staged_sources(checkout, sorted(added)) if staged else {}
     found: list[str] = []
     for path, lines in sorted(added.items()):
-        source = sources[path] if path in sources else source_text(checkout, path)
-        if source is not None:  # else a link (checked where it points, if the diff added that) or too large
-            found += aware_lines(source, path, lines)
+        data = sources[path] if path in sources else source_bytes(checkout, path)
+        if data is None:  # a link (checked where it points, if the diff added that) or too large
+            continue
+        if (encoding := misread(data)) is not None:
+            found.append(
+                f"{path}:1: declares the source encoding {encoding}, in which Python reads other code than the diff "
+                "shows (a reviewer reads UTF-8): write the file in UTF-8"
+            )
+        found += aware_lines(python_text(data), path, lines)
     return found
 
 
-def staged_sources(checkout: Path, paths: Sequence[str]) -> dict[str, str | None]:
+def staged_sources(checkout: Path, paths: Sequence[str]) -> dict[str, bytes | None]:
     """The index's version of each path, read in one git process (None: not a file of at most MAX_SOURCE_BYTES);
     {} when git could not say, for the caller to read the files instead."""
     asked = [path for path in paths if "\n" not in path]
@@ -119,7 +126,7 @@ def staged_sources(checkout: Path, paths: Sequence[str]) -> dict[str, str | None
         out = git_bytes("cat-file", "--batch", cwd=checkout, input="".join(f":0:{path}\n" for path in asked).encode())
     except (GitError, GitOutputTooLarge):
         return {}
-    found: dict[str, str | None] = {}
+    found: dict[str, bytes | None] = {}
     for path in asked:
         header, _, out = out.partition(b"\n")
         fields = header.split()
@@ -128,15 +135,22 @@ def staged_sources(checkout: Path, paths: Sequence[str]) -> dict[str, str | None
             continue
         size = int(fields[2])
         blob, out = out[:size], out[size + 1 :]
-        found[path] = blob.decode("utf-8", errors="replace") if size <= MAX_SOURCE_BYTES else None
+        found[path] = blob if size <= MAX_SOURCE_BYTES else None
     return found
 
 
 def source_text(checkout: Path, path: str) -> str | None:
-    """The text of the Python file at path in a checkout hostile code ran in: None for anything but a regular file
-    of at most MAX_SOURCE_BYTES (never through a link, on the way or at the file, never waiting on a fifo)."""
+    """The text of the Python file at path in a checkout hostile code ran in, as Python reads it: None for anything
+    but a regular file of at most MAX_SOURCE_BYTES (never through a link, on the way or at the file, never waiting on
+    a fifo)."""
+    data = source_bytes(checkout, path)
+    return python_text(data) if data is not None else None
+
+
+def source_bytes(checkout: Path, path: str) -> bytes | None:
+    """The bytes of the file at path, read as source_text reads them."""
     data = read_within(checkout, path, MAX_SOURCE_BYTES + 1)
-    return data.decode("utf-8", errors="replace") if data is not None and len(data) <= MAX_SOURCE_BYTES else None
+    return data if data is not None and len(data) <= MAX_SOURCE_BYTES else None
 
 
 def _bound_names(tree: ast.Module) -> set[str]:

@@ -94,8 +94,8 @@ def test_staged_sources_are_the_indexs_whatever_the_files_are_now(tmp_path: Path
     (tmp_path / "a.py").write_text("\n" * 5 + "A = 1\n")  # what ran in the checkout since
     (tmp_path / "b b.py").unlink()
     assert awareness.staged_sources(tmp_path, ["a.py", "b b.py", "1:c.py", "missing.py"]) == {
-        "a.py": "A = 1\n",
-        "b b.py": "B = 2\n",
-        "1:c.py": "C = 3\n",
+        "a.py": b"A = 1\n",
+        "b b.py": b"B = 2\n",
+        "1:c.py": b"C = 3\n",
         "missing.py": None,
     }
