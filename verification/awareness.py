@@ -55,6 +55,7 @@ DOCTEST_PROMPT = ">>>"
 RUNNER_MODULES = {"pytest", "_pytest", "pluggy", "py"}
 RUNNER_NAME = re.compile(r"(?<![a-z])_?py\.?test(?![a-z])", re.IGNORECASE)
 STRING_TESTS = {"startswith", "endswith", "find", "rfind", "index", "count", "search", "match", "fullmatch"}
+TOO_DEEP = "nests expressions deeper than the check can read (a thousand levels): write it flatter"
 WATCHED = {"os", "sys", "inspect", "traceback", "posix", "importlib", "gc", "runpy", "marshal", "builtins"}
 
 
@@ -64,11 +65,16 @@ def aware_lines(source: str, path: str, lines: set[int]) -> list[str]:
         tree = pyast.parse(source)
     except SyntaxError:
         return []
+    except (RecursionError, MemoryError):  # code nested deeper than the check reads: its lines count as added
+        return [f"{path}:1: {TOO_DEEP}"]
     for parent in ast.walk(tree):
         for child in ast.iter_child_nodes(parent):
             child._fleet_parent = parent  # type: ignore[attr-defined]
     finder = _Finder(_bound_names(tree))
-    finder.visit(tree)
+    try:
+        finder.visit(tree)
+    except RecursionError:
+        return [f"{path}:1: {TOO_DEEP}"]
     first = {line: what for line, what in reversed(finder.found)}  # one finding per line, the first
     return [f"{path}:{line}: {what}" for line, what in sorted(first.items()) if _added(line, finder.spans, lines)]
 

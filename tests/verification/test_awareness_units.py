@@ -60,6 +60,12 @@ def test_a_doctest_line_added_inside_an_old_docstring_is_found() -> None:
     assert aware_lines(source, "pkg/calc.py", {6}) == []
 
 
+@pytest.mark.parametrize("source", ["X = 1" + " + 1" * 3000 + "\n", "X = " + "-" * 100_000 + "1\n"])
+def test_code_nested_deeper_than_the_check_reads_is_a_finding_not_a_crash(source: str) -> None:
+    """A module that raises the recursion limit first imports such a file; the check would crash on it."""
+    assert aware_lines(source, "pkg/deep.py", {5}) == [f"pkg/deep.py:1: {awareness.TOO_DEEP}"]
+
+
 def test_a_path_that_mentions_the_runner_is_not_test_awareness() -> None:
     source = 'import pathlib\nSEEN = [pathlib.Path("/tmp/pytest-of-alice/run-1/x").exists()]\n'
     assert aware_lines(source, "pkg/calc.py", set()) == []
