@@ -9,12 +9,16 @@ tests and can rebind the code under test (`calc.add.__code__ = ...`) so the targ
 from __future__ import annotations
 
 import configparser
+import fnmatch
 import shlex
 import tomllib
 from collections.abc import Sequence
 
 PYTHON_FILES = ("test_*.py", "*_test.py")  # pytest's python_files when the configuration sets none
 DOCTEST_FILES = ("test*.txt",)  # pytest's --doctest-glob when no option names one
+# A python_files glob that matches any module's name (`*.py`: every module is a test module, as testpaths narrow it)
+# names no test file: protecting it would revert every fix.
+ANY_MODULE = "module.py"
 INI_SECTIONS = {"pytest.ini": "pytest", ".pytest.ini": "pytest", "tox.ini": "pytest", "setup.cfg": "tool:pytest"}
 DOCTEST_OPTION = "--doctest-glob"
 
@@ -26,10 +30,11 @@ def configured(name: str | None, text: str | None) -> tuple[tuple[str, ...], tup
 
 
 def collected_globs(python_files: Sequence[str], addopts: Sequence[str], command: str) -> tuple[str, ...]:
-    """The globs of the files pytest collects tests from: python_files, and the doctest globs the addopts and the
-    command name (pytest's defaults for either when none is given)."""
+    """The globs of the files pytest collects tests from: python_files (but one that matches any module), and the
+    doctest globs the addopts and the command name (pytest's defaults for either when none is given)."""
     doctest = _doctest_globs([*addopts, *_split(command)])
-    return (*(python_files or PYTHON_FILES), *(doctest or DOCTEST_FILES))
+    modules = [glob for glob in python_files or PYTHON_FILES if not fnmatch.fnmatchcase(ANY_MODULE, glob)]
+    return (*modules, *(doctest or DOCTEST_FILES))
 
 
 def _options(name: str | None, text: str | None) -> dict[str, object]:

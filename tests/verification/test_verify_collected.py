@@ -75,6 +75,7 @@ def test_an_honest_fix_beside_a_text_file_pytest_does_not_collect_passes(tmp_pat
             ("t_*.py", "*.md"),
         ),
         ({"setup.cfg": "[tool:pytest]\npython_files = spec_*.py\n"}, PYTEST, ("spec_*.py", "test*.txt")),
+        ({"pytest.ini": "[pytest]\npython_files = *.py check_*.py\n"}, PYTEST, ("check_*.py", "test*.txt")),
     ],
 )
 def test_collected_file_globs_follow_the_base_configuration_and_the_command(
