@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from pathlib import Path
 
 from db.lifecycle import Verdict
+from verification.awareness import source_text
 from verification.judge import Judgement, nearest
 from verification.runner import TestRun
 
@@ -26,17 +28,25 @@ AGENT_RUN_NEXT = (
 )
 
 NOT_AT_BASE = "no such test at the base commit; write it if the ticket asks for a new test"
+WITHHELD = "fails, but its output names or quotes a hidden test, so it is withheld"
+MIN_SECRET_CHARS = 16  # a hidden test's line this long tells it apart; a shorter one (`assert x`) is anyone's
 
 
 def feedback_digest(
-    candidate: TestRun, judgement: Judgement, limit_bytes: int = 4000, hidden: Collection[str] = ()
+    candidate: TestRun,
+    judgement: Judgement,
+    limit_bytes: int = 4000,
+    hidden: Collection[str] = (),
+    secrets: Collection[str] = (),
 ) -> str:
-    """Verdict reasons, failing visible tests with their assertion and trimmed traceback, within limit_bytes."""
+    """Verdict reasons, failing visible tests with their assertion and trimmed traceback, within limit_bytes. The code
+    under test runs beside the hidden tests and can read them: a visible test's block that names one or quotes one of
+    its lines (secrets: hidden_lines) is withheld."""
     failing = list(dict.fromkeys(judgement.broken + judgement.still_failing))  # regressions first
     visible = [t for t in failing if not is_hidden(t, hidden)]
     head = _header(judgement, hidden, len(failing) - len(visible), shown=set(visible))
     head += _next_step(judgement, hidden)
-    blocks = [_block(candidate, t) for t in visible]
+    blocks = [_unless_quoting(_block(candidate, t), t, hidden, secrets) for t in visible]
     if not blocks and not hidden and candidate.output.strip():
         blocks = [_output_tail(candidate.output)]
     return _fit(head, blocks, limit_bytes)
@@ -108,6 +118,29 @@ def _block(candidate: TestRun, test_id: str, missing: str = "missing from the re
         lines.append("  traceback (last lines):")
         lines += [f"    {line}" for line in trace]
     return "\n" + "\n".join(lines) + "\n"
+
+
+def hidden_lines(hidden_tests: Path | None, checkout: Path, visible_files: Iterable[str]) -> frozenset[str]:
+    """The lines of the hidden tests (a folder, or a patch's added lines) that would give one away in a visible
+    test's output: long enough to tell, and in none of the visible test files a block may quote."""
+    if hidden_tests is None:
+        return frozenset()
+    if hidden_tests.is_file():
+        added = hidden_tests.read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = [line[1:] for line in added if line.startswith("+") and not line.startswith("+++")]
+    else:
+        texts = [p.read_text(encoding="utf-8", errors="replace") for p in hidden_tests.rglob("*") if p.is_file()]
+        lines = [line for text in texts for line in text.splitlines()]
+    shared = {line.strip() for name in visible_files for line in (source_text(checkout, name) or "").splitlines()}
+    return frozenset(s for line in lines if len(s := line.strip()) >= MIN_SECRET_CHARS and s not in shared)
+
+
+def _unless_quoting(block: str, test_id: str, hidden: Collection[str], secrets: Collection[str]) -> str:
+    names = {name.split("::", 1)[0] for name in hidden}
+    quoted = any(name in block or name.rsplit("/", 1)[-1] in block for name in names)
+    if quoted or any(secret in block for secret in secrets):
+        return f"\n{test_id}: {WITHHELD}\n"
+    return block
 
 
 def _output_tail(output: str) -> str:

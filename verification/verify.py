@@ -31,7 +31,7 @@ from system.globs import matches_any
 from verification.attributes import refuse_attribute_changes
 from verification.awareness import source_text
 from verification.confined import prepare, rerun_suspects, run_confined, visible_rerun
-from verification.digest import environment_feedback, feedback_digest, is_hidden, targets_digest
+from verification.digest import environment_feedback, feedback_digest, hidden_lines, is_hidden, targets_digest
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
 from verification.environment import SetupEgress, SetupFailed, recopy_files
 from verification.flags import assertion_inputs, assertion_literals, scan_diff
@@ -212,7 +212,9 @@ def verify_diff(
     known_failing = credit_known([t for t in spec.known if not is_hidden(t, hidden)], run.results)[1]
     extra = also_fixed(baseline.results, run.results, targets, judgement.fail_to_pass)
     judgement.fail_to_pass += extra
-    result = replace(_result(judgement, run, rerun, reverted, hidden, spec), known_failing=known_failing)
+    shown = {t.split("::", 1)[0] for t in judgement.broken + judgement.still_failing if not is_hidden(t, hidden)}
+    secrets = hidden_lines(spec.hidden_tests, checkout, sorted(shown))
+    result = replace(_result(judgement, run, rerun, reverted, hidden, spec, secrets), known_failing=known_failing)
     if known_failing:
         result.warnings.append(f"{KNOWN_FAILING}: {', '.join(known_failing[:10])}")
     if extra:  # every one named: the view tells targets from these by this list (no column of its own)
@@ -366,6 +368,7 @@ def _result(
     reverted: list[str],
     hidden: list[str],
     spec: VerifySpec,
+    secrets: frozenset[str],
 ) -> VerificationResult:
     unreadable = [f"the test report is unreadable: {run.report_error}"] if run.report_error else []
     warnings = list(dict.fromkeys(run.warnings + unreadable))
@@ -377,7 +380,7 @@ def _result(
         broken=judgement.broken,
         flaky=judgement.flaky,
         flags=judgement.flags,
-        feedback=feedback_digest(run, judgement, spec.feedback_limit, hidden),
+        feedback=feedback_digest(run, judgement, spec.feedback_limit, hidden, secrets),
         output=run.output,
         duration=run.duration + (rerun.duration if rerun else 0.0),
         reverted=reverted,
