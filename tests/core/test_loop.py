@@ -29,7 +29,9 @@ def test_right_fix_reaches_review_and_approve_lands_a_branch(both_modes: Fleet) 
     assert attempt["verification"]["fail_to_pass"] == ["tests/test_calc.py::test_add"]
     assert [r["id"] for r in fleet.json("review", "list")] == [ticket["id"]]
     attempts_dir = fleet.home / "attempts"  # prompt and reports live in the database; the folder is emptied
-    assert not attempts_dir.exists() or list(attempts_dir.iterdir()) == []
+    left = list(attempts_dir.iterdir()) if attempts_dir.exists() else []
+    assert all(path.name.startswith(".spare-") for path in left), left  # kept emptied for the next worker
+    assert [report for path in left for report in path.rglob("*.xml")] == []  # its reports emptied, HOME, TMPDIR too
 
     out = fleet.run("review", "approve", str(ticket["id"])).stdout
     assert "fleet/ticket-1" in out
