@@ -89,6 +89,15 @@ def report_disagrees(run: TestRun) -> str | None:
     )
 
 
+def untrusted(run: TestRun) -> str | None:
+    """Why run's outcome cannot be read from its report alone (a merge build's, judged with no baseline): the
+    report it was to write is missing, disagrees with pytest's summary or Fleet's plugin, or the command's exit
+    code says otherwise (a step after the tests, a type check or a lint, failed)."""
+    if run.expects_report and not run.report_found:
+        return " ".join([f"{NO_REPORT} (exit code {run.exit_code})", *_report_error(run)])
+    return report_disagrees(run) or channel_disagrees(run) or next(iter(_exit_mismatch(run)), None)
+
+
 def channel_disagrees(run: TestRun) -> str | None:
     """Why a pytest run's report disagrees with what Fleet's plugin saw (verification/channel.py)."""
     if run.channel is None or not (run.report_found and run.expects_report):

@@ -23,6 +23,7 @@ from db.mergeplan import Conflict
 from system.cancel import Cancellation
 from system.files import remove_tree
 from system.mirror import has_commit
+from verification.judge import untrusted
 from verification.report import TestResult
 from verification.verify import run_baseline
 from workers.merge_git import Stamp, build_commit
@@ -150,8 +151,8 @@ def _run(rt: WorkerRuntime, job: Job, entry_id: int, build: str, chain: Chain, c
         return Verdict(False, [], f"the tests could not run: {run.error}")
     if failures:
         return Verdict(False, failures, f"{len(failures)} test(s) fail: " + ", ".join(failures[:5]), suspects)
-    if run.exit_code not in (0, None) and not run.results:
-        return Verdict(False, [], f"the test command exited {run.exit_code} without a report")
+    if problem := untrusted(run):
+        return Verdict(False, [], problem)
     return Verdict(True, [], f"{len(run.results)} test(s) pass")
 
 

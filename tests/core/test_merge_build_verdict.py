@@ -1,0 +1,37 @@
+"""A merge build's verdict is the whole test command's: a step after the tests that fails on the combination of
+two queued diffs (a type check, a lint) keeps the second one off the target, as it would keep a diff from review."""
+
+from __future__ import annotations
+
+from tests.conftest import Fleet
+from tests.core import merge_repo as mr
+from workers.agents.scripted import SAMPLE_TEST_CMD
+
+# Passes while at most one of the two flags is set: each diff alone passes, their combination fails after pytest.
+CHECK = "import os, sys\nsys.exit(1 if os.path.exists('flag_a.py') and os.path.exists('flag_b.py') else 0)\n"
+
+
+def test_a_test_command_failing_after_its_tests_fails_the_merge_build(fleet: Fleet) -> None:
+    fleet.env["FLEET_AGENT_SANDBOX"] = "false"
+    bare, _ = mr.make_target(fleet.tmp, extra={"check.py": CHECK})
+    start = mr.git("rev-parse", "main", cwd=bare).strip()
+    fleet.run("repo", "add", "shop", str(bare), "--test-cmd", f"{SAMPLE_TEST_CMD} && python3 check.py",
+              "--allow-test-edits", "--merge-slots", "1")  # fmt: skip
+    tickets = []
+    for name in ("flag_a", "flag_b"):
+        [ticket] = fleet.submit("--repo", "shop", "--title", name, "--body", name, "--agent-cmd",
+                                mr.put(*mr.module(name, 1)))  # fmt: skip
+        tickets.append(str(ticket["id"]))
+    fleet.up()
+    assert [fleet.json("show", t)["status"] for t in tickets] == ["needs_review", "needs_review"]
+    for ticket in tickets:
+        fleet.run("merge", "enqueue", ticket)
+    fleet.up()
+
+    landed = mr.commits_after(bare, start)
+    assert len(landed) == 1  # the first; the second's build fails check.py on top of it
+    assert all(mr.git("ls-tree", "--name-only", sha, "flag_b.py", cwd=bare) == "" for sha in landed)
+    recent = {str(e["ticket"]): e for e in fleet.json("merge", "status")["recent"]}
+    assert recent[tickets[1]]["status"] == "ejected"
+    assert "exited 1" in recent[tickets[1]]["reason"], recent[tickets[1]]["reason"]
+
