@@ -17,6 +17,7 @@ from db.specs import RepoSettings
 from orchestrator import gitrepo
 from orchestrator.errors import FleetError
 from orchestrator.review import Choice, candidates, chosen
+from system.branches import NoSuchBranch, check_branch
 
 SHA_LIKE = 7
 
@@ -29,8 +30,12 @@ def enqueue(
     queries.merge_lock(s, ticket.repo_id)  # two enqueues of one ticket take turns, and the second is refused
     if any(MergeStatus(e.status) in lifecycle.LIVE_MERGE for e in queries.ticket_entries(s, ticket_id)):
         raise FleetError(f"ticket {ticket_id} is already in the merge queue")
-    attempt_id = _approved_attempt(s, ticket, actor, choice)
     branch = target or default_target(ticket)
+    try:
+        check_branch(branch)
+    except NoSuchBranch as exc:
+        raise FleetError(f"ticket {ticket_id}: {exc}") from None
+    attempt_id = _approved_attempt(s, ticket, actor, choice)
     attempt = queries.get_attempt(s, attempt_id)
     entry = queries.add_entry(
         s,

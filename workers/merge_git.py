@@ -15,40 +15,15 @@ from datetime import datetime
 from pathlib import Path
 
 from db.mergeplan import Conflict
+from system.branches import check_branch
 from system.git import GitError, git
 
-BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 APPLY_FAILED = re.compile(
     r"^error: (?:patch failed: (.+):\d+|(.+): (?:patch does not apply|does not exist in index|"
     r"already exists in index))$",
     re.M,
 )
 LANDING_REF = "refs/fleet/merge-queue/landing-{sha}"
-
-
-class TargetError(Exception):
-    """The target branch cannot be read or named."""
-
-
-def check_branch(name: str) -> str:
-    """A branch name the queue may move: no option, no `..`, no ref outside refs/heads."""
-    if not BRANCH.fullmatch(name) or ".." in name or name.endswith((".lock", "/")):
-        raise TargetError(f"not a branch name the merge queue can use: {name!r}")
-    return name
-
-
-def remote_head(source: str, target: str, cwd: Path) -> str:
-    """The commit the target branch of source is at now."""
-    ref = f"refs/heads/{check_branch(target)}"
-    try:
-        listed = git("ls-remote", "--end-of-options", source, ref, cwd=cwd)
-    except GitError as exc:
-        raise TargetError(f"cannot read {ref} of {source}: {exc.stderr or exc}") from None
-    for line in listed.splitlines():
-        sha, _, name = line.partition("\t")
-        if name == ref:
-            return sha
-    raise TargetError(f"{source} has no branch {target}")
 
 
 @dataclass(frozen=True)

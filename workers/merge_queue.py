@@ -20,11 +20,12 @@ from db.lifecycle import LIVE_MERGE, AttemptStatus, MergeStatus, TicketStatus
 from db.models import MergeEntry, Repo, utcnow
 from db.specs import RepoSettings
 from system import commit_text
+from system.branches import NoSuchBranch, TargetError, remote_head
 from system.git import GitError
 from system.mirror import MirrorError, ensure_mirror
 from system.settings import Settings
 from workers import merge_git, scheduler
-from workers.merge_git import Stamp, TargetError
+from workers.merge_git import Stamp
 from workers.merge_report import EJECTED_BY, ejection_feedback
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,13 @@ def advance(
         wait = settings.redispatch_seconds if redispatch is None else redispatch
         sends.builds += queries.lapsed_builds(s, repo_id, wait)
         entries = list(queries.live_entries(s, repo_id))
-        for target, (head, mirror) in heads.items():
+        for target, found in heads.items():
             mine = [e for e in entries if e.target == target]
-            if mine:
-                _pass(s, settings, Queue(mine[0].ticket.repo, target, mine, head, mirror), sends)
+            if isinstance(found, NoSuchBranch):
+                for entry in mine:
+                    _drop(s, entry, str(found))
+            elif mine:
+                _pass(s, settings, Queue(mine[0].ticket.repo, target, mine, *found), sends)
         attempts = scheduler.plan(s, settings) if sends.reopened else []
     send_attempts(attempts)
     return send_builds(list(dict.fromkeys(sends.builds)))
@@ -96,16 +100,19 @@ class Queue:
     mirror: Path = Path()
 
 
-def _heads(db: Database, settings: Settings, repo_id: int) -> dict[str, tuple[str, Path]]:
-    """Each target branch with a live queue in the repository: its head now, and the worker's mirror holding it."""
+def _heads(db: Database, settings: Settings, repo_id: int) -> dict[str, tuple[str, Path] | NoSuchBranch]:
+    """Each target branch with a live queue in the repository: its head now, and the worker's mirror holding it;
+    or why no entry can ever land there (the repository answered, and has no such branch)."""
     with db.session() as s:
         entries = queries.live_entries(s, repo_id)
         repo = entries[0].ticket.repo if entries else None
         name, source, targets = (repo.name, repo.source, sorted({e.target for e in entries})) if repo else ("", "", [])
-    heads = {}
+    heads: dict[str, tuple[str, Path] | NoSuchBranch] = {}
     for target in targets:
         try:
             heads[target] = _head(settings, repo_id, source, target)
+        except NoSuchBranch as exc:
+            heads[target] = exc
         except (TargetError, MirrorError, GitError) as exc:  # an unreachable remote is no verdict: the next pass tries
             log.warning("merge queue of repo %s, branch %s: %s", name, target, exc)
     return heads
@@ -157,7 +164,7 @@ def _read_head(settings: Settings, queue: Queue) -> bool:
 def _head(settings: Settings, repo_id: int, source: str, target: str) -> tuple[str, Path]:
     """The target's head now, and the worker's mirror holding it."""
     settings.mirrors_dir.mkdir(parents=True, exist_ok=True)
-    head = merge_git.remote_head(source, target, settings.mirrors_dir)
+    head = remote_head(source, target, settings.mirrors_dir)
     return head, ensure_mirror(settings.mirrors_dir, f"repo-{repo_id}", source, head)
 
 
@@ -226,6 +233,15 @@ def _merged(s: queries.Session, entry: MergeEntry, old: str, recovered: bool = F
     queries.log_event(s, "merged", note, ticket_id=entry.ticket_id, attempt_id=entry.attempt_id, actor=EJECTED_BY)
     queries.notify(s, queries.get_ticket(s, entry.ticket_id), "merged", note)
     s.flush()
+
+
+def _drop(s: queries.Session, entry: MergeEntry, reason: str) -> None:
+    """Out of the queue, the ticket still approved: no agent can change where it was to land (enqueue it again)."""
+    lifecycle.move(entry, _M.EJECTED)
+    entry.reason = reason
+    queries.log_event(s, "merge_ejected", reason, ticket_id=entry.ticket_id, attempt_id=entry.attempt_id,
+                      actor=EJECTED_BY)  # fmt: skip
+    queries.notify(s, queries.get_ticket(s, entry.ticket_id), "ejected", reason)
 
 
 def _eject(s: queries.Session, entry: MergeEntry, head: str, mirror: Path) -> bool:

@@ -35,3 +35,23 @@ def test_a_test_command_failing_after_its_tests_fails_the_merge_build(fleet: Fle
     assert recent[tickets[1]]["status"] == "ejected"
     assert "exited 1" in recent[tickets[1]]["reason"], recent[tickets[1]]["reason"]
 
+
+def test_an_entry_whose_target_is_no_branch_leaves_the_queue_with_the_cause(fleet: Fleet) -> None:
+    """A ticket based on a tag or on `origin/main` would have waited in the queue for ever, its cause only in a
+    worker's log; a target no branch can be named is refused when queued."""
+    fleet.env["FLEET_AGENT_SANDBOX"] = "false"
+    bare, _ = mr.make_target(fleet.tmp)
+    mr.git("tag", "v1", "main", cwd=bare)
+    fleet.run("repo", "add", "shop", str(bare), "--test-cmd", SAMPLE_TEST_CMD, "--allow-test-edits")
+    [ticket] = fleet.submit("--repo", "shop", "--title", "t", "--body", "t", "--base", "v1", "--agent-cmd",
+                            mr.put(*mr.module("mod1", 1)))  # fmt: skip
+    fleet.up()
+    ticket_id = str(ticket["id"])
+    refused = fleet.run("merge", "enqueue", ticket_id, "--target", "--upload-pack=touch x", check=False)
+    assert refused.returncode == 1 and "not a branch name" in refused.stdout + refused.stderr
+    fleet.run("merge", "enqueue", ticket_id)  # its target: v1, which is a tag
+    fleet.up()
+    assert fleet.json("merge", "status")["queue"] == []
+    [left] = fleet.json("merge", "status")["recent"]
+    assert left["status"] == "ejected" and f"{bare} has no branch v1" in left["reason"]
+    assert fleet.json("show", ticket_id)["status"] == "approved"  # no agent can fix a target: enqueue it again
