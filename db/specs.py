@@ -22,11 +22,13 @@ from db.spectypes import (
     MAX_TITLE,
     MAX_USD,
     PATTERN_NAMES,
+    STORED,
     TOKEN_NAME,
     AgentName,
     Arg,
     Branch,
     Command,
+    CredentialFreeUrl,
     ForgeRepo,
     Glob,
     HostPort,
@@ -39,6 +41,7 @@ from db.spectypes import (
     Variable,
     meant_field,
 )
+from system.mirror import password_in
 
 
 def plural_names(data: Mapping[str, Any], singular: Mapping[str, str]) -> dict[str, Any]:
@@ -189,8 +192,10 @@ class RepoSettings(Spec):
     target_branch: Branch = Field(
         default="", description="The branch PRs and merges target (default: the remote's HEAD)."
     )
-    remote: Url = Field(default="", description="Where push and pr deliver (default: the repo's URL, or its origin).")
-    forge_url: Url = Field(
+    remote: CredentialFreeUrl = Field(
+        default="", description="Where push and pr deliver (default: the repo's URL, or its origin)."
+    )
+    forge_url: CredentialFreeUrl = Field(
         default="", description="The forge's API (default https://api.github.com; GHES: .../api/v3)."
     )
     forge_repo: ForgeRepo = Field(default="", description="OWNER/NAME on the forge (default: from the remote's URL).")
@@ -213,7 +218,7 @@ class RepoSettings(Spec):
         """The settings as the database holds them (copy_files as [source, dest] pairs)."""
         data = dict(stored)
         data["copy_files"] = [pair if isinstance(pair, str) else ":".join(pair) for pair in data.get("copy_files", [])]
-        return cls.model_validate(data, strict=False)  # older versions checked by hand: read them leniently
+        return cls.model_validate(data, strict=False, context={STORED: True})  # older versions: read leniently
 
     def stored(self) -> dict[str, Any]:
         """What the database's settings column holds: the values that differ from the defaults, minus the columns."""
@@ -349,7 +354,9 @@ def explain_errors(errors: Sequence[Any]) -> str:
     loc = [str(part) for part in first.get("loc", ()) if part not in LOCATIONS]
     field = ".".join(loc)
     problem = _problem(first.get("type", ""), dict(first.get("ctx") or {}), first.get("msg", ""))
-    quiet = first.get("type") in ("missing", "extra_forbidden") or isinstance(first.get("input"), Mapping)
+    given = first.get("input")
+    secret = isinstance(given, str) and password_in(given)  # a password is never echoed
+    quiet = first.get("type") in ("missing", "extra_forbidden") or isinstance(given, Mapping) or secret
     got = "" if quiet else f" (got {_shown(first.get('input'))})"
     line = f"{field}: {problem}{got}" if field else f"{problem}{got}"
     return " ".join(line.split())

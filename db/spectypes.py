@@ -6,9 +6,10 @@ from __future__ import annotations
 from difflib import get_close_matches
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, StringConstraints, ValidationError, ValidationInfo
 
 from system.hostport import HOST_PORT, HOST_PORT_EXAMPLE
+from system.mirror import password_in
 
 VARIABLE = r"^[A-Za-z_][A-Za-z0-9_]{0,199}$"
 MODEL_PRICE = r"^[^=\s]{1,200}=\d{1,7}(\.\d{1,9})?/\d{1,7}(\.\d{1,9})?(/\d{1,7}(\.\d{1,9})?)?$"
@@ -25,6 +26,7 @@ PATTERN_NAMES = {
     FORGE_REPO: "OWNER/NAME",
     LOGIN: "a forge user name",
 }
+STORED = "stored"  # the validation context of settings read back from the database
 MAX_TITLE = 500
 MAX_BODY = 200_000
 MAX_PORTS = 10_000
@@ -44,6 +46,16 @@ ModelPrice = Annotated[str, StringConstraints(max_length=300, pattern=MODEL_PRIC
 AgentName = Annotated[str, StringConstraints(max_length=200)]
 Branch = Annotated[str, StringConstraints(max_length=200, pattern=BRANCH)]
 Url = Annotated[str, StringConstraints(max_length=2000)]
+
+
+def _no_password(url: str, info: ValidationInfo) -> str:
+    if password_in(url) and not (info.context or {}).get(STORED):  # what an older version stored is read still
+        raise ValueError("a URL may not carry a password or token: set FLEET_GIT_TOKEN or use a credential helper")
+    return url
+
+
+# Where Fleet pushes or calls with its own credentials: a token in the URL would be stored, listed and echoed.
+CredentialFreeUrl = Annotated[Url, AfterValidator(_no_password)]
 ForgeRepo = Annotated[str, StringConstraints(max_length=200, pattern=FORGE_REPO)]
 Label = Annotated[str, StringConstraints(max_length=100)]
 # A setup command's network: the egress proxy to its setup hosts, the host's own, or none.

@@ -6,12 +6,13 @@ import subprocess
 
 import pytest
 
+from db.specs import RepoSettings
 from tests.conftest import Fleet
 from tests.core.conftest import scripted
 from tests.forge.conftest import served_sample
 from tests.forge.gitserver import GitServer
 from tests.forge.scripted_forge import ScriptedForge
-from workers.agents.scripted import SAMPLE_TEST_CMD
+from workers.agents.scripted import SAMPLE_TEST_CMD, write_sample_repo
 
 
 def _ticket(fleet: Fleet, *script: str) -> int:
@@ -113,3 +114,17 @@ def test_a_url_with_a_password_is_refused(fleet_with_forge: Fleet, git_server: G
     refused = fleet_with_forge.run("repo", "add", "shop", url, "--test-cmd", SAMPLE_TEST_CMD, check=False)
     assert refused.returncode == 1 and "may not carry a password" in refused.stderr
     assert "secret" not in refused.stderr
+
+
+def test_a_remote_or_forge_url_with_a_password_is_refused_and_not_echoed(fleet_with_forge: Fleet) -> None:
+    """Stored, listed by `fleet repo list` and named by every failed push, such a password would leak."""
+    folder = fleet_with_forge.tmp / "shop"
+    write_sample_repo(folder)
+    for option in ("--remote", "--forge-url"):
+        refused = fleet_with_forge.run("repo", "add", "shop", str(folder), "--test-cmd", SAMPLE_TEST_CMD, option,
+                                       "https://bot:s3cret@127.0.0.1:9/shop.git", check=False)  # fmt: skip
+        assert refused.returncode == 1 and "may not carry a password" in refused.stderr
+        assert "s3cret" not in refused.stderr + refused.stdout
+    assert fleet_with_forge.json("repo", "list") == []
+    stored = "https://bot:s3cret@127.0.0.1:9/shop.git"  # what an older version stored is read, never refused
+    assert RepoSettings.from_stored({"remote": stored}).remote == stored
