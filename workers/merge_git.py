@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from db.mergeplan import Conflict
-from system.branches import check_branch
+from system.branches import TargetError, check_branch
 from system.git import GitError, git
 
 APPLY_FAILED = re.compile(
@@ -56,15 +56,17 @@ def conflicting_files(stderr: str) -> tuple[str, ...]:
 
 
 def land(source: str, mirror: Path, target: str, new: str, expected: str) -> bool:
-    """Move target from expected to new; False when it is no longer at expected (someone else moved it)."""
+    """Move target from expected to new; False when it is no longer at expected (someone else moved it).
+    TargetError when the repository refuses the push otherwise (a protected branch, a hook, no write access)."""
     ref = f"refs/heads/{check_branch(target)}"
     if Path(source).is_dir():
         return _land_local(Path(source), mirror, ref, new, expected)
     try:
-        git("push", "--porcelain", f"--force-with-lease={ref}:{expected}", "--end-of-options", source,
-            f"{new}:{ref}", cwd=mirror)  # fmt: skip
-    except GitError:
-        return False  # "stale info" or "non-fast-forward": the target moved
+        git("push", f"--force-with-lease={ref}:{expected}", "--end-of-options", source, f"{new}:{ref}", cwd=mirror)
+    except GitError as exc:
+        if "(stale info)" in exc.stderr:
+            return False  # the target moved
+        raise TargetError(f"could not push {ref} to {source}: {exc.stderr or exc}") from None
     return True
 
 

@@ -142,7 +142,13 @@ def _pass(s: queries.Session, settings: Settings, queue: Queue, sends: Sends) ->
         if plan.land is None:
             return
         entry = live[plan.land]
-        if merge_git.land(queue.repo.source, mirror, queue.target, entry.build_sha or "", queue.head):
+        try:
+            landed = merge_git.land(queue.repo.source, mirror, queue.target, entry.build_sha or "", queue.head)
+        except TargetError as exc:  # no verdict on the entry: it waits, saying why, and the next pass tries again
+            entry.reason = str(exc)[:2000]
+            log.warning("merge queue of %s: %s", queue.repo.name, exc)
+            return
+        if landed:
             _merged(s, entry, queue.head)
             queue.head = entry.build_sha or queue.head
             continue

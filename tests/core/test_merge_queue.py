@@ -20,6 +20,7 @@ import pytest
 from db import queries
 from db.engine import Database
 from db.models import MergeEntry
+from system.branches import TargetError
 from tests.conftest import Fleet
 from tests.core import merge_repo as mr
 from workers import merge_git
@@ -186,3 +187,24 @@ def test_the_target_moves_only_by_compare_and_swap(tmp_path: Path) -> None:
     assert merge_git.build_commit(elsewhere, pushed, diff, "five\n", stamp) == again
     conflict = merge_git.build_commit(mirror, old, diff.replace("LIMIT = 1", "LIMIT = 9"), "x\n", stamp)
     assert isinstance(conflict, merge_git.Conflict) and conflict.files == ("shared.py",)
+
+
+def test_a_push_the_target_refuses_is_not_taken_for_a_moved_target(tmp_path: Path) -> None:
+    """A protected branch, a hook that declines or a token without write access failed the same way as a moved
+    head: the queue re-read the same head and tried again, for ever, and said only that the target moved."""
+    bare, _ = mr.make_target(tmp_path)
+    old = mr.git("rev-parse", "main", cwd=bare).strip()
+    mirror = tmp_path / "mirror.git"
+    mr.git("clone", "-q", "--bare", str(bare), str(mirror), cwd=tmp_path)
+    diff = "--- a/shared.py\n+++ b/shared.py\n@@ -1 +1 @@\n-LIMIT = 1\n+LIMIT = 5\n"
+    built = merge_git.build_commit(mirror, old, diff, "five\n", merge_git.Stamp(datetime(2026, 1, 1, tzinfo=UTC)))
+    assert isinstance(built, str)
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'main is a protected branch' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    with pytest.raises(TargetError, match="main is a protected branch"):
+        merge_git.land(f"file://{bare}", mirror, "main", built, old)
+    hook.unlink()
+    assert not merge_git.land(f"file://{bare}", mirror, "main", built, "1" * 40)  # moved: False, tried again
+    assert merge_git.land(f"file://{bare}", mirror, "main", built, old)
+    assert mr.git("rev-parse", "main", cwd=bare).strip() == built
