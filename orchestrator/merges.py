@@ -28,6 +28,7 @@ def enqueue(
     """Queue the ticket's chosen verified diff (approving it first when it waits for review) for target."""
     ticket = queries.load_ticket_tree(s, ticket_id)
     queries.merge_lock(s, ticket.repo_id)  # two enqueues of one ticket take turns, and the second is refused
+    queries.get_ticket(s, ticket_id, lock=True)  # so does a rejection (after the queue's lock: the order passes take)
     if any(MergeStatus(e.status) in lifecycle.LIVE_MERGE for e in queries.ticket_entries(s, ticket_id)):
         raise FleetError(f"ticket {ticket_id} is already in the merge queue")
     branch = target or default_target(ticket)

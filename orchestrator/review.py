@@ -167,6 +167,7 @@ def _diff_size(attempt: Attempt) -> int:
 def _reviewable(
     s: queries.Session, ticket_id: int, decision: TicketStatus, action: str, choice: Choice = None
 ) -> tuple[Ticket, Candidate]:
+    queries.get_ticket(s, ticket_id, lock=True)  # a decision made at the same moment waits, then is refused
     ticket = queries.load_ticket_tree(s, ticket_id)
     refusal = f"ticket {ticket_id} is {ticket.status}, not waiting for review"
     lifecycle.require(ticket, decision, action, refusal)
@@ -217,7 +218,7 @@ def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str, cho
     where += f" pushed to {done.remote}" if done.remote else ""
     where += f"; pull request {done.pr_url}" if done.pr_url else ""
     with db.session() as s:
-        ticket = queries.get_ticket(s, ticket_id)
+        ticket = queries.get_ticket(s, ticket_id, lock=True)
         if done.pr_url:
             ticket.pr_url, ticket.pr_number = done.pr_url, done.pr_number
         queries.set_ticket_status(s, ticket, TicketStatus.APPROVED, f"approved by {reviewer}; {where}")

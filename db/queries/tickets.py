@@ -82,9 +82,11 @@ def get_run(s: Session, run_id: int) -> Run:
 
 
 def get_ticket(s: Session, ticket_id: int, *, lock: bool = False) -> Ticket:
+    """The ticket; with lock, its row locked until the transaction ends (PostgreSQL; SQLite's write lock is held
+    already) and read again, so a decision checks the status that no one else can change before it commits."""
     query = select(Ticket).where(Ticket.id == ticket_id)
     if lock:
-        query = query.with_for_update(of=Ticket)
+        query = query.with_for_update(of=Ticket).execution_options(populate_existing=True)
     ticket = s.scalar(query)
     if ticket is None:
         raise NotFound(f"unknown ticket {ticket_id}")

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from db import lifecycle, mergeplan, queries
 from db.engine import Database
-from db.lifecycle import AttemptStatus, MergeStatus, TicketStatus, Verdict
+from db.lifecycle import AttemptStatus, IllegalTransition, MergeStatus, TicketStatus, Verdict
 from db.migrate import upgrade
-from orchestrator import merges
+from orchestrator import merges, review
 from orchestrator.errors import FleetError
+from system.settings import Settings
 from tests.conftest import Fleet
+from tests.forge.helpers import StubDispatcher
 from workers import merge_queue
 
 
@@ -169,3 +172,40 @@ def test_the_merge_commands(embedded: Fleet) -> None:
     )
     assert "left the merge queue" in embedded.run("merge", "eject", str(b)).stdout
     assert f"ticket {b} ejected: removed by tester" in embedded.run("merge", "status").stdout
+
+
+def test_a_rejection_racing_an_approval_into_the_queue_is_refused(db: Database, tmp_path: Path) -> None:
+    """On PostgreSQL both read `needs_review` and both wrote: the rejected diff stayed in the merge queue, to land,
+    while its run had a new attempt. The second decision now waits for the first and is refused."""
+    one = reviewable(db, "one", "a.py")
+    enqueued, release = threading.Event(), threading.Event()
+
+    def approve_into_the_queue() -> None:
+        with db.session() as s:
+            merges.enqueue(s, one, "ann")
+            enqueued.set()
+            release.wait(10)  # the approval's transaction is still open when the rejection reads the ticket
+
+    approving = threading.Thread(target=approve_into_the_queue)
+    approving.start()
+    assert enqueued.wait(10)
+    outcome: list[BaseException | None] = []
+
+    def reject() -> None:
+        try:
+            review.reject(db, StubDispatcher(), Settings(home=tmp_path), one, "bob", "")
+            outcome.append(None)
+        except Exception as exc:
+            outcome.append(exc)
+
+    rejecting = threading.Thread(target=reject)
+    rejecting.start()
+    time.sleep(0.5)
+    release.set()
+    approving.join(10)
+    rejecting.join(10)
+    assert outcome and isinstance(outcome[0], IllegalTransition), outcome
+    assert str(outcome[0]) == f"ticket {one} is approved, not waiting for review"
+    with db.session() as s:
+        assert queries.get_ticket(s, one).status == TicketStatus.APPROVED.value
+        assert [e.status for e in queries.ticket_entries(s, one)] == ["waiting"]
