@@ -66,14 +66,17 @@ def land(source: str, mirror: Path, target: str, new: str, expected: str) -> boo
     except GitError as exc:
         if "(stale info)" in exc.stderr:
             return False  # the target moved
-        raise TargetError(f"could not push {ref} to {source}: {exc.stderr or exc}") from None
+        raise TargetError(f"could not push {ref} to {source}: {said(exc)}") from None
     return True
 
 
 def _land_local(repo: Path, mirror: Path, ref: str, new: str, expected: str) -> bool:
     """Send the objects under a ref of Fleet's own, then compare-and-swap the branch and drop that ref."""
     landing = LANDING_REF.format(sha=new)
-    git("push", "--quiet", "--end-of-options", str(repo), f"{new}:{landing}", cwd=mirror)
+    try:
+        git("push", "--quiet", "--end-of-options", str(repo), f"{new}:{landing}", cwd=mirror)
+    except GitError as exc:
+        raise TargetError(f"could not send the build to {repo}: {said(exc)}") from None
     try:
         git("update-ref", ref, new, expected, cwd=repo)
     except GitError:
@@ -81,6 +84,11 @@ def _land_local(repo: Path, mirror: Path, ref: str, new: str, expected: str) -> 
     finally:
         git("update-ref", "-d", landing, cwd=repo)
     return True
+
+
+def said(exc: GitError) -> str:
+    """What git said, on one line (an entry's reason, a log line)."""
+    return " ".join((exc.stderr or str(exc)).split())
 
 
 def is_ancestor(mirror: Path, commit: str, of: str) -> bool:

@@ -202,8 +202,9 @@ def test_a_push_the_target_refuses_is_not_taken_for_a_moved_target(tmp_path: Pat
     hook = bare / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'main is a protected branch' >&2\nexit 1\n")
     hook.chmod(0o755)
-    with pytest.raises(TargetError, match="main is a protected branch"):
-        merge_git.land(f"file://{bare}", mirror, "main", built, old)
+    for source in (f"file://{bare}", str(bare)):  # a push, or a folder's compare-and-swap
+        with pytest.raises(TargetError, match="main is a protected branch"):
+            merge_git.land(source, mirror, "main", built, old)
     hook.unlink()
     assert not merge_git.land(f"file://{bare}", mirror, "main", built, "1" * 40)  # moved: False, tried again
     assert merge_git.land(f"file://{bare}", mirror, "main", built, old)
