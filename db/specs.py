@@ -40,8 +40,8 @@ from db.spectypes import (
     Url,
     Variable,
     meant_field,
+    shown_value,
 )
-from system.mirror import password_in
 
 
 def plural_names(data: Mapping[str, Any], singular: Mapping[str, str]) -> dict[str, Any]:
@@ -354,10 +354,8 @@ def explain_errors(errors: Sequence[Any]) -> str:
     loc = [str(part) for part in first.get("loc", ()) if part not in LOCATIONS]
     field = ".".join(loc)
     problem = _problem(first.get("type", ""), dict(first.get("ctx") or {}), first.get("msg", ""))
-    given = first.get("input")
-    secret = isinstance(given, str) and password_in(given)  # a password is never echoed
-    quiet = first.get("type") in ("missing", "extra_forbidden") or isinstance(given, Mapping) or secret
-    got = "" if quiet else f" (got {_shown(first.get('input'))})"
+    quiet = first.get("type") in ("missing", "extra_forbidden") or isinstance(first.get("input"), Mapping)
+    got = "" if quiet else f" (got {shown_value(first.get('input'))})"
     line = f"{field}: {problem}{got}" if field else f"{problem}{got}"
     return " ".join(line.split())
 
@@ -395,10 +393,3 @@ def _problem(kind: str, ctx: dict[str, Any], msg: str) -> str:
 def _number(value: Any) -> Any:
     """1000000.0 as 1000000: a bound reads as typed."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, list | tuple | dict):
-        return f"{len(value)} items"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

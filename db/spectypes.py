@@ -4,7 +4,7 @@ the one-line errors."""
 from __future__ import annotations
 
 from difflib import get_close_matches
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, StringConstraints, ValidationError, ValidationInfo
 
@@ -70,3 +70,13 @@ def meant_field(error: ValidationError, model: type[BaseModel]) -> str:
         return ""
     close = get_close_matches(str(first["loc"][0]), [*model.model_fields, *getattr(model, "SINGULAR", {})], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def shown_value(value: Any) -> str:
+    """A refused value as an error line quotes it: a collection by its size, a long text cut, a password never."""
+    if isinstance(value, list | tuple | dict):
+        return f"{len(value)} items"
+    if isinstance(value, str) and password_in(value):
+        return "a URL with a password"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
