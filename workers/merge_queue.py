@@ -17,7 +17,7 @@ from pathlib import Path
 from db import lifecycle, mergeplan, policy, queries
 from db.engine import Database
 from db.lifecycle import LIVE_MERGE, AttemptStatus, MergeStatus, TicketStatus
-from db.models import MergeEntry, Repo, utcnow
+from db.models import MergeEntry, Repo, Ticket, utcnow
 from db.specs import RepoSettings
 from system import commit_text
 from system.branches import NoSuchBranch, TargetError, remote_head
@@ -81,7 +81,7 @@ def advance(
             mine = [e for e in entries if e.target == target]
             if isinstance(found, NoSuchBranch):
                 for entry in mine:
-                    _drop(s, entry, str(found))
+                    _leave(s, entry, entry.ticket, str(found))
             elif mine:
                 _pass(s, settings, Queue(mine[0].ticket.repo, target, mine, *found), sends)
         attempts = scheduler.plan(s, settings) if sends.reopened else []
@@ -241,24 +241,20 @@ def _merged(s: queries.Session, entry: MergeEntry, old: str, recovered: bool = F
     s.flush()
 
 
-def _drop(s: queries.Session, entry: MergeEntry, reason: str) -> None:
-    """Out of the queue, the ticket still approved: no agent can change where it was to land (enqueue it again)."""
+def _leave(s: queries.Session, entry: MergeEntry, ticket: Ticket, reason: str) -> None:
+    """Out of the queue, said in the ticket's events and notifications; the ticket as it was. Alone, for an entry no
+    agent can help (its target is no branch: enqueue it again), the ticket still approved; _eject sends it back."""
     lifecycle.move(entry, _M.EJECTED)
     entry.reason = reason
-    queries.log_event(s, "merge_ejected", reason, ticket_id=entry.ticket_id, attempt_id=entry.attempt_id,
-                      actor=EJECTED_BY)  # fmt: skip
-    queries.notify(s, queries.get_ticket(s, entry.ticket_id), "ejected", reason)
+    queries.log_event(s, "merge_ejected", reason, ticket_id=ticket.id, attempt_id=entry.attempt_id, actor=EJECTED_BY)
+    queries.notify(s, ticket, "ejected", reason)
 
 
 def _eject(s: queries.Session, entry: MergeEntry, head: str, mirror: Path) -> bool:
     """Out of the queue; the ticket goes back to an agent, based on the new head, with what it collided with."""
     ticket = queries.load_ticket_tree(s, entry.ticket_id)
     feedback = ejection_feedback(s, entry, ticket, head, mirror)
-    lifecycle.move(entry, _M.EJECTED)
-    queries.log_event(
-        s, "merge_ejected", entry.reason, ticket_id=ticket.id, attempt_id=entry.attempt_id, actor=EJECTED_BY
-    )
-    queries.notify(s, ticket, "ejected", entry.reason)
+    _leave(s, entry, ticket, entry.reason)
     if ticket.status != TicketStatus.APPROVED.value:
         return False
     attempt = queries.get_attempt(s, entry.attempt_id)
