@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from system.files import TooLarge, private_in
+from system.private_walk import PrivateWalk, TooLarge, private_in
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,9 @@ CREDENTIAL_STORES = (
     ".pgpass", ".pypirc", ".npmrc", ".cargo/credentials", ".cargo/credentials.toml", ".config/gh",
     ".config/hub", ".local/share/keyrings", ".password-store", ".vault-token",
 )  # fmt: skip
-# The entries of one shown toolchain looked through, once per worker process: one lstat each, 5 to 8 µs on a loaded
-# two-core machine (a virtualenv of 22,000 entries: 0.1 s; ~/.pyenv or ~/.rustup, 120,000 to 130,000: 0.8 to 1 s).
-# Past it the folder is covered whole: every sandbox start waits while settings are built (sandbox._SHOWN_ONCE).
+# The entries of one shown toolchain looked through, once per worker process, by find: about 4.5 µs each on a loaded
+# two-core machine (a virtualenv of 22,000 entries: 0.08 s; ~/.pyenv or ~/.rustup, 120,000 to 130,000: 0.6 s). Past
+# it the folder is covered whole: every sandbox start waits while settings are built (sandbox._SHOWN_ONCE).
 MOST_LOOKED_AT = 500_000
 # A cover is a mount at every sandbox start: past this many in one folder, the folder is covered whole.
 MOST_COVERS = 1_000
@@ -63,26 +63,51 @@ def cover_args(paths: Sequence[Path]) -> list[str]:
     return args
 
 
-_LOOKED_THROUGH: dict[Path, tuple[Path, ...]] = {}
-_LOOKING = threading.Lock()  # one walk at a time: a folder asked for while it is walked waits for that walk's answer
+class _Toolchain:
+    """One toolchain's walk, started once, and its answer, made once (a warning names what is covered)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.walk = folder, PrivateWalk(folder, MOST_LOOKED_AT)
+        self._answering = threading.Lock()
+        self._answer: tuple[Path, ...] | None = None
+
+    def answer(self) -> tuple[Path, ...]:
+        with self._answering:
+            if self._answer is None:
+                self._answer = _private_or_whole(self.folder, self.walk)
+            return self._answer
+
+
+_TOOLCHAINS: dict[Path, _Toolchain] = {}
+_STARTING = threading.Lock()
+
+
+def start_looking(folders: Sequence[Path]) -> None:
+    """Start looking through these toolchains, each once per worker process (private_shown answers): the worker
+    starts the walks of the toolchains on its PATH as it starts (sandbox.look_through_toolchains)."""
+    for folder in folders:
+        _toolchain(folder)
 
 
 def private_shown(folder: Path) -> tuple[Path, ...]:
-    """What others may not read in a toolchain a sandbox shows (private_in), looked for once per worker process: a
-    walk of ~/.pyenv takes most of a second, and every repository's settings show it (the worker starts the walks of
-    the toolchains on its PATH as it starts: sandbox.look_through_toolchains). What its owner makes private there
-    later is covered once the worker restarts."""
-    with _LOOKING:
-        if folder not in _LOOKED_THROUGH:
-            _LOOKED_THROUGH[folder] = _private_or_whole(folder)
-        return _LOOKED_THROUGH[folder]
+    """What others may not read in a toolchain a sandbox shows, looked for once per worker process (a walk of
+    ~/.pyenv takes most of a second, and every repository's settings show it): a walk under way is waited for, never
+    started again. What its owner makes private there later is covered once the worker restarts."""
+    return _toolchain(folder).answer()
 
 
-def _private_or_whole(folder: Path) -> tuple[Path, ...]:
-    """private_in(folder); the folder itself when it holds more than MOST_LOOKED_AT entries or MOST_COVERS private
+def _toolchain(folder: Path) -> _Toolchain:
+    with _STARTING:
+        if folder not in _TOOLCHAINS:
+            _TOOLCHAINS[folder] = _Toolchain(folder)
+        return _TOOLCHAINS[folder]
+
+
+def _private_or_whole(folder: Path, walk: PrivateWalk) -> tuple[Path, ...]:
+    """The walk's answer; the folder itself when it holds more than MOST_LOOKED_AT entries or MOST_COVERS private
     ones. A warning names it, and the first path found private."""
     try:
-        found = private_in(folder, MOST_LOOKED_AT)
+        found = walk.answer()
     except TooLarge:
         log.warning(
             "sandbox: %s is covered whole: over %d entries to look through for private files", folder, MOST_LOOKED_AT

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
@@ -216,40 +215,3 @@ def required_program(name: str, search_path: str | None) -> str:
     if program is None:
         raise FileNotFoundError(f"{name} is not in any absolute folder of the PATH")
     return program
-
-
-class TooLarge(Exception):
-    """A folder holds more entries than a walk of it may look at."""
-
-
-def private_in(root: Path, most: int | None = None) -> list[Path]:
-    """What under root others may not read or enter, the highest such folder for what it holds; TooLarge once more
-    than `most` entries were looked at. A sandbox is its worker's user in a namespace of its own, so what only that
-    user may read (in /etc an SSH host key, a VPN's or a TLS certificate's private key, a cluster's admin config; in a
-    toolchain a pip.conf with an index's token; for a root worker anything root's alone) is read through its owner's
-    permission (system/covers.py covers it). One lstat per entry, its DirEntry's (walk() and a second lstat took twice
-    as long); a link is never followed, nor looked at: what it names is looked at where it is, if shown."""
-    found: list[Path] = []
-    stack, looked_at = [os.fspath(root)], 0
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                listed = [entry for entry in entries if not entry.is_symlink()]
-        except OSError:
-            continue
-        looked_at += len(listed)
-        if most is not None and looked_at > most:
-            raise TooLarge(f"{root} holds more than {most} entries")
-        for entry in listed:
-            with contextlib.suppress(OSError):
-                mode = entry.stat(follow_symlinks=False).st_mode
-                if stat.S_ISDIR(mode) and mode & _OTHERS_ENTER != _OTHERS_ENTER:
-                    found.append(Path(entry.path))
-                elif stat.S_ISDIR(mode):
-                    stack.append(entry.path)
-                elif stat.S_ISREG(mode) and not mode & stat.S_IROTH:
-                    found.append(Path(entry.path))
-    return found
-
-
-_OTHERS_ENTER = stat.S_IROTH | stat.S_IXOTH

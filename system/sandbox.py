@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from system.covers import cover_args, covered, empty_file_over, outermost, private_shown
+from system.covers import cover_args, covered, empty_file_over, outermost, start_looking
 from system.files import program_on
 from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT, copy_slot
 from system.seccomp import SeccompUnavailable, filter_program
@@ -213,11 +213,12 @@ def _toolchains(shown: Sequence[Path]) -> list[Path]:
     return [folder for folder in shown if folder.is_dir() and not _is_system(folder)]
 
 
-def look_through_toolchains(path_var: str) -> None:
-    """Look through the toolchains on PATH for what others may not read (system/covers.py private_shown), ahead of
-    the first sandbox: a worker starts it beside its own start, where the first wave's sandboxes waited for it."""
-    for folder in _toolchains(outermost(toolchain_roots(path_var))):
-        private_shown(folder)
+def look_through_toolchains(path_var: str | None = None) -> None:
+    """Start looking through the toolchains on PATH (the worker's by default) for what others may not read
+    (system/covers.py), ahead of the first sandbox, which waits for the walks' answers: a worker starts them as it
+    starts, beside its imports, where the first wave's sandboxes waited for them. Nothing without bubblewrap."""
+    if _bwrap(os.environ.get("PATH")) is not None:
+        start_looking(_toolchains(outermost(toolchain_roots(path_var or os.environ.get("PATH", os.defpath)))))
 
 
 def _real(path: Path) -> Path:

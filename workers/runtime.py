@@ -23,7 +23,7 @@ from db.models import utcnow
 from system.cancel import Cancellation
 from system.files import remove_tree
 from system.mirror import ensure_mirror
-from system.sandbox import bwrap_missing, look_through_toolchains
+from system.sandbox import look_through_toolchains
 from system.settings import Settings
 from verification.envcache import EnvCache
 from verification.environment import PortAllocator
@@ -291,8 +291,7 @@ class WorkerRuntime:
             except Exception as exc:
                 log.warning("the model gateway did not start with the worker; the first attempt starts it: %r", exc)
         try:
-            if bwrap_missing() is None:
-                look_through_toolchains(os.environ.get("PATH", os.defpath))
+            look_through_toolchains()  # started by `fleet up` and `fleet worker` already, when they run this process
         except Exception as exc:
             log.warning("the toolchains were not looked through as the worker started; the first sandbox does: %r", exc)
 

@@ -53,6 +53,14 @@ def check_slots(concurrency: int) -> None:
         raise FleetError(f"--concurrency must be between 1 and {MAX_SLOTS} (got {concurrency})")
 
 
+def start_looking_through_toolchains() -> None:
+    """Before the worker's imports (most of a second): the walks of the toolchains its sandboxes show run beside
+    them, in processes of their own, so the first wave of agents does not wait for them."""
+    from system.sandbox import look_through_toolchains
+
+    look_through_toolchains()
+
+
 def forge_passes(ctx: Context) -> list[ForgePasses]:
     """The control plane's passes the reconciler runs: notifications, PR feedback, issue import."""
     return [ForgePasses(ctx.db, ctx.settings)]
@@ -69,9 +77,10 @@ def up(
     verbose: Verbose = False,
 ) -> None:
     """Run workers in the foreground (embedded mode: no server needed), showing the tickets' progress."""
+    check_slots(concurrency)
+    start_looking_through_toolchains()
     from workers.serve import serve
 
-    check_slots(concurrency)
     ctx = Context()
     logging = log_options(ctx.settings, verbose)
     for line in banner("up", ctx.settings, concurrency, until_idle, logging.get("logfile")):
@@ -104,10 +113,11 @@ def worker(
 
     SIGTERM or Ctrl-C stops it gently: no new work, running attempts get FLEET_SHUTDOWN_GRACE_SECONDS to finish,
     then go back in line for other workers (no verdict); a second one sends them back at once."""
+    check_slots(concurrency)
+    start_looking_through_toolchains()
     from workers.constants import AGENT_QUEUE, QUEUES, VERIFY_QUEUE
     from workers.serve import serve
 
-    check_slots(concurrency)
     names = {"agents": AGENT_QUEUE, "verify": VERIFY_QUEUE}
     queue = queue or []
     unknown = [q for q in queue if q not in names]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from system import covers, sandbox
-from system.files import private_in
+from system.private_walk import PrivateWalk, private_in
 from system.process import run_process
 from system.sandbox import View, _real, bwrap_missing, confine
 
@@ -94,13 +94,7 @@ def test_a_toolchain_is_looked_through_once_and_one_too_large_to_look_through_is
     (large / "lib").mkdir(parents=True)
     for n in range(20):
         (large / "lib" / f"m{n}.py").write_text("")
-    walks: list[Path] = []
-
-    def counted(root: Path, most: int | None = None) -> list[Path]:
-        walks.append(root)
-        return private_in(root, most)
-
-    monkeypatch.setattr(covers, "private_in", counted)
+    walks = counted_walks(monkeypatch)
     monkeypatch.setattr(covers, "MOST_LOOKED_AT", 10)
     sandbox._shown.cache_clear()
     for repository in ("a", "b"):
@@ -116,23 +110,31 @@ def test_a_toolchain_the_worker_looks_through_as_it_starts_is_not_looked_through
 ) -> None:
     # The worker looks through the toolchains on its PATH beside its own start (most of a second for a ~/.pyenv); a
     # first sandbox asking for one meanwhile waits for that walk's answer rather than walking it a second time.
+    if bwrap_missing() is not None:
+        pytest.skip("bubblewrap cannot run here")
     toolchain = tmp_path / "toolchain"
     (toolchain / "bin").mkdir(parents=True)
+    (toolchain / "pip.conf").write_text("[global]\nindex-url = https://user:token@index.example/simple\n")
+    (toolchain / "pip.conf").chmod(0o600)
+    walks = counted_walks(monkeypatch)
+    sandbox.look_through_toolchains(str(toolchain / "bin"))  # returns at once: the walk runs in a process of its own
+    assert walks.count(toolchain.resolve()) == 1
+    assert covers.private_shown(toolchain.resolve()) == (toolchain.resolve() / "pip.conf",)
+    assert covers.private_shown(toolchain.resolve()) == (toolchain.resolve() / "pip.conf",)
+    assert walks.count(toolchain.resolve()) == 1
+
+
+def counted_walks(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The toolchains' walks started from now on, by their folder."""
     walks: list[Path] = []
 
-    def slow(root: Path, most: int | None = None) -> list[Path]:
-        walks.append(root)
-        time.sleep(0.3)
-        return private_in(root, most)
+    class Counted(PrivateWalk):
+        def __init__(self, root: Path, most: int | None = None) -> None:
+            walks.append(root)
+            super().__init__(root, most)
 
-    monkeypatch.setattr(covers, "private_in", slow)
-    warming = threading.Thread(target=sandbox.look_through_toolchains, args=(str(toolchain / "bin"),))
-    warming.start()
-    while toolchain.resolve() not in walks:  # the worker's walk of it under way
-        time.sleep(0.01)
-    assert covers.private_shown(toolchain.resolve()) == ()
-    warming.join()
-    assert walks.count(toolchain.resolve()) == 1
+    monkeypatch.setattr(covers, "PrivateWalk", Counted)
+    return walks
 
 
 def test_a_covered_file_removed_after_its_settings_were_built_fails_no_sandbox(tmp_path: Path) -> None:
