@@ -20,12 +20,32 @@ def python_text(data: bytes) -> str:
 
 
 def misread(data: bytes) -> str | None:
-    """The encoding a Python file declares when Python reads it otherwise than as UTF-8, as a reviewer reads the diff
-    (`# coding: utf-7` turns `+AF8-` into `_`); None when both read the same text."""
+    """The encoding a Python file declares when Python reads other code than a reviewer reading the diff as UTF-8
+    (`# coding: utf-7` turns `+AF8-` into `_`); None when both read the same code (_same_code: a latin-1 file's
+    accented letters in its strings and comments read otherwise, and no code)."""
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError:
         return None
     if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig"):
         return None
-    return None if python_text(data) == data.decode("utf-8", errors="replace") else encoding
+    return None if _same_code(python_text(data), data.decode("utf-8", errors="replace")) else encoding
+
+
+def _same_code(read: str, shown: str) -> bool:
+    """Whether Python reads the code a reviewer is shown: the same ASCII characters in the same order, every other
+    character inside a string or a comment, none in a name (Python folds names: a latin-1 `º` is an `o` to it)."""
+    if _ascii(read) != _ascii(shown):
+        return False
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(read).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    return all(token.string.isascii() or token.type in _TEXT for token in tokens)
+
+
+_TEXT = (tokenize.STRING, tokenize.COMMENT)
+
+
+def _ascii(text: str) -> bytes:
+    return text.encode("ascii", errors="ignore")

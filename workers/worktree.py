@@ -18,7 +18,7 @@ from typing import IO
 from system.files import disk_usage, link_on_the_way, remove_tree, write_over
 from system.git import GitError, git
 from system.mirror import HEX_SHA, exclusive_lock, shared_lock, try_lock
-from workers.worktree_diff import ESC, CheckoutDiff, DiffHoldsNul, WorktreeError, explicit
+from workers.worktree_diff import ESC, CheckoutDiff, DiffHoldsNul, DiffNotUtf8, WorktreeError, explicit
 from workers.worktree_make import LOCK_REASON, AlreadyRegistered, make_worktree, remove_unfinished
 
 POLL_SECONDS = 0.2  # how often a process looks for a slot another process freed, while its slots wait
@@ -91,12 +91,15 @@ class Worktree:
         return CheckoutDiff(self.path, self._gitdir, self.mirror, self.base_sha).patch(limit)
 
     def diff(self, limit: int | None = None) -> str:
-        """diff_bytes() as text; bytes that are not UTF-8 become U+FFFD (use diff_bytes() for an exact patch).
-        DiffHoldsNul when a text file of it holds a NUL byte."""
-        text = self.diff_bytes(limit).decode("utf-8", errors="replace")
-        if "\0" in text:
-            raise DiffHoldsNul(text)
-        return text
+        """diff_bytes() as text: DiffHoldsNul when a text file of it holds a NUL byte, DiffNotUtf8 when a line is
+        not UTF-8."""
+        patch = self.diff_bytes(limit)
+        if 0 in patch:
+            raise DiffHoldsNul(patch)
+        try:
+            return patch.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DiffNotUtf8(patch, exc.start) from None
 
     def release(self) -> None:
         """Clean the checkout and free the slot; harmless when called again."""

@@ -192,10 +192,24 @@ class DiffHoldsNul(DiffNotKept):
     binary: binary changes are not accepted, and PostgreSQL stores no NUL in text (the attempt's end could never be
     written, and the attempt ran again and again)."""
 
-    def __init__(self, diff: str) -> None:
-        header = diff.rfind("\ndiff --git ", 0, diff.index("\0")) + 1
-        path = diff[header : diff.find("\n", header)].rpartition(" b/")[2]  # a quoted name stays whole
+    def __init__(self, diff: bytes) -> None:
+        path = _file_at(diff, diff.index(0))
         super().__init__(f"the diff holds a NUL byte ({path}): binary changes are not accepted")
+
+
+class DiffNotUtf8(DiffNotKept):
+    """A line of the diff is not UTF-8 (a latin-1 file's accented line): a diff is kept as UTF-8 text, and such a
+    line, replaced, would be tested and delivered as bytes the agent never wrote."""
+
+    def __init__(self, diff: bytes, at: int) -> None:
+        path = _file_at(diff, at)
+        super().__init__(f"the diff holds bytes that are not UTF-8 ({path}): diffs are kept as UTF-8 text")
+
+
+def _file_at(diff: bytes, at: int) -> str:
+    """The file of the diff's section holding byte `at`, as git's header names it (a quoted name stays whole)."""
+    header = diff.rfind(b"\ndiff --git ", 0, at) + 1
+    return diff[header : diff.find(b"\n", header)].rpartition(b" b/")[2].decode("utf-8", "replace")
 
 
 def explicit(path: Path, gitdir: Path) -> tuple[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from verify_helpers import FAST_ENV, PYTEST, make_repo
+from verify_helpers import CALC, FAST_ENV, FIXED_CALC, PYTEST, make_repo
 
 from db.lifecycle import Verdict
 from verification.runner import TestRun
@@ -39,10 +39,28 @@ def test_a_utf7_fix_that_reads_its_caller_is_gamed(tmp_path: Path) -> None:
         (b"\xef\xbb\xbfX = '\xc3\xa9'\n", None),  # UTF-8 with a byte order mark
         (b"X = '\xc3\xa9'\n", None),
         (b"# coding: no-such-codec\nX = 1\n", None),  # Python would not import it
+        (b"# coding: latin-1\n# \xa9 1998 Jos\xe9\nNAME = 'Jos\xe9'\n", None),  # accents in a comment and a string
+        (b"# coding: cp1252\nPRICE = '\x80 5'  # euros\n", None),
+        (b"# coding: latin-1\nimport \xbas\n", "iso-8859-1"),  # `import os` to Python, `import ?s` shown
+        (b"# coding: shift_jis\nX = '\x95\\'\nY = 1\n", "shift_jis"),  # a trail byte shown as a backslash
     ],
 )
 def test_a_file_is_misread_only_when_python_reads_other_text(data: bytes, encoding: str | None) -> None:
     assert misread(data) == encoding
+
+
+def test_a_fix_to_an_old_latin1_file_is_verified(tmp_path: Path) -> None:
+    # A file written in latin-1 long ago, accents in its strings and comments: an honest fix was refused as
+    # "declares the source encoding", the diff showing its accents as replacement characters.
+    spec = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV)
+    header = b"# -*- coding: latin-1 -*-\n# Rechenmodul, gepr\xfcft von Jos\xe9\n" + b"#\n" * 6
+    repo = make_repo(tmp_path / "repo")
+    repo.write({"calc.py": header + CALC.encode() + b"AUTHOR = 'M\xfcller'\n"})
+    repo.commit("latin-1")
+    baseline = TestRun.from_json(run_baseline(repo.clone(tmp_path / "base"), spec, tmp_path / "br").to_json())
+    fixed = header + FIXED_CALC.encode() + b"AUTHOR = 'M\xfcller'\n"
+    result = verify_diff(repo.clone(tmp_path / "c"), repo.diff({"calc.py": fixed}), spec, baseline, tmp_path / "r")
+    assert result.verdict is Verdict.PASSED, result.reasons
 
 
 def test_python_text_is_what_python_reads() -> None:

@@ -167,6 +167,18 @@ def test_a_nul_past_where_git_looks_for_one_ends_the_attempt_naming_the_file(
     assert diff == "" and result.error == "the diff holds a NUL byte (script.sh): binary changes are not accepted"
 
 
+def test_a_line_that_is_not_utf8_ends_the_attempt_naming_the_file(repo_pool: tuple[WorktreePool, str]) -> None:
+    # A diff is kept as text: a latin-1 line became U+FFFD, so the file tested, shown and delivered held bytes the
+    # agent never wrote (`\xe9` became `\xef\xbf\xbd`).
+    pool, sha = repo_pool
+    with pool.lease(sha) as worktree:
+        (worktree.path / "names.py").write_bytes(b"# coding: latin-1\nAUTHOR = 'Jos\xe9'\n")
+        (worktree.path / "script.sh").write_text("echo caf\u00e9\n")  # UTF-8 is kept as it is
+        result, diff = _take_diff(worktree, AgentResult(exit_code=0, transcript="", duration=1.0), 2**20)
+    assert diff == ""
+    assert result.error == "the diff holds bytes that are not UTF-8 (names.py): diffs are kept as UTF-8 text"
+
+
 @pytest.mark.parametrize(
     ("files", "named"),
     [
