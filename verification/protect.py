@@ -18,7 +18,7 @@ from system.globs import matches_any
 from verification.collected import collected_globs, configured
 
 MAX_CONFIG_BYTES = 4 * 2**20  # a configuration file read to compare its pytest table
-# Not a path: stands for the pytest table of any pyproject.toml (the rest of that file is the project's).
+# Not a path: stands for the pytest and coverage tables of any pyproject.toml (the rest of that file is the project's).
 PYPROJECT_PYTEST = "pyproject.toml[tool.pytest]"
 DEFAULT_PROTECT: tuple[str, ...] = (
     "test_*.py",
@@ -32,6 +32,7 @@ DEFAULT_PROTECT: tuple[str, ...] = (
     "tox.ini",
     "setup.cfg",
     PYPROJECT_PYTEST,
+    ".coveragerc",  # its fail_under fails a run under pytest-cov; its plugins run in the tests' process
     ".github/**",
     "sitecustomize.py",
     "usercustomize.py",
@@ -67,7 +68,7 @@ def protected_changes(checkout: Path, paths: Iterable[str], patterns: Sequence[s
 def _pytest_table_changed(checkout: Path, path: str) -> bool:
     if path.rsplit("/", 1)[-1] != "pyproject.toml":
         return False
-    return pytest_table(_read(checkout, path)) != pytest_table(_head_text(checkout, path))
+    return _test_tables(_read(checkout, path)) != _test_tables(_head_text(checkout, path))
 
 
 def restore(checkout: Path, paths: Sequence[str]) -> list[str]:
@@ -193,6 +194,18 @@ def _is_pytest_config(name: str, text: str | None) -> bool:
             return False
         return parser.has_section("pytest" if name == "tox.ini" else "tool:pytest")
     return True
+
+
+def _test_tables(text: str | None) -> object:
+    """The [tool.pytest] and [tool.coverage] tables of a pyproject.toml text, which decide how its tests run and
+    what fails them (coverage's fail_under); a marker when unparsable."""
+    if text is None:
+        return None
+    try:
+        tool = tomllib.loads(text).get("tool", {})
+    except tomllib.TOMLDecodeError:
+        return "<unparsable pyproject.toml>"
+    return tool.get("pytest"), tool.get("coverage")
 
 
 def pytest_table(text: str | None) -> object:

@@ -37,6 +37,8 @@ PYPROJECT = '[project]\nname = "calc"\nversion = "1"\n\n[tool.pytest.ini_options
         (".mocharc.yml", True),
         ("phpunit.xml.dist", True),
         (".fleet.toml", True),
+        (".coveragerc", True),
+        ("sub/.coveragerc", True),
         ("calc.py", False),
         ("package.json", False),
         ("pkg/contest.py", False),
@@ -54,7 +56,7 @@ def test_double_star_spans_directories() -> None:
     assert matches("lib/a.py", "lib/*.py") and not matches("lib/a/b.py", "lib/*.py")
 
 
-def test_pyproject_is_protected_only_for_its_pytest_table(repo: Repo) -> None:
+def test_pyproject_is_protected_only_for_its_pytest_and_coverage_tables(repo: Repo) -> None:
     repo.write({"pyproject.toml": PYPROJECT})
     repo.commit("pyproject")
     deps = PYPROJECT.replace('version = "1"', 'version = "1"\ndependencies = ["attrs"]')
@@ -62,6 +64,12 @@ def test_pyproject_is_protected_only_for_its_pytest_table(repo: Repo) -> None:
     assert protected_changes(repo.path, ["pyproject.toml"], DEFAULT_PROTECT) == []
     sh_git("reset", "-q", "--hard", cwd=repo.path)
     apply_patch(repo.path, repo.diff({"pyproject.toml": PYPROJECT.replace('"-q"', '"-p evil"')}))
+    assert protected_changes(repo.path, ["pyproject.toml"], DEFAULT_PROTECT) == ["pyproject.toml"]
+    sh_git("reset", "-q", "--hard", cwd=repo.path)
+    lowered = PYPROJECT + "\n[tool.coverage.report]\nfail_under = 0\n"  # pytest-cov failed the run under 90
+    repo.write({"pyproject.toml": PYPROJECT + "\n[tool.coverage.report]\nfail_under = 90\n"})
+    repo.commit("coverage")
+    apply_patch(repo.path, repo.diff({"pyproject.toml": lowered}))
     assert protected_changes(repo.path, ["pyproject.toml"], DEFAULT_PROTECT) == ["pyproject.toml"]
 
 
