@@ -103,26 +103,37 @@ def _toolchain(folder: Path) -> _Toolchain:
         return _TOOLCHAINS[folder]
 
 
+def covered_whole(readable: Sequence[Path]) -> list[str]:
+    """Why each of these folders a sandbox shows is hidden whole, for the attempt's warnings: an agent whose
+    toolchain was installed with umask 077 finds no Python in its sandbox, and its user should read why."""
+    if not _COVERED_WHOLE:
+        return []
+    return [_COVERED_WHOLE[folder] for folder in outermost(readable) if folder in _COVERED_WHOLE]
+
+
+_COVERED_WHOLE: dict[Path, str] = {}
+
+
 def _private_or_whole(folder: Path, walk: PrivateWalk) -> tuple[Path, ...]:
     """The walk's answer; the folder itself when it holds more than MOST_LOOKED_AT entries or MOST_COVERS private
-    ones. A warning names it, and the first path found private."""
+    ones (covered_whole says why). A warning names it, and the first path found private."""
     try:
         found = walk.answer()
     except TooLarge:
-        log.warning(
-            "sandbox: %s is covered whole: over %d entries to look through for private files", folder, MOST_LOOKED_AT
-        )
-        return (folder,)
+        return _whole(folder, f"over {MOST_LOOKED_AT:,} entries to look through for files others may not read")
     if len(found) > MOST_COVERS:
-        log.warning(
-            "sandbox: %s is covered whole: %d paths others may not read (%s, ...)", folder, len(found), found[0]
-        )
-        return (folder,)
+        return _whole(folder, f"{len(found):,} paths in it others may not read ({found[0]}, ...)")
     if found:
         log.warning(
             "sandbox: %d paths in %s that others may not read are covered (%s, ...)", len(found), folder, found[0]
         )
     return tuple(found)
+
+
+def _whole(folder: Path, why: str) -> tuple[Path, ...]:
+    _COVERED_WHOLE[folder] = f"sandboxes show {folder} as an empty folder: {why}"
+    log.warning("%s", _COVERED_WHOLE[folder])
+    return (folder,)
 
 
 def outermost(paths: Sequence[Path]) -> list[Path]:

@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from system.covers import covered_whole
 from system.sandbox import View, confine, seccomp_warning
 from workers.agent_git import gitdir_pointer, private_gitdir, sandbox_gitdir
 from workers.egress import RELAY_SCRIPT, EgressGate, relay_argv
@@ -74,7 +75,8 @@ def build_sandbox(plan: SandboxPlan) -> AgentSandbox:
     if plan.egress_socket is not None:  # the relay on the sandbox's own loopback is the agent's HTTP proxy
         forward = (plan.gateway_port,) if plan.gateway_port else ()
         wrapper += relay_argv(sys.executable, RELAY_SCRIPT, plan.egress_socket, 0, forward)
-    return AgentSandbox(wrapper, env, seccomp_warning())
+    warnings = [*filter(None, [seccomp_warning()]), *covered_whole(plan.readable)]
+    return AgentSandbox(wrapper, env, "; ".join(warnings) or None)
 
 
 def _with_git_in_memory(view: View, plan: SandboxPlan) -> View:
