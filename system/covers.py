@@ -13,6 +13,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +40,9 @@ CREDENTIAL_STORES = (
 MOST_LOOKED_AT = 500_000
 # A cover is a mount at every sandbox start: past this many in one folder, the folder is covered whole.
 MOST_COVERS = 1_000
+# What becomes private later (an index's token written into a virtualenv's pip.conf) is covered within about this
+# long: the toolchains are looked through again in the background, then the sandboxes' settings built again.
+LOOK_AGAIN_SECONDS = 300.0
 
 
 def covered(hidden: Sequence[Path], shown: Sequence[Path], toolchains: Sequence[Path]) -> tuple[Path, ...]:
@@ -77,9 +81,46 @@ class _Toolchain:
                 self._answer = _private_or_whole(self.folder, self.walk)
             return self._answer
 
+    def look_again(self) -> None:
+        self.walk = PrivateWalk(self.folder, MOST_LOOKED_AT)
+
+    def answered_again(self) -> bool:
+        """Whether the walk started again is over; its answer is then this toolchain's."""
+        if not self.walk.done():
+            return False
+        with self._answering:
+            self._answer = _private_or_whole(self.folder, self.walk)
+        return True
+
+
+class _LookingAgain:
+    """When the toolchains are looked through again, and which settings sandboxes' covers are of (generation)."""
+
+    def __init__(self) -> None:
+        self.generation, self.under_way = 0, False
+        self.due = time.monotonic() + LOOK_AGAIN_SECONDS
+
 
 _TOOLCHAINS: dict[Path, _Toolchain] = {}
 _STARTING = threading.Lock()
+_AGAIN = _LookingAgain()
+
+
+def generation() -> int:
+    """Which covers sandboxes' settings are of (sandbox._shown is built again, /etc walked again, for a new one):
+    every LOOK_AGAIN_SECONDS the toolchains are looked through again beside the sandboxes, which keep the covers they
+    had until every walk is over. A clock read per sandbox start, and no lock, between times."""
+    if time.monotonic() < _AGAIN.due:
+        return _AGAIN.generation
+    with _STARTING:
+        if not _AGAIN.under_way:
+            for toolchain in _TOOLCHAINS.values():
+                toolchain.look_again()
+            _AGAIN.under_way = True
+        if all(toolchain.answered_again() for toolchain in _TOOLCHAINS.values()):
+            _AGAIN.generation, _AGAIN.under_way = _AGAIN.generation + 1, False
+            _AGAIN.due = time.monotonic() + LOOK_AGAIN_SECONDS
+        return _AGAIN.generation
 
 
 def start_looking(folders: Sequence[Path]) -> None:
@@ -92,7 +133,7 @@ def start_looking(folders: Sequence[Path]) -> None:
 def private_shown(folder: Path) -> tuple[Path, ...]:
     """What others may not read in a toolchain a sandbox shows, looked for once per worker process (a walk of
     ~/.pyenv takes most of a second, and every repository's settings show it): a walk under way is waited for, never
-    started again. What its owner makes private there later is covered once the worker restarts."""
+    started again. What its owner makes private there later is covered once it is looked through again (generation)."""
     return _toolchain(folder).answer()
 
 
@@ -123,6 +164,7 @@ def _private_or_whole(folder: Path, walk: PrivateWalk) -> tuple[Path, ...]:
         return _whole(folder, f"over {MOST_LOOKED_AT:,} entries to look through for files others may not read")
     if len(found) > MOST_COVERS:
         return _whole(folder, f"{len(found):,} paths in it others may not read ({found[0]}, ...)")
+    _COVERED_WHOLE.pop(folder, None)
     if found:
         log.warning(
             "sandbox: %d paths in %s that others may not read are covered (%s, ...)", len(found), folder, found[0]

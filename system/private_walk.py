@@ -50,6 +50,9 @@ class PrivateWalk:
         self._reading = threading.Thread(target=self._read, name="fleet-private-walk", daemon=True)
         self._reading.start()
 
+    def done(self) -> bool:
+        return not self._reading.is_alive()
+
     def answer(self) -> list[Path]:
         self._reading.join()
         if isinstance(self._found, Exception):

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from system.covers import cover_args, covered, empty_file_over, outermost, start_looking
+from system.covers import cover_args, covered, empty_file_over, generation, outermost, start_looking
 from system.files import program_on
 from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT, copy_slot
 from system.seccomp import SeccompUnavailable, filter_program
@@ -172,7 +172,7 @@ def confine(view: View) -> tuple[str, ...]:
 
     Only run_process can start it: it fills the descriptor slots (system/sandbox_start.py)."""
     with _SHOWN_ONCE:  # a hundred slots starting at once would each build it (and walk /etc) before it is kept
-        shown, hidden = _shown(view.readable, view.hidden)
+        shown, hidden = _shown(view.readable, view.hidden, generation())
     argv = [*shown, *cover_args(hidden), *_binds("--bind", map(_real, view.writable))]
     if view.egress_socket is not None:
         argv += _binds("--bind", [_real(view.egress_socket.parent)])
@@ -191,9 +191,11 @@ _SHOWN_ONCE = threading.Lock()
 
 
 @functools.lru_cache(maxsize=64)
-def _shown(readable: tuple[Path, ...], hidden: tuple[Path, ...]) -> tuple[tuple[str, ...], tuple[Path, ...]]:
+def _shown(
+    readable: tuple[Path, ...], hidden: tuple[Path, ...], covers_of: int
+) -> tuple[tuple[str, ...], tuple[Path, ...]]:
     """bwrap, the hardening and everything read-only, and what to cover in it (system/covers.py): the same for every
-    command of a repository, so built once.
+    command of a repository, so built once for each generation of covers (covers_of: covers.generation()).
 
     The covers come before the writable folders, so a worktree inside a covered FLEET_HOME is bound over its cover.
     """

@@ -124,6 +124,34 @@ def test_a_toolchain_the_worker_looks_through_as_it_starts_is_not_looked_through
     assert walks.count(toolchain.resolve()) == 1
 
 
+def test_a_file_made_private_in_a_toolchain_after_it_was_looked_through_is_covered_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A token written into a virtualenv's pip.conf after the worker looked through it was readable by every sandbox
+    # until the worker restarted. The toolchains are looked through again every LOOK_AGAIN_SECONDS, in the background.
+    if bwrap_missing() is not None:
+        pytest.skip("bubblewrap cannot run here")
+    toolchain = tmp_path / "venv"
+    (toolchain / "bin").mkdir(parents=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    view = View(workdir=work, writable=(work,), readable=(toolchain,))
+    conf = toolchain.resolve() / "pip.conf"
+    assert str(conf) not in confine(view)
+    conf.write_text("[global]\nindex-url = https://user:token@index.example/simple\n")
+    conf.chmod(0o600)
+    assert str(conf) not in confine(view)  # the sandboxes keep their covers until it is looked through again
+    monkeypatch.setattr(covers, "LOOK_AGAIN_SECONDS", 0.05)
+    monkeypatch.setattr(covers._AGAIN, "due", 0.0)
+    deadline = time.monotonic() + 30
+    while str(conf) not in confine(view) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    argv = confine(view)
+    assert ("/dev/null", str(conf)) in list(zip(argv, argv[1:], strict=False))
+    done = run_process([*argv, "cat", str(conf)], cwd=work, env={"PATH": os.defpath}, timeout=60)
+    assert "token" not in done.output, done.output
+
+
 def counted_walks(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The toolchains' walks started from now on, by their folder."""
     walks: list[Path] = []
