@@ -17,6 +17,11 @@ SAFE_CONFIG = (
     "core.hooksPath=/dev/null",
     "-c",
     "core.fsmonitor=false",
+    # Line endings are the repository's (.gitattributes), as on any Linux CI, never the host user's ~/.gitconfig.
+    "-c",
+    "core.autocrlf=false",
+    "-c",
+    "core.eol=lf",
     "-c",
     "protocol.ext.allow=never",
     "-c",
