@@ -61,6 +61,9 @@ class Ticket(Base):
     pr_url: Mapped[str] = mapped_column(Text, default="")  # the pull request delivery opened (deliver = pr)
     pr_number: Mapped[int | None] = mapped_column(Integer)
     issue_number: Mapped[int | None] = mapped_column(Integer)  # the forge issue it was imported from
+    delivering_by: Mapped[str | None] = mapped_column(String(200))  # an approval pushing it: no other decision
+    delivering_token: Mapped[str | None] = mapped_column(String(64))  # the claim's own: only it renews or releases
+    delivering_until: Mapped[datetime | None] = mapped_column()  # the claim lapses then (its process died)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -264,6 +267,7 @@ class MergeEntry(Base):
     suspects: Mapped[list[Any]] = mapped_column(default=list)  # files the failing tests' tracebacks name
     reason: Mapped[str] = mapped_column(Text, default="")
     merged_sha: Mapped[str | None] = mapped_column(String(64))
+    refused_at: Mapped[datetime | None] = mapped_column()  # the target refused its last landing push (a hook)
     enqueued_by: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from system.credentials import shown_url
+
 LIMIT = 2000
 _TRACEBACK = "Traceback (most recent call last):"
 _BRACKETED = re.compile(r"\[(?:SQL|parameters): .*?(?:\](?=\s*(?:\[(?:SQL|parameters): |\(Background|$))|$)", re.DOTALL)
@@ -20,12 +22,13 @@ _SERVER_LINES = re.compile(r"^\s*(?:LINE [0-9]+:|DETAIL:|CONTEXT:|QUERY:|HINT:|\
 
 
 def shown(text: str) -> str:
-    """text fit to show: SQL, parameters and tracebacks removed, on one line, at most LIMIT characters."""
+    """text fit to show: SQL, parameters, tracebacks and URLs' passwords removed, on one line, at most LIMIT
+    characters."""
     if _TRACEBACK in text:  # keep what came before it and the exception's own last line
         before, _, trace = text.partition(_TRACEBACK)
         text = before + " " + next((line for line in reversed(trace.splitlines()) if line.strip()), "")
     text = _BRACKETED.sub("", text)
     text = _SERVER_LINES.sub("", text)
     text = _BACKGROUND.sub("", _DRIVER.sub("", text))
-    text = _SPACES.sub(" ", text).strip()
+    text = _SPACES.sub(" ", shown_url(text)).strip()
     return text if len(text) <= LIMIT else text[: LIMIT - 1] + "…"

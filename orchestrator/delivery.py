@@ -15,6 +15,7 @@ from db.specs import RepoSettings
 from orchestrator.errors import FleetError
 from orchestrator.gitrepo import remote_url
 from system.commit_text import CONTROL, defused
+from system.credentials import shown_url
 from system.forge import Forge, ForgeError, repo_from_remote
 from system.git import GitError, git
 from system.github import GitHubForge
@@ -75,7 +76,7 @@ def _mirror(settings: Settings, item: Shipment) -> Path:
     try:
         return ensure_mirror(settings.mirrors_dir, item.repo_key, item.source, item.base_sha)
     except MirrorError as exc:
-        raise FleetError(f"cannot read {item.source}: {scrub(exc.reason, settings)}") from None
+        raise FleetError(f"cannot read {shown_url(item.source)}: {scrub(exc.reason, settings)}") from None
 
 
 def commit_diff(mirror: Path, base_sha: str, diff: str, message: str) -> str:
@@ -110,7 +111,8 @@ def remote_of(item: Shipment) -> str:
     """Where push and pr deliver: the `remote` setting, the URL the repo was registered by, or its folder's origin."""
     remote = item.settings.remote or (item.source if is_url(item.source) else remote_url(Path(item.source)))
     if not remote:
-        raise FleetError(f"deliver = {item.settings.deliver} needs a remote: set --remote, or give {item.source} one")
+        where = shown_url(item.source)
+        raise FleetError(f"deliver = {item.settings.deliver} needs a remote: set --remote, or give {where} one")
     return remote
 
 
@@ -119,14 +121,14 @@ def _push(mirror: Path, done: Delivered) -> None:
     try:
         git("push", "--force", "--end-of-options", done.remote, f"{done.commit}:refs/heads/{done.branch}", cwd=mirror)
     except GitError as exc:
-        raise FleetError(f"could not push {done.branch} to {done.remote}: {exc.stderr or exc}") from None
+        raise FleetError(f"could not push {done.branch} to {shown_url(done.remote)}: {exc.stderr or exc}") from None
 
 
 def forge_for(settings: Settings, repo: RepoSettings, remote: str) -> Forge:
     """The forge client of a repository: GitHub (or GitHub Enterprise at forge_url) with the worker's token."""
     name = repo.forge_repo or repo_from_remote(remote)
     if not name:
-        raise FleetError(f"cannot tell OWNER/NAME from {remote}: set --forge-repo")
+        raise FleetError(f"cannot tell OWNER/NAME from {shown_url(remote)}: set --forge-repo")
     token = settings.github_token.get_secret_value() or settings.git_token.get_secret_value()
     return GitHubForge(name, token, repo.forge_url)
 
@@ -149,11 +151,11 @@ def _default_branch(remote: str) -> str:
     try:
         out = git("ls-remote", "--symref", "--end-of-options", remote, "HEAD", cwd=Path("/"))
     except GitError as exc:
-        raise FleetError(f"cannot read {remote}: {exc.stderr or exc}; set --target-branch") from None
+        raise FleetError(f"cannot read {shown_url(remote)}: {exc.stderr or exc}; set --target-branch") from None
     for line in out.splitlines():
         if line.startswith("ref: refs/heads/"):
             return line.split()[1].removeprefix("refs/heads/")
-    raise FleetError(f"{remote} names no default branch; set --target-branch")
+    raise FleetError(f"{shown_url(remote)} names no default branch; set --target-branch")
 
 
 def ticket_link(settings: Settings, ticket_id: int) -> str:

@@ -14,7 +14,7 @@ from db import lifecycle, mergeplan, queries
 from db.lifecycle import MergeStatus, TicketStatus
 from db.models import MergeEntry, Ticket
 from db.specs import RepoSettings
-from orchestrator import gitrepo
+from orchestrator import delivering, gitrepo
 from orchestrator.errors import FleetError
 from orchestrator.review import Choice, candidates, chosen
 from system.branches import NoSuchBranch, check_branch
@@ -29,6 +29,7 @@ def enqueue(
     ticket = queries.load_ticket_tree(s, ticket_id)
     queries.merge_lock(s, ticket.repo_id)  # two enqueues of one ticket take turns, and the second is refused
     queries.get_ticket(s, ticket_id, lock=True)  # so does a rejection (after the queue's lock: the order passes take)
+    delivering.refuse_while_delivering(ticket)
     if any(MergeStatus(e.status) in lifecycle.LIVE_MERGE for e in queries.ticket_entries(s, ticket_id)):
         raise FleetError(f"ticket {ticket_id} is already in the merge queue")
     branch = target or default_target(ticket)

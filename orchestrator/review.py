@@ -11,9 +11,10 @@ from db.engine import Database
 from db.lifecycle import TicketStatus, Verdict
 from db.models import Attempt, Ticket
 from db.specs import RepoSettings
-from orchestrator import delivery, demo_model, views
+from orchestrator import delivering, delivery, demo_model, views
 from orchestrator.errors import FleetError
 from system import commit_text
+from system.credentials import shown_url
 from system.settings import Settings
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ def _reviewable(
 ) -> tuple[Ticket, Candidate]:
     queries.get_ticket(s, ticket_id, lock=True)  # a decision made at the same moment waits, then is refused
     ticket = queries.load_ticket_tree(s, ticket_id)
+    delivering.refuse_while_delivering(ticket)
     refusal = f"ticket {ticket_id} is {ticket.status}, not waiting for review"
     lifecycle.require(ticket, decision, action, refusal)
     found = candidates(ticket, queries.rejected_attempt_ids(s, ticket_id))
@@ -213,12 +215,15 @@ def approve(db: Database, settings: Settings, ticket_id: int, reviewer: str, cho
             settings=RepoSettings.from_stored(ticket.repo.settings),
         )
         attempt_id, chosen = best.id, chosen_attempt(best)
-    done = delivery.deliver(settings, item)
+        claim = delivering.claim(ticket, reviewer, settings)  # no other decision until this one is made
+    with delivering.held(db, settings, claim):
+        done = delivery.deliver(settings, item)
     where = f"branch {done.branch}" + (f" in Fleet's mirror {done.mirror}" if done.mirror else "")
-    where += f" pushed to {done.remote}" if done.remote else ""
+    where += f" pushed to {shown_url(done.remote)}" if done.remote else ""
     where += f"; pull request {done.pr_url}" if done.pr_url else ""
     with db.session() as s:
         ticket = queries.get_ticket(s, ticket_id, lock=True)
+        delivering.decided(ticket, claim, where)
         if done.pr_url:
             ticket.pr_url, ticket.pr_number = done.pr_url, done.pr_number
         queries.set_ticket_status(s, ticket, TicketStatus.APPROVED, f"approved by {reviewer}; {where}")
@@ -287,6 +292,7 @@ def retry(db: Database, dispatcher: Dispatcher, settings: Settings, ticket_id: i
     budget (a rejected diff is never a candidate again)."""
     with db.session() as s:
         ticket = queries.load_ticket_tree(s, ticket_id)
+        delivering.refuse_while_delivering(ticket)
         lifecycle.require(ticket, TicketStatus.QUEUED, "retry")
         if queries.open_attempts(s, ticket_id):
             raise FleetError(f"ticket {ticket_id} still has attempts stopping; try again in a few seconds")
@@ -310,6 +316,7 @@ def cancel(db: Database, ticket_id: int, actor: str, spare_review: bool = False)
         ticket = queries.load_ticket_tree(s, ticket_id)
         if spare_review and ticket.status == TicketStatus.NEEDS_REVIEW:
             return False
+        delivering.refuse_while_delivering(ticket)
         refusal = f"ticket {ticket_id} is {ticket.status}; only active or reviewable tickets cancel"
         lifecycle.require(ticket, TicketStatus.CANCELLED, "cancel", refusal)
         policy.cancel(s, ticket, actor)

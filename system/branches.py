@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from system.credentials import shown_url
 from system.git import GitError, git
 
 BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
@@ -32,9 +33,9 @@ def remote_head(source: str, target: str, cwd: Path) -> str:
     try:
         listed = git("ls-remote", "--end-of-options", source, ref, cwd=cwd)
     except GitError as exc:
-        raise TargetError(f"cannot read {ref} of {source}: {exc.stderr or exc}") from None
+        raise TargetError(f"cannot read {ref} of {shown_url(source)}: {exc.stderr or exc}") from None
     for line in listed.splitlines():
         sha, _, name = line.partition("\t")
         if name == ref:
             return sha
-    raise NoSuchBranch(f"{source} has no branch {target}")
+    raise NoSuchBranch(f"{shown_url(source)} has no branch {target}")

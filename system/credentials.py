@@ -19,3 +19,12 @@ SECRET_NAME = re.compile(
     r"^GOOGLE_APPLICATION|^AZURE_",
     re.IGNORECASE,
 )
+
+# A URL's password or token in any text: `scheme://user:PASSWORD@`, the password up to the last `@` of the host part.
+_URL_PASSWORD = re.compile(r"(?P<lead>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*):[^\s/?#]*@")
+
+
+def shown_url(text: str) -> str:
+    """text (a URL, or an error or a line naming URLs) with every URL's password or token shown as ***: a database's
+    or a broker's URL, a repository's remote that an older Fleet stored with one, git's own words about it."""
+    return _URL_PASSWORD.sub(r"\g<lead>:***@", text)

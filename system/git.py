@@ -9,6 +9,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from system.credentials import shown_url
 from system.environ import derived
 from system.files import memory_capped, memory_contents, memory_holding, memory_written, required_program
 
@@ -45,12 +46,12 @@ ENCODING = sys.getfilesystemencoding()  # what os.fsencode gives back a path dec
 
 
 class GitError(Exception):
-    """A git command failed; carries the command and git's own message."""
+    """A git command failed; carries the command and git's own message (a URL's password in it shown as ***)."""
 
     def __init__(self, args: tuple[str, ...], returncode: int, stderr: str) -> None:
         self.args_ = args
         self.returncode = returncode
-        self.stderr = stderr.strip()
+        self.stderr = shown_url(stderr.strip())
         last_line = self.stderr.splitlines()[-1] if self.stderr else f"exit code {returncode}"
         named = [arg for arg in args if not arg.startswith(HOST_PATH_OPTIONS)]
         super().__init__(f"git {' '.join(named[:2])} failed: {last_line}")

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from system.credentials import shown_url
 from system.git import GitError, git
 
 SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -68,13 +69,13 @@ def check_url(source: str) -> str | None:
 
 
 class MirrorError(Exception):
-    """The mirror could not be made to contain the wanted commit."""
+    """The mirror could not be made to contain the wanted commit (its text shows no URL's password)."""
 
     def __init__(self, source: str, sha: str, reason: str) -> None:
         self.source = source
         self.sha = sha
-        self.reason = reason
-        super().__init__(f"cannot get commit {sha} from {source}: {reason}")
+        self.reason = shown_url(reason)
+        super().__init__(f"cannot get commit {sha} from {shown_url(source)}: {self.reason}")
 
 
 @contextmanager

@@ -8,7 +8,6 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -209,12 +208,3 @@ class Settings(BaseSettings):
     @property
     def attempts_dir(self) -> Path:
         return resolved(self.home) / "attempts"
-
-
-def shown_url(url: str) -> str:
-    """A database or broker URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()

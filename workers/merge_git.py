@@ -16,6 +16,7 @@ from pathlib import Path
 
 from db.mergeplan import Conflict
 from system.branches import TargetError, check_branch
+from system.credentials import shown_url
 from system.git import GitError, git
 
 APPLY_FAILED = re.compile(
@@ -66,7 +67,7 @@ def land(source: str, mirror: Path, target: str, new: str, expected: str) -> boo
     except GitError as exc:
         if "(stale info)" in exc.stderr:
             return False  # the target moved
-        raise TargetError(f"could not push {ref} to {source}: {said(exc)}") from None
+        raise TargetError(f"could not push {ref} to {shown_url(source)}: {said(exc)}") from None
     return True
 
 

@@ -145,7 +145,7 @@ def _pass(s: queries.Session, settings: Settings, queue: Queue, sends: Sends) ->
         try:
             landed = merge_git.land(queue.repo.source, mirror, queue.target, entry.build_sha or "", queue.head)
         except TargetError as exc:  # no verdict on the entry: it waits, saying why, and the next pass tries again
-            entry.reason = str(exc)[:2000]
+            entry.reason, entry.refused_at = str(exc)[:2000], utcnow()
             log.warning("merge queue of %s: %s", queue.repo.name, exc)
             return
         if landed:
@@ -205,6 +205,7 @@ def _write(s: queries.Session, plan: mergeplan.Plan, by_id: dict[int, MergeEntry
         entry = by_id[entry_id]
         lifecycle.move(entry, _M.WAITING)
         entry.parent_sha = entry.build_sha = entry.position = entry.lease_token = entry.lease_expires_at = None
+        entry.refused_at = None
         entry.stack, entry.failures, entry.conflict, entry.suspects, entry.reason = [], [], [], [], ""
     for entry_id, (parent, conflict) in plan.conflicts.items():
         entry = by_id[entry_id]

@@ -18,8 +18,9 @@ from celery.exceptions import SecurityWarning
 
 from db import queries
 from db.engine import Database
+from system.credentials import shown_url
 from system.rlimits import more_descriptors
-from system.settings import Settings, shown_url
+from system.settings import Settings
 from workers.broker_wait import BrokerWait
 from workers.celery_app import ask_worker_to_stop, create_app, transport_for
 from workers.constants import INTERRUPTED, QUEUES
@@ -48,6 +49,7 @@ class Served:
     exit_code: int
     handed_back: int
     gave_up: str = ""  # why a worker that stops when idle gave up waiting (a broker that never answered)
+    left_waiting: tuple[str, ...] = ()  # merge entries a worker that stopped when idle did not wait for, and why
 
 
 class Stop:
@@ -140,14 +142,15 @@ def _broker_client_name(settings: Settings, until_idle: bool) -> str:
 
 
 def _stop_when_idle(db: Database, stopped: threading.Event, held: LeaseBook, broker_url: str = "") -> None:
-    """Stop the worker once no attempt is open anywhere; while it holds one itself, the database is not asked.
+    """Stop the worker once no attempt is open anywhere and no merge entry can land without a person (its target
+    refused the push: queries.count_merge_work); while it holds an attempt itself, the database is not asked.
 
     The database is asked as soon as this process's last attempt ends, then every IDLE_CHECK_SECONDS."""
     while not stopped.is_set():
         if not held.wait_until_none_held(IDLE_CHECK_SECONDS):
             continue
         with db.reading() as conn:
-            if queries.count_open_attempts(conn) == 0 and queries.count_live_entries(conn) == 0:
+            if queries.count_open_attempts(conn) == 0 and queries.count_merge_work(conn) == 0:
                 ask_worker_to_stop(broker_url)
                 return
         stopped.wait(IDLE_CHECK_SECONDS)
@@ -222,4 +225,16 @@ def serve(
             idle_check.join(timeout=IDLE_CHECK_SECONDS + IDLE_JOIN_SECONDS)
         reconciler.stop()
         runtime.stop()
-    return Served(int(worker.exitcode or 0), len(runtime.handed_back), broker.gave_up)
+    waiting = refused_pushes(db) if until_idle else ()
+    return Served(int(worker.exitcode or 0), len(runtime.handed_back), broker.gave_up, waiting)
+
+
+def refused_pushes(db: Database) -> tuple[str, ...]:
+    """One line per merge entry whose target refused its landing push, saying why: what a worker that stops when
+    idle leaves in the queue (a plain `fleet up` tries each again every pass)."""
+    with db.session() as s:
+        return tuple(
+            f"ticket {e.ticket_id} waits in the merge queue of {e.target}: {e.reason}; `fleet up` tries again, "
+            f"`fleet merge eject {e.ticket_id}` takes it out"
+            for e in queries.refused_entries(s)
+        )

@@ -4,6 +4,14 @@ from sqlalchemy import RowMapping
 from sqlalchemy.orm import Session
 
 from db.queries.baselines import count_baselines, find_baseline, save_baseline
+from db.queries.deliveries import (
+    claim_delivery,
+    delivering_by,
+    end_delivery,
+    holds_delivery,
+    release_delivery,
+    renew_delivery,
+)
 from db.queries.errors import AlreadyExists, NotFound
 from db.queries.evals import (
     add_evaluation,
@@ -55,7 +63,7 @@ from db.queries.merges import (
     MERGE_LOCK,
     add_entry,
     claim_build,
-    count_live_entries,
+    count_merge_work,
     finish_build,
     get_entry,
     lapsed_builds,
@@ -64,6 +72,7 @@ from db.queries.merges import (
     next_position,
     queued_repos,
     recent_entries,
+    refused_entries,
     renew_build,
     ticket_entries,
     ticket_entries_landed,
@@ -129,6 +138,12 @@ __all__ = [
     "count_baselines",
     "find_baseline",
     "save_baseline",
+    "claim_delivery",
+    "delivering_by",
+    "end_delivery",
+    "holds_delivery",
+    "release_delivery",
+    "renew_delivery",
     "AlreadyExists",
     "NotFound",
     "add_evaluation",
@@ -172,7 +187,7 @@ __all__ = [
     "MERGE_LOCK",
     "add_entry",
     "claim_build",
-    "count_live_entries",
+    "count_merge_work",
     "finish_build",
     "get_entry",
     "lapsed_builds",
@@ -181,6 +196,7 @@ __all__ = [
     "next_position",
     "queued_repos",
     "recent_entries",
+    "refused_entries",
     "renew_build",
     "ticket_entries",
     "ticket_entries_landed",

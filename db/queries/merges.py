@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, exists, func, or_, select, text, update
+from sqlalchemy.orm import Session, aliased
 
 from db import lifecycle
 from db.lifecycle import LIVE_MERGE, MergeStatus
@@ -59,11 +59,29 @@ def queued_repos(s: Session) -> list[int]:
     return list(s.scalars(select(MergeEntry.repo_id).where(MergeEntry.status.in_(LIVE)).distinct()))
 
 
-_COUNT_LIVE = select(func.count(MergeEntry.id)).where(MergeEntry.status.in_(LIVE))
+_REFUSED = aliased(MergeEntry)
+# A target whose landing push was refused (a protected branch, a declining hook) and not reset since: what waits
+# behind it waits for a person, not for a worker. Its builds still running are work: their verdicts are to come.
+_PARKED = exists().where(
+    _REFUSED.repo_id == MergeEntry.repo_id,
+    _REFUSED.target == MergeEntry.target,
+    _REFUSED.status.in_(LIVE),
+    _REFUSED.refused_at.is_not(None),
+)
+_COUNT_WORK = select(func.count(MergeEntry.id)).where(
+    MergeEntry.status.in_(LIVE), or_(MergeEntry.status == MergeStatus.BUILDING.value, ~_PARKED)
+)
 
 
-def count_live_entries(s: Session | Connection) -> int:
-    return int(s.scalar(_COUNT_LIVE) or 0)
+def count_merge_work(s: Session | Connection) -> int:
+    """The live entries a worker that stops when idle waits for: all but those behind a refused push (`refused`)."""
+    return int(s.scalar(_COUNT_WORK) or 0)
+
+
+def refused_entries(s: Session) -> Sequence[MergeEntry]:
+    """Live entries whose landing push the target refused, oldest first: they wait until a person lets it land."""
+    query = select(MergeEntry).where(MergeEntry.status.in_(LIVE), MergeEntry.refused_at.is_not(None))
+    return s.scalars(query.order_by(MergeEntry.id)).unique().all()
 
 
 def next_position(s: Session, repo_id: int) -> int:

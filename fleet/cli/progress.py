@@ -15,7 +15,8 @@ from db import queries
 from db.engine import Database
 from db.lifecycle import ACTIVE_TICKET, LEASED_ATTEMPT, TicketStatus
 from orchestrator.views import plural
-from system.settings import Settings, shown_url
+from system.credentials import shown_url
+from system.settings import Settings
 
 VERIFIED = (TicketStatus.NEEDS_REVIEW, TicketStatus.APPROVED)
 PLAIN_EVERY_SECONDS = 10.0  # without a terminal, a line when something changed, and at least this often

@@ -91,6 +91,8 @@ def up(
             ctx.settings, ctx.db, concurrency, until_idle=until_idle, passes=passes, announce=reporter.say, **logging
         )
         reporter.handed_back = served.handed_back
+    for line in served.left_waiting:
+        out.print(line)
     if served.gave_up:
         raise FleetError(served.gave_up)
     raise typer.Exit(served.exit_code)
@@ -134,6 +136,8 @@ def worker(
     )
     if served.handed_back:
         out.print(handed_back_line(served.handed_back, "the next free worker takes over"))
+    for line in served.left_waiting:
+        out.print(line)
     if served.gave_up:
         raise FleetError(served.gave_up)
     raise typer.Exit(served.exit_code)

@@ -209,3 +209,32 @@ def test_a_push_the_target_refuses_is_not_taken_for_a_moved_target(tmp_path: Pat
     assert not merge_git.land(f"file://{bare}", mirror, "main", built, "1" * 40)  # moved: False, tried again
     assert merge_git.land(f"file://{bare}", mirror, "main", built, old)
     assert mr.git("rev-parse", "main", cwd=bare).strip() == built
+
+
+def test_up_until_idle_ends_when_the_target_refuses_the_push_and_says_why(fleet: Fleet) -> None:
+    """The refused entry was retried every pass and counted as live work: `fleet up --until-idle` never ended. It
+    ends now, naming the entry and the refusal; with the hook gone, the next run lands it."""
+    fleet.env["FLEET_AGENT_SANDBOX"] = "false"
+    bare, _ = mr.make_target(fleet.tmp)
+    register(fleet, bare, slots=1)
+    ticket = submit(fleet, "Add mod1", mr.put(*mr.module("mod1", 1)))
+    fleet.up(concurrency=1)
+    fleet.run("merge", "enqueue", str(ticket))
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'main is a protected branch' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    with running(fleet.popen("up", "--until-idle", "--concurrency", "1")) as worker:
+        try:
+            out, _ = worker.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            pytest.fail("`fleet up --until-idle` waited for a push the target keeps refusing", pytrace=False)
+    assert worker.returncode == 0, out
+    [said] = [line for line in out.splitlines() if "waits in the merge queue" in line]
+    assert said.startswith(f"ticket {ticket} waits in the merge queue of main: could not send the build to")
+    assert "main is a protected branch" in said and f"`fleet merge eject {ticket}` takes it out" in said
+    [entry] = entries(fleet)
+    assert entry.status == "passed" and entry.refused_at is not None and "protected branch" in entry.reason
+    hook.unlink()
+    assert "waits in the merge queue" not in fleet.up(concurrency=1).stdout
+    assert [e.status for e in entries(fleet)] == ["merged"]
+    landed_once(bare, [ticket])

@@ -32,6 +32,18 @@ def test_a_url_is_shown_without_its_password() -> None:
     assert shown_url("sqlite:////home/u/fleet.db") == "sqlite:////home/u/fleet.db"
 
 
+def test_every_url_in_a_text_is_shown_without_its_password() -> None:
+    """git's and Fleet's own words about a remote an older Fleet stored with a token: the token never shows."""
+    said = "could not push to https://x:p@ss@w0rd@git.example/a.git: fatal: 'ssh://bob:tok@h:22/r' and git@h:o/r.git"
+    assert shown_url(said) == (
+        "could not push to https://x:***@git.example/a.git: fatal: 'ssh://bob:***@h:22/r' and git@h:o/r.git"
+    )
+    assert (
+        shown_url("https://user@host:443/r.git and http://host:80/a@b")
+        == "https://user@host:443/r.git and http://host:80/a@b"
+    )
+
+
 class Terminal(io.StringIO):
     """What `fleet up` writes to when its output is a terminal."""
 
