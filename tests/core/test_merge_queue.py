@@ -20,7 +20,7 @@ import pytest
 from db import queries
 from db.engine import Database
 from db.models import MergeEntry
-from system.branches import TargetError
+from system.branches import TargetError, remote_head
 from tests.conftest import Fleet
 from tests.core import merge_repo as mr
 from workers import merge_git
@@ -191,7 +191,8 @@ def test_the_target_moves_only_by_compare_and_swap(tmp_path: Path) -> None:
 
 def test_a_push_the_target_refuses_is_not_taken_for_a_moved_target(tmp_path: Path) -> None:
     """A protected branch, a hook that declines or a token without write access failed the same way as a moved
-    head: the queue re-read the same head and tried again, for ever, and said only that the target moved."""
+    head: the queue re-read the same head and tried again, for ever, and said only that the target moved. A
+    password in the remote's URL is never said."""
     bare, _ = mr.make_target(tmp_path)
     old = mr.git("rev-parse", "main", cwd=bare).strip()
     mirror = tmp_path / "mirror.git"
@@ -205,6 +206,14 @@ def test_a_push_the_target_refuses_is_not_taken_for_a_moved_target(tmp_path: Pat
     for source in (f"file://{bare}", str(bare)):  # a push, or a folder's compare-and-swap
         with pytest.raises(TargetError, match="main is a protected branch"):
             merge_git.land(source, mirror, "main", built, old)
+    secret = "http://ann:hunter2-s3cret@127.0.0.1:1/shop.git"  # a remote an older Fleet stored with its password
+    for refusal in (
+        lambda: merge_git.land(secret, mirror, "main", built, old),
+        lambda: remote_head(secret, "main", bare),
+    ):
+        with pytest.raises(TargetError) as refused:
+            refusal()
+        assert "http://ann:***@127.0.0.1:1/shop.git" in str(refused.value) and "s3cret" not in str(refused.value)
     hook.unlink()
     assert not merge_git.land(f"file://{bare}", mirror, "main", built, "1" * 40)  # moved: False, tried again
     assert merge_git.land(f"file://{bare}", mirror, "main", built, old)
