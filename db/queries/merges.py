@@ -74,7 +74,8 @@ _COUNT_WORK = select(func.count(MergeEntry.id)).where(
 
 
 def count_merge_work(s: Session | Connection) -> int:
-    """The live entries a worker that stops when idle waits for: all but those behind a refused push (`refused`)."""
+    """The live entries a worker that stops when idle waits for: none of a target that refused a landing push
+    (refused_entries) but its builds still running."""
     return int(s.scalar(_COUNT_WORK) or 0)
 
 
