@@ -67,12 +67,12 @@ def blocking_remote(tmp: Path, work: Path) -> tuple[Path, Path, Path]:
     return remote(tmp, work, wait), started, release
 
 
-def reviewable(db: Database, source: Path, base_sha: str, push_to: str) -> int:
+def reviewable(db: Database, source: Path, base_sha: str, push_to: str, name: str = "shop") -> int:
     """A ticket waiting for review with one verified diff, its repository delivering by push to `push_to` (stored as
     is, as an older Fleet stored a URL with a password)."""
     with db.session() as s:
         repo = queries.add_repo(
-            s, name="shop", source=str(source), test_cmd="true", settings={"deliver": "push", "remote": push_to}
+            s, name=name, source=str(source), test_cmd="true", settings={"deliver": "push", "remote": push_to}
         )
         ticket = queries.add_ticket(s, ["shell"], repo_id=repo.id, title="A is 2", base_ref="main",
                                     base_sha=base_sha, agent="shell")  # fmt: skip
@@ -120,22 +120,13 @@ def test_a_rejection_while_an_approval_pushes_is_refused_and_the_approval_stands
     bare, started, release = blocking_remote(tmp_path, work)
     ticket = reviewable(db, work, base, str(bare))
     settings = Settings(home=tmp_path / "home")
-    outcome: list[object] = []
-
-    def approve() -> None:
-        try:
-            outcome.append(review.approve(db, settings, ticket, "ann"))
-        except Exception as exc:
-            outcome.append(exc)
-
-    approving = threading.Thread(target=approve)
-    approving.start()
+    thread, outcome = approving(db, settings, ticket)
     try:
         wait_for_file(started)
         answers = decisions_while_delivering(db, settings, ticket)
     finally:
         release.touch()
-        approving.join(60)
+        thread.join(60)
     line = f"ticket {ticket} is being delivered by ann; try again in a few seconds"
     assert answers == dict.fromkeys(["reject", "approve", "retry", "cancel", "enqueue"], line)
     [decision] = outcome
@@ -147,6 +138,58 @@ def test_a_rejection_while_an_approval_pushes_is_refused_and_the_approval_stands
         assert [r.decision for r in queries.ticket_reviews(s, ticket)] == ["approved"]
         assert not queries.ticket_entries(s, ticket)
     assert git("rev-parse", f"fleet/ticket-{ticket}", cwd=bare).strip() == decision.commit
+
+
+def approving(db: Database, settings: Settings, ticket: int) -> tuple[threading.Thread, list[object]]:
+    """An approval in a thread of its own, and what it returns or raises once it ends."""
+    outcome: list[object] = []
+
+    def approve() -> None:
+        try:
+            outcome.append(review.approve(db, settings, ticket, "ann"))
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=approve)
+    thread.start()
+    return thread, outcome
+
+
+def test_the_claim_lasts_as_long_as_the_push_and_a_lapsed_one_is_not_written_over(db: Database, tmp_path: Path) -> None:
+    """Renewed every heartbeat, a claim outlives its first lease; not renewed (the approval's process is cut off
+    from the database), it lapses, a rejection is let in, and the approval that ends later leaves it standing."""
+    work, base = shop(tmp_path)
+    bare, started, release = blocking_remote(tmp_path, work)
+    ticket = reviewable(db, work, base, str(bare))
+    renewed = Settings(home=tmp_path / "home", lease_seconds=1.0, heartbeat_seconds=0.2)
+    thread, outcome = approving(db, renewed, ticket)
+    try:
+        wait_for_file(started)
+        time.sleep(2.0)  # twice the lease
+        with pytest.raises(FleetError, match="is being delivered by ann"):
+            review.reject(db, StubDispatcher(), renewed, ticket, "bob", "")
+    finally:
+        release.touch()
+        thread.join(60)
+    assert isinstance(outcome[0], review.Decision) and outcome[0].status == TicketStatus.APPROVED
+    started.unlink()
+    release.unlink()
+    ticket = reviewable(db, work, base, str(bare), name="shop2")
+    cut_off = Settings(home=tmp_path / "home", lease_seconds=0.5, heartbeat_seconds=3600)
+    thread, outcome = approving(db, cut_off, ticket)
+    try:
+        wait_for_file(started)
+        time.sleep(1.0)
+        assert review.reject(db, StubDispatcher(), cut_off, ticket, "bob", "").status == TicketStatus.REJECTED
+    finally:
+        release.touch()
+        thread.join(60)
+    [refused] = outcome
+    assert isinstance(refused, FleetError)
+    assert str(refused).endswith("but its claim lapsed and it is rejected now") and "pushed to" in str(refused)
+    with db.session() as s:
+        assert queries.get_ticket(s, ticket).status == "rejected"
+        assert [r.decision for r in queries.ticket_reviews(s, ticket)] == ["rejected"]
 
 
 def test_a_failed_push_gives_the_ticket_back_for_review_at_once(db: Database, tmp_path: Path) -> None:
