@@ -11,11 +11,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 
 from db import lifecycle, queries
 from db.engine import Database
 from db.lifecycle import AttemptStatus, TicketStatus, Verdict
-from db.migrate import upgrade
+from db.migrate import HEAD, alembic_config, current_revision, upgrade
 from db.models import utcnow
 from orchestrator import merges, review
 from orchestrator.errors import FleetError
@@ -236,3 +237,24 @@ def test_a_password_an_older_version_stored_in_the_remote_shows_nowhere(db: Data
         shown = [found.status_reason] + [e.message for e in queries.ticket_events(s, ticket)]
     assert found.status == "needs_review" and not [text for text in shown if PASSWORD in text]
     assert PASSWORD not in str(failed.value)
+
+
+def test_the_migration_keeps_the_rows_there_and_starts_them_unclaimed(db: Database, tmp_path: Path) -> None:
+    """0016 adds the claim to every ticket and the refusal to every merge entry already there, empty: each is
+    reviewable and counted as the queue's work as before; and it comes off again."""
+    ticket = reviewable(db, tmp_path, "0" * 40, "")
+    queued = reviewable(db, tmp_path, "0" * 40, "", name="queued")
+    with db.session() as s:
+        merges.enqueue(s, queued, "ann", target="main")
+    command.downgrade(alembic_config(db), "0015")
+    assert current_revision(db) == "0015"
+    command.upgrade(alembic_config(db), "head")
+    assert current_revision(db) == HEAD
+    with db.session() as s:
+        found = queries.get_ticket(s, ticket)
+        assert (found.status, found.delivering_by, found.delivering_token, found.delivering_until) == (
+            "needs_review", None, None, None,
+        )  # fmt: skip
+        assert [e.refused_at for e in queries.ticket_entries(s, queued)] == [None]
+        assert queries.count_merge_work(s) == 1
+    assert review.reject(db, StubDispatcher(), Settings(home=tmp_path), ticket, "bob", "").status == "rejected"

@@ -23,18 +23,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('tickets') as batch:
-        batch.add_column(sa.Column('delivering_by', sa.String(length=200), nullable=True))
-        batch.add_column(sa.Column('delivering_token', sa.String(length=64), nullable=True))
-        batch.add_column(sa.Column('delivering_until', sa.DateTime(timezone=True), nullable=True))
-    with op.batch_alter_table('merge_entries') as batch:
-        batch.add_column(sa.Column('refused_at', sa.DateTime(timezone=True), nullable=True))
+    op.add_column('tickets', sa.Column('delivering_by', sa.String(length=200), nullable=True))
+    op.add_column('tickets', sa.Column('delivering_token', sa.String(length=64), nullable=True))
+    op.add_column('tickets', sa.Column('delivering_until', sa.DateTime(timezone=True), nullable=True))
+    op.add_column('merge_entries', sa.Column('refused_at', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('merge_entries') as batch:
-        batch.drop_column('refused_at')
-    with op.batch_alter_table('tickets') as batch:
-        batch.drop_column('delivering_until')
-        batch.drop_column('delivering_token')
-        batch.drop_column('delivering_by')
+    op.drop_column('merge_entries', 'refused_at')
+    op.drop_column('tickets', 'delivering_until')
+    op.drop_column('tickets', 'delivering_token')
+    op.drop_column('tickets', 'delivering_by')
