@@ -259,6 +259,7 @@ class MergeEntry(Base):
     build_sha: Mapped[str | None] = mapped_column(String(64))  # head + the entries ahead + this diff
     stack: Mapped[list[Any]] = mapped_column(default=list)  # ids of the entries ahead inside the build
     builds: Mapped[int] = mapped_column(Integer, default=0)  # verifications started
+    build_errors: Mapped[int] = mapped_column(Integer, default=0)  # Fleet's own failures to verify this build
     lease_token: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     dispatched_at: Mapped[datetime | None] = mapped_column()

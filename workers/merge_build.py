@@ -3,7 +3,9 @@ checkout, confined and pinned as every verification is (verification/verify.py's
 
 The build is claimed with a lease that a thread renews while the tests run; a worker killed mid-build lets it
 lapse and the next pass sends the same build again. The verdict is written only while the lease still holds and
-the entry still has this very build (a reset in between refuses it), then a pass lands what it can.
+the entry still has this very build (a reset in between refuses it), then a pass lands what it can. A build Fleet
+itself could not verify (its mirror unreachable, a checkout out of order) is no verdict on the diffs: it is given
+back and sent again, MOST_BUILD_ERRORS times at most.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from workers.secrets import redact
 log = logging.getLogger(__name__)
 SOURCE_FILE = re.compile(r"([\w./-]+\.py)\b")
 MAX_SUSPECTS = 20
+MOST_BUILD_ERRORS = 3
 
 
 @dataclass(frozen=True)
@@ -60,22 +63,28 @@ def verify_build(rt: WorkerRuntime, entry_id: int, send_builds: SendBuilds, send
     claimed = _claim(rt, entry_id, token)
     if claimed is None:
         return  # a duplicate message, a build already judged, or one reset since it was sent
-    job, build, chain = claimed
+    job, build, chain, errors = claimed
     cancel = Cancellation()
     keeper = threading.Thread(target=_keep, args=(rt, entry_id, token, cancel), daemon=True)
     keeper.start()
     try:
-        verdict = _run(rt, job, entry_id, build, chain, cancel)
-    except Exception as exc:  # the unit of work's boundary: the build gets a verdict naming the cause
+        verdict: Verdict | str = _run(rt, job, entry_id, build, chain, cancel)
+    except Exception as exc:  # the unit of work's boundary: Fleet's own failure, no verdict on the diffs
         log.exception("merge build %s", entry_id)
-        verdict = Verdict(False, [], f"the build could not be verified: {type(exc).__name__}: {exc}")
+        verdict = f"{type(exc).__name__}: {exc}"
     finally:
         cancel.set()
         keeper.join(timeout=5.0)
-    secrets = job_secrets(job)
+    if isinstance(verdict, str) and errors + 1 < MOST_BUILD_ERRORS:
+        why = f"the build could not be verified on {rt.worker_id} ({verdict}); it is sent again"
+        with rt.db.session() as s:
+            queries.release_build(s, (job.repo_id, entry_id, build), token, redact(why, job_secrets(job)))
+        return
+    if isinstance(verdict, str):
+        verdict = Verdict(False, [], f"the build could not be verified, {MOST_BUILD_ERRORS} times: {verdict}")
     with rt.db.session() as s:
         status = MergeStatus.PASSED if verdict.passed else MergeStatus.FAILED
-        reason = redact(verdict.reason, secrets)
+        reason = redact(verdict.reason, job_secrets(job))
         queries.finish_build(
             s, (job.repo_id, entry_id, build), token, status,
             failures=verdict.failures, reason=reason, suspects=verdict.suspects,
@@ -83,7 +92,8 @@ def verify_build(rt: WorkerRuntime, entry_id: int, send_builds: SendBuilds, send
     advance(rt.db, rt.settings, job.repo_id, send_builds, send_attempts)
 
 
-def _claim(rt: WorkerRuntime, entry_id: int, token: str) -> tuple[Job, str, Chain] | None:
+def _claim(rt: WorkerRuntime, entry_id: int, token: str) -> tuple[Job, str, Chain, int] | None:
+    """The claimed build's job, commit, how to make it again, and Fleet's own failures to verify it so far."""
     with rt.db.session() as s:
         entry = queries.get_entry(s, entry_id)
         if entry is None or entry.status != MergeStatus.BUILDING.value or not entry.build_sha:
@@ -94,7 +104,8 @@ def _claim(rt: WorkerRuntime, entry_id: int, token: str) -> tuple[Job, str, Chai
         below = [queries.get_entry(s, i) for i in entry.stack]
         entries = [e for e in below if e is not None] + [entry]
         chain = Chain(entries[0].parent_sha or "", tuple(build_inputs(s, e) for e in entries))
-        return replace(job_of(s, queries.attempt_row(s, entry.attempt_id)), base_sha=build), build, chain
+        job = replace(job_of(s, queries.attempt_row(s, entry.attempt_id)), base_sha=build)
+        return job, build, chain, entry.build_errors
 
 
 def ensure_build(rt: WorkerRuntime, job: Job, build: str, chain: Chain) -> Path:

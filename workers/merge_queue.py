@@ -219,7 +219,7 @@ def _write(s: queries.Session, plan: mergeplan.Plan, by_id: dict[int, MergeEntry
         lifecycle.move(entry, _M.BUILDING)
         entry.parent_sha, entry.build_sha, entry.stack = build.parent, build.sha, list(build.stack)
         entry.position = queries.next_position(s, entry.repo_id)
-        entry.builds += 1
+        entry.builds, entry.build_errors = entry.builds + 1, 0
         entry.dispatched_at = utcnow()
         sends.builds.append(entry_id)
     s.flush()

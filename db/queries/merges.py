@@ -140,6 +140,32 @@ def finish_build(s: Session, build: tuple[int, int, str], token: str, verdict: M
     return _changed(result) == 1
 
 
+def release_build(s: Session, build: tuple[int, int, str], token: str, reason: str) -> bool:
+    """Give back a build Fleet could not verify (no verdict): unclaimed, counted in build_errors, with reason, and
+    stamped as sent now, so that lapsed_builds sends it again after the redispatch wait. Only while token still
+    holds that very build, under the queue's lock, as finish_build."""
+    repo_id, entry_id, build_sha = build
+    merge_lock(s, repo_id)
+    result = s.execute(
+        update(MergeEntry)
+        .where(
+            MergeEntry.id == entry_id,
+            MergeEntry.build_sha == build_sha,
+            MergeEntry.lease_token == token,
+            MergeEntry.status == MergeStatus.BUILDING.value,
+        )
+        .values(
+            lease_token=None,
+            lease_expires_at=None,
+            dispatched_at=utcnow(),
+            build_errors=MergeEntry.build_errors + 1,
+            reason=reason,
+            updated_at=utcnow(),
+        )
+    )
+    return _changed(result) == 1
+
+
 def lapsed_builds(s: Session, repo_id: int, redispatch_seconds: float) -> list[int]:
     """Builds whose worker died (lease expired) or whose message was lost: released and stamped as sent again."""
     now = utcnow()

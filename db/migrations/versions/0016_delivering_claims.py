@@ -9,7 +9,9 @@ window reopened the run, and the approval then wrote over it: the diff delivered
 approval now claims its ticket for as long as it delivers (`delivering_by`, `delivering_token`, renewed while the
 push runs, lapsing at `delivering_until` when the approving process died), and every other decision on the ticket
 is refused meanwhile. A merge entry whose landing push the target refused (a protected branch, a declining hook)
-says since when (`refused_at`): a worker that stops when idle does not wait for it.
+says since when (`refused_at`): a worker that stops when idle does not wait for it. A build that Fleet itself failed
+to verify (a worker's mirror or checkout out of order) is no verdict: `build_errors` counts those of the current build,
+which is sent again until it reaches the bound.
 """
 
 from alembic import op
@@ -27,9 +29,11 @@ def upgrade() -> None:
     op.add_column('tickets', sa.Column('delivering_token', sa.String(length=64), nullable=True))
     op.add_column('tickets', sa.Column('delivering_until', sa.DateTime(timezone=True), nullable=True))
     op.add_column('merge_entries', sa.Column('refused_at', sa.DateTime(timezone=True), nullable=True))
+    op.add_column('merge_entries', sa.Column('build_errors', sa.Integer(), server_default='0', nullable=False))
 
 
 def downgrade() -> None:
+    op.drop_column('merge_entries', 'build_errors')
     op.drop_column('merge_entries', 'refused_at')
     op.drop_column('tickets', 'delivering_until')
     op.drop_column('tickets', 'delivering_token')
