@@ -129,9 +129,6 @@ class Attempt(Base):
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
-    # What the attempt's model calls in flight hold against its ticket's budget (gateway, workers/gateway/attempt.py):
-    # counted with cost_usd while the attempt runs, by every worker's gate, and moved into cost_usd as each call ends.
-    held_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     # Model calls the gateway metered without a price for their model: their tokens count, their cost is unknown.
     unpriced_calls: Mapped[int] = mapped_column(Integer, default=0)
     # What the agent's CLI reported about itself, kept beside the gateway's figures as a cross-check.
@@ -316,6 +313,18 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class BudgetHold(Base):
+    """What one gate's model calls in flight hold against its attempt's ticket's budget (workers/gateway/attempt.py)."""
+
+    __tablename__ = "budget_holds"
+
+    gate: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(Integer, index=True)  # no foreign key: removing a repo never waits on it
+    worker: Mapped[str] = mapped_column(String(200))  # a gate lives while its worker beats or its calls go out
+    held_usd: Mapped[float] = mapped_column(Float)
+    held_at: Mapped[datetime] = mapped_column()
 
 
 class WebSession(Base):

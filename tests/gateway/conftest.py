@@ -11,12 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from db import queries
 from db.engine import Database
 from db.lifecycle import AttemptStatus, move
 from db.migrate import upgrade
-from db.models import Attempt as AttemptRow
+from db.models import BudgetHold
 from tests.gateway.upstream import GOOD_KEY, Upstream, model_upstream
 from workers.gateway.attempt import AttemptMeter
 from workers.gateway.prices import DEFAULT_PRICES, Price
@@ -89,8 +90,17 @@ def held(gate: GatewayGate) -> float:
     gate.flush()
     meter = gate.meter
     assert isinstance(meter, AttemptMeter)
-    with meter.db.session() as s:
-        return float(s.get_one(AttemptRow, meter.attempt_id).held_usd)
+    return attempt_holds(meter.db, meter.attempt_id)
+
+
+def attempt_holds(db: Database, attempt_id: int) -> float:
+    """What every gate of the attempt holds, as the budget's check reads it while the attempt runs."""
+    with db.session() as s:
+        return float(
+            s.scalar(
+                select(func.coalesce(func.sum(BudgetHold.held_usd), 0.0)).where(BudgetHold.attempt_id == attempt_id)
+            )
+        )
 
 
 def routes(provider: Upstream, key: str = GOOD_KEY) -> dict[str, Route]:
@@ -110,9 +120,10 @@ def open_gate(
     key: str = GOOD_KEY,
     budget_usd: float = 0.0,
     prices: dict[str, Price] | None = None,
+    worker: str = "",
 ) -> GatewayGate:
     table = DEFAULT_PRICES if prices is None else prices
-    meter = AttemptMeter(attempt.db, attempt.attempt_id, attempt.ticket_id, budget_usd, table)
+    meter = AttemptMeter(attempt.db, attempt.attempt_id, attempt.ticket_id, budget_usd, table, worker)
     attempt.gate = gateway.open(routes(provider, key), meter)
     return attempt.gate
 

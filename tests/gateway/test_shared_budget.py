@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -15,10 +16,12 @@ from db.engine import Database
 from db.lifecycle import AttemptStatus, move
 from db.migrate import upgrade
 from db.models import Attempt as AttemptRow
+from db.models import BudgetHold, Worker, utcnow
 from tests.gateway.conftest import (
     CHAT,
     PRICES,
     Attempt,
+    attempt_holds,
     gate_key,
     held,
     in_flight,
@@ -27,7 +30,10 @@ from tests.gateway.conftest import (
     wait_until,
 )
 from tests.gateway.upstream import Upstream
+from workers.gateway.attempt import AttemptMeter
+from workers.gateway.handler import Call, Hold
 from workers.gateway.server import GatewayGate, ModelGateway
+from workers.gateway.usage import Usage, Wire
 
 BUDGET = 0.01  # a call in flight naming no output limit holds 32,768 tokens of output, $0.33: all of it
 ADMISSION_BEGINS_SECONDS = 0.5  # from a call's place taken to its admission begun: a small body read, on loopback
@@ -57,8 +63,22 @@ def _fan_out(db: Database, budget_usd: float) -> tuple[Attempt, Attempt]:
 
 
 def _held_in(db: Database, attempt: Attempt) -> float:
+    return attempt_holds(db, attempt.attempt_id)
+
+
+def _meter(db: Database, attempt: Attempt, budget_usd: float, worker: str) -> AttemptMeter:
+    return AttemptMeter(db, attempt.attempt_id, attempt.ticket_id, budget_usd, PRICES, worker)
+
+
+def _long_ago(db: Database, meter: AttemptMeter, beat: bool) -> None:
+    """The meter's gate held nothing new for an hour, and its worker (if beat) last beat an hour ago."""
+    an_hour_ago = utcnow() - timedelta(hours=1)
     with db.session() as s:
-        return float(s.get_one(AttemptRow, attempt.attempt_id).held_usd)
+        s.get_one(BudgetHold, meter.gate).held_at = an_hour_ago
+        if beat:
+            queries.beat(s, meter.worker, hostname="old", pid=1, slots=1)
+            s.flush()
+            s.get_one(Worker, meter.worker).heartbeat_at = an_hour_ago
 
 
 def test_a_call_in_flight_on_one_worker_counts_against_the_budget_another_worker_reads(
@@ -90,8 +110,10 @@ def test_what_a_stopped_worker_held_counts_no_more(
     # A worker killed mid-call cannot let go of its call's hold: its attempt goes back in line when the lease lapses,
     # and a waiting attempt holds nothing; its next gate, on any worker, starts from nothing.
     first, second = _fan_out(shared, BUDGET)
+    killed = _meter(shared, first, 10.0, "killed-worker")
+    assert killed.admit("gpt-4o", 5.0) is None
+    _long_ago(shared, killed, beat=True)
     with shared.session() as s:
-        queries.hold_budget(s, first.attempt_id, 5.0)
         move(s.get_one(AttemptRow, first.attempt_id), AttemptStatus.QUEUED)
     with (
         open_gate(workers[1], upstream, second, budget_usd=BUDGET, prices=PRICES) as two,
@@ -105,23 +127,61 @@ def test_what_a_stopped_worker_held_counts_no_more(
         assert held(again) == 0.0
 
 
-def test_a_call_recorded_after_its_holds_were_let_go_leaves_no_credit(shared: Database) -> None:
-    """A worker whose lease lapsed mid-call while another worker took the attempt up: the new gate let go of what the
-    attempt held, then the old gate's call ends and is recorded, letting go of its hold again. The holds stay at
-    zero, not below: a negative hold would pass later calls through a spent budget."""
-    from workers.gateway.attempt import AttemptMeter
-    from workers.gateway.handler import Call, Hold
-    from workers.gateway.usage import Usage, Wire
+def test_a_new_gate_leaves_the_holds_of_the_old_gate_still_calling(
+    shared: Database, workers: tuple[ModelGateway, ModelGateway], upstream: Upstream
+) -> None:
+    """The attempt's lease lapsed on one worker, still alive and calling the model, and another took it up: the new
+    gate's opening leaves the old gate's call in flight held, so the ticket's other attempt is refused; the old
+    call's end lets go of its hold."""
+    first, second = _fan_out(shared, BUDGET)
+    with (
+        open_gate(workers[0], upstream, first, budget_usd=BUDGET, prices=PRICES, worker="old") as old,
+        open_gate(workers[0], upstream, second, budget_usd=BUDGET, prices=PRICES) as two,
+        httpx.Client(base_url=old.url, timeout=30) as agent_old,
+        httpx.Client(base_url=two.url, timeout=30) as agent_two,
+    ):
+        with in_flight(agent_old, old):
+            holding = held(old)
+            assert holding > BUDGET
+            with open_gate(workers[1], upstream, first, budget_usd=BUDGET, prices=PRICES, worker="new") as new:
+                new.flush()  # its opening written
+                assert held(new) == holding
+                assert agent_two.post("/openai/chat/completions", json=CHAT, headers=gate_key(two)).status_code == 402
+        wait_until(lambda: held(old) == 0.0, "the old gate's call ended and kept its hold")
 
+
+@pytest.mark.parametrize("beating", [True, False], ids=["worker-beats", "gate-held-lately"])
+def test_a_gate_is_alive_while_its_worker_beats_or_it_held_lately(shared: Database, beating: bool) -> None:
     first, _ = _fan_out(shared, 1.0)
-    old_gate, new_gate = (AttemptMeter(shared, first.attempt_id, first.ticket_id, 1.0, PRICES) for _ in range(2))
-    assert old_gate.admit("gpt-4o", 0.5) is None
-    new_gate.open()  # the attempt's gate opened on the worker that took it up
-    spent_all = Usage(input_tokens=0, output_tokens=100_000)  # gpt-4o: $1.00 of output
-    old_gate.record(Call(Wire.CHAT, "gpt-4o", False, 200, spent_all, 1.0, None, "", "", hold=Hold(0.5, True)))
-    assert _held_in(shared, first) == 0.0
+    old_gate, new_gate = _meter(shared, first, 1.0, "old-worker"), _meter(shared, first, 1.0, "new-worker")
+    assert old_gate.admit("gpt-4o", 1.0) is None
+    if beating:  # its gate held nothing new for an hour, but its worker beats: a long call may still be in flight
+        _long_ago(shared, old_gate, beat=False)
+        with shared.session() as s:
+            queries.beat(s, "old-worker", hostname="old", pid=1, slots=1)
+    new_gate.open()
     refusal = new_gate.admit("gpt-4o", 0.01)
     assert refusal is not None and "ran out" in refusal
+    spent_all = Usage(input_tokens=0, output_tokens=100_000)  # gpt-4o: $1.00 of output
+    old_gate.record(Call(Wire.CHAT, "gpt-4o", False, 200, spent_all, 1.0, None, "", "", hold=Hold(2.0, True)))
+    assert _held_in(shared, first) == 0.0  # never below zero: a negative hold would pass later calls
+    refusal = new_gate.admit("gpt-4o", 0.01)
+    assert refusal is not None and "($1.0000 spent)" in refusal
+
+
+def test_a_dead_gates_holds_are_let_go_when_a_new_gate_opens(shared: Database) -> None:
+    """A gate whose worker stopped beating an hour ago and which held nothing since died mid-call: the attempt's next
+    gate lets go of its holds, and of no other gate's."""
+    first, second = _fan_out(shared, 10.0)
+    dead, alive, other = (_meter(shared, a, 10.0, "w") for a in (first, first, second))
+    for meter in (dead, alive, other):
+        assert meter.admit("gpt-4o", 1.0) is None
+    _long_ago(shared, dead, beat=True)
+    _meter(shared, first, 10.0, "new-worker").open()
+    assert _held_in(shared, first) == 1.0  # the live gate's
+    assert _held_in(shared, second) == 1.0
+    alive.release()
+    assert _held_in(shared, first) == 0.0
 
 
 def test_a_call_cut_while_it_waits_to_be_admitted_lets_go_of_the_hold_written_after(

@@ -3,6 +3,7 @@ meter that records its calls and holds its ticket's budget, and what its calls a
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -31,6 +32,8 @@ BASE_VARIABLES = {
 # (prices.MAX_OUTPUT_TOKENS), or for a model not known there this much, about what the agent CLIs that name one ask for
 # (Claude Code 32,000), so that leaving it out does not hold less.
 HELD_OUTPUT_TOKENS = 32_768
+# How long a gate whose worker stopped beating and whose calls hold nothing new may still have a call in flight.
+ALIVE_WITHIN_SECONDS = 60.0
 PROVIDERS = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
@@ -93,14 +96,22 @@ def call_cost(prices: Mapping[str, Price], call: Call) -> float | None:
 @dataclass
 class AttemptMeter:
     """Records an attempt's calls as they end, and refuses its calls once its ticket's spend reaches the budget: one
-    gate's, its methods called on that gate's writer thread."""
+    gate's, its methods called on that gate's writer thread. Its holds are its gate's own (a row of `budget_holds`)."""
 
     db: Database
     attempt_id: int
     ticket_id: int
     budget_usd: float
     prices: Mapping[str, Price]
+    worker: str = ""  # the worker whose heartbeat says the gate may still be alive
+    alive_within: float = ALIVE_WITHIN_SECONDS  # the lease's length: a worker that beat since may still call
     holding: float = field(default=0.0, init=False)  # what its admit wrote and no record let go of yet
+    gate: str = field(default_factory=lambda: uuid.uuid4().hex, init=False)
+    written: bool = field(default=False, init=False)  # its row of holds written
+
+    @property
+    def own(self) -> queries.GateHold:
+        return queries.GateHold(self.gate, self.attempt_id, self.worker)
 
     def hold(self, model: str, request_bytes: int, output_tokens: int) -> float:
         price = find_price(self.prices, model)
@@ -122,9 +133,10 @@ class AttemptMeter:
             spent, held = queries.budget_in_use(s, self.ticket_id)
             admitted = spent + held < self.budget_usd
             if admitted:
-                queries.hold_budget(s, self.attempt_id, usd)
+                queries.hold_budget(s, self.own, usd, first=not self.written)
         if admitted:  # written: the transaction committed
             self.holding += usd
+            self.written = True
             return None
         in_flight = f", ${held:.4f} held by calls in flight for their input and output limits" if held else ""
         return f"the ticket's budget of ${self.budget_usd:.2f} ran out mid-attempt (${spent:.4f} spent{in_flight})"
@@ -132,13 +144,13 @@ class AttemptMeter:
     def open(self) -> None:
         if self.budget_usd:
             with self.db.session() as s:
-                queries.clear_holds(s, self.attempt_id)
+                queries.let_go_of_dead_gates(s, self.own, self.alive_within)
 
     def release(self) -> None:
-        if self.holding > 0:  # calls cut before they were recorded, or whose record failed to write
+        if self.written:  # its row, with what calls cut before they were recorded (or whose record failed) held
             with self.db.session() as s:
-                queries.release_holds(s, self.attempt_id, self.holding)
-            self.holding = 0.0
+                queries.release_holds(s, self.own)
+            self.holding, self.written = 0.0, False
 
     def record(self, call: Call) -> None:
         usage = call.usage
@@ -147,6 +159,7 @@ class AttemptMeter:
                 s,
                 self.attempt_id,
                 held=call.held,
+                gate=self.gate,
                 protocol=call.wire.value,
                 model=call.model[:200],
                 streamed=call.streamed,

@@ -91,7 +91,7 @@ class Meter(Protocol):
         ...
 
     def open(self) -> None:
-        """The gate opens: what an earlier run of the attempt holds (its worker stopped mid-call) counts no more."""
+        """The gate opens: what a dead earlier gate of the attempt holds counts no more (a live one keeps its holds)."""
         ...
 
     def release(self) -> None:

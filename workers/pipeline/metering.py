@@ -25,7 +25,9 @@ def open_gate(rt: WorkerRuntime, job: Job, agent: Agent) -> GatewayGate:
     prices = price_table(
         own_prices() if callable(own_prices) else (), rt.settings.model_prices, job.repo_settings.model_prices
     )
-    meter = AttemptMeter(rt.db, job.attempt_id, job.ticket_id, job.budget_usd, prices)
+    meter = AttemptMeter(
+        rt.db, job.attempt_id, job.ticket_id, job.budget_usd, prices, rt.worker_id, rt.settings.lease_seconds
+    )
     return rt.gateway.open(upstreams(rt.settings, os.environ, own() if callable(own) else {}), meter)
 
 
