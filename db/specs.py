@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from db.spectypes import (
+    GRANTED,
     MAX_BODY,
     MAX_MEMORY_MB,
     MAX_PORTS,
@@ -216,7 +217,7 @@ class RepoSettings(Spec):
     @classmethod
     def from_stored(cls, stored: Mapping[str, Any]) -> RepoSettings:
         """The settings as the database holds them (copy_files as [source, dest] pairs)."""
-        data = dict(stored)
+        data = {key: value for key, value in stored.items() if key != GRANTED}  # beside the settings, not one
         data["copy_files"] = [pair if isinstance(pair, str) else ":".join(pair) for pair in data.get("copy_files", [])]
         return cls.model_validate(data, strict=False, context={STORED: True})  # older versions: read leniently
 

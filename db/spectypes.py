@@ -3,6 +3,7 @@ the one-line errors."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from difflib import get_close_matches
 from typing import Annotated, Any, Literal
 
@@ -27,6 +28,9 @@ PATTERN_NAMES = {
     LOGIN: "a forge user name",
 }
 STORED = "stored"  # the validation context of settings read back from the database
+# Stored beside a repository's settings, by setting (test_env, agent_env): the names shaped like a secret's that an
+# operator passed on itself (`fleet repo add/update`, the API); a name a `.fleet.toml` wrote is never among them.
+GRANTED = "granted"
 MAX_TITLE = 500
 MAX_BODY = 200_000
 MAX_PORTS = 10_000
@@ -80,3 +84,11 @@ def shown_value(value: Any) -> str:
         return "a URL with a password"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def granted_names(stored: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """The names an operator passed on itself, by setting, as a repository's settings store them (none if older)."""
+    granted = stored.get(GRANTED)
+    if not isinstance(granted, Mapping):
+        return {}
+    return {str(setting): tuple(map(str, names)) for setting, names in granted.items() if isinstance(names, list)}

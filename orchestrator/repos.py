@@ -11,12 +11,14 @@ from typing import Any
 from db import queries
 from db.engine import Database
 from db.specs import RepoSettings, RepoSpec, SpecError, copy_pair, parse
+from db.spectypes import GRANTED, granted_names
 from orchestrator import views
 from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError
 from orchestrator.sources import checked_source, settings_text
 from orchestrator.tickets import CANCELLABLE as OPEN
 from orchestrator.tickets import check_agent, check_text
+from orchestrator.widening import refuse_widening
 from system.credentials import SECRET_NAME
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -101,13 +103,24 @@ def register_repo(db: Database, spec: RepoSpec, agents: AgentRule) -> dict[str, 
     given = spec.given()
     from_file = {name: value for name, value in read_fleet_toml(source).given().items() if name not in given}
     _refuse_secrets_from_file(source, from_file)
+    refuse_widening(source, from_file)
     settings = RepoSettings.model_validate(from_file | given)
     with db.session() as s:
-        repo = queries.add_repo(s, name=spec.name, **_columns(source, settings, agents))
+        repo = queries.add_repo(s, name=spec.name, **_columns(source, settings, agents, _granted(given, {})))
         return views.repo_view(repo)
 
 
-def _columns(source: str, settings: RepoSettings, agents: AgentRule) -> dict[str, Any]:
+def _granted(given: dict[str, Any], before: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    """The names shaped like a secret's that the operator passed on: those it gives now, for the settings it gives,
+    and those it gave before for the others (a `.fleet.toml`'s never are)."""
+    granted = {setting: list(before.get(setting, ())) for setting in PASSED_ON}
+    granted |= {
+        setting: [n for n in given[setting] if SECRET_NAME.search(n)] for setting in PASSED_ON if setting in given
+    }
+    return {setting: names for setting, names in granted.items() if names}
+
+
+def _columns(source: str, settings: RepoSettings, agents: AgentRule, granted: dict[str, list[str]]) -> dict[str, Any]:
     """A repository's row, from settings checked as verification and the workers will use them."""
     if not settings.test_cmd.strip():
         on_disk = Path(source, ".fleet.toml").is_file()  # a URL names no folder: never a file
@@ -122,7 +135,7 @@ def _columns(source: str, settings: RepoSettings, agents: AgentRule) -> dict[str
         "test_cmd": settings.test_cmd,
         "setup_cmd": settings.setup_cmd or None,
         "default_agent": settings.agent,
-        "settings": _stored(settings),
+        "settings": _stored(settings) | ({GRANTED: granted} if granted else {}),
     }
 
 
@@ -132,12 +145,13 @@ def update_repo(db: Database, name: str, changes: RepoSettings, path: str | None
         repo = queries.get_repo(s, name)
         columns = {"test_cmd": repo.test_cmd, "setup_cmd": repo.setup_cmd or "", "agent": repo.default_agent}
         current, source = RepoSettings.from_stored(repo.settings | columns), repo.source
+        granted = _granted(changes.given(), granted_names(repo.settings))
     if path is not None:
         check_text("path", path)
         source = checked_source(path)
     settings = RepoSettings.model_validate(current.given() | changes.given())
     with db.session() as s:
-        return views.repo_view(queries.update_repo(s, name, **_columns(source, settings, agents)))
+        return views.repo_view(queries.update_repo(s, name, **_columns(source, settings, agents, granted)))
 
 
 def _refuse_unless_removable(s: queries.Session, name: str) -> None:

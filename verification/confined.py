@@ -53,6 +53,7 @@ def run_confined(
         report_dir=report_dir,
         env=spec.env,
         env_names=spec.env_names,
+        granted_names=spec.granted_names,
         cancelled=cancelled,
         limit_bytes=spec.output_limit,
         pytest_args=pytest_pins(checkout, config) if spec.pin_pytest else (),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from system.credentials import CREDENTIAL_VARIABLES, SECRET_NAME
+from system.credentials import CREDENTIAL_VARIABLES, SECRET_NAME, passable, withheld, withheld_line
 from system.files import remove_tree
 from system.process import ProcessResult, run_process
 from system.sandbox import scratch_env
@@ -110,6 +110,7 @@ def run_tests(
     report_dir: Path,
     env: Mapping[str, str] | None = None,
     env_names: Sequence[str] = (),
+    granted_names: Sequence[str] = (),
     cancelled: threading.Event | None = None,
     limit_bytes: int = 64_000,
     pytest_args: Sequence[str] = (),
@@ -118,12 +119,14 @@ def run_tests(
 ) -> TestRun:
     """Run `command` in checkout under `/bin/sh -c` and read the JUnit report it leaves in report_dir.
 
-    Of env (default: this process's) only TEST_ENV_NAMES, env_names and the port block reach the command;
-    report_dir must not be shared by concurrent runs, and its top-level *.xml files are deleted first.
+    Of env (default: this process's) only TEST_ENV_NAMES, env_names and the port block reach the command, and of
+    env_names those shaped like a secret's only when granted_names (the operator's) holds them too; report_dir must
+    not be shared by concurrent runs, and its top-level *.xml files are deleted first.
     """
     report_dir.mkdir(parents=True, exist_ok=True)
     _clear_reports(report_dir)
-    run_env = build_env(allowed_env(env if env is not None else os.environ, env_names), report_dir, pytest_args)
+    base = env if env is not None else os.environ
+    run_env = build_env(allowed_env(base, env_names, granted_names), report_dir, pytest_args)
     argv = [*wrapper, "/bin/sh", "-c", command]
     if "pytest" in command:  # not for other runners: `python manage.py test` needs its script's folder
         run_env["PYTHONSAFEPATH"] = "1"
@@ -143,6 +146,8 @@ def run_tests(
         seen = results_channel.read(handle)
     run = _collect(proc, command, timeout, report_dir, checkout)
     run.channel = seen
+    if dropped := withheld(env_names, granted_names):
+        run.warnings.append(withheld_line("test_env", dropped))
     return run
 
 
@@ -177,9 +182,11 @@ def build_env(base: Mapping[str, str], report_dir: Path, pytest_args: Sequence[s
     return run_env
 
 
-def allowed_env(base: Mapping[str, str], names: Sequence[str] = ()) -> dict[str, str]:
-    """The variables of base that code under test may see: TEST_ENV_NAMES, names, and the port block."""
-    wanted = {*TEST_ENV_NAMES, *names} - CREDENTIAL_VARIABLES
+def allowed_env(base: Mapping[str, str], names: Sequence[str] = (), granted: Sequence[str] = ()) -> dict[str, str]:
+    """The variables of base that code under test may see: TEST_ENV_NAMES, names (of those shaped like a secret's,
+    only the granted ones: a repository's settings stored before its `.fleet.toml` was checked may hold others), and
+    the port block."""
+    wanted = {*TEST_ENV_NAMES, *passable(names, granted)} - CREDENTIAL_VARIABLES
     return {k: v for k, v in base.items() if k in wanted or k.startswith(PORT_PREFIX)}
 
 

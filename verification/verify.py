@@ -74,6 +74,7 @@ class VerifySpec:
     readable: tuple[Path, ...] = ()  # declared paths the confined tests see read-only, besides their toolchains
     hidden: tuple[Path, ...] = ()  # covered even inside a readable folder (FLEET_HOME, the repository)
     env_names: tuple[str, ...] = ()  # the repository's `test_env`: variables passed to the tests by name
+    granted_names: tuple[str, ...] = ()  # of those shaped like a secret's, the ones an operator passed on itself
     rerun_failures: bool = True
     output_limit: int = 64_000
     setup_cmd: str | None = None

@@ -19,16 +19,16 @@ def _job(settings: dict[str, object]) -> Job:
     return job_with(RepoSettings.from_stored(settings))
 
 
-def test_network_for_test_runs_is_off_unless_the_repo_allows_it(tmp_path: Path) -> None:
+def test_network_for_test_runs_is_off_unless_the_operator_allows_it(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
     upgrade(db)
     write_sample_repo(tmp_path / "offline")
     write_sample_repo(tmp_path / "online")
-    (tmp_path / "online" / ".fleet.toml").write_text('test_cmd = "true"\ntest_network = true\nmax_concurrency = 3\n')
+    (tmp_path / "online" / ".fleet.toml").write_text('test_cmd = "true"\nmax_concurrency = 3\n')
     git("add", "-A", cwd=tmp_path / "online")
     git("commit", "-qm", "settings", cwd=tmp_path / "online")
     offline = register_repo(db, RepoSpec(name="offline", path=str(tmp_path / "offline"), test_cmd="true"), AGENTS)
-    online = register_repo(db, RepoSpec(name="online", path=str(tmp_path / "online")), AGENTS)
+    online = register_repo(db, RepoSpec(name="online", path=str(tmp_path / "online"), test_network=True), AGENTS)
     assert online["settings"] == {"test_network": True, "max_concurrency": 3}
     assert spec_for(_job(offline["settings"]), 60, 4000, 60).network is False
     assert spec_for(_job(online["settings"]), 60, 4000, 60).network is True

@@ -12,6 +12,7 @@ import pytest
 from db.engine import Database
 from db.migrate import upgrade
 from db.specs import RepoSpec
+from db.spectypes import granted_names
 from orchestrator.errors import FleetError
 from orchestrator.repos import register_repo
 from system.git import git
@@ -78,6 +79,8 @@ def test_the_operator_passes_a_secret_on_by_name_and_a_fleet_toml_its_other_vari
     chosen = _registered(
         tmp_path / "op", 'test_cmd = "true"\ntest_env = ["OPENAI_API_KEY"]\n', test_env=["OPENAI_API_KEY"]
     )
-    assert chosen["settings"] == {"test_env": ["OPENAI_API_KEY"]}  # the operator's option, not the file, names it
+    # the operator's option, not the file, names it: kept as the operator's
+    assert chosen["settings"] == {"test_env": ["OPENAI_API_KEY"], "granted": {"test_env": ["OPENAI_API_KEY"]}}
     env = {"OPENAI_API_KEY": "sk-operator-chose-this", "ANTHROPIC_API_KEY": "sk-never"}
-    assert allowed_env(env, ["OPENAI_API_KEY"]) == {"OPENAI_API_KEY": "sk-operator-chose-this"}
+    granted = granted_names(chosen["settings"])["test_env"]
+    assert allowed_env(env, ["OPENAI_API_KEY"], granted) == {"OPENAI_API_KEY": "sk-operator-chose-this"}

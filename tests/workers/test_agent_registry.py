@@ -87,7 +87,7 @@ def test_a_listed_class_runs_in_its_own_process_and_keeps_its_usage(
     marker = tmp_path / "imported-by"
     monkeypatch.setenv(MARKER_ENV, str(marker))
     task = _task(tmp_path)
-    options = AgentOptions(env_passthrough=(MARKER_ENV,))
+    options = AgentOptions(env_passthrough=(MARKER_ENV,), env_granted=(MARKER_ENV,))  # a ticket names it
     result = load_agent(LISTED, options, [LISTED]).run(task)
     assert result.error is None and result.exit_code == 0, result.transcript
     assert "return a + b" in (task.worktree / "calc.py").read_text()
@@ -132,7 +132,8 @@ def test_environment_is_minimal_plus_allow_list(tmp_path: Path, monkeypatch: pyt
         cancelled=threading.Event(),
         env={"HOME": str(tmp_path / "home"), "EXTRA": "1"},
     )
-    env = agent_env(task, AgentOptions(env_passthrough=("FLEET_TEST_ALLOWED", "NOT_SET"), model="m-1"))
+    named = ("FLEET_TEST_ALLOWED", "NOT_SET")  # shaped like Fleet's own settings: passed on as a ticket names them
+    env = agent_env(task, AgentOptions(env_passthrough=named, env_granted=named, model="m-1"))
     assert "FLEET_TEST_SECRET" not in env and "NOT_SET" not in env
     assert env["FLEET_TEST_ALLOWED"] == "yes"
     assert env["PATH"] == "/usr/bin:/bin"

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from system.credentials import CREDENTIAL_VARIABLES
+from system.credentials import CREDENTIAL_VARIABLES, passable
 from system.process import ProcessResult, run_process
 from workers.agents.contracts import AgentTask
 
@@ -22,6 +22,7 @@ class AgentOptions:
     model: str | None = None
     extra_args: tuple[str, ...] = ()
     env_passthrough: tuple[str, ...] = ()
+    env_granted: tuple[str, ...] = ()  # of env_passthrough's names shaped like a secret's, those passed on by name
     grace_seconds: float = 5.0
     transcript_limit: int = 256_000
 
@@ -42,7 +43,8 @@ def agent_env(task: AgentTask, options: AgentOptions) -> dict[str, str]:
     """The agent's whole environment: a minimal base, allow-listed variables, task.env and the FLEET_* facts."""
     env = {name: os.environ[name] for name in BASE_ENV_NAMES if name in os.environ}
     env.setdefault("PATH", os.defpath)
-    passed = [n for n in options.env_passthrough if n in os.environ and n not in CREDENTIAL_VARIABLES]
+    passing = passable(options.env_passthrough, options.env_granted)
+    passed = [n for n in passing if n in os.environ and n not in CREDENTIAL_VARIABLES]
     env.update({name: os.environ[name] for name in passed})
     env.update(task.env)
     if options.model:

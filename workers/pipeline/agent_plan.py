@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from system.credentials import withheld, withheld_line
 from system.files import remove_tree
 from system.sandbox import toolchain_roots, wants_network
 from workers.agent_sandbox import AgentSandbox, SandboxPlan, build_sandbox
@@ -107,6 +108,14 @@ def agent_limits(rt: WorkerRuntime, job: Job, agent: Agent) -> AgentLimits:
     )
 
 
+def withheld_env(job: Job) -> str | None:
+    """What the agent's environment leaves out of the repository's `agent_env`, and why; None when nothing."""
+    dropped = withheld(
+        job.repo_settings.agent_env, (*job.granted.get("agent_env", ()), *job.agent_options.get("env", ()))
+    )
+    return withheld_line("agent_env", dropped) if dropped else None
+
+
 def agent_options(rt: WorkerRuntime, job: Job) -> AgentOptions:
     """The ticket's agent options over the repository's (`agent_model`, `agent_args`, `agent_env`)."""
     ticket, repo = job.agent_options, job.repo_settings
@@ -115,6 +124,7 @@ def agent_options(rt: WorkerRuntime, job: Job) -> AgentOptions:
         model=ticket.get("model") or repo.agent_model or None,
         extra_args=(*repo.agent_args, *ticket.get("extra_args", ())),
         env_passthrough=(*repo.agent_env, *ticket.get("env", ())),
+        env_granted=(*job.granted.get("agent_env", ()), *ticket.get("env", ())),  # a ticket's: named by its submitter
         grace_seconds=rt.settings.kill_grace_seconds,
         transcript_limit=rt.settings.transcript_limit_bytes,
     )

@@ -32,7 +32,7 @@ from workers.agents.outcome import crash_reason
 from workers.cgroups import attempt_cgroup
 from workers.group_writer import GroupWriter
 from workers.journal import AGENT
-from workers.pipeline.agent_plan import agent_limits, agent_options, agent_sandbox, close_gate
+from workers.pipeline.agent_plan import agent_limits, agent_options, agent_sandbox, close_gate, withheld_env
 from workers.pipeline.baselines import context_pack
 from workers.pipeline.job import (
     Job,
@@ -122,6 +122,7 @@ def _run_agent(rt: WorkerRuntime, unit: Unit) -> tuple[AgentResult, str, str, di
         setup_log = _prepare_worktree(rt, job, mirror, worktree.path, ports.env(), cancel, attempt_dir / "setup")
         setup_log += _start_from(worktree.path, job.start_diff)
         sandbox, warning = agent_sandbox(rt, job, agent, worktree, attempt_dir, model_gate.port)
+        warning = "; ".join(filter(None, (warning, withheld_env(job)))) or None
         with (
             attempt_cgroup(job.attempt_id, limits.processes, limits.memory_mb) as cgroup,
             _own_git_dir(worktree, attempt_dir, sandbox),

@@ -98,6 +98,7 @@ def job_spec(rt: WorkerRuntime, job: Job, ports: dict[str, str]) -> VerifySpec:
         spec,
         env=dict(os.environ) | ports,
         env_names=tuple(job.repo_settings.test_env),
+        granted_names=job.granted.get("test_env", ()),
         readable=declared_paths(rt, job),
         hidden=hidden_paths(rt, job),
         on_unconfined=functools.partial(rt.attempt_folders.mark_unconfined, job.attempt_id),

@@ -11,6 +11,7 @@ from db import policy, queries
 from db.lifecycle import AttemptStatus
 from db.models import Attempt
 from db.specs import RepoSettings, copy_pair
+from db.spectypes import granted_names
 from system.covers import credential_stores
 from system.mirror import is_url
 from system.sandbox import TURNED_OFF, bwrap_missing
@@ -40,6 +41,7 @@ class Job:
     setup_cmd: str | None
     repo_settings: RepoSettings
     targets: tuple[str, ...] = field(default=())
+    granted: dict[str, tuple[str, ...]] = field(default_factory=dict)  # db.spectypes.granted_names: by setting
     over_budget: str | None = None
     budget_usd: float = 0.0  # the ticket's, enforced by the model gateway mid-attempt (0: no limit)
     area: tuple[str, ...] = field(default=())
@@ -90,6 +92,7 @@ def job_of(s: queries.Session, row: queries.RowMapping) -> Job:
         test_cmd=row["test_cmd"],
         setup_cmd=row["setup_cmd"],
         repo_settings=RepoSettings.from_stored(row["repo_settings"]),
+        granted=granted_names(row["repo_settings"]),
         targets=tuple(row["targets"]),
         area=tuple(row["area"]),
         budget_usd=row["budget_usd"] or 0.0,

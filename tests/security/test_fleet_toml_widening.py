@@ -1,0 +1,85 @@
+"""A repository's `.fleet.toml` is written by whoever commits to it (an agent's merged diff among them): it may not
+widen the sandbox of the operator's workers on its own. The operator grants the same with `fleet repo add`'s
+options, and a `.fleet.toml` that narrows the sandbox is taken."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from db.engine import Database
+from db.migrate import upgrade
+from db.specs import RepoSpec
+from orchestrator.errors import FleetError
+from orchestrator.repos import register_repo
+from system.git import git
+from tests.conftest import Fleet
+from tests.orchestrator.workers_stub import AGENTS
+from workers.agents.scripted import write_sample_repo
+
+# Each setting that widens the sandbox, as a `.fleet.toml` line, the option that grants it, and the options' value.
+WIDENING: list[tuple[str, str, dict[str, Any]]] = [
+    ('read_paths = ["/etc"]', "--read-path /etc", {"read_paths": ["/etc"]}),
+    (
+        'copy_files = ["/etc/hostname:hostname"]',
+        "--copy-file /etc/hostname:hostname",
+        {"copy_file": "/etc/hostname:hostname"},
+    ),
+    ('hidden_tests = "/etc"', "--hidden-tests /etc", {"hidden_tests": "/etc"}),
+    ("test_network = true", "--test-network", {"test_network": True}),
+    ('setup_network = "host"', "--setup-network host", {"setup_network": "host"}),
+    ('setup_hosts = ["pypi.org:443"]', "--setup-host pypi.org:443", {"setup_hosts": ["pypi.org:443"]}),
+    ("agent_sandbox = false", "--no-agent-sandbox", {"agent_sandbox": False}),
+    ('agent_network = "on"', "--agent-network on", {"agent_network": "on"}),
+    ('agent_hosts = ["example.com:443"]', "--agent-host example.com:443", {"agent_hosts": ["example.com:443"]}),
+    ("agent_memory_mb = 1048576", "--agent-memory-mb 1048576", {"agent_memory_mb": 1048576}),
+    ("agent_max_processes = 4194304", "--agent-max-processes 4194304", {"agent_max_processes": 4194304}),
+    ("agent_address_space_mb = 1048576", "--agent-address-space-mb 1048576", {"agent_address_space_mb": 1048576}),
+]
+
+
+def _register(tmp_path: Path, fleet_toml: str, **options: Any) -> dict[str, Any]:
+    repo = tmp_path / "repo"
+    write_sample_repo(repo)
+    (repo / ".fleet.toml").write_text(f'test_cmd = "true"\n{fleet_toml}\n')
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "settings", cwd=repo)
+    db = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
+    upgrade(db)
+    return register_repo(db, RepoSpec.model_validate({"name": "r", "path": str(repo), **options}), AGENTS)
+
+
+@pytest.mark.parametrize(("line", "option", "given"), WIDENING, ids=[line.split(" ")[0] for line, _, _ in WIDENING])
+def test_a_fleet_toml_cannot_widen_the_sandbox_and_the_operators_option_can(
+    tmp_path: Path, line: str, option: str, given: dict[str, Any]
+) -> None:
+    with pytest.raises(FleetError) as refused:
+        _register(tmp_path / "file", line)
+    setting, value = line.split(" = ")
+    assert str(refused.value) == (
+        f".fleet.toml in {tmp_path / 'file' / 'repo'} asks for {setting} = {value}; "
+        f"an operator grants it with `fleet repo add ... {option}`"
+    )
+    assert _register(tmp_path / "operator", line, **given)["settings"]  # the option wins over the file: granted
+
+
+def test_a_fleet_toml_that_narrows_the_sandbox_is_taken(tmp_path: Path) -> None:
+    narrowing = 'setup_network = "none"\nagent_network = "none"\nagent_sandbox = true\ntest_network = false'
+    assert _register(tmp_path, narrowing)["settings"] == {"setup_network": "none", "agent_network": "none"}
+
+
+def test_fleet_repo_add_says_in_one_line_what_the_file_asked_for(embedded: Fleet) -> None:
+    repo = embedded.tmp / "asks"
+    write_sample_repo(repo)
+    (repo / ".fleet.toml").write_text('test_cmd = "true"\nsetup_network = "host"\n')
+    git("add", "-A", cwd=repo)
+    git("commit", "-qm", "settings", cwd=repo)
+    refused = embedded.run("repo", "add", "asks", str(repo), check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f'error: .fleet.toml in {repo} asks for setup_network = "host"; an operator grants it with '
+        "`fleet repo add ... --setup-network host`"
+    ]
+    embedded.run("repo", "add", "asks", str(repo), "--setup-network", "host")
