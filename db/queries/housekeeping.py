@@ -14,7 +14,7 @@ from db.lifecycle import (
     AttemptStatus,
     TicketStatus,
 )
-from db.models import Attempt, ModelCall, Notification, Ticket, Verification
+from db.models import Attempt, BudgetHold, ModelCall, Notification, Ticket, Verification
 
 # Tickets whose attempts nobody will run, rank or review again: their stored text can go.
 SETTLED_TICKET = (
@@ -45,7 +45,8 @@ def base_commits(s: Session) -> dict[int, set[str]]:
 
 
 def clear_attempt_text(s: Session, finished_before: datetime) -> tuple[int, int]:
-    """Empty the transcripts, diffs and test outputs of attempts finished before a moment, on settled tickets only.
+    """Empty the transcripts, diffs and test outputs of attempts finished before a moment, on settled tickets only,
+    and drop what dead gates of theirs held (budget_holds: no longer counted, never let go).
 
     Rows, verdicts, reasons, feedback and diff stats stay. Returns (attempts cleared, bytes cleared).
     """
@@ -69,6 +70,7 @@ def clear_attempt_text(s: Session, finished_before: datetime) -> tuple[int, int]
     s.execute(update(Attempt).where(Attempt.id.in_(settled)).values(transcript="", diff=""))
     s.execute(update(Verification).where(Verification.attempt_id.in_(settled)).values(output=""))
     s.execute(update(ModelCall).where(ModelCall.attempt_id.in_(settled)).values(request="", response=""))
+    s.execute(delete(BudgetHold).where(BudgetHold.attempt_id.in_(settled)))  # of gates whose worker died mid-call
     return int(count), int(total)
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db import queries
 from db.engine import Database
 from db.lifecycle import AttemptStatus, TicketStatus
 from db.migrate import upgrade
-from db.models import Notification, Repo, utcnow
+from db.models import BudgetHold, Notification, Repo, utcnow
 
 TEXT = {"transcript": "agent said ✓\n", "diff": "+ a line\n"}
 OUTPUT = "3 passed ✓\n"
@@ -65,6 +66,18 @@ def test_old_settled_attempts_lose_their_text_and_keep_their_rows(db: Database) 
         for kept in attempts.values():
             assert kept.diff == TEXT["diff"] and kept.verification is not None and kept.verification.output == OUTPUT
         assert queries.clear_attempt_text(s, utcnow() - timedelta(days=30)) == (0, 0)
+
+
+def test_what_dead_gates_of_old_settled_attempts_held_is_dropped(db: Database) -> None:
+    settled, running = (add(db, TicketStatus.FAILED, AttemptStatus.FINISHED, 40, "a" * 40),
+                        add(db, TicketStatus.RUNNING, AttemptStatus.RUNNING, 40, "b" * 40))  # fmt: skip
+    with db.session() as s:
+        for attempt_id in (settled, running):  # a worker killed mid-call left its gate's row
+            queries.hold_budget(s, queries.GateHold(f"gate-{attempt_id}", attempt_id, "killed"), 0.5, first=True)
+    with db.session() as s:
+        queries.clear_attempt_text(s, utcnow() - timedelta(days=30))
+    with db.session() as s:
+        assert list(s.scalars(select(BudgetHold.attempt_id))) == [running]
 
 
 def test_sent_notifications_older_than_the_age_are_deleted_and_due_ones_stay(db: Database) -> None:
