@@ -184,6 +184,21 @@ def test_a_dead_gates_holds_are_let_go_when_a_new_gate_opens(shared: Database) -
     assert _held_in(shared, first) == 0.0
 
 
+def test_a_gate_that_died_just_after_it_held_is_let_go_of_once_silent_for_a_lease(shared: Database) -> None:
+    """Its worker killed just after the gate's last hold, the attempt taken up again soon: the new gate's opening
+    cannot tell the old gate dead yet, so its hold counts; once the old gate and its worker have been silent for a
+    lease's length, the new gate's next call lets go of it rather than being refused."""
+    first, _ = _fan_out(shared, 1.0)
+    dead, new = _meter(shared, first, 1.0, "killed-worker"), _meter(shared, first, 1.0, "new-worker")
+    assert dead.admit("gpt-4o", 1.0) is None
+    new.open()
+    refusal = new.admit("gpt-4o", 0.01)
+    assert refusal is not None and "ran out" in refusal
+    _long_ago(shared, dead, beat=True)
+    assert new.admit("gpt-4o", 0.01) is None
+    assert _held_in(shared, first) == 0.01
+
+
 def test_a_call_cut_while_it_waits_to_be_admitted_lets_go_of_the_hold_written_after(
     shared: Database, workers: tuple[ModelGateway, ModelGateway], upstream: Upstream
 ) -> None:

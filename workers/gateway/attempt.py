@@ -131,6 +131,9 @@ class AttemptMeter:
         with self.db.session() as s:
             queries.lock_budget(s, self.ticket_id)
             spent, held = queries.budget_in_use(s, self.ticket_id)
+            if spent + held >= self.budget_usd and held > self.holding:  # an earlier gate's holds may be dead by now
+                queries.let_go_of_dead_gates(s, self.own, self.alive_within)
+                spent, held = queries.budget_in_use(s, self.ticket_id)
             admitted = spent + held < self.budget_usd
             if admitted:
                 queries.hold_budget(s, self.own, usd, first=not self.written)
