@@ -9,6 +9,8 @@ from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueCo
 from sqlalchemy import text as sql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from db.evalmodels import EvalEntry as EvalEntry  # re-exported: defined apart, registered with the rest
+from db.evalmodels import Evaluation as Evaluation
 from db.lifecycle import ATTEMPT, MERGE, RUN, TICKET, WAITING_LINE
 from db.modelbase import Base as Base  # re-exported: the rest of db/ imports the base and utcnow from here
 from db.modelbase import utcnow as utcnow
@@ -367,38 +369,3 @@ class Notification(Base):
     sent_at: Mapped[datetime | None] = mapped_column()
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class Evaluation(Base):
-    """A named run of a task set: each task x agent x sample is one ticket (EvalEntry)."""
-
-    __tablename__ = "evaluations"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    tasks_file: Mapped[str] = mapped_column(Text, default="")
-    samples: Mapped[int] = mapped_column(Integer, default=1)
-    created_by: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-    entries: Mapped[list[EvalEntry]] = relationship(back_populates="evaluation", order_by="EvalEntry.id")
-
-
-class EvalEntry(Base):
-    """One task x agent x sample of an evaluation, and the ticket that ran it."""
-
-    __tablename__ = "eval_entries"
-    __table_args__ = (UniqueConstraint("evaluation_id", "instance_id", "agent", "sample"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id"))
-    instance_id: Mapped[str] = mapped_column(String(200))
-    agent: Mapped[str] = mapped_column(String(200))  # the label the report groups by
-    model: Mapped[str] = mapped_column(String(200), default="")
-    sample: Mapped[int] = mapped_column(Integer)
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"))
-    fail_to_pass: Mapped[list[Any]] = mapped_column(default=list)
-    pass_to_pass: Mapped[list[Any]] = mapped_column(default=list)
-
-    evaluation: Mapped[Evaluation] = relationship(back_populates="entries")
-    ticket: Mapped[Ticket] = relationship()

@@ -1,7 +1,7 @@
 """What the calls in flight hold, kept per gate: a new gate of an attempt lets go only of the holds of dead gates
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-07 02:00:00
 
 An attempt's holds were one figure, which the opening of its gate set to zero: when the attempt's lease lapsed and
@@ -15,8 +15,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0016'
-down_revision = '0015'
+revision = '0017'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 
