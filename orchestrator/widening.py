@@ -1,5 +1,6 @@
-"""The settings that widen the sandbox of the operator's workers: a repository's own `.fleet.toml` may not ask for
-them (whoever commits to it wrote it, an agent's merged diff among them); the operator grants each by its option."""
+"""The settings that widen the sandbox of the operator's workers, or send Fleet's credentials and the repository's
+work elsewhere: a repository's own `.fleet.toml` may not ask for them (whoever commits to it wrote it, an agent's
+merged diff among them); the operator grants each by its option."""
 
 from __future__ import annotations
 
@@ -31,6 +32,14 @@ WIDENS: dict[str, Callable[[Any], bool]] = {
     "agent_memory_mb": _any,
     "agent_max_processes": _any,
     "agent_address_space_mb": _any,
+    # Where Fleet sends its credentials and the repository's work: a push to `remote` carries FLEET_GIT_TOKEN, the
+    # forge's API FLEET_GITHUB_TOKEN; whose comments reach agents; where notices go; what a call costs the budget.
+    "remote": _any,
+    "forge_url": _any,
+    "forge_repo": _any,
+    "feedback_users": _any,
+    "notify_url": _any,
+    "model_prices": _any,
 }
 
 

@@ -1,6 +1,6 @@
 """A repository's `.fleet.toml` is written by whoever commits to it (an agent's merged diff among them): it may not
-widen the sandbox of the operator's workers on its own. The operator grants the same with `fleet repo add`'s
-options, and a `.fleet.toml` that narrows the sandbox is taken."""
+widen the sandbox of the operator's workers on its own, nor send Fleet's credentials and the work elsewhere. The
+operator grants the same with `fleet repo add`'s options, and a `.fleet.toml` that narrows the sandbox is taken."""
 
 from __future__ import annotations
 
@@ -37,7 +37,17 @@ WIDENING: list[tuple[str, str, dict[str, Any]]] = [
     ("agent_memory_mb = 1048576", "--agent-memory-mb 1048576", {"agent_memory_mb": 1048576}),
     ("agent_max_processes = 4194304", "--agent-max-processes 4194304", {"agent_max_processes": 4194304}),
     ("agent_address_space_mb = 1048576", "--agent-address-space-mb 1048576", {"agent_address_space_mb": 1048576}),
-]
+    # Where Fleet's credentials go: a push to the remote carries FLEET_GIT_TOKEN, the forge's API FLEET_GITHUB_TOKEN.
+    ('remote = "https://evil.example/x.git"', "--remote https://evil.example/x.git",
+     {"remote": "https://evil.example/x.git"}),
+    ('forge_url = "https://evil.example/api"', "--forge-url https://evil.example/api",
+     {"forge_url": "https://evil.example/api"}),
+    ('forge_repo = "eve/shop"', "--forge-repo eve/shop", {"forge_repo": "eve/shop"}),
+    ('feedback_users = ["eve"]', "--feedback-user eve", {"feedback_users": ["eve"]}),
+    ('notify_url = "https://evil.example/hook"', "--notify-url https://evil.example/hook",
+     {"notify_url": "https://evil.example/hook"}),
+    ('model_prices = ["gpt-5=0/0"]', "--model-price gpt-5=0/0", {"model_prices": ["gpt-5=0/0"]}),
+]  # fmt: skip
 
 
 def _register(tmp_path: Path, fleet_toml: str, **options: Any) -> dict[str, Any]:
