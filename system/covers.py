@@ -74,22 +74,26 @@ class _Toolchain:
         self.folder, self.walk = folder, PrivateWalk(folder, MOST_LOOKED_AT)
         self._answering = threading.Lock()
         self._answer: tuple[Path, ...] | None = None
+        self._taken_again = True  # no walk started again, or its answer taken
 
     def answer(self) -> tuple[Path, ...]:
         with self._answering:
             if self._answer is None:
-                self._answer = _private_or_whole(self.folder, self.walk)
+                self._answer = _private_or_whole(self.folder, self.walk, ())
             return self._answer
 
     def look_again(self) -> None:
-        self.walk = PrivateWalk(self.folder, MOST_LOOKED_AT)
+        self.walk, self._taken_again = PrivateWalk(self.folder, MOST_LOOKED_AT), False
 
     def answered_again(self) -> bool:
         """Whether the walk started again is over; its answer is then this toolchain's."""
+        if self._taken_again:
+            return True
         if not self.walk.done():
             return False
         with self._answering:
-            self._answer = _private_or_whole(self.folder, self.walk)
+            self._answer = _private_or_whole(self.folder, self.walk, self._answer or ())
+            self._taken_again = True
         return True
 
 
@@ -155,9 +159,10 @@ def covered_whole(readable: Sequence[Path]) -> list[str]:
 _COVERED_WHOLE: dict[Path, str] = {}
 
 
-def _private_or_whole(folder: Path, walk: PrivateWalk) -> tuple[Path, ...]:
+def _private_or_whole(folder: Path, walk: PrivateWalk, before: tuple[Path, ...]) -> tuple[Path, ...]:
     """The walk's answer; the folder itself when it holds more than MOST_LOOKED_AT entries or MOST_COVERS private
-    ones (covered_whole says why). A warning names it, and the first path found private."""
+    ones (covered_whole says why). A warning names it, and the first path found private, unless the answer before
+    was the same."""
     try:
         found = walk.answer()
     except TooLarge:
@@ -165,7 +170,7 @@ def _private_or_whole(folder: Path, walk: PrivateWalk) -> tuple[Path, ...]:
     if len(found) > MOST_COVERS:
         return _whole(folder, f"{len(found):,} paths in it others may not read ({found[0]}, ...)")
     _COVERED_WHOLE.pop(folder, None)
-    if found:
+    if found and tuple(found) != before:
         log.warning(
             "sandbox: %d paths in %s that others may not read are covered (%s, ...)", len(found), folder, found[0]
         )
@@ -173,8 +178,9 @@ def _private_or_whole(folder: Path, walk: PrivateWalk) -> tuple[Path, ...]:
 
 
 def _whole(folder: Path, why: str) -> tuple[Path, ...]:
+    if folder not in _COVERED_WHOLE:
+        log.warning("sandboxes show %s as an empty folder: %s", folder, why)
     _COVERED_WHOLE[folder] = f"sandboxes show {folder} as an empty folder: {why}"
-    log.warning("%s", _COVERED_WHOLE[folder])
     return (folder,)
 
 
