@@ -38,13 +38,19 @@ def _same_code(read: str, shown: str) -> bool:
     if _ascii(read) != _ascii(shown):
         return False
     try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(read).readline))
+        tokens = list(tokenize.generate_tokens(io.StringIO(_python_lines(read)).readline))
     except (tokenize.TokenError, SyntaxError):
         return False
     return all(token.string.isascii() or token.type in _TEXT for token in tokens)
 
 
 _TEXT = (tokenize.STRING, tokenize.COMMENT)
+
+
+def _python_lines(text: str) -> str:
+    """The text with its line ends as Python's compiler splits them: a lone CR ends a line there, where the
+    tokenize module, splitting at LF alone, takes `# note<CR>code` for one comment line and its code for comment."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _ascii(text: str) -> bytes:

@@ -43,6 +43,9 @@ def test_a_utf7_fix_that_reads_its_caller_is_gamed(tmp_path: Path) -> None:
         (b"# coding: cp1252\nPRICE = '\x80 5'  # euros\n", None),
         (b"# coding: latin-1\nimport \xbas\n", "iso-8859-1"),  # `import os` to Python, `import ?s` shown
         (b"# coding: shift_jis\nX = '\x95\\'\nY = 1\n", "shift_jis"),  # a trail byte shown as a backslash
+        # A lone CR ends a line for Python, not for the tokenize module: after `# one` the UTF-8 `ª = 2` is code,
+        # which Python reads as the name `Âª` (`Âa`) where the diff shows `ª` (`a`): RESULT is 1, not 2.
+        (b"# coding: latin-1\na = 1\n# one\r\xc2\xaa = 2\rRESULT = a\n", "iso-8859-1"),
     ],
 )
 def test_a_file_is_misread_only_when_python_reads_other_text(data: bytes, encoding: str | None) -> None:
