@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from system.private_walk import PrivateWalk, TooLarge, private_in
+from system.private_walk import PrivateWalk, TooLarge, WalkFailed, private_in
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +86,14 @@ class _Toolchain:
         self.walk, self._taken_again = PrivateWalk(self.folder, MOST_LOOKED_AT), False
 
     def answered_again(self) -> bool:
-        """Whether the walk started again is over; its answer is then this toolchain's."""
+        """Whether the walk started again is over; its answer is then this toolchain's (the one before, when find
+        failed: what was covered stays covered)."""
         if self._taken_again:
             return True
         if not self.walk.done():
             return False
         with self._answering:
-            self._answer = _private_or_whole(self.folder, self.walk, self._answer or ())
+            self._answer = _private_or_whole(self.folder, self.walk, self._answer or (), kept=self._answer)
             self._taken_again = True
         return True
 
@@ -153,20 +154,27 @@ def covered_whole(readable: Sequence[Path]) -> list[str]:
     toolchain was installed with umask 077 finds no Python in its sandbox, and its user should read why."""
     if not _COVERED_WHOLE:
         return []
-    return [_COVERED_WHOLE[folder] for folder in outermost(readable) if folder in _COVERED_WHOLE]
+    return [why for folder in outermost(readable) if (why := _COVERED_WHOLE.get(folder)) is not None]
 
 
 _COVERED_WHOLE: dict[Path, str] = {}
 
 
-def _private_or_whole(folder: Path, walk: PrivateWalk, before: tuple[Path, ...]) -> tuple[Path, ...]:
+def _private_or_whole(
+    folder: Path, walk: PrivateWalk, before: tuple[Path, ...], kept: tuple[Path, ...] | None = None
+) -> tuple[Path, ...]:
     """The walk's answer; the folder itself when it holds more than MOST_LOOKED_AT entries or MOST_COVERS private
-    ones (covered_whole says why). A warning names it, and the first path found private, unless the answer before
-    was the same."""
+    ones, or find failed and no answer is `kept` (covered_whole says why). A warning names it, and the first path
+    found private, unless the answer before was the same."""
     try:
         found = walk.answer()
     except TooLarge:
         return _whole(folder, f"over {MOST_LOOKED_AT:,} entries to look through for files others may not read")
+    except WalkFailed as exc:
+        if kept is None:
+            return _whole(folder, str(exc))
+        log.warning("sandbox: %s keeps the covers it had: %s", folder, exc)
+        return kept
     if len(found) > MOST_COVERS:
         return _whole(folder, f"{len(found):,} paths in it others may not read ({found[0]}, ...)")
     _COVERED_WHOLE.pop(folder, None)

@@ -21,46 +21,62 @@ from system.files import required_program
 # (a folder others may not enter is not looked into). A link is never followed, nor looked at: what it names is
 # looked at where it is, if shown. find prints a name as it is when its output is no terminal.
 _PRIVATE = "P%p\\0"
-_FIND_EXPRESSION = (
+_EXPRESSION = (
     "(", "-type", "d", "!", "-perm", "-005", "-printf", _PRIVATE, "-prune", ")",
     "-o", "(", "-type", "f", "!", "-perm", "-004", "-printf", _PRIVATE, ")",
     "-o", "!", "-type", "l", "-printf", "\\0",
 )  # fmt: skip
 _CHUNK = 1 << 16
+# How long a sandbox's settings wait for a walk: ~/.pyenv takes 0.6 s, MOST_LOOKED_AT entries about 2.5 s; past it
+# (a hung NFS or FUSE folder) the walk has failed, rather than every sandbox start waiting on it.
+WALK_SECONDS = 60.0
 
 
 class TooLarge(Exception):
     """A folder holds more entries than a walk of it may look at."""
 
 
-class PrivateWalk:
-    """find looking under root for what others may not read or enter, started at once; answer() waits for it. Past
-    `most` entries it is stopped, and answer() raises TooLarge. A thread reads its records as they come, so find
-    never waits on a full pipe."""
+class WalkFailed(OSError):
+    """find did not look through the folder (missing, killed, hung, or not a find that knows -printf): its answer,
+    empty or cut short, would leave uncovered what others may not read."""
 
-    def __init__(self, root: Path, most: int | None = None) -> None:
-        self.root, self.most = root, most
-        self._found: list[Path] | TooLarge | OSError = OSError(f"{root} was not looked through")
-        self._find = subprocess.Popen(
-            [required_program("find", os.environ.get("PATH")), os.fspath(root), "-mindepth", "1", *_FIND_EXPRESSION],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,  # a folder it may not read: nothing there to cover for its user
-        )
+
+class PrivateWalk:
+    """find looking under root for what others may not read or enter, started at once; answer() waits for it, at
+    most `seconds` (a hung network or FUSE folder). Past `most` entries it is stopped, and answer() raises TooLarge;
+    WalkFailed when find did not look through root. A thread reads its records as they come, so find never waits
+    on a full pipe."""
+
+    def __init__(self, root: Path, most: int | None = None, seconds: float = WALK_SECONDS) -> None:
+        self.root, self.most, self.seconds = root, most, seconds
+        self._found: list[Path] | TooLarge | OSError = WalkFailed(f"find did not look through {root}")
         self._reading = threading.Thread(target=self._read, name="fleet-private-walk", daemon=True)
+        try:
+            self._find: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [required_program("find", os.environ.get("PATH")), os.fspath(root), "-mindepth", "1", *_EXPRESSION],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,  # a folder it may not read: nothing there to cover for its user
+            )
+        except OSError as exc:  # not on the PATH, or no process to be had: answered as a failed walk
+            self._find, self._found = None, WalkFailed(f"find did not start: {exc}")
         self._reading.start()
 
     def done(self) -> bool:
         return not self._reading.is_alive()
 
     def answer(self) -> list[Path]:
-        self._reading.join()
+        self._reading.join(self.seconds)
+        if self._reading.is_alive() and self._find is not None:
+            self._find.kill()
+            raise WalkFailed(f"find did not look through {self.root} within {self.seconds:g} s")
         if isinstance(self._found, Exception):
             raise self._found
         return self._found
 
     def _read(self) -> None:
-        assert self._find.stdout is not None
+        if self._find is None or self._find.stdout is None:
+            return
         chunks, looked_at = [], 0
         with self._find:
             while chunk := self._find.stdout.read(_CHUNK):
@@ -70,8 +86,23 @@ class PrivateWalk:
                     self._found = TooLarge(f"{self.root} holds more than {self.most} entries")
                     return
                 chunks.append(chunk)
-        records = b"".join(chunks).split(b"\0")
-        self._found = [Path(os.fsdecode(record[1:])) for record in records if record]
+        output = b"".join(chunks)
+        if (why := _failed(self._find.returncode, output)) is not None:
+            self._found = WalkFailed(f"find did not look through {self.root}: {why}")
+            return
+        self._found = [Path(os.fsdecode(record[1:])) for record in output.split(b"\0") if record]
+
+
+def _failed(returncode: int, output: bytes) -> str | None:
+    """Why find's output is no answer: killed, or ended in a record cut short, or an error before looking at anything
+    (exit 1 with records is a folder removed or unreadable on the way, as when a toolchain changes during a walk)."""
+    if returncode < 0:
+        return f"killed by signal {-returncode}"
+    if returncode > 1 or (returncode == 1 and not output):
+        return f"exit status {returncode}"
+    if output and not output.endswith(b"\0"):
+        return "its last record was cut short"
+    return None
 
 
 def private_in(root: Path, most: int | None = None) -> list[Path]:

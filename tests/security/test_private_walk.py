@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 
 import pytest
 
-from system.private_walk import TooLarge, private_in
+from system.private_walk import PrivateWalk, TooLarge, WalkFailed, private_in
 
 
 def test_a_walk_finds_what_others_may_not_read_and_nothing_else(tmp_path: Path) -> None:
@@ -40,3 +42,62 @@ def test_a_walk_past_its_bound_is_too_large(tmp_path: Path) -> None:
     with pytest.raises(TooLarge, match="more than 10 entries"):
         private_in(tmp_path, 10)
     assert private_in(tmp_path, 30) == []
+
+
+FIND = shutil.which("find") or "/usr/bin/find"
+
+
+def find_on_path(monkeypatch: pytest.MonkeyPatch, folder: Path, script: str) -> None:
+    """A `find` ahead of the real one on the worker's PATH (a toolchain's, BusyBox's), running script."""
+    folder.mkdir()
+    (folder / "find").write_text(f"#!/bin/sh\n{script}\n")
+    (folder / "find").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ.get('PATH', os.defpath)}")
+
+
+def toolchain_with_tokens(root: Path) -> Path:
+    (root / "lib").mkdir(parents=True)
+    for n in range(40):
+        (root / "lib" / f"module{n}.py").write_text("")
+        (root / "lib" / f"token{n}.conf").write_text("token")
+        (root / "lib" / f"token{n}.conf").chmod(0o600)
+    return root
+
+
+@pytest.mark.parametrize(
+    "script,why",
+    [
+        ('echo "find: unrecognized: -printf" >&2; exit 1', "exit status 1"),  # BusyBox's: it printed nothing
+        (f'"{FIND}" "$@" | head -c 200; kill -9 $$', "killed by signal 9"),  # the OOM killer, mid-walk
+        (f'"{FIND}" "$@" | head -c 200', "cut short"),  # its output ends inside a path
+    ],
+)
+def test_a_find_that_did_not_look_through_the_folder_is_no_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str, why: str
+) -> None:
+    # Its empty or partial output was taken for the answer: the tokens it never named were left uncovered.
+    toolchain = toolchain_with_tokens(tmp_path / "toolchain")
+    find_on_path(monkeypatch, tmp_path / "bin", script)
+    with pytest.raises(WalkFailed, match=why):
+        private_in(toolchain)
+
+
+def test_a_folder_changing_during_the_walk_is_still_an_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # find ends with status 1 when a folder it listed was removed before it got there (a package upgraded).
+    toolchain = toolchain_with_tokens(tmp_path / "toolchain")
+    find_on_path(monkeypatch, tmp_path / "bin", f'"{FIND}" "$@"; exit 1')
+    assert len(private_in(toolchain)) == 40
+
+
+def test_a_find_that_hangs_or_is_missing_is_a_failed_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A hung NFS or FUSE folder kept every sandbox start waiting; a PATH without find stopped the worker's start.
+    toolchain = toolchain_with_tokens(tmp_path / "toolchain")
+    find_on_path(monkeypatch, tmp_path / "bin", "exec sleep 30")
+    started = time.monotonic()
+    with pytest.raises(WalkFailed, match="within 0.5 s"):
+        PrivateWalk(toolchain, seconds=0.5).answer()
+    assert time.monotonic() - started < 10
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    walk = PrivateWalk(toolchain)
+    with pytest.raises(WalkFailed, match="find is not in any absolute folder of the PATH"):
+        walk.answer()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -150,6 +151,38 @@ def test_a_file_made_private_in_a_toolchain_after_it_was_looked_through_is_cover
     assert ("/dev/null", str(conf)) in list(zip(argv, argv[1:], strict=False))
     done = run_process([*argv, "cat", str(conf)], cwd=work, env={"PATH": os.defpath}, timeout=60)
     assert "token" not in done.output, done.output
+
+
+def test_a_toolchain_find_did_not_look_through_keeps_its_covers_or_is_shown_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A find that printed nothing (BusyBox's, without -printf) or was killed mid-walk was taken for an answer of
+    # nothing private: a look again uncovered a virtualenv's pip.conf, and a first look never covered it.
+    if bwrap_missing() is not None:
+        pytest.skip("bubblewrap cannot run here")
+    toolchain, other, work = tmp_path / "venv", tmp_path / "pyenv", tmp_path / "work"
+    for folder in (toolchain, other, work):
+        folder.mkdir()
+    for conf in (toolchain / "pip.conf", other / "pip.conf"):
+        conf.write_text("[global]\nindex-url = https://user:token@index.example/simple\n")
+        conf.chmod(0o600)
+    view = View(workdir=work, writable=(work,), readable=(toolchain,))
+    assert str(toolchain.resolve() / "pip.conf") in confine(view)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "find").write_text(f'#!/bin/sh\n[ "$1" = /etc ] && exec "{shutil.which("find")}" "$@"\nexit 1\n')
+    (fake / "find").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ.get('PATH', os.defpath)}")
+    monkeypatch.setattr(covers, "LOOK_AGAIN_SECONDS", 0.05)
+    monkeypatch.setattr(covers._AGAIN, "due", 0.0)
+    looked_again, deadline = covers.generation(), time.monotonic() + 30
+    while covers.generation() == looked_again and time.monotonic() < deadline:
+        time.sleep(0.05)
+    argv = confine(view)
+    done = run_process([*argv, "cat", str(toolchain / "pip.conf")], cwd=work, env={"PATH": os.defpath}, timeout=60)
+    assert "token" not in done.output, done.output
+    assert covers.private_shown(other.resolve()) == (other.resolve(),)
+    assert "find did not look through" in covers.covered_whole([other])[0]
 
 
 def counted_walks(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
