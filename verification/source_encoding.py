@@ -5,9 +5,11 @@ text a reviewer reads: a diff is read as UTF-8, but `# -*- coding: utf-7 -*-` ma
 
 from __future__ import annotations
 
+import ast
 import codecs
 import io
 import tokenize
+import warnings
 
 
 def python_text(data: bytes) -> str:
@@ -41,10 +43,34 @@ def _same_code(read: str, shown: str) -> bool:
         tokens = list(tokenize.generate_tokens(io.StringIO(_python_lines(read)).readline))
     except (tokenize.TokenError, SyntaxError):
         return False
-    return all(token.string.isascii() or token.type in _TEXT for token in tokens)
+    return all(token.string.isascii() or token.type in _TEXT for token in tokens) and _ascii_names(read)
 
 
 _TEXT = (tokenize.STRING, tokenize.COMMENT)
+
+
+def _ascii_names(read: str) -> bool:
+    """Whether every name Python reads is ASCII, those inside an f-string's braces too (one STRING token to the
+    tokenize module of Python 3.11, whose `f'{\u00aa}'` Python reads as the name `\u00c2a`); False when Python could
+    not parse the text."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an invalid escape's SyntaxWarning
+            tree = ast.parse(read)
+    except (SyntaxError, ValueError):
+        return False
+    return all(_named_in_ascii(node) for node in ast.walk(tree) if not isinstance(node, ast.Constant))
+
+
+def _named_in_ascii(node: ast.AST) -> bool:
+    """Whether the words a node holds (a Name's id, an attribute, an argument, an import, a function's name) are
+    ASCII; a Constant's value, a string, is no name."""
+    for field in node._fields:
+        value = getattr(node, field, None)
+        words = value if isinstance(value, list) else [value]
+        if any(isinstance(word, str) and not word.isascii() for word in words):
+            return False
+    return True
 
 
 def _python_lines(text: str) -> str:

@@ -46,6 +46,9 @@ def test_a_utf7_fix_that_reads_its_caller_is_gamed(tmp_path: Path) -> None:
         # A lone CR ends a line for Python, not for the tokenize module: after `# one` the UTF-8 `ª = 2` is code,
         # which Python reads as the name `Âª` (`Âa`) where the diff shows `ª` (`a`): RESULT is 1, not 2.
         (b"# coding: latin-1\na = 1\n# one\r\xc2\xaa = 2\rRESULT = a\n", "iso-8859-1"),
+        # An f-string is one token to the tokenize module of Python 3.11, its braces' names too: Python reads `Âª`.
+        (b"# coding: latin-1\na = 1\nRESULT = f'{\xc2\xaa}'\n", "iso-8859-1"),
+        (b"# coding: latin-1\nX = f'Caf\xe9 {1:>4}'\n", None),  # its accents in the f-string's text
     ],
 )
 def test_a_file_is_misread_only_when_python_reads_other_text(data: bytes, encoding: str | None) -> None:
