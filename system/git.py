@@ -18,11 +18,23 @@ SAFE_CONFIG = (
     "core.hooksPath=/dev/null",
     "-c",
     "core.fsmonitor=false",
-    # Line endings are the repository's (.gitattributes), as on any Linux CI, never the host user's ~/.gitconfig.
+    # Line endings are the repository's (.gitattributes), as on any Linux CI, never the host user's ~/.gitconfig nor
+    # the attributes file git reads without a setting (~/.config/git/attributes: `* text eol=crlf`).
     "-c",
     "core.autocrlf=false",
     "-c",
     "core.eol=lf",
+    "-c",
+    "core.attributesFile=/dev/null",
+    # A diff is a patch `git apply` reads at -p1 and places by its context, whatever the host user's diff settings.
+    "-c",
+    "diff.noprefix=false",
+    "-c",
+    "diff.mnemonicPrefix=false",
+    "-c",
+    "diff.relative=false",
+    "-c",
+    "diff.context=3",
     "-c",
     "protocol.ext.allow=never",
     "-c",
