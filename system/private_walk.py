@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from system.files import required_program
@@ -47,8 +48,10 @@ class PrivateWalk:
     WalkFailed when find did not look through root. A thread reads its records as they come, so find never waits
     on a full pipe."""
 
-    def __init__(self, root: Path, most: int | None = None, seconds: float = WALK_SECONDS) -> None:
-        self.root, self.most, self.seconds = root, most, seconds
+    def __init__(self, root: Path, most: int | None = None, seconds: float | None = None) -> None:
+        self.root, self.most = root, most
+        self.seconds = WALK_SECONDS if seconds is None else seconds
+        self._started = time.monotonic()
         self._found: list[Path] | TooLarge | OSError = WalkFailed(f"find did not look through {root}")
         self._reading = threading.Thread(target=self._read, name="fleet-private-walk", daemon=True)
         try:
@@ -63,10 +66,11 @@ class PrivateWalk:
         self._reading.start()
 
     def done(self) -> bool:
-        return not self._reading.is_alive()
+        """Whether answer() answers at once: find is over, or has had its `seconds`."""
+        return not self._reading.is_alive() or time.monotonic() - self._started > self.seconds
 
     def answer(self) -> list[Path]:
-        self._reading.join(self.seconds)
+        self._reading.join(max(0.0, self._started + self.seconds - time.monotonic()))
         if self._reading.is_alive() and self._find is not None:
             self._find.kill()
             raise WalkFailed(f"find did not look through {self.root} within {self.seconds:g} s")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from system import covers, sandbox
+from system import covers, private_walk, sandbox
 from system.private_walk import PrivateWalk, private_in
 from system.process import run_process
 from system.sandbox import View, _real, bwrap_missing, confine
@@ -183,6 +183,33 @@ def test_a_toolchain_find_did_not_look_through_keeps_its_covers_or_is_shown_empt
     assert "token" not in done.output, done.output
     assert covers.private_shown(other.resolve()) == (other.resolve(),)
     assert "find did not look through" in covers.covered_whole([other])[0]
+
+
+def test_a_toolchain_whose_find_hangs_keeps_its_covers_and_holds_up_no_other_look_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A walk again that never ended (a hung NFS or FUSE folder) kept every toolchain from being looked at again: a
+    # file made private later anywhere stayed uncovered until the worker restarted.
+    hung = tmp_path / "nfs-venv"
+    hung.mkdir()
+    (hung / "pip.conf").write_text("token")
+    (hung / "pip.conf").chmod(0o600)
+    assert covers.private_shown(hung.resolve()) == (hung.resolve() / "pip.conf",)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "find").write_text(
+        f'#!/bin/sh\n[ "$1" = "{hung.resolve()}" ] && exec sleep 60\nexec "{shutil.which("find")}" "$@"\n'
+    )
+    (fake / "find").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ.get('PATH', os.defpath)}")
+    monkeypatch.setattr(private_walk, "WALK_SECONDS", 0.5)
+    monkeypatch.setattr(covers, "LOOK_AGAIN_SECONDS", 0.05)
+    monkeypatch.setattr(covers._AGAIN, "due", 0.0)
+    looked_again, deadline = covers.generation(), time.monotonic() + 20
+    while covers.generation() == looked_again and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert covers.generation() > looked_again
+    assert covers.private_shown(hung.resolve()) == (hung.resolve() / "pip.conf",)
 
 
 def counted_walks(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
