@@ -30,6 +30,7 @@ from system.git import GitError, GitOutputTooLarge, git
 from system.globs import matches_any
 from verification.attributes import refuse_attribute_changes
 from verification.awareness import source_text
+from verification.canary import judge_canaries, run_with_canaries
 from verification.confined import prepare, rerun_suspects, run_confined, visible_rerun
 from verification.digest import environment_feedback, feedback_digest, hidden_lines, is_hidden, targets_digest
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
@@ -197,7 +198,7 @@ def verify_diff(
     refusals = gamed_reasons(checkout, diff, changed, spec.test_cmd, spec.environment, spec.protect, set_up)
     if refusals:
         return gamed(refusals, scan_diff(diff) + outside_area(changed, spec.area))
-    run = run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, config)
+    run, rewritten = run_with_canaries(checkout, spec, report_dir, cancelled, config, baseline)
     targets = _targets(spec, baseline, hidden)
     judgement = judge(baseline, run, targets)
     rerun = rerun_suspects(checkout, spec, report_dir, cancelled, run, judgement, config)
@@ -207,6 +208,7 @@ def verify_diff(
     if visible is not None and (aware := under_test_only(visible, judgement.still_failing)):
         judgement.verdict = Verdict.GAMED
         judgement.reasons.insert(0, aware)
+    judge_canaries(judgement, rewritten)
     _apply_gamed_rule(judgement, reverted)
     judgement.flags += scan_diff(diff, *_test_values(checkout, baseline, spec, hidden))
     judgement.flags += outside_area(changed, spec.area)

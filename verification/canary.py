@@ -1,0 +1,252 @@
+"""Canaries: tests Fleet plants to fail in a verification's run, to catch code that rewrites pytest's verdicts.
+
+The code under test runs inside pytest and can patch it (`Function.runtest`, `_pytest.runner.call_and_report`,
+`TestReport`) so that every test passes, reaching it by a name no static check reads (`codecs.decode(..., "rot13")`).
+Before the run, Fleet appends to one or two of the base's test files a test that must fail, named after the last test
+of that file and given a body drawn at random, so the code cannot tell it from the repository's own tests without
+knowing Fleet. A canary reported passing, skipped or xfailed, or missing while the test beside it passed, means the
+run's results were rewritten. Canaries are then withdrawn from the run (results, channel, exit code, output), so an
+honest diff's verdict, counts and feedback are as if none had been planted (verification/canary_output.py).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import secrets
+import shlex
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from db.lifecycle import Verdict
+from system.files import read_within, write_over
+from verification.canary_output import scrub_output
+from verification.channel import Channel
+from verification.confined import PLAIN_PYTEST, run_confined
+from verification.judge import Judgement
+from verification.report import Outcome, TestResult
+from verification.runner import TestRun
+
+if TYPE_CHECKING:
+    from verification.verify import VerifySpec
+
+CANARIES = 2
+MAX_SOURCE_BYTES = 1_000_000  # a test file larger than this is not worth parsing for a canary
+TESTS_FAILED = 1  # pytest's exit code when a test failed (pytest.ExitCode.TESTS_FAILED)
+REWRITTEN = "a test Fleet planted to fail was reported {outcome}: the code under test rewrites test results"
+HIDDEN = (
+    "a test Fleet planted to fail is missing from the results while the test beside it passed: the code under test "
+    "hides test results"
+)
+# Options that stop a run at its first failures, which a failing canary would then be.
+_STOPS_EARLY = re.compile(r"(?<![\w-])(-[a-wyzA-Z]*x\w*|--exitfirst|--maxfail\S*|--sw|--stepwise\S*)(?![\w-])")
+_WORDS = (
+    "empty", "unicode", "negative", "large", "none", "twice", "nested", "order", "copy", "default", "repeat",
+    "zero", "boundary", "mixed", "reversed", "long", "single", "missing", "invalid", "roundtrip", "spaces", "bytes",
+    "float", "int", "list", "dict", "tuple", "string", "keys", "values", "items", "first", "last", "many", "small",
+    "sorted", "unsorted", "duplicates", "whitespace", "newline", "tabs", "limit", "overflow", "precision", "types",
+    "error", "errors", "message", "format", "prefix", "suffix", "case", "upper", "lower", "path", "relative",
+    "absolute", "cache", "again", "inplace", "generator", "iterator", "lazy", "strict", "loose", "identity",
+)  # fmt: skip
+# Bodies that fail whatever the code under test does, asserting on no literal a flag would compare with a diff.
+_BODIES = (
+    "    items = [n * 2 for n in range({k})]\n    assert len(items) == {k} + 1\n",
+    "    total = sum(range({k}))\n    assert total == {k} * ({k} + 1) // 2\n",
+    "    text = ''.join(str(n) for n in range({k}))\n    assert text.endswith(str({k}))\n",
+    "    seen = {{n % {k} for n in range({k} * 2)}}\n    assert {k} in seen\n",
+    "    values = list(range({k}))\n    assert values[-1] == len(values)\n",
+)
+
+
+@dataclass(frozen=True)
+class Canary:
+    """One planted test: its id, and the base's test beside it (whose name it extends, for `-k`)."""
+
+    test_id: str
+    sibling: str
+
+
+def plant(checkout: Path, baseline: TestRun, test_cmd: str, config: str | None) -> tuple[Canary, ...]:
+    """Append canaries to test files of checkout the baseline ran, and return them; none when the command is not a
+    single pytest run over its usual collection (a compound command's exit code, or named test ids) that runs on
+    past a failure."""
+    if not (baseline.report_found and PLAIN_PYTEST.match(test_cmd)) or "::" in test_cmd:
+        return ()
+    if _stops_early(checkout, test_cmd, config):  # a failing canary would stop the run before the tests after it
+        return ()
+    places = _places(checkout, baseline)
+    chosen = [places.pop(secrets.randbelow(len(places))) for _ in range(min(CANARIES, len(places)))]
+    planted = [_append(checkout, path, sibling, source, test_cmd) for path, sibling, source in chosen]
+    return tuple(canary for canary in planted if canary is not None)
+
+
+def run_with_canaries(
+    checkout: Path,
+    spec: VerifySpec,
+    report_dir: Path,
+    cancelled: threading.Event | None,
+    config: str | None,
+    baseline: TestRun,
+) -> tuple[TestRun, str | None]:
+    """The test run of a diff with canaries planted, then withdrawn, and why its results cannot be trusted (None:
+    every canary failed, or none could be planted)."""
+    canaries = plant(checkout, baseline, spec.test_cmd, config)
+    run = run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, config)
+    complete = run.error is None and run.report_found  # a run cut short may not have reached a canary
+    return withdraw(canaries, run), tripped(canaries, run.results) if complete else None
+
+
+def tripped(canaries: tuple[Canary, ...], results: dict[str, TestResult]) -> str | None:
+    """Why the run's results cannot be trusted: a canary did not fail. A canary missing or skipped while its sibling
+    did not pass is forgiven (the run stopped, the file was skipped or not collected)."""
+    for canary in canaries:
+        found = results.get(canary.test_id)
+        if found is not None and found.bad:
+            continue
+        if found is not None and (found.ok or _passed(results, canary.sibling)):
+            return REWRITTEN.format(outcome="passing" if found.ok else found.outcome.value)
+        if found is None and _passed(results, canary.sibling):
+            return HIDDEN
+    return None
+
+
+def judge_canaries(judgement: Judgement, rewritten: str | None) -> None:
+    """Make judgement gamed when the canaries say the run's results were rewritten: that reason first, unless it was
+    gamed already for a reason naming more precisely what was changed (a report, pytest's summary)."""
+    if rewritten is None:
+        return
+    if judgement.verdict is Verdict.GAMED:
+        judgement.reasons.append(rewritten)
+        return
+    judgement.verdict = Verdict.GAMED
+    judgement.reasons.insert(0, rewritten)
+
+
+def withdraw(canaries: tuple[Canary, ...], run: TestRun) -> TestRun:
+    """run as if no canary had been planted: without their results, outcomes on the channel and output, and with
+    the exit code pytest gives when nothing else failed."""
+    if not canaries:
+        return run
+    ids = {canary.test_id for canary in canaries}
+    gone = [result for test_id, result in run.results.items() if test_id in ids]
+    results = {test_id: result for test_id, result in run.results.items() if test_id not in ids}
+    exit_code = run.exit_code
+    if exit_code == TESTS_FAILED and any(r.bad for r in gone) and not any(r.bad for r in results.values()):
+        exit_code = 0
+    return replace(
+        run,
+        results=results,
+        exit_code=exit_code,
+        output=scrub_output(run.output, list(run.results), {r.test_id: _counted_as(r, run.channel) for r in gone}),
+        channel=_without(run.channel, ids),
+    )
+
+
+def _counted_as(result: TestResult, channel: Channel | None) -> str:
+    """The word pytest's summary counted result under: the plugin's outcome when the report says otherwise (a
+    report rewritten after pytest printed its summary), else the report's."""
+    seen = channel.outcomes.get(result.test_id) if channel is not None else None
+    if seen is None or (seen == "failed") is result.bad:
+        return result.outcome.value
+    return seen
+
+
+def _passed(results: dict[str, TestResult], test_id: str) -> bool:
+    found = results.get(test_id)
+    return found is not None and found.outcome is Outcome.PASSED
+
+
+def _without(channel: Channel | None, ids: set[str]) -> Channel | None:
+    if channel is None:
+        return None
+    return Channel(channel.sessions, {k: v for k, v in channel.outcomes.items() if k not in ids})
+
+
+def _places(checkout: Path, baseline: TestRun) -> list[tuple[str, str, str]]:
+    """(file, its last test, its source) for each test file of the baseline, in run order, whose last test is a
+    plain module-level function that ran (a canary after it runs after every test of the file)."""
+    last: dict[str, tuple[str, TestResult]] = {}
+    for test_id, result in baseline.results.items():
+        path, _, name = test_id.partition("::")
+        last.pop(path, None)  # moved to the end: the order of files is the order of their last tests
+        last[path] = (name, result)
+    places: list[tuple[str, str, str]] = []
+    for path, (name, result) in last.items():
+        if path.endswith(".py") and name.isidentifier() and result.outcome in (Outcome.PASSED, Outcome.FAILED):
+            source = _source(checkout, path)
+            if source is not None and _plain_function(source, name):
+                places.append((path, name, source))
+    return places
+
+
+def _source(checkout: Path, path: str) -> str | None:
+    data = read_within(checkout, path, MAX_SOURCE_BYTES + 1)
+    if data is None or len(data) > MAX_SOURCE_BYTES:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _plain_function(source: str, name: str) -> bool:
+    """True when name is a module-level function of source without decorators (no marker a canary would lack)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    return any(
+        isinstance(node, ast.FunctionDef) and node.name == name and not node.decorator_list for node in tree.body
+    )
+
+
+def _append(checkout: Path, path: str, sibling: str, source: str, test_cmd: str) -> Canary | None:
+    name = _name(sibling, source, test_cmd)
+    if name is None:
+        return None
+    k = 2 + secrets.randbelow(7)
+    body = secrets.choice(_BODIES).format(k=k)
+    text = source + ("" if source.endswith("\n") else "\n") + f"\n\ndef {name}():\n{body}"
+    try:
+        write_over(checkout / path, text.encode("utf-8"))
+    except OSError:
+        return None
+    return Canary(f"{path}::{name}", f"{path}::{sibling}")
+
+
+def _name(sibling: str, source: str, test_cmd: str) -> str | None:
+    """The sibling's name and a word (so `-k` selects both alike), ending like the sibling when its name does not
+    start with `test` (a custom `python_functions` glob such as `*_test`); None when no word is free."""
+    words = [w for w in _WORDS if w not in sibling]
+    tail = "" if sibling.startswith("test") else "_" + sibling.rsplit("_", 1)[-1]
+    terms = _keyword_terms(test_cmd)
+    while words:
+        drawn = [words.pop(secrets.randbelow(len(words))) for _ in range(min(1 + secrets.randbelow(2), len(words)))]
+        name = f"{sibling}_{'_'.join(drawn)}{tail}"
+        named = any(t in name.lower() and t not in sibling.lower() for t in terms)  # a `-k "not ..."` would drop it
+        if not named and f"def {name}(" not in source and name not in source:
+            return name
+    return None
+
+
+def _keyword_terms(command: str) -> set[str]:
+    """The names a `-k` expression of command matches on (lowercase, as pytest compares them)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    expressions = [b for a, b in zip(words, words[1:], strict=False) if a in ("-k", "--keyword")]
+    expressions += [w.split("=", 1)[1] for w in words if w.startswith("--keyword=")]
+    expressions += [w[2:] for w in words if w.startswith("-k") and len(w) > 2]
+    terms = {term.lower() for text in expressions for term in re.findall(r"\w+", text)}
+    return terms - {"and", "or", "not"}
+
+
+def _stops_early(checkout: Path, test_cmd: str, config: str | None) -> bool:
+    """True when the command or the pinned configuration may stop at a failure (`-x`, `--maxfail`, `--sw`)."""
+    if _STOPS_EARLY.search(test_cmd):
+        return True
+    text = read_within(checkout, config, MAX_SOURCE_BYTES) if config else None
+    return text is not None and bool(_STOPS_EARLY.search(text.decode("utf-8", "replace")))
