@@ -76,10 +76,14 @@ def plant(checkout: Path, baseline: TestRun, test_cmd: str, config: str | None) 
         return ()
     if _stops_early(checkout, test_cmd, config):  # a failing canary would stop the run before the tests after it
         return ()
-    places = _places(checkout, baseline)
-    chosen = [places.pop(secrets.randbelow(len(places))) for _ in range(min(CANARIES, len(places)))]
-    planted = [_append(checkout, path, sibling, source, test_cmd) for path, sibling, source in chosen]
-    return tuple(canary for canary in planted if canary is not None)
+    candidates = _last_tests(baseline)
+    planted: list[Canary] = []
+    while candidates and len(planted) < CANARIES:  # drawn one at a time: a file is read only when drawn
+        path, sibling = candidates.pop(secrets.randbelow(len(candidates)))
+        source = _source(checkout, path)
+        if source is not None and _plain_function(source, sibling):
+            planted += filter(None, [_append(checkout, path, sibling, source, test_cmd)])
+    return tuple(planted)
 
 
 def run_with_canaries(
@@ -164,21 +168,18 @@ def _without(channel: Channel | None, ids: set[str]) -> Channel | None:
     return Channel(channel.sessions, {k: v for k, v in channel.outcomes.items() if k not in ids})
 
 
-def _places(checkout: Path, baseline: TestRun) -> list[tuple[str, str, str]]:
-    """(file, its last test, its source) for each test file of the baseline, in run order, whose last test is a
-    plain module-level function that ran (a canary after it runs after every test of the file)."""
+def _last_tests(baseline: TestRun) -> list[tuple[str, str]]:
+    """(file, its last test) for each Python test file of the baseline whose last test ran and may be a module-level
+    function (a canary appended after it runs after every test of the file)."""
     last: dict[str, tuple[str, TestResult]] = {}
     for test_id, result in baseline.results.items():
         path, _, name = test_id.partition("::")
-        last.pop(path, None)  # moved to the end: the order of files is the order of their last tests
         last[path] = (name, result)
-    places: list[tuple[str, str, str]] = []
-    for path, (name, result) in last.items():
-        if path.endswith(".py") and name.isidentifier() and result.outcome in (Outcome.PASSED, Outcome.FAILED):
-            source = _source(checkout, path)
-            if source is not None and _plain_function(source, name):
-                places.append((path, name, source))
-    return places
+    return [
+        (path, name)
+        for path, (name, result) in last.items()
+        if path.endswith(".py") and name.isidentifier() and result.outcome in (Outcome.PASSED, Outcome.FAILED)
+    ]
 
 
 def _source(checkout: Path, path: str) -> str | None:

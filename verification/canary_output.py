@@ -16,7 +16,6 @@ _PERCENT = re.compile(r"\[\s*\d+%\]$")
 _COLLECTED = re.compile(r"\bcollected (\d+) items?\b|\b(\d+) selected\b")
 _SUMMARY = re.compile(r"^=*\s*\d+ [a-z ]+(?:, \d+ [a-z ]+)* in [\d.]+s\b")
 _COUNTS = re.compile(r"\d+ [a-z ]+?(?:, \d+ [a-z ]+?)*(?= in [\d.]+s)")
-_STOPPED = re.compile(r"^!+ (stopping after \d+ failures?|Interrupted: .*) !+$")
 
 
 def scrub_output(output: str, order: Sequence[str], gone: Mapping[str, str]) -> str:
@@ -28,7 +27,7 @@ def scrub_output(output: str, order: Sequence[str], gone: Mapping[str, str]) -> 
     lines = _without_blocks(output.split("\n"), names)
     lines = _without_marks(lines, order, set(gone))
     lines = [_recounted(line, gone) for line in lines]
-    return "\n".join(_without_empty_sections([line for line in lines if not _STOPPED.match(line)]))
+    return "\n".join(_without_empty_sections(lines))
 
 
 def _without_blocks(lines: list[str], names: list[re.Pattern[str]]) -> list[str]:
@@ -51,6 +50,9 @@ def _without_marks(lines: list[str], order: Sequence[str], canaries: set[str]) -
     next test in order (a file's line starts at its first test); a verbose line names its test."""
     total = max(sum(1 for t in order if t not in canaries), 1)
     cursor, done, named = 0, 0, set[str]()
+    starts: dict[str, int] = {}
+    for i, test_id in enumerate(order):
+        starts.setdefault(test_id.partition("::")[0], i)
     kept: list[str] = []
     for line in lines:
         progress = _PROGRESS.match(line)
@@ -61,7 +63,7 @@ def _without_marks(lines: list[str], order: Sequence[str], canaries: set[str]) -
             continue
         if progress["path"]:
             path = progress["path"].strip()
-            cursor = next((i for i, t in enumerate(order) if t.partition("::")[0] == path and i >= cursor), cursor)
+            cursor = max(cursor, starts.get(path, cursor))
         marks = ""
         for mark in progress["marks"]:
             marks += "" if cursor < len(order) and order[cursor] in canaries else mark
@@ -108,8 +110,8 @@ def _number(match: re.Match[str]) -> str:
 def _without_empty_sections(lines: list[str]) -> list[str]:
     kept: list[str] = []
     for i, line in enumerate(lines):
-        following = next((x for x in lines[i + 1 :] if x.strip()), "")
-        if _EMPTIED.match(line) and (not following or _SECTION.match(following) or _SUMMARY.match(following)):
+        following = next((x for x in lines[i + 1 :] if x.strip()), "") if _EMPTIED.match(line) else None
+        if following is not None and (not following or _SECTION.match(following) or _SUMMARY.match(following)):
             continue
         kept.append(line)
     return kept

@@ -9,8 +9,9 @@ Decisions about pytest (see research A1-A3 for the attacks they answer):
 - PYTEST_DISABLE_PLUGIN_AUTOLOAD is not set: plugins come from the installed environment, which the
   diff does not control here (it does if the workers install the patched project before verifying).
 - A report that vanishes (`os._exit(0)`), or an exit code that disagrees with it, is never a pass.
-- Residual risk without a sandbox: the code under test runs inside pytest and could rewrite the
-  report from within the process; the suspicion flags point a reviewer at such diffs.
+- The code under test runs inside pytest and can rewrite its verdicts from within the process: canaries,
+  tests planted to fail (verification/canary.py), catch a rewrite of every verdict; the suspicion flags point
+  a reviewer at the rest.
 """
 
 from __future__ import annotations

@@ -167,3 +167,23 @@ def test_each_verification_plants_canaries_of_its_own(tmp_path: Path) -> None:
     assert first.verdict is second.verdict is Verdict.PASSED
     assert planted(tmp_path / "first") and planted(tmp_path / "second")
     assert planted(tmp_path / "first") != planted(tmp_path / "second")
+
+
+CUSTOM_INI = "[pytest]\ntestpaths = checks\npython_files = check_*.py\npython_functions = *_works\n"
+CUSTOM_CHECKS = (
+    "from calc import add, mul\n\n\ndef add_works():\n    assert add(2, 3) == 5\n\n\n"
+    "def mul_works():\n    assert mul(2, 3) == 6\n"
+)
+
+
+def test_a_repository_with_its_own_test_layout_gets_canaries_its_pytest_collects(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"pytest.ini": CUSTOM_INI, "checks/check_calc.py": CUSTOM_CHECKS})
+    spec = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV)
+    baseline = run_baseline(repo.clone(tmp_path / "base"), spec, tmp_path / "base-reports")
+    assert baseline.failures == ["checks/check_calc.py::add_works"]
+    honest = verify(repo, baseline, spec, tmp_path / "honest", FIXED_CALC)
+    assert honest.verdict is Verdict.PASSED and honest.pass_to_pass == 1, honest.reasons
+    grown = (tmp_path / "honest/checks/check_calc.py").read_text().removeprefix(CUSTOM_CHECKS)
+    assert re.fullmatch(r"\n\ndef mul_works_\w+_works\(\):\n(    .*\n)+", grown), grown
+    gamed = verify(repo, baseline, spec, tmp_path / "gamed", CALC + PATCH_CALL_AND_REPORT)
+    assert gamed.verdict is Verdict.GAMED and "rewrites test results" in gamed.reasons[0], gamed.reasons
