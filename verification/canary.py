@@ -62,10 +62,13 @@ _BODIES = (
 
 @dataclass(frozen=True)
 class Canary:
-    """One planted test: its id, and the base's test beside it (whose name it extends, for `-k`)."""
+    """One planted test: its id, and the base's test beside it (whose name it extends, for `-k`). strict: the sibling
+    is a plain module-level function, selected alike, so the canary missing or skipped while it passed is a rewrite
+    (a method's class has names and markers of its own that may select it alone)."""
 
     test_id: str
     sibling: str
+    strict: bool = True
 
 
 def plant(checkout: Path, baseline: TestRun, test_cmd: str, config: str | None) -> tuple[Canary, ...]:
@@ -81,8 +84,9 @@ def plant(checkout: Path, baseline: TestRun, test_cmd: str, config: str | None) 
     while candidates and len(planted) < CANARIES:  # drawn one at a time: a file is read only when drawn
         path, sibling = candidates.pop(secrets.randbelow(len(candidates)))
         source = _source(checkout, path)
-        if source is not None and _plain_function(source, sibling):
-            planted += filter(None, [_append(checkout, path, sibling, source, test_cmd)])
+        strict = _plain_function(source, sibling) if source is not None else None
+        if source is not None and strict is not None:
+            planted += filter(None, [_append(checkout, path, sibling, source, test_cmd, strict)])
     return tuple(planted)
 
 
@@ -109,9 +113,10 @@ def tripped(canaries: tuple[Canary, ...], results: dict[str, TestResult]) -> str
         found = results.get(canary.test_id)
         if found is not None and found.bad:
             continue
-        if found is not None and (found.ok or _passed(results, canary.sibling)):
+        beside = canary.strict and _passed(results, canary.sibling)
+        if found is not None and (found.ok or beside):
             return REWRITTEN.format(outcome="passing" if found.ok else found.outcome.value)
-        if found is None and _passed(results, canary.sibling):
+        if found is None and beside:
             return HIDDEN
     return None
 
@@ -170,7 +175,7 @@ def _without(channel: Channel | None, ids: set[str]) -> Channel | None:
 
 def _last_tests(baseline: TestRun) -> list[tuple[str, str]]:
     """(file, its last test) for each Python test file of the baseline whose last test ran and may be a module-level
-    function (a canary appended after it runs after every test of the file)."""
+    function or a method of a module-level class (a canary appended after it runs after every test of the file)."""
     last: dict[str, tuple[str, TestResult]] = {}
     for test_id, result in baseline.results.items():
         path, _, name = test_id.partition("::")
@@ -178,7 +183,9 @@ def _last_tests(baseline: TestRun) -> list[tuple[str, str]]:
     return [
         (path, name)
         for path, (name, result) in last.items()
-        if path.endswith(".py") and name.isidentifier() and result.outcome in (Outcome.PASSED, Outcome.FAILED)
+        if path.endswith(".py")
+        and all(part.isidentifier() for part in name.split("::", 1))
+        and result.outcome in (Outcome.PASSED, Outcome.FAILED)
     ]
 
 
@@ -192,19 +199,23 @@ def _source(checkout: Path, path: str) -> str | None:
         return None
 
 
-def _plain_function(source: str, name: str) -> bool:
-    """True when name is a module-level function of source without decorators (no marker a canary would lack)."""
+def _plain_function(source: str, sibling: str) -> bool | None:
+    """True when sibling is a module-level function of source without decorators (no marker a canary would lack),
+    False when it is a method of a module-level class, None when it is neither (a canary would not follow it)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
-        return False
-    return any(
-        isinstance(node, ast.FunctionDef) and node.name == name and not node.decorator_list for node in tree.body
-    )
+        return None
+    owner, _, method = sibling.rpartition("::")
+    if not owner:
+        plain = (isinstance(n, ast.FunctionDef) and n.name == method and not n.decorator_list for n in tree.body)
+        return True if any(plain) else None
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner]
+    return False if any(isinstance(n, ast.FunctionDef) and n.name == method for c in classes for n in c.body) else None
 
 
-def _append(checkout: Path, path: str, sibling: str, source: str, test_cmd: str) -> Canary | None:
-    name = _name(sibling, source, test_cmd)
+def _append(checkout: Path, path: str, sibling: str, source: str, test_cmd: str, strict: bool) -> Canary | None:
+    name = _name(sibling.rpartition("::")[2], source, test_cmd)
     if name is None:
         return None
     k = 2 + secrets.randbelow(7)
@@ -214,7 +225,7 @@ def _append(checkout: Path, path: str, sibling: str, source: str, test_cmd: str)
         write_over(checkout / path, text.encode("utf-8"))
     except OSError:
         return None
-    return Canary(f"{path}::{name}", f"{path}::{sibling}")
+    return Canary(f"{path}::{name}", f"{path}::{sibling}", strict)
 
 
 def _name(sibling: str, source: str, test_cmd: str) -> str | None:

@@ -10,6 +10,8 @@ import pytest
 from verify_helpers import CALC, FAST_ENV, FIXED_CALC, PYTEST, TEST_CALC, Repo, make_repo
 
 from db.lifecycle import Verdict
+from verification.canary import HIDDEN, Canary, tripped
+from verification.report import Outcome, TestResult
 from verification.runner import TestRun
 from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
 
@@ -187,3 +189,58 @@ def test_a_repository_with_its_own_test_layout_gets_canaries_its_pytest_collects
     assert re.fullmatch(r"\n\ndef mul_works_\w+_works\(\):\n(    .*\n)+", grown), grown
     gamed = verify(repo, baseline, spec, tmp_path / "gamed", CALC + PATCH_CALL_AND_REPORT)
     assert gamed.verdict is Verdict.GAMED and "rewrites test results" in gamed.reasons[0], gamed.reasons
+
+
+UNITTEST_CALC = (
+    "import unittest\n\nfrom calc import add, mul\n\n\nclass TestCalc(unittest.TestCase):\n"
+    "    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n\n"
+    "    def test_mul(self):\n        self.assertEqual(mul(2, 3), 6)\n"
+)
+
+
+def test_a_repository_of_unittest_classes_gets_canaries_after_them(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"tests/test_calc.py": UNITTEST_CALC})
+    spec = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV)
+    baseline = run_baseline(repo.clone(tmp_path / "base"), spec, tmp_path / "base-reports")
+    assert baseline.failures == ["tests/test_calc.py::TestCalc::test_add"]
+    honest = verify(repo, baseline, spec, tmp_path / "honest", FIXED_CALC)
+    assert honest.verdict is Verdict.PASSED and honest.pass_to_pass == 1, honest.reasons
+    grown = (tmp_path / "honest/tests/test_calc.py").read_text().removeprefix(UNITTEST_CALC)
+    assert re.fullmatch(r"\n\ndef test_mul_\w+\(\):\n(    .*\n)+", grown), grown
+    gamed = verify(repo, baseline, spec, tmp_path / "gamed", CALC + PATCH_REPORT_OUTCOME)
+    assert gamed.verdict is Verdict.GAMED and "rewrites test results" in gamed.reasons[0], gamed.reasons
+
+
+def test_a_canary_a_keyword_leaves_out_beside_a_class_it_selects_is_no_rewrite(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"tests/test_calc.py": UNITTEST_CALC})
+    spec = VerifySpec(test_cmd=f"{PYTEST} -k TestCalc", timeout=60, env=FAST_ENV)
+    baseline = run_baseline(repo.clone(tmp_path / "base"), spec, tmp_path / "base-reports")
+    honest = verify(repo, baseline, spec, tmp_path / "honest", FIXED_CALC)
+    assert honest.verdict is Verdict.PASSED and honest.pass_to_pass == 1, honest.reasons
+    assert (tmp_path / "honest/tests/test_calc.py").read_text() != UNITTEST_CALC  # planted, and deselected
+
+
+CANARY = Canary("tests/test_calc.py::test_mul_empty", "tests/test_calc.py::test_mul")
+
+
+@pytest.mark.parametrize(
+    "canary,sibling,reason",
+    [
+        (Outcome.FAILED, Outcome.PASSED, None),
+        (Outcome.ERROR, Outcome.PASSED, None),
+        (Outcome.PASSED, None, "a test Fleet planted to fail was reported passing"),
+        (Outcome.SKIPPED, Outcome.PASSED, "a test Fleet planted to fail was reported skipped"),
+        (Outcome.XFAILED, Outcome.PASSED, "a test Fleet planted to fail was reported xfailed"),
+        (None, Outcome.PASSED, HIDDEN),
+        (None, Outcome.FAILED, None),  # the run stopped, or the file was not collected: nothing says it was hidden
+        (Outcome.SKIPPED, Outcome.SKIPPED, None),  # the whole file was skipped
+        (None, None, None),
+    ],
+)
+def test_a_canary_that_did_not_fail_is_judged_by_the_test_beside_it(
+    canary: Outcome | None, sibling: Outcome | None, reason: str | None
+) -> None:
+    outcomes = {CANARY.test_id: canary, CANARY.sibling: sibling}
+    results = {t: TestResult(t, outcome) for t, outcome in outcomes.items() if outcome is not None}
+    found = tripped((CANARY,), results)
+    assert (found is None) if reason is None else (found is not None and found.startswith(reason))
