@@ -204,7 +204,7 @@ def _plain_function(source: str, sibling: str) -> bool | None:
     False when it is a method of a module-level class, None when it is neither (a canary would not follow it)."""
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # nested deeper than the parser goes
         return None
     owner, _, method = sibling.rpartition("::")
     if not owner:

@@ -5,6 +5,7 @@ run of the repository's own tests, which is what users and agents see."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 _BLOCK_HEADER = re.compile(r"^_{3,} .+ _{3,}$")
@@ -25,8 +26,10 @@ def scrub_output(output: str, order: Sequence[str], gone: Mapping[str, str]) -> 
         return output
     names = [re.compile(rf"(?<![\w\[]){re.escape(test_id.rsplit('::', 1)[-1])}(?![\w\[])") for test_id in gone]
     lines = _without_blocks(output.split("\n"), names)
-    lines = _without_marks(lines, order, set(gone))
-    lines = [_recounted(line, gone) for line in lines]
+    reruns: list[str] = []
+    lines = _without_marks(lines, order, set(gone), reruns)
+    counted = Counter(gone.values()) + Counter(reruns)
+    lines = [_recounted(line, len(gone), counted) for line in lines]
     return "\n".join(_without_empty_sections(lines))
 
 
@@ -45,9 +48,10 @@ def _without_blocks(lines: list[str], names: list[re.Pattern[str]]) -> list[str]
     return kept
 
 
-def _without_marks(lines: list[str], order: Sequence[str], canaries: set[str]) -> list[str]:
+def _without_marks(lines: list[str], order: Sequence[str], canaries: set[str], reruns: list[str]) -> list[str]:
     """Drop the canaries' progress marks and count the percentages again without them: each mark stands for the
-    next test in order (a file's line starts at its first test); a verbose line names its test."""
+    next test in order (a file's line starts at its first test); a verbose line names its test. A canary's rerun
+    marks (pytest-rerunfailures) go into reruns."""
     total = max(sum(1 for t in order if t not in canaries), 1)
     cursor, done, named = 0, 0, set[str]()
     starts: dict[str, int] = {}
@@ -66,8 +70,10 @@ def _without_marks(lines: list[str], order: Sequence[str], canaries: set[str]) -
             cursor = max(cursor, starts.get(path, cursor))
         marks = ""
         for mark in progress["marks"]:
-            marks += "" if cursor < len(order) and order[cursor] in canaries else mark
-            cursor += 1
+            canary = cursor < len(order) and order[cursor] in canaries
+            marks += "" if canary else mark
+            reruns += ["rerun"] if canary and mark == "R" else []
+            cursor += mark != "R"  # a rerun's mark (pytest-rerunfailures) comes before its test's own
         done += len(marks)
         rest = _PERCENT.sub(_percent(done, total), progress["rest"] or "")
         kept.append(f"{progress['path'] or ''}{marks}{' ' * (len(progress['marks']) - len(marks))}{rest}")
@@ -78,16 +84,17 @@ def _percent(done: int, total: int) -> str:
     return f"[{min(done * 100 // total, 100):3d}%]"
 
 
-def _recounted(line: str, gone: Mapping[str, str]) -> str:
+def _recounted(line: str, tests: int, counted: Counter[str]) -> str:
+    """The `collected` line with tests fewer, the summary line with counted fewer under each word, else line."""
     if _COLLECTED.search(line):
-        return _COLLECTED.sub(lambda m: m.group(0).replace(_number(m), str(int(_number(m)) - len(gone)), 1), line)
+        return _COLLECTED.sub(lambda m: m.group(0).replace(_number(m), str(int(_number(m)) - tests), 1), line)
     counts = _COUNTS.search(line) if _SUMMARY.match(line) else None
     if counts is None:
         return line
     parts = []
     for part in counts.group(0).split(", "):
         number, word = part.split(" ", 1)
-        left = int(number) - sum(1 for counted in gone.values() if counted == word.removesuffix("s"))
+        left = int(number) - counted[word.removesuffix("s")]
         if left > 0:
             parts.append(f"{left} {'error' if word == 'errors' and left == 1 else word}")
     return _centred(line, line[: counts.start()] + ", ".join(parts) + line[counts.end() :])

@@ -11,6 +11,7 @@ from verify_helpers import CALC, FAST_ENV, FIXED_CALC, PYTEST, TEST_CALC, Repo, 
 
 from db.lifecycle import Verdict
 from verification.canary import HIDDEN, Canary, tripped
+from verification.canary_output import scrub_output
 from verification.report import Outcome, TestResult
 from verification.runner import TestRun
 from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
@@ -244,3 +245,37 @@ def test_a_canary_that_did_not_fail_is_judged_by_the_test_beside_it(
     results = {t: TestResult(t, outcome) for t, outcome in outcomes.items() if outcome is not None}
     found = tripped((CANARY,), results)
     assert (found is None) if reason is None else (found is not None and found.startswith(reason))
+
+
+RERUN_ORDER = ["tests/test_a.py::test_x", "tests/test_a.py::test_y", "tests/test_a.py::test_y_empty"]
+RERUNS = """\
+collected 3 items
+
+tests/test_a.py .RRFRRF                                                  [100%]
+
+=================================== FAILURES ===================================
+____________________________________ test_y ____________________________________
+E   assert 1 == 2
+_________________________________ test_y_empty _________________________________
+E   assert 3 == 4
+=========================== short test summary info ============================
+FAILED tests/test_a.py::test_y - assert 1 == 2
+FAILED tests/test_a.py::test_y_empty - assert 3 == 4
+===================== 2 failed, 1 passed, 4 rerun in 0.10s =====================
+"""
+WITHOUT_CANARY = """\
+collected 2 items
+
+tests/test_a.py .RRF                                                     [100%]
+
+=================================== FAILURES ===================================
+____________________________________ test_y ____________________________________
+E   assert 1 == 2
+=========================== short test summary info ============================
+FAILED tests/test_a.py::test_y - assert 1 == 2
+===================== 1 failed, 1 passed, 2 rerun in 0.10s =====================
+"""
+
+
+def test_the_output_reads_as_the_run_of_the_repositorys_own_tests_reruns_included() -> None:
+    assert scrub_output(RERUNS, RERUN_ORDER, {"tests/test_a.py::test_y_empty": "failed"}) == WITHOUT_CANARY
