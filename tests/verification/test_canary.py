@@ -279,3 +279,27 @@ FAILED tests/test_a.py::test_y - assert 1 == 2
 
 def test_the_output_reads_as_the_run_of_the_repositorys_own_tests_reruns_included() -> None:
     assert scrub_output(RERUNS, RERUN_ORDER, {"tests/test_a.py::test_y_empty": "failed"}) == WITHOUT_CANARY
+
+
+TEARDOWN_CONFTEST = """\
+import pytest
+
+from calc import sub
+
+
+@pytest.fixture(scope="module", autouse=True)
+def subtraction_still_works():
+    yield
+    assert sub(3, 1) == 2
+"""
+
+
+def test_a_fixture_teardown_the_diff_broke_is_not_hidden_on_the_canary_it_was_reported_on(tmp_path: Path) -> None:
+    calc = CALC + "\n\ndef sub(a, b):\n    return a - b\n"
+    repo = make_repo(tmp_path / "repo", {"calc.py": calc, "conftest.py": TEARDOWN_CONFTEST})
+    spec = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV)
+    baseline = run_baseline(repo.clone(tmp_path / "base"), spec, tmp_path / "base-reports")
+    broken = FIXED_CALC + "\n\ndef sub(a, b):\n    return a + b\n"  # add fixed, sub broken: only the teardown sees it
+    result = verify(repo, baseline, spec, tmp_path / "checkout", broken)
+    assert planted(tmp_path / "checkout")
+    assert result.verdict is Verdict.FAILED, result.reasons
