@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, exists, func, or_, select, text, update
+from sqlalchemy import Connection, Update, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from db import lifecycle
@@ -128,13 +128,8 @@ def finish_build(s: Session, build: tuple[int, int, str], token: str, verdict: M
     merge_lock(s, repo_id)
     sources, moved = lifecycle.bulk(verdict, among=[MergeStatus.BUILDING])
     result = s.execute(
-        update(MergeEntry)
-        .where(
-            MergeEntry.id == entry_id,
-            MergeEntry.build_sha == build_sha,
-            MergeEntry.lease_token == token,
-            MergeEntry.status.in_(sources),
-        )
+        _held(entry_id, build_sha, token)
+        .where(MergeEntry.status.in_(sources))
         .values(**moved, lease_token=None, lease_expires_at=None, updated_at=utcnow(), **values)
     )
     return _changed(result) == 1
@@ -147,13 +142,8 @@ def release_build(s: Session, build: tuple[int, int, str], token: str, reason: s
     repo_id, entry_id, build_sha = build
     merge_lock(s, repo_id)
     result = s.execute(
-        update(MergeEntry)
-        .where(
-            MergeEntry.id == entry_id,
-            MergeEntry.build_sha == build_sha,
-            MergeEntry.lease_token == token,
-            MergeEntry.status == MergeStatus.BUILDING.value,
-        )
+        _held(entry_id, build_sha, token)
+        .where(MergeEntry.status == MergeStatus.BUILDING.value)
         .values(
             lease_token=None,
             lease_expires_at=None,
@@ -164,6 +154,13 @@ def release_build(s: Session, build: tuple[int, int, str], token: str, reason: s
         )
     )
     return _changed(result) == 1
+
+
+def _held(entry_id: int, build_sha: str, token: str) -> Update:
+    """An update of the entry while token holds that very build: a reset, a rebuild or a lost lease matches none."""
+    return update(MergeEntry).where(
+        MergeEntry.id == entry_id, MergeEntry.build_sha == build_sha, MergeEntry.lease_token == token
+    )
 
 
 def lapsed_builds(s: Session, repo_id: int, redispatch_seconds: float) -> list[int]:

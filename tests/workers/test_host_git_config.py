@@ -11,15 +11,25 @@ from system.git import git
 from workers.worktree import WorktreePool
 
 
-@pytest.fixture
-def crlf_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worker user's ~/.gitconfig asks for CRLF checkouts (copied over from a Windows machine)."""
+def host_git_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: dict[str, str], attributes: str = ""
+) -> None:
+    """The worker user's own git configuration (~/.gitconfig), and its global attributes file, which git reads from
+    ~/.config/git/attributes without any setting."""
     home = tmp_path / "home"
-    home.mkdir()
-    for key, value in {"core.autocrlf": "true", "core.eol": "crlf"}.items():
+    (home / ".config" / "git").mkdir(parents=True)
+    if attributes:
+        (home / ".config" / "git" / "attributes").write_text(attributes)
+    for key, value in config.items():
         git("config", "--file", str(home / ".gitconfig"), key, value, cwd=tmp_path)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+
+
+@pytest.fixture
+def crlf_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker user's ~/.gitconfig asks for CRLF checkouts (copied over from a Windows machine)."""
+    host_git_config(tmp_path, monkeypatch, {"core.autocrlf": "true", "core.eol": "crlf"})
 
 
 def test_a_checkout_keeps_the_repositorys_line_endings_whatever_the_hosts_git_config(
@@ -38,13 +48,8 @@ def test_a_checkout_keeps_the_repositorys_line_endings_whatever_the_hosts_git_co
 def diff_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker user's git configuration shapes its diffs (no a/ b/ prefixes, no context lines) and asks for CRLF
     in its global attributes file, which git reads from ~/.config/git/attributes without any setting."""
-    home = tmp_path / "home"
-    (home / ".config" / "git").mkdir(parents=True)
-    (home / ".config" / "git" / "attributes").write_text("* text eol=crlf\n")
-    for key, value in {"diff.noprefix": "true", "diff.mnemonicPrefix": "true", "diff.context": "0"}.items():
-        git("config", "--file", str(home / ".gitconfig"), key, value, cwd=tmp_path)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    config = {"diff.noprefix": "true", "diff.mnemonicPrefix": "true", "diff.context": "0"}
+    host_git_config(tmp_path, monkeypatch, config, attributes="* text eol=crlf\n")
 
 
 def test_a_checkout_and_its_diff_are_the_repositorys_whatever_the_hosts_attributes_and_diff_config(
