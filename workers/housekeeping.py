@@ -28,6 +28,7 @@ from db.models import utcnow
 from system.files import disk_usage, remove_tree
 from system.git import git
 from system.mirror import HEX_SHA, try_lock
+from system.orphans import end_orphaned_sandboxes
 from system.settings import Settings
 from workers.journal import AGENT, VERIFY, OutcomeJournal
 from workers.spares import remove_stale
@@ -62,6 +63,7 @@ def collect(db: Database, settings: Settings, older_than_days: float | None = No
         f"attempt folders: removed {removed.removed} ({removed.freed:,} bytes)",
         f"mirrors: pruned {pruned.removed} ({pruned.freed:,} bytes freed)"
         + (f"; skipped, in use: {', '.join(pruned.skipped)}" if pruned.skipped else ""),
+        f"sandboxes dead workers left: ended {end_orphaned_sandboxes(settings.home)}",
     ]
     if older_than_days is not None:
         before = utcnow() - timedelta(days=older_than_days)

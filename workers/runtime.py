@@ -23,6 +23,7 @@ from db.models import utcnow
 from system.cancel import Cancellation
 from system.files import remove_tree
 from system.mirror import ensure_mirror
+from system.orphans import end_orphaned_sandboxes
 from system.sandbox import look_through_toolchains
 from system.settings import Settings
 from verification.envcache import EnvCache
@@ -294,6 +295,11 @@ class WorkerRuntime:
             look_through_toolchains()  # started by `fleet up` and `fleet worker` already, when they run this process
         except Exception as exc:
             log.warning("the toolchains were not looked through as the worker started; the first sandbox does: %r", exc)
+        try:
+            if ended := end_orphaned_sandboxes(self.settings.home):
+                log.warning("ended %d sandbox process(es) that a worker which died left waiting for ever", ended)
+        except OSError as exc:
+            log.warning("the sandboxes dead workers left were not looked for: %r", exc)
 
     def stop(self) -> None:
         self._verifier.shutdown(wait=True, cancel_futures=True)  # the ones not started are sent again later
