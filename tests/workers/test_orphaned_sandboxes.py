@@ -49,9 +49,10 @@ def test_the_inner_process_of_a_sandbox_whose_outer_one_died_is_ended_and_no_oth
     # signal) before that one had set the inner one up: the inner one slept for ever, waiting for it.
     home, other = tmp_path / "home", tmp_path / "other-home"
     left, live, others = sandbox(home), sandbox(home), sandbox(other)
-    elsewhere = 0
+    inners: list[int] = []
     try:
-        orphan, kept, elsewhere = inner(left.pid), inner(live.pid), inner(others.pid)
+        inners += [inner(left.pid), inner(live.pid), inner(others.pid)]
+        orphan, kept, elsewhere = inners
         left.kill()
         left.wait()
         others.kill()
@@ -65,9 +66,9 @@ def test_the_inner_process_of_a_sandbox_whose_outer_one_died_is_ended_and_no_oth
         assert alive(kept) and live.poll() is None  # a live sandbox of the same home
         assert alive(elsewhere)  # another home's: its own worker's to end
     finally:
+        for pid in inners:  # started without --die-with-parent: an inner one outlives its outer one
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for process in (left, live, others):
             process.kill()
             process.wait()
-        if elsewhere:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(elsewhere, signal.SIGKILL)
