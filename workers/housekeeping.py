@@ -63,7 +63,6 @@ def collect(db: Database, settings: Settings, older_than_days: float | None = No
         f"attempt folders: removed {removed.removed} ({removed.freed:,} bytes)",
         f"mirrors: pruned {pruned.removed} ({pruned.freed:,} bytes freed)"
         + (f"; skipped, in use: {', '.join(pruned.skipped)}" if pruned.skipped else ""),
-        f"sandboxes dead workers left: ended {end_orphaned_sandboxes(settings.home)}",
     ]
     if older_than_days is not None:
         before = utcnow() - timedelta(days=older_than_days)
@@ -75,6 +74,7 @@ def collect(db: Database, settings: Settings, older_than_days: float | None = No
             f" {older_than_days:g} days ago ({size:,} bytes)"
         )
         lines.append(f"notifications: deleted {sent} sent over {older_than_days:g} days ago")
+    lines.append(f"sandboxes dead workers left: ended {end_orphaned_sandboxes(settings.home)}")
     return lines
 
 

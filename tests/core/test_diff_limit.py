@@ -113,6 +113,7 @@ def test_an_oversized_diff_is_an_error_that_leaves_no_trace_and_gc_cleans_up(emb
     assert report[0].startswith("attempt folders: removed 2 (")
     assert report[1].startswith("mirrors: pruned 1 (") and "0 bytes freed" not in report[1]
     assert report[2].startswith("stored attempt text: cleared 2 attempts finished over 0 days ago (")
+    assert report[-1] == "sandboxes dead workers left: ended 0"
     assert sorted(p.name for p in attempts.iterdir()) == [str(waiting_attempt)]
     assert junk not in mirror_objects(mirror)
     with fleet.db().session() as s:
