@@ -79,7 +79,7 @@ class _Toolchain:
     def answer(self) -> tuple[Path, ...]:
         with self._answering:
             if self._answer is None:
-                self._answer = _private_or_whole(self.folder, self.walk, ())
+                self._answer = _private_or_whole(self.folder, self.walk, None)
             return self._answer
 
     def look_again(self) -> None:
@@ -93,7 +93,7 @@ class _Toolchain:
         if not self.walk.done():
             return False
         with self._answering:
-            self._answer = _private_or_whole(self.folder, self.walk, self._answer or (), kept=self._answer)
+            self._answer = _private_or_whole(self.folder, self.walk, self._answer)
             self._taken_again = True
         return True
 
@@ -160,21 +160,19 @@ def covered_whole(readable: Sequence[Path]) -> list[str]:
 _COVERED_WHOLE: dict[Path, str] = {}
 
 
-def _private_or_whole(
-    folder: Path, walk: PrivateWalk, before: tuple[Path, ...], kept: tuple[Path, ...] | None = None
-) -> tuple[Path, ...]:
+def _private_or_whole(folder: Path, walk: PrivateWalk, before: tuple[Path, ...] | None) -> tuple[Path, ...]:
     """The walk's answer; the folder itself when it holds more than MOST_LOOKED_AT entries or MOST_COVERS private
-    ones, or find failed and no answer is `kept` (covered_whole says why). A warning names it, and the first path
-    found private, unless the answer before was the same."""
+    ones, or find failed and there is no answer `before` to keep (covered_whole says why). A warning names it, and
+    the first path found private, unless the answer before was the same."""
     try:
         found = walk.answer()
     except TooLarge:
         return _whole(folder, f"over {MOST_LOOKED_AT:,} entries to look through for files others may not read")
     except WalkFailed as exc:
-        if kept is None:
+        if before is None:
             return _whole(folder, str(exc))
         log.warning("sandbox: %s keeps the covers it had: %s", folder, exc)
-        return kept
+        return before
     if len(found) > MOST_COVERS:
         return _whole(folder, f"{len(found):,} paths in it others may not read ({found[0]}, ...)")
     _COVERED_WHOLE.pop(folder, None)

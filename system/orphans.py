@@ -32,7 +32,8 @@ def orphaned_sandbox(pid: int, marker: bytes) -> bool:
             return False
         status = Path(f"/proc/{pid}/status").read_text()
         fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-        inner = fields.get("NSpid", "").split()[-1:] == ["1"] and len(fields.get("NSpid", "").split()) > 1
+        namespaced_pids = fields.get("NSpid", "").split()
+        inner = len(namespaced_pids) > 1 and namespaced_pids[-1] == "1"
         parent = Path(f"/proc/{fields['PPid'].strip()}/cmdline").read_bytes().split(b"\0")[0]
     except (OSError, KeyError, ValueError):
         return False
