@@ -168,15 +168,23 @@ def _diff_size(attempt: Attempt) -> int:
 def _reviewable(
     s: queries.Session, ticket_id: int, decision: TicketStatus, action: str, choice: Choice = None
 ) -> tuple[Ticket, Candidate]:
-    queries.get_ticket(s, ticket_id, lock=True)  # a decision made at the same moment waits, then is refused
-    ticket = queries.load_ticket_tree(s, ticket_id)
-    delivering.refuse_while_delivering(ticket)
+    ticket = _decided_on(s, ticket_id)
     refusal = f"ticket {ticket_id} is {ticket.status}, not waiting for review"
     lifecycle.require(ticket, decision, action, refusal)
     found = candidates(ticket, queries.rejected_attempt_ids(s, ticket_id))
     if not found:
         raise FleetError(f"ticket {ticket_id} has no verified diff")
     return ticket, chosen(found, choice, ticket_id)
+
+
+def _decided_on(s: queries.Session, ticket_id: int) -> Ticket:
+    """The ticket a decision is made on, read under its row lock and refused while an approval delivers it: a
+    decision or a delivery's claim made at the same moment waits for this transaction, or this one for it, and then
+    reads what it wrote (an unlocked read let a claim commit between a cancel's read and its write)."""
+    queries.get_ticket(s, ticket_id, lock=True)
+    ticket = queries.load_ticket_tree(s, ticket_id)
+    delivering.refuse_while_delivering(ticket)
+    return ticket
 
 
 Choice = int | tuple[str, int] | None  # a rank (1 is the best), ("attempt", id), or None for the best
@@ -291,8 +299,7 @@ def retry(db: Database, dispatcher: Dispatcher, settings: Settings, ticket_id: i
     """A failed, errored, cancelled or rejected ticket starts again: every run gets a new attempt and a fresh
     budget (a rejected diff is never a candidate again)."""
     with db.session() as s:
-        ticket = queries.load_ticket_tree(s, ticket_id)
-        delivering.refuse_while_delivering(ticket)
+        ticket = _decided_on(s, ticket_id)
         lifecycle.require(ticket, TicketStatus.QUEUED, "retry")
         if queries.open_attempts(s, ticket_id):
             raise FleetError(f"ticket {ticket_id} still has attempts stopping; try again in a few seconds")
@@ -313,10 +320,9 @@ def cancel(db: Database, ticket_id: int, actor: str, spare_review: bool = False)
     """Cancel a ticket; with spare_review, one waiting for review (even if it got there a moment ago) is left alone
     and False returned: `cancel --all` never drops verified diffs it was not told to."""
     with db.session() as s:
-        ticket = queries.load_ticket_tree(s, ticket_id)
+        ticket = _decided_on(s, ticket_id)
         if spare_review and ticket.status == TicketStatus.NEEDS_REVIEW:
             return False
-        delivering.refuse_while_delivering(ticket)
         refusal = f"ticket {ticket_id} is {ticket.status}; only active or reviewable tickets cancel"
         lifecycle.require(ticket, TicketStatus.CANCELLED, "cancel", refusal)
         policy.cancel(s, ticket, actor)
