@@ -18,7 +18,7 @@ from orchestrator.errors import FleetError
 from orchestrator.sources import checked_source, settings_text
 from orchestrator.tickets import CANCELLABLE as OPEN
 from orchestrator.tickets import check_agent, check_text
-from orchestrator.widening import refuse_widening
+from orchestrator.widening import DEFAULT_LIMITS, Limits, refuse_widening
 from system.credentials import SECRET_NAME
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -92,10 +92,11 @@ def _copy_file(item: str) -> str:
     return f"{source_path}:{dest}"
 
 
-def register_repo(db: Database, spec: RepoSpec, agents: AgentRule) -> dict[str, Any]:
+def register_repo(db: Database, spec: RepoSpec, agents: AgentRule, in_force: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """Check and store a repository; returns its view. Its default agent is one the workers can run.
 
-    A setting given in spec wins over the repository's `.fleet.toml`, which wins over the default."""
+    A setting given in spec wins over the repository's `.fleet.toml`, which wins over the default; the file may
+    lower the agent's limits below those in force (the operator's settings), never raise them."""
     if not NAME.match(spec.name):
         raise FleetError(f"repo name {spec.name!r}: use letters, digits, '.', '_' and '-' (at most 100)")
     check_text("path", spec.path)
@@ -103,7 +104,7 @@ def register_repo(db: Database, spec: RepoSpec, agents: AgentRule) -> dict[str, 
     given = spec.given()
     from_file = {name: value for name, value in read_fleet_toml(source).given().items() if name not in given}
     _refuse_secrets_from_file(source, from_file)
-    refuse_widening(source, from_file)
+    refuse_widening(source, from_file, in_force)
     settings = RepoSettings.model_validate(from_file | given)
     with db.session() as s:
         repo = queries.add_repo(s, name=spec.name, **_columns(source, settings, agents, _granted(given, {})))

@@ -10,6 +10,7 @@ from typing import Any
 
 from db.specs import REPEATABLE_SETTINGS
 from orchestrator.errors import FleetError
+from system.settings import Settings
 
 
 def _any(value: Any) -> bool:
@@ -18,7 +19,7 @@ def _any(value: Any) -> bool:
 
 # Each setting, and the values of it that widen: what a sandbox shows of the host (read_paths, copy_files,
 # hidden_tests: folders and files of the worker machines), where tests, setups and agents may connect, whether an
-# agent has a sandbox at all, and the limits of an agent's processes, which replace the worker's own.
+# agent has a sandbox at all.
 WIDENS: dict[str, Callable[[Any], bool]] = {
     "read_paths": _any,
     "copy_files": _any,
@@ -29,9 +30,6 @@ WIDENS: dict[str, Callable[[Any], bool]] = {
     "agent_sandbox": lambda on: on is False,
     "agent_network": lambda network: network == "on",
     "agent_hosts": _any,
-    "agent_memory_mb": _any,
-    "agent_max_processes": _any,
-    "agent_address_space_mb": _any,
     # Where Fleet sends its credentials and the repository's work: a push to `remote` carries FLEET_GIT_TOKEN, the
     # forge's API FLEET_GITHUB_TOKEN; whose comments reach agents; where notices go; what a call costs the budget.
     "remote": _any,
@@ -43,15 +41,32 @@ WIDENS: dict[str, Callable[[Any], bool]] = {
 }
 
 
-def widened(from_file: Mapping[str, Any]) -> list[str]:
-    """The settings of from_file that widen the sandbox, in WIDENS's order."""
-    return [setting for setting, widens in WIDENS.items() if setting in from_file and widens(from_file[setting])]
+# The limits of an agent's processes, which replace the worker's own (a setting's 0: the worker's; the worker's
+# 0: none). Only a higher one than the limit in force widens: a lower one narrows, and is taken.
+AGENT_LIMITS = ("agent_memory_mb", "agent_max_processes", "agent_address_space_mb")
+Limits = Mapping[str, int]
+DEFAULT_LIMITS: Limits = {name: Settings.model_fields[name].default for name in AGENT_LIMITS}
 
 
-def refuse_widening(source: str, from_file: Mapping[str, Any]) -> None:
+def limits_in_force(settings: Settings) -> Limits:
+    """The agent's limits the operator's settings (FLEET_AGENT_MEMORY_MB and the like, or their defaults) set."""
+    return {name: getattr(settings, name) for name in AGENT_LIMITS}
+
+
+def widened(from_file: Mapping[str, Any], in_force: Limits = DEFAULT_LIMITS) -> list[str]:
+    """The settings of from_file that widen the sandbox, in WIDENS's order, then the limits above those in force."""
+    asked = [setting for setting, widens in WIDENS.items() if setting in from_file and widens(from_file[setting])]
+    return asked + [name for name in AGENT_LIMITS if _above(from_file.get(name, 0), in_force[name])]
+
+
+def _above(limit: int, in_force: int) -> bool:
+    return bool(limit) and bool(in_force) and limit > in_force
+
+
+def refuse_widening(source: str, from_file: Mapping[str, Any], in_force: Limits = DEFAULT_LIMITS) -> None:
     """FleetError, one line, for the first setting of the repository's `.fleet.toml` that widens the sandbox: it
     names the value asked for and the option of `fleet repo add` that grants it."""
-    for setting in widened(from_file):
+    for setting in widened(from_file, in_force):
         value = from_file[setting]
         raise FleetError(
             f".fleet.toml in {source} asks for {setting} = {_shown(value)}; an operator grants it with "

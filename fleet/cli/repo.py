@@ -14,6 +14,7 @@ from fleet.cli.console import JsonFlag, YesFlag, confirm, one_line_errors, out, 
 from fleet.cli.context import Context, spec_from
 from orchestrator import views
 from orchestrator.repos import check_removable, register_repo, remove_repo, update_repo
+from orchestrator.widening import limits_in_force
 
 app = typer.Typer(no_args_is_help=True, help="Register, change, remove and list repositories.")
 
@@ -81,7 +82,7 @@ def repo_add(
     del options["as_json"]
     spec = spec_from(RepoSpec, options)  # the spec takes the options' singular names (SINGULAR)
     ctx = Context()
-    repo = register_repo(ctx.db, spec, ctx.agents)
+    repo = register_repo(ctx.db, spec, ctx.agents, limits_in_force(ctx.settings))
     if as_json:
         return print_json(repo)
     out.print(f"repo {repo['name']} registered: {repo['source']} (tests: {repo['test_cmd']})")

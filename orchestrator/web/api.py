@@ -19,6 +19,7 @@ from orchestrator.web import figures
 from orchestrator.web.auth import Forbidden, Principal, Role, new_token, require
 from orchestrator.web.paging import After, AfterPriority, Limit, known_repo, paged, review_mark
 from orchestrator.web.state import WebState, web_state
+from orchestrator.widening import limits_in_force
 
 router = APIRouter(prefix="/api", tags=["api"])
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
@@ -266,7 +267,7 @@ def list_repos(
 def add_repo(body: RepoIn, state: State, _: Admin) -> dict[str, Any]:
     """Register a repository and how to test it (what `fleet repo add` does)."""
     try:
-        return register_repo(state.db, body, state.agents)
+        return register_repo(state.db, body, state.agents, limits_in_force(state.settings))
     except FleetError as exc:  # a path that is not a git repository, a bad name: bad input
         raise HTTPException(400, str(exc)) from None
 

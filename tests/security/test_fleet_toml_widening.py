@@ -14,6 +14,7 @@ from db.migrate import upgrade
 from db.specs import RepoSpec
 from orchestrator.errors import FleetError
 from orchestrator.repos import register_repo
+from orchestrator.widening import DEFAULT_LIMITS, Limits
 from system.git import git
 from tests.conftest import Fleet
 from tests.orchestrator.workers_stub import AGENTS
@@ -51,6 +52,10 @@ WIDENING: list[tuple[str, str, dict[str, Any]]] = [
 
 
 def _register(tmp_path: Path, fleet_toml: str, **options: Any) -> dict[str, Any]:
+    return _register_under(tmp_path, fleet_toml, DEFAULT_LIMITS, **options)
+
+
+def _register_under(tmp_path: Path, fleet_toml: str, in_force: Limits, **options: Any) -> dict[str, Any]:
     repo = tmp_path / "repo"
     write_sample_repo(repo)
     (repo / ".fleet.toml").write_text(f'test_cmd = "true"\n{fleet_toml}\n')
@@ -58,7 +63,7 @@ def _register(tmp_path: Path, fleet_toml: str, **options: Any) -> dict[str, Any]
     git("commit", "-qm", "settings", cwd=repo)
     db = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
     upgrade(db)
-    return register_repo(db, RepoSpec.model_validate({"name": "r", "path": str(repo), **options}), AGENTS)
+    return register_repo(db, RepoSpec.model_validate({"name": "r", "path": str(repo), **options}), AGENTS, in_force)
 
 
 @pytest.mark.parametrize(("line", "option", "given"), WIDENING, ids=[line.split(" ")[0] for line, _, _ in WIDENING])
@@ -78,6 +83,48 @@ def test_a_fleet_toml_cannot_widen_the_sandbox_and_the_operators_option_can(
 def test_a_fleet_toml_that_narrows_the_sandbox_is_taken(tmp_path: Path) -> None:
     narrowing = 'setup_network = "none"\nagent_network = "none"\nagent_sandbox = true\ntest_network = false'
     assert _register(tmp_path, narrowing)["settings"] == {"setup_network": "none", "agent_network": "none"}
+
+
+LOWER_LIMITS = "agent_memory_mb = 1024\nagent_max_processes = 64\nagent_address_space_mb = 2048"
+
+
+def test_a_fleet_toml_that_lowers_the_agents_limits_is_taken(tmp_path: Path) -> None:
+    """Lower than the limits in force (the defaults here) narrows the agent's sandbox: taken, not refused."""
+    assert _register(tmp_path, LOWER_LIMITS)["settings"] == {
+        "agent_memory_mb": 1024, "agent_max_processes": 64, "agent_address_space_mb": 2048,
+    }  # fmt: skip
+
+
+def test_a_limit_below_the_default_but_above_the_operators_is_refused(tmp_path: Path) -> None:
+    """The limit in force is the operator's where it set one; a worker with no limit of its own (0) takes any."""
+    in_force = {**DEFAULT_LIMITS, "agent_max_processes": 32}
+    with pytest.raises(FleetError) as refused:
+        _register_under(tmp_path / "lower", LOWER_LIMITS, in_force)
+    assert str(refused.value) == (
+        f".fleet.toml in {tmp_path / 'lower' / 'repo'} asks for agent_max_processes = 64; "
+        "an operator grants it with `fleet repo add ... --agent-max-processes 64`"
+    )
+    unlimited = {**DEFAULT_LIMITS, "agent_address_space_mb": 0}
+    taken = _register_under(tmp_path / "none", "agent_address_space_mb = 1048576", unlimited)
+    assert taken["settings"] == {"agent_address_space_mb": 1048576}
+
+
+def test_fleet_repo_add_weighs_the_files_limits_against_the_operators(embedded: Fleet) -> None:
+    embedded.env["FLEET_AGENT_MEMORY_MB"] = "512"
+    for name, memory in (("higher", 1024), ("lower", 256)):
+        repo = embedded.tmp / name
+        write_sample_repo(repo)
+        (repo / ".fleet.toml").write_text(f'test_cmd = "true"\nagent_memory_mb = {memory}\n')
+        git("add", "-A", cwd=repo)
+        git("commit", "-qm", "settings", cwd=repo)
+    refused = embedded.run("repo", "add", "higher", str(embedded.tmp / "higher"), check=False)
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
+        f"error: .fleet.toml in {embedded.tmp / 'higher'} asks for agent_memory_mb = 1024; an operator grants it "
+        "with `fleet repo add ... --agent-memory-mb 1024`"
+    ]
+    assert embedded.json("repo", "add", "lower", str(embedded.tmp / "lower"), "--json")["settings"] == {
+        "agent_memory_mb": 256
+    }
 
 
 def test_fleet_repo_add_says_in_one_line_what_the_file_asked_for(embedded: Fleet) -> None:
