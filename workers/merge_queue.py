@@ -145,8 +145,7 @@ def _pass(s: queries.Session, settings: Settings, queue: Queue, sends: Sends) ->
         try:
             landed = merge_git.land(queue.repo.source, mirror, queue.target, entry.build_sha or "", queue.head)
         except TargetError as exc:  # no verdict on the entry: it waits, saying why, and the next pass tries again
-            entry.reason, entry.refused_at = str(exc)[:2000], utcnow()
-            log.warning("merge queue of %s: %s", queue.repo.name, exc)
+            _refused(queue, entry, str(exc)[:2000])
             return
         if landed:
             _merged(s, entry, queue.head)
@@ -155,6 +154,14 @@ def _pass(s: queries.Session, settings: Settings, queue: Queue, sends: Sends) ->
         log.info("merge queue of %s: %s moved under it; re-verifying on the new head", queue.repo.name, queue.target)
         if not _read_head(settings, queue):
             return
+
+
+def _refused(queue: Queue, entry: MergeEntry, reason: str) -> None:
+    """The target refused the entry's landing push: said in the log when it first does, or says something else,
+    not at every pass of a `fleet up` that tries it again."""
+    if entry.refused_at is None or entry.reason != reason:
+        log.warning("merge queue of %s: %s", queue.repo.name, reason)
+    entry.reason, entry.refused_at = reason, utcnow()
 
 
 def _read_head(settings: Settings, queue: Queue) -> bool:

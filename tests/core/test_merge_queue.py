@@ -7,6 +7,7 @@ a human pushing to the target meanwhile; then a worker killed with -9 in the mid
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -21,9 +22,10 @@ from db import queries
 from db.engine import Database
 from db.models import MergeEntry
 from system.branches import TargetError, remote_head
+from system.settings import Settings
 from tests.conftest import Fleet
 from tests.core import merge_repo as mr
-from workers import merge_git
+from workers import merge_git, merge_queue
 from workers.agents.scripted import SAMPLE_TEST_CMD
 
 A_TEST = "import shared\\n\\n\\ndef test_a():\\n    assert shared.LIMIT == 2\\n"
@@ -247,3 +249,40 @@ def test_up_until_idle_ends_when_the_target_refuses_the_push_and_says_why(fleet:
     assert "waits in the merge queue" not in fleet.up(concurrency=1).stdout
     assert [e.status for e in entries(fleet)] == ["merged"]
     landed_once(bare, [ticket])
+
+
+def test_a_refused_landing_is_logged_when_it_is_refused_not_at_every_pass(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A plain `fleet up` tries a refused entry's push again every pass, and logged the same warning every pass:
+    now once when the target first refuses it, and again only when it says something else."""
+    fleet.env["FLEET_AGENT_SANDBOX"] = "false"
+    bare, _ = mr.make_target(fleet.tmp)
+    register(fleet, bare, slots=1)
+    ticket = submit(fleet, "Add mod1", mr.put(*mr.module("mod1", 1)))
+    fleet.up(concurrency=1)
+    fleet.run("merge", "enqueue", str(ticket))
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'main is a protected branch' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    fleet.run("up", "--until-idle", "--concurrency", "1")  # built and verified; its landing refused
+    db = fleet.db()
+    with db.session() as s:
+        [entry] = s.query(MergeEntry).all()
+        entry.refused_at, entry.reason, repo_id = None, "", entry.repo_id
+    settings = Settings(home=fleet.home, database_url=fleet.database_url)
+
+    def warnings_of_passes(count: int) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="workers.merge_queue"):
+            for _ in range(count):
+                merge_queue.advance(db, settings, repo_id, len, len)
+        return [r.getMessage() for r in caplog.records if r.name == "workers.merge_queue"]
+
+    [first] = warnings_of_passes(3)
+    assert first.startswith("merge queue of shop: ") and "main is a protected branch" in first
+    hook.write_text("#!/bin/sh\necho 'main is frozen for the release' >&2\nexit 1\n")
+    [changed] = warnings_of_passes(3)
+    assert "main is frozen for the release" in changed
+    [entry] = entries(fleet)
+    assert entry.status == "passed" and entry.refused_at is not None and "frozen for the release" in entry.reason
