@@ -11,6 +11,7 @@ from pathlib import Path
 
 from orchestrator.errors import FleetError
 from orchestrator.gitrepo import NoCommit, committed_file, repository_root, resolve_commit
+from system.credentials import shown_url
 from system.mirror import MirrorError, check_url, is_url, password_in, refresh_mirror
 
 
@@ -60,7 +61,8 @@ class BaseRefs:
             try:
                 self._resolved[(source, ref)] = resolve_commit(self._readable(repo_id, source), ref)
             except NoCommit:
-                raise FleetError(f"base ref {ref!r} does not exist in repo {repo_name!r} ({source})") from None
+                shown = shown_url(source)
+                raise FleetError(f"base ref {ref!r} does not exist in repo {repo_name!r} ({shown})") from None
         return self._resolved[(source, ref)]
 
     def _readable(self, repo_id: int, source: str) -> Path:
@@ -76,4 +78,4 @@ def _fetched(mirrors_dir: Path, key: str, source: str) -> Path:
         return refresh_mirror(mirrors_dir, key, source)
     except MirrorError as exc:
         last_line = (exc.reason.strip().splitlines() or ["no answer"])[-1]
-        raise FleetError(f"cannot fetch {source}: {last_line}") from None
+        raise FleetError(shown_url(f"cannot fetch {source}: {last_line}")) from None

@@ -11,12 +11,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from db.usage import reported_differs
+from system.credentials import shown_url
 from verification.phrases import ALSO_FIXED, KNOWN_FAILING
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from db.models import Attempt, ModelCall, Repo, Ticket, Verification, Worker
+    from db.models import Attempt, ModelCall, Repo, Review, Ticket, Verification, Worker
     from db.reads import AttemptRow, TicketRow, VerificationRow, WorkerRow
     from orchestrator.dispatch import QueueDepths
 
@@ -38,19 +39,26 @@ CREDENTIAL_SETTINGS = ("notify_url",)  # a webhook's URL is its own credential (
 
 def repo_view(repo: Repo, credentials: bool = True) -> dict[str, Any]:
     """The repository as the API and `fleet repo list --json` show it; without credentials, the settings that
-    are one (CREDENTIAL_SETTINGS) are shown as HIDDEN."""
-    settings = dict(repo.settings or {})
+    are one (CREDENTIAL_SETTINGS) are shown as HIDDEN. A password in a URL (its source or its remote, as an older
+    Fleet stored them) is shown as ***: the workers read the stored row, never this view."""
+    settings = {name: shown_url(v) if isinstance(v, str) else v for name, v in (repo.settings or {}).items()}
     if not credentials:
         settings |= {name: HIDDEN for name in CREDENTIAL_SETTINGS if settings.get(name)}
     return {
         "id": repo.id,
         "name": repo.name,
-        "source": repo.source,
+        "source": shown_url(repo.source),
         "test_cmd": repo.test_cmd,
         "setup_cmd": repo.setup_cmd,
         "default_agent": repo.default_agent,
         "settings": settings,
     }
+
+
+def landed(approved: Review, repo: Repo) -> tuple[str, str, str]:
+    """Where an approved diff landed, as the ticket page says it: its branch, its commit and the repository (a
+    password an older Fleet stored in its URL shown as ***)."""
+    return approved.branch or "", (approved.commit_sha or "")[:12], shown_url(repo.source)
 
 
 def verification_view(v: Verification | VerificationRow | None) -> dict[str, Any] | None:

@@ -249,7 +249,7 @@ def ticket_context(state: WebState, ticket_id: int, chosen: int | None = None) -
         texts = {a.id: views.attempt_view(a) | views.attempt_texts(a) for run in tree.runs for a in run.attempts}
         submitted_by = tree.submitted_by
         approved = queries.approval(s, ticket_id)
-        landed = (approved.branch, (approved.commit_sha or "")[:12], tree.repo.source) if approved else None
+        landed = views.landed(approved, tree.repo) if approved else None
         events = [(e.kind, e.message, e.actor, e.created_at) for e in queries.ticket_events(s, ticket_id)]
     for run in ticket["runs"]:
         for attempt in run["attempts"]:
