@@ -83,10 +83,12 @@ def get_run(s: Session, run_id: int) -> Run:
 
 def get_ticket(s: Session, ticket_id: int, *, lock: bool = False) -> Ticket:
     """The ticket; with lock, its row locked until the transaction ends (PostgreSQL; SQLite's write lock is held
-    already) and read again, so a decision checks the status that no one else can change before it commits."""
+    already) and read again, so a decision checks the status that no one else can change before it commits. NO KEY
+    UPDATE, as a verdict's: a worker writing rows that point at the ticket (events, attempts) while it holds its
+    attempt's row does not wait for a cancel that waits for that attempt."""
     query = select(Ticket).where(Ticket.id == ticket_id)
     if lock:
-        query = query.with_for_update(of=Ticket).execution_options(populate_existing=True)
+        query = query.with_for_update(of=Ticket, key_share=True).execution_options(populate_existing=True)
     ticket = s.scalar(query)
     if ticket is None:
         raise NotFound(f"unknown ticket {ticket_id}")

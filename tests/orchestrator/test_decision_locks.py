@@ -112,3 +112,17 @@ def test_two_retries_at_once_start_the_ticket_once(pg: Database, tmp_path: Path)
         found = queries.load_ticket_tree(s, ticket)
         assert found.status == "queued"
         assert [a.id for a in found.runs[0].attempts][1:] == [attempt]
+
+
+def test_a_decisions_lock_lets_workers_write_rows_that_point_at_the_ticket(pg: Database, tmp_path: Path) -> None:
+    """A cancel holds its ticket while it stops the attempts: a worker holding an attempt and writing the ticket's
+    events must not wait for it (FOR UPDATE made them wait on each other until PostgreSQL broke the deadlock)."""
+    work, base = shop(tmp_path)
+    ticket = reviewable(pg, work, base, str(tmp_path / "nowhere.git"))
+    with pg.session() as s:
+        queries.get_ticket(s, ticket, lock=True)
+        with pg.session() as worker:
+            worker.execute(text("SET LOCAL lock_timeout = '2s'"))
+            queries.log_event(worker, "agent_output", "still running", ticket_id=ticket)
+    with pg.session() as s:
+        assert [e.message for e in queries.ticket_events(s, ticket)][-1] == "still running"
