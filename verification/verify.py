@@ -21,40 +21,32 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from subprocess import TimeoutExpired
 from typing import Any
 
 from db.lifecycle import Verdict
 from db.spectypes import SetupNetwork
 from system.files import copy_into
-from system.git import GitError, GitOutputTooLarge, git
+from system.git import GitError, git
 from system.globs import matches_any
-from verification.attributes import refuse_attribute_changes
 from verification.awareness import source_text
 from verification.canary import judge_canaries, run_with_canaries
 from verification.confined import prepare, rerun_suspects, run_confined, visible_rerun
 from verification.digest import environment_feedback, feedback_digest, hidden_lines, is_hidden, targets_digest
-from verification.envcache import DEFAULT_KEY_FILES, EnvCache, key_files_changed
-from verification.environment import SetupEgress, SetupFailed, recopy_files
+from verification.envcache import DEFAULT_KEY_FILES, EnvCache
+from verification.environment import SetupEgress, SetupFailed
 from verification.flags import assertion_inputs, assertion_literals, scan_diff
 from verification.guards import feedback_refused, gamed_reasons, startup_refusals
 from verification.judge import Judgement, judge, under_test_only
-from verification.patch import PatchRefused, apply_checked, apply_patch, check_patch
+from verification.patch import PatchRefused
 from verification.phrases import ALSO_FIXED, KNOWN_FAILING
 from verification.protect import (
     DEFAULT_PROTECT,
-    PYPROJECT_PYTEST,
-    collected_file_globs,
-    protected_changes,
-    pytest_config,
-    restore,
 )
 from verification.runner import TestRun
-from verification.setup_made import setup_made
+from verification.staging import pinned_config, stage
 from verification.targets import also_fixed, credit_known
 
 HIDDEN_UNAPPLIED = "the hidden tests could not be added"
-SETUP_LEFT = "what the setup left in the checkout could not be read"
 
 
 @dataclass
@@ -141,7 +133,7 @@ def run_baseline(
         add_hidden_tests(checkout, spec.hidden_tests)
     except (GitError, OSError) as exc:  # a task's test patch that does not apply at its base: no baseline
         return TestRun({}, None, False, "", 0.0, error=f"{HIDDEN_UNAPPLIED}: {exc}")
-    return run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, _config(checkout, spec))
+    return run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, pinned_config(checkout, spec))
 
 
 def verify_diff(
@@ -152,51 +144,23 @@ def verify_diff(
     report_dir: Path,
     cancelled: threading.Event | None = None,
 ) -> VerificationResult:
-    """Apply diff to a clean base checkout, neutralise test edits, run the tests and judge against baseline.
-
-    With the environment cache on and the diff leaving its key files alone, the environment is restored
-    from the cache (or set up and saved) before the diff is applied, at the pristine base; otherwise the
-    setup runs after the diff is applied, as the diff would have it: the diff's code, so before the protected
-    files are restored (what it changed among them is restored too) and the hidden tests added.
-    """
+    """Stage diff in a clean base checkout (verification/staging.py), add the hidden tests, run the tests and judge
+    against baseline."""
     startup = startup_refusals(diff)
     if startup:
         return gamed(startup, scan_diff(diff))
-    # No environment to restore at the pristine base (no cache, or no setup to cache): check and apply at once.
-    applied = spec.env_cache is None or not spec.setup_cmd
     try:
-        changed = apply_patch(checkout, diff) if applied else check_patch(checkout, diff)
-    except PatchRefused as exc:
-        return _refused_patch(exc, baseline, spec)
-    fresh_env = applied or bool(key_files_changed(changed, spec.env_key_files))
-    set_up = fresh_env and bool(spec.setup_cmd)  # the diff's code ran in checkout: its setup
-    where = "the verification checkout"
-    try:
-        if not fresh_env:
-            prepare(checkout, spec, where, cancelled, report_dir, cached=True)
-        if not applied:
-            apply_checked(checkout, diff)
-        refuse_attribute_changes(checkout, changed)
+        staged = stage(checkout, diff, spec, report_dir, cancelled)
     except SetupFailed as exc:
         return errored(str(exc))
     except PatchRefused as exc:
         return _refused_patch(exc, baseline, spec)
-    try:
-        if fresh_env:  # first: the setup runs the diff's code, which must find no hidden test and restore nothing
-            prepare(checkout, spec, where, cancelled, report_dir)
-    except SetupFailed as exc:
-        return errored(str(exc))
-    try:  # what the setup left may stop git (a fifo where git reads) or a copy
-        touched = _with_setup_made(checkout, spec, changed) if set_up else changed
-    except (GitError, GitOutputTooLarge, TimeoutExpired, SetupFailed, OSError) as exc:
-        return errored(f"{SETUP_LEFT}: {exc}")
-    config = _config(checkout, spec)  # read from HEAD, which applying the diff does not move: once is enough
-    reverted = [] if spec.allow_test_edits else restore(checkout, _to_protect(checkout, touched, spec, config))
+    changed, config, reverted = staged.changed, staged.config, staged.reverted
     try:
         hidden = add_hidden_tests(checkout, spec.hidden_tests)
     except (GitError, OSError) as exc:
         return errored(f"{HIDDEN_UNAPPLIED}: {exc}")
-    refusals = gamed_reasons(checkout, diff, changed, spec.test_cmd, spec.environment, spec.protect, set_up)
+    refusals = gamed_reasons(checkout, diff, changed, spec.test_cmd, spec.environment, spec.protect, staged.set_up)
     if refusals:
         return gamed(refusals, scan_diff(diff) + outside_area(changed, spec.area))
     run, rewritten = run_with_canaries(checkout, spec, report_dir, cancelled, config, baseline)
@@ -218,23 +182,13 @@ def verify_diff(
     judgement.fail_to_pass += extra
     shown = {t.split("::", 1)[0] for t in judgement.broken + judgement.still_failing if not is_hidden(t, hidden)}
     secrets = hidden_lines(spec.hidden_tests, checkout, sorted(shown))
-    result = replace(_result(judgement, run, rerun, reverted, hidden, spec, secrets), known_failing=known_failing)
+    feedback = feedback_digest(run, judgement, spec.feedback_limit, hidden, secrets)
+    result = replace(_result(judgement, run, rerun, reverted, feedback), known_failing=known_failing)
     if known_failing:
         result.warnings.append(f"{KNOWN_FAILING}: {', '.join(known_failing[:10])}")
     if extra:  # every one named: the view tells targets from these by this list (no column of its own)
         result.warnings.append(f"{ALSO_FIXED}: {', '.join(extra)}")
     return result
-
-
-def _with_setup_made(checkout: Path, spec: VerifySpec, changed: list[str]) -> list[str]:
-    """The paths restore judges once the setup ran the diff's code in checkout: the diff's, and what the setup
-    changed or made that can change the test run (verification/setup_made.py), the files pytest collects tests from
-    included; its bytecode and folder links are removed and the repository's copied files copied again, as it may
-    have rewritten them."""
-    made = setup_made(checkout, [dest for _, dest in spec.copy_files], collected_file_globs(checkout, spec.test_cmd))
-    made.remove_caches(checkout)
-    recopy_files(spec.copy_files, checkout)
-    return sorted({*changed, *made.changed})
 
 
 def _refused_patch(exc: PatchRefused, baseline: TestRun, spec: VerifySpec) -> VerificationResult:
@@ -298,20 +252,6 @@ def _untested(verdict: Verdict, reason: str, feedback: str) -> VerificationResul
     )
 
 
-def _config(checkout: Path, spec: VerifySpec) -> str | None:
-    """The base's pytest configuration file that runs are pinned to (None: there is none, or pinning is off)."""
-    return pytest_config(checkout) if spec.pin_pytest else None
-
-
-def _to_protect(checkout: Path, changed: list[str], spec: VerifySpec, config: str | None) -> list[str]:
-    paths = protected_changes(checkout, changed, (*spec.protect, *collected_file_globs(checkout, spec.test_cmd)))
-    # The configuration pytest is pinned to must be the base's, whatever the protect patterns say.
-    if config in changed and config not in paths:
-        pattern = PYPROJECT_PYTEST if config == "pyproject.toml" else config
-        paths += protected_changes(checkout, [config], (pattern,))
-    return sorted(set(paths))
-
-
 def add_hidden_tests(checkout: Path, hidden: Path | None) -> list[str]:
     """Copy the hidden tests into checkout (a directory mirroring the repo, or a diff); return their paths."""
     if hidden is None:
@@ -370,9 +310,7 @@ def _result(
     run: TestRun,
     rerun: TestRun | None,
     reverted: list[str],
-    hidden: list[str],
-    spec: VerifySpec,
-    secrets: frozenset[str],
+    feedback: str,
 ) -> VerificationResult:
     unreadable = [f"the test report is unreadable: {run.report_error}"] if run.report_error else []
     warnings = list(dict.fromkeys(run.warnings + unreadable))
@@ -384,7 +322,7 @@ def _result(
         broken=judgement.broken,
         flaky=judgement.flaky,
         flags=judgement.flags,
-        feedback=feedback_digest(run, judgement, spec.feedback_limit, hidden, secrets),
+        feedback=feedback,
         output=run.output,
         duration=run.duration + (rerun.duration if rerun else 0.0),
         reverted=reverted,
