@@ -30,6 +30,7 @@ from system.git import GitError, git
 from system.globs import matches_any
 from verification.awareness import source_text
 from verification.canary import judge_canaries, run_with_canaries
+from verification.clean_feedback import HiddenRun, clean_feedback, shows_visible_output
 from verification.confined import prepare, rerun_suspects, run_confined, visible_rerun
 from verification.digest import environment_feedback, feedback_digest, hidden_lines, is_hidden, targets_digest
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache
@@ -145,7 +146,8 @@ def verify_diff(
     cancelled: threading.Event | None = None,
 ) -> VerificationResult:
     """Stage diff in a clean base checkout (verification/staging.py), add the hidden tests, run the tests and judge
-    against baseline."""
+    against baseline. When hidden tests ran and the feedback shows a visible test's output, that output comes from
+    a run without them (verification/clean_feedback.py)."""
     startup = startup_refusals(diff)
     if startup:
         return gamed(startup, scan_diff(diff))
@@ -183,6 +185,9 @@ def verify_diff(
     shown = {t.split("::", 1)[0] for t in judgement.broken + judgement.still_failing if not is_hidden(t, hidden)}
     secrets = hidden_lines(spec.hidden_tests, checkout, sorted(shown))
     feedback = feedback_digest(run, judgement, spec.feedback_limit, hidden, secrets)
+    if shows_visible_output(judgement, hidden):  # last: it wipes the checkout, which the steps above read
+        first = HiddenRun(judgement, list(run.results), targets, hidden)
+        feedback = clean_feedback(checkout, diff, spec, baseline, report_dir, cancelled, first, secrets)
     result = replace(_result(judgement, run, rerun, reverted, feedback), known_failing=known_failing)
     if known_failing:
         result.warnings.append(f"{KNOWN_FAILING}: {', '.join(known_failing[:10])}")
