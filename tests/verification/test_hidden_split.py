@@ -4,6 +4,8 @@ agent's feedback comes from a run that never had them, the verdict from the run 
 from __future__ import annotations
 
 import base64
+import shlex
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -16,11 +18,13 @@ import verification.confined
 from db.lifecycle import Verdict
 from system.sandbox import bwrap_missing
 from verification.clean_feedback import UNCONFINED
+from verification.envcache import EnvCache
 from verification.runner import TestRun
 from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
 
 ADD = "tests/test_calc.py::test_add"
 SECRET_TEST = "from calc import add\n\n\ndef test_secret_large():\n    assert add(40, 2) == 42\n"
+VENV = f"{shlex.quote(sys.executable)} -m venv --without-pip .venv"
 SECRET_B64 = base64.b64encode(SECRET_TEST.encode()).decode()
 needs_sandbox = pytest.mark.skipif(bwrap_missing() is not None, reason="bubblewrap is not usable here")
 
@@ -31,12 +35,13 @@ ENCODE = (
     "    found = [p for p in glob.glob('tests/*.py') if not p.endswith('test_calc.py')]\n"
     "    raise AssertionError(base64.b64encode(''.join(open(p).read() for p in found).encode()).decode())"
 )
-# One that also leaves the base64 where a second run might look: in the checkout, in its report folder and the one
-# above, and reads it back from there when it finds no hidden test.
+# One that also leaves the base64 where a second run might look: in the checkout's environment, in the checkout, in its
+# report folder and the one above, and reads it back from there when it finds no hidden test.
 STASH = """import base64, glob, os
 
 HOME = os.environ.get("HOME", ".")
-PLACES = ["stash.txt", os.path.join(HOME, "..", "stash.txt"), os.path.join(HOME, "..", "..", "stash.txt")]
+PLACES = [".venv/stash.txt", "stash.txt"]
+PLACES += [os.path.join(HOME, "..", "stash.txt"), os.path.join(HOME, "..", "..", "stash.txt")]
 
 
 def add(a, b):
@@ -88,10 +93,13 @@ def test_hidden_tests_sent_out_in_base64_never_reach_the_feedback(tmp_path: Path
 
 
 @needs_sandbox
-def test_what_the_run_with_hidden_tests_left_behind_never_reaches_the_feedback(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cached", [False, True], ids=["environment set up afresh", "environment from the cache"])
+def test_what_the_run_with_hidden_tests_left_behind_never_reaches_the_feedback(tmp_path: Path, cached: bool) -> None:
     repo = make_repo(tmp_path / "repo")
+    cache = EnvCache(tmp_path / "envs", max_bytes=2**30) if cached else None
+    spec = _spec(_hidden(tmp_path), setup_cmd=VENV, env_cache=cache)
     calc = "from leak import add\n\n\ndef mul(a, b):\n    return a * b\n"
-    result = _verify(tmp_path, repo, _spec(_hidden(tmp_path)), {"calc.py": calc, "leak.py": STASH})
+    result = _verify(tmp_path, repo, spec, {"calc.py": calc, "leak.py": STASH})
     assert result.verdict is Verdict.FAILED and "1 hidden test failed" in result.feedback
     assert not _leaks(result.feedback)
     assert "assert -1 == 5" in result.feedback  # the second run found nothing left: add is only wrong
