@@ -106,6 +106,20 @@ def test_what_the_run_with_hidden_tests_left_behind_never_reaches_the_feedback(t
 
 
 @needs_sandbox
+def test_hidden_tests_in_a_folder_the_tests_may_read_are_covered_in_the_second_run(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    shared = tmp_path / "shared"
+    hidden = _hidden(shared)
+    read_it = ENCODE.replace("glob.glob('tests/*.py')", f"glob.glob({str(hidden)!r} + '/**/*.py', recursive=True)")
+    result = _verify(
+        tmp_path, repo, _spec(hidden, readable=(shared,)), {"calc.py": CALC.replace("return a - b", read_it)}
+    )
+    assert result.verdict is Verdict.FAILED and "1 hidden test failed" in result.feedback
+    assert result.run is not None and SECRET_B64[:24] in result.run.results[ADD].message  # readable beside them
+    assert not _leaks(result.feedback) and f"FAILED {ADD}" in result.feedback
+
+
+@needs_sandbox
 def test_an_honest_failure_beside_hidden_tests_keeps_its_assertion_and_traceback(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     result = _verify(tmp_path, repo, _spec(_hidden(tmp_path)), {"calc.py": CALC.replace("a - b", "a * b")})
