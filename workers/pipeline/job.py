@@ -132,9 +132,11 @@ def why_unsandboxed(rt: WorkerRuntime, job: Job) -> str | None:
 
 
 def hidden_paths(rt: WorkerRuntime, job: Job) -> tuple[Path, ...]:
-    """Covered in every sandbox even where a shown folder holds them: Fleet's state, the repository, credentials."""
+    """Covered in every sandbox even where a shown folder holds them: Fleet's state, the repository, its hidden
+    tests (a verification copies them into its checkout), credentials."""
     repository = () if is_url(job.source) else (Path(job.source),)  # a URL is fetched, never read in place
-    return (rt.settings.home, *repository, *credential_stores(Path.home()))
+    hidden_tests = (Path(job.repo_settings.hidden_tests),) if job.repo_settings.hidden_tests else ()
+    return (rt.settings.home, *repository, *hidden_tests, *credential_stores(Path.home()))
 
 
 def declared_paths(rt: WorkerRuntime, job: Job) -> tuple[Path, ...]:
