@@ -18,13 +18,17 @@ from pathlib import Path
 
 from system.files import required_program
 
-# One record, NUL-ended, per entry looked at: empty for one others may read, `P` and its path for one they may not
-# (a folder others may not enter is not looked into). A link is never followed, nor looked at: what it names is
+# One record, NUL-ended, per entry looked at: empty for one others may read, `P` and its path for one they may not.
+# A folder others may not list or enter is named, never looked into: its records would count against MOST_COVERS
+# and MOST_LOOKED_AT one by one, where its one cover hides them all. A socket or fifo is private without both read
+# and write for others (connecting to a socket takes write; a fifo is read from or written to: an ssh-agent's or a
+# gpg-agent's socket left in a folder on the PATH). A link is never followed, nor looked at: what it names is
 # looked at where it is, if shown. find prints a name as it is when its output is no terminal.
 _PRIVATE = "P%p\\0"
 _EXPRESSION = (
     "(", "-type", "d", "!", "-perm", "-005", "-printf", _PRIVATE, "-prune", ")",
     "-o", "(", "-type", "f", "!", "-perm", "-004", "-printf", _PRIVATE, ")",
+    "-o", "(", "(", "-type", "s", "-o", "-type", "p", ")", "!", "-perm", "-006", "-printf", _PRIVATE, ")",
     "-o", "!", "-type", "l", "-printf", "\\0",
 )  # fmt: skip
 _CHUNK = 1 << 16

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -34,6 +35,22 @@ def test_a_walk_finds_what_others_may_not_read_and_nothing_else(tmp_path: Path) 
     (root / "link").symlink_to(token)
     (root / "fifo-free.txt").write_text("")
     assert sorted(private_in(root)) == sorted([keys, token, odd, listed_only])
+
+
+def test_a_socket_or_fifo_others_may_not_both_read_and_write_is_private(tmp_path: Path) -> None:
+    # An ssh-agent's socket (0600) left in a folder on the PATH: connecting takes write, and the walk looked only at
+    # files and folders, so every sandbox could sign with its owner's keys.
+    private, shared = [], []
+    for name, mode in (("agent.sock", 0o600), ("listen-only.sock", 0o644), ("open.sock", 0o666)):
+        with socket.socket(socket.AF_UNIX) as bound:
+            bound.bind(str(tmp_path / name))
+        (tmp_path / name).chmod(mode)
+        (shared if mode == 0o666 else private).append(tmp_path / name)
+    for name, mode in (("gpg-fifo", 0o600), ("read-only-fifo", 0o604), ("open-fifo", 0o666)):
+        os.mkfifo(tmp_path / name, mode)
+        os.chmod(tmp_path / name, mode)
+        (shared if mode == 0o666 else private).append(tmp_path / name)
+    assert sorted(private_in(tmp_path)) == sorted(private)
 
 
 def test_a_walk_past_its_bound_is_too_large(tmp_path: Path) -> None:
