@@ -54,9 +54,10 @@ def covered(hidden: Sequence[Path], shown: Sequence[Path], toolchains: Sequence[
 
 
 def cover_args(paths: Sequence[Path]) -> list[str]:
-    """bwrap's arguments that cover paths as they are at this start: a folder with an empty tmpfs of the sandbox's
-    own, a file with an empty file. One removed since the settings were built is skipped: bwrap, unable to make it
-    in a read-only folder, would fail every sandbox of those settings. One stat each."""
+    """bwrap's arguments that cover paths as they are at this start (sandbox_start.prepared): a folder with an empty
+    tmpfs of the sandbox's own, anything else (a file, a socket, a fifo) with /dev/null, which no one can connect to
+    and the sandbox cannot open (bwrap binds it without devices). One removed since the settings were built is
+    skipped: bwrap, unable to make it in a read-only folder, would fail the sandbox. One stat each."""
     args: list[str] = []
     for path in paths:
         try:

@@ -33,9 +33,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from system.covers import cover_args, covered, empty_file_over, generation, outermost, start_looking
+from system.covers import covered, empty_file_over, generation, outermost, start_looking
 from system.files import program_on
-from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT, copy_slot
+from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT, copy_slot, cover_slots
 from system.seccomp import SeccompUnavailable, filter_program
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ def confine(view: View) -> tuple[str, ...]:
     Only run_process can start it: it fills the descriptor slots (system/sandbox_start.py)."""
     with _SHOWN_ONCE:  # a hundred slots starting at once would each build it (and walk /etc) before it is kept
         shown, hidden = _shown(view.readable, view.hidden, generation())
-    argv = [*shown, *cover_args(hidden), *_binds("--bind", map(_real, view.writable))]
+    argv = [*shown, *cover_slots(hidden), *_binds("--bind", map(_real, view.writable))]
     if view.egress_socket is not None:
         argv += _binds("--bind", [_real(view.egress_socket.parent)])
     argv += _memory(view)

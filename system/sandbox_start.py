@@ -12,6 +12,11 @@ not at all (it is smaller than PIPE_BUF). `--block-fd` goes on at end of file to
 sandbox holds a write end of that pipe itself: it waits for ever instead of running unconfined. Once running,
 bwrap's `--die-with-parent` ends it with the worker.
 
+A cover (system/covers.py) is a slot too, made at each start as its path is then (cover_args): an agent's prefix
+serves every command of its attempt, and bwrap cannot make the cover of a path removed meanwhile in the read-only
+folder that held it, so one removed file failed every later command. Left unfilled, bwrap finds no source: no
+sandbox.
+
 A prefix of `setpriv`, `prlimit` and two shells did the same in four more program starts per command (about
 3 ms of the machine each time: bench/floor.py). A prefix run any other way fails closed: bwrap refuses the
 slots as descriptors, so no command runs without its filter, limits and cgroups.
@@ -33,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from system.covers import cover_args
 from system.rlimits import lowered
 from system.seccomp import filter_program
 
@@ -41,6 +47,7 @@ BLOCK_SLOT = "<fleet:block-fd>"
 SECCOMP_SLOT = "<fleet:seccomp-fd>"
 SLOTS = {"--info-fd": INFO_SLOT, "--block-fd": BLOCK_SLOT, "--seccomp": SECCOMP_SLOT}
 COPY_SLOT = "<fleet:copy:{}>"  # `--file <slot> DEST`: a writable copy of the host file named in the slot
+COVER_SLOT = "<fleet:cover>"  # `--ro-bind <slot> PATH`: PATH covered as it is at the start, left out once removed
 INFO_LIMIT_BYTES = 65_536
 START_TIMEOUT_SECONDS = 60.0  # bwrap reports its sandbox in milliseconds; a start that takes this long is stuck
 GO = b"1"
@@ -58,6 +65,25 @@ def is_confined(argv: Sequence[str]) -> bool:
 def copy_slot(source: Path) -> str:
     """The slot for `--file`: the start opens source read-only and bwrap copies it into the sandbox."""
     return COPY_SLOT.format(source)
+
+
+def cover_slots(paths: Sequence[Path]) -> list[str]:
+    """The slots that cover paths at each start (prepared)."""
+    return [arg for path in paths for arg in ("--ro-bind", COVER_SLOT, str(path))]
+
+
+def _covered_now(argv: Sequence[str], options_end: int) -> list[str]:
+    """argv with each cover slot among bwrap's own options (before options_end) made the cover its path needs now."""
+    made: list[str] = []
+    index = 0
+    while index < len(argv):
+        if index < options_end and argv[index : index + 2] == ["--ro-bind", COVER_SLOT]:
+            made += cover_args([Path(argv[index + 2])])
+            index += 3
+        else:
+            made.append(argv[index])
+            index += 1
+    return made
 
 
 def _copy_sources(argv: Sequence[str], options_end: int) -> dict[int, Path]:
@@ -120,13 +146,13 @@ class Start:
 @contextlib.contextmanager
 def prepared(argv: Sequence[str]) -> Iterator[Start]:
     """argv with its slots filled by fresh descriptors; all of them are closed when the block ends."""
-    start = Start(list(argv))
+    start = Start(_covered_now(list(argv), _slot_positions(argv).get(INFO_SLOT, 0)))
     try:
         start.info_read, info_write = os.pipe()
         start.child_fds.append(info_write)
         gate_read, start.gate = os.pipe()
         start.child_fds.append(gate_read)
-        positions = _slot_positions(argv)
+        positions = _slot_positions(start.argv)
         if SECCOMP_SLOT in positions:
             start.message = filter_program()
             if len(start.message) > select.PIPE_BUF:
@@ -138,7 +164,7 @@ def prepared(argv: Sequence[str]) -> Iterator[Start]:
         for slot, position in positions.items():
             if slot in filled:
                 start.argv[position] = str(filled[slot])
-        for position, source in _copy_sources(argv, positions[INFO_SLOT]).items():
+        for position, source in _copy_sources(start.argv, positions[INFO_SLOT]).items():
             start.argv[position] = str(_opened(source, start))
         yield start
     finally:

@@ -14,6 +14,7 @@ from system import covers, private_walk, sandbox
 from system.private_walk import PrivateWalk, private_in
 from system.process import run_process
 from system.sandbox import View, _real, bwrap_missing, confine
+from system.sandbox_start import COVER_SLOT
 
 
 def test_a_path_is_named_as_resolve_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +102,7 @@ def test_a_toolchain_is_looked_through_once_and_one_too_large_to_look_through_is
     for repository in ("a", "b"):
         argv = confine(View(tmp_path, readable=(small, large), hidden=(tmp_path / repository,)))
         pairs = list(zip(argv, argv[1:], strict=False))
-        assert ("--tmpfs", str(large.resolve())) in pairs and ("--tmpfs", str(small.resolve())) not in pairs
+        assert (COVER_SLOT, str(large.resolve())) in pairs and (COVER_SLOT, str(small.resolve())) not in pairs
     assert walks.count(small.resolve()) == 1 and walks.count(large.resolve()) == 1
     sandbox._shown.cache_clear()
 
@@ -148,7 +149,7 @@ def test_a_file_made_private_in_a_toolchain_after_it_was_looked_through_is_cover
     while str(conf) not in confine(view) and time.monotonic() < deadline:
         time.sleep(0.05)
     argv = confine(view)
-    assert ("/dev/null", str(conf)) in list(zip(argv, argv[1:], strict=False))
+    assert (COVER_SLOT, str(conf)) in list(zip(argv, argv[1:], strict=False))
     done = run_process([*argv, "cat", str(conf)], cwd=work, env={"PATH": os.defpath}, timeout=60)
     assert "token" not in done.output, done.output
 
