@@ -22,7 +22,16 @@ from pathlib import Path
 from system.command_wait import OutputPipe, wait_reading
 from system.files import memory_holding, program_on
 from system.rlimits import capped, commands_descriptors, lowered
-from system.sandbox_start import END_SECONDS, SandboxStartFailed, admit, is_confined, prepared, wait_sandbox_end
+from system.sandbox_start import (
+    END_SECONDS,
+    NO_OUTCOME,
+    Outcome,
+    SandboxStartFailed,
+    admit,
+    is_confined,
+    prepared,
+    wait_sandbox_end,
+)
 
 log = logging.getLogger(__name__)
 REST_SECONDS = 5.0  # how long the output is read after the command's end, for what its last writers wrote
@@ -217,20 +226,35 @@ def run_process(
     """
     started = time.monotonic()
     command = Command(argv, cwd, env, stdin, tuple(pass_fds), tuple(join_cgroups), limits)
-    confined = is_confined(argv)
-    spawned, sandbox = _start_confined(command, timeout) if confined else (_start(command), None)
+    finish = functools.partial(_finish, started, timeout, cancelled, limit_bytes, grace_seconds, on_output)
+    if is_confined(argv):
+        return _run_confined(command, timeout, finish)
+    spawned = _start(command)
+    return spawned if isinstance(spawned, ProcessResult) else finish(spawned)
+
+
+def _run_confined(
+    command: Command, timeout: float, finish: Callable[[subprocess.Popen[bytes]], ProcessResult], retries: int = 2
+) -> ProcessResult:
+    """The command run in its sandbox; started again (at most `retries` times) when the sandbox never ran it for a
+    cover it lost as it started (sandbox_start.Outcome.lost_a_cover): the start made again leaves that cover out."""
+    spawned, sandbox, outcome = _start_confined(command, timeout)
     if isinstance(spawned, ProcessResult):
         return spawned
     try:
-        result = _finish(spawned, started, timeout, cancelled, limit_bytes, grace_seconds, on_output)
+        result = finish(spawned)
     except BaseException:
         if sandbox is not None:
             os.close(sandbox)
+        outcome.close()
         raise
-    if confined and sandbox is None:  # bubblewrap exited before its sandbox ran the command: it says why
-        return replace(result, sandbox_failed=True)
-    if sandbox is not None and not wait_sandbox_end(sandbox):  # nothing it started runs on after this
+    if sandbox is None:  # bubblewrap exited before its sandbox ran the command: it says why
+        result = replace(result, sandbox_failed=True)
+    elif not wait_sandbox_end(sandbox):  # nothing it started runs on after this
         log.warning("a sandbox's processes were not all ended %gs after its command", END_SECONDS)
+    if not (result.timed_out or result.cancelled) and outcome.lost_a_cover() and retries:
+        log.info("a path a sandbox covers was removed as it started: it starts again without that cover")
+        return _run_confined(command, timeout, finish, retries - 1)
     return result
 
 
@@ -260,9 +284,12 @@ def _start(command: Command) -> subprocess.Popen[bytes] | ProcessResult:
     return _popen(command, [*(prefix or ()), *argv], command.pass_fds, setup)
 
 
-def _start_confined(command: Command, timeout: float) -> tuple[subprocess.Popen[bytes] | ProcessResult, int | None]:
+def _start_confined(
+    command: Command, timeout: float
+) -> tuple[subprocess.Popen[bytes] | ProcessResult, int | None, Outcome]:
     """bwrap started straight from the worker, its sandbox given the limits and cgroups (system/sandbox_start.py),
-    and a pidfd of the sandbox's first process, which the caller waits on once the command is over.
+    a pidfd of the sandbox's first process, which the caller waits on once the command is over, and what tells then
+    whether the sandbox lost a cover.
 
     A sandbox that exits during its start (bwrap's own error) is returned as started: its output says why."""
     started, proc = time.monotonic(), None
@@ -270,12 +297,13 @@ def _start_confined(command: Command, timeout: float) -> tuple[subprocess.Popen[
         with prepared(command.argv) as start:
             proc = _popen(command, start.argv, (*command.pass_fds, *start.pass_fds), None)
             if isinstance(proc, ProcessResult):
-                return proc, None
-            return proc, admit(start, proc.pid, command.limits.table(), command.join_cgroups, timeout)
+                return proc, None, NO_OUTCOME
+            pidfd = admit(start, proc.pid, command.limits.table(), command.join_cgroups, timeout)
+            return proc, pidfd, start.outcome()
     except SandboxStartFailed as exc:
         if isinstance(proc, subprocess.Popen):
             _abandon(proc)
-        return ProcessResult(None, str(exc), time.monotonic() - started, sandbox_failed=True), None
+        return ProcessResult(None, str(exc), time.monotonic() - started, sandbox_failed=True), None, NO_OUTCOME
     except BaseException:
         if isinstance(proc, subprocess.Popen):
             _abandon(proc)
@@ -314,13 +342,13 @@ def _popen(
 
 
 def _finish(
-    proc: subprocess.Popen[bytes],
     started: float,
     timeout: float,
     cancelled: threading.Event | None,
     limit_bytes: int,
     grace_seconds: float,
     on_output: Callable[[bytes], None] | None,
+    proc: subprocess.Popen[bytes],
 ) -> ProcessResult:
     """Read the output and wait for proc, the time limit or cancellation, in this thread (system/command_wait)."""
     sink = BoundedOutput(limit_bytes)

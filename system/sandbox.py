@@ -35,7 +35,7 @@ from pathlib import Path
 
 from system.covers import covered, empty_file_over, generation, outermost, start_looking
 from system.files import program_on
-from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT, copy_slot, cover_slots
+from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT, STATUS_SLOT, copy_slot, cover_slots
 from system.seccomp import SeccompUnavailable, filter_program
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ def confine(view: View) -> tuple[str, ...]:
     argv += ["--chdir", str(_real(view.workdir))]
     if not view.network:
         argv.append("--unshare-net")
-    argv += ["--info-fd", INFO_SLOT]
+    argv += ["--info-fd", INFO_SLOT, "--json-status-fd", STATUS_SLOT]
     argv += ["--seccomp", SECCOMP_SLOT] if seccomp_problem() is None else ["--block-fd", BLOCK_SLOT]
     return tuple(argv)
 

@@ -15,7 +15,8 @@ bwrap's `--die-with-parent` ends it with the worker.
 A cover (system/covers.py) is a slot too, made at each start as its path is then (cover_args): an agent's prefix
 serves every command of its attempt, and bwrap cannot make the cover of a path removed meanwhile in the read-only
 folder that held it, so one removed file failed every later command. Left unfilled, bwrap finds no source: no
-sandbox.
+sandbox. A path removed in the moment between that look and bwrap's mount still fails its start; bwrap's status
+(`--json-status-fd`) then says it never ran the command, and the start is made again (Outcome.lost_a_cover).
 
 A prefix of `setpriv`, `prlimit` and two shells did the same in four more program starts per command (about
 3 ms of the machine each time: bench/floor.py). A prefix run any other way fails closed: bwrap refuses the
@@ -45,7 +46,8 @@ from system.seccomp import filter_program
 INFO_SLOT = "<fleet:info-fd>"
 BLOCK_SLOT = "<fleet:block-fd>"
 SECCOMP_SLOT = "<fleet:seccomp-fd>"
-SLOTS = {"--info-fd": INFO_SLOT, "--block-fd": BLOCK_SLOT, "--seccomp": SECCOMP_SLOT}
+STATUS_SLOT = "<fleet:status-fd>"
+SLOTS = {"--info-fd": INFO_SLOT, "--block-fd": BLOCK_SLOT, "--seccomp": SECCOMP_SLOT, "--json-status-fd": STATUS_SLOT}
 COPY_SLOT = "<fleet:copy:{}>"  # `--file <slot> DEST`: a writable copy of the host file named in the slot
 COVER_SLOT = "<fleet:cover>"  # `--ro-bind <slot> PATH`: PATH covered as it is at the start, left out once removed
 INFO_LIMIT_BYTES = 65_536
@@ -72,18 +74,22 @@ def cover_slots(paths: Sequence[Path]) -> list[str]:
     return [arg for path in paths for arg in ("--ro-bind", COVER_SLOT, str(path))]
 
 
-def _covered_now(argv: Sequence[str], options_end: int) -> list[str]:
-    """argv with each cover slot among bwrap's own options (before options_end) made the cover its path needs now."""
+def _covered_now(argv: Sequence[str], options_end: int) -> tuple[list[str], tuple[Path, ...]]:
+    """argv with each cover slot among bwrap's own options (before options_end) made the cover its path needs now,
+    and the paths covered."""
     made: list[str] = []
+    paths: list[Path] = []
     index = 0
     while index < len(argv):
         if index < options_end and argv[index : index + 2] == ["--ro-bind", COVER_SLOT]:
-            made += cover_args([Path(argv[index + 2])])
+            cover = cover_args([Path(argv[index + 2])])
+            made += cover
+            paths += [Path(argv[index + 2])] if cover else []
             index += 3
         else:
             made.append(argv[index])
             index += 1
-    return made
+    return made, tuple(paths)
 
 
 def _copy_sources(argv: Sequence[str], options_end: int) -> dict[int, Path]:
@@ -116,6 +122,13 @@ class Start:
     gate: int = -1  # the worker's end of the pipe the sandbox waits on
     message: bytes = b""  # what lets it go: its seccomp filter, or one byte
     held_by_sandbox: tuple[int, ...] = ()  # the worker's descriptors bwrap gets too
+    status_read: int = -1  # bwrap's status (--json-status-fd): whether it ran the command
+    covers: tuple[Path, ...] = ()  # the paths this start covers
+
+    def outcome(self) -> Outcome:
+        """What tells, once the sandbox has ended, whether it lost a cover; the start no longer closes it."""
+        outcome, self.status_read = Outcome(self.status_read, self.covers), -1
+        return outcome
 
     @property
     def pass_fds(self) -> tuple[int, ...]:
@@ -138,15 +151,48 @@ class Start:
     def close(self) -> None:
         self.release_child_ends()
         self._close_gate()
-        if self.info_read >= 0:
-            os.close(self.info_read)
-        self.info_read = -1
+        for fd in (self.info_read, self.status_read):
+            if fd >= 0:
+                os.close(fd)
+        self.info_read = self.status_read = -1
+
+
+@dataclass
+class Outcome:
+    """A started sandbox's status pipe (bwrap's `--json-status-fd`, -1 without one) and the paths it covers."""
+
+    status_read: int
+    covers: tuple[Path, ...]
+
+    def lost_a_cover(self) -> bool:
+        """Once the sandbox has ended: whether bwrap never ran the command (its status holds no exit code) and a path
+        it was to cover is gone. bwrap could not make that cover in the read-only folder that held it: the path went
+        in the moment between the start's look and bwrap's mount. Closes the pipe."""
+        if self.status_read < 0:
+            return False
+        status = b""
+        try:
+            os.set_blocking(self.status_read, False)
+            with contextlib.suppress(BlockingIOError):
+                status = os.read(self.status_read, INFO_LIMIT_BYTES)
+        finally:
+            self.close()
+        return b'"exit-code"' not in status and not all(map(os.path.exists, self.covers))
+
+    def close(self) -> None:
+        if self.status_read >= 0:
+            os.close(self.status_read)
+        self.status_read = -1
+
+
+NO_OUTCOME = Outcome(-1, ())  # a start that never began: no pipe, no covers
 
 
 @contextlib.contextmanager
 def prepared(argv: Sequence[str]) -> Iterator[Start]:
     """argv with its slots filled by fresh descriptors; all of them are closed when the block ends."""
-    start = Start(_covered_now(list(argv), _slot_positions(argv).get(INFO_SLOT, 0)))
+    covered_argv, covers = _covered_now(list(argv), _slot_positions(argv).get(INFO_SLOT, 0))
+    start = Start(covered_argv, covers=covers)
     try:
         start.info_read, info_write = os.pipe()
         start.child_fds.append(info_write)
@@ -161,6 +207,9 @@ def prepared(argv: Sequence[str]) -> Iterator[Start]:
         else:
             start.message, start.held_by_sandbox = GO, (start.gate,)
             filled = {INFO_SLOT: info_write, BLOCK_SLOT: gate_read}
+        if STATUS_SLOT in positions:
+            start.status_read, filled[STATUS_SLOT] = os.pipe()
+            start.child_fds.append(filled[STATUS_SLOT])
         for slot, position in positions.items():
             if slot in filled:
                 start.argv[position] = str(filled[slot])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from system import covers
+from system import covers, sandbox_start
 from system.process import ProcessResult, run_process
 from system.sandbox import View, bwrap_missing, confine
 
@@ -145,3 +147,54 @@ def test_a_cover_removed_after_the_sandbox_was_built_fails_no_command_of_it(tmp_
     token.chmod(0o600)
     again = run_process([*prefix, "cat", str(token)], cwd=view.workdir, env=ENV, timeout=60)
     assert "index-token" not in again.output, again.output
+
+
+def test_a_cover_removed_as_the_sandbox_starts_starts_it_again_without_that_cover(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Removed in the moment between the start's look and bwrap's mount, the file failed that command: bwrap said
+    # "Can't create file at ...", and the agent's step or the tests' run was lost to it.
+    toolchain = tmp_path / "venv"
+    toolchain.mkdir()
+    token = toolchain / "pip.conf"
+    token.write_text("index-token")
+    token.chmod(0o600)
+    view = view_of(tmp_path, toolchain)
+    prefix = confine(view)
+
+    def looked_then_removed(paths: list[Path]) -> list[str]:
+        args = covers.cover_args(paths)
+        if token in paths:
+            token.unlink(missing_ok=True)  # an uninstall, right after the start looked
+        return args
+
+    monkeypatch.setattr(sandbox_start, "cover_args", looked_then_removed)
+    done = run_process([*prefix, "sh", "-c", "echo ran >> ran.txt"], cwd=view.workdir, env=ENV, timeout=60)
+    assert done.ok, done.output
+    assert (view.workdir / "ran.txt").read_text() == "ran\n"
+
+
+def test_a_cover_removed_while_the_command_runs_never_runs_it_again(tmp_path: Path) -> None:
+    # Only a sandbox that never ran its command starts again: one that ran it is over, whatever went since.
+    toolchain = tmp_path / "venv"
+    toolchain.mkdir()
+    token = toolchain / "pip.conf"
+    token.write_text("index-token")
+    token.chmod(0o600)
+    view = view_of(tmp_path, toolchain)
+    script = "echo ran >> ran.txt; while [ ! -e gone ]; do sleep 0.01; done; exit 1"
+    remover = threading.Thread(target=remove_then_mark, args=(token, view.workdir / "gone"))
+    remover.start()
+    done = run_process([*confine(view), "sh", "-c", script], cwd=view.workdir, env=ENV, timeout=60)
+    remover.join()
+    assert done.exit_code == 1, done.output
+    assert (view.workdir / "ran.txt").read_text() == "ran\n"
+
+
+def remove_then_mark(path: Path, mark: Path) -> None:
+    """Once the command has begun (it writes ran.txt beside mark), remove path, then say so in mark."""
+    deadline = time.monotonic() + 30
+    while not (mark.parent / "ran.txt").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    path.unlink()
+    mark.write_text("")
