@@ -81,10 +81,11 @@ def _covered_now(argv: Sequence[str], options_end: int) -> tuple[list[str], tupl
     paths: list[Path] = []
     index = 0
     while index < len(argv):
-        if index < options_end and argv[index : index + 2] == ["--ro-bind", COVER_SLOT]:
-            cover = cover_args([Path(argv[index + 2])])
+        if index < options_end and tuple(argv[index : index + 2]) == ("--ro-bind", COVER_SLOT):
+            path = Path(argv[index + 2])
+            cover = cover_args([path])  # nothing for a path removed since the sandbox's settings were built
             made += cover
-            paths += [Path(argv[index + 2])] if cover else []
+            paths += [path] if cover else []
             index += 3
         else:
             made.append(argv[index])
@@ -191,7 +192,7 @@ NO_OUTCOME = Outcome(-1, ())  # a start that never began: no pipe, no covers
 @contextlib.contextmanager
 def prepared(argv: Sequence[str]) -> Iterator[Start]:
     """argv with its slots filled by fresh descriptors; all of them are closed when the block ends."""
-    covered_argv, covers = _covered_now(list(argv), _slot_positions(argv).get(INFO_SLOT, 0))
+    covered_argv, covers = _covered_now(argv, _slot_positions(argv).get(INFO_SLOT, 0))
     start = Start(covered_argv, covers=covers)
     try:
         start.info_read, info_write = os.pipe()

@@ -68,9 +68,10 @@ def test_a_file_others_may_read_in_a_folder_they_may_not_list_or_enter_is_covere
 def test_a_private_folder_of_many_files_is_one_cover_and_the_toolchain_stays_shown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A folder others may not enter is covered whole, never file by file: its 2,000 files neither reach the bound
-    # of covers (which shows the whole toolchain empty) nor cost a mount each.
+    # A folder others may not enter is covered whole, never file by file: its 2,000 files neither reach the bounds
+    # of covers and of entries looked at (either shows the whole toolchain empty) nor cost a mount each.
     monkeypatch.setattr(covers, "MOST_COVERS", 5)
+    monkeypatch.setattr(covers, "MOST_LOOKED_AT", 100)
     toolchain = tmp_path / "venv"
     (toolchain / "lib").mkdir(parents=True)
     (toolchain / "lib" / "public.py").write_text("shown = True\n")
