@@ -222,9 +222,9 @@ def test_a_push_the_target_refuses_is_not_taken_for_a_moved_target(tmp_path: Pat
     assert mr.git("rev-parse", "main", cwd=bare).strip() == built
 
 
-def test_up_until_idle_ends_when_the_target_refuses_the_push_and_says_why(fleet: Fleet) -> None:
-    """The refused entry was retried every pass and counted as live work: `fleet up --until-idle` never ended. It
-    ends now, naming the entry and the refusal; with the hook gone, the next run lands it."""
+def _enqueued_behind_a_refusing_hook(fleet: Fleet) -> tuple[Path, int, Path]:
+    """A verified ticket in the merge queue of a target whose pre-receive hook refuses every push: the target, the
+    ticket and the hook."""
     fleet.env["FLEET_AGENT_SANDBOX"] = "false"
     bare, _ = mr.make_target(fleet.tmp)
     register(fleet, bare, slots=1)
@@ -234,6 +234,13 @@ def test_up_until_idle_ends_when_the_target_refuses_the_push_and_says_why(fleet:
     hook = bare / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'main is a protected branch' >&2\nexit 1\n")
     hook.chmod(0o755)
+    return bare, ticket, hook
+
+
+def test_up_until_idle_ends_when_the_target_refuses_the_push_and_says_why(fleet: Fleet) -> None:
+    """The refused entry was retried every pass and counted as live work: `fleet up --until-idle` never ended. It
+    ends now, naming the entry and the refusal; with the hook gone, the next run lands it."""
+    bare, ticket, hook = _enqueued_behind_a_refusing_hook(fleet)
     with running(fleet.popen("up", "--until-idle", "--concurrency", "1")) as worker:
         try:
             out, _ = worker.communicate(timeout=180)
@@ -256,15 +263,7 @@ def test_a_refused_landing_is_logged_when_it_is_refused_not_at_every_pass(
 ) -> None:
     """A plain `fleet up` tries a refused entry's push again every pass, and logged the same warning every pass:
     now once when the target first refuses it, and again only when it says something else."""
-    fleet.env["FLEET_AGENT_SANDBOX"] = "false"
-    bare, _ = mr.make_target(fleet.tmp)
-    register(fleet, bare, slots=1)
-    ticket = submit(fleet, "Add mod1", mr.put(*mr.module("mod1", 1)))
-    fleet.up(concurrency=1)
-    fleet.run("merge", "enqueue", str(ticket))
-    hook = bare / "hooks" / "pre-receive"
-    hook.write_text("#!/bin/sh\necho 'main is a protected branch' >&2\nexit 1\n")
-    hook.chmod(0o755)
+    bare, ticket, hook = _enqueued_behind_a_refusing_hook(fleet)
     fleet.run("up", "--until-idle", "--concurrency", "1")  # built and verified; its landing refused
     db = fleet.db()
     with db.session() as s:
