@@ -150,17 +150,22 @@ def test_a_cover_removed_after_the_sandbox_was_built_fails_no_command_of_it(tmp_
     assert "index-token" not in again.output, again.output
 
 
-def test_a_cover_removed_as_the_sandbox_starts_starts_it_again_without_that_cover(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Removed in the moment between the start's look and bwrap's mount, the file failed that command: bwrap said
-    # "Can't create file at ...", and the agent's step or the tests' run was lost to it.
+def _venv_with_a_token(tmp_path: Path) -> tuple[Path, View]:
+    """A toolchain holding an index token only its owner may read, and a sandbox's view that shows it."""
     toolchain = tmp_path / "venv"
     toolchain.mkdir()
     token = toolchain / "pip.conf"
     token.write_text("index-token")
     token.chmod(0o600)
-    view = view_of(tmp_path, toolchain)
+    return token, view_of(tmp_path, toolchain)
+
+
+def test_a_cover_removed_as_the_sandbox_starts_starts_it_again_without_that_cover(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Removed in the moment between the start's look and bwrap's mount, the file failed that command: bwrap said
+    # "Can't create file at ...", and the agent's step or the tests' run was lost to it.
+    token, view = _venv_with_a_token(tmp_path)
     prefix = confine(view)
 
     def looked_then_removed(paths: list[Path]) -> list[str]:
@@ -177,12 +182,7 @@ def test_a_cover_removed_as_the_sandbox_starts_starts_it_again_without_that_cove
 
 def test_a_cover_removed_while_the_command_runs_never_runs_it_again(tmp_path: Path) -> None:
     # Only a sandbox that never ran its command starts again: one that ran it is over, whatever went since.
-    toolchain = tmp_path / "venv"
-    toolchain.mkdir()
-    token = toolchain / "pip.conf"
-    token.write_text("index-token")
-    token.chmod(0o600)
-    view = view_of(tmp_path, toolchain)
+    token, view = _venv_with_a_token(tmp_path)
     script = "echo ran >> ran.txt; while [ ! -e gone ]; do sleep 0.01; done; exit 1"
     remover = threading.Thread(target=remove_then_mark, args=(token, view.workdir / "gone"))
     remover.start()
