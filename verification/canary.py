@@ -16,13 +16,13 @@ import re
 import secrets
 import shlex
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from db.lifecycle import Verdict
 from system.files import read_within, write_over
-from verification.canary_output import scrub_output
+from verification.canary_output import Collected, scrub_output
 from verification.channel import Channel
 from verification.confined import PLAIN_PYTEST, run_confined
 from verification.judge import Judgement
@@ -40,8 +40,12 @@ HIDDEN = (
     "a test Fleet planted to fail is missing from the results while the test beside it passed: the code under test "
     "hides test results"
 )
-# Options that stop a run at its first failures, which a failing canary would then be.
-_STOPS_EARLY = re.compile(r"(?<![\w-])(-[a-wyzA-Z]*x\w*|--exitfirst|--maxfail\S*|--sw|--stepwise\S*)(?![\w-])")
+# Options that stop a run at its first failures: a canary then runs after every other test, or not at all.
+_STOPS_EARLY = re.compile(r"(?<![\w-])(-[a-wyzA-Z]*x\w*|--exitfirst|--maxfail\S*)(?![\w-])")
+# Stepwise runs stop at the first failure and remember it for the next run, which a canary must not be.
+_STEPWISE = re.compile(r"(?<![\w-])(--sw|--sw-skip|--stepwise\S*)(?![\w-])")
+# The header line of a plugin that runs the tests in a new random order each time (pytest-randomly, random-order).
+_RANDOM_ORDER = re.compile(r"^Using --random(?:ly-seed|-order)", re.MULTILINE)
 _WORDS = (
     "empty", "unicode", "negative", "large", "none", "twice", "nested", "order", "copy", "default", "repeat",
     "zero", "boundary", "mixed", "reversed", "long", "single", "missing", "invalid", "roundtrip", "spaces", "bytes",
@@ -64,30 +68,35 @@ _BODIES = (
 class Canary:
     """One planted test: its id, and the base's test beside it (whose name it extends, for `-k`). strict: the sibling
     is a plain module-level function, selected alike, so the canary missing or skipped while it passed is a rewrite
-    (a method's class has names and markers of its own that may select it alone)."""
+    (a method's class has names and markers of its own that may select it alone). last: planted to run after every
+    other test, in a run that stops at its first failures; original: its file before it was planted."""
 
     test_id: str
     sibling: str
     strict: bool = True
+    last: bool = False
+    original: str = field(default="", repr=False, compare=False)
 
 
 def plant(checkout: Path, baseline: TestRun, test_cmd: str, config: str | None) -> tuple[Canary, ...]:
     """Append canaries to test files of checkout the baseline ran, and return them; none when the command is not a
-    single pytest run over its usual collection (a compound command's exit code, or named test ids) that runs on
-    past a failure."""
+    single pytest run over its usual collection (a compound command's exit code, or named test ids). In a run that
+    stops at its first failures, one canary after the test the baseline's pytest collected last, when one process
+    ran its tests in an order drawn by no plugin: it then runs after every other test, so it stops none early."""
     if not (baseline.report_found and PLAIN_PYTEST.match(test_cmd)) or "::" in test_cmd:
         return ()
-    if _stops_early(checkout, test_cmd, config):  # a failing canary would stop the run before the tests after it
+    stops = _stops_early(checkout, test_cmd, config)
+    if stops is None or (stops and not _runs_in_order(baseline)):
         return ()
-    candidates = _last_tests(baseline)
+    candidates = _collected_last(baseline) if stops else _last_tests(baseline)
     planted: list[Canary] = []
-    while candidates and len(planted) < CANARIES:  # drawn one at a time: a file is read only when drawn
+    while candidates and len(planted) < (1 if stops else CANARIES):  # drawn one at a time: a file is read when drawn
         path, sibling = candidates.pop(secrets.randbelow(len(candidates)))
         source = _source(checkout, path)
         strict = _plain_function(source, sibling) if source is not None else None
         if source is not None and strict is not None:
             planted += filter(None, [_append(checkout, path, sibling, source, test_cmd, strict)])
-    return tuple(planted)
+    return tuple(replace(canary, last=stops) for canary in planted)
 
 
 def run_with_canaries(
@@ -102,8 +111,26 @@ def run_with_canaries(
     every canary failed, or none could be planted)."""
     canaries = plant(checkout, baseline, spec.test_cmd, config)
     run = run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, config)
+    if any(_out_of_order(c, run) for c in canaries):  # it may have stopped the run, or been counted, or not
+        _unplant(checkout, canaries)
+        return withdraw((), run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, config)), None
+    judged = tuple(c for c in canaries if not c.last or c.test_id in run.results or not run.failures)
     complete = run.error is None and run.report_found  # a run cut short may not have reached a canary
-    return withdraw(canaries, run), tripped(canaries, run.results) if complete else None
+    return withdraw(canaries, run), tripped(judged, run.results) if complete else None
+
+
+def _out_of_order(canary: Canary, run: TestRun) -> bool:
+    """True when a canary planted to run last was not the test one pytest process collected last (the diff added
+    tests after it, or the order changed), and it failed or is missing: the run is then no run without it."""
+    channel = run.channel
+    ran_last = channel is not None and channel.sessions == 1 and channel.last == canary.test_id
+    found = run.results.get(canary.test_id)
+    return canary.last and not ran_last and (found is None or found.bad)
+
+
+def _unplant(checkout: Path, canaries: tuple[Canary, ...]) -> None:
+    for canary in canaries:
+        write_over(checkout / canary.test_id.partition("::")[0], canary.original.encode("utf-8"))
 
 
 def tripped(canaries: tuple[Canary, ...], results: dict[str, TestResult]) -> str | None:
@@ -135,13 +162,15 @@ def judge_canaries(judgement: Judgement, rewritten: str | None) -> None:
 
 def withdraw(canaries: tuple[Canary, ...], run: TestRun) -> TestRun:
     """run as if no canary had been planted: without their results, outcomes on the channel and output, and with
-    the exit code pytest gives when nothing else failed."""
+    the exit code pytest gives when nothing else failed; without the test collected last, which only a baseline
+    keeps (a canary's, in a run that stops early)."""
     if not canaries:
-        return run
+        return replace(run, channel=_without(run.channel, set()))
     ids = {canary.test_id for canary in canaries}
     gone = [result for test_id, result in run.results.items() if test_id in ids]
     results = {test_id: result for test_id, result in run.results.items() if test_id not in ids}
     exit_code = run.exit_code
+    counted_as = {r.test_id: _counted_as(r, run.channel) for r in gone}
     # Only a canary's own failure is forgiven: an error on it may be a module or session fixture's teardown, which
     # pytest reports on the last test run, and the code under test may have broken it.
     canaries_failed = bool(gone) and all(r.outcome is Outcome.FAILED for r in gone)
@@ -151,9 +180,20 @@ def withdraw(canaries: tuple[Canary, ...], run: TestRun) -> TestRun:
         run,
         results=results,
         exit_code=exit_code,
-        output=scrub_output(run.output, list(run.results), {r.test_id: _counted_as(r, run.channel) for r in gone}),
+        output=scrub_output(run.output, list(run.results), counted_as, _collected(canaries, run)),
         channel=_without(run.channel, ids),
     )
+
+
+def _collected(canaries: tuple[Canary, ...], run: TestRun) -> Collected:
+    """What pytest collected of a run with a canary planted to run last (collected last, or the run was taken
+    again without it): the canary, unrun when the run stopped before it, and the repository's own tests."""
+    last = [c for c in canaries if c.last]
+    if not last or run.channel is None or run.channel.collected is None:
+        return Collected()
+    unrun = sum(1 for c in last if c.test_id not in run.results)
+    stopped = any(run.results[c.test_id].outcome is Outcome.FAILED for c in last if c.test_id in run.results)
+    return Collected(unrun, run.channel.collected - len(last), stopped)
 
 
 def _counted_as(result: TestResult, channel: Channel | None) -> str:
@@ -192,6 +232,21 @@ def _last_tests(baseline: TestRun) -> list[tuple[str, str]]:
     ]
 
 
+def _collected_last(baseline: TestRun) -> list[tuple[str, str]]:
+    """(file, test) of the test the baseline's pytest collected last, when it may be a module-level function or a
+    method of a module-level class (whether it ran or not: a run stopped at a failure may not have reached it)."""
+    last = baseline.channel.last if baseline.channel is not None else None
+    path, _, name = (last or "").partition("::")
+    plain = path.endswith(".py") and all(part.isidentifier() for part in name.split("::", 1))
+    return [(path, name)] if plain else []
+
+
+def _runs_in_order(baseline: TestRun) -> bool:
+    """True when the baseline's tests ran one after another in one process, in an order no plugin draws anew."""
+    channel = baseline.channel
+    return channel is not None and channel.sessions == 1 and not _RANDOM_ORDER.search(baseline.output)
+
+
 def _source(checkout: Path, path: str) -> str | None:
     data = read_within(checkout, path, MAX_SOURCE_BYTES + 1)
     if data is None or len(data) > MAX_SOURCE_BYTES:
@@ -228,7 +283,7 @@ def _append(checkout: Path, path: str, sibling: str, source: str, test_cmd: str,
         write_over(checkout / path, text.encode("utf-8"))
     except OSError:
         return None
-    return Canary(f"{path}::{name}", f"{path}::{sibling}", strict)
+    return Canary(f"{path}::{name}", f"{path}::{sibling}", strict, original=source)
 
 
 def _name(sibling: str, source: str, test_cmd: str) -> str | None:
@@ -259,9 +314,9 @@ def _keyword_terms(command: str) -> set[str]:
     return terms - {"and", "or", "not"}
 
 
-def _stops_early(checkout: Path, test_cmd: str, config: str | None) -> bool:
-    """True when the command or the pinned configuration may stop at a failure (`-x`, `--maxfail`, `--sw`)."""
-    if _STOPS_EARLY.search(test_cmd):
-        return True
-    text = read_within(checkout, config, MAX_SOURCE_BYTES) if config else None
-    return text is not None and bool(_STOPS_EARLY.search(text.decode("utf-8", "replace")))
+def _stops_early(checkout: Path, test_cmd: str, config: str | None) -> bool | None:
+    """True when the command or the pinned configuration may stop at a failure (`-x`, `--maxfail`), None when it
+    runs stepwise (`--sw`), else False."""
+    data = read_within(checkout, config, MAX_SOURCE_BYTES) if config else None
+    text = f"{test_cmd}\n{data.decode('utf-8', 'replace') if data is not None else ''}"
+    return None if _STEPWISE.search(text) else bool(_STOPS_EARLY.search(text))

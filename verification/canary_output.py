@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 _BLOCK_HEADER = re.compile(r"^_{3,} .+ _{3,}$")
 _SECTION = re.compile(r"^={3,}.*={3,}$|^- generated xml file: ")
@@ -17,20 +18,55 @@ _PERCENT = re.compile(r"\[\s*\d+%\]$")
 _COLLECTED = re.compile(r"\bcollected (\d+) items?\b|\b(\d+) selected\b")
 _SUMMARY = re.compile(r"^=*\s*\d+ [a-z ]+(?:, \d+ [a-z ]+)* in [\d.]+s\b")
 _COUNTS = re.compile(r"\d+ [a-z ]+?(?:, \d+ [a-z ]+?)*(?= in [\d.]+s)")
+_STOPPED = re.compile(r"^!{3,} stopping after \d+ failures !{3,}$")
+_RULE = re.compile(r"^={3,} .+ ={3,}$")
 
 
-def scrub_output(output: str, order: Sequence[str], gone: Mapping[str, str]) -> str:
+@dataclass(frozen=True)
+class Collected:
+    """What pytest collected of a run that stops at failures: canaries it collected that never ran (the run stopped
+    before them), its own tests (None: those that ran), and whether a canary's failure stopped it (the last test)."""
+
+    unrun: int = 0
+    own: int | None = None
+    stopped: bool = False
+
+
+@dataclass
+class _Marks:
+    order: Sequence[str]
+    canaries: set[str]
+    total: int
+    reruns: list[str] = field(default_factory=list)
+    bare: int | None = None  # the progress line a canary's mark ended with no percentage after it
+
+
+def scrub_output(output: str, order: Sequence[str], gone: Mapping[str, str], collected: Collected = Collected()) -> str:
     """output without the tests of gone, each the word pytest's summary counted it under (`failed`, `error`);
     order: every test id of the run (gone included) in the order it ran."""
-    if not gone:
+    if not gone and not collected.unrun:
         return output
     names = [re.compile(rf"(?<![\w\[]){re.escape(test_id.rsplit('::', 1)[-1])}(?![\w\[])") for test_id in gone]
     lines = _without_blocks(output.split("\n"), names)
-    reruns: list[str] = []
-    lines = _without_marks(lines, order, set(gone), reruns)
-    counted = Counter(gone.values()) + Counter(reruns)
-    lines = [_recounted(line, len(gone), counted) for line in lines]
+    own = collected.own if collected.own is not None else sum(1 for t in order if t not in gone)
+    marks = _Marks(order, set(gone), max(own, 1))
+    lines = _without_marks(lines, marks)
+    if collected.stopped:  # pytest writes neither its stop line nor the last percentage when the run went on
+        lines = _with_last_percentage([line for line in lines if not _STOPPED.match(line)], marks, output)
+    counted = Counter(gone.values()) + Counter(marks.reruns)
+    lines = [_recounted(line, len(gone) + collected.unrun, counted) for line in lines]
     return "\n".join(_without_empty_sections(lines))
+
+
+def _with_last_percentage(lines: list[str], marks: _Marks, output: str) -> list[str]:
+    """lines with the percentage pytest writes after the last mark, as far right as its rules reach."""
+    if marks.bare is None:
+        return lines
+    width = next((len(line) for line in output.split("\n") if _RULE.match(line)), 80)
+    marked = lines[marks.bare].rstrip()
+    done = sum(1 for t in marks.order if t not in marks.canaries)
+    lines[marks.bare] = marked + f" {_percent(done, marks.total)}".rjust(width - 1 - len(marked))
+    return lines
 
 
 def _without_blocks(lines: list[str], names: list[re.Pattern[str]]) -> list[str]:
@@ -48,11 +84,11 @@ def _without_blocks(lines: list[str], names: list[re.Pattern[str]]) -> list[str]
     return kept
 
 
-def _without_marks(lines: list[str], order: Sequence[str], canaries: set[str], reruns: list[str]) -> list[str]:
+def _without_marks(lines: list[str], marks: _Marks) -> list[str]:
     """Drop the canaries' progress marks and count the percentages again without them: each mark stands for the
     next test in order (a file's line starts at its first test); a verbose line names its test. A canary's rerun
     marks (pytest-rerunfailures) go into reruns."""
-    total = max(sum(1 for t in order if t not in canaries), 1)
+    order, canaries, total = marks.order, marks.canaries, marks.total
     cursor, done, named = 0, 0, set[str]()
     starts: dict[str, int] = {}
     for i, test_id in enumerate(order):
@@ -68,15 +104,18 @@ def _without_marks(lines: list[str], order: Sequence[str], canaries: set[str], r
         if progress["path"]:
             path = progress["path"].strip()
             cursor = max(cursor, starts.get(path, cursor))
-        marks = ""
+        kept_marks = ""
         for mark in progress["marks"]:
             canary = cursor < len(order) and order[cursor] in canaries
-            marks += "" if canary else mark
-            reruns += ["rerun"] if canary and mark == "R" else []
+            kept_marks += "" if canary else mark
+            marks.reruns += ["rerun"] if canary and mark == "R" else []
             cursor += mark != "R"  # a rerun's mark (pytest-rerunfailures) comes before its test's own
-        done += len(marks)
+        done += len(kept_marks)
         rest = _PERCENT.sub(_percent(done, total), progress["rest"] or "")
-        kept.append(f"{progress['path'] or ''}{marks}{' ' * (len(progress['marks']) - len(marks))}{rest}")
+        if len(kept_marks) < len(progress["marks"]) and not rest:
+            marks.bare = len(kept)
+        padding = " " * (len(progress["marks"]) - len(kept_marks))
+        kept.append(f"{progress['path'] or ''}{kept_marks}{padding}{rest}")
     return kept
 
 

@@ -33,13 +33,17 @@ CHANNEL_RULE = "results channel"
 
 @dataclass
 class Channel:
-    """What the plugin reported: its sessions and each test's worst outcome over its phases."""
+    """What the plugin reported: its sessions, each test's worst outcome over its phases, and the test collected
+    last (where a canary runs last in a run that stops at failures: verification/canary.py)."""
 
     sessions: int = 0
     outcomes: dict[str, str] = field(default_factory=dict)
+    last: str | None = None
+    collected: int | None = field(default=None, compare=False)  # how many tests were to run (not stored)
 
     def to_json(self) -> dict[str, object]:
-        return {"sessions": self.sessions, "outcomes": self.outcomes}
+        last = {} if self.last is None else {"last": self.last}  # a baseline's: a verified run's is withdrawn
+        return {"sessions": self.sessions, "outcomes": self.outcomes, **last}
 
     @classmethod
     def from_json(cls, data: Mapping[str, object] | None) -> Channel | None:
@@ -47,8 +51,11 @@ class Channel:
             return None
         outcomes = data.get("outcomes", {})
         sessions = data.get("sessions", 0)
+        last = data.get("last")
         return cls(
-            int(sessions) if isinstance(sessions, int) else 0, dict(outcomes) if isinstance(outcomes, dict) else {}
+            int(sessions) if isinstance(sessions, int) else 0,
+            dict(outcomes) if isinstance(outcomes, dict) else {},
+            last if isinstance(last, str) else None,
         )
 
 
@@ -77,6 +84,10 @@ def read(handle: IO[bytes]) -> Channel:
                 channel.sessions += 1
             elif message.get("event") == "test":
                 _merge(channel.outcomes, str(message.get("id")), str(message.get("outcome")))
+            elif message.get("event") == "collected":
+                channel.last = str(message.get("last"))
+                count = message.get("count")
+                channel.collected = count if isinstance(count, int) else None
     return channel
 
 

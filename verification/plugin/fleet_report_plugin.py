@@ -60,6 +60,12 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
         _send({"event": "test", "id": report.nodeid, "when": "collect", "outcome": "failed"})
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The test collected last, once every plugin and conftest has ordered and selected the tests."""
+    last = session.items[-1].nodeid if session.items else ""
+    _send({"event": "collected", "last": last, "count": len(session.items)})
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _send({"event": "finish", "exitstatus": int(exitstatus)})
 
