@@ -217,8 +217,9 @@ def _without(channel: Channel | None, ids: set[str]) -> Channel | None:
 
 
 def _last_tests(baseline: TestRun) -> list[tuple[str, str]]:
-    """(file, its last test) for each Python test file of the baseline whose last test ran and may be a module-level
-    function or a method of a module-level class (a canary appended after it runs after every test of the file)."""
+    """(file, its last test) for each Python test file of the baseline whose last test ran and may be a function of
+    it or a method of a class in it, parametrized or not (a canary appended to the module runs after every test of
+    the file)."""
     last: dict[str, tuple[str, TestResult]] = {}
     for test_id, result in baseline.results.items():
         path, _, name = test_id.partition("::")
@@ -226,19 +227,24 @@ def _last_tests(baseline: TestRun) -> list[tuple[str, str]]:
     return [
         (path, name)
         for path, (name, result) in last.items()
-        if path.endswith(".py")
-        and all(part.isidentifier() for part in name.split("::", 1))
-        and result.outcome in (Outcome.PASSED, Outcome.FAILED)
+        if path.endswith(".py") and _python_names(name) and result.outcome in (Outcome.PASSED, Outcome.FAILED)
     ]
 
 
 def _collected_last(baseline: TestRun) -> list[tuple[str, str]]:
-    """(file, test) of the test the baseline's pytest collected last, when it may be a module-level function or a
-    method of a module-level class (whether it ran or not: a run stopped at a failure may not have reached it)."""
+    """(file, test) of the test the baseline's pytest collected last, when it may be a function of the file or a
+    method of a class in it (whether it ran or not: a run stopped at a failure may not have reached it)."""
     last = baseline.channel.last if baseline.channel is not None else None
     path, _, name = (last or "").partition("::")
-    plain = path.endswith(".py") and all(part.isidentifier() for part in name.split("::", 1))
-    return [(path, name)] if plain else []
+    return [(path, name)] if path.endswith(".py") and _python_names(name) else []
+
+
+def _python_names(test: str) -> list[str]:
+    """The classes and the function a test's name (after its file) is made of, without its parameters (`[1-a]`);
+    empty when they are not Python names (a test a plugin collects from something else)."""
+    names = test.split("::")
+    names[-1] = names[-1].split("[", 1)[0] if names[-1].endswith("]") else names[-1]
+    return names if all(name.isidentifier() for name in names) else []
 
 
 def _runs_in_order(baseline: TestRun) -> bool:
@@ -258,22 +264,25 @@ def _source(checkout: Path, path: str) -> str | None:
 
 
 def _plain_function(source: str, sibling: str) -> bool | None:
-    """True when sibling is a module-level function of source without decorators (no marker a canary would lack),
-    False when it is a method of a module-level class, None when it is neither (a canary would not follow it)."""
+    """True when sibling is a module-level function of source without decorators or parameters (no marker a canary
+    would lack), False when it is one with them or a method of a class (nested or not), None when source defines
+    no such test (a canary would not follow it)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # nested deeper than the parser goes
         return None
-    owner, _, method = sibling.rpartition("::")
-    if not owner:
-        plain = (isinstance(n, ast.FunctionDef) and n.name == method and not n.decorator_list for n in tree.body)
-        return True if any(plain) else None
-    classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner]
-    return False if any(isinstance(n, ast.FunctionDef) and n.name == method for c in classes for n in c.body) else None
+    *owners, function = _python_names(sibling)
+    body: list[ast.stmt] = tree.body
+    for owner in owners:
+        body = next((n.body for n in reversed(body) if isinstance(n, ast.ClassDef) and n.name == owner), [])
+    found = [n for n in body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == function]
+    if not found:
+        return None
+    return not owners and not found[-1].decorator_list and not sibling.endswith("]")
 
 
 def _append(checkout: Path, path: str, sibling: str, source: str, test_cmd: str, strict: bool) -> Canary | None:
-    name = _name(sibling.rpartition("::")[2], source, test_cmd)
+    name = _name(_python_names(sibling)[-1], source, test_cmd)
     if name is None:
         return None
     k = 2 + secrets.randbelow(7)
