@@ -12,6 +12,7 @@ honest diff's verdict, counts and feedback are as if none had been planted (veri
 from __future__ import annotations
 
 import ast
+import os
 import re
 import secrets
 import shlex
@@ -79,16 +80,18 @@ class Canary:
 
 
 def plant(checkout: Path, baseline: TestRun, test_cmd: str, config: str | None) -> tuple[Canary, ...]:
-    """Append canaries to test files of checkout the baseline ran, and return them; none when the command is not a
-    single pytest run over its usual collection (a compound command's exit code, or named test ids). In a run that
+    """Append canaries to test files of checkout the baseline ran whole, and return them; none when the command is
+    not a single pytest run (a compound command's exit code). A file the command names test ids of gets none: the
+    canary's own id would have to be added to the command, which the code under test reads in sys.argv. In a run that
     stops at its first failures, one canary after the test the baseline's pytest collected last, when one process
     ran its tests in an order drawn by no plugin: it then runs after every other test, so it stops none early."""
-    if not (baseline.report_found and PLAIN_PYTEST.match(test_cmd)) or "::" in test_cmd:
+    if not (baseline.report_found and PLAIN_PYTEST.match(test_cmd)):
         return ()
     stops = _stops_early(checkout, test_cmd, config)
     if stops is None or (stops and not _runs_in_order(baseline)):
         return ()
-    candidates = _collected_last(baseline) if stops else _last_tests(baseline)
+    partly = _named_in_ids(test_cmd)
+    candidates = [c for c in (_collected_last(baseline) if stops else _last_tests(baseline)) if c[0] not in partly]
     planted: list[Canary] = []
     while candidates and len(planted) < (1 if stops else CANARIES):  # drawn one at a time: a file is read when drawn
         path, sibling = candidates.pop(secrets.randbelow(len(candidates)))
@@ -310,12 +313,21 @@ def _name(sibling: str, source: str, test_cmd: str) -> str | None:
     return None
 
 
+def _named_in_ids(command: str) -> set[str]:
+    """The files of the test ids command names (`tests/test_a.py::test_x`): pytest collects only those of them."""
+    return {os.path.normpath(word.split("::", 1)[0]) for word in _words(command) if "::" in word}
+
+
+def _words(command: str) -> list[str]:
+    try:
+        return shlex.split(command)
+    except ValueError:
+        return command.split()
+
+
 def _keyword_terms(command: str) -> set[str]:
     """The names a `-k` expression of command matches on (lowercase, as pytest compares them)."""
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        words = command.split()
+    words = _words(command)
     expressions = [b for a, b in zip(words, words[1:], strict=False) if a in ("-k", "--keyword")]
     expressions += [w.split("=", 1)[1] for w in words if w.startswith("--keyword=")]
     expressions += [w[2:] for w in words if w.startswith("-k") and len(w) > 2]
