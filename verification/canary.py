@@ -7,6 +7,11 @@ of that file and given a body drawn at random, so the code cannot tell it from t
 knowing Fleet. A canary reported passing, skipped or xfailed, or missing while the test beside it passed, means the
 run's results were rewritten. Canaries are then withdrawn from the run (results, channel, exit code, output), so an
 honest diff's verdict, counts and feedback are as if none had been planted (verification/canary_output.py).
+
+A run that stops at its first failures (`-x`, `--maxfail`) gets one canary, after the test its pytest collected last
+at the base: it runs after every other test, so its failure stops nothing and uses up none of the failures allowed
+before them. Fleet's plugin tells which test was collected last; when that was not the canary (the diff added tests
+after it) and the canary failed or did not run, the run is taken again without it.
 """
 
 from __future__ import annotations

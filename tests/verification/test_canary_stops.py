@@ -36,7 +36,7 @@ def shown(result: VerificationResult, checkout: Path) -> tuple[str, str]:
     return comparable(result, checkout), DURATION.sub("", result.output).replace(str(checkout), "")
 
 
-@pytest.mark.parametrize("options", ["-x", "--maxfail=2", "-x -v"])
+@pytest.mark.parametrize("options", ["-x", "--maxfail=2", "-x -v", "-q --maxfail=1"])
 @pytest.mark.parametrize(
     "code,files",
     [(FIXED_CALC, {}), (FIXED_CALC.replace("a * b", "a ** b"), {}), (FIXED_CALC, LATE_TESTS)],
