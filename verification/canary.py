@@ -319,8 +319,10 @@ def _name(sibling: str, source: str, test_cmd: str) -> str | None:
 
 
 def _named_in_ids(command: str) -> set[str]:
-    """The files of the test ids command names (`tests/test_a.py::test_x`): pytest collects only those of them."""
-    return {os.path.normpath(word.split("::", 1)[0]) for word in _words(command) if "::" in word}
+    """The files of the test ids command names (`tests/test_a.py::test_x`, `--deselect=tests/test_a.py::test_y`):
+    pytest collects only some of their tests."""
+    ids = [word.rpartition("=")[2] if word.startswith("-") else word for word in _words(command) if "::" in word]
+    return {os.path.normpath(test_id.split("::", 1)[0]) for test_id in ids}
 
 
 def _words(command: str) -> list[str]:
