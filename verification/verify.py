@@ -126,15 +126,31 @@ def run_baseline(
     """Run the tests (hidden ones included) on a clean checkout of the base commit, its environment set up before
     the hidden tests are added, as a candidate's is. cached: the environment may come from the cache and go into it;
     False for a commit that holds diffs (a merge build), whose setup built their code under the base's key."""
+    return run_build(checkout, spec, report_dir, cancelled, cached)[0]
+
+
+def run_build(
+    checkout: Path,
+    spec: VerifySpec,
+    report_dir: Path,
+    cancelled: threading.Event | None = None,
+    cached: bool = True,
+    canaries_from: TestRun | None = None,
+) -> tuple[TestRun, str | None]:
+    """run_baseline's run, with canaries planted after the tests of canaries_from (the baseline a merge build's
+    diffs were verified against) when given, then withdrawn; and why its results cannot be trusted (None: they can)."""
     try:
         prepare(checkout, spec, "the baseline checkout", cancelled, report_dir, cached=cached)
     except SetupFailed as exc:
-        return TestRun({}, None, False, "", 0.0, error=str(exc))
+        return TestRun({}, None, False, "", 0.0, error=str(exc)), None
     try:
         add_hidden_tests(checkout, spec.hidden_tests)
     except (GitError, OSError) as exc:  # a task's test patch that does not apply at its base: no baseline
-        return TestRun({}, None, False, "", 0.0, error=f"{HIDDEN_UNAPPLIED}: {exc}")
-    return run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, pinned_config(checkout, spec))
+        return TestRun({}, None, False, "", 0.0, error=f"{HIDDEN_UNAPPLIED}: {exc}"), None
+    config = pinned_config(checkout, spec)
+    if canaries_from is None:
+        return run_confined(checkout, spec, report_dir, spec.test_cmd, cancelled, config), None
+    return run_with_canaries(checkout, spec, report_dir, cancelled, config, canaries_from)
 
 
 def verify_diff(

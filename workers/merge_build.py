@@ -27,10 +27,11 @@ from system.files import remove_tree
 from system.mirror import has_commit
 from verification.judge import untrusted
 from verification.report import TestResult
-from verification.verify import run_baseline
+from verification.runner import TestRun
+from verification.verify import VerifySpec, run_build
 from workers.merge_git import Stamp, build_commit
 from workers.merge_queue import SendAttempts, SendBuilds, advance, build_inputs
-from workers.pipeline.baselines import job_spec
+from workers.pipeline.baselines import job_spec, spec_hash
 from workers.pipeline.job import Job, job_of, job_secrets
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
@@ -47,6 +48,7 @@ class Chain:
 
     base: str
     steps: tuple[tuple[str, str, Stamp], ...]
+    verified_at: str = ""  # the commit the entry's own diff was verified at, whose baseline the canaries follow
 
 
 @dataclass(frozen=True)
@@ -103,9 +105,9 @@ def _claim(rt: WorkerRuntime, entry_id: int, token: str) -> tuple[Job, str, Chai
             return None
         below = [queries.get_entry(s, i) for i in entry.stack]
         entries = [e for e in below if e is not None] + [entry]
-        chain = Chain(entries[0].parent_sha or "", tuple(build_inputs(s, e) for e in entries))
-        job = replace(job_of(s, queries.attempt_row(s, entry.attempt_id)), base_sha=build)
-        return job, build, chain, entry.build_errors
+        job = job_of(s, queries.attempt_row(s, entry.attempt_id))
+        chain = Chain(entries[0].parent_sha or "", tuple(build_inputs(s, e) for e in entries), job.base_sha)
+        return replace(job, base_sha=build), build, chain, entry.build_errors
 
 
 def ensure_build(rt: WorkerRuntime, job: Job, build: str, chain: Chain) -> Path:
@@ -148,10 +150,11 @@ def _run(rt: WorkerRuntime, job: Job, entry_id: int, build: str, chain: Chain, c
     try:
         with rt.ports.lease(job.ports) as ports:
             spec = job_spec(rt, job, ports.env())
+            verified = verified_against(rt, job.repo_id, chain.verified_at, spec)
             with pool.lease(build) as checkout:
                 # The build holds the queued diffs: an environment built from their code is never saved under the
                 # key of the base's files, where every later verification at the base would restore it.
-                run = run_baseline(checkout.path, spec, report_dir, cancel, cached=False)
+                run, rewritten = run_build(checkout.path, spec, report_dir, cancel, False, verified)
                 known = set(job.repo_settings.known_failures)
                 failures = [t for t in run.failures if t not in known]
                 suspects = named_files(checkout.path, [run.results[t] for t in failures])
@@ -160,11 +163,20 @@ def _run(rt: WorkerRuntime, job: Job, entry_id: int, build: str, chain: Chain, c
             remove_tree(report_dir)
     if run.error:
         return Verdict(False, [], f"the tests could not run: {run.error}")
+    if rewritten:
+        return Verdict(False, [], rewritten)
     if failures:
         return Verdict(False, failures, f"{len(failures)} test(s) fail: " + ", ".join(failures[:5]), suspects)
     if problem := untrusted(run):
         return Verdict(False, [], problem)
     return Verdict(True, [], f"{len(run.results)} test(s) pass")
+
+
+def verified_against(rt: WorkerRuntime, repo_id: int, sha: str, spec: VerifySpec) -> TestRun | None:
+    """The baseline the entry's diff was verified against, which the build's canaries follow (None: not stored)."""
+    with rt.db.session() as s:
+        known = queries.find_baseline(s, repo_id, sha, spec_hash(spec))
+        return TestRun.from_json(known.result) if known is not None else None
 
 
 def named_files(checkout: Path, failed: list[TestResult]) -> list[str]:
