@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 from db.lifecycle import Verdict
 from system.files import remove_tree
 from system.git import GitError, git
+from verification.channel import PASSES, RERUN
 from verification.confined import fresh_folder, run_confined, sandboxed
-from verification.digest import feedback_digest, is_hidden
+from verification.digest import feedback_digest, is_hidden, mentions_hidden
 from verification.environment import SetupFailed
 from verification.judge import Judgement, judge, verdict_only
 from verification.patch import PatchRefused
-from verification.runner import TestRun
+from verification.report import Outcome
+from verification.runner import TestRun, pytest_summary
 from verification.staging import stage
 
 if TYPE_CHECKING:
@@ -34,15 +36,17 @@ UNCONFINED = (
     "the failing visible tests' output is not shown: the tests ran without a sandbox, where the code under test "
     "can read the hidden tests; these fail"
 )
+QUOTE_WITHHELD = "a reason that quotes the test run is withheld: the hidden tests ran beside the code under test"
+KNOWN_OUTCOMES = frozenset({*PASSES, RERUN, *(outcome.value for outcome in Outcome)})
 
 
 @dataclass(frozen=True)
 class HiddenRun:
-    """The verdict's run, which had the hidden tests in its checkout: its judgement, the ids of its results, the
-    targets it was judged on and the hidden tests' paths."""
+    """The verdict's run, which had the hidden tests in its checkout: its judgement, what its runs wrote that a
+    reason may quote (quoted_texts), the targets it was judged on and the hidden tests' paths."""
 
     judgement: Judgement
-    ids: Collection[str]
+    quoted: Collection[str]
     targets: Sequence[str]
     hidden: Sequence[str]
 
@@ -76,6 +80,33 @@ def clean_feedback(
     return _digest(run, first, judge(_visible_part(baseline, first.hidden), run, first.targets), spec, secrets)
 
 
+def quoted_texts(*runs: TestRun | None) -> frozenset[str]:
+    """Every text of runs beside the hidden tests that a reason may quote, all of them written by the code under test
+    (it runs inside pytest): the test ids of the report and of the results channel, an outcome the channel gave
+    that no pytest gives, the report's error (its file names, its root element) and pytest's summary line."""
+    texts: set[str] = set()
+    for run in (run for run in runs if run is not None):
+        channel = run.channel.outcomes if run.channel is not None else {}
+        texts |= {*run.results, *channel, *(o for o in channel.values() if o not in KNOWN_OUTCOMES)}
+        texts |= {run.report_error} if run.report_error else set()
+        summary = pytest_summary(run.output)
+        texts |= {summary[0], repr(summary[0])} if summary else set()
+    return frozenset(text for text in texts if text)
+
+
+def unquoted(reasons: Sequence[str], quoted: Collection[str]) -> list[str]:
+    """reasons without those quoting a text of quoted (quoted_texts): any may carry a hidden test, encoded."""
+    return [reason for reason in reasons if not any(text in reason for text in quoted)]
+
+
+def speakable(judgement: Judgement, quoted: Collection[str], hidden: Collection[str]) -> Judgement:
+    """judgement with the reasons its feedback may show when hidden tests ran beside it and no second run replaces
+    them: those quoting the run give way to one line saying so (none for a reason about a hidden test, never shown)."""
+    kept = unquoted(judgement.reasons, quoted)
+    dropped = [reason for reason in judgement.reasons if reason not in kept and not mentions_hidden(reason, hidden)]
+    return replace(judgement, reasons=[*kept, *([QUOTE_WITHHELD] if dropped else [])])
+
+
 def wipe(checkout: Path) -> None:
     """Put checkout back to its base commit, keeping nothing a run left in it: every entry but its git pointer (shown
     read-only to every sandbox) removed, whatever it is (git's clean leaves a submodule's folder as it is), then the
@@ -107,13 +138,10 @@ def _digest(run: TestRun, first: HiddenRun, clean: Judgement, spec: VerifySpec, 
 
 def _composed(first: HiddenRun, clean: Judgement) -> Judgement:
     """first's judgement with its visible evidence taken from clean: its hidden tests stay (the digest only counts
-    them), and every reason of it that names a visible test of its run (which may quote what it printed) gives way
-    to clean's."""
-    visible_ids = [t for t in first.ids if not is_hidden(t, first.hidden)]
-    kept = [reason for reason in first.judgement.reasons if not any(t in reason for t in visible_ids)]
+    them), and every reason of it that quotes its run (a test id, what it printed) gives way to clean's."""
     return replace(
         first.judgement,
-        reasons=[*kept, *clean.reasons],
+        reasons=[*unquoted(first.judgement.reasons, first.quoted), *clean.reasons],
         broken=_hidden_then_visible(first.judgement.broken, clean.broken, first.hidden),
         still_failing=_hidden_then_visible(first.judgement.still_failing, clean.still_failing, first.hidden),
     )

@@ -96,14 +96,15 @@ def _header(judgement: Judgement, hidden: Collection[str], hidden_failing: int, 
     lines = [f"Verification: {judgement.verdict.value}"]
     # regressions first; a reason about one shown test is repeated by its block below
     for reason in sorted(judgement.reasons, key=lambda r: "passed at the base" not in r):
-        if not _mentions(reason, hidden) and reason.split(" ", 1)[0] not in shown:
+        if not mentions_hidden(reason, hidden) and reason.split(" ", 1)[0] not in shown:
             lines.append(f"- {reason}")
     if hidden_failing:
         lines.append(f"- {hidden_failing} hidden test{'s' if hidden_failing > 1 else ''} failed")
     return "\n".join(lines) + "\n"
 
 
-def _mentions(text: str, hidden: Collection[str]) -> bool:
+def mentions_hidden(text: str, hidden: Collection[str]) -> bool:
+    """True when text names a hidden test or its file (the digest never shows it)."""
     return any(name and (name in text or name.split("::", 1)[0] in text) for name in hidden)
 
 

@@ -1,0 +1,48 @@
+"""The code under test runs beside the hidden tests and writes much that a verdict's reason may quote: pytest's summary
+line, the report's file names and elements. A run that fails no visible
+test gets no second run, so none of it may reach the agent's feedback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_hidden_split import SECRET_TEST, _hidden, _spec, _verify, needs_sandbox
+from verify_helpers import FIXED_CALC, make_repo
+
+from db.lifecycle import Verdict
+from verification.clean_feedback import QUOTE_WITHHELD
+
+SECRET_HEX = SECRET_TEST.encode().hex()
+# Each reads the hidden tests at import and, once pytest is done, writes them as hex where a reason quotes it.
+FIND = (
+    "import atexit, glob, os\n"
+    "found = [p for p in glob.glob('tests/*.py') if not p.endswith('test_calc.py')]\n"
+    "DATA = ''.join(open(p).read() for p in found).encode().hex()\n"
+)
+SUMMARY = "atexit.register(lambda: os.write(1, ('\\n==== 1 skipped in 0.1s ' + DATA + ' ====\\n').encode()))\n"
+REPORT = (
+    "def _report():\n"
+    "    with open(os.path.join(os.path.dirname(os.environ['HOME']), 'more.xml'), 'w') as out:\n"
+    "        out.write('<x' + DATA + '/>')\n"
+    "atexit.register(_report)\n"
+)
+
+
+@needs_sandbox
+@pytest.mark.parametrize(
+    "writes",
+    [
+        pytest.param(SUMMARY, id="a summary line of its own"),
+        pytest.param(REPORT, id="a report whose root element is the test"),
+    ],
+)
+def test_hidden_tests_written_where_a_reason_quotes_the_run_never_reach_the_feedback(
+    tmp_path: Path, writes: str
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    result = _verify(tmp_path, repo, _spec(_hidden(tmp_path)), {"calc.py": FIND + writes + FIXED_CALC})
+    assert result.verdict in (Verdict.GAMED, Verdict.ERROR, Verdict.FAILED)
+    assert any(SECRET_HEX[:40] in reason for reason in result.reasons)  # the verdict's reasons, for people, keep it
+    assert SECRET_HEX[:40] not in result.feedback
+    assert QUOTE_WITHHELD in result.feedback
