@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from db.spectypes import (
     GRANTED,
+    LIMITS_FROM_FILE,
     MAX_BODY,
     MAX_MEMORY_MB,
     MAX_PORTS,
@@ -217,7 +218,8 @@ class RepoSettings(Spec):
     @classmethod
     def from_stored(cls, stored: Mapping[str, Any]) -> RepoSettings:
         """The settings as the database holds them (copy_files as [source, dest] pairs)."""
-        data = {key: value for key, value in stored.items() if key != GRANTED}  # beside the settings, not one
+        beside = (GRANTED, LIMITS_FROM_FILE)  # beside the settings, not ones
+        data = {key: value for key, value in stored.items() if key not in beside}
         data["copy_files"] = [pair if isinstance(pair, str) else ":".join(pair) for pair in data.get("copy_files", [])]
         return cls.model_validate(data, strict=False, context={STORED: True})  # older versions: read leniently
 

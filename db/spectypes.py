@@ -31,6 +31,7 @@ STORED = "stored"  # the validation context of settings read back from the datab
 # Stored beside a repository's settings, by setting (test_env, agent_env): the names shaped like a secret's that an
 # operator passed on itself (`fleet repo add/update`, the API); a name a `.fleet.toml` wrote is never among them.
 GRANTED = "granted"
+LIMITS_FROM_FILE = "limits_from_file"  # the agent limits a `.fleet.toml` set: they only ever lower the worker's
 MAX_TITLE = 500
 MAX_BODY = 200_000
 MAX_PORTS = 10_000
@@ -84,6 +85,12 @@ def shown_value(value: Any) -> str:
         return "a URL with a password"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def limits_from_file(stored: Mapping[str, Any]) -> tuple[str, ...]:
+    """The agent limits a repository's settings took from its `.fleet.toml`, not from the operator (none if older)."""
+    names = stored.get(LIMITS_FROM_FILE)
+    return tuple(map(str, names)) if isinstance(names, list) else ()
 
 
 def granted_names(stored: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:

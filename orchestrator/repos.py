@@ -11,14 +11,14 @@ from typing import Any
 from db import queries
 from db.engine import Database
 from db.specs import RepoSettings, RepoSpec, SpecError, copy_pair, parse
-from db.spectypes import GRANTED, granted_names
+from db.spectypes import GRANTED, LIMITS_FROM_FILE, granted_names, limits_from_file
 from orchestrator import views
 from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError
 from orchestrator.sources import checked_source, settings_text
 from orchestrator.tickets import CANCELLABLE as OPEN
 from orchestrator.tickets import check_agent, check_text
-from orchestrator.widening import DEFAULT_LIMITS, Limits, refuse_widening
+from orchestrator.widening import AGENT_LIMITS, DEFAULT_LIMITS, Limits, refuse_widening
 from system.credentials import SECRET_NAME
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -107,7 +107,8 @@ def register_repo(db: Database, spec: RepoSpec, agents: AgentRule, in_force: Lim
     refuse_widening(source, from_file, in_force)
     settings = RepoSettings.model_validate(from_file | given)
     with db.session() as s:
-        repo = queries.add_repo(s, name=spec.name, **_columns(source, settings, agents, _granted(given, {})))
+        beside = _beside(_granted(given, {}), [name for name in AGENT_LIMITS if name in from_file])
+        repo = queries.add_repo(s, name=spec.name, **_columns(source, settings, agents, beside))
         return views.repo_view(repo)
 
 
@@ -121,7 +122,13 @@ def _granted(given: dict[str, Any], before: dict[str, tuple[str, ...]]) -> dict[
     return {setting: names for setting, names in granted.items() if names}
 
 
-def _columns(source: str, settings: RepoSettings, agents: AgentRule, granted: dict[str, list[str]]) -> dict[str, Any]:
+def _beside(granted: dict[str, list[str]], file_limits: list[str]) -> dict[str, Any]:
+    """What the settings column holds beside the settings: the names the operator passed on, and the agent limits
+    the repository's `.fleet.toml` set, which a worker takes only below its own (workers/pipeline/agent_plan.py)."""
+    return ({GRANTED: granted} if granted else {}) | ({LIMITS_FROM_FILE: file_limits} if file_limits else {})
+
+
+def _columns(source: str, settings: RepoSettings, agents: AgentRule, beside: dict[str, Any]) -> dict[str, Any]:
     """A repository's row, from settings checked as verification and the workers will use them."""
     if not settings.test_cmd.strip():
         on_disk = Path(source, ".fleet.toml").is_file()  # a URL names no folder: never a file
@@ -136,7 +143,7 @@ def _columns(source: str, settings: RepoSettings, agents: AgentRule, granted: di
         "test_cmd": settings.test_cmd,
         "setup_cmd": settings.setup_cmd or None,
         "default_agent": settings.agent,
-        "settings": _stored(settings) | ({GRANTED: granted} if granted else {}),
+        "settings": _stored(settings) | beside,
     }
 
 
@@ -147,12 +154,14 @@ def update_repo(db: Database, name: str, changes: RepoSettings, path: str | None
         columns = {"test_cmd": repo.test_cmd, "setup_cmd": repo.setup_cmd or "", "agent": repo.default_agent}
         current, source = RepoSettings.from_stored(repo.settings | columns), repo.source
         granted = _granted(changes.given(), granted_names(repo.settings))
+        file_limits = [name for name in limits_from_file(repo.settings) if name not in changes.given()]
     if path is not None:
         check_text("path", path)
         source = checked_source(path)
     settings = RepoSettings.model_validate(current.given() | changes.given())
     with db.session() as s:
-        return views.repo_view(queries.update_repo(s, name, **_columns(source, settings, agents, granted)))
+        columns = _columns(source, settings, agents, _beside(granted, file_limits))
+        return views.repo_view(queries.update_repo(s, name, **columns))
 
 
 def _refuse_unless_removable(s: queries.Session, name: str) -> None:

@@ -87,6 +87,6 @@ def test_address_space_comes_from_the_repo_then_the_agent_then_the_worker(
 ) -> None:
     settings = SimpleNamespace(agent_memory_mb=4096, agent_max_processes=1024, agent_address_space_mb=16384)
     repo = SimpleNamespace(agent_memory_mb=0, agent_max_processes=512, agent_address_space_mb=repo_space)
-    rt, job = SimpleNamespace(settings=settings), SimpleNamespace(repo_settings=repo)
+    rt, job = SimpleNamespace(settings=settings), SimpleNamespace(repo_settings=repo, limits_from_file=())
     limits = agent_limits(rt, job, load_agent(agent, AgentOptions()))  # type: ignore[arg-type]
     assert (limits.address_space_mb, limits.memory_mb, limits.processes) == (expected, 4096, 512)

@@ -5,20 +5,24 @@ operator grants the same with `fleet repo add`'s options, and a `.fleet.toml` th
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from db.engine import Database
 from db.migrate import upgrade
-from db.specs import RepoSpec
+from db.specs import RepoSettings, RepoSpec
+from db.spectypes import limits_from_file
 from orchestrator.errors import FleetError
 from orchestrator.repos import register_repo
 from orchestrator.widening import DEFAULT_LIMITS, Limits
 from system.git import git
 from tests.conftest import Fleet
 from tests.orchestrator.workers_stub import AGENTS
+from workers.agents import AgentOptions, load_agent
 from workers.agents.scripted import write_sample_repo
+from workers.pipeline.agent_plan import agent_limits
 
 # Each setting that widens the sandbox, as a `.fleet.toml` line, the option that grants it, and the options' value.
 WIDENING: list[tuple[str, str, dict[str, Any]]] = [
@@ -92,6 +96,7 @@ def test_a_fleet_toml_that_lowers_the_agents_limits_is_taken(tmp_path: Path) -> 
     """Lower than the limits in force (the defaults here) narrows the agent's sandbox: taken, not refused."""
     assert _register(tmp_path, LOWER_LIMITS)["settings"] == {
         "agent_memory_mb": 1024, "agent_max_processes": 64, "agent_address_space_mb": 2048,
+        "limits_from_file": ["agent_memory_mb", "agent_max_processes", "agent_address_space_mb"],
     }  # fmt: skip
 
 
@@ -106,7 +111,30 @@ def test_a_limit_below_the_default_but_above_the_operators_is_refused(tmp_path: 
     )
     unlimited = {**DEFAULT_LIMITS, "agent_address_space_mb": 0}
     taken = _register_under(tmp_path / "none", "agent_address_space_mb = 1048576", unlimited)
-    assert taken["settings"] == {"agent_address_space_mb": 1048576}
+    assert taken["settings"] == {"agent_address_space_mb": 1048576, "limits_from_file": ["agent_address_space_mb"]}
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        pytest.param({}, (512, 32, 1024), id="the file's: never above the worker's own"),
+        pytest.param(
+            {"agent_memory_mb": 1024, "agent_max_processes": 64, "agent_address_space_mb": 2048},
+            (1024, 64, 2048),
+            id="the operator's: as given",
+        ),
+    ],
+)
+def test_a_worker_takes_a_files_limit_only_below_its_own(
+    tmp_path: Path, options: dict[str, int], expected: tuple[int, int, int]
+) -> None:
+    """The limits in force where the repository was registered (a web server's, an operator's laptop's) may be
+    higher than a worker's own FLEET_AGENT_* settings: the file's limit must not raise the worker's."""
+    stored = _register(tmp_path, LOWER_LIMITS, **options)["settings"]
+    worker = SimpleNamespace(agent_memory_mb=512, agent_max_processes=32, agent_address_space_mb=1024)
+    job = SimpleNamespace(repo_settings=RepoSettings.from_stored(stored), limits_from_file=limits_from_file(stored))
+    limits = agent_limits(SimpleNamespace(settings=worker), job, load_agent("shell", AgentOptions()))  # type: ignore[arg-type]
+    assert (limits.memory_mb, limits.processes, limits.address_space_mb) == expected
 
 
 def test_fleet_repo_add_weighs_the_files_limits_against_the_operators(embedded: Fleet) -> None:
@@ -123,8 +151,8 @@ def test_fleet_repo_add_weighs_the_files_limits_against_the_operators(embedded: 
         "with `fleet repo add ... --agent-memory-mb 1024`"
     ]
     assert embedded.json("repo", "add", "lower", str(embedded.tmp / "lower"), "--json")["settings"] == {
-        "agent_memory_mb": 256
-    }
+        "agent_memory_mb": 256, "limits_from_file": ["agent_memory_mb"]
+    }  # fmt: skip
 
 
 def test_fleet_repo_add_says_in_one_line_what_the_file_asked_for(embedded: Fleet) -> None:

@@ -97,14 +97,23 @@ class AgentLimits:
 
 
 def agent_limits(rt: WorkerRuntime, job: Job, agent: Agent) -> AgentLimits:
-    """The repository's limits where it sets them, else the agent's own default (address space), else the worker's."""
+    """The repository's limits where it sets them, else the agent's own default (address space), else the worker's;
+    one the repository's `.fleet.toml` set only where it is lower than that (whoever commits to it wrote it)."""
     repo, worker = job.repo_settings, rt.settings
     own = getattr(agent, "address_space_mb", None)
-    space = repo.agent_address_space_mb or (own if isinstance(own, int) else worker.agent_address_space_mb)
+
+    def limit(name: str, otherwise: int) -> int:
+        asked: int = getattr(repo, name)
+        if not asked:
+            return otherwise
+        return min(asked, otherwise) if name in job.limits_from_file and otherwise else asked
+
     return AgentLimits(
-        memory_mb=repo.agent_memory_mb or worker.agent_memory_mb,
-        processes=repo.agent_max_processes or worker.agent_max_processes,
-        address_space_mb=space,
+        memory_mb=limit("agent_memory_mb", worker.agent_memory_mb),
+        processes=limit("agent_max_processes", worker.agent_max_processes),
+        address_space_mb=limit(
+            "agent_address_space_mb", own if isinstance(own, int) else worker.agent_address_space_mb
+        ),
     )
 
 

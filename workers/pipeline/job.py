@@ -11,7 +11,7 @@ from db import policy, queries
 from db.lifecycle import AttemptStatus
 from db.models import Attempt
 from db.specs import RepoSettings, copy_pair
-from db.spectypes import granted_names
+from db.spectypes import granted_names, limits_from_file
 from system.covers import credential_stores
 from system.mirror import is_url
 from system.sandbox import TURNED_OFF, bwrap_missing
@@ -42,6 +42,7 @@ class Job:
     repo_settings: RepoSettings
     targets: tuple[str, ...] = field(default=())
     granted: dict[str, tuple[str, ...]] = field(default_factory=dict)  # db.spectypes.granted_names: by setting
+    limits_from_file: tuple[str, ...] = ()  # db.spectypes.limits_from_file: only ever lower the worker's
     over_budget: str | None = None
     budget_usd: float = 0.0  # the ticket's, enforced by the model gateway mid-attempt (0: no limit)
     area: tuple[str, ...] = field(default=())
@@ -93,6 +94,7 @@ def job_of(s: queries.Session, row: queries.RowMapping) -> Job:
         setup_cmd=row["setup_cmd"],
         repo_settings=RepoSettings.from_stored(row["repo_settings"]),
         granted=granted_names(row["repo_settings"]),
+        limits_from_file=limits_from_file(row["repo_settings"]),
         targets=tuple(row["targets"]),
         area=tuple(row["area"]),
         budget_usd=row["budget_usd"] or 0.0,
