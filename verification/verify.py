@@ -200,7 +200,7 @@ def verify_diff(
     judgement.fail_to_pass += extra
     shown = {t.split("::", 1)[0] for t in judgement.broken + judgement.still_failing if not is_hidden(t, hidden)}
     secrets = hidden_lines(spec.hidden_tests, checkout, sorted(shown))
-    quoted = quoted_texts(run, rerun, visible) if hidden else frozenset()
+    quoted = quoted_texts(run, rerun, visible) if hidden and judgement.reasons else frozenset()  # a pass quotes none
     feedback = feedback_digest(run, speakable(judgement, quoted, hidden), spec.feedback_limit, hidden, secrets)
     if shows_visible_output(judgement, hidden):  # last: it wipes the checkout, which the steps above read
         first = HiddenRun(judgement, quoted, targets, hidden)

@@ -1,6 +1,6 @@
 """The code under test runs beside the hidden tests and writes much that a verdict's reason may quote: pytest's summary
-line, the report's file names and elements. A run that fails no visible
-test gets no second run, so none of it may reach the agent's feedback."""
+line, the report's file names and elements. A run that fails no visible test gets no second run, so none of it may
+reach the agent's feedback."""
 
 from __future__ import annotations
 
