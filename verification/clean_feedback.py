@@ -21,7 +21,7 @@ from verification.channel import PASSES, RERUN
 from verification.confined import fresh_folder, run_confined, sandboxed
 from verification.digest import feedback_digest, is_hidden, mentions_hidden
 from verification.environment import SetupFailed
-from verification.judge import Judgement, judge, verdict_only
+from verification.judge import MORE_FAILING, Judgement, judge, verdict_only
 from verification.patch import PatchRefused
 from verification.report import Outcome
 from verification.runner import TestRun, pytest_summary
@@ -95,8 +95,16 @@ def quoted_texts(*runs: TestRun | None) -> frozenset[str]:
 
 
 def unquoted(reasons: Sequence[str], quoted: Collection[str]) -> list[str]:
-    """reasons without those quoting a text of quoted (quoted_texts): any may carry a hidden test, encoded."""
-    return [reason for reason in reasons if not any(text in reason for text in quoted)]
+    """reasons without those quoting a text of quoted (quoted_texts), or counting the tests the run reported: any
+    may carry a hidden test, encoded."""
+    return [r for r in reasons if not r.endswith(MORE_FAILING) and not any(text in r for text in quoted)]
+
+
+def counted(judgement: Judgement, known: Collection[str], hidden: Collection[str]) -> Judgement:
+    """judgement without the failing hidden tests no one knows of (known: the baseline's tests and the targets): the
+    code under test can add any number of them to the report, and the feedback counts them."""
+    still = [t for t in judgement.still_failing if t in known or not is_hidden(t, hidden)]
+    return replace(judgement, still_failing=still)
 
 
 def speakable(judgement: Judgement, quoted: Collection[str], hidden: Collection[str]) -> Judgement:

@@ -15,6 +15,7 @@ NO_REPORT = "no test report was written; the run cannot be trusted"
 NOTHING_TO_VERIFY = "nothing to verify: no test failed at the base and the diff adds no test"
 NO_TESTS_COLLECTED = 5  # pytest's exit code (pytest.ExitCode.NO_TESTS_COLLECTED)
 SHOWN_IDS = 10
+MORE_FAILING = "more tests that should pass do not"  # after "... and N": a count of the ids the run wrote
 NEAR = 0.8  # difflib's similarity for a "did you mean": a typo or two in an id of twenty characters
 
 
@@ -200,7 +201,7 @@ def _describe(
 ) -> list[str]:
     reasons = [_still_reason(base, now, t) for t in still[:SHOWN_IDS]]
     if len(still) > SHOWN_IDS:
-        reasons.append(f"... and {len(still) - SHOWN_IDS} more tests that should pass do not")
+        reasons.append(f"... and {len(still) - SHOWN_IDS} {MORE_FAILING}")
     if broken:
         reasons.append(f"{len(broken)} tests that passed at the base no longer pass: {_ids(broken)}")
     return reasons

@@ -30,7 +30,14 @@ from system.git import GitError, git
 from system.globs import matches_any
 from verification.awareness import source_text
 from verification.canary import judge_canaries, run_with_canaries
-from verification.clean_feedback import HiddenRun, clean_feedback, quoted_texts, shows_visible_output, speakable
+from verification.clean_feedback import (
+    HiddenRun,
+    clean_feedback,
+    counted,
+    quoted_texts,
+    shows_visible_output,
+    speakable,
+)
 from verification.confined import prepare, rerun_suspects, run_confined, visible_rerun
 from verification.digest import environment_feedback, feedback_digest, hidden_lines, is_hidden, targets_digest
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache
@@ -201,9 +208,10 @@ def verify_diff(
     shown = {t.split("::", 1)[0] for t in judgement.broken + judgement.still_failing if not is_hidden(t, hidden)}
     secrets = hidden_lines(spec.hidden_tests, checkout, sorted(shown))
     quoted = quoted_texts(run, rerun, visible) if hidden and judgement.reasons else frozenset()  # a pass quotes none
-    feedback = feedback_digest(run, speakable(judgement, quoted, hidden), spec.feedback_limit, hidden, secrets)
+    told = counted(judgement, {*baseline.results, *targets}, hidden)
+    feedback = feedback_digest(run, speakable(told, quoted, hidden), spec.feedback_limit, hidden, secrets)
     if shows_visible_output(judgement, hidden):  # last: it wipes the checkout, which the steps above read
-        first = HiddenRun(judgement, quoted, targets, hidden)
+        first = HiddenRun(told, quoted, targets, hidden)
         feedback = clean_feedback(checkout, diff, spec, baseline, report_dir, cancelled, first, secrets)
     result = replace(_result(judgement, run, rerun, reverted, feedback), known_failing=known_failing)
     if known_failing:

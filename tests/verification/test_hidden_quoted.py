@@ -12,6 +12,7 @@ from verify_helpers import FIXED_CALC, make_repo
 
 from db.lifecycle import Verdict
 from verification.clean_feedback import QUOTE_WITHHELD
+from verification.judge import MORE_FAILING
 
 SECRET_HEX = SECRET_TEST.encode().hex()
 # Each reads the hidden tests at import and, once pytest is done, writes them as hex where a reason quotes it.
@@ -46,3 +47,24 @@ def test_hidden_tests_written_where_a_reason_quotes_the_run_never_reach_the_feed
     assert any(SECRET_HEX[:40] in reason for reason in result.reasons)  # the verdict's reasons, for people, keep it
     assert SECRET_HEX[:40] not in result.feedback
     assert QUOTE_WITHHELD in result.feedback
+
+
+# Fails as many made-up tests of the hidden file as the hidden tests have bytes: a number the agent reads back.
+CASE = '<testcase classname="tests.test_secret_calc" name="t{}"><failure message="x">x</failure></testcase>'
+MANY = (
+    f"CASE = {CASE!r}\n"
+    "def _report():\n"
+    "    report = os.path.join(os.path.dirname(os.environ['HOME']), 'junit.xml')\n"
+    "    text = open(report).read()\n"
+    "    more = ''.join(CASE.format(i) for i in range(len(DATA) // 2))\n"
+    "    open(report, 'w').write(text.replace('</testsuite>', more + '</testsuite>', 1))\n"
+    "atexit.register(_report)\n"
+)
+
+
+@needs_sandbox
+def test_the_count_of_hidden_tests_that_failed_counts_only_the_hidden_tests(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    result = _verify(tmp_path, repo, _spec(_hidden(tmp_path)), {"calc.py": FIND + MANY + FIXED_CALC})
+    assert result.verdict is Verdict.FAILED and len(result.still_failing) > 100  # the verdict's evidence keeps them
+    assert "hidden tests failed" not in result.feedback and MORE_FAILING not in result.feedback
