@@ -110,6 +110,8 @@ def counted(judgement: Judgement, known: Collection[str], hidden: Collection[str
 def speakable(judgement: Judgement, quoted: Collection[str], hidden: Collection[str]) -> Judgement:
     """judgement with the reasons its feedback may show when hidden tests ran beside it and no second run replaces
     them: those quoting the run give way to one line saying so (none for a reason about a hidden test, never shown)."""
+    if not hidden:  # nothing to give away
+        return judgement
     kept = unquoted(judgement.reasons, quoted)
     dropped = [reason for reason in judgement.reasons if reason not in kept and not mentions_hidden(reason, hidden)]
     return replace(judgement, reasons=[*kept, *([QUOTE_WITHHELD] if dropped else [])])

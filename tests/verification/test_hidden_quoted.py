@@ -11,8 +11,8 @@ from test_hidden_split import SECRET_TEST, _hidden, _spec, _verify, needs_sandbo
 from verify_helpers import FIXED_CALC, make_repo
 
 from db.lifecycle import Verdict
-from verification.clean_feedback import QUOTE_WITHHELD
-from verification.judge import MORE_FAILING
+from verification.clean_feedback import QUOTE_WITHHELD, speakable
+from verification.judge import MORE_FAILING, verdict_only
 
 SECRET_HEX = SECRET_TEST.encode().hex()
 # Each reads the hidden tests at import and, once pytest is done, writes them as hex where a reason quotes it.
@@ -68,3 +68,10 @@ def test_the_count_of_hidden_tests_that_failed_counts_only_the_hidden_tests(tmp_
     result = _verify(tmp_path, repo, _spec(_hidden(tmp_path)), {"calc.py": FIND + MANY + FIXED_CALC})
     assert result.verdict is Verdict.FAILED and len(result.still_failing) > 100  # the verdict's evidence keeps them
     assert "hidden tests failed" not in result.feedback and MORE_FAILING not in result.feedback
+
+
+def test_without_hidden_tests_every_reason_is_shown() -> None:
+    judgement = verdict_only(Verdict.FAILED, "tests/test_a.py::test_x failed: boom", f"... and 5 {MORE_FAILING}")
+    quoted = {"tests/test_a.py::test_x"}
+    assert speakable(judgement, quoted, []).reasons == judgement.reasons
+    assert speakable(judgement, quoted, ["tests/test_h.py"]).reasons == [QUOTE_WITHHELD]
