@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from db.lifecycle import Verdict
 from system.files import remove_tree
-from system.git import GitError, git
+from system.git import GitError, checkout_git
 from verification.channel import PASSES, RERUN
 from verification.confined import fresh_folder, run_confined, sandboxed
 from verification.digest import feedback_digest, is_hidden, mentions_hidden
@@ -125,7 +125,7 @@ def wipe(checkout: Path) -> None:
         names = [entry.name for entry in entries if entry.name != ".git"]
     for name in names:
         remove_tree(checkout / name)
-    git("reset", "--hard", "--quiet", cwd=checkout)
+    checkout_git("reset", "--hard", "--quiet", cwd=checkout)
 
 
 def _run_without_hidden(

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from system.files import disk_usage, remove_tree, required_program, walk
-from system.git import NO_SUBMODULES, git
+from system.git import NO_SUBMODULES, checkout_git
 from system.globs import matches_any
 from system.mirror import try_lock
 
@@ -108,7 +108,7 @@ class EnvCache:
         digest = hashlib.sha256(json.dumps([scope, setup_cmd, os.environ.get("PATH", "")]).encode())
         for source in copied:
             digest.update(b"\0copy\0" + _read(Path(source)))
-        tracked = git("ls-files", "-z", cwd=checkout).split("\0")
+        tracked = checkout_git("ls-files", "-z", cwd=checkout).split("\0")
         for name in sorted(n for n in tracked if n and matches_any(n, patterns)):
             digest.update(b"\0file\0" + name.encode() + b"\0" + _read(checkout / name))
         return digest.hexdigest()[:32]
@@ -225,7 +225,9 @@ class EnvCache:
 
 def untracked(checkout: Path) -> tuple[set[str], set[str]]:
     """(untracked or ignored paths, changed tracked paths) in checkout, as `git status` names them."""
-    out = git("status", NO_SUBMODULES, "--porcelain=v1", "-z", "--ignored", "--untracked-files=normal", cwd=checkout)
+    out = checkout_git(
+        "status", NO_SUBMODULES, "--porcelain=v1", "-z", "--ignored", "--untracked-files=normal", cwd=checkout
+    )
     loose: set[str] = set()
     changed: set[str] = set()
     fields = iter(out.split("\0"))

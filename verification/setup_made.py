@@ -23,7 +23,7 @@ from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 from system.files import link_on_the_way, remove_tree, walk
-from system.git import NO_SUBMODULES, git
+from system.git import NO_SUBMODULES, checkout_git
 from system.globs import matches_any
 
 RUNS_SUFFIXES = (".py", ".pth", *EXTENSION_SUFFIXES)
@@ -53,7 +53,7 @@ def setup_made(checkout: Path, copied: Sequence[str] = (), tests: Sequence[str] 
     repository's copied files (copied: their destinations) are Fleet's own, copied again after it; tests: the globs
     of the files the test runner collects (a doctest text file among them), made files that count as changed too."""
     status = ("status", NO_SUBMODULES, "--porcelain=v1", "-z", "--untracked-files=all", "--ignored=matching")
-    listing = git("--no-optional-locks", *status, "--no-renames", cwd=checkout, errors="surrogateescape")
+    listing = checkout_git("--no-optional-locks", *status, "--no-renames", cwd=checkout, errors="surrogateescape")
     entries = [entry for entry in listing.split("\0") if len(entry) > 3]
     tracked = [entry[3:] for entry in entries if entry[:2] not in ("??", "!!") and entry[1] != " "]
     loose = [entry[3:] for entry in entries if entry[:2] in ("??", "!!")] + [f"{link}/" for link in _gitlinks(checkout)]
@@ -66,7 +66,7 @@ def setup_made(checkout: Path, copied: Sequence[str] = (), tests: Sequence[str] 
 
 def _gitlinks(checkout: Path) -> list[str]:
     """The submodules' folders: git lists nothing in them (NO_SUBMODULES), and pytest enters them."""
-    listing = git("ls-files", "-s", "-z", cwd=checkout, errors="surrogateescape")
+    listing = checkout_git("ls-files", "-s", "-z", cwd=checkout, errors="surrogateescape")
     return [entry.split("\t", 1)[1] for entry in listing.split("\0") if entry.startswith(GITLINK + " ")]
 
 

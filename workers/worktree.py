@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import IO
 
 from system.files import disk_usage, link_on_the_way, remove_tree, write_over
-from system.git import GitError, git
+from system.git import GitError, checkout_git, git
 from system.mirror import HEX_SHA, exclusive_lock, shared_lock, try_lock
 from workers.worktree_diff import ESC, CheckoutDiff, DiffHoldsNul, DiffNotUtf8, WorktreeError, explicit
 from workers.worktree_make import LOCK_REASON, AlreadyRegistered, make_worktree, remove_unfinished
@@ -262,7 +262,7 @@ class WorktreePool:
             if clean_at == sha:
                 return gitdir  # released clean at this very commit: nothing to do
             Path(gitdir, "index.lock").unlink(missing_ok=True)  # left by a killed agent; we hold the slot
-            git(*explicit(path, gitdir), "checkout", "--detach", "--force", "--quiet", sha, "--", cwd=path)
+            checkout_git(*explicit(path, gitdir), "checkout", "--detach", "--force", "--quiet", sha, "--", cwd=path)
             if clean_at is None:  # not released cleanly (a killed holder): untracked and ignored files may remain
                 clean_checkout(path, gitdir)
         except (GitError, OSError):
@@ -343,8 +343,8 @@ def mark_leased(path: Path) -> None:
 
 def clean_checkout(path: Path, gitdir: Path) -> None:
     """Drop every change, untracked and ignored file in the checkout at path, whose git dir is gitdir."""
-    git(*explicit(path, gitdir), "reset", "--hard", "--quiet", cwd=path)
-    git(*explicit(path, gitdir), "clean", "-ffdxq", cwd=path)
+    checkout_git(*explicit(path, gitdir), "reset", "--hard", "--quiet", cwd=path)
+    checkout_git(*explicit(path, gitdir), "clean", "-ffdxq", cwd=path)
 
 
 @functools.lru_cache(maxsize=256)

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from system.files import read_within
-from system.git import GIT_OUTPUT_LIMIT, NO_SUBMODULES, GitError, GitOutputTooLarge, git, git_bytes
+from system.git import (
+    GIT_OUTPUT_LIMIT,
+    NO_SUBMODULES,
+    GitError,
+    GitOutputTooLarge,
+    GitOverBounds,
+    checkout_git,
+    checkout_git_bytes,
+)
 from verification.attributes import ATTRIBUTES_FILE, defined_macros, refusal
 from workers.scratch_git import scratch_objects
 
@@ -66,7 +74,9 @@ class CheckoutDiff:
 
     def _failure(self, exc: GitError) -> DiffNotKept | GitError:
         """What git failing to take the diff is: AttributesRefused when the checkout's attributes files are refused,
-        else exc naming none of the host's folders."""
+        else exc naming none of the host's folders; git over its bounds in the checkout is a DiffNotKept naming why."""
+        if isinstance(exc, GitOverBounds):
+            return DiffNotKept(self._hide_folders(str(exc)))
         try:
             reason = self._attributes_refusal()
         except GitError:
@@ -103,7 +113,7 @@ class CheckoutDiff:
         flags = ("--binary", "--no-color", "--no-ext-diff", "--no-textconv", *options)
         diff = ("--no-optional-locks", "diff", NO_SUBMODULES, *flags, self.base_sha, "--", *paths)
         with _read_within(limit) as cap:
-            return git_bytes(*explicit(self.path, self.gitdir), *diff, cwd=self.path, env=env, limit_bytes=cap)
+            return checkout_git_bytes(*explicit(self.path, self.gitdir), *diff, cwd=self.path, env=env, limit_bytes=cap)
 
     def _attributes_refusal(self) -> str | None:
         """Verification's refusal of the checkout's attributes files against base_sha's, if any. Read as git reads
@@ -137,7 +147,7 @@ class CheckoutDiff:
         return (read_within(self.path, path, ATTRIBUTES_READ) or b"").decode("utf-8", ESC)
 
     def _git(self, *args: str, **options: Any) -> str:
-        return git(*explicit(self.path, self.gitdir), *args, cwd=self.path, **options)
+        return checkout_git(*explicit(self.path, self.gitdir), *args, cwd=self.path, **options)
 
     def _changed(self, limit: int | None = None) -> list[tuple[str, str]]:
         """(path, state) of each path whose file differs from the index: M or T changed, D deleted, ? untracked.
