@@ -21,7 +21,7 @@ from pathlib import Path
 
 from system.command_wait import OutputPipe, wait_reading
 from system.files import memory_holding, program_on
-from system.rlimits import capped, commands_descriptors, lowered
+from system.rlimits import HARD_KINDS, capped, commands_descriptors, commands_file_size, limited
 from system.sandbox_start import (
     END_SECONDS,
     NO_OUTCOME,
@@ -58,7 +58,14 @@ class ChildLimits:
         space = self.address_space if self.address_space > 0 else resource.RLIM_INFINITY
         descriptors = commands_descriptors()  # the worker raised its own: its commands start under the old one
         kept = () if descriptors == resource.RLIM_INFINITY else ((resource.RLIMIT_NOFILE, descriptors),)
-        return ((resource.RLIMIT_AS, space), (resource.RLIMIT_NPROC, self.processes), (resource.RLIMIT_CORE, 0), *kept)
+        files = (resource.RLIMIT_FSIZE, commands_file_size())
+        return (
+            (resource.RLIMIT_AS, space),
+            (resource.RLIMIT_NPROC, self.processes),
+            (resource.RLIMIT_CORE, 0),
+            files,
+            *kept,
+        )
 
 
 DEFAULT_LIMITS = ChildLimits()
@@ -67,6 +74,7 @@ PRLIMIT_NAMES = {
     resource.RLIMIT_NPROC: "nproc",
     resource.RLIMIT_CORE: "core",
     resource.RLIMIT_NOFILE: "nofile",
+    resource.RLIMIT_FSIZE: "fsize",
 }
 
 
@@ -86,13 +94,15 @@ def _launcher(table: tuple[tuple[int, int], ...]) -> tuple[str, ...] | None:
     setpriv, prlimit = program_on("setpriv", None), program_on("prlimit", None)
     if setpriv is None or prlimit is None:
         return None
-    options = [f"--{PRLIMIT_NAMES[kind]}={_prlimit_value(kind, limit)}:" for kind, limit in table]
+    options = [f"--{PRLIMIT_NAMES[kind]}={_prlimit_values(kind, limit)}" for kind, limit in table]
     return (setpriv, "--pdeathsig", "KILL", "--", prlimit, *options, "--")
 
 
-def _prlimit_value(kind: int, limit: int) -> str:
+def _prlimit_values(kind: int, limit: int) -> str:
+    """prlimit's `soft:hard` for kind: the hard limit left as it is, but for HARD_KINDS."""
     value = capped(limit, resource.getrlimit(kind)[1])
-    return "unlimited" if value == resource.RLIM_INFINITY else str(value)
+    soft = "unlimited" if value == resource.RLIM_INFINITY else str(value)
+    return f"{soft}:{soft}" if kind in HARD_KINDS and value != resource.RLIM_INFINITY else f"{soft}:"
 
 
 def joining(procs_files: Sequence[Path]) -> tuple[str, ...]:
@@ -120,10 +130,9 @@ def _child_setup(join_cgroups: Sequence[Path] = (), limits: ChildLimits = DEFAUL
         with open(procs, "w") as handle:
             handle.write(str(os.getpid()))
     for kind, limit in limits.table():
-        current = resource.getrlimit(kind)
-        soft = lowered(current, limit)
-        if soft is not None:
-            resource.setrlimit(kind, (soft, current[1]))
+        new = limited(kind, resource.getrlimit(kind), limit)
+        if new is not None:
+            resource.setrlimit(kind, new)
 
 
 @dataclass(frozen=True)

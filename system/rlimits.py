@@ -5,6 +5,13 @@ from __future__ import annotations
 import resource
 
 _commands_descriptors = resource.RLIM_INFINITY  # no limit of Fleet's: commands inherit the process's own
+# The largest file an agent, a setup or a test run may write (FLEET_MAX_FILE_MB): a wheel of a few hundred MB or a
+# test database fits; a `.gitignore` grown sparse to 64 GiB for the worker's git to read whole does not (`truncate`
+# past it fails, EFBIG). Fleet's own processes (the worker, git in the mirror) are not under it.
+DEFAULT_FILE_SIZE = 2 * 2**30
+_commands_file_size = DEFAULT_FILE_SIZE
+# Limits a command must not raise back: its hard limit is lowered with the soft one.
+HARD_KINDS = frozenset({resource.RLIMIT_FSIZE})
 
 
 def capped(limit: int, hard: int) -> int:
@@ -21,6 +28,27 @@ def lowered(current: tuple[int, int], limit: int) -> int | None:
         return None
     new = capped(limit, hard)
     return new if soft == resource.RLIM_INFINITY or soft > new else None
+
+
+def limited(kind: int, current: tuple[int, int], limit: int) -> tuple[int, int] | None:
+    """The (soft, hard) limits of kind to set so that the soft one is at most limit (and the hard one too, for
+    HARD_KINDS), or None when the current ones already are."""
+    soft = lowered(current, limit)
+    if kind not in HARD_KINDS or limit == resource.RLIM_INFINITY:
+        return None if soft is None else (soft, current[1])
+    new = capped(limit, current[1])
+    return None if current == (new, new) else (new, new)
+
+
+def limit_commands_files(size: int) -> None:
+    """Set the largest file the commands this process starts may write (0: no limit of Fleet's)."""
+    global _commands_file_size
+    _commands_file_size = size if size > 0 else resource.RLIM_INFINITY
+
+
+def commands_file_size() -> int:
+    """The largest file a command this process starts may write (RLIMIT_FSIZE), RLIM_INFINITY for none."""
+    return _commands_file_size
 
 
 def more_descriptors() -> None:

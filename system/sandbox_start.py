@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from system.covers import cover_args
-from system.rlimits import lowered
+from system.rlimits import limited
 from system.seccomp import filter_program
 
 INFO_SLOT = "<fleet:info-fd>"
@@ -254,10 +254,9 @@ def admit(
             os.close(pidfd)
             return None  # it exited and its pid is another process's now: nothing of it is left to admit
         for kind, limit in limits:
-            current = resource.prlimit(pid, kind)
-            soft = lowered(current, limit)
-            if soft is not None:
-                resource.prlimit(pid, kind, (soft, current[1]))
+            new = limited(kind, resource.prlimit(pid, kind), limit)
+            if new is not None:
+                resource.prlimit(pid, kind, new)
         for procs in cgroup_procs:
             _write_pid(procs, pid)
         start.let_go()

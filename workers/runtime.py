@@ -24,6 +24,7 @@ from system.cancel import Cancellation
 from system.files import remove_tree
 from system.mirror import ensure_mirror
 from system.orphans import end_orphaned_sandboxes
+from system.rlimits import limit_commands_files
 from system.sandbox import look_through_toolchains
 from system.settings import Settings
 from verification.envcache import EnvCache
@@ -165,6 +166,7 @@ class WorkerRuntime:
 
     def __init__(self, settings: Settings, db: Database, dispatcher: Dispatcher, slots: int, queues: str) -> None:
         self.settings, self.db, self.dispatcher = settings, db, dispatcher
+        limit_commands_files(settings.max_file_mb * 2**20)  # every agent, setup and test run this process starts
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.slots, self.queues = slots, queues
         self.leases = LeaseBook()
