@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from system.git import GitError, git, git_bytes
+from system.git import GitError, checkout_git, checkout_git_bytes
 from verification.patch import PatchRefused
 
 ATTRIBUTES_FILE = ".gitattributes"
@@ -113,7 +113,7 @@ def _first_change(old: list[Line], new: list[Line]) -> tuple[str | None, list[st
 def _ends_lines_crlf(checkout: Path, changed: list[str]) -> bool:
     """Whether an attributes file at HEAD sets `eol=crlf` (the one conversion unsetting text undoes on checkout:
     `text` and `text=auto` end lines as stored, LF, on a host whose git configuration asks nothing else)."""
-    listed = git("ls-files", "-z", "--", f":(glob)**/{ATTRIBUTES_FILE}", cwd=checkout, errors=ESC).split("\0")
+    listed = checkout_git("ls-files", "-z", "--", f":(glob)**/{ATTRIBUTES_FILE}", cwd=checkout, errors=ESC).split("\0")
     for path in dict.fromkeys([*filter(None, listed), *changed]):
         for raw in _blob(checkout, f"HEAD:{path}").split("\n"):
             fields = BLANKS.split(raw.strip(" \t\r"))
@@ -152,6 +152,6 @@ def _kind(field: str, macros: frozenset[str]) -> Kind:
 def _blob(checkout: Path, name: str) -> str:
     """The blob git names so (HEAD:path, :path for the index), or "" where there is none."""
     try:
-        return git_bytes("cat-file", "blob", name, cwd=checkout).decode("utf-8", ESC)
+        return checkout_git_bytes("cat-file", "blob", name, cwd=checkout).decode("utf-8", ESC)
     except GitError:
         return ""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from system import pyast
 from system.files import read_within
-from system.git import GitError, GitOutputTooLarge, git_bytes
+from system.git import GitError, GitOutputTooLarge, checkout_git_bytes
 from verification.patch import unquote_path
 from verification.source_encoding import misread, python_text
 
@@ -129,7 +129,9 @@ def staged_sources(checkout: Path, paths: Sequence[str]) -> dict[str, bytes | No
     {} when git could not say, for the caller to read the files instead."""
     asked = [path for path in paths if "\n" not in path]
     try:
-        out = git_bytes("cat-file", "--batch", cwd=checkout, input="".join(f":0:{path}\n" for path in asked).encode())
+        out = checkout_git_bytes(
+            "cat-file", "--batch", cwd=checkout, input="".join(f":0:{path}\n" for path in asked).encode()
+        )
     except (GitError, GitOutputTooLarge):
         return {}
     found: dict[str, bytes | None] = {}

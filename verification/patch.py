@@ -6,7 +6,7 @@ import codecs
 import re
 from pathlib import Path
 
-from system.git import GitError, git
+from system.git import GitError, checkout_git
 
 # Compiled or import-hook files run code without showing it in a text diff.
 _GENERATED = re.compile(
@@ -32,7 +32,7 @@ def apply_patch(checkout: Path, diff: str) -> list[str]:
     judged, so a refused diff leaves the checkout changed: for a checkout that is cleaned before its next use."""
     diff = _readable(diff)
     try:
-        numstat = git("apply", "--numstat", "-z", *APPLY, "--apply", "-", cwd=checkout, input=diff)
+        numstat = checkout_git("apply", "--numstat", "-z", *APPLY, "--apply", "-", cwd=checkout, input=diff)
     except GitError as exc:  # refused for what it holds, as check_patch would; else it does not apply here
         check_patch(checkout, diff)
         raise PatchRefused(f"the diff does not apply at the base commit: {_last_line(exc.stderr)}") from exc
@@ -65,7 +65,7 @@ def _accepted(paths: list[str], binary: list[str]) -> list[str]:
 def apply_checked(checkout: Path, diff: str) -> None:
     """Apply a diff check_patch accepted, to the index and the work tree."""
     try:
-        git("apply", *APPLY, "-", cwd=checkout, input=_terminated(diff))
+        checkout_git("apply", *APPLY, "-", cwd=checkout, input=_terminated(diff))
     except GitError as exc:
         raise PatchRefused(f"the diff does not apply at the base commit: {_last_line(exc.stderr)}") from exc
 
@@ -89,7 +89,7 @@ def _refuse_special(diff: str) -> None:
 def _numstat(checkout: Path, diff: str) -> tuple[list[str], list[str]]:
     """All paths the diff touches (both sides of a rename) and those git sees as binary."""
     try:
-        out = git("apply", "--numstat", "-z", "-", cwd=checkout, input=diff)
+        out = checkout_git("apply", "--numstat", "-z", "-", cwd=checkout, input=diff)
     except GitError as exc:
         raise PatchRefused(f"the diff cannot be read: {_last_line(exc.stderr)}") from exc
     return _touched(out, diff)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from system.files import link_on_the_way, read_regular
-from system.git import GitError, git
+from system.git import GitError, checkout_git
 from system.globs import matches_any
 from verification.collected import collected_globs, configured
 
@@ -79,7 +79,7 @@ def restore(checkout: Path, paths: Sequence[str]) -> list[str]:
     old = [p for p in paths if p in tracked]
     new = [p for p in paths if p not in tracked]
     if old:  # pathspecs go through stdin, literal: a file name from a diff is never an argument
-        git(
+        checkout_git(
             "--literal-pathspecs", "checkout", "HEAD", "--pathspec-from-file=-", "--pathspec-file-nul",
             cwd=checkout, input="\0".join(old), errors="surrogateescape",
         )  # fmt: skip
@@ -92,14 +92,16 @@ def restore(checkout: Path, paths: Sequence[str]) -> list[str]:
             target.unlink()
     if new:  # out of the index too; a path that is no entry there (a link made in a folder's place) is passed over
         listed = "\0".join(new)
-        git("update-index", "--force-remove", "-z", "--stdin", cwd=checkout, input=listed, errors="surrogateescape")
+        checkout_git(
+            "update-index", "--force-remove", "-z", "--stdin", cwd=checkout, input=listed, errors="surrogateescape"
+        )
     return list(paths)
 
 
 def head_files(checkout: Path, among: Sequence[str] = ()) -> set[str]:
     """Every file path tracked at HEAD (only those among the given root-level names, when named)."""
     names = ("--", *among) if among else ()
-    out = git("--literal-pathspecs", "ls-tree", "-r", "-z", "--name-only", "HEAD", *names, cwd=checkout)
+    out = checkout_git("--literal-pathspecs", "ls-tree", "-r", "-z", "--name-only", "HEAD", *names, cwd=checkout)
     return {p for p in out.split("\0") if p}
 
 
@@ -226,6 +228,6 @@ def _read(checkout: Path, path: str) -> str | None:
 
 def _head_text(checkout: Path, path: str) -> str | None:
     try:
-        return git("cat-file", "blob", f"HEAD:{path}", cwd=checkout)
+        return checkout_git("cat-file", "blob", f"HEAD:{path}", cwd=checkout)
     except GitError:
         return None

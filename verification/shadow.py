@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from system.files import read_regular, walk
-from system.git import git
+from system.git import checkout_git
 
 SHADOW_RULE = "shadowed module"
 FLEET_DISTRIBUTION = "agent-fleet"
@@ -105,7 +105,11 @@ def _relative(path: Path, root: Path) -> Path | None:
 
 def _in_base(checkout: Path, root: str, module: str) -> bool:
     """True when the base commit already defines module at root (asked only for a name that matched)."""
-    listing = git("ls-tree", "HEAD", f"{root}/", cwd=checkout) if root else git("ls-tree", "HEAD", cwd=checkout)
+    listing = (
+        checkout_git("ls-tree", "HEAD", f"{root}/", cwd=checkout)
+        if root
+        else checkout_git("ls-tree", "HEAD", cwd=checkout)
+    )
     for entry in listing.splitlines():
         kind, name = entry.split(" ", 2)[1], Path(entry.split("\t", 1)[1]).name
         if top_module(name if kind == "blob" else f"{name}/__init__.py", "") == module:

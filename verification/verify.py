@@ -26,7 +26,7 @@ from typing import Any
 from db.lifecycle import Verdict
 from db.spectypes import SetupNetwork
 from system.files import copy_into
-from system.git import GitError, git
+from system.git import GitError, checkout_git
 from system.globs import matches_any
 from verification.awareness import source_text
 from verification.canary import judge_canaries, run_with_canaries
@@ -288,8 +288,8 @@ def add_hidden_tests(checkout: Path, hidden: Path | None) -> list[str]:
         return []
     if hidden.is_file():
         text = hidden.read_text(encoding="utf-8")
-        names = git("apply", "--numstat", "-z", "-", cwd=checkout, input=text)
-        git("apply", "-", cwd=checkout, input=text)
+        names = checkout_git("apply", "--numstat", "-z", "-", cwd=checkout, input=text)
+        checkout_git("apply", "-", cwd=checkout, input=text)
         return sorted(_numstat_names(names))
     files = sorted(p for p in hidden.rglob("*") if p.is_file())
     for source in files:  # never through a link: a diff's build script ran in the checkout before

@@ -55,6 +55,7 @@ def submit(fleet: Fleet, title: str, agent_cmd: str, *extra: str) -> int:
 def test_an_oversized_diff_is_an_error_that_leaves_no_trace_and_gc_cleans_up(embedded: Fleet) -> None:
     fleet = embedded
     fleet.env["FLEET_MAX_DIFF_BYTES"] = str(LIMIT)
+    fleet.env["FLEET_MAX_FILE_MB"] = "0"  # the sparse file is made: the diff's limit is what holds
     fleet.sample_repo()
     first = submit(fleet, "honest add", scripted("fix-add"), "--target", ADD)
     fleet.up()  # makes the mirror, so that everything after can be compared with it

@@ -11,6 +11,7 @@ from verify_helpers import CALC, FAST_ENV, FIXED_CALC, PYTEST, Repo, make_repo
 
 from db.lifecycle import Verdict
 from system.process import run_process
+from system.rlimits import DEFAULT_FILE_SIZE, limit_commands_files
 from system.sandbox import TESTS_MISSING, bwrap_missing, confine, toolchain_roots, verification_view
 from verification.runner import TestRun
 from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
@@ -342,7 +343,11 @@ def test_a_test_file_the_run_grew_is_never_read_whole(base: tuple[Repo, TestRun]
         "        _f.truncate(64 * 2**30)\n\n\n"
         "__import__('atexit').register(_grow)\n"
     )
-    result = verify(base, tmp_path, {"calc.py": FIXED_CALC + grow})
+    limit_commands_files(0)  # FLEET_MAX_FILE_MB=0: the reads hold without the file size limit too
+    try:
+        result = verify(base, tmp_path, {"calc.py": FIXED_CALC + grow})
+    finally:
+        limit_commands_files(DEFAULT_FILE_SIZE)
     assert result.verdict is Verdict.PASSED, result.reasons
     assert (tmp_path / "checkout" / "tests" / "test_calc.py").stat().st_size == 64 * 2**30  # the run did grow it
 
