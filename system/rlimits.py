@@ -1,14 +1,15 @@
-"""The soft limits a command starts under: lowered to Fleet's limits, never raised, never above the hard limit."""
+"""The limits a command starts under: lowered to Fleet's limits, never raised, never above the hard limit; the soft
+one alone, but for HARD_KINDS."""
 
 from __future__ import annotations
 
 import resource
 
 _commands_descriptors = resource.RLIM_INFINITY  # no limit of Fleet's: commands inherit the process's own
-# The largest file an agent, a setup or a test run may write (FLEET_MAX_FILE_MB): a wheel of a few hundred MB or a
-# test database fits; a `.gitignore` grown sparse to 64 GiB for the worker's git to read whole does not (`truncate`
-# past it fails, EFBIG). Fleet's own processes (the worker, git in the mirror) are not under it.
-DEFAULT_FILE_SIZE = 2 * 2**30
+# The largest file an agent, a setup or a test run may write (FLEET_MAX_FILE_MB): a test database, or a wheel (a
+# CUDA build of torch is 2.5 GB) fits; a file grown sparse to 64 GiB for the worker to read does not (`truncate` past
+# it fails: EFBIG, or SIGXFSZ). Fleet's own processes (the worker, its git in the mirror) are not under it.
+DEFAULT_FILE_SIZE = 4 * 2**30
 _commands_file_size = DEFAULT_FILE_SIZE
 # Limits a command must not raise back: its hard limit is lowered with the soft one.
 HARD_KINDS = frozenset({resource.RLIMIT_FSIZE})

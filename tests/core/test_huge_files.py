@@ -29,7 +29,7 @@ def _submit(fleet: Fleet, title: str, command: str) -> int:
 def test_a_sparse_gitignore_is_refused_and_an_honest_large_file_is_written(embedded: Fleet) -> None:
     fleet = embedded
     fleet.sample_repo()
-    grow = "truncate -s 3G .gitignore"  # past the default limit, 2 GiB
+    grow = "truncate -s 5G .gitignore"  # past the default limit, 4 GiB
     ticket = _submit(fleet, "grow", f"{grow}; {HONEST_CACHE} && {scripted('fix-add')}")
     fleet.up(concurrency=1)
     shown = fleet.json("show", str(ticket))
