@@ -5,13 +5,14 @@ costs no disk, would hold a slot's git for seconds a gigabyte and take as much o
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from pathlib import Path
 
 import pytest
 
-from system.git import CHECKOUT_ADDRESS_SPACE, GitOverBounds
+from system.git import CHECKOUT_ADDRESS_SPACE, GitError, GitOverBounds, checkout_git
 from verification.envcache import untracked
 from workers.worktree import WorktreePool
 from workers.worktree_diff import DiffNotKept
@@ -65,4 +66,14 @@ def test_verification_reads_a_checkout_with_a_huge_gitignore_within_bounds(tmp_p
     started = time.monotonic()
     with pytest.raises(GitOverBounds, match=NAMED):
         untracked(source)
+    assert time.monotonic() - started < QUICKLY
+
+
+def test_git_held_up_in_a_checkout_is_a_git_error_naming_its_time(source: Path) -> None:
+    """A git error, which a slot's release and the diff's taking handle, never an exception that escapes them."""
+    os.mkfifo(source / "build.gitignore")
+    (source / "build.gitignore").rename(source / ".gitignore")  # a fifo where git reads: it waits for a writer
+    started = time.monotonic()
+    with pytest.raises(GitError, match="git was stopped after 0.5s in a checkout sandboxed code wrote"):
+        checkout_git("status", "--porcelain", cwd=source, timeout=0.5)
     assert time.monotonic() - started < QUICKLY
