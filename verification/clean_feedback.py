@@ -37,6 +37,7 @@ UNCONFINED = (
     "can read the hidden tests; these fail"
 )
 QUOTE_WITHHELD = "a reason that quotes the test run is withheld: the hidden tests ran beside the code under test"
+PYTEST_EXIT_CODES = range(6)  # pytest.ExitCode: OK, TESTS_FAILED, INTERRUPTED, INTERNAL_ERROR, USAGE_ERROR, NO_TESTS
 KNOWN_OUTCOMES = frozenset({*PASSES, RERUN, *(outcome.value for outcome in Outcome)})
 
 
@@ -83,7 +84,8 @@ def clean_feedback(
 def quoted_texts(*runs: TestRun | None) -> frozenset[str]:
     """Every text of runs beside the hidden tests that a reason may quote, all of them written by the code under test
     (it runs inside pytest): the test ids of the report and of the results channel, an outcome the channel gave
-    that no pytest gives, the report's error (its file names, its root element) and pytest's summary line."""
+    that no pytest gives, the report's error (its file names, its root element), pytest's summary line, and an exit
+    code no pytest gives (`os._exit(N)`: eight bits an attempt)."""
     texts: set[str] = set()
     for run in (run for run in runs if run is not None):
         channel = run.channel.outcomes if run.channel is not None else {}
@@ -91,6 +93,8 @@ def quoted_texts(*runs: TestRun | None) -> frozenset[str]:
         texts |= {run.report_error} if run.report_error else set()
         summary = pytest_summary(run.output)
         texts |= {summary[0], repr(summary[0])} if summary else set()
+        if run.exit_code is not None and run.exit_code not in PYTEST_EXIT_CODES:  # a number the code chose
+            texts |= {f"exit code {run.exit_code}", f"exited {run.exit_code}"}
     return frozenset(text for text in texts if text)
 
 

@@ -49,6 +49,20 @@ def test_hidden_tests_written_where_a_reason_quotes_the_run_never_reach_the_feed
     assert QUOTE_WITHHELD in result.feedback
 
 
+# Passes every test, then leaves with an exit code made of the hidden tests' first byte: eight bits an attempt.
+EXIT_CODE = "atexit.register(lambda: os._exit(int(DATA[:2], 16) | 64))\n"
+
+
+@needs_sandbox
+def test_an_exit_code_the_code_under_test_chose_never_reaches_the_feedback(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    result = _verify(tmp_path, repo, _spec(_hidden(tmp_path)), {"calc.py": FIND + EXIT_CODE + FIXED_CALC})
+    code = int(SECRET_HEX[:2], 16) | 64
+    assert any(f"exited {code}" in reason or f"exit code {code}" in reason for reason in result.reasons), result.reasons
+    assert f"exited {code}" not in result.feedback and f"exit code {code}" not in result.feedback, result.feedback
+    assert QUOTE_WITHHELD in result.feedback
+
+
 # Fails as many made-up tests of the hidden file as the hidden tests have bytes: a number the agent reads back.
 CASE = '<testcase classname="tests.test_secret_calc" name="t{}"><failure message="x">x</failure></testcase>'
 MANY = (
