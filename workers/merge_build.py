@@ -27,11 +27,10 @@ from system.files import remove_tree
 from system.mirror import has_commit
 from verification.judge import untrusted
 from verification.report import TestResult
-from verification.runner import TestRun
-from verification.verify import VerifySpec, run_build
+from verification.verify import run_build
 from workers.merge_git import Stamp, build_commit
 from workers.merge_queue import SendAttempts, SendBuilds, advance, build_inputs
-from workers.pipeline.baselines import job_spec, spec_hash
+from workers.pipeline.baselines import job_spec, known_baseline_at
 from workers.pipeline.job import Job, job_of, job_secrets
 from workers.runtime import WorkerRuntime
 from workers.secrets import redact
@@ -150,7 +149,7 @@ def _run(rt: WorkerRuntime, job: Job, entry_id: int, build: str, chain: Chain, c
     try:
         with rt.ports.lease(job.ports) as ports:
             spec = job_spec(rt, job, ports.env())
-            verified = verified_against(rt, job.repo_id, chain.verified_at, spec)
+            verified = known_baseline_at(rt, job.repo_id, chain.verified_at, spec)  # the entry's, for canaries
             with pool.lease(build) as checkout:
                 # The build holds the queued diffs: an environment built from their code is never saved under the
                 # key of the base's files, where every later verification at the base would restore it.
@@ -170,13 +169,6 @@ def _run(rt: WorkerRuntime, job: Job, entry_id: int, build: str, chain: Chain, c
     if problem := untrusted(run):
         return Verdict(False, [], problem)
     return Verdict(True, [], f"{len(run.results)} test(s) pass")
-
-
-def verified_against(rt: WorkerRuntime, repo_id: int, sha: str, spec: VerifySpec) -> TestRun | None:
-    """The baseline the entry's diff was verified against, which the build's canaries follow (None: not stored)."""
-    with rt.db.session() as s:
-        known = queries.find_baseline(s, repo_id, sha, spec_hash(spec))
-        return TestRun.from_json(known.result) if known is not None else None
 
 
 def named_files(checkout: Path, failed: list[TestResult]) -> list[str]:

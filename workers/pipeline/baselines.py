@@ -194,9 +194,9 @@ def baseline_at(
     """The test results at a commit (the base by default): from the database when known, else run once, stored."""
     sha = sha or job.base_sha
     key = spec_hash(spec)
-    lock_key = f"{job.repo_id}:{sha}:{key}"
+    lock_key = _baseline_key(job.repo_id, sha, key)
     with rt.baseline_lock(lock_key):
-        known = rt.known_baseline(lock_key) or _stored_baseline(rt, job.repo_id, sha, key)
+        known = _known_baseline(rt, job.repo_id, sha, key)
         if known is not None:
             rt.remember_baseline(lock_key, *known)
             return TestRun.from_json(known[0]), known[1]
@@ -211,8 +211,21 @@ def baseline_at(
         return run, baseline_id
 
 
-def _stored_baseline(rt: WorkerRuntime, repo_id: int, sha: str, key: str) -> tuple[dict[str, Any], int] | None:
-    """The baseline another process stored: (its result as JSON, its id)."""
+def known_baseline_at(rt: WorkerRuntime, repo_id: int, sha: str, spec: VerifySpec) -> TestRun | None:
+    """The test results at a commit when this process or the database knows them (None: never run); never runs them."""
+    known = _known_baseline(rt, repo_id, sha, spec_hash(spec))
+    return None if known is None else TestRun.from_json(known[0])
+
+
+def _baseline_key(repo_id: int, sha: str, key: str) -> str:
+    return f"{repo_id}:{sha}:{key}"
+
+
+def _known_baseline(rt: WorkerRuntime, repo_id: int, sha: str, key: str) -> tuple[dict[str, Any], int] | None:
+    """A baseline this process read or stored before, else one another process stored: (its result as JSON, its id)."""
+    known = rt.known_baseline(_baseline_key(repo_id, sha, key))
+    if known is not None:
+        return known
     with rt.db.session() as s:
-        known = queries.find_baseline(s, repo_id, sha, key)
-        return None if known is None else (known.result, known.id)
+        stored = queries.find_baseline(s, repo_id, sha, key)
+        return None if stored is None else (stored.result, stored.id)
