@@ -209,10 +209,11 @@ def verify_diff(
     secrets = hidden_lines(spec.hidden_tests, checkout, sorted(shown))
     quoted = quoted_texts(run, rerun, visible) if hidden and judgement.reasons else frozenset()  # a pass quotes none
     told = counted(judgement, {*baseline.results, *targets}, hidden)
-    feedback = feedback_digest(run, speakable(told, quoted, hidden), spec.feedback_limit, hidden, secrets)
     if shows_visible_output(judgement, hidden):  # last: it wipes the checkout, which the steps above read
         first = HiddenRun(told, quoted, targets, hidden)
         feedback = clean_feedback(checkout, diff, spec, baseline, report_dir, cancelled, first, secrets)
+    else:
+        feedback = feedback_digest(run, speakable(told, quoted, hidden), spec.feedback_limit, hidden, secrets)
     result = replace(_result(judgement, run, rerun, reverted, feedback), known_failing=known_failing)
     if known_failing:
         result.warnings.append(f"{KNOWN_FAILING}: {', '.join(known_failing[:10])}")
