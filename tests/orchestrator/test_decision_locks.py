@@ -5,9 +5,7 @@ turns for the whole transaction, so nothing can commit in between.)"""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from orchestrator import review
 from system.settings import Settings
 from tests.conftest import _truncate_all
 from tests.forge.helpers import StubDispatcher
-from tests.orchestrator.test_delivering import approving, blocking_remote, reviewable, shop, wait_for_file
+from tests.orchestrator.test_delivering import approving, blocking_remote, in_thread, reviewable, shop, wait_for_file
 
 WAITING_ON_LOCKS = text(
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
@@ -45,21 +43,6 @@ def waiting_on_locks(db: Database, count: int, timeout: float = 30.0) -> None:
                 return
         assert time.monotonic() < deadline, f"never {count} transactions waiting for a lock"
         time.sleep(0.05)
-
-
-def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
-    """call in a thread of its own, and what it returns or raises once it ends."""
-    outcome: list[object] = []
-
-    def run() -> None:
-        try:
-            outcome.append(call())
-        except Exception as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, outcome
 
 
 def test_a_cancel_racing_an_approvals_claim_is_refused_and_the_delivery_stands(pg: Database, tmp_path: Path) -> None:

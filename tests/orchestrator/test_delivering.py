@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -143,15 +144,20 @@ def test_a_rejection_while_an_approval_pushes_is_refused_and_the_approval_stands
 
 def approving(db: Database, settings: Settings, ticket: int) -> tuple[threading.Thread, list[object]]:
     """An approval in a thread of its own, and what it returns or raises once it ends."""
+    return in_thread(lambda: review.approve(db, settings, ticket, "ann"))
+
+
+def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    """call in a thread of its own, and what it returns or raises once it ends."""
     outcome: list[object] = []
 
-    def approve() -> None:
+    def run() -> None:
         try:
-            outcome.append(review.approve(db, settings, ticket, "ann"))
+            outcome.append(call())
         except Exception as exc:
             outcome.append(exc)
 
-    thread = threading.Thread(target=approve)
+    thread = threading.Thread(target=run)
     thread.start()
     return thread, outcome
 
