@@ -5,8 +5,11 @@ costs no disk, would hold a slot's git for seconds a gigabyte and take as much o
 
 from __future__ import annotations
 
+import json
 import os
-import resource
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,21 +32,45 @@ def _grown(path: Path) -> None:
         handle.truncate(HUGE)
 
 
-def _largest_child_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+TAKING_THE_DIFF = """
+import json, resource, sys, time
+from pathlib import Path
+from workers.worktree import WorktreePool
+from workers.worktree_diff import DiffNotKept
+
+pool = WorktreePool(Path(sys.argv[1]), Path(sys.argv[2]), size=2, wait_seconds=0.5)
+with pool.lease(sys.argv[3]) as worktree:
+    (worktree.path / "calc.py").write_text("edited\\n")
+    for gitignore in (worktree.path / ".gitignore", worktree.path / "build" / ".gitignore"):
+        gitignore.parent.mkdir(parents=True, exist_ok=True)
+        with open(gitignore, "ab") as handle:
+            handle.truncate(int(sys.argv[4]))
+    started = time.monotonic()
+    try:
+        worktree.diff(5 * 2**20)
+        refusal = None
+    except DiffNotKept as refused:
+        refusal = str(refused)
+    seconds = time.monotonic() - started
+largest_child_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+print(json.dumps([refusal, seconds, str(worktree.path), largest_child_bytes]))
+"""
 
 
-def test_a_huge_gitignore_ends_the_diff_at_once_naming_why(pool: WorktreePool, base_sha: str) -> None:
-    with pool.lease(base_sha) as worktree:
-        (worktree.path / "calc.py").write_text("edited\n")
-        _grown(worktree.path / ".gitignore")  # tracked: edited
-        _grown(worktree.path / "build" / ".gitignore")  # untracked, in a folder status walks
-        started = time.monotonic()
-        with pytest.raises(DiffNotKept, match=NAMED) as caught:
-            worktree.diff(5 * 2**20)
-        assert time.monotonic() - started < QUICKLY
-        assert str(worktree.path) not in str(caught.value)
-    assert _largest_child_bytes() < CHECKOUT_ADDRESS_SPACE  # no git of the worker's took the file's size
+def test_a_huge_gitignore_ends_the_diff_at_once_naming_why(tmp_path: Path, mirror: Path, base_sha: str) -> None:
+    """In a Python of its own, whose only children are the worker's git: the largest of them is theirs alone.
+    The tracked `.gitignore` is edited; the untracked one lies in a folder status walks."""
+    taken = subprocess.run(
+        [sys.executable, "-c", TAKING_THE_DIFF, str(tmp_path / "slots"), str(mirror), base_sha, str(HUGE)],
+        capture_output=True,
+        text=True,
+    )
+    assert taken.returncode == 0, taken.stderr[-2000:]
+    refusal, seconds, slot, largest_child_bytes = json.loads(taken.stdout)
+    assert refusal and re.search(NAMED, refusal)
+    assert seconds < QUICKLY
+    assert slot not in refusal
+    assert largest_child_bytes < CHECKOUT_ADDRESS_SPACE  # no git of the worker's took the file's size
 
 
 def test_the_slot_a_huge_gitignore_was_left_in_serves_the_next_lease(pool: WorktreePool, base_sha: str) -> None:
