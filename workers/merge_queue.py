@@ -30,6 +30,7 @@ from workers.merge_report import EJECTED_BY, ejection_feedback
 
 log = logging.getLogger(__name__)
 _M = MergeStatus
+_unreached: dict[tuple[str, str], str] = {}  # (remote, target) -> what this process last logged of it
 
 
 @dataclass
@@ -110,11 +111,11 @@ def _heads(db: Database, settings: Settings, repo_id: int) -> dict[str, tuple[st
     heads: dict[str, tuple[str, Path] | NoSuchBranch] = {}
     for target in targets:
         try:
-            heads[target] = _head(settings, repo_id, source, target)
+            heads[target] = _head(settings, repo_id, name, source, target)
         except NoSuchBranch as exc:
             heads[target] = exc
         except (TargetError, MirrorError, GitError) as exc:  # an unreachable remote is no verdict: the next pass tries
-            log.warning("merge queue of repo %s, branch %s: %s", name, target, exc)
+            _unreachable(source, name, target, str(exc))
     return heads
 
 
@@ -167,18 +168,30 @@ def _refused(queue: Queue, entry: MergeEntry, reason: str) -> None:
 def _read_head(settings: Settings, queue: Queue) -> bool:
     """Read the target's head into queue, with the worker's mirror holding it; False when it cannot be read."""
     try:
-        queue.head, queue.mirror = _head(settings, queue.repo.id, queue.repo.source, queue.target)
+        queue.head, queue.mirror = _head(settings, queue.repo.id, queue.repo.name, queue.repo.source, queue.target)
     except (TargetError, MirrorError, GitError) as exc:  # an unreachable remote is no verdict: the next pass tries
-        log.warning("merge queue of repo %s, branch %s: %s", queue.repo.name, queue.target, exc)
+        _unreachable(queue.repo.source, queue.repo.name, queue.target, str(exc))
         return False
     return True
 
 
-def _head(settings: Settings, repo_id: int, source: str, target: str) -> tuple[str, Path]:
-    """The target's head now, and the worker's mirror holding it."""
+def _head(settings: Settings, repo_id: int, name: str, source: str, target: str) -> tuple[str, Path]:
+    """The target's head now, and the worker's mirror holding it; said in the log when it is read again after the
+    target could not be."""
     settings.mirrors_dir.mkdir(parents=True, exist_ok=True)
     head = remote_head(source, target, settings.mirrors_dir)
-    return head, ensure_mirror(settings.mirrors_dir, f"repo-{repo_id}", source, head)
+    mirror = ensure_mirror(settings.mirrors_dir, f"repo-{repo_id}", source, head)
+    if _unreached.pop((source, target), None) is not None:
+        log.info("merge queue of repo %s, branch %s: read again", name, target)
+    return head, mirror
+
+
+def _unreachable(source: str, name: str, target: str, reason: str) -> None:
+    """The target's head could not be read: said in the log when it first cannot, or says something else, not at
+    every pass of a `fleet up` that tries it again."""
+    if _unreached.get((source, target)) != reason:
+        log.warning("merge queue of repo %s, branch %s: %s", name, target, reason)
+    _unreached[(source, target)] = reason
 
 
 def _item(e: MergeEntry, touched: dict[str, set[str]]) -> mergeplan.Item:

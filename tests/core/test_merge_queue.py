@@ -237,6 +237,34 @@ def _enqueued_behind_a_refusing_hook(fleet: Fleet) -> tuple[Path, int, Path]:
     return bare, ticket, hook
 
 
+def test_an_unreachable_target_is_logged_when_it_goes_not_at_every_pass(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A remote that cannot be read was logged at every pass of a plain `fleet up`: now when it first cannot be,
+    once when it is read again, and again when it next goes."""
+    bare, _, _ = _enqueued_behind_a_refusing_hook(fleet)
+    db = fleet.db()
+    with db.session() as s:
+        [repo_id] = [entry.repo_id for entry in s.query(MergeEntry).all()]
+    settings = Settings(home=fleet.home, database_url=fleet.database_url)
+    away = bare.with_name("moved-away.git")
+
+    def said_of_passes(count: int) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="workers.merge_queue"):
+            for _ in range(count):
+                merge_queue.advance(db, settings, repo_id, len, len)
+        return [r.getMessage() for r in caplog.records if "branch main:" in r.getMessage()]
+
+    bare.rename(away)
+    [gone] = said_of_passes(3)
+    assert gone.startswith("merge queue of repo shop, branch main: ")
+    away.rename(bare)
+    assert said_of_passes(3) == ["merge queue of repo shop, branch main: read again"]
+    bare.rename(away)
+    assert said_of_passes(2) == [gone]
+
+
 def test_up_until_idle_ends_when_the_target_refuses_the_push_and_says_why(fleet: Fleet) -> None:
     """The refused entry was retried every pass and counted as live work: `fleet up --until-idle` never ended. It
     ends now, naming the entry and the refusal; with the hook gone, the next run lands it."""
