@@ -220,10 +220,26 @@ def test_refs_are_resolved_without_reaching_git_as_options(home: Home) -> None:
         register_repo(Database("sqlite://"), RepoSpec(name="x", path=str(home.tmp), test_cmd="true"), AGENTS)
 
 
-def test_the_readme_table_lists_every_field() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    fields = [*RepoSettings.model_fields, *TicketSpec.model_fields]
-    assert [f for f in fields if f"| `{f}` |" not in readme] == []
+def _readme_tables() -> list[dict[str, list[str]]]:
+    """The README's tables, each a field name to its row's cells (a blank line ends a table: Markdown renders the
+    rows after it as text)."""
+    tables: list[dict[str, list[str]]] = [{}]
+    for line in (Path(__file__).parents[2] / "README.md").read_text().splitlines():
+        if not line.startswith("|"):
+            if tables[-1]:
+                tables.append({})
+            continue
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        tables[-1][cells[0].strip("`")] = cells
+    return tables
+
+
+@pytest.mark.parametrize("model", [RepoSettings, TicketSpec])
+def test_the_readme_lists_every_field_in_one_table_with_its_meaning(model: type[Spec]) -> None:
+    table = max(_readme_tables(), key=lambda table: len(set(model.model_fields) & set(table)))
+    assert [name for name in model.model_fields if name not in table] == []
+    meanings = {name: table[name][-1] for name in model.model_fields}
+    assert meanings == {name: field.description for name, field in model.model_fields.items()}
 
 
 @pytest.mark.parametrize(
