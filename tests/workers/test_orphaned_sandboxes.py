@@ -30,8 +30,11 @@ def inner(outer: int) -> int:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         for name in filter(str.isdigit, os.listdir("/proc")):
-            stat = Path(f"/proc/{name}/stat").read_text(errors="replace") if Path(f"/proc/{name}").exists() else ""
-            if stat and int(stat.rsplit(")", 1)[1].split()[1]) == outer:
+            try:
+                stat = Path(f"/proc/{name}/stat").read_text(errors="replace")
+            except OSError:  # a process of another test's that ended since the listing
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == outer:
                 return int(name)
         time.sleep(0.02)
     raise AssertionError("no inner bubblewrap")
