@@ -1,5 +1,9 @@
 """What an ejected entry's agent is told: the change it collided with (ticket and title), and the conflict or the
-failing tests, as the feedback of its next attempt (the same route as a reviewer's rejection with feedback)."""
+failing tests, as the feedback of its next attempt (the same route as a reviewer's rejection with feedback).
+
+A build that ran hidden tests names no test and quotes no reason to the agent: its code ran beside them, and the
+names of failing tests and the words of a reason are texts it could have written (a hidden test, encoded). The
+entry's reason, which people read, keeps them."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 
 from db import queries
 from db.models import MergeEntry, Ticket
+from db.specs import RepoSettings
 from workers import merge_git
 
 Session = queries.Session
@@ -14,6 +19,14 @@ Session = queries.Session
 EJECTED_BY = "merge queue"
 MAX_NAMED = 3
 MAX_TESTS = 10
+UNNAMED = (
+    "Tests fail with your change on top of it. They are not named here: the repository's hidden tests ran in that"
+    " build, beside its code; your next attempt's verification names the visible tests that fail."
+)
+UNQUOTED = (
+    "Its verification on top of it failed. What it said is not quoted here: the repository's hidden tests ran in"
+    " that build, beside its code."
+)
 
 
 def collided_with(s: Session, entry: MergeEntry, ticket: Ticket, head: str, mirror: Path) -> list[str]:
@@ -48,13 +61,20 @@ def ejection_feedback(s: Session, entry: MergeEntry, ticket: Ticket, head: str, 
     elif entry.failures:
         tests = entry.failures[:MAX_TESTS]
         more = f" and {len(entry.failures) - MAX_TESTS} more" if len(entry.failures) > MAX_TESTS else ""
-        lines.append("These tests fail with your change on top of it: " + ", ".join(tests) + more + ".")
+        listed = "These tests fail with your change on top of it: " + ", ".join(tests) + more + "."
+        lines.append(UNNAMED if _ran_hidden_tests(ticket) else listed)
         entry.reason = f"{', '.join(tests[:3])}{more} fail on top of {against}"
     else:
-        lines.append(f"Its verification on top of it failed: {entry.reason or 'no reason recorded'}.")
+        quoted = f"Its verification on top of it failed: {entry.reason or 'no reason recorded'}."
+        lines.append(UNQUOTED if _ran_hidden_tests(ticket) else quoted)
         entry.reason = f"{entry.reason or 'failed'} on top of {against}"
     lines.append("Your new attempt starts from that commit: make the change again on top of it.")
     return "\n".join(lines)
+
+
+def _ran_hidden_tests(ticket: Ticket) -> bool:
+    """True when the ticket's builds ran hidden tests: the repository's, or its own (a task's test patch)."""
+    return bool(ticket.hidden_patch or RepoSettings.from_stored(ticket.repo.settings).hidden_tests)
 
 
 def _line(text: str) -> str:
