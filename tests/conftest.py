@@ -1,25 +1,28 @@
 """Shared fixtures: real SQLite and PostgreSQL databases, the embedded broker, real Redis, and the test Fleet.
 
 A test that needs a server skips when the server is missing, except under CI=true, where it fails.
-Under pytest-xdist each worker has its own PostgreSQL database and Redis database number; every Fleet lives
-under the test's own tmp folder.
+Each test process (an xdist worker, of any session on the machine) has its own PostgreSQL database and Redis
+database number; every Fleet lives under the test's own tmp folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
 import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pytest
 
@@ -31,8 +34,7 @@ if TYPE_CHECKING:
 
 PG_ADMIN_URL = os.environ.get("FLEET_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
-REDIS_FIRST_WORKER_DB = 10  # xdist worker gwN uses Redis database 10 + N; without xdist, database 15
-REDIS_DATABASES = 16  # Redis's default `databases`
+TEST_REDIS_DATABASES = range(1, 14)  # of Redis's default 16: not 0, anyone's default, nor 14, the benchmark's
 
 # xdist workers start with COLUMNS=80 and LINES=24; rich fixes a console's size from them when the CLI module is
 # imported, so in-process commands would ignore a test's COLUMNS. A `fleet` process sizes its tables from its own
@@ -49,21 +51,27 @@ def fleet_app() -> typer.Typer:
     return app
 
 
-def xdist_worker_index() -> int | None:
-    """N for the xdist worker gwN running this test, None without xdist."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    return int(worker[2:]) if worker.startswith("gw") else None
-
-
+@functools.cache
 def _redis_url() -> str:
+    """FLEET_TEST_REDIS_URL, else a Redis database that no other test process on this machine holds: each is taken
+    with a lock file held for the process's life, so that two test sessions at once (a pytest of each checkout),
+    whose xdist workers are both gw0, gw1, ..., never flush or read each other's queues."""
     configured = os.environ.get("FLEET_TEST_REDIS_URL")
-    index = xdist_worker_index()
-    if configured or index is None:
-        return configured or "redis://127.0.0.1:6379/15"
-    number = REDIS_FIRST_WORKER_DB + index
-    if number >= REDIS_DATABASES:
-        pytest.fail(f"xdist worker gw{index} has no Redis database of its own: run at most 6 workers")
-    return f"redis://127.0.0.1:6379/{number}"
+    if configured:
+        return configured
+    for number in TEST_REDIS_DATABASES:
+        lock = open(Path(tempfile.gettempdir()) / f"fleet-test-redis-{number}.lock", "a")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        _held_locks.append(lock)
+        return f"redis://127.0.0.1:6379/{number}"
+    pytest.fail(f"every Redis database of {TEST_REDIS_DATABASES} is held by another test process on this machine")
+
+
+_held_locks: list[IO[str]] = []
 
 
 def _reachable(host: str, port: int) -> bool:

@@ -109,9 +109,10 @@ def test_twenty_tickets_at_concurrency_eight_all_reach_the_right_state(both_mode
     submitted = fleet.submit("--repo", "calc", "--attempts", "1", "--file", "batch.json")
     ids = {t["id"]: script for t, script in zip(submitted, scripts, strict=True)}
     fleet.up(concurrency=8)
-    tickets = {t["id"]: t["status"] for t in fleet.json("tickets")}
     expected = {tid: "failed" if script == "never" else "needs_review" for tid, script in ids.items()}
-    assert tickets == expected
+    ended = fleet.json("tickets")
+    assert len(ended) == len(expected)
+    assert {t["id"]: (t["status"], t["reason"]) for t in ended if t["status"] != expected[t["id"]]} == {}
     with fleet.db().session() as s:
         assert queries.count_baselines(s, 1) == 1  # one suite run at the base for all twenty
         assert all(a.agent_runs == 1 for a in s.query(Attempt).all())
