@@ -3,10 +3,11 @@
 The list follows Flatpak's (`common/flatpak-run.c`, setup_seccomp) with what Codex CLI and Anthropic's
 sandbox-runtime add (io_uring, ptrace, process_vm_*), plus bpf, which none of them refuse: the calls that
 change mounts or namespaces, reach into other processes or the kernel's keyrings, load code into the kernel,
-or inject keystrokes into a terminal; and the making of a fifo. Everything else is allowed; a refused call fails
-with EPERM, and the new mount API and clone3 fail with ENOSYS, so libc falls back to calls the filter can inspect
-(clone's flags; clone3 passes them in memory, where a filter cannot look). Syscalls of another ABI (i386
-`int 0x80`) kill the process: libseccomp's default for a foreign architecture.
+or inject keystrokes into a terminal; the making of a fifo; and a set-user-ID or set-group-ID bit on a file.
+Everything else is allowed; a refused call fails with EPERM, and the new mount API, clone3 and openat2 fail with
+ENOSYS, so libc falls back to calls the filter can inspect (clone's flags, open's mode; clone3 and openat2 pass
+them in memory, where a filter cannot look). Syscalls of another ABI (i386 `int 0x80`) kill the process:
+libseccomp's default for a foreign architecture.
 
 libseccomp is called through ctypes: its own Python bindings ship only with Debian's system Python, and the
 PyPI wrapper is unmaintained. The program is compiled once per worker process, in memory, and each sandbox gets it
@@ -32,6 +33,15 @@ TIOCLINUX = 0x541C
 # no fifo, so no diff needs one. Devices need a capability no sandbox has; sockets do not block an open.
 MODE_ARGUMENT = {"mknod": 1, "mknodat": 2}
 FILE_TYPE_BITS = 0o170000  # S_IFMT
+# The mode argument of every call that sets a file's mode or creates one with a mode: a set-user-ID or set-group-ID bit
+# is refused. What a sandbox makes is its worker user's on the host (root's, for a root worker), where the checkout's
+# mount is not nosuid: a copy of python made setuid there ran as that user for any host user who could reach it.
+# openat2, whose mode the filter cannot see, is UNIMPLEMENTED: glibc's open never uses it.
+SET_ID_BITS = (stat.S_ISUID, stat.S_ISGID)
+SET_MODE_ARGUMENT = {
+    "chmod": 1, "fchmod": 1, "fchmodat": 2, "fchmodat2": 2, "creat": 1, "open": 2, "openat": 3,
+    "mknod": 1, "mknodat": 2,
+}  # fmt: skip
 
 REFUSED = (
     # mounts and namespaces: what the audit's escape used (umount, remount), and the ways around bwrap's view
@@ -49,7 +59,9 @@ REFUSED = (
     # file handles bypass the mount view (the "shocker" container escape)
     "open_by_handle_at", "name_to_handle_at",
 )  # fmt: skip
-UNIMPLEMENTED = ("clone3", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr")
+UNIMPLEMENTED = (
+    "clone3", "openat2", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
+)  # fmt: skip
 
 
 class SeccompUnavailable(Exception):
@@ -107,6 +119,9 @@ def _rules(lib: ctypes.CDLL, ctx: int) -> None:
         _add(lib, ctx, refused, "ioctl", _ArgCmp(1, CMP_MASKED_EQ, 0xFFFFFFFF, request))
     for name, argument in MODE_ARGUMENT.items():
         _add(lib, ctx, refused, name, _ArgCmp(argument, CMP_MASKED_EQ, FILE_TYPE_BITS, stat.S_IFIFO))
+    for name, argument in SET_MODE_ARGUMENT.items():
+        for bit in SET_ID_BITS:
+            _add(lib, ctx, refused, name, _ArgCmp(argument, CMP_MASKED_EQ, bit, bit))
 
 
 def compile_filter() -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from system.sandbox import bwrap_missing, seccomp_problem
-from tests.security.conftest import NOBODY, Host, Sandbox
+from tests.security.conftest import NOBODY, PY, Host, Sandbox
 from tests.security.probes import REACH
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -213,3 +214,47 @@ def test_what_only_root_may_read_in_proc_is_emptied(sandbox: Sandbox) -> None:
     for name in shown:
         assert sandbox.run(f"head -c 100 /proc/{name} 2>/dev/null").stdout == "", name
     assert sandbox.run("head -1 /proc/meminfo").stdout.startswith("MemTotal:")  # what all may read stays
+
+
+SET_ID_PROBE = """
+import ctypes, os, stat, struct
+libc = ctypes.CDLL(None, use_errno=True)
+
+def tried(name, call):
+    try:
+        call()
+        print(name, "MADE")
+    except OSError as exc:
+        print(name, type(exc).__name__)
+
+def raw(number, *args):
+    if libc.syscall(number, *args) < 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+open("plain", "w").close()
+fd = os.open("by-fd", os.O_CREAT | os.O_WRONLY, 0o755)
+how = struct.pack("QQQ", os.O_CREAT | os.O_WRONLY, 0o4755, 0)  # openat2's open_how: flags, mode, resolve
+for bit in (stat.S_ISUID, stat.S_ISGID):
+    tried("chmod", lambda: os.chmod("plain", 0o755 | bit))
+    tried("fchmod", lambda: os.fchmod(fd, 0o755 | bit))
+    tried("open", lambda: os.close(os.open("opened-%o" % bit, os.O_CREAT | os.O_WRONLY, 0o755 | bit)))
+    tried("mknod", lambda: os.mknod("made-%o" % bit, stat.S_IFREG | 0o755 | bit))
+    tried("fchmodat2", lambda: raw(452, -100, b"plain", 0o755 | bit, 0))
+tried("openat2", lambda: raw(437, -100, b"opened-2", how, len(how)))
+os.chmod("plain", 0o755)  # what is not a set-id bit stays allowed
+print("plain", oct(os.stat("plain").st_mode & 0o7777))
+"""
+
+
+def test_no_file_can_be_made_setuid_or_setgid(sandbox: Sandbox) -> None:
+    """What a sandbox makes is its worker user's on the host (root's, for a root worker), where the checkout is not
+    mounted nosuid: a copy of python made setuid in the checkout gave any host user who could reach it root."""
+    if seccomp_problem() is not None:
+        pytest.skip(f"no seccomp filter here: {seccomp_problem()}")
+    sandbox.run(f"cp {PY} ./python && chmod u+s ./python; chmod g+s .")
+    lines = sandbox.python(SET_ID_PROBE).splitlines()
+    assert len(lines) == 12 and lines[-1] == "plain 0o755", lines
+    assert not any(line.endswith("MADE") for line in lines), lines
+    set_id = stat.S_ISUID | stat.S_ISGID
+    made = [path for path in (sandbox.workdir, *sandbox.workdir.rglob("*")) if path.lstat().st_mode & set_id]
+    assert made == [], made
