@@ -3,7 +3,8 @@
 The list follows Flatpak's (`common/flatpak-run.c`, setup_seccomp) with what Codex CLI and Anthropic's
 sandbox-runtime add (io_uring, ptrace, process_vm_*), plus bpf, which none of them refuse: the calls that
 change mounts or namespaces, reach into other processes or the kernel's keyrings, load code into the kernel,
-or inject keystrokes into a terminal; the making of a fifo; and a set-user-ID or set-group-ID bit on a file.
+or inject keystrokes into a terminal; the making of a fifo; a set-user-ID or set-group-ID bit on a file; and a
+socket of a family other than Flatpak's five, which fails with EAFNOSUPPORT as an unbuilt family would.
 Everything else is allowed; a refused call fails with EPERM, and the new mount API, clone3 and openat2 fail with
 ENOSYS, so libc falls back to calls the filter can inspect (clone's flags, open's mode; clone3 and openat2 pass
 them in memory, where a filter cannot look). Syscalls of another ABI (i386 `int 0x80`) kill the process:
@@ -20,10 +21,13 @@ import ctypes
 import errno
 import functools
 import os
+import socket
 import stat
 
 LIBRARY = "libseccomp.so.2"
 ALLOW = 0x7FFF0000
+CMP_EQ = 4
+CMP_GE = 5
 CMP_MASKED_EQ = 7
 CLONE_NEWUSER = 0x10000000
 TIOCSTI = 0x5412
@@ -42,6 +46,11 @@ SET_MODE_ARGUMENT = {
     "chmod": 1, "fchmod": 1, "fchmodat": 2, "fchmodat2": 2, "creat": 1, "open": 2, "openat": 3,
     "mknod": 1, "mknodat": 2,
 }  # fmt: skip
+# The socket families a sandbox may make (Flatpak's list). A network namespace does not hold every other one: AF_VSOCK
+# is namespaced only from Linux 7.0, and a virtual machine's guest transport stays global even there, so a sandbox on a
+# VM reached its host's vsock services past --unshare-net and the egress proxy; the rest (AF_ALG, AF_TIPC, AF_PACKET,
+# ...) is kernel surface no command needs. Docker's default profile refuses AF_VSOCK too.
+SOCKET_FAMILIES = (socket.AF_UNSPEC, socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK)
 
 REFUSED = (
     # mounts and namespaces: what the audit's escape used (umount, remount), and the ways around bwrap's view
@@ -122,6 +131,10 @@ def _rules(lib: ctypes.CDLL, ctx: int) -> None:
     for name, argument in SET_MODE_ARGUMENT.items():
         for bit in SET_ID_BITS:
             _add(lib, ctx, refused, name, _ArgCmp(argument, CMP_MASKED_EQ, bit, bit))
+    unbuilt, last = _errno_action(errno.EAFNOSUPPORT), max(SOCKET_FAMILIES)
+    for family in sorted(set(range(last)) - set(SOCKET_FAMILIES)):
+        _add(lib, ctx, unbuilt, "socket", _ArgCmp(0, CMP_EQ, family, 0))
+    _add(lib, ctx, unbuilt, "socket", _ArgCmp(0, CMP_GE, last + 1, 0))  # a family with any higher bit set too
 
 
 def compile_filter() -> bytes:

@@ -8,7 +8,9 @@ the escape failed. tests/security/test_escape_e2e.py runs probe agents and probe
 
 from __future__ import annotations
 
+import errno
 import os
+import platform
 import shutil
 import stat
 import uuid
@@ -258,3 +260,29 @@ def test_no_file_can_be_made_setuid_or_setgid(sandbox: Sandbox) -> None:
     set_id = stat.S_ISUID | stat.S_ISGID
     made = [path for path in (sandbox.workdir, *sandbox.workdir.rglob("*")) if path.lstat().st_mode & set_id]
     assert made == [], made
+
+
+FAMILIES_PROBE = """
+import ctypes, socket
+libc = ctypes.CDLL(None, use_errno=True)
+for family, kind in [
+    (socket.AF_VSOCK, socket.SOCK_STREAM), (socket.AF_VSOCK | 1 << 32, socket.SOCK_STREAM),
+    (socket.AF_ALG, socket.SOCK_SEQPACKET), (socket.AF_PACKET, socket.SOCK_DGRAM), (socket.AF_KEY, socket.SOCK_RAW),
+    (socket.AF_UNIX, socket.SOCK_STREAM), (socket.AF_INET, socket.SOCK_STREAM), (socket.AF_INET6, socket.SOCK_DGRAM),
+    (socket.AF_NETLINK, socket.SOCK_DGRAM),
+]:
+    made = libc.syscall(SOCKET, ctypes.c_uint64(family), kind, 0)  # socket(2) itself, a family's higher bits as given
+    print("made" if made >= 0 else ctypes.get_errno())
+"""
+
+
+def test_no_socket_of_a_family_the_network_namespace_may_not_hold(sandbox: Sandbox) -> None:
+    """A network namespace does not hold AF_VSOCK before Linux 7.0 (nor a guest's virtio transport after it): a
+    sandbox on a virtual machine reached its host's vsock services past its own network and the egress proxy."""
+    if seccomp_problem() is not None:
+        pytest.skip(f"no seccomp filter here: {seccomp_problem()}")
+    call = {"x86_64": 41, "aarch64": 198}.get(platform.machine())
+    if call is None:
+        pytest.skip(f"socket(2)'s number on {platform.machine()} is not known here")
+    lines = sandbox.python(f"SOCKET = {call}\n{FAMILIES_PROBE}").splitlines()
+    assert lines == [str(errno.EAFNOSUPPORT)] * 5 + ["made"] * 4, lines
