@@ -5,11 +5,13 @@ merged diff among them); the operator grants each by its option."""
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from db.specs import REPEATABLE_SETTINGS
 from orchestrator.errors import FleetError
+from system.sandbox import host_paths_named
 from system.settings import Settings
 
 
@@ -17,13 +19,20 @@ def _any(value: Any) -> bool:
     return bool(value)
 
 
+def _names_host_paths(command: Any) -> bool:
+    return isinstance(command, str) and bool(host_paths_named(command))
+
+
 # Each setting, and the values of it that widen: what a sandbox shows of the host (read_paths, copy_files,
-# hidden_tests: folders and files of the worker machines), where tests, setups and agents may connect, whether an
-# agent has a sandbox at all.
+# hidden_tests: folders and files of the worker machines; a test or setup command naming a folder or file beyond the
+# system's and its toolchain's program, which its sandbox is then shown: system/sandbox.py toolchain_roots), where
+# tests, setups and agents may connect, whether an agent has a sandbox at all.
 WIDENS: dict[str, Callable[[Any], bool]] = {
     "read_paths": _any,
     "copy_files": _any,
     "hidden_tests": _any,
+    "test_cmd": _names_host_paths,
+    "setup_cmd": _names_host_paths,
     "test_network": lambda on: on is True,
     "setup_network": lambda network: network == "host",
     "setup_hosts": _any,
@@ -87,4 +96,4 @@ def grant_option(setting: str, value: Any) -> str:
     option = "--" + setting.replace("_", "-")
     if isinstance(value, bool):
         return option if value else "--no-" + option[2:]
-    return f"{option} {value}"
+    return f"{option} {shlex.quote(value) if isinstance(value, str) else value}"

@@ -54,6 +54,7 @@ SHORT_OF_RESOURCES = ("Resource temporarily unavailable", "Cannot allocate memor
 
 SYSTEM = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 TOOLCHAIN_LEAVES = ("bin", "sbin", "shims", ".bin")  # .bin: an npm prefix's node_modules/.bin
+SANDBOX_DEVICES = ("/dev/null", "/dev/zero", "/dev/stdin", "/dev/stdout", "/dev/stderr")  # bwrap's `--dev` makes them
 FLEET_PACKAGES = ("system", "db", "verification", "workers", "orchestrator")
 # A root worker's sandbox is the host's root to /proc's permission checks, which bwrap covers only in part: the
 # kernel's settings (core_pattern runs a program as the host's root at a crash) and SysRq go read-only, and what only
@@ -284,6 +285,19 @@ def _toolchain_roots(path_var: str, commands: tuple[str, ...], declared: tuple[P
     roots += [p for p in named if p.is_dir() and p != Path("/")]  # `--find-links /srv/wheels`
     roots += [Path(sys.prefix), Path(sys.base_prefix), *_fleet_packages(), *_python_path(), *declared]
     return tuple(p for p in dict.fromkeys(roots) if p.exists() and not _is_system(p))
+
+
+def host_paths_named(command: str) -> list[str]:
+    """The absolute paths in command that would show its sandbox more of the host than the system's folders and a
+    toolchain's program (`/opt/venv/bin/pytest`): any other folder or file (`--basetemp=/run/postgresql` showed
+    PostgreSQL's socket, `-c /root/.config/pip/pip.conf` an index's token), wherever it exists. The sandbox's own
+    devices (`> /dev/null`) are none of the host's."""
+    named = [Path(word) for word in _path_words(command) if word not in SANDBOX_DEVICES]
+    return [str(path) for path in named if not _is_system(path) and not _in_toolchain_leaf(path)]
+
+
+def _in_toolchain_leaf(path: Path) -> bool:
+    return ".." not in path.parts and path.parent.name in TOOLCHAIN_LEAVES
 
 
 def _path_words(command: str) -> list[str]:

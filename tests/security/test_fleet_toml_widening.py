@@ -62,7 +62,8 @@ def _register(tmp_path: Path, fleet_toml: str, **options: Any) -> dict[str, Any]
 def _register_under(tmp_path: Path, fleet_toml: str, in_force: Limits, **options: Any) -> dict[str, Any]:
     repo = tmp_path / "repo"
     write_sample_repo(repo)
-    (repo / ".fleet.toml").write_text(f'test_cmd = "true"\n{fleet_toml}\n')
+    test_cmd = "" if fleet_toml.startswith("test_cmd") else 'test_cmd = "true"\n'
+    (repo / ".fleet.toml").write_text(f"{test_cmd}{fleet_toml}\n")
     git("add", "-A", cwd=repo)
     git("commit", "-qm", "settings", cwd=repo)
     db = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
@@ -82,6 +83,24 @@ def test_a_fleet_toml_cannot_widen_the_sandbox_and_the_operators_option_can(
         f"an operator grants it with `fleet repo add ... {option}`"
     )
     assert _register(tmp_path / "operator", line, **given)["settings"]  # the option wins over the file: granted
+
+
+@pytest.mark.parametrize("setting", ["test_cmd", "setup_cmd"])
+def test_a_fleet_toml_command_naming_a_folder_or_file_of_the_host_is_refused(tmp_path: Path, setting: str) -> None:
+    """A test or setup command's sandbox is shown the folders and files it names by absolute path (`--find-links
+    /srv/wheels`): a `.fleet.toml` command naming /run/postgresql showed the host's PostgreSQL socket to the code
+    under test, one naming ~/.config/pip/pip.conf an index's token."""
+    command = "python -m pytest --basetemp=/run/postgresql -c /root/.config/pip/pip.conf"
+    with pytest.raises(FleetError) as refused:
+        _register(tmp_path / "file", f'{setting} = "{command}"')
+    assert str(refused.value) == (
+        f'.fleet.toml in {tmp_path / "file" / "repo"} asks for {setting} = "{command}"; an operator grants it with '
+        f"`fleet repo add ... --{setting.replace('_', '-')} '{command}'`"
+    )
+    granted = _register(tmp_path / "operator", f'{setting} = "{command}"', **{setting: command})
+    assert granted[setting] == command
+    toolchain = "/opt/venv/bin/python -m pytest -q > /dev/null"  # a toolchain's program, the sandbox's own device
+    assert _register(tmp_path / "toolchain", f'{setting} = "{toolchain}"')[setting] == toolchain
 
 
 def test_a_fleet_toml_that_narrows_the_sandbox_is_taken(tmp_path: Path) -> None:
