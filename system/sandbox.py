@@ -58,7 +58,8 @@ SANDBOX_DEVICES = ("/dev/null", "/dev/zero", "/dev/stdin", "/dev/stdout", "/dev/
 FLEET_PACKAGES = ("system", "db", "verification", "workers", "orchestrator")
 # A root worker's sandbox is the host's root to /proc's permission checks, which bwrap covers only in part: the
 # kernel's settings (core_pattern runs a program as the host's root at a crash) and SysRq go read-only, and what only
-# root may read is emptied (the host's timers name its processes, vmallocinfo gives the kernel's addresses).
+# root may read is emptied (the host's timers name its processes, vmallocinfo gives the kernel's addresses, kpage*
+# every physical page's use and flags: what Rowhammer and page-sharing side channels look for).
 PROC_COVERS = ("--ro-bind", "/proc/sys", "/proc/sys", "--ro-bind-try", "/proc/sysrq-trigger", "/proc/sysrq-trigger")
 PROC_SECRETS = (
     "timer_list",
@@ -69,6 +70,9 @@ PROC_SECRETS = (
     "keys",
     "kcore",
     "latency_stats",
+    "kpagecount",
+    "kpageflags",
+    "kpagecgroup",
 )
 HARDENING = (
     "--unshare-user", "--disable-userns", "--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc",
