@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from system.private_walk import PrivateWalk, TooLarge, WalkFailed, private_in
+from system.tmpfs import cover_folder
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def cover_args(paths: Sequence[Path]) -> list[str]:
             is_dir = stat.S_ISDIR(os.stat(path).st_mode)
         except OSError:
             continue
-        args += ["--tmpfs", str(path)] if is_dir else empty_file_over(str(path))
+        args += cover_folder(str(path)) if is_dir else empty_file_over(str(path))
     return args
 
 

@@ -37,6 +37,7 @@ from system.covers import covered, empty_file_over, generation, outermost, start
 from system.files import program_on
 from system.sandbox_start import BLOCK_SLOT, INFO_SLOT, SECCOMP_SLOT, STATUS_SLOT, copy_slot, cover_slots
 from system.seccomp import SeccompUnavailable, filter_program
+from system.tmpfs import private_folders, sandbox_tmpfs_bytes
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def confine(view: View) -> tuple[str, ...]:
 
     Only run_process can start it: it fills the descriptor slots (system/sandbox_start.py)."""
     with _SHOWN_ONCE:  # a hundred slots starting at once would each build it (and walk /etc) before it is kept
-        shown, hidden = _shown(view.readable, view.hidden, generation())
+        shown, hidden = _shown(view.readable, view.hidden, generation(), sandbox_tmpfs_bytes())
     argv = [*shown, *cover_slots(hidden), *_binds("--bind", map(_real, view.writable))]
     if view.egress_socket is not None:
         argv += _binds("--bind", [_real(view.egress_socket.parent)])
@@ -197,7 +198,7 @@ _SHOWN_ONCE = threading.Lock()
 
 @functools.lru_cache(maxsize=64)
 def _shown(
-    readable: tuple[Path, ...], hidden: tuple[Path, ...], covers_of: int
+    readable: tuple[Path, ...], hidden: tuple[Path, ...], covers_of: int, tmpfs_bytes: int
 ) -> tuple[tuple[str, ...], tuple[Path, ...]]:
     """bwrap, the hardening and everything read-only, and what to cover in it (system/covers.py): the same for every
     command of a repository, so built once for each generation of covers (covers_of: covers.generation()).
@@ -208,7 +209,7 @@ def _shown(
     if exe is None:
         raise FileNotFoundError("bwrap")
     shown = outermost(readable)
-    argv = [exe, *HARDENING, *_system_binds(), "--dev", "/dev", "--proc", "/proc", *PROC_COVERS, "--tmpfs", "/tmp"]
+    argv = [exe, *HARDENING, *_system_binds(), *private_folders(tmpfs_bytes), "--proc", "/proc", *PROC_COVERS]
     argv += [
         arg for name in PROC_SECRETS if os.path.exists(f"/proc/{name}") for arg in empty_file_over(f"/proc/{name}")
     ]

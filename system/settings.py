@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from system.hostport import HOST_PORT, HOST_PORT_EXAMPLE
 from system.places import EMBEDDED_BROKER, Place, default_home, resolved
 from system.rlimits import DEFAULT_FILE_SIZE
+from system.tmpfs import DEFAULT_TMPFS
 from system.webhosts import host_patterns
 
 __all__ = ["EMBEDDED_BROKER", "Settings", "default_home"]
@@ -92,6 +93,8 @@ class Settings(BaseSettings):
     agent_address_space_mb: int = 16384
     # RLIMIT_FSIZE, soft and hard, of every agent, setup and test process: the largest file they may write (0: none).
     max_file_mb: int = Field(default=DEFAULT_FILE_SIZE // 2**20, ge=0)
+    # What each sandbox's /tmp, and its /dev/shm, may hold: tmpfs, memory no address-space limit counts.
+    sandbox_tmp_mb: int = Field(default=DEFAULT_TMPFS // 2**20, ge=1)
 
     # Worktrees per repository and kind of work, for the host's worker processes together (they share the pools);
     # 0: as many as they lease at once, which their slots bound.

@@ -27,6 +27,7 @@ from system.orphans import end_orphaned_sandboxes
 from system.rlimits import limit_commands_files
 from system.sandbox import look_through_toolchains
 from system.settings import Settings
+from system.tmpfs import limit_sandbox_tmpfs
 from verification.envcache import EnvCache
 from verification.environment import PortAllocator
 from workers.attempt_folders import AttemptFolders
@@ -167,6 +168,7 @@ class WorkerRuntime:
     def __init__(self, settings: Settings, db: Database, dispatcher: Dispatcher, slots: int, queues: str) -> None:
         self.settings, self.db, self.dispatcher = settings, db, dispatcher
         limit_commands_files(settings.max_file_mb * 2**20)  # every agent, setup and test run this process starts
+        limit_sandbox_tmpfs(settings.sandbox_tmp_mb * 2**20)  # and the /tmp and /dev/shm of each of their sandboxes
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.slots, self.queues = slots, queues
         self.leases = LeaseBook()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from system import tmpfs
 from system.sandbox import bwrap_missing, seccomp_problem
 from tests.security.conftest import NOBODY, PY, Host, Sandbox
 from tests.security.probes import REACH
@@ -205,6 +206,43 @@ for path in ("/proc/sys/kernel/core_pattern", "/proc/sys/fs/file-max", "/proc/sy
     lines = sandbox.python(code).splitlines()
     assert len(lines) == 3 and not any(line.endswith("OPENED") for line in lines), lines
     assert sandbox.run("cat /proc/sys/kernel/osrelease").stdout.strip() == os.uname().release  # still readable
+
+
+TMPFS_PROBE = """
+import os
+for path in ("/tmp/filler", "/dev/shm/filler", "/dev/filler"):
+    try:
+        with open(path, "wb") as handle:
+            handle.write(bytes(SIZE // 2))  # what fits
+            print(path, "held half")
+            handle.write(bytes(SIZE))
+        print(path, "held more")
+    except OSError as exc:
+        print(path, "refused:", exc.strerror)
+"""
+SMALL_TMPFS = 8 * 2**20
+
+
+@pytest.fixture
+def small_tmpfs() -> Iterator[None]:
+    """Sandboxes built while it is in force give their /tmp and /dev/shm SMALL_TMPFS (FLEET_SANDBOX_TMP_MB)."""
+    tmpfs.limit_sandbox_tmpfs(SMALL_TMPFS)
+    try:
+        yield
+    finally:
+        tmpfs.limit_sandbox_tmpfs(tmpfs.DEFAULT_TMPFS)
+
+
+def test_a_sandboxs_own_tmp_and_shm_hold_no_more_than_their_size(small_tmpfs: None, sandbox: Sandbox) -> None:
+    """They are tmpfs, memory no address-space limit counts: unsized, code under test (no memory cgroup) filled the
+    host's memory there. /dev itself is read-only."""
+    assert sandbox.python(f"SIZE = {SMALL_TMPFS}\n{TMPFS_PROBE}").splitlines() == [
+        "/tmp/filler held half",
+        "/tmp/filler refused: No space left on device",
+        "/dev/shm/filler held half",
+        "/dev/shm/filler refused: No space left on device",
+        "/dev/filler refused: Read-only file system",
+    ]
 
 
 ROOT_ONLY_PROBE = """

@@ -65,6 +65,28 @@ def test_a_file_others_may_read_in_a_folder_they_may_not_list_or_enter_is_covere
     assert "shown = True" in done.output and "secret" not in done.output, done.output
 
 
+FILL = """
+import sys
+try:
+    with open(sys.argv[1], "wb") as handle:
+        handle.write(bytes(int(sys.argv[2])))
+    print("held")
+except OSError as exc:
+    print("refused:", exc.strerror)
+"""
+
+
+def test_a_covered_folder_holds_next_to_nothing(tmp_path: Path) -> None:
+    """A cover is a tmpfs of the sandbox's own, memory no address-space limit counts: unsized, code under test
+    without a memory cgroup filled the host's memory through it."""
+    toolchain = tmp_path / "pyenv"
+    private = toolchain / "keys"
+    private.mkdir(parents=True)
+    private.chmod(0o700)
+    done = run_in(view_of(tmp_path, toolchain), FILL, private / "filler", Path(str(64 * 2**20)))
+    assert done.ok and done.output.strip() == "refused: No space left on device", done.output
+
+
 def test_a_private_folder_of_many_files_is_one_cover_and_the_toolchain_stays_shown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
