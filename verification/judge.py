@@ -143,8 +143,10 @@ def _by_exit_code(baseline: TestRun, candidate: TestRun, targets: Sequence[str])
 
 def _compare(baseline: TestRun, candidate: TestRun, targets: list[str], rerun: TestRun | None) -> Judgement:
     base, now = baseline.results, candidate.results
-    fail_to_pass = [t for t in targets if status(now, t) is Outcome.PASSED and status(base, t) is not Outcome.PASSED]
-    still = [t for t in targets if status(now, t) is not Outcome.PASSED]
+    fail_to_pass = [
+        t for t in targets if target_status(base, now, t) is Outcome.PASSED and status(base, t) is not Outcome.PASSED
+    ]
+    still = [t for t in targets if target_status(base, now, t) is not Outcome.PASSED]
     still += [t for t, r in now.items() if t not in base and r.bad and t not in still]
     broken = [t for t, r in base.items() if r.ok and status(now, t) is not Outcome.PASSED]
     flaky = _flips(rerun, broken + still)
@@ -173,7 +175,27 @@ def status(results: Mapping[str, TestResult], test_id: str) -> Outcome | None:
         return result.outcome
     if "::" in test_id:
         return None
-    inside = [r for t, r in results.items() if t.startswith(test_id + "::")]
+    return _worst([r for t, r in results.items() if t.startswith(test_id + "::")])
+
+
+def target_status(base: Mapping[str, TestResult], now: Mapping[str, TestResult], target: str) -> Outcome | None:
+    """The outcome of a target now. One that names several tests of the base (a file, a class, a test whose
+    parameters make several ids) is missing when one of them is: code that drops the failing case from the data
+    a test is parametrized with would otherwise pass it."""
+    if target in base or target in now:
+        return status(now, target)
+    held = [t for t in base if covers(target, t)]
+    if any(t not in now for t in held):
+        return None
+    return _worst([r for t, r in now.items() if covers(target, t)])
+
+
+def covers(target: str, test_id: str) -> bool:
+    """True when target names test_id: the id itself, or a file, class or parametrised test holding it."""
+    return test_id == target or test_id.startswith((f"{target}::", f"{target}["))
+
+
+def _worst(inside: list[TestResult]) -> Outcome | None:
     if not inside:
         return None
     if any(r.bad for r in inside):
@@ -208,11 +230,12 @@ def _describe(
 
 
 def _still_reason(base: Mapping[str, TestResult], now: Mapping[str, TestResult], test_id: str) -> str:
-    outcome = status(now, test_id)
-    if outcome is None and status(base, test_id) is None:
+    outcome = target_status(base, now, test_id)
+    gone = [t for t in base if t != test_id and covers(test_id, t) and t not in now]
+    if outcome is None and status(base, test_id) is None and not gone:
         return f"{test_id} was not found in the test results, at the base or with the diff{nearest(test_id, now)}"
     if outcome is None:
-        return f"{test_id} was not found in the test results"
+        return f"{gone[0] if gone else test_id} was not found in the test results"
     message = now[test_id].message.strip().splitlines() if test_id in now else []
     return f"{test_id} {outcome.value}" + (f": {message[0]}" if message else "")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from verification.judge import nearest
+from verification.judge import covers, nearest
 from verification.report import Outcome, TestResult
 from verification.runner import TestRun
 
@@ -67,11 +67,6 @@ def also_fixed(
         if r.bad and (after := now.get(t)) is not None and after.outcome is Outcome.PASSED
         and t not in fixed and not any(covers(target, t) for target in targets)
     ]  # fmt: skip
-
-
-def covers(target: str, test_id: str) -> bool:
-    """True when target names test_id: the id itself, or a file, class or parametrised test holding it."""
-    return test_id == target or test_id.startswith((f"{target}::", f"{target}["))
 
 
 def unknown_targets(named: Sequence[str], base: TestRun) -> str | None:

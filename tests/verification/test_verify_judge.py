@@ -140,3 +140,16 @@ def test_an_exit_code_the_report_does_not_explain_is_not_trusted_and_says_what_p
         collected_none.reasons
     )
     assert "pytest's code" not in " ".join(judge(BASE, tr(exit_code=3, add=P, mul=P)).reasons)
+
+
+def test_a_class_target_passes_when_every_test_of_the_class_at_the_base_passes() -> None:
+    base = tr(**{"TestK::test_a": F, "TestK::test_b": P})
+    j = judge(base, tr(**{"TestK::test_a": P, "TestK::test_b": P}), targets=["tests/test_calc.py::TestK"])
+    assert j.verdict is Verdict.PASSED and j.fail_to_pass == ["tests/test_calc.py::TestK"]
+
+
+def test_a_class_target_one_of_whose_tests_vanished_names_it() -> None:
+    base = tr(**{"TestK::test_a": F, "TestK::test_b": F})
+    j = judge(base, tr(**{"TestK::test_b": P}), targets=["tests/test_calc.py::TestK"])
+    assert j.verdict is Verdict.FAILED
+    assert j.reasons == ["tests/test_calc.py::TestK::test_a was not found in the test results"]

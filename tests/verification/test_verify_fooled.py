@@ -1,0 +1,59 @@
+"""Diffs that tried to make verify_diff record a pass for code whose tests fail, each beside its honest twin: real
+git checkouts and real pytest runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from verify_helpers import CALC, FAST_ENV, PYTEST, TEST_CALC, Repo, make_repo
+
+from db.lifecycle import Verdict
+from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
+
+SPEC = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV)
+REVERTED = "the diff changed protected test files or test settings, reverted: "
+HELPER = "def check(got, want):\n    assert got == want\n"
+CHECKED = TEST_CALC.replace("from calc import add, mul\n", "from calc import add, mul\nfrom helpers import check\n")
+CHECKED = CHECKED.replace("assert add(2, 3) == 5", "check(add(2, 3), 5)").replace(
+    "assert mul(2, 3) == 6", "check(mul(2, 3), 6)"
+)
+PATCHING_INIT = "import calc\n\ncalc.add = lambda a, b: a + b\n"
+# The cases test_add is parametrized with are the code's own data: dropping the failing one drops its test.
+CASES_CALC = "CASES = [(2, 3, 5), (0, 0, 0)]\n\n\n" + CALC
+CASES_TEST = (
+    "import pytest\n\nimport calc\n\n\n@pytest.mark.parametrize('a, b, want', calc.CASES)\n"
+    "def test_add(a, b, want):\n    assert calc.add(a, b) == want\n\n\n"
+    "def test_mul():\n    assert calc.mul(2, 3) == 6\n"
+)
+DOCTESTS = "[pytest]\naddopts = --doctest-modules\n"
+
+
+def repo_with(tmp_path: Path, files: dict[str, str | None]) -> Repo:
+    """The calc repository with files written (None: removed) in a second commit, its base."""
+    repo = make_repo(tmp_path / "repo")
+    repo.write(files)
+    repo.commit("layout")
+    return repo
+
+
+def verify(tmp_path: Path, repo: Repo, files: dict[str, str | None], spec: VerifySpec = SPEC) -> VerificationResult:
+    baseline = run_baseline(repo.clone(tmp_path / "base"), spec, tmp_path / "base-reports")
+    checkout = repo.clone(tmp_path / "checkout")
+    return verify_diff(checkout, repo.diff(files), spec, baseline, tmp_path / "reports")
+
+
+def test_a_named_file_target_whose_failing_case_the_code_drops_is_failed(tmp_path: Path) -> None:
+    repo = repo_with(tmp_path, {"calc.py": CASES_CALC, "tests/test_calc.py": CASES_TEST})
+    spec = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV, targets=("tests/test_calc.py",))
+    result = verify(tmp_path, repo, {"calc.py": CASES_CALC.replace("(2, 3, 5), ", "")}, spec)
+    assert result.verdict is Verdict.FAILED
+    assert result.reasons == ["tests/test_calc.py::test_add[2-3-5] was not found in the test results"]
+
+
+def test_a_target_naming_a_parametrized_test_passes_when_every_case_does(tmp_path: Path) -> None:
+    """`--target tests/test_calc.py::test_add` names both of its cases; it could never pass before."""
+    repo = repo_with(tmp_path, {"calc.py": CASES_CALC, "tests/test_calc.py": CASES_TEST})
+    spec = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV, targets=("tests/test_calc.py::test_add",))
+    result = verify(tmp_path, repo, {"calc.py": CASES_CALC.replace("a - b", "a + b")}, spec)
+    assert result.verdict is Verdict.PASSED, result.reasons
+    assert result.fail_to_pass == ["tests/test_calc.py::test_add"]
