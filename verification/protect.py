@@ -50,6 +50,8 @@ DEFAULT_PROTECT: tuple[str, ...] = (
     # repository is registered, so a diff that changes them is flagged for its reviewer.
     ".fleet.toml",
 )
+# Folder names of test suites: each holding a test file is a test folder, all of it protected (test_folders).
+TEST_FOLDERS = ("test", "tests", "testing")
 # pytest's own order of precedence for the configuration file of a directory.
 PYTEST_CONFIGS = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
 
@@ -112,17 +114,21 @@ def pytest_config(checkout: Path) -> str | None:
 
 def collected_file_globs(checkout: Path, command: str) -> tuple[str, ...]:
     """The globs of the files pytest collects tests from in checkout, as its configuration at HEAD and the command
-    set them (verification/collected.py): a file they match is a test file, whatever the protect patterns say."""
+    set them (verification/collected.py), and of every file in the test folders at HEAD: a file they match is a
+    test file, whatever the protect patterns say."""
     config = _base_config(checkout)
-    return collected_globs(config.python_files, config.addopts, command)
+    folders = tuple(f"{folder}/**" for folder in config.test_folders)  # a `*` in a name over-protects, never less
+    return (*collected_globs(config.python_files, config.addopts, command), *folders)
 
 
 class BaseConfig(NamedTuple):
-    """What a commit's pytest configuration says: its file, and what decides which files hold tests."""
+    """What a commit's pytest configuration says: its file, what decides which files hold tests, and the folders
+    named like test folders that hold them (test_folders)."""
 
     name: str | None
     python_files: tuple[str, ...]
     addopts: tuple[str, ...]
+    test_folders: tuple[str, ...] = ()
 
 
 def _base_config(checkout: Path) -> BaseConfig:
@@ -148,11 +154,21 @@ _configs_lock = threading.Lock()
 
 
 def _base_config_at_head(checkout: Path) -> BaseConfig:
-    tracked = head_files(checkout, among=PYTEST_CONFIGS)
+    tracked = head_files(checkout)
+    config = BaseConfig(None, (), ())
     for name in PYTEST_CONFIGS:
         if name in tracked and _is_pytest_config(name, text := _head_text(checkout, name)):
-            return BaseConfig(name, *configured(name, text))
-    return BaseConfig(None, (), ())
+            config = BaseConfig(name, *configured(name, text))
+            break
+    return config._replace(test_folders=test_folders(tracked, collected_globs(config.python_files, config.addopts, "")))
+
+
+def test_folders(tracked: Iterable[str], tests: Sequence[str]) -> tuple[str, ...]:
+    """The folders named like test folders (TEST_FOLDERS) that hold a test file (tests: its globs) themselves. What
+    else they hold (an `__init__.py` pytest imports before the tests, the helpers the tests import, a module of the
+    code's name that the folder pytest puts first on sys.path would shadow) runs only under test."""
+    folders = {path.rpartition("/")[0] for path in tracked if matches_any(path.rpartition("/")[2], tests)}
+    return tuple(sorted(f for f in folders if f.rpartition("/")[2] in TEST_FOLDERS))
 
 
 def detached_commit(checkout: Path) -> tuple[Path, str] | None:

@@ -67,8 +67,8 @@ def test_an_honest_fix_beside_a_text_file_pytest_does_not_collect_passes(tmp_pat
 @pytest.mark.parametrize(
     "files,command,globs",
     [
-        ({}, PYTEST, ("test_*.py", "*_test.py", "test*.txt")),
-        ({}, f"{PYTEST} --doctest-glob '*.rst'", ("test_*.py", "*_test.py", "*.rst")),
+        ({}, PYTEST, ("test_*.py", "*_test.py", "test*.txt", "tests/**")),  # tests/ holds a test file: all of it
+        ({}, f"{PYTEST} --doctest-glob '*.rst'", ("test_*.py", "*_test.py", "*.rst", "tests/**")),
         (
             {"pyproject.toml": '[tool.pytest.ini_options]\npython_files = ["t_*.py"]\naddopts = "--doctest-glob=*.md"'},
             PYTEST,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from verify_helpers import CALC, FAST_ENV, PYTEST, TEST_CALC, Repo, make_repo
+from verify_helpers import CALC, FAST_ENV, FIXED_CALC, PYTEST, TEST_CALC, Repo, make_repo
 
 from db.lifecycle import Verdict
 from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
@@ -40,6 +40,40 @@ def verify(tmp_path: Path, repo: Repo, files: dict[str, str | None], spec: Verif
     baseline = run_baseline(repo.clone(tmp_path / "base"), spec, tmp_path / "base-reports")
     checkout = repo.clone(tmp_path / "checkout")
     return verify_diff(checkout, repo.diff(files), spec, baseline, tmp_path / "reports")
+
+
+def test_a_test_folders_init_that_patches_the_code_is_reverted_and_gamed(tmp_path: Path) -> None:
+    """A `test/` folder (not `tests/`) holding test files: its `__init__.py` runs before them, under test only."""
+    repo = repo_with(tmp_path, {"tests/test_calc.py": None, "test/test_calc.py": TEST_CALC})
+    result = verify(tmp_path, repo, {"test/__init__.py": PATCHING_INIT})
+    assert result.verdict is Verdict.GAMED, result.reasons
+    assert result.reasons[0].startswith(REVERTED + "test/__init__.py")
+
+
+def test_a_neutered_helper_beside_the_tests_is_reverted_and_gamed(tmp_path: Path) -> None:
+    repo = repo_with(
+        tmp_path, {"tests/test_calc.py": None, "testing/test_calc.py": CHECKED, "testing/helpers.py": HELPER}
+    )
+    result = verify(tmp_path, repo, {"testing/helpers.py": "def check(got, want):\n    pass\n"})
+    assert result.verdict is Verdict.GAMED, result.reasons
+    assert result.reasons[0].startswith(REVERTED + "testing/helpers.py")
+
+
+def test_a_fixed_copy_of_the_code_in_the_test_folder_is_reverted_and_gamed(tmp_path: Path) -> None:
+    """pytest puts a test file's folder first on sys.path: a `calc.py` there is what the tests import."""
+    repo = repo_with(tmp_path, {"tests/test_calc.py": None, "test/test_calc.py": TEST_CALC})
+    result = verify(tmp_path, repo, {"test/calc.py": FIXED_CALC})
+    assert result.verdict is Verdict.GAMED, result.reasons
+    assert result.reasons[0].startswith(REVERTED + "test/calc.py")
+
+
+def test_the_fix_passes_beside_a_test_folder_and_its_helpers(tmp_path: Path) -> None:
+    repo = repo_with(
+        tmp_path, {"tests/test_calc.py": None, "testing/test_calc.py": CHECKED, "testing/helpers.py": HELPER}
+    )
+    result = verify(tmp_path, repo, {"calc.py": FIXED_CALC})
+    assert result.verdict is Verdict.PASSED, result.reasons
+    assert result.reverted == [] and result.fail_to_pass == ["testing/test_calc.py::test_add"]
 
 
 def test_a_named_file_target_whose_failing_case_the_code_drops_is_failed(tmp_path: Path) -> None:
