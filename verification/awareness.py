@@ -24,6 +24,7 @@ from pathlib import Path
 from system import pyast
 from system.files import read_within
 from system.git import GitError, GitOutputTooLarge, checkout_git_bytes
+from verification.doctest_rebind import module_rebinds
 from verification.patch import unquote_path
 from verification.source_encoding import misread, python_text
 
@@ -268,8 +269,10 @@ class _Finder(ast.NodeVisitor):
             examples = doctest.DocTestParser().get_examples(text)
         except ValueError:  # not a doctest doctest would run
             return
-        for finding in aware_lines("\n".join(example.source for example in examples), "", set()):
-            self.found.append((node.lineno, f"runs a doctest that {finding.split(': ', 1)[1]}"))
+        code = "\n".join(example.source for example in examples)
+        findings = [finding.split(": ", 1)[1] for finding in aware_lines(code, "", set())]
+        for what in [*findings, *(what for _, what in module_rebinds(code))]:
+            self.found.append((node.lineno, f"runs a doctest that {what}"))
             self.spans[node.lineno] = max(self.spans.get(node.lineno, 0), node.end_lineno or node.lineno)
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
