@@ -28,6 +28,11 @@ AWARE = {
     "a function's code rebound": "def f():\n    pass\n\n\nf.__code__ = (lambda: None).__code__\n",
     "a function's code rebound through setattr": 'def f():\n    pass\n\n\nsetattr(f, "__code__", None)\n',
     "a doctest that rebinds a function's code": '"""Helpers.\n\n>>> import calc\n>>> calc.add.__code__ = None\n"""\n',
+    "a doctest that rebinds a module's function": '"""Add.\n\n>>> import calc as c\n>>> c.add = sum\n"""\n',
+    "a doctest that rebinds through setattr": '"""Add.\n\n>>> import calc\n>>> setattr(calc, "add", sum)\n"""\n',
+    "a doctest that deletes a module's name": '"""Add.\n\n>>> import calc\n>>> del calc.add\n"""\n',
+    "a doctest that writes a module's namespace": '"""A.\n\n>>> import calc\n>>> vars(calc).update(add=sum)\n"""\n',
+    "a doctest that patches a test module": '"""A.\n\n>>> from tests import test_calc as t\n>>> t.add = sum\n"""\n',
 }
 HONEST = {
     "a docstring that names the runner": '"""Run the tests with pytest."""\nimport os\nHOME = os.environ.get("HOME")\n',
@@ -38,6 +43,8 @@ HONEST = {
     "a function of the module's own named compile": "def compile(x):\n    return x\n\n\nY = compile(3)\n",
     "a garbage collection": "import gc\ngc.collect()\n",
     "a doctest that shows a call": '"""Add.\n\n>>> add(2, 3)\n5\n"""\n',
+    "a doctest that sets an object's attribute": '"""P.\n\n>>> import calc\n>>> p = calc.Point()\n>>> p.x = 3\n"""\n',
+    "a doctest that rebinds its own name": '"""Add.\n\n>>> import calc\n>>> calc = None\n"""\n',
     "a function's code read": "def f(a):\n    pass\n\n\nARGS = f.__code__.co_argcount\n",
 }
 
