@@ -10,7 +10,8 @@ from pathlib import Path
 from subprocess import TimeoutExpired
 from typing import TYPE_CHECKING
 
-from system.git import GitError, GitOutputTooLarge
+from system.files import copy_into
+from system.git import GitError, GitOutputTooLarge, checkout_git
 from verification.attributes import refuse_attribute_changes
 from verification.confined import prepare
 from verification.envcache import key_files_changed
@@ -90,3 +91,22 @@ def _to_protect(checkout: Path, changed: list[str], spec: VerifySpec, config: st
         pattern = PYPROJECT_PYTEST if config == "pyproject.toml" else config
         paths += protected_changes(checkout, [config], (pattern,))
     return sorted(set(paths))
+
+
+def add_hidden_tests(checkout: Path, hidden: Path | None) -> list[str]:
+    """Copy the hidden tests into checkout (a directory mirroring the repo, or a diff); return their paths."""
+    if hidden is None:
+        return []
+    if hidden.is_file():
+        text = hidden.read_text(encoding="utf-8")
+        names = checkout_git("apply", "--numstat", "-z", "-", cwd=checkout, input=text)
+        checkout_git("apply", "-", cwd=checkout, input=text)
+        return sorted(_numstat_names(names))
+    files = sorted(p for p in hidden.rglob("*") if p.is_file())
+    for source in files:  # never through a link: a diff's build script ran in the checkout before
+        copy_into(checkout, source.relative_to(hidden).as_posix(), source)
+    return [source.relative_to(hidden).as_posix() for source in files]
+
+
+def _numstat_names(out: str) -> set[str]:
+    return {entry.split("\t", 2)[2] for entry in out.split("\0") if entry.count("\t") >= 2}

@@ -25,8 +25,7 @@ from typing import Any
 
 from db.lifecycle import Verdict
 from db.spectypes import SetupNetwork
-from system.files import copy_into
-from system.git import GitError, checkout_git
+from system.git import GitError
 from system.globs import matches_any
 from verification.awareness import source_text
 from verification.canary import judge_canaries, run_with_canaries
@@ -43,6 +42,7 @@ from verification.digest import environment_feedback, feedback_digest, hidden_li
 from verification.envcache import DEFAULT_KEY_FILES, EnvCache
 from verification.environment import SetupEgress, SetupFailed
 from verification.flags import assertion_inputs, assertion_literals, scan_diff
+from verification.flaky import confirmed_flaky
 from verification.guards import feedback_refused, gamed_reasons, startup_refusals
 from verification.judge import Judgement, judge, under_test_only
 from verification.patch import PatchRefused
@@ -51,7 +51,7 @@ from verification.protect import (
     DEFAULT_PROTECT,
 )
 from verification.runner import TestRun
-from verification.staging import pinned_config, stage
+from verification.staging import add_hidden_tests, pinned_config, stage
 from verification.targets import also_fixed, credit_known
 
 HIDDEN_UNAPPLIED = "the hidden tests could not be added"
@@ -194,6 +194,8 @@ def verify_diff(
     rerun = rerun_suspects(checkout, spec, report_dir, cancelled, run, judgement, config)
     if rerun is not None:
         judgement = judge(baseline, run, targets, rerun=rerun)
+    if (confirmed := confirmed_flaky(checkout, diff, spec, report_dir, cancelled, judgement)) is not None:
+        judgement = judge(baseline, run, targets, rerun=confirmed)
     visible = visible_rerun(checkout, spec, report_dir, cancelled, judgement, rerun, config)
     if visible is not None and (aware := under_test_only(visible, judgement.still_failing)):
         judgement.verdict = Verdict.GAMED
@@ -283,21 +285,6 @@ def _untested(verdict: Verdict, reason: str, feedback: str) -> VerificationResul
     )
 
 
-def add_hidden_tests(checkout: Path, hidden: Path | None) -> list[str]:
-    """Copy the hidden tests into checkout (a directory mirroring the repo, or a diff); return their paths."""
-    if hidden is None:
-        return []
-    if hidden.is_file():
-        text = hidden.read_text(encoding="utf-8")
-        names = checkout_git("apply", "--numstat", "-z", "-", cwd=checkout, input=text)
-        checkout_git("apply", "-", cwd=checkout, input=text)
-        return sorted(_numstat_names(names))
-    files = sorted(p for p in hidden.rglob("*") if p.is_file())
-    for source in files:  # never through a link: a diff's build script ran in the checkout before
-        copy_into(checkout, source.relative_to(hidden).as_posix(), source)
-    return [source.relative_to(hidden).as_posix() for source in files]
-
-
 def hidden_names(hidden: Path | None) -> list[str]:
     """The repository paths of the hidden tests, without applying them (a folder's files, or a diff's targets)."""
     if hidden is None:
@@ -306,10 +293,6 @@ def hidden_names(hidden: Path | None) -> list[str]:
         lines = hidden.read_text(encoding="utf-8", errors="replace").splitlines()
         return sorted({line[6:] for line in lines if line.startswith("+++ b/")})
     return sorted(p.relative_to(hidden).as_posix() for p in hidden.rglob("*") if p.is_file())
-
-
-def _numstat_names(out: str) -> set[str]:
-    return {entry.split("\t", 2)[2] for entry in out.split("\0") if entry.count("\t") >= 2}
 
 
 def _apply_gamed_rule(judgement: Judgement, reverted: list[str]) -> None:

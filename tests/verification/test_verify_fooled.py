@@ -111,3 +111,13 @@ def test_a_doctest_that_calls_the_fixed_code_passes(tmp_path: Path) -> None:
     result = verify(tmp_path, repo, {"calc.py": FIXED_CALC + doctest})
     assert result.verdict is Verdict.PASSED, result.reasons
     assert result.reverted == [] and result.flags == []
+
+
+def test_a_regression_only_on_the_checkouts_first_run_is_not_flaky(tmp_path: Path) -> None:
+    """mul breaks until a file the first run leaves in the checkout exists: its rerun there passed, and the
+    regression was taken for a flaky test."""
+    warm = "import pathlib\n\nFIRST = not pathlib.Path('.warm').exists()\npathlib.Path('.warm').touch()\n\n\n"
+    first_only = warm + FIXED_CALC.replace("    return a * b", "    return a + b if FIRST else a * b")
+    result = verify(tmp_path, make_repo(tmp_path / "repo"), {"calc.py": first_only})
+    assert result.verdict is Verdict.FAILED and result.broken == ["tests/test_calc.py::test_mul"]
+    assert result.flaky == [] and not any("flaky" in flag for flag in result.flags)

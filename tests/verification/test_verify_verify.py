@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -154,13 +155,15 @@ def test_code_run_from_a_text_file_no_check_reads_is_gamed(base: tuple[Repo, Tes
 
 
 def test_a_flaky_break_is_rerun_and_reported(base: tuple[Repo, TestRun], tmp_path: Path) -> None:
-    marker = tmp_path / "checkout" / "ran-once"  # inside the checkout: writable even in a sandbox
+    """Flaky through state outside the checkout (a service, the clock): the run without a sandbox writes it there.
+    One that the checkout holds is the diff's first run breaking (tests/verification/test_verify_fooled.py)."""
+    marker = tmp_path / "ran-once"
     flaky = FIXED_CALC.replace(
         "    return a * b",
         f"    import pathlib\n    m = pathlib.Path({str(marker)!r})\n    if not m.exists():\n"
         "        m.write_text('x')\n        return 0\n    return a * b",
     )
-    result = verify(base, tmp_path, {"calc.py": flaky})
+    result = verify(base, tmp_path, {"calc.py": flaky}, replace(SPEC, sandbox=False))
     assert result.flaky == [MUL] and result.broken == []
     assert result.verdict is Verdict.PASSED and any("flaky" in flag for flag in result.flags)
 
