@@ -1,9 +1,10 @@
 """The files pytest collects tests from, as the base's configuration and the test command tell it.
 
-pytest collects its `python_files` (default `test_*.py`, `*_test.py`) and, as doctests, the files its
-`--doctest-glob` options name (default `test*.txt`). A file a diff adds or changes that pytest would collect is a
-test file whatever the protect patterns say: a `test.txt` doctest at the root runs in the test session before the
-tests and can rebind the code under test (`calc.add.__code__ = ...`) so the target passes while the code stays wrong.
+pytest collects its `python_files` (default `test_*.py`, `*_test.py`), any Python file its command line names, and,
+as doctests, the files its `--doctest-glob` options name (default `test*.txt`). A file a diff adds or changes that
+pytest would collect is a test file whatever the protect patterns say: a `test.txt` doctest at the root runs in the
+test session before the tests and can rebind the code under test (`calc.add.__code__ = ...`) so the target passes
+while the code stays wrong.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ DOCTEST_FILES = ("test*.txt",)  # pytest's --doctest-glob when no option names o
 ANY_MODULE = "module.py"
 INI_SECTIONS = {"pytest.ini": "pytest", ".pytest.ini": "pytest", "tox.ini": "pytest", "setup.cfg": "tool:pytest"}
 DOCTEST_OPTION = "--doctest-glob"
+DOCTEST_MODULES = "--doctest-modules"
 
 
 def configured(name: str | None, text: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -32,9 +34,19 @@ def configured(name: str | None, text: str | None) -> tuple[tuple[str, ...], tup
 def collected_globs(python_files: Sequence[str], addopts: Sequence[str], command: str) -> tuple[str, ...]:
     """The globs of the files pytest collects tests from: python_files (but one that matches any module), and the
     doctest globs the addopts and the command name (pytest's defaults for either when none is given)."""
-    doctest = _doctest_globs([*addopts, *_split(command)])
+    words = [*addopts, *_split(command)]
     modules = [glob for glob in python_files or PYTHON_FILES if not fnmatch.fnmatchcase(ANY_MODULE, glob)]
-    return (*modules, *(doctest or DOCTEST_FILES))
+    return (*modules, *(_doctest_globs(words) or DOCTEST_FILES), *named_modules(words))
+
+
+def named_modules(words: Sequence[str]) -> list[str]:
+    """The Python files the command line names (`pytest checks.py`, `checks.py::test_add`): pytest collects tests
+    from a file named so whatever its python_files say. None under --doctest-modules, where a named module is the
+    code whose doctests run."""
+    if DOCTEST_MODULES in words:
+        return []
+    paths = [word.split("::", 1)[0].removeprefix("./") for word in words if not word.startswith("-")]
+    return sorted({path for path in paths if path.endswith(".py") and not path.startswith("/")})
 
 
 def _options(name: str | None, text: str | None) -> dict[str, object]:

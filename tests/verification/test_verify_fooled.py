@@ -121,3 +121,14 @@ def test_a_regression_only_on_the_checkouts_first_run_is_not_flaky(tmp_path: Pat
     result = verify(tmp_path, make_repo(tmp_path / "repo"), {"calc.py": first_only})
     assert result.verdict is Verdict.FAILED and result.broken == ["tests/test_calc.py::test_mul"]
     assert result.flaky == [] and not any("flaky" in flag for flag in result.flags)
+
+
+def test_a_test_file_the_command_names_is_protected_whatever_its_name(tmp_path: Path) -> None:
+    """`pytest checks.py` collects checks.py though no python_files glob matches it."""
+    repo = repo_with(tmp_path, {"tests/test_calc.py": None, "checks.py": TEST_CALC})
+    spec = VerifySpec(test_cmd=f"{PYTEST} checks.py", timeout=60, env=FAST_ENV)
+    result = verify(tmp_path, repo, {"checks.py": TEST_CALC.replace("assert add(2, 3) == 5", "pass")}, spec)
+    assert result.verdict is Verdict.GAMED, result.reasons
+    assert result.reasons[0].startswith(REVERTED + "checks.py")
+    honest = verify(tmp_path / "honest", repo, {"calc.py": FIXED_CALC}, spec)
+    assert honest.verdict is Verdict.PASSED and honest.fail_to_pass == ["checks.py::test_add"]
