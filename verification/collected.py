@@ -26,15 +26,18 @@ DOCTEST_MODULES = "--doctest-modules"
 
 
 def configured(name: str | None, text: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(python_files, addopts words) of a pytest configuration file's text (empty when it sets them not)."""
+    """(python_files, arguments) of a pytest configuration file's text (empty when it sets them not): the arguments
+    are the words of its addopts, then of its testpaths, which pytest reads as its command line's."""
     options = _options(name, text)
-    return _words(options.get("python_files")), _words(options.get("addopts"))
+    arguments = (*_words(options.get("addopts")), *_words(options.get("testpaths")))
+    return _words(options.get("python_files")), arguments
 
 
-def collected_globs(python_files: Sequence[str], addopts: Sequence[str], command: str) -> tuple[str, ...]:
+def collected_globs(python_files: Sequence[str], arguments: Sequence[str], command: str) -> tuple[str, ...]:
     """The globs of the files pytest collects tests from: python_files (but one that matches any module), and the
-    doctest globs the addopts and the command name (pytest's defaults for either when none is given)."""
-    words = [*addopts, *_split(command)]
+    doctest globs the configuration's arguments and the command name (pytest's defaults for either when none is
+    given), and the Python files they name."""
+    words = [*arguments, *_split(command)]
     modules = [glob for glob in python_files or PYTHON_FILES if not fnmatch.fnmatchcase(ANY_MODULE, glob)]
     return (*modules, *(_doctest_globs(words) or DOCTEST_FILES), *named_modules(words))
 

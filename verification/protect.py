@@ -118,7 +118,7 @@ def collected_file_globs(checkout: Path, command: str) -> tuple[str, ...]:
     test file, whatever the protect patterns say."""
     config = _base_config(checkout)
     folders = tuple(f"{folder}/**" for folder in config.test_folders)  # a `*` in a name over-protects, never less
-    return (*collected_globs(config.python_files, config.addopts, command), *folders)
+    return (*collected_globs(config.python_files, config.arguments, command), *folders)
 
 
 class BaseConfig(NamedTuple):
@@ -127,7 +127,7 @@ class BaseConfig(NamedTuple):
 
     name: str | None
     python_files: tuple[str, ...]
-    addopts: tuple[str, ...]
+    arguments: tuple[str, ...]  # its addopts and testpaths, words of pytest's command line
     test_folders: tuple[str, ...] = ()
 
 
@@ -160,7 +160,9 @@ def _base_config_at_head(checkout: Path) -> BaseConfig:
         if name in tracked and _is_pytest_config(name, text := _head_text(checkout, name)):
             config = BaseConfig(name, *configured(name, text))
             break
-    return config._replace(test_folders=test_folders(tracked, collected_globs(config.python_files, config.addopts, "")))
+    return config._replace(
+        test_folders=test_folders(tracked, collected_globs(config.python_files, config.arguments, ""))
+    )
 
 
 def test_folders(tracked: Iterable[str], tests: Sequence[str]) -> tuple[str, ...]:

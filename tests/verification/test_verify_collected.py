@@ -77,9 +77,9 @@ def test_an_honest_fix_beside_a_text_file_pytest_does_not_collect_passes(tmp_pat
         ({"setup.cfg": "[tool:pytest]\npython_files = spec_*.py\n"}, PYTEST, ("spec_*.py", "test*.txt")),
         ({"pytest.ini": "[pytest]\npython_files = *.py check_*.py\n"}, PYTEST, ("check_*.py", "test*.txt")),
         (
-            {"pytest.ini": "[pytest]\npython_files = check_*.py\naddopts = extra/more.py\n"},
+            {"pytest.ini": "[pytest]\npython_files = check_*.py\naddopts = extra/more.py\ntestpaths = t.py\n"},
             f"{PYTEST} ./checks.py sub/x.py::test_a -k add",
-            ("check_*.py", "test*.txt", "checks.py", "extra/more.py", "sub/x.py"),
+            ("check_*.py", "test*.txt", "checks.py", "extra/more.py", "sub/x.py", "t.py"),
         ),
         ({}, f"{PYTEST} --doctest-modules calc.py", ("test_*.py", "*_test.py", "test*.txt", "tests/**")),
     ],
