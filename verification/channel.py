@@ -40,6 +40,7 @@ class Channel:
     outcomes: dict[str, str] = field(default_factory=dict)
     last: str | None = None
     collected: int | None = field(default=None, compare=False)  # how many tests were to run (not stored)
+    files: set[str] = field(default_factory=set, compare=False)  # the files tests and conftests came from (not stored)
 
     def to_json(self) -> dict[str, object]:
         last = {} if self.last is None else {"last": self.last}  # a baseline's: a verified run's is withdrawn
@@ -84,6 +85,8 @@ def read(handle: IO[bytes]) -> Channel:
                 channel.sessions += 1
             elif message.get("event") == "test":
                 _merge(channel.outcomes, str(message.get("id")), str(message.get("outcome")))
+            elif message.get("event") == "file":
+                channel.files.add(str(message.get("path")))
             elif message.get("event") == "collected":
                 channel.last = str(message.get("last"))
                 count = message.get("count")
@@ -116,3 +119,39 @@ def disagreement(channel: Channel | None, results: Mapping[str, TestResult]) -> 
     if reported > passed:
         return f"the test report lists {reported} passed tests but Fleet's plugin saw {passed} pass"
     return None
+
+
+def written_since(checkout: Path, files: set[str], started_ns: int) -> list[str]:
+    """The files of checkout that pytest collected from (files: their paths, as the plugin saw them) which were
+    written, or removed, after started_ns: the code under test made them while the tests ran, so neither the
+    restore of the protected files nor any check of the diff saw them. The kernel sets a file's ctime; nothing
+    in the sandbox can set it back."""
+    made = []
+    for path in sorted(files):
+        relative = _inside(Path(path), checkout)
+        if relative is None:  # outside the checkout: the environment's
+            continue
+        try:
+            changed = os.lstat(path).st_ctime_ns >= started_ns
+        except OSError:
+            changed = True  # collected, then removed before the run ended
+        if changed:
+            made.append(relative.as_posix())
+    return made
+
+
+def _inside(path: Path, checkout: Path) -> Path | None:
+    for root in (checkout, checkout.resolve()):  # pytest names files from the real working folder
+        with contextlib.suppress(ValueError):
+            return path.relative_to(root)
+    return None
+
+
+def made_during(written: list[str]) -> str | None:
+    """Why a run that collected tests or conftests the code under test wrote while it ran is not trusted."""
+    if not written:
+        return None
+    return (
+        f"the test run collected {', '.join(written[:5])}, which the code under test wrote while the tests ran: "
+        "tests and conftest.py files come from the base commit and the diff, checked before the run"
+    )

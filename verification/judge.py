@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from difflib import get_close_matches
 
 from db.lifecycle import Verdict
-from verification.channel import disagreement
+from verification.channel import disagreement, made_during
 from verification.report import Outcome, TestResult
 from verification.runner import TestRun, pytest_summary
 
@@ -42,7 +42,7 @@ def judge(
     if early is not None:
         return early
     runs = [run for run in (candidate, rerun) if run is not None]
-    forged = [reason for run in runs if (reason := report_disagrees(run) or channel_disagrees(run))]
+    forged = [reason for run in runs if (reason := untrusted_report(run))]
     if forged:
         return verdict_only(Verdict.GAMED, forged[0])
     return _compare(baseline, candidate, list(targets) or baseline.failures, rerun)
@@ -96,7 +96,13 @@ def untrusted(run: TestRun) -> str | None:
     code says otherwise (a step after the tests, a type check or a lint, failed)."""
     if run.expects_report and not run.report_found:
         return " ".join([f"{NO_REPORT} (exit code {run.exit_code})", *_report_error(run)])
-    return report_disagrees(run) or channel_disagrees(run) or next(iter(_exit_mismatch(run)), None)
+    return untrusted_report(run) or next(iter(_exit_mismatch(run)), None)
+
+
+def untrusted_report(run: TestRun) -> str | None:
+    """Why run's results are not pytest's own on the checkout as it was staged: a report rewritten, or tests and
+    conftests the code under test wrote while they ran."""
+    return report_disagrees(run) or channel_disagrees(run) or made_during(run.written)
 
 
 def channel_disagrees(run: TestRun) -> str | None:

@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ class TestRun:
     report_error: str | None = None
     warnings: list[str] = field(default_factory=list)
     channel: Channel | None = None  # what Fleet's pytest plugin saw (None: the command was not given one)
+    written: list[str] = field(default_factory=list)  # files pytest collected that the run itself wrote
 
     @property
     def failures(self) -> list[str]:
@@ -130,6 +132,7 @@ def run_tests(
     argv = [*wrapper, "/bin/sh", "-c", command]
     if "pytest" in command:  # not for other runners: `python manage.py test` needs its script's folder
         run_env["PYTHONSAFEPATH"] = "1"
+    started_ns = time.time_ns()
     with results_channel.opened() as (fd, handle):
         run_env[results_channel.FD_VAR] = str(fd)
         if show_runner:  # Fleet's plugin then leaves the runner's variables visible to the code under test
@@ -146,6 +149,7 @@ def run_tests(
         seen = results_channel.read(handle)
     run = _collect(proc, command, timeout, report_dir, checkout)
     run.channel = seen
+    run.written = results_channel.written_since(checkout, seen.files, started_ns)
     if dropped := withheld(env_names, granted_names):
         run.warnings.append(withheld_line("test_env", dropped))
     return run

@@ -60,6 +60,19 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
         _send({"event": "test", "id": report.nodeid, "when": "collect", "outcome": "failed"})
 
 
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    """Each file pytest collects from: one the code under test wrote while the tests ran is Fleet's to refuse."""
+    if isinstance(collector, pytest.File):
+        _send({"event": "file", "path": str(collector.path)})
+
+
+def pytest_plugin_registered(plugin: object) -> None:
+    """Each conftest.py pytest loads, for the same reason."""
+    path = getattr(plugin, "__file__", None)
+    if isinstance(path, str) and os.path.basename(path) == "conftest.py":
+        _send({"event": "file", "path": path})
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The test collected last, once every plugin and conftest has ordered and selected the tests."""
     last = session.items[-1].nodeid if session.items else ""
