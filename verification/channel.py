@@ -40,7 +40,8 @@ class Channel:
     outcomes: dict[str, str] = field(default_factory=dict)
     last: str | None = None
     collected: int | None = field(default=None, compare=False)  # how many tests were to run (not stored)
-    files: set[str] = field(default_factory=set, compare=False)  # the files tests and conftests came from (not stored)
+    # The files tests and conftests came from, each with its ctime when pytest read it (None: unknown); not stored.
+    files: dict[str, int | None] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict[str, object]:
         last = {} if self.last is None else {"last": self.last}  # a baseline's: a verified run's is withdrawn
@@ -86,7 +87,8 @@ def read(handle: IO[bytes]) -> Channel:
             elif message.get("event") == "test":
                 _merge(channel.outcomes, str(message.get("id")), str(message.get("outcome")))
             elif message.get("event") == "file":
-                channel.files.add(str(message.get("path")))
+                ctime = message.get("ctime_ns")
+                channel.files[str(message.get("path"))] = ctime if isinstance(ctime, int) else None
             elif message.get("event") == "collected":
                 channel.last = str(message.get("last"))
                 count = message.get("count")
@@ -121,21 +123,16 @@ def disagreement(channel: Channel | None, results: Mapping[str, TestResult]) -> 
     return None
 
 
-def written_since(checkout: Path, files: set[str], started_ns: int) -> list[str]:
-    """The files of checkout that pytest collected from (files: their paths, as the plugin saw them) which were
-    written, or removed, after started_ns: the code under test made them while the tests ran, so neither the
-    restore of the protected files nor any check of the diff saw them. The kernel sets a file's ctime; nothing
-    in the sandbox can set it back."""
+def written_since(checkout: Path, files: Mapping[str, int | None], started_ns: int) -> list[str]:
+    """The files of checkout that pytest collected from (files: their paths and ctimes, as the plugin read them)
+    which were written after started_ns and before pytest read them: the code under test made them while the
+    tests ran, so neither the restore of the protected files nor any check of the diff saw them. The kernel sets
+    a file's ctime; nothing in the sandbox can set it back. What the run wrote after pytest read a file changed
+    nothing pytest ran."""
     made = []
-    for path in sorted(files):
+    for path, ctime in sorted(files.items()):
         relative = _inside(Path(path), checkout)
-        if relative is None:  # outside the checkout: the environment's
-            continue
-        try:
-            changed = os.lstat(path).st_ctime_ns >= started_ns
-        except OSError:
-            changed = True  # collected, then removed before the run ended
-        if changed:
+        if relative is not None and (ctime is None or ctime >= started_ns):  # outside: the environment's
             made.append(relative.as_posix())
     return made
 

@@ -90,8 +90,9 @@ def test_a_shadowed_plugin_dependency_is_gamed(ini: Project) -> None:
 
 
 def test_a_standard_library_module_in_a_test_folder_is_gamed(ini: Project) -> None:
+    """testing/ holds iniconfig's tests: all of it is protected, so the module is removed before anything runs."""
     edits = (new_file("testing/xml/__init__.py", "# pytest's junitxml imports xml.etree\n"),)
-    assert_gamed(ini, edits, "shadowed module", "testing/xml/__init__.py", "standard library")
+    assert_gamed(ini, edits, "the diff changed protected test files or test settings", "testing/xml/__init__.py")
 
 
 def test_a_standard_library_module_at_the_root_is_gamed(six: Project) -> None:

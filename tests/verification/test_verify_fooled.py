@@ -158,6 +158,13 @@ def test_a_test_module_the_code_writes_while_the_tests_run_is_gamed(tmp_path: Pa
     assert result.reasons[0].startswith("the test run collected tests/unit/test_0.py, which the code under test wrote")
 
 
+def test_a_test_file_the_code_rewrites_before_pytest_reads_it_is_gamed(tmp_path: Path) -> None:
+    repo = repo_with(tmp_path, LATER_FOLDER)
+    result = verify(tmp_path, repo, {"calc.py": CALC + writing("test_x.py", "def test_add():\n    pass\n")})
+    assert result.verdict is Verdict.GAMED, result.reasons
+    assert result.reasons[0].startswith("the test run collected tests/unit/test_x.py, which the code under test")
+
+
 def test_a_conftest_the_code_writes_while_the_tests_run_is_gamed(tmp_path: Path) -> None:
     """Its hooks apply to the folder's tests: this one passes the target's report whatever its test did."""
     hook = (

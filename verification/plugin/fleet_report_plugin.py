@@ -23,6 +23,7 @@ SHOW_VAR = "FLEET_SHOW_RUNNER"  # set by Fleet for the run that compares: the ru
 # Fleet's variables for other runners; pytest is told where to write through its options instead.
 HIDDEN_FROM_PROJECT = (FD_VAR, SHOW_VAR, "FLEET_JUNIT_XML", "FLEET_REPORT_DIR", "PYTHONSAFEPATH")
 RUNNER_PREFIX = "PYTEST_"  # PYTEST_CURRENT_TEST, PYTEST_VERSION, PYTEST_ADDOPTS: read by pytest, not by tests
+_lstat = os.lstat  # bound before any project code runs, which could rebind the module's
 _channel: list[int] = []
 _shown: list[bool] = []
 
@@ -61,16 +62,25 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
 
 
 def pytest_collectstart(collector: pytest.Collector) -> None:
-    """Each file pytest collects from: one the code under test wrote while the tests ran is Fleet's to refuse."""
+    """Each file pytest collects from, with its ctime as pytest reads it: one the code under test wrote while the
+    tests ran (a ctime after the run started, which only the kernel sets) is Fleet's to refuse."""
     if isinstance(collector, pytest.File):
-        _send({"event": "file", "path": str(collector.path)})
+        _send_file(str(collector.path))
 
 
 def pytest_plugin_registered(plugin: object) -> None:
     """Each conftest.py pytest loads, for the same reason."""
     path = getattr(plugin, "__file__", None)
     if isinstance(path, str) and os.path.basename(path) == "conftest.py":
-        _send({"event": "file", "path": path})
+        _send_file(path)
+
+
+def _send_file(path: str) -> None:
+    try:
+        ctime: int | None = _lstat(path).st_ctime_ns
+    except OSError:
+        ctime = None
+    _send({"event": "file", "path": path, "ctime_ns": ctime})
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
