@@ -42,7 +42,7 @@ def judge(
     if early is not None:
         return early
     runs = [run for run in (candidate, rerun) if run is not None]
-    forged = [reason for run in runs if (reason := untrusted_report(run))]
+    forged = [reason for run in runs if (reason := untrusted_report(run, baseline))]
     if forged:
         return verdict_only(Verdict.GAMED, forged[0])
     return _compare(baseline, candidate, list(targets) or baseline.failures, rerun)
@@ -90,19 +90,22 @@ def report_disagrees(run: TestRun) -> str | None:
     )
 
 
-def untrusted(run: TestRun) -> str | None:
-    """Why run's outcome cannot be read from its report alone (a merge build's, judged with no baseline): the
-    report it was to write is missing, disagrees with pytest's summary or Fleet's plugin, or the command's exit
-    code says otherwise (a step after the tests, a type check or a lint, failed)."""
+def untrusted(run: TestRun, baseline: TestRun | None) -> str | None:
+    """Why run's outcome cannot be read from its report alone (a merge build's, judged with no baseline but the one
+    its entry was verified against, if any): the report it was to write is missing, disagrees with pytest's summary
+    or Fleet's plugin, or the command's exit code says otherwise (a step after the tests, a type check or a lint,
+    failed)."""
     if run.expects_report and not run.report_found:
         return " ".join([f"{NO_REPORT} (exit code {run.exit_code})", *_report_error(run)])
-    return untrusted_report(run) or next(iter(_exit_mismatch(run)), None)
+    return untrusted_report(run, baseline) or next(iter(_exit_mismatch(run)), None)
 
 
-def untrusted_report(run: TestRun) -> str | None:
+def untrusted_report(run: TestRun, baseline: TestRun | None) -> str | None:
     """Why run's results are not pytest's own on the checkout as it was staged: a report rewritten, or tests and
-    conftests the code under test wrote while they ran."""
-    return report_disagrees(run) or channel_disagrees(run) or made_during(run.written)
+    conftests the code under test wrote while they ran. What the base's own run wrote as it ran (a suite that
+    generates test modules from data) is the repository's doing; without a baseline, what is written is not known."""
+    written = [path for path in run.written if baseline is not None and path not in baseline.written]
+    return report_disagrees(run) or channel_disagrees(run) or made_during(written)
 
 
 def channel_disagrees(run: TestRun) -> str | None:

@@ -28,8 +28,9 @@ from verification.report import Outcome, ReportError, TestResult, parse_junit
 
 JUNIT_NAME = "junit.xml"
 # Raised whenever how tests are run changes what a run reports (safe path, plugin, channel, the setup before the
-# hidden tests), so cached baselines taken the old way are not compared with new runs.
-RUNNER_REVISION = 3
+# hidden tests, the test files a run wrote as it ran), so cached baselines taken the old way are not compared with
+# new runs.
+RUNNER_REVISION = 4
 # Variables from the caller's environment that would change how pytest reads its configuration or results.
 _DROPPED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_CURRENT_TEST", "PYTEST_VERSION")
 # The only variables that reach the code under test from the worker, besides the repository's `test_env`
@@ -61,7 +62,7 @@ class TestRun:
     report_error: str | None = None
     warnings: list[str] = field(default_factory=list)
     channel: Channel | None = None  # what Fleet's pytest plugin saw (None: the command was not given one)
-    written: list[str] = field(default_factory=list)  # files pytest collected that the run itself wrote
+    written: list[str] = field(default_factory=list)  # files pytest collected that the run itself wrote (stored)
 
     @property
     def failures(self) -> list[str]:
@@ -83,6 +84,7 @@ class TestRun:
             "report_error": self.report_error,
             "warnings": list(self.warnings),
             "channel": self.channel.to_json() if self.channel is not None else None,
+            "written": list(self.written),
         }
 
     @classmethod
@@ -101,6 +103,7 @@ class TestRun:
             report_error=d.get("report_error"),
             warnings=list(d.get("warnings", [])),
             channel=Channel.from_json(d.get("channel")),
+            written=list(d.get("written", [])),
         )
 
 

@@ -166,7 +166,7 @@ def _run(rt: WorkerRuntime, job: Job, entry_id: int, build: str, chain: Chain, c
         return Verdict(False, [], rewritten)
     if failures:
         return Verdict(False, failures, f"{len(failures)} test(s) fail: " + ", ".join(failures[:5]), suspects)
-    if problem := untrusted(run):
+    if problem := untrusted(run, verified):
         return Verdict(False, [], problem)
     return Verdict(True, [], f"{len(run.results)} test(s) pass")
 

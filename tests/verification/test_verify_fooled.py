@@ -4,11 +4,13 @@ git checkouts and real pytest runs."""
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 from verify_helpers import CALC, FAST_ENV, FIXED_CALC, PYTEST, TEST_CALC, Repo, make_repo
 
 from db.lifecycle import Verdict
+from verification.runner import TestRun
 from verification.verify import VerificationResult, VerifySpec, run_baseline, verify_diff
 
 SPEC = VerifySpec(test_cmd=PYTEST, timeout=60, env=FAST_ENV)
@@ -181,3 +183,31 @@ def test_a_fix_whose_code_writes_a_data_file_while_the_tests_run_passes(tmp_path
     repo = repo_with(tmp_path, LATER_FOLDER)
     result = verify(tmp_path, repo, {"calc.py": FIXED_CALC + writing("data.json", "{}")})
     assert result.verdict is Verdict.PASSED, result.reasons
+
+
+# A suite whose own conftest writes a test module as each session starts (tests generated from data): the base's run
+# writes it too, so it is the repository's doing, not the diff's.
+GENERATING: dict[str, str | None] = {
+    "tests/conftest.py": (
+        "import pathlib\n\n\ndef pytest_sessionstart(session):\n"
+        "    made = pathlib.Path(__file__).parent / 'generated'\n    made.mkdir(exist_ok=True)\n"
+        "    (made / 'test_made.py').write_text('def test_made():\\n    assert True\\n')\n"
+    ),
+}
+
+
+def test_a_fix_in_a_suite_that_generates_its_tests_as_it_runs_passes(tmp_path: Path) -> None:
+    """The baseline read back as the worker stores it, in the database."""
+    repo = repo_with(tmp_path, GENERATING)
+    baseline = run_baseline(repo.clone(tmp_path / "base"), SPEC, tmp_path / "base-reports")
+    stored = TestRun.from_json(json.loads(json.dumps(baseline.to_json())))
+    checkout = repo.clone(tmp_path / "checkout")
+    result = verify_diff(checkout, repo.diff({"calc.py": FIXED_CALC}), SPEC, stored, tmp_path / "reports")
+    assert result.verdict is Verdict.PASSED, result.reasons
+
+
+def test_a_test_module_the_code_writes_beside_generated_ones_is_gamed(tmp_path: Path) -> None:
+    repo = repo_with(tmp_path, GENERATING | LATER_FOLDER)
+    result = verify(tmp_path, repo, {"calc.py": CALC + writing("test_0.py", PATCHING_INIT)})
+    assert result.verdict is Verdict.GAMED, result.reasons
+    assert result.reasons[0].startswith("the test run collected tests/unit/test_0.py, which the code under test wrote")
