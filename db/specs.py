@@ -36,6 +36,7 @@ from db.spectypes import (
     HostPort,
     Label,
     Login,
+    ModelName,
     ModelPrice,
     PathText,
     SetupNetwork,
@@ -131,7 +132,7 @@ class RepoSettings(Spec):
     agent_network: Literal["", "none", "on"] = Field(
         default="", description="none or on: may sandboxed agents use the network."
     )
-    agent_model: AgentName = Field(
+    agent_model: ModelName = Field(
         default="", description="The model this repo's agents use unless a ticket names one."
     )
     agent_args: list[Arg] = Field(
@@ -285,7 +286,7 @@ class TicketSpec(Spec):
     until: Literal["first", "all"] = Field(
         default="all", description="With several runs: 'first' stops the others at the first pass."
     )
-    model: AgentName = Field(default="", description="The model the agent should use.")
+    model: ModelName = Field(default="", description="The model the agent should use.")
     agent_args: list[Arg] = Field(
         default_factory=list, max_length=100, description="An extra argument for the agent (repeatable)."
     )

@@ -18,6 +18,9 @@ TOKEN_NAME = r"^$|^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"
 BRANCH = r"^$|^[A-Za-z0-9_][A-Za-z0-9._/-]*$"  # no leading dash: never read as an option
 FORGE_REPO = r"^$|^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
 LOGIN = r"^[A-Za-z0-9][A-Za-z0-9-]*(?:\[bot\])?$"
+# An agent's command line gets `--model NAME`: a name starting with '-' would be read as an option of the agent's
+# own (gemini's `--model --yolo` turns off its approval of commands), which only an admin's agent_args may give.
+MODEL = r"^$|^[^-]"
 PATTERN_NAMES = {
     VARIABLE: "a variable name",
     MODEL_PRICE: "MODEL=INPUT/OUTPUT[/CACHED] in USD per million tokens (gpt-4o=2.5/10/1.25)",
@@ -26,6 +29,7 @@ PATTERN_NAMES = {
     BRANCH: "a branch name",
     FORGE_REPO: "OWNER/NAME",
     LOGIN: "a forge user name",
+    MODEL: "a model name (one never starts with '-')",
 }
 STORED = "stored"  # the validation context of settings read back from the database
 # Stored beside a repository's settings, by setting (test_env, agent_env): the names shaped like a secret's that an
@@ -49,6 +53,7 @@ Variable = Annotated[str, StringConstraints(pattern=VARIABLE)]
 HostPort = Annotated[str, StringConstraints(max_length=300, pattern=HOST_PORT)]
 ModelPrice = Annotated[str, StringConstraints(max_length=300, pattern=MODEL_PRICE)]
 AgentName = Annotated[str, StringConstraints(max_length=200)]
+ModelName = Annotated[str, StringConstraints(max_length=200, pattern=MODEL)]
 Branch = Annotated[str, StringConstraints(max_length=200, pattern=BRANCH)]
 Url = Annotated[str, StringConstraints(max_length=2000)]
 
