@@ -40,11 +40,13 @@ WIDENS: dict[str, Callable[[Any], bool]] = {
     "agent_network": lambda network: network == "on",
     "agent_hosts": _any,
     # Where Fleet sends its credentials and the repository's work: a push to `remote` carries FLEET_GIT_TOKEN, the
-    # forge's API FLEET_GITHUB_TOKEN; whose comments reach agents; where notices go; what a call costs the budget.
+    # forge's API FLEET_GITHUB_TOKEN; whose comments, and whose issues (any author's, once labelled, as an issue
+    # template labels them), reach agents; where notices go; what a call costs the budget.
     "remote": _any,
     "forge_url": _any,
     "forge_repo": _any,
     "feedback_users": _any,
+    "import_label": _any,
     "notify_url": _any,
     "model_prices": _any,
 }

@@ -49,6 +49,8 @@ WIDENING: list[tuple[str, str, dict[str, Any]]] = [
      {"forge_url": "https://evil.example/api"}),
     ('forge_repo = "eve/shop"', "--forge-repo eve/shop", {"forge_repo": "eve/shop"}),
     ('feedback_users = ["eve"]', "--feedback-user eve", {"feedback_users": ["eve"]}),
+    # Whose words become tickets: every open issue with the label, which an issue template gives any author's.
+    ('import_label = "bug"', "--import-label bug", {"import_label": "bug"}),
     ('notify_url = "https://evil.example/hook"', "--notify-url https://evil.example/hook",
      {"notify_url": "https://evil.example/hook"}),
     ('model_prices = ["gpt-5=0/0"]', "--model-price gpt-5=0/0", {"model_prices": ["gpt-5=0/0"]}),
