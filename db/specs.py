@@ -42,21 +42,11 @@ from db.spectypes import (
     SetupNetwork,
     Url,
     Variable,
+    holding_nul,
     meant_field,
+    plural_names,
     shown_value,
 )
-
-
-def plural_names(data: Mapping[str, Any], singular: Mapping[str, str]) -> dict[str, Any]:
-    """Fields with the options' singular names (one value or a list) under the spec's plural ones."""
-    merged = dict(data)
-    for one, many in singular.items():
-        if one in merged:
-            if many in merged:
-                raise ValueError(f"give {one} or {many}, not both")
-            value = merged.pop(one)
-            merged[many] = [value] if isinstance(value, str) else value
-    return merged
 
 
 class Spec(BaseModel):
@@ -72,6 +62,12 @@ class Spec(BaseModel):
     @classmethod
     def _singular_names(cls, data: Any) -> Any:
         return plural_names(data, cls.SINGULAR) if isinstance(data, Mapping) and cls.SINGULAR else data
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> Spec:
+        if name := holding_nul(dict(self)):
+            raise ValueError(f"{name}: holds a NUL character, which no text Fleet keeps may hold")
+        return self
 
 
 REPEATABLE_SETTINGS = (

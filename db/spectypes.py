@@ -82,6 +82,27 @@ def meant_field(error: ValidationError, model: type[BaseModel]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def plural_names(data: Mapping[str, Any], singular: Mapping[str, str]) -> dict[str, Any]:
+    """Fields with the options' singular names (one value or a list) under the spec's plural ones."""
+    merged = dict(data)
+    for one, many in singular.items():
+        if one in merged:
+            if many in merged:
+                raise ValueError(f"give {one} or {many}, not both")
+            value = merged.pop(one)
+            merged[many] = [value] if isinstance(value, str) else value
+    return merged
+
+
+def holding_nul(fields: Mapping[str, Any]) -> str:
+    """The first field whose text (or one of its texts) holds a NUL, else "": PostgreSQL's text holds none, so a
+    name or a test id with one was a server error rather than a line."""
+    for name, value in fields.items():
+        if any(isinstance(text, str) and "\x00" in text for text in (value if isinstance(value, list) else [value])):
+            return name
+    return ""
+
+
 def shown_value(value: Any) -> str:
     """A refused value as an error line quotes it: a collection by its size, a long text cut, a password never."""
     if isinstance(value, list | tuple | dict):

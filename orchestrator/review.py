@@ -274,6 +274,8 @@ def reject(
 ) -> Decision:
     """Record the rejection of a candidate (the best by default); with feedback, its run gets a new attempt with
     the reviewer's words. The rejected diff is never a candidate again."""
+    if "\x00" in feedback:  # PostgreSQL's text holds none: it was a server error, from the web's forms and API
+        raise FleetError("the feedback holds a NUL character, which no text Fleet keeps may hold")
     with db.session() as s:
         ticket, candidate = _reviewable(s, ticket_id, TicketStatus.REJECTED, "reject", choice)
         if feedback.strip():

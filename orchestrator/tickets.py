@@ -19,7 +19,8 @@ from db.engine import Database
 from db.lifecycle import TicketStatus, sources
 from db.models import Repo, Ticket
 from db.policy import NewTicket
-from db.specs import SpecError, TicketSpec, parse, plural_names
+from db.specs import SpecError, TicketSpec, parse
+from db.spectypes import plural_names
 from orchestrator.dispatch import AgentRule
 from orchestrator.errors import FleetError, Unrunnable
 from orchestrator.sources import BaseRefs
