@@ -58,11 +58,11 @@ def apply(
             return None  # an attempt is already at work on earlier feedback; later words wait for its PR update
         approved = queries.last_approval(s, ticket_id)
         found = [a for run in ticket.runs for a in run.attempts if approved and a.id == approved.attempt_id]
-        if not found:
+        if not found or approved is None:
             return None
         attempt = found[0]  # the attempt the PR's branch holds
         allowed = {user.lower() for user in RepoSettings.from_stored(ticket.repo.settings).feedback_users}
-        said = [(r, w) for r in remarks if (w := words_of(r, allowed)) is not None]
+        said = [(r, w) for r in remarks if (w := words_of(r, allowed)) is not None and _on(r, approved.commit_sha)]
         fresh = [f"{_who(r)}\n{w}" for r, w in said if queries.first_sight(s, ticket.repo_id, r.key, ticket_id)]
         if not fresh:
             return None
@@ -85,6 +85,13 @@ def apply(
         new_id = new.id
     dispatcher.kick(db, settings)
     return new_id
+
+
+def _on(remark: Remark, head: str | None) -> bool:
+    """A check speaks of the commit it ran on: only one of the PR's head is feedback. GitHub lists a check of an
+    earlier commit of the branch with the PR too (its webhook's `pull_requests`), and such a check, ending after the
+    PR was updated, would reopen the run with what an older diff did."""
+    return remark.kind != "check" or (bool(head) and remark.sha == head)
 
 
 def _who(remark: Remark) -> str:

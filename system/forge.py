@@ -40,6 +40,7 @@ class Remark:
     text: str
     path: str = ""
     line: int = 0
+    sha: str = ""  # the commit a check ran on
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ class GitHubForge:
         if head_sha:
             for run in self._pages(self.gh.rest.checks.list_for_ref, head_sha):
                 if run.get("conclusion") in FAILED_CHECKS:
-                    found.append(_check(run))
+                    found.append(_check(run, head_sha))
         return found
 
     def issues(self, label: str) -> list[Issue]:
@@ -121,11 +121,11 @@ def _comment(c: dict[str, Any], kind: str) -> Remark:
     return Remark(key, kind, _login(c), str(c.get("body") or ""), str(c.get("path") or ""), int(c.get("line") or 0))
 
 
-def _check(run: dict[str, Any]) -> Remark:
+def _check(run: dict[str, Any], sha: str) -> Remark:
     output = run.get("output") or {}
     words = [f"The check {run.get('name', '')!r} ended {run.get('conclusion')}."]
     words += [str(output[k]) for k in ("title", "summary", "text") if output.get(k)]
-    return Remark(f"check:{run['id']}", "check", "", "\n".join(words))
+    return Remark(f"check:{run['id']}", "check", "", "\n".join(words), sha=sha)
 
 
 def _message(text: str) -> str:
@@ -155,5 +155,9 @@ def webhook_remarks(event: str, payload: dict[str, Any]) -> tuple[str, list[int]
         return repo, [int(payload["pull_request"]["number"])], [remark]
     run = payload.get("check_run") or {}
     if event == "check_run" and action == "completed" and run.get("conclusion") in FAILED_CHECKS:
-        return repo, [int(p["number"]) for p in run.get("pull_requests") or []], [_check(run)]
+        return (
+            repo,
+            [int(p["number"]) for p in run.get("pull_requests") or []],
+            [_check(run, str(run.get("head_sha") or ""))],
+        )
     return repo, [], []

@@ -123,3 +123,34 @@ def test_each_event_gives_the_same_keys_the_poll_does() -> None:
     )
     issue = {"action": "created", "repository": repo, "issue": {"number": 1}, "comment": line}  # an issue, not a PR
     assert webhook_remarks("issue_comment", issue)[2] == []
+
+
+def _check_run(number: int, run_id: int, sha: str) -> dict[str, Any]:
+    run = {"id": run_id, "name": "ci", "conclusion": "failure", "head_sha": sha, "pull_requests": [{"number": number}]}
+    return {"action": "completed", "repository": {"full_name": "acme/shop"}, "check_run": run | {"output": {}}}
+
+
+@pytest.mark.slow  # a real `fleet up`: agents, verification, delivery
+def test_a_failed_check_of_an_earlier_commit_of_the_branch_reopens_nothing(
+    fleet_with_forge: Fleet, git_server: GitServer, forge: ScriptedForge
+) -> None:
+    """GitHub lists a check of any commit of the PR's branch with the PR (`pull_requests`): one of a commit the PR
+    no longer holds, ending after an update, is no feedback on what it holds now; one of its head is."""
+    from fastapi.testclient import TestClient
+
+    from orchestrator.web.app import create_app
+
+    fleet = fleet_with_forge
+    pr_repo(fleet, git_server, forge)
+    decision = approved_ticket(fleet, "fix-add")
+    [pull] = forge.pulls.values()
+    settings = settings_of(fleet)
+    client = TestClient(create_app(settings, lambda s: StubDispatcher()), base_url="https://localhost")
+    secret = settings.webhook_secret.get_secret_value()
+    for number, (sha, delivery) in enumerate([("0" * 40, "c-1"), ("", "c-2")], start=100):
+        body, headers = _signed(secret, _check_run(pull["number"], number, sha), "check_run", delivery)
+        assert client.post("/api/hooks/github", content=body, headers=headers).json()["attempts"] == []
+    assert fleet.json("show", str(decision["id"]))["status"] == "approved"
+    body, headers = _signed(secret, _check_run(pull["number"], 102, decision["commit"]), "check_run", "c-3")
+    assert len(client.post("/api/hooks/github", content=body, headers=headers).json()["attempts"]) == 1
+    assert fleet.json("show", str(decision["id"]))["status"] == "queued"
