@@ -12,7 +12,7 @@ from db.lifecycle import TicketStatus, Verdict
 from db.models import Attempt, Ticket
 from db.specs import RepoSettings
 from orchestrator import delivering, delivery, demo_model, views
-from orchestrator.errors import FleetError
+from orchestrator.errors import FleetError, InvalidInput
 from system import commit_text
 from system.credentials import shown_url
 from system.settings import Settings
@@ -275,7 +275,7 @@ def reject(
     """Record the rejection of a candidate (the best by default); with feedback, its run gets a new attempt with
     the reviewer's words. The rejected diff is never a candidate again."""
     if "\x00" in feedback:  # PostgreSQL's text holds none: it was a server error, from the web's forms and API
-        raise FleetError("the feedback holds a NUL character, which no text Fleet keeps may hold")
+        raise InvalidInput("the feedback holds a NUL character, which no text Fleet keeps may hold")
     with db.session() as s:
         ticket, candidate = _reviewable(s, ticket_id, TicketStatus.REJECTED, "reject", choice)
         if feedback.strip():

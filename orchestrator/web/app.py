@@ -19,7 +19,7 @@ from db.migrate import upgrade
 from db.queries import AlreadyExists, NotFound
 from db.specs import explain_errors
 from orchestrator.dispatch import DispatcherFactory, LazyDispatcher
-from orchestrator.errors import FleetError
+from orchestrator.errors import FleetError, InvalidInput
 from orchestrator.web import api, apidocs, events, hooks, leaderboard, metrics, pages, queues, raw
 from orchestrator.web.auth import Forbidden, NotAuthenticated, signed_in
 from orchestrator.web.state import WebState, load_session_key
@@ -114,6 +114,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
     async def status_for(request: Request, exc: Exception) -> Response:
         status = {Forbidden: 403, NotFound: 404, AlreadyExists: 409, IllegalTransition: 409, FleetError: 409}
+        status |= {InvalidInput: 422}  # a value out of bounds, as a request's field is
         return _error(request, status[type(exc)], str(exc))
 
     async def invalid(request: Request, exc: Exception) -> Response:
@@ -131,7 +132,7 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotAuthenticated, not_authenticated)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(OverflowError, out_of_range)  # SQLite takes integers of 64 bits, a URL any
-    for exc_type in (Forbidden, NotFound, AlreadyExists, IllegalTransition, FleetError):
+    for exc_type in (Forbidden, NotFound, AlreadyExists, IllegalTransition, FleetError, InvalidInput):
         app.add_exception_handler(exc_type, status_for)
 
 

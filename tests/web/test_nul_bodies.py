@@ -61,11 +61,11 @@ def test_a_nul_in_a_reviewers_feedback_is_one_line_and_the_ticket_still_waits(we
     api = web_on_postgres.client().post(
         f"/api/tickets/{ticket}/reject", json={"feedback": "simpler\x00"}, headers=web_on_postgres.headers("reviewer")
     )
-    assert (api.status_code, api.json()) == (409, {"detail": f"the feedback {HOLDS_NUL}"})
+    assert (api.status_code, api.json()) == (422, {"detail": f"the feedback {HOLDS_NUL}"})
     client = login(web_on_postgres, "reviewer")
     form = {"csrf": csrf_of(client), "comment_path": "calc.py\x00", "comment_line": "1", "comment_text": "no"}
     page = client.post(f"/tickets/{ticket}/reject", data=form)
-    assert page.status_code == 409 and f"the feedback {HOLDS_NUL}" in page.text
+    assert page.status_code == 422 and f"the feedback {HOLDS_NUL}" in page.text
     shown = web_on_postgres.client().get(f"/api/tickets/{ticket}", headers=web_on_postgres.headers("viewer"))
     assert shown.json()["status"] == "needs_review"
 
