@@ -60,8 +60,9 @@ TOO_DEEP = "nests expressions deeper than the check can read (a thousand levels)
 WATCHED = {"os", "sys", "inspect", "traceback", "posix", "importlib", "gc", "runpy", "marshal", "builtins"}
 
 
-def aware_lines(source: str, path: str, lines: set[int]) -> list[str]:
-    """Findings (`path:line: what`) in source on the given line numbers (all lines when empty)."""
+def aware_lines(source: str, path: str, lines: set[int], doctests_run: bool = True) -> list[str]:
+    """Findings (`path:line: what`) in source on the given line numbers (all lines when empty); doctests_run: the
+    test command runs modules' doctests (`--doctest-modules`), where one that changes a module it imports matters."""
     try:
         tree = pyast.parse(source)
     except SyntaxError:
@@ -71,7 +72,7 @@ def aware_lines(source: str, path: str, lines: set[int]) -> list[str]:
     for parent in ast.walk(tree):
         for child in ast.iter_child_nodes(parent):
             child._fleet_parent = parent  # type: ignore[attr-defined]
-    finder = _Finder(_bound_names(tree))
+    finder = _Finder(_bound_names(tree), doctests_run)
     try:
         finder.visit(tree)
     except RecursionError:
@@ -104,7 +105,9 @@ def added_lines(diff: str) -> dict[str, set[int]]:
     return added
 
 
-def test_aware(checkout: Path, diff: str, is_test: Iterable[str], staged: bool = False) -> list[str]:
+def test_aware(
+    checkout: Path, diff: str, is_test: Iterable[str], staged: bool = False, doctests_run: bool = True
+) -> list[str]:
     """Findings in the lines the diff adds to its non-test Python files (is_test: the paths to skip). staged: each
     file is read as the diff left it, from the checkout's index, where code that ran in the checkout since (a diff's
     build script, which could move or pad the diff's lines) never reaches."""
@@ -121,7 +124,7 @@ def test_aware(checkout: Path, diff: str, is_test: Iterable[str], staged: bool =
                 f"{path}:1: declares the source encoding {encoding}, in which Python reads other code than the diff "
                 "shows (a reviewer reads UTF-8): write the file in UTF-8"
             )
-        found += aware_lines(python_text(data), path, lines)
+        found += aware_lines(python_text(data), path, lines, doctests_run)
     return found
 
 
@@ -176,8 +179,9 @@ def _bound_names(tree: ast.Module) -> set[str]:
 
 
 class _Finder(ast.NodeVisitor):
-    def __init__(self, bound: set[str]) -> None:
+    def __init__(self, bound: set[str], doctests_run: bool) -> None:
         self.found: list[tuple[int, str]] = []
+        self.doctests_run = doctests_run
         self.aliases: dict[str, tuple[str, ...]] = {}  # local name -> (module,) or (module, attribute)
         self.bound = bound
         self.spans: dict[int, int] = {}  # a finding's line -> the last line of the string it is in
@@ -247,7 +251,7 @@ class _Finder(ast.NodeVisitor):
         if text is None:
             self.found.append((node.lineno, "runs code from text no check reads (exec/eval/compile): write it as code"))
             return
-        for finding in aware_lines(text, "", set()):
+        for finding in aware_lines(text, "", set(), self.doctests_run):
             self.found.append((node.lineno, f"runs code from a string that {finding.split(': ', 1)[1]}"))
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
@@ -270,8 +274,9 @@ class _Finder(ast.NodeVisitor):
         except ValueError:  # not a doctest doctest would run
             return
         code = "\n".join(example.source for example in examples)
-        findings = [finding.split(": ", 1)[1] for finding in aware_lines(code, "", set())]
-        for what in [*findings, *(what for _, what in module_rebinds(code))]:
+        findings = [finding.split(": ", 1)[1] for finding in aware_lines(code, "", set(), self.doctests_run)]
+        rebinds = [what for _, what in module_rebinds(code)] if self.doctests_run else []
+        for what in [*findings, *rebinds]:
             self.found.append((node.lineno, f"runs a doctest that {what}"))
             self.spans[node.lineno] = max(self.spans.get(node.lineno, 0), node.end_lineno or node.lineno)
 

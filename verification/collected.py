@@ -42,6 +42,11 @@ def collected_globs(python_files: Sequence[str], arguments: Sequence[str], comma
     return (*modules, *(_doctest_globs(words) or DOCTEST_FILES), *named_modules(words))
 
 
+def runs_doctest_modules(arguments: Sequence[str], command: str) -> bool:
+    """True when the configuration's arguments or the command run modules' doctests (`--doctest-modules`)."""
+    return DOCTEST_MODULES in [*arguments, *_split(command)]
+
+
 def named_modules(words: Sequence[str]) -> list[str]:
     """The Python files the command line names (`pytest checks.py`, `checks.py::test_add`): pytest collects tests
     from a file named so whatever its python_files say. None under --doctest-modules, where a named module is the

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from system.globs import matches_any
 from verification.awareness import AWARE_RULE, added_lines, test_aware
+from verification.protect import doctest_modules_run
 from verification.shadow import SHADOW_RULE, shadowing, startup_reason
 
 AWARE_HINT = (
@@ -32,7 +33,7 @@ def gamed_reasons(
     in checkout since it was applied."""
     reasons = [f"{SHADOW_RULE}: {reason}" for reason in shadowing(checkout, changed, command, env)]
     tests = [path for path in changed if matches_any(path, protect)]
-    found = test_aware(checkout, diff, tests, staged=set_up)
+    found = test_aware(checkout, diff, tests, staged=set_up, doctests_run=doctest_modules_run(checkout, command))
     if found:
         reasons += [f"{AWARE_RULE}: {finding}" for finding in found[:10]]
         reasons.append(f"{AWARE_RULE}: {AWARE_HINT}")

@@ -15,7 +15,7 @@ from typing import NamedTuple
 from system.files import link_on_the_way, read_regular
 from system.git import GitError, checkout_git
 from system.globs import matches_any
-from verification.collected import collected_globs, configured
+from verification.collected import collected_globs, configured, runs_doctest_modules
 
 MAX_CONFIG_BYTES = 4 * 2**20  # a configuration file read to compare its pytest table
 # Not a path: stands for the pytest and coverage tables of any pyproject.toml (the rest of that file is the project's).
@@ -119,6 +119,11 @@ def collected_file_globs(checkout: Path, command: str) -> tuple[str, ...]:
     config = _base_config(checkout)
     folders = tuple(f"{folder}/**" for folder in config.test_folders)  # a `*` in a name over-protects, never less
     return (*collected_globs(config.python_files, config.arguments, command), *folders)
+
+
+def doctest_modules_run(checkout: Path, command: str) -> bool:
+    """True when pytest, pinned to the base's configuration, runs modules' doctests with this command."""
+    return runs_doctest_modules(_base_config(checkout).arguments, command)
 
 
 class BaseConfig(NamedTuple):

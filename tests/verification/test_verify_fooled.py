@@ -107,6 +107,14 @@ def test_a_doctest_that_rebinds_the_code_under_test_is_gamed(tmp_path: Path) -> 
     assert "calc.py:10: runs a doctest that changes a module it imports (test_calc.add)" in result.reasons[0]
 
 
+def test_a_doctest_that_sets_a_module_setting_passes_where_doctests_do_not_run(tmp_path: Path) -> None:
+    """Without --doctest-modules no doctest runs, and an example that sets a module's setting is documentation."""
+    examples = ">>> import calc\n    >>> calc.PRECISION = 2\n    >>> calc.add(2, 3)\n    5"
+    doctest = f'\n\nPRECISION = 0\n\n\ndef _examples():\n    """\n    {examples}\n    """\n'
+    result = verify(tmp_path, make_repo(tmp_path / "repo"), {"calc.py": FIXED_CALC + doctest})
+    assert result.verdict is Verdict.PASSED, result.reasons
+
+
 def test_a_doctest_that_calls_the_fixed_code_passes(tmp_path: Path) -> None:
     repo = repo_with(tmp_path, {"pytest.ini": DOCTESTS})
     examples = ">>> import calc\n    >>> total = calc.add(2, 3)\n    >>> total\n    5"
