@@ -28,3 +28,18 @@ def processes_with(marker: str) -> list[str]:
         if marker in text:
             found.append(text)
     return found
+
+
+def verified_then_queued(fleet: Fleet, diffs: dict[str, str], *options: str) -> list[str]:
+    """A ticket per title of diffs (its agent command), each verified alone and then queued for the merge queue in
+    that order, and a `fleet up` that drains the queue: the tickets' ids."""
+    tickets = []
+    for title, command in diffs.items():
+        [ticket] = fleet.submit("--repo", "shop", "--title", title, "--body", title, "--agent-cmd", command, *options)
+        tickets.append(str(ticket["id"]))
+    fleet.up()
+    assert [fleet.json("show", t)["status"] for t in tickets] == ["needs_review"] * len(tickets)
+    for ticket in tickets:
+        fleet.run("merge", "enqueue", ticket)
+    fleet.up()
+    return tickets

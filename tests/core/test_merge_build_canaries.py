@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tests.conftest import Fleet
 from tests.core import merge_repo as mr
+from tests.core.conftest import verified_then_queued
 from workers.agents.scripted import SAMPLE_TEST_CMD
 
 # Makes every test pass (reaching `_pytest.python` by its rot13 name), but only where flag_a.py is beside it.
@@ -35,15 +36,7 @@ def test_a_merge_build_whose_code_rewrites_test_results_ejects_its_entry_naming_
     fleet.run("repo", "add", "shop", str(bare), "--test-cmd", SAMPLE_TEST_CMD, "--allow-test-edits",
               "--merge-slots", "1")  # fmt: skip
     flag_b = ("flag_b.py", GAMES_WITH_FLAG_A.replace("\n", "\\n"), *mr.module("flag_b", 1)[2:])
-    tickets = []
-    for name, files in (("flag_a", mr.module("flag_a", 1)), ("flag_b", flag_b)):
-        [ticket] = fleet.submit("--repo", "shop", "--title", name, "--body", name, "--agent-cmd", mr.put(*files))
-        tickets.append(str(ticket["id"]))
-    fleet.up()
-    assert [fleet.json("show", t)["status"] for t in tickets] == ["needs_review", "needs_review"]
-    for ticket in tickets:
-        fleet.run("merge", "enqueue", ticket)
-    fleet.up()
+    tickets = verified_then_queued(fleet, {"flag_a": mr.put(*mr.module("flag_a", 1)), "flag_b": mr.put(*flag_b)})
 
     landed = mr.commits_after(bare, start)
     assert len(landed) == 1 and mr.git("ls-tree", "--name-only", landed[0], "flag_b.py", cwd=bare) == ""

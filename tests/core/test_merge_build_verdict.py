@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.conftest import Fleet
 from tests.core import merge_repo as mr
+from tests.core.conftest import verified_then_queued
 from tests.core.test_merge_queue import running, wait_for
 from workers.agents.scripted import SAMPLE_TEST_CMD
 from workers.merge_build import MOST_BUILD_ERRORS
@@ -23,16 +24,7 @@ def test_a_test_command_failing_after_its_tests_fails_the_merge_build(fleet: Fle
     start = mr.git("rev-parse", "main", cwd=bare).strip()
     fleet.run("repo", "add", "shop", str(bare), "--test-cmd", f"{SAMPLE_TEST_CMD} && python3 check.py",
               "--allow-test-edits", "--merge-slots", "1")  # fmt: skip
-    tickets = []
-    for name in ("flag_a", "flag_b"):
-        [ticket] = fleet.submit("--repo", "shop", "--title", name, "--body", name, "--agent-cmd",
-                                mr.put(*mr.module(name, 1)))  # fmt: skip
-        tickets.append(str(ticket["id"]))
-    fleet.up()
-    assert [fleet.json("show", t)["status"] for t in tickets] == ["needs_review", "needs_review"]
-    for ticket in tickets:
-        fleet.run("merge", "enqueue", ticket)
-    fleet.up()
+    tickets = verified_then_queued(fleet, {name: mr.put(*mr.module(name, 1)) for name in ("flag_a", "flag_b")})
 
     landed = mr.commits_after(bare, start)
     assert len(landed) == 1  # the first; the second's build fails check.py on top of it

@@ -8,6 +8,7 @@ from pathlib import Path
 from db.models import Attempt, Review
 from tests.conftest import Fleet
 from tests.core import merge_repo as mr
+from tests.core.conftest import verified_then_queued
 from workers.agents.scripted import SAMPLE_TEST_CMD
 
 HIDDEN_NAME = "test_the_parts_stay_under_three"
@@ -39,16 +40,8 @@ def _ejected_second_part(fleet: Fleet, *options: str, extra: dict[str, str] | No
     bare, _ = mr.make_target(fleet.tmp, extra=extra)
     fleet.run("repo", "add", "shop", str(bare), "--test-cmd", SAMPLE_TEST_CMD, "--allow-test-edits",
               "--merge-slots", "1", *options)  # fmt: skip
-    tickets = []
-    for name in ("part_a", "part_b"):
-        [ticket] = fleet.submit("--repo", "shop", "--title", name, "--body", name, "--agent-cmd",
-                                mr.put(*mr.module(name, 2)), "--attempts", "1")  # fmt: skip
-        tickets.append(int(ticket["id"]))
-    fleet.up()
-    assert [fleet.json("show", str(t))["status"] for t in tickets] == ["needs_review", "needs_review"]
-    for ticket in tickets:
-        fleet.run("merge", "enqueue", str(ticket))
-    fleet.up()
+    parts = {name: mr.put(*mr.module(name, 2)) for name in ("part_a", "part_b")}
+    tickets = [int(ticket) for ticket in verified_then_queued(fleet, parts, "--attempts", "1")]
 
     recent = {e["ticket"]: e for e in fleet.json("merge", "status")["recent"]}
     assert recent[tickets[0]]["status"] == "merged" and recent[tickets[1]]["status"] == "ejected"
